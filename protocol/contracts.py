@@ -1,0 +1,124 @@
+"""Job contracts and usage receipts: the two-party-signed documents the ledger escrows and settles.
+
+A contract's hash is ``sha256`` of its canonical terms; both parties sign
+``sign_bytes(chain_id, "contract", terms)``, so a contract is valid only with both signatures over
+the same canonical bytes. A receipt names the contract by hash and is signed under the
+``"receipt"`` domain by the provider and, normally, countersigned by the requester.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from protocol.crypto import PUBLIC_KEY_LEN, PrivateKey, address_of, verify
+from protocol.encoding import Record, sign_bytes
+from protocol.errors import ProtocolError
+
+HASH_LEN = 32
+CONTRACT_DOMAIN = "contract"
+RECEIPT_DOMAIN = "receipt"
+
+
+class ContractFormatError(ProtocolError):
+    """A contract or receipt whose fields are out of range."""
+
+    code = 4001
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ContractFormatError(message)
+
+
+def _is_uint(value: int) -> bool:
+    return type(value) is int and 0 <= value < 2**63
+
+
+@dataclass(frozen=True, slots=True)
+class ContractTerms(Record):
+    """What both parties agree to. ``max_cost`` is what the requester locks in escrow."""
+
+    chain_id: str
+    requester: bytes  # Ed25519 public key
+    provider: bytes  # Ed25519 public key
+    job_hash: bytes  # sha256 of the canonical job spec
+    gpu_uuids: tuple[str, ...]
+    price_per_gpu_second: int
+    max_gpu_seconds: int
+    collateral: int
+    deadline_height: int
+    salt: bytes  # makes every contract unique, even for identical jobs
+
+    def __post_init__(self) -> None:
+        _check(len(self.requester) == PUBLIC_KEY_LEN, "contract.requester: a 32-byte public key")
+        _check(len(self.provider) == PUBLIC_KEY_LEN, "contract.provider: a 32-byte public key")
+        _check(self.requester != self.provider, "contract.provider: must differ from the requester")
+        _check(len(self.job_hash) == HASH_LEN, "contract.job_hash: a 32-byte hash")
+        _check(0 < len(self.gpu_uuids) <= 64, "contract.gpu_uuids: between 1 and 64 GPUs")
+        _check(len(set(self.gpu_uuids)) == len(self.gpu_uuids), "contract.gpu_uuids: duplicates")
+        _check(_is_uint(self.price_per_gpu_second), "contract.price_per_gpu_second: out of range")
+        _check(
+            _is_uint(self.max_gpu_seconds) and self.max_gpu_seconds > 0,
+            "contract.max_gpu_seconds: positive",
+        )
+        _check(_is_uint(self.max_cost), "contract.max_cost: price x GPU-seconds overflows")
+        _check(_is_uint(self.collateral), "contract.collateral: out of range")
+        _check(_is_uint(self.deadline_height), "contract.deadline_height: out of range")
+        _check(0 < len(self.salt) <= 32, "contract.salt: 1 to 32 bytes")
+
+    @property
+    def max_cost(self) -> int:
+        return self.price_per_gpu_second * self.max_gpu_seconds
+
+    @property
+    def requester_address(self) -> bytes:
+        return address_of(self.requester)
+
+    @property
+    def provider_address(self) -> bytes:
+        return address_of(self.provider)
+
+    def contract_hash(self) -> bytes:
+        return hashlib.sha256(self.encode()).digest()
+
+    def sign(self, key: PrivateKey) -> bytes:
+        return key.sign(sign_bytes(self.chain_id, CONTRACT_DOMAIN, self.encode()))
+
+    def verify(self, public_key: bytes, signature: bytes) -> bool:
+        return verify(public_key, signature, sign_bytes(self.chain_id, CONTRACT_DOMAIN, self.encode()))
+
+
+@dataclass(frozen=True, slots=True)
+class SignedContract(Record):
+    terms: ContractTerms
+    requester_sig: bytes
+    provider_sig: bytes
+
+    def is_fully_signed(self) -> bool:
+        return self.terms.verify(self.terms.requester, self.requester_sig) and self.terms.verify(
+            self.terms.provider, self.provider_sig
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReceipt(Record):
+    """What the provider metered. Settlement pays ``min(gpu_seconds * price, max_cost)``."""
+
+    chain_id: str
+    contract_hash: bytes
+    gpu_seconds: int
+    exit_status: int
+    output_hash: bytes
+
+    def __post_init__(self) -> None:
+        _check(len(self.contract_hash) == HASH_LEN, "receipt.contract_hash: a 32-byte hash")
+        _check(_is_uint(self.gpu_seconds), "receipt.gpu_seconds: out of range")
+        _check(-(2**31) <= self.exit_status < 2**31, "receipt.exit_status: out of range")
+        _check(len(self.output_hash) == HASH_LEN, "receipt.output_hash: a 32-byte hash")
+
+    def sign(self, key: PrivateKey) -> bytes:
+        return key.sign(sign_bytes(self.chain_id, RECEIPT_DOMAIN, self.encode()))
+
+    def verify(self, public_key: bytes, signature: bytes) -> bool:
+        return verify(public_key, signature, sign_bytes(self.chain_id, RECEIPT_DOMAIN, self.encode()))

@@ -1,0 +1,227 @@
+"""Applying blocks: begin-block (slashing, unbonding releases), transactions, end-block
+(issuance, fees, rewards, epoch payouts to providers, governance tallies).
+
+A block is valid only if every transaction in it applies; ``apply_block`` is atomic, so an
+invalid block leaves the state exactly as it was. Proposers use :func:`select_txs` to keep only
+the candidates that apply, in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from protocol import economics
+from protocol.ledger import bank, escrow, gov, staking
+from protocol.ledger.errors import BadBlockHeight, LedgerError, UnknownTxKind
+from protocol.ledger.state import LedgerState
+from protocol.ledger.tx import (
+    GovPropose,
+    GovVote,
+    OpenEscrow,
+    Refund,
+    Settle,
+    Stake,
+    Transfer,
+    Tx,
+    Unstake,
+    decode_tx,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Misbehaviour:
+    """A validator offence proven by verified evidence (supplied by consensus)."""
+
+    validator: bytes
+    kind: str = "double_sign"
+    height: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BlockContext:
+    height: int
+    proposer: bytes
+    #: Validators whose precommits are in the parent's commit certificate (rewarded).
+    signers: tuple[bytes, ...] = ()
+    misbehaviour: tuple[Misbehaviour, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BlockResult:
+    height: int
+    state_hash: bytes
+    tx_hashes: tuple[bytes, ...]
+    fees: int
+    minted: int
+    burned: int
+    validator_rewards: tuple[tuple[bytes, int], ...]
+    provider_rewards: tuple[tuple[bytes, int], ...]
+    closed_proposals: tuple[int, ...]
+
+
+def _dispatch(state: LedgerState, tx: Tx, height: int) -> None:
+    msg = tx.msg
+    if isinstance(msg, Transfer):
+        bank.transfer(state, tx, msg)
+    elif isinstance(msg, Stake):
+        staking.stake(state, tx, msg)
+    elif isinstance(msg, Unstake):
+        staking.unstake(state, tx, msg, height)
+    elif isinstance(msg, OpenEscrow):
+        escrow.open_escrow(state, tx, msg, height)
+    elif isinstance(msg, Settle):
+        escrow.settle(state, tx, msg)
+    elif isinstance(msg, Refund):
+        escrow.refund(state, tx, msg, height)
+    elif isinstance(msg, GovPropose):
+        gov.propose(state, tx, msg, height)
+    elif isinstance(msg, GovVote):
+        gov.vote(state, tx, msg, height)
+    else:  # pragma: no cover - decode_tx only builds the kinds above
+        raise UnknownTxKind(f"no handler for {type(msg).__name__}")
+
+
+def apply_tx(state: LedgerState, tx: Tx | bytes, height: int, *, verify_signature: bool = True) -> Tx:
+    """Apply one transaction at block ``height``; atomic. Raises a LedgerError subclass."""
+    decoded = decode_tx(tx) if isinstance(tx, bytes) else tx
+    with state.journal.atomic():
+        bank.ante(state, decoded, verify_signature=verify_signature)
+        _dispatch(state, decoded, height)
+    return decoded
+
+
+class _Discard(Exception):
+    """Raised to roll back a dry run on purpose."""
+
+
+def check_tx(state: LedgerState, raw: bytes) -> Tx:
+    """Would ``raw`` apply on top of ``state`` in the next block? Mempool admission; changes nothing.
+
+    Raises the LedgerError the transaction would fail with.
+    """
+    decoded = decode_tx(raw)
+    try:
+        with state.journal.atomic():
+            apply_tx(state, decoded, state.height + 1)
+            raise _Discard
+    except _Discard:
+        pass
+    return decoded
+
+
+def _begin_block(state: LedgerState, ctx: BlockContext) -> None:
+    state.vars.set("height", ctx.height)
+    for offence in sorted(ctx.misbehaviour, key=lambda m: (m.validator, m.kind, m.height)):
+        if offence.kind == "double_sign" and offence.validator in state.validators:
+            staking.slash(state, offence.validator, state.params.double_sign_slash, tombstone=True)
+    staking.release_matured(state, ctx.height)
+
+
+def _end_block(
+    state: LedgerState, ctx: BlockContext
+) -> tuple[int, int, list[tuple[bytes, int]], list[tuple[bytes, int]], list[int]]:
+    params = state.params
+    fees = state.vars["fee_pool"]
+    state.vars.set("fee_pool", 0)
+    fee_burn, fee_to_validators = economics.split_fees(fees, params)
+    state.add("burned", fee_burn)
+
+    supply = state.total_supply()
+    inflation = economics.next_inflation(state.vars["inflation"], state.vars["total_bonded"], supply, params)
+    state.vars.set("inflation", inflation)
+    provision = economics.block_provision(supply, inflation, params)
+    state.add("minted", provision)
+    split = economics.split_issuance(provision, params)
+    state.add("community_pool", split.community)
+    state.add("provider_pool", split.providers)
+
+    active = state.validator_set()
+    signers = set(ctx.signers)
+    rewarded = [(v.address, v.power) for v in active if v.address in signers] or [
+        (v.address, v.power) for v in active
+    ]
+    validator_rewards, dust = economics.pro_rata(split.validators + fee_to_validators, rewarded)
+    for address, reward in validator_rewards:
+        state.credit(address, reward)
+    state.add("community_pool", dust)
+
+    provider_rewards: list[tuple[bytes, int]] = []
+    if ctx.height % params.epoch_length == 0 and len(state.epoch_work):
+        work = state.epoch_work.sorted_items()
+        provider_rewards, dust = economics.pro_rata(state.vars["provider_pool"], work)
+        for address, reward in provider_rewards:
+            state.credit(address, reward)
+        state.vars.set("provider_pool", dust)
+        for address, _ in work:
+            state.epoch_work.delete(address)
+
+    closed = [p.id for p in gov.tally_ending(state, ctx.height)]
+    return provision, fee_burn, validator_rewards, provider_rewards, closed
+
+
+def apply_block(
+    state: LedgerState,
+    ctx: BlockContext,
+    txs: Sequence[bytes | Tx],
+    *,
+    verified: Callable[[Tx], bool] | None = None,
+) -> BlockResult:
+    """Apply a block in place; atomic. Raises BadBlockHeight or the first transaction's
+    LedgerError (with ``tx_index`` set), and then the state is unchanged.
+
+    ``verified(tx)`` may report a signature already checked (by the mempool) to skip re-checking.
+    """
+    if ctx.height != state.height + 1:
+        raise BadBlockHeight(f"block height {ctx.height} does not follow {state.height}")
+    burned_before = state.vars["burned"]
+    tx_hashes = []
+    with state.journal.atomic():
+        _begin_block(state, ctx)
+        for index, raw in enumerate(txs):
+            try:
+                tx = decode_tx(raw) if isinstance(raw, bytes) else raw
+                skip_verify = verified is not None and verified(tx)
+                apply_tx(state, tx, ctx.height, verify_signature=not skip_verify)
+            except LedgerError as exc:
+                exc.tx_index = index
+                raise
+            tx_hashes.append(tx.hash)
+        fees_before_end = state.vars["fee_pool"]
+        minted, _, validator_rewards, provider_rewards, closed = _end_block(state, ctx)
+    return BlockResult(
+        height=ctx.height,
+        state_hash=state.state_hash(),
+        tx_hashes=tuple(tx_hashes),
+        fees=fees_before_end,
+        minted=minted,
+        burned=state.vars["burned"] - burned_before,
+        validator_rewards=tuple(validator_rewards),
+        provider_rewards=tuple(provider_rewards),
+        closed_proposals=tuple(closed),
+    )
+
+
+def select_txs(
+    state: LedgerState, ctx: BlockContext, candidates: Sequence[bytes], max_txs: int
+) -> list[bytes]:
+    """The candidates that apply in order on top of ``state`` for block ``ctx`` (proposers).
+
+    Dry run: the state is unchanged afterwards.
+    """
+    chosen: list[bytes] = []
+    try:
+        with state.journal.atomic():
+            _begin_block(state, ctx)
+            for raw in candidates:
+                if len(chosen) >= max_txs:
+                    break
+                try:
+                    apply_tx(state, raw, ctx.height)
+                except LedgerError:
+                    continue
+                chosen.append(raw)
+            raise _Discard
+    except _Discard:
+        pass
+    return chosen

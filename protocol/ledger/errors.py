@@ -1,0 +1,141 @@
+"""Ledger errors: one class per failure, each with a stable numeric code (2000-2999).
+
+Every ledger error means the transaction or block is invalid and the state is unchanged.
+"""
+
+from __future__ import annotations
+
+from protocol.errors import ProtocolError
+
+
+class LedgerError(ProtocolError):
+    code = 2000
+    #: Position of the offending transaction when raised from ``apply_block``.
+    tx_index: int | None = None
+
+
+# --- transaction envelope --------------------------------------------------------------------
+class MalformedTx(LedgerError):
+    code = 2001
+
+
+class WrongChainId(LedgerError):
+    code = 2002
+
+
+class BadSignature(LedgerError):
+    code = 2003
+
+
+class BadNonce(LedgerError):
+    code = 2004
+
+
+class FeeTooLow(LedgerError):
+    code = 2005
+
+
+class InsufficientFunds(LedgerError):
+    code = 2006
+
+
+class InvalidAmount(LedgerError):
+    code = 2007
+
+
+class UnknownTxKind(MalformedTx):
+    code = 2008
+
+
+# --- staking and slashing -------------------------------------------------------------------
+class InsufficientStake(LedgerError):
+    code = 2010
+
+
+class Tombstoned(LedgerError):
+    code = 2011
+
+
+class UnknownValidator(LedgerError):
+    code = 2012
+
+
+# --- escrow ---------------------------------------------------------------------------------
+class UnknownContract(LedgerError):
+    code = 2020
+
+
+class ContractExists(LedgerError):
+    code = 2021
+
+
+class ContractClosed(LedgerError):
+    """The contract was already settled or refunded (a double settle, a replayed refund)."""
+
+    code = 2022
+
+
+class RefundTooEarly(LedgerError):
+    code = 2023
+
+
+class NotAParty(LedgerError):
+    code = 2024
+
+
+class ContractExpired(LedgerError):
+    code = 2025
+
+
+class BadContractSignature(LedgerError):
+    code = 2026
+
+
+class ReceiptMismatch(LedgerError):
+    code = 2027
+
+
+# --- governance -----------------------------------------------------------------------------
+class UnknownParam(LedgerError):
+    code = 2030
+
+
+class InvalidParamValue(LedgerError):
+    code = 2031
+
+
+class DepositTooLow(LedgerError):
+    code = 2032
+
+
+class UnknownProposal(LedgerError):
+    code = 2033
+
+
+class VotingClosed(LedgerError):
+    code = 2034
+
+
+class NoVotingPower(LedgerError):
+    code = 2035
+
+
+class InvalidVoteOption(LedgerError):
+    code = 2036
+
+
+# --- blocks and genesis ---------------------------------------------------------------------
+class BadBlockHeight(LedgerError):
+    code = 2040
+
+
+class GenesisError(LedgerError):
+    """A genesis document is invalid; the message names the field."""
+
+    code = 2090
+
+
+class InvariantError(LedgerError):
+    """A supply or sign invariant does not hold: a bug in the ledger, never the user's fault."""
+
+    code = 2099

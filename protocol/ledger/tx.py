@@ -1,0 +1,201 @@
+"""Signed transactions: the envelope, its body, and one message record per transaction kind.
+
+Wire form (canonical msgpack)::
+
+    SignedTx = {"body": bytes, "public_key": bytes[32], "signature": bytes[64]}
+    body     = {"chain_id": str, "fee": int, "kind": str, "msg": {...}, "nonce": int}
+
+The signature covers ``sign_bytes(chain_id, "tx", body)``; the sender is the address of
+``public_key``. The body travels as bytes so verification needs no re-encoding, and the
+transaction hash is ``sha256`` of the whole envelope.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import ClassVar
+
+from protocol.contracts import SignedContract, UsageReceipt
+from protocol.crypto import ADDRESS_LEN, PUBLIC_KEY_LEN, SIGNATURE_LEN, PrivateKey, address_of, verify
+from protocol.encoding import DecodeError, Record, decode, encode, sign_bytes
+from protocol.ledger.errors import InvalidAmount, InvalidVoteOption, MalformedTx, UnknownTxKind
+
+TX_DOMAIN = "tx"
+MAX_TX_BYTES = 64 * 1024
+_MAX_AMOUNT = 2**63 - 1
+
+
+def _positive_amount(value: int, field: str) -> None:
+    if not 0 < value <= _MAX_AMOUNT:
+        raise InvalidAmount(f"{field}: must be between 1 and {_MAX_AMOUNT} base units")
+
+
+class Msg(Record):
+    """A transaction's payload; ``KIND`` is its tag on the wire."""
+
+    __slots__ = ()
+    KIND: ClassVar[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer(Msg):
+    KIND: ClassVar[str] = "transfer"
+    to: bytes
+    amount: int
+
+    def __post_init__(self) -> None:
+        if len(self.to) != ADDRESS_LEN:
+            raise MalformedTx("transfer.to: an address is 20 bytes")
+        _positive_amount(self.amount, "transfer.amount")
+
+
+@dataclass(frozen=True, slots=True)
+class Stake(Msg):
+    KIND: ClassVar[str] = "stake"
+    amount: int
+
+    def __post_init__(self) -> None:
+        _positive_amount(self.amount, "stake.amount")
+
+
+@dataclass(frozen=True, slots=True)
+class Unstake(Msg):
+    KIND: ClassVar[str] = "unstake"
+    amount: int
+
+    def __post_init__(self) -> None:
+        _positive_amount(self.amount, "unstake.amount")
+
+
+@dataclass(frozen=True, slots=True)
+class OpenEscrow(Msg):
+    """Locks the requester's maximum cost and the provider's collateral for a signed contract."""
+
+    KIND: ClassVar[str] = "escrow_open"
+    contract: SignedContract
+
+
+@dataclass(frozen=True, slots=True)
+class Settle(Msg):
+    """Settles an escrow against a usage receipt signed by both parties."""
+
+    KIND: ClassVar[str] = "escrow_settle"
+    receipt: UsageReceipt
+    provider_sig: bytes
+    requester_sig: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Refund(Msg):
+    """The requester's refund after the deadline; slashes part of the provider's collateral."""
+
+    KIND: ClassVar[str] = "escrow_refund"
+    contract_hash: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.contract_hash) != 32:
+            raise MalformedTx("escrow_refund.contract_hash: a 32-byte hash")
+
+
+@dataclass(frozen=True, slots=True)
+class GovPropose(Msg):
+    KIND: ClassVar[str] = "gov_propose"
+    param: str
+    value: int
+    deposit: int
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.param) <= 64:
+            raise MalformedTx("gov_propose.param: a parameter name")
+        _positive_amount(self.deposit, "gov_propose.deposit")
+
+
+VOTE_OPTIONS = ("yes", "no", "abstain", "veto")
+
+
+@dataclass(frozen=True, slots=True)
+class GovVote(Msg):
+    KIND: ClassVar[str] = "gov_vote"
+    proposal_id: int
+    option: str
+
+    def __post_init__(self) -> None:
+        if self.option not in VOTE_OPTIONS:
+            raise InvalidVoteOption(f"gov_vote.option: one of {', '.join(VOTE_OPTIONS)}")
+        if self.proposal_id < 1:
+            raise MalformedTx("gov_vote.proposal_id: proposals are numbered from 1")
+
+
+MSG_TYPES: dict[str, type[Msg]] = {
+    cls.KIND: cls for cls in (Transfer, Stake, Unstake, OpenEscrow, Settle, Refund, GovPropose, GovVote)
+}
+_BODY_KEYS = ("chain_id", "fee", "kind", "msg", "nonce")
+_ENVELOPE_KEYS = ("body", "public_key", "signature")
+
+
+@dataclass(frozen=True, slots=True)
+class Tx:
+    """A decoded transaction. Its signature is not checked until :meth:`verify_signature`."""
+
+    raw: bytes
+    hash: bytes
+    sender: bytes
+    public_key: bytes
+    signature: bytes
+    body: bytes
+    chain_id: str
+    nonce: int
+    fee: int
+    msg: Msg
+
+    def verify_signature(self) -> bool:
+        return verify(self.public_key, self.signature, sign_bytes(self.chain_id, TX_DOMAIN, self.body))
+
+
+def decode_tx(raw: bytes) -> Tx:
+    """Decode a signed transaction's envelope and body. Raises :class:`MalformedTx` only."""
+    if len(raw) > MAX_TX_BYTES:
+        raise MalformedTx(f"transaction larger than {MAX_TX_BYTES} bytes")
+    try:
+        envelope = decode(raw)
+        if type(envelope) is not dict or tuple(envelope) != _ENVELOPE_KEYS:
+            raise DecodeError("a transaction is a map of body, public_key, signature")
+        body, public_key, signature = envelope["body"], envelope["public_key"], envelope["signature"]
+        if type(body) is not bytes or type(public_key) is not bytes or type(signature) is not bytes:
+            raise DecodeError("body, public_key and signature are bytes")
+        if len(public_key) != PUBLIC_KEY_LEN or len(signature) != SIGNATURE_LEN:
+            raise DecodeError("public_key is 32 bytes and signature 64")
+        fields = decode(body)
+        if type(fields) is not dict or tuple(fields) != _BODY_KEYS:
+            raise DecodeError(f"a transaction body has exactly the fields {', '.join(_BODY_KEYS)}")
+        chain_id, fee, kind, msg, nonce = (fields[k] for k in _BODY_KEYS)
+        if type(chain_id) is not str or type(kind) is not str:
+            raise DecodeError("chain_id and kind are strings")
+        if type(fee) is not int or type(nonce) is not int or fee < 0 or nonce < 1:
+            raise DecodeError("fee is a non-negative int and nonce a positive int")
+        msg_type = MSG_TYPES.get(kind)
+        if msg_type is None:
+            raise UnknownTxKind(f"unknown transaction kind {kind!r}")
+        message = msg_type.from_wire(msg)
+    except DecodeError as exc:
+        raise MalformedTx(f"malformed transaction: {exc.message}") from None
+    return Tx(
+        raw=raw,
+        hash=hashlib.sha256(raw).digest(),
+        sender=address_of(public_key),
+        public_key=public_key,
+        signature=signature,
+        body=body,
+        chain_id=chain_id,
+        nonce=nonce,
+        fee=fee,
+        msg=message,
+    )
+
+
+def sign_tx(key: PrivateKey, chain_id: str, nonce: int, fee: int, msg: Msg) -> bytes:
+    """Build and sign a transaction; returns the bytes to submit."""
+    body = encode({"chain_id": chain_id, "fee": fee, "kind": msg.KIND, "msg": msg.to_wire(), "nonce": nonce})
+    signature = key.sign(sign_bytes(chain_id, TX_DOMAIN, body))
+    return encode({"body": body, "public_key": key.public_key.raw, "signature": signature})
