@@ -62,10 +62,11 @@ def _canonical(value: object) -> object:
     raise EncodeError(f"type {type(value).__name__} has no canonical encoding")
 
 
-def _key_order(key: object) -> bytes:
+def _key_order(key: object) -> str:
+    # Code-point order of str is exactly the byte order of their UTF-8 encodings.
     if not isinstance(key, str):
         raise EncodeError(f"map keys must be str, not {type(key).__name__}")
-    return key.encode()
+    return key
 
 
 def encode(value: object) -> bytes:
@@ -76,23 +77,31 @@ def encode(value: object) -> bytes:
         raise EncodeError(str(exc)) from exc
 
 
+_SCALAR_TYPES = frozenset({int, bool, bytes, str})
+
+
 def _check_decoded(value: object) -> None:
-    """Reject what msgpack accepts but the canonical form does not allow."""
-    if type(value) is float or value is None or isinstance(value, msgpack.ExtType):
-        raise DecodeError(f"type {type(value).__name__} is not allowed")
-    if type(value) is list:
-        for item in value:
-            _check_decoded(item)
-    elif type(value) is dict:
-        previous: bytes | None = None
-        for key, item in value.items():
+    """Reject what msgpack accepts but the canonical form does not allow.
+
+    Keys compare as ``str``: code-point order is exactly UTF-8 byte order.
+    """
+    kind = type(value)
+    if kind is dict:
+        previous: str | None = None
+        for key, item in value.items():  # type: ignore[attr-defined]
             if type(key) is not str:
                 raise DecodeError("map keys must be strings")
-            raw = key.encode()
-            if previous is not None and raw <= previous:
+            if previous is not None and key <= previous:
                 raise DecodeError("map keys are not in canonical order")
-            previous = raw
-            _check_decoded(item)
+            previous = key
+            if type(item) not in _SCALAR_TYPES:
+                _check_decoded(item)
+    elif kind is list:
+        for item in value:  # type: ignore[attr-defined]
+            if type(item) not in _SCALAR_TYPES:
+                _check_decoded(item)
+    elif kind not in _SCALAR_TYPES:
+        raise DecodeError(f"type {kind.__name__} is not allowed")
 
 
 def decode(data: bytes) -> Value:
@@ -113,7 +122,9 @@ def decode(data: bytes) -> Value:
 
 def sign_bytes(chain_id: str, kind: str, payload: bytes) -> bytes:
     """The bytes a key signs: ``payload`` bound to one chain and one message kind."""
-    return encode([SIGN_DOMAIN, chain_id, kind, payload])
+    if type(chain_id) is not str or type(kind) is not str or type(payload) is not bytes:
+        raise EncodeError("sign_bytes takes (str, str, bytes)")
+    return msgpack.packb([SIGN_DOMAIN, chain_id, kind, payload], use_bin_type=True)  # type: ignore[no-any-return]
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,7 +215,8 @@ class Record:
         if fields is None:
             hints = typing.get_type_hints(cls)
             fields = tuple(
-                (f.name, _decoder_for(hints[f.name])) for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+                (f.name, _decoder_for(hints[f.name]))
+                for f in dataclasses.fields(cls)  # type: ignore[arg-type]
             )
             Record._fields_cache[cls] = fields
         return fields
