@@ -1,0 +1,260 @@
+"""The node's SQLite store (`<home>/data/chain.db`, WAL mode): blocks with their commit
+certificates, ledger snapshots, consensus safety state, and local job records.
+
+Blocks, certificates and consensus state are opaque bytes here (their encodings belong to
+`protocol/`); the store indexes them by height and hash. Writes that must survive a crash together
+happen in one SQLite transaction, with ``synchronous=FULL`` so a commit is on disk when the call
+returns: consensus persists its last-signed step here before it broadcasts its vote.
+
+The API is synchronous; trio code calls it through ``trio.to_thread.run_sync`` with one store
+connection owned by one thread at a time (``check_same_thread=False`` plus a lock).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (
+    height INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL UNIQUE,
+    state_hash BLOB NOT NULL,
+    block BLOB NOT NULL,
+    certificate BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    height INTEGER PRIMARY KEY,
+    state_hash BLOB NOT NULL,
+    state BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS consensus (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    record BLOB NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
+"""
+
+
+class StoreError(Exception):
+    """Root of store errors (codes 5400-5499): our disk, never a peer's fault."""
+
+    code: ClassVar[int] = 5400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class WrongChain(StoreError):
+    """The database belongs to another chain or genesis than the one configured."""
+
+    code = 5401
+
+
+class NotContiguous(StoreError):
+    """A block was stored out of order: blocks are appended at head + 1 only."""
+
+    code = 5402
+
+
+class CorruptStore(StoreError):
+    code = 5403
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlock:
+    height: int
+    hash: bytes
+    state_hash: bytes
+    block: bytes
+    certificate: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    height: int
+    hash: bytes
+    state_hash: bytes
+
+
+class ChainStore:
+    """One SQLite database file. Open with :meth:`open`; always :meth:`close`."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._db = connection
+        self._lock = threading.Lock()
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path) -> ChainStore:
+        """Open (creating if needed) the database at ``path``. Raises :class:`CorruptStore`."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.executescript(_SCHEMA)
+            version = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if version is None:
+                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION).encode(),))
+            elif int(version[0]) != SCHEMA_VERSION:
+                raise CorruptStore(f"{path}: schema version {int(version[0])}, expected {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise CorruptStore(f"{path}: {exc}") from None
+        return cls(db, path)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _one(self, sql: str, args: tuple[object, ...] = ()) -> tuple[object, ...] | None:
+        with self._lock:
+            row: tuple[object, ...] | None = self._db.execute(sql, args).fetchone()
+            return row
+
+    # --- identity --------------------------------------------------------------------------
+    def bind_chain(self, chain_id: str, genesis_hash: bytes) -> None:
+        """Record the chain this database belongs to, or check it. Raises :class:`WrongChain`."""
+        with self._transaction() as db:
+            rows = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('chain_id','genesis_hash')"))
+            if not rows:
+                db.execute("INSERT INTO meta VALUES ('chain_id', ?)", (chain_id.encode(),))
+                db.execute("INSERT INTO meta VALUES ('genesis_hash', ?)", (genesis_hash,))
+                return
+            if rows.get("chain_id") != chain_id.encode() or rows.get("genesis_hash") != genesis_hash:
+                stored = bytes(rows.get("chain_id", b"")).decode(errors="replace")
+                raise WrongChain(f"{self.path} holds chain {stored!r} with another genesis; not {chain_id!r}")
+
+    # --- blocks ----------------------------------------------------------------------------
+    def append_block(
+        self,
+        block: StoredBlock,
+        *,
+        snapshot: bytes | None = None,
+        consensus_updates: dict[str, bytes] | None = None,
+    ) -> None:
+        """Store the block at head + 1, optionally with a ledger snapshot of the state after it
+        and consensus-state updates, all in one transaction. Raises :class:`NotContiguous`."""
+        with self._transaction() as db:
+            row = db.execute("SELECT MAX(height) FROM blocks").fetchone()
+            head = row[0] if row and row[0] is not None else 0
+            if block.height != head + 1:
+                raise NotContiguous(f"block {block.height} does not follow stored head {head}")
+            db.execute(
+                "INSERT INTO blocks VALUES (?, ?, ?, ?, ?)",
+                (block.height, block.hash, block.state_hash, block.block, block.certificate),
+            )
+            if snapshot is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)",
+                    (block.height, block.state_hash, snapshot),
+                )
+            for key, value in sorted((consensus_updates or {}).items()):
+                db.execute("INSERT OR REPLACE INTO consensus VALUES (?, ?)", (key, value))
+
+    def head(self) -> Head | None:
+        row = self._one("SELECT height, hash, state_hash FROM blocks ORDER BY height DESC LIMIT 1")
+        if row is None:
+            return None
+        height, block_hash, state_hash = row
+        return Head(int(height), bytes(block_hash), bytes(state_hash))  # type: ignore[call-overload]
+
+    def block(self, height: int) -> StoredBlock | None:
+        row = self._one(
+            "SELECT height, hash, state_hash, block, certificate FROM blocks WHERE height=?", (height,)
+        )
+        return None if row is None else StoredBlock(*row)  # type: ignore[arg-type]
+
+    def block_by_hash(self, block_hash: bytes) -> StoredBlock | None:
+        row = self._one(
+            "SELECT height, hash, state_hash, block, certificate FROM blocks WHERE hash=?", (block_hash,)
+        )
+        return None if row is None else StoredBlock(*row)  # type: ignore[arg-type]
+
+    def blocks(self, start: int, limit: int) -> list[StoredBlock]:
+        """Up to ``limit`` consecutive blocks from ``start`` (for block sync)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT height, hash, state_hash, block, certificate FROM blocks "
+                "WHERE height >= ? ORDER BY height LIMIT ?",
+                (start, limit),
+            ).fetchall()
+        return [StoredBlock(*row) for row in rows]
+
+    # --- snapshots -------------------------------------------------------------------------
+    def put_snapshot(self, height: int, state_hash: bytes, state: bytes) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (height, state_hash, state))
+
+    def latest_snapshot(self) -> tuple[int, bytes, bytes] | None:
+        """``(height, state_hash, state)`` of the newest snapshot, if any."""
+        row = self._one("SELECT height, state_hash, state FROM snapshots ORDER BY height DESC LIMIT 1")
+        return None if row is None else (int(row[0]), bytes(row[1]), bytes(row[2]))  # type: ignore[call-overload]
+
+    def prune_snapshots(self, keep: int) -> None:
+        """Keep only the newest ``keep`` snapshots."""
+        with self._transaction() as db:
+            db.execute(
+                "DELETE FROM snapshots WHERE height NOT IN "
+                "(SELECT height FROM snapshots ORDER BY height DESC LIMIT ?)",
+                (keep,),
+            )
+
+    # --- consensus safety state ------------------------------------------------------------
+    def put_consensus(self, updates: dict[str, bytes]) -> None:
+        """Durably store consensus state (last signed step, lock) before a vote is broadcast."""
+        with self._transaction() as db:
+            for key, value in sorted(updates.items()):
+                db.execute("INSERT OR REPLACE INTO consensus VALUES (?, ?)", (key, value))
+
+    def consensus(self) -> dict[str, bytes]:
+        with self._lock:
+            return {k: bytes(v) for k, v in self._db.execute("SELECT key, value FROM consensus")}
+
+    # --- local job records -----------------------------------------------------------------
+    def put_job(self, job_id: str, state: str, record: bytes, updated_ms: int) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?)", (job_id, state, record, updated_ms))
+
+    def job(self, job_id: str) -> tuple[str, bytes, int] | None:
+        row = self._one("SELECT state, record, updated_ms FROM jobs WHERE job_id=?", (job_id,))
+        return None if row is None else (str(row[0]), bytes(row[1]), int(row[2]))  # type: ignore[call-overload]
+
+    def jobs(self, state: str | None = None) -> list[tuple[str, str, bytes, int]]:
+        with self._lock:
+            if state is None:
+                rows = self._db.execute("SELECT job_id, state, record, updated_ms FROM jobs ORDER BY job_id")
+            else:
+                rows = self._db.execute(
+                    "SELECT job_id, state, record, updated_ms FROM jobs WHERE state=? ORDER BY job_id",
+                    (state,),
+                )
+            return [(str(a), str(b), bytes(c), int(d)) for a, b, c, d in rows]
+
+    def integrity_check(self) -> str:
+        row = self._one("PRAGMA integrity_check")
+        return str(row[0]) if row else "no answer"
