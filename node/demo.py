@@ -135,7 +135,9 @@ def main() -> int:
 
     print("\nBalances (before -> after):")
     for address, name in sorted(names.items(), key=lambda item: item[1]):
-        print(f"  {name:<12} {format_amount(before[address]):>26} -> {format_amount(state.balance(address)):>26}")
+        print(
+            f"  {name:<12} {format_amount(before[address]):>26} -> {format_amount(state.balance(address)):>26}"
+        )
     v = state.vars
     print(
         f"\nIssued {format_amount(v['minted'])}, burned {format_amount(v['burned'])}, "

@@ -11,7 +11,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_demo_settles_a_contract_and_keeps_the_supply_invariant() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "node.demo"], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "-m", "node.demo"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
