@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 # Command-group modules under node.cli, in the order `dcent --help` lists them.
-COMMAND_GROUPS: tuple[str, ...] = ("genesis",)
+COMMAND_GROUPS: tuple[str, ...] = ("init", "chain", "genesis")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # Output piped into e.g. `head`, which closed early: not an error worth a traceback.
+        sys.stderr.close()
+        return 141
     return code
 
 

@@ -1,0 +1,55 @@
+"""`dcent chain head --home DIR [--json]`: the local store's head, read offline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from node.config import HomePaths, resolve_home
+from node.store import ChainStore, StoreError
+from protocol.ledger.errors import GenesisError
+from protocol.ledger.genesis import Genesis, genesis_state
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("chain", help="inspect the local chain store")
+    commands = parser.add_subparsers(dest="chain_command", metavar="COMMAND")
+    commands.required = True
+    head = commands.add_parser("head", help="height and state hash of the newest stored block")
+    head.add_argument("--home", help="home directory (default: $DCENT_HOME or ~/.dcent)")
+    head.add_argument("--json", action="store_true")
+    head.set_defaults(func=run_head)
+
+
+def run_head(args: argparse.Namespace) -> int:
+    paths = HomePaths(resolve_home(args.home))
+    try:
+        genesis = Genesis.from_text(paths.genesis.read_text(), fmt="json")
+    except OSError as exc:
+        print(f"error: {paths.genesis}: {exc.strerror}; is {paths.root} a node home?", file=sys.stderr)
+        return 1
+    except GenesisError as exc:
+        print(f"error: {paths.genesis}: {exc.message}", file=sys.stderr)
+        return 1
+    report = {
+        "chain_id": genesis.chain_id,
+        "height": 0,
+        "hash": "",
+        "state_hash": genesis_state(genesis).state_hash().hex(),
+    }
+    if paths.chain_db.exists():
+        try:
+            store = ChainStore.open(paths.chain_db)
+            head = store.head()
+            store.close()
+        except StoreError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 1
+        if head is not None:
+            report.update(height=head.height, hash=head.hash.hex(), state_hash=head.state_hash.hex())
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"chain {report['chain_id']}  height {report['height']}  state {report['state_hash']}")
+    return 0

@@ -1,0 +1,256 @@
+"""The node's home directory and `config.toml`.
+
+Home layout (``--home``, ``DCENT_HOME``, default ``~/.dcent``)::
+
+    config.toml          this node's settings (from configs/node.toml)
+    genesis.json         the chain's genesis
+    keys/node_key        libp2p identity seed (hex, mode 0600)
+    keys/validator_key   consensus signing seed (hex, mode 0600)
+    data/chain.db        SQLite store (WAL)
+    data/.cookie         RPC cookie, written at start, removed at exit
+
+Every config problem is a :class:`ConfigError` naming the field (``rpc.addr: ...``).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from protocol.crypto import PrivateKey
+from protocol.units import AmountError, parse_amount
+
+DEFAULT_HOME = Path("~/.dcent")
+TEMPLATE = Path(__file__).resolve().parent.parent / "configs" / "node.toml"
+
+
+class ConfigError(Exception):
+    """A bad config file or home directory: the operator's to fix (codes 5000-5099)."""
+
+    code: ClassVar[int] = 5001
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class KeyFileError(ConfigError):
+    code = 5002
+
+
+def resolve_home(arg: str | None) -> Path:
+    """``--home`` if given, else ``$DCENT_HOME``, else ``~/.dcent``."""
+    raw = arg or os.environ.get("DCENT_HOME") or str(DEFAULT_HOME)
+    return Path(raw).expanduser().resolve()
+
+
+@dataclass(frozen=True, slots=True)
+class HomePaths:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def genesis(self) -> Path:
+        return self.root / "genesis.json"
+
+    @property
+    def node_key(self) -> Path:
+        return self.root / "keys" / "node_key"
+
+    @property
+    def validator_key(self) -> Path:
+        return self.root / "keys" / "validator_key"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def chain_db(self) -> Path:
+        return self.data / "chain.db"
+
+    @property
+    def cookie(self) -> Path:
+        return self.data / ".cookie"
+
+
+def write_secret(path: Path, content: str) -> None:
+    """Create ``path`` with mode 0600 from the start (never world-readable, even briefly)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
+
+
+def load_key(path: Path) -> PrivateKey:
+    """Load a hex seed key file. Refuses files readable by group or others.
+
+    Raises :class:`KeyFileError`.
+    """
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise KeyFileError(f"{path}: {exc.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(f"{path}: key file is accessible by other users; run: chmod 600 {path}")
+    try:
+        return PrivateKey.from_seed(bytes.fromhex(text))
+    except ValueError:
+        raise KeyFileError(f"{path}: not a hex-encoded 32-byte key seed") from None
+
+
+def create_key(path: Path) -> PrivateKey:
+    key = PrivateKey.generate()
+    write_secret(path, key.seed().hex() + "\n")
+    return key
+
+
+DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/26656"
+
+
+@dataclass(frozen=True, slots=True)
+class P2PConfig:
+    listen: str = DEFAULT_LISTEN
+    bootstrap: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RpcConfig:
+    host: str = "127.0.0.1"
+    port: int = 26657
+    allow_remote: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ConsensusConfig:
+    timeout_propose_ms: int = 1000
+    timeout_propose_delta_ms: int = 500
+    timeout_prevote_ms: int = 500
+    timeout_prevote_delta_ms: int = 250
+    timeout_precommit_ms: int = 500
+    timeout_precommit_delta_ms: int = 250
+    timeout_commit_ms: int = 500
+    max_block_txs: int = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class MarketConfig:
+    price_per_gpu_second: int = 1_000_000
+    collateral: int = 10 * 10**9
+    executor: str = "bubblewrap"
+    allow_unsandboxed: bool = False
+    simulated_gpus: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    moniker: str = "dcent-node"
+    p2p: P2PConfig = field(default_factory=P2PConfig)
+    rpc: RpcConfig = field(default_factory=RpcConfig)
+    consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
+    market: MarketConfig = field(default_factory=MarketConfig)
+    metrics_addr: str = ""
+    log_format: str = "text"
+    log_level: str = "info"
+
+
+EXECUTORS = ("bubblewrap", "docker", "podman", "subprocess")
+
+
+def parse_host_port(text: str, where: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{where}: expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _section(doc: dict[str, object], name: str) -> dict[str, object]:
+    value = doc.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name}: expected a table")
+    return value
+
+
+def _typed(section: dict[str, object], name: str, key: str, kind: type, default: object) -> object:
+    value = section.get(key, default)
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ConfigError(f"{name}.{key}: expected a non-negative integer, got {value!r}")
+    if kind is not int and not isinstance(value, kind):
+        raise ConfigError(f"{name}.{key}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def _amount(section: dict[str, object], name: str, key: str, default: int) -> int:
+    value = section.get(key, default)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        try:
+            return parse_amount(value)
+        except AmountError as exc:
+            raise ConfigError(f"{name}.{key}: {exc.message}") from None
+    raise ConfigError(f'{name}.{key}: expected an amount such as "0.001 DCT", got {value!r}')
+
+
+def parse_config(text: str) -> NodeConfig:
+    """Parse config.toml text. Raises :class:`ConfigError` naming the field."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config.toml: {exc}") from None
+    known = {"moniker", "p2p", "rpc", "consensus", "market", "metrics", "log"}
+    for key in sorted(doc):
+        if key not in known:
+            raise ConfigError(f"{key}: unknown setting")
+    p2p = _section(doc, "p2p")
+    bootstrap = p2p.get("bootstrap", [])
+    if not isinstance(bootstrap, list) or not all(isinstance(b, str) for b in bootstrap):
+        raise ConfigError("p2p.bootstrap: expected a list of multiaddr strings")
+    rpc = _section(doc, "rpc")
+    host, port = parse_host_port(str(_typed(rpc, "rpc", "addr", str, "127.0.0.1:26657")), "rpc.addr")
+    consensus = _section(doc, "consensus")
+    defaults = ConsensusConfig()
+    consensus_values = {
+        key: _typed(consensus, "consensus", key, int, getattr(defaults, key))
+        for key in ConsensusConfig.__slots__
+    }
+    market = _section(doc, "market")
+    executor = _typed(market, "market", "executor", str, "bubblewrap")
+    if executor not in EXECUTORS:
+        raise ConfigError(f"market.executor: one of {', '.join(EXECUTORS)}, got {executor!r}")
+    log = _section(doc, "log")
+    log_format = _typed(log, "log", "format", str, "text")
+    if log_format not in ("text", "json"):
+        raise ConfigError(f"log.format: 'text' or 'json', got {log_format!r}")
+    return NodeConfig(
+        moniker=str(_typed(doc, "config", "moniker", str, "dcent-node")),
+        p2p=P2PConfig(str(_typed(p2p, "p2p", "listen", str, DEFAULT_LISTEN)), tuple(bootstrap)),
+        rpc=RpcConfig(host, port, bool(_typed(rpc, "rpc", "allow_remote", bool, False))),
+        consensus=ConsensusConfig(**consensus_values),  # type: ignore[arg-type]
+        market=MarketConfig(
+            price_per_gpu_second=_amount(market, "market", "price_per_gpu_second", 1_000_000),
+            collateral=_amount(market, "market", "collateral", 10 * 10**9),
+            executor=str(executor),
+            allow_unsandboxed=bool(_typed(market, "market", "allow_unsandboxed", bool, False)),
+            simulated_gpus=str(_typed(market, "market", "simulated_gpus", str, "")),
+        ),
+        metrics_addr=str(_typed(_section(doc, "metrics"), "metrics", "addr", str, "")),
+        log_format=str(log_format),
+        log_level=str(_typed(log, "log", "level", str, "info")),
+    )
+
+
+def load_config(paths: HomePaths) -> NodeConfig:
+    try:
+        text = paths.config.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{paths.config}: not found; run `dcent init --home {paths.root}` first") from None
+    return parse_config(text)
