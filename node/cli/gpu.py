@@ -1,0 +1,148 @@
+"""`dcent gpu list [--json]`: what the NVML probe sees on this host.
+
+Exit status 0 whether or not there are GPUs: "no GPUs" is an answer, not a failure. Text output
+is a plain table, or the one line ``no GPUs: <reason>``; ``--json`` prints one JSON document with
+the same shape in both cases. ``--simulate SPEC`` shows the GPUs a testnet config would declare
+(e.g. ``2xH100-80GB``) instead of probing, each marked simulated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from gpu.errors import GpuError
+from gpu.model import GpuDevice, ProbeReport
+from gpu.nvml import probe
+from gpu.simulated import simulated_report
+
+MIB = 2**20
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+_COLUMNS = (
+    "ID",
+    "UUID",
+    "NAME",
+    "MEMORY FREE/TOTAL",
+    "UTIL",
+    "TEMP",
+    "POWER",
+    "CC",
+    "MIG",
+    "SOURCE",
+    "HEALTH",
+)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``gpu`` and its subcommands to the ``dcent`` command tree."""
+    gpu_parser = subparsers.add_parser(
+        "gpu", help="inspect this host's GPUs", description="Inspect this host's GPUs."
+    )
+    commands = gpu_parser.add_subparsers(dest="gpu_command", metavar="COMMAND")
+    commands.required = True
+    list_parser = commands.add_parser(
+        "list",
+        help="list the GPUs NVML sees",
+        description="List the GPUs and MIG devices NVML sees, with their health.",
+    )
+    list_parser.add_argument("--json", action="store_true", help="print one JSON document")
+    list_parser.add_argument(
+        "--simulate",
+        metavar="SPEC",
+        help="show the simulated GPUs SPEC declares (e.g. 2xH100-80GB,1xA100-40GB) instead of probing",
+    )
+    list_parser.add_argument(
+        "--label",
+        default="node",
+        help="node label the simulated GPUs' UUIDs derive from (default: %(default)s)",
+    )
+    list_parser.set_defaults(func=run_list)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    if args.simulate is not None:
+        try:
+            report = simulated_report(args.simulate, args.label)
+        except GpuError as exc:
+            print(f"dcent gpu list: {exc.message} (error {exc.code})", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        report = probe()
+    print(report_json(report) if args.json else report_text(report))
+    return EXIT_OK
+
+
+def report_json(report: ProbeReport) -> str:
+    """The report as one JSON document; ``gpus`` is an empty list when there are none."""
+    document = {
+        "nvml_available": report.nvml_available,
+        "driver_version": report.driver_version,
+        "cuda_version": report.cuda_version,
+        "cuda_version_text": report.cuda_version_text,
+        "message": report.message,
+        "gpus": [_device_json(device) for device in report.devices],
+    }
+    return json.dumps(document, indent=2, sort_keys=True)
+
+
+def _device_json(device: GpuDevice) -> dict[str, object]:
+    fields = device.to_wire()
+    fields["schedulable"] = device.schedulable
+    fields["compute_capability"] = device.compute_capability
+    fields["cuda_version_text"] = device.cuda_version_text
+    return fields
+
+
+def report_text(report: ProbeReport) -> str:
+    """A plain-text table, or the single line ``no GPUs: <reason>``."""
+    if not report.devices:
+        return f"no GPUs: {report.message}"
+    driver = report.driver_version or "unknown"
+    cuda = report.cuda_version_text or "unknown"
+    lines = [f"driver {driver}, CUDA {cuda}"]
+    if report.message:
+        lines.append(report.message)
+    rows = [_COLUMNS, *(_device_row(device) for device in report.devices)]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(_COLUMNS))]
+    lines.extend(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+    return "\n".join(lines)
+
+
+def _device_row(device: GpuDevice) -> tuple[str, ...]:
+    device_id = f"{device.index}:{device.mig_index}" if device.is_mig_device else str(device.index)
+    if device.is_mig_device:
+        mig = "device"
+    elif device.mig_enabled:
+        mig = "parent"  # sold only as its MIG devices
+    else:
+        mig = "-"
+    return (
+        device_id,
+        device.uuid or "?",
+        device.name or "?",
+        _memory(device),
+        _known(device.utilization_pct, "%"),
+        _known(device.temperature_c, "C"),
+        "-" if device.power_mw < 0 else f"{device.power_mw // 1000} W",
+        device.compute_capability or "-",
+        mig,
+        "simulated" if device.simulated else "nvml",
+        "ok" if device.healthy else f"UNHEALTHY: {device.health_reason}",
+    )
+
+
+def _memory(device: GpuDevice) -> str:
+    total, free = device.memory_total_bytes, device.memory_free_bytes
+    if total < 0:
+        return "-"
+    free_text = "-" if free < 0 else str(free // MIB)
+    return f"{free_text}/{total // MIB} MiB"
+
+
+def _known(value: int, unit: str) -> str:
+    return "-" if value < 0 else f"{value}{unit}"
