@@ -1,0 +1,47 @@
+"""Print the Markdown method reference: ``python -m node.rpc.reference > docs/rpc.md``.
+
+``--table MODULE:FUNCTION`` names a function taking no arguments and returning the node's full
+:class:`~node.rpc.methods.MethodTable`; the default is the RPC layer's own methods.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from node.rpc.methods import MethodTable, render_reference
+
+DEFAULT_TABLE = "node.rpc.methods:builtin_table"
+
+
+def load_table(spec: str) -> MethodTable:
+    """Import ``MODULE:FUNCTION`` and call it. Raises ValueError when it is not a table factory."""
+    module_name, sep, function_name = spec.partition(":")
+    if not sep or not module_name or not function_name:
+        raise ValueError(f"--table must be MODULE:FUNCTION, not {spec!r}")
+    factory = getattr(importlib.import_module(module_name), function_name, None)
+    if not callable(factory):
+        raise ValueError(f"{spec} is not a function")
+    table = factory()
+    if not isinstance(table, MethodTable):
+        raise ValueError(f"{spec} returned {type(table).__name__}, not a MethodTable")
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m node.rpc.reference", description=__doc__.split("\n")[0])
+    parser.add_argument("--table", default=DEFAULT_TABLE, help=f"table factory (default {DEFAULT_TABLE})")
+    args = parser.parse_args(argv)
+    try:
+        table = load_table(args.table)
+    except (ImportError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(render_reference(table))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Wallet: encrypted keystore files for Ed25519 account keys."""
