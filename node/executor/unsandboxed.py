@@ -1,0 +1,89 @@
+"""The plain-subprocess executor: development and local testnets only, never for strangers' jobs.
+
+It gives a job a fresh work directory, a clean environment, the timeout and the caps, and
+nothing else: the job sees the network, the whole filesystem with the node's permissions, and
+every GPU driver node (``CUDA_VISIBLE_DEVICES`` only steers well-behaved CUDA programs). It
+therefore refuses to be constructed without ``allow_unsandboxed=True``, which the node passes
+only when its config says ``market.allow_unsandboxed = true``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from node.executor.base import (
+    Availability,
+    execute_in_workspace,
+    job_environment,
+    process_limits,
+)
+from node.executor.errors import InvalidImage, UnsandboxedNotAllowed
+from node.executor.model import ExecutionResult, SandboxJob
+from node.executor.process import ProcessGroupTerminator, ProcessOutcome, run_supervised
+from node.executor.workspace import Workspace
+
+# Shell conventions for a command that cannot be run.
+EXIT_NOT_FOUND = 127
+EXIT_NOT_EXECUTABLE = 126
+
+
+class SubprocessExecutor:
+    """Runs the job's argv directly, in its own process group, in a fresh work directory."""
+
+    name = "subprocess"
+
+    def __init__(self, *, allow_unsandboxed: bool = False) -> None:
+        if allow_unsandboxed is not True:
+            raise UnsandboxedNotAllowed(
+                "the subprocess executor runs jobs without any isolation; it is for development "
+                "only and needs market.allow_unsandboxed = true in the node config"
+            )
+
+    def available(self) -> Availability:
+        return Availability(True)
+
+    async def run(self, job: SandboxJob) -> ExecutionResult:
+        if job.image:
+            raise InvalidImage("the subprocess executor runs commands, not container images")
+        return await execute_in_workspace(job, self.name, self._launch)
+
+    async def _launch(self, job: SandboxJob, workspace: Workspace) -> ProcessOutcome:
+        env = job_environment(job, home=str(workspace.work), tmpdir=str(workspace.tmp))
+        missing = _unrunnable_command(job.argv[0], env["PATH"], str(workspace.work))
+        if missing is not None:
+            return missing
+        return await run_supervised(
+            job.argv,
+            env=env,
+            cwd=str(workspace.work),
+            limits=process_limits(job),
+            terminator=ProcessGroupTerminator(),
+        )
+
+
+def _unrunnable_command(command: str, search_path: str, cwd: str) -> ProcessOutcome | None:
+    """A shell-like 127/126 outcome when ``command`` cannot be executed: the job's failure, not ours."""
+    if "/" in command:
+        resolved = os.path.join(cwd, command)
+        if not os.path.exists(resolved):
+            return _failed_start(EXIT_NOT_FOUND, f"{command}: no such file")
+        if os.path.isdir(resolved) or not os.access(resolved, os.X_OK):
+            return _failed_start(EXIT_NOT_EXECUTABLE, f"{command}: permission denied")
+        return None
+    if shutil.which(command, path=search_path) is None:
+        return _failed_start(EXIT_NOT_FOUND, f"{command}: command not found")
+    return None
+
+
+def _failed_start(returncode: int, message: str) -> ProcessOutcome:
+    return ProcessOutcome(
+        returncode=returncode,
+        timed_out=False,
+        killed=False,
+        wall_ms=0,
+        stdout=b"",
+        stderr=f"dcent: {message}\n".encode(),
+        stdout_truncated=False,
+        stderr_truncated=False,
+    )

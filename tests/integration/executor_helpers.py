@@ -1,0 +1,85 @@
+"""Shared helpers for the executor tests: finding bwrap and a Python for jobs, and watching processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+import trio
+
+from node.executor.bubblewrap import BubblewrapExecutor
+
+T = TypeVar("T")
+
+
+def job_python() -> tuple[str, tuple[str, ...]]:
+    """A Python interpreter a sandboxed job can run, and the extra read-only binds it needs.
+
+    The test's own interpreter may live in a virtualenv or under /root, which the sandbox does
+    not show; the system one under /usr is visible as is.
+    """
+    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if os.path.exists(candidate):
+            return candidate, ()
+    prefix = os.path.realpath(sys.base_prefix)
+    return os.path.join(prefix, "bin", "python3"), (prefix,)
+
+
+def bubblewrap_executor_or_skip() -> BubblewrapExecutor:
+    """A working BubblewrapExecutor; without one the test fails under CI=true and skips otherwise."""
+    _python, extra_binds = job_python()
+    if shutil.which("bwrap") is None:
+        _missing("bwrap is not installed (Debian package bubblewrap; `make deps` installs it)")
+    executor = BubblewrapExecutor(extra_ro_binds=extra_binds)
+    availability = executor.available()
+    if not availability:
+        _missing(availability.reason)
+    return executor
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and the bubblewrap sandbox cannot run: {reason}")
+    pytest.skip(f"bubblewrap sandbox unavailable: {reason}")
+
+
+async def wait_until(predicate: Callable[[], T], *, timeout_s: float, what: str) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout_s``."""
+    with trio.move_on_after(timeout_s):
+        while True:
+            value = predicate()
+            if value:
+                return value
+            await trio.sleep(0.02)
+    pytest.fail(f"gave up after {timeout_s} s waiting for {what}")
+
+
+def pids_with_argument(marker: str) -> list[int]:
+    """Host pids of live processes that have ``marker`` as one of their arguments."""
+    found = []
+    wanted = marker.encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            arguments = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if wanted in arguments and process_is_running(int(entry)):
+            found.append(int(entry))
+    return found
+
+
+def process_is_running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
+    return state not in (b"Z", b"X")
