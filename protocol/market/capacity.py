@@ -1,0 +1,295 @@
+"""Signed capacity announcements and the table of them each node keeps from gossip.
+
+A provider announces what it sells: its GPUs (UUID, model, memory, compute capability, MIG,
+driver and CUDA versions, health), which of them are busy with jobs, its price per GPU-second,
+the collateral it puts up per contract, its stake (as claimed: matching asks the ledger when it
+can), the executors it offers, and a validity window. The provider signs
+``sign_bytes(chain_id, "capacity", body)`` where ``body`` is the canonical encoding of every field
+but the signature, so an announcement is bound to one chain and cannot pass for another message.
+
+Announcements are re-sent periodically and on every change, each with a higher ``sequence``;
+peers keep only the newest per provider and drop those that expired. A provider that restarts
+must not reuse sequence numbers: use the issue time in milliseconds as the sequence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+from dataclasses import dataclass
+
+from gpu.model import GpuDevice
+from protocol.crypto import PUBLIC_KEY_LEN, SIGNATURE_LEN, PrivateKey, verify
+from protocol.encoding import Record, encode, sign_bytes
+from protocol.market.errors import (
+    AnnouncementFromFuture,
+    AnnouncementValidityTooLong,
+    CapacityTableFull,
+    ExpiredAnnouncement,
+    ForgedAnnouncement,
+    InvalidAnnouncement,
+    MalformedMessage,
+    StaleAnnouncement,
+)
+
+CAPACITY_DOMAIN = "capacity"
+MAX_PEER_ID_LEN = 128
+MAX_ANNOUNCED_GPUS = 256
+MAX_EXECUTORS = 8
+MAX_EXECUTOR_NAME_LEN = 32
+#: Gossip carries announcements; one larger than this is refused before decoding.
+MAX_ANNOUNCEMENT_BYTES = 256 * 1024
+#: How far ahead of our clock an announcement's issue time may be.
+DEFAULT_MAX_CLOCK_SKEW_MS = 30_000
+#: An announcement valid for longer would keep a crashed provider listed for too long.
+DEFAULT_MAX_VALIDITY_MS = 10 * 60_000
+DEFAULT_MAX_PROVIDERS = 10_000
+_INT63_MAX = 2**63 - 1
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise InvalidAnnouncement(message)
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityAnnouncement(Record):
+    """One provider's signed offer of capacity. Validates its fields when built; the signature
+    is checked by :func:`verify_announcement`."""
+
+    #: The provider's Ed25519 public key: it signs quotes and contracts, and owns the stake.
+    provider: bytes
+    #: The provider's libp2p peer id (text form), to open a negotiation stream to.
+    peer_id: str
+    #: Higher replaces lower; strictly increasing per provider.
+    sequence: int
+    gpus: tuple[GpuDevice, ...]
+    #: UUIDs of the listed GPUs (or MIG units) running jobs now, ascending.
+    busy_gpu_uuids: tuple[str, ...]
+    price_per_gpu_second: int
+    #: Collateral the provider locks per contract.
+    collateral: int
+    #: Bonded stake as the provider claims it; the ledger's figure wins where it is known.
+    stake: int
+    #: Executor names (``bubblewrap``, ``docker``, ...), ascending.
+    executors: tuple[str, ...]
+    issued_at_ms: int
+    expires_at_ms: int
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        _check(len(self.provider) == PUBLIC_KEY_LEN, "provider: a 32-byte public key")
+        _check(
+            0 < len(self.peer_id) <= MAX_PEER_ID_LEN
+            and self.peer_id.isascii()
+            and self.peer_id.isprintable()
+            and " " not in self.peer_id,
+            f"peer_id: 1 to {MAX_PEER_ID_LEN} printable ASCII characters without spaces",
+        )
+        _check(0 < self.sequence <= _INT63_MAX, "sequence: positive")
+        _check(len(self.gpus) <= MAX_ANNOUNCED_GPUS, f"gpus: at most {MAX_ANNOUNCED_GPUS}")
+        listed = [gpu.uuid for gpu in self.gpus if gpu.uuid]
+        _check(len(set(listed)) == len(listed), "gpus: a UUID is listed twice")
+        _check(_strictly_ascending(self.busy_gpu_uuids), "busy_gpu_uuids: ascending, each once")
+        _check(set(self.busy_gpu_uuids) <= set(listed), "busy_gpu_uuids: names a GPU not listed")
+        for name, value in (
+            ("price_per_gpu_second", self.price_per_gpu_second),
+            ("collateral", self.collateral),
+            ("stake", self.stake),
+        ):
+            _check(0 <= value <= _INT63_MAX, f"{name}: between 0 and 2^63-1")
+        _check(0 < len(self.executors) <= MAX_EXECUTORS, f"executors: 1 to {MAX_EXECUTORS} names")
+        _check(_strictly_ascending(self.executors), "executors: ascending, each once")
+        for executor in self.executors:
+            _check(
+                0 < len(executor) <= MAX_EXECUTOR_NAME_LEN and executor.isascii() and executor.isidentifier(),
+                f"executors: {executor[:40]!r} is not an executor name",
+            )
+        _check(0 <= self.issued_at_ms < self.expires_at_ms <= _INT63_MAX, "expires_at_ms: after issued_at_ms")
+        _check(len(self.signature) == SIGNATURE_LEN, f"signature: {SIGNATURE_LEN} bytes")
+
+    def body(self) -> bytes:
+        """The canonical bytes the signature covers: every field but the signature."""
+        wire = self.to_wire()
+        del wire["signature"]
+        return encode(wire)
+
+    def announcement_hash(self) -> bytes:
+        """Identifies this exact announcement (for gossip de-duplication and logs)."""
+        return hashlib.sha256(self.encode()).digest()
+
+    def free_gpus(self) -> tuple[GpuDevice, ...]:
+        """The listed units that could take a job now: schedulable, healthy and not busy."""
+        busy = set(self.busy_gpu_uuids)
+        return tuple(g for g in self.gpus if g.schedulable and g.healthy and g.uuid not in busy)
+
+    @property
+    def simulated(self) -> bool:
+        """Some listed GPU is declared, not real (a testnet provider)."""
+        return any(gpu.simulated for gpu in self.gpus)
+
+
+def _strictly_ascending(items: tuple[str, ...]) -> bool:
+    return all(a < b for a, b in itertools.pairwise(items))
+
+
+def sign_announcement(
+    key: PrivateKey,
+    chain_id: str,
+    *,
+    peer_id: str,
+    sequence: int,
+    gpus: tuple[GpuDevice, ...],
+    busy_gpu_uuids: tuple[str, ...] = (),
+    price_per_gpu_second: int,
+    collateral: int,
+    stake: int,
+    executors: tuple[str, ...],
+    issued_at_ms: int,
+    expires_at_ms: int,
+) -> CapacityAnnouncement:
+    """Build and sign an announcement. ``busy_gpu_uuids`` and ``executors`` may come in any
+    order. Raises :class:`InvalidAnnouncement` for out-of-range fields."""
+    unsigned = CapacityAnnouncement(
+        provider=key.public_key.raw,
+        peer_id=peer_id,
+        sequence=sequence,
+        gpus=gpus,
+        busy_gpu_uuids=tuple(sorted(busy_gpu_uuids)),
+        price_per_gpu_second=price_per_gpu_second,
+        collateral=collateral,
+        stake=stake,
+        executors=tuple(sorted(executors)),
+        issued_at_ms=issued_at_ms,
+        expires_at_ms=expires_at_ms,
+        signature=bytes(SIGNATURE_LEN),
+    )
+    signature = key.sign(sign_bytes(chain_id, CAPACITY_DOMAIN, unsigned.body()))
+    return dataclasses.replace(unsigned, signature=signature)
+
+
+def verify_announcement(
+    ann: CapacityAnnouncement,
+    chain_id: str,
+    now_ms: int,
+    *,
+    max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS,
+    max_validity_ms: int = DEFAULT_MAX_VALIDITY_MS,
+) -> None:
+    """Check that ``ann`` is current and signed by its provider for ``chain_id``.
+
+    Raises :class:`ExpiredAnnouncement`, :class:`AnnouncementFromFuture`,
+    :class:`AnnouncementValidityTooLong` or :class:`ForgedAnnouncement`. The cheap checks come
+    first, so a flood of stale announcements costs no signature verifications.
+    """
+    if ann.expires_at_ms <= now_ms:
+        raise ExpiredAnnouncement(f"announcement expired at {ann.expires_at_ms} ms, now {now_ms} ms")
+    if ann.issued_at_ms > now_ms + max_clock_skew_ms:
+        raise AnnouncementFromFuture(
+            f"announcement issued at {ann.issued_at_ms} ms, more than {max_clock_skew_ms} ms after now ({now_ms})"
+        )
+    if ann.expires_at_ms - ann.issued_at_ms > max_validity_ms:
+        raise AnnouncementValidityTooLong(
+            f"announcement valid for {ann.expires_at_ms - ann.issued_at_ms} ms, at most {max_validity_ms}"
+        )
+    if not verify(ann.provider, ann.signature, sign_bytes(chain_id, CAPACITY_DOMAIN, ann.body())):
+        raise ForgedAnnouncement("the signature is not the provider's over this announcement and chain")
+
+
+def decode_announcement(data: bytes) -> CapacityAnnouncement:
+    """Decode gossiped bytes; raises :class:`~protocol.encoding.DecodeError` (or its subclass
+    :class:`MalformedMessage` for an oversized message) and nothing else. Does not verify."""
+    if len(data) > MAX_ANNOUNCEMENT_BYTES:
+        raise MalformedMessage(f"announcement of {len(data)} bytes, at most {MAX_ANNOUNCEMENT_BYTES}")
+    return CapacityAnnouncement.decode(data)
+
+
+@dataclass(frozen=True, slots=True)
+class _Tombstone:
+    sequence: int
+    #: When no announcement at or below ``sequence`` can still be current, the tombstone goes.
+    forget_at_ms: int
+
+
+class CapacityTable:
+    """The newest verified announcement of each provider. Pure: every call takes ``now_ms``.
+
+    An expired entry is dropped by :meth:`expire`, and its sequence is remembered until
+    ``max_validity_ms`` after its expiry, so an older copy still in flight in the gossip cannot
+    bring the provider back.
+    """
+
+    def __init__(
+        self,
+        chain_id: str,
+        *,
+        max_providers: int = DEFAULT_MAX_PROVIDERS,
+        max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS,
+        max_validity_ms: int = DEFAULT_MAX_VALIDITY_MS,
+    ) -> None:
+        self.chain_id = chain_id
+        self.max_providers = max_providers
+        self.max_clock_skew_ms = max_clock_skew_ms
+        self.max_validity_ms = max_validity_ms
+        self._entries: dict[bytes, CapacityAnnouncement] = {}
+        self._tombstones: dict[bytes, _Tombstone] = {}
+
+    def offer(self, ann: CapacityAnnouncement, now_ms: int) -> None:
+        """Verify ``ann`` and keep it as its provider's newest.
+
+        Raises what :func:`verify_announcement` raises, :class:`StaleAnnouncement` for a sequence
+        at or below the newest seen (a replay or an older copy), or :class:`CapacityTableFull`
+        for a new provider when the table is full. A refused announcement changes nothing.
+        """
+        verify_announcement(
+            ann,
+            self.chain_id,
+            now_ms,
+            max_clock_skew_ms=self.max_clock_skew_ms,
+            max_validity_ms=self.max_validity_ms,
+        )
+        newest = self._newest_sequence(ann.provider, now_ms)
+        if newest is not None and ann.sequence <= newest:
+            raise StaleAnnouncement(f"sequence {ann.sequence} is not above the newest seen, {newest}")
+        if ann.provider not in self._entries and len(self._entries) >= self.max_providers:
+            raise CapacityTableFull(f"the table holds its maximum of {self.max_providers} providers")
+        self._tombstones.pop(ann.provider, None)
+        self._entries[ann.provider] = ann
+
+    def _newest_sequence(self, provider: bytes, now_ms: int) -> int | None:
+        current = self._entries.get(provider)
+        if current is not None:
+            return current.sequence
+        tombstone = self._tombstones.get(provider)
+        if tombstone is not None and now_ms < tombstone.forget_at_ms:
+            return tombstone.sequence
+        return None
+
+    def expire(self, now_ms: int) -> list[bytes]:
+        """Drop the entries expired at ``now_ms``; returns their providers' keys, ascending."""
+        removed = sorted(p for p, ann in self._entries.items() if ann.expires_at_ms <= now_ms)
+        for provider in removed:
+            ann = self._entries.pop(provider)
+            self._tombstones[provider] = _Tombstone(ann.sequence, ann.expires_at_ms + self.max_validity_ms)
+        for provider in sorted(p for p, t in self._tombstones.items() if t.forget_at_ms <= now_ms):
+            del self._tombstones[provider]
+        return removed
+
+    def remove(self, provider: bytes) -> bool:
+        """Forget a provider now (it was slashed, say). Its sequence is not remembered."""
+        self._tombstones.pop(provider, None)
+        return self._entries.pop(provider, None) is not None
+
+    def get(self, provider: bytes) -> CapacityAnnouncement | None:
+        return self._entries.get(provider)
+
+    def entries(self) -> tuple[CapacityAnnouncement, ...]:
+        """Every entry, in ascending provider key order (expired ones too until :meth:`expire`)."""
+        return tuple(self._entries[p] for p in sorted(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, provider: object) -> bool:
+        return provider in self._entries

@@ -1,0 +1,474 @@
+"""Job specs: what a requester wants run, on which GPUs, for how long and at what price.
+
+A :class:`JobSpec` is a :class:`~protocol.encoding.Record`, so it travels inside a request for
+quote in canonical form, and :meth:`JobSpec.job_hash` (``sha256`` of that form) is what a
+contract's ``job_hash`` names. It validates itself when built; every problem is a
+:class:`~protocol.market.errors.JobSpecError` whose message starts with the path of the field,
+e.g. ``resources.gpu_count: must be between 1 and 64``.
+
+Spec files are TOML or JSON holding the same document (:meth:`JobSpec.from_text`)::
+
+    name = "python-train"                  # optional label for people
+    argv = ["python3", "-c", "..."]         # the command, run as is (no shell) in the work dir
+    image = ""                              # a container image; then argv is optional
+    max_runtime_s = "15m"                   # seconds, or "90s" / "15m" / "2h" / "1d"
+    max_price_per_gpu_second = "0.002 DCT"  # base units as an integer, or an amount string
+    output_limit_bytes = "16 MiB"           # bytes the job may write under out/ (default 64 MiB)
+
+    [env]                                   # environment variables: strings only
+    EPOCHS = "200"
+
+    [inputs]                                # files placed in the work dir before the job starts
+    "data/points.csv" = "x,y\\n1,2\\n"        # a string is stored as its UTF-8 bytes
+    "data/blob.bin" = { base64 = "AAEC" }   # a table with the one key base64: binary content
+
+    [resources]
+    gpu_count = 1                           # 1 to 64; a MIG unit counts as one GPU
+    min_memory_bytes = "16 GiB"             # per GPU (default 0)
+    model_pattern = "*H100*"                # case-insensitive glob on the GPU's name (default any)
+    min_compute_capability = "8.0"          # default: any
+    min_cuda_version = "12.4"               # or NVML's integer 12040 (default: any)
+
+Input paths are relative, without ``.`` or ``..`` components, outside ``out/`` (where outputs
+go), and at most 1 MiB in all. ``CUDA_VISIBLE_DEVICES`` and ``NVIDIA_VISIBLE_DEVICES`` are set by
+the provider's sandbox from the GPUs sold, never by the job.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from protocol.encoding import Record
+from protocol.market.quantities import (
+    INT63_MAX,
+    fail,
+    parse_compute_capability,
+    parse_cuda_version,
+    parse_duration,
+    parse_size,
+    plain_int,
+)
+from protocol.units import AmountError, parse_amount
+
+MAX_GPUS = 64
+MAX_NAME_LEN = 128
+MAX_ARGV_ITEMS = 4096
+MAX_ARGV_BYTES = 128 * 1024
+MAX_ENV_VARS = 256
+MAX_ENV_BYTES = 64 * 1024
+MAX_INPUT_FILES = 256
+MAX_INPUT_BYTES = 1024 * 1024
+MAX_PATH_BYTES = 1024
+MAX_PATTERN_LEN = 128
+MAX_MEMORY_BYTES = 2**50
+MAX_CUDA_VERSION = 999_990
+MAX_RUNTIME_S = 30 * 86400
+MAX_OUTPUT_LIMIT_BYTES = 2**30
+DEFAULT_OUTPUT_LIMIT_BYTES = 64 * 2**20
+#: A spec file larger than this is refused before parsing (base64 inputs inflate by 4/3).
+MAX_SPEC_TEXT_BYTES = 4 * 1024 * 1024
+
+#: Executors that run a bare command, and those that run a container image.
+COMMAND_EXECUTORS = frozenset({"bubblewrap", "subprocess"})
+IMAGE_EXECUTORS = frozenset({"docker", "podman"})
+#: Set by the sandbox from the GPUs sold; a job may not choose its own.
+RESERVED_ENV = frozenset({"CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"})
+#: The work-dir folder whose files come back as the job's outputs.
+OUTPUT_DIR = "out"
+FORMATS = ("toml", "json")
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,255}")
+# A registry reference: [host[:port]/]name[:tag][@digest]; never starts with '-', so it cannot be
+# read as an option by a container engine's command line.
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}")
+
+
+def _utf8_len(path: str, text: str) -> int:
+    """Byte length of ``text`` in UTF-8; a lone surrogate (JSON can carry one) is an error."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise fail(path, "contains characters that are not valid UTF-8") from None
+
+
+def _check_range(path: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise fail(path, f"must be between {low} and {high}, got {value}")
+
+
+def check_input_path(path: str) -> PurePosixPath:
+    """``path`` as a relative POSIX path that stays inside the work dir; raises :class:`JobSpecError`."""
+    where = f"inputs[{path!r}]"
+    if not path:
+        raise fail(where, "a path must not be empty")
+    if "\x00" in path or _utf8_len(where, path) > MAX_PATH_BYTES:
+        raise fail(where, f"a path must have no NUL byte and at most {MAX_PATH_BYTES} bytes")
+    if path.startswith("/"):
+        raise fail(where, "a path must be relative to the work directory")
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise fail(where, "a path must not contain empty, '.' or '..' components")
+    if parts[0] == OUTPUT_DIR:
+        raise fail(where, f"{OUTPUT_DIR}/ is reserved for the job's outputs")
+    return PurePosixPath(path)
+
+
+@dataclass(frozen=True, slots=True)
+class EnvVar(Record):
+    name: str
+    value: str
+
+    def __post_init__(self) -> None:
+        if _ENV_NAME.fullmatch(self.name) is None:
+            raise fail(f"env[{self.name!r}]", "not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)")
+        if self.name in RESERVED_ENV:
+            raise fail(f"env.{self.name}", "is set by the provider's sandbox from the GPUs sold")
+        if "\x00" in self.value:
+            raise fail(f"env.{self.name}", "must not contain a NUL byte")
+        _utf8_len(f"env.{self.name}", self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class InputFile(Record):
+    path: str
+    content: bytes
+
+    def __post_init__(self) -> None:
+        check_input_path(self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class Resources(Record):
+    """What each of the job's GPUs must offer. Zero (or ``""``) means "no requirement"."""
+
+    gpu_count: int
+    #: Free memory per GPU, in bytes.
+    min_memory_bytes: int
+    #: Case-insensitive glob (``fnmatch``) on the GPU's product name, e.g. ``"*H100*"``.
+    model_pattern: str
+    min_compute_capability_major: int
+    min_compute_capability_minor: int
+    #: NVML's form: 12040 is CUDA 12.4.
+    min_cuda_version: int
+
+    def __post_init__(self) -> None:
+        _check_range("resources.gpu_count", self.gpu_count, 1, MAX_GPUS)
+        _check_range("resources.min_memory_bytes", self.min_memory_bytes, 0, MAX_MEMORY_BYTES)
+        if len(self.model_pattern) > MAX_PATTERN_LEN or not self.model_pattern.isprintable():
+            raise fail("resources.model_pattern", f"at most {MAX_PATTERN_LEN} printable characters")
+        _utf8_len("resources.model_pattern", self.model_pattern)
+        _check_range("resources.min_compute_capability", self.min_compute_capability_major, 0, 255)
+        _check_range("resources.min_compute_capability", self.min_compute_capability_minor, 0, 255)
+        _check_range("resources.min_cuda_version", self.min_cuda_version, 0, MAX_CUDA_VERSION)
+
+    @property
+    def min_compute_capability(self) -> tuple[int, int]:
+        return (self.min_compute_capability_major, self.min_compute_capability_minor)
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec(Record):
+    """One job, validated when built. ``env`` and ``inputs`` are in ascending key order, so
+    equal specs have equal canonical bytes and the same :meth:`job_hash`."""
+
+    name: str
+    argv: tuple[str, ...]
+    image: str
+    env: tuple[EnvVar, ...]
+    inputs: tuple[InputFile, ...]
+    resources: Resources
+    max_runtime_s: int
+    #: Base units per GPU-second.
+    max_price_per_gpu_second: int
+    output_limit_bytes: int
+
+    def __post_init__(self) -> None:
+        if len(self.name) > MAX_NAME_LEN or not self.name.isprintable():
+            raise fail("name", f"at most {MAX_NAME_LEN} printable characters")
+        _utf8_len("name", self.name)
+        self._check_command()
+        self._check_env()
+        self._check_inputs()
+        _check_range("max_runtime_s", self.max_runtime_s, 1, MAX_RUNTIME_S)
+        _check_range("max_price_per_gpu_second", self.max_price_per_gpu_second, 0, INT63_MAX)
+        if self.max_price_per_gpu_second * self.max_gpu_seconds > INT63_MAX:
+            raise fail(
+                "max_price_per_gpu_second",
+                "the job's maximum cost (price x gpu_count x max_runtime_s) exceeds 2^63-1 base units",
+            )
+        _check_range("output_limit_bytes", self.output_limit_bytes, 0, MAX_OUTPUT_LIMIT_BYTES)
+
+    def _check_command(self) -> None:
+        if self.image and _IMAGE.fullmatch(self.image) is None:
+            raise fail("image", f"not a container image reference: {self.image!r:.80}")
+        if not self.argv and not self.image:
+            raise fail("argv", "a job needs a command (argv) or a container image")
+        if len(self.argv) > MAX_ARGV_ITEMS:
+            raise fail("argv", f"at most {MAX_ARGV_ITEMS} items, got {len(self.argv)}")
+        total = 0
+        for position, item in enumerate(self.argv):
+            if "\x00" in item:
+                raise fail(f"argv[{position}]", "must not contain a NUL byte")
+            total += _utf8_len(f"argv[{position}]", item) + 1
+        if self.argv and not self.argv[0]:
+            raise fail("argv[0]", "the command must not be empty")
+        if total > MAX_ARGV_BYTES:
+            raise fail("argv", f"at most {MAX_ARGV_BYTES} bytes in all, got {total}")
+
+    def _check_env(self) -> None:
+        if len(self.env) > MAX_ENV_VARS:
+            raise fail("env", f"at most {MAX_ENV_VARS} variables, got {len(self.env)}")
+        total = 0
+        previous = ""
+        for var in self.env:
+            if previous and var.name <= previous:
+                raise fail(f"env.{var.name}", "variables must be in ascending name order, each once")
+            previous = var.name
+            total += len(var.name) + len(var.value.encode("utf-8"))
+        if total > MAX_ENV_BYTES:
+            raise fail("env", f"at most {MAX_ENV_BYTES} bytes of names and values, got {total}")
+
+    def _check_inputs(self) -> None:
+        if len(self.inputs) > MAX_INPUT_FILES:
+            raise fail("inputs", f"at most {MAX_INPUT_FILES} files, got {len(self.inputs)}")
+        total = 0
+        previous: str | None = None
+        for item in self.inputs:
+            # Byte order of the UTF-8 form equals code-point order of the str.
+            if previous is not None and item.path <= previous:
+                raise fail(f"inputs[{item.path!r}]", "files must be in ascending path order, each once")
+            previous = item.path
+            total += len(item.content)
+        if total > MAX_INPUT_BYTES:
+            raise fail("inputs", f"at most {MAX_INPUT_BYTES} bytes in all, got {total}")
+        paths = {item.path for item in self.inputs}
+        for item in self.inputs:
+            for parent in PurePosixPath(item.path).parents:
+                if str(parent) in paths:
+                    raise fail(f"inputs[{item.path!r}]", f"{str(parent)!r} is a file, not a directory")
+
+    # --- derived values ----------------------------------------------------------------------
+    @property
+    def max_gpu_seconds(self) -> int:
+        """The most GPU-seconds the job can use: what a contract for it caps."""
+        return self.resources.gpu_count * self.max_runtime_s
+
+    @property
+    def max_cost(self) -> int:
+        """Base units the requester locks in escrow at the maximum price."""
+        return self.max_gpu_seconds * self.max_price_per_gpu_second
+
+    @property
+    def executors(self) -> frozenset[str]:
+        """The executors that can run this job: container engines for an image, sandboxes otherwise."""
+        return IMAGE_EXECUTORS if self.image else COMMAND_EXECUTORS
+
+    def env_map(self) -> dict[str, str]:
+        return {var.name: var.value for var in self.env}
+
+    def input_map(self) -> dict[str, bytes]:
+        return {item.path: item.content for item in self.inputs}
+
+    def job_hash(self) -> bytes:
+        """``sha256`` of the canonical encoding: the ``job_hash`` of a contract for this job."""
+        return hashlib.sha256(self.encode()).digest()
+
+    # --- documents ---------------------------------------------------------------------------
+    @classmethod
+    def from_text(cls, text: str, fmt: str) -> JobSpec:
+        """Parse a TOML or JSON spec file's text. Raises :class:`JobSpecError` naming the field."""
+        if fmt not in FORMATS:
+            raise fail("(format)", f"one of {', '.join(FORMATS)}, not {fmt!r}")
+        if len(text) > MAX_SPEC_TEXT_BYTES:
+            raise fail(f"({fmt})", f"a spec file is at most {MAX_SPEC_TEXT_BYTES} bytes")
+        try:
+            doc = tomllib.loads(text) if fmt == "toml" else json.loads(text, object_pairs_hook=_unique_keys)
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+            raise fail(f"({fmt})", f"not valid {fmt.upper()}: {exc}") from None
+        except RecursionError:
+            raise fail(f"({fmt})", "nested too deeply") from None
+        return cls.from_document(doc)
+
+    @classmethod
+    def from_document(cls, doc: object) -> JobSpec:
+        """Build from a parsed TOML table or JSON object (an RPC's ``params``, say)."""
+        if not isinstance(doc, Mapping):
+            raise fail("(document)", "a job spec is a table / JSON object")
+        _reject_unknown(doc, _TOP_LEVEL_KEYS, "")
+        argv = doc.get("argv", [])
+        if not isinstance(argv, list) or not all(isinstance(item, str) for item in argv):
+            raise fail("argv", "must be a list of strings")
+        image = doc.get("image", "")
+        if not isinstance(image, str):
+            raise fail("image", "must be a string")
+        name = doc.get("name", "")
+        if not isinstance(name, str):
+            raise fail("name", "must be a string")
+        for required in ("resources", "max_runtime_s", "max_price_per_gpu_second"):
+            if required not in doc:
+                raise fail(required, "is required")
+        return cls(
+            name=name,
+            argv=tuple(argv),
+            image=image,
+            env=_env_from(doc.get("env", {})),
+            inputs=_inputs_from(doc.get("inputs", {})),
+            resources=_resources_from(doc["resources"]),
+            max_runtime_s=parse_duration(doc["max_runtime_s"], "max_runtime_s"),
+            max_price_per_gpu_second=_price_from(doc["max_price_per_gpu_second"]),
+            output_limit_bytes=parse_size(
+                doc.get("output_limit_bytes", DEFAULT_OUTPUT_LIMIT_BYTES), "output_limit_bytes"
+            ),
+        )
+
+    def to_document(self) -> dict[str, object]:
+        """A JSON-ready document that :meth:`from_document` reads back to an equal spec."""
+        inputs: dict[str, object] = {}
+        for item in self.inputs:
+            try:
+                inputs[item.path] = item.content.decode("utf-8")
+            except UnicodeDecodeError:
+                inputs[item.path] = {"base64": base64.b64encode(item.content).decode("ascii")}
+        resources = self.resources
+        major, minor = resources.min_compute_capability
+        return {
+            "name": self.name,
+            "argv": list(self.argv),
+            "image": self.image,
+            "env": self.env_map(),
+            "inputs": inputs,
+            "resources": {
+                "gpu_count": resources.gpu_count,
+                "min_memory_bytes": resources.min_memory_bytes,
+                "model_pattern": resources.model_pattern,
+                "min_compute_capability": f"{major}.{minor}" if (major, minor) != (0, 0) else "",
+                "min_cuda_version": resources.min_cuda_version,
+            },
+            "max_runtime_s": self.max_runtime_s,
+            "max_price_per_gpu_second": self.max_price_per_gpu_second,
+            "output_limit_bytes": self.output_limit_bytes,
+        }
+
+
+def format_of(filename: str) -> str:
+    """The spec format a file name implies: ``"toml"`` or ``"json"``. Raises :class:`JobSpecError`."""
+    suffix = PurePosixPath(filename.replace("\\", "/")).suffix.lower()
+    if suffix in (".toml", ".json"):
+        return suffix[1:]
+    raise fail("(format)", f"a job spec file ends in .toml or .json: {filename!r}")
+
+
+# --- document parsing ------------------------------------------------------------------------
+_TOP_LEVEL_KEYS = (
+    "name",
+    "argv",
+    "image",
+    "env",
+    "inputs",
+    "resources",
+    "max_runtime_s",
+    "max_price_per_gpu_second",
+    "output_limit_bytes",
+)
+_RESOURCE_KEYS = (
+    "gpu_count",
+    "min_memory_bytes",
+    "model_pattern",
+    "min_compute_capability",
+    "min_cuda_version",
+)
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """JSON objects with a repeated key are refused (json.loads would keep the last silently)."""
+    out: dict[str, object] = {}
+    for key, value in pairs:
+        if key in out:
+            raise fail("(json)", f"key {key!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
+def _reject_unknown(doc: Mapping[object, object], known: tuple[str, ...], prefix: str) -> None:
+    for key in doc:
+        if key not in known:
+            raise fail(f"{prefix}{key}", f"unknown field; expected one of {', '.join(known)}")
+
+
+def _env_from(value: object) -> tuple[EnvVar, ...]:
+    if not isinstance(value, Mapping):
+        raise fail("env", 'must be a table of NAME = "value" strings')
+    variables = []
+    for name in sorted(value, key=str):
+        text = value[name]
+        if not isinstance(text, str):
+            raise fail(f"env.{name}", 'must be a string (quote numbers: "42")')
+        variables.append(EnvVar(str(name), text))
+    return tuple(variables)
+
+
+def _inputs_from(value: object) -> tuple[InputFile, ...]:
+    if not isinstance(value, Mapping):
+        raise fail("inputs", 'must be a table of "path" = content')
+    files = []
+    for path in sorted(value, key=str):
+        where = f"inputs[{path!r}]"
+        content = value[path]
+        if isinstance(content, str):
+            _utf8_len(where, content)
+            data = content.encode("utf-8")
+        elif (
+            isinstance(content, Mapping) and set(content) == {"base64"} and isinstance(content["base64"], str)
+        ):
+            try:
+                data = base64.b64decode(content["base64"], validate=True)
+            except (binascii.Error, ValueError):
+                raise fail(where, "base64 content is not valid base64") from None
+        else:
+            raise fail(where, 'content is a string (UTF-8 text) or { base64 = "..." }')
+        files.append(InputFile(str(path), data))
+    return tuple(files)
+
+
+def _resources_from(value: object) -> Resources:
+    if not isinstance(value, Mapping):
+        raise fail("resources", "must be a table with at least gpu_count")
+    _reject_unknown(value, _RESOURCE_KEYS, "resources.")
+    if "gpu_count" not in value:
+        raise fail("resources.gpu_count", "is required")
+    pattern = value.get("model_pattern", "")
+    if not isinstance(pattern, str):
+        raise fail("resources.model_pattern", 'must be a string such as "*H100*"')
+    major, minor = parse_compute_capability(
+        value.get("min_compute_capability", ""), "resources.min_compute_capability"
+    )
+    return Resources(
+        gpu_count=plain_int(value["gpu_count"], "resources.gpu_count"),
+        min_memory_bytes=parse_size(value.get("min_memory_bytes", 0), "resources.min_memory_bytes"),
+        model_pattern=pattern,
+        min_compute_capability_major=major,
+        min_compute_capability_minor=minor,
+        min_cuda_version=parse_cuda_version(value.get("min_cuda_version", 0), "resources.min_cuda_version"),
+    )
+
+
+def _price_from(value: object) -> int:
+    if type(value) is int:
+        return value
+    if type(value) is not str:
+        raise fail(
+            "max_price_per_gpu_second",
+            'an integer of base units or an amount such as "0.002 DCT"',
+        )
+    try:
+        return parse_amount(value)
+    except AmountError as exc:
+        raise fail("max_price_per_gpu_second", exc.message) from None

@@ -1,0 +1,147 @@
+"""Which providers can run a job, best first.
+
+A GPU (or MIG unit) can take part in a job when it is schedulable (a whole GPU not in MIG mode,
+or a MIG unit: each counts as one GPU), healthy, not busy with another job, has at least the
+job's minimum free memory, a name matching the job's model pattern, at least the job's compute
+capability and CUDA version. An unknown value (``-1``, ``0``) never meets a requirement, and
+meets the absence of one.
+
+A provider matches when its announcement is current, it offers an executor that can run the job,
+its price is within the job's maximum, its stake is at least the minimum, and it has enough such
+GPUs. Offers are ranked by price ascending, then stake descending, then provider key (so the
+order is total and the same on every node). Simulated GPUs match like real ones; the offer says
+so, so that a user or a policy can tell.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from gpu.model import GpuDevice
+from protocol.market.capacity import CapacityAnnouncement
+from protocol.market.jobspec import JobSpec, Resources
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """One provider that can run the job, and the GPUs it would most likely sell."""
+
+    provider: bytes
+    peer_id: str
+    price_per_gpu_second: int
+    collateral: int
+    #: The stake ranking used: the ledger's figure when known, else the announced one.
+    stake: int
+    #: The first ``gpu_count`` eligible units, in announcement order.
+    gpu_uuids: tuple[str, ...]
+    #: Every unit of this provider that meets the job's resources; a quote may name any of them.
+    eligible_gpu_uuids: tuple[str, ...]
+    #: Some chosen unit is simulated: there is no such hardware (a testnet provider).
+    simulated: bool
+    #: The announcement this offer was read from.
+    sequence: int
+    expires_at_ms: int
+
+
+def device_meets(resources: Resources, device: GpuDevice) -> bool:
+    """``device`` (not counting busy-ness, which the announcement says) can serve as one of the
+    job's GPUs."""
+    if not device.schedulable or not device.healthy or not device.uuid:
+        return False
+    if resources.min_memory_bytes > 0 and device.memory_free_bytes < resources.min_memory_bytes:
+        return False
+    if resources.model_pattern and not fnmatch.fnmatchcase(
+        device.name.casefold(), resources.model_pattern.casefold()
+    ):
+        return False
+    required_cc = resources.min_compute_capability
+    if (
+        required_cc != (0, 0)
+        and (
+            device.compute_capability_major,
+            device.compute_capability_minor,
+        )
+        < required_cc
+    ):
+        return False
+    return not (resources.min_cuda_version > 0 and device.cuda_version < resources.min_cuda_version)
+
+
+def eligible_gpus(spec: JobSpec, devices: Iterable[GpuDevice]) -> tuple[GpuDevice, ...]:
+    """The units among ``devices`` (assumed free) that meet the job's resources, in their order."""
+    return tuple(device for device in devices if device_meets(spec.resources, device))
+
+
+def select_gpus(spec: JobSpec, free_devices: Iterable[GpuDevice]) -> tuple[str, ...] | None:
+    """The UUIDs of the first ``gpu_count`` eligible units, or None when there are too few."""
+    eligible = eligible_gpus(spec, free_devices)
+    count = spec.resources.gpu_count
+    if len(eligible) < count:
+        return None
+    return tuple(device.uuid for device in eligible[:count])
+
+
+def offer_for(
+    spec: JobSpec,
+    ann: CapacityAnnouncement,
+    *,
+    now_ms: int,
+    min_provider_stake: int,
+    stake: int,
+) -> Offer | None:
+    """The offer ``ann`` makes for ``spec``, or None if it cannot run it (see the module doc)."""
+    if ann.expires_at_ms <= now_ms:
+        return None
+    if stake < min_provider_stake:
+        return None
+    if ann.price_per_gpu_second > spec.max_price_per_gpu_second:
+        return None
+    if spec.executors.isdisjoint(ann.executors):
+        return None
+    eligible = eligible_gpus(spec, ann.free_gpus())
+    count = spec.resources.gpu_count
+    if len(eligible) < count:
+        return None
+    chosen = eligible[:count]
+    return Offer(
+        provider=ann.provider,
+        peer_id=ann.peer_id,
+        price_per_gpu_second=ann.price_per_gpu_second,
+        collateral=ann.collateral,
+        stake=stake,
+        gpu_uuids=tuple(device.uuid for device in chosen),
+        eligible_gpu_uuids=tuple(device.uuid for device in eligible),
+        simulated=any(device.simulated for device in chosen),
+        sequence=ann.sequence,
+        expires_at_ms=ann.expires_at_ms,
+    )
+
+
+def match(
+    spec: JobSpec,
+    table_entries: Iterable[CapacityAnnouncement],
+    *,
+    now_ms: int,
+    min_provider_stake: int,
+    stake_of: Callable[[bytes], int] | None = None,
+    exclude: Iterable[bytes] = (),
+) -> list[Offer]:
+    """Every provider in ``table_entries`` that can run ``spec``, best first.
+
+    ``stake_of(provider_key)`` gives the provider's bonded stake from the ledger; without it the
+    announced stake is taken at its word. ``exclude`` names providers to leave out (the
+    requester itself, say).
+    """
+    excluded = set(exclude)
+    offers = []
+    for ann in table_entries:
+        if ann.provider in excluded:
+            continue
+        stake = stake_of(ann.provider) if stake_of is not None else ann.stake
+        offer = offer_for(spec, ann, now_ms=now_ms, min_provider_stake=min_provider_stake, stake=stake)
+        if offer is not None:
+            offers.append(offer)
+    offers.sort(key=lambda o: (o.price_per_gpu_second, -o.stake, o.provider))
+    return offers
