@@ -94,6 +94,10 @@ def bech32m_encode(hrp: str, payload: bytes) -> str:
 
 def bech32m_decode(hrp: str, text: str) -> bytes:
     """Decode ``text`` and check its prefix and checksum. Raises :class:`InvalidAddressError`."""
+    # BIP-350 allows printable ASCII only; without this, an all-upper-case address with a Kelvin
+    # sign (U+212A, which lower-cases to "k") would pass the case check and decode.
+    if not all(33 <= ord(c) <= 126 for c in text):
+        raise InvalidAddressError("address contains characters outside printable ASCII")
     if text.lower() != text and text.upper() != text:
         raise InvalidAddressError("address mixes upper and lower case")
     text = text.lower()

@@ -19,7 +19,7 @@ from protocol.errors import ProtocolError
 from protocol.ledger.errors import GenesisError
 from protocol.ledger.params import PARAM_BOUNDS, Params
 from protocol.ledger.state import Account, LedgerState, ValidatorInfo
-from protocol.units import DEC, AmountError, parse_amount, percent
+from protocol.units import DEC, MAX_AMOUNT, AmountError, parse_amount, percent
 
 RATIO_PARAMS = frozenset(name for name, (low, high) in PARAM_BOUNDS.items() if high == DEC)
 AMOUNT_PARAMS = frozenset({"min_fee", "min_validator_stake", "gov_min_deposit"})
@@ -106,7 +106,7 @@ def _param_value(name: str, value: object, path: str) -> int:
     if isinstance(value, str) and name in RATIO_PARAMS and value.strip().endswith("%"):
         try:
             return percent(value.strip()[:-1])
-        except ArithmeticError:
+        except (ArithmeticError, ValueError):  # int(Decimal("NaN")) is a ValueError
             raise _fail(path, f"not a percentage: {value!r}") from None
     if isinstance(value, str) and name in AMOUNT_PARAMS:
         return _amount(value, path)
@@ -183,9 +183,13 @@ def _parse(doc: Mapping[str, object]) -> Genesis:
         params = Params(**values)
     except ProtocolError as exc:
         raise GenesisError(exc.message) from None
-    for v in validators:
+    for i, v in enumerate(validators):
         if v.stake < params.min_validator_stake:
-            raise _fail("validators", f"stake {v.stake} is below params.min_validator_stake")
+            raise _fail(f"validators[{i}].stake", f"{v.stake} is below params.min_validator_stake")
+    supply = sum(a.balance for a in accounts) + sum(v.stake for v in validators)
+    if supply > MAX_AMOUNT:
+        # Every balance fits in 64 bits only while the whole supply does.
+        raise _fail("accounts", f"total supply {supply} exceeds {MAX_AMOUNT} base units")
 
     inflation = doc.get("inflation", DEFAULT_INFLATION)
     if isinstance(inflation, str) and inflation.strip().endswith("%"):

@@ -26,10 +26,9 @@ def unstake(state: LedgerState, tx: Tx, msg: Unstake, height: int) -> None:
     if info is None or info.bonded < msg.amount:
         raise InsufficientStake(f"unstake {msg.amount} but bonded {info.bonded if info else 0}")
     remaining = info.bonded - msg.amount
-    if remaining == 0 and not info.tombstoned:
-        state.validators.delete(tx.sender)
-    else:
-        state.validators.set(tx.sender, ValidatorInfo(info.public_key, remaining, info.tombstoned))
+    # The record stays even at zero bond: evidence arriving while the stake unbonds must still
+    # find the validator, cut its unbonding entries and tombstone it.
+    state.validators.set(tx.sender, ValidatorInfo(info.public_key, remaining, info.tombstoned))
     release = height + state.params.unbonding_period
     queued = state.unbonding.get(release) or ()
     state.unbonding.set(release, (*queued, Unbonding(tx.sender, msg.amount)))

@@ -1,0 +1,79 @@
+"""Error codes are part of the RPC contract: pinned here, unique, and all under ProtocolError."""
+
+from __future__ import annotations
+
+import inspect
+from types import ModuleType
+
+from protocol import contracts, crypto, encoding, units
+from protocol.errors import ProtocolError
+from protocol.ledger import errors, snapshot
+
+PINNED = {
+    "ProtocolError": 1000,
+    "DecodeError": 1001,
+    "EncodeError": 1002,
+    "CryptoError": 1100,
+    "InvalidAddressError": 1101,
+    "InvalidKeyError": 1102,
+    "BadSignatureError": 1103,
+    "AmountError": 1201,
+    "LedgerError": 2000,
+    "MalformedTx": 2001,
+    "WrongChainId": 2002,
+    "BadSignature": 2003,
+    "BadNonce": 2004,
+    "FeeTooLow": 2005,
+    "InsufficientFunds": 2006,
+    "InvalidAmount": 2007,
+    "UnknownTxKind": 2008,
+    "InsufficientStake": 2010,
+    "Tombstoned": 2011,
+    "UnknownValidator": 2012,
+    "UnknownContract": 2020,
+    "ContractExists": 2021,
+    "ContractClosed": 2022,
+    "RefundTooEarly": 2023,
+    "NotAParty": 2024,
+    "ContractExpired": 2025,
+    "BadContractSignature": 2026,
+    "ReceiptMismatch": 2027,
+    "UnknownParam": 2030,
+    "InvalidParamValue": 2031,
+    "DepositTooLow": 2032,
+    "UnknownProposal": 2033,
+    "VotingClosed": 2034,
+    "NoVotingPower": 2035,
+    "InvalidVoteOption": 2036,
+    "BadBlockHeight": 2040,
+    "GenesisError": 2090,
+    "SnapshotError": 2098,
+    "InvariantError": 2099,
+    "ContractFormatError": 4001,
+}
+MODULES: tuple[ModuleType, ...] = (encoding, crypto, units, contracts, errors, snapshot)
+
+
+def _error_classes() -> dict[str, type[ProtocolError]]:
+    found: dict[str, type[ProtocolError]] = {"ProtocolError": ProtocolError}
+    for module in MODULES:
+        for name, value in inspect.getmembers(module, inspect.isclass):
+            if issubclass(value, ProtocolError) and value.__module__ == module.__name__:
+                found[name] = value
+    return found
+
+
+def test_every_error_class_has_its_pinned_code() -> None:
+    classes = _error_classes()
+    assert {name: cls.code for name, cls in classes.items()} == PINNED
+
+
+def test_codes_are_unique_and_own_their_range() -> None:
+    classes = _error_classes()
+    codes = [cls.code for cls in classes.values()]
+    assert len(codes) == len(set(codes))
+    for name, cls in classes.items():
+        assert "code" in vars(cls), f"{name} inherits its code instead of declaring one"
+    for cls in vars(errors).values():
+        if isinstance(cls, type) and issubclass(cls, errors.LedgerError):
+            assert 2000 <= cls.code <= 2999
