@@ -132,11 +132,13 @@ class RpcConfig:
 @dataclass(frozen=True, slots=True)
 class ConsensusConfig:
     timeout_propose_ms: int = 1000
-    timeout_propose_delta_ms: int = 500
     timeout_prevote_ms: int = 500
-    timeout_prevote_delta_ms: int = 250
     timeout_precommit_ms: int = 500
-    timeout_precommit_delta_ms: int = 250
+    #: Added to each step's timeout every round, so rounds grow until a quorum meets.
+    timeout_delta_ms: int = 250
+    #: How often a node re-sends its own messages of the current round (lossy gossip).
+    gossip_interval_ms: int = 1000
+    #: Pause after a commit before starting the next height: the block-time floor.
     timeout_commit_ms: int = 500
     max_block_txs: int = 5000
 

@@ -1,0 +1,170 @@
+"""The node: one trio service that opens the store, replays the chain, joins the network and
+runs consensus. `dcent node run` is this service plus signal handling.
+
+Start-up order matters: the store is opened and bound to the genesis before anything listens; the
+ledger is replayed from genesis through every stored block (each block's certificate and state
+hash are checked again, so a tampered database is refused rather than served); only then does the
+host start and consensus resume from the persisted signer state, syncing whatever it missed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import trio
+
+from node.config import HomePaths, NodeConfig, load_key
+from node.host import P2PHost
+from node.p2p.host_config import HostConfig
+from node.p2p.interface import Host
+from node.services.consensus_driver import SIGN_STATE_KEY, ConsensusDriver, wall_clock_ms
+from node.services.mempool import Mempool
+from node.store import ChainStore, CorruptStore
+from protocol.consensus.core import ConsensusCore
+from protocol.consensus.effects import ConsensusConfig
+from protocol.consensus.errors import InvalidMessage
+from protocol.consensus.ledger_app import LedgerApp
+from protocol.consensus.messages import Block, CommitCertificate, SignState
+from protocol.ledger.genesis import Genesis, genesis_state
+from protocol.ledger.tx import Tx
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+log = logging.getLogger("dcent.node")
+
+
+def consensus_config(config: NodeConfig) -> ConsensusConfig:
+    c = config.consensus
+    return ConsensusConfig(
+        timeout_propose_ms=c.timeout_propose_ms,
+        timeout_prevote_ms=c.timeout_prevote_ms,
+        timeout_precommit_ms=c.timeout_precommit_ms,
+        timeout_delta_ms=c.timeout_delta_ms,
+        gossip_interval_ms=c.gossip_interval_ms,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    height: int
+    state_hash: bytes
+    peer_id: str
+    listen_addrs: tuple[str, ...]
+    peers: int
+
+
+class Node:
+    """A dcent node over a home directory. Start with ``await nursery.start(node.run)``."""
+
+    def __init__(self, paths: HomePaths, config: NodeConfig) -> None:
+        self.paths = paths
+        self.config = config
+        self.genesis = Genesis.from_text(paths.genesis.read_text(), fmt="json")
+        self.validator_key = load_key(paths.validator_key)
+        self.node_key = load_key(paths.node_key)
+        self.mempool = Mempool()
+        self.host: Host = P2PHost(
+            HostConfig(
+                node_key_seed=self.node_key.seed(),
+                listen_addr=config.p2p.listen,
+                bootstrap=config.p2p.bootstrap,
+            )
+        )
+        self.store: ChainStore | None = None
+        self.app: LedgerApp | None = None
+        self.driver: ConsensusDriver | None = None
+        self._running = trio.Event()
+
+    # --- service ---------------------------------------------------------------------------
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        store = await trio.to_thread.run_sync(ChainStore.open, self.paths.chain_db)
+        self.store = store
+        try:
+            await trio.to_thread.run_sync(
+                store.bind_chain, self.genesis.chain_id, self.genesis.genesis_hash()
+            )
+            app = await trio.to_thread.run_sync(self._replay, store)
+            self.app = app
+            saved = store.consensus().get(SIGN_STATE_KEY)
+            core = ConsensusCore(
+                app,
+                key=self.validator_key,
+                config=consensus_config(self.config),
+                sign_state=SignState.decode(saved) if saved else None,
+                verifier=app.verifier,
+            )
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.host.run)
+                self.driver = ConsensusDriver(
+                    core=core,
+                    app=app,
+                    store=store,
+                    host=self.host,
+                    mempool=self.mempool,
+                    clock_ms=wall_clock_ms,
+                    commit_pause_ms=self.config.consensus.timeout_commit_ms,
+                )
+                await nursery.start(self.driver.run)
+                log.info(
+                    "node %s up at height %d, listening on %s",
+                    self.config.moniker,
+                    app.height,
+                    ", ".join(self.host.listen_addrs),
+                )
+                self._running.set()
+                task_status.started()
+        finally:
+            await trio.to_thread.run_sync(store.close)
+
+    def _replay(self, store: ChainStore) -> LedgerApp:
+        """The ledger at the stored head, re-verifying every block on the way."""
+        app = LedgerApp(
+            genesis_state(self.genesis),
+            genesis_hash=self.genesis.genesis_hash(),
+            tx_source=lambda: [tx.raw for tx in self.mempool.reap(self.config.consensus.max_block_txs)],
+            tx_verified=self.mempool.was_verified,
+            max_txs=self.config.consensus.max_block_txs,
+        )
+        head = store.head()
+        for height in range(1, (head.height if head else 0) + 1):
+            stored = store.block(height)
+            if stored is None:
+                raise CorruptStore(f"block {height} is missing below the stored head")
+            try:
+                state_hash = app.commit(
+                    Block.decode(stored.block), CommitCertificate.decode(stored.certificate)
+                )
+            except InvalidMessage as exc:
+                raise CorruptStore(f"stored block {height} does not verify: {exc.message}") from None
+            if state_hash != stored.state_hash:
+                raise CorruptStore(f"replaying block {height} gives another state hash than stored")
+        if head is not None:
+            log.info("replayed %d blocks from %s", head.height, store.path)
+        return app
+
+    # --- what RPC, tests and the CLI ask ---------------------------------------------------
+    def status(self) -> NodeStatus:
+        assert self.app is not None, "the node is not running"
+        return NodeStatus(
+            height=self.app.height,
+            state_hash=self.app.state.state_hash(),
+            peer_id=self.host.peer_id,
+            listen_addrs=tuple(self.host.listen_addrs),
+            peers=len(self.host.peers()),
+        )
+
+    async def wait_for_height(self, height: int) -> None:
+        await self._running.wait()
+        assert self.driver is not None
+        await self.driver.wait_for_height(height)
+
+    async def submit_tx(self, raw: bytes) -> Tx:
+        """Admit a signed transaction locally and relay it to peers. Raises the ledger or
+        mempool error that refuses it."""
+        assert self.app is not None and self.driver is not None, "the node is not running"
+        tx = self.mempool.add(raw, self.app.state)
+        await self.driver.relay_txs([raw])
+        return tx

@@ -1,0 +1,322 @@
+"""The consensus driver: runs the sans-IO :class:`ConsensusCore` on trio, libp2p and SQLite.
+
+One task owns the core. Everything that reaches it (gossiped votes, proposals from streams,
+timer expiries, synced blocks) goes through one inbox channel, and the effects of each step are
+performed in order before the next event is taken:
+
+- ``Persist`` is written to SQLite (``synchronous=FULL``) and awaited, so our signed step and lock
+  are on disk before the ``Broadcast`` that follows it leaves the process;
+- ``Broadcast`` publishes votes and evidence on GossipSub and sends proposals (whole blocks) to
+  every connected peer over a direct stream;
+- ``SetTimeout`` starts a timer task that feeds the expiry back into the inbox (stale timers are
+  ignored by the core);
+- ``Commit`` appends the block and its certificate to the store and prunes the mempool;
+- ``RequestSync`` / ``SendBlocks`` run block sync over ``/dcent/sync/1.0.0`` in the background.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import trio
+
+from node.p2p.errors import P2PError
+from node.p2p.framing import Stream
+from node.p2p.interface import GossipMessage, Host, serve_requests
+from node.services.consensus_wire import ConsensusMessage, decode_message, encode_message
+from node.services.mempool import Mempool, MempoolError
+from node.store import ChainStore, StoredBlock
+from protocol.consensus.core import ConsensusCore
+from protocol.consensus.effects import (
+    Broadcast,
+    Commit,
+    Effect,
+    Persist,
+    ReportEvidence,
+    RequestSync,
+    SendBlocks,
+    SetTimeout,
+    Timeout,
+)
+from protocol.consensus.errors import InvalidMessage
+from protocol.consensus.ledger_app import LedgerApp
+from protocol.consensus.messages import (
+    Block,
+    CommitCertificate,
+    CommittedBlock,
+    Proposal,
+    SyncRequest,
+    SyncResponse,
+)
+from protocol.consensus.sync import serve_sync_request
+from protocol.encoding import DecodeError, decode, encode
+from protocol.ledger.errors import LedgerError
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+log = logging.getLogger("dcent.consensus")
+
+PROPOSAL_PROTOCOL = "/dcent/consensus/proposal/1.0.0"
+SYNC_PROTOCOL = "/dcent/sync/1.0.0"
+SYNC_PUSH_PROTOCOL = "/dcent/sync/push/1.0.0"
+TX_PROTOCOL = "/dcent/tx/1.0.0"
+MAX_TX_BATCH_BYTES = 8 * 1024 * 1024
+SYNC_BATCH = 32
+MAX_SYNC_RESPONSE = 64 * 1024 * 1024
+SIGN_STATE_KEY = "sign_state"
+
+
+def consensus_topic(chain_id: str) -> str:
+    return f"/dcent/{chain_id}/consensus/1"
+
+
+def wall_clock_ms() -> int:
+    """Block times are proposers' wall clocks (CometBFT does the same); the ledger never reads
+    them, and consensus only requires them to increase along the chain."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    message: ConsensusMessage
+    peer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Expired:
+    timeout: Timeout
+
+
+_Event = _Message | _Expired
+
+
+class ConsensusDriver:
+    def __init__(
+        self,
+        *,
+        core: ConsensusCore,
+        app: LedgerApp,
+        store: ChainStore,
+        host: Host,
+        mempool: Mempool,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+        commit_pause_ms: int = 0,
+    ) -> None:
+        self.core = core
+        self.app = app
+        self.store = store
+        self.host = host
+        self.mempool = mempool
+        self.clock_ms = clock_ms
+        self.commit_pause_ms = commit_pause_ms
+        self.topic = consensus_topic(core.chain_id)
+        self.dropped_messages = 0
+        self._inbox_send, self._inbox = trio.open_memory_channel[_Event](4096)
+        self._nursery: trio.Nursery | None = None
+        self._syncing = False
+        self._height_changed = trio.Event()
+
+    # --- public view -----------------------------------------------------------------------
+    @property
+    def height(self) -> int:
+        """The last committed height."""
+        return self.app.height
+
+    async def wait_for_height(self, height: int) -> None:
+        while self.height < height:
+            await self._height_changed.wait()
+
+    # --- service ---------------------------------------------------------------------------
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        gossip = await self.host.subscribe(self.topic)
+        self.host.set_stream_handler(PROPOSAL_PROTOCOL, self._receive_pushed)
+        self.host.set_stream_handler(SYNC_PUSH_PROTOCOL, self._receive_pushed)
+        self.host.set_stream_handler(SYNC_PROTOCOL, serve_requests(self._serve_sync, max_request=1024))
+        self.host.set_stream_handler(TX_PROTOCOL, self._receive_txs)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._pump_gossip, gossip)
+            await self._perform(self.core.start(self.clock_ms()))
+            task_status.started()
+            async for event in self._inbox:
+                await self._step(event)
+
+    async def _step(self, event: _Event) -> None:
+        now = self.clock_ms()
+        if isinstance(event, _Expired):
+            effects = self.core.on_timeout(event.timeout, now)
+        else:
+            try:
+                effects = self.core.receive(event.message, now)
+            except InvalidMessage as exc:
+                self.dropped_messages += 1
+                log.info("dropped %s from %s: %s", type(event.message).__name__, event.peer_id, exc.message)
+                return
+        await self._perform(effects)
+
+    async def _perform(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Persist):
+                await trio.to_thread.run_sync(
+                    self.store.put_consensus, {SIGN_STATE_KEY: effect.state.encode()}
+                )
+            elif isinstance(effect, Broadcast):
+                await self._broadcast(effect.message)
+            elif isinstance(effect, SetTimeout):
+                self._spawn(self._timer, effect.timeout, effect.duration_ms)
+            elif isinstance(effect, Commit):
+                await self._commit(effect.block, effect.certificate, effect.state_hash)
+            elif isinstance(effect, ReportEvidence):
+                log.warning("validator %s double-signed; evidence pooled", effect.evidence.validator.hex())
+                await self._broadcast(effect.evidence)
+            elif isinstance(effect, RequestSync):
+                self._start_sync(effect.from_height)
+            elif isinstance(effect, SendBlocks):
+                self._spawn(self._push_blocks, effect.from_height)
+
+    def _spawn(self, fn: Callable[..., object], *args: object) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(fn, *args)  # type: ignore[arg-type]
+
+    # --- effects ---------------------------------------------------------------------------
+    async def _broadcast(self, message: ConsensusMessage) -> None:
+        data = encode_message(message)
+        if isinstance(message, Proposal):
+            for peer in self.host.peers():
+                self._spawn(self._send_frame, peer.peer_id, PROPOSAL_PROTOCOL, data)
+        else:
+            await self.host.publish(self.topic, data)
+
+    async def _send_frame(self, peer_id: str, protocol_id: str, data: bytes) -> None:
+        with trio.move_on_after(10):
+            try:
+                stream = await self.host.open_stream(peer_id, protocol_id)
+                await stream.send_frame(data)
+                await stream.close()
+            except P2PError as exc:
+                log.debug("could not send %s to %s: %r", protocol_id, peer_id, exc)
+
+    async def _timer(self, timeout: Timeout, duration_ms: int) -> None:
+        await trio.sleep(duration_ms / 1000)
+        await self._inbox_send.send(_Expired(timeout))
+
+    async def _commit(self, block: Block, certificate: CommitCertificate, state_hash: bytes) -> None:
+        stored = StoredBlock(block.height, block.hash, state_hash, block.encode(), certificate.encode())
+        await trio.to_thread.run_sync(self.store.append_block, stored)
+        included = {hashlib.sha256(raw).digest() for raw in block.txs}
+        self.mempool.remove_committed(self.app.state, included)
+        log.info("committed height %d (%d txs) state %s", block.height, len(block.txs), state_hash.hex()[:12])
+        event, self._height_changed = self._height_changed, trio.Event()
+        event.set()
+        if self.commit_pause_ms:
+            # CometBFT's timeout_commit: the block-time floor. Messages queue meanwhile.
+            await trio.sleep(self.commit_pause_ms / 1000)
+
+    # --- transactions ----------------------------------------------------------------------
+    async def relay_txs(self, raws: list[bytes]) -> None:
+        """Send admitted transactions to every connected peer (validators build blocks from
+        their own mempools). Receivers relay what they newly admit, so dedupe ends the flood."""
+        if not raws:
+            return
+        data = encode(raws)
+        for peer in self.host.peers():
+            self._spawn(self._send_frame, peer.peer_id, TX_PROTOCOL, data)
+
+    async def _receive_txs(self, stream: Stream) -> None:
+        batch = decode(await stream.receive_frame(MAX_TX_BATCH_BYTES))
+        if type(batch) is not list or not all(type(raw) is bytes for raw in batch):
+            raise DecodeError("a transaction batch is a list of byte strings")
+        admitted = []
+        for raw in batch:
+            try:
+                self.mempool.add(raw, self.app.state)  # type: ignore[arg-type]
+            except (LedgerError, MempoolError):
+                continue
+            admitted.append(raw)
+        await self.relay_txs(admitted)  # type: ignore[arg-type]
+
+    # --- inbound ---------------------------------------------------------------------------
+    async def _pump_gossip(self, gossip: trio.MemoryReceiveChannel[GossipMessage]) -> None:
+        async for item in gossip:
+            if item.sender == self.host.peer_id:
+                continue
+            await self._accept(item.data, item.sender)
+
+    async def _accept(self, data: bytes, peer_id: str) -> None:
+        try:
+            message = decode_message(data)
+        except DecodeError as exc:
+            self.dropped_messages += 1
+            log.info("malformed consensus message from %s: %s", peer_id, exc.message)
+            return
+        await self._inbox_send.send(_Message(message, peer_id))
+
+    async def _receive_pushed(self, stream: Stream) -> None:
+        """A proposal, or committed blocks pushed by a peer that saw us lagging."""
+        while True:
+            try:
+                data = await stream.receive_frame(MAX_SYNC_RESPONSE)
+            except P2PError:
+                return
+            await self._accept(data, stream.peer_id)
+
+    # --- block sync ------------------------------------------------------------------------
+    def _load_committed(self, height: int) -> CommittedBlock | None:
+        stored = self.store.block(height)
+        if stored is None:
+            return None
+        return CommittedBlock(Block.decode(stored.block), CommitCertificate.decode(stored.certificate))
+
+    async def _serve_sync(self, peer_id: str, payload: bytes) -> bytes:
+        request = SyncRequest.decode(payload)
+        response = await trio.to_thread.run_sync(
+            lambda: serve_sync_request(request, last_height=self.height, load=self._load_committed)
+        )
+        return response.encode()
+
+    def _start_sync(self, from_height: int) -> None:
+        if not self._syncing:
+            self._syncing = True
+            self._spawn(self._sync_from, from_height)
+
+    async def _sync_from(self, from_height: int) -> None:
+        try:
+            for peer in sorted(self.host.peers(), key=lambda p: p.peer_id):
+                request = SyncRequest(from_height, SYNC_BATCH).encode()
+                try:
+                    raw = await self.host.request(
+                        peer.peer_id, SYNC_PROTOCOL, request, max_response=MAX_SYNC_RESPONSE, timeout=10
+                    )
+                    response = SyncResponse.decode(raw)
+                except (P2PError, DecodeError) as exc:
+                    log.debug("sync from %s failed: %r", peer.peer_id, exc)
+                    continue
+                for committed in response.blocks:
+                    await self._inbox_send.send(_Message(committed, peer.peer_id))
+                if response.blocks:
+                    return
+        finally:
+            self._syncing = False
+
+    async def _push_blocks(self, from_height: int) -> None:
+        blocks = []
+        for height in range(from_height, min(from_height + SYNC_BATCH, self.height + 1)):
+            committed = await trio.to_thread.run_sync(self._load_committed, height)
+            if committed is None:
+                break
+            blocks.append(encode_message(committed))
+        for peer in self.host.peers():
+            with trio.move_on_after(10):
+                try:
+                    stream = await self.host.open_stream(peer.peer_id, SYNC_PUSH_PROTOCOL)
+                    for data in blocks:
+                        await stream.send_frame(data)
+                    await stream.close()
+                except P2PError as exc:
+                    log.debug("could not push blocks to %s: %r", peer.peer_id, exc)

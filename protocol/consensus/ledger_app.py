@@ -1,0 +1,250 @@
+"""The token ledger as the consensus core's application.
+
+Validator sets take effect with a fixed delay of :data:`VALIDATOR_SET_DELAY` blocks, as
+CometBFT's "H+2" rule: the set that votes at height ``H`` is the ledger's active set after block
+``H - 2`` (the genesis set for heights 1 and 2). A stake, unstake or slash in block ``k``
+therefore changes who votes from height ``k + 2`` on. The delay means every node knows the set
+of the next height before it decides the current one, a proposer can be computed before the
+parent block has been applied by everyone, and a syncing node can verify the certificate of
+block ``k + 1`` as soon as it has applied block ``k - 1``.
+
+Blocks are executed once per replica: :meth:`LedgerApp.check_block` (before prevoting) and
+:meth:`LedgerApp.build_block` (proposer) run ``apply_block`` on a copy of the state and keep the
+copy, and :meth:`LedgerApp.commit` adopts it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from protocol.consensus.certificate import verify_parent_certificate
+from protocol.consensus.errors import (
+    BlockExecutionFailed,
+    InvalidBlock,
+    UnknownHeight,
+)
+from protocol.consensus.evidence import verify_block_evidence, verify_evidence
+from protocol.consensus.messages import (
+    Block,
+    CommitCertificate,
+    DuplicateVoteEvidence,
+    genesis_certificate,
+)
+from protocol.consensus.validators import ValidatorSet
+from protocol.consensus.verifier import SignatureVerifier
+from protocol.ledger.block import BlockContext, BlockResult, Misbehaviour, apply_block, select_txs
+from protocol.ledger.errors import LedgerError
+from protocol.ledger.state import LedgerState
+from protocol.ledger.tx import Tx
+
+VALIDATOR_SET_DELAY = 2
+DEFAULT_MAX_TXS = 1000
+#: Speculatively executed states kept per height (one per distinct proposal seen).
+MAX_EXECUTED = 8
+
+
+def block_context(block: Block) -> BlockContext:
+    """The ledger's view of a block: signers from its parent certificate, offences from its
+    (verified) evidence."""
+    return BlockContext(
+        height=block.height,
+        proposer=block.proposer,
+        signers=block.last_commit.signers,
+        misbehaviour=tuple(Misbehaviour(e.validator, "double_sign", e.height) for e in block.evidence),
+    )
+
+
+class LedgerApp:
+    """A ledger replica driven by consensus. ``tx_source()`` returns the mempool's candidates
+    for the next block; ``tx_verified(tx)`` may vouch for signatures the mempool checked."""
+
+    def __init__(
+        self,
+        state: LedgerState,
+        *,
+        genesis_hash: bytes,
+        verifier: SignatureVerifier | None = None,
+        tx_source: Callable[[], Sequence[bytes]] = tuple,
+        tx_verified: Callable[[Tx], bool] | None = None,
+        max_txs: int = DEFAULT_MAX_TXS,
+    ) -> None:
+        if state.height != 0:
+            raise UnknownHeight("a LedgerApp starts from the genesis state; replay blocks to catch up")
+        self.state = state
+        self.verifier = verifier or SignatureVerifier()
+        self._genesis_hash = genesis_hash
+        self._tx_source = tx_source
+        self._tx_verified = tx_verified
+        self.max_txs = max_txs
+        self._last_hash = genesis_hash
+        self._last_time = 0
+        self._last_certificate = genesis_certificate(genesis_hash)
+        self.last_result: BlockResult | None = None
+        self._last_active = state.validator_set()
+        genesis_set = ValidatorSet.from_ledger(self._last_active)
+        self._sets: dict[int, ValidatorSet] = {h: genesis_set for h in range(1, VALIDATOR_SET_DELAY + 1)}
+        self._executed: dict[bytes, tuple[LedgerState, BlockResult]] = {}
+
+    # --- Application protocol ----------------------------------------------------------------
+    @property
+    def chain_id(self) -> str:
+        return self.state.chain_id
+
+    @property
+    def genesis_hash(self) -> bytes:
+        return self._genesis_hash
+
+    @property
+    def height(self) -> int:
+        return self.state.height
+
+    @property
+    def last_block_hash(self) -> bytes:
+        return self._last_hash
+
+    @property
+    def last_block_time(self) -> int:
+        return self._last_time
+
+    @property
+    def last_certificate(self) -> CommitCertificate:
+        return self._last_certificate
+
+    def validator_set(self, height: int) -> ValidatorSet:
+        """The set voting at ``height``. Raises :class:`UnknownHeight` outside the kept window
+        (from ``evidence_max_age`` blocks back to ``VALIDATOR_SET_DELAY`` ahead)."""
+        validators = self._sets.get(height)
+        if validators is None:
+            raise UnknownHeight(f"no validator set kept for height {height} (at {self.height})")
+        return validators
+
+    def check_evidence(self, evidence: DuplicateVoteEvidence, height: int) -> None:
+        verify_evidence(
+            evidence,
+            chain_id=self.chain_id,
+            current_height=height,
+            max_age=self.state.params.evidence_max_age,
+            validators_at=self.validator_set,
+            is_punished=self.state.is_tombstoned,
+            verifier=self.verifier,
+        )
+
+    def build_block(
+        self,
+        *,
+        height: int,
+        time_ms: int,
+        proposer: bytes,
+        evidence: Sequence[DuplicateVoteEvidence],
+    ) -> Block:
+        assert height == self.height + 1, "blocks are built on the last committed one"
+        draft = Block(
+            self.chain_id,
+            height,
+            time_ms,
+            self._last_hash,
+            proposer,
+            (),
+            tuple(evidence),
+            self._last_certificate,
+            bytes(32),
+        )
+        context = block_context(draft)
+        txs = tuple(select_txs(self.state, context, self._tx_source(), self.max_txs))
+        replica = self.state.copy()
+        result = apply_block(replica, context, txs, verified=self._tx_verified)
+        block = Block(
+            self.chain_id,
+            height,
+            time_ms,
+            self._last_hash,
+            proposer,
+            txs,
+            tuple(evidence),
+            self._last_certificate,
+            result.state_hash,
+        )
+        self._remember(block, replica, result)
+        return block
+
+    def check_block(self, block: Block) -> None:
+        """Raises InvalidBlock, BlockExecutionFailed, an InvalidCertificate or InvalidEvidence
+        subclass. The ledger state is unchanged either way."""
+        if block.hash in self._executed:
+            return
+        height = self.height + 1
+        if block.chain_id != self.chain_id:
+            raise InvalidBlock(f"block for chain {block.chain_id!r}")
+        if block.height != height:
+            raise InvalidBlock(f"block height {block.height}, expected {height}")
+        if block.parent_hash != self._last_hash:
+            raise InvalidBlock("block does not extend our last block")
+        if block.time_ms <= self._last_time:
+            raise InvalidBlock(f"block time {block.time_ms} is not after its parent's {self._last_time}")
+        if block.proposer not in self.validator_set(height):
+            raise InvalidBlock("block proposer is not a validator")
+        verify_parent_certificate(
+            block.last_commit,
+            chain_id=self.chain_id,
+            height=height,
+            parent_hash=block.parent_hash,
+            genesis_hash=self._genesis_hash,
+            parent_validators=self._sets.get(height - 1),
+            verifier=self.verifier,
+        )
+        verify_block_evidence(
+            block.evidence,
+            chain_id=self.chain_id,
+            current_height=height,
+            max_age=self.state.params.evidence_max_age,
+            validators_at=self.validator_set,
+            is_punished=self.state.is_tombstoned,
+            verifier=self.verifier,
+        )
+        replica = self.state.copy()
+        try:
+            result = apply_block(replica, block_context(block), block.txs, verified=self._tx_verified)
+        except LedgerError as exc:
+            raise BlockExecutionFailed(f"block does not execute: {exc.message} (code {exc.code})") from None
+        if result.state_hash != block.state_hash:
+            raise BlockExecutionFailed("block's state hash differs from executing it")
+        self._remember(block, replica, result)
+
+    def commit(self, block: Block, certificate: CommitCertificate) -> bytes:
+        """Adopt a decided block and return the state hash executing it produced (which
+        ``apply_block`` computed from the very state adopted). Raises what :meth:`check_block`
+        raises if the block is not valid."""
+        self.check_block(block)
+        replica, result = self._executed[block.hash]
+        self.state = replica
+        self.last_result = result
+        self._last_hash = block.hash
+        self._last_time = block.time_ms
+        self._last_certificate = certificate
+        self._executed.clear()
+        self._record_validator_set(block.height)
+        return result.state_hash
+
+    # --- internals ---------------------------------------------------------------------------
+    def _remember(self, block: Block, replica: LedgerState, result: BlockResult) -> None:
+        if len(self._executed) >= MAX_EXECUTED:
+            del self._executed[next(iter(self._executed))]
+        self._executed[block.hash] = (replica, result)
+
+    def _record_validator_set(self, height: int) -> None:
+        active = self.state.validator_set()
+        previous = self._sets[height + VALIDATOR_SET_DELAY - 1]
+        if active == self._last_active:
+            new = previous  # unchanged: keep the object (and its parsed keys and schedule)
+        elif active:
+            new = ValidatorSet.from_ledger(active)
+            new = previous if new == previous else new
+        else:
+            # A chain cannot run without validators: if every one is tombstoned or unbonded,
+            # the last non-empty set stays in office.
+            new = previous
+        self._last_active = active
+        self._sets[height + VALIDATOR_SET_DELAY] = new
+        oldest = height + 1 - self.state.params.evidence_max_age - 1
+        for kept in [h for h in self._sets if h < oldest]:
+            del self._sets[kept]
