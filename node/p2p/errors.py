@@ -1,0 +1,131 @@
+"""Errors of the peer-to-peer layer: codes 5200-5299, split by whose fault it is.
+
+    5200        P2PError (root)
+    5210-5249   HostError: ours (config, key file, port, local limits, misuse)
+    5250-5299   PeerError: the remote side's (unreachable, misbehaving, too slow, gone)
+
+A ``PeerError`` is what an upper layer may answer by dropping, scoring or retrying the peer; a
+``HostError`` is ours to fix or report. Every error leaves the host's state as it was.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class P2PError(Exception):
+    """Root of every error of the p2p layer."""
+
+    code: ClassVar[int] = 5200
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code}, {self.message!r})"
+
+
+# --- ours ------------------------------------------------------------------------------------
+class HostError(P2PError):
+    """Something on our side: configuration, key file, port, a local limit, or misuse."""
+
+    code = 5210
+
+
+class NodeKeyError(HostError):
+    """The node key file is unreadable, malformed, or readable by other users."""
+
+    code = 5211
+
+
+class HostConfigError(HostError):
+    """A host setting is invalid: a listen or bootstrap multiaddr, a peer id, a parameter."""
+
+    code = 5212
+
+
+class PortInUseError(HostError):
+    """The fixed listen port is already bound (possibly by another dcent on SO_REUSEPORT)."""
+
+    code = 5213
+
+
+class ListenError(HostError):
+    """The transport could not listen on the configured address for another reason."""
+
+    code = 5214
+
+
+class HostStateError(HostError):
+    """The host was used in the wrong state: before ``run()`` started it, after ``close()``, or
+    run a second time (a host runs once; make a new one to restart)."""
+
+    code = 5215
+
+
+class MessageTooLargeError(HostError):
+    """A frame or gossip message we were asked to send exceeds the configured maximum."""
+
+    code = 5216
+
+
+class GossipBackpressureError(HostError):
+    """No connected subscriber could take the message in time: every outbound queue stayed full."""
+
+    code = 5217
+
+
+class StreamStateError(HostError):
+    """A send on a stream we already closed or reset."""
+
+    code = 5218
+
+
+# --- theirs ----------------------------------------------------------------------------------
+class PeerError(P2PError):
+    """Something on the remote side: unreachable, misbehaving, too slow, or gone."""
+
+    code = 5250
+
+
+class DialError(PeerError):
+    """No connection to the peer could be established (refused, timed out, wrong peer id)."""
+
+    code = 5251
+
+
+class ProtocolNotSupportedError(PeerError):
+    """The peer does not handle the requested stream protocol."""
+
+    code = 5252
+
+
+class FrameTooLargeError(PeerError):
+    """The peer announced a frame larger than the receiver allows; the stream was reset."""
+
+    code = 5253
+
+
+class TruncatedFrameError(PeerError):
+    """The stream ended inside a frame (in its length prefix or its body)."""
+
+    code = 5254
+
+
+class StreamClosedError(PeerError):
+    """The peer closed its side of the stream where a frame was expected."""
+
+    code = 5255
+
+
+class StreamResetError(PeerError):
+    """The stream was reset (by the peer, or because its connection dropped)."""
+
+    code = 5256
+
+
+class RequestTimeoutError(PeerError):
+    """The peer did not answer a request within its deadline."""
+
+    code = 5257

@@ -1,0 +1,166 @@
+"""Length-prefixed frames over a byte stream: the one ``Stream`` both host implementations hand out.
+
+Wire format: a 4-byte big-endian unsigned length, then that many bytes. A fixed-width prefix (not
+libp2p's unsigned varint) leaves no room for non-minimal encodings and makes a truncated prefix
+obvious. The receiver names the largest frame it accepts on every read, and refuses a larger one
+from its prefix alone, before reading (or buffering) a byte of the body.
+
+The transports underneath differ (a yamux stream, an in-memory pipe); they only have to offer
+the small :class:`RawStream` interface and translate their own failures into ours.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Protocol
+
+import trio
+
+from node.p2p.errors import (
+    FrameTooLargeError,
+    MessageTooLargeError,
+    StreamClosedError,
+    StreamStateError,
+    TruncatedFrameError,
+)
+
+FRAME_HEADER = struct.Struct(">I")
+#: The largest frame anyone may send: block sync and job inputs travel as several frames.
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+# Body reads are chunked so a large frame is received in bounded steps.
+_READ_CHUNK = 1024 * 1024
+
+
+class RawStream(Protocol):
+    """A bidirectional byte stream, as the transports provide it.
+
+    ``read`` returns at most ``max_bytes`` bytes, and ``b""`` once the peer has closed its side.
+    Failures surface as :class:`StreamResetError` (reset, or the connection dropped).
+    """
+
+    async def read(self, max_bytes: int) -> bytes: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close_write(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def reset(self) -> None: ...
+
+
+class Stream:
+    """A stream of length-prefixed frames to one peer, on one protocol.
+
+    One task may send while another receives; concurrent senders (or receivers) are serialized
+    so frames never interleave.
+    """
+
+    def __init__(self, raw: RawStream, *, peer_id: str, protocol_id: str) -> None:
+        self._raw = raw
+        self._peer_id = peer_id
+        self._protocol_id = protocol_id
+        self._buffer = bytearray()
+        self._send_lock = trio.Lock()
+        self._receive_lock = trio.Lock()
+        self._write_closed = False
+        self._closed = False
+        self._reset = False
+
+    @property
+    def peer_id(self) -> str:
+        """The remote peer's id (authenticated by the transport's handshake)."""
+        return self._peer_id
+
+    @property
+    def protocol_id(self) -> str:
+        return self._protocol_id
+
+    async def send_frame(self, payload: bytes) -> None:
+        """Send one frame.
+
+        Raises :class:`MessageTooLargeError` above :data:`MAX_FRAME_BYTES`,
+        :class:`StreamStateError` after our own ``close_write``/``close``/``reset``, and
+        :class:`StreamResetError` if the stream was reset or its connection dropped.
+        """
+        if len(payload) > MAX_FRAME_BYTES:
+            raise MessageTooLargeError(f"a frame is at most {MAX_FRAME_BYTES} bytes, not {len(payload)}")
+        async with self._send_lock:
+            self._check_open(sending=True)
+            header = FRAME_HEADER.pack(len(payload))
+            # One write for small frames (one yamux data frame); no copy of large bodies.
+            if len(payload) <= _READ_CHUNK:
+                await self._raw.write(header + payload)
+            else:
+                await self._raw.write(header)
+                await self._raw.write(payload)
+
+    async def receive_frame(self, max_size: int) -> bytes:
+        """Receive one frame of at most ``max_size`` bytes.
+
+        Raises :class:`FrameTooLargeError` (and resets the stream) when the peer announces a
+        larger frame, :class:`TruncatedFrameError` when the stream ends inside a frame,
+        :class:`StreamClosedError` when it ends cleanly before one, :class:`StreamResetError`
+        on reset, and :class:`StreamStateError` after our own ``close``/``reset``.
+        """
+        if max_size < 0:
+            raise ValueError("max_size must not be negative")
+        async with self._receive_lock:
+            self._check_open(sending=False)
+            header = await self._read_exactly(FRAME_HEADER.size, in_header=True)
+            (length,) = FRAME_HEADER.unpack(header)
+            if length > max_size:
+                await self.reset()
+                raise FrameTooLargeError(
+                    f"peer {self._peer_id} announced a {length}-byte frame on {self._protocol_id}; "
+                    f"at most {max_size} accepted"
+                )
+            return await self._read_exactly(length, in_header=False)
+
+    async def close_write(self) -> None:
+        """Tell the peer we will send no more frames; receiving still works."""
+        async with self._send_lock:
+            if self._write_closed or self._reset:
+                return
+            self._write_closed = True
+            await self._raw.close_write()
+
+    async def close(self) -> None:
+        """Finish with the stream: close our side and release it. Idempotent."""
+        if self._closed or self._reset:
+            return
+        self._closed = True
+        self._write_closed = True
+        await self._raw.close()
+
+    async def reset(self) -> None:
+        """Abort the stream in both directions; the peer's reads and writes fail. Idempotent."""
+        if self._reset:
+            return
+        self._reset = True
+        self._closed = True
+        self._write_closed = True
+        with trio.CancelScope(shield=True):
+            await self._raw.reset()
+
+    def _check_open(self, *, sending: bool) -> None:
+        if self._reset:
+            raise StreamStateError(f"stream to {self._peer_id} on {self._protocol_id} was reset")
+        if self._closed or (sending and self._write_closed):
+            raise StreamStateError(f"stream to {self._peer_id} on {self._protocol_id} is closed")
+
+    async def _read_exactly(self, count: int, *, in_header: bool) -> bytes:
+        while len(self._buffer) < count:
+            chunk = await self._raw.read(min(count - len(self._buffer), _READ_CHUNK))
+            if not chunk:
+                if in_header and not self._buffer:
+                    raise StreamClosedError(f"peer {self._peer_id} closed the stream on {self._protocol_id}")
+                where = "length prefix" if in_header else "body"
+                raise TruncatedFrameError(
+                    f"stream from {self._peer_id} on {self._protocol_id} ended inside a frame's "
+                    f"{where} ({len(self._buffer)} of {count} bytes)"
+                )
+            self._buffer += chunk
+        data = bytes(self._buffer[:count])
+        del self._buffer[:count]
+        return data

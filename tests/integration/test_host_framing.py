@@ -1,0 +1,106 @@
+"""Frames on a stream: the one ``Stream`` class both hosts use, over an in-memory byte pipe.
+
+The wire format (4-byte big-endian length, then the body) is exercised byte by byte here; the
+host tests run the same class over yamux.
+"""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from node.p2p.errors import (
+    FrameTooLargeError,
+    MessageTooLargeError,
+    StreamClosedError,
+    StreamResetError,
+    StreamStateError,
+    TruncatedFrameError,
+)
+from node.p2p.framing import MAX_FRAME_BYTES, Stream
+from node.p2p.memory import pipe_pair
+
+PROTOCOL = "/dcent/test/frames/1"
+
+
+def streams() -> tuple[Stream, Stream]:
+    near_raw, far_raw = pipe_pair()
+    near = Stream(near_raw, peer_id="far", protocol_id=PROTOCOL)
+    return near, Stream(far_raw, peer_id="near", protocol_id=PROTOCOL)
+
+
+async def test_frame_wire_format_is_a_big_endian_length_then_the_body(autojump_clock: object) -> None:
+    near_raw, far_raw = pipe_pair()
+    await Stream(near_raw, peer_id="far", protocol_id=PROTOCOL).send_frame(b"abc")
+    assert await far_raw.read(100) == b"\x00\x00\x00\x03abc"
+
+
+@pytest.mark.parametrize(
+    ("partial", "where"), [(b"\x00\x00", "length prefix"), (b"\x00\x00\x00\x05ab", "body")]
+)
+async def test_stream_ending_inside_a_frame_is_truncated(
+    autojump_clock: object, partial: bytes, where: str
+) -> None:
+    near_raw, far_raw = pipe_pair()
+    await near_raw.write(partial)
+    await near_raw.close_write()
+    with pytest.raises(TruncatedFrameError, match=where):
+        await Stream(far_raw, peer_id="near", protocol_id=PROTOCOL).receive_frame(100)
+
+
+async def test_clean_close_between_frames_is_stream_closed(autojump_clock: object) -> None:
+    near, far = streams()
+    await near.send_frame(b"only")
+    await near.close_write()
+    assert await far.receive_frame(100) == b"only"
+    with pytest.raises(StreamClosedError):
+        await far.receive_frame(100)
+    await far.send_frame(b"reply after their close_write")  # our side is still open
+    assert await near.receive_frame(100) == b"reply after their close_write"
+
+
+async def test_oversize_frame_is_refused_before_its_body_is_read(autojump_clock: object) -> None:
+    near, far = streams()
+    await near.send_frame(b"x" * 101)
+    with pytest.raises(FrameTooLargeError) as refused:
+        await far.receive_frame(100)
+    assert refused.value.code == 5253
+    with pytest.raises(StreamResetError):  # the receiver reset the stream: the sender learns
+        await near.send_frame(b"more")
+
+
+async def test_frames_above_the_protocol_cap_are_not_sent(autojump_clock: object) -> None:
+    near, _far = streams()
+    with pytest.raises(MessageTooLargeError):
+        await near.send_frame(bytes(MAX_FRAME_BYTES + 1))
+
+
+async def test_use_after_close_or_reset_is_a_state_error(autojump_clock: object) -> None:
+    near, far = streams()
+    await near.close()
+    await near.close()  # idempotent
+    with pytest.raises(StreamStateError):
+        await near.send_frame(b"x")
+    with pytest.raises(StreamStateError):
+        await near.receive_frame(10)
+    await far.reset()
+    with pytest.raises(StreamStateError):
+        await far.send_frame(b"x")
+
+
+async def test_reset_wakes_a_blocked_reader_on_the_other_side(autojump_clock: object) -> None:
+    near, far = streams()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(near.reset)
+        with pytest.raises(StreamResetError):
+            await far.receive_frame(10)
+
+
+async def test_concurrent_senders_never_interleave_frames(autojump_clock: object) -> None:
+    near, far = streams()
+    payloads = [bytes([i]) * (1000 + i) for i in range(20)]
+    async with trio.open_nursery() as nursery:
+        for payload in payloads:
+            nursery.start_soon(near.send_frame, payload)
+        received = [await far.receive_frame(4096) for _ in payloads]
+    assert sorted(received) == sorted(payloads)

@@ -1,0 +1,291 @@
+"""What only the libp2p host has: Noise-only security, yamux only, real ports and listeners,
+health monitoring of hung peers, gossip pacing against the spam cap, and log routing.
+
+Real hosts on 127.0.0.1; every wait has a deadline; no sleeps.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import multiaddr
+import pytest
+import trio
+from libp2p import new_host
+from libp2p.abc import IHost
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.crypto.x25519 import create_new_key_pair as create_noise_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.network.exceptions import SwarmException
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.mplex.mplex import MPLEX_PROTOCOL_ID, Mplex
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+
+from node.host import HostConfig, P2PHost
+from node.p2p.errors import DialError, GossipBackpressureError, PortInUseError
+from node.p2p.gossip_params import GossipParams
+from node.p2p.logbridge import install_libp2p_log_bridge
+from tests.integration.conftest import DEADLINE_S, TEST_BACKOFF, seed_of, wait_until
+
+LOOPBACK_ANY_PORT = "/ip4/127.0.0.1/tcp/0"
+
+
+def config(label: str, **overrides: object) -> HostConfig:
+    overrides.setdefault("reconnect", TEST_BACKOFF)
+    return HostConfig(node_key_seed=seed_of(label), **overrides)  # type: ignore[arg-type]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def port_of(address: str) -> int:
+    return int(multiaddr.Multiaddr(address).value_for_protocol("tcp"))
+
+
+async def port_accepts(port: int) -> bool:
+    try:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+    except OSError:
+        return False
+    await stream.aclose()
+    return True
+
+
+@asynccontextmanager
+async def plain_libp2p_host(label: str, *, security: str, muxer: str) -> AsyncIterator[IHost]:
+    """A bare py-libp2p host with one security transport and one muxer, as a foreign dialer."""
+    key_pair = create_new_key_pair(seed_of(label))
+    sec_opt = {
+        "noise": {
+            TProtocol(NOISE_PROTOCOL_ID): NoiseTransport(key_pair, create_noise_key_pair().private_key)
+        },
+        "plaintext": {TProtocol(PLAINTEXT_PROTOCOL_ID): InsecureTransport(key_pair)},
+    }[security]
+    muxer_opt = {
+        "yamux": {TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+        "mplex": {TProtocol(MPLEX_PROTOCOL_ID): Mplex},
+    }
+    listen = [multiaddr.Multiaddr(LOOPBACK_ANY_PORT)]
+    host = new_host(key_pair=key_pair, sec_opt=sec_opt, muxer_opt=muxer_opt[muxer], listen_addrs=listen)
+    async with host.run(listen):
+        try:
+            yield host
+        finally:
+            with trio.CancelScope(shield=True):
+                await host.close()
+
+
+@pytest.mark.parametrize(
+    ("security", "muxer", "accepted"),
+    [("noise", "yamux", True), ("plaintext", "yamux", False), ("noise", "mplex", False)],
+)
+async def test_only_noise_with_yamux_is_accepted(
+    nursery: trio.Nursery, security: str, muxer: str, accepted: bool
+) -> None:
+    ours = P2PHost(config("ours"))
+    await nursery.start(ours.run)
+    async with plain_libp2p_host("foreign", security=security, muxer=muxer) as foreign:
+        peer = info_from_p2p_addr(multiaddr.Multiaddr(ours.listen_addrs[0]))
+        if accepted:  # the control: the same dialer with Noise and yamux gets in
+            with trio.fail_after(DEADLINE_S):
+                await foreign.connect(peer)
+            await wait_until(
+                lambda: [p.peer_id for p in ours.peers()] == [str(foreign.get_id())], what="accept"
+            )
+        else:
+            with trio.fail_after(DEADLINE_S), pytest.raises(SwarmException):
+                await foreign.connect(peer)
+            assert ours.peers() == []
+    await ours.close()
+
+
+async def test_double_bind_of_a_fixed_port_fails_clearly(nursery: trio.Nursery) -> None:
+    port = free_port()
+    first = P2PHost(config("first", listen_addr=f"/ip4/127.0.0.1/tcp/{port}"))
+    await nursery.start(first.run)
+    second = P2PHost(config("second", listen_addr=f"/ip4/127.0.0.1/tcp/{port}"))
+
+    with pytest.raises(PortInUseError) as refused:
+        await nursery.start(second.run)
+
+    assert refused.value.code == 5213 and str(port) in refused.value.message
+    assert first.listen_addrs == [f"/ip4/127.0.0.1/tcp/{port}/p2p/{first.peer_id}"]
+    await second.close()  # a host that failed to start closes at once
+    await first.close()
+
+
+async def test_close_releases_the_listener_and_the_port(nursery: trio.Nursery) -> None:
+    host = P2PHost(config("node"))
+    await nursery.start(host.run)
+    port = port_of(host.listen_addrs[0])
+    assert await port_accepts(port)
+
+    await host.close()
+
+    assert not await port_accepts(port)
+    again = P2PHost(config("node", listen_addr=f"/ip4/127.0.0.1/tcp/{port}"))
+    await nursery.start(again.run)  # the fixed port is free again: no PortInUseError
+    assert port_of(again.listen_addrs[0]) == port
+    await again.close()
+
+
+async def test_cancelling_run_also_releases_the_listener() -> None:
+    a = P2PHost(config("a"))
+    b = P2PHost(config("b"))
+    async with trio.open_nursery() as hosts:
+        await hosts.start(a.run)
+        await hosts.start(b.run)
+        await b.connect(a.listen_addrs[0])
+        port = port_of(a.listen_addrs[0])
+        hosts.cancel_scope.cancel()
+    assert not await port_accepts(port)
+
+
+class FreezableProxy:
+    """A TCP relay to one port that can stop forwarding while keeping connections open: a peer
+    that hangs (a stopped process, a black-holed route) without closing anything."""
+
+    def __init__(self, target_port: int) -> None:
+        self._target_port = target_port
+        self._thawed = trio.Event()
+        self._frozen = False
+
+    def freeze(self) -> None:
+        self._frozen = True
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        task_status.started(listeners[0].socket.getsockname()[1])
+        await trio.serve_listeners(self._relay, listeners)
+
+    async def _relay(self, client: trio.SocketStream) -> None:
+        server = await trio.open_tcp_stream("127.0.0.1", self._target_port)
+        async with client, server, trio.open_nursery() as pumps:
+            pumps.start_soon(self._pump, client, server)
+            pumps.start_soon(self._pump, server, client)
+
+    async def _pump(self, source: trio.SocketStream, sink: trio.SocketStream) -> None:
+        while data := await source.receive_some(65536):
+            if self._frozen:
+                await self._thawed.wait()  # never set: the bytes are held forever
+            await sink.send_all(data)
+
+
+async def test_hung_peer_is_noticed_and_dropped(nursery: trio.Nursery) -> None:
+    hung = P2PHost(config("hung"))
+    await nursery.start(hung.run)
+    proxy = FreezableProxy(port_of(hung.listen_addrs[0]))
+    proxy_port = await nursery.start(proxy.run)
+    watcher = P2PHost(config("watcher", health_check_interval_s=0.5, ping_timeout_s=1.0))
+    await nursery.start(watcher.run)
+    await watcher.connect(f"/ip4/127.0.0.1/tcp/{proxy_port}/p2p/{hung.peer_id}")
+    assert [p.peer_id for p in watcher.peers()] == [hung.peer_id]
+
+    proxy.freeze()
+
+    await wait_until(lambda: watcher.peers() == [], what="the watcher drops the hung peer")
+    await watcher.close()
+    await hung.close()
+
+
+async def test_publish_paces_under_the_spam_cap_instead_of_dropping(nursery: trio.Nursery) -> None:
+    # Receivers drop what one forwarder sends above this rate per topic; so does our own router.
+    gossip = GossipParams(max_messages_per_topic_per_second=10)
+    sender = P2PHost(config("sender", gossip=gossip))
+    receiver = P2PHost(config("receiver", gossip=gossip))
+    await nursery.start(sender.run)
+    await nursery.start(receiver.run)
+    topic = "dcent/test/votes"
+    inbox = await receiver.subscribe(topic)
+    await sender.subscribe(topic)
+    await sender.connect(receiver.listen_addrs[0])
+    await wait_until(lambda: sender.topic_peers(topic) == [receiver.peer_id], what="mesh formed")
+
+    burst = [f"vote {i}".encode() for i in range(15)]  # 1.5x the cap, back to back
+    for data in burst:
+        await sender.publish(topic, data)
+
+    with trio.fail_after(DEADLINE_S):
+        received = [(await inbox.receive()).data for _ in burst]
+    assert received == burst
+    assert sender.gossip_outbound_dropped == receiver.gossip_inbound_dropped == 0
+    await sender.close()
+    await receiver.close()
+
+
+def test_libp2p_logs_are_routed_into_ours_with_benign_noise_demoted(caplog: pytest.LogCaptureFixture) -> None:
+    install_libp2p_log_bridge()
+    install_libp2p_log_bridge()  # idempotent: one bridge, no duplicates
+    caplog.set_level(logging.DEBUG, logger="dcent.p2p")
+
+    logging.getLogger("libp2p.host.basic_host").error("Failed to open stream to peer 12D3KooW:\n  Error: na")
+    logging.getLogger("libp2p.network.swarm").error("something we have not seen before")
+
+    routed = [(r.name, r.levelno, r.getMessage()) for r in caplog.records if r.name.startswith("dcent.p2p")]
+    assert routed == [
+        (
+            "dcent.p2p.libp2p.host.basic_host",
+            logging.DEBUG,
+            "Failed to open stream to peer 12D3KooW:\n  Error: na",
+        ),
+        ("dcent.p2p.libp2p.network.swarm", logging.ERROR, "something we have not seen before"),
+    ]
+
+
+async def test_bootstrap_peer_back_on_its_port_is_redialled_despite_failed_dials(
+    nursery: trio.Nursery,
+) -> None:
+    port = free_port()
+    seed_node = P2PHost(config("seed", listen_addr=f"/ip4/127.0.0.1/tcp/{port}"))
+    await nursery.start(seed_node.run)
+    address = seed_node.listen_addrs[0]
+    node = P2PHost(config("node", bootstrap=(address,)))
+    await nursery.start(node.run)
+    await wait_until(lambda: [p.peer_id for p in node.peers()] == [seed_node.peer_id], what="connected")
+    await seed_node.close()
+    await wait_until(lambda: node.peers() == [], what="the node notices the drop")
+    with pytest.raises(DialError):
+        await node.connect(address)  # a failed dial: libp2p now blocks this peer for 60 s
+
+    back = P2PHost(config("seed", listen_addr=f"/ip4/127.0.0.1/tcp/{port}"))
+    await nursery.start(back.run)
+
+    # The reconnect loop clears the negative dial cache before each redial (DESIGN bug 3).
+    await wait_until(lambda: [p.peer_id for p in node.peers()] == [back.peer_id], what="redialled")
+    await node.close()
+    await back.close()
+
+
+async def test_publish_to_a_hung_peer_reports_backpressure_instead_of_dropping(nursery: trio.Nursery) -> None:
+    # Health checks far apart: this is about the gossip path, not about noticing the hang.
+    quiet = {"health_check_interval_s": 600.0}
+    hung = P2PHost(config("hung", **quiet))
+    await nursery.start(hung.run)
+    proxy = FreezableProxy(port_of(hung.listen_addrs[0]))
+    proxy_port = await nursery.start(proxy.run)
+    publisher = P2PHost(config("publisher", gossip=GossipParams(publish_wait_s=0.5), **quiet))
+    await nursery.start(publisher.run)
+    topic = "dcent/test/capacity"
+    await hung.subscribe(topic)
+    await publisher.subscribe(topic)
+    await publisher.connect(f"/ip4/127.0.0.1/tcp/{proxy_port}/p2p/{hung.peer_id}")
+    await wait_until(lambda: publisher.topic_peers(topic) == [hung.peer_id], what="mesh formed")
+
+    proxy.freeze()
+
+    # Socket buffers and the yamux window fill first, then libp2p's 32-deep peer queue.
+    with trio.fail_after(DEADLINE_S), pytest.raises(GossipBackpressureError):
+        for _ in range(200):
+            await publisher.publish(topic, bytes(200_000))
+    await publisher.close()
+    await hung.close()
