@@ -150,6 +150,8 @@ class MarketConfig:
     executor: str = "bubblewrap"
     allow_unsandboxed: bool = False
     simulated_gpus: str = ""
+    announce_interval_s: int = 10
+    announce_ttl_s: int = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +245,8 @@ def parse_config(text: str) -> NodeConfig:
             executor=str(executor),
             allow_unsandboxed=bool(_typed(market, "market", "allow_unsandboxed", bool, False)),
             simulated_gpus=str(_typed(market, "market", "simulated_gpus", str, "")),
+            announce_interval_s=int(_typed(market, "market", "announce_interval_s", int, 10)),  # type: ignore[call-overload]
+            announce_ttl_s=int(_typed(market, "market", "announce_ttl_s", int, 30)),  # type: ignore[call-overload]
         ),
         metrics_addr=str(_typed(_section(doc, "metrics"), "metrics", "addr", str, "")),
         log_format=str(log_format),

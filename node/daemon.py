@@ -15,10 +15,14 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from gpu.model import ProbeReport
+from gpu.nvml import probe_async
+from gpu.simulated import simulated_report
 from node.config import HomePaths, NodeConfig, load_key
 from node.host import P2PHost
 from node.p2p.host_config import HostConfig
 from node.p2p.interface import Host
+from node.services.capacity import CapacityService
 from node.services.consensus_driver import SIGN_STATE_KEY, ConsensusDriver, wall_clock_ms
 from node.services.mempool import Mempool
 from node.store import ChainStore, CorruptStore
@@ -76,6 +80,7 @@ class Node:
         self.store: ChainStore | None = None
         self.app: LedgerApp | None = None
         self.driver: ConsensusDriver | None = None
+        self.capacity: CapacityService | None = None
         self._running = trio.Event()
 
     # --- service ---------------------------------------------------------------------------
@@ -108,6 +113,21 @@ class Node:
                     commit_pause_ms=self.config.consensus.timeout_commit_ms,
                 )
                 await nursery.start(self.driver.run)
+                market = self.config.market
+                self.capacity = CapacityService(
+                    chain_id=self.genesis.chain_id,
+                    key=self.validator_key,
+                    host=self.host,
+                    probe=self._probe_gpus,
+                    price_per_gpu_second=market.price_per_gpu_second,
+                    collateral=market.collateral,
+                    stake=self._own_stake,
+                    executors=(market.executor,),
+                    clock_ms=wall_clock_ms,
+                    interval_s=market.announce_interval_s,
+                    ttl_s=market.announce_ttl_s,
+                )
+                await nursery.start(self.capacity.run)
                 log.info(
                     "node %s up at height %d, listening on %s",
                     self.config.moniker,
@@ -144,6 +164,19 @@ class Node:
         if head is not None:
             log.info("replayed %d blocks from %s", head.height, store.path)
         return app
+
+    async def _probe_gpus(self) -> ProbeReport:
+        """Declared (simulated) GPUs when configured, so testnet nodes sharing one machine never
+        all sell its real GPUs; otherwise what NVML sees."""
+        spec = self.config.market.simulated_gpus
+        if spec:
+            return simulated_report(spec, self.validator_key.address.raw.hex()[:12])
+        return await probe_async()
+
+    def _own_stake(self) -> int:
+        assert self.app is not None
+        info = self.app.state.validators.get(self.validator_key.address.raw)
+        return info.bonded if info else 0
 
     # --- what RPC, tests and the CLI ask ---------------------------------------------------
     def status(self) -> NodeStatus:

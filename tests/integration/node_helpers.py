@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
-from node.config import ConsensusConfig, HomePaths, NodeConfig, P2PConfig, write_secret
+import trio
+
+from node.config import ConsensusConfig, HomePaths, MarketConfig, NodeConfig, P2PConfig, write_secret
+from node.daemon import Node
 from protocol.crypto import PrivateKey
 from protocol.ledger.genesis import Genesis, dev_genesis
 from protocol.ledger.params import Params
@@ -52,4 +56,64 @@ def node_config(index: int, bootstrap: tuple[str, ...] = ()) -> NodeConfig:
         moniker=f"node{index}",
         p2p=P2PConfig(listen="/ip4/127.0.0.1/tcp/0", bootstrap=bootstrap),
         consensus=dataclasses.replace(FAST),
+        market=MarketConfig(
+            executor="subprocess",
+            simulated_gpus="1xH100-80GB",
+            announce_interval_s=1,
+            announce_ttl_s=3,
+        ),
     )
+
+
+class LocalNet:
+    """In-process nodes, each in its own cancel scope so one can be stopped and restarted."""
+
+    def __init__(self, nursery: trio.Nursery, root: Path, validators: int) -> None:
+        self.nursery = nursery
+        self.root = root
+        self.genesis = make_genesis(validators)
+        self.nodes: dict[int, Node] = {}
+        self.scopes: dict[int, trio.CancelScope] = {}
+
+    def bootstrap_for(self, index: int) -> tuple[str, ...]:
+        return tuple(a for i, n in sorted(self.nodes.items()) if i != index for a in n.host.listen_addrs)
+
+    async def start(self, index: int) -> Node:
+        paths = HomePaths(self.root / f"node{index}")
+        if not paths.genesis.exists():
+            make_home(self.root, index, self.genesis)
+        node = Node(paths, node_config(index, self.bootstrap_for(index)))
+        self.scopes[index] = await self.nursery.start(self._run, node)
+        self.nodes[index] = node
+        return node
+
+    @staticmethod
+    async def _run(
+        node: Node, *, task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        with trio.CancelScope() as scope:
+            await node.run(task_status=_Relay(task_status, scope))
+
+    def stop(self, index: int) -> Node:
+        self.scopes.pop(index).cancel()
+        return self.nodes.pop(index)
+
+
+class _Relay:
+    """Hands ``scope`` to ``nursery.start`` once the node reports it started."""
+
+    def __init__(self, status: trio.TaskStatus[trio.CancelScope], scope: trio.CancelScope) -> None:
+        self._status = status
+        self._scope = scope
+
+    def started(self, value: object = None) -> None:
+        self._status.started(self._scope)
+
+
+async def wait_until(predicate: Callable[[], bool], *, what: str, timeout_s: float = 60.0) -> None:
+    """Poll a condition on live nodes until it holds; fail after ``timeout_s``."""
+    with trio.move_on_after(timeout_s):
+        while not predicate():
+            await trio.sleep(0.05)
+        return
+    raise AssertionError(f"timed out after {timeout_s} s waiting until {what}")

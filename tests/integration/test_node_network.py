@@ -1,43 +1,125 @@
-"""Four nodes in one process, over real libp2p hosts on 127.0.0.1 and real SQLite files."""
+"""Nodes in one process, over real libp2p hosts on 127.0.0.1 and real SQLite files."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import trio
 
-from node.daemon import Node
+from node.services.capacity import capacity_topic
+from node.services.consensus_driver import consensus_topic
+from node.services.consensus_wire import encode_message
+from protocol.consensus.messages import sign_vote
+from protocol.crypto import PrivateKey
 from protocol.ledger.tx import Transfer, sign_tx
-from tests.integration.node_helpers import FAUCET, make_genesis, make_home, node_config
+from tests.integration.node_helpers import CHAIN_ID, FAUCET, LocalNet, wait_until
 
 HEIGHTS = 20
 
 
-async def _start_network(nursery: trio.Nursery, root: Path, count: int) -> list[Node]:
-    genesis = make_genesis(count)
-    nodes: list[Node] = []
-    for index in range(count):
-        bootstrap = tuple(addr for node in nodes for addr in node.host.listen_addrs)
-        node = Node(make_home(root, index, genesis), node_config(index, bootstrap))
-        await nursery.start(node.run)
-        nodes.append(node)
-    return nodes
+def _same_state_at(nodes: list, height: int) -> bool:
+    return len({n.store.block(height).state_hash for n in nodes}) == 1
 
 
 async def test_four_nodes_agree_for_twenty_heights_and_finalize_a_transfer(tmp_path: Path) -> None:
     with trio.fail_after(180):
         async with trio.open_nursery() as nursery:
-            nodes = await _start_network(nursery, tmp_path, 4)
+            net = LocalNet(nursery, tmp_path, validators=4)
+            nodes = [await net.start(i) for i in range(4)]
             recipient = bytes(20)
-            raw = sign_tx(FAUCET, "dcent-itest", 1, 10_000, Transfer(recipient, 12_345))
-            await nodes[3].submit_tx(raw)
+            await nodes[3].submit_tx(sign_tx(FAUCET, CHAIN_ID, 1, 10_000, Transfer(recipient, 12_345)))
             for node in nodes:
                 await node.wait_for_height(HEIGHTS)
-            # Every replica has the same state at every height: compare the stored state hashes.
             for height in range(1, HEIGHTS + 1):
-                hashes = {node.store.block(height).state_hash for node in nodes}  # type: ignore[union-attr]
-                assert len(hashes) == 1, f"replicas disagree at height {height}"
+                assert _same_state_at(nodes, height), f"replicas disagree at height {height}"
             for node in nodes:
-                assert node.app is not None
-                assert node.app.state.balance(recipient) == 12_345
+                assert node.app is not None and node.app.state.balance(recipient) == 12_345
+            nursery.cancel_scope.cancel()
+
+
+async def test_capacity_reaches_every_node_and_expires_after_its_node_stops(tmp_path: Path) -> None:
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            net = LocalNet(nursery, tmp_path, validators=4)
+            nodes = [await net.start(i) for i in range(4)]
+            providers = {n.validator_key.public_key.raw for n in nodes}
+
+            def everyone_sees_everyone() -> bool:
+                return all({a.provider for a in n.capacity.entries()} == providers for n in nodes)  # type: ignore[union-attr]
+
+            await wait_until(everyone_sees_everyone, what="every announcement reached every node")
+            entry = nodes[0].capacity.entries()[0]  # type: ignore[union-attr]
+            assert all(gpu.simulated for gpu in entry.gpus)
+
+            stopped = net.stop(3)
+            gone = stopped.validator_key.public_key.raw
+            await wait_until(
+                lambda: all(gone not in {a.provider for a in n.capacity.entries()} for n in nodes[:3]),  # type: ignore[union-attr]
+                what="the stopped node's announcement expired everywhere",
+            )
+            nursery.cancel_scope.cancel()
+
+
+async def test_forged_announcement_and_forged_vote_are_dropped(tmp_path: Path) -> None:
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            net = LocalNet(nursery, tmp_path, validators=4)
+            nodes = [await net.start(i) for i in range(4)]
+            await nodes[1].wait_for_height(2)
+            victim = nodes[1]
+            assert victim.capacity is not None and victim.driver is not None
+
+            # An announcement whose price was changed after signing.
+            await wait_until(lambda: len(victim.capacity.entries()) == 4, what="capacity table filled")  # type: ignore[union-attr]
+            genuine = nodes[0].capacity.entries()[0]  # type: ignore[union-attr]
+            forged = dataclasses.replace(genuine, price_per_gpu_second=1, sequence=genuine.sequence + 10**6)
+            dropped_before = victim.capacity.dropped
+            await nodes[0].host.publish(capacity_topic(CHAIN_ID), forged.encode())
+            await wait_until(
+                lambda: victim.capacity.dropped > dropped_before, what="forged announcement dropped"
+            )  # type: ignore[union-attr]
+            assert all(a.price_per_gpu_second != 1 for a in victim.capacity.entries())  # type: ignore[union-attr]
+
+            # A vote signed by a key that is not a validator.
+            outsider = PrivateKey.from_label("not-a-validator")
+            vote = sign_vote(outsider, CHAIN_ID, victim.driver.core.height, 0, 1, bytes(32))
+            votes_before = victim.driver.dropped_messages
+            await nodes[0].host.publish(consensus_topic(CHAIN_ID), encode_message(vote))
+            await wait_until(
+                lambda: victim.driver.dropped_messages > votes_before, what="forged vote dropped"
+            )  # type: ignore[union-attr]
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_stopped_node_restarts_from_its_store_and_catches_up(tmp_path: Path) -> None:
+    with trio.fail_after(180):
+        async with trio.open_nursery() as nursery:
+            net = LocalNet(nursery, tmp_path, validators=4)
+            nodes = [await net.start(i) for i in range(4)]
+            await nodes[3].wait_for_height(3)
+            stopped = net.stop(3)
+            stopped_at = stopped.app.height  # type: ignore[union-attr]
+            for node in nodes[:3]:
+                await node.wait_for_height(stopped_at + 5)
+            restarted = await net.start(3)
+            assert restarted.app is not None and restarted.app.height >= stopped_at  # replayed from SQLite
+            target = max(n.app.height for n in nodes[:3]) + 2  # type: ignore[union-attr]
+            for node in [*nodes[:3], restarted]:
+                await node.wait_for_height(target)
+            assert _same_state_at([*nodes[:3], restarted], target)
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_node_joining_late_syncs_from_genesis(tmp_path: Path) -> None:
+    with trio.fail_after(180):
+        async with trio.open_nursery() as nursery:
+            net = LocalNet(nursery, tmp_path, validators=4)
+            early = [await net.start(i) for i in range(3)]  # 3 of 4 equal stakes: > 2/3, so they progress
+            for node in early:
+                await node.wait_for_height(8)
+            late = await net.start(3)
+            for node in [*early, late]:
+                await node.wait_for_height(10)
+            assert _same_state_at([*early, late], 10)
             nursery.cancel_scope.cancel()

@@ -1,0 +1,126 @@
+"""Capacity gossip: announce our GPUs, keep the table of everyone's.
+
+A provider signs an announcement of what it sells (its GPUs from NVML, or declared simulated
+GPUs on testnets), publishes it on ``/dcent/<chain>/capacity/1`` every ``interval`` and whenever
+the probe changes, with a validity of ``ttl``. Every node verifies what it receives (signature,
+chain, validity window, newer sequence than what it holds) into a :class:`CapacityTable` and
+drops entries when they expire, so a provider that stops disappears within ``ttl``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import trio
+
+from gpu.model import ProbeReport
+from node.p2p.interface import GossipMessage, Host
+from protocol.crypto import PrivateKey
+from protocol.market.capacity import (
+    CapacityAnnouncement,
+    CapacityTable,
+    decode_announcement,
+    sign_announcement,
+)
+from protocol.market.errors import AnnouncementError, MalformedMessage
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+log = logging.getLogger("dcent.capacity")
+
+
+def capacity_topic(chain_id: str) -> str:
+    return f"/dcent/{chain_id}/capacity/1"
+
+
+class CapacityService:
+    def __init__(
+        self,
+        *,
+        chain_id: str,
+        key: PrivateKey,
+        host: Host,
+        probe: Callable[[], Awaitable[ProbeReport]],
+        price_per_gpu_second: int,
+        collateral: int,
+        stake: Callable[[], int],
+        executors: tuple[str, ...],
+        clock_ms: Callable[[], int],
+        interval_s: float = 10.0,
+        ttl_s: float = 30.0,
+    ) -> None:
+        self.chain_id = chain_id
+        self.key = key
+        self.host = host
+        self.probe = probe
+        self.price_per_gpu_second = price_per_gpu_second
+        self.collateral = collateral
+        self.stake = stake
+        self.executors = executors
+        self.clock_ms = clock_ms
+        self.interval_s = interval_s
+        self.ttl_ms = int(ttl_s * 1000)
+        self.table = CapacityTable(chain_id)
+        self.topic = capacity_topic(chain_id)
+        self.dropped = 0
+        self.last_report: ProbeReport | None = None
+        self._sequence = 0
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        inbound = await self.host.subscribe(self.topic)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._receive, inbound)
+            nursery.start_soon(self._expire_loop)
+            await self._announce()
+            task_status.started()
+            while True:
+                await trio.sleep(self.interval_s)
+                await self._announce()
+
+    async def _announce(self) -> None:
+        report = await self.probe()
+        self.last_report = report
+        devices = report.schedulable_units()
+        if not devices:
+            return
+        now = self.clock_ms()
+        # Sequence = issue time (never reused across restarts), strictly increasing here.
+        self._sequence = max(self._sequence + 1, now)
+        announcement = sign_announcement(
+            self.key,
+            self.chain_id,
+            peer_id=self.host.peer_id,
+            sequence=self._sequence,
+            gpus=devices,
+            price_per_gpu_second=self.price_per_gpu_second,
+            collateral=self.collateral,
+            stake=self.stake(),
+            executors=self.executors,
+            issued_at_ms=now,
+            expires_at_ms=now + self.ttl_ms,
+        )
+        self.table.offer(announcement, now)
+        await self.host.publish(self.topic, announcement.encode())
+
+    async def _receive(self, inbound: trio.MemoryReceiveChannel[GossipMessage]) -> None:
+        async for message in inbound:
+            if message.sender == self.host.peer_id:
+                continue
+            try:
+                announcement = decode_announcement(message.data)
+                self.table.offer(announcement, self.clock_ms())
+            except (MalformedMessage, AnnouncementError) as exc:
+                self.dropped += 1
+                log.info("dropped capacity announcement from %s: %s", message.sender, exc.message)
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await trio.sleep(1.0)
+            for provider in self.table.expire(self.clock_ms()):
+                log.info("capacity of provider %s expired", provider.hex()[:16])
+
+    def entries(self) -> list[CapacityAnnouncement]:
+        return list(self.table.entries())
