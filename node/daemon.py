@@ -48,6 +48,7 @@ def consensus_config(config: NodeConfig) -> ConsensusConfig:
         timeout_precommit_ms=c.timeout_precommit_ms,
         timeout_delta_ms=c.timeout_delta_ms,
         gossip_interval_ms=c.gossip_interval_ms,
+        timeout_commit_ms=c.timeout_commit_ms,
     )
 
 
@@ -110,7 +111,6 @@ class Node:
                     host=self.host,
                     mempool=self.mempool,
                     clock_ms=wall_clock_ms,
-                    commit_pause_ms=self.config.consensus.timeout_commit_ms,
                 )
                 await nursery.start(self.driver.run)
                 market = self.config.market

@@ -106,7 +106,6 @@ class ConsensusDriver:
         host: Host,
         mempool: Mempool,
         clock_ms: Callable[[], int] = wall_clock_ms,
-        commit_pause_ms: int = 0,
     ) -> None:
         self.core = core
         self.app = app
@@ -114,7 +113,6 @@ class ConsensusDriver:
         self.host = host
         self.mempool = mempool
         self.clock_ms = clock_ms
-        self.commit_pause_ms = commit_pause_ms
         self.topic = consensus_topic(core.chain_id)
         self.dropped_messages = 0
         self._inbox_send, self._inbox = trio.open_memory_channel[_Event](4096)
@@ -214,9 +212,6 @@ class ConsensusDriver:
         log.info("committed height %d (%d txs) state %s", block.height, len(block.txs), state_hash.hex()[:12])
         event, self._height_changed = self._height_changed, trio.Event()
         event.set()
-        if self.commit_pause_ms:
-            # CometBFT's timeout_commit: the block-time floor. Messages queue meanwhile.
-            await trio.sleep(self.commit_pause_ms / 1000)
 
     # --- transactions ----------------------------------------------------------------------
     async def relay_txs(self, raws: list[bytes]) -> None:

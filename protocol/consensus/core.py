@@ -13,15 +13,14 @@ than 1/3. Three additions make the paper's algorithm a node:
   differently, even after a restart (a ``Persist`` effect always precedes the ``Broadcast``);
 * retransmission: the paper assumes gossip that eventually delivers every message; a GOSSIP
   timer re-sends our own messages of the current round (and the POL prevotes behind a
-  re-proposed block) until the round ends, so progress resumes after losses stop;
+  re-proposed block) until the round ends, and a validator heard voting in an earlier round
+  gets what we signed in that round again, so progress resumes after losses stop;
 * block sync: a node that sees f+1 of the power at a later height, or a commit quorum for a
   block it never received, asks peers for committed blocks with certificates; a node that
   hears a validator still voting at a height it has decided offers it those blocks.
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 from protocol.consensus.app import Application
 from protocol.consensus.effects import (
@@ -50,7 +49,6 @@ from protocol.consensus.messages import (
     PRECOMMIT,
     PREVOTE,
     STEP_NONE,
-    STEP_OF_VOTE,
     STEP_PRECOMMIT,
     STEP_PREVOTE,
     STEP_PROPOSE,
@@ -62,9 +60,8 @@ from protocol.consensus.messages import (
     SignState,
     Vote,
     certificate_from_votes,
-    proposal_sign_bytes,
-    vote_sign_bytes,
 )
+from protocol.consensus.signer import Locks, Signer
 from protocol.consensus.sync import verify_committed_block
 from protocol.consensus.validators import ValidatorSet
 from protocol.consensus.verifier import SignatureVerifier
@@ -103,14 +100,11 @@ class ConsensusCore:
         self.chain_id = app.chain_id
         self.config = config or ConsensusConfig()
         self.verifier = verifier or SignatureVerifier()
-        self._key = key
+        self._signer = Signer(app.chain_id, key, sign_state) if key is not None else None
         self.address = key.address.raw if key is not None else b""
-        self._signed = sign_state or SignState(0, 0, STEP_NONE)
         self._effects: list[Effect] = []
         self._now = 0
         self._started = False
-        #: Signatures the guard refused (a restarted node asked to sign below its last step).
-        self.refused_signatures = 0
         #: Evidence waiting for one of our proposals, by accused validator.
         self.evidence_pool: dict[bytes, DuplicateVoteEvidence] = {}
         self._last_sync_request_ms: int | None = None
@@ -135,7 +129,9 @@ class ConsensusCore:
         self._commit_quorums: dict[int, bytes] = {}
         self._skip_to = -1
         self._future_rounds: dict[bytes, list[int]] = {}
-        self._own: list[Proposal | Vote] = []
+        #: What we signed at this height, by round (re-sent to validators still in that round).
+        self._own: dict[int, list[Proposal | Vote]] = {}
+        self._helped_ms: dict[bytes, int] = {}
 
     # ----------------------------------------------------------------------------------------
     # Entry points
@@ -149,7 +145,7 @@ class ConsensusCore:
         self._now = now_ms
         self._effects = []
         self._enter_height(self.app.height + 1)
-        if self._signed.height == self.height and self._signed.step != STEP_NONE:
+        if self.sign_state.height == self.height and self.sign_state.step != STEP_NONE:
             self._resume()
         else:
             self._start_round(0)
@@ -160,8 +156,9 @@ class ConsensusCore:
         """Handle a message from a peer.
 
         Raises an :class:`~protocol.consensus.errors.InvalidMessage` subclass for a message that
-        is invalid at its height (bad signature, unknown validator, wrong proposer, invalid
-        evidence, a sync block without a valid certificate); the core is then unchanged.
+        is invalid at its height (bad signature, unknown validator, a proposal not signed by its
+        round's proposer, invalid evidence, a sync block without a valid certificate or that
+        does not execute); the core is then unchanged.
         Messages for past heights are ignored.
         """
         self._require_started()
@@ -210,11 +207,16 @@ class ConsensusCore:
 
     @property
     def sign_state(self) -> SignState:
-        return self._signed
+        return self._signer.state if self._signer is not None else SignState(0, 0, STEP_NONE)
+
+    @property
+    def refused_signatures(self) -> int:
+        """Signatures the guard refused (e.g. a restarted node asked to sign below its last step)."""
+        return self._signer.refused if self._signer is not None else 0
 
     @property
     def is_validator(self) -> bool:
-        return self._key is not None and self.address in self.validators
+        return self._signer is not None and self.address in self.validators
 
     def proposals(self, round_: int) -> list[Proposal]:
         return list(self._proposals.get(round_, {}).values())
@@ -242,13 +244,12 @@ class ConsensusCore:
         self._commit_quorums = {}
         self._skip_to = -1
         self._future_rounds = {}
-        self._own = []
+        self._own = {}
 
     def _start_round(self, round_: int) -> None:
         """StartRound (line 11)."""
         self.round = round_
         self.step = STEP_PROPOSE
-        self._own = []
         for sender in list(self._future_rounds):
             kept = [r for r in self._future_rounds[sender] if r > round_ + 1]
             if kept:
@@ -273,7 +274,7 @@ class ConsensusCore:
 
     def _resume(self) -> None:
         """Continue the persisted round after a restart, re-sending what we signed there."""
-        signed = self._signed
+        signed = self.sign_state
         self.round = signed.round
         self.step = signed.step
         if signed.locked_block:
@@ -314,6 +315,18 @@ class ConsensusCore:
         if not self.verifier.verify(self.chain_id, self.validators.public_key(vote.validator), vote):
             raise InvalidSignature(f"bad signature on {vote!r}")
         self._add_vote(vote)
+        if vote.round < self.round:
+            self._help_lagging(vote.validator, vote.round)
+
+    def _help_lagging(self, validator: bytes, round_: int) -> None:
+        """A validator still votes in an earlier round of this height: re-send what we signed
+        there (it may be waiting for exactly that to leave the round; we no longer repeat it)."""
+        last = self._helped_ms.get(validator)
+        if last is not None and self._now - last < self.config.gossip_interval_ms:
+            return
+        self._helped_ms[validator] = self._now
+        for message in self._own.get(round_, ()):
+            self._effects.append(Broadcast(message))
 
     def _add_vote(self, vote: Vote) -> None:
         result, held = self._votes.add(vote)
@@ -438,7 +451,9 @@ class ConsensusCore:
         """Fire every rule whose condition holds, until none does."""
         while True:
             if self._try_decide():
-                continue
+                # Stop here; the new height's rules run when the commit timer fires.
+                self._set_timeout(TimeoutKind.COMMIT, self.round)
+                return
             if self._skip_to > self.round:
                 self._start_round(self._skip_to)  # line 55: f+1 of the power is in a later round
                 continue
@@ -545,7 +560,7 @@ class ConsensusCore:
     def _retransmit(self) -> None:
         """Re-send our messages of this round, and relay the POL behind a re-proposal in it:
         whoever has those prevotes shares them, as the paper's gossip would."""
-        for message in self._own:
+        for message in self._own.get(self.round, ()):
             self._effects.append(Broadcast(message))
         for proposal in self._proposals.get(self.round, {}).values():
             for vote in self._pol_prevotes(proposal):
@@ -578,92 +593,32 @@ class ConsensusCore:
             self._add_vote(vote)
 
     def _send(self, message: Proposal | Vote) -> None:
-        self._own.append(message)
+        self._own.setdefault(message.round, []).append(message)
         self._effects.append(Broadcast(message))
 
-    def _guard(self, step: int) -> tuple[int, int, int] | None:
-        """The (height, round, step) to sign at, or None when the guard refuses (lower)."""
-        position = (self.height, self.round, step)
-        if position < self._signed.position:
-            self.refused_signatures += 1
-            return None
-        return position
+    def _locks(self) -> Locks:
+        return Locks(
+            self.locked_round, self.locked_block, self.valid_round, self.valid_block, self._valid_pol
+        )
 
     def _sign_vote(self, vote_type: int, block_hash: bytes) -> Vote | None:
-        position = self._guard(STEP_OF_VOTE[vote_type])
-        if position is None:
-            return None
-        signed = self._signed
-        if position == signed.position:
-            # Only the very vote we signed there may go out again.
-            for vote in signed.last_votes:
-                if vote.type == vote_type and vote.block_hash == block_hash:
-                    return vote
-            self.refused_signatures += 1
-            return None
-        assert self._key is not None
-        payload = vote_sign_bytes(self.chain_id, self.height, self.round, vote_type, block_hash, self.address)
-        vote = Vote(self.height, self.round, vote_type, block_hash, self.address, self._key.sign(payload))
-        same_round = signed.height == self.height and signed.round == self.round
-        earlier = tuple(v for v in signed.last_votes if v.type != vote_type) if same_round else ()
-        self._persist(
-            position,
-            last_votes=(*earlier, vote),
-            last_proposal=signed.last_proposal if same_round else (),
-        )
+        assert self._signer is not None
+        vote, fresh = self._signer.sign_vote(self.height, self.round, vote_type, block_hash, self._locks())
+        if fresh:
+            self._effects.append(Persist(self._signer.state))
         return vote
 
     def _sign_proposal(self, block: Block, pol_round: int) -> Proposal | None:
-        position = self._guard(STEP_PROPOSE)
-        if position is None:
-            return None
-        if position == self._signed.position:
-            for proposal in self._signed.last_proposal:
-                if proposal.block.hash == block.hash and proposal.pol_round == pol_round:
-                    return proposal
-            self.refused_signatures += 1
-            return None
-        assert self._key is not None
-        payload = proposal_sign_bytes(self.chain_id, self.height, self.round, pol_round, block.hash)
-        proposal = Proposal(self.height, self.round, pol_round, block, self._key.sign(payload))
-        self._persist(position, last_votes=(), last_proposal=(proposal,))
+        assert self._signer is not None
+        proposal, fresh = self._signer.sign_proposal(self.height, self.round, block, pol_round, self._locks())
+        if fresh:
+            self._effects.append(Persist(self._signer.state))
         return proposal
-
-    def _persist(
-        self,
-        position: tuple[int, int, int],
-        *,
-        last_votes: tuple[Vote, ...],
-        last_proposal: tuple[Proposal, ...],
-    ) -> None:
-        height, round_, step = position
-        self._signed = SignState(
-            height,
-            round_,
-            step,
-            last_votes=last_votes,
-            last_proposal=last_proposal,
-            locked_round=self.locked_round,
-            locked_block=() if self.locked_block is None else (self.locked_block,),
-            valid_round=self.valid_round,
-            valid_block=() if self.valid_block is None else (self.valid_block,),
-            valid_pol=self._valid_pol,
-        )
-        self._effects.append(Persist(self._signed))
 
     def _persist_locks(self) -> None:
         """Record a changed valid value (line 42) without signing anything."""
-        if self._signed.height != self.height:
-            return  # nothing signed at this height: the valid value only matters for liveness
-        self._signed = dataclasses.replace(
-            self._signed,
-            locked_round=self.locked_round,
-            locked_block=() if self.locked_block is None else (self.locked_block,),
-            valid_round=self.valid_round,
-            valid_block=() if self.valid_block is None else (self.valid_block,),
-            valid_pol=self._valid_pol,
-        )
-        self._effects.append(Persist(self._signed))
+        if self._signer is not None and self._signer.record_locks(self.height, self._locks()):
+            self._effects.append(Persist(self._signer.state))
 
     # ----------------------------------------------------------------------------------------
     # Helpers

@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from protocol.consensus.errors import InvalidConfig
 from protocol.consensus.messages import (
     Block,
     CommitCertificate,
@@ -29,6 +30,10 @@ class TimeoutKind(enum.IntEnum):
     #: Re-send our own messages of the current round: the paper assumes gossip that eventually
     #: delivers every message; over a lossy network that means retransmitting until progress.
     GOSSIP = 4
+    #: After a decision the core stops and resumes the new height when this fires
+    #: (CometBFT's timeout_commit): one event never runs more than one height, and with a
+    #: single validator, which needs nobody's votes, blocks come one per timer, not unboundedly.
+    COMMIT = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,7 @@ class ConsensusConfig:
     timeout_precommit_ms: int = 1000
     timeout_delta_ms: int = 500
     gossip_interval_ms: int = 2000
+    timeout_commit_ms: int = 0
     sync_retry_ms: int = 2000
     max_buffered_messages: int = 1024
 
@@ -59,13 +65,23 @@ class ConsensusConfig:
             "gossip_interval_ms",
         ):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
-        if self.timeout_delta_ms < 0 or self.sync_retry_ms < 0 or self.max_buffered_messages < 0:
-            raise ValueError("timeout_delta_ms, sync_retry_ms and max_buffered_messages must be >= 0")
+                raise InvalidConfig(f"{name} must be positive")
+        non_negative = (
+            self.timeout_delta_ms,
+            self.sync_retry_ms,
+            self.max_buffered_messages,
+            self.timeout_commit_ms,
+        )
+        if min(non_negative) < 0:
+            raise InvalidConfig(
+                "timeout_delta_ms, sync_retry_ms, max_buffered_messages and timeout_commit_ms must be >= 0"
+            )
 
     def timeout_ms(self, kind: TimeoutKind, round_: int) -> int:
         if kind is TimeoutKind.GOSSIP:
             return self.gossip_interval_ms
+        if kind is TimeoutKind.COMMIT:
+            return self.timeout_commit_ms
         base = {
             TimeoutKind.PROPOSE: self.timeout_propose_ms,
             TimeoutKind.PREVOTE: self.timeout_prevote_ms,

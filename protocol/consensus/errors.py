@@ -31,15 +31,10 @@ class UnknownValidator(InvalidMessage):
 
 
 class InvalidSignature(InvalidMessage):
-    """A vote or proposal whose signature does not verify under its signer's key."""
+    """A vote whose signature does not verify under its validator's key, or a proposal not
+    signed by the proposer of its (height, round)."""
 
     code = 3003
-
-
-class WrongProposer(InvalidMessage):
-    """A proposal signed by someone other than the proposer of its (height, round)."""
-
-    code = 3004
 
 
 # --- the input's fault: blocks and certificates -----------------------------------------------
@@ -136,13 +131,13 @@ class LocalConsensusError(ConsensusError):
     code = 3900
 
 
-class SignGuardRefused(LocalConsensusError):
-    """We were about to sign at or below our last signed (height, round, step): refused."""
-
-    code = 3901
-
-
 class UnknownHeight(LocalConsensusError):
     """The validator set of a height outside the window this node keeps was asked for."""
 
     code = 3902
+
+
+class InvalidConfig(LocalConsensusError):
+    """A consensus or simulator configuration value out of range."""
+
+    code = 3903

@@ -8,7 +8,6 @@ signed, so the guard holds across crashes: a restarted validator is rebuilt from
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from protocol.consensus.messages import (
@@ -35,14 +34,26 @@ class Locks:
     valid_block: Block | None = None
     valid_pol: tuple[Vote, ...] = ()
 
-    def fields(self) -> dict[str, object]:
-        return {
-            "locked_round": self.locked_round,
-            "locked_block": () if self.locked_block is None else (self.locked_block,),
-            "valid_round": self.valid_round,
-            "valid_block": () if self.valid_block is None else (self.valid_block,),
-            "valid_pol": self.valid_pol,
-        }
+    def state(
+        self,
+        position: tuple[int, int, int],
+        last_votes: tuple[Vote, ...],
+        last_proposal: tuple[Proposal, ...],
+    ) -> SignState:
+        """The signer state at ``position`` with these last messages and these locks."""
+        height, round_, step = position
+        return SignState(
+            height,
+            round_,
+            step,
+            last_votes=last_votes,
+            last_proposal=last_proposal,
+            locked_round=self.locked_round,
+            locked_block=() if self.locked_block is None else (self.locked_block,),
+            valid_round=self.valid_round,
+            valid_block=() if self.valid_block is None else (self.valid_block,),
+            valid_pol=self.valid_pol,
+        )
 
 
 class Signer:
@@ -84,14 +95,7 @@ class Signer:
         vote = Vote(height, round_, vote_type, block_hash, self.address, self._key.sign(payload))
         same_round = (state.height, state.round) == (height, round_)
         earlier = tuple(v for v in state.last_votes if v.type != vote_type) if same_round else ()
-        self.state = SignState(
-            height,
-            round_,
-            position[2],
-            last_votes=(*earlier, vote),
-            last_proposal=state.last_proposal if same_round else (),
-            **locks.fields(),  # type: ignore[arg-type]
-        )
+        self.state = locks.state(position, (*earlier, vote), state.last_proposal if same_round else ())
         return vote, True
 
     def sign_proposal(
@@ -109,7 +113,7 @@ class Signer:
             return None, False
         payload = proposal_sign_bytes(self.chain_id, height, round_, pol_round, block.hash)
         proposal = Proposal(height, round_, pol_round, block, self._key.sign(payload))
-        self.state = SignState(height, round_, STEP_PROPOSE, last_proposal=(proposal,), **locks.fields())  # type: ignore[arg-type]
+        self.state = locks.state(position, (), (proposal,))
         return proposal, True
 
     def record_locks(self, height: int, locks: Locks) -> bool:
@@ -118,7 +122,8 @@ class Signer:
         there the valid value only matters for liveness."""
         if self.state.height != height:
             return False
-        updated = dataclasses.replace(self.state, **locks.fields())  # type: ignore[arg-type]
+        state = self.state
+        updated = locks.state(state.position, state.last_votes, state.last_proposal)
         if updated == self.state:
             return False
         self.state = updated

@@ -26,7 +26,7 @@ from protocol.consensus.messages import (
 from protocol.consensus.validators import ValidatorSet
 from protocol.consensus.verifier import SignatureVerifier
 
-from .test_consensus_support import Chain, certificate, vkey
+from .consensus_support import Chain, certificate, vkey
 
 BLOCK = hashlib.sha256(b"a block").digest()
 OTHER = hashlib.sha256(b"another block").digest()

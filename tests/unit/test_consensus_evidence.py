@@ -30,7 +30,7 @@ from protocol.consensus.validators import ValidatorSet
 from protocol.consensus.verifier import SignatureVerifier
 from protocol.ledger.params import Params
 
-from .test_consensus_support import CHAIN_ID, Chain, build_block, certificate, propose, vkey, vote
+from .consensus_support import CHAIN_ID, Chain, build_block, certificate, propose, vkey, vote
 
 A = hashlib.sha256(b"block a").digest()
 B = hashlib.sha256(b"block b").digest()

@@ -19,7 +19,7 @@ from protocol.ledger.params import Params
 from protocol.ledger.tx import Stake, Transfer, sign_tx
 from protocol.units import DCT
 
-from .test_consensus_support import CHAIN_ID, Chain, certificate, client_key, vkey
+from .consensus_support import CHAIN_ID, Chain, certificate, client_key, vkey
 
 
 def _next(app: LedgerApp, *, time_ms: int | None = None, proposer: int = 0) -> Block:

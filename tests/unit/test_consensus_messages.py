@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.consensus.errors import InvalidMessage
+from protocol.consensus.effects import ConsensusConfig
+from protocol.consensus.errors import InvalidConfig, InvalidMessage
 from protocol.consensus.messages import (
     NIL,
     PRECOMMIT,
@@ -25,7 +26,7 @@ from protocol.consensus.messages import (
 )
 from protocol.encoding import DecodeError, sign_bytes
 
-from .test_consensus_support import CHAIN_ID, Chain, build_block, propose, vkey
+from .consensus_support import CHAIN_ID, Chain, build_block, propose, vkey
 
 
 def test_vote_round_trips_and_rejects_junk() -> None:
@@ -89,3 +90,11 @@ def test_decoding_arbitrary_bytes_raises_only_decode_error(data: bytes) -> None:
     for cls in (Vote, Proposal, DuplicateVoteEvidence, SignState):
         with contextlib.suppress(DecodeError):
             cls.decode(data)
+
+
+def test_a_config_out_of_range_is_our_error() -> None:
+    with pytest.raises(InvalidConfig) as caught:
+        ConsensusConfig(timeout_propose_ms=0)
+    assert caught.value.code == 3903
+    with pytest.raises(InvalidConfig):
+        ConsensusConfig(timeout_delta_ms=-1)

@@ -8,7 +8,7 @@ from protocol.consensus.effects import Broadcast, Effect, Persist, Timeout, Time
 from protocol.consensus.errors import LocalConsensusError
 from protocol.consensus.messages import NIL, PRECOMMIT, PREVOTE, STEP_PRECOMMIT, STEP_PREVOTE, Vote
 
-from .test_consensus_support import Chain, build_block, own_votes, persists, propose, vkey, vote
+from .consensus_support import Chain, build_block, own_votes, persists, propose, vkey, vote
 
 H = 1
 

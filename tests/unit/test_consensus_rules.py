@@ -32,7 +32,7 @@ from protocol.consensus.messages import (
     Vote,
 )
 
-from .test_consensus_support import (
+from .consensus_support import (
     CONFIG,
     Chain,
     broadcasts,
@@ -172,7 +172,7 @@ def test_line28_reproposal_without_its_pol_waits_for_the_prevotes() -> None:
     effects = s.core.receive(s.proposal(1, s.block_b, pol_round=0), 10)
     assert s.my_votes(effects) == []  # no POL seen yet: neither line 22 nor 28 applies
     effects = s.prevotes(0, s.block_b.hash, s.others)  # the POL arrives
-    assert s.my_votes(effects) == [(PREVOTE, 1, s.block_b.hash)]
+    assert [v for v in s.my_votes(effects) if v[1] == 1] == [(PREVOTE, 1, s.block_b.hash)]
 
 
 def test_line34_any_prevote_quorum_arms_the_prevote_timeout_once() -> None:
@@ -370,3 +370,39 @@ def test_every_own_vote_is_persisted_before_it_is_broadcast() -> None:
         assert on_disk.locked_round == s.core.locked_round
         assert on_disk.locked_block == ((s.core.locked_block,) if s.core.locked_block else ())
     assert seen >= 4
+
+
+def test_a_validator_still_in_an_earlier_round_gets_our_votes_of_that_round_again() -> None:
+    s = Setup()
+    s.core.on_timeout(Timeout(TimeoutKind.PROPOSE, H, 0), 100)
+    s.core.on_timeout(Timeout(TimeoutKind.PREVOTE, H, 0), 100)
+    round0 = [(v.type, v.round) for v in s.core.sign_state.last_votes]
+    assert round0 == [(PREVOTE, 0), (PRECOMMIT, 0)]
+    s.to_round(2)
+    effects = s.core.receive(vote(s.others[0], H, 0, PRECOMMIT, NIL), 500)  # it is still in round 0
+    assert s.my_votes(effects) == [(PREVOTE, 0, NIL), (PRECOMMIT, 0, NIL)]
+    again = s.core.receive(vote(s.others[1], H, 0, PRECOMMIT, NIL), 510)
+    assert s.my_votes(again) == [(PREVOTE, 0, NIL), (PRECOMMIT, 0, NIL)]  # another validator
+    assert s.core.receive(vote(s.others[0], H, 0, PREVOTE, NIL), 520) == []  # rate-limited
+
+
+def test_a_lone_validator_decides_one_height_per_commit_timer() -> None:
+    """A single validator needs nobody's votes: without the commit timer one event would run
+    heights forever. Each COMMIT timeout must yield exactly one more height."""
+    from protocol.consensus.core import ConsensusCore
+    from protocol.consensus.effects import SetTimeout, TimeoutKind
+    from protocol.consensus.ledger_app import LedgerApp
+    from protocol.crypto import PrivateKey
+    from protocol.ledger.genesis import dev_genesis, genesis_state
+
+    key = PrivateKey.from_label("lone-validator")
+    genesis = dev_genesis("dcent-lone", [(key.public_key.raw, 10**12)], [])
+    app = LedgerApp(genesis_state(genesis), genesis_hash=b"\x01" * 32)
+    core = ConsensusCore(app, key=key)
+    effects = core.start(1_000)
+    assert app.height == 1
+    for expected in (2, 3, 4):
+        timers = [e for e in effects if isinstance(e, SetTimeout) and e.timeout.kind is TimeoutKind.COMMIT]
+        assert len(timers) == 1
+        effects = core.on_timeout(timers[0].timeout, 1_000 + expected)
+        assert app.height == expected

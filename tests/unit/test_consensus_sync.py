@@ -24,7 +24,7 @@ from protocol.consensus.messages import (
 from protocol.consensus.sync import serve_sync_request, verify_committed_block
 from protocol.consensus.verifier import SignatureVerifier
 
-from .test_consensus_support import CHAIN_ID, Chain, Cluster, certificate, vkey, vote
+from .consensus_support import CHAIN_ID, Chain, Cluster, certificate, vkey, vote
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 from protocol.consensus.errors import InvalidMessage, UnknownValidator
 from protocol.consensus.validators import MAX_SCHEDULE, Validator, ValidatorSet
 
-from .test_consensus_support import vkey
+from .consensus_support import vkey
 
 
 def _set(*powers: int) -> ValidatorSet:
