@@ -182,7 +182,7 @@ class Node:
     def status(self) -> NodeStatus:
         assert self.app is not None, "the node is not running"
         return NodeStatus(
-            height=self.app.height,
+            height=self.driver.height if self.driver else self.app.height,
             state_hash=self.app.state.state_hash(),
             peer_id=self.host.peer_id,
             listen_addrs=tuple(self.host.listen_addrs),

@@ -11,7 +11,7 @@ Use::
     await host.close()                   # or cancel the nursery: listeners are closed either way
 
 Everything libp2p-specific that we had to work around (DESIGN.md "Networking on py-libp2p
-0.8.1") is done here and recorded, with the reason, in ``docs/libp2p.md``. The interface,
+0.8.1") is done here and recorded, with the reason, in ARCHITECTURE.md ("Networking on py-libp2p 0.8.1"). The interface,
 its shared semantics and the memory fake live in ``node/p2p/``.
 """
 
@@ -188,7 +188,7 @@ class P2PHost:
                 finally:
                     # Before leaving host.run(): stopping the swarm's service first cancels its own
                     # cleanup half-way, which marks connections closed without closing their sockets
-                    # and leaves the listener open (DESIGN bug 7; docs/libp2p.md).
+                    # and leaves the listener open (DESIGN bug 7; ARCHITECTURE.md).
                     await self._close_libp2p(host)
         finally:
             await self._close_libp2p(host)  # a no-op unless host.run() itself failed

@@ -1,7 +1,7 @@
 """Process-wide overrides of py-libp2p 0.8.1 module constants, applied before a host starts.
 
 Only constants that libp2p reads at call time from its module namespace can be overridden this
-way; each one here is listed, with its reason, in docs/libp2p.md.
+way; each one here is listed, with its reason, in ARCHITECTURE.md.
 """
 
 from __future__ import annotations

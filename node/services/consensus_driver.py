@@ -119,12 +119,14 @@ class ConsensusDriver:
         self._nursery: trio.Nursery | None = None
         self._syncing = False
         self._height_changed = trio.Event()
+        self._stored_height = app.height
 
     # --- public view -----------------------------------------------------------------------
     @property
     def height(self) -> int:
-        """The last committed height."""
-        return self.app.height
+        """The last height committed AND stored: what the node reports and serves to peers.
+        (The application's height moves first, inside the core, before the store write.)"""
+        return self._stored_height
 
     async def wait_for_height(self, height: int) -> None:
         while self.height < height:
@@ -207,6 +209,7 @@ class ConsensusDriver:
     async def _commit(self, block: Block, certificate: CommitCertificate, state_hash: bytes) -> None:
         stored = StoredBlock(block.height, block.hash, state_hash, block.encode(), certificate.encode())
         await trio.to_thread.run_sync(self.store.append_block, stored)
+        self._stored_height = block.height
         included = {hashlib.sha256(raw).digest() for raw in block.txs}
         self.mempool.remove_committed(self.app.state, included)
         log.info("committed height %d (%d txs) state %s", block.height, len(block.txs), state_hash.hex()[:12])
