@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from node.errors import NodeError
 from protocol.crypto import PrivateKey
 from protocol.units import AmountError, parse_amount
 
@@ -28,14 +29,10 @@ DEFAULT_HOME = Path("~/.dcent")
 TEMPLATE = Path(__file__).resolve().parent.parent / "configs" / "node.toml"
 
 
-class ConfigError(Exception):
+class ConfigError(NodeError):
     """A bad config file or home directory: the operator's to fix (codes 5000-5099)."""
 
     code: ClassVar[int] = 5001
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class KeyFileError(ConfigError):

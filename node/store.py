@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from node.errors import NodeError
+
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -47,14 +49,10 @@ CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
 """
 
 
-class StoreError(Exception):
+class StoreError(NodeError):
     """Root of store errors (codes 5400-5499): our disk, never a peer's fault."""
 
     code: ClassVar[int] = 5400
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class WrongChain(StoreError):

@@ -15,18 +15,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from node.errors import NodeError
 
-class ExecutorError(Exception):
+
+class ExecutorError(NodeError):
     """Root of every error ``node.executor`` raises."""
 
     code: ClassVar[int] = 5300
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(code={self.code}, {self.message!r})"
 
 
 # --- the requester's fault ---------------------------------------------------------------------

@@ -12,18 +12,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from node.errors import NodeError
 
-class P2PError(Exception):
+
+class P2PError(NodeError):
     """Root of every error of the p2p layer."""
 
     code: ClassVar[int] = 5200
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(code={self.code}, {self.message!r})"
 
 
 # --- ours ------------------------------------------------------------------------------------

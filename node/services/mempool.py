@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import ClassVar
 
+from node.errors import NodeError
 from protocol.ledger.errors import BadNonce, BadSignature, FeeTooLow, WrongChainId
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import Tx, decode_tx
@@ -21,14 +22,10 @@ from protocol.ledger.tx import Tx, decode_tx
 MAX_NONCE_GAP = 64
 
 
-class MempoolError(Exception):
+class MempoolError(NodeError):
     """Root of mempool refusals that are not ledger errors (codes 5600-5649)."""
 
     code: ClassVar[int] = 5600
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class DuplicateTx(MempoolError):

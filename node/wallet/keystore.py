@@ -38,6 +38,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from node.errors import NodeError
 from protocol.crypto import SEED_LEN, Address, InvalidAddressError, InvalidKeyError, PrivateKey
 from protocol.encoding import encode
 
@@ -63,17 +64,10 @@ _MAX_SCRYPT_P = 16
 _AAD_DOMAIN = "dcent/keystore/v1"
 
 
-class WalletError(Exception):
+class WalletError(NodeError):
     """Root of the wallet's errors. Nothing on disk was changed when one is raised."""
 
     code: ClassVar[int] = 5700
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(code={self.code}, {self.message!r})"
 
 
 class WrongPassword(WalletError):

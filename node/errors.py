@@ -1,0 +1,21 @@
+"""The root of every error the node layer raises (codes 5000-5999).
+
+Each package under ``node/`` has its own subclass with its code range (config 5000s, gpu 5100s,
+p2p 5200s, executor 5300s, store 5400s, rpc 5500s, mempool 5600s, wallet 5700s), and splits its
+errors by whose fault they are. The RPC returns ``code`` as ``error.code``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class NodeError(Exception):
+    code: ClassVar[int] = 5000
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code}, {self.message!r})"
