@@ -138,6 +138,8 @@ class ConsensusConfig:
     #: Pause after a commit before starting the next height: the block-time floor.
     timeout_commit_ms: int = 500
     max_block_txs: int = 5000
+    #: Store a ledger checkpoint every this many blocks; restarts resume from the newest.
+    snapshot_interval: int = 100
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,11 +26,13 @@ from node.services.capacity import CapacityService
 from node.services.consensus_driver import SIGN_STATE_KEY, ConsensusDriver, wall_clock_ms
 from node.services.mempool import Mempool
 from node.store import ChainStore, CorruptStore
+from protocol.consensus.checkpoint import Checkpoint, CheckpointError
 from protocol.consensus.core import ConsensusCore
 from protocol.consensus.effects import ConsensusConfig
 from protocol.consensus.errors import InvalidMessage
 from protocol.consensus.ledger_app import LedgerApp
 from protocol.consensus.messages import Block, CommitCertificate, SignState
+from protocol.encoding import DecodeError
 from protocol.ledger.genesis import Genesis, genesis_state
 from protocol.ledger.tx import Tx
 
@@ -83,6 +85,8 @@ class Node:
         self.driver: ConsensusDriver | None = None
         self.capacity: CapacityService | None = None
         self._running = trio.Event()
+        #: The checkpoint height the last start resumed from (0: replayed from genesis).
+        self.resumed_from = 0
 
     # --- service ---------------------------------------------------------------------------
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -111,6 +115,7 @@ class Node:
                     host=self.host,
                     mempool=self.mempool,
                     clock_ms=wall_clock_ms,
+                    snapshot_interval=self.config.consensus.snapshot_interval,
                 )
                 await nursery.start(self.driver.run)
                 market = self.config.market
@@ -140,16 +145,20 @@ class Node:
             await trio.to_thread.run_sync(store.close)
 
     def _replay(self, store: ChainStore) -> LedgerApp:
-        """The ledger at the stored head, re-verifying every block on the way."""
-        app = LedgerApp(
-            genesis_state(self.genesis),
-            genesis_hash=self.genesis.genesis_hash(),
-            tx_source=lambda: [tx.raw for tx in self.mempool.reap(self.config.consensus.max_block_txs)],
-            tx_verified=self.mempool.was_verified,
-            max_txs=self.config.consensus.max_block_txs,
-        )
+        """The ledger at the stored head: resumed from the newest checkpoint when one is usable,
+        else from genesis, re-verifying every block replayed on the way."""
+        options = {
+            "genesis_hash": self.genesis.genesis_hash(),
+            "tx_source": lambda: [tx.raw for tx in self.mempool.reap(self.config.consensus.max_block_txs)],
+            "tx_verified": self.mempool.was_verified,
+            "max_txs": self.config.consensus.max_block_txs,
+        }
+        app = self._resume_from_checkpoint(store, options)
+        if app is None:
+            app = LedgerApp(genesis_state(self.genesis), **options)  # type: ignore[arg-type]
+        start = app.height
         head = store.head()
-        for height in range(1, (head.height if head else 0) + 1):
+        for height in range(app.height + 1, (head.height if head else 0) + 1):
             stored = store.block(height)
             if stored is None:
                 raise CorruptStore(f"block {height} is missing below the stored head")
@@ -162,7 +171,29 @@ class Node:
             if state_hash != stored.state_hash:
                 raise CorruptStore(f"replaying block {height} gives another state hash than stored")
         if head is not None:
-            log.info("replayed %d blocks from %s", head.height, store.path)
+            log.info(
+                "ledger at height %d: resumed at %d, replayed %d blocks",
+                head.height,
+                start,
+                head.height - start,
+            )
+        return app
+
+    def _resume_from_checkpoint(self, store: ChainStore, options: dict[str, object]) -> LedgerApp | None:
+        latest = store.latest_snapshot()
+        if latest is None:
+            return None
+        height, state_hash, blob = latest
+        stored = store.block(height)
+        try:
+            checkpoint = Checkpoint.decode(blob)
+            if stored is None or stored.hash != checkpoint.last_hash or stored.state_hash != state_hash:
+                raise CheckpointError("checkpoint does not match the stored block of its height")
+            app = LedgerApp.resume(checkpoint, **options)  # type: ignore[arg-type]
+        except (DecodeError, CheckpointError) as exc:
+            log.warning("checkpoint at height %d unusable (%s); replaying from genesis", height, exc)
+            return None
+        self.resumed_from = height
         return app
 
     async def _probe_gpus(self) -> ProbeReport:

@@ -70,6 +70,7 @@ MAX_TX_BATCH_BYTES = 8 * 1024 * 1024
 SYNC_BATCH = 32
 MAX_SYNC_RESPONSE = 64 * 1024 * 1024
 SIGN_STATE_KEY = "sign_state"
+KEEP_SNAPSHOTS = 2
 
 
 def consensus_topic(chain_id: str) -> str:
@@ -106,6 +107,7 @@ class ConsensusDriver:
         host: Host,
         mempool: Mempool,
         clock_ms: Callable[[], int] = wall_clock_ms,
+        snapshot_interval: int = 100,
     ) -> None:
         self.core = core
         self.app = app
@@ -113,6 +115,7 @@ class ConsensusDriver:
         self.host = host
         self.mempool = mempool
         self.clock_ms = clock_ms
+        self.snapshot_interval = snapshot_interval
         self.topic = consensus_topic(core.chain_id)
         self.dropped_messages = 0
         self._inbox_send, self._inbox = trio.open_memory_channel[_Event](4096)
@@ -208,7 +211,12 @@ class ConsensusDriver:
 
     async def _commit(self, block: Block, certificate: CommitCertificate, state_hash: bytes) -> None:
         stored = StoredBlock(block.height, block.hash, state_hash, block.encode(), certificate.encode())
-        await trio.to_thread.run_sync(self.store.append_block, stored)
+        checkpoint = None
+        if block.height % self.snapshot_interval == 0 and self.app.height == block.height:
+            checkpoint = self.app.checkpoint().encode()
+        await trio.to_thread.run_sync(lambda: self.store.append_block(stored, snapshot=checkpoint))
+        if checkpoint is not None:
+            await trio.to_thread.run_sync(self.store.prune_snapshots, KEEP_SNAPSHOTS)
         self._stored_height = block.height
         included = {hashlib.sha256(raw).digest() for raw in block.txs}
         self.mempool.remove_committed(self.app.state, included)

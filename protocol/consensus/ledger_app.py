@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from protocol.consensus.certificate import verify_parent_certificate
+from protocol.consensus.checkpoint import Checkpoint, CheckpointError, StoredValidatorSet
 from protocol.consensus.errors import (
     BlockExecutionFailed,
     InvalidBlock,
@@ -34,6 +35,7 @@ from protocol.consensus.validators import ValidatorSet
 from protocol.consensus.verifier import SignatureVerifier
 from protocol.ledger.block import BlockContext, BlockResult, Misbehaviour, apply_block, select_txs
 from protocol.ledger.errors import LedgerError
+from protocol.ledger.snapshot import SnapshotError, decode_snapshot, encode_snapshot
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import Tx
 
@@ -224,6 +226,63 @@ class LedgerApp:
         self._executed.clear()
         self._record_validator_set(block.height)
         return result.state_hash
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def checkpoint(self) -> Checkpoint:
+        """Everything needed to :meth:`resume` at the current height."""
+        return Checkpoint(
+            height=self.height,
+            state_hash=self.state.state_hash(),
+            snapshot=encode_snapshot(self.state),
+            last_hash=self._last_hash,
+            last_time=self._last_time,
+            last_certificate=self._last_certificate,
+            validator_sets=tuple(
+                StoredValidatorSet(height, vset.validators) for height, vset in sorted(self._sets.items())
+            ),
+        )
+
+    @classmethod
+    def resume(
+        cls,
+        checkpoint: Checkpoint,
+        *,
+        genesis_hash: bytes,
+        verifier: SignatureVerifier | None = None,
+        tx_source: Callable[[], Sequence[bytes]] = tuple,
+        tx_verified: Callable[[Tx], bool] | None = None,
+        max_txs: int = DEFAULT_MAX_TXS,
+    ) -> LedgerApp:
+        """An application at ``checkpoint.height``, as if it had replayed every block up to it.
+
+        Raises :class:`CheckpointError` when the snapshot is inconsistent, does not hash to the
+        checkpoint's state hash, or lacks the validator sets of the next heights.
+        """
+        try:
+            state = decode_snapshot(checkpoint.snapshot)
+        except SnapshotError as exc:
+            raise CheckpointError(f"checkpoint snapshot: {exc.message}") from None
+        if state.height != checkpoint.height or state.state_hash() != checkpoint.state_hash:
+            raise CheckpointError("checkpoint snapshot does not match its height and state hash")
+        sets = {stored.height: ValidatorSet(stored.validators) for stored in checkpoint.validator_sets}
+        needed = range(checkpoint.height + 1, checkpoint.height + VALIDATOR_SET_DELAY + 1)
+        if any(height not in sets for height in needed):
+            raise CheckpointError("checkpoint lacks the validator sets of the next heights")
+        app = cls.__new__(cls)
+        app.state = state
+        app.verifier = verifier or SignatureVerifier()
+        app._genesis_hash = genesis_hash
+        app._tx_source = tx_source
+        app._tx_verified = tx_verified
+        app.max_txs = max_txs
+        app._last_hash = checkpoint.last_hash
+        app._last_time = checkpoint.last_time
+        app._last_certificate = checkpoint.last_certificate
+        app.last_result = None
+        app._last_active = state.validator_set()
+        app._sets = sets
+        app._executed = {}
+        return app
 
     # --- internals ---------------------------------------------------------------------------
     def _remember(self, block: Block, replica: LedgerState, result: BlockResult) -> None:

@@ -26,6 +26,7 @@ FAST = ConsensusConfig(
     gossip_interval_ms=400,
     timeout_commit_ms=50,
     max_block_txs=1000,
+    snapshot_interval=4,
 )
 
 

@@ -97,13 +97,14 @@ async def test_a_stopped_node_restarts_from_its_store_and_catches_up(tmp_path: P
         async with trio.open_nursery() as nursery:
             net = LocalNet(nursery, tmp_path, validators=4)
             nodes = [await net.start(i) for i in range(4)]
-            await nodes[3].wait_for_height(3)
+            await nodes[3].wait_for_height(5)  # past the first checkpoint (interval 4)
             stopped = net.stop(3)
             stopped_at = stopped.app.height  # type: ignore[union-attr]
             for node in nodes[:3]:
                 await node.wait_for_height(stopped_at + 5)
             restarted = await net.start(3)
-            assert restarted.app is not None and restarted.app.height >= stopped_at  # replayed from SQLite
+            assert restarted.app is not None and restarted.app.height >= stopped_at  # restored from SQLite
+            assert restarted.resumed_from >= 4  # from a stored checkpoint, not a replay from genesis
             target = max(n.app.height for n in nodes[:3]) + 2  # type: ignore[union-attr]
             for node in [*nodes[:3], restarted]:
                 await node.wait_for_height(target)
