@@ -56,6 +56,8 @@ test: deps lint typecheck
 bench: $(STAMP)
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/consensus_sim.py
+	$(BIN)/python bench/gossip.py
+	$(BIN)/python bench/footprint.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
