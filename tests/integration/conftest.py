@@ -8,7 +8,7 @@ real clock (sockets need real time).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -30,15 +30,6 @@ DEADLINE_S = 30.0
 
 def seed_of(label: str) -> bytes:
     return PrivateKey.from_label(label).seed()
-
-
-async def wait_until(predicate: Callable[[], bool], *, what: str, timeout: float = DEADLINE_S) -> None:
-    """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
-    with trio.move_on_after(timeout):
-        while not predicate():
-            await trio.sleep(0.02)
-        return
-    raise AssertionError(f"timed out after {timeout} s waiting until {what}")
 
 
 class Cluster:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
-import trio
 
 from node.executor.bubblewrap import BubblewrapExecutor
+from tests.waiting import wait_until  # noqa: F401  (re-exported for the executor tests)
 
 T = TypeVar("T")
 
@@ -46,17 +45,6 @@ def _missing(reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true and the bubblewrap sandbox cannot run: {reason}")
     pytest.skip(f"bubblewrap sandbox unavailable: {reason}")
-
-
-async def wait_until(predicate: Callable[[], T], *, timeout_s: float, what: str) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout_s``."""
-    with trio.move_on_after(timeout_s):
-        while True:
-            value = predicate()
-            if value:
-                return value
-            await trio.sleep(0.02)
-    pytest.fail(f"gave up after {timeout_s} s waiting for {what}")
 
 
 def pids_with_argument(marker: str) -> list[int]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -14,6 +13,7 @@ from protocol.crypto import PrivateKey
 from protocol.ledger.genesis import Genesis, dev_genesis
 from protocol.ledger.params import Params
 from protocol.units import DCT
+from tests.waiting import wait_until  # noqa: F401  (re-exported for the node tests)
 
 CHAIN_ID = "dcent-itest"
 FAUCET = PrivateKey.from_label("itest-faucet")
@@ -109,12 +109,3 @@ class _Relay:
 
     def started(self, value: object = None) -> None:
         self._status.started(self._scope)
-
-
-async def wait_until(predicate: Callable[[], bool], *, what: str, timeout_s: float = 60.0) -> None:
-    """Poll a condition on live nodes until it holds; fail after ``timeout_s``."""
-    with trio.move_on_after(timeout_s):
-        while not predicate():
-            await trio.sleep(0.05)
-        return
-    raise AssertionError(f"timed out after {timeout_s} s waiting until {what}")

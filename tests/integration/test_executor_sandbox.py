@@ -121,14 +121,14 @@ async def test_timeout_kills_a_job_that_traps_sigterm_and_its_grandchild(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run_job)
         grandchild_pids = await wait_until(
-            lambda: pids_with_argument(marker), timeout_s=RUN_DEADLINE_S, what="the grandchild to start"
+            lambda: pids_with_argument(marker), timeout=RUN_DEADLINE_S, what="the grandchild to start"
         )
     (result,) = results
     assert result.timed_out and result.killed and not result.succeeded
     assert b"survived" not in result.stdout
     await wait_until(
         lambda: not any(process_is_running(pid) for pid in grandchild_pids),
-        timeout_s=10,
+        timeout=10,
         what=f"grandchild pids {grandchild_pids} to be gone",
     )
 
@@ -207,13 +207,13 @@ async def test_cancelling_a_run_stops_the_job_and_removes_its_workspace(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_run, executor, job)
             pids = await wait_until(
-                lambda: pids_with_argument(marker), timeout_s=RUN_DEADLINE_S, what="the job to start"
+                lambda: pids_with_argument(marker), timeout=RUN_DEADLINE_S, what="the job to start"
             )
             scope.cancel()
     assert scope.cancelled_caught
     await wait_until(
         lambda: not any(process_is_running(pid) for pid in pids),
-        timeout_s=10,
+        timeout=10,
         what=f"job pids {pids} to be gone after the cancellation",
     )
 

@@ -23,7 +23,8 @@ from node.p2p.framing import Stream
 from node.p2p.gossip_params import GossipParams
 from node.p2p.identity import peer_id_from_seed
 from node.p2p.interface import GossipMessage, serve_requests
-from tests.integration.conftest import DEADLINE_S, Cluster, seed_of, wait_until
+from tests.integration.conftest import DEADLINE_S, Cluster, seed_of
+from tests.waiting import wait_until
 
 ECHO = "/dcent/test/echo/1"
 

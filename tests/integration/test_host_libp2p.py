@@ -32,7 +32,8 @@ from node.host import HostConfig, P2PHost
 from node.p2p.errors import DialError, GossipBackpressureError, PortInUseError
 from node.p2p.gossip_params import GossipParams
 from node.p2p.logbridge import install_libp2p_log_bridge
-from tests.integration.conftest import DEADLINE_S, TEST_BACKOFF, seed_of, wait_until
+from tests.integration.conftest import DEADLINE_S, TEST_BACKOFF, seed_of
+from tests.waiting import wait_until
 
 LOOPBACK_ANY_PORT = "/ip4/127.0.0.1/tcp/0"
 

@@ -9,7 +9,8 @@ import trio.testing
 from node.p2p.errors import DialError
 from node.p2p.memory import MemoryHost, MemoryNetwork
 from node.p2p.reconnect import BackoffPolicy
-from tests.integration.conftest import seed_of, wait_until
+from tests.integration.conftest import seed_of
+from tests.waiting import wait_until
 
 TOPIC = "dcent/test/votes"
 BACKOFF = BackoffPolicy(initial_s=0.5, max_s=4.0)

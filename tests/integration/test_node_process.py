@@ -8,10 +8,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.waiting import wait_until_blocking
 
 DCENT = [sys.executable, "-m", "node.cli.main"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,14 +29,12 @@ def _height(home: Path) -> int:
 
 
 def _wait_for_height(home: Path, height: int, node: subprocess.Popen[str], timeout_s: float = 60) -> int:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def reached() -> int:
         assert node.poll() is None, f"node exited early: {node.stderr.read() if node.stderr else ''}"
         current = _height(home)
-        if current >= height:
-            return current
-        time.sleep(0.2)  # polling another process's database: a wait-until loop with a deadline
-    raise AssertionError(f"no height {height} within {timeout_s} s")
+        return current if current >= height else 0
+
+    return wait_until_blocking(reached, what=f"height {height}", timeout=timeout_s)
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])

@@ -1,0 +1,39 @@
+"""The one way tests wait: poll a condition until it holds, with a deadline, never a fixed sleep.
+
+Used where no event can be awaited: the state of real hosts, sandboxed processes, node processes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import trio
+
+T = TypeVar("T")
+POLL_S = 0.02
+
+
+async def wait_until(predicate: Callable[[], T], *, what: str, timeout: float = 60.0) -> T:
+    """Return ``predicate()``'s first truthy value; fail naming ``what`` after ``timeout`` s."""
+    with trio.move_on_after(timeout):
+        while True:
+            value = predicate()
+            if value:
+                return value
+            await trio.sleep(POLL_S)
+    raise AssertionError(f"timed out after {timeout} s waiting until {what}")
+
+
+def wait_until_blocking(
+    predicate: Callable[[], T], *, what: str, timeout: float = 60.0, poll: float = 0.2
+) -> T:
+    """The same for synchronous tests watching another process."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout} s waiting until {what}")
