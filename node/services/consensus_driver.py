@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -28,7 +29,7 @@ import trio
 from node.p2p.errors import P2PError
 from node.p2p.framing import Stream
 from node.p2p.interface import GossipMessage, Host, serve_requests
-from node.services.consensus_wire import ConsensusMessage, decode_message, encode_message
+from node.services.consensus_wire import MAX_MESSAGE_BYTES, ConsensusMessage, decode_message, encode_message
 from node.services.mempool import Mempool, MempoolError
 from node.store import ChainStore, StoredBlock
 from protocol.consensus.core import ConsensusCore
@@ -71,6 +72,7 @@ SYNC_BATCH = 32
 MAX_SYNC_RESPONSE = 64 * 1024 * 1024
 SIGN_STATE_KEY = "sign_state"
 KEEP_SNAPSHOTS = 2
+MAX_RELAYED = 4096
 
 
 def consensus_topic(chain_id: str) -> str:
@@ -123,6 +125,8 @@ class ConsensusDriver:
         self._syncing = False
         self._height_changed = trio.Event()
         self._stored_height = app.height
+        #: Proposals already sent on: each is relayed once, so they cross any connected topology.
+        self._relayed: OrderedDict[bytes, None] = OrderedDict()
 
     # --- public view -----------------------------------------------------------------------
     @property
@@ -138,7 +142,7 @@ class ConsensusDriver:
     # --- service ---------------------------------------------------------------------------
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         gossip = await self.host.subscribe(self.topic)
-        self.host.set_stream_handler(PROPOSAL_PROTOCOL, self._receive_pushed)
+        self.host.set_stream_handler(PROPOSAL_PROTOCOL, self._receive_proposal)
         self.host.set_stream_handler(SYNC_PUSH_PROTOCOL, self._receive_pushed)
         self.host.set_stream_handler(SYNC_PROTOCOL, serve_requests(self._serve_sync, max_request=1024))
         self.host.set_stream_handler(TX_PROTOCOL, self._receive_txs)
@@ -191,8 +195,8 @@ class ConsensusDriver:
     async def _broadcast(self, message: ConsensusMessage) -> None:
         data = encode_message(message)
         if isinstance(message, Proposal):
-            for peer in self.host.peers():
-                self._spawn(self._send_frame, peer.peer_id, PROPOSAL_PROTOCOL, data)
+            self._first_sight(data)
+            self._send_proposal(data, exclude="")
         else:
             await self.host.publish(self.topic, data)
 
@@ -263,8 +267,30 @@ class ConsensusDriver:
             return
         await self._inbox_send.send(_Message(message, peer_id))
 
+    def _first_sight(self, data: bytes) -> bool:
+        digest = hashlib.sha256(data).digest()
+        if digest in self._relayed:
+            return False
+        self._relayed[digest] = None
+        while len(self._relayed) > MAX_RELAYED:
+            self._relayed.popitem(last=False)
+        return True
+
+    def _send_proposal(self, data: bytes, *, exclude: str) -> None:
+        for peer in self.host.peers():
+            if peer.peer_id != exclude:
+                self._spawn(self._send_frame, peer.peer_id, PROPOSAL_PROTOCOL, data)
+
+    async def _receive_proposal(self, stream: Stream) -> None:
+        """A proposal from a peer: handled, and relayed once to our other peers. Relaying
+        before validation is safe (the core checks signatures) and bounded by the seen-set."""
+        data = await stream.receive_frame(MAX_MESSAGE_BYTES)
+        if self._first_sight(data):
+            self._send_proposal(data, exclude=stream.peer_id)
+            await self._accept(data, stream.peer_id)
+
     async def _receive_pushed(self, stream: Stream) -> None:
-        """A proposal, or committed blocks pushed by a peer that saw us lagging."""
+        """Committed blocks pushed by a peer that saw us lagging."""
         while True:
             try:
                 data = await stream.receive_frame(MAX_SYNC_RESPONSE)

@@ -10,7 +10,7 @@ import trio
 from node.services.capacity import capacity_topic
 from node.services.consensus_driver import consensus_topic
 from node.services.consensus_wire import encode_message
-from protocol.consensus.messages import sign_vote
+from protocol.consensus.messages import CommitCertificate, sign_vote
 from protocol.crypto import PrivateKey
 from protocol.ledger.tx import Transfer, sign_tx
 from tests.integration.node_helpers import CHAIN_ID, FAUCET, LocalNet, wait_until
@@ -123,4 +123,27 @@ async def test_a_node_joining_late_syncs_from_genesis(tmp_path: Path) -> None:
             for node in [*early, late]:
                 await node.wait_for_height(10)
             assert _same_state_at([*early, late], 10)
+            nursery.cancel_scope.cancel()
+
+
+async def test_consensus_works_over_a_line_of_peers_not_just_a_full_mesh(tmp_path: Path) -> None:
+    """0 - 1 - 2 - 3: proposals are relayed along the line, votes cross it on GossipSub."""
+    with trio.fail_after(180):
+        async with trio.open_nursery() as nursery:
+            net = LocalNet(nursery, tmp_path, validators=4)
+            nodes = []
+            for index in range(4):
+                net.bootstrap_for = lambda i, prev=nodes: tuple(prev[-1].host.listen_addrs) if prev else ()  # type: ignore[method-assign]
+                nodes.append(await net.start(index))
+            for node in nodes:
+                assert len(node.host.peers()) <= 2  # a line: nobody is connected to everyone
+                await node.wait_for_height(8)
+            assert _same_state_at(nodes, 8)
+            # Unrelayed, an end node's proposal reaches one neighbour: 2 of 4 prevotes, no quorum,
+            # and its heights fall to round 1. Relayed, every height is decided in round 0
+            # (one slow round is tolerated for a loaded machine).
+            store = nodes[0].store
+            assert store is not None
+            rounds = [CommitCertificate.decode(store.block(h).certificate).round for h in range(1, 9)]  # type: ignore[union-attr]
+            assert sum(r > 0 for r in rounds) <= 1, rounds
             nursery.cancel_scope.cancel()
