@@ -69,23 +69,36 @@ class LedgerApp:
         tx_source: Callable[[], Sequence[bytes]] = tuple,
         tx_verified: Callable[[Tx], bool] | None = None,
         max_txs: int = DEFAULT_MAX_TXS,
+        position: Checkpoint | None = None,
     ) -> None:
-        if state.height != 0:
-            raise UnknownHeight("a LedgerApp starts from the genesis state; replay blocks to catch up")
+        """Start at genesis, or, with ``position`` (use :meth:`resume`), at a checkpoint whose
+        ``state`` this is."""
         self.state = state
         self.verifier = verifier or SignatureVerifier()
         self._genesis_hash = genesis_hash
         self._tx_source = tx_source
         self._tx_verified = tx_verified
         self.max_txs = max_txs
-        self._last_hash = genesis_hash
-        self._last_time = 0
-        self._last_certificate = genesis_certificate(genesis_hash)
         self.last_result: BlockResult | None = None
         self._last_active = state.validator_set()
-        genesis_set = ValidatorSet.from_ledger(self._last_active)
-        self._sets: dict[int, ValidatorSet] = {h: genesis_set for h in range(1, VALIDATOR_SET_DELAY + 1)}
         self._executed: dict[bytes, tuple[LedgerState, BlockResult]] = {}
+        if position is None:
+            if state.height != 0:
+                raise UnknownHeight(
+                    "a LedgerApp starts from genesis or a checkpoint; replay blocks to catch up"
+                )
+            self._last_hash = genesis_hash
+            self._last_time = 0
+            self._last_certificate = genesis_certificate(genesis_hash)
+            genesis_set = ValidatorSet.from_ledger(self._last_active)
+            self._sets: dict[int, ValidatorSet] = {h: genesis_set for h in range(1, VALIDATOR_SET_DELAY + 1)}
+        else:
+            self._last_hash = position.last_hash
+            self._last_time = position.last_time
+            self._last_certificate = position.last_certificate
+            self._sets = {
+                stored.height: ValidatorSet(stored.validators) for stored in position.validator_sets
+            }
 
     # --- Application protocol ----------------------------------------------------------------
     @property
@@ -264,25 +277,19 @@ class LedgerApp:
             raise CheckpointError(f"checkpoint snapshot: {exc.message}") from None
         if state.height != checkpoint.height or state.state_hash() != checkpoint.state_hash:
             raise CheckpointError("checkpoint snapshot does not match its height and state hash")
-        sets = {stored.height: ValidatorSet(stored.validators) for stored in checkpoint.validator_sets}
+        kept = {stored.height for stored in checkpoint.validator_sets}
         needed = range(checkpoint.height + 1, checkpoint.height + VALIDATOR_SET_DELAY + 1)
-        if any(height not in sets for height in needed):
+        if any(height not in kept for height in needed):
             raise CheckpointError("checkpoint lacks the validator sets of the next heights")
-        app = cls.__new__(cls)
-        app.state = state
-        app.verifier = verifier or SignatureVerifier()
-        app._genesis_hash = genesis_hash
-        app._tx_source = tx_source
-        app._tx_verified = tx_verified
-        app.max_txs = max_txs
-        app._last_hash = checkpoint.last_hash
-        app._last_time = checkpoint.last_time
-        app._last_certificate = checkpoint.last_certificate
-        app.last_result = None
-        app._last_active = state.validator_set()
-        app._sets = sets
-        app._executed = {}
-        return app
+        return cls(
+            state,
+            genesis_hash=genesis_hash,
+            verifier=verifier,
+            tx_source=tx_source,
+            tx_verified=tx_verified,
+            max_txs=max_txs,
+            position=checkpoint,
+        )
 
     # --- internals ---------------------------------------------------------------------------
     def _remember(self, block: Block, replica: LedgerState, result: BlockResult) -> None:
