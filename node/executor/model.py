@@ -13,7 +13,6 @@ Metering is integer arithmetic on milliseconds measured with a monotonic clock: 
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from collections.abc import Mapping
@@ -32,7 +31,7 @@ from node.executor.errors import (
     UnsafeInputPath,
     WorkspaceError,
 )
-from protocol.encoding import encode
+from protocol.market.delivery import output_listing_hash as output_listing_hash  # re-exported
 
 # The directory, relative to the job's work directory, whose files come back as outputs.
 OUTPUT_DIR = "out"
@@ -51,7 +50,6 @@ DEFAULT_GRACE_S = 10.0
 DEFAULT_STREAM_CAP_BYTES = 1024 * 1024
 DEFAULT_OUTPUT_CAP_BYTES = 64 * 1024 * 1024
 
-OUTPUT_LISTING_DOMAIN = "dcent/outputs/v1"
 
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,255}")
@@ -95,7 +93,8 @@ class SandboxJob:
 
     def __post_init__(self) -> None:
         _check_job_id(self.job_id)
-        _check_argv(self.argv)
+        if self.argv or not self.image:
+            _check_argv(self.argv)  # an image alone runs its default command
         # Frozen read-only copies: the caller's dicts may change after validation.
         object.__setattr__(self, "env", MappingProxyType(_checked_env(self.env)))
         object.__setattr__(self, "input_files", MappingProxyType(_checked_inputs(self.input_files)))
@@ -169,17 +168,6 @@ def gpu_seconds_for(wall_ms: int, gpu_count: int) -> int:
 def wall_ms_between(start_s: float, end_s: float) -> int:
     """Milliseconds between two monotonic clock readings, rounded up (a job that ran is >= 1 ms)."""
     return max(1, math.ceil((end_s - start_s) * 1000))
-
-
-def output_listing_hash(files: Mapping[str, bytes]) -> bytes:
-    """SHA-256 over the canonical listing of ``files``: anyone holding the files can recompute it.
-
-    The listing is the canonical msgpack (``protocol.encoding.encode``) of
-    ``["dcent/outputs/v1", [[path, size, sha256(content)], ...]]`` with paths in ascending UTF-8
-    byte order. An empty output set has a hash too.
-    """
-    listing = [[path, len(files[path]), hashlib.sha256(files[path]).digest()] for path in sorted(files)]
-    return hashlib.sha256(encode([OUTPUT_LISTING_DOMAIN, listing])).digest()
 
 
 def check_input_path(path: object) -> PurePosixPath:

@@ -51,6 +51,7 @@ class CapacityService:
         clock_ms: Callable[[], int],
         interval_s: float = 10.0,
         ttl_s: float = 30.0,
+        busy: Callable[[], tuple[str, ...]] = tuple,
     ) -> None:
         self.chain_id = chain_id
         self.key = key
@@ -63,6 +64,8 @@ class CapacityService:
         self.clock_ms = clock_ms
         self.interval_s = interval_s
         self.ttl_ms = int(ttl_s * 1000)
+        #: The UUIDs held by quotes and jobs now (the job service's allocator).
+        self.busy = busy
         self.table = CapacityTable(chain_id)
         self.topic = capacity_topic(chain_id)
         self.dropped = 0
@@ -95,6 +98,7 @@ class CapacityService:
             peer_id=self.host.peer_id,
             sequence=self._sequence,
             gpus=devices,
+            busy_gpu_uuids=tuple(uuid for uuid in self.busy() if uuid in {d.uuid for d in devices}),
             price_per_gpu_second=self.price_per_gpu_second,
             collateral=self.collateral,
             stake=self.stake(),
@@ -104,6 +108,10 @@ class CapacityService:
         )
         self.table.offer(announcement, now)
         await self.host.publish(self.topic, announcement.encode())
+
+    async def announce_now(self) -> None:
+        """Announce at once (GPUs were just taken or freed), not at the next interval."""
+        await self._announce()
 
     async def _receive(self, inbound: trio.MemoryReceiveChannel[GossipMessage]) -> None:
         async for message in inbound:

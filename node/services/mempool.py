@@ -5,6 +5,10 @@ state, and verifies the signature once; the hash of every verified transaction i
 ``apply_block`` can skip re-verifying it (``verified=mempool.was_verified``). Duplicates are
 refused, and the pool is bounded in count and bytes. Reaping returns each sender's transactions in
 nonce order, senders interleaved by first arrival: deterministic for a given arrival order.
+
+A waiting transaction that can no longer apply (its escrow was settled by the other party, say)
+would hold its sender's next nonce forever, since blocks include only transactions that apply. So
+a new transaction with the same, next nonce replaces it once a dry run shows it fails.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from node.errors import NodeError
-from protocol.ledger.errors import BadNonce, BadSignature, FeeTooLow, WrongChainId
+from protocol.ledger.block import check_tx
+from protocol.ledger.errors import BadNonce, BadSignature, FeeTooLow, LedgerError, WrongChainId
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import Tx, decode_tx
 
@@ -85,8 +90,13 @@ class Mempool:
         committed = state.account(tx.sender).nonce
         if not committed < tx.nonce <= committed + MAX_NONCE_GAP:
             raise BadNonce(f"nonce {tx.nonce} is outside ({committed}, {committed + MAX_NONCE_GAP}]")
-        if (tx.sender, tx.nonce) in self._by_sender_nonce:
-            raise NonceTaken(f"a transaction with nonce {tx.nonce} from this sender is already waiting")
+        taken = self._by_sender_nonce.get((tx.sender, tx.nonce))
+        if taken is not None:
+            if tx.nonce != committed + 1 or self._still_applies(self._txs[taken], state):
+                raise NonceTaken(f"a transaction with nonce {tx.nonce} from this sender is already waiting")
+            # The waiting one can never apply (its escrow closed, say): without making way, the
+            # sender's nonce would be stuck behind it for good.
+            self.discard(taken)
         if len(self._txs) >= self.max_txs or self._bytes + len(raw) > self.max_bytes:
             raise MempoolFull(f"mempool holds {len(self._txs)} transactions / {self._bytes} bytes")
         if tx.hash not in self._verified:
@@ -97,6 +107,23 @@ class Mempool:
         self._by_sender_nonce[(tx.sender, tx.nonce)] = tx.hash
         self._bytes += len(raw)
         return tx
+
+    @staticmethod
+    def _still_applies(tx: Tx, state: LedgerState) -> bool:
+        try:
+            check_tx(state, tx.raw)
+        except LedgerError:
+            return False
+        return True
+
+    def discard(self, tx_hash: bytes) -> bool:
+        """Drop one waiting transaction (its sender found it can no longer apply)."""
+        tx = self._txs.pop(tx_hash, None)
+        if tx is None:
+            return False
+        del self._by_sender_nonce[(tx.sender, tx.nonce)]
+        self._bytes -= len(tx.raw)
+        return True
 
     def _remember_verified(self, tx_hash: bytes) -> None:
         self._verified[tx_hash] = None

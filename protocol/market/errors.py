@@ -194,3 +194,35 @@ class NoOffersLeft(NegotiationFailed):
     """Every ranked offer was tried and none led to a contract."""
 
     code = 4053
+
+
+# --- result delivery (``/dcent/result/1.0.0``) -------------------------------------------------
+class DeliveryRejected(MarketError):
+    """The requester refuses to countersign a delivered result (the provider's fault)."""
+
+    code = 4060
+
+
+class ReceiptForOtherContract(DeliveryRejected):
+    """The receipt names another contract or chain than the one delivered for."""
+
+    code = 4061
+
+
+class ForgedReceipt(DeliveryRejected):
+    """The receipt's provider signature does not verify under the contract's provider key."""
+
+    code = 4062
+
+
+class OutputHashMismatch(DeliveryRejected):
+    """The delivered files do not hash to the receipt's ``output_hash``."""
+
+    code = 4063
+
+
+class ReceiptOverLimit(DeliveryRejected):
+    """The receipt meters more GPU-seconds than the contract allows, or the outputs exceed the
+    job's output limit."""
+
+    code = 4064

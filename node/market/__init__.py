@@ -1,0 +1,1 @@
+"""The node side of the compute market: negotiation, escrow, execution, delivery, settlement."""

@@ -1,0 +1,318 @@
+"""The provider's side of a job: quote and countersign on ``/dcent/market/1.0.0``, wait for the
+escrow to be final, run the job in the sandbox on the GPUs sold, deliver the result on
+``/dcent/result/1.0.0``, and get paid: by the receipt both signed, or by a claim on its own
+signature once the dispute window has passed.
+
+GPUs are reserved in the allocator from the moment they are quoted (under the quote's id) and
+move to the contract's job id when it is countersigned, so two quotes or two jobs never share a
+unit. The contract is recorded before the countersignature leaves the node: a restart never
+forgets a contract the requester holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import trio
+
+from gpu.allocator import GpuAllocator
+from gpu.model import GpuDevice
+from node.executor.base import Executor
+from node.executor.errors import ExecutorError
+from node.executor.model import ExecutionResult, SandboxJob
+from node.market.context import MarketContext
+from node.market.errors import TxRefused
+from node.market.records import PROVIDER, JobRecord, JobState
+from node.p2p.errors import P2PError
+from node.p2p.framing import Stream
+from protocol.contracts import UsageReceipt
+from protocol.encoding import DecodeError
+from protocol.ledger.tx import EscrowClaim, EscrowFinalize, Settle
+from protocol.market.delivery import (
+    RESULT_PROTOCOL_ID,
+    DeliveryAck,
+    OutputFile,
+    ResultDelivery,
+    decode_answer,
+    output_listing_hash,
+)
+from protocol.market.errors import InvalidMessage
+from protocol.market.messages import (
+    MAX_MESSAGE_BYTES,
+    ContractProposal,
+    QuoteRequest,
+    Refusal,
+    decode_message,
+    encode_message,
+)
+from protocol.market.negotiation import ProviderNegotiation, ProviderPolicy, ProviderState
+
+log = logging.getLogger("dcent.market.provider")
+
+#: How long a requester may take to send its request once the stream is open.
+REQUEST_WAIT_S = 10
+DELIVERY_TIMEOUT_S = 60
+DELIVERY_ATTEMPTS = 5
+MAX_ANSWER_BYTES = 4096
+#: The exit status reported when the job could not be started at all (no process ran).
+NOT_RUN_EXIT_STATUS = -1
+
+
+class ProviderSide:
+    def __init__(
+        self,
+        ctx: MarketContext,
+        *,
+        policy: ProviderPolicy,
+        allocator: GpuAllocator,
+        executor: Executor,
+        nursery: trio.Nursery,
+    ) -> None:
+        self.ctx = ctx
+        self.policy = policy
+        self.allocator = allocator
+        self.executor = executor
+        self.nursery = nursery
+        #: Set when a job process starts: benchmarks read escrow-final -> start from it.
+        self.started_at: dict[str, float] = {}
+
+    def free_units(self) -> list[GpuDevice]:
+        units = {unit.uuid: unit for unit in self.allocator.units()}
+        return [units[uuid] for uuid in self.allocator.free()]
+
+    def min_deadline_height(self, request: QuoteRequest) -> int:
+        return self.ctx.min_deadline(request.spec.max_runtime_s)
+
+    # --- negotiation -------------------------------------------------------------------------
+    async def handle_negotiation(self, stream: Stream) -> None:
+        ctx = self.ctx
+        negotiation = ProviderNegotiation(self.policy)
+        hold: str | None = None
+        try:
+            with trio.fail_after(REQUEST_WAIT_S):
+                request = decode_message(await stream.receive_frame(MAX_MESSAGE_BYTES))
+            if not isinstance(request, QuoteRequest):
+                await stream.send_frame(
+                    encode_message(Refusal.from_error(InvalidMessage("expected a quote request")))
+                )
+                return
+            answer = negotiation.receive_request(
+                request,
+                now_ms=ctx.clock_ms(),
+                free_gpus=self.free_units(),
+                min_deadline_height=self.min_deadline_height(request),
+            )
+            if negotiation.quote is not None:
+                hold = "quote-" + request.request_hash().hex()[:24]
+                quoted = set(negotiation.quote.terms.gpu_uuids)
+                self.allocator.allocate(hold, len(quoted), lambda unit: unit.uuid in quoted)
+            await stream.send_frame(encode_message(answer))
+            if negotiation.quote is None:
+                return
+            proposal = None
+            with trio.move_on_at(ctx.trio_deadline(negotiation.quote.expires_at_ms)):
+                proposal = decode_message(await stream.receive_frame(MAX_MESSAGE_BYTES))
+            if proposal is None:
+                negotiation.on_timer(ctx.clock_ms())
+                return
+            if not isinstance(proposal, ContractProposal):
+                await stream.send_frame(
+                    encode_message(Refusal.from_error(InvalidMessage("expected a contract")))
+                )
+                return
+            reply = negotiation.receive_contract(proposal, ctx.clock_ms())
+            if negotiation.state is ProviderState.AGREED:
+                assert negotiation.contract is not None
+                record = JobRecord(
+                    job_id="p-" + negotiation.contract.terms.contract_hash().hex()[:24],
+                    role=PROVIDER,
+                    spec=request.spec,
+                    created_ms=ctx.clock_ms(),
+                    peer_id=stream.peer_id,
+                    contract=negotiation.contract,
+                )
+                # The quote's hold becomes the job's: no await in between, so nothing else can
+                # take the units.
+                assert hold is not None  # AGREED is reached only through a quote
+                self.allocator.release(hold)
+                hold = None
+                sold = set(record.contract.terms.gpu_uuids)  # type: ignore[union-attr]
+                self.allocator.allocate(record.job_id, len(sold), lambda unit: unit.uuid in sold)
+                record.move(JobState.CONTRACTED, ctx.clock_ms())
+                await ctx.book.save(record)
+                self.nursery.start_soon(self.fulfil, record)
+            await stream.send_frame(encode_message(reply))
+        finally:
+            if hold is not None:
+                self.allocator.release(hold)
+
+    # --- the contract's life -----------------------------------------------------------------
+    async def fulfil(self, record: JobRecord) -> None:
+        """Escrow -> run -> deliver -> settle, for one countersigned contract."""
+        try:
+            if record.state is JobState.CONTRACTED and not await self._await_escrow(record):
+                return
+            if record.state in (JobState.ESCROWED, JobState.RUNNING):
+                result = await self._run(record)
+                await self._deliver(record, result)
+            await self._get_paid(record)
+        finally:
+            if record.job_id in self.allocator.allocations():
+                self.allocator.release(record.job_id)
+
+    async def _await_escrow(self, record: JobRecord) -> bool:
+        ctx = self.ctx
+        assert record.contract is not None
+        contract_hash = record.contract.terms.contract_hash()
+        give_up = min(record.contract.terms.deadline_height, ctx.height() + ctx.escrow_wait_blocks)
+        while True:
+            state = ctx.app.state
+            if contract_hash in state.escrows:
+                record.escrow_height = state.height
+                record.move(JobState.ESCROWED, ctx.clock_ms())
+                return True
+            if contract_hash in state.closed_contracts or state.height >= give_up:
+                record.fail(
+                    JobState.FAILED, 5306, f"the escrow was not opened by height {give_up}", ctx.clock_ms()
+                )
+                await ctx.book.save(record)
+                return False
+            await ctx.next_block()
+
+    def _sandbox_job(self, record: JobRecord) -> SandboxJob:
+        spec = record.spec
+        assert record.contract is not None
+        uuids = record.contract.terms.gpu_uuids
+        units = {unit.uuid: unit for unit in self.allocator.units()}
+        devices = tuple(
+            sorted({f"/dev/nvidia{units[u].index}" for u in uuids if u in units and not units[u].simulated})
+        )
+        return SandboxJob(
+            job_id=record.job_id,
+            argv=spec.argv,
+            work_root=self.ctx.jobs_dir / "work",
+            env=spec.env_map(),
+            input_files=spec.input_map(),
+            gpu_uuids=uuids,
+            gpu_device_paths=devices,
+            timeout_s=float(spec.max_runtime_s),
+            output_cap_bytes=spec.output_limit_bytes,
+            image=spec.image if self.executor.name in ("docker", "podman") else "",
+        )
+
+    async def _run(self, record: JobRecord) -> ExecutionResult | None:
+        ctx = self.ctx
+        record.move(JobState.RUNNING, ctx.clock_ms())
+        self.started_at[record.job_id] = trio.current_time()
+        try:
+            job = self._sandbox_job(record)
+            ctx.book.jobs[record.job_id] = record
+            result: ExecutionResult | None = await self.executor.run(job)
+        except ExecutorError as exc:
+            log.warning("job %s could not run: %s", record.job_id, exc.message)
+            record.error_code, record.error_message = exc.code, exc.message
+            result = None
+        self.allocator.release(record.job_id)
+        return result
+
+    async def _deliver(self, record: JobRecord, result: ExecutionResult | None) -> None:
+        ctx = self.ctx
+        assert record.contract is not None
+        terms = record.contract.terms
+        files = dict(result.output_files) if result else {}
+        if result is None:
+            exit_status, gpu_seconds = NOT_RUN_EXIT_STATUS, 0
+        else:
+            exit_status = result.exit_code if result.exit_code is not None else 128 + (result.signal or 0)
+            gpu_seconds = min(result.gpu_seconds, terms.max_gpu_seconds)
+        receipt = UsageReceipt(
+            chain_id=terms.chain_id,
+            contract_hash=terms.contract_hash(),
+            gpu_seconds=gpu_seconds,
+            exit_status=exit_status,
+            output_hash=result.output_hash if result else output_listing_hash({}),
+        )
+        record.receipt, record.provider_sig, record.exit_status = receipt, receipt.sign(ctx.key), exit_status
+        await _write_logs(ctx.job_dir(record.job_id), result)
+        await ctx.book.save(record)
+        delivery = ResultDelivery(
+            receipt=receipt,
+            provider_sig=record.provider_sig,
+            files=tuple(OutputFile(path, files[path]) for path in sorted(files)),
+            stdout=result.stdout if result else b"",
+            stderr=result.stderr if result else record.error_message.encode(),
+            stdout_truncated=result.stdout_truncated if result else False,
+            stderr_truncated=result.stderr_truncated if result else False,
+            outputs_truncated=result.outputs_truncated if result else False,
+            timed_out=result.timed_out if result else False,
+        )
+        payload = delivery.encode()
+        for attempt in range(DELIVERY_ATTEMPTS):
+            try:
+                answer = decode_answer(
+                    await ctx.host.request(
+                        record.peer_id,
+                        RESULT_PROTOCOL_ID,
+                        payload,
+                        max_response=MAX_ANSWER_BYTES,
+                        timeout=DELIVERY_TIMEOUT_S,
+                    )
+                )
+            except (P2PError, DecodeError) as exc:
+                log.info("delivery of %s, attempt %d: %r", record.job_id, attempt + 1, exc)
+                await ctx.next_block()
+                continue
+            if isinstance(answer, DeliveryAck) and receipt.verify(terms.requester, answer.requester_sig):
+                record.requester_sig = answer.requester_sig
+                record.move(JobState.DELIVERED, ctx.clock_ms())
+            elif isinstance(answer, Refusal):
+                log.warning(
+                    "requester refused the result of %s: %d %s", record.job_id, answer.code, answer.message
+                )
+            break
+        await ctx.book.save(record)
+
+    async def _get_paid(self, record: JobRecord) -> None:
+        """Settle with both signatures when we have them, else claim and finalize after the window."""
+        ctx = self.ctx
+        assert record.contract is not None and record.receipt is not None
+        contract_hash = record.contract.terms.contract_hash()
+        try:
+            if record.requester_sig:
+                record.settled_height = await ctx.lane.submit(
+                    Settle(record.receipt, record.provider_sig, record.requester_sig)
+                )
+                record.move(JobState.SETTLED, ctx.clock_ms())
+                return
+            if record.state is not JobState.CLAIMED:
+                record.claimed_height = await ctx.lane.submit(
+                    EscrowClaim(record.receipt, record.provider_sig)
+                )
+                record.move(JobState.CLAIMED, ctx.clock_ms())
+                await ctx.book.save(record)
+            window = ctx.app.state.params.dispute_window_blocks
+            await ctx.wait_for_height(record.claimed_height + window + 1)
+            record.settled_height = await ctx.lane.submit(EscrowFinalize(contract_hash))
+            record.move(JobState.SETTLED, ctx.clock_ms())
+        except TxRefused as exc:
+            outcome = ctx.app.state.closed_contracts.get(contract_hash)
+            if outcome == "settled":
+                record.settled_height = ctx.height()
+                record.move(JobState.SETTLED, ctx.clock_ms())
+            else:
+                record.fail(
+                    JobState.DISPUTED if outcome == "disputed" else JobState.FAILED,
+                    exc.code,
+                    exc.message,
+                    ctx.clock_ms(),
+                )
+        finally:
+            await ctx.book.save(record)
+
+
+async def _write_logs(directory: Path, result: ExecutionResult | None) -> None:
+    path = trio.Path(directory)
+    await path.mkdir(parents=True, exist_ok=True)
+    await (path / "stdout").write_bytes(result.stdout if result else b"")
+    await (path / "stderr").write_bytes(result.stderr if result else b"")

@@ -1,0 +1,156 @@
+"""A job as this node tracks it: one record per job, persisted in the store's ``jobs`` table.
+
+The record is the node's bookkeeping, not protocol: it holds the signed documents (contract,
+receipt, signatures) in their canonical encodings so a restarted node can finish what it started
+(a requester still refunds at the deadline; a provider still claims what it delivered).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocol.contracts import SignedContract, UsageReceipt
+from protocol.crypto import Address, address_of
+from protocol.encoding import DecodeError, decode, encode
+from protocol.market.jobspec import JobSpec
+
+
+class JobState(enum.Enum):
+    MATCHING = "matching"
+    NEGOTIATING = "negotiating"
+    CONTRACTED = "contracted"
+    ESCROWED = "escrowed"
+    RUNNING = "running"
+    DELIVERED = "delivered"
+    CLAIMED = "claimed"
+    SETTLED = "settled"
+    # Terminal failures.
+    FAILED = "failed"
+    REFUNDED = "refunded"
+    DISPUTED = "disputed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset(
+    {JobState.SETTLED, JobState.FAILED, JobState.REFUNDED, JobState.DISPUTED, JobState.CANCELLED}
+)
+REQUESTER = "requester"
+PROVIDER = "provider"
+
+
+@dataclass
+class JobRecord:
+    job_id: str
+    role: str
+    spec: JobSpec
+    created_ms: int
+    state: JobState = JobState.MATCHING
+    #: The counterpart's libp2p peer id (the provider's for a requester, and the reverse).
+    peer_id: str = ""
+    contract: SignedContract | None = None
+    escrow_height: int = 0
+    receipt: UsageReceipt | None = None
+    provider_sig: bytes = b""
+    requester_sig: bytes = b""
+    claimed_height: int = 0
+    settled_height: int = 0
+    exit_status: int | None = None
+    error_code: int = 0
+    error_message: str = ""
+    history: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    @property
+    def contract_hash(self) -> bytes | None:
+        return self.contract.terms.contract_hash() if self.contract is not None else None
+
+    def move(self, state: JobState, now_ms: int) -> None:
+        self.state = state
+        self.history.append((state.value, now_ms))
+
+    def fail(self, state: JobState, code: int, message: str, now_ms: int) -> None:
+        self.error_code, self.error_message = code, message
+        self.move(state, now_ms)
+
+    # --- persistence -------------------------------------------------------------------------
+    def to_stored(self) -> bytes:
+        return encode(
+            {
+                "job_id": self.job_id,
+                "role": self.role,
+                "spec": self.spec.encode(),
+                "created_ms": self.created_ms,
+                "state": self.state.value,
+                "peer_id": self.peer_id,
+                "contract": self.contract.encode() if self.contract else b"",
+                "escrow_height": self.escrow_height,
+                "receipt": self.receipt.encode() if self.receipt else b"",
+                "provider_sig": self.provider_sig,
+                "requester_sig": self.requester_sig,
+                "claimed_height": self.claimed_height,
+                "settled_height": self.settled_height,
+                "exit_status": self.exit_status,
+                "error_code": self.error_code,
+                "error_message": self.error_message,
+                "history": [list(item) for item in self.history],
+            }
+        )
+
+    @classmethod
+    def from_stored(cls, data: bytes) -> JobRecord:
+        """Raises :class:`~protocol.encoding.DecodeError` for a record this node did not write."""
+        doc: Any = decode(data)
+        if not isinstance(doc, dict):
+            raise DecodeError("a job record is a map")
+        return cls(
+            job_id=doc["job_id"],
+            role=doc["role"],
+            spec=JobSpec.decode(doc["spec"]),
+            created_ms=doc["created_ms"],
+            state=JobState(doc["state"]),
+            peer_id=doc["peer_id"],
+            contract=SignedContract.decode(doc["contract"]) if doc["contract"] else None,
+            escrow_height=doc["escrow_height"],
+            receipt=UsageReceipt.decode(doc["receipt"]) if doc["receipt"] else None,
+            provider_sig=doc["provider_sig"],
+            requester_sig=doc["requester_sig"],
+            claimed_height=doc["claimed_height"],
+            settled_height=doc["settled_height"],
+            exit_status=doc["exit_status"],
+            error_code=doc["error_code"],
+            error_message=doc["error_message"],
+            history=[(state, at) for state, at in doc["history"]],
+        )
+
+    # --- what RPC shows ----------------------------------------------------------------------
+    def to_json(self, requester_key: bytes | None = None) -> dict[str, object]:
+        terms = self.contract.terms if self.contract else None
+        receipt = self.receipt
+        requester = terms.requester if terms else requester_key
+        return {
+            "job_id": self.job_id,
+            "state": self.state.value,
+            "name": self.spec.name,
+            "role": self.role,
+            "provider": str(Address(address_of(terms.provider))) if terms else None,
+            "requester": str(Address(address_of(requester))) if requester else None,
+            "contract_hash": self.contract_hash.hex() if self.contract_hash else None,
+            "gpu_uuids": list(terms.gpu_uuids) if terms else [],
+            "price_per_gpu_second": str(terms.price_per_gpu_second) if terms else None,
+            "max_cost": str(terms.max_cost) if terms else None,
+            "collateral": str(terms.collateral) if terms else None,
+            "deadline_height": terms.deadline_height if terms else None,
+            "escrow_height": self.escrow_height or None,
+            "exit_status": self.exit_status,
+            "gpu_seconds": receipt.gpu_seconds if receipt else None,
+            "output_hash": receipt.output_hash.hex() if receipt else None,
+            "claimed_height": self.claimed_height or None,
+            "settled_height": self.settled_height or None,
+            "error": {"code": self.error_code, "message": self.error_message} if self.error_code else None,
+            "history": [{"state": state, "at_ms": at} for state, at in self.history],
+        }

@@ -1,0 +1,301 @@
+"""The requester's side of a job: match against the capacity table, negotiate with the ranked
+providers in turn, escrow the countersigned contract, take the delivered result (checked, then
+countersigned), and see the contract closed: settled, or refunded past its deadline when the
+provider never delivered (the refund slashes the provider's collateral), or disputed when the
+provider claims for a result this node never received or refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+
+from node.market.context import MarketContext
+from node.market.errors import TxRefused
+from node.market.records import REQUESTER, JobRecord, JobState
+from node.p2p.errors import P2PError
+from node.p2p.framing import Stream
+from protocol.contracts import SignedContract
+from protocol.crypto import address_of
+from protocol.encoding import DecodeError
+from protocol.errors import ProtocolError
+from protocol.ledger.tx import EscrowDispute, OpenEscrow, Refund, Settle
+from protocol.market.capacity import CapacityAnnouncement
+from protocol.market.delivery import (
+    DeliveryAck,
+    check_delivery,
+    decode_delivery,
+    encode_answer,
+)
+from protocol.market.errors import DeliveryRejected, MarketError, NoOffersLeft, ReceiptForOtherContract
+from protocol.market.jobspec import JobSpec
+from protocol.market.matching import Offer, match
+from protocol.market.messages import (
+    MARKET_PROTOCOL_ID,
+    MAX_MESSAGE_BYTES,
+    Refusal,
+    decode_message,
+    encode_message,
+)
+from protocol.market.negotiation import NegotiationPlan, RequesterNegotiation, RequesterState
+
+log = logging.getLogger("dcent.market.requester")
+
+#: How long a job waits for some provider's capacity to show up before it fails.
+MATCH_WAIT_S = 20
+DIAL_TIMEOUT_S = 10
+#: Blocks the requester leaves the provider to settle a countersigned receipt before doing it.
+SETTLE_GRACE_BLOCKS = 5
+
+
+class RequesterSide:
+    def __init__(
+        self,
+        ctx: MarketContext,
+        *,
+        capacity: Callable[[], list[CapacityAnnouncement]],
+        response_timeout_ms: int,
+        nursery: trio.Nursery,
+    ) -> None:
+        self.ctx = ctx
+        self.capacity = capacity
+        self.response_timeout_ms = response_timeout_ms
+        self.nursery = nursery
+        self._scopes: dict[str, trio.CancelScope] = {}
+        self._delivered: dict[str, trio.Event] = {}
+
+    # --- submitting --------------------------------------------------------------------------
+    async def submit(self, spec: JobSpec, *, max_attempts: int) -> JobRecord:
+        ctx = self.ctx
+        record = JobRecord(
+            job_id="job-" + secrets.token_hex(8), role=REQUESTER, spec=spec, created_ms=ctx.clock_ms()
+        )
+        record.move(JobState.MATCHING, ctx.clock_ms())
+        await ctx.book.save(record)
+        self.nursery.start_soon(self.pursue, record, max_attempts)
+        return record
+
+    def cancel(self, record: JobRecord) -> bool:
+        """Stop a job still matching or negotiating; False when it is past that."""
+        scope = self._scopes.get(record.job_id)
+        if scope is None or record.state not in (JobState.MATCHING, JobState.NEGOTIATING):
+            return False
+        scope.cancel()
+        return True
+
+    async def pursue(self, record: JobRecord, max_attempts: int) -> None:
+        ctx = self.ctx
+        with trio.CancelScope() as scope:
+            self._scopes[record.job_id] = scope
+            contract = await self._negotiate(record, max_attempts)
+        self._scopes.pop(record.job_id, None)
+        if scope.cancelled_caught:
+            record.fail(JobState.CANCELLED, 5303, "cancelled before a contract was made", ctx.clock_ms())
+            await ctx.book.save(record)
+            return
+        if contract is None:
+            return
+        try:
+            record.escrow_height = await ctx.lane.submit(OpenEscrow(contract))
+        except TxRefused as exc:
+            record.fail(JobState.FAILED, exc.code, exc.message, ctx.clock_ms())
+            await ctx.book.save(record)
+            return
+        if record.state is JobState.CONTRACTED:
+            record.move(JobState.ESCROWED, ctx.clock_ms())
+        await ctx.book.save(record)
+        await self.see_closed(record)
+
+    async def _offers(self, spec: JobSpec) -> list[Offer]:
+        ctx = self.ctx
+        own = ctx.key.public_key.raw
+
+        def stake_of(provider: bytes) -> int:
+            info = ctx.app.state.validators.get(address_of(provider))
+            return info.bonded if info else 0
+
+        with trio.move_on_after(MATCH_WAIT_S):
+            while True:
+                offers = match(
+                    spec,
+                    self.capacity(),
+                    now_ms=ctx.clock_ms(),
+                    min_provider_stake=0,
+                    stake_of=stake_of,
+                    exclude=(own,),
+                )
+                if offers:
+                    return offers
+                await ctx.next_block()
+        return []
+
+    async def _negotiate(self, record: JobRecord, max_attempts: int) -> SignedContract | None:
+        ctx = self.ctx
+        spec = record.spec
+        offers = (await self._offers(spec))[:max_attempts]
+        if not offers:
+            record.fail(
+                JobState.FAILED,
+                NoOffersLeft.code,
+                "no provider offers capacity that fits this job",
+                ctx.clock_ms(),
+            )
+            await ctx.book.save(record)
+            return None
+        record.move(JobState.NEGOTIATING, ctx.clock_ms())
+        await ctx.book.save(record)
+        plan = NegotiationPlan(
+            key=ctx.key,
+            chain_id=ctx.chain_id,
+            spec=spec,
+            offers=offers,
+            deadline_height=ctx.requested_deadline(spec.max_runtime_s),
+            seed=os.urandom(32),
+            response_timeout_ms=self.response_timeout_ms,
+        )
+        while (negotiation := plan.next_negotiation()) is not None:
+            await self.negotiate(negotiation)
+            if negotiation.state is RequesterState.AGREED:
+                break
+        contract = plan.contract
+        if contract is None:
+            tried = "; ".join(f"{f.code} {f.message}" for _, f in plan.failures)
+            record.fail(JobState.FAILED, NoOffersLeft.code, f"no provider agreed: {tried}", ctx.clock_ms())
+            await ctx.book.save(record)
+            return None
+        assert plan.current is not None
+        record.contract, record.peer_id = contract, plan.current.offer.peer_id
+        self._delivered[record.job_id] = trio.Event()
+        record.move(JobState.CONTRACTED, ctx.clock_ms())
+        await ctx.book.save(record)  # before the escrow: a restart still knows the contract
+        return contract
+
+    async def negotiate(self, negotiation: RequesterNegotiation) -> None:
+        """One negotiation over one stream, to its end (agreed or failed)."""
+        ctx = self.ctx
+        stream: Stream | None = None
+        try:
+            with trio.fail_after(DIAL_TIMEOUT_S):
+                stream = await ctx.host.open_stream(negotiation.offer.peer_id, MARKET_PROTOCOL_ID)
+            await stream.send_frame(encode_message(negotiation.start(ctx.clock_ms())))
+            while not negotiation.finished:
+                data = None
+                assert negotiation.timer_at_ms is not None
+                with trio.move_on_at(ctx.trio_deadline(negotiation.timer_at_ms)):
+                    data = await stream.receive_frame(MAX_MESSAGE_BYTES)
+                if data is None:
+                    negotiation.on_timer(ctx.clock_ms())
+                    continue
+                try:
+                    proposal = negotiation.receive(decode_message(data), ctx.clock_ms())
+                except MarketError as exc:
+                    negotiation.abandon(exc)
+                    break
+                if proposal is not None:
+                    await stream.send_frame(encode_message(proposal))
+        except (P2PError, trio.TooSlowError) as exc:
+            if not negotiation.finished:
+                negotiation.abandon(f"provider {negotiation.offer.peer_id} unreachable: {exc!r}")
+        finally:
+            if stream is not None:
+                with trio.CancelScope(shield=True):
+                    await _close(stream)
+
+    # --- the result ----------------------------------------------------------------------------
+    async def handle_delivery(self, peer_id: str, payload: bytes) -> bytes:
+        """``/dcent/result/1.0.0``: check, keep and countersign a provider's result."""
+        ctx = self.ctx
+        try:
+            delivery = decode_delivery(payload)
+            record = ctx.book.by_contract(delivery.receipt.contract_hash)
+            if record is None or record.role != REQUESTER or record.contract is None:
+                raise ReceiptForOtherContract("no contract of this node has this hash")
+            check_delivery(record.contract.terms, delivery, output_limit_bytes=record.spec.output_limit_bytes)
+        except (DecodeError, DeliveryRejected) as exc:
+            error = exc if isinstance(exc, ProtocolError) else ReceiptForOtherContract(str(exc))
+            log.warning("refused a result from %s: %s", peer_id, error.message)
+            return encode_answer(Refusal.from_error(error))
+        if record.receipt is not None and record.receipt != delivery.receipt:
+            # One receipt per contract: a second, different one is not countersigned.
+            return encode_answer(
+                Refusal.from_error(ReceiptForOtherContract("a different receipt was countersigned"))
+            )
+        if record.receipt is None:
+            await _write_result(
+                ctx.job_dir(record.job_id), delivery.file_map(), delivery.stdout, delivery.stderr
+            )
+            record.receipt = delivery.receipt
+            record.provider_sig = delivery.provider_sig
+            record.requester_sig = delivery.receipt.sign(ctx.key)
+            record.exit_status = delivery.receipt.exit_status
+            record.move(JobState.DELIVERED, ctx.clock_ms())
+            await ctx.book.save(record)
+        return encode_answer(DeliveryAck(delivery.receipt.contract_hash, record.requester_sig))
+
+    async def see_closed(self, record: JobRecord) -> None:
+        """Watch the escrow until it closes, acting when this side must."""
+        ctx = self.ctx
+        assert record.contract is not None
+        terms = record.contract.terms
+        contract_hash = terms.contract_hash()
+        delivered_height = 0
+        while True:
+            state = ctx.app.state
+            outcome = state.closed_contracts.get(contract_hash)
+            if outcome is not None:
+                record.settled_height = state.height
+                final = {"settled": JobState.SETTLED, "refunded": JobState.REFUNDED}.get(
+                    outcome, JobState.DISPUTED
+                )
+                record.move(final, ctx.clock_ms())
+                await ctx.book.save(record)
+                return
+            escrow = state.escrows.get(contract_hash)
+            try:
+                if escrow is None:
+                    if state.height > terms.deadline_height:
+                        record.fail(JobState.FAILED, 5306, "the escrow never opened", ctx.clock_ms())
+                        await ctx.book.save(record)
+                        return
+                elif record.requester_sig and record.receipt is not None:
+                    delivered_height = delivered_height or state.height
+                    if state.height >= delivered_height + SETTLE_GRACE_BLOCKS:
+                        await ctx.lane.submit(
+                            Settle(record.receipt, record.provider_sig, record.requester_sig)
+                        )
+                        continue
+                elif escrow.claimed_height:
+                    # A claim for a result this node never accepted.
+                    await ctx.lane.submit(EscrowDispute(contract_hash))
+                    continue
+                elif state.height > terms.deadline_height:
+                    await ctx.lane.submit(Refund(contract_hash))
+                    continue
+            except TxRefused as exc:
+                log.info("job %s: %s", record.job_id, exc.message)
+            await ctx.next_block()
+
+
+async def _close(stream: Stream) -> None:
+    try:
+        await stream.close()
+    except P2PError:
+        await stream.reset()
+
+
+async def _write_result(root: Path, files: dict[str, bytes], stdout: bytes, stderr: bytes) -> None:
+    def write() -> None:
+        (root / "out").mkdir(parents=True, exist_ok=True)
+        (root / "stdout").write_bytes(stdout)
+        (root / "stderr").write_bytes(stderr)
+        for path, content in files.items():  # paths were checked relative and dot-free
+            target = root / "out" / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+
+    await trio.to_thread.run_sync(write)

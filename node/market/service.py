@@ -1,0 +1,223 @@
+"""The job service: the market's node side, one trio service per node.
+
+Every node is a requester (its account pays for the jobs submitted through its RPC) and, when it
+has GPUs to sell, a provider. Jobs are records in the store's ``jobs`` table; a restarted node
+picks up what it must finish: a requester keeps watching its open escrows (and refunds at the
+deadline), a provider still gets paid for what it delivered. A provider job that was running
+when the node stopped is lost (its process died with the node): the requester refunds it at
+the deadline and the collateral is slashed, which is what the collateral is for.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import trio
+
+from gpu.allocator import GpuAllocator
+from gpu.model import ProbeReport
+from node.executor.base import Executor
+from node.market.context import (
+    DEFAULT_ESCROW_WAIT_BLOCKS,
+    DEFAULT_SETTLE_MARGIN_BLOCKS,
+    JobBook,
+    MarketContext,
+)
+from node.market.errors import JobNotCancellable, JobNotFinished
+from node.market.provider import ProviderSide
+from node.market.records import PROVIDER, REQUESTER, JobRecord, JobState
+from node.market.requester import RequesterSide
+from node.market.txlane import TxLane
+from node.p2p.interface import Host, serve_requests
+from node.store import ChainStore
+from protocol.consensus.ledger_app import LedgerApp
+from protocol.crypto import PrivateKey
+from protocol.encoding import DecodeError
+from protocol.market.capacity import CapacityAnnouncement
+from protocol.market.delivery import MAX_LOG_BYTES, RESULT_PROTOCOL_ID
+from protocol.market.jobspec import MAX_INPUT_BYTES, JobSpec
+from protocol.market.messages import MARKET_PROTOCOL_ID
+from protocol.market.negotiation import DEFAULT_RESPONSE_TIMEOUT_MS, ProviderPolicy
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+log = logging.getLogger("dcent.market")
+
+#: A delivery carries the outputs (up to the job's limit) and both logs.
+MAX_DELIVERY_BYTES = 256 * 1024 * 1024 + 2 * MAX_LOG_BYTES + MAX_INPUT_BYTES
+
+
+class MarketService:
+    def __init__(
+        self,
+        *,
+        key: PrivateKey,
+        chain_id: str,
+        host: Host,
+        app: LedgerApp,
+        lane: TxLane,
+        store: ChainStore,
+        executor: Executor,
+        capacity: Callable[[], list[CapacityAnnouncement]],
+        probe_report: Callable[[], ProbeReport | None],
+        clock_ms: Callable[[], int],
+        height: Callable[[], int],
+        wait_for_height: Callable[[int], Awaitable[None]],
+        jobs_dir: Path,
+        block_ms_floor: int,
+        price_per_gpu_second: int,
+        collateral: int,
+        response_timeout_ms: int = DEFAULT_RESPONSE_TIMEOUT_MS,
+        escrow_wait_blocks: int = DEFAULT_ESCROW_WAIT_BLOCKS,
+        settle_margin_blocks: int = DEFAULT_SETTLE_MARGIN_BLOCKS,
+    ) -> None:
+        self.executor = executor
+        self.allocator = GpuAllocator()
+        self.probe_report = probe_report
+        self.capacity = capacity
+        self.response_timeout_ms = response_timeout_ms
+        self.policy = ProviderPolicy(
+            key=key,
+            chain_id=chain_id,
+            price_per_gpu_second=price_per_gpu_second,
+            collateral=collateral,
+            executors=frozenset({executor.name}),
+        )
+        self.book = JobBook(store, clock_ms)
+        self.ctx = MarketContext(
+            key=key,
+            chain_id=chain_id,
+            host=host,
+            app=app,
+            lane=lane,
+            book=self.book,
+            clock_ms=clock_ms,
+            height=height,
+            wait_for_height=wait_for_height,
+            jobs_dir=jobs_dir,
+            block_ms_floor=max(block_ms_floor, 100),
+            escrow_wait_blocks=escrow_wait_blocks,
+            settle_margin_blocks=settle_margin_blocks,
+        )
+        self.provider: ProviderSide | None = None
+        self.requester: RequesterSide | None = None
+
+    def busy_gpu_uuids(self) -> tuple[str, ...]:
+        return tuple(sorted(uuid for held in self.allocator.allocations().values() for uuid in held))
+
+    def refresh_units(self) -> None:
+        """Take the GPUs the last probe found (the capacity service probes on its schedule)."""
+        report = self.probe_report()
+        if report is not None:
+            self.allocator.update_units(report.schedulable_units())
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self.provider = ProviderSide(
+                self.ctx,
+                policy=self.policy,
+                allocator=self.allocator,
+                executor=self.executor,
+                nursery=nursery,
+            )
+            self.requester = RequesterSide(
+                self.ctx,
+                capacity=self.capacity,
+                response_timeout_ms=self.response_timeout_ms,
+                nursery=nursery,
+            )
+            self.refresh_units()
+            await self._resume(nursery)
+            self.ctx.host.set_stream_handler(MARKET_PROTOCOL_ID, self._negotiation_handler)
+            self.ctx.host.set_stream_handler(
+                RESULT_PROTOCOL_ID,
+                serve_requests(self.requester.handle_delivery, max_request=MAX_DELIVERY_BYTES),
+            )
+            task_status.started()
+            while True:
+                await self.ctx.next_block()
+                self.refresh_units()
+
+    async def _negotiation_handler(self, stream: object) -> None:
+        assert self.provider is not None
+        self.refresh_units()
+        await self.provider.handle_negotiation(stream)  # type: ignore[arg-type]
+
+    async def _resume(self, nursery: trio.Nursery) -> None:
+        assert self.provider is not None and self.requester is not None
+        rows = await trio.to_thread.run_sync(self.book.store.jobs)
+        for job_id, _state, data, _updated in rows:
+            try:
+                record = JobRecord.from_stored(data)
+            except (DecodeError, KeyError, ValueError, TypeError) as exc:
+                log.warning("job %s: unreadable record skipped (%r)", job_id, exc)
+                continue
+            self.book.jobs[record.job_id] = record
+            if record.terminal:
+                continue
+            now = self.ctx.clock_ms()
+            if record.role == REQUESTER and record.contract is not None:
+                nursery.start_soon(self.requester.see_closed, record)
+            elif record.role == PROVIDER and record.state in (JobState.DELIVERED, JobState.CLAIMED):
+                nursery.start_soon(self.provider.fulfil, record)
+            elif record.role == PROVIDER and record.state is JobState.CONTRACTED:
+                sold = set(record.contract.terms.gpu_uuids) if record.contract else set()
+                self.allocator.allocate(record.job_id, len(sold), lambda unit, sold=sold: unit.uuid in sold)  # type: ignore[misc]
+                nursery.start_soon(self.provider.fulfil, record)
+            else:
+                record.fail(JobState.FAILED, 5307, "the node stopped while the job was in progress", now)
+                await self.book.save(record)
+
+    # --- what RPC asks ---------------------------------------------------------------------------
+    async def submit(self, spec: JobSpec, *, max_attempts: int = 5) -> JobRecord:
+        assert self.requester is not None, "the job service is not running"
+        return await self.requester.submit(spec, max_attempts=max_attempts)
+
+    def get(self, job_id: str) -> JobRecord:
+        return self.book.get(job_id)
+
+    def list(self, state: str | None = None) -> list[JobRecord]:
+        records = [r for r in self.book.jobs.values() if state is None or r.state.value == state]
+        return sorted(records, key=lambda r: (r.created_ms, r.job_id), reverse=True)
+
+    def cancel(self, job_id: str) -> JobRecord:
+        record = self.book.get(job_id)
+        assert self.requester is not None
+        if record.role != REQUESTER or not self.requester.cancel(record):
+            raise JobNotCancellable(f"job {job_id} is {record.state.value}: past cancelling")
+        return record
+
+    def _finished_dir(self, job_id: str) -> Path:
+        record = self.book.get(job_id)
+        if record.receipt is None:
+            raise JobNotFinished(f"job {job_id} is {record.state.value}: no result yet")
+        return self.ctx.job_dir(job_id)
+
+    async def logs(self, job_id: str) -> tuple[bytes, bytes]:
+        directory = self._finished_dir(job_id)
+
+        def read() -> tuple[bytes, bytes]:
+            return ((directory / "stdout").read_bytes(), (directory / "stderr").read_bytes())
+
+        return await trio.to_thread.run_sync(read)
+
+    async def result_files(self, job_id: str) -> dict[str, bytes]:
+        record = self.book.get(job_id)
+        if record.role != REQUESTER:
+            raise JobNotFinished(f"job {job_id}: a provider keeps no copy of the outputs it delivered")
+        out = self._finished_dir(job_id) / "out"
+
+        def read() -> dict[str, bytes]:
+            if not out.is_dir():
+                return {}
+            return {
+                path.relative_to(out).as_posix(): path.read_bytes()
+                for path in sorted(out.rglob("*"))
+                if path.is_file() and not path.is_symlink()
+            }
+
+        return await trio.to_thread.run_sync(read)

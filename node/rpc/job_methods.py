@@ -1,0 +1,102 @@
+"""The ``job_*`` methods: submit a job paid by this node's account, and follow it to settlement."""
+
+from __future__ import annotations
+
+import base64
+
+from node.market.errors import JobNotCancellable, JobNotFinished, MarketDisabled, UnknownJob
+from node.market.service import MarketService
+from node.rpc.methods import MethodTable
+from node.rpc.params import Int, Object, Param, Str
+from protocol.crypto import PrivateKey
+from protocol.market.errors import JobSpecError
+from protocol.market.jobspec import JobSpec
+
+JOB_OBJECT = "job object (see docs/rpc.md): `job_id`, `state`, `contract_hash`, `provider`, ..."
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def register_job_methods(table: MethodTable, market: MarketService | None, key: PrivateKey | None) -> None:
+    """Register the job methods. With ``market`` None (documentation builds) they answer
+    :class:`MarketDisabled`."""
+    requester_key = key.public_key.raw if key is not None else None
+
+    def service() -> MarketService:
+        if market is None:
+            raise MarketDisabled("this node runs no job service")
+        return market
+
+    @table.method(
+        "job_submit",
+        params=[
+            Param("spec", Object(), "the job spec as a JSON object (the JSON form of a job spec file)"),
+            Param("max_attempts", Int(min=1, max=100), "providers to try at most", default=5),
+        ],
+        errors=[JobSpecError, MarketDisabled],
+        returns="object: `job_id`",
+    )
+    async def job_submit(spec: dict[str, object], max_attempts: int) -> dict[str, object]:
+        """Submit a job: the node matches it against the capacity table, negotiates a contract,
+        escrows it from this node's account, and follows it to settlement. Returns at once."""
+        parsed = JobSpec.from_document(spec)
+        record = await service().submit(parsed, max_attempts=max_attempts)
+        return {"job_id": record.job_id}
+
+    @table.method("job_get", params=[Param("job_id", Str(max_len=64))], errors=[UnknownJob], returns=JOB_OBJECT)
+    async def job_get(job_id: str) -> dict[str, object]:
+        """One job, requested here or provided here."""
+        return service().get(job_id).to_json(requester_key)
+
+    @table.method(
+        "job_list",
+        params=[Param("state", Str(max_len=32), "only jobs in this state", default=None)],
+        returns=f"array of {JOB_OBJECT}, newest first",
+    )
+    async def job_list(state: str | None) -> list[dict[str, object]]:
+        """Every job this node requested or provided, newest first."""
+        return [record.to_json(requester_key) for record in service().list(state)]
+
+    @table.method(
+        "job_logs",
+        params=[Param("job_id", Str(max_len=64))],
+        errors=[UnknownJob, JobNotFinished],
+        returns="object: `stdout`, `stderr` (UTF-8 text, invalid bytes replaced)",
+    )
+    async def job_logs(job_id: str) -> dict[str, object]:
+        """The job's standard output and error, as the provider's sandbox captured them (capped)."""
+        stdout, stderr = await service().logs(job_id)
+        return {"stdout": _text(stdout), "stderr": _text(stderr)}
+
+    @table.method(
+        "job_result",
+        params=[Param("job_id", Str(max_len=64))],
+        errors=[UnknownJob, JobNotFinished],
+        returns="object: `output_hash`, `files` (path -> base64), `exit_status`, `gpu_seconds`",
+    )
+    async def job_result(job_id: str) -> dict[str, object]:
+        """The job's output files (its ``out/`` directory) as delivered and checked against the
+        receipt's output hash."""
+        market = service()
+        record = market.get(job_id)
+        files = await market.result_files(job_id)
+        assert record.receipt is not None
+        return {
+            "output_hash": record.receipt.output_hash.hex(),
+            "files": {path: base64.b64encode(files[path]).decode("ascii") for path in sorted(files)},
+            "exit_status": record.receipt.exit_status,
+            "gpu_seconds": record.receipt.gpu_seconds,
+        }
+
+    @table.method(
+        "job_cancel",
+        params=[Param("job_id", Str(max_len=64))],
+        errors=[UnknownJob, JobNotCancellable],
+        returns=JOB_OBJECT,
+    )
+    async def job_cancel(job_id: str) -> dict[str, object]:
+        """Stop a job still matching or negotiating. Once its escrow is open a contract runs to
+        settlement, or to a refund at its deadline."""
+        return service().cancel(job_id).to_json(requester_key)

@@ -1,0 +1,169 @@
+"""Result delivery, ``/dcent/result/1.0.0``: the provider's outputs and signed usage receipt, and
+the requester's countersignature.
+
+One delivery is one stream, provider to requester::
+
+    provider                                            requester
+    ResultDelivery(receipt, provider_sig, files, logs) ->
+                                                     <- DeliveryAck(contract hash, requester_sig)
+                                                        or Refusal(code, message)
+
+The requester countersigns only what it can check itself: the receipt is for this contract and
+chain, signed by the contract's provider, within the contract's GPU-seconds, and the files it
+received hash to the receipt's ``output_hash`` (:func:`output_listing_hash`, a hash anyone holding
+the files can recompute). It cannot check the metering beyond the contract's cap; the ledger pays
+``min(gpu_seconds, max) x price`` either way. A refused delivery leaves the provider the unilateral
+path: claim with its own signature, which the requester may dispute (see
+:mod:`protocol.ledger.escrow`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from protocol.contracts import HASH_LEN, ContractTerms, UsageReceipt
+from protocol.crypto import SIGNATURE_LEN
+from protocol.encoding import DecodeError, Record, decode, encode
+from protocol.market.errors import (
+    ForgedReceipt,
+    MalformedMessage,
+    OutputHashMismatch,
+    ReceiptForOtherContract,
+    ReceiptOverLimit,
+)
+from protocol.market.messages import Refusal
+
+RESULT_PROTOCOL_ID = "/dcent/result/1.0.0"
+OUTPUT_LISTING_DOMAIN = "dcent/outputs/v1"
+MAX_OUTPUT_FILES = 4096
+MAX_OUTPUT_PATH_BYTES = 1024
+#: Logs travel capped as the executor capped them; this bounds what a peer may send regardless.
+MAX_LOG_BYTES = 4 * 1024 * 1024
+
+
+def output_listing_hash(files: Mapping[str, bytes]) -> bytes:
+    """SHA-256 over the canonical listing of ``files``: anyone holding the files can recompute it.
+
+    The listing is the canonical msgpack of ``["dcent/outputs/v1", [[path, size, sha256(content)],
+    ...]]`` with paths in ascending order. An empty output set has a hash too.
+    """
+    listing = [[path, len(files[path]), hashlib.sha256(files[path]).digest()] for path in sorted(files)]
+    return hashlib.sha256(encode([OUTPUT_LISTING_DOMAIN, listing])).digest()
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise MalformedMessage(message)
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFile(Record):
+    path: str
+    content: bytes
+
+    def __post_init__(self) -> None:
+        size = len(self.path.encode("utf-8", "surrogatepass"))
+        parts = self.path.split("/")
+        _check(
+            0 < size <= MAX_OUTPUT_PATH_BYTES
+            and "\x00" not in self.path
+            and not self.path.startswith("/")
+            and not any(part in ("", ".", "..") for part in parts),
+            f"output path {self.path[:64]!r}: a relative path without '', '.' or '..' parts",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ResultDelivery(Record):
+    receipt: UsageReceipt
+    provider_sig: bytes
+    files: tuple[OutputFile, ...]
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool
+    stderr_truncated: bool
+    outputs_truncated: bool
+    timed_out: bool
+
+    def __post_init__(self) -> None:
+        _check(len(self.provider_sig) == SIGNATURE_LEN, "delivery.provider_sig: a 64-byte signature")
+        _check(len(self.files) <= MAX_OUTPUT_FILES, f"delivery.files: at most {MAX_OUTPUT_FILES}")
+        paths = [item.path for item in self.files]
+        _check(paths == sorted(set(paths)), "delivery.files: ascending paths, each once")
+        _check(
+            len(self.stdout) <= MAX_LOG_BYTES and len(self.stderr) <= MAX_LOG_BYTES,
+            f"delivery logs: at most {MAX_LOG_BYTES} bytes each",
+        )
+
+    def file_map(self) -> dict[str, bytes]:
+        return {item.path: item.content for item in self.files}
+
+    def output_bytes(self) -> int:
+        return sum(len(item.content) for item in self.files)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryAck(Record):
+    contract_hash: bytes
+    requester_sig: bytes
+
+    def __post_init__(self) -> None:
+        _check(len(self.contract_hash) == HASH_LEN, "ack.contract_hash: a 32-byte hash")
+        _check(len(self.requester_sig) == SIGNATURE_LEN, "ack.requester_sig: a 64-byte signature")
+
+
+def check_delivery(terms: ContractTerms, delivery: ResultDelivery, *, output_limit_bytes: int) -> None:
+    """Would the requester of ``terms`` countersign ``delivery``? Raises a
+    :class:`~protocol.market.errors.DeliveryRejected` subclass naming what is wrong."""
+    receipt = delivery.receipt
+    if receipt.contract_hash != terms.contract_hash() or receipt.chain_id != terms.chain_id:
+        raise ReceiptForOtherContract("receipt.contract_hash: not the contract this result is for")
+    if not receipt.verify(terms.provider, delivery.provider_sig):
+        raise ForgedReceipt("delivery.provider_sig: not the contract provider's signature over the receipt")
+    if receipt.gpu_seconds > terms.max_gpu_seconds:
+        raise ReceiptOverLimit(
+            f"receipt.gpu_seconds: {receipt.gpu_seconds} is over the contract's {terms.max_gpu_seconds}"
+        )
+    if delivery.output_bytes() > output_limit_bytes:
+        raise ReceiptOverLimit(
+            f"delivery.files: {delivery.output_bytes()} bytes, the job allows {output_limit_bytes}"
+        )
+    if output_listing_hash(delivery.file_map()) != receipt.output_hash:
+        raise OutputHashMismatch("delivery.files: they do not hash to the receipt's output_hash")
+
+
+DeliveryAnswer = DeliveryAck | Refusal
+
+
+def encode_answer(answer: DeliveryAnswer) -> bytes:
+    tag = "ack" if isinstance(answer, DeliveryAck) else "refusal"
+    return encode({"body": answer.to_wire(), "type": tag})
+
+
+def decode_answer(data: bytes) -> DeliveryAnswer:
+    """Decode the requester's answer. Raises :class:`MalformedMessage` only."""
+    try:
+        value = decode(data)
+        if type(value) is not dict or set(value) != {"body", "type"}:
+            raise MalformedMessage("a delivery answer is a map of body and type")
+        if value["type"] == "ack":
+            return DeliveryAck.from_wire(value["body"])
+        if value["type"] == "refusal":
+            return Refusal.from_wire(value["body"])
+        raise MalformedMessage("unknown delivery answer type")
+    except MalformedMessage:
+        raise
+    except DecodeError as exc:
+        raise MalformedMessage(f"malformed delivery answer: {exc.message}") from None
+
+
+def decode_delivery(data: bytes) -> ResultDelivery:
+    """Decode a delivery. Raises :class:`MalformedMessage` only."""
+    try:
+        return ResultDelivery.decode(data)
+    except MalformedMessage:
+        raise
+    except DecodeError as exc:
+        raise MalformedMessage(f"malformed result delivery: {exc.message}") from None
