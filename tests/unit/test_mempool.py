@@ -105,3 +105,30 @@ def test_commit_removes_included_and_stale_and_signatures_are_not_reverified() -
     assert answers == [True, True]  # both signatures were checked once, at admission
     assert pool.remove_committed(state) == 2
     assert [tx.nonce for tx in pool.reap(10)] == [3]
+
+
+def test_a_waiting_tx_that_can_no_longer_apply_makes_way_for_its_nonce() -> None:
+    pool, state = Mempool(), _state()
+    # Alice's nonce-1 transfer spends more than she has: it can never be in a block, so without
+    # making way it would hold her next nonce forever.
+    dead = pool.add(_pay(ALICE, 1, amount=1_000 * DCT), state)
+    live = _pay(ALICE, 1, amount=5)
+    pool.add(live, state)
+    assert dead.hash not in pool
+    assert len(pool) == 1 and pool.reap(10)[0].raw == live
+
+
+def test_a_valid_waiting_tx_keeps_its_nonce() -> None:
+    pool, state = Mempool(), _state()
+    pool.add(_pay(ALICE, 1, amount=5), state)
+    with pytest.raises(NonceTaken):
+        pool.add(_pay(ALICE, 1, amount=6), state)
+    assert len(pool) == 1
+
+
+def test_discard_drops_one_tx_and_frees_its_nonce() -> None:
+    pool, state = Mempool(), _state()
+    tx = pool.add(_pay(ALICE, 1), state)
+    assert pool.discard(tx.hash) and not pool.discard(tx.hash)
+    assert len(pool) == 0 and pool.stats().bytes == 0
+    pool.add(_pay(ALICE, 1, amount=2), state)
