@@ -8,6 +8,7 @@ Home layout (``--home``, ``DCENT_HOME``, default ``~/.dcent``)::
     keys/validator_key   consensus signing seed (hex, mode 0600)
     data/chain.db        SQLite store (WAL)
     data/.cookie         RPC cookie, written at start, removed at exit
+    data/rpc.url         the URL the RPC listens on (the real port), written at start, removed at exit
 
 Every config problem is a :class:`ConfigError` naming the field (``rpc.addr: ...``).
 """
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from node.errors import NodeError
+from node.rpc.address import DEFAULT_RPC_HOST, DEFAULT_RPC_PORT, is_loopback, parse_rpc_addr
+from node.rpc.errors import InvalidBindAddress
 from protocol.crypto import PrivateKey
 from protocol.units import AmountError, parse_amount
 
@@ -77,6 +80,10 @@ class HomePaths:
     def cookie(self) -> Path:
         return self.data / ".cookie"
 
+    @property
+    def rpc_url(self) -> Path:
+        return self.data / "rpc.url"
+
 
 def write_secret(path: Path, content: str) -> None:
     """Create ``path`` with mode 0600 from the start (never world-readable, even briefly)."""
@@ -121,8 +128,10 @@ class P2PConfig:
 
 @dataclass(frozen=True, slots=True)
 class RpcConfig:
-    host: str = "127.0.0.1"
-    port: int = 26657
+    host: str = DEFAULT_RPC_HOST
+    #: 0 picks a free port at start; ``<home>/data/rpc.url`` then tells clients which.
+    port: int = DEFAULT_RPC_PORT
+    #: Binding a non-loopback host needs this: the cookie travels in clear HTTP.
     allow_remote: bool = False
 
 
@@ -151,6 +160,10 @@ class MarketConfig:
     simulated_gpus: str = ""
     announce_interval_s: int = 10
     announce_ttl_s: int = 30
+    #: Blocks a provider waits for the requester's escrow before releasing the GPUs it sold.
+    escrow_wait_blocks: int = 30
+    #: Blocks a contract's deadline leaves for delivery and settlement after the run.
+    settle_margin_blocks: int = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +173,7 @@ class NodeConfig:
     rpc: RpcConfig = field(default_factory=RpcConfig)
     consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
     market: MarketConfig = field(default_factory=MarketConfig)
+    #: ``HOST:PORT`` (loopback only) serving Prometheus metrics at ``GET /metrics``; "" for none.
     metrics_addr: str = ""
     log_format: str = "text"
     log_level: str = "info"
@@ -168,11 +182,35 @@ class NodeConfig:
 EXECUTORS = ("bubblewrap", "docker", "podman", "subprocess")
 
 
-def parse_host_port(text: str, where: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"{where}: expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
+def parse_rpc_bind(text: str, where: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT``, ``:PORT``) for the RPC. Raises :class:`ConfigError` naming ``where``."""
+    try:
+        return parse_rpc_addr(text)
+    except InvalidBindAddress as exc:
+        raise ConfigError(f"{where}: {exc.message}") from None
+
+
+def check_rpc_bind(rpc: RpcConfig, where: str) -> None:
+    """Refuse a non-loopback RPC host unless ``allow_remote``. Raises :class:`ConfigError`."""
+    if not rpc.allow_remote and not is_loopback(rpc.host):
+        raise ConfigError(
+            f"{where}: {rpc.host} is not a loopback address; serving the RPC (and its cookie, in "
+            "clear HTTP) to the network needs rpc.allow_remote = true or --rpc-allow-remote"
+        )
+
+
+def parse_metrics_bind(text: str, where: str) -> tuple[str, int] | None:
+    """The metrics ``HOST:PORT``, or None for "" (metrics off). Loopback only: the endpoint has
+    no authentication. Raises :class:`ConfigError` naming ``where``."""
+    if not text:
+        return None
+    try:
+        host, port = parse_rpc_addr(text)
+    except InvalidBindAddress:
+        raise ConfigError(f"{where}: expected HOST:PORT with a port in 0-65535, got {text!r}") from None
+    if not is_loopback(host):
+        raise ConfigError(f"{where}: {host} is not a loopback address; metrics are served on loopback only")
+    return host, port
 
 
 def _section(doc: dict[str, object], name: str) -> dict[str, object]:
@@ -218,7 +256,10 @@ def parse_config(text: str) -> NodeConfig:
     if not isinstance(bootstrap, list) or not all(isinstance(b, str) for b in bootstrap):
         raise ConfigError("p2p.bootstrap: expected a list of multiaddr strings")
     rpc = _section(doc, "rpc")
-    host, port = parse_host_port(str(_typed(rpc, "rpc", "addr", str, "127.0.0.1:26657")), "rpc.addr")
+    default_addr = f"{DEFAULT_RPC_HOST}:{DEFAULT_RPC_PORT}"
+    host, port = parse_rpc_bind(str(_typed(rpc, "rpc", "addr", str, default_addr)), "rpc.addr")
+    metrics_addr = str(_typed(_section(doc, "metrics"), "metrics", "addr", str, ""))
+    parse_metrics_bind(metrics_addr, "metrics.addr")
     consensus = _section(doc, "consensus")
     defaults = ConsensusConfig()
     consensus_values = {
@@ -246,8 +287,10 @@ def parse_config(text: str) -> NodeConfig:
             simulated_gpus=str(_typed(market, "market", "simulated_gpus", str, "")),
             announce_interval_s=int(_typed(market, "market", "announce_interval_s", int, 10)),  # type: ignore[call-overload]
             announce_ttl_s=int(_typed(market, "market", "announce_ttl_s", int, 30)),  # type: ignore[call-overload]
+            escrow_wait_blocks=int(_typed(market, "market", "escrow_wait_blocks", int, 30)),  # type: ignore[call-overload]
+            settle_margin_blocks=int(_typed(market, "market", "settle_margin_blocks", int, 20)),  # type: ignore[call-overload]
         ),
-        metrics_addr=str(_typed(_section(doc, "metrics"), "metrics", "addr", str, "")),
+        metrics_addr=metrics_addr,
         log_format=str(log_format),
         log_level=str(_typed(log, "log", "level", str, "info")),
     )

@@ -19,7 +19,10 @@ from gpu.model import ProbeReport
 from gpu.nvml import probe_async
 from gpu.simulated import simulated_report
 from node.config import HomePaths, NodeConfig, load_key
+from node.executor.select import select_executor
 from node.host import P2PHost
+from node.market.service import MarketService
+from node.market.txlane import TxLane
 from node.p2p.host_config import HostConfig
 from node.p2p.interface import Host
 from node.services.capacity import CapacityService
@@ -84,6 +87,7 @@ class Node:
         self.app: LedgerApp | None = None
         self.driver: ConsensusDriver | None = None
         self.capacity: CapacityService | None = None
+        self.market: MarketService | None = None
         self._running = trio.Event()
         #: The checkpoint height the last start resumed from (0: replayed from genesis).
         self.resumed_from = 0
@@ -131,8 +135,11 @@ class Node:
                     clock_ms=wall_clock_ms,
                     interval_s=market.announce_interval_s,
                     ttl_s=market.announce_ttl_s,
+                    busy=lambda: self.market.busy_gpu_uuids() if self.market else (),
                 )
                 await nursery.start(self.capacity.run)
+                self.market = self._job_service(app, store, self.driver, self.capacity)
+                await nursery.start(self.market.run)
                 log.info(
                     "node %s up at height %d, listening on %s",
                     self.config.moniker,
@@ -143,6 +150,39 @@ class Node:
                 task_status.started()
         finally:
             await trio.to_thread.run_sync(store.close)
+
+    def _job_service(
+        self, app: LedgerApp, store: ChainStore, driver: ConsensusDriver, capacity: CapacityService
+    ) -> MarketService:
+        market = self.config.market
+        lane = TxLane(
+            key=self.validator_key,
+            app=app,
+            mempool=self.mempool,
+            relay=driver.relay_txs,
+            height=lambda: driver.height,
+            wait_for_height=driver.wait_for_height,
+        )
+        return MarketService(
+            key=self.validator_key,
+            chain_id=self.genesis.chain_id,
+            host=self.host,
+            app=app,
+            lane=lane,
+            store=store,
+            executor=select_executor(market.executor, allow_unsandboxed=market.allow_unsandboxed),
+            capacity=capacity.entries,
+            probe_report=lambda: capacity.last_report,
+            clock_ms=wall_clock_ms,
+            height=lambda: driver.height,
+            wait_for_height=driver.wait_for_height,
+            jobs_dir=self.paths.data / "jobs",
+            block_ms_floor=self.config.consensus.timeout_commit_ms,
+            price_per_gpu_second=market.price_per_gpu_second,
+            collateral=market.collateral,
+            escrow_wait_blocks=market.escrow_wait_blocks,
+            settle_margin_blocks=market.settle_margin_blocks,
+        )
 
     def _replay(self, store: ChainStore) -> LedgerApp:
         """The ledger at the stored head: resumed from the newest checkpoint when one is usable,

@@ -28,6 +28,7 @@ from node.p2p.errors import P2PError
 from node.p2p.framing import Stream
 from protocol.contracts import UsageReceipt
 from protocol.encoding import DecodeError
+from protocol.ledger.escrow import claim_status
 from protocol.ledger.tx import EscrowClaim, EscrowFinalize, Settle
 from protocol.market.delivery import (
     RESULT_PROTOCOL_ID,
@@ -291,8 +292,15 @@ class ProviderSide:
                 )
                 record.move(JobState.CLAIMED, ctx.clock_ms())
                 await ctx.book.save(record)
-            window = ctx.app.state.params.dispute_window_blocks
-            await ctx.wait_for_height(record.claimed_height + window + 1)
+            while True:
+                state = ctx.app.state
+                status = claim_status(state, contract_hash, state.height + 1)
+                if status is None:  # settled late by the requester, or disputed
+                    raise TxRefused("escrow_finalize: the claim is no longer pending")
+                if status.window_over:
+                    break
+                # Governance may move the window while we wait: judge it again every block.
+                await ctx.next_block()
             record.settled_height = await ctx.lane.submit(EscrowFinalize(contract_hash))
             record.move(JobState.SETTLED, ctx.clock_ms())
         except TxRefused as exc:

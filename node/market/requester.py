@@ -24,6 +24,7 @@ from protocol.contracts import SignedContract
 from protocol.crypto import address_of
 from protocol.encoding import DecodeError
 from protocol.errors import ProtocolError
+from protocol.ledger.escrow import claim_status
 from protocol.ledger.tx import EscrowDispute, OpenEscrow, Refund, Settle
 from protocol.market.capacity import CapacityAnnouncement
 from protocol.market.delivery import (
@@ -269,10 +270,13 @@ class RequesterSide:
                             Settle(record.receipt, record.provider_sig, record.requester_sig)
                         )
                         continue
-                elif escrow.claimed_height:
-                    # A claim for a result this node never accepted.
-                    await ctx.lane.submit(EscrowDispute(contract_hash))
-                    continue
+                elif escrow.has_claim:
+                    # A claim for a result this node never received or refused: contest it while
+                    # the window is open (past it, the provider finalizes).
+                    status = claim_status(state, contract_hash, state.height + 1)
+                    if status is not None and not status.window_over:
+                        await ctx.lane.submit(EscrowDispute(contract_hash))
+                        continue
                 elif state.height > terms.deadline_height:
                     await ctx.lane.submit(Refund(contract_hash))
                     continue

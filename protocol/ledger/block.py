@@ -16,6 +16,9 @@ from protocol.ledger import bank, escrow, gov, staking
 from protocol.ledger.errors import BadBlockHeight, LedgerError, UnknownTxKind
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import (
+    EscrowClaim,
+    EscrowDispute,
+    EscrowFinalize,
     GovPropose,
     GovVote,
     OpenEscrow,
@@ -74,6 +77,12 @@ def _dispatch(state: LedgerState, tx: Tx, height: int) -> None:
         escrow.settle(state, tx, msg)
     elif isinstance(msg, Refund):
         escrow.refund(state, tx, msg, height)
+    elif isinstance(msg, EscrowClaim):
+        escrow.claim(state, tx, msg, height)
+    elif isinstance(msg, EscrowFinalize):
+        escrow.finalize(state, tx, msg, height)
+    elif isinstance(msg, EscrowDispute):
+        escrow.dispute(state, tx, msg, height)
     elif isinstance(msg, GovPropose):
         gov.propose(state, tx, msg, height)
     elif isinstance(msg, GovVote):

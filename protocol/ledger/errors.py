@@ -70,7 +70,7 @@ class ContractExists(LedgerError):
 
 
 class ContractClosed(LedgerError):
-    """The contract was already settled or refunded (a double settle, a replayed refund)."""
+    """The contract was already settled, refunded or disputed (a double settle, a replayed refund)."""
 
     code = 2022
 
@@ -122,6 +122,37 @@ class NoVotingPower(LedgerError):
 
 class InvalidVoteOption(LedgerError):
     code = 2036
+
+
+# --- provider claims and disputes -----------------------------------------------------------
+class ClaimPending(LedgerError):
+    """The escrow already carries the provider's unilateral claim (a second claim)."""
+
+    code = 2050
+
+
+class NoClaim(LedgerError):
+    """Finalize or dispute of an escrow that carries no pending claim."""
+
+    code = 2051
+
+
+class DisputeWindowOpen(LedgerError):
+    """Finalize before the dispute window of the claim has passed."""
+
+    code = 2052
+
+
+class DisputeWindowClosed(LedgerError):
+    """Dispute after the dispute window of the claim has passed."""
+
+    code = 2053
+
+
+class RefundBlockedByClaim(ClaimPending):
+    """Refund while the provider's claim is pending: the requester must dispute it instead."""
+
+    code = 2054
 
 
 # --- blocks and genesis ---------------------------------------------------------------------

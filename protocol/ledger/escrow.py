@@ -1,27 +1,104 @@
-"""Escrow for job contracts: open, settle against a usage receipt, refund after the deadline.
+"""Escrow for job contracts: open, settle against a usage receipt, the provider's unilateral
+claim (finalized after a dispute window, or disputed), and refund after the deadline.
 
 Settlement pays the provider ``min(gpu_seconds * price, max_cost)`` less the protocol fee, which
 is burned; the requester gets the rest of its deposit back and the provider its collateral. A
 refund after the deadline returns the requester's deposit and burns ``collateral_slash_share`` of
 the provider's collateral.
+
+The normal path is a receipt signed by the provider and countersigned by the requester
+(``escrow_settle``). A requester that never countersigns cannot hold the provider's pay hostage:
+
+- ``escrow_claim``: the provider records its own signed receipt on the escrow. Nothing is paid.
+- ``escrow_finalize``: once ``height > claimed_height + dispute_window_blocks``, the provider
+  collects exactly what a two-signature settle of the claimed receipt pays (same code path),
+  and the contract closes as ``"settled"``.
+- ``escrow_dispute``: within the window the requester may contest the claim. The ledger cannot
+  tell who is lying, and there is no arbiter, so a dispute costs both sides: the claimed pay is
+  **burned** (the requester gets back only ``max_cost - pay``) and ``collateral_slash_share`` of
+  the provider's collateral is burned too, as a refund would; the contract closes as
+  ``"disputed"``. Neither side can gain by lying: a provider that inflates its receipt, or claims
+  for work it never delivered (to dodge the refund's slash), earns nothing and still loses the
+  slash; a requester that disputes an honest claim gets none of the pay back. The best a provider
+  can do is deliver and claim what it metered; the best a requester can do is countersign it.
+- ``escrow_settle`` still works while a claim is pending (the requester answered late): the
+  receipt both parties signed supersedes the claim.
+- ``escrow_refund`` is refused while a claim is pending: otherwise a requester could wait out the
+  deadline to slash the collateral of a provider that delivered and claimed; it must dispute.
+
+The window is read from the current parameters when finalize or dispute is applied, so a
+governance change of ``dispute_window_blocks`` also moves the window of claims already pending.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
+from protocol.contracts import UsageReceipt
 from protocol.economics import mul_ratio
 from protocol.ledger.bank import debit
 from protocol.ledger.errors import (
     BadContractSignature,
+    ClaimPending,
     ContractClosed,
     ContractExists,
     ContractExpired,
+    DisputeWindowClosed,
+    DisputeWindowOpen,
+    NoClaim,
     NotAParty,
+    RefundBlockedByClaim,
     RefundTooEarly,
     UnknownContract,
     WrongChainId,
 )
 from protocol.ledger.state import Escrow, LedgerState
-from protocol.ledger.tx import OpenEscrow, Refund, Settle, Tx
+from protocol.ledger.tx import EscrowClaim, EscrowDispute, EscrowFinalize, OpenEscrow, Refund, Settle, Tx
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimStatus:
+    """A provider's pending claim, as a block at ``height`` would see it (see :func:`claim_status`)."""
+
+    contract_hash: bytes
+    receipt: UsageReceipt
+    provider_sig: bytes
+    claimed_height: int
+    #: The last height at which a dispute applies: ``claimed_height + dispute_window_blocks``.
+    dispute_until: int
+    #: What finalizing pays for the work before the protocol fee; what a dispute burns.
+    pay: int
+    #: True when a block at ``height`` accepts ``escrow_finalize`` (and refuses ``escrow_dispute``).
+    window_over: bool
+
+    @property
+    def finalizable_from(self) -> int:
+        """The first height at which ``escrow_finalize`` applies."""
+        return self.dispute_until + 1
+
+
+def claim_status(state: LedgerState, contract_hash: bytes, height: int) -> ClaimStatus | None:
+    """The pending claim on ``contract_hash`` judged for a block at ``height``, or None when the
+    contract has no open escrow or its escrow carries no claim. Pure; raises nothing.
+
+    For "would a finalize / dispute sent now apply?", pass ``state.height + 1``. The window uses the
+    current ``dispute_window_blocks``, which governance may change before the window ends.
+    """
+    escrow = state.escrows.get(contract_hash)
+    if escrow is None or not escrow.has_claim:
+        return None
+    dispute_until = escrow.claimed_height + state.params.dispute_window_blocks
+    receipt = _pending_claim(escrow)
+    return ClaimStatus(
+        contract_hash=contract_hash,
+        receipt=receipt,
+        provider_sig=escrow.claim_provider_sig,
+        claimed_height=escrow.claimed_height,
+        dispute_until=dispute_until,
+        pay=_metered_pay(escrow, receipt.gpu_seconds)[1],
+        window_over=height > dispute_until,
+    )
 
 
 def _open_escrow(state: LedgerState, contract_hash: bytes) -> Escrow:
@@ -34,10 +111,36 @@ def _open_escrow(state: LedgerState, contract_hash: bytes) -> Escrow:
     return escrow
 
 
+def _pending_claim(escrow: Escrow) -> UsageReceipt:
+    """The claimed receipt. Raises NoClaim. Decoding cannot fail: only verified receipts are stored
+    (and snapshots are checked when restored)."""
+    if not escrow.has_claim:
+        raise NoClaim("no claim is pending on this escrow")
+    return UsageReceipt.decode(escrow.claim)
+
+
+def _metered_pay(escrow: Escrow, gpu_seconds: int) -> tuple[int, int]:
+    """``(metered GPU-seconds, pay)`` for a receipt of ``gpu_seconds``, both capped by the terms."""
+    metered = min(gpu_seconds, escrow.max_gpu_seconds)
+    return metered, min(metered * escrow.price_per_gpu_second, escrow.max_cost)
+
+
 def _close(state: LedgerState, contract_hash: bytes, escrow: Escrow, outcome: str) -> None:
     state.escrows.delete(contract_hash)
     state.closed_contracts.set(contract_hash, outcome)
     state.add("total_escrowed", -(escrow.max_cost + escrow.collateral))
+
+
+def _pay_out(state: LedgerState, contract_hash: bytes, escrow: Escrow, gpu_seconds: int) -> None:
+    """Close the escrow as settled for ``gpu_seconds`` of work: the one payout of both a
+    two-signature settle and a finalized claim."""
+    metered, pay = _metered_pay(escrow, gpu_seconds)
+    protocol_fee = mul_ratio(pay, state.params.protocol_fee_share)
+    state.credit(escrow.provider, pay - protocol_fee + escrow.collateral)
+    state.credit(escrow.requester, escrow.max_cost - pay)
+    state.add("burned", protocol_fee)
+    state.epoch_work.set(escrow.provider, (state.epoch_work.get(escrow.provider) or 0) + metered)
+    _close(state, contract_hash, escrow, "settled")
 
 
 def open_escrow(state: LedgerState, tx: Tx, msg: OpenEscrow, height: int) -> bytes:
@@ -78,6 +181,9 @@ def open_escrow(state: LedgerState, tx: Tx, msg: OpenEscrow, height: int) -> byt
 
 
 def settle(state: LedgerState, tx: Tx, msg: Settle) -> None:
+    """Pay out a receipt both parties signed; supersedes a pending claim.
+
+    Raises WrongChainId, UnknownContract, ContractClosed, NotAParty, BadContractSignature."""
     receipt = msg.receipt
     if receipt.chain_id != state.chain_id:
         raise WrongChainId(f"receipt is for chain {receipt.chain_id!r}")
@@ -88,20 +194,76 @@ def settle(state: LedgerState, tx: Tx, msg: Settle) -> None:
         raise BadContractSignature("the receipt needs the provider's valid signature")
     if not receipt.verify(escrow.requester_key, msg.requester_sig):
         raise BadContractSignature("the receipt needs the requester's valid countersignature")
-    metered = min(receipt.gpu_seconds, escrow.max_gpu_seconds)
-    pay = min(metered * escrow.price_per_gpu_second, escrow.max_cost)
-    protocol_fee = mul_ratio(pay, state.params.protocol_fee_share)
-    state.credit(escrow.provider, pay - protocol_fee + escrow.collateral)
+    _pay_out(state, receipt.contract_hash, escrow, receipt.gpu_seconds)
+
+
+def claim(state: LedgerState, tx: Tx, msg: EscrowClaim, height: int) -> None:
+    """Record the provider's own signed receipt on its escrow; pays nothing yet.
+
+    Raises WrongChainId, UnknownContract, ContractClosed, NotAParty, ClaimPending,
+    BadContractSignature."""
+    receipt = msg.receipt
+    if receipt.chain_id != state.chain_id:
+        raise WrongChainId(f"receipt is for chain {receipt.chain_id!r}")
+    escrow = _open_escrow(state, receipt.contract_hash)
+    if tx.sender != escrow.provider:
+        raise NotAParty("only the provider claims payment on its own receipt")
+    if escrow.has_claim:
+        raise ClaimPending(f"a claim is already pending since height {escrow.claimed_height}")
+    if not receipt.verify(escrow.provider_key, msg.provider_sig):
+        raise BadContractSignature("the claimed receipt needs the provider's valid signature")
+    state.escrows.set(
+        receipt.contract_hash,
+        dataclasses.replace(
+            escrow, claim=receipt.encode(), claim_provider_sig=msg.provider_sig, claimed_height=height
+        ),
+    )
+
+
+def finalize(state: LedgerState, tx: Tx, msg: EscrowFinalize, height: int) -> None:
+    """Pay out the provider's pending claim once its dispute window has passed, as settle would.
+
+    Raises UnknownContract, ContractClosed, NotAParty, NoClaim, DisputeWindowOpen."""
+    escrow = _open_escrow(state, msg.contract_hash)
+    if tx.sender != escrow.provider:
+        raise NotAParty("only the provider finalizes its claim")
+    receipt = _pending_claim(escrow)
+    dispute_until = escrow.claimed_height + state.params.dispute_window_blocks
+    if height <= dispute_until:
+        raise DisputeWindowOpen(f"the claim can be disputed until height {dispute_until}, now {height}")
+    _pay_out(state, msg.contract_hash, escrow, receipt.gpu_seconds)
+
+
+def dispute(state: LedgerState, tx: Tx, msg: EscrowDispute, height: int) -> None:
+    """Contest the provider's pending claim within its window: the claimed pay and the slash
+    share of the collateral are burned; the requester gets the rest of its deposit back and the
+    provider the rest of its collateral.
+
+    Raises UnknownContract, ContractClosed, NotAParty, NoClaim, DisputeWindowClosed."""
+    escrow = _open_escrow(state, msg.contract_hash)
+    if tx.sender != escrow.requester:
+        raise NotAParty("only the requester disputes a claim")
+    receipt = _pending_claim(escrow)
+    dispute_until = escrow.claimed_height + state.params.dispute_window_blocks
+    if height > dispute_until:
+        raise DisputeWindowClosed(f"the dispute window ended at height {dispute_until}, now {height}")
+    _, pay = _metered_pay(escrow, receipt.gpu_seconds)
+    slashed = mul_ratio(escrow.collateral, state.params.collateral_slash_share)
     state.credit(escrow.requester, escrow.max_cost - pay)
-    state.add("burned", protocol_fee)
-    state.epoch_work.set(escrow.provider, (state.epoch_work.get(escrow.provider) or 0) + metered)
-    _close(state, receipt.contract_hash, escrow, "settled")
+    state.credit(escrow.provider, escrow.collateral - slashed)
+    state.add("burned", pay + slashed)
+    _close(state, msg.contract_hash, escrow, "disputed")
 
 
 def refund(state: LedgerState, tx: Tx, msg: Refund, height: int) -> None:
+    """Return the requester's deposit after the deadline, slashing part of the collateral.
+
+    Raises UnknownContract, ContractClosed, NotAParty, RefundBlockedByClaim, RefundTooEarly."""
     escrow = _open_escrow(state, msg.contract_hash)
     if tx.sender != escrow.requester:
         raise NotAParty("only the requester can ask for a refund")
+    if escrow.has_claim:
+        raise RefundBlockedByClaim("the provider claimed payment: dispute the claim instead of a refund")
     if height <= escrow.deadline_height:
         raise RefundTooEarly(f"refund possible after height {escrow.deadline_height}, now {height}")
     slashed = mul_ratio(escrow.collateral, state.params.collateral_slash_share)

@@ -36,6 +36,8 @@ class Params(Record):
     # Compute market
     protocol_fee_share: int = percent(2)
     collateral_slash_share: int = percent(50)
+    #: Blocks after a provider's unilateral claim during which the requester may dispute it.
+    dispute_window_blocks: int = 20
     # Slashing
     double_sign_slash: int = percent(5)
     evidence_max_age: int = 100
@@ -85,6 +87,7 @@ PARAM_BOUNDS: dict[str, tuple[int, int]] = {
     "epoch_length": (1, 10_000_000),
     "protocol_fee_share": _RATIO,
     "collateral_slash_share": _RATIO,
+    "dispute_window_blocks": (1, 100_000),
     "double_sign_slash": _RATIO,
     "evidence_max_age": (1, 10_000_000),
     "gov_min_deposit": (0, _MAX_AMOUNT),

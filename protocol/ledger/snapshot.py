@@ -7,8 +7,10 @@ with the one the chain committed, so a corrupted snapshot is detected rather tha
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
+from protocol.contracts import UsageReceipt
 from protocol.encoding import DecodeError, decode, encode
 from protocol.ledger.errors import InvariantError
 from protocol.ledger.params import Params
@@ -22,7 +24,8 @@ from protocol.ledger.state import (
     ValidatorInfo,
 )
 
-SNAPSHOT_VERSION = 1
+#: 2: escrows carry the provider's pending claim, params the dispute window.
+SNAPSHOT_VERSION = 2
 
 
 class SnapshotError(InvariantError):
@@ -58,6 +61,9 @@ def encode_snapshot(state: LedgerState) -> bytes:
                     e.collateral,
                     e.deadline_height,
                     e.opened_height,
+                    e.claim,
+                    e.claim_provider_sig,
+                    e.claimed_height,
                 ]
                 for c, e in state.escrows.sorted_items()
             ],
@@ -71,6 +77,24 @@ def encode_snapshot(state: LedgerState) -> bytes:
             "epoch_work": [[a, s] for a, s in state.epoch_work.sorted_items()],
         }
     )
+
+
+_ESCROW_COLUMNS = 1 + len(fields(Escrow))
+
+
+def _escrow(row: Any) -> Escrow:
+    """One escrow row (contract hash first); a pending claim must be a receipt for that contract."""
+    if not isinstance(row, list) or len(row) != _ESCROW_COLUMNS:
+        raise SnapshotError(f"an escrow row has {_ESCROW_COLUMNS} columns")
+    escrow = Escrow(*row[1:])
+    if escrow.has_claim:
+        try:
+            receipt = UsageReceipt.decode(escrow.claim)
+        except DecodeError as exc:
+            raise SnapshotError(f"an escrow's claim is not a receipt: {exc.message}") from None
+        if receipt.contract_hash != row[0]:
+            raise SnapshotError("an escrow's claim names another contract")
+    return escrow
 
 
 def decode_snapshot(data: bytes) -> LedgerState:
@@ -91,7 +115,7 @@ def decode_snapshot(data: bytes) -> LedgerState:
         for height, entries in doc["unbonding"]:
             state.unbonding.set(height, tuple(Unbonding(a, amount) for a, amount in entries))
         for row in doc["escrows"]:
-            state.escrows.set(row[0], Escrow(*row[1:]))
+            state.escrows.set(row[0], _escrow(row))
         for contract_hash, outcome in doc["closed"]:
             state.closed_contracts.set(contract_hash, outcome)
         for row in doc["proposals"]:

@@ -58,6 +58,16 @@ class Escrow:
     collateral: int
     deadline_height: int
     opened_height: int
+    #: The provider's pending unilateral claim: its receipt's canonical bytes, empty when none.
+    claim: bytes = b""
+    #: The provider's signature over ``claim`` (kept so any replica can re-verify the claim).
+    claim_provider_sig: bytes = b""
+    #: Height of the block that recorded the claim; 0 while none is pending.
+    claimed_height: int = 0
+
+    @property
+    def has_claim(self) -> bool:
+        return bool(self.claim)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +122,7 @@ class LedgerState:
         self.unbonding: JMap[int, tuple[Unbonding, ...]] = JMap(j)
         #: contract hash -> open escrow
         self.escrows: JMap[bytes, Escrow] = JMap(j)
-        #: contract hash -> "settled" | "refunded"; closed contracts can never reopen
+        #: contract hash -> "settled" | "refunded" | "disputed"; closed contracts never reopen
         self.closed_contracts: JMap[bytes, str] = JMap(j)
         self.proposals: JMap[int, Proposal] = JMap(j)
         #: (proposal id, voter address) -> option
@@ -225,6 +235,9 @@ class LedgerState:
                     e.collateral,
                     e.deadline_height,
                     e.opened_height,
+                    e.claim,
+                    e.claim_provider_sig,
+                    e.claimed_height,
                 ]
                 for c, e in self.escrows.sorted_items()
             ],
@@ -254,7 +267,14 @@ class LedgerState:
             balances += account.balance
         bonded = sum(info.bonded for info in self.validators.values())
         unbonding = sum(u.amount for entries in self.unbonding.values() for u in entries)
-        escrowed = sum(e.max_cost + e.collateral for e in self.escrows.values())
+        escrowed = 0
+        for escrow in self.escrows.values():
+            escrowed += escrow.max_cost + escrow.collateral
+            if escrow.has_claim:
+                if not escrow.opened_height <= escrow.claimed_height <= v["height"]:
+                    raise InvariantError("an escrow's claim is dated outside its open life")
+            elif escrow.claim_provider_sig or escrow.claimed_height:
+                raise InvariantError("an escrow without a claim carries claim fields")
         deposits = sum(p.deposit for p in self.proposals.values() if p.status == "voting")
         for name, actual in (
             ("total_bonded", bonded),

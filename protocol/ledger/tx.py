@@ -99,6 +99,40 @@ class Refund(Msg):
 
 
 @dataclass(frozen=True, slots=True)
+class EscrowClaim(Msg):
+    """The provider's unilateral claim: its own signed receipt, payable after the dispute window
+    unless the requester disputes it (see ``protocol.ledger.escrow``)."""
+
+    KIND: ClassVar[str] = "escrow_claim"
+    receipt: UsageReceipt
+    provider_sig: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EscrowFinalize(Msg):
+    """The provider collects its pending claim once the dispute window has passed."""
+
+    KIND: ClassVar[str] = "escrow_finalize"
+    contract_hash: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.contract_hash) != 32:
+            raise MalformedTx("escrow_finalize.contract_hash: a 32-byte hash")
+
+
+@dataclass(frozen=True, slots=True)
+class EscrowDispute(Msg):
+    """The requester contests the provider's pending claim within the dispute window."""
+
+    KIND: ClassVar[str] = "escrow_dispute"
+    contract_hash: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.contract_hash) != 32:
+            raise MalformedTx("escrow_dispute.contract_hash: a 32-byte hash")
+
+
+@dataclass(frozen=True, slots=True)
 class GovPropose(Msg):
     KIND: ClassVar[str] = "gov_propose"
     param: str
@@ -128,7 +162,20 @@ class GovVote(Msg):
 
 
 MSG_TYPES: dict[str, type[Msg]] = {
-    cls.KIND: cls for cls in (Transfer, Stake, Unstake, OpenEscrow, Settle, Refund, GovPropose, GovVote)
+    cls.KIND: cls
+    for cls in (
+        Transfer,
+        Stake,
+        Unstake,
+        OpenEscrow,
+        Settle,
+        Refund,
+        EscrowClaim,
+        EscrowFinalize,
+        EscrowDispute,
+        GovPropose,
+        GovVote,
+    )
 }
 _BODY_KEYS = ("chain_id", "fee", "kind", "msg", "nonce")
 _ENVELOPE_KEYS = ("body", "public_key", "signature")

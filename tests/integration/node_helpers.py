@@ -34,11 +34,17 @@ def validator_key(index: int) -> PrivateKey:
     return PrivateKey.from_label(f"itest-validator-{index}")
 
 
+#: Each validator's liquid balance: its node pays for the jobs it requests and locks collateral
+#: for the jobs it sells from it.
+VALIDATOR_BALANCE = 1_000 * DCT
+
+
 def make_genesis(validators: int) -> Genesis:
     return dev_genesis(
         CHAIN_ID,
         [(validator_key(i).public_key.raw, 100 * DCT) for i in range(validators)],
-        [(FAUCET.address.raw, 1_000_000 * DCT)],
+        [(FAUCET.address.raw, 1_000_000 * DCT)]
+        + [(validator_key(i).address.raw, VALIDATOR_BALANCE) for i in range(validators)],
         Params(unbonding_period=5, gov_voting_period=5),
     )
 
@@ -52,16 +58,22 @@ def make_home(root: Path, index: int, genesis: Genesis) -> HomePaths:
     return paths
 
 
-def node_config(index: int, bootstrap: tuple[str, ...] = ()) -> NodeConfig:
+def node_config(index: int, bootstrap: tuple[str, ...] = (), **market: object) -> NodeConfig:
+    """A fast-blocks config; ``market`` overrides :class:`MarketConfig` fields."""
     return NodeConfig(
         moniker=f"node{index}",
         p2p=P2PConfig(listen="/ip4/127.0.0.1/tcp/0", bootstrap=bootstrap),
         consensus=dataclasses.replace(FAST),
-        market=MarketConfig(
-            executor="subprocess",
-            simulated_gpus="1xH100-80GB",
-            announce_interval_s=1,
-            announce_ttl_s=3,
+        market=dataclasses.replace(
+            MarketConfig(
+                executor="bubblewrap",
+                simulated_gpus="1xH100-80GB",
+                announce_interval_s=1,
+                announce_ttl_s=3,
+                escrow_wait_blocks=10,
+                settle_margin_blocks=6,
+            ),
+            **market,
         ),
     )
 
@@ -69,8 +81,16 @@ def node_config(index: int, bootstrap: tuple[str, ...] = ()) -> NodeConfig:
 class LocalNet:
     """In-process nodes, each in its own cancel scope so one can be stopped and restarted."""
 
-    def __init__(self, nursery: trio.Nursery, root: Path, validators: int) -> None:
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        root: Path,
+        validators: int,
+        market: dict[int, dict[str, object]] | None = None,
+    ) -> None:
         self.nursery = nursery
+        #: Per node index, MarketConfig overrides.
+        self.market = market or {}
         self.root = root
         self.genesis = make_genesis(validators)
         self.nodes: dict[int, Node] = {}
@@ -83,7 +103,7 @@ class LocalNet:
         paths = HomePaths(self.root / f"node{index}")
         if not paths.genesis.exists():
             make_home(self.root, index, self.genesis)
-        node = Node(paths, node_config(index, self.bootstrap_for(index)))
+        node = Node(paths, node_config(index, self.bootstrap_for(index), **self.market.get(index, {})))
         self.scopes[index] = await self.nursery.start(self._run, node)
         self.nodes[index] = node
         return node

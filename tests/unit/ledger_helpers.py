@@ -22,12 +22,12 @@ from protocol.ledger.errors import LedgerError
 from protocol.ledger.genesis import Genesis, dev_genesis, genesis_state
 from protocol.ledger.params import Params
 from protocol.ledger.state import LedgerState
-from protocol.ledger.tx import Msg, Settle, decode_tx, sign_tx
+from protocol.ledger.tx import EscrowClaim, Msg, Settle, decode_tx, sign_tx
 
 CHAIN_ID = "dcent-test-1"
 OTHER_CHAIN_ID = "dcent-other-1"
 
-#: Small periods so unbonding, voting and epochs end within a few blocks.
+#: Small periods so unbonding, voting, epochs and dispute windows end within a few blocks.
 TEST_PARAMS = Params(
     min_fee=10,
     unbonding_period=3,
@@ -36,6 +36,7 @@ TEST_PARAMS = Params(
     gov_voting_period=3,
     epoch_length=4,
     blocks_per_year=10_000,
+    dispute_window_blocks=3,
 )
 FEE = TEST_PARAMS.min_fee
 
@@ -200,6 +201,23 @@ def sign_contract(
     return SignedContract(terms, terms.sign(key(requester)), terms.sign(key(provider)))
 
 
+def make_receipt(
+    terms: ContractTerms,
+    gpu_seconds: int,
+    *,
+    chain_id: str | None = None,
+    contract_hash: bytes | None = None,
+) -> UsageReceipt:
+    """A usage receipt for ``terms`` (of its chain and contract unless others are named)."""
+    return UsageReceipt(
+        chain_id=terms.chain_id if chain_id is None else chain_id,
+        contract_hash=terms.contract_hash() if contract_hash is None else contract_hash,
+        gpu_seconds=gpu_seconds,
+        exit_status=0,
+        output_hash=bytes(32),
+    )
+
+
 def settle_msg(
     terms: ContractTerms,
     gpu_seconds: int,
@@ -210,16 +228,23 @@ def settle_msg(
     contract_hash: bytes | None = None,
 ) -> Settle:
     """A ``Settle`` whose receipt both parties signed (or the signers named instead)."""
-    receipt = UsageReceipt(
-        chain_id=terms.chain_id if chain_id is None else chain_id,
-        contract_hash=terms.contract_hash() if contract_hash is None else contract_hash,
-        gpu_seconds=gpu_seconds,
-        exit_status=0,
-        output_hash=bytes(32),
-    )
+    receipt = make_receipt(terms, gpu_seconds, chain_id=chain_id, contract_hash=contract_hash)
     provider = provider_signer or label_of(terms.provider)
     requester = requester_signer or label_of(terms.requester)
     return Settle(receipt, receipt.sign(key(provider)), receipt.sign(key(requester)))
+
+
+def claim_msg(
+    terms: ContractTerms,
+    gpu_seconds: int,
+    *,
+    chain_id: str | None = None,
+    provider_signer: str | None = None,
+    contract_hash: bytes | None = None,
+) -> EscrowClaim:
+    """An ``EscrowClaim`` of a receipt signed by the provider (or the signer named instead)."""
+    receipt = make_receipt(terms, gpu_seconds, chain_id=chain_id, contract_hash=contract_hash)
+    return EscrowClaim(receipt, receipt.sign(key(provider_signer or label_of(terms.provider))))
 
 
 def label_of(public_key: bytes) -> str:

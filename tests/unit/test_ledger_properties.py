@@ -28,7 +28,10 @@ from protocol.ledger.errors import BadBlockHeight, LedgerError
 from protocol.ledger.genesis import genesis_state
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import (
+    MSG_TYPES,
     VOTE_OPTIONS,
+    EscrowDispute,
+    EscrowFinalize,
     GovPropose,
     GovVote,
     Msg,
@@ -37,6 +40,7 @@ from protocol.ledger.tx import (
     Stake,
     Transfer,
     Unstake,
+    decode_tx,
     sign_tx,
 )
 from protocol.units import DEC, percent
@@ -50,6 +54,7 @@ from .ledger_helpers import (
     VALIDATOR_LABELS,
     Chain,
     addr,
+    claim_msg,
     encode_scenario,
     flip_signature_bit,
     key,
@@ -78,9 +83,15 @@ KINDS = (
     "unstake",
     "escrow_open",
     "escrow_open",
+    "escrow_open",
     "escrow_settle",
     "escrow_settle",
     "escrow_refund",
+    "escrow_claim",
+    "escrow_claim",
+    "escrow_finalize",
+    "escrow_finalize",
+    "escrow_dispute",
     "gov_propose",
     "gov_vote",
     "gov_vote",
@@ -97,6 +108,7 @@ PROPOSAL_VALUES: dict[str, tuple[int, ...]] = {
     "unbonding_period": (0, 1, 2, 5),
     "gov_voting_period": (1, 2, 4),
     "epoch_length": (1, 3, 5),
+    "dispute_window_blocks": (0, 1, 2, 5),
     "inflation_min": (percent(1), percent(30)),
     "validator_reward_share": (percent(10), percent(80)),
     "no_such_param": (1,),
@@ -231,6 +243,24 @@ class ScenarioBuilder:
                 sender = known.requester if c.integer(0, 7) else label
                 return sender, Refund(known.terms.contract_hash())
             return label, Refund(bytes(32))
+        if kind == "escrow_claim":
+            known = self._some_contract(height)
+            sender = known.provider if c.integer(0, 7) else label
+            flaw = c.integer(0, 11)
+            return sender, claim_msg(
+                known.terms,
+                c.integer(0, 250),
+                chain_id=OTHER_CHAIN_ID if flaw == 0 else None,
+                provider_signer=known.requester if flaw == 1 else None,
+            )
+        if kind == "escrow_finalize":
+            known = self._some_claimed(height)
+            sender = known.provider if c.integer(0, 7) else label
+            return sender, EscrowFinalize(known.terms.contract_hash())
+        if kind == "escrow_dispute":
+            known = self._some_claimed(height)
+            sender = known.requester if c.integer(0, 7) else label
+            return sender, EscrowDispute(known.terms.contract_hash())
         if kind == "gov_propose":
             param = c.pick(sorted(PROPOSAL_VALUES))
             deposit = max(1, state.params.gov_min_deposit + c.integer(-1, 50))
@@ -254,6 +284,18 @@ class ScenarioBuilder:
         if open_ones and c.integer(0, 3):
             return c.pick(open_ones)
         return c.pick(self.contracts) if self.contracts else self._new_contract(height)
+
+    def _some_claimed(self, height: int) -> KnownContract:
+        """Mostly one whose escrow carries a pending claim; otherwise as :meth:`_some_contract`."""
+        escrows = self.chain.state.escrows
+        claimed = [
+            k
+            for k in self.contracts
+            if (escrow := escrows.get(k.terms.contract_hash())) is not None and escrow.has_claim
+        ]
+        if claimed and self.c.integer(0, 3):
+            return self.c.pick(claimed)
+        return self._some_contract(height)
 
     def _new_contract(self, height: int) -> KnownContract:
         c = self.c
@@ -359,8 +401,9 @@ def test_random_scenarios_exercise_every_kind_and_outcome() -> None:
     # A guard on the generator: over a few seeded scenarios, every kind gets committed and blocks
     # are both accepted and rejected, so the property above is not vacuous.
     kinds: set[str] = set()
+    committed_kinds: set[str] = set()
     rejected = accepted = 0
-    for seed in range(4):
+    for seed in range(8):
         chain = scenario_chain()
         builder = ScenarioBuilder(chain, RandomChooser(seed))
         for _ in range(30):
@@ -370,7 +413,9 @@ def test_random_scenarios_exercise_every_kind_and_outcome() -> None:
                 accepted += 1
             except LedgerError:
                 rejected += 1
-                apply_block(chain.state, ctx, select_txs(chain.state, ctx, txs, len(txs)))
+                txs = select_txs(chain.state, ctx, txs, len(txs))
+                apply_block(chain.state, ctx, txs)
+            committed_kinds.update(decode_tx(raw).msg.KIND for raw in txs)
         kinds.update(p.status for _, p in chain.state.proposals.sorted_items())
         kinds.update(
             chain.state.closed_contracts.get(c.terms.contract_hash()) or "" for c in builder.contracts
@@ -380,7 +425,8 @@ def test_random_scenarios_exercise_every_kind_and_outcome() -> None:
         if chain.state.vars["total_unbonding"] or chain.state.vars["total_escrowed"]:
             kinds.add("locked")
     assert accepted > 10 and rejected > 10
-    assert {"settled", "refunded", "passed", "slashed", "locked"} <= kinds
+    assert committed_kinds == set(MSG_TYPES)
+    assert {"settled", "refunded", "disputed", "passed", "slashed", "locked"} <= kinds
 
 
 # --- determinism across processes ----------------------------------------------------------------

@@ -15,6 +15,8 @@ from protocol.ledger.errors import MalformedTx, UnknownTxKind
 from protocol.ledger.tx import (
     MAX_TX_BYTES,
     MSG_TYPES,
+    EscrowDispute,
+    EscrowFinalize,
     GovPropose,
     GovVote,
     Msg,
@@ -31,6 +33,7 @@ from .ledger_helpers import (
     CHAIN_ID,
     FEE,
     addr,
+    claim_msg,
     key,
     make_terms,
     mutations,
@@ -48,6 +51,9 @@ MESSAGES: list[Msg] = [
     OpenEscrow(sign_contract(TERMS)),
     settle_msg(TERMS, 77),
     Refund(TERMS.contract_hash()),
+    claim_msg(TERMS, 42),
+    EscrowFinalize(TERMS.contract_hash()),
+    EscrowDispute(TERMS.contract_hash()),
     GovPropose("fee_burn_share", 10**17, 10**10),
     GovVote(3, "veto"),
 ]

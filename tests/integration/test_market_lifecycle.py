@@ -1,0 +1,183 @@
+"""The compute market end to end: real nodes on loopback (libp2p, SQLite, consensus), a real
+bubblewrap sandbox on the provider, contracts both sign, escrow, delivery and settlement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from node.daemon import Node
+from node.market.records import JobRecord, JobState
+from protocol.market.delivery import output_listing_hash
+from protocol.market.errors import NoMatchingGpus
+from protocol.market.jobspec import JobSpec
+from tests.integration.executor_helpers import bubblewrap_executor_or_skip
+from tests.integration.node_helpers import LocalNet, wait_until
+
+PROVIDER, REQUESTER = 0, 1
+#: Node 0 sells two simulated GPUs; the others sell none (they probe NVML and find nothing here,
+#: or a GPU a real machine has, which the requester never picks: it excludes itself).
+MARKET = {PROVIDER: {"simulated_gpus": "2xH100-80GB"}, REQUESTER: {"simulated_gpus": ""}}
+MARKET |= {2: {"simulated_gpus": ""}, 3: {"simulated_gpus": ""}}
+
+
+def spec(script: str, *, runtime: str = "20s", name: str = "lifecycle") -> JobSpec:
+    return JobSpec.from_document(
+        {
+            "name": name,
+            "argv": ["sh", "-c", script],
+            "max_runtime_s": runtime,
+            "max_price_per_gpu_second": "0.01 DCT",
+            "output_limit_bytes": "1 MiB",
+            "env": {"GREETING": "hello from dcent"},
+            "inputs": {"data/points.csv": "1,2\n2,4\n"},
+            "resources": {"gpu_count": 1},
+        }
+    )
+
+
+async def start_market(nursery: trio.Nursery, root: Path) -> list[Node]:
+    bubblewrap_executor_or_skip()
+    net = LocalNet(nursery, root, validators=4, market=MARKET)
+    nodes = [await net.start(i) for i in range(4)]
+    provider_key = nodes[PROVIDER].validator_key.public_key.raw
+    await wait_until(
+        lambda: provider_key in {a.provider for a in nodes[REQUESTER].capacity.entries()},  # type: ignore[union-attr]
+        what="the provider's capacity reached the requester",
+    )
+    nodes[PROVIDER].__dict__["_net"] = net
+    return nodes
+
+
+def job(node: Node, job_id: str) -> JobRecord:
+    assert node.market is not None
+    return node.market.get(job_id)
+
+
+async def until_state(node: Node, job_id: str, *states: JobState, timeout: float = 90) -> JobRecord:
+    record = await wait_until(
+        lambda: job(node, job_id).state in states and job(node, job_id),
+        what=f"job {job_id} reached {'/'.join(s.value for s in states)}",
+        timeout=timeout,
+    )
+    assert isinstance(record, JobRecord)
+    return record
+
+
+async def test_a_job_runs_in_the_sandbox_and_settles_with_both_signatures(tmp_path: Path) -> None:
+    script = (
+        'echo "$GREETING"; echo "gpus=$CUDA_VISIBLE_DEVICES"; mkdir -p out; '
+        "awk -F, '{s+=$2/$1} END {print s/NR}' data/points.csv > out/slope.txt; "
+        "(echo > /dev/tcp/1.1.1.1/53) 2>/dev/null && echo net=open || echo net=blocked; "
+        "touch /etc/escape 2>/dev/null && echo write=open || echo write=blocked"
+    )
+    with trio.fail_after(240):
+        async with trio.open_nursery() as nursery:
+            nodes = await start_market(nursery, tmp_path)
+            requester, provider = nodes[REQUESTER], nodes[PROVIDER]
+            assert requester.market is not None and provider.market is not None and requester.app is not None
+            submitted = await requester.market.submit(spec(script))
+            done = await until_state(requester, submitted.job_id, JobState.SETTLED, JobState.FAILED)
+            assert done.state is JobState.SETTLED, done.error_message
+
+            contract_hash = done.contract_hash
+            assert contract_hash is not None and done.receipt is not None and done.contract is not None
+            # Both sides hold the same countersigned receipt; the ledger closed the escrow.
+            sold = await until_state(provider, "p-" + contract_hash.hex()[:24], JobState.SETTLED)
+            assert sold.receipt == done.receipt and sold.requester_sig == done.requester_sig
+            await requester.wait_for_height(done.settled_height)
+            state = requester.app.state
+            assert state.closed_contracts.get(contract_hash) == "settled"
+            assert contract_hash not in state.escrows
+            state.check_invariants()
+            assert done.contract.terms.gpu_uuids[0].startswith("GPU-SIM-")
+
+            # Outputs came back over the stream and hash to what both signed.
+            files = await requester.market.result_files(done.job_id)
+            assert files == {"slope.txt": b"2\n"}
+            assert output_listing_hash(files) == done.receipt.output_hash
+            assert done.receipt.exit_status == 0 and done.receipt.gpu_seconds >= 1
+            stdout, _ = await requester.market.logs(done.job_id)
+            assert b"hello from dcent" in stdout
+            assert f"gpus={done.contract.terms.gpu_uuids[0]}".encode() in stdout
+            assert b"net=blocked" in stdout and b"write=blocked" in stdout
+            nursery.cancel_scope.cancel()
+
+
+async def test_two_jobs_never_share_a_gpu_and_a_third_finds_none_free(tmp_path: Path) -> None:
+    with trio.fail_after(240):
+        async with trio.open_nursery() as nursery:
+            nodes = await start_market(nursery, tmp_path)
+            requester, provider = nodes[REQUESTER], nodes[PROVIDER]
+            assert requester.market is not None and provider.market is not None
+            # Three one-GPU jobs at once on a provider with two GPUs: each holds its GPU for a while.
+            ids = [
+                (await requester.market.submit(spec("sleep 3; echo done", name=f"j{i}"), max_attempts=1)).job_id
+                for i in range(3)
+            ]
+            finished = [
+                await until_state(requester, job_id, JobState.SETTLED, JobState.FAILED) for job_id in ids
+            ]
+            settled = [r for r in finished if r.state is JobState.SETTLED]
+            failed = [r for r in finished if r.state is JobState.FAILED]
+            assert len(settled) == 2 and len(failed) == 1
+            sold = [r.contract.terms.gpu_uuids for r in settled]  # type: ignore[union-attr]
+            assert len({uuid for uuids in sold for uuid in uuids}) == 2, f"a GPU was sold twice: {sold}"
+            assert str(NoMatchingGpus.code) in failed[0].error_message
+            assert provider.market.allocator.allocations() == {}
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_provider_that_disappears_mid_job_is_refunded_against_and_slashed(tmp_path: Path) -> None:
+    with trio.fail_after(300):
+        async with trio.open_nursery() as nursery:
+            nodes = await start_market(nursery, tmp_path)
+            requester, provider = nodes[REQUESTER], nodes[PROVIDER]
+            assert requester.market is not None and provider.market is not None and requester.app is not None
+            submitted = await requester.market.submit(spec("sleep 30", runtime="4s"))
+            contracted = await until_state(requester, submitted.job_id, JobState.ESCROWED, JobState.FAILED)
+            assert contracted.state is JobState.ESCROWED and contracted.contract is not None
+            contract_hash = contracted.contract.terms.contract_hash()
+            await until_state(provider, "p-" + contract_hash.hex()[:24], JobState.RUNNING)
+            burned_before = requester.app.state.vars["burned"]
+
+            provider.__dict__["_net"].stop(PROVIDER)  # the provider vanishes with its job
+
+            done = await until_state(requester, submitted.job_id, JobState.REFUNDED, JobState.FAILED, timeout=150)
+            assert done.state is JobState.REFUNDED, done.error_message
+            state = requester.app.state
+            assert state.closed_contracts.get(contract_hash) == "refunded"
+            assert state.height > contracted.contract.terms.deadline_height
+            slash = contracted.contract.terms.collateral * state.params.collateral_slash_share // 10**18
+            assert slash > 0 and state.vars["burned"] - burned_before >= slash
+            state.check_invariants()
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_provider_whose_requester_vanished_is_paid_by_its_own_claim_after_the_window(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(300):
+        async with trio.open_nursery() as nursery:
+            nodes = await start_market(nursery, tmp_path)
+            requester, provider = nodes[REQUESTER], nodes[PROVIDER]
+            assert requester.market is not None and provider.market is not None and provider.app is not None
+            submitted = await requester.market.submit(spec("sleep 2; mkdir -p out; echo 7 > out/n"))
+            escrowed = await until_state(requester, submitted.job_id, JobState.ESCROWED, JobState.FAILED)
+            assert escrowed.state is JobState.ESCROWED and escrowed.contract is not None
+            contract_hash = escrowed.contract.terms.contract_hash()
+            provider_job = "p-" + contract_hash.hex()[:24]
+            await until_state(provider, provider_job, JobState.RUNNING)
+
+            provider.__dict__["_net"].stop(REQUESTER)  # nobody left to countersign the receipt
+
+            claimed = await until_state(provider, provider_job, JobState.CLAIMED, JobState.SETTLED, JobState.FAILED)
+            assert claimed.state is JobState.CLAIMED and not claimed.requester_sig
+            done = await until_state(provider, provider_job, JobState.SETTLED, JobState.FAILED, timeout=150)
+            assert done.state is JobState.SETTLED, done.error_message
+            state = provider.app.state
+            assert state.closed_contracts.get(contract_hash) == "settled"
+            assert done.settled_height > done.claimed_height + state.params.dispute_window_blocks
+            state.check_invariants()
+            nursery.cancel_scope.cancel()
