@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/consensus_sim.py
 	$(BIN)/python bench/gossip.py
 	$(BIN)/python bench/footprint.py
+	$(BIN)/python bench/negotiation.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -72,6 +72,8 @@ SYNC_BATCH = 32
 MAX_SYNC_RESPONSE = 64 * 1024 * 1024
 SIGN_STATE_KEY = "sign_state"
 KEEP_SNAPSHOTS = 2
+#: Commit times kept (wall-clock ms by height): how services measure "final -> acted".
+COMMIT_TIMES_KEPT = 1000
 MAX_RELAYED = 4096
 
 
@@ -125,6 +127,7 @@ class ConsensusDriver:
         self._syncing = False
         self._height_changed = trio.Event()
         self._stored_height = app.height
+        self.commit_wall_ms: dict[int, int] = {}
         #: Proposals already sent on: each is relayed once, so they cross any connected topology.
         self._relayed: OrderedDict[bytes, None] = OrderedDict()
 
@@ -222,6 +225,8 @@ class ConsensusDriver:
         if checkpoint is not None:
             await trio.to_thread.run_sync(self.store.prune_snapshots, KEEP_SNAPSHOTS)
         self._stored_height = block.height
+        self.commit_wall_ms[block.height] = wall_clock_ms()
+        self.commit_wall_ms.pop(block.height - COMMIT_TIMES_KEPT, None)
         included = {hashlib.sha256(raw).digest() for raw in block.txs}
         self.mempool.remove_committed(self.app.state, included)
         log.info("committed height %d (%d txs) state %s", block.height, len(block.txs), state_hash.hex()[:12])

@@ -36,7 +36,8 @@ class Offer:
     stake: int
     #: The first ``gpu_count`` eligible units, in announcement order.
     gpu_uuids: tuple[str, ...]
-    #: Every unit of this provider that meets the job's resources; a quote may name any of them.
+    #: Every announced unit of this provider that meets the job's resources, busy or free; a
+    #: quote may name any of them.
     eligible_gpu_uuids: tuple[str, ...]
     #: Some chosen unit is simulated: there is no such hardware (a testnet provider).
     simulated: bool
@@ -112,7 +113,9 @@ def offer_for(
         collateral=ann.collateral,
         stake=stake,
         gpu_uuids=tuple(device.uuid for device in chosen),
-        eligible_gpu_uuids=tuple(device.uuid for device in eligible),
+        # Any announced unit that fits, busy or not: busy-ness changes between announcements
+        # (the provider's last one may predate a job ending), the hardware does not.
+        eligible_gpu_uuids=tuple(device.uuid for device in eligible_gpus(spec, ann.gpus)),
         simulated=any(device.simulated for device in chosen),
         sequence=ann.sequence,
         expires_at_ms=ann.expires_at_ms,

@@ -42,6 +42,28 @@ def test_a_fitting_provider_matches_with_its_first_fitting_gpus() -> None:
     assert not offer.simulated
 
 
+def test_busy_units_are_not_offered_but_a_quote_may_still_name_them() -> None:
+    # Busy-ness lags: the provider's last announcement may predate a job ending, so the
+    # requester accepts a quote on any announced unit that fits, while offering only free ones.
+    ann = announce(
+        "alice",
+        (
+            gpu(uuid_n(1)),
+            gpu(uuid_n(2)),
+            gpu(
+                uuid_n(
+                    3,
+                ),
+                name="NVIDIA A100",
+            ),
+        ),
+        busy=(uuid_n(1),),
+    )
+    [offer] = offers_for({"resources": {"gpu_count": 1, "model_pattern": "*H100*"}}, ann)
+    assert offer.gpu_uuids == (uuid_n(2),)
+    assert offer.eligible_gpu_uuids == (uuid_n(1), uuid_n(2))
+
+
 # Each case: the spec, a GPU and announcement settings that match, then one change that must not.
 FILTERS: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = [
     ("unhealthy GPU", {}, {}, {"gpu": {"healthy": False}}),
