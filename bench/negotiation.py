@@ -30,7 +30,15 @@ from pathlib import Path
 
 import trio
 
-from node.config import ConsensusConfig, HomePaths, MarketConfig, NodeConfig, P2PConfig, write_secret
+from node.config import (
+    ConsensusConfig,
+    HomePaths,
+    MarketConfig,
+    NodeConfig,
+    P2PConfig,
+    RpcConfig,
+    write_secret,
+)
 from node.daemon import Node
 from node.market.records import JobState
 from protocol.crypto import PrivateKey
@@ -95,6 +103,7 @@ async def bench(root: Path, rounds: int, jobs: int) -> dict[str, object]:
         NodeConfig(
             moniker="provider",
             p2p=P2PConfig(listen="/ip4/127.0.0.1/tcp/0"),
+            rpc=RpcConfig(port=0),
             consensus=CONSENSUS,
             market=dataclasses.replace(market, simulated_gpus="8xH100-80GB"),
         ),
@@ -106,6 +115,7 @@ async def bench(root: Path, rounds: int, jobs: int) -> dict[str, object]:
             NodeConfig(
                 moniker="requester",
                 p2p=P2PConfig(listen="/ip4/127.0.0.1/tcp/0", bootstrap=tuple(provider.host.listen_addrs)),
+                rpc=RpcConfig(port=0),
                 consensus=CONSENSUS,
                 market=market,
             ),

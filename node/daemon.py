@@ -5,12 +5,15 @@ Start-up order matters: the store is opened and bound to the genesis before anyt
 ledger is replayed from genesis through every stored block (each block's certificate and state
 hash are checked again, so a tampered database is refused rather than served); only then does the
 host start and consensus resume from the persisted signer state, syncing whatever it missed.
+The JSON-RPC server (and the metrics endpoint, when configured) start last, so every method finds
+the services it reads already running.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import trio
@@ -18,13 +21,18 @@ import trio
 from gpu.model import ProbeReport
 from gpu.nvml import probe_async
 from gpu.simulated import simulated_report
-from node.config import HomePaths, NodeConfig, load_key
+from node.config import HomePaths, NodeConfig, load_key, parse_metrics_bind
+from node.errors import NodeError
 from node.executor.select import select_executor
 from node.host import P2PHost
 from node.market.service import MarketService
 from node.market.txlane import TxLane
+from node.metrics import MetricsServer, collect_node_metrics
 from node.p2p.host_config import HostConfig
 from node.p2p.interface import Host
+from node.rpc.node_methods import build_node_table
+from node.rpc.protocol import Dispatcher
+from node.rpc.server import RpcServer
 from node.services.capacity import CapacityService
 from node.services.consensus_driver import SIGN_STATE_KEY, ConsensusDriver, wall_clock_ms
 from node.services.mempool import Mempool
@@ -88,6 +96,12 @@ class Node:
         self.driver: ConsensusDriver | None = None
         self.capacity: CapacityService | None = None
         self.market: MarketService | None = None
+        self.rpc: RpcServer | None = None
+        #: Where the RPC listens once started (port 0 resolved), as ``<home>/data/rpc.url`` says.
+        self.rpc_url: str | None = None
+        self.metrics: MetricsServer | None = None
+        #: ``http://HOST:PORT/metrics`` once the metrics endpoint runs; None when not configured.
+        self.metrics_url: str | None = None
         self._running = trio.Event()
         #: The checkpoint height the last start resumed from (0: replayed from genesis).
         self.resumed_from = 0
@@ -140,6 +154,7 @@ class Node:
                 await nursery.start(self.capacity.run)
                 self.market = self._job_service(app, store, self.driver, self.capacity)
                 await nursery.start(self.market.run)
+                await self._start_operator_endpoints(nursery)
                 log.info(
                     "node %s up at height %d, listening on %s",
                     self.config.moniker,
@@ -184,12 +199,32 @@ class Node:
             settle_margin_blocks=market.settle_margin_blocks,
         )
 
+    async def _start_operator_endpoints(self, nursery: trio.Nursery) -> None:
+        """The JSON-RPC server (cookie and rpc.url under data/, removed at exit) and, when
+        configured, the metrics endpoint. Raises RpcBindError / MetricsBindError."""
+        rpc = self.config.rpc
+        self.rpc = RpcServer(
+            Dispatcher(build_node_table(self), domain_errors=(NodeError,)),
+            home=self.paths.root,
+            host=rpc.host,
+            port=rpc.port,
+            allow_remote=rpc.allow_remote,
+            url_path=self.paths.rpc_url,
+        )
+        self.rpc_url = await nursery.start(self.rpc.run)
+        metrics = parse_metrics_bind(self.config.metrics_addr, "metrics.addr")
+        if metrics is not None:
+            self.metrics = MetricsServer(
+                partial(collect_node_metrics, self), host=metrics[0], port=metrics[1]
+            )
+            self.metrics_url = await nursery.start(self.metrics.run)
+
     def _replay(self, store: ChainStore) -> LedgerApp:
         """The ledger at the stored head: resumed from the newest checkpoint when one is usable,
         else from genesis, re-verifying every block replayed on the way."""
         options = {
             "genesis_hash": self.genesis.genesis_hash(),
-            "tx_source": lambda: [tx.raw for tx in self.mempool.reap(self.config.consensus.max_block_txs)],
+            "tx_source": lambda: self.mempool.reap(self.config.consensus.max_block_txs),
             "tx_verified": self.mempool.was_verified,
             "max_txs": self.config.consensus.max_block_txs,
         }

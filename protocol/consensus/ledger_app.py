@@ -66,7 +66,7 @@ class LedgerApp:
         *,
         genesis_hash: bytes,
         verifier: SignatureVerifier | None = None,
-        tx_source: Callable[[], Sequence[bytes]] = tuple,
+        tx_source: Callable[[], Sequence[bytes | Tx]] = tuple,
         tx_verified: Callable[[Tx], bool] | None = None,
         max_txs: int = DEFAULT_MAX_TXS,
         position: Checkpoint | None = None,
@@ -165,7 +165,9 @@ class LedgerApp:
             bytes(32),
         )
         context = block_context(draft)
-        txs = tuple(select_txs(self.state, context, self._tx_source(), self.max_txs))
+        txs = tuple(
+            select_txs(self.state, context, self._tx_source(), self.max_txs, verified=self._tx_verified)
+        )
         replica = self.state.copy()
         result = apply_block(replica, context, txs, verified=self._tx_verified)
         block = Block(
@@ -262,7 +264,7 @@ class LedgerApp:
         *,
         genesis_hash: bytes,
         verifier: SignatureVerifier | None = None,
-        tx_source: Callable[[], Sequence[bytes]] = tuple,
+        tx_source: Callable[[], Sequence[bytes | Tx]] = tuple,
         tx_verified: Callable[[Tx], bool] | None = None,
         max_txs: int = DEFAULT_MAX_TXS,
     ) -> LedgerApp:

@@ -212,9 +212,15 @@ def apply_block(
 
 
 def select_txs(
-    state: LedgerState, ctx: BlockContext, candidates: Sequence[bytes], max_txs: int
+    state: LedgerState,
+    ctx: BlockContext,
+    candidates: Sequence[bytes | Tx],
+    max_txs: int,
+    *,
+    verified: Callable[[Tx], bool] | None = None,
 ) -> list[bytes]:
-    """The candidates that apply in order on top of ``state`` for block ``ctx`` (proposers).
+    """The candidates that apply in order on top of ``state`` for block ``ctx`` (proposers), as
+    raw bytes. ``verified(tx)`` may report a signature the mempool already checked.
 
     Dry run: the state is unchanged afterwards.
     """
@@ -222,14 +228,16 @@ def select_txs(
     try:
         with state.journal.atomic():
             _begin_block(state, ctx)
-            for raw in candidates:
+            for candidate in candidates:
                 if len(chosen) >= max_txs:
                     break
                 try:
-                    apply_tx(state, raw, ctx.height)
+                    tx = decode_tx(candidate) if isinstance(candidate, bytes) else candidate
+                    skip_verify = verified is not None and verified(tx)
+                    apply_tx(state, tx, ctx.height, verify_signature=not skip_verify)
                 except LedgerError:
                     continue
-                chosen.append(raw)
+                chosen.append(tx.raw)
             raise _Discard
     except _Discard:
         pass

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import trio
 
-from node.config import ConsensusConfig, HomePaths, MarketConfig, NodeConfig, P2PConfig, write_secret
+from node.config import (
+    ConsensusConfig,
+    HomePaths,
+    MarketConfig,
+    NodeConfig,
+    P2PConfig,
+    RpcConfig,
+    write_secret,
+)
 from node.daemon import Node
 from protocol.crypto import PrivateKey
 from protocol.ledger.genesis import Genesis, dev_genesis
@@ -63,6 +71,7 @@ def node_config(index: int, bootstrap: tuple[str, ...] = (), **market: object) -
     return NodeConfig(
         moniker=f"node{index}",
         p2p=P2PConfig(listen="/ip4/127.0.0.1/tcp/0", bootstrap=bootstrap),
+        rpc=RpcConfig(port=0),
         consensus=dataclasses.replace(FAST),
         market=dataclasses.replace(
             MarketConfig(
