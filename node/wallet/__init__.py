@@ -1,1 +1,1 @@
-"""Wallet: encrypted keystore files for Ed25519 account keys."""
+"""The wallet client: encrypted keystores, node selection, local signing, job and result checks."""

@@ -1,0 +1,348 @@
+"""`dcent job ...`: submit compute jobs to the market through a node, follow them, fetch results.
+
+    dcent job submit SPEC [--wait] [--max-attempts N]   SPEC is a .toml or .json job spec
+    dcent job status ID | logs ID [--follow] | result ID [--out DIR] | cancel ID
+    dcent job list [--state S]
+
+The spec is parsed and validated here first: a bad one is refused with the path of the field at
+fault and never reaches the node. The node's own account is the requester and pays. ``--wait``
+shows the job's stages live and exits 0 once it is settled, 1 if it failed, was refunded, disputed
+or cancelled. ``job result`` checks every output path and the output hash before writing a byte.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import trio
+from rich.console import Console
+from rich.live import Live
+
+from node.wallet.cliargs import Subparsers, add_common_args, add_node_args
+from node.wallet.connect import NodeRpc
+from node.wallet.console import Output, dct, key_values, short_hash, table
+from node.wallet.errors import InvalidArgument
+from node.wallet.jobwatch import (
+    FAILED_STATES,
+    JOB_WAIT_MARGIN_S,
+    LOGS_COMPLETE_STATES,
+    SUCCEEDED,
+    JobProgress,
+    LogFollower,
+    get_job,
+    job_error,
+    job_logs,
+    job_state,
+    watch_job,
+)
+from node.wallet.results import decode_result, write_files
+from node.wallet.runner import EXIT_FAILED, EXIT_OK, guarded, output_of, run_node_command
+from node.wallet.values import answer_list, answer_object, answer_str
+from protocol.market.jobspec import JobSpec, format_of
+
+LOG_POLL_INTERVAL_S = 1.0
+MAX_ATTEMPTS_LIMIT = 100
+
+
+def register(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "job",
+        help="submit and follow compute jobs",
+        description="Submit compute jobs through a node (its account pays), follow them, fetch results.",
+    )
+    commands = parser.add_subparsers(dest="job_command", metavar="COMMAND")
+    commands.required = True
+
+    submit = commands.add_parser("submit", help="submit a job spec (.toml or .json)")
+    submit.add_argument("spec", metavar="SPEC", help="the job spec file")
+    submit.add_argument("--wait", action="store_true", help="follow the job live until it ends")
+    submit.add_argument("--max-attempts", type=int, metavar="N", help="providers to try before giving up")
+    submit.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"with --wait: give up waiting after this long (default: max runtime + {JOB_WAIT_MARGIN_S:g} s)",
+    )
+    submit.set_defaults(func=run_submit)
+
+    status = commands.add_parser("status", help="one job's state, contract and history")
+    status.add_argument("job_id", metavar="ID")
+    status.set_defaults(func=run_status)
+
+    logs = commands.add_parser("logs", help="a job's stdout and stderr")
+    logs.add_argument("job_id", metavar="ID")
+    logs.add_argument("--follow", action="store_true", help="keep printing until the job is done")
+    logs.set_defaults(func=run_logs)
+
+    result = commands.add_parser("result", help="a finished job's outputs, verified against their hash")
+    result.add_argument("job_id", metavar="ID")
+    result.add_argument("--out", metavar="DIR", type=Path, help="write the output files under DIR")
+    result.set_defaults(func=run_result)
+
+    cancel = commands.add_parser("cancel", help="cancel a job that has not started running")
+    cancel.add_argument("job_id", metavar="ID")
+    cancel.set_defaults(func=run_cancel)
+
+    listing = commands.add_parser("list", help="this node's jobs, newest first")
+    listing.add_argument("--state", help="only jobs in this state (matching, running, settled, failed, ...)")
+    listing.set_defaults(func=run_list)
+
+    for command in (submit, status, logs, result, cancel, listing):
+        add_common_args(command)
+        add_node_args(command)
+
+
+# --------------------------------------------------------------------------------------------
+# submit
+# --------------------------------------------------------------------------------------------
+
+
+def load_spec(path: str) -> JobSpec:
+    """Read and validate a spec file. Raises JobSpecError (naming the field), InvalidArgument."""
+    fmt = format_of(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read the job spec {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise InvalidArgument(f"the job spec {path} is not UTF-8 text") from None
+    return JobSpec.from_text(text, fmt)
+
+
+def render_final(console: Console, job: Mapping[str, Any]) -> None:
+    job_id = job.get("job_id")
+    if job.get("state") == SUCCEEDED:
+        console.print(
+            f"settled: {job.get('gpu_seconds')} GPU-seconds, outputs {short_hash(job.get('output_hash'))}; "
+            f"fetch them with `dcent job result {job_id} --out DIR`"
+        )
+
+
+async def follow_live(out: Output, rpc: NodeRpc, job_id: str, timeout_s: float) -> Mapping[str, Any]:
+    """Poll the job to its end; for people, with the stages shown live."""
+    if out.json_mode:
+        return await watch_job(rpc, job_id, timeout_s=timeout_s)
+    console = out.console()
+    progress = JobProgress(job_id)
+    # Off a terminal, Live prints the final state once when it stops: no cursor tricks in logs.
+    live = Live(
+        progress,
+        console=console,
+        auto_refresh=console.is_terminal,
+        refresh_per_second=4,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
+    with live:
+
+        def update(job: Mapping[str, Any]) -> None:
+            progress.update(job)
+            live.refresh()
+
+        job = await watch_job(rpc, job_id, timeout_s=timeout_s, on_update=update)
+    if not console.is_terminal:
+        console.line()  # Live ends its one final print without a newline off a terminal
+    render_final(console, job)
+    return job
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    out = output_of(args)
+
+    def action() -> int:
+        spec = load_spec(args.spec)
+        if args.max_attempts is not None and not 1 <= args.max_attempts <= MAX_ATTEMPTS_LIMIT:
+            raise InvalidArgument(f"--max-attempts: between 1 and {MAX_ATTEMPTS_LIMIT}")
+        timeout_s = args.timeout if args.timeout is not None else spec.max_runtime_s + JOB_WAIT_MARGIN_S
+        if not timeout_s > 0:
+            raise InvalidArgument("--timeout: must be more than zero seconds")
+        params: dict[str, object] = {"spec": spec.to_document()}
+        if args.max_attempts is not None:
+            params["max_attempts"] = args.max_attempts
+
+        async def body(rpc: NodeRpc) -> int:
+            answer = answer_object(await rpc.call("job_submit", **params), "job_submit")
+            job_id = answer_str(answer, "job_id", "job_submit")
+            if not args.wait:
+                out.result({"job_id": job_id}, lambda console: console.print(f"submitted job {job_id}"))
+                return EXIT_OK
+            job = await follow_live(out, rpc, job_id, timeout_s)
+            if out.json_mode:
+                out.result(dict(job), lambda console: None)
+            if job_state(job) in FAILED_STATES:
+                code, message = job_error(job)
+                out.error(code, message)
+                return EXIT_FAILED
+            return EXIT_OK
+
+        return run_node_command(args, out, body)
+
+    return guarded(out, action)
+
+
+# --------------------------------------------------------------------------------------------
+# status, list, cancel
+# --------------------------------------------------------------------------------------------
+
+
+def render_job(console: Console, job: Mapping[str, Any]) -> None:
+    pairs: list[tuple[str, object]] = [
+        ("job", job.get("job_id")),
+        ("state", job.get("state")),
+        ("name", job.get("name") or None),
+        ("role", job.get("role")),
+        ("requester", job.get("requester")),
+        ("provider", job.get("provider")),
+        ("contract", job.get("contract_hash")),
+        ("gpus", ", ".join(job.get("gpu_uuids") or []) or None),
+        ("price / GPU-s", dct(job.get("price_per_gpu_second")) if job.get("price_per_gpu_second") else None),
+        ("max cost", dct(job.get("max_cost")) if job.get("max_cost") else None),
+        ("collateral", dct(job.get("collateral")) if job.get("collateral") else None),
+        ("escrow height", job.get("escrow_height")),
+        ("exit status", job.get("exit_status")),
+        ("GPU-seconds", job.get("gpu_seconds")),
+        ("output hash", job.get("output_hash")),
+        ("settled height", job.get("settled_height")),
+    ]
+    console.print(key_values(pairs))
+    if job.get("state") in FAILED_STATES:
+        code, message = job_error(job)
+        console.print(f"error {code}: {message}")
+    history = [entry for entry in job.get("history") or [] if isinstance(entry, Mapping)]
+    times = [entry["at_ms"] for entry in history if type(entry.get("at_ms")) is int]
+    if history:
+        start = min(times, default=0)
+        rows = [
+            (
+                entry.get("state"),
+                f"+{(entry['at_ms'] - start) / 1000:.1f}s" if type(entry.get("at_ms")) is int else None,
+            )
+            for entry in history
+        ]
+        console.print(table(("STATE", "AFTER"), rows))
+
+
+def run_status(args: argparse.Namespace) -> int:
+    out = output_of(args)
+
+    async def body(rpc: NodeRpc) -> int:
+        job = await get_job(rpc, args.job_id)
+        out.result(dict(job), lambda console: render_job(console, job))
+        return EXIT_OK
+
+    return run_node_command(args, out, body)
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    out = output_of(args)
+
+    async def body(rpc: NodeRpc) -> int:
+        job = answer_object(await rpc.call("job_cancel", job_id=args.job_id), "job_cancel")
+        out.result(dict(job), lambda console: console.print(f"job {args.job_id}: {job.get('state')}"))
+        return EXIT_OK
+
+    return run_node_command(args, out, body)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    out = output_of(args)
+
+    async def body(rpc: NodeRpc) -> int:
+        params = {} if args.state is None else {"state": args.state}
+        jobs = answer_list(await rpc.call("job_list", **params), "job_list")
+
+        def render(console: Console) -> None:
+            if not jobs:
+                console.print("no jobs" + (f" in state {args.state}" if args.state else ""))
+                return
+            rows = []
+            for job in jobs:
+                if not isinstance(job, Mapping):
+                    continue
+                peer = job.get("provider") if job.get("role") == "requester" else job.get("requester")
+                rows.append(
+                    (
+                        job.get("job_id"),
+                        job.get("state"),
+                        job.get("name") or None,
+                        job.get("role"),
+                        peer,
+                        job.get("gpu_seconds"),
+                    )
+                )
+            console.print(table(("JOB", "STATE", "NAME", "ROLE", "PEER", "GPU-S"), rows))
+
+        out.result(jobs, render)
+        return EXIT_OK
+
+    return run_node_command(args, out, body)
+
+
+# --------------------------------------------------------------------------------------------
+# logs, result
+# --------------------------------------------------------------------------------------------
+
+
+def _print_logs(out: Output, follower: LogFollower, logs: Mapping[str, Any]) -> None:
+    out.stdout.write(follower.new_text(logs, "stdout"))
+    out.stdout.flush()
+    out.stderr.write(follower.new_text(logs, "stderr"))
+    out.stderr.flush()
+
+
+def run_logs(args: argparse.Namespace) -> int:
+    out = output_of(args)
+
+    async def body(rpc: NodeRpc) -> int:
+        follower = LogFollower()
+        while True:
+            # State first: logs fetched after a final state are the complete logs.
+            done = not args.follow or job_state(await get_job(rpc, args.job_id)) in LOGS_COMPLETE_STATES
+            logs = await job_logs(rpc, args.job_id)
+            if not out.json_mode:
+                _print_logs(out, follower, logs)
+            if done:
+                break
+            await trio.sleep(LOG_POLL_INTERVAL_S)
+        if out.json_mode:
+            out.result(dict(logs), lambda console: None)
+        else:
+            for stream in ("stdout", "stderr"):
+                if logs.get(f"{stream}_truncated") is True:
+                    out.note(f"({stream} was truncated by the provider)")
+        return EXIT_OK
+
+    return run_node_command(args, out, body)
+
+
+def run_result(args: argparse.Namespace) -> int:
+    out = output_of(args)
+
+    async def body(rpc: NodeRpc) -> int:
+        result = decode_result(args.job_id, await rpc.call("job_result", job_id=args.job_id))
+        written = write_files(result, args.out) if args.out is not None else None
+
+        def render(console: Console) -> None:
+            console.print(
+                key_values(
+                    [
+                        ("job", result.job_id),
+                        ("exit status", result.exit_status),
+                        ("GPU-seconds", result.gpu_seconds),
+                        ("output hash", f"{result.output_hash} (verified)"),
+                    ]
+                )
+            )
+            rows = [(entry["path"], entry["size"], short_hash(entry["sha256"])) for entry in result.listing()]
+            if rows:
+                console.print(table(("FILE", "BYTES", "SHA256"), rows))
+            if written is not None:
+                console.print(f"wrote {len(written)} file(s) under {args.out}")
+
+        out.result(result.describe(args.out if written is not None else None), render)
+        return EXIT_OK
+
+    return run_node_command(args, out, body)

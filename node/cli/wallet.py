@@ -1,0 +1,338 @@
+"""`dcent wallet ...`: keystore wallets, balances, and transactions signed on this machine.
+
+    dcent wallet new [--name N]                 make a key, encrypt it into the keystore
+    dcent wallet import [--name N] [--seed-file F]
+    dcent wallet list | address [WALLET]
+    dcent wallet balance [WALLET|ADDR] | history [WALLET|ADDR] | tx HASH
+    dcent wallet transfer TO AMOUNT | stake AMOUNT | unstake AMOUNT   [--from WALLET] [--fee A]
+
+Keys never reach the node: transactions are built and signed here and only the signed bytes are
+submitted. Transactions wait for their block unless ``--no-wait``. Amounts are "1.5" or
+"1.5 DCT" (DCT), or "1500base" (base units). ``--output json`` prints one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+
+from node.wallet.cliargs import (
+    Subparsers,
+    add_common_args,
+    add_keystore_args,
+    add_node_args,
+    add_tx_args,
+)
+from node.wallet.connect import NodeRpc
+from node.wallet.console import Output, dct, extra_fields, key_values, short_hash, table
+from node.wallet.errors import InvalidArgument
+from node.wallet.runner import EXIT_OK, guarded, output_of, run_node_command
+from node.wallet.txbuilder import account
+from node.wallet.txcommand import TxPlan, run_tx_command
+from node.wallet.values import (
+    AMOUNT_HELP,
+    answer_list,
+    answer_object,
+    looks_like_address,
+    parse_address,
+    parse_amount_arg,
+)
+from node.wallet.wallets import (
+    Wallet,
+    check_name,
+    create_wallet,
+    find_wallet,
+    get_password,
+    get_seed,
+    keystore_dir,
+    list_wallets,
+)
+from protocol.crypto import Address, PrivateKey
+from protocol.ledger.tx import Stake, Transfer, Unstake
+
+DEFAULT_HISTORY_LIMIT = 100
+MAX_HISTORY_LIMIT = 1000
+
+
+def register(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "wallet",
+        help="keys, balances and transactions (signed locally)",
+        description="Encrypted keystore wallets; transactions are signed here and only the bytes are sent.",
+    )
+    commands = parser.add_subparsers(dest="wallet_command", metavar="COMMAND")
+    commands.required = True
+
+    new = commands.add_parser("new", help="make a new key and store it encrypted")
+    new.add_argument("--name", help="wallet name (default: its address)")
+    add_keystore_args(new, creates=True)
+    new.set_defaults(func=run_new)
+
+    imported = commands.add_parser("import", help="store an existing key (a hex seed) encrypted")
+    imported.add_argument("--name", help="wallet name (default: its address)")
+    imported.add_argument(
+        "--seed-file", metavar="FILE", help="file holding the 64-hex-digit seed (default: prompt)"
+    )
+    add_keystore_args(imported, creates=True)
+    imported.set_defaults(func=run_import)
+
+    listing = commands.add_parser("list", help="the wallets in the keystore")
+    add_keystore_args(listing)
+    listing.set_defaults(func=run_list)
+
+    address = commands.add_parser("address", help="a wallet's address")
+    address.add_argument(
+        "wallet", nargs="?", metavar="WALLET", help="name or address (default: the only wallet)"
+    )
+    add_keystore_args(address)
+    address.set_defaults(func=run_address)
+
+    balance = commands.add_parser("balance", help="an account's balance, stake and nonce")
+    balance.add_argument("account", nargs="?", metavar="WALLET|ADDR", help="default: the only wallet")
+    add_node_args(balance)
+    add_keystore_args(balance)
+    balance.set_defaults(func=run_balance)
+
+    history = commands.add_parser("history", help="committed transactions an account sent or received")
+    history.add_argument("account", nargs="?", metavar="WALLET|ADDR", help="default: the only wallet")
+    history.add_argument(
+        "--limit", type=int, default=DEFAULT_HISTORY_LIMIT, help="at most this many (default: %(default)s)"
+    )
+    add_node_args(history)
+    add_keystore_args(history)
+    history.set_defaults(func=run_history)
+
+    tx = commands.add_parser("tx", help="one transaction's status")
+    tx.add_argument("hash", metavar="HASH")
+    add_node_args(tx)
+    tx.set_defaults(func=run_tx)
+
+    transfer = commands.add_parser("transfer", help="send DCT to an address or wallet")
+    transfer.add_argument("to", metavar="TO", help="recipient address (or a wallet name)")
+    transfer.add_argument("amount", metavar="AMOUNT", help=AMOUNT_HELP)
+    add_tx_args(transfer)
+    transfer.set_defaults(func=run_transfer)
+
+    stake = commands.add_parser("stake", help="bond DCT: the signing key becomes a validator key")
+    stake.add_argument("amount", metavar="AMOUNT", help=AMOUNT_HELP)
+    add_tx_args(stake)
+    stake.set_defaults(func=run_stake)
+
+    unstake = commands.add_parser("unstake", help="start unbonding DCT (released after the unbonding period)")
+    unstake.add_argument("amount", metavar="AMOUNT", help=AMOUNT_HELP)
+    add_tx_args(unstake)
+    unstake.set_defaults(func=run_unstake)
+
+    for command in (new, imported, listing, address, balance, history, tx, transfer, stake, unstake):
+        add_common_args(command)
+
+
+# --------------------------------------------------------------------------------------------
+# Local commands: the keystore only
+# --------------------------------------------------------------------------------------------
+
+
+def _print_wallet(console: Console, wallet: Wallet, verb: str) -> None:
+    console.print(f"{verb} wallet {wallet.name}")
+    console.print(key_values([("address", wallet.address), ("keystore", str(wallet.info.path))]))
+    console.print("Keep the password safe: without it the key cannot be recovered.")
+
+
+def _store_new(args: argparse.Namespace, out: Output, seed: bytes, verb: str) -> int:
+    directory = keystore_dir(args.keystore, args.home)
+    if args.name is not None:
+        check_name(args.name)
+    password = get_password(args.password_file, prompt_text="Password for the new wallet: ", confirm=True)
+    wallet = create_wallet(directory, args.name, seed, password, fast_kdf=args.fast_kdf)
+    out.result(wallet.describe(), lambda console: _print_wallet(console, wallet, verb))
+    return EXIT_OK
+
+
+def run_new(args: argparse.Namespace) -> int:
+    out = output_of(args)
+    return guarded(out, lambda: _store_new(args, out, PrivateKey.generate().seed(), "created"))
+
+
+def run_import(args: argparse.Namespace) -> int:
+    out = output_of(args)
+    return guarded(out, lambda: _store_new(args, out, get_seed(args.seed_file), "imported"))
+
+
+def run_list(args: argparse.Namespace) -> int:
+    out = output_of(args)
+
+    def action() -> int:
+        directory = keystore_dir(args.keystore, args.home)
+        wallets = list_wallets(directory)
+
+        def render(console: Console) -> None:
+            if not wallets:
+                console.print(f"no wallets in {directory}")
+                return
+            rows = [(w.name, w.address, "fast (test only)" if w.info.fast_kdf else "scrypt") for w in wallets]
+            console.print(table(("NAME", "ADDRESS", "KDF"), rows))
+
+        out.result([wallet.describe() for wallet in wallets], render)
+        return EXIT_OK
+
+    return guarded(out, action)
+
+
+def run_address(args: argparse.Namespace) -> int:
+    out = output_of(args)
+
+    def action() -> int:
+        wallet = find_wallet(keystore_dir(args.keystore, args.home), args.wallet)
+        out.result(wallet.describe(), lambda console: console.print(wallet.address))
+        return EXIT_OK
+
+    return guarded(out, action)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading from the node
+# --------------------------------------------------------------------------------------------
+
+
+def account_address(args: argparse.Namespace, ref: str | None) -> str:
+    """An address typed as is, or the address of a wallet (by name; default the only one)."""
+    if ref is not None and looks_like_address(ref):
+        return str(parse_address(ref, "account"))
+    return find_wallet(keystore_dir(args.keystore, args.home), ref).address
+
+
+def run_balance(args: argparse.Namespace) -> int:
+    out = output_of(args)
+
+    def action() -> int:
+        address = account_address(args, args.account)
+
+        async def body(rpc: NodeRpc) -> int:
+            state = await account(rpc, address)
+            document = {
+                "address": state.address,
+                "balance": str(state.balance),
+                "nonce": state.nonce,
+                "bonded": str(state.bonded),
+                "unbonding": str(state.unbonding),
+            }
+
+            def render(console: Console) -> None:
+                console.print(
+                    key_values(
+                        [
+                            ("address", document.get("address")),
+                            ("balance", dct(document.get("balance"))),
+                            ("bonded", dct(document.get("bonded"))),
+                            ("unbonding", dct(document.get("unbonding"))),
+                            ("nonce", document.get("nonce")),
+                        ]
+                    )
+                )
+
+            out.result(document, render)
+            return EXIT_OK
+
+        return run_node_command(args, out, body)
+
+    return guarded(out, action)
+
+
+def run_history(args: argparse.Namespace) -> int:
+    out = output_of(args)
+
+    def action() -> int:
+        if not 1 <= args.limit <= MAX_HISTORY_LIMIT:
+            raise InvalidArgument(f"--limit: between 1 and {MAX_HISTORY_LIMIT}")
+        address = account_address(args, args.account)
+
+        async def body(rpc: NodeRpc) -> int:
+            entries = answer_list(
+                await rpc.call("account_history", address=address, limit=args.limit), "account_history"
+            )
+
+            def render(console: Console) -> None:
+                if not entries:
+                    console.print(f"no committed transactions for {address}")
+                    return
+                shown = ("hash", "height", "kind", "sender")
+                rows = [
+                    (
+                        entry.get("height"),
+                        entry.get("kind"),
+                        short_hash(entry.get("hash")),
+                        "this account" if entry.get("sender") == address else entry.get("sender"),
+                        extra_fields(entry, shown) if isinstance(entry, dict) else "",
+                    )
+                    for entry in entries
+                    if isinstance(entry, dict)
+                ]
+                console.print(table(("HEIGHT", "KIND", "HASH", "SENDER", "DETAILS"), rows, title=address))
+
+            out.result(entries, render)
+            return EXIT_OK
+
+        return run_node_command(args, out, body)
+
+    return guarded(out, action)
+
+
+def run_tx(args: argparse.Namespace) -> int:
+    out = output_of(args)
+
+    async def body(rpc: NodeRpc) -> int:
+        answer = answer_object(await rpc.call("tx_get", hash=args.hash), "tx_get")
+        out.result(dict(answer), lambda console: console.print(key_values(sorted(answer.items()))))
+        return EXIT_OK
+
+    return run_node_command(args, out, body)
+
+
+# --------------------------------------------------------------------------------------------
+# Transactions
+# --------------------------------------------------------------------------------------------
+
+
+def recipient(args: argparse.Namespace, text: str) -> Address:
+    """An address typed as is, or the address of a wallet in the keystore."""
+    if looks_like_address(text):
+        return parse_address(text, "TO")
+    return find_wallet(keystore_dir(args.keystore, args.home), text).info.address
+
+
+def _transfer_plan(args: argparse.Namespace) -> TxPlan:
+    to = recipient(args, args.to)
+    amount = parse_amount_arg(args.amount, "AMOUNT")
+    return TxPlan(
+        Transfer(to=to.raw, amount=amount),
+        f"transfer of {dct(amount)} to {to}",
+        spend=amount,
+        fields={"to": str(to), "amount": str(amount)},
+    )
+
+
+def _stake_plan(args: argparse.Namespace) -> TxPlan:
+    amount = parse_amount_arg(args.amount, "AMOUNT")
+    return TxPlan(
+        Stake(amount=amount), f"stake of {dct(amount)}", spend=amount, fields={"amount": str(amount)}
+    )
+
+
+def _unstake_plan(args: argparse.Namespace) -> TxPlan:
+    amount = parse_amount_arg(args.amount, "AMOUNT")
+    return TxPlan(
+        Unstake(amount=amount), f"unstake of {dct(amount)}", unbond=amount, fields={"amount": str(amount)}
+    )
+
+
+def run_transfer(args: argparse.Namespace) -> int:
+    return run_tx_command(args, _transfer_plan)
+
+
+def run_stake(args: argparse.Namespace) -> int:
+    return run_tx_command(args, _stake_plan)
+
+
+def run_unstake(args: argparse.Namespace) -> int:
+    return run_tx_command(args, _unstake_plan)

@@ -1,0 +1,86 @@
+"""The one path every transaction command takes, from arguments to a committed transaction.
+
+1. Locally, before anything else: parse the arguments into a :class:`TxPlan` (the message, what it
+   spends) and find the signing wallet; a typo costs no password prompt and no round trip.
+2. From the node: chain id, fee floor, the sender's nonce and balance; refuse what cannot apply.
+3. Unlock the key (password), sign, submit the bytes, wait for the block unless ``--no-wait``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from rich.console import Console
+
+from node.wallet.cliargs import fee_of, nonce_of, signing_wallet, timeout_of, unlock_wallet
+from node.wallet.connect import NodeRpc
+from node.wallet.console import dct, key_values
+from node.wallet.runner import EXIT_OK, guarded, output_of, run_node_command
+from node.wallet.txbuilder import Prepared, TxOutcome, prepare, require_balance, require_bonded, send
+from protocol.ledger.tx import Msg
+
+
+@dataclass(frozen=True, slots=True)
+class TxPlan:
+    msg: Msg
+    #: For people: "transfer of 1.5 DCT to dct1...".
+    summary: str
+    #: Balance spent besides the fee (checked against the sender's balance first).
+    spend: int = 0
+    #: Stake unbonded (checked against the sender's bonded stake first).
+    unbond: int = 0
+    #: Extra fields of the JSON document (amounts as base-unit strings).
+    fields: dict[str, object] = field(default_factory=dict)
+    #: Further checks against the node before the password is asked for.
+    check: Callable[[NodeRpc, Prepared], Awaitable[None]] | None = None
+    #: After the transaction: more fields for the JSON document (a proposal's id, ...).
+    after: Callable[[NodeRpc, TxOutcome], Awaitable[dict[str, object]]] | None = None
+
+
+def render_outcome(console: Console, outcome: TxOutcome, summary: str) -> None:
+    if outcome.status == "committed":
+        console.print(f"{summary}: committed at height {outcome.height}")
+    else:
+        console.print(f"{summary}: submitted, not waiting for a block")
+    console.print(
+        key_values(
+            [
+                ("tx", outcome.hash),
+                ("from", outcome.sender),
+                ("nonce", outcome.nonce),
+                ("fee", dct(outcome.fee)),
+            ]
+        )
+    )
+
+
+def run_tx_command(args: argparse.Namespace, plan_of: Callable[[argparse.Namespace], TxPlan]) -> int:
+    """Run one transaction command; its exit status."""
+    out = output_of(args)
+
+    def action() -> int:
+        timeout_s = timeout_of(args)
+        fee = fee_of(args)
+        nonce = nonce_of(args)
+        wallet = signing_wallet(args)
+        plan = plan_of(args)
+
+        async def body(rpc: NodeRpc) -> int:
+            prepared = await prepare(rpc, wallet.address, fee=fee, nonce=nonce)
+            require_balance(prepared, plan.spend, plan.msg.KIND)
+            if plan.unbond:
+                require_bonded(prepared, plan.unbond)
+            if plan.check is not None:
+                await plan.check(rpc, prepared)
+            key = await unlock_wallet(args, wallet)
+            outcome = await send(rpc, key, prepared, plan.msg, wait=args.wait, timeout_s=timeout_s)
+            extra = await plan.after(rpc, outcome) if plan.after is not None else {}
+            document = {**outcome.describe(), **plan.fields, **extra}
+            out.result(document, lambda console: render_outcome(console, outcome, plan.summary))
+            return EXIT_OK
+
+        return run_node_command(args, out, body)
+
+    return guarded(out, action)
