@@ -1,8 +1,13 @@
 """The node's SQLite store (`<home>/data/chain.db`, WAL mode): blocks with their commit
-certificates, ledger snapshots, consensus safety state, and local job records.
+certificates, ledger snapshots, consensus safety state, local job records, and a transaction
+index.
 
-Blocks, certificates and consensus state are opaque bytes here (their encodings belong to
-`protocol/`); the store indexes them by height and hash. Writes that must survive a crash together
+Blocks, certificates and consensus state are stored as opaque bytes (their encodings belong to
+`protocol/`); the store indexes them by height and hash. The one place it looks inside a block is
+the transaction index: appending a block also records, for each of its transactions, the hash,
+position, sender, recipient (transfers only) and kind, so the RPC can find a transaction and an
+account's history without scanning the chain. A database written before the index existed gets
+the (empty) table on open and indexes blocks from then on. Writes that must survive a crash together
 happen in one SQLite transaction, with ``synchronous=FULL`` so a commit is on disk when the call
 returns: consensus persists its last-signed step here before it broadcasts its vote.
 
@@ -18,9 +23,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from node.errors import NodeError
+from protocol.consensus.messages import Block
+from protocol.encoding import DecodeError
+from protocol.errors import ProtocolError
+from protocol.ledger.tx import Transfer, decode_tx
 
 SCHEMA_VERSION = 1
 
@@ -46,6 +55,16 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
+CREATE TABLE IF NOT EXISTS txs (
+    hash BLOB PRIMARY KEY,
+    height INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    sender BLOB NOT NULL,
+    recipient BLOB,
+    kind TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS txs_by_sender ON txs (sender, height, idx);
+CREATE INDEX IF NOT EXISTS txs_by_recipient ON txs (recipient, height, idx);
 """
 
 
@@ -78,6 +97,50 @@ class StoredBlock:
     state_hash: bytes
     block: bytes
     certificate: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedTx:
+    """Where a committed transaction is, and who it concerns (from the transaction index)."""
+
+    hash: bytes
+    height: int
+    #: Position of the transaction in its block.
+    index: int
+    sender: bytes
+    #: The account a transfer pays; None for every other kind.
+    recipient: bytes | None
+    kind: str
+
+
+_TX_COLUMNS = "hash, height, idx, sender, recipient, kind"
+
+
+def _indexed_tx(row: tuple[Any, ...]) -> IndexedTx:
+    tx_hash, height, index, sender, recipient, kind = row
+    return IndexedTx(
+        hash=bytes(tx_hash),
+        height=int(height),
+        index=int(index),
+        sender=bytes(sender),
+        recipient=None if recipient is None else bytes(recipient),
+        kind=str(kind),
+    )
+
+
+def index_rows(block: StoredBlock) -> list[tuple[bytes, int, int, bytes, bytes | None, str]]:
+    """The transaction-index rows of a stored block. Raises :class:`CorruptStore` when the block
+    or one of its transactions does not decode (consensus only stores blocks that applied)."""
+    try:
+        decoded = Block.decode(block.block)
+        rows = []
+        for index, raw in enumerate(decoded.txs):
+            tx = decode_tx(raw)
+            recipient = tx.msg.to if isinstance(tx.msg, Transfer) else None
+            rows.append((tx.hash, block.height, index, tx.sender, recipient, tx.msg.KIND))
+    except (DecodeError, ProtocolError) as exc:
+        raise CorruptStore(f"block {block.height} cannot be indexed: {exc}") from None
+    return rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +218,13 @@ class ChainStore:
         snapshot: bytes | None = None,
         consensus_updates: dict[str, bytes] | None = None,
     ) -> None:
-        """Store the block at head + 1, optionally with a ledger snapshot of the state after it
-        and consensus-state updates, all in one transaction. Raises :class:`NotContiguous`."""
+        """Store the block at head + 1 and index its transactions, optionally with a ledger
+        snapshot of the state after it and consensus-state updates, all in one transaction.
+
+        Raises :class:`NotContiguous`, or :class:`CorruptStore` for block bytes that do not
+        decode as a block of valid transactions; nothing is written when it raises.
+        """
+        rows = index_rows(block)
         with self._transaction() as db:
             row = db.execute("SELECT MAX(height) FROM blocks").fetchone()
             head = row[0] if row and row[0] is not None else 0
@@ -166,6 +234,7 @@ class ChainStore:
                 "INSERT INTO blocks VALUES (?, ?, ?, ?, ?)",
                 (block.height, block.hash, block.state_hash, block.block, block.certificate),
             )
+            db.executemany(f"INSERT INTO txs ({_TX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", rows)
             if snapshot is not None:
                 db.execute(
                     "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)",
@@ -202,6 +271,24 @@ class ChainStore:
                 (start, limit),
             ).fetchall()
         return [StoredBlock(*row) for row in rows]
+
+    # --- transaction index -----------------------------------------------------------------
+    def tx(self, tx_hash: bytes) -> IndexedTx | None:
+        """The committed transaction with this hash, or None (pending, unknown, or committed
+        before this database had the index)."""
+        row = self._one(f"SELECT {_TX_COLUMNS} FROM txs WHERE hash=?", (tx_hash,))
+        return None if row is None else _indexed_tx(row)
+
+    def txs_of(self, address: bytes, limit: int) -> list[IndexedTx]:
+        """Up to ``limit`` committed transactions ``address`` sent or received, newest first."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_TX_COLUMNS} FROM txs WHERE sender=? "
+                f"UNION SELECT {_TX_COLUMNS} FROM txs WHERE recipient=? "
+                "ORDER BY height DESC, idx DESC LIMIT ?",
+                (address, address, limit),
+            ).fetchall()
+        return [_indexed_tx(row) for row in rows]
 
     # --- snapshots -------------------------------------------------------------------------
     def put_snapshot(self, height: int, state_hash: bytes, state: bytes) -> None:
@@ -252,6 +339,12 @@ class ChainStore:
                     (state,),
                 )
             return [(str(a), str(b), bytes(c), int(d)) for a, b, c, d in rows]
+
+    def job_counts(self) -> dict[str, int]:
+        """How many local job records are in each state (states with none are absent)."""
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state ORDER BY state")
+            return {str(state): int(count) for state, count in rows}
 
     def integrity_check(self) -> str:
         row = self._one("PRAGMA integrity_check")

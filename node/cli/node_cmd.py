@@ -1,8 +1,15 @@
-"""`dcent node run --home DIR`: run the node until SIGINT or SIGTERM, then exit 0 cleanly."""
+"""`dcent node run --home DIR`: run the node until SIGINT or SIGTERM, then exit 0 cleanly.
+
+``--rpc-addr HOST:PORT`` and ``--rpc-allow-remote`` override the ``[rpc]`` section (a non-loopback
+address without the allow flag is refused before anything starts); ``--metrics-addr HOST:PORT``
+overrides ``metrics.addr`` (loopback only). A node that cannot start (a bad config, a wrong
+database, an address in use) prints ``error: ...`` and exits 1, without a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
@@ -11,9 +18,23 @@ import time
 
 import trio
 
-from node.config import ConfigError, HomePaths, load_config, resolve_home
+from node.config import (
+    HomePaths,
+    NodeConfig,
+    check_rpc_bind,
+    load_config,
+    parse_metrics_bind,
+    parse_rpc_bind,
+    resolve_home,
+)
 from node.daemon import Node
-from node.store import StoreError
+from node.errors import NodeError
+from node.rpc.errors import RpcError
+from protocol.errors import ProtocolError
+
+#: What a node that cannot start raises: typed errors with a message for the operator.
+StartFailure = NodeError | RpcError | ProtocolError
+_START_FAILURES = (NodeError, RpcError, ProtocolError)
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -51,6 +72,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("--home", help="home directory (default: $DCENT_HOME or ~/.dcent)")
     run.add_argument("--log-format", choices=("text", "json"), help="override log.format")
     run.add_argument("--log-level", help="override log.level (debug, info, warning, error)")
+    run.add_argument(
+        "--rpc-addr",
+        metavar="HOST:PORT",
+        help="serve the JSON-RPC here (overrides rpc.addr); port 0 picks a free port, written to "
+        "<home>/data/rpc.url",
+    )
+    run.add_argument(
+        "--rpc-allow-remote",
+        action="store_true",
+        help="allow a non-loopback RPC address: the RPC and its cookie travel in clear HTTP",
+    )
+    run.add_argument(
+        "--metrics-addr",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics, loopback only (overrides metrics.addr)",
+    )
     run.set_defaults(func=run_node)
 
 
@@ -66,14 +103,59 @@ async def _serve(node: Node) -> None:
                 break
 
 
+def with_overrides(config: NodeConfig, args: argparse.Namespace) -> NodeConfig:
+    """``config`` with the command line's RPC and metrics flags applied and checked.
+
+    Raises :class:`ConfigError` naming the flag (or the config field) that is wrong.
+    """
+    rpc = config.rpc
+    rpc_where = "rpc.addr"
+    if args.rpc_addr is not None:
+        host, port = parse_rpc_bind(args.rpc_addr, "--rpc-addr")
+        rpc = dataclasses.replace(rpc, host=host, port=port)
+        rpc_where = "--rpc-addr"
+    if args.rpc_allow_remote:
+        rpc = dataclasses.replace(rpc, allow_remote=True)
+    check_rpc_bind(rpc, rpc_where)
+    metrics_addr = config.metrics_addr
+    if args.metrics_addr is not None:
+        metrics_addr = args.metrics_addr
+        parse_metrics_bind(metrics_addr, "--metrics-addr")
+    return dataclasses.replace(config, rpc=rpc, metrics_addr=metrics_addr)
+
+
+def _start_failures(group: BaseExceptionGroup[BaseException]) -> list[StartFailure] | None:
+    """The typed errors in ``group``, when nothing else is in it."""
+    matched, rest = group.split(_START_FAILURES)
+    if matched is None or rest is not None:
+        return None
+    failures: list[StartFailure] = []
+    pending: list[BaseException] = [matched]
+    while pending:
+        exc = pending.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        elif isinstance(exc, _START_FAILURES):
+            failures.append(exc)
+    return failures
+
+
 def run_node(args: argparse.Namespace) -> int:
     paths = HomePaths(resolve_home(args.home))
     try:
-        config = load_config(paths)
+        config = with_overrides(load_config(paths), args)
         setup_logging(args.log_format or config.log_format, args.log_level or config.log_level)
         node = Node(paths, config)
         trio.run(_serve, node)
-    except (ConfigError, StoreError) as exc:
+    except _START_FAILURES as exc:
         print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except BaseExceptionGroup as group:
+        # The node's nursery wraps what stopped its start (an address in use, a wrong database).
+        failures = _start_failures(group)
+        if failures is None:
+            raise
+        for failure in failures:
+            print(f"error: {failure.message}", file=sys.stderr)
         return 1
     return 0

@@ -32,7 +32,9 @@ from protocol.ledger.escrow import claim_status
 from protocol.ledger.tx import EscrowClaim, EscrowFinalize, Settle
 from protocol.market.delivery import (
     RESULT_PROTOCOL_ID,
+    STATUS_PROTOCOL_ID,
     DeliveryAck,
+    JobStarted,
     OutputFile,
     ResultDelivery,
     decode_answer,
@@ -55,6 +57,7 @@ log = logging.getLogger("dcent.market.provider")
 REQUEST_WAIT_S = 10
 DELIVERY_TIMEOUT_S = 60
 DELIVERY_ATTEMPTS = 5
+STATUS_TIMEOUT_S = 10
 MAX_ANSWER_BYTES = 4096
 #: The exit status reported when the job could not be started at all (no process ran).
 NOT_RUN_EXIT_STATUS = -1
@@ -206,6 +209,7 @@ class ProviderSide:
         ctx = self.ctx
         record.move(JobState.RUNNING, ctx.clock_ms())
         self.started_at[record.job_id] = trio.current_time()
+        self.nursery.start_soon(self._tell_started, record)
         try:
             job = self._sandbox_job(record)
             ctx.book.jobs[record.job_id] = record
@@ -216,6 +220,18 @@ class ProviderSide:
             result = None
         self.allocator.release(record.job_id)
         return result
+
+    async def _tell_started(self, record: JobRecord) -> None:
+        """Let the requester show "running" (best effort: nothing depends on it)."""
+        assert record.contract is not None
+        notice = JobStarted.sign(self.ctx.key, record.contract.terms).encode()
+        with trio.move_on_after(STATUS_TIMEOUT_S):
+            try:
+                stream = await self.ctx.host.open_stream(record.peer_id, STATUS_PROTOCOL_ID)
+                await stream.send_frame(notice)
+                await stream.close()
+            except P2PError as exc:
+                log.debug("could not tell %s that %s started: %r", record.peer_id, record.job_id, exc)
 
     async def _deliver(self, record: JobRecord, result: ExecutionResult | None) -> None:
         ctx = self.ctx

@@ -29,6 +29,7 @@ from protocol.ledger.tx import EscrowDispute, OpenEscrow, Refund, Settle
 from protocol.market.capacity import CapacityAnnouncement
 from protocol.market.delivery import (
     DeliveryAck,
+    JobStarted,
     check_delivery,
     decode_delivery,
     encode_answer,
@@ -52,6 +53,7 @@ MATCH_WAIT_S = 20
 DIAL_TIMEOUT_S = 10
 #: Blocks the requester leaves the provider to settle a countersigned receipt before doing it.
 SETTLE_GRACE_BLOCKS = 5
+STATUS_FRAME_BYTES = 1024
 
 
 class RequesterSide:
@@ -237,6 +239,20 @@ class RequesterSide:
             record.move(JobState.DELIVERED, ctx.clock_ms())
             await ctx.book.save(record)
         return encode_answer(DeliveryAck(delivery.receipt.contract_hash, record.requester_sig))
+
+    async def handle_started(self, stream: Stream) -> None:
+        """``/dcent/jobstatus/1.0.0``: the provider started our job (signed by that provider)."""
+        notice = JobStarted.decode(await stream.receive_frame(STATUS_FRAME_BYTES))
+        record = self.ctx.book.by_contract(notice.contract_hash)
+        if record is None or record.contract is None or not notice.verify(record.contract.terms):
+            raise ReceiptForOtherContract("a start notice for no contract of ours, or not from its provider")
+        if record.state in (JobState.CONTRACTED, JobState.ESCROWED):
+            # A provider starts only on a final escrow, so it may tell us before our own lane
+            # has seen the block: the escrow is open either way.
+            if record.state is JobState.CONTRACTED:
+                record.move(JobState.ESCROWED, self.ctx.clock_ms())
+            record.move(JobState.RUNNING, self.ctx.clock_ms())
+            await self.ctx.book.save(record)
 
     async def see_closed(self, record: JobRecord) -> None:
         """Watch the escrow until it closes, acting when this side must."""

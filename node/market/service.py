@@ -37,7 +37,7 @@ from protocol.consensus.ledger_app import LedgerApp
 from protocol.crypto import PrivateKey
 from protocol.encoding import DecodeError
 from protocol.market.capacity import CapacityAnnouncement
-from protocol.market.delivery import MAX_LOG_BYTES, RESULT_PROTOCOL_ID
+from protocol.market.delivery import MAX_LOG_BYTES, RESULT_PROTOCOL_ID, STATUS_PROTOCOL_ID
 from protocol.market.jobspec import MAX_INPUT_BYTES, JobSpec
 from protocol.market.messages import MARKET_PROTOCOL_ID
 from protocol.market.negotiation import DEFAULT_RESPONSE_TIMEOUT_MS, ProviderPolicy
@@ -137,6 +137,7 @@ class MarketService:
                 RESULT_PROTOCOL_ID,
                 serve_requests(self.requester.handle_delivery, max_request=MAX_DELIVERY_BYTES),
             )
+            self.ctx.host.set_stream_handler(STATUS_PROTOCOL_ID, self.requester.handle_started)
             task_status.started()
             while True:
                 await self.ctx.next_block()

@@ -12,11 +12,19 @@ The RPC layer's own errors use 5500-5599:
     5501  InvalidBindAddress        5502  MethodRegistrationError
     5503  CookieError               5504  RpcTransportError
     5505  RpcUnauthorized           5506  RpcBindError
+
+The node's read methods answer a lookup of something this node does not have with a node error
+(a :class:`~node.errors.NodeError`, codes fixed by the RPC contract):
+
+    5201  UnknownBlock              5202  UnknownTx
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
+
+from node.errors import NodeError
 
 # The spec's reserved codes (https://www.jsonrpc.org/specification#error_object).
 PARSE_ERROR = -32700
@@ -108,3 +116,15 @@ class RpcBindError(_FixedCodeError):
 
 class RpcCallError(RpcError):
     """The server answered a call with a JSON-RPC error object; ``code`` is the server's code."""
+
+
+class UnknownBlock(NodeError):
+    """No block at that height is stored on this node (not yet committed, or not synced yet)."""
+
+    code: ClassVar[int] = 5201
+
+
+class UnknownTx(NodeError):
+    """No transaction with that hash is pending in this node's mempool or committed in its store."""
+
+    code: ClassVar[int] = 5202

@@ -1,6 +1,8 @@
 """The method table: named async handlers, their declared params, docs and errors.
 
-A method is ``namespace_method`` in snake_case (``chain_head``, ``account_get``, ``job_submit``).
+A method is ``namespace_method`` (``chain_head``, ``account_get``, ``job_submit``): a lowercase
+namespace, then the method in snake_case or, where the RPC contract names it so, lowerCamelCase
+(``chain_getBlock``, as Ethereum's ``eth_getBlockByNumber``).
 Each service registers its own namespace on the node's one table::
 
     table = MethodTable()
@@ -30,8 +32,8 @@ from node.rpc.params import Param, check_param_names
 
 Handler = Callable[..., Awaitable[object]]
 
-#: ``namespace_method``: a lowercase namespace, then a snake_case method name.
-METHOD_NAME = re.compile(r"[a-z][a-z0-9]*_[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
+#: ``namespace_method``: a lowercase namespace, then a snake_case or lowerCamelCase method name.
+METHOD_NAME = re.compile(r"[a-z][a-z0-9]*_[a-z][a-z0-9]*(?:(?:_[a-z0-9]+)+|(?:[A-Z][a-z0-9]*)+)?")
 MAX_METHOD_NAME_LEN = 64
 
 
@@ -121,7 +123,9 @@ class MethodTable:
         class without an integer ``code``.
         """
         if len(name) > MAX_METHOD_NAME_LEN or not METHOD_NAME.fullmatch(name):
-            raise MethodRegistrationError(f"method name {name!r} is not namespace_method in snake_case")
+            raise MethodRegistrationError(
+                f"method name {name!r} is not namespace_method in snake_case or lowerCamelCase"
+            )
         if name in self._methods:
             raise MethodRegistrationError(f"method {name!r} is already registered")
         problem = check_param_names(params)
@@ -230,10 +234,14 @@ The node serves JSON-RPC 2.0 over HTTP `POST /` on 127.0.0.1 (default port {port
 `<home>/data/.cookie` at start (mode 0600, removed at exit; its content is `__cookie__:<hex>`):
 either `Authorization: Basic base64("__cookie__:<hex>")` or `Authorization: Bearer <hex>`.
 Anything else is answered with HTTP 401 and runs nothing. Bodies over {max_body} bytes get HTTP 413.
+`dcent node run --rpc-addr HOST:PORT` (or `rpc.addr` in config.toml) moves it; port 0 picks a free
+port, and the node writes the URL it really serves to `<home>/data/rpc.url` (removed at exit).
 
 Params may be given by name (an object) or by position (an array, in the order listed). An
 optional param may be omitted or `null`. Integers may also be sent as decimal strings. Byte
 strings are hex, with or without `0x`; results carry them as lowercase hex without `0x`.
+Amounts in results are decimal strings of base units (1 DCT = 10^9 base units), addresses are
+bech32m `dct1...` strings, heights, nonces and counts are integers.
 """
 
 
@@ -248,8 +256,9 @@ def render_reference(table: MethodTable) -> str:
     lines += [f"| {code} | {message} |" for code, message in STANDARD_ERRORS.items()]
     lines += [
         "",
-        "A refused call answers with the domain error's own stable code (ledger 2000-2999, RPC "
-        "5500-5599, ...) and its message; for a typed error, `data.error` names its class.",
+        "A refused call answers with the domain error's own stable code (ledger 2000-2999, market "
+        "4000-4999, node 5000-5999: RPC 5500-5599, mempool 5600-5649, ...) and its message; for a "
+        "typed error, `data.error` names its class.",
     ]
     namespace = None
     for method in table:

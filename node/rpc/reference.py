@@ -1,7 +1,9 @@
 """Print the Markdown method reference: ``python -m node.rpc.reference > docs/rpc.md``.
 
-``--table MODULE:FUNCTION`` names a function taking no arguments and returning the node's full
-:class:`~node.rpc.methods.MethodTable`; the default is the RPC layer's own methods.
+The default is the node's whole table (the RPC layer's builtins, the node methods, and the job
+methods once they exist), as :func:`node.rpc.node_methods.reference_table` describes it.
+``--table MODULE:FUNCTION`` names another function taking no arguments and returning a
+:class:`~node.rpc.methods.MethodTable` (``node.rpc.methods:builtin_table``: the builtins only).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Sequence
 
 from node.rpc.methods import MethodTable, render_reference
 
-DEFAULT_TABLE = "node.rpc.methods:builtin_table"
+DEFAULT_TABLE = "node.rpc.node_methods:reference_table"
 
 
 def load_table(spec: str) -> MethodTable:

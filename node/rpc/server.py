@@ -1,8 +1,9 @@
 """The RPC server: JSON-RPC 2.0 over HTTP ``POST /``, served by hypercorn on trio.
 
 :class:`RpcServer` is a trio service. Inside the node's nursery it binds its address, then
-writes the cookie file (so an existing cookie means a listening server), then serves until it
-is cancelled or :meth:`RpcServer.shutdown` is called; on the way out it removes the cookie.
+writes the cookie file (so an existing cookie means a listening server) and, when given a
+``url_path``, the URL it really listens on (port 0 resolved), then serves until it is cancelled
+or :meth:`RpcServer.shutdown` is called; on the way out it removes both files.
 
 Every request is checked in this order, and the first failure answers without running anything:
 the cookie (401), the path (404), the HTTP method (405), the content type (415: requiring
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -170,7 +173,8 @@ def _port_of(bind_url: str) -> int:
 class RpcServer:
     """The node's JSON-RPC server. Start it with ``await nursery.start(server.run)``.
 
-    ``port=0`` picks a free port; :attr:`port` and :attr:`url` tell which once started.
+    ``port=0`` picks a free port; :attr:`port` and :attr:`url` tell which once started, and so
+    does the file ``url_path`` (``<home>/data/rpc.url``) when given, for clients in other processes.
     Raises :class:`~node.rpc.errors.InvalidBindAddress` at construction for a non-loopback host
     without ``allow_remote``; with it, logs a warning.
     """
@@ -185,6 +189,7 @@ class RpcServer:
         allow_remote: bool = False,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         graceful_timeout_s: float = 5.0,
+        url_path: Path | None = None,
     ) -> None:
         check_bind_host(host, allow_remote=allow_remote)
         if not is_loopback(host):
@@ -196,6 +201,7 @@ class RpcServer:
         self.host = host
         self.requested_port = port
         self.cookie_path = cookie_path_for(home)
+        self.url_path = url_path
         self.max_body_bytes = max_body_bytes
         self.graceful_timeout_s = graceful_timeout_s
         self._bound_port: int | None = None
@@ -233,7 +239,7 @@ class RpcServer:
         """Serve until cancelled or shut down. ``task_status.started`` gets :attr:`url`.
 
         Raises :class:`~node.rpc.errors.RpcBindError` when the address cannot be bound, and
-        :class:`~node.rpc.errors.CookieError` when the cookie file cannot be written.
+        :class:`~node.rpc.errors.CookieError` when the cookie or URL file cannot be written.
         """
         cookie = Cookie.generate()
         app = RpcHttpApp(self.dispatcher, cookie, max_body_bytes=self.max_body_bytes)
@@ -246,6 +252,7 @@ class RpcServer:
         )
         listening = started = False
         cookie_written = False
+        url_written: str | None = None
         try:
             async with trio.open_nursery() as nursery:
                 binds: list[str] = await nursery.start(serve)
@@ -253,13 +260,16 @@ class RpcServer:
                 self._bound_port = _port_of(binds[0])
                 write_cookie_file(self.cookie_path, cookie)
                 cookie_written = True
+                if self.url_path is not None:
+                    url_written = self.url
+                    write_url_file(self.url_path, url_written)
                 logger.info("RPC listening on %s (cookie %s)", self.url, self.cookie_path)
                 task_status.started(self.url)
                 started = True
         except BaseExceptionGroup as group:
             # A failure to start arrives wrapped by hypercorn's nurseries and ours; unwrap the two
             # the caller can act on, so that ``nursery.start(server.run)`` raises them bare.
-            failure = None if started else _sole_exception(group)
+            failure = None if started else sole_exception(group)
             if isinstance(failure, OSError) and not listening:
                 raise RpcBindError(
                     f"cannot listen on {self.host}:{self.requested_port}: {failure.strerror or failure}"
@@ -271,10 +281,37 @@ class RpcServer:
             # Synchronous on purpose: this runs while cancelled, and must not be skipped.
             if cookie_written:
                 remove_cookie_file(self.cookie_path, cookie)
+            if url_written is not None and self.url_path is not None:
+                remove_url_file(self.url_path, url_written)
             self._bound_port = None
 
 
-def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+def write_url_file(path: Path, url: str) -> None:
+    """Write the RPC URL to ``path`` atomically (readable by all: it is no secret).
+
+    Raises :class:`~node.rpc.errors.CookieError`, the error of the RPC's start-up files.
+    """
+    temporary = path.with_name(f"{path.name}.tmp-{secrets.token_hex(4)}")
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        temporary.write_text(url + "\n", encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise CookieError(f"cannot write the RPC URL file {path}: {exc.strerror}") from exc
+
+
+def remove_url_file(path: Path, url: str) -> None:
+    """Remove ``path`` if it still names ``url``: never the URL another running node wrote."""
+    try:
+        if path.read_text(encoding="utf-8").strip() == url:
+            path.unlink()
+    except (OSError, UnicodeDecodeError):
+        # Already gone, or replaced by something unreadable: either way not ours to remove.
+        return
+
+
+def sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
     """The only exception in ``group`` (at any depth), or None when there are several."""
     leaves: list[BaseException] = []
     pending: list[BaseException] = [group]

@@ -24,8 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from protocol.contracts import HASH_LEN, ContractTerms, UsageReceipt
-from protocol.crypto import SIGNATURE_LEN
-from protocol.encoding import DecodeError, Record, decode, encode
+from protocol.crypto import SIGNATURE_LEN, PrivateKey, verify
+from protocol.encoding import DecodeError, Record, decode, encode, sign_bytes
 from protocol.market.errors import (
     ForgedReceipt,
     MalformedMessage,
@@ -167,3 +167,36 @@ def decode_delivery(data: bytes) -> ResultDelivery:
         raise
     except DecodeError as exc:
         raise MalformedMessage(f"malformed result delivery: {exc.message}") from None
+
+
+# --- progress ---------------------------------------------------------------------------------
+STATUS_PROTOCOL_ID = "/dcent/jobstatus/1.0.0"
+STATUS_DOMAIN = "job_status"
+JOB_STARTED = "running"
+
+
+@dataclass(frozen=True, slots=True)
+class JobStarted(Record):
+    """The provider tells the requester its job's process started (informational: it moves the
+    requester's view from escrowed to running; nothing is paid on it)."""
+
+    contract_hash: bytes
+    provider_sig: bytes
+
+    def __post_init__(self) -> None:
+        _check(len(self.contract_hash) == HASH_LEN, "started.contract_hash: a 32-byte hash")
+        _check(len(self.provider_sig) == SIGNATURE_LEN, "started.provider_sig: a 64-byte signature")
+
+    @staticmethod
+    def signed_bytes(chain_id: str, contract_hash: bytes) -> bytes:
+        return sign_bytes(chain_id, STATUS_DOMAIN, encode([JOB_STARTED, contract_hash]))
+
+    @classmethod
+    def sign(cls, key: PrivateKey, terms: ContractTerms) -> JobStarted:
+        contract_hash = terms.contract_hash()
+        return cls(contract_hash, key.sign(cls.signed_bytes(terms.chain_id, contract_hash)))
+
+    def verify(self, terms: ContractTerms) -> bool:
+        return self.contract_hash == terms.contract_hash() and verify(
+            terms.provider, self.provider_sig, self.signed_bytes(terms.chain_id, self.contract_hash)
+        )

@@ -81,6 +81,16 @@ async def test_a_job_runs_in_the_sandbox_and_settles_with_both_signatures(tmp_pa
             done = await until_state(requester, submitted.job_id, JobState.SETTLED, JobState.FAILED)
             assert done.state is JobState.SETTLED, done.error_message
 
+            states = [state for state, _ in done.history]
+            assert states == [
+                "matching",
+                "negotiating",
+                "contracted",
+                "escrowed",
+                "running",
+                "delivered",
+                "settled",
+            ]
             contract_hash = done.contract_hash
             assert contract_hash is not None and done.receipt is not None and done.contract is not None
             # Both sides hold the same countersigned receipt; the ledger closed the escrow.
@@ -113,7 +123,9 @@ async def test_two_jobs_never_share_a_gpu_and_a_third_finds_none_free(tmp_path: 
             assert requester.market is not None and provider.market is not None
             # Three one-GPU jobs at once on a provider with two GPUs: each holds its GPU for a while.
             ids = [
-                (await requester.market.submit(spec("sleep 3; echo done", name=f"j{i}"), max_attempts=1)).job_id
+                (
+                    await requester.market.submit(spec("sleep 3; echo done", name=f"j{i}"), max_attempts=1)
+                ).job_id
                 for i in range(3)
             ]
             finished = [
@@ -144,7 +156,9 @@ async def test_a_provider_that_disappears_mid_job_is_refunded_against_and_slashe
 
             provider.__dict__["_net"].stop(PROVIDER)  # the provider vanishes with its job
 
-            done = await until_state(requester, submitted.job_id, JobState.REFUNDED, JobState.FAILED, timeout=150)
+            done = await until_state(
+                requester, submitted.job_id, JobState.REFUNDED, JobState.FAILED, timeout=150
+            )
             assert done.state is JobState.REFUNDED, done.error_message
             state = requester.app.state
             assert state.closed_contracts.get(contract_hash) == "refunded"
@@ -172,7 +186,9 @@ async def test_a_provider_whose_requester_vanished_is_paid_by_its_own_claim_afte
 
             provider.__dict__["_net"].stop(REQUESTER)  # nobody left to countersign the receipt
 
-            claimed = await until_state(provider, provider_job, JobState.CLAIMED, JobState.SETTLED, JobState.FAILED)
+            claimed = await until_state(
+                provider, provider_job, JobState.CLAIMED, JobState.SETTLED, JobState.FAILED
+            )
             assert claimed.state is JobState.CLAIMED and not claimed.requester_sig
             done = await until_state(provider, provider_job, JobState.SETTLED, JobState.FAILED, timeout=150)
             assert done.state is JobState.SETTLED, done.error_message

@@ -1,10 +1,20 @@
-"""config.toml parsing: the shipped template parses; each bad field is named."""
+"""config.toml parsing: the shipped template parses; each bad field is named; the RPC and metrics
+addresses, and the `dcent node run` flags that override them."""
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+
 import pytest
 
-from node.config import TEMPLATE, ConfigError, parse_config
+from node.cli import node_cmd
+from node.config import TEMPLATE, ConfigError, HomePaths, NodeConfig, RpcConfig, parse_config
+
+#: The template's RPC address line, whatever port it ships with.
+RPC_ADDR_LINE = next(
+    line for line in TEMPLATE.read_text().splitlines() if line.startswith('addr = "127.0.0.1:')
+)
 
 
 def test_template_parses_with_safe_defaults() -> None:
@@ -17,7 +27,10 @@ def test_template_parses_with_safe_defaults() -> None:
 @pytest.mark.parametrize(
     ("replace", "by", "field"),
     [
-        ('addr = "127.0.0.1:26657"', 'addr = "localhost"', "rpc.addr"),
+        (RPC_ADDR_LINE, 'addr = "localhost"', "rpc.addr"),
+        (RPC_ADDR_LINE, 'addr = "127.0.0.1:70000"', "rpc.addr"),
+        ('addr = ""', 'addr = "127.0.0.1"', "metrics.addr"),
+        ('addr = ""', 'addr = "10.1.2.3:9100"', "metrics.addr"),
         ('executor = "bubblewrap"', 'executor = "chroot"', "market.executor"),
         ("timeout_commit_ms = 500", "timeout_commit_ms = -1", "consensus.timeout_commit_ms"),
         (
@@ -40,3 +53,75 @@ def test_bad_fields_are_named(replace: str, by: str, field: str) -> None:
 def test_unknown_section_is_refused() -> None:
     with pytest.raises(ConfigError, match="wallet: unknown setting"):
         parse_config(TEMPLATE.read_text() + "\n[wallet]\nx = 1\n")
+
+
+def test_rpc_defaults_to_loopback_port_8645_and_metrics_to_off() -> None:
+    config = parse_config('moniker = "bare"\n')
+    assert config.rpc == RpcConfig(host="127.0.0.1", port=8645, allow_remote=False)
+    assert config.metrics_addr == ""
+
+
+def test_rpc_and_metrics_addresses_parse() -> None:
+    config = parse_config(
+        '[rpc]\naddr = "[::1]:0"\nallow_remote = false\n[metrics]\naddr = "127.0.0.1:9100"\n'
+    )
+    assert (config.rpc.host, config.rpc.port) == ("::1", 0)
+    assert config.metrics_addr == "127.0.0.1:9100"
+    remote = parse_config('[rpc]\naddr = "0.0.0.0:8645"\nallow_remote = true\n')
+    assert (remote.rpc.host, remote.rpc.allow_remote) == ("0.0.0.0", True)
+
+
+# --- `dcent node run` flags ---------------------------------------------------------------------
+
+
+def _run_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    node_cmd.register(parser.add_subparsers())
+    return parser.parse_args(["node", "run", *argv])
+
+
+def test_flags_override_the_config() -> None:
+    config = node_cmd.with_overrides(
+        NodeConfig(), _run_args("--rpc-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:9100")
+    )
+    assert (config.rpc.host, config.rpc.port, config.rpc.allow_remote) == ("127.0.0.1", 0, False)
+    assert config.metrics_addr == "127.0.0.1:9100"
+    assert node_cmd.with_overrides(NodeConfig(), _run_args()) == NodeConfig()
+
+
+def test_a_remote_rpc_address_needs_the_allow_flag() -> None:
+    with pytest.raises(ConfigError) as refused:
+        node_cmd.with_overrides(NodeConfig(), _run_args("--rpc-addr", "0.0.0.0:8645"))
+    assert refused.value.message.startswith("--rpc-addr: 0.0.0.0 is not a loopback address")
+    allowed = node_cmd.with_overrides(
+        NodeConfig(), _run_args("--rpc-addr", "0.0.0.0:8645", "--rpc-allow-remote")
+    )
+    assert (allowed.rpc.host, allowed.rpc.allow_remote) == ("0.0.0.0", True)
+    # The same check holds for an address that comes from config.toml.
+    from_file = NodeConfig(rpc=RpcConfig(host="192.0.2.7", port=8645))
+    with pytest.raises(ConfigError, match=r"^rpc\.addr: 192\.0\.2\.7 is not a loopback"):
+        node_cmd.with_overrides(from_file, _run_args())
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (("--rpc-addr", "nonsense"), "--rpc-addr"),
+        (("--metrics-addr", "0.0.0.0:9100", "--rpc-allow-remote"), "--metrics-addr"),
+        (("--metrics-addr", "127.0.0.1"), "--metrics-addr"),
+    ],
+)
+def test_bad_flags_are_named(argv: tuple[str, ...], flag: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        node_cmd.with_overrides(NodeConfig(), _run_args(*argv))
+    assert refused.value.message.startswith(flag)
+
+
+def test_node_run_refuses_a_remote_rpc_address_with_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = HomePaths(tmp_path)
+    home.config.write_text('[rpc]\naddr = "0.0.0.0:8645"\n')
+    args = _run_args("--home", str(home.root))
+    assert args.func(args) == 1
+    assert "error: rpc.addr: 0.0.0.0 is not a loopback address" in capsys.readouterr().err

@@ -142,6 +142,8 @@ async def handler_limit(limit: int) -> int:
         "chain__head",
         "rpc.discover",
         "chain_Head",
+        "chain_get_Block",
+        "chain_getBlock_by_height",
         "x_" + "a" * 70,
     ],
 )
@@ -150,7 +152,10 @@ def test_method_names_must_be_namespace_method(name: str) -> None:
         MethodTable().register(name, handler_amount, [Param("amount", Int())])
 
 
-@pytest.mark.parametrize("name", ["chain_head", "account_get_nonce", "job_submit", "v2_list"])
+@pytest.mark.parametrize(
+    "name",
+    ["chain_head", "account_get_nonce", "job_submit", "v2_list", "chain_getBlock", "eth_getBlockByNumber"],
+)
 def test_good_method_names(name: str) -> None:
     table = MethodTable()
     table.register(name, handler_amount, [Param("amount", Int())])
@@ -303,7 +308,7 @@ def test_reference_lists_methods_params_defaults_and_errors() -> None:
     )
 
 
-def test_reference_entry_point_prints_the_builtin_table(capsys: pytest.CaptureFixture[str]) -> None:
+def test_reference_entry_point_prints_a_table_with_the_builtins(capsys: pytest.CaptureFixture[str]) -> None:
     assert reference.main([]) == 0
     out = capsys.readouterr().out
     assert out.startswith("# JSON-RPC method reference")

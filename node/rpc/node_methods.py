@@ -1,0 +1,525 @@
+"""The node's JSON-RPC methods: the node itself, its peers and GPUs, the market's capacity table,
+the chain, accounts, transactions, validators, governance and economics.
+
+Shapes follow the RPC contract (``docs/rpc.md`` is generated from this table): amounts are
+decimal strings of base units, addresses ``dct1...``, hashes and keys lowercase hex, heights,
+nonces and counts JSON integers.
+
+Reads of the ledger state run on the trio thread without awaiting in between: the consensus
+driver replaces the state on that same thread, so a handler sees one consistent state. Reads of
+the SQLite store go through ``trio.to_thread``. A handler that cannot find what it is asked for
+raises a typed error (:class:`UnknownBlock`, :class:`UnknownTx`, the ledger's
+:class:`UnknownProposal`); a refused transaction raises the ledger's or the mempool's error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+import trio
+
+from gpu.model import GpuDevice
+from node.rpc.errors import UnknownBlock, UnknownTx
+from node.rpc.job_methods import register_job_methods
+from node.rpc.methods import MethodTable, package_version, register_builtin_methods
+from node.rpc.params import AddressParam, HexBytes, Int, Param
+from node.services.consensus_driver import wall_clock_ms
+from node.services.mempool import DuplicateTx, Mempool, MempoolFull, NonceTaken
+from node.store import ChainStore, IndexedTx
+from protocol.consensus.messages import Block
+from protocol.crypto import Address, address_of
+from protocol.ledger.errors import (
+    BadNonce,
+    BadSignature,
+    FeeTooLow,
+    MalformedTx,
+    UnknownProposal,
+    UnknownTxKind,
+    WrongChainId,
+)
+from protocol.ledger.genesis import genesis_state
+from protocol.ledger.state import LedgerState, Proposal
+from protocol.ledger.tx import MAX_TX_BYTES, Stake, Transfer, Tx, Unstake, decode_tx
+from protocol.market.capacity import CapacityAnnouncement
+
+if TYPE_CHECKING:
+    from node.daemon import Node
+
+#: The most history entries one ``account_history`` call returns.
+MAX_HISTORY = 1000
+
+_TX_FIELDS = (
+    "`hash`, `kind`, `sender` (dct1), `recipient` (dct1 for a transfer, else null), `nonce`, `fee` "
+    "(decimal string), `amount` (decimal string for transfer/stake/unstake, else null)"
+)
+
+
+def build_node_table(node: Node | None) -> MethodTable:
+    """The node's whole method table: the RPC layer's builtins, the node methods and the job
+    methods (which answer MarketDisabled on a node without a job service). Build it once the
+    node's services are set up: the job methods bind ``node.market`` as it is then.
+
+    ``node=None`` builds the same table for describing it (``docs/rpc.md``); its node methods
+    must not be called.
+    """
+    table = MethodTable()
+    register_builtin_methods(table)
+    register_node_methods(table, node)
+    if node is None:
+        register_job_methods(table, None, None)
+    else:
+        register_job_methods(table, node.market, node.validator_key)
+    return table
+
+
+def reference_table() -> MethodTable:
+    """The table ``python -m node.rpc.reference`` renders into ``docs/rpc.md``."""
+    return build_node_table(None)
+
+
+def register_node_methods(table: MethodTable, node: Node | None) -> None:
+    """Register the node methods on ``table``. ``node=None``: for describing the table only."""
+    NodeMethods(node).register(table)
+
+
+# --------------------------------------------------------------------------------------------
+# JSON forms
+# --------------------------------------------------------------------------------------------
+
+
+def gpu_device_json(device: GpuDevice) -> dict[str, object]:
+    """A GPU as ``dcent gpu list --json`` prints it: every probed field plus the derived ones."""
+    fields = device.to_wire()
+    fields["schedulable"] = device.schedulable
+    fields["compute_capability"] = device.compute_capability
+    fields["cuda_version_text"] = device.cuda_version_text
+    return fields
+
+
+def stored_height(node: Node) -> int:
+    """The last height committed and stored (``Node.status()`` would also hash the whole state)."""
+    return node.driver.height if node.driver is not None else 0
+
+
+def _address(raw: bytes) -> str:
+    return str(Address(raw))
+
+
+def tx_json(tx: Tx) -> dict[str, object]:
+    """The fields every transaction answer carries (``tx_get``, ``account_history``)."""
+    msg = tx.msg
+    return {
+        "hash": tx.hash.hex(),
+        "kind": msg.KIND,
+        "sender": _address(tx.sender),
+        "recipient": _address(msg.to) if isinstance(msg, Transfer) else None,
+        "nonce": tx.nonce,
+        "fee": str(tx.fee),
+        "amount": str(msg.amount) if isinstance(msg, Transfer | Stake | Unstake) else None,
+    }
+
+
+def live_tally(state: LedgerState, proposal: Proposal) -> dict[str, int]:
+    """The votes of a proposal still voting, weighted by each voter's bonded stake now (the
+    tally at the end of the period uses the stake then, so this is a forecast)."""
+    power = {address: info.bonded for address, info in state.validators.sorted_items() if not info.tombstoned}
+    tally = dict.fromkeys(("yes", "no", "abstain", "veto"), 0)
+    for (proposal_id, voter), option in state.votes.sorted_items():
+        if proposal_id == proposal.id:
+            tally[option] += power.get(voter, 0)
+    return tally
+
+
+def proposal_json(state: LedgerState, proposal: Proposal) -> dict[str, object]:
+    if proposal.status == "voting":
+        tally = live_tally(state, proposal)
+    else:
+        tally = {"yes": proposal.yes, "no": proposal.no, "abstain": proposal.abstain, "veto": proposal.veto}
+    return {
+        "id": proposal.id,
+        "param": proposal.param,
+        "value": str(proposal.value),
+        "proposer": _address(proposal.proposer),
+        "deposit": str(proposal.deposit),
+        "status": proposal.status,
+        "submit_height": proposal.submit_height,
+        "end_height": proposal.end_height,
+        "tally": {option: str(power) for option, power in tally.items()},
+    }
+
+
+def capacity_json(ann: CapacityAnnouncement) -> dict[str, object]:
+    return {
+        "provider": _address(address_of(ann.provider)),
+        "public_key": ann.provider.hex(),
+        "peer_id": ann.peer_id,
+        "gpus": [gpu_device_json(gpu) for gpu in ann.gpus],
+        "free_gpus": len(ann.free_gpus()),
+        "simulated": ann.simulated,
+        "price_per_gpu_second": str(ann.price_per_gpu_second),
+        "collateral": str(ann.collateral),
+        "stake": str(ann.stake),
+        "executors": list(ann.executors),
+        "expires_at_ms": ann.expires_at_ms,
+    }
+
+
+def _pending_tx(mempool: Mempool, tx_hash: bytes) -> Tx | None:
+    if tx_hash not in mempool:
+        return None
+    # The mempool offers no lookup by hash yet; a scan of its (bounded) contents will do.
+    return next((tx for tx in mempool.reap(len(mempool)) if tx.hash == tx_hash), None)
+
+
+def _load_committed(store: ChainStore, entries: list[IndexedTx]) -> list[Tx]:
+    """The transactions the index points at, decoded from their blocks (each block read once).
+
+    Runs in a worker thread. Raises :class:`UnknownBlock` if an indexed block is missing.
+    """
+    blocks: dict[int, Block] = {}
+    found = []
+    for entry in entries:
+        block = blocks.get(entry.height)
+        if block is None:
+            stored = store.block(entry.height)
+            if stored is None:
+                raise UnknownBlock(f"block {entry.height} of transaction {entry.hash.hex()} is not stored")
+            block = blocks[entry.height] = Block.decode(stored.block)
+        found.append(decode_tx(block.txs[entry.index]))
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# The methods
+# --------------------------------------------------------------------------------------------
+
+
+class NodeMethods:
+    """The handlers, bound to one running node (or to none, for describing the table)."""
+
+    def __init__(self, node: Node | None) -> None:
+        self._bound = node
+        self._genesis_state_hash: bytes | None = None
+
+    @property
+    def node(self) -> Node:
+        if self._bound is None:
+            raise RuntimeError("this method table describes the node's methods and serves no node")
+        return self._bound
+
+    def _state(self) -> LedgerState:
+        app = self.node.app
+        if app is None:
+            raise RuntimeError("the node's ledger is not loaded")
+        return app.state
+
+    def _store(self) -> ChainStore:
+        store = self.node.store
+        if store is None:
+            raise RuntimeError("the node's store is not open")
+        return store
+
+    def register(self, table: MethodTable) -> None:
+        address = Param("address", AddressParam(), "the account, dct1...")
+        table.register(
+            "node_info",
+            self.node_info,
+            returns="object: `moniker`, `chain_id`, `version`, `peer_id`, `listen_addrs`, `address` "
+            "(the node's account and validator key), `public_key`, `height`, `validator` (in the "
+            "active set), `gpus` (schedulable units sold), `simulated_gpus`, `executor`, `rpc_url`",
+        )
+        table.register(
+            "net_peers", self.net_peers, returns="array of `{peer_id, addrs}`, sorted by `peer_id`"
+        )
+        table.register(
+            "gpu_list",
+            self.gpu_list,
+            returns="object: `simulated`, `devices` (each as `dcent gpu list --json` prints it)",
+        )
+        table.register(
+            "market_capacity",
+            self.market_capacity,
+            returns="array of `{provider, public_key, peer_id, gpus, free_gpus, simulated, "
+            "price_per_gpu_second, collateral, stake, executors, expires_at_ms}` by provider key",
+        )
+        table.register(
+            "chain_head",
+            self.chain_head,
+            returns="object: `chain_id`, `height`, `hash`, `state_hash`, `time_ms`, `validators` (count)",
+        )
+        table.register(
+            "chain_getBlock",
+            self.chain_get_block,
+            [Param("height", Int(min=0), "block height")],
+            errors=[UnknownBlock],
+            returns="object: `height`, `hash`, `parent_hash`, `time_ms`, `proposer`, `state_hash`, "
+            "`txs` (transaction hashes), `evidence` (count)",
+        )
+        table.register(
+            "account_get",
+            self.account_get,
+            [address],
+            returns="object: `address`, `balance`, `nonce`, `bonded`, `unbonding` (zeros for an unknown account)",
+        )
+        table.register(
+            "account_history",
+            self.account_history,
+            [address, Param("limit", Int(min=1, max=MAX_HISTORY), "most entries to return", default=100)],
+            returns=f"array, newest first, of committed transactions: `height`, `index`, {_TX_FIELDS}",
+        )
+        table.register(
+            "tx_submit",
+            self.tx_submit,
+            [Param("tx", HexBytes(max_len=MAX_TX_BYTES), "the signed transaction's bytes")],
+            errors=[
+                MalformedTx,
+                UnknownTxKind,
+                WrongChainId,
+                FeeTooLow,
+                BadNonce,
+                BadSignature,
+                DuplicateTx,
+                NonceTaken,
+                MempoolFull,
+            ],
+            returns="object: `hash`",
+        )
+        table.register(
+            "tx_get",
+            self.tx_get,
+            [Param("hash", HexBytes(length=32), "transaction hash")],
+            errors=[UnknownTx],
+            returns='object: `status` ("pending" or "committed"), `height` and `index` (null while '
+            f"pending), {_TX_FIELDS}",
+        )
+        table.register(
+            "validator_list",
+            self.validator_list,
+            returns="array of `{address, public_key, bonded, power, tombstoned}` in the active set's order",
+        )
+        table.register(
+            "gov_proposals",
+            self.gov_proposals,
+            returns="array of proposals by id: `id`, `param`, `value`, `proposer`, `deposit`, `status`, "
+            "`submit_height`, `end_height`, `tally` (`yes`, `no`, `abstain`, `veto` as stake; live "
+            "while voting)",
+        )
+        table.register(
+            "gov_get",
+            self.gov_get,
+            [Param("id", Int(), "proposal id")],
+            errors=[UnknownProposal],
+            returns="one proposal, as `gov_proposals` lists it",
+        )
+        table.register(
+            "economics_params",
+            self.economics_params,
+            returns="object: `params` (name to decimal string; ratios scaled by 10^18), `supply`, "
+            "`minted`, `burned`, `bonded`, `inflation` (scaled by 10^18), `community_pool`, `provider_pool`",
+        )
+
+    # --- the node --------------------------------------------------------------------------
+    async def node_info(self) -> dict[str, object]:
+        """Who this node is: identity, chain, height, what it sells, where its RPC listens."""
+        node = self.node
+        state = self._state()
+        key = node.validator_key
+        report = node.capacity.last_report if node.capacity is not None else None
+        return {
+            "moniker": node.config.moniker,
+            "chain_id": node.genesis.chain_id,
+            "version": package_version(),
+            "peer_id": node.host.peer_id,
+            "listen_addrs": list(node.host.listen_addrs),
+            "address": str(key.address),
+            "public_key": key.public_key.raw.hex(),
+            "height": stored_height(node),
+            "validator": any(member.address == key.address.raw for member in state.validator_set()),
+            "gpus": len(report.schedulable_units()) if report is not None else 0,
+            "simulated_gpus": bool(node.config.market.simulated_gpus),
+            "executor": node.config.market.executor,
+            "rpc_url": node.rpc_url or "",
+        }
+
+    async def net_peers(self) -> list[dict[str, object]]:
+        """The peers connected now, with their known addresses."""
+        peers = sorted(self.node.host.peers(), key=lambda peer: peer.peer_id)
+        return [{"peer_id": peer.peer_id, "addrs": list(peer.addrs)} for peer in peers]
+
+    async def gpu_list(self) -> dict[str, object]:
+        """This node's GPUs, probed now (declared GPUs when the node simulates them)."""
+        node = self.node
+        if node.capacity is None:
+            raise RuntimeError("the capacity service is not running")
+        report = await node.capacity.probe()
+        return {
+            "simulated": bool(node.config.market.simulated_gpus),
+            "devices": [gpu_device_json(device) for device in report.devices],
+        }
+
+    async def market_capacity(self) -> list[dict[str, object]]:
+        """Every provider's current capacity announcement this node has verified."""
+        capacity = self.node.capacity
+        if capacity is None:
+            raise RuntimeError("the capacity service is not running")
+        now = wall_clock_ms()
+        return [capacity_json(ann) for ann in capacity.entries() if ann.expires_at_ms > now]
+
+    # --- the chain -------------------------------------------------------------------------
+    async def chain_head(self) -> dict[str, object]:
+        """The newest stored block: height, hashes and time (the genesis before any block)."""
+        node = self.node
+        store = self._store()
+
+        def read() -> tuple[int, bytes, bytes, int] | None:
+            head = store.head()
+            stored = None if head is None else store.block(head.height)
+            if stored is None:
+                return None
+            return stored.height, stored.hash, stored.state_hash, Block.decode(stored.block).time_ms
+
+        head = await trio.to_thread.run_sync(read)
+        validators = len(self._state().validator_set())
+        if head is None:
+            height, block_hash, state_hash, time_ms = 0, node.genesis.genesis_hash(), self._genesis_hash(), 0
+        else:
+            height, block_hash, state_hash, time_ms = head
+        return {
+            "chain_id": node.genesis.chain_id,
+            "height": height,
+            "hash": block_hash.hex(),
+            "state_hash": state_hash.hex(),
+            "time_ms": time_ms,
+            "validators": validators,
+        }
+
+    def _genesis_hash(self) -> bytes:
+        if self._genesis_state_hash is None:
+            self._genesis_state_hash = genesis_state(self.node.genesis).state_hash()
+        return self._genesis_state_hash
+
+    async def chain_get_block(self, height: int) -> dict[str, object]:
+        """One stored block: its header fields and its transactions' hashes."""
+        store = self._store()
+        stored = await trio.to_thread.run_sync(store.block, height)
+        if stored is None:
+            raise UnknownBlock(
+                f"no block at height {height} is stored here (head {stored_height(self.node)})"
+            )
+        block = await trio.to_thread.run_sync(Block.decode, stored.block)
+        return {
+            "height": stored.height,
+            "hash": stored.hash.hex(),
+            "parent_hash": block.parent_hash.hex(),
+            "time_ms": block.time_ms,
+            "proposer": _address(block.proposer),
+            "state_hash": stored.state_hash.hex(),
+            "txs": [hashlib.sha256(raw).hexdigest() for raw in block.txs],
+            "evidence": len(block.evidence),
+        }
+
+    # --- accounts and transactions -----------------------------------------------------------
+    async def account_get(self, address: Address) -> dict[str, object]:
+        """An account's balance, nonce and stake in the committed state."""
+        state = self._state()
+        account = state.account(address.raw)
+        info = state.validators.get(address.raw)
+        unbonding = sum(
+            entry.amount
+            for entries in state.unbonding.values()
+            for entry in entries
+            if entry.address == address.raw
+        )
+        return {
+            "address": str(address),
+            "balance": str(account.balance),
+            "nonce": account.nonce,
+            "bonded": str(info.bonded if info is not None else 0),
+            "unbonding": str(unbonding),
+        }
+
+    async def account_history(self, address: Address, limit: int) -> list[dict[str, object]]:
+        """Committed transactions the account sent or received (transfers to it), newest first."""
+        store = self._store()
+
+        def read() -> list[tuple[IndexedTx, Tx]]:
+            entries = store.txs_of(address.raw, limit)
+            return list(zip(entries, _load_committed(store, entries), strict=True))
+
+        return [
+            {"height": entry.height, "index": entry.index, **tx_json(tx)}
+            for entry, tx in await trio.to_thread.run_sync(read)
+        ]
+
+    async def tx_submit(self, tx: bytes) -> dict[str, object]:
+        """Admit a signed transaction to the mempool and relay it; refused with the ledger's or
+        the mempool's error code."""
+        admitted = await self.node.submit_tx(tx)
+        return {"hash": admitted.hash.hex()}
+
+    async def tx_get(self, hash: bytes) -> dict[str, object]:
+        """A transaction waiting in the mempool or committed in a stored block."""
+        node = self.node
+        # The mempool first: a committed transaction is stored before it leaves the mempool, so
+        # one that is in neither place after these two looks is really unknown.
+        pending = _pending_tx(node.mempool, hash)
+        if pending is not None:
+            return {"status": "pending", "height": None, "index": None, **tx_json(pending)}
+        store = self._store()
+
+        def read() -> tuple[IndexedTx, Tx] | None:
+            entry = store.tx(hash)
+            return None if entry is None else (entry, _load_committed(store, [entry])[0])
+
+        found = await trio.to_thread.run_sync(read)
+        if found is None:
+            raise UnknownTx(f"no transaction {hash.hex()} is pending or committed on this node")
+        entry, tx = found
+        return {"status": "committed", "height": entry.height, "index": entry.index, **tx_json(tx)}
+
+    # --- validators, governance, economics ---------------------------------------------------
+    async def validator_list(self) -> list[dict[str, object]]:
+        """The active validator set, as consensus uses it."""
+        state = self._state()
+        members = []
+        for member in state.validator_set():
+            info = state.validators.get(member.address)
+            members.append(
+                {
+                    "address": _address(member.address),
+                    "public_key": member.public_key.hex(),
+                    "bonded": str(info.bonded if info is not None else 0),
+                    "power": str(member.power),
+                    "tombstoned": bool(info is not None and info.tombstoned),
+                }
+            )
+        return members
+
+    async def gov_proposals(self) -> list[dict[str, object]]:
+        """Every governance proposal, by id."""
+        state = self._state()
+        return [proposal_json(state, proposal) for _, proposal in state.proposals.sorted_items()]
+
+    async def gov_get(self, id: int) -> dict[str, object]:
+        """One governance proposal."""
+        state = self._state()
+        proposal = state.proposals.get(id)
+        if proposal is None:
+            raise UnknownProposal(f"no proposal {id}")
+        return proposal_json(state, proposal)
+
+    async def economics_params(self) -> dict[str, object]:
+        """The economic and governance parameters in force, and the supply figures."""
+        state = self._state()
+        totals = state.vars
+        return {
+            "params": {name: str(value) for name, value in sorted(state.params.to_wire().items())},
+            "supply": str(state.total_supply()),
+            "minted": str(totals["minted"]),
+            "burned": str(totals["burned"]),
+            "bonded": str(totals["total_bonded"]),
+            "inflation": str(totals["inflation"]),
+            "community_pool": str(totals["community_pool"]),
+            "provider_pool": str(totals["provider_pool"]),
+        }
