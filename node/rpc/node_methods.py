@@ -166,10 +166,7 @@ def capacity_json(ann: CapacityAnnouncement) -> dict[str, object]:
 
 
 def _pending_tx(mempool: Mempool, tx_hash: bytes) -> Tx | None:
-    if tx_hash not in mempool:
-        return None
-    # The mempool offers no lookup by hash yet; a scan of its (bounded) contents will do.
-    return next((tx for tx in mempool.reap(len(mempool)) if tx.hash == tx_hash), None)
+    return mempool.get(tx_hash)
 
 
 def _load_committed(store: ChainStore, entries: list[IndexedTx]) -> list[Tx]:

@@ -71,6 +71,9 @@ class Mempool:
     def __contains__(self, tx_hash: object) -> bool:
         return tx_hash in self._txs
 
+    def get(self, tx_hash: bytes) -> Tx | None:
+        return self._txs.get(tx_hash)
+
     def stats(self) -> MempoolStats:
         return MempoolStats(len(self._txs), self._bytes, len(self._verified))
 
