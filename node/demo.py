@@ -1,151 +1,206 @@
-"""`make demo`: the ledger at work on the local testnet genesis, end to end.
+"""`make demo`: a fresh 4-node testnet, a wallet, and one GPU job from submission to settlement.
 
-Loads ``configs/genesis.toml``, then builds and applies real signed blocks: transfers, staking, a
-compute contract that requester and provider both sign (escrowed, run for metered GPU-seconds,
-settled against a receipt both sign), and a governance vote that changes the fee-burn share. It
-prints balances before and after, issuance, burned fees and rewards, and checks the supply
-invariant after every block. (The multi-node testnet demo replaces this once the node exists.)
+Every step is a real `dcent` command, printed before it runs, so the demo doubles as a tour of the
+CLI: `testnet up` (4 validator processes, the first two sell GPUs: real ones through NVML when
+this machine has them, simulated ones otherwise), a new encrypted wallet funded from the genesis
+faucet, a transfer from the wallet to the account of the node that will pay for the job, `job
+submit --wait` (matching, contract, escrow, the run in the provider's bubblewrap sandbox,
+delivery, settlement), `job result`. Then balances before and after, rewards and burned fees, and
+`testnet down` unless `--keep`.
 """
 
 from __future__ import annotations
 
-import hashlib
+import argparse
+import json
+import os
+import secrets
+import shutil
+import subprocess
 import sys
-from collections.abc import Sequence
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from protocol.contracts import ContractTerms, SignedContract, UsageReceipt
-from protocol.crypto import PrivateKey
-from protocol.ledger.block import BlockContext, BlockResult, apply_block
-from protocol.ledger.genesis import Genesis, genesis_state
-from protocol.ledger.state import LedgerState
-from protocol.ledger.tx import GovPropose, GovVote, Msg, OpenEscrow, Settle, Stake, Transfer, sign_tx
-from protocol.units import DCT, format_amount, format_ratio, percent
+from node.rpc.client import RpcClient
+from node.testnet.layout import NetworkLayout
+from protocol.units import format_amount
 
-GENESIS_PATH = Path(__file__).resolve().parent.parent / "configs" / "genesis.toml"
+ROOT = Path(__file__).resolve().parent.parent
+JOB_SPEC = ROOT / "configs" / "jobs" / "python-train.toml"
+#: The node whose account pays for the job: not a provider, so the job runs elsewhere.
+REQUESTER = 2
+DEFAULT_BASE_PORT = 27100
 
 
-class DemoChain:
-    """Signs transactions with the right nonces and applies blocks, rotating the proposer."""
+@dataclass
+class Demo:
+    directory: Path
+    env: dict[str, str]
 
-    def __init__(self, state: LedgerState, validators: Sequence[PrivateKey]) -> None:
-        self.state = state
-        self.validators = validators
-        self.fee = state.params.min_fee
-
-    def tx(self, key: PrivateKey, msg: Msg, nonce_offset: int = 0) -> bytes:
-        nonce = self.state.account(key.address.raw).nonce + 1 + nonce_offset
-        return sign_tx(key, self.state.chain_id, nonce, self.fee, msg)
-
-    def block(self, txs: Sequence[bytes], label: str, *, quiet: bool = False) -> BlockResult:
-        height = self.state.height + 1
-        proposer = self.validators[height % len(self.validators)].address.raw
-        signers = tuple(v.address.raw for v in self.validators)
-        result = apply_block(self.state, BlockContext(height, proposer, signers), txs)
-        self.state.check_invariants()
-        if result.provider_rewards:
-            paid = ", ".join(format_amount(amount) for _, amount in result.provider_rewards)
-            print(f"  block {height:>3}  epoch end: compute providers rewarded {paid} by GPU-seconds")
-        if quiet:
-            return result
-        print(
-            f"  block {height:>3}  {len(txs)} tx  minted {format_amount(result.minted):>18}  "
-            f"burned {format_amount(result.burned):>16}  {label}"
+    def dcent(self, *args: str, capture: bool = False) -> str:
+        """Run one CLI command as a user would (printed first); exit on failure."""
+        shown = " ".join(a if " " not in a else repr(a) for a in args)
+        print(f"\n$ dcent {shown}", flush=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "node.cli.main", *args],
+            cwd=ROOT,
+            env=self.env,
+            text=True,
+            stdout=subprocess.PIPE if capture else None,
+            check=False,
         )
-        return result
+        if result.returncode != 0:
+            raise SystemExit(f"demo: `dcent {shown}` failed with exit code {result.returncode}")
+        return result.stdout if capture else ""
 
-    def idle_until(self, height: int) -> None:
-        start = self.state.height + 1
-        minted = 0
-        while self.state.height < height:
-            minted += self.block([], "", quiet=True).minted
-        print(f"  blocks {start}-{height}: empty, minted {format_amount(minted)} (voting period)")
+    def dcent_json(self, *args: str) -> object:
+        out = self.dcent(*args, "--output", "json", capture=True)
+        return json.loads(out)
 
 
-def main() -> int:
-    genesis = Genesis.from_text(GENESIS_PATH.read_text(), fmt="toml")
-    state = genesis_state(genesis)
-    validators = [PrivateKey.from_label(f"validator-{i}") for i in range(4)]
-    faucet = PrivateKey.from_label("faucet")
-    alice = PrivateKey.from_label("demo-requester")  # rents GPUs
-    bob = PrivateKey.from_label("demo-provider")  # sells GPUs
-    names = {k.address.raw: n for k, n in ((faucet, "faucet"), (alice, "requester"), (bob, "provider"))}
-    names.update({v.address.raw: f"validator-{i}" for i, v in enumerate(validators)})
-    chain = DemoChain(state, validators)
+def balances(layout: NetworkLayout, addresses: dict[str, str]) -> dict[str, int]:
+    node = layout.node(0)
+    client = RpcClient.for_home(node.paths.root, node.rpc_url)
+    return {
+        name: int(client.call_blocking("account_get", address)["balance"])
+        for name, address in addresses.items()
+    }
 
-    print(f"dcent demo: chain {genesis.chain_id}, genesis {genesis.genesis_hash().hex()[:16]}...")
-    print(f"  supply {format_amount(state.total_supply())}, {len(state.validator_set())} validators\n")
-    before = {address: state.balance(address) for address in names}
 
-    print("Blocks:")
-    chain.block(
-        [
-            chain.tx(faucet, Transfer(alice.address.raw, 5_000 * DCT)),
-            chain.tx(faucet, Transfer(bob.address.raw, 2_000 * DCT), nonce_offset=1),
-        ],
-        "faucet funds a requester and a provider",
-    )
-    chain.block([chain.tx(bob, Stake(500 * DCT))], "provider stakes 500 DCT")
+def economics(layout: NetworkLayout) -> dict[str, int]:
+    node = layout.node(0)
+    client = RpcClient.for_home(node.paths.root, node.rpc_url)
+    answer = client.call_blocking("economics_params")
+    return {key: int(answer[key]) for key in ("supply", "minted", "burned")}
 
-    terms = ContractTerms(
-        chain_id=state.chain_id,
-        requester=alice.public_key.raw,
-        provider=bob.public_key.raw,
-        job_hash=hashlib.sha256(b'{"argv": ["python3", "train.py"]}').digest(),
-        gpu_uuids=("GPU-SIM-demo-0", "GPU-SIM-demo-1"),
-        price_per_gpu_second=2_000_000,  # 0.002 DCT per GPU-second
-        max_gpu_seconds=7_200,
-        collateral=100 * DCT,
-        deadline_height=state.height + 50,
-        salt=b"demo-contract-1",
-    )
-    contract = SignedContract(terms, terms.sign(alice), terms.sign(bob))
-    chain.block([chain.tx(alice, OpenEscrow(contract))], "requester escrows a contract both signed")
-    receipt = UsageReceipt(
-        chain_id=state.chain_id,
-        contract_hash=terms.contract_hash(),
-        gpu_seconds=5_400,  # 45 minutes on 2 GPUs
-        exit_status=0,
-        output_hash=hashlib.sha256(b"model weights").digest(),
-    )
-    chain.block(
-        [chain.tx(bob, Settle(receipt, receipt.sign(bob), receipt.sign(alice)))],
-        "contract settled: 5,400 GPU-seconds metered",
-    )
 
-    old_share = state.params.fee_burn_share
-    chain.block(
-        [chain.tx(validators[0], GovPropose("fee_burn_share", percent(75), 10 * DCT))],
-        "proposal: burn 75% of fees",
-    )
-    chain.block(
-        [chain.tx(v, GovVote(1, "yes")) for v in validators[:3]],
-        "3 of 4 validators vote yes",
-    )
-    chain.idle_until(state.proposals[1].end_height)
+def print_job_money(job: dict[str, object], layout: NetworkLayout) -> None:
+    """Where the job's money went, from the contract's terms and the receipt both signed."""
+    node = layout.node(0)
+    params = RpcClient.for_home(node.paths.root, node.rpc_url).call_blocking("economics_params")["params"]
+    price, seconds = int(str(job["price_per_gpu_second"])), int(str(job["gpu_seconds"]))
+    max_cost, collateral = int(str(job["max_cost"])), int(str(job["collateral"]))
+    paid = min(price * seconds, max_cost)
+    fee = paid * int(params["protocol_fee_share"]) // 10**18
+    print("\nThe job's money (contract both signed, settled on the ledger):")
+    print(f"  escrowed by the requester: {format_amount(max_cost)} (max GPU-seconds x price)")
+    print(f"  locked by the provider:    {format_amount(collateral)} collateral, returned at settlement")
+    print(f"  metered: {seconds} GPU-seconds x {format_amount(price)} = {format_amount(paid)}")
     print(
-        f"\nGovernance: proposal 1 {state.proposals[1].status}; fee_burn_share "
-        f"{format_ratio(old_share)} -> {format_ratio(state.params.fee_burn_share)}"
+        f"  to the provider:           {format_amount(paid - fee)}; protocol fee burned: {format_amount(fee)}"
     )
+    print(f"  back to the requester:     {format_amount(max_cost - paid)}")
 
-    chain.block(
-        [chain.tx(alice, Transfer(bob.address.raw, 1 * DCT))],
-        "the next fees burn at the new share",
+
+def run(directory: Path, base_port: int, keep: bool) -> int:
+    env = {**os.environ, "DCENT_TESTNET_DIR": str(directory)}
+    demo = Demo(directory, env)
+    print("dcent demo: a 4-node testnet, two GPU providers, one job from a wallet to settlement")
+    demo.dcent(
+        "testnet",
+        "up",
+        "-n",
+        "4",
+        "--providers",
+        "2",
+        "--dir",
+        str(directory),
+        "--base-port",
+        str(base_port),
+        "--fresh",
     )
-
-    print("\nBalances (before -> after):")
-    for address, name in sorted(names.items(), key=lambda item: item[1]):
-        print(
-            f"  {name:<12} {format_amount(before[address]):>26} -> {format_amount(state.balance(address)):>26}"
+    try:
+        layout = NetworkLayout.load(directory)
+        requester = layout.node(REQUESTER)
+        home = str(requester.paths.root)
+        keystore = directory / "keystore"
+        password = directory / "wallet.password"
+        password.write_text(secrets.token_hex(16) + "\n")
+        password.chmod(0o600)
+        wallet = demo.dcent_json(
+            "wallet", "new", "--name", "demo", "--keystore", str(keystore), "--password-file", str(password)
         )
-    v = state.vars
-    print(
-        f"\nIssued {format_amount(v['minted'])}, burned {format_amount(v['burned'])}, "
-        f"community pool {format_amount(v['community_pool'])}, provider pool {format_amount(v['provider_pool'])}"
-    )
-    print(f"Supply invariant holds at height {state.height}; state hash {state.state_hash().hex()[:16]}...")
-    print("demo complete: contract settled on the ledger")
-    return 0
+        assert isinstance(wallet, dict)
+        address = str(wallet["address"])
+
+        accounts = {"wallet": address, f"node-{REQUESTER} (pays for the job)": requester.address}
+        accounts |= {f"node-{i} (provider)": layout.node(i).address for i in range(2)}
+        accounts["node-3"] = layout.node(3).address
+        before, econ_before = balances(layout, accounts), economics(layout)
+
+        demo.dcent("testnet", "faucet", address, "1000", "--dir", str(directory))
+        signing = (
+            "--keystore",
+            str(keystore),
+            "--password-file",
+            str(password),
+            "--from",
+            "demo",
+            "--home",
+            home,
+        )
+        demo.dcent("wallet", "transfer", requester.address, "250", *signing)
+        demo.dcent("wallet", "balance", address, "--home", home)
+        demo.dcent("job", "submit", str(JOB_SPEC), "--wait", "--home", home)
+        jobs = demo.dcent_json("job", "list", "--home", home)
+        assert isinstance(jobs, list) and jobs, "the node lists no job"
+        job = jobs[0]
+        result_dir = directory / "result"
+        demo.dcent("job", "result", str(job["job_id"]), "--out", str(result_dir), "--home", home)
+        demo.dcent("job", "logs", str(job["job_id"]), "--home", home)
+        for path in sorted(result_dir.rglob("*")):
+            if path.is_file():
+                print(f"  {path.relative_to(result_dir)}: {path.read_text(errors='replace').strip()[:200]}")
+
+        after, econ_after = balances(layout, accounts), economics(layout)
+        print("\nBalances (before -> after):")
+        for name in accounts:
+            delta = after[name] - before[name]
+            sign = "+" if delta >= 0 else "-"
+            print(
+                f"  {name:<28} {format_amount(before[name]):>24} -> {format_amount(after[name]):>24}"
+                f"  ({sign}{format_amount(abs(delta))})"
+            )
+        if job["state"] == "settled":
+            print_job_money(job, layout)
+        print(
+            f"\nWhile the demo ran: {format_amount(econ_after['minted'] - econ_before['minted'])} issued as "
+            f"block rewards to validators and providers, {format_amount(econ_after['burned'] - econ_before['burned'])} "
+            f"burned (fee share and protocol fee); supply {format_amount(econ_after['supply'])}."
+        )
+        if job["state"] != "settled":
+            print(f"demo failed: the job ended {job['state']}: {job.get('error')}", file=sys.stderr)
+            return 1
+        print(
+            f"\ndemo complete: job settled: {job['job_id']} ran on {job['provider']} "
+            f"({job['gpu_seconds']} GPU-seconds at {format_amount(int(job['price_per_gpu_second']))}/GPU-s), "
+            f"contract {str(job['contract_hash'])[:16]}..."
+        )
+        return 0
+    finally:
+        if keep:
+            print(
+                f"\nThe testnet keeps running in {directory}; stop it with: dcent testnet down --dir {directory}"
+            )
+        else:
+            demo.dcent("testnet", "down", "--dir", str(directory))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m node.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", action="store_true", help="leave the testnet running at the end")
+    parser.add_argument("--dir", type=Path, help="testnet directory (default: a temporary one)")
+    parser.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT, help="first port of the testnet")
+    args = parser.parse_args(argv)
+    if args.dir is not None:
+        return run(args.dir.resolve(), args.base_port, args.keep)
+    directory = Path(tempfile.mkdtemp(prefix="dcent-demo-"))
+    try:
+        return run(directory, args.base_port, args.keep)
+    finally:
+        if not args.keep:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""The local multi-node testnet: layout (homes, genesis, ports), node processes, readiness."""
