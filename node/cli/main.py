@@ -12,7 +12,18 @@ import sys
 from collections.abc import Sequence
 
 # Command-group modules under node.cli, in the order `dcent --help` lists them.
-COMMAND_GROUPS: tuple[str, ...] = ("init", "node_cmd", "chain", "gpu", "sim", "genesis", "wallet", "job", "gov", "testnet")
+COMMAND_GROUPS: tuple[str, ...] = (
+    "init",
+    "node_cmd",
+    "chain",
+    "gpu",
+    "sim",
+    "genesis",
+    "wallet",
+    "job",
+    "gov",
+    "testnet",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
