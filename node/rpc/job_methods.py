@@ -45,7 +45,9 @@ def register_job_methods(table: MethodTable, market: MarketService | None, key: 
         record = await service().submit(parsed, max_attempts=max_attempts)
         return {"job_id": record.job_id}
 
-    @table.method("job_get", params=[Param("job_id", Str(max_len=64))], errors=[UnknownJob], returns=JOB_OBJECT)
+    @table.method(
+        "job_get", params=[Param("job_id", Str(max_len=64))], errors=[UnknownJob], returns=JOB_OBJECT
+    )
     async def job_get(job_id: str) -> dict[str, object]:
         """One job, requested here or provided here."""
         return service().get(job_id).to_json(requester_key)
