@@ -12,6 +12,7 @@ from node.cli.main import main
 from node.config import HomePaths, KeyFileError, load_config, load_key
 from node.store import ChainStore, StoredBlock
 from protocol.ledger.genesis import Genesis, genesis_state
+from tests.integration.test_store import _block
 
 GENESIS = Path(__file__).resolve().parents[2] / "configs" / "genesis.toml"
 
@@ -61,7 +62,8 @@ def test_chain_head_reports_genesis_then_the_stored_head(
     assert at_genesis["state_hash"] == genesis_state(genesis).state_hash().hex()
 
     store = ChainStore.open(HomePaths(tmp_path).chain_db)
-    store.append_block(StoredBlock(1, b"h" * 32, b"s" * 32, b"block", b"cert"))
+    stored = _block(1)
+    store.append_block(StoredBlock(1, stored.hash, b"s" * 32, stored.block, stored.certificate))
     store.close()
     assert main(["chain", "head", "--home", str(tmp_path), "--json"]) == 0
     head = json.loads(capsys.readouterr().out)
