@@ -34,7 +34,7 @@ from hypercorn.typing import Framework
 from node.errors import NodeError
 from node.rpc.address import is_loopback
 from node.rpc.node_methods import stored_height
-from node.rpc.server import AsgiReceive, AsgiScope, AsgiSend, sole_exception
+from node.rpc.server import AsgiReceive, AsgiScope, AsgiSend, hypercorn_config, sole_exception
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -205,15 +205,7 @@ class MetricsServer:
         self.url: str | None = None
 
     def _hypercorn_config(self) -> hypercorn.config.Config:
-        config = hypercorn.config.Config()
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        config.bind = [f"{host}:{self.requested_port}"]
-        config.errorlog = logging.getLogger("dcent.metrics.http")
-        config.accesslog = None
-        config.include_server_header = False
-        config.graceful_timeout = self.graceful_timeout_s
-        config.alpn_protocols = ["http/1.1"]
-        return config
+        return hypercorn_config(self.host, self.requested_port, "dcent.metrics.http", self.graceful_timeout_s)
 
     async def run(self, *, task_status: TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled. ``task_status.started`` gets the URL of the metrics page.

@@ -170,6 +170,20 @@ def _port_of(bind_url: str) -> int:
     return int(bind_url.rsplit(":", 1)[1])
 
 
+def hypercorn_config(host: str, port: int, logger: str, graceful_timeout_s: float) -> hypercorn.config.Config:
+    """Hypercorn serving plain HTTP/1.1 on ``host:port``: no TLS here, so no ALPN for h2, one
+    protocol to reason about; errors to the ``logger`` log, no access log, no server header."""
+    config = hypercorn.config.Config()
+    bind_host = f"[{host}]" if ":" in host else host
+    config.bind = [f"{bind_host}:{port}"]
+    config.errorlog = logging.getLogger(logger)
+    config.accesslog = None
+    config.include_server_header = False
+    config.graceful_timeout = graceful_timeout_s
+    config.alpn_protocols = ["http/1.1"]
+    return config
+
+
 class RpcServer:
     """The node's JSON-RPC server. Start it with ``await nursery.start(server.run)``.
 
@@ -224,16 +238,7 @@ class RpcServer:
         self._shutdown.set()
 
     def _hypercorn_config(self) -> hypercorn.config.Config:
-        config = hypercorn.config.Config()
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        config.bind = [f"{host}:{self.requested_port}"]
-        config.errorlog = logging.getLogger("dcent.rpc.http")
-        config.accesslog = None
-        config.include_server_header = False
-        config.graceful_timeout = self.graceful_timeout_s
-        # HTTP/1.1 only: no TLS here, so no ALPN for h2, and one protocol to reason about.
-        config.alpn_protocols = ["http/1.1"]
-        return config
+        return hypercorn_config(self.host, self.requested_port, "dcent.rpc.http", self.graceful_timeout_s)
 
     async def run(self, *, task_status: TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled or shut down. ``task_status.started`` gets :attr:`url`.
