@@ -1,0 +1,1 @@
+"""End-to-end tests: real node processes driven over RPC."""
