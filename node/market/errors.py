@@ -41,3 +41,21 @@ class TxRefused(JobServiceError):
     ``ledger_code`` name the ledger's reason."""
 
     code: ClassVar[int] = 5305
+
+
+class EscrowNeverOpened(JobServiceError):
+    """The requester did not get the escrow included in time: the provider released the GPUs."""
+
+    code: ClassVar[int] = 5306
+
+
+class InterruptedByRestart(JobServiceError):
+    """The node stopped while the job was in progress and could not pick it up again."""
+
+    code: ClassVar[int] = 5307
+
+
+class JobCancelled(JobServiceError):
+    """Cancelled by its requester before a contract was made."""
+
+    code: ClassVar[int] = 5308

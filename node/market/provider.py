@@ -22,7 +22,7 @@ from node.executor.base import Executor
 from node.executor.errors import ExecutorError
 from node.executor.model import ExecutionResult, SandboxJob
 from node.market.context import MarketContext
-from node.market.errors import TxRefused
+from node.market.errors import EscrowNeverOpened, TxRefused
 from node.market.records import PROVIDER, JobRecord, JobState
 from node.p2p.errors import P2PError
 from node.p2p.framing import Stream
@@ -175,10 +175,14 @@ class ProviderSide:
             if contract_hash in state.escrows:
                 record.escrow_height = state.height
                 record.move(JobState.ESCROWED, ctx.clock_ms())
+                self.nursery.start_soon(ctx.book.save, record)  # not awaited: the job starts now
                 return True
             if contract_hash in state.closed_contracts or state.height >= give_up:
                 record.fail(
-                    JobState.FAILED, 5306, f"the escrow was not opened by height {give_up}", ctx.clock_ms()
+                    JobState.FAILED,
+                    EscrowNeverOpened.code,
+                    f"the escrow was not opened by height {give_up}",
+                    ctx.clock_ms(),
                 )
                 await ctx.book.save(record)
                 return False
@@ -210,9 +214,9 @@ class ProviderSide:
         record.move(JobState.RUNNING, ctx.clock_ms())
         self.started_at[record.job_id] = trio.current_time()
         self.nursery.start_soon(self._tell_started, record)
+        self.nursery.start_soon(ctx.book.save, record)
         try:
             job = self._sandbox_job(record)
-            ctx.book.jobs[record.job_id] = record
             result: ExecutionResult | None = await self.executor.run(job)
         except ExecutorError as exc:
             log.warning("job %s could not run: %s", record.job_id, exc.message)

@@ -16,7 +16,7 @@ from pathlib import Path
 import trio
 
 from node.market.context import MarketContext
-from node.market.errors import TxRefused
+from node.market.errors import EscrowNeverOpened, JobCancelled, TxRefused
 from node.market.records import REQUESTER, JobRecord, JobState
 from node.p2p.errors import P2PError
 from node.p2p.framing import Stream
@@ -98,7 +98,12 @@ class RequesterSide:
             contract = await self._negotiate(record, max_attempts)
         self._scopes.pop(record.job_id, None)
         if scope.cancelled_caught:
-            record.fail(JobState.CANCELLED, 5303, "cancelled before a contract was made", ctx.clock_ms())
+            record.fail(
+                JobState.CANCELLED,
+                JobCancelled.code,
+                "cancelled before a contract was made",
+                ctx.clock_ms(),
+            )
             await ctx.book.save(record)
             return
         if contract is None:
@@ -276,7 +281,9 @@ class RequesterSide:
             try:
                 if escrow is None:
                     if state.height > terms.deadline_height:
-                        record.fail(JobState.FAILED, 5306, "the escrow never opened", ctx.clock_ms())
+                        record.fail(
+                            JobState.FAILED, EscrowNeverOpened.code, "the escrow never opened", ctx.clock_ms()
+                        )
                         await ctx.book.save(record)
                         return
                 elif record.requester_sig and record.receipt is not None:

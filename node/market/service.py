@@ -26,7 +26,7 @@ from node.market.context import (
     JobBook,
     MarketContext,
 )
-from node.market.errors import JobNotCancellable, JobNotFinished
+from node.market.errors import InterruptedByRestart, JobNotCancellable, JobNotFinished
 from node.market.provider import ProviderSide
 from node.market.records import PROVIDER, REQUESTER, JobRecord, JobState
 from node.market.requester import RequesterSide
@@ -170,7 +170,12 @@ class MarketService:
                 self.allocator.allocate(record.job_id, len(sold), lambda unit, sold=sold: unit.uuid in sold)  # type: ignore[misc]
                 nursery.start_soon(self.provider.fulfil, record)
             else:
-                record.fail(JobState.FAILED, 5307, "the node stopped while the job was in progress", now)
+                record.fail(
+                    JobState.FAILED,
+                    InterruptedByRestart.code,
+                    "the node stopped while the job was in progress",
+                    now,
+                )
                 await self.book.save(record)
 
     # --- what RPC asks ---------------------------------------------------------------------------

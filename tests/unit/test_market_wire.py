@@ -17,9 +17,10 @@ import trio.testing
 from gpu.allocator import GpuAllocator
 from gpu.simulated import simulated_report
 from node.market.context import JobBook, MarketContext
+from node.market.errors import JobCancelled
 from node.market.provider import ProviderSide
 from node.market.records import JobState
-from node.market.requester import RequesterSide
+from node.market.requester import MATCH_WAIT_S, RequesterSide
 from node.p2p.framing import Stream
 from node.p2p.memory import MemoryHost, MemoryNetwork
 from node.store import ChainStore
@@ -29,6 +30,7 @@ from protocol.market.errors import (
     ContractMismatch,
     ForgedQuote,
     NegotiationTimedOut,
+    NoOffersLeft,
     QuoteExpired,
 )
 from protocol.market.jobspec import JobSpec
@@ -107,6 +109,11 @@ class Wire:
         )
 
 
+async def _no_blocks(height: int) -> None:
+    """This test's chain never moves: negotiation reads no ledger state."""
+    await trio.sleep_forever()
+
+
 def _context(key: PrivateKey, host: MemoryHost, store: ChainStore, root: Path) -> MarketContext:
     return MarketContext(
         key=key,
@@ -117,7 +124,7 @@ def _context(key: PrivateKey, host: MemoryHost, store: ChainStore, root: Path) -
         book=JobBook(store, now_ms),
         clock_ms=now_ms,
         height=lambda: 1,
-        wait_for_height=trio.sleep_forever,  # type: ignore[arg-type]
+        wait_for_height=_no_blocks,
         jobs_dir=root,
         block_ms_floor=1000,
     )
@@ -302,3 +309,22 @@ async def test_the_plan_moves_past_a_forged_quote_to_an_honest_provider(
         assert plan.contract is not None and plan.contract.is_fully_signed()
         assert [failure.code for _, failure in plan.failures] == [ForgedQuote.code]
         nursery.cancel_scope.cancel()
+
+
+async def test_a_job_still_matching_can_be_cancelled(wire: Wire, clock: trio.testing.MockClock) -> None:
+    record = await wire.requester.submit(SPEC, max_attempts=1)  # the capacity table is empty
+    await trio.sleep(1)
+    assert record.state is JobState.MATCHING
+    assert wire.requester.cancel(record)
+    await trio.sleep(1)
+    assert record.state is JobState.CANCELLED and record.error_code == JobCancelled.code
+    assert not wire.requester.cancel(record)  # nothing left to cancel
+
+
+async def test_a_job_no_provider_can_run_fails_with_no_offers_left(
+    wire: Wire, clock: trio.testing.MockClock
+) -> None:
+    record = await wire.requester.submit(SPEC, max_attempts=1)
+    await trio.sleep(MATCH_WAIT_S + 1)
+    assert record.state is JobState.FAILED and record.error_code == NoOffersLeft.code
+    assert [state for state, _ in record.history] == ["matching", "failed"]
