@@ -47,13 +47,14 @@ def validator_key(index: int) -> PrivateKey:
 VALIDATOR_BALANCE = 1_000 * DCT
 
 
-def make_genesis(validators: int) -> Genesis:
+def make_genesis(validators: int, **params: int) -> Genesis:
+    """``params`` override ledger parameters (``dispute_window_blocks=200``, say)."""
     return dev_genesis(
         CHAIN_ID,
         [(validator_key(i).public_key.raw, 100 * DCT) for i in range(validators)],
         [(FAUCET.address.raw, 1_000_000 * DCT)]
         + [(validator_key(i).address.raw, VALIDATOR_BALANCE) for i in range(validators)],
-        Params(unbonding_period=5, gov_voting_period=5),
+        Params(**{"unbonding_period": 5, "gov_voting_period": 5, **params}),  # type: ignore[arg-type]
     )
 
 
@@ -96,12 +97,13 @@ class LocalNet:
         root: Path,
         validators: int,
         market: dict[int, dict[str, object]] | None = None,
+        params: dict[str, int] | None = None,
     ) -> None:
         self.nursery = nursery
         #: Per node index, MarketConfig overrides.
         self.market = market or {}
         self.root = root
-        self.genesis = make_genesis(validators)
+        self.genesis = make_genesis(validators, **(params or {}))
         self.nodes: dict[int, Node] = {}
         self.scopes: dict[int, trio.CancelScope] = {}
 

@@ -37,9 +37,9 @@ def spec(script: str, *, runtime: str = "20s", name: str = "lifecycle") -> JobSp
     )
 
 
-async def start_market(nursery: trio.Nursery, root: Path) -> list[Node]:
+async def start_market(nursery: trio.Nursery, root: Path, **params: int) -> list[Node]:
     bubblewrap_executor_or_skip()
-    net = LocalNet(nursery, root, validators=4, market=MARKET)
+    net = LocalNet(nursery, root, validators=4, market=MARKET, params=params)
     nodes = [await net.start(i) for i in range(4)]
     provider_key = nodes[PROVIDER].validator_key.public_key.raw
     await wait_until(
@@ -196,4 +196,36 @@ async def test_a_provider_whose_requester_vanished_is_paid_by_its_own_claim_afte
             assert state.closed_contracts.get(contract_hash) == "settled"
             assert done.settled_height > done.claimed_height + state.params.dispute_window_blocks
             state.check_invariants()
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_restarted_requester_disputes_a_claim_for_a_result_it_never_received(tmp_path: Path) -> None:
+    with trio.fail_after(300):
+        async with trio.open_nursery() as nursery:
+            # A long window, so the requester is back well before the provider may finalize.
+            nodes = await start_market(nursery, tmp_path, dispute_window_blocks=1_000)
+            requester, provider = nodes[REQUESTER], nodes[PROVIDER]
+            assert requester.market is not None and provider.market is not None
+            submitted = await requester.market.submit(spec("sleep 2; echo done"))
+            escrowed = await until_state(requester, submitted.job_id, JobState.ESCROWED, JobState.RUNNING)
+            assert escrowed.contract is not None
+            contract_hash = escrowed.contract.terms.contract_hash()
+            provider_job = "p-" + contract_hash.hex()[:24]
+            await until_state(provider, provider_job, JobState.RUNNING)
+            net = provider.__dict__["_net"]
+            net.stop(REQUESTER)  # away while the result is delivered: it never receives it
+
+            await until_state(provider, provider_job, JobState.CLAIMED)
+            back = await net.start(REQUESTER)  # the same home: the job record is in its store
+            assert back.market is not None
+            done = await until_state(
+                back, submitted.job_id, JobState.DISPUTED, JobState.SETTLED, JobState.FAILED
+            )
+            assert done.state is JobState.DISPUTED, done.error_message
+            assert back.app is not None and back.app.state.closed_contracts.get(contract_hash) == "disputed"
+            lost = await until_state(
+                provider, provider_job, JobState.DISPUTED, JobState.SETTLED, JobState.FAILED
+            )
+            assert lost.state is JobState.DISPUTED
+            back.app.state.check_invariants()
             nursery.cancel_scope.cancel()
