@@ -281,7 +281,8 @@ async def test_an_unanswered_quote_releases_its_gpus_at_expiry(
     await stream.send_frame(encode_message(negotiation.start(now_ms())))
     await stream.receive_frame(MAX_MESSAGE_BYTES)
     assert len(wire.allocator.allocations()) == 1
-    await trio.sleep(31)  # past the default 30 s quote validity, in virtual time
+    clock.jump(31)  # past the default 30 s quote validity, in virtual time
+    await trio.testing.wait_all_tasks_blocked()
     assert wire.allocator.allocations() == {}
 
 
@@ -313,10 +314,10 @@ async def test_the_plan_moves_past_a_forged_quote_to_an_honest_provider(
 
 async def test_a_job_still_matching_can_be_cancelled(wire: Wire, clock: trio.testing.MockClock) -> None:
     record = await wire.requester.submit(SPEC, max_attempts=1)  # the capacity table is empty
-    await trio.sleep(1)
+    await trio.testing.wait_all_tasks_blocked()
     assert record.state is JobState.MATCHING
     assert wire.requester.cancel(record)
-    await trio.sleep(1)
+    await trio.testing.wait_all_tasks_blocked()
     assert record.state is JobState.CANCELLED and record.error_code == JobCancelled.code
     assert not wire.requester.cancel(record)  # nothing left to cancel
 
@@ -325,6 +326,8 @@ async def test_a_job_no_provider_can_run_fails_with_no_offers_left(
     wire: Wire, clock: trio.testing.MockClock
 ) -> None:
     record = await wire.requester.submit(SPEC, max_attempts=1)
-    await trio.sleep(MATCH_WAIT_S + 1)
+    await trio.testing.wait_all_tasks_blocked()
+    clock.jump(MATCH_WAIT_S + 1)
+    await trio.testing.wait_all_tasks_blocked()
     assert record.state is JobState.FAILED and record.error_code == NoOffersLeft.code
     assert [state for state, _ in record.history] == ["matching", "failed"]
