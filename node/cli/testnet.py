@@ -15,6 +15,7 @@ import os
 import shlex
 import shutil
 import sys
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -40,7 +41,14 @@ from node.testnet.layout import (
     build_network,
     is_testnet_dir,
 )
-from node.testnet.processes import NodeProcess, check_ports_free, running, start_node, stop_nodes
+from node.testnet.processes import (
+    NodeProcess,
+    check_base_port_free,
+    check_ports_free,
+    running,
+    start_node,
+    stop_nodes,
+)
 from node.testnet.readiness import READY_TIMEOUT_S, Progress, wait_ready
 from node.testnet.status import network_status
 from protocol.crypto import Address, InvalidAddressError
@@ -144,6 +152,10 @@ def run_up(args: argparse.Namespace) -> int:
     except LocalnetError as exc:
         stop_nodes([p.node for p in processes])
         return _error(f"{exc.message}\nthe nodes were stopped; their logs are in {root}/node-*/node.log")
+    except KeyboardInterrupt:
+        # An aborted `up` leaves nothing running behind the operator's back.
+        stop_nodes([p.node for p in processes])
+        raise
     write_env_file(layout)
     _print_endpoints(layout)
     return 0
@@ -151,6 +163,7 @@ def run_up(args: argparse.Namespace) -> int:
 
 def _prepare(root: Path, args: argparse.Namespace, console: Console) -> NetworkLayout:
     """The layout to start: the existing one (resumed), or a new one. Raises LocalnetError."""
+    replacing = False
     if is_testnet_dir(root):
         layout = NetworkLayout.load(root)
         live = [n.moniker for n in layout.nodes if running(n) is not None]
@@ -169,22 +182,25 @@ def _prepare(root: Path, args: argparse.Namespace, console: Console) -> NetworkL
                 f"Restarting the {len(layout.nodes)}-node testnet in {root} (chain {layout.chain_id})."
             )
             return layout
-        shutil.rmtree(root)
+        replacing = True
     elif root.exists() and any(root.iterdir()):
         raise NotATestnet(f"{root} exists and is not a testnet directory; choose an empty or new --dir")
     nodes = DEFAULT_NODES if args.nodes is None else args.nodes
     providers = min(DEFAULT_PROVIDERS, nodes) if args.providers is None else args.providers
-    real_gpus = providers > 0 and not args.no_nvml and _host_has_gpus(console)
     plan = NetworkPlan(
         nodes=nodes,
         providers=providers,
         simulated_gpus=args.simulated_gpus,
-        real_gpus=real_gpus,
         base_port=args.base_port,
         executor=args.executor,
     )
+    # Everything that can refuse is checked before the old testnet is wiped or a file written.
     plan.check()
-    layout = build_network(root, plan)
+    check_base_port_free(plan.base_port, plan.nodes)
+    real_gpus = providers > 0 and not args.no_nvml and _host_has_gpus(console)
+    if replacing:
+        shutil.rmtree(root)
+    layout = build_network(root, replace(plan, real_gpus=real_gpus))
     console.print(f"Created a {nodes}-node testnet in {root} (chain {layout.chain_id}).")
     _print_gpu_roles(layout, console)
     return layout

@@ -26,11 +26,12 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from gpu.errors import InvalidGpuSpec
+from gpu.simulated import parse_gpu_spec
 from node.config import ConsensusConfig, HomePaths, load_key, parse_config, write_secret
 from node.p2p.identity import peer_id_from_seed
 from node.testnet.errors import InvalidPlan, NotATestnet
@@ -43,6 +44,8 @@ MANIFEST_NAME = "testnet.json"
 MANIFEST_VERSION = 1
 DEFAULT_BASE_PORT = 27000
 PORT_STRIDE = 10
+#: p2p, RPC, metrics.
+PORTS_PER_NODE = 3
 MAX_PORT = 65535
 MAX_NODES = 64
 DEFAULT_GPU_SPEC = "2xH100-80GB"
@@ -118,6 +121,12 @@ class NetworkPlan:
             raise InvalidPlan(f"validators: between 1 and the {self.nodes} nodes, got {self.validator_count}")
         if not 0 <= self.providers <= self.nodes:
             raise InvalidPlan(f"providers: between 0 and the {self.nodes} nodes, got {self.providers}")
+        if self.providers and not self.simulated_gpus.strip():
+            raise InvalidPlan("simulated GPUs: providers need a spec such as 2xH100-80GB")
+        try:
+            parse_gpu_spec(self.simulated_gpus, "plan")
+        except InvalidGpuSpec as exc:
+            raise InvalidPlan(f"simulated GPUs: {exc.message}") from None
         if self.executor not in EXECUTOR_NAMES:
             raise InvalidPlan(f"executor: one of {', '.join(EXECUTOR_NAMES)}, got {self.executor!r}")
         check_base_port(self.base_port, self.nodes)
@@ -525,12 +534,3 @@ def add_node(
     updated = replace(layout, nodes=(*layout.nodes, node))
     updated.save()
     return updated, node
-
-
-def secret_file_ok(path: Path) -> bool:
-    """True when ``path`` exists and only its owner may read it (mode 0600 or stricter)."""
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return False
-    return not mode & (stat.S_IRWXG | stat.S_IRWXO)

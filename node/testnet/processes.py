@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node.testnet.errors import AlreadyRunning, NodeNotRunning, NodeStartFailed, PortsInUse
-from node.testnet.layout import NodeLayout
+from node.testnet.layout import PORT_STRIDE, PORTS_PER_NODE, NodeLayout
 from node.testnet.supervisor import process_start_time
 
 POLL_S = 0.05
@@ -135,7 +135,19 @@ def node_ports(node: NodeLayout) -> tuple[int, int, int]:
 
 def check_ports_free(nodes: Sequence[NodeLayout]) -> None:
     """Raises :class:`PortsInUse` listing every port of ``nodes`` that something listens on."""
-    taken = [f"{port} (node-{n.index})" for n in nodes for port in node_ports(n) if not port_is_free(port)]
+    _refuse_taken([(n.index, port) for n in nodes for port in node_ports(n)])
+
+
+def check_base_port_free(base_port: int, nodes: int) -> None:
+    """:func:`check_ports_free` for the ports a new layout of ``nodes`` nodes from ``base_port``
+    will use, before anything is written. Raises :class:`PortsInUse`."""
+    _refuse_taken(
+        [(i, base_port + PORT_STRIDE * i + offset) for i in range(nodes) for offset in range(PORTS_PER_NODE)]
+    )
+
+
+def _refuse_taken(ports: Sequence[tuple[int, int]]) -> None:
+    taken = [f"{port} (node-{index})" for index, port in ports if not port_is_free(port)]
     if taken:
         raise PortsInUse(
             f"ports in use: {', '.join(taken)}; another testnet or program holds them "

@@ -1,1 +1,1 @@
-"""End-to-end tests: real node processes driven over RPC."""
+"""End-to-end functional tests: real node processes of a local testnet, driven over JSON-RPC."""
