@@ -1,8 +1,9 @@
 """The root of every error the node layer raises (codes 5000-5999).
 
 Each package under ``node/`` has its own subclass with its code range (config 5000s, gpu 5100s,
-p2p 5200s, executor 5300s, store 5400s, rpc 5500s, mempool 5600s, wallet 5700s), and splits its
-errors by whose fault they are. The RPC returns ``code`` as ``error.code``.
+p2p 5200s (and the RPC's UnknownBlock 5201, UnknownTx 5202), executor 5300s, store 5400s, rpc
+5500s, mempool 5600s, wallet 5700s, metrics 5800s, testnet 5900-5949, job service 5950-5999), and
+splits its errors by whose fault they are. The RPC returns ``code`` as ``error.code``.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from node.market.errors import JobNotFinished
 from node.rpc.errors import RpcCallError
 from node.wallet.connect import NodeRpc
 from node.wallet.errors import JobWaitTimeout
@@ -44,7 +45,7 @@ JOB_POLL_INTERVAL_S = 0.5
 #: Time allowed on top of the spec's max runtime for matching, escrow and settlement.
 JOB_WAIT_MARGIN_S = 600.0
 #: The contract's code for job_logs / job_result of a job that has not got that far.
-JOB_NOT_FINISHED_CODE = 5302
+JOB_NOT_FINISHED_CODE = JobNotFinished.code
 
 
 def job_state(job: Mapping[str, Any]) -> str:

@@ -139,7 +139,7 @@ class FakeNode:
 
     def rpc_job_get(self, job_id: str) -> dict[str, Any]:
         if job_id not in self.jobs:
-            raise RpcCallError(5301, f"no job {job_id}")
+            raise RpcCallError(5951, f"no job {job_id}")
         script = self.jobs[job_id]
         poll = self.job_polls.get(job_id, 0)
         self.job_polls[job_id] = poll + 1
@@ -785,10 +785,10 @@ def test_status_list_and_cancel(cli: Cli, node: FakeNode) -> None:
     ]
     assert cli.json("job", "list", "--state", "settled", *cli.node_args()) == []
     code, _, err = cli.run("job", "status", "job-9", *cli.node_args())
-    assert (code, err) == (1, "error 5301: no job job-9\n")
-    node.refusals["job_cancel"] = RpcCallError(5303, "job job-1 is past escrowed")
+    assert (code, err) == (1, "error 5951: no job job-9\n")
+    node.refusals["job_cancel"] = RpcCallError(5953, "job job-1 is past escrowed")
     code, _, err = cli.run("job", "cancel", "job-1", *cli.node_args())
-    assert (code, err) == (1, "error 5303: job job-1 is past escrowed\n")
+    assert (code, err) == (1, "error 5953: job job-1 is past escrowed\n")
 
 
 def test_logs_follow_prints_each_new_piece_once(cli: Cli, node: FakeNode) -> None:
