@@ -158,6 +158,9 @@ class MarketConfig:
     executor: str = "bubblewrap"
     allow_unsandboxed: bool = False
     simulated_gpus: str = ""
+    #: False: this node sells no GPUs, whatever NVML finds (a testnet node on a GPU host that is
+    #: not meant to be a provider, or an operator keeping the GPUs for itself).
+    sell_gpus: bool = True
     announce_interval_s: int = 10
     announce_ttl_s: int = 30
     #: Blocks a provider waits for the requester's escrow before releasing the GPUs it sold.
@@ -285,6 +288,7 @@ def parse_config(text: str) -> NodeConfig:
             executor=str(executor),
             allow_unsandboxed=bool(_typed(market, "market", "allow_unsandboxed", bool, False)),
             simulated_gpus=str(_typed(market, "market", "simulated_gpus", str, "")),
+            sell_gpus=bool(_typed(market, "market", "sell_gpus", bool, True)),
             announce_interval_s=int(_typed(market, "market", "announce_interval_s", int, 10)),  # type: ignore[call-overload]
             announce_ttl_s=int(_typed(market, "market", "announce_ttl_s", int, 30)),  # type: ignore[call-overload]
             escrow_wait_blocks=int(_typed(market, "market", "escrow_wait_blocks", int, 30)),  # type: ignore[call-overload]

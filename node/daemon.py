@@ -274,6 +274,8 @@ class Node:
     async def _probe_gpus(self) -> ProbeReport:
         """Declared (simulated) GPUs when configured, so testnet nodes sharing one machine never
         all sell its real GPUs; otherwise what NVML sees."""
+        if not self.config.market.sell_gpus:
+            return ProbeReport((), "", 0, False, "market.sell_gpus is false: this node sells no GPUs")
         spec = self.config.market.simulated_gpus
         if spec:
             return simulated_report(spec, self.validator_key.address.raw.hex()[:12])

@@ -84,10 +84,6 @@ ANNOUNCE_TTL_S = 6
 GPU_SIMULATED = "simulated"
 GPU_NVML = "nvml"
 GPU_NONE = "none"
-#: A spec that declares no GPUs. Unlike "", which makes the node probe NVML, a blank spec keeps
-#: a non-provider from selling the host's real GPUs (gpu.simulated: an all-blank spec declares
-#: none); used only when real GPUs are present.
-_DECLARES_NO_GPUS = " "
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,6 +373,7 @@ executor = {json.dumps(executor)}
 # The dev-only subprocess executor runs jobs unsandboxed; a testnet that names it allows it.
 allow_unsandboxed = {"true" if executor == "subprocess" else "false"}
 simulated_gpus = {json.dumps(simulated)}
+sell_gpus = {"false" if node.gpu_source == GPU_NONE else "true"}
 announce_interval_s = {ANNOUNCE_INTERVAL_S}
 announce_ttl_s = {ANNOUNCE_TTL_S}
 
@@ -439,7 +436,7 @@ def gpu_role(plan: NetworkPlan, index: int) -> tuple[str, str]:
             return GPU_NVML, ""
         return GPU_SIMULATED, plan.simulated_gpus
     # On a host with real GPUs a node with no spec would probe NVML and sell them too.
-    return GPU_NONE, _DECLARES_NO_GPUS if plan.real_gpus else ""
+    return GPU_NONE, ""
 
 
 def build_network(root: Path, plan: NetworkPlan) -> NetworkLayout:

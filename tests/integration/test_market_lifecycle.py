@@ -16,10 +16,9 @@ from tests.integration.executor_helpers import bubblewrap_executor_or_skip
 from tests.integration.node_helpers import LocalNet, wait_until
 
 PROVIDER, REQUESTER = 0, 1
-#: Node 0 sells two simulated GPUs; the others sell none (they probe NVML and find nothing here,
-#: or a GPU a real machine has, which the requester never picks: it excludes itself).
-MARKET = {PROVIDER: {"simulated_gpus": "2xH100-80GB"}, REQUESTER: {"simulated_gpus": ""}}
-MARKET |= {2: {"simulated_gpus": ""}, 3: {"simulated_gpus": ""}}
+#: Node 0 sells two simulated GPUs; the others sell none, whatever NVML would find.
+MARKET: dict[int, dict[str, object]] = {PROVIDER: {"simulated_gpus": "2xH100-80GB"}}
+MARKET |= {i: {"sell_gpus": False} for i in (REQUESTER, 2, 3)}
 
 
 def spec(script: str, *, runtime: str = "20s", name: str = "lifecycle") -> JobSpec:
@@ -77,6 +76,8 @@ async def test_a_job_runs_in_the_sandbox_and_settles_with_both_signatures(tmp_pa
             nodes = await start_market(nursery, tmp_path)
             requester, provider = nodes[REQUESTER], nodes[PROVIDER]
             assert requester.market is not None and provider.market is not None and requester.app is not None
+            assert requester.capacity is not None and requester.capacity.last_report is not None
+            assert requester.capacity.last_report.devices == ()  # sell_gpus = false
             submitted = await requester.market.submit(spec(script))
             done = await until_state(requester, submitted.job_id, JobState.SETTLED, JobState.FAILED)
             assert done.state is JobState.SETTLED, done.error_message

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from gpu.simulated import simulated_report
 from node.config import parse_config
 from node.rpc.client import RpcClient
 from node.testnet.errors import InvalidPlan
@@ -281,9 +280,9 @@ def test_on_a_host_with_real_gpus_provider_zero_sells_them_and_non_providers_sel
     tmp_path: Path,
 ) -> None:
     layout = build_network(tmp_path / "net", NetworkPlan(nodes=3, providers=2, real_gpus=True))
-    specs = [parse_config(n.paths.config.read_text()).market.simulated_gpus for n in layout.nodes]
-    # "" makes node-0 probe NVML; node-1 declares simulated GPUs; node-2's blank spec declares
-    # none, so it does not probe NVML and sell the host's GPUs a second time.
+    markets = [parse_config(n.paths.config.read_text()).market for n in layout.nodes]
+    # "" makes node-0 probe NVML; node-1 declares simulated GPUs; node-2 sells none, so it does
+    # not probe NVML and sell the host's GPUs a second time.
     assert [n.gpu_source for n in layout.nodes] == ["nvml", "simulated", "none"]
-    assert specs[0] == "" and specs[1] == "2xH100-80GB"
-    assert specs[2] and simulated_report(specs[2], "node-2").devices == ()
+    assert [m.simulated_gpus for m in markets[:2]] == ["", "2xH100-80GB"]
+    assert [m.sell_gpus for m in markets] == [True, True, False]
