@@ -130,5 +130,5 @@ def test_node_run_refuses_a_remote_rpc_address_with_exit_1(
 def test_sell_gpus_defaults_on_and_can_be_switched_off() -> None:
     assert parse_config("").market.sell_gpus is True
     assert parse_config("[market]\nsell_gpus = false\n").market.sell_gpus is False
-    with pytest.raises(ConfigError, match="market.sell_gpus"):
+    with pytest.raises(ConfigError, match=r"market\.sell_gpus"):
         parse_config('[market]\nsell_gpus = "no"\n')
