@@ -338,6 +338,13 @@ class P2PHost:
                 infos.append(PeerInfo(str(peer_id), addrs, record.since, record.direction))
         return sorted(infos, key=lambda info: info.peer_id)
 
+    def peer_ids(self) -> list[str]:
+        # On the hot path (every relayed transaction batch): no peerstore or multiaddr work.
+        host = self._require_running()
+        return sorted(
+            str(peer_id) for peer_id in list(host.get_network().connections) if self._is_connected(peer_id)
+        )
+
     @staticmethod
     def _known_addrs(host: BasicHost, peer_id: ID) -> tuple[str, ...]:
         try:

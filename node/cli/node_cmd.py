@@ -56,7 +56,7 @@ def setup_logging(fmt: str, level: str) -> None:
         handler.setFormatter(JsonLogFormatter())
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-5s %(name)s: %(message)s", "%H:%M:%S")
+            logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)-5s %(name)s: %(message)s", "%H:%M:%S")
         )
         logging.Formatter.converter = time.localtime
     root = logging.getLogger()

@@ -351,6 +351,9 @@ class MemoryHost:
             infos.append(PeerInfo(peer_id, addrs, link.since, link.direction_for(self)))
         return infos
 
+    def peer_ids(self) -> list[str]:
+        return sorted(self._links)
+
     async def _keep_connected(self, address: str, backoff: Backoff) -> None:
         await keep_connected(
             address, dial=self.connect, wait_disconnected=self._wait_disconnected, backoff=backoff, log=log

@@ -31,6 +31,7 @@ from node.p2p.framing import Stream
 from node.p2p.interface import GossipMessage, Host, serve_requests
 from node.services.consensus_wire import MAX_MESSAGE_BYTES, ConsensusMessage, decode_message, encode_message
 from node.services.mempool import Mempool, MempoolError
+from node.services.tx_relay import TxRelay
 from node.store import ChainStore, StoredBlock
 from protocol.consensus.core import ConsensusCore
 from protocol.consensus.effects import (
@@ -55,7 +56,7 @@ from protocol.consensus.messages import (
     SyncResponse,
 )
 from protocol.consensus.sync import serve_sync_request
-from protocol.encoding import DecodeError, decode, encode
+from protocol.encoding import DecodeError
 from protocol.ledger.errors import LedgerError
 
 if TYPE_CHECKING:
@@ -66,8 +67,6 @@ log = logging.getLogger("dcent.consensus")
 PROPOSAL_PROTOCOL = "/dcent/consensus/proposal/1.0.0"
 SYNC_PROTOCOL = "/dcent/sync/1.0.0"
 SYNC_PUSH_PROTOCOL = "/dcent/sync/push/1.0.0"
-TX_PROTOCOL = "/dcent/tx/1.0.0"
-MAX_TX_BATCH_BYTES = 8 * 1024 * 1024
 SYNC_BATCH = 32
 MAX_SYNC_RESPONSE = 64 * 1024 * 1024
 SIGN_STATE_KEY = "sign_state"
@@ -75,6 +74,7 @@ KEEP_SNAPSHOTS = 2
 #: Commit times kept (wall-clock ms by height): how services measure "final -> acted".
 COMMIT_TIMES_KEPT = 1000
 MAX_RELAYED = 4096
+ADMIT_SLICE = 256
 
 
 def consensus_topic(chain_id: str) -> str:
@@ -130,6 +130,7 @@ class ConsensusDriver:
         self.commit_wall_ms: dict[int, int] = {}
         #: Proposals already sent on: each is relayed once, so they cross any connected topology.
         self._relayed: OrderedDict[bytes, None] = OrderedDict()
+        self.tx_relay = TxRelay(host, self._admit_txs)
 
     # --- public view -----------------------------------------------------------------------
     @property
@@ -148,9 +149,9 @@ class ConsensusDriver:
         self.host.set_stream_handler(PROPOSAL_PROTOCOL, self._receive_proposal)
         self.host.set_stream_handler(SYNC_PUSH_PROTOCOL, self._receive_pushed)
         self.host.set_stream_handler(SYNC_PROTOCOL, serve_requests(self._serve_sync, max_request=1024))
-        self.host.set_stream_handler(TX_PROTOCOL, self._receive_txs)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            await nursery.start(self.tx_relay.run)
             nursery.start_soon(self._pump_gossip, gossip)
             await self._perform(self.core.start(self.clock_ms()))
             task_status.started()
@@ -235,26 +236,22 @@ class ConsensusDriver:
 
     # --- transactions ----------------------------------------------------------------------
     async def relay_txs(self, raws: list[bytes]) -> None:
-        """Send admitted transactions to every connected peer (validators build blocks from
-        their own mempools). Receivers relay what they newly admit, so dedupe ends the flood."""
-        if not raws:
-            return
-        data = encode(raws)
-        for peer in self.host.peers():
-            self._spawn(self._send_frame, peer.peer_id, TX_PROTOCOL, data)
+        """Send admitted transactions on to every connected peer (see :mod:`tx_relay`)."""
+        self.tx_relay.relay(raws)
 
-    async def _receive_txs(self, stream: Stream) -> None:
-        batch = decode(await stream.receive_frame(MAX_TX_BATCH_BYTES))
-        if type(batch) is not list or not all(type(raw) is bytes for raw in batch):
-            raise DecodeError("a transaction batch is a list of byte strings")
+    async def _admit_txs(self, batch: list[bytes], peer_id: str) -> list[bytes]:
+        """A peer's batch into our mempool; returns what was new and valid. Yields every
+        ``ADMIT_SLICE`` transactions so a large batch's signature checks do not hold up votes."""
         admitted = []
-        for raw in batch:
+        for index, raw in enumerate(batch):
+            if index % ADMIT_SLICE == ADMIT_SLICE - 1:
+                await trio.lowlevel.checkpoint()
             try:
-                self.mempool.add(raw, self.app.state)  # type: ignore[arg-type]
+                self.mempool.add(raw, self.app.state)
             except (LedgerError, MempoolError):
                 continue
             admitted.append(raw)
-        await self.relay_txs(admitted)  # type: ignore[arg-type]
+        return admitted
 
     # --- inbound ---------------------------------------------------------------------------
     async def _pump_gossip(self, gossip: trio.MemoryReceiveChannel[GossipMessage]) -> None:
@@ -282,9 +279,9 @@ class ConsensusDriver:
         return True
 
     def _send_proposal(self, data: bytes, *, exclude: str) -> None:
-        for peer in self.host.peers():
-            if peer.peer_id != exclude:
-                self._spawn(self._send_frame, peer.peer_id, PROPOSAL_PROTOCOL, data)
+        for peer_id in self.host.peer_ids():
+            if peer_id != exclude:
+                self._spawn(self._send_frame, peer_id, PROPOSAL_PROTOCOL, data)
 
     async def _receive_proposal(self, stream: Stream) -> None:
         """A proposal from a peer: handled, and relayed once to our other peers. Relaying

@@ -1,0 +1,94 @@
+"""Transaction relay between hosts: one long-lived stream per peer, batching, no echo to the source."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from node.p2p.errors import StreamResetError
+from node.p2p.interface import Host
+from node.services.tx_relay import TX_PROTOCOL, TxRelay
+from protocol.encoding import encode
+from tests.integration.conftest import Cluster
+from tests.waiting import wait_until
+
+
+class Relayer:
+    """A host with a TxRelay whose 'mempool' admits each new transaction once and records who
+    sent it: what the consensus driver plugs in."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.seen: list[tuple[bytes, str]] = []
+        self.batches: list[int] = []
+        self.relay = TxRelay(host, self.admit)
+
+    async def admit(self, batch: list[bytes], peer_id: str) -> list[bytes]:
+        self.batches.append(len(batch))
+        known = {raw for raw, _ in self.seen}
+        fresh = [raw for raw in dict.fromkeys(batch) if raw not in known]
+        self.seen.extend((raw, peer_id) for raw in fresh)
+        return fresh
+
+    def raws(self) -> set[bytes]:
+        return {raw for raw, _ in self.seen}
+
+
+async def line_of_three(cluster: Cluster, nursery: trio.Nursery) -> list[Relayer]:
+    """a - b - c: c only knows b, so a's transactions reach c only through b's relaying."""
+    a = await cluster.start("relay-a")
+    b = await cluster.start("relay-b", bootstrap=(a.listen_addrs[0],))
+    c = await cluster.start("relay-c", bootstrap=(b.listen_addrs[0],))
+    await wait_until(lambda: b.peer_ids() == sorted([a.peer_id, c.peer_id]), what="b links a and c")
+    relayers = [Relayer(host) for host in (a, b, c)]
+    for relayer in relayers:
+        await nursery.start(relayer.relay.run)
+    return relayers
+
+
+async def test_transactions_cross_a_line_of_hosts_and_never_echo_back(
+    cluster: Cluster, host_clock: trio.testing.MockClock | None, nursery: trio.Nursery
+) -> None:
+    a, b, c = await line_of_three(cluster, nursery)
+    txs = [f"tx-{i}".encode() for i in range(50)]
+
+    for tx in txs:
+        a.relay.relay([tx])
+        await trio.lowlevel.checkpoint()
+
+    await wait_until(lambda: c.raws() == set(txs), what="c has every transaction via b")
+    assert [raw for raw, _ in b.seen] == txs, "b admits them in a's order (one ordered stream)"
+    assert {source for _, source in b.seen} == {a.host.peer_id}
+    assert {source for _, source in c.seen} == {b.host.peer_id}
+    assert a.seen == [], "b does not send a's transactions back to a"
+
+
+async def test_a_backlog_leaves_as_one_frame(
+    cluster: Cluster, host_clock: trio.testing.MockClock | None, nursery: trio.Nursery
+) -> None:
+    a, b, _ = await line_of_three(cluster, nursery)
+    txs = [f"tx-{i}".encode() for i in range(300)]
+
+    for tx in txs:  # all queued before the link task first runs
+        a.relay.relay([tx])
+    await wait_until(lambda: b.raws() == set(txs), what="b has all 300")
+    a.relay.relay([b"later"])
+    await wait_until(lambda: b"later" in b.raws(), what="b has the later one")
+
+    assert b.batches == [300, 1]
+    assert a.relay.sent_frames == 2
+
+
+async def test_a_malformed_batch_costs_the_sender_its_stream_and_nothing_else(
+    cluster: Cluster, host_clock: trio.testing.MockClock | None, nursery: trio.Nursery
+) -> None:
+    a, b, _ = await line_of_three(cluster, nursery)
+    stream = await a.host.open_stream(b.host.peer_id, TX_PROTOCOL)
+    await stream.send_frame(encode([b"ok", 7]))
+    with pytest.raises(StreamResetError):
+        await stream.receive_frame(100)
+
+    a.relay.relay([b"after"])
+    await wait_until(lambda: b.raws() == {b"after"}, what="a new link still works")
+    assert b.batches == [1]
