@@ -132,6 +132,9 @@ class ConsensusCore:
         #: What we signed at this height, by round (re-sent to validators still in that round).
         self._own: dict[int, list[Proposal | Vote]] = {}
         self._helped_ms: dict[bytes, int] = {}
+        #: Decided, and the new height's round 0 waits for the commit timer (CometBFT's
+        #: NewHeight step): the block-time floor, and time for late precommits and transactions.
+        self._waiting_commit = False
 
     # ----------------------------------------------------------------------------------------
     # Entry points
@@ -198,6 +201,9 @@ class ConsensusCore:
             elif timeout.kind is TimeoutKind.GOSSIP and timeout.round == self.round:
                 self._retransmit()
                 self._set_timeout(TimeoutKind.GOSSIP, self.round)
+            elif timeout.kind is TimeoutKind.COMMIT and self._waiting_commit:
+                self._waiting_commit = False
+                self._start_round(0)
             self._advance()
         return self._flush()
 
@@ -451,9 +457,9 @@ class ConsensusCore:
         """Fire every rule whose condition holds, until none does."""
         while True:
             if self._try_decide():
-                # Stop here; the new height's rules run when the commit timer fires.
-                self._set_timeout(TimeoutKind.COMMIT, self.round)
-                return
+                return  # the new height's first round starts when the commit timer fires
+            if self._waiting_commit:
+                return  # messages of the new height are kept; its rules run once it starts
             if self._skip_to > self.round:
                 self._start_round(self._skip_to)  # line 55: f+1 of the power is in a later round
                 continue
@@ -547,7 +553,8 @@ class ConsensusCore:
             self.evidence_pool.pop(evidence.validator, None)
         buffered, self._future, self._future_power = self._future, [], {}
         self._enter_height(self.height + 1)
-        self._start_round(0)
+        self._waiting_commit = True
+        self._set_timeout(TimeoutKind.COMMIT, 0)
         for message in buffered:
             try:
                 if isinstance(message, Vote):

@@ -170,8 +170,8 @@ def persists(effects: Sequence[Effect]) -> list[Persist]:
 
 class Cluster:
     """Every validator of ``chain`` as a real core, on a perfect network: each broadcast is
-    delivered to every other core in order, timers never fire (none is needed when nothing is
-    lost). ``log`` keeps every effect list each core returned."""
+    delivered to every other core in order; the commit timer fires at once, the others never
+    (none is needed when nothing is lost). ``log`` keeps every effect list each core returned."""
 
     def __init__(self, chain: Chain) -> None:
         self.chain = chain
@@ -196,3 +196,5 @@ class Cluster:
                 queue.extend((other, effect.message) for other in range(self.chain.size) if other != index)
             elif isinstance(effect, Commit):
                 self.blocks[index].append(CommittedBlock(effect.block, effect.certificate))
+        for timer in timeouts(effects, TimeoutKind.COMMIT):
+            self._handle(index, self.cores[index].on_timeout(timer.timeout, 10), queue)

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from protocol.consensus.effects import Broadcast, Commit
+from protocol.consensus.effects import Broadcast, Commit, TimeoutKind
 from protocol.consensus.errors import (
     DuplicateEvidence,
     ForgedEvidence,
@@ -30,7 +30,7 @@ from protocol.consensus.validators import ValidatorSet
 from protocol.consensus.verifier import SignatureVerifier
 from protocol.ledger.params import Params
 
-from .consensus_support import CHAIN_ID, Chain, build_block, certificate, propose, vkey, vote
+from .consensus_support import CHAIN_ID, Chain, build_block, certificate, propose, timeouts, vkey, vote
 
 A = hashlib.sha256(b"block a").digest()
 B = hashlib.sha256(b"block b").digest()
@@ -226,6 +226,8 @@ def test_detected_equivocation_goes_into_our_next_proposal() -> None:
         if index != me:
             effects += core.receive(vote(index, 1, 0, PRECOMMIT, block.hash), 20)
     assert [e.block for e in effects if isinstance(e, Commit)] == [block]
+    [commit_timer] = timeouts(effects, TimeoutKind.COMMIT)
+    effects = core.on_timeout(commit_timer.timeout, 25)
     [proposal] = [e.message for e in effects if isinstance(e, Broadcast) and isinstance(e.message, Proposal)]
     assert proposal.height == 2
     assert [ev.validator for ev in proposal.block.evidence] == [vkey(culprit).address.raw]

@@ -406,3 +406,27 @@ def test_a_lone_validator_decides_one_height_per_commit_timer() -> None:
         assert len(timers) == 1
         effects = core.on_timeout(timers[0].timeout, 1_000 + expected)
         assert app.height == expected
+
+
+def test_after_deciding_the_next_height_waits_for_the_commit_timer() -> None:
+    """CometBFT's NewHeight step: the block-time floor. Messages of the new height that arrive
+    meanwhile are kept, and acted on once round 0 starts."""
+    s = Setup()
+    s.core.receive(s.proposal(0, s.block_a), 10)
+    effects = s.precommits(0, s.block_a.hash, s.others)
+    [timer] = timeouts(effects, TimeoutKind.COMMIT)
+    assert timer.timeout == Timeout(TimeoutKind.COMMIT, H + 1, 0)
+    assert not timeouts(effects, TimeoutKind.PROPOSE), "round 0 of the next height has not started"
+
+    early = s.core.receive(vote(s.others[0], H + 1, 0, PREVOTE, NIL), 20)
+    early += s.core.receive(vote(s.others[1], H + 1, 0, PREVOTE, NIL), 20)
+    early += s.core.receive(vote(s.others[2], H + 1, 0, PREVOTE, NIL), 20)
+    assert not [e for e in early if isinstance(e, Broadcast)], "no vote of ours before the timer"
+    assert s.core.step == STEP_PROPOSE
+
+    started = s.core.on_timeout(timer.timeout, 30)
+    [propose] = timeouts(started, TimeoutKind.PROPOSE)
+    assert propose.timeout == Timeout(TimeoutKind.PROPOSE, H + 1, 0)
+
+    s.core.on_timeout(propose.timeout, 40)  # line 57: prevote nil ...
+    assert s.core.step == STEP_PRECOMMIT  # ... and the kept nil polka makes line 44 precommit nil
