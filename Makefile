@@ -53,12 +53,16 @@ unit: $(DEV_STAMP)
 test: deps lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider
 
+# Each script prints its figures and one JSON line. The short defaults; the README's figures table
+# names the longer runs (e.g. `bench/footprint.py --nodes 32 --minutes 10`).
 bench: $(STAMP)
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/consensus_sim.py
 	$(BIN)/python bench/gossip.py
 	$(BIN)/python bench/footprint.py
 	$(BIN)/python bench/negotiation.py
+	$(BIN)/python bench/finality.py
+	$(BIN)/python bench/testnet_market.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -58,7 +58,6 @@ from node.config import ConsensusConfig
 from node.rpc.client import RpcClient
 from node.rpc.errors import RpcCallError
 from node.testnet.layout import (
-    PORT_STRIDE,
     TESTNET_CONSENSUS,
     NetworkLayout,
     NetworkPlan,
@@ -67,8 +66,9 @@ from node.testnet.layout import (
 )
 from node.testnet.processes import (
     NodeProcess,
+    free_base_port,
     node_command,
-    port_is_free,
+    process_cpu_seconds,
     read_pid_file,
     start_node,
     stop_nodes,
@@ -87,20 +87,9 @@ CALL_TIMEOUT_S = 120.0
 STALL_TIMEOUT_S = 60.0
 TRANSFER_AMOUNT = 1
 SENDER_FUNDS = 10 * DCT
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # --- the testnet ------------------------------------------------------------------------------
-
-
-def free_base_port(nodes: int, rng: random.Random) -> int:
-    """A base port whose derived ports (``PORT_STRIDE`` per node) are all free now; away from
-    the e2e tests' range (20000-) and the default testnet's (27000)."""
-    for _ in range(200):
-        base = rng.randrange(40000, 60000 - PORT_STRIDE * nodes, PORT_STRIDE)
-        if all(port_is_free(base + PORT_STRIDE * i + k) for i in range(nodes) for k in range(3)):
-            return base
-    raise SystemExit("no free port range found for the testnet")
 
 
 def start_profiled(node: NodeLayout, out: Path) -> None:
@@ -123,16 +112,6 @@ def start_profiled(node: NodeLayout, out: Path) -> None:
         if time.monotonic() > deadline:
             raise SystemExit(f"node-{node.index} (profiled) did not start")
         time.sleep(0.05)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process so far."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def node_pids(layout: NetworkLayout) -> list[int]:
@@ -283,7 +262,7 @@ async def measure(
     run = Run()
     go, done = trio.Event(), trio.Event()
     pids = node_pids(layout)
-    cpu_before = [cpu_seconds(pid) for pid in pids]
+    cpu_before = [process_cpu_seconds(pid) for pid in pids]
     own_before = time.process_time()
     total = senders_n * per_sender
     pace = (
@@ -312,7 +291,7 @@ async def measure(
                 break
             await trio.sleep(0.1)
         done.set()
-    cpu_after = [cpu_seconds(pid) for pid in pids]
+    cpu_after = [process_cpu_seconds(pid) for pid in pids]
     own_cpu = time.process_time() - own_before
     result = summarize(run, start_height, total, cpu_before, cpu_after, own_cpu)
     result["batch_size"] = batch_size

@@ -34,7 +34,7 @@ from hypercorn.typing import Framework
 from node.errors import NodeError
 from node.rpc.address import is_loopback
 from node.rpc.node_methods import stored_height
-from node.rpc.server import AsgiReceive, AsgiScope, AsgiSend, hypercorn_config, sole_exception
+from node.rpc.server import AsgiReceive, AsgiScope, AsgiSend, hypercorn_config, serve_lifespan, sole_exception
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -146,13 +146,7 @@ class MetricsApp:
 
     async def __call__(self, scope: AsgiScope, receive: AsgiReceive, send: AsgiSend) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await serve_lifespan(receive, send)
         elif scope["type"] == "http":
             await self._http(scope, send)
         elif scope["type"] == "websocket":

@@ -49,6 +49,17 @@ AsgiReceive = Callable[[], Awaitable[Mapping[str, Any]]]
 AsgiSend = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+async def serve_lifespan(receive: AsgiReceive, send: AsgiSend) -> None:
+    """The ASGI lifespan protocol, for an app with nothing to set up or tear down."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 class _BodyRefusal(enum.Enum):
     TOO_LARGE = "too large"
     CLIENT_GONE = "client gone"
@@ -85,20 +96,11 @@ class RpcHttpApp:
 
     async def __call__(self, scope: AsgiScope, receive: AsgiReceive, send: AsgiSend) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await serve_lifespan(receive, send)
         elif scope["type"] == "http":
             await self._http(scope, receive, send)
         elif scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
-
-    async def _lifespan(self, receive: AsgiReceive, send: AsgiSend) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     async def _http(self, scope: AsgiScope, receive: AsgiReceive, send: AsgiSend) -> None:
         if not self.cookie.authorizes(_header(scope, b"authorization")):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -127,6 +128,28 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
                 return False
             raise
     return True
+
+
+def free_base_port(nodes: int, rng: random.Random, *, low: int = 40000, high: int = 60000) -> int:
+    """A base port in [low, high) whose derived ports (``PORT_STRIDE`` per node) are all free
+    now; the default range is away from the e2e tests' (20000-) and the default testnet's."""
+    for _ in range(200):
+        base = rng.randrange(low, high - PORT_STRIDE * nodes, PORT_STRIDE)
+        if all(port_is_free(base + PORT_STRIDE * i + k) for i in range(nodes) for k in range(PORTS_PER_NODE)):
+            return base
+    raise PortsInUse(f"no free range of {nodes} x {PORT_STRIDE} ports found in {low}-{high}")
+
+
+def process_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of one process so far, from /proc (0 when it is gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def node_ports(node: NodeLayout) -> tuple[int, int, int]:

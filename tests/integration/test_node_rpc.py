@@ -31,37 +31,13 @@ from protocol.crypto import PrivateKey
 from protocol.ledger.tx import GovPropose, GovVote, Transfer, sign_tx
 from protocol.units import DCT
 from tests.integration.node_helpers import CHAIN_ID, FAUCET, make_genesis, make_home, node_config
+from tests.rpc_contract import CONTRACT_METHODS
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
 DEADLINE_S = 120
 FEE = 10_000
-
-#: Every method of the RPC contract (docs/rpc.md), builtins and job methods included.
-CONTRACT_METHODS = {
-    "node_health",
-    "node_info",
-    "net_peers",
-    "gpu_list",
-    "market_capacity",
-    "chain_head",
-    "chain_getBlock",
-    "account_get",
-    "account_history",
-    "tx_submit",
-    "tx_get",
-    "validator_list",
-    "gov_proposals",
-    "gov_get",
-    "economics_params",
-    "job_submit",
-    "job_get",
-    "job_list",
-    "job_logs",
-    "job_result",
-    "job_cancel",
-}
 
 
 @dataclass
