@@ -320,23 +320,32 @@ class ConsensusDriver:
             self._spawn(self._sync_from, from_height)
 
     async def _sync_from(self, from_height: int) -> None:
+        """Fetch committed blocks from ``from_height`` on; while peers answer full batches, ask
+        for the next one at once (the inbox's bound paces us), so catching up is not held to
+        one batch per sync request of the core."""
         try:
-            for peer in sorted(self.host.peers(), key=lambda p: p.peer_id):
-                request = SyncRequest(from_height, SYNC_BATCH).encode()
-                try:
-                    raw = await self.host.request(
-                        peer.peer_id, SYNC_PROTOCOL, request, max_response=MAX_SYNC_RESPONSE, timeout=10
-                    )
-                    response = SyncResponse.decode(raw)
-                except (P2PError, DecodeError) as exc:
-                    log.debug("sync from %s failed: %r", peer.peer_id, exc)
-                    continue
-                for committed in response.blocks:
-                    await self._inbox_send.send(_Message(committed, peer.peer_id))
-                if response.blocks:
-                    return
+            while (fetched := await self._fetch_batch(from_height)) == SYNC_BATCH:
+                from_height += fetched
         finally:
             self._syncing = False
+
+    async def _fetch_batch(self, from_height: int) -> int:
+        """One batch from the first peer that has some, queued for the core; how many blocks."""
+        request = SyncRequest(from_height, SYNC_BATCH).encode()
+        for peer_id in self.host.peer_ids():
+            try:
+                raw = await self.host.request(
+                    peer_id, SYNC_PROTOCOL, request, max_response=MAX_SYNC_RESPONSE, timeout=10
+                )
+                response = SyncResponse.decode(raw)
+            except (P2PError, DecodeError) as exc:
+                log.debug("sync from %s failed: %r", peer_id, exc)
+                continue
+            for committed in response.blocks:
+                await self._inbox_send.send(_Message(committed, peer_id))
+            if response.blocks:
+                return len(response.blocks)
+        return 0
 
     async def _push_blocks(self, from_height: int) -> None:
         blocks = []
@@ -345,12 +354,12 @@ class ConsensusDriver:
             if committed is None:
                 break
             blocks.append(encode_message(committed))
-        for peer in self.host.peers():
+        for peer_id in self.host.peer_ids():
             with trio.move_on_after(10):
                 try:
-                    stream = await self.host.open_stream(peer.peer_id, SYNC_PUSH_PROTOCOL)
+                    stream = await self.host.open_stream(peer_id, SYNC_PUSH_PROTOCOL)
                     for data in blocks:
                         await stream.send_frame(data)
                     await stream.close()
                 except P2PError as exc:
-                    log.debug("could not push blocks to %s: %r", peer.peer_id, exc)
+                    log.debug("could not push blocks to %s: %r", peer_id, exc)

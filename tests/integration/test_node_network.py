@@ -8,7 +8,7 @@ from pathlib import Path
 import trio
 
 from node.services.capacity import capacity_topic
-from node.services.consensus_driver import consensus_topic
+from node.services.consensus_driver import SYNC_BATCH, consensus_topic
 from node.services.consensus_wire import encode_message
 from protocol.consensus.messages import CommitCertificate, sign_vote
 from protocol.crypto import PrivateKey
@@ -117,12 +117,12 @@ async def test_a_node_joining_late_syncs_from_genesis(tmp_path: Path) -> None:
         async with trio.open_nursery() as nursery:
             net = LocalNet(nursery, tmp_path, validators=4)
             early = [await net.start(i) for i in range(3)]  # 3 of 4 equal stakes: > 2/3, so they progress
-            for node in early:
-                await node.wait_for_height(8)
+            for node in early:  # more than two sync batches ahead
+                await node.wait_for_height(2 * SYNC_BATCH + 6)
             late = await net.start(3)
             for node in [*early, late]:
-                await node.wait_for_height(10)
-            assert _same_state_at([*early, late], 10)
+                await node.wait_for_height(2 * SYNC_BATCH + 8)
+            assert _same_state_at([*early, late], 2 * SYNC_BATCH + 8)
             nursery.cancel_scope.cancel()
 
 
