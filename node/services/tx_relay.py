@@ -47,13 +47,15 @@ AdmitBatch = Callable[[list[bytes], str], Awaitable[list[bytes]]]
 
 
 class _Link:
-    """The queue and stream for one peer; its task sends until the peer is gone or idle-closed."""
+    """The queue and stream for one peer; its task sends until a send fails or the peer is no
+    longer connected when transactions are next relayed."""
 
     def __init__(self, peer_id: str) -> None:
         self.peer_id = peer_id
         self.queue: list[bytes] = []
         self.wakeup = trio.Event()
         self.stream: Stream | None = None
+        self.closing = False
 
 
 class TxRelay:
@@ -72,11 +74,21 @@ class TxRelay:
             task_status.started()
             await trio.sleep_forever()
 
+    @property
+    def linked_peers(self) -> list[str]:
+        """Peers with a live link (a task and, once used, a stream)."""
+        return sorted(self._links)
+
     def relay(self, raws: list[bytes], *, source: str = "") -> None:
         """Queue ``raws`` for every connected peer except ``source``; never blocks."""
         if not raws or self._nursery is None:
             return
-        for peer_id in self.host.peer_ids():
+        peer_ids = self.host.peer_ids()
+        for gone in self._links.keys() - set(peer_ids):
+            link = self._links.pop(gone)
+            link.closing = True
+            link.wakeup.set()
+        for peer_id in peer_ids:
             if peer_id == source:
                 continue
             link = self._links.get(peer_id)
@@ -97,6 +109,8 @@ class TxRelay:
             while True:
                 await link.wakeup.wait()
                 link.wakeup = trio.Event()
+                if link.closing:
+                    return
                 while link.queue:
                     batch, link.queue = link.queue[:MAX_BATCH_TXS], link.queue[MAX_BATCH_TXS:]
                     if not await self._send(link, encode(batch)):

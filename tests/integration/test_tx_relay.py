@@ -92,3 +92,19 @@ async def test_a_malformed_batch_costs_the_sender_its_stream_and_nothing_else(
     a.relay.relay([b"after"])
     await wait_until(lambda: b.raws() == {b"after"}, what="a new link still works")
     assert b.batches == [1]
+
+
+async def test_a_disconnected_peers_link_ends_at_the_next_relay(
+    cluster: Cluster, host_clock: trio.testing.MockClock | None, nursery: trio.Nursery
+) -> None:
+    a, b, c = await line_of_three(cluster, nursery)
+    b.relay.relay([b"first"])
+    await wait_until(lambda: a.raws() == c.raws() == {b"first"}, what="a and c have it")
+    assert b.relay.linked_peers == sorted([a.host.peer_id, c.host.peer_id])
+
+    await c.host.close()
+    await wait_until(lambda: b.host.peer_ids() == [a.host.peer_id], what="b sees c gone")
+    b.relay.relay([b"second"])
+
+    await wait_until(lambda: b"second" in a.raws(), what="a has the second")
+    assert b.relay.linked_peers == [a.host.peer_id]
