@@ -85,9 +85,9 @@ class TxRelay:
             return
         peer_ids = self.host.peer_ids()
         for gone in self._links.keys() - set(peer_ids):
-            link = self._links.pop(gone)
-            link.closing = True
-            link.wakeup.set()
+            closing = self._links.pop(gone)
+            closing.closing = True
+            closing.wakeup.set()
         for peer_id in peer_ids:
             if peer_id == source:
                 continue
