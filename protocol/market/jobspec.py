@@ -29,6 +29,15 @@ Spec files are TOML or JSON holding the same document (:meth:`JobSpec.from_text`
     min_compute_capability = "8.0"          # default: any
     min_cuda_version = "12.4"               # or NVML's integer 12040 (default: any)
 
+    [limits]                                # what the job's processes may use (defaults below)
+    memory = "4 GiB"                        # RAM of all its processes together (cgroup memory)
+    cpu_cores = "2"                         # CPU time, in cores: "0.5", 2, "1.25" (CFS quota)
+    processes = 1024                        # processes and threads together (cgroup pids)
+    disk = "4 GiB"                          # work dir, /tmp and outputs together
+
+The limits are enforced by the provider's kernel (see :class:`Limits`); a job that reaches one is
+stopped and its outcome says which. ``disk`` must hold the inputs and ``output_limit_bytes``.
+
 Input paths are relative, without ``.`` or ``..`` components, outside ``out/`` (where outputs
 go), and at most 1 MiB in all. ``CUDA_VISIBLE_DEVICES`` and ``NVIDIA_VISIBLE_DEVICES`` are set by
 the provider's sandbox from the GPUs sold, never by the job.
@@ -73,6 +82,19 @@ MAX_CUDA_VERSION = 999_990
 MAX_RUNTIME_S = 30 * 86400
 MAX_OUTPUT_LIMIT_BYTES = 2**30
 DEFAULT_OUTPUT_LIMIT_BYTES = 64 * 2**20
+# Resource limits: ranges and the defaults a spec without a [limits] table gets.
+MIN_LIMIT_MEMORY_BYTES = 16 * 2**20
+MAX_LIMIT_MEMORY_BYTES = 2**50
+MIN_CPU_MILLICORES = 10
+MAX_CPU_MILLICORES = 1024 * 1000
+MIN_PROCESSES = 8
+MAX_PROCESSES = 4 * 2**20
+MIN_DISK_BYTES = 16 * 2**20
+MAX_DISK_BYTES = 2**50
+DEFAULT_LIMIT_MEMORY_BYTES = 4 * 2**30
+DEFAULT_CPU_MILLICORES = 2000
+DEFAULT_PROCESSES = 1024
+DEFAULT_DISK_BYTES = 4 * 2**30
 #: A spec file larger than this is refused before parsing (base64 inputs inflate by 4/3).
 MAX_SPEC_TEXT_BYTES = 4 * 1024 * 1024
 
@@ -175,6 +197,31 @@ class Resources(Record):
 
 
 @dataclass(frozen=True, slots=True)
+class Limits(Record):
+    """What the job's processes may use on the provider, all together; enforced by its kernel.
+
+    ``memory_bytes``: resident memory (cgroup memory limit, no swap). ``cpu_millicores``: CPU
+    time, 1000 = one core (CFS quota; reaching it slows the job down, nothing more).
+    ``processes``: processes and threads (cgroup pids limit). ``disk_bytes``: the work
+    directory, ``/tmp`` and ``out/`` together (a filesystem of that size).
+    """
+
+    memory_bytes: int = DEFAULT_LIMIT_MEMORY_BYTES
+    cpu_millicores: int = DEFAULT_CPU_MILLICORES
+    processes: int = DEFAULT_PROCESSES
+    disk_bytes: int = DEFAULT_DISK_BYTES
+
+    def __post_init__(self) -> None:
+        _check_range("limits.memory", self.memory_bytes, MIN_LIMIT_MEMORY_BYTES, MAX_LIMIT_MEMORY_BYTES)
+        _check_range("limits.cpu_cores", self.cpu_millicores, MIN_CPU_MILLICORES, MAX_CPU_MILLICORES)
+        _check_range("limits.processes", self.processes, MIN_PROCESSES, MAX_PROCESSES)
+        _check_range("limits.disk", self.disk_bytes, MIN_DISK_BYTES, MAX_DISK_BYTES)
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
 class JobSpec(Record):
     """One job, validated when built. ``env`` and ``inputs`` are in ascending key order, so
     equal specs have equal canonical bytes and the same :meth:`job_hash`."""
@@ -189,6 +236,7 @@ class JobSpec(Record):
     #: Base units per GPU-second.
     max_price_per_gpu_second: int
     output_limit_bytes: int
+    limits: Limits = DEFAULT_LIMITS
 
     def __post_init__(self) -> None:
         if len(self.name) > MAX_NAME_LEN or not self.name.isprintable():
@@ -205,6 +253,12 @@ class JobSpec(Record):
                 "the job's maximum cost (price x gpu_count x max_runtime_s) exceeds 2^63-1 base units",
             )
         _check_range("output_limit_bytes", self.output_limit_bytes, 0, MAX_OUTPUT_LIMIT_BYTES)
+        needed = self.output_limit_bytes + sum(len(item.content) for item in self.inputs)
+        if self.limits.disk_bytes < needed:
+            raise fail(
+                "limits.disk",
+                f"{self.limits.disk_bytes} bytes cannot hold the inputs and output_limit_bytes ({needed} bytes)",
+            )
 
     def _check_command(self) -> None:
         if self.image and _IMAGE.fullmatch(self.image) is None:
@@ -327,6 +381,7 @@ class JobSpec(Record):
             output_limit_bytes=parse_size(
                 doc.get("output_limit_bytes", DEFAULT_OUTPUT_LIMIT_BYTES), "output_limit_bytes"
             ),
+            limits=_limits_from(doc.get("limits", {})),
         )
 
     def to_document(self) -> dict[str, object]:
@@ -355,6 +410,12 @@ class JobSpec(Record):
             "max_runtime_s": self.max_runtime_s,
             "max_price_per_gpu_second": self.max_price_per_gpu_second,
             "output_limit_bytes": self.output_limit_bytes,
+            "limits": {
+                "memory": self.limits.memory_bytes,
+                "cpu_cores": format_cpu_cores(self.limits.cpu_millicores),
+                "processes": self.limits.processes,
+                "disk": self.limits.disk_bytes,
+            },
         }
 
 
@@ -377,7 +438,9 @@ _TOP_LEVEL_KEYS = (
     "max_runtime_s",
     "max_price_per_gpu_second",
     "output_limit_bytes",
+    "limits",
 )
+_LIMIT_KEYS = ("memory", "cpu_cores", "processes", "disk")
 _RESOURCE_KEYS = (
     "gpu_count",
     "min_memory_bytes",
@@ -458,6 +521,47 @@ def _resources_from(value: object) -> Resources:
         min_compute_capability_minor=minor,
         min_cuda_version=parse_cuda_version(value.get("min_cuda_version", 0), "resources.min_cuda_version"),
     )
+
+
+def _limits_from(value: object) -> Limits:
+    if not isinstance(value, Mapping):
+        raise fail("limits", 'must be a table such as { memory = "4 GiB", cpu_cores = 2 }')
+    _reject_unknown(value, _LIMIT_KEYS, "limits.")
+    return Limits(
+        memory_bytes=parse_size(value.get("memory", DEFAULT_LIMIT_MEMORY_BYTES), "limits.memory"),
+        cpu_millicores=(
+            parse_cpu_cores(value["cpu_cores"], "limits.cpu_cores")
+            if "cpu_cores" in value
+            else DEFAULT_CPU_MILLICORES
+        ),
+        processes=plain_int(value.get("processes", DEFAULT_PROCESSES), "limits.processes"),
+        disk_bytes=parse_size(value.get("disk", DEFAULT_DISK_BYTES), "limits.disk"),
+    )
+
+
+_CORES = re.compile(r"\s*(?P<whole>[0-9]{1,7})(?:\.(?P<fraction>[0-9]{1,3}))?\s*")
+
+
+def parse_cpu_cores(value: object, path: str) -> int:
+    """Millicores from an integer number of cores or a decimal string (``"1.5"``, at most 3
+    decimals). Raises :class:`JobSpecError`."""
+    if type(value) is int:
+        if not 0 <= value <= MAX_CPU_MILLICORES // 1000:
+            raise fail(path, f"must be between 0.01 and {MAX_CPU_MILLICORES // 1000} cores, got {value}")
+        return value * 1000
+    if type(value) is not str:
+        raise fail(path, 'an integer number of cores or a string such as "1.5"')
+    match = _CORES.fullmatch(value)
+    if match is None:
+        raise fail(path, f'not a number of cores: {value[:40]!r} (expected e.g. "1.5", at most 3 decimals)')
+    fraction = (match["fraction"] or "").ljust(3, "0")
+    return int(match["whole"]) * 1000 + int(fraction)
+
+
+def format_cpu_cores(millicores: int) -> str:
+    """``1500`` -> ``"1.5"``; what :func:`parse_cpu_cores` reads back to the same value."""
+    whole, fraction = divmod(millicores, 1000)
+    return f"{whole}.{fraction:03d}".rstrip("0").rstrip(".") if fraction else str(whole)
 
 
 def _price_from(value: object) -> int:
