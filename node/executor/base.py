@@ -1,13 +1,20 @@
 """The :class:`Executor` protocol and the job lifecycle every executor shares.
 
-:func:`execute_in_workspace` is the whole lifecycle: a fresh workspace, inputs written, the
-executor's own launch (which builds its command line and calls
-:func:`node.executor.process.run_supervised`), outputs collected, the workspace removed, and an
-:class:`ExecutionResult` built. An executor only supplies its ``launch``.
+:func:`execute_in_workspace` is the whole lifecycle: the limits checked against what this host
+can enforce, a fresh workspace (on a filesystem of the job's disk limit), the job's cgroup,
+inputs written, the executor's own launch (which builds its command line and calls
+:func:`node.executor.process.run_supervised`), outputs collected, the cgroup killed and removed,
+the workspace unmounted and removed, and an :class:`ExecutionResult` built with its
+:class:`~node.executor.model.Outcome`. An executor only supplies its ``launch``.
+
+For the market, :func:`run_to_outcome` is the one call to make: it never raises for anything but
+the requester's bad input, and every failure of ours comes back as a ``PROVIDER_ERROR`` result.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -15,9 +22,14 @@ from typing import Protocol
 
 import trio
 
-from node.executor.model import ExecutionResult, SandboxJob, gpu_seconds_for, output_listing_hash
-from node.executor.process import ProcessLimits, ProcessOutcome
+from node.executor.confine import Confinement, Enforcer
+from node.executor.errors import ConfinementFailed, JobUnkillable, SandboxUnavailable
+from node.executor.limits import Capabilities, LimitKind
+from node.executor.model import ExecutionResult, SandboxJob, classify, gpu_ms_for, output_listing_hash
+from node.executor.process import OutputSink, ProcessLimits, ProcessOutcome
 from node.executor.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SANDBOX_USER = "sandbox"
@@ -44,16 +56,34 @@ class Executor(Protocol):
     def available(self) -> Availability:
         """Whether jobs can run here. May run a short probe the first time (then cached)."""
 
-    async def run(self, job: SandboxJob) -> ExecutionResult:
-        """Run ``job`` to completion or timeout.
+    def capabilities(self) -> Capabilities:
+        """Which resource limits this executor enforces here (probed once, then cached; blocks:
+        call it at startup or through ``trio.to_thread.run_sync``)."""
 
-        Raises :class:`~node.executor.errors.SandboxUnavailable` subclasses (ours) when the
-        sandbox cannot run it, and :class:`~node.executor.errors.JobInputError` subclasses when
-        the job does not fit this executor (an image for a command-only executor).
+    async def run(self, job: SandboxJob, *, on_output: OutputSink | None = None) -> ExecutionResult:
+        """Run ``job`` to completion, timeout or a limit; stream its lines to ``on_output``.
+
+        Returns a result for every run that reached the sandbox, with a ``PROVIDER_ERROR``
+        outcome when ours failed after the job started. Raises
+        :class:`~node.executor.errors.SandboxUnavailable` subclasses (ours) when the job never
+        ran, and :class:`~node.executor.errors.JobInputError` subclasses when the job does not
+        fit this executor (an image for a command-only executor).
         """
 
 
-Launch = Callable[[SandboxJob, Workspace], Awaitable[ProcessOutcome]]
+Launch = Callable[[SandboxJob, Workspace, Confinement, OutputSink | None], Awaitable[ProcessOutcome]]
+
+
+async def run_to_outcome(
+    executor: Executor, job: SandboxJob, *, on_output: OutputSink | None = None
+) -> ExecutionResult:
+    """:meth:`Executor.run`, with our failures before the start as ``PROVIDER_ERROR`` results
+    (``started = False``). Raises only :class:`~node.executor.errors.JobInputError`."""
+    try:
+        return await executor.run(job, on_output=on_output)
+    except SandboxUnavailable as exc:
+        log.warning("job %s did not run (%d): %s", job.job_id, exc.code, exc.message)
+        return ExecutionResult.provider_error(job.job_id, executor.name, exc.code, exc.message)
 
 
 def process_limits(job: SandboxJob) -> ProcessLimits:
@@ -86,17 +116,80 @@ def job_environment(job: SandboxJob, *, home: str, tmpdir: str) -> dict[str, str
     return env
 
 
-async def execute_in_workspace(job: SandboxJob, executor_name: str, launch: Launch) -> ExecutionResult:
-    """Run ``job`` through ``launch`` in a fresh workspace that is removed afterwards."""
-    workspace = await trio.to_thread.run_sync(Workspace.create, job.work_root, job.job_id)
+def capabilities_of(
+    name: str, enforcer: Enforcer, *, sandboxed: bool, availability: Availability
+) -> Capabilities:
+    """The :class:`Capabilities` of an executor whose limits ``enforcer`` enforces."""
+    host = enforcer.limits()
+    details = {"cgroup": host.cgroup_version, "disk": str(host.disk_backend or "none")}
+    if not availability:
+        reason = f"the {name} executor cannot run here: {availability.reason}"
+        return Capabilities(
+            name, sandboxed, frozenset(), dict.fromkeys(host.kinds | set(host.missing), reason), details
+        )
+    return Capabilities(name, sandboxed, host.kinds, host.missing, details)
+
+
+async def execute_in_workspace(
+    job: SandboxJob,
+    executor_name: str,
+    launch: Launch,
+    *,
+    enforcer: Enforcer,
+    on_output: OutputSink | None = None,
+    engine_enforces_cgroup_limits: bool = False,
+) -> ExecutionResult:
+    """Run ``job`` through ``launch`` in a fresh, confined workspace that is removed afterwards.
+
+    Raises :class:`~node.executor.errors.LimitNotEnforceable` before anything is created when the
+    job asks for a limit this host cannot enforce, and other
+    :class:`~node.executor.errors.SandboxUnavailable` errors when the job could not start.
+    """
+    await trio.to_thread.run_sync(
+        functools.partial(enforcer.check, job.limits, cgroup_kinds_by_engine=engine_enforces_cgroup_limits)
+    )
+    workspace = await trio.to_thread.run_sync(Workspace.allocate, job.work_root, job.job_id)
+    confinement: Confinement | None = None
     try:
+        confinement = await trio.to_thread.run_sync(
+            functools.partial(
+                enforcer.confine,
+                job.job_id,
+                job.limits,
+                workspace.root,
+                cgroups=not engine_enforces_cgroup_limits,
+            )
+        )
+        await trio.to_thread.run_sync(workspace.populate)
         await trio.to_thread.run_sync(workspace.write_inputs, job.input_files)
-        outcome = await launch(job, workspace)
+        try:
+            outcome = await launch(job, workspace, confinement, on_output)
+        except JobUnkillable as exc:
+            log.error("job %s: %s", job.job_id, exc.message)
+            return ExecutionResult.provider_error(
+                job.job_id, executor_name, exc.code, exc.message, started=True
+            )
+        evidence = outcome.limit_evidence or confinement.evidence(outcome)
+        peak_memory = confinement.events().peak_memory_bytes
         collected = await trio.to_thread.run_sync(workspace.collect_outputs, job.output_cap_bytes)
     finally:
         with trio.CancelScope(shield=True):
+            if confinement is not None:
+                try:
+                    await confinement.close()
+                except ConfinementFailed as exc:
+                    log.error("job %s: tearing down its confinement: %s", job.job_id, exc.message)
             await trio.to_thread.run_sync(workspace.remove)
-    return build_result(job, executor_name, outcome, collected.files, collected.truncated, collected.omitted)
+    return build_result(
+        job,
+        executor_name,
+        outcome,
+        collected.files,
+        collected.truncated,
+        collected.omitted,
+        limit_evidence=evidence,
+        peak_memory_bytes=peak_memory,
+    )
 
 
 def build_result(
@@ -106,17 +199,32 @@ def build_result(
     output_files: Mapping[str, bytes],
     outputs_truncated: bool,
     outputs_omitted: tuple[str, ...],
+    *,
+    limit_evidence: LimitKind | None = None,
+    peak_memory_bytes: int | None = None,
 ) -> ExecutionResult:
     returncode = outcome.returncode
+    exit_code = returncode if returncode >= 0 else None
+    signal = -returncode if returncode < 0 else None
+    kind, limit = classify(
+        exit_code=exit_code,
+        signal=signal,
+        timed_out=outcome.timed_out,
+        stopped_for=outcome.stopped_for,
+        limit_evidence=limit_evidence,
+    )
+    first_output_ms = None
+    if outcome.first_output_s is not None:
+        first_output_ms = max(0, round((outcome.first_output_s - outcome.started_s) * 1000))
     return ExecutionResult(
         job_id=job.job_id,
         executor=executor_name,
-        exit_code=returncode if returncode >= 0 else None,
-        signal=-returncode if returncode < 0 else None,
+        exit_code=exit_code,
+        signal=signal,
         timed_out=outcome.timed_out,
         killed=outcome.killed,
         wall_ms=outcome.wall_ms,
-        gpu_seconds=gpu_seconds_for(outcome.wall_ms, job.gpu_count),
+        gpu_ms=gpu_ms_for(outcome.wall_ms, job.gpu_count),
         stdout=outcome.stdout,
         stderr=outcome.stderr,
         stdout_truncated=outcome.stdout_truncated,
@@ -125,4 +233,8 @@ def build_result(
         outputs_truncated=outputs_truncated,
         outputs_omitted=outputs_omitted,
         output_hash=output_listing_hash(output_files),
+        outcome=kind,
+        limit=limit,
+        first_output_ms=first_output_ms,
+        peak_memory_bytes=peak_memory_bytes,
     )

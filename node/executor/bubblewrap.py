@@ -24,8 +24,17 @@ The sandbox, as :func:`build_bwrap_argv` lays it out:
   RAM through them, and they are removed with the workspace. ``/`` and ``/dev`` are remounted
   read-only.
 * ``--clearenv`` and then exactly :func:`node.executor.base.job_environment`.
-* ``--die-with-parent``: if the node dies, the sandbox dies. ``--new-session``: the job cannot
-  reach a controlling terminal (CVE-2017-5226).
+* ``--die-with-parent``: if the node dies, the sandbox dies. This is ``PR_SET_PDEATHSIG``, tied to
+  the *thread* that spawned bwrap, which is why :mod:`node.executor.process` spawns from the trio
+  thread and never from a worker thread (those exit when idle, and took their jobs with them).
+  ``--new-session``: the job cannot reach a controlling terminal (CVE-2017-5226).
+* **No command line carries the job's secrets or the host's layout.** Every option
+  (``--setenv NAME VALUE`` for the environment, the host paths of the binds) is written to a
+  memfd that bwrap reads and closes (``--args FD``): ``/proc/<pid>/cmdline`` of bwrap reads
+  ``bwrap --args 5 -- <the job's argv>`` to any local user, and so does ``/proc/1/cmdline``
+  inside the sandbox, whose own pid namespace shows the job nothing of the host's processes.
+* Limits: the job's cgroup, size-limited workspace and ``RLIMIT_FSIZE`` are entered before bwrap
+  starts (:mod:`node.executor.confine`).
 
 Stopping a job: with ``--new-session`` the job is not in bwrap's process group, and SIGTERM to
 bwrap itself would kill the sandbox at once (its init dies with it). So SIGTERM goes to every
@@ -41,6 +50,7 @@ as a shell reports it).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -57,10 +67,12 @@ from node.executor.base import (
     DEFAULT_PATH,
     SANDBOX_USER,
     Availability,
+    capabilities_of,
     execute_in_workspace,
     job_environment,
     process_limits,
 )
+from node.executor.confine import Confinement, Enforcer
 from node.executor.errors import (
     InvalidGpuBinding,
     InvalidImage,
@@ -68,14 +80,18 @@ from node.executor.errors import (
     SandboxStartFailed,
     SandboxToolMissing,
 )
+from node.executor.limits import Capabilities
 from node.executor.model import ExecutionResult, SandboxJob
 from node.executor.process import (
+    OutputSink,
     ProcessOutcome,
+    RunningProcess,
     descendant_pids,
     run_supervised,
     signal_pids,
     signal_process_group,
 )
+from node.executor.settings import ExecutorSettings
 from node.executor.workspace import Workspace
 
 SANDBOX_UID = 1000
@@ -195,6 +211,16 @@ def build_bwrap_argv(
     return argv
 
 
+def split_for_args_fd(argv: Sequence[str], job: SandboxJob) -> tuple[list[str], list[str]]:
+    """``(options, command line)`` of a :func:`build_bwrap_argv` result: the options go to bwrap
+    through ``--args FD`` (it reads options there, not the command), and the command line that
+    stays visible is ``bwrap --args FD -- <the job's own argv>``."""
+    tail = 1 + len(job.argv)  # "--" and the job's argv
+    options, command = list(argv[1:-tail]), list(argv[-tail:])
+    assert command[0] == "--", "build_bwrap_argv ends with -- and the job's argv"
+    return options, command
+
+
 def sandbox_passwd() -> bytes:
     home_shell = f"{SANDBOX_WORK}:/bin/sh"
     return (
@@ -210,17 +236,17 @@ def sandbox_group() -> bytes:
 class SandboxTreeTerminator:
     """Signals every process under the bwrap process (the sandbox's init and all the job's)."""
 
-    async def terminate(self, process: trio.Process) -> None:
+    async def terminate(self, process: RunningProcess) -> None:
         # The sandbox's init ignores SIGTERM from outside its namespace; the job's processes get it.
         signal_pids(descendant_pids(process.pid), signal.SIGTERM)
 
-    async def kill(self, process: trio.Process) -> None:
+    async def kill(self, process: RunningProcess) -> None:
         inside = descendant_pids(process.pid)
         signal_process_group(process.pid, signal.SIGKILL)
         # SIGKILL to the namespace's init is always delivered and takes the namespace down.
         signal_pids(inside, signal.SIGKILL)
 
-    async def reap_stragglers(self, process: trio.Process) -> None:
+    async def reap_stragglers(self, process: RunningProcess) -> None:
         # Nothing can be left: the sandbox's init exits with the job's main process, and the
         # kernel then kills everything else in the pid namespace.
         return
@@ -237,12 +263,18 @@ class BubblewrapExecutor:
         bwrap_path: str | None = None,
         extra_ro_binds: Sequence[str] = (),
         layout: HostLayout | None = None,
+        settings: ExecutorSettings | None = None,
+        enforcer: Enforcer | None = None,
     ) -> None:
         """``extra_ro_binds``: host directories the operator adds read-only at the same path
-        (a CUDA toolkit under ``/opt``, ``/sys`` for NCCL topology discovery, ...).
+        (a CUDA toolkit under ``/opt``, ``/sys`` for NCCL topology discovery, ...), on top of
+        ``settings.extra_ro_binds``.
 
         Raises :class:`InvalidSandboxConfig` for a relative or missing extra bind.
         """
+        self.settings = settings if settings is not None else ExecutorSettings()
+        extra_ro_binds = (*self.settings.extra_ro_binds, *extra_ro_binds)
+        self.enforcer = enforcer if enforcer is not None else Enforcer(self.settings)
         for path in extra_ro_binds:
             if not os.path.isabs(path) or not os.path.exists(path):
                 raise InvalidSandboxConfig(
@@ -263,8 +295,12 @@ class BubblewrapExecutor:
             self._availability = self._probe()
         return self._availability
 
-    async def run(self, job: SandboxJob) -> ExecutionResult:
-        availability = self.available()
+    def capabilities(self) -> Capabilities:
+        """The limits enforced here (cgroups, disk volume) if bwrap can run at all."""
+        return capabilities_of(self.name, self.enforcer, sandboxed=True, availability=self.available())
+
+    async def run(self, job: SandboxJob, *, on_output: OutputSink | None = None) -> ExecutionResult:
+        availability = await trio.to_thread.run_sync(self.available)
         if not availability:
             raise SandboxToolMissing(availability.reason)
         if job.image:
@@ -272,7 +308,9 @@ class BubblewrapExecutor:
         for device in job.gpu_device_paths:
             if not os.path.exists(device):
                 raise InvalidGpuBinding(f"GPU device node {device} does not exist on this host")
-        return await execute_in_workspace(job, self.name, self._launch)
+        return await execute_in_workspace(
+            job, self.name, self._launch, enforcer=self.enforcer, on_output=on_output
+        )
 
     def _argv(self, job: SandboxJob, workspace: Workspace, status_fd: int | None) -> list[str]:
         assert self._bwrap is not None
@@ -293,25 +331,44 @@ class BubblewrapExecutor:
             extra_ro_binds=self._extra_ro_binds,
         )
 
-    async def _launch(self, job: SandboxJob, workspace: Workspace) -> ProcessOutcome:
-        status_read, status_write = os.pipe()
+    async def _launch(
+        self, job: SandboxJob, workspace: Workspace, confinement: Confinement, on_output: OutputSink | None
+    ) -> ProcessOutcome:
+        status_read, status_write = os.pipe2(os.O_CLOEXEC)
+        args_fd = -1
         try:
-            argv = self._argv(job, workspace, status_write)
+            full_argv = await trio.to_thread.run_sync(
+                functools.partial(self._argv, job, workspace, status_write)
+            )
+            options, job_command = split_for_args_fd(full_argv, job)
+            args_fd = _args_memfd(options)
+            command, confine_fds = confinement.wrap([full_argv[0], "--args", str(args_fd), *job_command])
             outcome = await run_supervised(
-                argv,
+                command,
                 env={"PATH": DEFAULT_PATH},
                 cwd=str(workspace.root),
                 limits=process_limits(job),
                 terminator=SandboxTreeTerminator(),
-                pass_fds=(status_write,),
+                pass_fds=(status_write, args_fd, *confine_fds),
+                on_output=on_output,
+                watch=confinement.watch if confinement.active else None,
             )
             os.close(status_write)
             status_write = -1
             status = _read_status_documents(status_read)
         finally:
             os.close(status_read)
-            if status_write != -1:
-                os.close(status_write)
+            for fd in (status_write, args_fd):
+                if fd != -1:
+                    os.close(fd)
+        if not confinement.entered():
+            raise SandboxStartFailed(
+                "the job could not enter its cgroup and limits: "
+                + (
+                    outcome.stderr.split(b"\n", 1)[0].decode(errors="replace")
+                    or f"exit status {outcome.returncode}"
+                )
+            )
         return _interpret(outcome, status)
 
     def _probe(self) -> Availability:
@@ -339,6 +396,21 @@ class BubblewrapExecutor:
         return Availability(True)
 
 
+def _args_memfd(arguments: Sequence[str]) -> int:
+    """A memfd holding ``arguments`` NUL-separated, positioned at its start, for ``--args``."""
+    data = b"".join(argument.encode("utf-8", "surrogateescape") + b"\0" for argument in arguments)
+    fd = os.memfd_create("dcent-bwrap-args", os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _read_status_documents(fd: int) -> dict[str, object]:
     """Merge the JSON documents bwrap wrote to its status fd (the write end is closed by now)."""
     os.set_blocking(fd, False)
@@ -357,7 +429,12 @@ def _read_status_documents(fd: int) -> dict[str, object]:
 
 def _interpret(outcome: ProcessOutcome, status: Mapping[str, object]) -> ProcessOutcome:
     """Tell a job that ran from a sandbox that never started (see the module docstring)."""
-    if "exit-code" in status or outcome.timed_out or outcome.returncode < 0:
+    if (
+        "exit-code" in status
+        or outcome.timed_out
+        or outcome.stopped_for is not None
+        or outcome.returncode < 0
+    ):
         return outcome
     first_line = outcome.stderr.split(b"\n", 1)[0]
     if first_line.startswith(_EXEC_FAILURE_PREFIX):

@@ -1,28 +1,55 @@
-"""The docker / podman executor: for providers who run an engine and jobs that bring an image.
+"""The podman (and docker) executor: jobs that bring a container image.
 
-:func:`build_container_argv` makes one ``<engine> run`` command line: ``--rm``, no network, a
-read-only root filesystem, every capability dropped, no privilege escalation, an init process
-(``--init``) so the job's main process gets SIGTERM like any other, the job's workspace mounted
-at ``/work`` (cwd and HOME) and ``/tmp`` as the only writable places, the node's own uid/gid (so
-the job can write the workspace and the node can remove it), pid and memory limits, and the
-sold GPUs by UUID: ``--gpus "device=UUID,..."`` for docker (the NVIDIA container toolkit; the
-inner double quotes are needed because docker reads that value as CSV), CDI names
-``--device nvidia.com/gpu=UUID`` for podman.
+podman is first-class beside bubblewrap: daemonless, rootless where the node is not root, and
+the same limits and outcome classes. :func:`build_container_argv` makes one ``<engine> run``
+command line:
+
+* ``--network none``, ``--read-only`` root (podman: ``--read-only-tmpfs=false``, so no unbounded
+  tmpfs appears on ``/tmp``, ``/run`` or ``/var/tmp``), ``--cap-drop ALL``,
+  ``no-new-privileges``, an init process (``--init``) so the job's main process gets SIGTERM like
+  any other, the node's own uid/gid (rootless podman: ``--userns keep-id``).
+* The job's workspace, on its size-limited volume (:mod:`node.executor.volume`), mounted at
+  ``/work`` (cwd and HOME) and ``/tmp``: the only writable places.
+* Limits by the engine's cgroups: ``--memory`` = ``--memory-swap`` (no swap), ``--pids-limit``,
+  ``--cpus``; ``--ulimit fsize`` at the disk limit; and explicit ``--ulimit nofile`` / ``nproc``
+  (the engine's defaults copy the node's own, which the OCI runtime may not be allowed to set).
+  podman runs ``--runtime runc``: crun refuses hybrid cgroup hosts.
+* The environment through ``--env-file`` (a 0600 file outside the container): ``--env NAME=VALUE``
+  would show a requester's token to every local user in ``/proc/<pid>/cmdline``, and
+  ``--env NAME`` would copy it from the engine client's own environment, which the job's
+  variables (``LD_PRELOAD``, ``CONTAINERS_CONF``) must never reach. A value with a newline cannot
+  be written there and is refused.
+* GPUs by UUID, for jobs sold real GPUs: CDI names ``--device nvidia.com/gpu=UUID`` for podman
+  (the NVIDIA container toolkit's ``nvidia-ctk cdi generate``; a UUID no CDI spec names is our
+  :class:`GpuUnavailable`), ``--gpus "device=UUID,..."`` for docker (the inner double quotes are
+  needed because docker reads that value as CSV).
+
+Outcomes: the container is not ``--rm``, so after it exits ``inspect`` tells an OOM kill
+(``State.OOMKilled``); while it runs, the limit watcher reads its cgroup's ``pids.events``
+(found through ``State.CgroupPath``) and stops it at the pids limit. Then it is removed.
 
 Stopping: the ``run`` client is only a client, so killing it would leave the container running.
 The terminator talks to the engine by container name: ``kill --signal TERM``, then
-``rm --force`` (SIGKILL and removal), and only then kills the client's process group.
+``rm --force`` (SIGKILL and removal), and only then kills the client's process group. Containers
+a dead node left behind carry its ``dcent.owner`` label and are removed when the next node with
+the same work root runs its first job.
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
+import functools
+import hashlib
+import json
 import os
+import re
 import secrets
 import shutil
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import trio
 
@@ -33,17 +60,45 @@ from node.executor.base import (
     job_environment,
     process_limits,
 )
-from node.executor.errors import InvalidImage, InvalidSandboxConfig, SandboxToolMissing, WorkspaceError
+from node.executor.cgroups import CgroupEvents, Hierarchy, JobCgroup, parse_mountinfo
+from node.executor.confine import Confinement, Enforcer
+from node.executor.errors import (
+    GpuUnavailable,
+    InvalidEnvironment,
+    InvalidImage,
+    InvalidSandboxConfig,
+    LimitNotEnforceable,
+    SandboxToolMissing,
+    WorkspaceError,
+)
+from node.executor.limits import Capabilities, LimitKind, ResourceLimits
 from node.executor.model import ExecutionResult, SandboxJob
-from node.executor.process import ProcessOutcome, run_supervised, signal_process_group
+from node.executor.process import (
+    OutputSink,
+    ProcessOutcome,
+    RunningProcess,
+    run_supervised,
+    signal_process_group,
+)
+from node.executor.settings import ExecutorSettings
 from node.executor.workspace import Workspace
 
 ENGINES = ("docker", "podman")
 CONTAINER_WORK = "/work"
 CONTAINER_TMP = "/tmp"
-DEFAULT_PIDS_LIMIT = 4096
 ENGINE_CALL_TIMEOUT_S = 20.0
 PROBE_TIMEOUT_S = 10.0
+CDI_DIRS = ("/etc/cdi", "/var/run/cdi")
+_CDI_GPU_NAME = re.compile(r"\b(?:GPU|MIG)-[A-Za-z0-9/_-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    """The node's engine settings that shape every ``run`` command line."""
+
+    runtime: str | None = None  # podman: "runc"
+    nofile: int = 4096
+    nproc: int = 65536
 
 
 def build_container_argv(
@@ -55,34 +110,44 @@ def build_container_argv(
     job: SandboxJob,
     work_dir: str,
     tmp_dir: str,
-    env: Mapping[str, str],
+    env_file: str,
     user: str,
-    pids_limit: int | None = DEFAULT_PIDS_LIMIT,
-    memory_limit: str | None = None,
+    owner: str = "",
+    cidfile: str | None = None,
+    options: EngineOptions | None = None,
     keep_user_id: bool = False,
 ) -> list[str]:
     """The complete ``<engine> run`` command line for ``job`` (pure).
 
     ``keep_user_id`` (rootless podman): map the node's uid to the same uid in the container,
     which ``--user`` alone would map to one the workspace does not belong to.
+    Raises :class:`InvalidSandboxConfig` for an unknown engine and :class:`WorkspaceError` for a
+    path the volume syntax cannot carry.
     """
     if engine not in ENGINES:
         raise InvalidSandboxConfig(f"container engine must be one of {ENGINES}, got {engine!r}")
+    options = options if options is not None else EngineOptions()
     for path in (work_dir, tmp_dir):
         # -v splits on ':'; such a work root is the operator's to fix.
         if ":" in path or "," in path:
             raise WorkspaceError(f"workspace path {path!r} contains ':' or ',' and cannot be mounted")
-    argv = [
-        engine_path,
-        "run",
-        "--rm",
+    argv = [engine_path, "run"]
+    if engine == "podman" and options.runtime:
+        argv[1:1] = ["--runtime", options.runtime]
+    argv += [
         "--name",
         container_name,
         "--label",
         f"dcent.job={job.job_id}",
+        "--label",
+        f"dcent.owner={owner}",
         "--network",
         "none",
         "--read-only",
+    ]
+    if engine == "podman":
+        argv.append("--read-only-tmpfs=false")
+    argv += [
         "--init",
         "--cap-drop",
         "ALL",
@@ -96,25 +161,68 @@ def build_container_argv(
         f"{work_dir}:{CONTAINER_WORK}:rw",
         "--volume",
         f"{tmp_dir}:{CONTAINER_TMP}:rw",
+        "--env-file",
+        env_file,
         "--stop-timeout",
-        str(math.ceil(job.grace_s)),
+        str(max(1, int(job.grace_s + 0.999))),
+        "--ulimit",
+        f"nofile={options.nofile}:{options.nofile}",
+        "--ulimit",
+        f"nproc={options.nproc}:{options.nproc}",
     ]
+    if cidfile is not None:
+        argv += ["--cidfile", cidfile]
     if keep_user_id:
         argv += ["--userns", "keep-id"]
-    if pids_limit is not None:
-        argv += ["--pids-limit", str(pids_limit)]
-    if memory_limit is not None:
-        argv += ["--memory", memory_limit]
-    if job.gpu_uuids:
+    argv += _limit_flags(job.limits)
+    if job.gpu_device_paths:
         if engine == "docker":
             argv += ["--gpus", f'"device={",".join(job.gpu_uuids)}"']
         else:
             for uuid in job.gpu_uuids:
                 argv += ["--device", f"nvidia.com/gpu={uuid}"]
-    for name in sorted(env):
-        argv += ["--env", f"{name}={env[name]}"]
     argv += [image, *job.argv]
     return argv
+
+
+def _limit_flags(limits: ResourceLimits) -> list[str]:
+    flags: list[str] = []
+    if limits.memory_bytes is not None:
+        flags += ["--memory", str(limits.memory_bytes), "--memory-swap", str(limits.memory_bytes)]
+    if limits.processes is not None:
+        flags += ["--pids-limit", str(limits.processes)]
+    if limits.cpu_millicores is not None:
+        whole, fraction = divmod(limits.cpu_millicores, 1000)
+        flags += ["--cpus", f"{whole}.{fraction:03d}"]
+    if limits.disk_bytes is not None:
+        flags += ["--ulimit", f"fsize={limits.disk_bytes}:{limits.disk_bytes}"]
+    return flags
+
+
+def env_file_content(env: Mapping[str, str]) -> bytes:
+    """``NAME=VALUE`` lines for ``--env-file``. Raises :class:`InvalidEnvironment` for a value the
+    format cannot carry (a newline or carriage return)."""
+    lines = []
+    for name in sorted(env):
+        value = env[name]
+        if "\n" in value or "\r" in value:
+            raise InvalidEnvironment(f"{name}: a container job's environment value cannot hold a newline")
+        lines.append(f"{name}={value}\n")
+    return "".join(lines).encode()
+
+
+def cdi_gpu_names(dirs: Sequence[str] = CDI_DIRS) -> frozenset[str]:
+    """GPU and MIG UUIDs named as devices in the CDI specs under ``dirs`` (YAML or JSON)."""
+    names: set[str] = set()
+    for directory in dirs:
+        with contextlib.suppress(OSError):
+            for entry in sorted(os.scandir(directory), key=lambda item: item.name):
+                if entry.is_file() and entry.name.endswith((".yaml", ".yml", ".json")):
+                    with contextlib.suppress(OSError, UnicodeDecodeError):
+                        text = Path(entry.path).read_text()
+                        if "nvidia.com/gpu" in text:
+                            names.update(_CDI_GPU_NAME.findall(text))
+    return frozenset(names)
 
 
 class ContainerTerminator:
@@ -124,34 +232,52 @@ class ContainerTerminator:
         self._engine_path = engine_path
         self._container_name = container_name
 
-    async def terminate(self, process: trio.Process) -> None:
-        await self._engine("kill", "--signal", "TERM", self._container_name)
+    async def terminate(self, process: RunningProcess) -> None:
+        await engine_call(self._engine_path, "kill", "--signal", "TERM", self._container_name)
 
-    async def kill(self, process: trio.Process) -> None:
-        await self._engine("rm", "--force", self._container_name)
+    async def kill(self, process: RunningProcess) -> None:
+        await engine_call(self._engine_path, "rm", "--force", self._container_name)
         signal_process_group(process.pid, signal.SIGKILL)
 
-    async def reap_stragglers(self, process: trio.Process) -> None:
-        # The client returns when the container has exited, and --rm removes it.
+    async def reap_stragglers(self, process: RunningProcess) -> None:
+        # The client returns when the container has exited; the executor removes it then.
         return
 
-    async def _engine(self, *args: str) -> None:
-        # Failures are expected (the container may already be gone); the caller escalates anyway.
-        with trio.move_on_after(ENGINE_CALL_TIMEOUT_S):
-            try:
-                await trio.run_process(
-                    [self._engine_path, *args],
-                    stdin=subprocess.DEVNULL,
-                    capture_stdout=True,
-                    capture_stderr=True,
-                    check=False,
-                )
-            except OSError:
-                return
+
+async def engine_call(engine_path: str, *args: str) -> bytes | None:
+    """Run one engine command; its stdout, or None if it failed (often expected: already gone)."""
+    with trio.move_on_after(ENGINE_CALL_TIMEOUT_S):
+        try:
+            done = await trio.run_process(
+                [engine_path, *args],
+                stdin=subprocess.DEVNULL,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                env=_client_environment(),
+            )
+        except OSError:
+            return None
+        return done.stdout if done.returncode == 0 else None
+    return None
+
+
+class _ContainerCgroup:
+    """The running container's cgroup, found through ``inspect``, for the limit watcher."""
+
+    def __init__(self) -> None:
+        self.cgroup: JobCgroup | None = None
+        self.seen = CgroupEvents()
+
+    def watch(self) -> LimitKind | None:
+        if self.cgroup is None:
+            return None
+        self.seen = self.cgroup.events()
+        return LimitKind.PROCESSES if self.seen.pids_max > 0 else None
 
 
 class ContainerExecutor:
-    """Runs jobs that carry a container image under docker or podman."""
+    """Runs jobs that carry a container image under podman or docker."""
 
     def __init__(
         self,
@@ -159,18 +285,25 @@ class ContainerExecutor:
         *,
         engine_path: str | None = None,
         default_image: str | None = None,
-        pids_limit: int | None = DEFAULT_PIDS_LIMIT,
-        memory_limit: str | None = None,
+        settings: ExecutorSettings | None = None,
+        enforcer: Enforcer | None = None,
     ) -> None:
         """``default_image`` runs jobs that name no image. Raises :class:`InvalidSandboxConfig`."""
         if engine not in ENGINES:
             raise InvalidSandboxConfig(f"container engine must be one of {ENGINES}, got {engine!r}")
+        self.settings = settings if settings is not None else ExecutorSettings()
+        self.enforcer = enforcer if enforcer is not None else Enforcer(self.settings)
         self._engine = engine
         self._engine_path = engine_path if engine_path is not None else shutil.which(engine)
-        self._default_image = default_image
-        self._pids_limit = pids_limit
-        self._memory_limit = memory_limit
+        self._default_image = default_image or self.settings.container_image or None
+        self._options = EngineOptions(
+            runtime=self.settings.podman_runtime if engine == "podman" else None,
+            nofile=self.settings.podman_nofile,
+            nproc=self.settings.podman_nproc,
+        )
         self._availability: Availability | None = None
+        self._engine_info: dict[str, object] = {}
+        self._swept: set[Path] = set()
 
     @property
     def name(self) -> str:
@@ -183,19 +316,83 @@ class ContainerExecutor:
             self._availability = self._probe()
         return self._availability
 
-    async def run(self, job: SandboxJob) -> ExecutionResult:
+    def capabilities(self) -> Capabilities:
+        """Memory, CPU and processes as the engine's cgroups allow; disk from our volume."""
         availability = self.available()
+        host = self.enforcer.limits()
+        details = {
+            "cgroup": str(self._engine_info.get("cgroupVersion", "unknown")),
+            "disk": str(host.disk_backend or "none"),
+        }
+        if not availability:
+            reason = f"the {self._engine} executor cannot run here: {availability.reason}"
+            return Capabilities(self._engine, True, frozenset(), dict.fromkeys(LimitKind, reason), details)
+        controllers = self._engine_info.get("cgroupControllers")
+        present = set(controllers) if isinstance(controllers, list) else set()
+        kinds: set[LimitKind] = set()
+        missing: dict[LimitKind, str] = {}
+        for kind, controller in (
+            (LimitKind.MEMORY, "memory"),
+            (LimitKind.CPU, "cpu"),
+            (LimitKind.PROCESSES, "pids"),
+        ):
+            if controller in present:
+                kinds.add(kind)
+            else:
+                missing[kind] = (
+                    f"{self._engine} reports no {controller} cgroup controller (rootless on cgroup v1, or "
+                    "not delegated: run the node as root or on cgroup v2 with systemd delegation)"
+                )
+        if LimitKind.DISK in host.kinds:
+            kinds.add(LimitKind.DISK)
+        else:
+            missing[LimitKind.DISK] = host.missing.get(LimitKind.DISK, "no size-limited work directory")
+        return Capabilities(self._engine, True, frozenset(kinds), missing, details)
+
+    async def run(self, job: SandboxJob, *, on_output: OutputSink | None = None) -> ExecutionResult:
+        availability = await trio.to_thread.run_sync(self.available)
         if not availability:
             raise SandboxToolMissing(availability.reason)
         if not (job.image or self._default_image):
             raise InvalidImage(f"the {self._engine} executor needs a container image and the job names none")
-        return await execute_in_workspace(job, self.name, self._launch)
+        env_file_content(job_environment(job, home=CONTAINER_WORK, tmpdir=CONTAINER_TMP))  # refuse early
+        capabilities = await trio.to_thread.run_sync(self.capabilities)
+        unenforceable = capabilities.unenforceable(job.limits)
+        if unenforceable:
+            raise LimitNotEnforceable(f"{self._engine} cannot enforce: {capabilities.explain(unenforceable)}")
+        if job.gpu_device_paths and self._engine == "podman":
+            named = await trio.to_thread.run_sync(cdi_gpu_names)
+            absent = [uuid for uuid in job.gpu_uuids if uuid not in named]
+            if absent:
+                raise GpuUnavailable(
+                    f"no CDI spec names {', '.join(absent)}: install the NVIDIA container toolkit and run "
+                    "`nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml --device-name-strategy=uuid`"
+                )
+        await self._sweep_orphans(job.work_root)
+        return await execute_in_workspace(
+            job,
+            self.name,
+            self._launch,
+            enforcer=self.enforcer,
+            on_output=on_output,
+            engine_enforces_cgroup_limits=True,
+        )
 
-    async def _launch(self, job: SandboxJob, workspace: Workspace) -> ProcessOutcome:
+    async def _launch(
+        self, job: SandboxJob, workspace: Workspace, confinement: Confinement, on_output: OutputSink | None
+    ) -> ProcessOutcome:
         assert self._engine_path is not None
         image = job.image or self._default_image
         assert image is not None
         container_name = f"dcent-{job.job_id}-{secrets.token_hex(4)}"
+        env_file = await trio.to_thread.run_sync(
+            functools.partial(
+                workspace.write_config_file,
+                "env",
+                env_file_content(job_environment(job, home=CONTAINER_WORK, tmpdir=CONTAINER_TMP)),
+            )
+        )
+        cidfile = workspace.config / "cid"
         argv = build_container_argv(
             engine=self._engine,
             engine_path=self._engine_path,
@@ -204,19 +401,60 @@ class ContainerExecutor:
             job=job,
             work_dir=str(workspace.work),
             tmp_dir=str(workspace.tmp),
-            env=job_environment(job, home=CONTAINER_WORK, tmpdir=CONTAINER_TMP),
+            env_file=str(env_file),
             user=f"{os.getuid()}:{os.getgid()}",
-            pids_limit=self._pids_limit,
-            memory_limit=self._memory_limit,
+            owner=_owner(job.work_root),
+            cidfile=str(cidfile),
+            options=self._options,
             keep_user_id=self._engine == "podman" and os.getuid() != 0,
         )
-        return await run_supervised(
-            argv,
-            env=_client_environment(),
-            cwd=str(workspace.root),
-            limits=process_limits(job),
-            terminator=ContainerTerminator(self._engine_path, container_name),
+        watched = _ContainerCgroup()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._find_cgroup, container_name, watched)
+                outcome = await run_supervised(
+                    argv,
+                    env=_client_environment(),
+                    cwd=str(workspace.root),
+                    limits=process_limits(job),
+                    terminator=ContainerTerminator(self._engine_path, container_name),
+                    on_output=on_output,
+                    watch=watched.watch,
+                )
+                nursery.cancel_scope.cancel()
+            state = await engine_call(
+                self._engine_path, "inspect", "--format", "{{json .State}}", container_name
+            )
+        finally:
+            with trio.CancelScope(shield=True):
+                await engine_call(self._engine_path, "rm", "--force", container_name)
+        evidence = _state_evidence(state)
+        if evidence is None and watched.seen.pids_max > 0:
+            evidence = LimitKind.PROCESSES
+        return replace(outcome, limit_evidence=evidence) if evidence is not None else outcome
+
+    async def _find_cgroup(self, container_name: str, watched: _ContainerCgroup) -> None:
+        assert self._engine_path is not None
+        for _ in range(100):
+            path = await engine_call(
+                self._engine_path, "inspect", "--format", "{{.State.CgroupPath}}", container_name
+            )
+            text = path.decode(errors="replace").strip() if path else ""
+            if text.startswith("/"):
+                watched.cgroup = await trio.to_thread.run_sync(_cgroup_at, text)
+                return
+            await trio.sleep(0.1)
+
+    async def _sweep_orphans(self, work_root: Path) -> None:
+        if work_root in self._swept or self._engine_path is None:
+            return
+        self._swept.add(work_root)
+        listing = await engine_call(
+            self._engine_path, "ps", "--all", "--quiet", "--filter", f"label=dcent.owner={_owner(work_root)}"
         )
+        ids = listing.decode(errors="replace").split() if listing else []
+        if ids:
+            await engine_call(self._engine_path, "rm", "--force", *ids)
 
     def _probe(self) -> Availability:
         if self._engine_path is None:
@@ -236,7 +474,58 @@ class ContainerExecutor:
             lines = completed.stderr.decode(errors="replace").strip().splitlines()
             detail = lines[-1] if lines else f"exit status {completed.returncode}"
             return Availability(False, f"{self._engine} does not answer: {detail}")
+        with contextlib.suppress(ValueError):
+            info = json.loads(completed.stdout)
+            host = info.get("host") if isinstance(info, dict) else None
+            if isinstance(host, dict):
+                self._engine_info = host
+            elif isinstance(info, dict):  # docker's info has no "host" section
+                self._engine_info = {
+                    "cgroupVersion": info.get("CgroupVersion"),
+                    "cgroupControllers": _docker_controllers(info),
+                }
         return Availability(True)
+
+
+def _docker_controllers(info: Mapping[str, object]) -> list[str]:
+    """docker reports limits support as flags, not controller names."""
+    flags = {"MemoryLimit": "memory", "PidsLimit": "pids", "CpuCfsQuota": "cpu"}
+    return [controller for key, controller in flags.items() if info.get(key) is True]
+
+
+def _state_evidence(state: bytes | None) -> LimitKind | None:
+    if not state:
+        return None
+    with contextlib.suppress(ValueError):
+        document = json.loads(state)
+        if isinstance(document, dict) and document.get("OOMKilled") is True:
+            return LimitKind.MEMORY
+    return None
+
+
+def _cgroup_at(path: str) -> JobCgroup | None:
+    """The container's cgroup directories for the memory and pids controllers, v1 or v2."""
+    try:
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+    except OSError:
+        return None
+    dirs: dict[str, Hierarchy] = {}
+    for mount_point, fstype, options in parse_mountinfo(mountinfo):
+        for controller in ("memory", "pids"):
+            if fstype == "cgroup" and controller in options:
+                dirs[controller] = Hierarchy(1, Path(mount_point) / path.lstrip("/"))
+    if not dirs:
+        v2 = next(
+            (Path(point) for point, fstype, _ in parse_mountinfo(mountinfo) if fstype == "cgroup2"), None
+        )
+        if v2 is not None:
+            for controller in ("memory", "pids"):
+                dirs[controller] = Hierarchy(2, v2 / path.lstrip("/"))
+    return JobCgroup(dirs) if dirs else None
+
+
+def _owner(work_root: Path) -> str:
+    return hashlib.sha256(str(work_root).encode()).hexdigest()[:16]
 
 
 def _client_environment() -> dict[str, str]:

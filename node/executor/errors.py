@@ -126,3 +126,21 @@ class InvalidSandboxConfig(SandboxUnavailable):
     """The node's own executor settings are unusable (a relative or missing extra bind path)."""
 
     code = 5358
+
+
+class LimitNotEnforceable(SandboxUnavailable):
+    """The job asks for a resource limit this host cannot enforce: we must not have sold it."""
+
+    code = 5359
+
+
+class ConfinementFailed(SandboxUnavailable):
+    """The job's cgroup or size-limited work directory could not be set up or torn down."""
+
+    code = 5360
+
+
+class GpuUnavailable(SandboxUnavailable):
+    """The sold GPUs cannot be handed to this sandbox (no CDI spec names them, for podman)."""
+
+    code = 5361

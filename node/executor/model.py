@@ -7,12 +7,18 @@ limits, image) and our allocator's part (GPU UUIDs and device nodes, work root).
 input raises a :class:`~node.executor.errors.JobInputError`; a bad allocator value raises
 :class:`~node.executor.errors.InvalidGpuBinding` (ours).
 
-Metering is integer arithmetic on milliseconds measured with a monotonic clock: see
-:func:`gpu_seconds_for`. The outputs' digest is :func:`output_listing_hash`.
+Metering is integer arithmetic on milliseconds measured with a monotonic clock, in
+GPU-milliseconds: :func:`gpu_ms_for` (GPU-seconds, rounded up, stay derivable:
+:func:`gpu_seconds_for`). The outputs' digest is :func:`output_listing_hash`.
+
+Every run ends in exactly one :class:`Outcome` (:func:`classify`), which is what the market
+decides payment by: the job's own failure or limit is the requester's cost, a timeout is paid up
+to the maximum, a provider error (the sandbox or the node failed) is the provider's.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 import re
 from collections.abc import Mapping
@@ -31,6 +37,7 @@ from node.executor.errors import (
     UnsafeInputPath,
     WorkspaceError,
 )
+from node.executor.limits import NO_LIMITS, LimitKind, ResourceLimits
 from protocol.market.delivery import output_listing_hash as output_listing_hash  # re-exported
 
 # The directory, relative to the job's work directory, whose files come back as outputs.
@@ -70,7 +77,8 @@ class SandboxJob:
     the job writes its outputs under ``out/``. ``timeout_s`` counts from the process start; at
     the timeout the job gets SIGTERM, and SIGKILL ``grace_s`` later if still alive. The caps
     bound what is kept of stdout, stderr and the output files. ``image`` is for container
-    executors only and must stay empty for the others.
+    executors only and must stay empty for the others. ``limits`` are the resource limits the
+    kernel enforces (:mod:`node.executor.limits`); the disk limit must hold the inputs.
 
     Raises :class:`~node.executor.errors.JobInputError` subclasses for requester input and
     :class:`~node.executor.errors.InvalidGpuBinding` / :class:`~node.executor.errors.WorkspaceError`
@@ -90,6 +98,7 @@ class SandboxJob:
     stderr_cap_bytes: int = DEFAULT_STREAM_CAP_BYTES
     output_cap_bytes: int = DEFAULT_OUTPUT_CAP_BYTES
     image: str = ""
+    limits: ResourceLimits = NO_LIMITS
 
     def __post_init__(self) -> None:
         _check_job_id(self.job_id)
@@ -100,6 +109,11 @@ class SandboxJob:
         object.__setattr__(self, "input_files", MappingProxyType(_checked_inputs(self.input_files)))
         _check_gpus(self.gpu_uuids, self.gpu_device_paths)
         _check_limits(self)
+        if not isinstance(self.limits, ResourceLimits):
+            raise InvalidLimits(f"limits must be ResourceLimits, got {type(self.limits).__name__}")
+        inputs_size = sum(len(content) for content in self.input_files.values())
+        if self.limits.disk_bytes is not None and inputs_size > self.limits.disk_bytes:
+            raise InvalidLimits(f"the inputs ({inputs_size} bytes) do not fit the disk limit")
         if self.image and _IMAGE.fullmatch(self.image) is None:
             raise InvalidImage(f"malformed container image reference {self.image!r}")
         if not isinstance(self.work_root, Path) or not self.work_root.is_absolute():
@@ -110,14 +124,33 @@ class SandboxJob:
         return len(self.gpu_uuids)
 
 
+class Outcome(enum.StrEnum):
+    """How a run ended; exactly one per :class:`ExecutionResult`."""
+
+    COMPLETED = "completed"  # exited by itself with status 0
+    JOB_FAILED = "job_failed"  # a non-zero exit or a signal: the job's own failure
+    TIMED_OUT = "timed_out"  # still running at max_runtime_s, then stopped
+    LIMIT_EXCEEDED = "limit_exceeded"  # stopped by (or failed at) a resource limit: ``limit`` says which
+    PROVIDER_ERROR = "provider_error"  # the sandbox or the node failed: not the job's fault
+
+
 @dataclass(frozen=True)
 class ExecutionResult:
-    """What happened when a job ran. Exactly one of ``exit_code`` and ``signal`` is set.
+    """What happened when a job ran.
+
+    ``outcome`` is the class the market pays by (:func:`classify`); ``limit`` names the resource
+    for ``LIMIT_EXCEEDED``. For ``PROVIDER_ERROR``, ``error_code`` and ``error_message`` carry
+    our typed error (:mod:`node.executor.errors`) and ``started`` says whether the job's own
+    process ever ran; everything else is then empty or zero. Otherwise exactly one of
+    ``exit_code`` and ``signal`` is set.
 
     ``timed_out``: the wall-clock limit was reached and the job was sent SIGTERM. ``killed``: the
     job's main process outlived the grace period and was sent SIGKILL. ``wall_ms`` runs from the
-    process start to its exit, on a monotonic clock (it includes the grace period of a timed-out
-    job: the GPUs were held that long). ``gpu_seconds`` is :func:`gpu_seconds_for`.
+    process start to its exit, on a monotonic clock (it includes the grace period of a stopped
+    job: the GPUs were held that long). ``gpu_ms`` is :func:`gpu_ms_for`; ``gpu_seconds`` is
+    derived from it, rounded up. ``first_output_ms``: from the start to the job's first byte of
+    output (None if it printed nothing). ``peak_memory_bytes``: the cgroup's high-water mark
+    where the kernel reports it.
 
     ``output_files`` maps paths relative to ``out/`` to contents: regular files only (symlinks,
     FIFOs and the like are never followed or read). When their total size exceeds the job's
@@ -137,7 +170,7 @@ class ExecutionResult:
     timed_out: bool
     killed: bool
     wall_ms: int
-    gpu_seconds: int
+    gpu_ms: int
     stdout: bytes
     stderr: bytes
     stdout_truncated: bool
@@ -146,11 +179,88 @@ class ExecutionResult:
     outputs_truncated: bool
     outputs_omitted: tuple[str, ...]
     output_hash: bytes
+    outcome: Outcome = Outcome.COMPLETED
+    limit: LimitKind | None = None
+    error_code: int = 0
+    error_message: str = ""
+    started: bool = True
+    first_output_ms: int | None = None
+    peak_memory_bytes: int | None = None
+
+    @property
+    def gpu_seconds(self) -> int:
+        """GPU-seconds, rounded up from :attr:`gpu_ms` (what receipts carry until they move to ms)."""
+        return -(-self.gpu_ms // 1000)
 
     @property
     def succeeded(self) -> bool:
-        """Exited by itself with status 0 before the timeout."""
-        return self.exit_code == 0 and not self.timed_out
+        """Exited by itself with status 0 before the timeout, within its limits."""
+        return self.outcome is Outcome.COMPLETED
+
+    @classmethod
+    def provider_error(
+        cls, job_id: str, executor: str, code: int, message: str, *, started: bool = False, wall_ms: int = 0
+    ) -> ExecutionResult:
+        """The result of a run that failed on our side (nothing of the job's comes back)."""
+        return cls(
+            job_id=job_id,
+            executor=executor,
+            exit_code=None,
+            signal=None,
+            timed_out=False,
+            killed=False,
+            wall_ms=wall_ms,
+            gpu_ms=0,
+            stdout=b"",
+            stderr=b"",
+            stdout_truncated=False,
+            stderr_truncated=False,
+            output_files=MappingProxyType({}),
+            outputs_truncated=False,
+            outputs_omitted=(),
+            output_hash=output_listing_hash({}),
+            outcome=Outcome.PROVIDER_ERROR,
+            error_code=code,
+            error_message=message,
+            started=started,
+        )
+
+
+def classify(
+    *,
+    exit_code: int | None,
+    signal: int | None,
+    timed_out: bool,
+    stopped_for: LimitKind | None,
+    limit_evidence: LimitKind | None,
+) -> tuple[Outcome, LimitKind | None]:
+    """The outcome of a run whose process ran (provider errors are decided before this).
+
+    In order: stopped by the limit watcher; failed (or timed out) with a limit reached (an OOM
+    kill, the pids limit, a full disk, ``SIGXFSZ``); timed out; exit 0; anything else is the
+    job's failure. A job that reached a limit but still exited 0 completed: its work is done.
+    """
+    if stopped_for is not None:
+        return Outcome.LIMIT_EXCEEDED, stopped_for
+    clean_exit = exit_code == 0 and signal is None and not timed_out
+    if limit_evidence is not None and not clean_exit:
+        return Outcome.LIMIT_EXCEEDED, limit_evidence
+    if timed_out:
+        return Outcome.TIMED_OUT, None
+    if clean_exit:
+        return Outcome.COMPLETED, None
+    return Outcome.JOB_FAILED, None
+
+
+def gpu_ms_for(wall_ms: int, gpu_count: int) -> int:
+    """GPU-milliseconds billed for holding ``gpu_count`` GPUs for ``wall_ms`` milliseconds.
+
+    ``wall_ms`` is already rounded up to a whole millisecond (:func:`wall_ms_between`, at least
+    1 for any run), so every run that held a GPU bills at least 1 GPU-ms: no job is free.
+    """
+    if wall_ms < 0 or gpu_count < 0:
+        raise ValueError(f"negative metering input: wall_ms={wall_ms}, gpu_count={gpu_count}")
+    return wall_ms * gpu_count
 
 
 def gpu_seconds_for(wall_ms: int, gpu_count: int) -> int:

@@ -5,6 +5,10 @@ nothing else: the job sees the network, the whole filesystem with the node's per
 every GPU driver node (``CUDA_VISIBLE_DEVICES`` only steers well-behaved CUDA programs). It
 therefore refuses to be constructed without ``allow_unsandboxed=True``, which the node passes
 only when its config says ``market.allow_unsandboxed = true``.
+
+Resource limits are enforced as under bubblewrap where the host allows it (the job's cgroup and
+size-limited work directory, :mod:`node.executor.confine`); :meth:`SubprocessExecutor.capabilities`
+says ``sandboxed = False`` and which limits hold.
 """
 
 from __future__ import annotations
@@ -14,13 +18,17 @@ import shutil
 
 from node.executor.base import (
     Availability,
+    capabilities_of,
     execute_in_workspace,
     job_environment,
     process_limits,
 )
-from node.executor.errors import InvalidImage, UnsandboxedNotAllowed
+from node.executor.confine import Confinement, Enforcer
+from node.executor.errors import InvalidImage, SandboxStartFailed, UnsandboxedNotAllowed
+from node.executor.limits import Capabilities
 from node.executor.model import ExecutionResult, SandboxJob
-from node.executor.process import ProcessGroupTerminator, ProcessOutcome, run_supervised
+from node.executor.process import OutputSink, ProcessGroupTerminator, ProcessOutcome, run_supervised
+from node.executor.settings import ExecutorSettings
 from node.executor.workspace import Workspace
 
 # Shell conventions for a command that cannot be run.
@@ -33,33 +41,61 @@ class SubprocessExecutor:
 
     name = "subprocess"
 
-    def __init__(self, *, allow_unsandboxed: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        allow_unsandboxed: bool = False,
+        settings: ExecutorSettings | None = None,
+        enforcer: Enforcer | None = None,
+    ) -> None:
         if allow_unsandboxed is not True:
             raise UnsandboxedNotAllowed(
                 "the subprocess executor runs jobs without any isolation; it is for development "
                 "only and needs market.allow_unsandboxed = true in the node config"
             )
+        self.settings = settings if settings is not None else ExecutorSettings()
+        self.enforcer = enforcer if enforcer is not None else Enforcer(self.settings)
 
     def available(self) -> Availability:
         return Availability(True)
 
-    async def run(self, job: SandboxJob) -> ExecutionResult:
+    def capabilities(self) -> Capabilities:
+        return capabilities_of(self.name, self.enforcer, sandboxed=False, availability=self.available())
+
+    async def run(self, job: SandboxJob, *, on_output: OutputSink | None = None) -> ExecutionResult:
         if job.image:
             raise InvalidImage("the subprocess executor runs commands, not container images")
-        return await execute_in_workspace(job, self.name, self._launch)
+        return await execute_in_workspace(
+            job, self.name, self._launch, enforcer=self.enforcer, on_output=on_output
+        )
 
-    async def _launch(self, job: SandboxJob, workspace: Workspace) -> ProcessOutcome:
+    async def _launch(
+        self, job: SandboxJob, workspace: Workspace, confinement: Confinement, on_output: OutputSink | None
+    ) -> ProcessOutcome:
         env = job_environment(job, home=str(workspace.work), tmpdir=str(workspace.tmp))
         missing = _unrunnable_command(job.argv[0], env["PATH"], str(workspace.work))
         if missing is not None:
             return missing
-        return await run_supervised(
-            job.argv,
+        command, confine_fds = confinement.wrap(list(job.argv))
+        outcome = await run_supervised(
+            command,
             env=env,
             cwd=str(workspace.work),
             limits=process_limits(job),
             terminator=ProcessGroupTerminator(),
+            pass_fds=confine_fds,
+            on_output=on_output,
+            watch=confinement.watch if confinement.active else None,
         )
+        if not confinement.entered():
+            raise SandboxStartFailed(
+                "the job could not enter its cgroup and limits: "
+                + (
+                    outcome.stderr.split(b"\n", 1)[0].decode(errors="replace")
+                    or f"exit status {outcome.returncode}"
+                )
+            )
+        return outcome
 
 
 def _unrunnable_command(command: str, search_path: str, cwd: str) -> ProcessOutcome | None:

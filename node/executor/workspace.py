@@ -68,14 +68,27 @@ class Workspace:
     @classmethod
     def create(cls, work_root: Path, job_id: str) -> Workspace:
         """Make a new, empty workspace for ``job_id``. Raises :class:`WorkspaceError`."""
+        workspace = cls.allocate(work_root, job_id)
+        workspace.populate()
+        return workspace
+
+    @classmethod
+    def allocate(cls, work_root: Path, job_id: str) -> Workspace:
+        """Only the workspace's root directory (a volume may be mounted on it before
+        :meth:`populate`). Raises :class:`WorkspaceError`."""
         try:
             work_root.mkdir(mode=0o700, parents=True, exist_ok=True)
-            workspace = cls(Path(tempfile.mkdtemp(prefix=f"{job_id}-", dir=work_root)))
-            for directory in (workspace.work, workspace.out, workspace.tmp, workspace.shm, workspace.config):
-                directory.mkdir(mode=0o700)
+            return cls(Path(tempfile.mkdtemp(prefix=f"{job_id}-", dir=work_root)))
         except OSError as exc:
             raise WorkspaceError(f"cannot create a work directory under {work_root}: {exc}") from exc
-        return workspace
+
+    def populate(self) -> None:
+        """Create the directories under the root. Raises :class:`WorkspaceError`."""
+        try:
+            for directory in (self.work, self.out, self.tmp, self.shm, self.config):
+                directory.mkdir(mode=0o700)
+        except OSError as exc:
+            raise WorkspaceError(f"cannot create the work directories in {self.root}: {exc}") from exc
 
     def write_inputs(self, files: Mapping[str, bytes]) -> None:
         """Write each input under ``work/``; paths were checked, and are checked again here."""

@@ -1,0 +1,276 @@
+"""Putting one job under its limits: cgroup, size-limited workspace, ``RLIMIT_FSIZE``.
+
+:class:`Enforcer` (one per executor) knows what this host can enforce (:meth:`Enforcer.limits`,
+probed for real once) and builds a :class:`Confinement` per job. The job's first process is a
+tiny wrapper (:data:`WRAPPER`, run by the node's own Python) that, before it executes the
+sandbox, joins the job's cgroups, sets ``RLIMIT_FSIZE`` and reports success on a close-on-exec
+pipe: the sandbox and everything it forks start inside the limits, with no window in which a
+fork could escape, and the job cannot forge that report (the pipe is closed before any of its
+code runs). Nothing about the limits is passed on a command line the job could read.
+
+While the job runs, :meth:`Confinement.watch` is polled: an OOM kill or the pids limit in the
+cgroup, or a full workspace, stops the job and classifies the run (:mod:`node.executor.model`).
+At the end the whole cgroup is killed (nothing the job started outlives it), then removed, and
+the workspace filesystem is unmounted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from node.executor.cgroups import CgroupEvents, CgroupHost, CgroupManager, JobCgroup, discover_here
+from node.executor.errors import ConfinementFailed, LimitNotEnforceable
+from node.executor.limits import LimitKind, ResourceLimits
+from node.executor.process import ProcessOutcome
+from node.executor.settings import ExecutorSettings
+from node.executor.volume import DiskBackend, Volume, VolumeError, probe_backend, sweep_stale
+
+log = logging.getLogger(__name__)
+
+# The wrapper: argv = [python, -I, -S, -c, WRAPPER, status_fd, fsize_or_-1, n, cgroup.procs x n, cmd...].
+WRAPPER = """
+import os, resource, sys
+status_fd, fsize, count = (int(value) for value in sys.argv[1:4])
+procs, command = sys.argv[4 : 4 + count], sys.argv[4 + count :]
+try:
+    for path in procs:
+        with open(path, "w") as handle:
+            handle.write(str(os.getpid()))
+    if fsize >= 0:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+except OSError as exc:
+    os.write(2, ("dcent-confine: " + str(exc) + "\\n").encode())
+    os._exit(125)
+os.write(status_fd, b"ok")
+os.close(status_fd)
+try:
+    os.execvp(command[0], command)
+except OSError as exc:
+    os.write(2, ("dcent-confine: cannot execute " + command[0] + ": " + str(exc.strerror) + "\\n").encode())
+    os._exit(127)
+"""
+CGROUP_REMOVE_ATTEMPTS = 50
+CGROUP_REMOVE_PAUSE_S = 0.02
+SIGXFSZ = int(signal.SIGXFSZ)
+
+
+@dataclass(frozen=True, slots=True)
+class HostLimits:
+    """What :class:`Enforcer` found: enforceable kinds, reasons for the others, facts."""
+
+    kinds: frozenset[LimitKind]
+    missing: dict[LimitKind, str] = field(default_factory=dict)
+    cgroup_version: str = "none"
+    disk_backend: DiskBackend | None = None
+
+
+class Enforcer:
+    """Builds confinements; one per executor, probing the host once."""
+
+    def __init__(self, settings: ExecutorSettings, *, cgroup_host: CgroupHost | None = None) -> None:
+        self.settings = settings
+        self._cgroup_host = cgroup_host
+        self._host: HostLimits | None = None
+        self._managers: dict[Path, CgroupManager] = {}
+        self._swept: set[Path] = set()
+
+    def limits(self) -> HostLimits:
+        """Probe once (blocks up to a second: create a cgroup, mount a test volume), then cached."""
+        if self._host is None:
+            self._host = self._probe()
+        return self._host
+
+    def _probe(self) -> HostLimits:
+        missing: dict[LimitKind, str] = {}
+        kinds: set[LimitKind] = set()
+        version = "none"
+        if self.settings.cgroups:
+            host = self._cgroup_host if self._cgroup_host is not None else discover_here()
+            self._cgroup_host = host
+            probe = CgroupManager(host, owner=f"probe-{os.getpid()}")
+            enforceable = probe.enforceable()
+            probe.remove_bases()
+            kinds |= enforceable
+            version = host.version_label
+            for kind, controller in (
+                (LimitKind.MEMORY, "memory"),
+                (LimitKind.CPU, "cpu"),
+                (LimitKind.PROCESSES, "pids"),
+            ):
+                if kind not in enforceable:
+                    missing[kind] = probe.unusable.get(
+                        controller, f"the {controller} controller is unavailable"
+                    )
+        else:
+            for kind in (LimitKind.MEMORY, LimitKind.CPU, LimitKind.PROCESSES):
+                missing[kind] = "cgroup limits are switched off in the executor settings (cgroups = false)"
+        probe_dir = self.settings.probe_dir or Path(tempfile.gettempdir()) / "dcent-disk-probe"
+        backend, reason = probe_backend(probe_dir, self.settings.disk_backend)
+        with contextlib.suppress(OSError):
+            probe_dir.rmdir()
+        if backend is None:
+            missing[LimitKind.DISK] = reason
+        else:
+            kinds.add(LimitKind.DISK)
+        return HostLimits(frozenset(kinds), missing, version, backend)
+
+    def check(self, limits: ResourceLimits, *, cgroup_kinds_by_engine: bool = False) -> None:
+        """Raise :class:`LimitNotEnforceable` if ``limits`` asks for a kind we cannot enforce.
+
+        ``cgroup_kinds_by_engine``: a container engine enforces memory, CPU and processes itself;
+        only the disk limit is ours then.
+        """
+        host = self.limits()
+        wanted = limits.requested()
+        if cgroup_kinds_by_engine:
+            wanted &= {LimitKind.DISK}
+        unenforceable = sorted(wanted - host.kinds)
+        if unenforceable:
+            detail = "; ".join(f"{kind}: {host.missing.get(kind, 'not supported')}" for kind in unenforceable)
+            raise LimitNotEnforceable(
+                f"this host cannot enforce the job's {', '.join(unenforceable)} limit: {detail}"
+            )
+
+    def confine(
+        self, job_id: str, limits: ResourceLimits, root: Path, *, cgroups: bool = True
+    ) -> Confinement:
+        """Mount the size-limited volume on ``root`` and create the cgroup (blocking; call from a
+        thread). Raises :class:`ConfinementFailed`; nothing is left behind then."""
+        host = self.limits()
+        work_root = root.parent
+        if work_root not in self._swept:
+            self._swept.add(work_root)
+            for point in sweep_stale(work_root):
+                log.warning("unmounted a job volume left by an earlier run: %s", point)
+        volume: Volume | None = None
+        cgroup: JobCgroup | None = None
+        try:
+            if limits.disk_bytes is not None:
+                assert host.disk_backend is not None
+                volume = Volume.create(host.disk_backend, root, limits.disk_bytes)
+            if cgroups and limits.any_cgroup_limit:
+                cgroup = self._manager(work_root).create(job_id, limits)
+        except OSError as exc:
+            if volume is not None:
+                with contextlib.suppress(VolumeError):
+                    volume.destroy()
+            raise ConfinementFailed(f"cannot confine job {job_id}: {exc.strerror or exc}") from exc
+        return Confinement(limits=limits, cgroup=cgroup, volume=volume)
+
+    def _manager(self, work_root: Path) -> CgroupManager:
+        manager = self._managers.get(work_root)
+        if manager is None:
+            assert self._cgroup_host is not None
+            owner = hashlib.sha256(str(work_root).encode()).hexdigest()[:16]
+            manager = CgroupManager(self._cgroup_host, owner=owner)
+            self._managers[work_root] = manager
+        return manager
+
+
+class Confinement:
+    """One job's cgroup, volume and file-size limit (any of them may be absent)."""
+
+    def __init__(self, *, limits: ResourceLimits, cgroup: JobCgroup | None, volume: Volume | None) -> None:
+        self.limits = limits
+        self.cgroup = cgroup
+        self.volume = volume
+        self._status_read = -1
+        self._status_write = -1
+        self._wrapped = False
+
+    @property
+    def active(self) -> bool:
+        return self.cgroup is not None or self.limits.disk_bytes is not None
+
+    def wrap(self, argv: list[str]) -> tuple[list[str], tuple[int, ...]]:
+        """The command that enters the confinement and then executes ``argv``, and the fds the
+        spawn must pass. Without anything to enter, ``argv`` unchanged and no fds."""
+        if not self.active:
+            return argv, ()
+        self._status_read, self._status_write = os.pipe2(os.O_CLOEXEC)
+        procs = self.cgroup.procs_files if self.cgroup is not None else ()
+        fsize = self.limits.disk_bytes if self.limits.disk_bytes is not None else -1
+        self._wrapped = True
+        wrapper = [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            WRAPPER,
+            str(self._status_write),
+            str(fsize),
+            str(len(procs)),
+        ]
+        return [*wrapper, *procs, *argv], (self._status_write,)
+
+    def spawned(self) -> None:
+        """Call right after the spawn: our copy of the pipe's write end must go."""
+        if self._status_write != -1:
+            os.close(self._status_write)
+            self._status_write = -1
+
+    def entered(self) -> bool:
+        """Whether the wrapper joined the cgroup and set the limits (read once the process ran)."""
+        if not self._wrapped:
+            return True
+        self.spawned()
+        os.set_blocking(self._status_read, False)
+        try:
+            return os.read(self._status_read, 16) == b"ok"
+        except BlockingIOError:
+            return False
+
+    def events(self) -> CgroupEvents:
+        return self.cgroup.events() if self.cgroup is not None else CgroupEvents()
+
+    def watch(self) -> LimitKind | None:
+        """What the limit watcher polls: a limit the kernel enforced, or a full workspace."""
+        hit = self.events().limit_hit()
+        if hit is not None:
+            return hit
+        if self.volume is not None and self.volume.is_full():
+            return LimitKind.DISK
+        return None
+
+    def evidence(self, outcome: ProcessOutcome) -> LimitKind | None:
+        """After the exit: the limit the job reached, if any (``SIGXFSZ`` counts as the disk)."""
+        hit = self.watch()
+        if hit is not None:
+            return hit
+        xfsz = outcome.returncode in (-SIGXFSZ, 128 + SIGXFSZ)
+        if self.limits.disk_bytes is not None and xfsz:
+            return LimitKind.DISK
+        return None
+
+    async def close(self) -> None:
+        """Kill whatever is left in the cgroup, remove it, unmount the volume. Raises
+        :class:`ConfinementFailed` when the volume stays mounted or the cgroup cannot be emptied."""
+        for fd in (self._status_read, self._status_write):
+            if fd != -1:
+                os.close(fd)
+        self._status_read = self._status_write = -1
+        problems = []
+        if self.cgroup is not None:
+            for _ in range(CGROUP_REMOVE_ATTEMPTS):
+                if self.cgroup.remove():
+                    break
+                await trio.sleep(CGROUP_REMOVE_PAUSE_S)
+            else:
+                problems.append(f"cgroup {self.cgroup.procs_files} still holds {self.cgroup.pids()}")
+        if self.volume is not None:
+            try:
+                await trio.to_thread.run_sync(self.volume.destroy)
+            except VolumeError as exc:
+                problems.append(str(exc.strerror))
+        if problems:
+            raise ConfinementFailed("; ".join(problems))

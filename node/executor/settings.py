@@ -1,0 +1,54 @@
+"""The executor's own settings, with defaults (the node config maps its ``[executor]`` table here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from node.executor.errors import InvalidSandboxConfig
+from node.executor.volume import BACKEND_CHOICES
+
+DEFAULT_PODMAN_NOFILE = 4096
+DEFAULT_PODMAN_NPROC = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorSettings:
+    """How the executors enforce limits and build their sandboxes.
+
+    ``disk_backend``: the size-limited work directory (:mod:`node.executor.volume`): ``auto``
+    (loop, else tmpfs), ``loop``, ``tmpfs``, or ``none`` (then disk limits are unenforceable and
+    jobs that ask for one are refused). ``cgroups``: false turns cgroup limits off (then memory,
+    CPU and process limits are unenforceable). ``probe_dir``: where the capability probe mounts a
+    throwaway volume (default: the system temporary directory). ``extra_ro_binds``: host paths
+    bubblewrap adds read-only (a CUDA toolkit under ``/opt``). ``podman_runtime`` and the
+    ``podman_nofile`` / ``podman_nproc`` ulimits: explicit, because the engine's defaults copy the
+    node's own limits, which the OCI runtime may not be allowed to set. ``container_image``: the
+    image for jobs that name none.
+
+    Raises :class:`InvalidSandboxConfig` for a value out of range.
+    """
+
+    disk_backend: str = "auto"
+    cgroups: bool = True
+    probe_dir: Path | None = None
+    extra_ro_binds: tuple[str, ...] = ()
+    podman_runtime: str = "runc"
+    podman_nofile: int = DEFAULT_PODMAN_NOFILE
+    podman_nproc: int = DEFAULT_PODMAN_NPROC
+    container_image: str = ""
+
+    def __post_init__(self) -> None:
+        if self.disk_backend not in BACKEND_CHOICES:
+            raise InvalidSandboxConfig(
+                f"executor.disk_backend: one of {', '.join(BACKEND_CHOICES)}, got {self.disk_backend!r}"
+            )
+        if self.probe_dir is not None and not self.probe_dir.is_absolute():
+            raise InvalidSandboxConfig(f"executor.probe_dir must be absolute, got {self.probe_dir}")
+        for name in ("podman_nofile", "podman_nproc"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 64 <= value <= 2**30:
+                raise InvalidSandboxConfig(f"executor.{name}: an int between 64 and 2^30, got {value!r}")
+        runtime = self.podman_runtime
+        if not runtime or not runtime.isprintable() or " " in runtime or runtime.startswith("-"):
+            raise InvalidSandboxConfig(f"executor.podman_runtime: a runtime name or path, got {runtime!r}")
