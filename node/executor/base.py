@@ -137,16 +137,17 @@ async def execute_in_workspace(
     *,
     enforcer: Enforcer,
     on_output: OutputSink | None = None,
-    engine_enforces_cgroup_limits: bool = False,
+    cgroup_placement: str = "node",
 ) -> ExecutionResult:
     """Run ``job`` through ``launch`` in a fresh, confined workspace that is removed afterwards.
 
     Raises :class:`~node.executor.errors.LimitNotEnforceable` before anything is created when the
-    job asks for a limit this host cannot enforce, and other
+    job asks for a limit this host cannot enforce (``cgroup_placement``: see
+    :meth:`~node.executor.confine.Enforcer.confine`), and other
     :class:`~node.executor.errors.SandboxUnavailable` errors when the job could not start.
     """
     await trio.to_thread.run_sync(
-        functools.partial(enforcer.check, job.limits, cgroup_kinds_by_engine=engine_enforces_cgroup_limits)
+        functools.partial(enforcer.check, job.limits, cgroup_placement=cgroup_placement)
     )
     workspace = await trio.to_thread.run_sync(Workspace.allocate, job.work_root, job.job_id)
     confinement: Confinement | None = None
@@ -157,7 +158,7 @@ async def execute_in_workspace(
                 job.job_id,
                 job.limits,
                 workspace.root,
-                cgroups=not engine_enforces_cgroup_limits,
+                cgroup_placement=cgroup_placement,
             )
         )
         await trio.to_thread.run_sync(workspace.populate)

@@ -67,6 +67,7 @@ class Hierarchy:
 
     version: int  # 1 or 2
     own_dir: Path
+    mount: Path | None = None  # the hierarchy's mount point (its root cgroup)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +135,12 @@ def discover(mountinfo: str, proc_cgroup: str) -> CgroupHost:
             (Path(point) for point, fstype, opts in mounts if fstype == "cgroup" and controller in opts), None
         )
         if v1_mount is not None and controller in own:
-            hierarchies[controller] = Hierarchy(1, _join(v1_mount, own[controller]))
+            hierarchies[controller] = Hierarchy(1, _join(v1_mount, own[controller]), v1_mount)
             continue
         if v2_mount is not None and "" in own:
             own_dir = _join(v2_mount, own[""])
             if controller in _read_words(own_dir / "cgroup.controllers"):
-                hierarchies[controller] = Hierarchy(2, own_dir)
+                hierarchies[controller] = Hierarchy(2, own_dir, v2_mount)
                 continue
             missing[controller] = (
                 f"the {controller} controller is not available to this node's cgroup {own_dir} "
@@ -152,6 +153,17 @@ def discover(mountinfo: str, proc_cgroup: str) -> CgroupHost:
     return CgroupHost(hierarchies=hierarchies, missing=missing)
 
 
+def at_roots(host: CgroupHost) -> CgroupHost:
+    """The same controllers with the hierarchies' root cgroups as "our own": for cgroups that must
+    sit at the same relative path in every hierarchy (a container engine's ``--cgroup-parent``)."""
+    roots = {
+        controller: Hierarchy(h.version, h.mount, h.mount)
+        for controller, h in host.hierarchies.items()
+        if h.mount is not None
+    }
+    return CgroupHost(hierarchies=roots, missing=host.missing)
+
+
 def discover_here() -> CgroupHost:
     """:func:`discover` for this process."""
     try:
@@ -162,17 +174,21 @@ def discover_here() -> CgroupHost:
     return discover(mountinfo, proc_cgroup)
 
 
-def prepare_v2(own_dir: Path, controllers: Iterable[str], pid: int) -> Path:
+def prepare_v2(own_dir: Path, controllers: Iterable[str], pid: int, *, is_root: bool = False) -> Path:
     """Make ``own_dir/dcent-jobs`` able to host job cgroups with ``controllers``; return it.
 
     If ``own_dir`` still holds processes, they must leave it before controllers can be enabled
     for its children: when the only one is ``pid`` (the node), it moves to ``own_dir/dcent-node``.
-    Raises :class:`CgroupError` (with the operator's fix) when other processes live there.
+    The root cgroup (``is_root``) is exempt from that rule. Raises :class:`CgroupError` (with the
+    operator's fix) when other processes live there.
     """
     wanted = sorted(controllers)
     enable = " ".join(f"+{name}" for name in wanted)
     jobs = own_dir / JOBS_DIR
-    if not set(wanted) <= _read_words(own_dir / "cgroup.subtree_control"):
+    if is_root:
+        if not set(wanted) <= _read_words(own_dir / "cgroup.subtree_control"):
+            _write(own_dir / "cgroup.subtree_control", enable)
+    elif not set(wanted) <= _read_words(own_dir / "cgroup.subtree_control"):
         members = [int(word) for word in _read_words(own_dir / "cgroup.procs")]
         others = sorted(set(members) - {pid})
         if others:
@@ -244,21 +260,43 @@ class JobCgroup:
                 _write(cpu.own_dir / "cpu.cfs_quota_us", str(quota))
 
     def events(self) -> CgroupEvents:
-        """The enforcement counters; a file that cannot be read counts as zero."""
+        """The enforcement counters, summed over this cgroup and any below it (cgroup v1 counts
+        an OOM kill or a failed fork in the cgroup of the process, not where the limit sits); a
+        file that cannot be read counts as zero."""
         oom_kills = pids_max = 0
         peak: int | None = None
         memory = self.dirs.get("memory")
         if memory is not None:
-            if memory.version == 2:
-                oom_kills = _keyed(memory.own_dir / "memory.events").get("oom_kill", 0)
-                peak = _read_int(memory.own_dir / "memory.peak")
-            else:
-                oom_kills = _keyed(memory.own_dir / "memory.oom_control").get("oom_kill", 0)
-                peak = _read_int(memory.own_dir / "memory.max_usage_in_bytes")
+            for directory in _tree(memory.own_dir):
+                if memory.version == 2:
+                    oom_kills += _keyed(directory / "memory.events").get("oom_kill", 0)
+                else:
+                    oom_kills += _keyed(directory / "memory.oom_control").get("oom_kill", 0)
+            peak_file = "memory.peak" if memory.version == 2 else "memory.max_usage_in_bytes"
+            peak = _read_int(memory.own_dir / peak_file)
         pids = self.dirs.get("pids")
         if pids is not None:
-            pids_max = _keyed(pids.own_dir / "pids.events").get("max", 0)
+            for directory in _tree(pids.own_dir):
+                pids_max += _keyed(directory / "pids.events").get("max", 0)
         return CgroupEvents(oom_kills=oom_kills, pids_max=pids_max, peak_memory_bytes=peak)
+
+    def limits_reached(self) -> tuple[bool, bool]:
+        """``(memory, processes)``: whether usage ever reached the limit written here, from the
+        hierarchical records that outlive child cgroups (``memory.failcnt`` / ``memory.events``
+        max; ``pids.peak`` against ``pids.max``)."""
+        memory_hit = processes_hit = False
+        memory = self.dirs.get("memory")
+        if memory is not None:
+            if memory.version == 2:
+                memory_hit = _keyed(memory.own_dir / "memory.events").get("max", 0) > 0
+            else:
+                memory_hit = (_read_int(memory.own_dir / "memory.failcnt") or 0) > 0
+        pids = self.dirs.get("pids")
+        if pids is not None:
+            peak = _read_int(pids.own_dir / "pids.peak")
+            limit = _read_int(pids.own_dir / "pids.max")
+            processes_hit = peak is not None and limit is not None and peak >= limit
+        return memory_hit, processes_hit
 
     def pids(self) -> list[int]:
         found: set[int] = set()
@@ -272,9 +310,15 @@ class JobCgroup:
         return kill_cgroup_dirs([h.own_dir for h in self.dirs.values()])
 
     def remove(self) -> bool:
-        """Kill what is left and remove the directories; True if all are gone."""
+        """Kill what is left and remove the directories (and any child cgroups a container
+        engine made in them, deepest first); True if all are gone."""
         self.kill_all()
-        return all(_rmdir(h.own_dir) for h in self.dirs.values())
+        return all(_rmdir_tree(h.own_dir) for h in self.dirs.values())
+
+    def relative_path(self) -> str | None:
+        """The path of this cgroup below its hierarchy's root, if it is the same in every one."""
+        paths = {"/" + str(h.own_dir.relative_to(h.mount)) for h in self.dirs.values() if h.mount is not None}
+        return paths.pop() if len(paths) == 1 and len(self.dirs) > 0 else None
 
 
 def kill_cgroup_dirs(dirs: Iterable[Path]) -> bool:
@@ -316,17 +360,17 @@ class CgroupManager:
         bases: dict[str, Hierarchy] = {}
         v2 = {c: h for c, h in self.host.hierarchies.items() if h.version == 2}
         if v2:
-            own_dir = next(iter(v2.values())).own_dir
+            first = next(iter(v2.values()))
             try:
-                jobs = prepare_v2(own_dir, v2, self._pid)
+                jobs = prepare_v2(first.own_dir, v2, self._pid, is_root=first.own_dir == first.mount)
                 for controller in v2:
-                    bases[controller] = Hierarchy(2, jobs / self.owner)
+                    bases[controller] = Hierarchy(2, jobs / self.owner, first.mount)
             except OSError as exc:
                 for controller in v2:
                     self.unusable[controller] = _describe(exc)
         for controller, hierarchy in self.host.hierarchies.items():
             if hierarchy.version == 1:
-                bases[controller] = Hierarchy(1, hierarchy.own_dir / JOBS_DIR / self.owner)
+                bases[controller] = Hierarchy(1, hierarchy.own_dir / JOBS_DIR / self.owner, hierarchy.mount)
         for controller, base in list(bases.items()):
             try:
                 _mkdir(base.own_dir.parent)
@@ -360,7 +404,7 @@ class CgroupManager:
                 raise CgroupError(
                     errno.ENOTSUP, f"{controller}: {self.unusable.get(controller, 'unavailable')}"
                 )
-            dirs[controller] = Hierarchy(base.version, base.own_dir / name)
+            dirs[controller] = Hierarchy(base.version, base.own_dir / name, base.mount)
         cgroup = JobCgroup(dirs)
         try:
             for hierarchy in {h.own_dir: h for h in dirs.values()}.values():
@@ -482,6 +526,26 @@ def _rmdir(path: Path) -> bool:
     except OSError:
         return False
     return True
+
+
+def _tree(path: Path) -> list[Path]:
+    """``path`` and every cgroup directory below it."""
+    found = [path]
+    with contextlib.suppress(OSError):
+        for child in sorted(path.iterdir(), key=str):
+            if child.is_dir():
+                found.extend(_tree(child))
+    return found
+
+
+def _rmdir_tree(path: Path) -> bool:
+    """rmdir every cgroup below ``path``, deepest first, then ``path`` itself."""
+    with contextlib.suppress(OSError):
+        children = sorted((child for child in path.iterdir() if child.is_dir()), key=str)
+        for child in children:
+            kill_cgroup_dirs([child])
+            _rmdir_tree(child)
+    return _rmdir(path)
 
 
 def _describe(exc: OSError) -> str:

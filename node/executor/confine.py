@@ -28,7 +28,7 @@ from pathlib import Path
 
 import trio
 
-from node.executor.cgroups import CgroupEvents, CgroupHost, CgroupManager, JobCgroup, discover_here
+from node.executor.cgroups import CgroupEvents, CgroupHost, CgroupManager, JobCgroup, at_roots, discover_here
 from node.executor.errors import ConfinementFailed, LimitNotEnforceable
 from node.executor.limits import LimitKind, ResourceLimits
 from node.executor.process import ProcessOutcome
@@ -37,17 +37,20 @@ from node.executor.volume import DiskBackend, Volume, VolumeError, probe_backend
 
 log = logging.getLogger(__name__)
 
-# The wrapper: argv = [python, -I, -S, -c, WRAPPER, status_fd, fsize_or_-1, n, cgroup.procs x n, cmd...].
+# The wrapper: argv = [python, -I, -S, -c, WRAPPER, status_fd, fsize or -1, n, node pid, cgroup.procs x n, cmd...].
 WRAPPER = """
-import os, resource, sys
-status_fd, fsize, count = (int(value) for value in sys.argv[1:4])
-procs, command = sys.argv[4 : 4 + count], sys.argv[4 + count :]
+import ctypes, os, resource, signal, sys
+status_fd, fsize, count, parent = (int(value) for value in sys.argv[1:5])
+procs, command = sys.argv[5 : 5 + count], sys.argv[5 + count :]
 try:
     for path in procs:
         with open(path, "w") as handle:
             handle.write(str(os.getpid()))
     if fsize >= 0:
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    # The job dies with the node's event-loop thread, as bwrap's --die-with-parent does.
+    if ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0) != 0 or os.getppid() != parent:
+        raise OSError("PR_SET_PDEATHSIG failed or the node is gone")
 except OSError as exc:
     os.write(2, ("dcent-confine: " + str(exc) + "\\n").encode())
     os._exit(125)
@@ -62,6 +65,7 @@ except OSError as exc:
 CGROUP_REMOVE_ATTEMPTS = 50
 CGROUP_REMOVE_PAUSE_S = 0.02
 SIGXFSZ = int(signal.SIGXFSZ)
+SIGKILL = int(signal.SIGKILL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +85,7 @@ class Enforcer:
         self.settings = settings
         self._cgroup_host = cgroup_host
         self._host: HostLimits | None = None
-        self._managers: dict[Path, CgroupManager] = {}
+        self._managers: dict[tuple[Path, bool], CgroupManager] = {}
         self._swept: set[Path] = set()
 
     def limits(self) -> HostLimits:
@@ -124,15 +128,15 @@ class Enforcer:
             kinds.add(LimitKind.DISK)
         return HostLimits(frozenset(kinds), missing, version, backend)
 
-    def check(self, limits: ResourceLimits, *, cgroup_kinds_by_engine: bool = False) -> None:
+    def check(self, limits: ResourceLimits, *, cgroup_placement: str = "node") -> None:
         """Raise :class:`LimitNotEnforceable` if ``limits`` asks for a kind we cannot enforce.
 
-        ``cgroup_kinds_by_engine``: a container engine enforces memory, CPU and processes itself;
-        only the disk limit is ours then.
+        ``cgroup_placement`` ``"none"``: a container engine enforces memory, CPU and processes
+        itself; only the disk limit is ours then.
         """
         host = self.limits()
         wanted = limits.requested()
-        if cgroup_kinds_by_engine:
+        if cgroup_placement == "none":
             wanted &= {LimitKind.DISK}
         unenforceable = sorted(wanted - host.kinds)
         if unenforceable:
@@ -142,7 +146,7 @@ class Enforcer:
             )
 
     def confine(
-        self, job_id: str, limits: ResourceLimits, root: Path, *, cgroups: bool = True
+        self, job_id: str, limits: ResourceLimits, root: Path, *, cgroup_placement: str = "node"
     ) -> Confinement:
         """Mount the size-limited volume on ``root`` and create the cgroup (blocking; call from a
         thread). Raises :class:`ConfinementFailed`; nothing is left behind then."""
@@ -158,8 +162,8 @@ class Enforcer:
             if limits.disk_bytes is not None:
                 assert host.disk_backend is not None
                 volume = Volume.create(host.disk_backend, root, limits.disk_bytes)
-            if cgroups and limits.any_cgroup_limit:
-                cgroup = self._manager(work_root).create(job_id, limits)
+            if cgroup_placement != "none" and limits.any_cgroup_limit:
+                cgroup = self._manager(work_root, at_root=cgroup_placement == "roots").create(job_id, limits)
         except OSError as exc:
             if volume is not None:
                 with contextlib.suppress(VolumeError):
@@ -167,13 +171,15 @@ class Enforcer:
             raise ConfinementFailed(f"cannot confine job {job_id}: {exc.strerror or exc}") from exc
         return Confinement(limits=limits, cgroup=cgroup, volume=volume)
 
-    def _manager(self, work_root: Path) -> CgroupManager:
-        manager = self._managers.get(work_root)
+    def _manager(self, work_root: Path, *, at_root: bool = False) -> CgroupManager:
+        key = (work_root, at_root)
+        manager = self._managers.get(key)
         if manager is None:
             assert self._cgroup_host is not None
             owner = hashlib.sha256(str(work_root).encode()).hexdigest()[:16]
-            manager = CgroupManager(self._cgroup_host, owner=owner)
-            self._managers[work_root] = manager
+            host = at_roots(self._cgroup_host) if at_root else self._cgroup_host
+            manager = CgroupManager(host, owner=owner)
+            self._managers[key] = manager
         return manager
 
 
@@ -210,6 +216,7 @@ class Confinement:
             str(self._status_write),
             str(fsize),
             str(len(procs)),
+            str(os.getpid()),
         ]
         return [*wrapper, *procs, *argv], (self._status_write,)
 
@@ -243,13 +250,24 @@ class Confinement:
         return None
 
     def evidence(self, outcome: ProcessOutcome) -> LimitKind | None:
-        """After the exit: the limit the job reached, if any (``SIGXFSZ`` counts as the disk)."""
+        """After the exit: the limit the job reached, if any.
+
+        The kernel's counters first; then ``SIGXFSZ`` (a write past ``RLIMIT_FSIZE``) as the disk;
+        then the hierarchical records a container's removed child cgroup leaves behind: the pids
+        peak at the limit, or the memory limit reached by a job whose main process was SIGKILLed
+        (the OOM killer's signal).
+        """
         hit = self.watch()
         if hit is not None:
             return hit
-        xfsz = outcome.returncode in (-SIGXFSZ, 128 + SIGXFSZ)
-        if self.limits.disk_bytes is not None and xfsz:
+        if self.limits.disk_bytes is not None and outcome.returncode in (-SIGXFSZ, 128 + SIGXFSZ):
             return LimitKind.DISK
+        if self.cgroup is not None:
+            memory_hit, processes_hit = self.cgroup.limits_reached()
+            if processes_hit:
+                return LimitKind.PROCESSES
+            if memory_hit and outcome.returncode in (-SIGKILL, 128 + SIGKILL) and not outcome.killed:
+                return LimitKind.MEMORY
         return None
 
     async def close(self) -> None:

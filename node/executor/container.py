@@ -10,10 +10,18 @@ command line:
   any other, the node's own uid/gid (rootless podman: ``--userns keep-id``).
 * The job's workspace, on its size-limited volume (:mod:`node.executor.volume`), mounted at
   ``/work`` (cwd and HOME) and ``/tmp``: the only writable places.
-* Limits by the engine's cgroups: ``--memory`` = ``--memory-swap`` (no swap), ``--pids-limit``,
-  ``--cpus``; ``--ulimit fsize`` at the disk limit; and explicit ``--ulimit nofile`` / ``nproc``
-  (the engine's defaults copy the node's own, which the OCI runtime may not be allowed to set).
-  podman runs ``--runtime runc``: crun refuses hybrid cgroup hosts.
+* Limits in a cgroup of ours: rootful podman with the ``cgroupfs`` manager puts the container
+  under ``--cgroup-parent``, a cgroup the node creates at the same path in every hierarchy with
+  the job's memory (no swap), pids and CPU limits written (:mod:`node.executor.cgroups`). The
+  kernel enforces them there, and their counters (an OOM kill, the pids limit) outlive the
+  container, so the outcome is classified from the kernel's own record: podman's
+  ``State.OOMKilled`` stayed false for OOM-killed containers on the development host (cgroup v1).
+  Elsewhere (the systemd manager, rootless) the engine's own flags: ``--memory`` =
+  ``--memory-swap``, ``--pids-limit``, ``--cpus``, classified from ``inspect`` and from the
+  container's cgroup while it runs. Always ``--ulimit fsize`` at the disk limit and explicit
+  ``--ulimit nofile`` / ``nproc`` (the engine's defaults copy the node's own, which the OCI
+  runtime may not be allowed to set). podman runs ``--runtime runc``: crun refuses hybrid cgroup
+  hosts.
 * The environment through ``--env-file`` (a 0600 file outside the container): ``--env NAME=VALUE``
   would show a requester's token to every local user in ``/proc/<pid>/cmdline``, and
   ``--env NAME`` would copy it from the engine client's own environment, which the job's
@@ -24,9 +32,7 @@ command line:
   :class:`GpuUnavailable`), ``--gpus "device=UUID,..."`` for docker (the inner double quotes are
   needed because docker reads that value as CSV).
 
-Outcomes: the container is not ``--rm``, so after it exits ``inspect`` tells an OOM kill
-(``State.OOMKilled``); while it runs, the limit watcher reads its cgroup's ``pids.events``
-(found through ``State.CgroupPath``) and stops it at the pids limit. Then it is removed.
+The container is not ``--rm``: it is inspected after it exits, then removed.
 
 Stopping: the ``run`` client is only a client, so killing it would leave the container running.
 The terminator talks to the engine by container name: ``kill --signal TERM``, then
@@ -43,6 +49,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -116,11 +123,13 @@ def build_container_argv(
     cidfile: str | None = None,
     options: EngineOptions | None = None,
     keep_user_id: bool = False,
+    cgroup_parent: str | None = None,
 ) -> list[str]:
     """The complete ``<engine> run`` command line for ``job`` (pure).
 
     ``keep_user_id`` (rootless podman): map the node's uid to the same uid in the container,
-    which ``--user`` alone would map to one the workspace does not belong to.
+    which ``--user`` alone would map to one the workspace does not belong to. ``cgroup_parent``:
+    our cgroup with the limits already written; the engine's limit flags are left out then.
     Raises :class:`InvalidSandboxConfig` for an unknown engine and :class:`WorkspaceError` for a
     path the volume syntax cannot carry.
     """
@@ -174,7 +183,9 @@ def build_container_argv(
         argv += ["--cidfile", cidfile]
     if keep_user_id:
         argv += ["--userns", "keep-id"]
-    argv += _limit_flags(job.limits)
+    if cgroup_parent is not None:
+        argv += ["--cgroup-parent", cgroup_parent]
+    argv += _limit_flags(job.limits, engine_cgroup=cgroup_parent is None)
     if job.gpu_device_paths:
         if engine == "docker":
             argv += ["--gpus", f'"device={",".join(job.gpu_uuids)}"']
@@ -185,8 +196,12 @@ def build_container_argv(
     return argv
 
 
-def _limit_flags(limits: ResourceLimits) -> list[str]:
+def _limit_flags(limits: ResourceLimits, *, engine_cgroup: bool) -> list[str]:
     flags: list[str] = []
+    if limits.disk_bytes is not None:
+        flags += ["--ulimit", f"fsize={limits.disk_bytes}:{limits.disk_bytes}"]
+    if not engine_cgroup:
+        return flags
     if limits.memory_bytes is not None:
         flags += ["--memory", str(limits.memory_bytes), "--memory-swap", str(limits.memory_bytes)]
     if limits.processes is not None:
@@ -194,8 +209,6 @@ def _limit_flags(limits: ResourceLimits) -> list[str]:
     if limits.cpu_millicores is not None:
         whole, fraction = divmod(limits.cpu_millicores, 1000)
         flags += ["--cpus", f"{whole}.{fraction:03d}"]
-    if limits.disk_bytes is not None:
-        flags += ["--ulimit", f"fsize={limits.disk_bytes}:{limits.disk_bytes}"]
     return flags
 
 
@@ -263,17 +276,20 @@ async def engine_call(engine_path: str, *args: str) -> bytes | None:
 
 
 class _ContainerCgroup:
-    """The running container's cgroup, found through ``inspect``, for the limit watcher."""
+    """The limit watcher of a container: our cgroup and volume through the confinement, plus the
+    container's own cgroup (found through ``inspect``) when the engine holds the limits."""
 
-    def __init__(self) -> None:
+    def __init__(self, confinement: Confinement) -> None:
+        self.confinement = confinement
         self.cgroup: JobCgroup | None = None
         self.seen = CgroupEvents()
 
     def watch(self) -> LimitKind | None:
-        if self.cgroup is None:
-            return None
+        hit = self.confinement.watch()
+        if hit is not None or self.cgroup is None:
+            return hit
         self.seen = self.cgroup.events()
-        return LimitKind.PROCESSES if self.seen.pids_max > 0 else None
+        return self.seen.limit_hit()
 
 
 class ContainerExecutor:
@@ -298,8 +314,8 @@ class ContainerExecutor:
         self._default_image = default_image or self.settings.container_image or None
         self._options = EngineOptions(
             runtime=self.settings.podman_runtime if engine == "podman" else None,
-            nofile=self.settings.podman_nofile,
-            nproc=self.settings.podman_nproc,
+            nofile=_within_own_hard_limit(resource.RLIMIT_NOFILE, self.settings.podman_nofile),
+            nproc=_within_own_hard_limit(resource.RLIMIT_NPROC, self.settings.podman_nproc),
         )
         self._availability: Availability | None = None
         self._engine_info: dict[str, object] = {}
@@ -327,6 +343,10 @@ class ContainerExecutor:
         if not availability:
             reason = f"the {self._engine} executor cannot run here: {availability.reason}"
             return Capabilities(self._engine, True, frozenset(), dict.fromkeys(LimitKind, reason), details)
+        if self._placement() == "roots":
+            return Capabilities(
+                self._engine, True, host.kinds, host.missing, {**details, "cgroup": host.cgroup_version}
+            )
         controllers = self._engine_info.get("cgroupControllers")
         present = set(controllers) if isinstance(controllers, list) else set()
         kinds: set[LimitKind] = set()
@@ -348,6 +368,18 @@ class ContainerExecutor:
         else:
             missing[LimitKind.DISK] = host.missing.get(LimitKind.DISK, "no size-limited work directory")
         return Capabilities(self._engine, True, frozenset(kinds), missing, details)
+
+    def _placement(self) -> str:
+        """Where the container's limits live: our own cgroup (``roots``) or the engine's (``none``)."""
+        ours = self.enforcer.limits().kinds - {LimitKind.DISK}
+        if (
+            self._engine == "podman"
+            and self._engine_info.get("cgroupManager") == "cgroupfs"
+            and os.getuid() == 0
+            and ours
+        ):
+            return "roots"
+        return "none"
 
     async def run(self, job: SandboxJob, *, on_output: OutputSink | None = None) -> ExecutionResult:
         availability = await trio.to_thread.run_sync(self.available)
@@ -375,7 +407,7 @@ class ContainerExecutor:
             self._launch,
             enforcer=self.enforcer,
             on_output=on_output,
-            engine_enforces_cgroup_limits=True,
+            cgroup_placement=self._placement(),
         )
 
     async def _launch(
@@ -407,11 +439,13 @@ class ContainerExecutor:
             cidfile=str(cidfile),
             options=self._options,
             keep_user_id=self._engine == "podman" and os.getuid() != 0,
+            cgroup_parent=confinement.cgroup.relative_path() if confinement.cgroup is not None else None,
         )
-        watched = _ContainerCgroup()
+        watched = _ContainerCgroup(confinement)
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._find_cgroup, container_name, watched)
+                if confinement.cgroup is None:
+                    nursery.start_soon(self._find_cgroup, container_name, watched)
                 outcome = await run_supervised(
                     argv,
                     env=_client_environment(),
@@ -428,9 +462,7 @@ class ContainerExecutor:
         finally:
             with trio.CancelScope(shield=True):
                 await engine_call(self._engine_path, "rm", "--force", container_name)
-        evidence = _state_evidence(state)
-        if evidence is None and watched.seen.pids_max > 0:
-            evidence = LimitKind.PROCESSES
+        evidence = _state_evidence(state) or watched.seen.limit_hit()
         return replace(outcome, limit_evidence=evidence) if evidence is not None else outcome
 
     async def _find_cgroup(self, container_name: str, watched: _ContainerCgroup) -> None:
@@ -522,6 +554,12 @@ def _cgroup_at(path: str) -> JobCgroup | None:
             for controller in ("memory", "pids"):
                 dirs[controller] = Hierarchy(2, v2 / path.lstrip("/"))
     return JobCgroup(dirs) if dirs else None
+
+
+def _within_own_hard_limit(which: int, wanted: int) -> int:
+    """The runtime cannot raise a limit above the node's own hard limit: stay at or below it."""
+    _soft, hard = resource.getrlimit(which)
+    return wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
 
 
 def _owner(work_root: Path) -> str:

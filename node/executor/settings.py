@@ -9,7 +9,9 @@ from node.executor.errors import InvalidSandboxConfig
 from node.executor.volume import BACKEND_CHOICES
 
 DEFAULT_PODMAN_NOFILE = 4096
-DEFAULT_PODMAN_NPROC = 65536
+# RLIMIT_NPROC counts every process of the container user's uid on the host (root, for a node
+# running as root), so it must be high; runc refused 40000 on the development machine.
+DEFAULT_PODMAN_NPROC = 32768
 
 
 @dataclass(frozen=True, slots=True)
