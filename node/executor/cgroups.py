@@ -321,6 +321,16 @@ class JobCgroup:
         return paths.pop() if len(paths) == 1 and len(self.dirs) > 0 else None
 
 
+def remove_in_every_hierarchy(relative_path: str, mountinfo: str) -> None:
+    """rmdir ``relative_path`` (and what is below it) in every mounted cgroup hierarchy: a
+    container engine given ``--cgroup-parent`` creates that path in all of them, not only in
+    those whose controllers we limit."""
+    for mount_point, _fstype, _options in parse_mountinfo(mountinfo):
+        directory = Path(mount_point) / relative_path.lstrip("/")
+        if directory.is_dir():
+            _rmdir_tree(directory)
+
+
 def kill_cgroup_dirs(dirs: Iterable[Path]) -> bool:
     """SIGKILL everything in these cgroup directories (``cgroup.kill`` where the kernel has it)."""
     unique = sorted(set(dirs))

@@ -54,6 +54,9 @@ try:
 except OSError as exc:
     os.write(2, ("dcent-confine: " + str(exc) + "\\n").encode())
     os._exit(125)
+# Python ignores SIGPIPE and SIGXFSZ; ignored signals survive exec, so give the job the defaults.
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
 os.write(status_fd, b"ok")
 os.close(status_fd)
 try:

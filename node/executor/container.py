@@ -67,7 +67,13 @@ from node.executor.base import (
     job_environment,
     process_limits,
 )
-from node.executor.cgroups import CgroupEvents, Hierarchy, JobCgroup, parse_mountinfo
+from node.executor.cgroups import (
+    CgroupEvents,
+    Hierarchy,
+    JobCgroup,
+    parse_mountinfo,
+    remove_in_every_hierarchy,
+)
 from node.executor.confine import Confinement, Enforcer
 from node.executor.errors import (
     GpuUnavailable,
@@ -462,6 +468,9 @@ class ContainerExecutor:
         finally:
             with trio.CancelScope(shield=True):
                 await engine_call(self._engine_path, "rm", "--force", container_name)
+                parent = confinement.cgroup.relative_path() if confinement.cgroup is not None else None
+                if parent is not None:
+                    await trio.to_thread.run_sync(_remove_engine_cgroups, parent)
         evidence = _state_evidence(state) or watched.seen.limit_hit()
         return replace(outcome, limit_evidence=evidence) if evidence is not None else outcome
 
@@ -560,6 +569,11 @@ def _within_own_hard_limit(which: int, wanted: int) -> int:
     """The runtime cannot raise a limit above the node's own hard limit: stay at or below it."""
     _soft, hard = resource.getrlimit(which)
     return wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+
+
+def _remove_engine_cgroups(relative_path: str) -> None:
+    with contextlib.suppress(OSError):
+        remove_in_every_hierarchy(relative_path, Path("/proc/self/mountinfo").read_text())
 
 
 def _owner(work_root: Path) -> str:

@@ -236,18 +236,18 @@ def classify(
 ) -> tuple[Outcome, LimitKind | None]:
     """The outcome of a run whose process ran (provider errors are decided before this).
 
-    In order: stopped by the limit watcher; failed (or timed out) with a limit reached (an OOM
-    kill, the pids limit, a full disk, ``SIGXFSZ``); timed out; exit 0; anything else is the
-    job's failure. A job that reached a limit but still exited 0 completed: its work is done.
+    In order: stopped by the limit watcher, or the kernel enforced a limit during the run (an OOM
+    kill, a fork refused at the pids limit, a full workspace, ``SIGXFSZ``) whatever the exit
+    status, so the class never depends on whether the watcher's poll saw it first; timed out;
+    exit 0; anything else is the job's failure.
     """
     if stopped_for is not None:
         return Outcome.LIMIT_EXCEEDED, stopped_for
-    clean_exit = exit_code == 0 and signal is None and not timed_out
-    if limit_evidence is not None and not clean_exit:
+    if limit_evidence is not None:
         return Outcome.LIMIT_EXCEEDED, limit_evidence
     if timed_out:
         return Outcome.TIMED_OUT, None
-    if clean_exit:
+    if exit_code == 0 and signal is None:
         return Outcome.COMPLETED, None
     return Outcome.JOB_FAILED, None
 

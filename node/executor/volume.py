@@ -40,8 +40,11 @@ from node.executor.cgroups import unescape_octal
 COMMAND_TIMEOUT_S = 60.0
 IMAGE_SUFFIX = ".img"
 PROBE_BYTES = 16 * 2**20
-# Free space below this counts as "full": ext4 keeps a few blocks it never hands to a writer.
-FULL_MARGIN_BYTES = 64 * 1024
+# Free space below this counts as "full": ext4 keeps min(2% of the filesystem, 4096 blocks) for
+# its delayed allocation and never hands it to a writer (measured: 0.6 MiB free of 32 MiB at
+# ENOSPC), so "full" is within that reserve plus 1 MiB of slack.
+FULL_SLACK_BYTES = 2**20
+EXT4_RESERVE_MAX_BYTES = 16 * 2**20
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -65,7 +68,8 @@ class Usage:
 
     @property
     def full(self) -> bool:
-        return self.available_bytes < FULL_MARGIN_BYTES or self.free_inodes == 0
+        reserve = min(self.size_bytes // 50, EXT4_RESERVE_MAX_BYTES)
+        return self.available_bytes < reserve + FULL_SLACK_BYTES or self.free_inodes == 0
 
 
 @dataclass(slots=True)

@@ -10,7 +10,9 @@ from typing import TypeVar
 
 import pytest
 
+from node.executor.base import Executor
 from node.executor.bubblewrap import BubblewrapExecutor
+from node.executor.limits import LimitKind
 from tests.waiting import wait_until  # noqa: F401  (re-exported for the executor tests)
 
 T = TypeVar("T")
@@ -71,3 +73,21 @@ def process_is_running(pid: int) -> bool:
         return False
     state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
     return state not in (b"Z", b"X")
+
+
+def require_limits(executor: Executor, *kinds: LimitKind) -> None:
+    """Skip (fail under CI=true) unless ``executor`` enforces every limit in ``kinds`` here."""
+    capabilities = executor.capabilities()
+    missing = [kind for kind in kinds if kind not in capabilities.limits]
+    if missing:
+        reason = capabilities.explain(tuple(missing))
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and {executor.name} cannot enforce {missing}: {reason}")
+        pytest.skip(f"{executor.name} cannot enforce {missing} here: {reason}")
+
+
+def workspaces_of(work_root: Path) -> list[Path]:
+    """The job workspaces currently under ``work_root`` (directories, not volume images)."""
+    if not work_root.exists():
+        return []
+    return sorted(path for path in work_root.iterdir() if path.is_dir())
