@@ -99,7 +99,8 @@ class OutputLine:
     ``partial``: the line did not end with a newline (it was longer than :data:`MAX_LINE_BYTES`,
     or it is the last bytes before the stream ended or reached its cap). ``dropped_before``:
     lines of this stream dropped just before this one because the consumer was too slow (the
-    complete capped output is still in the result).
+    complete capped output is still in the result). Lines dropped after a stream's last
+    delivered line are counted by one final empty, partial line of that stream.
     """
 
     stream: str  # "stdout" or "stderr"
@@ -289,7 +290,7 @@ class LineSplitter:
     """Cuts a byte stream into :class:`OutputLine` values for one stream."""
 
     def __init__(self, stream: str, send: trio.MemorySendChannel[OutputLine]) -> None:
-        self._stream = stream
+        self.stream = stream
         self._send = send
         self._pending = bytearray()
         self._dropped = 0
@@ -311,9 +312,13 @@ class LineSplitter:
             self._emit(bytes(self._pending), partial=True)
             self._pending.clear()
 
+    def take_dropped(self) -> int:
+        dropped, self._dropped = self._dropped, 0
+        return dropped
+
     def _emit(self, data: bytes, *, partial: bool) -> None:
         try:
-            self._send.send_nowait(OutputLine(self._stream, data, partial, self._dropped))
+            self._send.send_nowait(OutputLine(self.stream, data, partial, self._dropped))
             self._dropped = 0
         except trio.WouldBlock:
             self._dropped += 1
@@ -348,12 +353,19 @@ async def _drain(
 
 
 async def _deliver_lines(
-    receive: trio.MemoryReceiveChannel[OutputLine], sink: OutputSink, done: trio.Event
+    receive: trio.MemoryReceiveChannel[OutputLine],
+    sink: OutputSink,
+    done: trio.Event,
+    splitters: Sequence[LineSplitter],
 ) -> None:
     try:
         async with receive:
             async for line in receive:
                 await sink(line)
+        for splitter in splitters:
+            dropped = splitter.take_dropped()
+            if dropped:
+                await sink(OutputLine(splitter.stream, b"", partial=True, dropped_before=dropped))
     finally:
         done.set()
 
@@ -436,7 +448,8 @@ async def run_supervised(
             if on_output is not None:
                 out_split = LineSplitter("stdout", live_send)
                 err_split = LineSplitter("stderr", live_send)
-                nursery.start_soon(_deliver_lines, live_receive, on_output, delivered)
+                splitters = (out_split, err_split)
+                nursery.start_soon(_deliver_lines, live_receive, on_output, delivered, splitters)
             else:
                 delivered.set()
             nursery.start_soon(_drain, stdout_stream, stdout, out_split, first)

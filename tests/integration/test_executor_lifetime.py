@@ -152,7 +152,9 @@ def _mounts_under(root: Path) -> list[str]:
     return [point for point in points if point.startswith(prefix)]
 
 
-async def test_a_job_dies_with_its_node_and_the_next_node_cleans_up(executor: Executor, tmp_path: Path) -> None:
+async def test_a_job_dies_with_its_node_and_the_next_node_cleans_up(
+    executor: Executor, tmp_path: Path
+) -> None:
     require_limits(executor, LimitKind.DISK, LimitKind.PROCESSES)
     work_root = tmp_path / "jobs"
     marker = f"dcent-orphan-{uuid.uuid4().hex}"
@@ -215,7 +217,9 @@ def _cmdlines_holding(needle: bytes) -> list[int]:
     return holders
 
 
-async def test_a_secret_in_the_job_environment_is_in_no_command_line(executor: Executor, work_root: Path) -> None:
+async def test_a_secret_in_the_job_environment_is_in_no_command_line(
+    executor: Executor, work_root: Path
+) -> None:
     require_limits(executor, LimitKind.DISK)
     secret = f"hf_{uuid.uuid4().hex}"
     lines: list[bytes] = []

@@ -147,18 +147,27 @@ async def test_a_job_writing_past_its_disk_limit_is_stopped_and_the_host_disk_is
     assert fits.outcome is Outcome.COMPLETED and fits.output_files == {"small": b"y" * 2**20}
 
 
-async def test_a_file_past_the_disk_limit_is_refused_even_when_sparse(executor: Executor, work_root: Path) -> None:
+async def test_a_file_past_the_disk_limit_is_refused_even_when_sparse(
+    executor: Executor, work_root: Path
+) -> None:
     require_limits(executor, LimitKind.DISK)
+
     def sparse_write(offset: int) -> tuple[str, ...]:
         # One byte at ``offset``: a hole before it, so the filesystem itself would accept it.
-        return ("/bin/sh", "-c", f"printf x | dd of=out/sparse bs=1 seek={offset} status=none && echo written")
+        return (
+            "/bin/sh",
+            "-c",
+            f"printf x | dd of=out/sparse bs=1 seek={offset} status=none && echo written",
+        )
 
     result = await _run(executor, _job(work_root, sparse_write(LIMITS.disk_bytes), LIMITS))
     # RLIMIT_FSIZE: the write past the limit gets SIGXFSZ.
     assert (result.outcome, result.limit) == (Outcome.LIMIT_EXCEEDED, LimitKind.DISK), result
     assert b"written" not in result.stdout
 
-    fits = await _run(executor, _job(work_root, sparse_write(LIMITS.disk_bytes - 2), LIMITS, output_cap_bytes=0))
+    fits = await _run(
+        executor, _job(work_root, sparse_write(LIMITS.disk_bytes - 2), LIMITS, output_cap_bytes=0)
+    )
     assert fits.outcome is Outcome.COMPLETED and fits.stdout == b"written\n"
 
 
@@ -220,7 +229,9 @@ async def test_capabilities_report_what_this_host_enforces(executor: Executor) -
         assert capabilities.details["disk"] in ("loop", "tmpfs")
 
 
-async def test_a_confined_job_starts_with_default_signal_dispositions(executor: Executor, work_root: Path) -> None:
+async def test_a_confined_job_starts_with_default_signal_dispositions(
+    executor: Executor, work_root: Path
+) -> None:
     # The confinement's wrapper is Python, which ignores SIGPIPE and SIGXFSZ; ignored signals
     # survive exec, and a job that inherited them would never die of a closed pipe or RLIMIT_FSIZE.
     require_limits(executor, LimitKind.DISK)
