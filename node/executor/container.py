@@ -93,7 +93,7 @@ from node.executor.process import (
     run_supervised,
     signal_process_group,
 )
-from node.executor.settings import ExecutorSettings
+from node.executor.settings import DEFAULT_PODMAN_NOFILE, DEFAULT_PODMAN_NPROC, ExecutorSettings
 from node.executor.workspace import Workspace
 
 ENGINES = ("docker", "podman")
@@ -110,8 +110,8 @@ class EngineOptions:
     """The node's engine settings that shape every ``run`` command line."""
 
     runtime: str | None = None  # podman: "runc"
-    nofile: int = 4096
-    nproc: int = 65536
+    nofile: int = DEFAULT_PODMAN_NOFILE
+    nproc: int = DEFAULT_PODMAN_NPROC
 
 
 def build_container_argv(

@@ -8,9 +8,28 @@ from pathlib import Path
 import pytest
 
 from node.executor.base import job_environment
-from node.executor.bubblewrap import HostLayout, SandboxMounts, build_bwrap_argv, probe_host_layout
-from node.executor.container import ContainerExecutor, build_container_argv
-from node.executor.errors import InvalidImage, InvalidSandboxConfig, SandboxToolMissing, WorkspaceError
+from node.executor.bubblewrap import (
+    HostLayout,
+    SandboxMounts,
+    build_bwrap_argv,
+    probe_host_layout,
+    split_for_args_fd,
+)
+from node.executor.container import (
+    ContainerExecutor,
+    EngineOptions,
+    build_container_argv,
+    cdi_gpu_names,
+    env_file_content,
+)
+from node.executor.errors import (
+    InvalidEnvironment,
+    InvalidImage,
+    InvalidSandboxConfig,
+    SandboxToolMissing,
+    WorkspaceError,
+)
+from node.executor.limits import ResourceLimits
 from node.executor.model import SandboxJob
 
 LAYOUT = HostLayout(
@@ -140,6 +159,15 @@ def test_host_layout_probe_reports_this_hosts_system_directories() -> None:
     assert layout.system_symlinks or layout.system_dirs
 
 
+def test_bwrap_options_travel_in_the_args_fd_and_only_the_job_argv_stays_visible() -> None:
+    job = _job(env={"HF_TOKEN": "hf_secret", "SEED": "7"}, argv=("sh", "-c", "--"))
+    argv = _bwrap_argv(job, status_fd=9)
+    options, command = split_for_args_fd(argv, job)
+    assert command == ["--", "sh", "-c", "--"]
+    assert "hf_secret" in options and MOUNTS.work in options
+    assert options == argv[1 : len(argv) - len(command)]
+
+
 # --- docker / podman -----------------------------------------------------------------------------
 def _container_argv(engine: str, job: SandboxJob | None = None, **kwargs: object) -> list[str]:
     job = job or _job(image="registry.example/ml/train:1.2")
@@ -151,44 +179,82 @@ def _container_argv(engine: str, job: SandboxJob | None = None, **kwargs: object
         job=job,
         work_dir="/srv/jobs/j-1/work",
         tmp_dir="/srv/jobs/j-1/tmp",
-        env=job_environment(job, home="/work", tmpdir="/tmp"),
+        env_file="/srv/jobs/j-1/config/env",
         user="1001:1001",
         **kwargs,  # type: ignore[arg-type]
     )
 
 
+LIMITS = ResourceLimits(memory_bytes=2**30, cpu_millicores=1500, processes=512, disk_bytes=4 * 2**30)
+
+
 def test_docker_argv_has_no_network_a_read_only_root_and_gpus_by_uuid() -> None:
-    argv = _container_argv("docker", memory_limit="16g")
-    assert argv[:3] == ["/usr/bin/docker", "run", "--rm"]
+    argv = _container_argv("docker", _job(image="registry.example/ml/train:1.2", limits=LIMITS))
+    assert argv[:2] == ["/usr/bin/docker", "run"] and "--rm" not in argv  # inspected, then removed
     assert argv[argv.index("--network") + 1] == "none"
-    assert "--read-only" in argv and "--init" in argv
+    assert "--read-only" in argv and "--init" in argv and "--read-only-tmpfs=false" not in argv
     assert argv[argv.index("--cap-drop") + 1] == "ALL"
     assert argv[argv.index("--gpus") + 1] == '"device=GPU-11111111-aaaa,GPU-33333333-cccc"'
-    assert "--device" not in argv
+    assert "--device" not in argv and "--runtime" not in argv
     assert argv[argv.index("--user") + 1] == "1001:1001"
     assert argv[argv.index("--stop-timeout") + 1] == "10"
-    assert argv[argv.index("--memory") + 1] == "16g"
+    # The engine's own cgroup holds the limits; no swap beyond the memory limit.
+    assert argv[argv.index("--memory") + 1] == argv[argv.index("--memory-swap") + 1] == str(2**30)
+    assert argv[argv.index("--pids-limit") + 1] == "512" and argv[argv.index("--cpus") + 1] == "1.500"
+    ulimits = [argv[i + 1] for i, item in enumerate(argv) if item == "--ulimit"]
+    assert ulimits == ["nofile=4096:4096", "nproc=32768:32768", f"fsize={4 * 2**30}:{4 * 2**30}"]
     volumes = [argv[i + 1] for i, item in enumerate(argv) if item == "--volume"]
     assert volumes == ["/srv/jobs/j-1/work:/work:rw", "/srv/jobs/j-1/tmp:/tmp:rw"]
-    envs = [argv[i + 1] for i, item in enumerate(argv) if item == "--env"]
-    assert "CUDA_VISIBLE_DEVICES=GPU-11111111-aaaa,GPU-33333333-cccc" in envs and "SEED=7" in envs
+    # The environment is in a file, never on the command line.
+    assert argv[argv.index("--env-file") + 1] == "/srv/jobs/j-1/config/env"
+    assert "--env" not in argv and not any("SEED" in item for item in argv)
     image = argv.index("registry.example/ml/train:1.2")
     assert argv[image + 1 :] == ["python3", "train.py", "--epochs", "3"]
 
 
-def test_podman_argv_names_gpus_through_cdi() -> None:
-    argv = _container_argv("podman", keep_user_id=True)
-    assert argv[argv.index("--network") + 1] == "none"
+def test_podman_argv_uses_runc_cdi_gpus_and_our_cgroup_parent() -> None:
+    job = _job(image="registry.example/ml/train:1.2", limits=LIMITS)
+    argv = _container_argv(
+        "podman",
+        job,
+        keep_user_id=True,
+        options=EngineOptions(runtime="runc", nofile=1024, nproc=4096),
+        cgroup_parent="/dcent-jobs/o/j-1-abcd",
+    )
+    assert argv[:4] == ["/usr/bin/podman", "--runtime", "runc", "run"]
+    assert argv[argv.index("--network") + 1] == "none" and "--read-only-tmpfs=false" in argv
     assert "--gpus" not in argv
     devices = [argv[i + 1] for i, item in enumerate(argv) if item == "--device"]
     assert devices == ["nvidia.com/gpu=GPU-11111111-aaaa", "nvidia.com/gpu=GPU-33333333-cccc"]
     assert argv[argv.index("--userns") + 1] == "keep-id"
+    # Under our cgroup the limits are already written: the engine gets none of its own.
+    assert argv[argv.index("--cgroup-parent") + 1] == "/dcent-jobs/o/j-1-abcd"
+    assert "--memory" not in argv and "--pids-limit" not in argv and "--cpus" not in argv
+    ulimits = [argv[i + 1] for i, item in enumerate(argv) if item == "--ulimit"]
+    assert ulimits == ["nofile=1024:1024", "nproc=4096:4096", f"fsize={4 * 2**30}:{4 * 2**30}"]
 
 
-def test_container_argv_without_gpus_requests_none() -> None:
-    job = _job(image="busybox:stable", gpu_uuids=(), gpu_device_paths=())
-    argv = _container_argv("docker", job)
-    assert "--gpus" not in argv and "--device" not in argv
+def test_container_argv_requests_gpus_only_for_real_devices() -> None:
+    no_gpus = _job(image="busybox:stable", gpu_uuids=(), gpu_device_paths=())
+    assert "--gpus" not in _container_argv("docker", no_gpus)
+    simulated = _job(image="busybox:stable", gpu_uuids=("GPU-11111111-aaaa",), gpu_device_paths=())
+    for engine in ("docker", "podman"):
+        argv = _container_argv(engine, simulated)
+        assert "--gpus" not in argv and "--device" not in argv
+
+
+def test_env_file_holds_the_environment_and_refuses_newlines() -> None:
+    assert env_file_content({"B": "2", "A": "x=y z"}) == b"A=x=y z\nB=2\n"
+    with pytest.raises(InvalidEnvironment):
+        env_file_content({"TOKEN": "line1\nINJECTED=1"})
+
+
+def test_cdi_specs_name_the_gpus_they_expose(tmp_path: Path) -> None:
+    (tmp_path / "nvidia.yaml").write_text(
+        "cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices:\n- name: GPU-11111111-aaaa\n- name: MIG-22/1/0\n"
+    )
+    (tmp_path / "other.yaml").write_text("kind: vendor.com/fpga\ndevices:\n- name: GPU-ffffffff-ffff\n")
+    assert cdi_gpu_names((str(tmp_path), str(tmp_path / "absent"))) == {"GPU-11111111-aaaa", "MIG-22/1/0"}
 
 
 def test_container_argv_refuses_paths_that_break_volume_syntax() -> None:
@@ -202,7 +268,7 @@ def test_container_argv_refuses_paths_that_break_volume_syntax() -> None:
             job=job,
             work_dir="/srv/a:b/work",
             tmp_dir="/srv/tmp",
-            env={},
+            env_file="/srv/env",
             user="0:0",
         )
     with pytest.raises(InvalidSandboxConfig):

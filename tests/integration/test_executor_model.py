@@ -31,10 +31,20 @@ from node.executor.errors import (
     UnsandboxedNotAllowed,
     WorkspaceError,
 )
-from node.executor.model import SandboxJob, gpu_seconds_for, output_listing_hash
+from node.executor.limits import Capabilities, LimitKind, ResourceLimits
+from node.executor.model import (
+    ExecutionResult,
+    Outcome,
+    SandboxJob,
+    classify,
+    gpu_ms_for,
+    gpu_seconds_for,
+    output_listing_hash,
+)
 from node.executor.select import EXECUTOR_NAMES, select_executor
 from node.executor.unsandboxed import SubprocessExecutor
 from node.executor.workspace import Workspace
+from protocol.market.jobspec import Limits
 
 
 def _job(tmp_path: Path, **overrides: object) -> SandboxJob:
@@ -108,6 +118,14 @@ def test_input_content_must_be_bytes(tmp_path: Path) -> None:
         ({"gpu_device_paths": ("/dev/sda",)}, InvalidGpuBinding),
         ({"gpu_device_paths": ("/dev/nvidiactl",)}, InvalidGpuBinding),
         ({"work_root": Path("relative/jobs")}, WorkspaceError),
+        ({"limits": {"memory_bytes": 1}}, InvalidLimits),
+        (
+            {
+                "limits": ResourceLimits(disk_bytes=16 * 2**20),
+                "input_files": {"big": b"x" * (16 * 2**20 + 1)},
+            },
+            InvalidLimits,
+        ),
     ],
 )
 def test_bad_job_specs_raise_their_typed_error(
@@ -248,3 +266,95 @@ def test_unknown_executor_is_a_typed_error() -> None:
     with pytest.raises(UnknownExecutor) as caught:
         select_executor("chroot", allow_unsandboxed=True)
     assert caught.value.code == 5353
+
+
+# --- limits, outcomes, GPU-milliseconds -------------------------------------------------------------
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"memory_bytes": 2**20},
+        {"cpu_millicores": 0},
+        {"processes": 1},
+        {"disk_bytes": 1024},
+        {"memory_bytes": True},
+        {"processes": 2**63},
+    ],
+)
+def test_resource_limits_out_of_range_are_refused(fields: dict[str, object]) -> None:
+    with pytest.raises(InvalidLimits) as caught:
+        ResourceLimits(**fields)  # type: ignore[arg-type]
+    assert caught.value.code == 5316
+
+
+def test_resource_limits_come_from_the_job_spec_and_say_what_they_ask_for() -> None:
+    limits = ResourceLimits.from_spec(
+        Limits(memory_bytes=2**30, cpu_millicores=1500, processes=64, disk_bytes=2**31)
+    )
+    assert limits == ResourceLimits(memory_bytes=2**30, cpu_millicores=1500, processes=64, disk_bytes=2**31)
+    assert limits.requested() == frozenset(LimitKind)
+    assert ResourceLimits(disk_bytes=2**30).requested() == {LimitKind.DISK}
+    capabilities = Capabilities(
+        "x", True, frozenset({LimitKind.DISK}), {LimitKind.MEMORY: "no memory controller"}
+    )
+    assert capabilities.unenforceable(limits) == (LimitKind.CPU, LimitKind.MEMORY, LimitKind.PROCESSES)
+    assert "memory: no memory controller" in capabilities.explain((LimitKind.MEMORY,))
+
+
+@pytest.mark.parametrize(
+    ("run", "expected"),
+    [
+        ({"exit_code": 0, "signal": None, "timed_out": False}, (Outcome.COMPLETED, None)),
+        ({"exit_code": 3, "signal": None, "timed_out": False}, (Outcome.JOB_FAILED, None)),
+        ({"exit_code": None, "signal": 9, "timed_out": False}, (Outcome.JOB_FAILED, None)),
+        ({"exit_code": 143, "signal": None, "timed_out": True}, (Outcome.TIMED_OUT, None)),
+        (
+            {"exit_code": 143, "signal": None, "timed_out": False, "stopped_for": LimitKind.PROCESSES},
+            (Outcome.LIMIT_EXCEEDED, LimitKind.PROCESSES),
+        ),
+        (
+            {"exit_code": 137, "signal": None, "timed_out": False, "limit_evidence": LimitKind.MEMORY},
+            (Outcome.LIMIT_EXCEEDED, LimitKind.MEMORY),
+        ),
+        # A limit the kernel enforced decides the class even when the job then exited 0 or ran
+        # into its timeout: the class does not depend on when the watcher looked.
+        (
+            {"exit_code": 0, "signal": None, "timed_out": False, "limit_evidence": LimitKind.PROCESSES},
+            (Outcome.LIMIT_EXCEEDED, LimitKind.PROCESSES),
+        ),
+        (
+            {"exit_code": 143, "signal": None, "timed_out": True, "limit_evidence": LimitKind.DISK},
+            (Outcome.LIMIT_EXCEEDED, LimitKind.DISK),
+        ),
+    ],
+)
+def test_every_run_gets_exactly_one_outcome(
+    run: dict[str, object], expected: tuple[Outcome, LimitKind | None]
+) -> None:
+    fields: dict[str, object] = {"stopped_for": None, "limit_evidence": None, **run}
+    assert classify(**fields) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("wall_ms", "gpus", "expected"), [(1, 1, 1), (1200, 2, 2400), (5000, 0, 0), (7, 8, 56)]
+)
+def test_metering_is_in_gpu_milliseconds_so_no_job_with_a_gpu_is_free(
+    wall_ms: int, gpus: int, expected: int
+) -> None:
+    assert gpu_ms_for(wall_ms, gpus) == expected
+    assert gpu_seconds_for(wall_ms, gpus) == -(-expected // 1000)
+    with pytest.raises(ValueError):
+        gpu_ms_for(-1, 1)
+
+
+def test_a_provider_error_result_carries_our_code_and_nothing_of_the_job() -> None:
+    result = ExecutionResult.provider_error(
+        "job-1", "bubblewrap", 5354, "bwrap: setting up uid map: Permission denied"
+    )
+    assert (result.outcome, result.error_code, result.started, result.succeeded) == (
+        Outcome.PROVIDER_ERROR,
+        5354,
+        False,
+        False,
+    )
+    assert (result.gpu_ms, result.gpu_seconds, result.exit_code, result.signal) == (0, 0, None, None)
+    assert result.output_files == {} and result.output_hash == output_listing_hash({})

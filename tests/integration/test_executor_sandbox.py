@@ -21,10 +21,10 @@ import msgpack
 import pytest
 import trio
 
-from node.executor.base import Executor
+from node.executor.base import Executor, run_to_outcome
 from node.executor.bubblewrap import BubblewrapExecutor
 from node.executor.errors import InvalidGpuBinding, SandboxStartFailed
-from node.executor.model import ExecutionResult, SandboxJob, output_listing_hash
+from node.executor.model import ExecutionResult, Outcome, SandboxJob, output_listing_hash
 from node.executor.unsandboxed import SubprocessExecutor
 from tests.integration.executor_helpers import (
     bubblewrap_executor_or_skip,
@@ -87,6 +87,7 @@ async def test_stdout_exit_status_and_output_files_are_recorded(executor: Execut
     job = _job(work_root, _sh(script), input_files={"data/in.txt": b"input-data\n"})
     result = await _run(executor, job)
     assert (result.exit_code, result.signal, result.timed_out, result.killed) == (7, None, False, False)
+    assert (result.outcome, result.limit) == (Outcome.JOB_FAILED, None)
     assert result.stdout == b"input-data\n" and result.stderr == b"oops\n"
     assert not result.stdout_truncated and not result.stderr_truncated
     assert result.output_files == {"result.txt": b"result", "sub/n.txt": b"nested"}
@@ -100,7 +101,7 @@ async def test_stdout_exit_status_and_output_files_are_recorded(executor: Execut
 
 async def test_timeout_kills_a_sleeping_job(executor: Executor, work_root: Path) -> None:
     result = await _run(executor, _job(work_root, ("sleep", "1000"), timeout_s=1.0, grace_s=1.0))
-    assert result.timed_out and not result.succeeded
+    assert result.timed_out and not result.succeeded and result.outcome is Outcome.TIMED_OUT
     # sleep dies of the SIGTERM: bwrap relays that as 128 + 15, a plain subprocess as the signal.
     assert result.exit_code == 128 + SIGTERM or result.signal == SIGTERM
     assert not result.killed
@@ -162,6 +163,7 @@ async def test_gpu_seconds_are_metered_for_two_gpus(executor: Executor, work_roo
     result = await _run(executor, job)
     assert result.stdout == b"GPU-aaaaaaaa-0001,GPU-bbbbbbbb-0002"
     assert result.wall_ms >= 1
+    assert result.gpu_ms == result.wall_ms * 2 and result.outcome is Outcome.COMPLETED
     assert result.gpu_seconds == (result.wall_ms * 2 + 999) // 1000 and result.gpu_seconds >= 1
 
     no_gpus = await _run(executor, _job(work_root, _sh('printf "[%s]" "$CUDA_VISIBLE_DEVICES"')))
@@ -195,7 +197,7 @@ async def test_host_environment_does_not_leak_into_the_job(
 
 async def test_a_missing_command_is_the_jobs_failure(executor: Executor, work_root: Path) -> None:
     result = await _run(executor, _job(work_root, ("no-such-command-dcent",)))
-    assert result.exit_code == 127 and not result.succeeded
+    assert result.exit_code == 127 and not result.succeeded and result.outcome is Outcome.JOB_FAILED
 
 
 async def test_cancelling_a_run_stops_the_job_and_removes_its_workspace(
@@ -333,3 +335,6 @@ async def test_a_sandbox_that_cannot_be_built_is_our_typed_error(tmp_path: Path,
         await _run(executor, _job(work_root, ("true",)))
     assert caught.value.code == 5354
     assert "toolkit" in caught.value.message
+    # What the market calls: our failure as a result, the job never having started.
+    result = await run_to_outcome(executor, _job(work_root, ("true",)))
+    assert (result.outcome, result.error_code, result.started) == (Outcome.PROVIDER_ERROR, 5354, False)
