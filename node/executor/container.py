@@ -4,6 +4,7 @@ podman is first-class beside bubblewrap: daemonless, rootless where the node is 
 the same limits and outcome classes. :func:`build_container_argv` makes one ``<engine> run``
 command line:
 
+* ``--pull never``: the image must be on the provider already (no registry at run time).
 * ``--network none``, ``--read-only`` root (podman: ``--read-only-tmpfs=false``, so no unbounded
   tmpfs appears on ``/tmp``, ``/run`` or ``/var/tmp``), ``--cap-drop ALL``,
   ``no-new-privileges``, an init process (``--init``) so the job's main process gets SIGTERM like
@@ -77,10 +78,12 @@ from node.executor.cgroups import (
 from node.executor.confine import Confinement, Enforcer
 from node.executor.errors import (
     GpuUnavailable,
+    ImageNotAvailable,
     InvalidEnvironment,
     InvalidImage,
     InvalidSandboxConfig,
     LimitNotEnforceable,
+    SandboxStartFailed,
     SandboxToolMissing,
     WorkspaceError,
 )
@@ -150,6 +153,8 @@ def build_container_argv(
     if engine == "podman" and options.runtime:
         argv[1:1] = ["--runtime", options.runtime]
     argv += [
+        "--pull",
+        "never",
         "--name",
         container_name,
         "--label",
@@ -375,6 +380,13 @@ class ContainerExecutor:
             missing[LimitKind.DISK] = host.missing.get(LimitKind.DISK, "no size-limited work directory")
         return Capabilities(self._engine, True, frozenset(kinds), missing, details)
 
+    async def has_image(self, image: str) -> bool:
+        """Whether ``image`` is in the engine's local store (what a quote for it should check)."""
+        if self._engine_path is None:
+            return False
+        found = await engine_call(self._engine_path, "image", "inspect", "--format", "{{.Id}}", image)
+        return bool(found and found.strip())
+
     def _placement(self) -> str:
         """Where the container's limits live: our own cgroup (``roots``) or the engine's (``none``)."""
         ours = self.enforcer.limits().kinds - {LimitKind.DISK}
@@ -406,6 +418,12 @@ class ContainerExecutor:
                     f"no CDI spec names {', '.join(absent)}: install the NVIDIA container toolkit and run "
                     "`nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml --device-name-strategy=uuid`"
                 )
+        image = job.image or self._default_image
+        assert image is not None
+        if not await self.has_image(image):
+            raise ImageNotAvailable(
+                f"this provider has no image {image!r} (images are not pulled at run time)"
+            )
         await self._sweep_orphans(job.work_root)
         return await execute_in_workspace(
             job,
@@ -471,6 +489,14 @@ class ContainerExecutor:
                 parent = confinement.cgroup.relative_path() if confinement.cgroup is not None else None
                 if parent is not None:
                     await trio.to_thread.run_sync(_remove_engine_cgroups, parent)
+        not_runnable = outcome.returncode in (126, 127)  # the job's command is not in its image
+        if not (outcome.timed_out or outcome.stopped_for or not_runnable or _container_started(state)):
+            # The engine failed before the job's process ran (a missing image, a refused
+            # runtime setting): ours, not the job's. Exit 125 is the engine's own error.
+            first = outcome.stderr.split(b"\n", 1)[0].decode(errors="replace")
+            raise SandboxStartFailed(
+                f"{self._engine} could not start the container: {first or outcome.returncode}"
+            )
         evidence = _state_evidence(state) or watched.seen.limit_hit()
         return replace(outcome, limit_evidence=evidence) if evidence is not None else outcome
 
@@ -532,6 +558,18 @@ def _docker_controllers(info: Mapping[str, object]) -> list[str]:
     """docker reports limits support as flags, not controller names."""
     flags = {"MemoryLimit": "memory", "PidsLimit": "pids", "CpuCfsQuota": "cpu"}
     return [controller for key, controller in flags.items() if info.get(key) is True]
+
+
+def _container_started(state: bytes | None) -> bool:
+    """Whether ``inspect``'s State says the container's process ever ran."""
+    if not state:
+        return False
+    with contextlib.suppress(ValueError):
+        document = json.loads(state)
+        if isinstance(document, dict):
+            started = document.get("StartedAt")
+            return isinstance(started, str) and not started.startswith("0001-01-01")
+    return False
 
 
 def _state_evidence(state: bytes | None) -> LimitKind | None:

@@ -73,6 +73,13 @@ class InvalidImage(JobInputError):
     code = 5317
 
 
+class ImageNotAvailable(JobInputError):
+    """The job names a container image this provider does not have (images are never pulled at
+    run time). Refused before anything runs; a provider checks this at quote time."""
+
+    code = 5318
+
+
 # --- our fault ---------------------------------------------------------------------------------
 class SandboxUnavailable(ExecutorError):
     """We cannot run the job in the sandbox we advertised. The requester is not to blame."""
