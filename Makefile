@@ -4,25 +4,32 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
-SYSTEM_PACKAGES := bubblewrap iproute2
-SYSTEM_TOOLS := bwrap ip
+# bubblewrap: the job sandbox. iproute2: the network-namespace tests. e2fsprogs: the size-limited
+# work directory of each job (mkfs.ext4). gcc, libc6-dev, libgmp-dev, python3-dev: building
+# libp2p's pinned fastecdsa==2.3.2, which has no wheel for CPython 3.11.
+SYSTEM_PACKAGES := bubblewrap iproute2 e2fsprogs gcc libc6-dev libgmp-dev python3-dev
 
 .PHONY: deps venv dev demo test lint typecheck unit bench clean
 
-# System packages the sandbox and the network-namespace tests need. As root (CI, containers) we
-# install what is missing; otherwise we print the one command to run and carry on.
+# System packages (above). As root (CI, containers) we install what is missing; otherwise we print
+# the one command to run and carry on.
 deps:
-	@missing=""; \
-	for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	@if ! command -v dpkg-query >/dev/null 2>&1; then \
+		echo "deps: not a Debian/Ubuntu system; install the equivalents of: $(SYSTEM_PACKAGES)"; exit 0; \
+	fi; \
+	missing=""; \
+	for pkg in $(SYSTEM_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "ok installed" || missing="$$missing $$pkg"; \
+	done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "deps: installing $(SYSTEM_PACKAGES) (missing:$$missing)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+		echo "deps: installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else \
-		echo "deps: missing$$missing; run: sudo apt-get install -y $(SYSTEM_PACKAGES)"; \
+		echo "deps: missing$$missing; run: sudo apt-get install -y$$missing"; \
 	fi
 
-$(BIN)/python:
+$(BIN)/python: | deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
