@@ -149,18 +149,22 @@ async def execute_in_workspace(
     await trio.to_thread.run_sync(
         functools.partial(enforcer.check, job.limits, cgroup_placement=cgroup_placement)
     )
-    workspace = await trio.to_thread.run_sync(Workspace.allocate, job.work_root, job.job_id)
+    # Shielded: a cancellation must not drop a directory, mount or cgroup a thread just made.
+    with trio.CancelScope(shield=True):
+        workspace = await trio.to_thread.run_sync(Workspace.allocate, job.work_root, job.job_id)
     confinement: Confinement | None = None
     try:
-        confinement = await trio.to_thread.run_sync(
-            functools.partial(
-                enforcer.confine,
-                job.job_id,
-                job.limits,
-                workspace.root,
-                cgroup_placement=cgroup_placement,
+        with trio.CancelScope(shield=True):
+            confinement = await trio.to_thread.run_sync(
+                functools.partial(
+                    enforcer.confine,
+                    job.job_id,
+                    job.limits,
+                    workspace.root,
+                    cgroup_placement=cgroup_placement,
+                )
             )
-        )
+        await trio.lowlevel.checkpoint()
         await trio.to_thread.run_sync(workspace.populate)
         await trio.to_thread.run_sync(workspace.write_inputs, job.input_files)
         try:

@@ -42,6 +42,7 @@ import errno
 import os
 import secrets
 import signal
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -361,10 +362,17 @@ class CgroupManager:
         self._pid = os.getpid() if pid is None else pid
         self._bases: dict[str, Hierarchy] | None = None
         self.unusable: dict[str, str] = dict(host.missing)
+        # Jobs start from worker threads: the sweep must finish before any job's cgroup exists,
+        # or it would kill a job that started beside it.
+        self._lock = threading.Lock()
 
     def prepare(self) -> dict[str, Hierarchy]:
         """Create the base directories once, sweep what a dead node left there, and try one
         throwaway cgroup with every limit written. Controllers that fail land in ``unusable``."""
+        with self._lock:
+            return self._prepare_locked()
+
+    def _prepare_locked(self) -> dict[str, Hierarchy]:
         if self._bases is not None:
             return self._bases
         bases: dict[str, Hierarchy] = {}

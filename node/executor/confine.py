@@ -23,6 +23,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +66,10 @@ except OSError as exc:
     os.write(2, ("dcent-confine: cannot execute " + command[0] + ": " + str(exc.strerror) + "\\n").encode())
     os._exit(127)
 """
+# Process-wide: every executor of this process shares the sweep of a work root (see Enforcer).
+_SWEEP_LOCK = threading.Lock()
+_SWEPT_ROOTS: set[Path] = set()
+_MANAGERS: dict[tuple[Path, bool], CgroupManager] = {}
 CGROUP_REMOVE_ATTEMPTS = 50
 CGROUP_REMOVE_PAUSE_S = 0.02
 SIGXFSZ = int(signal.SIGXFSZ)
@@ -88,8 +93,6 @@ class Enforcer:
         self.settings = settings
         self._cgroup_host = cgroup_host
         self._host: HostLimits | None = None
-        self._managers: dict[tuple[Path, bool], CgroupManager] = {}
-        self._swept: set[Path] = set()
 
     def limits(self) -> HostLimits:
         """Probe once (blocks up to a second: create a cgroup, mount a test volume), then cached."""
@@ -155,10 +158,11 @@ class Enforcer:
         thread). Raises :class:`ConfinementFailed`; nothing is left behind then."""
         host = self.limits()
         work_root = root.parent
-        if work_root not in self._swept:
-            self._swept.add(work_root)
-            for point in sweep_stale(work_root):
-                log.warning("unmounted a job volume left by an earlier run: %s", point)
+        with _SWEEP_LOCK:  # the sweep must be over before any volume of this root is mounted
+            if work_root not in _SWEPT_ROOTS:
+                for point in sweep_stale(work_root):
+                    log.warning("unmounted a job volume left by an earlier run: %s", point)
+                _SWEPT_ROOTS.add(work_root)
         volume: Volume | None = None
         cgroup: JobCgroup | None = None
         try:
@@ -175,14 +179,17 @@ class Enforcer:
         return Confinement(limits=limits, cgroup=cgroup, volume=volume)
 
     def _manager(self, work_root: Path, *, at_root: bool = False) -> CgroupManager:
+        """One manager per work root in the whole process: its first use sweeps what a dead node
+        left, which must never meet a job another executor of this process has started."""
         key = (work_root, at_root)
-        manager = self._managers.get(key)
-        if manager is None:
-            assert self._cgroup_host is not None
-            owner = hashlib.sha256(str(work_root).encode()).hexdigest()[:16]
-            host = at_roots(self._cgroup_host) if at_root else self._cgroup_host
-            manager = CgroupManager(host, owner=owner)
-            self._managers[key] = manager
+        with _SWEEP_LOCK:
+            manager = _MANAGERS.get(key)
+            if manager is None:
+                assert self._cgroup_host is not None
+                owner = hashlib.sha256(str(work_root).encode()).hexdigest()[:16]
+                host = at_roots(self._cgroup_host) if at_root else self._cgroup_host
+                manager = CgroupManager(host, owner=owner)
+                _MANAGERS[key] = manager
         return manager
 
 

@@ -55,6 +55,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -330,7 +331,6 @@ class ContainerExecutor:
         )
         self._availability: Availability | None = None
         self._engine_info: dict[str, object] = {}
-        self._swept: set[Path] = set()
 
     @property
     def name(self) -> str:
@@ -513,15 +513,11 @@ class ContainerExecutor:
             await trio.sleep(0.1)
 
     async def _sweep_orphans(self, work_root: Path) -> None:
-        if work_root in self._swept or self._engine_path is None:
-            return
-        self._swept.add(work_root)
-        listing = await engine_call(
-            self._engine_path, "ps", "--all", "--quiet", "--filter", f"label=dcent.owner={_owner(work_root)}"
-        )
-        ids = listing.decode(errors="replace").split() if listing else []
-        if ids:
-            await engine_call(self._engine_path, "rm", "--force", *ids)
+        """Remove containers a dead node with this work root left, once per process and before
+        any job of this process starts (a blocking call under a process-wide lock, so a job that
+        starts meanwhile waits instead of being swept with them)."""
+        if self._engine_path is not None:
+            await trio.to_thread.run_sync(_sweep_orphans_once, self._engine_path, work_root)
 
     def _probe(self) -> Availability:
         if self._engine_path is None:
@@ -607,6 +603,35 @@ def _within_own_hard_limit(which: int, wanted: int) -> int:
     """The runtime cannot raise a limit above the node's own hard limit: stay at or below it."""
     _soft, hard = resource.getrlimit(which)
     return wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+
+
+_ORPHAN_LOCK = threading.Lock()
+_ORPHANS_SWEPT: set[tuple[str, Path]] = set()
+
+
+def _sweep_orphans_once(engine_path: str, work_root: Path) -> None:
+    with _ORPHAN_LOCK:
+        if (engine_path, work_root) in _ORPHANS_SWEPT:
+            return
+        owner = f"label=dcent.owner={_owner(work_root)}"
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            listing = subprocess.run(
+                [engine_path, "ps", "--all", "--quiet", "--filter", owner],
+                capture_output=True,
+                timeout=ENGINE_CALL_TIMEOUT_S,
+                env=_client_environment(),
+                check=False,
+            )
+            ids = listing.stdout.decode(errors="replace").split() if listing.returncode == 0 else []
+            if ids:
+                subprocess.run(
+                    [engine_path, "rm", "--force", *ids],
+                    capture_output=True,
+                    timeout=ENGINE_CALL_TIMEOUT_S,
+                    env=_client_environment(),
+                    check=False,
+                )
+        _ORPHANS_SWEPT.add((engine_path, work_root))
 
 
 def _remove_engine_cgroups(relative_path: str) -> None:

@@ -109,7 +109,7 @@ async def test_a_slow_consumer_loses_counted_lines_but_never_stalls_the_job(work
     with trio.fail_after(RUN_DEADLINE_S):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run)
-            await wait_until(lambda: pids_with_argument(marker), timeout=30, what="the job to start")
+            await wait_until(lambda: received, timeout=30, what="the first line")
             # The job prints all its lines and exits while the consumer still holds the first.
             await wait_until(lambda: not pids_with_argument(marker), timeout=30, what="the job to exit")
             assert len(received) == 1
