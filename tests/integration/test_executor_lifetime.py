@@ -88,6 +88,7 @@ async def _occupy_worker_threads(count: int) -> None:
 
 async def test_a_job_sleeping_20_s_completes_while_the_loop_keeps_serving(tmp_path: Path) -> None:
     executor = bubblewrap_executor_or_skip()
+    require_limits(executor, *LIMITS.requested())
     work_root = tmp_path / "jobs"
     script = "for i in $(seq 20); do echo tick $i; sleep 1; done; echo done"
     answers: list[bytes] = []
@@ -155,7 +156,7 @@ def _mounts_under(root: Path) -> list[str]:
 async def test_a_job_dies_with_its_node_and_the_next_node_cleans_up(
     executor: Executor, tmp_path: Path
 ) -> None:
-    require_limits(executor, LimitKind.DISK, LimitKind.PROCESSES)
+    require_limits(executor, *LIMITS.requested())
     work_root = tmp_path / "jobs"
     marker = f"dcent-orphan-{uuid.uuid4().hex}"
     node = subprocess.Popen(
@@ -233,7 +234,10 @@ async def test_a_secret_in_the_job_environment_is_in_no_command_line(
             holders.append(_cmdlines_holding(secret.encode()))
             ready.set()
 
-    job = _job(work_root, (PYTHON, "-c", _SECRET_JOB), env={"HF_TOKEN": secret}, limits=LIMITS, grace_s=1.0)
+    disk_only = ResourceLimits(disk_bytes=LIMITS.disk_bytes)  # confined: through the wrapper too
+    job = _job(
+        work_root, (PYTHON, "-c", _SECRET_JOB), env={"HF_TOKEN": secret}, limits=disk_only, grace_s=1.0
+    )
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(functools.partial(executor.run, job, on_output=on_output))
