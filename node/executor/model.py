@@ -179,7 +179,7 @@ class ExecutionResult:
     outputs_truncated: bool
     outputs_omitted: tuple[str, ...]
     output_hash: bytes
-    outcome: Outcome = Outcome.COMPLETED
+    outcome: Outcome
     limit: LimitKind | None = None
     error_code: int = 0
     error_message: str = ""
