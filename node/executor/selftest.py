@@ -72,7 +72,10 @@ class SelfTestReport:
     def summary(self) -> str:
         """One line for the log, ``gpu list``, ``node_status`` and ``testnet status``."""
         if self.ok:
-            return f"{self.executor} sandbox ok"
+            caps = self.capabilities
+            enforced = ", ".join(sorted(str(kind) for kind in caps.limits)) if caps else ""
+            isolation = "sandbox ok" if caps is None or caps.sandboxed else "ok, jobs run UNSANDBOXED"
+            return f"{self.executor} {isolation}; limits enforced: {enforced or 'none'}"
         return f"{self.executor} cannot run jobs here: {self.reason}. Fix: {self.fix}"
 
     def to_json(self) -> dict[str, object]:

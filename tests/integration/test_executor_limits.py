@@ -172,7 +172,7 @@ async def test_a_file_past_the_disk_limit_is_refused_even_when_sparse(
     assert b"written" not in result.stdout
 
     fits = await _run(
-        executor, _job(work_root, sparse_write(LIMITS.disk_bytes - 2), LIMITS, output_cap_bytes=0)
+        executor, _job(work_root, sparse_write(LIMITS.disk_bytes - 2), DISK_ONLY, output_cap_bytes=0)
     )
     assert fits.outcome is Outcome.COMPLETED and fits.stdout == b"written\n"
 

@@ -49,7 +49,7 @@ async def test_the_self_test_passes_in_a_working_sandbox(tmp_path: Path) -> None
     with trio.fail_after(60):
         report = await self_test(executor, tmp_path / "jobs")
     assert report.ok, report.summary()
-    assert report.summary() == "bubblewrap sandbox ok"
+    assert report.summary().startswith("bubblewrap sandbox ok; limits enforced: ")
     assert report.capabilities is not None and report.capabilities.sandboxed
     assert report.to_json()["ok"] is True
     assert list((tmp_path / "jobs").iterdir()) == []
@@ -151,3 +151,4 @@ async def test_the_self_test_job_uses_only_enforceable_limits(tmp_path: Path, ki
         report = await self_test(executor, tmp_path / "jobs")
     assert report.ok, report.summary()
     assert report.capabilities is not None and kind not in report.capabilities.limits
+    assert "jobs run UNSANDBOXED" in report.summary() and str(kind) not in report.summary()
