@@ -12,6 +12,13 @@ While the job runs, :meth:`Confinement.watch` is polled: an OOM kill or the pids
 cgroup, or a full workspace, stops the job and classifies the run (:mod:`node.executor.model`).
 At the end the whole cgroup is killed (nothing the job started outlives it), then removed, and
 the workspace filesystem is unmounted.
+
+Attacks this is built against: a job that forks before it could be placed in its cgroup (it is
+placed before it exists as a job); a job forging "the sandbox failed" to get its requester
+refunded and the provider slashed (only the close-on-exec pipe says the confinement held, and an
+outcome is a provider error only when it did not); a job that leaves daemons behind (the cgroup
+is killed); a node killed mid-job (the job gets ``PR_SET_PDEATHSIG`` from the wrapper as well as
+from bwrap, and the next node with the same work root sweeps the mounts and cgroups left).
 """
 
 from __future__ import annotations

@@ -15,6 +15,12 @@ idle, so every job was SIGKILLed about 10 s in, intermittently. Spawned from the
 the event loop, a job lives exactly until it exits, its timeout passes, or the loop (the node)
 ends. Exit is awaited on a pidfd (polling ``waitpid`` where the kernel has none), not in a thread.
 
+Attacks and failures this is built against: a job that never exits (the timeout, then SIGKILL of
+the whole tree), one that traps SIGTERM or forks away (the terminator kills the tree), one that
+floods stdout (capped, and read on so it never blocks), a consumer of live lines that stalls (a
+bounded buffer; lines beyond it are dropped and counted, never waited for), and a node that stops
+mid-job (the job is stopped before the cancellation propagates).
+
 How "the whole job" is signalled differs per sandbox, so that part is a :class:`Terminator`:
 :class:`ProcessGroupTerminator` signals the process group (plain subprocess); bubblewrap and the
 container engines bring their own. Time comes from ``trio.current_time()``, a monotonic clock.
