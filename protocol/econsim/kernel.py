@@ -65,6 +65,9 @@ class SpanResult:
     provider_pool: int
     #: Credited to each rewarded validator, in the order of the ``powers`` given.
     validator_rewards: tuple[int, ...]
+    #: The validators' part of the issuance before the pro-rata split (its dust is in
+    #: ``community``); positive means ``apply_block`` credited every positive power, even by 0.
+    validator_issuance: int
     #: ``"kernel"`` (the fast path, checked on its first block) or ``"functions"`` (the rules
     #: in protocol/economics.py changed under the fast path; computed block by block with them).
     exact_by: str = "kernel"
@@ -84,7 +87,7 @@ def span_by_functions(
     """
     keyed = [(index, power) for index, power in enumerate(powers)]
     rewards = [0] * len(powers)
-    minted = community = provider_pool = 0
+    minted = community = provider_pool = validator_issuance = 0
     for _ in range(blocks):
         inflation = economics.next_inflation(inflation, bonded, supply, params)
         provision = economics.block_provision(supply, inflation, params)
@@ -96,7 +99,10 @@ def span_by_functions(
         minted += provision
         community += split.community + dust
         provider_pool += split.providers
-    return SpanResult(blocks, supply, inflation, minted, community, provider_pool, tuple(rewards), "functions")
+        validator_issuance += split.validators
+    return SpanResult(
+        blocks, supply, inflation, minted, community, provider_pool, tuple(rewards), validator_issuance, "functions"
+    )
 
 
 def _constant_until(inflation: int, bonded: int, supply: int, params: Params) -> int | None:
@@ -147,7 +153,7 @@ def span(
     """``blocks`` empty blocks from (``supply``, ``bonded``, ``inflation``), rewarded validators
     with ``powers``; equal, number for number, to :func:`span_by_functions`. Raises nothing."""
     if blocks <= 0:
-        return SpanResult(0, supply, inflation, 0, 0, 0, tuple(0 for _ in powers))
+        return SpanResult(0, supply, inflation, 0, 0, 0, tuple(0 for _ in powers), 0)
     reference = span_by_functions(supply, bonded, inflation, powers, params, 1)
     fast = _Fast(powers, params)
     if dataclasses.replace(_fast_blocks(fast, supply, bonded, inflation, 1), exact_by="functions") != reference:
@@ -208,4 +214,4 @@ def _fast_blocks(fast: _Fast, supply: int, bonded: int, inflation: int, blocks: 
     minted = supply - start_supply
     paid = sum(rewards)
     community = minted - validator_total - provider_total + (validator_total - paid)
-    return SpanResult(blocks, supply, inflation, minted, community, provider_total, rewards)
+    return SpanResult(blocks, supply, inflation, minted, community, provider_total, rewards, validator_total)
