@@ -115,8 +115,13 @@ def _script(chain: Chain) -> dict[int, Callable[[], list[bytes]]]:
         402: lambda: [chain.tx(label, GovVote(1, "yes")) for label in validators_and_dave],
         500: lambda: [chain.tx("bob", Transfer(addr("carol"), 1), fee=fee * 7_777)],
         # Most liquid supply bonds: the bonded ratio jumps above the goal.
-        610: lambda: [chain.tx(label, Stake(chain.balance(label) * 9 // 10)) for label in ("alice", "bob", "carol", "dave")],
-        777: lambda: [chain.tx(VALIDATOR_LABELS[2], Unstake(chain.bonded(VALIDATOR_LABELS[2]) // 2))],
+        610: lambda: [
+            chain.tx(label, Stake(chain.balance(label) * 9 // 10))
+            for label in ACCOUNTS
+            if chain.balance(label) > 100 * fee
+        ],
+        # Two validators leave most of their stake: the bonded ratio falls below the goal.
+        777: lambda: [chain.tx(label, Unstake(chain.bonded(label) * 3 // 4)) for label in VALIDATOR_LABELS[1:]],
         901: lambda: [chain.tx("alice", Transfer(addr("dave"), 5), fee=fee * 3)],
     }
 
