@@ -131,6 +131,10 @@ def _constant_until(inflation: int, bonded: int, supply: int, params: Params) ->
     return low
 
 
+class _RulesChanged(Exception):
+    """The inlined arithmetic no longer matches protocol/economics.py."""
+
+
 class _Fast:
     """The fast path's constants for one span (reduced fractions, weights)."""
 
@@ -156,9 +160,12 @@ def span(
         return SpanResult(0, supply, inflation, 0, 0, 0, tuple(0 for _ in powers), 0)
     reference = span_by_functions(supply, bonded, inflation, powers, params, 1)
     fast = _Fast(powers, params)
-    if dataclasses.replace(_fast_blocks(fast, supply, bonded, inflation, 1), exact_by="functions") != reference:
-        return span_by_functions(supply, bonded, inflation, powers, params, blocks)
-    return _fast_blocks(fast, supply, bonded, inflation, blocks)
+    try:
+        if dataclasses.replace(_fast_blocks(fast, supply, bonded, inflation, 1), exact_by="functions") == reference:
+            return _fast_blocks(fast, supply, bonded, inflation, blocks)
+    except _RulesChanged:
+        pass
+    return span_by_functions(supply, bonded, inflation, powers, params, blocks)
 
 
 def _fast_blocks(fast: _Fast, supply: int, bonded: int, inflation: int, blocks: int) -> SpanResult:
@@ -194,9 +201,22 @@ def _fast_blocks(fast: _Fast, supply: int, bonded: int, inflation: int, blocks: 
                         per_weight[index] += to_validators * weights[index] // total_weight
                 done += 1
             continue
-        # The inflation moves: one step of next_inflation per block until it reaches a bound.
+        # The inflation moves: next_inflation every block until it reaches a bound. Inlined
+        # (the same integer operations); its first block is checked against the ledger's own.
+        goal, rate_change = params.goal_bonded, params.inflation_rate_change
+        low, high = params.inflation_min, params.inflation_max
+        expected = economics.next_inflation(inflation, bonded, supply, params)
+        checked = False
         while done < blocks:
-            inflation = economics.next_inflation(inflation, bonded, supply, params)
+            ratio = bonded * DEC // supply if supply > 0 else 0
+            yearly = (DEC - ratio * DEC // goal) * rate_change
+            yearly = yearly // DEC if yearly >= 0 else -(-yearly // DEC)
+            inflation += yearly // bpy if yearly >= 0 else -(-yearly // bpy)
+            inflation = low if inflation < low else high if inflation > high else inflation
+            if not checked:
+                if inflation != expected:
+                    raise _RulesChanged
+                checked = True
             provision = supply * inflation // scale
             supply += provision
             to_validators = provision * val_num // val_den
@@ -208,7 +228,7 @@ def _fast_blocks(fast: _Fast, supply: int, bonded: int, inflation: int, blocks: 
                 for index in range(count):
                     per_weight[index] += to_validators * weights[index] // total_weight
             done += 1
-            if inflation in (params.inflation_min, params.inflation_max):
+            if inflation in (low, high):
                 break
     rewards = tuple(equal_share for _ in range(count)) if equal else tuple(per_weight)
     minted = supply - start_supply
