@@ -23,6 +23,7 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "job",
     "gov",
     "testnet",
+    "economics",  # i16sim: `dcent economics simulate` (node/cli/economics.py)
 )
 
 

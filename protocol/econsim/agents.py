@@ -6,7 +6,7 @@ through these documented roundings:
 
 - amounts to bond, unbond, pay or sell: ``floor`` of the float amount, in base units, then split
   equally over the validators with ``//`` (the remainder stays liquid);
-- the price per GPU-second: ``floor(price_per_gpu_hour / 3600)`` base units;
+- the price per GPU-second: ``floor(price_per_gpu_hour / 3600)`` base units (at least 1);
 - GPU-seconds served: ``floor(gpu_hours * 3600)``;
 - the change in the number of providers: its integer part, plus one more with a probability
   equal to its fractional part, drawn from the scenario's seeded SplitMix64 (so the expected
@@ -49,6 +49,14 @@ def price_per_gpu_hour(agents: Agents, utilization: float) -> float:
     for _ in range(agents.price_exponent):
         curve *= used
     return agents.price_floor_per_gpu_hour * (1.0 + agents.price_slope * curve)
+
+
+def next_price(agents: Agents, previous: float, utilization: float) -> float:
+    """The price a step asks: ``previous`` moved by ``price_adjustment`` of the way to the
+    utilization curve's price (a recent-price reference), never below the floor."""
+    target = price_per_gpu_hour(agents, utilization)
+    price = previous + agents.price_adjustment * (target - previous)
+    return max(price, float(agents.price_floor_per_gpu_hour))
 
 
 def demand_factor(agents: Agents, price: float) -> float:

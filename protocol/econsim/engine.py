@@ -102,6 +102,7 @@ class _Economy:
         self.providers = self.agents.providers
         self.base_demand = self.agents.demand_gpu_hours_per_day
         self.utilization = 0.5
+        self.price_hour = model.price_per_gpu_hour(scenario.agents, self.utilization)
         self.failed: list[bytes] = []
         self.locked_collateral = 0
         self.staking_yield = scenario.agents.outside_rate
@@ -147,7 +148,8 @@ class _Economy:
         height = state.height + 1
         year = step * agents.step_days / model.DAYS_PER_YEAR
         capacity = self.providers * agents.gpus_per_provider * 24.0 * agents.step_days
-        price = max(1, model.floor_amount(model.price_per_gpu_hour(agents, self.utilization) / model.SECONDS_PER_HOUR))
+        self.price_hour = model.next_price(agents, self.price_hour, self.utilization)
+        price = max(1, model.floor_amount(self.price_hour / model.SECONDS_PER_HOUR))
         demand = (
             self.base_demand
             * agents.step_days

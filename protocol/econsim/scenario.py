@@ -87,6 +87,9 @@ class Agents:
     price_floor_per_gpu_hour: int = 6 * DCT // 10
     price_slope: float = 1.5
     price_exponent: int = 2
+    #: Share of the gap to the curve's price closed each step (providers anchor on the recent
+    #: price rather than jumping; 1.0 jumps at once and oscillates with demand).
+    price_adjustment: float = 0.25
     # Other transactions and market risk.
     tx_per_day: int = 100_000
     fee_per_tx: int = 100_000
@@ -233,6 +236,7 @@ _AGENT_RULES: dict[str, tuple[str, int | float, int | float]] = {
     "price_floor_per_gpu_hour": ("amount", 0, 10**6 * DCT),
     "price_slope": ("float", 0.0, 1_000.0),
     "price_exponent": ("int", 0, 16),
+    "price_adjustment": ("float", 0.01, 1.0),
     "tx_per_day": ("int", 0, 10**9),
     "fee_per_tx": ("amount", 0, 10**6 * DCT),
     "failed_job_share": ("float", 0.0, 1.0),
