@@ -80,6 +80,15 @@ def shock_factor(shocks: tuple[Shock, ...], year: float) -> float:
     return factor
 
 
+def demand_growth(agents: Agents, shocks: tuple[Shock, ...], year: float) -> float:
+    """The yearly demand growth in force at ``year``: the latest shock's, else the scenario's."""
+    growth = agents.demand_growth
+    for shock in shocks:
+        if shock.at_year <= year and shock.demand_growth is not None:
+            growth = shock.demand_growth
+    return growth
+
+
 def noise_factor(agents: Agents, rng: SplitMix64) -> float:
     """A factor in ``[1 - noise, 1 + noise]``, uniform in millionths, from the seeded PRNG."""
     if agents.demand_noise <= 0:

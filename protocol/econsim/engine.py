@@ -248,7 +248,8 @@ class _Economy:
         # Decisions for the next step.
         self.utilization = row.utilization
         self.staking_yield = staking_yield
-        self.base_demand *= 1.0 + agents.demand_growth * agents.step_days / model.DAYS_PER_YEAR
+        growth = model.demand_growth(agents, self.scenario.shocks, year)
+        self.base_demand *= 1.0 + growth * agents.step_days / model.DAYS_PER_YEAR
         self.providers = model.provider_change(
             agents,
             providers=self.providers,

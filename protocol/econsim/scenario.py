@@ -78,6 +78,7 @@ class Agents:
     provider_leave_speed: float = 3.0
     # Requesters: demand grows, reacts to price (elasticity at the reference price), has noise.
     demand_gpu_hours_per_day: float = 20_000.0
+    #: Yearly growth rate of demand, compounded each step (0.3: about 35% a year).
     demand_growth: float = 0.3
     demand_elasticity: float = 1.0
     reference_price_per_gpu_hour: int = DCT
@@ -101,8 +102,12 @@ class Agents:
 
 @dataclass(frozen=True, slots=True)
 class Shock:
+    """From ``at_year`` on, demand is multiplied by ``demand_factor`` and, when given, grows at
+    ``demand_growth`` a year instead of the scenario's rate."""
+
     at_year: float
-    demand_factor: float
+    demand_factor: float = 1.0
+    demand_growth: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,8 +195,11 @@ def _float(value: object, path: str, low: float, high: float) -> float:
 
 
 def _int(value: object, path: str, low: int, high: int) -> int:
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        value = int(value.strip()[:40])
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= 40):
+            raise ScenarioError(f"{path}: expected a whole number, got {value!r}")
+        value = int(text)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ScenarioError(f"{path}: expected a whole number, got {value!r}")
     if not low <= value <= high:
@@ -299,10 +307,10 @@ def scenario_from_dict(doc: Mapping[str, object]) -> Scenario:
     start = _section(Start, tables["start"], "start", Start())
     agents = _section(Agents, tables["agents"], "agents", Agents())
     param_values = {}
-    for name in sorted(tables["params"]):
-        if name not in PARAM_BOUNDS:
-            raise ScenarioError(f"params.{name}: unknown parameter")
-        param_values[name] = ledger_value(name, tables["params"][name], f"params.{name}")
+    for param in sorted(tables["params"]):
+        if param not in PARAM_BOUNDS:
+            raise ScenarioError(f"params.{param}: unknown parameter")
+        param_values[param] = ledger_value(param, tables["params"][param], f"params.{param}")
     params = _checked_params(Params(), param_values)
     raw_shocks = doc.get("shocks", [])
     if not isinstance(raw_shocks, list) or len(raw_shocks) > 100:
@@ -310,12 +318,17 @@ def scenario_from_dict(doc: Mapping[str, object]) -> Scenario:
     shocks = []
     for index, item in enumerate(raw_shocks):
         where = f"shocks[{index}]"
-        if not isinstance(item, dict) or sorted(item) != ["at_year", "demand_factor"]:
-            raise ScenarioError(f"{where}: a table with exactly at_year and demand_factor")
+        if not isinstance(item, dict) or "at_year" not in item:
+            raise ScenarioError(f"{where}: a table with at_year (and demand_factor, demand_growth)")
+        for key in sorted(item):
+            if key not in ("at_year", "demand_factor", "demand_growth"):
+                raise ScenarioError(f"{where}.{key}: unknown field")
+        growth = item.get("demand_growth")
         shocks.append(
             Shock(
                 _float(item["at_year"], f"{where}.at_year", 0.0, MAX_YEARS),
-                _float(item["demand_factor"], f"{where}.demand_factor", 0.0, 1_000.0),
+                _float(item.get("demand_factor", 1.0), f"{where}.demand_factor", 0.0, 1_000.0),
+                None if growth is None else _float(growth, f"{where}.demand_growth", -0.99, 100.0),
             )
         )
     assert isinstance(start, Start) and isinstance(agents, Agents)
