@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeAlias
 
 from protocol.econsim.engine import Run, simulate
 from protocol.econsim.errors import EconsimError
@@ -37,7 +38,7 @@ EXIT_OK = 0
 EXIT_IO = 1
 EXIT_USAGE = 2
 
-Subparsers = argparse._SubParsersAction  # type: ignore[type-arg]
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def register(subparsers: Subparsers) -> None:
@@ -60,8 +61,12 @@ def _add_simulate(commands: Subparsers) -> None:
         description="Simulate the network with the ledger's own issuance, fee, burn and reward "
         "rules and an agent model of holders, providers and requesters.",
     )
-    parser.add_argument("--scenario", type=Path, metavar="FILE", help="scenario TOML (default: built-in baseline)")
-    parser.add_argument("--years", type=float, metavar="N", help="years to simulate (default: the scenario's)")
+    parser.add_argument(
+        "--scenario", type=Path, metavar="FILE", help="scenario TOML (default: built-in baseline)"
+    )
+    parser.add_argument(
+        "--years", type=float, metavar="N", help="years to simulate (default: the scenario's)"
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -70,8 +75,12 @@ def _add_simulate(commands: Subparsers) -> None:
         metavar="PARAM=VALUE",
         help='override a ledger parameter ("fee_burn_share=90%%") or scenario setting; repeatable',
     )
-    parser.add_argument("--seed", type=int, metavar="S", help="seed of the agents' randomness (default: the scenario's)")
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory for the CSV and PNG files")
+    parser.add_argument(
+        "--seed", type=int, metavar="S", help="seed of the agents' randomness (default: the scenario's)"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="directory for the CSV and PNG files"
+    )
     parser.add_argument("--no-plots", action="store_true", help="write the CSV files only")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     parser.set_defaults(func=run_simulate)

@@ -15,12 +15,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: files only, never a display
 
-from matplotlib import pyplot  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
+from matplotlib import pyplot
+from matplotlib.axes import Axes
 
-from protocol.econsim.agents import DAYS_PER_YEAR  # noqa: E402
-from protocol.econsim.engine import Row  # noqa: E402
-from protocol.units import DCT, DEC  # noqa: E402
+from protocol.econsim.agents import DAYS_PER_YEAR
+from protocol.econsim.engine import Row
+from protocol.units import DCT, DEC
 
 Series = Mapping[str, Sequence[Row]]
 _METADATA: dict[str, str | None] = {"Software": None}
@@ -51,7 +51,11 @@ CHARTS: dict[str, tuple[str, str, Callable[[Sequence[Row]], list[float]]]] = {
         "% per year",
         lambda rows: [row.inflation / DEC * 100 for row in rows],
     ),
-    "bonded_ratio": ("Bonded ratio", "% of supply", lambda rows: [row.bonded_ratio / DEC * 100 for row in rows]),
+    "bonded_ratio": (
+        "Bonded ratio",
+        "% of supply",
+        lambda rows: [row.bonded_ratio / DEC * 100 for row in rows],
+    ),
     "burn_vs_issuance": (
         "Burn vs issuance (30-day average)",
         "% of supply per year",
@@ -67,7 +71,11 @@ CHARTS: dict[str, tuple[str, str, Callable[[Sequence[Row]], list[float]]]] = {
         "DCT",
         lambda rows: [row.price_per_gpu_hour / DCT for row in rows],
     ),
-    "active_providers": ("Active providers", "providers", lambda rows: [float(row.providers) for row in rows]),
+    "active_providers": (
+        "Active providers",
+        "providers",
+        lambda rows: [float(row.providers) for row in rows],
+    ),
     "utilization": ("Utilization of offered GPUs", "%", lambda rows: [row.utilization * 100 for row in rows]),
 }
 

@@ -123,8 +123,10 @@ class _Economy:
     def holdings(self) -> int:
         """Everything the holders own: validators' balances, bonded and unbonding stake."""
         state = self.state
-        return sum(state.balance(k.address.raw) for k in self.validators) + state.vars["total_bonded"] + (
-            state.vars["total_unbonding"]
+        return (
+            sum(state.balance(k.address.raw) for k in self.validators)
+            + state.vars["total_bonded"]
+            + (state.vars["total_unbonding"])
         )
 
     def contract(self, step: int, tag: bytes, price: int, gpu_seconds: int, deadline: int) -> ContractTerms:
@@ -303,7 +305,9 @@ def _signed(terms: ContractTerms, economy: _Economy) -> SignedContract:
     return SignedContract(terms, terms.sign(economy.requester), terms.sign(economy.provider))
 
 
-def run_from(origin: EconomyStart, scenario: Scenario, *, years: float | None = None, seed: int | None = None) -> Run:
+def run_from(
+    origin: EconomyStart, scenario: Scenario, *, years: float | None = None, seed: int | None = None
+) -> Run:
     """Simulate ``years`` (default: the scenario's) from ``origin``. Raises ScenarioError,
     SimulationError, KernelMismatch."""
     chosen_seed = scenario.seed if seed is None else seed
@@ -319,7 +323,9 @@ def run_from(origin: EconomyStart, scenario: Scenario, *, years: float | None = 
 
 def simulate(scenario: Scenario, *, years: float | None = None, seed: int | None = None) -> Run:
     """Run a scenario from its own start (a fresh genesis)."""
-    return run_from(EconomyStart.from_start(scenario.start, scenario.params), scenario, years=years, seed=seed)
+    return run_from(
+        EconomyStart.from_start(scenario.start, scenario.params), scenario, years=years, seed=seed
+    )
 
 
 def preview(

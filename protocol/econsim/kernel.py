@@ -101,7 +101,15 @@ def span_by_functions(
         provider_pool += split.providers
         validator_issuance += split.validators
     return SpanResult(
-        blocks, supply, inflation, minted, community, provider_pool, tuple(rewards), validator_issuance, "functions"
+        blocks,
+        supply,
+        inflation,
+        minted,
+        community,
+        provider_pool,
+        tuple(rewards),
+        validator_issuance,
+        "functions",
     )
 
 
@@ -161,7 +169,10 @@ def span(
     reference = span_by_functions(supply, bonded, inflation, powers, params, 1)
     fast = _Fast(powers, params)
     try:
-        if dataclasses.replace(_fast_blocks(fast, supply, bonded, inflation, 1), exact_by="functions") == reference:
+        if (
+            dataclasses.replace(_fast_blocks(fast, supply, bonded, inflation, 1), exact_by="functions")
+            == reference
+        ):
             return _fast_blocks(fast, supply, bonded, inflation, blocks)
     except _RulesChanged:
         pass

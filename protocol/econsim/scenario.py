@@ -129,11 +129,14 @@ class Scenario:
                 raise UnknownSetting(f"{name}: not a ledger parameter")
             value = ledger_value(bare, text, f"params.{bare}")
             return dataclasses.replace(self, params=_checked_params(self.params, {bare: value}))
-        for section, record in (("start", self.start), ("agents", self.agents)):
-            names = {f.name for f in fields(record)}
-            if bare in names and (name == bare or name.startswith(section + ".")):
-                updated = _section(type(record), {bare: text}, section, base=record)
-                return dataclasses.replace(self, **{section: updated})
+        if bare in _START_RULES and name in (bare, f"start.{bare}"):
+            start = _section(Start, {bare: text}, "start", base=self.start)
+            assert isinstance(start, Start)
+            return dataclasses.replace(self, start=start)
+        if bare in _AGENT_RULES and name in (bare, f"agents.{bare}"):
+            agents = _section(Agents, {bare: text}, "agents", base=self.agents)
+            assert isinstance(agents, Agents)
+            return dataclasses.replace(self, agents=agents)
         known = sorted({*PARAM_BOUNDS, *(f.name for f in fields(Start)), *(f.name for f in fields(Agents))})
         raise UnknownSetting(f"{name}: unknown setting; one of: {', '.join(known)}")
 
@@ -332,4 +335,6 @@ def scenario_from_dict(doc: Mapping[str, object]) -> Scenario:
             )
         )
     assert isinstance(start, Start) and isinstance(agents, Agents)
-    return Scenario(name, description, years, seed, start, params, agents, tuple(sorted(shocks, key=lambda s: s.at_year)))
+    return Scenario(
+        name, description, years, seed, start, params, agents, tuple(sorted(shocks, key=lambda s: s.at_year))
+    )

@@ -46,7 +46,9 @@ def test_holders_bond_above_the_outside_rate_and_unbond_below() -> None:
     common = {"bonded": 30 * DCT, "liquid": 60 * DCT, "supply": 100 * DCT, "step_days": 1}
     assert model.staking_decision(agents, staking_yield=0.10, **common).amount > 0
     assert model.staking_decision(agents, staking_yield=0.02, **common).amount < 0
-    capped = model.staking_decision(agents, staking_yield=50.0, **{**common, "bonded": 89 * DCT, "liquid": 11 * DCT})
+    capped = model.staking_decision(
+        agents, staking_yield=50.0, **{**common, "bonded": 89 * DCT, "liquid": 11 * DCT}
+    )
     assert capped.amount <= 1 * DCT  # never above max_bonded_ratio (90%) of the supply
 
 
@@ -55,10 +57,15 @@ def test_providers_follow_income_against_cost() -> None:
     cost = agents.provider_cost_per_gpu_hour
 
     def after(income: float) -> int:
-        return model.provider_change(agents, providers=1_000, income_per_gpu_hour=income, step_days=30, rng=SplitMix64(7))
+        return model.provider_change(
+            agents, providers=1_000, income_per_gpu_hour=income, step_days=30, rng=SplitMix64(7)
+        )
 
     assert after(2.0 * cost) > 1_000 > after(0.5 * cost)
-    assert model.provider_change(agents, providers=1, income_per_gpu_hour=0.0, step_days=365, rng=SplitMix64(1)) == 1
+    assert (
+        model.provider_change(agents, providers=1, income_per_gpu_hour=0.0, step_days=365, rng=SplitMix64(1))
+        == 1
+    )
 
 
 def test_stochastic_rounding_is_exact_in_expectation_and_seeded() -> None:
@@ -75,7 +82,11 @@ def _final(run: Run) -> tuple[int, int, int]:
 
 def test_a_run_keeps_the_books_and_is_deterministic_for_a_seed() -> None:
     scenario = fast()
-    first, again, other = simulate(scenario, years=0.5), simulate(scenario, years=0.5), simulate(scenario, years=0.5, seed=2)
+    first, again, other = (
+        simulate(scenario, years=0.5),
+        simulate(scenario, years=0.5),
+        simulate(scenario, years=0.5, seed=2),
+    )
     assert first.rows == again.rows
     assert first.rows != other.rows
     previous = first.rows[0].supply - first.rows[0].issued + first.rows[0].burned_step

@@ -38,7 +38,9 @@ CHARTS = {
 
 
 def _simulate(out: Path, *extra: str) -> int:
-    return main(["economics", "simulate", "--scenario", BASELINE, "--years", "0.1", *FAST, "--out", str(out), *extra])
+    return main(
+        ["economics", "simulate", "--scenario", BASELINE, "--years", "0.1", *FAST, "--out", str(out), *extra]
+    )
 
 
 def test_simulate_writes_csv_and_charts_byte_identical_for_a_seed(tmp_path: Path) -> None:
@@ -113,7 +115,10 @@ def test_bad_scenario_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture
     code = main(["economics", "simulate", "--scenario", str(bad), "--out", str(tmp_path / "o")])
     assert code == 2
     assert "agents.providers" in capsys.readouterr().err
-    assert main(["economics", "simulate", "--scenario", str(tmp_path / "missing.toml"), "--out", str(tmp_path)]) == 2
+    assert (
+        main(["economics", "simulate", "--scenario", str(tmp_path / "missing.toml"), "--out", str(tmp_path)])
+        == 2
+    )
 
 
 def test_unwritable_output_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -123,7 +128,9 @@ def test_unwritable_output_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "cannot write" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("param", "value"), [("fee_burn_share", percent(100)), ("inflation_max", percent(14))])
+@pytest.mark.parametrize(
+    ("param", "value"), [("fee_burn_share", percent(100)), ("inflation_max", percent(14))]
+)
 def test_preview_from_a_chain_state_shows_the_change(param: str, value: int) -> None:
     """From a real ledger state (a genesis with 3 validators), with and without the change."""
     # Holders who want 60% elsewhere do not bond: inflation climbs toward its maximum.
@@ -144,7 +151,10 @@ def test_preview_from_a_chain_state_shows_the_change(param: str, value: int) -> 
     start = scenario.start
     small = Scenario(
         start=type(start)(
-            supply=origin.supply, validators=3, requester_balance=origin.supply // 20, provider_balance=origin.supply // 100
+            supply=origin.supply,
+            validators=3,
+            requester_balance=origin.supply // 20,
+            provider_balance=origin.supply // 100,
         ),
         params=scenario.params,
         agents=scenario.agents,

@@ -69,7 +69,9 @@ SMALL = Params(
 def _case_max_then_moving() -> Genesis:
     """Bonded far below the goal: inflation climbs to its maximum and stays pinned there, until
     dave's large stake moves the bonded ratio above the goal and inflation falls again."""
-    genesis = make_genesis(SMALL, stakes=[(label, 1_000_000 + 1_234 * i) for i, label in enumerate(VALIDATOR_LABELS)])
+    genesis = make_genesis(
+        SMALL, stakes=[(label, 1_000_000 + 1_234 * i) for i, label in enumerate(VALIDATOR_LABELS)]
+    )
     return dataclasses.replace(genesis, inflation=percent("13.95"))
 
 
@@ -90,7 +92,9 @@ def _case_real_scale() -> Genesis:
         make_genesis(
             params,
             stakes=[(label, 10_000_000 * DCT) for label in VALIDATOR_LABELS],
-            balances=[(label, 20_000_000 * DCT) for label in (*VALIDATOR_LABELS, "alice", "bob", "carol", "dave")],
+            balances=[
+                (label, 20_000_000 * DCT) for label in (*VALIDATOR_LABELS, "alice", "bob", "carol", "dave")
+            ],
         ),
         inflation=percent(13),
     )
@@ -100,8 +104,12 @@ def _script(chain: Chain) -> dict[int, Callable[[], list[bytes]]]:
     """Transactions by height, built against the ledger side's state when that height comes."""
     scale = 1 if chain.params.min_fee < 1_000 else DCT // 1_000
     fee = chain.params.min_fee
-    first = make_terms("alice", "bob", price=7 * scale, max_gpu_seconds=1_000, collateral=500 * scale, deadline=260)
-    second = make_terms("carol", "bob", price=3 * scale, max_gpu_seconds=400, collateral=900 * scale, deadline=320, salt=b"s2")
+    first = make_terms(
+        "alice", "bob", price=7 * scale, max_gpu_seconds=1_000, collateral=500 * scale, deadline=260
+    )
+    second = make_terms(
+        "carol", "bob", price=3 * scale, max_gpu_seconds=400, collateral=900 * scale, deadline=320, salt=b"s2"
+    )
     validators_and_dave = [*VALIDATOR_LABELS, "dave"]
     return {
         5: lambda: [chain.tx("alice", Transfer(addr("bob"), 12_345 * scale), fee=fee * 500)],
@@ -111,7 +119,9 @@ def _script(chain: Chain) -> dict[int, Callable[[], list[bytes]]]:
         230: lambda: [chain.tx("bob", settle_msg(first, 800))],
         300: lambda: [chain.tx("carol", OpenEscrow(sign_contract(second)))],
         330: lambda: [chain.tx("carol", Refund(second.contract_hash()))],
-        400: lambda: [chain.tx(VALIDATOR_LABELS[0], GovPropose("fee_burn_share", percent(90), 1_000 * scale))],
+        400: lambda: [
+            chain.tx(VALIDATOR_LABELS[0], GovPropose("fee_burn_share", percent(90), 1_000 * scale))
+        ],
         402: lambda: [chain.tx(label, GovVote(1, "yes")) for label in validators_and_dave],
         500: lambda: [chain.tx("bob", Transfer(addr("carol"), 1), fee=fee * 7_777)],
         # Most liquid supply bonds: the bonded ratio jumps above the goal.
@@ -121,7 +131,9 @@ def _script(chain: Chain) -> dict[int, Callable[[], list[bytes]]]:
             if chain.balance(label) > 100 * fee
         ],
         # Two validators leave most of their stake: the bonded ratio falls below the goal.
-        777: lambda: [chain.tx(label, Unstake(chain.bonded(label) * 3 // 4)) for label in VALIDATOR_LABELS[1:]],
+        777: lambda: [
+            chain.tx(label, Unstake(chain.bonded(label) * 3 // 4)) for label in VALIDATOR_LABELS[1:]
+        ],
         901: lambda: [chain.tx("alice", Transfer(addr("dave"), 5), fee=fee * 3)],
     }
 
@@ -170,7 +182,9 @@ def _run_side_by_side(genesis: Genesis, *, max_span: int | None) -> SimChain:
 
 @pytest.mark.parametrize("make", [_case_max_then_moving, _case_min_pinned, _case_real_scale])
 @pytest.mark.parametrize("max_span", [1, None], ids=["block-by-block", "spans"])
-def test_simulator_reproduces_the_ledger_over_1000_blocks(make: Callable[[], Genesis], max_span: int | None) -> None:
+def test_simulator_reproduces_the_ledger_over_1000_blocks(
+    make: Callable[[], Genesis], max_span: int | None
+) -> None:
     sim = _run_side_by_side(make(), max_span=max_span)
     assert sim.height == BLOCKS
     assert sim.kernel_blocks >= 900, "most blocks must have been stepped by the kernel"

@@ -88,7 +88,9 @@ def test_span_crosses_from_pinned_minimum_to_moving_and_to_the_maximum() -> None
 
 @settings(max_examples=300, deadline=None)
 @given(params_strategy(), st.integers(min_value=1, max_value=10**27), st.data())
-def test_inflation_change_never_decreases_as_supply_grows(params: Params, supply: int, data: st.DataObject) -> None:
+def test_inflation_change_never_decreases_as_supply_grows(
+    params: Params, supply: int, data: st.DataObject
+) -> None:
     """The property the constant-inflation spans rest on, checked on next_inflation itself."""
     bonded = data.draw(st.integers(min_value=0, max_value=supply))
     larger = data.draw(st.integers(min_value=supply, max_value=supply * 3))
@@ -109,7 +111,9 @@ def test_a_changed_rule_sends_the_kernel_to_the_functions(monkeypatch: pytest.Mo
     monkeypatch.setattr(economics, "block_provision", doubled)
     params = Params(blocks_per_year=10_000)
     result = kernel.span(10**6 * DCT, 3 * 10**5 * DCT, params.inflation_max, [10**5 * DCT] * 3, params, 500)
-    reference = kernel.span_by_functions(10**6 * DCT, 3 * 10**5 * DCT, params.inflation_max, [10**5 * DCT] * 3, params, 500)
+    reference = kernel.span_by_functions(
+        10**6 * DCT, 3 * 10**5 * DCT, params.inflation_max, [10**5 * DCT] * 3, params, 500
+    )
     assert result.exact_by == "functions"
     assert result == reference
     assert result.minted == 2 * sum(
@@ -128,5 +132,10 @@ def _supplies(supply: int, params: Params, blocks: int, provision: object) -> li
 
 def test_zero_blocks_change_nothing() -> None:
     result = kernel.span(10**6, 10**5, percent(10), [1, 2], Params(), 0)
-    assert (result.minted, result.community, result.provider_pool, result.validator_rewards) == (0, 0, 0, (0, 0))
+    assert (result.minted, result.community, result.provider_pool, result.validator_rewards) == (
+        0,
+        0,
+        0,
+        (0, 0),
+    )
     assert result.supply == 10**6 and result.inflation == percent(10)

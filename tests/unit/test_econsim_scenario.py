@@ -24,7 +24,10 @@ def test_shipped_scenarios_parse_with_one_second_blocks(name: str) -> None:
 
 
 def test_scenarios_differ_where_their_names_say() -> None:
-    load = {n: parse_scenario((CONFIGS / f"{n}.toml").read_text()) for n in ("baseline", "demand_boom", "demand_crash", "high_burn")}
+    load = {
+        n: parse_scenario((CONFIGS / f"{n}.toml").read_text())
+        for n in ("baseline", "demand_boom", "demand_crash", "high_burn")
+    }
     assert load["high_burn"].params.fee_burn_share == percent(100) > load["baseline"].params.fee_burn_share
     assert load["high_burn"].params.protocol_fee_share > load["baseline"].params.protocol_fee_share
     assert load["demand_boom"].agents.demand_growth > load["baseline"].agents.demand_growth
