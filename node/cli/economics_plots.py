@@ -43,6 +43,19 @@ def _annual(values: Sequence[int], rows: Sequence[Row]) -> list[float]:
     return out
 
 
+def _smoothed(values: Sequence[float], rows: Sequence[Row]) -> list[float]:
+    """A 30-day trailing mean: daily demand noise would otherwise draw a solid band."""
+    step_days = rows[1].day - rows[0].day if len(rows) > 1 else 1
+    window = max(1, 30 // max(1, step_days))
+    out, total = [], 0.0
+    for index, value in enumerate(values):
+        total += value
+        if index >= window:
+            total -= values[index - window]
+        out.append(total / min(index + 1, window))
+    return out
+
+
 #: name -> (title, y label, value per row (given all rows))
 CHARTS: dict[str, tuple[str, str, Callable[[Sequence[Row]], list[float]]]] = {
     "supply": ("Total supply", "DCT (millions)", lambda rows: [row.supply / DCT / 1e6 for row in rows]),
@@ -62,21 +75,25 @@ CHARTS: dict[str, tuple[str, str, Callable[[Sequence[Row]], list[float]]]] = {
         lambda rows: _annual([row.issued for row in rows], rows),
     ),
     "provider_income": (
-        "Provider income per GPU-hour (market pay + pool rewards - slashes)",
+        "Provider income per GPU-hour: pay + pool rewards - slashes (30-day average)",
         "DCT per GPU-hour",
-        lambda rows: [row.provider_income_per_gpu_hour / DCT for row in rows],
+        lambda rows: _smoothed([row.provider_income_per_gpu_hour / DCT for row in rows], rows),
     ),
     "gpu_hour_price": (
-        "Price of a GPU-hour",
+        "Price of a GPU-hour (30-day average)",
         "DCT",
-        lambda rows: [row.price_per_gpu_hour / DCT for row in rows],
+        lambda rows: _smoothed([row.price_per_gpu_hour / DCT for row in rows], rows),
     ),
     "active_providers": (
         "Active providers",
         "providers",
         lambda rows: [float(row.providers) for row in rows],
     ),
-    "utilization": ("Utilization of offered GPUs", "%", lambda rows: [row.utilization * 100 for row in rows]),
+    "utilization": (
+        "Utilization of offered GPUs (30-day average)",
+        "%",
+        lambda rows: _smoothed([row.utilization * 100 for row in rows], rows),
+    ),
 }
 
 

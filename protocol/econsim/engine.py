@@ -76,6 +76,9 @@ class Run:
     rows: tuple[Row, ...]
     kernel_blocks: int
     ledger_blocks: int
+    #: Spans the kernel computed through the economics functions because its fast path
+    #: disagreed with them (exact either way; non-zero means kernel.py must follow a rule change).
+    fallback_spans: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,7 +321,8 @@ def run_from(
         raise ScenarioError(f"years: {total_years} is outside [0, 100]")
     steps = int(total_years * model.DAYS_PER_YEAR) // scenario.agents.step_days
     rows = tuple(economy.step(index) for index in range(steps))
-    return Run(scenario, chosen_seed, rows, economy.chain.kernel_blocks, economy.chain.ledger_blocks)
+    chain = economy.chain
+    return Run(scenario, chosen_seed, rows, chain.kernel_blocks, chain.ledger_blocks, chain.functions_spans)
 
 
 def simulate(scenario: Scenario, *, years: float | None = None, seed: int | None = None) -> Run:

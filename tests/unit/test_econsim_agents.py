@@ -95,6 +95,7 @@ def test_a_run_keeps_the_books_and_is_deterministic_for_a_seed() -> None:
         assert row.issued > 0 and row.burned_step > 0 and row.fees > 0
         previous = row.supply
     assert first.kernel_blocks > 10 * first.ledger_blocks
+    assert first.fallback_spans == 0
 
 
 def test_a_higher_outside_rate_leaves_less_stake_bonded() -> None:
