@@ -194,40 +194,62 @@ def _fast_blocks(fast: _Fast, supply: int, bonded: int, inflation: int, blocks: 
     val_num, val_den = fast.val_num, fast.val_den
     prov_num, prov_den = fast.prov_num, fast.prov_den
     weights, total_weight, equal = fast.weights, fast.total_weight, fast.equal
+    paid_count = count if total_weight else 0  # no positive power: pro_rata pays nobody
     while done < blocks:
         if economics.next_inflation(inflation, bonded, supply, params) == inflation:
             limit = _constant_until(inflation, bonded, supply, params)
             num, den = _reduced(inflation, scale)
-            # Constant inflation while supply <= limit (None: for good).
+            # Constant inflation while supply <= limit (None: for good). Before each block the
+            # supply is at most supply + j * most (most: the provision at the limit), so the
+            # next (limit - supply) // most + 1 blocks need no check; then look again.
             while done < blocks and (limit is None or supply <= limit):
-                provision = supply * num // den
-                supply += provision
-                to_validators = provision * val_num // val_den
-                validator_total += to_validators
-                provider_total += provision * prov_num // prov_den
+                if limit is None:
+                    run = blocks - done
+                else:
+                    most = limit * num // den
+                    run = min(blocks - done, (limit - supply) // most + 1 if most else blocks - done)
                 if equal:
-                    equal_share += to_validators // count
-                elif total_weight:
-                    for index in range(count):
-                        per_weight[index] += to_validators * weights[index] // total_weight
-                done += 1
+                    for _ in range(run):
+                        provision = supply * num // den
+                        supply += provision
+                        to_validators = provision * val_num // val_den
+                        validator_total += to_validators
+                        provider_total += provision * prov_num // prov_den
+                        equal_share += to_validators // count
+                else:
+                    for _ in range(run):
+                        provision = supply * num // den
+                        supply += provision
+                        to_validators = provision * val_num // val_den
+                        validator_total += to_validators
+                        provider_total += provision * prov_num // prov_den
+                        for index in range(paid_count):
+                            per_weight[index] += to_validators * weights[index] // total_weight
+                done += run
             continue
         # The inflation moves: next_inflation every block until it reaches a bound. Inlined
         # (the same integer operations); its first block is checked against the ledger's own.
         goal, rate_change = params.goal_bonded, params.inflation_rate_change
         low, high = params.inflation_min, params.inflation_max
+        bonded_scaled = bonded * DEC
         expected = economics.next_inflation(inflation, bonded, supply, params)
-        checked = False
+        first = True
         while done < blocks:
-            ratio = bonded * DEC // supply if supply > 0 else 0
+            ratio = bonded_scaled // supply if supply > 0 else 0
             yearly = (DEC - ratio * DEC // goal) * rate_change
-            yearly = yearly // DEC if yearly >= 0 else -(-yearly // DEC)
-            inflation += yearly // bpy if yearly >= 0 else -(-yearly // bpy)
-            inflation = low if inflation < low else high if inflation > high else inflation
-            if not checked:
+            if yearly >= 0:
+                inflation += yearly // DEC // bpy
+            else:
+                inflation -= -yearly // DEC // bpy
+            bound = False
+            if inflation <= low:
+                inflation, bound = low, True
+            elif inflation >= high:
+                inflation, bound = high, True
+            if first:
                 if inflation != expected:
                     raise _RulesChanged
-                checked = True
+                first = False
             provision = supply * inflation // scale
             supply += provision
             to_validators = provision * val_num // val_den
@@ -239,7 +261,7 @@ def _fast_blocks(fast: _Fast, supply: int, bonded: int, inflation: int, blocks: 
                 for index in range(count):
                     per_weight[index] += to_validators * weights[index] // total_weight
             done += 1
-            if inflation in (low, high):
+            if bound:
                 break
     rewards = tuple(equal_share for _ in range(count)) if equal else tuple(per_weight)
     minted = supply - start_supply
