@@ -106,7 +106,8 @@ class _Economy:
         self.base_demand = self.agents.demand_gpu_hours_per_day
         self.utilization = 0.5
         self.price_hour = model.price_per_gpu_hour(scenario.agents, self.utilization)
-        self.failed: list[bytes] = []
+        #: Last step's failed contracts, to refund: (hash, max cost, collateral).
+        self.failed: list[tuple[bytes, int, int]] = []
         self.locked_collateral = 0
         self.staking_yield = scenario.agents.outside_rate
         self.nonces: dict[bytes, int] = {}
@@ -132,8 +133,9 @@ class _Economy:
             + (state.vars["total_unbonding"])
         )
 
-    def contract(self, step: int, tag: bytes, price: int, gpu_seconds: int, deadline: int) -> ContractTerms:
-        collateral = model.floor_amount(price * gpu_seconds * self.agents.collateral_share)
+    def contract(
+        self, step: int, tag: bytes, price: int, gpu_seconds: int, collateral: int, deadline: int
+    ) -> ContractTerms:
         return ContractTerms(
             chain_id=CHAIN_ID,
             requester=self.requester.public_key.raw,
@@ -168,40 +170,64 @@ class _Economy:
         self.nonces.clear()
         flows = _Flows()
         requester, provider = self.requester.address.raw, self.provider.address.raw
-        txs = [self.tx(self.requester, Refund(contract_hash)) for contract_hash in self.failed]
+        # Last step's failed jobs are refunded: the buyers get their deposit back, the provider
+        # its collateral less the slash (the ledger computes it; here only what comes back).
+        txs = [self.tx(self.requester, Refund(contract_hash)) for contract_hash, _, _ in self.failed]
+        requester_funds = state.balance(requester) + sum(max_cost for _, max_cost, _ in self.failed)
+        provider_funds = state.balance(provider)
         self.failed = []
         locked_before = self.locked_collateral
         self.locked_collateral = 0
-        # The provider sells what it earned above its working balance to the buyers.
-        surplus = state.balance(provider) - self.scenario.start.provider_balance - 4 * fee
+        share = agents.collateral_share
+        collateral_ok = model.floor_amount(price * settled_seconds * share)
+        collateral_failed = model.floor_amount(price * failed_seconds * share)
+        # The provider sells what it earned above its working balance (and this step's
+        # collateral) to the buyers; it posts no more collateral than it holds.
+        keep = max(self.scenario.start.provider_balance, collateral_ok + collateral_failed) + 10 * fee
+        surplus = provider_funds - keep
         if surplus > 0:
             txs.append(self.tx(self.provider, Transfer(requester, surplus)))
             flows.provider += surplus + fee
-        spend = price * (settled_seconds + failed_seconds)
+            requester_funds += surplus
+        available = min(provider_funds, keep) - 10 * fee
+        collateral_ok = max(0, min(collateral_ok, available))
+        collateral_failed = max(0, min(collateral_failed, available))
         other_fees = max(agents.fee_per_tx, fee) * agents.tx_per_day * agents.step_days
+        spend = price * (settled_seconds + failed_seconds)
         # Buyers buy from the holders when the step's spending would leave them short.
         topups: dict[bytes, int] = {}
-        shortfall = 2 * (spend + other_fees) + 10 * fee - state.balance(requester) - max(surplus, 0)
+        shortfall = 2 * (spend + other_fees) + 10 * fee - requester_funds
         if shortfall > 0:
-            share = shortfall // len(self.validators) + 1
+            topup = shortfall // len(self.validators) + 1
             for key in self.validators:
-                if state.balance(key.address.raw) > share + 4 * fee:
-                    txs.append(self.tx(key, Transfer(requester, share)))
-                    topups[key.address.raw] = share + fee
-                    flows.holders += share + fee
+                if state.balance(key.address.raw) > topup + 4 * fee:
+                    txs.append(self.tx(key, Transfer(requester, topup)))
+                    topups[key.address.raw] = topup + fee
+                    flows.holders += topup + fee
+                    requester_funds += topup
+        # Buyers never spend more than they hold: the fees first, then compute, scaled down.
+        other_fees = min(other_fees, max(0, requester_funds // 2))
+        budget = requester_funds - other_fees - 10 * fee
+        if spend > budget:
+            scale = max(budget, 0) / spend
+            settled_seconds = model.floor_amount(settled_seconds * scale)
+            failed_seconds = model.floor_amount(failed_seconds * scale)
+            collateral_ok = min(collateral_ok, model.floor_amount(price * settled_seconds * share))
+            collateral_failed = min(collateral_failed, model.floor_amount(price * failed_seconds * share))
+            served = (settled_seconds + failed_seconds) / model.SECONDS_PER_HOUR
         if settled_seconds > 0:
-            terms = self.contract(step, b"ok", price, settled_seconds, height + 2)
+            terms = self.contract(step, b"ok", price, settled_seconds, collateral_ok, height + 2)
             txs.append(self.tx(self.requester, OpenEscrow(_signed(terms, self))))
             receipt = UsageReceipt(CHAIN_ID, terms.contract_hash(), settled_seconds, 0, bytes(32))
             settle = Settle(receipt, receipt.sign(self.provider), receipt.sign(self.requester))
             txs.append(self.tx(self.provider, settle))
             flows.provider += fee
         if failed_seconds > 0:
-            terms = self.contract(step, b"failed", price, failed_seconds, height + 1)
+            terms = self.contract(step, b"failed", price, failed_seconds, collateral_failed, height + 1)
             txs.append(self.tx(self.requester, OpenEscrow(_signed(terms, self))))
-            self.failed.append(terms.contract_hash())
+            self.failed.append((terms.contract_hash(), terms.max_cost, terms.collateral))
             self.locked_collateral += terms.collateral
-        if other_fees > 0:
+        if other_fees >= fee:
             # One transaction carries the step's other fees: the ledger splits a block's summed
             # fees, so this burns exactly what many smaller transactions in one block would.
             nonce = self.nonces.get(requester, state.account(requester).nonce) + 1
