@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeAlias
 
-from protocol.econsim.engine import Run, simulate
+from protocol.econsim.engine import Preview, Run, simulate
 from protocol.econsim.errors import EconsimError
 from protocol.econsim.report import series_csv, summary
 from protocol.econsim.scenario import MAX_YEARS, Scenario, parse_scenario
@@ -130,6 +130,45 @@ def write_outputs(out: Path, run: Run, *, plots: bool) -> list[Path]:
         title = f"{run.scenario.name} (seed {run.seed})"
         written += write_charts(out, {run.scenario.name: run.rows}, title=title)
     return written
+
+
+#: The rows of a preview's side-by-side table: (label, summary key).
+PREVIEW_TABLE = (
+    ("supply after", "end_supply_dct"),
+    ("issued", "issued_dct"),
+    ("burned", "burned_dct"),
+    ("inflation at the end", "end_inflation_pct"),
+    ("bonded ratio at the end", "end_bonded_ratio_pct"),
+    ("price of a GPU-hour", "end_price_per_gpu_hour_dct"),
+    ("active providers", "end_providers"),
+    ("first deflating day", "first_deflation_day"),
+)
+
+
+def preview_rows(preview: Preview) -> list[tuple[str, str, str]]:
+    """``(what, as the parameters are, with the change)`` for ``gov propose ... --preview``."""
+    base, changed = summary(preview.base), summary(preview.changed)
+
+    def cell(facts: dict[str, str | int | None], key: str) -> str:
+        value = facts.get(key)
+        return "never" if value is None else str(value)
+
+    return [(label, cell(base, key), cell(changed, key)) for label, key in PREVIEW_TABLE]
+
+
+def write_preview(out: Path, preview: Preview, *, changed_label: str) -> list[Path]:
+    """Both series of a preview as ``DIR/as_is.csv``, ``DIR/changed.csv`` and charts drawing the
+    two on the same axes (supply and bonded ratio among them). Raises OSError."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, run in (("as_is", preview.base), ("changed", preview.changed)):
+        path = out / f"{name}.csv"
+        path.write_text(series_csv(run.rows, run.scenario.agents.step_days), encoding="utf-8", newline="")
+        written.append(path)
+    from node.cli.economics_plots import write_charts
+
+    series = {"as is": preview.base.rows, changed_label: preview.changed.rows}
+    return written + write_charts(out, series, title=f"Preview: {changed_label}")
 
 
 def run_simulate(args: argparse.Namespace) -> int:

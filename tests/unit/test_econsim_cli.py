@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from node.cli.economics import preview_rows, write_preview
 from node.cli.main import main
 from protocol.econsim.economy import EconomyStart
 from protocol.econsim.engine import preview
@@ -168,3 +169,14 @@ def test_preview_from_a_chain_state_shows_the_change(param: str, value: int) -> 
     else:
         assert changed[-1].burned > base[-1].burned
     assert base[0].height == origin.height + 100  # continues the chain's heights
+    table = dict((what, (before, after)) for what, before, after in preview_rows(result))
+    assert table["supply after"][0] != table["supply after"][1]
+
+
+def test_preview_is_written_as_two_csv_and_shared_charts(tmp_path: Path) -> None:
+    scenario = Scenario().with_setting("blocks_per_year", "36525")
+    origin = EconomyStart.from_start(scenario.start, scenario.params)
+    result = preview(origin, scenario, "fee_burn_share", percent(100), years=0.05, seed=1)
+    written = write_preview(tmp_path, result, changed_label="fee_burn_share 100%")
+    assert {path.name for path in written} == CHARTS | {"as_is.csv", "changed.csv"}
+    assert (tmp_path / "as_is.csv").read_text() != (tmp_path / "changed.csv").read_text()
