@@ -62,7 +62,10 @@ def _add_simulate(commands: Subparsers) -> None:
         "rules and an agent model of holders, providers and requesters.",
     )
     parser.add_argument(
-        "--scenario", type=Path, metavar="FILE", help="scenario TOML (default: built-in baseline)"
+        "--scenario",
+        type=Path,
+        metavar="FILE",
+        help="scenario TOML (default: the baseline, as configs/economics/baseline.toml)",
     )
     parser.add_argument(
         "--years", type=float, metavar="N", help="years to simulate (default: the scenario's)"

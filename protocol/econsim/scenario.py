@@ -110,14 +110,20 @@ class Shock:
     demand_growth: float | None = None
 
 
+#: One-second blocks, as the testnet genesis (configs/genesis.toml).
+ONE_SECOND_BLOCKS = 31_557_600
+
+
 @dataclass(frozen=True, slots=True)
 class Scenario:
-    name: str = "custom"
+    """Defaults: the baseline (configs/economics/baseline.toml says the same, value by value)."""
+
+    name: str = "baseline"
     description: str = ""
     years: float = 10.0
     seed: int = 1
     start: Start = field(default_factory=Start)
-    params: Params = field(default_factory=Params)
+    params: Params = field(default_factory=lambda: Params(blocks_per_year=ONE_SECOND_BLOCKS))
     agents: Agents = field(default_factory=Agents)
     shocks: tuple[Shock, ...] = ()
 
@@ -314,7 +320,7 @@ def scenario_from_dict(doc: Mapping[str, object]) -> Scenario:
         if param not in PARAM_BOUNDS:
             raise ScenarioError(f"params.{param}: unknown parameter")
         param_values[param] = ledger_value(param, tables["params"][param], f"params.{param}")
-    params = _checked_params(Params(), param_values)
+    params = _checked_params(Scenario().params, param_values)
     raw_shocks = doc.get("shocks", [])
     if not isinstance(raw_shocks, list) or len(raw_shocks) > 100:
         raise ScenarioError("shocks: a list of at most 100 tables")

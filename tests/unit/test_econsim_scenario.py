@@ -23,6 +23,11 @@ def test_shipped_scenarios_parse_with_one_second_blocks(name: str) -> None:
     assert scenario.description
 
 
+def test_the_built_in_defaults_are_the_baseline_file() -> None:
+    baseline = parse_scenario((CONFIGS / "baseline.toml").read_text())
+    assert Scenario(description=baseline.description) == baseline
+
+
 def test_scenarios_differ_where_their_names_say() -> None:
     load = {
         n: parse_scenario((CONFIGS / f"{n}.toml").read_text())
