@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from protocol.econsim.chain import SimChain
-from protocol.ledger.block import apply_block
+from protocol.econsim.errors import KernelMismatch
+from protocol.ledger import block as block_module
+from protocol.ledger.block import BlockContext, apply_block
 from protocol.ledger.genesis import Genesis, genesis_state
 from protocol.ledger.params import Params
 from protocol.ledger.state import LedgerState
@@ -211,3 +214,24 @@ def test_the_script_moves_every_total() -> None:
     for name in ("minted", "burned", "community_pool", "total_bonded", "supply", "balance:bob"):
         assert after[name] != before[name], name
     assert seen_payout and seen_release and seen_slash
+
+
+def test_a_changed_end_block_stops_the_simulator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """If end-block starts doing something the kernel does not (here: one more base unit to the
+    community pool per block), the chain's self-check refuses to step rather than diverge."""
+    original = block_module._end_block
+
+    def changed(state: LedgerState, ctx: BlockContext) -> tuple[int, int, list[Any], list[Any], list[int]]:
+        result = original(state, ctx)
+        state.add("community_pool", 1)
+        state.add("minted", 1)
+        return result
+
+    monkeypatch.setattr(block_module, "_end_block", changed)
+    sim = SimChain(genesis_state(_case_real_scale()))
+    before = sim.state.state_hash()
+    with pytest.raises(KernelMismatch) as caught:
+        sim.advance_to(50)
+    assert caught.value.code == 1510
+    assert "community_pool" in caught.value.message
+    assert sim.state.state_hash() == before
