@@ -113,12 +113,9 @@ class _Entry:
     #: Committed height when admitted (expiry counts from it).
     height: int
     commits: tuple[tuple[_Key, int], ...]
+    size: int
     #: A tuple for this entry sits in the eviction heap.
     in_tail_heap: bool = False
-
-    @property
-    def size(self) -> int:
-        return len(self.tx.raw)
 
 
 @dataclass(slots=True, eq=False)
@@ -438,8 +435,10 @@ class Mempool:
             self._rebuild_tails()
 
     def _rebuild_tails(self) -> None:
-        for entry in self._entries.values():
-            entry.in_tail_heap = False
+        for _, neg_seq, tx_hash in self._tails:
+            entry = self._entries.get(tx_hash)
+            if entry is not None and entry.seq == -neg_seq:
+                entry.in_tail_heap = False
         tails = [queue.entries[-1] for queue in self._queues.values()]
         for entry in tails:
             entry.in_tail_heap = True
@@ -449,7 +448,7 @@ class Mempool:
     # --- bookkeeping -------------------------------------------------------------------------
     def _new_entry(self, tx: Tx, rate: int, height: int, commits: tuple[tuple[_Key, int], ...]) -> _Entry:
         self._seq += 1
-        entry = _Entry(tx, self._seq, rate, height, commits)
+        entry = _Entry(tx, self._seq, rate, height, commits, len(tx.raw))
         self._entries[tx.hash] = entry
         self._bytes += entry.size
         for key, amount in commits:
