@@ -37,33 +37,40 @@ class MempoolError(NodeError):
 
 
 class DuplicateTx(MempoolError):
+    """This exact transaction is already waiting."""
+
     code = 5601
 
 
 class MempoolFull(MempoolError):
-    """The count or byte bound of the pool is reached and no waiting transaction pays less per
-    byte (that could make room) than this one."""
+    """The pool's count or byte bound is reached and nothing waiting pays less per byte.
+
+    Retry later, or pay more per byte than the cheapest waiting transaction."""
 
     code = 5602
 
 
 class NonceTaken(MempoolError):
-    """Another transaction of this sender with this nonce is already waiting, and the new one
-    does not pay enough more to replace it."""
+    """Another transaction of this sender with this nonce waits; replacing it takes a fee bump.
+
+    The message names the fee that would replace it."""
 
     code = 5603
 
 
 class PendingSpendExceedsBalance(MempoolError):
-    """The account could pay this transaction alone, but its waiting transactions already commit
-    part of its balance (or bonded stake). Retry once they are committed."""
+    """The balance pays this transaction alone, not with the sender's waiting ones as well.
+
+    The account's waiting transactions already commit part of its balance (or bonded stake).
+    Retry once they are committed."""
 
     code = 5604
 
 
 class MempoolBusy(MempoolError):
-    """Admission control: more transactions are waiting than the next blocks can carry. Retry
-    after a block or two, or pay a higher fee per byte than the cheapest waiting one."""
+    """Busy: more transactions are waiting than the next blocks can carry; retry.
+
+    Retry after a block or two, or pay more per byte than the cheapest waiting transaction."""
 
     code = 5605
 
@@ -75,17 +82,20 @@ class SenderLimit(MempoolError):
 
 
 class NonceGap(MempoolError):
-    """The nonce is past the sender's next one: nonces are admitted in order, so every waiting
-    transaction could be in the next blocks."""
+    """The nonce skips the sender's next one; nonces are admitted in order.
+
+    With no gaps, every waiting transaction could be in the next blocks."""
 
     code = 5607
 
 
 class BlockedByPendingTx(MempoolError):
-    """An earlier waiting transaction of the sender no longer applies, so this one never could."""
+    """An earlier waiting transaction of the sender no longer applies; replace it first."""
 
     code = 5608
 
 
 class MempoolSettingsError(MempoolError):
+    """An impossible mempool setting (the operator's configuration)."""
+
     code = 5620
