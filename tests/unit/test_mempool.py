@@ -67,7 +67,7 @@ def _pay(chain: Chain, label: str, amount: int = 1, **kw: object) -> bytes:
 
 def _snapshot(pool: Mempool) -> tuple[object, ...]:
     stats = pool.stats()
-    return (stats.count, stats.bytes, stats.senders, tuple(pool.commitments()))
+    return (stats.count, stats.bytes, stats.senders, tuple(pool.all_commitments()))
 
 
 def test_admits_valid_and_refuses_duplicates() -> None:

@@ -68,15 +68,21 @@ def _check_invariants(pool: Mempool, state: LedgerState, *, local_admitted: int 
                 recomputed[balance_key] += tx.msg.amount
             elif isinstance(tx.msg, Unstake):
                 recomputed[(sender, "bonded")] = recomputed.get((sender, "bonded"), 0) + tx.msg.amount
-    committed = {(account, resource.name): total for account, resource, total in pool.commitments()}
+    committed = {(account, resource.name): total for account, resource, total in pool.all_commitments()}
     assert committed == {key: total for key, total in recomputed.items() if total}
-    for account, resource, total in pool.commitments():
+    for account, resource, total in pool.all_commitments():
         assert total <= available(state, account, resource), "waiting transactions promise more than held"
 
 
 def _contents(pool: Mempool) -> tuple[object, ...]:
     stats = pool.stats()
-    return (stats.count, stats.bytes, stats.senders, tuple(pool.commitments()), tuple(pool.reap(stats.count)))
+    return (
+        stats.count,
+        stats.bytes,
+        stats.senders,
+        tuple(pool.all_commitments()),
+        tuple(pool.reap(stats.count)),
+    )
 
 
 def _commit_block(pool: Mempool, state: LedgerState, max_txs: int) -> list[Tx]:

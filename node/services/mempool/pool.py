@@ -217,7 +217,7 @@ class Mempool:
         """What the waiting transactions commit of ``account``'s ``resource`` (its balance)."""
         return self._totals.get((account, resource), 0)
 
-    def commitments(self) -> list[tuple[bytes, Resource, int]]:
+    def all_commitments(self) -> list[tuple[bytes, Resource, int]]:
         """Every (account, resource, committed amount), in first-commitment order (for checks)."""
         return [(account, resource, total) for (account, resource), total in self._totals.items()]
 
