@@ -165,7 +165,7 @@ def test_manifest_layout_and_checks() -> None:
     last = data[3 * 65536 :]
     manifest.check_chunk(3, last, leaves[96:128])
     with pytest.raises(ChunkMismatch):
-        manifest.check_chunk(3, last[:-1] + b"\xff", leaves[96:128])
+        manifest.check_chunk(3, last[:-1] + bytes([last[-1] ^ 1]), leaves[96:128])
     with pytest.raises(ChunkMismatch):
         manifest.check_chunk(3, last + b"\x00", leaves[96:128])
 
