@@ -69,6 +69,12 @@ class FetchCancelled(BlobStoreError):
     code = 6018
 
 
+class FetchWaitTimeout(BlobStoreError):
+    """``dcent blob get`` gave up waiting; the fetch itself goes on in the node."""
+
+    code = 6019
+
+
 # --- the network's ---------------------------------------------------------------------------
 class NoProviders(BlobStoreError):
     """No peer asked has a complete copy of the blob."""

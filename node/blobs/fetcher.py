@@ -48,7 +48,7 @@ from node.blobs.partial import PartialBlob
 from node.blobs.settings import BlobSettings
 from node.blobs.store import BlobInfo, BlobStore
 from node.errors import NodeError
-from node.p2p.errors import FrameTooLargeError, PeerError, StreamStateError
+from node.p2p.errors import FrameTooLargeError, P2PError, PeerError
 from node.p2p.framing import Stream
 from node.p2p.interface import Host
 from protocol.blobs.errors import (
@@ -278,7 +278,7 @@ class BlobFetcher:
                     manifest = await self._ask_have(peer, cid)
                 except PeerLied as lie:
                     self._ban(peer, progress, lie.error)
-                except (PeerError, BlobError, StreamStateError) as exc:
+                except (P2PError, BlobError) as exc:
                     log.debug("peer %s: no blob %s (%r)", peer, format_content_id(cid), exc)
                 else:
                     if manifest is not None:
@@ -323,7 +323,7 @@ class BlobFetcher:
                     await self._leaves_from(peer, partial, path)
             except PeerLied as lie:
                 self._ban(peer, progress, lie.error)
-            except (PeerError, BlobError, StreamStateError, trio.TooSlowError) as exc:
+            except (P2PError, BlobError, trio.TooSlowError) as exc:
                 progress.peer(peer).failures += 1
                 progress.peer(peer).error = repr(exc)
             else:
@@ -411,7 +411,7 @@ class BlobFetcher:
             except PeerLied as lie:
                 self._ban(peer, fetch.progress, lie.error)
                 return
-            except (PeerError, BlobError, StreamStateError, trio.TooSlowError) as exc:
+            except (P2PError, BlobError, trio.TooSlowError) as exc:
                 failures = 1 if state.chunks > fetched_before else failures + 1
                 state.failures += 1
                 state.error = repr(exc)
@@ -430,7 +430,9 @@ class BlobFetcher:
         """Pipeline chunk requests to ``peer`` and verify-and-write the answers, until done.
 
         ``in_flight`` holds the chunks requested and not yet written; the caller gives them back
-        if this raises. Raises :class:`PeerLied` for data that does not verify.
+        if this raises. The peer window counts chunks requested and not yet received, the
+        fetch's window chunks requested and not yet written. Raises :class:`PeerLied` for data
+        that does not verify.
         """
         settings = self._settings
         send_ranges, receive_ranges = trio.open_memory_channel[list[int]](settings.peer_window_chunks)
@@ -463,28 +465,38 @@ class BlobFetcher:
                     await stream.send_frame(BlobRequest.chunks(fetch.cid, run[0], len(run)).encode())
                     await send_ranges.send(run)
 
+        # Received chunks go to one writer task, which hashes and writes them in a worker thread
+        # while this task reads the next frame (hashlib and pwrite release the GIL).
+        send_chunks, receive_chunks = trio.open_memory_channel[tuple[int, bytes]](1)
+
+        async def write_chunks() -> None:
+            async for index, chunk in receive_chunks:
+                try:
+                    await trio.to_thread.run_sync(fetch.partial.verify_and_write, index, chunk)
+                except ChunkMismatch as exc:
+                    raise PeerLied(exc) from None
+                in_flight.remove(index)
+                fetch.window.release()
+                if fetch.partial.mark(index):
+                    fetch.scheduler.done()
+                    fetch.progress.fetched_chunks += 1
+                    fetch.progress.fetched_bytes += len(chunk)
+                    fetch.progress.peer(peer).chunks += 1
+
         async with trio.open_nursery() as nursery:
             nursery.start_soon(request_runs)
-            async for run in receive_ranges:
-                reply = await _with_stall(settings, functools.partial(_read_reply, stream))
-                if not reply.ok:
-                    raise refusal_for(reply.code, reply.message)
-                for index in run:
-                    chunk = await _with_stall(
-                        settings, functools.partial(_receive_chunk, stream, fetch.manifest, index)
-                    )
-                    try:
-                        await trio.to_thread.run_sync(fetch.partial.verify_and_write, index, chunk)
-                    except ChunkMismatch as exc:
-                        raise PeerLied(exc) from None
-                    in_flight.remove(index)
-                    peer_window.release()
-                    fetch.window.release()
-                    if fetch.partial.mark(index):
-                        fetch.scheduler.done()
-                        fetch.progress.fetched_chunks += 1
-                        fetch.progress.fetched_bytes += len(chunk)
-                        fetch.progress.peer(peer).chunks += 1
+            nursery.start_soon(write_chunks)
+            async with send_chunks:
+                async for run in receive_ranges:
+                    reply = await _with_stall(settings, functools.partial(_read_reply, stream))
+                    if not reply.ok:
+                        raise refusal_for(reply.code, reply.message)
+                    for index in run:
+                        chunk = await _with_stall(
+                            settings, functools.partial(_receive_chunk, stream, fetch.manifest, index)
+                        )
+                        peer_window.release()
+                        await send_chunks.send((index, chunk))
 
     def _ban(self, peer: str, progress: FetchProgress, error: ProtocolError | PeerError) -> None:
         self._scores.ban(peer, f"{type(error).__name__}: {error}")

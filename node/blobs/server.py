@@ -138,17 +138,32 @@ class BlobServer:
             return
         if request.op == OP_CHUNKS:
             await stream.send_frame(REPLY_OK_BYTES)
-            for index in range(request.start, end):
-                chunk = await trio.to_thread.run_sync(reader.read_chunk, index)
-                await stream.send_frame(chunk)
-                self.chunks_sent += 1
-                self.bytes_sent += len(chunk)
-                if self._on_chunk_sent is not None:
-                    self._on_chunk_sent(stream.peer_id, request.cid, index)
+            await self._send_chunks(stream, request, reader)
         else:
             leaves = await trio.to_thread.run_sync(reader.read_leaves, request.start, request.count)
             await stream.send_frame(REPLY_OK_BYTES)
             await stream.send_frame(leaves)
+
+    async def _send_chunks(self, stream: Stream, request: BlobRequest, reader: BlobReader) -> None:
+        """Send the requested chunks, reading the next one from disk (in a worker thread) while
+        the current one is on the wire: at most two chunks of this stream in memory."""
+        read, sendable = trio.open_memory_channel[tuple[int, bytes]](0)
+
+        async def read_ahead() -> None:
+            async with read:
+                for index in range(request.start, request.start + request.count):
+                    chunk = await trio.to_thread.run_sync(reader.read_chunk, index)
+                    await read.send((index, chunk))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_ahead)
+            async with sendable:
+                async for index, chunk in sendable:
+                    await stream.send_frame(chunk)
+                    self.chunks_sent += 1
+                    self.bytes_sent += len(chunk)
+                    if self._on_chunk_sent is not None:
+                        self._on_chunk_sent(stream.peer_id, request.cid, index)
 
 
 class _ReaderSlot:
