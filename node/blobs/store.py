@@ -230,6 +230,7 @@ class BlobStore:
             if not ok:
                 log.warning("blob %s: files missing; dropped from the index", format_content_id(cid))
                 self._delete_row(cid)
+        rows = {info.cid: info for info in self.list_blobs()}
         known = {format_content_id(cid) for cid, info in rows.items() if info.complete}
         for shard in (self.root / "objects").iterdir():
             for path in shard.iterdir():
