@@ -153,6 +153,7 @@ def test_cap_evicts_unpinned_blobs_least_recently_used_first(tmp_path: Path) -> 
     store.export(first, tmp_path / "use-first")  # a use: `second` is now the least recently used
     fourth = put_bytes(store, tmp_path, "4", size)
     assert {info.cid for info in store.list_blobs()} == {first, third, fourth}
+    assert store.get(second) is None
     assert store.used_bytes() == 3 * stored
     store.pin(third, True)
     store.pin(first, True)
