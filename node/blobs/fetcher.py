@@ -47,6 +47,7 @@ from node.blobs.errors import FetchFailed, NoProviders
 from node.blobs.partial import PartialBlob
 from node.blobs.settings import BlobSettings
 from node.blobs.store import BlobInfo, BlobStore
+from node.blobs.tasks import open_task_group
 from node.errors import NodeError
 from node.p2p.errors import FrameTooLargeError, P2PError, PeerError
 from node.p2p.framing import Stream
@@ -284,7 +285,7 @@ class BlobFetcher:
                     if manifest is not None:
                         answers[peer] = manifest
 
-        async with trio.open_nursery() as nursery:
+        async with open_task_group() as nursery:
             for peer in candidates:
                 nursery.start_soon(ask, peer)
         providers = [(peer, answers[peer]) for peer in candidates if peer in answers]
@@ -372,9 +373,9 @@ class BlobFetcher:
         if fetch.scheduler.complete:
             return
         peers = [peer for peer in order if not self._scores.banned(peer)][: settings.max_fetch_peers]
-        async with trio.open_nursery() as nursery:
+        async with open_task_group() as nursery:
             nursery.start_soon(self._checkpoints, partial)
-            async with trio.open_nursery() as workers:
+            async with open_task_group() as workers:
                 for peer in peers:
                     workers.start_soon(self._worker, fetch, peer)
             nursery.cancel_scope.cancel()
@@ -483,7 +484,7 @@ class BlobFetcher:
                     fetch.progress.fetched_bytes += len(chunk)
                     fetch.progress.peer(peer).chunks += 1
 
-        async with trio.open_nursery() as nursery:
+        async with open_task_group() as nursery:
             nursery.start_soon(request_runs)
             nursery.start_soon(write_chunks)
             async with send_chunks:

@@ -35,6 +35,7 @@ import trio
 from node.blobs.errors import UnknownBlob
 from node.blobs.settings import BlobSettings
 from node.blobs.store import BlobReader, BlobStore
+from node.blobs.tasks import open_task_group
 from node.p2p.errors import StreamClosedError
 from node.p2p.framing import Stream
 from protocol.blobs.errors import BadBlobRequest, BlobBusy, BlobNotHere, BlobRefused, RangeOutOfBlob
@@ -155,7 +156,7 @@ class BlobServer:
                     chunk = await trio.to_thread.run_sync(reader.read_chunk, index)
                     await read.send((index, chunk))
 
-        async with trio.open_nursery() as nursery:
+        async with open_task_group() as nursery:
             nursery.start_soon(read_ahead)
             async with sendable:
                 async for index, chunk in sendable:

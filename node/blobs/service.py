@@ -29,6 +29,7 @@ from node.blobs.fetcher import BlobFetcher, FetchProgress, PeerScores
 from node.blobs.server import BlobServer, ChunkObserver
 from node.blobs.settings import BlobSettings
 from node.blobs.store import BlobInfo, BlobStore, GcReport, wall_clock_ms
+from node.blobs.tasks import open_task_group
 from node.errors import NodeError
 from node.p2p.errors import HostStateError
 from node.p2p.interface import Host
@@ -85,7 +86,7 @@ class BlobService:
         self._fetcher = BlobFetcher(self._host, store, self.settings, self.scores)
         self._host.set_stream_handler(BLOB_PROTOCOL_ID, self.server.handle)
         try:
-            async with trio.open_nursery() as nursery:
+            async with open_task_group() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._gc_loop)
                 task_status.started()
