@@ -99,7 +99,12 @@ class Node:
         self.capacity: CapacityService | None = None
         self.market: MarketService | None = None
         # i15blob: the blob store (<home>/data/blobs); lead: BlobSettings from config [blobs].
-        self.blobs = BlobService(host=self.host, root=paths.data / "blobs", settings=BlobSettings())
+        self.blobs = BlobService(
+            host=self.host,
+            root=paths.data / "blobs",
+            settings=BlobSettings(),
+            protected=(paths.root / "keys", paths.cookie, paths.config),
+        )
         self.rpc: RpcServer | None = None
         #: Where the RPC listens once started (port 0 resolved), as ``<home>/data/rpc.url`` says.
         self.rpc_url: str | None = None

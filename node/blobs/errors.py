@@ -75,6 +75,18 @@ class FetchWaitTimeout(BlobStoreError):
     code = 6019
 
 
+class LocalDiskError(BlobStoreError):
+    """Our own disk failed (full, read-only, an I/O error) while a blob was written or read."""
+
+    code = 6020
+
+
+class ProtectedPath(BlobStoreError):
+    """The path is inside the node's key directory or is its RPC cookie: never put or exported."""
+
+    code = 6021
+
+
 # --- the network's ---------------------------------------------------------------------------
 class NoProviders(BlobStoreError):
     """No peer asked has a complete copy of the blob."""

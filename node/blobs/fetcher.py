@@ -43,7 +43,7 @@ from typing import TypeVar
 
 import trio
 
-from node.blobs.errors import FetchFailed, NoProviders
+from node.blobs.errors import FetchFailed, LocalDiskError, NoProviders
 from node.blobs.partial import PartialBlob
 from node.blobs.settings import BlobSettings
 from node.blobs.store import BlobInfo, BlobStore
@@ -75,6 +75,8 @@ from protocol.errors import ProtocolError
 log = logging.getLogger("dcent.blobs.fetch")
 T = TypeVar("T")
 
+#: Peers asked "have" per fetch: the hints, then connected peers, up to this many.
+MAX_HAVE_QUERIES = 32
 #: Pause before retrying a peer whose stream failed (doubles per consecutive failure).
 RETRY_BASE_S = 0.2
 
@@ -271,6 +273,7 @@ class BlobFetcher:
         for peer in [*hints, *self._host.peer_ids()]:
             if peer not in candidates and peer != self._host.peer_id and not self._scores.banned(peer):
                 candidates.append(peer)
+        del candidates[MAX_HAVE_QUERIES:]  # hints first; a node with many peers asks a bounded few
         answers: dict[str, BlobManifest] = {}
 
         async def ask(peer: str) -> None:
@@ -476,6 +479,8 @@ class BlobFetcher:
                     await trio.to_thread.run_sync(fetch.partial.verify_and_write, index, chunk)
                 except ChunkMismatch as exc:
                     raise PeerLied(exc) from None
+                except OSError as exc:  # our disk: the whole fetch fails, no peer is blamed
+                    raise LocalDiskError(f"writing chunk {index}: {exc.strerror or exc}") from None
                 in_flight.remove(index)
                 fetch.window.release()
                 if fetch.partial.mark(index):

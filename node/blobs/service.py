@@ -17,6 +17,7 @@ stays on disk for the next attempt.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -24,7 +25,14 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from node.blobs.errors import BlobStoreError, FetchCancelled, StoreFull, TooManyFetches
+from node.blobs.errors import (
+    BlobStoreError,
+    FetchCancelled,
+    LocalDiskError,
+    ProtectedPath,
+    StoreFull,
+    TooManyFetches,
+)
 from node.blobs.fetcher import BlobFetcher, FetchProgress, PeerScores
 from node.blobs.server import BlobServer, ChunkObserver
 from node.blobs.settings import BlobSettings
@@ -57,8 +65,11 @@ class BlobService:
         settings: BlobSettings,
         clock_ms: Callable[[], int] = wall_clock_ms,
         on_chunk_sent: ChunkObserver | None = None,
+        protected: Sequence[Path] = (),
     ) -> None:
         self.settings = settings
+        #: Files and directories that are never put nor exported (the node's keys, its cookie).
+        self._protected = tuple(path.resolve() for path in protected)
         self._host = host
         self._root = root
         self._clock_ms = clock_ms
@@ -78,9 +89,14 @@ class BlobService:
         return self._store
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        store = await trio.to_thread.run_sync(
-            partial(BlobStore.open, self._root, max_bytes=self.settings.max_bytes, clock_ms=self._clock_ms)
-        )
+        try:
+            store = await trio.to_thread.run_sync(
+                partial(
+                    BlobStore.open, self._root, max_bytes=self.settings.max_bytes, clock_ms=self._clock_ms
+                )
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise LocalDiskError(f"cannot open the blob store at {self._root}: {exc}") from None
         self._store = store
         self.server = BlobServer(store, self.settings, on_chunk_sent=self._on_chunk_sent)
         self._fetcher = BlobFetcher(self._host, store, self.settings, self.scores)
@@ -100,18 +116,35 @@ class BlobService:
     async def _gc_loop(self) -> None:
         while True:
             await trio.sleep(self.settings.gc_interval_s)
-            await self.gc()
+            try:
+                await self.gc()
+            except (OSError, sqlite3.Error) as exc:
+                log.error("blob garbage collection failed: %r", exc)
 
     # --- local operations --------------------------------------------------------------------------
+    def _check_unprotected(self, path: Path) -> None:
+        """Raises :class:`ProtectedPath` for a path at or under a protected one (links resolved)."""
+        if not path.is_absolute():
+            return  # the store refuses it with its own error
+        resolved = path.resolve()
+        for protected in self._protected:
+            if resolved == protected or protected in resolved.parents:
+                raise ProtectedPath(
+                    f"{path}: the node's keys and cookie are never put in or exported from the blob store"
+                )
+
     async def put(self, path: Path, *, pin: bool = True) -> tuple[BlobInfo, bool]:
-        """Add a local file; returns its info and whether it is new. See :meth:`BlobStore.put_file`."""
+        """Add a local file; returns its info and whether it is new. See :meth:`BlobStore.put_file`;
+        also raises :class:`ProtectedPath`."""
+        self._check_unprotected(path)
         store = self.store
         return await trio.to_thread.run_sync(
             partial(store.put_file, path, pin=pin, chunk_size=self.settings.chunk_size)
         )
 
     async def export(self, cid: bytes, destination: Path) -> BlobInfo:
-        """See :meth:`BlobStore.export`."""
+        """See :meth:`BlobStore.export`; also raises :class:`ProtectedPath`."""
+        self._check_unprotected(destination)
         return await trio.to_thread.run_sync(self.store.export, cid, destination)
 
     async def pin(self, cid: bytes, pinned: bool) -> BlobInfo:
@@ -209,6 +242,10 @@ class BlobService:
             progress.state = "failed"
             progress.error = exc
             log.warning("fetch of blob %s failed: %r", format_content_id(cid), exc)
+        except (OSError, sqlite3.Error) as exc:  # our disk or index: fail the fetch, not the node
+            progress.state = "failed"
+            progress.error = LocalDiskError(f"{type(exc).__name__}: {exc}")
+            log.error("fetch of blob %s failed on our side: %r", format_content_id(cid), exc)
         finally:
             if progress.state not in ("complete", "failed", "cancelled"):
                 progress.state = "cancelled"  # the service itself is stopping

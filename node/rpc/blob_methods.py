@@ -14,6 +14,7 @@ from node.blobs.errors import (
     BlobSourceError,
     BlobStoreError,
     ExportError,
+    ProtectedPath,
     StoredBlobCorrupt,
     StoreFull,
     TooManyFetches,
@@ -59,7 +60,7 @@ def register_blob_methods(table: MethodTable, blobs: BlobService | None) -> None
             Param("path", Str(max_len=4096), "absolute path of a file the node can read"),
             Param("pin", Bool(), "keep it out of garbage collection", default=True),
         ],
-        errors=[BlobSourceError, StoreFull],
+        errors=[BlobSourceError, StoreFull, ProtectedPath],
         returns=f"{BLOB_OBJECT}, and `new` (false: the store already had it)",
     )
     async def blob_put(path: str, pin: bool) -> dict[str, object]:
@@ -104,7 +105,7 @@ def register_blob_methods(table: MethodTable, blobs: BlobService | None) -> None
     @table.method(
         "blob_export",
         params=[CID, Param("path", Str(max_len=4096), "absolute path of a new file")],
-        errors=[UnknownBlob, ExportError, StoredBlobCorrupt],
+        errors=[UnknownBlob, ExportError, StoredBlobCorrupt, ProtectedPath],
         returns="object: `cid`, `path`, `size`",
     )
     async def blob_export(cid: bytes, path: str) -> dict[str, object]:
