@@ -375,12 +375,21 @@ class BlobFetcher:
         )
         if fetch.scheduler.complete:
             return
-        peers = [peer for peer in order if not self._scores.banned(peer)][: settings.max_fetch_peers]
+        # Up to max_fetch_peers peers at once; when one is dropped or banned, the next provider
+        # in line takes its place.
+        waiting = deque(peer for peer in order if not self._scores.banned(peer))
+
+        async def slot() -> None:
+            while waiting and not fetch.scheduler.complete:
+                peer = waiting.popleft()
+                if not self._scores.banned(peer):
+                    await self._worker(fetch, peer)
+
         async with open_task_group() as nursery:
             nursery.start_soon(self._checkpoints, partial)
             async with open_task_group() as workers:
-                for peer in peers:
-                    workers.start_soon(self._worker, fetch, peer)
+                for _ in range(min(settings.max_fetch_peers, len(waiting))):
+                    workers.start_soon(slot)
             nursery.cancel_scope.cancel()
         if not fetch.scheduler.complete:
             failures = "; ".join(

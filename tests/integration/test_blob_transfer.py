@@ -8,6 +8,7 @@ its own so it can be killed and restarted. Waits have deadlines; nothing sleeps.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -290,3 +291,24 @@ async def test_nobody_has_it_and_every_provider_failing_are_typed_errors(
         await b.blobs.fetch(cid)
     info = b.blobs.store.get(cid)
     assert info is not None and not info.complete and info.have_chunks == 0  # nothing bad written
+
+
+async def test_when_the_only_peer_in_use_is_banned_the_next_provider_takes_over(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    one_at_a_time = dataclasses.replace(SMALL, max_fetch_peers=1)
+    source = tmp_path / "input"
+    expected = write_sparse_input(source, 4 * MIB, seed=8, block_every=MIN_CHUNK_SIZE)
+    liar = await nodes.start("only-liar")
+    honest = await nodes.start("next-honest")
+    b = await nodes.start("one-peer-fetcher", one_at_a_time)
+    await connect(b, liar, honest)
+    cid = await put(liar, source)
+    await put(honest, source)
+    for index in range(4 * MIB // MIN_CHUNK_SIZE):
+        flip_byte(stored_file(liar, cid), index * MIN_CHUNK_SIZE + 1)
+    with trio.fail_after(DEADLINE_S):
+        progress = await b.blobs.fetch(cid, peers=[liar.peer_id, honest.peer_id])
+    assert progress.peers[liar.peer_id].banned and progress.peers[liar.peer_id].chunks == 0
+    assert progress.peers[honest.peer_id].chunks == 4 * MIB // MIN_CHUNK_SIZE
+    assert await trio.to_thread.run_sync(file_sha256, stored_file(b, cid)) == expected
