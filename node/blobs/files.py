@@ -11,6 +11,7 @@ always reads back as the zeros it should.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -52,6 +53,48 @@ def _pwrite_all(fd: int, view: memoryview, offset: int) -> int:
     while done < total:
         done += os.pwrite(fd, view[done:], offset + done)
     return total
+
+
+def read_sparse(fd: int, length: int, offset: int) -> bytes:
+    """Read exactly ``length`` bytes at ``offset``, skipping the file's holes.
+
+    Reading a hole makes the kernel allocate, zero and cache a page for every 4 KiB of it (about
+    as costly as the network per byte); ``SEEK_DATA``/``SEEK_HOLE`` find the data extents, so
+    only those are read and the rest is zeros from ``calloc``. A dense range is one ``pread``.
+    Raises :class:`OSError`, and ``EOFError`` when the file is shorter than the range.
+    """
+    end = offset + length
+    try:
+        start = os.lseek(fd, offset, os.SEEK_DATA)
+    except OSError as exc:
+        if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP):  # no hole support here: read it all
+            return pread_exact(fd, length, offset)
+        if exc.errno != errno.ENXIO:  # ENXIO: no data at or after offset, only a hole
+            raise
+        start = end
+    if start >= end:
+        if os.fstat(fd).st_size < end:
+            raise EOFError(f"file ends before offset {end}")
+        return bytes(length)
+    hole = os.lseek(fd, start, os.SEEK_HOLE)
+    if start == offset and hole >= end:
+        return pread_exact(fd, length, offset)
+    buffer = bytearray(length)
+    while start < end:
+        stop = min(hole, end)
+        buffer[start - offset : stop - offset] = pread_exact(fd, stop - start, start)
+        if stop >= end:
+            break
+        try:
+            start = os.lseek(fd, stop, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+            break
+        hole = os.lseek(fd, start, os.SEEK_HOLE)
+    if os.fstat(fd).st_size < end:
+        raise EOFError(f"file ends before offset {end}")
+    return bytes(buffer)
 
 
 def pread_exact(fd: int, length: int, offset: int) -> bytes:

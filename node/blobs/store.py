@@ -53,7 +53,7 @@ from node.blobs.errors import (
     StoreFull,
     UnknownBlob,
 )
-from node.blobs.files import fsync_directory, pread_exact, write_sparse
+from node.blobs.files import fsync_directory, pread_exact, read_sparse, write_sparse
 from node.blobs.partial import PartialBlob
 from protocol.blobs.errors import ChunkMismatch, MalformedManifest
 from protocol.blobs.merkle import (
@@ -583,17 +583,13 @@ def _hash_and_copy(
     os.ftruncate(data_fd, size)  # a hole: write_sparse leaves zero blocks as they are
     accumulator = MerkleAccumulator()
     leaves = bytearray()
-    buffer = bytearray(chunk_size)
     offset = 0
     while offset < size:
         length = min(chunk_size, size - offset)
-        chunk = buffer if length == chunk_size else bytearray(length)
-        got = os.preadv(source, [chunk], offset)
-        while got < length:
-            more = os.preadv(source, [memoryview(chunk)[got:]], offset + got)
-            if more == 0:
-                raise BlobSourceError(f"{path}: the file shrank while it was read")
-            got += more
+        try:
+            chunk = read_sparse(source, length, offset)
+        except EOFError:
+            raise BlobSourceError(f"{path}: the file shrank while it was read") from None
         leaf = leaf_hash(chunk)
         accumulator.add(leaf)
         leaves += leaf

@@ -18,7 +18,7 @@ from node.blobs.errors import (
     StoreFull,
     UnknownBlob,
 )
-from node.blobs.files import Bitmap, write_sparse
+from node.blobs.files import Bitmap, read_sparse, write_sparse
 from node.blobs.store import BlobStore
 from protocol.blobs.errors import ChunkMismatch
 from protocol.blobs.merkle import MIN_CHUNK_SIZE, BlobManifest, leaf_hash, merkle_root
@@ -261,3 +261,33 @@ def test_bitmap_counts_and_refuses_out_of_range() -> None:
     with pytest.raises(ValueError):
         Bitmap(10, b"\x00")
     assert Bitmap(10, b"\xff\xff").set_count == 10  # stray bits past the end are ignored
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        [],  # all hole
+        [(0, 65536)],  # data, then a hole
+        [(65536, 4096)],  # hole, data, hole
+        [(0, 1 << 20)],  # dense
+        [(4096 * 3, 100), (200000, 70000), ((1 << 20) - 10, 10)],  # several extents, data at the end
+    ],
+)
+def test_read_sparse_reads_data_extents_and_fills_holes_with_zeros(
+    tmp_path: Path, layout: list[tuple[int, int]]
+) -> None:
+    size = 1 << 20
+    expected = bytearray(size)
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+    try:
+        os.ftruncate(fd, size + 4096)
+        for at, length in layout:
+            piece = os.urandom(length)
+            os.pwrite(fd, piece, at)
+            expected[at : at + length] = piece
+        assert read_sparse(fd, size, 0) == bytes(expected)
+        assert read_sparse(fd, 5000, 196000) == bytes(expected[196000:201000])
+        with pytest.raises(EOFError):
+            read_sparse(fd, 8192, size)  # runs past the end of the file
+    finally:
+        os.close(fd)
