@@ -18,6 +18,7 @@ import trio
 
 from node.blobs.errors import FetchFailed, NoProviders
 from node.blobs.files import Bitmap
+from node.blobs.server import ChunkObserver
 from node.blobs.service import BlobService
 from node.blobs.settings import BlobSettings
 from node.host import HostConfig, P2PHost
@@ -47,6 +48,8 @@ class BlobNode:
     stopped: trio.Event
     #: (chunk index) of every chunk this node's server sent, in order.
     sent: list[int] = field(default_factory=list)
+    #: Called with every chunk this node's server sends.
+    hooks: list[ChunkObserver] = field(default_factory=list)
 
     @property
     def peer_id(self) -> str:
@@ -64,16 +67,18 @@ class Nodes:
 
     async def start(self, label: str, settings: BlobSettings = SMALL) -> BlobNode:
         sent: list[int] = []
+        hooks: list[ChunkObserver] = []
+
+        def observe(peer: str, cid: bytes, index: int) -> None:
+            sent.append(index)
+            for hook in hooks:
+                hook(peer, cid, index)
+
         host = P2PHost(HostConfig(node_key_seed=seed_of(label), reconnect=TEST_BACKOFF))
-        blobs = BlobService(
-            host=host,
-            root=self._root / label,
-            settings=settings,
-            on_chunk_sent=lambda _peer, _cid, index: sent.append(index),
-        )
+        blobs = BlobService(host=host, root=self._root / label, settings=settings, on_chunk_sent=observe)
         stopped = trio.Event()
         scope = await self._nursery.start(_run_node, host, blobs, stopped)
-        return BlobNode(label, self._root / label, host, blobs, scope, stopped, sent)
+        return BlobNode(label, self._root / label, host, blobs, scope, stopped, sent, hooks)
 
 
 async def _run_node(
@@ -132,19 +137,14 @@ async def test_two_gib_move_from_one_store_to_another_verified_in_bounded_memory
     cid = await put(a, source)
     base = rss_mib()
     peak = base
-    sampling = True
 
-    async def sample() -> None:
+    def sample(_peer: str, _cid: bytes, _index: int) -> None:
         nonlocal peak
-        while sampling:
-            peak = max(peak, rss_mib())
-            await trio.sleep(0.02)
+        peak = max(peak, rss_mib())  # at every chunk the serving side sends
 
-    async with trio.open_nursery() as watcher:
-        watcher.start_soon(sample)
-        with trio.fail_after(600):
-            progress = await b.blobs.fetch(cid)
-        sampling = False
+    a.hooks.append(sample)
+    with trio.fail_after(600):
+        progress = await b.blobs.fetch(cid)
     assert progress.fetched_chunks == 2048 and progress.fetched_bytes == 2048 * MIB
     assert progress.peers[a.peer_id].chunks == 2048
     assert len(a.sent) == 2048  # each chunk crossed the wire once
