@@ -297,6 +297,8 @@ class BlobFetcher:
         return providers
 
     async def _ask_have(self, peer: str, cid: bytes) -> BlobManifest | None:
+        """The peer's manifest for ``cid``, or None if it has no complete copy. Raises
+        :class:`PeerLied` for a manifest that does not hash to ``cid``."""
         stream = await self._host.open_stream(peer, BLOB_PROTOCOL_ID)
         try:
             await stream.send_frame(BlobRequest.have(cid).encode())
@@ -323,8 +325,7 @@ class BlobFetcher:
                 continue
             path = partial.directory / "leaves.part"
             try:
-                with trio.fail_after(self._settings.stall_timeout_s):
-                    await self._leaves_from(peer, partial, path)
+                await self._leaves_from(peer, partial, path)
             except PeerLied as lie:
                 self._ban(peer, progress, lie.error)
             except (P2PError, BlobError, trio.TooSlowError) as exc:
@@ -347,10 +348,12 @@ class BlobFetcher:
             for start in range(0, manifest.chunks, MAX_LEAVES_PER_REQUEST):
                 count = min(MAX_LEAVES_PER_REQUEST, manifest.chunks - start)
                 await stream.send_frame(BlobRequest.leaves(partial.cid, start, count).encode())
-                reply = await _read_reply(stream)
+                reply = await _with_stall(self._settings, functools.partial(_read_reply, stream))
                 if not reply.ok:
                     raise refusal_for(reply.code, reply.message)
-                page = await _receive_exact(stream, count * HASH_LEN)
+                page = await _with_stall(
+                    self._settings, functools.partial(_receive_exact, stream, count * HASH_LEN)
+                )
                 accumulator.add_many(page)
                 os.write(fd, page)
             if accumulator.root() != manifest.root:
