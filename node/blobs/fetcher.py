@@ -33,6 +33,7 @@ Bounds and the attacks they answer:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -77,6 +78,8 @@ T = TypeVar("T")
 
 #: Peers asked "have" per fetch: the hints, then connected peers, up to this many.
 MAX_HAVE_QUERIES = 32
+#: How long closing a stream may take.
+CLOSE_TIMEOUT_S = 2.0
 #: Pause before retrying a peer whose stream failed (doubles per consecutive failure).
 RETRY_BASE_S = 0.2
 
@@ -568,7 +571,7 @@ async def _receive_chunk(stream: Stream, manifest: BlobManifest, index: int) -> 
 
 
 async def _close(stream: Stream) -> None:
-    try:
+    """Close our side, within :data:`CLOSE_TIMEOUT_S`: a peer that stopped reading (its socket
+    buffer full) must not hold the fetch. A stream that cannot close is left to its connection."""
+    with trio.move_on_after(CLOSE_TIMEOUT_S), contextlib.suppress(P2PError):
         await stream.close()
-    except PeerError:
-        await stream.reset()

@@ -15,8 +15,11 @@ Bounds, and the attack each one answers:
   ``max_streams_per_peer`` streams per peer and ``max_streams`` in all; the next one is answered
   with :class:`BlobBusy` and closed. Each stream holds at most one chunk in memory and one pair of
   open files.
-- *A peer opening a stream and going silent* (slowloris): a stream with no request for
-  ``idle_timeout_s`` is closed, freeing its slot.
+- *A peer opening a stream and going silent* (slowloris), or *asking and not reading*: a stream
+  with no request for ``idle_timeout_s``, or whose client takes no frame for as long, is dropped,
+  freeing its slot. (If the client stops reading altogether, libp2p 0.8.1 cannot close that
+  connection either: its yamux writes the close under the lock the blocked send holds. That
+  costs the connection, not our slots.)
 - *A peer asking for a blob we do not have, over and over*: "not here" is one small reply from
   the index; nothing is fetched on a peer's behalf.
 - *Serving rotten data unknowingly*: the fetcher verifies every chunk, and a lie costs the
@@ -79,7 +82,8 @@ class BlobServer:
         peer = stream.peer_id
         settings = self._settings
         if self._streams[peer] >= settings.max_streams_per_peer or self.open_streams >= settings.max_streams:
-            await self._refuse(stream, BlobBusy("too many blob streams open; retry later"))
+            with trio.move_on_after(settings.idle_timeout_s):
+                await self._refuse(stream, BlobBusy("too many blob streams open; retry later"))
             return
         self._streams[peer] += 1
         slot = _ReaderSlot()
@@ -101,6 +105,9 @@ class BlobServer:
                     return
                 try:
                     await self._answer(stream, request, slot)
+                except trio.TooSlowError:
+                    log.info("blob stream to %s: the client stopped reading; dropped", peer)
+                    return
                 except (OSError, EOFError) as exc:  # our disk, not the peer: log, drop the stream
                     log.warning("serving blob %s to %s failed: %s", request.cid.hex(), peer, exc)
                     await stream.reset()
@@ -111,9 +118,15 @@ class BlobServer:
             if not self._streams[peer]:
                 del self._streams[peer]
 
+    async def _send(self, stream: Stream, frame: bytes) -> None:
+        """Send one frame; raises :class:`trio.TooSlowError` if the client does not take it
+        within ``idle_timeout_s`` (a client that stops reading must not hold its slot)."""
+        with trio.fail_after(self._settings.idle_timeout_s):
+            await stream.send_frame(frame)
+
     async def _refuse(self, stream: Stream, refusal: BlobRefused) -> None:
         self.refusals[refusal.code] += 1
-        await stream.send_frame(BlobReply(refusal.code, refusal.message).encode())
+        await self._send(stream, BlobReply(refusal.code, refusal.message).encode())
 
     async def _answer(self, stream: Stream, request: BlobRequest, slot: _ReaderSlot) -> None:
         """Answer one request. The blob's reader stays in ``slot`` for the next request."""
@@ -128,8 +141,8 @@ class BlobServer:
             slot.swap(reader)
         manifest = reader.manifest
         if request.op == OP_HAVE:
-            await stream.send_frame(REPLY_OK_BYTES)
-            await stream.send_frame(manifest.encode())
+            await self._send(stream, REPLY_OK_BYTES)
+            await self._send(stream, manifest.encode())
             return
         end = request.start + request.count
         if end > manifest.chunks:
@@ -138,12 +151,12 @@ class BlobServer:
             )
             return
         if request.op == OP_CHUNKS:
-            await stream.send_frame(REPLY_OK_BYTES)
+            await self._send(stream, REPLY_OK_BYTES)
             await self._send_chunks(stream, request, reader)
         else:
             leaves = await trio.to_thread.run_sync(reader.read_leaves, request.start, request.count)
-            await stream.send_frame(REPLY_OK_BYTES)
-            await stream.send_frame(leaves)
+            await self._send(stream, REPLY_OK_BYTES)
+            await self._send(stream, leaves)
 
     async def _send_chunks(self, stream: Stream, request: BlobRequest, reader: BlobReader) -> None:
         """Send the requested chunks, reading the next one from disk (in a worker thread) while
@@ -160,7 +173,7 @@ class BlobServer:
             nursery.start_soon(read_ahead)
             async with sendable:
                 async for index, chunk in sendable:
-                    await stream.send_frame(chunk)
+                    await self._send(stream, chunk)
                     self.chunks_sent += 1
                     self.bytes_sent += len(chunk)
                     if self._on_chunk_sent is not None:

@@ -160,6 +160,27 @@ async def test_an_idle_stream_is_closed_and_its_slot_freed(served: Served) -> No
         await wait_for_streams(blobs, 0)
 
 
+async def test_a_client_that_asks_and_does_not_read_loses_its_stream(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    server_host = await start_host(nursery, "server")
+    blobs = await start_service(nursery, server_host, tmp_path / "server")
+    client = await start_host(nursery, "client")
+    await client.connect(server_host.listen_addrs[0])
+    (tmp_path / "file").write_bytes(bytes(range(256)) * (32 * MIN_CHUNK_SIZE // 256))  # 2 MiB
+    info, _ = await blobs.put(tmp_path / "file", pin=True)
+    with trio.fail_after(DEADLINE_S):
+        stream = await client.open_stream(server_host.peer_id, BLOB_PROTOCOL_ID)
+        # 2 MiB asked for, nothing read: yamux's window (256 KiB) fills and the server's sends stall.
+        for start in (0, 16):
+            await stream.send_frame(BlobRequest.chunks(info.cid, start, 16).encode())
+        await wait_for_streams(blobs, 1)
+        await wait_for_streams(blobs, 0)  # dropped after idle_timeout_s without progress
+        again = await client.open_stream(server_host.peer_id, BLOB_PROTOCOL_ID)
+        await again.send_frame(BlobRequest.have(info.cid).encode())
+        assert (await reply_of(again)).ok
+
+
 # --- hostile servers ---------------------------------------------------------------------------
 
 
