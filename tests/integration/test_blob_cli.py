@@ -1,9 +1,9 @@
 """`dcent blob` end to end: two real nodes in this process (libp2p, SQLite, consensus, JSON-RPC
 with cookies), and the CLI as real subprocesses talking to each node's RPC.
 
-Node 0 puts a file; node 1 gets it by content id (asking its connected peers), writes it out and
-the bytes match; ls / pin / rm / gc do what they say; bad input gets `error <code>: ...` and
-exit status 1.
+Node 0 puts a file and node 1 gets it by content id (asking its connected peers) as real
+`dcent` processes; the bytes written out match. Then, through the same command code run in this
+process: ls / pin / rm / gc do what they say; bad input gets `error <code>: ...` and exit status 1.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
+from node.cli.main import main
 from protocol.blobs.errors import InvalidContentId
 from tests.blob_helpers import MIB, file_sha256, write_sparse_input
 from tests.integration.node_helpers import LocalNet
@@ -40,15 +42,35 @@ async def dcent_json(home: Path, *args: str) -> Any:
     return json.loads(result.stdout)
 
 
-async def dcent_error(home: Path, *args: str) -> str:
-    result = await dcent(home, *args)
-    assert result.returncode == 1, result.stdout.decode()
-    return result.stderr.decode()
+class InProcess:
+    """The same commands through ``node.cli.main.main`` in a worker thread (its own trio run):
+    the real command code and a real HTTP client, without a Python start-up per command."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self._capsys = capsys
+
+    async def run(self, home: Path, *args: str) -> tuple[int, str, str]:
+        self._capsys.readouterr()
+        argv = ["blob", *args, "--home", str(home), "--output", "json"]
+        code = await trio.to_thread.run_sync(main, argv)
+        captured = self._capsys.readouterr()
+        return code, captured.out, captured.err
+
+    async def json(self, home: Path, *args: str) -> Any:
+        code, out, err = await self.run(home, *args)
+        assert code == 0, f"dcent blob {' '.join(args)}: {err}"
+        return json.loads(out)
+
+    async def error(self, home: Path, *args: str) -> str:
+        code, out, err = await self.run(home, *args)
+        assert code == 1, out
+        return err
 
 
 async def test_put_on_one_node_get_on_another_and_manage_the_store(
-    nursery: trio.Nursery, tmp_path: Path
+    nursery: trio.Nursery, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    cli = InProcess(capsys)
     net = LocalNet(nursery, tmp_path / "net", validators=2)
     with trio.fail_after(DEADLINE_S):
         first = await net.start(0)
@@ -73,22 +95,22 @@ async def test_put_on_one_node_get_on_another_and_manage_the_store(
         )
         assert file_sha256(out) == expected
 
-        listing = await dcent_json(home1, "ls")
+        listing = await cli.json(home1, "ls")
         assert [(blob["cid"], blob["state"], blob["pinned"]) for blob in listing["blobs"]] == [
             (cid, "complete", False)
         ]
         assert listing["used_bytes"] == 8 * MIB + 8 * 32
-        assert (await dcent_json(home1, "pin", cid))["pinned"] is True
-        assert (await dcent_json(home1, "pin", cid, "--unpin"))["pinned"] is False
+        assert (await cli.json(home1, "pin", cid))["pinned"] is True
+        assert (await cli.json(home1, "pin", cid, "--unpin"))["pinned"] is False
 
-        assert "already exists" in await dcent_error(home1, "get", cid, "--out", str(out))
-        assert (await dcent_json(home1, "rm", cid))["removed"] is True
-        assert (await dcent_json(home1, "ls"))["blobs"] == []
-        assert (await dcent_json(home1, "gc"))["evicted"] == []
+        assert "already exists" in await cli.error(home1, "get", cid, "--out", str(out))
+        assert (await cli.json(home1, "rm", cid))["removed"] is True
+        assert (await cli.json(home1, "ls"))["blobs"] == []
+        assert (await cli.json(home1, "gc"))["evicted"] == []
 
-        assert "error 6051:" in await dcent_error(home1, "get", "00" * 32)  # nobody has it
-        assert f"error {InvalidContentId.code}:" in await dcent_error(home1, "get", "not-a-content-id")
-        assert "error 6013:" in await dcent_error(home0, "put", str(tmp_path / "missing"))
+        assert "error 6051:" in await cli.error(home1, "get", "00" * 32)  # nobody has it
+        assert f"error {InvalidContentId.code}:" in await cli.error(home1, "get", "not-a-content-id")
+        assert "error 6013:" in await cli.error(home0, "put", str(tmp_path / "missing"))
         # The node's keys never enter the store (anyone who learnt the content id could fetch them).
-        assert "error 6021:" in await dcent_error(home0, "put", str(home0 / "keys" / "node_key"))
-        assert "error 6021:" in await dcent_error(home0, "get", cid, "--out", str(home0 / "keys" / "copy"))
+        assert "error 6021:" in await cli.error(home0, "put", str(home0 / "keys" / "node_key"))
+        assert "error 6021:" in await cli.error(home0, "get", cid, "--out", str(home0 / "keys" / "copy"))
