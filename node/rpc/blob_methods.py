@@ -2,8 +2,11 @@
 
 Paths are the node's, not the caller's: ``blob_put`` reads and ``blob_export`` writes files as
 the node process, at absolute paths (the RPC is loopback and cookie-authenticated, so the caller
-is the node's operator, as with bitcoind's ``importwallet``). An export never overwrites.
-Fetches run in the background: ``blob_fetch`` returns at once, ``blob_status`` follows it.
+is the node's operator, as with bitcoind's ``importwallet``). An export never overwrites, and
+the node's keys, cookie and config are never put (a blob can be fetched by anyone who learns its
+content id) nor exported over (:class:`ProtectedPath`). Fetches run in the background:
+``blob_fetch`` returns at once, ``blob_status`` follows it; at most ``max_concurrent_fetches``
+run at once (:class:`TooManyFetches`), and peer hints are validated peer ids, at most 16.
 """
 
 from __future__ import annotations
