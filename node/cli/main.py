@@ -22,6 +22,7 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "wallet",
     "job",
     "gov",
+    "blob",  # i15blob
     "testnet",
     "economics",  # i16sim: `dcent economics simulate` (node/cli/economics.py)
 )

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from gpu.model import GpuDevice
+from node.rpc.blob_methods import register_blob_methods  # i15blob
 from node.rpc.errors import UnknownBlock, UnknownTx
 from node.rpc.job_methods import register_job_methods
 from node.rpc.methods import MethodTable, package_version, register_builtin_methods
@@ -82,6 +83,7 @@ def build_node_table(node: Node | None) -> MethodTable:
         register_job_methods(table, None, None)
     else:
         register_job_methods(table, node.market, node.validator_key)
+    register_blob_methods(table, None if node is None else node.blobs)  # i15blob: the blob store
     return table
 
 
