@@ -21,6 +21,8 @@ import trio
 from gpu.model import ProbeReport
 from gpu.nvml import probe_async
 from gpu.simulated import simulated_report
+from node.blobs.service import BlobService  # i15blob
+from node.blobs.settings import BlobSettings  # i15blob
 from node.config import HomePaths, NodeConfig, load_key, parse_metrics_bind
 from node.errors import NodeError
 from node.executor.select import select_executor
@@ -96,6 +98,13 @@ class Node:
         self.driver: ConsensusDriver | None = None
         self.capacity: CapacityService | None = None
         self.market: MarketService | None = None
+        # i15blob: the blob store (<home>/data/blobs); lead: BlobSettings from config [blobs].
+        self.blobs = BlobService(
+            host=self.host,
+            root=paths.data / "blobs",
+            settings=BlobSettings(),
+            protected=(paths.root / "keys", paths.cookie, paths.config),
+        )
         self.rpc: RpcServer | None = None
         #: Where the RPC listens once started (port 0 resolved), as ``<home>/data/rpc.url`` says.
         self.rpc_url: str | None = None
@@ -154,6 +163,7 @@ class Node:
                 await nursery.start(self.capacity.run)
                 self.market = self._job_service(app, store, self.driver, self.capacity)
                 await nursery.start(self.market.run)
+                await nursery.start(self.blobs.run)  # i15blob
                 await self._start_operator_endpoints(nursery)
                 log.info(
                     "node %s up at height %d, listening on %s",

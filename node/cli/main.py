@@ -22,7 +22,9 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "wallet",
     "job",
     "gov",
+    "blob",  # i15blob
     "testnet",
+    "economics",  # i16sim: `dcent economics simulate` (node/cli/economics.py)
 )
 
 

@@ -120,6 +120,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     faucet.add_argument("--dir", type=Path, help=dir_help)
     faucet.add_argument("--node", type=int, default=0, help="submit through this node (default 0)")
     faucet.add_argument("--json", action="store_true", help="print one JSON document")
+    faucet.add_argument(
+        "--request-id",
+        help="name this request: running it again never pays twice (default: a plain rerun with the "
+        "same address and amount continues a transfer that was not seen committed)",
+    )
     faucet.set_defaults(func=run_faucet)
 
 
@@ -373,14 +378,26 @@ def run_faucet(args: argparse.Namespace) -> int:
         layout = NetworkLayout.load(_resolve_dir(args))
         if not 0 <= args.node < len(layout.nodes):
             return _error(f"--node: the testnet has nodes 0-{len(layout.nodes) - 1}")
-        receipt = trio.run(partial(faucet_transfer, layout, to, amount, node_index=args.node))
+        receipt = trio.run(
+            partial(faucet_transfer, layout, to, amount, node_index=args.node, request_id=args.request_id)
+        )
     except (NodeError, RpcError) as exc:
         return _error(exc.message)
     if args.json:
         print(
-            json.dumps({"hash": receipt.hash, "height": receipt.height, "to": str(to), "amount": str(amount)})
+            json.dumps(
+                {
+                    "hash": receipt.hash,
+                    "height": receipt.height,
+                    "to": str(to),
+                    "amount": str(amount),
+                    "request_id": receipt.request_id,
+                    "resumed": receipt.resumed,
+                }
+            )
         )
     else:
-        print(f"sent {format_amount(amount)} to {to} in block {receipt.height}")
+        earlier = " (the transfer an earlier run sent: nothing paid again)" if receipt.resumed else ""
+        print(f"sent {format_amount(amount)} to {to} in block {receipt.height}{earlier}")
         print(receipt.hash)
     return 0

@@ -59,7 +59,9 @@ class TxLane:
             nonce = state.account(address).nonce + 1
             raw = sign_tx(self.key, state.chain_id, nonce, state.params.min_fee, msg)
             try:
-                tx = self.mempool.add(raw, state)
+                # The node's own transaction: exempt from admission control (a flood of others'
+                # cannot refuse the market's escrow and settlement), not from the pool's bounds.
+                tx = self.mempool.add(raw, state, local=True)
             except (LedgerError, MempoolError) as exc:
                 raise TxRefused(f"{msg.KIND}: refused ({exc.code}): {exc.message}") from None
             await self.relay([raw])
@@ -77,6 +79,11 @@ class TxLane:
                     raise TxRefused(f"{msg.KIND}: no longer applies ({exc.code}): {exc.message}") from None
                 waited += 1
                 if tx.hash not in self.mempool:
-                    self.mempool.add(raw, state)
+                    try:
+                        self.mempool.add(raw, state, local=True)
+                    except (LedgerError, MempoolError) as exc:
+                        raise TxRefused(
+                            f"{msg.KIND}: dropped and refused again ({exc.code}): {exc.message}"
+                        ) from None
                 if waited % RELAY_EVERY_BLOCKS == 0:
                     await self.relay([raw])

@@ -20,12 +20,23 @@ from typing import TYPE_CHECKING
 import trio
 
 from gpu.model import GpuDevice
+from node.rpc.blob_methods import register_blob_methods  # i15blob
 from node.rpc.errors import UnknownBlock, UnknownTx
 from node.rpc.job_methods import register_job_methods
 from node.rpc.methods import MethodTable, package_version, register_builtin_methods
 from node.rpc.params import AddressParam, HexBytes, Int, Param
 from node.services.consensus_driver import wall_clock_ms
-from node.services.mempool import DuplicateTx, Mempool, MempoolFull, NonceTaken
+from node.services.mempool import (
+    BlockedByPendingTx,
+    DuplicateTx,
+    Mempool,
+    MempoolBusy,
+    MempoolFull,
+    NonceGap,
+    NonceTaken,
+    PendingSpendExceedsBalance,
+    SenderLimit,
+)
 from node.store import ChainStore, IndexedTx
 from protocol.consensus.messages import Block
 from protocol.crypto import Address, address_of
@@ -33,6 +44,8 @@ from protocol.ledger.errors import (
     BadNonce,
     BadSignature,
     FeeTooLow,
+    InsufficientFunds,
+    InsufficientStake,
     MalformedTx,
     UnknownProposal,
     UnknownTxKind,
@@ -70,6 +83,7 @@ def build_node_table(node: Node | None) -> MethodTable:
         register_job_methods(table, None, None)
     else:
         register_job_methods(table, node.market, node.validator_key)
+    register_blob_methods(table, None if node is None else node.blobs)  # i15blob: the blob store
     return table
 
 
@@ -275,9 +289,16 @@ class NodeMethods:
                 WrongChainId,
                 FeeTooLow,
                 BadNonce,
+                InsufficientFunds,
+                InsufficientStake,
                 BadSignature,
                 DuplicateTx,
                 NonceTaken,
+                PendingSpendExceedsBalance,
+                SenderLimit,
+                NonceGap,
+                BlockedByPendingTx,
+                MempoolBusy,
                 MempoolFull,
             ],
             returns="object: `hash`",
@@ -450,8 +471,10 @@ class NodeMethods:
         ]
 
     async def tx_submit(self, tx: bytes) -> dict[str, object]:
-        """Admit a signed transaction to the mempool and relay it; refused with the ledger's or
-        the mempool's error code."""
+        """Admit a signed transaction to the mempool and relay it. Refused with the ledger's code
+        when it cannot apply after the sender's waiting transactions (any ledger error the dry run
+        meets, e.g. 2006, 2010, 2033), or the mempool's (5601-5608; 5605 busy and 5602 full: retry
+        later or pay more per byte)."""
         admitted = await self.node.submit_tx(tx)
         return {"hash": admitted.hash.hex()}
 

@@ -66,7 +66,9 @@ def test_governance_parameter_change_takes_effect_after_three_of_four_vote(netwo
     deposit = 10 * DCT
 
     proposer = network.validator_key(0)
-    network.send(0, proposer, GovPropose("fee_burn_share", new_share, deposit))
+    proposed = network.send(0, proposer, GovPropose("fee_burn_share", new_share, deposit))
+    # The votes go through the other nodes: each admits a vote only once it knows the proposal.
+    network.wait_for_height(proposed["height"])
     proposal = next(
         p
         for p in network.call(0, "gov_proposals")

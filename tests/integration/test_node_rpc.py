@@ -244,8 +244,14 @@ async def test_a_proposal_is_listed_with_its_tally(running: RunningNode) -> None
     propose = sign_tx(FAUCET, CHAIN_ID, 2, FEE, GovPropose("min_fee", 20_000, 10 * DCT))
     vote = sign_tx(validator, CHAIN_ID, 1, FEE, GovVote(1, "yes"))
     with trio.fail_after(DEADLINE_S):
-        for raw in (fund, propose, vote):
-            await running.call("tx_submit", raw.hex())
+        # One batch, no block in between: a vote on a proposal still waiting in the mempool (as
+        # another sender's transaction) cannot apply yet, and is refused.
+        async with running.client() as client:
+            answers = await client.batch([("tx_submit", {"tx": raw.hex()}) for raw in (fund, propose, vote)])
+        refused = answers[2]
+        assert isinstance(refused, RpcCallError) and refused.code == 2033
+        await _wait_committed(running, hashlib.sha256(propose).hexdigest())
+        await running.call("tx_submit", vote.hex())
         voted = await _wait_committed(running, hashlib.sha256(vote).hexdigest())
         proposal = await running.call("gov_get", 1)
         listed = await running.call("gov_proposals")
@@ -272,21 +278,31 @@ async def _wait_committed(running: RunningNode, tx_hash: str) -> dict[str, Any]:
 
 async def test_a_transfer_goes_from_pending_to_committed(running: RunningNode) -> None:
     recipient = PrivateKey.from_label("rpc-recipient").address
-    # Nonce 2 first: admitted, but it cannot apply before nonce 1, so it stays pending.
     second = sign_tx(FAUCET, CHAIN_ID, 2, FEE, Transfer(recipient.raw, 700))
     first = sign_tx(FAUCET, CHAIN_ID, 1, FEE, Transfer(recipient.raw, 300))
     second_hash = hashlib.sha256(second).hexdigest()
     with trio.fail_after(DEADLINE_S):
-        assert await running.call("tx_submit", tx=second.hex()) == {"hash": second_hash}
-        pending = await running.call("tx_get", second_hash)
-        assert await running.call("account_get", str(recipient)) == {
+        # Nonce 2 first is refused: the mempool admits a sender's nonces in order.
+        assert (await running.refusal("tx_submit", tx=second.hex())).code == 5607
+        # One batch runs in order with no block in between: both admitted, nonce 2 seen pending.
+        async with running.client() as client:
+            answers = await client.batch(
+                [
+                    ("tx_submit", {"tx": first.hex()}),
+                    ("tx_submit", {"tx": second.hex()}),
+                    ("tx_get", {"hash": second_hash}),
+                    ("account_get", {"address": str(recipient)}),
+                ]
+            )
+        assert answers[1] == {"hash": second_hash}
+        pending = answers[2]
+        assert answers[3] == {
             "address": str(recipient),
             "balance": "0",
             "nonce": 0,
             "bonded": "0",
             "unbonding": "0",
         }
-        await running.call("tx_submit", first.hex())
         committed = await _wait_committed(running, second_hash)
         first_answer = await _wait_committed(running, hashlib.sha256(first).hexdigest())
         account = await running.call("account_get", address=str(recipient))

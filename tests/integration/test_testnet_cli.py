@@ -129,6 +129,16 @@ def test_up_status_faucet_down_and_up_again(testnet_dir: Path) -> None:
     assert tx["status"] == "committed" and tx["height"] == receipt["height"]
     account = client.call_blocking("account_get", address=str(recipient))
     assert int(account["balance"]) == 12 * DCT + DCT // 2
+    # A named request pays once however often it is run (issue 12: a retry paid twice).
+    named = [
+        dcent("faucet", str(recipient), "1", "--dir", str(testnet_dir), "--json", "--request-id", "grant-1")
+        for _ in range(2)
+    ]
+    assert all(run.returncode == 0 for run in named), [run.stderr for run in named]
+    first, second = (json.loads(run.stdout) for run in named)
+    assert (first["resumed"], second["resumed"]) == (False, True) and first["hash"] == second["hash"]
+    account = client.call_blocking("account_get", address=str(recipient))
+    assert int(account["balance"]) == 13 * DCT + DCT // 2
 
     down = dcent("down", "--dir", str(testnet_dir))
     assert down.returncode == 0, down.stdout + down.stderr
@@ -141,7 +151,7 @@ def test_up_status_faucet_down_and_up_again(testnet_dir: Path) -> None:
     restarted = dcent("up", "--dir", str(testnet_dir))
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
     assert "Restarting the 3-node testnet" in restarted.stdout
-    assert int(client.call_blocking("account_get", address=str(recipient))["balance"]) == 12 * DCT + DCT // 2
+    assert int(client.call_blocking("account_get", address=str(recipient))["balance"]) == 13 * DCT + DCT // 2
     assert dcent("down", "--dir", str(testnet_dir)).returncode == 0
     assert processes_using(testnet_dir.resolve()) == []
 

@@ -1,134 +1,330 @@
-"""Mempool admission, dedupe, bounds, ordering and cleanup after a commit."""
+"""Mempool admission: what is refused (and with which code), what each kind commits of its
+sender's balance or bond, nonces in order, the dry run against the sender's pending state, the
+verified-signature cache, and cleanup after a commit."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
-from node.services.mempool import DuplicateTx, Mempool, MempoolFull, NonceTaken
-from protocol.crypto import PrivateKey
-from protocol.encoding import decode, encode
-from protocol.ledger.block import BlockContext, apply_block
-from protocol.ledger.errors import BadNonce, BadSignature, FeeTooLow, MalformedTx, WrongChainId
-from protocol.ledger.genesis import dev_genesis, genesis_state
-from protocol.ledger.state import LedgerState
-from protocol.ledger.tx import Transfer, Tx, sign_tx
-from protocol.units import DCT
+from node.services.mempool import (
+    BlockedByPendingTx,
+    DuplicateTx,
+    Mempool,
+    MempoolSettings,
+    MempoolSettingsError,
+    NonceGap,
+    PendingSpendExceedsBalance,
+    SenderLimit,
+)
+from node.services.mempool.spend import BALANCE, BONDED, RULES
+from protocol.ledger.block import Misbehaviour, apply_block, select_txs
+from protocol.ledger.errors import (
+    BadNonce,
+    BadSignature,
+    FeeTooLow,
+    InsufficientFunds,
+    InsufficientStake,
+    MalformedTx,
+    NoVotingPower,
+    Tombstoned,
+    UnknownContract,
+    UnknownProposal,
+    WrongChainId,
+)
+from protocol.ledger.tx import (
+    MAX_TX_BYTES,
+    MSG_TYPES,
+    GovPropose,
+    GovVote,
+    OpenEscrow,
+    Refund,
+    Stake,
+    Transfer,
+    Tx,
+    Unstake,
+)
+from tests.unit.ledger_helpers import (
+    FEE,
+    GENESIS_BALANCE,
+    GENESIS_STAKE,
+    OTHER_CHAIN_ID,
+    Chain,
+    addr,
+    flip_signature_bit,
+    make_terms,
+    settle_msg,
+    sign_contract,
+)
 
-CHAIN = "dcent-mempool"
-VALIDATOR = PrivateKey.from_label("mp-validator")
-ALICE = PrivateKey.from_label("mp-alice")
-BOB = PrivateKey.from_label("mp-bob")
-FEE = 10_000
+BOB = addr("bob")
 
 
-def _state() -> LedgerState:
-    return genesis_state(
-        dev_genesis(
-            CHAIN,
-            [(VALIDATOR.public_key.raw, 10 * DCT)],
-            [(ALICE.address.raw, 100 * DCT), (BOB.address.raw, 100 * DCT)],
-        )
-    )
+def _pay(chain: Chain, label: str, amount: int = 1, **kw: object) -> bytes:
+    return chain.tx(label, Transfer(BOB, amount), **kw)  # type: ignore[arg-type]
 
 
-def _pay(key: PrivateKey, nonce: int, amount: int = 1, *, chain: str = CHAIN, fee: int = FEE) -> bytes:
-    return sign_tx(key, chain, nonce, fee, Transfer(VALIDATOR.address.raw, amount))
+def _snapshot(pool: Mempool) -> tuple[object, ...]:
+    stats = pool.stats()
+    return (stats.count, stats.bytes, stats.senders, tuple(pool.all_commitments()))
 
 
-def test_admits_valid_and_refuses_duplicates_and_taken_nonces() -> None:
-    pool, state = Mempool(), _state()
-    pool.add(_pay(ALICE, 1), state)
+def test_admits_valid_and_refuses_duplicates() -> None:
+    chain, pool = Chain(), Mempool()
+    raw = _pay(chain, "alice")
+    tx = pool.add(raw, chain.state)
+    assert tx.hash in pool and pool.get(tx.hash) == tx
     with pytest.raises(DuplicateTx) as dup:
-        pool.add(_pay(ALICE, 1), state)
-    assert dup.value.code == 5601
-    with pytest.raises(NonceTaken):
-        pool.add(_pay(ALICE, 1, amount=2), state)
-    assert len(pool) == 1
+        pool.add(raw, chain.state)
+    assert dup.value.code == 5601 and len(pool) == 1
 
 
 @pytest.mark.parametrize(
-    ("raw", "error"),
+    ("make", "error", "code"),
     [
-        (_pay(ALICE, 1, chain="other-chain"), WrongChainId),
-        (_pay(ALICE, 1, fee=1), FeeTooLow),
-        (_pay(ALICE, 1000), BadNonce),
-        (b"\x93garbage", MalformedTx),
+        (lambda c: _pay(c, "alice", chain_id=OTHER_CHAIN_ID), WrongChainId, 2002),
+        (lambda c: _pay(c, "alice", fee=FEE - 1), FeeTooLow, 2005),
+        (lambda c: _pay(c, "alice", nonce=3), NonceGap, 5607),
+        (lambda c: b"\x93garbage", MalformedTx, 2001),
+        (lambda c: _pay(c, "alice", GENESIS_BALANCE), InsufficientFunds, 2006),
+        (lambda c: _pay(c, "mallory"), InsufficientFunds, 2006),
+        (lambda c: c.tx("alice", Unstake(1)), InsufficientStake, 2010),
+        (lambda c: c.tx("alice", GovVote(1, "yes")), UnknownProposal, 2033),
+        (lambda c: c.tx("alice", Refund(bytes(32))), UnknownContract, 2020),
+        (lambda c: c.tx("alice", settle_msg(make_terms(), 5)), UnknownContract, 2020),
+    ],
+    ids=[
+        "other-chain",
+        "fee-too-low",
+        "nonce-gap",
+        "malformed",
+        "amount-over-balance",
+        "unfunded-key",
+        "unstake-nothing-bonded",
+        "vote-unknown-proposal",
+        "refund-unknown-contract",
+        "settle-unknown-contract",
     ],
 )
-def test_refuses_bad_transactions(raw: bytes, error: type[Exception]) -> None:
-    pool = Mempool()
-    with pytest.raises(error):
-        pool.add(raw, _state())
-    assert len(pool) == 0
+def test_refusals_carry_their_code_and_change_nothing(make, error, code) -> None:  # type: ignore[no-untyped-def]
+    chain, pool = Chain(), Mempool()
+    pool.add(_pay(chain, "carol"), chain.state)
+    before, state_hash = _snapshot(pool), chain.state.state_hash()
+    with pytest.raises(error) as refused:
+        pool.add(make(chain), chain.state)
+    assert refused.value.code == code
+    assert _snapshot(pool) == before
+    assert chain.state.state_hash() == state_hash  # the dry run rolled back
 
 
-def test_forged_signature_is_refused() -> None:
-    envelope = decode(_pay(ALICE, 1))
-    assert isinstance(envelope, dict)
-    envelope["signature"] = bytes(64)
-    pool = Mempool()
+def test_a_used_nonce_is_the_ledgers_bad_nonce() -> None:
+    chain, pool = Chain(), Mempool()
+    chain.block([_pay(chain, "alice")])
+    with pytest.raises(BadNonce):
+        pool.add(_pay(chain, "alice", nonce=1), chain.state)
+
+
+def test_an_unfunded_key_is_refused_before_its_signature_is_checked() -> None:
+    chain, pool = Chain(), Mempool()
+    forged = flip_signature_bit(_pay(chain, "mallory"))
+    with pytest.raises(InsufficientFunds):  # not BadSignature: the cheap check came first
+        pool.add(forged, chain.state)
+
+
+def test_forged_signature_is_refused_and_never_vouched_for() -> None:
+    chain, pool = Chain(), Mempool()
+    forged = flip_signature_bit(_pay(chain, "alice"))
     with pytest.raises(BadSignature):
-        pool.add(encode(envelope), _state())
-    assert len(pool) == 0
+        pool.add(forged, chain.state)
+    assert len(pool) == 0 and pool.stats().verified_cache == 0
 
 
-def test_bounded_by_count() -> None:
-    pool, state = Mempool(max_txs=2), _state()
-    pool.add(_pay(ALICE, 1), state)
-    pool.add(_pay(ALICE, 2), state)
-    with pytest.raises(MempoolFull):
-        pool.add(_pay(BOB, 1), state)
+def test_pending_transfers_of_a_sender_never_promise_more_than_its_balance() -> None:
+    chain, pool = Chain(), Mempool()
+    third = GENESIS_BALANCE // 3
+    pool.add(_pay(chain, "alice", third), chain.state)
+    pool.add(_pay(chain, "alice", third), chain.state)
+    assert pool.committed_spend(addr("alice")) == 2 * (third + FEE)
+    with pytest.raises(PendingSpendExceedsBalance) as refused:
+        pool.add(_pay(chain, "alice", third), chain.state)
+    assert refused.value.code == 5604 and "DCT" in refused.value.message
+    # What is left still fits.
+    rest = GENESIS_BALANCE - 2 * (third + FEE) - FEE
+    pool.add(_pay(chain, "alice", rest, nonce=3), chain.state)
+    assert pool.committed_spend(addr("alice")) == GENESIS_BALANCE
 
 
-def test_reap_orders_nonces_per_sender_and_interleaves_senders() -> None:
-    pool, state = Mempool(), _state()
-    for raw in (_pay(ALICE, 2), _pay(BOB, 1), _pay(ALICE, 1), _pay(BOB, 2), _pay(ALICE, 3)):
-        pool.add(raw, state)
-    order = [(tx.sender, tx.nonce) for tx in pool.reap(10)]
-    a, b = ALICE.address.raw, BOB.address.raw
-    assert order == [(a, 1), (b, 1), (a, 2), (b, 2), (a, 3)]
-    assert len(pool.reap(2)) == 2
+def test_unstakes_waiting_never_take_more_than_is_bonded() -> None:
+    chain, pool = Chain(), Mempool()
+    pool.add(chain.tx("val-1", Unstake(GENESIS_STAKE - 1)), chain.state)
+    assert pool.committed_spend(addr("val-1"), BONDED) == GENESIS_STAKE - 1
+    with pytest.raises(PendingSpendExceedsBalance):
+        pool.add(chain.tx("val-1", Unstake(2)), chain.state)
+    pool.add(chain.tx("val-1", Unstake(1), nonce=2), chain.state)
 
 
-def test_commit_removes_included_and_stale_and_signatures_are_not_reverified() -> None:
-    pool, state = Mempool(), _state()
-    for nonce in (1, 2, 3):
-        pool.add(_pay(ALICE, nonce), state)
-    block = [tx.raw for tx in pool.reap(2)]
-    answers: list[bool] = []
+def test_each_kind_commits_what_it_takes() -> None:
+    chain, pool = Chain(), Mempool()
+    terms = make_terms("alice", "bob", price=5, max_gpu_seconds=100, collateral=200, deadline=50)
+    pool.add(chain.tx("alice", OpenEscrow(sign_contract(terms))), chain.state)
+    pool.add(chain.tx("carol", GovPropose("min_fee", 20, 1_000)), chain.state)
+    pool.add(chain.tx("dave", Stake(300)), chain.state)
+    assert pool.committed_spend(addr("alice")) == FEE + 500
+    assert pool.committed_spend(addr("bob")) == 200  # the provider's collateral
+    assert pool.committed_spend(addr("carol")) == FEE + 1_000
+    assert pool.committed_spend(addr("dave")) == FEE + 300
+
+
+def test_a_providers_collateral_in_a_waiting_escrow_cannot_be_spent_twice() -> None:
+    chain, pool = Chain(), Mempool()
+    collateral = GENESIS_BALANCE // 2
+    terms = make_terms("alice", "bob", collateral=collateral, deadline=50)
+    pool.add(chain.tx("alice", OpenEscrow(sign_contract(terms))), chain.state)
+    with pytest.raises(PendingSpendExceedsBalance):
+        pool.add(chain.tx("bob", Transfer(addr("carol"), GENESIS_BALANCE - collateral)), chain.state)
+    pool.add(
+        chain.tx("bob", Transfer(addr("carol"), GENESIS_BALANCE - collateral - FEE), nonce=1), chain.state
+    )
+
+
+def test_every_transaction_kind_has_a_spend_rule() -> None:
+    assert set(MSG_TYPES) <= set(RULES), "give each new kind a KindRule in node/services/mempool/spend.py"
+
+
+def test_later_transactions_are_dry_run_on_the_senders_pending_state() -> None:
+    chain, pool = Chain(), Mempool()
+    # A proposal only exists once the first transaction applies: the vote after it is checked on
+    # top of it, so it is admitted although the committed state knows no proposal 1.
+    pool.add(chain.tx("val-0", GovPropose("min_fee", 20, 1_000)), chain.state)
+    pool.add(chain.tx("val-0", GovVote(1, "yes")), chain.state)
+    # Only the sender's own waiting transactions count: for Alice, proposal 1 does not exist yet.
+    pool.add(_pay(chain, "alice"), chain.state)
+    with pytest.raises(UnknownProposal):
+        pool.add(chain.tx("alice", GovVote(1, "yes")), chain.state)
+    block = select_txs(chain.state, chain.context(), [tx.raw for tx in pool.reap(10)], 10)
+    assert len(block) == 3
+    chain.block(block)
+    pool.remove_committed(chain.state)
+    # Once it does, a vote behind her own waiting transfer still fails: she has no voting power.
+    pool.add(_pay(chain, "alice", nonce=2), chain.state)
+    with pytest.raises(NoVotingPower):
+        pool.add(chain.tx("alice", GovVote(1, "yes"), nonce=3), chain.state)
+
+
+def test_nonces_are_admitted_in_order_with_no_gap() -> None:
+    chain, pool = Chain(), Mempool()
+    pool.add(_pay(chain, "alice", nonce=1), chain.state)
+    with pytest.raises(NonceGap):
+        pool.add(_pay(chain, "alice", nonce=3), chain.state)
+    pool.add(_pay(chain, "alice", nonce=2), chain.state)
+    pool.add(_pay(chain, "alice", nonce=3), chain.state)
+    assert pool.next_nonce(addr("alice"), chain.state) == 4
+
+
+def test_per_sender_count_and_byte_bounds() -> None:
+    chain, pool = Chain(), Mempool(MempoolSettings(max_per_sender=2))
+    pool.add(_pay(chain, "alice"), chain.state)
+    pool.add(_pay(chain, "alice"), chain.state)
+    with pytest.raises(SenderLimit) as refused:
+        pool.add(_pay(chain, "alice"), chain.state)
+    assert refused.value.code == 5606
+    pool.add(_pay(chain, "bob"), chain.state)  # another sender is not held up
+
+
+def test_per_sender_byte_bound() -> None:
+    chain, pool = Chain(), Mempool(MempoolSettings(max_per_sender=10_000, max_sender_bytes=MAX_TX_BYTES))
+    with pytest.raises(SenderLimit) as refused:
+        for _ in range(MAX_TX_BYTES):
+            raw = _pay(chain, "alice")
+            pool.add(raw, chain.state)
+    assert "bytes" in refused.value.message
+    assert pool.stats().bytes <= MAX_TX_BYTES < pool.stats().bytes + len(raw)
+
+
+def test_a_dead_waiting_transaction_blocks_dry_run_kinds_behind_it_until_replaced() -> None:
+    chain, pool = Chain(), Mempool()
+    stake = pool.add(chain.tx("val-2", Stake(10)), chain.state)
+    # val-2 double-signs and is tombstoned: its waiting stake can never apply again.
+    chain.block(misbehaviour=[Misbehaviour(addr("val-2"))])
+    chain.forget_reserved_nonces()
+    pool.remove_committed(chain.state)
+    with pytest.raises(BlockedByPendingTx) as blocked:
+        pool.add(chain.tx("val-2", GovPropose("min_fee", 20, 1_000), nonce=2), chain.state)
+    assert blocked.value.code == 5608 and "nonce 1" in blocked.value.message
+    with pytest.raises(Tombstoned):
+        pool.add(chain.tx("val-2", Stake(11), nonce=1, fee=FEE * 2), chain.state)
+    # Its nonce goes to any valid transaction, no fee bump needed, since the waiting one is dead.
+    transfer = pool.add(chain.tx("val-2", Transfer(BOB, 5), nonce=1), chain.state)
+    assert stake.hash not in pool and pool.waiting(addr("val-2")) == [transfer]
+
+
+def test_was_verified_covers_every_admitted_transaction_until_its_block() -> None:
+    chain, pool = Chain(), Mempool()
+    raws = [_pay(chain, "alice"), _pay(chain, "alice"), _pay(chain, "bob")]
+    for raw in raws:
+        pool.add(raw, chain.state)
+    asked: list[bool] = []
 
     def verified(tx: Tx) -> bool:
-        answers.append(pool.was_verified(tx))
-        return answers[-1]
+        asked.append(pool.was_verified(tx))
+        return asked[-1]
 
-    apply_block(state, BlockContext(1, VALIDATOR.address.raw), block, verified=verified)
-    assert answers == [True, True]  # both signatures were checked once, at admission
-    assert pool.remove_committed(state) == 2
-    assert [tx.nonce for tx in pool.reap(10)] == [3]
-
-
-def test_a_waiting_tx_that_can_no_longer_apply_makes_way_for_its_nonce() -> None:
-    pool, state = Mempool(), _state()
-    # Alice's nonce-1 transfer spends more than she has: it can never be in a block, so without
-    # making way it would hold her next nonce forever.
-    dead = pool.add(_pay(ALICE, 1, amount=1_000 * DCT), state)
-    live = _pay(ALICE, 1, amount=5)
-    pool.add(live, state)
-    assert dead.hash not in pool
-    assert len(pool) == 1 and pool.reap(10)[0].raw == live
+    ctx = chain.context()
+    apply_block(chain.state, ctx, raws, verified=verified)
+    assert asked == [True, True, True]  # no signature was checked a second time
+    assert pool.remove_committed(chain.state, {tx.hash for tx in pool.reap(10)}) == 3
+    assert len(pool) == 0
+    stranger = Chain()
+    assert not pool.was_verified(Mempool().add(_pay(stranger, "carol"), stranger.state))
 
 
-def test_a_valid_waiting_tx_keeps_its_nonce() -> None:
-    pool, state = Mempool(), _state()
-    pool.add(_pay(ALICE, 1, amount=5), state)
-    with pytest.raises(NonceTaken):
-        pool.add(_pay(ALICE, 1, amount=6), state)
-    assert len(pool) == 1
+def test_remove_committed_drops_included_and_conflicting_and_counts_the_conflict() -> None:
+    chain, pool = Chain(), Mempool()
+    mine = pool.add(_pay(chain, "alice", 5, nonce=1), chain.state)
+    later = pool.add(_pay(chain, "alice", 6, nonce=2), chain.state)
+    theirs = _pay(chain, "alice", 7, nonce=1)  # another node's transaction with the same nonce
+    chain.block([theirs])
+    assert pool.remove_committed(chain.state, {hashlib.sha256(theirs).digest()}) == 1
+    assert mine.hash not in pool and later.hash in pool
+    assert pool.stats().conflicted == 1
+    assert pool.reap(10) == [later]
 
 
-def test_discard_drops_one_tx_and_frees_its_nonce() -> None:
-    pool, state = Mempool(), _state()
-    tx = pool.add(_pay(ALICE, 1), state)
-    assert pool.discard(tx.hash) and not pool.discard(tx.hash)
-    assert len(pool) == 0 and pool.stats().bytes == 0
-    pool.add(_pay(ALICE, 1, amount=2), state)
+def test_remove_committed_drops_what_a_slash_made_unpayable_newest_first() -> None:
+    chain, pool = Chain(), Mempool()
+    first = pool.add(chain.tx("val-1", Unstake(GENESIS_STAKE // 2)), chain.state)
+    second = pool.add(chain.tx("val-1", Unstake(GENESIS_STAKE // 2)), chain.state)
+    chain.block(misbehaviour=[Misbehaviour(addr("val-1"))])  # 5% slashed: both no longer fit
+    pool.remove_committed(chain.state)
+    assert first.hash in pool and second.hash not in pool
+    assert pool.stats().unpayable == 1
+    assert pool.committed_spend(addr("val-1"), BONDED) <= chain.bonded("val-1")
+
+
+def test_discard_drops_the_transaction_and_its_senders_later_ones() -> None:
+    chain, pool = Chain(), Mempool()
+    first = pool.add(_pay(chain, "alice"), chain.state)
+    pool.add(_pay(chain, "alice"), chain.state)
+    other = pool.add(_pay(chain, "bob"), chain.state)
+    assert pool.discard(first.hash) and not pool.discard(first.hash)
+    assert pool.reap(10) == [other]
+    assert pool.stats().bytes == len(other.raw)
+    assert pool.committed_spend(addr("alice")) == 0 and pool.committed_spend(addr("alice"), BALANCE) == 0
+    pool.add(_pay(chain, "alice", 2, nonce=1), chain.state)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"max_txs": 0},
+        {"busy_blocks": -1},
+        {"max_bytes": 10},
+        {"replace_bump_percent": -1},
+        {"expiry_blocks": True},
+    ],
+)
+def test_impossible_settings_are_refused(settings: dict[str, int]) -> None:
+    with pytest.raises(MempoolSettingsError) as refused:
+        MempoolSettings(**settings)
+    assert refused.value.code == 5620

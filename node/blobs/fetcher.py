@@ -1,0 +1,577 @@
+"""Fetching a blob by content id from the peers that have it, verifying every byte.
+
+A fetch goes through four steps:
+
+1. **Find providers.** Ask "have" of the hinted peers (the requester's node first, for a job
+   input), then of every connected peer, all at once with a deadline. A peer that answers with a
+   manifest that does not hash to the content id is banned. Peers banned for an earlier lie are
+   not asked.
+2. **The leaf list**, in 256 KiB pages from one provider into a file, folded into a Merkle root
+   as it arrives (O(log n) memory); a list that does not give the manifest's root bans that
+   provider and the next one is asked. Skipped when resuming with a verified list on disk.
+3. **The chunks**, from up to ``max_fetch_peers`` providers at once, each on one long-lived
+   stream with requests pipelined: a shared scheduler hands out runs of missing chunks, so a fast
+   peer serves more. Each chunk is checked against its leaf (in a worker thread, with the write)
+   *before* a byte of it is written; its bit is set only after the write.
+4. **Install**: once every bit is set, the data is fsynced and renamed into ``objects/``.
+
+Bounds and the attacks they answer:
+
+- *A lying peer* (a chunk, a leaf list or a manifest that does not verify, a frame of the wrong
+  length): proof of bad faith or bad disk, so it is banned for ``ban_s`` (every fetch), its
+  chunks in flight go back to the scheduler and are fetched from the others.
+- *A slow or vanishing peer*: a stream that delivers nothing for ``stall_timeout_s`` counts as a
+  failure, as do resets; after ``peer_retries`` consecutive failures the peer is dropped from this
+  fetch (not banned: it may only be unlucky). Its chunks go back to the others.
+- *Memory*: chunks requested and not yet written are capped at ``window_chunks`` per fetch and
+  ``peer_window_chunks`` per peer; a stream buffers at most one frame, whose length is known
+  from the manifest before it is read. A 2 GiB blob moves through ~16 MiB of buffers.
+- *A broken connection or a killed node*: verified chunks are on disk and in the bitmap
+  (checkpointed every ``checkpoint_interval_s``, data fsynced before the bitmap that claims it),
+  so the next attempt asks only for the missing ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import trio
+
+from node.blobs.errors import FetchFailed, LocalDiskError, NoProviders
+from node.blobs.partial import PartialBlob
+from node.blobs.settings import BlobSettings
+from node.blobs.store import BlobInfo, BlobStore
+from node.blobs.tasks import open_task_group
+from node.errors import NodeError
+from node.p2p.errors import FrameTooLargeError, P2PError, PeerError
+from node.p2p.framing import Stream
+from node.p2p.interface import Host
+from protocol.blobs.errors import (
+    BlobError,
+    BlobNotHere,
+    ChunkMismatch,
+    LeavesMismatch,
+    MalformedBlobMessage,
+    refusal_for,
+)
+from protocol.blobs.merkle import HASH_LEN, BlobManifest, MerkleAccumulator, format_content_id
+from protocol.blobs.wire import (
+    BLOB_PROTOCOL_ID,
+    MAX_LEAVES_PER_REQUEST,
+    MAX_MANIFEST_BYTES,
+    MAX_REPLY_BYTES,
+    BlobReply,
+    BlobRequest,
+)
+from protocol.encoding import DecodeError
+from protocol.errors import ProtocolError
+
+log = logging.getLogger("dcent.blobs.fetch")
+T = TypeVar("T")
+
+#: Peers asked "have" per fetch: the hints, then connected peers, up to this many.
+MAX_HAVE_QUERIES = 32
+#: How long closing a stream may take.
+CLOSE_TIMEOUT_S = 2.0
+#: Pause before retrying a peer whose stream failed (doubles per consecutive failure).
+RETRY_BASE_S = 0.2
+
+
+class PeerLied(Exception):
+    """A peer sent data that does not verify; carries the proving error."""
+
+    def __init__(self, error: ProtocolError | PeerError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class PeerScores:
+    """Peers banned for sending data that did not verify, until a deadline (trio time)."""
+
+    def __init__(self, ban_s: float) -> None:
+        self._ban_s = ban_s
+        self._until: dict[str, float] = {}
+
+    def ban(self, peer: str, reason: str) -> None:
+        log.warning("peer %s banned from blob fetches for %g s: %s", peer, self._ban_s, reason)
+        self._until[peer] = trio.current_time() + self._ban_s
+
+    def banned(self, peer: str) -> bool:
+        until = self._until.get(peer)
+        if until is None:
+            return False
+        if trio.current_time() >= until:
+            del self._until[peer]
+            return False
+        return True
+
+
+@dataclass
+class PeerProgress:
+    chunks: int = 0
+    failures: int = 0
+    banned: bool = False
+    error: str = ""
+
+
+@dataclass
+class FetchProgress:
+    """What a fetch has done so far; the RPC's ``blob_status`` reports it live."""
+
+    cid: bytes
+    state: str = "finding"  # finding -> leaves -> fetching -> complete | failed | cancelled
+    chunks: int = 0
+    size: int = 0
+    resumed_chunks: int = 0
+    fetched_chunks: int = 0
+    fetched_bytes: int = 0
+    peers: dict[str, PeerProgress] = field(default_factory=dict)
+    error: NodeError | ProtocolError | None = None
+    done: trio.Event = field(default_factory=trio.Event)
+
+    @property
+    def have_chunks(self) -> int:
+        return self.resumed_chunks + self.fetched_chunks
+
+    def peer(self, peer_id: str) -> PeerProgress:
+        return self.peers.setdefault(peer_id, PeerProgress())
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "cid": format_content_id(self.cid),
+            "state": self.state,
+            "size": self.size,
+            "chunks": self.chunks,
+            "have_chunks": self.have_chunks,
+            "resumed_chunks": self.resumed_chunks,
+            "fetched_chunks": self.fetched_chunks,
+            "fetched_bytes": self.fetched_bytes,
+            "peers": {
+                peer: {"chunks": p.chunks, "failures": p.failures, "banned": p.banned, "error": p.error}
+                for peer, p in sorted(self.peers.items())
+            },
+            "error": None if self.error is None else {"code": self.error.code, "message": self.error.message},
+        }
+
+
+class ChunkScheduler:
+    """The chunks still to fetch, handed out as contiguous runs; failed runs come back first."""
+
+    def __init__(self, missing: Sequence[int]) -> None:
+        self._pending: deque[int] = deque(missing)
+        self.remaining = len(missing)
+        self._changed = trio.Event()
+
+    @property
+    def complete(self) -> bool:
+        return self.remaining == 0
+
+    def take(self, limit: int) -> list[int]:
+        run: list[int] = []
+        while self._pending and len(run) < limit and (not run or self._pending[0] == run[-1] + 1):
+            run.append(self._pending.popleft())
+        return run
+
+    def give_back(self, indices: Sequence[int]) -> None:
+        for index in sorted(indices, reverse=True):
+            self._pending.appendleft(index)
+        self._wake()
+
+    def done(self) -> None:
+        self.remaining -= 1
+        if not self.remaining:
+            self._wake()
+
+    async def changed(self) -> None:
+        await self._changed.wait()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+
+@dataclass
+class _Fetch:
+    """One fetch's shared state while its chunks move."""
+
+    cid: bytes
+    manifest: BlobManifest
+    partial: PartialBlob
+    scheduler: ChunkScheduler
+    window: trio.Semaphore
+    progress: FetchProgress
+
+
+class BlobFetcher:
+    """Fetches blobs over ``host`` into ``store``. ``scores`` is shared by all fetches of a node."""
+
+    def __init__(self, host: Host, store: BlobStore, settings: BlobSettings, scores: PeerScores) -> None:
+        self._host = host
+        self._store = store
+        self._settings = settings
+        self._scores = scores
+
+    async def fetch(
+        self, cid: bytes, *, peers: Sequence[str] = (), progress: FetchProgress | None = None
+    ) -> BlobInfo:
+        """Fetch ``cid`` into the store (resuming what is there); returns the complete blob.
+
+        Raises :class:`NoProviders`, :class:`FetchFailed`, :class:`StoreFull`. The verified chunks
+        stay on disk whatever happens, cancellation included.
+        """
+        progress = progress if progress is not None else FetchProgress(cid)
+        info = self._store.get(cid)
+        if info is not None and info.complete:
+            progress.resumed_chunks, progress.chunks, progress.size = (
+                info.manifest.chunks,
+                info.manifest.chunks,
+                info.manifest.size,
+            )
+            return info
+        providers = await self._find_providers(cid, peers, progress)
+        manifest = providers[0][1]
+        progress.chunks, progress.size = manifest.chunks, manifest.size
+        partial = await trio.to_thread.run_sync(self._store.begin_fetch, cid, manifest)
+        if partial is None:  # completed meanwhile (a put of the same content)
+            done = self._store.get(cid)
+            assert done is not None
+            return done
+        finished = False
+        try:
+            progress.resumed_chunks = partial.have.set_count
+            order = [peer for peer, _ in providers]
+            if not partial.has_leaves:
+                progress.state = "leaves"
+                await self._fetch_leaves(partial, order, progress)
+            progress.state = "fetching"
+            await self._fetch_chunks(partial, order, progress)
+            info = await trio.to_thread.run_sync(partial.finish)
+            finished = True
+            progress.state = "complete"
+        finally:
+            if not finished:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(partial.abandon)
+        log.info(
+            "blob %s fetched: %d chunks (%d resumed) from %s",
+            format_content_id(cid),
+            manifest.chunks,
+            progress.resumed_chunks,
+            ", ".join(f"{peer}: {p.chunks}" for peer, p in sorted(progress.peers.items()) if p.chunks),
+        )
+        return info
+
+    # --- 1. providers ----------------------------------------------------------------------------
+    async def _find_providers(
+        self, cid: bytes, hints: Sequence[str], progress: FetchProgress
+    ) -> list[tuple[str, BlobManifest]]:
+        candidates: list[str] = []
+        for peer in [*hints, *self._host.peer_ids()]:
+            if peer not in candidates and peer != self._host.peer_id and not self._scores.banned(peer):
+                candidates.append(peer)
+        del candidates[MAX_HAVE_QUERIES:]  # hints first; a node with many peers asks a bounded few
+        answers: dict[str, BlobManifest] = {}
+
+        async def ask(peer: str) -> None:
+            with trio.move_on_after(self._settings.have_timeout_s):
+                try:
+                    manifest = await self._ask_have(peer, cid)
+                except PeerLied as lie:
+                    self._ban(peer, progress, lie.error)
+                except (P2PError, BlobError) as exc:
+                    log.debug("peer %s: no blob %s (%r)", peer, format_content_id(cid), exc)
+                else:
+                    if manifest is not None:
+                        answers[peer] = manifest
+
+        async with open_task_group() as nursery:
+            for peer in candidates:
+                nursery.start_soon(ask, peer)
+        providers = [(peer, answers[peer]) for peer in candidates if peer in answers]
+        if not providers:
+            raise NoProviders(f"none of {len(candidates)} peer(s) asked has blob {format_content_id(cid)}")
+        return providers
+
+    async def _ask_have(self, peer: str, cid: bytes) -> BlobManifest | None:
+        """The peer's manifest for ``cid``, or None if it has no complete copy. Raises
+        :class:`PeerLied` for a manifest that does not hash to ``cid``."""
+        stream = await self._host.open_stream(peer, BLOB_PROTOCOL_ID)
+        try:
+            await stream.send_frame(BlobRequest.have(cid).encode())
+            reply = await _read_reply(stream)
+            if not reply.ok:
+                if reply.code == BlobNotHere.code:
+                    return None
+                raise refusal_for(reply.code, reply.message)
+            try:
+                manifest = BlobManifest.decode(await stream.receive_frame(MAX_MANIFEST_BYTES))
+                manifest.check_content_id(cid)
+            except (DecodeError, BlobError) as exc:
+                raise PeerLied(exc) from None
+            return manifest
+        finally:
+            await _close(stream)
+
+    # --- 2. the leaf list ------------------------------------------------------------------------
+    async def _fetch_leaves(
+        self, partial: PartialBlob, order: Sequence[str], progress: FetchProgress
+    ) -> None:
+        for peer in order:
+            if self._scores.banned(peer):
+                continue
+            path = partial.directory / "leaves.part"
+            try:
+                await self._leaves_from(peer, partial, path)
+            except PeerLied as lie:
+                self._ban(peer, progress, lie.error)
+            except (P2PError, BlobError, trio.TooSlowError) as exc:
+                progress.peer(peer).failures += 1
+                progress.peer(peer).error = repr(exc)
+            else:
+                await trio.to_thread.run_sync(partial.install_leaves, path)
+                return
+            finally:
+                if not partial.has_leaves:
+                    path.unlink(missing_ok=True)
+        raise FetchFailed(f"no provider delivered the leaf list of blob {format_content_id(partial.cid)}")
+
+    async def _leaves_from(self, peer: str, partial: PartialBlob, path: os.PathLike[str]) -> None:
+        manifest = partial.manifest
+        accumulator = MerkleAccumulator()
+        stream = await self._host.open_stream(peer, BLOB_PROTOCOL_ID)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            for start in range(0, manifest.chunks, MAX_LEAVES_PER_REQUEST):
+                count = min(MAX_LEAVES_PER_REQUEST, manifest.chunks - start)
+                await stream.send_frame(BlobRequest.leaves(partial.cid, start, count).encode())
+                reply = await _with_stall(self._settings, functools.partial(_read_reply, stream))
+                if not reply.ok:
+                    raise refusal_for(reply.code, reply.message)
+                page = await _with_stall(
+                    self._settings, functools.partial(_receive_exact, stream, count * HASH_LEN)
+                )
+                accumulator.add_many(page)
+                os.write(fd, page)
+            if accumulator.root() != manifest.root:
+                raise PeerLied(LeavesMismatch("the leaf list does not hash to the manifest's root"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            await _close(stream)
+
+    # --- 3. the chunks ---------------------------------------------------------------------------
+    async def _fetch_chunks(
+        self, partial: PartialBlob, order: Sequence[str], progress: FetchProgress
+    ) -> None:
+        settings = self._settings
+        fetch = _Fetch(
+            cid=partial.cid,
+            manifest=partial.manifest,
+            partial=partial,
+            scheduler=ChunkScheduler(partial.have.missing()),
+            window=trio.Semaphore(settings.window_chunks),
+            progress=progress,
+        )
+        if fetch.scheduler.complete:
+            return
+        # Up to max_fetch_peers peers at once; when one is dropped or banned, the next provider
+        # in line takes its place.
+        waiting = deque(peer for peer in order if not self._scores.banned(peer))
+
+        async def slot() -> None:
+            while waiting and not fetch.scheduler.complete:
+                peer = waiting.popleft()
+                if not self._scores.banned(peer):
+                    await self._worker(fetch, peer)
+
+        async with open_task_group() as nursery:
+            nursery.start_soon(self._checkpoints, partial)
+            async with open_task_group() as workers:
+                for _ in range(min(settings.max_fetch_peers, len(waiting))):
+                    workers.start_soon(slot)
+            nursery.cancel_scope.cancel()
+        if not fetch.scheduler.complete:
+            failures = "; ".join(
+                f"{peer}: {p.error}" for peer, p in sorted(progress.peers.items()) if p.error
+            )
+            raise FetchFailed(
+                f"blob {format_content_id(partial.cid)}: {fetch.scheduler.remaining} of "
+                f"{partial.manifest.chunks} chunks missing after every provider failed ({failures}); "
+                "fetch again to resume"
+            )
+
+    async def _checkpoints(self, partial: PartialBlob) -> None:
+        while True:
+            await trio.sleep(self._settings.checkpoint_interval_s)
+            bits = partial.have.to_bytes()
+            await trio.to_thread.run_sync(partial.checkpoint, bits)
+
+    async def _worker(self, fetch: _Fetch, peer: str) -> None:
+        """Fetch chunks from one peer until none are left, retrying it after transient failures."""
+        state = fetch.progress.peer(peer)
+        failures = 0
+        while not fetch.scheduler.complete and not self._scores.banned(peer):
+            in_flight: list[int] = []
+            fetched_before = state.chunks
+            try:
+                stream = await self._host.open_stream(peer, BLOB_PROTOCOL_ID)
+                try:
+                    await self._pump(fetch, peer, stream, in_flight)
+                finally:
+                    await _close(stream)
+                return
+            except PeerLied as lie:
+                self._ban(peer, fetch.progress, lie.error)
+                return
+            except (P2PError, BlobError, trio.TooSlowError) as exc:
+                failures = 1 if state.chunks > fetched_before else failures + 1
+                state.failures += 1
+                state.error = repr(exc)
+                log.info("blob fetch from %s failed (%d in a row): %r", peer, failures, exc)
+                if isinstance(exc, BlobNotHere) or failures > self._settings.peer_retries:
+                    return
+            finally:
+                if in_flight:
+                    fetch.scheduler.give_back(in_flight)
+                    for _ in in_flight:
+                        fetch.window.release()
+                    in_flight.clear()
+            await trio.sleep(RETRY_BASE_S * 2 ** (failures - 1))
+
+    async def _pump(self, fetch: _Fetch, peer: str, stream: Stream, in_flight: list[int]) -> None:
+        """Pipeline chunk requests to ``peer`` and verify-and-write the answers, until done.
+
+        ``in_flight`` holds the chunks requested and not yet written; the caller gives them back
+        if this raises. The peer window counts chunks requested and not yet received, the
+        fetch's window chunks requested and not yet written. Raises :class:`PeerLied` for data
+        that does not verify.
+        """
+        settings = self._settings
+        send_ranges, receive_ranges = trio.open_memory_channel[list[int]](settings.peer_window_chunks)
+        peer_window = trio.Semaphore(settings.peer_window_chunks)
+
+        async def request_runs() -> None:
+            async with send_ranges:
+                while True:
+                    await peer_window.acquire()
+                    await fetch.window.acquire()
+                    run = fetch.scheduler.take(1)
+                    if run:
+                        # More of the run, as far as both windows allow without waiting.
+                        while len(run) < settings.request_chunks and _try_acquire(peer_window, fetch.window):
+                            more = fetch.scheduler.take(1)
+                            if not more or more[0] != run[-1] + 1:
+                                fetch.scheduler.give_back(more)
+                                peer_window.release()
+                                fetch.window.release()
+                                break
+                            run += more
+                    if not run:
+                        peer_window.release()
+                        fetch.window.release()
+                        if fetch.scheduler.complete:
+                            return
+                        await fetch.scheduler.changed()
+                        continue
+                    in_flight.extend(run)
+                    await stream.send_frame(BlobRequest.chunks(fetch.cid, run[0], len(run)).encode())
+                    await send_ranges.send(run)
+
+        # Received chunks go to one writer task, which hashes and writes them in a worker thread
+        # while this task reads the next frame (hashlib and pwrite release the GIL).
+        send_chunks, receive_chunks = trio.open_memory_channel[tuple[int, bytes]](1)
+
+        async def write_chunks() -> None:
+            async for index, chunk in receive_chunks:
+                try:
+                    await trio.to_thread.run_sync(fetch.partial.verify_and_write, index, chunk)
+                except ChunkMismatch as exc:
+                    raise PeerLied(exc) from None
+                except OSError as exc:  # our disk: the whole fetch fails, no peer is blamed
+                    raise LocalDiskError(f"writing chunk {index}: {exc.strerror or exc}") from None
+                in_flight.remove(index)
+                fetch.window.release()
+                if fetch.partial.mark(index):
+                    fetch.scheduler.done()
+                    fetch.progress.fetched_chunks += 1
+                    fetch.progress.fetched_bytes += len(chunk)
+                    fetch.progress.peer(peer).chunks += 1
+
+        async with open_task_group() as nursery:
+            nursery.start_soon(request_runs)
+            nursery.start_soon(write_chunks)
+            async with send_chunks:
+                async for run in receive_ranges:
+                    reply = await _with_stall(settings, functools.partial(_read_reply, stream))
+                    if not reply.ok:
+                        raise refusal_for(reply.code, reply.message)
+                    for index in run:
+                        chunk = await _with_stall(
+                            settings, functools.partial(_receive_chunk, stream, fetch.manifest, index)
+                        )
+                        peer_window.release()
+                        await send_chunks.send((index, chunk))
+
+    def _ban(self, peer: str, progress: FetchProgress, error: ProtocolError | PeerError) -> None:
+        self._scores.ban(peer, f"{type(error).__name__}: {error}")
+        state = progress.peer(peer)
+        state.banned = True
+        state.error = repr(error)
+
+
+def _try_acquire(*semaphores: trio.Semaphore) -> bool:
+    """Acquire every semaphore without waiting, or none."""
+    taken: list[trio.Semaphore] = []
+    for semaphore in semaphores:
+        try:
+            semaphore.acquire_nowait()
+        except trio.WouldBlock:
+            for held in taken:
+                held.release()
+            return False
+        taken.append(semaphore)
+    return True
+
+
+async def _with_stall(settings: BlobSettings, read: Callable[[], Awaitable[T]]) -> T:
+    """``read()``, failing with :class:`trio.TooSlowError` when the peer stalls."""
+    with trio.fail_after(settings.stall_timeout_s):
+        return await read()
+
+
+async def _read_reply(stream: Stream) -> BlobReply:
+    """The next reply header. Raises :class:`PeerLied` if it does not decode."""
+    raw = await stream.receive_frame(MAX_REPLY_BYTES)
+    try:
+        return BlobReply.decode(raw)
+    except DecodeError as exc:
+        raise PeerLied(MalformedBlobMessage(f"malformed reply: {exc.message}")) from None
+
+
+async def _receive_exact(stream: Stream, length: int) -> bytes:
+    """A body frame of exactly ``length`` bytes; any other length is a lie."""
+    data = await stream.receive_frame(length)
+    if len(data) != length:
+        raise PeerLied(MalformedBlobMessage(f"expected a {length}-byte frame, got {len(data)}"))
+    return data
+
+
+async def _receive_chunk(stream: Stream, manifest: BlobManifest, index: int) -> bytes:
+    try:
+        return await _receive_exact(stream, manifest.chunk_length(index))
+    except FrameTooLargeError as exc:  # a chunk longer than the content id allows: a lie
+        raise PeerLied(exc) from None
+
+
+async def _close(stream: Stream) -> None:
+    """Close our side, within :data:`CLOSE_TIMEOUT_S`: a peer that stopped reading (its socket
+    buffer full) must not hold the fetch. A stream that cannot close is left to its connection."""
+    with trio.move_on_after(CLOSE_TIMEOUT_S), contextlib.suppress(P2PError):
+        await stream.close()

@@ -1,0 +1,192 @@
+"""The serving side of ``/dcent/blob/1.0.0``: answers have / leaves / chunks from the blob store.
+
+One stream serves any number of requests, one at a time and in order (see
+:mod:`protocol.blobs.wire`): a client that pipelines requests is held back by yamux's flow
+control, never by our memory. Only complete blobs are served.
+
+Bounds, and the attack each one answers:
+
+- *Oversized or garbage frames*: a request frame is read with the limit
+  :data:`~protocol.blobs.wire.MAX_REQUEST_BYTES` named up front (a larger length prefix resets the
+  stream before its body is read); a request that does not decode, or names an unknown op or a
+  bad range, gets a typed refusal (:class:`BadBlobRequest`, :class:`RangeOutOfBlob`) and, for
+  garbage, the end of the stream.
+- *A peer opening streams to pin our memory or file descriptors*: at most
+  ``max_streams_per_peer`` streams per peer and ``max_streams`` in all; the next one is answered
+  with :class:`BlobBusy` and closed. Each stream holds at most one chunk in memory and one pair of
+  open files.
+- *A peer opening a stream and going silent* (slowloris), or *asking and not reading*: a stream
+  with no request for ``idle_timeout_s``, or whose client takes no frame for as long, is dropped,
+  freeing its slot. (If the client stops reading altogether, libp2p 0.8.1 cannot close that
+  connection either: its yamux writes the close under the lock the blocked send holds. That
+  costs the connection, not our slots.)
+- *A peer asking for a blob we do not have, over and over*: "not here" is one small reply from
+  the index; nothing is fetched on a peer's behalf.
+- *Serving rotten data unknowingly*: the fetcher verifies every chunk, and a lie costs the
+  liar, not us; ``dcent blob get --out`` re-verifies local copies on export.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from functools import partial
+
+import trio
+
+from node.blobs.errors import UnknownBlob
+from node.blobs.settings import BlobSettings
+from node.blobs.store import BlobReader, BlobStore
+from node.blobs.tasks import open_task_group
+from node.p2p.errors import StreamClosedError
+from node.p2p.framing import Stream
+from protocol.blobs.errors import BadBlobRequest, BlobBusy, BlobNotHere, BlobRefused, RangeOutOfBlob
+from protocol.blobs.wire import (
+    MAX_REQUEST_BYTES,
+    OP_CHUNKS,
+    OP_HAVE,
+    REPLY_OK_BYTES,
+    BlobReply,
+    BlobRequest,
+)
+from protocol.encoding import DecodeError
+
+log = logging.getLogger("dcent.blobs.server")
+
+#: Called after each chunk is sent: (peer id, content id, chunk index). For metrics and tests.
+ChunkObserver = Callable[[str, bytes, int], None]
+
+
+class BlobServer:
+    """The stream handler for ``/dcent/blob/1.0.0``; register :meth:`handle` on the host."""
+
+    def __init__(
+        self, store: BlobStore, settings: BlobSettings, *, on_chunk_sent: ChunkObserver | None = None
+    ):
+        self._store = store
+        self._settings = settings
+        self._on_chunk_sent = on_chunk_sent
+        self._streams: Counter[str] = Counter()
+        #: Totals since start, for metrics.
+        self.chunks_sent = 0
+        self.bytes_sent = 0
+        self.refusals: Counter[int] = Counter()
+
+    @property
+    def open_streams(self) -> int:
+        return sum(self._streams.values())
+
+    async def handle(self, stream: Stream) -> None:
+        """Serve one stream until the client closes it, goes idle, or sends garbage."""
+        peer = stream.peer_id
+        settings = self._settings
+        if self._streams[peer] >= settings.max_streams_per_peer or self.open_streams >= settings.max_streams:
+            with trio.move_on_after(settings.idle_timeout_s):
+                await self._refuse(stream, BlobBusy("too many blob streams open; retry later"))
+            return
+        self._streams[peer] += 1
+        slot = _ReaderSlot()
+        try:
+            while True:
+                raw = None
+                with trio.move_on_after(settings.idle_timeout_s):
+                    try:
+                        raw = await stream.receive_frame(MAX_REQUEST_BYTES)
+                    except StreamClosedError:
+                        return  # the client is done
+                if raw is None:
+                    log.debug("blob stream from %s idle for %s s; closed", peer, settings.idle_timeout_s)
+                    return
+                try:
+                    request = BlobRequest.decode(raw)
+                except DecodeError as exc:
+                    await self._refuse(stream, BadBlobRequest(f"malformed request: {exc.message}"))
+                    return
+                try:
+                    await self._answer(stream, request, slot)
+                except trio.TooSlowError:
+                    log.info("blob stream to %s: the client stopped reading; dropped", peer)
+                    return
+                except (OSError, EOFError) as exc:  # our disk, not the peer: log, drop the stream
+                    log.warning("serving blob %s to %s failed: %s", request.cid.hex(), peer, exc)
+                    await stream.reset()
+                    return
+        finally:
+            slot.swap(None)
+            self._streams[peer] -= 1
+            if not self._streams[peer]:
+                del self._streams[peer]
+
+    async def _send(self, stream: Stream, frame: bytes) -> None:
+        """Send one frame; raises :class:`trio.TooSlowError` if the client does not take it
+        within ``idle_timeout_s`` (a client that stops reading must not hold its slot)."""
+        with trio.fail_after(self._settings.idle_timeout_s):
+            await stream.send_frame(frame)
+
+    async def _refuse(self, stream: Stream, refusal: BlobRefused) -> None:
+        self.refusals[refusal.code] += 1
+        await self._send(stream, BlobReply(refusal.code, refusal.message).encode())
+
+    async def _answer(self, stream: Stream, request: BlobRequest, slot: _ReaderSlot) -> None:
+        """Answer one request. The blob's reader stays in ``slot`` for the next request."""
+        reader = slot.reader
+        if reader is None or reader.info.cid != request.cid:
+            slot.swap(None)
+            try:
+                reader = await trio.to_thread.run_sync(partial(self._store.reader, request.cid, touch=False))
+            except UnknownBlob:
+                await self._refuse(stream, BlobNotHere("no complete copy of this blob here"))
+                return
+            slot.swap(reader)
+        manifest = reader.manifest
+        if request.op == OP_HAVE:
+            await self._send(stream, REPLY_OK_BYTES)
+            await self._send(stream, manifest.encode())
+            return
+        end = request.start + request.count
+        if end > manifest.chunks:
+            await self._refuse(
+                stream, RangeOutOfBlob(f"{request.op} {request.start}..{end - 1} of {manifest.chunks}")
+            )
+            return
+        if request.op == OP_CHUNKS:
+            await self._send(stream, REPLY_OK_BYTES)
+            await self._send_chunks(stream, request, reader)
+        else:
+            leaves = await trio.to_thread.run_sync(reader.read_leaves, request.start, request.count)
+            await self._send(stream, REPLY_OK_BYTES)
+            await self._send(stream, leaves)
+
+    async def _send_chunks(self, stream: Stream, request: BlobRequest, reader: BlobReader) -> None:
+        """Send the requested chunks, reading the next one from disk (in a worker thread) while
+        the current one is on the wire: at most two chunks of this stream in memory."""
+        read, sendable = trio.open_memory_channel[tuple[int, bytes]](0)
+
+        async def read_ahead() -> None:
+            async with read:
+                for index in range(request.start, request.start + request.count):
+                    chunk = await trio.to_thread.run_sync(reader.read_chunk, index)
+                    await read.send((index, chunk))
+
+        async with open_task_group() as nursery:
+            nursery.start_soon(read_ahead)
+            async with sendable:
+                async for index, chunk in sendable:
+                    await self._send(stream, chunk)
+                    self.chunks_sent += 1
+                    self.bytes_sent += len(chunk)
+                    if self._on_chunk_sent is not None:
+                        self._on_chunk_sent(stream.peer_id, request.cid, index)
+
+
+class _ReaderSlot:
+    """The open blob of one stream; closed when replaced and when the stream ends."""
+
+    def __init__(self) -> None:
+        self.reader: BlobReader | None = None
+
+    def swap(self, reader: BlobReader | None) -> None:
+        if self.reader is not None:
+            self.reader.close()
+        self.reader = reader

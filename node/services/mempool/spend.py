@@ -1,0 +1,187 @@
+"""What a waiting transaction commits: per kind, which accounts' balances (or bonded stakes) it
+takes from when it applies, and whether that alone tells if it applies.
+
+The mempool adds these up per account over every waiting transaction and admits a new one only
+if the committed state still covers the sum: the sender's balance pays the fee plus the amount of
+this and of all its waiting transactions (an unfunded key cannot park anything), and an unstake
+fits in what is bonded minus what waiting unstakes already take. Credits a waiting transaction
+would bring (a transfer in, a settled escrow, a release) are not counted: they may never apply.
+
+Attacks this is designed against:
+- a flood from unfunded keys: the first transaction of such a key already fails here, before any
+  signature is checked, so it costs the node a dict lookup and is never relayed;
+- a funded key promising its balance many times over (64 transfers of the whole balance): every
+  waiting transaction of one sender is covered at once, so blocks never meet an unpayable one;
+- a contract that locks a third party's collateral: ``escrow_open`` counts the provider's
+  collateral against the provider's balance too, so its own transactions cannot spend it twice.
+
+Extending: a new transaction kind gets a :class:`KindRule` in :data:`RULES` (the unit tests fail
+for a kind without one); a new kind of holding (a delegation to one validator, say) gets a reader
+in :data:`READERS`, keyed by :class:`Resource` name, with the ledger error for "never enough".
+A kind without a rule is admitted conservatively: only its fee is counted, and it is always
+dry-run against its sender's pending state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple, TypeVar
+
+from protocol.ledger.errors import InsufficientFunds, InsufficientStake, LedgerError
+from protocol.ledger.state import LedgerState
+from protocol.ledger.tx import (
+    EscrowClaim,
+    EscrowDispute,
+    EscrowFinalize,
+    GovPropose,
+    GovVote,
+    Msg,
+    OpenEscrow,
+    Refund,
+    Settle,
+    Stake,
+    Transfer,
+    Tx,
+    Unstake,
+)
+from protocol.units import format_amount
+
+
+class Resource(NamedTuple):
+    """A holding of an account that transactions draw on: ``("balance", b"")``, ``("bonded",
+    b"")``; ``subject`` names what a parametrised holding is of (a validator, for a delegation)."""
+
+    name: str
+    subject: bytes = b""
+
+
+class Claim(NamedTuple):
+    account: bytes
+    resource: Resource
+    amount: int
+
+
+BALANCE = Resource("balance")
+BONDED = Resource("bonded")
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """How much of a resource an account holds in the committed state, and the ledger error a
+    transaction asking for more than that would fail with in any block."""
+
+    read: Callable[[LedgerState, bytes, bytes], int]
+    never_enough: type[LedgerError]
+    what: str
+
+
+def _bonded(state: LedgerState, address: bytes, _subject: bytes) -> int:
+    info = state.validators.get(address)
+    return info.bonded if info is not None else 0
+
+
+READERS: dict[str, Reader] = {
+    BALANCE.name: Reader(
+        lambda state, address, _s: state.account(address).balance, InsufficientFunds, "balance"
+    ),
+    BONDED.name: Reader(_bonded, InsufficientStake, "bonded stake"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class KindRule:
+    """``spends(tx)``: what the transaction takes beyond its fee when it applies.
+    ``dry_run``: whether it can fail for reasons the claims do not capture (a contract that does
+    not exist, a vote without voting power), so admission dry-runs it against the sender's
+    pending state. The next transaction of a sender is always dry-run, whatever its kind."""
+
+    spends: Callable[[Tx], tuple[Claim, ...]]
+    dry_run: bool
+
+
+M = TypeVar("M", bound=Msg)
+
+
+def _msg(tx: Tx, kind: type[M]) -> M:
+    msg = tx.msg
+    if not isinstance(msg, kind):  # pragma: no cover - RULES is keyed by the message's own kind
+        raise TypeError(f"{kind.KIND} rule applied to a {msg.KIND} transaction")
+    return msg
+
+
+def _nothing(_tx: Tx) -> tuple[Claim, ...]:
+    return ()
+
+
+def _transfer(tx: Tx) -> tuple[Claim, ...]:
+    return (Claim(tx.sender, BALANCE, _msg(tx, Transfer).amount),)
+
+
+def _stake(tx: Tx) -> tuple[Claim, ...]:
+    return (Claim(tx.sender, BALANCE, _msg(tx, Stake).amount),)
+
+
+def _unstake(tx: Tx) -> tuple[Claim, ...]:
+    return (Claim(tx.sender, BONDED, _msg(tx, Unstake).amount),)
+
+
+def _escrow_open(tx: Tx) -> tuple[Claim, ...]:
+    terms = _msg(tx, OpenEscrow).contract.terms
+    # The requester is the sender when it applies at all (the dry run checks it); the provider's
+    # collateral leaves the provider's balance in the same transaction.
+    return (
+        Claim(tx.sender, BALANCE, terms.max_cost),
+        Claim(terms.provider_address, BALANCE, terms.collateral),
+    )
+
+
+def _gov_propose(tx: Tx) -> tuple[Claim, ...]:
+    return (Claim(tx.sender, BALANCE, _msg(tx, GovPropose).deposit),)
+
+
+RULES: dict[str, KindRule] = {
+    Transfer.KIND: KindRule(_transfer, dry_run=False),
+    # Staking fails for a tombstoned validator too, which the balance does not say.
+    Stake.KIND: KindRule(_stake, dry_run=True),
+    Unstake.KIND: KindRule(_unstake, dry_run=False),
+    OpenEscrow.KIND: KindRule(_escrow_open, dry_run=True),
+    Settle.KIND: KindRule(_nothing, dry_run=True),
+    Refund.KIND: KindRule(_nothing, dry_run=True),
+    EscrowClaim.KIND: KindRule(_nothing, dry_run=True),
+    EscrowFinalize.KIND: KindRule(_nothing, dry_run=True),
+    EscrowDispute.KIND: KindRule(_nothing, dry_run=True),
+    GovPropose.KIND: KindRule(_gov_propose, dry_run=True),
+    GovVote.KIND: KindRule(_nothing, dry_run=True),
+}
+
+#: A kind nobody wrote a rule for: only the fee is counted, and it is always dry-run.
+UNKNOWN_KIND = KindRule(_nothing, dry_run=True)
+
+
+def rule_for(tx: Tx) -> KindRule:
+    return RULES.get(tx.msg.KIND, UNKNOWN_KIND)
+
+
+def commitments(tx: Tx, rule: KindRule) -> tuple[tuple[tuple[bytes, Resource], int], ...]:
+    """The fee and the kind's claims, summed per (account, resource), zero amounts left out, in
+    a fixed order (the fee's key first)."""
+    totals: dict[tuple[bytes, Resource], int] = {(tx.sender, BALANCE): tx.fee}
+    for claim in rule.spends(tx):
+        key = (claim.account, claim.resource)
+        totals[key] = totals.get(key, 0) + claim.amount
+    return tuple((key, amount) for key, amount in totals.items() if amount > 0)
+
+
+def available(state: LedgerState, account: bytes, resource: Resource) -> int:
+    """How much of ``resource`` the committed state gives ``account``. Raises KeyError for a
+    resource without a reader (a bug: every rule's resource has one)."""
+    return READERS[resource.name].read(state, account, resource.subject)
+
+
+def never_enough(account: bytes, resource: Resource, amount: int, held: int) -> LedgerError:
+    """The ledger's error for a transaction that asks ``account`` for more than it holds at all."""
+    reader = READERS[resource.name]
+    return reader.never_enough(
+        f"needs {format_amount(amount)} of {reader.what} but the account holds {format_amount(held)}"
+    )

@@ -1,0 +1,241 @@
+"""Hostile peers against ``/dcent/blob/1.0.0``, on real libp2p hosts over loopback.
+
+As a client: garbage, oversized frames, unknown content ids, ranges out of the blob, more
+streams than allowed, a stream left idle. As a server: a manifest that does not hash to the
+content id, a leaf list that does not give the root, a chunk frame longer than the chunk.
+Every refusal is typed, changes nothing in the store, and the liar ends up banned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trio
+
+from node.blobs.service import BlobService
+from node.blobs.settings import BlobSettings
+from node.host import HostConfig, P2PHost
+from node.p2p.errors import StreamClosedError, StreamResetError
+from node.p2p.framing import Stream
+from protocol.blobs.errors import BadBlobRequest, BlobBusy, BlobNotHere, RangeOutOfBlob
+from protocol.blobs.merkle import HASH_LEN, MIN_CHUNK_SIZE, BlobManifest
+from protocol.blobs.wire import (
+    BLOB_PROTOCOL_ID,
+    MAX_MANIFEST_BYTES,
+    MAX_REPLY_BYTES,
+    MAX_REQUEST_BYTES,
+    OP_CHUNKS,
+    OP_HAVE,
+    OP_LEAVES,
+    REPLY_OK_BYTES,
+    BlobReply,
+    BlobRequest,
+)
+from tests.integration.conftest import TEST_BACKOFF, seed_of
+from tests.waiting import wait_until
+
+SETTINGS = BlobSettings(chunk_size=MIN_CHUNK_SIZE, max_streams_per_peer=2, idle_timeout_s=1.0)
+DEADLINE_S = 60
+
+
+async def start_host(nursery: trio.Nursery, label: str) -> P2PHost:
+    host = P2PHost(HostConfig(node_key_seed=seed_of(label), reconnect=TEST_BACKOFF))
+    await nursery.start(host.run)
+    return host
+
+
+async def start_service(nursery: trio.Nursery, host: P2PHost, root: Path) -> BlobService:
+    blobs = BlobService(host=host, root=root, settings=SETTINGS)
+    await nursery.start(blobs.run)
+    return blobs
+
+
+async def reply_of(stream: Stream) -> BlobReply:
+    return BlobReply.decode(await stream.receive_frame(MAX_REPLY_BYTES))
+
+
+@dataclass
+class Served:
+    server_host: P2PHost
+    blobs: BlobService
+    client: P2PHost
+    cid: bytes
+
+
+@pytest.fixture
+async def served(nursery: trio.Nursery, tmp_path: Path) -> Served:
+    """A serving node with one blob of 5 chunks, and a bare client host connected to it."""
+    server_host = await start_host(nursery, "server")
+    blobs = await start_service(nursery, server_host, tmp_path / "server")
+    client = await start_host(nursery, "client")
+    await client.connect(server_host.listen_addrs[0])
+    (tmp_path / "file").write_bytes(bytes(range(256)) * (5 * MIN_CHUNK_SIZE // 256))
+    info, _ = await blobs.put(tmp_path / "file", pin=True)
+    return Served(server_host, blobs, client, info.cid)
+
+
+async def test_garbage_gets_a_typed_refusal_and_the_end_of_the_stream(served: Served) -> None:
+    server_host, blobs, client = served.server_host, served.blobs, served.client
+    before = blobs.list()
+    with trio.fail_after(DEADLINE_S):
+        stream = await client.open_stream(server_host.peer_id, BLOB_PROTOCOL_ID)
+        await stream.send_frame(b"\x93not a request")
+        reply = await reply_of(stream)
+        assert reply.code == BadBlobRequest.code and "malformed" in reply.message
+        with pytest.raises(StreamClosedError):
+            await stream.receive_frame(MAX_REPLY_BYTES)
+    assert blobs.list() == before
+
+
+async def test_an_oversized_request_frame_resets_the_stream_before_its_body_is_read(served: Served) -> None:
+    server_host, client = served.server_host, served.client
+    with trio.fail_after(DEADLINE_S):
+        stream = await client.open_stream(server_host.peer_id, BLOB_PROTOCOL_ID)
+        await stream.send_frame(b"x" * (MAX_REQUEST_BYTES + 1))
+        with pytest.raises((StreamResetError, StreamClosedError)):
+            await stream.receive_frame(MAX_REPLY_BYTES)
+        # The connection and the server are fine: a new stream is served.
+        again = await client.open_stream(server_host.peer_id, BLOB_PROTOCOL_ID)
+        await again.send_frame(BlobRequest.have(bytes(32)).encode())
+        assert (await reply_of(again)).code == BlobNotHere.code
+
+
+async def test_unknown_blobs_and_out_of_range_requests_are_answered_and_the_stream_goes_on(
+    served: Served,
+) -> None:
+    server_host, client, cid = served.server_host, served.client, served.cid
+    with trio.fail_after(DEADLINE_S):
+        stream = await client.open_stream(server_host.peer_id, BLOB_PROTOCOL_ID)
+        await stream.send_frame(BlobRequest.have(bytes(32)).encode())
+        assert (await reply_of(stream)).code == BlobNotHere.code
+        await stream.send_frame(BlobRequest.chunks(cid, 4, 2).encode())  # chunks 4 and 5 of 0..4
+        assert (await reply_of(stream)).code == RangeOutOfBlob.code
+        await stream.send_frame(BlobRequest.leaves(cid, 5, 1).encode())
+        assert (await reply_of(stream)).code == RangeOutOfBlob.code
+        await stream.send_frame(BlobRequest.have(cid).encode())
+        assert (await reply_of(stream)).ok
+        manifest = BlobManifest.decode(await stream.receive_frame(MAX_MANIFEST_BYTES))
+        assert manifest.content_id() == cid
+        await stream.send_frame(BlobRequest.chunks(cid, 4, 1).encode())
+        assert (await reply_of(stream)).ok
+        assert len(await stream.receive_frame(MIN_CHUNK_SIZE)) == manifest.chunk_length(4)
+
+
+async def test_streams_beyond_the_per_peer_limit_are_refused_busy(served: Served) -> None:
+    server_host, blobs, client, cid = served.server_host, served.blobs, served.client, served.cid
+    with trio.fail_after(DEADLINE_S):
+        held = []
+        for _ in range(SETTINGS.max_streams_per_peer):
+            stream = await client.open_stream(server_host.peer_id, BLOB_PROTOCOL_ID)
+            await stream.send_frame(BlobRequest.have(cid).encode())
+            assert (await reply_of(stream)).ok
+            await stream.receive_frame(MAX_MANIFEST_BYTES)
+            held.append(stream)
+        assert blobs.server is not None and blobs.server.open_streams == SETTINGS.max_streams_per_peer
+        extra = await client.open_stream(server_host.peer_id, BLOB_PROTOCOL_ID)
+        assert (await reply_of(extra)).code == BlobBusy.code
+        await held[0].close()
+        await wait_for_streams(blobs, SETTINGS.max_streams_per_peer - 1)
+        freed = await client.open_stream(server_host.peer_id, BLOB_PROTOCOL_ID)
+        await freed.send_frame(BlobRequest.have(cid).encode())
+        assert (await reply_of(freed)).ok
+
+
+async def wait_for_streams(blobs: BlobService, count: int) -> None:
+    server = blobs.server
+    assert server is not None
+    await wait_until(lambda: server.open_streams == count, what=f"{count} open blob streams")
+
+
+async def test_an_idle_stream_is_closed_and_its_slot_freed(served: Served) -> None:
+    server_host, blobs, client = served.server_host, served.blobs, served.client
+    with trio.fail_after(DEADLINE_S):
+        stream = await client.open_stream(server_host.peer_id, BLOB_PROTOCOL_ID)
+        await wait_for_streams(blobs, 1)
+        with pytest.raises(StreamClosedError):
+            await stream.receive_frame(MAX_REPLY_BYTES)  # the server gives up after idle_timeout_s
+        await wait_for_streams(blobs, 0)
+
+
+async def test_a_client_that_asks_and_does_not_read_loses_its_stream(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    server_host = await start_host(nursery, "server")
+    blobs = await start_service(nursery, server_host, tmp_path / "server")
+    client = await start_host(nursery, "client")
+    await client.connect(server_host.listen_addrs[0])
+    (tmp_path / "file").write_bytes(bytes(range(256)) * (32 * MIN_CHUNK_SIZE // 256))  # 2 MiB
+    info, _ = await blobs.put(tmp_path / "file", pin=True)
+    with trio.fail_after(DEADLINE_S):
+        stream = await client.open_stream(server_host.peer_id, BLOB_PROTOCOL_ID)
+        # 2 MiB asked for, nothing read: yamux's window (256 KiB) fills and the server's sends stall.
+        for start in (0, 16):
+            await stream.send_frame(BlobRequest.chunks(info.cid, start, 16).encode())
+        await wait_for_streams(blobs, 1)
+        await wait_for_streams(blobs, 0)  # dropped after idle_timeout_s without progress
+        again = await client.open_stream(server_host.peer_id, BLOB_PROTOCOL_ID)
+        await again.send_frame(BlobRequest.have(info.cid).encode())
+        assert (await reply_of(again)).ok
+
+
+# --- hostile servers ---------------------------------------------------------------------------
+
+
+def hostile_handler(honest: BlobService, lie: str):  # type: ignore[no-untyped-def]
+    """A server that answers like ``honest`` except for the one thing it lies about."""
+
+    async def handle(stream: Stream) -> None:
+        while True:
+            try:
+                request = BlobRequest.decode(await stream.receive_frame(MAX_REQUEST_BYTES))
+            except StreamClosedError:
+                return
+            with honest.store.reader(request.cid) as reader:
+                manifest = reader.manifest
+                await stream.send_frame(REPLY_OK_BYTES)
+                if request.op == OP_HAVE:
+                    if lie == "manifest":
+                        manifest = dataclasses.replace(manifest, size=manifest.size - 1)
+                    await stream.send_frame(manifest.encode())
+                elif request.op == OP_LEAVES:
+                    leaves = reader.read_leaves(request.start, request.count)
+                    if lie == "leaves":
+                        leaves = bytes(HASH_LEN) + leaves[HASH_LEN:]
+                    await stream.send_frame(leaves)
+                elif request.op == OP_CHUNKS:
+                    for index in range(request.start, request.start + request.count):
+                        chunk = reader.read_chunk(index)
+                        await stream.send_frame(chunk + b"!" if lie == "long chunk" else chunk)
+
+    return handle
+
+
+@pytest.mark.parametrize("lie", ["manifest", "leaves", "long chunk"])
+async def test_a_lying_server_is_banned_and_the_blob_fetched_from_an_honest_one(
+    nursery: trio.Nursery, tmp_path: Path, lie: str
+) -> None:
+    honest_host = await start_host(nursery, "honest")
+    honest = await start_service(nursery, honest_host, tmp_path / "honest")
+    liar_host = await start_host(nursery, "liar")
+    liar_store = await start_service(nursery, liar_host, tmp_path / "liar")
+    fetcher_host = await start_host(nursery, "fetcher")
+    fetcher = await start_service(nursery, fetcher_host, tmp_path / "fetcher")
+    data = bytes(range(251)) * (40 * MIN_CHUNK_SIZE // 251)  # 40 chunks: more than one peer window
+    (tmp_path / "file").write_bytes(data)
+    info, _ = await honest.put(tmp_path / "file", pin=True)
+    await liar_store.put(tmp_path / "file", pin=True)
+    liar_host.set_stream_handler(BLOB_PROTOCOL_ID, hostile_handler(liar_store, lie))
+    for host in (honest_host, liar_host):
+        await fetcher_host.connect(host.listen_addrs[0])
+
+    with trio.fail_after(DEADLINE_S):
+        progress = await fetcher.fetch(info.cid, peers=[liar_host.peer_id, honest_host.peer_id])
+    assert progress.state == "complete"
+    assert fetcher.scores.banned(liar_host.peer_id)
+    assert progress.peers[liar_host.peer_id].banned
+    assert progress.peers[liar_host.peer_id].chunks == 0
+    await fetcher.export(info.cid, tmp_path / "out")
+    assert (tmp_path / "out").read_bytes() == data
