@@ -91,3 +91,8 @@ def workspaces_of(work_root: Path) -> list[Path]:
     if not work_root.exists():
         return []
     return sorted(path for path in work_root.iterdir() if path.is_dir())
+
+
+# The main shell keeps forking too, so the process limit is reached before it can exit on its own: a
+# bomb whose first shell returns at once (``f; wait``) races the kernel's counter on a fast machine.
+FORK_BOMB = "f() { f | f & }; f; while :; do sleep 30 & done"

@@ -29,7 +29,7 @@ from node.executor.limits import LimitKind, ResourceLimits
 from node.executor.model import ExecutionResult, Outcome, SandboxJob
 from node.executor.process import OutputLine
 from node.executor.selftest import self_test
-from tests.integration.executor_helpers import require_limits
+from tests.integration.executor_helpers import FORK_BOMB, require_limits
 
 MiB = 2**20
 RUN_DEADLINE_S = 120
@@ -200,7 +200,7 @@ async def test_container_limits_stop_a_memory_hog_a_fork_bomb_and_a_disk_filler(
     roomy = await _run(podman, _job(work_root, image, hog, limits=ROOMY))
     assert roomy.outcome is Outcome.COMPLETED and roomy.stdout == b"survived\n"
 
-    bomb = await _run(podman, _job(work_root, image, "f() { f | f & }; f; wait"))
+    bomb = await _run(podman, _job(work_root, image, FORK_BOMB))
     assert (bomb.outcome, bomb.limit) == (Outcome.LIMIT_EXCEEDED, LimitKind.PROCESSES), bomb
     assert not bomb.timed_out
 

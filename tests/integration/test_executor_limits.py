@@ -25,7 +25,12 @@ from node.executor.model import ExecutionResult, Outcome, SandboxJob
 from node.executor.process import OutputLine
 from node.executor.settings import ExecutorSettings
 from node.executor.unsandboxed import SubprocessExecutor
-from tests.integration.executor_helpers import bubblewrap_executor_or_skip, job_python, require_limits
+from tests.integration.executor_helpers import (
+    FORK_BOMB,
+    bubblewrap_executor_or_skip,
+    job_python,
+    require_limits,
+)
 
 PYTHON, _PYTHON_BINDS = job_python()
 MiB = 2**20
@@ -97,7 +102,7 @@ async def test_a_memory_hog_is_killed_at_its_memory_limit(executor: Executor, wo
 
 async def test_a_fork_bomb_is_stopped_at_its_process_limit(executor: Executor, work_root: Path) -> None:
     require_limits(executor, LimitKind.PROCESSES)
-    bomb = ("/bin/sh", "-c", "f() { f | f & }; f; wait")
+    bomb = ("/bin/sh", "-c", FORK_BOMB)
     result = await _run(executor, _job(work_root, bomb, PROCESSES_ONLY))
     assert (result.outcome, result.limit) == (Outcome.LIMIT_EXCEEDED, LimitKind.PROCESSES), result
     # Stopped by the limit watcher, long before its 60 s timeout.
