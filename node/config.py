@@ -15,16 +15,21 @@ Every config problem is a :class:`ConfigError` naming the field (``rpc.addr: ...
 
 from __future__ import annotations
 
+import difflib
 import os
 import stat
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
+from node.blobs.errors import BlobSettingsError
+from node.blobs.settings import BlobSettings
 from node.errors import NodeError
 from node.rpc.address import DEFAULT_RPC_HOST, DEFAULT_RPC_PORT, is_loopback, parse_rpc_addr
 from node.rpc.errors import InvalidBindAddress
+from node.services.mempool.errors import MempoolSettingsError
+from node.services.mempool.settings import MempoolSettings
 from protocol.crypto import PrivateKey
 from protocol.units import AmountError, parse_amount
 
@@ -176,6 +181,9 @@ class NodeConfig:
     rpc: RpcConfig = field(default_factory=RpcConfig)
     consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
     market: MarketConfig = field(default_factory=MarketConfig)
+    #: ``max_block_txs`` always follows ``consensus.max_block_txs``; the rest is ``[mempool]``.
+    mempool: MempoolSettings = field(default_factory=MempoolSettings)
+    blobs: BlobSettings = field(default_factory=BlobSettings)
     #: ``HOST:PORT`` (loopback only) serving Prometheus metrics at ``GET /metrics``; "" for none.
     metrics_addr: str = ""
     log_format: str = "text"
@@ -216,11 +224,61 @@ def parse_metrics_bind(text: str, where: str) -> tuple[str, int] | None:
     return host, port
 
 
+#: The keys each table accepts (besides the dataclass-backed ones, which take their fields). A
+#: misspelt key is refused rather than silently ignored: ``escrow_wiat_blocks = 5`` would otherwise
+#: leave the default in force with the operator none the wiser.
+_TABLE_KEYS: dict[str, frozenset[str]] = {
+    "p2p": frozenset({"listen", "bootstrap"}),
+    "rpc": frozenset({"addr", "allow_remote"}),
+    "metrics": frozenset({"addr"}),
+    "log": frozenset({"format", "level"}),
+    "consensus": frozenset(ConsensusConfig.__slots__),
+    "market": frozenset(MarketConfig.__slots__),
+    "mempool": frozenset(MempoolSettings.__slots__) - {"max_block_txs"},
+    "blobs": frozenset(BlobSettings.__slots__),
+}
+
+
 def _section(doc: dict[str, object], name: str) -> dict[str, object]:
     value = doc.get(name, {})
     if not isinstance(value, dict):
         raise ConfigError(f"{name}: expected a table")
+    known = _TABLE_KEYS.get(name)
+    if known is not None:
+        for key in sorted(set(value) - known):
+            if name == "mempool" and key == "max_block_txs":
+                raise ConfigError(
+                    "mempool.max_block_txs: set consensus.max_block_txs; the mempool follows it"
+                )
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{name}.{key}: unknown setting{hint}")
     return value
+
+
+_T = TypeVar("_T")
+
+
+def _settings_table(doc: dict[str, object], name: str, cls: type[_T], **fixed: object) -> _T:
+    """A frozen settings dataclass from table ``name``: each field typed by its annotation (int,
+    float, bool or str), the class's own range checks wrapped as :class:`ConfigError`."""
+    section = _section(doc, name)
+    values: dict[str, object] = dict(fixed)
+    for item in fields(cls):  # type: ignore[arg-type]
+        if item.name in fixed or item.name not in section:
+            continue
+        value = section[item.name]
+        kind = str(item.type)
+        if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        expected = {"int": int, "float": float, "bool": bool, "str": str}[kind]
+        if isinstance(value, bool) is not (expected is bool) or not isinstance(value, expected):
+            raise ConfigError(f"{name}.{item.name}: expected {kind}, got {value!r}")
+        values[item.name] = value
+    try:
+        return cls(**values)
+    except (MempoolSettingsError, BlobSettingsError) as exc:
+        raise ConfigError(exc.message) from None
 
 
 def _typed(section: dict[str, object], name: str, key: str, kind: type, default: object) -> object:
@@ -250,7 +308,7 @@ def parse_config(text: str) -> NodeConfig:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config.toml: {exc}") from None
-    known = {"moniker", "p2p", "rpc", "consensus", "market", "metrics", "log"}
+    known = {"moniker", "p2p", "rpc", "consensus", "market", "metrics", "log", "mempool", "blobs"}
     for key in sorted(doc):
         if key not in known:
             raise ConfigError(f"{key}: unknown setting")
@@ -294,6 +352,10 @@ def parse_config(text: str) -> NodeConfig:
             escrow_wait_blocks=int(_typed(market, "market", "escrow_wait_blocks", int, 30)),  # type: ignore[call-overload]
             settle_margin_blocks=int(_typed(market, "market", "settle_margin_blocks", int, 20)),  # type: ignore[call-overload]
         ),
+        mempool=_settings_table(
+            doc, "mempool", MempoolSettings, max_block_txs=consensus_values["max_block_txs"]
+        ),
+        blobs=_settings_table(doc, "blobs", BlobSettings),
         metrics_addr=metrics_addr,
         log_format=str(log_format),
         log_level=str(_typed(log, "log", "level", str, "info")),

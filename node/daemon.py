@@ -21,8 +21,7 @@ import trio
 from gpu.model import ProbeReport
 from gpu.nvml import probe_async
 from gpu.simulated import simulated_report
-from node.blobs.service import BlobService  # i15blob
-from node.blobs.settings import BlobSettings  # i15blob
+from node.blobs.service import BlobService
 from node.config import HomePaths, NodeConfig, load_key, parse_metrics_bind
 from node.errors import NodeError
 from node.executor.select import select_executor
@@ -85,7 +84,7 @@ class Node:
         self.genesis = Genesis.from_text(paths.genesis.read_text(), fmt="json")
         self.validator_key = load_key(paths.validator_key)
         self.node_key = load_key(paths.node_key)
-        self.mempool = Mempool()
+        self.mempool = Mempool(config.mempool)
         self.host: Host = P2PHost(
             HostConfig(
                 node_key_seed=self.node_key.seed(),
@@ -98,11 +97,11 @@ class Node:
         self.driver: ConsensusDriver | None = None
         self.capacity: CapacityService | None = None
         self.market: MarketService | None = None
-        # i15blob: the blob store (<home>/data/blobs); lead: BlobSettings from config [blobs].
+        # The blob store (<home>/data/blobs), bounded by config [blobs].
         self.blobs = BlobService(
             host=self.host,
             root=paths.data / "blobs",
-            settings=BlobSettings(),
+            settings=config.blobs,
             protected=(paths.root / "keys", paths.cookie, paths.config),
         )
         self.rpc: RpcServer | None = None
@@ -163,7 +162,7 @@ class Node:
                 await nursery.start(self.capacity.run)
                 self.market = self._job_service(app, store, self.driver, self.capacity)
                 await nursery.start(self.market.run)
-                await nursery.start(self.blobs.run)  # i15blob
+                await nursery.start(self.blobs.run)
                 await self._start_operator_endpoints(nursery)
                 log.info(
                     "node %s up at height %d, listening on %s",

@@ -40,6 +40,11 @@ def test_template_parses_with_safe_defaults() -> None:
         ),
         ("bootstrap = []", "bootstrap = 5", "p2p.bootstrap"),
         ('format = "text"', 'format = "xml"', "log.format"),
+        ("max_txs = 20000", "max_txs = 0", "mempool.max_txs"),
+        ("max_txs = 20000", "max_txs = true", "mempool.max_txs"),
+        ("max_streams = 64", 'max_streams = "many"', "blobs.max_streams"),
+        ("max_streams = 64", "max_streams = 5000", "blobs.max_streams"),
+        ("escrow_wait_blocks", "escrow_wiat_blocks", "market.escrow_wiat_blocks"),
     ],
 )
 def test_bad_fields_are_named(replace: str, by: str, field: str) -> None:
@@ -53,6 +58,26 @@ def test_bad_fields_are_named(replace: str, by: str, field: str) -> None:
 def test_unknown_section_is_refused() -> None:
     with pytest.raises(ConfigError, match="wallet: unknown setting"):
         parse_config(TEMPLATE.read_text() + "\n[wallet]\nx = 1\n")
+
+
+def test_a_misspelt_key_is_refused_with_the_nearest_name() -> None:
+    with pytest.raises(ConfigError, match="did you mean 'escrow_wait_blocks'"):
+        parse_config("[market]\nescrow_wiat_blocks = 5\n")
+
+
+def test_mempool_and_blob_tables_reach_their_settings() -> None:
+    config = parse_config(
+        "[consensus]\nmax_block_txs = 700\n[mempool]\nmax_txs = 900\n[blobs]\ngc_interval_s = 7\n"
+    )
+    assert (config.mempool.max_txs, config.blobs.gc_interval_s) == (900, 7.0)
+    # The mempool counts blocks in the consensus block size; it cannot be set apart from it.
+    assert config.mempool.max_block_txs == 700
+    with pytest.raises(ConfigError, match=r"set consensus\.max_block_txs"):
+        parse_config("[mempool]\nmax_block_txs = 3\n")
+
+
+def test_the_template_states_the_defaults_of_what_it_sets() -> None:
+    assert parse_config(TEMPLATE.read_text()) == NodeConfig()
 
 
 def test_rpc_defaults_to_loopback_port_8645_and_metrics_to_off() -> None:
