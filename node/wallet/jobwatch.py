@@ -116,9 +116,7 @@ def describe_end(job: Mapping[str, Any]) -> tuple[str, tuple[int, str] | None]:
     if state == SUCCEEDED and isinstance(outcome, str):
         cost = job.get("cost")
         paid = dct(cost) if isinstance(cost, str) else "?"
-        line = (
-            f"outcome: {outcome}, {exit_text}: {words}; paid {paid} for {_gpu_seconds(job)} GPU-seconds"
-        )
+        line = f"outcome: {outcome}, {exit_text}: {words}; paid {paid} for {_gpu_seconds(job)} GPU-seconds"
         if completed(job):
             return line, None
         return line, (JobDidNotComplete.code, f"{words} ({outcome}, {exit_text})")
