@@ -9,8 +9,9 @@ replica computed, never a re-derivation that could drift from it.
 Every figure comes from the ledger itself: the totals from the state after the block, the
 block's issuance, burn and fees from ``apply_block``'s :class:`BlockResult`, and the work settled
 from the block's settle and finalize transactions, priced with the escrow module's own pay rule
-(:func:`protocol.ledger.escrow._metered_pay`, so a change to how settlement pays is a change
-here). A disputed claim is not settled work (its pay is burned), nor is a refund.
+(:func:`protocol.ledger.escrow.receipt_pay` and ``SETTLEMENT_RULES``, so a change to how
+settlement pays is a change here). A disputed claim is not settled work (its pay is burned), nor
+is a refund, nor a receipt whose outcome closes the contract as one (a provider error).
 
 Pure: no I/O, no clock (the block's own time is passed in), no floats.
 """
@@ -25,7 +26,7 @@ from protocol.economics import bonded_ratio
 from protocol.encoding import Record
 from protocol.errors import ProtocolError
 from protocol.ledger.block import BlockResult
-from protocol.ledger.escrow import _metered_pay
+from protocol.ledger.escrow import SETTLEMENT_RULES, receipt_pay
 from protocol.ledger.state import Escrow, LedgerState
 from protocol.ledger.tx import EscrowFinalize, OpenEscrow, Settle, Tx, decode_tx
 
@@ -135,9 +136,11 @@ def settled_work(before: LedgerState, txs: Sequence[Tx | bytes]) -> SettledWork:
             continue  # cannot happen in an applied block; nothing to count
         if receipt is None:
             receipt = UsageReceipt.decode(escrow.claim)
-        metered, pay = _metered_pay(escrow, receipt.gpu_seconds)
-        gpu_seconds += metered
-        paid += pay
+        if SETTLEMENT_RULES[receipt.outcome].slashes_collateral:
+            continue  # a provider error closes as a refund: no work was sold
+        # As escrow._pay_out: the pay by outcome, and the GPU-seconds credited to epoch work.
+        gpu_seconds += min(receipt.gpu_seconds, escrow.max_gpu_seconds)
+        paid += receipt_pay(escrow, receipt)
         contracts += 1
     return SettledWork(gpu_seconds, paid, contracts)
 

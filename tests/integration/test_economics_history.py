@@ -25,7 +25,7 @@ from node.daemon import Node
 from node.rpc.client import RpcClient
 from protocol.consensus.ledger_app import block_context
 from protocol.consensus.messages import Block
-from protocol.contracts import ContractTerms, SignedContract, UsageReceipt
+from protocol.contracts import OUTCOME_COMPLETED, ContractTerms, SignedContract, UsageReceipt
 from protocol.crypto import PrivateKey
 from protocol.ledger.block import apply_block
 from protocol.ledger.genesis import genesis_state
@@ -102,7 +102,9 @@ def signed(terms: ContractTerms) -> SignedContract:
 
 
 def receipt(terms: ContractTerms) -> UsageReceipt:
-    return UsageReceipt(CHAIN_ID, terms.contract_hash(), terms.max_gpu_seconds, 0, bytes(32))
+    return UsageReceipt(
+        CHAIN_ID, terms.contract_hash(), OUTCOME_COMPLETED, terms.max_gpu_seconds * 1000, 0, bytes(32)
+    )
 
 
 async def drive_the_economy(sender: Sender) -> int:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
+from protocol.contracts import OUTCOME_JOB_FAILED, OUTCOME_PROVIDER_ERROR
 from protocol.economics import mul_ratio
 from protocol.econview.record import BlockEconomics, RecordFormatError, record_block, settled_work
 from protocol.econview.status import economics_status
@@ -40,6 +41,8 @@ def _scripted_blocks(chain: Chain) -> list[Callable[[], list[bytes]]]:
     claimed = make_terms(price=3, max_gpu_seconds=1_000, deadline=40, salt=b"claimed")
     disputed = make_terms(price=11, max_gpu_seconds=20, deadline=40, salt=b"disputed")
     refunded = make_terms(price=2, max_gpu_seconds=10, deadline=6, salt=b"refunded")
+    failed = make_terms(price=5, max_gpu_seconds=10, deadline=30, salt=b"failed")
+    broken = make_terms(price=5, max_gpu_seconds=10, deadline=30, salt=b"broken")
     plans: list[Callable[[], list[bytes]]] = [
         lambda: [chain.tx("alice", Transfer(addr("carol"), 1_000)), chain.tx("val-1", Stake(5_000))],
         # Opened and settled in one block: 60 metered seconds capped at the contract's 50.
@@ -57,7 +60,14 @@ def _scripted_blocks(chain: Chain) -> list[Callable[[], list[bytes]]]:
         lambda: [chain.tx("bob", EscrowFinalize(claimed.contract_hash()))],
         lambda: [chain.tx("alice", Refund(refunded.contract_hash()))],
         lambda: [chain.tx("dave", Transfer(addr("alice"), 5), fee=1_000)],
-        lambda: [],
+        # The job's own failure pays its metered time (2.5 s: 3 GPU-seconds of work, 13 paid);
+        # a provider error closes as a refund: no work sold.
+        lambda: [
+            chain.tx("alice", OpenEscrow(sign_contract(failed))),
+            chain.tx("bob", settle_msg(failed, 0, outcome=OUTCOME_JOB_FAILED, gpu_ms=2_500)),
+            chain.tx("alice", OpenEscrow(sign_contract(broken))),
+            chain.tx("bob", settle_msg(broken, 0, outcome=OUTCOME_PROVIDER_ERROR)),
+        ],
     ]
     return plans
 
@@ -100,9 +110,9 @@ def test_every_record_equals_the_ledgers_own_totals_block_by_block() -> None:
         settled_by_ledger += record.gpu_seconds
         assert BlockEconomics.decode(record.encode()) == record
     # Settled: 50 (capped) in block 2 and 400 finalized in block 7; the dispute and refund not.
-    assert [r.gpu_seconds for r in records] == [0, 50, 0, 0, 0, 0, 400, 0, 0, 0]
-    assert [r.paid for r in records] == [0, 350, 0, 0, 0, 0, 1_200, 0, 0, 0]
-    assert [r.settlements for r in records] == [0, 1, 0, 0, 0, 0, 1, 0, 0, 0]
+    assert [r.gpu_seconds for r in records] == [0, 50, 0, 0, 0, 0, 400, 0, 0, 3]
+    assert [r.paid for r in records] == [0, 350, 0, 0, 0, 0, 1_200, 0, 0, 13]
+    assert [r.settlements for r in records] == [0, 1, 0, 0, 0, 0, 1, 0, 0, 1]
     assert records[1].price_per_gpu_second == 7 and records[0].price_per_gpu_second is None
     assert records[3].burned_in_block > 0  # the dispute burned the claimed pay and the slash
     assert records[7].burned_in_block > 0  # the refund slashed the collateral
