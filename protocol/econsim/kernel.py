@@ -277,6 +277,22 @@ def _moving_run(
             if inflation in (low, high):
                 return supply, inflation, done
         return supply, inflation, blocks
+    if inflation >= low and DEC - bonded_scaled // supply * goal_num // goal_den >= 0:
+        # At or below the bonded goal the change is never negative, and as the supply grows the
+        # bonded ratio only falls: it stays so for the whole run, and only the maximum can bind
+        # (clamping to the minimum from at or above it would change nothing; an inflation below
+        # the minimum, after governance raised it, takes the general loop).
+        for done in range(1, blocks + 1):
+            inflation += (DEC - bonded_scaled // supply * goal_num // goal_den) * rate_num // rate_den
+            if inflation >= high:
+                provision = supply * high // scale
+                supply += provision
+                collect(provision)
+                return supply, high, done
+            provision = supply * inflation // scale
+            supply += provision
+            collect(provision)
+        return supply, inflation, blocks
     done = 0
     while done < blocks:
         done += 1

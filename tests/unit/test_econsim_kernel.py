@@ -51,6 +51,8 @@ def spans(draw: st.DrawFn) -> tuple[int, int, int, list[int], Params, int]:
             st.just(params.inflation_min),
             st.just(params.inflation_max),
             st.integers(min_value=params.inflation_min, max_value=params.inflation_max),
+            # Outside the bounds: governance moved them past the current rate.
+            st.integers(min_value=0, max_value=DEC),
         )
     )
     equal = draw(st.booleans())
