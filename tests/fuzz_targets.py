@@ -649,4 +649,14 @@ def generate(target: Target, tape: Tape) -> bytes:
     return mutated_message(tape, seeds)
 
 
-__all__ = ["TARGETS", "Tape", "Target", "UnexpectedException", "check", "generate"]
+__all__ = [
+    "TARGETS",
+    "TARGETS_BY_NAME",
+    "Tape",
+    "Target",
+    "UnexpectedException",
+    "check",
+    "generate",
+    "node_stack",
+    "seeds_of",
+]
