@@ -2,9 +2,9 @@
 claim (finalized after a dispute window, or disputed), and refund after the deadline.
 
 Settlement pays the provider ``min(gpu_seconds * price, max_cost)`` less the protocol fee, which
-is burned; the requester gets the rest of its deposit back and the provider its collateral. A
-refund after the deadline returns the requester's deposit and burns ``collateral_slash_share`` of
-the provider's collateral.
+is burned; the requester gets the rest of its deposit back and the provider its collateral; the
+burned fee is the provider's weight in the epoch's provider rewards. A refund after the deadline
+returns the requester's deposit and burns ``collateral_slash_share`` of the provider's collateral.
 
 The normal path is a receipt signed by the provider and countersigned by the requester
 (``escrow_settle``). A requester that never countersigns cannot hold the provider's pay hostage:
@@ -134,12 +134,16 @@ def _close(state: LedgerState, contract_hash: bytes, escrow: Escrow, outcome: st
 def _pay_out(state: LedgerState, contract_hash: bytes, escrow: Escrow, gpu_seconds: int) -> None:
     """Close the escrow as settled for ``gpu_seconds`` of work: the one payout of both a
     two-signature settle and a finalized claim."""
-    metered, pay = _metered_pay(escrow, gpu_seconds)
+    _, pay = _metered_pay(escrow, gpu_seconds)
     protocol_fee = mul_ratio(pay, state.params.protocol_fee_share)
     state.credit(escrow.provider, pay - protocol_fee + escrow.collateral)
     state.credit(escrow.requester, escrow.max_cost - pay)
     state.add("burned", protocol_fee)
-    state.epoch_work.set(escrow.provider, (state.epoch_work.get(escrow.provider) or 0) + metered)
+    # Provider rewards weigh what the contract burned, not its GPU-seconds: self-dealing at any
+    # price earns back less than it burns (economics.provider_payouts); the weights of an epoch
+    # sum to at most what was burned, so they stay in range by construction.
+    if protocol_fee:
+        state.epoch_work.set(escrow.provider, (state.epoch_work.get(escrow.provider) or 0) + protocol_fee)
     _close(state, contract_hash, escrow, "settled")
 
 
