@@ -21,6 +21,7 @@ import trio
 
 from gpu.model import GpuDevice
 from node.rpc.blob_methods import register_blob_methods  # i15blob
+from node.rpc.economics_methods import register_economics_methods  # i16view
 from node.rpc.errors import UnknownBlock, UnknownTx
 from node.rpc.job_methods import register_job_methods
 from node.rpc.methods import MethodTable, package_version, register_builtin_methods
@@ -84,6 +85,7 @@ def build_node_table(node: Node | None) -> MethodTable:
     else:
         register_job_methods(table, node.market, node.validator_key)
     register_blob_methods(table, None if node is None else node.blobs)  # i15blob: the blob store
+    register_economics_methods(table, node)  # i16view: economics status/history, market view
     return table
 
 
