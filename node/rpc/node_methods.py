@@ -39,7 +39,7 @@ from node.services.mempool import (
     SenderLimit,
 )
 from node.store import ChainStore, IndexedTx
-from protocol.consensus.messages import Block
+from protocol.consensus.messages import Block, CommitCertificate
 from protocol.crypto import Address, address_of
 from protocol.ledger.errors import (
     BadNonce,
@@ -267,7 +267,8 @@ class NodeMethods:
             [Param("height", Int(min=0), "block height")],
             errors=[UnknownBlock],
             returns="object: `height`, `hash`, `parent_hash`, `time_ms`, `proposer`, `state_hash`, "
-            "`txs` (transaction hashes), `evidence` (count)",
+            "`txs` (transaction hashes), `evidence` (count), `signers` (addresses whose precommits "
+            "commit it, in the certificate's order)",
         )
         table.register(
             "account_get",
@@ -428,6 +429,7 @@ class NodeMethods:
                 f"no block at height {height} is stored here (head {stored_height(self.node)})"
             )
         block = await trio.to_thread.run_sync(Block.decode, stored.block)
+        certificate = await trio.to_thread.run_sync(CommitCertificate.decode, stored.certificate)
         return {
             "height": stored.height,
             "hash": stored.hash.hex(),
@@ -437,6 +439,7 @@ class NodeMethods:
             "state_hash": stored.state_hash.hex(),
             "txs": [hashlib.sha256(raw).hexdigest() for raw in block.txs],
             "evidence": len(block.evidence),
+            "signers": [_address(signer) for signer in certificate.signers],
         }
 
     # --- accounts and transactions -----------------------------------------------------------
