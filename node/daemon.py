@@ -26,6 +26,7 @@ from node.config import HomePaths, NodeConfig, load_key, parse_metrics_bind
 from node.errors import NodeError
 from node.executor.select import select_executor
 from node.host import P2PHost
+from node.market.pricing import start_pricing
 from node.market.service import MarketService
 from node.market.txlane import TxLane
 from node.metrics import MetricsServer, collect_node_metrics
@@ -163,6 +164,16 @@ class Node:
                 await nursery.start(self.capacity.run)
                 self.market = self._job_service(app, store, self.driver, self.capacity)
                 await nursery.start(self.market.run)
+                if self.config.pricing.enabled:  # i16view: an ask that moves with utilization
+                    driver = self.driver
+                    await start_pricing(
+                        nursery,
+                        self.config.pricing,
+                        capacity=self.capacity,
+                        market=self.market,
+                        store=store,
+                        height=lambda: driver.height,
+                    )
                 await nursery.start(self.blobs.run)
                 await self._start_operator_endpoints(nursery)
                 log.info(

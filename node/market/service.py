@@ -10,6 +10,7 @@ the deadline and the collateral is slashed, which is what the collateral is for.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -105,6 +106,12 @@ class MarketService:
         )
         self.provider: ProviderSide | None = None
         self.requester: RequesterSide | None = None
+
+    def set_price(self, price_per_gpu_second: int) -> None:
+        """The ask of negotiations that start from now on (``node/market/pricing.py`` reprices)."""
+        self.policy = dataclasses.replace(self.policy, price_per_gpu_second=price_per_gpu_second)
+        if self.provider is not None:
+            self.provider.policy = self.policy
 
     def busy_gpu_uuids(self) -> tuple[str, ...]:
         return tuple(sorted(uuid for held in self.allocator.allocations().values() for uuid in held))
