@@ -306,6 +306,12 @@ class Node:
             peers=len(self.host.peers()),
         )
 
+    @property
+    def started(self) -> bool:
+        """Whether the node finished starting (what stops it after that is a fault, not a
+        start failure)."""
+        return self._running.is_set()
+
     async def wait_for_height(self, height: int) -> None:
         await self._running.wait()
         assert self.driver is not None

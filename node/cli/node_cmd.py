@@ -142,20 +142,30 @@ def _start_failures(group: BaseExceptionGroup[BaseException]) -> list[StartFailu
 
 def run_node(args: argparse.Namespace) -> int:
     paths = HomePaths(resolve_home(args.home))
+    node: Node | None = None
     try:
         config = with_overrides(load_config(paths), args)
         setup_logging(args.log_format or config.log_format, args.log_level or config.log_level)
         node = Node(paths, config)
         trio.run(_serve, node)
     except _START_FAILURES as exc:
+        if node is not None and node.started:
+            return _stopped_by_fault(exc)
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
     except BaseExceptionGroup as group:
         # The node's nursery wraps what stopped its start (an address in use, a wrong database).
         failures = _start_failures(group)
-        if failures is None:
-            raise
+        if failures is None or (node is not None and node.started):
+            return _stopped_by_fault(group)
         for failure in failures:
             print(f"error: {failure.message}", file=sys.stderr)
         return 1
     return 0
+
+
+def _stopped_by_fault(exc: BaseException) -> int:
+    """A running node stopped on an error: a fault of the node itself (input from peers is
+    refused, never raised this far), so the log gets the whole traceback."""
+    logging.getLogger("dcent.node").critical("node stopped by an internal fault", exc_info=exc)
+    return 1

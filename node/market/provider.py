@@ -22,6 +22,7 @@ from node.executor.base import Executor
 from node.executor.errors import ExecutorError
 from node.executor.model import ExecutionResult, SandboxJob
 from node.market.context import MarketContext
+from node.market.delivery_link import send_delivery
 from node.market.errors import EscrowNeverOpened, TxRefused
 from node.market.records import PROVIDER, JobRecord, JobState
 from node.p2p.errors import P2PError
@@ -31,13 +32,11 @@ from protocol.encoding import DecodeError
 from protocol.ledger.escrow import claim_status
 from protocol.ledger.tx import EscrowClaim, EscrowFinalize, Settle
 from protocol.market.delivery import (
-    RESULT_PROTOCOL_ID,
     STATUS_PROTOCOL_ID,
     DeliveryAck,
     JobStarted,
     OutputFile,
     ResultDelivery,
-    decode_answer,
     output_listing_hash,
 )
 from protocol.market.errors import InvalidMessage
@@ -58,7 +57,6 @@ REQUEST_WAIT_S = 10
 DELIVERY_TIMEOUT_S = 60
 DELIVERY_ATTEMPTS = 5
 STATUS_TIMEOUT_S = 10
-MAX_ANSWER_BYTES = 4096
 #: The exit status reported when the job could not be started at all (no process ran).
 NOT_RUN_EXIT_STATUS = -1
 
@@ -271,14 +269,8 @@ class ProviderSide:
         payload = delivery.encode()
         for attempt in range(DELIVERY_ATTEMPTS):
             try:
-                answer = decode_answer(
-                    await ctx.host.request(
-                        record.peer_id,
-                        RESULT_PROTOCOL_ID,
-                        payload,
-                        max_response=MAX_ANSWER_BYTES,
-                        timeout=DELIVERY_TIMEOUT_S,
-                    )
+                answer = await send_delivery(
+                    ctx.host, record.peer_id, receipt.contract_hash, payload, timeout=DELIVERY_TIMEOUT_S
                 )
             except (P2PError, DecodeError) as exc:
                 log.info("delivery of %s, attempt %d: %r", record.job_id, attempt + 1, exc)

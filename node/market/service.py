@@ -31,14 +31,14 @@ from node.market.provider import ProviderSide
 from node.market.records import PROVIDER, REQUESTER, JobRecord, JobState
 from node.market.requester import RequesterSide
 from node.market.txlane import TxLane
-from node.p2p.interface import Host, serve_requests
+from node.p2p.interface import Host
 from node.store import ChainStore
 from protocol.consensus.ledger_app import LedgerApp
 from protocol.crypto import PrivateKey
 from protocol.encoding import DecodeError
 from protocol.market.capacity import CapacityAnnouncement
-from protocol.market.delivery import MAX_LOG_BYTES, RESULT_PROTOCOL_ID, STATUS_PROTOCOL_ID
-from protocol.market.jobspec import MAX_INPUT_BYTES, JobSpec
+from protocol.market.delivery import RESULT_PROTOCOL_ID, STATUS_PROTOCOL_ID
+from protocol.market.jobspec import JobSpec
 from protocol.market.messages import MARKET_PROTOCOL_ID
 from protocol.market.negotiation import DEFAULT_RESPONSE_TIMEOUT_MS, ProviderPolicy
 
@@ -46,9 +46,6 @@ if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
 log = logging.getLogger("dcent.market")
-
-#: A delivery carries the outputs (up to the job's limit) and both logs.
-MAX_DELIVERY_BYTES = 256 * 1024 * 1024 + 2 * MAX_LOG_BYTES + MAX_INPUT_BYTES
 
 
 class MarketService:
@@ -133,10 +130,7 @@ class MarketService:
             self.refresh_units()
             await self._resume(nursery)
             self.ctx.host.set_stream_handler(MARKET_PROTOCOL_ID, self._negotiation_handler)
-            self.ctx.host.set_stream_handler(
-                RESULT_PROTOCOL_ID,
-                serve_requests(self.requester.handle_delivery, max_request=MAX_DELIVERY_BYTES),
-            )
+            self.ctx.host.set_stream_handler(RESULT_PROTOCOL_ID, self.requester.handle_delivery_stream)
             self.ctx.host.set_stream_handler(STATUS_PROTOCOL_ID, self.requester.handle_started)
             task_status.started()
             while True:
