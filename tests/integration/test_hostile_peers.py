@@ -270,8 +270,10 @@ async def test_a_delivery_is_taken_only_from_the_contracts_provider_and_within_i
             assert isinstance(answer, Refusal) and answer.code == ReceiptOverLimit.code
             assert sent < 64
             await wait_until(
-                lambda: refusals(node, RESULT_PROTOCOL_ID, "unsolicited") == 1
-                and refusals(node, RESULT_PROTOCOL_ID, "oversize") == 1,
+                lambda: (
+                    refusals(node, RESULT_PROTOCOL_ID, "unsolicited") == 1
+                    and refusals(node, RESULT_PROTOCOL_ID, "oversize") == 1
+                ),
                 what="both refusals counted",
             )
             # Within the limit, from the provider: the go-ahead (the body is then checked as before).
