@@ -1,4 +1,5 @@
 """`dcent node run --home DIR`: run the node until SIGINT or SIGTERM, then exit 0 cleanly.
+(`dcent node info` and `dcent node peers` ask a running node: ``node/cli/node_status.py``.)
 
 ``--rpc-addr HOST:PORT`` and ``--rpc-allow-remote`` override the ``[rpc]`` section (a non-loopback
 address without the allow flag is refused before anything starts); ``--metrics-addr HOST:PORT``
@@ -18,6 +19,7 @@ import time
 
 import trio
 
+from node.cli import node_status
 from node.config import (
     HomePaths,
     NodeConfig,
@@ -89,6 +91,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="serve Prometheus metrics at http://HOST:PORT/metrics, loopback only (overrides metrics.addr)",
     )
     run.set_defaults(func=run_node)
+    node_status.register_commands(commands)
 
 
 async def _serve(node: Node) -> None:

@@ -335,6 +335,7 @@ STATUS_KEYS = (
     "alive",
     "state",
     "restarts",
+    "multiaddr",
 )
 
 
@@ -356,7 +357,18 @@ def run_status(args: argparse.Namespace) -> int:
         print(json.dumps(doc))
         return 0
     table = Table(title=f"testnet {layout.chain_id} in {layout.root}", title_justify="left")
-    for column in ("node", "state", "pid", "height", "peers", "validator", "gpus", "rpc", "note"):
+    for column in (
+        "node",
+        "state",
+        "pid",
+        "height",
+        "peers",
+        "validator",
+        "gpus",
+        "rpc",
+        "multiaddr",
+        "note",
+    ):
         table.add_column(column)
     for s in statuses:
         state = s.state if not s.restarts else f"{s.state} ({s.restarts} restarts)"
@@ -369,6 +381,7 @@ def run_status(args: argparse.Namespace) -> int:
             "yes" if s.validator else "no",
             "-" if s.gpus is None else str(s.gpus),
             s.rpc_url,
+            s.multiaddr,
             s.error,
         )
     console = Console()

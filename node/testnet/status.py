@@ -46,6 +46,9 @@ class NodeStatus:
     head_time_ms: int | None = None
     #: Addresses whose precommits committed that block.
     signers: tuple[str, ...] = field(default=())
+    #: Where peers dial the node: ``/ip4/.../tcp/N/p2p/<peer id>`` (what it reports, else the
+    #: address its layout gives it).
+    multiaddr: str = ""
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -62,6 +65,7 @@ def _status(
     error: str = "",
     head_time_ms: int | None = None,
     signers: tuple[str, ...] = (),
+    multiaddr: str = "",
 ) -> NodeStatus:
     supervisor = supervisor_of(node)
     if pid is not None:
@@ -87,6 +91,7 @@ def _status(
         address=node.address,
         head_time_ms=head_time_ms,
         signers=signers,
+        multiaddr=multiaddr or node.p2p_addr,
     )
 
 
@@ -113,7 +118,15 @@ async def node_status(node: NodeLayout) -> NodeStatus:
         gpus=int(info["gpus"]),
         head_time_ms=int(head["time_ms"]),
         signers=tuple(str(a) for a in newest["signers"]) if newest is not None else (),
+        multiaddr=_reported_multiaddr(info.get("listen_addrs")),
     )
+
+
+def _reported_multiaddr(addrs: object) -> str:
+    """The node's first reported listen address (full, with ``/p2p/``); "" if it reports none."""
+    if isinstance(addrs, list) and addrs and isinstance(addrs[0], str):
+        return addrs[0]
+    return ""
 
 
 async def network_status(layout: NetworkLayout) -> list[NodeStatus]:

@@ -70,7 +70,9 @@ async def test_stream_handler_serves_or_refuses_whatever_a_peer_sends(tmp_path: 
         seeds = seeds_of(target(STREAM_PROTOCOLS[protocol]).name)
         # A negotiation is served once the contract follows the request (quote request, then
         # the sample contract proposal for the quoted terms).
-        valid = frame(seeds[0]) + (frame(seeds[2]) if protocol == "/dcent/market/1.0.0" else b"")
+        # Each stream carries its own kind of consensus message: a proposal, committed blocks.
+        first = {"/dcent/consensus/proposal/1.0.0": 2, "/dcent/sync/push/1.0.0": 4}.get(protocol, 0)
+        valid = frame(seeds[first]) + (frame(seeds[2]) if protocol == "/dcent/market/1.0.0" else b"")
         if protocol == RESULT_PROTOCOL_ID:  # the header, then the delivery it announces
             valid = frame(seeds[0]) + frame(seeds_of(target("result delivery").name)[0])
         assert await feed_stream(handler, valid, protocol) == "served"

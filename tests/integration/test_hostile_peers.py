@@ -6,18 +6,23 @@ Real libp2p hosts on 127.0.0.1 and real nodes (SQLite, consensus); the hostile p
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
+from node.cli.main import main
 from node.daemon import Node
 from node.host import HostConfig, P2PHost
 from node.market.records import REQUESTER, JobRecord, JobState
-from node.p2p.errors import P2PError
+from node.metrics import collect_node_metrics, render_exposition
+from node.p2p.errors import DialError, P2PError, PeerBannedError
 from node.services.capacity import capacity_topic
 from node.services.consensus_driver import consensus_topic
 from node.services.consensus_wire import encode_message
@@ -282,4 +287,61 @@ async def test_a_delivery_is_taken_only_from_the_contracts_provider_and_within_i
             ready = decode_answer(await stream.receive_frame(4096))
             assert ready == DeliveryReady(contract_hash, limit)
             await stream.reset()
+            nursery.cancel_scope.cancel()
+
+
+async def _dcent_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    capsys.readouterr()
+    code = await trio.to_thread.run_sync(main, [*argv, "--output", "json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return json.loads(captured.out)
+
+
+async def test_a_peer_past_the_threshold_is_banned_disconnected_and_refused_and_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            net = LocalNet(nursery, tmp_path, validators=1)
+            node = await net.start(0)
+            hostile = await hostile_host(nursery, "hostile-banned", node)
+            home = str(node.paths.root)
+
+            info = await _dcent_json(capsys, "node", "info", "--home", home)
+            assert info["peer_id"] == node.host.peer_id
+            assert info["multiaddrs"] == node.host.listen_addrs
+            assert info["chain_id"] == CHAIN_ID and info["role"] == "validator, provider"
+            assert isinstance(info["height"], int)
+            peers = await _dcent_json(capsys, "node", "peers", "--home", home)
+            assert [p["peer_id"] for p in peers["connected"]] == [hostile.peer_id]
+            assert peers["connected"][0]["score"] == 0 and peers["banned"] == []
+
+            junk = [*GARBAGE, os.urandom(64)]  # 5 x 25: past the threshold of 100, decay or not
+            for data in junk:
+                await hostile.publish(CAPACITY, data)
+            await wait_until(lambda: node.host.guard.is_banned(hostile.peer_id), what="the peer banned")
+            await wait_until(lambda: node.host.peer_ids() == [], what="the banned peer disconnected")
+            # Refused inbound (its bootstrap loop redials) and outbound.
+            with pytest.raises(PeerBannedError):
+                await node.host.connect(hostile.listen_addrs[0])
+            with contextlib.suppress(DialError):
+                await hostile.connect(node.host.listen_addrs[0])  # the handshake may complete...
+            # ...but the node closes the connection as it arrives.
+            await wait_until(lambda: hostile.peer_ids() == [], what="the banned peer's dial closed")
+            assert node.host.peer_ids() == []
+
+            scores = await _dcent_json(capsys, "node", "peers", "--home", home)
+            assert scores["banned"] == [hostile.peer_id]
+            assert scores["connected"] == []
+            (standing,) = scores["scored"]
+            assert standing["peer_id"] == hostile.peer_id and standing["bans"] == 1
+            assert standing["banned_for_s"] > 0
+            assert {"protocol": CAPACITY, "reason": "decode", "count": len(junk)} in scores["refusals"]
+
+            exposition = render_exposition(await collect_node_metrics(node))
+            assert (
+                f'dcent_p2p_refusals_total{{protocol="{CAPACITY}",reason="decode"}} {len(junk)}' in exposition
+            )
+            assert "dcent_p2p_banned_peers 1" in exposition
             nursery.cancel_scope.cancel()
