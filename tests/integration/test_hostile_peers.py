@@ -24,12 +24,14 @@ from node.market.records import REQUESTER, JobRecord, JobState
 from node.metrics import collect_node_metrics, render_exposition
 from node.p2p.errors import DialError, P2PError, PeerBannedError
 from node.services.capacity import capacity_topic
-from node.services.consensus_driver import consensus_topic
+from node.services.consensus_driver import PROPOSAL_PROTOCOL, SYNC_PUSH_PROTOCOL, consensus_topic
 from node.services.consensus_wire import encode_message
+from node.services.tx_relay import TX_PROTOCOL
 from protocol.consensus.effects import TimeoutKind
-from protocol.consensus.messages import sign_vote
+from protocol.consensus.messages import Block, Proposal, genesis_certificate, proposal_sign_bytes, sign_vote
 from protocol.crypto import PrivateKey
 from protocol.encoding import encode
+from protocol.ledger.tx import Transfer, sign_tx
 from protocol.market.delivery import (
     RESULT_PROTOCOL_ID,
     DeliveryHeader,
@@ -40,7 +42,7 @@ from protocol.market.delivery import (
 from protocol.market.errors import ReceiptForOtherContract, ReceiptOverLimit
 from protocol.market.messages import Refusal
 from tests.integration.conftest import TEST_BACKOFF, seed_of
-from tests.integration.node_helpers import CHAIN_ID, LocalNet, wait_until
+from tests.integration.node_helpers import CHAIN_ID, FAUCET, LocalNet, validator_key, wait_until
 from tests.unit.ledger_helpers import make_terms, sign_contract
 from tests.unit.market_builders import make_spec
 
@@ -344,4 +346,82 @@ async def test_a_peer_past_the_threshold_is_banned_disconnected_and_refused_and_
                 f'dcent_p2p_refusals_total{{protocol="{CAPACITY}",reason="decode"}} {len(junk)}' in exposition
             )
             assert "dcent_p2p_banned_peers 1" in exposition
+            nursery.cancel_scope.cancel()
+
+
+async def test_forged_proposals_garbage_pushes_and_forged_transactions_are_refused_and_scored(
+    tmp_path: Path,
+) -> None:
+    """hostile - B - C. B, a validator holding half the stake, stays at height 1 (no quorum), so a
+    height-1 proposal stays current; the hostile peer sends one that is not signed by the round's
+    proposer. B refuses it without relaying it to C; B also refuses garbage and votes pushed as
+    committed blocks, and transaction batches with a forged or other-chain transaction."""
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            net = LocalNet(nursery, tmp_path, validators=2)
+            b = await net.start(0)
+            c = await net.start(2)  # not in the genesis: a follower, connected to B only
+            hostile = await hostile_host(nursery, "hostile-streams", b)
+            assert b.driver is not None and b.driver.core.height == 1
+            genesis_hash = net.genesis.genesis_hash()
+            block = Block(
+                chain_id=CHAIN_ID,
+                height=1,
+                time_ms=1,
+                parent_hash=genesis_hash,
+                proposer=validator_key(1).address.raw,
+                txs=(),
+                evidence=(),
+                last_commit=genesis_certificate(genesis_hash),
+                state_hash=bytes(32),
+            )
+            forger = PrivateKey.from_label("forger")
+            forged = Proposal(
+                1, 0, -1, block, forger.sign(proposal_sign_bytes(CHAIN_ID, 1, 0, -1, block.hash))
+            )
+            stream = await hostile.open_stream(b.host.peer_id, PROPOSAL_PROTOCOL)
+            await stream.send_frame(encode_message(forged))
+            await stream.close()
+            await wait_until(lambda: refusals(b, PROPOSAL_PROTOCOL, "signature") == 1, what="forgery refused")
+
+            stream = await hostile.open_stream(b.host.peer_id, SYNC_PUSH_PROTOCOL)
+            await stream.send_frame(os.urandom(100))
+            await wait_until(
+                lambda: refusals(b, SYNC_PUSH_PROTOCOL, "decode") == 1, what="garbage push refused"
+            )
+            vote = sign_vote(PrivateKey.from_label("not-a-validator"), CHAIN_ID, 1, 0, 1, bytes(32))
+            stream = await hostile.open_stream(b.host.peer_id, SYNC_PUSH_PROTOCOL)
+            await stream.send_frame(encode_message(vote))
+            await wait_until(
+                lambda: refusals(b, SYNC_PUSH_PROTOCOL, "invalid") == 1, what="vote push refused"
+            )
+
+            # 50 + 25 + 20 so far: one more forgery bans the peer.
+            assert b.host.guard.standing(hostile.peer_id).score > 90
+            assert not b.host.guard.is_banned(hostile.peer_id)
+
+            transfer = Transfer(bytes(20), 1)
+            good = sign_tx(FAUCET, CHAIN_ID, 1, 10_000, transfer)
+            forged_tx = good[:-1] + bytes([good[-1] ^ 1])  # the signature's last byte
+            other_chain = sign_tx(FAUCET, "another-chain", 1, 10_000, transfer)
+            relay = await hostile_host(nursery, "hostile-relay", b)
+            stream = await relay.open_stream(b.host.peer_id, TX_PROTOCOL)
+            await stream.send_frame(encode([other_chain, good]))  # the batch ends at the first
+            await stream.send_frame(encode([forged_tx]))
+            await stream.close()
+            await wait_until(
+                lambda: refusals(b, TX_PROTOCOL, "signature") == refusals(b, TX_PROTOCOL, "wrong_chain") == 1,
+                what="forged transactions refused",
+            )
+            assert len(b.mempool) == 0
+            assert b.host.guard.standing(relay.peer_id).refusals == 2
+
+            stream = await hostile.open_stream(b.host.peer_id, PROPOSAL_PROTOCOL)
+            await stream.send_frame(encode_message(forged))
+            await wait_until(lambda: b.host.guard.is_banned(hostile.peer_id), what="the forger banned")
+
+            # C never got the forgery (it would have refused it too: the same checks).
+            assert c.host.peer_ids() == [b.host.peer_id]
+            assert refusals(c, PROPOSAL_PROTOCOL, "signature") == 0
+            assert c.host.guard.standings() == []
             nursery.cancel_scope.cancel()
