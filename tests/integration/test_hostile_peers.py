@@ -20,6 +20,7 @@ import trio
 from node.cli.main import main
 from node.daemon import Node
 from node.host import HostConfig, P2PHost
+from node.market.delivery_link import send_delivery
 from node.market.records import REQUESTER, JobRecord, JobState
 from node.metrics import collect_node_metrics, render_exposition
 from node.p2p.errors import DialError, P2PError, PeerBannedError
@@ -34,16 +35,19 @@ from protocol.encoding import encode
 from protocol.ledger.tx import Transfer, sign_tx
 from protocol.market.delivery import (
     RESULT_PROTOCOL_ID,
+    DeliveryAck,
     DeliveryHeader,
     DeliveryReady,
+    ResultDelivery,
     decode_answer,
     delivery_limit,
+    output_listing_hash,
 )
 from protocol.market.errors import ReceiptForOtherContract, ReceiptOverLimit
 from protocol.market.messages import Refusal
 from tests.integration.conftest import TEST_BACKOFF, seed_of
 from tests.integration.node_helpers import CHAIN_ID, FAUCET, LocalNet, validator_key, wait_until
-from tests.unit.ledger_helpers import make_terms, sign_contract
+from tests.unit.ledger_helpers import key, make_receipt, make_terms, sign_contract
 from tests.unit.market_builders import make_spec
 
 CAPACITY = capacity_topic(CHAIN_ID)
@@ -289,6 +293,26 @@ async def test_a_delivery_is_taken_only_from_the_contracts_provider_and_within_i
             ready = decode_answer(await stream.receive_frame(4096))
             assert ready == DeliveryReady(contract_hash, limit)
             await stream.reset()
+
+            # The provider's side of the protocol, end to end: countersigned.
+            receipt = dataclasses.replace(make_receipt(terms, 1), output_hash=output_listing_hash({}))
+            delivery = ResultDelivery(
+                receipt=receipt,
+                provider_sig=receipt.sign(key("bob")),
+                files=(),
+                stdout=b"done\n",
+                stderr=b"",
+                stdout_truncated=False,
+                stderr_truncated=False,
+                outputs_truncated=False,
+                timed_out=False,
+            )
+            answer = await send_delivery(
+                provider, node.host.peer_id, contract_hash, delivery.encode(), timeout=30
+            )
+            assert isinstance(answer, DeliveryAck) and answer.contract_hash == contract_hash
+            assert receipt.verify(node.validator_key.public_key.raw, answer.requester_sig)
+            assert record.state is JobState.DELIVERED and record.receipt == receipt
             nursery.cancel_scope.cancel()
 
 
