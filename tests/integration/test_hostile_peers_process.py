@@ -4,8 +4,8 @@ A hostile libp2p peer and an honest observer, both of our own (tests/integration
 built from py-libp2p's parts, not the node's host or services), connect to a single-validator
 dev node over TCP. The hostile peer sends, on every gossip topic and every stream protocol:
 random bytes, truncated and oversize frames, non-canonical encodings, wrong-type fields, forged
-signatures (dcent's and libp2p's), wrong chain ids, replays of the node's own messages and
-floods. The node must:
+signatures (dcent's and libp2p's), wrong chain ids, replays (the node's own gossip, its committed
+blocks pushed back, a signed transaction three times over) and floods. The node must:
 
 - stay up, and keep committing blocks;
 - forward none of it: the observer, subscribed to every topic, receives no message that
@@ -32,6 +32,7 @@ import random
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -41,9 +42,12 @@ from libp2p.network.exceptions import SwarmException
 from libp2p.network.stream.exceptions import StreamEOF, StreamError
 from libp2p.utils.varint import read_varint_prefixed_bytes
 
+from node.config import HomePaths, load_key
 from node.services.consensus_wire import encode_message
-from protocol.consensus.messages import PREVOTE, sign_vote
+from protocol.consensus.messages import PREVOTE, SyncRequest, SyncResponse, sign_vote
 from protocol.crypto import Address, PrivateKey
+from protocol.encoding import encode
+from protocol.ledger.tx import Transfer, sign_tx
 from protocol.market.capacity import sign_announcement
 from tests import wire_samples as samples
 from tests.fuzz_targets import TARGETS_BY_NAME, Tape, generate
@@ -174,7 +178,42 @@ async def gossip_barrage(
         await hostile.publish(*(hostile.message(topic, junk + bytes([i])) for i in range(50)))
 
 
-async def stream_barrage(hostile: HostilePeer, protocol: str, rng: random.Random) -> list[str]:
+async def replays(hostile: HostilePeer, node: NodeProcess, protocol: str) -> list[bytes]:
+    """Valid messages of this chain sent again: a signed transaction three times over, the
+    node's own committed blocks pushed back to it, one sync request repeated."""
+    if protocol == "/dcent/tx/1.0.0":
+        key = load_key(HomePaths(node.home).validator_key)
+        nonce = int((await node.call("account_get", str(key.address)))["nonce"]) + 1
+        raw = sign_tx(key, node.chain_id, nonce, 10**6, Transfer(to=key.address.raw, amount=1))
+        return [_frame(encode([raw]))] * 3
+    if protocol in ("/dcent/sync/1.0.0", "/dcent/sync/push/1.0.0"):
+        request = SyncRequest(from_height=1, max_blocks=4).encode()
+        stream = await hostile.open_stream("/dcent/sync/1.0.0")
+        await stream.write(_frame(request))
+        await stream.close_write()
+        with trio.fail_after(10):
+            answer = await _read_frame(stream)
+        blocks = SyncResponse.decode(answer).blocks
+        assert blocks, "the node serves its committed blocks to a stranger"
+        if protocol == "/dcent/sync/1.0.0":
+            return [_frame(request)] * 3
+        return [b"".join(_frame(encode_message(committed)) for committed in blocks)] * 2
+    return []
+
+
+async def _read_frame(stream: Any) -> bytes:
+    data = b""
+    while len(data) < 4 or len(data) < 4 + struct.unpack(">I", data[:4])[0]:
+        chunk = await stream.read(65536)
+        if not chunk:
+            raise AssertionError("the stream ended inside a frame")
+        data += chunk
+    return data[4:]
+
+
+async def stream_barrage(
+    hostile: HostilePeer, node: NodeProcess, protocol: str, rng: random.Random
+) -> list[str]:
     """Every kind of bad stream on ``protocol``; returns how each ended for us."""
     target_name, limit = STREAM_PROTOCOLS[protocol]
     target = next(t for name, t in TARGETS_BY_NAME.items() if name.startswith(target_name))
@@ -184,6 +223,7 @@ async def stream_barrage(hostile: HostilePeer, protocol: str, rng: random.Random
     wires += [_frame(body) for body in bodies]  # non-canonical, wrong types, forged, other chain
     wires += [_frame(body)[: 4 + len(body) // 2] for body in bodies[:5]]  # truncated
     wires += [b"".join(_frame(body) for body in bodies[5:10])]  # several in a row
+    wires += await replays(hostile, node, protocol)
     endings = []
     for wire in wires:
         endings.append(await send_and_close(hostile, protocol, wire))
@@ -304,7 +344,7 @@ async def test_garbage_on_a_stream_protocol_is_refused_and_the_node_keeps_commit
     async with trio.open_nursery() as nursery:
         await nursery.start(rss.run)
         async with hostile_peer(node, f"stream-{protocol}") as hostile:
-            endings = await stream_barrage(hostile, protocol, random.Random(protocol))
+            endings = await stream_barrage(hostile, node, protocol, random.Random(protocol))
         await node.wait_for_blocks(3)
         assert node.alive, node.log_tail()
         nursery.cancel_scope.cancel()
