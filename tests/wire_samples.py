@@ -271,7 +271,7 @@ def receipt() -> UsageReceipt:
         chain_id=CHAIN_ID,
         contract_hash=terms().contract_hash(),
         outcome="completed",
-        gpu_ms=11_250,
+        gpu_ms=12_000,
         exit_status=0,
         output_hash=output_listing_hash(OUTPUTS),
     )

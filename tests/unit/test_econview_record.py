@@ -75,7 +75,6 @@ def _scripted_blocks(chain: Chain) -> list[Callable[[], list[bytes]]]:
 def test_every_record_equals_the_ledgers_own_totals_block_by_block() -> None:
     chain = Chain()
     records: list[BlockEconomics] = []
-    settled_by_ledger = 0
     for plan in _scripted_blocks(chain):
         before = chain.state.copy()
         work_before = _epoch_work(chain.state)
@@ -103,11 +102,13 @@ def test_every_record_equals_the_ledgers_own_totals_block_by_block() -> None:
         )
         assert record.validator_rewards == sum(reward for _, reward in result.validator_rewards)
         assert record.provider_rewards == sum(reward for _, reward in result.provider_rewards)
-        # The ledger credits settled GPU-seconds to epoch work, which an epoch's end pays out.
+        # The ledger credits each settlement's burned protocol fee to the provider's epoch work
+        # (issue 12: rewards that self-dealing cannot farm), which an epoch's end pays out: the
+        # record's pay, computed on its own from the block's transactions, must burn exactly that.
         paid_out_epoch = chain.height % chain.params.epoch_length == 0 and result.provider_rewards
-        if not paid_out_epoch:
-            assert record.gpu_seconds == _epoch_work(chain.state) - work_before
-        settled_by_ledger += record.gpu_seconds
+        if not paid_out_epoch and record.settlements <= 1:
+            burned_fee = mul_ratio(record.paid, chain.params.protocol_fee_share)
+            assert _epoch_work(chain.state) - work_before == burned_fee
         assert BlockEconomics.decode(record.encode()) == record
     # Settled: 50 (capped) in block 2 and 400 finalized in block 7; the dispute and refund not.
     assert [r.gpu_seconds for r in records] == [0, 50, 0, 0, 0, 0, 400, 0, 0, 3]
