@@ -112,9 +112,10 @@ class Rig:
     async def settle(self) -> None:
         """Wait until the consensus driver's task has stepped through everything queued for it
         (a failure there ends the rig's nursery, and with it the test)."""
-        while self.driver._inbox.statistics().current_buffer_used:
+        with trio.fail_after(30):  # a stuck driver fails the test instead of hanging it
+            while self.driver._inbox.statistics().current_buffer_used:
+                await trio.sleep(0.001)
             await trio.sleep(0.001)
-        await trio.sleep(0.001)
 
 
 #: Each gossip topic, and the decoder target whose inputs are gossiped on it.
