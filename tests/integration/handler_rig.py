@@ -30,7 +30,7 @@ from node.blobs.store import BlobStore
 from node.executor.select import select_executor
 from node.market.records import REQUESTER, JobRecord, JobState
 from node.market.requester import STATUS_FRAME_BYTES
-from node.market.service import MAX_DELIVERY_BYTES, MarketService
+from node.market.service import MarketService
 from node.market.txlane import TxLane
 from node.p2p.errors import P2PError, StreamResetError
 from node.p2p.framing import Stream
@@ -67,6 +67,9 @@ BLOCK_MS_FLOOR = 60_000
 StreamHandler = Callable[[Stream], Awaitable[None]]
 
 
+#: The largest delivery frame a node read before issue 18 (256 MiB of outputs, 8 MiB of logs,
+#: 1 MiB more); bounded reads only lower it.
+MAX_DELIVERY_BYTES = 265 * 2**20
 #: The largest frame each protocol's handler reads (what "over the limit" means for the fuzzer).
 FRAME_LIMITS = {
     PROPOSAL_PROTOCOL: CONSENSUS_MAX_BYTES,
