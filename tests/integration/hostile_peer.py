@@ -97,6 +97,8 @@ class NodeProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.rpc_url = ""
         self.info: dict[str, Any] = {}
+        #: What the node's identify says it serves (asked by the tests once per start).
+        self.protocols: set[str] | None = None
         self.starts = 0
 
     @property
@@ -115,6 +117,7 @@ class NodeProcess:
                 stderr=subprocess.STDOUT,
             )
         self.starts += 1
+        self.protocols = None
 
         def url_written() -> str:
             assert self.alive, f"the node exited early: {self.log_tail()}"
