@@ -67,6 +67,9 @@ BLOCK_MS_FLOOR = 60_000
 StreamHandler = Callable[[Stream], Awaitable[None]]
 
 
+#: The largest delivery frame a node read before issue 18 (256 MiB of outputs, 8 MiB of logs,
+#: 1 MiB more); bounded reads only lower it.
+MAX_DELIVERY_BYTES = 265 * 2**20
 #: The largest frame each protocol's handler reads (what "over the limit" means for the fuzzer).
 FRAME_LIMITS = {
     PROPOSAL_PROTOCOL: CONSENSUS_MAX_BYTES,
@@ -110,9 +113,10 @@ class Rig:
     async def settle(self) -> None:
         """Wait until the consensus driver's task has stepped through everything queued for it
         (a failure there ends the rig's nursery, and with it the test)."""
-        while self.driver._inbox.statistics().current_buffer_used:
+        with trio.fail_after(30):  # a stuck driver fails the test instead of hanging it
+            while self.driver._inbox.statistics().current_buffer_used:
+                await trio.sleep(0.001)
             await trio.sleep(0.001)
-        await trio.sleep(0.001)
 
 
 #: Each gossip topic, and the decoder target whose inputs are gossiped on it.
