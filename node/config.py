@@ -172,6 +172,8 @@ class MarketConfig:
     escrow_wait_blocks: int = 30
     #: Blocks a contract's deadline leaves for delivery and settlement after the run.
     settle_margin_blocks: int = 20
+    #: How often a provider re-runs its executor's self-test (it sells nothing while it fails).
+    self_test_interval_s: int = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +304,13 @@ def _amount(section: dict[str, object], name: str, key: str, default: int) -> in
     raise ConfigError(f'{name}.{key}: expected an amount such as "0.001 DCT", got {value!r}')
 
 
+def _self_test_interval(market: dict[str, object]) -> int:
+    value: int = _typed(market, "market", "self_test_interval_s", int, 600)  # type: ignore[assignment]
+    if not 10 <= value <= 86_400:
+        raise ConfigError(f"market.self_test_interval_s: between 10 and 86400 seconds, got {value}")
+    return value
+
+
 def parse_config(text: str) -> NodeConfig:
     """Parse config.toml text. Raises :class:`ConfigError` naming the field."""
     try:
@@ -351,6 +360,7 @@ def parse_config(text: str) -> NodeConfig:
             announce_ttl_s=int(_typed(market, "market", "announce_ttl_s", int, 30)),  # type: ignore[call-overload]
             escrow_wait_blocks=int(_typed(market, "market", "escrow_wait_blocks", int, 30)),  # type: ignore[call-overload]
             settle_margin_blocks=int(_typed(market, "market", "settle_margin_blocks", int, 20)),  # type: ignore[call-overload]
+            self_test_interval_s=_self_test_interval(market),
         ),
         mempool=_settings_table(
             doc, "mempool", MempoolSettings, max_block_txs=consensus_values["max_block_txs"]

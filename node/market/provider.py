@@ -217,9 +217,20 @@ class ProviderSide:
         )
 
     def enforced_limits(self, limits: ResourceLimits) -> ResourceLimits:
-        """The limits the job runs under: all of them. (The unsandboxed development provider
-        overrides this to drop the kinds its host cannot enforce, saying so.)"""
-        return limits
+        """The limits the job runs under: all of them. Only the unsandboxed development provider
+        runs a job without the kinds its host cannot enforce (its offer says which)."""
+        offered = self.policy.limits
+        if offered is None or offered.sandboxed:
+            return limits
+        dropped = offered.unenforced()
+        if dropped:
+            log.warning("job runs UNSANDBOXED and without its %s limit(s)", ", ".join(dropped))
+        return ResourceLimits(
+            memory_bytes=None if "memory" in dropped else limits.memory_bytes,
+            cpu_millicores=None if "cpu" in dropped else limits.cpu_millicores,
+            processes=None if "processes" in dropped else limits.processes,
+            disk_bytes=None if "disk" in dropped else limits.disk_bytes,
+        )
 
     async def _run(self, record: JobRecord) -> ExecutionResult | None:
         """Run the job to its outcome; None when the sandbox refused the spec before starting it

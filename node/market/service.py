@@ -10,6 +10,7 @@ the deadline and the collateral is slashed, which is what the collateral is for.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,6 +29,7 @@ from node.market.context import (
 )
 from node.market.errors import InterruptedByRestart, JobNotCancellable, JobNotFinished
 from node.market.provider import ProviderSide
+from node.market.readiness import ProviderReadiness
 from node.market.records import PROVIDER, REQUESTER, JobRecord, JobState
 from node.market.requester import RequesterSide
 from node.market.txlane import TxLane
@@ -74,8 +76,11 @@ class MarketService:
         response_timeout_ms: int = DEFAULT_RESPONSE_TIMEOUT_MS,
         escrow_wait_blocks: int = DEFAULT_ESCROW_WAIT_BLOCKS,
         settle_margin_blocks: int = DEFAULT_SETTLE_MARGIN_BLOCKS,
+        readiness: ProviderReadiness | None = None,
     ) -> None:
         self.executor = executor
+        #: Whether the node may sell now and what (the executor's self-test); None: it never sells.
+        self.readiness = readiness
         self.allocator = GpuAllocator()
         self.probe_report = probe_report
         self.capacity = capacity
@@ -146,6 +151,9 @@ class MarketService:
     async def _negotiation_handler(self, stream: object) -> None:
         assert self.provider is not None
         self.refresh_units()
+        # Quote under what the node sells now: nothing (a refusal) while its self-test fails.
+        limits = self.readiness.offered_limits() if self.readiness is not None else None
+        self.provider.policy = dataclasses.replace(self.policy, limits=limits)
         await self.provider.handle_negotiation(stream)  # type: ignore[arg-type]
 
     async def _resume(self, nursery: trio.Nursery) -> None:

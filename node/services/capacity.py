@@ -5,6 +5,10 @@ GPUs on testnets), publishes it on ``/dcent/<chain>/capacity/1`` every ``interva
 the probe changes, with a validity of ``ttl``. Every node verifies what it receives (signature,
 chain, validity window, newer sequence than what it holds) into a :class:`CapacityTable` and
 drops entries when they expire, so a provider that stops disappears within ``ttl``.
+
+A provider announces only while ``limits()`` gives what it sells one job (its executor's
+self-test passed, :mod:`node.market.readiness`). When that stops, it announces once more with no
+GPUs, so peers stop offering it at once instead of after ``ttl``, and then falls silent.
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from gpu.model import ProbeReport
+from gpu.model import GpuDevice, ProbeReport
 from node.p2p.interface import GossipMessage, Host
 from protocol.crypto import PrivateKey
 from protocol.market.capacity import (
     CapacityAnnouncement,
     CapacityTable,
+    OfferedLimits,
     decode_announcement,
     sign_announcement,
 )
@@ -30,6 +35,10 @@ if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
 log = logging.getLogger("dcent.capacity")
+
+
+#: The limits of a withdrawal (an announcement with no GPUs): nothing is sold.
+WITHDRAWN = OfferedLimits(0, 0, 0, 0, enforced=(), sandboxed=True)
 
 
 def capacity_topic(chain_id: str) -> str:
@@ -52,6 +61,7 @@ class CapacityService:
         interval_s: float = 10.0,
         ttl_s: float = 30.0,
         busy: Callable[[], tuple[str, ...]] = tuple,
+        limits: Callable[[], OfferedLimits | None] = lambda: None,
     ) -> None:
         self.chain_id = chain_id
         self.key = key
@@ -66,6 +76,9 @@ class CapacityService:
         self.ttl_ms = int(ttl_s * 1000)
         #: The UUIDs held by quotes and jobs now (the job service's allocator).
         self.busy = busy
+        #: What one job may ask for now; None while the node may not sell (nothing is announced).
+        self.limits = limits
+        self._withdrawn = True
         self.table = CapacityTable(chain_id)
         self.topic = capacity_topic(chain_id)
         self.dropped = 0
@@ -87,8 +100,18 @@ class CapacityService:
         report = await self.probe()
         self.last_report = report
         devices = report.schedulable_units()
+        limits = self.limits()
         if not devices:
             return
+        if limits is None:
+            if not self._withdrawn:
+                await self._publish(devices=(), limits=WITHDRAWN)
+                self._withdrawn = True
+            return
+        self._withdrawn = False
+        await self._publish(devices=devices, limits=limits)
+
+    async def _publish(self, *, devices: tuple[GpuDevice, ...], limits: OfferedLimits) -> None:
         now = self.clock_ms()
         # Sequence = issue time (never reused across restarts), strictly increasing here.
         self._sequence = max(self._sequence + 1, now)
@@ -103,6 +126,7 @@ class CapacityService:
             collateral=self.collateral,
             stake=self.stake(),
             executors=self.executors,
+            limits=limits,
             issued_at_ms=now,
             expires_at_ms=now + self.ttl_ms,
         )

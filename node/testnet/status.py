@@ -28,6 +28,10 @@ class NodeStatus:
     alive: bool
     #: Why the RPC did not answer, "" when it did.
     error: str = ""
+    #: Whether the node sells jobs now (its sandbox's self-test passed); None when unknown.
+    selling: bool | None = None
+    #: The node's own words on its sandbox: ok, UNSANDBOXED, or why it sells nothing and the fix.
+    sandbox: str = ""
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -42,6 +46,7 @@ def _status(
     validator: bool | None = None,
     gpus: int | None = None,
     error: str = "",
+    provider: dict[str, object] | None = None,
 ) -> NodeStatus:
     return NodeStatus(
         index=node.index,
@@ -54,7 +59,17 @@ def _status(
         pid=pid,
         alive=pid is not None,
         error=error,
+        selling=bool(provider["selling"]) if provider else None,
+        sandbox=_sandbox_words(provider) if provider else "",
     )
+
+
+def _sandbox_words(provider: dict[str, object]) -> str:
+    summary = str(provider.get("summary", ""))
+    fix = str(provider.get("fix", ""))
+    if provider.get("selling") or not fix:
+        return summary
+    return f"NOT selling: {summary}. Fix: {fix}"
 
 
 async def node_status(node: NodeLayout) -> NodeStatus:
@@ -76,6 +91,7 @@ async def node_status(node: NodeLayout) -> NodeStatus:
         peers=len(peers),
         validator=bool(info["validator"]),
         gpus=int(info["gpus"]),
+        provider=info.get("provider") if isinstance(info.get("provider"), dict) else None,
     )
 
 

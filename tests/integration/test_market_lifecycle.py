@@ -55,11 +55,17 @@ def job(node: Node, job_id: str) -> JobRecord:
 
 
 async def until_state(node: Node, job_id: str, *states: JobState, timeout: float = 90) -> JobRecord:
-    record = await wait_until(
-        lambda: job(node, job_id).state in states and job(node, job_id),
-        what=f"job {job_id} reached {'/'.join(s.value for s in states)}",
-        timeout=timeout,
-    )
+    try:
+        record = await wait_until(
+            lambda: job(node, job_id).state in states and job(node, job_id),
+            what=f"job {job_id} reached {'/'.join(s.value for s in states)}",
+            timeout=timeout,
+        )
+    except AssertionError as exc:
+        now = job(node, job_id)
+        raise AssertionError(
+            f"{exc}; it is {now.state.value}: {now.error_code} {now.error_message} height {node.app.height} peers {len(node.host.peers())}"
+        ) from None
     assert isinstance(record, JobRecord)
     return record
 

@@ -34,7 +34,19 @@ from tests.waiting import wait_until_blocking
 
 ROOT = Path(__file__).resolve().parents[2]
 DCENT = [sys.executable, "-m", "node.cli.main"]
-STATUS_KEYS = {"index", "moniker", "height", "peers", "validator", "gpus", "rpc_url", "pid", "alive"}
+STATUS_KEYS = {
+    "index",
+    "moniker",
+    "height",
+    "peers",
+    "validator",
+    "gpus",
+    "selling",
+    "sandbox",
+    "rpc_url",
+    "pid",
+    "alive",
+}
 
 
 def dcent(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -107,6 +119,11 @@ def test_up_status_faucet_down_and_up_again(testnet_dir: Path) -> None:
         assert node["peers"] == 2
         assert node["validator"] is True
     assert [n["gpus"] for n in nodes] == [1, 0, 0]
+    # The provider's sandbox passed its self-test here (`up --executor auto` chose bubblewrap);
+    # the others sell nothing and say why.
+    assert nodes[0]["selling"] is True and str(nodes[0]["sandbox"]).startswith("bubblewrap sandbox ok")
+    assert [n["selling"] for n in nodes[1:]] == [False, False]
+    assert "UNSANDBOXED" not in up.stdout + up.stderr
 
     env = (testnet_dir / "testnet.env").read_text()
     assert f"export DCENT_TESTNET_DIR={testnet_dir.resolve()}" in env
