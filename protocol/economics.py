@@ -80,3 +80,24 @@ def pro_rata(amount: int, weights: Sequence[tuple[K, int]]) -> tuple[list[tuple[
         return [], max(amount, 0)
     shares = [(key, amount * weight // total) for key, weight in weights if weight > 0]
     return shares, amount - sum(share for _, share in shares)
+
+
+def provider_payouts(
+    pool: int, burned_by: Sequence[tuple[K, int]], cap: int
+) -> tuple[list[tuple[K, int]], int]:
+    """One epoch's provider rewards: the pool pro rata the protocol fees each provider's settled
+    contracts burned, but never more than ``cap`` (DEC-scaled, below 100%) of what it burned.
+
+    Returns the payouts, in the order given, and what stays in the pool. Why the cap: a party
+    that trades with itself (two keys, any price) burns the protocol fee on its own pay; capped
+    below the burn, its payout is always less than what it burned to earn it.
+    """
+    weights = [(key, weight) for key, weight in burned_by if weight > 0]
+    if pool <= 0 or not weights:
+        return [], pool
+    shares, _ = pro_rata(pool, weights)
+    paid = [
+        (key, min(share, mul_ratio(weight, cap)))
+        for (key, share), (_, weight) in zip(shares, weights, strict=True)
+    ]
+    return paid, pool - sum(amount for _, amount in paid)

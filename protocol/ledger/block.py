@@ -158,10 +158,12 @@ def _end_block(
     provider_rewards: list[tuple[bytes, int]] = []
     if ctx.height % params.epoch_length == 0 and len(state.epoch_work):
         work = state.epoch_work.sorted_items()
-        provider_rewards, dust = economics.pro_rata(state.vars["provider_pool"], work)
+        provider_rewards, left = economics.provider_payouts(
+            state.vars["provider_pool"], work, params.provider_reward_cap
+        )
         for address, reward in provider_rewards:
             state.credit(address, reward)
-        state.vars.set("provider_pool", dust)
+        state.vars.set("provider_pool", left)
         for address, _ in work:
             state.epoch_work.delete(address)
 

@@ -3,26 +3,7 @@ claim (finalized after a dispute window, or disputed), and refund after the dead
 
 Who pays for what is decided by the receipt's ``outcome`` (:data:`SETTLEMENT_RULES`):
 
-=================  ================================================  =====================
-outcome            requester pays                                    provider's collateral
-=================  ================================================  =====================
-completed          the metered time: ``ceil(gpu_ms x price / 1000)``  returned
-job_failed         the metered time (its own failure)                 returned
-limit_exceeded     the metered time (its own limit)                   returned
-timed_out          the metered time, capped at the maximum cost:      returned
-                   a timeout meters at least the whole runtime
-provider_error     nothing: the whole deposit comes back              slashed, as a refund
-=================  ================================================  =====================
-
-Every payment is capped at the contract's maximum cost; the protocol fee share of it is burned;
-the requester gets the rest of its deposit back. Metering is in GPU-milliseconds and the price is
-per GPU-second, so the pay is rounded up: a job that held a GPU for a millisecond costs at least
-one base unit at any non-zero price. A ``provider_error`` (the sandbox or the node failed, or the
-job never started) closes the contract as ``"refunded"``, exactly as a refund after the deadline:
-the provider cannot be paid for its own failure, and reporting it early only spares the requester
-the wait. A refund after the deadline returns the requester's deposit and burns
-``collateral_slash_share`` of the provider's collateral.
-
+=================  ================================================  ==============
 The normal path is a receipt signed by the provider and countersigned by the requester
 (``escrow_settle``). A requester that never countersigns cannot hold the provider's pay hostage:
 
@@ -210,12 +191,15 @@ def _pay_out(state: LedgerState, contract_hash: bytes, escrow: Escrow, receipt: 
         _refund_slashing(state, contract_hash, escrow)
         return
     pay = receipt_pay(escrow, receipt)
-    metered = min(receipt.gpu_seconds, escrow.max_gpu_seconds)
     protocol_fee = mul_ratio(pay, state.params.protocol_fee_share)
     state.credit(escrow.provider, pay - protocol_fee + escrow.collateral)
     state.credit(escrow.requester, escrow.max_cost - pay)
     state.add("burned", protocol_fee)
-    state.epoch_work.set(escrow.provider, (state.epoch_work.get(escrow.provider) or 0) + metered)
+    # Provider rewards weigh what the contract burned, not its GPU-seconds: self-dealing at any
+    # price earns back less than it burns (economics.provider_payouts); the weights of an epoch
+    # sum to at most what was burned, so they stay in range by construction.
+    if protocol_fee:
+        state.epoch_work.set(escrow.provider, (state.epoch_work.get(escrow.provider) or 0) + protocol_fee)
     _close(state, contract_hash, escrow, "settled")
 
 

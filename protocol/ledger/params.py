@@ -32,6 +32,8 @@ class Params(Record):
     # Reward split of each block's issuance; the community pool gets the rest.
     validator_reward_share: int = percent(60)
     provider_reward_share: int = percent(30)
+    #: An epoch pays a provider at most this share of the protocol fees its contracts burned.
+    provider_reward_cap: int = percent(50)
     epoch_length: int = 100
     # Compute market
     protocol_fee_share: int = percent(2)
@@ -84,6 +86,8 @@ PARAM_BOUNDS: dict[str, tuple[int, int]] = {
     "blocks_per_year": (1, 10**9),
     "validator_reward_share": _RATIO,
     "provider_reward_share": _RATIO,
+    # Below 100%: what makes trading with oneself for the pool a loss (economics.provider_payouts).
+    "provider_reward_cap": (0, percent(90)),
     "epoch_length": (1, 10_000_000),
     "protocol_fee_share": _RATIO,
     "collateral_slash_share": _RATIO,

@@ -127,7 +127,8 @@ class LedgerState:
         self.proposals: JMap[int, Proposal] = JMap(j)
         #: (proposal id, voter address) -> option
         self.votes: JMap[tuple[int, bytes], str] = JMap(j)
-        #: provider address -> GPU-seconds settled in the current epoch
+        #: provider address -> protocol fees its contracts burned in the current epoch (its
+        #: weight in the epoch's provider rewards)
         self.epoch_work: JMap[bytes, int] = JMap(j)
 
     # --- convenience accessors -------------------------------------------------------------

@@ -71,6 +71,9 @@ def test_a_proposal_below_the_minimum_deposit_or_for_no_parameter_is_refused(
         "gov", "propose", "warp_speed", "9", "--deposit", "10", *cli.key_args(), *cli.node_args()
     )
     assert (code, err.split(":")[0]) == (1, "error 2030")
+    # The deposit may be left out only for a preview (which signs nothing).
+    code, _, err = cli.run("gov", "propose", "gov_quorum", "40%", *cli.key_args(), *cli.node_args())
+    assert (code, err.split(":")[0]) == (1, "error 5714") and "--deposit" in err
     assert node.submitted == []
 
 
