@@ -48,7 +48,7 @@ from node.wallet.runner import EXIT_FAILED, EXIT_OK, guarded, output_of, run_nod
 from node.wallet.values import answer_list, answer_object, answer_str
 from protocol.market.jobspec import JobSpec, format_of
 
-LOG_POLL_INTERVAL_S = 1.0
+LOG_POLL_INTERVAL_S = 0.5
 MAX_ATTEMPTS_LIMIT = 100
 
 

@@ -39,7 +39,7 @@ from protocol.consensus.ledger_app import LedgerApp
 from protocol.crypto import PrivateKey
 from protocol.encoding import DecodeError
 from protocol.market.capacity import CapacityAnnouncement
-from protocol.market.delivery import MAX_LOG_BYTES, RESULT_PROTOCOL_ID, STATUS_PROTOCOL_ID
+from protocol.market.delivery import LOG_PROTOCOL_ID, MAX_LOG_BYTES, RESULT_PROTOCOL_ID, STATUS_PROTOCOL_ID
 from protocol.market.jobspec import MAX_INPUT_BYTES, JobSpec
 from protocol.market.messages import MARKET_PROTOCOL_ID
 from protocol.market.negotiation import DEFAULT_RESPONSE_TIMEOUT_MS, ProviderPolicy
@@ -143,6 +143,7 @@ class MarketService:
                 serve_requests(self.requester.handle_delivery, max_request=MAX_DELIVERY_BYTES),
             )
             self.ctx.host.set_stream_handler(STATUS_PROTOCOL_ID, self.requester.handle_started)
+            self.ctx.host.set_stream_handler(LOG_PROTOCOL_ID, self.requester.live.handle)
             task_status.started()
             while True:
                 await self.ctx.next_block()
@@ -211,13 +212,23 @@ class MarketService:
             raise JobNotFinished(f"job {job_id} is {record.state.value}: no result yet")
         return self.ctx.job_dir(job_id)
 
-    async def logs(self, job_id: str) -> tuple[bytes, bytes]:
+    async def logs(self, job_id: str) -> tuple[bytes, bytes, bool]:
+        """The job's stdout and stderr, and whether they are the live view of a job still
+        running (what its provider streamed so far) rather than the delivered, complete logs."""
+        record = self.book.get(job_id)
+        live = self.requester.live.get(job_id) if self.requester is not None else None
+        if record.receipt is None and not record.terminal:
+            if live is not None:
+                return bytes(live.stdout), bytes(live.stderr), True
+            if record.state in (JobState.ESCROWED, JobState.RUNNING):
+                return b"", b"", True
         directory = self._finished_dir(job_id)
 
         def read() -> tuple[bytes, bytes]:
             return ((directory / "stdout").read_bytes(), (directory / "stderr").read_bytes())
 
-        return await trio.to_thread.run_sync(read)
+        stdout, stderr = await trio.to_thread.run_sync(read)
+        return stdout, stderr, False
 
     async def result_files(self, job_id: str) -> dict[str, bytes]:
         record = self.book.get(job_id)
