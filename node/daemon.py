@@ -102,10 +102,15 @@ class Node:
         self.market: MarketService | None = None
         # The sandbox jobs run in, and its self-test: a provider sells only while it passes.
         market = config.market
-        self.executor = select_executor(market.executor, allow_unsandboxed=market.allow_unsandboxed)
+        self.executor = select_executor(
+            market.executor, allow_unsandboxed=market.allow_unsandboxed, settings=config.executor
+        )
         self.selftest = (
             SelfTestService(
-                self.executor, paths.data / "jobs" / "selftest", interval_s=market.self_test_interval_s
+                self.executor,
+                paths.data / "jobs" / "selftest",
+                interval_s=market.self_test_interval_s,
+                image=config.executor.container_image,
             )
             if market.sell_gpus
             else None
