@@ -46,6 +46,8 @@ log = logging.getLogger("dcent.market.livelog")
 #: Lines waiting for the stream to the requester; more are dropped (and counted).
 QUEUE_LINES = 4096
 OPEN_TIMEOUT_S = 10.0
+#: First-output times kept (for benchmarks and logs), the newest jobs'.
+FIRST_OUTPUT_KEPT = 1024
 SEND_TIMEOUT_S = 30.0
 
 
@@ -143,6 +145,8 @@ class LiveLogs:
         self.book = book
         self._logs: dict[str, LiveLog] = {}
         self._streaming: set[str] = set()
+        #: When each job's first output arrived (wall ms), kept after its live copy is dropped.
+        self.first_output_ms: dict[str, int] = {}
 
     def get(self, job_id: str) -> LiveLog | None:
         return self._logs.get(job_id)
@@ -170,6 +174,10 @@ class LiveLogs:
                     raise InvalidMessage("live output for another contract on this stream")
                 if record.receipt is None:  # after the result, the delivered logs are the logs
                     live.add(frame, self.book.clock_ms())
+                    if record.job_id not in self.first_output_ms:
+                        self.first_output_ms[record.job_id] = self.book.clock_ms()
+                        while len(self.first_output_ms) > FIRST_OUTPUT_KEPT:  # the oldest go first
+                            del self.first_output_ms[next(iter(self.first_output_ms))]
                 try:
                     frame = decode_output(await stream.receive_frame(MAX_LIVE_FRAME_BYTES))
                 except StreamClosedError:
