@@ -19,8 +19,10 @@ from node.market.errors import ProviderFailed
 from node.market.records import JobRecord, JobState
 from protocol.contracts import ContractTerms, UsageReceipt
 from protocol.ledger.params import Params
+from protocol.market.errors import NoOffersLeft
 from protocol.market.jobspec import JobSpec
-from tests.integration.market_helpers import PROVIDER, REQUESTER, job, spec, start_market, until_state
+from tests.integration.market_helpers import MARKET, PROVIDER, REQUESTER, job, spec, start_market, until_state
+from tests.integration.node_helpers import LocalNet
 from tests.waiting import wait_until
 
 #: Nothing but the contract moves money on this chain.
@@ -186,4 +188,30 @@ async def test_the_requester_sees_the_jobs_lines_while_it_runs(tmp_path: Path) -
             done = await until_state(requester, submitted.job_id, *ENDED)
             stdout, _, live = await requester.market.logs(done.job_id)
             assert (live, stdout) == (False, b"first\nsecond\n")  # the delivered, complete logs
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_provider_whose_sandbox_fails_its_self_test_sells_nothing_and_says_why(
+    tmp_path: Path,
+) -> None:
+    """Its executor cannot run the self-test's job here (podman with no image configured): the
+    provider announces no capacity, says why and what fixes it, and the job finds no provider."""
+    market = {**MARKET, PROVIDER: {"simulated_gpus": "2xH100-80GB", "executor": "podman"}}
+    with trio.fail_after(240):
+        async with trio.open_nursery() as nursery:
+            net = LocalNet(nursery, tmp_path, validators=4, market=market)
+            nodes = [await net.start(i) for i in range(4)]
+            provider, requester = nodes[PROVIDER], nodes[REQUESTER]
+            assert provider.capacity is not None and requester.market is not None
+            readiness = provider.readiness.status()
+            assert not readiness.selling, readiness
+            assert readiness.summary.startswith("podman cannot run jobs here")
+            assert "container_image" in readiness.fix
+            submitted = await requester.market.submit(spec("echo hi"), max_attempts=1)
+            done = await until_state(requester, submitted.job_id, *ENDED)
+            assert (done.state, done.error_code) == (JobState.FAILED, NoOffersLeft.code)
+            assert done.contract is None  # nothing was escrowed, nobody paid
+            own = provider.validator_key.public_key.raw
+            assert own not in provider.capacity.table  # it never announced
+            assert own not in requester.capacity.table  # type: ignore[union-attr]
             nursery.cancel_scope.cancel()
