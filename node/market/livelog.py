@@ -46,6 +46,12 @@ log = logging.getLogger("dcent.market.livelog")
 #: Lines waiting for the stream to the requester; more are dropped (and counted).
 QUEUE_LINES = 4096
 OPEN_TIMEOUT_S = 10.0
+#: Once the job has ended, how long its queued lines may take to reach the requester: a slow
+#: requester must not hold up the delivery of the result.
+FLUSH_GRACE_S = 10.0
+#: A stream that opens must carry its first frame within this long (a stranger holding streams
+#: open costs a task each otherwise).
+FIRST_FRAME_S = 10.0
 #: First-output times kept (for benchmarks and logs), the newest jobs'.
 FIRST_OUTPUT_KEPT = 1024
 SEND_TIMEOUT_S = 30.0
@@ -158,7 +164,11 @@ class LiveLogs:
     async def handle(self, stream: Stream) -> None:
         """``/dcent/joblog/1.0.0``: take a provider's live output for one of our jobs. Raises
         :class:`InvalidMessage` (the stream is reset) for output we did not ask for."""
-        frame = decode_output(await stream.receive_frame(MAX_LIVE_FRAME_BYTES))
+        try:
+            with trio.fail_after(FIRST_FRAME_S):
+                frame = decode_output(await stream.receive_frame(MAX_LIVE_FRAME_BYTES))
+        except trio.TooSlowError:
+            raise InvalidMessage(f"no live output frame within {FIRST_FRAME_S:g} s") from None
         record = self.book.by_contract(frame.contract_hash)
         if record is None or record.role != REQUESTER or record.peer_id != stream.peer_id:
             raise InvalidMessage("live output for no contract of ours with this peer")

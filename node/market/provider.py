@@ -24,7 +24,7 @@ from node.executor.limits import ResourceLimits
 from node.executor.model import ExecutionResult, Outcome, SandboxJob
 from node.market.context import MarketContext
 from node.market.errors import EscrowNeverOpened, ProviderFailed, TxRefused
-from node.market.livelog import OutputForwarder
+from node.market.livelog import FLUSH_GRACE_S, OutputForwarder
 from node.market.records import PROVIDER, JobRecord, JobState
 from node.p2p.errors import P2PError
 from node.p2p.framing import Stream
@@ -254,6 +254,7 @@ class ProviderSide:
                 record.error_code, record.error_message = exc.code, exc.message
             finally:
                 forwarder.finish()
+                live.cancel_scope.deadline = trio.current_time() + FLUSH_GRACE_S
         if forwarder.dropped:
             log.info("job %s: %d lines did not reach the live view", record.job_id, forwarder.dropped)
         self.allocator.release(record.job_id)

@@ -13,7 +13,7 @@ import trio.testing
 
 from node.executor.process import OutputLine
 from node.market.context import JobBook
-from node.market.livelog import QUEUE_LINES, LiveLogs, OutputForwarder
+from node.market.livelog import FIRST_FRAME_S, QUEUE_LINES, LiveLogs, OutputForwarder
 from node.market.records import PROVIDER as PROVIDER_ROLE
 from node.market.records import REQUESTER as REQUESTER_ROLE
 from node.market.records import JobRecord, JobState
@@ -180,3 +180,11 @@ async def test_an_unreachable_requester_costs_lines_never_the_job(
             await forwarder.sink(line(f"line {number}"))
         forwarder.finish()
     assert forwarder.dropped > 0
+
+
+async def test_a_stream_that_never_sends_is_dropped(pair: Pair, clock: trio.testing.MockClock) -> None:
+    stream = await pair.stranger.open_stream(pair.requester.peer_id, LOG_PROTOCOL_ID)
+    started = trio.current_time()
+    with pytest.raises(StreamResetError), trio.fail_after(60):
+        await stream.receive_frame(16)
+    assert FIRST_FRAME_S <= trio.current_time() - started < FIRST_FRAME_S + 5
