@@ -282,10 +282,12 @@ def run_list(args: argparse.Namespace) -> int:
                         job.get("name") or None,
                         job.get("role"),
                         peer,
+                        job.get("outcome"),
+                        exit_status_of(job),
                         job.get("gpu_seconds"),
                     )
                 )
-            console.print(table(("JOB", "STATE", "NAME", "ROLE", "PEER", "GPU-S"), rows))
+            console.print(table(("JOB", "STATE", "NAME", "ROLE", "PEER", "OUTCOME", "EXIT", "GPU-S"), rows))
 
         out.result(jobs, render)
         return EXIT_OK
@@ -342,6 +344,7 @@ def run_result(args: argparse.Namespace) -> int:
                 key_values(
                     [
                         ("job", result.job_id),
+                        ("outcome", result.outcome or None),
                         ("exit status", result.exit_status),
                         ("GPU-seconds", result.gpu_seconds),
                         ("output hash", f"{result.output_hash} (verified)"),

@@ -79,7 +79,8 @@ def register_job_methods(table: MethodTable, market: MarketService | None, key: 
         "job_result",
         params=[Param("job_id", Str(max_len=64))],
         errors=[UnknownJob, JobNotFinished],
-        returns="object: `output_hash`, `files` (path -> base64), `exit_status`, `gpu_seconds`",
+        returns="object: `output_hash`, `files` (path -> base64), `outcome`, `exit_status`, `gpu_ms`, "
+        "`gpu_seconds`",
     )
     async def job_result(job_id: str) -> dict[str, object]:
         """The job's output files (its ``out/`` directory) as delivered and checked against the
@@ -91,7 +92,9 @@ def register_job_methods(table: MethodTable, market: MarketService | None, key: 
         return {
             "output_hash": record.receipt.output_hash.hex(),
             "files": {path: base64.b64encode(files[path]).decode("ascii") for path in sorted(files)},
+            "outcome": record.receipt.outcome,
             "exit_status": record.receipt.exit_status,
+            "gpu_ms": record.receipt.gpu_ms,
             "gpu_seconds": record.receipt.gpu_seconds,
         }
 
