@@ -136,6 +136,7 @@ class MarketService:
                 nursery=nursery,
             )
             self.refresh_units()
+            self._refresh_policy()
             await self._resume(nursery)
             self.ctx.host.set_stream_handler(MARKET_PROTOCOL_ID, self._negotiation_handler)
             self.ctx.host.set_stream_handler(
@@ -148,14 +149,20 @@ class MarketService:
             while True:
                 await self.ctx.next_block()
                 self.refresh_units()
+                self._refresh_policy()
 
     async def _negotiation_handler(self, stream: object) -> None:
         assert self.provider is not None
         self.refresh_units()
-        # Quote under what the node sells now: nothing (a refusal) while its self-test fails.
-        limits = self.readiness.offered_limits() if self.readiness is not None else None
-        self.provider.policy = dataclasses.replace(self.policy, limits=limits)
+        self._refresh_policy()
         await self.provider.handle_negotiation(stream)  # type: ignore[arg-type]
+
+    def _refresh_policy(self) -> None:
+        """Quote and run under what the node sells now: nothing (a refusal) while its self-test
+        fails."""
+        if self.provider is not None:
+            limits = self.readiness.offered_limits() if self.readiness is not None else None
+            self.provider.policy = dataclasses.replace(self.policy, limits=limits)
 
     async def _resume(self, nursery: trio.Nursery) -> None:
         assert self.provider is not None and self.requester is not None
