@@ -181,6 +181,7 @@ def _requester_negotiation() -> RequesterNegotiation:
         gpu_uuids=(samples.GPU_UUID,),
         eligible_gpu_uuids=(samples.GPU_UUID,),
         simulated=True,
+        unenforced_limits=(),
         sequence=samples.NOW_MS,
         expires_at_ms=samples.NOW_MS + 30_000,
     )
@@ -201,6 +202,7 @@ def _policy() -> ProviderPolicy:
         price_per_gpu_second=1_000,
         collateral=10 * 10**9,
         executors=frozenset({"bubblewrap"}),
+        limits=samples.announcement().limits,
     )
 
 

@@ -59,7 +59,7 @@ from protocol.ledger.tx import (
     Unstake,
     sign_tx,
 )
-from protocol.market.capacity import CapacityAnnouncement, sign_announcement
+from protocol.market.capacity import CapacityAnnouncement, OfferedLimits, sign_announcement
 from protocol.market.delivery import (
     DeliveryAck,
     DeliveryHeader,
@@ -198,6 +198,14 @@ def announcement() -> CapacityAnnouncement:
         collateral=10 * DCT,
         stake=100 * DCT,
         executors=("bubblewrap",),
+        limits=OfferedLimits(
+            cpu_millicores=16_000,
+            memory_bytes=64 * 2**30,
+            processes=32_768,
+            disk_bytes=500 * 2**30,
+            enforced=("cpu", "disk", "memory", "processes"),
+            sandboxed=True,
+        ),
         issued_at_ms=NOW_MS,
         expires_at_ms=NOW_MS + 30_000,
     )

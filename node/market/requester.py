@@ -26,6 +26,7 @@ from node.market.errors import (
     ProviderFailed,
     TxRefused,
 )
+from node.market.livelog import LiveLogs
 from node.market.records import REQUESTER, JobRecord, JobState
 from node.p2p.errors import P2PError
 from node.p2p.framing import MAX_FRAME_BYTES, Stream
@@ -93,6 +94,8 @@ class RequesterSide:
         self.nursery = nursery
         self._scopes: dict[str, trio.CancelScope] = {}
         self._delivered: dict[str, trio.Event] = {}
+        #: What our running jobs printed so far, as their providers stream it.
+        self.live = LiveLogs(ctx.book)
 
     # --- submitting --------------------------------------------------------------------------
     async def submit(self, spec: JobSpec, *, max_attempts: int) -> JobRecord:
@@ -289,6 +292,7 @@ class RequesterSide:
             await _write_result(
                 ctx.job_dir(record.job_id), delivery.file_map(), delivery.stdout, delivery.stderr
             )
+            self.live.discard(record.job_id)
             record.receipt = delivery.receipt
             record.provider_sig = delivery.provider_sig
             record.requester_sig = delivery.receipt.sign(ctx.key)

@@ -177,6 +177,14 @@ def capacity_json(ann: CapacityAnnouncement) -> dict[str, object]:
         "collateral": str(ann.collateral),
         "stake": str(ann.stake),
         "executors": list(ann.executors),
+        "limits": {
+            "cpu_millicores": ann.limits.cpu_millicores,
+            "memory_bytes": ann.limits.memory_bytes,
+            "processes": ann.limits.processes,
+            "disk_bytes": ann.limits.disk_bytes,
+            "enforced": list(ann.limits.enforced),
+            "sandboxed": ann.limits.sandboxed,
+        },
         "expires_at_ms": ann.expires_at_ms,
     }
 
@@ -240,7 +248,15 @@ class NodeMethods:
             self.node_info,
             returns="object: `moniker`, `chain_id`, `version`, `peer_id`, `listen_addrs`, `address` "
             "(the node's account and validator key), `public_key`, `height`, `validator` (in the "
-            "active set), `gpus` (schedulable units sold), `simulated_gpus`, `executor`, `rpc_url`",
+            "active set), `gpus` (schedulable units sold), `simulated_gpus`, `executor`, `rpc_url`, "
+            "`provider` (as `node_status`)",
+        )
+        table.register(
+            "node_status",
+            self.node_status,
+            returns="object: `height`, `peers`, `executor`, `provider`: `{selling, summary, reason, fix, "
+            "sandboxed, limits_enforced, limits_not_enforced}` (whether this node sells jobs now and, "
+            "when its sandbox's self-test fails, why and the fix)",
         )
         table.register(
             "net_peers",
@@ -264,7 +280,9 @@ class NodeMethods:
             "market_capacity",
             self.market_capacity,
             returns="array of `{provider, public_key, peer_id, gpus, free_gpus, simulated, "
-            "price_per_gpu_second, collateral, stake, executors, expires_at_ms}` by provider key",
+            "price_per_gpu_second, collateral, stake, executors, limits, expires_at_ms}` by provider key; "
+            "`limits`: `{cpu_millicores, memory_bytes, processes, disk_bytes, enforced, sandboxed}`, the "
+            "most one job may ask for and the limit kinds the provider enforces",
         )
         table.register(
             "chain_head",
@@ -371,6 +389,18 @@ class NodeMethods:
             "simulated_gpus": bool(node.config.market.simulated_gpus),
             "executor": node.config.market.executor,
             "rpc_url": node.rpc_url or "",
+            "provider": node.readiness.status().to_json(),
+        }
+
+    async def node_status(self) -> dict[str, object]:
+        """Is this node well: its height, its peers, and whether it sells jobs (its sandbox's
+        self-test), with the reason and the fix when it does not."""
+        node = self.node
+        return {
+            "height": stored_height(node),
+            "peers": len(node.host.peers()),
+            "executor": node.config.market.executor,
+            "provider": node.readiness.status().to_json(),
         }
 
     async def net_peers(self) -> list[dict[str, object]]:

@@ -11,6 +11,10 @@ does not decode, is forged, or names another peer than the one that published it
 (scored against the peer that sent it to us); an expired, early or stale (replayed) one is
 ignored, since honest peers may relay those around a boundary. Nothing a peer sends on the topic
 can raise out of this service.
+
+A provider announces only while ``limits()`` gives what it sells one job (its executor's
+self-test passed, :mod:`node.market.readiness`). When that stops, it announces once more with no
+GPUs, so peers stop offering it at once instead of after ``ttl``, and then falls silent.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from gpu.model import ProbeReport
+from gpu.model import GpuDevice, ProbeReport
 from node.p2p.guard import Reason
 from node.p2p.interface import ACCEPT, GossipMessage, Host, Validation
 from protocol.crypto import PrivateKey
@@ -29,6 +33,7 @@ from protocol.encoding import DecodeError
 from protocol.market.capacity import (
     CapacityAnnouncement,
     CapacityTable,
+    OfferedLimits,
     decode_announcement,
     sign_announcement,
 )
@@ -44,6 +49,10 @@ if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
 log = logging.getLogger("dcent.capacity")
+
+
+#: The limits of a withdrawal (an announcement with no GPUs): nothing is sold.
+WITHDRAWN = OfferedLimits(0, 0, 0, 0, enforced=(), sandboxed=True)
 
 
 def capacity_topic(chain_id: str) -> str:
@@ -66,6 +75,7 @@ class CapacityService:
         interval_s: float = 10.0,
         ttl_s: float = 30.0,
         busy: Callable[[], tuple[str, ...]] = tuple,
+        limits: Callable[[], OfferedLimits | None] = lambda: None,
     ) -> None:
         self.chain_id = chain_id
         self.key = key
@@ -80,6 +90,9 @@ class CapacityService:
         self.ttl_ms = int(ttl_s * 1000)
         #: The UUIDs held by quotes and jobs now (the job service's allocator).
         self.busy = busy
+        #: What one job may ask for now; None while the node may not sell (nothing is announced).
+        self.limits = limits
+        self._withdrawn = True
         self.table = CapacityTable(chain_id)
         self.topic = capacity_topic(chain_id)
         #: Announcements from peers refused or ignored by the validator.
@@ -103,8 +116,18 @@ class CapacityService:
         report = await self.probe()
         self.last_report = report
         devices = report.schedulable_units()
+        limits = self.limits()
         if not devices:
             return
+        if limits is None:
+            if not self._withdrawn:
+                await self._publish(devices=(), limits=WITHDRAWN)
+                self._withdrawn = True
+            return
+        self._withdrawn = False
+        await self._publish(devices=devices, limits=limits)
+
+    async def _publish(self, *, devices: tuple[GpuDevice, ...], limits: OfferedLimits) -> None:
         now = self.clock_ms()
         # Sequence = issue time (never reused across restarts), strictly increasing here.
         self._sequence = max(self._sequence + 1, now)
@@ -119,6 +142,7 @@ class CapacityService:
             collateral=self.collateral,
             stake=self.stake(),
             executors=self.executors,
+            limits=limits,
             issued_at_ms=now,
             expires_at_ms=now + self.ttl_ms,
         )

@@ -261,3 +261,40 @@ class JobStarted(Record):
         return self.contract_hash == terms.contract_hash() and verify(
             terms.provider, self.provider_sig, self.signed_bytes(terms.chain_id, self.contract_hash)
         )
+
+
+# --- live output ------------------------------------------------------------------------------
+LOG_PROTOCOL_ID = "/dcent/joblog/1.0.0"
+#: One frame of live output carries at most this much of each stream.
+MAX_LIVE_CHUNK_BYTES = 64 * 1024
+MAX_LIVE_FRAME_BYTES = 2 * MAX_LIVE_CHUNK_BYTES + 256
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutput(Record):
+    """What a running job printed since the last frame, streamed by its provider to its
+    requester on ``/dcent/joblog/1.0.0`` as it prints (one stream per job, frames in order).
+    Informational, like :class:`JobStarted`: the delivery carries the complete capped logs, and
+    nothing is paid on these."""
+
+    contract_hash: bytes
+    stdout: bytes
+    stderr: bytes
+
+    def __post_init__(self) -> None:
+        _check(len(self.contract_hash) == HASH_LEN, "output.contract_hash: a 32-byte hash")
+        _check(
+            len(self.stdout) <= MAX_LIVE_CHUNK_BYTES and len(self.stderr) <= MAX_LIVE_CHUNK_BYTES,
+            f"output: at most {MAX_LIVE_CHUNK_BYTES} bytes of each stream per frame",
+        )
+        _check(bool(self.stdout or self.stderr), "output: a frame carries some output")
+
+
+def decode_output(data: bytes) -> JobOutput:
+    """Decode one live-output frame. Raises :class:`MalformedMessage` only."""
+    try:
+        return JobOutput.decode(data)
+    except MalformedMessage:
+        raise
+    except DecodeError as exc:
+        raise MalformedMessage(f"malformed job output: {exc.message}") from None
