@@ -6,6 +6,10 @@ is burned; the requester gets the rest of its deposit back and the provider its 
 burned fee is the provider's weight in the epoch's provider rewards. A refund after the deadline
 returns the requester's deposit and burns ``collateral_slash_share`` of the provider's collateral.
 
+A contract priced at 0 is refused at ``escrow_open`` (:class:`FreeContract`): it would lock
+nothing, burn no protocol fee, and only give its parties a way to claim provider rewards for
+work nobody paid for. Free jobs need no escrow; two parties may run them off the ledger.
+
 The normal path is a receipt signed by the provider and countersigned by the requester
 (``escrow_settle``). A requester that never countersigns cannot hold the provider's pay hostage:
 
@@ -46,6 +50,7 @@ from protocol.ledger.errors import (
     ContractExpired,
     DisputeWindowClosed,
     DisputeWindowOpen,
+    FreeContract,
     NoClaim,
     NotAParty,
     RefundBlockedByClaim,
@@ -157,6 +162,8 @@ def open_escrow(state: LedgerState, tx: Tx, msg: OpenEscrow, height: int) -> byt
         raise NotAParty("only the requester opens the escrow of its contract")
     if terms.deadline_height <= height:
         raise ContractExpired(f"deadline {terms.deadline_height} is not after height {height}")
+    if terms.price_per_gpu_second < 1:
+        raise FreeContract("a contract's price must be at least 1 base unit per GPU-second")
     contract_hash = terms.contract_hash()
     if contract_hash in state.escrows or contract_hash in state.closed_contracts:
         raise ContractExists("this contract was already escrowed")
