@@ -36,6 +36,7 @@ from node.rpc.protocol import Dispatcher
 from node.rpc.server import RpcServer
 from node.services.capacity import CapacityService
 from node.services.consensus_driver import SIGN_STATE_KEY, ConsensusDriver, wall_clock_ms
+from node.services.economics_recorder import RecordingLedgerApp
 from node.services.mempool import Mempool
 from node.store import ChainStore, CorruptStore
 from protocol.consensus.checkpoint import Checkpoint, CheckpointError
@@ -228,7 +229,7 @@ class Node:
             )
             self.metrics_url = await nursery.start(self.metrics.run)
 
-    def _replay(self, store: ChainStore) -> LedgerApp:
+    def _replay(self, store: ChainStore) -> RecordingLedgerApp:
         """The ledger at the stored head: resumed from the newest checkpoint when one is usable,
         else from genesis, re-verifying every block replayed on the way."""
         options = {
@@ -237,11 +238,15 @@ class Node:
             "tx_verified": self.mempool.was_verified,
             "max_txs": self.config.consensus.max_block_txs,
         }
-        app = self._resume_from_checkpoint(store, options)
+        # Blocks stored before economics records existed get theirs now (i16view); that needs
+        # the state before each such block, so a checkpoint above the first one is not used.
+        unrecorded = store.first_block_without_economics()
+        app = self._resume_from_checkpoint(store, options, below=unrecorded)
         if app is None:
-            app = LedgerApp(genesis_state(self.genesis), **options)  # type: ignore[arg-type]
+            app = RecordingLedgerApp(genesis_state(self.genesis), **options)
         start = app.height
         head = store.head()
+        backfill: list[tuple[int, bytes]] = []
         for height in range(app.height + 1, (head.height if head else 0) + 1):
             stored = store.block(height)
             if stored is None:
@@ -254,6 +259,14 @@ class Node:
                 raise CorruptStore(f"stored block {height} does not verify: {exc.message}") from None
             if state_hash != stored.state_hash:
                 raise CorruptStore(f"replaying block {height} gives another state hash than stored")
+            record = app.take_record(height)
+            if unrecorded is not None and height >= unrecorded and record is not None:
+                backfill.append((height, record))
+            if len(backfill) >= 1000:
+                store.put_economics(backfill)
+                backfill = []
+        if backfill:
+            store.put_economics(backfill)
         if head is not None:
             log.info(
                 "ledger at height %d: resumed at %d, replayed %d blocks",
@@ -263,17 +276,23 @@ class Node:
             )
         return app
 
-    def _resume_from_checkpoint(self, store: ChainStore, options: dict[str, object]) -> LedgerApp | None:
+    def _resume_from_checkpoint(
+        self, store: ChainStore, options: dict[str, object], *, below: int | None = None
+    ) -> RecordingLedgerApp | None:
+        """The application at the newest usable checkpoint, if it is below height ``below``."""
         latest = store.latest_snapshot()
         if latest is None:
             return None
         height, state_hash, blob = latest
+        if below is not None and height >= below:
+            return None
         stored = store.block(height)
         try:
             checkpoint = Checkpoint.decode(blob)
             if stored is None or stored.hash != checkpoint.last_hash or stored.state_hash != state_hash:
                 raise CheckpointError("checkpoint does not match the stored block of its height")
-            app = LedgerApp.resume(checkpoint, **options)  # type: ignore[arg-type]
+            app = RecordingLedgerApp.resume(checkpoint, **options)  # type: ignore[arg-type]
+            assert isinstance(app, RecordingLedgerApp)  # resume builds ``cls``
         except (DecodeError, CheckpointError) as exc:
             log.warning("checkpoint at height %d unusable (%s); replaying from genesis", height, exc)
             return None

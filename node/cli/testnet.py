@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import shutil
 import sys
+import time
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -25,6 +25,7 @@ from rich.live import Live
 from rich.table import Table
 
 from gpu.nvml import probe
+from node.cli.testnet_ops import register_ops
 from node.config import ConfigError
 from node.errors import NodeError
 from node.rpc.errors import RpcError
@@ -39,6 +40,7 @@ from node.testnet.layout import (
     NetworkLayout,
     NetworkPlan,
     build_network,
+    default_dir,
     is_testnet_dir,
 )
 from node.testnet.processes import (
@@ -50,17 +52,14 @@ from node.testnet.processes import (
     stop_nodes,
 )
 from node.testnet.readiness import READY_TIMEOUT_S, Progress, wait_ready
-from node.testnet.status import network_status
+from node.testnet.status import STALL_AFTER_MS, ChainHealth, chain_health, network_status
+from node.testnet.supervisor import RESTART_POLICIES
 from protocol.crypto import Address, InvalidAddressError
 from protocol.errors import ProtocolError
 from protocol.units import AmountError, format_amount, parse_amount
 
 DEFAULT_NODES = 4
 DEFAULT_PROVIDERS = 2
-
-
-def default_dir() -> Path:
-    return Path(os.environ.get("DCENT_TESTNET_DIR") or "testnet")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -100,6 +99,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     up.add_argument("--fresh", action="store_true", help="wipe the testnet in DIR and create a new one")
     up.add_argument(
+        "--restart",
+        choices=RESTART_POLICIES,
+        help="on-failure: each node's supervisor starts it again after a crash (kept for `testnet start`)",
+    )
+    up.add_argument(
         "--timeout", type=float, default=READY_TIMEOUT_S, help="seconds to wait for the nodes to be ready"
     )
     up.set_defaults(func=run_up)
@@ -107,12 +111,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status = commands.add_parser("status", help="height, peers, role and GPUs of every node")
     status.add_argument("--dir", type=Path, help=dir_help)
     status.add_argument("--json", action="store_true", help="print one JSON document")
+    status.add_argument(
+        "--stall-after",
+        type=float,
+        default=STALL_AFTER_MS / 1000,
+        metavar="SECONDS",
+        help="call the chain stalled when no block came for this long (default %(default)g)",
+    )
     status.set_defaults(func=run_status)
 
     down = commands.add_parser("down", help="stop every node (SIGTERM, then SIGKILL after a grace)")
     down.add_argument("--dir", type=Path, help=dir_help)
     down.add_argument("--grace", type=float, default=20.0, help="seconds each node gets to exit (default 20)")
     down.set_defaults(func=run_down)
+
+    register_ops(commands, dir_help)
 
     faucet = commands.add_parser("faucet", help="send tokens from the testnet's faucet account")
     faucet.add_argument("address", help="recipient (dct1...)")
@@ -145,6 +158,9 @@ def run_up(args: argparse.Namespace) -> int:
     console = Console()
     try:
         layout = _prepare(root, args, console)
+        if args.restart is not None and args.restart != layout.restart:
+            layout = replace(layout, restart=args.restart)
+            layout.save()
         processes = _start_all(layout)
     except LocalnetError as exc:
         return _error(exc.message)
@@ -237,7 +253,7 @@ def _start_all(layout: NetworkLayout) -> list[NodeProcess]:
     started: list[NodeProcess] = []
     try:
         for node in layout.nodes:
-            started.append(start_node(node))
+            started.append(start_node(node, restart=layout.restart))
     except LocalnetError:
         stop_nodes([p.node for p in started])
         raise
@@ -307,7 +323,19 @@ def _print_endpoints(layout: NetworkLayout) -> None:
 
 # --- status ----------------------------------------------------------------------------------
 
-STATUS_KEYS = ("index", "moniker", "height", "peers", "validator", "gpus", "rpc_url", "pid", "alive")
+STATUS_KEYS = (
+    "index",
+    "moniker",
+    "height",
+    "peers",
+    "validator",
+    "gpus",
+    "rpc_url",
+    "pid",
+    "alive",
+    "state",
+    "restarts",
+)
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -316,16 +344,25 @@ def run_status(args: argparse.Namespace) -> int:
     except LocalnetError as exc:
         return _error(exc.message)
     statuses = trio.run(network_status, layout)
+    health = chain_health(statuses, int(time.time() * 1000), stall_after_ms=int(args.stall_after * 1000))
     if args.json:
         nodes = [{key: status.to_json()[key] for key in STATUS_KEYS} for status in statuses]
-        print(json.dumps({"chain_id": layout.chain_id, "dir": str(layout.root), "nodes": nodes}))
+        doc = {
+            "chain_id": layout.chain_id,
+            "dir": str(layout.root),
+            "chain": health.to_json(),
+            "nodes": nodes,
+        }
+        print(json.dumps(doc))
         return 0
     table = Table(title=f"testnet {layout.chain_id} in {layout.root}", title_justify="left")
-    for column in ("node", "pid", "height", "peers", "validator", "gpus", "rpc", "note"):
+    for column in ("node", "state", "pid", "height", "peers", "validator", "gpus", "rpc", "note"):
         table.add_column(column)
     for s in statuses:
+        state = s.state if not s.restarts else f"{s.state} ({s.restarts} restarts)"
         table.add_row(
             s.moniker,
+            state,
             str(s.pid) if s.pid else "-",
             "-" if s.height is None else str(s.height),
             "-" if s.peers is None else str(s.peers),
@@ -334,8 +371,20 @@ def run_status(args: argparse.Namespace) -> int:
             s.rpc_url,
             s.error,
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    console.print(_health_line(health), highlight=False)
     return 0
+
+
+def _health_line(health: ChainHealth) -> str:
+    if health.since_block_ms is None:
+        return "chain: no node answers"
+    age = f"newest block {health.height}, {health.since_block_ms / 1000:.1f} s ago"
+    missing = ", ".join(f"{name} ({why})" for name, why in health.missing)
+    if health.stalled:
+        return f"chain: STALLED ({age}); missing validators: {missing or 'none (see the node logs)'}"
+    return f"chain: committing ({age})" + (f"; did not sign the newest block: {missing}" if missing else "")
 
 
 # --- down ------------------------------------------------------------------------------------

@@ -18,17 +18,19 @@ import trio
 
 from gpu.allocator import GpuAllocator
 from gpu.model import GpuDevice
-from node.executor.base import Executor
-from node.executor.errors import ExecutorError
-from node.executor.model import ExecutionResult, SandboxJob
+from node.executor.base import Executor, run_to_outcome
+from node.executor.errors import JobInputError
+from node.executor.limits import ResourceLimits
+from node.executor.model import ExecutionResult, Outcome, SandboxJob
+from node.executor.process import OutputSink
 from node.market.context import MarketContext
-from node.market.errors import EscrowNeverOpened, TxRefused
+from node.market.errors import EscrowNeverOpened, ProviderFailed, TxRefused
 from node.market.records import PROVIDER, JobRecord, JobState
 from node.p2p.errors import P2PError
 from node.p2p.framing import Stream
-from protocol.contracts import UsageReceipt
+from protocol.contracts import OUTCOME_JOB_FAILED, ContractTerms, UsageReceipt
 from protocol.encoding import DecodeError
-from protocol.ledger.escrow import claim_status
+from protocol.ledger.escrow import SETTLEMENT_RULES, claim_status
 from protocol.ledger.tx import EscrowClaim, EscrowFinalize, Settle
 from protocol.market.delivery import (
     RESULT_PROTOCOL_ID,
@@ -59,7 +61,8 @@ DELIVERY_TIMEOUT_S = 60
 DELIVERY_ATTEMPTS = 5
 STATUS_TIMEOUT_S = 10
 MAX_ANSWER_BYTES = 4096
-#: The exit status reported when the job could not be started at all (no process ran).
+#: The exit status reported when the job's process never ran (a provider error, or a spec the
+#: sandbox refused before starting it).
 NOT_RUN_EXIT_STATUS = -1
 
 
@@ -189,6 +192,9 @@ class ProviderSide:
             await ctx.next_block()
 
     def _sandbox_job(self, record: JobRecord) -> SandboxJob:
+        """The job as the sandbox runs it: the spec's command, environment, inputs and limits
+        (every kind the spec sets), pinned to the GPUs sold. Raises
+        :class:`~node.executor.errors.JobInputError` for a spec the sandbox refuses."""
         spec = record.spec
         assert record.contract is not None
         uuids = record.contract.terms.gpu_uuids
@@ -207,9 +213,17 @@ class ProviderSide:
             timeout_s=float(spec.max_runtime_s),
             output_cap_bytes=spec.output_limit_bytes,
             image=spec.image if self.executor.name in ("docker", "podman") else "",
+            limits=self.enforced_limits(ResourceLimits.from_spec(spec.limits)),
         )
 
+    def enforced_limits(self, limits: ResourceLimits) -> ResourceLimits:
+        """The limits the job runs under: all of them. (The unsandboxed development provider
+        overrides this to drop the kinds its host cannot enforce, saying so.)"""
+        return limits
+
     async def _run(self, record: JobRecord) -> ExecutionResult | None:
+        """Run the job to its outcome; None when the sandbox refused the spec before starting it
+        (the requester's input: ``record.error_*`` say why)."""
         ctx = self.ctx
         record.move(JobState.RUNNING, ctx.clock_ms())
         self.started_at[record.job_id] = trio.current_time()
@@ -217,13 +231,27 @@ class ProviderSide:
         self.nursery.start_soon(ctx.book.save, record)
         try:
             job = self._sandbox_job(record)
-            result: ExecutionResult | None = await self.executor.run(job)
-        except ExecutorError as exc:
-            log.warning("job %s could not run: %s", record.job_id, exc.message)
+            result: ExecutionResult | None = await run_to_outcome(
+                self.executor, job, on_output=self.output_sink(record)
+            )
+        except JobInputError as exc:
+            log.warning("job %s refused by the sandbox: %s", record.job_id, exc.message)
             record.error_code, record.error_message = exc.code, exc.message
             result = None
         self.allocator.release(record.job_id)
+        if result is not None and result.outcome is Outcome.PROVIDER_ERROR:
+            record.error_code, record.error_message = result.error_code, result.error_message
+            log.error(
+                "job %s: our sandbox failed (%d): %s; the requester is refunded and our collateral slashed",
+                record.job_id,
+                result.error_code,
+                result.error_message,
+            )
         return result
+
+    def output_sink(self, record: JobRecord) -> OutputSink | None:
+        """Where the job's lines go live (None: nowhere until the result is delivered)."""
+        return None
 
     async def _tell_started(self, record: JobRecord) -> None:
         """Let the requester show "running" (best effort: nothing depends on it)."""
@@ -242,18 +270,8 @@ class ProviderSide:
         assert record.contract is not None
         terms = record.contract.terms
         files = dict(result.output_files) if result else {}
-        if result is None:
-            exit_status, gpu_seconds = NOT_RUN_EXIT_STATUS, 0
-        else:
-            exit_status = result.exit_code if result.exit_code is not None else 128 + (result.signal or 0)
-            gpu_seconds = min(result.gpu_seconds, terms.max_gpu_seconds)
-        receipt = UsageReceipt(
-            chain_id=terms.chain_id,
-            contract_hash=terms.contract_hash(),
-            gpu_seconds=gpu_seconds,
-            exit_status=exit_status,
-            output_hash=result.output_hash if result else output_listing_hash({}),
-        )
+        receipt = receipt_for(terms, result)
+        exit_status = receipt.exit_status
         record.receipt, record.provider_sig, record.exit_status = receipt, receipt.sign(ctx.key), exit_status
         await _write_logs(ctx.job_dir(record.job_id), result)
         await ctx.book.save(record)
@@ -262,7 +280,7 @@ class ProviderSide:
             provider_sig=record.provider_sig,
             files=tuple(OutputFile(path, files[path]) for path in sorted(files)),
             stdout=result.stdout if result else b"",
-            stderr=result.stderr if result else record.error_message.encode(),
+            stderr=_stderr_of(record, result),
             stdout_truncated=result.stdout_truncated if result else False,
             stderr_truncated=result.stderr_truncated if result else False,
             outputs_truncated=result.outputs_truncated if result else False,
@@ -304,7 +322,7 @@ class ProviderSide:
                 record.settled_height = await ctx.lane.submit(
                     Settle(record.receipt, record.provider_sig, record.requester_sig)
                 )
-                record.move(JobState.SETTLED, ctx.clock_ms())
+                self._closed(record, contract_hash)
                 return
             if record.state is not JobState.CLAIMED:
                 record.claimed_height = await ctx.lane.submit(
@@ -322,12 +340,12 @@ class ProviderSide:
                 # Governance may move the window while we wait: judge it again every block.
                 await ctx.next_block()
             record.settled_height = await ctx.lane.submit(EscrowFinalize(contract_hash))
-            record.move(JobState.SETTLED, ctx.clock_ms())
+            self._closed(record, contract_hash)
         except TxRefused as exc:
             outcome = ctx.app.state.closed_contracts.get(contract_hash)
-            if outcome == "settled":
+            if outcome == "settled" or (outcome == "refunded" and _refunds_by_receipt(record)):
                 record.settled_height = ctx.height()
-                record.move(JobState.SETTLED, ctx.clock_ms())
+                self._closed(record, contract_hash)
             else:
                 record.fail(
                     JobState.DISPUTED if outcome == "disputed" else JobState.FAILED,
@@ -337,6 +355,63 @@ class ProviderSide:
                 )
         finally:
             await ctx.book.save(record)
+
+    def _closed(self, record: JobRecord, contract_hash: bytes) -> None:
+        """The escrow closed by our receipt: paid (settled), or refunded for our own failure."""
+        if self.ctx.app.state.closed_contracts.get(contract_hash) == "refunded":
+            record.fail(
+                JobState.REFUNDED,
+                ProviderFailed.code,
+                "our sandbox failed: the requester was refunded and our collateral slashed",
+                self.ctx.clock_ms(),
+            )
+        else:
+            record.move(JobState.SETTLED, self.ctx.clock_ms())
+
+
+def _refunds_by_receipt(record: JobRecord) -> bool:
+    receipt = record.receipt
+    return receipt is not None and not SETTLEMENT_RULES[receipt.outcome].pays_metered
+
+
+def receipt_for(terms: ContractTerms, result: ExecutionResult | None) -> UsageReceipt:
+    """The usage receipt of a run: its outcome, exit status, GPU-milliseconds (capped at the
+    contract's) and output hash. ``None`` (the sandbox refused the spec before running it) is the
+    job's failure, with nothing metered."""
+    if result is None:
+        return UsageReceipt(
+            chain_id=terms.chain_id,
+            contract_hash=terms.contract_hash(),
+            outcome=OUTCOME_JOB_FAILED,
+            gpu_ms=0,
+            exit_status=NOT_RUN_EXIT_STATUS,
+            output_hash=output_listing_hash({}),
+        )
+    if result.exit_code is not None:
+        exit_status = result.exit_code
+    elif result.signal is not None:
+        exit_status = 128 + result.signal  # as a shell reports a signal
+    else:
+        exit_status = NOT_RUN_EXIT_STATUS
+    return UsageReceipt(
+        chain_id=terms.chain_id,
+        contract_hash=terms.contract_hash(),
+        outcome=result.outcome.value,
+        gpu_ms=0
+        if result.outcome is Outcome.PROVIDER_ERROR
+        else min(result.gpu_ms, terms.max_gpu_seconds * 1000),
+        exit_status=exit_status,
+        output_hash=result.output_hash,
+        limit=result.limit.value if result.outcome is Outcome.LIMIT_EXCEEDED and result.limit else "",
+    )
+
+
+def _stderr_of(record: JobRecord, result: ExecutionResult | None) -> bytes:
+    """The job's stderr; for a run that never got that far, why (the requester reads it)."""
+    if result is not None and result.outcome is not Outcome.PROVIDER_ERROR:
+        return result.stderr
+    whose = "provider error" if result is not None else "the sandbox refused the job"
+    return f"dcent: {whose} {record.error_code}: {record.error_message}\n".encode()
 
 
 async def _write_logs(directory: Path, result: ExecutionResult | None) -> None:

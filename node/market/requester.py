@@ -16,11 +16,18 @@ from pathlib import Path
 import trio
 
 from node.market.context import MarketContext
-from node.market.errors import EscrowNeverOpened, JobCancelled, TxRefused
+from node.market.errors import (
+    ClaimDisputed,
+    EscrowNeverOpened,
+    JobCancelled,
+    NothingDelivered,
+    ProviderFailed,
+    TxRefused,
+)
 from node.market.records import REQUESTER, JobRecord, JobState
 from node.p2p.errors import P2PError
 from node.p2p.framing import Stream
-from protocol.contracts import SignedContract
+from protocol.contracts import OUTCOME_PROVIDER_ERROR, SignedContract
 from protocol.crypto import address_of
 from protocol.encoding import DecodeError
 from protocol.errors import ProtocolError
@@ -274,6 +281,7 @@ class RequesterSide:
                 final = {"settled": JobState.SETTLED, "refunded": JobState.REFUNDED}.get(
                     outcome, JobState.DISPUTED
                 )
+                _explain_close(record, final, terms.deadline_height)
                 record.move(final, ctx.clock_ms())
                 await ctx.book.save(record)
                 return
@@ -306,6 +314,29 @@ class RequesterSide:
             except TxRefused as exc:
                 log.info("job %s: %s", record.job_id, exc.message)
             await ctx.next_block()
+
+
+def _explain_close(record: JobRecord, final: JobState, deadline_height: int) -> None:
+    """Say why a contract closed without payment for work (a refund never reads "error 0")."""
+    receipt = record.receipt
+    if final is JobState.REFUNDED and receipt is not None and receipt.outcome == OUTCOME_PROVIDER_ERROR:
+        record.error_code = ProviderFailed.code
+        record.error_message = (
+            "the provider's sandbox failed, so the job did not run to its end; refunded in full, "
+            "the provider's collateral slashed"
+        )
+    elif final is JobState.REFUNDED:
+        record.error_code = NothingDelivered.code
+        record.error_message = (
+            f"the provider delivered no result by the deadline (height {deadline_height}); refunded in "
+            "full, the provider's collateral slashed"
+        )
+    elif final is JobState.DISPUTED:
+        record.error_code = ClaimDisputed.code
+        record.error_message = (
+            "the provider claimed payment for a result this node never accepted; the claim was "
+            "disputed: the claimed pay and part of the collateral were burned"
+        )
 
 
 async def _close(stream: Stream) -> None:

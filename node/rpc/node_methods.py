@@ -21,6 +21,7 @@ import trio
 
 from gpu.model import GpuDevice
 from node.rpc.blob_methods import register_blob_methods  # i15blob
+from node.rpc.economics_methods import register_economics_methods  # i16view
 from node.rpc.errors import UnknownBlock, UnknownTx
 from node.rpc.job_methods import register_job_methods
 from node.rpc.methods import MethodTable, package_version, register_builtin_methods
@@ -38,7 +39,7 @@ from node.services.mempool import (
     SenderLimit,
 )
 from node.store import ChainStore, IndexedTx
-from protocol.consensus.messages import Block
+from protocol.consensus.messages import Block, CommitCertificate
 from protocol.crypto import Address, address_of
 from protocol.ledger.errors import (
     BadNonce,
@@ -84,6 +85,7 @@ def build_node_table(node: Node | None) -> MethodTable:
     else:
         register_job_methods(table, node.market, node.validator_key)
     register_blob_methods(table, None if node is None else node.blobs)  # i15blob: the blob store
+    register_economics_methods(table, node)  # i16view: economics status/history, market view
     return table
 
 
@@ -265,7 +267,8 @@ class NodeMethods:
             [Param("height", Int(min=0), "block height")],
             errors=[UnknownBlock],
             returns="object: `height`, `hash`, `parent_hash`, `time_ms`, `proposer`, `state_hash`, "
-            "`txs` (transaction hashes), `evidence` (count)",
+            "`txs` (transaction hashes), `evidence` (count), `signers` (addresses whose precommits "
+            "commit it, in the certificate's order)",
         )
         table.register(
             "account_get",
@@ -426,6 +429,7 @@ class NodeMethods:
                 f"no block at height {height} is stored here (head {stored_height(self.node)})"
             )
         block = await trio.to_thread.run_sync(Block.decode, stored.block)
+        certificate = await trio.to_thread.run_sync(CommitCertificate.decode, stored.certificate)
         return {
             "height": stored.height,
             "hash": stored.hash.hex(),
@@ -435,6 +439,7 @@ class NodeMethods:
             "state_hash": stored.state_hash.hex(),
             "txs": [hashlib.sha256(raw).hexdigest() for raw in block.txs],
             "evidence": len(block.evidence),
+            "signers": [_address(signer) for signer in certificate.signers],
         }
 
     # --- accounts and transactions -----------------------------------------------------------

@@ -30,6 +30,7 @@ from node.p2p.errors import P2PError
 from node.p2p.framing import Stream
 from node.p2p.interface import GossipMessage, Host, serve_requests
 from node.services.consensus_wire import MAX_MESSAGE_BYTES, ConsensusMessage, decode_message, encode_message
+from node.services.economics_recorder import RecordingLedgerApp  # i16view
 from node.services.mempool import Mempool, MempoolError
 from node.services.tx_relay import TxRelay
 from node.store import ChainStore, StoredBlock
@@ -222,7 +223,11 @@ class ConsensusDriver:
         checkpoint = None
         if block.height % self.snapshot_interval == 0 and self.app.height == block.height:
             checkpoint = self.app.checkpoint().encode()
-        await trio.to_thread.run_sync(lambda: self.store.append_block(stored, snapshot=checkpoint))
+        # i16view: the block's economics record goes into the same transaction as the block.
+        economics = self.app.take_record(block.height) if isinstance(self.app, RecordingLedgerApp) else None
+        await trio.to_thread.run_sync(
+            lambda: self.store.append_block(stored, snapshot=checkpoint, economics=economics)
+        )
         if checkpoint is not None:
             await trio.to_thread.run_sync(self.store.prune_snapshots, KEEP_SNAPSHOTS)
         self._stored_height = block.height

@@ -25,7 +25,7 @@ import hashlib
 from dataclasses import dataclass
 
 from protocol import economics
-from protocol.contracts import ContractTerms, SignedContract, UsageReceipt
+from protocol.contracts import OUTCOME_COMPLETED, ContractTerms, SignedContract, UsageReceipt
 from protocol.crypto import PrivateKey
 from protocol.econsim import agents as model
 from protocol.econsim.chain import SimChain
@@ -220,7 +220,14 @@ class _Economy:
         if settled_seconds > 0:
             terms = self.contract(step, b"ok", price, settled_seconds, collateral_ok, height + 2)
             txs.append(self.tx(self.requester, OpenEscrow(_signed(terms, self))))
-            receipt = UsageReceipt(CHAIN_ID, terms.contract_hash(), settled_seconds, 0, bytes(32))
+            receipt = UsageReceipt(
+                chain_id=CHAIN_ID,
+                contract_hash=terms.contract_hash(),
+                outcome=OUTCOME_COMPLETED,
+                gpu_ms=settled_seconds * 1000,
+                exit_status=0,
+                output_hash=bytes(32),
+            )
             settle = Settle(receipt, receipt.sign(self.provider), receipt.sign(self.requester))
             txs.append(self.tx(self.provider, settle))
             flows.provider += fee

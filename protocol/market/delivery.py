@@ -9,10 +9,10 @@ One delivery is one stream, provider to requester::
                                                         or Refusal(code, message)
 
 The requester countersigns only what it can check itself: the receipt is for this contract and
-chain, signed by the contract's provider, within the contract's GPU-seconds, and the files it
-received hash to the receipt's ``output_hash`` (:func:`output_listing_hash`, a hash anyone holding
-the files can recompute). It cannot check the metering beyond the contract's cap; the ledger pays
-``min(gpu_seconds, max) x price`` either way. A refused delivery leaves the provider the unilateral
+chain, signed by the contract's provider, within the contract's GPU-seconds (the receipt meters
+GPU-milliseconds), and the files it received hash to the receipt's ``output_hash`` (:func:`output_listing_hash`, a hash anyone holding
+the files can recompute). It cannot check the metering beyond the contract's cap; the ledger pays by the
+receipt's outcome, never more than the maximum cost (:mod:`protocol.ledger.escrow`). A refused delivery leaves the provider the unilateral
 path: claim with its own signature, which the requester may dispute (see
 :mod:`protocol.ledger.escrow`).
 """
@@ -122,9 +122,9 @@ def check_delivery(terms: ContractTerms, delivery: ResultDelivery, *, output_lim
         raise ReceiptForOtherContract("receipt.contract_hash: not the contract this result is for")
     if not receipt.verify(terms.provider, delivery.provider_sig):
         raise ForgedReceipt("delivery.provider_sig: not the contract provider's signature over the receipt")
-    if receipt.gpu_seconds > terms.max_gpu_seconds:
+    if receipt.gpu_ms > terms.max_gpu_seconds * 1000:
         raise ReceiptOverLimit(
-            f"receipt.gpu_seconds: {receipt.gpu_seconds} is over the contract's {terms.max_gpu_seconds}"
+            f"receipt.gpu_ms: {receipt.gpu_ms} is over the contract's {terms.max_gpu_seconds} GPU-seconds"
         )
     if delivery.output_bytes() > output_limit_bytes:
         raise ReceiptOverLimit(

@@ -196,12 +196,15 @@ async def test_chain_head_and_blocks(running: RunningNode) -> None:
         "state_hash",
         "txs",
         "evidence",
+        "signers",
     }
     assert first["height"] == 1 and first["hash"] == stored.hash.hex()
     assert first["state_hash"] == stored.state_hash.hex()
     assert first["parent_hash"] == node.genesis.genesis_hash().hex()
     assert first["proposer"] == str(node.validator_key.address)
     assert first["txs"] == [] and first["evidence"] == 0
+    # The one validator signed the commit: who signed is what `testnet status` names when stalled.
+    assert first["signers"] == [str(node.validator_key.address)]
     assert second["parent_hash"] == first["hash"] and second["time_ms"] > first["time_ms"]
 
 

@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 from hypothesis import strategies as st
 
-from protocol.contracts import ContractTerms, SignedContract, UsageReceipt
+from protocol.contracts import (
+    OUTCOME_COMPLETED,
+    OUTCOME_JOB_FAILED,
+    ContractTerms,
+    SignedContract,
+    UsageReceipt,
+)
 from protocol.crypto import PrivateKey
 from protocol.encoding import decode, encode, sign_bytes
 from protocol.ledger.block import BlockContext, BlockResult, Misbehaviour, apply_block
@@ -207,14 +213,24 @@ def make_receipt(
     *,
     chain_id: str | None = None,
     contract_hash: bytes | None = None,
+    outcome: str = OUTCOME_COMPLETED,
+    gpu_ms: int | None = None,
+    exit_status: int | None = None,
+    limit: str = "",
 ) -> UsageReceipt:
-    """A usage receipt for ``terms`` (of its chain and contract unless others are named)."""
+    """A usage receipt for ``terms`` (of its chain and contract unless others are named):
+    ``gpu_seconds`` of work (``gpu_ms`` overrides it), a completed run unless ``outcome`` says
+    otherwise (a failed run exits 1 unless ``exit_status`` is given)."""
+    if exit_status is None:
+        exit_status = 1 if outcome == OUTCOME_JOB_FAILED else 0
     return UsageReceipt(
         chain_id=terms.chain_id if chain_id is None else chain_id,
         contract_hash=terms.contract_hash() if contract_hash is None else contract_hash,
-        gpu_seconds=gpu_seconds,
-        exit_status=0,
+        outcome=outcome,
+        gpu_ms=gpu_seconds * 1000 if gpu_ms is None else gpu_ms,
+        exit_status=exit_status,
         output_hash=bytes(32),
+        limit=limit,
     )
 
 
@@ -226,9 +242,13 @@ def settle_msg(
     provider_signer: str | None = None,
     requester_signer: str | None = None,
     contract_hash: bytes | None = None,
+    outcome: str = OUTCOME_COMPLETED,
+    gpu_ms: int | None = None,
 ) -> Settle:
     """A ``Settle`` whose receipt both parties signed (or the signers named instead)."""
-    receipt = make_receipt(terms, gpu_seconds, chain_id=chain_id, contract_hash=contract_hash)
+    receipt = make_receipt(
+        terms, gpu_seconds, chain_id=chain_id, contract_hash=contract_hash, outcome=outcome, gpu_ms=gpu_ms
+    )
     provider = provider_signer or label_of(terms.provider)
     requester = requester_signer or label_of(terms.requester)
     return Settle(receipt, receipt.sign(key(provider)), receipt.sign(key(requester)))
@@ -241,9 +261,12 @@ def claim_msg(
     chain_id: str | None = None,
     provider_signer: str | None = None,
     contract_hash: bytes | None = None,
+    outcome: str = OUTCOME_COMPLETED,
 ) -> EscrowClaim:
     """An ``EscrowClaim`` of a receipt signed by the provider (or the signer named instead)."""
-    receipt = make_receipt(terms, gpu_seconds, chain_id=chain_id, contract_hash=contract_hash)
+    receipt = make_receipt(
+        terms, gpu_seconds, chain_id=chain_id, contract_hash=contract_hash, outcome=outcome
+    )
     return EscrowClaim(receipt, receipt.sign(key(provider_signer or label_of(terms.provider))))
 
 

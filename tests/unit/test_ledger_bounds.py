@@ -84,11 +84,16 @@ def _contract_dict(draw: st.DrawFn, requester: str, provider: str, height: int) 
 
 
 def _receipt_dict(draw: st.DrawFn, contract_hash: bytes) -> tuple[dict[str, Any], bytes]:
+    outcome = draw(
+        st.sampled_from(("completed", "job_failed", "timed_out", "provider_error", "limit_exceeded"))
+    )
     receipt = {
         "chain_id": CHAIN_ID,
         "contract_hash": contract_hash,
         "exit_status": draw(st.sampled_from((0, 1, -1, 2**31 - 1, -(2**31), 2**31))),
-        "gpu_seconds": draw(st.sampled_from(EXTREMES)),
+        "gpu_ms": draw(st.sampled_from(EXTREMES)),
+        "limit": draw(st.sampled_from(("", "memory", "x" * 65))),
+        "outcome": outcome,
         "output_hash": bytes(32),
     }
     return receipt, sign_bytes(CHAIN_ID, "receipt", encode(receipt))
@@ -279,7 +284,7 @@ def test_a_free_contract_is_refused_and_its_settles_cannot_inflate_anything() ->
         )
         txs += [
             chain.tx("alice", OpenEscrow(sign_contract(terms))),
-            chain.tx("bob", settle_msg(terms, 2**62)),
+            chain.tx("bob", settle_msg(terms, 2**52)),
         ]
     chain.block(txs)
     assert chain.state.epoch_work[addr("bob")] <= chain.state.vars["burned"]
