@@ -270,7 +270,8 @@ def receipt() -> UsageReceipt:
     return UsageReceipt(
         chain_id=CHAIN_ID,
         contract_hash=terms().contract_hash(),
-        gpu_seconds=12,
+        outcome="completed",
+        gpu_ms=12_000,
         exit_status=0,
         output_hash=output_listing_hash(OUTPUTS),
     )

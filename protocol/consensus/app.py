@@ -52,11 +52,12 @@ class Application(Protocol):
         self,
         *,
         height: int,
-        time_ms: int,
         proposer: bytes,
         evidence: Sequence[DuplicateVoteEvidence],
     ) -> Block:
-        """A valid next block from the mempool, executed so its ``state_hash`` is filled in."""
+        """A valid next block from the mempool, executed so its ``state_hash`` is filled in; its
+        time is the BFT time of the last certificate. Raises an InvalidMessage subclass when no
+        block can be built (the core then proposes nothing)."""
         ...
 
     def check_block(self, block: Block) -> None:

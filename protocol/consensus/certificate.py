@@ -15,7 +15,7 @@ from protocol.consensus.errors import (
     InsufficientPower,
     UnknownSigner,
 )
-from protocol.consensus.messages import CommitCertificate, genesis_certificate
+from protocol.consensus.messages import GENESIS_BLOCK_TIME_MS, CommitCertificate, genesis_certificate
 from protocol.consensus.validators import ValidatorSet
 from protocol.consensus.verifier import SignatureVerifier
 
@@ -82,3 +82,32 @@ def verify_parent_certificate(
         validators=parent_validators,
         verifier=verifier,
     )
+
+
+def bft_time(certificate: CommitCertificate, validators: ValidatorSet) -> int:
+    """The time of the block that carries ``certificate`` as its ``last_commit``: the
+    stake-weighted median of its precommit times (BFT time; genesis time for block 1).
+
+    The median is the first time, in (time, address) order, at which the signers' cumulative
+    power exceeds half of theirs. A certificate holds more than 2/3 of the power and Byzantine
+    validators less than 1/3, so they hold less than half of the signers' power: the median can
+    be neither above every honest signer's time nor below every one. Whatever precommits a
+    proposer picks, and whatever times Byzantine validators sign, the block time is an honest
+    validator's clock reading. Signers outside ``validators`` weigh nothing (the certificate is
+    verified before its time is used).
+    """
+    if certificate.height == 0:
+        return GENESIS_BLOCK_TIME_MS
+    entries = sorted(
+        (
+            (entry.time_ms, entry.validator, validators.power_of(entry.validator))
+            for entry in certificate.signatures
+        ),
+    )
+    total = sum(power for _, _, power in entries)
+    cumulative = 0
+    for time_ms, _, power in entries:
+        cumulative += power
+        if 2 * cumulative > total:
+            return time_ms
+    return GENESIS_BLOCK_TIME_MS  # no signer with power: never the case for a verified certificate

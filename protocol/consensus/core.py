@@ -61,6 +61,7 @@ from protocol.consensus.messages import (
     Vote,
     certificate_from_votes,
 )
+from protocol.consensus.other_heights import FutureBuffer, set_of, signer_of, vouched_by_one_third
 from protocol.consensus.signer import Locks, Signer
 from protocol.consensus.sync import verify_committed_block
 from protocol.consensus.validators import ValidatorSet
@@ -109,7 +110,7 @@ class ConsensusCore:
         self.evidence_pool: dict[bytes, DuplicateVoteEvidence] = {}
         self._last_sync_request_ms: int | None = None
         self._blocks_sent_ms: dict[bytes, int] = {}
-        self._future: list[Proposal | Vote] = []
+        self._future = FutureBuffer(self.config.max_buffered_per_validator)
         self._future_power: dict[bytes, int] = {}
         # Per-height state; set by _enter_height.
         self.height = 0
@@ -270,7 +271,10 @@ class ConsensusCore:
             if self.valid_block is not None:
                 block, pol_round = self.valid_block, self.valid_round  # line 15
             else:
-                block, pol_round = self._build_block(), -1  # line 17
+                built, pol_round = self._build_block(), -1  # line 17
+                if built is None:
+                    return  # nothing executes: stay silent, the others time out to a new round
+                block = built
             proposal = self._sign_proposal(block, pol_round)
             if proposal is not None:
                 self._send(proposal)
@@ -312,7 +316,7 @@ class ConsensusCore:
 
     def _on_vote(self, vote: Vote) -> None:
         if vote.height != self.height:
-            self._not_this_height(vote, vote.height, vote.validator)
+            self._not_this_height(vote)
             return
         if vote.validator not in self.validators:
             raise UnknownValidator(f"vote from {vote.validator.hex()}, not a validator at {self.height}")
@@ -358,7 +362,7 @@ class ConsensusCore:
 
     def _on_proposal(self, proposal: Proposal) -> None:
         if proposal.height != self.height:
-            self._not_this_height(proposal, proposal.height, b"")
+            self._not_this_height(proposal)
             return
         proposer = self.validators.proposer(self.height, proposal.round)
         if not self._admit_round(proposer, proposal.round):
@@ -396,25 +400,36 @@ class ConsensusCore:
         rounds.append(round_)
         return True
 
-    def _not_this_height(self, message: Proposal | Vote, height: int, sender: bytes) -> None:
-        """Help a peer that is behind; buffer the next height; notice when we are behind."""
+    def _not_this_height(self, message: Proposal | Vote) -> None:
+        """Help a validator that is behind; buffer the next height; notice when we are behind.
+
+        Only a message signed by a validator of its height acts (see ``other_heights``):
+        raises UnknownValidator / InvalidSignature when that set is known and the message
+        fails it; a message whose height's set we no longer keep is ignored.
+        """
+        height = message.height
         if height < self.height:
-            if sender in self.validators:
-                last = self._blocks_sent_ms.get(sender)
-                if last is None or self._now - last >= self.config.sync_retry_ms:
-                    self._blocks_sent_ms[sender] = self._now
-                    self._effects.append(SendBlocks(sender, height))
+            validators = set_of(self.app.validator_set, height)
+            if validators is None:
+                return
+            sender = signer_of(message, validators, chain_id=self.chain_id, verifier=self.verifier)
+            last = self._blocks_sent_ms.get(sender)
+            if last is None or self._now - last >= self.config.sync_retry_ms:
+                self._blocks_sent_ms[sender] = self._now
+                self._effects.append(SendBlocks(sender, height))
             return
+        # The next height's set is always known; beyond it, the newest set is the best guess.
+        newest = self.app.validator_set(self.height + 1)
+        sender = signer_of(message, newest, chain_id=self.chain_id, verifier=self.verifier)
         if height > self.height + 1:
             self._request_sync(sender)
             return
-        if len(self._future) < self.config.max_buffered_messages:
-            self._future.append(message)
-        if sender and sender not in self._future_power:
+        self._future.add(sender, message)
+        if sender not in self._future_power:
             self._future_power[sender] = self.validators.power_of(sender)
         # f+1 of the power is already at the next height: some honest node has decided this
         # one, so the block and its certificate exist (asked again while it keeps being true).
-        if sender and self.validators.has_one_third(sum(self._future_power.values())):
+        if self.validators.has_one_third(sum(self._future_power.values())):
             self._request_sync(sender)
 
     def _on_committed_block(self, committed: CommittedBlock) -> None:
@@ -422,7 +437,13 @@ class ConsensusCore:
         if block.height < self.height:
             return
         if block.height > self.height:
-            self._request_sync(b"")
+            # A gap in what a peer sent. Ask for the blocks only if validators we know, with
+            # more than 1/3 of the power, really signed it (a stranger's block triggers nothing).
+            newest = self.app.validator_set(self.height + 1)
+            if vouched_by_one_third(
+                committed.certificate, newest, chain_id=self.chain_id, verifier=self.verifier
+            ):
+                self._request_sync(b"")
             return
         verify_committed_block(
             committed,
@@ -551,7 +572,7 @@ class ConsensusCore:
         self._effects.append(Commit(block, certificate, state_hash))
         for evidence in block.evidence:
             self.evidence_pool.pop(evidence.validator, None)
-        buffered, self._future, self._future_power = self._future, [], {}
+        buffered, self._future_power = self._future.drain(), {}
         self._enter_height(self.height + 1)
         self._waiting_commit = True
         self._set_timeout(TimeoutKind.COMMIT, 0)
@@ -591,6 +612,12 @@ class ConsensusCore:
         self.step = STEP_PRECOMMIT
         self._cast(PRECOMMIT, block_hash)
 
+    def _vote_time(self, block_hash: bytes) -> int:
+        """Our clock, but after the block voted for: precommit times become the next block's
+        BFT time, which must exceed this block's."""
+        block = self._blocks.get(block_hash)
+        return self._now if block is None else max(self._now, block.time_ms + 1)
+
     def _cast(self, vote_type: int, block_hash: bytes) -> None:
         if not self.is_validator:
             return
@@ -610,7 +637,9 @@ class ConsensusCore:
 
     def _sign_vote(self, vote_type: int, block_hash: bytes) -> Vote | None:
         assert self._signer is not None
-        vote, fresh = self._signer.sign_vote(self.height, self.round, vote_type, block_hash, self._locks())
+        vote, fresh = self._signer.sign_vote(
+            self.height, self.round, vote_type, block_hash, self._locks(), self._vote_time(block_hash)
+        )
         if fresh:
             self._effects.append(Persist(self._signer.state))
         return vote
@@ -631,7 +660,7 @@ class ConsensusCore:
     # Helpers
     # ----------------------------------------------------------------------------------------
 
-    def _build_block(self) -> Block:
+    def _build_block(self) -> Block | None:
         evidence = []
         for validator, item in list(self.evidence_pool.items()):
             if item.height >= self.height:
@@ -642,12 +671,10 @@ class ConsensusCore:
                 del self.evidence_pool[validator]
                 continue
             evidence.append(item)
-        return self.app.build_block(
-            height=self.height,
-            time_ms=max(self._now, self.app.last_block_time + 1),
-            proposer=self.address,
-            evidence=evidence,
-        )
+        try:
+            return self.app.build_block(height=self.height, proposer=self.address, evidence=evidence)
+        except InvalidMessage:
+            return None
 
     def _require_started(self) -> None:
         if not self._started:

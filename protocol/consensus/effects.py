@@ -55,7 +55,9 @@ class ConsensusConfig:
     gossip_interval_ms: int = 2000
     timeout_commit_ms: int = 0
     sync_retry_ms: int = 2000
-    max_buffered_messages: int = 1024
+    #: Messages of the next height kept per validator of that height (authenticated first, so
+    #: no one else can fill a validator's share or evict its messages).
+    max_buffered_per_validator: int = 64
 
     def __post_init__(self) -> None:
         for name in (
@@ -69,12 +71,12 @@ class ConsensusConfig:
         non_negative = (
             self.timeout_delta_ms,
             self.sync_retry_ms,
-            self.max_buffered_messages,
+            self.max_buffered_per_validator,
             self.timeout_commit_ms,
         )
         if min(non_negative) < 0:
             raise InvalidConfig(
-                "timeout_delta_ms, sync_retry_ms, max_buffered_messages and timeout_commit_ms must be >= 0"
+                "timeout_delta_ms, sync_retry_ms, max_buffered_per_validator and timeout_commit_ms must be >= 0"
             )
 
     def timeout_ms(self, kind: TimeoutKind, round_: int) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from protocol.consensus.certificate import verify_parent_certificate
+from protocol.consensus.certificate import bft_time, verify_parent_certificate
 from protocol.consensus.checkpoint import Checkpoint, CheckpointError, StoredValidatorSet
 from protocol.consensus.errors import (
     BlockExecutionFailed,
@@ -26,6 +26,7 @@ from protocol.consensus.errors import (
 )
 from protocol.consensus.evidence import verify_block_evidence, verify_evidence
 from protocol.consensus.messages import (
+    GENESIS_BLOCK_TIME_MS,
     Block,
     CommitCertificate,
     DuplicateVoteEvidence,
@@ -144,15 +145,24 @@ class LedgerApp:
             verifier=self.verifier,
         )
 
+    def next_block_time(self) -> int:
+        """The time the next block must carry: BFT time of our last certificate."""
+        parent_validators = self._sets.get(self.height)
+        if parent_validators is None:
+            return GENESIS_BLOCK_TIME_MS  # at genesis: block 1 carries no precommits
+        return bft_time(self._last_certificate, parent_validators)
+
     def build_block(
         self,
         *,
         height: int,
-        time_ms: int,
         proposer: bytes,
         evidence: Sequence[DuplicateVoteEvidence],
     ) -> Block:
+        """Raises BlockExecutionFailed when even a block without transactions does not execute
+        (a ledger bug or bound: the core then proposes nothing and the round times out)."""
         assert height == self.height + 1, "blocks are built on the last committed one"
+        time_ms = self.next_block_time()
         draft = Block(
             self.chain_id,
             height,
@@ -165,11 +175,21 @@ class LedgerApp:
             bytes(32),
         )
         context = block_context(draft)
-        txs = tuple(
-            select_txs(self.state, context, self._tx_source(), self.max_txs, verified=self._tx_verified)
-        )
-        replica = self.state.copy()
-        result = apply_block(replica, context, txs, verified=self._tx_verified)
+        try:
+            txs = tuple(
+                select_txs(self.state, context, self._tx_source(), self.max_txs, verified=self._tx_verified)
+            )
+            replica = self.state.copy()
+            result = apply_block(replica, context, txs, verified=self._tx_verified)
+        except LedgerError:
+            # The transactions broke a bound only the whole block reveals (end-block): propose
+            # none rather than nothing.
+            txs = ()
+            replica = self.state.copy()
+            try:
+                result = apply_block(replica, context, txs, verified=self._tx_verified)
+            except LedgerError as exc:
+                raise BlockExecutionFailed(f"no block executes at {height}: {exc.message}") from None
         block = Block(
             self.chain_id,
             height,
@@ -196,19 +216,31 @@ class LedgerApp:
             raise InvalidBlock(f"block height {block.height}, expected {height}")
         if block.parent_hash != self._last_hash:
             raise InvalidBlock("block does not extend our last block")
-        if block.time_ms <= self._last_time:
+        if height > 1 and block.time_ms <= self._last_time:
             raise InvalidBlock(f"block time {block.time_ms} is not after its parent's {self._last_time}")
         if block.proposer not in self.validator_set(height):
             raise InvalidBlock("block proposer is not a validator")
+        parent_validators = self._sets.get(height - 1)
         verify_parent_certificate(
             block.last_commit,
             chain_id=self.chain_id,
             height=height,
             parent_hash=block.parent_hash,
             genesis_hash=self._genesis_hash,
-            parent_validators=self._sets.get(height - 1),
+            parent_validators=parent_validators,
             verifier=self.verifier,
         )
+        expected_time = (
+            GENESIS_BLOCK_TIME_MS
+            if parent_validators is None
+            else bft_time(block.last_commit, parent_validators)
+        )
+        if block.time_ms != expected_time:
+            # Whatever the proposer's clock says: a block time is the median of the precommit
+            # times in its last commit, never a proposer's choice (2**63 - 1 would end the chain).
+            raise InvalidBlock(
+                f"block time {block.time_ms} is not the BFT time {expected_time} of its last commit"
+            )
         verify_block_evidence(
             block.evidence,
             chain_id=self.chain_id,

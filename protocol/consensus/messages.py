@@ -23,6 +23,10 @@ HASH_LEN = 32
 NIL = b""
 MAX_ROUND = 2**31 - 1
 MAX_HEIGHT = 2**63 - 1
+MAX_TIME_MS = 2**63 - 1
+#: The time of block 1: its ``last_commit`` is the genesis pseudo-certificate, which holds no
+#: precommits to take a median of.
+GENESIS_BLOCK_TIME_MS = 0
 MAX_TXS_PER_BLOCK = 10_000
 MAX_EVIDENCE_PER_BLOCK = 100
 MAX_CERTIFICATE_SIGNATURES = 10_000
@@ -72,6 +76,10 @@ def _check_address(value: bytes, what: str) -> None:
     _check(type(value) is bytes and len(value) == ADDRESS_LEN, f"{what} must be a {ADDRESS_LEN}-byte address")
 
 
+def _check_time(value: int, what: str) -> None:
+    _check(type(value) is int and 0 <= value <= MAX_TIME_MS, f"{what} {value!r} out of range")
+
+
 def _check_signature(value: bytes) -> None:
     _check(type(value) is bytes and len(value) == SIGNATURE_LEN, f"a signature is {SIGNATURE_LEN} bytes")
 
@@ -82,10 +90,18 @@ def _check_signature(value: bytes) -> None:
 
 
 def vote_sign_bytes(
-    chain_id: str, height: int, round_: int, vote_type: int, block_hash: bytes, validator: bytes
+    chain_id: str,
+    height: int,
+    round_: int,
+    vote_type: int,
+    block_hash: bytes,
+    validator: bytes,
+    time_ms: int = 0,
 ) -> bytes:
-    """What a validator signs for a vote."""
-    return sign_bytes(chain_id, VOTE_DOMAIN, encode([height, round_, vote_type, block_hash, validator]))
+    """What a validator signs for a vote (its clock reading included: see ``Vote.time_ms``)."""
+    return sign_bytes(
+        chain_id, VOTE_DOMAIN, encode([height, round_, vote_type, block_hash, validator, time_ms])
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +112,9 @@ class Vote(Record):
     block_hash: bytes
     validator: bytes
     signature: bytes
+    #: The validator's clock when it signed (ms). The precommits in a block's ``last_commit``
+    #: fix that block's time: their stake-weighted median (BFT time, see ``bft_time``).
+    time_ms: int = 0
 
     def __post_init__(self) -> None:
         _check_height(self.height)
@@ -104,13 +123,16 @@ class Vote(Record):
         _check_hash(self.block_hash, "vote block hash", nil_ok=True)
         _check_address(self.validator, "vote validator")
         _check_signature(self.signature)
+        _check_time(self.time_ms, "vote time")
 
     @property
     def is_nil(self) -> bool:
         return self.block_hash == NIL
 
     def sign_bytes(self, chain_id: str) -> bytes:
-        return vote_sign_bytes(chain_id, self.height, self.round, self.type, self.block_hash, self.validator)
+        return vote_sign_bytes(
+            chain_id, self.height, self.round, self.type, self.block_hash, self.validator, self.time_ms
+        )
 
     def __repr__(self) -> str:
         target = "nil" if self.is_nil else self.block_hash[:4].hex()
@@ -121,12 +143,18 @@ class Vote(Record):
 
 
 def sign_vote(
-    key: PrivateKey, chain_id: str, height: int, round_: int, vote_type: int, block_hash: bytes
+    key: PrivateKey,
+    chain_id: str,
+    height: int,
+    round_: int,
+    vote_type: int,
+    block_hash: bytes,
+    time_ms: int = 0,
 ) -> Vote:
     """A vote signed by ``key`` (the consensus core signs through its sign guard instead)."""
     validator = key.address.raw
-    signature = key.sign(vote_sign_bytes(chain_id, height, round_, vote_type, block_hash, validator))
-    return Vote(height, round_, vote_type, block_hash, validator, signature)
+    payload = vote_sign_bytes(chain_id, height, round_, vote_type, block_hash, validator, time_ms)
+    return Vote(height, round_, vote_type, block_hash, validator, key.sign(payload), time_ms)
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,10 +166,12 @@ def sign_vote(
 class CommitSignature(Record):
     validator: bytes
     signature: bytes
+    time_ms: int = 0
 
     def __post_init__(self) -> None:
         _check_address(self.validator, "certificate signer")
         _check_signature(self.signature)
+        _check_time(self.time_ms, "precommit time")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +199,15 @@ class CommitCertificate(Record):
     def precommits(self) -> Iterator[Vote]:
         """The signed precommits this certificate stands for."""
         for entry in self.signatures:
-            yield Vote(self.height, self.round, PRECOMMIT, self.block_hash, entry.validator, entry.signature)
+            yield Vote(
+                self.height,
+                self.round,
+                PRECOMMIT,
+                self.block_hash,
+                entry.validator,
+                entry.signature,
+                entry.time_ms,
+            )
 
 
 def certificate_from_votes(
@@ -177,7 +215,7 @@ def certificate_from_votes(
 ) -> CommitCertificate:
     """A certificate from precommits for ``block_hash``, signers in ascending address order."""
     entries = sorted(
-        (CommitSignature(v.validator, v.signature) for v in votes if v.block_hash == block_hash),
+        (CommitSignature(v.validator, v.signature, v.time_ms) for v in votes if v.block_hash == block_hash),
         key=lambda entry: entry.validator,
     )
     return CommitCertificate(height, round_, block_hash, tuple(entries))
@@ -229,8 +267,10 @@ class Block(Record):
     """A block: the parent's commit certificate, transactions, evidence, and the state it yields.
 
     ``state_hash`` is the ledger state hash after executing this block, so a commit certificate
-    for the block also certifies the state. ``time_ms`` is the proposer's clock, strictly
-    increasing along the chain; the ledger measures periods in blocks and never reads it.
+    for the block also certifies the state. ``time_ms`` is BFT time: the stake-weighted median
+    of the precommit times in ``last_commit`` (:func:`protocol.consensus.certificate.bft_time`),
+    so no proposer chooses it and it stays within the honest validators' clocks; strictly
+    increasing along the chain. The ledger measures periods in blocks and never reads it.
     """
 
     chain_id: str
@@ -246,7 +286,7 @@ class Block(Record):
     def __post_init__(self) -> None:
         _check(type(self.chain_id) is str and 0 < len(self.chain_id) <= 64, "bad chain id")
         _check_height(self.height)
-        _check(type(self.time_ms) is int and 0 <= self.time_ms <= MAX_HEIGHT, "block time out of range")
+        _check_time(self.time_ms, "block time")
         _check_hash(self.parent_hash, "parent hash")
         _check_address(self.proposer, "block proposer")
         _check(len(self.txs) <= MAX_TXS_PER_BLOCK, "too many transactions")

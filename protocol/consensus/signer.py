@@ -76,10 +76,11 @@ class Signer:
         return True
 
     def sign_vote(
-        self, height: int, round_: int, vote_type: int, block_hash: bytes, locks: Locks
+        self, height: int, round_: int, vote_type: int, block_hash: bytes, locks: Locks, time_ms: int = 0
     ) -> tuple[Vote | None, bool]:
         """The vote, and whether it is newly signed (then ``state`` changed and must be
-        persisted before the vote is sent). ``(None, False)`` when the guard refuses."""
+        persisted before the vote is sent). ``(None, False)`` when the guard refuses. A vote
+        already signed at this step goes out again with its original time."""
         position = (height, round_, STEP_OF_VOTE[vote_type])
         if not self._allowed(position):
             return None, False
@@ -91,8 +92,8 @@ class Signer:
                     return vote, False
             self.refused += 1
             return None, False
-        payload = vote_sign_bytes(self.chain_id, height, round_, vote_type, block_hash, self.address)
-        vote = Vote(height, round_, vote_type, block_hash, self.address, self._key.sign(payload))
+        payload = vote_sign_bytes(self.chain_id, height, round_, vote_type, block_hash, self.address, time_ms)
+        vote = Vote(height, round_, vote_type, block_hash, self.address, self._key.sign(payload), time_ms)
         same_round = (state.height, state.round) == (height, round_)
         earlier = tuple(v for v in state.last_votes if v.type != vote_type) if same_round else ()
         self.state = locks.state(position, (*earlier, vote), state.last_proposal if same_round else ())

@@ -118,18 +118,29 @@ class Chain:
         )
 
 
-def vote(index: int, height: int, round_: int, vote_type: int, block_hash: bytes) -> Vote:
-    return sign_vote(vkey(index), CHAIN_ID, height, round_, vote_type, block_hash)
+def vote_time(height: int) -> int:
+    """The clock reading the test's validators sign into their votes at ``height``: one second
+    per height, so BFT times (the median of a certificate's precommit times) increase."""
+    return 1_000 * height
 
 
-def build_block(chain: Chain, builder: LedgerApp, proposer: int, *, time_ms: int = 1_000) -> Block:
-    """A valid next block for ``builder``'s chain, as validator ``proposer`` would build it."""
-    return builder.build_block(
-        height=builder.height + 1,
-        time_ms=max(time_ms, builder.last_block_time + 1),
-        proposer=vkey(proposer).address.raw,
-        evidence=(),
+def vote(
+    index: int, height: int, round_: int, vote_type: int, block_hash: bytes, *, time_ms: int | None = None
+) -> Vote:
+    return sign_vote(
+        vkey(index),
+        CHAIN_ID,
+        height,
+        round_,
+        vote_type,
+        block_hash,
+        vote_time(height) if time_ms is None else time_ms,
     )
+
+
+def build_block(chain: Chain, builder: LedgerApp, proposer: int) -> Block:
+    """A valid next block for ``builder``'s chain, as validator ``proposer`` would build it."""
+    return builder.build_block(height=builder.height + 1, proposer=vkey(proposer).address.raw, evidence=())
 
 
 def propose(chain: Chain, app: LedgerApp, round_: int, block: Block, *, pol_round: int = -1) -> Proposal:
@@ -144,7 +155,7 @@ def certificate(height: int, round_: int, block_hash: bytes, signers: Iterable[i
     entries = []
     for index in signers:
         signed = vote(index, height, round_, PRECOMMIT, block_hash)
-        entries.append(CommitSignature(signed.validator, signed.signature))
+        entries.append(CommitSignature(signed.validator, signed.signature, signed.time_ms))
     return CommitCertificate(height, round_, block_hash, tuple(sorted(entries, key=lambda e: e.validator)))
 
 

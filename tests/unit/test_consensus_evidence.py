@@ -149,7 +149,6 @@ def test_one_validator_accused_twice_in_a_block_is_a_duplicate(validators: Valid
 def _commit_next(chain: Chain, app: LedgerApp, *, evidence: tuple[DuplicateVoteEvidence, ...] = ()) -> None:
     block = app.build_block(
         height=app.height + 1,
-        time_ms=app.last_block_time + 1,
         proposer=vkey(0).address.raw,
         evidence=evidence,
     )
@@ -187,7 +186,7 @@ def test_a_block_with_forged_evidence_is_invalid() -> None:
     )
     evidence = DuplicateVoteEvidence.from_votes(vote(1, 1, 0, PREVOTE, A), forged)
     # A Byzantine proposer could build such a block; the ledger would slash if it were applied.
-    draft = builder.build_block(height=2, time_ms=10_000, proposer=vkey(0).address.raw, evidence=(evidence,))
+    draft = builder.build_block(height=2, proposer=vkey(0).address.raw, evidence=(evidence,))
     with pytest.raises(ForgedEvidence):
         app.check_block(draft)
     with pytest.raises(InvalidMessage):

@@ -22,10 +22,9 @@ from protocol.units import DCT
 from .consensus_support import CHAIN_ID, Chain, certificate, client_key, vkey
 
 
-def _next(app: LedgerApp, *, time_ms: int | None = None, proposer: int = 0) -> Block:
+def _next(app: LedgerApp, *, proposer: int = 0) -> Block:
     return app.build_block(
         height=app.height + 1,
-        time_ms=app.last_block_time + 1 if time_ms is None else time_ms,
         proposer=vkey(proposer).address.raw,
         evidence=(),
     )
@@ -83,13 +82,13 @@ def test_a_block_with_an_invalid_transaction_is_invalid() -> None:
         ({"chain_id": "another-chain"}, InvalidBlock),
         ({"height": 2}, InvalidBlock),
         ({"parent_hash": bytes(32)}, InvalidBlock),
-        ({"time_ms": 0}, InvalidBlock),
+        ({"time_ms": 5}, InvalidBlock),  # block 1's time is the genesis time, 0
         ({"proposer": client_key(0).address.raw}, InvalidBlock),
     ],
 )
 def test_a_block_that_does_not_extend_our_chain_is_invalid(change: dict[str, object], error: type) -> None:
     chain = Chain()
-    block = _next(chain.app(), time_ms=5)
+    block = _next(chain.app())
     fields = {name: getattr(block, name) for name in Block.__dataclass_fields__}
     fields.update(change)
     if "height" in change:

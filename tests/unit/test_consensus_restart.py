@@ -78,7 +78,7 @@ def test_restarted_validator_never_signs_at_a_lower_round() -> None:
     effects = restarted.start(500)
     builder = chain.app()
     for round_ in (0, 1):
-        block = build_block(chain, builder, chain.proposer(app, H, round_), time_ms=1000 + round_)
+        block = build_block(chain, builder, chain.proposer(app, H, round_))
         effects += restarted.receive(propose(chain, restarted.app, round_, block), 510)  # type: ignore[arg-type]
         for index in others:
             effects += restarted.receive(vote(index, H, round_, PREVOTE, block.hash), 510)
@@ -114,7 +114,7 @@ def test_the_lock_survives_a_restart() -> None:
     core = chain.core(me, app=app)
     core.start(0)
     builder = chain.app()
-    block_a = build_block(chain, builder, chain.proposer(app, H, 0), time_ms=1000)
+    block_a = build_block(chain, builder, chain.proposer(app, H, 0))
     core.receive(propose(chain, app, 0, block_a), 10)
     for index in others[:2]:
         core.receive(vote(index, H, 0, PREVOTE, block_a.hash), 10)
@@ -124,7 +124,7 @@ def test_the_lock_survives_a_restart() -> None:
     restarted.start(100)
     assert (restarted.locked_round, restarted.locked_block) == (0, block_a)
     restarted.on_timeout(Timeout(TimeoutKind.PRECOMMIT, H, 0), 200)
-    block_b = build_block(chain, builder, chain.proposer(app, H, 1), time_ms=2000)
+    block_b = build_block(chain, builder, chain.proposer(app, H, 1))
     effects = restarted.receive(propose(chain, restarted.app, 1, block_b), 210)  # type: ignore[arg-type]
     assert [(v.type, v.block_hash) for v in own_votes(effects, vkey(me).address.raw)] == [(PREVOTE, NIL)]
 

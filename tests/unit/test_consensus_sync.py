@@ -85,7 +85,7 @@ def test_a_certified_block_that_does_not_execute_is_refused() -> None:
     hash is wrong is not applied."""
     chain = Chain()
     builder = chain.app()
-    block = builder.build_block(height=1, time_ms=5, proposer=vkey(0).address.raw, evidence=())
+    block = builder.build_block(height=1, proposer=vkey(0).address.raw, evidence=())
     wrong = dataclasses.replace(block, state_hash=bytes(32))
     late = chain.core(3)
     late.start(0)

@@ -92,7 +92,7 @@ def test_the_jobs_own_ending_pays_the_metered_time_and_returns_the_collateral(
     fee_burn = mul_ratio(TEST_PARAMS.min_fee, TEST_PARAMS.fee_burn_share)
     assert chain.state.vars["burned"] - burned == protocol_fee + fee_burn
     assert chain.state.closed_contracts[HASH] == "settled"
-    # The provider's reward weight is the protocol fee the settlement burned.
+    # The provider's reward weight is the fee its settlement burned (issue 12), not its GPU time.
     assert chain.state.epoch_work[addr("bob")] == protocol_fee
 
 

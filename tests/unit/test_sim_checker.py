@@ -21,8 +21,8 @@ def _checker(byzantine: frozenset[bytes] = frozenset()) -> Checker:
 
 def _blocks() -> tuple[Chain, Block, Block]:
     chain = Chain()
-    one = chain.app().build_block(height=1, time_ms=5, proposer=vkey(0).address.raw, evidence=())
-    other = chain.app().build_block(height=1, time_ms=6, proposer=vkey(1).address.raw, evidence=())
+    one = chain.app().build_block(height=1, proposer=vkey(0).address.raw, evidence=())
+    other = chain.app().build_block(height=1, proposer=vkey(1).address.raw, evidence=())
     return chain, one, other
 
 
