@@ -194,7 +194,9 @@ def vectors() -> list[Vector]:
         Vector("key-requester", "key", samples.REQUESTER_SEED),
         Vector("key-node", "key", samples.NODE_SEED),
         Vector("frame", "frame", FRAME_HEADER.pack(len(body)) + body),
-        Vector("sign-bytes", "sign_bytes", sign_bytes(CHAIN, "vote", encode([1, 0, 1, b"", b"\x00" * 20]))),
+        Vector(
+            "sign-bytes", "sign_bytes", sign_bytes(CHAIN, "vote", encode([1, 0, 1, b"", b"\x00" * 20, 0]))
+        ),
         Vector(
             "capacity-announcement",
             "capacity",

@@ -59,8 +59,15 @@ from protocol.ledger.tx import (
     Unstake,
     sign_tx,
 )
-from protocol.market.capacity import CapacityAnnouncement, sign_announcement
-from protocol.market.delivery import DeliveryAck, JobStarted, OutputFile, ResultDelivery, output_listing_hash
+from protocol.market.capacity import CapacityAnnouncement, OfferedLimits, sign_announcement
+from protocol.market.delivery import (
+    DeliveryAck,
+    DeliveryHeader,
+    JobStarted,
+    OutputFile,
+    ResultDelivery,
+    output_listing_hash,
+)
 from protocol.market.errors import NoMatchingGpus
 from protocol.market.jobspec import EnvVar, InputFile, JobSpec, Resources
 from protocol.market.messages import (
@@ -191,6 +198,14 @@ def announcement() -> CapacityAnnouncement:
         collateral=10 * DCT,
         stake=100 * DCT,
         executors=("bubblewrap",),
+        limits=OfferedLimits(
+            cpu_millicores=16_000,
+            memory_bytes=64 * 2**30,
+            processes=32_768,
+            disk_bytes=500 * 2**30,
+            enforced=("cpu", "disk", "memory", "processes"),
+            sandboxed=True,
+        ),
         issued_at_ms=NOW_MS,
         expires_at_ms=NOW_MS + 30_000,
     )
@@ -289,6 +304,11 @@ def delivery() -> ResultDelivery:
         outputs_truncated=False,
         timed_out=False,
     )
+
+
+def delivery_header() -> DeliveryHeader:
+    """The first frame of the sample delivery (``/dcent/result/2.0.0``)."""
+    return DeliveryHeader(receipt().contract_hash, len(delivery().encode()))
 
 
 def delivery_ack() -> DeliveryAck:

@@ -113,6 +113,7 @@ class SimChain:
             [validator.power for validator in rewarded],
             state.params,
             blocks,
+            issued=state.vars["genesis_supply"] + state.vars["minted"],
         )
         _write_span(state, result, [validator.address for validator in rewarded])
         self.kernel_blocks += blocks
@@ -135,6 +136,7 @@ class SimChain:
             [validator.power for validator in rewarded],
             by_kernel.params,
             1,
+            issued=by_kernel.vars["genesis_supply"] + by_kernel.vars["minted"],
         )
         _write_span(by_kernel, result, [validator.address for validator in rewarded])
         if by_ledger.state_hash() != by_kernel.state_hash():

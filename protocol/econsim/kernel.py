@@ -82,18 +82,28 @@ def _reduced(numerator: int, denominator: int) -> tuple[int, int]:
 
 
 def span_by_functions(
-    supply: int, bonded: int, inflation: int, powers: Sequence[int], params: Params, blocks: int
+    supply: int,
+    bonded: int,
+    inflation: int,
+    powers: Sequence[int],
+    params: Params,
+    blocks: int,
+    *,
+    issued: int | None = None,
 ) -> SpanResult:
     """``blocks`` empty blocks, one at a time, through the ledger's own economics functions.
+    ``issued`` is the genesis supply plus everything minted so far (the supply when not given),
+    which caps issuance at ``economics.MAX_ISSUANCE``.
 
     The reference the fast path is proven against, and its fallback. Raises nothing.
     """
     keyed = [(index, power) for index, power in enumerate(powers)]
     rewards = [0] * len(powers)
     minted = community = provider_pool = validator_issuance = 0
+    issued_before = supply if issued is None else issued
     for _ in range(blocks):
         inflation = economics.next_inflation(inflation, bonded, supply, params)
-        provision = economics.block_provision(supply, inflation, params)
+        provision = economics.block_provision(supply, inflation, params, issued=issued_before + minted)
         split = economics.split_issuance(provision, params)
         shares, dust = economics.pro_rata(split.validators, keyed)
         for index, share in shares:
@@ -167,23 +177,37 @@ class _Fast:
 
 
 def span(
-    supply: int, bonded: int, inflation: int, powers: Sequence[int], params: Params, blocks: int
+    supply: int,
+    bonded: int,
+    inflation: int,
+    powers: Sequence[int],
+    params: Params,
+    blocks: int,
+    *,
+    issued: int | None = None,
 ) -> SpanResult:
     """``blocks`` empty blocks from (``supply``, ``bonded``, ``inflation``), rewarded validators
-    with ``powers``; equal, number for number, to :func:`span_by_functions`. Raises nothing."""
+    with ``powers``; equal, number for number, to :func:`span_by_functions`. Raises nothing.
+
+    The fast path ignores the issuance cap: its result is used only when the span stays below
+    the cap (then the cap never bound, as issuance only grows); otherwise the span is stepped
+    through the functions."""
     if blocks <= 0:
         return SpanResult(0, supply, inflation, 0, 0, 0, tuple(0 for _ in powers), 0)
-    reference = span_by_functions(supply, bonded, inflation, powers, params, 1)
+    issued_before = supply if issued is None else issued
+    reference = span_by_functions(supply, bonded, inflation, powers, params, 1, issued=issued_before)
     fast = _Fast(powers, params)
     try:
         if (
             dataclasses.replace(_fast_blocks(fast, supply, bonded, inflation, 1), exact_by="functions")
             == reference
         ):
-            return _fast_blocks(fast, supply, bonded, inflation, blocks)
+            result = _fast_blocks(fast, supply, bonded, inflation, blocks)
+            if issued_before + result.minted <= economics.MAX_ISSUANCE:
+                return result
     except (_RulesChanged, _TooLarge):
         pass
-    return span_by_functions(supply, bonded, inflation, powers, params, blocks)
+    return span_by_functions(supply, bonded, inflation, powers, params, blocks, issued=issued_before)
 
 
 def _fast_blocks(fast: _Fast, supply: int, bonded: int, inflation: int, blocks: int) -> SpanResult:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from protocol import economics
 from protocol.ledger import bank, escrow, gov, staking
-from protocol.ledger.errors import BadBlockHeight, LedgerError, UnknownTxKind
+from protocol.ledger.errors import ArithmeticFault, BadBlockHeight, LedgerError, UnknownTxKind
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import (
     EscrowClaim,
@@ -94,9 +94,12 @@ def _dispatch(state: LedgerState, tx: Tx, height: int) -> None:
 def apply_tx(state: LedgerState, tx: Tx | bytes, height: int, *, verify_signature: bool = True) -> Tx:
     """Apply one transaction at block ``height``; atomic. Raises a LedgerError subclass."""
     decoded = decode_tx(tx) if isinstance(tx, bytes) else tx
-    with state.journal.atomic():
-        bank.ante(state, decoded, verify_signature=verify_signature)
-        _dispatch(state, decoded, height)
+    try:
+        with state.journal.atomic():
+            bank.ante(state, decoded, verify_signature=verify_signature)
+            _dispatch(state, decoded, height)
+    except ArithmeticError as exc:  # OverflowError, ZeroDivisionError: a bug, kept typed
+        raise ArithmeticFault(f"transaction execution failed: {exc!r}") from None
     return decoded
 
 
@@ -139,7 +142,8 @@ def _end_block(
     supply = state.total_supply()
     inflation = economics.next_inflation(state.vars["inflation"], state.vars["total_bonded"], supply, params)
     state.vars.set("inflation", inflation)
-    provision = economics.block_provision(supply, inflation, params)
+    issued = state.vars["genesis_supply"] + state.vars["minted"]
+    provision = economics.block_provision(supply, inflation, params, issued=issued)
     state.add("minted", provision)
     split = economics.split_issuance(provision, params)
     state.add("community_pool", split.community)
@@ -187,22 +191,27 @@ def apply_block(
         raise BadBlockHeight(f"block height {ctx.height} does not follow {state.height}")
     burned_before = state.vars["burned"]
     tx_hashes = []
-    with state.journal.atomic():
-        _begin_block(state, ctx)
-        for index, raw in enumerate(txs):
-            try:
-                tx = decode_tx(raw) if isinstance(raw, bytes) else raw
-                skip_verify = verified is not None and verified(tx)
-                apply_tx(state, tx, ctx.height, verify_signature=not skip_verify)
-            except LedgerError as exc:
-                exc.tx_index = index
-                raise
-            tx_hashes.append(tx.hash)
-        fees_before_end = state.vars["fee_pool"]
-        minted, _, validator_rewards, provider_rewards, closed = _end_block(state, ctx)
+    try:
+        with state.journal.atomic():
+            _begin_block(state, ctx)
+            for index, raw in enumerate(txs):
+                try:
+                    tx = decode_tx(raw) if isinstance(raw, bytes) else raw
+                    skip_verify = verified is not None and verified(tx)
+                    apply_tx(state, tx, ctx.height, verify_signature=not skip_verify)
+                except LedgerError as exc:
+                    exc.tx_index = index
+                    raise
+                tx_hashes.append(tx.hash)
+            fees_before_end = state.vars["fee_pool"]
+            minted, _, validator_rewards, provider_rewards, closed = _end_block(state, ctx)
+            # Inside the atomic scope: a state that cannot be hashed is rolled back, not kept.
+            state_hash = state.state_hash()
+    except ArithmeticError as exc:  # OverflowError (msgpack included), ZeroDivisionError
+        raise ArithmeticFault(f"block execution failed: {exc!r}") from None
     return BlockResult(
         height=ctx.height,
-        state_hash=state.state_hash(),
+        state_hash=state_hash,
         tx_hashes=tuple(tx_hashes),
         fees=fees_before_end,
         minted=minted,

@@ -47,6 +47,12 @@ class UnknownTxKind(MalformedTx):
     code = 2008
 
 
+class AmountOverflow(LedgerError):
+    """An amount or running total would leave the range the ledger encodes (0 to 2^63 - 1)."""
+
+    code = 2009
+
+
 # --- staking and slashing -------------------------------------------------------------------
 class InsufficientStake(LedgerError):
     code = 2010
@@ -93,6 +99,12 @@ class BadContractSignature(LedgerError):
 
 class ReceiptMismatch(LedgerError):
     code = 2027
+
+
+class FreeContract(InvalidAmount):
+    """A contract priced at 0 per GPU-second: refused (see ``protocol.ledger.escrow``)."""
+
+    code = 2028
 
 
 # --- governance -----------------------------------------------------------------------------
@@ -170,3 +182,11 @@ class InvariantError(LedgerError):
     """A supply or sign invariant does not hold: a bug in the ledger, never the user's fault."""
 
     code = 2099
+
+
+class ArithmeticFault(InvariantError):
+    """Executing a block raised an arithmetic error (an overflow, a division by zero): a ledger
+    bug that the bounds should have made impossible. The block is refused like any invalid one,
+    so a proposer that picks it up does not crash."""
+
+    code = 2097

@@ -200,7 +200,7 @@ def _parse(doc: Mapping[str, object]) -> Genesis:
 
 
 def genesis_state(genesis: Genesis) -> LedgerState:
-    """The ledger state at height 0."""
+    """The ledger state at height 0. Raises GenesisError if the supply passes 2^63 - 1."""
     state = LedgerState(genesis.chain_id, genesis.params)
     supply = 0
     for account in genesis.accounts:
@@ -210,6 +210,8 @@ def genesis_state(genesis: Genesis) -> LedgerState:
         state.validators.set(validator.address, ValidatorInfo(validator.public_key, validator.stake))
         state.add("total_bonded", validator.stake)
         supply += validator.stake
+    if supply > MAX_AMOUNT:
+        raise GenesisError(f"accounts: total supply {supply} exceeds {MAX_AMOUNT} base units")
     state.vars.set("genesis_supply", supply)
     state.vars.set("inflation", genesis.inflation)
     state.check_invariants()

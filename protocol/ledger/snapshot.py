@@ -7,13 +7,13 @@ with the one the chain committed, so a corrupted snapshot is detected rather tha
 
 from __future__ import annotations
 
-from dataclasses import fields
+from collections.abc import Callable
 from typing import Any
 
 from protocol.contracts import UsageReceipt
 from protocol.encoding import DecodeError, decode, encode
-from protocol.ledger.errors import InvariantError
-from protocol.ledger.params import Params
+from protocol.ledger.errors import InvariantError, LedgerError
+from protocol.ledger.params import PARAM_BOUNDS, Params
 from protocol.ledger.state import (
     SCALARS,
     Account,
@@ -23,6 +23,8 @@ from protocol.ledger.state import (
     Unbonding,
     ValidatorInfo,
 )
+from protocol.ledger.tx import VOTE_OPTIONS
+from protocol.units import MAX_AMOUNT
 
 #: 2: escrows carry the provider's pending claim, params the dispute window.
 SNAPSHOT_VERSION = 2
@@ -79,13 +81,66 @@ def encode_snapshot(state: LedgerState) -> bytes:
     )
 
 
-_ESCROW_COLUMNS = 1 + len(fields(Escrow))
+Check = Callable[[Any], bool]
 
 
-def _escrow(row: Any) -> Escrow:
+def _uint(value: Any) -> bool:
+    return type(value) is int and 0 <= value <= MAX_AMOUNT
+
+
+def _blob(length: int | None = None) -> Check:
+    return lambda value: type(value) is bytes and (length is None or len(value) == length)
+
+
+def _text(value: Any) -> bool:
+    return type(value) is str
+
+
+def _flag(value: Any) -> bool:
+    return type(value) is bool
+
+
+def _one_of(*allowed: str) -> Check:
+    return lambda value: value in allowed and type(value) is str
+
+
+_ADDRESS, _KEY, _HASH = _blob(20), _blob(32), _blob(32)
+
+
+def _row(value: Any, section: str, columns: tuple[Check, ...]) -> list[Any]:
+    """One row of ``section``, every column of the right type: exactly as many as ``columns``."""
+    if type(value) is not list or len(value) != len(columns):
+        raise SnapshotError(f"a {section} row has {len(columns)} columns")
+    for index, (cell, check) in enumerate(zip(value, columns, strict=True)):
+        if not check(cell):
+            raise SnapshotError(f"{section} row, column {index}: {cell!r} is not what it should be")
+    return value
+
+
+def _rows(doc: dict[str, Any], section: str, columns: tuple[Check, ...]) -> list[list[Any]]:
+    rows = doc.get(section)
+    if type(rows) is not list:
+        raise SnapshotError(f"{section}: expected a list of rows")
+    return [_row(row, section, columns) for row in rows]
+
+
+_ESCROW_COLUMNS = (_HASH, _KEY, _KEY, _ADDRESS, _ADDRESS, *(_uint,) * 6, _blob(), _blob(), _uint)
+_PROPOSAL_STATUS = _one_of("voting", "passed", "rejected", "vetoed", "no_quorum", "failed")
+_PROPOSAL_COLUMNS = (
+    _uint,
+    _ADDRESS,
+    _one_of(*PARAM_BOUNDS),
+    _uint,
+    _uint,
+    _uint,
+    _uint,
+    _PROPOSAL_STATUS,
+    *(_uint,) * 4,
+)
+
+
+def _escrow(row: list[Any]) -> Escrow:
     """One escrow row (contract hash first); a pending claim must be a receipt for that contract."""
-    if not isinstance(row, list) or len(row) != _ESCROW_COLUMNS:
-        raise SnapshotError(f"an escrow row has {_ESCROW_COLUMNS} columns")
     escrow = Escrow(*row[1:])
     if escrow.has_claim:
         try:
@@ -103,28 +158,38 @@ def decode_snapshot(data: bytes) -> LedgerState:
         doc: Any = decode(data)
         if not isinstance(doc, dict) or doc.get("version") != SNAPSHOT_VERSION:
             raise SnapshotError("unsupported snapshot version")
-        state = LedgerState(str(doc["chain_id"]), Params.from_wire(doc["params"]))
-        for name, value in doc["vars"]:
+        if type(doc.get("chain_id")) is not str:
+            raise SnapshotError("chain_id: expected a string")
+        state = LedgerState(doc["chain_id"], Params.from_wire(doc["params"]))
+        for name, value in _rows(doc, "vars", (_text, _uint)):
             if name not in SCALARS:
                 raise SnapshotError(f"unknown scalar {name!r}")
             state.vars.set(name, value)
-        for address, balance, nonce in doc["accounts"]:
+        for address, balance, nonce in _rows(doc, "accounts", (_ADDRESS, _uint, _uint)):
             state.accounts.set(address, Account(balance, nonce))
-        for address, public_key, bonded, tombstoned in doc["validators"]:
+        for address, public_key, bonded, tombstoned in _rows(
+            doc, "validators", (_ADDRESS, _KEY, _uint, _flag)
+        ):
             state.validators.set(address, ValidatorInfo(public_key, bonded, tombstoned))
-        for height, entries in doc["unbonding"]:
-            state.unbonding.set(height, tuple(Unbonding(a, amount) for a, amount in entries))
-        for row in doc["escrows"]:
+        for height, entries in _rows(doc, "unbonding", (_uint, lambda v: type(v) is list)):
+            unbonding = [_row(entry, "unbonding entry", (_ADDRESS, _uint)) for entry in entries]
+            state.unbonding.set(height, tuple(Unbonding(a, amount) for a, amount in unbonding))
+        for row in _rows(doc, "escrows", _ESCROW_COLUMNS):
             state.escrows.set(row[0], _escrow(row))
-        for contract_hash, outcome in doc["closed"]:
+        for contract_hash, outcome in _rows(
+            doc, "closed", (_HASH, _one_of("settled", "refunded", "disputed"))
+        ):
             state.closed_contracts.set(contract_hash, outcome)
-        for row in doc["proposals"]:
+        for row in _rows(doc, "proposals", _PROPOSAL_COLUMNS):
             state.proposals.set(row[0], Proposal(*row))
-        for proposal_id, voter, option in doc["votes"]:
+        for proposal_id, voter, option in _rows(doc, "votes", (_uint, _ADDRESS, _one_of(*VOTE_OPTIONS))):
             state.votes.set((proposal_id, voter), option)
-        for address, seconds in doc["epoch_work"]:
-            state.epoch_work.set(address, seconds)
+        for address, weight in _rows(doc, "epoch_work", (_ADDRESS, _uint)):
+            state.epoch_work.set(address, weight)
         state.check_invariants()
-    except (DecodeError, InvariantError, KeyError, TypeError, ValueError) as exc:
-        raise SnapshotError(f"corrupt snapshot: {exc}") from None
+        state.state_hash()  # every row hashes: right types, integers in range
+    # Any malformed row (too short: IndexError, wrong type: TypeError, out of range:
+    # OverflowError, ...) is a corrupt snapshot, which callers answer by replaying from genesis.
+    except (DecodeError, LedgerError, LookupError, TypeError, ValueError, ArithmeticError) as exc:
+        raise SnapshotError(f"corrupt snapshot: {exc!r}") from None
     return state

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import msgpack
 
-from protocol.ledger.errors import InvariantError
+from protocol.ledger.errors import AmountOverflow, InvariantError
 from protocol.ledger.journal import JMap, Journal
 from protocol.ledger.params import Params
+from protocol.units import MAX_AMOUNT
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,12 +151,20 @@ class LedgerState:
         return self.account(address).balance
 
     def add(self, name: str, delta: int) -> None:
-        """Add ``delta`` to a scalar."""
-        self.vars.set(name, self.vars[name] + delta)
+        """Add ``delta`` to a scalar. Raises AmountOverflow past 2^63 - 1 (the issuance cap makes
+        that impossible; the check keeps a bug typed)."""
+        value = self.vars[name] + delta
+        if value > MAX_AMOUNT:
+            raise AmountOverflow(f"{name} would exceed {MAX_AMOUNT}")
+        self.vars.set(name, value)
 
     def credit(self, address: bytes, amount: int) -> None:
+        """Add ``amount`` to a balance. Raises AmountOverflow past 2^63 - 1 (see :meth:`add`)."""
         account = self.account(address)
-        self.accounts.set(address, Account(account.balance + amount, account.nonce))
+        balance = account.balance + amount
+        if balance > MAX_AMOUNT:
+            raise AmountOverflow(f"a balance would exceed {MAX_AMOUNT} base units")
+        self.accounts.set(address, Account(balance, account.nonce))
 
     def total_supply(self) -> int:
         v = self.vars

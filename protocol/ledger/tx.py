@@ -157,7 +157,7 @@ class GovVote(Msg):
     def __post_init__(self) -> None:
         if self.option not in VOTE_OPTIONS:
             raise InvalidVoteOption(f"gov_vote.option: one of {', '.join(VOTE_OPTIONS)}")
-        if self.proposal_id < 1:
+        if not 1 <= self.proposal_id <= _MAX_AMOUNT:
             raise MalformedTx("gov_vote.proposal_id: proposals are numbered from 1")
 
 
@@ -219,8 +219,10 @@ def decode_tx(raw: bytes) -> Tx:
         chain_id, fee, kind, msg, nonce = (fields[k] for k in _BODY_KEYS)
         if type(chain_id) is not str or type(kind) is not str:
             raise DecodeError("chain_id and kind are strings")
-        if type(fee) is not int or type(nonce) is not int or fee < 0 or nonce < 1:
-            raise DecodeError("fee is a non-negative int and nonce a positive int")
+        if type(fee) is not int or type(nonce) is not int or not 0 <= fee <= _MAX_AMOUNT:
+            raise DecodeError(f"fee is an int between 0 and {_MAX_AMOUNT}")
+        if not 1 <= nonce <= _MAX_AMOUNT:
+            raise DecodeError(f"nonce is an int between 1 and {_MAX_AMOUNT}")
         msg_type = MSG_TYPES.get(kind)
         if msg_type is None:
             raise UnknownTxKind(f"unknown transaction kind {kind!r}")

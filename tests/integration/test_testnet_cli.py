@@ -43,7 +43,8 @@ HANDLES_SIGTERM_WITH_7 = (
     "signal.pause()\n"
 )
 STATUS_KEYS = {
-    "index", "moniker", "height", "peers", "validator", "gpus", "rpc_url", "pid", "alive", "state", "restarts",
+    "index", "moniker", "height", "peers", "validator", "gpus", "selling", "sandbox", "rpc_url", "pid", "alive",
+    "state", "restarts", "multiaddr",
 }  # fmt: skip
 
 
@@ -116,7 +117,14 @@ def test_up_status_faucet_down_and_up_again(testnet_dir: Path) -> None:
         assert isinstance(node["height"], int) and node["height"] >= 1
         assert node["peers"] == 2
         assert node["validator"] is True
+        port = base_port + 10 * int(str(node["index"]))
+        assert str(node["multiaddr"]).startswith(f"/ip4/127.0.0.1/tcp/{port}/p2p/12D3KooW")
     assert [n["gpus"] for n in nodes] == [1, 0, 0]
+    # The provider's sandbox passed its self-test here (`up --executor auto` chose bubblewrap);
+    # the others sell nothing and say why.
+    assert nodes[0]["selling"] is True and str(nodes[0]["sandbox"]).startswith("bubblewrap sandbox ok")
+    assert [n["selling"] for n in nodes[1:]] == [False, False]
+    assert "UNSANDBOXED" not in up.stdout + up.stderr
 
     env = (testnet_dir / "testnet.env").read_text()
     assert f"export DCENT_TESTNET_DIR={testnet_dir.resolve()}" in env

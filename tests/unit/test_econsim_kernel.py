@@ -107,8 +107,8 @@ def test_a_changed_rule_sends_the_kernel_to_the_functions(monkeypatch: pytest.Mo
     """If protocol/economics.py changes under the kernel, results still follow the functions."""
     original = economics.block_provision
 
-    def doubled(supply: int, inflation: int, params: Params) -> int:
-        return 2 * original(supply, inflation, params)
+    def doubled(supply: int, inflation: int, params: Params, *, issued: int | None = None) -> int:
+        return 2 * original(supply, inflation, params, issued=issued)
 
     monkeypatch.setattr(economics, "block_provision", doubled)
     params = Params(blocks_per_year=10_000)
