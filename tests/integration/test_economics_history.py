@@ -23,6 +23,7 @@ from node.cli.economics_node import dct_text, pct_text
 from node.cli.main import main
 from node.daemon import Node
 from node.rpc.client import RpcClient
+from node.rpc.errors import RpcCallError
 from protocol.consensus.ledger_app import block_context
 from protocol.consensus.messages import Block
 from protocol.contracts import OUTCOME_COMPLETED, ContractTerms, SignedContract, UsageReceipt
@@ -254,6 +255,12 @@ async def test_history_agrees_with_the_ledger_block_by_block_and_the_cli_shows_i
 
         code, out, err = await cli(capsys, "history", "--home", home, "--from", "9", "--to", "3")
         assert code == 1 and "error" in err
+        # Heights beyond 64 bits are the caller's mistake (-32602), not a crash in SQLite.
+        with pytest.raises(RpcCallError) as refused:
+            await rpc(first, "economics_history", from_height=2**70)
+        assert refused.value.code == -32602
+        beyond = await rpc(first, "economics_history", from_height=2**63 - 1)
+        assert beyond["records"] == [] and beyond["next"] is None
 
     # A database whose records stop part-way (written before they existed) is filled in at start.
     with trio.fail_after(DEADLINE_S):
