@@ -63,9 +63,12 @@ from protocol.market.capacity import CapacityAnnouncement, OfferedLimits, sign_a
 from protocol.market.delivery import (
     DeliveryAck,
     DeliveryHeader,
+    DeliveryReady,
+    JobOutput,
     JobStarted,
     OutputFile,
     ResultDelivery,
+    delivery_limit,
     output_listing_hash,
 )
 from protocol.market.errors import NoMatchingGpus
@@ -309,6 +312,16 @@ def delivery() -> ResultDelivery:
 def delivery_header() -> DeliveryHeader:
     """The first frame of the sample delivery (``/dcent/result/2.0.0``)."""
     return DeliveryHeader(receipt().contract_hash, len(delivery().encode()))
+
+
+def delivery_ready() -> DeliveryReady:
+    """The requester's go-ahead for the sample delivery: up to the job's delivery limit."""
+    return DeliveryReady(terms().contract_hash(), delivery_limit(job_spec().output_limit_bytes))
+
+
+def job_output() -> JobOutput:
+    """One frame of the sample job's live output (``/dcent/joblog/1.0.0``)."""
+    return JobOutput(terms().contract_hash(), b"epoch 1 loss 0.25\n", b"")
 
 
 def delivery_ack() -> DeliveryAck:
