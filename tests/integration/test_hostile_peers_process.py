@@ -314,8 +314,9 @@ async def test_the_node_speaks_the_documented_stack(node: NodeProcess) -> None:
     node.protocols = None  # ask again, on this connection's identify
     protocols = await served(node)
     assert {"/meshsub/1.1.0", "/ipfs/ping/1.0.0", "/ipfs/id/1.0.0"} <= protocols
-    for name in STREAM_PROTOCOLS:
-        await protocol_id(node, name)
+    attacked = {await protocol_id(node, name) for name in STREAM_PROTOCOLS}
+    # Every stream protocol the node serves is one the tests below attack.
+    assert sorted(p for p in protocols if p.startswith("/dcent/")) == sorted(attacked)
     assert sorted(p for p in protocols if f"`{p}`" not in doc) == []
 
 
