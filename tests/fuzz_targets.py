@@ -399,6 +399,13 @@ TARGETS: tuple[Target, ...] = (
         ],
     ),
     Target(
+        "job output (/dcent/joblog/1.0.0)",
+        delivery_wire.decode_output,
+        (MalformedMessage,),
+        _record_encode,
+        _samples(samples.job_output),
+    ),
+    Target(
         "job started (/dcent/jobstatus/1.0.0)",
         delivery_wire.JobStarted.decode,
         (DecodeError,),

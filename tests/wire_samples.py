@@ -63,6 +63,7 @@ from protocol.market.capacity import CapacityAnnouncement, OfferedLimits, sign_a
 from protocol.market.delivery import (
     DeliveryAck,
     DeliveryHeader,
+    JobOutput,
     JobStarted,
     OutputFile,
     ResultDelivery,
@@ -313,6 +314,11 @@ def delivery_header() -> DeliveryHeader:
 
 def delivery_ack() -> DeliveryAck:
     return DeliveryAck(terms().contract_hash(), receipt().sign(REQUESTER))
+
+
+def job_output() -> JobOutput:
+    """A frame of live output for the sample contract (``/dcent/joblog/1.0.0``)."""
+    return JobOutput(receipt().contract_hash, b"hello\n", b"")
 
 
 def job_started() -> JobStarted:

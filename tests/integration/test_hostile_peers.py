@@ -201,6 +201,7 @@ def _announcement(key, peer_id, now, like):  # type: ignore[no-untyped-def]
         collateral=0,
         stake=0,
         executors=("bubblewrap",),
+        limits=like.limits,
         issued_at_ms=now,
         expires_at_ms=now + 60_000,
     )
