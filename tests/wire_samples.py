@@ -319,13 +319,13 @@ def delivery_ready() -> DeliveryReady:
     return DeliveryReady(terms().contract_hash(), delivery_limit(job_spec().output_limit_bytes))
 
 
-def job_output() -> JobOutput:
-    """One frame of the sample job's live output (``/dcent/joblog/1.0.0``)."""
-    return JobOutput(terms().contract_hash(), b"epoch 1 loss 0.25\n", b"")
-
-
 def delivery_ack() -> DeliveryAck:
     return DeliveryAck(terms().contract_hash(), receipt().sign(REQUESTER))
+
+
+def job_output() -> JobOutput:
+    """A frame of live output for the sample contract (``/dcent/joblog/1.0.0``)."""
+    return JobOutput(receipt().contract_hash, b"hello\n", b"")
 
 
 def job_started() -> JobStarted:

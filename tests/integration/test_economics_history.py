@@ -4,8 +4,8 @@ consensus, JSON-RPC), and the history checked block by block against the ledger 
 The network carries transfers, a stake and an unstake, a governance deposit, a contract settled
 with both signatures and one claimed and finalized after its window. Then the test replays the
 stored blocks from genesis with ``apply_block`` and compares every block's recorded figures with
-the replayed ledger's totals and block results, and the GPU-seconds with what the ledger credited
-to the provider's epoch work; both nodes recorded the same history. Finally a node restarted
+the replayed ledger's totals and block results, and the recorded pay with the protocol fee the
+ledger credited to the provider's epoch work; both nodes recorded the same history. Finally a node restarted
 on a database that lost part of its records (one written before they existed) fills them in again.
 """
 
@@ -27,6 +27,7 @@ from protocol.consensus.ledger_app import block_context
 from protocol.consensus.messages import Block
 from protocol.contracts import OUTCOME_COMPLETED, ContractTerms, SignedContract, UsageReceipt
 from protocol.crypto import PrivateKey
+from protocol.economics import mul_ratio
 from protocol.ledger.block import apply_block
 from protocol.ledger.genesis import genesis_state
 from protocol.ledger.state import LedgerState
@@ -165,8 +166,11 @@ def replay_and_compare(net: LocalNet, node: Node, records: list[dict[str, Any]])
         }
         assert {key: record[key] for key in expected} == expected, f"block {state.height}"
         assert int(record["supply"]) == v["genesis_supply"] + v["minted"] - v["burned"]
-        if not result.provider_rewards:  # an epoch payout clears the epoch's work
-            assert record["gpu_seconds"] == epoch_work(state) - work_before, f"block {state.height}"
+        if not result.provider_rewards and record["settlements"] <= 1:
+            # The ledger credits each settlement's burned protocol fee to its provider's epoch
+            # work (an epoch payout clears it): the record's pay must burn exactly that.
+            burned_fee = mul_ratio(int(record["paid"]), state.params.protocol_fee_share)
+            assert epoch_work(state) - work_before == burned_fee, f"block {state.height}"
 
 
 async def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
