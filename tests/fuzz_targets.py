@@ -395,8 +395,16 @@ TARGETS: tuple[Target, ...] = (
         lambda value: delivery_wire.encode_answer(value),  # type: ignore[arg-type]
         lambda: [
             delivery_wire.encode_answer(samples.delivery_ack()),
+            delivery_wire.encode_answer(samples.delivery_ready()),
             delivery_wire.encode_answer(samples.refusal()),
         ],
+    ),
+    Target(
+        "job output (/dcent/joblog/1.0.0)",
+        delivery_wire.decode_output,
+        (MalformedMessage,),
+        _record_encode,
+        _samples(samples.job_output),
     ),
     Target(
         "job started (/dcent/jobstatus/1.0.0)",

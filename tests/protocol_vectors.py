@@ -294,6 +294,9 @@ def vectors() -> list[Vector]:
             signatures=((R, _receipt_signed(), samples.delivery_ack().requester_sig),),
         ),
         Vector("result-refusal", "delivery_answer", encode_answer(samples.refusal())),
+        Vector("result-header", "delivery_header", samples.delivery_header().encode()),
+        Vector("result-ready", "delivery_answer", encode_answer(samples.delivery_ready())),
+        Vector("job-output", "job_output", samples.job_output().encode()),
         Vector(
             "job-started",
             "job_started",

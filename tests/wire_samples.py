@@ -63,9 +63,12 @@ from protocol.market.capacity import CapacityAnnouncement, OfferedLimits, sign_a
 from protocol.market.delivery import (
     DeliveryAck,
     DeliveryHeader,
+    DeliveryReady,
+    JobOutput,
     JobStarted,
     OutputFile,
     ResultDelivery,
+    delivery_limit,
     output_listing_hash,
 )
 from protocol.market.errors import NoMatchingGpus
@@ -311,8 +314,18 @@ def delivery_header() -> DeliveryHeader:
     return DeliveryHeader(receipt().contract_hash, len(delivery().encode()))
 
 
+def delivery_ready() -> DeliveryReady:
+    """The requester's go-ahead for the sample delivery: up to the job's delivery limit."""
+    return DeliveryReady(terms().contract_hash(), delivery_limit(job_spec().output_limit_bytes))
+
+
 def delivery_ack() -> DeliveryAck:
     return DeliveryAck(terms().contract_hash(), receipt().sign(REQUESTER))
+
+
+def job_output() -> JobOutput:
+    """A frame of live output for the sample contract (``/dcent/joblog/1.0.0``)."""
+    return JobOutput(receipt().contract_hash, b"hello\n", b"")
 
 
 def job_started() -> JobStarted:

@@ -54,7 +54,13 @@ from protocol.consensus.effects import ConsensusConfig
 from protocol.consensus.ledger_app import LedgerApp
 from protocol.errors import ProtocolError
 from protocol.ledger.genesis import genesis_state
-from protocol.market.delivery import MAX_DELIVERY_HEADER_BYTES, RESULT_PROTOCOL_ID, STATUS_PROTOCOL_ID
+from protocol.market.delivery import (
+    LOG_PROTOCOL_ID,
+    MAX_DELIVERY_HEADER_BYTES,
+    MAX_LIVE_FRAME_BYTES,
+    RESULT_PROTOCOL_ID,
+    STATUS_PROTOCOL_ID,
+)
 from protocol.market.messages import MARKET_PROTOCOL_ID
 from protocol.market.messages import MAX_MESSAGE_BYTES as MARKET_MAX_BYTES
 from tests import wire_samples as samples
@@ -79,6 +85,7 @@ FRAME_LIMITS = {
     MARKET_PROTOCOL_ID: MARKET_MAX_BYTES,
     RESULT_PROTOCOL_ID: MAX_DELIVERY_HEADER_BYTES,  # the header; the body's limit is the contract's
     STATUS_PROTOCOL_ID: STATUS_FRAME_BYTES,
+    LOG_PROTOCOL_ID: MAX_LIVE_FRAME_BYTES,
     BLOB_PROTOCOL_ID: MAX_REQUEST_BYTES,
 }
 
@@ -133,6 +140,7 @@ STREAM_PROTOCOLS = {
     "/dcent/market/1.0.0": "market message",
     "/dcent/result/2.0.0": "delivery header",
     "/dcent/jobstatus/1.0.0": "job started",
+    "/dcent/joblog/1.0.0": "job output",
     "/dcent/blob/1.0.0": "blob request",
 }
 

@@ -201,6 +201,7 @@ def _announcement(key, peer_id, now, like):  # type: ignore[no-untyped-def]
         collateral=0,
         stake=0,
         executors=("bubblewrap",),
+        limits=like.limits,
         issued_at_ms=now,
         expires_at_ms=now + 60_000,
     )
@@ -364,6 +365,13 @@ async def test_a_peer_past_the_threshold_is_banned_disconnected_and_refused_and_
             assert standing["peer_id"] == hostile.peer_id and standing["bans"] == 1
             assert standing["banned_for_s"] > 0
             assert {"protocol": CAPACITY, "reason": "decode", "count": len(junk)} in scores["refusals"]
+
+            # The text forms name the banned peer and the refused messages.
+            capsys.readouterr()
+            for argv in (["node", "peers"], ["node", "info"]):
+                assert await trio.to_thread.run_sync(main, [*argv, "--home", home]) == 0
+            text = capsys.readouterr().out
+            assert hostile.peer_id[:20] in text and "decode" in text and node.host.listen_addrs[0] in text
 
             exposition = render_exposition(await collect_node_metrics(node))
             assert (

@@ -15,9 +15,10 @@ blocks pushed back, a signed transaction three times over) and floods. The node 
   issue 18 saw 698 MiB after one 200 MB frame);
 - refuse a stream that claims a 200 MB result delivery after reading only its header.
 
-Some of this needs the node-side hardening of issue 18 (branch i18net: topic validators, the peer
-guard, bounded delivery reads); those assertions are marked ``xfail(strict=True)`` naming what
-they wait for, and the marks go as that work lands.
+Before the node-side hardening of issue 18 (topic validators, the peer guard, delivery 2.0.0's
+header first), five of these failed: capacity garbage ended the node, invalid gossip was relayed
+(176 of the hostile peer's messages reached the observer in one run), a 200 MB frame was read on,
+and a misbehaving peer stayed connected.
 
 One node process serves the whole module (starting one takes seconds); a test that kills it
 (that is a finding) leaves the next test a restarted one.
@@ -67,12 +68,6 @@ pytestmark = pytest.mark.slow
 
 RSS_BOUND = 300 * 2**20
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
-NEEDS_VALIDATORS = (
-    "needs i18net: GossipSub topic validators (issue 18: invalid gossip is relayed before dcent looks at it)"
-)
-NEEDS_CAPACITY_FIX = "needs i18net: one undecodable capacity announcement ends the node (issue 18, finding 1)"
-NEEDS_GUARD = "needs i18net: the peer guard (scores, disconnects and bans misbehaving peers)"
-NEEDS_BOUNDED_DELIVERY = "needs i18net: result deliveries bounded by an open contract before the body is read"
 
 #: Each stream protocol by its path without the version (the node's identify names the version
 #: it serves: a new version of a protocol changes nothing here), the decoder target whose inputs
@@ -85,6 +80,7 @@ STREAM_PROTOCOLS = {
     "market": ("market message", 2 * 2**20),
     "result": ("result delivery", 265 * 2**20),
     "jobstatus": ("job started", 1024),
+    "joblog": ("job output", 2 * 64 * 1024 + 256),
     "blob": ("blob request", 256),
 }
 
@@ -165,6 +161,7 @@ def gossip_payloads(kind: str, node: NodeProcess, replays: list[bytes], rng: ran
             collateral=0,
             stake=0,
             executors=("bubblewrap",),
+            limits=samples.announcement().limits,
             issued_at_ms=samples.NOW_MS,
             expires_at_ms=samples.NOW_MS + 30_000,
         )
@@ -317,15 +314,13 @@ async def test_the_node_speaks_the_documented_stack(node: NodeProcess) -> None:
     node.protocols = None  # ask again, on this connection's identify
     protocols = await served(node)
     assert {"/meshsub/1.1.0", "/ipfs/ping/1.0.0", "/ipfs/id/1.0.0"} <= protocols
-    for name in STREAM_PROTOCOLS:
-        await protocol_id(node, name)
+    attacked = {await protocol_id(node, name) for name in STREAM_PROTOCOLS}
+    # Every stream protocol the node serves is one the tests below attack.
+    assert sorted(p for p in protocols if p.startswith("/dcent/")) == sorted(attacked)
     assert sorted(p for p in protocols if f"`{p}`" not in doc) == []
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [pytest.param("capacity", marks=pytest.mark.xfail(strict=True, reason=NEEDS_CAPACITY_FIX)), "consensus"],
-)
+@pytest.mark.parametrize("kind", ["capacity", "consensus"])
 async def test_garbage_gossip_leaves_the_node_up_and_committing(node: NodeProcess, kind: str) -> None:
     topic = topics(node)[kind]
     rss = RssWatch(node)
@@ -343,13 +338,7 @@ async def test_garbage_gossip_leaves_the_node_up_and_committing(node: NodeProces
     assert rss.peak < RSS_BOUND, f"peak RSS {rss.peak / 2**20:.0f} MiB"
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        pytest.param("capacity", marks=pytest.mark.xfail(strict=True, reason=NEEDS_CAPACITY_FIX)),
-        pytest.param("consensus", marks=pytest.mark.xfail(strict=True, reason=NEEDS_VALIDATORS)),
-    ],
-)
+@pytest.mark.parametrize("kind", ["capacity", "consensus"])
 async def test_garbage_gossip_is_not_forwarded(node: NodeProcess, kind: str) -> None:
     topic = topics(node)[kind]
     async with observer(node, f"watcher-{kind}", [topic]) as seen:
@@ -409,7 +398,6 @@ def delivery_claim(protocol: str, size: int) -> bytes:
     return _frame(encode({"contract_hash": hashlib.sha256(b"no such contract").digest(), "size": size}))
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_BOUNDED_DELIVERY)
 async def test_a_stranger_claiming_a_200_mb_delivery_is_refused_after_the_header(node: NodeProcess) -> None:
     protocol = await protocol_id(node, "result")
     claim = delivery_claim(protocol, 200_000_000)
@@ -436,7 +424,6 @@ async def test_a_stranger_claiming_a_200_mb_delivery_is_refused_after_the_header
     assert rss.peak < RSS_BOUND, f"peak RSS {rss.peak / 2**20:.0f} MiB"
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_GUARD)
 async def test_a_peer_that_keeps_misbehaving_is_disconnected_and_refused(node: NodeProcess) -> None:
     topic = topics(node)["consensus"]
     tx_protocol = await protocol_id(node, "tx")
