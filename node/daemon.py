@@ -207,7 +207,10 @@ class Node:
                 self._running.set()
                 task_status.started()
         finally:
-            await trio.to_thread.run_sync(store.close)
+            # Shielded: a cancelled node (Ctrl-C, the test's nursery) still closes its database;
+            # unshielded, the await raised Cancelled before the close ran.
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(store.close)
 
     def _job_service(
         self, app: LedgerApp, store: ChainStore, driver: ConsensusDriver, capacity: CapacityService
