@@ -25,7 +25,10 @@ from node.blobs.service import BlobService
 from node.config import HomePaths, NodeConfig, load_key, parse_metrics_bind
 from node.errors import NodeError
 from node.executor.select import select_executor
+from node.executor.selftest import SelfTestService
 from node.host import P2PHost
+from node.market.pricing import start_pricing
+from node.market.readiness import ProviderReadiness
 from node.market.service import MarketService
 from node.market.txlane import TxLane
 from node.metrics import MetricsServer, collect_node_metrics
@@ -36,6 +39,7 @@ from node.rpc.protocol import Dispatcher
 from node.rpc.server import RpcServer
 from node.services.capacity import CapacityService
 from node.services.consensus_driver import SIGN_STATE_KEY, ConsensusDriver, wall_clock_ms
+from node.services.economics_recorder import RecordingLedgerApp
 from node.services.mempool import Mempool
 from node.store import ChainStore, CorruptStore
 from protocol.consensus.checkpoint import Checkpoint, CheckpointError
@@ -97,6 +101,22 @@ class Node:
         self.driver: ConsensusDriver | None = None
         self.capacity: CapacityService | None = None
         self.market: MarketService | None = None
+        # The sandbox jobs run in, and its self-test: a provider sells only while it passes.
+        market = config.market
+        self.executor = select_executor(
+            market.executor, allow_unsandboxed=market.allow_unsandboxed, settings=config.executor
+        )
+        self.selftest = (
+            SelfTestService(
+                self.executor,
+                paths.data / "jobs" / "selftest",
+                interval_s=market.self_test_interval_s,
+                image=config.executor.container_image,
+            )
+            if market.sell_gpus
+            else None
+        )
+        self.readiness = ProviderReadiness(self.selftest, paths.data / "jobs")
         # The blob store (<home>/data/blobs), bounded by config [blobs].
         self.blobs = BlobService(
             host=self.host,
@@ -145,6 +165,8 @@ class Node:
                 )
                 await nursery.start(self.driver.run)
                 market = self.config.market
+                if self.selftest is not None:
+                    await nursery.start(self.selftest.run)
                 self.capacity = CapacityService(
                     chain_id=self.genesis.chain_id,
                     key=self.validator_key,
@@ -158,10 +180,22 @@ class Node:
                     interval_s=market.announce_interval_s,
                     ttl_s=market.announce_ttl_s,
                     busy=lambda: self.market.busy_gpu_uuids() if self.market else (),
+                    limits=self.readiness.offered_limits,
                 )
                 await nursery.start(self.capacity.run)
+                await nursery.start(self.readiness.run, self.capacity.announce_now)
                 self.market = self._job_service(app, store, self.driver, self.capacity)
                 await nursery.start(self.market.run)
+                if self.config.pricing.enabled:  # i16view: an ask that moves with utilization
+                    driver = self.driver
+                    await start_pricing(
+                        nursery,
+                        self.config.pricing,
+                        capacity=self.capacity,
+                        market=self.market,
+                        store=store,
+                        height=lambda: driver.height,
+                    )
                 await nursery.start(self.blobs.run)
                 await self._start_operator_endpoints(nursery)
                 log.info(
@@ -173,7 +207,10 @@ class Node:
                 self._running.set()
                 task_status.started()
         finally:
-            await trio.to_thread.run_sync(store.close)
+            # Shielded: a cancelled node (Ctrl-C, the test's nursery) still closes its database;
+            # unshielded, the await raised Cancelled before the close ran.
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(store.close)
 
     def _job_service(
         self, app: LedgerApp, store: ChainStore, driver: ConsensusDriver, capacity: CapacityService
@@ -194,7 +231,7 @@ class Node:
             app=app,
             lane=lane,
             store=store,
-            executor=select_executor(market.executor, allow_unsandboxed=market.allow_unsandboxed),
+            executor=self.executor,
             capacity=capacity.entries,
             probe_report=lambda: capacity.last_report,
             clock_ms=wall_clock_ms,
@@ -206,6 +243,7 @@ class Node:
             collateral=market.collateral,
             escrow_wait_blocks=market.escrow_wait_blocks,
             settle_margin_blocks=market.settle_margin_blocks,
+            readiness=self.readiness,
         )
 
     async def _start_operator_endpoints(self, nursery: trio.Nursery) -> None:
@@ -228,7 +266,7 @@ class Node:
             )
             self.metrics_url = await nursery.start(self.metrics.run)
 
-    def _replay(self, store: ChainStore) -> LedgerApp:
+    def _replay(self, store: ChainStore) -> RecordingLedgerApp:
         """The ledger at the stored head: resumed from the newest checkpoint when one is usable,
         else from genesis, re-verifying every block replayed on the way."""
         options = {
@@ -237,11 +275,15 @@ class Node:
             "tx_verified": self.mempool.was_verified,
             "max_txs": self.config.consensus.max_block_txs,
         }
-        app = self._resume_from_checkpoint(store, options)
+        # Blocks stored before economics records existed get theirs now (i16view); that needs
+        # the state before each such block, so a checkpoint above the first one is not used.
+        unrecorded = store.first_block_without_economics()
+        app = self._resume_from_checkpoint(store, options, below=unrecorded)
         if app is None:
-            app = LedgerApp(genesis_state(self.genesis), **options)  # type: ignore[arg-type]
+            app = RecordingLedgerApp(genesis_state(self.genesis), **options)
         start = app.height
         head = store.head()
+        backfill: list[tuple[int, bytes]] = []
         for height in range(app.height + 1, (head.height if head else 0) + 1):
             stored = store.block(height)
             if stored is None:
@@ -254,6 +296,14 @@ class Node:
                 raise CorruptStore(f"stored block {height} does not verify: {exc.message}") from None
             if state_hash != stored.state_hash:
                 raise CorruptStore(f"replaying block {height} gives another state hash than stored")
+            record = app.take_record(height)
+            if unrecorded is not None and height >= unrecorded and record is not None:
+                backfill.append((height, record))
+            if len(backfill) >= 1000:
+                store.put_economics(backfill)
+                backfill = []
+        if backfill:
+            store.put_economics(backfill)
         if head is not None:
             log.info(
                 "ledger at height %d: resumed at %d, replayed %d blocks",
@@ -263,17 +313,23 @@ class Node:
             )
         return app
 
-    def _resume_from_checkpoint(self, store: ChainStore, options: dict[str, object]) -> LedgerApp | None:
+    def _resume_from_checkpoint(
+        self, store: ChainStore, options: dict[str, object], *, below: int | None = None
+    ) -> RecordingLedgerApp | None:
+        """The application at the newest usable checkpoint, if it is below height ``below``."""
         latest = store.latest_snapshot()
         if latest is None:
             return None
         height, state_hash, blob = latest
+        if below is not None and height >= below:
+            return None
         stored = store.block(height)
         try:
             checkpoint = Checkpoint.decode(blob)
             if stored is None or stored.hash != checkpoint.last_hash or stored.state_hash != state_hash:
                 raise CheckpointError("checkpoint does not match the stored block of its height")
-            app = LedgerApp.resume(checkpoint, **options)  # type: ignore[arg-type]
+            app = RecordingLedgerApp.resume(checkpoint, **options)  # type: ignore[arg-type]
+            assert isinstance(app, RecordingLedgerApp)  # resume builds ``cls``
         except (DecodeError, CheckpointError) as exc:
             log.warning("checkpoint at height %d unusable (%s); replaying from genesis", height, exc)
             return None
@@ -305,6 +361,12 @@ class Node:
             listen_addrs=tuple(self.host.listen_addrs),
             peers=len(self.host.peers()),
         )
+
+    @property
+    def started(self) -> bool:
+        """Whether the node finished starting (what stops it after that is a fault, not a
+        start failure)."""
+        return self._running.is_set()
 
     async def wait_for_height(self, height: int) -> None:
         await self._running.wait()

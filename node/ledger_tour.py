@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from protocol.contracts import ContractTerms, SignedContract, UsageReceipt
+from protocol.contracts import OUTCOME_COMPLETED, ContractTerms, SignedContract, UsageReceipt
 from protocol.crypto import PrivateKey
 from protocol.ledger.block import BlockContext, BlockResult, apply_block
 from protocol.ledger.genesis import Genesis, genesis_state
@@ -104,7 +104,8 @@ def main() -> int:
     receipt = UsageReceipt(
         chain_id=state.chain_id,
         contract_hash=terms.contract_hash(),
-        gpu_seconds=5_400,  # 45 minutes on 2 GPUs
+        outcome=OUTCOME_COMPLETED,
+        gpu_ms=5_400_000,  # 45 minutes on 2 GPUs
         exit_status=0,
         output_hash=hashlib.sha256(b"model weights").digest(),
     )

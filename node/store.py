@@ -1,6 +1,7 @@
 """The node's SQLite store (`<home>/data/chain.db`, WAL mode): blocks with their commit
-certificates, ledger snapshots, consensus safety state, local job records, and a transaction
-index.
+certificates, ledger snapshots, consensus safety state, local job records, a transaction
+index, and one economics record per block (``protocol/econview/record.py``: supply, issuance,
+burn, fees, work settled), written in the same transaction as its block.
 
 Blocks, certificates and consensus state are stored as opaque bytes (their encodings belong to
 `protocol/`); the store indexes them by height and hash. The one place it looks inside a block is
@@ -65,6 +66,7 @@ CREATE TABLE IF NOT EXISTS txs (
 );
 CREATE INDEX IF NOT EXISTS txs_by_sender ON txs (sender, height, idx);
 CREATE INDEX IF NOT EXISTS txs_by_recipient ON txs (recipient, height, idx);
+CREATE TABLE IF NOT EXISTS economics (height INTEGER PRIMARY KEY, record BLOB NOT NULL);
 """
 
 
@@ -217,9 +219,11 @@ class ChainStore:
         *,
         snapshot: bytes | None = None,
         consensus_updates: dict[str, bytes] | None = None,
+        economics: bytes | None = None,
     ) -> None:
         """Store the block at head + 1 and index its transactions, optionally with a ledger
-        snapshot of the state after it and consensus-state updates, all in one transaction.
+        snapshot of the state after it, consensus-state updates and the block's economics
+        record, all in one transaction.
 
         Raises :class:`NotContiguous`, or :class:`CorruptStore` for block bytes that do not
         decode as a block of valid transactions; nothing is written when it raises.
@@ -242,6 +246,8 @@ class ChainStore:
                 )
             for key, value in sorted((consensus_updates or {}).items()):
                 db.execute("INSERT OR REPLACE INTO consensus VALUES (?, ?)", (key, value))
+            if economics is not None:
+                db.execute("INSERT OR REPLACE INTO economics VALUES (?, ?)", (block.height, economics))
 
     def head(self) -> Head | None:
         row = self._one("SELECT height, hash, state_hash FROM blocks ORDER BY height DESC LIMIT 1")
@@ -289,6 +295,27 @@ class ChainStore:
                 (address, address, limit),
             ).fetchall()
         return [_indexed_tx(row) for row in rows]
+
+    # --- economics records (one per block) ---------------------------------------------------
+    def put_economics(self, rows: list[tuple[int, bytes]]) -> None:
+        """Store economics records of blocks already stored (filling in history at start)."""
+        with self._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO economics VALUES (?, ?)", rows)
+
+    def economics(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        """``(height, record)`` for the stored records with ``start <= height <= end``, ascending."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT height, record FROM economics WHERE height BETWEEN ? AND ? ORDER BY height",
+                (start, end),
+            ).fetchall()
+        return [(int(height), bytes(record)) for height, record in rows]
+
+    def first_block_without_economics(self) -> int | None:
+        """The lowest stored block height that has no economics record (a database written
+        before the records existed), or None when every stored block has one."""
+        row = self._one("SELECT MIN(height) FROM blocks WHERE height NOT IN (SELECT height FROM economics)")
+        return None if row is None or row[0] is None else int(row[0])  # type: ignore[call-overload]
 
     # --- snapshots -------------------------------------------------------------------------
     def put_snapshot(self, height: int, state_hash: bytes, state: bytes) -> None:

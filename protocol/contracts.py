@@ -101,21 +101,70 @@ class SignedContract(Record):
         )
 
 
+#: How a job's run ended, as the provider's executor classified it and the receipt signs it.
+#: ``completed``: exited by itself with status 0. ``job_failed``: a non-zero exit or a signal.
+#: ``timed_out``: still running at ``max_runtime_s``. ``limit_exceeded``: stopped at (or failed
+#: on) a resource limit, named in ``limit``. ``provider_error``: the sandbox or the node failed,
+#: or the job never started: not the job's fault. Settlement pays by this (see
+#: :data:`protocol.ledger.escrow.SETTLEMENT_RULES`).
+OUTCOME_COMPLETED = "completed"
+OUTCOME_JOB_FAILED = "job_failed"
+OUTCOME_TIMED_OUT = "timed_out"
+OUTCOME_LIMIT_EXCEEDED = "limit_exceeded"
+OUTCOME_PROVIDER_ERROR = "provider_error"
+OUTCOMES = (
+    OUTCOME_COMPLETED,
+    OUTCOME_JOB_FAILED,
+    OUTCOME_TIMED_OUT,
+    OUTCOME_LIMIT_EXCEEDED,
+    OUTCOME_PROVIDER_ERROR,
+)
+#: The resource limits a ``limit_exceeded`` receipt may name.
+LIMIT_NAMES = ("cpu", "disk", "memory", "processes")
+
+
 @dataclass(frozen=True, slots=True)
 class UsageReceipt(Record):
-    """What the provider metered. Settlement pays ``min(gpu_seconds * price, max_cost)``."""
+    """What the provider metered and how the run ended, signed by the provider (and normally
+    countersigned by the requester).
+
+    ``gpu_ms``: GPU-milliseconds held (wall milliseconds, rounded up, times the GPUs sold), so any
+    run that held a GPU meters at least 1. Settlement pays by ``outcome``: the metered time at the
+    contract's price for the job's own ending (capped at the maximum cost), nothing and a slashed
+    collateral for a ``provider_error``. The fields must agree with each other: ``completed``
+    means exit status 0 and ``job_failed`` a non-zero one; a ``provider_error`` meters nothing;
+    ``limit`` names the limit of a ``limit_exceeded`` run and is empty otherwise.
+    """
 
     chain_id: str
     contract_hash: bytes
-    gpu_seconds: int
+    outcome: str
+    gpu_ms: int
     exit_status: int
     output_hash: bytes
+    limit: str = ""
 
     def __post_init__(self) -> None:
         _check(len(self.contract_hash) == HASH_LEN, "receipt.contract_hash: a 32-byte hash")
-        _check(_is_uint(self.gpu_seconds), "receipt.gpu_seconds: out of range")
+        _check(self.outcome in OUTCOMES, f"receipt.outcome: one of {', '.join(OUTCOMES)}")
+        _check(_is_uint(self.gpu_ms), "receipt.gpu_ms: out of range")
         _check(-(2**31) <= self.exit_status < 2**31, "receipt.exit_status: out of range")
         _check(len(self.output_hash) == HASH_LEN, "receipt.output_hash: a 32-byte hash")
+        if self.outcome == OUTCOME_COMPLETED:
+            _check(self.exit_status == 0, "receipt.exit_status: a completed job exited with status 0")
+        if self.outcome == OUTCOME_JOB_FAILED:
+            _check(self.exit_status != 0, "receipt.exit_status: a failed job has a non-zero status")
+        if self.outcome == OUTCOME_PROVIDER_ERROR:
+            _check(self.gpu_ms == 0, "receipt.gpu_ms: a provider error meters nothing")
+        if self.outcome == OUTCOME_LIMIT_EXCEEDED:
+            _check(self.limit in LIMIT_NAMES, f"receipt.limit: one of {', '.join(LIMIT_NAMES)}")
+        else:
+            _check(self.limit == "", "receipt.limit: only a limit_exceeded receipt names a limit")
+
+    @property
+    def gpu_seconds(self) -> int:
+        """GPU-seconds, rounded up from :attr:`gpu_ms` (for people and the epoch's work tally)."""
+        return -(-self.gpu_ms // 1000)
 
     def sign(self, key: PrivateKey) -> bytes:
         return key.sign(sign_bytes(self.chain_id, RECEIPT_DOMAIN, self.encode()))

@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from protocol.ledger.params import Params
-from protocol.units import DEC
+from protocol.units import DEC, MAX_AMOUNT
+
+#: The most base units ever issued: the genesis supply plus everything minted. Every balance,
+#: stake, pool and running total of the ledger is at most this (burned is at most what was issued),
+#: so each fits a signed 64-bit integer by construction; minting stops once it is reached.
+MAX_ISSUANCE = MAX_AMOUNT
 
 K = TypeVar("K")
 
@@ -44,9 +49,13 @@ def next_inflation(current: int, bonded: int, supply: int, params: Params) -> in
     return max(params.inflation_min, min(params.inflation_max, updated))
 
 
-def block_provision(supply: int, inflation: int, params: Params) -> int:
-    """Base units minted by one block at the given annual inflation rate."""
-    return supply * inflation // DEC // params.blocks_per_year
+def block_provision(supply: int, inflation: int, params: Params, *, issued: int | None = None) -> int:
+    """Base units minted by one block at the given annual inflation rate, capped so that
+    ``issued`` (genesis supply plus everything minted so far; the supply when not given) never
+    passes :data:`MAX_ISSUANCE`, whatever ``blocks_per_year`` and ``inflation_max`` say."""
+    provision = supply * inflation // DEC // params.blocks_per_year
+    room = MAX_ISSUANCE - (supply if issued is None else issued)
+    return max(0, min(provision, room))
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,3 +89,24 @@ def pro_rata(amount: int, weights: Sequence[tuple[K, int]]) -> tuple[list[tuple[
         return [], max(amount, 0)
     shares = [(key, amount * weight // total) for key, weight in weights if weight > 0]
     return shares, amount - sum(share for _, share in shares)
+
+
+def provider_payouts(
+    pool: int, burned_by: Sequence[tuple[K, int]], cap: int
+) -> tuple[list[tuple[K, int]], int]:
+    """One epoch's provider rewards: the pool pro rata the protocol fees each provider's settled
+    contracts burned, but never more than ``cap`` (DEC-scaled, below 100%) of what it burned.
+
+    Returns the payouts, in the order given, and what stays in the pool. Why the cap: a party
+    that trades with itself (two keys, any price) burns the protocol fee on its own pay; capped
+    below the burn, its payout is always less than what it burned to earn it.
+    """
+    weights = [(key, weight) for key, weight in burned_by if weight > 0]
+    if pool <= 0 or not weights:
+        return [], pool
+    shares, _ = pro_rata(pool, weights)
+    paid = [
+        (key, min(share, mul_ratio(weight, cap)))
+        for (key, share), (_, weight) in zip(shares, weights, strict=True)
+    ]
+    return paid, pool - sum(amount for _, amount in paid)

@@ -30,6 +30,10 @@ Value: TypeAlias = "int | bool | bytes | str | list[Value] | dict[str, Value]"
 INT_MIN = -(2**63)
 INT_MAX = 2**64 - 1
 SIGN_DOMAIN = "dcent/sig/v1"
+#: Lists and maps nested deeper than this are refused. The deepest dcent message nests 7 levels;
+#: msgpack itself accepts 1024, past Python's recursion limit, so without this bound a peer's
+#: 1,000-deep list made the check below raise RecursionError instead of DecodeError.
+MAX_NESTING = 32
 
 
 class DecodeError(ProtocolError):
@@ -80,12 +84,14 @@ def encode(value: object) -> bytes:
 _SCALAR_TYPES = frozenset({int, bool, bytes, str})
 
 
-def _check_decoded(value: object) -> None:
+def _check_decoded(value: object, depth: int = 1) -> None:
     """Reject what msgpack accepts but the canonical form does not allow.
 
     Keys compare as ``str``: code-point order is exactly UTF-8 byte order.
     """
     kind = type(value)
+    if depth > MAX_NESTING and kind in (dict, list):
+        raise DecodeError(f"lists and maps nest at most {MAX_NESTING} deep")
     if kind is dict:
         previous: str | None = None
         for key, item in value.items():  # type: ignore[attr-defined]
@@ -95,11 +101,11 @@ def _check_decoded(value: object) -> None:
                 raise DecodeError("map keys are not in canonical order")
             previous = key
             if type(item) not in _SCALAR_TYPES:
-                _check_decoded(item)
+                _check_decoded(item, depth + 1)
     elif kind is list:
         for item in value:  # type: ignore[attr-defined]
             if type(item) not in _SCALAR_TYPES:
-                _check_decoded(item)
+                _check_decoded(item, depth + 1)
     elif kind not in _SCALAR_TYPES:
         raise DecodeError(f"type {kind.__name__} is not allowed")
 

@@ -4,8 +4,9 @@ Each concrete error carries a stable numeric ``code`` that the node's RPC return
 ``error.code``. Codes are grouped by module so a code alone says where it came from:
 
     1000-1099  encoding        1100-1199  crypto
+    1300-1399  blobs           1500-1599  economics simulator
     2000-2999  ledger          3000-3999  consensus
-    4000-4999  market          (node/ uses 5000+)
+    4000-4999  market          (node/ uses 5000-6099)
 
 Every protocol error is "the input's fault": the core never fails on its own state. Whether the
 input came from a peer, a wallet or our own mempool is the caller's business.

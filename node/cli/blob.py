@@ -176,7 +176,7 @@ def _simple(args: argparse.Namespace, method: str, params: dict[str, object], sa
 
         async def body(rpc: NodeRpc) -> int:
             answer = answer_object(await rpc.call(method, cid=cid, **params), method)
-            out.result(dict(answer), lambda console: console.print(say.format(cid=cid, **answer)))
+            out.result(dict(answer), lambda console: console.print(say.format(**{**answer, "cid": cid})))
             return EXIT_OK
 
         return run_node_command(args, out, body)

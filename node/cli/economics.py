@@ -1,4 +1,5 @@
-"""`dcent economics ...`: the token economy, simulated (and, later, as recorded by a node).
+"""`dcent economics ...`: the token economy, simulated (and ``status``/``history``/``plot`` of a
+running node, in :mod:`node.cli.economics_node`).
 
     dcent economics simulate [--scenario FILE] [--years N] [--set PARAM=VALUE ...] [--seed S] --out DIR
 
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeAlias
 
+from node.cli import economics_node
 from protocol.econsim.engine import Preview, Run, simulate
 from protocol.econsim.errors import EconsimError
 from protocol.econsim.report import series_csv, summary
@@ -45,8 +47,9 @@ def register(subparsers: Subparsers) -> None:
     """Add ``economics`` and its subcommands to the ``dcent`` command tree."""
     parser = subparsers.add_parser(
         "economics",
-        help="the token economy: simulate it (status, history and plot of a node to come)",
-        description="Supply, inflation, staking, burn and the compute market, simulated.",
+        help="the token economy: a node's status, history and charts; simulate it",
+        description="Supply, inflation, staking, burn and the compute market: as a node recorded "
+        "them (status, history, plot) and simulated (simulate).",
     )
     commands = parser.add_subparsers(dest="economics_command", metavar="COMMAND")
     commands.required = True
@@ -89,8 +92,13 @@ def _add_simulate(commands: Subparsers) -> None:
     parser.set_defaults(func=run_simulate)
 
 
-#: Subcommand name -> the function that registers it. status/history/plot join here.
-SUBCOMMANDS: dict[str, Callable[[Subparsers], None]] = {"simulate": _add_simulate}
+#: Subcommand name -> the function that registers it.
+SUBCOMMANDS: dict[str, Callable[[Subparsers], None]] = {
+    "status": economics_node.add_status,
+    "history": economics_node.add_history,
+    "plot": economics_node.add_plot,
+    "simulate": _add_simulate,
+}
 
 
 def load_scenario(path: Path | None, settings: list[str]) -> Scenario:

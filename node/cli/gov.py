@@ -3,6 +3,8 @@
     dcent gov propose PARAM VALUE --deposit AMOUNT   e.g. gov_quorum 40%, min_fee "0.0001 DCT"
     dcent gov vote ID yes|no|abstain|veto            only accounts with bonded stake vote
     dcent gov list | show ID
+    dcent gov propose PARAM VALUE --preview [--years N]   simulate it first; --submit to go on
+    dcent gov show ID --preview                           what an open proposal would do
 
 VALUE is typed in the parameter's unit: ratios as a percentage ("75%") or the raw 1e18-scaled
 integer, amounts like any amount ("10 DCT", "5000base"), periods and counts as whole numbers.
@@ -17,11 +19,13 @@ from typing import Any
 
 from rich.console import Console
 
+from node.cli.gov_preview import Change, add_preview_args, run_preview
+from node.errors import NodeError
 from node.wallet.cliargs import Subparsers, add_common_args, add_node_args, add_tx_args
 from node.wallet.connect import NodeRpc
 from node.wallet.console import cell, dct, key_values, table
 from node.wallet.errors import InvalidArgument
-from node.wallet.runner import EXIT_OK, output_of, run_node_command
+from node.wallet.runner import EXIT_FAILED, EXIT_OK, output_of, report, run_node_command
 from node.wallet.txbuilder import Prepared, TxOutcome
 from node.wallet.txcommand import TxPlan, run_tx_command
 from node.wallet.values import (
@@ -36,6 +40,7 @@ from node.wallet.values import (
     parse_amount_arg,
     parse_param_value,
 )
+from protocol.errors import ProtocolError
 from protocol.ledger.errors import DepositTooLow, NoVotingPower, VotingClosed
 from protocol.ledger.params import PARAM_BOUNDS
 from protocol.ledger.tx import VOTE_OPTIONS, GovPropose, GovVote
@@ -56,8 +61,11 @@ def register(subparsers: Subparsers) -> None:
     propose = commands.add_parser("propose", help="propose a new value for a parameter")
     propose.add_argument("param", metavar="PARAM", help=f"one of: {', '.join(sorted(PARAM_BOUNDS))}")
     propose.add_argument("value", metavar="VALUE", help='ratios "75%%", amounts "10 DCT", else an integer')
-    propose.add_argument("--deposit", required=True, metavar="AMOUNT", help=f"the deposit, {AMOUNT_HELP}")
+    propose.add_argument(
+        "--deposit", metavar="AMOUNT", help=f"the deposit, {AMOUNT_HELP} (required to submit)"
+    )
     add_tx_args(propose)
+    add_preview_args(propose, proposing=True)  # i16view
     propose.set_defaults(func=run_propose)
 
     vote = commands.add_parser("vote", help="vote on a proposal (validators only)")
@@ -73,6 +81,7 @@ def register(subparsers: Subparsers) -> None:
     show = commands.add_parser("show", help="one proposal")
     show.add_argument("proposal_id", type=int, metavar="ID")
     add_node_args(show)
+    add_preview_args(show, proposing=False)  # i16view
     show.set_defaults(func=run_show)
 
     for command in (propose, vote, listing, show):
@@ -114,6 +123,8 @@ async def _find_proposal_id(rpc: NodeRpc, outcome: TxOutcome, msg: GovPropose) -
 
 def _propose_plan(args: argparse.Namespace) -> TxPlan:
     value = parse_param_value(args.param, args.value)
+    if args.deposit is None:
+        raise InvalidArgument("--deposit: required to submit a proposal (not for --preview)")
     deposit = parse_amount_arg(args.deposit, "--deposit")
     msg = GovPropose(param=args.param, value=value, deposit=deposit)
 
@@ -157,6 +168,28 @@ def _vote_plan(args: argparse.Namespace) -> TxPlan:
 
 
 def run_propose(args: argparse.Namespace) -> int:
+    if args.preview:  # i16view: simulate first; sign only with --submit
+        out = output_of(args)
+        if args.submit and out.json_mode:
+            out.error(
+                InvalidArgument.code, "--submit: with --output json run the preview and the proposal apart"
+            )
+            return EXIT_FAILED
+        try:
+            value = parse_param_value(args.param, args.value)
+        except (NodeError, ProtocolError) as exc:
+            return report(out, exc)
+        change = (args.param, value, f"{args.param} {format_param_value(args.param, str(value))}")
+
+        async def known(rpc: NodeRpc) -> Change:
+            return change
+
+        code = run_preview(args, out, known)
+        if code != EXIT_OK or not args.submit:
+            return code
+    elif getattr(args, "submit", False):
+        output_of(args).error(InvalidArgument.code, "--submit goes with --preview")
+        return EXIT_FAILED
     return run_tx_command(args, _propose_plan)
 
 
@@ -228,6 +261,17 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     out = output_of(args)
+    if args.preview:  # i16view: what the open proposal would do
+
+        async def proposed(rpc: NodeRpc) -> Change:
+            proposal = answer_object(await rpc.call("gov_get", id=args.proposal_id), "gov_get")
+            param, value = (
+                answer_str(proposal, "param", "gov_get"),
+                answer_amount(proposal, "value", "gov_get"),
+            )
+            return param, value, f"{param} {format_param_value(param, str(value))}"
+
+        return run_preview(args, out, proposed)
 
     async def body(rpc: NodeRpc) -> int:
         proposal = answer_object(await rpc.call("gov_get", id=args.proposal_id), "gov_get")

@@ -6,8 +6,12 @@
 
 The spec is parsed and validated here first: a bad one is refused with the path of the field at
 fault and never reaches the node. The node's own account is the requester and pays. ``--wait``
-shows the job's stages live and exits 0 once it is settled, 1 if it failed, was refunded, disputed
-or cancelled. ``job result`` checks every output path and the output hash before writing a byte.
+shows the job's stages live, then its outcome, exit status and what it cost, and exits 0 only
+when the job completed with exit status 0: a job that failed, timed out, hit a limit, was
+refunded, disputed or cancelled exits 1, its error on stderr (``--output json`` prints the job
+object, outcome and exit status included). ``job result`` checks every output path and the output
+hash before writing a byte. ``job logs --follow`` prints the job's lines as the provider's sandbox
+streams them.
 """
 
 from __future__ import annotations
@@ -26,14 +30,15 @@ from node.wallet.connect import NodeRpc
 from node.wallet.console import Output, dct, key_values, short_hash, table
 from node.wallet.errors import InvalidArgument
 from node.wallet.jobwatch import (
-    FAILED_STATES,
+    FINAL_STATES,
     JOB_WAIT_MARGIN_S,
     LOGS_COMPLETE_STATES,
     SUCCEEDED,
     JobProgress,
     LogFollower,
+    describe_end,
+    exit_status_of,
     get_job,
-    job_error,
     job_logs,
     job_state,
     watch_job,
@@ -43,7 +48,7 @@ from node.wallet.runner import EXIT_FAILED, EXIT_OK, guarded, output_of, run_nod
 from node.wallet.values import answer_list, answer_object, answer_str
 from protocol.market.jobspec import JobSpec, format_of
 
-LOG_POLL_INTERVAL_S = 1.0
+LOG_POLL_INTERVAL_S = 0.5
 MAX_ATTEMPTS_LIMIT = 100
 
 
@@ -113,11 +118,13 @@ def load_spec(path: str) -> JobSpec:
 
 
 def render_final(console: Console, job: Mapping[str, Any]) -> None:
+    """How the job ended (outcome, exit status, money), and where its outputs are."""
     job_id = job.get("job_id")
+    line, _error = describe_end(job)
+    console.print(line)
     if job.get("state") == SUCCEEDED:
         console.print(
-            f"settled: {job.get('gpu_seconds')} GPU-seconds, outputs {short_hash(job.get('output_hash'))}; "
-            f"fetch them with `dcent job result {job_id} --out DIR`"
+            f"outputs {short_hash(job.get('output_hash'))}; fetch them with `dcent job result {job_id} --out DIR`"
         )
 
 
@@ -172,9 +179,9 @@ def run_submit(args: argparse.Namespace) -> int:
             job = await follow_live(out, rpc, job_id, timeout_s)
             if out.json_mode:
                 out.result(dict(job), lambda console: None)
-            if job_state(job) in FAILED_STATES:
-                code, message = job_error(job)
-                out.error(code, message)
+            _line, error = describe_end(job)
+            if error is not None:
+                out.error(*error)
                 return EXIT_FAILED
             return EXIT_OK
 
@@ -202,15 +209,20 @@ def render_job(console: Console, job: Mapping[str, Any]) -> None:
         ("max cost", dct(job.get("max_cost")) if job.get("max_cost") else None),
         ("collateral", dct(job.get("collateral")) if job.get("collateral") else None),
         ("escrow height", job.get("escrow_height")),
-        ("exit status", job.get("exit_status")),
-        ("GPU-seconds", job.get("gpu_seconds")),
+        ("outcome", job.get("outcome")),
+        ("limit", job.get("limit")),
+        ("exit status", exit_status_of(job)),
+        ("GPU-seconds", f"{job['gpu_ms'] / 1000:.3f}" if type(job.get("gpu_ms")) is int else None),
+        ("cost", dct(job.get("cost")) if job.get("cost") else None),
         ("output hash", job.get("output_hash")),
         ("settled height", job.get("settled_height")),
     ]
     console.print(key_values(pairs))
-    if job.get("state") in FAILED_STATES:
-        code, message = job_error(job)
-        console.print(f"error {code}: {message}")
+    if job.get("state") in FINAL_STATES:
+        line, error = describe_end(job)
+        console.print(line)
+        if error is not None:
+            console.print(f"error {error[0]}: {error[1]}")
     history = [entry for entry in job.get("history") or [] if isinstance(entry, Mapping)]
     times = [entry["at_ms"] for entry in history if type(entry.get("at_ms")) is int]
     if history:
@@ -270,10 +282,12 @@ def run_list(args: argparse.Namespace) -> int:
                         job.get("name") or None,
                         job.get("role"),
                         peer,
+                        job.get("outcome"),
+                        exit_status_of(job),
                         job.get("gpu_seconds"),
                     )
                 )
-            console.print(table(("JOB", "STATE", "NAME", "ROLE", "PEER", "GPU-S"), rows))
+            console.print(table(("JOB", "STATE", "NAME", "ROLE", "PEER", "OUTCOME", "EXIT", "GPU-S"), rows))
 
         out.result(jobs, render)
         return EXIT_OK
@@ -330,6 +344,7 @@ def run_result(args: argparse.Namespace) -> int:
                 key_values(
                     [
                         ("job", result.job_id),
+                        ("outcome", result.outcome or None),
                         ("exit status", result.exit_status),
                         ("GPU-seconds", result.gpu_seconds),
                         ("output hash", f"{result.output_hash} (verified)"),

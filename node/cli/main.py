@@ -25,6 +25,7 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "blob",  # i15blob
     "testnet",
     "economics",  # i16sim: `dcent economics simulate` (node/cli/economics.py)
+    "market",  # i16view: `dcent market offers|stats` (node/cli/market.py)
 )
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import shutil
 import sys
+import time
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -25,6 +25,7 @@ from rich.live import Live
 from rich.table import Table
 
 from gpu.nvml import probe
+from node.cli.testnet_ops import register_ops
 from node.config import ConfigError
 from node.errors import NodeError
 from node.rpc.errors import RpcError
@@ -39,6 +40,7 @@ from node.testnet.layout import (
     NetworkLayout,
     NetworkPlan,
     build_network,
+    default_dir,
     is_testnet_dir,
 )
 from node.testnet.processes import (
@@ -50,17 +52,15 @@ from node.testnet.processes import (
     stop_nodes,
 )
 from node.testnet.readiness import READY_TIMEOUT_S, Progress, wait_ready
-from node.testnet.status import network_status
+from node.testnet.sandbox import AUTO, UNSANDBOXED, choose_executor, unsandboxed_banner
+from node.testnet.status import STALL_AFTER_MS, ChainHealth, chain_health, network_status
+from node.testnet.supervisor import RESTART_POLICIES
 from protocol.crypto import Address, InvalidAddressError
 from protocol.errors import ProtocolError
 from protocol.units import AmountError, format_amount, parse_amount
 
 DEFAULT_NODES = 4
 DEFAULT_PROVIDERS = 2
-
-
-def default_dir() -> Path:
-    return Path(os.environ.get("DCENT_TESTNET_DIR") or "testnet")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -94,11 +94,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     up.add_argument(
         "--executor",
-        choices=EXECUTOR_NAMES,
-        default="bubblewrap",
-        help="job sandbox of the providers (subprocess: no sandbox, development only)",
+        choices=(AUTO, *EXECUTOR_NAMES),
+        default=AUTO,
+        help="job sandbox of the providers (default auto: bubblewrap when its self-test passes here, "
+        "else subprocess, which runs jobs UNSANDBOXED and says so)",
     )
     up.add_argument("--fresh", action="store_true", help="wipe the testnet in DIR and create a new one")
+    up.add_argument(
+        "--restart",
+        choices=RESTART_POLICIES,
+        help="on-failure: each node's supervisor starts it again after a crash (kept for `testnet start`)",
+    )
     up.add_argument(
         "--timeout", type=float, default=READY_TIMEOUT_S, help="seconds to wait for the nodes to be ready"
     )
@@ -107,12 +113,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status = commands.add_parser("status", help="height, peers, role and GPUs of every node")
     status.add_argument("--dir", type=Path, help=dir_help)
     status.add_argument("--json", action="store_true", help="print one JSON document")
+    status.add_argument(
+        "--stall-after",
+        type=float,
+        default=STALL_AFTER_MS / 1000,
+        metavar="SECONDS",
+        help="call the chain stalled when no block came for this long (default %(default)g)",
+    )
     status.set_defaults(func=run_status)
 
     down = commands.add_parser("down", help="stop every node (SIGTERM, then SIGKILL after a grace)")
     down.add_argument("--dir", type=Path, help=dir_help)
     down.add_argument("--grace", type=float, default=20.0, help="seconds each node gets to exit (default 20)")
     down.set_defaults(func=run_down)
+
+    register_ops(commands, dir_help)
 
     faucet = commands.add_parser("faucet", help="send tokens from the testnet's faucet account")
     faucet.add_argument("address", help="recipient (dct1...)")
@@ -145,6 +160,9 @@ def run_up(args: argparse.Namespace) -> int:
     console = Console()
     try:
         layout = _prepare(root, args, console)
+        if args.restart is not None and args.restart != layout.restart:
+            layout = replace(layout, restart=args.restart)
+            layout.save()
         processes = _start_all(layout)
     except LocalnetError as exc:
         return _error(exc.message)
@@ -186,18 +204,24 @@ def _prepare(root: Path, args: argparse.Namespace, console: Console) -> NetworkL
             console.print(
                 f"Restarting the {len(layout.nodes)}-node testnet in {root} (chain {layout.chain_id})."
             )
+            if layout.executor == UNSANDBOXED and any(node.provider for node in layout.nodes):
+                _warn(
+                    console, unsandboxed_banner("this testnet was created with the subprocess executor", "-")
+                )
             return layout
         replacing = True
     elif root.exists() and any(root.iterdir()):
         raise NotATestnet(f"{root} exists and is not a testnet directory; choose an empty or new --dir")
     nodes = DEFAULT_NODES if args.nodes is None else args.nodes
     providers = min(DEFAULT_PROVIDERS, nodes) if args.providers is None else args.providers
+    choice = choose_executor(args.executor, providers=providers)
+    _warn(console, choice.warnings)
     plan = NetworkPlan(
         nodes=nodes,
         providers=providers,
         simulated_gpus=args.simulated_gpus,
         base_port=args.base_port,
-        executor=args.executor,
+        executor=choice.executor,
     )
     # Everything that can refuse is checked before the old testnet is wiped or a file written.
     plan.check()
@@ -209,6 +233,14 @@ def _prepare(root: Path, args: argparse.Namespace, console: Console) -> NetworkL
     console.print(f"Created a {nodes}-node testnet in {root} (chain {layout.chain_id}).")
     _print_gpu_roles(layout, console)
     return layout
+
+
+def _warn(console: Console, lines: tuple[str, ...]) -> None:
+    """Loud: on stderr as well, so it is seen even when stdout goes to a log."""
+    for line in lines:
+        console.print(line, style="bold red", markup=False, highlight=False)
+        if not console.is_terminal:
+            print(line, file=sys.stderr)
 
 
 def _host_has_gpus(console: Console) -> bool:
@@ -237,7 +269,7 @@ def _start_all(layout: NetworkLayout) -> list[NodeProcess]:
     started: list[NodeProcess] = []
     try:
         for node in layout.nodes:
-            started.append(start_node(node))
+            started.append(start_node(node, restart=layout.restart))
     except LocalnetError:
         stop_nodes([p.node for p in started])
         raise
@@ -307,7 +339,22 @@ def _print_endpoints(layout: NetworkLayout) -> None:
 
 # --- status ----------------------------------------------------------------------------------
 
-STATUS_KEYS = ("index", "moniker", "height", "peers", "validator", "gpus", "rpc_url", "pid", "alive")
+STATUS_KEYS = (
+    "index",
+    "moniker",
+    "height",
+    "peers",
+    "validator",
+    "gpus",
+    "selling",
+    "sandbox",
+    "rpc_url",
+    "pid",
+    "alive",
+    "state",
+    "restarts",
+    "multiaddr",
+)
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -316,26 +363,66 @@ def run_status(args: argparse.Namespace) -> int:
     except LocalnetError as exc:
         return _error(exc.message)
     statuses = trio.run(network_status, layout)
+    health = chain_health(statuses, int(time.time() * 1000), stall_after_ms=int(args.stall_after * 1000))
     if args.json:
         nodes = [{key: status.to_json()[key] for key in STATUS_KEYS} for status in statuses]
-        print(json.dumps({"chain_id": layout.chain_id, "dir": str(layout.root), "nodes": nodes}))
+        doc = {
+            "chain_id": layout.chain_id,
+            "dir": str(layout.root),
+            "chain": health.to_json(),
+            "nodes": nodes,
+        }
+        print(json.dumps(doc))
         return 0
     table = Table(title=f"testnet {layout.chain_id} in {layout.root}", title_justify="left")
-    for column in ("node", "pid", "height", "peers", "validator", "gpus", "rpc", "note"):
+    for column in (
+        "node",
+        "state",
+        "pid",
+        "height",
+        "peers",
+        "validator",
+        "gpus",
+        "rpc",
+        "multiaddr",
+        "note",
+    ):
         table.add_column(column)
     for s in statuses:
+        state = s.state if not s.restarts else f"{s.state} ({s.restarts} restarts)"
         table.add_row(
             s.moniker,
+            state,
             str(s.pid) if s.pid else "-",
             "-" if s.height is None else str(s.height),
             "-" if s.peers is None else str(s.peers),
             "yes" if s.validator else "no",
             "-" if s.gpus is None else str(s.gpus),
             s.rpc_url,
+            s.multiaddr,
             s.error,
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    # The sandbox's state in full, never cut by the table's width: it names the fix.
+    for s in statuses:
+        if s.gpus and s.sandbox:
+            unsafe = s.selling is False or "UNSANDBOXED" in s.sandbox
+            console.print(
+                f"{s.moniker} sandbox: {s.sandbox}", style="bold red" if unsafe else None, markup=False
+            )
+    console.print(_health_line(health), highlight=False)
     return 0
+
+
+def _health_line(health: ChainHealth) -> str:
+    if health.since_block_ms is None:
+        return "chain: no node answers"
+    age = f"newest block {health.height}, {health.since_block_ms / 1000:.1f} s ago"
+    missing = ", ".join(f"{name} ({why})" for name, why in health.missing)
+    if health.stalled:
+        return f"chain: STALLED ({age}); missing validators: {missing or 'none (see the node logs)'}"
+    return f"chain: committing ({age})" + (f"; did not sign the newest block: {missing}" if missing else "")
 
 
 # --- down ------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """`dcent wallet ...`: keystore wallets, balances, and transactions signed on this machine.
 
-    dcent wallet new [--name N]                 make a key, encrypt it into the keystore
-    dcent wallet import [--name N] [--seed-file F]
+    dcent wallet new [--name N] [--words 24]    make a key from a new recovery phrase, encrypt it
+    dcent wallet restore [--name N] [--mnemonic-file F]   the same key again from its phrase
+    dcent wallet import [--name N] [--seed-file F] | export [WALLET]   a raw key seed in or out
     dcent wallet list | address [WALLET]
     dcent wallet balance [WALLET|ADDR] | history [WALLET|ADDR] | tx HASH
     dcent wallet transfer TO AMOUNT | stake AMOUNT | unstake AMOUNT   [--from WALLET] [--fee A]
@@ -27,6 +28,7 @@ from node.wallet.cliargs import (
 from node.wallet.connect import NodeRpc
 from node.wallet.console import Output, dct, extra_fields, key_values, short_hash, table
 from node.wallet.errors import InvalidArgument
+from node.wallet.mnemonic import DEFAULT_WORDS, ENTROPY_BITS, generate_mnemonic, mnemonic_to_key_seed
 from node.wallet.runner import EXIT_OK, guarded, output_of, run_node_command
 from node.wallet.txbuilder import account
 from node.wallet.txcommand import TxPlan, run_tx_command
@@ -43,12 +45,14 @@ from node.wallet.wallets import (
     check_name,
     create_wallet,
     find_wallet,
+    get_mnemonic,
     get_password,
     get_seed,
     keystore_dir,
     list_wallets,
+    unlock,
 )
-from protocol.crypto import Address, PrivateKey
+from protocol.crypto import Address
 from protocol.ledger.tx import Stake, Transfer, Unstake
 
 DEFAULT_HISTORY_LIMIT = 100
@@ -64,10 +68,34 @@ def register(subparsers: Subparsers) -> None:
     commands = parser.add_subparsers(dest="wallet_command", metavar="COMMAND")
     commands.required = True
 
-    new = commands.add_parser("new", help="make a new key and store it encrypted")
+    new = commands.add_parser(
+        "new", help="make a new key from a new recovery phrase (printed once) and store it encrypted"
+    )
     new.add_argument("--name", help="wallet name (default: its address)")
+    new.add_argument(
+        "--words",
+        type=int,
+        choices=sorted(ENTROPY_BITS),
+        default=DEFAULT_WORDS,
+        help="length of the recovery phrase (default: %(default)s)",
+    )
     add_keystore_args(new, creates=True)
     new.set_defaults(func=run_new)
+
+    restore = commands.add_parser("restore", help="store the key of a recovery phrase encrypted")
+    restore.add_argument("--name", help="wallet name (default: its address)")
+    restore.add_argument(
+        "--mnemonic-file", metavar="FILE", help="file holding the recovery phrase (default: prompt)"
+    )
+    add_keystore_args(restore, creates=True)
+    restore.set_defaults(func=run_restore)
+
+    export = commands.add_parser("export", help="print a wallet's raw key seed (hex), after its password")
+    export.add_argument(
+        "wallet", nargs="?", metavar="WALLET", help="name or address (default: the only wallet)"
+    )
+    add_keystore_args(export)
+    export.set_defaults(func=run_export)
 
     imported = commands.add_parser("import", help="store an existing key (a hex seed) encrypted")
     imported.add_argument("--name", help="wallet name (default: its address)")
@@ -124,7 +152,20 @@ def register(subparsers: Subparsers) -> None:
     add_tx_args(unstake)
     unstake.set_defaults(func=run_unstake)
 
-    for command in (new, imported, listing, address, balance, history, tx, transfer, stake, unstake):
+    for command in (
+        new,
+        restore,
+        imported,
+        export,
+        listing,
+        address,
+        balance,
+        history,
+        tx,
+        transfer,
+        stake,
+        unstake,
+    ):
         add_common_args(command)
 
 
@@ -139,19 +180,72 @@ def _print_wallet(console: Console, wallet: Wallet, verb: str) -> None:
     console.print("Keep the password safe: without it the key cannot be recovered.")
 
 
-def _store_new(args: argparse.Namespace, out: Output, seed: bytes, verb: str) -> int:
+def _store_new(
+    args: argparse.Namespace, out: Output, seed: bytes, verb: str, mnemonic: str | None = None
+) -> int:
     directory = keystore_dir(args.keystore, args.home)
     if args.name is not None:
         check_name(args.name)
     password = get_password(args.password_file, prompt_text="Password for the new wallet: ", confirm=True)
     wallet = create_wallet(directory, args.name, seed, password, fast_kdf=args.fast_kdf)
-    out.result(wallet.describe(), lambda console: _print_wallet(console, wallet, verb))
+    fields = wallet.describe()
+    if mnemonic is not None:
+        fields["mnemonic"] = mnemonic
+
+    def render(console: Console) -> None:
+        _print_wallet(console, wallet, verb)
+        if mnemonic is not None:
+            console.print(
+                "Recovery phrase: write these words down and keep them offline. Anyone who has them "
+                "holds this key; `dcent wallet restore` makes it again on any machine. They are not "
+                "stored and will not be shown again."
+            )
+            console.print(mnemonic, markup=False, highlight=False)
+
+    out.result(fields, render)
     return EXIT_OK
 
 
 def run_new(args: argparse.Namespace) -> int:
     out = output_of(args)
-    return guarded(out, lambda: _store_new(args, out, PrivateKey.generate().seed(), "created"))
+
+    def action() -> int:
+        phrase = generate_mnemonic(args.words)
+        return _store_new(args, out, mnemonic_to_key_seed(phrase), "created", mnemonic=phrase)
+
+    return guarded(out, action)
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    out = output_of(args)
+
+    def action() -> int:
+        seed = mnemonic_to_key_seed(get_mnemonic(args.mnemonic_file))
+        return _store_new(args, out, seed, "restored")
+
+    return guarded(out, action)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    out = output_of(args)
+
+    def action() -> int:
+        wallet = find_wallet(keystore_dir(args.keystore, args.home), args.wallet)
+        password = get_password(
+            args.password_file, prompt_text=f"Password for {wallet.name}: ", confirm=False
+        )
+        seed = unlock(wallet, password).seed().hex()
+
+        def render(console: Console) -> None:
+            console.print(
+                f"Key seed of wallet {wallet.name} ({wallet.address}). Anyone who has it holds the key:"
+            )
+            console.print(seed, markup=False, highlight=False)
+
+        out.result({"name": wallet.name, "address": wallet.address, "seed": seed}, render)
+        return EXIT_OK
+
+    return guarded(out, action)
 
 
 def run_import(args: argparse.Namespace) -> int:

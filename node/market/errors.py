@@ -59,3 +59,32 @@ class JobCancelled(JobServiceError):
     """Cancelled by its requester before a contract was made."""
 
     code: ClassVar[int] = 5958
+
+
+class ProviderFailed(JobServiceError):
+    """The provider's sandbox or node failed (or the job never started there): the requester was
+    refunded in full and the provider's collateral slashed."""
+
+    code: ClassVar[int] = 5959
+
+
+class NothingDelivered(JobServiceError):
+    """The provider delivered no result before the contract's deadline: the requester was refunded
+    and the provider's collateral slashed."""
+
+    code: ClassVar[int] = 5960
+
+
+class ClaimDisputed(JobServiceError):
+    """The requester disputed the provider's claim for a result it never received or refused: the
+    claimed pay and part of the collateral were burned."""
+
+    code: ClassVar[int] = 5961
+
+
+class JobDidNotComplete(JobServiceError):
+    """The job ran and its contract settled, but it did not complete with exit status 0: it
+    failed, timed out or reached a resource limit (its ``outcome`` says which), and was paid for
+    the time it used."""
+
+    code: ClassVar[int] = 5962

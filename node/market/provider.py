@@ -1,6 +1,6 @@
 """The provider's side of a job: quote and countersign on ``/dcent/market/1.0.0``, wait for the
 escrow to be final, run the job in the sandbox on the GPUs sold, deliver the result on
-``/dcent/result/1.0.0``, and get paid: by the receipt both signed, or by a claim on its own
+``/dcent/result/2.0.0``, and get paid: by the receipt both signed, or by a claim on its own
 signature once the dispute window has passed.
 
 GPUs are reserved in the allocator from the moment they are quoted (under the quote's id) and
@@ -18,26 +18,27 @@ import trio
 
 from gpu.allocator import GpuAllocator
 from gpu.model import GpuDevice
-from node.executor.base import Executor
-from node.executor.errors import ExecutorError
-from node.executor.model import ExecutionResult, SandboxJob
+from node.executor.base import Executor, run_to_outcome
+from node.executor.errors import JobInputError
+from node.executor.limits import ResourceLimits
+from node.executor.model import ExecutionResult, Outcome, SandboxJob
 from node.market.context import MarketContext
-from node.market.errors import EscrowNeverOpened, TxRefused
+from node.market.delivery_link import send_delivery
+from node.market.errors import EscrowNeverOpened, ProviderFailed, TxRefused
+from node.market.livelog import FLUSH_GRACE_S, OutputForwarder
 from node.market.records import PROVIDER, JobRecord, JobState
 from node.p2p.errors import P2PError
 from node.p2p.framing import Stream
-from protocol.contracts import UsageReceipt
+from protocol.contracts import OUTCOME_JOB_FAILED, ContractTerms, UsageReceipt
 from protocol.encoding import DecodeError
-from protocol.ledger.escrow import claim_status
+from protocol.ledger.escrow import SETTLEMENT_RULES, claim_status
 from protocol.ledger.tx import EscrowClaim, EscrowFinalize, Settle
 from protocol.market.delivery import (
-    RESULT_PROTOCOL_ID,
     STATUS_PROTOCOL_ID,
     DeliveryAck,
     JobStarted,
     OutputFile,
     ResultDelivery,
-    decode_answer,
     output_listing_hash,
 )
 from protocol.market.errors import InvalidMessage
@@ -58,8 +59,8 @@ REQUEST_WAIT_S = 10
 DELIVERY_TIMEOUT_S = 60
 DELIVERY_ATTEMPTS = 5
 STATUS_TIMEOUT_S = 10
-MAX_ANSWER_BYTES = 4096
-#: The exit status reported when the job could not be started at all (no process ran).
+#: The exit status reported when the job's process never ran (a provider error, or a spec the
+#: sandbox refused before starting it).
 NOT_RUN_EXIT_STATUS = -1
 
 
@@ -189,6 +190,9 @@ class ProviderSide:
             await ctx.next_block()
 
     def _sandbox_job(self, record: JobRecord) -> SandboxJob:
+        """The job as the sandbox runs it: the spec's command, environment, inputs and limits
+        (every kind the spec sets), pinned to the GPUs sold. Raises
+        :class:`~node.executor.errors.JobInputError` for a spec the sandbox refuses."""
         spec = record.spec
         assert record.contract is not None
         uuids = record.contract.terms.gpu_uuids
@@ -207,22 +211,59 @@ class ProviderSide:
             timeout_s=float(spec.max_runtime_s),
             output_cap_bytes=spec.output_limit_bytes,
             image=spec.image if self.executor.name in ("docker", "podman") else "",
+            limits=self.enforced_limits(ResourceLimits.from_spec(spec.limits)),
+        )
+
+    def enforced_limits(self, limits: ResourceLimits) -> ResourceLimits:
+        """The limits the job runs under: all of them. Only the unsandboxed development provider
+        runs a job without the kinds its host cannot enforce (its offer says which)."""
+        offered = self.policy.limits
+        if offered is None or offered.sandboxed:
+            return limits
+        dropped = offered.unenforced()
+        if dropped:
+            log.warning("job runs UNSANDBOXED and without its %s limit(s)", ", ".join(dropped))
+        return ResourceLimits(
+            memory_bytes=None if "memory" in dropped else limits.memory_bytes,
+            cpu_millicores=None if "cpu" in dropped else limits.cpu_millicores,
+            processes=None if "processes" in dropped else limits.processes,
+            disk_bytes=None if "disk" in dropped else limits.disk_bytes,
         )
 
     async def _run(self, record: JobRecord) -> ExecutionResult | None:
+        """Run the job to its outcome; None when the sandbox refused the spec before starting it
+        (the requester's input: ``record.error_*`` say why)."""
         ctx = self.ctx
         record.move(JobState.RUNNING, ctx.clock_ms())
         self.started_at[record.job_id] = trio.current_time()
         self.nursery.start_soon(self._tell_started, record)
         self.nursery.start_soon(ctx.book.save, record)
-        try:
-            job = self._sandbox_job(record)
-            result: ExecutionResult | None = await self.executor.run(job)
-        except ExecutorError as exc:
-            log.warning("job %s could not run: %s", record.job_id, exc.message)
-            record.error_code, record.error_message = exc.code, exc.message
-            result = None
+        assert record.contract is not None
+        # The job's lines go to the requester as it prints them, on a stream of their own.
+        forwarder = OutputForwarder(ctx.host, record.peer_id, record.contract.terms.contract_hash())
+        result: ExecutionResult | None = None
+        async with trio.open_nursery() as live:
+            live.start_soon(forwarder.run)
+            try:
+                job = self._sandbox_job(record)
+                result = await run_to_outcome(self.executor, job, on_output=forwarder.sink)
+            except JobInputError as exc:
+                log.warning("job %s refused by the sandbox: %s", record.job_id, exc.message)
+                record.error_code, record.error_message = exc.code, exc.message
+            finally:
+                forwarder.finish()
+                live.cancel_scope.deadline = trio.current_time() + FLUSH_GRACE_S
+        if forwarder.dropped:
+            log.info("job %s: %d lines did not reach the live view", record.job_id, forwarder.dropped)
         self.allocator.release(record.job_id)
+        if result is not None and result.outcome is Outcome.PROVIDER_ERROR:
+            record.error_code, record.error_message = result.error_code, result.error_message
+            log.error(
+                "job %s: our sandbox failed (%d): %s; the requester is refunded and our collateral slashed",
+                record.job_id,
+                result.error_code,
+                result.error_message,
+            )
         return result
 
     async def _tell_started(self, record: JobRecord) -> None:
@@ -242,18 +283,8 @@ class ProviderSide:
         assert record.contract is not None
         terms = record.contract.terms
         files = dict(result.output_files) if result else {}
-        if result is None:
-            exit_status, gpu_seconds = NOT_RUN_EXIT_STATUS, 0
-        else:
-            exit_status = result.exit_code if result.exit_code is not None else 128 + (result.signal or 0)
-            gpu_seconds = min(result.gpu_seconds, terms.max_gpu_seconds)
-        receipt = UsageReceipt(
-            chain_id=terms.chain_id,
-            contract_hash=terms.contract_hash(),
-            gpu_seconds=gpu_seconds,
-            exit_status=exit_status,
-            output_hash=result.output_hash if result else output_listing_hash({}),
-        )
+        receipt = receipt_for(terms, result)
+        exit_status = receipt.exit_status
         record.receipt, record.provider_sig, record.exit_status = receipt, receipt.sign(ctx.key), exit_status
         await _write_logs(ctx.job_dir(record.job_id), result)
         await ctx.book.save(record)
@@ -262,7 +293,7 @@ class ProviderSide:
             provider_sig=record.provider_sig,
             files=tuple(OutputFile(path, files[path]) for path in sorted(files)),
             stdout=result.stdout if result else b"",
-            stderr=result.stderr if result else record.error_message.encode(),
+            stderr=_stderr_of(record, result),
             stdout_truncated=result.stdout_truncated if result else False,
             stderr_truncated=result.stderr_truncated if result else False,
             outputs_truncated=result.outputs_truncated if result else False,
@@ -271,14 +302,8 @@ class ProviderSide:
         payload = delivery.encode()
         for attempt in range(DELIVERY_ATTEMPTS):
             try:
-                answer = decode_answer(
-                    await ctx.host.request(
-                        record.peer_id,
-                        RESULT_PROTOCOL_ID,
-                        payload,
-                        max_response=MAX_ANSWER_BYTES,
-                        timeout=DELIVERY_TIMEOUT_S,
-                    )
+                answer = await send_delivery(
+                    ctx.host, record.peer_id, receipt.contract_hash, payload, timeout=DELIVERY_TIMEOUT_S
                 )
             except (P2PError, DecodeError) as exc:
                 log.info("delivery of %s, attempt %d: %r", record.job_id, attempt + 1, exc)
@@ -304,7 +329,7 @@ class ProviderSide:
                 record.settled_height = await ctx.lane.submit(
                     Settle(record.receipt, record.provider_sig, record.requester_sig)
                 )
-                record.move(JobState.SETTLED, ctx.clock_ms())
+                self._closed(record, contract_hash)
                 return
             if record.state is not JobState.CLAIMED:
                 record.claimed_height = await ctx.lane.submit(
@@ -322,12 +347,12 @@ class ProviderSide:
                 # Governance may move the window while we wait: judge it again every block.
                 await ctx.next_block()
             record.settled_height = await ctx.lane.submit(EscrowFinalize(contract_hash))
-            record.move(JobState.SETTLED, ctx.clock_ms())
+            self._closed(record, contract_hash)
         except TxRefused as exc:
             outcome = ctx.app.state.closed_contracts.get(contract_hash)
-            if outcome == "settled":
+            if outcome == "settled" or (outcome == "refunded" and _refunds_by_receipt(record)):
                 record.settled_height = ctx.height()
-                record.move(JobState.SETTLED, ctx.clock_ms())
+                self._closed(record, contract_hash)
             else:
                 record.fail(
                     JobState.DISPUTED if outcome == "disputed" else JobState.FAILED,
@@ -337,6 +362,63 @@ class ProviderSide:
                 )
         finally:
             await ctx.book.save(record)
+
+    def _closed(self, record: JobRecord, contract_hash: bytes) -> None:
+        """The escrow closed by our receipt: paid (settled), or refunded for our own failure."""
+        if self.ctx.app.state.closed_contracts.get(contract_hash) == "refunded":
+            record.fail(
+                JobState.REFUNDED,
+                ProviderFailed.code,
+                "our sandbox failed: the requester was refunded and our collateral slashed",
+                self.ctx.clock_ms(),
+            )
+        else:
+            record.move(JobState.SETTLED, self.ctx.clock_ms())
+
+
+def _refunds_by_receipt(record: JobRecord) -> bool:
+    receipt = record.receipt
+    return receipt is not None and not SETTLEMENT_RULES[receipt.outcome].pays_metered
+
+
+def receipt_for(terms: ContractTerms, result: ExecutionResult | None) -> UsageReceipt:
+    """The usage receipt of a run: its outcome, exit status, GPU-milliseconds (capped at the
+    contract's) and output hash. ``None`` (the sandbox refused the spec before running it) is the
+    job's failure, with nothing metered."""
+    if result is None:
+        return UsageReceipt(
+            chain_id=terms.chain_id,
+            contract_hash=terms.contract_hash(),
+            outcome=OUTCOME_JOB_FAILED,
+            gpu_ms=0,
+            exit_status=NOT_RUN_EXIT_STATUS,
+            output_hash=output_listing_hash({}),
+        )
+    if result.exit_code is not None:
+        exit_status = result.exit_code
+    elif result.signal is not None:
+        exit_status = 128 + result.signal  # as a shell reports a signal
+    else:
+        exit_status = NOT_RUN_EXIT_STATUS
+    return UsageReceipt(
+        chain_id=terms.chain_id,
+        contract_hash=terms.contract_hash(),
+        outcome=result.outcome.value,
+        gpu_ms=0
+        if result.outcome is Outcome.PROVIDER_ERROR
+        else min(result.gpu_ms, terms.max_gpu_seconds * 1000),
+        exit_status=exit_status,
+        output_hash=result.output_hash,
+        limit=result.limit.value if result.outcome is Outcome.LIMIT_EXCEEDED and result.limit else "",
+    )
+
+
+def _stderr_of(record: JobRecord, result: ExecutionResult | None) -> bytes:
+    """The job's stderr; for a run that never got that far, why (the requester reads it)."""
+    if result is not None and result.outcome is not Outcome.PROVIDER_ERROR:
+        return result.stderr
+    whose = "provider error" if result is not None else "the sandbox refused the job"
+    return f"dcent: {whose} {record.error_code}: {record.error_message}\n".encode()
 
 
 async def _write_logs(directory: Path, result: ExecutionResult | None) -> None:

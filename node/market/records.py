@@ -14,6 +14,7 @@ from typing import Any
 from protocol.contracts import SignedContract, UsageReceipt
 from protocol.crypto import Address, address_of
 from protocol.encoding import DecodeError, decode, encode
+from protocol.ledger.escrow import SETTLEMENT_RULES, metered_pay
 from protocol.market.jobspec import JobSpec
 
 
@@ -127,6 +128,20 @@ class JobRecord:
             history=[(state, at) for state, at in doc["history"]],
         )
 
+    def cost(self) -> int | None:
+        """What the receipt makes the requester pay, protocol fee included (None without one)."""
+        if self.receipt is None or self.contract is None:
+            return None
+        terms = self.contract.terms
+        if not SETTLEMENT_RULES[self.receipt.outcome].pays_metered:
+            return 0
+        return metered_pay(
+            self.receipt.gpu_ms,
+            price_per_gpu_second=terms.price_per_gpu_second,
+            max_gpu_seconds=terms.max_gpu_seconds,
+            max_cost=terms.max_cost,
+        )
+
     # --- what RPC shows ----------------------------------------------------------------------
     def to_json(self, requester_key: bytes | None = None) -> dict[str, object]:
         terms = self.contract.terms if self.contract else None
@@ -147,7 +162,11 @@ class JobRecord:
             "deadline_height": terms.deadline_height if terms else None,
             "escrow_height": self.escrow_height or None,
             "exit_status": [] if self.exit_status is None else [self.exit_status],
+            "outcome": receipt.outcome if receipt else None,
+            "limit": (receipt.limit or None) if receipt else None,
+            "gpu_ms": receipt.gpu_ms if receipt else None,
             "gpu_seconds": receipt.gpu_seconds if receipt else None,
+            "cost": str(self.cost()) if self.cost() is not None else None,
             "output_hash": receipt.output_hash.hex() if receipt else None,
             "claimed_height": self.claimed_height or None,
             "settled_height": self.settled_height or None,

@@ -21,6 +21,7 @@ import trio
 
 from gpu.model import GpuDevice
 from node.rpc.blob_methods import register_blob_methods  # i15blob
+from node.rpc.economics_methods import register_economics_methods  # i16view
 from node.rpc.errors import UnknownBlock, UnknownTx
 from node.rpc.job_methods import register_job_methods
 from node.rpc.methods import MethodTable, package_version, register_builtin_methods
@@ -38,7 +39,7 @@ from node.services.mempool import (
     SenderLimit,
 )
 from node.store import ChainStore, IndexedTx
-from protocol.consensus.messages import Block
+from protocol.consensus.messages import Block, CommitCertificate
 from protocol.crypto import Address, address_of
 from protocol.ledger.errors import (
     BadNonce,
@@ -84,6 +85,7 @@ def build_node_table(node: Node | None) -> MethodTable:
     else:
         register_job_methods(table, node.market, node.validator_key)
     register_blob_methods(table, None if node is None else node.blobs)  # i15blob: the blob store
+    register_economics_methods(table, node)  # i16view: economics status/history, market view
     return table
 
 
@@ -175,6 +177,14 @@ def capacity_json(ann: CapacityAnnouncement) -> dict[str, object]:
         "collateral": str(ann.collateral),
         "stake": str(ann.stake),
         "executors": list(ann.executors),
+        "limits": {
+            "cpu_millicores": ann.limits.cpu_millicores,
+            "memory_bytes": ann.limits.memory_bytes,
+            "processes": ann.limits.processes,
+            "disk_bytes": ann.limits.disk_bytes,
+            "enforced": list(ann.limits.enforced),
+            "sandboxed": ann.limits.sandboxed,
+        },
         "expires_at_ms": ann.expires_at_ms,
     }
 
@@ -238,10 +248,28 @@ class NodeMethods:
             self.node_info,
             returns="object: `moniker`, `chain_id`, `version`, `peer_id`, `listen_addrs`, `address` "
             "(the node's account and validator key), `public_key`, `height`, `validator` (in the "
-            "active set), `gpus` (schedulable units sold), `simulated_gpus`, `executor`, `rpc_url`",
+            "active set), `gpus` (schedulable units sold), `simulated_gpus`, `executor`, `rpc_url`, "
+            "`provider` (as `node_status`)",
         )
         table.register(
-            "net_peers", self.net_peers, returns="array of `{peer_id, addrs}`, sorted by `peer_id`"
+            "node_status",
+            self.node_status,
+            returns="object: `height`, `peers`, `executor`, `provider`: `{selling, summary, reason, fix, "
+            "sandboxed, limits_enforced, limits_not_enforced}` (whether this node sells jobs now and, "
+            "when its sandbox's self-test fails, why and the fix)",
+        )
+        table.register(
+            "net_peers",
+            self.net_peers,
+            returns="array of `{peer_id, addrs, direction, connected_s, score, refusals, bans}`, "
+            "sorted by `peer_id` (`score`: misbehaviour, decaying; a peer at 100 is banned)",
+        )
+        table.register(
+            "net_scores",
+            self.net_scores,
+            returns="object: `peers` (every peer with a score, refusal or ban: `{peer_id, score, "
+            "refusals, bans, banned_for_s}`), `banned` (peer ids refused now), `refusals` "
+            "(`{protocol, reason, count}` of every message refused since start), `ban_threshold`",
         )
         table.register(
             "gpu_list",
@@ -252,7 +280,9 @@ class NodeMethods:
             "market_capacity",
             self.market_capacity,
             returns="array of `{provider, public_key, peer_id, gpus, free_gpus, simulated, "
-            "price_per_gpu_second, collateral, stake, executors, expires_at_ms}` by provider key",
+            "price_per_gpu_second, collateral, stake, executors, limits, expires_at_ms}` by provider key; "
+            "`limits`: `{cpu_millicores, memory_bytes, processes, disk_bytes, enforced, sandboxed}`, the "
+            "most one job may ask for and the limit kinds the provider enforces",
         )
         table.register(
             "chain_head",
@@ -265,7 +295,8 @@ class NodeMethods:
             [Param("height", Int(min=0), "block height")],
             errors=[UnknownBlock],
             returns="object: `height`, `hash`, `parent_hash`, `time_ms`, `proposer`, `state_hash`, "
-            "`txs` (transaction hashes), `evidence` (count)",
+            "`txs` (transaction hashes), `evidence` (count), `signers` (addresses whose precommits "
+            "commit it, in the certificate's order)",
         )
         table.register(
             "account_get",
@@ -358,12 +389,62 @@ class NodeMethods:
             "simulated_gpus": bool(node.config.market.simulated_gpus),
             "executor": node.config.market.executor,
             "rpc_url": node.rpc_url or "",
+            "provider": node.readiness.status().to_json(),
+        }
+
+    async def node_status(self) -> dict[str, object]:
+        """Is this node well: its height, its peers, and whether it sells jobs (its sandbox's
+        self-test), with the reason and the fix when it does not."""
+        node = self.node
+        return {
+            "height": stored_height(node),
+            "peers": len(node.host.peers()),
+            "executor": node.config.market.executor,
+            "provider": node.readiness.status().to_json(),
         }
 
     async def net_peers(self) -> list[dict[str, object]]:
-        """The peers connected now, with their known addresses."""
-        peers = sorted(self.node.host.peers(), key=lambda peer: peer.peer_id)
-        return [{"peer_id": peer.peer_id, "addrs": list(peer.addrs)} for peer in peers]
+        """The peers connected now, with their known addresses and their standing."""
+        host = self.node.host
+        now = trio.current_time()
+        peers = []
+        for peer in sorted(host.peers(), key=lambda peer: peer.peer_id):
+            standing = host.guard.standing(peer.peer_id)
+            peers.append(
+                {
+                    "peer_id": peer.peer_id,
+                    "addrs": list(peer.addrs),
+                    "direction": peer.direction,
+                    "connected_s": round(now - peer.connected_since, 1),
+                    "score": standing.score,
+                    "refusals": standing.refusals,
+                    "bans": standing.bans,
+                }
+            )
+        return peers
+
+    async def net_scores(self) -> dict[str, object]:
+        """What peers' input has cost them: scores, bans, and refused messages by protocol and
+        reason (node/p2p/guard.py)."""
+        guard = self.node.host.guard
+        return {
+            "peers": [
+                {
+                    "peer_id": s.peer_id,
+                    "score": s.score,
+                    "refusals": s.refusals,
+                    "bans": s.bans,
+                    "banned_for_s": round(s.banned_for_s, 1),
+                }
+                for s in guard.standings()
+            ],
+            "banned": guard.banned(),
+            "refusals": [
+                {"protocol": protocol, "reason": reason, "count": count}
+                for (protocol, reason), count in sorted(guard.refusals.items())
+            ],
+            "ban_threshold": guard.settings.ban_threshold,
+        }
 
     async def gpu_list(self) -> dict[str, object]:
         """This node's GPUs, probed now (declared GPUs when the node simulates them)."""
@@ -426,6 +507,7 @@ class NodeMethods:
                 f"no block at height {height} is stored here (head {stored_height(self.node)})"
             )
         block = await trio.to_thread.run_sync(Block.decode, stored.block)
+        certificate = await trio.to_thread.run_sync(CommitCertificate.decode, stored.certificate)
         return {
             "height": stored.height,
             "hash": stored.hash.hex(),
@@ -435,6 +517,7 @@ class NodeMethods:
             "state_hash": stored.state_hash.hex(),
             "txs": [hashlib.sha256(raw).hexdigest() for raw in block.txs],
             "evidence": len(block.evidence),
+            "signers": [_address(signer) for signer in certificate.signers],
         }
 
     # --- accounts and transactions -----------------------------------------------------------

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -254,6 +255,8 @@ class NetworkLayout:
     consensus: ConsensusConfig
     log_level: str
     seed: bytes | None = None
+    #: The supervisors' policy (``no`` or ``on-failure``): set by ``up --restart``, used by ``start``.
+    restart: str = "no"
 
     @property
     def manifest_path(self) -> Path:
@@ -295,6 +298,7 @@ class NetworkLayout:
             "log_level": self.log_level,
             "consensus": {name: getattr(self.consensus, name) for name in ConsensusConfig.__slots__},
             "seed": self.seed.hex() if self.seed is not None else None,
+            "restart": self.restart,
             "nodes": [node.to_dict(self.root) for node in self.nodes],
         }
         temporary = self.manifest_path.with_suffix(".json.tmp")
@@ -326,9 +330,15 @@ class NetworkLayout:
                 consensus=ConsensusConfig(**{k: _int(v) for k, v in doc["consensus"].items()}),
                 log_level=str(doc["log_level"]),
                 seed=bytes.fromhex(seed) if isinstance(seed, str) else None,
+                restart=str(doc.get("restart", "no")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise NotATestnet(f"{path}: damaged manifest ({exc!r})") from None
+
+
+def default_dir() -> Path:
+    """Where a testnet lives when no ``--dir`` is given: ``$DCENT_TESTNET_DIR``, else ``./testnet``."""
+    return Path(os.environ.get("DCENT_TESTNET_DIR") or "testnet")
 
 
 def is_testnet_dir(root: Path) -> bool:

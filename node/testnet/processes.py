@@ -14,6 +14,7 @@ that it can act on it.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import random
 import signal
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from node.testnet.errors import AlreadyRunning, NodeNotRunning, NodeStartFailed, PortsInUse
 from node.testnet.layout import PORT_STRIDE, PORTS_PER_NODE, NodeLayout
-from node.testnet.supervisor import process_start_time
+from node.testnet.supervisor import STATE_FILE_NAME, process_start_time
 
 POLL_S = 0.05
 START_TIMEOUT_S = 30.0
@@ -98,6 +99,33 @@ def running(node: NodeLayout) -> RunningNode | None:
     """The node's live process, or None when it is not running."""
     process = read_pid_file(node.pid_path)
     return process if process is not None and is_alive(process) else None
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorState:
+    """What a live supervisor says of itself (its state file): see :mod:`node.testnet.supervisor`."""
+
+    process: RunningNode
+    restart: str
+    restarts: int
+    #: ``running`` or ``backoff`` (the node crashed and is about to be started again).
+    state: str
+
+
+def supervisor_of(node: NodeLayout) -> SupervisorState | None:
+    """The node's live supervisor, or None (none started, or it has exited)."""
+    try:
+        doc = json.loads((node.home / STATE_FILE_NAME).read_text())
+        start_time = doc["start_time"]
+        state = SupervisorState(
+            RunningNode(int(doc["pid"]), None if start_time is None else int(start_time)),
+            str(doc["restart"]),
+            int(doc["restarts"]),
+            str(doc["state"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return state if is_alive(state.process) else None
 
 
 def last_exit_code(node: NodeLayout) -> int | None:
@@ -187,15 +215,19 @@ def start_node(
     *,
     extra_args: Sequence[str] = (),
     timeout_s: float = START_TIMEOUT_S,
+    restart: str = "no",
 ) -> NodeProcess:
     """Start the node detached and return once its pid is known (not once it serves: see
-    :mod:`node.testnet.readiness`).
+    :mod:`node.testnet.readiness`). ``restart="on-failure"``: its supervisor starts it again
+    after a crash.
 
     Raises :class:`AlreadyRunning`, :class:`PortsInUse`, :class:`NodeStartFailed` (the
     process exited at once, or reported no pid within ``timeout_s``; the log's tail included).
     """
     if running(node) is not None:
         raise AlreadyRunning(f"node-{node.index} is already running")
+    if supervisor_of(node) is not None:
+        raise AlreadyRunning(f"node-{node.index} crashed and its supervisor is about to restart it")
     check_ports_free([node])
     node.pid_path.unlink(missing_ok=True)
     node.exit_path.unlink(missing_ok=True)
@@ -210,6 +242,8 @@ def start_node(
                 sys.executable,
                 "-m",
                 "node.testnet.supervisor",
+                "--restart",
+                restart,
                 str(node.pid_path),
                 str(node.exit_path),
                 "--",
@@ -289,10 +323,15 @@ def stop_nodes(nodes: Sequence[NodeLayout], *, grace_s: float = STOP_GRACE_S) ->
     signalled: list[tuple[NodeLayout, RunningNode | None]] = []
     for node in nodes:
         process = running(node)
+        supervisor = supervisor_of(node)
         if process is not None:
             node.exit_path.unlink(missing_ok=True)
-            _signal(process, signal.SIGTERM)
+            # Through the supervisor when there is one: it forwards the signal and knows not to
+            # restart a node that was asked to stop, whatever its exit code.
+            _signal(supervisor.process if supervisor is not None else process, signal.SIGTERM)
             _signal(process, signal.SIGCONT)
+        elif supervisor is not None:
+            _signal(supervisor.process, signal.SIGTERM)  # in its back-off: end it
         signalled.append((node, process))
     deadline = time.monotonic() + grace_s
     results = []

@@ -7,7 +7,7 @@ error, each class has a stable ``code`` that the CLI prints as ``error <code>: <
     5710  NodeNotRunning        5711  TxNotCommitted       5712  UnknownWallet
     5713  PasswordUnavailable   5714  InvalidArgument      5715  UnsafeOutputPath
     5716  OutputHashMismatch    5717  BadNodeAnswer        5718  JobWaitTimeout
-    5719  InvalidWalletName     5720  OutputWriteError
+    5719  InvalidWalletName     5720  OutputWriteError     5721  InvalidMnemonic
 """
 
 from __future__ import annotations
@@ -79,3 +79,9 @@ class OutputWriteError(WalletError):
     """A job's output file cannot be written under the output directory (permissions, disk full)."""
 
     code = 5720
+
+
+class InvalidMnemonic(WalletError):
+    """A recovery phrase that is not valid BIP-39: a word count, an unknown word, a bad checksum."""
+
+    code = 5721

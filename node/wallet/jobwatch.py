@@ -17,9 +17,17 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from node.market.errors import JobNotFinished
+from node.market.errors import (
+    ClaimDisputed,
+    JobDidNotComplete,
+    JobNotFinished,
+    JobServiceError,
+    NothingDelivered,
+    ProviderFailed,
+)
 from node.rpc.errors import RpcCallError
 from node.wallet.connect import NodeRpc
+from node.wallet.console import dct
 from node.wallet.errors import JobWaitTimeout
 from node.wallet.values import answer_object, answer_str
 
@@ -52,14 +60,80 @@ def job_state(job: Mapping[str, Any]) -> str:
     return answer_str(job, "state", "job_get")
 
 
+#: The code a job that ended this way gets when the node gave none: never "error 0".
+_FALLBACK_CODES = {
+    "refunded": NothingDelivered.code,
+    "disputed": ClaimDisputed.code,
+}
+
+
 def job_error(job: Mapping[str, Any]) -> tuple[int, str]:
-    """The job's error as (code, message); a generic one when the node gave none."""
+    """The job's error as (code, message); one derived from its state when the node gave none."""
     error = job.get("error")
+    state = job.get("state")
+    fallback = _FALLBACK_CODES.get(state if isinstance(state, str) else "", JobServiceError.code)
     if isinstance(error, Mapping):
         code = error.get("code")
         message = error.get("message")
-        return (code if type(code) is int else 0, message if isinstance(message, str) else "")
-    return 0, f"job ended {job.get('state')}"
+        return (
+            code if type(code) is int and code != 0 else fallback,
+            message if isinstance(message, str) and message else f"job ended {state}",
+        )
+    return fallback, f"job ended {state}"
+
+
+def exit_status_of(job: Mapping[str, Any]) -> int | None:
+    """The job's exit status, None when it has none (the node sends ``[]`` or ``[status]``)."""
+    value = job.get("exit_status")
+    if isinstance(value, list) and len(value) == 1 and type(value[0]) is int:
+        return int(value[0])
+    return value if type(value) is int else None
+
+
+def completed(job: Mapping[str, Any]) -> bool:
+    """The one success: settled, with the outcome ``completed`` and exit status 0."""
+    return job.get("state") == SUCCEEDED and job.get("outcome") == "completed" and exit_status_of(job) == 0
+
+
+#: How each outcome reads for people; ``{limit}`` names the limit.
+OUTCOME_WORDS = {
+    "completed": "the job completed",
+    "job_failed": "the job failed",
+    "timed_out": "the job was still running at its max runtime and was stopped",
+    "limit_exceeded": "the job was stopped at its {limit} limit",
+    "provider_error": "the provider's sandbox failed; the job did not run to its end",
+}
+
+
+def describe_end(job: Mapping[str, Any]) -> tuple[str, tuple[int, str] | None]:
+    """One line saying how a finished job ended (outcome, exit status, money), and the error to
+    report when it did not complete with exit status 0 (None when it did)."""
+    state, outcome = job.get("state"), job.get("outcome")
+    status = exit_status_of(job)
+    words = OUTCOME_WORDS.get(outcome, "") if isinstance(outcome, str) else ""
+    words = words.format(limit=job.get("limit") or "resource")
+    exit_text = f"exit status {status}" if status is not None else "no exit status"
+    if state == SUCCEEDED and isinstance(outcome, str):
+        cost = job.get("cost")
+        paid = dct(cost) if isinstance(cost, str) else "?"
+        line = f"outcome: {outcome}, {exit_text}: {words}; paid {paid} for {_gpu_seconds(job)} GPU-seconds"
+        if completed(job):
+            return line, None
+        return line, (JobDidNotComplete.code, f"{words} ({outcome}, {exit_text})")
+    code, message = job_error(job)
+    if isinstance(outcome, str):
+        if outcome == "provider_error":
+            code = ProviderFailed.code if code == JobServiceError.code else code
+        return f"outcome: {outcome}, {exit_text}: {words}; job {state}", (code, message)
+    return f"job {state}: {message}", (code, message)
+
+
+def _gpu_seconds(job: Mapping[str, Any]) -> str:
+    gpu_ms = job.get("gpu_ms")
+    if type(gpu_ms) is int:
+        return f"{gpu_ms / 1000:.3f}"
+    seconds = job.get("gpu_seconds")
+    return str(seconds) if type(seconds) is int else "?"
 
 
 async def get_job(rpc: NodeRpc, job_id: str) -> Mapping[str, Any]:

@@ -27,6 +27,7 @@ from node.wallet.keystore import (
     list_keystores,
     load,
 )
+from node.wallet.mnemonic import mnemonic_to_entropy
 from node.wallet.values import looks_like_address, parse_address
 from protocol.crypto import SEED_LEN, PrivateKey
 
@@ -218,3 +219,21 @@ def get_seed(seed_file: str | None, *, prompt: Prompt | None = None) -> bytes:
         return parse_seed_hex((prompt or getpass.getpass)("Seed (64 hex digits): "), "the seed")
     except EOFError:
         raise InvalidArgument("no seed: give --seed-file FILE or run on a terminal") from None
+
+
+def get_mnemonic(mnemonic_file: str | None, *, prompt: Prompt | None = None) -> str:
+    """The recovery phrase to restore: from ``mnemonic_file``, else typed at a hidden prompt (the
+    words are as secret as the key). Checked here, so a typo is refused before any password is
+    asked for. Raises InvalidMnemonic, InvalidArgument."""
+    if mnemonic_file is not None:
+        try:
+            phrase = _read_small_file(mnemonic_file, MAX_SEED_FILE_BYTES, "recovery phrase file")
+        except PasswordUnavailable as exc:
+            raise InvalidArgument(exc.message) from None
+    else:
+        try:
+            phrase = (prompt or getpass.getpass)("Recovery phrase (the words, separated by spaces): ")
+        except EOFError:
+            raise InvalidArgument("no phrase: give --mnemonic-file FILE or run on a terminal") from None
+    mnemonic_to_entropy(phrase)
+    return phrase

@@ -1,10 +1,32 @@
 """Escrow for job contracts: open, settle against a usage receipt, the provider's unilateral
 claim (finalized after a dispute window, or disputed), and refund after the deadline.
 
-Settlement pays the provider ``min(gpu_seconds * price, max_cost)`` less the protocol fee, which
-is burned; the requester gets the rest of its deposit back and the provider its collateral. A
-refund after the deadline returns the requester's deposit and burns ``collateral_slash_share`` of
-the provider's collateral.
+Who pays for what is decided by the receipt's ``outcome`` (:data:`SETTLEMENT_RULES`):
+
+=================  ================================================  =====================
+outcome            requester pays                                    provider's collateral
+=================  ================================================  =====================
+completed          the metered time: ``ceil(gpu_ms x price / 1000)``  returned
+job_failed         the metered time (its own failure)                 returned
+limit_exceeded     the metered time (its own limit)                   returned
+timed_out          the metered time, capped at the maximum cost:      returned
+                   a timeout meters at least the whole runtime
+provider_error     nothing: the whole deposit comes back              slashed, as a refund
+=================  ================================================  =====================
+
+Every payment is capped at the contract's maximum cost; the protocol fee share of it is burned;
+the requester gets the rest of its deposit back. Metering is in GPU-milliseconds and the price is
+per GPU-second, so the pay is rounded up: a job that held a GPU for a millisecond costs at least
+one base unit at any non-zero price. A ``provider_error`` (the sandbox or the node failed, or the
+job never started) closes the contract as ``"refunded"``, exactly as a refund after the deadline:
+the provider cannot be paid for its own failure, and reporting it early only spares the requester
+the wait. A refund after the deadline returns the requester's deposit and burns
+``collateral_slash_share`` of the provider's collateral. A settlement's burned protocol fee is
+the provider's weight in the epoch's provider rewards.
+
+A contract priced at 0 is refused at ``escrow_open`` (:class:`FreeContract`): it would lock
+nothing, burn no protocol fee, and only give its parties a way to claim provider rewards for
+work nobody paid for. Free jobs need no escrow; two parties may run them off the ledger.
 
 The normal path is a receipt signed by the provider and countersigned by the requester
 (``escrow_settle``). A requester that never countersigns cannot hold the provider's pay hostage:
@@ -33,9 +55,18 @@ governance change of ``dispute_window_blocks`` also moves the window of claims a
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
-from protocol.contracts import UsageReceipt
+from protocol.contracts import (
+    OUTCOME_COMPLETED,
+    OUTCOME_JOB_FAILED,
+    OUTCOME_LIMIT_EXCEEDED,
+    OUTCOME_PROVIDER_ERROR,
+    OUTCOME_TIMED_OUT,
+    UsageReceipt,
+)
 from protocol.economics import mul_ratio
 from protocol.ledger.bank import debit
 from protocol.ledger.errors import (
@@ -46,6 +77,7 @@ from protocol.ledger.errors import (
     ContractExpired,
     DisputeWindowClosed,
     DisputeWindowOpen,
+    FreeContract,
     NoClaim,
     NotAParty,
     RefundBlockedByClaim,
@@ -55,6 +87,29 @@ from protocol.ledger.errors import (
 )
 from protocol.ledger.state import Escrow, LedgerState
 from protocol.ledger.tx import EscrowClaim, EscrowDispute, EscrowFinalize, OpenEscrow, Refund, Settle, Tx
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementRule:
+    """How a receipt of one outcome closes its escrow: pay the metered time (capped at the
+    maximum cost) and return the collateral, or refund the requester in full and slash."""
+
+    pays_metered: bool
+    slashes_collateral: bool
+
+
+PAY_METERED = SettlementRule(pays_metered=True, slashes_collateral=False)
+REFUND_AND_SLASH = SettlementRule(pays_metered=False, slashes_collateral=True)
+#: The module docstring's table, as data: the one place settlement looks an outcome up.
+SETTLEMENT_RULES: Mapping[str, SettlementRule] = MappingProxyType(
+    {
+        OUTCOME_COMPLETED: PAY_METERED,
+        OUTCOME_JOB_FAILED: PAY_METERED,
+        OUTCOME_LIMIT_EXCEEDED: PAY_METERED,
+        OUTCOME_TIMED_OUT: PAY_METERED,
+        OUTCOME_PROVIDER_ERROR: REFUND_AND_SLASH,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +151,7 @@ def claim_status(state: LedgerState, contract_hash: bytes, height: int) -> Claim
         provider_sig=escrow.claim_provider_sig,
         claimed_height=escrow.claimed_height,
         dispute_until=dispute_until,
-        pay=_metered_pay(escrow, receipt.gpu_seconds)[1],
+        pay=receipt_pay(escrow, receipt),
         window_over=height > dispute_until,
     )
 
@@ -119,10 +174,23 @@ def _pending_claim(escrow: Escrow) -> UsageReceipt:
     return UsageReceipt.decode(escrow.claim)
 
 
-def _metered_pay(escrow: Escrow, gpu_seconds: int) -> tuple[int, int]:
-    """``(metered GPU-seconds, pay)`` for a receipt of ``gpu_seconds``, both capped by the terms."""
-    metered = min(gpu_seconds, escrow.max_gpu_seconds)
-    return metered, min(metered * escrow.price_per_gpu_second, escrow.max_cost)
+def metered_pay(gpu_ms: int, *, price_per_gpu_second: int, max_gpu_seconds: int, max_cost: int) -> int:
+    """What ``gpu_ms`` GPU-milliseconds cost at a price per GPU-second: rounded up to a whole base
+    unit, capped at ``max_cost``. Pure integers."""
+    metered_ms = min(gpu_ms, max_gpu_seconds * 1000)
+    return min(-(-(metered_ms * price_per_gpu_second) // 1000), max_cost)
+
+
+def receipt_pay(escrow: Escrow, receipt: UsageReceipt) -> int:
+    """What settling ``receipt`` pays for the work, before the protocol fee (0 for a refund)."""
+    if not SETTLEMENT_RULES[receipt.outcome].pays_metered:
+        return 0
+    return metered_pay(
+        receipt.gpu_ms,
+        price_per_gpu_second=escrow.price_per_gpu_second,
+        max_gpu_seconds=escrow.max_gpu_seconds,
+        max_cost=escrow.max_cost,
+    )
 
 
 def _close(state: LedgerState, contract_hash: bytes, escrow: Escrow, outcome: str) -> None:
@@ -131,15 +199,32 @@ def _close(state: LedgerState, contract_hash: bytes, escrow: Escrow, outcome: st
     state.add("total_escrowed", -(escrow.max_cost + escrow.collateral))
 
 
-def _pay_out(state: LedgerState, contract_hash: bytes, escrow: Escrow, gpu_seconds: int) -> None:
-    """Close the escrow as settled for ``gpu_seconds`` of work: the one payout of both a
+def _refund_slashing(state: LedgerState, contract_hash: bytes, escrow: Escrow) -> None:
+    """Close the escrow with nothing delivered: the requester's whole deposit back, the
+    ``collateral_slash_share`` of the collateral burned, the rest of it returned."""
+    slashed = mul_ratio(escrow.collateral, state.params.collateral_slash_share)
+    state.credit(escrow.requester, escrow.max_cost)
+    state.credit(escrow.provider, escrow.collateral - slashed)
+    state.add("burned", slashed)
+    _close(state, contract_hash, escrow, "refunded")
+
+
+def _pay_out(state: LedgerState, contract_hash: bytes, escrow: Escrow, receipt: UsageReceipt) -> None:
+    """Close the escrow by ``receipt`` as :data:`SETTLEMENT_RULES` says: the one payout of both a
     two-signature settle and a finalized claim."""
-    metered, pay = _metered_pay(escrow, gpu_seconds)
+    if SETTLEMENT_RULES[receipt.outcome].slashes_collateral:
+        _refund_slashing(state, contract_hash, escrow)
+        return
+    pay = receipt_pay(escrow, receipt)
     protocol_fee = mul_ratio(pay, state.params.protocol_fee_share)
     state.credit(escrow.provider, pay - protocol_fee + escrow.collateral)
     state.credit(escrow.requester, escrow.max_cost - pay)
     state.add("burned", protocol_fee)
-    state.epoch_work.set(escrow.provider, (state.epoch_work.get(escrow.provider) or 0) + metered)
+    # Provider rewards weigh what the contract burned, not its GPU-seconds: self-dealing at any
+    # price earns back less than it burns (economics.provider_payouts); the weights of an epoch
+    # sum to at most what was burned, so they stay in range by construction.
+    if protocol_fee:
+        state.epoch_work.set(escrow.provider, (state.epoch_work.get(escrow.provider) or 0) + protocol_fee)
     _close(state, contract_hash, escrow, "settled")
 
 
@@ -153,6 +238,8 @@ def open_escrow(state: LedgerState, tx: Tx, msg: OpenEscrow, height: int) -> byt
         raise NotAParty("only the requester opens the escrow of its contract")
     if terms.deadline_height <= height:
         raise ContractExpired(f"deadline {terms.deadline_height} is not after height {height}")
+    if terms.price_per_gpu_second < 1:
+        raise FreeContract("a contract's price must be at least 1 base unit per GPU-second")
     contract_hash = terms.contract_hash()
     if contract_hash in state.escrows or contract_hash in state.closed_contracts:
         raise ContractExists("this contract was already escrowed")
@@ -194,7 +281,7 @@ def settle(state: LedgerState, tx: Tx, msg: Settle) -> None:
         raise BadContractSignature("the receipt needs the provider's valid signature")
     if not receipt.verify(escrow.requester_key, msg.requester_sig):
         raise BadContractSignature("the receipt needs the requester's valid countersignature")
-    _pay_out(state, receipt.contract_hash, escrow, receipt.gpu_seconds)
+    _pay_out(state, receipt.contract_hash, escrow, receipt)
 
 
 def claim(state: LedgerState, tx: Tx, msg: EscrowClaim, height: int) -> None:
@@ -231,7 +318,7 @@ def finalize(state: LedgerState, tx: Tx, msg: EscrowFinalize, height: int) -> No
     dispute_until = escrow.claimed_height + state.params.dispute_window_blocks
     if height <= dispute_until:
         raise DisputeWindowOpen(f"the claim can be disputed until height {dispute_until}, now {height}")
-    _pay_out(state, msg.contract_hash, escrow, receipt.gpu_seconds)
+    _pay_out(state, msg.contract_hash, escrow, receipt)
 
 
 def dispute(state: LedgerState, tx: Tx, msg: EscrowDispute, height: int) -> None:
@@ -247,7 +334,7 @@ def dispute(state: LedgerState, tx: Tx, msg: EscrowDispute, height: int) -> None
     dispute_until = escrow.claimed_height + state.params.dispute_window_blocks
     if height > dispute_until:
         raise DisputeWindowClosed(f"the dispute window ended at height {dispute_until}, now {height}")
-    _, pay = _metered_pay(escrow, receipt.gpu_seconds)
+    pay = receipt_pay(escrow, receipt)
     slashed = mul_ratio(escrow.collateral, state.params.collateral_slash_share)
     state.credit(escrow.requester, escrow.max_cost - pay)
     state.credit(escrow.provider, escrow.collateral - slashed)
@@ -266,8 +353,4 @@ def refund(state: LedgerState, tx: Tx, msg: Refund, height: int) -> None:
         raise RefundBlockedByClaim("the provider claimed payment: dispute the claim instead of a refund")
     if height <= escrow.deadline_height:
         raise RefundTooEarly(f"refund possible after height {escrow.deadline_height}, now {height}")
-    slashed = mul_ratio(escrow.collateral, state.params.collateral_slash_share)
-    state.credit(escrow.requester, escrow.max_cost)
-    state.credit(escrow.provider, escrow.collateral - slashed)
-    state.add("burned", slashed)
-    _close(state, msg.contract_hash, escrow, "refunded")
+    _refund_slashing(state, msg.contract_hash, escrow)

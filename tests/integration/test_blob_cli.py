@@ -49,9 +49,9 @@ class InProcess:
     def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
         self._capsys = capsys
 
-    async def run(self, home: Path, *args: str) -> tuple[int, str, str]:
+    async def run(self, home: Path, *args: str, output: str = "json") -> tuple[int, str, str]:
         self._capsys.readouterr()
-        argv = ["blob", *args, "--home", str(home), "--output", "json"]
+        argv = ["blob", *args, "--home", str(home), "--output", output]
         code = await trio.to_thread.run_sync(main, argv)
         captured = self._capsys.readouterr()
         return code, captured.out, captured.err
@@ -102,6 +102,9 @@ async def test_put_on_one_node_get_on_another_and_manage_the_store(
         assert listing["used_bytes"] == 8 * MIB + 8 * 32
         assert (await cli.json(home1, "pin", cid))["pinned"] is True
         assert (await cli.json(home1, "pin", cid, "--unpin"))["pinned"] is False
+        # The text form names the blob and what changed (it once crashed after the change was made).
+        assert await cli.run(home1, "pin", cid, output="text") == (0, f"{cid}: pinned=True\n", "")
+        assert await cli.run(home1, "pin", cid, "--unpin", output="text") == (0, f"{cid}: pinned=False\n", "")
 
         assert "already exists" in await cli.error(home1, "get", cid, "--out", str(out))
         assert (await cli.json(home1, "rm", cid))["removed"] is True

@@ -141,6 +141,7 @@ async def test_node_info_net_peers_and_gpus(running: RunningNode) -> None:
         "simulated_gpus",
         "executor",
         "rpc_url",
+        "provider",
     }
     assert info["moniker"] == "node0" and info["chain_id"] == CHAIN_ID
     assert info["peer_id"] == node.host.peer_id and info["listen_addrs"] == node.host.listen_addrs
@@ -151,6 +152,14 @@ async def test_node_info_net_peers_and_gpus(running: RunningNode) -> None:
     assert (info["gpus"], info["simulated_gpus"], info["executor"]) == (1, True, "bubblewrap")
     assert info["rpc_url"] == running.url
     assert peers == []  # alone on its chain
+    # Its sandbox passed its self-test at start: it sells, under every limit.
+    provider = info["provider"]
+    assert provider["selling"] is True and provider["sandboxed"] is True, provider
+    assert provider["limits_enforced"] == ["cpu", "disk", "memory", "processes"]
+    assert provider["summary"].startswith("bubblewrap sandbox ok")
+    with trio.fail_after(DEADLINE_S):
+        status = await running.call("node_status")
+    assert status["provider"] == provider and status["executor"] == "bubblewrap"
 
     # Exactly what `dcent gpu list --simulate 1xH100-80GB --json` prints for this node's GPUs.
     label = node.validator_key.address.raw.hex()[:12]
@@ -172,6 +181,9 @@ async def test_market_capacity_lists_this_nodes_own_announcement(running: Runnin
     assert _is_amount(entry["collateral"]) and entry["stake"] == str(100 * DCT)
     assert entry["executors"] == ["bubblewrap"]
     assert isinstance(entry["expires_at_ms"], int)
+    limits = entry["limits"]
+    assert limits["enforced"] == ["cpu", "disk", "memory", "processes"] and limits["sandboxed"] is True
+    assert limits["memory_bytes"] > 0 and limits["disk_bytes"] > 0
 
 
 async def test_chain_head_and_blocks(running: RunningNode) -> None:
@@ -196,12 +208,15 @@ async def test_chain_head_and_blocks(running: RunningNode) -> None:
         "state_hash",
         "txs",
         "evidence",
+        "signers",
     }
     assert first["height"] == 1 and first["hash"] == stored.hash.hex()
     assert first["state_hash"] == stored.state_hash.hex()
     assert first["parent_hash"] == node.genesis.genesis_hash().hex()
     assert first["proposer"] == str(node.validator_key.address)
     assert first["txs"] == [] and first["evidence"] == 0
+    # The one validator signed the commit: who signed is what `testnet status` names when stalled.
+    assert first["signers"] == [str(node.validator_key.address)]
     assert second["parent_hash"] == first["hash"] and second["time_ms"] > first["time_ms"]
 
 

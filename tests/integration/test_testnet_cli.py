@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,17 @@ from tests.waiting import wait_until_blocking
 
 ROOT = Path(__file__).resolve().parents[2]
 DCENT = [sys.executable, "-m", "node.cli.main"]
-STATUS_KEYS = {"index", "moniker", "height", "peers", "validator", "gpus", "rpc_url", "pid", "alive"}
+SUPERVISOR = [sys.executable, "-m", "node.testnet.supervisor"]
+HANDLES_SIGTERM_WITH_7 = (
+    "import pathlib, signal, sys\n"
+    "signal.signal(signal.SIGTERM, lambda *_: sys.exit(7))\n"
+    "pathlib.Path({ready!r}).touch()\n"
+    "signal.pause()\n"
+)
+STATUS_KEYS = {
+    "index", "moniker", "height", "peers", "validator", "gpus", "selling", "sandbox", "rpc_url", "pid", "alive",
+    "state", "restarts", "multiaddr",
+}  # fmt: skip
 
 
 def dcent(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -106,7 +117,14 @@ def test_up_status_faucet_down_and_up_again(testnet_dir: Path) -> None:
         assert isinstance(node["height"], int) and node["height"] >= 1
         assert node["peers"] == 2
         assert node["validator"] is True
+        port = base_port + 10 * int(str(node["index"]))
+        assert str(node["multiaddr"]).startswith(f"/ip4/127.0.0.1/tcp/{port}/p2p/12D3KooW")
     assert [n["gpus"] for n in nodes] == [1, 0, 0]
+    # The provider's sandbox passed its self-test here (`up --executor auto` chose bubblewrap);
+    # the others sell nothing and say why.
+    assert nodes[0]["selling"] is True and str(nodes[0]["sandbox"]).startswith("bubblewrap sandbox ok")
+    assert [n["selling"] for n in nodes[1:]] == [False, False]
+    assert "UNSANDBOXED" not in up.stdout + up.stderr
 
     env = (testnet_dir / "testnet.env").read_text()
     assert f"export DCENT_TESTNET_DIR={testnet_dir.resolve()}" in env
@@ -153,6 +171,82 @@ def test_up_status_faucet_down_and_up_again(testnet_dir: Path) -> None:
     assert "Restarting the 3-node testnet" in restarted.stdout
     assert int(client.call_blocking("account_get", address=str(recipient))["balance"]) == 13 * DCT + DCT // 2
     assert dcent("down", "--dir", str(testnet_dir)).returncode == 0
+    assert processes_using(testnet_dir.resolve()) == []
+
+
+def status_doc(directory: Path, *extra: str) -> dict[str, Any]:
+    result = dcent("status", "--dir", str(directory), "--json", *extra)
+    assert result.returncode == 0, result.stderr
+    doc: dict[str, Any] = json.loads(result.stdout)
+    return doc
+
+
+@pytest.mark.slow
+def test_stop_start_kill_restart_and_a_stalled_chain_named_in_status(testnet_dir: Path) -> None:
+    d = str(testnet_dir)
+    base_port = pick_base_port(3)
+    up = dcent(
+        "up",
+        "-n",
+        "3",
+        "--providers",
+        "0",
+        "--dir",
+        d,
+        "--base-port",
+        str(base_port),
+        "--restart",
+        "on-failure",
+    )
+    assert up.returncode == 0, up.stdout + up.stderr
+    first = status(testnet_dir)
+
+    # A crash (SIGKILL) is recovered by the node's supervisor, and status counts it.
+    killed = dcent("kill", "2", "--dir", d)
+    assert killed.returncode == 0 and f"node-2 (pid {first[2]['pid']}): killed" in killed.stdout
+
+    def back_after_a_crash() -> dict[str, object] | None:
+        node = status(testnet_dir)[2]
+        fine = node["state"] == "running" and node["restarts"] == 1 and node["height"] is not None
+        return node if fine and node["pid"] != first[2]["pid"] else None
+
+    wait_until_blocking(back_after_a_crash, what="node-2's supervisor restarted it", timeout=120)
+
+    # A clean stop is not restarted; with one of three equal validators gone no quorum remains,
+    # and status says so, naming the missing validator.
+    stopped = dcent("stop", "node-2", "--dir", d)
+    assert stopped.returncode == 0 and "node-2" in stopped.stdout and "stopped, exit code 0" in stopped.stdout
+    stalled = wait_until_blocking(
+        lambda: (doc := status_doc(testnet_dir, "--stall-after", "4"))["chain"]["stalled"] and doc,
+        what="status calls the chain stalled",
+    )
+    assert {"node": "node-2", "why": "not running"} in stalled["chain"]["missing_validators"]
+    assert stalled["nodes"][2]["state"] == "stopped" and stalled["nodes"][2]["alive"] is False
+    said = dcent("status", "--dir", d, "--stall-after", "4").stdout
+    assert "STALLED" in said and "node-2 (not running)" in " ".join(said.split())
+
+    # Started again it serves, and the chain commits past where it stalled.
+    started = dcent("start", "2", "--dir", d)
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert "node-2: started" in started.stdout and "serving" in started.stdout
+    wait_until_blocking(
+        lambda: (
+            (doc := status_doc(testnet_dir))["chain"]["height"] > stalled["chain"]["height"]
+            and not doc["chain"]["stalled"]
+        ),
+        what="the chain commits again",
+        timeout=120,
+    )
+    again = dcent("start", "2", "--dir", d)
+    assert again.returncode == 1 and "already running" in again.stdout
+
+    restarted = dcent("restart", "1", "--dir", d)
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert status(testnet_dir)[1]["pid"] != first[1]["pid"]
+    unknown = dcent("stop", "7", "--dir", d)
+    assert unknown.returncode == 1 and "nodes 0-2" in unknown.stderr
+
+    assert dcent("down", "--dir", d).returncode == 0
     assert processes_using(testnet_dir.resolve()) == []
 
 
@@ -257,7 +351,9 @@ def test_impossible_plans_are_refused_before_anything_is_written(
 
 def test_supervisor_forwards_sigterm_and_records_the_exit_code(tmp_path: Path) -> None:
     pid_file, exit_file = tmp_path / "node.pid", tmp_path / "node.exit"
-    child = "import signal, sys\nsignal.signal(signal.SIGTERM, lambda *_: sys.exit(7))\nsignal.pause()\n"
+    ready = tmp_path / "ready"
+    # The child says when its handler is in place: a SIGTERM before that would kill it outright.
+    child = HANDLES_SIGTERM_WITH_7.format(ready=str(ready))
     supervisor = subprocess.Popen(
         [
             sys.executable,
@@ -274,6 +370,7 @@ def test_supervisor_forwards_sigterm_and_records_the_exit_code(tmp_path: Path) -
     )
     try:
         node = wait_until_blocking(lambda: read_pid_file(pid_file), what="the supervisor wrote the pid file")
+        wait_until_blocking(ready.exists, what="the child installed its SIGTERM handler")
         assert node is not None
         assert node.pid != supervisor.pid and is_alive(node)
         supervisor.send_signal(signal.SIGTERM)
@@ -284,6 +381,75 @@ def test_supervisor_forwards_sigterm_and_records_the_exit_code(tmp_path: Path) -
     assert exit_file.read_text() == "7\n"
     assert not pid_file.exists()
     assert not is_alive(node)
+
+
+def test_on_failure_the_supervisor_restarts_a_crashing_node_until_told_to_stop(tmp_path: Path) -> None:
+    pid_file, exit_file = tmp_path / "node.pid", tmp_path / "node.exit"
+    state_file = tmp_path / "node.supervisor"
+    crash = "import sys\nsys.exit(3)\n"
+    supervisor = subprocess.Popen(
+        [
+            *SUPERVISOR,
+            "--restart",
+            "on-failure",
+            str(pid_file),
+            str(exit_file),
+            "--",
+            sys.executable,
+            "-c",
+            crash,
+        ],
+        cwd=ROOT,
+    )
+    try:
+
+        def restarted() -> dict[str, object] | None:
+            try:
+                doc = json.loads(state_file.read_text())
+            except (OSError, ValueError):
+                return None
+            return doc if doc["restarts"] >= 1 and doc["state"] == "backoff" else None
+
+        state = wait_until_blocking(restarted, what="the supervisor restarted the crashed command once")
+        assert state is not None and state["pid"] == supervisor.pid and state["restart"] == "on-failure"
+        assert exit_file.read_text() == "3\n"
+        # A stop signal in the back-off ends it: nothing is started again.
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=30) == 3
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+    assert not state_file.exists() and not pid_file.exists()
+
+
+def test_a_node_asked_to_stop_is_not_restarted_whatever_its_exit_code(tmp_path: Path) -> None:
+    pid_file, exit_file = tmp_path / "node.pid", tmp_path / "node.exit"
+    ready = tmp_path / "ready"
+    # The child says when its handler is in place: a SIGTERM before that would kill it outright.
+    child = HANDLES_SIGTERM_WITH_7.format(ready=str(ready))
+    supervisor = subprocess.Popen(
+        [
+            *SUPERVISOR,
+            "--restart",
+            "on-failure",
+            str(pid_file),
+            str(exit_file),
+            "--",
+            sys.executable,
+            "-c",
+            child,
+        ],
+        cwd=ROOT,
+    )
+    try:
+        wait_until_blocking(lambda: read_pid_file(pid_file), what="the supervisor wrote the pid file")
+        wait_until_blocking(ready.exists, what="the child installed its SIGTERM handler")
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=30) == 7
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+    assert exit_file.read_text() == "7\n" and not pid_file.exists()
 
 
 def test_on_a_host_with_real_gpus_provider_zero_sells_them_and_non_providers_sell_none(

@@ -14,13 +14,20 @@ from typing import Any
 import pytest
 from hypothesis import strategies as st
 
-from protocol.contracts import ContractTerms, SignedContract, UsageReceipt
+from protocol.contracts import (
+    OUTCOME_COMPLETED,
+    OUTCOME_JOB_FAILED,
+    ContractTerms,
+    SignedContract,
+    UsageReceipt,
+)
 from protocol.crypto import PrivateKey
 from protocol.encoding import decode, encode, sign_bytes
 from protocol.ledger.block import BlockContext, BlockResult, Misbehaviour, apply_block
 from protocol.ledger.errors import LedgerError
 from protocol.ledger.genesis import Genesis, dev_genesis, genesis_state
 from protocol.ledger.params import Params
+from protocol.ledger.staking import delegation_value
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import EscrowClaim, Msg, Settle, decode_tx, sign_tx
 
@@ -37,6 +44,8 @@ TEST_PARAMS = Params(
     epoch_length=4,
     blocks_per_year=10_000,
     dispute_window_blocks=3,
+    signed_blocks_window=10,
+    downtime_jail_blocks=3,
 )
 FEE = TEST_PARAMS.min_fee
 
@@ -107,8 +116,18 @@ class Chain:
         return self.state.account(addr(label)).nonce
 
     def bonded(self, label: str) -> int:
+        """The tokens of ``label``'s validator (0 when it operates none)."""
         info = self.state.validators.get(addr(label))
         return info.bonded if info is not None else 0
+
+    def rewards(self, label: str) -> int:
+        """Block rewards ``label``'s validator earned and has not settled yet."""
+        info = self.state.validators.get(addr(label))
+        return info.rewards if info is not None else 0
+
+    def delegated(self, label: str, validator: str) -> int:
+        """What ``label``'s delegation to ``validator``'s validator is worth."""
+        return delegation_value(self.state, addr(label), addr(validator))
 
     def tx(
         self,
@@ -132,12 +151,14 @@ class Chain:
         height: int | None = None,
         signers: Iterable[bytes] = (),
         misbehaviour: Iterable[Misbehaviour] = (),
+        voters: Iterable[bytes] = (),
     ) -> BlockContext:
         return BlockContext(
             height=self.height + 1 if height is None else height,
             proposer=addr(VALIDATOR_LABELS[0]),
             signers=tuple(signers),
             misbehaviour=tuple(misbehaviour),
+            voters=tuple(voters),
         )
 
     def block(
@@ -146,19 +167,21 @@ class Chain:
         *,
         signers: Iterable[bytes] = (),
         misbehaviour: Iterable[Misbehaviour] = (),
+        voters: Iterable[bytes] = (),
     ) -> BlockResult:
         """Apply the next block; checks the supply invariant afterwards."""
         self._reserved.clear()
-        result = apply_block(self.state, self.context(signers=signers, misbehaviour=misbehaviour), txs)
+        ctx = self.context(signers=signers, misbehaviour=misbehaviour, voters=voters)
+        result = apply_block(self.state, ctx, txs)
         self.state.check_invariants()
         assert result.state_hash == self.state.state_hash()
         return result
 
-    def advance_to(self, height: int, *, signers: Iterable[bytes] = ()) -> None:
+    def advance_to(self, height: int, *, signers: Iterable[bytes] = (), voters: Iterable[bytes] = ()) -> None:
         """Apply empty blocks until the state is at ``height``."""
-        signers = tuple(signers)
+        signers, voters = tuple(signers), tuple(voters)
         while self.height < height:
-            self.block(signers=signers)
+            self.block(signers=signers, voters=voters)
 
     def forget_reserved_nonces(self) -> None:
         self._reserved.clear()
@@ -207,14 +230,24 @@ def make_receipt(
     *,
     chain_id: str | None = None,
     contract_hash: bytes | None = None,
+    outcome: str = OUTCOME_COMPLETED,
+    gpu_ms: int | None = None,
+    exit_status: int | None = None,
+    limit: str = "",
 ) -> UsageReceipt:
-    """A usage receipt for ``terms`` (of its chain and contract unless others are named)."""
+    """A usage receipt for ``terms`` (of its chain and contract unless others are named):
+    ``gpu_seconds`` of work (``gpu_ms`` overrides it), a completed run unless ``outcome`` says
+    otherwise (a failed run exits 1 unless ``exit_status`` is given)."""
+    if exit_status is None:
+        exit_status = 1 if outcome == OUTCOME_JOB_FAILED else 0
     return UsageReceipt(
         chain_id=terms.chain_id if chain_id is None else chain_id,
         contract_hash=terms.contract_hash() if contract_hash is None else contract_hash,
-        gpu_seconds=gpu_seconds,
-        exit_status=0,
+        outcome=outcome,
+        gpu_ms=gpu_seconds * 1000 if gpu_ms is None else gpu_ms,
+        exit_status=exit_status,
         output_hash=bytes(32),
+        limit=limit,
     )
 
 
@@ -226,9 +259,13 @@ def settle_msg(
     provider_signer: str | None = None,
     requester_signer: str | None = None,
     contract_hash: bytes | None = None,
+    outcome: str = OUTCOME_COMPLETED,
+    gpu_ms: int | None = None,
 ) -> Settle:
     """A ``Settle`` whose receipt both parties signed (or the signers named instead)."""
-    receipt = make_receipt(terms, gpu_seconds, chain_id=chain_id, contract_hash=contract_hash)
+    receipt = make_receipt(
+        terms, gpu_seconds, chain_id=chain_id, contract_hash=contract_hash, outcome=outcome, gpu_ms=gpu_ms
+    )
     provider = provider_signer or label_of(terms.provider)
     requester = requester_signer or label_of(terms.requester)
     return Settle(receipt, receipt.sign(key(provider)), receipt.sign(key(requester)))
@@ -241,9 +278,12 @@ def claim_msg(
     chain_id: str | None = None,
     provider_signer: str | None = None,
     contract_hash: bytes | None = None,
+    outcome: str = OUTCOME_COMPLETED,
 ) -> EscrowClaim:
     """An ``EscrowClaim`` of a receipt signed by the provider (or the signer named instead)."""
-    receipt = make_receipt(terms, gpu_seconds, chain_id=chain_id, contract_hash=contract_hash)
+    receipt = make_receipt(
+        terms, gpu_seconds, chain_id=chain_id, contract_hash=contract_hash, outcome=outcome
+    )
     return EscrowClaim(receipt, receipt.sign(key(provider_signer or label_of(terms.provider))))
 
 
@@ -303,6 +343,7 @@ def encode_scenario(genesis: Genesis, blocks: Sequence[tuple[BlockContext, Seque
                     "proposer": ctx.proposer,
                     "signers": list(ctx.signers),
                     "misbehaviour": [[m.validator, m.kind, m.height] for m in ctx.misbehaviour],
+                    "voters": list(ctx.voters),
                     "txs": list(txs),
                 }
                 for ctx, txs in blocks
@@ -325,6 +366,7 @@ def replay(payload: bytes) -> list[str]:
             proposer=block["proposer"],
             signers=tuple(block["signers"]),
             misbehaviour=tuple(Misbehaviour(v, kind, h) for v, kind, h in block["misbehaviour"]),
+            voters=tuple(block["voters"]),
         )
         try:
             apply_block(state, ctx, block["txs"])

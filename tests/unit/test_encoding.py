@@ -12,7 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.contracts import ContractTerms, SignedContract, UsageReceipt
-from protocol.encoding import INT_MAX, INT_MIN, DecodeError, EncodeError, Record, decode, encode, sign_bytes
+from protocol.encoding import (
+    INT_MAX,
+    INT_MIN,
+    MAX_NESTING,
+    DecodeError,
+    EncodeError,
+    Record,
+    decode,
+    encode,
+    sign_bytes,
+)
 from protocol.errors import ProtocolError
 from protocol.ledger.params import Params
 
@@ -128,9 +138,18 @@ def test_non_canonical_forms_are_rejected(name: str) -> None:
     assert caught.value.code == 1001
 
 
-def test_deep_nesting_is_a_decode_error() -> None:
+@pytest.mark.parametrize("depth", [MAX_NESTING + 1, 990, 1000, 1023, 1024, 100_000])
+def test_deep_nesting_is_a_decode_error(depth: int) -> None:
+    # 1000-1024 deep passes msgpack's own limit and used to exhaust Python's recursion limit
+    # in the canonical check (RecursionError, not a DecodeError: found by fuzzing, issue 18).
     with pytest.raises(DecodeError):
-        decode(b"\x91" * 100_000 + b"\x00")
+        decode(b"\x91" * depth + b"\x00")
+    with pytest.raises(DecodeError):
+        decode(b"\x81\xa1k" * depth + b"\x00")
+
+
+def test_nesting_up_to_the_bound_decodes() -> None:
+    assert decode(b"\x91" * MAX_NESTING + b"\x00") is not None
 
 
 def test_only_bytes_are_decoded() -> None:

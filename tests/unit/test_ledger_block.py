@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 
 from protocol import economics
+from protocol.economics import mul_ratio
 from protocol.ledger.block import apply_block, select_txs
 from protocol.ledger.errors import BadBlockHeight, BadSignature
 from protocol.ledger.tx import OpenEscrow, Transfer, Unstake
@@ -96,7 +97,6 @@ def test_issuance_is_minted_by_the_schedule_and_split_three_ways() -> None:
     inflation = economics.next_inflation(state.vars["inflation"], bonded, supply, state.params)
     provision = economics.block_provision(supply, inflation, state.params)
     split = economics.split_issuance(provision, state.params)
-    balances = {label: chain.balance(label) for label, _ in STAKES}
     community, providers = state.vars["community_pool"], state.vars["provider_pool"]
 
     result = chain.block()
@@ -107,22 +107,21 @@ def test_issuance_is_minted_by_the_schedule_and_split_three_ways() -> None:
     # Nobody signed a parent commit (first block): every active validator, pro rata stake.
     shares, dust = economics.pro_rata(split.validators, [(addr(label), stake) for label, stake in STAKES])
     assert dict(result.validator_rewards) == dict(shares)
-    for label, stake in STAKES:
-        assert chain.balance(label) == balances[label] + split.validators * stake // 1_000_000
+    for label, stake in STAKES:  # accrued to each validator, split at its next settlement
+        assert chain.rewards(label) == split.validators * stake // 1_000_000
     assert state.vars["provider_pool"] == providers + split.providers
     assert state.vars["community_pool"] == community + split.community + dust
 
 
 def test_only_the_signers_of_the_parent_commit_are_rewarded() -> None:
     chain = Chain(make_genesis(stakes=STAKES))
-    before = {label: chain.balance(label) for label, _ in STAKES}
     result = chain.block(signers=[addr("val-1"), addr("val-2"), addr("alice")])
     split = economics.split_issuance(result.minted, TEST_PARAMS)
     shares, _ = economics.pro_rata(split.validators, [(addr("val-1"), 250_000), (addr("val-2"), 150_000)])
     assert dict(result.validator_rewards) == dict(shares)  # alice is no validator: ignored
-    assert chain.balance("val-0") == before["val-0"]
-    assert chain.balance("val-1") == before["val-1"] + dict(shares)[addr("val-1")]
-    assert chain.balance("val-2") == before["val-2"] + dict(shares)[addr("val-2")]
+    assert chain.rewards("val-0") == 0
+    assert chain.rewards("val-1") == dict(shares)[addr("val-1")]
+    assert chain.rewards("val-2") == dict(shares)[addr("val-2")]
 
 
 def test_fees_not_burned_join_the_validators_reward() -> None:
@@ -144,11 +143,11 @@ def test_without_active_validators_the_validators_share_goes_to_the_community_po
     assert chain.state.vars["community_pool"] == community + split.community + split.validators
 
 
-def test_providers_are_paid_pro_rata_gpu_seconds_at_the_end_of_the_epoch() -> None:
+def test_providers_are_paid_pro_rata_the_protocol_fee_they_burned_at_the_end_of_the_epoch() -> None:
     assert TEST_PARAMS.epoch_length == 4
     chain = Chain()
-    bob_terms = make_terms("alice", "bob", price=3, max_gpu_seconds=1_000, salt=b"bob")
-    dave_terms = make_terms("carol", "dave", price=3, max_gpu_seconds=1_000, salt=b"dave")
+    bob_terms = make_terms("alice", "bob", price=3_000, max_gpu_seconds=1_000, salt=b"bob")
+    dave_terms = make_terms("carol", "dave", price=3_000, max_gpu_seconds=1_000, salt=b"dave")
     chain.block(
         [
             chain.tx("alice", OpenEscrow(sign_contract(bob_terms))),
@@ -158,18 +157,25 @@ def test_providers_are_paid_pro_rata_gpu_seconds_at_the_end_of_the_epoch() -> No
     chain.block(
         [chain.tx("alice", settle_msg(bob_terms, 100)), chain.tx("dave", settle_msg(dave_terms, 300))]
     )
+    bob_burned = mul_ratio(100 * 3_000, TEST_PARAMS.protocol_fee_share)
+    dave_burned = mul_ratio(300 * 3_000, TEST_PARAMS.protocol_fee_share)
     result = chain.block()  # height 3: not an epoch end
     assert result.provider_rewards == ()
-    assert chain.state.epoch_work[addr("dave")] == 300
+    assert chain.state.epoch_work[addr("dave")] == dave_burned == 3 * bob_burned
 
     bob, dave = chain.balance("bob"), chain.balance("dave")
     pool_before = chain.state.vars["provider_pool"]
     result = chain.block()  # height 4 ends the epoch
     pool = pool_before + economics.split_issuance(result.minted, TEST_PARAMS).providers
-    assert dict(result.provider_rewards) == {addr("bob"): pool * 100 // 400, addr("dave"): pool * 300 // 400}
-    assert chain.balance("bob") == bob + pool // 4
-    assert chain.balance("dave") == dave + pool * 3 // 4
-    assert chain.state.vars["provider_pool"] == pool - pool // 4 - pool * 3 // 4  # the dust stays
+    cap = TEST_PARAMS.provider_reward_cap
+    expected = {
+        addr("bob"): min(pool // 4, mul_ratio(bob_burned, cap)),
+        addr("dave"): min(pool * 3 // 4, mul_ratio(dave_burned, cap)),
+    }
+    assert dict(result.provider_rewards) == expected
+    assert chain.balance("bob") == bob + expected[addr("bob")]
+    assert chain.balance("dave") == dave + expected[addr("dave")]
+    assert chain.state.vars["provider_pool"] == pool - sum(expected.values())  # the rest stays
     assert len(chain.state.epoch_work) == 0
 
 

@@ -219,7 +219,7 @@ def test_finalize_after_the_window_pays_the_provider_burns_the_fee_returns_the_c
     assert chain.state.vars["total_escrowed"] == 0
     assert HASH not in chain.state.escrows
     assert chain.state.closed_contracts[HASH] == "settled"
-    assert chain.state.epoch_work[addr("bob")] == SECONDS
+    assert chain.state.epoch_work[addr("bob")] == PROTOCOL_FEE
     chain.state.check_invariants()
 
 
@@ -361,7 +361,7 @@ def test_settle_with_both_signatures_supersedes_a_pending_claim() -> None:
     assert chain.balance("bob") == bob + PAY - PROTOCOL_FEE + 300
     assert chain.balance("alice") == alice + 700 - PAY - chain.params.min_fee
     assert chain.state.closed_contracts[HASH] == "settled"
-    assert chain.state.epoch_work[addr("bob")] == SECONDS
+    assert chain.state.epoch_work[addr("bob")] == PROTOCOL_FEE
     assert claim_status(chain.state, HASH, chain.height + 1) is None
     chain.advance_to(DISPUTE_UNTIL)
     assert_block_rejected(chain, [chain.tx("bob", EscrowFinalize(HASH))], ContractClosed, 2022)

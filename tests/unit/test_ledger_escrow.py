@@ -67,7 +67,7 @@ def test_settle_pays_metered_burns_the_protocol_fee_refunds_the_rest_returns_col
     assert chain.state.vars["total_escrowed"] == 0
     assert HASH not in chain.state.escrows
     assert chain.state.closed_contracts[HASH] == "settled"
-    assert chain.state.epoch_work[addr("bob")] == 55
+    assert chain.state.epoch_work[addr("bob")] == 7  # the provider's reward weight: the fee burned
 
 
 def test_settle_never_pays_more_than_the_maximum_cost() -> None:
@@ -77,7 +77,7 @@ def test_settle_never_pays_more_than_the_maximum_cost() -> None:
     protocol_fee = mul_ratio(700, percent(2))
     assert chain.balance("bob") == bob + 700 - protocol_fee + 300
     assert chain.balance("alice") == alice - chain.params.min_fee  # nothing left to refund
-    assert chain.state.epoch_work[addr("bob")] == 100  # metered work is capped too
+    assert chain.state.epoch_work[addr("bob")] == protocol_fee  # weighs the capped pay's burn
 
 
 def test_settle_with_zero_usage_refunds_everything() -> None:

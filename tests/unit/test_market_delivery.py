@@ -35,7 +35,7 @@ TERMS = make_terms(max_gpu_seconds=100)
 def delivery(
     *,
     files: dict[str, bytes] = FILES,
-    gpu_seconds: int = 40,
+    gpu_ms: int = 40_000,
     signer: str = "bob",
     contract_hash: bytes | None = None,
     output_hash: bytes | None = None,
@@ -43,7 +43,8 @@ def delivery(
     receipt = UsageReceipt(
         chain_id=TERMS.chain_id,
         contract_hash=TERMS.contract_hash() if contract_hash is None else contract_hash,
-        gpu_seconds=gpu_seconds,
+        outcome="completed",
+        gpu_ms=gpu_ms,
         exit_status=0,
         output_hash=output_listing_hash(FILES) if output_hash is None else output_hash,
     )
@@ -73,7 +74,7 @@ def test_an_honest_delivery_passes_and_round_trips() -> None:
         (delivery(contract_hash=bytes(32)), ReceiptForOtherContract, 4061),
         (delivery(signer="mallory"), ForgedReceipt, 4062),
         (delivery(files={**FILES, "model.json": b'{"w": 3.0}'}), OutputHashMismatch, 4063),
-        (delivery(gpu_seconds=101), ReceiptOverLimit, 4064),
+        (delivery(gpu_ms=100_001), ReceiptOverLimit, 4064),
     ],
 )
 def test_a_bad_delivery_is_refused_with_its_code(bad: ResultDelivery, error: type, code: int) -> None:

@@ -71,6 +71,9 @@ def test_a_proposal_below_the_minimum_deposit_or_for_no_parameter_is_refused(
         "gov", "propose", "warp_speed", "9", "--deposit", "10", *cli.key_args(), *cli.node_args()
     )
     assert (code, err.split(":")[0]) == (1, "error 2030")
+    # The deposit may be left out only for a preview (which signs nothing).
+    code, _, err = cli.run("gov", "propose", "gov_quorum", "40%", *cli.key_args(), *cli.node_args())
+    assert (code, err.split(":")[0]) == (1, "error 5714") and "--deposit" in err
     assert node.submitted == []
 
 
@@ -169,6 +172,70 @@ def test_submit_wait_exits_1_with_the_jobs_error(
     assert code == 1
     assert json.loads(out)["state"] == state
     assert err == "error 4051: no provider agreed after 3 attempts\n"
+
+
+def test_submit_wait_prints_the_outcome_exit_status_and_cost_of_a_completed_job(
+    cli: Cli, node: FakeNode, tmp_path: Path
+) -> None:
+    spec = tmp_path / "job.toml"
+    spec.write_text(GOOD_SPEC)
+    node.jobs["job-1"] = [job_object("running"), job_object("settled")]
+    code, out, err = cli.run("job", "submit", str(spec), "--wait", *cli.node_args())
+    assert (code, err) == (0, "")
+    assert "outcome: completed, exit status 0: the job completed; paid 0.005 DCT for 2.500 GPU-seconds" in out
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"outcome": "job_failed", "exit_status": [1]}, "the job failed (job_failed, exit status 1)"),
+        (
+            {"outcome": "timed_out", "exit_status": [143]},
+            "the job was still running at its max runtime and was stopped (timed_out, exit status 143)",
+        ),
+        (
+            {"outcome": "limit_exceeded", "limit": "memory", "exit_status": [137]},
+            "the job was stopped at its memory limit (limit_exceeded, exit status 137)",
+        ),
+    ],
+)
+def test_submit_wait_exits_1_for_a_settled_job_that_did_not_complete(
+    cli: Cli, node: FakeNode, tmp_path: Path, fields: dict[str, object], words: str
+) -> None:
+    """Settled means the money moved, not that the job worked: only exit 0 of a completed job is success."""
+    spec = tmp_path / "job.toml"
+    spec.write_text(GOOD_SPEC)
+    node.jobs["job-1"] = [job_object("running"), job_object("settled", **fields)]
+    code, out, err = cli.run("job", "submit", str(spec), "--wait", *cli.node_args())
+    assert code == 1
+    assert err == f"error 5962: {words}\n"
+    assert f"outcome: {fields['outcome']}, exit status {fields['exit_status'][0]}" in out  # type: ignore[index]
+    node.job_polls.clear()
+    code, out, err = cli.run("job", "submit", str(spec), "--wait", "--output", "json", *cli.node_args())
+    document = json.loads(out)
+    assert code == 1 and err.startswith("error 5962: ")
+    assert (document["outcome"], document["exit_status"]) == (fields["outcome"], fields["exit_status"])
+
+
+def test_a_refunded_job_never_reports_error_0(cli: Cli, node: FakeNode, tmp_path: Path) -> None:
+    spec = tmp_path / "job.toml"
+    spec.write_text(GOOD_SPEC)
+    provider_error = job_object(
+        "refunded",
+        error={"code": 5959, "message": "the provider's sandbox failed; refunded in full"},
+        outcome="provider_error",
+        exit_status=[-1],
+    )
+    node.jobs["job-1"] = [job_object("running"), provider_error]
+    code, out, err = cli.run("job", "submit", str(spec), "--wait", *cli.node_args())
+    assert code == 1
+    assert err == "error 5959: the provider's sandbox failed; refunded in full\n"
+    assert "outcome: provider_error, exit status -1: the provider's sandbox failed" in out
+    # An older node that gave no error: the state still names a code, never 0.
+    node.jobs["job-1"] = [job_object("refunded", error={"code": 0, "message": ""})]
+    node.job_polls.clear()
+    code, _, err = cli.run("job", "submit", str(spec), "--wait", *cli.node_args())
+    assert (code, err) == (1, "error 5960: job ended refunded\n")
 
 
 def test_submit_wait_gives_up_at_its_deadline(cli: Cli, node: FakeNode, tmp_path: Path) -> None:

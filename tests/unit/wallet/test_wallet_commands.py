@@ -136,7 +136,8 @@ def test_a_node_that_does_not_listen_is_one_clear_line(cli: Cli, tmp_path: Path)
 
 def test_new_list_and_address(cli: Cli, keystore: Path) -> None:
     made = cli.json("wallet", "new", "--name", "alice", "--fast-kdf", *cli.key_args())
-    assert set(made) == {"name", "address", "path", "fast_kdf"}
+    assert set(made) == {"name", "address", "path", "fast_kdf", "mnemonic"}
+    assert len(made["mnemonic"].split()) == 24
     assert made["name"] == "alice"
     assert made["fast_kdf"] is True
     assert Path(made["path"]) == keystore / "alice.json"
