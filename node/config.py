@@ -28,6 +28,7 @@ from node.blobs.settings import BlobSettings
 from node.errors import NodeError
 from node.executor.errors import InvalidSandboxConfig
 from node.executor.settings import ExecutorSettings
+from node.market.pricing import PricingSettings, PricingSettingsError  # i16view
 from node.rpc.address import DEFAULT_RPC_HOST, DEFAULT_RPC_PORT, is_loopback, parse_rpc_addr
 from node.rpc.errors import InvalidBindAddress
 from node.services.mempool.errors import MempoolSettingsError
@@ -188,6 +189,8 @@ class NodeConfig:
     #: ``max_block_txs`` always follows ``consensus.max_block_txs``; the rest is ``[mempool]``.
     mempool: MempoolSettings = field(default_factory=MempoolSettings)
     blobs: BlobSettings = field(default_factory=BlobSettings)
+    #: ``[pricing]``: a provider's ask that moves with its utilization (off unless ``floor`` is set).
+    pricing: PricingSettings = field(default_factory=PricingSettings)
     #: How the job sandbox enforces limits and builds itself (``[executor]``).
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     #: ``HOST:PORT`` (loopback only) serving Prometheus metrics at ``GET /metrics``; "" for none.
@@ -242,6 +245,7 @@ _TABLE_KEYS: dict[str, frozenset[str]] = {
     "market": frozenset(MarketConfig.__slots__),
     "mempool": frozenset(MempoolSettings.__slots__) - {"max_block_txs"},
     "blobs": frozenset(BlobSettings.__slots__),
+    "pricing": frozenset(PricingSettings.__slots__),
     "executor": frozenset(ExecutorSettings.__slots__),
 }
 
@@ -284,7 +288,7 @@ def _settings_table(doc: dict[str, object], name: str, cls: type[_T], **fixed: o
         values[item.name] = value
     try:
         return cls(**values)
-    except (MempoolSettingsError, BlobSettingsError) as exc:
+    except (MempoolSettingsError, BlobSettingsError, PricingSettingsError) as exc:
         raise ConfigError(exc.message) from None
 
 
@@ -348,6 +352,7 @@ def parse_config(text: str) -> NodeConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config.toml: {exc}") from None
     known = {"moniker", "p2p", "rpc", "consensus", "market", "metrics", "log", "mempool", "blobs", "executor"}
+    known.add("pricing")  # i16view
     for key in sorted(doc):
         if key not in known:
             raise ConfigError(f"{key}: unknown setting")
@@ -396,6 +401,7 @@ def parse_config(text: str) -> NodeConfig:
             doc, "mempool", MempoolSettings, max_block_txs=consensus_values["max_block_txs"]
         ),
         blobs=_settings_table(doc, "blobs", BlobSettings),
+        pricing=_settings_table(doc, "pricing", PricingSettings),
         executor=_executor_settings(doc),
         metrics_addr=metrics_addr,
         log_format=str(log_format),

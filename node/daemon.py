@@ -27,6 +27,7 @@ from node.errors import NodeError
 from node.executor.select import select_executor
 from node.executor.selftest import SelfTestService
 from node.host import P2PHost
+from node.market.pricing import start_pricing
 from node.market.readiness import ProviderReadiness
 from node.market.service import MarketService
 from node.market.txlane import TxLane
@@ -185,6 +186,16 @@ class Node:
                 await nursery.start(self.readiness.run, self.capacity.announce_now)
                 self.market = self._job_service(app, store, self.driver, self.capacity)
                 await nursery.start(self.market.run)
+                if self.config.pricing.enabled:  # i16view: an ask that moves with utilization
+                    driver = self.driver
+                    await start_pricing(
+                        nursery,
+                        self.config.pricing,
+                        capacity=self.capacity,
+                        market=self.market,
+                        store=store,
+                        height=lambda: driver.height,
+                    )
                 await nursery.start(self.blobs.run)
                 await self._start_operator_endpoints(nursery)
                 log.info(
@@ -196,7 +207,10 @@ class Node:
                 self._running.set()
                 task_status.started()
         finally:
-            await trio.to_thread.run_sync(store.close)
+            # Shielded: a cancelled node (Ctrl-C, the test's nursery) still closes its database;
+            # unshielded, the await raised Cancelled before the close ran.
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(store.close)
 
     def _job_service(
         self, app: LedgerApp, store: ChainStore, driver: ConsensusDriver, capacity: CapacityService
@@ -347,6 +361,12 @@ class Node:
             listen_addrs=tuple(self.host.listen_addrs),
             peers=len(self.host.peers()),
         )
+
+    @property
+    def started(self) -> bool:
+        """Whether the node finished starting (what stops it after that is a fault, not a
+        start failure)."""
+        return self._running.is_set()
 
     async def wait_for_height(self, height: int) -> None:
         await self._running.wait()

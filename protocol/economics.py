@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from protocol.ledger.params import Params
-from protocol.units import DEC
+from protocol.units import DEC, MAX_AMOUNT
+
+#: The most base units ever issued: the genesis supply plus everything minted. Every balance,
+#: stake, pool and running total of the ledger is at most this (burned is at most what was issued),
+#: so each fits a signed 64-bit integer by construction; minting stops once it is reached.
+MAX_ISSUANCE = MAX_AMOUNT
 
 K = TypeVar("K")
 
@@ -44,9 +49,13 @@ def next_inflation(current: int, bonded: int, supply: int, params: Params) -> in
     return max(params.inflation_min, min(params.inflation_max, updated))
 
 
-def block_provision(supply: int, inflation: int, params: Params) -> int:
-    """Base units minted by one block at the given annual inflation rate."""
-    return supply * inflation // DEC // params.blocks_per_year
+def block_provision(supply: int, inflation: int, params: Params, *, issued: int | None = None) -> int:
+    """Base units minted by one block at the given annual inflation rate, capped so that
+    ``issued`` (genesis supply plus everything minted so far; the supply when not given) never
+    passes :data:`MAX_ISSUANCE`, whatever ``blocks_per_year`` and ``inflation_max`` say."""
+    provision = supply * inflation // DEC // params.blocks_per_year
+    room = MAX_ISSUANCE - (supply if issued is None else issued)
+    return max(0, min(provision, room))
 
 
 @dataclass(frozen=True, slots=True)

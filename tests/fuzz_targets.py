@@ -373,7 +373,14 @@ TARGETS: tuple[Target, ...] = (
         (MarketError, ContractFormatError),
     ),
     Target(
-        "result delivery (/dcent/result/1.0.0, request)",
+        "delivery header (/dcent/result/2.0.0, first frame)",
+        delivery_wire.decode_header,
+        (MalformedMessage,),
+        _record_encode,
+        _samples(samples.delivery_header),
+    ),
+    Target(
+        "result delivery (/dcent/result/2.0.0, request)",
         delivery_wire.decode_delivery,
         (MalformedMessage,),
         _record_encode,
@@ -382,14 +389,22 @@ TARGETS: tuple[Target, ...] = (
         (DeliveryRejected,),
     ),
     Target(
-        "delivery answer (/dcent/result/1.0.0, response)",
+        "delivery answer (/dcent/result/2.0.0, response)",
         delivery_wire.decode_answer,
         (MalformedMessage,),
         lambda value: delivery_wire.encode_answer(value),  # type: ignore[arg-type]
         lambda: [
             delivery_wire.encode_answer(samples.delivery_ack()),
+            delivery_wire.encode_answer(samples.delivery_ready()),
             delivery_wire.encode_answer(samples.refusal()),
         ],
+    ),
+    Target(
+        "job output (/dcent/joblog/1.0.0)",
+        delivery_wire.decode_output,
+        (MalformedMessage,),
+        _record_encode,
+        _samples(samples.job_output),
     ),
     Target(
         "job started (/dcent/jobstatus/1.0.0)",

@@ -60,7 +60,17 @@ from protocol.ledger.tx import (
     sign_tx,
 )
 from protocol.market.capacity import CapacityAnnouncement, OfferedLimits, sign_announcement
-from protocol.market.delivery import DeliveryAck, JobStarted, OutputFile, ResultDelivery, output_listing_hash
+from protocol.market.delivery import (
+    DeliveryAck,
+    DeliveryHeader,
+    DeliveryReady,
+    JobOutput,
+    JobStarted,
+    OutputFile,
+    ResultDelivery,
+    delivery_limit,
+    output_listing_hash,
+)
 from protocol.market.errors import NoMatchingGpus
 from protocol.market.jobspec import EnvVar, InputFile, JobSpec, Resources
 from protocol.market.messages import (
@@ -299,8 +309,23 @@ def delivery() -> ResultDelivery:
     )
 
 
+def delivery_header() -> DeliveryHeader:
+    """The first frame of the sample delivery (``/dcent/result/2.0.0``)."""
+    return DeliveryHeader(receipt().contract_hash, len(delivery().encode()))
+
+
+def delivery_ready() -> DeliveryReady:
+    """The requester's go-ahead for the sample delivery: up to the job's delivery limit."""
+    return DeliveryReady(terms().contract_hash(), delivery_limit(job_spec().output_limit_bytes))
+
+
 def delivery_ack() -> DeliveryAck:
     return DeliveryAck(terms().contract_hash(), receipt().sign(REQUESTER))
+
+
+def job_output() -> JobOutput:
+    """A frame of live output for the sample contract (``/dcent/joblog/1.0.0``)."""
+    return JobOutput(receipt().contract_hash, b"hello\n", b"")
 
 
 def job_started() -> JobStarted:

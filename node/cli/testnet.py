@@ -353,6 +353,7 @@ STATUS_KEYS = (
     "alive",
     "state",
     "restarts",
+    "multiaddr",
 )
 
 
@@ -374,7 +375,18 @@ def run_status(args: argparse.Namespace) -> int:
         print(json.dumps(doc))
         return 0
     table = Table(title=f"testnet {layout.chain_id} in {layout.root}", title_justify="left")
-    for column in ("node", "state", "pid", "height", "peers", "validator", "gpus", "rpc", "note"):
+    for column in (
+        "node",
+        "state",
+        "pid",
+        "height",
+        "peers",
+        "validator",
+        "gpus",
+        "rpc",
+        "multiaddr",
+        "note",
+    ):
         table.add_column(column)
     for s in statuses:
         state = s.state if not s.restarts else f"{s.state} ({s.restarts} restarts)"
@@ -387,6 +399,7 @@ def run_status(args: argparse.Namespace) -> int:
             "yes" if s.validator else "no",
             "-" if s.gpus is None else str(s.gpus),
             s.rpc_url,
+            s.multiaddr,
             s.error,
         )
     console = Console()

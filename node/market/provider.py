@@ -1,6 +1,6 @@
 """The provider's side of a job: quote and countersign on ``/dcent/market/1.0.0``, wait for the
 escrow to be final, run the job in the sandbox on the GPUs sold, deliver the result on
-``/dcent/result/1.0.0``, and get paid: by the receipt both signed, or by a claim on its own
+``/dcent/result/2.0.0``, and get paid: by the receipt both signed, or by a claim on its own
 signature once the dispute window has passed.
 
 GPUs are reserved in the allocator from the moment they are quoted (under the quote's id) and
@@ -23,6 +23,7 @@ from node.executor.errors import JobInputError
 from node.executor.limits import ResourceLimits
 from node.executor.model import ExecutionResult, Outcome, SandboxJob
 from node.market.context import MarketContext
+from node.market.delivery_link import send_delivery
 from node.market.errors import EscrowNeverOpened, ProviderFailed, TxRefused
 from node.market.livelog import FLUSH_GRACE_S, OutputForwarder
 from node.market.records import PROVIDER, JobRecord, JobState
@@ -33,13 +34,11 @@ from protocol.encoding import DecodeError
 from protocol.ledger.escrow import SETTLEMENT_RULES, claim_status
 from protocol.ledger.tx import EscrowClaim, EscrowFinalize, Settle
 from protocol.market.delivery import (
-    RESULT_PROTOCOL_ID,
     STATUS_PROTOCOL_ID,
     DeliveryAck,
     JobStarted,
     OutputFile,
     ResultDelivery,
-    decode_answer,
     output_listing_hash,
 )
 from protocol.market.errors import InvalidMessage
@@ -60,7 +59,6 @@ REQUEST_WAIT_S = 10
 DELIVERY_TIMEOUT_S = 60
 DELIVERY_ATTEMPTS = 5
 STATUS_TIMEOUT_S = 10
-MAX_ANSWER_BYTES = 4096
 #: The exit status reported when the job's process never ran (a provider error, or a spec the
 #: sandbox refused before starting it).
 NOT_RUN_EXIT_STATUS = -1
@@ -304,14 +302,8 @@ class ProviderSide:
         payload = delivery.encode()
         for attempt in range(DELIVERY_ATTEMPTS):
             try:
-                answer = decode_answer(
-                    await ctx.host.request(
-                        record.peer_id,
-                        RESULT_PROTOCOL_ID,
-                        payload,
-                        max_response=MAX_ANSWER_BYTES,
-                        timeout=DELIVERY_TIMEOUT_S,
-                    )
+                answer = await send_delivery(
+                    ctx.host, record.peer_id, receipt.contract_hash, payload, timeout=DELIVERY_TIMEOUT_S
                 )
             except (P2PError, DecodeError) as exc:
                 log.info("delivery of %s, attempt %d: %r", record.job_id, attempt + 1, exc)

@@ -33,14 +33,14 @@ from node.market.readiness import ProviderReadiness
 from node.market.records import PROVIDER, REQUESTER, JobRecord, JobState
 from node.market.requester import RequesterSide
 from node.market.txlane import TxLane
-from node.p2p.interface import Host, serve_requests
+from node.p2p.interface import Host
 from node.store import ChainStore
 from protocol.consensus.ledger_app import LedgerApp
 from protocol.crypto import PrivateKey
 from protocol.encoding import DecodeError
 from protocol.market.capacity import CapacityAnnouncement
-from protocol.market.delivery import LOG_PROTOCOL_ID, MAX_LOG_BYTES, RESULT_PROTOCOL_ID, STATUS_PROTOCOL_ID
-from protocol.market.jobspec import MAX_INPUT_BYTES, JobSpec
+from protocol.market.delivery import LOG_PROTOCOL_ID, RESULT_PROTOCOL_ID, STATUS_PROTOCOL_ID
+from protocol.market.jobspec import JobSpec
 from protocol.market.messages import MARKET_PROTOCOL_ID
 from protocol.market.negotiation import DEFAULT_RESPONSE_TIMEOUT_MS, ProviderPolicy
 
@@ -48,9 +48,6 @@ if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
 log = logging.getLogger("dcent.market")
-
-#: A delivery carries the outputs (up to the job's limit) and both logs.
-MAX_DELIVERY_BYTES = 256 * 1024 * 1024 + 2 * MAX_LOG_BYTES + MAX_INPUT_BYTES
 
 
 class MarketService:
@@ -111,6 +108,12 @@ class MarketService:
         self.provider: ProviderSide | None = None
         self.requester: RequesterSide | None = None
 
+    def set_price(self, price_per_gpu_second: int) -> None:
+        """The ask of negotiations that start from now on (``node/market/pricing.py`` reprices)."""
+        self.policy = dataclasses.replace(self.policy, price_per_gpu_second=price_per_gpu_second)
+        if self.provider is not None:
+            self.provider.policy = self.policy
+
     def busy_gpu_uuids(self) -> tuple[str, ...]:
         return tuple(sorted(uuid for held in self.allocator.allocations().values() for uuid in held))
 
@@ -139,10 +142,7 @@ class MarketService:
             self._refresh_policy()
             await self._resume(nursery)
             self.ctx.host.set_stream_handler(MARKET_PROTOCOL_ID, self._negotiation_handler)
-            self.ctx.host.set_stream_handler(
-                RESULT_PROTOCOL_ID,
-                serve_requests(self.requester.handle_delivery, max_request=MAX_DELIVERY_BYTES),
-            )
+            self.ctx.host.set_stream_handler(RESULT_PROTOCOL_ID, self.requester.handle_delivery_stream)
             self.ctx.host.set_stream_handler(STATUS_PROTOCOL_ID, self.requester.handle_started)
             self.ctx.host.set_stream_handler(LOG_PROTOCOL_ID, self.requester.live.handle)
             task_status.started()

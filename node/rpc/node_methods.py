@@ -259,7 +259,17 @@ class NodeMethods:
             "when its sandbox's self-test fails, why and the fix)",
         )
         table.register(
-            "net_peers", self.net_peers, returns="array of `{peer_id, addrs}`, sorted by `peer_id`"
+            "net_peers",
+            self.net_peers,
+            returns="array of `{peer_id, addrs, direction, connected_s, score, refusals, bans}`, "
+            "sorted by `peer_id` (`score`: misbehaviour, decaying; a peer at 100 is banned)",
+        )
+        table.register(
+            "net_scores",
+            self.net_scores,
+            returns="object: `peers` (every peer with a score, refusal or ban: `{peer_id, score, "
+            "refusals, bans, banned_for_s}`), `banned` (peer ids refused now), `refusals` "
+            "(`{protocol, reason, count}` of every message refused since start), `ban_threshold`",
         )
         table.register(
             "gpu_list",
@@ -394,9 +404,47 @@ class NodeMethods:
         }
 
     async def net_peers(self) -> list[dict[str, object]]:
-        """The peers connected now, with their known addresses."""
-        peers = sorted(self.node.host.peers(), key=lambda peer: peer.peer_id)
-        return [{"peer_id": peer.peer_id, "addrs": list(peer.addrs)} for peer in peers]
+        """The peers connected now, with their known addresses and their standing."""
+        host = self.node.host
+        now = trio.current_time()
+        peers = []
+        for peer in sorted(host.peers(), key=lambda peer: peer.peer_id):
+            standing = host.guard.standing(peer.peer_id)
+            peers.append(
+                {
+                    "peer_id": peer.peer_id,
+                    "addrs": list(peer.addrs),
+                    "direction": peer.direction,
+                    "connected_s": round(now - peer.connected_since, 1),
+                    "score": standing.score,
+                    "refusals": standing.refusals,
+                    "bans": standing.bans,
+                }
+            )
+        return peers
+
+    async def net_scores(self) -> dict[str, object]:
+        """What peers' input has cost them: scores, bans, and refused messages by protocol and
+        reason (node/p2p/guard.py)."""
+        guard = self.node.host.guard
+        return {
+            "peers": [
+                {
+                    "peer_id": s.peer_id,
+                    "score": s.score,
+                    "refusals": s.refusals,
+                    "bans": s.bans,
+                    "banned_for_s": round(s.banned_for_s, 1),
+                }
+                for s in guard.standings()
+            ],
+            "banned": guard.banned(),
+            "refusals": [
+                {"protocol": protocol, "reason": reason, "count": count}
+                for (protocol, reason), count in sorted(guard.refusals.items())
+            ],
+            "ban_threshold": guard.settings.ban_threshold,
+        }
 
     async def gpu_list(self) -> dict[str, object]:
         """This node's GPUs, probed now (declared GPUs when the node simulates them)."""

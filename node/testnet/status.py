@@ -50,6 +50,9 @@ class NodeStatus:
     head_time_ms: int | None = None
     #: Addresses whose precommits committed that block.
     signers: tuple[str, ...] = field(default=())
+    #: Where peers dial the node: ``/ip4/.../tcp/N/p2p/<peer id>`` (what it reports, else the
+    #: address its layout gives it).
+    multiaddr: str = ""
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -67,6 +70,7 @@ def _status(
     provider: dict[str, object] | None = None,
     head_time_ms: int | None = None,
     signers: tuple[str, ...] = (),
+    multiaddr: str = "",
 ) -> NodeStatus:
     supervisor = supervisor_of(node)
     if pid is not None:
@@ -94,6 +98,7 @@ def _status(
         address=node.address,
         head_time_ms=head_time_ms,
         signers=signers,
+        multiaddr=multiaddr or node.p2p_addr,
     )
 
 
@@ -129,7 +134,15 @@ async def node_status(node: NodeLayout) -> NodeStatus:
         provider=info.get("provider") if isinstance(info.get("provider"), dict) else None,
         head_time_ms=int(head["time_ms"]),
         signers=tuple(str(a) for a in newest["signers"]) if newest is not None else (),
+        multiaddr=_reported_multiaddr(info.get("listen_addrs")),
     )
+
+
+def _reported_multiaddr(addrs: object) -> str:
+    """The node's first reported listen address (full, with ``/p2p/``); "" if it reports none."""
+    if isinstance(addrs, list) and addrs and isinstance(addrs[0], str):
+        return addrs[0]
+    return ""
 
 
 async def network_status(layout: NetworkLayout) -> list[NodeStatus]:

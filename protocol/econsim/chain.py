@@ -19,12 +19,14 @@ an honest, live validator set; downtime and double-signing are not part of the e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from protocol.econsim import kernel
 from protocol.econsim.errors import KernelMismatch
+from protocol.ledger import distribution
 from protocol.ledger.block import BlockContext, BlockResult, apply_block
 from protocol.ledger.state import LedgerState
+from protocol.ledger.tx import Tx
 
 _NO_PROPOSER = bytes(20)
 
@@ -58,10 +60,11 @@ class SimChain:
         signers = tuple(validator.address for validator in self.state.validator_set())
         return BlockContext(height=height, proposer=signers[0] if signers else _NO_PROPOSER, signers=signers)
 
-    def apply(self, txs: Sequence[bytes]) -> BlockResult:
-        """The next block, with ``txs``, through ``apply_block``. Raises its LedgerError (and then
+    def apply(self, txs: Sequence[bytes], *, verified: Callable[[Tx], bool] | None = None) -> BlockResult:
+        """The next block, with ``txs``, through ``apply_block`` (``verified`` as there: the
+        signatures the caller made itself need no checking). Raises its LedgerError (and then
         nothing changed)."""
-        result = apply_block(self.state, self.context(self.height + 1), txs)
+        result = apply_block(self.state, self.context(self.height + 1), txs, verified=verified)
         self.ledger_blocks += 1
         if self.prune_closed_contracts:
             for contract_hash, _ in self.state.closed_contracts.sorted_items():
@@ -84,13 +87,15 @@ class SimChain:
 
     def _next_event(self, target: int) -> int:
         """The first height after the current one (up to ``target + 1``) whose empty block does
-        more than issuance: an unbonding release, a tally, or a provider payout."""
+        more than issuance: an unbonding release, the end of a redelegation, a tally, or a
+        provider payout."""
         state, height = self.state, self.height
         candidates = [target + 1]
-        for release, _ in state.unbonding.sorted_items():
-            if release > height:
-                candidates.append(release)
-                break
+        for queue in (state.unbonding, state.redelegations):
+            for release, _ in queue.sorted_items():
+                if release > height:
+                    candidates.append(release)
+                    break
         for _, proposal in state.proposals.sorted_items():
             if proposal.status == "voting" and proposal.end_height > height:
                 candidates.append(proposal.end_height)
@@ -111,6 +116,7 @@ class SimChain:
             [validator.power for validator in rewarded],
             state.params,
             blocks,
+            issued=state.vars["genesis_supply"] + state.vars["minted"],
         )
         _write_span(state, result, [validator.address for validator in rewarded])
         self.kernel_blocks += blocks
@@ -133,6 +139,7 @@ class SimChain:
             [validator.power for validator in rewarded],
             by_kernel.params,
             1,
+            issued=by_kernel.vars["genesis_supply"] + by_kernel.vars["minted"],
         )
         _write_span(by_kernel, result, [validator.address for validator in rewarded])
         if by_ledger.state_hash() != by_kernel.state_hash():
@@ -154,8 +161,7 @@ def _write_span(state: LedgerState, result: kernel.SpanResult, rewarded: Sequenc
     state.add("minted", result.minted)
     state.add("community_pool", result.community)
     state.add("provider_pool", result.provider_pool)
-    if result.validator_issuance > 0:
-        # apply_block credits every rewarded validator once it pays any, by 0 too (which
-        # creates an empty account for a validator that had none: the state hash sees it).
-        for address, reward in zip(rewarded, result.validator_rewards, strict=True):
-            state.credit(address, reward)
+    # Each block accrues each rewarded validator's share to its pending rewards (nothing for 0),
+    # exactly as protocol.ledger.distribution.accrue does: sums over the span are the same.
+    for consensus_address, reward in zip(rewarded, result.validator_rewards, strict=True):
+        distribution.accrue(state, state.consensus_index[consensus_address], reward)

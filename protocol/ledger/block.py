@@ -12,22 +12,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from protocol import economics
-from protocol.ledger import bank, escrow, gov, staking
-from protocol.ledger.errors import BadBlockHeight, LedgerError, UnknownTxKind
+from protocol.ledger import bank, distribution, escrow, gov, slashing, staking
+from protocol.ledger.errors import ArithmeticFault, BadBlockHeight, LedgerError, UnknownTxKind
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import (
+    Delegate,
     EscrowClaim,
     EscrowDispute,
     EscrowFinalize,
     GovPropose,
     GovVote,
     OpenEscrow,
+    Redelegate,
     Refund,
     Settle,
     Stake,
     Transfer,
     Tx,
+    Undelegate,
+    Unjail,
     Unstake,
+    ValidatorCreate,
+    ValidatorEdit,
     decode_tx,
 )
 
@@ -43,11 +49,16 @@ class Misbehaviour:
 
 @dataclass(frozen=True, slots=True)
 class BlockContext:
+    """What consensus tells the ledger about a block. Validators are named by consensus address."""
+
     height: int
     proposer: bytes
     #: Validators whose precommits are in the parent's commit certificate (rewarded).
     signers: tuple[bytes, ...] = ()
     misbehaviour: tuple[Misbehaviour, ...] = ()
+    #: The validator set that voted on the parent; those of it not in ``signers`` missed the
+    #: parent's height (downtime jailing). Empty when unknown: then nobody is judged.
+    voters: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +82,18 @@ def _dispatch(state: LedgerState, tx: Tx, height: int) -> None:
         staking.stake(state, tx, msg)
     elif isinstance(msg, Unstake):
         staking.unstake(state, tx, msg, height)
+    elif isinstance(msg, ValidatorCreate):
+        staking.create_validator(state, tx, msg, height)
+    elif isinstance(msg, ValidatorEdit):
+        staking.edit_validator(state, tx, msg, height)
+    elif isinstance(msg, Delegate):
+        staking.delegate(state, tx, msg)
+    elif isinstance(msg, Undelegate):
+        staking.undelegate(state, tx, msg, height)
+    elif isinstance(msg, Redelegate):
+        staking.redelegate(state, tx, msg, height)
+    elif isinstance(msg, Unjail):
+        slashing.unjail(state, tx, msg, height)
     elif isinstance(msg, OpenEscrow):
         escrow.open_escrow(state, tx, msg, height)
     elif isinstance(msg, Settle):
@@ -94,9 +117,12 @@ def _dispatch(state: LedgerState, tx: Tx, height: int) -> None:
 def apply_tx(state: LedgerState, tx: Tx | bytes, height: int, *, verify_signature: bool = True) -> Tx:
     """Apply one transaction at block ``height``; atomic. Raises a LedgerError subclass."""
     decoded = decode_tx(tx) if isinstance(tx, bytes) else tx
-    with state.journal.atomic():
-        bank.ante(state, decoded, verify_signature=verify_signature)
-        _dispatch(state, decoded, height)
+    try:
+        with state.journal.atomic():
+            bank.ante(state, decoded, verify_signature=verify_signature)
+            _dispatch(state, decoded, height)
+    except ArithmeticError as exc:  # OverflowError, ZeroDivisionError: a bug, kept typed
+        raise ArithmeticFault(f"transaction execution failed: {exc!r}") from None
     return decoded
 
 
@@ -120,10 +146,14 @@ def check_tx(state: LedgerState, raw: bytes) -> Tx:
 
 
 def _begin_block(state: LedgerState, ctx: BlockContext) -> None:
+    """Evidence first, then liveness, then releases: stake maturing in this very block is
+    still slashed for an infraction proven in it."""
     state.vars.set("height", ctx.height)
-    for offence in sorted(ctx.misbehaviour, key=lambda m: (m.validator, m.kind, m.height)):
-        if offence.kind == "double_sign" and offence.validator in state.validators:
-            staking.slash(state, offence.validator, state.params.double_sign_slash, tombstone=True)
+    offences = sorted(ctx.misbehaviour, key=lambda m: (m.validator, m.kind, m.height))
+    slashing.punish_double_signs(
+        state, [(m.validator, m.height) for m in offences if m.kind == "double_sign"]
+    )
+    slashing.track_liveness(state, ctx.height, ctx.voters, ctx.signers)
     staking.release_matured(state, ctx.height)
 
 
@@ -139,7 +169,8 @@ def _end_block(
     supply = state.total_supply()
     inflation = economics.next_inflation(state.vars["inflation"], state.vars["total_bonded"], supply, params)
     state.vars.set("inflation", inflation)
-    provision = economics.block_provision(supply, inflation, params)
+    issued = state.vars["genesis_supply"] + state.vars["minted"]
+    provision = economics.block_provision(supply, inflation, params, issued=issued)
     state.add("minted", provision)
     split = economics.split_issuance(provision, params)
     state.add("community_pool", split.community)
@@ -150,9 +181,12 @@ def _end_block(
     rewarded = [(v.address, v.power) for v in active if v.address in signers] or [
         (v.address, v.power) for v in active
     ]
-    validator_rewards, dust = economics.pro_rata(split.validators + fee_to_validators, rewarded)
-    for address, reward in validator_rewards:
-        state.credit(address, reward)
+    shares, dust = economics.pro_rata(split.validators + fee_to_validators, rewarded)
+    validator_rewards = []
+    for consensus_address, reward in shares:
+        operator = state.consensus_index[consensus_address]
+        distribution.accrue(state, operator, reward)
+        validator_rewards.append((operator, reward))
     state.add("community_pool", dust)
 
     provider_rewards: list[tuple[bytes, int]] = []
@@ -187,22 +221,27 @@ def apply_block(
         raise BadBlockHeight(f"block height {ctx.height} does not follow {state.height}")
     burned_before = state.vars["burned"]
     tx_hashes = []
-    with state.journal.atomic():
-        _begin_block(state, ctx)
-        for index, raw in enumerate(txs):
-            try:
-                tx = decode_tx(raw) if isinstance(raw, bytes) else raw
-                skip_verify = verified is not None and verified(tx)
-                apply_tx(state, tx, ctx.height, verify_signature=not skip_verify)
-            except LedgerError as exc:
-                exc.tx_index = index
-                raise
-            tx_hashes.append(tx.hash)
-        fees_before_end = state.vars["fee_pool"]
-        minted, _, validator_rewards, provider_rewards, closed = _end_block(state, ctx)
+    try:
+        with state.journal.atomic():
+            _begin_block(state, ctx)
+            for index, raw in enumerate(txs):
+                try:
+                    tx = decode_tx(raw) if isinstance(raw, bytes) else raw
+                    skip_verify = verified is not None and verified(tx)
+                    apply_tx(state, tx, ctx.height, verify_signature=not skip_verify)
+                except LedgerError as exc:
+                    exc.tx_index = index
+                    raise
+                tx_hashes.append(tx.hash)
+            fees_before_end = state.vars["fee_pool"]
+            minted, _, validator_rewards, provider_rewards, closed = _end_block(state, ctx)
+            # Inside the atomic scope: a state that cannot be hashed is rolled back, not kept.
+            state_hash = state.state_hash()
+    except ArithmeticError as exc:  # OverflowError (msgpack included), ZeroDivisionError
+        raise ArithmeticFault(f"block execution failed: {exc!r}") from None
     return BlockResult(
         height=ctx.height,
-        state_hash=state.state_hash(),
+        state_hash=state_hash,
         tx_hashes=tuple(tx_hashes),
         fees=fees_before_end,
         minted=minted,

@@ -47,6 +47,12 @@ class UnknownTxKind(MalformedTx):
     code = 2008
 
 
+class AmountOverflow(LedgerError):
+    """An amount or running total would leave the range the ledger encodes (0 to 2^63 - 1)."""
+
+    code = 2009
+
+
 # --- staking and slashing -------------------------------------------------------------------
 class InsufficientStake(LedgerError):
     code = 2010
@@ -58,6 +64,45 @@ class Tombstoned(LedgerError):
 
 class UnknownValidator(LedgerError):
     code = 2012
+
+
+class ValidatorExists(LedgerError):
+    """The sender already operates a validator (one per operator address)."""
+
+    code = 2013
+
+
+class ConsensusKeyTaken(LedgerError):
+    """Another validator already votes with this consensus key."""
+
+    code = 2014
+
+
+class BadKeyProof(LedgerError):
+    """The consensus key did not sign the operator's address: declaring a key one does not hold
+    would let anyone make a stranger's node vote for them."""
+
+    code = 2015
+
+
+class InvalidCommission(LedgerError):
+    """A commission outside the validator's declared maximum or maximum change."""
+
+    code = 2016
+
+
+class CommissionChangeTooSoon(InvalidCommission):
+    """A second commission change within ``unbonding_period`` blocks of the last one."""
+
+    code = 2017
+
+
+class NotJailed(LedgerError):
+    code = 2018
+
+
+class JailPeriodNotOver(LedgerError):
+    code = 2019
 
 
 # --- escrow ---------------------------------------------------------------------------------
@@ -93,6 +138,12 @@ class BadContractSignature(LedgerError):
 
 class ReceiptMismatch(LedgerError):
     code = 2027
+
+
+class FreeContract(InvalidAmount):
+    """A contract priced at 0 per GPU-second: refused (see ``protocol.ledger.escrow``)."""
+
+    code = 2028
 
 
 # --- governance -----------------------------------------------------------------------------
@@ -155,6 +206,34 @@ class RefundBlockedByClaim(ClaimPending):
     code = 2054
 
 
+# --- delegations ----------------------------------------------------------------------------
+class TooManyDelegations(LedgerError):
+    """An account may hold shares of at most ``MAX_DELEGATIONS`` validators (a bound on the work
+    a vote's tally does for it)."""
+
+    code = 2060
+
+
+class RedelegationInProgress(LedgerError):
+    """Redelegating stake that itself arrived by a redelegation still in progress: hopping from
+    validator to validator would keep it out of reach of the first one's slashing."""
+
+    code = 2061
+
+
+class ValidatorHasNoTokens(LedgerError):
+    """Delegating to a validator slashed down to nothing: its shares are worth nothing, so no
+    price for new ones exists."""
+
+    code = 2062
+
+
+class NotAValidator(LedgerError):
+    """``stake``/``unstake`` bond to the sender's own validator; the sender has none."""
+
+    code = 2063
+
+
 # --- blocks and genesis ---------------------------------------------------------------------
 class BadBlockHeight(LedgerError):
     code = 2040
@@ -170,3 +249,11 @@ class InvariantError(LedgerError):
     """A supply or sign invariant does not hold: a bug in the ledger, never the user's fault."""
 
     code = 2099
+
+
+class ArithmeticFault(InvariantError):
+    """Executing a block raised an arithmetic error (an overflow, a division by zero): a ledger
+    bug that the bounds should have made impossible. The block is refused like any invalid one,
+    so a proposer that picks it up does not crash."""
+
+    code = 2097

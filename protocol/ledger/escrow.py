@@ -3,7 +3,31 @@ claim (finalized after a dispute window, or disputed), and refund after the dead
 
 Who pays for what is decided by the receipt's ``outcome`` (:data:`SETTLEMENT_RULES`):
 
-=================  ================================================  ==============
+=================  ================================================  =====================
+outcome            requester pays                                    provider's collateral
+=================  ================================================  =====================
+completed          the metered time: ``ceil(gpu_ms x price / 1000)``  returned
+job_failed         the metered time (its own failure)                 returned
+limit_exceeded     the metered time (its own limit)                   returned
+timed_out          the metered time, capped at the maximum cost:      returned
+                   a timeout meters at least the whole runtime
+provider_error     nothing: the whole deposit comes back              slashed, as a refund
+=================  ================================================  =====================
+
+Every payment is capped at the contract's maximum cost; the protocol fee share of it is burned;
+the requester gets the rest of its deposit back. Metering is in GPU-milliseconds and the price is
+per GPU-second, so the pay is rounded up: a job that held a GPU for a millisecond costs at least
+one base unit at any non-zero price. A ``provider_error`` (the sandbox or the node failed, or the
+job never started) closes the contract as ``"refunded"``, exactly as a refund after the deadline:
+the provider cannot be paid for its own failure, and reporting it early only spares the requester
+the wait. A refund after the deadline returns the requester's deposit and burns
+``collateral_slash_share`` of the provider's collateral. A settlement's burned protocol fee is
+the provider's weight in the epoch's provider rewards.
+
+A contract priced at 0 is refused at ``escrow_open`` (:class:`FreeContract`): it would lock
+nothing, burn no protocol fee, and only give its parties a way to claim provider rewards for
+work nobody paid for. Free jobs need no escrow; two parties may run them off the ledger.
+
 The normal path is a receipt signed by the provider and countersigned by the requester
 (``escrow_settle``). A requester that never countersigns cannot hold the provider's pay hostage:
 
@@ -53,6 +77,7 @@ from protocol.ledger.errors import (
     ContractExpired,
     DisputeWindowClosed,
     DisputeWindowOpen,
+    FreeContract,
     NoClaim,
     NotAParty,
     RefundBlockedByClaim,
@@ -213,6 +238,8 @@ def open_escrow(state: LedgerState, tx: Tx, msg: OpenEscrow, height: int) -> byt
         raise NotAParty("only the requester opens the escrow of its contract")
     if terms.deadline_height <= height:
         raise ContractExpired(f"deadline {terms.deadline_height} is not after height {height}")
+    if terms.price_per_gpu_second < 1:
+        raise FreeContract("a contract's price must be at least 1 base unit per GPU-second")
     contract_hash = terms.contract_hash()
     if contract_hash in state.escrows or contract_hash in state.closed_contracts:
         raise ContractExists("this contract was already escrowed")

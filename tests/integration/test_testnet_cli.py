@@ -45,7 +45,7 @@ HANDLES_SIGTERM_WITH_7 = (
 )
 STATUS_KEYS = {
     "index", "moniker", "height", "peers", "validator", "gpus", "selling", "sandbox", "rpc_url", "pid", "alive",
-    "state", "restarts",
+    "state", "restarts", "multiaddr",
 }  # fmt: skip
 
 
@@ -118,6 +118,8 @@ def test_up_status_faucet_down_and_up_again(testnet_dir: Path) -> None:
         assert isinstance(node["height"], int) and node["height"] >= 1
         assert node["peers"] == 2
         assert node["validator"] is True
+        port = base_port + 10 * int(str(node["index"]))
+        assert str(node["multiaddr"]).startswith(f"/ip4/127.0.0.1/tcp/{port}/p2p/12D3KooW")
     assert [n["gpus"] for n in nodes] == [1, 0, 0]
     # `up --executor auto`: bubblewrap where its self-test passes here, else the unsandboxed
     # executor, said loudly; either way the provider sells, and the others sell nothing.
