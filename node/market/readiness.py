@@ -170,9 +170,10 @@ class ProviderReadiness:
         if self.selftest is None:
             log.info("provider: %s", readiness.summary)
         elif not readiness.selling:
-            log.error(
-                "provider: NOT selling: %s. Fix: %s", readiness.summary, readiness.fix or "see the reason"
+            fix = (
+                f". Fix: {readiness.fix}" if readiness.fix and readiness.fix not in readiness.summary else ""
             )
+            log.error("provider: NOT selling: %s%s", readiness.summary, fix)
         elif not readiness.sandboxed:
             log.warning("provider: selling, but %s", readiness.summary)
         else:
