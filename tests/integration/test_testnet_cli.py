@@ -388,24 +388,17 @@ def test_supervisor_forwards_sigterm_and_records_the_exit_code(tmp_path: Path) -
     assert not is_alive(node)
 
 
+def supervise_on_failure(pid_file: Path, exit_file: Path, code: str) -> subprocess.Popen[bytes]:
+    """The supervisor with ``--restart on-failure`` over ``python -c code``."""
+    command = [*SUPERVISOR, "--restart", "on-failure", str(pid_file), str(exit_file), "--"]
+    return subprocess.Popen([*command, sys.executable, "-c", code], cwd=ROOT)
+
+
 def test_on_failure_the_supervisor_restarts_a_crashing_node_until_told_to_stop(tmp_path: Path) -> None:
     pid_file, exit_file = tmp_path / "node.pid", tmp_path / "node.exit"
     state_file = tmp_path / "node.supervisor"
     crash = "import sys\nsys.exit(3)\n"
-    supervisor = subprocess.Popen(
-        [
-            *SUPERVISOR,
-            "--restart",
-            "on-failure",
-            str(pid_file),
-            str(exit_file),
-            "--",
-            sys.executable,
-            "-c",
-            crash,
-        ],
-        cwd=ROOT,
-    )
+    supervisor = supervise_on_failure(pid_file, exit_file, crash)
     try:
 
         def restarted() -> dict[str, object] | None:
@@ -432,20 +425,7 @@ def test_a_node_asked_to_stop_is_not_restarted_whatever_its_exit_code(tmp_path: 
     ready = tmp_path / "ready"
     # The child says when its handler is in place: a SIGTERM before that would kill it outright.
     child = HANDLES_SIGTERM_WITH_7.format(ready=str(ready))
-    supervisor = subprocess.Popen(
-        [
-            *SUPERVISOR,
-            "--restart",
-            "on-failure",
-            str(pid_file),
-            str(exit_file),
-            "--",
-            sys.executable,
-            "-c",
-            child,
-        ],
-        cwd=ROOT,
-    )
+    supervisor = supervise_on_failure(pid_file, exit_file, child)
     try:
         wait_until_blocking(lambda: read_pid_file(pid_file), what="the supervisor wrote the pid file")
         wait_until_blocking(ready.exists, what="the child installed its SIGTERM handler")
