@@ -74,6 +74,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/mempool.py
 	$(BIN)/python bench/blob.py --size-mib 256 --raw-mib 128
 	$(BIN)/python bench/economics_sim.py --years 1
+	$(BIN)/python bench/job_overhead.py
+	$(BIN)/python bench/fuzz.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -22,8 +22,22 @@ import trio
 from gpu.simulated import parse_gpu_spec
 from node.host import HostConfig, P2PHost
 from protocol.crypto import PrivateKey
-from protocol.market.capacity import decode_announcement, sign_announcement, verify_announcement
+from protocol.market.capacity import (
+    OfferedLimits,
+    decode_announcement,
+    sign_announcement,
+    verify_announcement,
+)
 
+#: A sandboxed provider's limits, as a real announcement carries them (they add to its size).
+LIMITS = OfferedLimits(
+    cpu_millicores=16_000,
+    memory_bytes=64 * 2**30,
+    processes=65_536,
+    disk_bytes=512 * 2**30,
+    enforced=("cpu", "disk", "memory", "processes"),
+    sandboxed=True,
+)
 CHAIN_ID = "dcent-bench"
 TOPIC = f"/dcent/{CHAIN_ID}/capacity/1"
 
@@ -66,6 +80,7 @@ async def bench(nodes: int, rounds: int, warmup_s: float) -> dict[str, object]:
                 collateral=10**9,
                 stake=10**12,
                 executors=("bubblewrap",),
+                limits=LIMITS,
                 issued_at_ms=now_ms,
                 expires_at_ms=now_ms + 30_000,
             )

@@ -162,7 +162,7 @@ async def bench(root: Path, rounds: int, jobs: int) -> dict[str, object]:
                 await trio.sleep(0.05)
             done = requester.market.get(record.job_id)
             assert done.state is JobState.SETTLED, done.error_message
-            stdout, _ = await requester.market.logs(done.job_id)
+            stdout, _, _ = await requester.market.logs(done.job_id)
             process_start_ms = int(stdout.split()[0]) / 1e6
             assert done.contract_hash is not None
             provider_record = provider.market.get("p-" + done.contract_hash.hex()[:24])

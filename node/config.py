@@ -26,6 +26,9 @@ from typing import ClassVar, TypeVar
 from node.blobs.errors import BlobSettingsError
 from node.blobs.settings import BlobSettings
 from node.errors import NodeError
+from node.executor.errors import InvalidSandboxConfig
+from node.executor.settings import ExecutorSettings
+from node.market.pricing import PricingSettings, PricingSettingsError  # i16view
 from node.rpc.address import DEFAULT_RPC_HOST, DEFAULT_RPC_PORT, is_loopback, parse_rpc_addr
 from node.rpc.errors import InvalidBindAddress
 from node.services.mempool.errors import MempoolSettingsError
@@ -172,6 +175,8 @@ class MarketConfig:
     escrow_wait_blocks: int = 30
     #: Blocks a contract's deadline leaves for delivery and settlement after the run.
     settle_margin_blocks: int = 20
+    #: How often a provider re-runs its executor's self-test (it sells nothing while it fails).
+    self_test_interval_s: int = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +189,10 @@ class NodeConfig:
     #: ``max_block_txs`` always follows ``consensus.max_block_txs``; the rest is ``[mempool]``.
     mempool: MempoolSettings = field(default_factory=MempoolSettings)
     blobs: BlobSettings = field(default_factory=BlobSettings)
+    #: ``[pricing]``: a provider's ask that moves with its utilization (off unless ``floor`` is set).
+    pricing: PricingSettings = field(default_factory=PricingSettings)
+    #: How the job sandbox enforces limits and builds itself (``[executor]``).
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     #: ``HOST:PORT`` (loopback only) serving Prometheus metrics at ``GET /metrics``; "" for none.
     metrics_addr: str = ""
     log_format: str = "text"
@@ -236,6 +245,8 @@ _TABLE_KEYS: dict[str, frozenset[str]] = {
     "market": frozenset(MarketConfig.__slots__),
     "mempool": frozenset(MempoolSettings.__slots__) - {"max_block_txs"},
     "blobs": frozenset(BlobSettings.__slots__),
+    "pricing": frozenset(PricingSettings.__slots__),
+    "executor": frozenset(ExecutorSettings.__slots__),
 }
 
 
@@ -277,7 +288,7 @@ def _settings_table(doc: dict[str, object], name: str, cls: type[_T], **fixed: o
         values[item.name] = value
     try:
         return cls(**values)
-    except (MempoolSettingsError, BlobSettingsError) as exc:
+    except (MempoolSettingsError, BlobSettingsError, PricingSettingsError) as exc:
         raise ConfigError(exc.message) from None
 
 
@@ -302,13 +313,46 @@ def _amount(section: dict[str, object], name: str, key: str, default: int) -> in
     raise ConfigError(f'{name}.{key}: expected an amount such as "0.001 DCT", got {value!r}')
 
 
+def _executor_settings(doc: dict[str, object]) -> ExecutorSettings:
+    """``[executor]``: ``disk_backend``, ``cgroups``, ``probe_dir``, ``extra_ro_binds``,
+    ``podman_runtime``, ``podman_nofile``, ``podman_nproc``, ``container_image`` (see
+    :class:`ExecutorSettings`). Raises :class:`ConfigError` naming the field."""
+    section = _section(doc, "executor")
+    defaults = ExecutorSettings()
+    binds = section.get("extra_ro_binds", [])
+    if not isinstance(binds, list) or not all(isinstance(item, str) for item in binds):
+        raise ConfigError("executor.extra_ro_binds: expected a list of absolute paths")
+    probe_dir = _typed(section, "executor", "probe_dir", str, "")
+    try:
+        return ExecutorSettings(
+            disk_backend=str(_typed(section, "executor", "disk_backend", str, defaults.disk_backend)),
+            cgroups=bool(_typed(section, "executor", "cgroups", bool, defaults.cgroups)),
+            probe_dir=Path(str(probe_dir)) if probe_dir else None,
+            extra_ro_binds=tuple(binds),
+            podman_runtime=str(_typed(section, "executor", "podman_runtime", str, defaults.podman_runtime)),
+            podman_nofile=_typed(section, "executor", "podman_nofile", int, defaults.podman_nofile),  # type: ignore[arg-type]
+            podman_nproc=_typed(section, "executor", "podman_nproc", int, defaults.podman_nproc),  # type: ignore[arg-type]
+            container_image=str(_typed(section, "executor", "container_image", str, "")),
+        )
+    except InvalidSandboxConfig as exc:
+        raise ConfigError(exc.message) from None
+
+
+def _self_test_interval(market: dict[str, object]) -> int:
+    value: int = _typed(market, "market", "self_test_interval_s", int, 600)  # type: ignore[assignment]
+    if not 10 <= value <= 86_400:
+        raise ConfigError(f"market.self_test_interval_s: between 10 and 86400 seconds, got {value}")
+    return value
+
+
 def parse_config(text: str) -> NodeConfig:
     """Parse config.toml text. Raises :class:`ConfigError` naming the field."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config.toml: {exc}") from None
-    known = {"moniker", "p2p", "rpc", "consensus", "market", "metrics", "log", "mempool", "blobs"}
+    known = {"moniker", "p2p", "rpc", "consensus", "market", "metrics", "log", "mempool", "blobs", "executor"}
+    known.add("pricing")  # i16view
     for key in sorted(doc):
         if key not in known:
             raise ConfigError(f"{key}: unknown setting")
@@ -351,11 +395,14 @@ def parse_config(text: str) -> NodeConfig:
             announce_ttl_s=int(_typed(market, "market", "announce_ttl_s", int, 30)),  # type: ignore[call-overload]
             escrow_wait_blocks=int(_typed(market, "market", "escrow_wait_blocks", int, 30)),  # type: ignore[call-overload]
             settle_margin_blocks=int(_typed(market, "market", "settle_margin_blocks", int, 20)),  # type: ignore[call-overload]
+            self_test_interval_s=_self_test_interval(market),
         ),
         mempool=_settings_table(
             doc, "mempool", MempoolSettings, max_block_txs=consensus_values["max_block_txs"]
         ),
         blobs=_settings_table(doc, "blobs", BlobSettings),
+        pricing=_settings_table(doc, "pricing", PricingSettings),
+        executor=_executor_settings(doc),
         metrics_addr=metrics_addr,
         log_format=str(log_format),
         log_level=str(_typed(log, "log", "level", str, "info")),

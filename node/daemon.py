@@ -25,7 +25,10 @@ from node.blobs.service import BlobService
 from node.config import HomePaths, NodeConfig, load_key, parse_metrics_bind
 from node.errors import NodeError
 from node.executor.select import select_executor
+from node.executor.selftest import SelfTestService
 from node.host import P2PHost
+from node.market.pricing import start_pricing
+from node.market.readiness import ProviderReadiness
 from node.market.service import MarketService
 from node.market.txlane import TxLane
 from node.metrics import MetricsServer, collect_node_metrics
@@ -98,6 +101,22 @@ class Node:
         self.driver: ConsensusDriver | None = None
         self.capacity: CapacityService | None = None
         self.market: MarketService | None = None
+        # The sandbox jobs run in, and its self-test: a provider sells only while it passes.
+        market = config.market
+        self.executor = select_executor(
+            market.executor, allow_unsandboxed=market.allow_unsandboxed, settings=config.executor
+        )
+        self.selftest = (
+            SelfTestService(
+                self.executor,
+                paths.data / "jobs" / "selftest",
+                interval_s=market.self_test_interval_s,
+                image=config.executor.container_image,
+            )
+            if market.sell_gpus
+            else None
+        )
+        self.readiness = ProviderReadiness(self.selftest, paths.data / "jobs")
         # The blob store (<home>/data/blobs), bounded by config [blobs].
         self.blobs = BlobService(
             host=self.host,
@@ -146,6 +165,8 @@ class Node:
                 )
                 await nursery.start(self.driver.run)
                 market = self.config.market
+                if self.selftest is not None:
+                    await nursery.start(self.selftest.run)
                 self.capacity = CapacityService(
                     chain_id=self.genesis.chain_id,
                     key=self.validator_key,
@@ -159,10 +180,22 @@ class Node:
                     interval_s=market.announce_interval_s,
                     ttl_s=market.announce_ttl_s,
                     busy=lambda: self.market.busy_gpu_uuids() if self.market else (),
+                    limits=self.readiness.offered_limits,
                 )
                 await nursery.start(self.capacity.run)
+                await nursery.start(self.readiness.run, self.capacity.announce_now)
                 self.market = self._job_service(app, store, self.driver, self.capacity)
                 await nursery.start(self.market.run)
+                if self.config.pricing.enabled:  # i16view: an ask that moves with utilization
+                    driver = self.driver
+                    await start_pricing(
+                        nursery,
+                        self.config.pricing,
+                        capacity=self.capacity,
+                        market=self.market,
+                        store=store,
+                        height=lambda: driver.height,
+                    )
                 await nursery.start(self.blobs.run)
                 await self._start_operator_endpoints(nursery)
                 log.info(
@@ -174,7 +207,10 @@ class Node:
                 self._running.set()
                 task_status.started()
         finally:
-            await trio.to_thread.run_sync(store.close)
+            # Shielded: a cancelled node (Ctrl-C, the test's nursery) still closes its database;
+            # unshielded, the await raised Cancelled before the close ran.
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(store.close)
 
     def _job_service(
         self, app: LedgerApp, store: ChainStore, driver: ConsensusDriver, capacity: CapacityService
@@ -195,7 +231,7 @@ class Node:
             app=app,
             lane=lane,
             store=store,
-            executor=select_executor(market.executor, allow_unsandboxed=market.allow_unsandboxed),
+            executor=self.executor,
             capacity=capacity.entries,
             probe_report=lambda: capacity.last_report,
             clock_ms=wall_clock_ms,
@@ -207,6 +243,7 @@ class Node:
             collateral=market.collateral,
             escrow_wait_blocks=market.escrow_wait_blocks,
             settle_margin_blocks=market.settle_margin_blocks,
+            readiness=self.readiness,
         )
 
     async def _start_operator_endpoints(self, nursery: trio.Nursery) -> None:
@@ -324,6 +361,12 @@ class Node:
             listen_addrs=tuple(self.host.listen_addrs),
             peers=len(self.host.peers()),
         )
+
+    @property
+    def started(self) -> bool:
+        """Whether the node finished starting (what stops it after that is a fault, not a
+        start failure)."""
+        return self._running.is_set()
 
     async def wait_for_height(self, height: int) -> None:
         await self._running.wait()

@@ -22,6 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from node.executor.selftest import self_test_here
 from node.rpc.client import RpcClient
 from node.testnet.layout import NetworkLayout
 from protocol.units import format_amount
@@ -79,18 +80,59 @@ def print_job_money(job: dict[str, object], layout: NetworkLayout) -> None:
     """Where the job's money went, from the contract's terms and the receipt both signed."""
     node = layout.node(0)
     params = RpcClient.for_home(node.paths.root, node.rpc_url).call_blocking("economics_params")["params"]
-    price, seconds = int(str(job["price_per_gpu_second"])), int(str(job["gpu_seconds"]))
+    price, gpu_ms = int(str(job["price_per_gpu_second"])), int(str(job["gpu_ms"]))
     max_cost, collateral = int(str(job["max_cost"])), int(str(job["collateral"]))
-    paid = min(price * seconds, max_cost)
+    paid = int(str(job["cost"]))
     fee = paid * int(params["protocol_fee_share"]) // 10**18
     print("\nThe job's money (contract both signed, settled on the ledger):")
     print(f"  escrowed by the requester: {format_amount(max_cost)} (max GPU-seconds x price)")
     print(f"  locked by the provider:    {format_amount(collateral)} collateral, returned at settlement")
-    print(f"  metered: {seconds} GPU-seconds x {format_amount(price)} = {format_amount(paid)}")
+    print(
+        f"  metered: {gpu_ms} GPU-milliseconds x {format_amount(price)} per GPU-second = "
+        f"{format_amount(paid)} (rounded up to a base unit: no job is free)"
+    )
     print(
         f"  to the provider:           {format_amount(paid - fee)}; protocol fee burned: {format_amount(fee)}"
     )
     print(f"  back to the requester:     {format_amount(max_cost - paid)}")
+
+
+def check_model(result_dir: Path) -> str | None:
+    """Print the trained model the job wrote to out/model.json; why it is not right, or None.
+
+    The job fits a line to eight points near y = 2x + 1 by gradient descent.
+    """
+    path = result_dir / "model.json"
+    if not path.is_file():
+        return f"the job's output {path.name} did not come back"
+    try:
+        model = json.loads(path.read_text())
+        slope, intercept, loss = float(model["slope"]), float(model["intercept"]), float(model["loss"])
+    except (ValueError, KeyError, TypeError) as exc:
+        return f"{path.name} is not the model the job writes: {exc!r}"
+    print(
+        f"\nThe trained model (out/model.json): y = {slope:.4f} x + {intercept:.4f}, mean squared error {loss:.4f}"
+    )
+    if not (1.8 < slope < 2.2 and 0.5 < intercept < 1.5 and loss < 0.5):
+        return f"the model does not fit the points (slope {slope}, intercept {intercept}, loss {loss})"
+    print("  it fits the points (y = 2x + 1 with noise): the job really ran")
+    return None
+
+
+def print_sandbox(layout: NetworkLayout, provider_address: str) -> None:
+    """How the provider ran the job: in its sandbox, or unsandboxed, and why."""
+    node = next((n for n in layout.nodes if n.address == provider_address), None)
+    if node is None:
+        return
+    status = RpcClient.for_home(node.paths.root, node.rpc_url).call_blocking("node_status")
+    provider = status["provider"]
+    if provider.get("sandboxed"):
+        print(f"\nThe job ran in {node.moniker}'s sandbox: {provider['summary']}")
+        return
+    report = self_test_here("bubblewrap")
+    print(f"\nNOTE: the job ran UNSANDBOXED on {node.moniker} ({provider['summary']}).")
+    print(f"  why: bubblewrap cannot build its sandbox on this host: {report.reason or 'see testnet up'}")
+    print(f"  fix: {report.fix or '-'}")
 
 
 def run(directory: Path, base_port: int, keep: bool) -> int:
@@ -152,6 +194,8 @@ def run(directory: Path, base_port: int, keep: bool) -> int:
         for path in sorted(result_dir.rglob("*")):
             if path.is_file():
                 print(f"  {path.relative_to(result_dir)}: {path.read_text(errors='replace').strip()[:200]}")
+        print_sandbox(layout, str(job["provider"]))
+        wrong = check_model(result_dir)
 
         after, econ_after = balances(layout, accounts), economics(layout)
         print("\nBalances (before -> after):")
@@ -162,20 +206,27 @@ def run(directory: Path, base_port: int, keep: bool) -> int:
                 f"  {name:<28} {format_amount(before[name]):>24} -> {format_amount(after[name]):>24}"
                 f"  ({sign}{format_amount(abs(delta))})"
             )
-        if job["state"] == "settled":
+        if job["state"] == "settled" and job.get("cost") is not None:
             print_job_money(job, layout)
         print(
             f"\nWhile the demo ran: {format_amount(econ_after['minted'] - econ_before['minted'])} issued as "
             f"block rewards to validators and providers, {format_amount(econ_after['burned'] - econ_before['burned'])} "
             f"burned (fee share and protocol fee); supply {format_amount(econ_after['supply'])}."
         )
-        if job["state"] != "settled":
-            print(f"demo failed: the job ended {job['state']}: {job.get('error')}", file=sys.stderr)
+        if job["state"] != "settled" or job.get("outcome") != "completed" or job.get("exit_status") != [0]:
+            print(
+                f"demo failed: the job ended {job['state']}, outcome {job.get('outcome')}, exit status "
+                f"{job.get('exit_status')}: {job.get('error')}",
+                file=sys.stderr,
+            )
+            return 1
+        if wrong is not None:
+            print(f"demo failed: {wrong}", file=sys.stderr)
             return 1
         print(
-            f"\ndemo complete: job settled: {job['job_id']} ran on {job['provider']} "
-            f"({job['gpu_seconds']} GPU-seconds at {format_amount(int(job['price_per_gpu_second']))}/GPU-s), "
-            f"contract {str(job['contract_hash'])[:16]}..."
+            f"\ndemo complete: the job completed with exit status 0 and settled: {job['job_id']} ran on "
+            f"{job['provider']} ({int(job['gpu_ms']) / 1000:.3f} GPU-seconds at "
+            f"{format_amount(int(job['price_per_gpu_second']))}/GPU-s), contract {str(job['contract_hash'])[:16]}..."
         )
         return 0
     finally:

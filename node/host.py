@@ -38,6 +38,7 @@ from libp2p.peer.peerstore import PeerStoreError
 from libp2p.protocol_muxer.exceptions import MultiselectClientError
 from libp2p.protocol_muxer.exceptions import ProtocolNotSupportedError as Libp2pProtocolNotSupported
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.rpc_queue import OutBoundQueueSize
 from libp2p.rcmgr import new_resource_manager
@@ -56,11 +57,13 @@ from node.p2p.errors import (
     ListenError,
     MessageTooLargeError,
     P2PError,
+    PeerBannedError,
     ProtocolNotSupportedError,
     StreamResetError,
 )
 from node.p2p.framing import Stream
 from node.p2p.gossip_params import GossipParams, PublishPacer
+from node.p2p.guard import PeerGuard, Reason
 from node.p2p.host_config import (
     HostConfig,
     ensure_port_free,
@@ -75,11 +78,13 @@ from node.p2p.interface import (
     Host,
     PeerInfo,
     StreamHandler,
+    TopicValidator,
+    Verdict,
     request_over_stream,
     run_stream_handler,
     serve_requests,
 )
-from node.p2p.libp2p_adapters import Libp2pRawStream, PeerTable
+from node.p2p.libp2p_adapters import Libp2pRawStream, PeerTable, RestartSafePubsub
 from node.p2p.logbridge import install_libp2p_log_bridge
 from node.p2p.reconnect import Backoff, keep_connected
 
@@ -121,7 +126,10 @@ class P2PHost:
         self._pacer = PublishPacer(config.gossip.own_publish_rate)
         self._handlers: dict[str, StreamHandler] = {}
         self._subscribers: dict[str, list[trio.MemorySendChannel[GossipMessage]]] = {}
-        self._peer_table = PeerTable()
+        self._validators: dict[str, TopicValidator] = {}
+        self.guard = PeerGuard(config.guard, clock=trio.current_time)
+        self.guard.on_ban.append(self._on_ban)
+        self._peer_table = PeerTable(refuse=lambda peer_id: self.guard.is_banned(str(peer_id)))
         self._libp2p: BasicHost | None = None
         self._pubsub: Pubsub | None = None
         self._nursery: trio.Nursery | None = None
@@ -168,7 +176,9 @@ class P2PHost:
         for protocol_id in self._handlers:
             self._register_handler(host, protocol_id)
         gossipsub = self._build_gossipsub()
-        pubsub = Pubsub(host, gossipsub, strict_signing=True)
+        pubsub = RestartSafePubsub(host, gossipsub, strict_signing=True)
+        for topic in self._validators:
+            self._register_validator(pubsub, topic)
         try:
             async with host.run([self._listen]):
                 try:
@@ -295,6 +305,7 @@ class P2PHost:
         host = self._require_running()
         if peer_id == self._id:
             raise HostConfigError("a host cannot connect to itself")
+        self._refuse_if_banned(str(peer_id))
         if self._is_connected(peer_id):
             return str(peer_id)
         # DESIGN bug 3: only the first TCP address of a peer is dialled, and a failed dial puts
@@ -318,6 +329,29 @@ class P2PHost:
     async def disconnect(self, peer_id: str) -> None:
         host = self._require_running()
         await host.disconnect(parse_peer_id(peer_id))
+
+    def _refuse_if_banned(self, peer_id: str) -> None:
+        if self.guard.is_banned(peer_id):
+            raise PeerBannedError(f"{peer_id} is banned for misbehaviour; not dialled")
+
+    def _on_ban(self, peer_id: str, seconds: float) -> None:
+        """The guard banned a peer: drop it now, and keep pubsub from taking its messages (even
+        relayed by others) until the ban ends. Inbound connections are closed by the peer table."""
+        nursery = self._nursery
+        if nursery is not None:
+            nursery.start_soon(self._enforce_ban, peer_id, seconds)
+
+    async def _enforce_ban(self, peer_id: str, seconds: float) -> None:
+        libp2p_id = parse_peer_id(peer_id)
+        pubsub = self._pubsub
+        if pubsub is not None:
+            pubsub.add_to_blacklist(libp2p_id)
+        host = self._libp2p
+        if host is not None and not self._closed:
+            await host.disconnect(libp2p_id)
+        await trio.sleep(seconds)
+        if pubsub is not None and not self.guard.is_banned(peer_id):
+            pubsub.remove_from_blacklist(libp2p_id)
 
     def _live_connections(self, peer_id: ID) -> list[INetConn]:
         host = self._require_running()
@@ -430,6 +464,52 @@ class P2PHost:
         await self._wait_for_queue_room(pubsub, topic)
         await pubsub.publish(topic, bytes(data))
 
+    def set_topic_validator(self, topic: str, validator: TopicValidator) -> None:
+        """Validate every peer's message on ``topic`` before it is delivered or forwarded."""
+        self._validators[topic] = validator
+        if self._pubsub is not None:
+            self._register_validator(self._pubsub, topic)
+
+    def _register_validator(self, pubsub: Pubsub, topic: str) -> None:
+        # py-libp2p 0.8.1 validators answer a bool: False drops the message unforwarded and
+        # undelivered (REJECT and IGNORE alike); the difference, scoring the forwarder, is ours.
+        # A synchronous validator runs inline in the router's task for the message; one that
+        # raised would end that task with an unhandled error, so ours never raises.
+        def validate(forwarder: ID, raw: rpc_pb2.Message) -> bool:
+            return self._validate(topic, str(forwarder), raw)
+
+        pubsub.set_topic_validator(topic, validate, is_async_validator=False)
+
+    def _validate(self, topic: str, forwarder: str, raw: rpc_pb2.Message) -> bool:
+        if forwarder == self._peer_id:
+            return True  # our own publish
+        guard = self.guard
+        if not guard.allow(forwarder, topic, guard.settings.gossip):
+            return False
+        if len(raw.data) > self._config.gossip.max_message_bytes:
+            guard.refuse(forwarder, topic, Reason.OVERSIZE, f"{len(raw.data)}-byte message")
+            return False
+        validator = self._validators.get(topic)
+        if validator is None:
+            return True
+        message = GossipMessage(
+            topic=topic, data=bytes(raw.data), sender=str(ID(raw.from_id)), forwarder=forwarder
+        )
+        try:
+            result = validator(message)
+        except Exception:  # a bug of ours must not take down the router (see above)
+            log.exception("gossip validator for %s crashed on a message from %s", topic, forwarder)
+            guard.count(topic, Reason.INTERNAL)
+            return False
+        if result.verdict is Verdict.ACCEPT:
+            return True
+        assert result.reason is not None
+        if result.verdict is Verdict.REJECT:
+            guard.refuse(forwarder, topic, result.reason, result.detail)
+        else:
+            guard.count(topic, result.reason)
+        return False
+
     def topic_peers(self, topic: str) -> list[str]:
         """The peers in our GossipSub mesh for ``topic``: those our messages go to directly."""
         router = self._require_pubsub().router
@@ -476,7 +556,7 @@ class P2PHost:
             if handler is None:
                 await stream.reset()
                 return
-            await run_stream_handler(handler, stream, log)
+            await run_stream_handler(handler, stream, log, self.guard)
 
         host.set_stream_handler(TProtocol(protocol_id), on_stream)
 
@@ -488,6 +568,7 @@ class P2PHost:
         """
         host = self._require_running()
         libp2p_id = parse_peer_id(peer_id)
+        self._refuse_if_banned(peer_id)
         if not self._is_connected(libp2p_id):
             _swarm_of(host).unblock_peer(libp2p_id)  # an explicit dial must not wait out the cache
             await self._dial(host, libp2p_id)

@@ -14,7 +14,12 @@ Gauges, read when scraped:
 - ``dcent_gpu_units``: schedulable GPU units this node sells;
 - ``dcent_gpu_units_allocated``: of those, how many are allocated to jobs now;
 - ``dcent_gpu_utilization{uuid=...}``: utilization in percent, for each GPU whose probe reports it
-  (NVML on real hardware; simulated GPUs and MIG devices have none, see the allocated count).
+  (NVML on real hardware; simulated GPUs and MIG devices have none, see the allocated count);
+- ``dcent_p2p_refusals_total{protocol=...,reason=...}`` (counter): messages from peers refused
+  since start, by stream protocol or gossip topic and reason (``node/p2p/guard.py``);
+- ``dcent_p2p_banned_peers``: peers serving a ban for misbehaviour now;
+- ``dcent_consensus_core_faults_total`` (counter): errors the consensus core raised on an event,
+  survived by the driver (each is a bug, logged with its traceback).
 """
 
 from __future__ import annotations
@@ -115,6 +120,7 @@ async def collect_node_metrics(node: Node) -> list[MetricFamily]:
     report = node.capacity.last_report if node.capacity is not None else None
     units = report.schedulable_units() if report is not None else ()
     allocated = len(node.market.busy_gpu_uuids()) if node.market is not None else 0
+    guard = node.host.guard
     return [
         gauge("dcent_height", "Last block height committed and stored.", stored_height(node)),
         gauge("dcent_peers", "Connected libp2p peers.", len(node.host.peers())),
@@ -134,6 +140,22 @@ async def collect_node_metrics(node: Node) -> list[MetricFamily]:
                 for device in units
                 if device.utilization_pct >= 0
             ),
+        ),
+        MetricFamily(
+            "dcent_p2p_refusals_total",
+            "Messages from peers refused, by protocol (stream id or gossip topic) and reason.",
+            tuple(
+                ((("protocol", protocol), ("reason", reason)), count)
+                for (protocol, reason), count in sorted(guard.refusals.items())
+            ),
+            type="counter",
+        ),
+        gauge("dcent_p2p_banned_peers", "Peers banned for misbehaviour now.", len(guard.banned())),
+        MetricFamily(
+            "dcent_consensus_core_faults_total",
+            "Errors the consensus core raised on an event (bugs), survived by the driver.",
+            (((), node.driver.core_faults if node.driver is not None else 0),),
+            type="counter",
         ),
     ]
 

@@ -181,6 +181,7 @@ def _requester_negotiation() -> RequesterNegotiation:
         gpu_uuids=(samples.GPU_UUID,),
         eligible_gpu_uuids=(samples.GPU_UUID,),
         simulated=True,
+        unenforced_limits=(),
         sequence=samples.NOW_MS,
         expires_at_ms=samples.NOW_MS + 30_000,
     )
@@ -201,6 +202,7 @@ def _policy() -> ProviderPolicy:
         price_per_gpu_second=1_000,
         collateral=10 * 10**9,
         executors=frozenset({"bubblewrap"}),
+        limits=samples.announcement().limits,
     )
 
 
@@ -371,7 +373,14 @@ TARGETS: tuple[Target, ...] = (
         (MarketError, ContractFormatError),
     ),
     Target(
-        "result delivery (/dcent/result/1.0.0, request)",
+        "delivery header (/dcent/result/2.0.0, first frame)",
+        delivery_wire.decode_header,
+        (MalformedMessage,),
+        _record_encode,
+        _samples(samples.delivery_header),
+    ),
+    Target(
+        "result delivery (/dcent/result/2.0.0, request)",
         delivery_wire.decode_delivery,
         (MalformedMessage,),
         _record_encode,
@@ -380,14 +389,22 @@ TARGETS: tuple[Target, ...] = (
         (DeliveryRejected,),
     ),
     Target(
-        "delivery answer (/dcent/result/1.0.0, response)",
+        "delivery answer (/dcent/result/2.0.0, response)",
         delivery_wire.decode_answer,
         (MalformedMessage,),
         lambda value: delivery_wire.encode_answer(value),  # type: ignore[arg-type]
         lambda: [
             delivery_wire.encode_answer(samples.delivery_ack()),
+            delivery_wire.encode_answer(samples.delivery_ready()),
             delivery_wire.encode_answer(samples.refusal()),
         ],
+    ),
+    Target(
+        "job output (/dcent/joblog/1.0.0)",
+        delivery_wire.decode_output,
+        (MalformedMessage,),
+        _record_encode,
+        _samples(samples.job_output),
     ),
     Target(
         "job started (/dcent/jobstatus/1.0.0)",

@@ -194,7 +194,9 @@ def vectors() -> list[Vector]:
         Vector("key-requester", "key", samples.REQUESTER_SEED),
         Vector("key-node", "key", samples.NODE_SEED),
         Vector("frame", "frame", FRAME_HEADER.pack(len(body)) + body),
-        Vector("sign-bytes", "sign_bytes", sign_bytes(CHAIN, "vote", encode([1, 0, 1, b"", b"\x00" * 20]))),
+        Vector(
+            "sign-bytes", "sign_bytes", sign_bytes(CHAIN, "vote", encode([1, 0, 1, b"", b"\x00" * 20, 0]))
+        ),
         Vector(
             "capacity-announcement",
             "capacity",
@@ -292,6 +294,9 @@ def vectors() -> list[Vector]:
             signatures=((R, _receipt_signed(), samples.delivery_ack().requester_sig),),
         ),
         Vector("result-refusal", "delivery_answer", encode_answer(samples.refusal())),
+        Vector("result-header", "delivery_header", samples.delivery_header().encode()),
+        Vector("result-ready", "delivery_answer", encode_answer(samples.delivery_ready())),
+        Vector("job-output", "job_output", samples.job_output().encode()),
         Vector(
             "job-started",
             "job_started",

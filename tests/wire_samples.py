@@ -59,8 +59,18 @@ from protocol.ledger.tx import (
     Unstake,
     sign_tx,
 )
-from protocol.market.capacity import CapacityAnnouncement, sign_announcement
-from protocol.market.delivery import DeliveryAck, JobStarted, OutputFile, ResultDelivery, output_listing_hash
+from protocol.market.capacity import CapacityAnnouncement, OfferedLimits, sign_announcement
+from protocol.market.delivery import (
+    DeliveryAck,
+    DeliveryHeader,
+    DeliveryReady,
+    JobOutput,
+    JobStarted,
+    OutputFile,
+    ResultDelivery,
+    delivery_limit,
+    output_listing_hash,
+)
 from protocol.market.errors import NoMatchingGpus
 from protocol.market.jobspec import EnvVar, InputFile, JobSpec, Resources
 from protocol.market.messages import (
@@ -191,6 +201,14 @@ def announcement() -> CapacityAnnouncement:
         collateral=10 * DCT,
         stake=100 * DCT,
         executors=("bubblewrap",),
+        limits=OfferedLimits(
+            cpu_millicores=16_000,
+            memory_bytes=64 * 2**30,
+            processes=32_768,
+            disk_bytes=500 * 2**30,
+            enforced=("cpu", "disk", "memory", "processes"),
+            sandboxed=True,
+        ),
         issued_at_ms=NOW_MS,
         expires_at_ms=NOW_MS + 30_000,
     )
@@ -291,8 +309,23 @@ def delivery() -> ResultDelivery:
     )
 
 
+def delivery_header() -> DeliveryHeader:
+    """The first frame of the sample delivery (``/dcent/result/2.0.0``)."""
+    return DeliveryHeader(receipt().contract_hash, len(delivery().encode()))
+
+
+def delivery_ready() -> DeliveryReady:
+    """The requester's go-ahead for the sample delivery: up to the job's delivery limit."""
+    return DeliveryReady(terms().contract_hash(), delivery_limit(job_spec().output_limit_bytes))
+
+
 def delivery_ack() -> DeliveryAck:
     return DeliveryAck(terms().contract_hash(), receipt().sign(REQUESTER))
+
+
+def job_output() -> JobOutput:
+    """A frame of live output for the sample contract (``/dcent/joblog/1.0.0``)."""
+    return JobOutput(receipt().contract_hash, b"hello\n", b"")
 
 
 def job_started() -> JobStarted:

@@ -37,7 +37,9 @@ def main() -> int:
         scenario = parse_scenario((ROOT / "configs" / "economics" / f"{name}.toml").read_text(), source=name)
         started = time.perf_counter()
         run = simulate(scenario, years=args.years)
-        print(f"{name}: {len(run.rows)} steps, {run.rows[-1].height} blocks in {time.perf_counter() - started:.0f} s")
+        print(
+            f"{name}: {len(run.rows)} steps, {run.rows[-1].height} blocks in {time.perf_counter() - started:.0f} s"
+        )
         runs[name] = run.rows
         facts = summary(run)
         (args.out / f"{name}-summary.csv").write_text(

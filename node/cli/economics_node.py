@@ -145,7 +145,10 @@ def render_status(console: Console, doc: Mapping[str, Any]) -> None:
         ("escrowed", f"{doc['escrowed_dct']} DCT"),
         ("gov deposits", f"{doc['deposits_dct']} DCT"),
         ("community pool", f"{doc['community_pool_dct']} DCT"),
-        ("provider pool", f"{doc['provider_pool_dct']} DCT (paid to providers by GPU-seconds each epoch)"),
+        (
+            "provider pool",
+            f"{doc['provider_pool_dct']} DCT (paid each epoch by the protocol fees providers burned)",
+        ),
         (
             f"last {window} blocks",
             f"issued {doc['window_issued_dct']} DCT, burned {doc['window_burned_dct']} DCT",
@@ -162,7 +165,7 @@ def render_status(console: Console, doc: Mapping[str, Any]) -> None:
             (
                 "provider earnings",
                 f"{earnings} DCT per GPU-hour (pay less the {doc['protocol_fee_share_pct']}% protocol fee,"
-                " plus the provider pool)",
+                " plus the provider-pool rewards paid)",
             )
         )
     console.print(key_values(pairs))

@@ -1,9 +1,15 @@
-"""`dcent gpu list [--json]`: what the NVML probe sees on this host.
+"""`dcent gpu list [--json]`: what the NVML probe sees on this host, and whether jobs can run here.
 
 Exit status 0 whether or not there are GPUs: "no GPUs" is an answer, not a failure. Text output
 is a plain table, or the one line ``no GPUs: <reason>``; ``--json`` prints one JSON document with
 the same shape in both cases. ``--simulate SPEC`` shows the GPUs a testnet config would declare
 (e.g. ``2xH100-80GB``) instead of probing, each marked simulated.
+
+GPUs are sold only through a working sandbox, so the listing ends with the executor's self-test
+(a real tiny job, as the node runs it at start): ``sandbox: bubblewrap sandbox ok; limits
+enforced: ...``, or why jobs cannot run here and the fix (the AppArmor sysctl, a missing package, a
+chroot); in JSON, the ``sandbox`` object. The executor is the one the node's config names
+(``--home`` / ``DCENT_HOME``), else bubblewrap, or ``--executor``; ``--no-sandbox-check`` skips it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,10 @@ from gpu.errors import GpuError
 from gpu.model import GpuDevice, ProbeReport
 from gpu.nvml import probe
 from gpu.simulated import simulated_report
+from node.config import ConfigError, HomePaths, load_config, resolve_home
+from node.executor.errors import ExecutorError
+from node.executor.select import EXECUTOR_NAMES
+from node.executor.selftest import SelfTestReport, self_test_here
 
 MIB = 2**20
 EXIT_OK = 0
@@ -59,6 +69,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="node",
         help="node label the simulated GPUs' UUIDs derive from (default: %(default)s)",
     )
+    list_parser.add_argument(
+        "--executor",
+        choices=EXECUTOR_NAMES,
+        help="the sandbox to self-test (default: the node config's market.executor, else bubblewrap)",
+    )
+    list_parser.add_argument(
+        "--home", help="the node's home, for its executor (default $DCENT_HOME, ~/.dcent)"
+    )
+    list_parser.add_argument(
+        "--no-sandbox-check", action="store_true", help="do not run the executor's self-test"
+    )
     list_parser.set_defaults(func=run_list)
 
 
@@ -71,19 +92,52 @@ def run_list(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     else:
         report = probe()
-    print(report_json(report) if args.json else report_text(report))
+    sandbox = (
+        None if args.no_sandbox_check else sandbox_check(args.executor or configured_executor(args.home))
+    )
+    if args.json:
+        print(report_json(report, sandbox))
+    else:
+        print(report_text(report))
+        if sandbox is not None:
+            print(sandbox_line(sandbox))
     return EXIT_OK
 
 
-def report_json(report: ProbeReport) -> str:
-    """The report as one JSON document; ``gpus`` is an empty list when there are none."""
-    document = {
+def configured_executor(home: str | None) -> str:
+    """The executor the node's config names, or bubblewrap when there is no readable config."""
+    paths = HomePaths(resolve_home(home))
+    if not paths.config.exists():
+        return "bubblewrap"
+    try:
+        return load_config(paths).market.executor
+    except ConfigError:
+        return "bubblewrap"
+
+
+def sandbox_check(executor: str) -> SelfTestReport:
+    """The executor's self-test here (a module attribute, so tests can stand in for it)."""
+    try:
+        return self_test_here(executor)
+    except ExecutorError as exc:
+        return SelfTestReport(False, executor, exc.message, "see the node configuration's market.executor")
+
+
+def sandbox_line(report: SelfTestReport) -> str:
+    return f"sandbox: {report.summary()}"
+
+
+def report_json(report: ProbeReport, sandbox: SelfTestReport | None = None) -> str:
+    """The report as one JSON document; ``gpus`` is an empty list when there are none;
+    ``sandbox`` is the executor's self-test (``null`` when skipped)."""
+    document: dict[str, object] = {
         "nvml_available": report.nvml_available,
         "driver_version": report.driver_version,
         "cuda_version": report.cuda_version,
         "cuda_version_text": report.cuda_version_text,
         "message": report.message,
         "gpus": [_device_json(device) for device in report.devices],
+        "sandbox": None if sandbox is None else {**sandbox.to_json(), "summary": sandbox.summary()},
     }
     return json.dumps(document, indent=2, sort_keys=True)
 

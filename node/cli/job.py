@@ -48,7 +48,7 @@ from node.wallet.runner import EXIT_FAILED, EXIT_OK, guarded, output_of, run_nod
 from node.wallet.values import answer_list, answer_object, answer_str
 from protocol.market.jobspec import JobSpec, format_of
 
-LOG_POLL_INTERVAL_S = 1.0
+LOG_POLL_INTERVAL_S = 0.5
 MAX_ATTEMPTS_LIMIT = 100
 
 
@@ -282,10 +282,12 @@ def run_list(args: argparse.Namespace) -> int:
                         job.get("name") or None,
                         job.get("role"),
                         peer,
+                        job.get("outcome"),
+                        exit_status_of(job),
                         job.get("gpu_seconds"),
                     )
                 )
-            console.print(table(("JOB", "STATE", "NAME", "ROLE", "PEER", "GPU-S"), rows))
+            console.print(table(("JOB", "STATE", "NAME", "ROLE", "PEER", "OUTCOME", "EXIT", "GPU-S"), rows))
 
         out.result(jobs, render)
         return EXIT_OK
@@ -342,6 +344,7 @@ def run_result(args: argparse.Namespace) -> int:
                 key_values(
                     [
                         ("job", result.job_id),
+                        ("outcome", result.outcome or None),
                         ("exit status", result.exit_status),
                         ("GPU-seconds", result.gpu_seconds),
                         ("output hash", f"{result.output_hash} (verified)"),

@@ -1,4 +1,5 @@
 """`dcent node run --home DIR`: run the node until SIGINT or SIGTERM, then exit 0 cleanly.
+(`dcent node info` and `dcent node peers` ask a running node: ``node/cli/node_status.py``.)
 
 ``--rpc-addr HOST:PORT`` and ``--rpc-allow-remote`` override the ``[rpc]`` section (a non-loopback
 address without the allow flag is refused before anything starts); ``--metrics-addr HOST:PORT``
@@ -18,6 +19,7 @@ import time
 
 import trio
 
+from node.cli import node_status
 from node.config import (
     HomePaths,
     NodeConfig,
@@ -89,6 +91,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="serve Prometheus metrics at http://HOST:PORT/metrics, loopback only (overrides metrics.addr)",
     )
     run.set_defaults(func=run_node)
+    node_status.register_commands(commands)
 
 
 async def _serve(node: Node) -> None:
@@ -142,20 +145,30 @@ def _start_failures(group: BaseExceptionGroup[BaseException]) -> list[StartFailu
 
 def run_node(args: argparse.Namespace) -> int:
     paths = HomePaths(resolve_home(args.home))
+    node: Node | None = None
     try:
         config = with_overrides(load_config(paths), args)
         setup_logging(args.log_format or config.log_format, args.log_level or config.log_level)
         node = Node(paths, config)
         trio.run(_serve, node)
     except _START_FAILURES as exc:
+        if node is not None and node.started:
+            return _stopped_by_fault(exc)
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
     except BaseExceptionGroup as group:
         # The node's nursery wraps what stopped its start (an address in use, a wrong database).
         failures = _start_failures(group)
-        if failures is None:
-            raise
+        if failures is None or (node is not None and node.started):
+            return _stopped_by_fault(group)
         for failure in failures:
             print(f"error: {failure.message}", file=sys.stderr)
         return 1
     return 0
+
+
+def _stopped_by_fault(exc: BaseException) -> int:
+    """A running node stopped on an error: a fault of the node itself (input from peers is
+    refused, never raised this far), so the log gets the whole traceback."""
+    logging.getLogger("dcent.node").critical("node stopped by an internal fault", exc_info=exc)
+    return 1

@@ -52,6 +52,7 @@ from node.testnet.processes import (
     stop_nodes,
 )
 from node.testnet.readiness import READY_TIMEOUT_S, Progress, wait_ready
+from node.testnet.sandbox import AUTO, UNSANDBOXED, choose_executor, unsandboxed_banner
 from node.testnet.status import STALL_AFTER_MS, ChainHealth, chain_health, network_status
 from node.testnet.supervisor import RESTART_POLICIES
 from protocol.crypto import Address, InvalidAddressError
@@ -93,9 +94,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     up.add_argument(
         "--executor",
-        choices=EXECUTOR_NAMES,
-        default="bubblewrap",
-        help="job sandbox of the providers (subprocess: no sandbox, development only)",
+        choices=(AUTO, *EXECUTOR_NAMES),
+        default=AUTO,
+        help="job sandbox of the providers (default auto: bubblewrap when its self-test passes here, "
+        "else subprocess, which runs jobs UNSANDBOXED and says so)",
     )
     up.add_argument("--fresh", action="store_true", help="wipe the testnet in DIR and create a new one")
     up.add_argument(
@@ -202,18 +204,24 @@ def _prepare(root: Path, args: argparse.Namespace, console: Console) -> NetworkL
             console.print(
                 f"Restarting the {len(layout.nodes)}-node testnet in {root} (chain {layout.chain_id})."
             )
+            if layout.executor == UNSANDBOXED and any(node.provider for node in layout.nodes):
+                _warn(
+                    console, unsandboxed_banner("this testnet was created with the subprocess executor", "-")
+                )
             return layout
         replacing = True
     elif root.exists() and any(root.iterdir()):
         raise NotATestnet(f"{root} exists and is not a testnet directory; choose an empty or new --dir")
     nodes = DEFAULT_NODES if args.nodes is None else args.nodes
     providers = min(DEFAULT_PROVIDERS, nodes) if args.providers is None else args.providers
+    choice = choose_executor(args.executor, providers=providers)
+    _warn(console, choice.warnings)
     plan = NetworkPlan(
         nodes=nodes,
         providers=providers,
         simulated_gpus=args.simulated_gpus,
         base_port=args.base_port,
-        executor=args.executor,
+        executor=choice.executor,
     )
     # Everything that can refuse is checked before the old testnet is wiped or a file written.
     plan.check()
@@ -225,6 +233,14 @@ def _prepare(root: Path, args: argparse.Namespace, console: Console) -> NetworkL
     console.print(f"Created a {nodes}-node testnet in {root} (chain {layout.chain_id}).")
     _print_gpu_roles(layout, console)
     return layout
+
+
+def _warn(console: Console, lines: tuple[str, ...]) -> None:
+    """Loud: on stderr as well, so it is seen even when stdout goes to a log."""
+    for line in lines:
+        console.print(line, style="bold red", markup=False, highlight=False)
+        if not console.is_terminal:
+            print(line, file=sys.stderr)
 
 
 def _host_has_gpus(console: Console) -> bool:
@@ -330,11 +346,14 @@ STATUS_KEYS = (
     "peers",
     "validator",
     "gpus",
+    "selling",
+    "sandbox",
     "rpc_url",
     "pid",
     "alive",
     "state",
     "restarts",
+    "multiaddr",
 )
 
 
@@ -356,7 +375,18 @@ def run_status(args: argparse.Namespace) -> int:
         print(json.dumps(doc))
         return 0
     table = Table(title=f"testnet {layout.chain_id} in {layout.root}", title_justify="left")
-    for column in ("node", "state", "pid", "height", "peers", "validator", "gpus", "rpc", "note"):
+    for column in (
+        "node",
+        "state",
+        "pid",
+        "height",
+        "peers",
+        "validator",
+        "gpus",
+        "rpc",
+        "multiaddr",
+        "note",
+    ):
         table.add_column(column)
     for s in statuses:
         state = s.state if not s.restarts else f"{s.state} ({s.restarts} restarts)"
@@ -369,10 +399,18 @@ def run_status(args: argparse.Namespace) -> int:
             "yes" if s.validator else "no",
             "-" if s.gpus is None else str(s.gpus),
             s.rpc_url,
+            s.multiaddr,
             s.error,
         )
     console = Console()
     console.print(table)
+    # The sandbox's state in full, never cut by the table's width: it names the fix.
+    for s in statuses:
+        if s.gpus and s.sandbox:
+            unsafe = s.selling is False or "UNSANDBOXED" in s.sandbox
+            console.print(
+                f"{s.moniker} sandbox: {s.sandbox}", style="bold red" if unsafe else None, markup=False
+            )
     console.print(_health_line(health), highlight=False)
     return 0
 

@@ -29,6 +29,7 @@ import contextlib
 import logging
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,6 +40,7 @@ from node.executor.base import Executor, run_to_outcome
 from node.executor.errors import JobInputError
 from node.executor.limits import Capabilities, LimitKind, ResourceLimits
 from node.executor.model import ExecutionResult, Outcome, SandboxJob
+from node.executor.select import select_executor
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -288,6 +290,15 @@ class SelfTestService:
             self.changed.set()
             self.changed = trio.Event()
         return report
+
+
+def self_test_here(name: str) -> SelfTestReport:
+    """Run the self-test of executor ``name`` on this host now, in a throwaway work directory
+    (blocking: for the CLI, ``dcent gpu list`` and ``testnet up``). The subprocess executor is
+    allowed here: the report says it is unsandboxed."""
+    executor = select_executor(name, allow_unsandboxed=True)
+    with tempfile.TemporaryDirectory(prefix="dcent-selftest-") as directory:
+        return trio.run(self_test, executor, Path(directory))
 
 
 def _sysctl_int(path: str) -> int | None:

@@ -1,6 +1,6 @@
 """The provider's side of a job: quote and countersign on ``/dcent/market/1.0.0``, wait for the
 escrow to be final, run the job in the sandbox on the GPUs sold, deliver the result on
-``/dcent/result/1.0.0``, and get paid: by the receipt both signed, or by a claim on its own
+``/dcent/result/2.0.0``, and get paid: by the receipt both signed, or by a claim on its own
 signature once the dispute window has passed.
 
 GPUs are reserved in the allocator from the moment they are quoted (under the quote's id) and
@@ -22,9 +22,10 @@ from node.executor.base import Executor, run_to_outcome
 from node.executor.errors import JobInputError
 from node.executor.limits import ResourceLimits
 from node.executor.model import ExecutionResult, Outcome, SandboxJob
-from node.executor.process import OutputSink
 from node.market.context import MarketContext
+from node.market.delivery_link import send_delivery
 from node.market.errors import EscrowNeverOpened, ProviderFailed, TxRefused
+from node.market.livelog import FLUSH_GRACE_S, OutputForwarder
 from node.market.records import PROVIDER, JobRecord, JobState
 from node.p2p.errors import P2PError
 from node.p2p.framing import Stream
@@ -33,13 +34,11 @@ from protocol.encoding import DecodeError
 from protocol.ledger.escrow import SETTLEMENT_RULES, claim_status
 from protocol.ledger.tx import EscrowClaim, EscrowFinalize, Settle
 from protocol.market.delivery import (
-    RESULT_PROTOCOL_ID,
     STATUS_PROTOCOL_ID,
     DeliveryAck,
     JobStarted,
     OutputFile,
     ResultDelivery,
-    decode_answer,
     output_listing_hash,
 )
 from protocol.market.errors import InvalidMessage
@@ -60,7 +59,6 @@ REQUEST_WAIT_S = 10
 DELIVERY_TIMEOUT_S = 60
 DELIVERY_ATTEMPTS = 5
 STATUS_TIMEOUT_S = 10
-MAX_ANSWER_BYTES = 4096
 #: The exit status reported when the job's process never ran (a provider error, or a spec the
 #: sandbox refused before starting it).
 NOT_RUN_EXIT_STATUS = -1
@@ -217,9 +215,20 @@ class ProviderSide:
         )
 
     def enforced_limits(self, limits: ResourceLimits) -> ResourceLimits:
-        """The limits the job runs under: all of them. (The unsandboxed development provider
-        overrides this to drop the kinds its host cannot enforce, saying so.)"""
-        return limits
+        """The limits the job runs under: all of them. Only the unsandboxed development provider
+        runs a job without the kinds its host cannot enforce (its offer says which)."""
+        offered = self.policy.limits
+        if offered is None or offered.sandboxed:
+            return limits
+        dropped = offered.unenforced()
+        if dropped:
+            log.warning("job runs UNSANDBOXED and without its %s limit(s)", ", ".join(dropped))
+        return ResourceLimits(
+            memory_bytes=None if "memory" in dropped else limits.memory_bytes,
+            cpu_millicores=None if "cpu" in dropped else limits.cpu_millicores,
+            processes=None if "processes" in dropped else limits.processes,
+            disk_bytes=None if "disk" in dropped else limits.disk_bytes,
+        )
 
     async def _run(self, record: JobRecord) -> ExecutionResult | None:
         """Run the job to its outcome; None when the sandbox refused the spec before starting it
@@ -229,15 +238,23 @@ class ProviderSide:
         self.started_at[record.job_id] = trio.current_time()
         self.nursery.start_soon(self._tell_started, record)
         self.nursery.start_soon(ctx.book.save, record)
-        try:
-            job = self._sandbox_job(record)
-            result: ExecutionResult | None = await run_to_outcome(
-                self.executor, job, on_output=self.output_sink(record)
-            )
-        except JobInputError as exc:
-            log.warning("job %s refused by the sandbox: %s", record.job_id, exc.message)
-            record.error_code, record.error_message = exc.code, exc.message
-            result = None
+        assert record.contract is not None
+        # The job's lines go to the requester as it prints them, on a stream of their own.
+        forwarder = OutputForwarder(ctx.host, record.peer_id, record.contract.terms.contract_hash())
+        result: ExecutionResult | None = None
+        async with trio.open_nursery() as live:
+            live.start_soon(forwarder.run)
+            try:
+                job = self._sandbox_job(record)
+                result = await run_to_outcome(self.executor, job, on_output=forwarder.sink)
+            except JobInputError as exc:
+                log.warning("job %s refused by the sandbox: %s", record.job_id, exc.message)
+                record.error_code, record.error_message = exc.code, exc.message
+            finally:
+                forwarder.finish()
+                live.cancel_scope.deadline = trio.current_time() + FLUSH_GRACE_S
+        if forwarder.dropped:
+            log.info("job %s: %d lines did not reach the live view", record.job_id, forwarder.dropped)
         self.allocator.release(record.job_id)
         if result is not None and result.outcome is Outcome.PROVIDER_ERROR:
             record.error_code, record.error_message = result.error_code, result.error_message
@@ -248,10 +265,6 @@ class ProviderSide:
                 result.error_message,
             )
         return result
-
-    def output_sink(self, record: JobRecord) -> OutputSink | None:
-        """Where the job's lines go live (None: nowhere until the result is delivered)."""
-        return None
 
     async def _tell_started(self, record: JobRecord) -> None:
         """Let the requester show "running" (best effort: nothing depends on it)."""
@@ -289,14 +302,8 @@ class ProviderSide:
         payload = delivery.encode()
         for attempt in range(DELIVERY_ATTEMPTS):
             try:
-                answer = decode_answer(
-                    await ctx.host.request(
-                        record.peer_id,
-                        RESULT_PROTOCOL_ID,
-                        payload,
-                        max_response=MAX_ANSWER_BYTES,
-                        timeout=DELIVERY_TIMEOUT_S,
-                    )
+                answer = await send_delivery(
+                    ctx.host, record.peer_id, receipt.contract_hash, payload, timeout=DELIVERY_TIMEOUT_S
                 )
             except (P2PError, DecodeError) as exc:
                 log.info("delivery of %s, attempt %d: %r", record.job_id, attempt + 1, exc)

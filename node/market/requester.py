@@ -7,11 +7,13 @@ provider claims for a result this node never received or refused.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import trio
 
@@ -24,9 +26,10 @@ from node.market.errors import (
     ProviderFailed,
     TxRefused,
 )
+from node.market.livelog import LiveLogs
 from node.market.records import REQUESTER, JobRecord, JobState
 from node.p2p.errors import P2PError
-from node.p2p.framing import Stream
+from node.p2p.framing import MAX_FRAME_BYTES, Stream
 from protocol.contracts import OUTCOME_PROVIDER_ERROR, SignedContract
 from protocol.crypto import address_of
 from protocol.encoding import DecodeError
@@ -35,13 +38,24 @@ from protocol.ledger.escrow import claim_status
 from protocol.ledger.tx import EscrowDispute, OpenEscrow, Refund, Settle
 from protocol.market.capacity import CapacityAnnouncement
 from protocol.market.delivery import (
+    MAX_DELIVERY_HEADER_BYTES,
     DeliveryAck,
+    DeliveryReady,
     JobStarted,
     check_delivery,
     decode_delivery,
+    decode_header,
+    delivery_limit,
     encode_answer,
 )
-from protocol.market.errors import DeliveryRejected, MarketError, NoOffersLeft, ReceiptForOtherContract
+from protocol.market.errors import (
+    DeliveryRejected,
+    MalformedMessage,
+    MarketError,
+    NoOffersLeft,
+    ReceiptForOtherContract,
+    ReceiptOverLimit,
+)
 from protocol.market.jobspec import JobSpec
 from protocol.market.matching import Offer, match
 from protocol.market.messages import (
@@ -61,6 +75,8 @@ DIAL_TIMEOUT_S = 10
 #: Blocks the requester leaves the provider to settle a countersigned receipt before doing it.
 SETTLE_GRACE_BLOCKS = 5
 STATUS_FRAME_BYTES = 1024
+#: How long a refused delivery stream waits for the peer to read the refusal and close.
+REFUSAL_LINGER_S = 5
 
 
 class RequesterSide:
@@ -78,6 +94,8 @@ class RequesterSide:
         self.nursery = nursery
         self._scopes: dict[str, trio.CancelScope] = {}
         self._delivered: dict[str, trio.Event] = {}
+        #: What our running jobs printed so far, as their providers stream it.
+        self.live = LiveLogs(ctx.book)
 
     # --- submitting --------------------------------------------------------------------------
     async def submit(self, spec: JobSpec, *, max_attempts: int) -> JobRecord:
@@ -222,14 +240,44 @@ class RequesterSide:
                     await _close(stream)
 
     # --- the result ----------------------------------------------------------------------------
-    async def handle_delivery(self, peer_id: str, payload: bytes) -> bytes:
-        """``/dcent/result/1.0.0``: check, keep and countersign a provider's result."""
+    async def handle_delivery_stream(self, stream: Stream) -> None:
+        """``/dcent/result/2.0.0``: read the header; refuse (after reading nothing more) a
+        delivery for no open contract of ours, from another peer than its provider, or larger
+        than the job's outputs, logs and encoding can make; else take the body, then check,
+        keep and countersign it. Refusals of the header are raised after the answer is sent:
+        the host counts and scores them, and resets the stream so no body is read."""
+        header = decode_header(await stream.receive_frame(MAX_DELIVERY_HEADER_BYTES))
+        record = self.ctx.book.by_contract(header.contract_hash)
+        if (
+            record is None
+            or record.role != REQUESTER
+            or record.contract is None
+            or record.terminal
+            or record.peer_id != stream.peer_id
+        ):
+            await _refuse(
+                stream, ReceiptForOtherContract("no open contract of ours with this peer has this hash")
+            )
+        limit = min(delivery_limit(record.spec.output_limit_bytes), MAX_FRAME_BYTES)
+        if header.size > limit:
+            await _refuse(
+                stream, ReceiptOverLimit(f"a {header.size}-byte delivery; this contract's is at most {limit}")
+            )
+        await stream.send_frame(encode_answer(DeliveryReady(header.contract_hash, header.size)))
+        payload = await stream.receive_frame(header.size)
+        if len(payload) != header.size:
+            await _refuse(
+                stream,
+                MalformedMessage(f"the delivery is {len(payload)} bytes, its header said {header.size}"),
+            )
+        await stream.send_frame(await self.handle_delivery(stream.peer_id, payload, record))
+
+    async def handle_delivery(self, peer_id: str, payload: bytes, record: JobRecord) -> bytes:
+        """Check, keep and countersign a provider's result for ``record``'s contract; the answer."""
         ctx = self.ctx
+        assert record.contract is not None
         try:
             delivery = decode_delivery(payload)
-            record = ctx.book.by_contract(delivery.receipt.contract_hash)
-            if record is None or record.role != REQUESTER or record.contract is None:
-                raise ReceiptForOtherContract("no contract of this node has this hash")
             check_delivery(record.contract.terms, delivery, output_limit_bytes=record.spec.output_limit_bytes)
         except (DecodeError, DeliveryRejected) as exc:
             error = exc if isinstance(exc, ProtocolError) else ReceiptForOtherContract(str(exc))
@@ -244,6 +292,7 @@ class RequesterSide:
             await _write_result(
                 ctx.job_dir(record.job_id), delivery.file_map(), delivery.stdout, delivery.stderr
             )
+            self.live.discard(record.job_id)
             record.receipt = delivery.receipt
             record.provider_sig = delivery.provider_sig
             record.requester_sig = delivery.receipt.sign(ctx.key)
@@ -357,3 +406,17 @@ async def _write_result(root: Path, files: dict[str, bytes], stdout: bytes, stde
             target.write_bytes(content)
 
     await trio.to_thread.run_sync(write)
+
+
+async def _refuse(stream: Stream, error: ProtocolError) -> NoReturn:
+    """Tell the peer why, then raise: the host scores it and resets the stream.
+
+    Resetting at once could discard the refusal before the peer reads it, so we close our side
+    and wait (briefly) for the peer's close; a peer that sends its body anyway has only a length
+    prefix read, which is too large for the zero-byte frame we accept: the stream is reset then.
+    """
+    with trio.move_on_after(REFUSAL_LINGER_S), contextlib.suppress(P2PError):
+        await stream.send_frame(encode_answer(Refusal.from_error(error)))
+        await stream.close_write()
+        await stream.receive_frame(0)
+    raise error

@@ -10,6 +10,7 @@ the deadline and the collateral is slashed, which is what the collateral is for.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,17 +29,18 @@ from node.market.context import (
 )
 from node.market.errors import InterruptedByRestart, JobNotCancellable, JobNotFinished
 from node.market.provider import ProviderSide
+from node.market.readiness import ProviderReadiness
 from node.market.records import PROVIDER, REQUESTER, JobRecord, JobState
 from node.market.requester import RequesterSide
 from node.market.txlane import TxLane
-from node.p2p.interface import Host, serve_requests
+from node.p2p.interface import Host
 from node.store import ChainStore
 from protocol.consensus.ledger_app import LedgerApp
 from protocol.crypto import PrivateKey
 from protocol.encoding import DecodeError
 from protocol.market.capacity import CapacityAnnouncement
-from protocol.market.delivery import MAX_LOG_BYTES, RESULT_PROTOCOL_ID, STATUS_PROTOCOL_ID
-from protocol.market.jobspec import MAX_INPUT_BYTES, JobSpec
+from protocol.market.delivery import LOG_PROTOCOL_ID, RESULT_PROTOCOL_ID, STATUS_PROTOCOL_ID
+from protocol.market.jobspec import JobSpec
 from protocol.market.messages import MARKET_PROTOCOL_ID
 from protocol.market.negotiation import DEFAULT_RESPONSE_TIMEOUT_MS, ProviderPolicy
 
@@ -46,9 +48,6 @@ if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
 log = logging.getLogger("dcent.market")
-
-#: A delivery carries the outputs (up to the job's limit) and both logs.
-MAX_DELIVERY_BYTES = 256 * 1024 * 1024 + 2 * MAX_LOG_BYTES + MAX_INPUT_BYTES
 
 
 class MarketService:
@@ -74,8 +73,11 @@ class MarketService:
         response_timeout_ms: int = DEFAULT_RESPONSE_TIMEOUT_MS,
         escrow_wait_blocks: int = DEFAULT_ESCROW_WAIT_BLOCKS,
         settle_margin_blocks: int = DEFAULT_SETTLE_MARGIN_BLOCKS,
+        readiness: ProviderReadiness | None = None,
     ) -> None:
         self.executor = executor
+        #: Whether the node may sell now and what (the executor's self-test); None: it never sells.
+        self.readiness = readiness
         self.allocator = GpuAllocator()
         self.probe_report = probe_report
         self.capacity = capacity
@@ -106,6 +108,12 @@ class MarketService:
         self.provider: ProviderSide | None = None
         self.requester: RequesterSide | None = None
 
+    def set_price(self, price_per_gpu_second: int) -> None:
+        """The ask of negotiations that start from now on (``node/market/pricing.py`` reprices)."""
+        self.policy = dataclasses.replace(self.policy, price_per_gpu_second=price_per_gpu_second)
+        if self.provider is not None:
+            self.provider.policy = self.policy
+
     def busy_gpu_uuids(self) -> tuple[str, ...]:
         return tuple(sorted(uuid for held in self.allocator.allocations().values() for uuid in held))
 
@@ -131,22 +139,30 @@ class MarketService:
                 nursery=nursery,
             )
             self.refresh_units()
+            self._refresh_policy()
             await self._resume(nursery)
             self.ctx.host.set_stream_handler(MARKET_PROTOCOL_ID, self._negotiation_handler)
-            self.ctx.host.set_stream_handler(
-                RESULT_PROTOCOL_ID,
-                serve_requests(self.requester.handle_delivery, max_request=MAX_DELIVERY_BYTES),
-            )
+            self.ctx.host.set_stream_handler(RESULT_PROTOCOL_ID, self.requester.handle_delivery_stream)
             self.ctx.host.set_stream_handler(STATUS_PROTOCOL_ID, self.requester.handle_started)
+            self.ctx.host.set_stream_handler(LOG_PROTOCOL_ID, self.requester.live.handle)
             task_status.started()
             while True:
                 await self.ctx.next_block()
                 self.refresh_units()
+                self._refresh_policy()
 
     async def _negotiation_handler(self, stream: object) -> None:
         assert self.provider is not None
         self.refresh_units()
+        self._refresh_policy()
         await self.provider.handle_negotiation(stream)  # type: ignore[arg-type]
+
+    def _refresh_policy(self) -> None:
+        """Quote and run under what the node sells now: nothing (a refusal) while its self-test
+        fails."""
+        if self.provider is not None:
+            limits = self.readiness.offered_limits() if self.readiness is not None else None
+            self.provider.policy = dataclasses.replace(self.policy, limits=limits)
 
     async def _resume(self, nursery: trio.Nursery) -> None:
         assert self.provider is not None and self.requester is not None
@@ -203,13 +219,23 @@ class MarketService:
             raise JobNotFinished(f"job {job_id} is {record.state.value}: no result yet")
         return self.ctx.job_dir(job_id)
 
-    async def logs(self, job_id: str) -> tuple[bytes, bytes]:
+    async def logs(self, job_id: str) -> tuple[bytes, bytes, bool]:
+        """The job's stdout and stderr, and whether they are the live view of a job still
+        running (what its provider streamed so far) rather than the delivered, complete logs."""
+        record = self.book.get(job_id)
+        live = self.requester.live.get(job_id) if self.requester is not None else None
+        if record.receipt is None and not record.terminal:
+            if live is not None:
+                return bytes(live.stdout), bytes(live.stderr), True
+            if record.state in (JobState.ESCROWED, JobState.RUNNING):
+                return b"", b"", True
         directory = self._finished_dir(job_id)
 
         def read() -> tuple[bytes, bytes]:
             return ((directory / "stdout").read_bytes(), (directory / "stderr").read_bytes())
 
-        return await trio.to_thread.run_sync(read)
+        stdout, stderr = await trio.to_thread.run_sync(read)
+        return stdout, stderr, False
 
     async def result_files(self, job_id: str) -> dict[str, bytes]:
         record = self.book.get(job_id)

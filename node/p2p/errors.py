@@ -124,3 +124,9 @@ class RequestTimeoutError(PeerError):
     """The peer did not answer a request within its deadline."""
 
     code = 5257
+
+
+class PeerBannedError(PeerError):
+    """The peer is serving a ban for misbehaviour: we neither dial it nor take its streams."""
+
+    code = 5258

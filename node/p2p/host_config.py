@@ -15,6 +15,7 @@ from libp2p.peer.peerinfo import info_from_p2p_addr
 
 from node.p2p.errors import HostConfigError, ListenError, PortInUseError
 from node.p2p.gossip_params import GossipParams
+from node.p2p.guard import GuardSettings
 from node.p2p.identity import peer_id_from_seed
 from node.p2p.reconnect import BackoffPolicy
 
@@ -31,6 +32,8 @@ class HostConfig:
     bootstrap: tuple[str, ...] = ()
     gossip: GossipParams = field(default_factory=GossipParams)
     reconnect: BackoffPolicy = field(default_factory=BackoffPolicy)
+    #: Peer scores, rate limits and bans.
+    guard: GuardSettings = field(default_factory=GuardSettings)
     #: Connections we accept and keep (inbound and outbound together).
     max_peers: int = 64
     dial_timeout_s: float = 10.0

@@ -21,19 +21,28 @@ Semantics both implementations keep:
   ``disconnect`` included. ``close()`` (or cancelling ``run()``) stops listening, drops every
   connection and ends every subscription channel. A host runs once.
 - Failures are typed (``node.p2p.errors``): ``HostError`` for ours, ``PeerError`` for the peer's.
+- Every host owns a :class:`~node.p2p.guard.PeerGuard`: inbound streams and gossip are refused
+  from banned peers and rate limited per peer; a banned peer is disconnected and not dialled.
+- ``set_topic_validator(topic, validator)``: every message on ``topic`` from a peer is validated
+  before it is delivered to our subscribers or forwarded (GossipSub's ACCEPT / REJECT / IGNORE:
+  a rejected message is scored against the peer that forwarded it, an ignored one is not); our
+  own publishes are not validated.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
 import trio
 
 from node.p2p.errors import P2PError, RequestTimeoutError
 from node.p2p.framing import Stream
+from node.p2p.guard import WEIGHTS, PeerGuard, Reason
+from node.p2p.refusals import describe, reason_of
 from protocol.errors import ProtocolError
 
 if TYPE_CHECKING:
@@ -53,6 +62,48 @@ class GossipMessage:
     data: bytes
     #: The originator's peer id (its signature was checked by the transport), not the forwarder's.
     sender: str
+    #: The peer that passed it to us (the originator, or a peer relaying it), as validators see
+    #: it; subscribers may get "" (libp2p does not tell them), so it is not part of equality.
+    forwarder: str = field(default="", compare=False)
+
+
+class Verdict(enum.Enum):
+    """GossipSub's validation results (libp2p pubsub spec)."""
+
+    #: Deliver to our subscribers and forward to the mesh.
+    ACCEPT = "accept"
+    #: Invalid: drop, do not forward, and score the forwarder (an honest one never sends it).
+    REJECT = "reject"
+    #: Not for us now (stale, a duplicate, not checkable yet): drop, do not forward, no score.
+    IGNORE = "ignore"
+
+
+@dataclass(frozen=True, slots=True)
+class Validation:
+    verdict: Verdict
+    reason: Reason | None = None
+    detail: str = ""
+
+    @classmethod
+    def reject(cls, reason: Reason, detail: str) -> Validation:
+        return cls(Verdict.REJECT, reason, detail)
+
+    @classmethod
+    def ignore(cls, reason: Reason, detail: str) -> Validation:
+        return cls(Verdict.IGNORE, reason, detail)
+
+    @classmethod
+    def of_error(cls, error: BaseException) -> Validation:
+        """REJECT for misbehaviour, IGNORE when the error's reason carries no score."""
+        reason = reason_of(error)
+        verdict = Verdict.REJECT if WEIGHTS[reason] else Verdict.IGNORE
+        return cls(verdict, reason, describe(error))
+
+
+ACCEPT = Validation(Verdict.ACCEPT)
+
+#: Judges one message from a peer; must not block (it runs inside the gossip router).
+TopicValidator = Callable[[GossipMessage], Validation]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +124,8 @@ class Host(Protocol):
 
     #: Gossip messages dropped because one of our subscribers' channels was full.
     gossip_inbound_dropped: int
+    #: Scores, rate limits and bans of peers (see :mod:`node.p2p.guard`).
+    guard: PeerGuard
 
     @property
     def peer_id(self) -> str: ...
@@ -102,6 +155,8 @@ class Host(Protocol):
 
     def topic_peers(self, topic: str) -> list[str]: ...
 
+    def set_topic_validator(self, topic: str, validator: TopicValidator) -> None: ...
+
     def set_stream_handler(self, protocol_id: str, handler: StreamHandler) -> None: ...
 
     def remove_stream_handler(self, protocol_id: str) -> None: ...
@@ -113,23 +168,30 @@ class Host(Protocol):
     ) -> bytes: ...
 
 
-async def run_stream_handler(handler: StreamHandler, stream: Stream, log: logging.Logger) -> None:
+async def run_stream_handler(
+    handler: StreamHandler, stream: Stream, log: logging.Logger, guard: PeerGuard
+) -> None:
     """Run an upper layer's handler on an inbound stream: close it after, reset it on failure.
 
     A handler's failure must cost that one stream, never the connection (libp2p runs handlers in
     the connection's nursery, so an escaping exception would tear down every stream and the
-    gossip session to that peer). Refusals (our typed errors, bad protocol input) are the peer's
-    doing and logged quietly; anything else is a bug in the handler and logged with its traceback.
+    gossip session to that peer). Streams from banned peers, and over the peer's rate for the
+    protocol, are reset unread. Refusals (our typed errors, bad protocol input) are counted and
+    scored by the guard; anything else is a bug in the handler and logged with its traceback.
     """
+    if not guard.allow(stream.peer_id, stream.protocol_id, guard.settings.streams):
+        await stream.reset()
+        return
     try:
         await handler(stream)
     except (P2PError, ProtocolError) as exc:
-        log.info("stream %s from %s refused: %r", stream.protocol_id, stream.peer_id, exc)
+        guard.refuse(stream.peer_id, stream.protocol_id, reason_of(exc), describe(exc))
         await stream.reset()
     except Exception:
         log.exception(
             "stream handler for %s crashed; stream from %s reset", stream.protocol_id, stream.peer_id
         )
+        guard.count(stream.protocol_id, Reason.INTERNAL)
         await stream.reset()
     else:
         await _close_quietly(stream)

@@ -1,10 +1,12 @@
-"""Adapters between libp2p's objects and ours: a libp2p stream as our ``RawStream``, and the swarm
-notifee that keeps the peer table (when each peer connected, and an event for its disconnect).
+"""Adapters between libp2p's objects and ours: a libp2p stream as our ``RawStream``, the swarm
+notifee that keeps the peer table (when each peer connected, and an event for its disconnect) and
+closes connections from banned peers, and the pubsub whose message numbers survive restarts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import multiaddr
@@ -13,6 +15,7 @@ from libp2p.abc import INetConn, INetStream, INetwork, INotifee
 from libp2p.network.stream.exceptions import StreamEOF, StreamError
 from libp2p.network.stream.net_stream import NetStream
 from libp2p.peer.id import ID
+from libp2p.pubsub.pubsub import Pubsub
 from libp2p.rcmgr import Direction as ConnectionDirection
 
 from node.p2p.errors import StreamResetError
@@ -71,8 +74,9 @@ class PeerRecord:
 class PeerTable(INotifee):
     """Connection events from the swarm -> when each peer connected, and a disconnect event."""
 
-    def __init__(self) -> None:
+    def __init__(self, refuse: Callable[[ID], bool] = lambda _peer_id: False) -> None:
         self._records: dict[ID, PeerRecord] = {}
+        self._refuse = refuse
 
     def record(self, peer_id: ID, live: Sequence[INetConn]) -> PeerRecord:
         """The record of a peer with live connections ``live`` (made now if the swarm's
@@ -85,7 +89,12 @@ class PeerTable(INotifee):
         return record
 
     async def connected(self, network: INetwork, conn: INetConn) -> None:
-        self.record(conn.muxed_conn.peer_id, [conn])
+        peer_id = conn.muxed_conn.peer_id
+        if self._refuse(peer_id):
+            # A banned peer dialled us: libp2p has no peer-id gate, so close it as it arrives.
+            await conn.close()
+            return
+        self.record(peer_id, [conn])
 
     async def disconnected(self, network: INetwork, conn: INetConn) -> None:
         peer_id = conn.muxed_conn.peer_id
@@ -106,3 +115,24 @@ class PeerTable(INotifee):
 
     async def listen_close(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
         pass
+
+
+class RestartSafePubsub(Pubsub):
+    """Pubsub whose sequence numbers never repeat for our key, across restarts too.
+
+    A GossipSub message id is the originator's peer id and its 8-byte sequence number. py-libp2p
+    0.8.1 starts the counter at ``int(time.time())`` (seconds) and adds one per message, so a
+    validator publishing ~6 messages/s runs ~5 s ahead of the clock per second of uptime; after
+    a restart it reuses numbers its previous run sent, which peers still hold as seen and drop:
+    a restarted validator was muted (issue 18). Here the number is ``max(previous + 1,
+    time.time_ns())``: go-libp2p's choice (a counter seeded with UnixNano), kept tied to the
+    clock, so it stays ahead of anything sent before unless the wall clock is stepped back by
+    more than the node was down. The message id stays the spec's default ``from + seqno``,
+    which every libp2p implementation computes the same way; a content-addressed id would have
+    to be configured on every peer alike and would also drop the core's deliberate
+    retransmissions of an identical vote as already seen.
+    """
+
+    def _next_seqno(self) -> bytes:
+        self.counter = max(self.counter + 1, time.time_ns())
+        return self.counter.to_bytes(8, "big")

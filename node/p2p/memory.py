@@ -26,11 +26,13 @@ from node.p2p.errors import (
     HostConfigError,
     HostStateError,
     MessageTooLargeError,
+    PeerBannedError,
     ProtocolNotSupportedError,
     StreamResetError,
 )
 from node.p2p.framing import Stream
 from node.p2p.gossip_params import GossipParams, PublishPacer
+from node.p2p.guard import GuardSettings, PeerGuard
 from node.p2p.identity import peer_id_from_seed, validate_peer_id
 from node.p2p.interface import (
     Direction,
@@ -38,6 +40,8 @@ from node.p2p.interface import (
     Host,
     PeerInfo,
     StreamHandler,
+    TopicValidator,
+    Verdict,
     request_over_stream,
     run_stream_handler,
 )
@@ -171,10 +175,11 @@ class MemoryNetwork:
         bootstrap: Iterable[str] = (),
         gossip: GossipParams | None = None,
         reconnect: BackoffPolicy | None = None,
+        guard: GuardSettings | None = None,
     ) -> MemoryHost:
         """A host with the peer id ``seed`` gives (the same as a ``P2PHost`` with that seed)."""
         return MemoryHost(
-            self, seed, tuple(bootstrap), gossip or GossipParams(), reconnect or BackoffPolicy()
+            self, seed, tuple(bootstrap), gossip or GossipParams(), reconnect or BackoffPolicy(), guard
         )
 
     def partition(self, *groups: Iterable[str]) -> None:
@@ -227,6 +232,7 @@ class MemoryHost:
         bootstrap: tuple[str, ...],
         gossip: GossipParams,
         reconnect: BackoffPolicy,
+        guard: GuardSettings | None = None,
     ) -> None:
         self._network = network
         self._peer_id = peer_id_from_seed(seed)
@@ -246,8 +252,11 @@ class MemoryHost:
         self._known_addrs: dict[str, str] = {}
         self._handlers: dict[str, StreamHandler] = {}
         self._subscribers: dict[str, list[trio.MemorySendChannel[GossipMessage]]] = {}
+        self._validators: dict[str, TopicValidator] = {}
         #: Gossip messages dropped because a local subscriber's buffer was full.
         self.gossip_inbound_dropped = 0
+        self.guard = PeerGuard(guard, clock=trio.current_time)
+        self.guard.on_ban.append(self._on_ban)
 
     # --- identity and lifecycle ----------------------------------------------------------------
     @property
@@ -310,6 +319,8 @@ class MemoryHost:
         await trio.lowlevel.checkpoint()
         if peer_id == self._peer_id:
             raise HostConfigError("a host cannot connect to itself")
+        if self.guard.is_banned(peer_id):
+            raise PeerBannedError(f"{peer_id} is banned for misbehaviour; not dialled")
         if peer_id in self._links:
             return peer_id
         remote = self._network._lookup(address)
@@ -319,6 +330,8 @@ class MemoryHost:
             raise DialError(f"{address} is {remote.peer_id}, not {peer_id}")
         if not self._network.can_reach(self._peer_id, peer_id):
             raise DialError(f"{peer_id} is unreachable (network partition)")
+        if remote.guard.is_banned(self._peer_id):
+            raise DialError(f"{peer_id} closed the connection")
         self._known_addrs[peer_id] = multiaddr
         link = _Link(dialer=self, listener=remote, since=trio.current_time())
         self._links[peer_id] = link
@@ -331,6 +344,11 @@ class MemoryHost:
         if link is not None:
             self._drop_link(link)
         await trio.lowlevel.checkpoint()
+
+    def _on_ban(self, peer_id: str, _seconds: float) -> None:
+        link = self._links.get(peer_id)
+        if link is not None:
+            self._drop_link(link)
 
     def _drop_link(self, link: _Link) -> None:
         for host in (link.dialer, link.listener):
@@ -387,9 +405,9 @@ class MemoryHost:
                 f"a gossip message is at most {self._gossip.max_message_bytes} bytes, not {len(data)}"
             )
         await self._pacer.wait_turn(topic)
-        message = GossipMessage(topic=topic, data=bytes(data), sender=self._peer_id)
-        for host in self._gossip_reach(topic):
-            host._deliver(message)
+        self._flood(
+            GossipMessage(topic=topic, data=bytes(data), sender=self._peer_id, forwarder=self._peer_id)
+        )
         await trio.lowlevel.checkpoint()
 
     def topic_peers(self, topic: str) -> list[str]:
@@ -397,24 +415,48 @@ class MemoryHost:
             peer_id for peer_id, link in self._links.items() if link.other(self)._subscribers.get(topic)
         )
 
-    def _gossip_reach(self, topic: str) -> list[MemoryHost]:
-        """Subscribed hosts reachable from us through subscribed hosts, breadth first, sorted."""
+    def set_topic_validator(self, topic: str, validator: TopicValidator) -> None:
+        self._validators[topic] = validator
+
+    def _flood(self, message: GossipMessage) -> None:
+        """Deliver to every subscriber reachable through subscribed hosts, breadth first in peer
+        id order, each once; a host that does not accept the message neither takes nor forwards it."""
+        topic = message.topic
         seen = {self._peer_id}
         frontier = [self]
-        reached = [self] if self._subscribers.get(topic) else []
+        if self._subscribers.get(topic):
+            self._deliver(message)
         while frontier:
             next_frontier = []
             for host in frontier:
                 for peer_id in sorted(host._links):
-                    if peer_id in seen:
+                    remote = host._links[peer_id].other(host)
+                    if peer_id in seen or not remote._subscribers.get(topic):
                         continue
                     seen.add(peer_id)
-                    remote = host._links[peer_id].other(host)
-                    if remote._subscribers.get(topic):
-                        reached.append(remote)
+                    relayed = GossipMessage(topic, message.data, message.sender, forwarder=host.peer_id)
+                    if remote._accepts(relayed):
+                        remote._deliver(relayed)
                         next_frontier.append(remote)
             frontier = next_frontier
-        return reached
+
+    def _accepts(self, message: GossipMessage) -> bool:
+        """What ``P2PHost._validate`` does, without the size check (publish already made it)."""
+        guard, topic = self.guard, message.topic
+        if not guard.allow(message.forwarder, topic, guard.settings.gossip):
+            return False
+        validator = self._validators.get(topic)
+        if validator is None:
+            return True
+        result = validator(message)
+        if result.verdict is Verdict.ACCEPT:
+            return True
+        assert result.reason is not None
+        if result.verdict is Verdict.REJECT:
+            guard.refuse(message.forwarder, topic, result.reason, result.detail)
+        else:
+            guard.count(topic, result.reason)
+        return False
 
     def _deliver(self, message: GossipMessage) -> None:
         for channel in list(self._subscribers.get(message.topic, [])):
@@ -446,13 +488,15 @@ class MemoryHost:
         else:
             await trio.lowlevel.checkpoint()
         remote = link.other(self)
+        if self.guard.is_banned(peer_id):
+            raise PeerBannedError(f"{peer_id} is banned for misbehaviour")
         handler = remote._handlers.get(protocol_id)
         if handler is None or remote._nursery is None:
             raise ProtocolNotSupportedError(f"{peer_id} does not handle {protocol_id}")
         local_raw, remote_raw = pipe_pair()
         link.streams = [raw for raw in link.streams if not raw.finished] + [local_raw, remote_raw]
         remote_stream = Stream(remote_raw, peer_id=self._peer_id, protocol_id=protocol_id)
-        remote._nursery.start_soon(run_stream_handler, handler, remote_stream, log)
+        remote._nursery.start_soon(run_stream_handler, handler, remote_stream, log, remote.guard)
         return Stream(local_raw, peer_id=peer_id, protocol_id=protocol_id)
 
     async def request(

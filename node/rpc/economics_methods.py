@@ -46,6 +46,8 @@ MAX_HISTORY_ROWS = 5_000
 #: Most blocks a status or stats window spans.
 MAX_WINDOW = 100_000
 DEFAULT_WINDOW = 1_000
+#: Heights (and prices) are SQLite / ledger 64-bit integers: larger ones are invalid params.
+MAX_HEIGHT = 2**63 - 1
 #: Most offers one ``market_offers`` call lists.
 MAX_OFFERS = 1_000
 
@@ -181,8 +183,8 @@ class EconomicsMethods:
             "economics_history",
             self.economics_history,
             [
-                Param("from_height", Int(min=1), "first block", default=1),
-                Param("to_height", Int(min=0), "last block (0: the stored head)", default=0),
+                Param("from_height", Int(min=1, max=MAX_HEIGHT), "first block", default=1),
+                Param("to_height", Int(min=0, max=MAX_HEIGHT), "last block (0: the stored head)", default=0),
                 Param("limit", Int(min=1, max=MAX_HISTORY_ROWS), "most records returned", default=1_000),
             ],
             errors=[CorruptStore],
@@ -199,7 +201,12 @@ class EconomicsMethods:
                 Param("min_compute_capability", Str(max_len=16), '"8.0"', default=""),
                 Param("min_cuda", Str(max_len=16), 'CUDA version, "12.1"', default=""),
                 Param("executor", Str(max_len=32), "an executor the offer must have", default=""),
-                Param("max_price", Int(min=0), "most base units per GPU-second (0: any)", default=0),
+                Param(
+                    "max_price",
+                    Int(min=0, max=MAX_HEIGHT),
+                    "most base units per GPU-second (0: any)",
+                    default=0,
+                ),
                 Param("sort", Str(max_len=16), f"one of {', '.join(SORT_KEYS)}", default="price"),
                 Param("limit", Int(min=1, max=MAX_OFFERS), "most offers returned", default=100),
             ],

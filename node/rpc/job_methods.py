@@ -65,18 +65,22 @@ def register_job_methods(table: MethodTable, market: MarketService | None, key: 
         "job_logs",
         params=[Param("job_id", Str(max_len=64))],
         errors=[UnknownJob, JobNotFinished],
-        returns="object: `stdout`, `stderr` (UTF-8 text, invalid bytes replaced)",
+        returns="object: `stdout`, `stderr` (UTF-8 text, invalid bytes replaced), `live` (true while "
+        "the job runs: what its provider streamed so far)",
     )
     async def job_logs(job_id: str) -> dict[str, object]:
-        """The job's standard output and error, as the provider's sandbox captured them (capped)."""
-        stdout, stderr = await service().logs(job_id)
-        return {"stdout": _text(stdout), "stderr": _text(stderr)}
+        """The job's standard output and error, as the provider's sandbox captured them (capped):
+        live while it runs (the lines its provider streams as the job prints them), then the
+        complete logs delivered with its result."""
+        stdout, stderr, live = await service().logs(job_id)
+        return {"stdout": _text(stdout), "stderr": _text(stderr), "live": live}
 
     @table.method(
         "job_result",
         params=[Param("job_id", Str(max_len=64))],
         errors=[UnknownJob, JobNotFinished],
-        returns="object: `output_hash`, `files` (path -> base64), `exit_status`, `gpu_seconds`",
+        returns="object: `output_hash`, `files` (path -> base64), `outcome`, `exit_status`, `gpu_ms`, "
+        "`gpu_seconds`",
     )
     async def job_result(job_id: str) -> dict[str, object]:
         """The job's output files (its ``out/`` directory) as delivered and checked against the
@@ -88,7 +92,9 @@ def register_job_methods(table: MethodTable, market: MarketService | None, key: 
         return {
             "output_hash": record.receipt.output_hash.hex(),
             "files": {path: base64.b64encode(files[path]).decode("ascii") for path in sorted(files)},
+            "outcome": record.receipt.outcome,
             "exit_status": record.receipt.exit_status,
+            "gpu_ms": record.receipt.gpu_ms,
             "gpu_seconds": record.receipt.gpu_seconds,
         }
 

@@ -177,6 +177,14 @@ def capacity_json(ann: CapacityAnnouncement) -> dict[str, object]:
         "collateral": str(ann.collateral),
         "stake": str(ann.stake),
         "executors": list(ann.executors),
+        "limits": {
+            "cpu_millicores": ann.limits.cpu_millicores,
+            "memory_bytes": ann.limits.memory_bytes,
+            "processes": ann.limits.processes,
+            "disk_bytes": ann.limits.disk_bytes,
+            "enforced": list(ann.limits.enforced),
+            "sandboxed": ann.limits.sandboxed,
+        },
         "expires_at_ms": ann.expires_at_ms,
     }
 
@@ -240,10 +248,28 @@ class NodeMethods:
             self.node_info,
             returns="object: `moniker`, `chain_id`, `version`, `peer_id`, `listen_addrs`, `address` "
             "(the node's account and validator key), `public_key`, `height`, `validator` (in the "
-            "active set), `gpus` (schedulable units sold), `simulated_gpus`, `executor`, `rpc_url`",
+            "active set), `gpus` (schedulable units sold), `simulated_gpus`, `executor`, `rpc_url`, "
+            "`provider` (as `node_status`)",
         )
         table.register(
-            "net_peers", self.net_peers, returns="array of `{peer_id, addrs}`, sorted by `peer_id`"
+            "node_status",
+            self.node_status,
+            returns="object: `height`, `peers`, `executor`, `provider`: `{selling, summary, reason, fix, "
+            "sandboxed, limits_enforced, limits_not_enforced}` (whether this node sells jobs now and, "
+            "when its sandbox's self-test fails, why and the fix)",
+        )
+        table.register(
+            "net_peers",
+            self.net_peers,
+            returns="array of `{peer_id, addrs, direction, connected_s, score, refusals, bans}`, "
+            "sorted by `peer_id` (`score`: misbehaviour, decaying; a peer at 100 is banned)",
+        )
+        table.register(
+            "net_scores",
+            self.net_scores,
+            returns="object: `peers` (every peer with a score, refusal or ban: `{peer_id, score, "
+            "refusals, bans, banned_for_s}`), `banned` (peer ids refused now), `refusals` "
+            "(`{protocol, reason, count}` of every message refused since start), `ban_threshold`",
         )
         table.register(
             "gpu_list",
@@ -254,7 +280,9 @@ class NodeMethods:
             "market_capacity",
             self.market_capacity,
             returns="array of `{provider, public_key, peer_id, gpus, free_gpus, simulated, "
-            "price_per_gpu_second, collateral, stake, executors, expires_at_ms}` by provider key",
+            "price_per_gpu_second, collateral, stake, executors, limits, expires_at_ms}` by provider key; "
+            "`limits`: `{cpu_millicores, memory_bytes, processes, disk_bytes, enforced, sandboxed}`, the "
+            "most one job may ask for and the limit kinds the provider enforces",
         )
         table.register(
             "chain_head",
@@ -361,12 +389,62 @@ class NodeMethods:
             "simulated_gpus": bool(node.config.market.simulated_gpus),
             "executor": node.config.market.executor,
             "rpc_url": node.rpc_url or "",
+            "provider": node.readiness.status().to_json(),
+        }
+
+    async def node_status(self) -> dict[str, object]:
+        """Is this node well: its height, its peers, and whether it sells jobs (its sandbox's
+        self-test), with the reason and the fix when it does not."""
+        node = self.node
+        return {
+            "height": stored_height(node),
+            "peers": len(node.host.peers()),
+            "executor": node.config.market.executor,
+            "provider": node.readiness.status().to_json(),
         }
 
     async def net_peers(self) -> list[dict[str, object]]:
-        """The peers connected now, with their known addresses."""
-        peers = sorted(self.node.host.peers(), key=lambda peer: peer.peer_id)
-        return [{"peer_id": peer.peer_id, "addrs": list(peer.addrs)} for peer in peers]
+        """The peers connected now, with their known addresses and their standing."""
+        host = self.node.host
+        now = trio.current_time()
+        peers = []
+        for peer in sorted(host.peers(), key=lambda peer: peer.peer_id):
+            standing = host.guard.standing(peer.peer_id)
+            peers.append(
+                {
+                    "peer_id": peer.peer_id,
+                    "addrs": list(peer.addrs),
+                    "direction": peer.direction,
+                    "connected_s": round(now - peer.connected_since, 1),
+                    "score": standing.score,
+                    "refusals": standing.refusals,
+                    "bans": standing.bans,
+                }
+            )
+        return peers
+
+    async def net_scores(self) -> dict[str, object]:
+        """What peers' input has cost them: scores, bans, and refused messages by protocol and
+        reason (node/p2p/guard.py)."""
+        guard = self.node.host.guard
+        return {
+            "peers": [
+                {
+                    "peer_id": s.peer_id,
+                    "score": s.score,
+                    "refusals": s.refusals,
+                    "bans": s.bans,
+                    "banned_for_s": round(s.banned_for_s, 1),
+                }
+                for s in guard.standings()
+            ],
+            "banned": guard.banned(),
+            "refusals": [
+                {"protocol": protocol, "reason": reason, "count": count}
+                for (protocol, reason), count in sorted(guard.refusals.items())
+            ],
+            "ban_threshold": guard.settings.ban_threshold,
+        }
 
     async def gpu_list(self) -> dict[str, object]:
         """This node's GPUs, probed now (declared GPUs when the node simulates them)."""

@@ -5,6 +5,16 @@ GPUs on testnets), publishes it on ``/dcent/<chain>/capacity/1`` every ``interva
 the probe changes, with a validity of ``ttl``. Every node verifies what it receives (signature,
 chain, validity window, newer sequence than what it holds) into a :class:`CapacityTable` and
 drops entries when they expire, so a provider that stops disappears within ``ttl``.
+
+The checks run in the topic's gossip validator, before the message is forwarded: a message that
+does not decode, is forged, or names another peer than the one that published it is rejected
+(scored against the peer that sent it to us); an expired, early or stale (replayed) one is
+ignored, since honest peers may relay those around a boundary. Nothing a peer sends on the topic
+can raise out of this service.
+
+A provider announces only while ``limits()`` gives what it sells one job (its executor's
+self-test passed, :mod:`node.market.readiness`). When that stops, it announces once more with no
+GPUs, so peers stop offering it at once instead of after ``ttl``, and then falls silent.
 """
 
 from __future__ import annotations
@@ -15,21 +25,34 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from gpu.model import ProbeReport
-from node.p2p.interface import GossipMessage, Host
+from gpu.model import GpuDevice, ProbeReport
+from node.p2p.guard import Reason
+from node.p2p.interface import ACCEPT, GossipMessage, Host, Validation
 from protocol.crypto import PrivateKey
+from protocol.encoding import DecodeError
 from protocol.market.capacity import (
     CapacityAnnouncement,
     CapacityTable,
+    OfferedLimits,
     decode_announcement,
     sign_announcement,
 )
-from protocol.market.errors import AnnouncementError, MalformedMessage
+from protocol.market.errors import (
+    AnnouncementError,
+    AnnouncementFromFuture,
+    CapacityTableFull,
+    ExpiredAnnouncement,
+    StaleAnnouncement,
+)
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
 log = logging.getLogger("dcent.capacity")
+
+
+#: The limits of a withdrawal (an announcement with no GPUs): nothing is sold.
+WITHDRAWN = OfferedLimits(0, 0, 0, 0, enforced=(), sandboxed=True)
 
 
 def capacity_topic(chain_id: str) -> str:
@@ -52,6 +75,7 @@ class CapacityService:
         interval_s: float = 10.0,
         ttl_s: float = 30.0,
         busy: Callable[[], tuple[str, ...]] = tuple,
+        limits: Callable[[], OfferedLimits | None] = lambda: None,
     ) -> None:
         self.chain_id = chain_id
         self.key = key
@@ -66,13 +90,18 @@ class CapacityService:
         self.ttl_ms = int(ttl_s * 1000)
         #: The UUIDs held by quotes and jobs now (the job service's allocator).
         self.busy = busy
+        #: What one job may ask for now; None while the node may not sell (nothing is announced).
+        self.limits = limits
+        self._withdrawn = True
         self.table = CapacityTable(chain_id)
         self.topic = capacity_topic(chain_id)
+        #: Announcements from peers refused or ignored by the validator.
         self.dropped = 0
         self.last_report: ProbeReport | None = None
         self._sequence = 0
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.host.set_topic_validator(self.topic, self.validate)
         inbound = await self.host.subscribe(self.topic)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._receive, inbound)
@@ -87,8 +116,18 @@ class CapacityService:
         report = await self.probe()
         self.last_report = report
         devices = report.schedulable_units()
+        limits = self.limits()
         if not devices:
             return
+        if limits is None:
+            if not self._withdrawn:
+                await self._publish(devices=(), limits=WITHDRAWN)
+                self._withdrawn = True
+            return
+        self._withdrawn = False
+        await self._publish(devices=devices, limits=limits)
+
+    async def _publish(self, *, devices: tuple[GpuDevice, ...], limits: OfferedLimits) -> None:
         now = self.clock_ms()
         # Sequence = issue time (never reused across restarts), strictly increasing here.
         self._sequence = max(self._sequence + 1, now)
@@ -103,6 +142,7 @@ class CapacityService:
             collateral=self.collateral,
             stake=self.stake(),
             executors=self.executors,
+            limits=limits,
             issued_at_ms=now,
             expires_at_ms=now + self.ttl_ms,
         )
@@ -113,16 +153,34 @@ class CapacityService:
         """Announce at once (GPUs were just taken or freed), not at the next interval."""
         await self._announce()
 
+    def validate(self, message: GossipMessage) -> Validation:
+        """The topic validator: decode, check and keep a peer's announcement before it is relayed."""
+        result = self._judge(message)
+        if result.verdict is not ACCEPT.verdict:
+            self.dropped += 1
+        return result
+
+    def _judge(self, message: GossipMessage) -> Validation:
+        try:
+            announcement = decode_announcement(message.data)
+        except DecodeError as exc:
+            return Validation.reject(Reason.DECODE, exc.message)
+        if announcement.peer_id != message.sender:
+            # Only a provider's own peer may publish its announcement: a relayed copy keeps its
+            # originator, so this costs honest relays nothing and pins who answers for it.
+            return Validation.reject(Reason.INVALID, "announcement published by another peer than it names")
+        try:
+            self.table.offer(announcement, self.clock_ms())
+        except (ExpiredAnnouncement, AnnouncementFromFuture, StaleAnnouncement, CapacityTableFull) as exc:
+            return Validation.ignore(Reason.STALE, exc.message)
+        except AnnouncementError as exc:
+            return Validation.of_error(exc)
+        return ACCEPT
+
     async def _receive(self, inbound: trio.MemoryReceiveChannel[GossipMessage]) -> None:
-        async for message in inbound:
-            if message.sender == self.host.peer_id:
-                continue
-            try:
-                announcement = decode_announcement(message.data)
-                self.table.offer(announcement, self.clock_ms())
-            except (MalformedMessage, AnnouncementError) as exc:
-                self.dropped += 1
-                log.info("dropped capacity announcement from %s: %s", message.sender, exc.message)
+        # The validator already took every message delivered here into the table.
+        async for _message in inbound:
+            pass
 
     async def _expire_loop(self) -> None:
         while True:

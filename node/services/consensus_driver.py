@@ -12,6 +12,12 @@ performed in order before the next event is taken:
   ignored by the core);
 - ``Commit`` appends the block and its certificate to the store and prunes the mempool;
 - ``RequestSync`` / ``SendBlocks`` run block sync over ``/dcent/sync/1.0.0`` in the background.
+
+No peer can stop the driver: votes and evidence are checked by the topic's gossip validator and
+proposals before they are relayed (:mod:`consensus_checks`); whatever a peer sends that fails is
+refused through the host's :class:`~node.p2p.guard.PeerGuard` (logged, counted, scored when it is
+misbehaviour). An error the core raises on a message or a timer is logged with its traceback and
+counted in :attr:`ConsensusDriver.core_faults`, and the driver goes on with the next event.
 """
 
 from __future__ import annotations
@@ -26,13 +32,16 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from node.p2p.errors import P2PError
+from node.p2p.errors import FrameTooLargeError, P2PError, StreamClosedError
 from node.p2p.framing import Stream
-from node.p2p.interface import GossipMessage, Host, serve_requests
+from node.p2p.guard import Reason
+from node.p2p.interface import GossipMessage, Host, Validation, Verdict, serve_requests
+from node.p2p.refusals import describe, reason_of
+from node.services.consensus_checks import ConsensusChecks
 from node.services.consensus_wire import MAX_MESSAGE_BYTES, ConsensusMessage, decode_message, encode_message
 from node.services.economics_recorder import RecordingLedgerApp  # i16view
 from node.services.mempool import Mempool, MempoolError
-from node.services.tx_relay import TxRelay
+from node.services.tx_relay import TX_PROTOCOL, TxRelay
 from node.store import ChainStore, StoredBlock
 from protocol.consensus.core import ConsensusCore
 from protocol.consensus.effects import (
@@ -46,7 +55,7 @@ from protocol.consensus.effects import (
     SetTimeout,
     Timeout,
 )
-from protocol.consensus.errors import InvalidMessage
+from protocol.consensus.errors import InvalidMessage, SyncError
 from protocol.consensus.ledger_app import LedgerApp
 from protocol.consensus.messages import (
     Block,
@@ -58,7 +67,7 @@ from protocol.consensus.messages import (
 )
 from protocol.consensus.sync import serve_sync_request
 from protocol.encoding import DecodeError
-from protocol.ledger.errors import LedgerError
+from protocol.ledger.errors import BadSignature, LedgerError, MalformedTx, WrongChainId
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -92,6 +101,12 @@ def wall_clock_ms() -> int:
 class _Message:
     message: ConsensusMessage
     peer_id: str
+    #: The topic or stream protocol it came on.
+    source: str = ""
+    #: Whether the core refusing it is the sender's misbehaviour: blocks a peer pushed or served
+    #: claim to be committed; gossip and relayed proposals passed our checks, and what the core
+    #: still refuses (a proposal's block, say) may be the originator's fault, not the relay's.
+    scored: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +138,9 @@ class ConsensusDriver:
         self.snapshot_interval = snapshot_interval
         self.topic = consensus_topic(core.chain_id)
         self.dropped_messages = 0
+        #: Errors the core raised on an event (bugs): logged with their traceback and survived.
+        self.core_faults = 0
+        self.checks = ConsensusChecks(core, app)
         self._inbox_send, self._inbox = trio.open_memory_channel[_Event](4096)
         self._nursery: trio.Nursery | None = None
         self._syncing = False
@@ -146,6 +164,7 @@ class ConsensusDriver:
 
     # --- service ---------------------------------------------------------------------------
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.host.set_topic_validator(self.topic, self._validate_gossip)
         gossip = await self.host.subscribe(self.topic)
         self.host.set_stream_handler(PROPOSAL_PROTOCOL, self._receive_proposal)
         self.host.set_stream_handler(SYNC_PUSH_PROTOCOL, self._receive_pushed)
@@ -161,15 +180,23 @@ class ConsensusDriver:
 
     async def _step(self, event: _Event) -> None:
         now = self.clock_ms()
-        if isinstance(event, _Expired):
-            effects = self.core.on_timeout(event.timeout, now)
-        else:
-            try:
+        try:
+            if isinstance(event, _Expired):
+                effects = self.core.on_timeout(event.timeout, now)
+            else:
                 effects = self.core.receive(event.message, now)
-            except InvalidMessage as exc:
-                self.dropped_messages += 1
+        except InvalidMessage as exc:
+            assert isinstance(event, _Message)
+            self.dropped_messages += 1
+            if event.scored:
+                self.host.guard.refuse(event.peer_id, event.source, reason_of(exc), exc.message)
+            else:
                 log.info("dropped %s from %s: %s", type(event.message).__name__, event.peer_id, exc.message)
-                return
+            return
+        except Exception:  # the core's bug must not end consensus: one event lost, counted
+            self.core_faults += 1
+            log.exception("consensus core failed on %r at height %d; event skipped", event, self.core.height)
+            return
         await self._perform(effects)
 
     async def _perform(self, effects: list[Effect]) -> None:
@@ -246,33 +273,47 @@ class ConsensusDriver:
 
     async def _admit_txs(self, batch: list[bytes], peer_id: str) -> list[bytes]:
         """A peer's batch into our mempool; returns what was new and valid. Yields every
-        ``ADMIT_SLICE`` transactions so a large batch's signature checks do not hold up votes."""
+        ``ADMIT_SLICE`` transactions so a large batch's signature checks do not hold up votes.
+
+        A transaction no honest relay sends (malformed, forged, for another chain: it relays
+        only what its own mempool admitted) ends the batch and is scored against the peer;
+        the rest (a nonce already used, a full mempool) is the ordinary churn of relaying."""
         admitted = []
         for index, raw in enumerate(batch):
             if index % ADMIT_SLICE == ADMIT_SLICE - 1:
                 await trio.lowlevel.checkpoint()
             try:
                 self.mempool.add(raw, self.app.state)
+            except (MalformedTx, BadSignature, WrongChainId) as exc:
+                self.host.guard.refuse(peer_id, TX_PROTOCOL, reason_of(exc), exc.message)
+                break
             except (LedgerError, MempoolError):
                 continue
             admitted.append(raw)
         return admitted
 
     # --- inbound ---------------------------------------------------------------------------
+    def _validate_gossip(self, message: GossipMessage) -> Validation:
+        result = self.checks.gossip(message)
+        if result.verdict is not Verdict.ACCEPT:
+            self.dropped_messages += 1
+        return result
+
     async def _pump_gossip(self, gossip: trio.MemoryReceiveChannel[GossipMessage]) -> None:
         async for item in gossip:
             if item.sender == self.host.peer_id:
                 continue
-            await self._accept(item.data, item.sender)
-
-    async def _accept(self, data: bytes, peer_id: str) -> None:
-        try:
-            message = decode_message(data)
-        except DecodeError as exc:
-            self.dropped_messages += 1
-            log.info("malformed consensus message from %s: %s", peer_id, exc.message)
-            return
-        await self._inbox_send.send(_Message(message, peer_id))
+            try:
+                message = decode_message(item.data)
+            except DecodeError as exc:  # the validator let it through: only a bug gets here
+                self.host.guard.count(self.topic, Reason.INTERNAL)
+                log.error(
+                    "consensus gossip from %s passed validation but does not decode: %s",
+                    item.sender,
+                    exc.message,
+                )
+                continue
+            await self._inbox_send.send(_Message(message, item.sender, self.topic))
 
     def _first_sight(self, data: bytes) -> bool:
         digest = hashlib.sha256(data).digest()
@@ -289,21 +330,44 @@ class ConsensusDriver:
                 self._spawn(self._send_frame, peer_id, PROPOSAL_PROTOCOL, data)
 
     async def _receive_proposal(self, stream: Stream) -> None:
-        """A proposal from a peer: handled, and relayed once to our other peers. Relaying
-        before validation is safe (the core checks signatures) and bounded by the seen-set."""
+        """A proposal from a peer: checked (the signature of its round's proposer), then relayed
+        once to our other peers and handled. A forgery stops here and is scored."""
         data = await stream.receive_frame(MAX_MESSAGE_BYTES)
+        proposal = decode_message(data)  # DecodeError: refused and scored by the host
+        result = self.checks.judge(proposal, channel="proposal")
+        if result.verdict is not Verdict.ACCEPT:
+            assert result.reason is not None
+            self.dropped_messages += 1
+            if result.verdict is Verdict.REJECT:
+                self.host.guard.refuse(stream.peer_id, PROPOSAL_PROTOCOL, result.reason, result.detail)
+            else:
+                self.host.guard.count(PROPOSAL_PROTOCOL, result.reason)
+            return
         if self._first_sight(data):
             self._send_proposal(data, exclude=stream.peer_id)
-            await self._accept(data, stream.peer_id)
+            await self._inbox_send.send(_Message(proposal, stream.peer_id, PROPOSAL_PROTOCOL))
 
     async def _receive_pushed(self, stream: Stream) -> None:
-        """Committed blocks pushed by a peer that saw us lagging."""
-        while True:
+        """Committed blocks pushed by a peer that saw us lagging: at most one batch per stream,
+        each frame one committed block (anything else is refused and scored by the host)."""
+        for _ in range(SYNC_BATCH):
             try:
-                data = await stream.receive_frame(MAX_SYNC_RESPONSE)
-            except P2PError:
+                data = await stream.receive_frame(MAX_MESSAGE_BYTES)
+            except StreamClosedError:
                 return
-            await self._accept(data, stream.peer_id)
+            committed = decode_message(data)
+            if not isinstance(committed, CommittedBlock):
+                raise SyncError(f"a {type(committed).__name__} pushed as a committed block")
+            await self._inbox_send.send(_Message(committed, stream.peer_id, SYNC_PUSH_PROTOCOL, scored=True))
+        try:
+            await stream.receive_frame(0)
+        except StreamClosedError:
+            return
+        except FrameTooLargeError:
+            pass  # a 33rd block: the flood below, not an oversize frame
+        self.host.guard.refuse(
+            stream.peer_id, SYNC_PUSH_PROTOCOL, Reason.FLOOD, f"more than {SYNC_BATCH} blocks pushed"
+        )
 
     # --- block sync ------------------------------------------------------------------------
     def _load_committed(self, height: int) -> CommittedBlock | None:
@@ -343,11 +407,14 @@ class ConsensusDriver:
                     peer_id, SYNC_PROTOCOL, request, max_response=MAX_SYNC_RESPONSE, timeout=10
                 )
                 response = SyncResponse.decode(raw)
-            except (P2PError, DecodeError) as exc:
+            except P2PError as exc:
                 log.debug("sync from %s failed: %r", peer_id, exc)
                 continue
+            except DecodeError as exc:
+                self.host.guard.refuse(peer_id, SYNC_PROTOCOL, reason_of(exc), describe(exc))
+                continue
             for committed in response.blocks:
-                await self._inbox_send.send(_Message(committed, peer_id))
+                await self._inbox_send.send(_Message(committed, peer_id, SYNC_PROTOCOL, scored=True))
             if response.blocks:
                 return len(response.blocks)
         return 0

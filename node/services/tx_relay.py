@@ -137,7 +137,8 @@ class TxRelay:
         return False
 
     async def _receive(self, stream: Stream) -> None:
-        """A peer's link: frames of transaction batches until it closes the stream."""
+        """A peer's link: frames of transaction batches until it closes the stream. A frame that
+        is not a batch ends the link and is refused and scored by the host (``run_stream_handler``)."""
         while True:
             try:
                 frame = await stream.receive_frame(MAX_TX_BATCH_BYTES)
@@ -146,5 +147,7 @@ class TxRelay:
             batch = decode(frame)
             if type(batch) is not list or not all(type(raw) is bytes for raw in batch):
                 raise DecodeError("a transaction batch is a list of byte strings")
+            if len(batch) > MAX_BATCH_TXS:
+                raise DecodeError(f"a transaction batch holds at most {MAX_BATCH_TXS} transactions")
             admitted = await self.admit(batch, stream.peer_id)  # type: ignore[arg-type]
             self.relay(admitted, source=stream.peer_id)

@@ -35,6 +35,10 @@ class NodeStatus:
     alive: bool
     #: Why the RPC did not answer, "" when it did.
     error: str = ""
+    #: Whether the node sells jobs now (its sandbox's self-test passed); None when unknown.
+    selling: bool | None = None
+    #: The node's own words on its sandbox: ok, UNSANDBOXED, or why it sells nothing and the fix.
+    sandbox: str = ""
     #: ``running``, ``restarting`` (crashed; its supervisor starts it again), ``stopped`` or
     #: ``exited N`` (it ended on its own with that code).
     state: str = "running"
@@ -46,6 +50,9 @@ class NodeStatus:
     head_time_ms: int | None = None
     #: Addresses whose precommits committed that block.
     signers: tuple[str, ...] = field(default=())
+    #: Where peers dial the node: ``/ip4/.../tcp/N/p2p/<peer id>`` (what it reports, else the
+    #: address its layout gives it).
+    multiaddr: str = ""
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -60,8 +67,10 @@ def _status(
     validator: bool | None = None,
     gpus: int | None = None,
     error: str = "",
+    provider: dict[str, object] | None = None,
     head_time_ms: int | None = None,
     signers: tuple[str, ...] = (),
+    multiaddr: str = "",
 ) -> NodeStatus:
     supervisor = supervisor_of(node)
     if pid is not None:
@@ -82,12 +91,23 @@ def _status(
         pid=pid,
         alive=pid is not None,
         error=error,
+        selling=bool(provider["selling"]) if provider else None,
+        sandbox=_sandbox_words(provider) if provider else "",
         state=state,
         restarts=supervisor.restarts if supervisor is not None else 0,
         address=node.address,
         head_time_ms=head_time_ms,
         signers=signers,
+        multiaddr=multiaddr or node.p2p_addr,
     )
+
+
+def _sandbox_words(provider: dict[str, object]) -> str:
+    summary = str(provider.get("summary", ""))
+    fix = str(provider.get("fix", ""))
+    if provider.get("selling") or not fix:
+        return summary
+    return f"NOT selling: {summary}. Fix: {fix}"
 
 
 async def node_status(node: NodeLayout) -> NodeStatus:
@@ -111,9 +131,18 @@ async def node_status(node: NodeLayout) -> NodeStatus:
         peers=len(peers),
         validator=bool(info["validator"]),
         gpus=int(info["gpus"]),
+        provider=info.get("provider") if isinstance(info.get("provider"), dict) else None,
         head_time_ms=int(head["time_ms"]),
         signers=tuple(str(a) for a in newest["signers"]) if newest is not None else (),
+        multiaddr=_reported_multiaddr(info.get("listen_addrs")),
     )
+
+
+def _reported_multiaddr(addrs: object) -> str:
+    """The node's first reported listen address (full, with ``/p2p/``); "" if it reports none."""
+    if isinstance(addrs, list) and addrs and isinstance(addrs[0], str):
+        return addrs[0]
+    return ""
 
 
 async def network_status(layout: NetworkLayout) -> list[NodeStatus]:

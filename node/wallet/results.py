@@ -32,6 +32,8 @@ class JobResult:
     exit_status: int
     gpu_seconds: int
     files: Mapping[str, bytes]
+    #: How the run ended (``completed``, ``job_failed``, ...); "" from a node that does not say.
+    outcome: str = ""
 
     def listing(self) -> list[dict[str, object]]:
         """Each file's path, size and sha256, in path order."""
@@ -49,6 +51,7 @@ class JobResult:
         return {
             "job_id": self.job_id,
             "output_hash": self.output_hash,
+            "outcome": self.outcome or None,
             "exit_status": self.exit_status,
             "gpu_seconds": self.gpu_seconds,
             "files": self.listing(),
@@ -105,6 +108,7 @@ def decode_result(job_id: str, answer: object) -> JobResult:
         exit_status=answer_int(doc, "exit_status", "job_result"),
         gpu_seconds=answer_int(doc, "gpu_seconds", "job_result"),
         files=files,
+        outcome=doc["outcome"] if isinstance(doc.get("outcome"), str) else "",
     )
 
 

@@ -19,13 +19,14 @@ an honest, live validator set; downtime and double-signing are not part of the e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from protocol.econsim import kernel
 from protocol.econsim.errors import KernelMismatch
 from protocol.ledger import distribution
 from protocol.ledger.block import BlockContext, BlockResult, apply_block
 from protocol.ledger.state import LedgerState
+from protocol.ledger.tx import Tx
 
 _NO_PROPOSER = bytes(20)
 
@@ -59,10 +60,11 @@ class SimChain:
         signers = tuple(validator.address for validator in self.state.validator_set())
         return BlockContext(height=height, proposer=signers[0] if signers else _NO_PROPOSER, signers=signers)
 
-    def apply(self, txs: Sequence[bytes]) -> BlockResult:
-        """The next block, with ``txs``, through ``apply_block``. Raises its LedgerError (and then
+    def apply(self, txs: Sequence[bytes], *, verified: Callable[[Tx], bool] | None = None) -> BlockResult:
+        """The next block, with ``txs``, through ``apply_block`` (``verified`` as there: the
+        signatures the caller made itself need no checking). Raises its LedgerError (and then
         nothing changed)."""
-        result = apply_block(self.state, self.context(self.height + 1), txs)
+        result = apply_block(self.state, self.context(self.height + 1), txs, verified=verified)
         self.ledger_blocks += 1
         if self.prune_closed_contracts:
             for contract_hash, _ in self.state.closed_contracts.sorted_items():

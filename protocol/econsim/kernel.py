@@ -43,9 +43,12 @@ the block count it is given.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from array import array
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from math import gcd
+
+import numpy
 
 from protocol import economics
 from protocol.ledger.params import Params
@@ -153,6 +156,10 @@ class _RulesChanged(Exception):
     """The inlined arithmetic no longer matches protocol/economics.py."""
 
 
+class _TooLarge(Exception):
+    """A provision beyond 64 bits: no ledger holds it; the functions step such a span."""
+
+
 class _Fast:
     """The fast path's constants for one span (reduced fractions, weights)."""
 
@@ -198,97 +205,198 @@ def span(
             result = _fast_blocks(fast, supply, bonded, inflation, blocks)
             if issued_before + result.minted <= economics.MAX_ISSUANCE:
                 return result
-    except _RulesChanged:
+    except (_RulesChanged, _TooLarge):
         pass
     return span_by_functions(supply, bonded, inflation, powers, params, blocks, issued=issued_before)
 
 
 def _fast_blocks(fast: _Fast, supply: int, bonded: int, inflation: int, blocks: int) -> SpanResult:
+    """The fast path. Each block's provision is found in a tight loop (the supply recursion
+    cannot be jumped: see the module docstring) and collected; the split of the provisions
+    (validators, provider pool, each validator's pro-rata share) is summed afterwards, over
+    arrays (:func:`_split_totals`). Raises _RulesChanged, or _TooLarge for provisions above the
+    64-bit range the arrays hold (then the caller steps the span through the functions)."""
     params = fast.params
-    count = len(fast.weights)
-    # Per-validator sums of floor(v * w / W); with equal powers only the common floor(v / K).
-    per_weight = [0] * count
-    equal_share = 0
-    validator_total = 0
-    provider_total = 0
+    provisions = array("q")
     start_supply = supply
     done = 0
-    bpy = params.blocks_per_year
-    scale = DEC * bpy
-    val_num, val_den = fast.val_num, fast.val_den
-    prov_num, prov_den = fast.prov_num, fast.prov_den
-    weights, total_weight, equal = fast.weights, fast.total_weight, fast.equal
-    paid_count = count if total_weight else 0  # no positive power: pro_rata pays nobody
-    while done < blocks:
-        if economics.next_inflation(inflation, bonded, supply, params) == inflation:
-            limit = _constant_until(inflation, bonded, supply, params)
-            num, den = _reduced(inflation, scale)
-            # Constant inflation while supply <= limit (None: for good). Before each block the
-            # supply is at most supply + j * most (most: the provision at the limit), so the
-            # next (limit - supply) // most + 1 blocks need no check; then look again.
-            while done < blocks and (limit is None or supply <= limit):
-                if limit is None:
-                    run = blocks - done
-                else:
-                    most = limit * num // den
-                    run = min(blocks - done, (limit - supply) // most + 1 if most else blocks - done)
-                if equal:
-                    for _ in range(run):
-                        provision = supply * num // den
-                        supply += provision
-                        to_validators = provision * val_num // val_den
-                        validator_total += to_validators
-                        provider_total += provision * prov_num // prov_den
-                        equal_share += to_validators // count
-                else:
-                    for _ in range(run):
-                        provision = supply * num // den
-                        supply += provision
-                        to_validators = provision * val_num // val_den
-                        validator_total += to_validators
-                        provider_total += provision * prov_num // prov_den
-                        for index in range(paid_count):
-                            per_weight[index] += to_validators * weights[index] // total_weight
-                done += run
-            continue
-        # The inflation moves: next_inflation every block until it reaches a bound. Inlined
-        # (the same integer operations); its first block is checked against the ledger's own.
-        goal, rate_change = params.goal_bonded, params.inflation_rate_change
-        low, high = params.inflation_min, params.inflation_max
-        bonded_scaled = bonded * DEC
-        expected = economics.next_inflation(inflation, bonded, supply, params)
-        first = True
+    scale = DEC * params.blocks_per_year
+    try:
         while done < blocks:
-            ratio = bonded_scaled // supply if supply > 0 else 0
-            yearly = (DEC - ratio * DEC // goal) * rate_change
-            if yearly >= 0:
-                inflation += yearly // DEC // bpy
-            else:
-                inflation -= -yearly // DEC // bpy
-            bound = False
-            if inflation <= low:
-                inflation, bound = low, True
-            elif inflation >= high:
-                inflation, bound = high, True
-            if first:
-                if inflation != expected:
-                    raise _RulesChanged
-                first = False
-            provision = supply * inflation // scale
-            supply += provision
-            to_validators = provision * val_num // val_den
-            validator_total += to_validators
-            provider_total += provision * prov_num // prov_den
-            if equal:
-                equal_share += to_validators // count
-            elif total_weight:
-                for index in range(count):
-                    per_weight[index] += to_validators * weights[index] // total_weight
-            done += 1
-            if bound:
-                break
-    rewards = tuple(equal_share for _ in range(count)) if equal else tuple(per_weight)
+            if economics.next_inflation(inflation, bonded, supply, params) == inflation:
+                limit = _constant_until(inflation, bonded, supply, params)
+                num, den = _reduced(inflation, scale)
+                # Constant inflation while supply <= limit (None: for good). Before each block
+                # the supply is at most supply + j * most (most: the provision at the limit), so
+                # the next (limit - supply) // most + 1 blocks need no check; then look again.
+                while done < blocks and (limit is None or supply <= limit):
+                    if limit is None:
+                        run = blocks - done
+                    else:
+                        most = limit * num // den
+                        run = min(blocks - done, (limit - supply) // most + 1 if most else blocks - done)
+                    supply = _constant_run(supply, num, den, run, provisions.append)
+                    done += run
+                continue
+            supply, inflation, steps = _moving_run(
+                fast, supply, bonded, inflation, blocks - done, provisions.append
+            )
+            done += steps
+    except OverflowError:
+        raise _TooLarge from None
+    validator_total, provider_total, rewards = _split_totals(fast, provisions)
     minted = supply - start_supply
     paid = sum(rewards)
     community = minted - validator_total - provider_total + (validator_total - paid)
     return SpanResult(blocks, supply, inflation, minted, community, provider_total, rewards, validator_total)
+
+
+def _constant_run(supply: int, num: int, den: int, blocks: int, collect: Callable[[int], None]) -> int:
+    """``blocks`` blocks at the constant rate ``num / den`` per block: collects each provision,
+    returns the supply after them. The loop is unrolled by four (the interpreter's per-iteration
+    cost is a good part of a block's)."""
+    for _ in range(blocks >> 2):
+        provision = supply * num // den
+        supply += provision
+        collect(provision)
+        provision = supply * num // den
+        supply += provision
+        collect(provision)
+        provision = supply * num // den
+        supply += provision
+        collect(provision)
+        provision = supply * num // den
+        supply += provision
+        collect(provision)
+    for _ in range(blocks & 3):
+        provision = supply * num // den
+        supply += provision
+        collect(provision)
+    return supply
+
+
+def _moving_run(
+    fast: _Fast, supply: int, bonded: int, inflation: int, blocks: int, collect: Callable[[int], None]
+) -> tuple[int, int, int]:
+    """Blocks whose inflation moves every block, until it reaches a bound (that block included)
+    or ``blocks`` are done: ``(supply, inflation, blocks done)``. ``next_inflation`` inlined with
+    reduced fractions (the same integers: ``floor(ratio * DEC / goal)`` is
+    ``floor(ratio * gn / gd)`` for ``gn / gd = DEC / goal`` reduced, and the two truncating
+    divisions by ``DEC`` and ``blocks_per_year`` are one by their product); its first block is
+    checked against the ledger's own. Raises _RulesChanged."""
+    params = fast.params
+    low, high = params.inflation_min, params.inflation_max
+    goal_num, goal_den = _reduced(DEC, params.goal_bonded)
+    scale = DEC * params.blocks_per_year
+    rate_num, rate_den = _reduced(params.inflation_rate_change, scale)
+    bonded_scaled = bonded * DEC
+    if economics.next_inflation(inflation, bonded, supply, params) != _next_inflation_inlined(
+        fast, inflation, bonded, supply
+    ):
+        raise _RulesChanged
+    if supply <= 0:  # nothing is minted; the ratio stays 0: the general step, block by block
+        for done in range(1, blocks + 1):
+            inflation = _next_inflation_inlined(fast, inflation, bonded, supply)
+            collect(0)
+            if inflation in (low, high):
+                return supply, inflation, done
+        return supply, inflation, blocks
+    if inflation >= low and DEC - bonded_scaled // supply * goal_num // goal_den >= 0:
+        # At or below the bonded goal the change is never negative, and as the supply grows the
+        # bonded ratio only falls: it stays so for the whole run, and only the maximum can bind
+        # (clamping to the minimum from at or above it would change nothing; an inflation below
+        # the minimum, after governance raised it, takes the general loop).
+        for done in range(1, blocks + 1):
+            inflation += (DEC - bonded_scaled // supply * goal_num // goal_den) * rate_num // rate_den
+            if inflation >= high:
+                provision = supply * high // scale
+                supply += provision
+                collect(provision)
+                return supply, high, done
+            provision = supply * inflation // scale
+            supply += provision
+            collect(provision)
+        return supply, inflation, blocks
+    done = 0
+    while done < blocks:
+        done += 1
+        gap = DEC - bonded_scaled // supply * goal_num // goal_den
+        if gap >= 0:
+            inflation += gap * rate_num // rate_den
+        else:
+            inflation -= -gap * rate_num // rate_den
+        if inflation <= low:
+            inflation = low
+        elif inflation >= high:
+            inflation = high
+        else:
+            provision = supply * inflation // scale
+            supply += provision
+            collect(provision)
+            continue
+        provision = supply * inflation // scale
+        supply += provision
+        collect(provision)
+        break
+    return supply, inflation, done
+
+
+def _next_inflation_inlined(fast: _Fast, inflation: int, bonded: int, supply: int) -> int:
+    """The moving loop's arithmetic for one block (compared with ``next_inflation``)."""
+    params = fast.params
+    goal_num, goal_den = _reduced(DEC, params.goal_bonded)
+    rate_num, rate_den = _reduced(params.inflation_rate_change, DEC * params.blocks_per_year)
+    ratio = bonded * DEC // supply if supply > 0 else 0
+    gap = DEC - ratio * goal_num // goal_den
+    change = gap * rate_num // rate_den if gap >= 0 else -(-gap * rate_num // rate_den)
+    return max(params.inflation_min, min(params.inflation_max, inflation + change))
+
+
+#: Provisions per array chunk when splitting: sums of a chunk stay far inside 64 bits.
+_CHUNK = 1 << 16
+_INT64 = 2**63
+
+
+def _split_totals(fast: _Fast, provisions: array[int]) -> tuple[int, int, tuple[int, ...]]:
+    """``(validators' issuance, provider pool, rewards per validator)`` of the collected
+    provisions: per block ``floor(p * vn / vd)``, ``floor(p * pn / pd)`` and each validator's
+    ``floor(v * w / W)`` (or ``floor(v / K)`` with equal powers), summed. Over int64 arrays when
+    no product can leave 64 bits (checked from the largest provision), else in Python ints."""
+    count = len(fast.weights)
+    validator_total = provider_total = equal_share = 0
+    per_weight = [0] * count
+    paid_count = count if fast.total_weight else 0
+    largest = max(provisions, default=0)
+    # Every product is at most largest * widest (a validator's share never exceeds its block's
+    # provision), every chunk's sum at most largest * _CHUNK.
+    widest = max([1, fast.val_num, fast.prov_num] + ([] if fast.equal else fast.weights))
+    vectorized = largest * widest < _INT64 and largest * _CHUNK < _INT64
+    if not vectorized:
+        for provision in provisions:
+            to_validators = provision * fast.val_num // fast.val_den
+            validator_total += to_validators
+            provider_total += provision * fast.prov_num // fast.prov_den
+            if fast.equal:
+                equal_share += to_validators // count
+            else:
+                for index in range(paid_count):
+                    per_weight[index] += to_validators * fast.weights[index] // fast.total_weight
+    else:
+        values = (
+            numpy.frombuffer(provisions, dtype=numpy.int64)
+            if len(provisions)
+            else numpy.zeros(0, numpy.int64)
+        )
+        for start in range(0, len(values), _CHUNK):
+            chunk = values[start : start + _CHUNK]
+            validator_shares = chunk * fast.val_num // fast.val_den
+            validator_total += int(validator_shares.sum())
+            provider_total += int((chunk * fast.prov_num // fast.prov_den).sum())
+            if fast.equal:
+                equal_share += int((validator_shares // count).sum())
+            else:
+                for index in range(paid_count):
+                    weight = fast.weights[index]
+                    per_weight[index] += int((validator_shares * weight // fast.total_weight).sum())
+    rewards = tuple(equal_share for _ in range(count)) if fast.equal else tuple(per_weight)
+    return validator_total, provider_total, rewards

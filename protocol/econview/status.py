@@ -7,9 +7,10 @@ What is a rate and over which period is stated on each field:
   share of this year's issuance at the current inflation, plus the validators' share of the fees
   of the recent window, annualized, over the bonded stake. Rewards are paid pro rata bonded stake
   (among the validators that signed), so this is every bonded unit's yield before any commission.
-- ``provider_earnings_per_gpu_hour``: what a provider received per GPU-hour it sold over the
-  recent window: the pay for the work settled (after the protocol fee) plus the provider pool's
-  issuance of the window, which is paid out pro rata GPU-seconds; None when nothing settled.
+- ``provider_earnings_per_gpu_hour``: what providers received per GPU-hour they sold over the
+  recent window: the pay for the work settled (after the protocol fee) plus the provider-pool
+  rewards paid out in the window (each epoch pays the pool pro rata the protocol fees a provider's
+  settlements burned, capped below that burn); None when nothing settled.
 - ``price_per_gpu_hour``: what requesters paid per GPU-hour over the window (volume-weighted).
 
 Pure: the state and the window's block records in, one frozen record out.
@@ -84,9 +85,8 @@ def economics_status(state: LedgerState, window: Sequence[BlockEconomics]) -> Ec
     annual_fee_income = fee_income * params.blocks_per_year // blocks if blocks else 0
     annual_validator_income = mul_ratio(annual_issuance, params.validator_reward_share) + annual_fee_income
     staking_apr = annual_validator_income * DEC // bonded if bonded > 0 else 0
-    provider_income = (
-        paid - mul_ratio(paid, params.protocol_fee_share) + mul_ratio(issued, params.provider_reward_share)
-    )
+    rewards = sum(row.provider_rewards for row in window)
+    provider_income = paid - mul_ratio(paid, params.protocol_fee_share) + rewards
     return EconomicsStatus(
         height=state.height,
         genesis_supply=v["genesis_supply"],

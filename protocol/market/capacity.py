@@ -3,7 +3,8 @@
 A provider announces what it sells: its GPUs (UUID, model, memory, compute capability, MIG,
 driver and CUDA versions, health), which of them are busy with jobs, its price per GPU-second,
 the collateral it puts up per contract, its stake (as claimed: matching asks the ledger when it
-can), the executors it offers, and a validity window. The provider signs
+can), the executors it offers, the resource limits one job may ask for (CPU, memory, processes,
+disk) and which of them its kernel enforces (:class:`OfferedLimits`), and a validity window. The provider signs
 ``sign_bytes(chain_id, "capacity", body)`` where ``body`` is the canonical encoding of every field
 but the signature, so an announcement is bound to one chain and cannot pass for another message.
 
@@ -20,6 +21,7 @@ import itertools
 from dataclasses import dataclass
 
 from gpu.model import GpuDevice
+from protocol.contracts import LIMIT_NAMES
 from protocol.crypto import PUBLIC_KEY_LEN, SIGNATURE_LEN, PrivateKey, verify
 from protocol.encoding import Record, encode, sign_bytes
 from protocol.market.errors import (
@@ -54,6 +56,38 @@ def _check(condition: bool, message: str) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class OfferedLimits(Record):
+    """What one job may ask of this provider besides its GPUs, and which limits hold.
+
+    The four amounts are the largest limits the provider sells to one job (a job's ``[limits]``
+    must fit under each): ``cpu_millicores`` (1000 = one core), ``memory_bytes``, ``processes``
+    and ``disk_bytes``. They are ceilings, not reservations: GPUs are what a job holds alone.
+    ``enforced``: the limit kinds the provider's kernel enforces (``cpu``, ``disk``, ``memory``,
+    ``processes``, ascending). ``sandboxed``: jobs are isolated from the host; False only for the
+    development executor, which runs jobs with whatever limits the host can enforce and says so.
+    A sandboxed provider never sells a job a limit it cannot enforce.
+    """
+
+    cpu_millicores: int
+    memory_bytes: int
+    processes: int
+    disk_bytes: int
+    enforced: tuple[str, ...]
+    sandboxed: bool
+
+    def __post_init__(self) -> None:
+        for name in ("cpu_millicores", "memory_bytes", "processes", "disk_bytes"):
+            value = getattr(self, name)
+            _check(0 <= value <= _INT63_MAX, f"limits.{name}: between 0 and 2^63-1")
+        _check(_strictly_ascending(self.enforced), "limits.enforced: ascending, each once")
+        _check(set(self.enforced) <= set(LIMIT_NAMES), f"limits.enforced: among {', '.join(LIMIT_NAMES)}")
+
+    def unenforced(self) -> tuple[str, ...]:
+        """The limit kinds this provider cannot enforce (any on a sandboxed provider is a bug)."""
+        return tuple(kind for kind in LIMIT_NAMES if kind not in self.enforced)
+
+
+@dataclass(frozen=True, slots=True)
 class CapacityAnnouncement(Record):
     """One provider's signed offer of capacity. Validates its fields when built; the signature
     is checked by :func:`verify_announcement`."""
@@ -74,6 +108,8 @@ class CapacityAnnouncement(Record):
     stake: int
     #: Executor names (``bubblewrap``, ``docker``, ...), ascending.
     executors: tuple[str, ...]
+    #: What one job may ask for besides GPUs, and which limits the provider enforces.
+    limits: OfferedLimits
     issued_at_ms: int
     expires_at_ms: int
     signature: bytes
@@ -146,6 +182,7 @@ def sign_announcement(
     collateral: int,
     stake: int,
     executors: tuple[str, ...],
+    limits: OfferedLimits,
     issued_at_ms: int,
     expires_at_ms: int,
 ) -> CapacityAnnouncement:
@@ -161,6 +198,7 @@ def sign_announcement(
         collateral=collateral,
         stake=stake,
         executors=tuple(sorted(executors)),
+        limits=limits,
         issued_at_ms=issued_at_ms,
         expires_at_ms=expires_at_ms,
         signature=bytes(SIGNATURE_LEN),

@@ -1,12 +1,20 @@
-"""Result delivery, ``/dcent/result/1.0.0``: the provider's outputs and signed usage receipt, and
+"""Result delivery, ``/dcent/result/2.0.0``: the provider's outputs and signed usage receipt, and
 the requester's countersignature.
 
-One delivery is one stream, provider to requester::
+One delivery is one stream, provider to requester, header first::
 
     provider                                            requester
-    ResultDelivery(receipt, provider_sig, files, logs) ->
+    DeliveryHeader(contract_hash, size)              ->
+                                                     <- DeliveryReady(contract_hash, max_bytes)
+                                                        or Refusal(code, message), then reset
+    ResultDelivery(receipt, provider_sig, files, logs) ->   (one frame of exactly ``size`` bytes)
                                                      <- DeliveryAck(contract hash, requester_sig)
                                                         or Refusal(code, message)
+
+The header lets the requester refuse before it reads a byte of the body: a delivery for no open
+contract of its own, from another peer than the contract's provider, or larger than
+:func:`delivery_limit` of the job's output limit. (Version 1 sent the body at once, so a stranger
+could make a node read a quarter of a gigabyte before anything was checked.)
 
 The requester countersigns only what it can check itself: the receipt is for this contract and
 chain, signed by the contract's provider, within the contract's GPU-seconds (the receipt meters
@@ -35,12 +43,25 @@ from protocol.market.errors import (
 )
 from protocol.market.messages import Refusal
 
-RESULT_PROTOCOL_ID = "/dcent/result/1.0.0"
+RESULT_PROTOCOL_ID = "/dcent/result/2.0.0"
 OUTPUT_LISTING_DOMAIN = "dcent/outputs/v1"
 MAX_OUTPUT_FILES = 4096
 MAX_OUTPUT_PATH_BYTES = 1024
 #: Logs travel capped as the executor capped them; this bounds what a peer may send regardless.
 MAX_LOG_BYTES = 4 * 1024 * 1024
+#: A delivery header or a ready answer is a few dozen bytes.
+MAX_DELIVERY_HEADER_BYTES = 256
+#: Encoding overhead of the delivery envelope and of each output file's entry (besides its path).
+_ENVELOPE_BYTES = 4096
+_PER_FILE_BYTES = 32
+_INT63_MAX = 2**63 - 1
+
+
+def delivery_limit(output_limit_bytes: int) -> int:
+    """The largest delivery frame a requester takes for a job allowed ``output_limit_bytes`` of
+    outputs: the outputs, both logs at their cap, and the encoding's overhead at the most files."""
+    files = MAX_OUTPUT_FILES * (MAX_OUTPUT_PATH_BYTES + _PER_FILE_BYTES)
+    return output_limit_bytes + 2 * MAX_LOG_BYTES + files + _ENVELOPE_BYTES
 
 
 def output_listing_hash(files: Mapping[str, bytes]) -> bytes:
@@ -114,6 +135,30 @@ class DeliveryAck(Record):
         _check(len(self.requester_sig) == SIGNATURE_LEN, "ack.requester_sig: a 64-byte signature")
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryHeader(Record):
+    """The first frame of a delivery: whose contract, and the size of the delivery frame."""
+
+    contract_hash: bytes
+    size: int
+
+    def __post_init__(self) -> None:
+        _check(len(self.contract_hash) == HASH_LEN, "header.contract_hash: a 32-byte hash")
+        _check(0 < self.size <= _INT63_MAX, "header.size: a positive frame size")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReady(Record):
+    """The requester takes the delivery the header announced, up to ``max_bytes``."""
+
+    contract_hash: bytes
+    max_bytes: int
+
+    def __post_init__(self) -> None:
+        _check(len(self.contract_hash) == HASH_LEN, "ready.contract_hash: a 32-byte hash")
+        _check(0 < self.max_bytes <= _INT63_MAX, "ready.max_bytes: positive")
+
+
 def check_delivery(terms: ContractTerms, delivery: ResultDelivery, *, output_limit_bytes: int) -> None:
     """Would the requester of ``terms`` countersign ``delivery``? Raises a
     :class:`~protocol.market.errors.DeliveryRejected` subclass naming what is wrong."""
@@ -134,11 +179,16 @@ def check_delivery(terms: ContractTerms, delivery: ResultDelivery, *, output_lim
         raise OutputHashMismatch("delivery.files: they do not hash to the receipt's output_hash")
 
 
-DeliveryAnswer = DeliveryAck | Refusal
+DeliveryAnswer = DeliveryAck | DeliveryReady | Refusal
+_ANSWER_TAGS: dict[str, type[DeliveryAck] | type[DeliveryReady] | type[Refusal]] = {
+    "ack": DeliveryAck,
+    "ready": DeliveryReady,
+    "refusal": Refusal,
+}
 
 
 def encode_answer(answer: DeliveryAnswer) -> bytes:
-    tag = "ack" if isinstance(answer, DeliveryAck) else "refusal"
+    tag = next(tag for tag, cls in _ANSWER_TAGS.items() if isinstance(answer, cls))
     return encode({"body": answer.to_wire(), "type": tag})
 
 
@@ -148,15 +198,26 @@ def decode_answer(data: bytes) -> DeliveryAnswer:
         value = decode(data)
         if type(value) is not dict or set(value) != {"body", "type"}:
             raise MalformedMessage("a delivery answer is a map of body and type")
-        if value["type"] == "ack":
-            return DeliveryAck.from_wire(value["body"])
-        if value["type"] == "refusal":
-            return Refusal.from_wire(value["body"])
-        raise MalformedMessage("unknown delivery answer type")
+        cls = _ANSWER_TAGS.get(value["type"]) if type(value["type"]) is str else None
+        if cls is None:
+            raise MalformedMessage("unknown delivery answer type")
+        answer = cls.from_wire(value["body"])
+        assert isinstance(answer, DeliveryAck | DeliveryReady | Refusal)
+        return answer
     except MalformedMessage:
         raise
     except DecodeError as exc:
         raise MalformedMessage(f"malformed delivery answer: {exc.message}") from None
+
+
+def decode_header(data: bytes) -> DeliveryHeader:
+    """Decode a delivery header. Raises :class:`MalformedMessage` only."""
+    try:
+        return DeliveryHeader.decode(data)
+    except MalformedMessage:
+        raise
+    except DecodeError as exc:
+        raise MalformedMessage(f"malformed delivery header: {exc.message}") from None
 
 
 def decode_delivery(data: bytes) -> ResultDelivery:
@@ -200,3 +261,40 @@ class JobStarted(Record):
         return self.contract_hash == terms.contract_hash() and verify(
             terms.provider, self.provider_sig, self.signed_bytes(terms.chain_id, self.contract_hash)
         )
+
+
+# --- live output ------------------------------------------------------------------------------
+LOG_PROTOCOL_ID = "/dcent/joblog/1.0.0"
+#: One frame of live output carries at most this much of each stream.
+MAX_LIVE_CHUNK_BYTES = 64 * 1024
+MAX_LIVE_FRAME_BYTES = 2 * MAX_LIVE_CHUNK_BYTES + 256
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutput(Record):
+    """What a running job printed since the last frame, streamed by its provider to its
+    requester on ``/dcent/joblog/1.0.0`` as it prints (one stream per job, frames in order).
+    Informational, like :class:`JobStarted`: the delivery carries the complete capped logs, and
+    nothing is paid on these."""
+
+    contract_hash: bytes
+    stdout: bytes
+    stderr: bytes
+
+    def __post_init__(self) -> None:
+        _check(len(self.contract_hash) == HASH_LEN, "output.contract_hash: a 32-byte hash")
+        _check(
+            len(self.stdout) <= MAX_LIVE_CHUNK_BYTES and len(self.stderr) <= MAX_LIVE_CHUNK_BYTES,
+            f"output: at most {MAX_LIVE_CHUNK_BYTES} bytes of each stream per frame",
+        )
+        _check(bool(self.stdout or self.stderr), "output: a frame carries some output")
+
+
+def decode_output(data: bytes) -> JobOutput:
+    """Decode one live-output frame. Raises :class:`MalformedMessage` only."""
+    try:
+        return JobOutput.decode(data)
+    except MalformedMessage:
+        raise
+    except DecodeError as exc:
+        raise MalformedMessage(f"malformed job output: {exc.message}") from None

@@ -171,6 +171,19 @@ class DeadlineTooSoon(RequestNotServed):
     code = 4044
 
 
+class LimitsNotOffered(RequestNotServed):
+    """The job's resource limits exceed what the provider sells one job, or ask for a limit its
+    kernel cannot enforce (a sandboxed provider never pretends to)."""
+
+    code = 4045
+
+
+class ProviderNotReady(RequestNotServed):
+    """The provider's sandbox has not passed its self-test: it sells nothing until it does."""
+
+    code = 4046
+
+
 # --- requester-side outcomes ----------------------------------------------------------------
 class NegotiationFailed(MarketError):
     """Why a negotiation ended without a contract, as recorded in its failure."""

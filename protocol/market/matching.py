@@ -7,8 +7,9 @@ capability and CUDA version. An unknown value (``-1``, ``0``) never meets a requ
 meets the absence of one.
 
 A provider matches when its announcement is current, it offers an executor that can run the job,
-its price is within the job's maximum, its stake is at least the minimum, and it has enough such
-GPUs. Offers are ranked by price ascending, then stake descending, then provider key (so the
+its price is within the job's maximum, its stake is at least the minimum, the job's resource
+limits fit under what it sells one job and its kernel enforces each of them
+(:func:`limits_refusal`), and it has enough such GPUs. Offers are ranked by price ascending, then stake descending, then provider key (so the
 order is total and the same on every node). Simulated GPUs match like real ones; the offer says
 so, so that a user or a policy can tell.
 """
@@ -20,8 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from gpu.model import GpuDevice
-from protocol.market.capacity import CapacityAnnouncement
-from protocol.market.jobspec import JobSpec, Resources
+from protocol.market.capacity import CapacityAnnouncement, OfferedLimits
+from protocol.market.jobspec import JobSpec, Limits, Resources
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,8 @@ class Offer:
     eligible_gpu_uuids: tuple[str, ...]
     #: Some chosen unit is simulated: there is no such hardware (a testnet provider).
     simulated: bool
+    #: Limits the job asks for that this (unsandboxed, development) provider cannot enforce.
+    unenforced_limits: tuple[str, ...]
     #: The announcement this offer was read from.
     sequence: int
     expires_at_ms: int
@@ -68,6 +71,28 @@ def device_meets(resources: Resources, device: GpuDevice) -> bool:
     ):
         return False
     return not (resources.min_cuda_version > 0 and device.cuda_version < resources.min_cuda_version)
+
+
+def limits_refusal(limits: Limits, offered: OfferedLimits) -> str | None:
+    """Why a job with ``limits`` cannot run under ``offered``, or None when it can.
+
+    Each amount must fit under the provider's ceiling, and a sandboxed provider must enforce every
+    kind (a job's spec always sets all four). An unsandboxed development provider runs the job
+    with the kinds it can enforce; :attr:`Offer.unenforced_limits` lists the others.
+    """
+    asked = (
+        ("cpu", limits.cpu_millicores, offered.cpu_millicores),
+        ("memory", limits.memory_bytes, offered.memory_bytes),
+        ("processes", limits.processes, offered.processes),
+        ("disk", limits.disk_bytes, offered.disk_bytes),
+    )
+    over = [f"{kind} {want} > {most}" for kind, want, most in asked if want > most]
+    if over:
+        return "the job's limits exceed what this provider sells one job: " + ", ".join(over)
+    unenforced = offered.unenforced()
+    if offered.sandboxed and unenforced:
+        return f"this provider cannot enforce the job's {', '.join(unenforced)} limit(s)"
+    return None
 
 
 def eligible_gpus(spec: JobSpec, devices: Iterable[GpuDevice]) -> tuple[GpuDevice, ...]:
@@ -101,6 +126,8 @@ def offer_for(
         return None
     if spec.executors.isdisjoint(ann.executors):
         return None
+    if limits_refusal(spec.limits, ann.limits) is not None:
+        return None
     eligible = eligible_gpus(spec, ann.free_gpus())
     count = spec.resources.gpu_count
     if len(eligible) < count:
@@ -117,6 +144,7 @@ def offer_for(
         # (the provider's last one may predate a job ending), the hardware does not.
         eligible_gpu_uuids=tuple(device.uuid for device in eligible_gpus(spec, ann.gpus)),
         simulated=any(device.simulated for device in chosen),
+        unenforced_limits=ann.limits.unenforced(),
         sequence=ann.sequence,
         expires_at_ms=ann.expires_at_ms,
     )

@@ -31,6 +31,7 @@ from gpu.model import GpuDevice
 from protocol.contracts import ContractFormatError, ContractTerms, SignedContract
 from protocol.crypto import PrivateKey
 from protocol.errors import ProtocolError
+from protocol.market.capacity import OfferedLimits
 from protocol.market.errors import (
     ContractMismatch,
     DeadlineTooSoon,
@@ -38,18 +39,20 @@ from protocol.market.errors import (
     ForgedContractSignature,
     ForgedQuote,
     InvalidMessage,
+    LimitsNotOffered,
     MarketError,
     NegotiationAbandoned,
     NegotiationTimedOut,
     NoMatchingGpus,
     OutOfOrderEvent,
     PriceBelowAsk,
+    ProviderNotReady,
     QuoteExpired,
     QuoteMismatch,
     WrongChain,
 )
 from protocol.market.jobspec import JobSpec
-from protocol.market.matching import Offer, select_gpus
+from protocol.market.matching import Offer, limits_refusal, select_gpus
 from protocol.market.messages import (
     MIN_NONCE_LEN,
     ContractAccepted,
@@ -334,7 +337,9 @@ class RequesterNegotiation:
 
 @dataclass(frozen=True, slots=True)
 class ProviderPolicy:
-    """What a provider sells at: its key, chain, ask, collateral per contract, executors."""
+    """What a provider sells at: its key, chain, ask, collateral per contract, executors, and the
+    limits one job may ask for. ``limits`` is None while the provider's sandbox has not passed its
+    self-test: it then refuses every request (:class:`ProviderNotReady`)."""
 
     key: PrivateKey
     chain_id: str
@@ -342,6 +347,7 @@ class ProviderPolicy:
     collateral: int
     executors: frozenset[str]
     quote_validity_ms: int = DEFAULT_QUOTE_VALIDITY_MS
+    limits: OfferedLimits | None = None
 
 
 class ProviderState(enum.Enum):
@@ -430,8 +436,9 @@ class ProviderNegotiation:
         deadline that leaves time to run the job and settle.
 
         A refusal carries the code of :class:`WrongChain`, :class:`InvalidMessage`,
-        :class:`ExecutorNotOffered`, :class:`PriceBelowAsk`, :class:`DeadlineTooSoon`,
-        :class:`NoMatchingGpus` or :class:`~protocol.contracts.ContractFormatError`.
+        :class:`ProviderNotReady`, :class:`ExecutorNotOffered`, :class:`LimitsNotOffered`,
+        :class:`PriceBelowAsk`, :class:`DeadlineTooSoon`, :class:`NoMatchingGpus` or
+        :class:`~protocol.contracts.ContractFormatError`.
         """
         self._require(ProviderEvent.SEND_QUOTE, ProviderEvent.REFUSE_REQUEST)
         self.request = request
@@ -455,11 +462,18 @@ class ProviderNegotiation:
             )
         if request.requester == policy.key.public_key.raw:
             raise InvalidMessage("quote_request.requester: a provider does not contract with itself")
+        if policy.limits is None:
+            raise ProviderNotReady(
+                "this provider's sandbox has not passed its self-test; it sells nothing now"
+            )
         if spec.executors.isdisjoint(policy.executors):
             raise ExecutorNotOffered(
                 f"the job needs one of {', '.join(sorted(spec.executors))}; "
                 f"this provider offers {', '.join(sorted(policy.executors))}"
             )
+        refusal = limits_refusal(spec.limits, policy.limits)
+        if refusal is not None:
+            raise LimitsNotOffered(refusal)
         if spec.max_price_per_gpu_second < policy.price_per_gpu_second:
             raise PriceBelowAsk(
                 f"the job pays at most {spec.max_price_per_gpu_second} per GPU-second, "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import os
 import shutil
 import sys
@@ -13,6 +15,7 @@ import pytest
 from node.executor.base import Executor
 from node.executor.bubblewrap import BubblewrapExecutor
 from node.executor.limits import LimitKind
+from node.executor.selftest import SelfTestReport, self_test_here
 from tests.waiting import wait_until  # noqa: F401  (re-exported for the executor tests)
 
 T = TypeVar("T")
@@ -41,6 +44,15 @@ def bubblewrap_executor_or_skip() -> BubblewrapExecutor:
     if not availability:
         _missing(availability.reason)
     return executor
+
+
+@functools.cache
+def host_sandbox_verdict() -> SelfTestReport:
+    """The bubblewrap self-test on this host (run once per test process): what a node with the
+    default executor concludes here, so tests can expect the same. Runs in a thread of its own,
+    so async tests can ask too (it runs its own trio loop)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(self_test_here, "bubblewrap").result()
 
 
 def _missing(reason: str) -> None:

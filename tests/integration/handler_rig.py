@@ -30,15 +30,15 @@ from node.blobs.store import BlobStore
 from node.executor.select import select_executor
 from node.market.records import REQUESTER, JobRecord, JobState
 from node.market.requester import STATUS_FRAME_BYTES
-from node.market.service import MAX_DELIVERY_BYTES, MarketService
+from node.market.service import MarketService
 from node.market.txlane import TxLane
 from node.p2p.errors import P2PError, StreamResetError
 from node.p2p.framing import Stream
+from node.p2p.guard import GuardSettings, RateLimit
 from node.p2p.interface import GossipMessage
 from node.p2p.memory import MemoryHost, MemoryNetwork, pipe_pair
 from node.services.capacity import CapacityService
 from node.services.consensus_driver import (
-    MAX_SYNC_RESPONSE,
     PROPOSAL_PROTOCOL,
     SYNC_PROTOCOL,
     SYNC_PUSH_PROTOCOL,
@@ -54,7 +54,13 @@ from protocol.consensus.effects import ConsensusConfig
 from protocol.consensus.ledger_app import LedgerApp
 from protocol.errors import ProtocolError
 from protocol.ledger.genesis import genesis_state
-from protocol.market.delivery import RESULT_PROTOCOL_ID, STATUS_PROTOCOL_ID
+from protocol.market.delivery import (
+    LOG_PROTOCOL_ID,
+    MAX_DELIVERY_HEADER_BYTES,
+    MAX_LIVE_FRAME_BYTES,
+    RESULT_PROTOCOL_ID,
+    STATUS_PROTOCOL_ID,
+)
 from protocol.market.messages import MARKET_PROTOCOL_ID
 from protocol.market.messages import MAX_MESSAGE_BYTES as MARKET_MAX_BYTES
 from tests import wire_samples as samples
@@ -67,15 +73,19 @@ BLOCK_MS_FLOOR = 60_000
 StreamHandler = Callable[[Stream], Awaitable[None]]
 
 
+#: The largest delivery frame a node read before issue 18 (256 MiB of outputs, 8 MiB of logs,
+#: 1 MiB more); bounded reads only lower it.
+MAX_DELIVERY_BYTES = 265 * 2**20
 #: The largest frame each protocol's handler reads (what "over the limit" means for the fuzzer).
 FRAME_LIMITS = {
     PROPOSAL_PROTOCOL: CONSENSUS_MAX_BYTES,
-    SYNC_PUSH_PROTOCOL: MAX_SYNC_RESPONSE,
+    SYNC_PUSH_PROTOCOL: CONSENSUS_MAX_BYTES,
     SYNC_PROTOCOL: 1024,
     TX_PROTOCOL: MAX_TX_BATCH_BYTES,
     MARKET_PROTOCOL_ID: MARKET_MAX_BYTES,
-    RESULT_PROTOCOL_ID: MAX_DELIVERY_BYTES,
+    RESULT_PROTOCOL_ID: MAX_DELIVERY_HEADER_BYTES,  # the header; the body's limit is the contract's
     STATUS_PROTOCOL_ID: STATUS_FRAME_BYTES,
+    LOG_PROTOCOL_ID: MAX_LIVE_FRAME_BYTES,
     BLOB_PROTOCOL_ID: MAX_REQUEST_BYTES,
 }
 
@@ -99,22 +109,21 @@ class Rig:
         return {protocol: (handler, FRAME_LIMITS[protocol]) for protocol, handler in registered.items()}
 
     async def gossip(self, topic: str, data: bytes) -> None:
-        """A gossip message from ``PEER`` on ``topic``, handled as the host would deliver it."""
-        if topic == "capacity":
-            send, receive = trio.open_memory_channel[GossipMessage](1)
-            send.send_nowait(GossipMessage(self.capacity.topic, data, PEER))
-            send.close()
-            await self.capacity._receive(receive)
-        else:
-            await self.driver._accept(data, PEER)
+        """A gossip message from ``PEER`` on ``topic``, handled as the host would deliver it:
+        the topic's validator first, then, if it accepts, the subscribers."""
+        name = self.capacity.topic if topic == "capacity" else self.driver.topic
+        message = GossipMessage(name, data, PEER, forwarder=PEER)
+        if self.host._accepts(message):
+            self.host._deliver(message)
         await self.settle()
 
     async def settle(self) -> None:
         """Wait until the consensus driver's task has stepped through everything queued for it
         (a failure there ends the rig's nursery, and with it the test)."""
-        while self.driver._inbox.statistics().current_buffer_used:
+        with trio.fail_after(30):  # a stuck driver fails the test instead of hanging it
+            while self.driver._inbox.statistics().current_buffer_used:
+                await trio.sleep(0.001)
             await trio.sleep(0.001)
-        await trio.sleep(0.001)
 
 
 #: Each gossip topic, and the decoder target whose inputs are gossiped on it.
@@ -129,8 +138,9 @@ STREAM_PROTOCOLS = {
     "/dcent/sync/1.0.0": "sync request",
     "/dcent/tx/1.0.0": "transaction batch",
     "/dcent/market/1.0.0": "market message",
-    "/dcent/result/1.0.0": "result delivery",
+    "/dcent/result/2.0.0": "delivery header",
     "/dcent/jobstatus/1.0.0": "job started",
+    "/dcent/joblog/1.0.0": "job output",
     "/dcent/blob/1.0.0": "blob request",
 }
 
@@ -228,7 +238,11 @@ async def _services(root: Path, nursery: trio.Nursery) -> AsyncIterator[Rig]:
     await trio.to_thread.run_sync(store.bind_chain, doc.chain_id, doc.genesis_hash())
     mempool = Mempool()
     app = LedgerApp(genesis_state(doc), genesis_hash=doc.genesis_hash(), tx_source=lambda: mempool.reap(100))
-    host = MemoryNetwork().create_host(samples.NODE_SEED)
+    # The fuzzing peer is never banned nor rate limited, so every input reaches the handlers.
+    unlimited = RateLimit(per_second=1e9, burst=1e9)
+    host = MemoryNetwork().create_host(
+        samples.NODE_SEED, guard=GuardSettings(ban_threshold=1e18, streams=unlimited, gossip=unlimited)
+    )
     await nursery.start(host.run)
     now = lambda: samples.NOW_MS  # noqa: E731 - the sample messages' "now"
     driver = ConsensusDriver(

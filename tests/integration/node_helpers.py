@@ -21,6 +21,7 @@ from protocol.crypto import PrivateKey
 from protocol.ledger.genesis import Genesis, dev_genesis
 from protocol.ledger.params import Params
 from protocol.units import DCT
+from tests.integration.executor_helpers import host_sandbox_verdict
 from tests.waiting import wait_until  # noqa: F401  (re-exported for the node tests)
 
 CHAIN_ID = "dcent-itest"
@@ -68,7 +69,14 @@ def make_home(root: Path, index: int, genesis: Genesis) -> HomePaths:
 
 
 def node_config(index: int, bootstrap: tuple[str, ...] = (), **market: object) -> NodeConfig:
-    """A fast-blocks config; ``market`` overrides :class:`MarketConfig` fields."""
+    """A fast-blocks config; ``market`` overrides :class:`MarketConfig` fields.
+
+    The executor is bubblewrap where its self-test passes on this host, else the unsandboxed
+    one, as ``testnet up --executor auto`` chooses: a node sells only through an executor that
+    works, and the tests of gossip and capacity must not depend on the host's sandbox. Tests of
+    the sandbox itself skip (or fail under CI=true) where bubblewrap cannot run.
+    """
+    executor = "bubblewrap" if host_sandbox_verdict().ok else "subprocess"
     return NodeConfig(
         moniker=f"node{index}",
         p2p=P2PConfig(listen="/ip4/127.0.0.1/tcp/0", bootstrap=bootstrap),
@@ -76,7 +84,8 @@ def node_config(index: int, bootstrap: tuple[str, ...] = (), **market: object) -
         consensus=dataclasses.replace(FAST),
         market=dataclasses.replace(
             MarketConfig(
-                executor="bubblewrap",
+                executor=executor,
+                allow_unsandboxed=executor == "subprocess",
                 simulated_gpus="1xH100-80GB",
                 announce_interval_s=1,
                 announce_ttl_s=3,

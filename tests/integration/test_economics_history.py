@@ -4,8 +4,8 @@ consensus, JSON-RPC), and the history checked block by block against the ledger 
 The network carries transfers, a stake and an unstake, a governance deposit, a contract settled
 with both signatures and one claimed and finalized after its window. Then the test replays the
 stored blocks from genesis with ``apply_block`` and compares every block's recorded figures with
-the replayed ledger's totals and block results, and the GPU-seconds with what the ledger credited
-to the provider's epoch work; both nodes recorded the same history. Finally a node restarted
+the replayed ledger's totals and block results, and the recorded pay with the protocol fee the
+ledger credited to the provider's epoch work; both nodes recorded the same history. Finally a node restarted
 on a database that lost part of its records (one written before they existed) fills them in again.
 """
 
@@ -23,10 +23,12 @@ from node.cli.economics_node import dct_text, pct_text
 from node.cli.main import main
 from node.daemon import Node
 from node.rpc.client import RpcClient
+from node.rpc.errors import RpcCallError
 from protocol.consensus.ledger_app import block_context
 from protocol.consensus.messages import Block
 from protocol.contracts import OUTCOME_COMPLETED, ContractTerms, SignedContract, UsageReceipt
 from protocol.crypto import PrivateKey
+from protocol.economics import mul_ratio
 from protocol.ledger.block import apply_block
 from protocol.ledger.genesis import genesis_state
 from protocol.ledger.state import LedgerState
@@ -165,8 +167,11 @@ def replay_and_compare(net: LocalNet, node: Node, records: list[dict[str, Any]])
         }
         assert {key: record[key] for key in expected} == expected, f"block {state.height}"
         assert int(record["supply"]) == v["genesis_supply"] + v["minted"] - v["burned"]
-        if not result.provider_rewards:  # an epoch payout clears the epoch's work
-            assert record["gpu_seconds"] == epoch_work(state) - work_before, f"block {state.height}"
+        if not result.provider_rewards and record["settlements"] <= 1:
+            # The ledger credits each settlement's burned protocol fee to its provider's epoch
+            # work (an epoch payout clears it): the record's pay must burn exactly that.
+            burned_fee = mul_ratio(int(record["paid"]), state.params.protocol_fee_share)
+            assert epoch_work(state) - work_before == burned_fee, f"block {state.height}"
 
 
 async def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -250,6 +255,12 @@ async def test_history_agrees_with_the_ledger_block_by_block_and_the_cli_shows_i
 
         code, out, err = await cli(capsys, "history", "--home", home, "--from", "9", "--to", "3")
         assert code == 1 and "error" in err
+        # Heights beyond 64 bits are the caller's mistake (-32602), not a crash in SQLite.
+        with pytest.raises(RpcCallError) as refused:
+            await rpc(first, "economics_history", from_height=2**70)
+        assert refused.value.code == -32602
+        beyond = await rpc(first, "economics_history", from_height=2**63 - 1)
+        assert beyond["records"] == [] and beyond["next"] is None
 
     # A database whose records stop part-way (written before they existed) is filled in at start.
     with trio.fail_after(DEADLINE_S):

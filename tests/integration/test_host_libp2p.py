@@ -290,3 +290,33 @@ async def test_publish_to_a_hung_peer_reports_backpressure_instead_of_dropping(n
             await publisher.publish(topic, bytes(200_000))
     await publisher.close()
     await hung.close()
+
+
+async def test_a_restarted_publisher_is_heard_after_publishing_many_messages(nursery: trio.Nursery) -> None:
+    """py-libp2p numbers a key's messages from int(time.time()) at start + 1 each: after 400
+    messages in a few seconds and a restart, the new numbers were ones the receiver had seen,
+    and it dropped the restarted node's messages as duplicates (issue 18, item 6)."""
+    gossip = GossipParams(max_messages_per_topic_per_second=2000)
+    receiver = P2PHost(config("steady", gossip=gossip))
+    await nursery.start(receiver.run)
+    topic = "dcent/test/restart"
+    inbox = await receiver.subscribe(topic)
+
+    async def run_publisher(count: int, prefix: str) -> P2PHost:
+        publisher = P2PHost(config("restarter", gossip=gossip, bootstrap=tuple(receiver.listen_addrs)))
+        await nursery.start(publisher.run)
+        await publisher.subscribe(topic)
+        await wait_until(lambda: publisher.topic_peers(topic) == [receiver.peer_id], what="mesh formed")
+        for index in range(count):
+            await publisher.publish(topic, f"{prefix} {index}".encode())
+        with trio.fail_after(DEADLINE_S):
+            received = [(await inbox.receive()).data for _ in range(count)]
+        assert received == [f"{prefix} {index}".encode() for index in range(count)]
+        return publisher
+
+    first = await run_publisher(400, "before")
+    await first.close()
+    await wait_until(lambda: receiver.peers() == [], what="the receiver saw the publisher go")
+    second = await run_publisher(20, "after")  # same key, new process state
+    await second.close()
+    await receiver.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from pathlib import Path
 
 import trio
@@ -10,6 +11,7 @@ import trio
 from node.services.capacity import capacity_topic
 from node.services.consensus_driver import SYNC_BATCH, consensus_topic
 from node.services.consensus_wire import encode_message
+from node.store import ChainStore
 from protocol.consensus.messages import CommitCertificate, sign_vote
 from protocol.crypto import PrivateKey
 from protocol.ledger.tx import Transfer, sign_tx
@@ -110,6 +112,25 @@ async def test_a_stopped_node_restarts_from_its_store_and_catches_up(tmp_path: P
                 await node.wait_for_height(target)
             assert _same_state_at([*nodes[:3], restarted], target)
             nursery.cancel_scope.cancel()
+
+
+async def test_a_cancelled_node_closes_its_database(tmp_path: Path) -> None:
+    def closed(store: ChainStore) -> bool:
+        try:
+            store.head()
+        except sqlite3.ProgrammingError:  # "Cannot operate on a closed database"
+            return True
+        return False
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            net = LocalNet(nursery, tmp_path, validators=1)
+            node = await net.start(0)
+            await node.wait_for_height(1)
+            store = node.store
+            assert store is not None and not closed(store)
+            net.stop(0)
+            await wait_until(lambda: closed(store), what="the stopped node closed its database")
 
 
 async def test_a_node_joining_late_syncs_from_genesis(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from node.rpc.errors import RpcCallError
 from protocol.crypto import PrivateKey
 from protocol.ledger.tx import GovPropose, GovVote, Transfer, sign_tx
 from protocol.units import DCT
+from tests.integration.executor_helpers import host_sandbox_verdict
 from tests.integration.node_helpers import CHAIN_ID, FAUCET, make_genesis, make_home, node_config
 from tests.rpc_contract import CONTRACT_METHODS
 
@@ -87,7 +88,12 @@ async def _run_node(
 @pytest.fixture
 async def running(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[RunningNode]:
     paths = make_home(tmp_path, 0, make_genesis(1))
-    config = dataclasses.replace(node_config(0), rpc=RpcConfig(port=0), metrics_addr="127.0.0.1:0")
+    # bubblewrap whatever this host allows: the node's own verdict on it is part of what is tested.
+    config = dataclasses.replace(
+        node_config(0, executor="bubblewrap", allow_unsandboxed=False),
+        rpc=RpcConfig(port=0),
+        metrics_addr="127.0.0.1:0",
+    )
     node = Node(paths, config)
     stopped = trio.Event()
     with trio.fail_after(DEADLINE_S):
@@ -141,6 +147,7 @@ async def test_node_info_net_peers_and_gpus(running: RunningNode) -> None:
         "simulated_gpus",
         "executor",
         "rpc_url",
+        "provider",
     }
     assert info["moniker"] == "node0" and info["chain_id"] == CHAIN_ID
     assert info["peer_id"] == node.host.peer_id and info["listen_addrs"] == node.host.listen_addrs
@@ -151,6 +158,20 @@ async def test_node_info_net_peers_and_gpus(running: RunningNode) -> None:
     assert (info["gpus"], info["simulated_gpus"], info["executor"]) == (1, True, "bubblewrap")
     assert info["rpc_url"] == running.url
     assert peers == []  # alone on its chain
+    # It sells exactly when its sandbox passes its self-test here, and then under every limit;
+    # where it cannot (a chroot, AppArmor), it says why and the fix.
+    provider = info["provider"]
+    here = host_sandbox_verdict()
+    if here.ok:
+        assert provider["selling"] is True and provider["sandboxed"] is True, provider
+        assert provider["limits_enforced"] == ["cpu", "disk", "memory", "processes"]
+        assert provider["summary"].startswith("bubblewrap sandbox ok")
+    else:
+        assert provider["selling"] is False and provider["fix"] == here.fix, provider
+        assert provider["summary"].startswith("bubblewrap cannot run jobs here")
+    with trio.fail_after(DEADLINE_S):
+        status = await running.call("node_status")
+    assert status["provider"] == provider and status["executor"] == "bubblewrap"
 
     # Exactly what `dcent gpu list --simulate 1xH100-80GB --json` prints for this node's GPUs.
     label = node.validator_key.address.raw.hex()[:12]
@@ -162,6 +183,9 @@ async def test_market_capacity_lists_this_nodes_own_announcement(running: Runnin
     with trio.fail_after(DEADLINE_S):
         capacity = await running.call("market_capacity")
         gpus = await running.call("gpu_list")
+    if not host_sandbox_verdict().ok:
+        assert capacity == []  # a node that cannot sandbox jobs here announces nothing
+        return
     [entry] = capacity
     assert entry["provider"] == str(running.node.validator_key.address)
     assert entry["public_key"] == running.node.validator_key.public_key.raw.hex()
@@ -172,6 +196,9 @@ async def test_market_capacity_lists_this_nodes_own_announcement(running: Runnin
     assert _is_amount(entry["collateral"]) and entry["stake"] == str(100 * DCT)
     assert entry["executors"] == ["bubblewrap"]
     assert isinstance(entry["expires_at_ms"], int)
+    limits = entry["limits"]
+    assert limits["enforced"] == ["cpu", "disk", "memory", "processes"] and limits["sandboxed"] is True
+    assert limits["memory_bytes"] > 0 and limits["disk_bytes"] > 0
 
 
 async def test_chain_head_and_blocks(running: RunningNode) -> None:

@@ -31,6 +31,7 @@ from node.testnet.processes import is_alive, read_pid_file, stop_nodes
 from protocol.crypto import Address, PrivateKey
 from protocol.units import DCT
 from tests.e2e.framework import pick_base_port
+from tests.integration.executor_helpers import host_sandbox_verdict
 from tests.waiting import wait_until_blocking
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +44,8 @@ HANDLES_SIGTERM_WITH_7 = (
     "signal.pause()\n"
 )
 STATUS_KEYS = {
-    "index", "moniker", "height", "peers", "validator", "gpus", "rpc_url", "pid", "alive", "state", "restarts",
+    "index", "moniker", "height", "peers", "validator", "gpus", "selling", "sandbox", "rpc_url", "pid", "alive",
+    "state", "restarts", "multiaddr",
 }  # fmt: skip
 
 
@@ -116,7 +118,18 @@ def test_up_status_faucet_down_and_up_again(testnet_dir: Path) -> None:
         assert isinstance(node["height"], int) and node["height"] >= 1
         assert node["peers"] == 2
         assert node["validator"] is True
+        port = base_port + 10 * int(str(node["index"]))
+        assert str(node["multiaddr"]).startswith(f"/ip4/127.0.0.1/tcp/{port}/p2p/12D3KooW")
     assert [n["gpus"] for n in nodes] == [1, 0, 0]
+    # `up --executor auto`: bubblewrap where its self-test passes here, else the unsandboxed
+    # executor, said loudly; either way the provider sells, and the others sell nothing.
+    assert nodes[0]["selling"] is True and [n["selling"] for n in nodes[1:]] == [False, False]
+    if host_sandbox_verdict().ok:
+        assert str(nodes[0]["sandbox"]).startswith("bubblewrap sandbox ok")
+        assert "UNSANDBOXED" not in up.stdout + up.stderr
+    else:
+        assert "UNSANDBOXED" in str(nodes[0]["sandbox"])
+        assert "jobs on this testnet run UNSANDBOXED" in up.stderr and host_sandbox_verdict().fix in up.stderr
 
     env = (testnet_dir / "testnet.env").read_text()
     assert f"export DCENT_TESTNET_DIR={testnet_dir.resolve()}" in env

@@ -15,7 +15,7 @@ from protocol.crypto import PrivateKey
 from protocol.ledger.genesis import dev_genesis, genesis_state
 from protocol.ledger.params import Params
 from protocol.ledger.state import LedgerState
-from protocol.market.capacity import CapacityAnnouncement, sign_announcement
+from protocol.market.capacity import CapacityAnnouncement, OfferedLimits, sign_announcement
 from protocol.market.jobspec import JobSpec
 from protocol.market.matching import Offer, match
 from protocol.market.messages import ContractAccepted, ContractProposal, Quote, QuoteRequest, Refusal
@@ -28,6 +28,15 @@ NOW_MS = 1_700_000_000_000
 GIB = 2**30
 H100_NAME = "NVIDIA H100 80GB HBM3"
 MIN_FEE = 10
+#: A sandboxed provider that enforces every limit, with room for any default job.
+OFFERED_LIMITS = OfferedLimits(
+    cpu_millicores=16_000,
+    memory_bytes=64 * 2**30,
+    processes=65_536,
+    disk_bytes=512 * 2**30,
+    enforced=("cpu", "disk", "memory", "processes"),
+    sandboxed=True,
+)
 
 
 @functools.cache
@@ -92,6 +101,7 @@ def announce(
     collateral: int = 5_000,
     stake: int = 1_000_000,
     executors: tuple[str, ...] = ("bubblewrap",),
+    limits: OfferedLimits = OFFERED_LIMITS,
     busy: tuple[str, ...] = (),
     sequence: int = 1,
     issued_at_ms: int = NOW_MS,
@@ -112,6 +122,7 @@ def announce(
         collateral=collateral,
         stake=stake,
         executors=executors,
+        limits=limits,
         issued_at_ms=issued_at_ms,
         expires_at_ms=issued_at_ms + validity_ms,
     )
@@ -178,6 +189,7 @@ def provider_policy(label: str = PROVIDER, **overrides: Any) -> ProviderPolicy:
         "collateral": PROVIDER_COLLATERAL,
         "executors": frozenset({"bubblewrap"}),
         "quote_validity_ms": 30_000,
+        "limits": OFFERED_LIMITS,
     }
     settings.update(overrides)
     return ProviderPolicy(**settings)

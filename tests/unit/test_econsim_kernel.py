@@ -51,6 +51,8 @@ def spans(draw: st.DrawFn) -> tuple[int, int, int, list[int], Params, int]:
             st.just(params.inflation_min),
             st.just(params.inflation_max),
             st.integers(min_value=params.inflation_min, max_value=params.inflation_max),
+            # Outside the bounds: governance moved them past the current rate.
+            st.integers(min_value=0, max_value=DEC),
         )
     )
     equal = draw(st.booleans())
@@ -139,3 +141,41 @@ def test_zero_blocks_change_nothing() -> None:
         (0, 0),
     )
     assert result.supply == 10**6 and result.inflation == percent(10)
+
+
+@pytest.mark.parametrize(
+    ("inflation", "bonded_share", "powers"),
+    [
+        (percent(20), 30, "equal"),  # pinned at the maximum: the unrolled constant loop
+        (percent(13), 30, "equal"),  # moving up every block
+        (percent(13), 80, "equal"),  # moving down (above the goal)
+        (percent(13), 30, "unequal"),  # per-validator shares over arrays
+        (percent(13), 30, "huge"),  # weights too wide for 64-bit products: split in Python ints
+    ],
+)
+def test_a_long_real_scale_span_equals_the_per_block_functions(
+    inflation: int, bonded_share: int, powers: str
+) -> None:
+    """The stepped path (provisions in a tight loop, their split summed over int64 arrays)
+    against the per-block functions, over a day and a half of one-second blocks."""
+    params = Params(blocks_per_year=31_557_600)
+    supply = 100_000_000 * DCT
+    bonded = supply * bonded_share // 100
+    weights = {
+        "equal": [bonded // 4] * 4,
+        "unequal": [5 * (bonded // 10), 3 * (bonded // 10), 2 * (bonded // 10)],
+        "huge": [2**62 + 1, 3, 2**61 + 7],
+    }[powers]
+    blocks = 130_000
+    fast = kernel.span(supply, bonded, inflation, weights, params, blocks)
+    reference = kernel.span_by_functions(supply, bonded, inflation, weights, params, blocks)
+    assert fast.exact_by == "kernel"
+    assert dataclasses.replace(fast, exact_by="functions") == reference
+
+
+def test_a_provision_beyond_64_bits_is_stepped_by_the_functions_exactly() -> None:
+    params = Params(blocks_per_year=1, inflation_min=percent(50), inflation_max=percent(100))
+    supply = 2**80  # no ledger holds this; the kernel's arrays cannot either
+    result = kernel.span(supply, 0, percent(100), [1, 1], params, 5)
+    assert result.exact_by == "functions"
+    assert result == kernel.span_by_functions(supply, 0, percent(100), [1, 1], params, 5)

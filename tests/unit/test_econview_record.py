@@ -174,10 +174,8 @@ def test_status_figures_follow_the_ledger_and_the_window() -> None:
     )
     # 360 GPU-seconds = 0.1 GPU-hour for 3,600 paid: 36,000 per GPU-hour before the fee.
     assert status.price_per_gpu_hour == 36_000
-    issued = sum(r.issued for r in records)
-    income = (
-        3_600 - mul_ratio(3_600, params.protocol_fee_share) + mul_ratio(issued, params.provider_reward_share)
-    )
+    rewards = sum(r.provider_rewards for r in records)
+    income = 3_600 - mul_ratio(3_600, params.protocol_fee_share) + rewards
     assert status.provider_earnings_per_gpu_hour == income * 3_600 // 360
     empty = economics_status(state, [])
     assert empty.price_per_gpu_hour is None and empty.provider_earnings_per_gpu_hour is None

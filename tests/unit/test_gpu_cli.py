@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pynvml
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from gpu.nvml import no_gpu_notice
 from gpu.testing import GIB, FakeGpu, FakeMigDevice, FakeNvml
 from node.cli import gpu as gpu_cli
+from node.executor.selftest import SelfTestReport
 
 H100_UUID = "GPU-5d1a7f36-2c1b-4b1e-9d55-0c6f2c1e8a01"
 A100_UUID = "GPU-0b8c3e55-6f3d-47a1-8b1a-3f9e2d7c4b02"
@@ -24,6 +26,29 @@ def fresh_notice() -> Iterator[None]:
     no_gpu_notice.reset()
     yield
     no_gpu_notice.reset()
+
+
+#: What the executor's self-test says on a host whose AppArmor forbids user namespaces.
+APPARMOR = SelfTestReport(
+    False,
+    "bubblewrap",
+    "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns = 1)",
+    "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0",
+)
+
+
+@pytest.fixture(autouse=True)
+def sandbox(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Stand in for the executor's self-test (a real sandboxed job) in these unit tests."""
+    asked: list[str] = []
+
+    def fake(executor: str) -> SelfTestReport:
+        asked.append(executor)
+        return APPARMOR
+
+    monkeypatch.setattr(gpu_cli, "sandbox_check", fake)
+    monkeypatch.setenv("DCENT_HOME", "/nonexistent-dcent-home")
+    return asked
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -64,7 +89,12 @@ def test_text_lists_gpus_mig_devices_and_health(
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "driver 550.54.15, CUDA 12.4"
-    header, h100, a100, mig = lines[1:]
+    header, h100, a100, mig, sandbox_line = lines[1:]
+    assert sandbox_line == (
+        "sandbox: bubblewrap cannot run jobs here: AppArmor restricts unprivileged user namespaces "
+        "(kernel.apparmor_restrict_unprivileged_userns = 1). "
+        "Fix: sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"
+    )
     assert header.split()[:3] == ["ID", "UUID", "NAME"]
     assert h100.startswith("0 ") and H100_UUID in h100
     assert "UNHEALTHY: nvmlDeviceGetPowerUsage: GPU is lost" in h100
@@ -104,7 +134,8 @@ def test_no_gpus_text_is_one_plain_line(
     install(monkeypatch, FakeNvml(init_error=pynvml.NVML_ERROR_DRIVER_NOT_LOADED))
     code, out, _ = run_cli(["gpu", "list"], capsys)
     assert code == 0
-    assert out == "no GPUs: the NVIDIA driver is not loaded\n"
+    assert out.splitlines()[0] == "no GPUs: the NVIDIA driver is not loaded"
+    assert out.splitlines()[1].startswith("sandbox: bubblewrap cannot run jobs here: AppArmor")
 
 
 def test_no_gpus_json_is_a_valid_document(
@@ -125,7 +156,7 @@ def test_simulated_gpus_are_marked_in_text_and_json(capsys: pytest.CaptureFixtur
     assert code == 0
     lines = out.splitlines()
     assert "simulated GPUs declared in config (2xH100-80GB)" in lines[1]
-    rows = lines[3:]
+    rows = lines[3:-1]
     assert len(rows) == 2 and all("GPU-SIM-" in row and " simulated " in row for row in rows)
 
     code, out, _ = run_cli(
@@ -141,6 +172,29 @@ def test_bad_simulate_spec_is_a_usage_error_with_its_code(capsys: pytest.Capture
     assert code == 2
     assert out == ""
     assert "unknown model 'H1OO'" in err and "(error 5110)" in err
+
+
+def test_json_carries_the_sandbox_verdict_and_the_check_can_be_skipped(
+    capsys: pytest.CaptureFixture[str], sandbox: list[str]
+) -> None:
+    code, out, _ = run_cli(["gpu", "list", "--json", "--simulate", "1xH100-80GB"], capsys)
+    verdict = json.loads(out)["sandbox"]
+    assert (code, verdict["ok"], verdict["executor"]) == (0, False, "bubblewrap")
+    assert verdict["fix"] == APPARMOR.fix and "AppArmor" in verdict["summary"]
+    code, out, _ = run_cli(["gpu", "list", "--simulate", "1xH100-80GB", "--executor", "subprocess"], capsys)
+    assert sandbox == ["bubblewrap", "subprocess"]
+    code, out, _ = run_cli(
+        ["gpu", "list", "--json", "--simulate", "1xH100-80GB", "--no-sandbox-check"], capsys
+    )
+    assert json.loads(out)["sandbox"] is None and len(sandbox) == 2
+
+
+def test_the_sandbox_checked_is_the_one_the_node_config_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sandbox: list[str]
+) -> None:
+    (tmp_path / "config.toml").write_text('[market]\nexecutor = "podman"\n')
+    run_cli(["gpu", "list", "--simulate", "1xH100-80GB", "--home", str(tmp_path)], capsys)
+    assert sandbox == ["podman"]
 
 
 def test_real_probe_through_the_cli_prints_valid_json(capsys: pytest.CaptureFixture[str]) -> None:

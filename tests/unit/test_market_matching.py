@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
 from gpu.model import GpuDevice
 from gpu.simulated import parse_gpu_spec
-from protocol.market.capacity import CapacityAnnouncement
-from protocol.market.matching import device_meets, match, select_gpus
+from protocol.market.capacity import CapacityAnnouncement, OfferedLimits
+from protocol.market.errors import InvalidAnnouncement
+from protocol.market.matching import device_meets, limits_refusal, match, select_gpus
 from tests.unit.market_builders import (
     GIB,
     NOW_MS,
+    OFFERED_LIMITS,
     announce,
     gpu,
     make_spec,
@@ -202,3 +205,56 @@ def test_select_gpus_skips_units_that_do_not_fit() -> None:
 def test_no_requirement_accepts_unknown_values() -> None:
     unknown = gpu(uuid_n(1), compute_capability=(-1, -1), cuda_version=0, free_gib=-1, name="")
     assert device_meets(make_spec().resources, unknown)
+
+
+# --- resource limits: what one job may ask, and what the provider enforces -----------------------
+
+SMALL = {"limits": {"memory": "1 GiB", "cpu_cores": "1.5", "processes": 64, "disk": "2 GiB"}}
+
+
+@pytest.mark.parametrize(
+    ("field", "ceiling"),
+    [
+        ("memory_bytes", 2**30 - 1),
+        ("cpu_millicores", 1_499),
+        ("processes", 63),
+        ("disk_bytes", 2 * 2**30 - 1),
+    ],
+)
+def test_a_job_asking_more_than_the_provider_sells_one_job_does_not_match(field: str, ceiling: int) -> None:
+    enough = announce("alice", (gpu(),))
+    assert offers_for(SMALL, enough)
+    short = announce("alice", (gpu(),), limits=dataclasses.replace(OFFERED_LIMITS, **{field: ceiling}))
+    assert offers_for(SMALL, short) == []
+    assert "exceed" in str(limits_refusal(make_spec(**SMALL).limits, short.limits))
+
+
+def test_a_sandboxed_provider_that_cannot_enforce_a_limit_is_never_offered() -> None:
+    no_memory = dataclasses.replace(OFFERED_LIMITS, enforced=("cpu", "disk", "processes"))
+    assert offers_for({}, announce("alice", (gpu(),), limits=no_memory)) == []
+    assert (
+        limits_refusal(make_spec().limits, no_memory)
+        == "this provider cannot enforce the job's memory limit(s)"
+    )
+
+
+def test_an_unsandboxed_provider_is_offered_and_says_which_limits_it_cannot_enforce() -> None:
+    dev = dataclasses.replace(OFFERED_LIMITS, enforced=("disk",), sandboxed=False)
+    [offer] = offers_for({}, announce("alice", (gpu(),), executors=("subprocess",), limits=dev))
+    assert offer.unenforced_limits == ("cpu", "memory", "processes")
+    [sandboxed] = offers_for({}, announce("bob", (gpu(),)))
+    assert sandboxed.unenforced_limits == ()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"enforced": ("memory", "cpu")},
+        {"enforced": ("gpus",)},
+        {"enforced": ("cpu", "cpu")},
+        {"memory_bytes": -1},
+    ],
+)
+def test_offered_limits_are_validated_when_built(changes: dict[str, Any]) -> None:
+    with pytest.raises(InvalidAnnouncement):
+        OfferedLimits(**(dataclasses.asdict(OFFERED_LIMITS) | changes))

@@ -54,6 +54,7 @@ from protocol.market.negotiation import (
     RequesterState,
     derive_nonce,
 )
+from tests.unit.market_builders import OFFERED_LIMITS
 
 CHAIN = "dcent-wire-test"
 EPOCH_MS = 1_800_000_000_000
@@ -141,6 +142,7 @@ def _offer_of(key: PrivateKey, host: MemoryHost, units: Any) -> Offer:
         collateral=100,
         stake=1,
         executors=("bubblewrap",),
+        limits=OFFERED_LIMITS,
         issued_at_ms=now_ms(),
         expires_at_ms=now_ms() + 60_000,
     )
@@ -163,7 +165,7 @@ async def wire(tmp_path: Path) -> AsyncIterator[Wire]:
         recorder = _Recorder()
         provider = ProviderSide(
             _context(PROVIDER, provider_host, store, tmp_path),
-            policy=ProviderPolicy(PROVIDER, CHAIN, 5, 100, frozenset({"bubblewrap"})),
+            policy=ProviderPolicy(PROVIDER, CHAIN, 5, 100, frozenset({"bubblewrap"}), limits=OFFERED_LIMITS),
             allocator=allocator,
             executor=None,  # type: ignore[arg-type]
             nursery=recorder,  # type: ignore[arg-type]
@@ -218,7 +220,7 @@ async def _rogue(host: MemoryHost, answer: Callable[[QuoteRequest], object]) -> 
 
 def _honest_quote(request: QuoteRequest) -> Any:
     quote = ProviderNegotiation(
-        ProviderPolicy(PROVIDER, CHAIN, 5, 100, frozenset({"bubblewrap"}))
+        ProviderPolicy(PROVIDER, CHAIN, 5, 100, frozenset({"bubblewrap"}), limits=OFFERED_LIMITS)
     ).receive_request(
         request,
         now_ms=now_ms(),

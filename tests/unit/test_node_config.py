@@ -157,3 +157,31 @@ def test_sell_gpus_defaults_on_and_can_be_switched_off() -> None:
     assert parse_config("[market]\nsell_gpus = false\n").market.sell_gpus is False
     with pytest.raises(ConfigError, match=r"market\.sell_gpus"):
         parse_config('[market]\nsell_gpus = "no"\n')
+
+
+def test_the_executor_table_reaches_the_sandbox_settings() -> None:
+    config = parse_config(
+        '[market]\nexecutor = "podman"\nself_test_interval_s = 60\n'
+        '[executor]\ncontainer_image = "localhost/dcent-job:1"\nextra_ro_binds = ["/opt/cuda"]\n'
+        'disk_backend = "tmpfs"\npodman_nproc = 4096\n'
+    )
+    settings = config.executor
+    assert (settings.container_image, settings.extra_ro_binds) == ("localhost/dcent-job:1", ("/opt/cuda",))
+    assert (settings.disk_backend, settings.podman_nproc, settings.cgroups) == ("tmpfs", 4096, True)
+    assert config.market.self_test_interval_s == 60
+    assert parse_config("").executor == NodeConfig().executor
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ('[executor]\ndisk_backend = "zfs"', "executor.disk_backend"),
+        ('[executor]\nextra_ro_binds = "/opt"', "executor.extra_ro_binds"),
+        ("[executor]\npodman_nofile = 3", "executor.podman_nofile"),
+        ('[executor]\ncontainer_imge = "x"', "executor.container_imge"),
+        ("[market]\nself_test_interval_s = 1", "market.self_test_interval_s"),
+    ],
+)
+def test_bad_executor_settings_are_named(text: str, field: str) -> None:
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        parse_config(text)

@@ -328,6 +328,8 @@ DECODERS: dict[str, Callable[[bytes], tuple[object, bytes | None, list[CodeSigna
     "delivery": _delivery,
     "delivery_answer": _delivery_answer,
     "job_started": _job_started,
+    "delivery_header": _record(delivery_wire.DeliveryHeader),
+    "job_output": _record(delivery_wire.JobOutput),
     "blob_request": _record(BlobRequest),
     "blob_reply": _record(BlobReply),
     "blob_manifest": _record(BlobManifest, lambda manifest: manifest.content_id()),  # type: ignore[attr-defined]
