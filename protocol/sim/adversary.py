@@ -119,9 +119,8 @@ def craft_block(
         app.state.state_hash() if height > 1 else bytes(32),
     )
     replica = app.state.copy()
-    parent_validators = app.validator_set(height - 1) if height > 1 else None
     try:
-        result = apply_block(replica, block_context(block, parent_validators), block.txs)
+        result = apply_block(replica, block_context(block), block.txs)
     except (LedgerError, OverflowError):
         return block, False
     return dataclasses.replace(block, state_hash=result.state_hash), True

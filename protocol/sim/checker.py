@@ -32,7 +32,6 @@ Liveness: after the network heals, every honest replica commits a new height wit
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from protocol.consensus.messages import (
@@ -44,12 +43,10 @@ from protocol.consensus.messages import (
     Proposal,
     Vote,
 )
-from protocol.consensus.validators import Validator
 from protocol.crypto import verify
 from protocol.ledger.errors import InvariantError
-from protocol.ledger.genesis import Genesis, genesis_state
+from protocol.ledger.genesis import Genesis
 from protocol.ledger.state import LedgerState
-from protocol.ledger.state import Validator as LedgerValidator
 from protocol.sim.model import LedgerModel, Reported
 
 
@@ -89,36 +86,18 @@ class Checker:
     _signature_ok: dict[tuple[bytes, bytes, bytes], bool] = field(default_factory=dict)
     #: (height, block hash) -> the block, from every proposal sent.
     _proposed: dict[tuple[int, bytes], Block] = field(default_factory=dict)
-    #: Height -> validator address -> power, and every validator's consensus key.
-    _sets: dict[int, dict[bytes, int]] = field(default_factory=dict)
-    _keys: dict[bytes, bytes] = field(default_factory=dict)
     #: Two honest replicas decided differently at some height.
     agreement_broken: bool = False
 
     def __post_init__(self) -> None:
         self.model = LedgerModel(self.genesis)
-        genesis_set = genesis_state(self.genesis).validator_set()
-        for height in (1, 2):
-            self._record_set(height, genesis_set)
-
-    def _record_set(self, height: int, validators: Iterable[LedgerValidator | Validator]) -> None:
-        """The set voting at ``height`` (as the replicas' ledger determines it: who is a
-        validator is the ledger's rule; weighing them is the checker's)."""
-        powers = {}
-        for validator in validators:
-            powers[validator.address] = validator.power
-            self._keys[validator.address] = validator.public_key
-        if powers:
-            self._sets[height] = powers
-        elif height - 1 in self._sets:
-            self._sets[height] = self._sets[height - 1]  # an empty set leaves the last in office
 
     def _fail(self, now_ms: int, message: str) -> None:
         self.violations.append(f"t={now_ms}ms {message}")
 
     # --- signatures and quorums, the checker's own ------------------------------------------------
     def _signed_by(self, vote: Vote) -> bool:
-        public_key = self._keys.get(vote.validator)
+        public_key = self.model.keys.get(vote.validator)
         if public_key is None:
             return False
         payload = vote.sign_bytes(self.chain_id)
@@ -130,7 +109,7 @@ class Checker:
         return known
 
     def _powers(self, height: int) -> dict[bytes, int] | None:
-        return self._sets.get(height)
+        return self.model.sets.get(height)
 
     def _polka(self, height: int, round_: int, value: bytes) -> bool:
         powers = self._powers(height)
@@ -233,12 +212,10 @@ class Checker:
         state: LedgerState,
         state_hash: bytes,
         clock_bound_ms: int,
-        upcoming: Iterable[Validator] = (),
     ) -> None:
         """``state_hash`` is what executing the block gave on this replica, ``state`` the
         replica's ledger now (past this height when one event committed several),
-        ``reported`` what executing it reported, ``clock_bound_ms`` the latest honest clock,
-        ``upcoming`` the set the replica says votes two heights on (H+2)."""
+        ``reported`` what executing it reported, ``clock_bound_ms`` the latest honest clock."""
         height = block.height
         heights = self._node_heights.setdefault(node, set())
         if height in heights:
@@ -251,16 +228,8 @@ class Checker:
             if reported is None:
                 self._fail(now_ms, f"node {node} committed height {height} with no execution result")
                 return
-            active: frozenset[bytes] = frozenset()
-            if state.height == height:
-                active = frozenset(
-                    operator
-                    for v in state.validator_set()
-                    if (operator := state.operator_of(v.address)) is not None
-                )
-            self._first_commit(now_ms, block, reported, clock_bound_ms, active)
+            self._first_commit(now_ms, block, reported, clock_bound_ms)
             self._decided[height] = (block, node)
-            self._record_set(height + 2, upcoming)
         elif first[0].hash != block.hash:
             self.agreement_broken = True
             self._fail(
@@ -288,14 +257,7 @@ class Checker:
             for difference in self.model.differences(state)[:3]:
                 self._fail(now_ms, f"node {node} at height {height}: {difference}")
 
-    def _first_commit(
-        self,
-        now_ms: int,
-        block: Block,
-        reported: Reported,
-        clock_bound_ms: int,
-        active: frozenset[bytes] = frozenset(),
-    ) -> None:
+    def _first_commit(self, now_ms: int, block: Block, reported: Reported, clock_bound_ms: int) -> None:
         """Checks made once per height, on the block every honest replica must then agree on."""
         height = block.height
         parent = self._decided.get(height - 1)
@@ -310,7 +272,7 @@ class Checker:
             self._fail(now_ms, f"block {height} proposed by {block.proposer.hex()[:8]}, not a validator")
         self._check_time(now_ms, block, None if parent is None else parent[0], clock_bound_ms)
         self._check_evidence(now_ms, block)
-        for problem in self.model.apply(block, reported, active):
+        for problem in self.model.apply(block, reported):
             self._fail(now_ms, problem)
 
     def _check_time(self, now_ms: int, block: Block, parent: Block | None, clock_bound_ms: int) -> None:
@@ -362,10 +324,6 @@ class Checker:
         if not (self._signed_by(a) and self._signed_by(b)):
             return "the votes are not both signed by the accused"
         return None
-
-    def heights_voted_by(self, address: bytes) -> int:
-        """How many heights ``address`` was in the voting set of."""
-        return sum(address in powers for powers in self._sets.values())
 
     def on_build_failures(self, now_ms: int, node: int, count: int) -> None:
         """A proposer whose selected transactions, each accepted on its own, did not execute

@@ -1,17 +1,16 @@
 """The transactions of a simulated run: every kind, extreme values, and the variants that must fail.
 
 Each tick one actor sends what it means to do next, judged on the most advanced replica's state:
-clients transfer, open escrows with each other (the market's transactions: prices from 1 to
-2**40 per GPU-second), settle them with receipts of every outcome metering up to 2**63 - 1
-GPU-milliseconds, claim, finalize, dispute, refund after the deadline, propose parameter changes;
-validators bond more and unbond it again and vote on proposals; the joiner registers a validator
-(proving its consensus key), bonds into the set and leaves it; one client runs no node and
-delegates to validators instead, moves its delegation and takes it back.
+clients transfer, open escrows with each other (the market's transactions: prices from 0 to
+2**40 per GPU-second, GPU-seconds up to 2**63 - 1), settle them with both signatures, claim,
+finalize, dispute, refund after the deadline, propose parameter changes; validators bond more
+and unbond it again and vote on proposals; the joiner bonds into the set and leaves it; one client
+bonds a minimal stake and never runs a node.
 
 Before what it means, the actor sends variants that must never commit, with the same nonce: an
-overdraft, a fee below the minimum, a second settlement of a closed escrow, a free contract, an
-unbond or undelegation of more than is bonded, a proposal of an out-of-range value, a vote
-without stake. After it, a small transfer to itself that always
+overdraft, a fee below the minimum, a second settlement of a closed escrow, an unbond of more
+than is bonded, an escrow whose provider cannot cover the collateral, a proposal of an
+out-of-range value, a vote without stake. After it, a small transfer to itself that always
 applies, so a step that no longer applies never blocks the actor's later nonces. Honest
 proposers take the first candidate that applies; the checker's model flags any variant that
 commits.
@@ -21,20 +20,10 @@ from __future__ import annotations
 
 import functools
 
-from protocol.contracts import (
-    OUTCOME_JOB_FAILED,
-    OUTCOME_LIMIT_EXCEEDED,
-    OUTCOME_PROVIDER_ERROR,
-    OUTCOMES,
-    ContractTerms,
-    SignedContract,
-    UsageReceipt,
-)
+from protocol.contracts import ContractTerms, SignedContract, UsageReceipt
 from protocol.crypto import PrivateKey
-from protocol.ledger.staking import delegation_value
 from protocol.ledger.state import Escrow, LedgerState
 from protocol.ledger.tx import (
-    Delegate,
     EscrowClaim,
     EscrowDispute,
     EscrowFinalize,
@@ -42,24 +31,20 @@ from protocol.ledger.tx import (
     GovVote,
     Msg,
     OpenEscrow,
-    Redelegate,
     Refund,
     Settle,
     Stake,
     Transfer,
-    Undelegate,
     Unstake,
-    ValidatorCreate,
-    prove_consensus_key,
     sign_tx,
 )
 from protocol.sim.rng import SplitMix64
 from protocol.sim.setup import CHAIN_ID, SIM_PARAMS, STAKE_UNIT, Cast, client_key, validator_key
-from protocol.units import DCT, percent
+from protocol.units import DCT
 
 MAX_AMOUNT = 2**63 - 1
 FEE = SIM_PARAMS.min_fee
-_PRICES = (1, 1_000, 10**9, 2**40)
+_PRICES = (0, 1, 1_000, 10**9, 2**40)
 
 
 @functools.cache
@@ -126,7 +111,11 @@ class Workload:
         if roll < 7:
             return [*bad, (self._open_escrow(key, state, height), FEE)]
         if roll < 8 and key is self._clients[0]:
-            return [*bad, *self._delegator_step(me, state)]
+            # The staker that never runs a node: a minimal bond, and later its release.
+            bonded = state.validators.get(me)
+            if bonded is not None and bonded.bonded > 0:
+                return [*bad, (Unstake(bonded.bonded), FEE)]
+            return [*bad, (Stake(SIM_PARAMS.min_validator_stake), FEE)]
         if roll < 9:
             param_value = ("dispute_window_blocks", 3 + rng.below(5))
             return [*bad, (GovPropose(*param_value, SIM_PARAMS.gov_min_deposit), FEE)]
@@ -156,48 +145,23 @@ class Workload:
             return settle
         return None
 
-    def _delegator_step(self, me: bytes, state: LedgerState) -> list[tuple[Msg, int]]:
-        """The holder who runs no node delegates to honest validators instead (and moves or
-        takes back its stake later)."""
-        validators = [v for v in self._validators if v.address.raw in state.validators]
-        if not validators:
-            return []
-        held = [v.address.raw for v in validators if delegation_value(state, me, v.address.raw) > 0]
-        roll = self.rng.below(3)
-        if held and roll == 0:
-            source = self.rng.choice(held)
-            return [(Undelegate(source, delegation_value(state, me, source) // 2 or 1), FEE)]
-        if held and roll == 1:
-            source = self.rng.choice(held)
-            others = [v.address.raw for v in validators if v.address.raw != source]
-            if others:
-                amount = delegation_value(state, me, source) // 2 or 1
-                return [(Redelegate(source, self.rng.choice(others), amount), FEE)]
-        target = self.rng.choice(validators).address.raw
-        return [(Delegate(target, STAKE_UNIT // 10), FEE)]
-
     def _receipt(self, contract_hash: bytes, escrow: Escrow) -> UsageReceipt:
-        """A receipt of any outcome, metering anything from nothing to 2**63 - 1 GPU-ms."""
-        rng = self.rng
-        outcome = rng.choice(OUTCOMES)
-        gpu_ms = rng.below(escrow.max_gpu_seconds * 1000 + 1)
-        if self.extremes and rng.chance(200):
-            gpu_ms = MAX_AMOUNT  # capped by the terms when paid
-        if outcome == OUTCOME_PROVIDER_ERROR:
-            gpu_ms = 0
-        exit_status = 1 if outcome == OUTCOME_JOB_FAILED else 0
-        limit = "memory" if outcome == OUTCOME_LIMIT_EXCEEDED else ""
-        return UsageReceipt(CHAIN_ID, contract_hash, outcome, gpu_ms, exit_status, bytes(32), limit)
+        if self.extremes and self.rng.chance(200):
+            gpu_seconds = MAX_AMOUNT  # capped by the terms when paid
+        else:
+            gpu_seconds = self.rng.below(escrow.max_gpu_seconds + 1)
+        return UsageReceipt(CHAIN_ID, contract_hash, gpu_seconds, 0, bytes(32))
 
     def _open_escrow(self, key: PrivateKey, state: LedgerState, height: int) -> OpenEscrow:
         rng = self.rng
         provider = self._other_client(key.address.raw)
         price = rng.choice(_PRICES)
-        gpu_seconds = 1 + rng.below(3600)
         if self.extremes and rng.chance(300):
-            price, gpu_seconds = 1, 1_000 * DCT  # the cheapest price, the most GPU-seconds
+            price, gpu_seconds = 0, MAX_AMOUNT  # free, unbounded work: the epoch-work overflow
+        else:
+            gpu_seconds = 1 + rng.below(3600)
         if price * gpu_seconds > 1_000 * DCT:
-            gpu_seconds = max(1, 1_000 * DCT // price)
+            gpu_seconds = max(1, 1_000 * DCT // max(price, 1))
         self._salt += 1
         terms = ContractTerms(
             chain_id=CHAIN_ID,
@@ -217,7 +181,7 @@ class Workload:
         """Something the rules must refuse, though the mempool lets it in."""
         rng, me = self.rng, key.address.raw
         balance = state.balance(me)
-        choice = rng.below(9)
+        choice = rng.below(7)
         if choice == 0:
             return Transfer(me, min(MAX_AMOUNT, balance + 1)), FEE  # overdraft
         if choice == 1:
@@ -230,28 +194,7 @@ class Workload:
             return Unstake(MAX_AMOUNT), FEE
         if choice == 5:
             return GovPropose("unbonding_period", 0, SIM_PARAMS.gov_min_deposit), FEE
-        if choice == 6:
-            return self._free_contract(key), FEE  # price 0: refused (no fee, no provider reward)
-        if choice == 7 and self._validators:
-            return Undelegate(self._validators[0].address.raw, MAX_AMOUNT), FEE
         return GovVote(1, "yes"), FEE  # a client without stake
-
-    def _free_contract(self, key: PrivateKey) -> OpenEscrow:
-        provider = self._other_client(key.address.raw)
-        self._salt += 1
-        terms = ContractTerms(
-            chain_id=CHAIN_ID,
-            requester=key.public_key.raw,
-            provider=provider.public_key.raw,
-            job_hash=bytes(32),
-            gpu_uuids=("GPU-sim",),
-            price_per_gpu_second=0,
-            max_gpu_seconds=MAX_AMOUNT,
-            collateral=0,
-            deadline_height=10**6,
-            salt=self._salt.to_bytes(8, "big"),
-        )
-        return OpenEscrow(SignedContract(terms, terms.sign(key), terms.sign(provider)))
 
     def _validator_step(self, key: PrivateKey, state: LedgerState) -> list[tuple[Msg, int]]:
         me = key.address.raw
@@ -270,22 +213,12 @@ class Workload:
         return [(Stake(STAKE_UNIT), FEE)]
 
     def _joiner_step(self, key: PrivateKey, state: LedgerState) -> list[tuple[Msg, int]]:
-        """The joiner registers its validator (proving its consensus key), bonds, and leaves."""
-        me = key.address.raw
-        info = state.validators.get(me)
-        if info is None:
-            if state.height < 3:
-                return []
-            proof = prove_consensus_key(key, CHAIN_ID, me)
-            create = ValidatorCreate(
-                key.public_key.raw, proof, "joiner", percent(5), percent(20), percent(1), 5 * STAKE_UNIT
-            )
-            return [(create, FEE)]
-        value = delegation_value(state, me, me)
-        if state.height < 10 and value < 5 * STAKE_UNIT:
-            return [(Stake(STAKE_UNIT), FEE)]
-        if state.height >= 12 and value > 0:
-            return [(Unstake(value), FEE)]
+        info = state.validators.get(key.address.raw)
+        bonded = 0 if info is None else info.bonded
+        if state.height >= 3 and bonded == 0 and state.height < 10:
+            return [(Stake(5 * STAKE_UNIT), FEE)]
+        if state.height >= 12 and bonded > 0:
+            return [(Unstake(bonded), FEE)]
         return []
 
     def _other_client(self, me: bytes) -> PrivateKey:

@@ -49,7 +49,7 @@ class RecordingLedgerApp(LedgerApp):
         result = self.last_result
         assert result is not None
         self.reported[block.height] = Reported(
-            result.minted, result.validator_rewards, result.provider_rewards, result.burned
+            result.minted, result.validator_rewards, result.provider_rewards
         )
         self.reported.pop(block.height - 64, None)
         return state_hash

@@ -34,7 +34,7 @@ def _checker(chain: Chain, byzantine: Iterable[int] = ()) -> Checker:
 def _reported(app: LedgerApp) -> Reported:
     result = app.last_result
     assert result is not None
-    return Reported(result.minted, result.validator_rewards, result.provider_rewards, result.burned)
+    return Reported(result.minted, result.validator_rewards, result.provider_rewards)
 
 
 def _commit(

@@ -48,10 +48,7 @@ def test_a_replica_that_holds_other_money_than_the_rules_say_is_reported() -> No
     result = app.last_result
     assert result is not None
     assert (
-        model.apply(
-            block, Reported(result.minted, result.validator_rewards, result.provider_rewards, result.burned)
-        )
-        == []
+        model.apply(block, Reported(result.minted, result.validator_rewards, result.provider_rewards)) == []
     )
     assert model.differences(app.state) == []
 

@@ -47,11 +47,11 @@ def test_safe_and_live_under_faults(
     for kind in (
         "transfer",
         "stake",
+        "unstake",
         "escrow_open",
         "escrow_settle",
         "escrow_refund",
         "gov_propose",
-        "validator_create",
     ):
         assert totals[f"tx_{kind}"] > 0, (kind, totals)
     if byzantine:
