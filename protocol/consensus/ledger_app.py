@@ -83,8 +83,6 @@ class LedgerApp:
         self._tx_verified = tx_verified
         self.max_txs = max_txs
         self.last_result: BlockResult | None = None
-        #: Blocks whose selected transactions did not execute together (see build_block).
-        self.build_failures = 0
         self._last_active = state.validator_set()
         self._executed: dict[bytes, tuple[LedgerState, BlockResult]] = {}
         if position is None:
@@ -185,17 +183,15 @@ class LedgerApp:
             )
             replica = self.state.copy()
             result = apply_block(replica, context, txs, verified=self._tx_verified)
-        except (LedgerError, OverflowError):
-            # The transactions broke a bound only the whole block reveals (end-block, or a value
-            # the state hash cannot encode): propose none rather than nothing. Counted: the
-            # ledger admitted transactions it then could not execute, which is its bug.
-            self.build_failures += 1
+        except LedgerError:
+            # The transactions broke a bound only the whole block reveals (end-block): propose
+            # none rather than nothing.
             txs = ()
             replica = self.state.copy()
             try:
                 result = apply_block(replica, context, txs, verified=self._tx_verified)
-            except (LedgerError, OverflowError) as exc:
-                raise BlockExecutionFailed(f"no block executes at {height}: {exc!r}") from None
+            except LedgerError as exc:
+                raise BlockExecutionFailed(f"no block executes at {height}: {exc.message}") from None
         block = Block(
             self.chain_id,
             height,
@@ -262,10 +258,6 @@ class LedgerApp:
             result = apply_block(replica, context, block.txs, verified=self._tx_verified)
         except LedgerError as exc:
             raise BlockExecutionFailed(f"block does not execute: {exc.message} (code {exc.code})") from None
-        except OverflowError:
-            # A ledger value past what the state hash encodes: the ledger must refuse such
-            # transactions itself; until then a block that reaches one is invalid, not fatal.
-            raise BlockExecutionFailed("block leaves a ledger value the state hash cannot encode") from None
         if result.state_hash != block.state_hash:
             raise BlockExecutionFailed("block's state hash differs from executing it")
         self._remember(block, replica, result)
