@@ -17,11 +17,13 @@ from protocol.crypto import Address, InvalidAddressError, address_of
 from protocol.encoding import encode
 from protocol.errors import ProtocolError
 from protocol.ledger.errors import GenesisError
-from protocol.ledger.params import AMOUNT_PARAMS, RATIO_PARAMS, Params
+from protocol.ledger.params import PARAM_BOUNDS, Params
 from protocol.ledger.state import Account, LedgerState, SigningInfo, ValidatorInfo
 from protocol.ledger.tx import MAX_MONIKER
 from protocol.units import DEC, MAX_AMOUNT, AmountError, format_ratio, parse_amount, percent
 
+RATIO_PARAMS = frozenset(name for name, (low, high) in PARAM_BOUNDS.items() if high == DEC)
+AMOUNT_PARAMS = frozenset({"min_fee", "min_validator_stake", "gov_min_deposit"})
 DEFAULT_INFLATION = percent(13)
 
 

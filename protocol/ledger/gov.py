@@ -22,38 +22,16 @@ from protocol.ledger.errors import (
     UnknownProposal,
     VotingClosed,
 )
-from protocol.ledger.params import MIN_ACTIVE_VALIDATORS, Params, check_governance_change, describe
 from protocol.ledger.state import LedgerState, Proposal
 from protocol.ledger.tx import VOTE_OPTIONS, GovPropose, GovVote, Tx
-from protocol.units import DEC, format_amount
-
-
-def check_change(state: LedgerState, param: str, value: int) -> Params:
-    """The parameters after setting ``param`` to ``value``, if governance may: the bounds and
-    invariants of ``protocol.ledger.params``, and an active set no smaller than
-    :data:`MIN_ACTIVE_VALIDATORS` (or than it is now, if smaller). Checked when a change is
-    proposed and again when it would apply. Raises UnknownParam, InvalidParamValue."""
-    changed = check_governance_change(state.params, param, value)
-    if param in ("min_validator_stake", "max_validators"):
-        now = len(state.validator_set())
-        after = len(state.validator_set(changed))
-        floor = min(now, MIN_ACTIVE_VALIDATORS)
-        if after < floor:
-            raise InvalidParamValue(
-                f"{param}: {describe(param, value)} would leave {after} validator(s) active, "
-                f"fewer than {floor}"
-            )
-    return changed
+from protocol.units import DEC
 
 
 def propose(state: LedgerState, tx: Tx, msg: GovPropose, height: int) -> int:
     """Open a proposal; returns its id. Raises UnknownParam, InvalidParamValue, DepositTooLow."""
-    check_change(state, msg.param, msg.value)
+    state.params.with_value(msg.param, msg.value)  # validates the name and the value now
     if msg.deposit < state.params.gov_min_deposit:
-        raise DepositTooLow(
-            f"deposit {format_amount(msg.deposit)} is below the minimum "
-            f"{format_amount(state.params.gov_min_deposit)}"
-        )
+        raise DepositTooLow(f"deposit {msg.deposit} is below the minimum {state.params.gov_min_deposit}")
     debit(state, tx.sender, msg.deposit, "proposal deposit")
     proposal_id = state.vars["next_proposal_id"]
     state.add("next_proposal_id", 1)
@@ -143,9 +121,9 @@ def _tally(state: LedgerState, proposal: Proposal) -> Proposal:
         status = "rejected"
     if status == "passed":
         try:
-            state.set_params(check_change(state, proposal.param, proposal.value))
+            state.set_params(params.with_value(proposal.param, proposal.value))
         except InvalidParamValue:
-            # Valid when proposed, but not any more (another change since, a smaller set).
+            # Valid when proposed, but another change since makes it inconsistent now.
             status = "failed"
     state.add("total_deposits", -proposal.deposit)
     if refund_deposit:

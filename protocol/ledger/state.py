@@ -280,12 +280,11 @@ class LedgerState:
         info = self.validators.get(operator) if operator is not None else None
         return info is not None and info.tombstoned
 
-    def validator_set(self, params: Params | None = None) -> tuple[Validator, ...]:
+    def validator_set(self) -> tuple[Validator, ...]:
         """The active set: not jailed, not tombstoned, at least ``min_validator_stake`` bonded,
         the largest ``max_validators`` by tokens (ties by consensus address); returned sorted by
-        consensus address, which is how consensus knows its members. ``params``: what the set
-        would be under other parameters (a governance change being checked)."""
-        params = params or self.params
+        consensus address, which is how consensus knows its members."""
+        params = self.params
         candidates = [
             (info.tokens, address_of(info.consensus_key), info.consensus_key)
             for _, info in self.validators.sorted_items()

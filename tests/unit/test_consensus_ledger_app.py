@@ -145,7 +145,7 @@ def test_an_unchanged_validator_set_is_the_same_object() -> None:
 
 
 def test_old_validator_sets_are_dropped_after_the_evidence_window() -> None:
-    chain = Chain(params=Params(evidence_max_age=2, unbonding_period=2))
+    chain = Chain(params=Params(evidence_max_age=2))
     app = chain.app()
     for _ in range(6):
         _commit(app, _next(app))
