@@ -46,16 +46,14 @@ DEFAULT_MAX_TXS = 1000
 MAX_EXECUTED = 8
 
 
-def block_context(block: Block, parent_validators: ValidatorSet | None = None) -> BlockContext:
+def block_context(block: Block) -> BlockContext:
     """The ledger's view of a block: signers from its parent certificate, offences from its
-    (verified) evidence, and the set that voted on the parent (whose members missing from the
-    certificate missed that height: the ledger's downtime jailing)."""
+    (verified) evidence."""
     return BlockContext(
         height=block.height,
         proposer=block.proposer,
         signers=block.last_commit.signers,
         misbehaviour=tuple(Misbehaviour(e.validator, "double_sign", e.height) for e in block.evidence),
-        voters=tuple(v.address for v in parent_validators.validators) if parent_validators else (),
     )
 
 
@@ -176,7 +174,7 @@ class LedgerApp:
             self._last_certificate,
             bytes(32),
         )
-        context = block_context(draft, self._sets.get(height - 1))
+        context = block_context(draft)
         try:
             txs = tuple(
                 select_txs(self.state, context, self._tx_source(), self.max_txs, verified=self._tx_verified)
@@ -254,8 +252,7 @@ class LedgerApp:
         )
         replica = self.state.copy()
         try:
-            context = block_context(block, self._sets.get(block.height - 1))
-            result = apply_block(replica, context, block.txs, verified=self._tx_verified)
+            result = apply_block(replica, block_context(block), block.txs, verified=self._tx_verified)
         except LedgerError as exc:
             raise BlockExecutionFailed(f"block does not execute: {exc.message} (code {exc.code})") from None
         if result.state_hash != block.state_hash:

@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from protocol.crypto import PrivateKey
 from protocol.econsim.errors import ScenarioError
 from protocol.econsim.scenario import Start
-from protocol.ledger.genesis import bond_genesis_validator
 from protocol.ledger.params import Params
-from protocol.ledger.state import Account, LedgerState
+from protocol.ledger.state import Account, LedgerState, ValidatorInfo
 
 CHAIN_ID = "dcent-econsim-1"
 
@@ -105,7 +104,7 @@ def build_state(origin: EconomyStart, start: Start) -> LedgerState:
         share = holders // count + (holders % count if index == 0 else 0)
         state.accounts.set(key.address.raw, Account(share, 0))
         if per_validator > 0:
-            bond_genesis_validator(state, key.public_key.raw, per_validator)
+            state.validators.set(key.address.raw, ValidatorInfo(key.public_key.raw, per_validator))
     state.accounts.set(actor_key("requester").address.raw, Account(start.requester_balance, 0))
     state.accounts.set(actor_key("provider").address.raw, Account(start.provider_balance, 0))
     v = state.vars
@@ -114,6 +113,7 @@ def build_state(origin: EconomyStart, start: Start) -> LedgerState:
     v.set("minted", origin.minted)
     v.set("burned", origin.burned)
     v.set("inflation", origin.inflation)
+    v.set("total_bonded", per_validator * count)
     v.set("community_pool", origin.community_pool)
     v.set("provider_pool", origin.provider_pool)
     state.check_invariants()

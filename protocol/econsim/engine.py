@@ -125,14 +125,12 @@ class _Economy:
         return sign_tx(key, CHAIN_ID, nonce, self.state.params.min_fee, msg)
 
     def holdings(self) -> int:
-        """Everything the holders own: validators' balances, bonded and unbonding stake, and the
-        validators' rewards not yet compounded."""
+        """Everything the holders own: validators' balances, bonded and unbonding stake."""
         state = self.state
         return (
             sum(state.balance(k.address.raw) for k in self.validators)
             + state.vars["total_bonded"]
-            + state.vars["total_unbonding"]
-            + state.vars["total_rewards"]
+            + (state.vars["total_unbonding"])
         )
 
     def contract(

@@ -43,12 +43,6 @@ class Params(Record):
     # Slashing
     double_sign_slash: int = percent(5)
     evidence_max_age: int = 100
-    #: Downtime: a validator that signed less than ``min_signed_per_window`` of the last
-    #: ``signed_blocks_window`` heights is jailed for ``downtime_jail_blocks`` and slashed.
-    signed_blocks_window: int = 100
-    min_signed_per_window: int = percent(50)
-    downtime_jail_blocks: int = 120
-    downtime_slash: int = percent(1)
     # Governance
     gov_min_deposit: int = 10 * DCT
     gov_voting_period: int = 100
@@ -100,10 +94,6 @@ PARAM_BOUNDS: dict[str, tuple[int, int]] = {
     "dispute_window_blocks": (1, 100_000),
     "double_sign_slash": _RATIO,
     "evidence_max_age": (1, 10_000_000),
-    "signed_blocks_window": (10, 10_000),
-    "min_signed_per_window": (percent(1), percent(99)),
-    "downtime_jail_blocks": (1, 10_000_000),
-    "downtime_slash": (0, percent(50)),
     "gov_min_deposit": (0, _MAX_AMOUNT),
     "gov_voting_period": (1, 10_000_000),
     "gov_quorum": _RATIO,
