@@ -195,6 +195,10 @@ class P2PHost:
                             task_status.started()
                             await self._stop.wait()
                             nursery.cancel_scope.cancel()
+                        # Close connections while pubsub still runs: a message read during
+                        # teardown otherwise asks pubsub's closed task nursery for a task, and the
+                        # RuntimeError ends the swarm (seen in CI on a restarting publisher).
+                        await self._close_libp2p(host)
                 finally:
                     # Before leaving host.run(): stopping the swarm's service first cancels its own
                     # cleanup half-way, which marks connections closed without closing their sockets
