@@ -24,7 +24,6 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from gpu.model import ProbeReport
 from node.blobs.server import BlobServer
 from node.blobs.settings import BlobSettings
 from node.blobs.store import BlobStore
@@ -54,6 +53,7 @@ from protocol.consensus.core import ConsensusCore
 from protocol.consensus.effects import ConsensusConfig
 from protocol.consensus.ledger_app import LedgerApp
 from protocol.errors import ProtocolError
+from protocol.hardware import ProbeReport
 from protocol.ledger.genesis import genesis_state
 from protocol.market.delivery import (
     LOG_PROTOCOL_ID,
