@@ -88,3 +88,10 @@ class JobDidNotComplete(JobServiceError):
     the time it used."""
 
     code: ClassVar[int] = 5962
+
+
+class IllegalJobTransition(JobServiceError):
+    """Our own bug: the job service tried to move a job backwards or out of a terminal state
+    (node/market/records.py TRANSITIONS). The move is refused and the record keeps its state."""
+
+    code: ClassVar[int] = 5963

@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from node.market.errors import IllegalJobTransition
 from protocol.contracts import SignedContract, UsageReceipt
 from protocol.crypto import Address, address_of
 from protocol.encoding import DecodeError, decode, encode
@@ -37,6 +38,26 @@ class JobState(enum.Enum):
 TERMINAL = frozenset(
     {JobState.SETTLED, JobState.FAILED, JobState.REFUNDED, JobState.DISPUTED, JobState.CANCELLED}
 )
+#: The happy path, in order. A job only moves forward along it, and may skip ahead: messages
+#: from the other side and blocks arrive in either order (a delivery can overtake the start
+#: notice, an escrow can close while we still wait for our lane to see it open).
+PROGRESS = (
+    JobState.MATCHING,
+    JobState.NEGOTIATING,
+    JobState.CONTRACTED,
+    JobState.ESCROWED,
+    JobState.RUNNING,
+    JobState.DELIVERED,
+    JobState.CLAIMED,
+    JobState.SETTLED,
+)
+#: Every legal move, as data: forward along PROGRESS, or to any terminal state from a live one;
+#: nothing leaves a terminal state. MATCHING -> MATCHING is the stamp a new job gets.
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    state: frozenset(PROGRESS[index + 1 :]) | TERMINAL | ({state} if state is JobState.MATCHING else set())
+    for index, state in enumerate(PROGRESS)
+    if state not in TERMINAL
+} | {state: frozenset() for state in TERMINAL}
 REQUESTER = "requester"
 PROVIDER = "provider"
 
@@ -71,6 +92,8 @@ class JobRecord:
         return self.contract.terms.contract_hash() if self.contract is not None else None
 
     def move(self, state: JobState, now_ms: int) -> None:
+        if state not in TRANSITIONS[self.state]:
+            raise IllegalJobTransition(f"job {self.job_id}: {self.state.value} -> {state.value}")
         self.state = state
         self.history.append((state.value, now_ms))
 
