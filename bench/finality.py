@@ -54,7 +54,7 @@ from typing import Any
 
 import trio
 
-from node.config import ConsensusConfig
+from node.config import ConsensusSettings
 from node.rpc.client import RpcClient
 from node.rpc.errors import RpcCallError
 from node.testnet.layout import (
@@ -358,7 +358,7 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random()
-    consensus: ConsensusConfig = dataclasses.replace(
+    consensus: ConsensusSettings = dataclasses.replace(
         TESTNET_CONSENSUS,
         timeout_commit_ms=args.timeout_commit_ms,
         max_block_txs=args.max_block_txs,

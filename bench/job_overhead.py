@@ -34,7 +34,7 @@ from pathlib import Path
 import trio
 
 from node.config import (
-    ConsensusConfig,
+    ConsensusSettings,
     HomePaths,
     MarketConfig,
     NodeConfig,
@@ -50,7 +50,7 @@ from protocol.market.jobspec import JobSpec
 from protocol.units import DCT
 
 CHAIN_ID = "dcent-bench-overhead"
-CONSENSUS = ConsensusConfig(
+CONSENSUS = ConsensusSettings(
     timeout_propose_ms=800,
     timeout_prevote_ms=400,
     timeout_precommit_ms=400,
@@ -98,7 +98,7 @@ def config(name: str, market: MarketConfig, bootstrap: tuple[str, ...] = ()) -> 
     return NodeConfig(
         moniker=name,
         p2p=P2PConfig(listen="/ip4/127.0.0.1/tcp/0", bootstrap=bootstrap),
-        rpc=RpcConfig(port=0),
+        rpc=RpcConfig(addr="127.0.0.1:0"),
         consensus=CONSENSUS,
         market=market,
     )

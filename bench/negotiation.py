@@ -31,7 +31,7 @@ from pathlib import Path
 import trio
 
 from node.config import (
-    ConsensusConfig,
+    ConsensusSettings,
     HomePaths,
     MarketConfig,
     NodeConfig,
@@ -49,7 +49,7 @@ from protocol.market.negotiation import RequesterNegotiation, RequesterState, de
 from protocol.units import DCT
 
 CHAIN_ID = "dcent-bench-market"
-CONSENSUS = ConsensusConfig(
+CONSENSUS = ConsensusSettings(
     timeout_propose_ms=800,
     timeout_prevote_ms=400,
     timeout_precommit_ms=400,
@@ -103,7 +103,7 @@ async def bench(root: Path, rounds: int, jobs: int) -> dict[str, object]:
         NodeConfig(
             moniker="provider",
             p2p=P2PConfig(listen="/ip4/127.0.0.1/tcp/0"),
-            rpc=RpcConfig(port=0),
+            rpc=RpcConfig(addr="127.0.0.1:0"),
             consensus=CONSENSUS,
             market=dataclasses.replace(market, simulated_gpus="8xH100-80GB"),
         ),
@@ -115,7 +115,7 @@ async def bench(root: Path, rounds: int, jobs: int) -> dict[str, object]:
             NodeConfig(
                 moniker="requester",
                 p2p=P2PConfig(listen="/ip4/127.0.0.1/tcp/0", bootstrap=tuple(provider.host.listen_addrs)),
-                rpc=RpcConfig(port=0),
+                rpc=RpcConfig(addr="127.0.0.1:0"),
                 consensus=CONSENSUS,
                 market=market,
             ),

@@ -16,34 +16,28 @@ Every config problem is a :class:`ConfigError` naming the field (``rpc.addr: ...
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import stat
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import get_type_hints
 
-from node.blobs.errors import BlobSettingsError
 from node.blobs.settings import BlobSettings
-from node.errors import NodeError
-from node.executor.errors import InvalidSandboxConfig
 from node.executor.settings import ExecutorSettings
-from node.market.pricing import PricingSettings, PricingSettingsError  # i16view
+from node.market.pricing import PricingSettings
 from node.rpc.address import DEFAULT_RPC_HOST, DEFAULT_RPC_PORT, is_loopback, parse_rpc_addr
 from node.rpc.errors import InvalidBindAddress
-from node.services.mempool.errors import MempoolSettingsError
 from node.services.mempool.settings import MempoolSettings
+from node.tomlschema import Amount, read_table, render_table
+from node.tomlschema import ConfigError as ConfigError
+from protocol.consensus.effects import ConsensusConfig
 from protocol.crypto import PrivateKey
-from protocol.units import AmountError, parse_amount
 
 DEFAULT_HOME = Path("~/.dcent")
+#: A copy of :func:`default_config_text` kept in the repository for readers (not read by the node).
 TEMPLATE = Path(__file__).resolve().parent.parent / "configs" / "node.toml"
-
-
-class ConfigError(NodeError):
-    """A bad config file or home directory: the operator's to fix (codes 5000-5099)."""
-
-    code: ClassVar[int] = 5001
 
 
 class KeyFileError(ConfigError):
@@ -126,65 +120,133 @@ def create_key(path: Path) -> PrivateKey:
 
 
 DEFAULT_LISTEN = "/ip4/127.0.0.1/tcp/26656"
+EXECUTORS = ("bubblewrap", "docker", "podman", "subprocess")
+LOG_FORMATS = ("text", "json")
+DEFAULT_MONIKER = "dcent-node"
 
 
 @dataclass(frozen=True, slots=True)
 class P2PConfig:
+    #: libp2p listen address (TCP; Noise + yamux only).
     listen: str = DEFAULT_LISTEN
+    #: Full multiaddrs with /p2p/<peer id> of peers to dial at start and keep reconnecting to.
     bootstrap: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class RpcConfig:
-    host: str = DEFAULT_RPC_HOST
-    #: 0 picks a free port at start; ``<home>/data/rpc.url`` then tells clients which.
-    port: int = DEFAULT_RPC_PORT
-    #: Binding a non-loopback host needs this: the cookie travels in clear HTTP.
+    #: JSON-RPC 2.0 over HTTP, authenticated by the cookie in <home>/data/.cookie. Port 0 picks a
+    #: free port at start; <home>/data/rpc.url then tells clients which.
+    addr: str = f"{DEFAULT_RPC_HOST}:{DEFAULT_RPC_PORT}"
+    #: Binding a non-loopback address also needs this (or --rpc-allow-remote): the cookie travels
+    #: in clear HTTP.
     allow_remote: bool = False
+
+    def __post_init__(self) -> None:
+        parse_rpc_bind(self.addr, "rpc.addr")
+
+    @property
+    def host(self) -> str:
+        return parse_rpc_bind(self.addr, "rpc.addr")[0]
+
+    @property
+    def port(self) -> int:
+        return parse_rpc_bind(self.addr, "rpc.addr")[1]
 
 
 @dataclass(frozen=True, slots=True)
-class ConsensusConfig:
+class ConsensusSettings(ConsensusConfig):
+    """``[consensus]``: the core's own config (timeouts, buffers; it checks them) with the node's
+    defaults, plus what the node around the core needs. The node hands this object to the core
+    as it is: there is no second copy to keep in step."""
+
+    #: Step timeouts in milliseconds; each grows by timeout_delta_ms every round.
     timeout_propose_ms: int = 1000
     timeout_prevote_ms: int = 500
     timeout_precommit_ms: int = 500
-    #: Added to each step's timeout every round, so rounds grow until a quorum meets.
     timeout_delta_ms: int = 250
-    #: How often a node re-sends its own messages of the current round (lossy gossip).
+    #: How often a node re-sends its own messages of the current round (gossip may drop them).
     gossip_interval_ms: int = 1000
-    #: Pause after a commit before starting the next height: the block-time floor.
+    #: Pause after a commit before the next height (the block-time floor).
     timeout_commit_ms: int = 500
+    #: Transactions a proposer puts in one block; the mempool's admission control counts in it.
     max_block_txs: int = 5000
-    #: Store a ledger checkpoint every this many blocks; restarts resume from the newest.
+    #: A ledger checkpoint is stored every this many blocks; a restart resumes from the newest one
+    #: instead of replaying the chain from genesis.
     snapshot_interval: int = 100
+
+    def __post_init__(self) -> None:
+        ConsensusConfig.__post_init__(self)
+        if not 1 <= self.max_block_txs <= 1_000_000:
+            raise ConfigError(f"consensus.max_block_txs: between 1 and 1000000, got {self.max_block_txs}")
+        if not 1 <= self.snapshot_interval <= 1_000_000:
+            raise ConfigError(
+                f"consensus.snapshot_interval: between 1 and 1000000, got {self.snapshot_interval}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
 class MarketConfig:
-    price_per_gpu_second: int = 1_000_000
-    collateral: int = 10 * 10**9
+    #: Price this node asks, per GPU-second, when it sells compute (see [pricing] for a moving one).
+    price_per_gpu_second: Amount = 1_000_000
+    #: Collateral a provider locks per contract, slashed if it fails the job.
+    collateral: Amount = 10 * 10**9
+    #: bubblewrap (default), docker, podman, or subprocess (development only: no sandbox).
     executor: str = "bubblewrap"
+    #: The subprocess executor needs this: jobs then run unconfined, as the node's user.
     allow_unsandboxed: bool = False
+    #: Declared GPUs for testnets, e.g. "2xH100-80GB"; marked simulated everywhere they appear.
     simulated_gpus: str = ""
-    #: False: this node sells no GPUs, whatever NVML finds (a testnet node on a GPU host that is
-    #: not meant to be a provider, or an operator keeping the GPUs for itself).
+    #: false: sell no GPUs whatever NVML finds (a node not meant to be a provider).
     sell_gpus: bool = True
+    #: Capacity announcements: re-sent this often, each valid this long (seconds).
     announce_interval_s: int = 10
     announce_ttl_s: int = 30
     #: Blocks a provider waits for the requester's escrow before releasing the GPUs it sold.
     escrow_wait_blocks: int = 30
     #: Blocks a contract's deadline leaves for delivery and settlement after the run.
     settle_margin_blocks: int = 20
-    #: How often a provider re-runs its executor's self-test (it sells nothing while it fails).
+    #: How often a provider re-runs its executor's self-test, in seconds (it sells nothing while
+    #: the self-test fails).
     self_test_interval_s: int = 600
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"market.executor: one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if not 10 <= self.self_test_interval_s <= 86_400:
+            raise ConfigError(
+                f"market.self_test_interval_s: between 10 and 86400 seconds, got {self.self_test_interval_s}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    #: Prometheus metrics at GET /metrics, opt-in: e.g. "127.0.0.1:26660" (loopback only: the
+    #: endpoint has no authentication). Empty disables.
+    addr: str = ""
+
+    def __post_init__(self) -> None:
+        parse_metrics_bind(self.addr, "metrics.addr")
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    #: "text" or "json" (one object per line).
+    format: str = "text"
+    #: debug, info, warning or error.
+    level: str = "info"
+
+    def __post_init__(self) -> None:
+        if self.format not in LOG_FORMATS:
+            raise ConfigError(f"log.format: 'text' or 'json', got {self.format!r}")
 
 
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
-    moniker: str = "dcent-node"
+    moniker: str = DEFAULT_MONIKER
     p2p: P2PConfig = field(default_factory=P2PConfig)
     rpc: RpcConfig = field(default_factory=RpcConfig)
-    consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
+    consensus: ConsensusSettings = field(default_factory=ConsensusSettings)
     market: MarketConfig = field(default_factory=MarketConfig)
     #: ``max_block_txs`` always follows ``consensus.max_block_txs``; the rest is ``[mempool]``.
     mempool: MempoolSettings = field(default_factory=MempoolSettings)
@@ -193,13 +255,29 @@ class NodeConfig:
     pricing: PricingSettings = field(default_factory=PricingSettings)
     #: How the job sandbox enforces limits and builds itself (``[executor]``).
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
-    #: ``HOST:PORT`` (loopback only) serving Prometheus metrics at ``GET /metrics``; "" for none.
-    metrics_addr: str = ""
-    log_format: str = "text"
-    log_level: str = "info"
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    @property
+    def metrics_addr(self) -> str:
+        return self.metrics.addr
+
+    @property
+    def log_format(self) -> str:
+        return self.log.format
+
+    @property
+    def log_level(self) -> str:
+        return self.log.level
 
 
-EXECUTORS = ("bubblewrap", "docker", "podman", "subprocess")
+#: Every table of config.toml, in the order the file lists them: the whole schema.
+TABLES: tuple[str, ...] = tuple(item.name for item in fields(NodeConfig) if item.name != "moniker")
+_TABLE_TYPES: dict[str, type] = {
+    name: kind for name, kind in get_type_hints(NodeConfig).items() if name in TABLES
+}
+#: Keys of a table that another table sets (they are not written or read there).
+_FOLLOWS = {"mempool": frozenset({"max_block_txs"})}
 
 
 def parse_rpc_bind(text: str, where: str) -> tuple[str, int]:
@@ -233,180 +311,55 @@ def parse_metrics_bind(text: str, where: str) -> tuple[str, int] | None:
     return host, port
 
 
-#: The keys each table accepts (besides the dataclass-backed ones, which take their fields). A
-#: misspelt key is refused rather than silently ignored: ``escrow_wiat_blocks = 5`` would otherwise
-#: leave the default in force with the operator none the wiser.
-_TABLE_KEYS: dict[str, frozenset[str]] = {
-    "p2p": frozenset({"listen", "bootstrap"}),
-    "rpc": frozenset({"addr", "allow_remote"}),
-    "metrics": frozenset({"addr"}),
-    "log": frozenset({"format", "level"}),
-    "consensus": frozenset(ConsensusConfig.__slots__),
-    "market": frozenset(MarketConfig.__slots__),
-    "mempool": frozenset(MempoolSettings.__slots__) - {"max_block_txs"},
-    "blobs": frozenset(BlobSettings.__slots__),
-    "pricing": frozenset(PricingSettings.__slots__),
-    "executor": frozenset(ExecutorSettings.__slots__),
-}
-
-
-def _section(doc: dict[str, object], name: str) -> dict[str, object]:
-    value = doc.get(name, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"{name}: expected a table")
-    known = _TABLE_KEYS.get(name)
-    if known is not None:
-        for key in sorted(set(value) - known):
-            if name == "mempool" and key == "max_block_txs":
-                raise ConfigError(
-                    "mempool.max_block_txs: set consensus.max_block_txs; the mempool follows it"
-                )
-            close = difflib.get_close_matches(key, sorted(known), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"{name}.{key}: unknown setting{hint}")
-    return value
-
-
-_T = TypeVar("_T")
-
-
-def _settings_table(doc: dict[str, object], name: str, cls: type[_T], **fixed: object) -> _T:
-    """A frozen settings dataclass from table ``name``: each field typed by its annotation (int,
-    float, bool or str), the class's own range checks wrapped as :class:`ConfigError`."""
-    section = _section(doc, name)
-    values: dict[str, object] = dict(fixed)
-    for item in fields(cls):  # type: ignore[arg-type]
-        if item.name in fixed or item.name not in section:
-            continue
-        value = section[item.name]
-        kind = str(item.type)
-        if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        expected = {"int": int, "float": float, "bool": bool, "str": str}[kind]
-        if isinstance(value, bool) is not (expected is bool) or not isinstance(value, expected):
-            raise ConfigError(f"{name}.{item.name}: expected {kind}, got {value!r}")
-        values[item.name] = value
-    try:
-        return cls(**values)
-    except (MempoolSettingsError, BlobSettingsError, PricingSettingsError) as exc:
-        raise ConfigError(exc.message) from None
-
-
-def _typed(section: dict[str, object], name: str, key: str, kind: type, default: object) -> object:
-    value = section.get(key, default)
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        raise ConfigError(f"{name}.{key}: expected a non-negative integer, got {value!r}")
-    if kind is not int and not isinstance(value, kind):
-        raise ConfigError(f"{name}.{key}: expected {kind.__name__}, got {value!r}")
-    return value
-
-
-def _amount(section: dict[str, object], name: str, key: str, default: int) -> int:
-    value = section.get(key, default)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str):
-        try:
-            return parse_amount(value)
-        except AmountError as exc:
-            raise ConfigError(f"{name}.{key}: {exc.message}") from None
-    raise ConfigError(f'{name}.{key}: expected an amount such as "0.001 DCT", got {value!r}')
-
-
-def _executor_settings(doc: dict[str, object]) -> ExecutorSettings:
-    """``[executor]``: ``disk_backend``, ``cgroups``, ``probe_dir``, ``extra_ro_binds``,
-    ``podman_runtime``, ``podman_nofile``, ``podman_nproc``, ``container_image`` (see
-    :class:`ExecutorSettings`). Raises :class:`ConfigError` naming the field."""
-    section = _section(doc, "executor")
-    defaults = ExecutorSettings()
-    binds = section.get("extra_ro_binds", [])
-    if not isinstance(binds, list) or not all(isinstance(item, str) for item in binds):
-        raise ConfigError("executor.extra_ro_binds: expected a list of absolute paths")
-    probe_dir = _typed(section, "executor", "probe_dir", str, "")
-    try:
-        return ExecutorSettings(
-            disk_backend=str(_typed(section, "executor", "disk_backend", str, defaults.disk_backend)),
-            cgroups=bool(_typed(section, "executor", "cgroups", bool, defaults.cgroups)),
-            probe_dir=Path(str(probe_dir)) if probe_dir else None,
-            extra_ro_binds=tuple(binds),
-            podman_runtime=str(_typed(section, "executor", "podman_runtime", str, defaults.podman_runtime)),
-            podman_nofile=_typed(section, "executor", "podman_nofile", int, defaults.podman_nofile),  # type: ignore[arg-type]
-            podman_nproc=_typed(section, "executor", "podman_nproc", int, defaults.podman_nproc),  # type: ignore[arg-type]
-            container_image=str(_typed(section, "executor", "container_image", str, "")),
-        )
-    except InvalidSandboxConfig as exc:
-        raise ConfigError(exc.message) from None
-
-
-def _self_test_interval(market: dict[str, object]) -> int:
-    value: int = _typed(market, "market", "self_test_interval_s", int, 600)  # type: ignore[assignment]
-    if not 10 <= value <= 86_400:
-        raise ConfigError(f"market.self_test_interval_s: between 10 and 86400 seconds, got {value}")
-    return value
-
-
 def parse_config(text: str) -> NodeConfig:
     """Parse config.toml text. Raises :class:`ConfigError` naming the field."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config.toml: {exc}") from None
-    known = {"moniker", "p2p", "rpc", "consensus", "market", "metrics", "log", "mempool", "blobs", "executor"}
-    known.add("pricing")  # i16view
-    for key in sorted(doc):
-        if key not in known:
-            raise ConfigError(f"{key}: unknown setting")
-    p2p = _section(doc, "p2p")
-    bootstrap = p2p.get("bootstrap", [])
-    if not isinstance(bootstrap, list) or not all(isinstance(b, str) for b in bootstrap):
-        raise ConfigError("p2p.bootstrap: expected a list of multiaddr strings")
-    rpc = _section(doc, "rpc")
-    default_addr = f"{DEFAULT_RPC_HOST}:{DEFAULT_RPC_PORT}"
-    host, port = parse_rpc_bind(str(_typed(rpc, "rpc", "addr", str, default_addr)), "rpc.addr")
-    metrics_addr = str(_typed(_section(doc, "metrics"), "metrics", "addr", str, ""))
-    parse_metrics_bind(metrics_addr, "metrics.addr")
-    consensus = _section(doc, "consensus")
-    defaults = ConsensusConfig()
-    consensus_values = {
-        key: _typed(consensus, "consensus", key, int, getattr(defaults, key))
-        for key in ConsensusConfig.__slots__
-    }
-    market = _section(doc, "market")
-    executor = _typed(market, "market", "executor", str, "bubblewrap")
-    if executor not in EXECUTORS:
-        raise ConfigError(f"market.executor: one of {', '.join(EXECUTORS)}, got {executor!r}")
-    log = _section(doc, "log")
-    log_format = _typed(log, "log", "format", str, "text")
-    if log_format not in ("text", "json"):
-        raise ConfigError(f"log.format: 'text' or 'json', got {log_format!r}")
-    return NodeConfig(
-        moniker=str(_typed(doc, "config", "moniker", str, "dcent-node")),
-        p2p=P2PConfig(str(_typed(p2p, "p2p", "listen", str, DEFAULT_LISTEN)), tuple(bootstrap)),
-        rpc=RpcConfig(host, port, bool(_typed(rpc, "rpc", "allow_remote", bool, False))),
-        consensus=ConsensusConfig(**consensus_values),  # type: ignore[arg-type]
-        market=MarketConfig(
-            price_per_gpu_second=_amount(market, "market", "price_per_gpu_second", 1_000_000),
-            collateral=_amount(market, "market", "collateral", 10 * 10**9),
-            executor=str(executor),
-            allow_unsandboxed=bool(_typed(market, "market", "allow_unsandboxed", bool, False)),
-            simulated_gpus=str(_typed(market, "market", "simulated_gpus", str, "")),
-            sell_gpus=bool(_typed(market, "market", "sell_gpus", bool, True)),
-            announce_interval_s=int(_typed(market, "market", "announce_interval_s", int, 10)),  # type: ignore[call-overload]
-            announce_ttl_s=int(_typed(market, "market", "announce_ttl_s", int, 30)),  # type: ignore[call-overload]
-            escrow_wait_blocks=int(_typed(market, "market", "escrow_wait_blocks", int, 30)),  # type: ignore[call-overload]
-            settle_margin_blocks=int(_typed(market, "market", "settle_margin_blocks", int, 20)),  # type: ignore[call-overload]
-            self_test_interval_s=_self_test_interval(market),
-        ),
-        mempool=_settings_table(
-            doc, "mempool", MempoolSettings, max_block_txs=consensus_values["max_block_txs"]
-        ),
-        blobs=_settings_table(doc, "blobs", BlobSettings),
-        pricing=_settings_table(doc, "pricing", PricingSettings),
-        executor=_executor_settings(doc),
-        metrics_addr=metrics_addr,
-        log_format=str(log_format),
-        log_level=str(_typed(log, "log", "level", str, "info")),
-    )
+    for key in sorted(set(doc) - {"moniker", *TABLES}):
+        close = difflib.get_close_matches(key, ["moniker", *TABLES], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{key}: unknown setting{hint}")
+    moniker = doc.get("moniker", DEFAULT_MONIKER)
+    if not isinstance(moniker, str):
+        raise ConfigError(f"moniker: expected str, got {moniker!r}")
+    if "max_block_txs" in (doc.get("mempool") or {}):
+        raise ConfigError("mempool.max_block_txs: set consensus.max_block_txs; the mempool follows it")
+    tables: dict[str, object] = {}
+    for item in fields(NodeConfig):
+        if item.name == "moniker":
+            continue
+        section = doc.get(item.name, {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"{item.name}: expected a table")
+        fixed = None
+        if item.name == "mempool":
+            consensus = tables["consensus"]
+            assert isinstance(consensus, ConsensusSettings)
+            fixed = {"max_block_txs": consensus.max_block_txs}
+        tables[item.name] = read_table(section, item.name, _TABLE_TYPES[item.name], fixed=fixed)
+    return NodeConfig(moniker=moniker, **tables)  # type: ignore[arg-type]
+
+
+def render_config(config: NodeConfig, *, header: str = "") -> str:
+    """``config`` as config.toml text, every setting with its comment; parses back to ``config``."""
+    parts = [header] if header else []
+    parts.append(f"moniker = {json.dumps(config.moniker)}\n")
+    for name in TABLES:
+        parts.append(render_table(name, getattr(config, name), skip=_FOLLOWS.get(name, frozenset())))
+    return "\n".join(parts)
+
+
+#: The file ``dcent init`` writes and configs/node.toml holds (a test keeps the two equal).
+TEMPLATE_HEADER = """# dcent node configuration, written by `dcent init` with every setting at its default.
+# Each table and key is documented where it is defined (node/config.py and the settings classes
+# it names); an unknown or misspelt key is refused with the nearest known name.
+"""
+
+
+def default_config_text() -> str:
+    return render_config(NodeConfig(), header=TEMPLATE_HEADER)
 
 
 def load_config(paths: HomePaths) -> NodeConfig:

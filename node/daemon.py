@@ -43,7 +43,6 @@ from node.services.mempool import Mempool
 from node.store import ChainStore, CorruptStore
 from protocol.consensus.checkpoint import Checkpoint, CheckpointError
 from protocol.consensus.core import ConsensusCore
-from protocol.consensus.effects import ConsensusConfig
 from protocol.consensus.errors import InvalidMessage
 from protocol.consensus.ledger_app import LedgerApp
 from protocol.consensus.messages import Block, CommitCertificate, SignState
@@ -56,18 +55,6 @@ if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
 log = logging.getLogger("dcent.node")
-
-
-def consensus_config(config: NodeConfig) -> ConsensusConfig:
-    c = config.consensus
-    return ConsensusConfig(
-        timeout_propose_ms=c.timeout_propose_ms,
-        timeout_prevote_ms=c.timeout_prevote_ms,
-        timeout_precommit_ms=c.timeout_precommit_ms,
-        timeout_delta_ms=c.timeout_delta_ms,
-        gossip_interval_ms=c.gossip_interval_ms,
-        timeout_commit_ms=c.timeout_commit_ms,
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +135,7 @@ class Node:
             core = ConsensusCore(
                 app,
                 key=self.validator_key,
-                config=consensus_config(self.config),
+                config=self.config.consensus,
                 sign_state=SignState.decode(saved) if saved else None,
                 verifier=app.verifier,
             )

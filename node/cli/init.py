@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
-from node.config import TEMPLATE, ConfigError, HomePaths, create_key, resolve_home, write_secret
+from node.config import (
+    TEMPLATE_HEADER,
+    ConfigError,
+    HomePaths,
+    NodeConfig,
+    create_key,
+    render_config,
+    resolve_home,
+    write_secret,
+)
 from protocol.ledger.errors import GenesisError
 from protocol.ledger.genesis import Genesis, dev_genesis, genesis_state
 from protocol.ledger.params import Params
@@ -62,9 +72,7 @@ def run_init(args: argparse.Namespace) -> int:
         )
     genesis_state(genesis)  # one more check: the genesis yields a consistent state
     moniker = args.moniker or paths.root.name
-    config = TEMPLATE.read_text().replace(
-        'moniker = "dcent-node"', f"moniker = {moniker!r}".replace("'", '"'), 1
-    )
+    config = render_config(dataclasses.replace(NodeConfig(), moniker=moniker), header=TEMPLATE_HEADER)
     paths.data.mkdir(parents=True, exist_ok=True, mode=0o700)
     paths.genesis.write_text(genesis.to_json())
     write_secret(paths.config, config)

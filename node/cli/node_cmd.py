@@ -22,6 +22,7 @@ import trio
 from node.cli import node_status
 from node.config import (
     HomePaths,
+    MetricsConfig,
     NodeConfig,
     check_rpc_bind,
     load_config,
@@ -114,17 +115,17 @@ def with_overrides(config: NodeConfig, args: argparse.Namespace) -> NodeConfig:
     rpc = config.rpc
     rpc_where = "rpc.addr"
     if args.rpc_addr is not None:
-        host, port = parse_rpc_bind(args.rpc_addr, "--rpc-addr")
-        rpc = dataclasses.replace(rpc, host=host, port=port)
+        parse_rpc_bind(args.rpc_addr, "--rpc-addr")
+        rpc = dataclasses.replace(rpc, addr=args.rpc_addr)
         rpc_where = "--rpc-addr"
     if args.rpc_allow_remote:
         rpc = dataclasses.replace(rpc, allow_remote=True)
     check_rpc_bind(rpc, rpc_where)
-    metrics_addr = config.metrics_addr
+    metrics = config.metrics
     if args.metrics_addr is not None:
-        metrics_addr = args.metrics_addr
-        parse_metrics_bind(metrics_addr, "--metrics-addr")
-    return dataclasses.replace(config, rpc=rpc, metrics_addr=metrics_addr)
+        parse_metrics_bind(args.metrics_addr, "--metrics-addr")
+        metrics = MetricsConfig(args.metrics_addr)
+    return dataclasses.replace(config, rpc=rpc, metrics=metrics)
 
 
 def _start_failures(group: BaseExceptionGroup[BaseException]) -> list[StartFailure] | None:

@@ -31,13 +31,23 @@ class ExecutorSettings:
     Raises :class:`InvalidSandboxConfig` for a value out of range.
     """
 
+    #: Each job's size-limited work directory: auto (loop, else tmpfs), loop, tmpfs, or none
+    #: (then disk limits are unenforceable and jobs that ask for one are refused).
     disk_backend: str = "auto"
+    #: false turns cgroup limits off (then memory, CPU and process limits are unenforceable).
     cgroups: bool = True
+    #: Where the capability probe mounts a throwaway volume ("": the system temporary directory).
     probe_dir: Path | None = None
+    #: Host paths bubblewrap adds read-only, e.g. a CUDA toolkit under /opt.
     extra_ro_binds: tuple[str, ...] = ()
+    #: The OCI runtime podman runs jobs with (crun refuses hybrid cgroup hosts; runc does not).
     podman_runtime: str = "runc"
+    #: The ulimits podman sets, explicitly: the engine's defaults copy the node's own limits,
+    #: which the runtime may not be allowed to set. nproc counts every process of the container
+    #: user's uid on the host.
     podman_nofile: int = DEFAULT_PODMAN_NOFILE
     podman_nproc: int = DEFAULT_PODMAN_NPROC
+    #: The image for jobs that name none.
     container_image: str = ""
 
     def __post_init__(self) -> None:

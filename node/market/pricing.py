@@ -83,6 +83,7 @@ class PricingSettings:
     floor: str = ""
     #: At full utilization the curve asks ``floor * (1 + slope)``.
     slope: str = "150%"
+    #: How steeply the ask rises with utilization: the curve uses utilization ** exponent.
     exponent: int = 2
     #: Share of the way to the curve's price moved at each repricing.
     adjustment: str = "100%"
@@ -90,6 +91,7 @@ class PricingSettings:
     reference_weight: str = "0%"
     #: Blocks of settled work the recent price is read over.
     reference_window: int = 1_000
+    #: Seconds between repricings (0.1 to 3600).
     interval_s: float = 10.0
 
     def __post_init__(self) -> None:

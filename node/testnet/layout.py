@@ -28,14 +28,28 @@ import json
 import os
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from gpu.errors import InvalidGpuSpec
 from gpu.simulated import parse_gpu_spec
-from node.config import ConsensusConfig, HomePaths, load_key, parse_config, write_secret
+from node.config import (
+    ConfigError,
+    ConsensusSettings,
+    HomePaths,
+    LogConfig,
+    MarketConfig,
+    MetricsConfig,
+    NodeConfig,
+    P2PConfig,
+    RpcConfig,
+    load_key,
+    write_secret,
+)
+from node.config import render_config as render_config_text
 from node.p2p.identity import peer_id_from_seed
 from node.testnet.errors import InvalidPlan, NotATestnet
+from protocol.consensus.errors import InvalidConfig
 from protocol.crypto import PrivateKey
 from protocol.ledger.genesis import Genesis, dev_genesis, genesis_state
 from protocol.ledger.params import Params
@@ -68,7 +82,7 @@ TESTNET_PARAMS = Params(
     blocks_per_year=TESTNET_BLOCKS_PER_YEAR,
 )
 #: Loopback is fast: short step timeouts, and a 250 ms pause after each commit.
-TESTNET_CONSENSUS = ConsensusConfig(
+TESTNET_CONSENSUS = ConsensusSettings(
     timeout_propose_ms=1000,
     timeout_prevote_ms=500,
     timeout_precommit_ms=500,
@@ -103,7 +117,7 @@ class NetworkPlan:
     #: Derive every key and the chain id from this seed (reproducible runs); None: random keys.
     seed: bytes | None = None
     params: Params = field(default_factory=lambda: TESTNET_PARAMS)
-    consensus: ConsensusConfig = field(default_factory=lambda: TESTNET_CONSENSUS)
+    consensus: ConsensusSettings = field(default_factory=lambda: TESTNET_CONSENSUS)
     log_level: str = "info"
 
     @property
@@ -252,7 +266,7 @@ class NetworkLayout:
     nodes: tuple[NodeLayout, ...]
     faucet_address: str
     executor: str
-    consensus: ConsensusConfig
+    consensus: ConsensusSettings
     log_level: str
     seed: bytes | None = None
     #: The supervisors' policy (``no`` or ``on-failure``): set by ``up --restart``, used by ``start``.
@@ -296,7 +310,7 @@ class NetworkLayout:
             "faucet_address": self.faucet_address,
             "executor": self.executor,
             "log_level": self.log_level,
-            "consensus": {name: getattr(self.consensus, name) for name in ConsensusConfig.__slots__},
+            "consensus": {item.name: getattr(self.consensus, item.name) for item in fields(self.consensus)},
             "seed": self.seed.hex() if self.seed is not None else None,
             "restart": self.restart,
             "nodes": [node.to_dict(self.root) for node in self.nodes],
@@ -327,12 +341,12 @@ class NetworkLayout:
                 nodes=tuple(NodeLayout.from_dict(root, entry) for entry in doc["nodes"]),
                 faucet_address=str(doc["faucet_address"]),
                 executor=str(doc["executor"]),
-                consensus=ConsensusConfig(**{k: _int(v) for k, v in doc["consensus"].items()}),
+                consensus=ConsensusSettings(**{k: _int(v) for k, v in doc["consensus"].items()}),
                 log_level=str(doc["log_level"]),
                 seed=bytes.fromhex(seed) if isinstance(seed, str) else None,
                 restart=str(doc.get("restart", "no")),
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, ConfigError, InvalidConfig) as exc:
             raise NotATestnet(f"{path}: damaged manifest ({exc!r})") from None
 
 
@@ -357,45 +371,29 @@ def chain_id_for(seed: bytes | None) -> str:
     return f"dcent-testnet-{suffix}"
 
 
-def render_config(node: NodeLayout, consensus: ConsensusConfig, executor: str, log_level: str) -> str:
-    """The node's config.toml. Checked by parsing it back, so a layout never writes a config the
-    node would refuse."""
-    # NVML nodes leave the spec empty (the node then probes NVML); the others carry theirs.
-    simulated = "" if node.gpu_source == GPU_NVML else node.gpu_spec
-    bootstrap = ", ".join(json.dumps(address) for address in node.bootstrap)
-    consensus_lines = "\n".join(f"{name} = {getattr(consensus, name)}" for name in ConsensusConfig.__slots__)
-    text = f"""# dcent testnet node {node.index}: written by `dcent testnet up`; ports derive from the base port.
-moniker = {json.dumps(node.moniker)}
-
-[p2p]
-listen = "/ip4/127.0.0.1/tcp/{node.p2p_port}"
-bootstrap = [{bootstrap}]
-
-[rpc]
-addr = "127.0.0.1:{node.rpc_port}"
-allow_remote = false
-
-[consensus]
-{consensus_lines}
-
-[market]
-executor = {json.dumps(executor)}
-# The dev-only subprocess executor runs jobs unsandboxed; a testnet that names it allows it.
-allow_unsandboxed = {"true" if executor == "subprocess" else "false"}
-simulated_gpus = {json.dumps(simulated)}
-sell_gpus = {"false" if node.gpu_source == GPU_NONE else "true"}
-announce_interval_s = {ANNOUNCE_INTERVAL_S}
-announce_ttl_s = {ANNOUNCE_TTL_S}
-
-[metrics]
-addr = "127.0.0.1:{node.metrics_port}"
-
-[log]
-format = "text"
-level = {json.dumps(log_level)}
-"""
-    parse_config(text)
-    return text
+def render_config(node: NodeLayout, consensus: ConsensusSettings, executor: str, log_level: str) -> str:
+    """The node's config.toml: the defaults with the testnet's values, every setting written out
+    with its comment (the same schema as ``dcent init``'s file)."""
+    config = NodeConfig(
+        moniker=node.moniker,
+        p2p=P2PConfig(listen=f"/ip4/127.0.0.1/tcp/{node.p2p_port}", bootstrap=tuple(node.bootstrap)),
+        rpc=RpcConfig(addr=f"127.0.0.1:{node.rpc_port}"),
+        consensus=consensus,
+        market=MarketConfig(
+            executor=executor,
+            # The dev-only subprocess executor runs jobs unsandboxed; a testnet that names it allows it.
+            allow_unsandboxed=executor == "subprocess",
+            # NVML nodes leave the spec empty (the node then probes NVML); the others carry theirs.
+            simulated_gpus="" if node.gpu_source == GPU_NVML else node.gpu_spec,
+            sell_gpus=node.gpu_source != GPU_NONE,
+            announce_interval_s=ANNOUNCE_INTERVAL_S,
+            announce_ttl_s=ANNOUNCE_TTL_S,
+        ),
+        metrics=MetricsConfig(addr=f"127.0.0.1:{node.metrics_port}"),
+        log=LogConfig(level=log_level),
+    )
+    header = f"# dcent testnet node {node.index}: written by `dcent testnet up`; ports derive from the base port.\n"
+    return render_config_text(config, header=header)
 
 
 def _node_layout(

@@ -54,6 +54,7 @@ class ConsensusConfig:
     timeout_delta_ms: int = 500
     gossip_interval_ms: int = 2000
     timeout_commit_ms: int = 0
+    #: How long a node behind its peers waits for the blocks it asked for before asking again.
     sync_retry_ms: int = 2000
     #: Messages of the next height kept per validator of that height (authenticated first, so
     #: no one else can fill a validator's share or evict its messages).

@@ -8,7 +8,7 @@ from pathlib import Path
 import trio
 
 from node.config import (
-    ConsensusConfig,
+    ConsensusSettings,
     HomePaths,
     MarketConfig,
     NodeConfig,
@@ -27,7 +27,7 @@ from tests.waiting import wait_until  # noqa: F401  (re-exported for the node te
 CHAIN_ID = "dcent-itest"
 FAUCET = PrivateKey.from_label("itest-faucet")
 #: Short timeouts: loopback is fast, and tests should not idle.
-FAST = ConsensusConfig(
+FAST = ConsensusSettings(
     timeout_propose_ms=800,
     timeout_prevote_ms=400,
     timeout_precommit_ms=400,
@@ -80,7 +80,7 @@ def node_config(index: int, bootstrap: tuple[str, ...] = (), **market: object) -
     return NodeConfig(
         moniker=f"node{index}",
         p2p=P2PConfig(listen="/ip4/127.0.0.1/tcp/0", bootstrap=bootstrap),
-        rpc=RpcConfig(port=0),
+        rpc=RpcConfig(addr="127.0.0.1:0"),
         consensus=dataclasses.replace(FAST),
         market=dataclasses.replace(
             MarketConfig(

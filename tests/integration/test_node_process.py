@@ -44,6 +44,11 @@ def _wait_for_height(home: Path, height: int, node: subprocess.Popen[str], timeo
     return wait_until_blocking(reached, what=f"height {height}", timeout=timeout_s)
 
 
+def _stderr_tail(node: subprocess.Popen[str]) -> str:
+    """What a node that exited wrongly said last (its stderr is a pipe nobody else reads)."""
+    return "".join((node.stderr.read() if node.stderr else "").splitlines(keepends=True)[-40:])
+
+
 def _dev_home(tmp_path: Path) -> Path:
     home = tmp_path / "home"
     assert _dcent("init", "--home", str(home), "--dev").returncode == 0
@@ -70,7 +75,7 @@ def test_dev_node_makes_blocks_and_stops_cleanly(tmp_path: Path, stop_signal: si
     try:
         reached = _wait_for_height(home, 3, node)
         node.send_signal(stop_signal)
-        assert node.wait(timeout=30) == 0
+        assert node.wait(timeout=30) == 0, _stderr_tail(node)
     finally:
         if node.poll() is None:
             node.kill()
@@ -84,7 +89,7 @@ def test_dev_node_makes_blocks_and_stops_cleanly(tmp_path: Path, stop_signal: si
     try:
         _wait_for_height(home, stopped_at + 2, restarted)
         restarted.send_signal(signal.SIGTERM)
-        assert restarted.wait(timeout=30) == 0
+        assert restarted.wait(timeout=30) == 0, _stderr_tail(restarted)
     finally:
         if restarted.poll() is None:
             restarted.kill()
@@ -108,7 +113,7 @@ def test_node_process_serves_rpc_at_the_url_it_writes(tmp_path: Path) -> None:
         assert info["chain_id"] == genesis["chain_id"] and info["moniker"] == "home"
         assert info["rpc_url"] == url and info["validator"] is True
         node.send_signal(signal.SIGTERM)
-        assert node.wait(timeout=30) == 0
+        assert node.wait(timeout=30) == 0, _stderr_tail(node)
     finally:
         if node.poll() is None:
             node.kill()

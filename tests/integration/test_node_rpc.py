@@ -23,7 +23,7 @@ import trio
 
 from gpu.simulated import simulated_report
 from node.cli.gpu import report_json
-from node.config import HomePaths, RpcConfig
+from node.config import HomePaths, MetricsConfig, RpcConfig
 from node.daemon import Node
 from node.rpc.client import RpcClient
 from node.rpc.errors import RpcCallError
@@ -91,8 +91,8 @@ async def running(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Runnin
     # bubblewrap whatever this host allows: the node's own verdict on it is part of what is tested.
     config = dataclasses.replace(
         node_config(0, executor="bubblewrap", allow_unsandboxed=False),
-        rpc=RpcConfig(port=0),
-        metrics_addr="127.0.0.1:0",
+        rpc=RpcConfig(addr="127.0.0.1:0"),
+        metrics=MetricsConfig(addr="127.0.0.1:0"),
     )
     node = Node(paths, config)
     stopped = trio.Event()

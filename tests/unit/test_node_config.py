@@ -4,12 +4,28 @@ addresses, and the `dcent node run` flags that override them."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from node.cli import node_cmd
-from node.config import TEMPLATE, ConfigError, HomePaths, NodeConfig, RpcConfig, parse_config
+from node.config import (
+    TABLES,
+    TEMPLATE,
+    ConfigError,
+    HomePaths,
+    NodeConfig,
+    P2PConfig,
+    RpcConfig,
+    default_config_text,
+    parse_config,
+    render_config,
+)
+from node.executor.settings import ExecutorSettings
+from node.tomlschema import field_docs
+from protocol.consensus.effects import ConsensusConfig
 
 #: The template's RPC address line, whatever port it ships with.
 RPC_ADDR_LINE = next(
@@ -82,7 +98,7 @@ def test_the_template_states_the_defaults_of_what_it_sets() -> None:
 
 def test_rpc_defaults_to_loopback_port_8645_and_metrics_to_off() -> None:
     config = parse_config('moniker = "bare"\n')
-    assert config.rpc == RpcConfig(host="127.0.0.1", port=8645, allow_remote=False)
+    assert config.rpc == RpcConfig(addr="127.0.0.1:8645", allow_remote=False)
     assert config.metrics_addr == ""
 
 
@@ -123,7 +139,7 @@ def test_a_remote_rpc_address_needs_the_allow_flag() -> None:
     )
     assert (allowed.rpc.host, allowed.rpc.allow_remote) == ("0.0.0.0", True)
     # The same check holds for an address that comes from config.toml.
-    from_file = NodeConfig(rpc=RpcConfig(host="192.0.2.7", port=8645))
+    from_file = NodeConfig(rpc=RpcConfig(addr="192.0.2.7:8645"))
     with pytest.raises(ConfigError, match=r"^rpc\.addr: 192\.0\.2\.7 is not a loopback"):
         node_cmd.with_overrides(from_file, _run_args())
 
@@ -185,3 +201,39 @@ def test_the_executor_table_reaches_the_sandbox_settings() -> None:
 def test_bad_executor_settings_are_named(text: str, field: str) -> None:
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         parse_config(text)
+
+
+def test_configs_node_toml_is_the_schemas_own_rendering() -> None:
+    """One schema: the repository's copy is what `dcent init` writes, comments included."""
+    assert TEMPLATE.read_text() == default_config_text(), (
+        "configs/node.toml is stale; regenerate it with: .venv/bin/python -c "
+        "\"from node.config import default_config_text as t; open('configs/node.toml', 'w').write(t())\""
+    )
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_every_setting_is_documented_where_it_is_defined(table: str) -> None:
+    settings = getattr(NodeConfig(), table)
+    undocumented = sorted(
+        item.name for item in fields(settings) if item.name not in field_docs(type(settings))
+    )
+    assert undocumented == []
+
+
+def test_the_consensus_table_is_the_cores_own_config_with_the_nodes_defaults() -> None:
+    consensus = parse_config(
+        "[consensus]\ntimeout_propose_ms = 1500\nmax_buffered_per_validator = 8\n"
+    ).consensus
+    assert isinstance(consensus, ConsensusConfig)  # handed to the core as it is: no copy to drift
+    assert (consensus.timeout_propose_ms, consensus.max_buffered_per_validator) == (1500, 8)
+    assert consensus.timeout_commit_ms == 500 != ConsensusConfig().timeout_commit_ms
+
+
+def test_a_rendered_config_reads_back_as_the_same_config() -> None:
+    config = dataclasses.replace(
+        NodeConfig(),
+        moniker='quote " and \\ backslash',
+        p2p=P2PConfig(bootstrap=("/ip4/127.0.0.1/tcp/1/p2p/12D3KooW",)),
+        executor=ExecutorSettings(probe_dir=Path("/var/tmp"), extra_ro_binds=("/opt/cuda",)),
+    )
+    assert parse_config(render_config(config)) == config
