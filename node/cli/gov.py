@@ -30,8 +30,6 @@ from node.wallet.txbuilder import Prepared, TxOutcome
 from node.wallet.txcommand import TxPlan, run_tx_command
 from node.wallet.values import (
     AMOUNT_HELP,
-    AMOUNT_PARAMS,
-    RATIO_PARAMS,
     answer_amount,
     answer_int,
     answer_list,
@@ -42,7 +40,7 @@ from node.wallet.values import (
 )
 from protocol.errors import ProtocolError
 from protocol.ledger.errors import DepositTooLow, NoVotingPower, VotingClosed
-from protocol.ledger.params import PARAM_BOUNDS
+from protocol.ledger.params import AMOUNT_PARAMS, PARAM_BOUNDS, RATIO_PARAMS
 from protocol.ledger.tx import VOTE_OPTIONS, GovPropose, GovVote
 from protocol.units import format_ratio
 

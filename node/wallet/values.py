@@ -18,13 +18,11 @@ from typing import Any
 from node.wallet.errors import BadNodeAnswer, InvalidArgument
 from protocol.crypto import Address, InvalidAddressError
 from protocol.ledger.errors import InvalidParamValue, UnknownParam
-from protocol.ledger.params import PARAM_BOUNDS
+from protocol.ledger.params import AMOUNT_PARAMS, PARAM_BOUNDS, RATIO_PARAMS
 from protocol.units import DEC, MAX_AMOUNT, AmountError, parse_amount
 
-#: Parameters that hold an amount of base units: typed like any amount ("10 DCT", "5000base").
-AMOUNT_PARAMS = frozenset({"min_fee", "min_validator_stake", "gov_min_deposit"})
-#: Parameters that hold a DEC-scaled ratio: typed as "75%" or the raw integer.
-RATIO_PARAMS = frozenset(name for name, (_, high) in PARAM_BOUNDS.items() if high == DEC)
+#: Amount parameters (``AMOUNT_PARAMS``) are typed like any amount ("10 DCT", "5000base"); ratio
+#: parameters (``RATIO_PARAMS``) as "75%" or the raw integer.
 
 AMOUNT_HELP = '"1.5" or "1.5 DCT" (DCT), or "1500base" (base units)'
 

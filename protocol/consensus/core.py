@@ -45,6 +45,7 @@ from protocol.consensus.errors import (
     UnknownValidator,
 )
 from protocol.consensus.messages import (
+    MAX_TIME_MS,
     NIL,
     PRECOMMIT,
     PREVOTE,
@@ -616,7 +617,7 @@ class ConsensusCore:
         """Our clock, but after the block voted for: precommit times become the next block's
         BFT time, which must exceed this block's."""
         block = self._blocks.get(block_hash)
-        return self._now if block is None else max(self._now, block.time_ms + 1)
+        return self._now if block is None else min(MAX_TIME_MS, max(self._now, block.time_ms + 1))
 
     def _cast(self, vote_type: int, block_hash: bytes) -> None:
         if not self.is_validator:
