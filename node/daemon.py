@@ -50,6 +50,7 @@ from protocol.consensus.ledger_app import LedgerApp
 from protocol.consensus.messages import Block, CommitCertificate, SignState
 from protocol.encoding import DecodeError
 from protocol.ledger.genesis import Genesis, genesis_state
+from protocol.ledger.staking import bonded_by  # i12ledger: an account's stake is what it delegated
 from protocol.ledger.tx import Tx
 
 if TYPE_CHECKING:
@@ -348,8 +349,7 @@ class Node:
 
     def _own_stake(self) -> int:
         assert self.app is not None
-        info = self.app.state.validators.get(self.validator_key.address.raw)
-        return info.bonded if info else 0
+        return bonded_by(self.app.state, self.validator_key.address.raw)
 
     # --- what RPC, tests and the CLI ask ---------------------------------------------------
     def status(self) -> NodeStatus:

@@ -1,7 +1,7 @@
 """`dcent gov ...`: governance proposals to change a ledger parameter, and validators' votes.
 
     dcent gov propose PARAM VALUE --deposit AMOUNT   e.g. gov_quorum 40%, min_fee "0.0001 DCT"
-    dcent gov vote ID yes|no|abstain|veto            only accounts with bonded stake vote
+    dcent gov vote ID yes|no|abstain|veto            delegators and validator operators vote
     dcent gov list | show ID
     dcent gov propose PARAM VALUE --preview [--years N]   simulate it first; --submit to go on
     dcent gov show ID --preview                           what an open proposal would do
@@ -155,7 +155,9 @@ def _vote_plan(args: argparse.Namespace) -> TxPlan:
         if answer_str(proposal, "status", "gov_get") != VOTING:
             raise VotingClosed(f"proposal {args.proposal_id} is {proposal.get('status')}, no longer voting")
         if prepared.sender.bonded == 0:
-            raise NoVotingPower(f"{prepared.sender.address} has no bonded stake: only validators vote")
+            raise NoVotingPower(
+                f"{prepared.sender.address} has nothing bonded: delegators and validator operators vote"
+            )
 
     return TxPlan(
         msg,

@@ -6,6 +6,11 @@
     dcent wallet list | address [WALLET]
     dcent wallet balance [WALLET|ADDR] | history [WALLET|ADDR] | tx HASH
     dcent wallet transfer TO AMOUNT | stake AMOUNT | unstake AMOUNT   [--from WALLET] [--fee A]
+    dcent wallet delegate VALIDATOR AMOUNT | undelegate VALIDATOR AMOUNT|all
+    dcent wallet redelegate FROM TO AMOUNT|all | delegations [WALLET|ADDR] | unjail
+
+``stake``/``unstake`` are a validator operator's own bond; everyone else delegates to a validator
+(see ``node/cli/delegation.py``) and never needs to run a node.
 
 Keys never reach the node: transactions are built and signed here and only the signed bytes are
 submitted. Transactions wait for their block unless ``--no-wait``. Amounts are "1.5" or
@@ -18,6 +23,7 @@ import argparse
 
 from rich.console import Console
 
+from node.cli import delegation
 from node.wallet.cliargs import (
     Subparsers,
     add_common_args,
@@ -142,15 +148,22 @@ def register(subparsers: Subparsers) -> None:
     add_tx_args(transfer)
     transfer.set_defaults(func=run_transfer)
 
-    stake = commands.add_parser("stake", help="bond DCT: the signing key becomes a validator key")
+    stake = commands.add_parser(
+        "stake", help="bond more of your own DCT to the validator you operate (others: delegate)"
+    )
     stake.add_argument("amount", metavar="AMOUNT", help=AMOUNT_HELP)
     add_tx_args(stake)
     stake.set_defaults(func=run_stake)
 
-    unstake = commands.add_parser("unstake", help="start unbonding DCT (released after the unbonding period)")
+    unstake = commands.add_parser(
+        "unstake",
+        help="unbond some of your validator's self-delegation (released after the unbonding period)",
+    )
     unstake.add_argument("amount", metavar="AMOUNT", help=AMOUNT_HELP)
     add_tx_args(unstake)
     unstake.set_defaults(func=run_unstake)
+
+    delegation.register(commands)  # delegate, undelegate, redelegate, unjail, delegations
 
     for command in (
         new,
