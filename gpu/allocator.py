@@ -20,7 +20,7 @@ from gpu.errors import (
     NotEnoughGpus,
     UnknownJob,
 )
-from gpu.model import GpuDevice
+from protocol.hardware import GpuDevice
 
 UnitPredicate = Callable[[GpuDevice], bool]
 

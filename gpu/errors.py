@@ -12,24 +12,22 @@ means the input was refused and nothing was changed.
 
 from __future__ import annotations
 
-from protocol.errors import ProtocolError
+from protocol.hardware import GpuError, InvalidGpuDevice, InvalidProbeReport
+
+__all__ = [
+    "GpuError",
+    "InvalidAllocationRequest",
+    "InvalidGpuDevice",
+    "InvalidGpuSpec",
+    "InvalidGpuUnits",
+    "InvalidProbeReport",
+    "JobAlreadyAllocated",
+    "NotEnoughGpus",
+    "UnknownJob",
+]
 
 
-class GpuError(ProtocolError):
-    code = 5100
-
-
-# --- records ---------------------------------------------------------------------------------
-class InvalidGpuDevice(GpuError):
-    """A GpuDevice whose fields are out of range or contradict each other."""
-
-    code = 5101
-
-
-class InvalidProbeReport(GpuError):
-    """A ProbeReport that repeats a UUID, orphans a MIG unit, or claims real GPUs without NVML."""
-
-    code = 5102
+# GpuError and the record errors (5100-5102) are defined with the records, in protocol.hardware.
 
 
 # --- declared GPUs ---------------------------------------------------------------------------

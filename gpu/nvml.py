@@ -27,7 +27,7 @@ from typing import Any
 
 import trio
 
-from gpu.model import (
+from protocol.hardware import (
     MAX_DEVICES,
     MAX_MESSAGE_LEN,
     MAX_NAME_LEN,

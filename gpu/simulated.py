@@ -16,7 +16,7 @@ import hashlib
 import re
 
 from gpu.errors import InvalidGpuSpec
-from gpu.model import MAX_DEVICES, SIMULATED_UUID_PREFIX, GpuDevice, ProbeReport
+from protocol.hardware import MAX_DEVICES, SIMULATED_UUID_PREFIX, GpuDevice, ProbeReport
 
 #: Upper-case model token -> (product name, compute capability).
 KNOWN_MODELS: dict[str, tuple[str, tuple[int, int]]] = {

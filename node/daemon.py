@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from gpu.model import ProbeReport
 from gpu.nvml import probe_async
 from gpu.simulated import simulated_report
 from node.blobs.service import BlobService
@@ -49,6 +48,7 @@ from protocol.consensus.errors import InvalidMessage
 from protocol.consensus.ledger_app import LedgerApp
 from protocol.consensus.messages import Block, CommitCertificate, SignState
 from protocol.encoding import DecodeError
+from protocol.hardware import ProbeReport
 from protocol.ledger.genesis import Genesis, genesis_state
 from protocol.ledger.staking import bonded_by  # i12ledger: an account's stake is what it delegated
 from protocol.ledger.tx import Tx

@@ -6,7 +6,7 @@ Used where no event can be awaited: the state of real hosts, sandboxed processes
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import trio
@@ -37,3 +37,22 @@ def wait_until_blocking(
             return value
         time.sleep(poll)
     raise AssertionError(f"timed out after {timeout} s waiting until {what}")
+
+
+async def wait_until_async(
+    predicate: Callable[[], Awaitable[T | None]], *, what: str, timeout: float = 60.0, poll: float = POLL_S
+) -> T:
+    """:func:`wait_until` for a condition that must be awaited (an RPC call to a node process)."""
+    with trio.move_on_after(timeout):
+        while True:
+            value = await predicate()
+            if value:
+                return value
+            await trio.sleep(poll)
+    raise AssertionError(f"timed out after {timeout} s waiting until {what}")
+
+
+async def sample_every(interval: float, sample: Callable[[], bool]) -> None:
+    """Call ``sample`` every ``interval`` s until it returns False: a measurement, not a wait."""
+    while sample():
+        await trio.sleep(interval)

@@ -21,7 +21,6 @@ import functools
 import hashlib
 from dataclasses import dataclass
 
-from gpu.model import SIMULATED_UUID_PREFIX, GpuDevice
 from node.p2p.identity import peer_id_from_seed
 from protocol.blobs.merkle import BlobManifest, leaf_hash, merkle_root
 from protocol.blobs.wire import BlobReply, BlobRequest
@@ -42,6 +41,7 @@ from protocol.consensus.messages import (
 )
 from protocol.contracts import ContractTerms, SignedContract, UsageReceipt
 from protocol.crypto import PrivateKey
+from protocol.hardware import SIMULATED_UUID_PREFIX, GpuDevice
 from protocol.ledger.genesis import Genesis, dev_genesis, genesis_state
 from protocol.ledger.params import Params
 from protocol.ledger.tx import (

@@ -19,13 +19,13 @@ import json
 import sys
 
 from gpu.errors import GpuError
-from gpu.model import GpuDevice, ProbeReport
 from gpu.nvml import probe
 from gpu.simulated import simulated_report
 from node.config import ConfigError, HomePaths, load_config, resolve_home
 from node.executor.errors import ExecutorError
 from node.executor.select import EXECUTOR_NAMES
 from node.executor.selftest import SelfTestReport, self_test_here
+from protocol.hardware import GpuDevice, ProbeReport
 
 MIB = 2**20
 EXIT_OK = 0

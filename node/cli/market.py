@@ -23,7 +23,6 @@ from typing import Any
 
 from rich.console import Console
 
-from gpu.model import format_cuda_version
 from node.cli.economics_node import dct_text
 from node.wallet.cliargs import Subparsers, add_common_args, add_node_args
 from node.wallet.connect import NodeRpc
@@ -32,6 +31,7 @@ from node.wallet.errors import InvalidArgument
 from node.wallet.runner import EXIT_OK, guarded, output_of, run_node_command
 from node.wallet.values import answer_list, answer_object, parse_amount_arg
 from protocol.econview.market import SORT_KEYS
+from protocol.hardware import format_cuda_version
 from protocol.market.jobspec import JobSpec, format_of
 
 SECONDS_PER_HOUR = 3600

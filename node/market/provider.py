@@ -17,7 +17,6 @@ from pathlib import Path
 import trio
 
 from gpu.allocator import GpuAllocator
-from gpu.model import GpuDevice
 from node.executor.base import Executor, run_to_outcome
 from node.executor.errors import JobInputError
 from node.executor.limits import ResourceLimits
@@ -31,6 +30,7 @@ from node.p2p.errors import P2PError
 from node.p2p.framing import Stream
 from protocol.contracts import OUTCOME_JOB_FAILED, ContractTerms, UsageReceipt
 from protocol.encoding import DecodeError
+from protocol.hardware import GpuDevice
 from protocol.ledger.escrow import SETTLEMENT_RULES, claim_status
 from protocol.ledger.tx import EscrowClaim, EscrowFinalize, Settle
 from protocol.market.delivery import (

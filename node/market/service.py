@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 import trio
 
 from gpu.allocator import GpuAllocator
-from gpu.model import ProbeReport
 from node.executor.base import Executor
 from node.market.context import (
     DEFAULT_ESCROW_WAIT_BLOCKS,
@@ -38,6 +37,7 @@ from node.store import ChainStore
 from protocol.consensus.ledger_app import LedgerApp
 from protocol.crypto import PrivateKey
 from protocol.encoding import DecodeError
+from protocol.hardware import ProbeReport
 from protocol.market.capacity import CapacityAnnouncement
 from protocol.market.delivery import LOG_PROTOCOL_ID, RESULT_PROTOCOL_ID, STATUS_PROTOCOL_ID
 from protocol.market.jobspec import JobSpec

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from gpu.model import GpuDevice
 from node.rpc.blob_methods import register_blob_methods  # i15blob
 from node.rpc.economics_methods import MAX_HEIGHT, register_economics_methods  # i16view
 from node.rpc.errors import UnknownBlock, UnknownTx
@@ -42,6 +41,7 @@ from node.services.mempool import (
 from node.store import ChainStore, IndexedTx
 from protocol.consensus.messages import Block, CommitCertificate
 from protocol.crypto import Address, address_of
+from protocol.hardware import GpuDevice
 from protocol.ledger import staking
 from protocol.ledger.errors import (
     BadNonce,

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from gpu.model import GpuDevice, ProbeReport
 from node.p2p.guard import Reason
 from node.p2p.interface import ACCEPT, GossipMessage, Host, Validation
 from protocol.crypto import PrivateKey
 from protocol.encoding import DecodeError
+from protocol.hardware import GpuDevice, ProbeReport
 from protocol.market.capacity import (
     CapacityAnnouncement,
     CapacityTable,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from gpu.model import GpuDevice
+from protocol.hardware import GpuDevice
 from protocol.market.capacity import CapacityAnnouncement
 from protocol.market.jobspec import Resources
 from protocol.market.matching import device_meets

@@ -20,10 +20,10 @@ import hashlib
 import itertools
 from dataclasses import dataclass
 
-from gpu.model import GpuDevice
 from protocol.contracts import LIMIT_NAMES
 from protocol.crypto import PUBLIC_KEY_LEN, SIGNATURE_LEN, PrivateKey, verify
 from protocol.encoding import Record, encode, sign_bytes
+from protocol.hardware import GpuDevice
 from protocol.market.errors import (
     AnnouncementFromFuture,
     AnnouncementValidityTooLong,

@@ -20,7 +20,7 @@ import fnmatch
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from gpu.model import GpuDevice
+from protocol.hardware import GpuDevice
 from protocol.market.capacity import CapacityAnnouncement, OfferedLimits
 from protocol.market.jobspec import JobSpec, Limits, Resources
 

@@ -27,10 +27,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from gpu.model import GpuDevice
 from protocol.contracts import ContractFormatError, ContractTerms, SignedContract
 from protocol.crypto import PrivateKey
 from protocol.errors import ProtocolError
+from protocol.hardware import GpuDevice
 from protocol.market.capacity import OfferedLimits
 from protocol.market.errors import (
     ContractMismatch,

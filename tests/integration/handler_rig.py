@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import trio
+import trio.testing
 
-from gpu.model import ProbeReport
 from node.blobs.server import BlobServer
 from node.blobs.settings import BlobSettings
 from node.blobs.store import BlobStore
@@ -53,6 +53,7 @@ from protocol.consensus.core import ConsensusCore
 from protocol.consensus.effects import ConsensusConfig
 from protocol.consensus.ledger_app import LedgerApp
 from protocol.errors import ProtocolError
+from protocol.hardware import ProbeReport
 from protocol.ledger.genesis import genesis_state
 from protocol.market.delivery import (
     LOG_PROTOCOL_ID,
@@ -121,9 +122,8 @@ class Rig:
         """Wait until the consensus driver's task has stepped through everything queued for it
         (a failure there ends the rig's nursery, and with it the test)."""
         with trio.fail_after(30):  # a stuck driver fails the test instead of hanging it
-            while self.driver._inbox.statistics().current_buffer_used:
-                await trio.sleep(0.001)
-            await trio.sleep(0.001)
+            await trio.testing.wait_all_tasks_blocked()
+        assert not self.driver._inbox.statistics().current_buffer_used, "the driver stopped reading"
 
 
 #: Each gossip topic, and the decoder target whose inputs are gossiped on it.

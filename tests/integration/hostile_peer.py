@@ -56,7 +56,7 @@ from libp2p.utils.varint import encode_uvarint
 
 from node.rpc.client import RpcClient
 from node.rpc.errors import RpcError
-from tests.waiting import wait_until, wait_until_blocking
+from tests.waiting import sample_every, wait_until, wait_until_async, wait_until_blocking
 
 ROOT = Path(__file__).resolve().parents[2]
 DCENT = [sys.executable, "-m", "node.cli.main"]
@@ -192,21 +192,14 @@ class NodeProcess:
 
     async def wait_for_blocks(self, count: int, *, timeout: float = 60) -> int:
         """Wait until ``count`` more blocks are committed; returns the new height."""
-        start = await self.height()
-        state = {"height": start}
+        target = await self.height() + count
 
-        async def poll() -> None:
-            while True:
-                assert self.alive, f"the node died: {self.log_tail()}"
-                state["height"] = await self.height()
-                if state["height"] >= start + count:
-                    return
-                await trio.sleep(0.1)
+        async def reached() -> int | None:
+            assert self.alive, f"the node died: {self.log_tail()}"
+            height = await self.height()
+            return height if height >= target else None
 
-        with trio.move_on_after(timeout):
-            await poll()
-            return state["height"]
-        raise AssertionError(f"the node committed {state['height'] - start} of {count} blocks in {timeout} s")
+        return await wait_until_async(reached, what=f"height {target}", timeout=timeout, poll=0.1)
 
 
 @dataclass
@@ -218,12 +211,16 @@ class RssWatch:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        while self.node.alive:
-            try:
-                self.peak = max(self.peak, self.node.rss_bytes())
-            except (OSError, AssertionError):
-                return  # the process is gone
-            await trio.sleep(0.05)
+        await sample_every(0.05, self._sample)
+
+    def _sample(self) -> bool:
+        if not self.node.alive:
+            return False
+        try:
+            self.peak = max(self.peak, self.node.rss_bytes())
+        except (OSError, AssertionError):
+            return False  # the process is gone
+        return True
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,10 +8,10 @@ import dataclasses
 import functools
 from typing import Any
 
-from gpu.model import SIMULATED_UUID_PREFIX, GpuDevice
 from gpu.simulated import parse_gpu_spec
 from protocol.contracts import SignedContract
 from protocol.crypto import PrivateKey
+from protocol.hardware import SIMULATED_UUID_PREFIX, GpuDevice
 from protocol.ledger.genesis import dev_genesis, genesis_state
 from protocol.ledger.params import Params
 from protocol.ledger.state import LedgerState

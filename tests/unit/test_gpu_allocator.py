@@ -18,8 +18,8 @@ from gpu.errors import (
     NotEnoughGpus,
     UnknownJob,
 )
-from gpu.model import GpuDevice
 from gpu.simulated import parse_gpu_spec
+from protocol.hardware import GpuDevice
 
 
 def whole_gpu(index: int, memory_gb: int = 80, healthy: bool = True) -> GpuDevice:

@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 
 from gpu.errors import GpuError, InvalidGpuDevice, InvalidProbeReport
-from gpu.model import GpuDevice, ProbeReport, format_cuda_version
 from protocol.encoding import DecodeError, encode
 from protocol.errors import ProtocolError
+from protocol.hardware import GpuDevice, ProbeReport, format_cuda_version
 
 H100_UUID = "GPU-5d1a7f36-2c1b-4b1e-9d55-0c6f2c1e8a01"
 A100_UUID = "GPU-0b8c3e55-6f3d-47a1-8b1a-3f9e2d7c4b02"

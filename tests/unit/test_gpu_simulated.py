@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from gpu.errors import InvalidGpuSpec
-from gpu.model import SIMULATED_UUID_PREFIX, ProbeReport
 from gpu.simulated import KNOWN_MODELS, parse_gpu_spec, simulated_report, simulated_uuid
+from protocol.hardware import SIMULATED_UUID_PREFIX, ProbeReport
 
 
 def test_two_h100s() -> None:

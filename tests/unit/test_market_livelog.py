@@ -25,6 +25,7 @@ from protocol.crypto import PrivateKey
 from protocol.market.delivery import LOG_PROTOCOL_ID, MAX_LOG_BYTES, JobOutput
 from protocol.market.jobspec import JobSpec
 from tests.unit.ledger_helpers import key, make_terms
+from tests.waiting import wait_until
 
 TERMS = make_terms("alice", "bob")
 CONTRACT = SignedContract(TERMS, TERMS.sign(key("alice")), TERMS.sign(key("bob")))
@@ -92,18 +93,18 @@ async def test_lines_reach_the_requester_while_the_job_runs(
         nursery.start_soon(forwarder.run)
         await forwarder.sink(line("epoch 1 loss=0.5"))
         await forwarder.sink(line("warming up", "stderr"))
-        with trio.fail_after(5):
-            while (live := pair.live.get("job-live")) is None or b"warming" not in live.stderr:
-                await trio.sleep(0.01)
+        live = await wait_until(
+            lambda: (found := pair.live.get("job-live")) is not None and b"warming" in found.stderr and found,
+            what="the first lines arrived",
+            timeout=5,
+        )
         # The job is still running (the forwarder is open), and its first lines are there.
         assert bytes(live.stdout) == b"epoch 1 loss=0.5\n" and bytes(live.stderr) == b"warming up\n"
         assert live.first_output_ms is not None
         await forwarder.sink(line("epoch 2 loss=0.2"))
         await forwarder.sink(line("no newline at the end", partial=True))
         forwarder.finish()
-    with trio.fail_after(5):
-        while b"no newline" not in live.stdout:
-            await trio.sleep(0.01)
+    await wait_until(lambda: b"no newline" in live.stdout, what="the partial last line arrived", timeout=5)
     assert bytes(live.stdout) == b"epoch 1 loss=0.5\nepoch 2 loss=0.2\nno newline at the end"
     assert forwarder.dropped == 0
 
@@ -139,9 +140,7 @@ async def test_output_for_no_running_job_of_ours_is_refused(
 async def test_a_second_stream_for_the_same_job_is_refused(pair: Pair, clock: trio.testing.MockClock) -> None:
     first = await pair.provider.open_stream(pair.requester.peer_id, LOG_PROTOCOL_ID)
     await first.send_frame(JobOutput(TERMS.contract_hash(), b"one\n", b"").encode())
-    with trio.fail_after(5):
-        while pair.live.get("job-live") is None:
-            await trio.sleep(0.01)
+    await wait_until(lambda: pair.live.get("job-live"), what="the first stream's line arrived", timeout=5)
     second = await pair.provider.open_stream(pair.requester.peer_id, LOG_PROTOCOL_ID)
     await second.send_frame(JobOutput(TERMS.contract_hash(), b"two\n", b"").encode())
     with pytest.raises(StreamResetError), trio.fail_after(5):
@@ -149,9 +148,9 @@ async def test_a_second_stream_for_the_same_job_is_refused(pair: Pair, clock: tr
     await first.send_frame(JobOutput(TERMS.contract_hash(), b"three\n", b"").encode())
     await first.close()
     live = pair.live.get("job-live")
-    with trio.fail_after(5):
-        while live is not None and b"three" not in live.stdout:
-            await trio.sleep(0.01)
+    await wait_until(
+        lambda: live is None or b"three" in live.stdout, what="the first stream went on", timeout=5
+    )
     assert live is not None and bytes(live.stdout) == b"one\nthree\n"
 
 
@@ -161,11 +160,11 @@ async def test_a_flooding_provider_is_capped(pair: Pair, clock: trio.testing.Moc
     for _ in range(MAX_LOG_BYTES // len(chunk) + 5):
         await stream.send_frame(JobOutput(TERMS.contract_hash(), chunk, b"").encode())
     await stream.close()
-    live = pair.live.get("job-live")
-    with trio.fail_after(10):
-        while live is None or not live.stdout_truncated:
-            live = pair.live.get("job-live")
-            await trio.sleep(0.01)
+    live = await wait_until(
+        lambda: (found := pair.live.get("job-live")) is not None and found.stdout_truncated and found,
+        what="the log was truncated",
+        timeout=10,
+    )
     assert len(live.stdout) == MAX_LOG_BYTES
 
 

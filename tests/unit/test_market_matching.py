@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from gpu.model import GpuDevice
 from gpu.simulated import parse_gpu_spec
+from protocol.hardware import GpuDevice
 from protocol.market.capacity import CapacityAnnouncement, OfferedLimits
 from protocol.market.errors import InvalidAnnouncement
 from protocol.market.matching import device_meets, limits_refusal, match, select_gpus

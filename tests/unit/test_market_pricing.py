@@ -72,7 +72,7 @@ def test_the_pricing_table_parses_and_refuses_impossible_settings() -> None:
 
 
 def test_the_service_reprices_on_its_interval_and_applies_each_ask() -> None:
-    clock = trio.testing.MockClock(autojump_threshold=0)
+    clock = trio.testing.MockClock()  # moved by hand below: each jump is one step of the schedule
     applied: list[int] = []
     busy = [0]
     recent_asked: list[int] = []
@@ -80,6 +80,14 @@ def test_the_service_reprices_on_its_interval_and_applies_each_ask() -> None:
     async def recent(window: int) -> int | None:
         recent_asked.append(window)
         return None
+
+    async def advance(seconds: float) -> None:
+        """Move time one second at a time and let the service run after each step."""
+        for _ in range(int(seconds)):
+            clock.jump(1)
+            await trio.testing.wait_all_tasks_blocked()
+        clock.jump(seconds - int(seconds))
+        await trio.testing.wait_all_tasks_blocked()
 
     async def main() -> None:
         settings = PricingSettings(floor="0.0002 DCT", adjustment="50%", reference_weight="10%", interval_s=5)
@@ -90,10 +98,10 @@ def test_the_service_reprices_on_its_interval_and_applies_each_ask() -> None:
             await nursery.start(service.run)
             assert applied == [DCT - (DCT - FLOOR) // 2]  # from the configured price toward the floor
             busy[0] = 4
-            await trio.sleep(5.5)
+            await advance(5.5)
             busy_curve = FLOOR * 5 // 2
             assert applied[1] == applied[0] - (applied[0] - busy_curve) // 2 and service.ask == applied[1]
-            await trio.sleep(200)
+            await advance(200)
             assert len(applied) == 42
             assert abs(applied[-1] - busy_curve) <= 2  # settled at the busy curve
             nursery.cancel_scope.cancel()

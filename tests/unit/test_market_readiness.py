@@ -10,7 +10,6 @@ import pytest
 import trio
 import trio.testing
 
-from gpu.model import ProbeReport
 from gpu.simulated import simulated_report
 from node.executor.limits import Capabilities, LimitKind
 from node.executor.selftest import SelfTestReport
@@ -18,6 +17,7 @@ from node.market.readiness import host_ceilings, judge
 from node.p2p.memory import MemoryNetwork
 from node.services.capacity import CapacityService, capacity_topic
 from protocol.crypto import PrivateKey
+from protocol.hardware import ProbeReport
 from protocol.market.capacity import OfferedLimits, decode_announcement
 from tests.unit.market_builders import OFFERED_LIMITS
 

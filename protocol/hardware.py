@@ -1,4 +1,8 @@
-"""What the node knows about one GPU, and what one probe of the host saw.
+"""What the node knows about one GPU, and what one probe of the host saw: wire records.
+
+They live in ``protocol`` (not ``gpu``) because they travel inside signed capacity announcements
+and the market core matches on them; ``gpu/`` (NVML, the allocator) builds them, and ``protocol``
+depends on nothing outside itself (tests/unit/test_layers.py).
 
 Both are :class:`protocol.encoding.Record` types because they travel inside signed capacity
 announcements: ints, strs and bools only, no floats and no None. A value NVML could not give is a
@@ -13,8 +17,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gpu.errors import InvalidGpuDevice, InvalidProbeReport
 from protocol.encoding import INT_MAX, Record
+from protocol.errors import ProtocolError
+
+
+class GpuError(ProtocolError):
+    """Base of every GPU error (5100-5199; the allocator's are in :mod:`gpu.errors`)."""
+
+    code = 5100
+
+
+class InvalidGpuDevice(GpuError):
+    """A GpuDevice whose fields are out of range or contradict each other."""
+
+    code = 5101
+
+
+class InvalidProbeReport(GpuError):
+    """A ProbeReport that repeats a UUID, orphans a MIG unit, or claims real GPUs without NVML."""
+
+    code = 5102
+
 
 #: Every simulated GPU's UUID starts with this, and no real one does (NVML's start "GPU-<hex>"
 #: or "MIG-"), so a simulated GPU is recognisable even where the flag is not shown.
