@@ -65,7 +65,7 @@ def register(commands: Subparsers) -> list[argparse.ArgumentParser]:
 
     unjail = commands.add_parser("unjail", help="bring your validator, jailed for downtime, back")
     add_tx_args(unjail)
-    unjail.set_defaults(func=lambda args: run_tx_command(args, _unjail_plan))
+    unjail.set_defaults(func=lambda args: run_tx_command(args, unjail_plan))
 
     delegations = commands.add_parser("delegations", help="an account's delegations and their worth")
     delegations.add_argument("account", nargs="?", metavar="WALLET|ADDR", help="default: the only wallet")
@@ -165,7 +165,10 @@ def _redelegate_plan(args: argparse.Namespace) -> TxPlan:
     )
 
 
-def _unjail_plan(args: argparse.Namespace) -> TxPlan:
+def unjail_plan(args: argparse.Namespace) -> TxPlan:
+    """``Unjail`` for the sender's own validator, refused here unless the node says it is jailed
+    (an unknown operator gets the ledger's UnknownValidator, a free one NotJailed)."""
+
     async def check(rpc: NodeRpc, prepared: Prepared) -> None:
         answer = answer_object(
             await rpc.call("validator_get", address=prepared.sender.address), "validator_get"

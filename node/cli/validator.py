@@ -3,6 +3,7 @@
     dcent validator create --amount AMOUNT [--moniker M] [--commission 10%] [--max-commission 20%]
                            [--max-change 1%] [--from WALLET] [--rpc-url URL | --home NODEHOME]
     dcent validator edit [--moniker M] [--commission P] [--from WALLET]
+    dcent validator unjail [--from WALLET]      back in the set after a downtime jail
     dcent validator list [--all] | show ADDRESS
 
 ``create`` is signed by the operator's keystore wallet; the node it talks to (``--rpc-url`` or
@@ -20,6 +21,7 @@ from typing import Any
 
 from rich.console import Console
 
+from node.cli.delegation import unjail_plan
 from node.rpc.errors import RpcCallError
 from node.wallet.cliargs import Subparsers, add_common_args, add_node_args, add_tx_args
 from node.wallet.connect import NodeRpc
@@ -73,6 +75,12 @@ def register(subparsers: Subparsers) -> None:
     add_tx_args(edit)
     edit.set_defaults(func=lambda args: run_tx_command(args, _edit_plan))
 
+    unjail = commands.add_parser(
+        "unjail", help="bring your validator, jailed for downtime, back (same as `dcent wallet unjail`)"
+    )
+    add_tx_args(unjail)
+    unjail.set_defaults(func=lambda args: run_tx_command(args, unjail_plan))
+
     listing = commands.add_parser("list", help="the active set (--all: every registered validator)")
     listing.add_argument("--all", action="store_true", help="jailed and tombstoned ones too")
     add_node_args(listing)
@@ -83,7 +91,7 @@ def register(subparsers: Subparsers) -> None:
     add_node_args(show)
     show.set_defaults(func=run_show)
 
-    for command in (create, edit, listing, show):
+    for command in (create, edit, unjail, listing, show):
         add_common_args(command)
 
 

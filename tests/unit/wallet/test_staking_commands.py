@@ -162,3 +162,35 @@ def test_validator_list_and_show(cli: Cli, node: FakeNode) -> None:
     assert code == 0 and "1000 DCT" in out and "20%" in out
     code, _, err = cli.run("validator", "show", "dct1nonsense", *cli.node_args())
     assert code == 1 and err.startswith("error 5714: ADDRESS:")
+
+
+def test_validator_unjail_is_the_wallets_unjail(cli: Cli, node: FakeNode) -> None:
+    _setup(cli, node)
+    node.validators[str(ALICE.address)] = validator_entry(ALICE)
+    code, _, err = cli.run("validator", "unjail", *cli.key_args(), *cli.node_args())
+    assert code == 1 and "error 2018" in err  # not jailed: refused before the password
+    assert node.submitted == []
+    node.validators[str(ALICE.address)] = validator_entry(ALICE, jailed=True)
+    cli.json("validator", "unjail", *cli.key_args(), *cli.node_args())
+    assert submitted_tx(node).msg == Unjail()
+
+
+def test_validator_terms_out_of_bounds_are_refused_with_typed_codes_before_anything_is_sent(
+    cli: Cli, node: FakeNode
+) -> None:
+    _setup(cli, node)
+    refusals = {
+        ("--moniker", "m" * 65): "error 2001",  # at most 64 printable characters
+        ("--moniker", "bell\a"): "error 2001",
+        ("--commission", "101%"): "error 2016",  # a ratio is at most 100%
+        ("--commission", "30%"): "error 2016",  # above --max-commission (20%)
+    }
+    for (option, value), expected in refusals.items():
+        code, out, err = cli.run(
+            "validator", "create", "--amount", "50", option, value, *cli.key_args(), *cli.node_args()
+        )
+        assert code != 0 and out == "" and err.startswith(expected), (option, value, err)
+    node.validators[str(ALICE.address)] = validator_entry(ALICE)
+    code, _, err = cli.run("validator", "edit", "--moniker", "x" * 65, *cli.key_args(), *cli.node_args())
+    assert code == 1 and err.startswith("error 2001")
+    assert node.submitted == []
