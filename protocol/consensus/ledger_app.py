@@ -285,6 +285,21 @@ class LedgerApp:
         self._record_validator_set(block.height)
         return result.state_hash
 
+    def extend_last_certificate(self, certificate: CommitCertificate) -> None:
+        """Adopt ``certificate`` as the next block's ``last_commit`` if it certifies the last
+        committed block in the same round with every signer of the one held, and more."""
+        held = self._last_certificate
+        if (certificate.height, certificate.round, certificate.block_hash) != (
+            held.height,
+            held.round,
+            held.block_hash,
+        ):
+            return
+        signers = {entry.validator for entry in certificate.signatures}
+        held_signers = {entry.validator for entry in held.signatures}
+        if held_signers < signers:
+            self._last_certificate = certificate
+
     # --- checkpoints -------------------------------------------------------------------------
     def checkpoint(self) -> Checkpoint:
         """Everything needed to :meth:`resume` at the current height."""
