@@ -7,6 +7,7 @@ from protocol.crypto import PrivateKey, verify
 from protocol.ledger.tx import (
     Delegate,
     Redelegate,
+    Stake,
     Undelegate,
     Unjail,
     ValidatorCreate,
@@ -194,3 +195,20 @@ def test_validator_terms_out_of_bounds_are_refused_with_typed_codes_before_anyth
     code, _, err = cli.run("validator", "edit", "--moniker", "x" * 65, *cli.key_args(), *cli.node_args())
     assert code == 1 and err.startswith("error 2001")
     assert node.submitted == []
+
+
+def test_stake_and_unstake_are_refused_to_a_sender_that_operates_no_validator(
+    cli: Cli, node: FakeNode
+) -> None:
+    """The ledger refuses them (NotAValidator): the wallet says so before the password, and
+    points at delegation."""
+    _setup(cli, node)
+    node.fund(ALICE, 100 * DCT, bonded=5 * DCT)  # a delegator: bonded, but to another's validator
+    for command in ("stake", "unstake"):
+        code, out, err = cli.run("wallet", command, "1", *cli.key_args(), *cli.node_args())
+        assert (code, out) == (1, "")
+        assert err.startswith("error 2063:") and "dcent wallet delegate" in err
+    assert node.submitted == []
+    node.validators[str(ALICE.address)] = validator_entry(ALICE)
+    cli.json("wallet", "stake", "1", *cli.key_args(), *cli.node_args())
+    assert submitted_tx(node).msg == Stake(amount=DCT)
