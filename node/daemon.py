@@ -49,6 +49,7 @@ from protocol.consensus.messages import Block, CommitCertificate, SignState
 from protocol.encoding import DecodeError
 from protocol.hardware import ProbeReport
 from protocol.ledger.genesis import Genesis, genesis_state
+from protocol.ledger.staking import bonded_by  # i12ledger: an account's stake is what it delegated
 from protocol.ledger.tx import Tx
 
 if TYPE_CHECKING:
@@ -335,8 +336,7 @@ class Node:
 
     def _own_stake(self) -> int:
         assert self.app is not None
-        info = self.app.state.validators.get(self.validator_key.address.raw)
-        return info.bonded if info else 0
+        return bonded_by(self.app.state, self.validator_key.address.raw)
 
     # --- what RPC, tests and the CLI ask ---------------------------------------------------
     def status(self) -> NodeStatus:

@@ -1,6 +1,7 @@
 """The ledger at work on the local testnet genesis, end to end, in one process (`python -m node.ledger_tour`).
 
-Loads ``configs/genesis.toml``, then builds and applies real signed blocks: transfers, staking, a
+Loads ``configs/genesis.toml``, then builds and applies real signed blocks: transfers, a
+delegation (the provider runs no validator node, so it delegates to one rather than staking), a
 compute contract that requester and provider both sign (escrowed, run for metered GPU-seconds,
 settled against a receipt both sign), and a governance vote that changes the fee-burn share. It
 prints balances before and after, issuance, burned fees and rewards, and checks the supply
@@ -19,7 +20,7 @@ from protocol.crypto import PrivateKey
 from protocol.ledger.block import BlockContext, BlockResult, apply_block
 from protocol.ledger.genesis import Genesis, genesis_state
 from protocol.ledger.state import LedgerState
-from protocol.ledger.tx import GovPropose, GovVote, Msg, OpenEscrow, Settle, Stake, Transfer, sign_tx
+from protocol.ledger.tx import Delegate, GovPropose, GovVote, Msg, OpenEscrow, Settle, Transfer, sign_tx
 from protocol.units import DCT, format_amount, format_ratio, percent
 
 GENESIS_PATH = Path(__file__).resolve().parent.parent / "configs" / "genesis.toml"
@@ -45,7 +46,9 @@ class DemoChain:
         self.state.check_invariants()
         if result.provider_rewards:
             paid = ", ".join(format_amount(amount) for _, amount in result.provider_rewards)
-            print(f"  block {height:>3}  epoch end: compute providers rewarded {paid} by GPU-seconds")
+            print(
+                f"  block {height:>3}  epoch end: compute providers rewarded {paid} by protocol fees burned"
+            )
         if quiet:
             return result
         print(
@@ -85,7 +88,10 @@ def main() -> int:
         ],
         "faucet funds a requester and a provider",
     )
-    chain.block([chain.tx(bob, Stake(500 * DCT))], "provider stakes 500 DCT")
+    chain.block(
+        [chain.tx(bob, Delegate(validators[0].address.raw, 500 * DCT))],
+        "provider delegates 500 DCT to validator-0",
+    )
 
     terms = ContractTerms(
         chain_id=state.chain_id,

@@ -1,7 +1,7 @@
 """`dcent gov ...`: governance proposals to change a ledger parameter, and validators' votes.
 
     dcent gov propose PARAM VALUE --deposit AMOUNT   e.g. gov_quorum 40%, min_fee "0.0001 DCT"
-    dcent gov vote ID yes|no|abstain|veto            only accounts with bonded stake vote
+    dcent gov vote ID yes|no|abstain|veto            delegators and validator operators vote
     dcent gov list | show ID
     dcent gov propose PARAM VALUE --preview [--years N]   simulate it first; --submit to go on
     dcent gov show ID --preview                           what an open proposal would do
@@ -30,8 +30,6 @@ from node.wallet.txbuilder import Prepared, TxOutcome
 from node.wallet.txcommand import TxPlan, run_tx_command
 from node.wallet.values import (
     AMOUNT_HELP,
-    AMOUNT_PARAMS,
-    RATIO_PARAMS,
     answer_amount,
     answer_int,
     answer_list,
@@ -42,7 +40,7 @@ from node.wallet.values import (
 )
 from protocol.errors import ProtocolError
 from protocol.ledger.errors import DepositTooLow, NoVotingPower, VotingClosed
-from protocol.ledger.params import PARAM_BOUNDS
+from protocol.ledger.params import AMOUNT_PARAMS, PARAM_BOUNDS, RATIO_PARAMS
 from protocol.ledger.tx import VOTE_OPTIONS, GovPropose, GovVote
 from protocol.units import format_ratio
 
@@ -157,7 +155,9 @@ def _vote_plan(args: argparse.Namespace) -> TxPlan:
         if answer_str(proposal, "status", "gov_get") != VOTING:
             raise VotingClosed(f"proposal {args.proposal_id} is {proposal.get('status')}, no longer voting")
         if prepared.sender.bonded == 0:
-            raise NoVotingPower(f"{prepared.sender.address} has no bonded stake: only validators vote")
+            raise NoVotingPower(
+                f"{prepared.sender.address} has nothing bonded: delegators and validator operators vote"
+            )
 
     return TxPlan(
         msg,

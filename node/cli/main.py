@@ -20,6 +20,7 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "sim",
     "genesis",
     "wallet",
+    "validator",  # i12ledger: validator create/edit/list/show
     "job",
     "gov",
     "blob",  # i15blob

@@ -1,12 +1,16 @@
 """`dcent sim`: run the deterministic consensus simulator over many seeds.
 
-Each seed is one run of ``--validators`` validators (``--byzantine`` of them as twins) to
-``--heights`` heights, under a fault schedule drawn from the seed (message loss, duplication,
-reordering and delay, partitions, crashes and restarts, clock skew). Every failing seed is
-printed with its violations, the command that reproduces it and its fault schedule; the last
-line is always the summary::
+Each seed is one run of ``--validators`` validators to ``--heights`` heights, under a fault
+schedule drawn from the seed (message loss, duplication, reordering and delay, partitions,
+crashes and restarts, clock skew), with unequal stakes, a validator joining and leaving, clients
+sending every kind of transaction with extreme values, and ``--byzantine`` of the validators
+Byzantine: each draws behaviours from the seed (equivocation, forged signatures, other heights,
+extreme block times, invalid blocks, withheld votes, amnesia, forged sync, lock games, forks,
+twins; see ``protocol/sim/adversary.py``). Every failing seed is printed with its violations, the
+command that reproduces it, the stakes, the adversaries and the fault schedule; the last line is
+always the summary::
 
-    runs=N safety_violations=X liveness_failures=Y events=E seconds=S runs_per_s=R
+    runs=N safety_violations=X liveness_failures=Y agreement_violations=A events=E seconds=S runs_per_s=R
 
 Exit status 0 when no run violated safety or liveness, 1 otherwise, 2 for bad arguments.
 A long soak: ``dcent sim --seeds 100000``.
@@ -49,6 +53,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--no-faults", action="store_true", help="a perfect network: no fault schedule")
     parser.add_argument("--wire", action="store_true", help="encode and decode every message")
     parser.add_argument(
+        "--twins-only",
+        action="store_true",
+        help="Byzantine keys only run as twins (the first adversary) instead of drawing behaviours",
+    )
+    parser.add_argument("--equal-stakes", action="store_true", help="every validator stakes the same")
+    parser.add_argument("--no-extremes", action="store_true", help="no transaction values at the edges")
+    parser.add_argument("--no-set-changes", action="store_true", help="no validator joins or leaves")
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="go on past a safety violation until agreement breaks (counts agreement violations)",
+    )
+    parser.add_argument(
         "--max-reports",
         type=int,
         default=10,
@@ -66,6 +83,11 @@ def _config(args: argparse.Namespace) -> SimConfig:
         heights=args.heights,
         faults=not args.no_faults,
         wire=args.wire,
+        adversary=not args.twins_only,
+        unequal_stakes=not args.equal_stakes,
+        extremes=not args.no_extremes,
+        set_changes=not args.no_set_changes,
+        stop_at_violation=not args.keep_going,
     )
 
 

@@ -6,6 +6,11 @@
     dcent wallet list | address [WALLET]
     dcent wallet balance [WALLET|ADDR] | history [WALLET|ADDR] | tx HASH
     dcent wallet transfer TO AMOUNT | stake AMOUNT | unstake AMOUNT   [--from WALLET] [--fee A]
+    dcent wallet delegate VALIDATOR AMOUNT | undelegate VALIDATOR AMOUNT|all
+    dcent wallet redelegate FROM TO AMOUNT|all | delegations [WALLET|ADDR] | unjail
+
+``stake``/``unstake`` are a validator operator's own bond; everyone else delegates to a validator
+(see ``node/cli/delegation.py``) and never needs to run a node.
 
 Keys never reach the node: transactions are built and signed here and only the signed bytes are
 submitted. Transactions wait for their block unless ``--no-wait``. Amounts are "1.5" or
@@ -18,6 +23,8 @@ import argparse
 
 from rich.console import Console
 
+from node.cli import delegation
+from node.rpc.errors import RpcCallError
 from node.wallet.cliargs import (
     Subparsers,
     add_common_args,
@@ -30,7 +37,7 @@ from node.wallet.console import Output, dct, extra_fields, key_values, short_has
 from node.wallet.errors import InvalidArgument
 from node.wallet.mnemonic import DEFAULT_WORDS, ENTROPY_BITS, generate_mnemonic, mnemonic_to_key_seed
 from node.wallet.runner import EXIT_OK, guarded, output_of, run_node_command
-from node.wallet.txbuilder import account
+from node.wallet.txbuilder import Prepared, account
 from node.wallet.txcommand import TxPlan, run_tx_command
 from node.wallet.values import (
     AMOUNT_HELP,
@@ -53,6 +60,7 @@ from node.wallet.wallets import (
     unlock,
 )
 from protocol.crypto import Address
+from protocol.ledger.errors import NotAValidator, UnknownValidator
 from protocol.ledger.tx import Stake, Transfer, Unstake
 
 DEFAULT_HISTORY_LIMIT = 100
@@ -142,15 +150,22 @@ def register(subparsers: Subparsers) -> None:
     add_tx_args(transfer)
     transfer.set_defaults(func=run_transfer)
 
-    stake = commands.add_parser("stake", help="bond DCT: the signing key becomes a validator key")
+    stake = commands.add_parser(
+        "stake", help="bond more of your own DCT to the validator you operate (others: delegate)"
+    )
     stake.add_argument("amount", metavar="AMOUNT", help=AMOUNT_HELP)
     add_tx_args(stake)
     stake.set_defaults(func=run_stake)
 
-    unstake = commands.add_parser("unstake", help="start unbonding DCT (released after the unbonding period)")
+    unstake = commands.add_parser(
+        "unstake",
+        help="unbond some of your validator's self-delegation (released after the unbonding period)",
+    )
     unstake.add_argument("amount", metavar="AMOUNT", help=AMOUNT_HELP)
     add_tx_args(unstake)
     unstake.set_defaults(func=run_unstake)
+
+    delegation.register(commands)  # delegate, undelegate, redelegate, unjail, delegations
 
     for command in (
         new,
@@ -406,17 +421,40 @@ def _transfer_plan(args: argparse.Namespace) -> TxPlan:
     )
 
 
+async def _operates_a_validator(rpc: NodeRpc, prepared: Prepared) -> None:
+    """``stake``/``unstake`` bond to the sender's own validator: refuse, before the password, a
+    sender that operates none (the ledger would: NotAValidator) and say what to do instead."""
+    try:
+        await rpc.call("validator_get", address=prepared.sender.address)
+    except RpcCallError as exc:
+        if exc.code != UnknownValidator.code:
+            raise
+        raise NotAValidator(
+            f"{prepared.sender.address} operates no validator: stake bonds to one's own. Delegate "
+            "to a validator with `dcent wallet delegate VALIDATOR AMOUNT`, or register your node "
+            "with `dcent validator create`"
+        ) from None
+
+
 def _stake_plan(args: argparse.Namespace) -> TxPlan:
     amount = parse_amount_arg(args.amount, "AMOUNT")
     return TxPlan(
-        Stake(amount=amount), f"stake of {dct(amount)}", spend=amount, fields={"amount": str(amount)}
+        Stake(amount=amount),
+        f"stake of {dct(amount)}",
+        spend=amount,
+        fields={"amount": str(amount)},
+        check=_operates_a_validator,
     )
 
 
 def _unstake_plan(args: argparse.Namespace) -> TxPlan:
     amount = parse_amount_arg(args.amount, "AMOUNT")
     return TxPlan(
-        Unstake(amount=amount), f"unstake of {dct(amount)}", unbond=amount, fields={"amount": str(amount)}
+        Unstake(amount=amount),
+        f"unstake of {dct(amount)}",
+        unbond=amount,
+        fields={"amount": str(amount)},
+        check=_operates_a_validator,
     )
 
 

@@ -35,6 +35,7 @@ from protocol.crypto import address_of
 from protocol.encoding import DecodeError
 from protocol.errors import ProtocolError
 from protocol.ledger.escrow import claim_status
+from protocol.ledger.staking import bonded_by  # i12ledger: an account's stake is what it delegated
 from protocol.ledger.tx import EscrowDispute, OpenEscrow, Refund, Settle
 from protocol.market.capacity import CapacityAnnouncement
 from protocol.market.delivery import (
@@ -149,8 +150,7 @@ class RequesterSide:
         own = ctx.key.public_key.raw
 
         def stake_of(provider: bytes) -> int:
-            info = ctx.app.state.validators.get(address_of(provider))
-            return info.bonded if info else 0
+            return bonded_by(ctx.app.state, address_of(provider))
 
         with trio.move_on_after(MATCH_WAIT_S):
             while True:

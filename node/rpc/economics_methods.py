@@ -33,6 +33,7 @@ from protocol.econview.market import (
 from protocol.econview.record import BlockEconomics
 from protocol.econview.status import EconomicsStatus, economics_status
 from protocol.encoding import DecodeError
+from protocol.ledger.staking import bonded_by  # i12ledger: an account's stake is what it delegated
 from protocol.market.capacity import CapacityAnnouncement
 from protocol.market.errors import JobSpecError
 from protocol.market.jobspec import MAX_GPUS, Resources
@@ -338,8 +339,7 @@ class EconomicsMethods:
         app = self.node.app
         if app is None:
             return None
-        info = app.state.validators.get(address_of(provider_key))
-        return info.bonded if info is not None else 0
+        return bonded_by(app.state, address_of(provider_key))
 
 
 def register_economics_methods(table: MethodTable, node: Node | None) -> None:

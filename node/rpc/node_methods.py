@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING
 import trio
 
 from node.rpc.blob_methods import register_blob_methods  # i15blob
-from node.rpc.economics_methods import register_economics_methods  # i16view
+from node.rpc.economics_methods import MAX_HEIGHT, register_economics_methods  # i16view
 from node.rpc.errors import UnknownBlock, UnknownTx
 from node.rpc.job_methods import register_job_methods
 from node.rpc.methods import MethodTable, package_version, register_builtin_methods
 from node.rpc.params import AddressParam, HexBytes, Int, Param
+from node.rpc.staking_methods import register_staking_methods, validator_json
 from node.services.consensus_driver import wall_clock_ms
 from node.services.mempool import (
     BlockedByPendingTx,
@@ -41,6 +42,7 @@ from node.store import ChainStore, IndexedTx
 from protocol.consensus.messages import Block, CommitCertificate
 from protocol.crypto import Address, address_of
 from protocol.hardware import GpuDevice
+from protocol.ledger import staking
 from protocol.ledger.errors import (
     BadNonce,
     BadSignature,
@@ -53,8 +55,20 @@ from protocol.ledger.errors import (
     WrongChainId,
 )
 from protocol.ledger.genesis import genesis_state
+from protocol.ledger.gov import tally_votes
 from protocol.ledger.state import LedgerState, Proposal
-from protocol.ledger.tx import MAX_TX_BYTES, Stake, Transfer, Tx, Unstake, decode_tx
+from protocol.ledger.tx import (
+    MAX_TX_BYTES,
+    Delegate,
+    Redelegate,
+    Stake,
+    Transfer,
+    Tx,
+    Undelegate,
+    Unstake,
+    ValidatorCreate,
+    decode_tx,
+)
 from protocol.market.capacity import CapacityAnnouncement
 
 if TYPE_CHECKING:
@@ -86,6 +100,7 @@ def build_node_table(node: Node | None) -> MethodTable:
         register_job_methods(table, node.market, node.validator_key)
     register_blob_methods(table, None if node is None else node.blobs)  # i15blob: the blob store
     register_economics_methods(table, node)  # i16view: economics status/history, market view
+    register_staking_methods(table, node)  # i12ledger: validators, delegations, key proofs
     return table
 
 
@@ -122,6 +137,9 @@ def _address(raw: bytes) -> str:
     return str(Address(raw))
 
 
+_AMOUNT_KINDS = (Transfer, Stake, Unstake, Delegate, Undelegate, Redelegate, ValidatorCreate)
+
+
 def tx_json(tx: Tx) -> dict[str, object]:
     """The fields every transaction answer carries (``tx_get``, ``account_history``)."""
     msg = tx.msg
@@ -132,19 +150,15 @@ def tx_json(tx: Tx) -> dict[str, object]:
         "recipient": _address(msg.to) if isinstance(msg, Transfer) else None,
         "nonce": tx.nonce,
         "fee": str(tx.fee),
-        "amount": str(msg.amount) if isinstance(msg, Transfer | Stake | Unstake) else None,
+        "amount": str(msg.amount) if isinstance(msg, _AMOUNT_KINDS) else None,
     }
 
 
 def live_tally(state: LedgerState, proposal: Proposal) -> dict[str, int]:
-    """The votes of a proposal still voting, weighted by each voter's bonded stake now (the
-    tally at the end of the period uses the stake then, so this is a forecast)."""
-    power = {address: info.bonded for address, info in state.validators.sorted_items() if not info.tombstoned}
-    tally = dict.fromkeys(("yes", "no", "abstain", "veto"), 0)
-    for (proposal_id, voter), option in state.votes.sorted_items():
-        if proposal_id == proposal.id:
-            tally[option] += power.get(voter, 0)
-    return tally
+    """The votes of a proposal still voting, as the ledger would tally them now (delegators'
+    own votes, then their validators' for the rest; the tally at the end of the period uses the
+    stake then, so this is a forecast)."""
+    return tally_votes(state, proposal.id)
 
 
 def proposal_json(state: LedgerState, proposal: Proposal) -> dict[str, object]:
@@ -292,7 +306,7 @@ class NodeMethods:
         table.register(
             "chain_getBlock",
             self.chain_get_block,
-            [Param("height", Int(min=0), "block height")],
+            [Param("height", Int(min=0, max=MAX_HEIGHT), "block height")],
             errors=[UnknownBlock],
             returns="object: `height`, `hash`, `parent_hash`, `time_ms`, `proposer`, `state_hash`, "
             "`txs` (transaction hashes), `evidence` (count), `signers` (addresses whose precommits "
@@ -302,7 +316,8 @@ class NodeMethods:
             "account_get",
             self.account_get,
             [address],
-            returns="object: `address`, `balance`, `nonce`, `bonded`, `unbonding` (zeros for an unknown account)",
+            returns="object: `address`, `balance`, `nonce`, `bonded` (the worth of its delegations), "
+            "`unbonding` (what is on its way back to it) (zeros for an unknown account)",
         )
         table.register(
             "account_history",
@@ -345,7 +360,8 @@ class NodeMethods:
         table.register(
             "validator_list",
             self.validator_list,
-            returns="array of `{address, public_key, bonded, power, tombstoned}` in the active set's order",
+            returns="array of the active set, by consensus address: as `validator_get` answers, with "
+            "`consensus_address` and `power`",
         )
         table.register(
             "gov_proposals",
@@ -525,18 +541,17 @@ class NodeMethods:
         """An account's balance, nonce and stake in the committed state."""
         state = self._state()
         account = state.account(address.raw)
-        info = state.validators.get(address.raw)
         unbonding = sum(
             entry.amount
             for entries in state.unbonding.values()
             for entry in entries
-            if entry.address == address.raw
+            if entry.delegator == address.raw
         )
         return {
             "address": str(address),
             "balance": str(account.balance),
             "nonce": account.nonce,
-            "bonded": str(info.bonded if info is not None else 0),
+            "bonded": str(staking.bonded_by(state, address.raw)),
             "unbonding": str(unbonding),
         }
 
@@ -587,14 +602,12 @@ class NodeMethods:
         state = self._state()
         members = []
         for member in state.validator_set():
-            info = state.validators.get(member.address)
+            operator = state.operator_of(member.address) or member.address
             members.append(
                 {
-                    "address": _address(member.address),
-                    "public_key": member.public_key.hex(),
-                    "bonded": str(info.bonded if info is not None else 0),
+                    **validator_json(state, operator),
+                    "consensus_address": _address(member.address),
                     "power": str(member.power),
-                    "tombstoned": bool(info is not None and info.tombstoned),
                 }
             )
         return members

@@ -52,7 +52,7 @@ from node.testnet.errors import InvalidPlan, NotATestnet
 from protocol.consensus.errors import InvalidConfig
 from protocol.crypto import PrivateKey
 from protocol.ledger.genesis import Genesis, dev_genesis, genesis_state
-from protocol.ledger.params import Params
+from protocol.ledger.params import Params, min_voting_period
 from protocol.units import DCT
 
 MANIFEST_NAME = "testnet.json"
@@ -74,10 +74,11 @@ FAUCET_BALANCE = 100_000_000 * DCT
 
 #: Local blocks come every ~300 ms; issuance per block follows.
 TESTNET_BLOCKS_PER_YEAR = 31_557_600 * 1000 // 300
-#: Short periods so that unbonding, governance and rewards can be watched in minutes.
+#: Short periods so that unbonding and rewards can be watched in minutes; the voting period is
+#: the shortest governance allows at this block rate (ten minutes), long enough to vote by hand.
 TESTNET_PARAMS = Params(
     unbonding_period=20,
-    gov_voting_period=20,
+    gov_voting_period=min_voting_period(TESTNET_BLOCKS_PER_YEAR),
     epoch_length=20,
     blocks_per_year=TESTNET_BLOCKS_PER_YEAR,
 )

@@ -35,25 +35,28 @@ class TxPlan:
     fields: dict[str, object] = field(default_factory=dict)
     #: Further checks against the node before the password is asked for.
     check: Callable[[NodeRpc, Prepared], Awaitable[None]] | None = None
-    #: After the transaction: more fields for the JSON document (a proposal's id, ...).
+    #: After the transaction: more fields for the JSON document (a proposal's id, ...), which the
+    #: text output prints too.
     after: Callable[[NodeRpc, TxOutcome], Awaitable[dict[str, object]]] | None = None
+    #: The message as the node's answers decide it (an "all" amount), built after ``check``.
+    build: Callable[[NodeRpc, Prepared], Awaitable[Msg]] | None = None
 
 
-def render_outcome(console: Console, outcome: TxOutcome, summary: str) -> None:
+def render_outcome(
+    console: Console, outcome: TxOutcome, summary: str, extra: dict[str, object] | None = None
+) -> None:
     if outcome.status == "committed":
         console.print(f"{summary}: committed at height {outcome.height}")
     else:
         console.print(f"{summary}: submitted, not waiting for a block")
-    console.print(
-        key_values(
-            [
-                ("tx", outcome.hash),
-                ("from", outcome.sender),
-                ("nonce", outcome.nonce),
-                ("fee", dct(outcome.fee)),
-            ]
-        )
-    )
+    rows: list[tuple[str, object]] = [
+        ("tx", outcome.hash),
+        ("from", outcome.sender),
+        ("nonce", outcome.nonce),
+        ("fee", dct(outcome.fee)),
+    ]
+    rows += [(name.replace("_", " "), value) for name, value in sorted((extra or {}).items())]
+    console.print(key_values(rows))
 
 
 def run_tx_command(args: argparse.Namespace, plan_of: Callable[[argparse.Namespace], TxPlan]) -> int:
@@ -74,11 +77,12 @@ def run_tx_command(args: argparse.Namespace, plan_of: Callable[[argparse.Namespa
                 require_bonded(prepared, plan.unbond)
             if plan.check is not None:
                 await plan.check(rpc, prepared)
+            msg = await plan.build(rpc, prepared) if plan.build is not None else plan.msg
             key = await unlock_wallet(args, wallet)
-            outcome = await send(rpc, key, prepared, plan.msg, wait=args.wait, timeout_s=timeout_s)
+            outcome = await send(rpc, key, prepared, msg, wait=args.wait, timeout_s=timeout_s)
             extra = await plan.after(rpc, outcome) if plan.after is not None else {}
             document = {**outcome.describe(), **plan.fields, **extra}
-            out.result(document, lambda console: render_outcome(console, outcome, plan.summary))
+            out.result(document, lambda console: render_outcome(console, outcome, plan.summary, extra))
             return EXIT_OK
 
         return run_node_command(args, out, body)

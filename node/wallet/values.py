@@ -18,13 +18,11 @@ from typing import Any
 from node.wallet.errors import BadNodeAnswer, InvalidArgument
 from protocol.crypto import Address, InvalidAddressError
 from protocol.ledger.errors import InvalidParamValue, UnknownParam
-from protocol.ledger.params import PARAM_BOUNDS
+from protocol.ledger.params import AMOUNT_PARAMS, GOVERNANCE_BOUNDS, PARAM_BOUNDS, RATIO_PARAMS, describe
 from protocol.units import DEC, MAX_AMOUNT, AmountError, parse_amount
 
-#: Parameters that hold an amount of base units: typed like any amount ("10 DCT", "5000base").
-AMOUNT_PARAMS = frozenset({"min_fee", "min_validator_stake", "gov_min_deposit"})
-#: Parameters that hold a DEC-scaled ratio: typed as "75%" or the raw integer.
-RATIO_PARAMS = frozenset(name for name, (_, high) in PARAM_BOUNDS.items() if high == DEC)
+#: Amount parameters (``AMOUNT_PARAMS``) are typed like any amount ("10 DCT", "5000base"); ratio
+#: parameters (``RATIO_PARAMS``) as "75%" or the raw integer.
 
 AMOUNT_HELP = '"1.5" or "1.5 DCT" (DCT), or "1500base" (base units)'
 
@@ -89,9 +87,12 @@ def parse_param_value(param: str, text: str) -> int:
         if not (cleaned.isascii() and cleaned.isdigit() and len(cleaned) <= 40):
             raise InvalidArgument(f"{param}: a whole number, not {text!r}")
         value = int(cleaned)
-    low, high = bounds
+    low, high = GOVERNANCE_BOUNDS.get(param, bounds)
     if not low <= value <= high:
-        raise InvalidParamValue(f"params.{param}: {value} is outside [{low}, {high}]")
+        raise InvalidParamValue(
+            f"{param}: governance keeps it within [{describe(param, low)}, {describe(param, high)}]; "
+            f"{describe(param, value)} asked"
+        )
     return value
 
 

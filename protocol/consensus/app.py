@@ -40,6 +40,11 @@ class Application(Protocol):
         """The commit certificate of the last committed block (genesis pseudo-certificate at 0)."""
         ...
 
+    def extend_last_certificate(self, certificate: CommitCertificate) -> None:
+        """Adopt a certificate of the last committed block with more signers than the one held
+        (precommits that arrived after the decision): the next block's ``last_commit``."""
+        ...
+
     def validator_set(self, height: int) -> ValidatorSet:
         """The validators of ``height``. Raises UnknownHeight outside the kept window."""
         ...

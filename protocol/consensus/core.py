@@ -44,7 +44,9 @@ from protocol.consensus.errors import (
     LocalConsensusError,
     UnknownValidator,
 )
+from protocol.consensus.late_precommits import LatePrecommits
 from protocol.consensus.messages import (
+    MAX_TIME_MS,
     NIL,
     PRECOMMIT,
     PREVOTE,
@@ -136,6 +138,8 @@ class ConsensusCore:
         #: Decided, and the new height's round 0 waits for the commit timer (CometBFT's
         #: NewHeight step): the block-time floor, and time for late precommits and transactions.
         self._waiting_commit = False
+        #: The last decision's precommits, completed by late ones for the next last_commit.
+        self._late_precommits: LatePrecommits | None = None
 
     # ----------------------------------------------------------------------------------------
     # Entry points
@@ -413,6 +417,9 @@ class ConsensusCore:
             if validators is None:
                 return
             sender = signer_of(message, validators, chain_id=self.chain_id, verifier=self.verifier)
+            late = self._late_precommits
+            if isinstance(message, Vote) and late is not None and late.wants(message):
+                self.app.extend_last_certificate(late.add(message))
             last = self._blocks_sent_ms.get(sender)
             if last is None or self._now - last >= self.config.sync_retry_ms:
                 self._blocks_sent_ms[sender] = self._now
@@ -499,7 +506,9 @@ class ConsensusCore:
             if not self._is_valid(block):
                 continue
             precommits = self._votes.round(round_).precommits.votes_for(block_hash)
+            decided = LatePrecommits(self.height, round_, block_hash, precommits)
             self._decide(block, certificate_from_votes(self.height, round_, block_hash, precommits))
+            self._late_precommits = decided
             return True
         return False
 
@@ -569,6 +578,7 @@ class ConsensusCore:
     def _decide(self, block: Block, certificate: CommitCertificate) -> None:
         """Apply the decided block and move to the next height (end of line 49)."""
         state_hash = self.app.commit(block, certificate)
+        self._late_precommits = None  # set again by _try_decide when it has the votes
         self._effects.append(Commit(block, certificate, state_hash))
         for evidence in block.evidence:
             self.evidence_pool.pop(evidence.validator, None)
@@ -616,7 +626,7 @@ class ConsensusCore:
         """Our clock, but after the block voted for: precommit times become the next block's
         BFT time, which must exceed this block's."""
         block = self._blocks.get(block_hash)
-        return self._now if block is None else max(self._now, block.time_ms + 1)
+        return self._now if block is None else min(MAX_TIME_MS, max(self._now, block.time_ms + 1))
 
     def _cast(self, vote_type: int, block_hash: bytes) -> None:
         if not self.is_validator:

@@ -46,14 +46,16 @@ DEFAULT_MAX_TXS = 1000
 MAX_EXECUTED = 8
 
 
-def block_context(block: Block) -> BlockContext:
+def block_context(block: Block, parent_validators: ValidatorSet | None = None) -> BlockContext:
     """The ledger's view of a block: signers from its parent certificate, offences from its
-    (verified) evidence."""
+    (verified) evidence, and the set that voted on the parent (whose members missing from the
+    certificate missed that height: the ledger's downtime jailing)."""
     return BlockContext(
         height=block.height,
         proposer=block.proposer,
         signers=block.last_commit.signers,
         misbehaviour=tuple(Misbehaviour(e.validator, "double_sign", e.height) for e in block.evidence),
+        voters=tuple(v.address for v in parent_validators.validators) if parent_validators else (),
     )
 
 
@@ -81,6 +83,8 @@ class LedgerApp:
         self._tx_verified = tx_verified
         self.max_txs = max_txs
         self.last_result: BlockResult | None = None
+        #: Blocks whose selected transactions did not execute together (see build_block).
+        self.build_failures = 0
         self._last_active = state.validator_set()
         self._executed: dict[bytes, tuple[LedgerState, BlockResult]] = {}
         if position is None:
@@ -174,22 +178,24 @@ class LedgerApp:
             self._last_certificate,
             bytes(32),
         )
-        context = block_context(draft)
+        context = block_context(draft, self._sets.get(height - 1))
         try:
             txs = tuple(
                 select_txs(self.state, context, self._tx_source(), self.max_txs, verified=self._tx_verified)
             )
             replica = self.state.copy()
             result = apply_block(replica, context, txs, verified=self._tx_verified)
-        except LedgerError:
-            # The transactions broke a bound only the whole block reveals (end-block): propose
-            # none rather than nothing.
+        except (LedgerError, OverflowError):
+            # The transactions broke a bound only the whole block reveals (end-block, or a value
+            # the state hash cannot encode): propose none rather than nothing. Counted: the
+            # ledger admitted transactions it then could not execute, which is its bug.
+            self.build_failures += 1
             txs = ()
             replica = self.state.copy()
             try:
                 result = apply_block(replica, context, txs, verified=self._tx_verified)
-            except LedgerError as exc:
-                raise BlockExecutionFailed(f"no block executes at {height}: {exc.message}") from None
+            except (LedgerError, OverflowError) as exc:
+                raise BlockExecutionFailed(f"no block executes at {height}: {exc!r}") from None
         block = Block(
             self.chain_id,
             height,
@@ -252,9 +258,14 @@ class LedgerApp:
         )
         replica = self.state.copy()
         try:
-            result = apply_block(replica, block_context(block), block.txs, verified=self._tx_verified)
+            context = block_context(block, self._sets.get(block.height - 1))
+            result = apply_block(replica, context, block.txs, verified=self._tx_verified)
         except LedgerError as exc:
             raise BlockExecutionFailed(f"block does not execute: {exc.message} (code {exc.code})") from None
+        except OverflowError:
+            # A ledger value past what the state hash encodes: the ledger must refuse such
+            # transactions itself; until then a block that reaches one is invalid, not fatal.
+            raise BlockExecutionFailed("block leaves a ledger value the state hash cannot encode") from None
         if result.state_hash != block.state_hash:
             raise BlockExecutionFailed("block's state hash differs from executing it")
         self._remember(block, replica, result)
@@ -273,6 +284,21 @@ class LedgerApp:
         self._executed.clear()
         self._record_validator_set(block.height)
         return result.state_hash
+
+    def extend_last_certificate(self, certificate: CommitCertificate) -> None:
+        """Adopt ``certificate`` as the next block's ``last_commit`` if it certifies the last
+        committed block in the same round with every signer of the one held, and more."""
+        held = self._last_certificate
+        if (certificate.height, certificate.round, certificate.block_hash) != (
+            held.height,
+            held.round,
+            held.block_hash,
+        ):
+            return
+        signers = {entry.validator for entry in certificate.signatures}
+        held_signers = {entry.validator for entry in held.signatures}
+        if held_signers < signers:
+            self._last_certificate = certificate
 
     # --- checkpoints -------------------------------------------------------------------------
     def checkpoint(self) -> Checkpoint:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 
 from protocol.econsim import kernel
 from protocol.econsim.errors import KernelMismatch
+from protocol.ledger import distribution
 from protocol.ledger.block import BlockContext, BlockResult, apply_block
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import Tx
@@ -86,13 +87,15 @@ class SimChain:
 
     def _next_event(self, target: int) -> int:
         """The first height after the current one (up to ``target + 1``) whose empty block does
-        more than issuance: an unbonding release, a tally, or a provider payout."""
+        more than issuance: an unbonding release, the end of a redelegation, a tally, or a
+        provider payout."""
         state, height = self.state, self.height
         candidates = [target + 1]
-        for release, _ in state.unbonding.sorted_items():
-            if release > height:
-                candidates.append(release)
-                break
+        for queue in (state.unbonding, state.redelegations):
+            for release, _ in queue.sorted_items():
+                if release > height:
+                    candidates.append(release)
+                    break
         for _, proposal in state.proposals.sorted_items():
             if proposal.status == "voting" and proposal.end_height > height:
                 candidates.append(proposal.end_height)
@@ -158,8 +161,7 @@ def _write_span(state: LedgerState, result: kernel.SpanResult, rewarded: Sequenc
     state.add("minted", result.minted)
     state.add("community_pool", result.community)
     state.add("provider_pool", result.provider_pool)
-    if result.validator_issuance > 0:
-        # apply_block credits every rewarded validator once it pays any, by 0 too (which
-        # creates an empty account for a validator that had none: the state hash sees it).
-        for address, reward in zip(rewarded, result.validator_rewards, strict=True):
-            state.credit(address, reward)
+    # Each block accrues each rewarded validator's share to its pending rewards (nothing for 0),
+    # exactly as protocol.ledger.distribution.accrue does: sums over the span are the same.
+    for consensus_address, reward in zip(rewarded, result.validator_rewards, strict=True):
+        distribution.accrue(state, state.consensus_index[consensus_address], reward)

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from protocol.crypto import PrivateKey
 from protocol.econsim.errors import ScenarioError
 from protocol.econsim.scenario import Start
+from protocol.ledger.genesis import bond_genesis_validator
 from protocol.ledger.params import Params
-from protocol.ledger.state import Account, LedgerState, ValidatorInfo
+from protocol.ledger.state import Account, LedgerState
 
 CHAIN_ID = "dcent-econsim-1"
 
@@ -104,7 +105,7 @@ def build_state(origin: EconomyStart, start: Start) -> LedgerState:
         share = holders // count + (holders % count if index == 0 else 0)
         state.accounts.set(key.address.raw, Account(share, 0))
         if per_validator > 0:
-            state.validators.set(key.address.raw, ValidatorInfo(key.public_key.raw, per_validator))
+            bond_genesis_validator(state, key.public_key.raw, per_validator)
     state.accounts.set(actor_key("requester").address.raw, Account(start.requester_balance, 0))
     state.accounts.set(actor_key("provider").address.raw, Account(start.provider_balance, 0))
     v = state.vars
@@ -113,7 +114,6 @@ def build_state(origin: EconomyStart, start: Start) -> LedgerState:
     v.set("minted", origin.minted)
     v.set("burned", origin.burned)
     v.set("inflation", origin.inflation)
-    v.set("total_bonded", per_validator * count)
     v.set("community_pool", origin.community_pool)
     v.set("provider_pool", origin.provider_pool)
     state.check_invariants()

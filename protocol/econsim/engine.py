@@ -125,12 +125,14 @@ class _Economy:
         return sign_tx(key, CHAIN_ID, nonce, self.state.params.min_fee, msg)
 
     def holdings(self) -> int:
-        """Everything the holders own: validators' balances, bonded and unbonding stake."""
+        """Everything the holders own: validators' balances, bonded and unbonding stake, and the
+        validators' rewards not yet compounded."""
         state = self.state
         return (
             sum(state.balance(k.address.raw) for k in self.validators)
             + state.vars["total_bonded"]
-            + (state.vars["total_unbonding"])
+            + state.vars["total_unbonding"]
+            + state.vars["total_rewards"]
         )
 
     def contract(

@@ -31,8 +31,7 @@ from decimal import Decimal, InvalidOperation
 
 from protocol.econsim.errors import ScenarioError, UnknownSetting
 from protocol.errors import ProtocolError
-from protocol.ledger.genesis import AMOUNT_PARAMS, RATIO_PARAMS
-from protocol.ledger.params import PARAM_BOUNDS, Params
+from protocol.ledger.params import AMOUNT_PARAMS, PARAM_BOUNDS, RATIO_PARAMS, Params
 from protocol.units import DCT, DEC, AmountError, parse_amount, percent
 
 #: Upper bounds that keep every simulated quantity far inside the ledger's 64-bit amounts.

@@ -12,22 +12,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from protocol import economics
-from protocol.ledger import bank, escrow, gov, staking
+from protocol.ledger import bank, distribution, escrow, gov, slashing, staking
 from protocol.ledger.errors import ArithmeticFault, BadBlockHeight, LedgerError, UnknownTxKind
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import (
+    Delegate,
     EscrowClaim,
     EscrowDispute,
     EscrowFinalize,
     GovPropose,
     GovVote,
     OpenEscrow,
+    Redelegate,
     Refund,
     Settle,
     Stake,
     Transfer,
     Tx,
+    Undelegate,
+    Unjail,
     Unstake,
+    ValidatorCreate,
+    ValidatorEdit,
     decode_tx,
 )
 
@@ -43,11 +49,16 @@ class Misbehaviour:
 
 @dataclass(frozen=True, slots=True)
 class BlockContext:
+    """What consensus tells the ledger about a block. Validators are named by consensus address."""
+
     height: int
     proposer: bytes
     #: Validators whose precommits are in the parent's commit certificate (rewarded).
     signers: tuple[bytes, ...] = ()
     misbehaviour: tuple[Misbehaviour, ...] = ()
+    #: The validator set that voted on the parent; those of it not in ``signers`` missed the
+    #: parent's height (downtime jailing). Empty when unknown: then nobody is judged.
+    voters: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +82,18 @@ def _dispatch(state: LedgerState, tx: Tx, height: int) -> None:
         staking.stake(state, tx, msg)
     elif isinstance(msg, Unstake):
         staking.unstake(state, tx, msg, height)
+    elif isinstance(msg, ValidatorCreate):
+        staking.create_validator(state, tx, msg, height)
+    elif isinstance(msg, ValidatorEdit):
+        staking.edit_validator(state, tx, msg, height)
+    elif isinstance(msg, Delegate):
+        staking.delegate(state, tx, msg)
+    elif isinstance(msg, Undelegate):
+        staking.undelegate(state, tx, msg, height)
+    elif isinstance(msg, Redelegate):
+        staking.redelegate(state, tx, msg, height)
+    elif isinstance(msg, Unjail):
+        slashing.unjail(state, tx, msg, height)
     elif isinstance(msg, OpenEscrow):
         escrow.open_escrow(state, tx, msg, height)
     elif isinstance(msg, Settle):
@@ -123,10 +146,14 @@ def check_tx(state: LedgerState, raw: bytes) -> Tx:
 
 
 def _begin_block(state: LedgerState, ctx: BlockContext) -> None:
+    """Evidence first, then liveness, then releases: stake maturing in this very block is
+    still slashed for an infraction proven in it."""
     state.vars.set("height", ctx.height)
-    for offence in sorted(ctx.misbehaviour, key=lambda m: (m.validator, m.kind, m.height)):
-        if offence.kind == "double_sign" and offence.validator in state.validators:
-            staking.slash(state, offence.validator, state.params.double_sign_slash, tombstone=True)
+    offences = sorted(ctx.misbehaviour, key=lambda m: (m.validator, m.kind, m.height))
+    slashing.punish_double_signs(
+        state, [(m.validator, m.height) for m in offences if m.kind == "double_sign"]
+    )
+    slashing.track_liveness(state, ctx.height, ctx.voters, ctx.signers)
     staking.release_matured(state, ctx.height)
 
 
@@ -154,9 +181,12 @@ def _end_block(
     rewarded = [(v.address, v.power) for v in active if v.address in signers] or [
         (v.address, v.power) for v in active
     ]
-    validator_rewards, dust = economics.pro_rata(split.validators + fee_to_validators, rewarded)
-    for address, reward in validator_rewards:
-        state.credit(address, reward)
+    shares, dust = economics.pro_rata(split.validators + fee_to_validators, rewarded)
+    validator_rewards = []
+    for consensus_address, reward in shares:
+        operator = state.consensus_index[consensus_address]
+        distribution.accrue(state, operator, reward)
+        validator_rewards.append((operator, reward))
     state.add("community_pool", dust)
 
     provider_rewards: list[tuple[bytes, int]] = []

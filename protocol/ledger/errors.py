@@ -66,6 +66,45 @@ class UnknownValidator(LedgerError):
     code = 2012
 
 
+class ValidatorExists(LedgerError):
+    """The sender already operates a validator (one per operator address)."""
+
+    code = 2013
+
+
+class ConsensusKeyTaken(LedgerError):
+    """Another validator already votes with this consensus key."""
+
+    code = 2014
+
+
+class BadKeyProof(LedgerError):
+    """The consensus key did not sign the operator's address: declaring a key one does not hold
+    would let anyone make a stranger's node vote for them."""
+
+    code = 2015
+
+
+class InvalidCommission(LedgerError):
+    """A commission outside the validator's declared maximum or maximum change."""
+
+    code = 2016
+
+
+class CommissionChangeTooSoon(InvalidCommission):
+    """A second commission change within ``unbonding_period`` blocks of the last one."""
+
+    code = 2017
+
+
+class NotJailed(LedgerError):
+    code = 2018
+
+
+class JailPeriodNotOver(LedgerError):
+    code = 2019
+
+
 # --- escrow ---------------------------------------------------------------------------------
 class UnknownContract(LedgerError):
     code = 2020
@@ -165,6 +204,34 @@ class RefundBlockedByClaim(ClaimPending):
     """Refund while the provider's claim is pending: the requester must dispute it instead."""
 
     code = 2054
+
+
+# --- delegations ----------------------------------------------------------------------------
+class TooManyDelegations(LedgerError):
+    """An account may hold shares of at most ``MAX_DELEGATIONS`` validators (a bound on the work
+    a vote's tally does for it)."""
+
+    code = 2060
+
+
+class RedelegationInProgress(LedgerError):
+    """Redelegating stake that itself arrived by a redelegation still in progress: hopping from
+    validator to validator would keep it out of reach of the first one's slashing."""
+
+    code = 2061
+
+
+class ValidatorHasNoTokens(LedgerError):
+    """Delegating to a validator slashed down to nothing: its shares are worth nothing, so no
+    price for new ones exists."""
+
+    code = 2062
+
+
+class NotAValidator(LedgerError):
+    """``stake``/``unstake`` bond to the sender's own validator; the sender has none."""
+
+    code = 2063
 
 
 # --- blocks and genesis ---------------------------------------------------------------------

@@ -17,12 +17,11 @@ from protocol.crypto import Address, InvalidAddressError, address_of
 from protocol.encoding import encode
 from protocol.errors import ProtocolError
 from protocol.ledger.errors import GenesisError
-from protocol.ledger.params import PARAM_BOUNDS, Params
-from protocol.ledger.state import Account, LedgerState, ValidatorInfo
-from protocol.units import DEC, MAX_AMOUNT, AmountError, parse_amount, percent
+from protocol.ledger.params import AMOUNT_PARAMS, RATIO_PARAMS, Params
+from protocol.ledger.state import Account, LedgerState, SigningInfo, ValidatorInfo
+from protocol.ledger.tx import MAX_MONIKER
+from protocol.units import DEC, MAX_AMOUNT, AmountError, format_ratio, parse_amount, percent
 
-RATIO_PARAMS = frozenset(name for name, (low, high) in PARAM_BOUNDS.items() if high == DEC)
-AMOUNT_PARAMS = frozenset({"min_fee", "min_validator_stake", "gov_min_deposit"})
 DEFAULT_INFLATION = percent(13)
 
 
@@ -32,10 +31,21 @@ class GenesisAccount:
     balance: int
 
 
+#: Commission terms of a genesis validator unless its entry says otherwise.
+GENESIS_COMMISSION = percent(10)
+GENESIS_MAX_COMMISSION = percent(20)
+GENESIS_MAX_COMMISSION_CHANGE = percent(1)
+
+
 @dataclass(frozen=True, slots=True)
 class GenesisValidator:
+    """A validator at height 0: its operator is the account of ``public_key``, which is also its
+    consensus key, and ``stake`` is its operator's self-delegation."""
+
     public_key: bytes
     stake: int
+    commission: int = GENESIS_COMMISSION
+    moniker: str = ""
 
     @property
     def address(self) -> bytes:
@@ -57,7 +67,15 @@ class Genesis:
             "inflation": self.inflation,
             "params": self.params.to_wire(),
             "accounts": [{"address": str(Address(a.address)), "balance": a.balance} for a in self.accounts],
-            "validators": [{"public_key": v.public_key.hex(), "stake": v.stake} for v in self.validators],
+            "validators": [
+                {
+                    "commission": v.commission,
+                    "moniker": v.moniker,
+                    "public_key": v.public_key.hex(),
+                    "stake": v.stake,
+                }
+                for v in self.validators
+            ],
         }
 
     def genesis_hash(self) -> bytes:
@@ -151,9 +169,17 @@ def _parse(doc: Mapping[str, object]) -> Genesis:
     validators = []
     for i, item in enumerate(_table_list(doc, "validators")):
         path = f"validators[{i}]"
-        extra = sorted(set(item) - {"public_key", "stake"})
+        extra = sorted(set(item) - {"public_key", "stake", "commission", "moniker"})
         if extra:
             raise _fail(f"{path}.{extra[0]}", "unknown field")
+        commission = _param_value(
+            "inflation_min", item.get("commission", GENESIS_COMMISSION), f"{path}.commission"
+        )
+        if not 0 <= commission <= GENESIS_MAX_COMMISSION:
+            raise _fail(f"{path}.commission", f"a ratio between 0 and {format_ratio(GENESIS_MAX_COMMISSION)}")
+        moniker = item.get("moniker", "")
+        if not isinstance(moniker, str) or len(moniker) > MAX_MONIKER or not moniker.isprintable():
+            raise _fail(f"{path}.moniker", f"at most {MAX_MONIKER} printable characters")
         key_hex = item.get("public_key")
         try:
             public_key = bytes.fromhex(key_hex) if isinstance(key_hex, str) else b""
@@ -164,7 +190,7 @@ def _parse(doc: Mapping[str, object]) -> Genesis:
         stake = _amount(item.get("stake"), f"{path}.stake")
         if stake <= 0:
             raise _fail(f"{path}.stake", "must be positive")
-        validators.append(GenesisValidator(public_key, stake))
+        validators.append(GenesisValidator(public_key, stake, commission, moniker))
     if not validators:
         raise _fail("validators", "at least one validator is needed to produce blocks")
     if len({v.public_key for v in validators}) != len(validators):
@@ -201,21 +227,45 @@ def _parse(doc: Mapping[str, object]) -> Genesis:
 
 def genesis_state(genesis: Genesis) -> LedgerState:
     """The ledger state at height 0. Raises GenesisError if the supply passes 2^63 - 1."""
-    state = LedgerState(genesis.chain_id, genesis.params)
-    supply = 0
-    for account in genesis.accounts:
-        state.accounts.set(account.address, Account(account.balance, 0))
-        supply += account.balance
-    for validator in genesis.validators:
-        state.validators.set(validator.address, ValidatorInfo(validator.public_key, validator.stake))
-        state.add("total_bonded", validator.stake)
-        supply += validator.stake
+    supply = sum(a.balance for a in genesis.accounts) + sum(v.stake for v in genesis.validators)
     if supply > MAX_AMOUNT:
         raise GenesisError(f"accounts: total supply {supply} exceeds {MAX_AMOUNT} base units")
+    state = LedgerState(genesis.chain_id, genesis.params)
+    for account in genesis.accounts:
+        state.accounts.set(account.address, Account(account.balance, 0))
+    for validator in genesis.validators:
+        bond_genesis_validator(
+            state, validator.public_key, validator.stake, validator.commission, validator.moniker
+        )
     state.vars.set("genesis_supply", supply)
     state.vars.set("inflation", genesis.inflation)
     state.check_invariants()
     return state
+
+
+def bond_genesis_validator(
+    state: LedgerState, public_key: bytes, stake: int, commission: int = GENESIS_COMMISSION, moniker: str = ""
+) -> None:
+    """Register a validator whose operator and consensus key are ``public_key``'s, self-bonded
+    with ``stake`` (which the caller counts in the supply)."""
+    operator = address_of(public_key)
+    state.validators.set(
+        operator,
+        ValidatorInfo(
+            consensus_key=public_key,
+            tokens=stake,
+            shares=stake,
+            commission=commission,
+            max_commission=max(commission, GENESIS_MAX_COMMISSION),
+            max_commission_change=GENESIS_MAX_COMMISSION_CHANGE,
+            moniker=moniker,
+        ),
+    )
+    state.delegations.set((operator, operator), stake)
+    state.delegated_to.set(operator, (operator,))
+    state.consensus_index.set(operator, operator)
+    state.signing.set(operator, SigningInfo(state.height))
+    state.add("total_bonded", stake)
 
 
 def dev_genesis(

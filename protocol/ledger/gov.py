@@ -1,9 +1,13 @@
 """Governance: parameter-change proposals with a deposit, stake-weighted votes, and the tally.
 
-Voting power is a validator's bonded stake at tally time. At the end of the voting period
-(Cosmos SDK x/gov rules): no quorum -> ``no_quorum``, deposit returned; veto share of the votes
-above the veto threshold -> ``vetoed``, deposit burned; yes share of the non-abstaining votes above
-the threshold -> ``passed`` and the parameter changes in that block; otherwise ``rejected``.
+Voting power is bonded stake at tally time, counted over the active validator set (Cosmos SDK
+x/gov): every delegator may vote with the worth of its delegations; a validator's operator votes
+for the rest of its validator's stake, so a validator's vote counts for its delegators unless
+they vote themselves (then their own vote replaces it for their shares). At the end of the voting
+period: no quorum -> ``no_quorum``, deposit returned; veto share of the votes above the veto
+threshold -> ``vetoed``, deposit burned; yes share of the non-abstaining votes above the
+threshold -> ``passed`` and the parameter changes in that block, if it still may (otherwise
+``failed``, deposit returned); otherwise ``rejected``.
 """
 
 from __future__ import annotations
@@ -18,16 +22,38 @@ from protocol.ledger.errors import (
     UnknownProposal,
     VotingClosed,
 )
+from protocol.ledger.params import MIN_ACTIVE_VALIDATORS, Params, check_governance_change, describe
 from protocol.ledger.state import LedgerState, Proposal
-from protocol.ledger.tx import GovPropose, GovVote, Tx
-from protocol.units import DEC
+from protocol.ledger.tx import VOTE_OPTIONS, GovPropose, GovVote, Tx
+from protocol.units import DEC, format_amount
+
+
+def check_change(state: LedgerState, param: str, value: int) -> Params:
+    """The parameters after setting ``param`` to ``value``, if governance may: the bounds and
+    invariants of ``protocol.ledger.params``, and an active set no smaller than
+    :data:`MIN_ACTIVE_VALIDATORS` (or than it is now, if smaller). Checked when a change is
+    proposed and again when it would apply. Raises UnknownParam, InvalidParamValue."""
+    changed = check_governance_change(state.params, param, value)
+    if param in ("min_validator_stake", "max_validators"):
+        now = len(state.validator_set())
+        after = len(state.validator_set(changed))
+        floor = min(now, MIN_ACTIVE_VALIDATORS)
+        if after < floor:
+            raise InvalidParamValue(
+                f"{param}: {describe(param, value)} would leave {after} validator(s) active, "
+                f"fewer than {floor}"
+            )
+    return changed
 
 
 def propose(state: LedgerState, tx: Tx, msg: GovPropose, height: int) -> int:
     """Open a proposal; returns its id. Raises UnknownParam, InvalidParamValue, DepositTooLow."""
-    state.params.with_value(msg.param, msg.value)  # validates the name and the value now
+    check_change(state, msg.param, msg.value)
     if msg.deposit < state.params.gov_min_deposit:
-        raise DepositTooLow(f"deposit {msg.deposit} is below the minimum {state.params.gov_min_deposit}")
+        raise DepositTooLow(
+            f"deposit {format_amount(msg.deposit)} is below the minimum "
+            f"{format_amount(state.params.gov_min_deposit)}"
+        )
     debit(state, tx.sender, msg.deposit, "proposal deposit")
     proposal_id = state.vars["next_proposal_id"]
     state.add("next_proposal_id", 1)
@@ -48,15 +74,15 @@ def propose(state: LedgerState, tx: Tx, msg: GovPropose, height: int) -> int:
 
 
 def vote(state: LedgerState, tx: Tx, msg: GovVote, height: int) -> None:
-    """Record (or replace) the sender's vote. Only bonded, non-tombstoned validators vote."""
+    """Record (or replace) the sender's vote. Validator operators and delegators vote; what their
+    vote weighs is decided at the tally."""
     proposal = state.proposals.get(msg.proposal_id)
     if proposal is None:
         raise UnknownProposal(f"no proposal {msg.proposal_id}")
     if proposal.status != "voting" or height > proposal.end_height:
         raise VotingClosed(f"voting on proposal {msg.proposal_id} ended at height {proposal.end_height}")
-    info = state.validators.get(tx.sender)
-    if info is None or info.tombstoned or info.bonded == 0:
-        raise NoVotingPower("only accounts with bonded stake vote")
+    if tx.sender not in state.validators and not state.delegated_to.get(tx.sender):
+        raise NoVotingPower("only validator operators and accounts with delegations vote")
     state.votes.set((msg.proposal_id, tx.sender), msg.option)
 
 
@@ -69,16 +95,40 @@ def tally_ending(state: LedgerState, height: int) -> list[Proposal]:
     return closed
 
 
+def tally_votes(state: LedgerState, proposal_id: int) -> dict[str, int]:
+    """Stake behind each option of a proposal now (Cosmos x/gov's tally): each voter's own
+    delegations to active validators, then each voting operator's validator for the shares of
+    the delegators that did not vote themselves."""
+    counts = dict.fromkeys(VOTE_OPTIONS, 0)
+    active = {state.consensus_index[v.address] for v in state.validator_set()}
+    undecided_shares = {operator: state.validators[operator].shares for operator in active}
+    validator_votes: dict[bytes, str] = {}
+    for (vote_id, voter), option in state.votes.sorted_items():
+        if vote_id != proposal_id:
+            continue
+        if voter in active:
+            validator_votes[voter] = option
+        for operator in state.delegated_to.get(voter) or ():
+            if operator not in active:
+                continue
+            shares = state.delegations.get((voter, operator)) or 0
+            undecided_shares[operator] -= shares
+            info = state.validators[operator]
+            counts[option] += shares * info.tokens // info.shares  # bonded: pending rewards are not
+    for operator, option in sorted(validator_votes.items()):
+        info = state.validators[operator]
+        if info.shares:
+            counts[option] += undecided_shares[operator] * info.tokens // info.shares
+    return counts
+
+
 def _tally(state: LedgerState, proposal: Proposal) -> Proposal:
     params = state.params
-    power = {addr: info.bonded for addr, info in state.validators.sorted_items() if not info.tombstoned}
-    total_power = sum(power.values())
-    counts = dict.fromkeys(("yes", "no", "abstain", "veto"), 0)
-    for (proposal_id, voter), option in state.votes.sorted_items():
-        if proposal_id != proposal.id:
-            continue
-        counts[option] += power.get(voter, 0)
-        state.votes.delete((proposal_id, voter))
+    total_power = sum(v.power for v in state.validator_set())
+    counts = tally_votes(state, proposal.id)
+    for key, _ in state.votes.sorted_items():
+        if key[0] == proposal.id:
+            state.votes.delete(key)
     voted = sum(counts.values())
     non_abstain = voted - counts["abstain"]
     refund_deposit = True
@@ -93,10 +143,10 @@ def _tally(state: LedgerState, proposal: Proposal) -> Proposal:
         status = "rejected"
     if status == "passed":
         try:
-            state.set_params(params.with_value(proposal.param, proposal.value))
+            state.set_params(check_change(state, proposal.param, proposal.value))
         except InvalidParamValue:
-            # Valid when proposed, but another change since makes it inconsistent now.
-            status = "rejected"
+            # Valid when proposed, but not any more (another change since, a smaller set).
+            status = "failed"
     state.add("total_deposits", -proposal.deposit)
     if refund_deposit:
         state.credit(proposal.proposer, proposal.deposit)

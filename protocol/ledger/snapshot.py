@@ -1,8 +1,11 @@
 """Ledger snapshots: the whole state as canonical bytes, and back.
 
 The node stores one with each committed height (or every few heights) so a restart replays only
-from the newest snapshot. Restoring verifies the invariants, and callers compare the state hash
-with the one the chain committed, so a corrupted snapshot is detected rather than trusted.
+from the newest snapshot. The rows are :meth:`LedgerState.sections`, the same the state hash
+covers. Restoring checks every row's shape and every cell's type and range, rebuilds the indexes,
+verifies the invariants and hashes the result, so a corrupted or malformed snapshot is a
+:class:`SnapshotError` (which callers answer by replaying from genesis), never another exception
+and never a state that fails later.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from protocol.contracts import UsageReceipt
+from protocol.crypto import address_of
 from protocol.encoding import DecodeError, decode, encode
 from protocol.ledger.errors import InvariantError, LedgerError
 from protocol.ledger.params import PARAM_BOUNDS, Params
@@ -20,14 +24,16 @@ from protocol.ledger.state import (
     Escrow,
     LedgerState,
     Proposal,
+    Redelegation,
+    SigningInfo,
     Unbonding,
     ValidatorInfo,
 )
-from protocol.ledger.tx import VOTE_OPTIONS
+from protocol.ledger.tx import MAX_MONIKER, VOTE_OPTIONS
 from protocol.units import MAX_AMOUNT
 
-#: 2: escrows carry the provider's pending claim, params the dispute window.
-SNAPSHOT_VERSION = 2
+#: 3: registered validators with delegations, redelegations, signing records, pending rewards.
+SNAPSHOT_VERSION = 3
 
 
 class SnapshotError(InvariantError):
@@ -37,48 +43,13 @@ class SnapshotError(InvariantError):
 
 
 def encode_snapshot(state: LedgerState) -> bytes:
-    return encode(
-        {
-            "version": SNAPSHOT_VERSION,
-            "chain_id": state.chain_id,
-            "vars": [[k, v] for k, v in state.vars.sorted_items()],
-            "params": state.params.to_wire(),
-            "accounts": [[a, x.balance, x.nonce] for a, x in state.accounts.sorted_items()],
-            "validators": [
-                [a, x.public_key, x.bonded, x.tombstoned] for a, x in state.validators.sorted_items()
-            ],
-            "unbonding": [
-                [h, [[u.address, u.amount] for u in us]] for h, us in state.unbonding.sorted_items()
-            ],
-            "escrows": [
-                [
-                    c,
-                    e.requester_key,
-                    e.provider_key,
-                    e.requester,
-                    e.provider,
-                    e.price_per_gpu_second,
-                    e.max_gpu_seconds,
-                    e.max_cost,
-                    e.collateral,
-                    e.deadline_height,
-                    e.opened_height,
-                    e.claim,
-                    e.claim_provider_sig,
-                    e.claimed_height,
-                ]
-                for c, e in state.escrows.sorted_items()
-            ],
-            "closed": [[c, s] for c, s in state.closed_contracts.sorted_items()],
-            "proposals": [
-                [p.id, p.proposer, p.param, p.value, p.deposit, p.submit_height, p.end_height]
-                + [p.status, p.yes, p.no, p.abstain, p.veto]
-                for _, p in state.proposals.sorted_items()
-            ],
-            "votes": [[i, voter, option] for (i, voter), option in state.votes.sorted_items()],
-            "epoch_work": [[a, s] for a, s in state.epoch_work.sorted_items()],
-        }
-    )
+    doc: dict[str, Any] = {
+        "version": SNAPSHOT_VERSION,
+        "chain_id": state.chain_id,
+        "params": state.params.to_wire(),
+    }
+    doc.update(state.sections())
+    return encode(doc)
 
 
 Check = Callable[[Any], bool]
@@ -92,16 +63,20 @@ def _blob(length: int | None = None) -> Check:
     return lambda value: type(value) is bytes and (length is None or len(value) == length)
 
 
-def _text(value: Any) -> bool:
-    return type(value) is str
-
-
 def _flag(value: Any) -> bool:
     return type(value) is bool
 
 
 def _one_of(*allowed: str) -> Check:
-    return lambda value: value in allowed and type(value) is str
+    return lambda value: type(value) is str and value in allowed
+
+
+def _list(value: Any) -> bool:
+    return type(value) is list
+
+
+def _moniker(value: Any) -> bool:
+    return type(value) is str and len(value) <= MAX_MONIKER and value.isprintable()
 
 
 _ADDRESS, _KEY, _HASH = _blob(20), _blob(32), _blob(32)
@@ -124,19 +99,11 @@ def _rows(doc: dict[str, Any], section: str, columns: tuple[Check, ...]) -> list
     return [_row(row, section, columns) for row in rows]
 
 
+_VALIDATOR_COLUMNS = (_ADDRESS, _KEY, *(_uint,) * 6, _moniker, _uint, _flag, _uint, _flag)
 _ESCROW_COLUMNS = (_HASH, _KEY, _KEY, _ADDRESS, _ADDRESS, *(_uint,) * 6, _blob(), _blob(), _uint)
 _PROPOSAL_STATUS = _one_of("voting", "passed", "rejected", "vetoed", "no_quorum", "failed")
-_PROPOSAL_COLUMNS = (
-    _uint,
-    _ADDRESS,
-    _one_of(*PARAM_BOUNDS),
-    _uint,
-    _uint,
-    _uint,
-    _uint,
-    _PROPOSAL_STATUS,
-    *(_uint,) * 4,
-)
+_PROPOSAL_COLUMNS: tuple[Check, ...] = (_uint, _ADDRESS, _one_of(*PARAM_BOUNDS), _uint, _uint, _uint, _uint)
+_PROPOSAL_COLUMNS += (_PROPOSAL_STATUS, *(_uint,) * 4)
 
 
 def _escrow(row: list[Any]) -> Escrow:
@@ -152,6 +119,31 @@ def _escrow(row: list[Any]) -> Escrow:
     return escrow
 
 
+def _restore_staking(state: LedgerState, doc: dict[str, Any]) -> None:
+    for row in _rows(doc, "validators", _VALIDATOR_COLUMNS):
+        state.validators.set(row[0], ValidatorInfo(*row[1:]))
+        state.consensus_index.set(address_of(row[1]), row[0])
+    held_by: dict[bytes, list[bytes]] = {}
+    for delegator, operator, shares in _rows(doc, "delegations", (_ADDRESS, _ADDRESS, _uint)):
+        state.delegations.set((delegator, operator), shares)
+        held_by.setdefault(delegator, []).append(operator)
+    for delegator, operators in held_by.items():
+        state.delegated_to.set(delegator, tuple(operators))  # rows come in key order: sorted
+    unbonding: tuple[Check, ...] = (_ADDRESS, _ADDRESS, _uint, _uint)
+    for height, entries in _rows(doc, "unbonding", (_uint, _list)):
+        state.unbonding.set(height, tuple(Unbonding(*_row(e, "unbonding entry", unbonding)) for e in entries))
+    redelegation: tuple[Check, ...] = (_ADDRESS, _ADDRESS, _ADDRESS, _uint, _uint)
+    for height, entries in _rows(doc, "redelegations", (_uint, _list)):
+        restored = tuple(Redelegation(*_row(e, "redelegation", redelegation)) for e in entries)
+        state.redelegations.set(height, restored)
+        for entry in restored:
+            state.redelegating_into.set((entry.delegator, entry.destination), height)
+    for operator, start, missed in _rows(doc, "signing", (_ADDRESS, _uint, _list)):
+        if not all(_uint(h) for h in missed):
+            raise SnapshotError("signing: missed heights are integers")
+        state.signing.set(operator, SigningInfo(start, tuple(missed)))
+
+
 def decode_snapshot(data: bytes) -> LedgerState:
     """Rebuild a state. Raises :class:`SnapshotError` for anything inconsistent."""
     try:
@@ -161,19 +153,11 @@ def decode_snapshot(data: bytes) -> LedgerState:
         if type(doc.get("chain_id")) is not str:
             raise SnapshotError("chain_id: expected a string")
         state = LedgerState(doc["chain_id"], Params.from_wire(doc["params"]))
-        for name, value in _rows(doc, "vars", (_text, _uint)):
-            if name not in SCALARS:
-                raise SnapshotError(f"unknown scalar {name!r}")
+        for name, value in _rows(doc, "vars", (_one_of(*SCALARS), _uint)):
             state.vars.set(name, value)
         for address, balance, nonce in _rows(doc, "accounts", (_ADDRESS, _uint, _uint)):
             state.accounts.set(address, Account(balance, nonce))
-        for address, public_key, bonded, tombstoned in _rows(
-            doc, "validators", (_ADDRESS, _KEY, _uint, _flag)
-        ):
-            state.validators.set(address, ValidatorInfo(public_key, bonded, tombstoned))
-        for height, entries in _rows(doc, "unbonding", (_uint, lambda v: type(v) is list)):
-            unbonding = [_row(entry, "unbonding entry", (_ADDRESS, _uint)) for entry in entries]
-            state.unbonding.set(height, tuple(Unbonding(a, amount) for a, amount in unbonding))
+        _restore_staking(state, doc)
         for row in _rows(doc, "escrows", _ESCROW_COLUMNS):
             state.escrows.set(row[0], _escrow(row))
         for contract_hash, outcome in _rows(
@@ -191,5 +175,7 @@ def decode_snapshot(data: bytes) -> LedgerState:
     # Any malformed row (too short: IndexError, wrong type: TypeError, out of range:
     # OverflowError, ...) is a corrupt snapshot, which callers answer by replaying from genesis.
     except (DecodeError, LedgerError, LookupError, TypeError, ValueError, ArithmeticError) as exc:
+        if isinstance(exc, SnapshotError):
+            raise
         raise SnapshotError(f"corrupt snapshot: {exc!r}") from None
     return state

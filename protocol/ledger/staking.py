@@ -1,79 +1,378 @@
-"""Staking: bond, unbond with a delay, release at maturity, and the slashing hook."""
+"""Staking (Cosmos x/staking): registered validators, delegations with shares, unbonding,
+redelegation, and the slashing hook.
+
+A validator is registered by ``validator_create``: its operator (the sender) declares the
+consensus key its node votes with, proven by that key's signature over the operator's address,
+and bonds a first self-delegation. Anyone else bonds by delegating to a validator: a holder who
+runs no node never becomes a validator, so it cannot stop the chain by being absent. Delegations
+are shares: a share of a validator is worth ``tokens / shares``, so its rewards (compounded into
+``tokens``, see ``distribution``) and its slashes reach every delegator pro rata, in O(1).
+
+Share arithmetic rounds against the actor: delegating buys ``floor(amount * shares / tokens)``
+shares; undelegating ``amount`` gives up ``ceil(amount * shares / tokens)`` of them (all of them,
+and all the tokens, when the delegator leaves entirely). Nobody can round value out of the pool.
+
+Unbonding tokens wait ``unbonding_period`` blocks and stay slashable meanwhile; a redelegation
+moves shares at once but stays slashable for the source's infractions just as long, and the
+redelegated stake cannot hop on before that (no escape by hopping from validator to validator).
+
+Bounds: every amount is checked by the message (1 to 2^63 - 1); tokens and shares are checked
+against 2^63 - 1 when they grow (:class:`AmountOverflow`), and an account holds shares of at most
+:data:`MAX_DELEGATIONS` validators (a bound on what one vote costs the tally).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+
+from protocol.crypto import address_of, verify
 from protocol.economics import mul_ratio
+from protocol.ledger import distribution
 from protocol.ledger.bank import debit
-from protocol.ledger.errors import InsufficientStake, Tombstoned, UnknownValidator
-from protocol.ledger.state import LedgerState, Unbonding, ValidatorInfo
-from protocol.ledger.tx import Stake, Tx, Unstake
+from protocol.ledger.errors import (
+    AmountOverflow,
+    BadKeyProof,
+    CommissionChangeTooSoon,
+    ConsensusKeyTaken,
+    InsufficientStake,
+    InvalidCommission,
+    NotAValidator,
+    RedelegationInProgress,
+    Tombstoned,
+    TooManyDelegations,
+    UnknownValidator,
+    ValidatorExists,
+    ValidatorHasNoTokens,
+)
+from protocol.ledger.state import LedgerState, Redelegation, SigningInfo, Unbonding, ValidatorInfo
+from protocol.ledger.tx import (
+    Delegate,
+    Redelegate,
+    Stake,
+    Tx,
+    Undelegate,
+    Unstake,
+    ValidatorCreate,
+    ValidatorEdit,
+    key_proof_bytes,
+)
+from protocol.units import MAX_AMOUNT, format_amount, format_ratio
+
+#: Consensus uses the ledger's active set after block ``H - 2`` at height ``H`` (see
+#: ``protocol.consensus.ledger_app``): stake removed in block ``u`` still votes up to ``u + 1``.
+VALIDATOR_SET_DELAY = 2
+#: Validators one account may hold shares of at once.
+MAX_DELEGATIONS = 32
+
+
+def validator(state: LedgerState, operator: bytes) -> ValidatorInfo:
+    """The validator operated by ``operator``. Raises UnknownValidator."""
+    info = state.validators.get(operator)
+    if info is None:
+        raise UnknownValidator(f"no validator is operated by {operator.hex()}")
+    return info
+
+
+def delegation_value(state: LedgerState, delegator: bytes, operator: bytes) -> int:
+    """What ``delegator``'s shares of ``operator``'s validator are worth now, in base units,
+    counting the validator's pending rewards as they will be settled (less its commission):
+    what undelegating everything would take out."""
+    shares = state.delegations.get((delegator, operator)) or 0
+    info = state.validators.get(operator)
+    if not shares or info is None or info.shares == 0:
+        return 0
+    tokens = info.tokens + info.rewards - mul_ratio(info.rewards, info.commission)
+    return shares * tokens // info.shares
+
+
+def bonded_by(state: LedgerState, delegator: bytes) -> int:
+    """Everything ``delegator`` has bonded, over all its delegations."""
+    return sum(
+        delegation_value(state, delegator, operator) for operator in state.delegated_to.get(delegator) or ()
+    )
+
+
+# --- handlers ---------------------------------------------------------------------------------
+def create_validator(state: LedgerState, tx: Tx, msg: ValidatorCreate, height: int) -> None:
+    """Register the sender as a validator and bond its first self-delegation.
+
+    Raises ValidatorExists, ConsensusKeyTaken, InsufficientStake, BadKeyProof, InsufficientFunds.
+    """
+    operator = tx.sender
+    if operator in state.validators:
+        raise ValidatorExists("this account already operates a validator")
+    consensus_address = address_of(msg.consensus_key)
+    if consensus_address in state.consensus_index:
+        raise ConsensusKeyTaken("another validator already votes with this consensus key")
+    minimum = state.params.min_validator_stake
+    if msg.amount < minimum:
+        raise InsufficientStake(
+            f"a validator starts with at least {format_amount(minimum)} of its own; "
+            f"{format_amount(msg.amount)} offered"
+        )
+    if not verify(msg.consensus_key, msg.key_proof, key_proof_bytes(state.chain_id, operator)):
+        raise BadKeyProof("key_proof is not the consensus key's signature over the operator's address")
+    state.validators.set(
+        operator,
+        ValidatorInfo(
+            consensus_key=msg.consensus_key,
+            tokens=0,
+            shares=0,
+            commission=msg.commission,
+            max_commission=msg.max_commission,
+            max_commission_change=msg.max_commission_change,
+            commission_height=height,
+            moniker=msg.moniker,
+        ),
+    )
+    state.consensus_index.set(consensus_address, operator)
+    state.signing.set(operator, SigningInfo(height))
+    bond(state, operator, operator, msg.amount, from_balance=True)
+
+
+def edit_validator(state: LedgerState, tx: Tx, msg: ValidatorEdit, height: int) -> None:
+    """New moniker and commission. A commission change moves at most the validator's
+    ``max_commission_change``, stays within its ``max_commission``, and comes at most once per
+    ``unbonding_period`` blocks: a delegator who dislikes a change can be gone before the next.
+
+    Raises UnknownValidator, InvalidCommission, CommissionChangeTooSoon."""
+    info = validator(state, tx.sender)
+    distribution.settle(state, tx.sender)  # rewards earned so far are split at the old rate
+    info = validator(state, tx.sender)
+    commission_height = info.commission_height
+    if msg.commission != info.commission:
+        if msg.commission > info.max_commission:
+            raise InvalidCommission(
+                f"commission {format_ratio(msg.commission)} is above this validator's maximum "
+                f"{format_ratio(info.max_commission)}"
+            )
+        if abs(msg.commission - info.commission) > info.max_commission_change:
+            raise InvalidCommission(
+                f"commission may move by at most {format_ratio(info.max_commission_change)} at once"
+            )
+        next_change = info.commission_height + state.params.unbonding_period
+        if info.commission_height and height < next_change:
+            raise CommissionChangeTooSoon(f"the next commission change is possible at height {next_change}")
+        commission_height = height
+    state.validators.set(
+        tx.sender,
+        dataclasses.replace(
+            info, moniker=msg.moniker, commission=msg.commission, commission_height=commission_height
+        ),
+    )
+
+
+def delegate(state: LedgerState, tx: Tx, msg: Delegate) -> None:
+    """Bond ``amount`` of the sender's balance to a validator. Raises UnknownValidator,
+    Tombstoned, ValidatorHasNoTokens, TooManyDelegations, InsufficientFunds, AmountOverflow."""
+    bond(state, tx.sender, msg.validator, msg.amount, from_balance=True)
 
 
 def stake(state: LedgerState, tx: Tx, msg: Stake) -> None:
-    """Bond ``amount`` from the sender's balance; the sender's key becomes its validator key."""
-    info = state.validators.get(tx.sender)
-    if info is not None and info.tombstoned:
-        raise Tombstoned("a tombstoned validator can never bond again")
-    debit(state, tx.sender, msg.amount, "stake")
-    bonded = msg.amount + (info.bonded if info else 0)
-    state.validators.set(tx.sender, ValidatorInfo(tx.public_key, bonded, False))
-    state.add("total_bonded", msg.amount)
+    """A self-delegation to the sender's own validator. Raises NotAValidator, and what
+    :func:`delegate` raises."""
+    if tx.sender not in state.validators:
+        raise NotAValidator(
+            "stake bonds to the sender's own validator, and it has none: create one or delegate"
+        )
+    bond(state, tx.sender, tx.sender, msg.amount, from_balance=True)
+
+
+def undelegate(state: LedgerState, tx: Tx, msg: Undelegate, height: int) -> None:
+    """Unbond ``amount`` of the sender's delegation; released ``unbonding_period`` blocks later.
+    Raises UnknownValidator, InsufficientStake."""
+    _queue_unbonding(
+        state, tx.sender, msg.validator, unbond(state, tx.sender, msg.validator, msg.amount), height
+    )
 
 
 def unstake(state: LedgerState, tx: Tx, msg: Unstake, height: int) -> None:
-    """Move bonded stake into the unbonding queue; it is released ``unbonding_period`` blocks on."""
-    info = state.validators.get(tx.sender)
-    if info is None or info.bonded < msg.amount:
-        raise InsufficientStake(f"unstake {msg.amount} but bonded {info.bonded if info else 0}")
-    remaining = info.bonded - msg.amount
-    # The record stays even at zero bond: evidence arriving while the stake unbonds must still
-    # find the validator, cut its unbonding entries and tombstone it.
-    state.validators.set(tx.sender, ValidatorInfo(info.public_key, remaining, info.tombstoned))
+    """Unbond some of the sender's self-delegation. Raises NotAValidator, InsufficientStake."""
+    if tx.sender not in state.validators:
+        raise NotAValidator("unstake unbonds from the sender's own validator, and it has none")
+    _queue_unbonding(state, tx.sender, tx.sender, unbond(state, tx.sender, tx.sender, msg.amount), height)
+
+
+def redelegate(state: LedgerState, tx: Tx, msg: Redelegate, height: int) -> None:
+    """Move ``amount`` of a delegation to another validator at once.
+
+    Raises RedelegationInProgress (the stake itself arrived by a redelegation still slashable),
+    UnknownValidator, Tombstoned, InsufficientStake, and what :func:`delegate` raises."""
+    delegator = tx.sender
+    pending_until = state.redelegating_into.get((delegator, msg.source)) or 0
+    if pending_until > height:
+        raise RedelegationInProgress(
+            f"stake redelegated to this validator stays there until height {pending_until}"
+        )
+    validator(state, msg.destination)
+    moved = unbond(state, delegator, msg.source, msg.amount)
+    bond(state, delegator, msg.destination, moved, from_balance=False)
+    completion = height + state.params.unbonding_period
+    queued = state.redelegations.get(completion) or ()
+    entry = Redelegation(delegator, msg.source, msg.destination, height, moved)
+    state.redelegations.set(completion, (*queued, entry))
+    state.redelegating_into.set((delegator, msg.destination), completion)
+
+
+# --- bonding and unbonding ----------------------------------------------------------------------
+def bond(state: LedgerState, delegator: bytes, operator: bytes, amount: int, *, from_balance: bool) -> None:
+    """Give ``delegator`` shares of ``operator``'s validator for ``amount`` tokens, taken from its
+    balance (or already out of another validator, for a redelegation)."""
+    info = validator(state, operator)
+    if info.tombstoned:
+        raise Tombstoned("this validator is tombstoned: it can never be bonded to again")
+    distribution.settle(state, operator)  # rewards so far belong to the shares held so far
+    info = validator(state, operator)
+    if info.shares and not info.tokens:
+        raise ValidatorHasNoTokens("this validator was slashed to nothing: its shares have no price")
+    new_shares = amount if not info.shares else amount * info.shares // info.tokens
+    if new_shares == 0:
+        raise InsufficientStake(f"{format_amount(amount)} buys less than one share of this validator")
+    if info.shares + new_shares > MAX_AMOUNT or info.tokens + amount > MAX_AMOUNT:
+        raise AmountOverflow("this validator's shares would pass 2^63 - 1")
+    if from_balance:
+        debit(state, delegator, amount, "delegation")
+    held = state.delegations.get((delegator, operator)) or 0
+    if not held:
+        _index_add(state, delegator, operator)
+    state.delegations.set((delegator, operator), held + new_shares)
+    state.validators.set(
+        operator, dataclasses.replace(info, tokens=info.tokens + amount, shares=info.shares + new_shares)
+    )
+    state.add("total_bonded", amount)
+
+
+def unbond(state: LedgerState, delegator: bytes, operator: bytes, amount: int) -> int:
+    """Take ``amount`` tokens' worth of shares from the delegation; returns the tokens removed
+    from the validator: ``amount``, or the whole delegation's worth when it leaves entirely (the
+    validator's every token with its last shares). Raises UnknownValidator, InsufficientStake."""
+    validator(state, operator)
+    distribution.settle(state, operator)
+    info = validator(state, operator)
+    held = state.delegations.get((delegator, operator)) or 0
+    value = held * info.tokens // info.shares if held else 0
+    if amount > value:
+        raise InsufficientStake(
+            f"unbonding {format_amount(amount)} but the delegation is worth {format_amount(value)}"
+        )
+    removed = -(-amount * info.shares // info.tokens) if amount else 0  # ceil: against the leaver
+    if removed >= held:
+        # Leaving entirely (or as good as: less than one share would stay): every share goes,
+        # and with the last shares of the validator, every token.
+        removed = held
+        tokens = info.tokens if held == info.shares else value
+    else:
+        tokens = amount
+    if removed == held:
+        state.delegations.delete((delegator, operator))
+        _index_remove(state, delegator, operator)
+    else:
+        state.delegations.set((delegator, operator), held - removed)
+    state.validators.set(
+        operator, dataclasses.replace(info, tokens=info.tokens - tokens, shares=info.shares - removed)
+    )
+    state.add("total_bonded", -tokens)
+    return tokens
+
+
+def _queue_unbonding(state: LedgerState, delegator: bytes, operator: bytes, tokens: int, height: int) -> None:
     release = height + state.params.unbonding_period
     queued = state.unbonding.get(release) or ()
-    state.unbonding.set(release, (*queued, Unbonding(tx.sender, msg.amount)))
-    state.add("total_bonded", -msg.amount)
-    state.add("total_unbonding", msg.amount)
+    state.unbonding.set(release, (*queued, Unbonding(delegator, operator, height, tokens)))
+    state.add("total_unbonding", tokens)
+
+
+def _index_add(state: LedgerState, delegator: bytes, operator: bytes) -> None:
+    operators = state.delegated_to.get(delegator) or ()
+    if len(operators) >= MAX_DELEGATIONS:
+        raise TooManyDelegations(f"an account may delegate to at most {MAX_DELEGATIONS} validators")
+    state.delegated_to.set(delegator, tuple(sorted((*operators, operator))))
+
+
+def _index_remove(state: LedgerState, delegator: bytes, operator: bytes) -> None:
+    remaining = tuple(o for o in state.delegated_to.get(delegator) or () if o != operator)
+    if remaining:
+        state.delegated_to.set(delegator, remaining)
+    else:
+        state.delegated_to.delete(delegator)
 
 
 def release_matured(state: LedgerState, height: int) -> None:
-    """Pay out every unbonding entry that matures at ``height``."""
-    entries = state.unbonding.get(height)
-    if not entries:
-        return
-    for entry in entries:
-        state.credit(entry.address, entry.amount)
+    """Pay out the unbonding entries maturing at ``height``, and end the redelegations that stop
+    being slashable then."""
+    for entry in state.unbonding.get(height) or ():
+        state.credit(entry.delegator, entry.amount)
         state.add("total_unbonding", -entry.amount)
     state.unbonding.delete(height)
+    for redelegation in state.redelegations.get(height) or ():
+        key = (redelegation.delegator, redelegation.destination)
+        if state.redelegating_into.get(key) == height:
+            state.redelegating_into.delete(key)
+    state.redelegations.delete(height)
 
 
-def slash(state: LedgerState, address: bytes, fraction: int, *, tombstone: bool = True) -> int:
-    """Cut a validator's bonded and unbonding stake by ``fraction`` (DEC-scaled) and burn it.
+# --- slashing -----------------------------------------------------------------------------------
+def slash(
+    state: LedgerState, operator: bytes, fraction: int, infraction_height: int, *, tombstone: bool
+) -> int:
+    """Burn ``fraction`` (DEC-scaled) of what ``operator``'s validator had at stake at
+    ``infraction_height``: its tokens, the unbonding entries and redelegations that left it since
+    (Cosmos's rule: an infraction is slashable until the unbonding that followed it completes).
 
-    With ``tombstone`` the validator leaves the set for good. Slashing an already tombstoned
-    validator again is a no-op (evidence for one offence is counted once). Returns the amount
-    burned. Raises UnknownValidator if ``address`` never bonded.
+    With ``tombstone`` it is jailed for good. A tombstoned validator is not slashed again (one
+    punishment per offence). Returns the amount burned. Raises UnknownValidator.
     """
-    info = state.validators.get(address)
-    if info is None:
-        raise UnknownValidator("no validator with this address")
+    info = validator(state, operator)
     if info.tombstoned:
         return 0
-    cut = mul_ratio(info.bonded, fraction)
-    state.validators.set(address, ValidatorInfo(info.public_key, info.bonded - cut, tombstone))
+    # Stake that left in block u still voted at heights up to u + DELAY - 1.
+    since = infraction_height - VALIDATOR_SET_DELAY + 1
+    cut = mul_ratio(info.tokens, fraction)
+    state.validators.set(
+        operator,
+        dataclasses.replace(
+            info, tokens=info.tokens - cut, tombstoned=tombstone, jailed=info.jailed or tombstone
+        ),
+    )
     state.add("total_bonded", -cut)
-    burned = cut
+    burned = cut + _slash_unbonding(state, operator, fraction, since)
+    burned += _slash_redelegations(state, operator, fraction, since)
+    state.add("burned", burned)
+    return burned
+
+
+def _slash_unbonding(state: LedgerState, operator: bytes, fraction: int, since: int) -> int:
+    burned = 0
     for release, entries in state.unbonding.sorted_items():
-        if not any(e.address == address for e in entries):
+        if not any(e.validator == operator and e.creation_height >= since for e in entries):
             continue
         updated = []
         for entry in entries:
-            if entry.address == address:
+            if entry.validator == operator and entry.creation_height >= since:
                 entry_cut = mul_ratio(entry.amount, fraction)
                 burned += entry_cut
-                state.add("total_unbonding", -entry_cut)
-                entry = Unbonding(entry.address, entry.amount - entry_cut)
+                entry = dataclasses.replace(entry, amount=entry.amount - entry_cut)
             updated.append(entry)
         state.unbonding.set(release, tuple(updated))
-    state.add("burned", burned)
+    state.add("total_unbonding", -burned)
     return burned
+
+
+def _slash_redelegations(state: LedgerState, operator: bytes, fraction: int, since: int) -> int:
+    """Cut the redelegated stake at its destination (what is still delegated there)."""
+    burned = 0
+    for _, entries in state.redelegations.sorted_items():
+        for entry in entries:
+            if entry.source != operator or entry.creation_height < since:
+                continue
+            want = mul_ratio(entry.amount, fraction)
+            worth = delegation_value(state, entry.delegator, entry.destination)
+            if want and worth:
+                burned += unbond(state, entry.delegator, entry.destination, min(want, worth))
+    return burned
+
+
+def jail(state: LedgerState, operator: bytes, until: int) -> None:
+    """Take the validator out of the active set until ``until`` (then ``unjail`` may bring it back)."""
+    info = validator(state, operator)
+    state.validators.set(operator, dataclasses.replace(info, jailed=True, jailed_until=until))

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import msgpack
 
+from protocol.crypto import address_of
 from protocol.ledger.errors import AmountOverflow, InvariantError
 from protocol.ledger.journal import JMap, Journal
 from protocol.ledger.params import Params
@@ -27,14 +29,45 @@ class Account:
 
 @dataclass(frozen=True, slots=True)
 class ValidatorInfo:
-    public_key: bytes
-    bonded: int
+    """A registered validator, keyed by its operator's address (Cosmos x/staking's Validator).
+
+    The operator's account key signs its transactions; ``consensus_key`` signs its votes, and
+    consensus knows it by the address of that key. ``tokens`` is everything bonded to it (its
+    operator's self-delegation included), ``shares`` what its delegators' shares add up to: a
+    share is worth ``tokens / shares``, so rewards and slashes reach every delegator pro rata.
+    """
+
+    consensus_key: bytes
+    tokens: int
+    shares: int
+    commission: int = 0
+    max_commission: int = 0
+    max_commission_change: int = 0
+    #: Height of the last commission change (0: never changed since creation at genesis).
+    commission_height: int = 0
+    moniker: str = ""
+    #: Block rewards earned and not yet split into commission and delegators' part (see
+    #: ``protocol.ledger.distribution``).
+    rewards: int = 0
+    jailed: bool = False
+    #: The first height at which ``unjail`` applies (meaningful while jailed).
+    jailed_until: int = 0
     tombstoned: bool = False
+
+    @property
+    def bonded(self) -> int:
+        """What is bonded to this validator: its tokens."""
+        return self.tokens
+
+    @property
+    def public_key(self) -> bytes:
+        """The key consensus verifies this validator's votes with."""
+        return self.consensus_key
 
 
 @dataclass(frozen=True, slots=True)
 class Validator:
-    """A member of the active set, as consensus sees it."""
+    """A member of the active set, as consensus sees it: by consensus address and key."""
 
     address: bytes
     public_key: bytes
@@ -43,8 +76,40 @@ class Validator:
 
 @dataclass(frozen=True, slots=True)
 class Unbonding:
-    address: bytes
+    """Tokens leaving ``validator`` for ``delegator``; slashable for the validator's infractions
+    from ``creation_height - VALIDATOR_SET_DELAY`` on, until released."""
+
+    delegator: bytes
+    validator: bytes
+    creation_height: int
     amount: int
+
+    @property
+    def address(self) -> bytes:
+        """Who receives the tokens when they are released."""
+        return self.delegator
+
+
+@dataclass(frozen=True, slots=True)
+class Redelegation:
+    """Shares moved from ``source`` to ``destination`` at once; until ``completion`` (the key of
+    its queue) the tokens stay slashable for the source's infractions (Cosmos x/staking)."""
+
+    delegator: bytes
+    source: bytes
+    destination: bytes
+    creation_height: int
+    #: Tokens moved (what a slash of the source cuts a fraction of).
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class SigningInfo:
+    """Liveness of one validator (Cosmos x/slashing): the heights it missed in the current
+    window, counted from ``start_height`` (when it was created or last unjailed)."""
+
+    start_height: int
+    missed: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +163,7 @@ SCALARS = (
     "provider_pool",
     "fee_pool",
     "total_bonded",
+    "total_rewards",
     "total_unbonding",
     "total_escrowed",
     "total_deposits",
@@ -105,6 +171,25 @@ SCALARS = (
 )
 
 EMPTY_ACCOUNT = Account()
+#: Every journaled map of a state, in the order :meth:`LedgerState.copy` clones them.
+_MAPS = (
+    "vars",
+    "_params",
+    "accounts",
+    "validators",
+    "delegations",
+    "unbonding",
+    "redelegations",
+    "signing",
+    "consensus_index",
+    "delegated_to",
+    "redelegating_into",
+    "escrows",
+    "closed_contracts",
+    "proposals",
+    "votes",
+    "epoch_work",
+)
 
 
 class LedgerState:
@@ -118,9 +203,23 @@ class LedgerState:
         self.vars.set("next_proposal_id", 1)
         self._params: JMap[str, Params] = JMap(j, {"params": params})
         self.accounts: JMap[bytes, Account] = JMap(j)
+        #: operator address -> validator
         self.validators: JMap[bytes, ValidatorInfo] = JMap(j)
+        #: (delegator, operator) -> shares
+        self.delegations: JMap[tuple[bytes, bytes], int] = JMap(j)
         #: release height -> entries maturing then
         self.unbonding: JMap[int, tuple[Unbonding, ...]] = JMap(j)
+        #: completion height -> redelegations that stop being slashable for their source then
+        self.redelegations: JMap[int, tuple[Redelegation, ...]] = JMap(j)
+        #: operator address -> liveness record
+        self.signing: JMap[bytes, SigningInfo] = JMap(j)
+        # Indexes, rebuilt from the entries above (not hashed, not in snapshots):
+        #: consensus address -> operator address
+        self.consensus_index: JMap[bytes, bytes] = JMap(j)
+        #: delegator -> operators it holds shares of, sorted
+        self.delegated_to: JMap[bytes, tuple[bytes, ...]] = JMap(j)
+        #: (delegator, destination) -> the latest completion height of its redelegations there
+        self.redelegating_into: JMap[tuple[bytes, bytes], int] = JMap(j)
         #: contract hash -> open escrow
         self.escrows: JMap[bytes, Escrow] = JMap(j)
         #: contract hash -> "settled" | "refunded" | "disputed"; closed contracts never reopen
@@ -170,22 +269,31 @@ class LedgerState:
         v = self.vars
         return v["genesis_supply"] + v["minted"] - v["burned"]
 
-    def is_tombstoned(self, address: bytes) -> bool:
-        info = self.validators.get(address)
+    def operator_of(self, consensus_address: bytes) -> bytes | None:
+        """The operator address of the validator that votes with ``consensus_address``."""
+        return self.consensus_index.get(consensus_address)
+
+    def is_tombstoned(self, consensus_address: bytes) -> bool:
+        """Whether the validator voting as ``consensus_address`` is tombstoned (already punished
+        for double-signing); consensus asks this before it accepts evidence."""
+        operator = self.consensus_index.get(consensus_address)
+        info = self.validators.get(operator) if operator is not None else None
         return info is not None and info.tombstoned
 
-    def validator_set(self) -> tuple[Validator, ...]:
-        """The active set: bonded at least the minimum, not tombstoned, the largest
-        ``max_validators`` by stake (ties by address), returned sorted by address."""
-        params = self.params
+    def validator_set(self, params: Params | None = None) -> tuple[Validator, ...]:
+        """The active set: not jailed, not tombstoned, at least ``min_validator_stake`` bonded,
+        the largest ``max_validators`` by tokens (ties by consensus address); returned sorted by
+        consensus address, which is how consensus knows its members. ``params``: what the set
+        would be under other parameters (a governance change being checked)."""
+        params = params or self.params
         candidates = [
-            (info.bonded, address, info.public_key)
-            for address, info in self.validators.sorted_items()
-            if not info.tombstoned and info.bonded >= params.min_validator_stake
+            (info.tokens, address_of(info.consensus_key), info.consensus_key)
+            for _, info in self.validators.sorted_items()
+            if not info.jailed and not info.tombstoned and info.tokens >= params.min_validator_stake
         ]
         candidates.sort(key=lambda c: (-c[0], c[1]))
         chosen = sorted(candidates[: params.max_validators], key=lambda c: c[1])
-        return tuple(Validator(address, public_key, power) for power, address, public_key in chosen)
+        return tuple(Validator(address, key, power) for power, address, key in chosen)
 
     # --- replicas and hashing --------------------------------------------------------------
     def copy(self) -> LedgerState:
@@ -195,87 +303,90 @@ class LedgerState:
         other = LedgerState.__new__(LedgerState)
         other.chain_id = self.chain_id
         other.journal = Journal()
-        for name in (
-            "vars",
-            "_params",
-            "accounts",
-            "validators",
-            "unbonding",
-            "escrows",
-            "closed_contracts",
-            "proposals",
-            "votes",
-            "epoch_work",
-        ):
+        for name in _MAPS:
             setattr(other, name, getattr(self, name).clone(other.journal))
         return other
+
+    def sections(self) -> list[tuple[str, list[list[Any]]]]:
+        """The whole state as named lists of rows, in key order (indexes left out: they follow
+        from the rows). What :meth:`state_hash` hashes and snapshots store."""
+        return [
+            ("vars", [[k, v] for k, v in self.vars.sorted_items()]),
+            ("accounts", [[a, x.balance, x.nonce] for a, x in self.accounts.sorted_items()]),
+            (
+                "validators",
+                [
+                    [a, x.consensus_key, x.tokens, x.shares, x.commission, x.max_commission]
+                    + [x.max_commission_change, x.commission_height, x.moniker, x.rewards]
+                    + [x.jailed, x.jailed_until, x.tombstoned]
+                    for a, x in self.validators.sorted_items()
+                ],
+            ),
+            ("delegations", [[d, v, shares] for (d, v), shares in self.delegations.sorted_items()]),
+            (
+                "unbonding",
+                [
+                    [h, [[u.delegator, u.validator, u.creation_height, u.amount] for u in us]]
+                    for h, us in self.unbonding.sorted_items()
+                ],
+            ),
+            (
+                "redelegations",
+                [
+                    [h, [[r.delegator, r.source, r.destination, r.creation_height, r.amount] for r in rs]]
+                    for h, rs in self.redelegations.sorted_items()
+                ],
+            ),
+            ("signing", [[a, x.start_height, list(x.missed)] for a, x in self.signing.sorted_items()]),
+            (
+                "escrows",
+                [
+                    [c, e.requester_key, e.provider_key, e.requester, e.provider]
+                    + [e.price_per_gpu_second, e.max_gpu_seconds, e.max_cost, e.collateral]
+                    + [e.deadline_height, e.opened_height, e.claim, e.claim_provider_sig, e.claimed_height]
+                    for c, e in self.escrows.sorted_items()
+                ],
+            ),
+            ("closed", [[c, outcome] for c, outcome in self.closed_contracts.sorted_items()]),
+            (
+                "proposals",
+                [
+                    [i, p.proposer, p.param, p.value, p.deposit, p.submit_height, p.end_height]
+                    + [p.status, p.yes, p.no, p.abstain, p.veto]
+                    for i, p in self.proposals.sorted_items()
+                ],
+            ),
+            ("votes", [[i, voter, option] for (i, voter), option in self.votes.sorted_items()]),
+            ("epoch_work", [[a, w] for a, w in self.epoch_work.sorted_items()]),
+        ]
 
     def state_hash(self) -> bytes:
         """sha256 over every section in key order: identical on every replica at every height."""
         h = hashlib.sha256()
         pack = msgpack.packb
-
-        def section(name: str, rows: list[list[object]]) -> None:
+        h.update(pack(["chain", 1], use_bin_type=True))
+        h.update(pack([self.chain_id], use_bin_type=True))
+        h.update(pack(["params", len(self.params.to_wire())], use_bin_type=True))
+        for item in sorted(self.params.to_wire().items()):
+            h.update(pack(list(item), use_bin_type=True))
+        for name, rows in self.sections():
             h.update(pack([name, len(rows)], use_bin_type=True))
             for row in rows:
                 h.update(pack(row, use_bin_type=True))
-
-        section("chain", [[self.chain_id]])
-        section("vars", [[k, v] for k, v in self.vars.sorted_items()])
-        section("params", [[k, v] for k, v in sorted(self.params.to_wire().items())])
-        section("accounts", [[a, x.balance, x.nonce] for a, x in self.accounts.sorted_items()])
-        section(
-            "validators",
-            [[a, x.public_key, x.bonded, x.tombstoned] for a, x in self.validators.sorted_items()],
-        )
-        section(
-            "unbonding",
-            [[h_, [[u.address, u.amount] for u in us]] for h_, us in self.unbonding.sorted_items()],
-        )
-        section(
-            "escrows",
-            [
-                [
-                    c,
-                    e.requester_key,
-                    e.provider_key,
-                    e.price_per_gpu_second,
-                    e.max_gpu_seconds,
-                    e.max_cost,
-                    e.collateral,
-                    e.deadline_height,
-                    e.opened_height,
-                    e.claim,
-                    e.claim_provider_sig,
-                    e.claimed_height,
-                ]
-                for c, e in self.escrows.sorted_items()
-            ],
-        )
-        section("closed", [[c, s] for c, s in self.closed_contracts.sorted_items()])
-        section(
-            "proposals",
-            [
-                [i, p.proposer, p.param, p.value, p.deposit, p.submit_height, p.end_height]
-                + [p.status, p.yes, p.no, p.abstain, p.veto]
-                for i, p in self.proposals.sorted_items()
-            ],
-        )
-        section("votes", [[i, voter, option] for (i, voter), option in self.votes.sorted_items()])
-        section("epoch_work", [[a, s] for a, s in self.epoch_work.sorted_items()])
         return h.digest()
 
     # --- invariants ------------------------------------------------------------------------
     def check_invariants(self) -> None:
-        """Raise :class:`InvariantError` unless every total matches its entries and
-        ``balances + bonded + unbonding + escrowed + deposits + pools == genesis + minted - burned``."""
+        """Raise :class:`InvariantError` unless every total matches its entries, the indexes
+        match what they index, and ``balances + bonded + rewards + unbonding + escrowed + deposits
+        + pools == genesis + minted - burned``."""
         v = self.vars
         balances = 0
         for account in self.accounts.values():
             if account.balance < 0 or account.nonce < 0:
                 raise InvariantError("negative balance or nonce")
             balances += account.balance
-        bonded = sum(info.bonded for info in self.validators.values())
+        bonded, rewards = self._check_staking()
         unbonding = sum(u.amount for entries in self.unbonding.values() for u in entries)
         escrowed = 0
         for escrow in self.escrows.values():
@@ -288,6 +399,7 @@ class LedgerState:
         deposits = sum(p.deposit for p in self.proposals.values() if p.status == "voting")
         for name, actual in (
             ("total_bonded", bonded),
+            ("total_rewards", rewards),
             ("total_unbonding", unbonding),
             ("total_escrowed", escrowed),
             ("total_deposits", deposits),
@@ -295,12 +407,43 @@ class LedgerState:
             if v[name] != actual:
                 raise InvariantError(f"{name} is {v[name]} but its entries sum to {actual}")
         for name in SCALARS:
-            if v[name] < 0:
-                raise InvariantError(f"{name} is negative: {v[name]}")
-        held = balances + bonded + unbonding + escrowed + deposits
+            if not 0 <= v[name] <= MAX_AMOUNT:
+                raise InvariantError(f"{name} is out of range: {v[name]}")
+        held = balances + bonded + rewards + unbonding + escrowed + deposits
         held += v["community_pool"] + v["provider_pool"] + v["fee_pool"]
         if held != self.total_supply():
             raise InvariantError(
                 f"supply mismatch: held {held} != genesis {v['genesis_supply']} + minted "
                 f"{v['minted']} - burned {v['burned']}"
             )
+
+    def _check_staking(self) -> tuple[int, int]:
+        """Shares and indexes against the entries; returns (bonded tokens, pending rewards)."""
+        shares: dict[bytes, int] = {}
+        held_by: dict[bytes, list[bytes]] = {}
+        for (delegator, operator), amount in self.delegations.sorted_items():
+            if amount <= 0 or operator not in self.validators:
+                raise InvariantError("a delegation without shares or without its validator")
+            shares[operator] = shares.get(operator, 0) + amount
+            held_by.setdefault(delegator, []).append(operator)
+        if {d: tuple(ops) for d, ops in held_by.items()} != dict(self.delegated_to.sorted_items()):
+            raise InvariantError("the delegated_to index does not match the delegations")
+        bonded = rewards = 0
+        consensus: dict[bytes, bytes] = {}
+        for operator, info in self.validators.sorted_items():
+            if info.shares != shares.get(operator, 0):
+                raise InvariantError("a validator's shares differ from its delegations'")
+            if info.tokens < 0 or info.rewards < 0 or (info.shares == 0 and info.tokens != 0):
+                raise InvariantError("a validator holds tokens nobody has shares of")
+            bonded += info.tokens
+            rewards += info.rewards
+            consensus[address_of(info.consensus_key)] = operator
+        if len(consensus) != len(self.validators) or consensus != dict(self.consensus_index.sorted_items()):
+            raise InvariantError("the consensus index does not match the validators")
+        into: dict[tuple[bytes, bytes], int] = {}
+        for height, entries in self.redelegations.sorted_items():
+            for entry in entries:
+                into[(entry.delegator, entry.destination)] = height
+        if into != dict(self.redelegating_into.sorted_items()):
+            raise InvariantError("the redelegating_into index does not match the redelegations")
+        return bonded, rewards

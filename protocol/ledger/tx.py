@@ -19,7 +19,14 @@ from typing import ClassVar
 from protocol.contracts import SignedContract, UsageReceipt
 from protocol.crypto import ADDRESS_LEN, PUBLIC_KEY_LEN, SIGNATURE_LEN, PrivateKey, address_of, verify
 from protocol.encoding import DecodeError, Record, decode, encode, sign_bytes
-from protocol.ledger.errors import InvalidAmount, InvalidVoteOption, MalformedTx, UnknownTxKind
+from protocol.ledger.errors import (
+    InvalidAmount,
+    InvalidCommission,
+    InvalidVoteOption,
+    MalformedTx,
+    UnknownTxKind,
+)
+from protocol.units import DEC
 
 TX_DOMAIN = "tx"
 MAX_TX_BYTES = 64 * 1024
@@ -29,6 +36,16 @@ _MAX_AMOUNT = 2**63 - 1
 def _positive_amount(value: int, field: str) -> None:
     if not 0 < value <= _MAX_AMOUNT:
         raise InvalidAmount(f"{field}: must be between 1 and {_MAX_AMOUNT} base units")
+
+
+def key_proof_bytes(chain_id: str, operator: bytes) -> bytes:
+    """What a consensus key signs to prove, in ``validator_create``, that the operator holds it."""
+    return sign_bytes(chain_id, "validator_key", operator)
+
+
+def prove_consensus_key(consensus_key: PrivateKey, chain_id: str, operator: bytes) -> bytes:
+    """The ``key_proof`` of ``validator_create``: signed by the node's key, for the operator."""
+    return consensus_key.sign(key_proof_bytes(chain_id, operator))
 
 
 class Msg(Record):
@@ -52,6 +69,8 @@ class Transfer(Msg):
 
 @dataclass(frozen=True, slots=True)
 class Stake(Msg):
+    """The operator of a validator bonds more of its own balance to it (a self-delegation)."""
+
     KIND: ClassVar[str] = "stake"
     amount: int
 
@@ -61,11 +80,121 @@ class Stake(Msg):
 
 @dataclass(frozen=True, slots=True)
 class Unstake(Msg):
+    """The operator of a validator unbonds some of its self-delegation."""
+
     KIND: ClassVar[str] = "unstake"
     amount: int
 
     def __post_init__(self) -> None:
         _positive_amount(self.amount, "unstake.amount")
+
+
+MAX_MONIKER = 64
+
+
+def _check_moniker(moniker: str, field: str) -> None:
+    if len(moniker) > MAX_MONIKER or not moniker.isprintable():
+        raise MalformedTx(f"{field}: at most {MAX_MONIKER} printable characters")
+
+
+def _check_address(value: bytes, field: str) -> None:
+    if len(value) != ADDRESS_LEN:
+        raise MalformedTx(f"{field}: an address is 20 bytes")
+
+
+def _check_ratio(value: int, field: str) -> None:
+    if not 0 <= value <= DEC:
+        raise InvalidCommission(f"{field}: a ratio between 0 and 100%")
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorCreate(Msg):
+    """Register the sender as a validator operator: the key its node votes with, proven by that
+    key's signature over the operator's address (``key_proof``), its commission terms, and a
+    first self-delegation of at least ``min_validator_stake``."""
+
+    KIND: ClassVar[str] = "validator_create"
+    consensus_key: bytes
+    key_proof: bytes
+    moniker: str
+    commission: int
+    max_commission: int
+    max_commission_change: int
+    amount: int
+
+    def __post_init__(self) -> None:
+        if len(self.consensus_key) != PUBLIC_KEY_LEN or len(self.key_proof) != SIGNATURE_LEN:
+            raise MalformedTx("validator_create: a 32-byte consensus key and a 64-byte proof")
+        _check_moniker(self.moniker, "validator_create.moniker")
+        for name in ("commission", "max_commission", "max_commission_change"):
+            _check_ratio(getattr(self, name), f"validator_create.{name}")
+        if self.commission > self.max_commission:
+            raise InvalidCommission("validator_create.commission: above max_commission")
+        if self.max_commission_change > self.max_commission:
+            raise InvalidCommission("validator_create.max_commission_change: above max_commission")
+        _positive_amount(self.amount, "validator_create.amount")
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorEdit(Msg):
+    """Change the sender's validator's moniker and commission (pass the current value to keep it)."""
+
+    KIND: ClassVar[str] = "validator_edit"
+    moniker: str
+    commission: int
+
+    def __post_init__(self) -> None:
+        _check_moniker(self.moniker, "validator_edit.moniker")
+        _check_ratio(self.commission, "validator_edit.commission")
+
+
+@dataclass(frozen=True, slots=True)
+class Delegate(Msg):
+    KIND: ClassVar[str] = "delegate"
+    validator: bytes  # the operator address
+    amount: int
+
+    def __post_init__(self) -> None:
+        _check_address(self.validator, "delegate.validator")
+        _positive_amount(self.amount, "delegate.amount")
+
+
+@dataclass(frozen=True, slots=True)
+class Undelegate(Msg):
+    """Unbond ``amount`` of the sender's delegation; released ``unbonding_period`` blocks later."""
+
+    KIND: ClassVar[str] = "undelegate"
+    validator: bytes
+    amount: int
+
+    def __post_init__(self) -> None:
+        _check_address(self.validator, "undelegate.validator")
+        _positive_amount(self.amount, "undelegate.amount")
+
+
+@dataclass(frozen=True, slots=True)
+class Redelegate(Msg):
+    """Move ``amount`` of a delegation to another validator at once (slashable for the source's
+    infractions until ``unbonding_period`` has passed)."""
+
+    KIND: ClassVar[str] = "redelegate"
+    source: bytes
+    destination: bytes
+    amount: int
+
+    def __post_init__(self) -> None:
+        _check_address(self.source, "redelegate.source")
+        _check_address(self.destination, "redelegate.destination")
+        if self.source == self.destination:
+            raise MalformedTx("redelegate: source and destination are the same validator")
+        _positive_amount(self.amount, "redelegate.amount")
+
+
+@dataclass(frozen=True, slots=True)
+class Unjail(Msg):
+    """The operator brings its validator, jailed for downtime, back once the jail time is over."""
+
+    KIND: ClassVar[str] = "unjail"
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +296,12 @@ MSG_TYPES: dict[str, type[Msg]] = {
         Transfer,
         Stake,
         Unstake,
+        ValidatorCreate,
+        ValidatorEdit,
+        Delegate,
+        Undelegate,
+        Redelegate,
+        Unjail,
         OpenEscrow,
         Settle,
         Refund,

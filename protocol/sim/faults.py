@@ -38,9 +38,15 @@ class Crash:
     #: Crash at the first Persist effect after ``at_ms``: the signed state is on disk, the
     #: message it guards never left.
     after_persist: bool
+    #: Crash at the first Persist after ``at_ms`` that records a lock: the restarted validator
+    #: must still honour it.
+    after_lock: bool = False
 
     def describe(self) -> str:
-        how = "right after its next persist" if self.after_persist else "at once"
+        if self.after_lock:
+            how = "right after it next persists a lock"
+        else:
+            how = "right after its next persist" if self.after_persist else "at once"
         return f"crash node {self.node} at {self.at_ms} ms ({how}), restart at {self.restart_ms} ms"
 
 
@@ -109,8 +115,10 @@ def draw_schedule(
     validators: int,
     twin_nodes: tuple[tuple[int, int], ...],
     heal_range_ms: tuple[int, int],
+    honest_nodes: tuple[int, ...] = (),
 ) -> FaultSchedule:
-    """A random fault schedule for one run."""
+    """A random fault schedule for one run. Half the time one of ``honest_nodes`` also crashes
+    right after it persists a lock (and comes back while the height is still open)."""
     nodes = len(key_of_node)
     heal = rng.between(*heal_range_ms)
     drop = rng.choice((0, 20, 100, 250))
@@ -146,7 +154,13 @@ def draw_schedule(
     crashes = []
     for node in rng.shuffled(range(nodes))[: rng.below(3)]:
         at = rng.below(heal)
-        crashes.append(Crash(node, at, rng.between(at + 1, heal), after_persist=rng.below(2) == 0))
+        how = rng.below(3)
+        crashes.append(
+            Crash(node, at, rng.between(at + 1, heal), after_persist=how == 0, after_lock=how == 1)
+        )
+    if honest_nodes and rng.below(2) == 0:
+        at = rng.below(heal)
+        crashes.append(Crash(rng.choice(honest_nodes), at, heal, after_persist=True, after_lock=True))
     rates = tuple(rng.between(900, 1100) for _ in range(nodes))
     offsets = tuple(rng.below(10_000_000) for _ in range(nodes))
     return FaultSchedule(

@@ -13,6 +13,8 @@ class Summary:
     runs: int = 0
     #: Runs with at least one safety violation / liveness failure.
     safety_violations: int = 0
+    #: Runs in which two honest replicas decided different blocks (a subset of the above).
+    agreement_violations: int = 0
     liveness_failures: int = 0
     events: int = 0
     failures: list[RunResult] = field(default_factory=list)
@@ -25,6 +27,7 @@ class Summary:
         self.runs += 1
         self.events += result.events
         self.safety_violations += bool(result.safety_violations)
+        self.agreement_violations += any("agreement" in v for v in result.safety_violations)
         self.liveness_failures += bool(result.liveness_failures)
         if not result.ok:
             self.failures.append(result)
@@ -34,7 +37,8 @@ class Summary:
         the protocol package reads no clock)."""
         return (
             f"runs={self.runs} safety_violations={self.safety_violations} "
-            f"liveness_failures={self.liveness_failures} events={self.events}"
+            f"liveness_failures={self.liveness_failures} agreement_violations={self.agreement_violations} "
+            f"events={self.events}"
         )
 
 
@@ -44,11 +48,16 @@ def reproduce_command(result: RunResult) -> str:
         f"dcent sim --seeds 1 --seed-start {result.seed} --validators {config.validators} "
         f"--byzantine {config.byzantine} --heights {config.heights}"
     )
-    if not config.faults:
-        command += " --no-faults"
-    if config.wire:
-        command += " --wire"
-    return command
+    flags = (
+        (not config.faults, "--no-faults"),
+        (config.wire, "--wire"),
+        (not config.adversary, "--twins-only"),
+        (not config.unequal_stakes, "--equal-stakes"),
+        (not config.extremes, "--no-extremes"),
+        (not config.set_changes, "--no-set-changes"),
+        (not config.stop_at_violation, "--keep-going"),
+    )
+    return command + "".join(f" {flag}" for wanted, flag in flags if wanted)
 
 
 def describe_failure(result: RunResult) -> str:
@@ -57,6 +66,9 @@ def describe_failure(result: RunResult) -> str:
     lines += [f"  safety: {violation}" for violation in result.safety_violations[:5]]
     lines += [f"  liveness: {failure}" for failure in result.liveness_failures[:5]]
     lines.append(f"  reproduce: {reproduce_command(result)}")
+    lines.append(f"  stakes: {','.join(map(str, result.stakes))}")
+    adversaries = "; ".join(f"key {key}: {' '.join(behaviours)}" for key, behaviours in result.adversaries)
+    lines.append(f"  adversaries: {adversaries or 'none'}")
     lines.append("  fault schedule:")
     lines += [f"    {line}" for line in result.schedule.describe().splitlines()]
     return "\n".join(lines)

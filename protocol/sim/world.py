@@ -1,26 +1,20 @@
-"""A deterministic world for consensus: virtual time, a faulty network, crashing nodes.
+"""A deterministic world for consensus: virtual time, a faulty network, crashing nodes, adversaries.
 
 One process, one seeded :class:`~protocol.sim.rng.SplitMix64`, one event queue ordered by
 (virtual time, sequence number): the same seed replays the same run, event for event. Each node
-is a real :class:`~protocol.consensus.core.ConsensusCore` over a real
-:class:`~protocol.consensus.ledger_app.LedgerApp` (the token ledger), with a "disk" (a dict of
-what its effects persisted) that survives crashes; a restart rebuilds the ledger by replaying
-the stored blocks and the core from the stored signer state.
-
-Byzantine validators are *twins*: two honest-code instances sharing one key, unaware of each
-other, so they sign conflicting votes whenever they see different things. A twin that proposes
-also equivocates on purpose: it sends half of its peers a second, different block.
+is a real :class:`~protocol.consensus.core.ConsensusCore` over a real ledger (see ``node``).
+Byzantine validators run a real core too, wrapped in an :class:`~protocol.sim.adversary.Adversary`
+whose behaviours are drawn from the seed; stakes are unequal, the validator set changes during
+the run, and clients send every kind of transaction (see ``setup``, ``clients``). The checker
+(``checker``, ``model``) judges everything with code of its own.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import hashlib
 import heapq
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from protocol.consensus.core import ConsensusCore
 from protocol.consensus.effects import (
     Broadcast,
     Commit,
@@ -34,35 +28,27 @@ from protocol.consensus.effects import (
     Timeout,
 )
 from protocol.consensus.errors import InvalidConfig, InvalidMessage
-from protocol.consensus.ledger_app import LedgerApp
 from protocol.consensus.messages import (
+    STEP_PROPOSE,
     CommittedBlock,
     DuplicateVoteEvidence,
     Proposal,
-    SignState,
     SyncRequest,
     SyncResponse,
     Vote,
-    proposal_sign_bytes,
 )
 from protocol.consensus.sync import serve_sync_request
 from protocol.consensus.validators import ValidatorSet
 from protocol.consensus.verifier import SignatureVerifier
-from protocol.crypto import PrivateKey
 from protocol.encoding import Record
-from protocol.ledger.genesis import Genesis, dev_genesis, genesis_state
-from protocol.ledger.params import Params
-from protocol.ledger.state import LedgerState
-from protocol.ledger.tx import Transfer, sign_tx
+from protocol.sim.adversary import Adversary, draw_behaviours
 from protocol.sim.checker import Checker
+from protocol.sim.clients import Workload
 from protocol.sim.faults import Crash, FaultSchedule, Partition, draw_schedule, no_faults
-from protocol.sim.mempool import SimMempool, tx_signature_known_valid
+from protocol.sim.node import NetworkMessage, SimNode
 from protocol.sim.rng import SplitMix64
-from protocol.units import DCT
+from protocol.sim.setup import CHAIN_ID, Cast, draw_stakes, validator_key
 
-CHAIN_ID = "dcent-sim"
-VALIDATOR_STAKE = 1_000 * DCT
-CLIENT_BALANCE = 1_000_000 * DCT
 SYNC_BATCH = 32
 
 #: Timeouts scaled to the simulated network (1-20 ms links once healed).
@@ -82,26 +68,34 @@ _WIRE_TYPES: dict[str, type[Record]] = {
     cls.__name__: cls for cls in (Proposal, Vote, DuplicateVoteEvidence, SyncRequest, SyncResponse)
 }
 
-NetworkMessage = Proposal | Vote | DuplicateVoteEvidence | SyncRequest | SyncResponse | bytes
-
 
 @dataclass(frozen=True, slots=True)
 class SimConfig:
     validators: int = 4
-    #: Validators run as twins (two instances sharing one key).
+    #: Validator keys held by Byzantine nodes (the last ones).
     byzantine: int = 0
     #: Every honest node must reach this height.
     heights: int = 20
     faults: bool = True
-    #: Twins that propose send conflicting blocks to the two halves of their peers.
-    equivocate: bool = True
+    #: Byzantine keys draw adversary behaviours from the seed; False: each is a pair of twins
+    #: (honest code twice, nothing else), the simulator's first adversary.
+    adversary: bool = True
     #: Encode every message on send and decode it on delivery (exercises the codec).
     wire: bool = False
-    clients: int = 3
-    tx_interval_ms: int = 150
+    clients: int = 4
+    tx_interval_ms: int = 50
     #: After the heal, each honest node must commit within this long of the heal or of its
     #: previous commit.
     liveness_bound_ms: int = 30_000
+    #: Stakes drawn per validator (Byzantine ones smaller); False: all equal.
+    unequal_stakes: bool = True
+    #: Market and transfer values at the edges (free contracts, GPU-seconds of 2**63 - 1, ...).
+    extremes: bool = True
+    #: A validator joins the set and leaves it again during the run.
+    set_changes: bool = True
+    #: Stop at the first safety violation; False: go on until agreement is broken or the run
+    #: ends (the negative control counts agreement violations, which often come later).
+    stop_at_violation: bool = True
     consensus: ConsensusConfig = SIM_CONSENSUS
 
     def fault_window_ms(self) -> tuple[int, int]:
@@ -114,99 +108,6 @@ class SimConfig:
             raise InvalidConfig("need at least one validator and 0 <= byzantine <= validators")
         if self.heights < 1:
             raise InvalidConfig("heights must be positive")
-
-
-@functools.cache
-def validator_key(index: int) -> PrivateKey:
-    return PrivateKey.from_label(f"dcent-sim/validator/{index}")
-
-
-@functools.cache
-def client_key(index: int) -> PrivateKey:
-    return PrivateKey.from_label(f"dcent-sim/client/{index}")
-
-
-@functools.cache
-def sim_genesis(validators: int, clients: int) -> tuple[Genesis, LedgerState, bytes]:
-    genesis = dev_genesis(
-        CHAIN_ID,
-        [(validator_key(i).public_key.raw, VALIDATOR_STAKE) for i in range(validators)],
-        [(client_key(i).address.raw, CLIENT_BALANCE) for i in range(clients)],
-        Params(),
-    )
-    return genesis, genesis_state(genesis), genesis.genesis_hash()
-
-
-@functools.cache
-def _client_tx(client: int, clients: int, nonce: int) -> bytes:
-    """The transfer a client sends with ``nonce`` (the same bytes every time: resubmission of a
-    lost transaction is a duplicate, not a second payment)."""
-    recipient = client_key((client + 1 + nonce % max(clients - 1, 1)) % clients).address.raw
-    return sign_tx(
-        client_key(client), CHAIN_ID, nonce, Params().min_fee, Transfer(recipient, 1 + nonce % 997)
-    )
-
-
-@dataclass
-class SimNode:
-    index: int
-    key_index: int
-    key: PrivateKey
-    byzantine: bool
-    clock_rate: int
-    clock_offset: int
-    verifier: SignatureVerifier
-    config: SimConfig
-    #: The node's disk: survives crashes.
-    sign_state: SignState | None = None
-    blocks: list[CommittedBlock] = field(default_factory=list)
-    #: Volatile parts.
-    core: ConsensusCore | None = None
-    app: LedgerApp | None = None
-    mempool: SimMempool = field(default_factory=SimMempool)
-    incarnation: int = 0
-    crash_on_persist: bool = False
-    last_progress_ms: int = 0
-
-    @property
-    def alive(self) -> bool:
-        return self.core is not None
-
-    @property
-    def height(self) -> int:
-        return len(self.blocks)
-
-    def local_time(self, now_ms: int) -> int:
-        return self.clock_offset + now_ms * self.clock_rate // 1000
-
-    def boot(self, now_ms: int) -> list[Effect]:
-        """(Re)create the volatile state from disk and start the core."""
-        _, state, genesis_hash = sim_genesis(self.config.validators, self.config.clients)
-        mempool = SimMempool()
-        app = LedgerApp(
-            state.copy(),
-            genesis_hash=genesis_hash,
-            verifier=self.verifier,
-            tx_source=mempool.candidates,
-            tx_verified=tx_signature_known_valid,
-        )
-        for committed in self.blocks:
-            app.commit(committed.block, committed.certificate)
-        self.app, self.mempool = app, mempool
-        self.core = ConsensusCore(
-            app,
-            key=self.key,
-            config=self.config.consensus,
-            sign_state=self.sign_state,
-            verifier=self.verifier,
-        )
-        return self.core.start(self.local_time(now_ms))
-
-    def crash(self) -> None:
-        self.core = None
-        self.app = None
-        self.incarnation += 1
-        self.crash_on_persist = False
 
 
 @dataclass
@@ -222,6 +123,9 @@ class RunResult:
     trace_hash: str
     #: What the faults did: crashes, dropped messages, blocks synced, commits after round 0...
     stats: dict[str, int]
+    #: Stake units per validator key, and each Byzantine key's behaviours.
+    stakes: tuple[int, ...] = ()
+    adversaries: tuple[tuple[int, tuple[str, ...]], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -245,14 +149,25 @@ class Simulation:
         self._schedule_rng = rng.fork()
         self._net_rng = rng.fork()
         self._tx_rng = rng.fork()
+        cast_rng, adversary_rng = rng.fork(), rng.fork()
         self.verifier = verifier or SignatureVerifier()
-        key_of_node = list(range(config.validators))
+        n, b = config.validators, config.byzantine
+        self.cast = Cast(n, draw_stakes(cast_rng, n, b, unequal=config.unequal_stakes), config.clients)
+        behaviours: dict[int, frozenset[str]] = {}
+        for key_index in range(n - b, n):
+            if config.adversary:
+                behaviours[key_index] = draw_behaviours(adversary_rng)
+            else:
+                behaviours[key_index] = frozenset({"twin"})
+        key_of_node = list(range(n))
         twins: list[tuple[int, int]] = []
-        for key_index in range(config.validators - config.byzantine, config.validators):
-            twins.append((key_index, len(key_of_node)))
-            key_of_node.append(key_index)
+        for key_index, chosen in behaviours.items():
+            if "twin" in chosen:
+                twins.append((key_index, len(key_of_node)))
+                key_of_node.append(key_index)
+        if config.set_changes:
+            key_of_node.append(self.cast.joiner)
         self.key_of_node = tuple(key_of_node)
-        byzantine_keys = {k for k, _ in twins}
         if schedule is not None:
             if len(schedule.clock_rate_per_mille) != len(key_of_node):
                 raise InvalidConfig("the schedule's clocks do not match the number of nodes")
@@ -261,9 +176,10 @@ class Simulation:
             self.schedule = draw_schedule(
                 self._schedule_rng,
                 key_of_node=self.key_of_node,
-                validators=config.validators,
+                validators=n,
                 twin_nodes=tuple(twins),
                 heal_range_ms=config.fault_window_ms(),
+                honest_nodes=tuple(i for i, k in enumerate(key_of_node) if k not in behaviours),
             )
         else:
             self.schedule = no_faults(len(key_of_node))
@@ -272,18 +188,34 @@ class Simulation:
                 index=i,
                 key_index=k,
                 key=validator_key(k),
-                byzantine=k in byzantine_keys,
+                byzantine=k in behaviours,
                 clock_rate=self.schedule.clock_rate_per_mille[i],
                 clock_offset=self.schedule.clock_offset_ms[i],
                 verifier=self.verifier,
-                config=config,
+                cast=self.cast,
+                consensus=config.consensus,
             )
             for i, k in enumerate(self.key_of_node)
         ]
+        self.adversaries: dict[int, Adversary] = {}
+        colluders = tuple(validator_key(k) for k in sorted(behaviours))
+        for node in self.nodes:
+            if node.byzantine:
+                chosen = behaviours[node.key_index]
+                self.adversaries[node.index] = Adversary(
+                    node.key,
+                    chosen,
+                    adversary_rng.fork(),
+                    colluders=colluders,
+                    primary=node.index == self.key_of_node.index(node.key_index),
+                )
+                node.forget_on_restart = "amnesia" in chosen
+        self.behaviours = behaviours
         self.honest = [node for node in self.nodes if not node.byzantine]
-        self.checker = Checker(
-            CHAIN_ID, self.verifier, frozenset(validator_key(k).address.raw for k in byzantine_keys)
-        )
+        genesis, _, _ = self.cast.genesis()
+        self.checker = Checker(CHAIN_ID, genesis, frozenset(validator_key(k).address.raw for k in behaviours))
+        honest_keys = tuple(k for k in range(n) if k not in behaviours)
+        self.workload = Workload(self.cast, self._tx_rng, honest_keys=honest_keys, extremes=config.extremes)
         self.liveness_failures: list[str] = []
         self.stats = dict.fromkeys(
             ("crashes", "dropped", "synced_blocks", "late_round_commits", "max_round", "evidence_committed"),
@@ -297,7 +229,8 @@ class Simulation:
         self._trace = hashlib.sha256()
         self._nodes_of_key: dict[bytes, list[SimNode]] = {}
         for node in self.nodes:
-            self._nodes_of_key.setdefault(node.key.address.raw, []).append(node)
+            self._nodes_of_key.setdefault(node.address, []).append(node)
+        self._last_observed: object = None
 
     # ----------------------------------------------------------------------------------------
     # Event queue
@@ -320,13 +253,19 @@ class Simulation:
         for crash in schedule.crashes:
             self._push(crash.at_ms, _CRASH, crash)
             self._push(crash.restart_ms, _RESTART, crash.node)
+        for node in self.nodes:
+            if node.forget_on_restart and schedule.heal_ms > 2:
+                # Amnesia needs a restart: one more crash, before the heal.
+                at = 1 + self._schedule_rng.below(schedule.heal_ms - 1)
+                self._push(at, _CRASH, Crash(node.index, at, schedule.heal_ms, after_persist=False))
+                self._push(schedule.heal_ms, _RESTART, node.index)
         self._push(schedule.heal_ms, _HEAL, None)
         self._push(self.config.tx_interval_ms, _SUBMIT_TX, None)
         target = self.config.heights
         bound = self.config.liveness_bound_ms
         heal = schedule.heal_ms
         queue = self._queue
-        while queue and not self.checker.violations:
+        while queue and not self._should_stop():
             at, _, kind, a, b = heapq.heappop(queue)
             if at > heal:
                 # Done when every honest node has the target height and has committed since
@@ -349,6 +288,17 @@ class Simulation:
         for node in self.honest:
             if node.app is not None:
                 self.checker.on_final_state(self.now, node.index, node.app.state)
+                node.build_failures += node.app.build_failures
+                node.app.build_failures = 0
+            self.checker.on_build_failures(self.now, node.index, node.build_failures)
+        for adversary in self.adversaries.values():
+            for name, count in sorted(adversary.stats.items()):
+                self.stats[f"byzantine_{name}"] = self.stats.get(f"byzantine_{name}", 0) + count
+        self.stats["byzantine_amnesia_restarts"] = sum(n.amnesia_restarts for n in self.nodes)
+        for tx_kind, count in sorted(self.checker.model.applied.items()):
+            self.stats[f"tx_{tx_kind}"] = count
+        joiner = validator_key(self.cast.joiner).address.raw
+        self.stats["joiner_heights"] = self.checker.heights_voted_by(joiner)
         self._trace.update(f"end {self.now} {self.events}".encode())
         return RunResult(
             seed=self.seed,
@@ -361,7 +311,14 @@ class Simulation:
             virtual_ms=self.now,
             trace_hash=self._trace.hexdigest(),
             stats=dict(self.stats),
+            stakes=self.cast.stakes,
+            adversaries=tuple((k, tuple(sorted(b))) for k, b in sorted(self.behaviours.items())),
         )
+
+    def _should_stop(self) -> bool:
+        if not self.checker.violations:
+            return False
+        return self.config.stop_at_violation or self.checker.agreement_broken
 
     def _dispatch(self, kind: int, a: object, b: object) -> None:
         if kind == _DELIVER:
@@ -376,7 +333,9 @@ class Simulation:
             assert isinstance(a, Crash)
             node = self.nodes[a.node]
             if node.alive:
-                if a.after_persist:
+                if a.after_lock:
+                    node.crash_on_lock = True
+                elif a.after_persist:
                     node.crash_on_persist = True
                 else:
                     node.crash()
@@ -384,7 +343,7 @@ class Simulation:
         elif kind == _RESTART:
             assert isinstance(a, int)
             node = self.nodes[a]
-            node.crash_on_persist = False
+            node.crash_on_persist = node.crash_on_lock = False
             if not node.alive:
                 self._apply(node, node.boot(self.now))
         elif kind == _PARTITION_START:
@@ -413,7 +372,7 @@ class Simulation:
         if core is not None:
             proposer = core.validators.proposer(core.height, core.round)
         else:  # before anyone started: the first proposer of the chain
-            _, state, _ = sim_genesis(self.config.validators, self.config.clients)
+            _, state, _ = self.cast.genesis()
             proposer = ValidatorSet.from_ledger(state.validator_set()).proposer(1, 0)
         victim = self._nodes_of_key[proposer][0].index
         return ((victim,), tuple(n.index for n in self.nodes if n.index != victim))
@@ -427,7 +386,35 @@ class Simulation:
                     break
         return True
 
-    def _send(self, src: SimNode, dst: SimNode, message: NetworkMessage) -> None:
+    def peers_of(self, node: SimNode) -> list[SimNode]:
+        return [n for n in self.nodes if n is not node]
+
+    def nodes_of(self, address: bytes) -> list[SimNode]:
+        return list(self._nodes_of_key.get(address, ()))
+
+    def waiting_for_proposal(self, address: bytes, height: int, round_: int) -> bool:
+        """Whether the honest nodes of ``address`` have not yet prevoted in (height, round) (they
+        are there without a proposal, or not there yet): the adversary sees the whole world."""
+        nodes = [n for n in self._nodes_of_key.get(address, ()) if not n.byzantine]
+        return bool(nodes) and all(
+            n.core is not None
+            and (n.core.height, n.core.round, n.core.step) <= (height, round_, STEP_PROPOSE)
+            for n in nodes
+        )
+
+    def arm_lock_crash(self, address: bytes) -> None:
+        """An adaptive crash: the honest node of ``address`` crashes right after it next persists
+        a lock, and restarts soon after (only while the faults last)."""
+        if self.now < self.schedule.heal_ms:
+            for node in self._nodes_of_key.get(address, ()):
+                if not node.byzantine and node.alive:
+                    node.crash_on_lock = True
+
+    def send(self, src: SimNode, dst: SimNode, message: NetworkMessage) -> None:
+        """Put ``message`` on the wire (the checker sees every vote anyone sends)."""
+        if message is not self._last_observed:
+            self._last_observed = message
+            self.checker.observe(message)
         if self._partitions and not self._connected(src.index, dst.index):
             self.stats["dropped"] += 1
             return
@@ -449,7 +436,7 @@ class Simulation:
     def _broadcast(self, src: SimNode, message: NetworkMessage) -> None:
         for dst in self.nodes:
             if dst is not src:
-                self._send(src, dst, message)
+                self.send(src, dst, message)
 
     def _deliver(self, node: SimNode, src: SimNode, payload: object) -> None:
         core = node.core
@@ -480,6 +467,9 @@ class Simulation:
                 self._apply(node, effects)
             return
         assert isinstance(message, Proposal | Vote | DuplicateVoteEvidence)
+        adversary = self.adversaries.get(node.index)
+        if adversary is not None:
+            adversary.on_receive(self, node, src, message)
         try:
             effects = core.receive(message, node.local_time(self.now))
         except InvalidMessage:
@@ -493,8 +483,11 @@ class Simulation:
             return blocks[height - 1] if 1 <= height <= len(blocks) else None
 
         response = serve_sync_request(request, last_height=len(blocks), load=load, max_blocks=SYNC_BATCH)
+        adversary = self.adversaries.get(node.index)
+        if adversary is not None:
+            response = adversary.serve_sync(node, request, response)
         if response.blocks:
-            self._send(node, requester, response)
+            self.send(node, requester, response)
 
     # ----------------------------------------------------------------------------------------
     # Effects
@@ -516,10 +509,14 @@ class Simulation:
                 for vote in effect.state.last_votes:
                     checker.on_signed(self.now, vote, vote.validator)
                 for proposal in effect.state.last_proposal:
-                    checker.on_signed(self.now, proposal, node.key.address.raw)
-                if node.crash_on_persist:
+                    checker.on_signed(self.now, proposal, node.address)
+                locked = node.crash_on_lock and effect.state.locked_round >= 0
+                if node.crash_on_persist or locked:
                     node.crash()  # the rest of this event's effects never happen
                     self.stats["crashes"] += 1
+                    if locked:
+                        # Back within the height, while its lock still matters.
+                        self._push(self.now + 1 + self._net_rng.below(200), _RESTART, node.index)
                     return
             elif kind is Commit:
                 assert isinstance(effect, Commit)
@@ -534,7 +531,7 @@ class Simulation:
                         self._serve_sync(node, peer, SyncRequest(effect.from_height, SYNC_BATCH))
             elif kind is ReportEvidence:
                 assert isinstance(effect, ReportEvidence)
-                self._broadcast(node, effect.evidence)
+                self._on_broadcast(node, effect.evidence)
 
     def _set_timer(self, node: SimNode, timeout: Timeout, duration_ms: int) -> None:
         # The node's clock runs at clock_rate/1000 of real time: convert its local duration.
@@ -544,24 +541,13 @@ class Simulation:
     def _on_broadcast(self, node: SimNode, message: Proposal | Vote | DuplicateVoteEvidence) -> None:
         if isinstance(message, Vote):
             self.checker.on_signed(self.now, message, message.validator)
-        elif (
-            isinstance(message, Proposal)
-            and node.byzantine
-            and self.config.equivocate
-            and message.pol_round == -1
-        ):
-            self._equivocate(node, message)
-            return
-        self._broadcast(node, message)
-
-    def _equivocate(self, node: SimNode, proposal: Proposal) -> None:
-        """Send half the peers the proposal and the other half a conflicting one."""
-        block = dataclasses.replace(proposal.block, time_ms=proposal.block.time_ms + 1)
-        payload = proposal_sign_bytes(CHAIN_ID, proposal.height, proposal.round, -1, block.hash)
-        twin = Proposal(proposal.height, proposal.round, -1, block, node.key.sign(payload))
-        peers = [n for n in self.nodes if n is not node]
-        for position, peer in enumerate(peers):
-            self._send(node, peer, proposal if position % 2 == 0 else twin)
+        adversary = self.adversaries.get(node.index)
+        if adversary is None:
+            self._broadcast(node, message)
+        else:
+            if isinstance(message, DuplicateVoteEvidence):
+                adversary.on_receive(self, node, node, message)
+            adversary.broadcast(self, node, message)
 
     def _on_commit(self, node: SimNode, effect: Commit) -> None:
         assert node.app is not None and node.core is not None
@@ -580,40 +566,44 @@ class Simulation:
             honest=not node.byzantine,
             block=block,
             certificate=effect.certificate,
-            validators=node.app.validator_set(block.height),
+            reported=node.app.reported.get(block.height),
             state=node.app.state,
             state_hash=effect.state_hash,
+            clock_bound_ms=max(n.local_time(self.now) for n in self.honest),
+            upcoming=node.app.validator_set(block.height + 2).validators,
         )
+        adversary = self.adversaries.get(node.index)
+        if adversary is not None:
+            adversary.on_commit(block)
 
     def _request_sync(self, node: SimNode, effect: RequestSync) -> None:
         candidates = [n for n in self._nodes_of_key.get(effect.peer, ()) if n is not node]
         if not candidates:
             candidates = [n for n in self.nodes if n is not node]
         peer = candidates[self._net_rng.below(len(candidates))]
-        self._send(node, peer, SyncRequest(effect.from_height, SYNC_BATCH))
+        self.send(node, peer, SyncRequest(effect.from_height, SYNC_BATCH))
 
     # ----------------------------------------------------------------------------------------
     # Clients
     # ----------------------------------------------------------------------------------------
 
     def _submit_tx(self) -> None:
-        """A client sends its next transfer (by the most advanced honest replica's nonce) to
-        one live node, which gossips it."""
-        clients = self.config.clients
-        if clients < 2:
-            return
+        """One actor sends its next transactions (judged on the most advanced honest replica's
+        state) to one live node, which gossips them."""
         alive = [n for n in self.nodes if n.app is not None]
-        if not alive:
+        reference = max(
+            (n for n in self.honest if n.app is not None), key=lambda n: (n.height, -n.index), default=None
+        )
+        if not alive or reference is None:
             return
-        client = self._tx_rng.below(clients)
-        reference = max(alive, key=lambda n: (n.height, -n.index))
         assert reference.app is not None
-        nonce = reference.app.state.account(client_key(client).address.raw).nonce + 1
-        raw = _client_tx(client, clients, nonce)
+        state = reference.app.state
+        raws = self.workload.next_transactions(state)
         entry = alive[self._tx_rng.below(len(alive))]
         assert entry.app is not None
-        if entry.mempool.add(raw, entry.app.state):
-            self._broadcast(entry, raw)
+        for raw in raws:
+            if entry.mempool.add(raw, entry.app.state):
+                self._broadcast(entry, raw)
 
 
 def run_seed(

@@ -37,6 +37,9 @@ def test_transfers_move_balances_and_advance_nonces_on_every_node(network: TestN
 
 
 def test_stake_and_unstake_show_in_validator_list_and_account(network: TestNetwork) -> None:
+    """A validator operator bonds more of its own and unbonds half of it. Its pending rewards are
+    compounded into its stake whenever its shares change, so what is bonded grows by the amount
+    staked plus rewards, which are bounded by everything minted so far plus the fees."""
     index = network.rng.randrange(len(network.indexes))
     key = network.validator_key(index)
     address = str(key.address)
@@ -45,17 +48,23 @@ def test_stake_and_unstake_show_in_validator_list_and_account(network: TestNetwo
         entry = next(v for v in network.call(0, "validator_list") if v["address"] == address)
         return int(entry["bonded"])
 
+    def reward_bound() -> int:
+        # Read after bonded(): the head only moves forward. Fees on this short chain are far
+        # below the 1 DCT allowed for them (the minimum fee is 0.00001 DCT).
+        return int(network.call(0, "economics_status")["minted"]) + DCT
+
     before = bonded()
     added = network.rng.randrange(100, 1_000) * DCT
     network.send(index, key, Stake(added))
     network.sync_all()
-    assert bonded() == before + added
-    assert int(network.account(0, address)["bonded"]) == before + added
+    staked = bonded()
+    assert before + added <= staked <= before + added + reward_bound()
+    assert int(network.account(0, address)["bonded"]) >= before + added
 
     withdrawn = added // 2
     network.send(index, key, Unstake(withdrawn))
     network.sync_all()
-    assert bonded() == before + added - withdrawn
+    assert staked - withdrawn <= bonded() <= staked - withdrawn + reward_bound()
     assert int(network.account(0, address)["unbonding"]) == withdrawn
 
 

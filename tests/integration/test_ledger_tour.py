@@ -20,6 +20,7 @@ def test_demo_settles_a_contract_and_keeps_the_supply_invariant() -> None:
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
+    assert "provider delegates 500 DCT to validator-0" in out
     assert "contract settled: 5,400 GPU-seconds metered" in out
     assert "proposal 1 passed; fee_burn_share 50% -> 75%" in out
     assert "Supply invariant holds at height" in out

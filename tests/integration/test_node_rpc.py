@@ -404,6 +404,13 @@ async def test_refusals_carry_their_codes(running: RunningNode) -> None:
         ("chain_getBlock", {"height": "one"}),
         ("chain_getBlock", {"height": -1}),
         ("chain_getBlock", {}),
+        # Past what a height can be (2^63 - 1): refused before the store is asked (issue 12).
+        ("chain_getBlock", {"height": 2**63}),
+        ("chain_getBlock", {"height": str(2**64)}),
+        ("chain_getBlock", {"height": 10**40}),
+        ("chain_getBlock", {"height": 1.5}),
+        ("chain_getBlock", {"height": True}),
+        ("chain_getBlock", {"height": None}),
         ("account_get", {"address": "dct1notanaddress"}),
         ("account_history", {"address": str(FAUCET.address), "limit": 0}),
         ("tx_get", {"hash": "00"}),

@@ -69,16 +69,19 @@ def node_home(tmp_path: Path) -> Iterator[Path]:
         .replace("/tcp/26656", "/tcp/0")
         .replace("timeout_commit_ms = 500", "timeout_commit_ms = 50")
     )
+    # The node logs a line per block: into a file, as a pipe nobody reads fills up and blocks it.
+    log_path = tmp_path / "node.log"
+    log = log_path.open("w")
     node = subprocess.Popen(
         [*DCENT, "node", "run", "--home", str(home), "--rpc-addr", "127.0.0.1:0"],
         cwd=ROOT,
-        stderr=subprocess.PIPE,
+        stderr=log,
         text=True,
     )
     try:
 
         def answers() -> bool:
-            assert node.poll() is None, f"node exited early: {node.stderr.read() if node.stderr else ''}"
+            assert node.poll() is None, f"node exited early: {log_path.read_text()}"
             url_file = rpc_url_path_for(home)
             if not url_file.exists():
                 return False
@@ -98,6 +101,7 @@ def node_home(tmp_path: Path) -> Iterator[Path]:
             except subprocess.TimeoutExpired:
                 node.kill()
                 node.wait()
+        log.close()
 
 
 @pytest.fixture
@@ -151,23 +155,28 @@ def test_wallet_commands_against_a_running_node(cli: WalletCli, node_home: Path)
         "unbonding": "0",
     }
 
-    # alice pays bob, then stakes (below the validator minimum: alice never joins the active set,
-    # so no block reward makes her balance move) and unstakes part of it.
+    # alice pays bob, then delegates to the validator (she runs no node: she never becomes a
+    # validator, and her rewards compound in her shares) and undelegates part of it.
     paid = cli.signed("wallet", "transfer", bob, "2 DCT", "--from", "alice")
     fee = int(paid["fee"])
     assert fee > 0
-    staked = cli.signed("wallet", "stake", "0.5", "--from", "alice")
-    unstaked = cli.signed("wallet", "unstake", "0.2", "--from", "alice")
+    staked = cli.signed("wallet", "delegate", str(validator.address), "0.5", "--from", "alice")
+    unstaked = cli.signed("wallet", "undelegate", str(validator.address), "0.2", "--from", "alice")
     assert [paid["nonce"], staked["nonce"], unstaked["nonce"]] == [1, 2, 3]
     assert all(tx["status"] == "committed" for tx in (paid, staked, unstaked))
     assert cli.json("wallet", "balance", "bob")["balance"] == str(2 * DCT)
-    assert cli.json("wallet", "balance", "alice") == {
-        "address": alice,
-        "balance": str(12_500_000_000 - 2 * DCT - 500_000_000 - 3 * fee),
-        "nonce": 3,
-        "bonded": "300000000",
-        "unbonding": "200000000",
-    }
+    after = cli.json("wallet", "balance", "alice")
+    # The dev chain's unbonding period is 100 blocks, a few seconds at this block rate: the
+    # 0.2 DCT is either still unbonding or already back in her balance, never both or neither.
+    assert after["nonce"] == 3
+    assert after["unbonding"] in ("200000000", "0")
+    assert int(after["balance"]) + int(after["unbonding"]) == (
+        12_500_000_000 - 2 * DCT - 500_000_000 - 3 * fee + 200_000_000
+    )
+    assert int(after["bonded"]) >= 300_000_000  # her share of the validator's rewards on top
+    delegations = cli.json("wallet", "delegations", "alice")
+    assert [entry["validator"] for entry in delegations] == [str(validator.address)]
+    assert str(validator.address) in {entry["address"] for entry in cli.json("validator", "list")}
 
     # A transaction submitted without waiting commits all the same.
     quick = cli.signed("wallet", "transfer", alice, "1base", "--from", "bob", "--no-wait")
@@ -187,18 +196,18 @@ def test_wallet_commands_against_a_running_node(cli: WalletCli, node_home: Path)
     assert [entry["height"] for entry in history] == sorted(
         (entry["height"] for entry in history), reverse=True
     )
-    assert {entry["kind"] for entry in history} == {"transfer", "stake", "unstake"}
+    assert {entry["kind"] for entry in history} == {"transfer", "delegate", "undelegate"}
 
     # Governance: the validator proposes and votes; the proposal is listed with its deposit.
     proposed = cli.signed(
-        "gov", "propose", "gov_voting_period", "200", "--deposit", "10 DCT", "--from", "val"
+        "gov", "propose", "gov_voting_period", "900", "--deposit", "10 DCT", "--from", "val"
     )
     assert proposed["status"] == "committed"
     proposal_id = proposed["proposal_id"]
     assert isinstance(proposal_id, int)
     listed = {entry["id"]: entry for entry in cli.json("gov", "list")}
     assert listed[proposal_id]["param"] == "gov_voting_period"
-    assert listed[proposal_id]["value"] == "200"
+    assert listed[proposal_id]["value"] == "900"
     assert listed[proposal_id]["deposit"] == str(10 * DCT)
     assert listed[proposal_id]["proposer"] == str(validator.address)
     assert listed[proposal_id]["status"] == "voting"

@@ -27,6 +27,7 @@ from protocol.ledger.block import BlockContext, BlockResult, Misbehaviour, apply
 from protocol.ledger.errors import LedgerError
 from protocol.ledger.genesis import Genesis, dev_genesis, genesis_state
 from protocol.ledger.params import Params
+from protocol.ledger.staking import delegation_value
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import EscrowClaim, Msg, Settle, decode_tx, sign_tx
 
@@ -43,6 +44,8 @@ TEST_PARAMS = Params(
     epoch_length=4,
     blocks_per_year=10_000,
     dispute_window_blocks=3,
+    signed_blocks_window=10,
+    downtime_jail_blocks=3,
 )
 FEE = TEST_PARAMS.min_fee
 
@@ -113,8 +116,18 @@ class Chain:
         return self.state.account(addr(label)).nonce
 
     def bonded(self, label: str) -> int:
+        """The tokens of ``label``'s validator (0 when it operates none)."""
         info = self.state.validators.get(addr(label))
         return info.bonded if info is not None else 0
+
+    def rewards(self, label: str) -> int:
+        """Block rewards ``label``'s validator earned and has not settled yet."""
+        info = self.state.validators.get(addr(label))
+        return info.rewards if info is not None else 0
+
+    def delegated(self, label: str, validator: str) -> int:
+        """What ``label``'s delegation to ``validator``'s validator is worth."""
+        return delegation_value(self.state, addr(label), addr(validator))
 
     def tx(
         self,
@@ -138,12 +151,14 @@ class Chain:
         height: int | None = None,
         signers: Iterable[bytes] = (),
         misbehaviour: Iterable[Misbehaviour] = (),
+        voters: Iterable[bytes] = (),
     ) -> BlockContext:
         return BlockContext(
             height=self.height + 1 if height is None else height,
             proposer=addr(VALIDATOR_LABELS[0]),
             signers=tuple(signers),
             misbehaviour=tuple(misbehaviour),
+            voters=tuple(voters),
         )
 
     def block(
@@ -152,19 +167,21 @@ class Chain:
         *,
         signers: Iterable[bytes] = (),
         misbehaviour: Iterable[Misbehaviour] = (),
+        voters: Iterable[bytes] = (),
     ) -> BlockResult:
         """Apply the next block; checks the supply invariant afterwards."""
         self._reserved.clear()
-        result = apply_block(self.state, self.context(signers=signers, misbehaviour=misbehaviour), txs)
+        ctx = self.context(signers=signers, misbehaviour=misbehaviour, voters=voters)
+        result = apply_block(self.state, ctx, txs)
         self.state.check_invariants()
         assert result.state_hash == self.state.state_hash()
         return result
 
-    def advance_to(self, height: int, *, signers: Iterable[bytes] = ()) -> None:
+    def advance_to(self, height: int, *, signers: Iterable[bytes] = (), voters: Iterable[bytes] = ()) -> None:
         """Apply empty blocks until the state is at ``height``."""
-        signers = tuple(signers)
+        signers, voters = tuple(signers), tuple(voters)
         while self.height < height:
-            self.block(signers=signers)
+            self.block(signers=signers, voters=voters)
 
     def forget_reserved_nonces(self) -> None:
         self._reserved.clear()
@@ -326,6 +343,7 @@ def encode_scenario(genesis: Genesis, blocks: Sequence[tuple[BlockContext, Seque
                     "proposer": ctx.proposer,
                     "signers": list(ctx.signers),
                     "misbehaviour": [[m.validator, m.kind, m.height] for m in ctx.misbehaviour],
+                    "voters": list(ctx.voters),
                     "txs": list(txs),
                 }
                 for ctx, txs in blocks
@@ -348,6 +366,7 @@ def replay(payload: bytes) -> list[str]:
             proposer=block["proposer"],
             signers=tuple(block["signers"]),
             misbehaviour=tuple(Misbehaviour(v, kind, h) for v, kind, h in block["misbehaviour"]),
+            voters=tuple(block["voters"]),
         )
         try:
             apply_block(state, ctx, block["txs"])

@@ -16,8 +16,8 @@ from protocol.consensus.errors import (
 from protocol.consensus.ledger_app import VALIDATOR_SET_DELAY, LedgerApp
 from protocol.consensus.messages import Block, CommitCertificate
 from protocol.ledger.params import Params
-from protocol.ledger.tx import Stake, Transfer, sign_tx
-from protocol.units import DCT
+from protocol.ledger.tx import Transfer, ValidatorCreate, prove_consensus_key, sign_tx
+from protocol.units import DCT, percent
 
 from .consensus_support import CHAIN_ID, Chain, certificate, client_key, vkey
 
@@ -120,7 +120,10 @@ def test_the_parent_certificate_is_verified() -> None:
 def test_validator_set_changes_take_effect_two_blocks_later() -> None:
     chain = Chain()
     newcomer = client_key(0)
-    stake = sign_tx(newcomer, CHAIN_ID, 1, Params().min_fee, Stake(10 * DCT))
+    # A validator is registered, its node's key proven; here the node key is its own account key.
+    proof = prove_consensus_key(newcomer, CHAIN_ID, newcomer.address.raw)
+    create = ValidatorCreate(newcomer.public_key.raw, proof, "newcomer", 0, percent(10), percent(1), 10 * DCT)
+    stake = sign_tx(newcomer, CHAIN_ID, 1, Params().min_fee, create)
     app = chain.app(tx_source=lambda: [stake])
     block = _next(app)
     assert block.txs == (stake,)
@@ -142,7 +145,7 @@ def test_an_unchanged_validator_set_is_the_same_object() -> None:
 
 
 def test_old_validator_sets_are_dropped_after_the_evidence_window() -> None:
-    chain = Chain(params=Params(evidence_max_age=2))
+    chain = Chain(params=Params(evidence_max_age=2, unbonding_period=2))
     app = chain.app()
     for _ in range(6):
         _commit(app, _next(app))

@@ -28,7 +28,18 @@ from protocol.ledger.block import BlockContext, apply_block
 from protocol.ledger.genesis import Genesis, genesis_state
 from protocol.ledger.params import Params
 from protocol.ledger.state import LedgerState
-from protocol.ledger.tx import GovPropose, GovVote, OpenEscrow, Refund, Stake, Transfer, Unstake
+from protocol.ledger.tx import (
+    Delegate,
+    GovPropose,
+    GovVote,
+    Msg,
+    OpenEscrow,
+    Redelegate,
+    Refund,
+    Stake,
+    Transfer,
+    Unstake,
+)
 from protocol.units import DCT, percent
 from tests.unit.ledger_helpers import (
     VALIDATOR_LABELS,
@@ -50,6 +61,7 @@ TOTALS = (
     "provider_pool",
     "fee_pool",
     "total_bonded",
+    "total_rewards",
     "total_unbonding",
     "total_escrowed",
     "total_deposits",
@@ -81,7 +93,9 @@ def _case_max_then_moving() -> Genesis:
 def _case_min_pinned() -> Genesis:
     """Bonded above the goal: inflation pinned at its minimum (the bisected threshold), then an
     unstake drops the bonded ratio and it rises."""
+    # Validators hold a little for their fees: their rewards are bonded, not paid out.
     balances = [(label, 1_000_000) for label in ("alice", "bob", "carol", "dave")]
+    balances += [(label, 10_000) for label in VALIDATOR_LABELS]
     genesis = make_genesis(
         SMALL, stakes=[(label, 9_000_000) for label in VALIDATOR_LABELS], balances=balances
     )
@@ -116,8 +130,11 @@ def _script(chain: Chain) -> dict[int, Callable[[], list[bytes]]]:
     validators_and_dave = [*VALIDATOR_LABELS, "dave"]
     return {
         5: lambda: [chain.tx("alice", Transfer(addr("bob"), 12_345 * scale), fee=fee * 500)],
-        40: lambda: [chain.tx("dave", Stake(chain.balance("dave") // 3))],
+        40: lambda: [chain.tx("dave", Delegate(addr(VALIDATOR_LABELS[0]), chain.balance("dave") // 3))],
         120: lambda: [chain.tx(VALIDATOR_LABELS[1], Unstake(chain.bonded(VALIDATOR_LABELS[1]) // 4))],
+        150: lambda: [
+            chain.tx("dave", Redelegate(addr(VALIDATOR_LABELS[0]), addr(VALIDATOR_LABELS[2]), 1_000 * scale))
+        ],
         200: lambda: [chain.tx("alice", OpenEscrow(sign_contract(first)))],
         230: lambda: [chain.tx("bob", settle_msg(first, 800))],
         300: lambda: [chain.tx("carol", OpenEscrow(sign_contract(second)))],
@@ -129,16 +146,21 @@ def _script(chain: Chain) -> dict[int, Callable[[], list[bytes]]]:
         500: lambda: [chain.tx("bob", Transfer(addr("carol"), 1), fee=fee * 7_777)],
         # Most liquid supply bonds: the bonded ratio jumps above the goal.
         610: lambda: [
-            chain.tx(label, Stake(chain.balance(label) * 9 // 10))
+            chain.tx(label, _bond(label, chain.balance(label) * 9 // 10))
             for label in ACCOUNTS
             if chain.balance(label) > 100 * fee
         ],
         # Two validators leave most of their stake: the bonded ratio falls below the goal.
         777: lambda: [
-            chain.tx(label, Unstake(chain.bonded(label) * 3 // 4)) for label in VALIDATOR_LABELS[1:]
+            chain.tx(label, Unstake(chain.delegated(label, label) * 3 // 4)) for label in VALIDATOR_LABELS[1:]
         ],
         901: lambda: [chain.tx("alice", Transfer(addr("dave"), 5), fee=fee * 3)],
     }
+
+
+def _bond(label: str, amount: int) -> Msg:
+    """A validator's operator stakes with its own validator; anyone else delegates to val-1."""
+    return Stake(amount) if label in VALIDATOR_LABELS else Delegate(addr(VALIDATOR_LABELS[1]), amount)
 
 
 def _totals(state: LedgerState) -> dict[str, int]:
@@ -148,6 +170,7 @@ def _totals(state: LedgerState) -> dict[str, int]:
         totals[f"balance:{label}"] = state.balance(addr(label))
         info = state.validators.get(addr(label))
         totals[f"bonded:{label}"] = info.bonded if info else 0
+        totals[f"rewards:{label}"] = info.rewards if info else 0
     return totals
 
 

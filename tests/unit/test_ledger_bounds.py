@@ -29,7 +29,7 @@ from protocol.ledger.genesis import genesis_state
 from protocol.ledger.params import PARAM_BOUNDS, Params
 from protocol.ledger.snapshot import decode_snapshot, encode_snapshot
 from protocol.ledger.state import LedgerState
-from protocol.ledger.tx import MSG_TYPES, GovPropose, OpenEscrow
+from protocol.ledger.tx import MSG_TYPES, GovPropose, OpenEscrow, prove_consensus_key
 from protocol.units import DEC, MAX_AMOUNT
 
 from .ledger_helpers import (
@@ -163,11 +163,55 @@ def _gov_vote(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
     }
 
 
+def _validator_create(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+    operator = draw(st.sampled_from(PEOPLE))
+    node = key(draw(st.sampled_from(("node-a", "node-b", "val-0"))))
+    return operator, {
+        "amount": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "commission": draw(st.sampled_from((0, DEC // 10, DEC, DEC + 1, -1))),
+        "consensus_key": node.public_key.raw,
+        "key_proof": prove_consensus_key(node, CHAIN_ID, addr(operator)),
+        "max_commission": draw(st.sampled_from((0, DEC // 5, DEC, 2**64 - 1))),
+        "max_commission_change": draw(st.sampled_from((0, DEC // 100, DEC))),
+        "moniker": draw(st.sampled_from(("", "node", "x" * 64, "x" * 65))),
+    }
+
+
+def _validator_edit(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+    return draw(st.sampled_from(("val-0", *PEOPLE))), {
+        "commission": draw(st.sampled_from((0, DEC // 10, DEC, DEC + 1, -1, 2**64 - 1))),
+        "moniker": "m",
+    }
+
+
+def _delegation(kind: str) -> MsgBuilder:
+    def build(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+        validators = ("val-0", "val-1", "val-2", "alice")
+        msg: dict[str, Any] = {"amount": draw(st.sampled_from(SIGNED_EXTREMES))}
+        if kind == "redelegate":
+            msg["source"], msg["destination"] = (addr(v) for v in draw(st.permutations(validators))[:2])
+        else:
+            msg["validator"] = addr(draw(st.sampled_from(validators)))
+        return draw(st.sampled_from(("val-0", *PEOPLE))), msg
+
+    return build
+
+
+def _unjail(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+    return draw(st.sampled_from(("val-0", "val-1", "alice"))), {}
+
+
 #: One builder of extreme messages per transaction kind (a test checks none is missing).
 BUILDERS: dict[str, MsgBuilder] = {
     "transfer": _transfer,
     "stake": _amount("amount"),
     "unstake": _amount("amount"),
+    "validator_create": _validator_create,
+    "validator_edit": _validator_edit,
+    "delegate": _delegation("delegate"),
+    "undelegate": _delegation("undelegate"),
+    "redelegate": _delegation("redelegate"),
+    "unjail": _unjail,
     "escrow_open": _escrow_open,
     "escrow_settle": _settle,
     "escrow_refund": _by_hash("alice"),

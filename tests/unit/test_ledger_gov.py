@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from protocol.economics import mul_ratio
+from protocol.ledger.block import Misbehaviour
 from protocol.ledger.errors import (
     DepositTooLow,
     InsufficientFunds,
@@ -16,7 +17,7 @@ from protocol.ledger.errors import (
     UnknownProposal,
     VotingClosed,
 )
-from protocol.ledger.tx import GovPropose, GovVote, Stake, Transfer
+from protocol.ledger.tx import Delegate, GovPropose, GovVote, Stake, Transfer
 from protocol.units import DEC, percent
 
 from .ledger_helpers import TEST_PARAMS, Chain, addr, assert_block_rejected, make_genesis
@@ -81,10 +82,10 @@ def test_votes_are_weighted_by_stake() -> None:
 def test_voting_power_is_the_stake_at_tally_time() -> None:
     chain, end = proposed()
     chain.block([chain.tx("val-2", GovVote(1, "yes")), chain.tx("val-1", GovVote(1, "no"))])
-    chain.block([chain.tx("val-2", Stake(200))])  # 350 yes against 250 no by the end
+    chain.block([chain.tx("val-2", Stake(200))])  # 350 yes (and its rewards) against 250 no
     chain.advance_to(end)
     assert chain.state.proposals[1].status == "passed"
-    assert chain.state.proposals[1].yes == 350
+    assert chain.state.proposals[1].yes == chain.bonded("val-2") >= 350
 
 
 def test_threshold_is_strictly_more_than_half_of_non_abstaining_votes() -> None:
@@ -159,9 +160,50 @@ def test_vote_on_an_unknown_proposal() -> None:
     assert_block_rejected(chain, [chain.tx("val-0", GovVote(2, "yes"))], UnknownProposal, 2033)
 
 
-def test_vote_without_bonded_stake() -> None:
+def test_vote_without_bonded_stake_or_a_validator() -> None:
     chain, _ = proposed()
     assert_block_rejected(chain, [chain.tx("bob", GovVote(1, "yes"))], NoVotingPower, 2035)
+
+
+# --- delegators vote (Cosmos x/gov): a validator's vote counts for them unless they vote ----------
+
+
+def delegated_proposal(amount: int = 400) -> tuple[Chain, int]:
+    """val-0 (600 of its own) also holds ``amount`` of alice's: 1,000 + ``amount`` bonded."""
+    chain = Chain(make_genesis(stakes=WEIGHTED))
+    chain.block([chain.tx("alice", Delegate(addr("val-0"), amount))])
+    chain.block([chain.tx("bob", GovPropose("min_fee", 42, DEPOSIT))])
+    return chain, 2 + PERIOD
+
+
+def close(chain: Chain, end: int, votes: dict[str, str]) -> tuple[str, int, int]:
+    chain.block([chain.tx(label, GovVote(1, option)) for label, option in votes.items()])
+    chain.advance_to(end)
+    proposal = chain.state.proposals[1]
+    return proposal.status, proposal.yes, proposal.no
+
+
+def test_a_validators_vote_counts_for_its_delegators_that_do_not_vote() -> None:
+    chain, end = delegated_proposal()
+    assert close(chain, end, {"val-0": "yes", "val-1": "no"}) == ("passed", 1_000, 250)
+
+
+def test_a_delegators_own_vote_replaces_its_validators_for_its_shares() -> None:
+    chain, end = delegated_proposal()
+    assert close(chain, end, {"val-0": "yes", "alice": "no"}) == ("passed", 600, 400)
+    chain, end = delegated_proposal(700)  # alice now outweighs her own validator
+    assert close(chain, end, {"val-0": "yes", "alice": "no"}) == ("rejected", 600, 700)
+
+
+def test_a_delegator_may_vote_when_its_validator_does_not() -> None:
+    chain, end = delegated_proposal()
+    assert close(chain, end, {"alice": "no", "val-1": "yes"}) == ("rejected", 250, 400)
+
+
+def test_delegations_to_a_validator_out_of_the_active_set_do_not_vote() -> None:
+    chain, end = delegated_proposal()
+    chain.block(misbehaviour=[Misbehaviour(addr("val-0"), height=1)])  # tombstoned: out of the set
+    assert close(chain, end, {"alice": "yes", "val-1": "no", "val-2": "yes"}) == ("rejected", 150, 250)
 
 
 def test_vote_with_an_unknown_option_is_refused_when_built() -> None:
@@ -205,7 +247,7 @@ def test_propose_without_the_funds_for_the_deposit() -> None:
     assert_block_rejected(chain, [raw], InsufficientFunds, 2006)
 
 
-def test_a_passed_change_that_became_inconsistent_is_rejected_at_tally() -> None:
+def test_a_passed_change_that_became_inconsistent_fails_at_tally() -> None:
     chain = Chain(make_genesis(stakes=WEIGHTED))
     chain.block(
         [
@@ -216,7 +258,7 @@ def test_a_passed_change_that_became_inconsistent_is_rejected_at_tally() -> None
     chain.block([chain.tx("val-0", GovVote(1, "yes")), chain.tx("val-0", GovVote(2, "yes"))])
     chain.advance_to(1 + PERIOD)
     assert chain.state.proposals[1].status == "passed"
-    assert chain.state.proposals[2].status == "rejected"
+    assert chain.state.proposals[2].status == "failed"
     assert (chain.params.inflation_min, chain.params.inflation_max) == (percent(7), percent(8))
 
 

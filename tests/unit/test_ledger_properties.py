@@ -26,21 +26,29 @@ from protocol.encoding import encode
 from protocol.ledger.block import BlockContext, BlockResult, Misbehaviour, apply_block, select_txs
 from protocol.ledger.errors import BadBlockHeight, LedgerError
 from protocol.ledger.genesis import genesis_state
+from protocol.ledger.staking import delegation_value
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import (
     MSG_TYPES,
     VOTE_OPTIONS,
+    Delegate,
     EscrowDispute,
     EscrowFinalize,
     GovPropose,
     GovVote,
     Msg,
     OpenEscrow,
+    Redelegate,
     Refund,
     Stake,
     Transfer,
+    Undelegate,
+    Unjail,
     Unstake,
+    ValidatorCreate,
+    ValidatorEdit,
     decode_tx,
+    prove_consensus_key,
     sign_tx,
 )
 from protocol.units import DEC, percent
@@ -67,6 +75,7 @@ from .ledger_helpers import (
 )
 
 T = TypeVar("T")
+NODE = key("node-of-a-new-validator")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: val-0 holds half the stake: its vote alone makes quorum, so proposals often pass.
 SCENARIO_STAKES = [("val-0", 2_000_000), ("val-1", 1_000_000), ("val-2", 1_000_000)]
@@ -81,6 +90,13 @@ KINDS = (
     "transfer",
     "stake",
     "unstake",
+    "validator_create",
+    "validator_edit",
+    "delegate",
+    "delegate",
+    "undelegate",
+    "redelegate",
+    "unjail",
     "escrow_open",
     "escrow_open",
     "escrow_open",
@@ -167,11 +183,18 @@ class ScenarioBuilder:
         height = self.chain.height + 1
         next_nonce: dict[str, int] = {}
         txs = [self._tx(next_nonce, height) for _ in range(c.integer(0, 6))]
-        signers = tuple(addr(label) for label in (*VALIDATOR_LABELS, "alice") if c.integer(0, 2) > 0)
+        voters = tuple(v.address for v in self.chain.state.validator_set()) if c.integer(0, 3) else ()
+        # val-2 (and any node key) signs rarely: downtime jailing and unjail happen too.
+        signers = tuple(
+            address
+            for address in (*voters, addr("alice"))
+            if c.integer(0, 9 if address in (addr("val-2"), NODE.address.raw) else 2) > 0
+        ) or (addr("val-0"),)
         misbehaviour: tuple[Misbehaviour, ...] = ()
         if c.integer(0, 24) == 0:
-            misbehaviour = (Misbehaviour(addr(c.pick((*VALIDATOR_LABELS, "alice", "mallory")))),)
-        return BlockContext(height, addr(VALIDATOR_LABELS[0]), signers, misbehaviour), txs
+            culprit = addr(c.pick((*VALIDATOR_LABELS, "alice", "mallory")))
+            misbehaviour = (Misbehaviour(culprit, height=max(0, height - c.integer(1, 4))),)
+        return BlockContext(height, addr(VALIDATOR_LABELS[0]), signers, misbehaviour, voters), txs
 
     def _tx(self, next_nonce: dict[str, int], height: int) -> bytes:
         c = self.c
@@ -211,10 +234,30 @@ class ScenarioBuilder:
         if kind == "stake":
             return label, Stake(c.pick((1, 99, 100, 5_000, GENESIS_BALANCE * 2)))
         if kind == "unstake":
-            info = state.validators.get(addr(label))
-            bonded = info.bonded if info is not None else 0
+            bonded = delegation_value(state, addr(label), addr(label))
             amount = max(1, bonded + c.integer(-3, 1)) if c.integer(0, 1) else c.integer(1, 5_000)
             return label, Unstake(amount)
+        if kind == "validator_create":
+            node = c.pick((NODE, key("val-1")))
+            amount = c.pick((99, 100, 5_000, GENESIS_BALANCE * 2))
+            proof = prove_consensus_key(node, CHAIN_ID, addr(label) if c.integer(0, 5) else addr("mallory"))
+            return label, ValidatorCreate(
+                node.public_key.raw, proof, "n", percent(5), percent(20), percent(1), amount
+            )
+        if kind == "validator_edit":
+            return label, ValidatorEdit("e", c.pick((0, percent(5), percent(6), percent(10))))
+        if kind in ("delegate", "undelegate", "redelegate"):
+            validator = addr(c.pick((*VALIDATOR_LABELS, "alice", "bob")))
+            worth = delegation_value(state, addr(label), validator)
+            if kind == "delegate":
+                return label, Delegate(validator, c.pick((1, 77, 5_000, GENESIS_BALANCE * 2)))
+            amount = max(1, worth - c.integer(0, 2)) if worth and c.integer(0, 2) else c.integer(1, 3_000)
+            if kind == "undelegate":
+                return label, Undelegate(validator, amount)
+            other = addr(c.pick([v for v in (*VALIDATOR_LABELS, "alice") if addr(v) != validator]))
+            return label, Redelegate(validator, other, amount)
+        if kind == "unjail":
+            return c.pick((*VALIDATOR_LABELS, label)), Unjail()
         if kind == "escrow_open":
             if self.contracts and c.integer(0, 4) == 0:
                 known = c.pick(self.contracts)
@@ -322,7 +365,7 @@ class ScenarioBuilder:
 def held_supply(state: LedgerState) -> int:
     """Everything the ledger holds, summed from the entries (not from the running totals)."""
     balances = sum(account.balance for _, account in state.accounts.sorted_items())
-    bonded = sum(info.bonded for _, info in state.validators.sorted_items())
+    bonded = sum(info.tokens + info.rewards for _, info in state.validators.sorted_items())
     unbonding = sum(u.amount for _, entries in state.unbonding.sorted_items() for u in entries)
     escrowed = sum(e.max_cost + e.collateral for _, e in state.escrows.sorted_items())
     deposits = sum(p.deposit for _, p in state.proposals.sorted_items() if p.status == "voting")
@@ -403,7 +446,7 @@ def test_random_scenarios_exercise_every_kind_and_outcome() -> None:
     kinds: set[str] = set()
     committed_kinds: set[str] = set()
     rejected = accepted = 0
-    for seed in range(8):
+    for seed in range(12):
         chain = scenario_chain()
         builder = ScenarioBuilder(chain, RandomChooser(seed))
         for _ in range(30):
@@ -422,11 +465,13 @@ def test_random_scenarios_exercise_every_kind_and_outcome() -> None:
         )
         if any(info.tombstoned for _, info in chain.state.validators.sorted_items()):
             kinds.add("slashed")
+        if any(info.jailed and not info.tombstoned for _, info in chain.state.validators.sorted_items()):
+            kinds.add("jailed")
         if chain.state.vars["total_unbonding"] or chain.state.vars["total_escrowed"]:
             kinds.add("locked")
     assert accepted > 10 and rejected > 10
     assert committed_kinds == set(MSG_TYPES)
-    assert {"settled", "refunded", "disputed", "passed", "slashed", "locked"} <= kinds
+    assert {"settled", "refunded", "disputed", "passed", "slashed", "jailed", "locked"} <= kinds
 
 
 # --- determinism across processes ----------------------------------------------------------------

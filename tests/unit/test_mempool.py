@@ -18,7 +18,7 @@ from node.services.mempool import (
     PendingSpendExceedsBalance,
     SenderLimit,
 )
-from node.services.mempool.spend import BALANCE, BONDED, RULES
+from node.services.mempool.spend import BALANCE, BONDED, RULES, delegation
 from protocol.ledger.block import Misbehaviour, apply_block, select_txs
 from protocol.ledger.errors import (
     BadNonce,
@@ -36,13 +36,16 @@ from protocol.ledger.errors import (
 from protocol.ledger.tx import (
     MAX_TX_BYTES,
     MSG_TYPES,
+    Delegate,
     GovPropose,
     GovVote,
     OpenEscrow,
+    Redelegate,
     Refund,
     Stake,
     Transfer,
     Tx,
+    Undelegate,
     Unstake,
 )
 from tests.unit.ledger_helpers import (
@@ -164,12 +167,26 @@ def test_unstakes_waiting_never_take_more_than_is_bonded() -> None:
     pool.add(chain.tx("val-1", Unstake(1), nonce=2), chain.state)
 
 
+def test_undelegations_and_redelegations_waiting_never_take_more_than_is_delegated() -> None:
+    chain, pool = Chain(), Mempool()
+    chain.block([chain.tx("alice", Delegate(addr("val-0"), 1_000))])
+    worth = chain.delegated("alice", "val-0")
+    pool.add(chain.tx("alice", Undelegate(addr("val-0"), worth - 400)), chain.state)
+    pool.add(chain.tx("alice", Redelegate(addr("val-0"), addr("val-1"), 300)), chain.state)
+    assert pool.committed_spend(addr("alice"), delegation(addr("val-0"))) == worth - 100
+    with pytest.raises(PendingSpendExceedsBalance):
+        pool.add(chain.tx("alice", Undelegate(addr("val-0"), 101)), chain.state)
+    with pytest.raises(InsufficientStake):  # nothing delegated there at all
+        pool.add(chain.tx("alice", Undelegate(addr("val-2"), 1), nonce=4), chain.state)
+    pool.add(chain.tx("alice", Undelegate(addr("val-0"), 100), nonce=4), chain.state)
+
+
 def test_each_kind_commits_what_it_takes() -> None:
     chain, pool = Chain(), Mempool()
     terms = make_terms("alice", "bob", price=5, max_gpu_seconds=100, collateral=200, deadline=50)
     pool.add(chain.tx("alice", OpenEscrow(sign_contract(terms))), chain.state)
     pool.add(chain.tx("carol", GovPropose("min_fee", 20, 1_000)), chain.state)
-    pool.add(chain.tx("dave", Stake(300)), chain.state)
+    pool.add(chain.tx("dave", Delegate(addr("val-0"), 300)), chain.state)
     assert pool.committed_spend(addr("alice")) == FEE + 500
     assert pool.committed_spend(addr("bob")) == 200  # the provider's collateral
     assert pool.committed_spend(addr("carol")) == FEE + 1_000

@@ -15,13 +15,23 @@ from protocol.ledger.block import BlockContext, apply_block
 from protocol.ledger.genesis import dev_genesis, genesis_state
 from protocol.ledger.snapshot import SnapshotError, decode_snapshot, encode_snapshot
 from protocol.ledger.state import LedgerState
-from protocol.ledger.tx import GovPropose, GovVote, OpenEscrow, Stake, Transfer, Unstake, sign_tx
+from protocol.ledger.tx import (
+    Delegate,
+    GovPropose,
+    GovVote,
+    OpenEscrow,
+    Redelegate,
+    Transfer,
+    Undelegate,
+    sign_tx,
+)
 from protocol.units import DCT, percent
 
 CHAIN = "dcent-snap"
 VALIDATOR = PrivateKey.from_label("snap-validator")
 ALICE = PrivateKey.from_label("snap-alice")
 BOB = PrivateKey.from_label("snap-bob")
+CAROL = PrivateKey.from_label("snap-carol")
 
 
 def _busy_state() -> LedgerState:
@@ -29,7 +39,7 @@ def _busy_state() -> LedgerState:
     state = genesis_state(
         dev_genesis(
             CHAIN,
-            [(VALIDATOR.public_key.raw, 100 * DCT)],
+            [(VALIDATOR.public_key.raw, 100 * DCT), (CAROL.public_key.raw, 100 * DCT)],
             [
                 (ALICE.address.raw, 1_000 * DCT),
                 (BOB.address.raw, 1_000 * DCT),
@@ -52,14 +62,20 @@ def _busy_state() -> LedgerState:
     )
     txs = [
         sign_tx(ALICE, CHAIN, 1, fee, Transfer(BOB.address.raw, 5 * DCT)),
-        sign_tx(BOB, CHAIN, 1, fee, Stake(20 * DCT)),
-        sign_tx(BOB, CHAIN, 2, fee, Unstake(5 * DCT)),
+        sign_tx(BOB, CHAIN, 1, fee, Delegate(VALIDATOR.address.raw, 20 * DCT)),
+        sign_tx(BOB, CHAIN, 2, fee, Undelegate(VALIDATOR.address.raw, 5 * DCT)),
+        sign_tx(BOB, CHAIN, 3, fee, Redelegate(VALIDATOR.address.raw, CAROL.address.raw, 5 * DCT)),
         sign_tx(ALICE, CHAIN, 2, fee, OpenEscrow(SignedContract(terms, terms.sign(ALICE), terms.sign(BOB)))),
         sign_tx(VALIDATOR, CHAIN, 1, fee, GovPropose("min_fee", 20_000, 10 * DCT)),
         sign_tx(VALIDATOR, CHAIN, 2, fee, GovVote(1, "yes")),
     ]
-    apply_block(state, BlockContext(1, VALIDATOR.address.raw), txs)
+    # CAROL signed the parent and VALIDATOR did not: a miss, and rewards for CAROL.
+    ctx = BlockContext(
+        1, VALIDATOR.address.raw, signers=(CAROL.address.raw,), voters=(VALIDATOR.address.raw,)
+    )
+    apply_block(state, ctx, txs)
     assert state.escrows and state.unbonding and state.proposals and state.votes
+    assert state.redelegations and state.delegations and state.signing[VALIDATOR.address.raw].missed
     return state
 
 
@@ -99,7 +115,18 @@ def test_params_survive_the_roundtrip() -> None:
     assert decode_snapshot(encode_snapshot(state)).params.fee_burn_share == percent(80)
 
 
-SECTIONS = ("vars", "accounts", "validators", "unbonding", "escrows", "proposals", "votes")
+SECTIONS = (
+    "vars",
+    "accounts",
+    "validators",
+    "delegations",
+    "unbonding",
+    "redelegations",
+    "signing",
+    "escrows",
+    "proposals",
+    "votes",
+)
 ODD_VALUES = ([], [1], [b""], ["x"], -1, 2**64 - 1, b"\x00" * 20, "text", True, {"a": 1})
 
 

@@ -13,7 +13,9 @@ Attacks this is designed against:
 - a funded key promising its balance many times over (64 transfers of the whole balance): every
   waiting transaction of one sender is covered at once, so blocks never meet an unpayable one;
 - a contract that locks a third party's collateral: ``escrow_open`` counts the provider's
-  collateral against the provider's balance too, so its own transactions cannot spend it twice.
+  collateral against the provider's balance too, so its own transactions cannot spend it twice;
+- undelegations and redelegations promising one delegation many times over: each draws on the
+  sender's delegation to that validator (``delegation(validator)``), summed like a balance.
 
 Extending: a new transaction kind gets a :class:`KindRule` in :data:`RULES` (the unit tests fail
 for a kind without one); a new kind of holding (a delegation to one validator, say) gets a reader
@@ -29,8 +31,10 @@ from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
 from protocol.ledger.errors import InsufficientFunds, InsufficientStake, LedgerError
+from protocol.ledger.staking import delegation_value
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import (
+    Delegate,
     EscrowClaim,
     EscrowDispute,
     EscrowFinalize,
@@ -38,19 +42,25 @@ from protocol.ledger.tx import (
     GovVote,
     Msg,
     OpenEscrow,
+    Redelegate,
     Refund,
     Settle,
     Stake,
     Transfer,
     Tx,
+    Undelegate,
+    Unjail,
     Unstake,
+    ValidatorCreate,
+    ValidatorEdit,
 )
 from protocol.units import format_amount
 
 
 class Resource(NamedTuple):
     """A holding of an account that transactions draw on: ``("balance", b"")``, ``("bonded",
-    b"")``; ``subject`` names what a parametrised holding is of (a validator, for a delegation)."""
+    b"")`` (an operator's own delegation); ``subject`` names what a parametrised holding is of
+    (the validator, for ``("delegation", validator)``)."""
 
     name: str
     subject: bytes = b""
@@ -76,9 +86,18 @@ class Reader:
     what: str
 
 
+def delegation(validator: bytes) -> Resource:
+    """What an account has delegated to ``validator`` (an operator address)."""
+    return Resource("delegation", validator)
+
+
 def _bonded(state: LedgerState, address: bytes, _subject: bytes) -> int:
-    info = state.validators.get(address)
-    return info.bonded if info is not None else 0
+    # ``unstake`` draws on the operator's own delegation to its validator.
+    return delegation_value(state, address, address)
+
+
+def _delegated(state: LedgerState, address: bytes, validator: bytes) -> int:
+    return delegation_value(state, address, validator)
 
 
 READERS: dict[str, Reader] = {
@@ -86,6 +105,7 @@ READERS: dict[str, Reader] = {
         lambda state, address, _s: state.account(address).balance, InsufficientFunds, "balance"
     ),
     BONDED.name: Reader(_bonded, InsufficientStake, "bonded stake"),
+    "delegation": Reader(_delegated, InsufficientStake, "delegation"),
 }
 
 
@@ -136,6 +156,24 @@ def _escrow_open(tx: Tx) -> tuple[Claim, ...]:
     )
 
 
+def _validator_create(tx: Tx) -> tuple[Claim, ...]:
+    return (Claim(tx.sender, BALANCE, _msg(tx, ValidatorCreate).amount),)
+
+
+def _delegate(tx: Tx) -> tuple[Claim, ...]:
+    return (Claim(tx.sender, BALANCE, _msg(tx, Delegate).amount),)
+
+
+def _undelegate(tx: Tx) -> tuple[Claim, ...]:
+    msg = _msg(tx, Undelegate)
+    return (Claim(tx.sender, delegation(msg.validator), msg.amount),)
+
+
+def _redelegate(tx: Tx) -> tuple[Claim, ...]:
+    msg = _msg(tx, Redelegate)
+    return (Claim(tx.sender, delegation(msg.source), msg.amount),)
+
+
 def _gov_propose(tx: Tx) -> tuple[Claim, ...]:
     return (Claim(tx.sender, BALANCE, _msg(tx, GovPropose).deposit),)
 
@@ -145,6 +183,16 @@ RULES: dict[str, KindRule] = {
     # Staking fails for a tombstoned validator too, which the balance does not say.
     Stake.KIND: KindRule(_stake, dry_run=True),
     Unstake.KIND: KindRule(_unstake, dry_run=False),
+    # A consensus key taken, a bad proof, an existing validator: the balance does not say.
+    ValidatorCreate.KIND: KindRule(_validator_create, dry_run=True),
+    ValidatorEdit.KIND: KindRule(_nothing, dry_run=True),
+    # An unknown or tombstoned validator, a share price of zero.
+    Delegate.KIND: KindRule(_delegate, dry_run=True),
+    # The delegation's worth bounds it; a validator that does not exist is worth 0 there.
+    Undelegate.KIND: KindRule(_undelegate, dry_run=False),
+    # The destination must exist and the stake may not be mid-redelegation.
+    Redelegate.KIND: KindRule(_redelegate, dry_run=True),
+    Unjail.KIND: KindRule(_nothing, dry_run=True),
     OpenEscrow.KIND: KindRule(_escrow_open, dry_run=True),
     Settle.KIND: KindRule(_nothing, dry_run=True),
     Refund.KIND: KindRule(_nothing, dry_run=True),

@@ -19,12 +19,13 @@ import trio.testing
 
 from node.cli import gov as gov_cli
 from node.cli import job as job_cli
+from node.cli import validator as validator_cli
 from node.cli import wallet as wallet_cli
 from node.rpc.errors import RpcCallError
 from node.wallet import runner
 from node.wallet.connect import NodeTarget
 from protocol.crypto import Address, PrivateKey
-from protocol.ledger.tx import decode_tx
+from protocol.ledger.tx import decode_tx, prove_consensus_key
 from protocol.units import DCT
 
 CHAIN_ID = "dcent-test-1"
@@ -53,6 +54,12 @@ class FakeNode:
         self.job_polls: dict[str, int] = {}
         self.logs: dict[str, list[dict[str, Any]]] = {}
         self.results: dict[str, dict[str, Any]] = {}
+        #: Registered validators by operator address, as validator_get answers them.
+        self.validators: dict[str, dict[str, Any]] = {}
+        #: (delegator, validator) -> worth, as account_delegations answers them.
+        self.delegations: dict[tuple[str, str], int] = {}
+        #: The key this fake node votes with (validator_keyProof signs with it).
+        self.node_key = PrivateKey.from_label("fake-node")
 
     async def __aenter__(self) -> FakeNode:
         return self
@@ -125,6 +132,28 @@ class FakeNode:
                 return proposal
         raise RpcCallError(2033, f"no proposal {id}")
 
+    def rpc_validator_get(self, address: str) -> dict[str, Any]:
+        if address not in self.validators:
+            raise RpcCallError(2012, f"no validator is operated by {address}")
+        return self.validators[address]
+
+    def rpc_validator_list(self) -> list[dict[str, Any]]:
+        return [v for v in self.validators.values() if not v["jailed"]]
+
+    def rpc_validator_all(self) -> list[dict[str, Any]]:
+        return list(self.validators.values())
+
+    def rpc_account_delegations(self, address: str) -> list[dict[str, Any]]:
+        return [
+            {"validator": validator, "shares": str(worth), "value": str(worth)}
+            for (delegator, validator), worth in sorted(self.delegations.items())
+            if delegator == address
+        ]
+
+    def rpc_validator_keyProof(self, operator: str) -> dict[str, Any]:
+        proof = prove_consensus_key(self.node_key, CHAIN_ID, Address.parse(operator).raw)
+        return {"consensus_key": self.node_key.public_key.raw.hex(), "key_proof": proof.hex()}
+
     def rpc_job_submit(self, spec: dict[str, Any], max_attempts: int = 5) -> dict[str, Any]:
         return {"job_id": "job-1"}
 
@@ -146,6 +175,30 @@ class FakeNode:
     def rpc_job_list(self, state: str | None = None) -> list[dict[str, Any]]:
         jobs = [script[-1] for script in self.jobs.values()]
         return [job for job in jobs if state is None or job["state"] == state]
+
+
+def validator_entry(
+    operator: PrivateKey, *, jailed: bool = False, tombstoned: bool = False
+) -> dict[str, Any]:
+    """A validator as ``validator_get`` answers it."""
+    return {
+        "address": str(operator.address),
+        "consensus_address": str(operator.address),
+        "public_key": operator.public_key.raw.hex(),
+        "moniker": "val",
+        "bonded": str(1_000 * DCT),
+        "shares": str(1_000 * DCT),
+        "self_bonded": str(1_000 * DCT),
+        "commission": str(10**17),
+        "max_commission": str(2 * 10**17),
+        "max_commission_change": str(10**16),
+        "pending_rewards": "0",
+        "jailed": jailed,
+        "jailed_until": 40 if jailed else None,
+        "tombstoned": tombstoned,
+        "missed": 3,
+        "missed_limit": 50,
+    }
 
 
 def job_object(state: str, *, error: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
@@ -221,7 +274,7 @@ class Cli:
         self.password_file = password_file
         parser = argparse.ArgumentParser(prog="dcent")
         commands = parser.add_subparsers()
-        for module in (wallet_cli, job_cli, gov_cli):
+        for module in (wallet_cli, job_cli, gov_cli, validator_cli):
             module.register(commands)
         self.parser = parser
 

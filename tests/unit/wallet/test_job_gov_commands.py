@@ -58,6 +58,16 @@ def test_propose_sends_the_scaled_value_and_reports_the_proposal_id(cli: Cli, no
     )
 
 
+def test_propose_prints_the_proposal_id_in_text_too(cli: Cli, node: FakeNode) -> None:
+    cli.import_key(ALICE)
+    node.fund(ALICE, 100 * DCT, nonce=1)
+    node.proposals = [proposal(id=7)]
+    code, out, _ = cli.run(
+        "gov", "propose", "gov_quorum", "40%", "--deposit", "10 DCT", *cli.key_args(), *cli.node_args()
+    )
+    assert code == 0 and "proposal id" in out and " 7" in out
+
+
 def test_a_proposal_below_the_minimum_deposit_or_for_no_parameter_is_refused(
     cli: Cli, node: FakeNode
 ) -> None:

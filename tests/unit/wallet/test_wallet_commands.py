@@ -16,7 +16,16 @@ from node.wallet.values import parse_amount_arg, parse_param_value, parse_ratio
 from protocol.ledger.errors import InvalidParamValue, UnknownParam
 from protocol.ledger.tx import Stake, Transfer
 from protocol.units import DCT, DEC
-from tests.unit.wallet.conftest import ALICE, BOB, CHAIN_ID, MIN_FEE, Cli, FakeNode, submitted_tx
+from tests.unit.wallet.conftest import (
+    ALICE,
+    BOB,
+    CHAIN_ID,
+    MIN_FEE,
+    Cli,
+    FakeNode,
+    submitted_tx,
+    validator_entry,
+)
 
 # --------------------------------------------------------------------------------------------
 # Argument parsing and values
@@ -304,6 +313,7 @@ def test_a_recipient_can_be_a_wallet_name_and_the_fee_is_explicit(cli: Cli, node
 def test_no_wait_returns_once_submitted(cli: Cli, node: FakeNode) -> None:
     cli.import_key(ALICE)
     node.fund(ALICE, 10 * DCT)
+    node.validators[str(ALICE.address)] = validator_entry(ALICE)  # stake is an operator's own bond
     document = cli.json("wallet", "stake", "3", "--no-wait", *cli.key_args(), *cli.node_args())
     assert (document["status"], document["height"]) == ("pending", None)
     assert submitted_tx(node).msg == Stake(amount=3 * DCT)
