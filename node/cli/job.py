@@ -1,11 +1,14 @@
 """`dcent job ...`: submit compute jobs to the market through a node, follow them, fetch results.
 
-    dcent job submit SPEC [--wait] [--max-attempts N]   SPEC is a .toml or .json job spec
+    dcent job submit SPEC [--wait] [--max-attempts N] [--payer [WALLET]]
+                                                        SPEC is a .toml or .json job spec
     dcent job status ID | logs ID [--follow] | result ID [--out DIR] | cancel ID
     dcent job list [--state S]
 
 The spec is parsed and validated here first: a bad one is refused with the path of the field at
-fault and never reaches the node. The node's own account is the requester and pays. ``--wait``
+fault and never reaches the node. The node's own account is the requester and pays, unless ``--payer``
+names a wallet that granted the node spending (``dcent wallet grant``): then the contract names
+the wallet as payer and the escrow comes from the wallet's account, within the grant. ``--wait``
 shows the job's stages live, then its outcome, exit status and what it cost, and exits 0 only
 when the job completed with exit status 0: a job that failed, timed out, hit a limit, was
 refunded, disputed or cancelled exits 1, its error on stderr (``--output json`` prints the job
@@ -25,7 +28,7 @@ import trio
 from rich.console import Console
 from rich.live import Live
 
-from node.wallet.cliargs import Subparsers, add_common_args, add_node_args
+from node.wallet.cliargs import Subparsers, add_common_args, add_keystore_args, add_node_args
 from node.wallet.connect import NodeRpc
 from node.wallet.console import Output, dct, key_values, short_hash, table
 from node.wallet.errors import InvalidArgument
@@ -71,6 +74,15 @@ def register(subparsers: Subparsers) -> None:
         metavar="SECONDS",
         help=f"with --wait: give up waiting after this long (default: max runtime + {JOB_WAIT_MARGIN_S:g} s)",
     )
+    submit.add_argument(
+        "--payer",
+        nargs="?",
+        const="",
+        metavar="WALLET",
+        help="pay from this wallet's account (name or address; alone: the keystore's only wallet) "
+        "through its grant to the node (`dcent wallet grant`)",
+    )
+    add_keystore_args(submit)
     submit.set_defaults(func=run_submit)
 
     status = commands.add_parser("status", help="one job's state, contract and history")
@@ -169,6 +181,10 @@ def run_submit(args: argparse.Namespace) -> int:
         params: dict[str, object] = {"spec": spec.to_document()}
         if args.max_attempts is not None:
             params["max_attempts"] = args.max_attempts
+        if args.payer is not None:
+            from node.cli.wallet import account_address  # the wallet group's own resolver
+
+            params["payer"] = account_address(args, args.payer or None)
 
         async def body(rpc: NodeRpc) -> int:
             answer = answer_object(await rpc.call("job_submit", **params), "job_submit")

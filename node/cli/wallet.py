@@ -8,6 +8,7 @@
     dcent wallet transfer TO AMOUNT | stake AMOUNT | unstake AMOUNT   [--from WALLET] [--fee A]
     dcent wallet delegate VALIDATOR AMOUNT | undelegate VALIDATOR AMOUNT|all
     dcent wallet redelegate FROM TO AMOUNT|all | delegations [WALLET|ADDR] | unjail
+    dcent wallet grant [NODE] --amount A --expires-in BLOCKS | revoke [NODE] | grants [WALLET|ADDR]
 
 ``stake``/``unstake`` are a validator operator's own bond; everyone else delegates to a validator
 (see ``node/cli/delegation.py``) and never needs to run a node.
@@ -23,7 +24,7 @@ import argparse
 
 from rich.console import Console
 
-from node.cli import delegation
+from node.cli import delegation, grants
 from node.wallet.cliargs import (
     Subparsers,
     add_common_args,
@@ -164,6 +165,7 @@ def register(subparsers: Subparsers) -> None:
     unstake.set_defaults(func=run_unstake)
 
     delegation.register(commands)  # delegate, undelegate, redelegate, unjail, delegations
+    grants.register(commands)  # grant, revoke, grants (i15grants)
 
     for command in (
         new,

@@ -99,10 +99,16 @@ class RequesterSide:
         self.live = LiveLogs(ctx.book)
 
     # --- submitting --------------------------------------------------------------------------
-    async def submit(self, spec: JobSpec, *, max_attempts: int) -> JobRecord:
+    async def submit(self, spec: JobSpec, *, max_attempts: int, payer: bytes = b"") -> JobRecord:
+        """Start a job; ``payer``: the wallet whose grant to this node pays for it (empty: this
+        node's own account)."""
         ctx = self.ctx
         record = JobRecord(
-            job_id="job-" + secrets.token_hex(8), role=REQUESTER, spec=spec, created_ms=ctx.clock_ms()
+            job_id="job-" + secrets.token_hex(8),
+            role=REQUESTER,
+            spec=spec,
+            created_ms=ctx.clock_ms(),
+            payer=payer,
         )
         record.move(JobState.MATCHING, ctx.clock_ms())
         await ctx.book.save(record)
@@ -190,6 +196,7 @@ class RequesterSide:
             deadline_height=ctx.requested_deadline(spec.max_runtime_s),
             seed=os.urandom(32),
             response_timeout_ms=self.response_timeout_ms,
+            payer=record.payer,
         )
         while (negotiation := plan.next_negotiation()) is not None:
             await self.negotiate(negotiation)
