@@ -71,6 +71,13 @@ class JobRecord:
     #: The wallet asked to pay (empty: this node's account), until the contract names it; not
     #: stored (a job interrupted before its contract fails on restart).
     payer: bytes = b""
+    #: The payer signs the escrow itself (it gave this node no grant): the node waits for it.
+    payer_signs: bool = False
+
+    @property
+    def awaiting_payer(self) -> bool:
+        """The contract is agreed and waits for its payer to sign and submit the escrow."""
+        return self.payer_signs and self.state is JobState.CONTRACTED and self.contract is not None
 
     @property
     def terminal(self) -> bool:
@@ -165,6 +172,9 @@ class JobRecord:
             "provider": str(Address(address_of(terms.provider))) if terms else None,
             "requester": str(Address(address_of(requester))) if requester else None,
             "payer": _payer_json(terms.paying_address if terms else self.payer or None, requester),
+            "awaiting_payer": self.awaiting_payer,
+            # The signed contract, hex, for the payer to escrow (only while it waits for it).
+            "contract": self.contract.encode().hex() if self.awaiting_payer and self.contract else None,
             "contract_hash": self.contract_hash.hex() if self.contract_hash else None,
             "gpu_uuids": list(terms.gpu_uuids) if terms else [],
             "price_per_gpu_second": str(terms.price_per_gpu_second) if terms else None,

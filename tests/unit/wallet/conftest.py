@@ -167,7 +167,7 @@ class FakeNode:
         return {"consensus_key": self.node_key.public_key.raw.hex(), "key_proof": proof.hex()}
 
     def rpc_job_submit(
-        self, spec: dict[str, Any], max_attempts: int = 5, payer: str | None = None
+        self, spec: dict[str, Any], max_attempts: int = 5, payer: str | None = None, payer_signs: bool = False
     ) -> dict[str, Any]:
         return {"job_id": "job-1"}
 
