@@ -170,8 +170,8 @@ MUTANTS = (
         (
             (
                 "ledger/bank.py",
-                'state.accounts.set(tx.sender, Account(account.balance - tx.fee, tx.nonce))\n    state.add("fee_pool", tx.fee)',
-                "state.accounts.set(tx.sender, Account(account.balance, tx.nonce))",
+                '    debit(state, payer, tx.fee, "fee")\n    state.add("fee_pool", tx.fee)\n',
+                "",
             ),
         ),
     ),

@@ -26,11 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from node import tx_history
 from node.errors import NodeError
+from node.tx_history import ContractInfo
 from protocol.consensus.messages import Block
 from protocol.encoding import DecodeError
 from protocol.errors import ProtocolError
-from protocol.ledger.tx import Transfer, decode_tx
+from protocol.ledger.tx import Transfer, Tx, decode_tx
 
 SCHEMA_VERSION = 1
 
@@ -67,6 +69,22 @@ CREATE TABLE IF NOT EXISTS txs (
 CREATE INDEX IF NOT EXISTS txs_by_sender ON txs (sender, height, idx);
 CREATE INDEX IF NOT EXISTS txs_by_recipient ON txs (recipient, height, idx);
 CREATE TABLE IF NOT EXISTS economics (height INTEGER PRIMARY KEY, record BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS tx_parties (
+    address BLOB NOT NULL,
+    height INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    PRIMARY KEY (address, height, idx)
+);
+CREATE TABLE IF NOT EXISTS contracts (
+    contract_hash BLOB PRIMARY KEY,
+    requester BLOB NOT NULL,
+    provider BLOB NOT NULL,
+    payer BLOB NOT NULL,
+    price INTEGER NOT NULL,
+    max_gpu_seconds INTEGER NOT NULL,
+    max_cost INTEGER NOT NULL,
+    claimed_pay INTEGER
+);
 """
 
 
@@ -130,19 +148,77 @@ def _indexed_tx(row: tuple[Any, ...]) -> IndexedTx:
     )
 
 
-def index_rows(block: StoredBlock) -> list[tuple[bytes, int, int, bytes, bytes | None, str]]:
-    """The transaction-index rows of a stored block. Raises :class:`CorruptStore` when the block
-    or one of its transactions does not decode (consensus only stores blocks that applied)."""
+def block_txs(block: StoredBlock) -> list[Tx]:
+    """The decoded transactions of a stored block. Raises :class:`CorruptStore` when the block or
+    one of its transactions does not decode (consensus only stores blocks that applied)."""
     try:
-        decoded = Block.decode(block.block)
-        rows = []
-        for index, raw in enumerate(decoded.txs):
-            tx = decode_tx(raw)
-            recipient = tx.msg.to if isinstance(tx.msg, Transfer) else None
-            rows.append((tx.hash, block.height, index, tx.sender, recipient, tx.msg.KIND))
+        return [decode_tx(raw) for raw in Block.decode(block.block).txs]
     except (DecodeError, ProtocolError) as exc:
         raise CorruptStore(f"block {block.height} cannot be indexed: {exc}") from None
+
+
+def index_rows(
+    block: StoredBlock, txs: list[Tx] | None = None
+) -> list[tuple[bytes, int, int, bytes, bytes | None, str]]:
+    """The transaction-index rows of a stored block (``txs``: its transactions, if decoded
+    already). Raises :class:`CorruptStore` as :func:`block_txs`."""
+    rows = []
+    for index, tx in enumerate(block_txs(block) if txs is None else txs):
+        recipient = tx.msg.to if isinstance(tx.msg, Transfer) else None
+        rows.append((tx.hash, block.height, index, tx.sender, recipient, tx.msg.KIND))
     return rows
+
+
+_CONTRACT_COLUMNS = "contract_hash, requester, provider, payer, price, max_gpu_seconds, max_cost, claimed_pay"
+
+
+def _contract_info(row: tuple[Any, ...]) -> ContractInfo:
+    contract_hash, requester, provider, payer, price, seconds, max_cost, claimed = row
+    return ContractInfo(
+        bytes(contract_hash),
+        bytes(requester),
+        bytes(provider),
+        bytes(payer),
+        int(price),
+        int(seconds),
+        int(max_cost),
+        None if claimed is None else int(claimed),
+    )
+
+
+def _index_parties(db: sqlite3.Connection, height: int, txs: list[Tx]) -> None:
+    """Record every party of each transaction (``node.tx_history``) and what the store keeps of
+    each contract, inside the block's own database transaction."""
+
+    def lookup(contract_hash: bytes) -> ContractInfo | None:
+        row = db.execute(
+            f"SELECT {_CONTRACT_COLUMNS} FROM contracts WHERE contract_hash=?", (contract_hash,)
+        ).fetchone()
+        return None if row is None else _contract_info(row)
+
+    for index, tx in enumerate(txs):
+        opened = tx_history.contract_of(tx)
+        if opened is not None:
+            db.execute(
+                f"INSERT OR IGNORE INTO contracts ({_CONTRACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                (
+                    opened.contract_hash,
+                    opened.requester,
+                    opened.provider,
+                    opened.payer,
+                    opened.price_per_gpu_second,
+                    opened.max_gpu_seconds,
+                    opened.max_cost,
+                ),
+            )
+        contract_hash = tx_history.contract_hash_of(tx)
+        claimed = tx_history.claimed_pay(tx, lookup(contract_hash) if contract_hash else None)
+        if claimed is not None:
+            db.execute("UPDATE contracts SET claimed_pay=? WHERE contract_hash=?", (claimed, contract_hash))
+        db.executemany(
+            "INSERT OR IGNORE INTO tx_parties VALUES (?, ?, ?)",
+            [(party, height, index) for party in sorted(tx_history.parties(tx, lookup))],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +304,8 @@ class ChainStore:
         Raises :class:`NotContiguous`, or :class:`CorruptStore` for block bytes that do not
         decode as a block of valid transactions; nothing is written when it raises.
         """
-        rows = index_rows(block)
+        txs = block_txs(block)
+        rows = index_rows(block, txs)
         with self._transaction() as db:
             row = db.execute("SELECT MAX(height) FROM blocks").fetchone()
             head = row[0] if row and row[0] is not None else 0
@@ -239,6 +316,7 @@ class ChainStore:
                 (block.height, block.hash, block.state_hash, block.block, block.certificate),
             )
             db.executemany(f"INSERT INTO txs ({_TX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", rows)
+            _index_parties(db, block.height, txs)
             if snapshot is not None:
                 db.execute(
                     "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)",
@@ -286,15 +364,25 @@ class ChainStore:
         return None if row is None else _indexed_tx(row)
 
     def txs_of(self, address: bytes, limit: int) -> list[IndexedTx]:
-        """Up to ``limit`` committed transactions ``address`` sent or received, newest first."""
+        """Up to ``limit`` committed transactions ``address`` sent, received or is a party of
+        (``node.tx_history.parties``: the escrow a wallet's grant paid, its settlement, ...),
+        newest first."""
+        columns = ", ".join(f"t.{name.strip()}" for name in _TX_COLUMNS.split(","))
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {_TX_COLUMNS} FROM txs WHERE sender=? "
                 f"UNION SELECT {_TX_COLUMNS} FROM txs WHERE recipient=? "
+                f"UNION SELECT {columns} FROM tx_parties p JOIN txs t ON t.height=p.height AND t.idx=p.idx "
+                "WHERE p.address=? "
                 "ORDER BY height DESC, idx DESC LIMIT ?",
-                (address, address, limit),
+                (address, address, address, limit),
             ).fetchall()
         return [_indexed_tx(row) for row in rows]
+
+    def contract(self, contract_hash: bytes) -> ContractInfo | None:
+        """What the store keeps of an escrowed contract (its parties, price, pending claim)."""
+        row = self._one(f"SELECT {_CONTRACT_COLUMNS} FROM contracts WHERE contract_hash=?", (contract_hash,))
+        return None if row is None else _contract_info(row)
 
     # --- economics records (one per block) ---------------------------------------------------
     def put_economics(self, rows: list[tuple[int, bytes]]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from protocol.crypto import PUBLIC_KEY_LEN, PrivateKey, address_of, verify
+from protocol.crypto import ADDRESS_LEN, PUBLIC_KEY_LEN, PrivateKey, address_of, verify
 from protocol.encoding import Record, sign_bytes
 from protocol.errors import ProtocolError
 
@@ -49,6 +49,10 @@ class ContractTerms(Record):
     collateral: int
     deadline_height: int
     salt: bytes  # makes every contract unique, even for identical jobs
+    #: The account that funds the escrow and gets back what is not paid: empty when the
+    #: requester pays itself; a wallet's address when the wallet pays for its node's job
+    #: (through a grant, or by signing the escrow itself; see ``protocol.ledger.escrow``).
+    payer: bytes = b""
 
     def __post_init__(self) -> None:
         _check(len(self.requester) == PUBLIC_KEY_LEN, "contract.requester: a 32-byte public key")
@@ -66,6 +70,10 @@ class ContractTerms(Record):
         _check(_is_uint(self.collateral), "contract.collateral: out of range")
         _check(_is_uint(self.deadline_height), "contract.deadline_height: out of range")
         _check(0 < len(self.salt) <= 32, "contract.salt: 1 to 32 bytes")
+        _check(
+            self.payer == b"" or (len(self.payer) == ADDRESS_LEN and self.payer != self.requester_address),
+            "contract.payer: empty (the requester pays) or another account's 20-byte address",
+        )
 
     @property
     def max_cost(self) -> int:
@@ -78,6 +86,11 @@ class ContractTerms(Record):
     @property
     def provider_address(self) -> bytes:
         return address_of(self.provider)
+
+    @property
+    def paying_address(self) -> bytes:
+        """The account whose balance funds the escrow: the payer, else the requester."""
+        return self.payer or self.requester_address
 
     def contract_hash(self) -> bytes:
         return hashlib.sha256(self.encode()).digest()

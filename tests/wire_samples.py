@@ -50,6 +50,8 @@ from protocol.ledger.tx import (
     EscrowFinalize,
     GovPropose,
     GovVote,
+    Grant,
+    GrantRevoke,
     Msg,
     OpenEscrow,
     Refund,
@@ -351,6 +353,8 @@ def txs_of_every_kind() -> dict[str, bytes]:
         "escrow_refund": tx(9, Refund(contract_hash)),
         "gov_propose": tx(10, GovPropose(param="min_fee", value=20_000, deposit=10 * DCT)),
         "gov_vote": tx(11, GovVote(proposal_id=1, option="yes"), provider),
+        "grant": tx(12, Grant(PROVIDER.address.raw, 50 * DCT, 100_000, ("escrow_open",))),
+        "grant_revoke": tx(13, GrantRevoke(PROVIDER.address.raw)),
     }
 
 

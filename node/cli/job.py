@@ -1,11 +1,16 @@
 """`dcent job ...`: submit compute jobs to the market through a node, follow them, fetch results.
 
-    dcent job submit SPEC [--wait] [--max-attempts N]   SPEC is a .toml or .json job spec
+    dcent job submit SPEC [--wait] [--max-attempts N] [--payer [WALLET]]
+                                                        SPEC is a .toml or .json job spec
     dcent job status ID | logs ID [--follow] | result ID [--out DIR] | cancel ID
     dcent job list [--state S]
 
 The spec is parsed and validated here first: a bad one is refused with the path of the field at
-fault and never reaches the node. The node's own account is the requester and pays. ``--wait``
+fault and never reaches the node. The node's own account is the requester and pays, unless ``--payer``
+names a wallet: the contract names it as payer and the escrow comes from its account, opened by
+the node within the wallet's grant (``dcent wallet grant``), or, without a grant that covers the
+job, signed here with the wallet's key once the contract is agreed (``node/wallet/payer.py``).
+``--wait``
 shows the job's stages live, then its outcome, exit status and what it cost, and exits 0 only
 when the job completed with exit status 0: a job that failed, timed out, hit a limit, was
 refunded, disputed or cancelled exits 1, its error on stderr (``--output json`` prints the job
@@ -25,7 +30,8 @@ import trio
 from rich.console import Console
 from rich.live import Live
 
-from node.wallet.cliargs import Subparsers, add_common_args, add_node_args
+from node.wallet import payer as payer_flow
+from node.wallet.cliargs import Subparsers, add_common_args, add_keystore_args, add_node_args
 from node.wallet.connect import NodeRpc
 from node.wallet.console import Output, dct, key_values, short_hash, table
 from node.wallet.errors import InvalidArgument
@@ -45,6 +51,7 @@ from node.wallet.jobwatch import (
 )
 from node.wallet.results import decode_result, write_files
 from node.wallet.runner import EXIT_FAILED, EXIT_OK, guarded, output_of, run_node_command
+from node.wallet.txbuilder import TxOutcome
 from node.wallet.values import answer_list, answer_object, answer_str
 from protocol.market.jobspec import JobSpec, format_of
 
@@ -71,6 +78,15 @@ def register(subparsers: Subparsers) -> None:
         metavar="SECONDS",
         help=f"with --wait: give up waiting after this long (default: max runtime + {JOB_WAIT_MARGIN_S:g} s)",
     )
+    submit.add_argument(
+        "--payer",
+        nargs="?",
+        const="",
+        metavar="WALLET",
+        help="pay from this wallet's account (name or address; alone: the keystore's only wallet) "
+        "through its grant to the node (`dcent wallet grant`)",
+    )
+    add_keystore_args(submit)
     submit.set_defaults(func=run_submit)
 
     status = commands.add_parser("status", help="one job's state, contract and history")
@@ -169,10 +185,39 @@ def run_submit(args: argparse.Namespace) -> int:
         params: dict[str, object] = {"spec": spec.to_document()}
         if args.max_attempts is not None:
             params["max_attempts"] = args.max_attempts
+        payer: str | None = None
+        if args.payer is not None:
+            from node.cli.wallet import account_address  # the wallet group's own resolver
+
+            payer = params["payer"] = account_address(args, args.payer or None)
 
         async def body(rpc: NodeRpc) -> int:
+            signer = None
+            if payer is not None and not await payer_flow.grant_covers(rpc, payer, spec):
+                signer = payer_flow.signing_payer(args, payer)  # no grant: the wallet escrows
+                params["payer_signs"] = True
             answer = answer_object(await rpc.call("job_submit", **params), "job_submit")
             job_id = answer_str(answer, "job_id", "job_submit")
+            if signer is not None:
+                escrowed = await payer_flow.escrow_as_payer(
+                    args, rpc, signer, job_id, spec, timeout_s=timeout_s
+                )
+                if not isinstance(escrowed, TxOutcome):  # the job ended before its contract
+                    out.result(dict(escrowed), lambda console: render_job(console, escrowed))
+                    _line, error = describe_end(escrowed)
+                    if error is not None:
+                        out.error(*error)
+                    return EXIT_FAILED
+                if not args.wait:
+                    document = {"job_id": job_id, "escrow": escrowed.describe()}
+                    out.result(
+                        document,
+                        lambda console: console.print(
+                            f"submitted job {job_id}; its escrow, signed by {signer.name}, committed at "
+                            f"height {escrowed.height} (tx {escrowed.hash})"
+                        ),
+                    )
+                    return EXIT_OK
             if not args.wait:
                 out.result({"job_id": job_id}, lambda console: console.print(f"submitted job {job_id}"))
                 return EXIT_OK

@@ -8,6 +8,7 @@
     dcent wallet transfer TO AMOUNT | stake AMOUNT | unstake AMOUNT   [--from WALLET] [--fee A]
     dcent wallet delegate VALIDATOR AMOUNT | undelegate VALIDATOR AMOUNT|all
     dcent wallet redelegate FROM TO AMOUNT|all | delegations [WALLET|ADDR] | unjail
+    dcent wallet grant [NODE] --amount A --expires-in BLOCKS | revoke [NODE] | grants [WALLET|ADDR]
 
 ``stake``/``unstake`` are a validator operator's own bond; everyone else delegates to a validator
 (see ``node/cli/delegation.py``) and never needs to run a node.
@@ -23,7 +24,7 @@ import argparse
 
 from rich.console import Console
 
-from node.cli import delegation
+from node.cli import delegation, grants
 from node.rpc.errors import RpcCallError
 from node.wallet.cliargs import (
     Subparsers,
@@ -166,6 +167,7 @@ def register(subparsers: Subparsers) -> None:
     unstake.set_defaults(func=run_unstake)
 
     delegation.register(commands)  # delegate, undelegate, redelegate, unjail, delegations
+    grants.register(commands)  # grant, revoke, grants (i15grants)
 
     for command in (
         new,
@@ -365,19 +367,24 @@ def run_history(args: argparse.Namespace) -> int:
                 if not entries:
                     console.print(f"no committed transactions for {address}")
                     return
-                shown = ("hash", "height", "kind", "sender")
                 rows = [
                     (
                         entry.get("height"),
                         entry.get("kind"),
-                        short_hash(entry.get("hash")),
-                        "this account" if entry.get("sender") == address else entry.get("sender"),
-                        extra_fields(entry, shown) if isinstance(entry, dict) else "",
+                        dct(entry.get("amount")),
+                        dct(entry.get("fee")),
+                        short_hash(entry.get("hash"), keep=10),
+                        "this account" if entry.get("sender") == address else short_hash(entry.get("sender")),
+                        _history_details(entry, address),
                     )
                     for entry in entries
                     if isinstance(entry, dict)
                 ]
-                console.print(table(("HEIGHT", "KIND", "HASH", "SENDER", "DETAILS"), rows, title=address))
+                console.print(
+                    table(
+                        ("HEIGHT", "KIND", "AMOUNT", "FEE", "HASH", "SENDER", "DETAILS"), rows, title=address
+                    )
+                )
 
             out.result(entries, render)
             return EXIT_OK
@@ -385,6 +392,20 @@ def run_history(args: argparse.Namespace) -> int:
         return run_node_command(args, out, body)
 
     return guarded(out, action)
+
+
+def _history_details(entry: dict[str, object], address: str) -> str:
+    """A history row's per-kind details, the account itself named as such."""
+    details = entry.get("details")
+    fields = {k: v for k, v in details.items() if k != "amount"} if isinstance(details, dict) else {}
+    if entry.get("recipient"):
+        fields["to"] = entry["recipient"]
+    # Whole addresses and hashes are in ``--output json``; the table keeps a recognisable prefix.
+    named = {
+        k: "this account" if v == address else short_hash(v) if isinstance(v, str) else v
+        for k, v in fields.items()
+    }
+    return extra_fields(named, ())
 
 
 def run_tx(args: argparse.Namespace) -> int:

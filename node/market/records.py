@@ -62,6 +62,13 @@ REQUESTER = "requester"
 PROVIDER = "provider"
 
 
+def _payer_json(payer: bytes | None, requester: bytes | None) -> str | None:
+    """Who pays for the job: the contract's payer, else the requester's own account."""
+    if payer:
+        return str(Address(payer))
+    return str(Address(address_of(requester))) if requester else None
+
+
 @dataclass
 class JobRecord:
     job_id: str
@@ -82,6 +89,16 @@ class JobRecord:
     error_code: int = 0
     error_message: str = ""
     history: list[tuple[str, int]] = field(default_factory=list)
+    #: The wallet asked to pay (empty: this node's account), until the contract names it; not
+    #: stored (a job interrupted before its contract fails on restart).
+    payer: bytes = b""
+    #: The payer signs the escrow itself (it gave this node no grant): the node waits for it.
+    payer_signs: bool = False
+
+    @property
+    def awaiting_payer(self) -> bool:
+        """The contract is agreed and waits for its payer to sign and submit the escrow."""
+        return self.payer_signs and self.state is JobState.CONTRACTED and self.contract is not None
 
     @property
     def terminal(self) -> bool:
@@ -177,6 +194,10 @@ class JobRecord:
             "role": self.role,
             "provider": str(Address(address_of(terms.provider))) if terms else None,
             "requester": str(Address(address_of(requester))) if requester else None,
+            "payer": _payer_json(terms.paying_address if terms else self.payer or None, requester),
+            "awaiting_payer": self.awaiting_payer,
+            # The signed contract, hex, for the payer to escrow (only while it waits for it).
+            "contract": self.contract.encode().hex() if self.awaiting_payer and self.contract else None,
             "contract_hash": self.contract_hash.hex() if self.contract_hash else None,
             "gpu_uuids": list(terms.gpu_uuids) if terms else [],
             "price_per_gpu_second": str(terms.price_per_gpu_second) if terms else None,

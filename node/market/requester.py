@@ -99,10 +99,19 @@ class RequesterSide:
         self.live = LiveLogs(ctx.book)
 
     # --- submitting --------------------------------------------------------------------------
-    async def submit(self, spec: JobSpec, *, max_attempts: int) -> JobRecord:
+    async def submit(
+        self, spec: JobSpec, *, max_attempts: int, payer: bytes = b"", payer_signs: bool = False
+    ) -> JobRecord:
+        """Start a job; ``payer``: the wallet that pays for it (empty: this node's own account),
+        through its grant to this node, or with ``payer_signs`` by signing the escrow itself."""
         ctx = self.ctx
         record = JobRecord(
-            job_id="job-" + secrets.token_hex(8), role=REQUESTER, spec=spec, created_ms=ctx.clock_ms()
+            job_id="job-" + secrets.token_hex(8),
+            role=REQUESTER,
+            spec=spec,
+            created_ms=ctx.clock_ms(),
+            payer=payer,
+            payer_signs=payer_signs,
         )
         record.move(JobState.MATCHING, ctx.clock_ms())
         await ctx.book.save(record)
@@ -134,6 +143,10 @@ class RequesterSide:
             return
         if contract is None:
             return
+        if record.payer_signs:
+            await self._await_payer_escrow(record)
+            await self.see_closed(record)
+            return
         try:
             record.escrow_height = await ctx.lane.submit(OpenEscrow(contract))
         except TxRefused as exc:
@@ -144,6 +157,26 @@ class RequesterSide:
             record.move(JobState.ESCROWED, ctx.clock_ms())
         await ctx.book.save(record)
         await self.see_closed(record)
+
+    async def _await_payer_escrow(self, record: JobRecord) -> None:
+        """The payer (a wallet that gave no grant) signs and submits the escrow itself, from the
+        contract ``job_get`` shows it: wait for it to open. Past the deadline without it,
+        :meth:`see_closed` fails the job (the escrow never opened)."""
+        ctx = self.ctx
+        assert record.contract is not None
+        terms = record.contract.terms
+        contract_hash = terms.contract_hash()
+        while record.state is JobState.CONTRACTED:
+            state = ctx.app.state
+            escrow = state.escrows.get(contract_hash)
+            if escrow is not None:
+                record.escrow_height = escrow.opened_height
+                record.move(JobState.ESCROWED, ctx.clock_ms())
+                await ctx.book.save(record)
+                return
+            if contract_hash in state.closed_contracts or state.height > terms.deadline_height:
+                return
+            await ctx.next_block()
 
     async def _offers(self, spec: JobSpec) -> list[Offer]:
         ctx = self.ctx
@@ -190,6 +223,7 @@ class RequesterSide:
             deadline_height=ctx.requested_deadline(spec.max_runtime_s),
             seed=os.urandom(32),
             response_timeout_ms=self.response_timeout_ms,
+            payer=record.payer,
         )
         while (negotiation := plan.next_negotiation()) is not None:
             await self.negotiate(negotiation)

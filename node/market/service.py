@@ -38,6 +38,8 @@ from protocol.consensus.ledger_app import LedgerApp
 from protocol.crypto import PrivateKey
 from protocol.encoding import DecodeError
 from protocol.hardware import ProbeReport
+from protocol.ledger import authz
+from protocol.ledger.tx import OpenEscrow
 from protocol.market.capacity import CapacityAnnouncement
 from protocol.market.delivery import LOG_PROTOCOL_ID, RESULT_PROTOCOL_ID, STATUS_PROTOCOL_ID
 from protocol.market.jobspec import JobSpec
@@ -195,9 +197,33 @@ class MarketService:
                 await self.book.save(record)
 
     # --- what RPC asks ---------------------------------------------------------------------------
-    async def submit(self, spec: JobSpec, *, max_attempts: int = 5) -> JobRecord:
+    async def submit(
+        self, spec: JobSpec, *, max_attempts: int = 5, payer: bytes = b"", payer_signs: bool = False
+    ) -> JobRecord:
+        """Start a job. ``payer``: a wallet paying through its grant to this node; refused at once
+        (NoGrant, GrantExpired, GrantKindNotAllowed, GrantExhausted) unless the committed grant
+        covers the most the job could lock, its maximum price for its maximum GPU-seconds, and
+        the escrow's fee (the ledger checks the grant again when the escrow applies). With
+        ``payer_signs`` the payer gave no grant: the node negotiates, then waits for the payer to
+        sign and submit the escrow of the contract (``job_get`` shows it) itself."""
         assert self.requester is not None, "the job service is not running"
-        return await self.requester.submit(spec, max_attempts=max_attempts)
+        if payer == self.ctx.key.address.raw:
+            payer = b""  # the node's own account: no grant needed, and a contract names no payer
+        if not payer:
+            payer_signs = False  # the node's own account: it escrows itself
+        elif not payer_signs:
+            state = self.ctx.app.state
+            authz.check_spend(
+                state,
+                granter=payer,
+                grantee=self.ctx.key.address.raw,
+                kind=OpenEscrow.KIND,
+                amount=spec.max_price_per_gpu_second * spec.max_gpu_seconds + state.params.min_fee,
+                height=state.height + 1,
+            )
+        return await self.requester.submit(
+            spec, max_attempts=max_attempts, payer=payer, payer_signs=payer_signs
+        )
 
     def get(self, job_id: str) -> JobRecord:
         return self.book.get(job_id)

@@ -1,4 +1,5 @@
-"""The ``job_*`` methods: submit a job paid by this node's account, and follow it to settlement."""
+"""The ``job_*`` methods: submit a job paid by this node's account or a wallet's grant, and follow it
+to settlement."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import base64
 from node.market.errors import JobNotCancellable, JobNotFinished, MarketDisabled, UnknownJob
 from node.market.service import MarketService
 from node.rpc.methods import MethodTable
-from node.rpc.params import Int, Object, Param, Str
-from protocol.crypto import PrivateKey
+from node.rpc.params import AddressParam, Bool, Int, Object, Param, Str
+from protocol.crypto import Address, PrivateKey
+from protocol.ledger.errors import GrantExhausted, GrantExpired, GrantKindNotAllowed, NoGrant
 from protocol.market.errors import JobSpecError
 from protocol.market.jobspec import JobSpec
 
@@ -34,15 +36,42 @@ def register_job_methods(table: MethodTable, market: MarketService | None, key: 
         params=[
             Param("spec", Object(), "the job spec as a JSON object (the JSON form of a job spec file)"),
             Param("max_attempts", Int(min=1, max=100), "providers to try at most", default=5),
+            Param(
+                "payer",
+                AddressParam(),
+                "a wallet that pays through its grant to this node (default: this node's account)",
+                default=None,
+            ),
+            Param(
+                "payer_signs",
+                Bool(),
+                "the payer gave no grant and signs the escrow itself: the node negotiates, then "
+                "waits for it (`job_get` shows `awaiting_payer` and the `contract` to escrow)",
+                default=False,
+            ),
         ],
-        errors=[JobSpecError, MarketDisabled],
+        errors=[JobSpecError, MarketDisabled, NoGrant, GrantExpired, GrantKindNotAllowed, GrantExhausted],
         returns="object: `job_id`",
     )
-    async def job_submit(spec: dict[str, object], max_attempts: int) -> dict[str, object]:
+    async def job_submit(
+        spec: dict[str, object], max_attempts: int, payer: Address | None, payer_signs: bool
+    ) -> dict[str, object]:
         """Submit a job: the node matches it against the capacity table, negotiates a contract,
-        escrows it from this node's account, and follows it to settlement. Returns at once."""
+        escrows it, and follows it to settlement. Returns at once. The escrow comes from this
+        node's account, or with ``payer`` from that wallet's account under its grant to this node
+        (the contract names the wallet as payer; refunds go back to it). A grant that is missing,
+        expired or does not cover the job's maximum price for its maximum GPU-seconds is refused
+        here, before any provider is asked. With ``payer_signs`` the wallet gave no grant: once
+        the contract is agreed, ``job_get`` shows it (``awaiting_payer``, ``contract``) and the
+        node waits for the wallet to sign and submit its escrow (``dcent job submit --payer``
+        does)."""
         parsed = JobSpec.from_document(spec)
-        record = await service().submit(parsed, max_attempts=max_attempts)
+        record = await service().submit(
+            parsed,
+            max_attempts=max_attempts,
+            payer=payer.raw if payer is not None else b"",
+            payer_signs=payer_signs,
+        )
         return {"job_id": record.job_id}
 
     @table.method(

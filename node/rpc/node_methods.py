@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from node import tx_history
 from node.rpc.blob_methods import register_blob_methods  # i15blob
 from node.rpc.economics_methods import MAX_HEIGHT, register_economics_methods  # i16view
 from node.rpc.errors import UnknownBlock, UnknownTx
+from node.rpc.grant_methods import register_grant_methods
 from node.rpc.job_methods import register_job_methods
 from node.rpc.methods import MethodTable, package_version, register_builtin_methods
 from node.rpc.params import AddressParam, HexBytes, Int, Param
@@ -39,6 +41,7 @@ from node.services.mempool import (
     SenderLimit,
 )
 from node.store import ChainStore, IndexedTx
+from node.tx_history import ContractInfo
 from protocol.consensus.messages import Block, CommitCertificate
 from protocol.crypto import Address, address_of
 from protocol.hardware import GpuDevice
@@ -59,14 +62,8 @@ from protocol.ledger.gov import tally_votes
 from protocol.ledger.state import LedgerState, Proposal
 from protocol.ledger.tx import (
     MAX_TX_BYTES,
-    Delegate,
-    Redelegate,
-    Stake,
     Transfer,
     Tx,
-    Undelegate,
-    Unstake,
-    ValidatorCreate,
     decode_tx,
 )
 from protocol.market.capacity import CapacityAnnouncement
@@ -79,7 +76,11 @@ MAX_HISTORY = 1000
 
 _TX_FIELDS = (
     "`hash`, `kind`, `sender` (dct1), `recipient` (dct1 for a transfer, else null), `nonce`, `fee` "
-    "(decimal string), `amount` (decimal string for transfer/stake/unstake, else null)"
+    "(decimal string), `amount` (decimal string of what the transaction moved: a transfer's, stake's "
+    "or delegation's amount, the maximum cost an escrow locks, the pay of a settlement or claim, what "
+    "a finalize pays or a dispute burns, the deposit a refund returns, a proposal's deposit, a grant's "
+    "cap; null where nothing moves), `details` (per kind: `contract_hash`, `payer`, `provider`, "
+    "`outcome`, `gpu_ms`, `grantee`, `expiry_height`, `kinds`, `validator`, `source`, `destination`)"
 )
 
 
@@ -101,6 +102,7 @@ def build_node_table(node: Node | None) -> MethodTable:
     register_blob_methods(table, None if node is None else node.blobs)  # i15blob: the blob store
     register_economics_methods(table, node)  # i16view: economics status/history, market view
     register_staking_methods(table, node)  # i12ledger: validators, delegations, key proofs
+    register_grant_methods(table, node)  # i15grants: spending grants of wallets to nodes
     return table
 
 
@@ -137,12 +139,11 @@ def _address(raw: bytes) -> str:
     return str(Address(raw))
 
 
-_AMOUNT_KINDS = (Transfer, Stake, Unstake, Delegate, Undelegate, Redelegate, ValidatorCreate)
-
-
-def tx_json(tx: Tx) -> dict[str, object]:
-    """The fields every transaction answer carries (``tx_get``, ``account_history``)."""
+def tx_json(tx: Tx, contract: ContractInfo | None = None) -> dict[str, object]:
+    """The fields every transaction answer carries (``tx_get``, ``account_history``);
+    ``contract``: the contract of an escrow transaction, as the store indexed it (its pay)."""
     msg = tx.msg
+    moved = tx_history.amount(tx, contract)
     return {
         "hash": tx.hash.hex(),
         "kind": msg.KIND,
@@ -150,8 +151,15 @@ def tx_json(tx: Tx) -> dict[str, object]:
         "recipient": _address(msg.to) if isinstance(msg, Transfer) else None,
         "nonce": tx.nonce,
         "fee": str(tx.fee),
-        "amount": str(msg.amount) if isinstance(msg, _AMOUNT_KINDS) else None,
+        "amount": None if moved is None else str(moved),
+        "details": tx_history.details(tx, contract),
     }
+
+
+def _contract_for(store: ChainStore, tx: Tx) -> ContractInfo | None:
+    """The indexed contract of an escrow transaction (runs in a worker thread)."""
+    contract_hash = tx_history.contract_hash_of(tx)
+    return store.contract(contract_hash) if contract_hash is not None else None
 
 
 def live_tally(state: LedgerState, proposal: Proposal) -> dict[str, int]:
@@ -556,16 +564,19 @@ class NodeMethods:
         }
 
     async def account_history(self, address: Address, limit: int) -> list[dict[str, object]]:
-        """Committed transactions the account sent or received (transfers to it), newest first."""
+        """Committed transactions the account sent, received, or is a party of (an escrow its
+        grant paid and what closed it, a grant to it, a delegation to its validator), newest
+        first, each with what it moved."""
         store = self._store()
 
-        def read() -> list[tuple[IndexedTx, Tx]]:
+        def read() -> list[tuple[IndexedTx, Tx, ContractInfo | None]]:
             entries = store.txs_of(address.raw, limit)
-            return list(zip(entries, _load_committed(store, entries), strict=True))
+            txs = _load_committed(store, entries)
+            return [(entry, tx, _contract_for(store, tx)) for entry, tx in zip(entries, txs, strict=True)]
 
         return [
-            {"height": entry.height, "index": entry.index, **tx_json(tx)}
-            for entry, tx in await trio.to_thread.run_sync(read)
+            {"height": entry.height, "index": entry.index, **tx_json(tx, contract)}
+            for entry, tx, contract in await trio.to_thread.run_sync(read)
         ]
 
     async def tx_submit(self, tx: bytes) -> dict[str, object]:
@@ -586,15 +597,18 @@ class NodeMethods:
             return {"status": "pending", "height": None, "index": None, **tx_json(pending)}
         store = self._store()
 
-        def read() -> tuple[IndexedTx, Tx] | None:
+        def read() -> tuple[IndexedTx, Tx, ContractInfo | None] | None:
             entry = store.tx(hash)
-            return None if entry is None else (entry, _load_committed(store, [entry])[0])
+            if entry is None:
+                return None
+            tx = _load_committed(store, [entry])[0]
+            return entry, tx, _contract_for(store, tx)
 
         found = await trio.to_thread.run_sync(read)
         if found is None:
             raise UnknownTx(f"no transaction {hash.hex()} is pending or committed on this node")
-        entry, tx = found
-        return {"status": "committed", "height": entry.height, "index": entry.index, **tx_json(tx)}
+        entry, tx, contract = found
+        return {"status": "committed", "height": entry.height, "index": entry.index, **tx_json(tx, contract)}
 
     # --- validators, governance, economics ---------------------------------------------------
     async def validator_list(self) -> list[dict[str, object]]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from protocol.ledger import authz
 from protocol.ledger.errors import BadNonce, BadSignature, FeeTooLow, InsufficientFunds, WrongChainId
 from protocol.ledger.state import Account, LedgerState
 from protocol.ledger.tx import Transfer, Tx
 
 
 def ante(state: LedgerState, tx: Tx, *, verify_signature: bool = True) -> None:
-    """Check chain id, nonce, fee and signature; then charge the fee and bump the nonce.
+    """Check chain id, nonce, fee and signature; then charge the fee (to the sender, or to the
+    payer whose grant covers it: ``authz.fee_payer``) and bump the sender's nonce.
 
     Cheap checks run first so a flood of stale transactions costs no signature verification.
     Raises WrongChainId, BadNonce, FeeTooLow, InsufficientFunds or BadSignature.
@@ -20,11 +22,16 @@ def ante(state: LedgerState, tx: Tx, *, verify_signature: bool = True) -> None:
         raise BadNonce(f"nonce {tx.nonce} but the next nonce of this account is {account.nonce + 1}")
     if tx.fee < state.params.min_fee:
         raise FeeTooLow(f"fee {tx.fee} is below the minimum {state.params.min_fee}")
-    if account.balance < tx.fee:
-        raise InsufficientFunds(f"balance {account.balance} cannot pay the fee {tx.fee}")
+    payer = authz.fee_payer(tx)
+    paying = account if payer == tx.sender else state.account(payer)
+    if paying.balance < tx.fee:
+        raise InsufficientFunds(f"balance {paying.balance} cannot pay the fee {tx.fee}")
     if verify_signature and not tx.verify_signature():
         raise BadSignature("transaction signature does not verify")
-    state.accounts.set(tx.sender, Account(account.balance - tx.fee, tx.nonce))
+    state.accounts.set(tx.sender, Account(account.balance, tx.nonce))
+    # A fee another account pays (a grant's payer) is counted against that grant when the
+    # message applies (``protocol.ledger.escrow.open_escrow``), or the whole transaction fails.
+    debit(state, payer, tx.fee, "fee")
     state.add("fee_pool", tx.fee)
 
 

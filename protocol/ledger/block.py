@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from protocol import economics
-from protocol.ledger import bank, distribution, escrow, gov, slashing, staking
+from protocol.ledger import authz, bank, distribution, escrow, gov, slashing, staking
 from protocol.ledger.errors import ArithmeticFault, BadBlockHeight, LedgerError, UnknownTxKind
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import (
@@ -22,6 +22,8 @@ from protocol.ledger.tx import (
     EscrowFinalize,
     GovPropose,
     GovVote,
+    Grant,
+    GrantRevoke,
     OpenEscrow,
     Redelegate,
     Refund,
@@ -110,6 +112,10 @@ def _dispatch(state: LedgerState, tx: Tx, height: int) -> None:
         gov.propose(state, tx, msg, height)
     elif isinstance(msg, GovVote):
         gov.vote(state, tx, msg, height)
+    elif isinstance(msg, Grant):
+        authz.grant(state, tx, msg, height)
+    elif isinstance(msg, GrantRevoke):
+        authz.revoke(state, tx, msg)
     else:  # pragma: no cover - decode_tx only builds the kinds above
         raise UnknownTxKind(f"no handler for {type(msg).__name__}")
 

@@ -234,6 +234,45 @@ class NotAValidator(LedgerError):
     code = 2063
 
 
+# --- grants (spending authorizations) --------------------------------------------------------
+class InvalidGrant(LedgerError):
+    """A grant whose terms are out of range: an expiry not ahead of the chain or too far ahead,
+    a kind that cannot be granted, a grant to oneself."""
+
+    code = 2070
+
+
+class NoGrant(LedgerError):
+    """The payer gave the sender no grant (never, revoked, or replaced by nothing)."""
+
+    code = 2071
+
+
+class GrantExpired(LedgerError):
+    """The grant's expiry height has passed."""
+
+    code = 2072
+
+
+class GrantExhausted(LedgerError):
+    """What the grant has left is less than the escrow would lock."""
+
+    code = 2073
+
+
+class GrantKindNotAllowed(LedgerError):
+    """The grant does not cover this kind of message."""
+
+    code = 2074
+
+
+class TooManyGrants(LedgerError):
+    """A granter already has ``MAX_GRANTS_PER_GRANTER`` live grants (bounds the state one
+    account can make every replica keep)."""
+
+    code = 2075
+
+
 # --- blocks and genesis ---------------------------------------------------------------------
 class BadBlockHeight(LedgerError):
     code = 2040

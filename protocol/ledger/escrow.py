@@ -48,6 +48,12 @@ The normal path is a receipt signed by the provider and countersigned by the req
 - ``escrow_refund`` is refused while a claim is pending: otherwise a requester could wait out the
   deadline to slash the collateral of a provider that delivered and claimed; it must dispute.
 
+**Payer.** A contract may name a ``payer`` (an account address) other than its requester: a
+person's wallet pays for the jobs its node negotiates. The payer funds the maximum cost, and
+every return of it (the unused part at settlement, a refund, a dispute's remainder) goes back to
+the payer, never to the requester; the payer may ask for the refund too, so a wallet is not
+stuck if its node vanishes. The requester opens such an escrow only under the payer's grant.
+
 The window is read from the current parameters when finalize or dispute is applied, so a
 governance change of ``dispute_window_blocks`` also moves the window of claims already pending.
 """
@@ -68,6 +74,7 @@ from protocol.contracts import (
     UsageReceipt,
 )
 from protocol.economics import mul_ratio
+from protocol.ledger import authz
 from protocol.ledger.bank import debit
 from protocol.ledger.errors import (
     BadContractSignature,
@@ -203,7 +210,7 @@ def _refund_slashing(state: LedgerState, contract_hash: bytes, escrow: Escrow) -
     """Close the escrow with nothing delivered: the requester's whole deposit back, the
     ``collateral_slash_share`` of the collateral burned, the rest of it returned."""
     slashed = mul_ratio(escrow.collateral, state.params.collateral_slash_share)
-    state.credit(escrow.requester, escrow.max_cost)
+    state.credit(escrow.funder, escrow.max_cost)
     state.credit(escrow.provider, escrow.collateral - slashed)
     state.add("burned", slashed)
     _close(state, contract_hash, escrow, "refunded")
@@ -218,7 +225,7 @@ def _pay_out(state: LedgerState, contract_hash: bytes, escrow: Escrow, receipt: 
     pay = receipt_pay(escrow, receipt)
     protocol_fee = mul_ratio(pay, state.params.protocol_fee_share)
     state.credit(escrow.provider, pay - protocol_fee + escrow.collateral)
-    state.credit(escrow.requester, escrow.max_cost - pay)
+    state.credit(escrow.funder, escrow.max_cost - pay)
     state.add("burned", protocol_fee)
     # Provider rewards weigh what the contract burned, not its GPU-seconds: self-dealing at any
     # price earns back less than it burns (economics.provider_payouts); the weights of an epoch
@@ -229,13 +236,20 @@ def _pay_out(state: LedgerState, contract_hash: bytes, escrow: Escrow, receipt: 
 
 
 def open_escrow(state: LedgerState, tx: Tx, msg: OpenEscrow, height: int) -> bytes:
-    """Lock the requester's maximum cost and the provider's collateral. Returns the contract hash."""
+    """Lock the maximum cost (from the contract's payer) and the provider's collateral. Returns
+    the contract hash.
+
+    Who may open it: the payer itself (the requester, or a wallet that signs the escrow of a
+    contract naming it as payer), or the requester spending under the payer's grant
+    (``protocol.ledger.authz``). Whatever the escrow returns of the maximum cost goes to the payer.
+    """
     signed = msg.contract
     terms = signed.terms
     if terms.chain_id != state.chain_id:
         raise WrongChainId(f"contract is for chain {terms.chain_id!r}")
-    if tx.sender != terms.requester_address:
-        raise NotAParty("only the requester opens the escrow of its contract")
+    payer = terms.paying_address
+    if tx.sender not in (payer, terms.requester_address):
+        raise NotAParty("only the requester or the contract's payer opens the escrow of a contract")
     if terms.deadline_height <= height:
         raise ContractExpired(f"deadline {terms.deadline_height} is not after height {height}")
     if terms.price_per_gpu_second < 1:
@@ -246,14 +260,26 @@ def open_escrow(state: LedgerState, tx: Tx, msg: OpenEscrow, height: int) -> byt
     if not signed.is_fully_signed():
         raise BadContractSignature("the contract needs valid signatures of requester and provider")
     provider = terms.provider_address
-    debit(state, tx.sender, terms.max_cost, "escrow (requester's maximum cost)")
+    if tx.sender != payer:
+        # The requester spends the payer's money (the deposit, and the fee the ante already took
+        # from the payer): only within the payer's grant to it. A refusal undoes the whole
+        # transaction, fee included, so a refused escrow never counts against the grant.
+        authz.spend(
+            state,
+            granter=payer,
+            grantee=tx.sender,
+            kind=OpenEscrow.KIND,
+            amount=terms.max_cost + tx.fee,
+            height=height,
+        )
+    debit(state, payer, terms.max_cost, "escrow (the payer's maximum cost)")
     debit(state, provider, terms.collateral, "escrow (provider's collateral)")
     state.escrows.set(
         contract_hash,
         Escrow(
             requester_key=terms.requester,
             provider_key=terms.provider,
-            requester=tx.sender,
+            requester=terms.requester_address,
             provider=provider,
             price_per_gpu_second=terms.price_per_gpu_second,
             max_gpu_seconds=terms.max_gpu_seconds,
@@ -261,6 +287,7 @@ def open_escrow(state: LedgerState, tx: Tx, msg: OpenEscrow, height: int) -> byt
             collateral=terms.collateral,
             deadline_height=terms.deadline_height,
             opened_height=height,
+            payer=payer,
         ),
     )
     state.add("total_escrowed", terms.max_cost + terms.collateral)
@@ -336,7 +363,7 @@ def dispute(state: LedgerState, tx: Tx, msg: EscrowDispute, height: int) -> None
         raise DisputeWindowClosed(f"the dispute window ended at height {dispute_until}, now {height}")
     pay = receipt_pay(escrow, receipt)
     slashed = mul_ratio(escrow.collateral, state.params.collateral_slash_share)
-    state.credit(escrow.requester, escrow.max_cost - pay)
+    state.credit(escrow.funder, escrow.max_cost - pay)
     state.credit(escrow.provider, escrow.collateral - slashed)
     state.add("burned", pay + slashed)
     _close(state, msg.contract_hash, escrow, "disputed")
@@ -347,8 +374,8 @@ def refund(state: LedgerState, tx: Tx, msg: Refund, height: int) -> None:
 
     Raises UnknownContract, ContractClosed, NotAParty, RefundBlockedByClaim, RefundTooEarly."""
     escrow = _open_escrow(state, msg.contract_hash)
-    if tx.sender != escrow.requester:
-        raise NotAParty("only the requester can ask for a refund")
+    if tx.sender not in (escrow.requester, escrow.funder):
+        raise NotAParty("only the requester or the payer can ask for a refund")
     if escrow.has_claim:
         raise RefundBlockedByClaim("the provider claimed payment: dispute the claim instead of a refund")
     if height <= escrow.deadline_height:

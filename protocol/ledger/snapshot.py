@@ -22,6 +22,7 @@ from protocol.ledger.state import (
     SCALARS,
     Account,
     Escrow,
+    GrantInfo,
     LedgerState,
     Proposal,
     Redelegation,
@@ -33,7 +34,8 @@ from protocol.ledger.tx import MAX_MONIKER, VOTE_OPTIONS
 from protocol.units import MAX_AMOUNT
 
 #: 3: registered validators with delegations, redelegations, signing records, pending rewards.
-SNAPSHOT_VERSION = 3
+#: 4: grants, and the payer of each escrow.
+SNAPSHOT_VERSION = 4
 
 
 class SnapshotError(InvariantError):
@@ -100,7 +102,8 @@ def _rows(doc: dict[str, Any], section: str, columns: tuple[Check, ...]) -> list
 
 
 _VALIDATOR_COLUMNS = (_ADDRESS, _KEY, *(_uint,) * 6, _moniker, _uint, _flag, _uint, _flag)
-_ESCROW_COLUMNS = (_HASH, _KEY, _KEY, _ADDRESS, _ADDRESS, *(_uint,) * 6, _blob(), _blob(), _uint)
+_ESCROW_COLUMNS = (_HASH, _KEY, _KEY, _ADDRESS, _ADDRESS, *(_uint,) * 6, _blob(), _blob(), _uint, _ADDRESS)
+_GRANT_COLUMNS = (_ADDRESS, _uint, _uint, _uint, _list)
 _PROPOSAL_STATUS = _one_of("voting", "passed", "rejected", "vetoed", "no_quorum", "failed")
 _PROPOSAL_COLUMNS: tuple[Check, ...] = (_uint, _ADDRESS, _one_of(*PARAM_BOUNDS), _uint, _uint, _uint, _uint)
 _PROPOSAL_COLUMNS += (_PROPOSAL_STATUS, *(_uint,) * 4)
@@ -144,6 +147,18 @@ def _restore_staking(state: LedgerState, doc: dict[str, Any]) -> None:
         state.signing.set(operator, SigningInfo(start, tuple(missed)))
 
 
+def _restore_grants(state: LedgerState, doc: dict[str, Any]) -> None:
+    """Grants by granter; each must be one a ``grant`` could have made (check_invariants)."""
+    for granter, entries in _rows(doc, "grants", (_ADDRESS, _list)):
+        grants = []
+        for entry in entries:
+            grantee, limit, spent, expiry, kinds = _row(entry, "grant", _GRANT_COLUMNS)
+            if not all(type(kind) is str for kind in kinds):
+                raise SnapshotError("grant: kinds are strings")
+            grants.append(GrantInfo(grantee, limit, spent, expiry, tuple(kinds)))
+        state.grants.set(granter, tuple(grants))
+
+
 def decode_snapshot(data: bytes) -> LedgerState:
     """Rebuild a state. Raises :class:`SnapshotError` for anything inconsistent."""
     try:
@@ -170,6 +185,7 @@ def decode_snapshot(data: bytes) -> LedgerState:
             state.votes.set((proposal_id, voter), option)
         for address, weight in _rows(doc, "epoch_work", (_ADDRESS, _uint)):
             state.epoch_work.set(address, weight)
+        _restore_grants(state, doc)
         state.check_invariants()
         state.state_hash()  # every row hashes: right types, integers in range
     # Any malformed row (too short: IndexError, wrong type: TypeError, out of range:

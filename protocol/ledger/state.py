@@ -130,10 +130,38 @@ class Escrow:
     claim_provider_sig: bytes = b""
     #: Height of the block that recorded the claim; 0 while none is pending.
     claimed_height: int = 0
+    #: The account that funded ``max_cost`` and gets back what is not paid (the contract's
+    #: payer: a wallet paying through a grant, or the requester itself).
+    payer: bytes = b""
+
+    @property
+    def funder(self) -> bytes:
+        """Who gets the requester's side of the deposit back: the payer, else the requester."""
+        return self.payer or self.requester
 
     @property
     def has_claim(self) -> bool:
         return bool(self.claim)
+
+
+@dataclass(frozen=True, slots=True)
+class GrantInfo:
+    """One grant as the ledger keeps it, under its granter's address."""
+
+    grantee: bytes
+    spend_limit: int
+    #: What escrows opened under this grant have locked so far.
+    spent: int
+    #: The last height at which the grant may be used.
+    expiry_height: int
+    kinds: tuple[str, ...]
+
+    @property
+    def remaining(self) -> int:
+        return self.spend_limit - self.spent
+
+    def expired_at(self, height: int) -> bool:
+        return height > self.expiry_height
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +217,7 @@ _MAPS = (
     "proposals",
     "votes",
     "epoch_work",
+    "grants",
 )
 
 
@@ -230,6 +259,8 @@ class LedgerState:
         #: provider address -> protocol fees its contracts burned in the current epoch (its
         #: weight in the epoch's provider rewards)
         self.epoch_work: JMap[bytes, int] = JMap(j)
+        #: granter address -> its grants, sorted by grantee (see ``protocol.ledger.authz``)
+        self.grants: JMap[bytes, tuple[GrantInfo, ...]] = JMap(j)
 
     # --- convenience accessors -------------------------------------------------------------
     @property
@@ -344,6 +375,7 @@ class LedgerState:
                     [c, e.requester_key, e.provider_key, e.requester, e.provider]
                     + [e.price_per_gpu_second, e.max_gpu_seconds, e.max_cost, e.collateral]
                     + [e.deadline_height, e.opened_height, e.claim, e.claim_provider_sig, e.claimed_height]
+                    + [e.payer]
                     for c, e in self.escrows.sorted_items()
                 ],
             ),
@@ -358,6 +390,16 @@ class LedgerState:
             ),
             ("votes", [[i, voter, option] for (i, voter), option in self.votes.sorted_items()]),
             ("epoch_work", [[a, w] for a, w in self.epoch_work.sorted_items()]),
+            (
+                "grants",
+                [
+                    [
+                        granter,
+                        [[g.grantee, g.spend_limit, g.spent, g.expiry_height, list(g.kinds)] for g in gs],
+                    ]
+                    for granter, gs in self.grants.sorted_items()
+                ],
+            ),
         ]
 
     def state_hash(self) -> bytes:
@@ -397,6 +439,7 @@ class LedgerState:
             elif escrow.claim_provider_sig or escrow.claimed_height:
                 raise InvariantError("an escrow without a claim carries claim fields")
         deposits = sum(p.deposit for p in self.proposals.values() if p.status == "voting")
+        self._check_grants()
         for name, actual in (
             ("total_bonded", bonded),
             ("total_rewards", rewards),
@@ -416,6 +459,22 @@ class LedgerState:
                 f"supply mismatch: held {held} != genesis {v['genesis_supply']} + minted "
                 f"{v['minted']} - burned {v['burned']}"
             )
+
+    def _check_grants(self) -> None:
+        """Grants hold no money (they only authorize), so they add nothing to the supply; each is
+        within its own bounds and a granter's are sorted, unique and few."""
+        from protocol.ledger.authz import MAX_GRANTS_PER_GRANTER  # authz imports this module
+        from protocol.ledger.tx import GRANTABLE_KINDS
+
+        for granter, grants in self.grants.sorted_items():
+            grantees = [g.grantee for g in grants]
+            if not grants or len(grants) > MAX_GRANTS_PER_GRANTER or grantees != sorted(set(grantees)):
+                raise InvariantError("a granter's grants are empty, too many, unsorted or repeated")
+            for g in grants:
+                if g.grantee == granter or not 0 <= g.spent <= g.spend_limit <= MAX_AMOUNT:
+                    raise InvariantError("a grant to its granter, or spent beyond its limit")
+                if not g.kinds or any(kind not in GRANTABLE_KINDS for kind in g.kinds):
+                    raise InvariantError("a grant of a kind that cannot be granted")
 
     def _check_staking(self) -> tuple[int, int]:
         """Shares and indexes against the entries; returns (bonded tokens, pending rewards)."""

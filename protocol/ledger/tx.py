@@ -22,6 +22,7 @@ from protocol.encoding import DecodeError, Record, decode, encode, sign_bytes
 from protocol.ledger.errors import (
     InvalidAmount,
     InvalidCommission,
+    InvalidGrant,
     InvalidVoteOption,
     MalformedTx,
     UnknownTxKind,
@@ -274,6 +275,50 @@ class GovPropose(Msg):
         _positive_amount(self.deposit, "gov_propose.deposit")
 
 
+#: The message kinds a grant may authorize its grantee to send on the granter's account: only
+#: opening escrows for jobs (the grantee's contracts that name the granter as payer). Data, so a
+#: new kind is one line here and one check where it spends.
+GRANTABLE_KINDS = ("escrow_open",)
+#: How far ahead a grant may expire: about 46 days at 400 ms blocks. A spending authorization
+#: should lapse by itself; an open-ended one is a key the granter forgot it gave away.
+MAX_GRANT_BLOCKS = 10_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Grant(Msg):
+    """The sender (the granter, a wallet) authorizes ``grantee`` (a node's account) to spend up to
+    ``spend_limit`` base units of the granter's balance, through messages of ``kinds`` only, at
+    heights up to ``expiry_height`` (Cosmos ``authz``/``feegrant``). Replaces any earlier grant to
+    the same grantee (its spent amount starts again from 0)."""
+
+    KIND: ClassVar[str] = "grant"
+    grantee: bytes
+    spend_limit: int
+    expiry_height: int
+    kinds: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        _check_address(self.grantee, "grant.grantee")
+        _positive_amount(self.spend_limit, "grant.spend_limit")
+        if not 1 <= self.expiry_height <= _MAX_AMOUNT:
+            raise InvalidGrant("grant.expiry_height: a height between 1 and 2^63 - 1")
+        if not self.kinds or any(kind not in GRANTABLE_KINDS for kind in self.kinds):
+            raise InvalidGrant(f"grant.kinds: one or more of {', '.join(GRANTABLE_KINDS)}")
+        if list(self.kinds) != sorted(set(self.kinds)):
+            raise InvalidGrant("grant.kinds: sorted, each kind once")
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRevoke(Msg):
+    """The sender withdraws its grant to ``grantee``; escrows already opened stay open."""
+
+    KIND: ClassVar[str] = "grant_revoke"
+    grantee: bytes
+
+    def __post_init__(self) -> None:
+        _check_address(self.grantee, "grant_revoke.grantee")
+
+
 VOTE_OPTIONS = ("yes", "no", "abstain", "veto")
 
 
@@ -310,6 +355,8 @@ MSG_TYPES: dict[str, type[Msg]] = {
         EscrowDispute,
         GovPropose,
         GovVote,
+        Grant,
+        GrantRevoke,
     )
 }
 _BODY_KEYS = ("chain_id", "fee", "kind", "msg", "nonce")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from protocol.contracts import ContractTerms
-from protocol.crypto import PUBLIC_KEY_LEN, SIGNATURE_LEN, PrivateKey, verify
+from protocol.crypto import ADDRESS_LEN, PUBLIC_KEY_LEN, SIGNATURE_LEN, PrivateKey, verify
 from protocol.encoding import DecodeError, Record, decode, encode, sign_bytes
 from protocol.errors import ProtocolError
 from protocol.market.errors import InvalidMessage, MalformedMessage
@@ -63,6 +63,8 @@ class QuoteRequest(Record):
     nonce: bytes
     #: The contract's deadline height: after it, an unsettled escrow can be refunded.
     deadline_height: int
+    #: Who pays: empty for the requester itself, else a wallet's address (the contract's payer).
+    payer: bytes = b""
 
     def __post_init__(self) -> None:
         _check(0 < len(self.chain_id) <= MAX_CHAIN_ID_LEN, "quote_request.chain_id: 1 to 64 characters")
@@ -72,6 +74,7 @@ class QuoteRequest(Record):
             f"quote_request.nonce: {MIN_NONCE_LEN} to {MAX_NONCE_LEN} bytes",
         )
         _check(0 < self.deadline_height <= _INT63_MAX, "quote_request.deadline_height: positive")
+        _check(len(self.payer) in (0, ADDRESS_LEN), "quote_request.payer: empty or a 20-byte address")
 
     def request_hash(self) -> bytes:
         return hashlib.sha256(self.encode()).digest()

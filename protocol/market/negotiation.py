@@ -148,6 +148,7 @@ class RequesterNegotiation:
         nonce: bytes,
         deadline_height: int,
         response_timeout_ms: int = DEFAULT_RESPONSE_TIMEOUT_MS,
+        payer: bytes = b"",
     ) -> None:
         self._key = key
         self.chain_id = chain_id
@@ -165,6 +166,7 @@ class RequesterNegotiation:
             requester=key.public_key.raw,
             nonce=nonce,
             deadline_height=deadline_height,
+            payer=payer,
         )
         self._request_hash = self.request.request_hash()
         self.quote: Quote | None = None
@@ -227,6 +229,7 @@ class RequesterNegotiation:
             "salt": request.nonce,
             "deadline_height": request.deadline_height,
             "max_gpu_seconds": spec.max_gpu_seconds,
+            "payer": request.payer,
         }
         for name, value in expected.items():
             if getattr(terms, name) != value:
@@ -498,6 +501,7 @@ class ProviderNegotiation:
             collateral=policy.collateral,
             deadline_height=request.deadline_height,
             salt=request.nonce,
+            payer=request.payer,
         )
 
     def receive_contract(self, proposal: ContractProposal, now_ms: int) -> ContractAccepted | Refusal:
@@ -584,6 +588,7 @@ class NegotiationPlan:
         deadline_height: int,
         seed: bytes,
         response_timeout_ms: int = DEFAULT_RESPONSE_TIMEOUT_MS,
+        payer: bytes = b"",
     ) -> None:
         if len(seed) < NONCE_LEN:
             raise InvalidMessage(f"plan seed: at least {NONCE_LEN} bytes of fresh randomness")
@@ -594,6 +599,8 @@ class NegotiationPlan:
         self.deadline_height = deadline_height
         self._seed = seed
         self.response_timeout_ms = response_timeout_ms
+        #: The contracts' payer (empty: the requester pays itself).
+        self.payer = payer
         self.current: RequesterNegotiation | None = None
         self._past_failures: list[tuple[Offer, Failure]] = []
         self._next_index = 0
@@ -642,6 +649,7 @@ class NegotiationPlan:
             nonce=derive_nonce(self._seed, self._next_index),
             deadline_height=self.deadline_height,
             response_timeout_ms=self.response_timeout_ms,
+            payer=self.payer,
         )
         self._next_index += 1
         return self.current

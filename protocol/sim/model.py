@@ -12,6 +12,9 @@ state them, never by calling the ledger's handlers:
   claimed, finalized, disputed, refunded), deposits and provider rewards; an overdraft is
   reported;
 * the escrows' lives: no escrow opened twice, paid twice, or paid after it closed;
+* payers and grants: an escrow naming a payer is funded by the payer (and, opened by the requester,
+  its fee too) only within the payer's live grant to the requester, never beyond the grant's cap;
+  what the escrow returns goes to the payer;
 * money: the burns it can compute (the fee share, protocol fees, slashed collateral, disputed
   pay) must be burned, anything burned beyond them needs a slash in that block (double-sign
   evidence or a downtime jailing), and the replica's holdings, summed from its entries, must
@@ -36,17 +39,21 @@ from protocol.consensus.messages import Block
 from protocol.contracts import OUTCOME_PROVIDER_ERROR, UsageReceipt
 from protocol.crypto import verify
 from protocol.encoding import sign_bytes
+from protocol.ledger.authz import MAX_GRANTS_PER_GRANTER
 from protocol.ledger.errors import LedgerError
 from protocol.ledger.genesis import Genesis
 from protocol.ledger.params import Params
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import (
+    MAX_GRANT_BLOCKS,
     TX_DOMAIN,
     EscrowClaim,
     EscrowDispute,
     EscrowFinalize,
     GovPropose,
     GovVote,
+    Grant,
+    GrantRevoke,
     OpenEscrow,
     Refund,
     Settle,
@@ -76,8 +83,18 @@ class _Escrow:
     max_cost: int
     collateral: int
     deadline: int
+    #: The account that funded the maximum cost and gets back what is not paid.
+    payer: bytes = b""
     #: (the claimed receipt, height of the claim), or None.
     claim: tuple[UsageReceipt, int] | None = None
+
+
+@dataclass
+class _Grant:
+    limit: int
+    spent: int
+    expiry: int
+    kinds: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +120,8 @@ class LedgerModel:
         self.staking: set[bytes] = {v.address for v in genesis.validators}
         self.escrows: dict[bytes, _Escrow] = {}
         self.closed: set[bytes] = set()
+        #: (granter, grantee) -> the grant, as the rules of ``grant``/``grant_revoke`` leave it.
+        self.grants: dict[tuple[bytes, bytes], _Grant] = {}
         self.deposits: dict[int, int] = {}
         self.proposal_ends: dict[int, int] = {}
         self.next_proposal = 1
@@ -208,7 +227,7 @@ class LedgerModel:
             raise Refused(f"fee {tx.fee} below the minimum {self.params.min_fee}")
         if not verify(tx.public_key, tx.signature, sign_bytes(tx.chain_id, TX_DOMAIN, tx.body)):
             raise Refused("bad signature")
-        self._debit(tx.sender, tx.fee, "fee")
+        self._debit(self._fee_payer(tx), tx.fee, "fee")
         self.nonces[tx.sender] = tx.nonce
         self._apply_msg(tx, height)
         self.applied[tx.msg.KIND] += 1
@@ -251,17 +270,42 @@ class LedgerModel:
             end = self.proposal_ends.get(msg.proposal_id)
             if end is None or height > end:
                 raise Refused(f"vote on proposal {msg.proposal_id}, which is not open")
+        elif isinstance(msg, Grant):
+            if msg.grantee == tx.sender or not height < msg.expiry_height <= height + MAX_GRANT_BLOCKS:
+                raise Refused("a grant to oneself, or with an expiry out of range")
+            live = [
+                g
+                for (granter, grantee), g in self.grants.items()
+                if granter == tx.sender and grantee != msg.grantee and height <= g.expiry
+            ]
+            if len(live) >= MAX_GRANTS_PER_GRANTER:
+                raise Refused("more live grants than a granter may hold")
+            self.grants[(tx.sender, msg.grantee)] = _Grant(msg.spend_limit, 0, msg.expiry_height, msg.kinds)
+        elif isinstance(msg, GrantRevoke):
+            if self.grants.pop((tx.sender, msg.grantee), None) is None:
+                raise Refused("revocation of a grant never given")
         else:
             # Bonding, delegating, operating a validator: the ledger's (see the docstring).
             self.staking.add(tx.sender)
             self.balances.pop(tx.sender, None)
 
+    @staticmethod
+    def _fee_payer(tx: Tx) -> bytes:
+        """The payer of a contract whose requester opens its escrow under a grant pays the fee."""
+        msg = tx.msg
+        if isinstance(msg, OpenEscrow):
+            terms = msg.contract.terms
+            if terms.payer and tx.sender == terms.requester_address:
+                return terms.payer
+        return tx.sender
+
     def _open(self, tx: Tx, msg: OpenEscrow, height: int) -> None:
         terms = msg.contract.terms
         if terms.chain_id != self.chain_id:
             raise Refused("contract for another chain")
-        if tx.sender != terms.requester_address:
-            raise Refused("escrow opened by someone other than the requester")
+        payer = terms.payer or terms.requester_address
+        if tx.sender not in (payer, terms.requester_address):
+            raise Refused("escrow opened by neither the requester nor the payer")
         if terms.deadline_height <= height:
             raise Refused("contract already past its deadline")
         if terms.price_per_gpu_second < 1:
@@ -271,10 +315,19 @@ class LedgerModel:
             raise Refused("contract escrowed twice")
         if not msg.contract.is_fully_signed():
             raise Refused("contract without both signatures")
-        self._debit(tx.sender, terms.max_cost, "escrow")
+        grant = None
+        if tx.sender != payer:
+            grant = self.grants.get((payer, tx.sender))
+            if grant is None or height > grant.expiry or OpenEscrow.KIND not in grant.kinds:
+                raise Refused("escrow on a payer's account without its live grant")
+            if grant.spent + terms.max_cost + tx.fee > grant.limit:
+                raise Refused("escrow beyond what the payer's grant has left")
+        self._debit(payer, terms.max_cost, "escrow")
         self._debit(terms.provider_address, terms.collateral, "collateral")
+        if grant is not None:
+            grant.spent += terms.max_cost + tx.fee
         self.escrows[contract_hash] = _Escrow(
-            requester=tx.sender,
+            requester=terms.requester_address,
             provider=terms.provider_address,
             requester_key=terms.requester,
             provider_key=terms.provider,
@@ -283,6 +336,7 @@ class LedgerModel:
             max_cost=terms.max_cost,
             collateral=terms.collateral,
             deadline=terms.deadline_height,
+            payer=payer,
         )
 
     def _escrow(self, chain_id: str, contract_hash: bytes) -> _Escrow:
@@ -308,7 +362,7 @@ class LedgerModel:
 
     def _refund(self, contract_hash: bytes, escrow: _Escrow) -> None:
         slash = _ratio(escrow.collateral, self.params.collateral_slash_share)
-        self._credit(escrow.requester, escrow.max_cost)
+        self._credit(escrow.payer, escrow.max_cost)
         self._credit(escrow.provider, escrow.collateral - slash)
         self.burned_by_rules += slash
         self._close(contract_hash)
@@ -320,7 +374,7 @@ class LedgerModel:
         pay = self._pay(escrow, receipt)
         protocol_fee = _ratio(pay, self.params.protocol_fee_share)
         self._credit(escrow.provider, pay - protocol_fee + escrow.collateral)
-        self._credit(escrow.requester, escrow.max_cost - pay)
+        self._credit(escrow.payer, escrow.max_cost - pay)
         self.burned_by_rules += protocol_fee
         self._close(contract_hash)
 
@@ -352,13 +406,13 @@ class LedgerModel:
                 raise Refused("dispute after the dispute window")
             pay = self._pay(escrow, escrow.claim[0])
             slash = _ratio(escrow.collateral, self.params.collateral_slash_share)
-            self._credit(escrow.requester, escrow.max_cost - pay)
+            self._credit(escrow.payer, escrow.max_cost - pay)
             self._credit(escrow.provider, escrow.collateral - slash)
             self.burned_by_rules += pay + slash
             self._close(contract_hash)
         else:
-            if tx.sender != escrow.requester or escrow.claim is not None:
-                raise Refused("refund by someone other than the requester, or over a pending claim")
+            if tx.sender not in (escrow.requester, escrow.payer) or escrow.claim is not None:
+                raise Refused("refund by neither the requester nor the payer, or over a pending claim")
             if height <= escrow.deadline:
                 raise Refused("refund before the deadline")
             self._refund(contract_hash, escrow)

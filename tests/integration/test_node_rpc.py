@@ -352,6 +352,7 @@ async def test_a_transfer_goes_from_pending_to_committed(running: RunningNode) -
         "nonce": 2,
         "fee": str(FEE),
         "amount": "700",
+        "details": {"amount": "700"},
     }
     assert committed == {
         **pending,

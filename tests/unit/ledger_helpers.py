@@ -200,7 +200,9 @@ def make_terms(
     deadline: int = 10,
     salt: bytes = b"salt-1",
     chain_id: str = CHAIN_ID,
+    payer: str | None = None,
 ) -> ContractTerms:
+    """A contract of ``requester`` with ``provider``; ``payer`` (a label) pays for it instead."""
     return ContractTerms(
         chain_id=chain_id,
         requester=key(requester).public_key.raw,
@@ -212,6 +214,7 @@ def make_terms(
         collateral=collateral,
         deadline_height=deadline,
         salt=salt,
+        payer=addr(payer) if payer is not None else b"",
     )
 
 

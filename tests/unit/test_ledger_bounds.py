@@ -29,7 +29,7 @@ from protocol.ledger.genesis import genesis_state
 from protocol.ledger.params import PARAM_BOUNDS, Params
 from protocol.ledger.snapshot import decode_snapshot, encode_snapshot
 from protocol.ledger.state import LedgerState
-from protocol.ledger.tx import MSG_TYPES, GovPropose, OpenEscrow, prove_consensus_key
+from protocol.ledger.tx import MSG_TYPES, GovPropose, Grant, OpenEscrow, prove_consensus_key
 from protocol.units import DEC, MAX_AMOUNT
 
 from .ledger_helpers import (
@@ -74,6 +74,7 @@ def _contract_dict(draw: st.DrawFn, requester: str, provider: str, height: int) 
         "provider": key(provider).public_key.raw,
         "requester": key(requester).public_key.raw,
         "salt": draw(st.binary(min_size=1, max_size=4)),
+        "payer": draw(st.sampled_from((b"", addr("carol"), addr("dave"), bytes(20)))),
     }
     signed = sign_bytes(CHAIN_ID, "contract", encode(terms))
     return {
@@ -197,6 +198,21 @@ def _delegation(kind: str) -> MsgBuilder:
     return build
 
 
+def _grant(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+    return draw(st.sampled_from(PEOPLE)), {
+        "expiry_height": draw(
+            st.sampled_from((chain.height + 1, chain.height + 10_000_000, *SIGNED_EXTREMES))
+        ),
+        "grantee": addr(draw(st.sampled_from(PEOPLE))),
+        "kinds": draw(st.sampled_from((["escrow_open"], [], ["transfer"]))),
+        "spend_limit": draw(st.sampled_from(SIGNED_EXTREMES)),
+    }
+
+
+def _grant_revoke(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+    return draw(st.sampled_from(PEOPLE)), {"grantee": addr(draw(st.sampled_from(PEOPLE)))}
+
+
 def _unjail(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
     return draw(st.sampled_from(("val-0", "val-1", "alice"))), {}
 
@@ -220,6 +236,8 @@ BUILDERS: dict[str, MsgBuilder] = {
     "escrow_dispute": _by_hash("alice"),
     "gov_propose": _gov_propose,
     "gov_vote": _gov_vote,
+    "grant": _grant,
+    "grant_revoke": _grant_revoke,
 }
 
 
@@ -241,6 +259,9 @@ def _setup(chain: Chain) -> None:
         [
             chain.tx("alice", OpenEscrow(sign_contract(terms))),
             chain.tx("carol", GovPropose("min_fee", 11, chain.params.gov_min_deposit)),
+            # Grants at the largest cap: escrows opened through them spend up to the maximum.
+            chain.tx("carol", Grant(addr("alice"), MAX_AMOUNT, 100, ("escrow_open",))),
+            chain.tx("dave", Grant(addr("bob"), MAX_AMOUNT, 100, ("escrow_open",))),
         ]
     )
 

@@ -36,6 +36,8 @@ from protocol.ledger.tx import (
     EscrowFinalize,
     GovPropose,
     GovVote,
+    Grant,
+    GrantRevoke,
     Msg,
     OpenEscrow,
     Redelegate,
@@ -57,6 +59,7 @@ from .ledger_helpers import (
     ACTOR_LABELS,
     CHAIN_ID,
     GENESIS_BALANCE,
+    KNOWN_LABELS,
     OTHER_CHAIN_ID,
     OUTSIDER_LABELS,
     VALIDATOR_LABELS,
@@ -112,6 +115,8 @@ KINDS = (
     "gov_vote",
     "gov_vote",
     "gov_vote",
+    "grant",
+    "grant_revoke",
 )
 #: Values a proposal may ask for, in and out of each parameter's range.
 PROPOSAL_VALUES: dict[str, tuple[int, ...]] = {
@@ -166,6 +171,12 @@ class KnownContract:
     terms: ContractTerms
     requester: str
     provider: str
+    #: The wallet that pays for it (a label), when not the requester.
+    payer: str | None = None
+
+
+def label_of_address(address: bytes) -> str:
+    return next(label for label in KNOWN_LABELS if addr(label) == address)
 
 
 class ScenarioBuilder:
@@ -257,13 +268,35 @@ class ScenarioBuilder:
             other = addr(c.pick([v for v in (*VALIDATOR_LABELS, "alice") if addr(v) != validator]))
             return label, Redelegate(validator, other, amount)
         if kind == "unjail":
+            # Mostly a validator whose jail time is over, when there is one (a rare state).
+            due = [
+                label_of_address(operator)
+                for operator, info in state.validators.sorted_items()
+                if info.jailed and not info.tombstoned and info.jailed_until <= height
+            ]
+            if due and c.integer(0, 3):
+                return c.pick(due), Unjail()
             return c.pick((*VALIDATOR_LABELS, label)), Unjail()
         if kind == "escrow_open":
+            granted = [
+                (g, info.grantee)
+                for g, infos in state.grants.sorted_items()
+                for info in infos
+                if not info.expired_at(height) and info.remaining
+            ]
+            if granted and c.integer(0, 1) == 0:
+                # A node spending under a wallet's grant: a contract of the grantee that the
+                # granter pays for, sent by the grantee.
+                granter, grantee = c.pick(granted)
+                known = self._new_contract(height, label_of_address(grantee), label_of_address(granter))
+                return known.requester, OpenEscrow(sign_contract(known.terms))
             if self.contracts and c.integer(0, 4) == 0:
                 known = c.pick(self.contracts)
             else:
                 known = self._new_contract(height)
             sender = known.requester if c.integer(0, 7) else label
+            if known.payer is not None and c.integer(0, 1) == 0:
+                sender = known.payer  # the wallet signs the escrow itself
             forged = c.integer(0, 9) == 0
             return sender, OpenEscrow(
                 sign_contract(known.terms, provider_signer="mallory" if forged else None)
@@ -284,6 +317,8 @@ class ScenarioBuilder:
             if self.contracts and c.integer(0, 5):
                 known = self._some_contract(height)
                 sender = known.requester if c.integer(0, 7) else label
+                if known.payer is not None and c.integer(0, 2) == 0:
+                    sender = known.payer
                 return sender, Refund(known.terms.contract_hash())
             return label, Refund(bytes(32))
         if kind == "escrow_claim":
@@ -297,13 +332,38 @@ class ScenarioBuilder:
                 provider_signer=known.requester if flaw == 1 else None,
             )
         if kind == "escrow_finalize":
-            known = self._some_claimed(height)
+            window = state.params.dispute_window_blocks
+            due = [
+                k
+                for k in self.contracts
+                if (e := state.escrows.get(k.terms.contract_hash())) is not None
+                and e.has_claim
+                and height > e.claimed_height + window
+            ]
+            known = c.pick(due) if due and c.integer(0, 3) else self._some_claimed(height)
             sender = known.provider if c.integer(0, 7) else label
             return sender, EscrowFinalize(known.terms.contract_hash())
         if kind == "escrow_dispute":
             known = self._some_claimed(height)
             sender = known.requester if c.integer(0, 7) else label
             return sender, EscrowDispute(known.terms.contract_hash())
+        if kind == "grant":
+            # Mostly a wallet granting a requester of a known contract that it pays for.
+            payers = [k for k in self.contracts if k.payer is not None]
+            if payers and c.integer(0, 3):
+                known = c.pick(payers)
+                granter, grantee = known.payer, addr(known.requester)
+            else:
+                granter, grantee = label, addr(c.pick(ACTOR_LABELS + OUTSIDER_LABELS))
+            limit = c.pick((1, c.integer(1, 5_000), GENESIS_BALANCE))
+            expiry = max(1, height + c.pick((-1, 0, 1, 3, 20, 200, 200, 10_000_001)))
+            return granter, Grant(grantee, limit, expiry, ("escrow_open",))
+        if kind == "grant_revoke":
+            granted = [(g, info.grantee) for g, infos in state.grants.sorted_items() for info in infos]
+            if granted and c.integer(0, 3):
+                granter_address, grantee = c.pick(granted)
+                return label_of_address(granter_address), GrantRevoke(grantee)
+            return label, GrantRevoke(addr(c.pick(ACTOR_LABELS)))
         if kind == "gov_propose":
             param = c.pick(sorted(PROPOSAL_VALUES))
             deposit = max(1, state.params.gov_min_deposit + c.integer(-1, 50))
@@ -340,21 +400,27 @@ class ScenarioBuilder:
             return self.c.pick(claimed)
         return self._some_contract(height)
 
-    def _new_contract(self, height: int) -> KnownContract:
+    def _new_contract(
+        self, height: int, requester: str | None = None, payer: str | None = None
+    ) -> KnownContract:
         c = self.c
-        requester = c.pick(ACTOR_LABELS)
+        if requester is None:
+            requester = c.pick(ACTOR_LABELS)
+            if c.integer(0, 3) == 0:
+                payer = c.pick([label for label in ACTOR_LABELS if label != requester])
         provider = c.pick([label for label in ACTOR_LABELS if label != requester])
         terms = make_terms(
             requester,
             provider,
-            price=c.integer(0, 30),
+            price=c.integer(0 if payer is None else 1, 30),
             max_gpu_seconds=c.integer(1, 200),
-            collateral=c.pick((0, c.integer(1, 3_000), GENESIS_BALANCE * 2)),
-            deadline=max(0, height + c.integer(-1, 6)),
+            collateral=c.pick((0, c.integer(1, 3_000), GENESIS_BALANCE * 2 if payer is None else 0)),
+            deadline=max(0, height + c.integer(-1 if payer is None else 2, 6)),
             salt=len(self.contracts).to_bytes(4, "big"),
             chain_id=OTHER_CHAIN_ID if c.integer(0, 14) == 0 else CHAIN_ID,
+            payer=payer,
         )
-        known = KnownContract(terms, requester, provider)
+        known = KnownContract(terms, requester, provider, payer)
         self.contracts.append(known)
         return known
 
@@ -446,7 +512,7 @@ def test_random_scenarios_exercise_every_kind_and_outcome() -> None:
     kinds: set[str] = set()
     committed_kinds: set[str] = set()
     rejected = accepted = 0
-    for seed in range(12):
+    for seed in range(16):
         chain = scenario_chain()
         builder = ScenarioBuilder(chain, RandomChooser(seed))
         for _ in range(30):
@@ -469,9 +535,12 @@ def test_random_scenarios_exercise_every_kind_and_outcome() -> None:
             kinds.add("jailed")
         if chain.state.vars["total_unbonding"] or chain.state.vars["total_escrowed"]:
             kinds.add("locked")
+        if any(g.spent for _, grants in chain.state.grants.sorted_items() for g in grants):
+            kinds.add("spent under a grant")
     assert accepted > 10 and rejected > 10
     assert committed_kinds == set(MSG_TYPES)
     assert {"settled", "refunded", "disputed", "passed", "slashed", "jailed", "locked"} <= kinds
+    assert "spent under a grant" in kinds
 
 
 # --- determinism across processes ----------------------------------------------------------------

@@ -20,6 +20,8 @@ from protocol.ledger.tx import (
     EscrowFinalize,
     GovPropose,
     GovVote,
+    Grant,
+    GrantRevoke,
     Msg,
     OpenEscrow,
     Redelegate,
@@ -77,6 +79,8 @@ MESSAGES: list[Msg] = [
     EscrowDispute(TERMS.contract_hash()),
     GovPropose("fee_burn_share", 10**17, 10**10),
     GovVote(3, "veto"),
+    Grant(addr("bob"), 5_000, 1_000, ("escrow_open",)),
+    GrantRevoke(addr("bob")),
 ]
 VALID_TXS = [sign_tx(key("alice"), CHAIN_ID, n + 1, FEE, msg) for n, msg in enumerate(MESSAGES)]
 FUZZ = settings(max_examples=settings().max_examples * 5)

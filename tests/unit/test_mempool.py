@@ -34,11 +34,13 @@ from protocol.ledger.errors import (
     WrongChainId,
 )
 from protocol.ledger.tx import (
+    GRANTABLE_KINDS,
     MAX_TX_BYTES,
     MSG_TYPES,
     Delegate,
     GovPropose,
     GovVote,
+    Grant,
     OpenEscrow,
     Redelegate,
     Refund,
@@ -203,6 +205,19 @@ def test_a_providers_collateral_in_a_waiting_escrow_cannot_be_spent_twice() -> N
     pool.add(
         chain.tx("bob", Transfer(addr("carol"), GENESIS_BALANCE - collateral - FEE), nonce=1), chain.state
     )
+
+
+def test_a_grant_paid_escrow_commits_the_payers_balance_not_the_nodes() -> None:
+    chain = Chain()
+    chain.block([chain.tx("carol", Grant(addr("alice"), GENESIS_BALANCE, 50, GRANTABLE_KINDS))])
+    pool = Mempool()
+    terms = make_terms("alice", "bob", price=5, max_gpu_seconds=100, deadline=50, payer="carol")
+    pool.add(chain.tx("alice", OpenEscrow(sign_contract(terms))), chain.state)
+    assert pool.committed_spend(addr("alice")) == 0  # the node pays nothing, not even the fee
+    assert pool.committed_spend(addr("carol")) == FEE + 500
+    # The wallet's balance is promised to the escrow: it cannot also send all of it away.
+    with pytest.raises(PendingSpendExceedsBalance):
+        pool.add(chain.tx("carol", Transfer(BOB, chain.balance("carol") - FEE)), chain.state)
 
 
 def test_every_transaction_kind_has_a_spend_rule() -> None:

@@ -14,6 +14,8 @@ Attacks this is designed against:
   waiting transaction of one sender is covered at once, so blocks never meet an unpayable one;
 - a contract that locks a third party's collateral: ``escrow_open`` counts the provider's
   collateral against the provider's balance too, so its own transactions cannot spend it twice;
+- a wallet paying through a grant: the escrow counts against the payer's balance, where the
+  money is, so pending escrows of its node cannot promise the wallet's balance twice;
 - undelegations and redelegations promising one delegation many times over: each draws on the
   sender's delegation to that validator (``delegation(validator)``), summed like a balance.
 
@@ -30,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
+from protocol.ledger.authz import fee_payer
 from protocol.ledger.errors import InsufficientFunds, InsufficientStake, LedgerError
 from protocol.ledger.staking import delegation_value
 from protocol.ledger.state import LedgerState
@@ -40,6 +43,8 @@ from protocol.ledger.tx import (
     EscrowFinalize,
     GovPropose,
     GovVote,
+    Grant,
+    GrantRevoke,
     Msg,
     OpenEscrow,
     Redelegate,
@@ -148,10 +153,11 @@ def _unstake(tx: Tx) -> tuple[Claim, ...]:
 
 def _escrow_open(tx: Tx) -> tuple[Claim, ...]:
     terms = _msg(tx, OpenEscrow).contract.terms
-    # The requester is the sender when it applies at all (the dry run checks it); the provider's
-    # collateral leaves the provider's balance in the same transaction.
+    # The maximum cost leaves the payer's balance (the sender's own, unless the contract names a
+    # wallet that pays through its grant to the sender); the provider's collateral leaves the
+    # provider's balance in the same transaction. Who may send it: the dry run checks.
     return (
-        Claim(tx.sender, BALANCE, terms.max_cost),
+        Claim(terms.paying_address, BALANCE, terms.max_cost),
         Claim(terms.provider_address, BALANCE, terms.collateral),
     )
 
@@ -201,6 +207,9 @@ RULES: dict[str, KindRule] = {
     EscrowDispute.KIND: KindRule(_nothing, dry_run=True),
     GovPropose.KIND: KindRule(_gov_propose, dry_run=True),
     GovVote.KIND: KindRule(_nothing, dry_run=True),
+    # A grant moves no money; it fails on its expiry range or the granter's limit of grants.
+    Grant.KIND: KindRule(_nothing, dry_run=True),
+    GrantRevoke.KIND: KindRule(_nothing, dry_run=True),
 }
 
 #: A kind nobody wrote a rule for: only the fee is counted, and it is always dry-run.
@@ -214,7 +223,8 @@ def rule_for(tx: Tx) -> KindRule:
 def commitments(tx: Tx, rule: KindRule) -> tuple[tuple[tuple[bytes, Resource], int], ...]:
     """The fee and the kind's claims, summed per (account, resource), zero amounts left out, in
     a fixed order (the fee's key first)."""
-    totals: dict[tuple[bytes, Resource], int] = {(tx.sender, BALANCE): tx.fee}
+    # The fee's payer: the sender, or the wallet whose grant pays its node's escrow and fee.
+    totals: dict[tuple[bytes, Resource], int] = {(fee_payer(tx), BALANCE): tx.fee}
     for claim in rule.spends(tx):
         key = (claim.account, claim.resource)
         totals[key] = totals.get(key, 0) + claim.amount

@@ -60,6 +60,10 @@ class FakeNode:
         self.delegations: dict[tuple[str, str], int] = {}
         #: The key this fake node votes with (validator_keyProof signs with it).
         self.node_key = PrivateKey.from_label("fake-node")
+        #: Grants by granter address, as account_grants answers them.
+        self.grants: dict[str, list[dict[str, Any]]] = {}
+        #: The history account_history answers, by address (default: one transfer).
+        self.history: dict[str, list[dict[str, Any]]] = {}
 
     async def __aenter__(self) -> FakeNode:
         return self
@@ -89,7 +93,13 @@ class FakeNode:
         return handler(**params)
 
     def rpc_node_info(self) -> dict[str, Any]:
-        return {"chain_id": CHAIN_ID, "moniker": "fake", "height": 7}
+        return {"chain_id": CHAIN_ID, "moniker": "fake", "height": 7, "address": str(self.node_key.address)}
+
+    def rpc_chain_head(self) -> dict[str, Any]:
+        return {"chain_id": CHAIN_ID, "height": 7}
+
+    def rpc_account_grants(self, address: str) -> list[dict[str, Any]]:
+        return self.grants.get(address, [])
 
     def rpc_economics_params(self) -> dict[str, Any]:
         return {"params": {"min_fee": str(MIN_FEE), "gov_min_deposit": str(10 * DCT)}, "supply": "0"}
@@ -100,6 +110,8 @@ class FakeNode:
         )
 
     def rpc_account_history(self, address: str, limit: int) -> list[dict[str, Any]]:
+        if address in self.history:
+            return self.history[address][:limit]
         return [
             {"hash": "ab" * 32, "height": 5, "kind": "transfer", "sender": address, "to": "x", "amount": "1"}
         ][:limit]
@@ -154,7 +166,9 @@ class FakeNode:
         proof = prove_consensus_key(self.node_key, CHAIN_ID, Address.parse(operator).raw)
         return {"consensus_key": self.node_key.public_key.raw.hex(), "key_proof": proof.hex()}
 
-    def rpc_job_submit(self, spec: dict[str, Any], max_attempts: int = 5) -> dict[str, Any]:
+    def rpc_job_submit(
+        self, spec: dict[str, Any], max_attempts: int = 5, payer: str | None = None, payer_signs: bool = False
+    ) -> dict[str, Any]:
         return {"job_id": "job-1"}
 
     def rpc_job_get(self, job_id: str) -> dict[str, Any]:
