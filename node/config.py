@@ -177,6 +177,15 @@ class MarketConfig:
     settle_margin_blocks: int = 20
     #: How often a provider re-runs its executor's self-test (it sells nothing while it fails).
     self_test_interval_s: int = 600
+    #: The most bytes of inputs by reference (and image archive) a provider fetches for one job;
+    #: a request for more is refused (InputsTooLarge 4047).
+    max_input_bytes: int = 64 * 2**30
+    #: Base units per GiB of inputs by reference, added to the quoted price per GPU-second.
+    input_price_per_gib: int = 0
+    #: CA bundle for https inputs ("" : the system's).
+    url_ca_file: str = ""
+    #: Let https inputs reach loopback and private addresses (tests; a provider's own mirror).
+    allow_private_urls: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +347,13 @@ def _executor_settings(doc: dict[str, object]) -> ExecutorSettings:
         raise ConfigError(exc.message) from None
 
 
+def _input_bytes(market: dict[str, object]) -> int:
+    value = _typed(market, "market", "max_input_bytes", int, 64 * 2**30)
+    if not isinstance(value, int) or not 0 <= value <= 2**40:
+        raise ConfigError(f"market.max_input_bytes: between 0 and 2^40 bytes, got {value}")
+    return value
+
+
 def _self_test_interval(market: dict[str, object]) -> int:
     value: int = _typed(market, "market", "self_test_interval_s", int, 600)  # type: ignore[assignment]
     if not 10 <= value <= 86_400:
@@ -396,6 +412,10 @@ def parse_config(text: str) -> NodeConfig:
             escrow_wait_blocks=int(_typed(market, "market", "escrow_wait_blocks", int, 30)),  # type: ignore[call-overload]
             settle_margin_blocks=int(_typed(market, "market", "settle_margin_blocks", int, 20)),  # type: ignore[call-overload]
             self_test_interval_s=_self_test_interval(market),
+            max_input_bytes=_input_bytes(market),
+            input_price_per_gib=_amount(market, "market", "input_price_per_gib", 0),
+            url_ca_file=str(_typed(market, "market", "url_ca_file", str, "")),
+            allow_private_urls=bool(_typed(market, "market", "allow_private_urls", bool, False)),
         ),
         mempool=_settings_table(
             doc, "mempool", MempoolSettings, max_block_txs=consensus_values["max_block_txs"]

@@ -20,6 +20,7 @@ import trio
 
 from gpu.allocator import GpuAllocator
 from gpu.model import ProbeReport
+from node.blobs.service import BlobService
 from node.executor.base import Executor
 from node.market.context import (
     DEFAULT_ESCROW_WAIT_BLOCKS,
@@ -28,6 +29,7 @@ from node.market.context import (
     MarketContext,
 )
 from node.market.errors import InterruptedByRestart, JobNotCancellable, JobNotFinished
+from node.market.jobdata import JobData
 from node.market.provider import ProviderSide
 from node.market.readiness import ProviderReadiness
 from node.market.records import PROVIDER, REQUESTER, JobRecord, JobState
@@ -42,7 +44,11 @@ from protocol.market.capacity import CapacityAnnouncement
 from protocol.market.delivery import LOG_PROTOCOL_ID, RESULT_PROTOCOL_ID, STATUS_PROTOCOL_ID
 from protocol.market.jobspec import JobSpec
 from protocol.market.messages import MARKET_PROTOCOL_ID
-from protocol.market.negotiation import DEFAULT_RESPONSE_TIMEOUT_MS, ProviderPolicy
+from protocol.market.negotiation import (
+    DEFAULT_MAX_TRANSFER_BYTES,
+    DEFAULT_RESPONSE_TIMEOUT_MS,
+    ProviderPolicy,
+)
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -74,8 +80,21 @@ class MarketService:
         escrow_wait_blocks: int = DEFAULT_ESCROW_WAIT_BLOCKS,
         settle_margin_blocks: int = DEFAULT_SETTLE_MARGIN_BLOCKS,
         readiness: ProviderReadiness | None = None,
+        blobs: BlobService | None = None,
+        max_input_bytes: int = DEFAULT_MAX_TRANSFER_BYTES,
+        input_price_per_gib: int = 0,
+        url_ca_file: str = "",
+        allow_private_urls: bool = False,
     ) -> None:
         self.executor = executor
+        #: The node's blob store: inputs and outputs by reference travel through it.
+        self.blobs = blobs
+        self.data = JobData(
+            blobs,
+            jobs_dir / "downloads",
+            ca_file=url_ca_file or None,
+            allow_private_urls=allow_private_urls,
+        )
         #: Whether the node may sell now and what (the executor's self-test); None: it never sells.
         self.readiness = readiness
         self.allocator = GpuAllocator()
@@ -88,6 +107,8 @@ class MarketService:
             price_per_gpu_second=price_per_gpu_second,
             collateral=collateral,
             executors=frozenset({executor.name}),
+            max_transfer_bytes=max_input_bytes,
+            transfer_price_per_gib=input_price_per_gib,
         )
         self.book = JobBook(store, clock_ms)
         self.ctx = MarketContext(
@@ -131,12 +152,14 @@ class MarketService:
                 allocator=self.allocator,
                 executor=self.executor,
                 nursery=nursery,
+                data=self.data,
             )
             self.requester = RequesterSide(
                 self.ctx,
                 capacity=self.capacity,
                 response_timeout_ms=self.response_timeout_ms,
                 nursery=nursery,
+                blobs=self.blobs,
             )
             self.refresh_units()
             self._refresh_policy()
