@@ -234,11 +234,17 @@ class BlobFetcher:
         progress = progress if progress is not None else FetchProgress(cid)
         info = self._store.get(cid)
         if info is not None and info.complete:
+            if expected_size is not None and info.manifest.size != expected_size:
+                raise UnexpectedBlobSize(
+                    f"blob {format_content_id(cid)} is {info.manifest.size} bytes, not the {expected_size} expected"
+                )
             progress.resumed_chunks, progress.chunks, progress.size = (
                 info.manifest.chunks,
                 info.manifest.chunks,
                 info.manifest.size,
             )
+            # Complete already: the service must see it so, not as a fetch that never ended.
+            progress.state = "complete"
             return info
         providers = await self._find_providers(cid, peers, progress)
         manifest = providers[0][1]

@@ -50,6 +50,7 @@ from node.executor.errors import (
     WorkspaceError,
 )
 from node.executor.model import OutputStore
+from node.p2p.errors import HostStateError
 from protocol.blobs.merkle import format_content_id
 from protocol.market.jobspec import SOURCE_BLOB, DataInput, JobSpec
 
@@ -168,7 +169,7 @@ class JobData:
         for cid in self._pinned.pop(job_id, []):
             try:
                 await self._service().pin(cid, False)
-            except BlobStoreError as exc:
+            except (BlobStoreError, HostStateError) as exc:  # gone, or the node is stopping
                 log.debug("unpinning input %s of %s: %s", format_content_id(cid), job_id, exc.message)
 
     async def release_outputs(self, cids: list[bytes]) -> None:
@@ -178,7 +179,7 @@ class JobData:
         for cid in cids:
             try:
                 await self.blobs.pin(cid, False)
-            except BlobStoreError as exc:
+            except (BlobStoreError, HostStateError) as exc:  # gone, or the node is stopping
                 log.debug("unpinning output %s: %s", format_content_id(cid), exc.message)
 
 
