@@ -17,6 +17,9 @@ streams them.
 from __future__ import annotations
 
 import argparse
+import copy
+import json
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -46,7 +49,7 @@ from node.wallet.jobwatch import (
 from node.wallet.results import decode_result, write_files
 from node.wallet.runner import EXIT_FAILED, EXIT_OK, guarded, output_of, run_node_command
 from node.wallet.values import answer_list, answer_object, answer_str
-from protocol.market.jobspec import JobSpec, format_of
+from protocol.market.jobspec import LOCAL_FILE_KEY, JobSpec, format_of
 
 LOG_POLL_INTERVAL_S = 0.5
 MAX_ATTEMPTS_LIMIT = 100
@@ -108,13 +111,65 @@ def register(subparsers: Subparsers) -> None:
 def load_spec(path: str) -> JobSpec:
     """Read and validate a spec file. Raises JobSpecError (naming the field), InvalidArgument."""
     fmt = format_of(path)
+    return JobSpec.from_text(_read_spec_text(path), fmt)
+
+
+def _read_spec_text(path: str) -> str:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise InvalidArgument(f"cannot read the job spec {path}: {exc.strerror}") from exc
     except UnicodeDecodeError:
         raise InvalidArgument(f"the job spec {path} is not UTF-8 text") from None
-    return JobSpec.from_text(text, fmt)
+
+
+def local_files(doc: dict[str, Any]) -> list[tuple[dict[str, Any], str, Path]]:
+    """The ``{ file = "..." }`` entries of ``[data]`` and ``image_archive``: (table, key, path)
+    for each, the path resolved here (where ``job submit`` runs, beside the node)."""
+    found: list[tuple[dict[str, Any], str, Path]] = []
+    data = doc.get("data")
+    if isinstance(data, dict):
+        for key in sorted(data, key=str):
+            entry = data[key]
+            if (
+                isinstance(entry, dict)
+                and set(entry) == {LOCAL_FILE_KEY}
+                and isinstance(entry[LOCAL_FILE_KEY], str)
+            ):
+                found.append((data, key, Path(entry[LOCAL_FILE_KEY]).expanduser().resolve()))
+    archive = doc.get("image_archive")
+    if (
+        isinstance(archive, dict)
+        and set(archive) == {LOCAL_FILE_KEY}
+        and isinstance(archive[LOCAL_FILE_KEY], str)
+    ):
+        found.append((doc, "image_archive", Path(archive[LOCAL_FILE_KEY]).expanduser().resolve()))
+    return found
+
+
+def load_spec_document(path: str) -> tuple[dict[str, Any], list[tuple[dict[str, Any], str, Path]]]:
+    """The spec's document and its local files, validated with each file standing in as a blob of
+    its size (so a bad spec is refused before anything is put into the store)."""
+    fmt = format_of(path)
+    text = _read_spec_text(path)
+    try:
+        doc = tomllib.loads(text) if fmt == "toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError):
+        JobSpec.from_text(text, fmt)  # raises the parser's error, naming the format
+        raise
+    if not isinstance(doc, dict):
+        JobSpec.from_document(doc)
+        raise InvalidArgument("a job spec is a table / JSON object")
+    files = local_files(doc)
+    trial = copy.deepcopy(doc)
+    for holder, key, file in local_files(trial):
+        try:
+            size = file.stat().st_size
+        except OSError as exc:
+            raise InvalidArgument(f"{key}: cannot read {file}: {exc.strerror}") from None
+        holder[key] = {"cid": "00" * 32, "size": size}
+    JobSpec.from_document(trial)
+    return doc, files
 
 
 def render_final(console: Console, job: Mapping[str, Any]) -> None:
@@ -156,11 +211,19 @@ async def follow_live(out: Output, rpc: NodeRpc, job_id: str, timeout_s: float) 
     return job
 
 
+def _with_placeholders(doc: dict[str, Any]) -> dict[str, Any]:
+    trial = copy.deepcopy(doc)
+    for holder, key, file in local_files(trial):
+        holder[key] = {"cid": "00" * 32, "size": file.stat().st_size}
+    return trial
+
+
 def run_submit(args: argparse.Namespace) -> int:
     out = output_of(args)
 
     def action() -> int:
-        spec = load_spec(args.spec)
+        doc, files = load_spec_document(args.spec)
+        spec = JobSpec.from_document(_with_placeholders(doc)) if files else JobSpec.from_document(doc)
         if args.max_attempts is not None and not 1 <= args.max_attempts <= MAX_ATTEMPTS_LIMIT:
             raise InvalidArgument(f"--max-attempts: between 1 and {MAX_ATTEMPTS_LIMIT}")
         timeout_s = args.timeout if args.timeout is not None else spec.max_runtime_s + JOB_WAIT_MARGIN_S
@@ -171,6 +234,17 @@ def run_submit(args: argparse.Namespace) -> int:
             params["max_attempts"] = args.max_attempts
 
         async def body(rpc: NodeRpc) -> int:
+            if files:
+                # Local files go into the requester node's blob store (pinned: the provider fetches
+                # them from there), and the spec names them by content id.
+                for holder, key, file in files:
+                    blob = answer_object(await rpc.call("blob_put", path=str(file), pin=True), "blob_put")
+                    holder[key] = {"cid": answer_str(blob, "cid", "blob_put"), "size": blob.get("size")}
+                    if not out.json_mode:
+                        out.console().print(
+                            f"{key}: {file} put as blob {answer_str(blob, 'cid', 'blob_put')}"
+                        )
+                params["spec"] = JobSpec.from_document(doc).to_document()
             answer = answer_object(await rpc.call("job_submit", **params), "job_submit")
             job_id = answer_str(answer, "job_id", "job_submit")
             if not args.wait:

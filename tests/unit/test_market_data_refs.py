@@ -225,3 +225,21 @@ def test_the_quote_adds_the_transfer_to_the_price_and_refuses_a_job_that_cannot_
     assert refusal.code == PriceBelowAsk.code and "transfer" in refusal.message
     # A job without inputs by reference pays the plain ask.
     assert transfer_surcharge(make_spec(), 10**6) == 0
+
+
+def test_job_submit_finds_local_files_and_validates_the_spec_before_putting_them(tmp_path: Any) -> None:
+    from node.cli.job import load_spec_document
+
+    data = tmp_path / "train.bin"
+    data.write_bytes(b"x" * 1000)
+    spec_file = tmp_path / "job.toml"
+    spec_file.write_text(
+        'argv = ["true"]\nmax_runtime_s = "1m"\nmax_price_per_gpu_second = 1\n'
+        f'[resources]\ngpu_count = 1\n[data]\n"data/train.bin" = {{ file = "{data}" }}\n'
+    )
+    doc, files = load_spec_document(str(spec_file))
+    assert [(key, path) for _, key, path in files] == [("data/train.bin", data)]
+    assert doc["data"]["data/train.bin"] == {"file": str(data)}  # replaced only once put
+    spec_file.write_text(spec_file.read_text().replace("data/train.bin", "../escape"))
+    with pytest.raises(JobSpecError, match=r"\.\."):
+        load_spec_document(str(spec_file))
