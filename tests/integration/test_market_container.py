@@ -1,0 +1,134 @@
+"""A container job through the market on two real nodes: the image travels as a ``podman save``
+archive by content id (no registry), the provider loads it with ``podman load`` and runs the job
+in it under podman with the same limits, outcome classes and data by reference.
+
+Skips only where podman is not installed; where it is installed and cannot run, it fails under
+CI=true (as tests/integration/test_executor_container.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+import trio
+
+from node.executor.container import ContainerExecutor
+from node.executor.settings import ExecutorSettings
+from node.market.records import JobState
+from node.market.requester import OUTPUT_LISTING_FILE
+from protocol.market.jobspec import JobSpec
+from tests.integration.market_helpers import until_state
+from tests.integration.node_helpers import LocalNet, wait_until
+from tests.integration.test_executor_container import _image_tar
+
+PROVIDER, REQUESTER = 0, 1
+
+
+@pytest.fixture(scope="module")
+def base_image() -> str:
+    """A tiny image built here (``podman import`` of the host's dash and coreutils)."""
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed (the podman executor is optional: apt-get install podman runc)")
+    availability = ContainerExecutor("podman").available()
+    if not availability:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and podman is installed but cannot run: {availability.reason}")
+        pytest.skip(f"podman cannot run here: {availability.reason}")
+    tar = _image_tar()
+    tag = f"localhost/dcent-test-base:{hashlib.sha256(tar).hexdigest()[:12]}"
+    if subprocess.run(["podman", "image", "exists", tag], check=False, timeout=60).returncode != 0:
+        subprocess.run(
+            ["podman", "import", "-q", "-", tag], input=tar, check=True, capture_output=True, timeout=300
+        )
+    return tag
+
+
+def _podman(*args: str) -> None:
+    subprocess.run(["podman", *args], check=True, capture_output=True, timeout=300)
+
+
+async def test_a_job_runs_in_a_container_loaded_from_an_archive_by_content_id(
+    tmp_path: Path, base_image: str
+) -> None:
+    # The job's image exists only as an archive: tagged, saved, then untagged here, so the
+    # provider has to load it from the blob store to run the job.
+    job_image = f"localhost/dcent-market-job:{uuid.uuid4().hex[:12]}"
+    archive = tmp_path / "image.tar"
+    _podman("tag", base_image, job_image)
+    _podman("save", "--quiet", "--output", str(archive), job_image)
+    _podman("untag", job_image, job_image)  # only this name: the base keeps its own
+    assert subprocess.run(["podman", "image", "exists", job_image], check=False).returncode != 0
+    data = tmp_path / "in.txt"
+    data.write_bytes(b"data by reference\n")
+    market: dict[int, dict[str, object]] = {
+        PROVIDER: {"executor": "podman", "allow_unsandboxed": False, "simulated_gpus": "1xH100-80GB"},
+        REQUESTER: {"sell_gpus": False},
+    }
+    executor = {PROVIDER: ExecutorSettings(container_image=base_image)}
+    try:
+        with trio.fail_after(300):
+            async with trio.open_nursery() as nursery:
+                net = LocalNet(nursery, tmp_path / "net", validators=2, market=market, executor=executor)
+                provider = await net.start(PROVIDER)
+                requester = await net.start(REQUESTER)
+                key = provider.validator_key.public_key.raw
+                await wait_until(
+                    lambda: key in {a.provider for a in requester.capacity.entries()},  # type: ignore[union-attr]
+                    what="the podman provider passed its self-test and announced",
+                    timeout=120,
+                )
+                assert requester.market is not None
+                archive_blob, _ = await requester.blobs.put(archive, pin=True)
+                input_blob, _ = await requester.blobs.put(data, pin=True)
+                spec = JobSpec.from_document(
+                    {
+                        "name": "container-from-archive",
+                        "image": job_image,
+                        "image_archive": {"cid": archive_blob.cid.hex(), "size": archive_blob.manifest.size},
+                        "argv": ["sh", "-c", "cat data/in.txt > out/copy.txt; id -u; echo in-container"],
+                        "max_runtime_s": "60s",
+                        "max_price_per_gpu_second": "0.01 DCT",
+                        "resources": {"gpu_count": 1},
+                        "data": {
+                            "data/in.txt": {"cid": input_blob.cid.hex(), "size": input_blob.manifest.size}
+                        },
+                        "output_mode": "blobs",
+                        "output_limit_bytes": "1 MiB",
+                        "limits": {"disk": "64 MiB", "memory": "256 MiB", "processes": 64},
+                    }
+                )
+                submitted = await requester.market.submit(spec)
+                done = await until_state(
+                    requester,
+                    submitted.job_id,
+                    JobState.SETTLED,
+                    JobState.FAILED,
+                    JobState.DISPUTED,
+                    timeout=240,
+                )
+                assert done.state is JobState.SETTLED, (done.error_code, done.error_message)
+                assert done.receipt is not None and done.receipt.outcome == "completed"
+                stdout, _, _ = await requester.market.logs(done.job_id)
+                assert b"in-container" in stdout
+                listing = json.loads(
+                    (requester.market.ctx.job_dir(done.job_id) / OUTPUT_LISTING_FILE).read_text()
+                )
+                [(path, size, cid)] = listing
+                assert (path, size) == ("copy.txt", len(b"data by reference\n"))
+                out = tmp_path / "copy.txt"
+                await requester.blobs.export(bytes.fromhex(cid), out)
+                assert out.read_bytes() == b"data by reference\n"
+                # The provider loaded the archive into its engine's store: no registry was asked.
+                assert subprocess.run(["podman", "image", "exists", job_image], check=False).returncode == 0
+                nursery.cancel_scope.cancel()
+    finally:
+        subprocess.run(
+            ["podman", "untag", job_image, job_image], check=False, capture_output=True, timeout=60
+        )
