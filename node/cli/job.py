@@ -28,6 +28,7 @@ import trio
 from rich.console import Console
 from rich.live import Live
 
+from node.cli.blob import follow_fetch
 from node.wallet.cliargs import Subparsers, add_common_args, add_node_args
 from node.wallet.connect import NodeRpc
 from node.wallet.console import Output, dct, key_values, short_hash, table
@@ -90,6 +91,13 @@ def register(subparsers: Subparsers) -> None:
     result.add_argument("--out", metavar="DIR", type=Path, help="write the output files under DIR")
     result.set_defaults(func=run_result)
 
+    output = commands.add_parser(
+        "output", help="a finished job's outputs returned as blobs: fetch (resumable), verify, write"
+    )
+    output.add_argument("job_id", metavar="ID")
+    output.add_argument("--out", metavar="DIR", type=Path, required=True, help="write the outputs under DIR")
+    output.set_defaults(func=run_output)
+
     cancel = commands.add_parser("cancel", help="cancel a job that has not started running")
     cancel.add_argument("job_id", metavar="ID")
     cancel.set_defaults(func=run_cancel)
@@ -98,7 +106,7 @@ def register(subparsers: Subparsers) -> None:
     listing.add_argument("--state", help="only jobs in this state (matching, running, settled, failed, ...)")
     listing.set_defaults(func=run_list)
 
-    for command in (submit, status, logs, result, cancel, listing):
+    for command in (submit, status, logs, result, output, cancel, listing):
         add_common_args(command)
         add_node_args(command)
 
@@ -435,3 +443,75 @@ def run_result(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return run_node_command(args, out, body)
+
+
+# --------------------------------------------------------------------------------------------
+# output (outputs returned as blobs)
+# --------------------------------------------------------------------------------------------
+
+
+def _output_target(root: Path, path: object) -> Path:
+    """``root/path`` for a listed output path, refusing one that would leave ``root``."""
+    if not isinstance(path, str) or not path or path.startswith("/"):
+        raise InvalidArgument(f"the node listed an unusable output path {path!r}")
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts) or "\x00" in path:
+        raise InvalidArgument(f"the node listed an unusable output path {path!r}")
+    return root.joinpath(*parts)
+
+
+def run_output(args: argparse.Namespace) -> int:
+    """Write a job's blob outputs under ``--out``: each one the node lacks is fetched from the
+    job's provider first (resuming what it holds, with a progress bar), then exported, verified
+    chunk by chunk against its content id, through a ``.part`` file. A file already there with
+    the listed size is kept (run again after an interruption: it resumes)."""
+    out = output_of(args)
+
+    def action() -> int:
+        root = args.out.expanduser().resolve()
+
+        async def body(rpc: NodeRpc) -> int:
+            answer = answer_object(await rpc.call("job_outputs", job_id=args.job_id), "job_outputs")
+            outputs = answer.get("outputs")
+            provider = answer.get("provider")
+            if not isinstance(outputs, list):
+                raise InvalidArgument("job_outputs: no list of outputs")
+            written: list[dict[str, object]] = []
+            for entry in outputs:
+                if not isinstance(entry, Mapping):
+                    raise InvalidArgument("job_outputs: an output is not an object")
+                cid, size = answer_str(entry, "cid", "job_outputs"), entry.get("size")
+                target = _output_target(root, entry.get("path"))
+                if target.is_file() and target.stat().st_size == size:
+                    written.append({"path": entry.get("path"), "cid": cid, "kept": True})
+                    continue
+                if entry.get("state") != "complete":
+                    peers = [provider] if isinstance(provider, str) and provider else []
+                    status = answer_object(
+                        await rpc.call("blob_fetch", cid=cid, peers=peers, pin=True), "blob_fetch"
+                    )
+                    status = await follow_fetch(out, rpc, cid, status, None)
+                    if status.get("state") != "complete":
+                        out.error(
+                            6052, f"{entry.get('path')}: the fetch of {cid} ended {status.get('state')}"
+                        )
+                        return EXIT_FAILED
+                target.parent.mkdir(parents=True, exist_ok=True)
+                part = target.with_name(target.name + ".part")
+                part.unlink(missing_ok=True)
+                await rpc.call("blob_export", cid=cid, path=str(part))
+                part.replace(target)
+                written.append({"path": entry.get("path"), "cid": cid, "kept": False})
+
+            def render(console: Console) -> None:
+                for row in written:
+                    how = "already there" if row["kept"] else "verified and written"
+                    console.print(f"{row['path']}: {how} ({short_hash(row['cid'])})")
+                console.print(f"{len(written)} output(s) under {root}")
+
+            out.result({"job_id": args.job_id, "out": str(root), "outputs": written}, render)
+            return EXIT_OK
+
+        return run_node_command(args, out, body)
+
+    return guarded(out, action)

@@ -11,6 +11,7 @@ the deadline and the collateral is slashed, which is what the collateral is for.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -33,7 +34,7 @@ from node.market.jobdata import JobData
 from node.market.provider import ProviderSide
 from node.market.readiness import ProviderReadiness
 from node.market.records import PROVIDER, REQUESTER, JobRecord, JobState
-from node.market.requester import RequesterSide
+from node.market.requester import OUTPUT_LISTING_FILE, RequesterSide
 from node.market.txlane import TxLane
 from node.p2p.interface import Host
 from node.store import ChainStore
@@ -274,5 +275,21 @@ class MarketService:
                 for path in sorted(out.rglob("*"))
                 if path.is_file() and not path.is_symlink()
             }
+
+        return await trio.to_thread.run_sync(read)
+
+    async def output_listing(self, job_id: str) -> tuple[tuple[str, int, bytes], ...]:
+        """The outputs a job returned as blobs (path, size, content id), as the receipt signs
+        them; empty for a job whose outputs came inline. Raises UnknownJob, JobNotFinished."""
+        record = self.book.get(job_id)
+        if record.role != REQUESTER:
+            raise JobNotFinished(f"job {job_id}: a provider keeps no copy of the outputs it delivered")
+        listing_file = self._finished_dir(job_id) / OUTPUT_LISTING_FILE
+
+        def read() -> tuple[tuple[str, int, bytes], ...]:
+            if not listing_file.is_file():
+                return ()
+            rows = json.loads(listing_file.read_text())
+            return tuple((str(path), int(size), bytes.fromhex(cid)) for path, size, cid in rows)
 
         return await trio.to_thread.run_sync(read)

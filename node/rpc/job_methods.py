@@ -99,6 +99,40 @@ def register_job_methods(table: MethodTable, market: MarketService | None, key: 
         }
 
     @table.method(
+        "job_outputs",
+        params=[Param("job_id", Str(max_len=64))],
+        errors=[UnknownJob, JobNotFinished],
+        returns="object: `output_hash`, `provider` (peer id), `outputs`: array of `path`, `size`, `cid`, "
+        "`state` (complete, partial, fetching or absent), `have_chunks`, `chunks`",
+    )
+    async def job_outputs(job_id: str) -> dict[str, object]:
+        """The outputs a job returned as blobs (``output_mode = "blobs"``), as its receipt signs
+        them, with how much of each this node holds. Fetch what is missing with ``blob_fetch``
+        (the provider first) and write it out with ``blob_export``."""
+        market = service()
+        record = market.get(job_id)
+        listing = await market.output_listing(job_id)
+        assert record.receipt is not None
+        outputs: list[dict[str, object]] = []
+        for path, size, cid in listing:
+            status = market.blobs.status(cid) if market.blobs is not None else None
+            outputs.append(
+                {
+                    "path": path,
+                    "size": size,
+                    "cid": cid.hex(),
+                    "state": status["state"] if status else "absent",
+                    "have_chunks": status.get("have_chunks", 0) if status else 0,
+                    "chunks": status.get("chunks", 0) if status else 0,
+                }
+            )
+        return {
+            "output_hash": record.receipt.output_hash.hex(),
+            "provider": record.peer_id,
+            "outputs": outputs,
+        }
+
+    @table.method(
         "job_cancel",
         params=[Param("job_id", Str(max_len=64))],
         errors=[UnknownJob, JobNotCancellable],

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import trio
 
+from node.cli.main import main
 from node.executor.container import ContainerExecutor
 from node.executor.settings import ExecutorSettings
 from node.market.records import JobState
 from node.market.requester import OUTPUT_LISTING_FILE
-from protocol.market.jobspec import JobSpec
 from tests.integration.market_helpers import until_state
 from tests.integration.node_helpers import LocalNet, wait_until
 from tests.integration.test_executor_container import _image_tar
@@ -54,8 +54,17 @@ def _podman(*args: str) -> None:
     subprocess.run(["podman", *args], check=True, capture_output=True, timeout=300)
 
 
+async def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``dcent ...`` through ``node.cli.main.main`` in a worker thread: the real command code and
+    RPC client, talking to the in-process node."""
+    capsys.readouterr()
+    code = await trio.to_thread.run_sync(main, [*argv, "--output", "json"])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 async def test_a_job_runs_in_a_container_loaded_from_an_archive_by_content_id(
-    tmp_path: Path, base_image: str
+    tmp_path: Path, base_image: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # The job's image exists only as an archive: tagged, saved, then untagged here, so the
     # provider has to load it from the blob store to run the job.
@@ -85,26 +94,23 @@ async def test_a_job_runs_in_a_container_loaded_from_an_archive_by_content_id(
                     timeout=120,
                 )
                 assert requester.market is not None
-                archive_blob, _ = await requester.blobs.put(archive, pin=True)
-                input_blob, _ = await requester.blobs.put(data, pin=True)
-                spec = JobSpec.from_document(
-                    {
-                        "name": "container-from-archive",
-                        "image": job_image,
-                        "image_archive": {"cid": archive_blob.cid.hex(), "size": archive_blob.manifest.size},
-                        "argv": ["sh", "-c", "cat data/in.txt > out/copy.txt; id -u; echo in-container"],
-                        "max_runtime_s": "60s",
-                        "max_price_per_gpu_second": "0.01 DCT",
-                        "resources": {"gpu_count": 1},
-                        "data": {
-                            "data/in.txt": {"cid": input_blob.cid.hex(), "size": input_blob.manifest.size}
-                        },
-                        "output_mode": "blobs",
-                        "output_limit_bytes": "1 MiB",
-                        "limits": {"disk": "64 MiB", "memory": "256 MiB", "processes": 64},
-                    }
+                # `dcent job submit` puts the local archive and input into the requester's store
+                # and sends the spec with their content ids.
+                spec_file = tmp_path / "job.toml"
+                spec_file.write_text(
+                    f'name = "container-from-archive"\nimage = "{job_image}"\n'
+                    f'image_archive = {{ file = "{archive}" }}\n'
+                    'argv = ["sh", "-c", "cat data/in.txt > out/copy.txt; id -u; echo in-container"]\n'
+                    'max_runtime_s = "60s"\nmax_price_per_gpu_second = "0.01 DCT"\noutput_mode = "blobs"\n'
+                    'output_limit_bytes = "1 MiB"\n[resources]\ngpu_count = 1\n'
+                    '[limits]\ndisk = "64 MiB"\nmemory = "256 MiB"\nprocesses = 64\n'
+                    f'[data]\n"data/in.txt" = {{ file = "{data}" }}\n'
                 )
-                submitted = await requester.market.submit(spec)
+                home = str(requester.paths.root)
+                code, out, err = await _cli(capsys, "job", "submit", str(spec_file), "--home", home)
+                assert code == 0, err
+                submitted = requester.market.get(json.loads(out)["job_id"])
+                assert submitted.spec.image_archive_id and submitted.spec.data[0].size == data.stat().st_size
                 done = await until_state(
                     requester,
                     submitted.job_id,
@@ -125,6 +131,20 @@ async def test_a_job_runs_in_a_container_loaded_from_an_archive_by_content_id(
                 out = tmp_path / "copy.txt"
                 await requester.blobs.export(bytes.fromhex(cid), out)
                 assert out.read_bytes() == b"data by reference\n"
+                # `dcent job output` writes the outputs, fetching from the provider what this node
+                # lacks (here: the copy removed from its store), verified against the content id.
+                await requester.blobs.remove(bytes.fromhex(cid))
+                code, out, err = await _cli(
+                    capsys, "job", "output", done.job_id, "--out", str(tmp_path / "outputs"), "--home", home
+                )
+                assert code == 0, err
+                assert (tmp_path / "outputs" / "copy.txt").read_bytes() == b"data by reference\n"
+                assert requester.blobs.store.get(bytes.fromhex(cid)) is not None
+                # Run again: what is there with its listed size is kept, nothing fetched.
+                code, out, err = await _cli(
+                    capsys, "job", "output", done.job_id, "--out", str(tmp_path / "outputs"), "--home", home
+                )
+                assert code == 0 and json.loads(out)["outputs"][0]["kept"] is True, err
                 # The provider loaded the archive into its engine's store: no registry was asked.
                 assert subprocess.run(["podman", "image", "exists", job_image], check=False).returncode == 0
                 nursery.cancel_scope.cancel()
