@@ -80,11 +80,11 @@ class ProviderSide:
         allocator: GpuAllocator,
         executor: Executor,
         nursery: trio.Nursery,
-        data: JobData,
+        data: JobData | None = None,
     ) -> None:
         self.ctx = ctx
-        #: Inputs by reference, image archives, outputs as blobs.
-        self.data = data
+        #: Inputs by reference, image archives, outputs as blobs (none: inline data only).
+        self.data = data if data is not None else JobData(None, ctx.jobs_dir / "downloads")
         #: Outputs each delivered job holds pinned until its contract closes.
         self._output_cids: dict[str, list[bytes]] = {}
         self.policy = policy
