@@ -135,9 +135,8 @@ class JobData:
                     sha256=item.sha256,
                     ca_file=self.ca_file,
                     allow_private=self.allow_private_urls,
-                ),
-                cancellable=True,
-            )
+                )
+            )  # not abandoned on cancel: the socket timeout bounds the wait, and the file is ours
             info, _new = await service.put(target, pin=False)
         except (StoreFull, LocalDiskError) as exc:
             raise WorkspaceError(

@@ -4,13 +4,17 @@ requester against the root the receipt signs; a lying provider's output refused.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import trio
 
 from node.daemon import Node
+from node.executor.errors import InputHashMismatch
 from node.market.records import JobState
 from node.market.requester import OUTPUT_LISTING_FILE
 from protocol.market.delivery import OutputBlob, blob_listing_hash
@@ -18,6 +22,7 @@ from protocol.market.jobspec import JobSpec
 from tests.integration.executor_helpers import bubblewrap_executor_or_skip
 from tests.integration.market_helpers import until_state
 from tests.integration.node_helpers import LocalNet, wait_until
+from tests.integration.tls_server import CONTENT, serve_tls
 
 MiB = 2**20
 PROVIDER, REQUESTER = 0, 1
@@ -30,9 +35,11 @@ OUTPUT_BYTES = 500 * MiB
 LINE = b"dcent-output\n"
 
 
-async def _two_nodes(nursery: trio.Nursery, root: Path) -> tuple[Node, Node]:
+async def _two_nodes(
+    nursery: trio.Nursery, root: Path, market: dict[int, dict[str, object]] | None = None
+) -> tuple[Node, Node]:
     bubblewrap_executor_or_skip()
-    net = LocalNet(nursery, root, validators=2, market=MARKET)
+    net = LocalNet(nursery, root, validators=2, market=market or MARKET)
     provider = await net.start(PROVIDER)
     requester = await net.start(REQUESTER)
     key = provider.validator_key.public_key.raw
@@ -208,4 +215,53 @@ async def test_a_provider_serving_outputs_other_than_the_signed_ones_is_refused(
             assert requester.blobs.scores.banned(provider.host.peer_id)
             cid = provider.market.get(sold_id).receipt  # the receipt names the listing, not one cid
             assert cid is not None and requester.market.get(submitted.job_id).receipt is None
+            nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    with serve_tls(tmp_path) as running:
+        yield running
+
+
+async def test_a_url_input_is_fetched_by_the_provider_verified_and_mounted(
+    tmp_path: Path, server: tuple[str, Path]
+) -> None:
+    base, ca = server
+    market = {
+        PROVIDER: {**MARKET[PROVIDER], "url_ca_file": str(ca), "allow_private_urls": True},
+        REQUESTER: MARKET[REQUESTER],
+    }
+    digest = hashlib.sha256(CONTENT).hexdigest()
+    with trio.fail_after(240):
+        async with trio.open_nursery() as nursery:
+            _provider, requester = await _two_nodes(nursery, tmp_path / "net", market)
+            assert requester.market is not None
+            spec = JobSpec.from_document(
+                {
+                    "argv": ["sh", "-c", "sha256sum data/w.bin | cut -d' ' -f1; wc -c < data/w.bin"],
+                    "max_runtime_s": "60s",
+                    "max_price_per_gpu_second": "0.01 DCT",
+                    "resources": {"gpu_count": 1},
+                    "data": {"data/w.bin": {"url": f"{base}/w.bin", "sha256": digest, "size": len(CONTENT)}},
+                }
+            )
+            done = await until_state(
+                requester, (await requester.market.submit(spec)).job_id, JobState.SETTLED, JobState.FAILED
+            )
+            assert done.state is JobState.SETTLED, (done.error_code, done.error_message)
+            stdout, _, _ = await requester.market.logs(done.job_id)
+            assert stdout.split() == [digest.encode(), str(len(CONTENT)).encode()]
+            # A spec whose hash does not match what the URL serves: the job does not run, nothing
+            # is metered, and the requester reads why.
+            wrong = dataclasses.replace(
+                spec, data=(dataclasses.replace(spec.data[0], sha256=hashlib.sha256(b"x").digest()),)
+            )
+            failed = await until_state(
+                requester, (await requester.market.submit(wrong)).job_id, JobState.SETTLED, JobState.FAILED
+            )
+            assert failed.receipt is not None and failed.receipt.outcome == "job_failed"
+            assert failed.receipt.gpu_ms == 0 and failed.receipt.exit_status == -1
+            _, stderr, _ = await requester.market.logs(failed.job_id)
+            assert f"{InputHashMismatch.code}".encode() in stderr
             nursery.cancel_scope.cancel()
