@@ -85,8 +85,6 @@ class ProviderSide:
         self.ctx = ctx
         #: Inputs by reference, image archives, outputs as blobs (none: inline data only).
         self.data = data if data is not None else JobData(None, ctx.jobs_dir / "downloads")
-        #: Outputs each delivered job holds pinned until its contract closes.
-        self._output_cids: dict[str, list[bytes]] = {}
         self.policy = policy
         self.allocator = allocator
         self.executor = executor
@@ -177,8 +175,13 @@ class ProviderSide:
         finally:
             if record.job_id in self.allocator.allocations():
                 self.allocator.release(record.job_id)
-            with trio.CancelScope(shield=True):
-                await self.data.release_outputs(self._output_cids.pop(record.job_id, []))
+            if record.terminal and record.output_cids:
+                # Closed (settled, refunded, disputed): the requester has its outputs or never
+                # will pay for them. Still open (the node is stopping): kept for the restart.
+                with trio.CancelScope(shield=True):
+                    await self.data.release_outputs(record.output_cids)
+                    record.output_cids = []
+                    await self.ctx.book.save(record)
 
     async def _await_escrow(self, record: JobRecord) -> bool:
         ctx = self.ctx
@@ -310,7 +313,7 @@ class ProviderSide:
         blobs = record.spec.output_mode == OUTPUT_BLOBS
         output_blobs = result.output_blobs if result else ()
         receipt = receipt_for(terms, result, blobs=blobs)
-        self._output_cids[record.job_id] = [item.content_id for item in output_blobs]
+        record.output_cids = [item.content_id for item in output_blobs]
         exit_status = receipt.exit_status
         record.receipt, record.provider_sig, record.exit_status = receipt, receipt.sign(ctx.key), exit_status
         await _write_logs(ctx.job_dir(record.job_id), result)

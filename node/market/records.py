@@ -61,6 +61,8 @@ class JobRecord:
     error_code: int = 0
     error_message: str = ""
     history: list[tuple[str, int]] = field(default_factory=list)
+    #: A provider's outputs stored as blobs for this job, pinned until its contract closes.
+    output_cids: list[bytes] = field(default_factory=list)
 
     @property
     def terminal(self) -> bool:
@@ -99,6 +101,7 @@ class JobRecord:
                 "error_code": self.error_code,
                 "error_message": self.error_message,
                 "history": [list(item) for item in self.history],
+                "output_cids": list(self.output_cids),
             }
         )
 
@@ -111,7 +114,7 @@ class JobRecord:
         return cls(
             job_id=doc["job_id"],
             role=doc["role"],
-            spec=JobSpec.decode(doc["spec"]),
+            spec=_stored_spec(doc["spec"]),
             created_ms=doc["created_ms"],
             state=JobState(doc["state"]),
             peer_id=doc["peer_id"],
@@ -126,6 +129,7 @@ class JobRecord:
             error_code=doc["error_code"],
             error_message=doc["error_message"],
             history=[(state, at) for state, at in doc["history"]],
+            output_cids=list(doc.get("output_cids", [])),
         )
 
     def cost(self) -> int | None:
@@ -173,3 +177,23 @@ class JobRecord:
             "error": {"code": self.error_code, "message": self.error_message} if self.error_code else None,
             "history": [{"state": state, "at_ms": at} for state, at in self.history],
         }
+
+
+#: Job spec fields added after records were first stored (issue 15), with the value a spec
+#: written before them means.
+_SPEC_FIELDS_SINCE_V1: dict[str, Any] = {
+    "data": [],
+    "image_archive_id": b"",
+    "image_archive_size": 0,
+    "output_mode": "inline",
+}
+
+
+def _stored_spec(data: bytes) -> JobSpec:
+    """A stored spec, also one written before the fields of inputs and outputs by reference:
+    a node upgraded with jobs in flight keeps them. Raises DecodeError."""
+    value = decode(data)
+    if isinstance(value, dict):
+        for name, default in _SPEC_FIELDS_SINCE_V1.items():
+            value.setdefault(name, default)
+    return JobSpec.from_wire(value)

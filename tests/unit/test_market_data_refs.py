@@ -243,3 +243,21 @@ def test_job_submit_finds_local_files_and_validates_the_spec_before_putting_them
     spec_file.write_text(spec_file.read_text().replace("data/train.bin", "../escape"))
     with pytest.raises(JobSpecError, match=r"\.\."):
         load_spec_document(str(spec_file))
+
+
+def test_job_records_stored_before_references_still_load_and_output_pins_persist() -> None:
+    from node.market.records import PROVIDER, JobRecord
+    from protocol.encoding import decode, encode
+
+    spec = make_spec()
+    old_wire = spec.to_wire()
+    for name in ("data", "image_archive_id", "image_archive_size", "output_mode"):
+        del old_wire[name]
+    record = JobRecord(job_id="p-1", role=PROVIDER, spec=spec, created_ms=1, output_cids=[CID])
+    assert JobRecord.from_stored(record.to_stored()).output_cids == [CID]
+    stored = decode(record.to_stored())
+    assert isinstance(stored, dict)
+    stored["spec"] = encode(old_wire)
+    del stored["output_cids"]
+    old = JobRecord.from_stored(encode(stored))
+    assert old.spec == spec and old.output_cids == []
