@@ -47,6 +47,7 @@ from protocol.market.delivery import (
     DeliveryReady,
     JobStarted,
     OutputBlob,
+    blob_delivery_limit,
     check_delivery,
     decode_delivery,
     decode_header,
@@ -267,7 +268,10 @@ class RequesterSide:
             await _refuse(
                 stream, ReceiptForOtherContract("no open contract of ours with this peer has this hash")
             )
-        limit = min(delivery_limit(record.spec.output_limit_bytes), MAX_FRAME_BYTES)
+        # Outputs as blobs travel on their own streams: the delivery carries only their listing.
+        by_reference = record.spec.output_mode == OUTPUT_BLOBS
+        most = blob_delivery_limit() if by_reference else delivery_limit(record.spec.output_limit_bytes)
+        limit = min(most, MAX_FRAME_BYTES)
         if header.size > limit:
             await _refuse(
                 stream, ReceiptOverLimit(f"a {header.size}-byte delivery; this contract's is at most {limit}")

@@ -69,6 +69,16 @@ def delivery_limit(output_limit_bytes: int) -> int:
     return output_limit_bytes + 2 * MAX_LOG_BYTES + files + _ENVELOPE_BYTES
 
 
+#: What one output blob's entry adds to a delivery besides its path (content id, size, keys).
+_PER_BLOB_BYTES = 96
+
+
+def blob_delivery_limit() -> int:
+    """The largest delivery of a job whose outputs come as blobs: logs, and a listing of the most
+    entries at the longest paths (the outputs themselves travel on ``/dcent/blob/1.0.0``)."""
+    return delivery_limit(MAX_OUTPUT_FILES * _PER_BLOB_BYTES)
+
+
 def output_listing_hash(files: Mapping[str, bytes]) -> bytes:
     """SHA-256 over the canonical listing of ``files``: anyone holding the files can recompute it.
 

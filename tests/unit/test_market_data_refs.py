@@ -261,3 +261,13 @@ def test_job_records_stored_before_references_still_load_and_output_pins_persist
     del stored["output_cids"]
     old = JobRecord.from_stored(encode(stored))
     assert old.spec == spec and old.output_cids == []
+
+
+def test_a_blob_delivery_is_small_and_the_largest_listing_fits_its_limit() -> None:
+    from protocol.market.delivery import MAX_LOG_BYTES, MAX_OUTPUT_FILES, blob_delivery_limit
+
+    _, delivery, _ = _signed_delivery(
+        tuple(OutputBlob(f"{i:04d}" + "p" * 1020, 2**40, CID) for i in range(MAX_OUTPUT_FILES))
+    )
+    biggest = dataclasses.replace(delivery, stdout=b"o" * MAX_LOG_BYTES, stderr=b"e" * MAX_LOG_BYTES)
+    assert len(biggest.encode()) <= blob_delivery_limit() < 16 * 2**20
