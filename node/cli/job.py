@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.live import Live
 
 from node.cli.blob import follow_fetch
+from node.market.errors import JobNotFinished
 from node.wallet.cliargs import Subparsers, add_common_args, add_node_args
 from node.wallet.connect import NodeRpc
 from node.wallet.console import Output, dct, key_values, short_hash, table
@@ -476,6 +477,16 @@ def run_output(args: argparse.Namespace) -> int:
             provider = answer.get("provider")
             if not isinstance(outputs, list):
                 raise InvalidArgument("job_outputs: no list of outputs")
+            if answer.get("verified") is not True:
+                # The node is still fetching and checking them: say how far, write nothing.
+                have = sum(int(o.get("have_chunks") or 0) for o in outputs if isinstance(o, Mapping))
+                total = sum(int(o.get("chunks") or 0) for o in outputs if isinstance(o, Mapping))
+                out.error(
+                    JobNotFinished.code,
+                    f"job {args.job_id}: its outputs are not verified yet"
+                    + (f" ({have} of {total} chunks fetched)" if outputs else " (nothing delivered yet)"),
+                )
+                return EXIT_FAILED
             written: list[dict[str, object]] = []
             for entry in outputs:
                 if not isinstance(entry, Mapping):

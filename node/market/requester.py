@@ -311,6 +311,8 @@ class RequesterSide:
             if by_reference:
                 # Every output fetched from the provider and each chunk verified against its
                 # content id (which the signed listing binds) before we countersign anything.
+                # The listing is kept as pending meanwhile, so `job output` can show progress.
+                await _write_listing(ctx.job_dir(record.job_id), delivery.blobs, PENDING_LISTING_FILE)
                 try:
                     await self._fetch_outputs(record, peer_id, delivery.blobs)
                 except OutputsUnavailable as exc:
@@ -320,7 +322,7 @@ class RequesterSide:
                 ctx.job_dir(record.job_id), delivery.file_map(), delivery.stdout, delivery.stderr
             )
             if by_reference:
-                await _write_listing(ctx.job_dir(record.job_id), delivery.blobs)
+                await _write_listing(ctx.job_dir(record.job_id), delivery.blobs, OUTPUT_LISTING_FILE)
             self.live.discard(record.job_id)
             record.receipt = delivery.receipt
             record.provider_sig = delivery.provider_sig
@@ -452,11 +454,14 @@ async def _write_result(root: Path, files: dict[str, bytes], stdout: bytes, stde
 
 #: Where a requester lists the outputs it holds as blobs: ``[[path, size, content id hex], ...]``.
 OUTPUT_LISTING_FILE = "outputs.json"
+#: The listing of a delivery whose outputs are still being fetched (not yet checked or signed).
+PENDING_LISTING_FILE = "outputs.pending.json"
 
 
-async def _write_listing(root: Path, blobs: tuple[OutputBlob, ...]) -> None:
+async def _write_listing(root: Path, blobs: tuple[OutputBlob, ...], name: str) -> None:
     listing = [[item.path, item.size, item.content_id.hex()] for item in blobs]
-    await trio.Path(root / OUTPUT_LISTING_FILE).write_text(json.dumps(listing))
+    await trio.Path(root).mkdir(parents=True, exist_ok=True)
+    await trio.Path(root / name).write_text(json.dumps(listing))
 
 
 async def _refuse(stream: Stream, error: ProtocolError) -> NoReturn:

@@ -34,7 +34,7 @@ from node.market.jobdata import JobData
 from node.market.provider import ProviderSide
 from node.market.readiness import ProviderReadiness
 from node.market.records import PROVIDER, REQUESTER, JobRecord, JobState
-from node.market.requester import OUTPUT_LISTING_FILE, RequesterSide
+from node.market.requester import OUTPUT_LISTING_FILE, PENDING_LISTING_FILE, RequesterSide
 from node.market.txlane import TxLane
 from node.p2p.interface import Host
 from node.store import ChainStore
@@ -278,18 +278,22 @@ class MarketService:
 
         return await trio.to_thread.run_sync(read)
 
-    async def output_listing(self, job_id: str) -> tuple[tuple[str, int, bytes], ...]:
-        """The outputs a job returned as blobs (path, size, content id), as the receipt signs
-        them; empty for a job whose outputs came inline. Raises UnknownJob, JobNotFinished."""
+    async def output_listing(self, job_id: str) -> tuple[tuple[tuple[str, int, bytes], ...], bool]:
+        """The outputs a job returns as blobs (path, size, content id) and whether they are
+        verified: fetched, checked against the receipt and countersigned (else the listing of a
+        delivery still being fetched, or nothing yet). Empty for a job whose outputs come inline.
+        Raises UnknownJob, JobNotFinished (a provider's job)."""
         record = self.book.get(job_id)
         if record.role != REQUESTER:
             raise JobNotFinished(f"job {job_id}: a provider keeps no copy of the outputs it delivered")
-        listing_file = self._finished_dir(job_id) / OUTPUT_LISTING_FILE
+        directory = self.ctx.job_dir(job_id)
+        verified = record.receipt is not None
 
         def read() -> tuple[tuple[str, int, bytes], ...]:
-            if not listing_file.is_file():
+            path = directory / (OUTPUT_LISTING_FILE if verified else PENDING_LISTING_FILE)
+            if not path.is_file():
                 return ()
-            rows = json.loads(listing_file.read_text())
-            return tuple((str(path), int(size), bytes.fromhex(cid)) for path, size, cid in rows)
+            rows = json.loads(path.read_text())
+            return tuple((str(name), int(size), bytes.fromhex(cid)) for name, size, cid in rows)
 
-        return await trio.to_thread.run_sync(read)
+        return await trio.to_thread.run_sync(read), verified

@@ -102,17 +102,19 @@ def register_job_methods(table: MethodTable, market: MarketService | None, key: 
         "job_outputs",
         params=[Param("job_id", Str(max_len=64))],
         errors=[UnknownJob, JobNotFinished],
-        returns="object: `output_hash`, `provider` (peer id), `outputs`: array of `path`, `size`, `cid`, "
-        "`state` (complete, partial, fetching or absent), `have_chunks`, `chunks`",
+        returns="object: `verified`, `output_hash` (null until verified), `provider` (peer id), `outputs`: "
+        "array of `path`, `size`, `cid`, `state` (complete, partial, fetching or absent), `have_chunks`, "
+        "`chunks`",
     )
     async def job_outputs(job_id: str) -> dict[str, object]:
-        """The outputs a job returned as blobs (``output_mode = "blobs"``), as its receipt signs
-        them, with how much of each this node holds. Fetch what is missing with ``blob_fetch``
-        (the provider first) and write it out with ``blob_export``."""
+        """The outputs a job returns as blobs (``output_mode = "blobs"``) with how much of each this
+        node holds. ``verified``: fetched, checked against the receipt's signed listing and
+        countersigned; before that, the listing of a delivery still being fetched (its progress).
+        Fetch what is missing with ``blob_fetch`` (the provider first), write it with
+        ``blob_export``."""
         market = service()
         record = market.get(job_id)
-        listing = await market.output_listing(job_id)
-        assert record.receipt is not None
+        listing, verified = await market.output_listing(job_id)
         outputs: list[dict[str, object]] = []
         for path, size, cid in listing:
             status = market.blobs.status(cid) if market.blobs is not None else None
@@ -127,7 +129,8 @@ def register_job_methods(table: MethodTable, market: MarketService | None, key: 
                 }
             )
         return {
-            "output_hash": record.receipt.output_hash.hex(),
+            "verified": verified,
+            "output_hash": record.receipt.output_hash.hex() if record.receipt is not None else None,
             "provider": record.peer_id,
             "outputs": outputs,
         }

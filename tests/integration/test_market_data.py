@@ -209,6 +209,9 @@ async def test_a_provider_serving_outputs_other_than_the_signed_ones_is_refused(
             assert record.requester_sig == b"" and record.receipt is None
             assert record.state is not JobState.DELIVERED
             assert not (requester.market.ctx.job_dir(submitted.job_id) / OUTPUT_LISTING_FILE).exists()
+            # What `job output` sees: the provider's listing, not verified, nothing to write.
+            listing, verified = await requester.market.output_listing(submitted.job_id)
+            assert not verified and [path for path, _, _ in listing] == ["result.bin"]
             assert provider.market.get(sold_id).requester_sig == b""
             # The chunk that did not verify was caught by the requester's fetcher, which banned
             # the provider as a blob source; the bad output never became a blob there.
