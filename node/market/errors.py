@@ -88,3 +88,10 @@ class JobDidNotComplete(JobServiceError):
     the time it used."""
 
     code: ClassVar[int] = 5962
+
+
+class OutputsAreBlobs(JobServiceError):
+    """The job's outputs came back as blobs: ``dcent job output ID --out DIR`` (RPC
+    ``job_outputs``) fetches and writes them; ``job result`` carries inline outputs only."""
+
+    code: ClassVar[int] = 5963

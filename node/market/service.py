@@ -29,7 +29,7 @@ from node.market.context import (
     JobBook,
     MarketContext,
 )
-from node.market.errors import InterruptedByRestart, JobNotCancellable, JobNotFinished
+from node.market.errors import InterruptedByRestart, JobNotCancellable, JobNotFinished, OutputsAreBlobs
 from node.market.jobdata import JobData
 from node.market.provider import ProviderSide
 from node.market.readiness import ProviderReadiness
@@ -43,7 +43,7 @@ from protocol.crypto import PrivateKey
 from protocol.encoding import DecodeError
 from protocol.market.capacity import CapacityAnnouncement
 from protocol.market.delivery import LOG_PROTOCOL_ID, RESULT_PROTOCOL_ID, STATUS_PROTOCOL_ID
-from protocol.market.jobspec import JobSpec
+from protocol.market.jobspec import OUTPUT_BLOBS, JobSpec
 from protocol.market.messages import MARKET_PROTOCOL_ID
 from protocol.market.negotiation import (
     DEFAULT_MAX_TRANSFER_BYTES,
@@ -265,6 +265,10 @@ class MarketService:
         record = self.book.get(job_id)
         if record.role != REQUESTER:
             raise JobNotFinished(f"job {job_id}: a provider keeps no copy of the outputs it delivered")
+        if record.spec.output_mode == OUTPUT_BLOBS:
+            raise OutputsAreBlobs(
+                f"job {job_id} returns its outputs as blobs: `dcent job output {job_id} --out DIR` writes them"
+            )
         out = self._finished_dir(job_id) / "out"
 
         def read() -> dict[str, bytes]:

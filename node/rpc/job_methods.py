@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import base64
 
-from node.market.errors import JobNotCancellable, JobNotFinished, MarketDisabled, UnknownJob
+from node.market.errors import (
+    JobNotCancellable,
+    JobNotFinished,
+    MarketDisabled,
+    OutputsAreBlobs,
+    UnknownJob,
+)
 from node.market.service import MarketService
 from node.rpc.methods import MethodTable
 from node.rpc.params import Int, Object, Param, Str
@@ -78,7 +84,7 @@ def register_job_methods(table: MethodTable, market: MarketService | None, key: 
     @table.method(
         "job_result",
         params=[Param("job_id", Str(max_len=64))],
-        errors=[UnknownJob, JobNotFinished],
+        errors=[UnknownJob, JobNotFinished, OutputsAreBlobs],
         returns="object: `output_hash`, `files` (path -> base64), `outcome`, `exit_status`, `gpu_ms`, "
         "`gpu_seconds`",
     )

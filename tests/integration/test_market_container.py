@@ -22,6 +22,7 @@ import trio
 from node.cli.main import main
 from node.executor.container import ContainerExecutor
 from node.executor.settings import ExecutorSettings
+from node.market.errors import OutputsAreBlobs
 from node.market.records import JobState
 from node.market.requester import OUTPUT_LISTING_FILE
 from tests.integration.market_helpers import until_state
@@ -147,6 +148,9 @@ async def test_a_job_runs_in_a_container_loaded_from_an_archive_by_content_id(
                     capsys, "job", "output", done.job_id, "--out", str(tmp_path / "outputs"), "--home", home
                 )
                 assert code == 0 and json.loads(out)["outputs"][0]["kept"] is True, err
+                # `job result` carries inline outputs only and says where blob outputs are.
+                code, out, err = await _cli(capsys, "job", "result", done.job_id, "--home", home)
+                assert code == 1 and str(OutputsAreBlobs.code) in err and "job output" in err
                 # The provider loaded the archive into its engine's store: no registry was asked.
                 assert subprocess.run(["podman", "image", "exists", job_image], check=False).returncode == 0
                 nursery.cancel_scope.cancel()
