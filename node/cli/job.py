@@ -187,8 +187,9 @@ def render_final(console: Console, job: Mapping[str, Any]) -> None:
     line, _error = describe_end(job)
     console.print(line)
     if job.get("state") == SUCCEEDED:
+        command = "output" if job.get("output_mode") == "blobs" else "result"
         console.print(
-            f"outputs {short_hash(job.get('output_hash'))}; fetch them with `dcent job result {job_id} --out DIR`"
+            f"outputs {short_hash(job.get('output_hash'))}; fetch them with `dcent job {command} {job_id} --out DIR`"
         )
 
 

@@ -156,6 +156,7 @@ class JobRecord:
             "state": self.state.value,
             "name": self.spec.name,
             "role": self.role,
+            "output_mode": self.spec.output_mode,
             "provider": str(Address(address_of(terms.provider))) if terms else None,
             "requester": str(Address(address_of(requester))) if requester else None,
             "contract_hash": self.contract_hash.hex() if self.contract_hash else None,
