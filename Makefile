@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 # bubblewrap: the job sandbox. iproute2: the network-namespace tests. e2fsprogs: the size-limited
 # work directory of each job (mkfs.ext4). gcc, libc6-dev, libgmp-dev, python3-dev: building
-# libp2p's pinned fastecdsa==2.3.2, which has no wheel for CPython 3.11.
-SYSTEM_PACKAGES := bubblewrap iproute2 e2fsprogs gcc libc6-dev libgmp-dev python3-dev
+# libp2p's pinned fastecdsa==2.3.2, which has no wheel for CPython 3.11. podman, runc: the
+# container executor and its tests (jobs whose image comes as an archive by content id).
+SYSTEM_PACKAGES := bubblewrap iproute2 e2fsprogs gcc libc6-dev libgmp-dev python3-dev podman runc
 
 .PHONY: deps venv dev demo test lint typecheck unit bench clean
 

@@ -209,6 +209,15 @@ class MarketConfig:
     #: How often a provider re-runs its executor's self-test, in seconds (it sells nothing while
     #: the self-test fails).
     self_test_interval_s: int = 600
+    #: The most bytes of inputs by reference (and image archive) a provider fetches for one job;
+    #: a request for more is refused (InputsTooLarge 4047).
+    max_input_bytes: int = 64 * 2**30
+    #: Base units per GiB of inputs by reference, added to the quoted price per GPU-second.
+    input_price_per_gib: Amount = 0
+    #: CA bundle for https inputs ("" : the system's).
+    url_ca_file: str = ""
+    #: Let https inputs reach loopback and private addresses (tests; a provider's own mirror).
+    allow_private_urls: bool = False
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -217,6 +226,8 @@ class MarketConfig:
             raise ConfigError(
                 f"market.self_test_interval_s: between 10 and 86400 seconds, got {self.self_test_interval_s}"
             )
+        if not 0 <= self.max_input_bytes <= 2**40:
+            raise ConfigError(f"market.max_input_bytes: between 0 and 2^40 bytes, got {self.max_input_bytes}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -172,6 +172,8 @@ class Node:
                 )
                 await nursery.start(self.capacity.run)
                 await nursery.start(self.readiness.run, self.capacity.announce_now)
+                # Before the job service: its jobs fetch inputs and store outputs through it.
+                await nursery.start(self.blobs.run)
                 self.market = self._job_service(app, store, self.driver, self.capacity)
                 await nursery.start(self.market.run)
                 if self.config.pricing.enabled:  # i16view: an ask that moves with utilization
@@ -184,7 +186,6 @@ class Node:
                         store=store,
                         height=lambda: driver.height,
                     )
-                await nursery.start(self.blobs.run)
                 await self._start_operator_endpoints(nursery)
                 log.info(
                     "node %s up at height %d, listening on %s",
@@ -232,6 +233,11 @@ class Node:
             escrow_wait_blocks=market.escrow_wait_blocks,
             settle_margin_blocks=market.settle_margin_blocks,
             readiness=self.readiness,
+            blobs=self.blobs,
+            max_input_bytes=market.max_input_bytes,
+            input_price_per_gib=market.input_price_per_gib,
+            url_ca_file=market.url_ca_file,
+            allow_private_urls=market.allow_private_urls,
         )
 
     async def _start_operator_endpoints(self, nursery: trio.Nursery) -> None:

@@ -41,7 +41,7 @@ from protocol.contracts import CONTRACT_DOMAIN, RECEIPT_DOMAIN
 from protocol.crypto import PrivateKey
 from protocol.encoding import decode, encode, sign_bytes
 from protocol.market.capacity import CAPACITY_DOMAIN
-from protocol.market.delivery import encode_answer, output_listing_hash
+from protocol.market.delivery import blob_listing_hash, encode_answer, output_listing_hash
 from protocol.market.messages import QUOTE_DOMAIN
 from protocol.market.messages import encode_message as encode_market
 from tests import wire_samples as samples
@@ -160,6 +160,10 @@ def _contract_sigs() -> tuple[tuple[bytes, bytes, bytes], ...]:
 
 def _receipt_signed() -> bytes:
     return sign_bytes(CHAIN, RECEIPT_DOMAIN, samples.receipt().encode())
+
+
+def _blobs_receipt_signed() -> bytes:
+    return sign_bytes(CHAIN, RECEIPT_DOMAIN, samples.blobs_delivery().receipt.encode())
 
 
 def _tx_sigs(kind: str, raw: bytes) -> tuple[tuple[bytes, bytes, bytes], ...]:
@@ -286,6 +290,13 @@ def vectors() -> list[Vector]:
             samples.delivery().encode(),
             digest=output_listing_hash(samples.OUTPUTS),
             signatures=((P, _receipt_signed(), samples.delivery().provider_sig),),
+        ),
+        Vector(
+            "result-delivery-blobs",
+            "delivery",
+            samples.blobs_delivery().encode(),
+            digest=blob_listing_hash(samples.blobs_delivery().blobs),
+            signatures=((P, _blobs_receipt_signed(), samples.blobs_delivery().provider_sig),),
         ),
         Vector(
             "result-ack",

@@ -17,6 +17,7 @@ Keys (the seeds are what docs/protocol.md publishes):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from dataclasses import dataclass
@@ -68,13 +69,15 @@ from protocol.market.delivery import (
     DeliveryReady,
     JobOutput,
     JobStarted,
+    OutputBlob,
     OutputFile,
     ResultDelivery,
+    blob_listing_hash,
     delivery_limit,
     output_listing_hash,
 )
 from protocol.market.errors import NoMatchingGpus
-from protocol.market.jobspec import EnvVar, InputFile, JobSpec, Resources
+from protocol.market.jobspec import SOURCE_BLOB, DataInput, EnvVar, InputFile, JobSpec, Resources
 from protocol.market.messages import (
     ContractAccepted,
     ContractProposal,
@@ -234,6 +237,33 @@ def job_spec() -> JobSpec:
         max_runtime_s=60,
         max_price_per_gpu_second=2_000,
         output_limit_bytes=2**20,
+        data=(DataInput("data/train.bin", SOURCE_BLOB, DATA_CID, "", b"", 200 * 2**20),),
+    )
+
+
+#: A dataset by content id in the sample spec, and the outputs of a blobs job.
+DATA_CID = hashlib.sha256(b"dcent sample dataset").digest()
+OUTPUT_BLOBS = (
+    OutputBlob("model.bin", 500 * 2**20, hashlib.sha256(b"dcent sample model").digest()),
+    OutputBlob("metrics.json", 42, hashlib.sha256(b"dcent sample metrics").digest()),
+)
+
+
+def blobs_delivery() -> ResultDelivery:
+    """A delivery of a job whose outputs come as blobs: the receipt signs their listing."""
+    blobs = tuple(sorted(OUTPUT_BLOBS, key=lambda item: item.path))
+    signed = dataclasses.replace(receipt(), output_hash=blob_listing_hash(blobs))
+    return ResultDelivery(
+        receipt=signed,
+        provider_sig=signed.sign(PROVIDER),
+        files=(),
+        stdout=b"",
+        stderr=b"",
+        stdout_truncated=False,
+        stderr_truncated=False,
+        outputs_truncated=False,
+        timed_out=False,
+        blobs=blobs,
     )
 
 

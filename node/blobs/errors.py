@@ -99,3 +99,10 @@ class FetchFailed(BlobStoreError):
     The verified chunks are kept: fetching again resumes."""
 
     code = 6052
+
+
+class UnexpectedBlobSize(BlobStoreError):
+    """The blob's content id binds another size than the one it was asked for under (a job spec
+    declaring 1 KiB for a 1 TiB blob): refused before a chunk is fetched."""
+
+    code = 6053

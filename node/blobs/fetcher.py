@@ -44,7 +44,7 @@ from typing import TypeVar
 
 import trio
 
-from node.blobs.errors import FetchFailed, LocalDiskError, NoProviders
+from node.blobs.errors import FetchFailed, LocalDiskError, NoProviders, UnexpectedBlobSize
 from node.blobs.partial import PartialBlob
 from node.blobs.settings import BlobSettings
 from node.blobs.store import BlobInfo, BlobStore
@@ -219,7 +219,12 @@ class BlobFetcher:
         self._scores = scores
 
     async def fetch(
-        self, cid: bytes, *, peers: Sequence[str] = (), progress: FetchProgress | None = None
+        self,
+        cid: bytes,
+        *,
+        peers: Sequence[str] = (),
+        progress: FetchProgress | None = None,
+        expected_size: int | None = None,
     ) -> BlobInfo:
         """Fetch ``cid`` into the store (resuming what is there); returns the complete blob.
 
@@ -229,14 +234,24 @@ class BlobFetcher:
         progress = progress if progress is not None else FetchProgress(cid)
         info = self._store.get(cid)
         if info is not None and info.complete:
+            if expected_size is not None and info.manifest.size != expected_size:
+                raise UnexpectedBlobSize(
+                    f"blob {format_content_id(cid)} is {info.manifest.size} bytes, not the {expected_size} expected"
+                )
             progress.resumed_chunks, progress.chunks, progress.size = (
                 info.manifest.chunks,
                 info.manifest.chunks,
                 info.manifest.size,
             )
+            # Complete already: the service must see it so, not as a fetch that never ended.
+            progress.state = "complete"
             return info
         providers = await self._find_providers(cid, peers, progress)
         manifest = providers[0][1]
+        if expected_size is not None and manifest.size != expected_size:
+            raise UnexpectedBlobSize(
+                f"blob {format_content_id(cid)} is {manifest.size} bytes, not the {expected_size} expected"
+            )
         progress.chunks, progress.size = manifest.chunks, manifest.size
         partial = await trio.to_thread.run_sync(self._store.begin_fetch, cid, manifest)
         if partial is None:  # completed meanwhile (a put of the same content)

@@ -196,7 +196,9 @@ class BlobService:
         return document
 
     # --- fetching ---------------------------------------------------------------------------------
-    def start_fetch(self, cid: bytes, *, peers: Sequence[str] = (), pin: bool = False) -> FetchProgress:
+    def start_fetch(
+        self, cid: bytes, *, peers: Sequence[str] = (), pin: bool = False, expected_size: int | None = None
+    ) -> FetchProgress:
         """Fetch ``cid`` in the background (or join the running fetch of it); returns its progress.
 
         Raises :class:`TooManyFetches`, :class:`HostStateError` when the service is not running.
@@ -214,25 +216,33 @@ class BlobService:
         scope = trio.CancelScope()
         self._fetches[cid] = (progress, scope)
         self._finished.pop(cid, None)
-        self._nursery.start_soon(self._run_fetch, cid, tuple(peers), pin, progress, scope)
+        self._nursery.start_soon(self._run_fetch, cid, tuple(peers), pin, progress, scope, expected_size)
         return progress
 
-    async def fetch(self, cid: bytes, *, peers: Sequence[str] = (), pin: bool = False) -> FetchProgress:
+    async def fetch(
+        self, cid: bytes, *, peers: Sequence[str] = (), pin: bool = False, expected_size: int | None = None
+    ) -> FetchProgress:
         """Fetch ``cid`` and wait for the end. Returns the finished progress; raises its error
         (:class:`NoProviders`, :class:`FetchFailed`, :class:`StoreFull`, :class:`FetchCancelled`, ...)."""
-        progress = self.start_fetch(cid, peers=peers, pin=pin)
+        progress = self.start_fetch(cid, peers=peers, pin=pin, expected_size=expected_size)
         await progress.done.wait()
         if progress.error is not None:
             raise progress.error
         return progress
 
     async def _run_fetch(
-        self, cid: bytes, peers: tuple[str, ...], pin: bool, progress: FetchProgress, scope: trio.CancelScope
+        self,
+        cid: bytes,
+        peers: tuple[str, ...],
+        pin: bool,
+        progress: FetchProgress,
+        scope: trio.CancelScope,
+        expected_size: int | None = None,
     ) -> None:
         assert self._fetcher is not None
         try:
             with scope:
-                await self._fetcher.fetch(cid, peers=peers, progress=progress)
+                await self._fetcher.fetch(cid, peers=peers, progress=progress, expected_size=expected_size)
                 if pin:
                     await self.pin(cid, True)
             if scope.cancelled_caught:

@@ -360,17 +360,30 @@ class BlobStore:
         except OSError as exc:
             raise BlobSourceError(f"{path}: {exc.strerror}") from None
         try:
-            status = os.fstat(source)
-            if not stat.S_ISREG(status.st_mode):
-                raise BlobSourceError(f"{path}: not a regular file")
-            size = status.st_size
-            if size > MAX_BLOB_BYTES or chunk_count(size, chunk_size) > MAX_CHUNKS:
-                raise BlobSourceError(f"{path}: {size} bytes is more than a blob may hold")
-            need = size + chunk_count(size, chunk_size) * HASH_LEN
-            with self._reservation(need):
-                return self._copy_in(path, source, size, chunk_size, pin=pin)
+            return self.put_open_file(source, path, pin=pin, chunk_size=chunk_size)
         finally:
             os.close(source)
+
+    def put_open_file(self, source: int, path: Path, *, pin: bool, chunk_size: int) -> tuple[BlobInfo, bool]:
+        """Add the regular file open at ``source`` (``path`` names it in errors): what a provider
+        uses for a job's outputs, opened without following links. Raises as :meth:`put_file`."""
+        status = os.fstat(source)
+        if not stat.S_ISREG(status.st_mode):
+            raise BlobSourceError(f"{path}: not a regular file")
+        size = status.st_size
+        if size > MAX_BLOB_BYTES or chunk_count(size, chunk_size) > MAX_CHUNKS:
+            raise BlobSourceError(f"{path}: {size} bytes is more than a blob may hold")
+        need = size + chunk_count(size, chunk_size) * HASH_LEN
+        with self._reservation(need):
+            return self._copy_in(path, source, size, chunk_size, pin=pin)
+
+    def data_path(self, cid: bytes) -> Path:
+        """Where a complete blob's bytes are (what a job's read-only mount of it binds). Raises
+        :class:`UnknownBlob` for a blob that is not complete here."""
+        info = self.get(cid)
+        if info is None or not info.complete:
+            raise UnknownBlob(f"no complete blob {format_content_id(cid)} in the store")
+        return self._data_path(cid)
 
     def _copy_in(
         self, path: Path, source: int, size: int, chunk_size: int, *, pin: bool

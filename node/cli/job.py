@@ -22,6 +22,9 @@ streams them.
 from __future__ import annotations
 
 import argparse
+import copy
+import json
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,8 @@ import trio
 from rich.console import Console
 from rich.live import Live
 
+from node.cli.blob import follow_fetch
+from node.market.errors import JobNotFinished
 from node.wallet import payer as payer_flow
 from node.wallet.cliargs import Subparsers, add_common_args, add_keystore_args, add_node_args
 from node.wallet.connect import NodeRpc
@@ -53,7 +58,7 @@ from node.wallet.results import decode_result, write_files
 from node.wallet.runner import EXIT_FAILED, EXIT_OK, guarded, output_of, run_node_command
 from node.wallet.txbuilder import TxOutcome
 from node.wallet.values import answer_list, answer_object, answer_str
-from protocol.market.jobspec import JobSpec, format_of
+from protocol.market.jobspec import LOCAL_FILE_KEY, JobSpec, format_of
 
 LOG_POLL_INTERVAL_S = 0.5
 MAX_ATTEMPTS_LIMIT = 100
@@ -103,6 +108,13 @@ def register(subparsers: Subparsers) -> None:
     result.add_argument("--out", metavar="DIR", type=Path, help="write the output files under DIR")
     result.set_defaults(func=run_result)
 
+    output = commands.add_parser(
+        "output", help="a finished job's outputs returned as blobs: fetch (resumable), verify, write"
+    )
+    output.add_argument("job_id", metavar="ID")
+    output.add_argument("--out", metavar="DIR", type=Path, required=True, help="write the outputs under DIR")
+    output.set_defaults(func=run_output)
+
     cancel = commands.add_parser("cancel", help="cancel a job that has not started running")
     cancel.add_argument("job_id", metavar="ID")
     cancel.set_defaults(func=run_cancel)
@@ -111,7 +123,7 @@ def register(subparsers: Subparsers) -> None:
     listing.add_argument("--state", help="only jobs in this state (matching, running, settled, failed, ...)")
     listing.set_defaults(func=run_list)
 
-    for command in (submit, status, logs, result, cancel, listing):
+    for command in (submit, status, logs, result, output, cancel, listing):
         add_common_args(command)
         add_node_args(command)
 
@@ -124,13 +136,65 @@ def register(subparsers: Subparsers) -> None:
 def load_spec(path: str) -> JobSpec:
     """Read and validate a spec file. Raises JobSpecError (naming the field), InvalidArgument."""
     fmt = format_of(path)
+    return JobSpec.from_text(_read_spec_text(path), fmt)
+
+
+def _read_spec_text(path: str) -> str:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise InvalidArgument(f"cannot read the job spec {path}: {exc.strerror}") from exc
     except UnicodeDecodeError:
         raise InvalidArgument(f"the job spec {path} is not UTF-8 text") from None
-    return JobSpec.from_text(text, fmt)
+
+
+def local_files(doc: dict[str, Any]) -> list[tuple[dict[str, Any], str, Path]]:
+    """The ``{ file = "..." }`` entries of ``[data]`` and ``image_archive``: (table, key, path)
+    for each, the path resolved here (where ``job submit`` runs, beside the node)."""
+    found: list[tuple[dict[str, Any], str, Path]] = []
+    data = doc.get("data")
+    if isinstance(data, dict):
+        for key in sorted(data, key=str):
+            entry = data[key]
+            if (
+                isinstance(entry, dict)
+                and set(entry) == {LOCAL_FILE_KEY}
+                and isinstance(entry[LOCAL_FILE_KEY], str)
+            ):
+                found.append((data, key, Path(entry[LOCAL_FILE_KEY]).expanduser().resolve()))
+    archive = doc.get("image_archive")
+    if (
+        isinstance(archive, dict)
+        and set(archive) == {LOCAL_FILE_KEY}
+        and isinstance(archive[LOCAL_FILE_KEY], str)
+    ):
+        found.append((doc, "image_archive", Path(archive[LOCAL_FILE_KEY]).expanduser().resolve()))
+    return found
+
+
+def load_spec_document(path: str) -> tuple[dict[str, Any], list[tuple[dict[str, Any], str, Path]]]:
+    """The spec's document and its local files, validated with each file standing in as a blob of
+    its size (so a bad spec is refused before anything is put into the store)."""
+    fmt = format_of(path)
+    text = _read_spec_text(path)
+    try:
+        doc = tomllib.loads(text) if fmt == "toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError):
+        JobSpec.from_text(text, fmt)  # raises the parser's error, naming the format
+        raise
+    if not isinstance(doc, dict):
+        JobSpec.from_document(doc)
+        raise InvalidArgument("a job spec is a table / JSON object")
+    files = local_files(doc)
+    trial = copy.deepcopy(doc)
+    for holder, key, file in local_files(trial):
+        try:
+            size = file.stat().st_size
+        except OSError as exc:
+            raise InvalidArgument(f"{key}: cannot read {file}: {exc.strerror}") from None
+        holder[key] = {"cid": "00" * 32, "size": size}
+    JobSpec.from_document(trial)
+    return doc, files
 
 
 def render_final(console: Console, job: Mapping[str, Any]) -> None:
@@ -139,8 +203,9 @@ def render_final(console: Console, job: Mapping[str, Any]) -> None:
     line, _error = describe_end(job)
     console.print(line)
     if job.get("state") == SUCCEEDED:
+        command = "output" if job.get("output_mode") == "blobs" else "result"
         console.print(
-            f"outputs {short_hash(job.get('output_hash'))}; fetch them with `dcent job result {job_id} --out DIR`"
+            f"outputs {short_hash(job.get('output_hash'))}; fetch them with `dcent job {command} {job_id} --out DIR`"
         )
 
 
@@ -172,11 +237,19 @@ async def follow_live(out: Output, rpc: NodeRpc, job_id: str, timeout_s: float) 
     return job
 
 
+def _with_placeholders(doc: dict[str, Any]) -> dict[str, Any]:
+    trial = copy.deepcopy(doc)
+    for holder, key, file in local_files(trial):
+        holder[key] = {"cid": "00" * 32, "size": file.stat().st_size}
+    return trial
+
+
 def run_submit(args: argparse.Namespace) -> int:
     out = output_of(args)
 
     def action() -> int:
-        spec = load_spec(args.spec)
+        doc, files = load_spec_document(args.spec)
+        spec = JobSpec.from_document(_with_placeholders(doc)) if files else JobSpec.from_document(doc)
         if args.max_attempts is not None and not 1 <= args.max_attempts <= MAX_ATTEMPTS_LIMIT:
             raise InvalidArgument(f"--max-attempts: between 1 and {MAX_ATTEMPTS_LIMIT}")
         timeout_s = args.timeout if args.timeout is not None else spec.max_runtime_s + JOB_WAIT_MARGIN_S
@@ -192,15 +265,29 @@ def run_submit(args: argparse.Namespace) -> int:
             payer = params["payer"] = account_address(args, args.payer or None)
 
         async def body(rpc: NodeRpc) -> int:
+            if files:
+                # Local files go into the requester node's blob store (pinned: the provider fetches
+                # them from there), and the spec names them by content id.
+                for holder, key, file in files:
+                    blob = answer_object(await rpc.call("blob_put", path=str(file), pin=True), "blob_put")
+                    holder[key] = {"cid": answer_str(blob, "cid", "blob_put"), "size": blob.get("size")}
+                    if not out.json_mode:
+                        out.console().print(
+                            f"{key}: {file} put as blob {answer_str(blob, 'cid', 'blob_put')}"
+                        )
+            # The spec the node receives (local files now named by content id): the contract a
+            # paying wallet checks must be for this one.
+            submitted = JobSpec.from_document(doc) if files else spec
+            params["spec"] = submitted.to_document()
             signer = None
-            if payer is not None and not await payer_flow.grant_covers(rpc, payer, spec):
+            if payer is not None and not await payer_flow.grant_covers(rpc, payer, submitted):
                 signer = payer_flow.signing_payer(args, payer)  # no grant: the wallet escrows
                 params["payer_signs"] = True
             answer = answer_object(await rpc.call("job_submit", **params), "job_submit")
             job_id = answer_str(answer, "job_id", "job_submit")
             if signer is not None:
                 escrowed = await payer_flow.escrow_as_payer(
-                    args, rpc, signer, job_id, spec, timeout_s=timeout_s
+                    args, rpc, signer, job_id, submitted, timeout_s=timeout_s
                 )
                 if not isinstance(escrowed, TxOutcome):  # the job ended before its contract
                     out.result(dict(escrowed), lambda console: render_job(console, escrowed))
@@ -406,3 +493,85 @@ def run_result(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return run_node_command(args, out, body)
+
+
+# --------------------------------------------------------------------------------------------
+# output (outputs returned as blobs)
+# --------------------------------------------------------------------------------------------
+
+
+def _output_target(root: Path, path: object) -> Path:
+    """``root/path`` for a listed output path, refusing one that would leave ``root``."""
+    if not isinstance(path, str) or not path or path.startswith("/"):
+        raise InvalidArgument(f"the node listed an unusable output path {path!r}")
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts) or "\x00" in path:
+        raise InvalidArgument(f"the node listed an unusable output path {path!r}")
+    return root.joinpath(*parts)
+
+
+def run_output(args: argparse.Namespace) -> int:
+    """Write a job's blob outputs under ``--out``: each one the node lacks is fetched from the
+    job's provider first (resuming what it holds, with a progress bar), then exported, verified
+    chunk by chunk against its content id, through a ``.part`` file. A file already there with
+    the listed size is kept (run again after an interruption: it resumes)."""
+    out = output_of(args)
+
+    def action() -> int:
+        root = args.out.expanduser().resolve()
+
+        async def body(rpc: NodeRpc) -> int:
+            answer = answer_object(await rpc.call("job_outputs", job_id=args.job_id), "job_outputs")
+            outputs = answer.get("outputs")
+            provider = answer.get("provider")
+            if not isinstance(outputs, list):
+                raise InvalidArgument("job_outputs: no list of outputs")
+            if answer.get("verified") is not True:
+                # The node is still fetching and checking them: say how far, write nothing.
+                have = sum(int(o.get("have_chunks") or 0) for o in outputs if isinstance(o, Mapping))
+                total = sum(int(o.get("chunks") or 0) for o in outputs if isinstance(o, Mapping))
+                out.error(
+                    JobNotFinished.code,
+                    f"job {args.job_id}: its outputs are not verified yet"
+                    + (f" ({have} of {total} chunks fetched)" if outputs else " (nothing delivered yet)"),
+                )
+                return EXIT_FAILED
+            written: list[dict[str, object]] = []
+            for entry in outputs:
+                if not isinstance(entry, Mapping):
+                    raise InvalidArgument("job_outputs: an output is not an object")
+                cid, size = answer_str(entry, "cid", "job_outputs"), entry.get("size")
+                target = _output_target(root, entry.get("path"))
+                if target.is_file() and target.stat().st_size == size:
+                    written.append({"path": entry.get("path"), "cid": cid, "kept": True})
+                    continue
+                if entry.get("state") != "complete":
+                    peers = [provider] if isinstance(provider, str) and provider else []
+                    status = answer_object(
+                        await rpc.call("blob_fetch", cid=cid, peers=peers, pin=True), "blob_fetch"
+                    )
+                    status = await follow_fetch(out, rpc, cid, status, None)
+                    if status.get("state") != "complete":
+                        out.error(
+                            6052, f"{entry.get('path')}: the fetch of {cid} ended {status.get('state')}"
+                        )
+                        return EXIT_FAILED
+                target.parent.mkdir(parents=True, exist_ok=True)
+                part = target.with_name(target.name + ".part")
+                part.unlink(missing_ok=True)
+                await rpc.call("blob_export", cid=cid, path=str(part))
+                part.replace(target)
+                written.append({"path": entry.get("path"), "cid": cid, "kept": False})
+
+            def render(console: Console) -> None:
+                for row in written:
+                    how = "already there" if row["kept"] else "verified and written"
+                    console.print(f"{row['path']}: {how} ({short_hash(row['cid'])})")
+                console.print(f"{len(written)} output(s) under {root}")
+
+            out.result({"job_id": args.job_id, "out": str(root), "outputs": written}, render)
+            return EXIT_OK
+
+        return run_node_command(args, out, body)
+
+    return guarded(out, action)

@@ -25,9 +25,17 @@ import trio
 from node.executor.confine import Confinement, Enforcer
 from node.executor.errors import ConfinementFailed, JobUnkillable, SandboxUnavailable
 from node.executor.limits import Capabilities, LimitKind
-from node.executor.model import ExecutionResult, SandboxJob, classify, gpu_ms_for, output_listing_hash
+from node.executor.model import (
+    ExecutionResult,
+    OutputBlob,
+    SandboxJob,
+    blob_listing_hash,
+    classify,
+    gpu_ms_for,
+    output_listing_hash,
+)
 from node.executor.process import OutputSink, ProcessLimits, ProcessOutcome
-from node.executor.workspace import Workspace
+from node.executor.workspace import CollectedOutputs, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +175,7 @@ async def execute_in_workspace(
         await trio.lowlevel.checkpoint()
         await trio.to_thread.run_sync(workspace.populate)
         await trio.to_thread.run_sync(workspace.write_inputs, job.input_files)
+        await trio.to_thread.run_sync(workspace.make_mount_points, job.input_mounts)
         try:
             outcome = await launch(job, workspace, confinement, on_output)
         except JobUnkillable as exc:
@@ -176,7 +185,15 @@ async def execute_in_workspace(
             )
         evidence = outcome.limit_evidence or confinement.evidence(outcome)
         peak_memory = confinement.events().peak_memory_bytes
-        collected = await trio.to_thread.run_sync(workspace.collect_outputs, job.output_cap_bytes)
+        if job.output_store is not None:
+            stored = await trio.to_thread.run_sync(
+                workspace.store_outputs, job.output_cap_bytes, job.output_store
+            )
+            collected = CollectedOutputs({}, stored.truncated, stored.omitted)
+            output_blobs: tuple[OutputBlob, ...] | None = stored.blobs
+        else:
+            collected = await trio.to_thread.run_sync(workspace.collect_outputs, job.output_cap_bytes)
+            output_blobs = None
     finally:
         with trio.CancelScope(shield=True):
             if confinement is not None:
@@ -194,6 +211,7 @@ async def execute_in_workspace(
         collected.omitted,
         limit_evidence=evidence,
         peak_memory_bytes=peak_memory,
+        output_blobs=output_blobs,
     )
 
 
@@ -207,7 +225,9 @@ def build_result(
     *,
     limit_evidence: LimitKind | None = None,
     peak_memory_bytes: int | None = None,
+    output_blobs: tuple[OutputBlob, ...] | None = None,
 ) -> ExecutionResult:
+    """``output_blobs``: the outputs stored as blobs (None: inline in ``output_files``)."""
     returncode = outcome.returncode
     exit_code = returncode if returncode >= 0 else None
     signal = -returncode if returncode < 0 else None
@@ -237,7 +257,10 @@ def build_result(
         output_files=MappingProxyType(dict(output_files)),
         outputs_truncated=outputs_truncated,
         outputs_omitted=outputs_omitted,
-        output_hash=output_listing_hash(output_files),
+        output_hash=(
+            blob_listing_hash(output_blobs) if output_blobs is not None else output_listing_hash(output_files)
+        ),
+        output_blobs=output_blobs or (),
         outcome=kind,
         limit=limit,
         first_output_ms=first_output_ms,

@@ -204,6 +204,9 @@ def build_bwrap_argv(
             argv += ["--dev-bind", device, device]
     argv += ["--bind", mounts.shm, "/dev/shm", "--remount-ro", "/dev"]
     argv += ["--bind", mounts.work, SANDBOX_WORK, "--bind", mounts.tmp, SANDBOX_TMP]
+    # Inputs by reference: the blob store's file over its (empty) mount point, read-only.
+    for path in sorted(job.input_mounts):
+        argv += ["--ro-bind", str(job.input_mounts[path]), f"{SANDBOX_WORK}/{path}"]
     argv += ["--remount-ro", "/", "--chdir", SANDBOX_WORK, "--clearenv"]
     for name in sorted(env):
         argv += ["--setenv", name, env[name]]

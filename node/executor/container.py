@@ -79,6 +79,7 @@ from node.executor.cgroups import (
 from node.executor.confine import Confinement, Enforcer
 from node.executor.errors import (
     GpuUnavailable,
+    ImageArchiveInvalid,
     ImageNotAvailable,
     InvalidEnvironment,
     InvalidImage,
@@ -104,6 +105,8 @@ ENGINES = ("docker", "podman")
 CONTAINER_WORK = "/work"
 CONTAINER_TMP = "/tmp"
 ENGINE_CALL_TIMEOUT_S = 20.0
+#: Loading an image archive copies its layers into the engine's store.
+ARCHIVE_LOAD_TIMEOUT_S = 600.0
 PROBE_TIMEOUT_S = 10.0
 CDI_DIRS = ("/etc/cdi", "/var/run/cdi")
 _CDI_GPU_NAME = re.compile(r"\b(?:GPU|MIG)-[A-Za-z0-9/_-]+")
@@ -182,6 +185,11 @@ def build_container_argv(
         f"{work_dir}:{CONTAINER_WORK}:rw",
         "--volume",
         f"{tmp_dir}:{CONTAINER_TMP}:rw",
+    ]
+    # Inputs by reference, read-only over their mount points (paths were checked for ':' ',').
+    for path in sorted(job.input_mounts):
+        argv += ["--volume", f"{job.input_mounts[path]}:{CONTAINER_WORK}/{path}:ro"]
+    argv += [
         "--env-file",
         env_file,
         "--stop-timeout",
@@ -247,6 +255,17 @@ def cdi_gpu_names(dirs: Sequence[str] = CDI_DIRS) -> frozenset[str]:
                         text = Path(entry.path).read_text()
                         if "nvidia.com/gpu" in text:
                             names.update(_CDI_GPU_NAME.findall(text))
+    return frozenset(names)
+
+
+def loaded_image_names(output: str) -> frozenset[str]:
+    """The names ``podman load`` / ``docker load`` report: ``Loaded image: a`` or ``Loaded
+    image(s): a,b`` lines."""
+    names: set[str] = set()
+    for line in output.splitlines():
+        head, sep, rest = line.partition(":")
+        if sep and head.strip().lower() in ("loaded image", "loaded image(s)"):
+            names.update(name.strip() for name in rest.split(",") if name.strip())
     return frozenset(names)
 
 
@@ -386,6 +405,36 @@ class ContainerExecutor:
             return False
         found = await engine_call(self._engine_path, "image", "inspect", "--format", "{{.Id}}", image)
         return bool(found and found.strip())
+
+    async def load_archive(self, archive: Path, image: str) -> None:
+        """``<engine> load`` an image archive (``podman save`` / ``docker save``) from the blob
+        store: no registry. Raises :class:`ImageArchiveInvalid` when it does not load or does not
+        hold ``image`` (a name it carries, with or without podman's ``localhost/`` prefix), and
+        :class:`SandboxToolMissing` without the engine.
+
+        A loaded archive can carry any tag, also one another job names; jobs that reference an
+        image only by name trust the provider's store (the operator's note in the docs)."""
+        if self._engine_path is None:
+            raise SandboxToolMissing(f"{self._engine} is not installed")
+        with trio.move_on_after(ARCHIVE_LOAD_TIMEOUT_S):
+            done = await trio.run_process(
+                [self._engine_path, "load", "--input", str(archive)],
+                stdin=subprocess.DEVNULL,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                env=_client_environment(),
+            )
+            if done.returncode != 0:
+                reason = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no reason"]
+                raise ImageArchiveInvalid(f"the image archive does not load: {reason[0][:300]}")
+            names = loaded_image_names(done.stdout.decode(errors="replace"))
+            if image not in names and f"localhost/{image}" not in names:
+                raise ImageArchiveInvalid(
+                    f"the image archive holds {', '.join(sorted(names))[:300] or 'no named image'}, not {image!r}"
+                )
+            return
+        raise ImageArchiveInvalid(f"loading the image archive took over {ARCHIVE_LOAD_TIMEOUT_S:g} s")
 
     def _placement(self) -> str:
         """Where the container's limits live: our own cgroup (``roots``) or the engine's (``none``)."""

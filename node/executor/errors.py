@@ -81,6 +81,26 @@ class ImageNotAvailable(JobInputError):
 
 
 # --- our fault ---------------------------------------------------------------------------------
+class InputUnavailable(JobInputError):
+    """An input by reference (or the image archive) could not be had: no peer served its content
+    id, the blob is not the size the spec declares, the URL did not answer. The requester's to
+    serve: the job does not run and nothing is metered."""
+
+    code = 5319
+
+
+class InputHashMismatch(JobInputError):
+    """A URL's content does not hash to the spec's ``sha256``: refused, the job does not run."""
+
+    code = 5320
+
+
+class ImageArchiveInvalid(JobInputError):
+    """The image archive does not load (``podman load``), or does not hold the image the spec names."""
+
+    code = 5321
+
+
 class SandboxUnavailable(ExecutorError):
     """We cannot run the job in the sandbox we advertised. The requester is not to blame."""
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
@@ -38,7 +38,13 @@ from node.executor.errors import (
     WorkspaceError,
 )
 from node.executor.limits import NO_LIMITS, LimitKind, ResourceLimits
+from protocol.market.delivery import OutputBlob as OutputBlob  # re-exported
+from protocol.market.delivery import blob_listing_hash as blob_listing_hash  # re-exported
 from protocol.market.delivery import output_listing_hash as output_listing_hash  # re-exported
+
+#: Stores one output file, given open read-only (regular, not through a symlink) with its path
+#: under ``out/``; returns its content id. Synchronous disk I/O: called from a worker thread.
+OutputStore = Callable[[int, str], bytes]
 
 # The directory, relative to the job's work directory, whose files come back as outputs.
 OUTPUT_DIR = "out"
@@ -99,6 +105,12 @@ class SandboxJob:
     output_cap_bytes: int = DEFAULT_OUTPUT_CAP_BYTES
     image: str = ""
     limits: ResourceLimits = NO_LIMITS
+    #: Inputs by reference: path relative to the work directory -> a host file (the blob store's
+    #: copy), mounted read-only there; they use none of the job's disk.
+    input_mounts: Mapping[str, Path] = field(default_factory=dict)
+    #: When set, outputs are stored through it (as blobs) rather than read into memory, and the
+    #: result lists them in ``output_blobs``.
+    output_store: OutputStore | None = None
 
     def __post_init__(self) -> None:
         _check_job_id(self.job_id)
@@ -107,6 +119,9 @@ class SandboxJob:
         # Frozen read-only copies: the caller's dicts may change after validation.
         object.__setattr__(self, "env", MappingProxyType(_checked_env(self.env)))
         object.__setattr__(self, "input_files", MappingProxyType(_checked_inputs(self.input_files)))
+        object.__setattr__(
+            self, "input_mounts", MappingProxyType(_checked_mounts(self.input_mounts, self.input_files))
+        )
         _check_gpus(self.gpu_uuids, self.gpu_device_paths)
         _check_limits(self)
         if not isinstance(self.limits, ResourceLimits):
@@ -186,6 +201,9 @@ class ExecutionResult:
     started: bool = True
     first_output_ms: int | None = None
     peak_memory_bytes: int | None = None
+    #: Outputs stored as blobs (``SandboxJob.output_store``); ``output_files`` is then empty and
+    #: ``output_hash`` is :func:`blob_listing_hash` of these.
+    output_blobs: tuple[OutputBlob, ...] = ()
 
     @property
     def gpu_seconds(self) -> int:
@@ -356,6 +374,36 @@ def _checked_inputs(files: object) -> dict[str, bytes]:
         for parent in PurePosixPath(path_text).parents:
             if str(parent) in checked:
                 raise InputPathConflict(f"input {path_text!r} is under input file {str(parent)!r}")
+    return checked
+
+
+def _checked_mounts(mounts: object, files: Mapping[str, bytes]) -> dict[str, Path]:
+    """Read-only mounts: safe relative targets that neither repeat nor nest with the inline
+    inputs or each other, from absolute host paths a volume option can carry."""
+    if not isinstance(mounts, Mapping):
+        raise UnsafeInputPath(f"input_mounts must be a mapping of path to Path, got {type(mounts).__name__}")
+    checked: dict[str, Path] = {}
+    for raw_path in sorted(mounts, key=str):
+        path = check_input_path(raw_path)
+        source = mounts[raw_path]
+        if path.parts[0] == OUTPUT_DIR:
+            raise InputPathConflict(f"input {raw_path!r}: {OUTPUT_DIR}/ is reserved for the job's outputs")
+        if not isinstance(source, Path) or not source.is_absolute() or any(c in str(source) for c in ":,\n"):
+            raise WorkspaceError(
+                f"input {raw_path!r}: the host file must be an absolute path without ':' ','"
+            )
+        if str(path) in files:
+            raise InputPathConflict(f"input {raw_path!r} is both inline and mounted")
+        checked[str(path)] = source
+    every = set(files) | set(checked)
+    for path_text in checked:
+        for parent in PurePosixPath(path_text).parents:
+            if str(parent) in every:
+                raise InputPathConflict(f"input {path_text!r} is under input file {str(parent)!r}")
+    for path_text in files:
+        for parent in PurePosixPath(path_text).parents:
+            if str(parent) in checked:
+                raise InputPathConflict(f"input {path_text!r} is under mounted input {str(parent)!r}")
     return checked
 
 

@@ -73,6 +73,12 @@ class SubprocessExecutor:
         self, job: SandboxJob, workspace: Workspace, confinement: Confinement, on_output: OutputSink | None
     ) -> ProcessOutcome:
         env = job_environment(job, home=str(workspace.work), tmpdir=str(workspace.tmp))
+        # No mount namespace here: inputs by reference are symlinks to the blob store's files
+        # (this executor confines nothing; a job could read them anyway).
+        for path, source in job.input_mounts.items():
+            target = workspace.work / path
+            target.unlink()
+            target.symlink_to(source)
         missing = _unrunnable_command(job.argv[0], env["PATH"], str(workspace.work))
         if missing is not None:
             return missing

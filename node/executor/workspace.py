@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node.executor.errors import WorkspaceError
-from node.executor.model import OUTPUT_DIR, check_input_path
+from node.executor.model import OUTPUT_DIR, OutputBlob, OutputStore, check_input_path
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,13 @@ MAX_OUTPUT_ENTRIES = 100_000
 @dataclass(frozen=True, slots=True)
 class CollectedOutputs:
     files: dict[str, bytes]
+    truncated: bool
+    omitted: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOutputs:
+    blobs: tuple[OutputBlob, ...]
     truncated: bool
     omitted: tuple[str, ...]
 
@@ -102,6 +109,52 @@ class Workspace:
                     handle.write(files[path])
         except OSError as exc:
             raise WorkspaceError(f"cannot write the job's inputs into {self.work}: {exc}") from exc
+
+    def make_mount_points(self, mounts: Mapping[str, Path]) -> None:
+        """An empty file (mode 0444) at each mounted input's place under ``work/``: the sandbox
+        binds the host file over it read-only."""
+        try:
+            for path in sorted(mounts):
+                target = self.work / check_input_path(path)
+                target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                os.close(os.open(target, flags, 0o444))
+        except OSError as exc:
+            raise WorkspaceError(
+                f"cannot make the mount points of the job's inputs in {self.work}: {exc}"
+            ) from exc
+
+    def store_outputs(self, cap_bytes: int, store: OutputStore) -> StoredOutputs:
+        """Store the regular files under ``out/`` through ``store`` (as blobs, never read into
+        memory here), in ascending path order while their total fits ``cap_bytes``; the rest is
+        left out and ``truncated`` set, as :meth:`collect_outputs` does."""
+        candidates, omitted, truncated = self._scan_outputs()
+        blobs: list[OutputBlob] = []
+        total = 0
+        for path in sorted(candidates):
+            if truncated:
+                omitted.append(path)
+                continue
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+            try:
+                fd = os.open(self.out / path, flags)
+            except OSError:
+                omitted.append(path)
+                continue
+            try:
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode):
+                    omitted.append(path)
+                    continue
+                if total + info.st_size > cap_bytes:
+                    truncated = True
+                    omitted.append(path)
+                    continue
+                blobs.append(OutputBlob(path, info.st_size, store(fd, path)))
+                total += info.st_size
+            finally:
+                os.close(fd)
+        return StoredOutputs(tuple(blobs), truncated, tuple(sorted(omitted)))
 
     def write_config_file(self, name: str, content: bytes) -> Path:
         path = self.config / name

@@ -17,6 +17,7 @@ from node.p2p.interface import Host
 from node.store import ChainStore
 from protocol.consensus.ledger_app import LedgerApp
 from protocol.crypto import PrivateKey
+from protocol.market.jobspec import OUTPUT_BLOBS, JobSpec
 
 log = logging.getLogger("dcent.market")
 
@@ -24,6 +25,15 @@ log = logging.getLogger("dcent.market")
 DEFAULT_ESCROW_WAIT_BLOCKS = 30
 #: Blocks added to a deadline on top of the run time: delivery and settlement.
 DEFAULT_SETTLE_MARGIN_BLOCKS = 20
+#: The slowest transfer a deadline allows for: 4 MiB/s.
+TRANSFER_FLOOR_BYTES_PER_S = 4 * 2**20
+
+
+def data_bytes(spec: JobSpec) -> int:
+    """What a job moves besides its inline parts: inputs by reference, the image archive, and
+    (for outputs as blobs) up to its output limit."""
+    outputs = spec.output_limit_bytes if spec.output_mode == OUTPUT_BLOBS else 0
+    return spec.transfer_bytes + outputs
 
 
 @dataclass
@@ -81,17 +91,26 @@ class MarketContext:
     def blocks_for(self, seconds: int) -> int:
         return -(-(seconds * 1000) // self.block_ms_floor)
 
-    def requested_deadline(self, max_runtime_s: int) -> int:
-        """The deadline height a requester asks for: time to escrow, the run time twice over (a
-        provider may start late in its escrow wait), and time to deliver and settle. Counted at
-        the block-time floor, so it is never shorter in wall time."""
-        run = self.blocks_for(max_runtime_s)
-        return self.height() + self.escrow_wait_blocks + 2 * run + self.settle_margin_blocks
+    def transfer_blocks(self, transfer_bytes: int) -> int:
+        """Blocks to move ``transfer_bytes`` (inputs by reference, outputs as blobs) at
+        :data:`TRANSFER_FLOOR_BYTES_PER_S`: a job with large data gets a deadline that leaves
+        time to fetch it, whichever side counts."""
+        return self.blocks_for(-(-transfer_bytes // TRANSFER_FLOOR_BYTES_PER_S))
 
-    def min_deadline(self, max_runtime_s: int) -> int:
-        """The earliest deadline a provider accepts: escrow, one run, half the settle margin."""
+    def requested_deadline(self, max_runtime_s: int, transfer_bytes: int = 0) -> int:
+        """The deadline height a requester asks for: time to escrow, the run time twice over (a
+        provider may start late in its escrow wait), time to move the job's data, and time to
+        deliver and settle. Counted at the block-time floor, so it is never shorter in wall time."""
         run = self.blocks_for(max_runtime_s)
-        return self.height() + self.escrow_wait_blocks + run + self.settle_margin_blocks // 2
+        moves = self.transfer_blocks(transfer_bytes)
+        return self.height() + self.escrow_wait_blocks + 2 * run + moves + self.settle_margin_blocks
+
+    def min_deadline(self, max_runtime_s: int, transfer_bytes: int = 0) -> int:
+        """The earliest deadline a provider accepts: escrow, one run, the data's transfer, half
+        the settle margin."""
+        run = self.blocks_for(max_runtime_s)
+        moves = self.transfer_blocks(transfer_bytes)
+        return self.height() + self.escrow_wait_blocks + run + moves + self.settle_margin_blocks // 2
 
     async def next_block(self) -> int:
         """Wait for the next committed height; returns it."""

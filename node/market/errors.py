@@ -90,8 +90,15 @@ class JobDidNotComplete(JobServiceError):
     code: ClassVar[int] = 5962
 
 
+class OutputsAreBlobs(JobServiceError):
+    """The job's outputs came back as blobs: ``dcent job output ID --out DIR`` (RPC
+    ``job_outputs``) fetches and writes them; ``job result`` carries inline outputs only."""
+
+    code: ClassVar[int] = 5963
+
+
 class IllegalJobTransition(JobServiceError):
     """Our own bug: the job service tried to move a job backwards or out of a terminal state
     (node/market/records.py TRANSITIONS). The move is refused and the record keeps its state."""
 
-    code: ClassVar[int] = 5963
+    code: ClassVar[int] = 5964

@@ -11,6 +11,7 @@ forgets a contract the requester holds.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -18,12 +19,13 @@ import trio
 
 from gpu.allocator import GpuAllocator
 from node.executor.base import Executor, run_to_outcome
-from node.executor.errors import JobInputError
+from node.executor.errors import JobInputError, SandboxUnavailable
 from node.executor.limits import ResourceLimits
 from node.executor.model import ExecutionResult, Outcome, SandboxJob
-from node.market.context import MarketContext
+from node.market.context import MarketContext, data_bytes
 from node.market.delivery_link import send_delivery
 from node.market.errors import EscrowNeverOpened, ProviderFailed, TxRefused
+from node.market.jobdata import JobData
 from node.market.livelog import FLUSH_GRACE_S, OutputForwarder
 from node.market.records import PROVIDER, JobRecord, JobState
 from node.p2p.errors import P2PError
@@ -39,9 +41,11 @@ from protocol.market.delivery import (
     JobStarted,
     OutputFile,
     ResultDelivery,
+    blob_listing_hash,
     output_listing_hash,
 )
 from protocol.market.errors import InvalidMessage
+from protocol.market.jobspec import OUTPUT_BLOBS
 from protocol.market.messages import (
     MAX_MESSAGE_BYTES,
     ContractProposal,
@@ -57,6 +61,9 @@ log = logging.getLogger("dcent.market.provider")
 #: How long a requester may take to send its request once the stream is open.
 REQUEST_WAIT_S = 10
 DELIVERY_TIMEOUT_S = 60
+#: Outputs as blobs: the requester fetches them before it answers; this much more time per byte
+#: (4 MiB/s, far below loopback or a LAN) before the delivery counts as unanswered.
+DELIVERY_S_PER_BYTE = 1 / (4 * 2**20)
 DELIVERY_ATTEMPTS = 5
 STATUS_TIMEOUT_S = 10
 #: The exit status reported when the job's process never ran (a provider error, or a spec the
@@ -73,8 +80,11 @@ class ProviderSide:
         allocator: GpuAllocator,
         executor: Executor,
         nursery: trio.Nursery,
+        data: JobData | None = None,
     ) -> None:
         self.ctx = ctx
+        #: Inputs by reference, image archives, outputs as blobs (none: inline data only).
+        self.data = data if data is not None else JobData(None, ctx.jobs_dir / "downloads")
         self.policy = policy
         self.allocator = allocator
         self.executor = executor
@@ -87,7 +97,7 @@ class ProviderSide:
         return [units[uuid] for uuid in self.allocator.free()]
 
     def min_deadline_height(self, request: QuoteRequest) -> int:
-        return self.ctx.min_deadline(request.spec.max_runtime_s)
+        return self.ctx.min_deadline(request.spec.max_runtime_s, data_bytes(request.spec))
 
     # --- negotiation -------------------------------------------------------------------------
     async def handle_negotiation(self, stream: Stream) -> None:
@@ -165,6 +175,13 @@ class ProviderSide:
         finally:
             if record.job_id in self.allocator.allocations():
                 self.allocator.release(record.job_id)
+            if record.terminal and record.output_cids:
+                # Closed (settled, refunded, disputed): the requester has its outputs or never
+                # will pay for them. Still open (the node is stopping): kept for the restart.
+                with trio.CancelScope(shield=True):
+                    await self.data.release_outputs(record.output_cids)
+                    record.output_cids = []
+                    await self.ctx.book.save(record)
 
     async def _await_escrow(self, record: JobRecord) -> bool:
         ctx = self.ctx
@@ -189,7 +206,7 @@ class ProviderSide:
                 return False
             await ctx.next_block()
 
-    def _sandbox_job(self, record: JobRecord) -> SandboxJob:
+    def _sandbox_job(self, record: JobRecord, mounts: dict[str, Path] | None = None) -> SandboxJob:
         """The job as the sandbox runs it: the spec's command, environment, inputs and limits
         (every kind the spec sets), pinned to the GPUs sold. Raises
         :class:`~node.executor.errors.JobInputError` for a spec the sandbox refuses."""
@@ -212,6 +229,8 @@ class ProviderSide:
             output_cap_bytes=spec.output_limit_bytes,
             image=spec.image if self.executor.name in ("docker", "podman") else "",
             limits=self.enforced_limits(ResourceLimits.from_spec(spec.limits)),
+            input_mounts=mounts or {},
+            output_store=self.data.output_store() if spec.output_mode == OUTPUT_BLOBS else None,
         )
 
     def enforced_limits(self, limits: ResourceLimits) -> ResourceLimits:
@@ -245,14 +264,22 @@ class ProviderSide:
         async with trio.open_nursery() as live:
             live.start_soon(forwarder.run)
             try:
-                job = self._sandbox_job(record)
+                # Inputs by reference and the image archive first: the job runs only with all.
+                mounts = await self.data.prepare(record.job_id, record.spec, record.peer_id, self.executor)
+                job = self._sandbox_job(record, mounts)
                 result = await run_to_outcome(self.executor, job, on_output=forwarder.sink)
             except JobInputError as exc:
                 log.warning("job %s refused by the sandbox: %s", record.job_id, exc.message)
                 record.error_code, record.error_message = exc.code, exc.message
+            except SandboxUnavailable as exc:  # our disk or engine failed while preparing
+                result = ExecutionResult.provider_error(
+                    record.job_id, self.executor.name, exc.code, exc.message
+                )
             finally:
                 forwarder.finish()
                 live.cancel_scope.deadline = trio.current_time() + FLUSH_GRACE_S
+                with trio.CancelScope(shield=True):
+                    await self.data.release_inputs(record.job_id)
         if forwarder.dropped:
             log.info("job %s: %d lines did not reach the live view", record.job_id, forwarder.dropped)
         self.allocator.release(record.job_id)
@@ -283,7 +310,10 @@ class ProviderSide:
         assert record.contract is not None
         terms = record.contract.terms
         files = dict(result.output_files) if result else {}
-        receipt = receipt_for(terms, result)
+        blobs = record.spec.output_mode == OUTPUT_BLOBS
+        output_blobs = result.output_blobs if result else ()
+        receipt = receipt_for(terms, result, blobs=blobs)
+        record.output_cids = [item.content_id for item in output_blobs]
         exit_status = receipt.exit_status
         record.receipt, record.provider_sig, record.exit_status = receipt, receipt.sign(ctx.key), exit_status
         await _write_logs(ctx.job_dir(record.job_id), result)
@@ -298,12 +328,14 @@ class ProviderSide:
             stderr_truncated=result.stderr_truncated if result else False,
             outputs_truncated=result.outputs_truncated if result else False,
             timed_out=result.timed_out if result else False,
+            blobs=output_blobs,
         )
         payload = delivery.encode()
+        timeout = DELIVERY_TIMEOUT_S + delivery.output_bytes() * DELIVERY_S_PER_BYTE
         for attempt in range(DELIVERY_ATTEMPTS):
             try:
                 answer = await send_delivery(
-                    ctx.host, record.peer_id, receipt.contract_hash, payload, timeout=DELIVERY_TIMEOUT_S
+                    ctx.host, record.peer_id, receipt.contract_hash, payload, timeout=timeout
                 )
             except (P2PError, DecodeError) as exc:
                 log.info("delivery of %s, attempt %d: %r", record.job_id, attempt + 1, exc)
@@ -381,10 +413,15 @@ def _refunds_by_receipt(record: JobRecord) -> bool:
     return receipt is not None and not SETTLEMENT_RULES[receipt.outcome].pays_metered
 
 
-def receipt_for(terms: ContractTerms, result: ExecutionResult | None) -> UsageReceipt:
+def receipt_for(terms: ContractTerms, result: ExecutionResult | None, *, blobs: bool = False) -> UsageReceipt:
     """The usage receipt of a run: its outcome, exit status, GPU-milliseconds (capped at the
     contract's) and output hash. ``None`` (the sandbox refused the spec before running it) is the
-    job's failure, with nothing metered."""
+    job's failure, with nothing metered. ``blobs``: the spec's outputs come as blobs, so the
+    output hash is the blob listing's (empty for a run that produced none)."""
+    if blobs and (result is None or result.outcome is Outcome.PROVIDER_ERROR):
+        empty = blob_listing_hash(())
+        plain = receipt_for(terms, result)
+        return dataclasses.replace(plain, output_hash=empty)
     if result is None:
         return UsageReceipt(
             chain_id=terms.chain_id,

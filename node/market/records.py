@@ -89,6 +89,8 @@ class JobRecord:
     error_code: int = 0
     error_message: str = ""
     history: list[tuple[str, int]] = field(default_factory=list)
+    #: A provider's outputs stored as blobs for this job, pinned until its contract closes.
+    output_cids: list[bytes] = field(default_factory=list)
     #: The wallet asked to pay (empty: this node's account), until the contract names it; not
     #: stored (a job interrupted before its contract fails on restart).
     payer: bytes = b""
@@ -139,6 +141,7 @@ class JobRecord:
                 "error_code": self.error_code,
                 "error_message": self.error_message,
                 "history": [list(item) for item in self.history],
+                "output_cids": list(self.output_cids),
             }
         )
 
@@ -151,7 +154,7 @@ class JobRecord:
         return cls(
             job_id=doc["job_id"],
             role=doc["role"],
-            spec=JobSpec.decode(doc["spec"]),
+            spec=_stored_spec(doc["spec"]),
             created_ms=doc["created_ms"],
             state=JobState(doc["state"]),
             peer_id=doc["peer_id"],
@@ -166,6 +169,7 @@ class JobRecord:
             error_code=doc["error_code"],
             error_message=doc["error_message"],
             history=[(state, at) for state, at in doc["history"]],
+            output_cids=list(doc.get("output_cids", [])),
         )
 
     def cost(self) -> int | None:
@@ -192,6 +196,7 @@ class JobRecord:
             "state": self.state.value,
             "name": self.spec.name,
             "role": self.role,
+            "output_mode": self.spec.output_mode,
             "provider": str(Address(address_of(terms.provider))) if terms else None,
             "requester": str(Address(address_of(requester))) if requester else None,
             "payer": _payer_json(terms.paying_address if terms else self.payer or None, requester),
@@ -217,3 +222,23 @@ class JobRecord:
             "error": {"code": self.error_code, "message": self.error_message} if self.error_code else None,
             "history": [{"state": state, "at_ms": at} for state, at in self.history],
         }
+
+
+#: Job spec fields added after records were first stored (issue 15), with the value a spec
+#: written before them means.
+_SPEC_FIELDS_SINCE_V1: dict[str, Any] = {
+    "data": [],
+    "image_archive_id": b"",
+    "image_archive_size": 0,
+    "output_mode": "inline",
+}
+
+
+def _stored_spec(data: bytes) -> JobSpec:
+    """A stored spec, also one written before the fields of inputs and outputs by reference:
+    a node upgraded with jobs in flight keeps them. Raises DecodeError."""
+    value = decode(data)
+    if isinstance(value, dict):
+        for name, default in _SPEC_FIELDS_SINCE_V1.items():
+            value.setdefault(name, default)
+    return JobSpec.from_wire(value)

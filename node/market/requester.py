@@ -8,6 +8,7 @@ provider claims for a result this node never received or refused.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -17,7 +18,9 @@ from typing import NoReturn
 
 import trio
 
-from node.market.context import MarketContext
+from node.blobs.errors import BlobStoreError
+from node.blobs.service import BlobService
+from node.market.context import MarketContext, data_bytes
 from node.market.errors import (
     ClaimDisputed,
     EscrowNeverOpened,
@@ -30,6 +33,7 @@ from node.market.livelog import LiveLogs
 from node.market.records import REQUESTER, JobRecord, JobState
 from node.p2p.errors import P2PError
 from node.p2p.framing import MAX_FRAME_BYTES, Stream
+from protocol.blobs.merkle import format_content_id
 from protocol.contracts import OUTCOME_PROVIDER_ERROR, SignedContract
 from protocol.crypto import address_of
 from protocol.encoding import DecodeError
@@ -43,6 +47,8 @@ from protocol.market.delivery import (
     DeliveryAck,
     DeliveryReady,
     JobStarted,
+    OutputBlob,
+    blob_delivery_limit,
     check_delivery,
     decode_delivery,
     decode_header,
@@ -54,10 +60,11 @@ from protocol.market.errors import (
     MalformedMessage,
     MarketError,
     NoOffersLeft,
+    OutputsUnavailable,
     ReceiptForOtherContract,
     ReceiptOverLimit,
 )
-from protocol.market.jobspec import JobSpec
+from protocol.market.jobspec import OUTPUT_BLOBS, JobSpec
 from protocol.market.matching import Offer, match
 from protocol.market.messages import (
     MARKET_PROTOCOL_ID,
@@ -88,8 +95,11 @@ class RequesterSide:
         capacity: Callable[[], list[CapacityAnnouncement]],
         response_timeout_ms: int,
         nursery: trio.Nursery,
+        blobs: BlobService | None = None,
     ) -> None:
         self.ctx = ctx
+        #: Where outputs that come as blobs are fetched to (and kept, pinned).
+        self.blobs = blobs
         self.capacity = capacity
         self.response_timeout_ms = response_timeout_ms
         self.nursery = nursery
@@ -220,7 +230,7 @@ class RequesterSide:
             chain_id=ctx.chain_id,
             spec=spec,
             offers=offers,
-            deadline_height=ctx.requested_deadline(spec.max_runtime_s),
+            deadline_height=ctx.requested_deadline(spec.max_runtime_s, data_bytes(spec)),
             seed=os.urandom(32),
             response_timeout_ms=self.response_timeout_ms,
             payer=record.payer,
@@ -292,7 +302,10 @@ class RequesterSide:
             await _refuse(
                 stream, ReceiptForOtherContract("no open contract of ours with this peer has this hash")
             )
-        limit = min(delivery_limit(record.spec.output_limit_bytes), MAX_FRAME_BYTES)
+        # Outputs as blobs travel on their own streams: the delivery carries only their listing.
+        by_reference = record.spec.output_mode == OUTPUT_BLOBS
+        most = blob_delivery_limit() if by_reference else delivery_limit(record.spec.output_limit_bytes)
+        limit = min(most, MAX_FRAME_BYTES)
         if header.size > limit:
             await _refuse(
                 stream, ReceiptOverLimit(f"a {header.size}-byte delivery; this contract's is at most {limit}")
@@ -310,9 +323,15 @@ class RequesterSide:
         """Check, keep and countersign a provider's result for ``record``'s contract; the answer."""
         ctx = self.ctx
         assert record.contract is not None
+        by_reference = record.spec.output_mode == OUTPUT_BLOBS
         try:
             delivery = decode_delivery(payload)
-            check_delivery(record.contract.terms, delivery, output_limit_bytes=record.spec.output_limit_bytes)
+            check_delivery(
+                record.contract.terms,
+                delivery,
+                output_limit_bytes=record.spec.output_limit_bytes,
+                blobs=by_reference,
+            )
         except (DecodeError, DeliveryRejected) as exc:
             error = exc if isinstance(exc, ProtocolError) else ReceiptForOtherContract(str(exc))
             log.warning("refused a result from %s: %s", peer_id, error.message)
@@ -323,9 +342,21 @@ class RequesterSide:
                 Refusal.from_error(ReceiptForOtherContract("a different receipt was countersigned"))
             )
         if record.receipt is None:
+            if by_reference:
+                # Every output fetched from the provider and each chunk verified against its
+                # content id (which the signed listing binds) before we countersign anything.
+                # The listing is kept as pending meanwhile, so `job output` can show progress.
+                await _write_listing(ctx.job_dir(record.job_id), delivery.blobs, PENDING_LISTING_FILE)
+                try:
+                    await self._fetch_outputs(record, peer_id, delivery.blobs)
+                except OutputsUnavailable as exc:
+                    log.warning("refused a result from %s: %s", peer_id, exc.message)
+                    return encode_answer(Refusal.from_error(exc))
             await _write_result(
                 ctx.job_dir(record.job_id), delivery.file_map(), delivery.stdout, delivery.stderr
             )
+            if by_reference:
+                await _write_listing(ctx.job_dir(record.job_id), delivery.blobs, OUTPUT_LISTING_FILE)
             self.live.discard(record.job_id)
             record.receipt = delivery.receipt
             record.provider_sig = delivery.provider_sig
@@ -334,6 +365,19 @@ class RequesterSide:
             record.move(JobState.DELIVERED, ctx.clock_ms())
             await ctx.book.save(record)
         return encode_answer(DeliveryAck(delivery.receipt.contract_hash, record.requester_sig))
+
+    async def _fetch_outputs(self, record: JobRecord, peer_id: str, blobs: tuple[OutputBlob, ...]) -> None:
+        """Fetch each output blob (the provider first), pinned. Raises :class:`OutputsUnavailable`."""
+        if self.blobs is None:
+            raise OutputsUnavailable("this node has no blob store to take outputs by reference")
+        for item in blobs:
+            try:
+                await self.blobs.fetch(item.content_id, peers=(peer_id,), pin=True, expected_size=item.size)
+            except BlobStoreError as exc:
+                raise OutputsUnavailable(
+                    f"output {item.path!r} ({format_content_id(item.content_id)}): {exc.message}"
+                ) from None
+        log.info("job %s: %d output blob(s) fetched and verified", record.job_id, len(blobs))
 
     async def handle_started(self, stream: Stream) -> None:
         """``/dcent/jobstatus/1.0.0``: the provider started our job (signed by that provider)."""
@@ -440,6 +484,18 @@ async def _write_result(root: Path, files: dict[str, bytes], stdout: bytes, stde
             target.write_bytes(content)
 
     await trio.to_thread.run_sync(write)
+
+
+#: Where a requester lists the outputs it holds as blobs: ``[[path, size, content id hex], ...]``.
+OUTPUT_LISTING_FILE = "outputs.json"
+#: The listing of a delivery whose outputs are still being fetched (not yet checked or signed).
+PENDING_LISTING_FILE = "outputs.pending.json"
+
+
+async def _write_listing(root: Path, blobs: tuple[OutputBlob, ...], name: str) -> None:
+    listing = [[item.path, item.size, item.content_id.hex()] for item in blobs]
+    await trio.Path(root).mkdir(parents=True, exist_ok=True)
+    await trio.Path(root / name).write_text(json.dumps(listing))
 
 
 async def _refuse(stream: Stream, error: ProtocolError) -> NoReturn:

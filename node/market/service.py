@@ -11,6 +11,7 @@ the deadline and the collateral is slashed, which is what the collateral is for.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from gpu.allocator import GpuAllocator
+from node.blobs.service import BlobService
 from node.executor.base import Executor
 from node.market.context import (
     DEFAULT_ESCROW_WAIT_BLOCKS,
@@ -26,11 +28,12 @@ from node.market.context import (
     JobBook,
     MarketContext,
 )
-from node.market.errors import InterruptedByRestart, JobNotCancellable, JobNotFinished
+from node.market.errors import InterruptedByRestart, JobNotCancellable, JobNotFinished, OutputsAreBlobs
+from node.market.jobdata import JobData
 from node.market.provider import ProviderSide
 from node.market.readiness import ProviderReadiness
 from node.market.records import PROVIDER, REQUESTER, JobRecord, JobState
-from node.market.requester import RequesterSide
+from node.market.requester import OUTPUT_LISTING_FILE, PENDING_LISTING_FILE, RequesterSide
 from node.market.txlane import TxLane
 from node.p2p.interface import Host
 from node.store import ChainStore
@@ -42,9 +45,13 @@ from protocol.ledger import authz
 from protocol.ledger.tx import OpenEscrow
 from protocol.market.capacity import CapacityAnnouncement
 from protocol.market.delivery import LOG_PROTOCOL_ID, RESULT_PROTOCOL_ID, STATUS_PROTOCOL_ID
-from protocol.market.jobspec import JobSpec
+from protocol.market.jobspec import OUTPUT_BLOBS, JobSpec
 from protocol.market.messages import MARKET_PROTOCOL_ID
-from protocol.market.negotiation import DEFAULT_RESPONSE_TIMEOUT_MS, ProviderPolicy
+from protocol.market.negotiation import (
+    DEFAULT_MAX_TRANSFER_BYTES,
+    DEFAULT_RESPONSE_TIMEOUT_MS,
+    ProviderPolicy,
+)
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -76,8 +83,21 @@ class MarketService:
         escrow_wait_blocks: int = DEFAULT_ESCROW_WAIT_BLOCKS,
         settle_margin_blocks: int = DEFAULT_SETTLE_MARGIN_BLOCKS,
         readiness: ProviderReadiness | None = None,
+        blobs: BlobService | None = None,
+        max_input_bytes: int = DEFAULT_MAX_TRANSFER_BYTES,
+        input_price_per_gib: int = 0,
+        url_ca_file: str = "",
+        allow_private_urls: bool = False,
     ) -> None:
         self.executor = executor
+        #: The node's blob store: inputs and outputs by reference travel through it.
+        self.blobs = blobs
+        self.data = JobData(
+            blobs,
+            jobs_dir / "downloads",
+            ca_file=url_ca_file or None,
+            allow_private_urls=allow_private_urls,
+        )
         #: Whether the node may sell now and what (the executor's self-test); None: it never sells.
         self.readiness = readiness
         self.allocator = GpuAllocator()
@@ -90,6 +110,8 @@ class MarketService:
             price_per_gpu_second=price_per_gpu_second,
             collateral=collateral,
             executors=frozenset({executor.name}),
+            max_transfer_bytes=max_input_bytes,
+            transfer_price_per_gib=input_price_per_gib,
         )
         self.book = JobBook(store, clock_ms)
         self.ctx = MarketContext(
@@ -133,12 +155,14 @@ class MarketService:
                 allocator=self.allocator,
                 executor=self.executor,
                 nursery=nursery,
+                data=self.data,
             )
             self.requester = RequesterSide(
                 self.ctx,
                 capacity=self.capacity,
                 response_timeout_ms=self.response_timeout_ms,
                 nursery=nursery,
+                blobs=self.blobs,
             )
             self.refresh_units()
             self._refresh_policy()
@@ -267,6 +291,10 @@ class MarketService:
         record = self.book.get(job_id)
         if record.role != REQUESTER:
             raise JobNotFinished(f"job {job_id}: a provider keeps no copy of the outputs it delivered")
+        if record.spec.output_mode == OUTPUT_BLOBS:
+            raise OutputsAreBlobs(
+                f"job {job_id} returns its outputs as blobs: `dcent job output {job_id} --out DIR` writes them"
+            )
         out = self._finished_dir(job_id) / "out"
 
         def read() -> dict[str, bytes]:
@@ -279,3 +307,23 @@ class MarketService:
             }
 
         return await trio.to_thread.run_sync(read)
+
+    async def output_listing(self, job_id: str) -> tuple[tuple[tuple[str, int, bytes], ...], bool]:
+        """The outputs a job returns as blobs (path, size, content id) and whether they are
+        verified: fetched, checked against the receipt and countersigned (else the listing of a
+        delivery still being fetched, or nothing yet). Empty for a job whose outputs come inline.
+        Raises UnknownJob, JobNotFinished (a provider's job)."""
+        record = self.book.get(job_id)
+        if record.role != REQUESTER:
+            raise JobNotFinished(f"job {job_id}: a provider keeps no copy of the outputs it delivered")
+        directory = self.ctx.job_dir(job_id)
+        verified = record.receipt is not None
+
+        def read() -> tuple[tuple[str, int, bytes], ...]:
+            path = directory / (OUTPUT_LISTING_FILE if verified else PENDING_LISTING_FILE)
+            if not path.is_file():
+                return ()
+            rows = json.loads(path.read_text())
+            return tuple((str(name), int(size), bytes.fromhex(cid)) for name, size, cid in rows)
+
+        return await trio.to_thread.run_sync(read), verified

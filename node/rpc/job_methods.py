@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import base64
 
-from node.market.errors import JobNotCancellable, JobNotFinished, MarketDisabled, UnknownJob
+from node.market.errors import (
+    JobNotCancellable,
+    JobNotFinished,
+    MarketDisabled,
+    OutputsAreBlobs,
+    UnknownJob,
+)
 from node.market.service import MarketService
 from node.rpc.methods import MethodTable
 from node.rpc.params import AddressParam, Bool, Int, Object, Param, Str
@@ -107,7 +113,7 @@ def register_job_methods(table: MethodTable, market: MarketService | None, key: 
     @table.method(
         "job_result",
         params=[Param("job_id", Str(max_len=64))],
-        errors=[UnknownJob, JobNotFinished],
+        errors=[UnknownJob, JobNotFinished, OutputsAreBlobs],
         returns="object: `output_hash`, `files` (path -> base64), `outcome`, `exit_status`, `gpu_ms`, "
         "`gpu_seconds`",
     )
@@ -125,6 +131,43 @@ def register_job_methods(table: MethodTable, market: MarketService | None, key: 
             "exit_status": record.receipt.exit_status,
             "gpu_ms": record.receipt.gpu_ms,
             "gpu_seconds": record.receipt.gpu_seconds,
+        }
+
+    @table.method(
+        "job_outputs",
+        params=[Param("job_id", Str(max_len=64))],
+        errors=[UnknownJob, JobNotFinished],
+        returns="object: `verified`, `output_hash` (null until verified), `provider` (peer id), `outputs`: "
+        "array of `path`, `size`, `cid`, `state` (complete, partial, fetching or absent), `have_chunks`, "
+        "`chunks`",
+    )
+    async def job_outputs(job_id: str) -> dict[str, object]:
+        """The outputs a job returns as blobs (``output_mode = "blobs"``) with how much of each this
+        node holds. ``verified``: fetched, checked against the receipt's signed listing and
+        countersigned; before that, the listing of a delivery still being fetched (its progress).
+        Fetch what is missing with ``blob_fetch`` (the provider first), write it with
+        ``blob_export``."""
+        market = service()
+        record = market.get(job_id)
+        listing, verified = await market.output_listing(job_id)
+        outputs: list[dict[str, object]] = []
+        for path, size, cid in listing:
+            status = market.blobs.status(cid) if market.blobs is not None else None
+            outputs.append(
+                {
+                    "path": path,
+                    "size": size,
+                    "cid": cid.hex(),
+                    "state": status["state"] if status else "absent",
+                    "have_chunks": status.get("have_chunks", 0) if status else 0,
+                    "chunks": status.get("chunks", 0) if status else 0,
+                }
+            )
+        return {
+            "verified": verified,
+            "output_hash": record.receipt.output_hash.hex() if record.receipt is not None else None,
+            "provider": record.peer_id,
+            "outputs": outputs,
         }
 
     @table.method(

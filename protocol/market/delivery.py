@@ -28,7 +28,7 @@ path: claim with its own signature, which the requester may dispute (see
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from protocol.contracts import HASH_LEN, ContractTerms, UsageReceipt
@@ -38,6 +38,7 @@ from protocol.market.errors import (
     ForgedReceipt,
     MalformedMessage,
     OutputHashMismatch,
+    OutputModeMismatch,
     ReceiptForOtherContract,
     ReceiptOverLimit,
 )
@@ -45,6 +46,10 @@ from protocol.market.messages import Refusal
 
 RESULT_PROTOCOL_ID = "/dcent/result/2.0.0"
 OUTPUT_LISTING_DOMAIN = "dcent/outputs/v1"
+#: The listing of outputs returned as blobs: what the receipt's ``output_hash`` signs for a job
+#: whose spec says ``output_mode = "blobs"``.
+BLOB_LISTING_DOMAIN = "dcent/outputs/blobs/v1"
+CONTENT_ID_LEN = 32
 MAX_OUTPUT_FILES = 4096
 MAX_OUTPUT_PATH_BYTES = 1024
 #: Logs travel capped as the executor capped them; this bounds what a peer may send regardless.
@@ -64,6 +69,16 @@ def delivery_limit(output_limit_bytes: int) -> int:
     return output_limit_bytes + 2 * MAX_LOG_BYTES + files + _ENVELOPE_BYTES
 
 
+#: What one output blob's entry adds to a delivery besides its path (content id, size, keys).
+_PER_BLOB_BYTES = 96
+
+
+def blob_delivery_limit() -> int:
+    """The largest delivery of a job whose outputs come as blobs: logs, and a listing of the most
+    entries at the longest paths (the outputs themselves travel on ``/dcent/blob/1.0.0``)."""
+    return delivery_limit(MAX_OUTPUT_FILES * _PER_BLOB_BYTES)
+
+
 def output_listing_hash(files: Mapping[str, bytes]) -> bytes:
     """SHA-256 over the canonical listing of ``files``: anyone holding the files can recompute it.
 
@@ -72,6 +87,15 @@ def output_listing_hash(files: Mapping[str, bytes]) -> bytes:
     """
     listing = [[path, len(files[path]), hashlib.sha256(files[path]).digest()] for path in sorted(files)]
     return hashlib.sha256(encode([OUTPUT_LISTING_DOMAIN, listing])).digest()
+
+
+def blob_listing_hash(blobs: Sequence[OutputBlob]) -> bytes:
+    """SHA-256 over the canonical listing of outputs returned as blobs: ``["dcent/outputs/blobs/v1",
+    [[path, size, content_id], ...]]``, paths ascending. A content id binds its blob's Merkle root
+    and size (:mod:`protocol.blobs.merkle`), so a receipt that signs this hash signs every output's
+    root: the requester verifies each chunk it fetches against it."""
+    listing = [[item.path, item.size, item.content_id] for item in sorted(blobs, key=lambda b: b.path)]
+    return hashlib.sha256(encode([BLOB_LISTING_DOMAIN, listing])).digest()
 
 
 def _check(condition: bool, message: str) -> None:
@@ -85,15 +109,33 @@ class OutputFile(Record):
     content: bytes
 
     def __post_init__(self) -> None:
-        size = len(self.path.encode("utf-8", "surrogatepass"))
-        parts = self.path.split("/")
-        _check(
-            0 < size <= MAX_OUTPUT_PATH_BYTES
-            and "\x00" not in self.path
-            and not self.path.startswith("/")
-            and not any(part in ("", ".", "..") for part in parts),
-            f"output path {self.path[:64]!r}: a relative path without '', '.' or '..' parts",
-        )
+        _check_output_path(self.path)
+
+
+def _check_output_path(path: str) -> None:
+    size = len(path.encode("utf-8", "surrogatepass"))
+    parts = path.split("/")
+    _check(
+        0 < size <= MAX_OUTPUT_PATH_BYTES
+        and "\x00" not in path
+        and not path.startswith("/")
+        and not any(part in ("", ".", "..") for part in parts),
+        f"output path {path[:64]!r}: a relative path without '', '.' or '..' parts",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OutputBlob(Record):
+    """One output returned by reference: its path under ``out/``, its size and its content id."""
+
+    path: str
+    size: int
+    content_id: bytes
+
+    def __post_init__(self) -> None:
+        _check_output_path(self.path)
+        _check(0 <= self.size <= _INT63_MAX, "output blob size: not negative")
+        _check(len(self.content_id) == CONTENT_ID_LEN, "output blob content_id: 32 bytes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +149,18 @@ class ResultDelivery(Record):
     stderr_truncated: bool
     outputs_truncated: bool
     timed_out: bool
+    #: Outputs by reference (``output_mode = "blobs"``); then ``files`` is empty.
+    blobs: tuple[OutputBlob, ...] = ()
 
     def __post_init__(self) -> None:
         _check(len(self.provider_sig) == SIGNATURE_LEN, "delivery.provider_sig: a 64-byte signature")
         _check(len(self.files) <= MAX_OUTPUT_FILES, f"delivery.files: at most {MAX_OUTPUT_FILES}")
+        _check(len(self.blobs) <= MAX_OUTPUT_FILES, f"delivery.blobs: at most {MAX_OUTPUT_FILES}")
+        _check(not (self.files and self.blobs), "delivery: outputs inline or as blobs, not both")
         paths = [item.path for item in self.files]
         _check(paths == sorted(set(paths)), "delivery.files: ascending paths, each once")
+        blob_paths = [item.path for item in self.blobs]
+        _check(blob_paths == sorted(set(blob_paths)), "delivery.blobs: ascending paths, each once")
         _check(
             len(self.stdout) <= MAX_LOG_BYTES and len(self.stderr) <= MAX_LOG_BYTES,
             f"delivery logs: at most {MAX_LOG_BYTES} bytes each",
@@ -122,7 +170,7 @@ class ResultDelivery(Record):
         return {item.path: item.content for item in self.files}
 
     def output_bytes(self) -> int:
-        return sum(len(item.content) for item in self.files)
+        return sum(len(item.content) for item in self.files) + sum(item.size for item in self.blobs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,9 +207,15 @@ class DeliveryReady(Record):
         _check(0 < self.max_bytes <= _INT63_MAX, "ready.max_bytes: positive")
 
 
-def check_delivery(terms: ContractTerms, delivery: ResultDelivery, *, output_limit_bytes: int) -> None:
+def check_delivery(
+    terms: ContractTerms, delivery: ResultDelivery, *, output_limit_bytes: int, blobs: bool = False
+) -> None:
     """Would the requester of ``terms`` countersign ``delivery``? Raises a
-    :class:`~protocol.market.errors.DeliveryRejected` subclass naming what is wrong."""
+    :class:`~protocol.market.errors.DeliveryRejected` subclass naming what is wrong.
+
+    With ``blobs`` (the spec's ``output_mode = "blobs"``) the outputs come as content ids whose
+    listing must hash to the receipt's ``output_hash``; the requester countersigns only after it
+    has fetched every one of them, each chunk verified against its content id."""
     receipt = delivery.receipt
     if receipt.contract_hash != terms.contract_hash() or receipt.chain_id != terms.chain_id:
         raise ReceiptForOtherContract("receipt.contract_hash: not the contract this result is for")
@@ -175,6 +229,16 @@ def check_delivery(terms: ContractTerms, delivery: ResultDelivery, *, output_lim
         raise ReceiptOverLimit(
             f"delivery.files: {delivery.output_bytes()} bytes, the job allows {output_limit_bytes}"
         )
+    if blobs:
+        if delivery.files:
+            raise OutputModeMismatch("delivery.files: this job's outputs come back as blobs")
+        if blob_listing_hash(delivery.blobs) != receipt.output_hash:
+            raise OutputHashMismatch(
+                "delivery.blobs: their listing does not hash to the receipt's output_hash"
+            )
+        return
+    if delivery.blobs:
+        raise OutputModeMismatch("delivery.blobs: this job's outputs come back inline")
     if output_listing_hash(delivery.file_map()) != receipt.output_hash:
         raise OutputHashMismatch("delivery.files: they do not hash to the receipt's output_hash")
 

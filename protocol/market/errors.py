@@ -239,3 +239,22 @@ class ReceiptOverLimit(DeliveryRejected):
     job's output limit."""
 
     code = 4064
+
+
+class OutputModeMismatch(DeliveryRejected):
+    """Outputs inline for a job whose spec asks for blobs, or the other way round."""
+
+    code = 4065
+
+
+class OutputsUnavailable(DeliveryRejected):
+    """The outputs a receipt lists as blobs could not be fetched from the provider and verified
+    against their content ids: nothing is countersigned."""
+
+    code = 4066
+
+
+class InputsTooLarge(RequestNotServed):
+    """The job's inputs by reference (and image archive) are more than this provider fetches."""
+
+    code = 4047

@@ -22,6 +22,11 @@ Spec files are TOML or JSON holding the same document (:meth:`JobSpec.from_text`
     "data/points.csv" = "x,y\\n1,2\\n"        # a string is stored as its UTF-8 bytes
     "data/blob.bin" = { base64 = "AAEC" }   # a table with the one key base64: binary content
 
+    [data]                                  # large inputs by reference, mounted read-only
+    "data/train.bin" = { cid = "<64 hex>", size = "200 MiB" }     # a blob: fetched by content id
+    "data/weights.bin" = { url = "https://...", sha256 = "<64 hex>", size = "1 GiB" }
+    # { file = "/abs/path" } is resolved by `dcent job submit` (put into the requester's blob store)
+
     [resources]
     gpu_count = 1                           # 1 to 64; a MIG unit counts as one GPU
     min_memory_bytes = "16 GiB"             # per GPU (default 0)
@@ -34,6 +39,18 @@ Spec files are TOML or JSON holding the same document (:meth:`JobSpec.from_text`
     cpu_cores = "2"                         # CPU time, in cores: "0.5", 2, "1.25" (CFS quota)
     processes = 1024                        # processes and threads together (cgroup pids)
     disk = "4 GiB"                          # work dir, /tmp and outputs together
+
+Inputs by reference (``[data]``) are fetched by the provider after the escrow is final: a content
+id from the network (the requester's node first), verified chunk by chunk against it; a URL
+(``https://`` only) verified against its SHA-256 before the job starts, refused on a mismatch.
+Each is mounted read-only at its path; they do not count against ``limits.disk``. Their sizes are
+declared (a content id binds its size, so a provider refuses a blob of another size before it
+downloads it) and bounded: at most :data:`MAX_DATA_INPUTS` inputs, :data:`MAX_DATA_BYTES` in
+all. ``image_archive`` names a ``podman save`` archive by content id; the provider loads it
+(``podman load``, no registry) and runs ``image`` from it. ``output_mode = "blobs"`` returns the
+outputs as blobs by content id (the receipt signs their listing: path, size, content id), which
+the requester fetches and verifies before it countersigns; ``output_limit_bytes`` may then be up
+to :data:`MAX_BLOB_OUTPUT_LIMIT_BYTES`, enforced by the disk limit.
 
 The limits are enforced by the provider's kernel (see :class:`Limits`); a job that reaches one is
 stopped and its outcome says which. ``disk`` must hold the inputs and ``output_limit_bytes``.
@@ -51,6 +68,7 @@ import hashlib
 import json
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -81,6 +99,21 @@ MAX_MEMORY_BYTES = 2**50
 MAX_CUDA_VERSION = 999_990
 MAX_RUNTIME_S = 30 * 86400
 MAX_OUTPUT_LIMIT_BYTES = 2**30
+#: Outputs returned as blobs may be far larger than inline ones: the disk limit bounds them.
+MAX_BLOB_OUTPUT_LIMIT_BYTES = 2**40
+#: Inputs by reference: how many, and how large all together (each is one blob, at most 1 TiB).
+MAX_DATA_INPUTS = 64
+MAX_DATA_BYTES = 2**40
+MAX_URL_BYTES = 2048
+CONTENT_ID_LEN = 32
+SHA256_LEN = 32
+#: Where an input by reference comes from.
+SOURCE_BLOB = "blob"
+SOURCE_URL = "url"
+#: How outputs come back: inline in the delivery (small), or as blobs by content id.
+OUTPUT_INLINE = "inline"
+OUTPUT_BLOBS = "blobs"
+OUTPUT_MODES = (OUTPUT_INLINE, OUTPUT_BLOBS)
 DEFAULT_OUTPUT_LIMIT_BYTES = 64 * 2**20
 # Resource limits: ranges and the defaults a spec without a [limits] table gets.
 MIN_LIMIT_MEMORY_BYTES = 16 * 2**20
@@ -167,6 +200,52 @@ class InputFile(Record):
         check_input_path(self.path)
 
 
+def _check_url(where: str, url: str) -> None:
+    """An ``https://`` URL of printable ASCII with a host; no credentials in it."""
+    if len(url) > MAX_URL_BYTES or not url.isascii() or not url.isprintable() or " " in url:
+        raise fail(where, f"a URL is at most {MAX_URL_BYTES} printable ASCII characters without spaces")
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        raise fail(where, f"not a URL: {url[:80]!r}") from None
+    if parts.scheme != "https" or not parts.hostname:
+        raise fail(where, "only https:// URLs with a host are fetched")
+    if parts.username is not None or parts.password is not None:
+        raise fail(where, "a URL must not carry credentials (the provider would see them)")
+
+
+@dataclass(frozen=True, slots=True)
+class DataInput(Record):
+    """One input by reference, mounted read-only at ``path`` in the work directory.
+
+    ``source`` is ``"blob"`` (``content_id`` set, fetched from the network and verified chunk by
+    chunk) or ``"url"`` (``url`` and ``sha256`` set, fetched by the provider and verified whole).
+    ``size`` is declared so that a provider can price or refuse the transfer before it starts; a
+    blob's content id binds its size, a URL's download stops at it.
+    """
+
+    path: str
+    source: str
+    content_id: bytes
+    url: str
+    sha256: bytes
+    size: int
+
+    def __post_init__(self) -> None:
+        check_input_path(self.path)
+        where = f"data[{self.path!r}]"
+        _check_range(f"{where}.size", self.size, 0, MAX_DATA_BYTES)
+        if self.source == SOURCE_BLOB:
+            if len(self.content_id) != CONTENT_ID_LEN or self.url or self.sha256:
+                raise fail(where, "a blob input has a 32-byte content id and no url or sha256")
+        elif self.source == SOURCE_URL:
+            if self.content_id or len(self.sha256) != SHA256_LEN:
+                raise fail(where, "a URL input has a 32-byte sha256 and no content id")
+            _check_url(f"{where}.url", self.url)
+        else:
+            raise fail(f"{where}.source", f"{SOURCE_BLOB!r} or {SOURCE_URL!r}, not {self.source[:40]!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Resources(Record):
     """What each of the job's GPUs must offer. Zero (or ``""``) means "no requirement"."""
@@ -237,6 +316,13 @@ class JobSpec(Record):
     max_price_per_gpu_second: int
     output_limit_bytes: int
     limits: Limits = DEFAULT_LIMITS
+    #: Inputs by reference, in ascending path order.
+    data: tuple[DataInput, ...] = ()
+    #: Content id of a ``podman save`` archive holding ``image`` (empty: the provider has it).
+    image_archive_id: bytes = b""
+    image_archive_size: int = 0
+    #: :data:`OUTPUT_INLINE` or :data:`OUTPUT_BLOBS`.
+    output_mode: str = OUTPUT_INLINE
 
     def __post_init__(self) -> None:
         if len(self.name) > MAX_NAME_LEN or not self.name.isprintable():
@@ -252,7 +338,11 @@ class JobSpec(Record):
                 "max_price_per_gpu_second",
                 "the job's maximum cost (price x gpu_count x max_runtime_s) exceeds 2^63-1 base units",
             )
-        _check_range("output_limit_bytes", self.output_limit_bytes, 0, MAX_OUTPUT_LIMIT_BYTES)
+        if self.output_mode not in OUTPUT_MODES:
+            raise fail("output_mode", f"one of {', '.join(OUTPUT_MODES)}, not {self.output_mode[:40]!r}")
+        most = MAX_BLOB_OUTPUT_LIMIT_BYTES if self.output_mode == OUTPUT_BLOBS else MAX_OUTPUT_LIMIT_BYTES
+        _check_range("output_limit_bytes", self.output_limit_bytes, 0, most)
+        self._check_data()
         needed = self.output_limit_bytes + sum(len(item.content) for item in self.inputs)
         if self.limits.disk_bytes < needed:
             raise fail(
@@ -309,6 +399,41 @@ class JobSpec(Record):
                 if str(parent) in paths:
                     raise fail(f"inputs[{item.path!r}]", f"{str(parent)!r} is a file, not a directory")
 
+    def _check_data(self) -> None:
+        if len(self.data) > MAX_DATA_INPUTS:
+            raise fail("data", f"at most {MAX_DATA_INPUTS} inputs by reference, got {len(self.data)}")
+        previous: str | None = None
+        for item in self.data:
+            if previous is not None and item.path <= previous:
+                raise fail(f"data[{item.path!r}]", "inputs must be in ascending path order, each once")
+            previous = item.path
+        # Inline and referenced inputs share one tree: no path twice, none under another file.
+        paths = {item.path for item in self.inputs}
+        for item in self.data:
+            if item.path in paths:
+                raise fail(f"data[{item.path!r}]", "is also an inline input")
+        paths |= {item.path for item in self.data}
+        for item in self.data:
+            for parent in PurePosixPath(item.path).parents:
+                if str(parent) in paths:
+                    raise fail(f"data[{item.path!r}]", f"{str(parent)!r} is a file, not a directory")
+        for inline in self.inputs:
+            for parent in PurePosixPath(inline.path).parents:
+                if str(parent) in paths:
+                    raise fail(f"inputs[{inline.path!r}]", f"{str(parent)!r} is a file, not a directory")
+        if self.image_archive_id:
+            if len(self.image_archive_id) != CONTENT_ID_LEN:
+                raise fail("image_archive", "a content id is 32 bytes")
+            if not self.image:
+                raise fail("image_archive", "names the image to run from it: set image too")
+        elif self.image_archive_size:
+            raise fail("image_archive", "a size without a content id")
+        _check_range("image_archive.size", self.image_archive_size, 0, MAX_DATA_BYTES)
+        if self.transfer_bytes > MAX_DATA_BYTES:
+            raise fail(
+                "data", f"at most {MAX_DATA_BYTES} bytes by reference in all, got {self.transfer_bytes}"
+            )
+
     # --- derived values ----------------------------------------------------------------------
     @property
     def max_gpu_seconds(self) -> int:
@@ -324,6 +449,11 @@ class JobSpec(Record):
     def executors(self) -> frozenset[str]:
         """The executors that can run this job: container engines for an image, sandboxes otherwise."""
         return IMAGE_EXECUTORS if self.image else COMMAND_EXECUTORS
+
+    @property
+    def transfer_bytes(self) -> int:
+        """Bytes the provider fetches before the job starts: inputs by reference, image archive."""
+        return sum(item.size for item in self.data) + self.image_archive_size
 
     def env_map(self) -> dict[str, str]:
         return {var.name: var.value for var in self.env}
@@ -366,6 +496,10 @@ class JobSpec(Record):
         name = doc.get("name", "")
         if not isinstance(name, str):
             raise fail("name", "must be a string")
+        output_mode = doc.get("output_mode", OUTPUT_INLINE)
+        if not isinstance(output_mode, str):
+            raise fail("output_mode", f"one of {', '.join(OUTPUT_MODES)}")
+        archive_id, archive_size = _archive_from(doc.get("image_archive"))
         for required in ("resources", "max_runtime_s", "max_price_per_gpu_second"):
             if required not in doc:
                 raise fail(required, "is required")
@@ -382,6 +516,10 @@ class JobSpec(Record):
                 doc.get("output_limit_bytes", DEFAULT_OUTPUT_LIMIT_BYTES), "output_limit_bytes"
             ),
             limits=_limits_from(doc.get("limits", {})),
+            data=_data_from(doc.get("data", {})),
+            image_archive_id=archive_id,
+            image_archive_size=archive_size,
+            output_mode=output_mode,
         )
 
     def to_document(self) -> dict[str, object]:
@@ -416,7 +554,20 @@ class JobSpec(Record):
                 "processes": self.limits.processes,
                 "disk": self.limits.disk_bytes,
             },
+            "data": {item.path: _data_document(item) for item in self.data},
+            "image_archive": (
+                {"cid": self.image_archive_id.hex(), "size": self.image_archive_size}
+                if self.image_archive_id
+                else {}
+            ),
+            "output_mode": self.output_mode,
         }
+
+
+def _data_document(item: DataInput) -> dict[str, object]:
+    if item.source == SOURCE_BLOB:
+        return {"cid": item.content_id.hex(), "size": item.size}
+    return {"url": item.url, "sha256": item.sha256.hex(), "size": item.size}
 
 
 def format_of(filename: str) -> str:
@@ -439,6 +590,9 @@ _TOP_LEVEL_KEYS = (
     "max_price_per_gpu_second",
     "output_limit_bytes",
     "limits",
+    "data",
+    "image_archive",
+    "output_mode",
 )
 _LIMIT_KEYS = ("memory", "cpu_cores", "processes", "disk")
 _RESOURCE_KEYS = (
@@ -499,6 +653,63 @@ def _inputs_from(value: object) -> tuple[InputFile, ...]:
             raise fail(where, 'content is a string (UTF-8 text) or { base64 = "..." }')
         files.append(InputFile(str(path), data))
     return tuple(files)
+
+
+#: A ``file`` entry names a path on the requester's machine: ``dcent job submit`` puts the file
+#: into the requester's blob store and replaces the entry with its content id and size.
+LOCAL_FILE_KEY = "file"
+
+
+def _hex32(value: object, where: str) -> bytes:
+    if not isinstance(value, str) or len(value) != 64:
+        raise fail(where, "64 hex digits")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise fail(where, "64 hex digits") from None
+
+
+def _data_from(value: object) -> tuple[DataInput, ...]:
+    if not isinstance(value, Mapping):
+        raise fail("data", 'must be a table of "path" = { cid = ..., size = ... } or { url, sha256, size }')
+    items = []
+    for path in sorted(value, key=str):
+        where = f"data[{path!r}]"
+        entry = value[path]
+        if not isinstance(entry, Mapping):
+            raise fail(where, "a table: { cid, size }, { url, sha256, size } or { file }")
+        keys = set(entry)
+        if keys == {LOCAL_FILE_KEY}:
+            raise fail(
+                where, "a local file is put into the blob store by `dcent job submit`, not sent as a path"
+            )
+        if "size" not in entry:
+            raise fail(f"{where}.size", "is required")
+        size = parse_size(entry["size"], f"{where}.size")
+        if keys == {"cid", "size"}:
+            items.append(
+                DataInput(str(path), SOURCE_BLOB, _hex32(entry["cid"], f"{where}.cid"), "", b"", size)
+            )
+        elif keys == {"url", "sha256", "size"}:
+            url = entry["url"]
+            if not isinstance(url, str):
+                raise fail(f"{where}.url", "must be a string")
+            items.append(
+                DataInput(str(path), SOURCE_URL, b"", url, _hex32(entry["sha256"], f"{where}.sha256"), size)
+            )
+        else:
+            raise fail(where, "expected { cid, size }, { url, sha256, size } or { file }")
+    return tuple(items)
+
+
+def _archive_from(value: object) -> tuple[bytes, int]:
+    if value is None or value == {}:
+        return b"", 0
+    if not isinstance(value, Mapping) or set(value) != {"cid", "size"}:
+        if isinstance(value, Mapping) and set(value) == {LOCAL_FILE_KEY}:
+            raise fail("image_archive", "a local file is put into the blob store by `dcent job submit`")
+        raise fail("image_archive", "a table { cid, size } naming a `podman save` archive")
+    return _hex32(value["cid"], "image_archive.cid"), parse_size(value["size"], "image_archive.size")
 
 
 def _resources_from(value: object) -> Resources:

@@ -38,6 +38,7 @@ from protocol.market.errors import (
     ExecutorNotOffered,
     ForgedContractSignature,
     ForgedQuote,
+    InputsTooLarge,
     InvalidMessage,
     LimitsNotOffered,
     MarketError,
@@ -67,6 +68,8 @@ from protocol.market.messages import (
 
 DEFAULT_RESPONSE_TIMEOUT_MS = 10_000
 DEFAULT_QUOTE_VALIDITY_MS = 30_000
+#: What a provider fetches for one job unless its config says otherwise: 64 GiB.
+DEFAULT_MAX_TRANSFER_BYTES = 64 * 2**30
 #: Nonces the plan derives are the shortest a request accepts: 128 bits.
 NONCE_LEN = MIN_NONCE_LEN
 _NONCE_DOMAIN = b"dcent/market/nonce/v1\x00"
@@ -351,6 +354,20 @@ class ProviderPolicy:
     executors: frozenset[str]
     quote_validity_ms: int = DEFAULT_QUOTE_VALIDITY_MS
     limits: OfferedLimits | None = None
+    #: The most bytes of inputs by reference (and image archive) it fetches for one job.
+    max_transfer_bytes: int = DEFAULT_MAX_TRANSFER_BYTES
+    #: Base units per GiB (started) of inputs by reference, added to the quote's price.
+    transfer_price_per_gib: int = 0
+
+
+def transfer_surcharge(spec: JobSpec, price_per_gib: int) -> int:
+    """What a provider adds to its price per GPU-second for fetching the job's inputs: the
+    transfer's cost (``price_per_gib`` per GiB started) spread over the job's maximum
+    GPU-seconds, rounded up. A contract has one price, so the transfer is paid in proportion to
+    the metered time: a job that ends early pays that share of it (the surcharge is a price, not
+    a fee; the ledger knows no other kind)."""
+    gib = -(-spec.transfer_bytes // 2**30)
+    return -(-(gib * price_per_gib) // spec.max_gpu_seconds) if gib and price_per_gib else 0
 
 
 class ProviderState(enum.Enum):
@@ -477,10 +494,17 @@ class ProviderNegotiation:
         refusal = limits_refusal(spec.limits, policy.limits)
         if refusal is not None:
             raise LimitsNotOffered(refusal)
-        if spec.max_price_per_gpu_second < policy.price_per_gpu_second:
+        if spec.transfer_bytes > policy.max_transfer_bytes:
+            raise InputsTooLarge(
+                f"the job's inputs by reference are {spec.transfer_bytes} bytes; this provider "
+                f"fetches at most {policy.max_transfer_bytes}"
+            )
+        price = policy.price_per_gpu_second + transfer_surcharge(spec, policy.transfer_price_per_gib)
+        if spec.max_price_per_gpu_second < price:
             raise PriceBelowAsk(
                 f"the job pays at most {spec.max_price_per_gpu_second} per GPU-second, "
-                f"this provider asks {policy.price_per_gpu_second}"
+                f"this provider asks {price}"
+                + (" (with the transfer of its inputs)" if price != policy.price_per_gpu_second else "")
             )
         if request.deadline_height < min_deadline_height:
             raise DeadlineTooSoon(
@@ -496,7 +520,7 @@ class ProviderNegotiation:
             provider=policy.key.public_key.raw,
             job_hash=spec.job_hash(),
             gpu_uuids=gpu_uuids,
-            price_per_gpu_second=policy.price_per_gpu_second,
+            price_per_gpu_second=price,
             max_gpu_seconds=spec.max_gpu_seconds,
             collateral=policy.collateral,
             deadline_height=request.deadline_height,

@@ -17,6 +17,7 @@ from node.config import (
     write_secret,
 )
 from node.daemon import Node
+from node.executor.settings import ExecutorSettings
 from protocol.crypto import PrivateKey
 from protocol.ledger.genesis import Genesis, dev_genesis
 from protocol.ledger.params import Params
@@ -68,7 +69,12 @@ def make_home(root: Path, index: int, genesis: Genesis) -> HomePaths:
     return paths
 
 
-def node_config(index: int, bootstrap: tuple[str, ...] = (), **market: object) -> NodeConfig:
+def node_config(
+    index: int,
+    bootstrap: tuple[str, ...] = (),
+    executor_settings: ExecutorSettings | None = None,
+    **market: object,
+) -> NodeConfig:
     """A fast-blocks config; ``market`` overrides :class:`MarketConfig` fields.
 
     The executor is bubblewrap where its self-test passes on this host, else the unsandboxed
@@ -94,6 +100,7 @@ def node_config(index: int, bootstrap: tuple[str, ...] = (), **market: object) -
             ),
             **market,
         ),
+        executor=executor_settings if executor_settings is not None else ExecutorSettings(),
     )
 
 
@@ -107,8 +114,11 @@ class LocalNet:
         validators: int,
         market: dict[int, dict[str, object]] | None = None,
         params: dict[str, int] | None = None,
+        executor: dict[int, ExecutorSettings] | None = None,
     ) -> None:
         self.nursery = nursery
+        #: Per node index, ``[executor]`` settings (a container image for a podman provider).
+        self.executor = executor or {}
         #: Per node index, MarketConfig overrides.
         self.market = market or {}
         self.root = root
@@ -123,7 +133,10 @@ class LocalNet:
         paths = HomePaths(self.root / f"node{index}")
         if not paths.genesis.exists():
             make_home(self.root, index, self.genesis)
-        node = Node(paths, node_config(index, self.bootstrap_for(index), **self.market.get(index, {})))
+        config = node_config(
+            index, self.bootstrap_for(index), self.executor.get(index), **self.market.get(index, {})
+        )
+        node = Node(paths, config)
         self.scopes[index] = await self.nursery.start(self._run, node)
         self.nodes[index] = node
         return node

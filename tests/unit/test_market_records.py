@@ -43,7 +43,7 @@ def test_nothing_leaves_a_terminal_state(terminal: JobState, target: JobState) -
     with pytest.raises(IllegalJobTransition) as refused:
         record.move(target, 1)
     assert record.state is terminal and record.history == []
-    assert refused.value.code == 5963
+    assert refused.value.code == 5964
 
 
 @pytest.mark.parametrize("live", [s for s in PROGRESS if s not in TERMINAL])

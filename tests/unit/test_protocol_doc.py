@@ -272,7 +272,12 @@ def _market(data: bytes) -> tuple[object, bytes | None, list[CodeSignature]]:
 
 def _delivery(data: bytes) -> tuple[object, bytes | None, list[CodeSignature]]:
     delivery = delivery_wire.decode_delivery(data)
-    digest = delivery_wire.output_listing_hash(delivery.file_map())
+    # Outputs as blobs are signed through their listing; inline ones through their contents.
+    digest = (
+        delivery_wire.blob_listing_hash(delivery.blobs)
+        if delivery.blobs
+        else delivery_wire.output_listing_hash(delivery.file_map())
+    )
     return delivery.encode(), digest, [(None, _receipt_signed(delivery.receipt), delivery.provider_sig)]
 
 

@@ -1,0 +1,241 @@
+"""A provider's side of job data: inputs by reference fetched and mounted, the image archive
+loaded, outputs stored as blobs, and what it pinned released when the contract closes.
+
+Inputs (after the escrow is final, before the job starts):
+
+* a **content id** is fetched through the node's blob service, the requester's node asked first
+  and every chunk verified against the content id; a blob whose content id binds another size
+  than the spec declares is refused before a chunk moves (:class:`UnexpectedBlobSize`);
+* a **URL** (``https://`` only) is downloaded at most ``size`` bytes, hashed on the way, and
+  refused when the SHA-256 differs (:class:`InputHashMismatch`); then it becomes a blob too.
+  Hosts that resolve to loopback, private or link-local addresses are refused unless the
+  operator allows them: a requester must not make a provider probe its own network;
+* the **image archive** is a blob loaded with ``podman load``: no registry.
+
+Each input is mounted read-only from the blob store's own file (no copy, none of the job's disk)
+and pinned while the job runs, so garbage collection cannot take it from under the job. Every
+failure to get an input is the requester's (:class:`~node.executor.errors.JobInputError`): the
+job does not run and nothing is metered. Our own disk failing (the store full) is ours.
+
+Outputs (``output_mode = "blobs"``): each file under ``out/`` is put into the store as the
+sandbox ends (streamed from the workspace, never held in memory), pinned until the contract
+closes so the requester can fetch it, then unpinned for garbage collection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import os
+import socket
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from node.blobs.errors import BlobStoreError, LocalDiskError, StoreFull
+from node.blobs.service import BlobService
+from node.executor.base import Executor
+from node.executor.container import ContainerExecutor
+from node.executor.errors import (
+    ImageArchiveInvalid,
+    InputHashMismatch,
+    InputUnavailable,
+    WorkspaceError,
+)
+from node.executor.model import OutputStore
+from node.p2p.errors import HostStateError
+from protocol.blobs.merkle import format_content_id
+from protocol.market.jobspec import SOURCE_BLOB, DataInput, JobSpec
+
+log = logging.getLogger("dcent.market.data")
+
+URL_TIMEOUT_S = 30.0
+_READ_BYTES = 1 << 20
+
+
+@dataclass
+class JobData:
+    """One per provider. ``blobs`` None: the node has no blob service, and a job with inputs by
+    reference or an image archive is refused when it would start."""
+
+    blobs: BlobService | None
+    downloads: Path
+    #: CA bundle for URL inputs (None: the system's).
+    ca_file: str | None = None
+    #: Let URL inputs reach loopback and private addresses (tests, a provider's own mirror).
+    allow_private_urls: bool = False
+    _pinned: dict[str, list[bytes]] = field(default_factory=dict)
+
+    def _service(self) -> BlobService:
+        if self.blobs is None:
+            raise InputUnavailable("this provider has no blob store: it takes inline inputs only")
+        return self.blobs
+
+    async def prepare(
+        self, job_id: str, spec: JobSpec, requester_peer: str, executor: Executor
+    ) -> dict[str, Path]:
+        """Fetch every input by reference and load the image archive; returns the read-only
+        mounts (path in the work directory -> file in the store). Raises
+        :class:`~node.executor.errors.JobInputError` subclasses (the requester's) and
+        :class:`~node.executor.errors.WorkspaceError` (our disk)."""
+        if not spec.data and not spec.image_archive_id:
+            return {}
+        mounts: dict[str, Path] = {}
+        for item in spec.data:
+            if item.source == SOURCE_BLOB:
+                cid = await self._fetch_blob(job_id, item.content_id, item.size, requester_peer, item.path)
+            else:
+                cid = await self._fetch_url(job_id, item)
+            mounts[item.path] = self._service().store.data_path(cid)
+        if spec.image_archive_id:
+            if not isinstance(executor, ContainerExecutor):
+                raise ImageArchiveInvalid(f"the {executor.name} executor does not load image archives")
+            cid = await self._fetch_blob(
+                job_id, spec.image_archive_id, spec.image_archive_size, requester_peer, "image_archive"
+            )
+            await executor.load_archive(self._service().store.data_path(cid), spec.image)
+        return mounts
+
+    async def _fetch_blob(self, job_id: str, cid: bytes, size: int, peer: str, what: str) -> bytes:
+        service = self._service()
+        try:
+            await service.fetch(cid, peers=(peer,), expected_size=size)
+            await self._pin(job_id, cid)
+        except (StoreFull, LocalDiskError) as exc:
+            raise WorkspaceError(f"{what}: our blob store cannot take it: {exc.message}") from None
+        except BlobStoreError as exc:
+            raise InputUnavailable(f"{what}: blob {format_content_id(cid)}: {exc.message}") from None
+        return cid
+
+    async def _pin(self, job_id: str, cid: bytes) -> None:
+        service = self._service()
+        info = service.store.get(cid)
+        if info is not None and not info.pinned:
+            await service.pin(cid, True)
+            self._pinned.setdefault(job_id, []).append(cid)
+
+    async def _fetch_url(self, job_id: str, item: DataInput) -> bytes:
+        service = self._service()
+        await trio.to_thread.run_sync(partial(os.makedirs, self.downloads, mode=0o700, exist_ok=True))
+        target = self.downloads / f"{job_id}-{hashlib.sha256(item.path.encode()).hexdigest()[:16]}"
+        try:
+            await trio.to_thread.run_sync(
+                partial(
+                    download,
+                    item.url,
+                    target,
+                    size=item.size,
+                    sha256=item.sha256,
+                    ca_file=self.ca_file,
+                    allow_private=self.allow_private_urls,
+                )
+            )  # not abandoned on cancel: the socket timeout bounds the wait, and the file is ours
+            info, _new = await service.put(target, pin=False)
+        except (StoreFull, LocalDiskError) as exc:
+            raise WorkspaceError(
+                f"data[{item.path!r}]: our blob store cannot take it: {exc.message}"
+            ) from None
+        finally:
+            target.unlink(missing_ok=True)
+        await self._pin(job_id, info.cid)
+        return info.cid
+
+    def output_store(self) -> OutputStore:
+        """Stores outputs as pinned blobs (called from the executor's worker thread)."""
+        store = self._service().store
+        chunk_size = self._service().settings.chunk_size
+
+        def put(fd: int, path: str) -> bytes:
+            try:
+                info, _new = store.put_open_file(fd, Path("out", path), pin=True, chunk_size=chunk_size)
+            except BlobStoreError as exc:
+                raise WorkspaceError(
+                    f"output {path!r}: our blob store cannot take it: {exc.message}"
+                ) from None
+            return info.cid
+
+        return put
+
+    async def release_inputs(self, job_id: str) -> None:
+        """Unpin what this job pinned (garbage collection may then take it)."""
+        for cid in self._pinned.pop(job_id, []):
+            try:
+                await self._service().pin(cid, False)
+            except (BlobStoreError, HostStateError) as exc:  # gone, or the node is stopping
+                log.debug("unpinning input %s of %s: %s", format_content_id(cid), job_id, exc.message)
+
+    async def release_outputs(self, cids: list[bytes]) -> None:
+        """The contract closed: the requester has its outputs (or will never pay for them)."""
+        if self.blobs is None:
+            return
+        for cid in cids:
+            try:
+                await self.blobs.pin(cid, False)
+            except (BlobStoreError, HostStateError) as exc:  # gone, or the node is stopping
+                log.debug("unpinning output %s: %s", format_content_id(cid), exc.message)
+
+
+def check_public_host(host: str) -> None:
+    """Raises :class:`InputUnavailable` when ``host`` resolves to an address a provider must not
+    be made to fetch from: loopback, private, link-local, multicast, reserved. (A name could be
+    re-pointed between this check and the connection; the hash check still guards the content.)"""
+    try:
+        infos = socket.getaddrinfo(host, 443, proto=socket.IPPROTO_TCP)
+    except OSError as exc:
+        raise InputUnavailable(f"{host}: does not resolve ({exc})") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise InputUnavailable(f"{host} resolves to {address}, not a public address")
+
+
+def download(
+    url: str, target: Path, *, size: int, sha256: bytes, ca_file: str | None, allow_private: bool
+) -> None:
+    """Download ``url`` into ``target``: at most ``size`` bytes, exactly that many, hashing to
+    ``sha256``. Raises :class:`InputUnavailable`, :class:`InputHashMismatch`."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise InputUnavailable(f"{url[:80]}: only https URLs are fetched")
+    if not allow_private:
+        check_public_host(parts.hostname)
+    context = ssl.create_default_context(cafile=ca_file)
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _NoRedirects)
+    hasher = hashlib.sha256()
+    received = 0
+    try:
+        with (
+            opener.open(
+                urllib.request.Request(url, headers={"User-Agent": "dcent"}), timeout=URL_TIMEOUT_S
+            ) as answer,
+            open(target, "wb") as out,
+        ):
+            while True:
+                block = answer.read(min(_READ_BYTES, size + 1 - received))
+                if not block:
+                    break
+                received += len(block)
+                if received > size:
+                    raise InputHashMismatch(f"{url[:80]}: more than the {size} bytes the spec declares")
+                hasher.update(block)
+                out.write(block)
+    except (urllib.error.URLError, OSError, ssl.SSLError) as exc:
+        raise InputUnavailable(f"{url[:80]}: {exc}") from None
+    if received != size:
+        raise InputHashMismatch(f"{url[:80]}: {received} bytes, the spec declares {size}")
+    if hasher.digest() != sha256:
+        raise InputHashMismatch(f"{url[:80]}: content has sha256 {hasher.hexdigest()}, not {sha256.hex()}")
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect could lead to plain http or to a private address: not followed."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None

@@ -1,0 +1,160 @@
+"""A container job through the market on two real nodes: the image travels as a ``podman save``
+archive by content id (no registry), the provider loads it with ``podman load`` and runs the job
+in it under podman with the same limits, outcome classes and data by reference.
+
+Skips only outside CI where podman is missing or cannot run; under CI=true either fails
+(`make deps` installs podman and runc).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+import trio
+
+from node.cli.main import main
+from node.executor.container import ContainerExecutor
+from node.executor.settings import ExecutorSettings
+from node.market.errors import OutputsAreBlobs
+from node.market.records import JobState
+from node.market.requester import OUTPUT_LISTING_FILE
+from tests.integration.market_helpers import until_state
+from tests.integration.node_helpers import LocalNet, wait_until
+from tests.integration.test_executor_container import _image_tar
+
+PROVIDER, REQUESTER = 0, 1
+
+
+@pytest.fixture(scope="module")
+def base_image() -> str:
+    """A tiny image built here (``podman import`` of the host's dash and coreutils)."""
+    if shutil.which("podman") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true and podman is not installed (make deps installs podman and runc)")
+        pytest.skip("podman is not installed (the podman executor is optional: apt-get install podman runc)")
+    availability = ContainerExecutor("podman").available()
+    if not availability:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and podman is installed but cannot run: {availability.reason}")
+        pytest.skip(f"podman cannot run here: {availability.reason}")
+    tar = _image_tar()
+    tag = f"localhost/dcent-test-base:{hashlib.sha256(tar).hexdigest()[:12]}"
+    if subprocess.run(["podman", "image", "exists", tag], check=False, timeout=60).returncode != 0:
+        subprocess.run(
+            ["podman", "import", "-q", "-", tag], input=tar, check=True, capture_output=True, timeout=300
+        )
+    return tag
+
+
+def _podman(*args: str) -> None:
+    subprocess.run(["podman", *args], check=True, capture_output=True, timeout=300)
+
+
+async def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``dcent ...`` through ``node.cli.main.main`` in a worker thread: the real command code and
+    RPC client, talking to the in-process node."""
+    capsys.readouterr()
+    code = await trio.to_thread.run_sync(main, [*argv, "--output", "json"])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+async def test_a_job_runs_in_a_container_loaded_from_an_archive_by_content_id(
+    tmp_path: Path, base_image: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The job's image exists only as an archive: tagged, saved, then untagged here, so the
+    # provider has to load it from the blob store to run the job.
+    job_image = f"localhost/dcent-market-job:{uuid.uuid4().hex[:12]}"
+    archive = tmp_path / "image.tar"
+    _podman("tag", base_image, job_image)
+    _podman("save", "--quiet", "--output", str(archive), job_image)
+    _podman("untag", job_image, job_image)  # only this name: the base keeps its own
+    assert subprocess.run(["podman", "image", "exists", job_image], check=False).returncode != 0
+    data = tmp_path / "in.txt"
+    data.write_bytes(b"data by reference\n")
+    market: dict[int, dict[str, object]] = {
+        PROVIDER: {"executor": "podman", "allow_unsandboxed": False, "simulated_gpus": "1xH100-80GB"},
+        REQUESTER: {"sell_gpus": False},
+    }
+    executor = {PROVIDER: ExecutorSettings(container_image=base_image)}
+    try:
+        with trio.fail_after(300):
+            async with trio.open_nursery() as nursery:
+                net = LocalNet(nursery, tmp_path / "net", validators=2, market=market, executor=executor)
+                provider = await net.start(PROVIDER)
+                requester = await net.start(REQUESTER)
+                key = provider.validator_key.public_key.raw
+                await wait_until(
+                    lambda: key in {a.provider for a in requester.capacity.entries()},  # type: ignore[union-attr]
+                    what="the podman provider passed its self-test and announced",
+                    timeout=120,
+                )
+                assert requester.market is not None
+                # `dcent job submit` puts the local archive and input into the requester's store
+                # and sends the spec with their content ids.
+                spec_file = tmp_path / "job.toml"
+                spec_file.write_text(
+                    f'name = "container-from-archive"\nimage = "{job_image}"\n'
+                    f'image_archive = {{ file = "{archive}" }}\n'
+                    'argv = ["sh", "-c", "cat data/in.txt > out/copy.txt; id -u; echo in-container"]\n'
+                    'max_runtime_s = "60s"\nmax_price_per_gpu_second = "0.01 DCT"\noutput_mode = "blobs"\n'
+                    'output_limit_bytes = "1 MiB"\n[resources]\ngpu_count = 1\n'
+                    '[limits]\ndisk = "64 MiB"\nmemory = "256 MiB"\nprocesses = 64\n'
+                    f'[data]\n"data/in.txt" = {{ file = "{data}" }}\n'
+                )
+                home = str(requester.paths.root)
+                code, out, err = await _cli(capsys, "job", "submit", str(spec_file), "--home", home)
+                assert code == 0, err
+                submitted = requester.market.get(json.loads(out)["job_id"])
+                assert submitted.spec.image_archive_id and submitted.spec.data[0].size == data.stat().st_size
+                done = await until_state(
+                    requester,
+                    submitted.job_id,
+                    JobState.SETTLED,
+                    JobState.FAILED,
+                    JobState.DISPUTED,
+                    timeout=240,
+                )
+                assert done.state is JobState.SETTLED, (done.error_code, done.error_message)
+                assert done.receipt is not None and done.receipt.outcome == "completed"
+                stdout, _, _ = await requester.market.logs(done.job_id)
+                assert b"in-container" in stdout
+                listing = json.loads(
+                    (requester.market.ctx.job_dir(done.job_id) / OUTPUT_LISTING_FILE).read_text()
+                )
+                [(path, size, cid)] = listing
+                assert (path, size) == ("copy.txt", len(b"data by reference\n"))
+                out = tmp_path / "copy.txt"
+                await requester.blobs.export(bytes.fromhex(cid), out)
+                assert out.read_bytes() == b"data by reference\n"
+                # `dcent job output` writes the outputs, fetching from the provider what this node
+                # lacks (here: the copy removed from its store), verified against the content id.
+                await requester.blobs.remove(bytes.fromhex(cid))
+                code, out, err = await _cli(
+                    capsys, "job", "output", done.job_id, "--out", str(tmp_path / "outputs"), "--home", home
+                )
+                assert code == 0, err
+                assert (tmp_path / "outputs" / "copy.txt").read_bytes() == b"data by reference\n"
+                assert requester.blobs.store.get(bytes.fromhex(cid)) is not None
+                # Run again: what is there with its listed size is kept, nothing fetched.
+                code, out, err = await _cli(
+                    capsys, "job", "output", done.job_id, "--out", str(tmp_path / "outputs"), "--home", home
+                )
+                assert code == 0 and json.loads(out)["outputs"][0]["kept"] is True, err
+                # `job result` carries inline outputs only and says where blob outputs are.
+                code, out, err = await _cli(capsys, "job", "result", done.job_id, "--home", home)
+                assert code == 1 and str(OutputsAreBlobs.code) in err and "job output" in err
+                # The provider loaded the archive into its engine's store: no registry was asked.
+                assert subprocess.run(["podman", "image", "exists", job_image], check=False).returncode == 0
+                nursery.cancel_scope.cancel()
+    finally:
+        subprocess.run(
+            ["podman", "untag", job_image, job_image], check=False, capture_output=True, timeout=60
+        )
