@@ -58,7 +58,7 @@ from node.testnet.layout import (
 )
 from node.testnet.processes import free_base_port, process_cpu_seconds, start_node, stop_nodes
 from node.testnet.readiness import wait_ready
-from node.testnet.status import NodeStatus, network_status
+from node.testnet.status import TestnetNodeStatus, network_status
 
 DCENT = [sys.executable, "-m", "node.cli.main"]
 
@@ -123,14 +123,14 @@ def idle_node(seconds: float) -> int:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Sample:
     at_s: float
-    statuses: list[NodeStatus]
+    statuses: list[TestnetNodeStatus]
     #: VmRSS in MB per node; None for a node whose process is gone.
     rss_mb: list[float | None]
     #: CPU seconds each node has used so far.
     cpu_s: list[float]
 
     @property
-    def answering(self) -> list[NodeStatus]:
+    def answering(self) -> list[TestnetNodeStatus]:
         return [s for s in self.statuses if s.alive and s.height is not None]
 
 

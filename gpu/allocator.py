@@ -18,7 +18,7 @@ from gpu.errors import (
     InvalidGpuUnits,
     JobAlreadyAllocated,
     NotEnoughGpus,
-    UnknownJob,
+    UnknownAllocation,
 )
 from protocol.hardware import GpuDevice
 
@@ -97,10 +97,10 @@ class GpuAllocator:
         return chosen
 
     def release(self, job_id: str) -> tuple[str, ...]:
-        """Free every unit ``job_id`` holds and return their UUIDs. Raises :class:`UnknownJob`."""
+        """Free every unit ``job_id`` holds and return their UUIDs. Raises :class:`UnknownAllocation`."""
         chosen = self._jobs.pop(job_id, None)
         if chosen is None:
-            raise UnknownJob(f"job {job_id} holds no GPUs")
+            raise UnknownAllocation(f"job {job_id} holds no GPUs")
         for uuid in chosen:
             del self._owner[uuid]
         return chosen

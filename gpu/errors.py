@@ -23,7 +23,7 @@ __all__ = [
     "InvalidProbeReport",
     "JobAlreadyAllocated",
     "NotEnoughGpus",
-    "UnknownJob",
+    "UnknownAllocation",
 ]
 
 
@@ -56,7 +56,7 @@ class NotEnoughGpus(GpuError):
     code = 5122
 
 
-class UnknownJob(GpuError):
+class UnknownAllocation(GpuError):
     """A release for a job that holds no GPUs."""
 
     code = 5123

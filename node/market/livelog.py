@@ -39,7 +39,7 @@ from protocol.market.delivery import (
     JobOutput,
     decode_output,
 )
-from protocol.market.errors import InvalidMessage
+from protocol.market.errors import InvalidMarketMessage
 
 log = logging.getLogger("dcent.market.livelog")
 
@@ -163,25 +163,25 @@ class LiveLogs:
 
     async def handle(self, stream: Stream) -> None:
         """``/dcent/joblog/1.0.0``: take a provider's live output for one of our jobs. Raises
-        :class:`InvalidMessage` (the stream is reset) for output we did not ask for."""
+        :class:`InvalidMarketMessage` (the stream is reset) for output we did not ask for."""
         try:
             with trio.fail_after(FIRST_FRAME_S):
                 frame = decode_output(await stream.receive_frame(MAX_LIVE_FRAME_BYTES))
         except trio.TooSlowError:
-            raise InvalidMessage(f"no live output frame within {FIRST_FRAME_S:g} s") from None
+            raise InvalidMarketMessage(f"no live output frame within {FIRST_FRAME_S:g} s") from None
         record = self.book.by_contract(frame.contract_hash)
         if record is None or record.role != REQUESTER or record.peer_id != stream.peer_id:
-            raise InvalidMessage("live output for no contract of ours with this peer")
+            raise InvalidMarketMessage("live output for no contract of ours with this peer")
         if record.terminal or record.receipt is not None:
-            raise InvalidMessage(f"live output for job {record.job_id}, which has ended")
+            raise InvalidMarketMessage(f"live output for job {record.job_id}, which has ended")
         if record.job_id in self._streaming:
-            raise InvalidMessage(f"a second live output stream for job {record.job_id}")
+            raise InvalidMarketMessage(f"a second live output stream for job {record.job_id}")
         self._streaming.add(record.job_id)
         live = self._logs.setdefault(record.job_id, LiveLog())
         try:
             while True:
                 if frame.contract_hash != record.contract_hash:
-                    raise InvalidMessage("live output for another contract on this stream")
+                    raise InvalidMarketMessage("live output for another contract on this stream")
                 if record.receipt is None:  # after the result, the delivered logs are the logs
                     live.add(frame, self.book.clock_ms())
                     if record.job_id not in self.first_output_ms:

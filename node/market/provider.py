@@ -44,7 +44,7 @@ from protocol.market.delivery import (
     blob_listing_hash,
     output_listing_hash,
 )
-from protocol.market.errors import InvalidMessage
+from protocol.market.errors import InvalidMarketMessage
 from protocol.market.jobspec import OUTPUT_BLOBS
 from protocol.market.messages import (
     MAX_MESSAGE_BYTES,
@@ -109,7 +109,7 @@ class ProviderSide:
                 request = decode_message(await stream.receive_frame(MAX_MESSAGE_BYTES))
             if not isinstance(request, QuoteRequest):
                 await stream.send_frame(
-                    encode_message(Refusal.from_error(InvalidMessage("expected a quote request")))
+                    encode_message(Refusal.from_error(InvalidMarketMessage("expected a quote request")))
                 )
                 return
             answer = negotiation.receive_request(
@@ -133,7 +133,7 @@ class ProviderSide:
                 return
             if not isinstance(proposal, ContractProposal):
                 await stream.send_frame(
-                    encode_message(Refusal.from_error(InvalidMessage("expected a contract")))
+                    encode_message(Refusal.from_error(InvalidMarketMessage("expected a contract")))
                 )
                 return
             reply = negotiation.receive_contract(proposal, ctx.clock_ms())

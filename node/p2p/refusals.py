@@ -33,7 +33,7 @@ from protocol.market.errors import (
     ForgedReceipt,
     ReceiptForOtherContract,
     ReceiptOverLimit,
-    WrongChain,
+    WrongMarketChain,
 )
 
 _TABLE: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Reason], ...] = (
@@ -58,7 +58,7 @@ _TABLE: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Reaso
         ),
         Reason.SIGNATURE,
     ),
-    ((WrongChainId, WrongChain), Reason.WRONG_CHAIN),
+    ((WrongChainId, WrongMarketChain), Reason.WRONG_CHAIN),
     (ReceiptForOtherContract, Reason.UNSOLICITED),
     (LocalConsensusError, Reason.INTERNAL),
     (ProtocolError, Reason.INVALID),

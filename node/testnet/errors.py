@@ -8,7 +8,7 @@
     5905  NotReady              the nodes did not connect and make blocks before the deadline
     5906  FaucetError           the faucet transfer was refused or never committed
     5907  InvalidPlan           impossible arguments (0 nodes, more providers than nodes, ...)
-    5908  NodeNotRunning        a signal for a node that is not running
+    5908  TestnetNodeNotRunning        a signal for a node that is not running
 
 (The names avoid a ``Test`` prefix so that pytest never mistakes them for test classes.)
 """
@@ -52,5 +52,5 @@ class InvalidPlan(LocalnetError):
     code: ClassVar[int] = 5907
 
 
-class NodeNotRunning(LocalnetError):
+class TestnetNodeNotRunning(LocalnetError):
     code: ClassVar[int] = 5908

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from node.testnet.errors import AlreadyRunning, NodeNotRunning, NodeStartFailed, PortsInUse
+from node.testnet.errors import AlreadyRunning, NodeStartFailed, PortsInUse, TestnetNodeNotRunning
 from node.testnet.layout import PORT_STRIDE, PORTS_PER_NODE, NodeLayout
 from node.testnet.supervisor import STATE_FILE_NAME, process_start_time
 
@@ -361,18 +361,18 @@ def kill_node(node: NodeLayout, *, timeout_s: float = STOP_GRACE_S) -> StopResul
 def pause_node(node: NodeLayout) -> RunningNode:
     """SIGSTOP: the process freezes with its sockets open. Its peers' connections stay up but
     nothing answers on them, which they see as a partition once their health checks time out.
-    Raises :class:`NodeNotRunning`."""
+    Raises :class:`TestnetNodeNotRunning`."""
     return _send(node, signal.SIGSTOP)
 
 
 def resume_node(node: NodeLayout) -> RunningNode:
-    """SIGCONT: undo :func:`pause_node`. Raises :class:`NodeNotRunning`."""
+    """SIGCONT: undo :func:`pause_node`. Raises :class:`TestnetNodeNotRunning`."""
     return _send(node, signal.SIGCONT)
 
 
 def _send(node: NodeLayout, signum: int) -> RunningNode:
     process = running(node)
     if process is None:
-        raise NodeNotRunning(f"node-{node.index} is not running")
+        raise TestnetNodeNotRunning(f"node-{node.index} is not running")
     _signal(process, signum)
     return process

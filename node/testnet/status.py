@@ -20,7 +20,7 @@ from node.testnet.readiness import client_for
 
 
 @dataclass(frozen=True, slots=True)
-class NodeStatus:
+class TestnetNodeStatus:
     index: int
     moniker: str
     #: None when the node did not answer.
@@ -71,7 +71,7 @@ def _status(
     head_time_ms: int | None = None,
     signers: tuple[str, ...] = (),
     multiaddr: str = "",
-) -> NodeStatus:
+) -> TestnetNodeStatus:
     supervisor = supervisor_of(node)
     if pid is not None:
         state = "running"
@@ -80,7 +80,7 @@ def _status(
     else:
         code = last_exit_code(node)
         state = "stopped" if code in (None, 0, -15) else f"exited {code}"
-    return NodeStatus(
+    return TestnetNodeStatus(
         index=node.index,
         moniker=node.moniker,
         height=height,
@@ -110,7 +110,7 @@ def _sandbox_words(provider: dict[str, object]) -> str:
     return f"NOT selling: {summary}. Fix: {fix}"
 
 
-async def node_status(node: NodeLayout) -> NodeStatus:
+async def node_status(node: NodeLayout) -> TestnetNodeStatus:
     """Never raises for a node that is down or does not answer: the status says so."""
     process = running(node)
     if process is None:
@@ -145,9 +145,9 @@ def _reported_multiaddr(addrs: object) -> str:
     return ""
 
 
-async def network_status(layout: NetworkLayout) -> list[NodeStatus]:
+async def network_status(layout: NetworkLayout) -> list[TestnetNodeStatus]:
     """Every node's status, asked concurrently, in index order."""
-    results: list[NodeStatus | None] = [None] * len(layout.nodes)
+    results: list[TestnetNodeStatus | None] = [None] * len(layout.nodes)
 
     async def one(position: int, node: NodeLayout) -> None:
         results[position] = await node_status(node)
@@ -184,7 +184,7 @@ class ChainHealth:
 
 
 def chain_health(
-    statuses: Sequence[NodeStatus], now_ms: int, *, stall_after_ms: int = STALL_AFTER_MS
+    statuses: Sequence[TestnetNodeStatus], now_ms: int, *, stall_after_ms: int = STALL_AFTER_MS
 ) -> ChainHealth:
     """Whether the chain still commits, from every node's newest block, and who is missing."""
     answered = [s for s in statuses if s.height is not None and s.head_time_ms is not None]

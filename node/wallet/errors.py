@@ -6,7 +6,7 @@ error, each class has a stable ``code`` that the CLI prints as ``error <code>: <
 
     5710  NodeNotRunning        5711  TxNotCommitted       5712  UnknownWallet
     5713  PasswordUnavailable   5714  InvalidArgument      5715  UnsafeOutputPath
-    5716  OutputHashMismatch    5717  BadNodeAnswer        5718  JobWaitTimeout
+    5716  ResultFilesMismatch    5717  BadNodeAnswer        5718  JobWaitTimeout
     5719  InvalidWalletName     5720  OutputWriteError     5721  InvalidMnemonic
 """
 
@@ -51,7 +51,7 @@ class UnsafeOutputPath(WalletError):
     code = 5715
 
 
-class OutputHashMismatch(WalletError):
+class ResultFilesMismatch(WalletError):
     """The output files a node returned do not hash to the output hash it reported."""
 
     code = 5716

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from node.wallet.errors import BadNodeAnswer, OutputHashMismatch, OutputWriteError, UnsafeOutputPath
+from node.wallet.errors import BadNodeAnswer, OutputWriteError, ResultFilesMismatch, UnsafeOutputPath
 from node.wallet.values import answer_int, answer_object, answer_str
 from protocol.market.delivery import output_listing_hash
 
@@ -77,7 +77,7 @@ def check_output_path(path: str) -> PurePosixPath:
 def decode_result(job_id: str, answer: object) -> JobResult:
     """Check a ``job_result`` answer: shape, paths, then the output hash.
 
-    Raises BadNodeAnswer (malformed), UnsafeOutputPath, OutputHashMismatch.
+    Raises BadNodeAnswer (malformed), UnsafeOutputPath, ResultFilesMismatch.
     """
     doc = answer_object(answer, "job_result")
     reported = answer_str(doc, "output_hash", "job_result").lower()
@@ -99,7 +99,7 @@ def decode_result(job_id: str, answer: object) -> JobResult:
             raise UnsafeOutputPath(f"output {path!r} lies under {clash!r}, which is a file")
     recomputed = output_listing_hash(files).hex()
     if recomputed != reported:
-        raise OutputHashMismatch(
+        raise ResultFilesMismatch(
             f"job {job_id}: the node reports output hash {reported}, the files hash to {recomputed}"
         )
     return JobResult(

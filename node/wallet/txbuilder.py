@@ -44,7 +44,7 @@ class ChainInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class Account:
+class AccountView:
     address: str
     balance: int
     nonce: int
@@ -52,7 +52,7 @@ class Account:
     unbonding: int
 
     @classmethod
-    def from_answer(cls, answer: object) -> Account:
+    def from_answer(cls, answer: object) -> AccountView:
         doc = answer_object(answer, "account_get")
         return cls(
             address=answer_str(doc, "address", "account_get"),
@@ -68,7 +68,7 @@ class Prepared:
     """Everything a transaction needs from the node, fetched before the key is unlocked."""
 
     chain: ChainInfo
-    sender: Account
+    sender: AccountView
     fee: int
     nonce: int
 
@@ -111,8 +111,8 @@ async def chain_info(rpc: NodeRpc) -> ChainInfo:
     return ChainInfo(chain_id=answer_str(info, "chain_id", "node_info"), params=params)
 
 
-async def account(rpc: NodeRpc, address: str) -> Account:
-    return Account.from_answer(await rpc.call("account_get", address=address))
+async def account(rpc: NodeRpc, address: str) -> AccountView:
+    return AccountView.from_answer(await rpc.call("account_get", address=address))
 
 
 async def prepare(rpc: NodeRpc, sender: str, *, fee: int | None, nonce: int | None) -> Prepared:

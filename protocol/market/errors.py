@@ -95,7 +95,7 @@ class MalformedMessage(NegotiationError, DecodeError):
     code = 4031
 
 
-class InvalidMessage(NegotiationError):
+class InvalidMarketMessage(NegotiationError):
     """A message whose fields are out of range (a nonce of the wrong length, a bad key, ...)."""
 
     code = 4032
@@ -130,7 +130,7 @@ class ForgedContractSignature(NegotiationError):
     code = 4037
 
 
-class WrongChain(NegotiationError):
+class WrongMarketChain(NegotiationError):
     code = 4038
 
 

@@ -31,7 +31,7 @@ from protocol.contracts import ContractTerms
 from protocol.crypto import ADDRESS_LEN, PUBLIC_KEY_LEN, SIGNATURE_LEN, PrivateKey, verify
 from protocol.encoding import DecodeError, Record, decode, encode, sign_bytes
 from protocol.errors import ProtocolError
-from protocol.market.errors import InvalidMessage, MalformedMessage
+from protocol.market.errors import InvalidMarketMessage, MalformedMessage
 from protocol.market.jobspec import JobSpec
 
 MARKET_PROTOCOL_ID = "/dcent/market/1.0.0"
@@ -48,7 +48,7 @@ _INT63_MAX = 2**63 - 1
 
 def _check(condition: bool, message: str) -> None:
     if not condition:
-        raise InvalidMessage(message)
+        raise InvalidMarketMessage(message)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ from protocol.market.errors import (
     ForgedContractSignature,
     ForgedQuote,
     InputsTooLarge,
-    InvalidMessage,
+    InvalidMarketMessage,
     LimitsNotOffered,
     MarketError,
     NegotiationAbandoned,
@@ -50,7 +50,7 @@ from protocol.market.errors import (
     ProviderNotReady,
     QuoteExpired,
     QuoteMismatch,
-    WrongChain,
+    WrongMarketChain,
 )
 from protocol.market.jobspec import JobSpec
 from protocol.market.matching import Offer, limits_refusal, select_gpus
@@ -203,7 +203,7 @@ class RequesterNegotiation:
         """Accept a quote as the basis of the contract.
 
         Raises :class:`QuoteMismatch` (another request, provider or terms than the request and
-        offer allow), :class:`WrongChain`, :class:`ForgedQuote` or :class:`QuoteExpired`; the
+        offer allow), :class:`WrongMarketChain`, :class:`ForgedQuote` or :class:`QuoteExpired`; the
         state is then unchanged.
         """
         target = self._next_state(RequesterEvent.RECEIVE_QUOTE)
@@ -213,7 +213,7 @@ class RequesterNegotiation:
         if terms.provider != self.offer.provider:
             raise QuoteMismatch("quote.terms.provider: the quote is from another provider than asked")
         if terms.chain_id != self.chain_id:
-            raise WrongChain(f"quote.terms.chain_id: {terms.chain_id!r}, expected {self.chain_id!r}")
+            raise WrongMarketChain(f"quote.terms.chain_id: {terms.chain_id!r}, expected {self.chain_id!r}")
         if not quote.verify(self.chain_id):
             raise ForgedQuote("quote.provider_sig: not the provider's signature over this quote")
         if now_ms >= quote.expires_at_ms:
@@ -455,7 +455,7 @@ class ProviderNegotiation:
         healthy, schedulable units), or refuse it. ``min_deadline_height`` is the earliest
         deadline that leaves time to run the job and settle.
 
-        A refusal carries the code of :class:`WrongChain`, :class:`InvalidMessage`,
+        A refusal carries the code of :class:`WrongMarketChain`, :class:`InvalidMarketMessage`,
         :class:`ProviderNotReady`, :class:`ExecutorNotOffered`, :class:`LimitsNotOffered`,
         :class:`PriceBelowAsk`, :class:`DeadlineTooSoon`, :class:`NoMatchingGpus` or
         :class:`~protocol.contracts.ContractFormatError`.
@@ -477,11 +477,11 @@ class ProviderNegotiation:
     ) -> ContractTerms:
         policy, spec = self.policy, request.spec
         if request.chain_id != policy.chain_id:
-            raise WrongChain(
+            raise WrongMarketChain(
                 f"quote_request.chain_id: {request.chain_id!r}, this provider is on {policy.chain_id!r}"
             )
         if request.requester == policy.key.public_key.raw:
-            raise InvalidMessage("quote_request.requester: a provider does not contract with itself")
+            raise InvalidMarketMessage("quote_request.requester: a provider does not contract with itself")
         if policy.limits is None:
             raise ProviderNotReady(
                 "this provider's sandbox has not passed its self-test; it sells nothing now"
@@ -615,7 +615,7 @@ class NegotiationPlan:
         payer: bytes = b"",
     ) -> None:
         if len(seed) < NONCE_LEN:
-            raise InvalidMessage(f"plan seed: at least {NONCE_LEN} bytes of fresh randomness")
+            raise InvalidMarketMessage(f"plan seed: at least {NONCE_LEN} bytes of fresh randomness")
         self._key = key
         self.chain_id = chain_id
         self.spec = spec

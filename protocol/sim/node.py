@@ -35,7 +35,7 @@ from protocol.sim.setup import Cast
 NetworkMessage = Proposal | Vote | DuplicateVoteEvidence | SyncRequest | SyncResponse | bytes
 
 
-class RecordingLedgerApp(LedgerApp):
+class SimLedgerApp(LedgerApp):
     """A LedgerApp that keeps what executing each committed block reported (minted, rewards):
     the checker's model takes those as observed effects. One event can commit several blocks
     (sync), so the last result alone would not do."""
@@ -71,7 +71,7 @@ class SimNode:
     blocks: list[CommittedBlock] = field(default_factory=list)
     #: Volatile parts.
     core: ConsensusCore | None = None
-    app: RecordingLedgerApp | None = None
+    app: SimLedgerApp | None = None
     mempool: SimMempool = field(default_factory=SimMempool)
     incarnation: int = 0
     crash_on_persist: bool = False
@@ -102,7 +102,7 @@ class SimNode:
         """(Re)create the volatile state from disk and start the core."""
         _, state, genesis_hash = self.cast.genesis()
         mempool = SimMempool()
-        app = RecordingLedgerApp(
+        app = SimLedgerApp(
             state.copy(),
             genesis_hash=genesis_hash,
             verifier=self.verifier,

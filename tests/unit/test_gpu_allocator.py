@@ -16,7 +16,7 @@ from gpu.errors import (
     InvalidGpuUnits,
     JobAlreadyAllocated,
     NotEnoughGpus,
-    UnknownJob,
+    UnknownAllocation,
 )
 from gpu.simulated import parse_gpu_spec
 from protocol.hardware import GpuDevice
@@ -67,7 +67,7 @@ def test_error_codes_are_stable() -> None:
         5121,
         5122,
     ]
-    assert [cls.code for cls in (UnknownJob, JobAlreadyAllocated)] == [5123, 5124]
+    assert [cls.code for cls in (UnknownAllocation, JobAlreadyAllocated)] == [5123, 5124]
 
 
 def test_allocates_in_index_order_and_releases() -> None:
@@ -143,11 +143,11 @@ def test_double_allocation_for_one_job_is_refused_and_changes_nothing() -> None:
 
 def test_release_of_unknown_job_is_a_typed_error() -> None:
     allocator = GpuAllocator([whole_gpu(0)])
-    with pytest.raises(UnknownJob, match="job-x"):
+    with pytest.raises(UnknownAllocation, match="job-x"):
         allocator.release("job-x")
     allocator.allocate("job-a", 1)
     allocator.release("job-a")
-    with pytest.raises(UnknownJob):
+    with pytest.raises(UnknownAllocation):
         allocator.release("job-a")
 
 
@@ -257,7 +257,7 @@ class AllocatorMachine(RuleBasedStateMachine):
             assert self.allocator.release(job) == self.held.pop(job)
         else:
             before = self.snapshot()
-            with pytest.raises(UnknownJob):
+            with pytest.raises(UnknownAllocation):
                 self.allocator.release(job)
             assert self.snapshot() == before
 

@@ -22,7 +22,7 @@ from protocol.market.errors import (
     ExecutorNotOffered,
     ForgedContractSignature,
     ForgedQuote,
-    InvalidMessage,
+    InvalidMarketMessage,
     LimitsNotOffered,
     MarketError,
     NegotiationTimedOut,
@@ -32,7 +32,7 @@ from protocol.market.errors import (
     ProviderNotReady,
     QuoteExpired,
     QuoteMismatch,
-    WrongChain,
+    WrongMarketChain,
 )
 from protocol.market.matching import match
 from protocol.market.messages import (
@@ -209,7 +209,7 @@ BAD_QUOTES: list[tuple[str, Callable[[], Quote], type[MarketError], str]] = [
     ("signed by another key", lambda: _signed_quote("mallory"), ForgedQuote, "quote.provider_sig"),
     ("another provider", lambda: _signed_quote("carol", provider=pub("carol")), QuoteMismatch, "provider"),
     ("another request", lambda: _signed_quote(request_hash=bytes(32)), QuoteMismatch, "request_hash"),
-    ("another chain", lambda: _signed_quote(chain_id=OTHER_CHAIN_ID), WrongChain, "chain_id"),
+    ("another chain", lambda: _signed_quote(chain_id=OTHER_CHAIN_ID), WrongMarketChain, "chain_id"),
     ("price above maximum", lambda: _signed_quote(price_per_gpu_second=2_001), QuoteMismatch, "price"),
     (
         "unannounced GPU",
@@ -360,8 +360,8 @@ def _refusal_for(
         ("no free GPUs", {"free_gpus": PROVIDER_GPUS[:1]}, NoMatchingGpus),
         ("no container engine", {"spec": make_spec(image="alpine:3", argv=[])}, ExecutorNotOffered),
         ("deadline too soon", {"min_deadline": DEADLINE_HEIGHT + 1}, DeadlineTooSoon),
-        ("another chain", {"chain_id": OTHER_CHAIN_ID}, WrongChain),
-        ("from itself", {"key": key(REQUESTER)}, InvalidMessage),
+        ("another chain", {"chain_id": OTHER_CHAIN_ID}, WrongMarketChain),
+        ("from itself", {"key": key(REQUESTER)}, InvalidMarketMessage),
         ("sandbox not self-tested", {"limits": None}, ProviderNotReady),
         (
             "more memory than sold",
@@ -630,7 +630,7 @@ def test_a_plan_runs_out_of_offers() -> None:
 
 
 def test_a_plan_needs_a_real_seed() -> None:
-    with pytest.raises(InvalidMessage):
+    with pytest.raises(InvalidMarketMessage):
         NegotiationPlan(
             key=key(REQUESTER),
             chain_id=CHAIN_ID,

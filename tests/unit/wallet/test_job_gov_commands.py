@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from node.rpc.errors import RpcCallError
-from node.wallet.errors import OutputHashMismatch, UnsafeOutputPath
+from node.wallet.errors import ResultFilesMismatch, UnsafeOutputPath
 from node.wallet.results import decode_result, write_files
 from protocol.ledger.tx import GovPropose, GovVote
 from protocol.market.delivery import output_listing_hash
@@ -346,7 +346,7 @@ def test_result_writer_does_not_follow_a_symlink_out_of_the_directory(tmp_path: 
 def test_decode_result_checks_the_hash_without_writing(tmp_path: Path) -> None:
     files = {"a.txt": b"a"}
     assert decode_result("j", result_answer(files)).files == files
-    with pytest.raises(OutputHashMismatch):
+    with pytest.raises(ResultFilesMismatch):
         decode_result("j", result_answer(files, output_hash="00" * 32))
 
 
