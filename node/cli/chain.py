@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
+from node.cli.report import report_error
 from node.config import HomePaths, resolve_home
 from node.store import ChainStore, StoreError
 from protocol.ledger.errors import GenesisError
@@ -27,11 +27,9 @@ def run_head(args: argparse.Namespace) -> int:
     try:
         genesis = Genesis.from_text(paths.genesis.read_text(), fmt="json")
     except OSError as exc:
-        print(f"error: {paths.genesis}: {exc.strerror}; is {paths.root} a node home?", file=sys.stderr)
-        return 1
+        return report_error(f"{paths.genesis}: {exc.strerror}; is {paths.root} a node home?")
     except GenesisError as exc:
-        print(f"error: {paths.genesis}: {exc.message}", file=sys.stderr)
-        return 1
+        return report_error(f"{paths.genesis}: {exc.message}", exc.code)
     report = {
         "chain_id": genesis.chain_id,
         "height": 0,
@@ -44,8 +42,7 @@ def run_head(args: argparse.Namespace) -> int:
             head = store.head()
             store.close()
         except StoreError as exc:
-            print(f"error: {exc.message}", file=sys.stderr)
-            return 1
+            return report_error(exc.message, exc.code)
         if head is not None:
             report.update(height=head.height, hash=head.hash.hex(), state_hash=head.state_hash.hex())
     if args.json:

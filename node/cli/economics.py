@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeAlias
 
 from node.cli import economics_node
+from node.cli.report import report_error
 from protocol.econsim.engine import Preview, Run, simulate
 from protocol.econsim.errors import EconsimError
 from protocol.econsim.report import series_csv, summary
@@ -184,8 +184,7 @@ def write_preview(out: Path, preview: Preview, *, changed_label: str) -> list[Pa
 
 def run_simulate(args: argparse.Namespace) -> int:
     def fail(message: str, code: int) -> int:
-        print(f"dcent economics simulate: {message}", file=sys.stderr)
-        return code
+        return report_error(message, exit_code=code)
 
     try:
         scenario = load_scenario(args.scenario, args.settings)

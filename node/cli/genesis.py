@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
+from node.cli.report import report_error
 from protocol.ledger.errors import GenesisError
 from protocol.ledger.genesis import Genesis, genesis_state
 from protocol.units import format_amount
@@ -27,14 +27,14 @@ def run_validate(args: argparse.Namespace) -> int:
     try:
         text = path.read_text()
     except OSError as exc:
-        print(f"error: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        report_error(f"cannot read {path}: {exc.strerror}")
         return 2
     fmt = "json" if path.suffix == ".json" else "toml"
     try:
         genesis = Genesis.from_text(text, fmt=fmt)
         state = genesis_state(genesis)
     except GenesisError as exc:
-        print(f"error: {path}: {exc.message}", file=sys.stderr)
+        report_error(f"{path}: {exc.message}", exc.code)
         return 1
     summary = {
         "chain_id": genesis.chain_id,

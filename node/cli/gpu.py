@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from gpu.errors import GpuError
 from gpu.nvml import probe
 from gpu.simulated import simulated_report
+from node.cli.report import report_error
 from node.config import ConfigError, HomePaths, load_config, resolve_home
 from node.executor.errors import ExecutorError
 from node.executor.select import EXECUTOR_NAMES
@@ -88,8 +88,7 @@ def run_list(args: argparse.Namespace) -> int:
         try:
             report = simulated_report(args.simulate, args.label)
         except GpuError as exc:
-            print(f"dcent gpu list: {exc.message} (error {exc.code})", file=sys.stderr)
-            return EXIT_USAGE
+            return report_error(exc.message, exc.code, exit_code=EXIT_USAGE)
     else:
         report = probe()
     sandbox = (

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
 
+from node.cli.report import report_error
 from node.config import (
     TEMPLATE_HEADER,
     ConfigError,
@@ -46,22 +46,22 @@ def load_genesis_file(path: Path) -> Genesis:
 def run_init(args: argparse.Namespace) -> int:
     paths = HomePaths(resolve_home(args.home))
     if paths.config.exists():
-        print(f"error: {paths.root} is already initialized ({paths.config} exists)", file=sys.stderr)
+        report_error(f"{paths.root} is already initialized ({paths.config} exists)")
         return 1
     try:
         genesis = None if args.dev else load_genesis_file(args.genesis)
     except OSError as exc:
-        print(f"error: cannot read {args.genesis}: {exc.strerror}", file=sys.stderr)
+        report_error(f"cannot read {args.genesis}: {exc.strerror}")
         return 2
     except GenesisError as exc:
-        print(f"error: {args.genesis}: {exc.message}", file=sys.stderr)
+        report_error(f"{args.genesis}: {exc.message}", exc.code)
         return 1
     try:
         paths.root.mkdir(parents=True, exist_ok=True)
         node_key = create_key(paths.node_key)
         validator_key = create_key(paths.validator_key)
     except (OSError, ConfigError) as exc:
-        print(f"error: cannot create keys in {paths.root}: {exc}", file=sys.stderr)
+        report_error(f"cannot create keys in {paths.root}: {exc}")
         return 1
     if genesis is None:
         genesis = dev_genesis(

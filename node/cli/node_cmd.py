@@ -20,6 +20,7 @@ import time
 import trio
 
 from node.cli import node_status
+from node.cli.report import report_error
 from node.config import (
     HomePaths,
     MetricsConfig,
@@ -155,7 +156,7 @@ def run_node(args: argparse.Namespace) -> int:
     except _START_FAILURES as exc:
         if node is not None and node.started:
             return _stopped_by_fault(exc)
-        print(f"error: {exc.message}", file=sys.stderr)
+        report_error(exc.message, exc.code)
         return 1
     except BaseExceptionGroup as group:
         # The node's nursery wraps what stopped its start (an address in use, a wrong database).
@@ -163,7 +164,7 @@ def run_node(args: argparse.Namespace) -> int:
         if failures is None or (node is not None and node.started):
             return _stopped_by_fault(group)
         for failure in failures:
-            print(f"error: {failure.message}", file=sys.stderr)
+            report_error(failure.message, failure.code)
         return 1
     return 0
 

@@ -19,9 +19,9 @@ A long soak: ``dcent sim --seeds 100000``.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
+from node.cli.report import report_error
 from protocol.consensus.errors import InvalidConfig
 from protocol.sim.runner import Summary, describe_failure
 from protocol.sim.world import RunResult, SimConfig, run_seed
@@ -93,13 +93,11 @@ def _config(args: argparse.Namespace) -> SimConfig:
 
 def run(args: argparse.Namespace) -> int:
     if args.seeds < 0 or args.seed_start < 0:
-        print("dcent sim: --seeds and --seed-start must not be negative", file=sys.stderr)
-        return EXIT_USAGE
+        return report_error("--seeds and --seed-start must not be negative", exit_code=EXIT_USAGE)
     try:
         config = _config(args)
     except InvalidConfig as exc:
-        print(f"dcent sim: {exc.message}", file=sys.stderr)
-        return EXIT_USAGE
+        return report_error(exc.message, exc.code, exit_code=EXIT_USAGE)
     summary = Summary()
     started = time.perf_counter()
     for seed in range(args.seed_start, args.seed_start + args.seeds):

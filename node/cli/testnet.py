@@ -25,6 +25,7 @@ from rich.live import Live
 from rich.table import Table
 
 from gpu.nvml import probe
+from node.cli.report import report_error
 from node.cli.testnet_ops import register_ops
 from node.config import ConfigError
 from node.errors import NodeError
@@ -144,8 +145,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _error(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 1
+    return report_error(message)
 
 
 def _resolve_dir(args: argparse.Namespace) -> Path:

@@ -11,12 +11,12 @@ Each prints one line per node and exits 1 if any node could not be handled.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import trio
 
+from node.cli.report import report_error
 from node.testnet.errors import LocalnetError
 from node.testnet.layout import NetworkLayout, NodeLayout, default_dir
 from node.testnet.processes import kill_node, start_node, stop_nodes
@@ -49,8 +49,7 @@ def register_ops(commands: argparse._SubParsersAction[argparse.ArgumentParser], 
 
 
 def _error(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 1
+    return report_error(message)
 
 
 def _load(args: argparse.Namespace) -> NetworkLayout:

@@ -165,7 +165,7 @@ def test_node_run_refuses_a_remote_rpc_address_with_exit_1(
     home.config.write_text('[rpc]\naddr = "0.0.0.0:8645"\n')
     args = _run_args("--home", str(home.root))
     assert args.func(args) == 1
-    assert "error: rpc.addr: 0.0.0.0 is not a loopback address" in capsys.readouterr().err
+    assert "error 5001: rpc.addr: 0.0.0.0 is not a loopback address" in capsys.readouterr().err
 
 
 def test_sell_gpus_defaults_on_and_can_be_switched_off() -> None:

@@ -69,4 +69,4 @@ def test_byzantine_half_the_stake_reports_the_seed_and_schedule_and_exits_one(
 def test_bad_arguments_exit_two(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _run(argv, capsys)
     assert code == 2
-    assert out == "" and err.startswith("dcent sim: ")
+    assert out == "" and re.match(r"error( \d+)?: ", err)
