@@ -8,6 +8,7 @@ on the machine (another test run, say)."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import sqlite3
