@@ -12,10 +12,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from protocol import economics
-from protocol.ledger import bank, distribution, escrow, gov, slashing, staking
+from protocol.ledger import bank, distribution, escrow, gov, pool, slashing, staking
 from protocol.ledger.errors import ArithmeticFault, BadBlockHeight, LedgerError, UnknownTxKind
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import (
+    AssetMint,
+    AssetPropose,
+    AssetSend,
     Delegate,
     EscrowClaim,
     EscrowDispute,
@@ -23,6 +26,9 @@ from protocol.ledger.tx import (
     GovPropose,
     GovVote,
     OpenEscrow,
+    PoolAdd,
+    PoolRemove,
+    PoolSwap,
     Redelegate,
     Refund,
     Settle,
@@ -110,6 +116,18 @@ def _dispatch(state: LedgerState, tx: Tx, height: int) -> None:
         gov.propose(state, tx, msg, height)
     elif isinstance(msg, GovVote):
         gov.vote(state, tx, msg, height)
+    elif isinstance(msg, AssetPropose):
+        pool.propose_asset(state, tx, msg, height)
+    elif isinstance(msg, AssetMint):
+        pool.mint(state, tx, msg)
+    elif isinstance(msg, AssetSend):
+        pool.send(state, tx, msg)
+    elif isinstance(msg, PoolAdd):
+        pool.add_liquidity(state, tx, msg, height)
+    elif isinstance(msg, PoolRemove):
+        pool.remove_liquidity(state, tx, msg, height)
+    elif isinstance(msg, PoolSwap):
+        pool.swap(state, tx, msg, height)
     else:  # pragma: no cover - decode_tx only builds the kinds above
         raise UnknownTxKind(f"no handler for {type(msg).__name__}")
 

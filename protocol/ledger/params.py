@@ -53,6 +53,10 @@ class Params(Record):
     collateral_slash_share: int = percent(50)
     #: Blocks after a provider's unilateral claim during which the requester may dispute it.
     dispute_window_blocks: int = 20
+    # Liquidity pool (protocol.ledger.pool): the swap fee stays in the pool; the time-weighted
+    # price averages the prices blocks started with over this many blocks.
+    pool_swap_fee: int = percent("0.3")
+    twap_window: int = 30
     # Slashing
     double_sign_slash: int = percent(5)
     evidence_max_age: int = 100
@@ -127,6 +131,10 @@ PARAM_BOUNDS: dict[str, tuple[int, int]] = {
     "protocol_fee_share": (0, percent(50)),
     "collateral_slash_share": _RATIO,
     "dispute_window_blocks": (1, 100_000),
+    # Above 10% nobody trades; 0 lets wash trading cost only transaction fees.
+    "pool_swap_fee": (0, percent(10)),
+    # Bounds the price marks each pool keeps (one per block at most).
+    "twap_window": (1, 1_000),
     "double_sign_slash": _RATIO,
     "evidence_max_age": _BLOCKS,
     "signed_blocks_window": (10, 10_000),
@@ -155,6 +163,7 @@ RATIO_PARAMS = frozenset(
         "provider_reward_cap",
         "protocol_fee_share",
         "collateral_slash_share",
+        "pool_swap_fee",
         "double_sign_slash",
         "min_signed_per_window",
         "downtime_slash",

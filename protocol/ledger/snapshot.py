@@ -16,8 +16,10 @@ from typing import Any
 from protocol.contracts import UsageReceipt
 from protocol.crypto import address_of
 from protocol.encoding import DecodeError, decode, encode
+from protocol.ledger import liquidity_state
 from protocol.ledger.errors import InvariantError, LedgerError
 from protocol.ledger.params import PARAM_BOUNDS, Params
+from protocol.ledger.pool import ACTION_PROPOSALS
 from protocol.ledger.state import (
     SCALARS,
     Account,
@@ -33,7 +35,8 @@ from protocol.ledger.tx import MAX_MONIKER, VOTE_OPTIONS
 from protocol.units import MAX_AMOUNT
 
 #: 3: registered validators with delegations, redelegations, signing records, pending rewards.
-SNAPSHOT_VERSION = 3
+#: 4: assets, holdings and pools (protocol.ledger.liquidity_state).
+SNAPSHOT_VERSION = 4
 
 
 class SnapshotError(InvariantError):
@@ -102,7 +105,8 @@ def _rows(doc: dict[str, Any], section: str, columns: tuple[Check, ...]) -> list
 _VALIDATOR_COLUMNS = (_ADDRESS, _KEY, *(_uint,) * 6, _moniker, _uint, _flag, _uint, _flag)
 _ESCROW_COLUMNS = (_HASH, _KEY, _KEY, _ADDRESS, _ADDRESS, *(_uint,) * 6, _blob(), _blob(), _uint)
 _PROPOSAL_STATUS = _one_of("voting", "passed", "rejected", "vetoed", "no_quorum", "failed")
-_PROPOSAL_COLUMNS: tuple[Check, ...] = (_uint, _ADDRESS, _one_of(*PARAM_BOUNDS), _uint, _uint, _uint, _uint)
+_PROPOSAL_PARAMS = _one_of(*PARAM_BOUNDS, *ACTION_PROPOSALS)
+_PROPOSAL_COLUMNS: tuple[Check, ...] = (_uint, _ADDRESS, _PROPOSAL_PARAMS, _uint, _uint, _uint, _uint)
 _PROPOSAL_COLUMNS += (_PROPOSAL_STATUS, *(_uint,) * 4)
 
 
@@ -170,6 +174,7 @@ def decode_snapshot(data: bytes) -> LedgerState:
             state.votes.set((proposal_id, voter), option)
         for address, weight in _rows(doc, "epoch_work", (_ADDRESS, _uint)):
             state.epoch_work.set(address, weight)
+        liquidity_state.restore(state, doc, _rows)
         state.check_invariants()
         state.state_hash()  # every row hashes: right types, integers in range
     # Any malformed row (too short: IndexError, wrong type: TypeError, out of range:

@@ -15,8 +15,10 @@ from typing import Any
 import msgpack
 
 from protocol.crypto import address_of
+from protocol.ledger import liquidity_state
 from protocol.ledger.errors import AmountOverflow, InvariantError
 from protocol.ledger.journal import JMap, Journal
+from protocol.ledger.liquidity_state import Asset, Pool
 from protocol.ledger.params import Params
 from protocol.units import MAX_AMOUNT
 
@@ -189,6 +191,10 @@ _MAPS = (
     "proposals",
     "votes",
     "epoch_work",
+    # Liquidity (protocol.ledger.liquidity_state)
+    "assets",
+    "holdings",
+    "pools",
 )
 
 
@@ -230,6 +236,13 @@ class LedgerState:
         #: provider address -> protocol fees its contracts burned in the current epoch (its
         #: weight in the epoch's provider rewards)
         self.epoch_work: JMap[bytes, int] = JMap(j)
+        # Liquidity (see protocol.ledger.liquidity_state):
+        #: symbol -> registered or proposed asset
+        self.assets: JMap[str, Asset] = JMap(j)
+        #: (address, denomination) -> amount of a registered asset or of pool shares
+        self.holdings: JMap[tuple[bytes, str], int] = JMap(j)
+        #: asset symbol -> the DCT/asset pool
+        self.pools: JMap[str, Pool] = JMap(j)
 
     # --- convenience accessors -------------------------------------------------------------
     @property
@@ -358,6 +371,7 @@ class LedgerState:
             ),
             ("votes", [[i, voter, option] for (i, voter), option in self.votes.sorted_items()]),
             ("epoch_work", [[a, w] for a, w in self.epoch_work.sorted_items()]),
+            *liquidity_state.sections(self),
         ]
 
     def state_hash(self) -> bytes:
@@ -411,6 +425,7 @@ class LedgerState:
                 raise InvariantError(f"{name} is out of range: {v[name]}")
         held = balances + bonded + rewards + unbonding + escrowed + deposits
         held += v["community_pool"] + v["provider_pool"] + v["fee_pool"]
+        held += liquidity_state.check_invariants(self).dct
         if held != self.total_supply():
             raise InvariantError(
                 f"supply mismatch: held {held} != genesis {v['genesis_supply']} + minted "

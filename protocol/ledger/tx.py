@@ -290,6 +290,126 @@ class GovVote(Msg):
             raise MalformedTx("gov_vote.proposal_id: proposals are numbered from 1")
 
 
+# --- liquidity: assets and the pool (protocol.ledger.pool) --------------------------------------
+#: An asset symbol: 2 to 10 capitals and digits, starting with a capital ("TUSD").
+MAX_SYMBOL = 10
+MAX_DENOM = MAX_SYMBOL + 3  # "lp:" + symbol
+
+
+def _check_symbol(value: str, field: str) -> None:
+    if not (2 <= len(value) <= MAX_SYMBOL and value.isascii() and value.isalnum() and value.isupper()):
+        raise MalformedTx(f"{field}: 2 to {MAX_SYMBOL} capital letters and digits")
+    if not value[0].isalpha() or value == "DCT":
+        raise MalformedTx(f"{field}: starts with a letter and is not DCT")
+
+
+def _check_denom(value: str, field: str) -> None:
+    _check_symbol(value.removeprefix("lp:"), field)
+
+
+def _non_negative(value: int, field: str) -> None:
+    if not 0 <= value <= _MAX_AMOUNT:
+        raise InvalidAmount(f"{field}: between 0 and {_MAX_AMOUNT} base units")
+
+
+@dataclass(frozen=True, slots=True)
+class AssetPropose(Msg):
+    """Propose to register an asset issued by the sender (a governance proposal with a deposit;
+    the asset exists once it passes)."""
+
+    KIND: ClassVar[str] = "asset_propose"
+    symbol: str
+    deposit: int
+
+    def __post_init__(self) -> None:
+        _check_symbol(self.symbol, "asset_propose.symbol")
+        _positive_amount(self.deposit, "asset_propose.deposit")
+
+
+@dataclass(frozen=True, slots=True)
+class AssetMint(Msg):
+    """The issuer of a registered asset creates ``amount`` of it for ``to``."""
+
+    KIND: ClassVar[str] = "asset_mint"
+    symbol: str
+    to: bytes
+    amount: int
+
+    def __post_init__(self) -> None:
+        _check_symbol(self.symbol, "asset_mint.symbol")
+        _check_address(self.to, "asset_mint.to")
+        _positive_amount(self.amount, "asset_mint.amount")
+
+
+@dataclass(frozen=True, slots=True)
+class AssetSend(Msg):
+    """Transfer a registered asset or pool shares (``lp:SYMBOL``)."""
+
+    KIND: ClassVar[str] = "asset_send"
+    denom: str
+    to: bytes
+    amount: int
+
+    def __post_init__(self) -> None:
+        _check_denom(self.denom, "asset_send.denom")
+        _check_address(self.to, "asset_send.to")
+        _positive_amount(self.amount, "asset_send.amount")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolAdd(Msg):
+    """Deposit at most ``dct`` and ``asset`` into the DCT/``symbol`` pool for at least
+    ``min_shares`` shares (the first deposit sets the price)."""
+
+    KIND: ClassVar[str] = "pool_add"
+    symbol: str
+    dct: int
+    asset: int
+    min_shares: int
+
+    def __post_init__(self) -> None:
+        _check_symbol(self.symbol, "pool_add.symbol")
+        _positive_amount(self.dct, "pool_add.dct")
+        _positive_amount(self.asset, "pool_add.asset")
+        _non_negative(self.min_shares, "pool_add.min_shares")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolRemove(Msg):
+    """Redeem ``shares`` for at least ``min_dct`` and ``min_asset``."""
+
+    KIND: ClassVar[str] = "pool_remove"
+    symbol: str
+    shares: int
+    min_dct: int
+    min_asset: int
+
+    def __post_init__(self) -> None:
+        _check_symbol(self.symbol, "pool_remove.symbol")
+        _positive_amount(self.shares, "pool_remove.shares")
+        _non_negative(self.min_dct, "pool_remove.min_dct")
+        _non_negative(self.min_asset, "pool_remove.min_asset")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSwap(Msg):
+    """Sell ``amount`` of DCT (``sell_dct``) or of the asset for at least ``min_out`` of the
+    other, in a block no later than ``deadline``."""
+
+    KIND: ClassVar[str] = "pool_swap"
+    symbol: str
+    sell_dct: bool
+    amount: int
+    min_out: int
+    deadline: int
+
+    def __post_init__(self) -> None:
+        _check_symbol(self.symbol, "pool_swap.symbol")
+        _positive_amount(self.amount, "pool_swap.amount")
+        _positive_amount(self.min_out, "pool_swap.min_out")
+        _positive_amount(self.deadline, "pool_swap.deadline")
+
+
 MSG_TYPES: dict[str, type[Msg]] = {
     cls.KIND: cls
     for cls in (
@@ -310,6 +430,12 @@ MSG_TYPES: dict[str, type[Msg]] = {
         EscrowDispute,
         GovPropose,
         GovVote,
+        AssetPropose,
+        AssetMint,
+        AssetSend,
+        PoolAdd,
+        PoolRemove,
+        PoolSwap,
     )
 }
 _BODY_KEYS = ("chain_id", "fee", "kind", "msg", "nonce")

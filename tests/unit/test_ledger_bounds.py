@@ -29,7 +29,15 @@ from protocol.ledger.genesis import genesis_state
 from protocol.ledger.params import PARAM_BOUNDS, Params
 from protocol.ledger.snapshot import decode_snapshot, encode_snapshot
 from protocol.ledger.state import LedgerState
-from protocol.ledger.tx import MSG_TYPES, GovPropose, OpenEscrow, prove_consensus_key
+from protocol.ledger.tx import (
+    MSG_TYPES,
+    AssetMint,
+    GovPropose,
+    OpenEscrow,
+    PoolAdd,
+    Transfer,
+    prove_consensus_key,
+)
 from protocol.units import DEC, MAX_AMOUNT
 
 from .ledger_helpers import (
@@ -46,6 +54,7 @@ from .ledger_helpers import (
     sign_contract,
     sign_raw_body,
 )
+from .liquidity_helpers import register
 
 #: Values at and around every boundary a 64-bit field has on the wire.
 EXTREMES = (0, 1, 2, 3, 1_000, 2**32, 2**62, MAX_AMOUNT - 1, MAX_AMOUNT, 2**63, 2**64 - 1)
@@ -201,6 +210,60 @@ def _unjail(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
     return draw(st.sampled_from(("val-0", "val-1", "alice"))), {}
 
 
+SYMBOLS = ("TUSD", "EUR")
+
+
+def _asset_propose(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+    return draw(st.sampled_from(PEOPLE)), {
+        "deposit": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "symbol": draw(st.sampled_from((*SYMBOLS, "DCT", "x"))),
+    }
+
+
+def _asset_mint(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+    return draw(st.sampled_from(("carol", "alice"))), {
+        "amount": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "symbol": draw(st.sampled_from(SYMBOLS)),
+        "to": addr(draw(st.sampled_from(PEOPLE))),
+    }
+
+
+def _asset_send(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+    return draw(st.sampled_from(PEOPLE)), {
+        "amount": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "denom": draw(st.sampled_from((*SYMBOLS, "lp:TUSD", "lp:"))),
+        "to": addr(draw(st.sampled_from(PEOPLE))),
+    }
+
+
+def _pool_add(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+    return draw(st.sampled_from(PEOPLE)), {
+        "asset": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "dct": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "min_shares": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "symbol": draw(st.sampled_from(SYMBOLS)),
+    }
+
+
+def _pool_remove(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+    return draw(st.sampled_from(PEOPLE)), {
+        "min_asset": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "min_dct": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "shares": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "symbol": draw(st.sampled_from(SYMBOLS)),
+    }
+
+
+def _pool_swap(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+    return draw(st.sampled_from(PEOPLE)), {
+        "amount": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "deadline": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "min_out": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "sell_dct": draw(st.booleans()),
+        "symbol": draw(st.sampled_from(SYMBOLS)),
+    }
+
+
 #: One builder of extreme messages per transaction kind (a test checks none is missing).
 BUILDERS: dict[str, MsgBuilder] = {
     "transfer": _transfer,
@@ -220,6 +283,12 @@ BUILDERS: dict[str, MsgBuilder] = {
     "escrow_dispute": _by_hash("alice"),
     "gov_propose": _gov_propose,
     "gov_vote": _gov_vote,
+    "asset_propose": _asset_propose,
+    "asset_mint": _asset_mint,
+    "asset_send": _asset_send,
+    "pool_add": _pool_add,
+    "pool_remove": _pool_remove,
+    "pool_swap": _pool_swap,
 }
 
 
@@ -228,7 +297,13 @@ def test_every_transaction_kind_has_an_extreme_value_builder() -> None:
 
 
 def _setup(chain: Chain) -> None:
-    """An open escrow worth most of alice's balance (bob sells) and a proposal in its vote."""
+    """A registered asset (TUSD, issued by carol) of which everyone holds nearly a quarter of the
+    limit, a pool holding a quarter of it and of alice's DCT; then an open escrow worth most of
+    alice's balance (bob sells) and a proposal in its vote."""
+    chain.block([chain.tx("dave", Transfer(addr(v), 10**6)) for v in ("val-0", "val-1", "val-2")])
+    register(chain)
+    chain.block([chain.tx("carol", AssetMint("TUSD", addr(p), MAX_AMOUNT // 4)) for p in PEOPLE])
+    chain.block([chain.tx("alice", PoolAdd("TUSD", RICH_BALANCE // 4, MAX_AMOUNT // 4, 1))])
     terms = make_terms(
         "alice",
         "bob",

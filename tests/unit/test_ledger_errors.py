@@ -7,7 +7,7 @@ from types import ModuleType
 
 from protocol import contracts, crypto, encoding, units
 from protocol.errors import ProtocolError
-from protocol.ledger import errors, snapshot
+from protocol.ledger import errors, liquidity_errors, snapshot
 
 PINNED = {
     "ProtocolError": 1000,
@@ -64,13 +64,22 @@ PINNED = {
     "RedelegationInProgress": 2061,
     "ValidatorHasNoTokens": 2062,
     "NotAValidator": 2063,
+    "UnknownAsset": 2300,
+    "AssetExists": 2301,
+    "TooManyAssets": 2302,
+    "NotIssuer": 2303,
+    "InsufficientAsset": 2304,
+    "SlippageExceeded": 2305,
+    "DeadlinePassed": 2306,
+    "AmountTooSmall": 2307,
+    "PoolEmpty": 2308,
     "GenesisError": 2090,
     "ArithmeticFault": 2097,
     "SnapshotError": 2098,
     "InvariantError": 2099,
     "ContractFormatError": 4001,
 }
-MODULES: tuple[ModuleType, ...] = (encoding, crypto, units, contracts, errors, snapshot)
+MODULES: tuple[ModuleType, ...] = (encoding, crypto, units, contracts, errors, liquidity_errors, snapshot)
 
 
 def _error_classes() -> dict[str, type[ProtocolError]]:
@@ -93,6 +102,6 @@ def test_codes_are_unique_and_own_their_range() -> None:
     assert len(codes) == len(set(codes))
     for name, cls in classes.items():
         assert "code" in vars(cls), f"{name} inherits its code instead of declaring one"
-    for cls in vars(errors).values():
+    for cls in [*vars(errors).values(), *vars(liquidity_errors).values()]:
         if isinstance(cls, type) and issubclass(cls, errors.LedgerError):
             assert 2000 <= cls.code <= 2999

@@ -26,11 +26,16 @@ from protocol.encoding import encode
 from protocol.ledger.block import BlockContext, BlockResult, Misbehaviour, apply_block, select_txs
 from protocol.ledger.errors import BadBlockHeight, LedgerError
 from protocol.ledger.genesis import genesis_state
+from protocol.ledger.liquidity_state import share_denom
+from protocol.ledger.pool import holding
 from protocol.ledger.staking import delegation_value
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import (
     MSG_TYPES,
     VOTE_OPTIONS,
+    AssetMint,
+    AssetPropose,
+    AssetSend,
     Delegate,
     EscrowDispute,
     EscrowFinalize,
@@ -38,6 +43,9 @@ from protocol.ledger.tx import (
     GovVote,
     Msg,
     OpenEscrow,
+    PoolAdd,
+    PoolRemove,
+    PoolSwap,
     Redelegate,
     Refund,
     Stake,
@@ -75,6 +83,12 @@ from .ledger_helpers import (
 )
 
 T = TypeVar("T")
+
+
+def label_of_address(address: bytes) -> str:
+    return next((label for label in ACTOR_LABELS + OUTSIDER_LABELS if addr(label) == address), "mallory")
+
+
 NODE = key("node-of-a-new-validator")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: val-0 holds half the stake: its vote alone makes quorum, so proposals often pass.
@@ -112,7 +126,14 @@ KINDS = (
     "gov_vote",
     "gov_vote",
     "gov_vote",
+    "asset_propose",
+    "asset_mint",
+    "asset_send",
+    "pool_add",
+    "pool_remove",
+    "pool_swap",
 )
+SYMBOLS = ("TUSD", "EUR")
 #: Values a proposal may ask for, in and out of each parameter's range.
 PROPOSAL_VALUES: dict[str, tuple[int, ...]] = {
     "fee_burn_share": (0, percent(25), percent(90), DEC, DEC + 1),
@@ -308,6 +329,8 @@ class ScenarioBuilder:
             param = c.pick(sorted(PROPOSAL_VALUES))
             deposit = max(1, state.params.gov_min_deposit + c.integer(-1, 50))
             return label, GovPropose(param, c.pick(PROPOSAL_VALUES[param]), deposit)
+        if kind.startswith(("asset_", "pool_")):
+            return self._liquidity_msg(kind, label, height)
         assert kind == "gov_vote"
         voter = c.pick(VALIDATOR_LABELS) if c.integer(0, 3) else label
         # Mostly a proposal still open; otherwise a recent or the next (yet unknown) id.
@@ -318,6 +341,48 @@ class ScenarioBuilder:
             proposal_id = max(1, state.vars["next_proposal_id"] - c.integer(0, 3))
         option = c.pick(("yes", "yes", *VOTE_OPTIONS))
         return voter, GovVote(proposal_id, option)
+
+    def _liquidity_msg(self, kind: str, label: str, height: int) -> tuple[str, Msg]:
+        c = self.c
+        state = self.chain.state
+        active = [symbol for symbol, asset in state.assets.sorted_items() if asset.active]
+        if not active and c.integer(0, 5):
+            # Nothing to trade yet: get an asset registered (val-0's yes alone passes it).
+            pending = [a.proposal for _, a in state.assets.sorted_items()]
+            if pending:
+                return "val-0", GovVote(c.pick(pending), "yes")
+            kind = "asset_propose"
+        symbol = c.pick(active) if active and c.integer(0, 7) else c.pick(SYMBOLS)
+        asset = state.assets.get(symbol)
+        # Mostly someone who holds the asset (or, to withdraw, the pool's shares).
+        denom = share_denom(symbol) if kind == "pool_remove" else symbol
+        holders = [label_of_address(a) for (a, d), _ in state.holdings.sorted_items() if d == denom]
+        if holders and kind != "asset_mint" and c.integer(0, 4):
+            label = c.pick(holders)
+        held = holding(state, addr(label), symbol)
+        if kind == "asset_propose":
+            return label, AssetPropose(symbol, max(1, state.params.gov_min_deposit + c.integer(-1, 50)))
+        if kind == "asset_mint":
+            issuer = label_of_address(asset.issuer) if asset is not None and c.integer(0, 7) else label
+            return issuer, AssetMint(symbol, addr(c.pick(ACTOR_LABELS)), c.integer(1, 3_000_000))
+        if kind == "asset_send":
+            denom = c.pick((symbol, share_denom(symbol)))
+            have = holding(state, addr(label), denom)
+            amount = c.integer(1, have) if have and c.integer(0, 3) else c.integer(1, 5_000)
+            return label, AssetSend(denom, addr(c.pick(ACTOR_LABELS + OUTSIDER_LABELS)), amount)
+        if kind == "pool_add":
+            return label, PoolAdd(
+                symbol, c.integer(1, 300_000), max(1, held // c.integer(1, 4)), c.pick((0, 0, 10**12))
+            )
+        if kind == "pool_remove":
+            shares = holding(state, addr(label), share_denom(symbol))
+            return label, PoolRemove(symbol, max(1, shares // c.integer(1, 3)), 0, c.pick((0, 0, 10**12)))
+        assert kind == "pool_swap"
+        sell_dct = bool(c.integer(0, 1))
+        amount = c.integer(1, 100_000) if sell_dct or not held else c.integer(1, held)
+        return label, PoolSwap(
+            symbol, sell_dct, amount, c.pick((1, 1, 10**12)), max(1, height + c.integer(-1, 2))
+        )
 
     def _some_contract(self, height: int) -> KnownContract:
         """Mostly one with an open escrow; otherwise any contract built so far, or a new one."""
@@ -446,7 +511,11 @@ def test_random_scenarios_exercise_every_kind_and_outcome() -> None:
     kinds: set[str] = set()
     committed_kinds: set[str] = set()
     rejected = accepted = 0
-    for seed in range(12):
+    outcomes = {"settled", "refunded", "disputed", "passed", "slashed", "jailed", "locked"}
+    # Seeds until every kind and outcome was seen (a few dozen blocks per kind are enough).
+    for seed in range(40):
+        if committed_kinds == set(MSG_TYPES) and outcomes <= kinds and seed >= 12:
+            break
         chain = scenario_chain()
         builder = ScenarioBuilder(chain, RandomChooser(seed))
         for _ in range(30):
@@ -471,7 +540,7 @@ def test_random_scenarios_exercise_every_kind_and_outcome() -> None:
             kinds.add("locked")
     assert accepted > 10 and rejected > 10
     assert committed_kinds == set(MSG_TYPES)
-    assert {"settled", "refunded", "disputed", "passed", "slashed", "jailed", "locked"} <= kinds
+    assert outcomes <= kinds
 
 
 # --- determinism across processes ----------------------------------------------------------------

@@ -15,6 +15,9 @@ from protocol.ledger.errors import MalformedTx, UnknownTxKind
 from protocol.ledger.tx import (
     MAX_TX_BYTES,
     MSG_TYPES,
+    AssetMint,
+    AssetPropose,
+    AssetSend,
     Delegate,
     EscrowDispute,
     EscrowFinalize,
@@ -22,6 +25,9 @@ from protocol.ledger.tx import (
     GovVote,
     Msg,
     OpenEscrow,
+    PoolAdd,
+    PoolRemove,
+    PoolSwap,
     Redelegate,
     Refund,
     Stake,
@@ -77,6 +83,12 @@ MESSAGES: list[Msg] = [
     EscrowDispute(TERMS.contract_hash()),
     GovPropose("fee_burn_share", 10**17, 10**10),
     GovVote(3, "veto"),
+    AssetPropose("TUSD", 10**10),
+    AssetMint("TUSD", addr("bob"), 5),
+    AssetSend("lp:TUSD", addr("bob"), 5),
+    PoolAdd("TUSD", 10, 20, 1),
+    PoolRemove("TUSD", 10, 1, 0),
+    PoolSwap("TUSD", True, 10, 1, 99),
 ]
 VALID_TXS = [sign_tx(key("alice"), CHAIN_ID, n + 1, FEE, msg) for n, msg in enumerate(MESSAGES)]
 FUZZ = settings(max_examples=settings().max_examples * 5)

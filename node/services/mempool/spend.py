@@ -31,9 +31,14 @@ from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
 from protocol.ledger.errors import InsufficientFunds, InsufficientStake, LedgerError
+from protocol.ledger.liquidity_errors import InsufficientAsset
+from protocol.ledger.pool import holding as asset_holding
 from protocol.ledger.staking import delegation_value
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import (
+    AssetMint,
+    AssetPropose,
+    AssetSend,
     Delegate,
     EscrowClaim,
     EscrowDispute,
@@ -42,6 +47,9 @@ from protocol.ledger.tx import (
     GovVote,
     Msg,
     OpenEscrow,
+    PoolAdd,
+    PoolRemove,
+    PoolSwap,
     Redelegate,
     Refund,
     Settle,
@@ -100,12 +108,22 @@ def _delegated(state: LedgerState, address: bytes, validator: bytes) -> int:
     return delegation_value(state, address, validator)
 
 
+def holding(denom: str) -> Resource:
+    """What an account holds of a registered asset or of pool shares (``lp:SYMBOL``)."""
+    return Resource("holding", denom.encode())
+
+
+def _held(state: LedgerState, address: bytes, denom: bytes) -> int:
+    return asset_holding(state, address, denom.decode())
+
+
 READERS: dict[str, Reader] = {
     BALANCE.name: Reader(
         lambda state, address, _s: state.account(address).balance, InsufficientFunds, "balance"
     ),
     BONDED.name: Reader(_bonded, InsufficientStake, "bonded stake"),
     "delegation": Reader(_delegated, InsufficientStake, "delegation"),
+    "holding": Reader(_held, InsufficientAsset, "asset holding"),
 }
 
 
@@ -178,6 +196,31 @@ def _gov_propose(tx: Tx) -> tuple[Claim, ...]:
     return (Claim(tx.sender, BALANCE, _msg(tx, GovPropose).deposit),)
 
 
+def _asset_propose(tx: Tx) -> tuple[Claim, ...]:
+    return (Claim(tx.sender, BALANCE, _msg(tx, AssetPropose).deposit),)
+
+
+def _asset_send(tx: Tx) -> tuple[Claim, ...]:
+    msg = _msg(tx, AssetSend)
+    return (Claim(tx.sender, holding(msg.denom), msg.amount),)
+
+
+def _pool_add(tx: Tx) -> tuple[Claim, ...]:
+    # The most the deposit takes of each side (it takes less of the side in surplus).
+    msg = _msg(tx, PoolAdd)
+    return (Claim(tx.sender, BALANCE, msg.dct), Claim(tx.sender, holding(msg.symbol), msg.asset))
+
+
+def _pool_remove(tx: Tx) -> tuple[Claim, ...]:
+    msg = _msg(tx, PoolRemove)
+    return (Claim(tx.sender, holding("lp:" + msg.symbol), msg.shares),)
+
+
+def _pool_swap(tx: Tx) -> tuple[Claim, ...]:
+    msg = _msg(tx, PoolSwap)
+    return (Claim(tx.sender, BALANCE if msg.sell_dct else holding(msg.symbol), msg.amount),)
+
+
 RULES: dict[str, KindRule] = {
     Transfer.KIND: KindRule(_transfer, dry_run=False),
     # Staking fails for a tombstoned validator too, which the balance does not say.
@@ -201,6 +244,16 @@ RULES: dict[str, KindRule] = {
     EscrowDispute.KIND: KindRule(_nothing, dry_run=True),
     GovPropose.KIND: KindRule(_gov_propose, dry_run=True),
     GovVote.KIND: KindRule(_nothing, dry_run=True),
+    # A symbol taken or too many assets.
+    AssetPropose.KIND: KindRule(_asset_propose, dry_run=True),
+    # Only the issuer mints: the holdings do not say.
+    AssetMint.KIND: KindRule(_nothing, dry_run=True),
+    # A holding exists only of a registered asset: enough of it is all a send needs.
+    AssetSend.KIND: KindRule(_asset_send, dry_run=False),
+    # Slippage limits, deadlines and pools that do not exist yet: the holdings do not say.
+    PoolAdd.KIND: KindRule(_pool_add, dry_run=True),
+    PoolRemove.KIND: KindRule(_pool_remove, dry_run=True),
+    PoolSwap.KIND: KindRule(_pool_swap, dry_run=True),
 }
 
 #: A kind nobody wrote a rule for: only the fee is counted, and it is always dry-run.

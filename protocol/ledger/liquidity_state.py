@@ -1,0 +1,153 @@
+"""Ledger state of the liquidity modules: registered assets, holdings, pools.
+
+Kept apart from ``protocol.ledger.state`` so the core state only names these maps: the records,
+their rows for the state hash and snapshots, and their invariants live here.
+
+- ``assets``: symbol -> :class:`Asset`. An asset is proposed by its issuer (a governance
+  proposal) and usable once the proposal passes; only its issuer mints it.
+- ``holdings``: (address, denom) -> amount, for every denomination but DCT (whose balances are
+  the accounts'): a registered asset's symbol, or ``lp:SYMBOL`` for shares of the DCT/SYMBOL
+  pool. Zero holdings are deleted, so the map holds only what someone owns.
+- ``pools``: symbol -> :class:`Pool`, the constant-product pool of DCT and that asset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from protocol.ledger.errors import InvariantError
+from protocol.units import MAX_AMOUNT
+
+if TYPE_CHECKING:
+    from protocol.ledger.state import LedgerState
+
+#: Denomination prefix of pool shares: ``lp:TUSD`` are shares of the DCT/TUSD pool.
+SHARE_PREFIX = "lp:"
+#: Shares minted with a pool's first deposit and held by nobody, ever: they keep every pool's
+#: reserves above zero, and make inflating the value of one share (to round later depositors'
+#: shares down to nothing) cost the attacker this many times the inflated value (Uniswap v2).
+LOCKED_SHARES = 1_000
+
+
+def share_denom(symbol: str) -> str:
+    return SHARE_PREFIX + symbol
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    """A registered (or proposed) asset."""
+
+    issuer: bytes
+    #: Everything minted and not burned: what holdings and the pool's reserve add up to.
+    supply: int
+    #: The governance proposal that registers it.
+    proposal: int
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """A constant-product pool of DCT and one asset.
+
+    ``marks`` records the price each block started with, as (first height, price) steps: block
+    ``b`` started with the price of the last mark at or below ``b`` (see ``protocol.ledger.pool``).
+    """
+
+    dct: int
+    asset: int
+    #: Every share: the holders', the mining programme's and :data:`LOCKED_SHARES`.
+    shares: int
+    #: The last block that traded with or changed the pool.
+    last_height: int
+    marks: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LiquidityTotals:
+    """What the liquidity maps hold, for the supply equation."""
+
+    dct: int
+
+
+def sections(state: LedgerState) -> list[tuple[str, list[list[Any]]]]:
+    return [
+        (
+            "assets",
+            [[s, a.issuer, a.supply, a.proposal, a.active] for s, a in state.assets.sorted_items()],
+        ),
+        ("holdings", [[a, d, amount] for (a, d), amount in state.holdings.sorted_items()]),
+        (
+            "pools",
+            [
+                [s, p.dct, p.asset, p.shares, p.last_height, [list(m) for m in p.marks]]
+                for s, p in state.pools.sorted_items()
+            ],
+        ),
+    ]
+
+
+def check_invariants(state: LedgerState) -> LiquidityTotals:
+    """Every asset's supply is what holdings and its pool hold; every pool's shares are what
+    holders hold plus the locked shares; pools are never empty. Returns the DCT in pools."""
+    held: dict[str, int] = {}
+    for (_, denom), amount in state.holdings.sorted_items():
+        if not 0 < amount <= MAX_AMOUNT:
+            raise InvariantError(f"a holding of {denom} is out of range: {amount}")
+        held[denom] = held.get(denom, 0) + amount
+    dct = 0
+    for symbol, pool in state.pools.sorted_items():
+        asset = state.assets.get(symbol)
+        if asset is None or not asset.active:
+            raise InvariantError(f"a pool of {symbol}, which is not a registered asset")
+        if pool.dct <= 0 or pool.asset <= 0 or pool.shares < LOCKED_SHARES:
+            raise InvariantError(f"the {symbol} pool is empty")
+        shares = share_denom(symbol)
+        if held.pop(shares, 0) + LOCKED_SHARES != pool.shares:
+            raise InvariantError(f"{shares} holdings do not add up to the pool's shares")
+        held[symbol] = held.get(symbol, 0) + pool.asset
+        dct += pool.dct
+        if list(pool.marks) != sorted(set(pool.marks)) or any(
+            h > pool.last_height + 1 for h, _ in pool.marks
+        ):
+            raise InvariantError(f"the {symbol} pool's price marks are out of order")
+    for symbol, asset in state.assets.sorted_items():
+        if held.pop(symbol, 0) != asset.supply:
+            raise InvariantError(f"{symbol} holdings do not add up to its supply")
+        if not asset.active and asset.supply:
+            raise InvariantError(f"{symbol} is not registered yet but was minted")
+    if held:
+        raise InvariantError(f"holdings of unknown denominations: {sorted(held)}")
+    return LiquidityTotals(dct=dct)
+
+
+Rows = Callable[[dict[str, Any], str, tuple[Callable[[Any], bool], ...]], list[list[Any]]]
+
+
+def restore(state: LedgerState, doc: dict[str, Any], rows: Rows) -> None:
+    """Fill the liquidity maps from a snapshot's rows (``rows`` checks each row's cells)."""
+
+    def uint(value: Any) -> bool:
+        return type(value) is int and 0 <= value <= MAX_AMOUNT
+
+    def symbol(value: Any) -> bool:
+        return type(value) is str and 0 < len(value) <= 16
+
+    def address(value: Any) -> bool:
+        return type(value) is bytes and len(value) == 20
+
+    def flag(value: Any) -> bool:
+        return type(value) is bool
+
+    def marks(value: Any) -> bool:
+        return type(value) is list and all(
+            type(m) is list and len(m) == 2 and uint(m[0]) and uint(m[1]) for m in value
+        )
+
+    for name, issuer, supply, proposal, active in rows(doc, "assets", (symbol, address, uint, uint, flag)):
+        state.assets.set(name, Asset(issuer, supply, proposal, active))
+    for owner, denom, amount in rows(doc, "holdings", (address, symbol, uint)):
+        state.holdings.set((owner, denom), amount)
+    for name, dct, asset, shares, last, steps in rows(doc, "pools", (symbol, uint, uint, uint, uint, marks)):
+        state.pools.set(name, Pool(dct, asset, shares, last, tuple((h, p) for h, p in steps)))
