@@ -24,6 +24,7 @@ from node.rpc.blob_methods import register_blob_methods  # i15blob
 from node.rpc.economics_methods import MAX_HEIGHT, register_economics_methods  # i16view
 from node.rpc.errors import UnknownBlock, UnknownTx
 from node.rpc.job_methods import register_job_methods
+from node.rpc.liquidity_methods import register_liquidity_methods
 from node.rpc.methods import MethodTable, package_version, register_builtin_methods
 from node.rpc.params import AddressParam, HexBytes, Int, Param
 from node.rpc.staking_methods import register_staking_methods, validator_json
@@ -101,6 +102,7 @@ def build_node_table(node: Node | None) -> MethodTable:
     register_blob_methods(table, None if node is None else node.blobs)  # i15blob: the blob store
     register_economics_methods(table, node)  # i16view: economics status/history, market view
     register_staking_methods(table, node)  # i12ledger: validators, delegations, key proofs
+    register_liquidity_methods(table, node)  # i17: assets, holdings, pools
     return table
 
 
