@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from protocol import economics
-from protocol.ledger import bank, distribution, escrow, gov, pool, slashing, staking
+from protocol.ledger import bank, distribution, escrow, gov, mining, pool, slashing, staking
 from protocol.ledger.errors import ArithmeticFault, BadBlockHeight, LedgerError, UnknownTxKind
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import (
@@ -25,6 +25,8 @@ from protocol.ledger.tx import (
     EscrowFinalize,
     GovPropose,
     GovVote,
+    MiningBond,
+    MiningUnbond,
     OpenEscrow,
     PoolAdd,
     PoolRemove,
@@ -78,6 +80,8 @@ class BlockResult:
     validator_rewards: tuple[tuple[bytes, int], ...]
     provider_rewards: tuple[tuple[bytes, int], ...]
     closed_proposals: tuple[int, ...]
+    #: Liquidity mining payouts at an epoch's end, by address (protocol.ledger.mining).
+    mining_rewards: tuple[tuple[bytes, int], ...] = ()
 
 
 def _dispatch(state: LedgerState, tx: Tx, height: int) -> None:
@@ -128,6 +132,10 @@ def _dispatch(state: LedgerState, tx: Tx, height: int) -> None:
         pool.remove_liquidity(state, tx, msg, height)
     elif isinstance(msg, PoolSwap):
         pool.swap(state, tx, msg, height)
+    elif isinstance(msg, MiningBond):
+        mining.bond(state, tx, msg, height)
+    elif isinstance(msg, MiningUnbond):
+        mining.unbond(state, tx, msg, height)
     else:  # pragma: no cover - decode_tx only builds the kinds above
         raise UnknownTxKind(f"no handler for {type(msg).__name__}")
 
@@ -173,11 +181,12 @@ def _begin_block(state: LedgerState, ctx: BlockContext) -> None:
     )
     slashing.track_liveness(state, ctx.height, ctx.voters, ctx.signers)
     staking.release_matured(state, ctx.height)
+    mining.release_matured(state, ctx.height)
 
 
 def _end_block(
     state: LedgerState, ctx: BlockContext
-) -> tuple[int, int, list[tuple[bytes, int]], list[tuple[bytes, int]], list[int]]:
+) -> tuple[int, int, list[tuple[bytes, int]], list[tuple[bytes, int]], list[int], list[tuple[bytes, int]]]:
     params = state.params
     fees = state.vars["fee_pool"]
     state.vars.set("fee_pool", 0)
@@ -191,7 +200,11 @@ def _end_block(
     provision = economics.block_provision(supply, inflation, params, issued=issued)
     state.add("minted", provision)
     split = economics.split_issuance(provision, params)
-    state.add("community_pool", split.community)
+    # Liquidity mining's share comes out of the community pool's part (protocol.ledger.mining):
+    # the params keep validators + providers + mining <= 100%, so the part covers it.
+    to_mining = economics.mul_ratio(provision, params.liquidity_mining_share)
+    state.add("community_pool", split.community - to_mining)
+    mining.accrue(state, to_mining)
     state.add("provider_pool", split.providers)
 
     active = state.validator_set()
@@ -219,8 +232,12 @@ def _end_block(
         for address, _ in work:
             state.epoch_work.delete(address)
 
+    mining_rewards: list[tuple[bytes, int]] = []
+    if ctx.height % params.epoch_length == 0 and (len(state.mining) or state.vars["mining_pool"]):
+        mining_rewards = mining.pay_epoch(state, ctx.height)
+
     closed = [p.id for p in gov.tally_ending(state, ctx.height)]
-    return provision, fee_burn, validator_rewards, provider_rewards, closed
+    return provision, fee_burn, validator_rewards, provider_rewards, closed, mining_rewards
 
 
 def apply_block(
@@ -252,7 +269,7 @@ def apply_block(
                     raise
                 tx_hashes.append(tx.hash)
             fees_before_end = state.vars["fee_pool"]
-            minted, _, validator_rewards, provider_rewards, closed = _end_block(state, ctx)
+            minted, _, validator_rewards, provider_rewards, closed, mining_rewards = _end_block(state, ctx)
             # Inside the atomic scope: a state that cannot be hashed is rolled back, not kept.
             state_hash = state.state_hash()
     except ArithmeticError as exc:  # OverflowError (msgpack included), ZeroDivisionError
@@ -267,6 +284,7 @@ def apply_block(
         validator_rewards=tuple(validator_rewards),
         provider_rewards=tuple(provider_rewards),
         closed_proposals=tuple(closed),
+        mining_rewards=tuple(mining_rewards),
     )
 
 

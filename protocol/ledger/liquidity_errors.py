@@ -62,3 +62,15 @@ class PoolEmpty(LedgerError):
     """A swap or withdrawal from a pool that does not exist yet."""
 
     code = 2308
+
+
+class NotBonded(LedgerError):
+    """Unbonding more pool shares from the mining programme than the sender bonded there."""
+
+    code = 2310
+
+
+class MiningFull(LedgerError):
+    """The programme holds at most ``MAX_MINING_BONDS`` bonds (bounds the epoch's payout work)."""
+
+    code = 2311

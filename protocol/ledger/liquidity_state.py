@@ -9,6 +9,9 @@ their rows for the state hash and snapshots, and their invariants live here.
   the accounts'): a registered asset's symbol, or ``lp:SYMBOL`` for shares of the DCT/SYMBOL
   pool. Zero holdings are deleted, so the map holds only what someone owns.
 - ``pools``: symbol -> :class:`Pool`, the constant-product pool of DCT and that asset.
+- ``mining``: (address, symbol) -> :class:`MiningStake`, pool shares bonded to liquidity mining
+  (``protocol.ledger.mining``); ``mining_unbonding``: release height -> the shares leaving then.
+  The scalar ``mining_pool`` holds the DCT the programme earned this epoch.
 """
 
 from __future__ import annotations
@@ -65,6 +68,29 @@ class Pool:
 
 
 @dataclass(frozen=True, slots=True)
+class MiningStake:
+    """Pool shares bonded to the mining programme, and the reward weight they earned this epoch
+    before ``since`` (from ``since`` on they earn ``shares`` x blocks x their worth)."""
+
+    shares: int
+    since: int
+    #: Weight earned this epoch up to ``since`` (unbounded integer; stored as 32 bytes).
+    points: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MiningRelease:
+    """Shares unbonded from the programme, returned to ``address`` at the queue's height."""
+
+    address: bytes
+    symbol: str
+    shares: int
+
+
+POINTS_BYTES = 32
+
+
+@dataclass(frozen=True, slots=True)
 class LiquidityTotals:
     """What the liquidity maps hold, for the supply equation."""
 
@@ -85,18 +111,48 @@ def sections(state: LedgerState) -> list[tuple[str, list[list[Any]]]]:
                 for s, p in state.pools.sorted_items()
             ],
         ),
+        (
+            "mining",
+            [
+                [a, s, m.shares, m.since, m.points.to_bytes(POINTS_BYTES, "big")]
+                for (a, s), m in state.mining.sorted_items()
+            ],
+        ),
+        (
+            "mining_unbonding",
+            [
+                [h, [[r.address, r.symbol, r.shares] for r in rs]]
+                for h, rs in state.mining_unbonding.sorted_items()
+            ],
+        ),
     ]
 
 
 def check_invariants(state: LedgerState) -> LiquidityTotals:
     """Every asset's supply is what holdings and its pool hold; every pool's shares are what
-    holders hold plus the locked shares; pools are never empty. Returns the DCT in pools."""
+    holders hold, the mining programme holds (bonded and unbonding) and the locked shares; pools
+    are never empty. Returns the DCT in pools and in the mining programme's pot."""
     held: dict[str, int] = {}
     for (_, denom), amount in state.holdings.sorted_items():
         if not 0 < amount <= MAX_AMOUNT:
             raise InvariantError(f"a holding of {denom} is out of range: {amount}")
         held[denom] = held.get(denom, 0) + amount
-    dct = 0
+    for (_, symbol), stake in state.mining.sorted_items():
+        if stake.shares < 0 or stake.points < 0 or (stake.shares == 0 and stake.points == 0):
+            raise InvariantError("a mining bond without shares or weight")
+        if not 0 <= stake.points < 2 ** (8 * POINTS_BYTES) or stake.since > state.height:
+            raise InvariantError("a mining bond's weight or start is out of range")
+        denom = share_denom(symbol)
+        held[denom] = held.get(denom, 0) + stake.shares
+    for height, releases in state.mining_unbonding.sorted_items():
+        if height <= state.height or not releases:
+            raise InvariantError("a mining release that is overdue or empty")
+        for release in releases:
+            if release.shares <= 0:
+                raise InvariantError("a mining release of no shares")
+            denom = share_denom(release.symbol)
+            held[denom] = held.get(denom, 0) + release.shares
+    dct = state.vars["mining_pool"]
     for symbol, pool in state.pools.sorted_items():
         asset = state.assets.get(symbol)
         if asset is None or not asset.active:
@@ -151,3 +207,16 @@ def restore(state: LedgerState, doc: dict[str, Any], rows: Rows) -> None:
         state.holdings.set((owner, denom), amount)
     for name, dct, asset, shares, last, steps in rows(doc, "pools", (symbol, uint, uint, uint, uint, marks)):
         state.pools.set(name, Pool(dct, asset, shares, last, tuple((h, p) for h, p in steps)))
+
+    def points(value: Any) -> bool:
+        return type(value) is bytes and len(value) == POINTS_BYTES
+
+    def releases(value: Any) -> bool:
+        return type(value) is list and all(
+            type(r) is list and len(r) == 3 and address(r[0]) and symbol(r[1]) and uint(r[2]) for r in value
+        )
+
+    for owner, name, shares, since, weight in rows(doc, "mining", (address, symbol, uint, uint, points)):
+        state.mining.set((owner, name), MiningStake(shares, since, int.from_bytes(weight, "big")))
+    for height, entries in rows(doc, "mining_unbonding", (uint, releases)):
+        state.mining_unbonding.set(height, tuple(MiningRelease(*entry) for entry in entries))

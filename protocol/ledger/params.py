@@ -57,6 +57,11 @@ class Params(Record):
     # price averages the prices blocks started with over this many blocks.
     pool_swap_fee: int = percent("0.3")
     twap_window: int = 30
+    # Liquidity mining (protocol.ledger.mining): this share of each block's issuance, taken from
+    # the community pool's part, pays pool shares bonded to the programme; they unbond after
+    # ``mining_unbonding_period`` blocks.
+    liquidity_mining_share: int = 0
+    mining_unbonding_period: int = 100
     # Slashing
     double_sign_slash: int = percent(5)
     evidence_max_age: int = 100
@@ -90,6 +95,12 @@ class Params(Record):
             raise InvalidParamValue(
                 "params.provider_reward_share: validator and provider shares exceed 100% together "
                 f"({format_ratio(self.validator_reward_share)} + {format_ratio(self.provider_reward_share)})"
+            )
+        if self.validator_reward_share + self.provider_reward_share + self.liquidity_mining_share > DEC:
+            raise InvalidParamValue(
+                "params.liquidity_mining_share: validator, provider and liquidity mining shares "
+                f"exceed 100% together ({format_ratio(self.validator_reward_share)} + "
+                f"{format_ratio(self.provider_reward_share)} + {format_ratio(self.liquidity_mining_share)})"
             )
         if self.evidence_max_age < self.unbonding_period:
             raise InvalidParamValue(
@@ -135,6 +146,8 @@ PARAM_BOUNDS: dict[str, tuple[int, int]] = {
     "pool_swap_fee": (0, percent(10)),
     # Bounds the price marks each pool keeps (one per block at most).
     "twap_window": (1, 1_000),
+    "liquidity_mining_share": _RATIO,
+    "mining_unbonding_period": _BLOCKS,
     "double_sign_slash": _RATIO,
     "evidence_max_age": _BLOCKS,
     "signed_blocks_window": (10, 10_000),
@@ -164,6 +177,7 @@ RATIO_PARAMS = frozenset(
         "protocol_fee_share",
         "collateral_slash_share",
         "pool_swap_fee",
+        "liquidity_mining_share",
         "double_sign_slash",
         "min_signed_per_window",
         "downtime_slash",
@@ -186,6 +200,12 @@ GOVERNANCE_BOUNDS: dict[str, tuple[int, int]] = {
     "blocks_per_year": (365 * 24 * 60, 10**10),
     "inflation_max": (0, percent(100)),
     "downtime_jail_blocks": (10, 1_000_000),
+    # A window of a few blocks is the spot price again: one block would move it.
+    "twap_window": (10, 1_000),
+    # Issuance to liquidity mining is a subsidy; beyond a fifth it starves validators' security.
+    "liquidity_mining_share": (0, percent(20)),
+    # Shares unbonded at once would let liquidity leave the pool the moment rewards stop.
+    "mining_unbonding_period": (10, 1_000_000),
 }
 #: The shortest voting period governance may set: long enough for a person to read and vote.
 MIN_VOTING_SECONDS = 600

@@ -18,7 +18,7 @@ from protocol.crypto import address_of
 from protocol.ledger import liquidity_state
 from protocol.ledger.errors import AmountOverflow, InvariantError
 from protocol.ledger.journal import JMap, Journal
-from protocol.ledger.liquidity_state import Asset, Pool
+from protocol.ledger.liquidity_state import Asset, MiningRelease, MiningStake, Pool
 from protocol.ledger.params import Params
 from protocol.units import MAX_AMOUNT
 
@@ -170,6 +170,8 @@ SCALARS = (
     "total_escrowed",
     "total_deposits",
     "next_proposal_id",
+    # DCT the liquidity mining programme earned this epoch (protocol.ledger.mining)
+    "mining_pool",
 )
 
 EMPTY_ACCOUNT = Account()
@@ -195,6 +197,8 @@ _MAPS = (
     "assets",
     "holdings",
     "pools",
+    "mining",
+    "mining_unbonding",
 )
 
 
@@ -243,6 +247,10 @@ class LedgerState:
         self.holdings: JMap[tuple[bytes, str], int] = JMap(j)
         #: asset symbol -> the DCT/asset pool
         self.pools: JMap[str, Pool] = JMap(j)
+        #: (address, symbol) -> pool shares bonded to liquidity mining
+        self.mining: JMap[tuple[bytes, str], MiningStake] = JMap(j)
+        #: release height -> shares leaving the mining programme then
+        self.mining_unbonding: JMap[int, tuple[MiningRelease, ...]] = JMap(j)
 
     # --- convenience accessors -------------------------------------------------------------
     @property

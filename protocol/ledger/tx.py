@@ -410,6 +410,32 @@ class PoolSwap(Msg):
         _positive_amount(self.deadline, "pool_swap.deadline")
 
 
+@dataclass(frozen=True, slots=True)
+class MiningBond(Msg):
+    """Bond pool shares (of the DCT/``symbol`` pool) to the liquidity mining programme."""
+
+    KIND: ClassVar[str] = "mining_bond"
+    symbol: str
+    shares: int
+
+    def __post_init__(self) -> None:
+        _check_symbol(self.symbol, "mining_bond.symbol")
+        _positive_amount(self.shares, "mining_bond.shares")
+
+
+@dataclass(frozen=True, slots=True)
+class MiningUnbond(Msg):
+    """Unbond pool shares from the programme; they return after ``mining_unbonding_period``."""
+
+    KIND: ClassVar[str] = "mining_unbond"
+    symbol: str
+    shares: int
+
+    def __post_init__(self) -> None:
+        _check_symbol(self.symbol, "mining_unbond.symbol")
+        _positive_amount(self.shares, "mining_unbond.shares")
+
+
 MSG_TYPES: dict[str, type[Msg]] = {
     cls.KIND: cls
     for cls in (
@@ -436,6 +462,8 @@ MSG_TYPES: dict[str, type[Msg]] = {
         PoolAdd,
         PoolRemove,
         PoolSwap,
+        MiningBond,
+        MiningUnbond,
     )
 }
 _BODY_KEYS = ("chain_id", "fee", "kind", "msg", "nonce")

@@ -4,10 +4,11 @@ alice, bob and dave hold, and a pool seeded by alice."""
 from __future__ import annotations
 
 from protocol.ledger.liquidity_state import share_denom
+from protocol.ledger.params import Params
 from protocol.ledger.pool import holding
 from protocol.ledger.tx import AssetMint, AssetPropose, GovVote, PoolAdd
 
-from .ledger_helpers import TEST_PARAMS, VALIDATOR_LABELS, Chain, addr
+from .ledger_helpers import TEST_PARAMS, VALIDATOR_LABELS, Chain, addr, make_genesis
 
 SYMBOL = "TUSD"
 ISSUER = "carol"
@@ -24,17 +25,17 @@ def register(chain: Chain, symbol: str = SYMBOL, issuer: str = ISSUER, *, votes:
     return proposal_id
 
 
-def asset_chain(holders: tuple[str, ...] = ("alice", "bob", "dave")) -> Chain:
-    chain = Chain()
+def asset_chain(holders: tuple[str, ...] = ("alice", "bob", "dave"), params: Params = TEST_PARAMS) -> Chain:
+    chain = Chain(make_genesis(params))
     register(chain)
     chain.block([chain.tx(ISSUER, AssetMint(SYMBOL, addr(h), ASSET_BALANCE)) for h in holders])
     return chain
 
 
-def pool_chain(dct: int = 1_000_000, asset: int = 2_000_000) -> Chain:
+def pool_chain(dct: int = 1_000_000, asset: int = 2_000_000, params: Params = TEST_PARAMS) -> Chain:
     """An asset chain whose pool alice seeded with ``dct`` and ``asset`` (2 TUSD base units per
     DCT base unit by default)."""
-    chain = asset_chain()
+    chain = asset_chain(params=params)
     chain.block([chain.tx("alice", PoolAdd(SYMBOL, dct, asset, 1))])
     return chain
 

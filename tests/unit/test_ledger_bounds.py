@@ -264,6 +264,13 @@ def _pool_swap(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
     }
 
 
+def _mining(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+    return draw(st.sampled_from(PEOPLE)), {
+        "shares": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "symbol": draw(st.sampled_from(SYMBOLS)),
+    }
+
+
 #: One builder of extreme messages per transaction kind (a test checks none is missing).
 BUILDERS: dict[str, MsgBuilder] = {
     "transfer": _transfer,
@@ -289,6 +296,8 @@ BUILDERS: dict[str, MsgBuilder] = {
     "pool_add": _pool_add,
     "pool_remove": _pool_remove,
     "pool_swap": _pool_swap,
+    "mining_bond": _mining,
+    "mining_unbond": _mining,
 }
 
 

@@ -73,6 +73,8 @@ PINNED = {
     "DeadlinePassed": 2306,
     "AmountTooSmall": 2307,
     "PoolEmpty": 2308,
+    "NotBonded": 2310,
+    "MiningFull": 2311,
     "GenesisError": 2090,
     "ArithmeticFault": 2097,
     "SnapshotError": 2098,

@@ -23,6 +23,8 @@ from protocol.ledger.tx import (
     EscrowFinalize,
     GovPropose,
     GovVote,
+    MiningBond,
+    MiningUnbond,
     Msg,
     OpenEscrow,
     PoolAdd,
@@ -89,6 +91,8 @@ MESSAGES: list[Msg] = [
     PoolAdd("TUSD", 10, 20, 1),
     PoolRemove("TUSD", 10, 1, 0),
     PoolSwap("TUSD", True, 10, 1, 99),
+    MiningBond("TUSD", 10),
+    MiningUnbond("TUSD", 3),
 ]
 VALID_TXS = [sign_tx(key("alice"), CHAIN_ID, n + 1, FEE, msg) for n, msg in enumerate(MESSAGES)]
 FUZZ = settings(max_examples=settings().max_examples * 5)

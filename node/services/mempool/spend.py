@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
 from protocol.ledger.errors import InsufficientFunds, InsufficientStake, LedgerError
-from protocol.ledger.liquidity_errors import InsufficientAsset
+from protocol.ledger.liquidity_errors import InsufficientAsset, NotBonded
 from protocol.ledger.pool import holding as asset_holding
 from protocol.ledger.staking import delegation_value
 from protocol.ledger.state import LedgerState
@@ -45,6 +45,8 @@ from protocol.ledger.tx import (
     EscrowFinalize,
     GovPropose,
     GovVote,
+    MiningBond,
+    MiningUnbond,
     Msg,
     OpenEscrow,
     PoolAdd,
@@ -221,6 +223,29 @@ def _pool_swap(tx: Tx) -> tuple[Claim, ...]:
     return (Claim(tx.sender, BALANCE if msg.sell_dct else holding(msg.symbol), msg.amount),)
 
 
+def _mining_bond(tx: Tx) -> tuple[Claim, ...]:
+    msg = _msg(tx, MiningBond)
+    return (Claim(tx.sender, holding("lp:" + msg.symbol), msg.shares),)
+
+
+def _mining_unbond(tx: Tx) -> tuple[Claim, ...]:
+    msg = _msg(tx, MiningUnbond)
+    return (Claim(tx.sender, mining_bonded(msg.symbol), msg.shares),)
+
+
+def mining_bonded(symbol: str) -> Resource:
+    """The pool shares an account bonded to liquidity mining in the ``symbol`` pool."""
+    return Resource("mining", symbol.encode())
+
+
+def _mined(state: LedgerState, address: bytes, symbol: bytes) -> int:
+    stake = state.mining.get((address, symbol.decode()))
+    return 0 if stake is None else stake.shares
+
+
+READERS["mining"] = Reader(_mined, NotBonded, "shares bonded to liquidity mining")
+
+
 RULES: dict[str, KindRule] = {
     Transfer.KIND: KindRule(_transfer, dry_run=False),
     # Staking fails for a tombstoned validator too, which the balance does not say.
@@ -254,6 +279,9 @@ RULES: dict[str, KindRule] = {
     PoolAdd.KIND: KindRule(_pool_add, dry_run=True),
     PoolRemove.KIND: KindRule(_pool_remove, dry_run=True),
     PoolSwap.KIND: KindRule(_pool_swap, dry_run=True),
+    # The programme may be full; the asset may not be registered.
+    MiningBond.KIND: KindRule(_mining_bond, dry_run=True),
+    MiningUnbond.KIND: KindRule(_mining_unbond, dry_run=False),
 }
 
 #: A kind nobody wrote a rule for: only the fee is counted, and it is always dry-run.
