@@ -8,6 +8,8 @@
     dcent pool remove SYMBOL SHARES|all [--slippage 1%]
     dcent pool swap SYMBOL --sell DCT|SYMBOL AMOUNT [--slippage 1%] [--deadline-blocks 20]
     dcent pool show SYMBOL | list
+    dcent mining bond SYMBOL SHARES|all | unbond SYMBOL SHARES|all
+    dcent mining rewards [WALLET|ADDR] | status
 
 Amounts of assets are written like DCT amounts ("1.5" is 1.5 x 10^9 base units, "1500base" base
 units); shares are whole numbers. Every trade carries a limit computed from the node's quote and
@@ -40,8 +42,18 @@ from node.wallet.values import (
     parse_amount_arg,
     parse_ratio,
 )
-from protocol.ledger.liquidity_errors import AmountTooSmall, InsufficientAsset
-from protocol.ledger.tx import AssetMint, AssetPropose, AssetSend, Msg, PoolAdd, PoolRemove, PoolSwap
+from protocol.ledger.liquidity_errors import AmountTooSmall, InsufficientAsset, NotBonded
+from protocol.ledger.tx import (
+    AssetMint,
+    AssetPropose,
+    AssetSend,
+    MiningBond,
+    MiningUnbond,
+    Msg,
+    PoolAdd,
+    PoolRemove,
+    PoolSwap,
+)
 from protocol.units import DEC, MAX_AMOUNT, format_amount, format_ratio
 
 ALL = "all"
@@ -50,6 +62,30 @@ ALL = "all"
 def register(subparsers: Subparsers) -> None:
     _register_assets(subparsers)
     _register_pools(subparsers)
+    _register_mining(subparsers)
+
+
+def _register_mining(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser("mining", help="liquidity mining: bond pool shares, see rewards")
+    commands = parser.add_subparsers(dest="mining_command", metavar="COMMAND")
+    commands.required = True
+    bond = commands.add_parser("bond", help="bond pool shares to the mining programme")
+    unbond = commands.add_parser("unbond", help="unbond them (returned after the unbonding period)")
+    for command, plan in ((bond, _bond_plan), (unbond, _unbond_plan)):
+        command.add_argument("symbol", metavar="SYMBOL", help="the pool's asset")
+        command.add_argument("shares", metavar="SHARES", help=f"a whole number of shares, or {ALL!r}")
+        add_tx_args(command)
+        command.set_defaults(func=lambda args, plan=plan: run_tx_command(args, plan))
+    rewards = commands.add_parser("rewards", help="an account's bonds and what they would earn now")
+    rewards.add_argument("account", nargs="?", metavar="WALLET|ADDR", help="default: the only wallet")
+    add_node_args(rewards)
+    add_keystore_args(rewards)
+    rewards.set_defaults(func=run_mining_rewards)
+    status = commands.add_parser("status", help="the programme: share of issuance, pot, next payout")
+    add_node_args(status)
+    status.set_defaults(func=run_mining_status)
+    for command in (bond, unbond, rewards, status):
+        add_common_args(command)
 
 
 def _register_assets(subparsers: Subparsers) -> None:
@@ -314,6 +350,113 @@ def _swap_plan(args: argparse.Namespace) -> TxPlan:
         fields=fields,
         build=build,
     )
+
+
+def _bond_plan(args: argparse.Namespace) -> TxPlan:
+    shares = _shares_arg(args.shares)
+    fields: dict[str, object] = {"symbol": args.symbol}
+
+    async def build(rpc: NodeRpc, prepared: Prepared) -> Msg:
+        held = await _holding(rpc, prepared.sender.address, "lp:" + args.symbol)
+        wanted = held if shares is None else shares
+        if wanted == 0 or wanted > held:
+            raise InsufficientAsset(f"{wanted} shares asked, the account holds {held}")
+        fields["shares"] = str(wanted)
+        return MiningBond(args.symbol, wanted)
+
+    return TxPlan(
+        MiningBond(args.symbol, shares or 1),
+        f"bond of {shares or 'all'} lp:{args.symbol} shares to liquidity mining",
+        fields=fields,
+        build=build,
+    )
+
+
+def _unbond_plan(args: argparse.Namespace) -> TxPlan:
+    shares = _shares_arg(args.shares)
+    fields: dict[str, object] = {"symbol": args.symbol}
+
+    async def build(rpc: NodeRpc, prepared: Prepared) -> Msg:
+        answer = answer_object(
+            await rpc.call("account_mining", address=prepared.sender.address), "account_mining"
+        )
+        bonded = 0
+        for entry in answer_list(answer.get("bonds"), "account_mining"):
+            doc = answer_object(entry, "account_mining")
+            if doc.get("symbol") == args.symbol:
+                bonded = answer_amount(doc, "shares", "account_mining")
+        wanted = bonded if shares is None else shares
+        if wanted == 0 or wanted > bonded:
+            raise NotBonded(f"{wanted} shares asked, {bonded} bonded")
+        fields["shares"] = str(wanted)
+        return MiningUnbond(args.symbol, wanted)
+
+    return TxPlan(
+        MiningUnbond(args.symbol, shares or 1),
+        f"unbond of {shares or 'all'} lp:{args.symbol} shares from liquidity mining",
+        fields=fields,
+        build=build,
+    )
+
+
+def run_mining_status(args: argparse.Namespace) -> int:
+    out = output_of(args)
+
+    async def body(rpc: NodeRpc) -> int:
+        status = answer_object(await rpc.call("mining_status"), "mining_status")
+        rows = [
+            ("share of issuance", format_ratio(int(str(status.get("share"))))),
+            ("pot this epoch", dct(status.get("pot"))),
+            ("bonds", status.get("bonds")),
+            ("next payout at height", status.get("next_payout_height")),
+            ("unbonding period (blocks)", status.get("unbonding_period")),
+        ]
+        out.result(dict(status), lambda console: console.print(key_values(rows, title="liquidity mining")))
+        return EXIT_OK
+
+    return run_node_command(args, out, body)
+
+
+def run_mining_rewards(args: argparse.Namespace) -> int:
+    from node.cli.wallet import account_address  # the wallet group's own resolver
+
+    out = output_of(args)
+
+    def action() -> int:
+        address = account_address(args, args.account)
+
+        async def body(rpc: NodeRpc) -> int:
+            answer = answer_object(await rpc.call("account_mining", address=address), "account_mining")
+            bonds = [
+                answer_object(b, "account_mining") for b in answer_list(answer.get("bonds"), "account_mining")
+            ]
+            leaving = [
+                answer_object(u, "account_mining")
+                for u in answer_list(answer.get("unbonding"), "account_mining")
+            ]
+
+            def render(console: Console) -> None:
+                if not bonds and not leaving:
+                    console.print(f"{address} has nothing bonded to liquidity mining")
+                    return
+                rows = [
+                    (b.get("symbol"), b.get("shares"), dct(b.get("estimated_reward")), "bonded")
+                    for b in bonds
+                ]
+                rows += [
+                    (u.get("symbol"), u.get("shares"), "-", f"back at height {u.get('release_height')}")
+                    for u in leaving
+                ]
+                console.print(
+                    table(("POOL", "SHARES", "IF THE EPOCH ENDED NOW", "STATE"), rows, title=address)
+                )
+
+            out.result(dict(answer), render)
+            return EXIT_OK
+
+        return run_node_command(args, out, body)
+
+    return guarded(out, action)
 
 
 # --- reading -------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from node.rpc.methods import MethodTable
 from node.rpc.params import AddressParam, Bool, Int, Param, Str
 from protocol.crypto import Address
-from protocol.ledger import pool
+from protocol.ledger import mining, pool
 from protocol.ledger.liquidity_errors import PoolEmpty, UnknownAsset
 from protocol.ledger.liquidity_state import LOCKED_SHARES
 from protocol.ledger.state import LedgerState
@@ -85,6 +85,7 @@ def register_liquidity_methods(table: MethodTable, node: Node | None) -> None:
     table.register(
         "pool_get", methods.pool_get, [_SYMBOL], errors=[PoolEmpty], returns=f"object: {pool_shape}"
     )
+    _register_mining(table, methods)
     table.register("pool_all", methods.pool_all, returns=f"array of every pool, by symbol: {pool_shape}")
     table.register(
         "pool_quote",
@@ -97,6 +98,22 @@ def register_liquidity_methods(table: MethodTable, node: Node | None) -> None:
         errors=[PoolEmpty],
         returns="object: `out` (what the swap would buy now, base units), `spot_price` (before), "
         "`price_after` (after), both asset base units per DCT",
+    )
+
+
+def _register_mining(table: MethodTable, methods: LiquidityMethods) -> None:
+    table.register(
+        "mining_status",
+        methods.mining_status,
+        returns="object: `share` (ratio of each block's issuance), `pot` (DCT earned this epoch so far), "
+        "`bonds` (count), `epoch_length`, `next_payout_height`, `unbonding_period`",
+    )
+    table.register(
+        "account_mining",
+        methods.account_mining,
+        [Param("address", AddressParam(), "bech32m account address")],
+        returns="object: `bonds`: array of `{symbol, shares, estimated_reward}` (its part of the pot if "
+        "the epoch ended now), `unbonding`: array of `{symbol, shares, release_height}`",
     )
 
 
@@ -158,3 +175,40 @@ class LiquidityMethods:
             "spot_price": str(pool.spot_price(record.dct, record.asset)),
             "price_after": str(pool.spot_price(*after)) if after[0] > 0 else None,
         }
+
+    async def mining_status(self) -> dict[str, object]:
+        """The liquidity mining programme now."""
+        state = self._state()
+        params = state.params
+        return {
+            "share": str(params.liquidity_mining_share),
+            "pot": str(state.vars["mining_pool"]),
+            "bonds": len(state.mining),
+            "epoch_length": params.epoch_length,
+            "next_payout_height": (state.height // params.epoch_length + 1) * params.epoch_length,
+            "unbonding_period": params.mining_unbonding_period,
+        }
+
+    async def account_mining(self, address: Address) -> dict[str, object]:
+        """An account's bonds in the mining programme and its shares on their way back."""
+        state = self._state()
+        pot = state.vars["mining_pool"]
+        bonds = []
+        for (owner, symbol), stake in state.mining.sorted_items():
+            if owner != address.raw:
+                continue
+            mine, total = mining.pending_weight(state, owner, symbol, state.height)
+            bonds.append(
+                {
+                    "symbol": symbol,
+                    "shares": str(stake.shares),
+                    "estimated_reward": str(pot * mine // total if total else 0),
+                }
+            )
+        unbonding = [
+            {"symbol": r.symbol, "shares": str(r.shares), "release_height": height}
+            for height, releases in state.mining_unbonding.sorted_items()
+            for r in releases
+            if r.address == address.raw
+        ]
+        return {"bonds": bonds, "unbonding": unbonding}

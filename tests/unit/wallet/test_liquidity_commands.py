@@ -254,3 +254,35 @@ def test_asset_propose_opens_the_registration_and_its_issuer_mints_once_it_passe
     )
     assert asset_of(chain, "bob", "EUR") == 2_500_000_000
     assert test_key("carol").address == carol.address
+
+
+def test_mining_bond_rewards_and_unbond_all(monkeypatch: pytest.MonkeyPatch, ledger_cli: Cli) -> None:
+    import dataclasses
+
+    from protocol.units import percent
+
+    params = dataclasses.replace(TEST_PARAMS, liquidity_mining_share=percent(5), mining_unbonding_period=3)
+    node = _serve(monkeypatch, pool_chain(params=params))
+    chain = node.chain
+    ledger_cli.import_key(ALICE, "alice")
+    shares = shares_of(chain, "alice")
+    answer = ledger_cli.json("mining", "bond", SYMBOL, "all", *ledger_cli.key_args(), *ledger_cli.node_args())
+    assert answer["shares"] == str(shares) and shares_of(chain, "alice") == 0
+    chain.block()
+    chain.block()
+    rewards = ledger_cli.json(
+        "mining", "rewards", str(ALICE.address), *ledger_cli.key_args(), *ledger_cli.node_args()
+    )
+    assert rewards["bonds"][0]["shares"] == str(shares)
+    assert int(rewards["bonds"][0]["estimated_reward"]) == chain.state.vars["mining_pool"] > 0
+    status = ledger_cli.json("mining", "status", *ledger_cli.node_args())
+    assert status["share"] == str(percent(5)) and status["bonds"] == 1
+    ledger_cli.json("mining", "unbond", SYMBOL, "all", *ledger_cli.key_args(), *ledger_cli.node_args())
+    rewards = ledger_cli.json(
+        "mining", "rewards", str(ALICE.address), *ledger_cli.key_args(), *ledger_cli.node_args()
+    )
+    assert rewards["unbonding"][0]["shares"] == str(shares)
+    code, _, err = ledger_cli.run(
+        "mining", "unbond", SYMBOL, "5", *ledger_cli.key_args(), *ledger_cli.node_args()
+    )
+    assert code == 1 and "error 2310" in err
