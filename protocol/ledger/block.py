@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from protocol import economics
-from protocol.ledger import bank, distribution, escrow, gov, mining, pool, slashing, staking
+from protocol.ledger import availability, bank, distribution, escrow, gov, mining, pool, slashing, staking
 from protocol.ledger.errors import ArithmeticFault, BadBlockHeight, LedgerError, UnknownTxKind
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import (
@@ -27,6 +27,14 @@ from protocol.ledger.tx import (
     GovVote,
     MiningBond,
     MiningUnbond,
+    OfferAccept,
+    OfferAnswer,
+    OfferChallenge,
+    OfferMiss,
+    OfferRefused,
+    OfferStand,
+    OfferTake,
+    OfferWithdraw,
     OpenEscrow,
     PoolAdd,
     PoolRemove,
@@ -80,7 +88,8 @@ class BlockResult:
     validator_rewards: tuple[tuple[bytes, int], ...]
     provider_rewards: tuple[tuple[bytes, int], ...]
     closed_proposals: tuple[int, ...]
-    #: Liquidity mining payouts at an epoch's end, by address (protocol.ledger.mining).
+    #: Liquidity mining and standing-offer payouts at an epoch's end, by address
+    #: (protocol.ledger.mining, protocol.ledger.availability).
     mining_rewards: tuple[tuple[bytes, int], ...] = ()
 
 
@@ -136,8 +145,42 @@ def _dispatch(state: LedgerState, tx: Tx, height: int) -> None:
         mining.bond(state, tx, msg, height)
     elif isinstance(msg, MiningUnbond):
         mining.unbond(state, tx, msg, height)
+    elif isinstance(msg, _OFFER_KINDS):
+        _dispatch_offer(state, tx, height)
     else:  # pragma: no cover - decode_tx only builds the kinds above
         raise UnknownTxKind(f"no handler for {type(msg).__name__}")
+
+
+_OFFER_KINDS = (
+    OfferStand,
+    OfferChallenge,
+    OfferAnswer,
+    OfferMiss,
+    OfferWithdraw,
+    OfferTake,
+    OfferAccept,
+    OfferRefused,
+)
+
+
+def _dispatch_offer(state: LedgerState, tx: Tx, height: int) -> None:
+    msg = tx.msg
+    if isinstance(msg, OfferStand):
+        availability.stand(state, tx, msg, height)
+    elif isinstance(msg, OfferChallenge):
+        availability.challenge(state, tx, msg, height)
+    elif isinstance(msg, OfferAnswer):
+        availability.answer(state, tx, msg, height)
+    elif isinstance(msg, OfferMiss):
+        availability.miss(state, tx, msg, height)
+    elif isinstance(msg, OfferWithdraw):
+        availability.withdraw(state, tx, msg, height)
+    elif isinstance(msg, OfferTake):
+        availability.take(state, tx, msg, height)
+    elif isinstance(msg, OfferAccept):
+        availability.accept(state, tx, msg, height)
+    elif isinstance(msg, OfferRefused):
+        availability.refused(state, tx, msg, height)
 
 
 def apply_tx(state: LedgerState, tx: Tx | bytes, height: int, *, verify_signature: bool = True) -> Tx:
@@ -184,6 +227,13 @@ def _begin_block(state: LedgerState, ctx: BlockContext) -> None:
     mining.release_matured(state, ctx.height)
 
 
+def _merged(a: list[tuple[bytes, int]], b: list[tuple[bytes, int]]) -> list[tuple[bytes, int]]:
+    total: dict[bytes, int] = dict(a)
+    for address, amount in b:
+        total[address] = total.get(address, 0) + amount
+    return sorted(total.items())
+
+
 def _end_block(
     state: LedgerState, ctx: BlockContext
 ) -> tuple[int, int, list[tuple[bytes, int]], list[tuple[bytes, int]], list[int], list[tuple[bytes, int]]]:
@@ -203,8 +253,10 @@ def _end_block(
     # Liquidity mining's share comes out of the community pool's part (protocol.ledger.mining):
     # the params keep validators + providers + mining <= 100%, so the part covers it.
     to_mining = economics.mul_ratio(provision, params.liquidity_mining_share)
-    state.add("community_pool", split.community - to_mining)
+    to_availability = economics.mul_ratio(provision, params.availability_share)
+    state.add("community_pool", split.community - to_mining - to_availability)
     mining.accrue(state, to_mining)
+    availability.accrue(state, to_availability)
     state.add("provider_pool", split.providers)
 
     active = state.validator_set()
@@ -235,6 +287,9 @@ def _end_block(
     mining_rewards: list[tuple[bytes, int]] = []
     if ctx.height % params.epoch_length == 0 and (len(state.mining) or state.vars["mining_pool"]):
         mining_rewards = mining.pay_epoch(state, ctx.height)
+    if ctx.height % params.epoch_length == 0 and (len(state.offers) or state.vars["availability_pool"]):
+        availability_rewards = availability.pay_epoch(state, ctx.height)
+        mining_rewards = _merged(mining_rewards, availability_rewards)
 
     closed = [p.id for p in gov.tally_ending(state, ctx.height)]
     return provision, fee_burn, validator_rewards, provider_rewards, closed, mining_rewards

@@ -91,6 +91,48 @@ POINTS_BYTES = 32
 
 
 @dataclass(frozen=True, slots=True)
+class StandingOffer:
+    """A provider's standing offer (``protocol.ledger.availability``), keyed by the hash of the
+    ``offer_stand`` that posted it."""
+
+    provider: bytes
+    #: The provider's account key (an accepted take's escrow verifies receipts with it).
+    provider_key: bytes
+    #: The key of the provider's node, which answers challenges.
+    node_key: bytes
+    gpu_model: str
+    gpu_count: int
+    price: int
+    collateral: int
+    start: int
+    end: int
+    #: Standing GPU-blocks earned this epoch up to ``credited_until``.
+    weight: int
+    credited_until: int
+    #: A missed challenge or a refused take this epoch: no availability reward for it.
+    forfeited: bool = False
+    #: The open challenge: its seed (the challenge transaction's hash), deadline, challenger and
+    #: deposit; ``seed == b""`` when none is open.
+    seed: bytes = b""
+    deadline: int = 0
+    challenger: bytes = b""
+    deposit: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Take:
+    """A requester's purchase of a standing offer, waiting for the provider to accept it."""
+
+    take_id: bytes
+    requester: bytes
+    requester_key: bytes
+    gpus: int
+    gpu_seconds: int
+    max_cost: int
+    deadline: int
+
+
+@dataclass(frozen=True, slots=True)
 class LiquidityTotals:
     """What the liquidity maps hold, for the supply equation."""
 
@@ -116,6 +158,22 @@ def sections(state: LedgerState) -> list[tuple[str, list[list[Any]]]]:
             [
                 [a, s, m.shares, m.since, m.points.to_bytes(POINTS_BYTES, "big")]
                 for (a, s), m in state.mining.sorted_items()
+            ],
+        ),
+        (
+            "offers",
+            [
+                [o, x.provider, x.provider_key, x.node_key, x.gpu_model, x.gpu_count, x.price]
+                + [x.collateral, x.start, x.end, x.weight, x.credited_until, x.forfeited]
+                + [x.seed, x.deadline, x.challenger, x.deposit]
+                for o, x in state.offers.sorted_items()
+            ],
+        ),
+        (
+            "takes",
+            [
+                [o, t.take_id, t.requester, t.requester_key, t.gpus, t.gpu_seconds, t.max_cost, t.deadline]
+                for o, t in state.takes.sorted_items()
             ],
         ),
         (
@@ -152,7 +210,20 @@ def check_invariants(state: LedgerState) -> LiquidityTotals:
                 raise InvariantError("a mining release of no shares")
             denom = share_denom(release.symbol)
             held[denom] = held.get(denom, 0) + release.shares
-    dct = state.vars["mining_pool"]
+    dct = state.vars["mining_pool"] + state.vars["availability_pool"]
+    for _, offer in state.offers.sorted_items():
+        if (
+            offer.collateral < 0
+            or offer.deposit < 0
+            or offer.weight < 0
+            or bool(offer.seed) != bool(offer.challenger)
+        ):
+            raise InvariantError("a standing offer out of range or with half a challenge")
+        dct += offer.collateral + offer.deposit
+    for offer_id, take in state.takes.sorted_items():
+        if offer_id not in state.offers or take.max_cost <= 0:
+            raise InvariantError("a take of no offer, or of nothing")
+        dct += take.max_cost
     for symbol, pool in state.pools.sorted_items():
         asset = state.assets.get(symbol)
         if asset is None or not asset.active:
@@ -218,5 +289,19 @@ def restore(state: LedgerState, doc: dict[str, Any], rows: Rows) -> None:
 
     for owner, name, shares, since, weight in rows(doc, "mining", (address, symbol, uint, uint, points)):
         state.mining.set((owner, name), MiningStake(shares, since, int.from_bytes(weight, "big")))
+
+    def blob(length: int | None) -> Callable[[Any], bool]:
+        return lambda value: type(value) is bytes and (length is None or len(value) == length)
+
+    def model(value: Any) -> bool:
+        return type(value) is str and 0 < len(value) <= 64 and value.isprintable()
+
+    offer_columns: tuple[Callable[[Any], bool], ...] = (blob(32), address, blob(32), blob(32), model)
+    offer_columns += (*(uint,) * 7, flag, blob(None), uint, blob(None), uint)
+    for row in rows(doc, "offers", offer_columns):
+        state.offers.set(row[0], StandingOffer(*row[1:]))
+    take_columns = (blob(32), blob(32), address, blob(32), uint, uint, uint, uint)
+    for row in rows(doc, "takes", take_columns):
+        state.takes.set(row[0], Take(*row[1:]))
     for height, entries in rows(doc, "mining_unbonding", (uint, releases)):
         state.mining_unbonding.set(height, tuple(MiningRelease(*entry) for entry in entries))

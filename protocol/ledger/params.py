@@ -62,6 +62,15 @@ class Params(Record):
     # ``mining_unbonding_period`` blocks.
     liquidity_mining_share: int = 0
     mining_unbonding_period: int = 100
+    # Standing offers (protocol.ledger.availability): this share of issuance pays standing GPU
+    # capacity; a challenge is answered within ``challenge_window`` blocks (so is a take accepted);
+    # a miss or a refusal slashes ``availability_slash_share`` of the offer's collateral.
+    availability_share: int = 0
+    challenge_window: int = 10
+    challenge_deposit: int = DCT // 10
+    availability_slash_share: int = percent(10)
+    standing_collateral_per_gpu: int = 10 * DCT
+    standing_max_price: int = DCT // 100
     # Slashing
     double_sign_slash: int = percent(5)
     evidence_max_age: int = 100
@@ -96,11 +105,18 @@ class Params(Record):
                 "params.provider_reward_share: validator and provider shares exceed 100% together "
                 f"({format_ratio(self.validator_reward_share)} + {format_ratio(self.provider_reward_share)})"
             )
-        if self.validator_reward_share + self.provider_reward_share + self.liquidity_mining_share > DEC:
+        if (
+            self.validator_reward_share
+            + self.provider_reward_share
+            + self.liquidity_mining_share
+            + self.availability_share
+            > DEC
+        ):
             raise InvalidParamValue(
-                "params.liquidity_mining_share: validator, provider and liquidity mining shares "
-                f"exceed 100% together ({format_ratio(self.validator_reward_share)} + "
-                f"{format_ratio(self.provider_reward_share)} + {format_ratio(self.liquidity_mining_share)})"
+                "params.liquidity_mining_share: validator, provider, liquidity mining and availability "
+                f"shares exceed 100% together ({format_ratio(self.validator_reward_share)} + "
+                f"{format_ratio(self.provider_reward_share)} + {format_ratio(self.liquidity_mining_share)} + "
+                f"{format_ratio(self.availability_share)})"
             )
         if self.evidence_max_age < self.unbonding_period:
             raise InvalidParamValue(
@@ -148,6 +164,12 @@ PARAM_BOUNDS: dict[str, tuple[int, int]] = {
     "twap_window": (1, 1_000),
     "liquidity_mining_share": _RATIO,
     "mining_unbonding_period": _BLOCKS,
+    "availability_share": _RATIO,
+    "challenge_window": (1, 10_000),
+    "challenge_deposit": (0, 1_000 * DCT),
+    "availability_slash_share": _RATIO,
+    "standing_collateral_per_gpu": (0, 1_000_000 * DCT),
+    "standing_max_price": (1, 1_000 * DCT),
     "double_sign_slash": _RATIO,
     "evidence_max_age": _BLOCKS,
     "signed_blocks_window": (10, 10_000),
@@ -186,7 +208,16 @@ RATIO_PARAMS = frozenset(
         "gov_veto_threshold",
     }
 )
-AMOUNT_PARAMS = frozenset({"min_fee", "min_validator_stake", "gov_min_deposit"})
+AMOUNT_PARAMS = frozenset(
+    {
+        "min_fee",
+        "min_validator_stake",
+        "gov_min_deposit",
+        "challenge_deposit",
+        "standing_collateral_per_gpu",
+        "standing_max_price",
+    }
+)
 
 #: Tighter ranges that governance may not leave (a genesis may: test chains use small values).
 GOVERNANCE_BOUNDS: dict[str, tuple[int, int]] = {
@@ -206,6 +237,11 @@ GOVERNANCE_BOUNDS: dict[str, tuple[int, int]] = {
     "liquidity_mining_share": (0, percent(20)),
     # Shares unbonded at once would let liquidity leave the pool the moment rewards stop.
     "mining_unbonding_period": (10, 1_000_000),
+    "availability_share": (0, percent(20)),
+    # Shorter than a few blocks and an honest node delayed by one slow block misses it.
+    "challenge_window": (5, 10_000),
+    # A miss that costs nothing deters nothing; all of it would ruin a provider for one slow block.
+    "availability_slash_share": (percent(1), percent(50)),
 }
 #: The shortest voting period governance may set: long enough for a person to read and vote.
 MIN_VOTING_SECONDS = 600

@@ -18,7 +18,7 @@ from protocol.crypto import address_of
 from protocol.ledger import liquidity_state
 from protocol.ledger.errors import AmountOverflow, InvariantError
 from protocol.ledger.journal import JMap, Journal
-from protocol.ledger.liquidity_state import Asset, MiningRelease, MiningStake, Pool
+from protocol.ledger.liquidity_state import Asset, MiningRelease, MiningStake, Pool, StandingOffer, Take
 from protocol.ledger.params import Params
 from protocol.units import MAX_AMOUNT
 
@@ -172,6 +172,8 @@ SCALARS = (
     "next_proposal_id",
     # DCT the liquidity mining programme earned this epoch (protocol.ledger.mining)
     "mining_pool",
+    # DCT set aside this epoch for standing offers (protocol.ledger.availability)
+    "availability_pool",
 )
 
 EMPTY_ACCOUNT = Account()
@@ -199,6 +201,8 @@ _MAPS = (
     "pools",
     "mining",
     "mining_unbonding",
+    "offers",
+    "takes",
 )
 
 
@@ -251,6 +255,10 @@ class LedgerState:
         self.mining: JMap[tuple[bytes, str], MiningStake] = JMap(j)
         #: release height -> shares leaving the mining programme then
         self.mining_unbonding: JMap[int, tuple[MiningRelease, ...]] = JMap(j)
+        #: offer id (hash of its offer_stand) -> standing offer
+        self.offers: JMap[bytes, StandingOffer] = JMap(j)
+        #: offer id -> the take waiting for the provider's acceptance (one at a time)
+        self.takes: JMap[bytes, Take] = JMap(j)
 
     # --- convenience accessors -------------------------------------------------------------
     @property

@@ -436,6 +436,123 @@ class MiningUnbond(Msg):
         _positive_amount(self.shares, "mining_unbond.shares")
 
 
+# --- standing offers (protocol.ledger.availability) -----------------------------------------------
+MAX_STANDING_GPUS = 1_024
+MAX_STANDING_PERIOD = 1_000_000
+
+
+def availability_bytes(chain_id: str, offer: bytes, seed: bytes) -> bytes:
+    """What an offer's node key signs to answer the challenge ``seed``."""
+    return sign_bytes(chain_id, "availability", offer + seed)
+
+
+def _check_offer_id(value: bytes, field: str) -> None:
+    if len(value) != 32:
+        raise MalformedTx(f"{field}: an offer id is the 32-byte hash of its offer_stand")
+
+
+@dataclass(frozen=True, slots=True)
+class OfferStand(Msg):
+    """Post a standing offer: ``gpu_count`` GPUs of ``gpu_model`` at ``price`` per GPU-second for
+    ``period`` blocks, backed by ``collateral``; ``node_key`` answers availability challenges."""
+
+    KIND: ClassVar[str] = "offer_stand"
+    node_key: bytes
+    gpu_model: str
+    gpu_count: int
+    price: int
+    period: int
+    collateral: int
+
+    def __post_init__(self) -> None:
+        if len(self.node_key) != PUBLIC_KEY_LEN:
+            raise MalformedTx("offer_stand.node_key: a 32-byte public key")
+        _check_moniker(self.gpu_model, "offer_stand.gpu_model")
+        if not self.gpu_model:
+            raise MalformedTx("offer_stand.gpu_model: a model name")
+        if not 1 <= self.gpu_count <= MAX_STANDING_GPUS:
+            raise MalformedTx(f"offer_stand.gpu_count: 1 to {MAX_STANDING_GPUS}")
+        if not 1 <= self.period <= MAX_STANDING_PERIOD:
+            raise MalformedTx(f"offer_stand.period: 1 to {MAX_STANDING_PERIOD} blocks")
+        _positive_amount(self.price, "offer_stand.price")
+        _positive_amount(self.collateral, "offer_stand.collateral")
+
+
+@dataclass(frozen=True, slots=True)
+class OfferRef(Msg):
+    """Base of the messages that name one standing offer."""
+
+    offer: bytes
+
+    def __post_init__(self) -> None:
+        _check_offer_id(self.offer, f"{self.KIND}.offer")
+
+
+@dataclass(frozen=True, slots=True)
+class OfferChallenge(OfferRef):
+    """Ask the offer's node to prove it is there (with ``challenge_deposit``)."""
+
+    KIND: ClassVar[str] = "offer_challenge"
+
+
+@dataclass(frozen=True, slots=True)
+class OfferAnswer(Msg):
+    """The node's signature over the open challenge's seed (anyone may submit it)."""
+
+    KIND: ClassVar[str] = "offer_answer"
+    offer: bytes
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        _check_offer_id(self.offer, "offer_answer.offer")
+        if len(self.signature) != SIGNATURE_LEN:
+            raise MalformedTx("offer_answer.signature: 64 bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class OfferMiss(OfferRef):
+    """Record that the open challenge went unanswered past its window."""
+
+    KIND: ClassVar[str] = "offer_miss"
+
+
+@dataclass(frozen=True, slots=True)
+class OfferWithdraw(OfferRef):
+    """The provider takes back its collateral once the offer's period is over."""
+
+    KIND: ClassVar[str] = "offer_withdraw"
+
+
+@dataclass(frozen=True, slots=True)
+class OfferTake(Msg):
+    """Buy ``gpus`` GPUs of the offer for ``gpu_seconds`` each at its price (funds locked)."""
+
+    KIND: ClassVar[str] = "offer_take"
+    offer: bytes
+    gpus: int
+    gpu_seconds: int
+
+    def __post_init__(self) -> None:
+        _check_offer_id(self.offer, "offer_take.offer")
+        if not 1 <= self.gpus <= MAX_STANDING_GPUS:
+            raise MalformedTx(f"offer_take.gpus: 1 to {MAX_STANDING_GPUS}")
+        _positive_amount(self.gpu_seconds, "offer_take.gpu_seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class OfferAccept(OfferRef):
+    """The provider accepts the pending take: it becomes an escrow (settled like a contract's)."""
+
+    KIND: ClassVar[str] = "offer_accept"
+
+
+@dataclass(frozen=True, slots=True)
+class OfferRefused(OfferRef):
+    """The taker records that the provider let the take's window pass: refund and slash."""
+
+    KIND: ClassVar[str] = "offer_refused"
+
+
 MSG_TYPES: dict[str, type[Msg]] = {
     cls.KIND: cls
     for cls in (
@@ -464,6 +581,14 @@ MSG_TYPES: dict[str, type[Msg]] = {
         PoolSwap,
         MiningBond,
         MiningUnbond,
+        OfferStand,
+        OfferChallenge,
+        OfferAnswer,
+        OfferMiss,
+        OfferWithdraw,
+        OfferTake,
+        OfferAccept,
+        OfferRefused,
     )
 }
 _BODY_KEYS = ("chain_id", "fee", "kind", "msg", "nonce")

@@ -33,6 +33,7 @@ from protocol.ledger.tx import (
     MSG_TYPES,
     AssetMint,
     GovPropose,
+    OfferStand,
     OpenEscrow,
     PoolAdd,
     Transfer,
@@ -271,6 +272,41 @@ def _mining(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
     }
 
 
+def _an_offer(draw: st.DrawFn, chain: Chain) -> bytes:
+    offers = [offer_id for offer_id, _ in chain.state.offers.sorted_items()]
+    return draw(st.sampled_from(offers)) if offers and draw(st.booleans()) else bytes(32)
+
+
+def _offer_stand(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+    return draw(st.sampled_from(PEOPLE)), {
+        "collateral": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "gpu_count": draw(st.sampled_from((0, 1, 1024, 1025, -1, 2**63))),
+        "gpu_model": draw(st.sampled_from(("H100", "", "x" * 65))),
+        "node_key": key("node-a").public_key.raw,
+        "period": draw(st.sampled_from((0, 1, 10, 10**6, 10**6 + 1, 2**63))),
+        "price": draw(st.sampled_from(SIGNED_EXTREMES)),
+    }
+
+
+def _offer_ref(kind: str) -> MsgBuilder:
+    def build(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+        return draw(st.sampled_from(PEOPLE)), {"offer": _an_offer(draw, chain)}
+
+    return build
+
+
+def _offer_answer(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+    return draw(st.sampled_from(PEOPLE)), {"offer": _an_offer(draw, chain), "signature": bytes(64)}
+
+
+def _offer_take(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+    return draw(st.sampled_from(PEOPLE)), {
+        "gpu_seconds": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "gpus": draw(st.sampled_from((0, 1, 8, 1024, 1025))),
+        "offer": _an_offer(draw, chain),
+    }
+
+
 #: One builder of extreme messages per transaction kind (a test checks none is missing).
 BUILDERS: dict[str, MsgBuilder] = {
     "transfer": _transfer,
@@ -298,6 +334,13 @@ BUILDERS: dict[str, MsgBuilder] = {
     "pool_swap": _pool_swap,
     "mining_bond": _mining,
     "mining_unbond": _mining,
+    "offer_stand": _offer_stand,
+    **{
+        kind: _offer_ref(kind)
+        for kind in ("offer_challenge", "offer_miss", "offer_withdraw", "offer_accept", "offer_refused")
+    },
+    "offer_answer": _offer_answer,
+    "offer_take": _offer_take,
 }
 
 
@@ -313,6 +356,10 @@ def _setup(chain: Chain) -> None:
     register(chain)
     chain.block([chain.tx("carol", AssetMint("TUSD", addr(p), MAX_AMOUNT // 4)) for p in PEOPLE])
     chain.block([chain.tx("alice", PoolAdd("TUSD", RICH_BALANCE // 4, MAX_AMOUNT // 4, 1))])
+    standing = OfferStand(
+        key("node-a").public_key.raw, "H100", 1024, TEST_PARAMS.standing_max_price, 10**6, RICH_BALANCE // 8
+    )
+    chain.block([chain.tx("bob", standing)])
     terms = make_terms(
         "alice",
         "bob",

@@ -44,6 +44,14 @@ from protocol.ledger.tx import (
     MiningBond,
     MiningUnbond,
     Msg,
+    OfferAccept,
+    OfferAnswer,
+    OfferChallenge,
+    OfferMiss,
+    OfferRefused,
+    OfferStand,
+    OfferTake,
+    OfferWithdraw,
     OpenEscrow,
     PoolAdd,
     PoolRemove,
@@ -57,6 +65,7 @@ from protocol.ledger.tx import (
     Unstake,
     ValidatorCreate,
     ValidatorEdit,
+    availability_bytes,
     decode_tx,
     prove_consensus_key,
     sign_tx,
@@ -136,6 +145,14 @@ KINDS = (
     "pool_swap",
     "mining_bond",
     "mining_unbond",
+    "offer_stand",
+    "offer_challenge",
+    "offer_answer",
+    "offer_miss",
+    "offer_withdraw",
+    "offer_take",
+    "offer_accept",
+    "offer_refused",
 )
 SYMBOLS = ("TUSD", "EUR")
 #: Values a proposal may ask for, in and out of each parameter's range.
@@ -335,6 +352,8 @@ class ScenarioBuilder:
             return label, GovPropose(param, c.pick(PROPOSAL_VALUES[param]), deposit)
         if kind.startswith(("asset_", "pool_", "mining_")):
             return self._liquidity_msg(kind, label, height)
+        if kind.startswith("offer_"):
+            return self._offer_msg(kind, label, height)
         assert kind == "gov_vote"
         voter = c.pick(VALIDATOR_LABELS) if c.integer(0, 3) else label
         # Mostly a proposal still open; otherwise a recent or the next (yet unknown) id.
@@ -408,6 +427,58 @@ class ScenarioBuilder:
             symbol, sell_dct, amount, c.pick((1, 1, 10**12)), max(1, height + c.integer(-1, 2))
         )
 
+    def _offer_msg(self, kind: str, label: str, height: int) -> tuple[str, Msg]:
+        c = self.c
+        state = self.chain.state
+        offers = state.offers.sorted_items()
+        if c.integer(0, 4):  # mostly the step a later kind needs first
+            challenged = [o for o, x in offers if x.seed]
+            taken = [o for o, _ in state.takes.sorted_items()]
+            if kind in ("offer_answer", "offer_miss") and not challenged:
+                kind = "offer_challenge"
+            if kind in ("offer_accept", "offer_refused") and not taken:
+                kind = "offer_take"
+            if kind != "offer_stand" and not offers:
+                kind = "offer_stand"
+        if kind == "offer_stand":
+            node = key(f"{label}-node")
+            gpus = c.integer(1, 4)
+            collateral = gpus * state.params.standing_collateral_per_gpu + c.integer(-1, 5_000)
+            return label, OfferStand(
+                node.public_key.raw, "H100", gpus, c.integer(1, 60), c.integer(1, 12), max(1, collateral)
+            )
+        if not offers:
+            return label, OfferChallenge(bytes(32))
+        offer_id, offer = c.pick(offers)
+        provider = label_of_address(offer.provider)
+        if kind == "offer_challenge":
+            return (label if c.integer(0, 5) else provider), OfferChallenge(offer_id)
+        if kind == "offer_answer":
+            challenged = [(o, x) for o, x in offers if x.seed]
+            if challenged:
+                offer_id, offer = c.pick(challenged)
+            signer = key(f"{label_of_address(offer.provider)}-node") if c.integer(0, 5) else key(label)
+            signature = signer.sign(availability_bytes(CHAIN_ID, offer_id, offer.seed or bytes(32)))
+            return label, OfferAnswer(offer_id, signature)
+        if kind == "offer_miss":
+            challenged = [o for o, x in offers if x.seed]
+            return label, OfferMiss(c.pick(challenged) if challenged else offer_id)
+        if kind == "offer_withdraw":
+            return (provider if c.integer(0, 5) else label), OfferWithdraw(offer_id)
+        if kind == "offer_take":
+            return label, OfferTake(offer_id, c.integer(1, 4), c.integer(1, 300))
+        taken = state.takes.sorted_items()
+        if taken:
+            offer_id, pending = c.pick(taken)
+            provider = label_of_address(state.offers[offer_id].provider)
+            requester = label_of_address(pending.requester)
+        else:
+            requester = label
+        if kind == "offer_accept":
+            return (provider if c.integer(0, 5) else label), OfferAccept(offer_id)
+        assert kind == "offer_refused"
+        return (requester if c.integer(0, 5) else label), OfferRefused(offer_id)
+
     def _some_contract(self, height: int) -> KnownContract:
         """Mostly one with an open escrow; otherwise any contract built so far, or a new one."""
         c = self.c
@@ -460,6 +531,8 @@ def held_supply(state: LedgerState) -> int:
     deposits = sum(p.deposit for _, p in state.proposals.sorted_items() if p.status == "voting")
     pools = state.vars["community_pool"] + state.vars["provider_pool"] + state.vars["fee_pool"]
     liquidity = sum(p.dct for _, p in state.pools.sorted_items()) + state.vars["mining_pool"]
+    liquidity += state.vars["availability_pool"] + sum(t.max_cost for _, t in state.takes.sorted_items())
+    liquidity += sum(o.collateral + o.deposit for _, o in state.offers.sorted_items())
     return balances + bonded + unbonding + escrowed + deposits + pools + liquidity
 
 

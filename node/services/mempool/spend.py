@@ -48,6 +48,14 @@ from protocol.ledger.tx import (
     MiningBond,
     MiningUnbond,
     Msg,
+    OfferAccept,
+    OfferAnswer,
+    OfferChallenge,
+    OfferMiss,
+    OfferRefused,
+    OfferStand,
+    OfferTake,
+    OfferWithdraw,
     OpenEscrow,
     PoolAdd,
     PoolRemove,
@@ -246,6 +254,10 @@ def _mined(state: LedgerState, address: bytes, symbol: bytes) -> int:
 READERS["mining"] = Reader(_mined, NotBonded, "shares bonded to liquidity mining")
 
 
+def _offer_stand(tx: Tx) -> tuple[Claim, ...]:
+    return (Claim(tx.sender, BALANCE, _msg(tx, OfferStand).collateral),)
+
+
 RULES: dict[str, KindRule] = {
     Transfer.KIND: KindRule(_transfer, dry_run=False),
     # Staking fails for a tombstoned validator too, which the balance does not say.
@@ -282,6 +294,21 @@ RULES: dict[str, KindRule] = {
     # The programme may be full; the asset may not be registered.
     MiningBond.KIND: KindRule(_mining_bond, dry_run=True),
     MiningUnbond.KIND: KindRule(_mining_unbond, dry_run=False),
+    # Standing offers: what they take depends on the offer (its price, the challenge deposit),
+    # and windows and parties decide whether they apply at all: always dry-run.
+    OfferStand.KIND: KindRule(_offer_stand, dry_run=True),
+    **{
+        kind.KIND: KindRule(_nothing, dry_run=True)
+        for kind in (
+            OfferChallenge,
+            OfferAnswer,
+            OfferMiss,
+            OfferWithdraw,
+            OfferTake,
+            OfferAccept,
+            OfferRefused,
+        )
+    },
 }
 
 #: A kind nobody wrote a rule for: only the fee is counted, and it is always dry-run.
