@@ -26,6 +26,7 @@ from node.rpc.errors import UnknownBlock, UnknownTx
 from node.rpc.job_methods import register_job_methods
 from node.rpc.liquidity_methods import register_liquidity_methods
 from node.rpc.methods import MethodTable, package_version, register_builtin_methods
+from node.rpc.offer_methods import register_offer_methods
 from node.rpc.params import AddressParam, HexBytes, Int, Param
 from node.rpc.staking_methods import register_staking_methods, validator_json
 from node.services.consensus_driver import wall_clock_ms
@@ -103,6 +104,7 @@ def build_node_table(node: Node | None) -> MethodTable:
     register_economics_methods(table, node)  # i16view: economics status/history, market view
     register_staking_methods(table, node)  # i12ledger: validators, delegations, key proofs
     register_liquidity_methods(table, node)  # i17: assets, holdings, pools
+    register_offer_methods(table, node)  # i17: standing offers
     return table
 
 

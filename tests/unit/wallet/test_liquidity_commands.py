@@ -13,9 +13,11 @@ import pytest
 import trio.testing
 
 from node.cli import liquidity as liquidity_cli
+from node.cli import offer as offer_cli
 from node.cli import wallet as wallet_cli
 from node.rpc.errors import RpcCallError
 from node.rpc.liquidity_methods import LiquidityMethods
+from node.rpc.offer_methods import OfferMethods
 from node.wallet import runner
 from node.wallet.connect import NodeTarget
 from protocol.crypto import Address
@@ -37,10 +39,22 @@ class LedgerNode(FakeNode):
     def __init__(self, chain: Chain) -> None:
         super().__init__()
         self.chain = chain
-        self.liquidity = LiquidityMethods(SimpleNamespace(app=SimpleNamespace(state=chain.state)))  # type: ignore[arg-type]
+        served = SimpleNamespace(app=SimpleNamespace(state=chain.state), validator_key=self.node_key)
+        self.liquidity = LiquidityMethods(served)  # type: ignore[arg-type]
+        self.offers = OfferMethods(served)  # type: ignore[arg-type]
 
     async def call(self, method: str, *args: object, **params: Any) -> Any:
         handler = getattr(self.liquidity, method, None)
+        offer_handlers = {
+            "offer_get": "offer_get",
+            "offer_all": "offer_all",
+            "offer_nodeKey": "offer_node_key",
+        }
+        offer_handlers["offer_answer"] = "offer_answer"
+        if method in offer_handlers:
+            handler = getattr(self.offers, offer_handlers[method])
+            if "offer" in params:
+                params["offer"] = bytes.fromhex(params["offer"])
         if handler is None:
             return await super().call(method, *args, **params)
         self.calls.append((method, params))
@@ -93,7 +107,7 @@ def ledger_cli(capsys: pytest.CaptureFixture[str], keystore: Any, password_file:
     cli = Cli(capsys, keystore, password_file)
     parser = argparse.ArgumentParser(prog="dcent")
     commands = parser.add_subparsers()
-    for module in (wallet_cli, liquidity_cli):
+    for module in (wallet_cli, liquidity_cli, offer_cli):
         module.register(commands)
     cli.parser = parser
     return cli
@@ -286,3 +300,63 @@ def test_mining_bond_rewards_and_unbond_all(monkeypatch: pytest.MonkeyPatch, led
         "mining", "unbond", SYMBOL, "5", *ledger_cli.key_args(), *ledger_cli.node_args()
     )
     assert code == 1 and "error 2310" in err
+
+
+def test_offer_stand_challenge_answer_take_and_accept(
+    monkeypatch: pytest.MonkeyPatch, ledger_cli: Cli
+) -> None:
+    from protocol.crypto import PrivateKey
+
+    node = _serve(monkeypatch, Chain())
+    chain = node.chain
+    dave = PrivateKey.from_label("dave")
+    for key, name in ((BOB, "bob"), (dave, "dave"), (ALICE, "alice")):
+        ledger_cli.import_key(key, name)
+    keys = ledger_cli.key_args()
+    stood = ledger_cli.json(
+        "offer",
+        "stand",
+        "--gpus",
+        "2",
+        "--model",
+        "H100",
+        "--price",
+        "10base",
+        "--period",
+        "30",
+        "--collateral",
+        "5000base",
+        "--from",
+        "bob",
+        *keys,
+        *ledger_cli.node_args(),
+    )
+    offer = stood["offer"]
+    record = chain.state.offers[bytes.fromhex(offer)]
+    assert record.node_key == node.node_key.public_key.raw and record.gpu_count == 2
+    ledger_cli.json("offer", "challenge", offer, "--from", "dave", *keys, *ledger_cli.node_args())
+    assert chain.state.offers[bytes.fromhex(offer)].seed
+    ledger_cli.json("offer", "answer", offer, "--from", "bob", *keys, *ledger_cli.node_args())
+    assert not chain.state.offers[bytes.fromhex(offer)].seed
+    ledger_cli.json(
+        "offer",
+        "take",
+        offer,
+        "--gpus",
+        "1",
+        "--seconds",
+        "60",
+        "--from",
+        "alice",
+        *keys,
+        *ledger_cli.node_args(),
+    )
+    shown = ledger_cli.json("offer", "show", offer, *ledger_cli.node_args())
+    assert shown["take"]["gpus"] == 1 and shown["take"]["max_cost"] == "600"
+    ledger_cli.json("offer", "accept", offer, "--from", "bob", *keys, *ledger_cli.node_args())
+    take_id = bytes.fromhex(shown["take"]["take"])
+    assert chain.state.escrows[take_id].max_cost == 600
+    listed = ledger_cli.json("offer", "list", *ledger_cli.node_args())
+    assert [o["offer"] for o in listed] == [offer]
+    code, _, err = ledger_cli.run("offer", "answer", offer, "--from", "bob", *keys, *ledger_cli.node_args())
+    assert code == 1 and "error 2323" in err  # no open challenge: the node signs nothing
