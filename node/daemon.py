@@ -103,6 +103,7 @@ class Node:
         self.driver: ConsensusDriver | None = None
         self.capacity: CapacityService | None = None
         self.market: MarketService | None = None
+        self.availability: AvailabilityResponder | None = None  # i17: answers offer challenges
         # The sandbox jobs run in, and its self-test: a provider sells only while it passes.
         market = config.market
         self.executor = select_executor(
