@@ -43,7 +43,11 @@ async def test_the_node_answers_a_challenge_of_the_offer_it_serves(tmp_path: Pat
             await wait_until(
                 lambda: not state.state.offers[offer].seed, what="the node answered the challenge"
             )
-            assert node.availability.answers_sent == 1
+            responder = node.availability
+            # The lane reports the answer once it saw the block that included it.
+            await wait_until(
+                lambda: responder.answers_sent == 1, what="the responder saw its answer included"
+            )
             deposit = node.app.state.params.challenge_deposit
             assert node.app.state.balance(FAUCET.address.raw) == provider_before + deposit
             node.app.state.check_invariants()
