@@ -52,3 +52,38 @@ async def test_the_node_answers_a_challenge_of_the_offer_it_serves(tmp_path: Pat
             assert node.app.state.balance(FAUCET.address.raw) == provider_before + deposit
             node.app.state.check_invariants()
             nursery.cancel_scope.cancel()
+
+
+async def test_a_provider_earns_for_standing_then_refuses_a_take_and_is_penalised(tmp_path: Path) -> None:
+    from protocol.economics import mul_ratio
+    from protocol.ledger.tx import OfferRefused, OfferTake
+    from protocol.units import percent
+
+    async with trio.open_nursery() as nursery:
+        params = {"challenge_window": 5, "availability_share": percent(5), "epoch_length": 5}
+        net = LocalNet(nursery, tmp_path / "net", validators=1, params=params)
+        with trio.fail_after(120):
+            node = await net.start(0)
+            assert node.app is not None
+            app = node.app
+            await _send(node, FAUCET, Transfer(CHALLENGER.address.raw, DCT))
+            offer = await _send(
+                node, FAUCET, OfferStand(validator_key(0).public_key.raw, "H100", 2, 1_000, 500, 20 * DCT)
+            )
+            balance = app.state.balance(FAUCET.address.raw)
+            first_payout = (app.state.height // 5 + 2) * 5
+            await wait_until(lambda: app.state.height >= first_payout, what=f"height {first_payout}")
+            earned = app.state.balance(FAUCET.address.raw) - balance
+            assert earned > 0  # standing capacity was paid
+            # A taker buys the capacity at its price; the provider never accepts it.
+            await _send(node, CHALLENGER, OfferTake(offer, 1, 60))
+            deadline = app.state.takes[offer].deadline
+            await wait_until(lambda: app.state.height > deadline, what="the take's window passed")
+            taker = app.state.balance(CHALLENGER.address.raw)
+            collateral = app.state.offers[offer].collateral
+            await _send(node, CHALLENGER, OfferRefused(offer))
+            slashed = mul_ratio(collateral, app.state.params.availability_slash_share)
+            assert app.state.balance(CHALLENGER.address.raw) == taker - FEE + 60 * 1_000 + slashed
+            assert app.state.offers[offer].collateral == collateral - slashed
+            app.state.check_invariants()
+            nursery.cancel_scope.cancel()
