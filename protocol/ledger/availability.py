@@ -223,6 +223,10 @@ def accept(state: LedgerState, tx: Tx, msg: OfferAccept, height: int) -> bytes:
     if pending.take_id in state.escrows or pending.take_id in state.closed_contracts:
         raise ContractExists("an escrow with the take's id exists")  # pragma: no cover - hashes are unique
     collateral = min(offer.collateral, pending.max_cost)
+    # A GPU-second per block at most: the job has at least its runtime in blocks.
+    deadline = height + state.params.challenge_window + pending.gpu_seconds
+    if deadline > MAX_AMOUNT:
+        raise AmountOverflow("the take runs past the last height the ledger encodes")
     state.escrows.set(
         pending.take_id,
         Escrow(
@@ -234,8 +238,7 @@ def accept(state: LedgerState, tx: Tx, msg: OfferAccept, height: int) -> bytes:
             max_gpu_seconds=pending.gpus * pending.gpu_seconds,
             max_cost=pending.max_cost,
             collateral=collateral,
-            # A GPU-second per block at most: the job has at least its runtime in blocks.
-            deadline_height=height + state.params.challenge_window + pending.gpu_seconds,
+            deadline_height=deadline,
             opened_height=height,
         ),
     )

@@ -264,3 +264,15 @@ def test_offers_and_takes_round_trip_through_a_snapshot() -> None:
         restored.offers[offer] == chain.state.offers[offer]
         and restored.takes[offer] == chain.state.takes[offer]
     )
+
+
+def test_a_take_whose_escrow_would_end_past_the_last_encodable_height_cannot_be_accepted() -> None:
+    # Unreachable with real balances (the cost would pass the supply); the guard keeps it typed.
+    from protocol.ledger.errors import AmountOverflow
+    from protocol.ledger.liquidity_state import Take
+    from protocol.units import MAX_AMOUNT
+
+    chain, offer = offer_chain()
+    huge = Take(bytes(32), addr("alice"), key("alice").public_key.raw, 1, MAX_AMOUNT - 2, 1, chain.height + 3)
+    chain.state.takes.set(offer, huge)
+    assert_block_rejected(chain, [chain.tx("bob", OfferAccept(offer))], AmountOverflow, 2009)
