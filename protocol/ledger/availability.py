@@ -107,7 +107,6 @@ def stand(state: LedgerState, tx: Tx, msg: OfferStand, height: int) -> bytes:
         collateral=msg.collateral,
         start=height,
         end=height + msg.period,
-        weight=0,
         credited_until=height,
     )
     state.offers.set(tx.hash, offer)
@@ -273,7 +272,7 @@ def _epoch_weight(offer: StandingOffer, height: int) -> int:
     if offer.forfeited or (offer.seed and height > offer.deadline):
         return 0
     stood = max(0, min(height, offer.end) - max(offer.credited_until, offer.start))
-    return offer.weight + offer.gpu_count * stood
+    return offer.gpu_count * stood
 
 
 def pay_epoch(state: LedgerState, height: int) -> list[tuple[bytes, int]]:
@@ -290,7 +289,5 @@ def pay_epoch(state: LedgerState, height: int) -> list[tuple[bytes, int]]:
     for address, reward in sorted(paid.items()):
         state.credit(address, reward)
     for offer_id, offer in state.offers.sorted_items():
-        state.offers.set(
-            offer_id, dataclasses.replace(offer, weight=0, credited_until=height, forfeited=False)
-        )
+        state.offers.set(offer_id, dataclasses.replace(offer, credited_until=height, forfeited=False))
     return sorted(paid.items())

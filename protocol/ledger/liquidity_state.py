@@ -106,8 +106,7 @@ class StandingOffer:
     collateral: int
     start: int
     end: int
-    #: Standing GPU-blocks earned this epoch up to ``credited_until``.
-    weight: int
+    #: Standing blocks up to this height were counted in an earlier epoch's payout.
     credited_until: int
     #: A missed challenge or a refused take this epoch: no availability reward for it.
     forfeited: bool = False
@@ -164,7 +163,7 @@ def sections(state: LedgerState) -> list[tuple[str, list[list[Any]]]]:
             "offers",
             [
                 [o, x.provider, x.provider_key, x.node_key, x.gpu_model, x.gpu_count, x.price]
-                + [x.collateral, x.start, x.end, x.weight, x.credited_until, x.forfeited]
+                + [x.collateral, x.start, x.end, x.credited_until, x.forfeited]
                 + [x.seed, x.deadline, x.challenger, x.deposit]
                 for o, x in state.offers.sorted_items()
             ],
@@ -215,7 +214,7 @@ def check_invariants(state: LedgerState) -> LiquidityTotals:
         if (
             offer.collateral < 0
             or offer.deposit < 0
-            or offer.weight < 0
+            or offer.credited_until > state.height
             or bool(offer.seed) != bool(offer.challenger)
         ):
             raise InvariantError("a standing offer out of range or with half a challenge")
@@ -297,7 +296,7 @@ def restore(state: LedgerState, doc: dict[str, Any], rows: Rows) -> None:
         return type(value) is str and 0 < len(value) <= 64 and value.isprintable()
 
     offer_columns: tuple[Callable[[Any], bool], ...] = (blob(32), address, blob(32), blob(32), model)
-    offer_columns += (*(uint,) * 7, flag, blob(None), uint, blob(None), uint)
+    offer_columns += (*(uint,) * 6, flag, blob(None), uint, blob(None), uint)
     for row in rows(doc, "offers", offer_columns):
         state.offers.set(row[0], StandingOffer(*row[1:]))
     take_columns = (blob(32), blob(32), address, blob(32), uint, uint, uint, uint)
