@@ -36,6 +36,7 @@ from node.p2p.interface import Host
 from node.rpc.node_methods import build_node_table
 from node.rpc.protocol import Dispatcher
 from node.rpc.server import RpcServer
+from node.services.availability import AvailabilityResponder
 from node.services.capacity import CapacityService
 from node.services.consensus_driver import SIGN_STATE_KEY, ConsensusDriver, wall_clock_ms
 from node.services.economics_recorder import RecordingLedgerApp
@@ -89,6 +90,7 @@ class Node:
         self.driver: ConsensusDriver | None = None
         self.capacity: CapacityService | None = None
         self.market: MarketService | None = None
+        self.availability: AvailabilityResponder | None = None  # i17: answers offer challenges
         # The sandbox jobs run in, and its self-test: a provider sells only while it passes.
         market = config.market
         self.executor = select_executor(
@@ -176,6 +178,16 @@ class Node:
                 await nursery.start(self.blobs.run)
                 self.market = self._job_service(app, store, self.driver, self.capacity)
                 await nursery.start(self.market.run)
+                # i17: answer availability challenges of the standing offers this node serves.
+                driver = self.driver
+                self.availability = AvailabilityResponder(
+                    key=self.validator_key,
+                    app=app,
+                    submit=self.market.ctx.lane.submit,
+                    height=lambda: driver.height,
+                    wait_for_height=driver.wait_for_height,
+                )
+                await nursery.start(self.availability.run)
                 if self.config.pricing.enabled:  # i16view: an ask that moves with utilization
                     driver = self.driver
                     await start_pricing(

@@ -27,6 +27,8 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "testnet",
     "economics",  # i16sim: `dcent economics simulate` (node/cli/economics.py)
     "market",  # i16view: `dcent market offers|stats` (node/cli/market.py)
+    "liquidity",  # i17: `dcent asset ...`, `dcent pool ...`, `dcent mining ...` (node/cli/liquidity.py)
+    "offer",  # i17: `dcent offer ...` standing offers (node/cli/offer.py)
 )
 
 

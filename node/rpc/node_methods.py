@@ -25,7 +25,9 @@ from node.rpc.economics_methods import MAX_HEIGHT, register_economics_methods  #
 from node.rpc.errors import UnknownBlock, UnknownTx
 from node.rpc.grant_methods import register_grant_methods
 from node.rpc.job_methods import register_job_methods
+from node.rpc.liquidity_methods import register_liquidity_methods
 from node.rpc.methods import MethodTable, package_version, register_builtin_methods
+from node.rpc.offer_methods import register_offer_methods
 from node.rpc.params import AddressParam, HexBytes, Int, Param
 from node.rpc.staking_methods import register_staking_methods, validator_json
 from node.services.consensus_driver import wall_clock_ms
@@ -103,6 +105,8 @@ def build_node_table(node: Node | None) -> MethodTable:
     register_economics_methods(table, node)  # i16view: economics status/history, market view
     register_staking_methods(table, node)  # i12ledger: validators, delegations, key proofs
     register_grant_methods(table, node)  # i15grants: spending grants of wallets to nodes
+    register_liquidity_methods(table, node)  # i17: assets, holdings, pools
+    register_offer_methods(table, node)  # i17: standing offers
     return table
 
 

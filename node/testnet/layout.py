@@ -448,6 +448,10 @@ def gpu_role(plan: NetworkPlan, index: int) -> tuple[str, str]:
     return GPU_NONE, ""
 
 
+#: The testnet's stable unit, registered at genesis with the faucet as its issuer.
+TESTNET_STABLE = "TUSD"
+
+
 def build_network(root: Path, plan: NetworkPlan) -> NetworkLayout:
     """Write a new testnet into ``root`` (created; must hold no testnet yet): genesis, faucet key,
     every node's home and the manifest. Starts nothing.
@@ -468,6 +472,8 @@ def build_network(root: Path, plan: NetworkPlan) -> NetworkLayout:
         [(key.public_key.raw, VALIDATOR_STAKE) for key in validator_keys[: plan.validator_count]],
         [(faucet.address.raw, FAUCET_BALANCE)] + [(key.address.raw, NODE_BALANCE) for key in validator_keys],
         plan.params,
+        # i17: a testnet stable unit the faucet issues (`dcent asset mint TUSD ...` with its key).
+        assets=[(TESTNET_STABLE, faucet.address.raw)],
     )
     genesis_state(genesis)  # a genesis that cannot start a chain fails here, not in every node
     nodes: list[NodeLayout] = []

@@ -12,10 +12,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from protocol import economics
-from protocol.ledger import authz, bank, distribution, escrow, gov, slashing, staking
+from protocol.ledger import (
+    authz,
+    availability,
+    bank,
+    distribution,
+    escrow,
+    gov,
+    mining,
+    pool,
+    slashing,
+    staking,
+)
 from protocol.ledger.errors import ArithmeticFault, BadBlockHeight, LedgerError, UnknownTxKind
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import (
+    AssetMint,
+    AssetPropose,
+    AssetSend,
     Delegate,
     EscrowClaim,
     EscrowDispute,
@@ -24,7 +38,20 @@ from protocol.ledger.tx import (
     GovVote,
     Grant,
     GrantRevoke,
+    MiningBond,
+    MiningUnbond,
+    OfferAccept,
+    OfferAnswer,
+    OfferChallenge,
+    OfferMiss,
+    OfferRefused,
+    OfferStand,
+    OfferTake,
+    OfferWithdraw,
     OpenEscrow,
+    PoolAdd,
+    PoolRemove,
+    PoolSwap,
     Redelegate,
     Refund,
     Settle,
@@ -74,6 +101,9 @@ class BlockResult:
     validator_rewards: tuple[tuple[bytes, int], ...]
     provider_rewards: tuple[tuple[bytes, int], ...]
     closed_proposals: tuple[int, ...]
+    #: Liquidity mining and standing-offer payouts at an epoch's end, by address
+    #: (protocol.ledger.mining, protocol.ledger.availability).
+    mining_rewards: tuple[tuple[bytes, int], ...] = ()
 
 
 def _dispatch(state: LedgerState, tx: Tx, height: int) -> None:
@@ -116,8 +146,58 @@ def _dispatch(state: LedgerState, tx: Tx, height: int) -> None:
         authz.grant(state, tx, msg, height)
     elif isinstance(msg, GrantRevoke):
         authz.revoke(state, tx, msg)
+    elif isinstance(msg, AssetPropose):
+        pool.propose_asset(state, tx, msg, height)
+    elif isinstance(msg, AssetMint):
+        pool.mint(state, tx, msg)
+    elif isinstance(msg, AssetSend):
+        pool.send(state, tx, msg)
+    elif isinstance(msg, PoolAdd):
+        pool.add_liquidity(state, tx, msg, height)
+    elif isinstance(msg, PoolRemove):
+        pool.remove_liquidity(state, tx, msg, height)
+    elif isinstance(msg, PoolSwap):
+        pool.swap(state, tx, msg, height)
+    elif isinstance(msg, MiningBond):
+        mining.bond(state, tx, msg, height)
+    elif isinstance(msg, MiningUnbond):
+        mining.unbond(state, tx, msg, height)
+    elif isinstance(msg, _OFFER_KINDS):
+        _dispatch_offer(state, tx, height)
     else:  # pragma: no cover - decode_tx only builds the kinds above
         raise UnknownTxKind(f"no handler for {type(msg).__name__}")
+
+
+_OFFER_KINDS = (
+    OfferStand,
+    OfferChallenge,
+    OfferAnswer,
+    OfferMiss,
+    OfferWithdraw,
+    OfferTake,
+    OfferAccept,
+    OfferRefused,
+)
+
+
+def _dispatch_offer(state: LedgerState, tx: Tx, height: int) -> None:
+    msg = tx.msg
+    if isinstance(msg, OfferStand):
+        availability.stand(state, tx, msg, height)
+    elif isinstance(msg, OfferChallenge):
+        availability.challenge(state, tx, msg, height)
+    elif isinstance(msg, OfferAnswer):
+        availability.answer(state, tx, msg, height)
+    elif isinstance(msg, OfferMiss):
+        availability.miss(state, tx, msg, height)
+    elif isinstance(msg, OfferWithdraw):
+        availability.withdraw(state, tx, msg, height)
+    elif isinstance(msg, OfferTake):
+        availability.take(state, tx, msg, height)
+    elif isinstance(msg, OfferAccept):
+        availability.accept(state, tx, msg, height)
+    elif isinstance(msg, OfferRefused):
+        availability.refused(state, tx, msg, height)
 
 
 def apply_tx(state: LedgerState, tx: Tx | bytes, height: int, *, verify_signature: bool = True) -> Tx:
@@ -161,11 +241,19 @@ def _begin_block(state: LedgerState, ctx: BlockContext) -> None:
     )
     slashing.track_liveness(state, ctx.height, ctx.voters, ctx.signers)
     staking.release_matured(state, ctx.height)
+    mining.release_matured(state, ctx.height)
+
+
+def _merged(a: list[tuple[bytes, int]], b: list[tuple[bytes, int]]) -> list[tuple[bytes, int]]:
+    total: dict[bytes, int] = dict(a)
+    for address, amount in b:
+        total[address] = total.get(address, 0) + amount
+    return sorted(total.items())
 
 
 def _end_block(
     state: LedgerState, ctx: BlockContext
-) -> tuple[int, int, list[tuple[bytes, int]], list[tuple[bytes, int]], list[int]]:
+) -> tuple[int, int, list[tuple[bytes, int]], list[tuple[bytes, int]], list[int], list[tuple[bytes, int]]]:
     params = state.params
     fees = state.vars["fee_pool"]
     state.vars.set("fee_pool", 0)
@@ -179,7 +267,13 @@ def _end_block(
     provision = economics.block_provision(supply, inflation, params, issued=issued)
     state.add("minted", provision)
     split = economics.split_issuance(provision, params)
-    state.add("community_pool", split.community)
+    # Liquidity mining's share comes out of the community pool's part (protocol.ledger.mining):
+    # the params keep validators + providers + mining <= 100%, so the part covers it.
+    to_mining = economics.mul_ratio(provision, params.liquidity_mining_share)
+    to_availability = economics.mul_ratio(provision, params.availability_share)
+    state.add("community_pool", split.community - to_mining - to_availability)
+    mining.accrue(state, to_mining)
+    availability.accrue(state, to_availability)
     state.add("provider_pool", split.providers)
 
     active = state.validator_set()
@@ -207,8 +301,15 @@ def _end_block(
         for address, _ in work:
             state.epoch_work.delete(address)
 
+    mining_rewards: list[tuple[bytes, int]] = []
+    if ctx.height % params.epoch_length == 0 and (len(state.mining) or state.vars["mining_pool"]):
+        mining_rewards = mining.pay_epoch(state, ctx.height)
+    if ctx.height % params.epoch_length == 0 and (len(state.offers) or state.vars["availability_pool"]):
+        availability_rewards = availability.pay_epoch(state, ctx.height)
+        mining_rewards = _merged(mining_rewards, availability_rewards)
+
     closed = [p.id for p in gov.tally_ending(state, ctx.height)]
-    return provision, fee_burn, validator_rewards, provider_rewards, closed
+    return provision, fee_burn, validator_rewards, provider_rewards, closed, mining_rewards
 
 
 def apply_block(
@@ -240,7 +341,7 @@ def apply_block(
                     raise
                 tx_hashes.append(tx.hash)
             fees_before_end = state.vars["fee_pool"]
-            minted, _, validator_rewards, provider_rewards, closed = _end_block(state, ctx)
+            minted, _, validator_rewards, provider_rewards, closed, mining_rewards = _end_block(state, ctx)
             # Inside the atomic scope: a state that cannot be hashed is rolled back, not kept.
             state_hash = state.state_hash()
     except ArithmeticError as exc:  # OverflowError (msgpack included), ZeroDivisionError
@@ -255,6 +356,7 @@ def apply_block(
         validator_rewards=tuple(validator_rewards),
         provider_rewards=tuple(provider_rewards),
         closed_proposals=tuple(closed),
+        mining_rewards=tuple(mining_rewards),
     )
 
 

@@ -17,9 +17,11 @@ from protocol.crypto import Address, InvalidAddressError, address_of
 from protocol.encoding import encode
 from protocol.errors import ProtocolError
 from protocol.ledger.errors import GenesisError
+from protocol.ledger.liquidity_state import Asset
 from protocol.ledger.params import AMOUNT_PARAMS, RATIO_PARAMS, Params
+from protocol.ledger.pool import MAX_ASSETS
 from protocol.ledger.state import Account, LedgerState, SigningInfo, ValidatorInfo
-from protocol.ledger.tx import MAX_MONIKER
+from protocol.ledger.tx import MAX_MONIKER, AssetPropose
 from protocol.units import DEC, MAX_AMOUNT, AmountError, format_ratio, parse_amount, percent
 
 DEFAULT_INFLATION = percent(13)
@@ -53,12 +55,22 @@ class GenesisValidator:
 
 
 @dataclass(frozen=True, slots=True)
+class GenesisAsset:
+    """An asset registered from height 0 (issue 17): a testnet's stable unit, issued (minted) by
+    ``issuer`` alone, e.g. the faucet's account. Later assets are registered by governance."""
+
+    symbol: str
+    issuer: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Genesis:
     chain_id: str
     accounts: tuple[GenesisAccount, ...]
     validators: tuple[GenesisValidator, ...]
     params: Params = field(default_factory=Params)
     inflation: int = DEFAULT_INFLATION
+    assets: tuple[GenesisAsset, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready document that :meth:`from_dict` reads back unchanged."""
@@ -76,7 +88,13 @@ class Genesis:
                 }
                 for v in self.validators
             ],
-        }
+        } | self._assets_dict()
+
+    def _assets_dict(self) -> dict[str, object]:
+        # Only when there are any: the hash of every genesis without assets stays what it was.
+        if not self.assets:
+            return {}
+        return {"assets": [{"issuer": str(Address(a.issuer)), "symbol": a.symbol} for a in self.assets]}
 
     def genesis_hash(self) -> bytes:
         return hashlib.sha256(encode(self.to_dict())).digest()
@@ -141,7 +159,7 @@ def _table_list(doc: Mapping[str, object], key: str) -> list[Mapping[str, object
 
 
 def _parse(doc: Mapping[str, object]) -> Genesis:
-    known = {"chain_id", "accounts", "validators", "params", "inflation"}
+    known = {"chain_id", "accounts", "validators", "params", "inflation", "assets"}
     for key in sorted(doc):
         if key not in known:
             raise _fail(key, "unknown field")
@@ -222,7 +240,32 @@ def _parse(doc: Mapping[str, object]) -> Genesis:
         inflation = _param_value("inflation_min", inflation, "inflation")
     if isinstance(inflation, bool) or not isinstance(inflation, int) or not 0 <= inflation <= DEC:
         raise _fail("inflation", "a ratio between 0 and 100%")
-    return Genesis(chain_id, tuple(accounts), tuple(validators), params, inflation)
+    return Genesis(chain_id, tuple(accounts), tuple(validators), params, inflation, _parse_assets(doc))
+
+
+def _parse_assets(doc: Mapping[str, object]) -> tuple[GenesisAsset, ...]:
+    assets = []
+    for i, item in enumerate(_table_list(doc, "assets")):
+        path = f"assets[{i}]"
+        extra = sorted(set(item) - {"symbol", "issuer"})
+        if extra:
+            raise _fail(f"{path}.{extra[0]}", "unknown field")
+        symbol = item.get("symbol")
+        try:
+            AssetPropose(symbol if isinstance(symbol, str) else "", 1)  # the symbol rules
+        except ProtocolError as exc:
+            raise _fail(f"{path}.symbol", exc.message) from None
+        issuer = item.get("issuer")
+        try:
+            address = Address.parse(issuer if isinstance(issuer, str) else "").raw
+        except InvalidAddressError as exc:
+            raise _fail(f"{path}.issuer", exc.message) from None
+        assets.append(GenesisAsset(str(symbol), address))
+    if len({a.symbol for a in assets}) != len(assets):
+        raise _fail("assets", "a symbol appears twice")
+    if len(assets) > MAX_ASSETS:
+        raise _fail("assets", f"at most {MAX_ASSETS}")
+    return tuple(assets)
 
 
 def genesis_state(genesis: Genesis) -> LedgerState:
@@ -237,6 +280,8 @@ def genesis_state(genesis: Genesis) -> LedgerState:
         bond_genesis_validator(
             state, validator.public_key, validator.stake, validator.commission, validator.moniker
         )
+    for asset in genesis.assets:
+        state.assets.set(asset.symbol, Asset(issuer=asset.issuer, supply=0, proposal=0, active=True))
     state.vars.set("genesis_supply", supply)
     state.vars.set("inflation", genesis.inflation)
     state.check_invariants()
@@ -273,12 +318,14 @@ def dev_genesis(
     validators: Sequence[tuple[bytes, int]],
     allocations: Sequence[tuple[bytes, int]],
     params: Params | None = None,
+    assets: Sequence[tuple[str, bytes]] = (),
 ) -> Genesis:
     """Build a genesis in code: ``validators`` as (public key, stake), ``allocations`` as
-    (address, balance)."""
+    (address, balance), ``assets`` as (symbol, issuer address)."""
     return Genesis(
         chain_id=chain_id,
         accounts=tuple(GenesisAccount(address, balance) for address, balance in allocations),
         validators=tuple(GenesisValidator(public_key, stake) for public_key, stake in validators),
         params=params or Params(),
+        assets=tuple(GenesisAsset(symbol, issuer) for symbol, issuer in assets),
     )

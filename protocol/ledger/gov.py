@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from protocol.ledger import pool
 from protocol.ledger.bank import debit
 from protocol.ledger.errors import (
     DepositTooLow,
@@ -141,7 +142,9 @@ def _tally(state: LedgerState, proposal: Proposal) -> Proposal:
         status = "passed"
     else:
         status = "rejected"
-    if status == "passed":
+    if proposal.param in pool.ACTION_PROPOSALS:
+        pool.enact(state, proposal, passed=status == "passed")
+    elif status == "passed":
         try:
             state.set_params(check_change(state, proposal.param, proposal.value))
         except InvalidParamValue:

@@ -53,6 +53,24 @@ class Params(Record):
     collateral_slash_share: int = percent(50)
     #: Blocks after a provider's unilateral claim during which the requester may dispute it.
     dispute_window_blocks: int = 20
+    # Liquidity pool (protocol.ledger.pool): the swap fee stays in the pool; the time-weighted
+    # price averages the prices blocks started with over this many blocks.
+    pool_swap_fee: int = percent("0.3")
+    twap_window: int = 30
+    # Liquidity mining (protocol.ledger.mining): this share of each block's issuance, taken from
+    # the community pool's part, pays pool shares bonded to the programme; they unbond after
+    # ``mining_unbonding_period`` blocks.
+    liquidity_mining_share: int = 0
+    mining_unbonding_period: int = 100
+    # Standing offers (protocol.ledger.availability): this share of issuance pays standing GPU
+    # capacity; a challenge is answered within ``challenge_window`` blocks (so is a take accepted);
+    # a miss or a refusal slashes ``availability_slash_share`` of the offer's collateral.
+    availability_share: int = 0
+    challenge_window: int = 10
+    challenge_deposit: int = DCT // 10
+    availability_slash_share: int = percent(10)
+    standing_collateral_per_gpu: int = 10 * DCT
+    standing_max_price: int = DCT // 100
     # Slashing
     double_sign_slash: int = percent(5)
     evidence_max_age: int = 100
@@ -86,6 +104,19 @@ class Params(Record):
             raise InvalidParamValue(
                 "params.provider_reward_share: validator and provider shares exceed 100% together "
                 f"({format_ratio(self.validator_reward_share)} + {format_ratio(self.provider_reward_share)})"
+            )
+        if (
+            self.validator_reward_share
+            + self.provider_reward_share
+            + self.liquidity_mining_share
+            + self.availability_share
+            > DEC
+        ):
+            raise InvalidParamValue(
+                "params.liquidity_mining_share: validator, provider, liquidity mining and availability "
+                f"shares exceed 100% together ({format_ratio(self.validator_reward_share)} + "
+                f"{format_ratio(self.provider_reward_share)} + {format_ratio(self.liquidity_mining_share)} + "
+                f"{format_ratio(self.availability_share)})"
             )
         if self.evidence_max_age < self.unbonding_period:
             raise InvalidParamValue(
@@ -127,6 +158,18 @@ PARAM_BOUNDS: dict[str, tuple[int, int]] = {
     "protocol_fee_share": (0, percent(50)),
     "collateral_slash_share": _RATIO,
     "dispute_window_blocks": (1, 100_000),
+    # Above 10% nobody trades; 0 lets wash trading cost only transaction fees.
+    "pool_swap_fee": (0, percent(10)),
+    # Bounds the price marks each pool keeps (one per block at most).
+    "twap_window": (1, 1_000),
+    "liquidity_mining_share": _RATIO,
+    "mining_unbonding_period": _BLOCKS,
+    "availability_share": _RATIO,
+    "challenge_window": (1, 10_000),
+    "challenge_deposit": (0, 1_000 * DCT),
+    "availability_slash_share": _RATIO,
+    "standing_collateral_per_gpu": (0, 1_000_000 * DCT),
+    "standing_max_price": (1, 1_000 * DCT),
     "double_sign_slash": _RATIO,
     "evidence_max_age": _BLOCKS,
     "signed_blocks_window": (10, 10_000),
@@ -155,6 +198,8 @@ RATIO_PARAMS = frozenset(
         "provider_reward_cap",
         "protocol_fee_share",
         "collateral_slash_share",
+        "pool_swap_fee",
+        "liquidity_mining_share",
         "double_sign_slash",
         "min_signed_per_window",
         "downtime_slash",
@@ -163,7 +208,16 @@ RATIO_PARAMS = frozenset(
         "gov_veto_threshold",
     }
 )
-AMOUNT_PARAMS = frozenset({"min_fee", "min_validator_stake", "gov_min_deposit"})
+AMOUNT_PARAMS = frozenset(
+    {
+        "min_fee",
+        "min_validator_stake",
+        "gov_min_deposit",
+        "challenge_deposit",
+        "standing_collateral_per_gpu",
+        "standing_max_price",
+    }
+)
 
 #: Tighter ranges that governance may not leave (a genesis may: test chains use small values).
 GOVERNANCE_BOUNDS: dict[str, tuple[int, int]] = {
@@ -177,6 +231,17 @@ GOVERNANCE_BOUNDS: dict[str, tuple[int, int]] = {
     "blocks_per_year": (365 * 24 * 60, 10**10),
     "inflation_max": (0, percent(100)),
     "downtime_jail_blocks": (10, 1_000_000),
+    # A window of a few blocks is the spot price again: one block would move it.
+    "twap_window": (10, 1_000),
+    # Issuance to liquidity mining is a subsidy; beyond a fifth it starves validators' security.
+    "liquidity_mining_share": (0, percent(20)),
+    # Shares unbonded at once would let liquidity leave the pool the moment rewards stop.
+    "mining_unbonding_period": (10, 1_000_000),
+    "availability_share": (0, percent(20)),
+    # Shorter than a few blocks and an honest node delayed by one slow block misses it.
+    "challenge_window": (5, 10_000),
+    # A miss that costs nothing deters nothing; all of it would ruin a provider for one slow block.
+    "availability_slash_share": (percent(1), percent(50)),
 }
 #: The shortest voting period governance may set: long enough for a person to read and vote.
 MIN_VOTING_SECONDS = 600

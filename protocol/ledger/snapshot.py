@@ -16,8 +16,10 @@ from typing import Any
 from protocol.contracts import UsageReceipt
 from protocol.crypto import address_of
 from protocol.encoding import DecodeError, decode, encode
+from protocol.ledger import liquidity_state
 from protocol.ledger.errors import InvariantError, LedgerError
 from protocol.ledger.params import PARAM_BOUNDS, Params
+from protocol.ledger.pool import ACTION_PROPOSALS
 from protocol.ledger.state import (
     SCALARS,
     Account,
@@ -35,7 +37,8 @@ from protocol.units import MAX_AMOUNT
 
 #: 3: registered validators with delegations, redelegations, signing records, pending rewards.
 #: 4: grants, and the payer of each escrow.
-SNAPSHOT_VERSION = 4
+#: 5: assets, holdings and pools (protocol.ledger.liquidity_state).
+SNAPSHOT_VERSION = 5
 
 
 class SnapshotError(InvariantError):
@@ -105,7 +108,8 @@ _VALIDATOR_COLUMNS = (_ADDRESS, _KEY, *(_uint,) * 6, _moniker, _uint, _flag, _ui
 _ESCROW_COLUMNS = (_HASH, _KEY, _KEY, _ADDRESS, _ADDRESS, *(_uint,) * 6, _blob(), _blob(), _uint, _ADDRESS)
 _GRANT_COLUMNS = (_ADDRESS, _uint, _uint, _uint, _list)
 _PROPOSAL_STATUS = _one_of("voting", "passed", "rejected", "vetoed", "no_quorum", "failed")
-_PROPOSAL_COLUMNS: tuple[Check, ...] = (_uint, _ADDRESS, _one_of(*PARAM_BOUNDS), _uint, _uint, _uint, _uint)
+_PROPOSAL_PARAMS = _one_of(*PARAM_BOUNDS, *ACTION_PROPOSALS)
+_PROPOSAL_COLUMNS: tuple[Check, ...] = (_uint, _ADDRESS, _PROPOSAL_PARAMS, _uint, _uint, _uint, _uint)
 _PROPOSAL_COLUMNS += (_PROPOSAL_STATUS, *(_uint,) * 4)
 
 
@@ -186,6 +190,7 @@ def decode_snapshot(data: bytes) -> LedgerState:
         for address, weight in _rows(doc, "epoch_work", (_ADDRESS, _uint)):
             state.epoch_work.set(address, weight)
         _restore_grants(state, doc)
+        liquidity_state.restore(state, doc, _rows)
         state.check_invariants()
         state.state_hash()  # every row hashes: right types, integers in range
     # Any malformed row (too short: IndexError, wrong type: TypeError, out of range:

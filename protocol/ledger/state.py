@@ -15,8 +15,10 @@ from typing import Any
 import msgpack
 
 from protocol.crypto import address_of
+from protocol.ledger import liquidity_state
 from protocol.ledger.errors import AmountOverflow, InvariantError
 from protocol.ledger.journal import JMap, Journal
+from protocol.ledger.liquidity_state import Asset, MiningRelease, MiningStake, Pool, StandingOffer, Take
 from protocol.ledger.params import Params
 from protocol.units import MAX_AMOUNT
 
@@ -196,6 +198,10 @@ SCALARS = (
     "total_escrowed",
     "total_deposits",
     "next_proposal_id",
+    # DCT the liquidity mining programme earned this epoch (protocol.ledger.mining)
+    "mining_pool",
+    # DCT set aside this epoch for standing offers (protocol.ledger.availability)
+    "availability_pool",
 )
 
 EMPTY_ACCOUNT = Account()
@@ -218,6 +224,14 @@ _MAPS = (
     "votes",
     "epoch_work",
     "grants",
+    # Liquidity (protocol.ledger.liquidity_state)
+    "assets",
+    "holdings",
+    "pools",
+    "mining",
+    "mining_unbonding",
+    "offers",
+    "takes",
 )
 
 
@@ -261,6 +275,21 @@ class LedgerState:
         self.epoch_work: JMap[bytes, int] = JMap(j)
         #: granter address -> its grants, sorted by grantee (see ``protocol.ledger.authz``)
         self.grants: JMap[bytes, tuple[GrantInfo, ...]] = JMap(j)
+        # Liquidity (see protocol.ledger.liquidity_state):
+        #: symbol -> registered or proposed asset
+        self.assets: JMap[str, Asset] = JMap(j)
+        #: (address, denomination) -> amount of a registered asset or of pool shares
+        self.holdings: JMap[tuple[bytes, str], int] = JMap(j)
+        #: asset symbol -> the DCT/asset pool
+        self.pools: JMap[str, Pool] = JMap(j)
+        #: (address, symbol) -> pool shares bonded to liquidity mining
+        self.mining: JMap[tuple[bytes, str], MiningStake] = JMap(j)
+        #: release height -> shares leaving the mining programme then
+        self.mining_unbonding: JMap[int, tuple[MiningRelease, ...]] = JMap(j)
+        #: offer id (hash of its offer_stand) -> standing offer
+        self.offers: JMap[bytes, StandingOffer] = JMap(j)
+        #: offer id -> the take waiting for the provider's acceptance (one at a time)
+        self.takes: JMap[bytes, Take] = JMap(j)
 
     # --- convenience accessors -------------------------------------------------------------
     @property
@@ -400,6 +429,7 @@ class LedgerState:
                     for granter, gs in self.grants.sorted_items()
                 ],
             ),
+            *liquidity_state.sections(self),
         ]
 
     def state_hash(self) -> bytes:
@@ -454,6 +484,7 @@ class LedgerState:
                 raise InvariantError(f"{name} is out of range: {v[name]}")
         held = balances + bonded + rewards + unbonding + escrowed + deposits
         held += v["community_pool"] + v["provider_pool"] + v["fee_pool"]
+        held += liquidity_state.check_invariants(self).dct
         if held != self.total_supply():
             raise InvariantError(
                 f"supply mismatch: held {held} != genesis {v['genesis_supply']} + minted "

@@ -18,25 +18,46 @@ from typing import ClassVar
 
 from protocol.contracts import SignedContract, UsageReceipt
 from protocol.crypto import ADDRESS_LEN, PUBLIC_KEY_LEN, SIGNATURE_LEN, PrivateKey, address_of, verify
-from protocol.encoding import DecodeError, Record, decode, encode, sign_bytes
+from protocol.encoding import DecodeError, decode, encode, sign_bytes
 from protocol.ledger.errors import (
-    InvalidAmount,
     InvalidCommission,
     InvalidGrant,
     InvalidVoteOption,
     MalformedTx,
     UnknownTxKind,
 )
+from protocol.ledger.msg import MAX_MONIKER as MAX_MONIKER
+from protocol.ledger.msg import MAX_MSG_AMOUNT as _MAX_AMOUNT
+from protocol.ledger.msg import Msg as Msg
+from protocol.ledger.msg import check_address as _check_address
+from protocol.ledger.msg import check_moniker as _check_moniker
+from protocol.ledger.msg import positive_amount as _positive_amount
+from protocol.ledger.tx_liquidity import MAX_DENOM as MAX_DENOM
+from protocol.ledger.tx_liquidity import MAX_STANDING_GPUS as MAX_STANDING_GPUS
+from protocol.ledger.tx_liquidity import MAX_STANDING_PERIOD as MAX_STANDING_PERIOD
+from protocol.ledger.tx_liquidity import MAX_SYMBOL as MAX_SYMBOL
+from protocol.ledger.tx_liquidity import AssetMint as AssetMint
+from protocol.ledger.tx_liquidity import AssetPropose as AssetPropose
+from protocol.ledger.tx_liquidity import AssetSend as AssetSend
+from protocol.ledger.tx_liquidity import MiningBond as MiningBond
+from protocol.ledger.tx_liquidity import MiningUnbond as MiningUnbond
+from protocol.ledger.tx_liquidity import OfferAccept as OfferAccept
+from protocol.ledger.tx_liquidity import OfferAnswer as OfferAnswer
+from protocol.ledger.tx_liquidity import OfferChallenge as OfferChallenge
+from protocol.ledger.tx_liquidity import OfferMiss as OfferMiss
+from protocol.ledger.tx_liquidity import OfferRef as OfferRef
+from protocol.ledger.tx_liquidity import OfferRefused as OfferRefused
+from protocol.ledger.tx_liquidity import OfferStand as OfferStand
+from protocol.ledger.tx_liquidity import OfferTake as OfferTake
+from protocol.ledger.tx_liquidity import OfferWithdraw as OfferWithdraw
+from protocol.ledger.tx_liquidity import PoolAdd as PoolAdd
+from protocol.ledger.tx_liquidity import PoolRemove as PoolRemove
+from protocol.ledger.tx_liquidity import PoolSwap as PoolSwap
+from protocol.ledger.tx_liquidity import availability_bytes as availability_bytes
 from protocol.units import DEC
 
 TX_DOMAIN = "tx"
 MAX_TX_BYTES = 64 * 1024
-_MAX_AMOUNT = 2**63 - 1
-
-
-def _positive_amount(value: int, field: str) -> None:
-    if not 0 < value <= _MAX_AMOUNT:
-        raise InvalidAmount(f"{field}: must be between 1 and {_MAX_AMOUNT} base units")
 
 
 def key_proof_bytes(chain_id: str, operator: bytes) -> bytes:
@@ -47,13 +68,6 @@ def key_proof_bytes(chain_id: str, operator: bytes) -> bytes:
 def prove_consensus_key(consensus_key: PrivateKey, chain_id: str, operator: bytes) -> bytes:
     """The ``key_proof`` of ``validator_create``: signed by the node's key, for the operator."""
     return consensus_key.sign(key_proof_bytes(chain_id, operator))
-
-
-class Msg(Record):
-    """A transaction's payload; ``KIND`` is its tag on the wire."""
-
-    __slots__ = ()
-    KIND: ClassVar[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,19 +102,6 @@ class Unstake(Msg):
 
     def __post_init__(self) -> None:
         _positive_amount(self.amount, "unstake.amount")
-
-
-MAX_MONIKER = 64
-
-
-def _check_moniker(moniker: str, field: str) -> None:
-    if len(moniker) > MAX_MONIKER or not moniker.isprintable():
-        raise MalformedTx(f"{field}: at most {MAX_MONIKER} printable characters")
-
-
-def _check_address(value: bytes, field: str) -> None:
-    if len(value) != ADDRESS_LEN:
-        raise MalformedTx(f"{field}: an address is 20 bytes")
 
 
 def _check_ratio(value: int, field: str) -> None:
@@ -357,6 +358,22 @@ MSG_TYPES: dict[str, type[Msg]] = {
         GovVote,
         Grant,
         GrantRevoke,
+        AssetPropose,
+        AssetMint,
+        AssetSend,
+        PoolAdd,
+        PoolRemove,
+        PoolSwap,
+        MiningBond,
+        MiningUnbond,
+        OfferStand,
+        OfferChallenge,
+        OfferAnswer,
+        OfferMiss,
+        OfferWithdraw,
+        OfferTake,
+        OfferAccept,
+        OfferRefused,
     )
 }
 _BODY_KEYS = ("chain_id", "fee", "kind", "msg", "nonce")

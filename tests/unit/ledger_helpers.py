@@ -46,6 +46,11 @@ TEST_PARAMS = Params(
     dispute_window_blocks=3,
     signed_blocks_window=10,
     downtime_jail_blocks=3,
+    # Standing offers within reach of the test balances (protocol.ledger.availability).
+    challenge_window=3,
+    challenge_deposit=100,
+    standing_collateral_per_gpu=1_000,
+    standing_max_price=50,
 )
 FEE = TEST_PARAMS.min_fee
 

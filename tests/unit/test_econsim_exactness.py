@@ -244,7 +244,9 @@ def test_a_changed_end_block_stops_the_simulator(monkeypatch: pytest.MonkeyPatch
     community pool per block), the chain's self-check refuses to step rather than diverge."""
     original = block_module._end_block
 
-    def changed(state: LedgerState, ctx: BlockContext) -> tuple[int, int, list[Any], list[Any], list[int]]:
+    def changed(
+        state: LedgerState, ctx: BlockContext
+    ) -> tuple[int, int, list[Any], list[Any], list[int], list[Any]]:
         result = original(state, ctx)
         state.add("community_pool", 1)
         state.add("minted", 1)

@@ -208,3 +208,58 @@ def test_a_bad_field_in_toml_is_named_by_its_path() -> None:
     text = MINIMAL.replace('balance = "1000 DCT"', 'balance = "1000 DCX"')
     with pytest.raises(GenesisError, match=r"^accounts\[0\]\.balance: "):
         Genesis.from_text(text, fmt="toml")
+
+
+# --- assets (issue 17) ----------------------------------------------------------------------------
+def test_a_genesis_asset_is_registered_from_height_0_and_its_issuer_mints_it() -> None:
+    from protocol.crypto import PrivateKey
+    from protocol.ledger.block import BlockContext, apply_block
+    from protocol.ledger.genesis import GenesisAsset, dev_genesis, genesis_state
+    from protocol.ledger.pool import holding
+    from protocol.ledger.tx import AssetMint, sign_tx
+
+    faucet, validator = PrivateKey.from_label("faucet"), PrivateKey.from_label("v")
+    genesis = dev_genesis(
+        "dcent-assets",
+        [(validator.public_key.raw, 10**9)],
+        [(faucet.address.raw, 10**9)],
+        assets=[("TUSD", faucet.address.raw)],
+    )
+    assert genesis.assets == (GenesisAsset("TUSD", faucet.address.raw),)
+    again = Genesis.from_text(genesis.to_json(), fmt="json")
+    assert again == genesis and again.genesis_hash() == genesis.genesis_hash()
+    state = genesis_state(again)
+    assert state.assets["TUSD"].active and state.assets["TUSD"].issuer == faucet.address.raw
+    mint = sign_tx(
+        faucet, "dcent-assets", 1, state.params.min_fee, AssetMint("TUSD", validator.address.raw, 5)
+    )
+    apply_block(state, BlockContext(1, validator.address.raw), [mint])
+    assert holding(state, validator.address.raw, "TUSD") == 5
+
+
+def test_a_genesis_without_assets_keeps_its_document_and_hash() -> None:
+    from protocol.ledger.genesis import dev_genesis
+
+    genesis = dev_genesis("dcent-plain", [(bytes(range(32)), 10**9)], [])
+    assert "assets" not in genesis.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("asset", "path"),
+    [
+        ({"symbol": "dct", "issuer": "x"}, "assets[0].symbol"),
+        ({"symbol": "TUSD", "issuer": "nope"}, "assets[0].issuer"),
+        ({"symbol": "TUSD", "issuer": "x", "decimals": 6}, "assets[0].decimals"),
+    ],
+)
+def test_a_bad_genesis_asset_is_refused_naming_its_field(asset: dict[str, object], path: str) -> None:
+    from protocol.crypto import PrivateKey
+    from protocol.ledger.genesis import dev_genesis
+
+    doc = dev_genesis("dcent-bad", [(PrivateKey.from_label("v").public_key.raw, 10**9)], []).to_dict()
+    if asset.get("issuer") == "x":
+        asset = {**asset, "issuer": str(PrivateKey.from_label("faucet").address)}
+    doc["assets"] = [asset]
+    with pytest.raises(GenesisError) as caught:
+        Genesis.from_dict(doc)
+    assert caught.value.message.startswith(path)

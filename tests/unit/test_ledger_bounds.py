@@ -29,7 +29,17 @@ from protocol.ledger.genesis import genesis_state
 from protocol.ledger.params import PARAM_BOUNDS, Params
 from protocol.ledger.snapshot import decode_snapshot, encode_snapshot
 from protocol.ledger.state import LedgerState
-from protocol.ledger.tx import MSG_TYPES, GovPropose, Grant, OpenEscrow, prove_consensus_key
+from protocol.ledger.tx import (
+    MSG_TYPES,
+    AssetMint,
+    GovPropose,
+    Grant,
+    OfferStand,
+    OpenEscrow,
+    PoolAdd,
+    Transfer,
+    prove_consensus_key,
+)
 from protocol.units import DEC, MAX_AMOUNT
 
 from .ledger_helpers import (
@@ -46,6 +56,7 @@ from .ledger_helpers import (
     sign_contract,
     sign_raw_body,
 )
+from .liquidity_helpers import register
 
 #: Values at and around every boundary a 64-bit field has on the wire.
 EXTREMES = (0, 1, 2, 3, 1_000, 2**32, 2**62, MAX_AMOUNT - 1, MAX_AMOUNT, 2**63, 2**64 - 1)
@@ -217,6 +228,102 @@ def _unjail(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
     return draw(st.sampled_from(("val-0", "val-1", "alice"))), {}
 
 
+SYMBOLS = ("TUSD", "EUR")
+
+
+def _asset_propose(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+    return draw(st.sampled_from(PEOPLE)), {
+        "deposit": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "symbol": draw(st.sampled_from((*SYMBOLS, "DCT", "x"))),
+    }
+
+
+def _asset_mint(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+    return draw(st.sampled_from(("carol", "alice"))), {
+        "amount": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "symbol": draw(st.sampled_from(SYMBOLS)),
+        "to": addr(draw(st.sampled_from(PEOPLE))),
+    }
+
+
+def _asset_send(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+    return draw(st.sampled_from(PEOPLE)), {
+        "amount": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "denom": draw(st.sampled_from((*SYMBOLS, "lp:TUSD", "lp:"))),
+        "to": addr(draw(st.sampled_from(PEOPLE))),
+    }
+
+
+def _pool_add(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+    return draw(st.sampled_from(PEOPLE)), {
+        "asset": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "dct": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "min_shares": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "symbol": draw(st.sampled_from(SYMBOLS)),
+    }
+
+
+def _pool_remove(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+    return draw(st.sampled_from(PEOPLE)), {
+        "min_asset": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "min_dct": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "shares": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "symbol": draw(st.sampled_from(SYMBOLS)),
+    }
+
+
+def _pool_swap(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+    return draw(st.sampled_from(PEOPLE)), {
+        "amount": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "deadline": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "min_out": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "sell_dct": draw(st.booleans()),
+        "symbol": draw(st.sampled_from(SYMBOLS)),
+    }
+
+
+def _mining(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+    return draw(st.sampled_from(PEOPLE)), {
+        "shares": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "symbol": draw(st.sampled_from(SYMBOLS)),
+    }
+
+
+def _an_offer(draw: st.DrawFn, chain: Chain) -> bytes:
+    offers = [offer_id for offer_id, _ in chain.state.offers.sorted_items()]
+    return draw(st.sampled_from(offers)) if offers and draw(st.booleans()) else bytes(32)
+
+
+def _offer_stand(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+    return draw(st.sampled_from(PEOPLE)), {
+        "collateral": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "gpu_count": draw(st.sampled_from((0, 1, 1024, 1025, -1, 2**63))),
+        "gpu_model": draw(st.sampled_from(("H100", "", "x" * 65))),
+        "node_key": key("node-a").public_key.raw,
+        "period": draw(st.sampled_from((0, 1, 10, 10**6, 10**6 + 1, 2**63))),
+        "price": draw(st.sampled_from(SIGNED_EXTREMES)),
+    }
+
+
+def _offer_ref(kind: str) -> MsgBuilder:
+    def build(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+        return draw(st.sampled_from(PEOPLE)), {"offer": _an_offer(draw, chain)}
+
+    return build
+
+
+def _offer_answer(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+    return draw(st.sampled_from(PEOPLE)), {"offer": _an_offer(draw, chain), "signature": bytes(64)}
+
+
+def _offer_take(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
+    return draw(st.sampled_from(PEOPLE)), {
+        "gpu_seconds": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "gpus": draw(st.sampled_from((0, 1, 8, 1024, 1025))),
+        "offer": _an_offer(draw, chain),
+    }
+
+
 #: One builder of extreme messages per transaction kind (a test checks none is missing).
 BUILDERS: dict[str, MsgBuilder] = {
     "transfer": _transfer,
@@ -238,6 +345,21 @@ BUILDERS: dict[str, MsgBuilder] = {
     "gov_vote": _gov_vote,
     "grant": _grant,
     "grant_revoke": _grant_revoke,
+    "asset_propose": _asset_propose,
+    "asset_mint": _asset_mint,
+    "asset_send": _asset_send,
+    "pool_add": _pool_add,
+    "pool_remove": _pool_remove,
+    "pool_swap": _pool_swap,
+    "mining_bond": _mining,
+    "mining_unbond": _mining,
+    "offer_stand": _offer_stand,
+    **{
+        kind: _offer_ref(kind)
+        for kind in ("offer_challenge", "offer_miss", "offer_withdraw", "offer_accept", "offer_refused")
+    },
+    "offer_answer": _offer_answer,
+    "offer_take": _offer_take,
 }
 
 
@@ -246,7 +368,17 @@ def test_every_transaction_kind_has_an_extreme_value_builder() -> None:
 
 
 def _setup(chain: Chain) -> None:
-    """An open escrow worth most of alice's balance (bob sells) and a proposal in its vote."""
+    """A registered asset (TUSD, issued by carol) of which everyone holds nearly a quarter of the
+    limit, a pool holding a quarter of it and of alice's DCT; then an open escrow worth most of
+    alice's balance (bob sells) and a proposal in its vote."""
+    chain.block([chain.tx("dave", Transfer(addr(v), 10**6)) for v in ("val-0", "val-1", "val-2")])
+    register(chain)
+    chain.block([chain.tx("carol", AssetMint("TUSD", addr(p), MAX_AMOUNT // 4)) for p in PEOPLE])
+    chain.block([chain.tx("alice", PoolAdd("TUSD", RICH_BALANCE // 4, MAX_AMOUNT // 4, 1))])
+    standing = OfferStand(
+        key("node-a").public_key.raw, "H100", 1024, TEST_PARAMS.standing_max_price, 10**6, RICH_BALANCE // 8
+    )
+    chain.block([chain.tx("bob", standing)])
     terms = make_terms(
         "alice",
         "bob",

@@ -7,7 +7,7 @@ from types import ModuleType
 
 from protocol import contracts, crypto, encoding, units
 from protocol.errors import ProtocolError
-from protocol.ledger import errors, snapshot
+from protocol.ledger import errors, liquidity_errors, snapshot
 
 PINNED = {
     "ProtocolError": 1000,
@@ -70,13 +70,40 @@ PINNED = {
     "GrantExhausted": 2073,
     "GrantKindNotAllowed": 2074,
     "TooManyGrants": 2075,
+    "UnknownAsset": 2300,
+    "AssetExists": 2301,
+    "TooManyAssets": 2302,
+    "NotIssuer": 2303,
+    "InsufficientAsset": 2304,
+    "SlippageExceeded": 2305,
+    "DeadlinePassed": 2306,
+    "AmountTooSmall": 2307,
+    "PoolEmpty": 2308,
+    "NotBonded": 2310,
+    "MiningFull": 2311,
+    "UnknownOffer": 2320,
+    "OfferNotStanding": 2321,
+    "ChallengeOpen": 2322,
+    "NoChallenge": 2323,
+    "ChallengeWindowOpen": 2324,
+    "ChallengeWindowClosed": 2325,
+    "BadAvailabilityProof": 2326,
+    "OwnOffer": 2327,
+    "TakePending": 2328,
+    "NoTake": 2329,
+    "TakeWindowOpen": 2330,
+    "TakeWindowClosed": 2331,
+    "CollateralTooLow": 2332,
+    "PriceTooHigh": 2333,
+    "TooManyOffers": 2334,
+    "TooManyGpus": 2335,
     "GenesisError": 2090,
     "ArithmeticFault": 2097,
     "SnapshotError": 2098,
     "InvariantError": 2099,
     "ContractFormatError": 4001,
 }
-MODULES: tuple[ModuleType, ...] = (encoding, crypto, units, contracts, errors, snapshot)
+MODULES: tuple[ModuleType, ...] = (encoding, crypto, units, contracts, errors, liquidity_errors, snapshot)
 
 
 def _error_classes() -> dict[str, type[ProtocolError]]:
@@ -99,6 +126,6 @@ def test_codes_are_unique_and_own_their_range() -> None:
     assert len(codes) == len(set(codes))
     for name, cls in classes.items():
         assert "code" in vars(cls), f"{name} inherits its code instead of declaring one"
-    for cls in vars(errors).values():
+    for cls in [*vars(errors).values(), *vars(liquidity_errors).values()]:
         if isinstance(cls, type) and issubclass(cls, errors.LedgerError):
             assert 2000 <= cls.code <= 2999

@@ -26,11 +26,16 @@ from protocol.encoding import encode
 from protocol.ledger.block import BlockContext, BlockResult, Misbehaviour, apply_block, select_txs
 from protocol.ledger.errors import BadBlockHeight, LedgerError
 from protocol.ledger.genesis import genesis_state
+from protocol.ledger.liquidity_state import share_denom
+from protocol.ledger.pool import holding
 from protocol.ledger.staking import delegation_value
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import (
     MSG_TYPES,
     VOTE_OPTIONS,
+    AssetMint,
+    AssetPropose,
+    AssetSend,
     Delegate,
     EscrowDispute,
     EscrowFinalize,
@@ -38,8 +43,21 @@ from protocol.ledger.tx import (
     GovVote,
     Grant,
     GrantRevoke,
+    MiningBond,
+    MiningUnbond,
     Msg,
+    OfferAccept,
+    OfferAnswer,
+    OfferChallenge,
+    OfferMiss,
+    OfferRefused,
+    OfferStand,
+    OfferTake,
+    OfferWithdraw,
     OpenEscrow,
+    PoolAdd,
+    PoolRemove,
+    PoolSwap,
     Redelegate,
     Refund,
     Stake,
@@ -49,6 +67,7 @@ from protocol.ledger.tx import (
     Unstake,
     ValidatorCreate,
     ValidatorEdit,
+    availability_bytes,
     decode_tx,
     prove_consensus_key,
     sign_tx,
@@ -59,7 +78,6 @@ from .ledger_helpers import (
     ACTOR_LABELS,
     CHAIN_ID,
     GENESIS_BALANCE,
-    KNOWN_LABELS,
     OTHER_CHAIN_ID,
     OUTSIDER_LABELS,
     VALIDATOR_LABELS,
@@ -78,6 +96,12 @@ from .ledger_helpers import (
 )
 
 T = TypeVar("T")
+
+
+def label_of_address(address: bytes) -> str:
+    return next((label for label in ACTOR_LABELS + OUTSIDER_LABELS if addr(label) == address), "mallory")
+
+
 NODE = key("node-of-a-new-validator")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: val-0 holds half the stake: its vote alone makes quorum, so proposals often pass.
@@ -117,7 +141,24 @@ KINDS = (
     "gov_vote",
     "grant",
     "grant_revoke",
+    "asset_propose",
+    "asset_mint",
+    "asset_send",
+    "pool_add",
+    "pool_remove",
+    "pool_swap",
+    "mining_bond",
+    "mining_unbond",
+    "offer_stand",
+    "offer_challenge",
+    "offer_answer",
+    "offer_miss",
+    "offer_withdraw",
+    "offer_take",
+    "offer_accept",
+    "offer_refused",
 )
+SYMBOLS = ("TUSD", "EUR")
 #: Values a proposal may ask for, in and out of each parameter's range.
 PROPOSAL_VALUES: dict[str, tuple[int, ...]] = {
     "fee_burn_share": (0, percent(25), percent(90), DEC, DEC + 1),
@@ -173,10 +214,6 @@ class KnownContract:
     provider: str
     #: The wallet that pays for it (a label), when not the requester.
     payer: str | None = None
-
-
-def label_of_address(address: bytes) -> str:
-    return next(label for label in KNOWN_LABELS if addr(label) == address)
 
 
 class ScenarioBuilder:
@@ -368,6 +405,10 @@ class ScenarioBuilder:
             param = c.pick(sorted(PROPOSAL_VALUES))
             deposit = max(1, state.params.gov_min_deposit + c.integer(-1, 50))
             return label, GovPropose(param, c.pick(PROPOSAL_VALUES[param]), deposit)
+        if kind.startswith(("asset_", "pool_", "mining_")):
+            return self._liquidity_msg(kind, label, height)
+        if kind.startswith("offer_"):
+            return self._offer_msg(kind, label, height)
         assert kind == "gov_vote"
         voter = c.pick(VALIDATOR_LABELS) if c.integer(0, 3) else label
         # Mostly a proposal still open; otherwise a recent or the next (yet unknown) id.
@@ -378,6 +419,120 @@ class ScenarioBuilder:
             proposal_id = max(1, state.vars["next_proposal_id"] - c.integer(0, 3))
         option = c.pick(("yes", "yes", *VOTE_OPTIONS))
         return voter, GovVote(proposal_id, option)
+
+    def _liquidity_msg(self, kind: str, label: str, height: int) -> tuple[str, Msg]:
+        c = self.c
+        state = self.chain.state
+        active = [symbol for symbol, asset in state.assets.sorted_items() if asset.active]
+        if not active and c.integer(0, 5):
+            # Nothing to trade yet: get an asset registered (val-0's yes alone passes it).
+            pending = [a.proposal for _, a in state.assets.sorted_items()]
+            if pending:
+                return "val-0", GovVote(c.pick(pending), "yes")
+            kind = "asset_propose"
+        symbol = c.pick(active) if active and c.integer(0, 7) else c.pick(SYMBOLS)
+        asset = state.assets.get(symbol)
+        # Mostly the step a later kind needs first: bonds before unbonds, shares before bonds,
+        # the asset before deposits, so every kind gets committed within a few scenarios.
+        if c.integer(0, 4):
+            held_denoms = {d for (_, d), _ in state.holdings.sorted_items()}
+            if kind == "mining_unbond" and not any(m.shares for _, m in state.mining.sorted_items()):
+                kind = "mining_bond"
+            if kind in ("mining_bond", "pool_remove") and share_denom(symbol) not in held_denoms:
+                kind = "pool_add"
+            if kind in ("pool_add", "pool_swap", "asset_send") and symbol not in held_denoms:
+                kind = "asset_mint"
+        # Mostly someone who holds the asset (or, to withdraw, the pool's shares).
+        denom = share_denom(symbol) if kind in ("pool_remove", "mining_bond") else symbol
+        holders = [label_of_address(a) for (a, d), _ in state.holdings.sorted_items() if d == denom]
+        if holders and kind != "asset_mint" and c.integer(0, 4):
+            label = c.pick(holders)
+        held = holding(state, addr(label), symbol)
+        if kind == "asset_propose":
+            return label, AssetPropose(symbol, max(1, state.params.gov_min_deposit + c.integer(-1, 50)))
+        if kind == "asset_mint":
+            issuer = label_of_address(asset.issuer) if asset is not None and c.integer(0, 7) else label
+            return issuer, AssetMint(symbol, addr(c.pick(ACTOR_LABELS)), c.integer(1, 3_000_000))
+        if kind == "asset_send":
+            denom = c.pick((symbol, share_denom(symbol)))
+            have = holding(state, addr(label), denom)
+            amount = c.integer(1, have) if have and c.integer(0, 3) else c.integer(1, 5_000)
+            return label, AssetSend(denom, addr(c.pick(ACTOR_LABELS + OUTSIDER_LABELS)), amount)
+        if kind == "pool_add":
+            return label, PoolAdd(
+                symbol, c.integer(1, 300_000), max(1, held // c.integer(1, 4)), c.pick((0, 0, 10**12))
+            )
+        if kind == "pool_remove":
+            shares = holding(state, addr(label), share_denom(symbol))
+            return label, PoolRemove(symbol, max(1, shares // c.integer(1, 3)), 0, c.pick((0, 0, 10**12)))
+        if kind == "mining_bond":
+            shares = holding(state, addr(label), share_denom(symbol))
+            return label, MiningBond(symbol, max(1, shares // c.integer(1, 3)))
+        if kind == "mining_unbond":
+            bonds = [key for key, _ in state.mining.sorted_items() if state.mining[key].shares]
+            if bonds and c.integer(0, 4):
+                owner, symbol = c.pick(bonds)
+                label = label_of_address(owner)
+            stake = state.mining.get((addr(label), symbol))
+            return label, MiningUnbond(symbol, max(1, (stake.shares if stake else 0) // c.integer(1, 2)))
+        assert kind == "pool_swap"
+        sell_dct = bool(c.integer(0, 1))
+        amount = c.integer(1, 100_000) if sell_dct or not held else c.integer(1, held)
+        return label, PoolSwap(
+            symbol, sell_dct, amount, c.pick((1, 1, 10**12)), max(1, height + c.integer(-1, 2))
+        )
+
+    def _offer_msg(self, kind: str, label: str, height: int) -> tuple[str, Msg]:
+        c = self.c
+        state = self.chain.state
+        offers = state.offers.sorted_items()
+        if c.integer(0, 4):  # mostly the step a later kind needs first
+            challenged = [o for o, x in offers if x.seed]
+            taken = [o for o, _ in state.takes.sorted_items()]
+            if kind in ("offer_answer", "offer_miss") and not challenged:
+                kind = "offer_challenge"
+            if kind in ("offer_accept", "offer_refused") and not taken:
+                kind = "offer_take"
+            if kind != "offer_stand" and not offers:
+                kind = "offer_stand"
+        if kind == "offer_stand":
+            node = key(f"{label}-node")
+            gpus = c.integer(1, 4)
+            collateral = gpus * state.params.standing_collateral_per_gpu + c.integer(-1, 5_000)
+            return label, OfferStand(
+                node.public_key.raw, "H100", gpus, c.integer(1, 60), c.integer(1, 12), max(1, collateral)
+            )
+        if not offers:
+            return label, OfferChallenge(bytes(32))
+        offer_id, offer = c.pick(offers)
+        provider = label_of_address(offer.provider)
+        if kind == "offer_challenge":
+            return (label if c.integer(0, 5) else provider), OfferChallenge(offer_id)
+        if kind == "offer_answer":
+            challenged = [(o, x) for o, x in offers if x.seed]
+            if challenged:
+                offer_id, offer = c.pick(challenged)
+            signer = key(f"{label_of_address(offer.provider)}-node") if c.integer(0, 5) else key(label)
+            signature = signer.sign(availability_bytes(CHAIN_ID, offer_id, offer.seed or bytes(32)))
+            return label, OfferAnswer(offer_id, signature)
+        if kind == "offer_miss":
+            challenged = [o for o, x in offers if x.seed]
+            return label, OfferMiss(c.pick(challenged) if challenged else offer_id)
+        if kind == "offer_withdraw":
+            return (provider if c.integer(0, 5) else label), OfferWithdraw(offer_id)
+        if kind == "offer_take":
+            return label, OfferTake(offer_id, c.integer(1, 4), c.integer(1, 300))
+        taken = state.takes.sorted_items()
+        if taken:
+            offer_id, pending = c.pick(taken)
+            provider = label_of_address(state.offers[offer_id].provider)
+            requester = label_of_address(pending.requester)
+        else:
+            requester = label
+        if kind == "offer_accept":
+            return (provider if c.integer(0, 5) else label), OfferAccept(offer_id)
+        assert kind == "offer_refused"
+        return (requester if c.integer(0, 5) else label), OfferRefused(offer_id)
 
     def _some_contract(self, height: int) -> KnownContract:
         """Mostly one with an open escrow; otherwise any contract built so far, or a new one."""
@@ -436,7 +591,10 @@ def held_supply(state: LedgerState) -> int:
     escrowed = sum(e.max_cost + e.collateral for _, e in state.escrows.sorted_items())
     deposits = sum(p.deposit for _, p in state.proposals.sorted_items() if p.status == "voting")
     pools = state.vars["community_pool"] + state.vars["provider_pool"] + state.vars["fee_pool"]
-    return balances + bonded + unbonding + escrowed + deposits + pools
+    liquidity = sum(p.dct for _, p in state.pools.sorted_items()) + state.vars["mining_pool"]
+    liquidity += state.vars["availability_pool"] + sum(t.max_cost for _, t in state.takes.sorted_items())
+    liquidity += sum(o.collateral + o.deposit for _, o in state.offers.sorted_items())
+    return balances + bonded + unbonding + escrowed + deposits + pools + liquidity
 
 
 def check_block(
@@ -512,7 +670,20 @@ def test_random_scenarios_exercise_every_kind_and_outcome() -> None:
     kinds: set[str] = set()
     committed_kinds: set[str] = set()
     rejected = accepted = 0
-    for seed in range(16):
+    outcomes = {
+        "spent under a grant",
+        "settled",
+        "refunded",
+        "disputed",
+        "passed",
+        "slashed",
+        "jailed",
+        "locked",
+    }
+    # Seeds until every kind and outcome was seen (a few dozen blocks per kind are enough).
+    for seed in range(80):
+        if committed_kinds == set(MSG_TYPES) and outcomes <= kinds and seed >= 12:
+            break
         chain = scenario_chain()
         builder = ScenarioBuilder(chain, RandomChooser(seed))
         for _ in range(30):
@@ -539,8 +710,7 @@ def test_random_scenarios_exercise_every_kind_and_outcome() -> None:
             kinds.add("spent under a grant")
     assert accepted > 10 and rejected > 10
     assert committed_kinds == set(MSG_TYPES)
-    assert {"settled", "refunded", "disputed", "passed", "slashed", "jailed", "locked"} <= kinds
-    assert "spent under a grant" in kinds
+    assert outcomes <= kinds
 
 
 # --- determinism across processes ----------------------------------------------------------------

@@ -34,9 +34,14 @@ from typing import NamedTuple, TypeVar
 
 from protocol.ledger.authz import fee_payer
 from protocol.ledger.errors import InsufficientFunds, InsufficientStake, LedgerError
+from protocol.ledger.liquidity_errors import InsufficientAsset, NotBonded
+from protocol.ledger.pool import holding as asset_holding
 from protocol.ledger.staking import delegation_value
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import (
+    AssetMint,
+    AssetPropose,
+    AssetSend,
     Delegate,
     EscrowClaim,
     EscrowDispute,
@@ -45,8 +50,21 @@ from protocol.ledger.tx import (
     GovVote,
     Grant,
     GrantRevoke,
+    MiningBond,
+    MiningUnbond,
     Msg,
+    OfferAccept,
+    OfferAnswer,
+    OfferChallenge,
+    OfferMiss,
+    OfferRefused,
+    OfferStand,
+    OfferTake,
+    OfferWithdraw,
     OpenEscrow,
+    PoolAdd,
+    PoolRemove,
+    PoolSwap,
     Redelegate,
     Refund,
     Settle,
@@ -105,12 +123,22 @@ def _delegated(state: LedgerState, address: bytes, validator: bytes) -> int:
     return delegation_value(state, address, validator)
 
 
+def holding(denom: str) -> Resource:
+    """What an account holds of a registered asset or of pool shares (``lp:SYMBOL``)."""
+    return Resource("holding", denom.encode())
+
+
+def _held(state: LedgerState, address: bytes, denom: bytes) -> int:
+    return asset_holding(state, address, denom.decode())
+
+
 READERS: dict[str, Reader] = {
     BALANCE.name: Reader(
         lambda state, address, _s: state.account(address).balance, InsufficientFunds, "balance"
     ),
     BONDED.name: Reader(_bonded, InsufficientStake, "bonded stake"),
     "delegation": Reader(_delegated, InsufficientStake, "delegation"),
+    "holding": Reader(_held, InsufficientAsset, "asset holding"),
 }
 
 
@@ -184,6 +212,58 @@ def _gov_propose(tx: Tx) -> tuple[Claim, ...]:
     return (Claim(tx.sender, BALANCE, _msg(tx, GovPropose).deposit),)
 
 
+def _asset_propose(tx: Tx) -> tuple[Claim, ...]:
+    return (Claim(tx.sender, BALANCE, _msg(tx, AssetPropose).deposit),)
+
+
+def _asset_send(tx: Tx) -> tuple[Claim, ...]:
+    msg = _msg(tx, AssetSend)
+    return (Claim(tx.sender, holding(msg.denom), msg.amount),)
+
+
+def _pool_add(tx: Tx) -> tuple[Claim, ...]:
+    # The most the deposit takes of each side (it takes less of the side in surplus).
+    msg = _msg(tx, PoolAdd)
+    return (Claim(tx.sender, BALANCE, msg.dct), Claim(tx.sender, holding(msg.symbol), msg.asset))
+
+
+def _pool_remove(tx: Tx) -> tuple[Claim, ...]:
+    msg = _msg(tx, PoolRemove)
+    return (Claim(tx.sender, holding("lp:" + msg.symbol), msg.shares),)
+
+
+def _pool_swap(tx: Tx) -> tuple[Claim, ...]:
+    msg = _msg(tx, PoolSwap)
+    return (Claim(tx.sender, BALANCE if msg.sell_dct else holding(msg.symbol), msg.amount),)
+
+
+def _mining_bond(tx: Tx) -> tuple[Claim, ...]:
+    msg = _msg(tx, MiningBond)
+    return (Claim(tx.sender, holding("lp:" + msg.symbol), msg.shares),)
+
+
+def _mining_unbond(tx: Tx) -> tuple[Claim, ...]:
+    msg = _msg(tx, MiningUnbond)
+    return (Claim(tx.sender, mining_bonded(msg.symbol), msg.shares),)
+
+
+def mining_bonded(symbol: str) -> Resource:
+    """The pool shares an account bonded to liquidity mining in the ``symbol`` pool."""
+    return Resource("mining", symbol.encode())
+
+
+def _mined(state: LedgerState, address: bytes, symbol: bytes) -> int:
+    stake = state.mining.get((address, symbol.decode()))
+    return 0 if stake is None else stake.shares
+
+
+READERS["mining"] = Reader(_mined, NotBonded, "shares bonded to liquidity mining")
+
+
+def _offer_stand(tx: Tx) -> tuple[Claim, ...]:
+    return (Claim(tx.sender, BALANCE, _msg(tx, OfferStand).collateral),)
+
+
 RULES: dict[str, KindRule] = {
     Transfer.KIND: KindRule(_transfer, dry_run=False),
     # Staking fails for a tombstoned validator too, which the balance does not say.
@@ -210,6 +290,34 @@ RULES: dict[str, KindRule] = {
     # A grant moves no money; it fails on its expiry range or the granter's limit of grants.
     Grant.KIND: KindRule(_nothing, dry_run=True),
     GrantRevoke.KIND: KindRule(_nothing, dry_run=True),
+    # A symbol taken or too many assets.
+    AssetPropose.KIND: KindRule(_asset_propose, dry_run=True),
+    # Only the issuer mints: the holdings do not say.
+    AssetMint.KIND: KindRule(_nothing, dry_run=True),
+    # A holding exists only of a registered asset: enough of it is all a send needs.
+    AssetSend.KIND: KindRule(_asset_send, dry_run=False),
+    # Slippage limits, deadlines and pools that do not exist yet: the holdings do not say.
+    PoolAdd.KIND: KindRule(_pool_add, dry_run=True),
+    PoolRemove.KIND: KindRule(_pool_remove, dry_run=True),
+    PoolSwap.KIND: KindRule(_pool_swap, dry_run=True),
+    # The programme may be full; the asset may not be registered.
+    MiningBond.KIND: KindRule(_mining_bond, dry_run=True),
+    MiningUnbond.KIND: KindRule(_mining_unbond, dry_run=False),
+    # Standing offers: what they take depends on the offer (its price, the challenge deposit),
+    # and windows and parties decide whether they apply at all: always dry-run.
+    OfferStand.KIND: KindRule(_offer_stand, dry_run=True),
+    **{
+        kind.KIND: KindRule(_nothing, dry_run=True)
+        for kind in (
+            OfferChallenge,
+            OfferAnswer,
+            OfferMiss,
+            OfferWithdraw,
+            OfferTake,
+            OfferAccept,
+            OfferRefused,
+        )
+    },
 }
 
 #: A kind nobody wrote a rule for: only the fee is counted, and it is always dry-run.

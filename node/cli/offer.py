@@ -1,0 +1,242 @@
+"""`dcent offer ...`: standing offers, availability challenges and guaranteed-price takes.
+
+    dcent offer stand --gpus N --model M --price AMOUNT --period BLOCKS --collateral AMOUNT
+    dcent offer list | show OFFER
+    dcent offer challenge OFFER | answer OFFER | miss OFFER
+    dcent offer take OFFER --gpus N --seconds S | accept OFFER | refused OFFER
+    dcent offer withdraw OFFER
+
+``stand`` names the node at ``--rpc``/``--home`` as the one that answers challenges (its key, from
+``offer_nodeKey``); ``answer`` asks that node to sign the open challenge's seed (``offer_answer``)
+and submits the answer from the wallet. The wallet signs every transaction; the node's key never
+leaves the node. ``--price`` is per GPU-second, written like any amount.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from rich.console import Console
+
+from node.wallet.cliargs import Subparsers, add_common_args, add_node_args, add_tx_args
+from node.wallet.connect import NodeRpc
+from node.wallet.console import dct, key_values, table
+from node.wallet.errors import BadNodeAnswer, InvalidArgument
+from node.wallet.runner import EXIT_OK, output_of, run_node_command
+from node.wallet.txbuilder import Prepared
+from node.wallet.txcommand import TxPlan, run_tx_command
+from node.wallet.values import AMOUNT_HELP, answer_list, answer_object, parse_amount_arg
+from protocol.ledger.tx import (
+    Msg,
+    OfferAccept,
+    OfferAnswer,
+    OfferChallenge,
+    OfferMiss,
+    OfferRefused,
+    OfferStand,
+    OfferTake,
+    OfferWithdraw,
+)
+
+
+def register(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser("offer", help="standing offers: post, challenge, take, withdraw")
+    commands = parser.add_subparsers(dest="offer_command", metavar="COMMAND")
+    commands.required = True
+
+    stand = commands.add_parser("stand", help="post a standing offer served by the node at --rpc/--home")
+    stand.add_argument("--gpus", type=int, required=True, help="how many GPUs stand")
+    stand.add_argument("--model", required=True, help="the GPU model, as the market names it")
+    stand.add_argument("--price", required=True, help=f"per GPU-second: {AMOUNT_HELP}")
+    stand.add_argument("--period", type=int, required=True, help="blocks the offer stands")
+    stand.add_argument("--collateral", required=True, help=f"bonded for the offer: {AMOUNT_HELP}")
+    add_tx_args(stand)
+    stand.set_defaults(func=lambda args: run_tx_command(args, _stand_plan))
+
+    simple: list[tuple[str, str, Callable[[bytes], Msg]]] = [
+        (
+            "challenge",
+            "ask the offer's node to prove it is there (pays the challenge deposit)",
+            OfferChallenge,
+        ),
+        ("miss", "record an unanswered challenge after its window (a bounty for the challenger)", OfferMiss),
+        ("accept", "accept the pending take of your offer (it becomes an escrow)", OfferAccept),
+        ("refused", "record that the provider let your take's window pass (refund and slash)", OfferRefused),
+        ("withdraw", "take back your collateral once the offer's period is over", OfferWithdraw),
+    ]
+    parsers = [stand]
+    for name, text, make in simple:
+        command = commands.add_parser(name, help=text)
+        command.add_argument("offer", metavar="OFFER", help="the offer's id (hex)")
+        add_tx_args(command)
+        command.set_defaults(
+            func=lambda args, make=make, name=name: run_tx_command(args, _ref_plan(name, make))
+        )
+        parsers.append(command)
+
+    answer = commands.add_parser("answer", help="answer a challenge: the node signs, the wallet submits")
+    answer.add_argument("offer", metavar="OFFER", help="the offer's id (hex)")
+    add_tx_args(answer)
+    answer.set_defaults(func=lambda args: run_tx_command(args, _answer_plan))
+
+    take = commands.add_parser("take", help="buy a standing offer's GPUs at its price")
+    take.add_argument("offer", metavar="OFFER", help="the offer's id (hex)")
+    take.add_argument("--gpus", type=int, required=True)
+    take.add_argument("--seconds", type=int, required=True, help="GPU-seconds per GPU")
+    add_tx_args(take)
+    take.set_defaults(func=lambda args: run_tx_command(args, _take_plan))
+
+    listing = commands.add_parser("list", help="every standing offer")
+    add_node_args(listing)
+    listing.set_defaults(func=run_list)
+    show = commands.add_parser("show", help="one standing offer")
+    show.add_argument("offer", metavar="OFFER")
+    add_node_args(show)
+    show.set_defaults(func=run_show)
+    for command in (*parsers, answer, take, listing, show):
+        add_common_args(command)
+
+
+def _offer_id(text: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise InvalidArgument("OFFER: the offer's id, 64 hex digits")
+    return raw
+
+
+def _stand_plan(args: argparse.Namespace) -> TxPlan:
+    price = parse_amount_arg(args.price, "--price")
+    collateral = parse_amount_arg(args.collateral, "--collateral")
+    placeholder = OfferStand(bytes(32), args.model, args.gpus, price, args.period, collateral)
+    fields: dict[str, object] = {"gpus": args.gpus, "model": args.model, "price": str(price)}
+
+    async def build(rpc: NodeRpc, prepared: Prepared) -> Msg:
+        answer = answer_object(await rpc.call("offer_nodeKey"), "offer_nodeKey")
+        try:
+            node_key = bytes.fromhex(str(answer.get("node_key")))
+        except ValueError:
+            node_key = b""
+        if len(node_key) != 32:
+            raise BadNodeAnswer("offer_nodeKey.node_key: expected 32 bytes of hex")
+        fields["node_key"] = node_key.hex()
+        return OfferStand(node_key, args.model, args.gpus, price, args.period, collateral)
+
+    async def after(rpc: NodeRpc, outcome: Any) -> dict[str, object]:
+        return {"offer": outcome.hash}
+
+    return TxPlan(
+        placeholder,
+        f"standing offer of {args.gpus} x {args.model} at {dct(price)} per GPU-second for {args.period} blocks",
+        spend=collateral,
+        fields=fields,
+        build=build,
+        after=after,
+    )
+
+
+def _ref_plan(name: str, make: Callable[[bytes], Msg]) -> Callable[[argparse.Namespace], TxPlan]:
+    def plan(args: argparse.Namespace) -> TxPlan:
+        offer = _offer_id(args.offer)
+        return TxPlan(make(offer), f"{name} of offer {offer.hex()[:16]}", fields={"offer": offer.hex()})
+
+    return plan
+
+
+def _answer_plan(args: argparse.Namespace) -> TxPlan:
+    offer = _offer_id(args.offer)
+
+    async def build(rpc: NodeRpc, prepared: Prepared) -> Msg:
+        answer = answer_object(await rpc.call("offer_answer", offer=offer.hex()), "offer_answer")
+        try:
+            signature = bytes.fromhex(str(answer.get("signature")))
+        except ValueError:
+            signature = b""
+        if len(signature) != 64:
+            raise BadNodeAnswer("offer_answer.signature: expected 64 bytes of hex")
+        return OfferAnswer(offer, signature)
+
+    return TxPlan(
+        OfferAnswer(offer, bytes(64)),
+        f"answer to the challenge of offer {offer.hex()[:16]}",
+        fields={"offer": offer.hex()},
+        build=build,
+    )
+
+
+def _take_plan(args: argparse.Namespace) -> TxPlan:
+    offer = _offer_id(args.offer)
+    msg = OfferTake(offer, args.gpus, args.seconds)
+    return TxPlan(
+        msg,
+        f"take of {args.gpus} GPUs x {args.seconds} s of offer {offer.hex()[:16]}",
+        fields={"offer": offer.hex(), "gpus": args.gpus, "gpu_seconds": args.seconds},
+    )
+
+
+def _rows(offer: Mapping[str, Any]) -> list[tuple[str, object]]:
+    challenge = offer.get("challenge")
+    take = offer.get("take")
+    return [
+        ("provider", offer.get("provider")),
+        ("GPUs", f"{offer.get('gpu_count')} x {offer.get('gpu_model')}"),
+        ("price per GPU-second", dct(offer.get("price_per_gpu_second"))),
+        ("collateral", dct(offer.get("collateral"))),
+        ("stands", f"heights {offer.get('start')} to {offer.get('end')}"),
+        (
+            "challenge",
+            "-" if not isinstance(challenge, dict) else f"open until height {challenge.get('deadline')}",
+        ),
+        (
+            "take",
+            "-"
+            if not isinstance(take, dict)
+            else f"{take.get('gpus')} GPUs, accept by {take.get('deadline')}",
+        ),
+    ]
+
+
+def run_show(args: argparse.Namespace) -> int:
+    out = output_of(args)
+    offer = _offer_id(args.offer)
+
+    async def body(rpc: NodeRpc) -> int:
+        answer = answer_object(await rpc.call("offer_get", offer=offer.hex()), "offer_get")
+        out.result(dict(answer), lambda console: console.print(key_values(_rows(answer), title=offer.hex())))
+        return EXIT_OK
+
+    return run_node_command(args, out, body)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    out = output_of(args)
+
+    async def body(rpc: NodeRpc) -> int:
+        offers = [
+            answer_object(o, "offer_all") for o in answer_list(await rpc.call("offer_all"), "offer_all")
+        ]
+
+        def render(console: Console) -> None:
+            if not offers:
+                console.print("no standing offers")
+                return
+            rows = [
+                (
+                    str(o.get("offer"))[:16],
+                    f"{o.get('gpu_count')} x {o.get('gpu_model')}",
+                    dct(o.get("price_per_gpu_second")),
+                    o.get("end"),
+                    "standing" if o.get("standing") else "ended",
+                )
+                for o in offers
+            ]
+            console.print(table(("OFFER", "GPUS", "PRICE/GPU-S", "UNTIL", "STATE"), rows))
+
+        out.result(offers, render)
+        return EXIT_OK
+
+    return run_node_command(args, out, body)

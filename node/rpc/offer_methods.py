@@ -1,0 +1,127 @@
+"""Standing offers over RPC: ``offer_get``, ``offer_all`` (the market view of standing capacity),
+``offer_nodeKey`` and ``offer_answer`` (this node signs the answer to a challenge of an offer it
+serves; what ``dcent offer stand`` and ``dcent offer answer`` ask for).
+
+``offer_answer`` signs with this node's key, only the seed of a challenge open on the ledger for an
+offer that names this node's key: the RPC is authenticated (the cookie file), and even so it
+cannot be used to sign anything else.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from node.rpc.methods import MethodTable
+from node.rpc.params import HexBytes, Param
+from protocol.crypto import Address
+from protocol.ledger.availability import MAX_OFFERS
+from protocol.ledger.liquidity_errors import NoChallenge, UnknownOffer
+from protocol.ledger.state import LedgerState
+from protocol.ledger.tx import availability_bytes
+
+if TYPE_CHECKING:
+    from node.daemon import Node
+
+_OFFER = Param("offer", HexBytes(32), "the offer's id (hex): the hash of its offer_stand")
+
+
+def offer_json(state: LedgerState, offer_id: bytes) -> dict[str, object]:
+    offer = state.offers.get(offer_id)
+    if offer is None:
+        raise UnknownOffer("no standing offer with that id")
+    take = state.takes.get(offer_id)
+    return {
+        "offer": offer_id.hex(),
+        "provider": str(Address(offer.provider)),
+        "node_key": offer.node_key.hex(),
+        "gpu_model": offer.gpu_model,
+        "gpu_count": offer.gpu_count,
+        "price_per_gpu_second": str(offer.price),
+        "collateral": str(offer.collateral),
+        "start": offer.start,
+        "end": offer.end,
+        "standing": state.height <= offer.end,
+        "forfeited": offer.forfeited,
+        "challenge": None
+        if not offer.seed
+        else {
+            "seed": offer.seed.hex(),
+            "deadline": offer.deadline,
+            "challenger": str(Address(offer.challenger)),
+        },
+        "take": None
+        if take is None
+        else {
+            "take": take.take_id.hex(),
+            "requester": str(Address(take.requester)),
+            "gpus": take.gpus,
+            "gpu_seconds": take.gpu_seconds,
+            "max_cost": str(take.max_cost),
+            "deadline": take.deadline,
+        },
+    }
+
+
+def register_offer_methods(table: MethodTable, node: Node | None) -> None:
+    methods = OfferMethods(node)
+    shape = (
+        "`offer` (id, hex), `provider`, `node_key` (hex), `gpu_model`, `gpu_count`, "
+        "`price_per_gpu_second`, `collateral`, `start`, `end` (heights), `standing`, `forfeited` (a "
+        "miss or refusal this epoch), `challenge` (null or `{seed, deadline, challenger}`), `take` "
+        "(null or `{take, requester, gpus, gpu_seconds, max_cost, deadline}`)"
+    )
+    table.register(
+        "offer_get", methods.offer_get, [_OFFER], errors=[UnknownOffer], returns=f"object: {shape}"
+    )
+    table.register(
+        "offer_all",
+        methods.offer_all,
+        returns=f"array of every standing offer (at most {MAX_OFFERS}), by id: {shape}",
+    )
+    table.register(
+        "offer_nodeKey", methods.offer_node_key, returns="object: `node_key` (this node's public key, hex)"
+    )
+    table.register(
+        "offer_answer",
+        methods.offer_answer,
+        [_OFFER],
+        errors=[UnknownOffer, NoChallenge],
+        returns="object: `signature` (hex): this node's answer to the offer's open challenge, for `offer_answer`",
+    )
+
+
+class OfferMethods:
+    def __init__(self, node: Node | None) -> None:
+        self._node = node
+
+    def _state(self) -> LedgerState:
+        app = self._node.app if self._node is not None else None
+        if app is None:
+            raise RuntimeError("the node's ledger is not loaded")
+        return app.state
+
+    async def offer_get(self, offer: bytes) -> dict[str, object]:
+        """One standing offer."""
+        return offer_json(self._state(), offer)
+
+    async def offer_all(self) -> list[dict[str, object]]:
+        """Every standing offer (and those whose period ended but are not withdrawn)."""
+        state = self._state()
+        return [offer_json(state, offer_id) for offer_id, _ in state.offers.sorted_items()]
+
+    async def offer_node_key(self) -> dict[str, object]:
+        """This node's key: what an offer it serves names as its ``node_key``."""
+        assert self._node is not None, "described tables are never called"
+        return {"node_key": self._node.validator_key.public_key.raw.hex()}
+
+    async def offer_answer(self, offer: bytes) -> dict[str, object]:
+        """This node's signature over the seed of the open challenge of ``offer``."""
+        assert self._node is not None, "described tables are never called"
+        state = self._state()
+        record = state.offers.get(offer)
+        key = self._node.validator_key
+        if record is None or record.node_key != key.public_key.raw:
+            raise UnknownOffer("no standing offer served by this node with that id")
+        if not record.seed:
+            raise NoChallenge("the offer has no open challenge")
+        return {"signature": key.sign(availability_bytes(state.chain_id, offer, record.seed)).hex()}
