@@ -377,7 +377,11 @@ class P2PHost:
         return sorted(infos, key=lambda info: info.peer_id)
 
     def peer_ids(self) -> list[str]:
+        """Connected peers; none once the host has closed (services still stepping through their
+        cancellation then send to nobody instead of failing)."""
         # On the hot path (every relayed transaction batch): no peerstore or multiaddr work.
+        if self._closed:
+            return []
         host = self._require_running()
         return sorted(
             str(peer_id) for peer_id in list(host.get_network().connections) if self._is_connected(peer_id)
