@@ -133,6 +133,8 @@ class ConsensusCore:
         #: What we signed at this height, by round (re-sent to validators still in that round).
         self._own: dict[int, list[Proposal | Vote]] = {}
         self._helped_ms: dict[bytes, int] = {}
+        #: The newest round of this height each validator was heard voting in: who is lagging.
+        self._newest_round: dict[bytes, int] = {}
         #: Decided, and the new height's round 0 waits for the commit timer (CometBFT's
         #: NewHeight step): the block-time floor, and time for late precommits and transactions.
         self._waiting_commit = False
@@ -252,6 +254,7 @@ class ConsensusCore:
         self._skip_to = -1
         self._future_rounds = {}
         self._own = {}
+        self._newest_round = {}
 
     def _start_round(self, round_: int) -> None:
         """StartRound (line 11)."""
@@ -325,12 +328,20 @@ class ConsensusCore:
         if not self.verifier.verify(self.chain_id, self.validators.public_key(vote.validator), vote):
             raise InvalidSignature(f"bad signature on {vote!r}")
         self._add_vote(vote)
-        if vote.round < self.round:
-            self._help_lagging(vote.validator, vote.round)
+        newest = max(vote.round, self._newest_round.get(vote.validator, -1))
+        self._newest_round[vote.validator] = newest
+        if newest < self.round:
+            self._help_lagging(vote.validator, newest)
 
     def _help_lagging(self, validator: bytes, round_: int) -> None:
         """A validator still votes in an earlier round of this height: re-send what we signed
-        there (it may be waiting for exactly that to leave the round; we no longer repeat it)."""
+        there (it may be waiting for exactly that to leave the round; we no longer repeat it).
+
+        Lagging means its NEWEST vote is in an earlier round, not that an old vote of it
+        arrived: the votes we re-send here are old votes too, and when every receiver took
+        them as a sign that we lag and re-sent its own old votes back, the re-sends fed each
+        other without end. That echo (issue 14) grew with every failed round until it crowded
+        out the current round's votes and the chain stopped for good."""
         last = self._helped_ms.get(validator)
         if last is not None and self._now - last < self.config.gossip_interval_ms:
             return

@@ -383,6 +383,26 @@ def test_a_validator_still_in_an_earlier_round_gets_our_votes_of_that_round_agai
     assert s.core.receive(vote(s.others[0], H, 0, PREVOTE, NIL), 520) == []  # rate-limited
 
 
+def test_an_old_vote_from_a_validator_already_in_our_round_is_not_answered() -> None:
+    """Issue 14: the votes we re-send to a lagging validator are old votes too. A receiver that
+    took any old vote as a sign of lag re-sent its own old votes back, and the re-sends fed
+    each other without end, crowding out the current round. Lag is judged by a validator's
+    NEWEST vote at this height."""
+    s = Setup()
+    s.core.on_timeout(Timeout(TimeoutKind.PROPOSE, H, 0), 100)
+    s.core.on_timeout(Timeout(TimeoutKind.PREVOTE, H, 0), 100)
+    s.to_round(2)
+    helper = s.others[0]
+    assert s.my_votes(s.core.receive(vote(helper, H, 2, PREVOTE, NIL), 500)) == []  # it is in round 2
+    # ...and now re-sends its round-0 votes to someone else; we are not that someone
+    assert s.my_votes(s.core.receive(vote(helper, H, 0, PRECOMMIT, NIL), 3_000)) == []
+    assert s.my_votes(s.core.receive(vote(helper, H, 0, PREVOTE, NIL), 6_000)) == []
+    # a validator whose newest vote is older than our round still gets help
+    lagging = s.others[1]
+    effects = s.core.receive(vote(lagging, H, 0, PRECOMMIT, NIL), 6_000)
+    assert s.my_votes(effects) == [(PREVOTE, 0, NIL), (PRECOMMIT, 0, NIL)]
+
+
 def test_a_lone_validator_decides_one_height_per_commit_timer() -> None:
     """A single validator needs nobody's votes: without the commit timer one event would run
     heights forever. Each COMMIT timeout must yield exactly one more height."""
