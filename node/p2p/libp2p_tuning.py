@@ -1,19 +1,69 @@
-"""Process-wide overrides of py-libp2p 0.8.1 module constants, applied before a host starts.
+"""Process-wide overrides of py-libp2p 0.8.1 module constants and methods, applied before a host
+starts.
 
-Only constants that libp2p reads at call time from its module namespace can be overridden this
-way; each one here is listed, with its reason, in ARCHITECTURE.md.
+Only what libp2p looks up at call time can be overridden this way; each override here is listed,
+with its reason, in ARCHITECTURE.md (and docs/notes/stall.md for the health-check tolerance).
 """
 
 from __future__ import annotations
 
+import weakref
+from typing import Any
+
+import libp2p.network.health.monitor as libp2p_health
 import libp2p.network.swarm as libp2p_swarm
+from libp2p.network.health.ping_probe import ConnectionPingResult
 
 #: libp2p waits this long after starting each address's dial before trying the next one, even
 #: after the last address, so every connect took 250 ms longer than the handshake (DESIGN bug 2).
 #: We dial one address per peer, so there is no "next" address to give a head start to.
 HAPPY_EYEBALLS_DELAY_S = 0.0
 
+#: Consecutive failed health pings before a connection is aborted. libp2p aborts on the FIRST
+#: one (with ``abort_connection_on_ping_failure``), and on a loaded machine a ping answered a
+#: few seconds late is common: ~70 aborts a minute were measured on 4 in-process nodes, each
+#: resetting every stream of the connection and starting a redial, gossip mesh repair and a
+#: replay of recent gossip, which loaded the machine further (issue 14). A peer that is really
+#: gone still fails every ping and is dropped after this many intervals.
+PING_FAILURES_BEFORE_ABORT = 3
+
+
+class PingTolerance:
+    """Counts failed pings per connection; reports a failure only at the Nth in a row.
+
+    Below the threshold a failure is reported as *skipped*, which libp2p's monitor treats as
+    "no measurement": no abort, and no mark against the connection's health score either.
+    """
+
+    def __init__(self, failures_before_abort: int = PING_FAILURES_BEFORE_ABORT) -> None:
+        if failures_before_abort < 1:
+            raise ValueError("failures_before_abort must be at least 1")
+        self.failures_before_abort = failures_before_abort
+        self._misses: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+    def judge(self, conn: Any, result: ConnectionPingResult) -> ConnectionPingResult:
+        if result.skipped:
+            return result
+        if result.success:
+            self._misses.pop(conn, None)
+            return result
+        misses = self._misses.get(conn, 0) + 1
+        if misses < self.failures_before_abort:
+            self._misses[conn] = misses
+            return ConnectionPingResult(success=False, skipped=True)
+        self._misses.pop(conn, None)
+        return result
+
+
+_TOLERANCE = PingTolerance()
+_ORIGINAL_PING = libp2p_health.ConnectionHealthMonitor._ping_connection
+
+
+async def _tolerant_ping(monitor: libp2p_health.ConnectionHealthMonitor, conn: Any) -> ConnectionPingResult:
+    return _TOLERANCE.judge(conn, await _ORIGINAL_PING(monitor, conn))
+
 
 def apply() -> None:
     """Set the overrides (idempotent)."""
     libp2p_swarm._HAPPY_EYEBALLS_DELAY = HAPPY_EYEBALLS_DELAY_S
+    libp2p_health.ConnectionHealthMonitor._ping_connection = _tolerant_ping  # type: ignore[method-assign,assignment]

@@ -85,6 +85,9 @@ KEEP_SNAPSHOTS = 2
 COMMIT_TIMES_KEPT = 1000
 MAX_RELAYED = 4096
 ADMIT_SLICE = 256
+#: How long one outbound proposal or pushed batch may take, dial included, before its stream
+#: is reset.
+SEND_TIMEOUT_S = 10.0
 
 
 def consensus_topic(chain_id: str) -> str:
@@ -233,13 +236,30 @@ class ConsensusDriver:
             await self.host.publish(self.topic, data)
 
     async def _send_frame(self, peer_id: str, protocol_id: str, data: bytes) -> None:
-        with trio.move_on_after(10):
+        await self._send_frames(peer_id, protocol_id, [data])
+
+    async def _send_frames(self, peer_id: str, protocol_id: str, frames: list[bytes]) -> None:
+        """Send ``frames`` on a fresh stream and close it, within ``SEND_TIMEOUT_S``.
+
+        A stream that times out or fails is reset, never left open: each open stream holds one
+        of the connection's 256 yamux backlog slots and a resource-manager stream until the
+        connection ends, and a peer slow for long enough would otherwise exhaust them
+        (issue 14: hundreds of proposal streams were found stuck that way).
+        """
+        stream: Stream | None = None
+        done = False
+        with trio.move_on_after(SEND_TIMEOUT_S):
             try:
                 stream = await self.host.open_stream(peer_id, protocol_id)
-                await stream.send_frame(data)
+                for data in frames:
+                    await stream.send_frame(data)
                 await stream.close()
+                done = True
             except P2PError as exc:
                 log.debug("could not send %s to %s: %r", protocol_id, peer_id, exc)
+            finally:
+                if stream is not None and not done:
+                    await stream.reset()
 
     async def _timer(self, timeout: Timeout, duration_ms: int) -> None:
         await trio.sleep(duration_ms / 1000)
@@ -427,11 +447,4 @@ class ConsensusDriver:
                 break
             blocks.append(encode_message(committed))
         for peer_id in self.host.peer_ids():
-            with trio.move_on_after(10):
-                try:
-                    stream = await self.host.open_stream(peer_id, SYNC_PUSH_PROTOCOL)
-                    for data in blocks:
-                        await stream.send_frame(data)
-                    await stream.close()
-                except P2PError as exc:
-                    log.debug("could not push blocks to %s: %r", peer_id, exc)
+            await self._send_frames(peer_id, SYNC_PUSH_PROTOCOL, blocks)

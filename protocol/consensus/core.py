@@ -76,6 +76,8 @@ MAX_PROPOSALS_PER_ROUND = 2
 #: Rounds beyond ``round + 1`` a single validator may make us track (bounds memory against a
 #: Byzantine validator voting in arbitrary future rounds; honest ones are at most a few ahead).
 MAX_FUTURE_ROUNDS_PER_VALIDATOR = 2
+#: The longest retransmission interval, in multiples of ``gossip_interval_ms`` (issue 14).
+MAX_GOSSIP_BACKOFF = 8
 
 # Rules that fire "for the first time" in a round.
 _LINE_34 = 34
@@ -134,7 +136,13 @@ class ConsensusCore:
         self._future_rounds: dict[bytes, list[int]] = {}
         #: What we signed at this height, by round (re-sent to validators still in that round).
         self._own: dict[int, list[Proposal | Vote]] = {}
-        self._helped_ms: dict[bytes, int] = {}
+        #: When we last re-sent our messages of an earlier round, by round: one re-send reaches
+        #: every node, so it serves every validator still in that round.
+        self._helped_ms: dict[int, int] = {}
+        #: GOSSIP timers fired in this round: each doubles the next interval (see _arm_gossip).
+        self._retransmits = 0
+        #: The newest round of this height each validator was heard voting in: who is lagging.
+        self._newest_round: dict[bytes, int] = {}
         #: Decided, and the new height's round 0 waits for the commit timer (CometBFT's
         #: NewHeight step): the block-time floor, and time for late precommits and transactions.
         self._waiting_commit = False
@@ -205,7 +213,8 @@ class ConsensusCore:
                     self._start_round(self.round + 1)
             elif timeout.kind is TimeoutKind.GOSSIP and timeout.round == self.round:
                 self._retransmit()
-                self._set_timeout(TimeoutKind.GOSSIP, self.round)
+                self._retransmits += 1
+                self._arm_gossip()
             elif timeout.kind is TimeoutKind.COMMIT and self._waiting_commit:
                 self._waiting_commit = False
                 self._start_round(0)
@@ -256,6 +265,8 @@ class ConsensusCore:
         self._skip_to = -1
         self._future_rounds = {}
         self._own = {}
+        self._newest_round = {}
+        self._helped_ms = {}
 
     def _start_round(self, round_: int) -> None:
         """StartRound (line 11)."""
@@ -270,7 +281,8 @@ class ConsensusCore:
         # Every node, the proposer too, arms timeoutPropose: a proposer whose signature the
         # guard refuses (after a restart) must still move on.
         self._set_timeout(TimeoutKind.PROPOSE, round_)
-        self._set_timeout(TimeoutKind.GOSSIP, round_)
+        self._retransmits = 0
+        self._arm_gossip()
         if self.is_validator and self.validators.proposer(self.height, round_) == self.address:
             if self.valid_block is not None:
                 block, pol_round = self.valid_block, self.valid_round  # line 15
@@ -299,7 +311,8 @@ class ConsensusCore:
             for vote in signed.valid_pol:
                 self._add_vote(vote)
         self._set_timeout(TimeoutKind.PROPOSE, self.round)
-        self._set_timeout(TimeoutKind.GOSSIP, self.round)
+        self._retransmits = 0
+        self._arm_gossip()
         for proposal in signed.last_proposal:
             if (proposal.height, proposal.round) == (self.height, self.round):
                 self._send(proposal)
@@ -308,6 +321,15 @@ class ConsensusCore:
             if (vote.height, vote.round) == (self.height, self.round):
                 self._send(vote)
                 self._add_vote(vote)
+
+    def _arm_gossip(self) -> None:
+        """The next retransmission of this round: ``gossip_interval_ms`` doubled per re-send
+        already made in the round, up to ``MAX_GOSSIP_BACKOFF`` times. A round that ends in time
+        re-sends as before; one that drags on (messages late because the machine or the network
+        is overloaded) stops adding ever more copies to the backlog that is making it late."""
+        factor = min(2**self._retransmits, MAX_GOSSIP_BACKOFF)
+        duration = self.config.timeout_ms(TimeoutKind.GOSSIP, self.round) * factor
+        self._effects.append(SetTimeout(Timeout(TimeoutKind.GOSSIP, self.height, self.round), duration))
 
     def _set_timeout(self, kind: TimeoutKind, round_: int) -> None:
         self._effects.append(
@@ -329,16 +351,24 @@ class ConsensusCore:
         if not self.verifier.verify(self.chain_id, self.validators.public_key(vote.validator), vote):
             raise InvalidSignature(f"bad signature on {vote!r}")
         self._add_vote(vote)
-        if vote.round < self.round:
-            self._help_lagging(vote.validator, vote.round)
+        newest = max(vote.round, self._newest_round.get(vote.validator, -1))
+        self._newest_round[vote.validator] = newest
+        if newest < self.round:
+            self._help_lagging(vote.validator, newest)
 
     def _help_lagging(self, validator: bytes, round_: int) -> None:
         """A validator still votes in an earlier round of this height: re-send what we signed
-        there (it may be waiting for exactly that to leave the round; we no longer repeat it)."""
-        last = self._helped_ms.get(validator)
+        there (it may be waiting for exactly that to leave the round; we no longer repeat it).
+
+        Lagging means its NEWEST vote is in an earlier round, not that an old vote of it
+        arrived: the votes we re-send here are old votes too, and when every receiver took
+        them as a sign that we lag and re-sent its own old votes back, the re-sends fed each
+        other without end. That echo (issue 14) grew with every failed round until it crowded
+        out the current round's votes and the chain stopped for good."""
+        last = self._helped_ms.get(round_)
         if last is not None and self._now - last < self.config.gossip_interval_ms:
             return
-        self._helped_ms[validator] = self._now
+        self._helped_ms[round_] = self._now
         for message in self._own.get(round_, ()):
             self._effects.append(Broadcast(message))
 

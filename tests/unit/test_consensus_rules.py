@@ -378,9 +378,31 @@ def test_a_validator_still_in_an_earlier_round_gets_our_votes_of_that_round_agai
     s.to_round(2)
     effects = s.core.receive(vote(s.others[0], H, 0, PRECOMMIT, NIL), 500)  # it is still in round 0
     assert s.my_votes(effects) == [(PREVOTE, 0, NIL), (PRECOMMIT, 0, NIL)]
-    again = s.core.receive(vote(s.others[1], H, 0, PRECOMMIT, NIL), 510)
-    assert s.my_votes(again) == [(PREVOTE, 0, NIL), (PRECOMMIT, 0, NIL)]  # another validator
+    # the re-send went to every node: another validator still in round 0 got it too
+    assert s.core.receive(vote(s.others[1], H, 0, PRECOMMIT, NIL), 510) == []
     assert s.core.receive(vote(s.others[0], H, 0, PREVOTE, NIL), 520) == []  # rate-limited
+    later = s.core.receive(vote(s.others[1], H, 0, PREVOTE, NIL), 500 + s.core.config.gossip_interval_ms)
+    assert s.my_votes(later) == [(PREVOTE, 0, NIL), (PRECOMMIT, 0, NIL)]
+
+
+def test_an_old_vote_from_a_validator_already_in_our_round_is_not_answered() -> None:
+    """Issue 14: the votes we re-send to a lagging validator are old votes too. A receiver that
+    took any old vote as a sign of lag re-sent its own old votes back, and the re-sends fed
+    each other without end, crowding out the current round. Lag is judged by a validator's
+    NEWEST vote at this height."""
+    s = Setup()
+    s.core.on_timeout(Timeout(TimeoutKind.PROPOSE, H, 0), 100)
+    s.core.on_timeout(Timeout(TimeoutKind.PREVOTE, H, 0), 100)
+    s.to_round(2)
+    helper = s.others[0]
+    assert s.my_votes(s.core.receive(vote(helper, H, 2, PREVOTE, NIL), 500)) == []  # it is in round 2
+    # ...and now re-sends its round-0 votes to someone else; we are not that someone
+    assert s.my_votes(s.core.receive(vote(helper, H, 0, PRECOMMIT, NIL), 3_000)) == []
+    assert s.my_votes(s.core.receive(vote(helper, H, 0, PREVOTE, NIL), 6_000)) == []
+    # a validator whose newest vote is older than our round still gets help
+    lagging = s.others[1]
+    effects = s.core.receive(vote(lagging, H, 0, PRECOMMIT, NIL), 6_000)
+    assert s.my_votes(effects) == [(PREVOTE, 0, NIL), (PRECOMMIT, 0, NIL)]
 
 
 def test_a_lone_validator_decides_one_height_per_commit_timer() -> None:
@@ -427,3 +449,23 @@ def test_after_deciding_the_next_height_waits_for_the_commit_timer() -> None:
 
     s.core.on_timeout(propose.timeout, 40)  # line 57: prevote nil ...
     assert s.core.step == STEP_PRECOMMIT  # ... and the kept nil polka makes line 44 precommit nil
+
+
+def test_retransmission_slows_down_while_a_round_drags_on_and_restarts_with_the_next() -> None:
+    """Issue 14: re-sending every gossip interval for as long as a late round lasts piled
+    copies onto the backlog that made it late. Each re-send doubles the interval, up to a cap."""
+    from protocol.consensus.core import MAX_GOSSIP_BACKOFF
+    from protocol.consensus.effects import SetTimeout
+
+    s = Setup()
+    interval = s.core.config.gossip_interval_ms
+
+    def next_gossip(effects: list[Effect]) -> int:
+        (timer,) = [e for e in effects if isinstance(e, SetTimeout) and e.timeout.kind is TimeoutKind.GOSSIP]
+        return timer.duration_ms
+
+    durations = [next_gossip(s.core.on_timeout(Timeout(TimeoutKind.GOSSIP, H, 0), 100)) for _ in range(5)]
+    assert durations == [interval * min(2**k, MAX_GOSSIP_BACKOFF) for k in range(1, 6)]
+    s.core.on_timeout(Timeout(TimeoutKind.PROPOSE, H, 0), 100)
+    s.core.on_timeout(Timeout(TimeoutKind.PREVOTE, H, 0), 100)
+    assert next_gossip(s.core.on_timeout(Timeout(TimeoutKind.PRECOMMIT, H, 0), 100)) == interval
