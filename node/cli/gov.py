@@ -66,7 +66,10 @@ def register(subparsers: Subparsers) -> None:
     add_preview_args(propose, proposing=True)  # i16view
     propose.set_defaults(func=run_propose)
 
-    vote = commands.add_parser("vote", help="vote on a proposal (validators and delegators; a validator votes for its delegators unless they vote)")
+    vote = commands.add_parser(
+        "vote",
+        help="vote on a proposal (validators and delegators; a validator votes for its delegators unless they vote)",
+    )
     vote.add_argument("proposal_id", type=int, metavar="ID")
     vote.add_argument("option", choices=VOTE_OPTIONS, metavar="OPTION", help=" | ".join(VOTE_OPTIONS))
     add_tx_args(vote)
