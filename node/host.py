@@ -461,8 +461,13 @@ class P2PHost:
         ``gossip.publish_wait_s``. After that, peers still full miss the message, which is
         logged and counted in :attr:`gossip_outbound_dropped`; if that is every subscribed
         peer, raises :class:`GossipBackpressureError`. Also raises
-        :class:`MessageTooLargeError` and :class:`HostStateError`.
+        :class:`MessageTooLargeError`, and :class:`HostStateError` before the host started.
+        Once it has closed, a message goes to nobody: a service still stepping through its
+        cancellation (the consensus driver mid-step) must not end the node on its way out.
         """
+        if self._closed:
+            log.debug("host closed: a message on %s goes to nobody", topic)
+            return
         pubsub = self._require_pubsub()
         if len(data) > self._config.gossip.max_message_bytes:
             raise MessageTooLargeError(

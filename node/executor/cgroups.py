@@ -231,6 +231,14 @@ class JobCgroup:
 
     def __init__(self, dirs: Mapping[str, Hierarchy]) -> None:
         self.dirs = dict(dirs)
+        # cgroup v1 counts an OOM kill only in the victim's own cgroup, and a container engine
+        # removes its child cgroup (and the count) when the container exits, often between two
+        # polls of the limit watcher: a memory hog whose main process survived would then pass as
+        # completed. The OOM notification of the cgroup holding the limit (an eventfd registered
+        # through cgroup.event_control) fires for any OOM below it and outlives the child.
+        self._oom_eventfd = -1
+        self._oom_control_fd = -1
+        self._oom_notified = False
 
     @property
     def procs_files(self) -> tuple[str, ...]:
@@ -248,6 +256,7 @@ class JobCgroup:
             else:
                 _write(memory.own_dir / "memory.limit_in_bytes", str(limits.memory_bytes))
                 _write_if_present(memory.own_dir / "memory.memsw.limit_in_bytes", str(limits.memory_bytes))
+                self._arm_oom_notification(memory.own_dir)
         pids = self.dirs.get("pids")
         if limits.processes is not None and pids is not None:
             _write(pids.own_dir / "pids.max", str(limits.processes))
@@ -259,6 +268,40 @@ class JobCgroup:
             else:
                 _write(cpu.own_dir / "cpu.cfs_period_us", str(CPU_PERIOD_US))
                 _write(cpu.own_dir / "cpu.cfs_quota_us", str(quota))
+
+    def _arm_oom_notification(self, directory: Path) -> None:
+        """Register for the v1 OOM notification of ``directory``; without it (an old kernel, a
+        read-only event_control) the per-cgroup counters remain the only record."""
+        if self._oom_eventfd != -1:
+            return
+        try:
+            eventfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        except OSError:
+            return
+        try:
+            control = os.open(directory / "memory.oom_control", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            os.close(eventfd)
+            return
+        try:
+            (directory / "cgroup.event_control").write_text(f"{eventfd} {control}")
+        except OSError:
+            os.close(control)
+            os.close(eventfd)
+            return
+        self._oom_eventfd, self._oom_control_fd = eventfd, control
+
+    def _oom_seen(self) -> bool:
+        if not self._oom_notified and self._oom_eventfd != -1:
+            with contextlib.suppress(BlockingIOError):  # BlockingIOError: no OOM so far
+                self._oom_notified = os.eventfd_read(self._oom_eventfd) > 0
+        return self._oom_notified
+
+    def _close_notification(self) -> None:
+        for fd in (self._oom_eventfd, self._oom_control_fd):
+            if fd != -1:
+                os.close(fd)
+        self._oom_eventfd = self._oom_control_fd = -1
 
     def events(self) -> CgroupEvents:
         """The enforcement counters, summed over this cgroup and any below it (cgroup v1 counts
@@ -275,6 +318,8 @@ class JobCgroup:
                     oom_kills += _keyed(directory / "memory.oom_control").get("oom_kill", 0)
             peak_file = "memory.peak" if memory.version == 2 else "memory.max_usage_in_bytes"
             peak = _read_int(memory.own_dir / peak_file)
+            if oom_kills == 0 and self._oom_seen():
+                oom_kills = 1
         pids = self.dirs.get("pids")
         if pids is not None:
             for directory in _tree(pids.own_dir):
@@ -314,6 +359,8 @@ class JobCgroup:
         """Kill what is left and remove the directories (and any child cgroups a container
         engine made in them, deepest first); True if all are gone."""
         self.kill_all()
+        self._oom_seen()  # keep what the notification said; the directory goes now
+        self._close_notification()
         return all(_rmdir_tree(h.own_dir) for h in self.dirs.values())
 
     def relative_path(self) -> str | None:

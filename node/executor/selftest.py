@@ -172,6 +172,13 @@ def diagnose(executor: str, message: str, facts: HostFacts) -> tuple[str, str]:
     if executor == "podman":
         if not facts.podman_installed:
             return "podman is not installed", "apt-get install podman runc"
+        if facts.in_chroot:
+            return (
+                "the node runs inside a chroot, which has neither the host's cgroups nor user namespaces, "
+                f"so podman cannot confine a container ({first})",
+                "run the node outside the chroot: on the host, in a VM, or in a container with cgroups "
+                f"delegated; {unsandboxed_hint}",
+            )
         if "rlimit" in message:
             return (
                 f"the OCI runtime may not set the container's rlimits: {first}",

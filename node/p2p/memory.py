@@ -399,6 +399,9 @@ class MemoryHost:
         await trio.lowlevel.checkpoint()
 
     async def publish(self, topic: str, data: bytes) -> None:
+        if self._closed:  # to nobody: see Host.publish
+            await trio.lowlevel.checkpoint()
+            return
         self._require_running()
         if len(data) > self._gossip.max_message_bytes:
             raise MessageTooLargeError(

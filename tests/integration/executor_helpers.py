@@ -14,7 +14,8 @@ import pytest
 
 from node.executor.base import Executor
 from node.executor.bubblewrap import BubblewrapExecutor
-from node.executor.limits import LimitKind
+from node.executor.container import ContainerExecutor
+from node.executor.limits import LimitKind, ResourceLimits
 from node.executor.selftest import SelfTestReport, self_test_here
 from tests.waiting import wait_until  # noqa: F401  (re-exported for the executor tests)
 
@@ -44,6 +45,29 @@ def bubblewrap_executor_or_skip() -> BubblewrapExecutor:
     if not availability:
         _missing(availability.reason)
     return executor
+
+
+def podman_executor_or_skip(limits: ResourceLimits) -> ContainerExecutor:
+    """A podman executor that can run jobs with ``limits`` here; without one the test fails under
+    CI=true and skips otherwise. Installed and answering is not enough: in a chroot without the
+    host's cgroups podman answers ``info`` but could confine no container."""
+    if shutil.which("podman") is None:
+        _unavailable("podman", "podman is not installed (make deps installs podman and runc)")
+    executor = ContainerExecutor("podman")
+    availability = executor.available()
+    if not availability:
+        _unavailable("podman", availability.reason)
+    capabilities = executor.capabilities()
+    missing = capabilities.unenforceable(limits)
+    if missing:
+        _unavailable("podman", capabilities.explain(missing))
+    return executor
+
+
+def _unavailable(executor: str, reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and the {executor} executor cannot run jobs: {reason}")
+    pytest.skip(f"{executor} executor unavailable: {reason}")
 
 
 @functools.cache

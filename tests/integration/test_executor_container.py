@@ -29,7 +29,7 @@ from node.executor.limits import LimitKind, ResourceLimits
 from node.executor.model import ExecutionResult, Outcome, SandboxJob
 from node.executor.process import OutputLine
 from node.executor.selftest import self_test
-from tests.integration.executor_helpers import FORK_BOMB, require_limits
+from tests.integration.executor_helpers import FORK_BOMB, podman_executor_or_skip, require_limits
 
 MiB = 2**20
 RUN_DEADLINE_S = 120
@@ -103,15 +103,7 @@ def _image_tar() -> bytes:
 
 @pytest.fixture(scope="module")
 def podman() -> ContainerExecutor:
-    if shutil.which("podman") is None:
-        pytest.skip("podman is not installed (the podman executor is optional: apt-get install podman runc)")
-    executor = ContainerExecutor("podman")
-    availability = executor.available()
-    if not availability:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and podman is installed but cannot run: {availability.reason}")
-        pytest.skip(f"podman cannot run here: {availability.reason}")
-    return executor
+    return podman_executor_or_skip(LIMITS)
 
 
 @pytest.fixture(scope="module")

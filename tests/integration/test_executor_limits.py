@@ -10,6 +10,7 @@ is created. Needs root (cgroups, loop mounts): elsewhere these tests skip, and f
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import trio
 
 from node.executor.base import Executor, run_to_outcome
 from node.executor.bubblewrap import BubblewrapExecutor
-from node.executor.cgroups import discover_here
+from node.executor.cgroups import CgroupManager, discover_here
 from node.executor.errors import LimitNotEnforceable
 from node.executor.limits import LimitKind, ResourceLimits
 from node.executor.model import ExecutionResult, Outcome, SandboxJob
@@ -260,3 +261,29 @@ async def test_a_confined_job_starts_with_default_signal_dispositions(
     ignored = int(result.stdout.split()[1], 16)
     for signal_number in (13, 25):  # SIGPIPE, SIGXFSZ
         assert not ignored & (1 << (signal_number - 1)), hex(ignored)
+
+
+def test_an_oom_kill_in_a_child_cgroup_removed_before_anyone_looked_is_still_a_memory_limit(
+    tmp_path: Path,
+) -> None:
+    """What a container engine does under cgroup v1: the job runs in a child cgroup of ours,
+    which it removes (and with it the only OOM-kill count v1 keeps) as the container exits. The
+    job's main process survives the kill of its child. The limit must still be on record."""
+    require_limits(SubprocessExecutor(allow_unsandboxed=True), LimitKind.MEMORY)
+    manager = CgroupManager(discover_here(), owner=f"test-oom-{os.getpid()}")
+    cgroup = manager.create("hog", MEMORY_ONLY)
+    try:
+        memory = cgroup.dirs["memory"]
+        if memory.version != 1:
+            pytest.skip("cgroup v2 counts OOM kills hierarchically; this is the v1 record")
+        child = memory.own_dir / "libpod-child"
+        child.mkdir()
+        script = f"echo $$ > {child}/cgroup.procs; head -c 256M /dev/zero | tail > /dev/null; echo survived"
+        done = subprocess.run(["sh", "-c", script], capture_output=True, timeout=RUN_DEADLINE_S, check=False)
+        assert (done.returncode, done.stdout) == (0, b"survived\n")  # the main process lived
+        child.rmdir()  # the engine's cleanup, before the watcher's next look
+        assert cgroup.events().limit_hit() is LimitKind.MEMORY
+    finally:
+        assert cgroup.remove()
+        manager.remove_bases()
+    assert cgroup.events().limit_hit() is LimitKind.MEMORY  # and it outlives our own cgroup

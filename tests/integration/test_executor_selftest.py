@@ -123,6 +123,9 @@ def test_diagnosis_names_each_cause_and_its_fix() -> None:
         "podman", "whatever", HostFacts(**{**_facts_dict(HOST), "podman_installed": False})
     )
     assert reason == "podman is not installed" and "apt-get install podman" in fix
+    chroot = HostFacts(**{**_facts_dict(HOST), "in_chroot": True})
+    reason, fix = diagnose("podman", "Error: cgroup is not mounted", chroot)
+    assert "inside a chroot" in reason and "outside the chroot" in fix
 
 
 def _facts_dict(facts: HostFacts) -> dict[str, object]:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -20,14 +18,14 @@ import pytest
 import trio
 
 from node.cli.main import main
-from node.executor.container import ContainerExecutor
 from node.executor.settings import ExecutorSettings
 from node.market.errors import OutputsAreBlobs
 from node.market.records import JobState
 from node.market.requester import OUTPUT_LISTING_FILE
+from tests.integration.executor_helpers import podman_executor_or_skip
 from tests.integration.market_helpers import until_state
 from tests.integration.node_helpers import LocalNet, wait_until
-from tests.integration.test_executor_container import _image_tar
+from tests.integration.test_executor_container import LIMITS, _image_tar
 
 PROVIDER, REQUESTER = 0, 1
 
@@ -35,15 +33,7 @@ PROVIDER, REQUESTER = 0, 1
 @pytest.fixture(scope="module")
 def base_image() -> str:
     """A tiny image built here (``podman import`` of the host's dash and coreutils)."""
-    if shutil.which("podman") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true and podman is not installed (make deps installs podman and runc)")
-        pytest.skip("podman is not installed (the podman executor is optional: apt-get install podman runc)")
-    availability = ContainerExecutor("podman").available()
-    if not availability:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and podman is installed but cannot run: {availability.reason}")
-        pytest.skip(f"podman cannot run here: {availability.reason}")
+    podman_executor_or_skip(LIMITS)  # what the provider's self-test needs enforced
     tar = _image_tar()
     tag = f"localhost/dcent-test-base:{hashlib.sha256(tar).hexdigest()[:12]}"
     if subprocess.run(["podman", "image", "exists", tag], check=False, timeout=60).returncode != 0:
