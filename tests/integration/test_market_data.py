@@ -139,13 +139,15 @@ async def test_a_200_mib_input_by_content_id_and_a_500_mib_output_blob_verify_en
             assert (
                 await trio.to_thread.run_sync(_file_digest, exported / "big.bin") == _expected_output_digest()
             )
-            # The settled contract closed on both sides: the provider unpinned its copies.
+            # The settled contract closed on both sides: the provider released what it held for
+            # the job (its input when the run ended, its outputs now), pinning nothing itself.
             sold = await until_state(provider, "p-" + done.contract_hash.hex()[:24], JobState.SETTLED)  # type: ignore[union-attr]
             assert sold.receipt == done.receipt
             await wait_until(
-                lambda: not provider.blobs.store.get(blobs["big.bin"].content_id).pinned,  # type: ignore[union-attr]
-                what="the provider unpinned the delivered output",
+                lambda: provider.blobs.store.holds() == {},  # type: ignore[union-attr]
+                what="the provider released the delivered outputs",
             )
+            assert not provider.blobs.store.get(blobs["big.bin"].content_id).pinned  # type: ignore[union-attr]
             nursery.cancel_scope.cancel()
 
 
