@@ -44,9 +44,11 @@ from pathlib import Path
 
 import trio
 
+from node.blobs.errors import BlobStoreError
 from node.blobs.service import BlobService
 from node.blobs.settings import BlobSettings
 from node.host import HostConfig, P2PHost
+from node.p2p.errors import P2PError
 from node.p2p.framing import Stream
 from node.testnet.processes import process_cpu_seconds
 from protocol.blobs.merkle import format_content_id, parse_content_id
@@ -169,7 +171,7 @@ async def raw_throughput(host: P2PHost, peer: str, count: int) -> float:
     while got < count:
         data = await raw.read(MIB)
         if not data:
-            raise SystemExit(f"raw stream ended after {got} of {count} bytes")
+            raise BenchFailed(f"raw stream ended after {got} of {count} bytes")
         got += len(data)
     elapsed = time.perf_counter() - started
     await stream.close()
@@ -205,7 +207,11 @@ async def fetch_side(
         print(f"fetching blob {format_content_id(cid)} ...", flush=True)
         started = time.perf_counter()
         meter = CpuMeter(child_pid)
-        progress = await blobs.fetch(cid, peers=[peer])
+        # A fetch that stalls is a fetch that gave up: exit 1 instead of waiting forever.
+        with trio.move_on_after(args.timeout_s) as deadline:
+            progress = await blobs.fetch(cid, peers=[peer])
+        if deadline.cancelled_caught:
+            raise BenchFailed(f"the fetch did not finish within {args.timeout_s:g} s")
         fetch_s = time.perf_counter() - started
         fetch_cpu = meter.stop()
         sampling = False
@@ -231,12 +237,28 @@ async def fetch_side(
     return figures
 
 
+class BenchFailed(Exception):
+    """The run gave up or lost data: reported, and the script exits 1."""
+
+
+def _leaves(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_leaves(inner) for inner in exc.exceptions)
+    return repr(exc)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size-mib", type=int, default=2048, help="blob size (default 2048)")
     parser.add_argument("--raw-mib", type=int, default=512, help="raw stream bytes per raw run")
     parser.add_argument("--dense", action="store_true", help="every byte random (disk-heavy)")
     parser.add_argument("--seed", type=int, default=15)
+    parser.add_argument(
+        "--timeout-s",
+        type=float,
+        default=None,
+        help="give up (exit 1) if the fetch takes longer (default: 120 s + 1 s per 5 MiB)",
+    )
     parser.add_argument(
         "--settings", default="{}", help="BlobSettings overrides as JSON, e.g. '{\"window_chunks\": 32}'"
     )
@@ -247,6 +269,8 @@ def main() -> int:
     if args.serve:
         trio.run(serve, args)
         return 0
+    if args.timeout_s is None:
+        args.timeout_s = 120 + args.size_mib / 5
 
     with tempfile.TemporaryDirectory(prefix="dcent-bench-blob-") as tmp:
         root = Path(tmp)
@@ -272,9 +296,24 @@ def main() -> int:
                 print("the serving node exited before it was ready", file=sys.stderr)
                 return 1
             ready = json.loads(line)
-            figures = trio.run(
-                fetch_side, args, ready["addr"], parse_content_id(ready["cid"]), root / "client", child.pid
-            )
+            try:
+                figures = trio.run(
+                    fetch_side,
+                    args,
+                    ready["addr"],
+                    parse_content_id(ready["cid"]),
+                    root / "client",
+                    child.pid,
+                )
+            except (BenchFailed, BlobStoreError, P2PError, ExceptionGroup) as exc:
+                # trio wraps what a nursery raises in a group: the expected failures are
+                # reported as such; anything else is a bug and keeps its traceback (also exit 1).
+                expected = (BenchFailed, BlobStoreError, P2PError)
+                found = exc.subgroup(expected) if isinstance(exc, ExceptionGroup) else exc
+                if found is None:
+                    raise
+                print(f"FAILED: {_leaves(found)}", file=sys.stderr)
+                return 1
         finally:
             if child.stdin is not None:
                 child.stdin.close()

@@ -87,6 +87,13 @@ class ProtectedPath(BlobStoreError):
     code = 6021
 
 
+class TooManyHolds(BlobStoreError):
+    """The store already records as many holds (blobs kept for a job) as it may: ours to fix
+    (jobs that never released theirs), never a reason to drop another job's."""
+
+    code = 6022
+
+
 # --- the network's ---------------------------------------------------------------------------
 class NoProviders(BlobStoreError):
     """No peer asked has a complete copy of the blob."""

@@ -150,6 +150,14 @@ class BlobService:
     async def pin(self, cid: bytes, pinned: bool) -> BlobInfo:
         return await trio.to_thread.run_sync(self.store.pin, cid, pinned)
 
+    async def hold(self, cid: bytes, owner: str, purpose: str) -> None:
+        """See :meth:`BlobStore.hold`."""
+        await trio.to_thread.run_sync(self.store.hold, cid, owner, purpose)
+
+    async def release(self, owner: str, purpose: str | None = None) -> int:
+        """See :meth:`BlobStore.release`."""
+        return await trio.to_thread.run_sync(self.store.release, owner, purpose)
+
     async def remove(self, cid: bytes) -> bool:
         """Delete a blob, cancelling a running fetch of it first. Returns whether it was there."""
         running = self._fetches.get(cid)

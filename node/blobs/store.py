@@ -15,9 +15,17 @@ bytes; the index row is written after the rename, and an open drops files withou
 in between) and rows without files. Every method is synchronous and thread-safe (one lock over
 the index); the async layers call them through ``trio.to_thread``.
 
+**Holds.** Besides the operator's pin, a blob can be *held*: by an owner (a job id) for a
+purpose (``input``: it runs from it; ``output``: its requester has yet to fetch it). A held blob
+is never evicted, whatever its pin says, and the holds are rows in the index: they survive a
+restart, so whoever owns them can release them when it learns the job is over (the market does
+at start for jobs that are no longer live). Holds and pins are independent: a job releasing its
+hold never unpins what the operator pinned, and the operator unpinning never exposes a blob a job
+holds. At most :data:`MAX_HOLDS` rows (:class:`TooManyHolds`).
+
 **Size cap and garbage collection.** The store counts every blob's size plus its leaf list,
 complete or partial, plus the space reserved by puts in progress. Before a put or a fetch starts,
-and whenever :meth:`BlobStore.gc` runs, unpinned blobs that no fetch is writing are evicted, least
+and whenever :meth:`BlobStore.gc` runs, unpinned, unheld blobs that no fetch is writing are evicted, least
 recently used first (a put, fetch or export uses a blob; serving it to peers does not, so
 peers cannot steer which of our blobs goes first), until the total is under
 ``max_bytes``. If evicting every such blob would not make room, nothing is evicted and the new
@@ -51,6 +59,7 @@ from node.blobs.errors import (
     ExportError,
     StoredBlobCorrupt,
     StoreFull,
+    TooManyHolds,
     UnknownBlob,
 )
 from node.blobs.files import fsync_directory, pread_exact, read_sparse, write_sparse
@@ -71,6 +80,12 @@ log = logging.getLogger("dcent.blobs")
 
 COMPLETE = "complete"
 PARTIAL = "partial"
+#: The most holds the index records (each job holds its inputs and outputs; jobs at once are
+#: bounded by the GPUs sold, and the market releases the holds of jobs that are over).
+MAX_HOLDS = 65_536
+#: What a hold keeps a blob for.
+HOLD_INPUT = "input"
+HOLD_OUTPUT = "output"
 #: Serving a blob refreshes its last-use time at most this often (an index write each time).
 TOUCH_INTERVAL_MS = 60_000
 
@@ -85,7 +100,14 @@ CREATE TABLE IF NOT EXISTS blobs (
     added_ms INTEGER NOT NULL,
     used_ms INTEGER NOT NULL,
     have_chunks INTEGER NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS holds (
+    owner TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    cid BLOB NOT NULL,
+    PRIMARY KEY (owner, purpose, cid)
+);
+CREATE INDEX IF NOT EXISTS holds_by_cid ON holds (cid)
 """
 
 
@@ -208,7 +230,7 @@ class BlobStore:
         db = sqlite3.connect(root / "index.db", check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
-        db.execute(_SCHEMA)
+        db.executescript(_SCHEMA)
         store = cls(root, db, max_bytes=max_bytes, clock_ms=clock_ms)
         store._recover()
         return store
@@ -286,6 +308,7 @@ class BlobStore:
 
     def _delete_row(self, cid: bytes) -> None:
         self._db.execute("DELETE FROM blobs WHERE cid = ?", (cid,))
+        self._db.execute("DELETE FROM holds WHERE cid = ?", (cid,))
         self._touched.pop(cid, None)
 
     def touch(self, cid: bytes) -> None:
@@ -305,14 +328,19 @@ class BlobStore:
         used = sum(info.stored_bytes for info in infos) + self._reserved
         if used + need <= self.max_bytes:
             return []
+        held = {row[0] for row in self._db.execute("SELECT DISTINCT cid FROM holds")}
         candidates = sorted(
-            (info for info in infos if not info.pinned and info.cid not in self._fetching),
+            (
+                info
+                for info in infos
+                if not info.pinned and info.cid not in self._fetching and info.cid not in held
+            ),
             key=lambda info: (info.used_ms, info.cid),
         )
         if used + need - sum(info.stored_bytes for info in candidates) > self.max_bytes:
             raise StoreFull(
                 f"{need} more bytes do not fit under the blob store's cap of {self.max_bytes} bytes: "
-                f"{used} are used, and pinned or in-progress blobs cannot be evicted"
+                f"{used} are used, and pinned, held or in-progress blobs cannot be evicted"
             )
         evicted = []
         for info in candidates:
@@ -364,9 +392,19 @@ class BlobStore:
         finally:
             os.close(source)
 
-    def put_open_file(self, source: int, path: Path, *, pin: bool, chunk_size: int) -> tuple[BlobInfo, bool]:
+    def put_open_file(
+        self,
+        source: int,
+        path: Path,
+        *,
+        pin: bool,
+        chunk_size: int,
+        hold: tuple[str, str] | None = None,
+    ) -> tuple[BlobInfo, bool]:
         """Add the regular file open at ``source`` (``path`` names it in errors): what a provider
-        uses for a job's outputs, opened without following links. Raises as :meth:`put_file`."""
+        uses for a job's outputs, opened without following links. ``hold``: ``(owner, purpose)``
+        recorded with the blob, in the same step (garbage collection never sees it unheld).
+        Raises as :meth:`put_file`, and :class:`TooManyHolds`."""
         status = os.fstat(source)
         if not stat.S_ISREG(status.st_mode):
             raise BlobSourceError(f"{path}: not a regular file")
@@ -375,7 +413,7 @@ class BlobStore:
             raise BlobSourceError(f"{path}: {size} bytes is more than a blob may hold")
         need = size + chunk_count(size, chunk_size) * HASH_LEN
         with self._reservation(need):
-            return self._copy_in(path, source, size, chunk_size, pin=pin)
+            return self._copy_in(path, source, size, chunk_size, pin=pin, hold=hold)
 
     def data_path(self, cid: bytes) -> Path:
         """Where a complete blob's bytes are (what a job's read-only mount of it binds). Raises
@@ -386,7 +424,14 @@ class BlobStore:
         return self._data_path(cid)
 
     def _copy_in(
-        self, path: Path, source: int, size: int, chunk_size: int, *, pin: bool
+        self,
+        path: Path,
+        source: int,
+        size: int,
+        chunk_size: int,
+        *,
+        pin: bool,
+        hold: tuple[str, str] | None = None,
     ) -> tuple[BlobInfo, bool]:
         tmp = self.root / "tmp"
         data_fd, data_name = tempfile.mkstemp(dir=tmp, prefix="put-")
@@ -411,12 +456,16 @@ class BlobStore:
                 os.unlink(leaves_name)
                 if pin and not existing.pinned:
                     self.pin(cid, True)
+                if hold is not None:
+                    self.hold(cid, *hold)
                 self.touch(cid)
                 return self.get(cid) or existing, False
             if existing is not None and cid not in self._fetching:
                 self._remove_files(existing)  # a stale partial fetch: we now have it all
             self._install(cid, Path(data_name), Path(leaves_name))
             self._insert(cid, manifest, COMPLETE, pin, manifest.chunks)
+            if hold is not None:
+                self.hold(cid, *hold)
             info = self.get(cid)
         assert info is not None
         log.info("blob %s put: %d bytes, %d chunks", format_content_id(cid), size, manifest.chunks)
@@ -439,6 +488,46 @@ class BlobStore:
             info = self.get(cid)
         assert info is not None
         return info
+
+    def hold(self, cid: bytes, owner: str, purpose: str) -> None:
+        """Keep a blob (complete or partial) from eviction for ``owner``'s ``purpose`` until
+        :meth:`release`; holding it again is a no-op. Raises :class:`UnknownBlob`,
+        :class:`TooManyHolds`."""
+        with self._lock:
+            if self.get(cid) is None:
+                raise UnknownBlob(f"no blob {format_content_id(cid)} in the store")
+            exists = self._db.execute(
+                "SELECT 1 FROM holds WHERE owner = ? AND purpose = ? AND cid = ?", (owner, purpose, cid)
+            ).fetchone()
+            if exists:
+                return
+            (count,) = self._db.execute("SELECT COUNT(*) FROM holds").fetchone()
+            if count >= MAX_HOLDS:
+                raise TooManyHolds(f"the blob store already records {count} holds, the most it keeps")
+            self._db.execute(
+                "INSERT INTO holds (owner, purpose, cid) VALUES (?, ?, ?)", (owner, purpose, cid)
+            )
+
+    def release(self, owner: str, purpose: str | None = None) -> int:
+        """Drop ``owner``'s holds (of one purpose, or all); returns how many. Garbage collection
+        may then evict what nothing else keeps."""
+        with self._lock:
+            if purpose is None:
+                cursor = self._db.execute("DELETE FROM holds WHERE owner = ?", (owner,))
+            else:
+                cursor = self._db.execute(
+                    "DELETE FROM holds WHERE owner = ? AND purpose = ?", (owner, purpose)
+                )
+            return cursor.rowcount
+
+    def holds(self) -> dict[str, dict[str, list[bytes]]]:
+        """Every hold: owner -> purpose -> content ids, all sorted."""
+        with self._lock:
+            rows = self._db.execute("SELECT owner, purpose, cid FROM holds ORDER BY owner, purpose, cid")
+            found: dict[str, dict[str, list[bytes]]] = {}
+            for owner, purpose, cid in rows.fetchall():
+                found.setdefault(owner, {}).setdefault(purpose, []).append(cid)
+        return found
 
     def remove(self, cid: bytes) -> bool:
         """Delete a blob (complete, or a partial one no fetch is writing). Returns whether it was

@@ -4,7 +4,9 @@ podman is first-class beside bubblewrap: daemonless, rootless where the node is 
 the same limits and outcome classes. :func:`build_container_argv` makes one ``<engine> run``
 command line:
 
-* ``--pull never``: the image must be on the provider already (no registry at run time).
+* ``--pull never``: the image must be on the provider already (no registry at run time), and
+  it is named by ID, never by a tag (:mod:`node.executor.images`): from the job's archive, named
+  by ID in the spec, or a tag resolved once when the job starts where the operator trusts tags.
 * ``--network none``, ``--read-only`` root (podman: ``--read-only-tmpfs=false``, so no unbounded
   tmpfs appears on ``/tmp``, ``/run`` or ``/var/tmp``), ``--cap-drop ALL``,
   ``no-new-privileges``, an init process (``--init``) so the job's main process gets SIGTERM like
@@ -63,7 +65,6 @@ from pathlib import Path
 import trio
 
 from node.executor.base import (
-    DEFAULT_PATH,
     Availability,
     execute_in_workspace,
     job_environment,
@@ -77,9 +78,16 @@ from node.executor.cgroups import (
     remove_in_every_hierarchy,
 )
 from node.executor.confine import Confinement, Enforcer
+from node.executor.engine import (
+    ENGINE_CALL_TIMEOUT_S,
+    client_environment,
+    engine_call,
+    engine_image_id,
+    load_image_archive,
+)
 from node.executor.errors import (
     GpuUnavailable,
-    ImageArchiveInvalid,
+    ImageNameNotTrusted,
     ImageNotAvailable,
     InvalidEnvironment,
     InvalidImage,
@@ -89,6 +97,7 @@ from node.executor.errors import (
     SandboxToolMissing,
     WorkspaceError,
 )
+from node.executor.images import id_reference, image_id_of
 from node.executor.limits import Capabilities, LimitKind, ResourceLimits
 from node.executor.model import ExecutionResult, SandboxJob
 from node.executor.process import (
@@ -104,9 +113,6 @@ from node.executor.workspace import Workspace
 ENGINES = ("docker", "podman")
 CONTAINER_WORK = "/work"
 CONTAINER_TMP = "/tmp"
-ENGINE_CALL_TIMEOUT_S = 20.0
-#: Loading an image archive copies its layers into the engine's store.
-ARCHIVE_LOAD_TIMEOUT_S = 600.0
 PROBE_TIMEOUT_S = 10.0
 CDI_DIRS = ("/etc/cdi", "/var/run/cdi")
 _CDI_GPU_NAME = re.compile(r"\b(?:GPU|MIG)-[A-Za-z0-9/_-]+")
@@ -258,17 +264,6 @@ def cdi_gpu_names(dirs: Sequence[str] = CDI_DIRS) -> frozenset[str]:
     return frozenset(names)
 
 
-def loaded_image_names(output: str) -> frozenset[str]:
-    """The names ``podman load`` / ``docker load`` report: ``Loaded image: a`` or ``Loaded
-    image(s): a,b`` lines."""
-    names: set[str] = set()
-    for line in output.splitlines():
-        head, sep, rest = line.partition(":")
-        if sep and head.strip().lower() in ("loaded image", "loaded image(s)"):
-            names.update(name.strip() for name in rest.split(",") if name.strip())
-    return frozenset(names)
-
-
 class ContainerTerminator:
     """Stops a container by name through the engine, then its ``run`` client."""
 
@@ -286,24 +281,6 @@ class ContainerTerminator:
     async def reap_stragglers(self, process: RunningProcess) -> None:
         # The client returns when the container has exited; the executor removes it then.
         return
-
-
-async def engine_call(engine_path: str, *args: str) -> bytes | None:
-    """Run one engine command; its stdout, or None if it failed (often expected: already gone)."""
-    with trio.move_on_after(ENGINE_CALL_TIMEOUT_S):
-        try:
-            done = await trio.run_process(
-                [engine_path, *args],
-                stdin=subprocess.DEVNULL,
-                capture_stdout=True,
-                capture_stderr=True,
-                check=False,
-                env=_client_environment(),
-            )
-        except OSError:
-            return None
-        return done.stdout if done.returncode == 0 else None
-    return None
 
 
 class _ContainerCgroup:
@@ -399,42 +376,42 @@ class ContainerExecutor:
             missing[LimitKind.DISK] = host.missing.get(LimitKind.DISK, "no size-limited work directory")
         return Capabilities(self._engine, True, frozenset(kinds), missing, details)
 
+    async def image_id(self, reference: str) -> str | None:
+        """The ID (64 hex) of the image ``reference`` (a name or an ID) names in the engine's
+        store now, or None when it has none."""
+        return await engine_image_id(self._engine_path, reference) if self._engine_path else None
+
     async def has_image(self, image: str) -> bool:
         """Whether ``image`` is in the engine's local store (what a quote for it should check)."""
-        if self._engine_path is None:
-            return False
-        found = await engine_call(self._engine_path, "image", "inspect", "--format", "{{.Id}}", image)
-        return bool(found and found.strip())
+        return await self.image_id(image) is not None
 
-    async def load_archive(self, archive: Path, image: str) -> None:
-        """``<engine> load`` an image archive (``podman save`` / ``docker save``) from the blob
-        store: no registry. Raises :class:`ImageArchiveInvalid` when it does not load or does not
-        hold ``image`` (a name it carries, with or without podman's ``localhost/`` prefix), and
-        :class:`SandboxToolMissing` without the engine.
-
-        A loaded archive can carry any tag, also one another job names; jobs that reference an
-        image only by name trust the provider's store (the operator's note in the docs)."""
+    async def load_archive(self, archive: Path, image: str) -> str:
+        """Load an image archive from the blob store (no registry); returns the ID of the image
+        in it that ``image`` names, which the job then runs (:func:`load_image_archive`).
+        Raises :class:`ImageArchiveInvalid`, :class:`SandboxToolMissing` without the engine."""
         if self._engine_path is None:
             raise SandboxToolMissing(f"{self._engine} is not installed")
-        with trio.move_on_after(ARCHIVE_LOAD_TIMEOUT_S):
-            done = await trio.run_process(
-                [self._engine_path, "load", "--input", str(archive)],
-                stdin=subprocess.DEVNULL,
-                capture_stdout=True,
-                capture_stderr=True,
-                check=False,
-                env=_client_environment(),
+        return await load_image_archive(self._engine_path, archive, image)
+
+    async def _image_to_run(self, job: SandboxJob) -> str:
+        """The ID the job runs: the one it names, or the one its tag names now when tags are
+        trusted (the operator's own ``container_image``, or ``allow_local_image_names``).
+        Raises :class:`ImageNameNotTrusted`, :class:`ImageNotAvailable`."""
+        reference = job.image or self._default_image
+        assert reference is not None
+        named_id = image_id_of(reference)
+        if named_id is None and job.image and not self.settings.allow_local_image_names:
+            raise ImageNameNotTrusted(
+                f"the job names its image {reference!r} only by a tag, which this provider does not "
+                "trust (any image archive can move a tag): send it as image_archive, or name it by "
+                "ID (sha256:<hex>)"
             )
-            if done.returncode != 0:
-                reason = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no reason"]
-                raise ImageArchiveInvalid(f"the image archive does not load: {reason[0][:300]}")
-            names = loaded_image_names(done.stdout.decode(errors="replace"))
-            if image not in names and f"localhost/{image}" not in names:
-                raise ImageArchiveInvalid(
-                    f"the image archive holds {', '.join(sorted(names))[:300] or 'no named image'}, not {image!r}"
-                )
-            return
-        raise ImageArchiveInvalid(f"loading the image archive took over {ARCHIVE_LOAD_TIMEOUT_S:g} s")
+        found = await self.image_id(id_reference(named_id) if named_id is not None else reference)
+        if found is None or (named_id is not None and found != named_id):
+            raise ImageNotAvailable(
+                f"this provider has no image {reference!r} (images are not pulled at run time)"
+            )
+        return id_reference(found)
 
     def _placement(self) -> str:
         """Where the container's limits live: our own cgroup (``roots``) or the engine's (``none``)."""
@@ -467,12 +444,8 @@ class ContainerExecutor:
                     f"no CDI spec names {', '.join(absent)}: install the NVIDIA container toolkit and run "
                     "`nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml --device-name-strategy=uuid`"
                 )
-        image = job.image or self._default_image
-        assert image is not None
-        if not await self.has_image(image):
-            raise ImageNotAvailable(
-                f"this provider has no image {image!r} (images are not pulled at run time)"
-            )
+        # From here on the job names its image by ID: what was checked is what runs.
+        job = replace(job, image=await self._image_to_run(job))
         await self._sweep_orphans(job.work_root)
         return await execute_in_workspace(
             job,
@@ -486,9 +459,8 @@ class ContainerExecutor:
     async def _launch(
         self, job: SandboxJob, workspace: Workspace, confinement: Confinement, on_output: OutputSink | None
     ) -> ProcessOutcome:
-        assert self._engine_path is not None
-        image = job.image or self._default_image
-        assert image is not None
+        assert self._engine_path is not None and image_id_of(job.image) is not None
+        image = job.image
         container_name = f"dcent-{job.job_id}-{secrets.token_hex(4)}"
         env_file = await trio.to_thread.run_sync(
             functools.partial(
@@ -521,7 +493,7 @@ class ContainerExecutor:
                     nursery.start_soon(self._find_cgroup, container_name, watched)
                 outcome = await run_supervised(
                     argv,
-                    env=_client_environment(),
+                    env=client_environment(),
                     cwd=str(workspace.root),
                     limits=process_limits(job),
                     terminator=ContainerTerminator(self._engine_path, container_name),
@@ -577,7 +549,7 @@ class ContainerExecutor:
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 timeout=PROBE_TIMEOUT_S,
-                env=_client_environment(),
+                env=client_environment(),
                 check=False,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -668,7 +640,7 @@ def _sweep_orphans_once(engine_path: str, work_root: Path) -> None:
                 [engine_path, "ps", "--all", "--quiet", "--filter", owner],
                 capture_output=True,
                 timeout=ENGINE_CALL_TIMEOUT_S,
-                env=_client_environment(),
+                env=client_environment(),
                 check=False,
             )
             ids = listing.stdout.decode(errors="replace").split() if listing.returncode == 0 else []
@@ -677,7 +649,7 @@ def _sweep_orphans_once(engine_path: str, work_root: Path) -> None:
                     [engine_path, "rm", "--force", *ids],
                     capture_output=True,
                     timeout=ENGINE_CALL_TIMEOUT_S,
-                    env=_client_environment(),
+                    env=client_environment(),
                     check=False,
                 )
         _ORPHANS_SWEPT.add((engine_path, work_root))
@@ -690,21 +662,3 @@ def _remove_engine_cgroups(relative_path: str) -> None:
 
 def _owner(work_root: Path) -> str:
     return hashlib.sha256(str(work_root).encode()).hexdigest()[:16]
-
-
-def _client_environment() -> dict[str, str]:
-    """The engine client's environment: how to reach the engine, nothing of the job's."""
-    env = {"PATH": DEFAULT_PATH}
-    passthrough: Sequence[str] = (
-        "HOME",
-        "DOCKER_HOST",
-        "DOCKER_CONFIG",
-        "DOCKER_CONTEXT",
-        "CONTAINER_HOST",
-        "XDG_RUNTIME_DIR",
-        "XDG_CONFIG_HOME",
-    )
-    for name in passthrough:
-        if name in os.environ:
-            env[name] = os.environ[name]
-    return env

@@ -101,6 +101,14 @@ class ImageArchiveInvalid(JobInputError):
     code = 5321
 
 
+class ImageNameNotTrusted(JobInputError):
+    """The job names its image only by a tag, and this provider runs images by ID: a tag in its
+    store could be anyone's (``podman load`` moves tags). Send the image as an archive, or name it
+    by ID (``sha256:<hex>``)."""
+
+    code = 5322
+
+
 class SandboxUnavailable(ExecutorError):
     """We cannot run the job in the sandbox we advertised. The requester is not to blame."""
 

@@ -26,7 +26,8 @@ class ExecutorSettings:
     bubblewrap adds read-only (a CUDA toolkit under ``/opt``). ``podman_runtime`` and the
     ``podman_nofile`` / ``podman_nproc`` ulimits: explicit, because the engine's defaults copy the
     node's own limits, which the OCI runtime may not be allowed to set. ``container_image``: the
-    image for jobs that name none.
+    image for jobs that name none. ``allow_local_image_names``: run jobs that name their image
+    only by a tag (:mod:`node.executor.images`).
 
     Raises :class:`InvalidSandboxConfig` for a value out of range.
     """
@@ -49,6 +50,10 @@ class ExecutorSettings:
     podman_nproc: int = DEFAULT_PODMAN_NPROC
     #: The image for jobs that name none.
     container_image: str = ""
+    #: Run jobs that name their image only by a tag, as whatever that tag names in the engine's
+    #: store when the job starts. Off: such jobs are refused (5322), since any job's image
+    #: archive can move a tag; jobs bring their image as an archive or name it by ID.
+    allow_local_image_names: bool = False
 
     def __post_init__(self) -> None:
         if self.disk_backend not in BACKEND_CHOICES:

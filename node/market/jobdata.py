@@ -10,16 +10,24 @@ Inputs (after the escrow is final, before the job starts):
   refused when the SHA-256 differs (:class:`InputHashMismatch`); then it becomes a blob too.
   Hosts that resolve to loopback, private or link-local addresses are refused unless the
   operator allows them: a requester must not make a provider probe its own network;
-* the **image archive** is a blob loaded with ``podman load``: no registry.
+* the **image archive** is a blob loaded with ``podman load``: no registry. The job then runs
+  the image by the ID the archive's config gives (:mod:`node.executor.images`), never by its
+  tag, which any other job's archive could move (:meth:`JobData.image_for`).
 
 Each input is mounted read-only from the blob store's own file (no copy, none of the job's disk)
-and pinned while the job runs, so garbage collection cannot take it from under the job. Every
-failure to get an input is the requester's (:class:`~node.executor.errors.JobInputError`): the
-job does not run and nothing is metered. Our own disk failing (the store full) is ours.
+and *held* for the job while it runs (a hold in the store's index, owner the job id, purpose
+``input``), so garbage collection cannot take it from under the job. Every failure to get an
+input is the requester's (:class:`~node.executor.errors.JobInputError`): the job does not run and
+nothing is metered. Our own disk failing (the store full) is ours.
 
 Outputs (``output_mode = "blobs"``): each file under ``out/`` is put into the store as the
-sandbox ends (streamed from the workspace, never held in memory), pinned until the contract
-closes so the requester can fetch it, then unpinned for garbage collection.
+sandbox ends (streamed from the workspace, never held in memory), held (purpose ``output``) until
+the contract closes so the requester can fetch it, then released for garbage collection.
+
+Holds are rows in the store, not memory: a job interrupted by the node stopping keeps its holds
+across the restart, and :meth:`JobData.release_stale` (called once the market has resumed its
+jobs) drops those of jobs that are no longer live, so nothing stays held forever. Holds never
+touch the operator's own pins (``dcent blob pin``).
 """
 
 from __future__ import annotations
@@ -33,14 +41,16 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import trio
 
-from node.blobs.errors import BlobStoreError, LocalDiskError, StoreFull
+from node.blobs.errors import BlobStoreError, LocalDiskError, StoreFull, TooManyHolds, UnknownBlob
 from node.blobs.service import BlobService
+from node.blobs.store import HOLD_INPUT, HOLD_OUTPUT
 from node.executor.base import Executor
 from node.executor.container import ContainerExecutor
 from node.executor.errors import (
@@ -49,7 +59,9 @@ from node.executor.errors import (
     InputUnavailable,
     WorkspaceError,
 )
+from node.executor.images import id_reference
 from node.executor.model import OutputStore
+from node.market.records import PROVIDER, JobRecord, JobState
 from node.p2p.errors import HostStateError
 from protocol.blobs.merkle import format_content_id
 from protocol.market.jobspec import SOURCE_BLOB, DataInput, JobSpec
@@ -71,7 +83,8 @@ class JobData:
     ca_file: str | None = None
     #: Let URL inputs reach loopback and private addresses (tests, a provider's own mirror).
     allow_private_urls: bool = False
-    _pinned: dict[str, list[bytes]] = field(default_factory=dict)
+    #: job id -> the image ID (``sha256:<hex>``) its archive resolved to, while it runs.
+    _images: dict[str, str] = field(default_factory=dict)
 
     def _service(self) -> BlobService:
         if self.blobs is None:
@@ -100,26 +113,31 @@ class JobData:
             cid = await self._fetch_blob(
                 job_id, spec.image_archive_id, spec.image_archive_size, requester_peer, "image_archive"
             )
-            await executor.load_archive(self._service().store.data_path(cid), spec.image)
+            image_id = await executor.load_archive(self._service().store.data_path(cid), spec.image)
+            self._images[job_id] = id_reference(image_id)
         return mounts
+
+    def image_for(self, job_id: str, image: str) -> str:
+        """The image reference the job runs: the ID its archive resolved to in :meth:`prepare`,
+        else the spec's own ``image`` (an ID, or a tag the executor trusts only if allowed)."""
+        return self._images.get(job_id, image)
 
     async def _fetch_blob(self, job_id: str, cid: bytes, size: int, peer: str, what: str) -> bytes:
         service = self._service()
         try:
-            await service.fetch(cid, peers=(peer,), expected_size=size)
-            await self._pin(job_id, cid)
-        except (StoreFull, LocalDiskError) as exc:
+            # Held as soon as it is complete: a second try covers an eviction in between.
+            for _attempt in range(2):
+                await service.fetch(cid, peers=(peer,), expected_size=size)
+                try:
+                    await service.hold(cid, job_id, HOLD_INPUT)
+                    return cid
+                except UnknownBlob:
+                    continue
+            raise WorkspaceError(f"{what}: our blob store evicted it as soon as it was fetched")
+        except (StoreFull, LocalDiskError, TooManyHolds) as exc:
             raise WorkspaceError(f"{what}: our blob store cannot take it: {exc.message}") from None
         except BlobStoreError as exc:
             raise InputUnavailable(f"{what}: blob {format_content_id(cid)}: {exc.message}") from None
-        return cid
-
-    async def _pin(self, job_id: str, cid: bytes) -> None:
-        service = self._service()
-        info = service.store.get(cid)
-        if info is not None and not info.pinned:
-            await service.pin(cid, True)
-            self._pinned.setdefault(job_id, []).append(cid)
 
     async def _fetch_url(self, job_id: str, item: DataInput) -> bytes:
         service = self._service()
@@ -138,23 +156,25 @@ class JobData:
                 )
             )  # not abandoned on cancel: the socket timeout bounds the wait, and the file is ours
             info, _new = await service.put(target, pin=False)
-        except (StoreFull, LocalDiskError) as exc:
+            await service.hold(info.cid, job_id, HOLD_INPUT)
+        except (StoreFull, LocalDiskError, TooManyHolds, UnknownBlob) as exc:
             raise WorkspaceError(
                 f"data[{item.path!r}]: our blob store cannot take it: {exc.message}"
             ) from None
         finally:
             target.unlink(missing_ok=True)
-        await self._pin(job_id, info.cid)
         return info.cid
 
-    def output_store(self) -> OutputStore:
-        """Stores outputs as pinned blobs (called from the executor's worker thread)."""
+    def output_store(self, job_id: str) -> OutputStore:
+        """Stores outputs as blobs held for ``job_id`` (called from the executor's worker thread)."""
         store = self._service().store
         chunk_size = self._service().settings.chunk_size
 
         def put(fd: int, path: str) -> bytes:
             try:
-                info, _new = store.put_open_file(fd, Path("out", path), pin=True, chunk_size=chunk_size)
+                info, _new = store.put_open_file(
+                    fd, Path("out", path), pin=False, chunk_size=chunk_size, hold=(job_id, HOLD_OUTPUT)
+                )
             except BlobStoreError as exc:
                 raise WorkspaceError(
                     f"output {path!r}: our blob store cannot take it: {exc.message}"
@@ -164,22 +184,49 @@ class JobData:
         return put
 
     async def release_inputs(self, job_id: str) -> None:
-        """Unpin what this job pinned (garbage collection may then take it)."""
-        for cid in self._pinned.pop(job_id, []):
-            try:
-                await self._service().pin(cid, False)
-            except (BlobStoreError, HostStateError) as exc:  # gone, or the node is stopping
-                log.debug("unpinning input %s of %s: %s", format_content_id(cid), job_id, exc.message)
+        """The job ended: release the holds on its inputs (garbage collection may then take them)."""
+        self._images.pop(job_id, None)
+        await self._release(job_id, HOLD_INPUT)
 
-    async def release_outputs(self, cids: list[bytes]) -> None:
+    async def release_outputs(self, job_id: str) -> None:
         """The contract closed: the requester has its outputs (or will never pay for them)."""
+        await self._release(job_id, HOLD_OUTPUT)
+
+    async def _release(self, job_id: str, purpose: str | None) -> int:
         if self.blobs is None:
-            return
-        for cid in cids:
-            try:
-                await self.blobs.pin(cid, False)
-            except (BlobStoreError, HostStateError) as exc:  # gone, or the node is stopping
-                log.debug("unpinning output %s: %s", format_content_id(cid), exc.message)
+            return 0
+        try:
+            return await self.blobs.release(job_id, purpose)
+        except (BlobStoreError, HostStateError) as exc:  # the node is stopping: the next start will
+            log.debug("releasing the %s holds of %s: %s", purpose or "all", job_id, exc.message)
+            return 0
+
+    async def release_stale(self, records: Iterable[JobRecord]) -> int:
+        """Release the holds of jobs that are no longer live (after a restart: the market has
+        resumed its jobs, and ``records`` are all it knows). Inputs are kept only for provider
+        jobs that may still run, outputs for provider jobs whose contract is still open; holds
+        of jobs the book does not know are dropped. Returns how many holds were released."""
+        if self.blobs is None:
+            return 0
+        may_run = (JobState.CONTRACTED, JobState.ESCROWED, JobState.RUNNING)
+        provider = [record for record in records if record.role == PROVIDER and not record.terminal]
+        keep = {
+            HOLD_INPUT: {record.job_id for record in provider if record.state in may_run},
+            HOLD_OUTPUT: {record.job_id for record in provider},
+        }
+        try:
+            holds = await trio.to_thread.run_sync(self.blobs.store.holds)
+        except HostStateError as exc:
+            log.warning("stale job holds not released: %s", exc.message)
+            return 0
+        released = 0
+        for owner in sorted(holds):
+            for purpose in sorted(holds[owner]):
+                if owner not in keep.get(purpose, set()):
+                    released += await self._release(owner, purpose)
+        if released:
+            log.info("released %d blob holds of jobs that are no longer live", released)
+        return released
 
 
 def check_public_host(host: str) -> None:

@@ -179,7 +179,7 @@ class ProviderSide:
                 # Closed (settled, refunded, disputed): the requester has its outputs or never
                 # will pay for them. Still open (the node is stopping): kept for the restart.
                 with trio.CancelScope(shield=True):
-                    await self.data.release_outputs(record.output_cids)
+                    await self.data.release_outputs(record.job_id)
                     record.output_cids = []
                     await self.ctx.book.save(record)
 
@@ -227,10 +227,13 @@ class ProviderSide:
             gpu_device_paths=devices,
             timeout_s=float(spec.max_runtime_s),
             output_cap_bytes=spec.output_limit_bytes,
-            image=spec.image if self.executor.name in ("docker", "podman") else "",
+            # By the ID its archive resolved to (a tag is anyone's: node.executor.images).
+            image=self.data.image_for(record.job_id, spec.image)
+            if self.executor.name in ("docker", "podman")
+            else "",
             limits=self.enforced_limits(ResourceLimits.from_spec(spec.limits)),
             input_mounts=mounts or {},
-            output_store=self.data.output_store() if spec.output_mode == OUTPUT_BLOBS else None,
+            output_store=self.data.output_store(record.job_id) if spec.output_mode == OUTPUT_BLOBS else None,
         )
 
     def enforced_limits(self, limits: ResourceLimits) -> ResourceLimits:

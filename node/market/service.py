@@ -167,6 +167,8 @@ class MarketService:
             self.refresh_units()
             self._refresh_policy()
             await self._resume(nursery)
+            # Inputs and outputs held for jobs the restart ended (or forgot) are released.
+            await self.data.release_stale(list(self.book.jobs.values()))
             self.ctx.host.set_stream_handler(MARKET_PROTOCOL_ID, self._negotiation_handler)
             self.ctx.host.set_stream_handler(RESULT_PROTOCOL_ID, self.requester.handle_delivery_stream)
             self.ctx.host.set_stream_handler(STATUS_PROTOCOL_ID, self.requester.handle_started)

@@ -125,6 +125,8 @@ class LocalNet:
         self.genesis = make_genesis(validators, **(params or {}))
         self.nodes: dict[int, Node] = {}
         self.scopes: dict[int, trio.CancelScope] = {}
+        #: Per node index, set once its ``run`` has returned (every finally of it has run).
+        self.ended: dict[int, trio.Event] = {}
 
     def bootstrap_for(self, index: int) -> tuple[str, ...]:
         return tuple(a for i, n in sorted(self.nodes.items()) if i != index for a in n.host.listen_addrs)
@@ -137,20 +139,35 @@ class LocalNet:
             index, self.bootstrap_for(index), self.executor.get(index), **self.market.get(index, {})
         )
         node = Node(paths, config)
-        self.scopes[index] = await self.nursery.start(self._run, node)
+        ended = trio.Event()
+        self.scopes[index] = await self.nursery.start(self._run, node, ended)
         self.nodes[index] = node
+        self.ended[index] = ended
         return node
 
     @staticmethod
     async def _run(
-        node: Node, *, task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED
+        node: Node,
+        ended: trio.Event,
+        *,
+        task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        with trio.CancelScope() as scope:
-            await node.run(task_status=_Relay(task_status, scope))
+        try:
+            with trio.CancelScope() as scope:
+                await node.run(task_status=_Relay(task_status, scope))
+        finally:
+            ended.set()
 
     def stop(self, index: int) -> Node:
         self.scopes.pop(index).cancel()
         return self.nodes.pop(index)
+
+    async def stop_and_wait(self, index: int) -> Node:
+        """Stop node ``index`` and wait until it has fully stopped (its stores closed)."""
+        ended = self.ended.pop(index)
+        node = self.stop(index)
+        await ended.wait()
+        return node
 
 
 class _Relay:

@@ -10,16 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from node.blobs import store as store_module
 from node.blobs.errors import (
     BlobSourceError,
     BlobStoreError,
     ExportError,
     StoredBlobCorrupt,
     StoreFull,
+    TooManyHolds,
     UnknownBlob,
 )
 from node.blobs.files import Bitmap, read_sparse, write_sparse
-from node.blobs.store import BlobStore
+from node.blobs.store import HOLD_INPUT, HOLD_OUTPUT, BlobStore
 from protocol.blobs.errors import ChunkMismatch
 from protocol.blobs.merkle import MIN_CHUNK_SIZE, BlobManifest, leaf_hash, merkle_root
 from tests.blob_helpers import MIB, file_sha256, flip_byte, write_sparse_input
@@ -170,6 +172,61 @@ def test_nothing_is_evicted_when_pinned_blobs_alone_leave_no_room(tmp_path: Path
         put_bytes(store, tmp_path, "big", 2 * size)
     assert {info.cid for info in store.list_blobs()} == {pinned, loose}
     assert list((tmp_path / "blobs" / "tmp").iterdir()) == []
+
+
+def test_a_held_blob_is_never_evicted_whatever_its_pin_says_and_holds_survive_a_reopen(
+    tmp_path: Path,
+) -> None:
+    size = 4 * CHUNK
+    stored = size + 4 * 32
+    store, _ = open_store(tmp_path / "blobs", max_bytes=2 * stored)
+    held = put_bytes(store, tmp_path, "held", size)
+    store.hold(held, "p-job1", HOLD_INPUT)
+    store.hold(held, "p-job1", HOLD_INPUT)  # again: one hold
+    output = tmp_path / "out"
+    output.write_bytes(os.urandom(size))
+    fd = os.open(output, os.O_RDONLY)
+    try:  # an output is held in the same step as it is stored
+        info, _ = store.put_open_file(fd, output, pin=False, chunk_size=CHUNK, hold=("p-job2", HOLD_OUTPUT))
+    finally:
+        os.close(fd)
+    assert store.holds() == {"p-job1": {HOLD_INPUT: [held]}, "p-job2": {HOLD_OUTPUT: [info.cid]}}
+    # The operator pinning and unpinning does not touch a job's hold.
+    store.pin(held, True)
+    store.pin(held, False)
+    with pytest.raises(StoreFull):  # both held: nothing may go
+        put_bytes(store, tmp_path, "new", size)
+    store.close()
+    store, _ = open_store(tmp_path / "blobs", max_bytes=2 * stored)
+    assert store.holds() == {"p-job1": {HOLD_INPUT: [held]}, "p-job2": {HOLD_OUTPUT: [info.cid]}}
+    assert store.release("p-job2", HOLD_INPUT) == 0  # only what was held for that purpose
+    assert store.release("p-job2") == 1
+    new = put_bytes(store, tmp_path, "new", size)  # the released output is evicted for it
+    assert {blob.cid for blob in store.list_blobs()} == {held, new}
+    # A job releasing its hold never unpins what the operator pinned.
+    store.pin(held, True)
+    assert store.release("p-job1", HOLD_INPUT) == 1
+    assert store.holds() == {}
+    assert store.get(held) is not None and store.get(held).pinned  # type: ignore[union-attr]
+    with pytest.raises(UnknownBlob):
+        store.hold(b"\x01" * 32, "p-job3", HOLD_INPUT)
+
+
+def test_holds_are_bounded_and_removing_a_blob_drops_its_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "MAX_HOLDS", 3)
+    store, _ = open_store(tmp_path / "blobs")
+    cid = put_bytes(store, tmp_path, "a", CHUNK)
+    for job in ("p-1", "p-2", "p-3"):
+        store.hold(cid, job, HOLD_INPUT)
+    with pytest.raises(TooManyHolds) as caught:
+        store.hold(cid, "p-4", HOLD_INPUT)
+    assert caught.value.code == 6022 and "p-4" not in store.holds()
+    store.hold(cid, "p-1", HOLD_INPUT)  # an existing hold is no new row
+    assert store.remove(cid)
+    assert store.holds() == {}
+    store.hold(put_bytes(store, tmp_path, "b", CHUNK), "p-4", HOLD_INPUT)
 
 
 def test_gc_brings_the_store_under_a_lowered_cap(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import tarfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,11 +24,13 @@ import trio
 
 from node.executor.base import run_to_outcome
 from node.executor.container import ContainerExecutor
-from node.executor.errors import ImageNotAvailable
+from node.executor.errors import ImageArchiveInvalid, ImageNameNotTrusted, ImageNotAvailable
+from node.executor.images import id_reference
 from node.executor.limits import LimitKind, ResourceLimits
 from node.executor.model import ExecutionResult, Outcome, SandboxJob
 from node.executor.process import OutputLine
 from node.executor.selftest import self_test
+from node.executor.settings import ExecutorSettings
 from tests.integration.executor_helpers import FORK_BOMB, podman_executor_or_skip, require_limits
 
 MiB = 2**20
@@ -54,8 +56,9 @@ LIMITS = ResourceLimits(memory_bytes=64 * MiB, cpu_millicores=1000, processes=32
 ROOMY = ResourceLimits(memory_bytes=1024 * MiB, cpu_millicores=1000, processes=512, disk_bytes=64 * MiB)
 
 
-def _image_tar() -> bytes:
-    """A root filesystem tar: the tools, their libraries (from ldd), merged-/usr symlinks."""
+def _image_tar(marker: bytes | None = None) -> bytes:
+    """A root filesystem tar: the tools, their libraries (from ldd), merged-/usr symlinks;
+    ``marker``: the content of ``/etc/dcent-marker`` (images that differ)."""
     binaries = [shutil.which(tool, path="/usr/bin:/bin") for tool in TOOLS]
     paths = {path for path in binaries if path is not None}
     for binary in sorted(paths.copy()):
@@ -98,6 +101,10 @@ def _image_tar() -> bytes:
             info.uname = info.gname = "root"
             with open(real, "rb") as handle:
                 tar.addfile(info, handle)
+        if marker is not None:
+            info = tarfile.TarInfo("etc/dcent-marker")
+            info.size, info.mode = len(marker), 0o644
+            tar.addfile(info, io.BytesIO(marker))
     return buffer.getvalue()
 
 
@@ -106,16 +113,41 @@ def podman() -> ContainerExecutor:
     return podman_executor_or_skip(LIMITS)
 
 
-@pytest.fixture(scope="module")
-def image(podman: ContainerExecutor) -> str:
-    tar = _image_tar()
-    tag = f"localhost/dcent-test-base:{hashlib.sha256(tar).hexdigest()[:12]}"
+def _import(tar: bytes, name: str) -> str:
+    """``podman import`` a root filesystem as ``localhost/<name>:<hash>`` (once); returns the tag."""
+    tag = f"localhost/{name}:{hashlib.sha256(tar).hexdigest()[:12]}"
     present = subprocess.run(["podman", "image", "exists", tag], check=False, timeout=60)
     if present.returncode != 0:
         subprocess.run(
             ["podman", "import", "-q", "-", tag], input=tar, check=True, capture_output=True, timeout=300
         )
     return tag
+
+
+def _image_id(reference: str) -> str:
+    done = subprocess.run(
+        ["podman", "image", "inspect", "--format", "{{.Id}}", reference],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.stdout.strip()
+
+
+def _podman(*args: str) -> None:
+    subprocess.run(["podman", *args], check=True, capture_output=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def image_tag(podman: ContainerExecutor) -> str:
+    return _import(_image_tar(), "dcent-test-base")
+
+
+@pytest.fixture(scope="module")
+def image(image_tag: str) -> str:
+    """The test image by ID: what container jobs run (a tag is refused unless allowed)."""
+    return id_reference(_image_id(image_tag))
 
 
 @pytest.fixture
@@ -246,10 +278,12 @@ async def test_an_image_the_provider_lacks_is_refused_before_anything_runs(
 ) -> None:
     missing = "localhost/dcent-no-such-image:0"
     assert not await podman.has_image(missing)
-    with pytest.raises(ImageNotAvailable) as caught:
-        await _run(podman, _job(work_root, missing, "true"))
-    assert caught.value.code == 5318
-    assert not work_root.exists()
+    trusting = ContainerExecutor("podman", settings=ExecutorSettings(allow_local_image_names=True))
+    for executor, image in ((trusting, missing), (podman, f"sha256:{'0' * 64}")):
+        with pytest.raises(ImageNotAvailable) as caught:
+            await _run(executor, _job(work_root, image, "true"))
+        assert caught.value.code == 5318
+        assert not work_root.exists()
 
 
 async def test_the_podman_self_test_runs_a_real_container(
@@ -260,3 +294,97 @@ async def test_the_podman_self_test_runs_a_real_container(
     assert report.ok, report.summary()
     result = await run_to_outcome(podman, _job(tmp_path / "jobs", image, "exit 0"))
     assert result.outcome is Outcome.COMPLETED
+
+
+async def test_a_job_naming_its_image_only_by_a_tag_is_refused_unless_the_operator_allows_tags(
+    podman: ContainerExecutor, image_tag: str, work_root: Path
+) -> None:
+    with pytest.raises(ImageNameNotTrusted) as caught:
+        await _run(podman, _job(work_root, image_tag, "echo ran"))
+    assert caught.value.code == 5322 and "image_archive" in caught.value.message
+    assert not work_root.exists()  # refused before anything ran
+    trusting = ContainerExecutor("podman", settings=ExecutorSettings(allow_local_image_names=True))
+    result = await _run(trusting, _job(work_root, image_tag, "echo ran"))
+    assert result.outcome is Outcome.COMPLETED and result.stdout == b"ran\n"
+
+
+async def test_an_archive_runs_as_the_image_its_config_names_whatever_the_tag_says_later(
+    podman: ContainerExecutor, tmp_path: Path, work_root: Path
+) -> None:
+    """The attack: another job's archive (or anyone) moves the tag between our load and our run.
+    The job runs by the ID read from its own archive, so it still runs its own image."""
+    evil = _import(_image_tar(b"evil"), "dcent-test-evil")
+    tag = f"localhost/dcent-test-train:{uuid.uuid4().hex[:12]}"
+    archive, oci = tmp_path / "train.tar", tmp_path / "train-oci.tar"
+    # The job's image exists only as an archive: imported, saved in both formats, removed.
+    honest = _import(_image_tar(b"honest"), "dcent-test-honest")
+    honest_id = _image_id(honest)
+    try:
+        _podman("tag", honest, tag)
+        _podman("save", "--quiet", "--output", str(archive), tag)
+        _podman("save", "--quiet", "--format", "oci-archive", "--output", str(oci), tag)
+        _podman("rmi", "--force", honest_id)
+        assert not await podman.has_image(id_reference(honest_id))
+        with trio.fail_after(RUN_DEADLINE_S):
+            loaded = await podman.load_archive(archive, tag)
+            assert loaded == honest_id == _image_id(tag)
+            # Again, in either format, by tag or by ID: the same ID (the engine holds it already).
+            assert await podman.load_archive(oci, tag) == loaded
+            assert await podman.load_archive(archive, f"sha256:{loaded}") == loaded
+        _podman("tag", evil, tag)  # the tag now names another image
+        script = "cat /etc/dcent-marker"
+        by_id = await _run(podman, _job(work_root, id_reference(loaded), script))
+        assert by_id.outcome is Outcome.COMPLETED and by_id.stdout == b"honest", by_id
+        trusting = ContainerExecutor("podman", settings=ExecutorSettings(allow_local_image_names=True))
+        by_tag = await _run(trusting, _job(work_root, tag, script))
+        assert by_tag.stdout == b"evil"  # what trusting the tag would have run
+    finally:
+        subprocess.run(["podman", "untag", evil, tag], check=False, capture_output=True, timeout=60)
+        subprocess.run(["podman", "rmi", "--force", honest_id], check=False, capture_output=True, timeout=60)
+
+
+async def test_an_archive_whose_layer_or_config_was_tampered_with_is_refused(
+    podman: ContainerExecutor, tmp_path: Path
+) -> None:
+    base = _import(_image_tar(b"tamper-base"), "dcent-test-tamper")
+    archive = tmp_path / "a.tar"
+    _podman("save", "--quiet", "--output", str(archive), base)
+    _podman("rmi", "--force", base)  # else the load is skipped: the engine holds that ID already
+    with tarfile.open(archive) as tar:
+        members = [(m, tar.extractfile(m).read() if m.isreg() else None) for m in tar.getmembers()]  # type: ignore[union-attr]
+
+    def rewrite(path: Path, change: Callable[[str, bytes], bytes]) -> Path:
+        with tarfile.open(path, "w") as out:
+            for member, data in members:
+                if data is None:
+                    out.addfile(member)
+                    continue
+                data = change(member.name, data)
+                member.size = len(data)
+                out.addfile(member, io.BytesIO(data))
+        return path
+
+    def layer(name: str, data: bytes) -> bytes:
+        if not (name.endswith(".tar") and len(data) > 1024):
+            return data
+        with tarfile.open(fileobj=io.BytesIO(data)) as inner, io.BytesIO() as buffer:
+            with tarfile.open(fileobj=buffer, mode="w") as swapped:
+                for member in inner.getmembers():
+                    content = inner.extractfile(member).read() if member.isreg() else None  # type: ignore[union-attr]
+                    if member.name == "etc/dcent-marker":
+                        content = b"tampered-base"
+                    swapped.addfile(member, io.BytesIO(content) if content is not None else None)
+            return buffer.getvalue()
+
+    # A layer that is not the one the config names: the engine refuses to load it.
+    with pytest.raises(ImageArchiveInvalid, match="does not load") as refused:
+        with trio.fail_after(RUN_DEADLINE_S):
+            await podman.load_archive(rewrite(tmp_path / "layer.tar", layer), base)
+    assert "did not match" in refused.value.message  # the engine's own digest check, named
+    # A config changed under its digest's name: refused before the engine sees it.
+    config = rewrite(
+        tmp_path / "config.tar",
+        lambda name, data: data + b" " if name.endswith(".json") and len(name) == 69 else data,
+    )
+    with pytest.raises(ImageArchiveInvalid, match="claims digest"):
+        await podman.load_archive(config, base)

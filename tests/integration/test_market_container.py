@@ -18,14 +18,16 @@ import pytest
 import trio
 
 from node.cli.main import main
+from node.executor.errors import ImageNameNotTrusted
 from node.executor.settings import ExecutorSettings
 from node.market.errors import OutputsAreBlobs
 from node.market.records import JobState
 from node.market.requester import OUTPUT_LISTING_FILE
+from protocol.market.jobspec import JobSpec
 from tests.integration.executor_helpers import podman_executor_or_skip
 from tests.integration.market_helpers import until_state
 from tests.integration.node_helpers import LocalNet, wait_until
-from tests.integration.test_executor_container import LIMITS, _image_tar
+from tests.integration.test_executor_container import LIMITS, _image_id, _image_tar
 
 PROVIDER, REQUESTER = 0, 1
 
@@ -59,14 +61,21 @@ async def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str
 async def test_a_job_runs_in_a_container_loaded_from_an_archive_by_content_id(
     tmp_path: Path, base_image: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # The job's image exists only as an archive: tagged, saved, then untagged here, so the
-    # provider has to load it from the blob store to run the job.
+    # The job's image exists only as an archive: an image of its own (imported, saved, then
+    # removed here), so the provider has to load it from the blob store to run the job.
     job_image = f"localhost/dcent-market-job:{uuid.uuid4().hex[:12]}"
     archive = tmp_path / "image.tar"
-    _podman("tag", base_image, job_image)
+    subprocess.run(
+        ["podman", "import", "-q", "-", job_image],
+        input=_image_tar(job_image.encode()),
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    job_image_id = _image_id(job_image)
     _podman("save", "--quiet", "--output", str(archive), job_image)
-    _podman("untag", job_image, job_image)  # only this name: the base keeps its own
-    assert subprocess.run(["podman", "image", "exists", job_image], check=False).returncode != 0
+    _podman("rmi", "--force", job_image_id)
+    assert subprocess.run(["podman", "image", "exists", job_image_id], check=False).returncode != 0
     data = tmp_path / "in.txt"
     data.write_bytes(b"data by reference\n")
     market: dict[int, dict[str, object]] = {
@@ -141,10 +150,47 @@ async def test_a_job_runs_in_a_container_loaded_from_an_archive_by_content_id(
                 # `job result` carries inline outputs only and says where blob outputs are.
                 code, out, err = await _cli(capsys, "job", "result", done.job_id, "--home", home)
                 assert code == 1 and str(OutputsAreBlobs.code) in err and "job output" in err
-                # The provider loaded the archive into its engine's store: no registry was asked.
-                assert subprocess.run(["podman", "image", "exists", job_image], check=False).returncode == 0
+                # The provider loaded the archive into its engine's store (no registry was asked),
+                # and ran it as the ID its config names.
+                assert _image_id(job_image) == job_image_id
+                # Its inputs and outputs were held for the job only: released once it settled.
+                assert provider.blobs is not None
+                await wait_until(lambda: provider.blobs.store.holds() == {}, what="the job's holds released")
+
+                # The tag the archive left in the provider's store is no reason to trust it: a job
+                # naming the image only by that tag is refused before anything runs (5322), and
+                # nothing is metered; the same image named by its ID runs.
+                def by(image: str) -> JobSpec:
+                    return JobSpec.from_document(
+                        {
+                            "image": image,
+                            "argv": ["sh", "-c", "echo by-reference"],
+                            "max_runtime_s": "60s",
+                            "max_price_per_gpu_second": "0.01 DCT",
+                            "resources": {"gpu_count": 1},
+                            "limits": {"disk": "64 MiB", "memory": "256 MiB", "processes": 64},
+                        }
+                    )
+
+                ended = (JobState.SETTLED, JobState.FAILED, JobState.DISPUTED)
+                by_tag = await until_state(
+                    requester, (await requester.market.submit(by(job_image))).job_id, *ended, timeout=240
+                )
+                assert by_tag.receipt is not None and by_tag.receipt.outcome == "job_failed"
+                assert by_tag.receipt.gpu_ms == 0 and by_tag.receipt.exit_status == -1
+                _, stderr, _ = await requester.market.logs(by_tag.job_id)
+                assert str(ImageNameNotTrusted.code).encode() in stderr
+                by_id = await until_state(
+                    requester,
+                    (await requester.market.submit(by(f"sha256:{job_image_id}"))).job_id,
+                    *ended,
+                    timeout=240,
+                )
+                assert by_id.receipt is not None and by_id.receipt.outcome == "completed", by_id.error_message
+                stdout, _, _ = await requester.market.logs(by_id.job_id)
+                assert stdout == b"by-reference\n"  # the image loaded by the first job
                 nursery.cancel_scope.cancel()
     finally:
         subprocess.run(
-            ["podman", "untag", job_image, job_image], check=False, capture_output=True, timeout=60
+            ["podman", "rmi", "--force", job_image_id], check=False, capture_output=True, timeout=60
         )

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 import trio
 
+from node.blobs.store import HOLD_INPUT, HOLD_OUTPUT, BlobStore
 from node.daemon import Node
 from node.executor.errors import InputHashMismatch
+from node.market.errors import InterruptedByRestart
 from node.market.records import JobState
 from node.market.requester import OUTPUT_LISTING_FILE
 from protocol.market.delivery import OutputBlob, blob_listing_hash
@@ -137,13 +139,15 @@ async def test_a_200_mib_input_by_content_id_and_a_500_mib_output_blob_verify_en
             assert (
                 await trio.to_thread.run_sync(_file_digest, exported / "big.bin") == _expected_output_digest()
             )
-            # The settled contract closed on both sides: the provider unpinned its copies.
+            # The settled contract closed on both sides: the provider released what it held for
+            # the job (its input when the run ended, its outputs now), pinning nothing itself.
             sold = await until_state(provider, "p-" + done.contract_hash.hex()[:24], JobState.SETTLED)  # type: ignore[union-attr]
             assert sold.receipt == done.receipt
             await wait_until(
-                lambda: not provider.blobs.store.get(blobs["big.bin"].content_id).pinned,  # type: ignore[union-attr]
-                what="the provider unpinned the delivered output",
+                lambda: provider.blobs.store.holds() == {},  # type: ignore[union-attr]
+                what="the provider released the delivered outputs",
             )
+            assert not provider.blobs.store.get(blobs["big.bin"].content_id).pinned  # type: ignore[union-attr]
             nursery.cancel_scope.cancel()
 
 
@@ -166,8 +170,8 @@ async def test_a_provider_serving_outputs_other_than_the_signed_ones_is_refused(
             # provider's copy is changed, so what it serves is not what the receipt names.
             honest_store = provider.market.data.output_store
 
-            def lying_store() -> object:
-                put = honest_store()
+            def lying_store(job_id: str) -> object:
+                put = honest_store(job_id)
 
                 def put_then_corrupt(fd: int, path: str) -> bytes:
                     cid = put(fd, path)
@@ -267,4 +271,52 @@ async def test_a_url_input_is_fetched_by_the_provider_verified_and_mounted(
             assert failed.receipt.gpu_ms == 0 and failed.receipt.exit_status == -1
             _, stderr, _ = await requester.market.logs(failed.job_id)
             assert f"{InputHashMismatch.code}".encode() in stderr
+            nursery.cancel_scope.cancel()
+
+
+async def test_inputs_held_for_a_job_the_provider_stopped_in_are_released_when_it_starts_again(
+    tmp_path: Path,
+) -> None:
+    """A provider stopped (or killed) mid-job must not keep that job's inputs out of garbage
+    collection forever: at start, holds of jobs that are no longer live are released."""
+    bubblewrap_executor_or_skip()
+    with trio.fail_after(240):
+        async with trio.open_nursery() as nursery:
+            net = LocalNet(nursery, tmp_path / "net", validators=2, market=MARKET)
+            provider = await net.start(PROVIDER)
+            requester = await net.start(REQUESTER)
+            key = provider.validator_key.public_key.raw
+            await wait_until(
+                lambda: key in {a.provider for a in requester.capacity.entries()},  # type: ignore[union-attr]
+                what="the provider's capacity reached the requester",
+            )
+            assert requester.market is not None and requester.blobs is not None
+            source = tmp_path / "in.bin"
+            source.write_bytes(os.urandom(MiB))
+            info, _ = await requester.blobs.put(source)
+            spec = _spec("sleep 600", cid=info.cid, size=MiB, output_limit="1 MiB", disk="64 MiB")
+            submitted = await requester.market.submit(spec)
+            escrowed = await until_state(requester, submitted.job_id, JobState.ESCROWED, JobState.FAILED)
+            assert escrowed.contract is not None
+            job = "p-" + escrowed.contract.terms.contract_hash().hex()[:24]
+            await until_state(provider, job, JobState.RUNNING)
+            store = provider.blobs.store  # type: ignore[union-attr]
+            await wait_until(lambda: store.holds() == {job: {HOLD_INPUT: [info.cid]}}, what="the input held")
+
+            await net.stop_and_wait(PROVIDER)
+            # What a provider killed mid-job (kill -9, power loss) leaves behind: the job's hold,
+            # and one of a job its book never recorded. The operator also pinned the input.
+            offline = BlobStore.open(provider.paths.data / "blobs", max_bytes=1 << 30)
+            offline.hold(info.cid, job, HOLD_INPUT)
+            offline.hold(info.cid, "p-never-recorded", HOLD_OUTPUT)
+            offline.pin(info.cid, True)
+            offline.close()
+
+            back = await net.start(PROVIDER)
+            assert back.market is not None and back.blobs is not None
+            assert back.blobs.store.holds() == {}  # released before the market took any job
+            ended = back.market.get(job)
+            assert ended.state is JobState.FAILED and ended.error_code == InterruptedByRestart.code
+            kept = back.blobs.store.get(info.cid)
+            assert kept is not None and kept.pinned  # the operator's pin is not a job's to drop
             nursery.cancel_scope.cancel()
