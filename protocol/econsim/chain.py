@@ -52,6 +52,8 @@ class SimChain:
         self.kernel_blocks = 0
         self.ledger_blocks = 0
         self.functions_spans = 0
+        #: Liquidity-mining and standing-offer payouts of every applied block, by address.
+        self.liquidity_paid: dict[bytes, int] = {}
         self._checked = False
 
     @property
@@ -68,6 +70,8 @@ class SimChain:
         nothing changed)."""
         result = apply_block(self.state, self.context(self.height + 1), txs, verified=verified)
         self.ledger_blocks += 1
+        for address, reward in result.mining_rewards:
+            self.liquidity_paid[address] = self.liquidity_paid.get(address, 0) + reward
         if self.prune_closed_contracts:
             for contract_hash, _ in self.state.closed_contracts.sorted_items():
                 self.state.closed_contracts.delete(contract_hash)
