@@ -138,6 +138,8 @@ def write_charts(out_dir: Path, series: Series, *, title: str = "") -> list[Path
         figure.savefig(path, metadata=_METADATA)
         pyplot.close(figure)
         written.append(path)
+    if any(row.pool_dct for rows in series.values() for row in rows):
+        written.append(_write_liquidity(out_dir, series))
     figure, grid = pyplot.subplots(4, 2, figsize=(14, 16), dpi=80)
     for axes, name in zip(grid.flat, CHARTS, strict=True):
         _draw(axes, name, series)
@@ -149,3 +151,36 @@ def write_charts(out_dir: Path, series: Series, *, title: str = "") -> list[Path
     pyplot.close(figure)
     written.append(path)
     return written
+
+
+def _write_liquidity(out_dir: Path, series: Series) -> Path:
+    """``liquidity.png``, for runs with a pool (protocol/econsim/liquidity.py): what liquidity
+    mining and the standing offer earn per day, and the pool's price of DCT in TUSD."""
+    many = len(series) > 1
+    figure, (rewards, price) = pyplot.subplots(1, 2, figsize=(14, 4.5), dpi=100)
+    for label, rows in series.items():
+        if not rows:
+            continue
+        years = _years(rows)
+        step_days = rows[1].day - rows[0].day if len(rows) > 1 else 1
+        prefix = f"{label}: " if many else ""
+        mining = _smoothed([row.mining_rewards / DCT / step_days for row in rows], rows)
+        standing = _smoothed([row.availability_rewards / DCT / step_days for row in rows], rows)
+        rewards.plot(years, mining, label=f"{prefix}liquidity mining")
+        rewards.plot(years, standing, label=f"{prefix}standing offer (availability)")
+        price.plot(years, [row.pool_price / DCT for row in rows], label=label if many else None)
+    rewards.set_title("Liquidity programmes' rewards (30-day average)", fontsize=10)
+    rewards.set_ylabel("DCT per day")
+    price.set_title("Pool price of DCT", fontsize=10)
+    price.set_ylabel("TUSD per DCT")
+    for axes in (rewards, price):
+        axes.set_xlabel("years")
+        axes.grid(True, alpha=0.3)
+    rewards.legend(fontsize=7)
+    if many:
+        price.legend(fontsize=7)
+    figure.tight_layout()
+    path = out_dir / "liquidity.png"
+    figure.savefig(path, metadata=_METADATA)
+    pyplot.close(figure)
+    return path

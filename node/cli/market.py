@@ -3,8 +3,9 @@ announcements it holds (RPC ``market_offers``, ``market_stats``).
 
     dcent market offers [--gpus N] [--min-memory "40 GiB"] [--model "*H100*"] [--min-cc 8.0]
                         [--min-cuda 12.1] [--executor NAME] [--max-price AMOUNT] [--spec FILE]
-                        [--sort price|stake|free|memory|age] [--limit N]
+                        [--sort price|stake|free|memory|age] [--limit N] [--source all|gossip|standing]
     dcent market stats [--window N]
+    dcent market standing post|list|take|withdraw ...   (node/cli/market_standing.py)
 
 ``offers`` lists the providers whose current offer could take a job asking for those resources
 (the matcher's own rules: enough free units meeting them, the executor, the price); ``--spec``
@@ -12,6 +13,11 @@ takes them from a job spec file instead, its maximum price included. Prices are 
 and per GPU-second in DCT, stakes in DCT (the ledger's figure), ages in seconds. ``stats`` sums
 the offers up (units, free units, offered prices by GPU model) and the work settled on chain over
 the last ``--window`` blocks.
+
+Beside the gossiped offers, ``offers`` lists the ledger's **standing offers** (``"source":
+"standing"``, ``"guaranteed": true`` in JSON, after the gossiped ones): GPUs whose provider must
+sell at the posted price (``dcent market standing take``), filtered by GPU count, model and price.
+``--source`` picks one kind.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 from rich.console import Console
 
 from node.cli.economics_node import dct_text
+from node.cli.market_standing import fetch_standing, register_standing, render_standing, standing_for_query
 from node.wallet.cliargs import Subparsers, add_common_args, add_node_args
 from node.wallet.connect import NodeRpc
 from node.wallet.console import key_values, table
@@ -57,6 +64,12 @@ def register(subparsers: Subparsers) -> None:
     offers.add_argument("--spec", type=Path, metavar="FILE", help="take resources and price from a job spec")
     offers.add_argument("--sort", choices=SORT_KEYS, default="price", help="order (default: price)")
     offers.add_argument("--limit", type=int, default=100, metavar="N", help="most offers shown (default 100)")
+    offers.add_argument(
+        "--source",
+        choices=("all", "gossip", "standing"),
+        default="all",
+        help="gossiped offers, the ledger's standing offers (guaranteed prices), or both (default)",
+    )
     add_node_args(offers)
     add_common_args(offers)
     offers.set_defaults(func=run_offers)
@@ -66,6 +79,7 @@ def register(subparsers: Subparsers) -> None:
     add_node_args(stats)
     add_common_args(stats)
     stats.set_defaults(func=run_stats)
+    register_standing(commands)
 
 
 def offer_query(args: argparse.Namespace) -> dict[str, object]:
@@ -114,6 +128,8 @@ def offer_document(offer: Mapping[str, Any]) -> dict[str, object]:
     """One offer for people and scripts: the node's fields plus DCT and per-hour figures."""
     return {
         **offer,
+        "source": "gossip",
+        "guaranteed": False,
         "price_per_gpu_second_dct": dct_text(offer.get("price_per_gpu_second")),
         "price_per_gpu_hour_dct": _per_hour(offer.get("price_per_gpu_second")),
         "collateral_dct": dct_text(offer.get("collateral")),
@@ -165,9 +181,21 @@ def run_offers(args: argparse.Namespace) -> int:
         query = offer_query(args)
 
         async def body(rpc: NodeRpc) -> int:
-            answer = answer_list(await rpc.call("market_offers", **query), "market_offers")
-            offers = [offer_document(answer_object(offer, "market_offers")) for offer in answer]
-            out.result(offers, lambda console: _render_offers(console, offers))
+            offers: list[dict[str, Any]] = []
+            standing: list[dict[str, Any]] = []
+            if args.source != "standing":
+                answer = answer_list(await rpc.call("market_offers", **query), "market_offers")
+                offers = [offer_document(answer_object(offer, "market_offers")) for offer in answer]
+            if args.source != "gossip":
+                standing = standing_for_query(await fetch_standing(rpc), query)[: args.limit]
+
+            def render(console: Console) -> None:
+                if args.source != "standing":
+                    _render_offers(console, offers)
+                if args.source != "gossip":
+                    render_standing(console, standing, title="standing offers (guaranteed prices):")
+
+            out.result(offers + standing, render)
             return EXIT_OK
 
         return run_node_command(args, out, body)

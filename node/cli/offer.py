@@ -1,15 +1,20 @@
 """`dcent offer ...`: standing offers, availability challenges and guaranteed-price takes.
 
-    dcent offer stand --gpus N --model M --price AMOUNT --period BLOCKS --collateral AMOUNT
+    dcent offer stand --gpus N --model M --price AMOUNT [--quote SYMBOL] --period BLOCKS --collateral AMOUNT
     dcent offer list | show OFFER
     dcent offer challenge OFFER | answer OFFER | miss OFFER
-    dcent offer take OFFER --gpus N --seconds S | accept OFFER | refused OFFER
+    dcent offer take OFFER --gpus N --seconds S [--max-price AMOUNT | --slippage 1%] | accept OFFER | refused OFFER
     dcent offer withdraw OFFER
+
+(``dcent market standing post|withdraw|list|take`` are the same commands, from the market's side.)
 
 ``stand`` names the node at ``--rpc``/``--home`` as the one that answers challenges (its key, from
 ``offer_nodeKey``); ``answer`` asks that node to sign the open challenge's seed (``offer_answer``)
 and submits the answer from the wallet. The wallet signs every transaction; the node's key never
-leaves the node. ``--price`` is per GPU-second, written like any amount.
+leaves the node. ``--price`` is per GPU-second, written like any amount; with ``--quote TUSD`` it
+is in that registered asset ("0.00002 TUSD"), and each take fixes the DCT it pays from the DCT/TUSD
+pool's time-weighted price. ``take`` then sends a limit on that DCT price: ``--max-price``, or the
+node's current figure plus ``--slippage`` (default 1%).
 """
 
 from __future__ import annotations
@@ -27,7 +32,15 @@ from node.wallet.errors import BadNodeAnswer, InvalidArgument
 from node.wallet.runner import EXIT_OK, output_of, run_node_command
 from node.wallet.txbuilder import Prepared
 from node.wallet.txcommand import TxPlan, run_tx_command
-from node.wallet.values import AMOUNT_HELP, answer_list, answer_object, parse_amount_arg
+from node.wallet.values import (
+    AMOUNT_HELP,
+    answer_amount,
+    answer_list,
+    answer_object,
+    parse_amount_arg,
+    parse_ratio,
+)
+from protocol.ledger.errors import MalformedTx
 from protocol.ledger.tx import (
     Msg,
     OfferAccept,
@@ -39,6 +52,7 @@ from protocol.ledger.tx import (
     OfferTake,
     OfferWithdraw,
 )
+from protocol.units import DEC, MAX_AMOUNT
 
 
 def register(subparsers: Subparsers) -> None:
@@ -47,13 +61,7 @@ def register(subparsers: Subparsers) -> None:
     commands.required = True
 
     stand = commands.add_parser("stand", help="post a standing offer served by the node at --rpc/--home")
-    stand.add_argument("--gpus", type=int, required=True, help="how many GPUs stand")
-    stand.add_argument("--model", required=True, help="the GPU model, as the market names it")
-    stand.add_argument("--price", required=True, help=f"per GPU-second: {AMOUNT_HELP}")
-    stand.add_argument("--period", type=int, required=True, help="blocks the offer stands")
-    stand.add_argument("--collateral", required=True, help=f"bonded for the offer: {AMOUNT_HELP}")
-    add_tx_args(stand)
-    stand.set_defaults(func=lambda args: run_tx_command(args, _stand_plan))
+    add_stand_args(stand)
 
     simple: list[tuple[str, str, Callable[[bytes], Msg]]] = [
         (
@@ -82,11 +90,7 @@ def register(subparsers: Subparsers) -> None:
     answer.set_defaults(func=lambda args: run_tx_command(args, _answer_plan))
 
     take = commands.add_parser("take", help="buy a standing offer's GPUs at its price")
-    take.add_argument("offer", metavar="OFFER", help="the offer's id (hex)")
-    take.add_argument("--gpus", type=int, required=True)
-    take.add_argument("--seconds", type=int, required=True, help="GPU-seconds per GPU")
-    add_tx_args(take)
-    take.set_defaults(func=lambda args: run_tx_command(args, _take_plan))
+    add_take_args(take)
 
     listing = commands.add_parser("list", help="every standing offer")
     add_node_args(listing)
@@ -97,6 +101,72 @@ def register(subparsers: Subparsers) -> None:
     show.set_defaults(func=run_show)
     for command in (*parsers, answer, take, listing, show):
         add_common_args(command)
+
+
+def add_stand_args(stand: argparse.ArgumentParser) -> None:
+    stand.add_argument("--gpus", type=int, required=True, help="how many GPUs stand")
+    stand.add_argument("--model", required=True, help="the GPU model, as the market names it")
+    stand.add_argument("--price", required=True, help=f"per GPU-second: {AMOUNT_HELP}, or in --quote's unit")
+    stand.add_argument(
+        "--quote",
+        default="DCT",
+        metavar="SYMBOL",
+        help="the unit of --price: DCT (default) or a registered asset (a stable unit)",
+    )
+    stand.add_argument("--period", type=int, required=True, help="blocks the offer stands")
+    stand.add_argument("--collateral", required=True, help=f"bonded for the offer: {AMOUNT_HELP}")
+    add_tx_args(stand)
+    stand.set_defaults(func=lambda args: run_tx_command(args, _stand_plan))
+
+
+def add_take_args(take: argparse.ArgumentParser) -> None:
+    take.add_argument("offer", metavar="OFFER", help="the offer's id (hex)")
+    take.add_argument("--gpus", type=int, required=True)
+    take.add_argument("--seconds", type=int, required=True, help="GPU-seconds per GPU")
+    limit = take.add_mutually_exclusive_group()
+    limit.add_argument("--max-price", metavar="AMOUNT", help="most DCT per GPU-second the take may fix")
+    limit.add_argument(
+        "--slippage",
+        default="1%",
+        help="for an offer quoted in an asset: how far above the node's current DCT price the take "
+        "may fix (default: %(default)s)",
+    )
+    add_tx_args(take)
+    take.set_defaults(func=lambda args: run_tx_command(args, _take_plan))
+
+
+def ref_plan(name: str, make: Callable[[bytes], Msg]) -> Callable[[argparse.Namespace], TxPlan]:
+    return _ref_plan(name, make)
+
+
+def _quote_of(text: str) -> str:
+    symbol = text.strip().upper()
+    if symbol == "DCT":
+        return ""
+    try:
+        OfferStand(bytes(32), "x", 1, 1, 1, 1, symbol)
+    except MalformedTx:
+        raise InvalidArgument(
+            "--quote: DCT or a registered asset's symbol (2-10 capitals and digits)"
+        ) from None
+    return symbol
+
+
+def _quoted_price(text: str, quote: str) -> int:
+    cleaned = text.strip()
+    if quote and cleaned.upper().endswith(quote):
+        cleaned = cleaned[: -len(quote)].strip()
+    elif quote and cleaned.upper().endswith("DCT"):
+        raise InvalidArgument(f"--price: the offer is quoted in {quote}; write the price in {quote}")
+    return parse_amount_arg(cleaned, "--price")
+
+
+def quoted_text(amount: object, quote: object) -> str:
+    """A price in its quote unit for people: ``"0.00002 TUSD"``."""
+    text = dct(amount)
+    if quote in (None, "", "DCT"):
+        return text
+    return text.replace(" DCT", f" {quote}")
 
 
 def _offer_id(text: str) -> bytes:
@@ -110,10 +180,16 @@ def _offer_id(text: str) -> bytes:
 
 
 def _stand_plan(args: argparse.Namespace) -> TxPlan:
-    price = parse_amount_arg(args.price, "--price")
+    quote = _quote_of(args.quote)
+    price = _quoted_price(args.price, quote)
     collateral = parse_amount_arg(args.collateral, "--collateral")
-    placeholder = OfferStand(bytes(32), args.model, args.gpus, price, args.period, collateral)
-    fields: dict[str, object] = {"gpus": args.gpus, "model": args.model, "price": str(price)}
+    placeholder = OfferStand(bytes(32), args.model, args.gpus, price, args.period, collateral, quote)
+    fields: dict[str, object] = {
+        "gpus": args.gpus,
+        "model": args.model,
+        "price": str(price),
+        "quote": quote or "DCT",
+    }
 
     async def build(rpc: NodeRpc, prepared: Prepared) -> Msg:
         answer = answer_object(await rpc.call("offer_nodeKey"), "offer_nodeKey")
@@ -124,14 +200,15 @@ def _stand_plan(args: argparse.Namespace) -> TxPlan:
         if len(node_key) != 32:
             raise BadNodeAnswer("offer_nodeKey.node_key: expected 32 bytes of hex")
         fields["node_key"] = node_key.hex()
-        return OfferStand(node_key, args.model, args.gpus, price, args.period, collateral)
+        return OfferStand(node_key, args.model, args.gpus, price, args.period, collateral, quote)
 
     async def after(rpc: NodeRpc, outcome: Any) -> dict[str, object]:
         return {"offer": outcome.hash}
 
     return TxPlan(
         placeholder,
-        f"standing offer of {args.gpus} x {args.model} at {dct(price)} per GPU-second for {args.period} blocks",
+        f"standing offer of {args.gpus} x {args.model} at {quoted_text(price, quote)} per GPU-second "
+        f"for {args.period} blocks",
         spend=collateral,
         fields=fields,
         build=build,
@@ -170,11 +247,28 @@ def _answer_plan(args: argparse.Namespace) -> TxPlan:
 
 def _take_plan(args: argparse.Namespace) -> TxPlan:
     offer = _offer_id(args.offer)
-    msg = OfferTake(offer, args.gpus, args.seconds)
+    explicit = None if args.max_price is None else parse_amount_arg(args.max_price, "--max-price")
+    slippage = parse_ratio(args.slippage, "--slippage")
+    fields: dict[str, object] = {"offer": offer.hex(), "gpus": args.gpus, "gpu_seconds": args.seconds}
+
+    async def build(rpc: NodeRpc, prepared: Prepared) -> Msg:
+        answer = answer_object(await rpc.call("offer_get", offer=offer.hex()), "offer_get")
+        now = answer.get("price_per_gpu_second")
+        if now is None:
+            raise InvalidArgument(
+                f"offer {offer.hex()[:16]} is quoted in {answer.get('quote')}, whose pool has no "
+                "time-weighted price yet: it cannot be taken now"
+            )
+        price = answer_amount(answer, "price_per_gpu_second", "offer_get")
+        limit = explicit if explicit is not None else min(MAX_AMOUNT, price + price * slippage // DEC)
+        fields.update(price_now=str(price), max_price=str(limit))
+        return OfferTake(offer, args.gpus, args.seconds, limit)
+
     return TxPlan(
-        msg,
+        OfferTake(offer, args.gpus, args.seconds),
         f"take of {args.gpus} GPUs x {args.seconds} s of offer {offer.hex()[:16]}",
-        fields={"offer": offer.hex(), "gpus": args.gpus, "gpu_seconds": args.seconds},
+        fields=fields,
+        build=build,
     )
 
 
@@ -184,7 +278,8 @@ def _rows(offer: Mapping[str, Any]) -> list[tuple[str, object]]:
     return [
         ("provider", offer.get("provider")),
         ("GPUs", f"{offer.get('gpu_count')} x {offer.get('gpu_model')}"),
-        ("price per GPU-second", dct(offer.get("price_per_gpu_second"))),
+        ("price per GPU-second", quoted_text(offer.get("quoted_price"), offer.get("quote"))),
+        ("DCT per GPU-second now", dct(offer.get("price_per_gpu_second"))),
         ("collateral", dct(offer.get("collateral"))),
         ("stands", f"heights {offer.get('start')} to {offer.get('end')}"),
         (
@@ -228,13 +323,14 @@ def run_list(args: argparse.Namespace) -> int:
                 (
                     str(o.get("offer"))[:16],
                     f"{o.get('gpu_count')} x {o.get('gpu_model')}",
+                    quoted_text(o.get("quoted_price"), o.get("quote")),
                     dct(o.get("price_per_gpu_second")),
                     o.get("end"),
                     "standing" if o.get("standing") else "ended",
                 )
                 for o in offers
             ]
-            console.print(table(("OFFER", "GPUS", "PRICE/GPU-S", "UNTIL", "STATE"), rows))
+            console.print(table(("OFFER", "GPUS", "PRICE/GPU-S", "DCT/GPU-S NOW", "UNTIL", "STATE"), rows))
 
         out.result(offers, render)
         return EXIT_OK

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from node.rpc.methods import MethodTable
 from node.rpc.params import HexBytes, Param
 from protocol.crypto import Address
-from protocol.ledger.availability import MAX_OFFERS
-from protocol.ledger.liquidity_errors import NoChallenge, UnknownOffer
+from protocol.ledger.availability import MAX_OFFERS, offer_dct_price
+from protocol.ledger.liquidity_errors import NoChallenge, NoQuotePrice, UnknownOffer
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import availability_bytes
 
@@ -30,13 +30,19 @@ def offer_json(state: LedgerState, offer_id: bytes) -> dict[str, object]:
     if offer is None:
         raise UnknownOffer("no standing offer with that id")
     take = state.takes.get(offer_id)
+    try:
+        price_now: str | None = str(offer_dct_price(state, offer, state.height + 1))
+    except NoQuotePrice:
+        price_now = None
     return {
         "offer": offer_id.hex(),
         "provider": str(Address(offer.provider)),
         "node_key": offer.node_key.hex(),
         "gpu_model": offer.gpu_model,
         "gpu_count": offer.gpu_count,
-        "price_per_gpu_second": str(offer.price),
+        "quote": offer.quote or "DCT",
+        "quoted_price": str(offer.price),
+        "price_per_gpu_second": price_now,
         "collateral": str(offer.collateral),
         "start": offer.start,
         "end": offer.end,
@@ -57,6 +63,7 @@ def offer_json(state: LedgerState, offer_id: bytes) -> dict[str, object]:
             "gpus": take.gpus,
             "gpu_seconds": take.gpu_seconds,
             "max_cost": str(take.max_cost),
+            "price_per_gpu_second": str(take.price),
             "deadline": take.deadline,
         },
     }
@@ -66,9 +73,12 @@ def register_offer_methods(table: MethodTable, node: Node | None) -> None:
     methods = OfferMethods(node)
     shape = (
         "`offer` (id, hex), `provider`, `node_key` (hex), `gpu_model`, `gpu_count`, "
-        "`price_per_gpu_second`, `collateral`, `start`, `end` (heights), `standing`, `forfeited` (a "
+        "`quote` (`DCT` or the asset the price is quoted in), `quoted_price` (per GPU-second, in base "
+        "units of `quote`), `price_per_gpu_second` (DCT base units a take in the next block locks per "
+        "GPU-second: the quoted price at the pool's time-weighted price; null while the pool has none), "
+        "`collateral`, `start`, `end` (heights), `standing`, `forfeited` (a "
         "miss or refusal this epoch), `challenge` (null or `{seed, deadline, challenger}`), `take` "
-        "(null or `{take, requester, gpus, gpu_seconds, max_cost, deadline}`)"
+        "(null or `{take, requester, gpus, gpu_seconds, max_cost, price_per_gpu_second, deadline}`)"
     )
     table.register(
         "offer_get", methods.offer_get, [_OFFER], errors=[UnknownOffer], returns=f"object: {shape}"

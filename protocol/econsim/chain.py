@@ -1,7 +1,9 @@
 """The simulated chain: a real :class:`LedgerState`, advanced by the ledger's own rules.
 
 Every block that carries a transaction, a provider payout (an epoch boundary with settled work),
-an unbonding release or a governance tally is applied by :func:`protocol.ledger.block.apply_block`
+a liquidity-mining or standing-offer payout (an epoch boundary while shares are bonded or offers
+stand), an unbonding release (of stake or of mining shares) or a governance tally is applied by
+:func:`protocol.ledger.block.apply_block`
 itself, on real signed transactions: escrow, settlement, the protocol-fee burn, the collateral
 slash, staking and unbonding, fees and the fee burn are the ledger's code, not a copy, so a change
 to any of those rules in ``protocol/ledger/`` is a change in the simulator. Only the empty blocks
@@ -23,7 +25,7 @@ from collections.abc import Callable, Sequence
 
 from protocol.econsim import kernel
 from protocol.econsim.errors import KernelMismatch
-from protocol.ledger import distribution
+from protocol.ledger import availability, distribution, mining
 from protocol.ledger.block import BlockContext, BlockResult, apply_block
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import Tx
@@ -50,6 +52,8 @@ class SimChain:
         self.kernel_blocks = 0
         self.ledger_blocks = 0
         self.functions_spans = 0
+        #: Liquidity-mining and standing-offer payouts of every applied block, by address.
+        self.liquidity_paid: dict[bytes, int] = {}
         self._checked = False
 
     @property
@@ -66,6 +70,8 @@ class SimChain:
         nothing changed)."""
         result = apply_block(self.state, self.context(self.height + 1), txs, verified=verified)
         self.ledger_blocks += 1
+        for address, reward in result.mining_rewards:
+            self.liquidity_paid[address] = self.liquidity_paid.get(address, 0) + reward
         if self.prune_closed_contracts:
             for contract_hash, _ in self.state.closed_contracts.sorted_items():
                 self.state.closed_contracts.delete(contract_hash)
@@ -99,7 +105,13 @@ class SimChain:
         for _, proposal in state.proposals.sorted_items():
             if proposal.status == "voting" and proposal.end_height > height:
                 candidates.append(proposal.end_height)
-        if len(state.epoch_work):
+        for release, _ in state.mining_unbonding.sorted_items():
+            if release > height:
+                candidates.append(release)
+                break
+        # An epoch's end pays settled work, liquidity mining and standing offers: apply_block's.
+        liquidity = len(state.mining) or len(state.offers)
+        if len(state.epoch_work) or liquidity or state.vars["mining_pool"] or state.vars["availability_pool"]:
             epoch = state.params.epoch_length
             candidates.append((height // epoch + 1) * epoch)
         return min(candidates)
@@ -159,7 +171,12 @@ def _write_span(state: LedgerState, result: kernel.SpanResult, rewarded: Sequenc
     state.vars.set("height", state.height + result.blocks)
     state.vars.set("inflation", result.inflation)
     state.add("minted", result.minted)
-    state.add("community_pool", result.community)
+    # As end-block: the liquidity shares leave the community pool's part for their pots, each
+    # while something is bonded / an offer stands (constant over a span: no transactions in it,
+    # and an epoch's end or a mining release ends a span).
+    state.add("community_pool", result.community - result.mining - result.availability)
+    mining.accrue(state, result.mining)
+    availability.accrue(state, result.availability)
     state.add("provider_pool", result.provider_pool)
     # Each block accrues each rewarded validator's share to its pending rewards (nothing for 0),
     # exactly as protocol.ledger.distribution.accrue does: sums over the span are the same.

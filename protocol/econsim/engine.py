@@ -31,10 +31,11 @@ from protocol.econsim import agents as model
 from protocol.econsim.chain import SimChain
 from protocol.econsim.economy import CHAIN_ID, EconomyStart, actor_key, build_state, validator_labels
 from protocol.econsim.errors import ScenarioError, SimulationError
+from protocol.econsim.liquidity import LiquidityAgents
 from protocol.econsim.scenario import Scenario
 from protocol.ledger.errors import LedgerError
 from protocol.ledger.state import LedgerState
-from protocol.ledger.tx import Msg, OpenEscrow, Refund, Settle, Stake, Transfer, Unstake, sign_tx
+from protocol.ledger.tx import Msg, OpenEscrow, Refund, Settle, Stake, Transfer, Unstake, decode_tx, sign_tx
 from protocol.sim.rng import SplitMix64
 from protocol.units import DEC
 
@@ -67,6 +68,12 @@ class Row:
     demand_gpu_hours: float
     served_gpu_hours: float
     provider_income_per_gpu_hour: float  # base units
+    # Liquidity (protocol.econsim.liquidity); zeros when the scenario has none.
+    pool_dct: int = 0
+    pool_price: int = 0  # TUSD base units per DCT, spot at the step's end
+    mining_rewards: int = 0  # paid to liquidity mining during the step
+    availability_rewards: int = 0  # paid to the standing offer during the step
+    standing_gpus: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +119,7 @@ class _Economy:
         self.staking_yield = scenario.agents.outside_rate
         self.nonces: dict[bytes, int] = {}
         self.step_blocks = max(1, state.params.blocks_per_year * self.agents.step_days * 100 // 36_525)
+        self.liquidity = LiquidityAgents(self.agents, state, self.step_blocks)
 
     @property
     def state(self) -> LedgerState:
@@ -177,6 +185,10 @@ class _Economy:
         txs = [self.tx(self.requester, Refund(contract_hash)) for contract_hash, _, _ in self.failed]
         requester_funds = state.balance(requester) + sum(max_cost for _, max_cost, _ in self.failed)
         provider_funds = state.balance(provider)
+        standing = self.liquidity.provider_moves(state, height, price, provider_funds, self.tx)
+        txs.extend(standing.txs)
+        provider_funds -= standing.locked + len(standing.txs) * fee
+        flows.provider += standing.locked + len(standing.txs) * fee
         self.failed = []
         locked_before = self.locked_collateral
         self.locked_collateral = 0
@@ -246,6 +258,15 @@ class _Economy:
             txs.append(sign_tx(self.requester, CHAIN_ID, nonce, other_fees, Transfer(provider, 1)))
             flows.provider -= 1
         self._stake_txs(txs, topups, flows)
+        liquidity_txs = self.liquidity.market_txs(state, step, height, self.validators[0], self.tx)
+        # The holders' DCT that buys into the pool is a purchase, not a loss of their income.
+        flows.holders += sum(
+            decoded.msg.amount + decoded.fee
+            for decoded in map(decode_tx, liquidity_txs)
+            if decoded.sender == self.validators[0].address.raw and isinstance(decoded.msg, Transfer)
+        )
+        txs.extend(liquidity_txs)
+        paid_before = dict(self.chain.liquidity_paid)
         holdings_before = self.holdings()
         provider_before = state.balance(provider) + locked_before
         minted, burned = state.vars["minted"], state.vars["burned"]
@@ -267,6 +288,7 @@ class _Economy:
         provider_income = state.balance(provider) + self.locked_collateral - provider_before + flows.provider
         income_per_gpu_hour = provider_income / (gpus * 24.0 * agents.step_days)
         supply = state.total_supply()
+        pool_dct, pool_price = self.liquidity.pool_figures(state)
         row = Row(
             step=step,
             day=(step + 1) * agents.step_days,
@@ -290,6 +312,11 @@ class _Economy:
             demand_gpu_hours=demand,
             served_gpu_hours=served,
             provider_income_per_gpu_hour=income_per_gpu_hour,
+            pool_dct=pool_dct,
+            pool_price=pool_price,
+            mining_rewards=self._paid_since(paid_before, self.liquidity.lp.address.raw),
+            availability_rewards=self._paid_since(paid_before, provider),
+            standing_gpus=self.liquidity.standing_gpus(state),
         )
         # Decisions for the next step.
         self.utilization = row.utilization
@@ -304,6 +331,9 @@ class _Economy:
             rng=self.rng,
         )
         return row
+
+    def _paid_since(self, before: dict[bytes, int], address: bytes) -> int:
+        return self.chain.liquidity_paid.get(address, 0) - before.get(address, 0)
 
     def _stake_txs(self, txs: list[bytes], topups: dict[bytes, int], flows: _Flows) -> None:
         """Append the holders' stake or unstake, equal for every validator."""

@@ -8,6 +8,9 @@ inflation ``I``::
     I  <- economics.next_inflation(I, B, S)         (moves toward the bonded goal, clamped)
     p   = economics.block_provision(S, I)            (minted)
     v, r, c = economics.split_issuance(p)             (validators, provider pool, community)
+    m, a = mul_ratio(p, mining share), mul_ratio(p, availability share)
+                                                     (out of c: liquidity mining's and standing
+                                                      offers' pots, or c when none is bonded/stands)
     shares, dust = economics.pro_rata(v, powers)     (credited to the validators; dust to community)
     S  <- S + p
 
@@ -74,6 +77,11 @@ class SpanResult:
     #: ``"kernel"`` (the fast path, checked on its first block) or ``"functions"`` (the rules
     #: in protocol/economics.py changed under the fast path; computed block by block with them).
     exact_by: str = "kernel"
+    #: Liquidity mining's and standing offers' shares of the issuance (``mul_ratio`` of each
+    #: block's provision, summed), already counted in ``community``: end-block moves them out of
+    #: the community pool's part into their pots when something is bonded / an offer stands.
+    mining: int = 0
+    availability: int = 0
 
 
 def _reduced(numerator: int, denominator: int) -> tuple[int, int]:
@@ -99,7 +107,7 @@ def span_by_functions(
     """
     keyed = [(index, power) for index, power in enumerate(powers)]
     rewards = [0] * len(powers)
-    minted = community = provider_pool = validator_issuance = 0
+    minted = community = provider_pool = validator_issuance = to_mining = to_availability = 0
     issued_before = supply if issued is None else issued
     for _ in range(blocks):
         inflation = economics.next_inflation(inflation, bonded, supply, params)
@@ -113,6 +121,8 @@ def span_by_functions(
         community += split.community + dust
         provider_pool += split.providers
         validator_issuance += split.validators
+        to_mining += economics.mul_ratio(provision, params.liquidity_mining_share)
+        to_availability += economics.mul_ratio(provision, params.availability_share)
     return SpanResult(
         blocks,
         supply,
@@ -123,6 +133,8 @@ def span_by_functions(
         tuple(rewards),
         validator_issuance,
         "functions",
+        to_mining,
+        to_availability,
     )
 
 
@@ -167,6 +179,8 @@ class _Fast:
         self.params = params
         self.val_num, self.val_den = _reduced(params.validator_reward_share, DEC)
         self.prov_num, self.prov_den = _reduced(params.provider_reward_share, DEC)
+        self.mining_num, self.mining_den = _reduced(params.liquidity_mining_share, DEC)
+        self.avail_num, self.avail_den = _reduced(params.availability_share, DEC)
         positive = [power for power in powers if power > 0]
         common = 0
         for power in positive:
@@ -244,11 +258,22 @@ def _fast_blocks(fast: _Fast, supply: int, bonded: int, inflation: int, blocks: 
             done += steps
     except OverflowError:
         raise _TooLarge from None
-    validator_total, provider_total, rewards = _split_totals(fast, provisions)
+    validator_total, provider_total, rewards, liquidity = _split_totals(fast, provisions)
     minted = supply - start_supply
     paid = sum(rewards)
     community = minted - validator_total - provider_total + (validator_total - paid)
-    return SpanResult(blocks, supply, inflation, minted, community, provider_total, rewards, validator_total)
+    return SpanResult(
+        blocks,
+        supply,
+        inflation,
+        minted,
+        community,
+        provider_total,
+        rewards,
+        validator_total,
+        "kernel",
+        *liquidity,
+    )
 
 
 def _constant_run(supply: int, num: int, den: int, blocks: int, collect: Callable[[int], None]) -> int:
@@ -357,25 +382,34 @@ _CHUNK = 1 << 16
 _INT64 = 2**63
 
 
-def _split_totals(fast: _Fast, provisions: array[int]) -> tuple[int, int, tuple[int, ...]]:
-    """``(validators' issuance, provider pool, rewards per validator)`` of the collected
-    provisions: per block ``floor(p * vn / vd)``, ``floor(p * pn / pd)`` and each validator's
-    ``floor(v * w / W)`` (or ``floor(v / K)`` with equal powers), summed. Over int64 arrays when
-    no product can leave 64 bits (checked from the largest provision), else in Python ints."""
+def _split_totals(fast: _Fast, provisions: array[int]) -> tuple[int, int, tuple[int, ...], tuple[int, int]]:
+    """``(validators' issuance, provider pool, rewards per validator, (mining, availability))``
+    of the collected provisions: per block ``floor(p * vn / vd)``, ``floor(p * pn / pd)``, each
+    validator's ``floor(v * w / W)`` (or ``floor(v / K)`` with equal powers) and the two liquidity
+    shares ``floor(p * mn / md)``, summed. Over int64 arrays when no product can leave 64 bits
+    (checked from the largest provision), else in Python ints."""
     count = len(fast.weights)
     validator_total = provider_total = equal_share = 0
+    liquidity = [0, 0]
+    cuts = [(fast.mining_num, fast.mining_den), (fast.avail_num, fast.avail_den)]
     per_weight = [0] * count
     paid_count = count if fast.total_weight else 0
     largest = max(provisions, default=0)
     # Every product is at most largest * widest (a validator's share never exceeds its block's
     # provision), every chunk's sum at most largest * _CHUNK.
-    widest = max([1, fast.val_num, fast.prov_num] + ([] if fast.equal else fast.weights))
+    widest = max(
+        [1, fast.val_num, fast.prov_num, fast.mining_num, fast.avail_num]
+        + ([] if fast.equal else fast.weights)
+    )
     vectorized = largest * widest < _INT64 and largest * _CHUNK < _INT64
     if not vectorized:
         for provision in provisions:
             to_validators = provision * fast.val_num // fast.val_den
             validator_total += to_validators
             provider_total += provision * fast.prov_num // fast.prov_den
+            for index, (num, den) in enumerate(cuts):
+                if num:
+                    liquidity[index] += provision * num // den
             if fast.equal:
                 equal_share += to_validators // count
             else:
@@ -392,6 +426,9 @@ def _split_totals(fast: _Fast, provisions: array[int]) -> tuple[int, int, tuple[
             validator_shares = chunk * fast.val_num // fast.val_den
             validator_total += int(validator_shares.sum())
             provider_total += int((chunk * fast.prov_num // fast.prov_den).sum())
+            for index, (num, den) in enumerate(cuts):
+                if num:
+                    liquidity[index] += int((chunk * num // den).sum())
             if fast.equal:
                 equal_share += int((validator_shares // count).sum())
             else:
@@ -399,4 +436,4 @@ def _split_totals(fast: _Fast, provisions: array[int]) -> tuple[int, int, tuple[
                     weight = fast.weights[index]
                     per_weight[index] += int((validator_shares * weight // fast.total_weight).sum())
     rewards = tuple(equal_share for _ in range(count)) if fast.equal else tuple(per_weight)
-    return validator_total, provider_total, rewards
+    return validator_total, provider_total, rewards, (liquidity[0], liquidity[1])

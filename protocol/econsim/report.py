@@ -41,6 +41,11 @@ COLUMNS = (
     "demand_gpu_hours",
     "served_gpu_hours",
     "provider_income_per_gpu_hour_dct",
+    "pool_dct",
+    "pool_price_tusd_per_dct",
+    "mining_rewards_dct",
+    "availability_rewards_dct",
+    "standing_gpus",
 )
 
 _SIX = Decimal("0.000001")
@@ -98,6 +103,11 @@ def row_values(row: Row, step_days: int) -> list[str]:
         number(row.demand_gpu_hours),
         number(row.served_gpu_hours),
         number(row.provider_income_per_gpu_hour / DCT),
+        amount(row.pool_dct),
+        amount(row.pool_price),
+        amount(row.mining_rewards),
+        amount(row.availability_rewards),
+        str(row.standing_gpus),
     ]
 
 
@@ -140,6 +150,8 @@ def summary(run: Run) -> dict[str, str | int | None]:
         "end_providers": last.providers,
         "end_price_per_gpu_hour_dct": amount(last.price_per_gpu_hour),
         "first_deflation_day": deflation,
+        "mining_rewards_dct": amount(sum(row.mining_rewards for row in rows)),
+        "availability_rewards_dct": amount(sum(row.availability_rewards for row in rows)),
         "kernel_blocks": run.kernel_blocks,
         "ledger_blocks": run.ledger_blocks,
     }

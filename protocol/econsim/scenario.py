@@ -97,6 +97,22 @@ class Agents:
     failed_job_share: float = 0.01
     #: Provider collateral as a share of a contract's maximum cost.
     collateral_share: float = 0.1
+    # Liquidity (issue 17): a DCT/TUSD pool, liquidity mining and standing offers, all off by
+    # default. The shares of issuance they earn are the ledger parameters
+    # ``liquidity_mining_share`` and ``availability_share``; every epoch's end while shares are
+    # bonded or an offer stands is a block ``apply_block`` applies (the payouts walk them), so a
+    # scenario with them on wants a longer ``epoch_length`` than one block-minute.
+    #: DCT the liquidity providers (bought from the holders) deposit into the pool in the first
+    #: step, with ``pool_asset_per_dct`` TUSD per DCT minted by the stable unit's issuer.
+    pool_dct: int = 0
+    pool_asset_per_dct: float = 1.0
+    #: Share of the liquidity providers' pool shares bonded to liquidity mining (from step 1).
+    mining_bonded_share: float = 1.0
+    #: DCT a trader swaps through the pool per day, alternately selling DCT and buying it back.
+    swap_dct_per_day: float = 0.0
+    #: GPUs the provider keeps in a standing offer (re-posted when it ends), at the step's price,
+    #: with ``standing_collateral_per_gpu`` each; it earns the availability share.
+    standing_gpus: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +273,11 @@ _AGENT_RULES: dict[str, tuple[str, int | float, int | float]] = {
     "fee_per_tx": ("amount", 0, 10**6 * DCT),
     "failed_job_share": ("float", 0.0, 1.0),
     "collateral_share": ("float", 0.0, 10.0),
+    "pool_dct": ("amount", 0, MAX_SUPPLY),
+    "pool_asset_per_dct": ("float", 1e-6, 1e6),
+    "mining_bonded_share": ("float", 0.0, 1.0),
+    "swap_dct_per_day": ("float", 0.0, 1e9),
+    "standing_gpus": ("int", 0, 1_024),
 }
 
 

@@ -29,6 +29,17 @@ without its node: the seed is fresh and the signature is checked against the key
 offer. A provider challenging itself (a second key) only moves its deposit between its own
 pockets, minus fees: rewards never count challenges answered, only blocks stood.
 
+**Prices in a stable unit.** An offer may be quoted in a registered asset (``quote``: its price
+is then that asset's base units per GPU-second). A take fixes the DCT it locks, and the escrow it
+becomes pays, from the DCT/asset pool's time-weighted price as the take's block sees it:
+``ceil(price x 10^9 / twap)`` DCT base units per GPU-second (rounded up: the provider is never paid
+less than it quoted, the requester pays under one base unit per GPU-second more). From then on
+neither side's amount moves with DCT's price. Refused with a typed error while the pool's average
+does not cover a whole ``twap_window`` (``NoQuotePrice``: a younger average is whatever the pool's
+creator set), or while the pool holds less than ``QUOTE_DEPTH`` times the DCT the take locks
+(``PoolTooShallow``: holding a thin pool's price away for a window costs less than it could gain).
+``standing_max_price`` applies to the DCT price at posting.
+
 **Rewards.** ``availability_share`` of each block's issuance (from the community pool's part, as
 liquidity mining) goes to ``availability_pool`` while offers exist; at each epoch's end it is
 split pro rata GPUs x blocks stood in the epoch, not counting offers that missed a challenge or
@@ -41,6 +52,7 @@ import dataclasses
 
 from protocol import economics
 from protocol.crypto import verify
+from protocol.ledger import pool as pool_module
 from protocol.ledger.bank import debit
 from protocol.ledger.errors import AmountOverflow, ContractExists, NotAParty
 from protocol.ledger.liquidity_errors import (
@@ -50,10 +62,13 @@ from protocol.ledger.liquidity_errors import (
     ChallengeWindowOpen,
     CollateralTooLow,
     NoChallenge,
+    NoQuotePrice,
     NoTake,
     OfferNotStanding,
     OwnOffer,
+    PoolTooShallow,
     PriceTooHigh,
+    SlippageExceeded,
     TakePending,
     TakeWindowClosed,
     TakeWindowOpen,
@@ -75,9 +90,42 @@ from protocol.ledger.tx import (
     Tx,
     availability_bytes,
 )
-from protocol.units import MAX_AMOUNT
+from protocol.units import DCT, MAX_AMOUNT
 
 MAX_OFFERS = 10_000
+#: A take of an offer quoted in an asset needs the pool to hold at least this many times the DCT
+#: it locks: moving a constant-product pool's price by a factor p and holding it for a window
+#: costs the manipulator arbitrage on a trade of about reserve x (sqrt(p) - 1) every block, so a
+#: deep pool makes the ~(p - 1) x cost a manipulated take could gain the smaller amount.
+QUOTE_DEPTH = 10
+
+
+def quote_price(state: LedgerState, symbol: str, height: int) -> int:
+    """The DCT/``symbol`` pool's time-weighted price (asset base units per DCT) as transactions of
+    block ``height`` see it, over a whole ``twap_window``. Raises NoQuotePrice."""
+    pool = state.pools.get(symbol)
+    window = state.params.twap_window
+    if pool is None:
+        raise NoQuotePrice(f"no DCT/{symbol} pool: an offer quoted in {symbol} has no DCT price")
+    first_priced = pool.marks[0][0] if pool.marks else pool.last_height + 1
+    price = pool_module.twap(pool, height, window)
+    if price is None or first_priced > height - window + 1 or price <= 0:
+        raise NoQuotePrice(f"the DCT/{symbol} pool has no time-weighted price over {window} blocks yet")
+    return price
+
+
+def dct_price(quoted: int, twap: int) -> int:
+    """DCT base units per GPU-second for ``quoted`` asset base units per GPU-second at ``twap``
+    (asset base units per DCT), rounded up; at least 1 base unit."""
+    return max(1, -(-quoted * DCT // twap))
+
+
+def offer_dct_price(state: LedgerState, offer: StandingOffer, height: int) -> int:
+    """What one GPU-second of ``offer`` costs in DCT base units for a take in block ``height``.
+    Raises NoQuotePrice."""
+    if not offer.quote:
+        return offer.price
+    return dct_price(offer.price, quote_price(state, offer.quote, height))
 
 
 def _offer(state: LedgerState, offer_id: bytes) -> StandingOffer:
@@ -91,8 +139,12 @@ def stand(state: LedgerState, tx: Tx, msg: OfferStand, height: int) -> bytes:
     params = state.params
     if len(state.offers) >= MAX_OFFERS:
         raise TooManyOffers(f"the ledger holds at most {MAX_OFFERS} standing offers")
-    if msg.price > params.standing_max_price:
-        raise PriceTooHigh(f"price {msg.price} is above the standing maximum {params.standing_max_price}")
+    price = msg.price
+    if msg.quote:
+        pool_module.active_asset(state, msg.quote)
+        price = dct_price(msg.price, quote_price(state, msg.quote, height))
+    if price > params.standing_max_price:
+        raise PriceTooHigh(f"price {price} is above the standing maximum {params.standing_max_price}")
     needed = msg.gpu_count * params.standing_collateral_per_gpu
     if msg.collateral < needed:
         raise CollateralTooLow(f"{msg.gpu_count} GPUs need at least {needed} base units of collateral")
@@ -108,6 +160,7 @@ def stand(state: LedgerState, tx: Tx, msg: OfferStand, height: int) -> bytes:
         start=height,
         end=height + msg.period,
         credited_until=height,
+        quote=msg.quote,
     )
     state.offers.set(tx.hash, offer)
     return tx.hash
@@ -188,9 +241,19 @@ def take(state: LedgerState, tx: Tx, msg: OfferTake, height: int) -> None:
         raise TakePending("the offer already has a take waiting for the provider")
     if msg.gpus > offer.gpu_count:
         raise TooManyGpus(f"the offer stands for {offer.gpu_count} GPUs")
-    cost = msg.gpus * msg.gpu_seconds * offer.price
+    price = offer_dct_price(state, offer, height)
+    if msg.max_price and price > msg.max_price:
+        raise SlippageExceeded(
+            f"a GPU-second costs {price} base units now, above the take's limit {msg.max_price}"
+        )
+    cost = msg.gpus * msg.gpu_seconds * price
     if cost > MAX_AMOUNT:
         raise AmountOverflow("the take would cost more than the ledger holds")
+    if offer.quote and state.pools[offer.quote].dct < QUOTE_DEPTH * cost:
+        raise PoolTooShallow(
+            f"the DCT/{offer.quote} pool holds {state.pools[offer.quote].dct} base units of DCT, "
+            f"less than {QUOTE_DEPTH} times the take's {cost}"
+        )
     debit(state, tx.sender, cost, "standing offer take")
     pending = Take(
         take_id=tx.hash,
@@ -200,6 +263,7 @@ def take(state: LedgerState, tx: Tx, msg: OfferTake, height: int) -> None:
         gpu_seconds=msg.gpu_seconds,
         max_cost=cost,
         deadline=height + state.params.challenge_window,
+        price=price,
     )
     state.takes.set(msg.offer, pending)
 
@@ -233,7 +297,7 @@ def accept(state: LedgerState, tx: Tx, msg: OfferAccept, height: int) -> bytes:
             provider_key=offer.provider_key,
             requester=pending.requester,
             provider=offer.provider,
-            price_per_gpu_second=offer.price,
+            price_per_gpu_second=pending.price,
             max_gpu_seconds=pending.gpus * pending.gpu_seconds,
             max_cost=pending.max_cost,
             collateral=collateral,

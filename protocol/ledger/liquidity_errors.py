@@ -170,3 +170,17 @@ class TooManyGpus(LedgerError):
     """A take of more GPUs than the offer stands for."""
 
     code = 2335
+
+
+class NoQuotePrice(LedgerError):
+    """An offer quoted in an asset whose DCT pool has no time-weighted price over a whole
+    ``twap_window`` yet (or no pool): a younger average is what its creator alone set."""
+
+    code = 2336
+
+
+class PoolTooShallow(LedgerError):
+    """A take of an offer quoted in an asset whose DCT pool holds less than ``QUOTE_DEPTH`` times
+    the DCT the take locks: a price that thin is cheap to hold away from the market."""
+
+    code = 2337

@@ -116,6 +116,8 @@ class StandingOffer:
     deadline: int = 0
     challenger: bytes = b""
     deposit: int = 0
+    #: The unit of ``price``: "" for DCT, else a registered asset's symbol (a stable unit).
+    quote: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +131,9 @@ class Take:
     gpu_seconds: int
     max_cost: int
     deadline: int
+    #: DCT base units per GPU-second, fixed when the take was made (for an offer quoted in an
+    #: asset: from the pool's time-weighted price then); the escrow it becomes pays this.
+    price: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +169,7 @@ def sections(state: LedgerState) -> list[tuple[str, list[list[Any]]]]:
             [
                 [o, x.provider, x.provider_key, x.node_key, x.gpu_model, x.gpu_count, x.price]
                 + [x.collateral, x.start, x.end, x.credited_until, x.forfeited]
-                + [x.seed, x.deadline, x.challenger, x.deposit]
+                + [x.seed, x.deadline, x.challenger, x.deposit, x.quote]
                 for o, x in state.offers.sorted_items()
             ],
         ),
@@ -172,6 +177,7 @@ def sections(state: LedgerState) -> list[tuple[str, list[list[Any]]]]:
             "takes",
             [
                 [o, t.take_id, t.requester, t.requester_key, t.gpus, t.gpu_seconds, t.max_cost, t.deadline]
+                + [t.price]
                 for o, t in state.takes.sorted_items()
             ],
         ),
@@ -296,10 +302,14 @@ def restore(state: LedgerState, doc: dict[str, Any], rows: Rows) -> None:
         return type(value) is str and 0 < len(value) <= 64 and value.isprintable()
 
     offer_columns: tuple[Callable[[Any], bool], ...] = (blob(32), address, blob(32), blob(32), model)
-    offer_columns += (*(uint,) * 6, flag, blob(None), uint, blob(None), uint)
+
+    def quote(value: Any) -> bool:
+        return value == "" or symbol(value)
+
+    offer_columns += (*(uint,) * 6, flag, blob(None), uint, blob(None), uint, quote)
     for row in rows(doc, "offers", offer_columns):
         state.offers.set(row[0], StandingOffer(*row[1:]))
-    take_columns = (blob(32), blob(32), address, blob(32), uint, uint, uint, uint)
+    take_columns = (blob(32), blob(32), address, blob(32), uint, uint, uint, uint, uint)
     for row in rows(doc, "takes", take_columns):
         state.takes.set(row[0], Take(*row[1:]))
     for height, entries in rows(doc, "mining_unbonding", (uint, releases)):

@@ -200,6 +200,8 @@ RATIO_PARAMS = frozenset(
         "collateral_slash_share",
         "pool_swap_fee",
         "liquidity_mining_share",
+        "availability_share",
+        "availability_slash_share",
         "double_sign_slash",
         "min_signed_per_window",
         "downtime_slash",

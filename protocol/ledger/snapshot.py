@@ -38,7 +38,8 @@ from protocol.units import MAX_AMOUNT
 #: 3: registered validators with delegations, redelegations, signing records, pending rewards.
 #: 4: grants, and the payer of each escrow.
 #: 5: assets, holdings and pools (protocol.ledger.liquidity_state).
-SNAPSHOT_VERSION = 5
+#: 6: standing offers' quote unit, and the DCT price each pending take fixed.
+SNAPSHOT_VERSION = 6
 
 
 class SnapshotError(InvariantError):

@@ -180,7 +180,11 @@ def _check_offer_id(value: bytes, field: str) -> None:
 @dataclass(frozen=True, slots=True)
 class OfferStand(Msg):
     """Post a standing offer: ``gpu_count`` GPUs of ``gpu_model`` at ``price`` per GPU-second for
-    ``period`` blocks, backed by ``collateral``; ``node_key`` answers availability challenges."""
+    ``period`` blocks, backed by ``collateral``; ``node_key`` answers availability challenges.
+
+    ``quote`` is the unit of ``price``: empty for DCT base units, or a registered asset's symbol
+    (a stable unit): the price is then in that asset's base units, and each take fixes the DCT it
+    locks from the DCT/asset pool's time-weighted price (``protocol.ledger.availability``)."""
 
     KIND: ClassVar[str] = "offer_stand"
     node_key: bytes
@@ -189,8 +193,11 @@ class OfferStand(Msg):
     price: int
     period: int
     collateral: int
+    quote: str = ""
 
     def __post_init__(self) -> None:
+        if self.quote:
+            _check_symbol(self.quote, "offer_stand.quote")
         if len(self.node_key) != PUBLIC_KEY_LEN:
             raise MalformedTx("offer_stand.node_key: a 32-byte public key")
         _check_moniker(self.gpu_model, "offer_stand.gpu_model")
@@ -251,18 +258,24 @@ class OfferWithdraw(OfferRef):
 
 @dataclass(frozen=True, slots=True)
 class OfferTake(Msg):
-    """Buy ``gpus`` GPUs of the offer for ``gpu_seconds`` each at its price (funds locked)."""
+    """Buy ``gpus`` GPUs of the offer for ``gpu_seconds`` each at its price (funds locked).
+
+    ``max_price`` (DCT base units per GPU-second; 0: no limit) bounds what a take of an offer
+    quoted in an asset may fix from the pool's time-weighted price: the slippage limit of a
+    requester whose view of the average is a block old."""
 
     KIND: ClassVar[str] = "offer_take"
     offer: bytes
     gpus: int
     gpu_seconds: int
+    max_price: int = 0
 
     def __post_init__(self) -> None:
         _check_offer_id(self.offer, "offer_take.offer")
         if not 1 <= self.gpus <= MAX_STANDING_GPUS:
             raise MalformedTx(f"offer_take.gpus: 1 to {MAX_STANDING_GPUS}")
         _positive_amount(self.gpu_seconds, "offer_take.gpu_seconds")
+        _non_negative(self.max_price, "offer_take.max_price")
 
 
 @dataclass(frozen=True, slots=True)

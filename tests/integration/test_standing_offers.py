@@ -87,3 +87,59 @@ async def test_a_provider_earns_for_standing_then_refuses_a_take_and_is_penalise
             assert app.state.offers[offer].collateral == collateral - slashed
             app.state.check_invariants()
             nursery.cancel_scope.cancel()
+
+
+async def test_a_take_of_an_offer_quoted_in_a_stable_unit_settles_at_its_take_time_dct_amount(
+    tmp_path: Path,
+) -> None:
+    import dataclasses
+
+    from protocol.contracts import OUTCOME_COMPLETED, UsageReceipt
+    from protocol.economics import mul_ratio
+    from protocol.ledger.availability import dct_price, quote_price
+    from protocol.ledger.genesis import GenesisAsset
+    from protocol.ledger.tx import AssetMint, OfferAccept, OfferTake, PoolAdd, PoolSwap, Settle
+
+    window = 10
+    async with trio.open_nursery() as nursery:
+        # No epoch ends during the test: the provider's balance moves only by what the test does.
+        params = {"twap_window": window, "challenge_window": 4 * window, "epoch_length": 1_000}
+        net = LocalNet(nursery, tmp_path / "net", validators=1, params=params)
+        net.genesis = dataclasses.replace(net.genesis, assets=(GenesisAsset("TUSD", FAUCET.address.raw),))
+        with trio.fail_after(180):
+            node = await net.start(0)
+            assert node.app is not None
+            app = node.app
+            taker = CHALLENGER
+            await _send(node, FAUCET, Transfer(taker.address.raw, 10 * DCT))
+            await _send(node, FAUCET, AssetMint("TUSD", FAUCET.address.raw, 1_000 * DCT))
+            # 2 TUSD per DCT; the pool must price a whole window before a quoted offer can stand.
+            await _send(node, FAUCET, PoolAdd("TUSD", 100 * DCT, 200 * DCT, 1))
+            priced = app.state.height + window
+            await wait_until(lambda: app.state.height >= priced, what=f"height {priced}")
+            # 0.002 TUSD per GPU-second: 0.001 DCT.
+            quoted = OfferStand(
+                validator_key(0).public_key.raw, "H100", 2, 2 * DCT // 1_000, 500, 20 * DCT, "TUSD"
+            )
+            offer = await _send(node, FAUCET, quoted)
+            expected = dct_price(quoted.price, quote_price(app.state, "TUSD", app.state.height + 1))
+            take_hash = await _send(node, taker, OfferTake(offer, 1, 100, max_price=expected))
+            fixed = app.state.takes[offer].price
+            assert fixed == expected == DCT // 1_000
+            # DCT's price in TUSD halves (someone sells DCT into the pool) and the average follows.
+            await _send(node, FAUCET, PoolSwap("TUSD", True, 40 * DCT, 1, app.state.height + 20))
+            later = app.state.height + window
+            await wait_until(lambda: app.state.height >= later, what=f"height {later}")
+            now = dct_price(quoted.price, quote_price(app.state, "TUSD", app.state.height + 1))
+            assert now > fixed  # a take now would fix more DCT; this one does not move
+            await _send(node, FAUCET, OfferAccept(offer))
+            escrow = app.state.escrows[take_hash]
+            assert (escrow.price_per_gpu_second, escrow.max_cost) == (fixed, 100 * fixed)
+            receipt = UsageReceipt(CHAIN_ID, take_hash, OUTCOME_COMPLETED, 60_000, 0, bytes(32), "")
+            provider = app.state.balance(FAUCET.address.raw)
+            await _send(node, taker, Settle(receipt, receipt.sign(FAUCET), receipt.sign(taker)))
+            pay = 60 * fixed
+            fee_share = mul_ratio(pay, app.state.params.protocol_fee_share)
+            assert app.state.balance(FAUCET.address.raw) == provider + pay - fee_share + escrow.collateral
+            app.state.check_invariants()
+            nursery.cancel_scope.cancel()

@@ -65,6 +65,8 @@ TOTALS = (
     "total_unbonding",
     "total_escrowed",
     "total_deposits",
+    "mining_pool",
+    "availability_pool",
 )
 ACCOUNTS = (*VALIDATOR_LABELS, "alice", "bob", "carol", "dave")
 
@@ -174,10 +176,19 @@ def _totals(state: LedgerState) -> dict[str, int]:
     return totals
 
 
-def _run_side_by_side(genesis: Genesis, *, max_span: int | None) -> SimChain:
+Script = dict[int, Callable[[], list[bytes]]]
+
+
+def _run_side_by_side(
+    genesis: Genesis, *, max_span: int | None, extra: Callable[[Chain], Script] | None = None
+) -> SimChain:
+    """``extra`` adds transactions to the script (at a height both name, after the script's)."""
     ledger = Chain(genesis)
     sim = SimChain(genesis_state(genesis), max_span=max_span)
     script = _script(ledger)
+    for height, build in (extra(ledger) if extra is not None else {}).items():
+        first = script.get(height)
+        script[height] = build if first is None else (lambda first=first, build=build: first() + build())
     saw_constant = False
     for height in range(1, BLOCKS + 1):
         build = script.get(height)

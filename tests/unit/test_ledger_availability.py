@@ -273,6 +273,8 @@ def test_a_take_whose_escrow_would_end_past_the_last_encodable_height_cannot_be_
     from protocol.units import MAX_AMOUNT
 
     chain, offer = offer_chain()
-    huge = Take(bytes(32), addr("alice"), key("alice").public_key.raw, 1, MAX_AMOUNT - 2, 1, chain.height + 3)
+    huge = Take(
+        bytes(32), addr("alice"), key("alice").public_key.raw, 1, MAX_AMOUNT - 2, 1, chain.height + 3, 1
+    )
     chain.state.takes.set(offer, huge)
     assert_block_rejected(chain, [chain.tx("bob", OfferAccept(offer))], AmountOverflow, 2009)

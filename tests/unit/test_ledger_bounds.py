@@ -13,6 +13,7 @@ parameters the bounds allow.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -302,6 +303,7 @@ def _offer_stand(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
         "node_key": key("node-a").public_key.raw,
         "period": draw(st.sampled_from((0, 1, 10, 10**6, 10**6 + 1, 2**63))),
         "price": draw(st.sampled_from(SIGNED_EXTREMES)),
+        "quote": draw(st.sampled_from(("", "TUSD", "NONE", "dct", "X" * 11))),
     }
 
 
@@ -321,6 +323,7 @@ def _offer_take(draw: st.DrawFn, chain: Chain) -> tuple[str, dict[str, Any]]:
         "gpu_seconds": draw(st.sampled_from(SIGNED_EXTREMES)),
         "gpus": draw(st.sampled_from((0, 1, 8, 1024, 1025))),
         "offer": _an_offer(draw, chain),
+        "max_price": draw(st.sampled_from((0, *SIGNED_EXTREMES))),
     }
 
 
@@ -378,7 +381,10 @@ def _setup(chain: Chain) -> None:
     standing = OfferStand(
         key("node-a").public_key.raw, "H100", 1024, TEST_PARAMS.standing_max_price, 10**6, RICH_BALANCE // 8
     )
-    chain.block([chain.tx("bob", standing)])
+    # A quoted offer needs the pool's average over a whole window; at the asset's lowest price.
+    chain.advance_to(chain.height + chain.params.twap_window)
+    quoted = dataclasses.replace(standing, price=1, quote="TUSD")
+    chain.block([chain.tx("bob", standing), chain.tx("bob", quoted)])
     terms = make_terms(
         "alice",
         "bob",

@@ -97,6 +97,8 @@ PINNED = {
     "PriceTooHigh": 2333,
     "TooManyOffers": 2334,
     "TooManyGpus": 2335,
+    "NoQuotePrice": 2336,
+    "PoolTooShallow": 2337,
     "GenesisError": 2090,
     "ArithmeticFault": 2097,
     "SnapshotError": 2098,
