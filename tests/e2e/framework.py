@@ -64,6 +64,7 @@ from node.testnet.readiness import client_for, wait_ready
 from protocol.crypto import Address, PrivateKey
 from protocol.ledger.params import Params
 from protocol.ledger.tx import Msg, sign_tx
+from tests.integration.executor_helpers import testnet_executor
 from tests.waiting import wait_until_blocking
 
 log = logging.getLogger("dcent.e2e")
@@ -135,7 +136,7 @@ class TestNetwork:
         validators: int | None = None,
         providers: int = 0,
         simulated_gpus: str = "1xH100-80GB",
-        executor: str = "bubblewrap",
+        executor: str | None = None,
         base_port: int | None = None,
         params: Params = E2E_PARAMS,
         timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -152,7 +153,9 @@ class TestNetwork:
             providers=providers,
             simulated_gpus=simulated_gpus,
             base_port=self.base_port,
-            executor=executor,
+            # By default what `dcent testnet up` picks here: bubblewrap where its self-test passes,
+            # else the subprocess executor (a chroot); a test about the sandbox names it.
+            executor=executor if executor is not None else testnet_executor(),
             seed=seed.to_bytes(8, "big"),
             params=params,
             consensus=E2E_CONSENSUS,

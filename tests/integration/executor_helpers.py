@@ -17,6 +17,7 @@ from node.executor.bubblewrap import BubblewrapExecutor
 from node.executor.container import ContainerExecutor
 from node.executor.limits import LimitKind, ResourceLimits
 from node.executor.selftest import SelfTestReport, self_test_here
+from node.testnet.sandbox import AUTO, choose_executor
 from tests.waiting import wait_until  # noqa: F401  (re-exported for the executor tests)
 
 T = TypeVar("T")
@@ -68,6 +69,15 @@ def _unavailable(executor: str, reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true and the {executor} executor cannot run jobs: {reason}")
     pytest.skip(f"{executor} executor unavailable: {reason}")
+
+
+@functools.cache
+def testnet_executor() -> str:
+    """The executor ``dcent testnet up --executor auto`` gives providers on this host: bubblewrap
+    where its self-test passes, the subprocess executor elsewhere (a chroot). For tests about the
+    network or the market, not the sandbox. Runs in a thread: callers may be inside trio."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: choose_executor(AUTO, providers=1).executor).result()
 
 
 @functools.cache

@@ -56,6 +56,8 @@ from libp2p.utils.varint import encode_uvarint
 
 from node.rpc.client import RpcClient
 from node.rpc.errors import RpcError
+from node.testnet.sandbox import UNSANDBOXED
+from tests.integration.executor_helpers import testnet_executor
 from tests.waiting import sample_every, wait_until, wait_until_async, wait_until_blocking
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,8 +87,15 @@ class NodeProcess:
         )
         assert result.returncode == 0, result.stderr
         config = self.home / "config.toml"
+        # What is attacked here is the network, not the sandbox: on a host that cannot sandbox (a
+        # chroot) the node still sells, as a local testnet would, so it still announces capacity.
+        executor = testnet_executor()
         config.write_text(
             config.read_text()
+            .replace('executor = "bubblewrap"', f'executor = "{executor}"')
+            .replace(
+                "allow_unsandboxed = false", f"allow_unsandboxed = {str(executor == UNSANDBOXED).lower()}"
+            )
             .replace("/tcp/26656", "/tcp/0")
             .replace("timeout_commit_ms = 500", "timeout_commit_ms = 100")
             .replace('simulated_gpus = ""', 'simulated_gpus = "1xH100-80GB"')
