@@ -42,7 +42,7 @@ from protocol.consensus.errors import (
     InvalidMessage,
     InvalidSignature,
     LocalConsensusError,
-    UnknownValidator,
+    NotInValidatorSet,
 )
 from protocol.consensus.late_precommits import LatePrecommits
 from protocol.consensus.messages import (
@@ -345,7 +345,7 @@ class ConsensusCore:
             self._not_this_height(vote)
             return
         if vote.validator not in self.validators:
-            raise UnknownValidator(f"vote from {vote.validator.hex()}, not a validator at {self.height}")
+            raise NotInValidatorSet(f"vote from {vote.validator.hex()}, not a validator at {self.height}")
         if not self._admit_round(vote.validator, vote.round):
             return
         if not self.verifier.verify(self.chain_id, self.validators.public_key(vote.validator), vote):
@@ -438,7 +438,7 @@ class ConsensusCore:
         """Help a validator that is behind; buffer the next height; notice when we are behind.
 
         Only a message signed by a validator of its height acts (see ``other_heights``):
-        raises UnknownValidator / InvalidSignature when that set is known and the message
+        raises NotInValidatorSet / InvalidSignature when that set is known and the message
         fails it; a message whose height's set we no longer keep is ignored.
         """
         height = message.height

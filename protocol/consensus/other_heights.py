@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from protocol.consensus.errors import InvalidSignature, LocalConsensusError, UnknownValidator
+from protocol.consensus.errors import InvalidSignature, LocalConsensusError, NotInValidatorSet
 from protocol.consensus.messages import CommitCertificate, Proposal, Vote
 from protocol.consensus.validators import ValidatorSet
 from protocol.consensus.verifier import SignatureVerifier
@@ -29,13 +29,13 @@ def signer_of(
     """The validator that signed ``message``, checked against ``validators`` (the set of the
     message's height, or the best we know of it).
 
-    Raises :class:`UnknownValidator` for a vote from outside the set and
+    Raises :class:`NotInValidatorSet` for a vote from outside the set and
     :class:`InvalidSignature` for a signature that does not verify (for a proposal: not by the
     proposer of its round in that set)."""
     if isinstance(message, Vote):
         signer = message.validator
         if signer not in validators:
-            raise UnknownValidator(f"{message!r}: not a validator at that height")
+            raise NotInValidatorSet(f"{message!r}: not a validator at that height")
     else:
         signer = validators.proposer(message.height, message.round)
     if not verifier.verify(chain_id, validators.public_key(signer), message):

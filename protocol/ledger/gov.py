@@ -24,7 +24,7 @@ from protocol.ledger.errors import (
     VotingClosed,
 )
 from protocol.ledger.params import MIN_ACTIVE_VALIDATORS, Params, check_governance_change, describe
-from protocol.ledger.state import LedgerState, Proposal
+from protocol.ledger.state import GovProposal, LedgerState
 from protocol.ledger.tx import VOTE_OPTIONS, GovPropose, GovVote, Tx
 from protocol.units import DEC, format_amount
 
@@ -61,7 +61,7 @@ def propose(state: LedgerState, tx: Tx, msg: GovPropose, height: int) -> int:
     state.add("total_deposits", msg.deposit)
     state.proposals.set(
         proposal_id,
-        Proposal(
+        GovProposal(
             id=proposal_id,
             proposer=tx.sender,
             param=msg.param,
@@ -87,7 +87,7 @@ def vote(state: LedgerState, tx: Tx, msg: GovVote, height: int) -> None:
     state.votes.set((msg.proposal_id, tx.sender), msg.option)
 
 
-def tally_ending(state: LedgerState, height: int) -> list[Proposal]:
+def tally_ending(state: LedgerState, height: int) -> list[GovProposal]:
     """Close every proposal whose voting period ends at ``height``; returns them, closed."""
     closed = []
     for _, proposal in state.proposals.sorted_items():
@@ -123,7 +123,7 @@ def tally_votes(state: LedgerState, proposal_id: int) -> dict[str, int]:
     return counts
 
 
-def _tally(state: LedgerState, proposal: Proposal) -> Proposal:
+def _tally(state: LedgerState, proposal: GovProposal) -> GovProposal:
     params = state.params
     total_power = sum(v.power for v in state.validator_set())
     counts = tally_votes(state, proposal.id)

@@ -44,7 +44,7 @@ from protocol.ledger.liquidity_errors import (
     UnknownAsset,
 )
 from protocol.ledger.liquidity_state import LOCKED_SHARES, SHARE_PREFIX, Asset, Pool, share_denom
-from protocol.ledger.state import LedgerState, Proposal
+from protocol.ledger.state import GovProposal, LedgerState
 from protocol.ledger.tx import AssetMint, AssetPropose, AssetSend, PoolAdd, PoolRemove, PoolSwap, Tx
 from protocol.units import DCT, DEC, MAX_AMOUNT, format_amount
 
@@ -105,7 +105,7 @@ def propose_asset(state: LedgerState, tx: Tx, msg: AssetPropose, height: int) ->
     state.add("total_deposits", msg.deposit)
     state.proposals.set(
         proposal_id,
-        Proposal(
+        GovProposal(
             id=proposal_id,
             proposer=tx.sender,
             param=ASSET_REGISTER,
@@ -126,7 +126,7 @@ def _proposed(state: LedgerState, proposal_id: int) -> str | None:
     return None
 
 
-def enact(state: LedgerState, proposal: Proposal, passed: bool) -> None:
+def enact(state: LedgerState, proposal: GovProposal, passed: bool) -> None:
     """Close an action proposal: a passed registration activates its asset, any other outcome
     frees the symbol."""
     symbol = _proposed(state, proposal.id)
