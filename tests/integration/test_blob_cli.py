@@ -111,9 +111,9 @@ async def test_put_on_one_node_get_on_another_and_manage_the_store(
         assert (await cli.json(home1, "ls"))["blobs"] == []
         assert (await cli.json(home1, "gc"))["evicted"] == []
 
-        assert "error 6051:" in await cli.error(home1, "get", "00" * 32)  # nobody has it
+        assert '"code": 6051,' in await cli.error(home1, "get", "00" * 32)  # nobody has it
         assert f"error {InvalidContentId.code}:" in await cli.error(home1, "get", "not-a-content-id")
-        assert "error 6013:" in await cli.error(home0, "put", str(tmp_path / "missing"))
+        assert '"code": 6013,' in await cli.error(home0, "put", str(tmp_path / "missing"))
         # The node's keys never enter the store (anyone who learnt the content id could fetch them).
-        assert "error 6021:" in await cli.error(home0, "put", str(home0 / "keys" / "node_key"))
-        assert "error 6021:" in await cli.error(home0, "get", cid, "--out", str(home0 / "keys" / "copy"))
+        assert '"code": 6021,' in await cli.error(home0, "put", str(home0 / "keys" / "node_key"))
+        assert '"code": 6021,' in await cli.error(home0, "get", cid, "--out", str(home0 / "keys" / "copy"))
