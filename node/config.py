@@ -18,7 +18,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import stat
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -29,6 +28,7 @@ from node.executor.settings import ExecutorSettings
 from node.market.pricing import PricingSettings
 from node.rpc.address import DEFAULT_RPC_HOST, DEFAULT_RPC_PORT, is_loopback, parse_rpc_addr
 from node.rpc.errors import InvalidBindAddress
+from node.secret_files import key_seed_text, read_key_seed, write_secret_file
 from node.services.mempool.settings import MempoolSettings
 from node.tomlschema import Amount, read_table, render_table
 from node.tomlschema import ConfigError as ConfigError
@@ -88,11 +88,10 @@ class HomePaths:
 
 
 def write_secret(path: Path, content: str) -> None:
-    """Create ``path`` with mode 0600 from the start (never world-readable, even briefly)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(content)
+    """Create ``path`` holding ``content``, mode 0600 from the first byte (never world-readable,
+    even briefly; see :mod:`node.secret_files`). Raises :class:`FileExistsError` if it exists,
+    :class:`OSError`."""
+    write_secret_file(path, content.encode())
 
 
 def load_key(path: Path) -> PrivateKey:
@@ -100,22 +99,12 @@ def load_key(path: Path) -> PrivateKey:
 
     Raises :class:`KeyFileError`.
     """
-    try:
-        mode = path.stat().st_mode
-        text = path.read_text().strip()
-    except OSError as exc:
-        raise KeyFileError(f"{path}: {exc.strerror}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(f"{path}: key file is accessible by other users; run: chmod 600 {path}")
-    try:
-        return PrivateKey.from_seed(bytes.fromhex(text))
-    except ValueError:
-        raise KeyFileError(f"{path}: not a hex-encoded 32-byte key seed") from None
+    return PrivateKey.from_seed(read_key_seed(path, KeyFileError, what="key file"))
 
 
 def create_key(path: Path) -> PrivateKey:
     key = PrivateKey.generate()
-    write_secret(path, key.seed().hex() + "\n")
+    write_secret_file(path, key_seed_text(key.seed()))
     return key
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from node.executor.selftest import self_test_here
 from node.rpc.client import RpcClient
+from node.secret_files import write_secret_file
 from node.testnet.layout import NetworkLayout
 from protocol.units import format_amount
 
@@ -158,8 +159,8 @@ def run(directory: Path, base_port: int, keep: bool) -> int:
         home = str(requester.paths.root)
         keystore = directory / "keystore"
         password = directory / "wallet.password"
-        password.write_text(secrets.token_hex(16) + "\n")
-        password.chmod(0o600)
+        # Mode 0600 from the first byte (write_text then chmod leaves it readable for a moment).
+        write_secret_file(password, (secrets.token_hex(16) + "\n").encode(), replace=True)
         wallet = demo.dcent_json(
             "wallet", "new", "--name", "demo", "--keystore", str(keystore), "--password-file", str(password)
         )

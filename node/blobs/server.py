@@ -36,8 +36,9 @@ from functools import partial
 import trio
 
 from node.blobs.errors import UnknownBlob
+from node.blobs.reader import BlobReader
 from node.blobs.settings import BlobSettings
-from node.blobs.store import BlobReader, BlobStore
+from node.blobs.store import BlobStore
 from node.blobs.tasks import open_task_group
 from node.p2p.errors import StreamClosedError
 from node.p2p.framing import Stream

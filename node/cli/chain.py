@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from node.cli.report import report_error
+from node.cli.report import FILE_ACCESS, report_error
 from node.config import HomePaths, resolve_home
 from node.store import ChainStore, StoreError
 from protocol.ledger.errors import GenesisError
@@ -27,7 +27,7 @@ def run_head(args: argparse.Namespace) -> int:
     try:
         genesis = Genesis.from_text(paths.genesis.read_text(), fmt="json")
     except OSError as exc:
-        return report_error(f"{paths.genesis}: {exc.strerror}; is {paths.root} a node home?")
+        return report_error(f"{paths.genesis}: {exc.strerror}; is {paths.root} a node home?", FILE_ACCESS)
     except GenesisError as exc:
         return report_error(f"{paths.genesis}: {exc.message}", exc.code)
     report = {

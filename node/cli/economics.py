@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TypeAlias
 
 from node.cli import economics_node
-from node.cli.report import report_error
+from node.cli.report import FILE_ACCESS, USAGE, report_error
 from protocol.econsim.engine import Preview, Run, simulate
 from protocol.econsim.errors import EconsimError
 from protocol.econsim.report import series_csv, summary
@@ -183,14 +183,16 @@ def write_preview(out: Path, preview: Preview, *, changed_label: str) -> list[Pa
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    def fail(message: str, code: int) -> int:
-        return report_error(message, exit_code=code)
+    def fail(message: str, exit_code: int, code: int = USAGE) -> int:
+        return report_error(message, code, exit_code=exit_code)
 
     try:
         scenario = load_scenario(args.scenario, args.settings)
     except OSError as exc:
-        return fail(f"cannot read {args.scenario}: {exc.strerror}", EXIT_USAGE)
-    except (EconsimError, _UsageError) as exc:
+        return fail(f"cannot read {args.scenario}: {exc.strerror}", EXIT_USAGE, FILE_ACCESS)
+    except EconsimError as exc:
+        return fail(exc.message, EXIT_USAGE, exc.code)
+    except _UsageError as exc:
         return fail(str(exc), EXIT_USAGE)
     if args.years is not None and not 0 <= args.years <= MAX_YEARS:
         return fail(f"--years: {args.years} is outside [0, {MAX_YEARS}]", EXIT_USAGE)
@@ -200,12 +202,12 @@ def run_simulate(args: argparse.Namespace) -> int:
     try:
         run = simulate(scenario, years=args.years, seed=args.seed)
     except EconsimError as exc:
-        return fail(str(exc), EXIT_USAGE)
+        return fail(exc.message, EXIT_USAGE, exc.code)
     seconds = time.perf_counter() - started
     try:
         written = write_outputs(args.out, run, plots=not args.no_plots)
     except OSError as exc:
-        return fail(f"cannot write to {args.out}: {exc.strerror or exc}", EXIT_IO)
+        return fail(f"cannot write to {args.out}: {exc.strerror or exc}", EXIT_IO, FILE_ACCESS)
     facts = summary(run)
     if args.json:
         print(json.dumps({**facts, "seconds": round(seconds, 3), "files": [str(p) for p in written]}))

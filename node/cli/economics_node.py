@@ -24,7 +24,7 @@ from typing import Any
 
 from rich.console import Console
 
-from node.cli.report import report_error
+from node.cli.report import FILE_ACCESS, report_error
 from node.wallet.cliargs import Subparsers, add_common_args, add_node_args
 from node.wallet.connect import NodeRpc
 from node.wallet.console import key_values
@@ -274,7 +274,7 @@ def run_history(args: argparse.Namespace) -> int:
         try:
             Path(args.out).write_text(text, encoding="utf-8", newline="")
         except OSError as exc:
-            report_error(f"cannot write {args.out}: {exc.strerror or exc}")
+            report_error(f"cannot write {args.out}: {exc.strerror or exc}", FILE_ACCESS)
             return EXIT_FAILED
         out.note(f"wrote {len(records)} blocks to {args.out}")
         return EXIT_OK
@@ -304,7 +304,7 @@ def run_plot(args: argparse.Namespace) -> int:
             Path(args.out).mkdir(parents=True, exist_ok=True)
             written = write_history_charts(Path(args.out), rows)
         except OSError as exc:
-            report_error(f"cannot write to {args.out}: {exc.strerror or exc}")
+            report_error(f"cannot write to {args.out}: {exc.strerror or exc}", FILE_ACCESS)
             return EXIT_FAILED
         doc = {"blocks": len(rows), "files": [str(path) for path in written]}
         out.result(

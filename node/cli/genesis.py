@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from node.cli.report import report_error
+from node.cli.report import FILE_ACCESS, report_error
 from protocol.ledger.errors import GenesisError
 from protocol.ledger.genesis import Genesis, genesis_state
 from protocol.units import format_amount
@@ -27,7 +27,7 @@ def run_validate(args: argparse.Namespace) -> int:
     try:
         text = path.read_text()
     except OSError as exc:
-        report_error(f"cannot read {path}: {exc.strerror}")
+        report_error(f"cannot read {path}: {exc.strerror}", FILE_ACCESS)
         return 2
     fmt = "json" if path.suffix == ".json" else "toml"
     try:

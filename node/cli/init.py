@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from node.cli.report import report_error
+from node.cli.report import FILE_ACCESS, WRONG_STATE, report_error
 from node.config import (
     TEMPLATE_HEADER,
     ConfigError,
@@ -46,12 +46,12 @@ def load_genesis_file(path: Path) -> Genesis:
 def run_init(args: argparse.Namespace) -> int:
     paths = HomePaths(resolve_home(args.home))
     if paths.config.exists():
-        report_error(f"{paths.root} is already initialized ({paths.config} exists)")
+        report_error(f"{paths.root} is already initialized ({paths.config} exists)", WRONG_STATE)
         return 1
     try:
         genesis = None if args.dev else load_genesis_file(args.genesis)
     except OSError as exc:
-        report_error(f"cannot read {args.genesis}: {exc.strerror}")
+        report_error(f"cannot read {args.genesis}: {exc.strerror}", FILE_ACCESS)
         return 2
     except GenesisError as exc:
         report_error(f"{args.genesis}: {exc.message}", exc.code)
@@ -61,7 +61,7 @@ def run_init(args: argparse.Namespace) -> int:
         node_key = create_key(paths.node_key)
         validator_key = create_key(paths.validator_key)
     except (OSError, ConfigError) as exc:
-        report_error(f"cannot create keys in {paths.root}: {exc}")
+        report_error(f"cannot create keys in {paths.root}: {exc}", FILE_ACCESS)
         return 1
     if genesis is None:
         genesis = dev_genesis(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from node.cli.report import report_error
+from node.cli.report import USAGE, report_error
 from protocol.consensus.errors import InvalidConfig
 from protocol.sim.runner import Summary, describe_failure
 from protocol.sim.world import RunResult, SimConfig, run_seed
@@ -93,7 +93,7 @@ def _config(args: argparse.Namespace) -> SimConfig:
 
 def run(args: argparse.Namespace) -> int:
     if args.seeds < 0 or args.seed_start < 0:
-        return report_error("--seeds and --seed-start must not be negative", exit_code=EXIT_USAGE)
+        return report_error("--seeds and --seed-start must not be negative", USAGE, exit_code=EXIT_USAGE)
     try:
         config = _config(args)
     except InvalidConfig as exc:

@@ -25,7 +25,7 @@ from rich.live import Live
 from rich.table import Table
 
 from gpu.nvml import probe
-from node.cli.report import report_error
+from node.cli.report import FILE_ACCESS, USAGE, report_error
 from node.cli.testnet_ops import register_ops
 from node.config import ConfigError
 from node.errors import NodeError
@@ -144,8 +144,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     faucet.set_defaults(func=run_faucet)
 
 
-def _error(message: str) -> int:
-    return report_error(message)
+def _error(message: str, code: int) -> int:
+    return report_error(message, code)
 
 
 def _resolve_dir(args: argparse.Namespace) -> Path:
@@ -164,17 +164,17 @@ def run_up(args: argparse.Namespace) -> int:
             layout = replace(layout, restart=args.restart)
             layout.save()
         processes = _start_all(layout)
-    except LocalnetError as exc:
-        return _error(exc.message)
-    except (ConfigError, ProtocolError) as exc:
-        return _error(exc.message)
+    except (LocalnetError, ConfigError, ProtocolError) as exc:
+        return _error(exc.message, exc.code)
     except OSError as exc:
-        return _error(f"cannot write the testnet into {root}: {exc}")
+        return _error(f"cannot write the testnet into {root}: {exc}", FILE_ACCESS)
     try:
         trio.run(_wait_with_display, layout, console, args.timeout)
     except LocalnetError as exc:
         stop_nodes([p.node for p in processes])
-        return _error(f"{exc.message}\nthe nodes were stopped; their logs are in {root}/node-*/node.log")
+        return _error(
+            f"{exc.message}\nthe nodes were stopped; their logs are in {root}/node-*/node.log", exc.code
+        )
     except KeyboardInterrupt:
         # An aborted `up` leaves nothing running behind the operator's back.
         stop_nodes([p.node for p in processes])
@@ -361,7 +361,7 @@ def run_status(args: argparse.Namespace) -> int:
     try:
         layout = NetworkLayout.load(_resolve_dir(args))
     except LocalnetError as exc:
-        return _error(exc.message)
+        return _error(exc.message, exc.code)
     statuses = trio.run(network_status, layout)
     health = chain_health(statuses, int(time.time() * 1000), stall_after_ms=int(args.stall_after * 1000))
     if args.json:
@@ -432,7 +432,7 @@ def run_down(args: argparse.Namespace) -> int:
     try:
         layout = NetworkLayout.load(_resolve_dir(args))
     except LocalnetError as exc:
-        return _error(exc.message)
+        return _error(exc.message, exc.code)
     failed = False
     for result in stop_nodes(layout.nodes, grace_s=args.grace):
         name = layout.node(result.index).moniker
@@ -458,18 +458,18 @@ def run_faucet(args: argparse.Namespace) -> int:
         to = Address.parse(args.address)
         amount = parse_amount(args.amount)
     except (InvalidAddressError, AmountError) as exc:
-        return _error(exc.message)
+        return _error(exc.message, exc.code)
     if amount <= 0:
-        return _error("the amount must be positive")
+        return _error("the amount must be positive", USAGE)
     try:
         layout = NetworkLayout.load(_resolve_dir(args))
         if not 0 <= args.node < len(layout.nodes):
-            return _error(f"--node: the testnet has nodes 0-{len(layout.nodes) - 1}")
+            return _error(f"--node: the testnet has nodes 0-{len(layout.nodes) - 1}", USAGE)
         receipt = trio.run(
             partial(faucet_transfer, layout, to, amount, node_index=args.node, request_id=args.request_id)
         )
     except (NodeError, RpcError) as exc:
-        return _error(exc.message)
+        return _error(exc.message, exc.code)
     if args.json:
         print(
             json.dumps(

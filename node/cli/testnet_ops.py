@@ -16,7 +16,7 @@ from pathlib import Path
 
 import trio
 
-from node.cli.report import report_error
+from node.cli.report import USAGE, report_error
 from node.testnet.errors import LocalnetError
 from node.testnet.layout import NetworkLayout, NodeLayout, default_dir
 from node.testnet.processes import kill_node, start_node, stop_nodes
@@ -48,8 +48,8 @@ def register_ops(commands: argparse._SubParsersAction[argparse.ArgumentParser], 
         parser.set_defaults(func=func)
 
 
-def _error(message: str) -> int:
-    return report_error(message)
+def _error(message: str, code: int) -> int:
+    return report_error(message, code)
 
 
 def _load(args: argparse.Namespace) -> NetworkLayout:
@@ -74,9 +74,9 @@ def _with_nodes(args: argparse.Namespace, act: Callable[[NetworkLayout, list[Nod
         layout = _load(args)
         nodes = pick_nodes(layout, args.nodes)
     except LocalnetError as exc:
-        return _error(exc.message)
+        return _error(exc.message, exc.code)
     except ValueError as exc:
-        return _error(str(exc))
+        return _error(str(exc), USAGE)
     return act(layout, nodes)
 
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import subprocess
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Protocol
@@ -23,7 +24,7 @@ from typing import Protocol
 import trio
 
 from node.executor.confine import Confinement, Enforcer
-from node.executor.errors import ConfinementFailed, JobUnkillable, SandboxUnavailable
+from node.executor.errors import ConfinementFailed, JobUnkillable, SandboxStartFailed, SandboxUnavailable
 from node.executor.limits import Capabilities, LimitKind
 from node.executor.model import (
     ExecutionResult,
@@ -52,6 +53,59 @@ class Availability:
 
     def __bool__(self) -> bool:
         return self.available
+
+
+def probe_tool(
+    tool: str,
+    tool_path: str | None,
+    argv: Callable[[str], Sequence[str]],
+    *,
+    missing: str,
+    refused: str,
+    timeout_s: float,
+    env: Mapping[str, str],
+    last_line: bool = False,
+) -> tuple[Availability, bytes]:
+    """Whether an executor's tool runs here: run its probe command once, and on success return
+    ``Availability(True)`` and the command's stdout (blocks up to ``timeout_s``).
+
+    ``argv(tool_path)`` is the command. Otherwise why not, for the operator: ``missing`` when the
+    tool is not installed (``tool_path`` is None), that it could not be run, or ``refused`` with
+    its error output (only the last line with ``last_line``: engines print context first).
+    """
+    if tool_path is None:
+        return Availability(False, missing), b""
+    try:
+        completed = subprocess.run(
+            list(argv(tool_path)),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout_s,
+            env=dict(env),
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Availability(False, f"{tool} at {tool_path} could not be run: {exc}"), b""
+    if completed.returncode != 0:
+        lines = completed.stderr.decode(errors="replace").strip().splitlines()
+        detail = (
+            (lines[-1] if last_line else "\n".join(lines)) if lines else f"exit status {completed.returncode}"
+        )
+        return Availability(False, f"{refused}: {detail}"), b""
+    return Availability(True), completed.stdout
+
+
+def check_confined(confinement: Confinement, outcome: ProcessOutcome) -> None:
+    """Raises :class:`SandboxStartFailed` when the job's process never entered its cgroup and
+    limits (ours to fix, not the job's: it must not be paid or blamed as the job's own failure)."""
+    if not confinement.entered():
+        raise SandboxStartFailed(
+            "the job could not enter its cgroup and limits: "
+            + (
+                outcome.stderr.split(b"\n", 1)[0].decode(errors="replace")
+                or f"exit status {outcome.returncode}"
+            )
+        )
 
 
 class Executor(Protocol):

@@ -55,7 +55,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -68,8 +67,10 @@ from node.executor.base import (
     SANDBOX_USER,
     Availability,
     capabilities_of,
+    check_confined,
     execute_in_workspace,
     job_environment,
+    probe_tool,
     process_limits,
 )
 from node.executor.confine import Confinement, Enforcer
@@ -364,39 +365,23 @@ class BubblewrapExecutor:
             for fd in (status_write, args_fd):
                 if fd != -1:
                     os.close(fd)
-        if not confinement.entered():
-            raise SandboxStartFailed(
-                "the job could not enter its cgroup and limits: "
-                + (
-                    outcome.stderr.split(b"\n", 1)[0].decode(errors="replace")
-                    or f"exit status {outcome.returncode}"
-                )
-            )
+        check_confined(confinement, outcome)
         return _interpret(outcome, status)
 
     def _probe(self) -> Availability:
-        if self._bwrap is None:
-            return Availability(False, "bwrap not found on PATH: install the bubblewrap package (make deps)")
         with tempfile.TemporaryDirectory(prefix="dcent-bwrap-probe-") as scratch:
             job = SandboxJob(job_id="probe", argv=("true",), work_root=Path(scratch))
             workspace = Workspace.create(job.work_root, job.job_id)
-            try:
-                completed = subprocess.run(
-                    self._argv(job, workspace, status_fd=None),
-                    stdin=subprocess.DEVNULL,
-                    capture_output=True,
-                    timeout=PROBE_TIMEOUT_S,
-                    env={"PATH": DEFAULT_PATH},
-                    check=False,
-                )
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                return Availability(False, f"bwrap at {self._bwrap} could not be run: {exc}")
-        if completed.returncode != 0:
-            detail = (
-                completed.stderr.decode(errors="replace").strip() or f"exit status {completed.returncode}"
+            availability, _ = probe_tool(
+                "bwrap",
+                self._bwrap,
+                lambda _: self._argv(job, workspace, status_fd=None),
+                missing="bwrap not found on PATH: install the bubblewrap package (make deps)",
+                refused="bwrap cannot build the sandbox on this host",
+                timeout_s=PROBE_TIMEOUT_S,
+                env={"PATH": DEFAULT_PATH},
             )
-            return Availability(False, f"bwrap cannot build the sandbox on this host: {detail}")
-        return Availability(True)
+        return availability
 
 
 def _args_memfd(arguments: Sequence[str]) -> int:

@@ -68,6 +68,7 @@ from node.executor.base import (
     Availability,
     execute_in_workspace,
     job_environment,
+    probe_tool,
     process_limits,
 )
 from node.executor.cgroups import (
@@ -541,25 +542,20 @@ class ContainerExecutor:
             await trio.to_thread.run_sync(_sweep_orphans_once, self._engine_path, work_root)
 
     def _probe(self) -> Availability:
-        if self._engine_path is None:
-            return Availability(False, f"{self._engine} is not installed (not found on PATH)")
-        try:
-            completed = subprocess.run(
-                [self._engine_path, "info", "--format", "{{json .}}"],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=PROBE_TIMEOUT_S,
-                env=client_environment(),
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return Availability(False, f"{self._engine} at {self._engine_path} could not be run: {exc}")
-        if completed.returncode != 0:
-            lines = completed.stderr.decode(errors="replace").strip().splitlines()
-            detail = lines[-1] if lines else f"exit status {completed.returncode}"
-            return Availability(False, f"{self._engine} does not answer: {detail}")
+        availability, stdout = probe_tool(
+            self._engine,
+            self._engine_path,
+            lambda path: [path, "info", "--format", "{{json .}}"],
+            missing=f"{self._engine} is not installed (not found on PATH)",
+            refused=f"{self._engine} does not answer",
+            timeout_s=PROBE_TIMEOUT_S,
+            env=client_environment(),
+            last_line=True,
+        )
+        if not availability:
+            return availability
         with contextlib.suppress(ValueError):
-            info = json.loads(completed.stdout)
+            info = json.loads(stdout)
             host = info.get("host") if isinstance(info, dict) else None
             if isinstance(host, dict):
                 self._engine_info = host

@@ -19,12 +19,13 @@ import shutil
 from node.executor.base import (
     Availability,
     capabilities_of,
+    check_confined,
     execute_in_workspace,
     job_environment,
     process_limits,
 )
 from node.executor.confine import Confinement, Enforcer
-from node.executor.errors import InvalidImage, SandboxStartFailed, UnsandboxedNotAllowed
+from node.executor.errors import InvalidImage, UnsandboxedNotAllowed
 from node.executor.limits import Capabilities
 from node.executor.model import ExecutionResult, SandboxJob
 from node.executor.process import OutputSink, ProcessGroupTerminator, ProcessOutcome, run_supervised
@@ -93,14 +94,7 @@ class SubprocessExecutor:
             on_output=on_output,
             watch=confinement.watch if confinement.active else None,
         )
-        if not confinement.entered():
-            raise SandboxStartFailed(
-                "the job could not enter its cgroup and limits: "
-                + (
-                    outcome.stderr.split(b"\n", 1)[0].decode(errors="replace")
-                    or f"exit status {outcome.returncode}"
-                )
-            )
+        check_confined(confinement, outcome)
         return outcome
 
 

@@ -14,12 +14,10 @@ on the network. The error names the ``chmod`` that fixes it.
 
 from __future__ import annotations
 
-import os
-import stat
-import tempfile
 from pathlib import Path
 
 from node.p2p.errors import HostConfigError, NodeKeyError
+from node.secret_files import key_seed_text, read_key_seed, write_secret_file
 from protocol.crypto import SEED_LEN, InvalidKeyError, PrivateKey
 
 _BASE58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -99,29 +97,15 @@ def load_node_key(path: Path) -> bytes:
     Raises :class:`NodeKeyError` if the file cannot be read, is accessible by group or others,
     or does not hold 64 hex characters.
     """
-    try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not a text file"
-        raise NodeKeyError(f"{path}: cannot read node key: {reason}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise NodeKeyError(f"{path}: node key is accessible by other users; run: chmod 600 {path}")
-    try:
-        seed = bytes.fromhex(text.strip())
-    except ValueError:
-        raise NodeKeyError(f"{path}: not a hex-encoded {SEED_LEN}-byte key seed") from None
-    if len(seed) != SEED_LEN:
-        raise NodeKeyError(f"{path}: not a hex-encoded {SEED_LEN}-byte key seed")
-    return seed
+    return read_key_seed(path, NodeKeyError, what="node key")
 
 
 def load_or_create_node_key(path: Path) -> bytes:
     """The node key seed stored at ``path``, generating and storing a new one if there is none.
 
-    A new key is written to a temporary file created with mode 0600 and then hard-linked into
-    place, so no reader ever sees a partial key or a world-readable one, and two processes racing
-    to create it end up with the same key. The directory is created with mode 0700.
+    A new key is written by :func:`node.secret_files.write_secret_file` (mode 0600, linked into
+    place), so no reader ever sees a partial key or a world-readable one, and two processes racing
+    to create it end up with the same key.
 
     Raises :class:`NodeKeyError` (see :func:`load_node_key`; also if the key cannot be written).
     """
@@ -129,19 +113,9 @@ def load_or_create_node_key(path: Path) -> bytes:
         return load_node_key(path)
     seed = PrivateKey.generate().seed()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, temp_name = tempfile.mkstemp(prefix=".node_key.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="ascii") as handle:
-                handle.write(seed.hex() + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            try:
-                os.link(temp_name, path)
-            except FileExistsError:
-                return load_node_key(path)  # another process created it first: use theirs
-        finally:
-            os.unlink(temp_name)
+        write_secret_file(path, key_seed_text(seed))
+    except FileExistsError:
+        return load_node_key(path)  # another process created it first: use theirs
     except OSError as exc:
         raise NodeKeyError(f"{path}: cannot write node key: {exc.strerror}") from None
     return seed

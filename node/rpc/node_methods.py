@@ -61,7 +61,7 @@ from protocol.ledger.errors import (
 )
 from protocol.ledger.genesis import genesis_state
 from protocol.ledger.gov import tally_votes
-from protocol.ledger.state import LedgerState, Proposal
+from protocol.ledger.state import GovProposal, LedgerState
 from protocol.ledger.tx import (
     MAX_TX_BYTES,
     Transfer,
@@ -166,14 +166,14 @@ def _contract_for(store: ChainStore, tx: Tx) -> ContractInfo | None:
     return store.contract(contract_hash) if contract_hash is not None else None
 
 
-def live_tally(state: LedgerState, proposal: Proposal) -> dict[str, int]:
+def live_tally(state: LedgerState, proposal: GovProposal) -> dict[str, int]:
     """The votes of a proposal still voting, as the ledger would tally them now (delegators'
     own votes, then their validators' for the rest; the tally at the end of the period uses the
     stake then, so this is a forecast)."""
     return tally_votes(state, proposal.id)
 
 
-def proposal_json(state: LedgerState, proposal: Proposal) -> dict[str, object]:
+def proposal_json(state: LedgerState, proposal: GovProposal) -> dict[str, object]:
     if proposal.status == "voting":
         tally = live_tally(state, proposal)
     else:

@@ -1,8 +1,8 @@
 """How the wallet commands print: one JSON document for scripts, rich tables for people.
 
 Every command builds a JSON-ready document; ``--output json`` prints exactly that (one document on
-stdout, nothing else there), the default prints it for people. Errors always go to stderr as the
-one line ``error <code>: <message>``, whatever the output format.
+stdout, nothing else there), the default prints it for people. Errors always go to stderr as one
+line: ``error <code>: <message>``, or with ``--output json`` a JSON object (``node.cli.report``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from node.cli.report import error_text
 from protocol.units import format_amount
 
 OUTPUT_FORMATS = ("text", "json")
@@ -66,7 +67,8 @@ class Output:
             render(self.console())
 
     def error(self, code: int, message: str) -> None:
-        self.stderr.write(f"error {code}: {message}\n")
+        """The failure on stderr in the one form every command uses (:mod:`node.cli.report`)."""
+        self.stderr.write(error_text(code, message, self.fmt) + "\n")
         self.stderr.flush()
 
     def note(self, text: str) -> None:

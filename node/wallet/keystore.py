@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import unicodedata
 import uuid
@@ -39,6 +38,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from node.errors import NodeError
+from node.secret_files import write_secret_file
 from protocol.crypto import SEED_LEN, Address, InvalidAddressError, InvalidKeyError, PrivateKey
 from protocol.encoding import encode
 
@@ -271,40 +271,17 @@ def read_info(path: Path) -> KeystoreInfo:
 
 
 def _write_new_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to a new file at ``path`` atomically, mode 0600; never replace a file.
-
-    The content goes to a temporary file first, and is then hard-linked into place: the link
-    fails if ``path`` exists, so a concurrent writer cannot be overwritten either.
+    """Write ``data`` to a new file at ``path`` atomically, mode 0600; never replace a file
+    (:func:`node.secret_files.write_secret_file`: a concurrent writer is never overwritten either).
     """
     if path.exists():
         raise KeystoreExists(f"{path} already exists; keystores are never overwritten")
-    temporary = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
-    created = False
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        created = True
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            raise KeystoreExists(f"{path} already exists; keystores are never overwritten") from None
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        write_secret_file(path, data)
+    except FileExistsError:
+        raise KeystoreExists(f"{path} already exists; keystores are never overwritten") from None
     except OSError as exc:
         raise KeystoreIOError(f"cannot write {path}: {exc.strerror}") from exc
-    finally:
-        # The temporary name is only ever a second link (or a failed write): drop it.
-        if created:
-            temporary.unlink(missing_ok=True)
 
 
 def create(path: Path, seed: bytes, password: str, *, fast_kdf: bool = False) -> KeystoreInfo:

@@ -38,12 +38,12 @@ from protocol.consensus.effects import (
     TimeoutKind,
 )
 from protocol.consensus.errors import (
-    InvalidEvidence,
     InvalidMessage,
     InvalidSignature,
     LocalConsensusError,
-    UnknownValidator,
+    NotInValidatorSet,
 )
+from protocol.consensus.evidence import evidence_to_propose
 from protocol.consensus.late_precommits import LatePrecommits
 from protocol.consensus.messages import (
     MAX_TIME_MS,
@@ -63,7 +63,15 @@ from protocol.consensus.messages import (
     Vote,
     certificate_from_votes,
 )
-from protocol.consensus.other_heights import FutureBuffer, set_of, signer_of, vouched_by_one_third
+from protocol.consensus.other_heights import (
+    MAX_FUTURE_ROUNDS_PER_VALIDATOR,
+    FutureBuffer,
+    FutureRounds,
+    Pacer,
+    set_of,
+    signer_of,
+    vouched_by_one_third,
+)
 from protocol.consensus.signer import Locks, Signer
 from protocol.consensus.sync import verify_committed_block
 from protocol.consensus.validators import ValidatorSet
@@ -73,9 +81,6 @@ from protocol.crypto import PrivateKey
 
 #: Proposals kept per round: an honest proposer sends one; an equivocating one gets two.
 MAX_PROPOSALS_PER_ROUND = 2
-#: Rounds beyond ``round + 1`` a single validator may make us track (bounds memory against a
-#: Byzantine validator voting in arbitrary future rounds; honest ones are at most a few ahead).
-MAX_FUTURE_ROUNDS_PER_VALIDATOR = 2
 #: The longest retransmission interval, in multiples of ``gossip_interval_ms`` (issue 14).
 MAX_GOSSIP_BACKOFF = 8
 
@@ -112,8 +117,8 @@ class ConsensusCore:
         self._started = False
         #: Evidence waiting for one of our proposals, by accused validator.
         self.evidence_pool: dict[bytes, DuplicateVoteEvidence] = {}
-        self._last_sync_request_ms: int | None = None
-        self._blocks_sent_ms: dict[bytes, int] = {}
+        self._sync_requests: Pacer[bytes] = Pacer(self.config.sync_retry_ms)
+        self._blocks_offered: Pacer[bytes] = Pacer(self.config.sync_retry_ms)
         self._future = FutureBuffer(self.config.max_buffered_per_validator)
         self._future_power: dict[bytes, int] = {}
         # Per-height state; set by _enter_height.
@@ -133,12 +138,12 @@ class ConsensusCore:
         self._fired: set[tuple[int, int]] = set()
         self._commit_quorums: dict[int, bytes] = {}
         self._skip_to = -1
-        self._future_rounds: dict[bytes, list[int]] = {}
+        self._future_rounds = FutureRounds(MAX_FUTURE_ROUNDS_PER_VALIDATOR)
         #: What we signed at this height, by round (re-sent to validators still in that round).
         self._own: dict[int, list[Proposal | Vote]] = {}
-        #: When we last re-sent our messages of an earlier round, by round: one re-send reaches
-        #: every node, so it serves every validator still in that round.
-        self._helped_ms: dict[int, int] = {}
+        #: Re-sends of our messages of an earlier round, by round: one re-send reaches every
+        #: node, so it serves every validator still in that round.
+        self._helped: Pacer[int] = Pacer(self.config.gossip_interval_ms)
         #: GOSSIP timers fired in this round: each doubles the next interval (see _arm_gossip).
         self._retransmits = 0
         #: The newest round of this height each validator was heard voting in: who is lagging.
@@ -263,21 +268,16 @@ class ConsensusCore:
         self._fired = set()
         self._commit_quorums = {}
         self._skip_to = -1
-        self._future_rounds = {}
+        self._future_rounds = FutureRounds(MAX_FUTURE_ROUNDS_PER_VALIDATOR)
         self._own = {}
         self._newest_round = {}
-        self._helped_ms = {}
+        self._helped = Pacer(self.config.gossip_interval_ms)
 
     def _start_round(self, round_: int) -> None:
         """StartRound (line 11)."""
         self.round = round_
         self.step = STEP_PROPOSE
-        for sender in list(self._future_rounds):
-            kept = [r for r in self._future_rounds[sender] if r > round_ + 1]
-            if kept:
-                self._future_rounds[sender] = kept
-            else:
-                del self._future_rounds[sender]
+        self._future_rounds.entered(round_)
         # Every node, the proposer too, arms timeoutPropose: a proposer whose signature the
         # guard refuses (after a restart) must still move on.
         self._set_timeout(TimeoutKind.PROPOSE, round_)
@@ -345,8 +345,8 @@ class ConsensusCore:
             self._not_this_height(vote)
             return
         if vote.validator not in self.validators:
-            raise UnknownValidator(f"vote from {vote.validator.hex()}, not a validator at {self.height}")
-        if not self._admit_round(vote.validator, vote.round):
+            raise NotInValidatorSet(f"vote from {vote.validator.hex()}, not a validator at {self.height}")
+        if not self._future_rounds.admit(vote.validator, vote.round, self.round):
             return
         if not self.verifier.verify(self.chain_id, self.validators.public_key(vote.validator), vote):
             raise InvalidSignature(f"bad signature on {vote!r}")
@@ -365,12 +365,9 @@ class ConsensusCore:
         them as a sign that we lag and re-sent its own old votes back, the re-sends fed each
         other without end. That echo (issue 14) grew with every failed round until it crowded
         out the current round's votes and the chain stopped for good."""
-        last = self._helped_ms.get(round_)
-        if last is not None and self._now - last < self.config.gossip_interval_ms:
-            return
-        self._helped_ms[round_] = self._now
-        for message in self._own.get(round_, ()):
-            self._effects.append(Broadcast(message))
+        if self._helped.ready(round_, self._now):
+            for message in self._own.get(round_, ()):
+                self._effects.append(Broadcast(message))
 
     def _add_vote(self, vote: Vote) -> None:
         result, held = self._votes.add(vote)
@@ -399,7 +396,7 @@ class ConsensusCore:
             self._not_this_height(proposal)
             return
         proposer = self.validators.proposer(self.height, proposal.round)
-        if not self._admit_round(proposer, proposal.round):
+        if not self._future_rounds.admit(proposer, proposal.round, self.round):
             return
         known = self._proposals.get(proposal.round, {})
         if proposal.block.hash in known or len(known) >= MAX_PROPOSALS_PER_ROUND:
@@ -422,23 +419,11 @@ class ConsensusCore:
             if self.validators.has_one_third(power):
                 self._skip_to = round_
 
-    def _admit_round(self, sender: bytes, round_: int) -> bool:
-        """Track rounds far ahead only a few per sender (bounded memory, see the constant)."""
-        if round_ <= self.round + 1:
-            return True
-        rounds = self._future_rounds.setdefault(sender, [])
-        if round_ in rounds:
-            return True
-        if len(rounds) >= MAX_FUTURE_ROUNDS_PER_VALIDATOR:
-            return False
-        rounds.append(round_)
-        return True
-
     def _not_this_height(self, message: Proposal | Vote) -> None:
         """Help a validator that is behind; buffer the next height; notice when we are behind.
 
         Only a message signed by a validator of its height acts (see ``other_heights``):
-        raises UnknownValidator / InvalidSignature when that set is known and the message
+        raises NotInValidatorSet / InvalidSignature when that set is known and the message
         fails it; a message whose height's set we no longer keep is ignored.
         """
         height = message.height
@@ -450,9 +435,7 @@ class ConsensusCore:
             late = self._late_precommits
             if isinstance(message, Vote) and late is not None and late.wants(message):
                 self.app.extend_last_certificate(late.add(message))
-            last = self._blocks_sent_ms.get(sender)
-            if last is None or self._now - last >= self.config.sync_retry_ms:
-                self._blocks_sent_ms[sender] = self._now
+            if self._blocks_offered.ready(sender, self._now):
                 self._effects.append(SendBlocks(sender, height))
             return
         # The next height's set is always known; beyond it, the newest set is the best guess.
@@ -501,11 +484,8 @@ class ConsensusCore:
         self.evidence_pool[evidence.validator] = evidence
 
     def _request_sync(self, peer: bytes) -> None:
-        last = self._last_sync_request_ms
-        if last is not None and self._now - last < self.config.sync_retry_ms:
-            return
-        self._last_sync_request_ms = self._now
-        self._effects.append(RequestSync(self.height, peer))
+        if self._sync_requests.ready(b"", self._now):  # one request at a time, to any peer
+            self._effects.append(RequestSync(self.height, peer))
 
     # ----------------------------------------------------------------------------------------
     # The rules of Algorithm 1
@@ -701,16 +681,7 @@ class ConsensusCore:
     # ----------------------------------------------------------------------------------------
 
     def _build_block(self) -> Block | None:
-        evidence = []
-        for validator, item in list(self.evidence_pool.items()):
-            if item.height >= self.height:
-                continue  # from this height: it can go into the next block at the earliest
-            try:
-                self.app.check_evidence(item, self.height)
-            except InvalidEvidence:
-                del self.evidence_pool[validator]
-                continue
-            evidence.append(item)
+        evidence = evidence_to_propose(self.evidence_pool, self.height, self.app.check_evidence)
         try:
             return self.app.build_block(height=self.height, proposer=self.address, evidence=evidence)
         except InvalidMessage:

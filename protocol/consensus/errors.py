@@ -24,7 +24,7 @@ class InvalidMessage(ConsensusError):
     code = 3001
 
 
-class UnknownValidator(InvalidMessage):
+class NotInValidatorSet(InvalidMessage):
     """A vote, proposal or signature from an address outside the validator set of its height."""
 
     code = 3002

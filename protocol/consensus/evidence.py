@@ -92,3 +92,25 @@ def verify_block_evidence(
             is_punished=is_punished,
             verifier=verifier,
         )
+
+
+def evidence_to_propose(
+    pool: dict[bytes, DuplicateVoteEvidence],
+    height: int,
+    check: Callable[[DuplicateVoteEvidence, int], None],
+) -> list[DuplicateVoteEvidence]:
+    """The pending evidence our block at ``height`` carries: from earlier heights (evidence from
+    this height goes into the next block at the earliest), each still valid there. ``check``
+    raises :class:`InvalidEvidence` for one that is not (expired, already punished): it is
+    dropped from ``pool``, since it never becomes valid again."""
+    chosen = []
+    for validator, item in list(pool.items()):
+        if item.height >= height:
+            continue
+        try:
+            check(item, height)
+        except InvalidEvidence:
+            del pool[validator]
+            continue
+        chosen.append(item)
+    return chosen

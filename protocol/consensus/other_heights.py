@@ -15,9 +15,10 @@ stranger's messages never get in, and a validator's messages evict only its own 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
 
-from protocol.consensus.errors import InvalidSignature, LocalConsensusError, UnknownValidator
+from protocol.consensus.errors import InvalidSignature, LocalConsensusError, NotInValidatorSet
 from protocol.consensus.messages import CommitCertificate, Proposal, Vote
 from protocol.consensus.validators import ValidatorSet
 from protocol.consensus.verifier import SignatureVerifier
@@ -29,13 +30,13 @@ def signer_of(
     """The validator that signed ``message``, checked against ``validators`` (the set of the
     message's height, or the best we know of it).
 
-    Raises :class:`UnknownValidator` for a vote from outside the set and
+    Raises :class:`NotInValidatorSet` for a vote from outside the set and
     :class:`InvalidSignature` for a signature that does not verify (for a proposal: not by the
     proposer of its round in that set)."""
     if isinstance(message, Vote):
         signer = message.validator
         if signer not in validators:
-            raise UnknownValidator(f"{message!r}: not a validator at that height")
+            raise NotInValidatorSet(f"{message!r}: not a validator at that height")
     else:
         signer = validators.proposer(message.height, message.round)
     if not verifier.verify(chain_id, validators.public_key(signer), message):
@@ -107,3 +108,58 @@ class FutureBuffer:
         )
         self._by_signer = {}
         return [message for _, message in entries]
+
+
+K = TypeVar("K", bound=Hashable)
+
+#: Rounds beyond ``round + 1`` a single validator may make us track (bounds memory against a
+#: Byzantine validator voting in arbitrary future rounds; honest ones are at most a few ahead).
+MAX_FUTURE_ROUNDS_PER_VALIDATOR = 2
+
+
+class FutureRounds:
+    """The rounds beyond ``round + 1`` of this height each validator made us track: at most
+    ``per_validator`` each (bounded memory against a Byzantine validator voting in arbitrary
+    future rounds; honest ones are at most a few ahead)."""
+
+    def __init__(self, per_validator: int) -> None:
+        self._per_validator = per_validator
+        self._by_sender: dict[bytes, list[int]] = {}
+
+    def admit(self, sender: bytes, round_: int, current_round: int) -> bool:
+        """Whether a message of ``sender`` in ``round_`` may be tracked."""
+        if round_ <= current_round + 1:
+            return True
+        rounds = self._by_sender.setdefault(sender, [])
+        if round_ in rounds:
+            return True
+        if len(rounds) >= self._per_validator:
+            return False
+        rounds.append(round_)
+        return True
+
+    def entered(self, round_: int) -> None:
+        """We are in ``round_`` now: forget the rounds it is no longer far ahead of."""
+        for sender in list(self._by_sender):
+            kept = [r for r in self._by_sender[sender] if r > round_ + 1]
+            if kept:
+                self._by_sender[sender] = kept
+            else:
+                del self._by_sender[sender]
+
+
+class Pacer(Generic[K]):
+    """At most once per ``interval_ms`` for each key: how often a node asks for blocks, offers
+    them to a validator that is behind, or re-sends a round's messages."""
+
+    def __init__(self, interval_ms: int) -> None:
+        self._interval_ms = interval_ms
+        self._last_ms: dict[K, int] = {}
+
+    def ready(self, key: K, now_ms: int) -> bool:
+        """Whether to act for ``key`` now (then it counts as done at ``now_ms``)."""
+        last = self._last_ms.get(key)
+        if last is not None and now_ms - last < self._interval_ms:
+            return False
+        self._last_ms[key] = now_ms
+        return True

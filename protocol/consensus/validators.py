@@ -22,7 +22,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from protocol.consensus.errors import InvalidMessage, UnknownValidator
+from protocol.consensus.errors import InvalidMessage, NotInValidatorSet
 from protocol.crypto import PUBLIC_KEY_LEN, PublicKey, address_of
 from protocol.encoding import Record
 
@@ -116,10 +116,10 @@ class ValidatorSet:
         return f"ValidatorSet({len(self.validators)} validators, power={self.total_power})"
 
     def get(self, address: bytes) -> Validator:
-        """The validator with ``address``. Raises :class:`UnknownValidator`."""
+        """The validator with ``address``. Raises :class:`NotInValidatorSet`."""
         validator = self._by_address.get(address)
         if validator is None:
-            raise UnknownValidator(f"{address.hex()} is not in the validator set")
+            raise NotInValidatorSet(f"{address.hex()} is not in the validator set")
         return validator
 
     def power_of(self, address: bytes) -> int:
@@ -127,7 +127,7 @@ class ValidatorSet:
         return 0 if validator is None else validator.power
 
     def public_key(self, address: bytes) -> PublicKey:
-        """The parsed public key of a member. Raises :class:`UnknownValidator`."""
+        """The parsed public key of a member. Raises :class:`NotInValidatorSet`."""
         key = self._keys.get(address)
         if key is None:
             key = PublicKey(self.get(address).public_key)

@@ -15,18 +15,17 @@ from __future__ import annotations
 import dataclasses
 
 from protocol.ledger import pool
-from protocol.ledger.bank import debit
 from protocol.ledger.errors import (
-    DepositTooLow,
     InvalidParamValue,
     NoVotingPower,
     UnknownProposal,
     VotingClosed,
 )
 from protocol.ledger.params import MIN_ACTIVE_VALIDATORS, Params, check_governance_change, describe
-from protocol.ledger.state import LedgerState, Proposal
+from protocol.ledger.proposals import open_proposal
+from protocol.ledger.state import GovProposal, LedgerState
 from protocol.ledger.tx import VOTE_OPTIONS, GovPropose, GovVote, Tx
-from protocol.units import DEC, format_amount
+from protocol.units import DEC
 
 
 def check_change(state: LedgerState, param: str, value: int) -> Params:
@@ -50,28 +49,7 @@ def check_change(state: LedgerState, param: str, value: int) -> Params:
 def propose(state: LedgerState, tx: Tx, msg: GovPropose, height: int) -> int:
     """Open a proposal; returns its id. Raises UnknownParam, InvalidParamValue, DepositTooLow."""
     check_change(state, msg.param, msg.value)
-    if msg.deposit < state.params.gov_min_deposit:
-        raise DepositTooLow(
-            f"deposit {format_amount(msg.deposit)} is below the minimum "
-            f"{format_amount(state.params.gov_min_deposit)}"
-        )
-    debit(state, tx.sender, msg.deposit, "proposal deposit")
-    proposal_id = state.vars["next_proposal_id"]
-    state.add("next_proposal_id", 1)
-    state.add("total_deposits", msg.deposit)
-    state.proposals.set(
-        proposal_id,
-        Proposal(
-            id=proposal_id,
-            proposer=tx.sender,
-            param=msg.param,
-            value=msg.value,
-            deposit=msg.deposit,
-            submit_height=height,
-            end_height=height + state.params.gov_voting_period,
-        ),
-    )
-    return proposal_id
+    return open_proposal(state, tx.sender, msg.param, msg.value, msg.deposit, height)
 
 
 def vote(state: LedgerState, tx: Tx, msg: GovVote, height: int) -> None:
@@ -87,7 +65,7 @@ def vote(state: LedgerState, tx: Tx, msg: GovVote, height: int) -> None:
     state.votes.set((msg.proposal_id, tx.sender), msg.option)
 
 
-def tally_ending(state: LedgerState, height: int) -> list[Proposal]:
+def tally_ending(state: LedgerState, height: int) -> list[GovProposal]:
     """Close every proposal whose voting period ends at ``height``; returns them, closed."""
     closed = []
     for _, proposal in state.proposals.sorted_items():
@@ -123,7 +101,7 @@ def tally_votes(state: LedgerState, proposal_id: int) -> dict[str, int]:
     return counts
 
 
-def _tally(state: LedgerState, proposal: Proposal) -> Proposal:
+def _tally(state: LedgerState, proposal: GovProposal) -> GovProposal:
     params = state.params
     total_power = sum(v.power for v in state.validator_set())
     counts = tally_votes(state, proposal.id)

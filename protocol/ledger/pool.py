@@ -31,7 +31,7 @@ import dataclasses
 from math import isqrt
 
 from protocol.ledger.bank import debit
-from protocol.ledger.errors import AmountOverflow, DepositTooLow
+from protocol.ledger.errors import AmountOverflow
 from protocol.ledger.liquidity_errors import (
     AmountTooSmall,
     AssetExists,
@@ -44,9 +44,10 @@ from protocol.ledger.liquidity_errors import (
     UnknownAsset,
 )
 from protocol.ledger.liquidity_state import LOCKED_SHARES, SHARE_PREFIX, Asset, Pool, share_denom
-from protocol.ledger.state import LedgerState, Proposal
+from protocol.ledger.proposals import open_proposal
+from protocol.ledger.state import GovProposal, LedgerState
 from protocol.ledger.tx import AssetMint, AssetPropose, AssetSend, PoolAdd, PoolRemove, PoolSwap, Tx
-from protocol.units import DCT, DEC, MAX_AMOUNT, format_amount
+from protocol.units import DCT, DEC, MAX_AMOUNT
 
 #: The proposal "param" of an asset registration; its value is the proposal's own id.
 ASSET_REGISTER = "asset_register"
@@ -94,27 +95,7 @@ def propose_asset(state: LedgerState, tx: Tx, msg: AssetPropose, height: int) ->
         raise AssetExists(f"{msg.symbol} is registered or proposed already")
     if len(state.assets) >= MAX_ASSETS:
         raise TooManyAssets(f"the ledger holds at most {MAX_ASSETS} assets")
-    if msg.deposit < state.params.gov_min_deposit:
-        raise DepositTooLow(
-            f"deposit {format_amount(msg.deposit)} is below the minimum "
-            f"{format_amount(state.params.gov_min_deposit)}"
-        )
-    debit(state, tx.sender, msg.deposit, "proposal deposit")
-    proposal_id = state.vars["next_proposal_id"]
-    state.add("next_proposal_id", 1)
-    state.add("total_deposits", msg.deposit)
-    state.proposals.set(
-        proposal_id,
-        Proposal(
-            id=proposal_id,
-            proposer=tx.sender,
-            param=ASSET_REGISTER,
-            value=proposal_id,
-            deposit=msg.deposit,
-            submit_height=height,
-            end_height=height + state.params.gov_voting_period,
-        ),
-    )
+    proposal_id = open_proposal(state, tx.sender, ASSET_REGISTER, None, msg.deposit, height)
     state.assets.set(msg.symbol, Asset(issuer=tx.sender, supply=0, proposal=proposal_id, active=False))
     return proposal_id
 
@@ -126,7 +107,7 @@ def _proposed(state: LedgerState, proposal_id: int) -> str | None:
     return None
 
 
-def enact(state: LedgerState, proposal: Proposal, passed: bool) -> None:
+def enact(state: LedgerState, proposal: GovProposal, passed: bool) -> None:
     """Close an action proposal: a passed registration activates its asset, any other outcome
     frees the symbol."""
     symbol = _proposed(state, proposal.id)

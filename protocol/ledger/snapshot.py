@@ -24,9 +24,9 @@ from protocol.ledger.state import (
     SCALARS,
     Account,
     Escrow,
+    GovProposal,
     GrantInfo,
     LedgerState,
-    Proposal,
     Redelegation,
     SigningInfo,
     Unbonding,
@@ -185,7 +185,7 @@ def decode_snapshot(data: bytes) -> LedgerState:
         ):
             state.closed_contracts.set(contract_hash, outcome)
         for row in _rows(doc, "proposals", _PROPOSAL_COLUMNS):
-            state.proposals.set(row[0], Proposal(*row))
+            state.proposals.set(row[0], GovProposal(*row))
         for proposal_id, voter, option in _rows(doc, "votes", (_uint, _ADDRESS, _one_of(*VOTE_OPTIONS))):
             state.votes.set((proposal_id, voter), option)
         for address, weight in _rows(doc, "epoch_work", (_ADDRESS, _uint)):

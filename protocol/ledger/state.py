@@ -68,7 +68,7 @@ class ValidatorInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class Validator:
+class ActiveValidator:
     """A member of the active set, as consensus sees it: by consensus address and key."""
 
     address: bytes
@@ -167,7 +167,7 @@ class GrantInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class Proposal:
+class GovProposal:
     id: int
     proposer: bytes
     param: str
@@ -267,7 +267,7 @@ class LedgerState:
         self.escrows: JMap[bytes, Escrow] = JMap(j)
         #: contract hash -> "settled" | "refunded" | "disputed"; closed contracts never reopen
         self.closed_contracts: JMap[bytes, str] = JMap(j)
-        self.proposals: JMap[int, Proposal] = JMap(j)
+        self.proposals: JMap[int, GovProposal] = JMap(j)
         #: (proposal id, voter address) -> option
         self.votes: JMap[tuple[int, bytes], str] = JMap(j)
         #: provider address -> protocol fees its contracts burned in the current epoch (its
@@ -340,7 +340,7 @@ class LedgerState:
         info = self.validators.get(operator) if operator is not None else None
         return info is not None and info.tombstoned
 
-    def validator_set(self, params: Params | None = None) -> tuple[Validator, ...]:
+    def validator_set(self, params: Params | None = None) -> tuple[ActiveValidator, ...]:
         """The active set: not jailed, not tombstoned, at least ``min_validator_stake`` bonded,
         the largest ``max_validators`` by tokens (ties by consensus address); returned sorted by
         consensus address, which is how consensus knows its members. ``params``: what the set
@@ -353,7 +353,7 @@ class LedgerState:
         ]
         candidates.sort(key=lambda c: (-c[0], c[1]))
         chosen = sorted(candidates[: params.max_validators], key=lambda c: c[1])
-        return tuple(Validator(address, key, power) for power, address, key in chosen)
+        return tuple(ActiveValidator(address, key, power) for power, address, key in chosen)
 
     # --- replicas and hashing --------------------------------------------------------------
     def copy(self) -> LedgerState:

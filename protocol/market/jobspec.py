@@ -68,12 +68,90 @@ import hashlib
 import json
 import re
 import tomllib
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from protocol.encoding import Record
+from protocol.market.job_parts import (
+    COMMAND_EXECUTORS as COMMAND_EXECUTORS,
+)
+
+# The parts, and the names callers have always imported from here.
+from protocol.market.job_parts import (
+    CONTENT_ID_LEN,
+    DEFAULT_CPU_MILLICORES,
+    DEFAULT_DISK_BYTES,
+    DEFAULT_LIMIT_MEMORY_BYTES,
+    DEFAULT_OUTPUT_LIMIT_BYTES,
+    DEFAULT_PROCESSES,
+    FORMATS,
+    IMAGE_NAME,
+    MAX_ARGV_BYTES,
+    MAX_ARGV_ITEMS,
+    MAX_DATA_BYTES,
+    MAX_ENV_BYTES,
+    MAX_ENV_VARS,
+    MAX_INPUT_FILES,
+    MAX_NAME_LEN,
+    MAX_RUNTIME_S,
+    MAX_SPEC_TEXT_BYTES,
+    OUTPUT_INLINE,
+    OUTPUT_MODES,
+    check_range,
+    utf8_len,
+)
+from protocol.market.job_parts import (
+    DEFAULT_LIMITS as DEFAULT_LIMITS,
+)
+from protocol.market.job_parts import (
+    IMAGE_EXECUTORS as IMAGE_EXECUTORS,
+)
+from protocol.market.job_parts import (
+    MAX_BLOB_OUTPUT_LIMIT_BYTES as MAX_BLOB_OUTPUT_LIMIT_BYTES,
+)
+from protocol.market.job_parts import (
+    MAX_CPU_MILLICORES as MAX_CPU_MILLICORES,
+)
+from protocol.market.job_parts import (
+    MAX_DATA_INPUTS as MAX_DATA_INPUTS,
+)
+from protocol.market.job_parts import (
+    MAX_GPUS as MAX_GPUS,
+)
+from protocol.market.job_parts import (
+    MAX_INPUT_BYTES as MAX_INPUT_BYTES,
+)
+from protocol.market.job_parts import (
+    MAX_OUTPUT_LIMIT_BYTES as MAX_OUTPUT_LIMIT_BYTES,
+)
+from protocol.market.job_parts import (
+    MAX_PROCESSES as MAX_PROCESSES,
+)
+from protocol.market.job_parts import (
+    OUTPUT_BLOBS as OUTPUT_BLOBS,
+)
+from protocol.market.job_parts import (
+    SOURCE_BLOB as SOURCE_BLOB,
+)
+from protocol.market.job_parts import (
+    SOURCE_URL as SOURCE_URL,
+)
+from protocol.market.job_parts import (
+    DataInput as DataInput,
+)
+from protocol.market.job_parts import (
+    EnvVar as EnvVar,
+)
+from protocol.market.job_parts import (
+    InputFile as InputFile,
+)
+from protocol.market.job_parts import (
+    Limits as Limits,
+)
+from protocol.market.job_parts import (
+    Resources as Resources,
+)
 from protocol.market.quantities import (
     INT63_MAX,
     fail,
@@ -84,220 +162,6 @@ from protocol.market.quantities import (
     plain_int,
 )
 from protocol.units import AmountError, parse_amount
-
-MAX_GPUS = 64
-MAX_NAME_LEN = 128
-MAX_ARGV_ITEMS = 4096
-MAX_ARGV_BYTES = 128 * 1024
-MAX_ENV_VARS = 256
-MAX_ENV_BYTES = 64 * 1024
-MAX_INPUT_FILES = 256
-MAX_INPUT_BYTES = 1024 * 1024
-MAX_PATH_BYTES = 1024
-MAX_PATTERN_LEN = 128
-MAX_MEMORY_BYTES = 2**50
-MAX_CUDA_VERSION = 999_990
-MAX_RUNTIME_S = 30 * 86400
-MAX_OUTPUT_LIMIT_BYTES = 2**30
-#: Outputs returned as blobs may be far larger than inline ones: the disk limit bounds them.
-MAX_BLOB_OUTPUT_LIMIT_BYTES = 2**40
-#: Inputs by reference: how many, and how large all together (each is one blob, at most 1 TiB).
-MAX_DATA_INPUTS = 64
-MAX_DATA_BYTES = 2**40
-MAX_URL_BYTES = 2048
-CONTENT_ID_LEN = 32
-SHA256_LEN = 32
-#: Where an input by reference comes from.
-SOURCE_BLOB = "blob"
-SOURCE_URL = "url"
-#: How outputs come back: inline in the delivery (small), or as blobs by content id.
-OUTPUT_INLINE = "inline"
-OUTPUT_BLOBS = "blobs"
-OUTPUT_MODES = (OUTPUT_INLINE, OUTPUT_BLOBS)
-DEFAULT_OUTPUT_LIMIT_BYTES = 64 * 2**20
-# Resource limits: ranges and the defaults a spec without a [limits] table gets.
-MIN_LIMIT_MEMORY_BYTES = 16 * 2**20
-MAX_LIMIT_MEMORY_BYTES = 2**50
-MIN_CPU_MILLICORES = 10
-MAX_CPU_MILLICORES = 1024 * 1000
-MIN_PROCESSES = 8
-MAX_PROCESSES = 4 * 2**20
-MIN_DISK_BYTES = 16 * 2**20
-MAX_DISK_BYTES = 2**50
-DEFAULT_LIMIT_MEMORY_BYTES = 4 * 2**30
-DEFAULT_CPU_MILLICORES = 2000
-DEFAULT_PROCESSES = 1024
-DEFAULT_DISK_BYTES = 4 * 2**30
-#: A spec file larger than this is refused before parsing (base64 inputs inflate by 4/3).
-MAX_SPEC_TEXT_BYTES = 4 * 1024 * 1024
-
-#: Executors that run a bare command, and those that run a container image.
-COMMAND_EXECUTORS = frozenset({"bubblewrap", "subprocess"})
-IMAGE_EXECUTORS = frozenset({"docker", "podman"})
-#: Set by the sandbox from the GPUs sold; a job may not choose its own.
-RESERVED_ENV = frozenset({"CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"})
-#: The work-dir folder whose files come back as the job's outputs.
-OUTPUT_DIR = "out"
-FORMATS = ("toml", "json")
-
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,255}")
-# A registry reference: [host[:port]/]name[:tag][@digest]; never starts with '-', so it cannot be
-# read as an option by a container engine's command line.
-_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}")
-
-
-def _utf8_len(path: str, text: str) -> int:
-    """Byte length of ``text`` in UTF-8; a lone surrogate (JSON can carry one) is an error."""
-    try:
-        return len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise fail(path, "contains characters that are not valid UTF-8") from None
-
-
-def _check_range(path: str, value: int, low: int, high: int) -> None:
-    if not low <= value <= high:
-        raise fail(path, f"must be between {low} and {high}, got {value}")
-
-
-def check_input_path(path: str) -> PurePosixPath:
-    """``path`` as a relative POSIX path that stays inside the work dir; raises :class:`JobSpecError`."""
-    where = f"inputs[{path!r}]"
-    if not path:
-        raise fail(where, "a path must not be empty")
-    if "\x00" in path or _utf8_len(where, path) > MAX_PATH_BYTES:
-        raise fail(where, f"a path must have no NUL byte and at most {MAX_PATH_BYTES} bytes")
-    if path.startswith("/"):
-        raise fail(where, "a path must be relative to the work directory")
-    parts = path.split("/")
-    if any(part in ("", ".", "..") for part in parts):
-        raise fail(where, "a path must not contain empty, '.' or '..' components")
-    if parts[0] == OUTPUT_DIR:
-        raise fail(where, f"{OUTPUT_DIR}/ is reserved for the job's outputs")
-    return PurePosixPath(path)
-
-
-@dataclass(frozen=True, slots=True)
-class EnvVar(Record):
-    name: str
-    value: str
-
-    def __post_init__(self) -> None:
-        if _ENV_NAME.fullmatch(self.name) is None:
-            raise fail(f"env[{self.name!r}]", "not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)")
-        if self.name in RESERVED_ENV:
-            raise fail(f"env.{self.name}", "is set by the provider's sandbox from the GPUs sold")
-        if "\x00" in self.value:
-            raise fail(f"env.{self.name}", "must not contain a NUL byte")
-        _utf8_len(f"env.{self.name}", self.value)
-
-
-@dataclass(frozen=True, slots=True)
-class InputFile(Record):
-    path: str
-    content: bytes
-
-    def __post_init__(self) -> None:
-        check_input_path(self.path)
-
-
-def _check_url(where: str, url: str) -> None:
-    """An ``https://`` URL of printable ASCII with a host; no credentials in it."""
-    if len(url) > MAX_URL_BYTES or not url.isascii() or not url.isprintable() or " " in url:
-        raise fail(where, f"a URL is at most {MAX_URL_BYTES} printable ASCII characters without spaces")
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        raise fail(where, f"not a URL: {url[:80]!r}") from None
-    if parts.scheme != "https" or not parts.hostname:
-        raise fail(where, "only https:// URLs with a host are fetched")
-    if parts.username is not None or parts.password is not None:
-        raise fail(where, "a URL must not carry credentials (the provider would see them)")
-
-
-@dataclass(frozen=True, slots=True)
-class DataInput(Record):
-    """One input by reference, mounted read-only at ``path`` in the work directory.
-
-    ``source`` is ``"blob"`` (``content_id`` set, fetched from the network and verified chunk by
-    chunk) or ``"url"`` (``url`` and ``sha256`` set, fetched by the provider and verified whole).
-    ``size`` is declared so that a provider can price or refuse the transfer before it starts; a
-    blob's content id binds its size, a URL's download stops at it.
-    """
-
-    path: str
-    source: str
-    content_id: bytes
-    url: str
-    sha256: bytes
-    size: int
-
-    def __post_init__(self) -> None:
-        check_input_path(self.path)
-        where = f"data[{self.path!r}]"
-        _check_range(f"{where}.size", self.size, 0, MAX_DATA_BYTES)
-        if self.source == SOURCE_BLOB:
-            if len(self.content_id) != CONTENT_ID_LEN or self.url or self.sha256:
-                raise fail(where, "a blob input has a 32-byte content id and no url or sha256")
-        elif self.source == SOURCE_URL:
-            if self.content_id or len(self.sha256) != SHA256_LEN:
-                raise fail(where, "a URL input has a 32-byte sha256 and no content id")
-            _check_url(f"{where}.url", self.url)
-        else:
-            raise fail(f"{where}.source", f"{SOURCE_BLOB!r} or {SOURCE_URL!r}, not {self.source[:40]!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class Resources(Record):
-    """What each of the job's GPUs must offer. Zero (or ``""``) means "no requirement"."""
-
-    gpu_count: int
-    #: Free memory per GPU, in bytes.
-    min_memory_bytes: int
-    #: Case-insensitive glob (``fnmatch``) on the GPU's product name, e.g. ``"*H100*"``.
-    model_pattern: str
-    min_compute_capability_major: int
-    min_compute_capability_minor: int
-    #: NVML's form: 12040 is CUDA 12.4.
-    min_cuda_version: int
-
-    def __post_init__(self) -> None:
-        _check_range("resources.gpu_count", self.gpu_count, 1, MAX_GPUS)
-        _check_range("resources.min_memory_bytes", self.min_memory_bytes, 0, MAX_MEMORY_BYTES)
-        if len(self.model_pattern) > MAX_PATTERN_LEN or not self.model_pattern.isprintable():
-            raise fail("resources.model_pattern", f"at most {MAX_PATTERN_LEN} printable characters")
-        _utf8_len("resources.model_pattern", self.model_pattern)
-        _check_range("resources.min_compute_capability", self.min_compute_capability_major, 0, 255)
-        _check_range("resources.min_compute_capability", self.min_compute_capability_minor, 0, 255)
-        _check_range("resources.min_cuda_version", self.min_cuda_version, 0, MAX_CUDA_VERSION)
-
-    @property
-    def min_compute_capability(self) -> tuple[int, int]:
-        return (self.min_compute_capability_major, self.min_compute_capability_minor)
-
-
-@dataclass(frozen=True, slots=True)
-class Limits(Record):
-    """What the job's processes may use on the provider, all together; enforced by its kernel.
-
-    ``memory_bytes``: resident memory (cgroup memory limit, no swap). ``cpu_millicores``: CPU
-    time, 1000 = one core (CFS quota; reaching it slows the job down, nothing more).
-    ``processes``: processes and threads (cgroup pids limit). ``disk_bytes``: the work
-    directory, ``/tmp`` and ``out/`` together (a filesystem of that size).
-    """
-
-    memory_bytes: int = DEFAULT_LIMIT_MEMORY_BYTES
-    cpu_millicores: int = DEFAULT_CPU_MILLICORES
-    processes: int = DEFAULT_PROCESSES
-    disk_bytes: int = DEFAULT_DISK_BYTES
-
-    def __post_init__(self) -> None:
-        _check_range("limits.memory", self.memory_bytes, MIN_LIMIT_MEMORY_BYTES, MAX_LIMIT_MEMORY_BYTES)
-        _check_range("limits.cpu_cores", self.cpu_millicores, MIN_CPU_MILLICORES, MAX_CPU_MILLICORES)
-        _check_range("limits.processes", self.processes, MIN_PROCESSES, MAX_PROCESSES)
-        _check_range("limits.disk", self.disk_bytes, MIN_DISK_BYTES, MAX_DISK_BYTES)
-
-
-DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,12 +191,12 @@ class JobSpec(Record):
     def __post_init__(self) -> None:
         if len(self.name) > MAX_NAME_LEN or not self.name.isprintable():
             raise fail("name", f"at most {MAX_NAME_LEN} printable characters")
-        _utf8_len("name", self.name)
+        utf8_len("name", self.name)
         self._check_command()
         self._check_env()
         self._check_inputs()
-        _check_range("max_runtime_s", self.max_runtime_s, 1, MAX_RUNTIME_S)
-        _check_range("max_price_per_gpu_second", self.max_price_per_gpu_second, 0, INT63_MAX)
+        check_range("max_runtime_s", self.max_runtime_s, 1, MAX_RUNTIME_S)
+        check_range("max_price_per_gpu_second", self.max_price_per_gpu_second, 0, INT63_MAX)
         if self.max_price_per_gpu_second * self.max_gpu_seconds > INT63_MAX:
             raise fail(
                 "max_price_per_gpu_second",
@@ -341,7 +205,7 @@ class JobSpec(Record):
         if self.output_mode not in OUTPUT_MODES:
             raise fail("output_mode", f"one of {', '.join(OUTPUT_MODES)}, not {self.output_mode[:40]!r}")
         most = MAX_BLOB_OUTPUT_LIMIT_BYTES if self.output_mode == OUTPUT_BLOBS else MAX_OUTPUT_LIMIT_BYTES
-        _check_range("output_limit_bytes", self.output_limit_bytes, 0, most)
+        check_range("output_limit_bytes", self.output_limit_bytes, 0, most)
         self._check_data()
         needed = self.output_limit_bytes + sum(len(item.content) for item in self.inputs)
         if self.limits.disk_bytes < needed:
@@ -351,7 +215,7 @@ class JobSpec(Record):
             )
 
     def _check_command(self) -> None:
-        if self.image and _IMAGE.fullmatch(self.image) is None:
+        if self.image and IMAGE_NAME.fullmatch(self.image) is None:
             raise fail("image", f"not a container image reference: {self.image!r:.80}")
         if not self.argv and not self.image:
             raise fail("argv", "a job needs a command (argv) or a container image")
@@ -361,7 +225,7 @@ class JobSpec(Record):
         for position, item in enumerate(self.argv):
             if "\x00" in item:
                 raise fail(f"argv[{position}]", "must not contain a NUL byte")
-            total += _utf8_len(f"argv[{position}]", item) + 1
+            total += utf8_len(f"argv[{position}]", item) + 1
         if self.argv and not self.argv[0]:
             raise fail("argv[0]", "the command must not be empty")
         if total > MAX_ARGV_BYTES:
@@ -428,7 +292,7 @@ class JobSpec(Record):
                 raise fail("image_archive", "names the image to run from it: set image too")
         elif self.image_archive_size:
             raise fail("image_archive", "a size without a content id")
-        _check_range("image_archive.size", self.image_archive_size, 0, MAX_DATA_BYTES)
+        check_range("image_archive.size", self.image_archive_size, 0, MAX_DATA_BYTES)
         if self.transfer_bytes > MAX_DATA_BYTES:
             raise fail(
                 "data", f"at most {MAX_DATA_BYTES} bytes by reference in all, got {self.transfer_bytes}"
@@ -640,7 +504,7 @@ def _inputs_from(value: object) -> tuple[InputFile, ...]:
         where = f"inputs[{path!r}]"
         content = value[path]
         if isinstance(content, str):
-            _utf8_len(where, content)
+            utf8_len(where, content)
             data = content.encode("utf-8")
         elif (
             isinstance(content, Mapping) and set(content) == {"base64"} and isinstance(content["base64"], str)

@@ -48,8 +48,7 @@ from protocol.consensus.validators import Validator
 from protocol.crypto import verify
 from protocol.ledger.errors import InvariantError
 from protocol.ledger.genesis import Genesis, genesis_state
-from protocol.ledger.state import LedgerState
-from protocol.ledger.state import Validator as LedgerValidator
+from protocol.ledger.state import ActiveValidator, LedgerState
 from protocol.sim.model import LedgerModel, Reported
 
 
@@ -101,7 +100,7 @@ class Checker:
         for height in (1, 2):
             self._record_set(height, genesis_set)
 
-    def _record_set(self, height: int, validators: Iterable[LedgerValidator | Validator]) -> None:
+    def _record_set(self, height: int, validators: Iterable[ActiveValidator | Validator]) -> None:
         """The set voting at ``height`` (as the replicas' ledger determines it: who is a
         validator is the ledger's rule; weighing them is the checker's)."""
         powers = {}

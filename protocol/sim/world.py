@@ -44,6 +44,17 @@ from protocol.encoding import Record
 from protocol.sim.adversary import Adversary, draw_behaviours
 from protocol.sim.checker import Checker
 from protocol.sim.clients import Workload
+from protocol.sim.events import (
+    CrashNode,
+    Deliver,
+    Heal,
+    PartitionEnds,
+    PartitionStarts,
+    RestartNode,
+    SimEvent,
+    SubmitTx,
+    TimerFires,
+)
 from protocol.sim.faults import Crash, FaultSchedule, Partition, draw_schedule, no_faults
 from protocol.sim.node import NetworkMessage, SimNode
 from protocol.sim.rng import SplitMix64
@@ -60,9 +71,6 @@ SIM_CONSENSUS = ConsensusConfig(
     gossip_interval_ms=250,
     sync_retry_ms=250,
 )
-
-# Event kinds, in the order ties at one instant are broken by sequence number anyway.
-_DELIVER, _TIMER, _CRASH, _RESTART, _PARTITION_START, _PARTITION_END, _SUBMIT_TX, _HEAL = range(8)
 
 _WIRE_TYPES: dict[str, type[Record]] = {
     cls.__name__: cls for cls in (Proposal, Vote, DuplicateVoteEvidence, SyncRequest, SyncResponse)
@@ -221,7 +229,7 @@ class Simulation:
             ("crashes", "dropped", "synced_blocks", "late_round_commits", "max_round", "evidence_committed"),
             0,
         )
-        self._queue: list[tuple[int, int, int, object, object]] = []
+        self._queue: list[tuple[int, int, SimEvent]] = []
         self._seq = 0
         self.now = 0
         self.events = 0
@@ -236,9 +244,9 @@ class Simulation:
     # Event queue
     # ----------------------------------------------------------------------------------------
 
-    def _push(self, at_ms: int, kind: int, a: object, b: object = None) -> None:
+    def _push(self, at_ms: int, event: SimEvent) -> None:
         self._seq += 1
-        heapq.heappush(self._queue, (at_ms, self._seq, kind, a, b))
+        heapq.heappush(self._queue, (at_ms, self._seq, event))
 
     def run(self) -> RunResult:
         schedule = self.schedule
@@ -246,27 +254,27 @@ class Simulation:
             if partition.start_ms == 0:
                 self._partitions[index] = self._groups(partition)  # in force before the first send
             else:
-                self._push(partition.start_ms, _PARTITION_START, index)
-            self._push(partition.end_ms, _PARTITION_END, index)
+                self._push(partition.start_ms, PartitionStarts(index))
+            self._push(partition.end_ms, PartitionEnds(index))
         for node in self.nodes:
             self._apply(node, node.boot(0))
         for crash in schedule.crashes:
-            self._push(crash.at_ms, _CRASH, crash)
-            self._push(crash.restart_ms, _RESTART, crash.node)
+            self._push(crash.at_ms, CrashNode(crash))
+            self._push(crash.restart_ms, RestartNode(crash.node))
         for node in self.nodes:
             if node.forget_on_restart and schedule.heal_ms > 2:
                 # Amnesia needs a restart: one more crash, before the heal.
                 at = 1 + self._schedule_rng.below(schedule.heal_ms - 1)
-                self._push(at, _CRASH, Crash(node.index, at, schedule.heal_ms, after_persist=False))
-                self._push(schedule.heal_ms, _RESTART, node.index)
-        self._push(schedule.heal_ms, _HEAL, None)
-        self._push(self.config.tx_interval_ms, _SUBMIT_TX, None)
+                self._push(at, CrashNode(Crash(node.index, at, schedule.heal_ms, after_persist=False)))
+                self._push(schedule.heal_ms, RestartNode(node.index))
+        self._push(schedule.heal_ms, Heal())
+        self._push(self.config.tx_interval_ms, SubmitTx())
         target = self.config.heights
         bound = self.config.liveness_bound_ms
         heal = schedule.heal_ms
         queue = self._queue
         while queue and not self._should_stop():
-            at, _, kind, a, b = heapq.heappop(queue)
+            at, _, event = heapq.heappop(queue)
             if at > heal:
                 # Done when every honest node has the target height and has committed since
                 # the heal (so each run shows progress after the faults stop).
@@ -284,7 +292,7 @@ class Simulation:
                     break
             self.now = at
             self.events += 1
-            self._dispatch(kind, a, b)
+            self._dispatch(event)
         for node in self.honest:
             if node.app is not None:
                 self.checker.on_final_state(self.now, node.index, node.app.state)
@@ -320,44 +328,38 @@ class Simulation:
             return False
         return self.config.stop_at_violation or self.checker.agreement_broken
 
-    def _dispatch(self, kind: int, a: object, b: object) -> None:
-        if kind == _DELIVER:
-            assert isinstance(a, SimNode) and isinstance(b, tuple)
-            self._deliver(a, b[0], b[1])
-        elif kind == _TIMER:
-            assert isinstance(a, SimNode) and isinstance(b, tuple)
-            incarnation, timeout = b
-            if a.core is not None and incarnation == a.incarnation:
-                self._apply(a, a.core.on_timeout(timeout, a.local_time(self.now)))
-        elif kind == _CRASH:
-            assert isinstance(a, Crash)
-            node = self.nodes[a.node]
-            if node.alive:
-                if a.after_lock:
-                    node.crash_on_lock = True
-                elif a.after_persist:
-                    node.crash_on_persist = True
-                else:
-                    node.crash()
-                    self.stats["crashes"] += 1
-        elif kind == _RESTART:
-            assert isinstance(a, int)
-            node = self.nodes[a]
-            node.crash_on_persist = node.crash_on_lock = False
-            if not node.alive:
-                self._apply(node, node.boot(self.now))
-        elif kind == _PARTITION_START:
-            assert isinstance(a, int)
-            self._partitions[a] = self._groups(self.schedule.partitions[a])
-        elif kind == _PARTITION_END:
-            assert isinstance(a, int)
-            self._partitions.pop(a, None)
-        elif kind == _SUBMIT_TX:
-            self._submit_tx()
-            if self.now < self.schedule.heal_ms + self.config.liveness_bound_ms:
-                self._push(self.now + self.config.tx_interval_ms, _SUBMIT_TX, None)
-        elif kind == _HEAL:
-            self._partitions.clear()
+    def _dispatch(self, event: SimEvent) -> None:
+        match event:
+            case Deliver(dst, src, payload):
+                self._deliver(dst, src, payload)
+            case TimerFires(node, incarnation, timeout):
+                if node.core is not None and incarnation == node.incarnation:
+                    self._apply(node, node.core.on_timeout(timeout, node.local_time(self.now)))
+            case CrashNode(crash):
+                node = self.nodes[crash.node]
+                if node.alive:
+                    if crash.after_lock:
+                        node.crash_on_lock = True
+                    elif crash.after_persist:
+                        node.crash_on_persist = True
+                    else:
+                        node.crash()
+                        self.stats["crashes"] += 1
+            case RestartNode(index):
+                node = self.nodes[index]
+                node.crash_on_persist = node.crash_on_lock = False
+                if not node.alive:
+                    self._apply(node, node.boot(self.now))
+            case PartitionStarts(index):
+                self._partitions[index] = self._groups(self.schedule.partitions[index])
+            case PartitionEnds(index):
+                self._partitions.pop(index, None)
+            case SubmitTx():
+                self._submit_tx()
+                if self.now < self.schedule.heal_ms + self.config.liveness_bound_ms:
+                    self._push(self.now + self.config.tx_interval_ms, SubmitTx())
+            case Heal():
+                self._partitions.clear()
 
     # ----------------------------------------------------------------------------------------
     # Network
@@ -427,11 +429,11 @@ class Simulation:
             if rng.chance(schedule.drop_per_mille):
                 self.stats["dropped"] += 1
                 return
-            self._push(self.now + 1 + rng.below(schedule.max_delay_ms), _DELIVER, dst, (src, payload))
+            self._push(self.now + 1 + rng.below(schedule.max_delay_ms), Deliver(dst, src, payload))
             if rng.chance(schedule.duplicate_per_mille):
-                self._push(self.now + 1 + rng.below(schedule.max_delay_ms), _DELIVER, dst, (src, payload))
+                self._push(self.now + 1 + rng.below(schedule.max_delay_ms), Deliver(dst, src, payload))
         else:
-            self._push(self.now + 1 + rng.below(20), _DELIVER, dst, (src, payload))
+            self._push(self.now + 1 + rng.below(20), Deliver(dst, src, payload))
 
     def _broadcast(self, src: SimNode, message: NetworkMessage) -> None:
         for dst in self.nodes:
@@ -516,7 +518,7 @@ class Simulation:
                     self.stats["crashes"] += 1
                     if locked:
                         # Back within the height, while its lock still matters.
-                        self._push(self.now + 1 + self._net_rng.below(200), _RESTART, node.index)
+                        self._push(self.now + 1 + self._net_rng.below(200), RestartNode(node.index))
                     return
             elif kind is Commit:
                 assert isinstance(effect, Commit)
@@ -536,7 +538,7 @@ class Simulation:
     def _set_timer(self, node: SimNode, timeout: Timeout, duration_ms: int) -> None:
         # The node's clock runs at clock_rate/1000 of real time: convert its local duration.
         delay = -(-duration_ms * 1000 // node.clock_rate)
-        self._push(self.now + delay, _TIMER, node, (node.incarnation, timeout))
+        self._push(self.now + delay, TimerFires(node, node.incarnation, timeout))
 
     def _on_broadcast(self, node: SimNode, message: Proposal | Vote | DuplicateVoteEvidence) -> None:
         if isinstance(message, Vote):

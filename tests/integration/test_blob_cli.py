@@ -3,7 +3,7 @@ with cookies), and the CLI as real subprocesses talking to each node's RPC.
 
 Node 0 puts a file and node 1 gets it by content id (asking its connected peers) as real
 `dcent` processes; the bytes written out match. Then, through the same command code run in this
-process: ls / pin / rm / gc do what they say; bad input gets `error <code>: ...` and exit status 1.
+process: ls / pin / rm / gc do what they say; bad input gets a typed error (here, with `--output json`, the JSON error object) and exit status 1.
 """
 
 from __future__ import annotations
@@ -111,9 +111,9 @@ async def test_put_on_one_node_get_on_another_and_manage_the_store(
         assert (await cli.json(home1, "ls"))["blobs"] == []
         assert (await cli.json(home1, "gc"))["evicted"] == []
 
-        assert "error 6051:" in await cli.error(home1, "get", "00" * 32)  # nobody has it
-        assert f"error {InvalidContentId.code}:" in await cli.error(home1, "get", "not-a-content-id")
-        assert "error 6013:" in await cli.error(home0, "put", str(tmp_path / "missing"))
+        assert '"code": 6051,' in await cli.error(home1, "get", "00" * 32)  # nobody has it
+        assert f'"code": {InvalidContentId.code},' in await cli.error(home1, "get", "not-a-content-id")
+        assert '"code": 6013,' in await cli.error(home0, "put", str(tmp_path / "missing"))
         # The node's keys never enter the store (anyone who learnt the content id could fetch them).
-        assert "error 6021:" in await cli.error(home0, "put", str(home0 / "keys" / "node_key"))
-        assert "error 6021:" in await cli.error(home0, "get", cid, "--out", str(home0 / "keys" / "copy"))
+        assert '"code": 6021,' in await cli.error(home0, "put", str(home0 / "keys" / "node_key"))
+        assert '"code": 6021,' in await cli.error(home0, "get", cid, "--out", str(home0 / "keys" / "copy"))

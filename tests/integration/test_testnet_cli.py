@@ -268,7 +268,7 @@ def test_faucet_refuses_a_mistyped_address_before_anything_runs(tmp_path: Path) 
     typo = address[:-1] + ("q" if address[-1] != "q" else "p")
     result = dcent("faucet", typo, "1", "--dir", str(tmp_path))
     assert result.returncode == 1
-    assert result.stderr.startswith("error: ")
+    assert result.stderr.startswith("error 1101: ")  # InvalidAddressError, with its code
     assert "Traceback" not in result.stderr
 
 

@@ -226,7 +226,7 @@ def test_refusals_print_one_line_and_change_nothing(cli: WalletCli, node_home: P
     )
     assert broke.returncode == 1
     assert broke.stdout == ""
-    assert broke.stderr.strip().startswith("error 2006:")
+    assert json.loads(broke.stderr)["error"]["code"] == 2006  # --output json: a JSON error object
 
     wrong = node_home / "wrong-password"
     wrong.write_text("nope\n")
@@ -235,7 +235,8 @@ def test_refusals_print_one_line_and_change_nothing(cli: WalletCli, node_home: P
     cli.signed("wallet", "import", "--name", "val", "--seed-file", str(val_seed), "--fast-kdf")
     refused = cli.run("wallet", "transfer", "empty", "1", "--from", "val", "--password-file", str(wrong))
     assert refused.returncode == 1
-    assert refused.stderr.strip().splitlines()[-1].startswith("error 5701: wrong password")
+    failure = json.loads(refused.stderr.strip().splitlines()[-1])["error"]
+    assert failure["code"] == 5701 and failure["message"].startswith("wrong password")
     assert keystore_file.read_bytes() == before
     assert cli.json("wallet", "balance", "empty")["balance"] == "0"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from protocol.consensus.effects import Timeout, TimeoutKind
-from protocol.consensus.errors import InvalidSignature, UnknownValidator
+from protocol.consensus.errors import InvalidSignature, NotInValidatorSet
 from protocol.consensus.messages import NIL, PRECOMMIT, PREVOTE, CommitCertificate, Vote
 from protocol.crypto import PrivateKey
 
@@ -65,6 +65,6 @@ def test_only_a_signed_precommit_for_the_decided_block_and_round_extends_it() ->
     with pytest.raises(InvalidSignature):
         s.core.receive(forged, 40)
     stranger = PrivateKey.from_label("not-a-validator")
-    with pytest.raises(UnknownValidator):
+    with pytest.raises(NotInValidatorSet):
         s.core.receive(Vote(1, 0, PRECOMMIT, s.block.hash, stranger.address.raw, bytes(64), 1_000), 40)
     assert _signers(s.app.last_certificate) == s.decided

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from protocol.consensus.core import ConsensusCore
 from protocol.consensus.effects import Commit, Effect, RequestSync, SendBlocks, Timeout, TimeoutKind
-from protocol.consensus.errors import InvalidMessage, InvalidSignature, UnknownValidator
+from protocol.consensus.errors import InvalidMessage, InvalidSignature, NotInValidatorSet
 from protocol.consensus.messages import (
     NIL,
     PRECOMMIT,
@@ -96,7 +96,7 @@ def test_a_strangers_flood_of_next_height_votes_does_not_evict_the_real_proposal
     s = AtHeightOne()
     for round_ in range(1024):
         stranger_vote = sign_vote(STRANGER, CHAIN_ID, 2, round_, PREVOTE, NIL)
-        with pytest.raises(UnknownValidator):
+        with pytest.raises(NotInValidatorSet):
             s.core.receive(stranger_vote, 5)
         with pytest.raises(InvalidSignature):
             s.core.receive(_forged(s.others[round_ % 3], 2, round_), 5)
@@ -124,7 +124,7 @@ def test_a_forged_or_strangers_vote_for_a_past_height_sends_no_blocks() -> None:
     lagging = s.others[0]
     with pytest.raises(InvalidSignature):
         s.core.receive(_forged(lagging, 1, 3), 50)
-    with pytest.raises(UnknownValidator):
+    with pytest.raises(NotInValidatorSet):
         s.core.receive(sign_vote(STRANGER, CHAIN_ID, 1, 3, PREVOTE, NIL), 50)
     effects = s.core.receive(vote(lagging, 1, 3, PREVOTE, NIL), 50)
     assert effects == [SendBlocks(vkey(lagging).address.raw, 1)]
@@ -132,7 +132,7 @@ def test_a_forged_or_strangers_vote_for_a_past_height_sends_no_blocks() -> None:
 
 def test_only_a_validators_signed_vote_from_far_ahead_makes_us_ask_for_blocks() -> None:
     s = AtHeightOne()
-    with pytest.raises(UnknownValidator):
+    with pytest.raises(NotInValidatorSet):
         s.core.receive(sign_vote(STRANGER, CHAIN_ID, 9, 0, PREVOTE, NIL), 5)
     with pytest.raises(InvalidSignature):
         s.core.receive(_forged(s.others[0], 9, 0), 5)

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from protocol.consensus.errors import InvalidMessage, UnknownValidator
+from protocol.consensus.errors import InvalidMessage, NotInValidatorSet
 from protocol.consensus.validators import MAX_SCHEDULE, Validator, ValidatorSet
 
 from .consensus_support import vkey
@@ -80,6 +80,6 @@ def test_bad_sets_and_members_are_rejected() -> None:
     one = Validator(vkey(0).address.raw, vkey(0).public_key.raw, 1)
     with pytest.raises(InvalidMessage):
         ValidatorSet([one, one])
-    with pytest.raises(UnknownValidator) as caught:
+    with pytest.raises(NotInValidatorSet) as caught:
         _set(1).get(vkey(3).address.raw)
     assert caught.value.code == 3002

@@ -181,7 +181,7 @@ def test_submit_wait_exits_1_with_the_jobs_error(
     code, out, err = cli.run("job", "submit", str(spec), "--wait", "--output", "json", *cli.node_args())
     assert code == 1
     assert json.loads(out)["state"] == state
-    assert err == "error 4051: no provider agreed after 3 attempts\n"
+    assert json.loads(err) == {"error": error}  # --output json: the error as a JSON object too
 
 
 def test_submit_wait_prints_the_outcome_exit_status_and_cost_of_a_completed_job(
@@ -223,7 +223,7 @@ def test_submit_wait_exits_1_for_a_settled_job_that_did_not_complete(
     node.job_polls.clear()
     code, out, err = cli.run("job", "submit", str(spec), "--wait", "--output", "json", *cli.node_args())
     document = json.loads(out)
-    assert code == 1 and err.startswith("error 5962: ")
+    assert code == 1 and json.loads(err) == {"error": {"code": 5962, "message": words}}
     assert (document["outcome"], document["exit_status"]) == (fields["outcome"], fields["exit_status"])
 
 

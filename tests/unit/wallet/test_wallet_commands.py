@@ -379,4 +379,5 @@ def test_a_refusal_by_the_node_prints_its_code_and_message(cli: Cli, node: FakeN
     code, out, err = cli.run(
         "wallet", "transfer", str(BOB.address), "1", *cli.key_args(), *cli.node_args(), "--output", "json"
     )
-    assert (code, out, err) == (1, "", "error 2004: nonce 5 is outside (4, 68]\n")
+    assert (code, out) == (1, "")
+    assert json.loads(err) == {"error": {"code": 2004, "message": "nonce 5 is outside (4, 68]"}}
