@@ -5,10 +5,18 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import trio
+import trio.testing
 
+from node.market.delivery_link import send_delivery
+from node.p2p.errors import RequestTimeoutError
+from node.p2p.interface import Stream
+from node.p2p.memory import MemoryNetwork
 from protocol.contracts import UsageReceipt
+from protocol.crypto import PrivateKey
 from protocol.encoding import DecodeError
 from protocol.market.delivery import (
+    RESULT_PROTOCOL_ID,
     DeliveryAck,
     OutputFile,
     ResultDelivery,
@@ -121,3 +129,29 @@ def test_answers_round_trip() -> None:
     refusal = Refusal(4063, "files do not hash to the receipt")
     assert decode_answer(encode_answer(ack)) == ack
     assert decode_answer(encode_answer(refusal)) == refusal
+
+
+async def _silent_requester(stream: Stream) -> None:
+    """Takes the stream and never answers: a requester that hung, or a connection gone dead."""
+    await trio.sleep_forever()
+
+
+async def test_a_requester_that_never_answers_the_header_costs_the_handshake_timeout_not_the_body(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork()
+    provider = network.create_host(PrivateKey.from_label("delivery-provider").seed())
+    requester = network.create_host(PrivateKey.from_label("delivery-requester").seed())
+    payload = delivery().encode()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(provider.run)
+        await nursery.start(requester.run)
+        requester.set_stream_handler(RESULT_PROTOCOL_ID, _silent_requester)
+        await provider.connect(requester.listen_addrs[0])
+        started = trio.current_time()
+        with pytest.raises(RequestTimeoutError, match="no go-ahead"):
+            await send_delivery(
+                provider, requester.peer_id, TERMS.contract_hash(), payload, timeout=600, handshake_timeout=15
+            )
+        assert 15 <= trio.current_time() - started < 16
+        nursery.cancel_scope.cancel()
