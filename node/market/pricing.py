@@ -14,7 +14,8 @@ left out. The curve and the adjustment are the economics simulator's provider pr
 (``protocol/econsim/agents.py``: ``price_per_gpu_hour`` and ``next_price``, its scenario settings
 ``price_floor_per_gpu_hour``, ``price_slope``, ``price_exponent``, ``price_adjustment``), so a
 simulated run with a scenario's pricing shows what this policy does to utilization and price
-(docs/notes/i16view.md compares it with a fixed price). Integers only here; ratios DEC-scaled.
+(ARCHITECTURE.md, "Prices that move with demand", compares it with a fixed price). Integers
+only here; ratios DEC-scaled.
 
 The new ask reaches both places a provider names its price: the capacity announcements (from the
 next one on) and the quotes (negotiations that start after the change). A quote already made

@@ -2,7 +2,7 @@
 starts.
 
 Only what libp2p looks up at call time can be overridden this way; each override here is listed,
-with its reason, in ARCHITECTURE.md (and docs/notes/stall.md for the health-check tolerance).
+with its reason, in ARCHITECTURE.md (the health-check tolerance under "Liveness under load").
 """
 
 from __future__ import annotations
