@@ -37,7 +37,8 @@ class HostConfig:
     #: Connections we accept and keep (inbound and outbound together).
     max_peers: int = 64
     dial_timeout_s: float = 10.0
-    #: Health monitoring: every connection is pinged this often; a failed ping drops it.
+    #: Health monitoring: every connection is pinged this often; PING_FAILURES_BEFORE_ABORT failed
+    #: pings in a row drop it (node/p2p/libp2p_tuning.py: one miss is load, not a dead peer).
     health_check_interval_s: float = 1.0
     ping_timeout_s: float = 3.0
 
