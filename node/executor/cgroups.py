@@ -369,13 +369,23 @@ class JobCgroup:
         return paths.pop() if len(paths) == 1 and len(self.dirs) > 0 else None
 
 
-def remove_in_every_hierarchy(relative_path: str, mountinfo: str) -> None:
+def remove_in_every_hierarchy(relative_path: str, mountinfo: str, *, keep: Iterable[Path] = ()) -> None:
     """rmdir ``relative_path`` (and what is below it) in every mounted cgroup hierarchy: a
     container engine given ``--cgroup-parent`` creates that path in all of them, not only in
-    those whose controllers we limit."""
+    those whose controllers we limit. Of a directory in ``keep`` (our own, holding the limits
+    and their hierarchical records: ``pids.peak``, ``memory.failcnt``, still to be read) only
+    what is below it goes."""
+    kept = set(keep)
     for mount_point, _fstype, _options in parse_mountinfo(mountinfo):
         directory = Path(mount_point) / relative_path.lstrip("/")
-        if directory.is_dir():
+        if not directory.is_dir():
+            continue
+        if directory in kept:
+            with contextlib.suppress(OSError):
+                for child in sorted((c for c in directory.iterdir() if c.is_dir()), key=str):
+                    kill_cgroup_dirs([child])
+                    _rmdir_tree(child)
+        else:
             _rmdir_tree(directory)
 
 

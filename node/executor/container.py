@@ -510,7 +510,10 @@ class ContainerExecutor:
                 await engine_call(self._engine_path, "rm", "--force", container_name)
                 parent = confinement.cgroup.relative_path() if confinement.cgroup is not None else None
                 if parent is not None:
-                    await trio.to_thread.run_sync(_remove_engine_cgroups, parent)
+                    # Ours stay until the executor has read the evidence (a fork bomb's pids.peak)
+                    # and the confinement closes: only the engine's own go now.
+                    ours = [h.own_dir for h in confinement.cgroup.dirs.values()] if confinement.cgroup else []
+                    await trio.to_thread.run_sync(_remove_engine_cgroups, parent, ours)
         not_runnable = outcome.returncode in (126, 127)  # the job's command is not in its image
         if not (outcome.timed_out or outcome.stopped_for or not_runnable or _container_started(state)):
             # The engine failed before the job's process ran (a missing image, a refused
@@ -651,9 +654,9 @@ def _sweep_orphans_once(engine_path: str, work_root: Path) -> None:
         _ORPHANS_SWEPT.add((engine_path, work_root))
 
 
-def _remove_engine_cgroups(relative_path: str) -> None:
+def _remove_engine_cgroups(relative_path: str, keep: Sequence[Path]) -> None:
     with contextlib.suppress(OSError):
-        remove_in_every_hierarchy(relative_path, Path("/proc/self/mountinfo").read_text())
+        remove_in_every_hierarchy(relative_path, Path("/proc/self/mountinfo").read_text(), keep=keep)
 
 
 def _owner(work_root: Path) -> str:
