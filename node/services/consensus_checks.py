@@ -28,6 +28,7 @@ batch of them is one REJECT as a flood (weight 5).
 from __future__ import annotations
 
 import hashlib
+import io
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -106,8 +107,10 @@ def committed_height_hint(data: bytes) -> int | None:
     canonical key order), so a pushed block we already have costs no decode of its transactions.
     None when the bytes are not laid out that way: the full decode then judges them. Only ever used
     to drop a block, never to accept one."""
-    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=max(len(data), 1))
-    unpacker.feed(data)
+    # Read through a file object: only the first few KiB are ever buffered, not the whole frame.
+    unpacker = msgpack.Unpacker(
+        io.BytesIO(data), raw=False, read_size=4096, max_buffer_size=max(len(data), 4096)
+    )
     try:
         if unpacker.read_map_header() != 2 or unpacker.unpack() != "m":
             return None
