@@ -20,7 +20,8 @@ from node.services.consensus_driver import SYNC_PUSH_PROTOCOL, consensus_topic
 from node.services.consensus_wire import encode_message
 from protocol.consensus.messages import PRECOMMIT, CommitCertificate, Vote
 from tests.integration.conftest import TEST_BACKOFF, seed_of
-from tests.integration.node_helpers import CHAIN_ID, LocalNet, wait_until
+from tests.integration.node_helpers import CHAIN_ID, LocalNet
+from tests.waiting import wait_until
 
 CONSENSUS = consensus_topic(CHAIN_ID)
 
@@ -101,7 +102,7 @@ async def test_replayed_old_votes_are_not_relayed_and_blocks_go_only_to_the_repl
                 latest = target.driver.height
                 for data in old + precommits_of(target, latest):
                     await hostile.publish(CONSENSUS, data)
-                await trio.sleep(0.1)
+                await trio.sleep(0.1)  # the attacker's pace, not a synchronisation
             await wait_until(
                 lambda: target.driver.checks.stale_votes >= stale_before + 30 * len(old),  # type: ignore[union-attr]
                 what="every replay of height 1 judged stale by the target",
