@@ -113,8 +113,13 @@ async def test_replayed_old_votes_are_not_relayed_and_blocks_go_only_to_the_repl
             # The observer is in the target's mesh and does get its gossip (the target's own votes)...
             assert any(m.sender == target.host.peer_id for m in seen_by_observer)
             # ...but never a replay of height 1, nor does the honest validator.
-            assert not any(m.data in old for m in seen_by_observer)
-            assert not any(m.data in old for m in seen_by_honest)
+            # (The original height-1 votes may arrive, from the message cache GossipSub
+            # advertises to a new peer: only the hostile peer's copies are replays.)
+            replays = [m for m in seen_by_observer + seen_by_honest if m.sender == hostile.peer_id]
+            assert not any(m.data in old for m in replays)
+            # What the target accepts from the hostile peer (the precommits of the height it just
+            # decided, still of use) does reach the others: the path is there, the old votes not.
+            assert any(m.data not in old for m in replays)
             # Blocks went to the replaying peer only, at most once per push interval.
             assert pushed_to_observer == []
             assert len(pushed_to_hostile) <= elapsed_ms / target.driver.push_interval_ms + 1
