@@ -17,7 +17,17 @@ No peer can stop the driver: votes and evidence are checked by the topic's gossi
 proposals before they are relayed (:mod:`consensus_checks`); whatever a peer sends that fails is
 refused through the host's :class:`~node.p2p.guard.PeerGuard` (logged, counted, scored when it is
 misbehaviour). An error the core raises on a message or a timer is logged with its traceback and
-counted in :attr:`ConsensusDriver.core_faults`, and the driver goes on with the next event.
+counted in :attr:`ConsensusDriver.core_faults`, and the driver goes on with the next event. A
+publish the host cannot make (every subscriber's queue full: a peer that subscribes and stops
+reading) is a lost message, counted in :attr:`ConsensusDriver.lost_publishes`; retransmission
+recovers it.
+
+Useless input is counted per peer (:class:`~node.services.consensus_checks.UselessInput`) and,
+past a generous allowance, scored lightly as a flood: pushed blocks below our height (dropped
+before they are decoded) and transaction batches of which nothing could be used. Blocks go to a
+lagging validator only through the peer whose gossip showed it lagging, at most once per peer per
+``max(sync_retry_ms, gossip_interval_ms)``, never to every peer (audit h18: replayed old votes
+made every node push blocks to all its peers).
 """
 
 from __future__ import annotations
@@ -37,10 +47,15 @@ from node.p2p.framing import Stream
 from node.p2p.guard import Reason
 from node.p2p.interface import GossipMessage, Host, Validation, Verdict, serve_requests
 from node.p2p.refusals import describe, reason_of
-from node.services.consensus_checks import ConsensusChecks
+from node.services.consensus_checks import (
+    USELESS_WINDOW_MS,
+    ConsensusChecks,
+    UselessInput,
+    committed_height_hint,
+)
 from node.services.consensus_wire import MAX_MESSAGE_BYTES, ConsensusMessage, decode_message, encode_message
 from node.services.economics_recorder import RecordingLedgerApp  # i16view
-from node.services.mempool import Mempool, MempoolError
+from node.services.mempool import DuplicateTx, Mempool, MempoolBusy, MempoolError, MempoolFull
 from node.services.tx_relay import TX_PROTOCOL, TxRelay
 from node.store import ChainStore, StoredBlock
 from protocol.consensus.core import ConsensusCore
@@ -88,6 +103,20 @@ ADMIT_SLICE = 256
 #: How long one outbound proposal or pushed batch may take, dial included, before its stream
 #: is reset.
 SEND_TIMEOUT_S = 10.0
+#: Pushed blocks below our height a peer may send per minute unscored (two peers pushing the same
+#: batch, or a push that crossed our own sync, waste a batch each), and per strike past that.
+USELESS_PUSHED_ALLOWANCE = 4 * SYNC_BATCH
+USELESS_PUSHED_PER_STRIKE = SYNC_BATCH
+#: Useless relayed transactions (refused other than as a duplicate or for our load, in batches
+#: that admitted nothing) a peer may send per minute unscored, and per strike past that. An
+#: honest relay sends only what its mempool admitted, so only a race with a block makes them.
+USELESS_TX_ALLOWANCE = 4 * 4096
+USELESS_TX_PER_STRIKE = 4096
+#: Refusals that say nothing about the sender: a copy another peer relayed first (every
+#: triangle of nodes makes them), or our own mempool's load.
+_TX_CHURN = (DuplicateTx, MempoolBusy, MempoolFull)
+#: Peers remembered for push pacing.
+MAX_PUSH_PEERS = 1024
 
 
 def consensus_topic(chain_id: str) -> str:
@@ -143,7 +172,20 @@ class ConsensusDriver:
         self.dropped_messages = 0
         #: Errors the core raised on an event (bugs): logged with their traceback and survived.
         self.core_faults = 0
-        self.checks = ConsensusChecks(core, app)
+        #: Our publishes the host could not make (a full queue at every subscriber): lost, not fatal.
+        self.lost_publishes = 0
+        self.checks = ConsensusChecks(core, app, clock_ms=clock_ms)
+        self.useless_pushed = UselessInput(
+            allowance=USELESS_PUSHED_ALLOWANCE,
+            per_strike=USELESS_PUSHED_PER_STRIKE,
+            window_ms=USELESS_WINDOW_MS,
+        )
+        self.useless_txs = UselessInput(
+            allowance=USELESS_TX_ALLOWANCE, per_strike=USELESS_TX_PER_STRIKE, window_ms=USELESS_WINDOW_MS
+        )
+        #: When we last pushed blocks to each peer (ms): one push per peer per interval.
+        self._pushed_at: OrderedDict[str, int] = OrderedDict()
+        self.push_interval_ms = max(core.config.sync_retry_ms, core.config.gossip_interval_ms)
         self._inbox_send, self._inbox = trio.open_memory_channel[_Event](4096)
         self._nursery: trio.Nursery | None = None
         self._syncing = False
@@ -176,7 +218,7 @@ class ConsensusDriver:
             self._nursery = nursery
             await nursery.start(self.tx_relay.run)
             nursery.start_soon(self._pump_gossip, gossip)
-            await self._perform(self.core.start(self.clock_ms()))
+            await self._perform(self.core.start(self.clock_ms()), push_to="")
             task_status.started()
             async for event in self._inbox:
                 await self._step(event)
@@ -200,9 +242,17 @@ class ConsensusDriver:
             self.core_faults += 1
             log.exception("consensus core failed on %r at height %d; event skipped", event, self.core.height)
             return
-        await self._perform(effects)
+        await self._perform(effects, push_to=self._push_target(event))
 
-    async def _perform(self, effects: list[Effect]) -> None:
+    def _push_target(self, event: _Event) -> str:
+        """Blocks for a validator an event shows lagging go to the gossip's originator only: the
+        validator's own node, or whoever replayed its vote (audit h18), never every peer."""
+        if isinstance(event, _Message) and event.source == self.topic:
+            return event.peer_id
+        return ""
+
+    async def _perform(self, effects: list[Effect], *, push_to: str) -> None:
+        """``push_to``: the peer blocks go to if the core asks to help a lagging validator."""
         for effect in effects:
             if isinstance(effect, Persist):
                 await trio.to_thread.run_sync(
@@ -220,7 +270,7 @@ class ConsensusDriver:
             elif isinstance(effect, RequestSync):
                 self._start_sync(effect.from_height)
             elif isinstance(effect, SendBlocks):
-                self._spawn(self._push_blocks, effect.from_height)
+                self._offer_blocks(push_to, effect.from_height)
 
     def _spawn(self, fn: Callable[..., object], *args: object) -> None:
         assert self._nursery is not None
@@ -233,7 +283,13 @@ class ConsensusDriver:
             self._first_sight(data)
             self._send_proposal(data, exclude="")
         else:
-            await self.host.publish(self.topic, data)
+            try:
+                await self.host.publish(self.topic, data)
+            except P2PError as exc:  # backpressure from a peer that stopped reading, say: lost
+                self.lost_publishes += 1
+                log.warning(
+                    "consensus message not published on %s (%r); retransmission recovers it", self.topic, exc
+                )
 
     async def _send_frame(self, peer_id: str, protocol_id: str, data: bytes) -> None:
         await self._send_frames(peer_id, protocol_id, [data])
@@ -297,8 +353,14 @@ class ConsensusDriver:
 
         A transaction no honest relay sends (malformed, forged, for another chain: it relays
         only what its own mempool admitted) ends the batch and is scored against the peer;
-        the rest (a nonce already used, a full mempool) is the ordinary churn of relaying."""
-        admitted = []
+        the rest (a nonce already used, a full mempool) is the ordinary churn of relaying.
+
+        A batch that admits nothing costs us its decoding for nothing; an honest relay sends one
+        only in a race with a block. Its useless transactions (not counting copies another peer
+        relayed first, nor refusals for our own load) are counted per peer, and past a generous
+        allowance per minute each further batch's worth is scored lightly as a flood."""
+        admitted: list[bytes] = []
+        useless = 0
         for index, raw in enumerate(batch):
             if index % ADMIT_SLICE == ADMIT_SLICE - 1:
                 await trio.lowlevel.checkpoint()
@@ -306,10 +368,17 @@ class ConsensusDriver:
                 self.mempool.add(raw, self.app.state)
             except (MalformedTx, BadSignature, WrongChainId) as exc:
                 self.host.guard.refuse(peer_id, TX_PROTOCOL, reason_of(exc), exc.message)
-                break
+                return admitted
+            except _TX_CHURN:
+                continue
             except (LedgerError, MempoolError):
+                useless += 1
                 continue
             admitted.append(raw)
+        if not admitted and useless and self.useless_txs.add(peer_id, useless, self.clock_ms()):
+            self.host.guard.refuse(
+                peer_id, TX_PROTOCOL, Reason.FLOOD, f"batches of useless transactions ({useless} in the last)"
+            )
         return admitted
 
     # --- inbound ---------------------------------------------------------------------------
@@ -369,12 +438,27 @@ class ConsensusDriver:
 
     async def _receive_pushed(self, stream: Stream) -> None:
         """Committed blocks pushed by a peer that saw us lagging: at most one batch per stream,
-        each frame one committed block (anything else is refused and scored by the host)."""
+        each frame one committed block (anything else is refused and scored by the host).
+
+        A block below the height we are deciding is dropped on its height, read before decoding
+        (:func:`committed_height_hint`), and counted as useless: an honest pusher wastes a batch
+        now and then (two peers pushing at once); a peer pushing our own chain back at us
+        endlessly is scored past that allowance."""
         for _ in range(SYNC_BATCH):
             try:
                 data = await stream.receive_frame(MAX_MESSAGE_BYTES)
             except StreamClosedError:
                 return
+            claimed = committed_height_hint(data)
+            if claimed is not None and claimed < self.core.height:
+                if self.useless_pushed.add(stream.peer_id, 1, self.clock_ms()):
+                    self.host.guard.refuse(
+                        stream.peer_id,
+                        SYNC_PUSH_PROTOCOL,
+                        Reason.FLOOD,
+                        "blocks below our height, past the allowance",
+                    )
+                continue
             committed = decode_message(data)
             if not isinstance(committed, CommittedBlock):
                 raise SyncError(f"a {type(committed).__name__} pushed as a committed block")
@@ -439,12 +523,27 @@ class ConsensusDriver:
                 return len(response.blocks)
         return 0
 
-    async def _push_blocks(self, from_height: int) -> None:
+    def _offer_blocks(self, peer_id: str, from_height: int) -> None:
+        """Push blocks from ``from_height`` to ``peer_id`` if it is connected and was not pushed
+        to within ``push_interval_ms`` (the core already paces this per lagging validator)."""
+        if not peer_id or peer_id not in self.host.peer_ids():
+            return  # relayed from afar: the validator's own neighbours push, and it can sync
+        now = self.clock_ms()
+        last = self._pushed_at.get(peer_id)
+        if last is not None and 0 <= now - last < self.push_interval_ms:
+            return
+        self._pushed_at[peer_id] = now
+        self._pushed_at.move_to_end(peer_id)
+        while len(self._pushed_at) > MAX_PUSH_PEERS:
+            self._pushed_at.popitem(last=False)
+        self._spawn(self._push_blocks, from_height, peer_id)
+
+    async def _push_blocks(self, from_height: int, peer_id: str) -> None:
         blocks = []
         for height in range(from_height, min(from_height + SYNC_BATCH, self.height + 1)):
             committed = await trio.to_thread.run_sync(self._load_committed, height)
             if committed is None:
                 break
             blocks.append(encode_message(committed))
-        for peer_id in self.host.peer_ids():
+        if blocks:
             await self._send_frames(peer_id, SYNC_PUSH_PROTOCOL, blocks)
