@@ -4,14 +4,22 @@ Each mutant is a small, named edit of ``protocol/`` (a rule of the consensus cor
 evidence checks, or the ledger) that breaks a property the system promises. For each, the script
 copies the repository's ``protocol/`` package to a temporary directory (the working tree is never
 touched), applies the edit there, checks that the copy really differs, and runs the simulator
-from that copy in a fresh interpreter, seed after seed, until a run reports a violation (caught)
-or the seed budget is spent (survived). Nothing but the simulator's own verdict counts: no unit
-test, no assertion inside the mutant.
+from that copy in a fresh interpreter, seed after seed. Nothing but the simulator's own verdict
+counts: no unit test, no assertion inside the mutant. Each mutant ends one of three ways:
+
+- **caught**: a run's checker reported a safety, liveness or agreement violation;
+- **crashed**: the simulator raised (or hung past ``--timeout-s``) before any run reported one;
+  the exception's type is shown. Still a detection, since a broken core cannot pass, but a
+  weaker one: the checker never judged the mutant's behaviour, so a crash says the edit breaks
+  something, not that the checks would see what it breaks (a crash that a later refactor
+  removes can turn into a survivor);
+- **survived**: the seed budget was spent with every run clean.
 
 Prints one line per mutant, then one JSON line:
 
-    {"bench": "mutants", "mutants": N, "caught": C, "survived": [...],
-     "seeds": {"<mutant>": <first seed that caught it, or null>}, "runs": {"<mutant>": R},
+    {"bench": "mutants", "mutants": N, "caught": C, "crashed": K, "survived": S,
+     "survivors": [...], "crashes": {"<mutant>": "<exception type>"}, "stale": [...],
+     "seeds": {"<mutant>": <seed that caught or crashed it, or null>}, "runs": {"<mutant>": R},
      "seconds": S}
 
 Exit status 1 when any mutant survives (or a mutant no longer applies to the source), else 0.
@@ -204,6 +212,8 @@ CONFIGS = (
     {"validators": 4, "byzantine": 0, "heights": 12},
 )
 
+#: Runs seeds until one reports a violation; before each seed it names it, so a crash (an
+#: exception out of the simulator, which ends this interpreter) is tied to its seed.
 _CHILD = """
 import json, sys
 import protocol
@@ -211,6 +221,7 @@ assert protocol.__file__.startswith(sys.argv[1]), protocol.__file__
 from protocol.sim.world import SimConfig, run_seed
 configs = json.loads(sys.argv[2])
 for seed in range(int(sys.argv[3])):
+    print(json.dumps({"running": seed}), flush=True)
     result = run_seed(seed, SimConfig(**configs[seed % len(configs)]))
     if not result.ok:
         print(json.dumps({"seed": seed, "runs": seed + 1, "violation": (result.safety_violations + result.liveness_failures)[0]}))
@@ -219,9 +230,25 @@ else:
     print(json.dumps({"seed": None, "runs": int(sys.argv[3])}))
 """
 
+CAUGHT, CRASHED, SURVIVED = "caught", "crashed", "survived"
+
 
 class StaleMutant(Exception):
     """The text a mutant edits is no longer in the source (exactly once)."""
+
+
+@dataclass(frozen=True)
+class MutantOutcome:
+    """How one mutant ended: ``verdict`` is CAUGHT, CRASHED or SURVIVED."""
+
+    verdict: str
+    #: The seed that caught or crashed it; None when it survived.
+    seed: int | None
+    runs: int
+    #: The checker's violation (caught), the exception type and message (crashed), or "".
+    detail: str = ""
+    #: The exception type's name when the simulator crashed.
+    exception: str = ""
 
 
 def apply_mutant(mutant: Mutant, package: Path) -> None:
@@ -234,7 +261,35 @@ def apply_mutant(mutant: Mutant, package: Path) -> None:
         path.write_text(text.replace(old, new))
 
 
-def run_mutant(mutant: Mutant, max_seeds: int, timeout_s: float) -> dict[str, object]:
+def exception_of(stderr: str, returncode: int) -> tuple[str, str]:
+    """(type, last line) of the exception a crashed interpreter printed; a signal's name when it
+    was killed (a traceback's last line is ``pkg.module.Type: message`` or just ``Type``)."""
+    if returncode < 0:
+        return f"signal {-returncode}", ""
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    name = last.split(":", 1)[0].strip()
+    if name and all(part.isidentifier() for part in name.split(".")):
+        return name.rsplit(".", 1)[-1], last
+    return "unknown", last
+
+
+def outcome_of(stdout: str, stderr: str, returncode: int) -> MutantOutcome:
+    """Read the child's lines: its verdict, or the seed it was running when it crashed."""
+    records = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    running = [r["running"] for r in records if "running" in r]
+    final = [r for r in records if "runs" in r]
+    if returncode == 0 and final:
+        seed = final[-1]["seed"]
+        if seed is None:
+            return MutantOutcome(SURVIVED, None, int(final[-1]["runs"]))
+        return MutantOutcome(CAUGHT, int(seed), int(final[-1]["runs"]), str(final[-1]["violation"]))
+    name, last = exception_of(stderr, returncode)
+    seed = running[-1] if running else 0
+    return MutantOutcome(CRASHED, seed, seed + 1, last or name, name)
+
+
+def run_mutant(mutant: Mutant, max_seeds: int, timeout_s: float) -> MutantOutcome:
     with tempfile.TemporaryDirectory(prefix=f"dcent-mutant-{mutant.name}-") as tmp:
         root = Path(tmp)
         shutil.copytree(ROOT / "protocol", root / "protocol", ignore=shutil.ignore_patterns("__pycache__"))
@@ -246,23 +301,26 @@ def run_mutant(mutant: Mutant, max_seeds: int, timeout_s: float) -> dict[str, ob
         ]
         assert changed, f"{mutant.name} changed nothing"
         env = {"PYTHONPATH": str(root), "PYTHONHASHSEED": "0", "PATH": "/usr/bin:/bin"}
-        done = subprocess.run(
-            [sys.executable, "-c", _CHILD, str(root), json.dumps(CONFIGS), str(max_seeds)],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-        if done.returncode != 0:
-            # A mutant that crashes the simulator is caught too: a broken core cannot pass.
-            return {
-                "seed": 0,
-                "runs": 1,
-                "violation": f"simulator crashed: {done.stderr.strip().splitlines()[-1:]}",
-            }
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        command = [sys.executable, "-c", _CHILD, str(root), json.dumps(CONFIGS), str(max_seeds)]
+        try:
+            done = subprocess.run(
+                command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+            hung = outcome_of(out, "", -1)
+            return MutantOutcome(
+                CRASHED, hung.seed, hung.runs, f"no verdict within {timeout_s:g} s", "Timeout"
+            )
+        return outcome_of(done.stdout, done.stderr, done.returncode)
+
+
+def describe(outcome: MutantOutcome) -> str:
+    if outcome.verdict == CAUGHT:
+        return f"seed {outcome.seed}: {outcome.detail}"
+    if outcome.verdict == CRASHED:
+        return f"seed {outcome.seed}: the simulator raised {outcome.exception}: {outcome.detail}"
+    return f"{outcome.runs} seeds, every run clean"
 
 
 def main() -> int:
@@ -277,8 +335,7 @@ def main() -> int:
         print(f"unknown mutants: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    seeds: dict[str, int | None] = {}
-    runs: dict[str, int] = {}
+    outcomes: dict[str, MutantOutcome] = {}
     stale = []
     for mutant in chosen:
         try:
@@ -287,33 +344,40 @@ def main() -> int:
             stale.append(mutant.name)
             print(f"STALE    {exc}", flush=True)
             continue
-        seed = outcome["seed"]
-        seeds[mutant.name] = seed if isinstance(seed, int) else None
-        runs[mutant.name] = int(str(outcome["runs"]))
-        verdict = "caught  " if seed is not None else "SURVIVED"
-        detail = (
-            f"seed {seed}: {outcome.get('violation', '')}"
-            if seed is not None
-            else f"{runs[mutant.name]} seeds"
-        )
-        print(f"{verdict} {mutant.name:30} {detail[:160]}", flush=True)
-    survived = [name for name, seed in seeds.items() if seed is None]
+        outcomes[mutant.name] = outcome
+        label = {CAUGHT: "caught  ", CRASHED: "CRASHED ", SURVIVED: "SURVIVED"}[outcome.verdict]
+        print(f"{label} {mutant.name:30} {describe(outcome)[:160]}", flush=True)
+    by_verdict = {
+        verdict: [name for name, o in outcomes.items() if o.verdict == verdict]
+        for verdict in (CAUGHT, CRASHED, SURVIVED)
+    }
+    seconds = round(time.perf_counter() - started, 1)
+    print(
+        f"{len(chosen)} mutants: {len(by_verdict[CAUGHT])} caught by the checks, "
+        f"{len(by_verdict[CRASHED])} crashed the simulator, {len(by_verdict[SURVIVED])} survived"
+        + (f", {len(stale)} stale" if stale else "")
+        + f" ({seconds} s)",
+        flush=True,
+    )
     print(
         json.dumps(
             {
                 "bench": "mutants",
                 "mutants": len(chosen),
-                "caught": len(chosen) - len(survived) - len(stale),
-                "survived": survived,
+                "caught": len(by_verdict[CAUGHT]),
+                "crashed": len(by_verdict[CRASHED]),
+                "survived": len(by_verdict[SURVIVED]),
+                "survivors": by_verdict[SURVIVED],
+                "crashes": {name: o.exception for name, o in outcomes.items() if o.verdict == CRASHED},
                 "stale": stale,
-                "seeds": seeds,
-                "runs": runs,
+                "seeds": {name: o.seed for name, o in outcomes.items()},
+                "runs": {name: o.runs for name, o in outcomes.items()},
                 "max_seeds": args.max_seeds,
-                "seconds": round(time.perf_counter() - started, 1),
+                "seconds": seconds,
             }
         )
     )
-    return 1 if survived or stale else 0
+    return 1 if by_verdict[SURVIVED] or stale else 0
 
 
 if __name__ == "__main__":

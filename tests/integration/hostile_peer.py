@@ -13,6 +13,9 @@ pubsub protobufs), as another implementation would be, and speak to the node ove
 - :class:`Observer` is an honest GossipSub peer (py-libp2p's own router, with the parameters
   docs/protocol.md states), connected to the node only; it records every pubsub message that
   reaches it, before any check of its own, so whatever the node forwards is seen.
+- :func:`refusal_counts` and :func:`wait_judged` read the node's verdicts from the outside: its
+  peer guard's counters of refused and ignored input by protocol (or topic) and reason (RPC
+  ``net_scores``, node/p2p/guard.py), so a test can tell a judged input from a dropped one.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import random
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -461,3 +465,75 @@ async def wait_for_traffic(seen: Observer, node: NodeProcess, topics: list[str],
             what=f"the node's own messages on {topic} reach the observer",
             timeout=60,
         )
+
+
+# --------------------------------------------------------------------------------------------
+# The node's verdicts
+# --------------------------------------------------------------------------------------------
+
+#: Reasons that say how a peer's connection ended, not what the node made of its input: a peer
+#: banned by the class before it sends on ("banned"), a stream it reset ("gone").
+NOT_A_VERDICT = frozenset({"banned", "gone"})
+
+
+async def refusal_counts(node: NodeProcess) -> Counter[tuple[str, str]]:
+    """Every input the node refused or ignored since it started, by (protocol or topic, reason)."""
+    scores = await node.call("net_scores")
+    return Counter({(r["protocol"], r["reason"]): int(r["count"]) for r in scores["refusals"]})
+
+
+async def banned_peers(node: NodeProcess) -> set[str]:
+    return set((await node.call("net_scores"))["banned"])
+
+
+@dataclass(frozen=True)
+class Expected:
+    """How the node must judge one class of hostile input on one protocol or topic: each
+    reason's counter rises by ``reasons[reason]``, and no other verdict is counted there (with
+    ``exact=False``, by at least that much, others allowed: a flood's count depends on timing);
+    ``banned``: the class takes its peer past the ban threshold."""
+
+    reasons: Mapping[str, int]
+    exact: bool = True
+    banned: bool = False
+
+
+def rise_since(
+    before: Counter[tuple[str, str]], now: Counter[tuple[str, str]], protocol: str
+) -> dict[str, int]:
+    """The verdicts on ``protocol`` counted between two readings, by reason."""
+    return {
+        reason: count - before[(p, reason)]
+        for (p, reason), count in now.items()
+        if p == protocol and count > before[(p, reason)] and reason not in NOT_A_VERDICT
+    }
+
+
+async def wait_judged(
+    node: NodeProcess, protocol: str, before: Counter[tuple[str, str]], expected: Expected, what: str
+) -> dict[str, int]:
+    """Wait until the node has counted at least what ``expected`` names on ``protocol`` since
+    ``before``; returns every verdict counted there since (a test compares it to ``expected``)."""
+
+    async def judged() -> tuple[dict[str, int]] | None:
+        rise = rise_since(before, await refusal_counts(node), protocol)
+        return (rise,) if all(rise.get(r, 0) >= n for r, n in expected.reasons.items()) else None
+
+    try:
+        (rise,) = await wait_until_async(judged, what=f"the node judges {what}", timeout=30, poll=0.1)
+        return rise
+    except AssertionError as exc:
+        seen = rise_since(before, await refusal_counts(node), protocol)
+        raise AssertionError(
+            f"{exc}: expected {dict(expected.reasons)} on {protocol}, counted {seen}"
+        ) from None
+
+
+def check_verdicts(rise: Mapping[str, int], expected: Expected, what: str) -> None:
+    if expected.exact:
+        assert dict(rise) == dict(expected.reasons), (
+            f"{what}: counted {dict(rise)}, expected {dict(expected.reasons)}"
+        )
+    else:
+        short = {r: n for r, n in expected.reasons.items() if rise.get(r, 0) < n}
+        assert not short, f"{what}: counted {dict(rise)}, expected at least {dict(expected.reasons)}"
