@@ -154,6 +154,8 @@ class Adversary:
         #: Conflicting votes it signed and kept to itself, by height: evidence against itself.
         self.private_evidence: dict[int, DuplicateVoteEvidence] = {}
         self._pushed: set[tuple[bytes, int]] = set()
+        #: Heights of the private evidence it has gossiped late (see _late_evidence).
+        self._late_sent: set[int] = set()
         #: What it did, for the simulator's report (every behaviour must be seen to act).
         self.stats: Counter[str] = Counter()
 
@@ -212,6 +214,26 @@ class Adversary:
             first = sign_vote(self.key, CHAIN_ID, vote.height, 0, PREVOTE, _garbage(rng, 32))
             second = sign_vote(self.key, CHAIN_ID, vote.height, 0, PREVOTE, _garbage(rng, 32))
             self.private_evidence[vote.height] = DuplicateVoteEvidence.from_votes(first, second)
+        if self.has("invalid_blocks"):
+            self._late_evidence(net, node, peers, vote.height)
+
+    def _late_evidence(self, net: Network, node: SimNode, peers: list[SimNode], height: int) -> None:
+        """Gossip, once, its private evidence from ``evidence_max_age`` blocks before ``height``.
+
+        Honest nodes at ``height`` admit evidence that could go into block ``height + 1``, where
+        this is one block past the window: they must refuse it. One that admits it carries it in
+        its pool into block ``height + 1``, whose honest proposer includes it (the validator set
+        of that height is still kept, so only the window's own rule stands in the way): the
+        checker sees a block slash outside the window. The proposer's own stale evidence alone
+        reached that rule too rarely: a Byzantine key proposes seldom past the first window."""
+        stale_height = height - SIM_PARAMS.evidence_max_age
+        evidence = self.private_evidence.get(stale_height)
+        if evidence is None or stale_height in self._late_sent:
+            return
+        self._late_sent.add(stale_height)
+        self.stats["late_evidence"] += 1
+        for peer in peers:
+            net.send(node, peer, evidence)
 
     def _other_heights(self, net: Network, node: SimNode, peers: list[SimNode], vote: Vote) -> None:
         rng = self.rng
