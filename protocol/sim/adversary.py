@@ -12,6 +12,7 @@ the outgoing messages. Each Byzantine key draws some of these behaviours from th
 * ``invalid_blocks``: as proposer, blocks with a wrong state hash, replayed, overdrawn, unsigned
   or cross-chain transactions, a forged last commit, or evidence that is forged, stale (one block
   past the window, against itself: it signs conflicting votes it keeps to itself) or repeated;
+  at any height, its private evidence gossiped one block too late for honest pools to admit it;
 * ``withhold``: its votes reach some peers only, or none;
 * ``amnesia``: it restarts without its signing state (see ``node``);
 * ``forge_sync``: blocks it serves or pushes carry certificates of forged signatures, and a block
