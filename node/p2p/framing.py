@@ -232,6 +232,10 @@ class Stream:
                     f"{where} ({len(self._buffer)} of {count} bytes)"
                 )
             self._buffer += chunk
+        if len(self._buffer) == count:  # always (reads stop at the frame's end): one copy, not two
+            data = bytes(self._buffer)
+            self._buffer = bytearray()
+            return data
         data = bytes(self._buffer[:count])
         del self._buffer[:count]
         return data
