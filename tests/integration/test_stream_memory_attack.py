@@ -19,6 +19,8 @@ from pathlib import Path
 import trio
 from libp2p.custom_types import TProtocol
 from libp2p.host.basic_host import BasicHost
+from libp2p.host.exceptions import StreamFailure
+from libp2p.network.exceptions import SwarmException
 from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
 from libp2p.stream_muxer.exceptions import MuxedStreamError
@@ -29,6 +31,7 @@ from node.p2p.guard import Reason
 from node.services.consensus_driver import PROPOSAL_PROTOCOL
 from tests.integration.hostile_peer import MESHSUB, connect, drain_pubsub, key_pair, libp2p_host
 from tests.integration.node_helpers import LocalNet
+from tests.waiting import wait_until
 
 ANNOUNCED = 16 * MIB - 1
 #: What the attacker sends of each body, and how often: 32 KiB/s, far below the node's minimum.
@@ -46,7 +49,11 @@ BUDGET = FrameBudgetSettings(
 
 async def slow_proposal(host: BasicHost, node: ID, outcomes: list[str]) -> None:
     """Announce a 16 MiB - 1 proposal and trickle it until the node resets the stream."""
-    stream = await host.new_stream(node, [TProtocol(PROPOSAL_PROTOCOL)])
+    try:
+        stream = await host.new_stream(node, [TProtocol(PROPOSAL_PROTOCOL)])
+    except (StreamFailure, SwarmException):
+        outcomes.append("not opened")  # the node has banned us and closed the connection
+        return
     try:
         await stream.write(FRAME_HEADER.pack(ANNOUNCED))
         for _ in range(ANNOUNCED // TRICKLE):
@@ -98,5 +105,36 @@ async def test_slow_16_mib_proposals_from_strangers_stay_in_budget_are_cut_and_b
             assert over_budget >= 1  # beyond a peer's own 32 MiB
             assert busy >= 1  # beyond the node's: it bound the three peers together
             assert budget.reserved == 0
+            await node.wait_for_height(node.status().height + 2)
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_stranger_opening_200_slow_proposal_streams_holds_at_most_its_budget_and_is_banned(
+    tmp_path: Path,
+) -> None:
+    """The audit's numbers, against the default budget: 200 streams (the stream bucket's burst),
+    16 MiB - 1 announced on each. Two frames' worth is reserved, the rest refused and scored,
+    and twenty refusals ban the peer, which ends its streams."""
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            net = LocalNet(nursery, tmp_path, validators=1)
+            node = await net.start(0)
+            budget = node.host.frame_budget
+            await node.wait_for_height(1)
+            outcomes: list[str] = []
+            async with libp2p_host(key_pair("stream-memory-flood")) as host:
+                host.set_stream_handler(MESHSUB, drain_pubsub)
+                node_id = await connect(host, node.host.listen_addrs[0])
+                stranger = str(host.get_id())
+                async with trio.open_nursery() as attack:
+                    for _ in range(200):
+                        attack.start_soon(slow_proposal, host, node_id, outcomes)
+                    height = node.status().height
+                    await wait_until(lambda: node.host.guard.is_banned(stranger), what="the stranger banned")
+                    await node.wait_for_height(height + 3)
+                assert len(outcomes) == 200 and "sent whole" not in outcomes
+            assert 0 < budget.peak_reserved <= budget.settings.per_peer_bytes
+            assert refused(budget, Reason.OVER_BUDGET) >= 20
+            await wait_until(lambda: budget.reserved == 0, what="the banned peer's frames released")
             await node.wait_for_height(node.status().height + 2)
             nursery.cancel_scope.cancel()
