@@ -61,6 +61,7 @@ from node.p2p.errors import (
     ProtocolNotSupportedError,
     StreamResetError,
 )
+from node.p2p.frame_budget import FrameBudget
 from node.p2p.framing import Stream
 from node.p2p.gossip_params import GossipParams, PublishPacer
 from node.p2p.guard import PeerGuard, Reason
@@ -129,6 +130,8 @@ class P2PHost:
         self._validators: dict[str, TopicValidator] = {}
         self.guard = PeerGuard(config.guard, clock=trio.current_time)
         self.guard.on_ban.append(self._on_ban)
+        #: Bytes of frames being received on the streams handed to handlers, and their deadlines.
+        self.frame_budget = FrameBudget(self.guard, config.frame_budget)
         self._peer_table = PeerTable(refuse=lambda peer_id: self.guard.is_banned(str(peer_id)))
         self._libp2p: BasicHost | None = None
         self._pubsub: Pubsub | None = None
@@ -565,6 +568,7 @@ class P2PHost:
                 Libp2pRawStream(net_stream),
                 peer_id=str(net_stream.muxed_conn.peer_id),
                 protocol_id=protocol_id,
+                budget=self.frame_budget,
             )
             if handler is None:
                 await stream.reset()

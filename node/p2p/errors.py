@@ -130,3 +130,29 @@ class PeerBannedError(PeerError):
     """The peer is serving a ban for misbehaviour: we neither dial it nor take its streams."""
 
     code = 5258
+
+
+class FrameRefusedError(PeerError):
+    """We refused a frame the peer had started on an inbound stream (see
+    ``node/p2p/frame_budget.py``); the stream was reset and the refusal already counted and
+    scored, so whoever catches this does not report it again."""
+
+    code = 5265
+
+
+class FrameBudgetError(FrameRefusedError):
+    """No room for the frame's body in our receive budget within a short wait: the peer's own
+    budget (``peer_exhausted``: scored) or the node-wide one (a squeeze: counted, not scored)."""
+
+    code = 5266
+
+    def __init__(self, message: str, *, peer_exhausted: bool) -> None:
+        super().__init__(message)
+        self.peer_exhausted = peer_exhausted
+
+
+class SlowFrameError(FrameRefusedError):
+    """A frame arrived too slowly: its body below the minimum rate, or a stream's first frame
+    not started in time (a slow-loris)."""
+
+    code = 5267

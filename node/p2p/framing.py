@@ -5,24 +5,34 @@ libp2p's unsigned varint) leaves no room for non-minimal encodings and makes a t
 obvious. The receiver names the largest frame it accepts on every read, and refuses a larger one
 from its prefix alone, before reading (or buffering) a byte of the body.
 
+On streams a host hands to a handler (inbound), a frame's body is also budgeted and timed (see
+:mod:`node.p2p.frame_budget`): its bytes are reserved from the peer's and the node's receive
+budgets before it is read, it must arrive at a minimum rate, and the stream's first frame must
+start soon after the stream opens; a frame that breaks either rule is refused and its stream reset.
+
 The transports underneath differ (a yamux stream, an in-memory pipe); they only have to offer
 the small :class:`RawStream` interface and translate their own failures into ours.
 """
 
 from __future__ import annotations
 
+import math
 import struct
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 import trio
 
 from node.p2p.errors import (
+    FrameBudgetError,
+    FrameRefusedError,
     FrameTooLargeError,
     MessageTooLargeError,
+    SlowFrameError,
     StreamClosedError,
     StreamStateError,
     TruncatedFrameError,
 )
+from node.p2p.frame_budget import FrameBudget
 
 FRAME_HEADER = struct.Struct(">I")
 #: The largest frame anyone may send: block sync and job inputs travel as several frames.
@@ -53,11 +63,19 @@ class Stream:
     """A stream of length-prefixed frames to one peer, on one protocol.
 
     One task may send while another receives; concurrent senders (or receivers) are serialized
-    so frames never interleave.
+    so frames never interleave. ``budget`` is given to inbound streams only (the host's
+    :class:`~node.p2p.frame_budget.FrameBudget`): it budgets and times the frames received.
     """
 
-    def __init__(self, raw: RawStream, *, peer_id: str, protocol_id: str) -> None:
+    def __init__(
+        self, raw: RawStream, *, peer_id: str, protocol_id: str, budget: FrameBudget | None = None
+    ) -> None:
         self._raw = raw
+        self._budget = budget
+        # When the first frame's length prefix is due (inbound streams); inf once it has come.
+        self._first_frame_due = (
+            trio.current_time() + budget.settings.first_frame_s if budget is not None else math.inf
+        )
         self._peer_id = peer_id
         self._protocol_id = protocol_id
         self._buffer = bytearray()
@@ -101,13 +119,15 @@ class Stream:
         Raises :class:`FrameTooLargeError` (and resets the stream) when the peer announces a
         larger frame, :class:`TruncatedFrameError` when the stream ends inside a frame,
         :class:`StreamClosedError` when it ends cleanly before one, :class:`StreamResetError`
-        on reset, and :class:`StreamStateError` after our own ``close``/``reset``.
+        on reset, and :class:`StreamStateError` after our own ``close``/``reset``. On an inbound
+        stream also :class:`FrameBudgetError` and :class:`SlowFrameError` (the stream reset, the
+        refusal already reported to the guard).
         """
         if max_size < 0:
             raise ValueError("max_size must not be negative")
         async with self._receive_lock:
             self._check_open(sending=False)
-            header = await self._read_exactly(FRAME_HEADER.size, in_header=True)
+            header = await self._read_prefix()
             (length,) = FRAME_HEADER.unpack(header)
             if length > max_size:
                 await self.reset()
@@ -115,7 +135,9 @@ class Stream:
                     f"peer {self._peer_id} announced a {length}-byte frame on {self._protocol_id}; "
                     f"at most {max_size} accepted"
                 )
-            return await self._read_exactly(length, in_header=False)
+            if self._budget is None or length == 0:
+                return await self._read_exactly(length, in_header=False)
+            return await self._read_budgeted_body(self._budget, length)
 
     async def close_write(self) -> None:
         """Tell the peer we will send no more frames; receiving still works."""
@@ -149,6 +171,55 @@ class Stream:
         if self._closed or (sending and self._write_closed):
             raise StreamStateError(f"stream to {self._peer_id} on {self._protocol_id} is closed")
 
+    async def _read_prefix(self) -> bytes:
+        """The next length prefix; a stream's first one by its deadline (inbound streams)."""
+        due, self._first_frame_due = self._first_frame_due, math.inf
+        if due == math.inf:
+            return await self._read_exactly(FRAME_HEADER.size, in_header=True)
+        with trio.move_on_at(due):
+            return await self._read_exactly(FRAME_HEADER.size, in_header=True)
+        assert self._budget is not None  # a first-frame deadline is set for inbound streams only
+        await self._refuse(
+            self._budget,
+            SlowFrameError(
+                f"no frame from {self._peer_id} on {self._protocol_id} within "
+                f"{self._budget.settings.first_frame_s:g} s of opening the stream"
+            ),
+        )
+
+    async def _read_budgeted_body(self, budget: FrameBudget, length: int) -> bytes:
+        """A body of ``length`` bytes, its bytes reserved while it is read and read by its
+        deadline. The reservation is released however the read ends: the returned bytes are
+        the handler's, and a failed read's partial body is dropped."""
+        try:
+            await budget.reserve(self._peer_id, length)
+        except FrameBudgetError as exc:
+            await self._refuse(budget, exc)
+        complete = False
+        try:
+            with trio.move_on_after(budget.settings.body_deadline_s(length)):
+                data = await self._read_exactly(length, in_header=False)
+                complete = True
+                return data
+            await self._refuse(
+                budget,
+                SlowFrameError(
+                    f"a {length}-byte frame from {self._peer_id} on {self._protocol_id} arrived "
+                    f"below {budget.settings.min_rate_bytes_per_s} bytes/s "
+                    f"({len(self._buffer)} bytes in {budget.settings.body_deadline_s(length):g} s)"
+                ),
+            )
+        finally:
+            if not complete:
+                self._buffer.clear()
+            budget.release(self._peer_id, length)
+
+    async def _refuse(self, budget: FrameBudget, error: FrameRefusedError) -> NoReturn:
+        """Reset the stream, report ``error`` to the guard, raise it."""
+        await self.reset()
+        budget.report(self._peer_id, self._protocol_id, error)
+        raise error
+
     async def _read_exactly(self, count: int, *, in_header: bool) -> bytes:
         while len(self._buffer) < count:
             chunk = await self._raw.read(min(count - len(self._buffer), _READ_CHUNK))
@@ -161,6 +232,10 @@ class Stream:
                     f"{where} ({len(self._buffer)} of {count} bytes)"
                 )
             self._buffer += chunk
+        if len(self._buffer) == count:  # always (reads stop at the frame's end): one copy, not two
+            data = bytes(self._buffer)
+            self._buffer = bytearray()
+            return data
         data = bytes(self._buffer[:count])
         del self._buffer[:count]
         return data

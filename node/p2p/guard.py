@@ -44,6 +44,9 @@ class Reason(StrEnum):
     INVALID = "invalid"  # well formed, but breaks a rule of its protocol
     UNSOLICITED = "unsolicited"  # a delivery or answer nobody asked this peer for
     FLOOD = "flood"  # over a rate limit
+    OVER_BUDGET = "over_budget"  # more frame bytes in flight than the peer's receive budget
+    SLOW = "slow"  # a frame (or a stream's first one) arriving below the minimum rate
+    BUSY = "busy"  # no room in the node-wide receive budget: a squeeze, not this peer's doing
     BANNED = "banned"  # from a peer serving a ban (refused unread; not scored again)
     STALE = "stale"  # expired, replayed or already known: ignored, not scored
     UNVERIFIABLE = "unverifiable"  # cannot be checked here yet (unknown height): ignored
@@ -64,6 +67,11 @@ WEIGHTS: dict[Reason, int] = {
     Reason.INVALID: 20,
     Reason.UNSOLICITED: 25,
     Reason.FLOOD: 5,
+    # Light: a peer on a bad link can be slow, or have two big blocks in flight; a peer that keeps
+    # at it is banned after twenty (frame_budget.py).
+    Reason.OVER_BUDGET: 5,
+    Reason.SLOW: 5,
+    Reason.BUSY: 0,
     Reason.BANNED: 0,
     Reason.STALE: 0,
     Reason.UNVERIFIABLE: 0,

@@ -14,6 +14,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 
 from node.p2p.errors import HostConfigError, ListenError, PortInUseError
+from node.p2p.frame_budget import FrameBudgetSettings
 from node.p2p.gossip_params import GossipParams
 from node.p2p.guard import GuardSettings
 from node.p2p.identity import peer_id_from_seed
@@ -34,6 +35,8 @@ class HostConfig:
     reconnect: BackoffPolicy = field(default_factory=BackoffPolicy)
     #: Peer scores, rate limits and bans.
     guard: GuardSettings = field(default_factory=GuardSettings)
+    #: Bytes of frames in flight on inbound streams, per peer and node-wide, and their deadlines.
+    frame_budget: FrameBudgetSettings = field(default_factory=FrameBudgetSettings)
     #: Connections we accept and keep (inbound and outbound together).
     max_peers: int = 64
     dial_timeout_s: float = 10.0

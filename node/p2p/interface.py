@@ -23,6 +23,9 @@ Semantics both implementations keep:
 - Failures are typed (``node.p2p.errors``): ``HostError`` for ours, ``PeerError`` for the peer's.
 - Every host owns a :class:`~node.p2p.guard.PeerGuard`: inbound streams and gossip are refused
   from banned peers and rate limited per peer; a banned peer is disconnected and not dialled.
+- Every host owns a :class:`~node.p2p.frame_budget.FrameBudget`, given to each stream it hands
+  to a handler: the bytes of frames being received there are budgeted per peer and node-wide,
+  and each frame has a deadline (``node/p2p/frame_budget.py``).
 - ``set_topic_validator(topic, validator)``: every message on ``topic`` from a peer is validated
   before it is delivered to our subscribers or forwarded (GossipSub's ACCEPT / REJECT / IGNORE:
   a rejected message is scored against the peer that forwarded it, an ignored one is not); our
@@ -39,7 +42,8 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 import trio
 
-from node.p2p.errors import P2PError, RequestTimeoutError
+from node.p2p.errors import FrameRefusedError, P2PError, RequestTimeoutError
+from node.p2p.frame_budget import FrameBudget
 from node.p2p.framing import Stream
 from node.p2p.guard import WEIGHTS, PeerGuard, Reason
 from node.p2p.refusals import describe, reason_of
@@ -126,6 +130,8 @@ class Host(Protocol):
     gossip_inbound_dropped: int
     #: Scores, rate limits and bans of peers (see :mod:`node.p2p.guard`).
     guard: PeerGuard
+    #: Bytes of frames being received on inbound streams (see :mod:`node.p2p.frame_budget`).
+    frame_budget: FrameBudget
 
     @property
     def peer_id(self) -> str: ...
@@ -182,12 +188,15 @@ async def run_stream_handler(
     gossip session to that peer). Streams from banned peers, and over the peer's rate for the
     protocol, are reset unread. Refusals (our typed errors, bad protocol input) are counted and
     scored by the guard; anything else is a bug in the handler and logged with its traceback.
+    The stream's frames answer to the host's frame budget and deadlines (the host built it so).
     """
     if not guard.allow(stream.peer_id, stream.protocol_id, guard.settings.streams):
         await stream.reset()
         return
     try:
         await handler(stream)
+    except FrameRefusedError:
+        await stream.reset()  # the stream refused the frame itself, and reported it
     except (P2PError, ProtocolError) as exc:
         guard.refuse(stream.peer_id, stream.protocol_id, reason_of(exc), describe(exc))
         await stream.reset()

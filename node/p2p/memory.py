@@ -30,6 +30,7 @@ from node.p2p.errors import (
     ProtocolNotSupportedError,
     StreamResetError,
 )
+from node.p2p.frame_budget import FrameBudget, FrameBudgetSettings
 from node.p2p.framing import Stream
 from node.p2p.gossip_params import GossipParams, PublishPacer
 from node.p2p.guard import GuardSettings, PeerGuard
@@ -176,10 +177,17 @@ class MemoryNetwork:
         gossip: GossipParams | None = None,
         reconnect: BackoffPolicy | None = None,
         guard: GuardSettings | None = None,
+        frame_budget: FrameBudgetSettings | None = None,
     ) -> MemoryHost:
         """A host with the peer id ``seed`` gives (the same as a ``P2PHost`` with that seed)."""
         return MemoryHost(
-            self, seed, tuple(bootstrap), gossip or GossipParams(), reconnect or BackoffPolicy(), guard
+            self,
+            seed,
+            tuple(bootstrap),
+            gossip or GossipParams(),
+            reconnect or BackoffPolicy(),
+            guard,
+            frame_budget,
         )
 
     def partition(self, *groups: Iterable[str]) -> None:
@@ -233,6 +241,7 @@ class MemoryHost:
         gossip: GossipParams,
         reconnect: BackoffPolicy,
         guard: GuardSettings | None = None,
+        frame_budget: FrameBudgetSettings | None = None,
     ) -> None:
         self._network = network
         self._peer_id = peer_id_from_seed(seed)
@@ -257,6 +266,7 @@ class MemoryHost:
         self.gossip_inbound_dropped = 0
         self.guard = PeerGuard(guard, clock=trio.current_time)
         self.guard.on_ban.append(self._on_ban)
+        self.frame_budget = FrameBudget(self.guard, frame_budget)
 
     # --- identity and lifecycle ----------------------------------------------------------------
     @property
@@ -498,7 +508,9 @@ class MemoryHost:
             raise ProtocolNotSupportedError(f"{peer_id} does not handle {protocol_id}")
         local_raw, remote_raw = pipe_pair()
         link.streams = [raw for raw in link.streams if not raw.finished] + [local_raw, remote_raw]
-        remote_stream = Stream(remote_raw, peer_id=self._peer_id, protocol_id=protocol_id)
+        remote_stream = Stream(
+            remote_raw, peer_id=self._peer_id, protocol_id=protocol_id, budget=remote.frame_budget
+        )
         remote._nursery.start_soon(run_stream_handler, handler, remote_stream, log, remote.guard)
         return Stream(local_raw, peer_id=peer_id, protocol_id=protocol_id)
 

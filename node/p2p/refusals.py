@@ -8,11 +8,13 @@ with no weight, so they are counted but never scored.
 from __future__ import annotations
 
 from node.p2p.errors import (
+    FrameBudgetError,
     FrameTooLargeError,
     HostError,
     MessageTooLargeError,
     P2PError,
     PeerError,
+    SlowFrameError,
     TruncatedFrameError,
 )
 from node.p2p.guard import Reason
@@ -39,6 +41,7 @@ from protocol.market.errors import (
 _TABLE: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Reason], ...] = (
     ((FrameTooLargeError, MessageTooLargeError, ReceiptOverLimit), Reason.OVERSIZE),
     (TruncatedFrameError, Reason.TRUNCATED),
+    (SlowFrameError, Reason.SLOW),
     (HostError, Reason.INTERNAL),
     (PeerError, Reason.GONE),
     (P2PError, Reason.INTERNAL),
@@ -67,6 +70,8 @@ _TABLE: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Reaso
 
 def reason_of(error: BaseException) -> Reason:
     """The reason a refused input counts as; :attr:`Reason.INTERNAL` for anything untyped."""
+    if isinstance(error, FrameBudgetError):  # whose budget ran out decides, not the class
+        return Reason.OVER_BUDGET if error.peer_exhausted else Reason.BUSY
     for kinds, reason in _TABLE:
         if isinstance(error, kinds):
             return reason
