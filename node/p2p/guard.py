@@ -46,6 +46,7 @@ class Reason(StrEnum):
     FLOOD = "flood"  # over a rate limit
     BANNED = "banned"  # from a peer serving a ban (refused unread; not scored again)
     STALE = "stale"  # expired, replayed or already known: ignored, not scored
+    NO_ROOM = "no_room"  # valid, but outranked in a full table (capacity): ignored, not scored
     UNVERIFIABLE = "unverifiable"  # cannot be checked here yet (unknown height): ignored
     GONE = "gone"  # the stream was reset or closed early: not misbehaviour
     INTERNAL = "internal"  # our own fault while handling it: logged with a traceback
@@ -66,6 +67,7 @@ WEIGHTS: dict[Reason, int] = {
     Reason.FLOOD: 5,
     Reason.BANNED: 0,
     Reason.STALE: 0,
+    Reason.NO_ROOM: 0,
     Reason.UNVERIFIABLE: 0,
     Reason.GONE: 0,
     Reason.INTERNAL: 0,
