@@ -281,7 +281,8 @@ DEFAULT_UNSTAKED_QUOTA = Quota(entries=256, max_bytes=8 * 1024 * 1024)
 @dataclass(frozen=True, slots=True)
 class _Entry:
     ann: CapacityAnnouncement
-    #: The provider's stake on the ledger when this entry was admitted; never the announced one.
+    #: The provider's stake on the ledger when this entry was admitted (each new sequence reads
+    #: it again); never the announced one.
     stake: int
     #: Its encoded size in bytes: what it costs the table's byte budget.
     size: int
@@ -328,6 +329,7 @@ class CapacityTable:
         unstaked: Quota = DEFAULT_UNSTAKED_QUOTA,
         min_stake: int = 1,
         max_entry_bytes: int = MAX_ANNOUNCEMENT_BYTES,
+        max_tombstones: int = DEFAULT_MAX_PROVIDERS,
         max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS,
         max_validity_ms: int = DEFAULT_MAX_VALIDITY_MS,
     ) -> None:
@@ -336,6 +338,7 @@ class CapacityTable:
         self.unstaked = unstaked
         self.min_stake = min_stake
         self.max_entry_bytes = max_entry_bytes
+        self.max_tombstones = max_tombstones
         self.max_clock_skew_ms = max_clock_skew_ms
         self.max_validity_ms = max_validity_ms
         self._entries: dict[bytes, _Entry] = {}
@@ -471,14 +474,23 @@ class CapacityTable:
 
     def expire(self, now_ms: int) -> list[bytes]:
         """Drop the entries expired at ``now_ms``; returns their providers' keys, ascending."""
-        removed = sorted(p for p, entry in self._entries.items() if entry.ann.expires_at_ms <= now_ms)
-        for provider in removed:
-            ann = self._entries[provider].ann
+        expired = sorted(
+            (entry.ann.expires_at_ms, p)
+            for p, entry in self._entries.items()
+            if entry.ann.expires_at_ms <= now_ms
+        )
+        for expires_at_ms, provider in expired:
+            sequence = self._entries[provider].ann.sequence
             self._take(provider)
-            self._tombstones[provider] = _Tombstone(ann.sequence, ann.expires_at_ms + self.max_validity_ms)
+            self._tombstones[provider] = _Tombstone(sequence, expires_at_ms + self.max_validity_ms)
+        # Bounded too: announcements valid for a second, churned through the unstaked share, would
+        # leave 256 tombstones a second for 10 minutes. The first to expire go first (dicts keep
+        # insertion order); a forgotten one only lets a still-valid older copy back in.
+        while len(self._tombstones) > self.max_tombstones:
+            del self._tombstones[next(iter(self._tombstones))]
         for provider in sorted(p for p, t in self._tombstones.items() if t.forget_at_ms <= now_ms):
             del self._tombstones[provider]
-        return removed
+        return sorted(provider for _, provider in expired)
 
     def remove(self, provider: bytes) -> bool:
         """Forget a provider now (it was slashed, say). Its sequence is not remembered."""

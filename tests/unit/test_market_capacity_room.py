@@ -13,7 +13,7 @@ import random
 import pytest
 
 from protocol.market.capacity import CapacityAnnouncement, CapacityTable, Quota
-from protocol.market.errors import CapacityTableFull, InvalidAnnouncement
+from protocol.market.errors import CapacityTableFull, InvalidAnnouncement, StaleAnnouncement
 from tests.unit.market_builders import CHAIN_ID, NOW_MS, announce, gpu, pub, uuid_n
 
 STAKE = 1_000_000
@@ -156,3 +156,19 @@ def test_the_given_encoded_size_is_the_one_counted() -> None:
     ann = announce("a")
     table.offer(ann, NOW_MS, encoded_size=len(ann.encode()))
     assert table.size == len(ann.encode())
+
+
+def test_the_remembered_sequences_of_expired_providers_are_bounded_first_in_first_out() -> None:
+    table = CapacityTable(CHAIN_ID, max_tombstones=3)
+    for n in range(5):
+        table.offer(announce(f"short-{n}", sequence=9, validity_ms=1_000 + n), NOW_MS)
+    table.expire(NOW_MS + 10_000)
+    later = NOW_MS + 10_000
+    # The two first remembered were forgotten: an older copy of theirs is welcome again.
+    for n in range(5):
+        older = announce(f"short-{n}", sequence=8, issued_at_ms=later, validity_ms=1_000)
+        if n < 2:
+            table.offer(older, later)
+        else:
+            with pytest.raises(StaleAnnouncement):
+                table.offer(older, later)
