@@ -47,6 +47,7 @@ from protocol.consensus.core import ConsensusCore
 from protocol.consensus.errors import InvalidMessage
 from protocol.consensus.ledger_app import LedgerApp
 from protocol.consensus.messages import Block, CommitCertificate, SignState
+from protocol.crypto import address_of
 from protocol.encoding import DecodeError
 from protocol.hardware import ProbeReport
 from protocol.ledger.genesis import Genesis, genesis_state
@@ -165,6 +166,7 @@ class Node:
                     price_per_gpu_second=market.price_per_gpu_second,
                     collateral=market.collateral,
                     stake=self._own_stake,
+                    stake_of=self._ledger_stake,
                     executors=(market.executor,),
                     clock_ms=wall_clock_ms,
                     interval_s=market.announce_interval_s,
@@ -355,6 +357,11 @@ class Node:
     def _own_stake(self) -> int:
         assert self.app is not None
         return bonded_by(self.app.state, self.validator_key.address.raw)
+
+    def _ledger_stake(self, provider: bytes) -> int:
+        """A provider's bonded stake: what ranks it in the capacity table."""
+        assert self.app is not None
+        return bonded_by(self.app.state, address_of(provider))
 
     # --- what RPC, tests and the CLI ask ---------------------------------------------------
     def status(self) -> NodeStatus:

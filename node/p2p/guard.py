@@ -49,6 +49,7 @@ class Reason(StrEnum):
     BUSY = "busy"  # no room in the node-wide receive budget: a squeeze, not this peer's doing
     BANNED = "banned"  # from a peer serving a ban (refused unread; not scored again)
     STALE = "stale"  # expired, replayed or already known: ignored, not scored
+    NO_ROOM = "no_room"  # valid, but outranked in a full table (capacity): ignored, not scored
     UNVERIFIABLE = "unverifiable"  # cannot be checked here yet (unknown height): ignored
     GONE = "gone"  # the stream was reset or closed early: not misbehaviour
     INTERNAL = "internal"  # our own fault while handling it: logged with a traceback
@@ -74,6 +75,7 @@ WEIGHTS: dict[Reason, int] = {
     Reason.BUSY: 0,
     Reason.BANNED: 0,
     Reason.STALE: 0,
+    Reason.NO_ROOM: 0,
     Reason.UNVERIFIABLE: 0,
     Reason.GONE: 0,
     Reason.INTERNAL: 0,

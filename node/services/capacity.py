@@ -12,6 +12,13 @@ does not decode, is forged, or names another peer than the one that published it
 ignored, since honest peers may relay those around a boundary. Nothing a peer sends on the topic
 can raise out of this service.
 
+Room in the table goes by stake on the ledger (``stake_of``, never the announced figure): an
+announcement the table has no room for (a flood of fresh unstaked keys past their shared quota)
+is ignored, so it is not forwarded and the squatting stops at the first honest node; a forwarder
+that sends more of those than ``no_room_limit`` allows is scored as a flood. A publish the host
+cannot make (every subscriber's queue full: a peer that subscribes and stops reading) is logged,
+counted in ``publish_failures`` and tried again at the next announcement; it never ends the node.
+
 A provider announces only while ``limits()`` gives what it sells one job (its executor's
 self-test passed, :mod:`node.market.readiness`). When that stops, it announces once more with no
 GPUs, so peers stop offering it at once instead of after ``ttl``, and then falls silent.
@@ -25,7 +32,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from node.p2p.guard import Reason
+from node.p2p.errors import P2PError
+from node.p2p.guard import RateLimit, Reason
 from node.p2p.interface import ACCEPT, GossipMessage, Host, Validation
 from protocol.crypto import PrivateKey
 from protocol.encoding import DecodeError
@@ -54,6 +62,17 @@ log = logging.getLogger("dcent.capacity")
 #: The limits of a withdrawal (an announcement with no GPUs): nothing is sold.
 WITHDRAWN = OfferedLimits(0, 0, 0, 0, enforced=(), sandboxed=True)
 
+#: Announcements without room one forwarder may send us before each further one scores as a
+#: flood. An honest relay forwards only what its own table admitted, so it sends us such
+#: announcements only where our tables differ: at most the unstaked quota (256) re-announced
+#: every interval (10 s), about 26 a second.
+NO_ROOM_LIMIT = RateLimit(per_second=50.0, burst=512.0)
+
+
+def no_ledger(_provider: bytes) -> int:
+    """A ledger view that knows no stake: every provider ranks as unstaked."""
+    return 0
+
 
 def capacity_topic(chain_id: str) -> str:
     return f"/dcent/{chain_id}/capacity/1"
@@ -76,6 +95,9 @@ class CapacityService:
         ttl_s: float = 30.0,
         busy: Callable[[], tuple[str, ...]] = tuple,
         limits: Callable[[], OfferedLimits | None] = lambda: None,
+        stake_of: Callable[[bytes], int] = no_ledger,
+        table: CapacityTable | None = None,
+        no_room_limit: RateLimit = NO_ROOM_LIMIT,
     ) -> None:
         self.chain_id = chain_id
         self.key = key
@@ -93,10 +115,17 @@ class CapacityService:
         #: What one job may ask for now; None while the node may not sell (nothing is announced).
         self.limits = limits
         self._withdrawn = True
-        self.table = CapacityTable(chain_id)
+        #: A provider's bonded stake on the ledger, by public key: what ranks it in the table.
+        self.stake_of = stake_of
+        self.table = table if table is not None else CapacityTable(chain_id)
         self.topic = capacity_topic(chain_id)
+        self.no_room_limit = no_room_limit
+        #: The guard's rate bucket for announcements without room, per forwarder.
+        self._no_room_protocol = f"{self.topic}#no-room"
         #: Announcements from peers refused or ignored by the validator.
         self.dropped = 0
+        #: Our announcements the host could not publish (each retried at the next interval).
+        self.publish_failures = 0
         self.last_report: ProbeReport | None = None
         self._sequence = 0
 
@@ -146,8 +175,18 @@ class CapacityService:
             issued_at_ms=now,
             expires_at_ms=now + self.ttl_ms,
         )
-        self.table.offer(announcement, now)
-        await self.host.publish(self.topic, announcement.encode())
+        try:
+            self.table.offer(announcement, now, stake=self.stake())
+        except CapacityTableFull as exc:  # peers rank us as they see fit; we still announce
+            log.info("our own announcement has no room in our capacity table: %s", exc.message)
+        try:
+            await self.host.publish(self.topic, announcement.encode())
+        except P2PError as exc:
+            # Backpressure (every subscriber's queue full), a size limit or a host not yet up:
+            # a peer can cause the first, so it must never end the node. The next announcement
+            # (at most ``interval_s`` away) carries the same offer.
+            self.publish_failures += 1
+            log.warning("capacity announcement not published (%r); next try in %g s", exc, self.interval_s)
 
     async def announce_now(self) -> None:
         """Announce at once (GPUs were just taken or freed), not at the next interval."""
@@ -170,12 +209,27 @@ class CapacityService:
             # originator, so this costs honest relays nothing and pins who answers for it.
             return Validation.reject(Reason.INVALID, "announcement published by another peer than it names")
         try:
-            self.table.offer(announcement, self.clock_ms())
-        except (ExpiredAnnouncement, AnnouncementFromFuture, StaleAnnouncement, CapacityTableFull) as exc:
+            self.table.offer(
+                announcement,
+                self.clock_ms(),
+                stake=self.stake_of(announcement.provider),
+                encoded_size=len(message.data),
+            )
+        except (ExpiredAnnouncement, AnnouncementFromFuture, StaleAnnouncement) as exc:
             return Validation.ignore(Reason.STALE, exc.message)
+        except CapacityTableFull as exc:
+            return self._no_room(message, exc)
         except AnnouncementError as exc:
             return Validation.of_error(exc)
         return ACCEPT
+
+    def _no_room(self, message: GossipMessage, exc: CapacityTableFull) -> Validation:
+        """Ignore a valid announcement the table has no room for: not forwarded, so a squatter's
+        flood goes no further than us. Past ``no_room_limit`` per forwarder, ``allow`` scores the
+        forwarder as a flood (light: an honest relay may be a table ahead of or behind ours)."""
+        if message.forwarder:
+            self.host.guard.allow(message.forwarder, self._no_room_protocol, self.no_room_limit)
+        return Validation.ignore(Reason.NO_ROOM, exc.message)
 
     async def _receive(self, inbound: trio.MemoryReceiveChannel[GossipMessage]) -> None:
         # The validator already took every message delivered here into the table.

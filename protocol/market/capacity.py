@@ -11,12 +11,17 @@ but the signature, so an announcement is bound to one chain and cannot pass for 
 Announcements are re-sent periodically and on every change, each with a higher ``sequence``;
 peers keep only the newest per provider and drop those that expired. A provider that restarts
 must not reuse sequence numbers: use the issue time in milliseconds as the sequence.
+
+The table's room is bounded in entries and bytes, and ranked by stake on the ledger (never the
+announced ``stake``): providers without stake share a small quota, so announcements for
+thousands of fresh keys cannot squat it (:class:`CapacityTable`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import heapq
 import itertools
 from dataclasses import dataclass
 
@@ -104,7 +109,8 @@ class CapacityAnnouncement(Record):
     price_per_gpu_second: int
     #: Collateral the provider locks per contract.
     collateral: int
-    #: Bonded stake as the provider claims it; the ledger's figure wins where it is known.
+    #: Bonded stake as the provider claims it; the ledger's figure wins where it is known, and
+    #: the table ranks providers by the ledger's figure alone.
     stake: int
     #: Executor names (``bubblewrap``, ``docker``, ...), ascending.
     executors: tuple[str, ...]
@@ -250,12 +256,68 @@ class _Tombstone:
     forget_at_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """A share of the table: at most ``entries`` announcements of ``max_bytes`` encoded bytes in all."""
+
+    entries: int
+    max_bytes: int
+
+    def __post_init__(self) -> None:
+        if self.entries < 1 or self.max_bytes < 1:
+            raise ValueError("a capacity quota holds at least one entry and one byte")
+
+    def fits(self, entries: int, size: int) -> bool:
+        return entries <= self.entries and size <= self.max_bytes
+
+
+#: The whole table: 10,000 providers, 64 MiB of announcements (an honest one with 8 GPUs is ~3 KiB).
+DEFAULT_TABLE_QUOTA = Quota(entries=DEFAULT_MAX_PROVIDERS, max_bytes=64 * 1024 * 1024)
+#: What providers without stake on the ledger share. Keys cost nothing, so however many of them
+#: announce, together they hold this much and never a staked provider's place.
+DEFAULT_UNSTAKED_QUOTA = Quota(entries=256, max_bytes=8 * 1024 * 1024)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    ann: CapacityAnnouncement
+    #: The provider's stake on the ledger when this entry was admitted (each new sequence reads
+    #: it again); never the announced one.
+    stake: int
+    #: Its encoded size in bytes: what it costs the table's byte budget.
+    size: int
+    #: Admission order (unique, growing): among equal stakes the oldest entry is evicted first.
+    order: int
+
+    @property
+    def rank(self) -> tuple[int, int, bytes]:
+        return (self.stake, self.order, self.ann.provider)
+
+
+@dataclass(slots=True)
+class _Usage:
+    entries: int = 0
+    size: int = 0
+
+    def add(self, entry: _Entry, sign: int = 1) -> None:
+        self.entries += sign
+        self.size += sign * entry.size
+
+
 class CapacityTable:
     """The newest verified announcement of each provider. Pure: every call takes ``now_ms``.
 
     An expired entry is dropped by :meth:`expire`, and its sequence is remembered until
     ``max_validity_ms`` after its expiry, so an older copy still in flight in the gossip cannot
     bring the provider back.
+
+    Room is bounded twice: the whole table by ``quota`` (entries and encoded bytes), and the
+    providers whose ledger stake is below ``min_stake`` (the unstaked) by ``unstaked``, a small
+    share they hold together. Providers rank by their ledger stake, then by age (newer ranks
+    higher). When there is no room, a newcomer gets in only by evicting entries of strictly less
+    stake, lowest first and oldest first among equals; otherwise it is refused. So a flood of
+    announcements for fresh unstaked keys fills the unstaked share and stops there: it never
+    pushes out a staked provider, and a staked newcomer always finds room among the unstaked.
     """
 
     def __init__(
@@ -263,22 +325,55 @@ class CapacityTable:
         chain_id: str,
         *,
         max_providers: int = DEFAULT_MAX_PROVIDERS,
+        max_bytes: int = DEFAULT_TABLE_QUOTA.max_bytes,
+        unstaked: Quota = DEFAULT_UNSTAKED_QUOTA,
+        min_stake: int = 1,
+        max_entry_bytes: int = MAX_ANNOUNCEMENT_BYTES,
+        max_tombstones: int = DEFAULT_MAX_PROVIDERS,
         max_clock_skew_ms: int = DEFAULT_MAX_CLOCK_SKEW_MS,
         max_validity_ms: int = DEFAULT_MAX_VALIDITY_MS,
     ) -> None:
         self.chain_id = chain_id
-        self.max_providers = max_providers
+        self.quota = Quota(max_providers, max_bytes)
+        self.unstaked = unstaked
+        self.min_stake = min_stake
+        self.max_entry_bytes = max_entry_bytes
+        self.max_tombstones = max_tombstones
         self.max_clock_skew_ms = max_clock_skew_ms
         self.max_validity_ms = max_validity_ms
-        self._entries: dict[bytes, CapacityAnnouncement] = {}
+        self._entries: dict[bytes, _Entry] = {}
         self._tombstones: dict[bytes, _Tombstone] = {}
+        self._used = _Usage()
+        self._unstaked_used = _Usage()
+        #: Every entry's rank, lowest first; lazily pruned (a rank whose entry was replaced or
+        #: removed is skipped when it comes up, and the heap is rebuilt when half of it is dead).
+        self._ranks: list[tuple[int, int, bytes]] = []
+        self._admitted = 0
 
-    def offer(self, ann: CapacityAnnouncement, now_ms: int) -> None:
-        """Verify ``ann`` and keep it as its provider's newest.
+    @property
+    def max_providers(self) -> int:
+        return self.quota.entries
+
+    @property
+    def size(self) -> int:
+        """The encoded bytes of every entry held."""
+        return self._used.size
+
+    def offer(
+        self, ann: CapacityAnnouncement, now_ms: int, *, stake: int = 0, encoded_size: int | None = None
+    ) -> list[bytes]:
+        """Verify ``ann`` and keep it as its provider's newest; returns the providers evicted to
+        make room for it (ascending rank).
+
+        ``stake`` is what the provider has bonded on the ledger as the caller reads it: the
+        announcement's own ``stake`` field is the provider's word and never counts here.
+        ``encoded_size`` is ``len(ann.encode())`` when the caller holds the bytes (decoding is
+        canonical, so the gossiped bytes have that length); otherwise it is computed.
 
         Raises what :func:`verify_announcement` raises, :class:`StaleAnnouncement` for a sequence
-        at or below the newest seen (a replay or an older copy), or :class:`CapacityTableFull`
-        for a new provider when the table is full. A refused announcement changes nothing.
+        at or below the newest seen (a replay or an older copy), :class:`InvalidAnnouncement`
+        for one over ``max_entry_bytes``, or :class:`CapacityTableFull` when there is no room
+        and nothing of lower rank to evict. A refused announcement changes nothing.
         """
         verify_announcement(
             ann,
@@ -290,15 +385,88 @@ class CapacityTable:
         newest = self._newest_sequence(ann.provider, now_ms)
         if newest is not None and ann.sequence <= newest:
             raise StaleAnnouncement(f"sequence {ann.sequence} is not above the newest seen, {newest}")
-        if ann.provider not in self._entries and len(self._entries) >= self.max_providers:
-            raise CapacityTableFull(f"the table holds its maximum of {self.max_providers} providers")
+        size = len(ann.encode()) if encoded_size is None else encoded_size
+        if size > self.max_entry_bytes:
+            raise InvalidAnnouncement(f"announcement of {size} bytes, at most {self.max_entry_bytes}")
+        entry = _Entry(ann, stake if stake >= self.min_stake else 0, size, self._admitted + 1)
+        evicted = self._make_room(entry)
+        for provider in evicted:
+            self._take(provider)
+        self._admitted += 1
         self._tombstones.pop(ann.provider, None)
-        self._entries[ann.provider] = ann
+        self._put(entry)
+        return evicted
+
+    def _make_room(self, entry: _Entry) -> list[bytes]:
+        """The providers to evict so that ``entry`` fits; raises :class:`CapacityTableFull`
+        (changing nothing) when evicting every entry of lower stake would not be enough."""
+        provider = entry.ann.provider
+        current = self._entries.get(provider)
+        used = _Usage(self._used.entries, self._used.size)
+        unstaked_used = _Usage(self._unstaked_used.entries, self._unstaked_used.size)
+        if current is not None:  # a replacement frees its predecessor's room
+            used.add(current, -1)
+            if current.stake == 0:
+                unstaked_used.add(current, -1)
+        if entry.stake == 0 and not self.unstaked.fits(
+            unstaked_used.entries + 1, unstaked_used.size + entry.size
+        ):
+            raise CapacityTableFull(
+                f"unstaked providers hold their share of {self.unstaked.entries} entries and "
+                f"{self.unstaked.max_bytes} bytes; stake on the ledger ranks a provider above them"
+            )
+        popped: list[tuple[int, int, bytes]] = []
+        evicted: list[bytes] = []
+        while not self.quota.fits(used.entries + 1, used.size + entry.size):
+            lowest = self._pop_lowest_live()
+            if lowest is not None:
+                popped.append(lowest)
+                if lowest[2] == provider:
+                    continue  # this provider's own predecessor: already counted as freed
+            if lowest is None or lowest[0] >= entry.stake:
+                for rank in popped:  # put back what was looked at: a refusal changes nothing
+                    heapq.heappush(self._ranks, rank)
+                raise CapacityTableFull(
+                    f"the table holds its maximum of {self.quota.entries} providers and "
+                    f"{self.quota.max_bytes} bytes, none with less stake than {entry.stake}"
+                )
+            victim = self._entries[lowest[2]]
+            used.add(victim, -1)
+            evicted.append(lowest[2])
+        return evicted
+
+    def _pop_lowest_live(self) -> tuple[int, int, bytes] | None:
+        while self._ranks:
+            rank = heapq.heappop(self._ranks)
+            entry = self._entries.get(rank[2])
+            if entry is not None and entry.order == rank[1]:
+                return rank
+        return None
+
+    def _put(self, entry: _Entry) -> None:
+        provider = entry.ann.provider
+        if provider in self._entries:
+            self._take(provider)
+        self._entries[provider] = entry
+        self._used.add(entry)
+        if entry.stake == 0:
+            self._unstaked_used.add(entry)
+        heapq.heappush(self._ranks, entry.rank)
+        if len(self._ranks) > 2 * len(self._entries) + 64:
+            self._ranks = sorted(e.rank for e in self._entries.values())  # a sorted list is a heap
+
+    def _take(self, provider: bytes) -> _Entry | None:
+        entry = self._entries.pop(provider, None)
+        if entry is not None:
+            self._used.add(entry, -1)
+            if entry.stake == 0:
+                self._unstaked_used.add(entry, -1)
+        return entry
 
     def _newest_sequence(self, provider: bytes, now_ms: int) -> int | None:
         current = self._entries.get(provider)
         if current is not None:
-            return current.sequence
+            return current.ann.sequence
         tombstone = self._tombstones.get(provider)
         if tombstone is not None and now_ms < tombstone.forget_at_ms:
             return tombstone.sequence
@@ -306,25 +474,41 @@ class CapacityTable:
 
     def expire(self, now_ms: int) -> list[bytes]:
         """Drop the entries expired at ``now_ms``; returns their providers' keys, ascending."""
-        removed = sorted(p for p, ann in self._entries.items() if ann.expires_at_ms <= now_ms)
-        for provider in removed:
-            ann = self._entries.pop(provider)
-            self._tombstones[provider] = _Tombstone(ann.sequence, ann.expires_at_ms + self.max_validity_ms)
+        expired = sorted(
+            (entry.ann.expires_at_ms, p)
+            for p, entry in self._entries.items()
+            if entry.ann.expires_at_ms <= now_ms
+        )
+        for expires_at_ms, provider in expired:
+            sequence = self._entries[provider].ann.sequence
+            self._take(provider)
+            self._tombstones[provider] = _Tombstone(sequence, expires_at_ms + self.max_validity_ms)
+        # Bounded too: announcements valid for a second, churned through the unstaked share, would
+        # leave 256 tombstones a second for 10 minutes. The first to expire go first (dicts keep
+        # insertion order); a forgotten one only lets a still-valid older copy back in.
+        while len(self._tombstones) > self.max_tombstones:
+            del self._tombstones[next(iter(self._tombstones))]
         for provider in sorted(p for p, t in self._tombstones.items() if t.forget_at_ms <= now_ms):
             del self._tombstones[provider]
-        return removed
+        return sorted(provider for _, provider in expired)
 
     def remove(self, provider: bytes) -> bool:
         """Forget a provider now (it was slashed, say). Its sequence is not remembered."""
         self._tombstones.pop(provider, None)
-        return self._entries.pop(provider, None) is not None
+        return self._take(provider) is not None
 
     def get(self, provider: bytes) -> CapacityAnnouncement | None:
-        return self._entries.get(provider)
+        entry = self._entries.get(provider)
+        return entry.ann if entry is not None else None
+
+    def stake(self, provider: bytes) -> int | None:
+        """The ledger stake ``provider``'s entry was ranked by (0 below ``min_stake``)."""
+        entry = self._entries.get(provider)
+        return entry.stake if entry is not None else None
 
     def entries(self) -> tuple[CapacityAnnouncement, ...]:
         """Every entry, in ascending provider key order (expired ones too until :meth:`expire`)."""
-        return tuple(self._entries[p] for p in sorted(self._entries))
+        return tuple(self._entries[p].ann for p in sorted(self._entries))
 
     def __len__(self) -> int:
         return len(self._entries)
