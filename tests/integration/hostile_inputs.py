@@ -84,9 +84,11 @@ class Context:
             expires_at_ms=issued + 30_000,
         )
 
-    def vote(self, *, key: PrivateKey | None = None, chain_id: str = "", ahead: int = 2) -> Any:
-        """A prevote ``ahead`` heights past the node's head (within the validator sets it keeps:
-        judged by its signature), by ``key`` (a stranger when None)."""
+    def vote(self, *, key: PrivateKey | None = None, chain_id: str = "", ahead: int = 20) -> Any:
+        """A prevote ``ahead`` heights past the head read before the peer connected (ahead of the
+        node still, on a 100 ms chain, once it arrives: a vote that fell below the height before
+        the node's is IGNOREd as stale before its signature is judged), by ``key`` (a stranger
+        when None)."""
         signer = key or PrivateKey.from_label(f"hostile-harness/stranger/{self.peer}")
         block = hashlib.sha256(b"hostile").digest()
         return sign_vote(signer, chain_id or self.node.chain_id, self.height + ahead, 0, PREVOTE, block)
