@@ -56,3 +56,11 @@ async def sample_every(interval: float, sample: Callable[[], bool]) -> None:
     """Call ``sample`` every ``interval`` s until it returns False: a measurement, not a wait."""
     while sample():
         await trio.sleep(interval)
+
+
+async def act_every(interval: float, step: Callable[[], Awaitable[bool]]) -> None:
+    """Await ``step`` every ``interval`` s until it returns False: the pace of an actor the test
+    plays (an attacker trickling bytes or replaying votes), never a wait for the code under test.
+    Under ``MockClock`` the interval is virtual time."""
+    while await step():
+        await trio.sleep(interval)

@@ -239,7 +239,7 @@ class LedgerModel:
             self._debit(tx.sender, msg.amount, "transfer")
             self._credit(msg.to, msg.amount)
         elif isinstance(msg, OpenEscrow):
-            self._open(tx, msg, height)
+            self._open_escrow(tx, msg, height)
         elif isinstance(msg, Settle):
             receipt = msg.receipt
             escrow = self._escrow(receipt.chain_id, receipt.contract_hash)
@@ -299,7 +299,7 @@ class LedgerModel:
                 return terms.payer
         return tx.sender
 
-    def _open(self, tx: Tx, msg: OpenEscrow, height: int) -> None:
+    def _open_escrow(self, tx: Tx, msg: OpenEscrow, height: int) -> None:
         terms = msg.contract.terms
         if terms.chain_id != self.chain_id:
             raise Refused("contract for another chain")

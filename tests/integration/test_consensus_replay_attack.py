@@ -21,7 +21,7 @@ from node.services.consensus_wire import encode_message
 from protocol.consensus.messages import PRECOMMIT, CommitCertificate, Vote
 from tests.integration.conftest import TEST_BACKOFF, seed_of
 from tests.integration.node_helpers import CHAIN_ID, LocalNet
-from tests.waiting import wait_until
+from tests.waiting import act_every, wait_until
 
 CONSENSUS = consensus_topic(CHAIN_ID)
 
@@ -95,14 +95,22 @@ async def test_replayed_old_votes_are_not_relayed_and_blocks_go_only_to_the_repl
             old = precommits_of(target, 1)
             stale_before = target.driver.checks.stale_votes
             latest = 0
-            started = trio.current_time()
-            for _ in range(30):
+            rounds_left = 30
+
+            async def replay() -> bool:
                 # Long decided (height 1), and the height the target just decided: the first is
                 # useless to everyone, the second makes the target help a "lagging" validator.
-                latest = target.driver.height
+                nonlocal latest, rounds_left
+                if rounds_left == 0:
+                    return False
+                latest = target.driver.height  # type: ignore[union-attr]
                 for data in old + precommits_of(target, latest):
                     await hostile.publish(CONSENSUS, data)
-                await trio.sleep(0.1)  # the attacker's pace, not a synchronisation
+                rounds_left -= 1
+                return True
+
+            started = trio.current_time()
+            await act_every(0.1, replay)  # the attacker's pace
             await wait_until(
                 lambda: target.driver.checks.stale_votes >= stale_before + 30 * len(old),  # type: ignore[union-attr]
                 what="every replay of height 1 judged stale by the target",

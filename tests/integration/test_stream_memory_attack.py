@@ -31,7 +31,7 @@ from node.p2p.guard import Reason
 from node.services.consensus_driver import PROPOSAL_PROTOCOL
 from tests.integration.hostile_peer import MESHSUB, connect, drain_pubsub, key_pair, libp2p_host
 from tests.integration.node_helpers import LocalNet
-from tests.waiting import wait_until
+from tests.waiting import act_every, wait_until
 
 ANNOUNCED = 16 * MIB - 1
 #: What the attacker sends of each body, and how often: 32 KiB/s, far below the node's minimum.
@@ -54,11 +54,19 @@ async def slow_proposal(host: BasicHost, node: ID, outcomes: list[str]) -> None:
     except (StreamFailure, SwarmException):
         outcomes.append("not opened")  # the node has banned us and closed the connection
         return
+    parts_left = ANNOUNCED // TRICKLE
+
+    async def send_part() -> bool:
+        nonlocal parts_left
+        if parts_left == 0:
+            return False
+        await stream.write(bytes(TRICKLE))
+        parts_left -= 1
+        return True
+
     try:
         await stream.write(FRAME_HEADER.pack(ANNOUNCED))
-        for _ in range(ANNOUNCED // TRICKLE):
-            await stream.write(bytes(TRICKLE))
-            await trio.sleep(TRICKLE_EVERY_S)  # the attack's pace, not a wait for the node
+        await act_every(TRICKLE_EVERY_S, send_part)  # the attack's pace
         outcomes.append("sent whole")
     except (StreamError, MuxedStreamError):
         outcomes.append("reset")

@@ -32,6 +32,7 @@ from protocol.market.capacity import (
     sign_announcement,
 )
 from tests.unit.market_builders import OFFERED_LIMITS, gpu
+from tests.waiting import wait_until
 
 CHAIN = "dcent-capacity-gossip"
 TOPIC = capacity_topic(CHAIN)
@@ -118,8 +119,9 @@ async def test_a_publish_the_host_cannot_make_is_counted_and_retried_at_the_next
         inbound = await listener.subscribe(TOPIC)
         start = trio.current_time()
         await nursery.start(service.run)
-        await trio.sleep(25.0)
-        received = drain(inbound)
+        await wait_until(lambda: len(attempts) == 3, what="the announcement after two refusals")
+        with trio.fail_after(1):
+            received = [decode_announcement((await inbound.receive()).data), *drain(inbound)]
         nursery.cancel_scope.cancel()
     assert [round(at - start) for at in attempts] == [0, 10, 20]
     assert service.publish_failures == 2

@@ -26,7 +26,7 @@ from node.p2p.framing import FRAME_HEADER, RawStream, Stream
 from node.p2p.guard import WEIGHTS, PeerGuard, Reason
 from node.p2p.memory import MemoryNetwork, pipe_pair
 from protocol.crypto import PrivateKey
-from tests.waiting import wait_until
+from tests.waiting import act_every, wait_until
 
 PROTOCOL = "/test/budget/1.0.0"
 BIG = 16 * MIB - 1  # what a proposal stream accepts
@@ -57,14 +57,20 @@ def refusals(budget: FrameBudget, reason: Reason) -> int:
 async def trickle(raw: RawStream, size: int, *, chunk: int, every_s: float) -> None:
     """Announce a ``size``-byte frame and send ``chunk`` bytes every ``every_s`` s until done or
     reset (what a slow-loris does)."""
+    sent = 0
+
+    async def send_part() -> bool:
+        nonlocal sent
+        if sent >= size:
+            return False
+        part = min(chunk, size - sent)
+        await raw.write(b"x" * part)
+        sent += part
+        return True
+
     with contextlib.suppress(StreamResetError):
         await raw.write(FRAME_HEADER.pack(size))
-        sent = 0
-        while sent < size:
-            part = min(chunk, size - sent)
-            await raw.write(b"x" * part)
-            sent += part
-            await trio.sleep(every_s)
+        await act_every(every_s, send_part)
 
 
 async def stall(raw: RawStream, size: int) -> None:
@@ -124,10 +130,16 @@ async def test_a_stream_may_idle_between_frames(autojump_clock: trio.testing.Moc
     budget = budget_of()
     raw, stream = inbound(budget, "idle")
 
+    frames = [b"one", b"two"]
+
+    async def next_frame() -> bool:
+        if not frames:
+            return False
+        await raw.write(FRAME_HEADER.pack(3) + frames.pop(0))
+        return True
+
     async def two_frames_far_apart() -> None:
-        await raw.write(FRAME_HEADER.pack(3) + b"one")
-        await trio.sleep(1000)
-        await raw.write(FRAME_HEADER.pack(3) + b"two")
+        await act_every(1000, next_frame)  # 1,000 virtual seconds between the two
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(two_frames_far_apart)
