@@ -10,8 +10,8 @@ Use::
     ...
     await host.close()                   # or cancel the nursery: listeners are closed either way
 
-Everything libp2p-specific that we had to work around (DESIGN.md "Networking on py-libp2p
-0.8.1") is done here and recorded, with the reason, in ARCHITECTURE.md ("Networking on py-libp2p 0.8.1"). The interface,
+Everything libp2p-specific that we had to work around is done here and recorded, with the reason
+and the test that fails without it, in the docstring of node/p2p/__init__.py ("The workarounds"). The interface,
 its shared semantics and the memory fake live in ``node/p2p/``.
 """
 
@@ -205,7 +205,7 @@ class P2PHost:
                 finally:
                     # Before leaving host.run(): stopping the swarm's service first cancels its own
                     # cleanup half-way, which marks connections closed without closing their sockets
-                    # and leaves the listener open (DESIGN bug 7; ARCHITECTURE.md).
+                    # and leaves the listener open (see node/p2p/__init__.py).
                     await self._close_libp2p(host)
         finally:
             await self._close_libp2p(host)  # a no-op unless host.run() itself failed
@@ -249,7 +249,7 @@ class P2PHost:
 
     def _build_libp2p_host(self) -> BasicHost:
         config = self._config
-        # Noise only (DESIGN bug 1: new_host's default also accepts plaintext and secio), yamux
+        # Noise only (workaround 1 (node/p2p/__init__.py): new_host's default also accepts plaintext and secio), yamux
         # only (bug 6: mplex leaks per stream and is 5x slower).
         noise = NoiseTransport(self._key_pair, noise_privkey=create_noise_key_pair().private_key)
         connection_config = ConnectionConfig(
@@ -315,7 +315,7 @@ class P2PHost:
         self._refuse_if_banned(str(peer_id))
         if self._is_connected(peer_id):
             return str(peer_id)
-        # DESIGN bug 3: only the first TCP address of a peer is dialled, and a failed dial puts
+        # workaround 3 (node/p2p/__init__.py): only the first TCP address of a peer is dialled, and a failed dial puts
         # the peer in a 60 s negative cache, so a peer that came back (on a new port, or after
         # our failed redials) could not be reached. Forget its old addresses and the cache first.
         host.get_peerstore().clear_addrs(peer_id)

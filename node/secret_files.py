@@ -15,6 +15,13 @@ it loads through :func:`read_key_seed`. Attacks and failures they are built agai
 * a symlink planted at the temporary name: it is opened ``O_NOFOLLOW | O_EXCL``.
 
 The callers turn ``OSError`` into their own typed errors (key file, keystore, cookie).
+
+**Secret files** (``node/secret_files.py``): every key and keystore file is written by
+``write_secret_file`` and every key seed read by ``read_key_seed``, against another local user reading
+it (0600 from the first byte, ``O_EXCL``; a key readable by others is refused with the ``chmod`` that
+fixes it), half a secret after a crash (temporary name, fsync, link, directory fsync), two
+processes creating one key (the link fails, the second gets the first's key) and a planted
+symlink (``O_NOFOLLOW``). ``tests/unit/test_secret_files.py``.
 """
 
 from __future__ import annotations

@@ -14,6 +14,22 @@ returns: consensus persists its last-signed step here before it broadcasts its v
 
 The API is synchronous; trio code calls it through ``trio.to_thread.run_sync`` with one store
 connection owned by one thread at a time (``check_same_thread=False`` plus a lock).
+
+Layout and durability
+---------------------
+
+One SQLite file, ``<home>/data/chain.db``, WAL mode and ``synchronous=FULL``: blocks with their commit
+certificates (appended at head + 1 only), one economics record per block (written in the block's
+transaction; see "Economics views"), ledger snapshots (``protocol/ledger/snapshot.py``, verified
+by invariants and by the committed state hash on restore), consensus safety state (persisted before
+a vote is broadcast), local job records, and an index for history: ``txs``, `tx_parties(address,
+height, idx)` (every account a transaction concerns: a transfer's recipient, an escrow's
+requester, provider and payer, a grant's grantee, a delegation's validators) and ``contracts``
+(parties, price, caps, claimed pay), created on open (``CREATE TABLE IF NOT EXISTS``; blocks stored
+before them have no party rows). ``account_history`` lists every transaction an account is a party
+of, with the ``amount`` each kind moved and its ``details`` (``node/tx_history.py``). A database is bound to one chain id and genesis hash;
+opening it for another chain fails (``WrongChain``). ``dcent chain head`` reads it offline while the
+node runs (WAL readers do not block the writer).
 """
 
 from __future__ import annotations

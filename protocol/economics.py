@@ -4,6 +4,35 @@ Issuance follows Cosmos SDK's x/mint: each block the annual inflation rate moves
 target bonded ratio, by at most ``inflation_rate_change`` a year, clamped to
 ``[inflation_min, inflation_max]``; the block mints ``supply * inflation / blocks_per_year``.
 All divisions truncate toward zero, so every replica computes the same numbers.
+
+Split, fees, and why provider rewards weigh burned fees
+-------------------------------------------------------
+
+Ratios are integers scaled by 10^18 (as Cosmos ``sdk.Dec``); every division truncates toward zero.
+
+- **Issuance** (Cosmos x/mint): each block, annual inflation moves by
+  ``(1 - bonded_ratio / goal_bonded) * inflation_rate_change / blocks_per_year``, clamped to
+  ``[inflation_min, inflation_max]``; the block mints ``supply * inflation / blocks_per_year``.
+- **Split** of each block's issuance: ``validator_reward_share`` to validators, pro rata bonded stake
+  among those whose precommits are in the parent's commit certificate (all active validators when
+  none are given), accrued to each validator's reward accumulator (see "Validators and
+  delegation"); ``provider_reward_share`` accrues in the provider pool and is paid at each epoch's
+  end pro rata the protocol fees each provider's settlements burned in the epoch, but never more
+  than ``provider_reward_cap`` (default 50%, hard bound 90%) of what it burned (the rest stays in
+  the pool). The rest of the issuance, and all rounding dust, goes to the community pool, less
+  the liquidity-mining and availability shares (default 0; see "Assets, the DCT pool and
+  liquidity mining").
+- **Why provider rewards weigh burned fees** (attack: self-dealing). A party trading with itself
+  (two keys, any price, any usage) moves pay between its pockets and burns ``protocol_fee_share`` of
+  it plus two transaction fees; its payout is at most ``cap x burned < burned``, so every round trip
+  loses money, and splitting it over many provider keys changes nothing (the cap is linear). The
+  old weight, GPU-seconds, paid the whole pool to whoever settled the most seconds at price 0 or 1.
+  A zero-price contract is refused outright (``FreeContract`` 2028). Considered and rejected:
+  stake-backed availability (a staked self-dealer still farms) and a per-provider cap without the
+  burn weight (farmable once the price is free). ``test_trading_with_oneself_at_any_price_never_pays``.
+- **Fees**: every transaction pays at least ``min_fee``; ``fee_burn_share`` of a block's fees is
+  burned and the rest joins the validators' reward.
+- Every parameter lives in ledger state and changes only through governance.
 """
 
 from __future__ import annotations

@@ -6,6 +6,11 @@ command's result. The wallet's :class:`~node.wallet.console.Output` writes the s
 
 Failures the command line itself finds have codes here (in the node's 5000s, beside the config's
 5001-5002); every other failure carries the code of its typed error.
+
+**One error form** (``node/cli/report.py``, issue 11): every command, argument parsing and any
+typed error no command caught end in ``error CODE: message`` on stderr, or one JSON line there under
+``--output json``, never a traceback; stdout holds only the result. The command line's own failures
+are 5090-5092 (README). ``tests/unit/test_cli_errors.py``.
 """
 
 from __future__ import annotations

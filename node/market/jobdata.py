@@ -28,6 +28,59 @@ Holds are rows in the store, not memory: a job interrupted by the node stopping 
 across the restart, and :meth:`JobData.release_stale` (called once the market has resumed its
 jobs) drops those of jobs that are no longer live, so nothing stays held forever. Holds never
 touch the operator's own pins (``dcent blob pin``).
+
+Inputs and outputs by reference, and the attacks considered
+-----------------------------------------------------------
+
+**Job data by reference** (``node/market/jobdata.py``). A spec's ``[data]`` table mounts inputs
+read-only at given paths, each ``{ cid, size }`` (a blob), ``{ url, sha256, size }`` (https) or
+``{ file }`` (``dcent job submit`` puts it into the node's blob store, pinned, and sends its content
+id); ``image`` with ``image_archive`` (a cid or a file) runs a container image that exists only as a
+``podman save`` archive; ``output_mode = "blobs"`` returns outputs by content id (up to 1 TiB).
+
+1. Quote: over ``market.max_input_bytes`` (64 GiB) is ``InputsTooLarge`` 4047;
+   ``market.input_price_per_gib`` adds ``ceil(GiB x price / max_gpu_seconds)`` to the price per
+   GPU-second (one price per contract: the transfer is paid pro rata of the metered time); both
+   sides add ``bytes / 4 MiB/s`` to the deadline.
+2. After the escrow the provider fetches blobs through its ``BlobService``, the requester's node
+   asked first, every chunk verified, and holds them (a job's hold, not the operator's pin: see
+   the blob store) while the job may run. URLs: https only, no
+   redirects, at most ``size`` bytes, SHA-256 checked (5320), loopback/private/link-local hosts
+   refused unless ``market.allow_private_urls`` (``market.url_ca_file`` for a private CA). An archive's
+   image is identified by the ID its own content gives, then loaded and run by that ID (5321;
+   "Container images by ID"). An input that cannot be had is the requester's
+   fault (``InputUnavailable`` 5319: ``job_failed``, exit -1, 0 ms metered); our store full is ours
+   (``provider_error``).
+3. The sandbox binds the blob store's own file read-only over an empty mount point (no copy; inputs
+   do not count against ``[limits] disk``); each file of ``out/`` is stored as a blob from an fd opened
+   ``O_NOFOLLOW``, never read into memory.
+4. Delivery carries a listing ``[path, size, content_id]``; the receipt's ``output_hash`` is the
+   sha256 of ``msgpack(["dcent/outputs/blobs/v1", listing])``, and a content id binds a blob's
+   Merkle root and size, so the receipt signs every output's root. The requester checks listing
+   hash (4063), sizes (4064) and mode (4065), fetches every blob from the provider and only then
+   countersigns; a fetch or verification failure refuses with 4066 and bans the peer as a blob
+   source. The provider holds outputs until the contract closes (the hold is a row of the blob
+   index, so it survives a restart; ``output_cids`` in the job record). The requester lists them
+   in ``data/jobs/<job>/outputs.json``;
+   ``dcent job output ID --out DIR`` exports them (fetching what the node lacks, verified again).
+
+| attack | mechanism |
+|---|---|
+| a requester declaring a small size for a huge blob | the manifest's size (inside the content id) checked before a chunk moves (``UnexpectedBlobSize`` 6053) |
+| a provider serving other bytes than it signed; signing one listing and delivering another | chunk verification, 4066 and no countersignature (its claim can then be disputed); listing hash 4063 |
+| a job writing to its inputs | read-only mounts |
+| symlinks or FIFOs in ``out/`` | ``O_NOFOLLOW`` and regular files only |
+| SSRF through URL inputs | public addresses only, no redirects, bounded size, hash checked |
+| garbage collection evicting an input mid-job | inputs held while the job may run |
+
+Outputs are served on ``/dcent/blob/1.0.0`` to any peer that knows the content id (a hash of the
+content, known only to those who saw the delivery or hold the content): secret outputs should be
+encrypted by the job. A job's image runs by ID, never by a tag another requester's archive could
+have moved ("Container images by ID"). Tests: ``tests/unit/test_market_data_refs.py``,
+``tests/integration/test_market_data.py`` (200 MiB input by cid, 500 MiB output blob; a lying
+provider refused and banned; a URL input through the market), ``test_market_container.py`` (podman,
+image only as an archive, ``job output`` after the provider deleted its copy),
+``test_job_data_url.py`` (real TLS server: every refusal).
 """
 
 from __future__ import annotations

@@ -16,6 +16,19 @@ made with and only for a job of ours not yet finished; each stream's text is cap
 Attacks considered: a stranger streaming output for our job (refused: not the contract's peer),
 a provider flooding us (frames bounded, text capped, a second stream for the same job refused),
 a requester that never reads (our queue is bounded and drops; the job never waits on it).
+
+Live output
+-----------
+
+**Live output** (``/dcent/joblog/1.0.0``, ``node/market/livelog.py``). The executor hands each line to
+the provider's ``OutputForwarder``, which batches what queued into one ``JobOutput`` frame (at most
+64 KiB of stdout and of stderr) on one stream per job. The requester's ``LiveLogs`` accepts one
+stream per job, only from the contract's provider and only while the job has no result, keeps at
+most 4 MiB of each stream, and drops the live copy when the result (with the complete, capped
+logs) arrives; ``job_logs`` answers ``live: true`` meanwhile and ``job logs --follow`` polls it every
+0.5 s. Best effort by design (nothing is paid on it): a slow or unreachable requester loses lines
+(counted in the provider's log), never the job or its delivery; a slow requester gets 10 s to
+take the rest after the job ends, and a stream that sends nothing is dropped after 10 s.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ left out. The curve and the adjustment are the economics simulator's provider pr
 (``protocol/econsim/agents.py``: ``price_per_gpu_hour`` and ``next_price``, its scenario settings
 ``price_floor_per_gpu_hour``, ``price_slope``, ``price_exponent``, ``price_adjustment``), so a
 simulated run with a scenario's pricing shows what this policy does to utilization and price
-(ARCHITECTURE.md, "Prices that move with demand", compares it with a fixed price). Integers
+(below, "The rule, and what the simulator shows it does", compares it with a fixed price). Integers
 only here; ratios DEC-scaled.
 
 The new ask reaches both places a provider names its price: the capacity announcements (from the
@@ -26,6 +26,49 @@ Attacks: none from outside decide the ask except through settled contracts, whic
 parties the protocol fee: a requester that pays itself a high price to raise ``recent`` pays
 ``protocol_fee_share`` of it, and moves a provider only by ``reference_weight`` of the gap. Every
 value is bounded (the ask stays within ``[floor, MAX_ASK]``).
+
+The rule, and what the simulator shows it does
+----------------------------------------------
+
+Off unless ``[pricing] floor`` is set (then ``market.price_per_gpu_second`` is only the starting
+ask). Every ``interval_s`` the node reprices from its own utilization (busy units / units in the
+job service's allocator):
+
+    curve = floor * (1 + slope * utilization ** exponent)
+    ask   = previous + adjustment * (curve - previous)
+    ask   = ask + reference_weight * (recent - ask)        # recent: paid per GPU-second on chain
+    ask   = max(floor, ask), at most 10^15 base units        # over the last reference_window blocks
+
+Integers throughout (ratios DEC-scaled, divisions truncated). The new ask goes into the next
+capacity announcement and into negotiations that start afterwards (``MarketService.set_price``: it replaces the frozen ``ProviderPolicy``); a quote already made keeps
+its price. Requesters still bid with ``max_price_per_gpu_second``; matching prefers the lowest ask.
+Attack: ``recent`` moves only through settled contracts, each burning ``protocol_fee_share`` of its
+pay, and moves an ask by at most ``reference_weight`` of the gap, never below the floor.
+
+The settings are ``[pricing]`` in ``config.toml`` (``dcent init`` writes each with its comment).
+
+The curve and the adjustment are the simulator's provider pricing (``price_floor_per_gpu_hour``,
+``price_slope``, ``price_exponent``, ``price_adjustment``), so the simulator shows the policy's effect.
+Five years of each scenario, curve (as the scenario files) against a fixed price of 0.825 DCT per
+GPU-hour (``--set price_slope=0 --set price_adjustment=1 --set price_floor_per_gpu_hour="0.825 DCT"``,
+the curve's price at 50% utilization), averages over the run:
+
+| scenario    | pricing | utilization (peak) | price/GPU-h | providers at the end | demand unserved |
+|-------------|---------|--------------------|-------------|----------------------|-----------------|
+| baseline    | curve   | 63.1% (72.1%)      | 0.959 DCT   | 759                  | 0%              |
+| baseline    | fixed   | 73.3% (83.1%)      | 0.825 DCT   | 759                  | 0%              |
+| demand_boom | curve   | 69.7% (85.1%)      | 1.042 DCT   | 5,197                | 0%              |
+| demand_boom | fixed   | 88.4% (100%)       | 0.825 DCT   | 4,795                | 4.03%           |
+
+A price that follows utilization keeps headroom in a boom (the fixed price runs out of GPUs and
+turns 4% of demand away), and the higher price brings more providers in; in a calm market it
+mostly charges more for the same work (the agents' income per GPU-hour ends equal either way:
+providers join or leave until income meets cost).
+
+Tests: ``tests/unit/test_market_pricing.py`` (curve, adjustment, reference, bounds, the table and
+its typed errors, the service on a MockClock), ``tests/integration/test_market_pricing.py`` (real
+nodes: an idle provider's floor seen by a peer, half its GPUs taken -> floor x 1.75 announced and
+quoted, released -> the floor again).
 """
 
 from __future__ import annotations

@@ -18,6 +18,40 @@ The unsandboxed development executor (``subprocess``, allowed only by
 The ceilings sold to one job are the host's: its cores, its memory, ``kernel.pid_max`` processes
 and the free disk under the jobs directory (ceilings, not reservations: GPUs are what a job holds
 alone).
+
+Selling only through a sandbox that works
+-----------------------------------------
+
+**Selling only through a sandbox that works** (``node/market/readiness.py``). With
+``market.sell_gpus``, a provider runs its executor's self-test (a real tiny job) at start and every
+``market.self_test_interval_s`` (600 s), and ``ProviderReadiness`` turns the latest report into what
+it sells:
+
+- **Offers carry limits**: ``OfferedLimits``, a signed field of the capacity announcement: the most
+  CPU (millicores), memory, processes and disk one job may ask for (the host's cores, ``MemTotal``,
+  ``kernel.pid_max``, free disk under ``data/jobs``: ceilings, not reservations), the limit kinds the
+  kernel enforces, and whether jobs are sandboxed. Matching and the quote use them (4045 above).
+- **Not selling** while the self-test fails or has not run, or when a sandboxed executor cannot
+  enforce every limit kind: the node withdraws its capacity (one announcement with no GPUs, so
+  peers stop offering it at once, not after the TTL) and refuses every quote (4046). It says why
+  and the fix (the AppArmor sysctl, ``apt-get install bubblewrap``, a chroot, the container image)
+  in its log (ERROR), in ``node_status`` / ``node_info`` (`provider: {selling, reason, fix,
+  sandboxed, limits_enforced, ...}``), in ``testnet status``, and ``dcent gpu list` runs the same
+  self-test (``sandbox:`` line).
+- **Never unsandboxed silently**: ``select_executor`` refuses ``subprocess`` without
+  ``market.allow_unsandboxed``; ``dcent node run`` never falls back. ``dcent testnet up --executor auto``
+  (the default) runs the bubblewrap self-test and, when it fails, gives the providers the
+  subprocess executor with a banner naming the reason and the fix, which ``testnet status`` and
+  ``make demo`` repeat (``jobs run UNSANDBOXED (development only); limits NOT enforced: ...``).
+- ``[executor]`` in ``config.toml`` reaches ``ExecutorSettings`` (container image, extra read-only binds,
+  disk backend, podman runtime and limits).
+
+| mechanism | attack or failure it answers |
+|---|---|
+| self-test gates the announcement and every quote | a provider selling a sandbox that does not start here (and being slashed for every job) |
+| ``OfferedLimits`` signed in the offer, checked by matching and quote | a job placed where its limits cannot be enforced or exceed the host |
+| capacity withdrawn by an empty announcement | requesters negotiating with a broken provider until the TTL runs out |
+| no silent fallback to ``subprocess`` | an operator believing jobs are confined when they are not |
 """
 
 from __future__ import annotations

@@ -11,12 +11,85 @@ double for a peer banned again, up to ``max_ban_s``.
 Rate limits are token buckets per (peer, protocol): a stream opened or a gossip message received
 over the limit is refused and scored as a flood.
 
-Attacks this is built against (ARCHITECTURE.md, "Hostile peers"): a peer that sends garbage,
+Attacks this is built against (below, "Hostile peers: the whole defence"): a peer that sends garbage,
 forgeries or oversize frames to make us spend CPU and memory; a flood of streams or messages;
 sybils cycling peer ids to grow our tables (every table here is capped: ``max_tracked`` peers,
 evicting the least suspicious; rate buckets live in the same records).
 
 Pure bookkeeping with an injected clock: no I/O, so the host decides what a ban does.
+
+Hostile peers: the whole defence
+--------------------------------
+
+Every input from a peer ends in one of three places: served, refused (counted, logged, scored), or
+a bug of ours (logged with its traceback; it costs one stream or one event, never the node).
+Nothing a peer sends can stop a node: the only thing that still stops ``dcent node run`` after it
+started is a fault of the node itself, which it logs at CRITICAL with the whole traceback (issue
+18: one 200-byte capacity message ended a node with ``error: malformed msgpack: ExtraData``,
+naming no peer).
+
+| Mechanism | Attack it was built against | Where |
+|---|---|---|
+| **PeerGuard**, one per host: refusals counted by (protocol or topic, reason); a misbehaviour score per peer that halves every 60 s; a ban at 100 (disconnect, pubsub blacklist, inbound connections closed as they arrive, dials refused with ``PeerBannedError`` 5258) for 5 min, doubling per repeat ban up to 1 h | a peer sending garbage, forgeries, oversize frames or floods to burn our CPU and memory, forever, from one connection | ``node/p2p/guard.py``, ``P2PHost._on_ban``, ``PeerTable.connected`` |
+| Typed reasons with weights: decode 25, signature 50, wrong chain 25, oversize 50, invalid 20, unsolicited 25, flood 5, over budget 5, slow 5, truncated 2; stale, no room, unverifiable, gone, busy, internal weigh 0 (counted, never scored) | banning honest peers for what honest peers do (relay an announcement that just expired, close a stream mid-frame on shutdown, be a height ahead) | ``WEIGHTS``; ``node/p2p/refusals.py`` (exception class -> reason, a table) |
+| Token buckets per (peer, protocol): streams 50/s (burst 200), gossip 200/s per topic (burst 400); py-libp2p's spam cap only limits what it *forwards*, it still validates and delivers the excess | stream floods; gossip floods that make us verify signatures | ``PeerGuard.allow``, ``run_stream_handler``, ``P2PHost._validate`` |
+| Bounded table: 4,096 peer records; when full the least suspicious (not banned, lowest score) is evicted; with every slot banned, the ban that ends first | sybils cycling peer ids to grow our memory | ``PeerGuard._evict`` |
+| **Validate before forwarding**: GossipSub topic validators on the capacity and consensus topics (decode, size, signature, chain, expiry, validator set); a proposal's signature by its round's proposer checked before it is relayed | invalid gossip relayed network-wide (forged announcements and 1 MB of garbage reached other nodes; proposals of up to 16 MiB relayed before decoding) | ``CapacityService.validate``, ``node/services/consensus_checks.py``, ``ConsensusDriver._receive_proposal`` |
+| The consensus driver survives any error the core raises on an event: logged with its traceback, counted (``dcent_consensus_core_faults_total``), the next event taken | one message that trips a bug in the core stopping consensus | ``ConsensusDriver._step`` |
+| Sync push: at most 32 frames per stream, each at most 16 MiB (one block), committed blocks only; a block the core refuses is scored against the pusher (honest nodes push only verified blocks) | garbage or endless streams on ``/dcent/sync/push/1.0.0`` (were dropped silently) | ``ConsensusDriver._receive_pushed`` |
+| A pushed block below our height is dropped on its height, read from the frame's first fields before any decoding (``committed_height_hint``), and counted per peer; past 128 a minute each 32 more score a flood (5), so the guard bans a peer that keeps at it | our own chain pushed back at us, 32 blocks of up to 16 MiB per stream, decoded for nothing (audit h18) | ``ConsensusDriver._receive_pushed``; ``test_old_blocks_pushed_back_are_dropped_undecoded_and_scored_past_an_allowance`` |
+| Transaction batches: at most 4,096 per frame; a malformed, forged or other-chain transaction ends the batch and is scored (an honest relay sends only what it admitted); nonce, fee and full-mempool refusals are the ordinary churn of relaying, not scored one by one. A batch that admits nothing counts its refusals (not copies another peer relayed first, which every triangle of nodes makes, nor our mempool's load) per peer; past 4 full batches a minute each further 4,096 score a flood | CPU spent on batches of forgeries; endless batches of stale transactions (audit h18) | ``TxRelay._receive``, ``ConsensusDriver._admit_txs``; ``test_batches_of_stale_transactions_are_scored_past_an_allowance`` |
+| Replayed votes: the consensus validator IGNOREs a vote below the height before ours (the core uses the previous height's: late precommits, a validator one height behind) and a copy of a vote it accepted less than half a gossip interval ago (a later copy passes: the core retransmits its votes unchanged, and relays must carry that); past 600 useless votes a minute from one forwarder, each 20 more are a REJECT as a flood. Blocks for a lagging validator go only to the originator of the vote that showed it, if connected, once per peer per ``max(sync_retry_ms, gossip_interval_ms)``; a validator further behind syncs by itself | an authentic old vote re-published under fresh seqnos was relayed network-wide and made every node push 32 blocks to every peer, unscored (audit h18) | ``ConsensusChecks.gossip``, ``ConsensusDriver._offer_blocks``; ``tests/unit/test_consensus_replays.py``, ``tests/integration/test_consensus_replay_attack.py`` |
+| A publish the host refuses (every subscriber's queue full) is a lost message: logged, counted in ``ConsensusDriver.lost_publishes``, recovered by retransmission | a peer that subscribes to the consensus topic as a node's only subscriber and stops reading: ``GossipBackpressureError`` ended the node (audit h18) | ``ConsensusDriver._broadcast``; ``test_a_publish_refused_for_backpressure_is_a_lost_message_not_the_end_of_the_node`` |
+| Result delivery 2.0.0, header first (market step 6) | a stranger making a node read 265 MiB | ``RequesterSide.handle_delivery_stream``, ``node/market/delivery_link.py`` |
+| **Frame budget and deadlines** on every stream handed to a handler: a frame body's bytes are reserved before it is read, from the peer's budget (32 MiB; a peer holding none may start any one frame) and the node's (256 MiB, its top eighth for frames up to 1 MiB), released when the frame is handed over or fails; no room within 1 s: the stream is reset (``over_budget`` scored 5, ``busy`` only counted); a body must arrive by 10 s + size / 64 KiB/s, a stream's first frame start within 15 s (``slow``, scored 5) | a stranger opening ~200 proposal streams per peer id, announcing 16 MiB - 1 on each and trickling the bodies: ~3 GiB buffered per peer id, held forever | ``node/p2p/frame_budget.py``, ``Stream.receive_frame``; ``tests/unit/test_stream_budget.py``, ``tests/integration/test_stream_memory_attack.py`` |
+| Canonical decoding nests at most 32 deep | a message that overflows the stack of the decoder (found by fuzzing) | ``protocol/encoding.py`` |
+
+**Frames in flight** (``node/p2p/frame_budget.py``). The length prefix bounded one frame, not how
+many nor how long: now frame bodies being received never hold more than the node budget
+(``FrameBudget.reserved``, ``peak_reserved``; ``HostConfig.frame_budget``), and a stalled one is cut by
+a deadline computed from its own size. Streams we open are not budgeted (blob chunks, answers: we
+asked, and each caller bounds its reads). Limits left: seven peer ids trickling at the minimum
+rate can keep large frames out of the node budget (small ones keep their eighth); py-libp2p's
+yamux does not enforce our receive window, so a peer ignoring it can fill a stream's buffer below
+our framing; a handler owns a frame once handed over (one at a time).
+
+**ACCEPT / REJECT / IGNORE.** py-libp2p 0.8.1 validators return a bool: ``False`` drops the message
+unforwarded and undelivered, which is what both REJECT and IGNORE do; the spec's difference is
+that REJECT penalises the peer that forwarded it. Our ``TopicValidator`` returns a verdict and a
+reason, and the host's wrapper scores REJECT against the *forwarder* (the spec's propagation
+source: an honest forwarder validated before relaying) and only counts IGNORE. REJECT is for what
+no honest peer sends: undecodable, forged, a vote by a non-validator at a height whose validator
+set we know, an announcement published by a peer other than the one it names, a proposal or
+committed block on the gossip topic, oversize. IGNORE is for what honest peers relay: expired,
+early, replayed or duplicate announcements and evidence, announcements our capacity table has no
+room for (our table may differ from the relay's), votes and proposals at heights outside
+the window of validator sets we keep, votes below the height before ours and copies of a vote
+accepted moments ago (scored only past an allowance, as a flood). A vote far ahead is checked
+against the current set and delivered, so a node that fell behind still learns it must sync. The consensus validator checks
+signatures through the core's memoised verifier, so the core's own check is a cache hit. Our own
+publishes are not validated (py-libp2p would run validators on them), so tests can use a plain
+``P2PHost`` as a hostile publisher.
+
+**Message identity across restarts** (``RestartSafePubsub``). A GossipSub message id is `from +
+seqno``. py-libp2p 0.8.1 starts the counter at ``int(time.time())` and adds one per message, so a
+validator publishing ~6 messages a second runs ~5 s ahead of the clock per second of uptime;
+restarted, it reused numbers its peers still held as seen (120 s) and they dropped its votes: a
+restarted validator was muted, and with one more down the chain halted. Now `seqno = max(previous
++ 1, time.time_ns())`, go-libp2p's choice, so a restart never reuses a number unless the wall
+clock steps back by more than the node was down. We kept the spec's message id rather than a
+content hash: IHAVE/IWANT carry ids, so the id function must agree network-wide, and a content id
+would drop the core's deliberate retransmissions of an identical vote.
+``tests/e2e/test_restart_identity.py`` restarts a validator after 90 s of uptime while another is
+killed: the other three commit 5 blocks within 40 s (about 2 minutes in all); with the stock
+``Pubsub`` and the same seed (``DCENT_E2E_SEED=3887485139``) it times out, so the test fails without
+the fix.
+
+**Operators.** ``dcent node info`` (peer id, multiaddrs with ``/p2p/``, chain id, height, role) and
+``dcent node peers`` (connected peers with direction, uptime, score, refusals and bans; banned peers;
+refused messages by protocol and reason), over RPC ``node_info``, ``net_peers`` and ``net_scores``;
+``testnet status`` shows each node's multiaddr; metrics ``dcent_p2p_refusals_total{protocol,reason}``,
+``dcent_p2p_banned_peers``, ``dcent_consensus_core_faults_total``.
 """
 
 from __future__ import annotations

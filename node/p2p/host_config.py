@@ -93,7 +93,7 @@ def _is_tcp_address(address: multiaddr.Multiaddr) -> bool:
 
 
 def ensure_port_free(ip: str, port: int) -> None:
-    """Refuse a fixed port another socket is listening on (DESIGN bug 8).
+    """Refuse a fixed port another socket is listening on (workaround 8 in node/p2p/__init__.py).
 
     libp2p's TCP listener sets SO_REUSEPORT, so a second daemon on the same port would bind
     silently and the kernel would split inbound connections between the two. A probe socket

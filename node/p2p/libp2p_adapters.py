@@ -35,7 +35,7 @@ class Libp2pRawStream:
             return await self._stream.read(max_bytes)
         except StreamEOF:
             # yamux drops a stream's bookkeeping when a RST arrives, so the reader sees EOF, not
-            # a reset; the muxed stream object still remembers (ARCHITECTURE.md).
+            # a reset; the muxed stream object still remembers (node/p2p/__init__.py).
             if getattr(self._stream.muxed_stream, "reset_received", False):
                 raise StreamResetError("stream reset by the peer") from None
             return b""

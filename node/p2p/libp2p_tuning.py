@@ -2,7 +2,7 @@
 starts.
 
 Only what libp2p looks up at call time can be overridden this way; each override here is listed,
-with its reason, in ARCHITECTURE.md (the health-check tolerance under "Liveness under load").
+with its reason, in node/services/__init__.py (the health-check tolerance, "Liveness under load").
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import libp2p.network.swarm as libp2p_swarm
 from libp2p.network.health.ping_probe import ConnectionPingResult
 
 #: libp2p waits this long after starting each address's dial before trying the next one, even
-#: after the last address, so every connect took 250 ms longer than the handshake (DESIGN bug 2).
+#: after the last address, so every connect took 250 ms longer than the handshake (workaround 2 in node/p2p/__init__.py).
 #: We dial one address per peer, so there is no "next" address to give a head start to.
 HAPPY_EYEBALLS_DELAY_S = 0.0
 

@@ -31,6 +31,47 @@ Attacks this is designed against, and the rule that stops each:
 - an account bloating every replica's state: at most :data:`MAX_GRANTS_PER_GRANTER` live grants
   per granter (expired ones are dropped when it grants again), each with a bounded expiry, and
   each ``grant`` costs a fee.
+
+How an escrow naming a payer is opened
+--------------------------------------
+
+payer may ask for the refund itself. An escrow naming a payer is opened in one of two ways:
+
+- **Under a grant** (Cosmos ``authz``/``feegrant``): the wallet signs `grant {grantee, spend_limit,
+  expiry_height, kinds}`` (kinds: only ``escrow_open` today); the node then opens the escrow, and the
+  deposit *and the transaction's fee* come from the wallet and count against the grant
+  (``authz.spend``: live at the applying height, kind covered, ``spent + max_cost + fee <= limit``,
+  the last check before money moves, so a refused escrow never counts). ``authz.fee_payer(tx)`` is
+  decided from the transaction alone, so the ante, the mempool's spend rule and the block agree.
+- **Signed by the wallet itself**: the node negotiates and waits (``job_get``: ``awaiting_payer``,
+  the signed ``contract``); the CLI checks it is the job it submitted, paid by this wallet, within
+  the spec's maximum price, and signs ``escrow_open`` with the wallet's key.
+
+
+State: ``grants: granter -> GrantInfo(grantee, spend_limit, spent, expiry_height, kinds)`` sorted by
+grantee, in the state hash and snapshots (whose version rose with it: an older snapshot is refused
+and the node replays from genesis); escrows carry ``payer``. A grant
+holds no money, so the supply equation is unchanged. A new grant to the same grantee replaces the
+old one and resets ``spent``; returned money goes to the payer's balance but not back into the grant.
+Errors 2070-2075 (``InvalidGrant``, ``NoGrant``, ``GrantExpired``, ``GrantExhausted``,
+``GrantKindNotAllowed``, ``TooManyGrants``).
+
+| attack | mechanism |
+|---|---|
+| the node overspends, or spends after being told to stop | ``spent`` checked before the debit; expiry and revocation checked at the block that applies the escrow |
+| the node pays itself or a third party with the wallet's money | only ``escrow_open`` is grantable, its funds go only to the escrow, every return goes to the payer |
+| open-and-refund loops reusing the cap | returns never refill the grant |
+| a stranger names your wallet as payer | without your grant it cannot open (2071; anyone else but the payer: 2024), nor refund to itself |
+| state bloat | 16 live grants per granter, expiry at most 10,000,000 blocks ahead, a fee per grant; the RPC's ``account_grantsReceived`` scans at most 100,000 granters |
+| pending escrows promising the wallet's balance twice | the mempool charges a grant-paid escrow to the payer; two escrows in one block cannot both use the last of a grant |
+| the wallet signing someone else's contract | the CLI signs only a contract for its own job hash, naming itself, within the spec's price, signed by node and provider |
+
+Tests: ``tests/unit/test_ledger_grants.py`` (every refusal with unchanged state, a property that the
+node never locks more than the cap nor spends its own balance), ``test_ledger_properties.py`` (random
+blocks with grants and payers), ``test_market_payer.py``, ``tests/unit/wallet/test_grant_commands.py``,
+``tests/unit/test_sim_model_grants.py`` (the simulator's model agrees),
+``tests/integration/test_market_grants.py`` (real nodes: a grant-paid job leaves the node's balance
+untouched; exhausted, missing and expired grants refused at ``job_submit``; a wallet-signed escrow).
 """
 
 from __future__ import annotations

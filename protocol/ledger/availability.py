@@ -44,6 +44,23 @@ creator set), or while the pool holds less than ``QUOTE_DEPTH`` times the DCT th
 liquidity mining) goes to ``availability_pool`` while offers exist; at each epoch's end it is
 split pro rata GPUs x blocks stood in the epoch, not counting offers that missed a challenge or
 refused a take, nor those with a challenge unanswered past its window; dust to the community pool.
+
+Attacks considered, and the node's side
+---------------------------------------
+
+| attack | mechanism | test (``tests/unit/``) |
+|---|---|---|
+| a provider faking availability | the seed exists only once the challenge is on the ledger; the answer must verify under the node key posted with the offer, not the wallet's; a live key is not GPUs, so the offer is also buyable by anyone | ``test_the_providers_wallet_key_cannot_answer_for_its_node``, ``test_an_answer_is_bound_to_its_seed_a_stale_one_does_not_answer_the_next_challenge`` |
+| a challenger faking absence | the answer counts whoever relays it, and pays the deposit to the provider. Residual: validators censoring it for a whole window | |
+| self-challenge, self-take | rewards count blocks stood, never challenges answered; the same key is ``OwnOffer`` 2327; a take from a second key is a self-dealt escrow, a loss under the provider-reward rules | ``test_challenging_oneself_from_a_second_key_gains_nothing`` |
+| manipulating the price a take fixes | a whole-window average the take's own block cannot move; a fresh pool is refused; the depth rule keeps the gain small next to the capital a move needs | ``test_ledger_stable_quote.py`` |
+
+**The node's side.** ``AvailabilityResponder`` (``node/services/availability.py``) answers each open
+challenge of an offer naming this node's key once, within its window, through the market's
+transaction lane, and signs nothing else; ``dcent offer answer`` does it by hand (RPC
+``offer_answer``). Real nodes: ``tests/integration/test_standing_offers.py``,
+``test_liquidity_node.py``; ``tests/e2e/test_liquidity.py`` runs pool, mining and a TUSD-quoted offer
+(challenged, taken, settled; another refused) on two nodes.
 """
 
 from __future__ import annotations

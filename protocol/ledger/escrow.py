@@ -56,6 +56,19 @@ stuck if its node vanishes. The requester opens such an escrow only under the pa
 
 The window is read from the current parameters when finalize or dispute is applied, so a
 governance change of ``dispute_window_blocks`` also moves the window of claims already pending.
+
+Metering, and the attacks considered
+------------------------------------
+
+The metered time costs ``ceil(min(gpu_ms, max_gpu_seconds x 1000) x price / 1000)`` base units,
+capped at the maximum cost: every run that held a GPU meters at least 1 ms, so no job that ran is
+free. A receipt must agree with itself or it does not decode (``completed`` has exit status 0,
+``job_failed`` a non-zero one, ``provider_error`` meters 0 ms, ``limit`` is set exactly for
+``limit_exceeded``). Attacks considered: a provider reporting ``provider_error`` gains nothing (it is
+slashed exactly as if it never delivered; reporting early only spares the requester the wait); a
+requester cannot get a failed job for free (the provider signs the outcome). A provider passing
+off its own sandbox failure as the job's is not detectable beyond the contract's cap, as with
+metering: the requester refuses to countersign and disputes the claim.
 """
 
 from __future__ import annotations

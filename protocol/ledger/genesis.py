@@ -3,6 +3,14 @@
 Genesis files are TOML or JSON. Amounts are integers in base units or strings such as
 ``"1000 DCT"``; ratio parameters accept ``"33.4%"``. Every problem is a :class:`GenesisError` whose
 message starts with the path of the field that is wrong, e.g. ``accounts[2].balance: ...``.
+
+Format
+------
+
+TOML or JSON; amounts as base units or ``"1000 DCT"``, ratios as ``"33.4%"``. Every error names the
+field path (``accounts[2].address: address checksum does not match: mistyped?``). The local testnet
+genesis uses development keys derived from public labels; ``dcent genesis validate FILE`` checks a
+file.
 """
 
 from __future__ import annotations

@@ -23,6 +23,45 @@ reader at that height) sees; a price pushed away and held costs the manipulator 
 for every block it is held, and moves the average by 1/window per block. ``twap`` is what
 other modules (a job priced in the asset) read; a price is asset base units per DCT (10^9 base
 units), rounded down and saturated at 2^63 - 1.
+
+Assets, mining, and the attacks considered
+------------------------------------------
+
+Issue 17. Records, state-hash and snapshot rows are in ``liquidity_state.py``, errors 2300-2337 in
+``liquidity_errors.py``, messages in ``tx_liquidity.py``.
+
+- **Assets**: ``asset_propose`` opens a governance proposal (``asset_register``, through the
+  ``open_proposal`` that ``gov_propose`` uses, which cannot open one) naming the sender as
+  **issuer**; once voted in, only the issuer mints (``asset_mint``); any other outcome frees the
+  symbol. ``asset_send`` moves an asset or pool shares (``lp:SYMBOL``). A genesis may register assets
+  (``[[assets]]``; without any, its hash is unchanged); ``dcent testnet up`` registers **TUSD issued
+  by the faucet**. At most 64 assets, since every invariant walks them. Per asset, after every
+  block: holdings + the pool's reserve = what the issuer minted, and every share is held, bonded,
+  unbonding or locked; DCT in pools, pots, offers' collateral, deposits and takes is in DCT's
+  supply equation.
+- **The pool** (Uniswap v2 in integers): the first ``pool_add`` mints ``isqrt(dct x asset)`` shares and
+  locks 1,000 forever; deposits are taken rounded up, shares, withdrawals and outputs paid rounded
+  down; ``pool_swap`` keeps ``pool_swap_fee`` (0.3%) in the pool, needs ``min_out >= 1`` and fails after
+  its ``deadline``; a trade that rounds to nothing is refused (2307).
+- **Time-weighted price** (``twap_window``, 30 blocks): the mean of the price each block *started*
+  with; the first transaction of a block to touch a pool records the price it ended the previous
+  block with, before trading.
+- **Liquidity mining**: ``liquidity_mining_share`` (default 0, at most 20%) of each block's
+  provision, taken from the community pool's part, fills ``mining_pool`` while anything is bonded.
+  Each epoch's end pays it in DCT pro rata shares x blocks bonded (from the end of the bonding
+  block) x a share's worth in DCT at the time-weighted price (shares of different pools are
+  incomparable counts); dust to the community pool, so paid + dust is exactly what was set aside.
+  Unbonded shares return after ``mining_unbonding_period`` (100 blocks), earning nothing. At most
+  10,000 bonds (2311).
+
+| attack | mechanism | test (``tests/unit/``) |
+|---|---|---|
+| sandwich within a block | every trade carries a limit (the CLI's ``--slippage``, 1%) and a swap a deadline (``--deadline-blocks``, 20): a front-run that moves the price further fails the victim's swap and costs the attacker two fees; with a tolerance, the take is bounded by it, as in any constant-product pool | ``test_ledger_pool.py``, ``test_ledger_pool_properties.py`` |
+| moving the time-weighted price | a block's own trades never change what it sees; a price held away moves the average 1/window per block while arbitrage takes the gap | ``test_a_price_pushed_in_one_block_moves_the_average_by_one_window_share`` |
+| dust-rounding farming | rounding favours the pool: k never falls across a swap, a split trade never buys more than the whole, nothing lowers a share's worth (hypothesis, 62-bit range) | ``test_ledger_pool_properties.py`` |
+| first-depositor inflation, draining by rounding | the 1,000 locked shares keep reserves above zero and make inflating a share cost 1,000 times the gain; outputs stay below the reserve | ``test_the_locked_shares_can_never_be_withdrawn`` |
+| just-in-time liquidity | bonding in an epoch's last block earns nothing for it; leaving takes the unbonding period | ``test_bonding_in_the_last_block_of_an_epoch_earns_nothing_for_it`` |
+| wash trading | fees stay in the pool; mining weights do not count trades | |
 """
 
 from __future__ import annotations

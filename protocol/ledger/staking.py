@@ -19,6 +19,50 @@ redelegated stake cannot hop on before that (no escape by hopping from validator
 Bounds: every amount is checked by the message (1 to 2^63 - 1); tokens and shares are checked
 against 2^63 - 1 when they grow (:class:`AmountOverflow`), and an account holds shares of at most
 :data:`MAX_DELEGATIONS` validators (a bound on what one vote costs the tally).
+
+Commission, rewards, jailing, double-signing, governance
+--------------------------------------------------------
+
+- **Commission**: at most ``max_commission_change`` per change, within ``max_commission``, at most one
+  change per ``unbonding_period``, so a delegator who dislikes a change can leave before the next.
+- **Rewards** (x/distribution, simplified): each block adds each rewarded validator's share to its
+  ``rewards`` accumulator (one write per validator). Before anything changes a validator's shares
+  the accumulator is settled: the commission to the operator, the rest compounded into the
+  validator's tokens. Delegators thus share rewards pro rata to the shares they held while they
+  were earned, with no per-delegator work. Pending rewards count in the supply equation
+  (``total_rewards``), are not voting power and are not slashed.
+- **Downtime jailing** (x/slashing): each block tells the ledger which set voted on its parent and
+  who signed the parent's certificate (``BlockContext.voters``); only misses are stored. A validator
+  that missed more than ``1 - min_signed_per_window`` of the last ``signed_blocks_window`` heights is
+  jailed for ``downtime_jail_blocks``, loses ``downtime_slash`` (defaults as Cosmos: window 100, 50%,
+  1%) and leaves the set; its operator sends ``unjail`` after the jail time if it still has
+  ``min_validator_stake`` bonded. Drivers of ``apply_block`` that pass no voters (unit tests, the
+  econsim) judge nobody's liveness.
+- **Double-signing** (the Cosmos rule): an infraction at height h is slashable until the unbonding
+  that followed it completes. Evidence slashes ``double_sign_slash`` of the validator's tokens, of
+  every unbonding entry from it created at or after ``h - 1`` (stake removed in block u still voted
+  at u + 1: the set delay is 2) and of every redelegation out of it since (cut at the
+  destination), burns the cut and tombstones the validator (never slashed twice, never bonded
+  again). Evidence applies in begin-block before that block's releases, and governance keeps
+  ``evidence_max_age >= unbonding_period``, so stake cannot leave before its last infraction can be
+  proven. ``VALIDATOR_SET_DELAY = 2`` is declared in both ``protocol/consensus/ledger_app.py`` and
+  ``staking.py``; they must agree.
+- **Governance**: ``gov_propose`` (parameter, new value within its bounds, deposit >=
+  ``gov_min_deposit``), ``gov_vote`` by validators and delegators (weight = bonded stake at tally; a
+  delegator's vote overrides its validator's for its own shares; a later vote replaces an earlier
+  one), tallied at the end of the voting period with Cosmos rules: quorum of total bonded stake,
+  veto share above the threshold burns the deposit, yes share of non-abstaining votes above the
+  threshold passes and the parameter changes in that block; otherwise the deposit is returned.
+  Every parameter has governance bounds (``InvalidParamValue`` 2031), so no vote can set a rate
+  that overflows issuance, nor a voting period shorter than ``MIN_VOTING_SECONDS`` at the chain's
+  declared block rate (so people have time to vote).
+
+| attack (issue 12) | mechanism | test against real nodes |
+|---|---|---|
+| a staker with no node holds > 1/3 of the power and halts the chain | only registered validators (consensus key proven) vote; holders delegate to one that runs a node; jailing removes a validator whose node stops | ``tests/e2e/test_jailing.py``: a holder delegates 38% of the power and never joins the set; validator 3 stops, is jailed and slashed 1% (its delegator shares it), leaves the set, the others keep committing |
+| honest validators jailed for being slow (found by that test) | after deciding, the core adds later precommits for the decided block to the certificate the next block's ``last_commit`` carries (``late_precommits.py``, ``Application.extend_last_certificate``), so only a Byzantine proposer can leave honest signatures out, and it proposes under 1/3 of the blocks, below the 50% a validator must miss | ``tests/unit/test_consensus_late_precommits.py``, the jailing e2e test |
+| escaping a slash by redelegating or unbonding | redelegations and unbonding entries since the infraction are slashed; redelegated stake cannot hop again | ``tests/unit/test_ledger_slashing.py``, ``test_ledger_staking.py`` (unit) |
+| price-0 contracts, overflow by governance | bounded arithmetic (above) | ``tests/integration/test_ledger_attacks.py`` |
 """
 
 from __future__ import annotations

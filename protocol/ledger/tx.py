@@ -8,6 +8,16 @@ Wire form (canonical msgpack)::
 The signature covers ``sign_bytes(chain_id, "tx", body)``; the sender is the address of
 ``public_key``. The body travels as bytes so verification needs no re-encoding, and the
 transaction hash is ``sha256`` of the whole envelope.
+
+Nonces start at 1 and must be exactly ``account.nonce + 1`` (as Ethereum), which is
+both replay protection and ordering. Kinds: ``transfer``; ``validator_create``, ``validator_edit``,
+``delegate``, ``undelegate``, ``redelegate``, ``unjail``, ``stake``, ``unstake``; ``escrow_open``,
+``escrow_settle``, ``escrow_refund``, ``escrow_claim``, ``escrow_finalize``, ``escrow_dispute``; ``grant``,
+``grant_revoke``; ``gov_propose``, ``gov_vote``; ``asset_propose``, ``asset_mint``, ``asset_send``, ``pool_add``,
+``pool_remove``, ``pool_swap``, ``mining_bond``, ``mining_unbond``; ``offer_stand``, ``offer_challenge``,
+``offer_answer``, ``offer_miss``, ``offer_take``, ``offer_accept``, ``offer_refused``, ``offer_withdraw``
+(``tx_liquidity.py``). A new kind needs a spend rule in the mempool and a
+place in the simulator's independent model (``protocol/sim/model.py``).
 """
 
 from __future__ import annotations

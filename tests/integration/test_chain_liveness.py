@@ -2,7 +2,7 @@
 
 The chain used to halt for good after 0-40 heights, at once on a loaded machine: old-round
 votes re-sent to "help" validators were taken for lag and echoed back without end, and one late
-health ping aborted a connection (ARCHITECTURE.md, "Liveness under load"). The test fails as
+health ping aborted a connection (node/services/__init__.py, "Liveness under load"). The test fails as
 soon as any node goes ``STALL_S`` seconds without a new height, naming the heights at that moment.
 """
 

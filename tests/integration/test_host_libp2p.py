@@ -261,7 +261,7 @@ async def test_bootstrap_peer_back_on_its_port_is_redialled_despite_failed_dials
     back = P2PHost(config("seed", listen_addr=f"/ip4/127.0.0.1/tcp/{port}"))
     await nursery.start(back.run)
 
-    # The reconnect loop clears the negative dial cache before each redial (DESIGN bug 3).
+    # The reconnect loop clears the negative dial cache before each redial (workaround 3 in node/p2p/__init__.py).
     await wait_until(lambda: [p.peer_id for p in node.peers()] == [back.peer_id], what="redialled")
     await node.close()
     await back.close()
