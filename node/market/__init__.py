@@ -45,8 +45,10 @@ has GPUs to sell, a provider. The rules, in the order a job meets them:
    receipt for its contract, signed by its provider, within the contract's GPU-seconds, with
    outputs within the job's limit that hash to the receipt's ``output_hash``; otherwise it answers
    with a refusal carrying the error's code (4061-4064). It keeps one receipt per contract.
-7. **Settlement**: the provider submits ``escrow_settle`` with both signatures; the requester does so
-   itself if the escrow is still open ``SETTLE_GRACE_BLOCKS`` later. Without a countersignature the
+7. **Settlement** (the tables of ``protocol/market/settlement.py``; each job waits on the chain
+   feed for its contract's events and the heights its rule names, never polling every block):
+   the provider submits ``escrow_settle`` with both signatures; the requester does so itself if
+   the escrow is still open ``SETTLE_GRACE_BLOCKS`` later. Without a countersignature the
    provider claims and finalizes after the window; the requester disputes a claim for a result it
    never accepted; past the deadline with no delivery and no claim, it refunds (slashing the
    collateral).

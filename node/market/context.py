@@ -4,7 +4,7 @@ conversions between wall-clock milliseconds (what protocol messages carry) and t
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from node.market.errors import UnknownJob
 from node.market.records import JobRecord
 from node.market.txlane import TxLane
 from node.p2p.interface import Host
+from node.services.chain_feed import ChainFeed
 from node.store import ChainStore
 from protocol.consensus.ledger_app import LedgerApp
 from protocol.crypto import PrivateKey
@@ -74,8 +75,8 @@ class MarketContext:
     lane: TxLane
     book: JobBook
     clock_ms: Callable[[], int]
-    height: Callable[[], int]
-    wait_for_height: Callable[[int], Awaitable[None]]
+    #: Committed heights and ledger events: job loops wait on it, not on every block.
+    feed: ChainFeed
     #: Where jobs run (provider) and results are kept (requester): ``<home>/data/jobs``.
     jobs_dir: Path
     #: The shortest a block can take (the commit timeout): deadlines in blocks computed with it
@@ -112,10 +113,13 @@ class MarketContext:
         moves = self.transfer_blocks(transfer_bytes)
         return self.height() + self.escrow_wait_blocks + run + moves + self.settle_margin_blocks // 2
 
+    def height(self) -> int:
+        """The last committed and stored height."""
+        return self.feed.height
+
     async def next_block(self) -> int:
         """Wait for the next committed height; returns it."""
-        await self.wait_for_height(self.height() + 1)
-        return self.height()
+        return await self.feed.next_block(self.feed.height)
 
     def job_dir(self, job_id: str) -> Path:
         return self.jobs_dir / job_id

@@ -33,7 +33,7 @@ from node.p2p.framing import Stream
 from protocol.contracts import OUTCOME_JOB_FAILED, ContractTerms, UsageReceipt
 from protocol.encoding import DecodeError
 from protocol.hardware import GpuDevice
-from protocol.ledger.escrow import SETTLEMENT_RULES, claim_status
+from protocol.ledger.escrow import SETTLEMENT_RULES
 from protocol.ledger.tx import EscrowClaim, EscrowFinalize, Settle
 from protocol.market.delivery import (
     STATUS_PROTOCOL_ID,
@@ -55,6 +55,14 @@ from protocol.market.messages import (
     encode_message,
 )
 from protocol.market.negotiation import ProviderNegotiation, ProviderPolicy, ProviderState
+from protocol.market.settlement import (
+    PROVIDER_CLAIM_RULES,
+    PROVIDER_ESCROW_RULES,
+    Action,
+    JobTerms,
+    decide,
+    read_contract,
+)
 
 log = logging.getLogger("dcent.market.provider")
 
@@ -188,14 +196,16 @@ class ProviderSide:
         assert record.contract is not None
         contract_hash = record.contract.terms.contract_hash()
         give_up = min(record.contract.terms.deadline_height, ctx.height() + ctx.escrow_wait_blocks)
+        job = JobTerms(deadline_height=record.contract.terms.deadline_height, give_up_height=give_up)
         while True:
-            state = ctx.app.state
-            if contract_hash in state.escrows:
-                record.escrow_height = state.height
+            chain = read_contract(ctx.app.state, contract_hash)
+            step = decide(PROVIDER_ESCROW_RULES, chain, job)
+            if step.action is Action.ESCROWED:
+                record.escrow_height = chain.height
                 record.move(JobState.ESCROWED, ctx.clock_ms())
                 self.nursery.start_soon(ctx.book.save, record)  # not awaited: the job starts now
                 return True
-            if contract_hash in state.closed_contracts or state.height >= give_up:
+            if step.action is Action.GIVE_UP:
                 record.fail(
                     JobState.FAILED,
                     EscrowNeverOpened.code,
@@ -204,7 +214,9 @@ class ProviderSide:
                 )
                 await ctx.book.save(record)
                 return False
-            await ctx.next_block()
+            await ctx.feed.wait(
+                seen_height=chain.height, contract=contract_hash, wake_height=step.wake_height
+            )
 
     def _sandbox_job(self, record: JobRecord, mounts: dict[str, Path] | None = None) -> SandboxJob:
         """The job as the sandbox runs it: the spec's command, environment, inputs and limits
@@ -373,14 +385,20 @@ class ProviderSide:
                 record.move(JobState.CLAIMED, ctx.clock_ms())
                 await ctx.book.save(record)
             while True:
-                state = ctx.app.state
-                status = claim_status(state, contract_hash, state.height + 1)
-                if status is None:  # settled late by the requester, or disputed
+                chain = read_contract(ctx.app.state, contract_hash)
+                step = decide(
+                    PROVIDER_CLAIM_RULES,
+                    chain,
+                    JobTerms(deadline_height=record.contract.terms.deadline_height),
+                )
+                if step.action in (Action.CLOSED, Action.CLAIM_GONE):  # settled late, or disputed
                     raise TxRefused("escrow_finalize: the claim is no longer pending")
-                if status.window_over:
+                if step.action is Action.FINALIZE:
                     break
-                # Governance may move the window while we wait: judge it again every block.
-                await ctx.next_block()
+                # A parameter change (the window) wakes the wait too: the feed sees to it.
+                await ctx.feed.wait(
+                    seen_height=chain.height, contract=contract_hash, wake_height=step.wake_height
+                )
             record.settled_height = await ctx.lane.submit(EscrowFinalize(contract_hash))
             self._closed(record, contract_hash)
         except TxRefused as exc:

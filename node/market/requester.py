@@ -38,7 +38,6 @@ from protocol.contracts import OUTCOME_PROVIDER_ERROR, SignedContract
 from protocol.crypto import address_of
 from protocol.encoding import DecodeError
 from protocol.errors import ProtocolError
-from protocol.ledger.escrow import claim_status
 from protocol.ledger.staking import bonded_by  # i12ledger: an account's stake is what it delegated
 from protocol.ledger.tx import EscrowDispute, OpenEscrow, Refund, Settle
 from protocol.market.capacity import CapacityAnnouncement
@@ -74,6 +73,14 @@ from protocol.market.messages import (
     encode_message,
 )
 from protocol.market.negotiation import NegotiationPlan, RequesterNegotiation, RequesterState
+from protocol.market.settlement import (
+    PAYER_ESCROW_RULES,
+    REQUESTER_CLOSE_RULES,
+    Action,
+    JobTerms,
+    decide,
+    read_contract,
+)
 
 log = logging.getLogger("dcent.market.requester")
 
@@ -177,16 +184,19 @@ class RequesterSide:
         terms = record.contract.terms
         contract_hash = terms.contract_hash()
         while record.state is JobState.CONTRACTED:
-            state = ctx.app.state
-            escrow = state.escrows.get(contract_hash)
-            if escrow is not None:
+            chain = read_contract(ctx.app.state, contract_hash)
+            step = decide(PAYER_ESCROW_RULES, chain, JobTerms(deadline_height=terms.deadline_height))
+            if step.action is Action.ESCROWED:
+                escrow = ctx.app.state.escrows[contract_hash]
                 record.escrow_height = escrow.opened_height
                 record.move(JobState.ESCROWED, ctx.clock_ms())
                 await ctx.book.save(record)
                 return
-            if contract_hash in state.closed_contracts or state.height > terms.deadline_height:
+            if step.action is Action.NEVER_OPENED:
                 return
-            await ctx.next_block()
+            await ctx.feed.wait(
+                seen_height=chain.height, contract=contract_hash, wake_height=step.wake_height
+            )
 
     async def _offers(self, spec: JobSpec) -> list[Offer]:
         ctx = self.ctx
@@ -364,6 +374,7 @@ class RequesterSide:
             record.exit_status = delivery.receipt.exit_status
             record.move(JobState.DELIVERED, ctx.clock_ms())
             await ctx.book.save(record)
+            ctx.feed.nudge(delivery.receipt.contract_hash)  # our grace to settle starts now
         return encode_answer(DeliveryAck(delivery.receipt.contract_hash, record.requester_sig))
 
     async def _fetch_outputs(self, record: JobRecord, peer_id: str, blobs: tuple[OutputBlob, ...]) -> None:
@@ -394,53 +405,61 @@ class RequesterSide:
             await self.ctx.book.save(record)
 
     async def see_closed(self, record: JobRecord) -> None:
-        """Watch the escrow until it closes, acting when this side must."""
+        """Follow the escrow until it closes, acting when this side must
+        (:data:`~protocol.market.settlement.REQUESTER_CLOSE_RULES`); woken by the contract's
+        events, by the heights the rules wait for, and by our own countersignature."""
         ctx = self.ctx
         assert record.contract is not None
         terms = record.contract.terms
         contract_hash = terms.contract_hash()
-        delivered_height = 0
+        countersigned_height = 0
         while True:
-            state = ctx.app.state
-            outcome = state.closed_contracts.get(contract_hash)
-            if outcome is not None:
-                record.settled_height = state.height
+            chain = read_contract(ctx.app.state, contract_hash)
+            countersigned = bool(record.requester_sig) and record.receipt is not None
+            if countersigned and not countersigned_height:
+                countersigned_height = chain.height
+            job = JobTerms(
+                deadline_height=terms.deadline_height,
+                countersigned=countersigned,
+                countersigned_height=countersigned_height,
+                settle_grace_blocks=SETTLE_GRACE_BLOCKS,
+            )
+            step = decide(REQUESTER_CLOSE_RULES, chain, job)
+            if step.action is Action.CLOSED:
+                record.settled_height = chain.height
                 final = {"settled": JobState.SETTLED, "refunded": JobState.REFUNDED}.get(
-                    outcome, JobState.DISPUTED
+                    chain.closed_as, JobState.DISPUTED
                 )
                 _explain_close(record, final, terms.deadline_height)
                 record.move(final, ctx.clock_ms())
                 await ctx.book.save(record)
                 return
-            escrow = state.escrows.get(contract_hash)
+            if step.action is Action.NEVER_OPENED:
+                record.fail(
+                    JobState.FAILED, EscrowNeverOpened.code, "the escrow never opened", ctx.clock_ms()
+                )
+                await ctx.book.save(record)
+                return
+            if step.action is Action.WAIT:
+                await ctx.feed.wait(
+                    seen_height=chain.height, contract=contract_hash, wake_height=step.wake_height
+                )
+                continue
             try:
-                if escrow is None:
-                    if state.height > terms.deadline_height:
-                        record.fail(
-                            JobState.FAILED, EscrowNeverOpened.code, "the escrow never opened", ctx.clock_ms()
-                        )
-                        await ctx.book.save(record)
-                        return
-                elif record.requester_sig and record.receipt is not None:
-                    delivered_height = delivered_height or state.height
-                    if state.height >= delivered_height + SETTLE_GRACE_BLOCKS:
-                        await ctx.lane.submit(
-                            Settle(record.receipt, record.provider_sig, record.requester_sig)
-                        )
-                        continue
-                elif escrow.has_claim:
-                    # A claim for a result this node never received or refused: contest it while
-                    # the window is open (past it, the provider finalizes).
-                    status = claim_status(state, contract_hash, state.height + 1)
-                    if status is not None and not status.window_over:
-                        await ctx.lane.submit(EscrowDispute(contract_hash))
-                        continue
-                elif state.height > terms.deadline_height:
-                    await ctx.lane.submit(Refund(contract_hash))
-                    continue
+                await ctx.lane.submit(self._close_tx(step.action, record, contract_hash))
             except TxRefused as exc:
                 log.info("job %s: %s", record.job_id, exc.message)
-            await ctx.next_block()
+                await ctx.feed.next_block(chain.height)
+
+    @staticmethod
+    def _close_tx(action: Action, record: JobRecord, contract_hash: bytes) -> Settle | EscrowDispute | Refund:
+        if action is Action.SETTLE:
+            assert record.receipt is not None
+            return Settle(record.receipt, record.provider_sig, record.requester_sig)
+        if action is Action.DISPUTE:
+            return EscrowDispute(contract_hash)
+        assert action is Action.REFUND, action
+        return Refund(contract_hash)
 
 
 def _explain_close(record: JobRecord, final: JobState, deadline_height: int) -> None:

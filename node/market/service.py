@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +36,7 @@ from node.market.records import PROVIDER, REQUESTER, JobRecord, JobState
 from node.market.requester import OUTPUT_LISTING_FILE, PENDING_LISTING_FILE, RequesterSide
 from node.market.txlane import TxLane
 from node.p2p.interface import Host
+from node.services.chain_feed import ChainFeed
 from node.store import ChainStore
 from protocol.consensus.ledger_app import LedgerApp
 from protocol.crypto import PrivateKey
@@ -73,8 +74,7 @@ class MarketService:
         capacity: Callable[[], list[CapacityAnnouncement]],
         probe_report: Callable[[], ProbeReport | None],
         clock_ms: Callable[[], int],
-        height: Callable[[], int],
-        wait_for_height: Callable[[int], Awaitable[None]],
+        feed: ChainFeed,
         jobs_dir: Path,
         block_ms_floor: int,
         price_per_gpu_second: int,
@@ -122,8 +122,7 @@ class MarketService:
             lane=lane,
             book=self.book,
             clock_ms=clock_ms,
-            height=height,
-            wait_for_height=wait_for_height,
+            feed=feed,
             jobs_dir=jobs_dir,
             block_ms_floor=max(block_ms_floor, 100),
             escrow_wait_blocks=escrow_wait_blocks,

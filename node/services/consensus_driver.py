@@ -47,6 +47,7 @@ from node.p2p.framing import Stream
 from node.p2p.guard import Reason
 from node.p2p.interface import GossipMessage, Host, Validation, Verdict, serve_requests
 from node.p2p.refusals import describe, reason_of
+from node.services.chain_feed import ChainFeed
 from node.services.consensus_checks import (
     USELESS_WINDOW_MS,
     ConsensusChecks,
@@ -191,6 +192,8 @@ class ConsensusDriver:
         self._syncing = False
         self._height_changed = trio.Event()
         self._stored_height = app.height
+        #: Committed, stored heights and their ledger events, for the market (chain_feed.py).
+        self.feed = ChainFeed(app.height)
         self.commit_wall_ms: dict[int, int] = {}
         #: Proposals already sent on: each is relayed once, so they cross any connected topology.
         self._relayed: OrderedDict[bytes, None] = OrderedDict()
@@ -334,6 +337,7 @@ class ConsensusDriver:
         if checkpoint is not None:
             await trio.to_thread.run_sync(self.store.prune_snapshots, KEEP_SNAPSHOTS)
         self._stored_height = block.height
+        self.feed.publish(block.height, self.app.take_events(block.height))
         self.commit_wall_ms[block.height] = wall_clock_ms()
         self.commit_wall_ms.pop(block.height - COMMIT_TIMES_KEPT, None)
         included = {hashlib.sha256(raw).digest() for raw in block.txs}

@@ -36,6 +36,7 @@ from protocol.consensus.validators import ValidatorSet
 from protocol.consensus.verifier import SignatureVerifier
 from protocol.ledger.block import BlockContext, BlockResult, Misbehaviour, apply_block, select_txs
 from protocol.ledger.errors import LedgerError
+from protocol.ledger.events import LedgerEvent
 from protocol.ledger.snapshot import SnapshotError, decode_snapshot, encode_snapshot
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import Tx
@@ -44,6 +45,9 @@ VALIDATOR_SET_DELAY = 2
 DEFAULT_MAX_TXS = 1000
 #: Speculatively executed states kept per height (one per distinct proposal seen).
 MAX_EXECUTED = 8
+#: Committed heights whose events wait for the node to take them; the node takes each as it
+#: stores the block, so only a node that stopped storing would reach this.
+EVENTS_KEPT = 64
 
 
 def block_context(block: Block, parent_validators: ValidatorSet | None = None) -> BlockContext:
@@ -83,6 +87,8 @@ class LedgerApp:
         self._tx_verified = tx_verified
         self.max_txs = max_txs
         self.last_result: BlockResult | None = None
+        #: The ledger events of committed blocks not yet taken by the node (take_events).
+        self._events: dict[int, tuple[LedgerEvent, ...]] = {}
         #: Blocks whose selected transactions did not execute together (see build_block).
         self.build_failures = 0
         self._last_active = state.validator_set()
@@ -278,12 +284,20 @@ class LedgerApp:
         replica, result = self._executed[block.hash]
         self.state = replica
         self.last_result = result
+        self._events[block.height] = result.events
+        while len(self._events) > EVENTS_KEPT:
+            del self._events[min(self._events)]
         self._last_hash = block.hash
         self._last_time = block.time_ms
         self._last_certificate = certificate
         self._executed.clear()
         self._record_validator_set(block.height)
         return result.state_hash
+
+    def take_events(self, height: int) -> tuple[LedgerEvent, ...]:
+        """The ledger events of the committed block at ``height``, once (the core may commit the
+        next height before the node has stored this one, so they are kept by height)."""
+        return self._events.pop(height, ())
 
     def extend_last_certificate(self, certificate: CommitCertificate) -> None:
         """Adopt ``certificate`` as the next block's ``last_commit`` if it certifies the last

@@ -25,7 +25,14 @@ from protocol.ledger import (
     staking,
 )
 from protocol.ledger.errors import ArithmeticFault, BadBlockHeight, LedgerError, UnknownTxKind
-from protocol.ledger.state import LedgerState
+from protocol.ledger.events import (
+    VALIDATOR_JAILED,
+    VALIDATOR_SLASHED,
+    LedgerEvent,
+    parameter_events,
+    tx_events,
+)
+from protocol.ledger.state import GovProposal, LedgerState
 from protocol.ledger.tx import (
     AssetMint,
     AssetPropose,
@@ -104,6 +111,8 @@ class BlockResult:
     #: Liquidity mining and standing-offer payouts at an epoch's end, by address
     #: (protocol.ledger.mining, protocol.ledger.availability).
     mining_rewards: tuple[tuple[bytes, int], ...] = ()
+    #: What the block did that services react to, in the order it did it (protocol.ledger.events).
+    events: tuple[LedgerEvent, ...] = ()
 
 
 def _dispatch(state: LedgerState, tx: Tx, height: int) -> None:
@@ -231,17 +240,20 @@ def check_tx(state: LedgerState, raw: bytes) -> Tx:
     return decoded
 
 
-def _begin_block(state: LedgerState, ctx: BlockContext) -> None:
+def _begin_block(state: LedgerState, ctx: BlockContext) -> list[LedgerEvent]:
     """Evidence first, then liveness, then releases: stake maturing in this very block is
-    still slashed for an infraction proven in it."""
+    still slashed for an infraction proven in it. Returns the slashes and jailings as events."""
     state.vars.set("height", ctx.height)
     offences = sorted(ctx.misbehaviour, key=lambda m: (m.validator, m.kind, m.height))
-    slashing.punish_double_signs(
+    slashed = slashing.punish_double_signs(
         state, [(m.validator, m.height) for m in offences if m.kind == "double_sign"]
     )
-    slashing.track_liveness(state, ctx.height, ctx.voters, ctx.signers)
+    jailed = slashing.track_liveness(state, ctx.height, ctx.voters, ctx.signers)
     staking.release_matured(state, ctx.height)
     mining.release_matured(state, ctx.height)
+    return [LedgerEvent(VALIDATOR_SLASHED, operator) for operator in slashed] + [
+        LedgerEvent(VALIDATOR_JAILED, operator) for operator in jailed
+    ]
 
 
 def _merged(a: list[tuple[bytes, int]], b: list[tuple[bytes, int]]) -> list[tuple[bytes, int]]:
@@ -253,7 +265,9 @@ def _merged(a: list[tuple[bytes, int]], b: list[tuple[bytes, int]]) -> list[tupl
 
 def _end_block(
     state: LedgerState, ctx: BlockContext
-) -> tuple[int, int, list[tuple[bytes, int]], list[tuple[bytes, int]], list[int], list[tuple[bytes, int]]]:
+) -> tuple[
+    int, int, list[tuple[bytes, int]], list[tuple[bytes, int]], list[GovProposal], list[tuple[bytes, int]]
+]:
     params = state.params
     fees = state.vars["fee_pool"]
     state.vars.set("fee_pool", 0)
@@ -308,7 +322,7 @@ def _end_block(
         availability_rewards = availability.pay_epoch(state, ctx.height)
         mining_rewards = _merged(mining_rewards, availability_rewards)
 
-    closed = [p.id for p in gov.tally_ending(state, ctx.height)]
+    closed = gov.tally_ending(state, ctx.height)
     return provision, fee_burn, validator_rewards, provider_rewards, closed, mining_rewards
 
 
@@ -330,7 +344,7 @@ def apply_block(
     tx_hashes = []
     try:
         with state.journal.atomic():
-            _begin_block(state, ctx)
+            events = _begin_block(state, ctx)
             for index, raw in enumerate(txs):
                 try:
                     tx = decode_tx(raw) if isinstance(raw, bytes) else raw
@@ -340,8 +354,10 @@ def apply_block(
                     exc.tx_index = index
                     raise
                 tx_hashes.append(tx.hash)
+                events.extend(tx_events(tx.msg))
             fees_before_end = state.vars["fee_pool"]
             minted, _, validator_rewards, provider_rewards, closed, mining_rewards = _end_block(state, ctx)
+            events.extend(parameter_events(closed))
             # Inside the atomic scope: a state that cannot be hashed is rolled back, not kept.
             state_hash = state.state_hash()
     except ArithmeticError as exc:  # OverflowError (msgpack included), ZeroDivisionError
@@ -355,8 +371,9 @@ def apply_block(
         burned=state.vars["burned"] - burned_before,
         validator_rewards=tuple(validator_rewards),
         provider_rewards=tuple(provider_rewards),
-        closed_proposals=tuple(closed),
+        closed_proposals=tuple(p.id for p in closed),
         mining_rewards=tuple(mining_rewards),
+        events=tuple(events),
     )
 
 

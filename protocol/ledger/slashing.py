@@ -34,22 +34,31 @@ def max_missed(window: int, min_signed: int) -> int:
     return window - must_sign
 
 
-def punish_double_signs(state: LedgerState, offenders: list[tuple[bytes, int]]) -> None:
+def punish_double_signs(state: LedgerState, offenders: list[tuple[bytes, int]]) -> list[bytes]:
     """Slash and tombstone each ``(consensus address, infraction height)``; unknown addresses
-    and validators already tombstoned are skipped (evidence counts once)."""
+    and validators already tombstoned are skipped (evidence counts once). Returns the operators
+    slashed, in order."""
+    slashed = []
     for consensus_address, height in offenders:
         operator = state.operator_of(consensus_address)
-        if operator is not None:
-            staking.slash(state, operator, state.params.double_sign_slash, height, tombstone=True)
+        if operator is None:
+            continue
+        info = state.validators.get(operator)
+        if info is not None and not info.tombstoned:
+            slashed.append(operator)
+        staking.slash(state, operator, state.params.double_sign_slash, height, tombstone=True)
+    return slashed
 
 
 def track_liveness(
     state: LedgerState, height: int, voters: tuple[bytes, ...], signers: tuple[bytes, ...]
-) -> None:
-    """Record the misses of the parent's voters and jail those past the window's limit.
-    Nothing is judged without both lists (a genesis parent, a caller that does not know)."""
+) -> list[bytes]:
+    """Record the misses of the parent's voters and jail those past the window's limit; returns
+    the operators jailed, in order. Nothing is judged without both lists (a genesis parent, a
+    caller that does not know)."""
+    jailed: list[bytes] = []
     if not voters or not signers:
-        return
+        return jailed
     params = state.params
     window = params.signed_blocks_window
     limit = max_missed(window, params.min_signed_per_window)
@@ -66,10 +75,12 @@ def track_liveness(
                 state, operator, params.downtime_slash, height - staking.VALIDATOR_SET_DELAY, tombstone=False
             )
             staking.jail(state, operator, height + params.downtime_jail_blocks)
+            jailed.append(operator)
             # A fresh window after the jail: it must miss a window's worth again to be jailed again.
             state.signing.set(operator, SigningInfo(height + params.downtime_jail_blocks))
         else:
             state.signing.set(operator, dataclasses.replace(record, missed=missed))
+    return jailed
 
 
 def unjail(state: LedgerState, tx: Tx, msg: Unjail, height: int) -> None:

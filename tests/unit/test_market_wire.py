@@ -23,6 +23,7 @@ from node.market.records import JobState
 from node.market.requester import MATCH_WAIT_S, RequesterSide
 from node.p2p.framing import Stream
 from node.p2p.memory import MemoryHost, MemoryNetwork
+from node.services.chain_feed import ChainFeed
 from node.store import ChainStore
 from protocol.crypto import PrivateKey
 from protocol.market.capacity import sign_announcement
@@ -110,11 +111,6 @@ class Wire:
         )
 
 
-async def _no_blocks(height: int) -> None:
-    """This test's chain never moves: negotiation reads no ledger state."""
-    await trio.sleep_forever()
-
-
 def _context(key: PrivateKey, host: MemoryHost, store: ChainStore, root: Path) -> MarketContext:
     return MarketContext(
         key=key,
@@ -124,8 +120,7 @@ def _context(key: PrivateKey, host: MemoryHost, store: ChainStore, root: Path) -
         lane=None,  # type: ignore[arg-type]
         book=JobBook(store, now_ms),
         clock_ms=now_ms,
-        height=lambda: 1,
-        wait_for_height=_no_blocks,
+        feed=ChainFeed(1),  # never published to: negotiation reads no ledger state
         jobs_dir=root,
         block_ms_floor=1000,
     )
