@@ -38,7 +38,7 @@ def _is_uint(value: int) -> bool:
     return type(value) is int and 0 <= value < 2**63
 
 
-def _is_symbol(value: str) -> bool:
+def is_asset_symbol(value: str) -> bool:
     """An asset symbol as the ledger registers them (``protocol.ledger.tx_liquidity``)."""
     return (
         2 <= len(value) <= MAX_QUOTE_SYMBOL
@@ -106,7 +106,7 @@ class ContractTerms(Record):
         )
         if self.quote or self.quote_price_per_gpu_second:
             _check(
-                _is_symbol(self.quote),
+                is_asset_symbol(self.quote),
                 "contract.quote: a registered asset's symbol (2 to 10 capitals and digits)",
             )
             _check(
