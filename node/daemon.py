@@ -173,6 +173,8 @@ class Node:
                     ttl_s=market.announce_ttl_s,
                     busy=lambda: self.market.busy_gpu_uuids() if self.market else (),
                     limits=self.readiness.offered_limits,
+                    quote=market.quote,
+                    quote_price_per_gpu_second=market.quote_price_per_gpu_second,
                 )
                 await nursery.start(self.capacity.run)
                 await nursery.start(self.readiness.run, self.capacity.announce_now)
@@ -252,6 +254,8 @@ class Node:
             input_price_per_gib=market.input_price_per_gib,
             url_ca_file=market.url_ca_file,
             allow_private_urls=market.allow_private_urls,
+            quote=market.quote,
+            quote_price_per_gpu_second=market.quote_price_per_gpu_second,
         )
 
     async def _start_operator_endpoints(self, nursery: trio.Nursery) -> None:

@@ -34,6 +34,7 @@ from protocol.contracts import OUTCOME_JOB_FAILED, ContractTerms, UsageReceipt
 from protocol.encoding import DecodeError
 from protocol.hardware import GpuDevice
 from protocol.ledger.escrow import SETTLEMENT_RULES, claim_status
+from protocol.ledger.quoted import current_quote_twap
 from protocol.ledger.tx import EscrowClaim, EscrowFinalize, Settle
 from protocol.market.delivery import (
     STATUS_PROTOCOL_ID,
@@ -117,6 +118,9 @@ class ProviderSide:
                 now_ms=ctx.clock_ms(),
                 free_gpus=self.free_units(),
                 min_deadline_height=self.min_deadline_height(request),
+                quote_twap=current_quote_twap(ctx.app.state, self.policy.quote)
+                if self.policy.quote
+                else None,
             )
             if negotiation.quote is not None:
                 hold = "quote-" + request.request_hash().hex()[:24]

@@ -39,6 +39,7 @@ from protocol.crypto import address_of
 from protocol.encoding import DecodeError
 from protocol.errors import ProtocolError
 from protocol.ledger.escrow import claim_status
+from protocol.ledger.quoted import current_quote_twap
 from protocol.ledger.staking import bonded_by  # i12ledger: an account's stake is what it delegated
 from protocol.ledger.tx import EscrowDispute, OpenEscrow, Refund, Settle
 from protocol.market.capacity import CapacityAnnouncement
@@ -204,6 +205,7 @@ class RequesterSide:
                     min_provider_stake=0,
                     stake_of=stake_of,
                     exclude=(own,),
+                    twap_of=lambda symbol: current_quote_twap(ctx.app.state, symbol),
                 )
                 if offers:
                     return offers

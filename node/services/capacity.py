@@ -98,12 +98,17 @@ class CapacityService:
         stake_of: Callable[[bytes], int] = no_ledger,
         table: CapacityTable | None = None,
         no_room_limit: RateLimit = NO_ROOM_LIMIT,
+        quote: str = "",
+        quote_price_per_gpu_second: int = 0,
     ) -> None:
         self.chain_id = chain_id
         self.key = key
         self.host = host
         self.probe = probe
         self.price_per_gpu_second = price_per_gpu_second
+        #: The asset this provider quotes in ("" for DCT) and its price in that asset.
+        self.quote = quote
+        self.quote_price_per_gpu_second = quote_price_per_gpu_second
         self.collateral = collateral
         self.stake = stake
         self.executors = executors
@@ -174,6 +179,8 @@ class CapacityService:
             limits=limits,
             issued_at_ms=now,
             expires_at_ms=now + self.ttl_ms,
+            quote=self.quote,
+            quote_price_per_gpu_second=self.quote_price_per_gpu_second,
         )
         try:
             self.table.offer(announcement, now, stake=self.stake())

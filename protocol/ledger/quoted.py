@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from protocol.contracts import ContractTerms
 from protocol.ledger import pool as pool_module
 from protocol.ledger.availability import QUOTE_DEPTH, dct_price, quote_price
-from protocol.ledger.liquidity_errors import PoolTooShallow, QuoteAboveCap
+from protocol.ledger.liquidity_errors import NoQuotePrice, PoolTooShallow, QuoteAboveCap, UnknownAsset
 from protocol.ledger.state import LedgerState
 
 
@@ -34,6 +34,16 @@ class EscrowPrice:
 
     price_per_gpu_second: int
     max_cost: int
+
+
+def current_quote_twap(state: LedgerState, symbol: str) -> int | None:
+    """The time-weighted price (``symbol`` base units per DCT) an escrow in the next block would
+    fix a contract quoted in ``symbol`` at; None while it would be refused for want of one."""
+    try:
+        pool_module.active_asset(state, symbol)
+        return quote_price(state, symbol, state.height + 1)
+    except (UnknownAsset, NoQuotePrice):
+        return None
 
 
 def fixed_price(state: LedgerState, terms: ContractTerms, height: int) -> int:
