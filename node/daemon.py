@@ -51,6 +51,7 @@ from protocol.crypto import address_of
 from protocol.encoding import DecodeError
 from protocol.hardware import ProbeReport
 from protocol.ledger.genesis import Genesis, genesis_state
+from protocol.ledger.quoted import current_quote_twap
 from protocol.ledger.staking import bonded_by  # i12ledger: an account's stake is what it delegated
 from protocol.ledger.tx import Tx
 
@@ -175,6 +176,7 @@ class Node:
                     limits=self.readiness.offered_limits,
                     quote=market.quote,
                     quote_price_per_gpu_second=market.quote_price_per_gpu_second,
+                    twap_of=lambda symbol: current_quote_twap(app.state, symbol),
                 )
                 await nursery.start(self.capacity.run)
                 await nursery.start(self.readiness.run, self.capacity.announce_now)

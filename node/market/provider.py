@@ -196,6 +196,7 @@ class ProviderSide:
             state = ctx.app.state
             if contract_hash in state.escrows:
                 record.escrow_height = state.height
+                record.escrow_price = state.escrows[contract_hash].price_per_gpu_second
                 record.move(JobState.ESCROWED, ctx.clock_ms())
                 self.nursery.start_soon(ctx.book.save, record)  # not awaited: the job starts now
                 return True

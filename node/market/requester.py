@@ -164,6 +164,9 @@ class RequesterSide:
             record.fail(JobState.FAILED, exc.code, exc.message, ctx.clock_ms())
             await ctx.book.save(record)
             return
+        escrow = ctx.app.state.escrows.get(contract.terms.contract_hash())
+        if escrow is not None:
+            record.escrow_price = escrow.price_per_gpu_second
         if record.state is JobState.CONTRACTED:
             record.move(JobState.ESCROWED, ctx.clock_ms())
         await ctx.book.save(record)
@@ -182,6 +185,7 @@ class RequesterSide:
             escrow = state.escrows.get(contract_hash)
             if escrow is not None:
                 record.escrow_height = escrow.opened_height
+                record.escrow_price = escrow.price_per_gpu_second
                 record.move(JobState.ESCROWED, ctx.clock_ms())
                 await ctx.book.save(record)
                 return

@@ -192,3 +192,35 @@ def test_a_transfer_surcharge_is_added_in_the_asset_at_the_average_price() -> No
         twap=TWAP,
     )
     assert (quoted.cap, quoted.quote, quoted.quote_price_per_gpu_second) == (2_000, SYMBOL, QUOTED)
+
+
+# --- the node's job record ------------------------------------------------------------------------------
+def test_a_quoted_jobs_record_shows_the_quote_and_costs_the_escrows_fixed_price() -> None:
+    from node.market.records import JobRecord, JobState
+    from protocol.contracts import OUTCOME_COMPLETED, SignedContract, UsageReceipt
+
+    provider, requester = quoting_provider(), quoted_requester()
+    quote = ask(provider, requester)
+    assert isinstance(quote, Quote)
+    terms = quote.terms
+    record = JobRecord(
+        job_id="job-q",
+        role="requester",
+        spec=requester.spec,
+        created_ms=0,
+        state=JobState.SETTLED,
+        contract=SignedContract(terms, b"r", b"p"),
+        receipt=UsageReceipt(CHAIN_ID, terms.contract_hash(), OUTCOME_COMPLETED, 100_000, 0, bytes(32), ""),
+    )
+    assert record.cost() == 100 * 2_000  # before the escrow is seen: the cap, the most it pays
+    record.escrow_price = 1_000
+    restored = JobRecord.from_stored(record.to_stored())
+    assert restored.escrow_price == 1_000 and restored.cost() == 100 * 1_000
+    shown = restored.to_json()
+    assert shown["price_per_gpu_second"] == "1000"
+    assert shown["max_cost"] == str(1_000 * terms.max_gpu_seconds)
+    assert shown["quote"] == {
+        "asset": SYMBOL,
+        "price_per_gpu_second": str(QUOTED),
+        "max_dct_price_per_gpu_second": "2000",
+    }
