@@ -14,13 +14,14 @@ from protocol.economics import mul_ratio
 from protocol.encoding import DecodeError
 from protocol.ledger.availability import QUOTE_DEPTH, dct_price, quote_price
 from protocol.ledger.liquidity_errors import NoQuotePrice, PoolTooShallow, QuoteAboveCap, UnknownAsset
-from protocol.ledger.tx import Grant, OpenEscrow, PoolSwap
+from protocol.ledger.tx import EscrowFinalize, Grant, OpenEscrow, PoolSwap
 
 from .ledger_helpers import (
     TEST_PARAMS,
     Chain,
     addr,
     assert_block_rejected,
+    claim_msg,
     make_terms,
     settle_msg,
     sign_contract,
@@ -210,3 +211,21 @@ def test_a_contract_priced_in_dct_escrows_its_own_price_with_pools_around() -> N
     chain.block([chain.tx("alice", OpenEscrow(sign_contract(terms)))])
     escrow = chain.state.escrows[terms.contract_hash()]
     assert (escrow.price_per_gpu_second, escrow.max_cost) == (7, 700)
+
+
+def test_a_finalized_claim_after_the_pool_moved_pays_the_fixed_price() -> None:
+    chain = priced_chain()
+    terms = quoted_terms(chain)
+    chain.block([open_tx(chain, terms)])
+    chain.block([chain.tx("dave", PoolSwap(SYMBOL, False, 2_000_000, 1, chain.height + 5))])
+    chain.advance_to(chain.height + WINDOW)
+    assert dct_price(QUOTED, quote_price(chain.state, SYMBOL, chain.height + 1)) < FIXED
+    chain.block([chain.tx("bob", claim_msg(terms, 40))])
+    chain.advance_to(chain.height + PARAMS.dispute_window_blocks)
+    alice, bob = chain.balance("alice"), chain.balance("bob")
+    chain.block([chain.tx("bob", EscrowFinalize(terms.contract_hash()))])
+    pay = 40 * FIXED
+    assert (
+        chain.balance("bob") == bob - FEE + pay - mul_ratio(pay, PARAMS.protocol_fee_share) + terms.collateral
+    )
+    assert chain.balance("alice") == alice + FIXED * 100 - pay
