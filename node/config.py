@@ -276,6 +276,11 @@ class NodeConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
+    def __post_init__(self) -> None:
+        if self.market.quote and self.pricing.enabled:
+            # [pricing] moves a DCT ask; a quote in an asset is held steady on purpose.
+            raise ConfigError("market.quote: a provider quoting in an asset cannot also set pricing.floor")
+
     @property
     def metrics_addr(self) -> str:
         return self.metrics.addr

@@ -255,3 +255,10 @@ def test_a_provider_may_quote_in_an_asset() -> None:
 def test_a_quote_without_its_price_or_with_a_bad_symbol_is_refused(table: str, field: str) -> None:
     with pytest.raises(ConfigError, match=field):
         parse_config(f"[market]\n{table}\n")
+
+
+def test_a_quote_in_an_asset_and_a_moving_dct_ask_are_not_both_set() -> None:
+    with pytest.raises(ConfigError, match=r"market\.quote: .*pricing\.floor"):
+        parse_config(
+            '[market]\nquote = "TUSD"\nquote_price_per_gpu_second = 5\n[pricing]\nfloor = "0.0002 DCT"\n'
+        )
