@@ -224,3 +224,43 @@ def test_a_quoted_jobs_record_shows_the_quote_and_costs_the_escrows_fixed_price(
         "price_per_gpu_second": str(QUOTED),
         "max_dct_price_per_gpu_second": "2000",
     }
+
+
+async def test_a_quoting_node_announces_its_quote_and_its_dct_value_at_the_average(
+    autojump_clock: object,
+) -> None:
+    import trio
+
+    from gpu.simulated import simulated_report
+    from node.p2p.memory import MemoryNetwork
+    from node.services.capacity import CapacityService
+    from protocol.hardware import ProbeReport
+    from tests.unit.market_builders import OFFERED_LIMITS
+
+    host = MemoryNetwork().create_host(key("quoting-host").seed())
+
+    async def probe() -> ProbeReport:
+        return simulated_report("1xH100-80GB", "quoting")
+
+    service = CapacityService(
+        chain_id=CHAIN_ID,
+        key=key(PROVIDER),
+        host=host,
+        probe=probe,
+        price_per_gpu_second=7,
+        collateral=1,
+        stake=lambda: 0,
+        executors=("bubblewrap",),
+        clock_ms=lambda: NOW_MS + int(trio.current_time() * 1000),
+        limits=lambda: OFFERED_LIMITS,
+        quote=SYMBOL,
+        quote_price_per_gpu_second=QUOTED,
+        twap_of=twap_of,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(host.run)
+        await nursery.start(service.run)
+        nursery.cancel_scope.cancel()
+    [announced] = service.entries()
+    assert (announced.quote, announced.quote_price_per_gpu_second) == (SYMBOL, QUOTED)
+    assert announced.price_per_gpu_second == 1_000  # 2,000 TUSD at 2 TUSD per DCT, for views
