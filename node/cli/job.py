@@ -346,7 +346,8 @@ def render_job(console: Console, job: Mapping[str, Any]) -> None:
         ("contract", job.get("contract_hash")),
         ("gpus", ", ".join(job.get("gpu_uuids") or []) or None),
         ("price / GPU-s", dct(job.get("price_per_gpu_second")) if job.get("price_per_gpu_second") else None),
-        ("quoted", _quote_text(job.get("quote"))),
+        # Only a job quoted in an asset has the row: the DCT jobs' status stays as it was.
+        *([("quoted", quoted)] if (quoted := _quote_text(job.get("quote"))) else []),
         ("max cost", dct(job.get("max_cost")) if job.get("max_cost") else None),
         ("collateral", dct(job.get("collateral")) if job.get("collateral") else None),
         ("escrow height", job.get("escrow_height")),
