@@ -33,6 +33,7 @@ from node.services.mempool.settings import MempoolSettings
 from node.tomlschema import Amount, read_table, render_table
 from node.tomlschema import ConfigError as ConfigError
 from protocol.consensus.effects import ConsensusConfig
+from protocol.contracts import is_asset_symbol
 from protocol.crypto import PrivateKey
 
 DEFAULT_HOME = Path("~/.dcent")
@@ -203,6 +204,12 @@ class MarketConfig:
     max_input_bytes: int = 64 * 2**30
     #: Base units per GiB of inputs by reference, added to the quoted price per GPU-second.
     input_price_per_gib: Amount = 0
+    #: Quote in a registered asset instead of DCT (its symbol, e.g. "TUSD"; "" quotes in DCT):
+    #: requesters then pay the DCT value of quote_price_per_gpu_second at the DCT/asset pool's
+    #: time-weighted price, fixed when the escrow opens, so the asset price holds during a job.
+    quote: str = ""
+    #: The price per GPU-second in the quote asset's base units (with quote set).
+    quote_price_per_gpu_second: int = 0
     #: CA bundle for https inputs ("" : the system's).
     url_ca_file: str = ""
     #: Let https inputs reach loopback and private addresses (tests; a provider's own mirror).
@@ -217,6 +224,17 @@ class MarketConfig:
             )
         if not 0 <= self.max_input_bytes <= 2**40:
             raise ConfigError(f"market.max_input_bytes: between 0 and 2^40 bytes, got {self.max_input_bytes}")
+        if self.quote and not is_asset_symbol(self.quote):
+            raise ConfigError(
+                f"market.quote: an asset's symbol (2 to 10 capitals and digits), got {self.quote!r}"
+            )
+        if bool(self.quote) != (self.quote_price_per_gpu_second > 0) or not (
+            0 <= self.quote_price_per_gpu_second < 2**63
+        ):
+            raise ConfigError(
+                "market.quote_price_per_gpu_second: a positive number of the quote asset's base units "
+                f"with market.quote set, 0 without; got {self.quote_price_per_gpu_second}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +275,11 @@ class NodeConfig:
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+
+    def __post_init__(self) -> None:
+        if self.market.quote and self.pricing.enabled:
+            # [pricing] moves a DCT ask; a quote in an asset is held steady on purpose.
+            raise ConfigError("market.quote: a provider quoting in an asset cannot also set pricing.floor")
 
     @property
     def metrics_addr(self) -> str:

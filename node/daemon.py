@@ -51,6 +51,7 @@ from protocol.crypto import address_of
 from protocol.encoding import DecodeError
 from protocol.hardware import ProbeReport
 from protocol.ledger.genesis import Genesis, genesis_state
+from protocol.ledger.quoted import current_quote_twap
 from protocol.ledger.staking import bonded_by  # i12ledger: an account's stake is what it delegated
 from protocol.ledger.tx import Tx
 
@@ -173,6 +174,9 @@ class Node:
                     ttl_s=market.announce_ttl_s,
                     busy=lambda: self.market.busy_gpu_uuids() if self.market else (),
                     limits=self.readiness.offered_limits,
+                    quote=market.quote,
+                    quote_price_per_gpu_second=market.quote_price_per_gpu_second,
+                    twap_of=lambda symbol: current_quote_twap(app.state, symbol),
                 )
                 await nursery.start(self.capacity.run)
                 await nursery.start(self.readiness.run, self.capacity.announce_now)
@@ -251,6 +255,8 @@ class Node:
             input_price_per_gib=market.input_price_per_gib,
             url_ca_file=market.url_ca_file,
             allow_private_urls=market.allow_private_urls,
+            quote=market.quote,
+            quote_price_per_gpu_second=market.quote_price_per_gpu_second,
         )
 
     async def _start_operator_endpoints(self, nursery: trio.Nursery) -> None:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import ClassVar
 
 from protocol.crypto import ADDRESS_LEN, PUBLIC_KEY_LEN, PrivateKey, address_of, verify
 from protocol.encoding import Record, sign_bytes
 from protocol.errors import ProtocolError
 
 HASH_LEN = 32
+#: The longest asset symbol (``protocol.ledger.tx_liquidity.MAX_SYMBOL``).
+MAX_QUOTE_SYMBOL = 10
 CONTRACT_DOMAIN = "contract"
 RECEIPT_DOMAIN = "receipt"
 
@@ -35,9 +38,32 @@ def _is_uint(value: int) -> bool:
     return type(value) is int and 0 <= value < 2**63
 
 
+def is_asset_symbol(value: str) -> bool:
+    """An asset symbol as the ledger registers them (``protocol.ledger.tx_liquidity``)."""
+    return (
+        2 <= len(value) <= MAX_QUOTE_SYMBOL
+        and value.isascii()
+        and value.isalnum()
+        and value.isupper()
+        and value[0].isalpha()
+        and value != "DCT"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ContractTerms(Record):
-    """What both parties agree to. ``max_cost`` is what the requester locks in escrow."""
+    """What both parties agree to. ``max_cost`` is the most the requester locks in escrow.
+
+    **Quoted in an asset.** With ``quote`` set (a registered asset's symbol, "TUSD"), the
+    provider's price is ``quote_price_per_gpu_second`` base units of that asset, and
+    ``price_per_gpu_second`` is the requester's cap: the most DCT base units per GPU-second it
+    pays. The escrow fixes the DCT price from the DCT/asset pool's time-weighted price when it
+    opens, and refuses to open above the cap (``protocol.ledger.quoted``); ``max_cost`` is then
+    the most the escrow can lock, and it locks the fixed price x ``max_gpu_seconds``. Both quote
+    fields are left off the wire when unset, so a contract priced in DCT keeps its bytes and hash.
+    """
+
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("quote", "quote_price_per_gpu_second")
 
     chain_id: str
     requester: bytes  # Ed25519 public key
@@ -53,6 +79,10 @@ class ContractTerms(Record):
     #: requester pays itself; a wallet's address when the wallet pays for its node's job
     #: (through a grant, or by signing the escrow itself; see ``protocol.ledger.escrow``).
     payer: bytes = b""
+    #: The asset the provider quoted in: "" for DCT, else a registered asset's symbol.
+    quote: str = ""
+    #: The provider's price in ``quote`` base units per GPU-second; 0 when priced in DCT.
+    quote_price_per_gpu_second: int = 0
 
     def __post_init__(self) -> None:
         _check(len(self.requester) == PUBLIC_KEY_LEN, "contract.requester: a 32-byte public key")
@@ -74,6 +104,24 @@ class ContractTerms(Record):
             self.payer == b"" or (len(self.payer) == ADDRESS_LEN and self.payer != self.requester_address),
             "contract.payer: empty (the requester pays) or another account's 20-byte address",
         )
+        if self.quote or self.quote_price_per_gpu_second:
+            _check(
+                is_asset_symbol(self.quote),
+                "contract.quote: a registered asset's symbol (2 to 10 capitals and digits)",
+            )
+            _check(
+                _is_uint(self.quote_price_per_gpu_second) and self.quote_price_per_gpu_second > 0,
+                "contract.quote_price_per_gpu_second: positive, in the asset's base units",
+            )
+            _check(
+                self.price_per_gpu_second > 0,
+                "contract.price_per_gpu_second: a quoted contract's DCT cap is positive",
+            )
+
+    @property
+    def quoted(self) -> bool:
+        """Priced in an asset: the escrow fixes the DCT price (at most ``price_per_gpu_second``)."""
+        return bool(self.quote)
 
     @property
     def max_cost(self) -> int:

@@ -218,6 +218,11 @@ class Record:
 
     __slots__ = ()
     _fields_cache: ClassVar[dict[type, tuple[tuple[str, _Decoder], ...]]] = {}
+    #: Fields left off the wire while they hold their default (and refused on it when they do:
+    #: one encoding per value). A field added this way keeps the bytes, hence the hashes and
+    #: signatures, of every record that does not use it.
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ()
+    _omitted_cache: ClassVar[dict[type, dict[str, object]]] = {}
 
     @classmethod
     def _wire_fields(cls) -> tuple[tuple[str, _Decoder], ...]:
@@ -231,8 +236,22 @@ class Record:
             Record._fields_cache[cls] = fields
         return fields
 
+    @classmethod
+    def _omitted_defaults(cls) -> dict[str, object]:
+        omitted = Record._omitted_cache.get(cls)
+        if omitted is None:
+            defaults = {f.name: f.default for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+            omitted = {name: defaults[name] for name in cls.OMITTED_AT_DEFAULT}
+            Record._omitted_cache[cls] = omitted
+        return omitted
+
     def to_wire(self) -> dict[str, object]:
-        return {name: _to_wire(getattr(self, name)) for name, _ in self._wire_fields()}
+        omitted = self._omitted_defaults() if self.OMITTED_AT_DEFAULT else {}
+        return {
+            name: _to_wire(getattr(self, name))
+            for name, _ in self._wire_fields()
+            if name not in omitted or getattr(self, name) != omitted[name]
+        }
 
     def encode(self) -> bytes:
         return encode(self.to_wire())
@@ -242,16 +261,23 @@ class Record:
         if type(value) is not dict:
             raise DecodeError(f"{where}: expected a map, got {type(value).__name__}")
         fields = cls._wire_fields()
-        if len(value) != len(fields):
+        omitted = cls._omitted_defaults() if cls.OMITTED_AT_DEFAULT else {}
+        present = sum(1 for name, _ in fields if name in value)
+        if present != len(value) or present < len(fields) - len(omitted):
             expected = {name for name, _ in fields}
             unknown = sorted(set(value) - expected)
-            missing = sorted(expected - set(value))
+            missing = sorted(expected - set(value) - set(omitted))
             raise DecodeError(f"{where}: unknown fields {unknown}, missing fields {missing}")
         kwargs: dict[str, Any] = {}
         for name, decoder in fields:
             if name not in value:
-                raise DecodeError(f"{where}: missing field {name!r}")
+                if name not in omitted:
+                    raise DecodeError(f"{where}: missing field {name!r}")
+                kwargs[name] = omitted[name]
+                continue
             kwargs[name] = decoder(value[name], f"{where}.{name}")
+            if name in omitted and kwargs[name] == omitted[name]:
+                raise DecodeError(f"{where}.{name}: left off the wire at its default, not sent")
         try:
             return cls(**kwargs)
         except ProtocolError as exc:

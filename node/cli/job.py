@@ -327,6 +327,14 @@ def run_submit(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+def _quote_text(quote: object) -> str | None:
+    """A quote in an asset: its price and the requester's DCT cap (None for a DCT price)."""
+    if not isinstance(quote, Mapping):
+        return None
+    cap = dct(quote.get("max_dct_price_per_gpu_second"))
+    return f"{quote.get('price_per_gpu_second')} {quote.get('asset')} base units / GPU-s (at most {cap})"
+
+
 def render_job(console: Console, job: Mapping[str, Any]) -> None:
     pairs: list[tuple[str, object]] = [
         ("job", job.get("job_id")),
@@ -338,6 +346,8 @@ def render_job(console: Console, job: Mapping[str, Any]) -> None:
         ("contract", job.get("contract_hash")),
         ("gpus", ", ".join(job.get("gpu_uuids") or []) or None),
         ("price / GPU-s", dct(job.get("price_per_gpu_second")) if job.get("price_per_gpu_second") else None),
+        # Only a job quoted in an asset has the row: the DCT jobs' status stays as it was.
+        *([("quoted", quoted)] if (quoted := _quote_text(job.get("quote"))) else []),
         ("max cost", dct(job.get("max_cost")) if job.get("max_cost") else None),
         ("collateral", dct(job.get("collateral")) if job.get("collateral") else None),
         ("escrow height", job.get("escrow_height")),

@@ -150,7 +150,8 @@ def _render_offers(console: Console, offers: list[dict[str, Any]]) -> None:
             _memory(offer["memory_bytes"]),
             offer["compute_capability"] or "?",
             format_cuda_version(int(offer["cuda_version"])) or "?",
-            offer["price_per_gpu_hour_dct"],
+            offer["price_per_gpu_hour_dct"]
+            + (f" ({offer['quoted_price']} {offer['quote']}/GPU-s)" if offer.get("quoted_price") else ""),
             offer["collateral_dct"],
             offer["stake_dct"],
             ",".join(offer["executors"]),

@@ -34,6 +34,7 @@ from protocol.contracts import OUTCOME_JOB_FAILED, ContractTerms, UsageReceipt
 from protocol.encoding import DecodeError
 from protocol.hardware import GpuDevice
 from protocol.ledger.escrow import SETTLEMENT_RULES
+from protocol.ledger.quoted import current_quote_twap
 from protocol.ledger.tx import EscrowClaim, EscrowFinalize, Settle
 from protocol.market.delivery import (
     STATUS_PROTOCOL_ID,
@@ -125,6 +126,9 @@ class ProviderSide:
                 now_ms=ctx.clock_ms(),
                 free_gpus=self.free_units(),
                 min_deadline_height=self.min_deadline_height(request),
+                quote_twap=current_quote_twap(ctx.app.state, self.policy.quote)
+                if self.policy.quote
+                else None,
             )
             if negotiation.quote is not None:
                 hold = "quote-" + request.request_hash().hex()[:24]
@@ -202,6 +206,7 @@ class ProviderSide:
             step = decide(PROVIDER_ESCROW_RULES, chain, job)
             if step.action is Action.ESCROWED:
                 record.escrow_height = chain.height
+                record.escrow_price = ctx.app.state.escrows[contract_hash].price_per_gpu_second
                 record.move(JobState.ESCROWED, ctx.clock_ms())
                 self.nursery.start_soon(ctx.book.save, record)  # not awaited: the job starts now
                 return True

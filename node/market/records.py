@@ -96,6 +96,9 @@ class JobRecord:
     payer: bytes = b""
     #: The payer signs the escrow itself (it gave this node no grant): the node waits for it.
     payer_signs: bool = False
+    #: DCT base units per GPU-second the open escrow pays (0 until seen): a contract quoted in
+    #: an asset pays the price its escrow fixed, not its cap (``protocol.ledger.quoted``).
+    escrow_price: int = 0
 
     @property
     def awaiting_payer(self) -> bool:
@@ -142,6 +145,7 @@ class JobRecord:
                 "error_message": self.error_message,
                 "history": [list(item) for item in self.history],
                 "output_cids": list(self.output_cids),
+                "escrow_price": self.escrow_price,
             }
         )
 
@@ -170,6 +174,7 @@ class JobRecord:
             error_message=doc["error_message"],
             history=[(state, at) for state, at in doc["history"]],
             output_cids=list(doc.get("output_cids", [])),
+            escrow_price=doc.get("escrow_price", 0),
         )
 
     def cost(self) -> int | None:
@@ -179,12 +184,19 @@ class JobRecord:
         terms = self.contract.terms
         if not SETTLEMENT_RULES[self.receipt.outcome].pays_metered:
             return 0
+        price = self.price_paid()
         return metered_pay(
             self.receipt.gpu_ms,
-            price_per_gpu_second=terms.price_per_gpu_second,
+            price_per_gpu_second=price,
             max_gpu_seconds=terms.max_gpu_seconds,
-            max_cost=terms.max_cost,
+            max_cost=price * terms.max_gpu_seconds,
         )
+
+    def price_paid(self) -> int:
+        """DCT base units per GPU-second the escrow pays: the one it fixed once seen, else the
+        contract's (for a quote in an asset, its cap: what the escrow pays at most)."""
+        assert self.contract is not None
+        return self.escrow_price or self.contract.terms.price_per_gpu_second
 
     # --- what RPC shows ----------------------------------------------------------------------
     def to_json(self, requester_key: bytes | None = None) -> dict[str, object]:
@@ -205,8 +217,17 @@ class JobRecord:
             "contract": self.contract.encode().hex() if self.awaiting_payer and self.contract else None,
             "contract_hash": self.contract_hash.hex() if self.contract_hash else None,
             "gpu_uuids": list(terms.gpu_uuids) if terms else [],
-            "price_per_gpu_second": str(terms.price_per_gpu_second) if terms else None,
-            "max_cost": str(terms.max_cost) if terms else None,
+            "price_per_gpu_second": str(self.price_paid()) if terms else None,
+            "max_cost": str(self.price_paid() * terms.max_gpu_seconds) if terms else None,
+            # A quote in an asset: its price per GPU-second there, and the DCT cap it was signed
+            # under; price_per_gpu_second is what the escrow fixed once it opened.
+            "quote": {
+                "asset": terms.quote,
+                "price_per_gpu_second": str(terms.quote_price_per_gpu_second),
+                "max_dct_price_per_gpu_second": str(terms.price_per_gpu_second),
+            }
+            if terms and terms.quoted
+            else None,
             "collateral": str(terms.collateral) if terms else None,
             "deadline_height": terms.deadline_height if terms else None,
             "escrow_height": self.escrow_height or None,

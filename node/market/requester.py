@@ -38,6 +38,7 @@ from protocol.contracts import OUTCOME_PROVIDER_ERROR, SignedContract
 from protocol.crypto import address_of
 from protocol.encoding import DecodeError
 from protocol.errors import ProtocolError
+from protocol.ledger.quoted import current_quote_twap
 from protocol.ledger.staking import bonded_by  # i12ledger: an account's stake is what it delegated
 from protocol.ledger.tx import EscrowDispute, OpenEscrow, Refund, Settle
 from protocol.market.capacity import CapacityAnnouncement
@@ -170,6 +171,9 @@ class RequesterSide:
             record.fail(JobState.FAILED, exc.code, exc.message, ctx.clock_ms())
             await ctx.book.save(record)
             return
+        escrow = ctx.app.state.escrows.get(contract.terms.contract_hash())
+        if escrow is not None:
+            record.escrow_price = escrow.price_per_gpu_second
         if record.state is JobState.CONTRACTED:
             record.move(JobState.ESCROWED, ctx.clock_ms())
         await ctx.book.save(record)
@@ -189,6 +193,7 @@ class RequesterSide:
             if step.action is Action.ESCROWED:
                 escrow = ctx.app.state.escrows[contract_hash]
                 record.escrow_height = escrow.opened_height
+                record.escrow_price = escrow.price_per_gpu_second
                 record.move(JobState.ESCROWED, ctx.clock_ms())
                 await ctx.book.save(record)
                 return
@@ -214,6 +219,7 @@ class RequesterSide:
                     min_provider_stake=0,
                     stake_of=stake_of,
                     exclude=(own,),
+                    twap_of=lambda symbol: current_quote_twap(ctx.app.state, symbol),
                 )
                 if offers:
                     return offers

@@ -88,6 +88,8 @@ class MarketService:
         input_price_per_gib: int = 0,
         url_ca_file: str = "",
         allow_private_urls: bool = False,
+        quote: str = "",
+        quote_price_per_gpu_second: int = 0,
     ) -> None:
         self.executor = executor
         #: The node's blob store: inputs and outputs by reference travel through it.
@@ -112,6 +114,8 @@ class MarketService:
             executors=frozenset({executor.name}),
             max_transfer_bytes=max_input_bytes,
             transfer_price_per_gib=input_price_per_gib,
+            quote=quote,
+            quote_price_per_gpu_second=quote_price_per_gpu_second,
         )
         self.book = JobBook(store, clock_ms)
         self.ctx = MarketContext(

@@ -112,6 +112,8 @@ def offer_json(row: OfferRow) -> dict[str, object]:
         "cuda_version": max((gpu.cuda_version for gpu in row.eligible), default=0),
         "simulated": any(gpu.simulated for gpu in row.eligible),
         "price_per_gpu_second": str(ann.price_per_gpu_second),
+        "quote": ann.quote or "DCT",
+        "quoted_price": str(ann.quote_price_per_gpu_second) if ann.quoted else None,
         "collateral": str(ann.collateral),
         "stake": str(row.stake),
         "announced_stake": str(ann.stake),
@@ -214,7 +216,10 @@ class EconomicsMethods:
             errors=[JobSpecError],
             returns="array of offers, best first by `sort`: `provider`, `public_key`, `peer_id`, `gpus`, "
             "`eligible_gpus`, `free_gpus`, `models`, `memory_bytes`, `compute_capability`, `cuda_version`, "
-            "`simulated`, `price_per_gpu_second`, `collateral`, `stake` (the ledger's), `announced_stake`, "
+            "`simulated`, `price_per_gpu_second`, `quote` (`DCT` or the asset the provider quotes in), "
+            "`quoted_price` (per GPU-second in base units of `quote`, null for DCT; "
+            "`price_per_gpu_second` is then its DCT value as announced), "
+            "`collateral`, `stake` (the ledger's), `announced_stake`, "
             "`executors`, `issued_at_ms`, `age_ms`, `expires_at_ms`",
         )
         table.register(

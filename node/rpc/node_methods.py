@@ -200,6 +200,8 @@ def capacity_json(ann: CapacityAnnouncement) -> dict[str, object]:
         "free_gpus": len(ann.free_gpus()),
         "simulated": ann.simulated,
         "price_per_gpu_second": str(ann.price_per_gpu_second),
+        "quote": ann.quote or "DCT",
+        "quoted_price": str(ann.quote_price_per_gpu_second) if ann.quoted else None,
         "collateral": str(ann.collateral),
         "stake": str(ann.stake),
         "executors": list(ann.executors),
@@ -306,7 +308,9 @@ class NodeMethods:
             "market_capacity",
             self.market_capacity,
             returns="array of `{provider, public_key, peer_id, gpus, free_gpus, simulated, "
-            "price_per_gpu_second, collateral, stake, executors, limits, expires_at_ms}` by provider key; "
+            "price_per_gpu_second, quote, quoted_price, collateral, stake, executors, limits, "
+            "expires_at_ms}` by provider key; `quote`: `DCT` or the asset the provider quotes in, "
+            "`quoted_price` its price per GPU-second in that asset's base units (null for DCT); "
             "`limits`: `{cpu_millicores, memory_bytes, processes, disk_bytes, enforced, sandboxed}`, the "
             "most one job may ask for and the limit kinds the provider enforces",
         )

@@ -38,6 +38,7 @@ from node.p2p.interface import ACCEPT, GossipMessage, Host, Validation
 from protocol.crypto import PrivateKey
 from protocol.encoding import DecodeError
 from protocol.hardware import GpuDevice, ProbeReport
+from protocol.ledger.availability import dct_price
 from protocol.market.capacity import (
     CapacityAnnouncement,
     CapacityTable,
@@ -52,6 +53,7 @@ from protocol.market.errors import (
     ExpiredAnnouncement,
     StaleAnnouncement,
 )
+from protocol.units import MAX_AMOUNT
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -98,12 +100,20 @@ class CapacityService:
         stake_of: Callable[[bytes], int] = no_ledger,
         table: CapacityTable | None = None,
         no_room_limit: RateLimit = NO_ROOM_LIMIT,
+        quote: str = "",
+        quote_price_per_gpu_second: int = 0,
+        twap_of: Callable[[str], int | None] = lambda _symbol: None,
     ) -> None:
         self.chain_id = chain_id
         self.key = key
         self.host = host
         self.probe = probe
         self.price_per_gpu_second = price_per_gpu_second
+        #: The asset this provider quotes in ("" for DCT) and its price in that asset.
+        self.quote = quote
+        self.quote_price_per_gpu_second = quote_price_per_gpu_second
+        #: The DCT/asset pool's time-weighted price as the next block sees it (None: none).
+        self.twap_of = twap_of
         self.collateral = collateral
         self.stake = stake
         self.executors = executors
@@ -167,13 +177,15 @@ class CapacityService:
             sequence=self._sequence,
             gpus=devices,
             busy_gpu_uuids=tuple(uuid for uuid in self.busy() if uuid in {d.uuid for d in devices}),
-            price_per_gpu_second=self.price_per_gpu_second,
+            price_per_gpu_second=self._announced_price(),
             collateral=self.collateral,
             stake=self.stake(),
             executors=self.executors,
             limits=limits,
             issued_at_ms=now,
             expires_at_ms=now + self.ttl_ms,
+            quote=self.quote,
+            quote_price_per_gpu_second=self.quote_price_per_gpu_second,
         )
         try:
             self.table.offer(announcement, now, stake=self.stake())
@@ -187,6 +199,14 @@ class CapacityService:
             # (at most ``interval_s`` away) carries the same offer.
             self.publish_failures += 1
             log.warning("capacity announcement not published (%r); next try in %g s", exc, self.interval_s)
+
+    def _announced_price(self) -> int:
+        """The DCT price announced: a quote's DCT value at the pool's average now (for views;
+        requesters price quotes at their own reading of it), else the ask."""
+        twap = self.twap_of(self.quote) if self.quote else None
+        if twap is None:
+            return self.price_per_gpu_second
+        return min(dct_price(self.quote_price_per_gpu_second, twap), MAX_AMOUNT)
 
     async def announce_now(self) -> None:
         """Announce at once (GPUs were just taken or freed), not at the next interval."""

@@ -27,6 +27,7 @@ from protocol.encoding import Record
 from protocol.errors import ProtocolError
 from protocol.ledger.block import BlockResult
 from protocol.ledger.escrow import SETTLEMENT_RULES, receipt_pay
+from protocol.ledger.quoted import fixed_price
 from protocol.ledger.state import Escrow, LedgerState
 from protocol.ledger.tx import EscrowFinalize, OpenEscrow, Settle, Tx, decode_tx
 
@@ -112,14 +113,16 @@ def settled_work(before: LedgerState, txs: Sequence[Tx | bytes]) -> SettledWork:
         msg = tx.msg
         if isinstance(msg, OpenEscrow):
             terms = msg.contract.terms
+            # A quoted contract pays the price its escrow fixed, which no trade in this block moves.
+            price = fixed_price(before, terms, before.height + 1)
             opened[terms.contract_hash()] = Escrow(
                 requester_key=terms.requester,
                 provider_key=terms.provider,
                 requester=terms.requester_address,
                 provider=terms.provider_address,
-                price_per_gpu_second=terms.price_per_gpu_second,
+                price_per_gpu_second=price,
                 max_gpu_seconds=terms.max_gpu_seconds,
-                max_cost=terms.max_cost,
+                max_cost=price * terms.max_gpu_seconds,
                 collateral=terms.collateral,
                 deadline_height=terms.deadline_height,
                 opened_height=0,

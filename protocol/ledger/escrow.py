@@ -24,6 +24,9 @@ the wait. A refund after the deadline returns the requester's deposit and burns
 ``collateral_slash_share`` of the provider's collateral. A settlement's burned protocol fee is
 the provider's weight in the epoch's provider rewards.
 
+A contract quoted in an asset locks and pays the DCT price its escrow fixed from the pool's
+time-weighted price when it opened, at most the requester's cap (``protocol.ledger.quoted``).
+
 A contract priced at 0 is refused at ``escrow_open`` (:class:`FreeContract`): it would lock
 nothing, burn no protocol fee, and only give its parties a way to claim provider rewards for
 work nobody paid for. Free jobs need no escrow; two parties may run them off the ledger.
@@ -105,6 +108,7 @@ from protocol.ledger.errors import (
     UnknownContract,
     WrongChainId,
 )
+from protocol.ledger.quoted import escrow_price
 from protocol.ledger.state import Escrow, LedgerState
 from protocol.ledger.tx import EscrowClaim, EscrowDispute, EscrowFinalize, OpenEscrow, Refund, Settle, Tx
 
@@ -273,6 +277,8 @@ def open_escrow(state: LedgerState, tx: Tx, msg: OpenEscrow, height: int) -> byt
     if not signed.is_fully_signed():
         raise BadContractSignature("the contract needs valid signatures of requester and provider")
     provider = terms.provider_address
+    # A contract quoted in an asset locks and pays the DCT price fixed now, never its cap.
+    priced = escrow_price(state, terms, height)
     if tx.sender != payer:
         # The requester spends the payer's money (the deposit, and the fee the ante already took
         # from the payer): only within the payer's grant to it. A refusal undoes the whole
@@ -282,10 +288,10 @@ def open_escrow(state: LedgerState, tx: Tx, msg: OpenEscrow, height: int) -> byt
             granter=payer,
             grantee=tx.sender,
             kind=OpenEscrow.KIND,
-            amount=terms.max_cost + tx.fee,
+            amount=priced.max_cost + tx.fee,
             height=height,
         )
-    debit(state, payer, terms.max_cost, "escrow (the payer's maximum cost)")
+    debit(state, payer, priced.max_cost, "escrow (the payer's maximum cost)")
     debit(state, provider, terms.collateral, "escrow (provider's collateral)")
     state.escrows.set(
         contract_hash,
@@ -294,16 +300,16 @@ def open_escrow(state: LedgerState, tx: Tx, msg: OpenEscrow, height: int) -> byt
             provider_key=terms.provider,
             requester=terms.requester_address,
             provider=provider,
-            price_per_gpu_second=terms.price_per_gpu_second,
+            price_per_gpu_second=priced.price_per_gpu_second,
             max_gpu_seconds=terms.max_gpu_seconds,
-            max_cost=terms.max_cost,
+            max_cost=priced.max_cost,
             collateral=terms.collateral,
             deadline_height=terms.deadline_height,
             opened_height=height,
             payer=payer,
         ),
     )
-    state.add("total_escrowed", terms.max_cost + terms.collateral)
+    state.add("total_escrowed", priced.max_cost + terms.collateral)
     return contract_hash
 
 

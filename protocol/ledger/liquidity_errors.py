@@ -184,3 +184,10 @@ class PoolTooShallow(LedgerError):
     the DCT the take locks: a price that thin is cheap to hold away from the market."""
 
     code = 2337
+
+
+class QuoteAboveCap(LedgerError):
+    """A contract quoted in an asset whose price, at the pool's time-weighted price when its
+    escrow opens, is more DCT per GPU-second than the requester's signed cap."""
+
+    code = 2338

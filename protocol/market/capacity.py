@@ -24,8 +24,9 @@ import hashlib
 import heapq
 import itertools
 from dataclasses import dataclass
+from typing import ClassVar
 
-from protocol.contracts import LIMIT_NAMES
+from protocol.contracts import LIMIT_NAMES, is_asset_symbol
 from protocol.crypto import PUBLIC_KEY_LEN, SIGNATURE_LEN, PrivateKey, verify
 from protocol.encoding import Record, encode, sign_bytes
 from protocol.hardware import GpuDevice
@@ -119,6 +120,14 @@ class CapacityAnnouncement(Record):
     issued_at_ms: int
     expires_at_ms: int
     signature: bytes
+    #: The asset the provider quotes in ("" for DCT): its price is then
+    #: ``quote_price_per_gpu_second`` base units of it, and requesters rank it by its DCT value
+    #: at the pool's time-weighted price (``protocol.market.matching``), not by
+    #: ``price_per_gpu_second``. Both are left off the wire when unset.
+    quote: str = ""
+    quote_price_per_gpu_second: int = 0
+
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("quote", "quote_price_per_gpu_second")
 
     def __post_init__(self) -> None:
         _check(len(self.provider) == PUBLIC_KEY_LEN, "provider: a 32-byte public key")
@@ -150,6 +159,16 @@ class CapacityAnnouncement(Record):
             )
         _check(0 <= self.issued_at_ms < self.expires_at_ms <= _INT63_MAX, "expires_at_ms: after issued_at_ms")
         _check(len(self.signature) == SIGNATURE_LEN, f"signature: {SIGNATURE_LEN} bytes")
+        if self.quote or self.quote_price_per_gpu_second:
+            _check(is_asset_symbol(self.quote), "quote: an asset's symbol (2 to 10 capitals and digits)")
+            _check(
+                0 < self.quote_price_per_gpu_second <= _INT63_MAX,
+                "quote_price_per_gpu_second: positive, in the asset's base units",
+            )
+
+    @property
+    def quoted(self) -> bool:
+        return bool(self.quote)
 
     def body(self) -> bytes:
         """The canonical bytes the signature covers: every field but the signature."""
@@ -191,6 +210,8 @@ def sign_announcement(
     limits: OfferedLimits,
     issued_at_ms: int,
     expires_at_ms: int,
+    quote: str = "",
+    quote_price_per_gpu_second: int = 0,
 ) -> CapacityAnnouncement:
     """Build and sign an announcement. ``busy_gpu_uuids`` and ``executors`` may come in any
     order. Raises :class:`InvalidAnnouncement` for out-of-range fields."""
@@ -208,6 +229,8 @@ def sign_announcement(
         issued_at_ms=issued_at_ms,
         expires_at_ms=expires_at_ms,
         signature=bytes(SIGNATURE_LEN),
+        quote=quote,
+        quote_price_per_gpu_second=quote_price_per_gpu_second,
     )
     signature = key.sign(sign_bytes(chain_id, CAPACITY_DOMAIN, unsigned.body()))
     return dataclasses.replace(unsigned, signature=signature)

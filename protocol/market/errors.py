@@ -258,3 +258,10 @@ class InputsTooLarge(RequestNotServed):
     """The job's inputs by reference (and image archive) are more than this provider fetches."""
 
     code = 4047
+
+
+class QuoteNotPriced(RequestNotServed):
+    """This provider quotes in an asset whose DCT pool has no time-weighted price now, so no
+    escrow of its contract could open (the ledger would refuse it: ``NoQuotePrice``)."""
+
+    code = 4048

@@ -7,7 +7,8 @@ capability and CUDA version. An unknown value (``-1``, ``0``) never meets a requ
 meets the absence of one.
 
 A provider matches when its announcement is current, it offers an executor that can run the job,
-its price is within the job's maximum, its stake is at least the minimum, the job's resource
+its price is within the job's maximum (for a provider quoting in an asset: the quote's DCT value
+at the pool's time-weighted price, as the escrow would fix it), its stake is at least the minimum, the job's resource
 limits fit under what it sells one job and its kernel enforces each of them
 (:func:`limits_refusal`), and it has enough such GPUs. Offers are ranked by price ascending, then stake descending, then provider key (so the
 order is total and the same on every node). Simulated GPUs match like real ones; the offer says
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from protocol.hardware import GpuDevice
+from protocol.ledger.availability import dct_price
 from protocol.market.capacity import CapacityAnnouncement, OfferedLimits
 from protocol.market.jobspec import JobSpec, Limits, Resources
 
@@ -47,6 +49,28 @@ class Offer:
     #: The announcement this offer was read from.
     sequence: int
     expires_at_ms: int
+    #: The asset the provider quotes in ("" for DCT) and its price in that asset's base units;
+    #: ``price_per_gpu_second`` is then its DCT value at ``quote_twap`` (asset base units per
+    #: DCT, the pool's time-weighted price when matched).
+    quote: str = ""
+    quote_price_per_gpu_second: int = 0
+    quote_twap: int = 0
+
+
+#: The DCT/asset pool's time-weighted price the next block would see, per symbol; None while
+#: there is none (no pool, or one younger than a window).
+TwapOf = Callable[[str], int | None]
+
+
+def dct_value(ann: CapacityAnnouncement, twap_of: TwapOf | None) -> tuple[int, int] | None:
+    """(DCT base units per GPU-second, the TWAP used, 0 for DCT) an announcement asks; None for a
+    quote that has no DCT price now."""
+    if not ann.quoted:
+        return ann.price_per_gpu_second, 0
+    twap = twap_of(ann.quote) if twap_of is not None else None
+    if twap is None or twap <= 0:
+        return None
+    return dct_price(ann.quote_price_per_gpu_second, twap), twap
 
 
 def device_meets(resources: Resources, device: GpuDevice) -> bool:
@@ -116,13 +140,15 @@ def offer_for(
     now_ms: int,
     min_provider_stake: int,
     stake: int,
+    twap_of: TwapOf | None = None,
 ) -> Offer | None:
     """The offer ``ann`` makes for ``spec``, or None if it cannot run it (see the module doc)."""
     if ann.expires_at_ms <= now_ms:
         return None
     if stake < min_provider_stake:
         return None
-    if ann.price_per_gpu_second > spec.max_price_per_gpu_second:
+    priced = dct_value(ann, twap_of)
+    if priced is None or priced[0] > spec.max_price_per_gpu_second:
         return None
     if spec.executors.isdisjoint(ann.executors):
         return None
@@ -136,7 +162,7 @@ def offer_for(
     return Offer(
         provider=ann.provider,
         peer_id=ann.peer_id,
-        price_per_gpu_second=ann.price_per_gpu_second,
+        price_per_gpu_second=priced[0],
         collateral=ann.collateral,
         stake=stake,
         gpu_uuids=tuple(device.uuid for device in chosen),
@@ -147,6 +173,9 @@ def offer_for(
         unenforced_limits=ann.limits.unenforced(),
         sequence=ann.sequence,
         expires_at_ms=ann.expires_at_ms,
+        quote=ann.quote,
+        quote_price_per_gpu_second=ann.quote_price_per_gpu_second,
+        quote_twap=priced[1],
     )
 
 
@@ -158,12 +187,14 @@ def match(
     min_provider_stake: int,
     stake_of: Callable[[bytes], int] | None = None,
     exclude: Iterable[bytes] = (),
+    twap_of: TwapOf | None = None,
 ) -> list[Offer]:
     """Every provider in ``table_entries`` that can run ``spec``, best first.
 
     ``stake_of(provider_key)`` gives the provider's bonded stake from the ledger; without it the
     announced stake is taken at its word. ``exclude`` names providers to leave out (the
-    requester itself, say).
+    requester itself, say). ``twap_of`` prices providers quoting in an asset; without it, or
+    while their asset has no time-weighted price, they are left out.
     """
     excluded = set(exclude)
     offers = []
@@ -171,7 +202,9 @@ def match(
         if ann.provider in excluded:
             continue
         stake = stake_of(ann.provider) if stake_of is not None else ann.stake
-        offer = offer_for(spec, ann, now_ms=now_ms, min_provider_stake=min_provider_stake, stake=stake)
+        offer = offer_for(
+            spec, ann, now_ms=now_ms, min_provider_stake=min_provider_stake, stake=stake, twap_of=twap_of
+        )
         if offer is not None:
             offers.append(offer)
     offers.sort(key=lambda o: (o.price_per_gpu_second, -o.stake, o.provider))

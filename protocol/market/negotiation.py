@@ -46,7 +46,6 @@ from protocol.market.errors import (
     NegotiationTimedOut,
     NoMatchingGpus,
     OutOfOrderEvent,
-    PriceBelowAsk,
     ProviderNotReady,
     QuoteExpired,
     QuoteMismatch,
@@ -65,6 +64,8 @@ from protocol.market.messages import (
     Refusal,
     sign_quote,
 )
+from protocol.market.quoting import check_quoted_terms, terms_price
+from protocol.market.quoting import transfer_surcharge as transfer_surcharge
 
 DEFAULT_RESPONSE_TIMEOUT_MS = 10_000
 DEFAULT_QUOTE_VALIDITY_MS = 30_000
@@ -242,6 +243,7 @@ class RequesterNegotiation:
                 f"quote.terms.price_per_gpu_second: {terms.price_per_gpu_second} is above the job's "
                 f"maximum {spec.max_price_per_gpu_second}"
             )
+        check_quoted_terms(terms, self.offer, spec.max_price_per_gpu_second)
         if len(terms.gpu_uuids) != spec.resources.gpu_count:
             raise QuoteMismatch(
                 f"quote.terms.gpu_uuids: {len(terms.gpu_uuids)} GPUs, the job asks for {spec.resources.gpu_count}"
@@ -358,16 +360,10 @@ class ProviderPolicy:
     max_transfer_bytes: int = DEFAULT_MAX_TRANSFER_BYTES
     #: Base units per GiB (started) of inputs by reference, added to the quote's price.
     transfer_price_per_gib: int = 0
-
-
-def transfer_surcharge(spec: JobSpec, price_per_gib: int) -> int:
-    """What a provider adds to its price per GPU-second for fetching the job's inputs: the
-    transfer's cost (``price_per_gib`` per GiB started) spread over the job's maximum
-    GPU-seconds, rounded up. A contract has one price, so the transfer is paid in proportion to
-    the metered time: a job that ends early pays that share of it (the surcharge is a price, not
-    a fee; the ledger knows no other kind)."""
-    gib = -(-spec.transfer_bytes // 2**30)
-    return -(-(gib * price_per_gib) // spec.max_gpu_seconds) if gib and price_per_gib else 0
+    #: Quote in this asset ("" for DCT) at this many of its base units per GPU-second
+    #: (``protocol.market.quoting``); ``price_per_gpu_second`` then only goes in announcements.
+    quote: str = ""
+    quote_price_per_gpu_second: int = 0
 
 
 class ProviderState(enum.Enum):
@@ -450,20 +446,22 @@ class ProviderNegotiation:
         now_ms: int,
         free_gpus: Iterable[GpuDevice],
         min_deadline_height: int,
+        quote_twap: int | None = None,
     ) -> Quote | Refusal:
         """Quote for ``request`` on the first fitting units of ``free_gpus`` (the host's free,
         healthy, schedulable units), or refuse it. ``min_deadline_height`` is the earliest
-        deadline that leaves time to run the job and settle.
+        deadline that leaves time to run the job and settle. ``quote_twap``: for a policy quoting
+        in an asset, the pool's time-weighted price the next block sees (None: none now).
 
         A refusal carries the code of :class:`WrongMarketChain`, :class:`InvalidMarketMessage`,
         :class:`ProviderNotReady`, :class:`ExecutorNotOffered`, :class:`LimitsNotOffered`,
-        :class:`PriceBelowAsk`, :class:`DeadlineTooSoon`, :class:`NoMatchingGpus` or
-        :class:`~protocol.contracts.ContractFormatError`.
+        :class:`PriceBelowAsk`, :class:`QuoteNotPriced`, :class:`DeadlineTooSoon`,
+        :class:`NoMatchingGpus` or :class:`~protocol.contracts.ContractFormatError`.
         """
         self._require(ProviderEvent.SEND_QUOTE, ProviderEvent.REFUSE_REQUEST)
         self.request = request
         try:
-            terms = self._terms_for(request, free_gpus, min_deadline_height)
+            terms = self._terms_for(request, free_gpus, min_deadline_height, quote_twap)
         except (MarketError, ContractFormatError) as error:
             return self._refuse(ProviderEvent.REFUSE_REQUEST, error)
         body = QuoteBody(request.request_hash(), terms, now_ms + self.policy.quote_validity_ms)
@@ -473,7 +471,11 @@ class ProviderNegotiation:
         return self.quote
 
     def _terms_for(
-        self, request: QuoteRequest, free_gpus: Iterable[GpuDevice], min_deadline_height: int
+        self,
+        request: QuoteRequest,
+        free_gpus: Iterable[GpuDevice],
+        min_deadline_height: int,
+        quote_twap: int | None,
     ) -> ContractTerms:
         policy, spec = self.policy, request.spec
         if request.chain_id != policy.chain_id:
@@ -499,13 +501,14 @@ class ProviderNegotiation:
                 f"the job's inputs by reference are {spec.transfer_bytes} bytes; this provider "
                 f"fetches at most {policy.max_transfer_bytes}"
             )
-        price = policy.price_per_gpu_second + transfer_surcharge(spec, policy.transfer_price_per_gib)
-        if spec.max_price_per_gpu_second < price:
-            raise PriceBelowAsk(
-                f"the job pays at most {spec.max_price_per_gpu_second} per GPU-second, "
-                f"this provider asks {price}"
-                + (" (with the transfer of its inputs)" if price != policy.price_per_gpu_second else "")
-            )
+        priced = terms_price(
+            spec,
+            price_per_gpu_second=policy.price_per_gpu_second,
+            transfer_price_per_gib=policy.transfer_price_per_gib,
+            quote=policy.quote,
+            quote_price=policy.quote_price_per_gpu_second,
+            twap=quote_twap,
+        )
         if request.deadline_height < min_deadline_height:
             raise DeadlineTooSoon(
                 f"deadline height {request.deadline_height} is before {min_deadline_height}, the "
@@ -520,12 +523,14 @@ class ProviderNegotiation:
             provider=policy.key.public_key.raw,
             job_hash=spec.job_hash(),
             gpu_uuids=gpu_uuids,
-            price_per_gpu_second=price,
+            price_per_gpu_second=priced.cap,
             max_gpu_seconds=spec.max_gpu_seconds,
             collateral=policy.collateral,
             deadline_height=request.deadline_height,
             salt=request.nonce,
             payer=request.payer,
+            quote=priced.quote,
+            quote_price_per_gpu_second=priced.quote_price_per_gpu_second,
         )
 
     def receive_contract(self, proposal: ContractProposal, now_ms: int) -> ContractAccepted | Refusal:

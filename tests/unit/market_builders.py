@@ -108,8 +108,11 @@ def announce(
     validity_ms: int = 60_000,
     chain_id: str = CHAIN_ID,
     signer: str | None = None,
+    quote: str = "",
+    quote_price: int = 0,
 ) -> CapacityAnnouncement:
-    """``label``'s signed announcement (signed by ``signer`` instead, to forge one)."""
+    """``label``'s signed announcement (signed by ``signer`` instead, to forge one); ``quote``
+    and ``quote_price``: priced in that asset."""
     signing_key = key(signer or label)
     ann = sign_announcement(
         signing_key,
@@ -125,6 +128,8 @@ def announce(
         limits=limits,
         issued_at_ms=issued_at_ms,
         expires_at_ms=issued_at_ms + validity_ms,
+        quote=quote,
+        quote_price_per_gpu_second=quote_price,
     )
     if signer is not None:
         # Claim to be ``label`` while carrying ``signer``'s signature.

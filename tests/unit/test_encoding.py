@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import ClassVar
 
 import msgpack
 import pytest
@@ -329,3 +330,39 @@ def test_msgpack_accepts_what_we_refuse() -> None:
     # A guard on the test above: the plain library does decode these, so the refusals are ours.
     assert msgpack.unpackb(bytes.fromhex("cc05")) == 5
     assert msgpack.unpackb(bytes.fromhex("82a16201a16102")) == {"b": 1, "a": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Extended(Record):
+    """A record that gained two fields kept off the wire at their defaults."""
+
+    label: str
+    note: str = ""
+    weight: int = 0
+
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("note", "weight")
+
+
+def test_fields_omitted_at_their_default_keep_the_older_encoding() -> None:
+    assert Extended("a").encode() == Inner("a").encode()
+    assert Extended.decode(Inner("a").encode()) == Extended("a")
+    both = Extended("a", "n", 2)
+    assert both.to_wire() == {"label": "a", "note": "n", "weight": 2}
+    assert Extended.decode(both.encode()) == both
+    assert Extended.decode(encode({"label": "a", "weight": 2})) == Extended("a", "", 2)
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        {"label": "a", "note": ""},  # at its default: one encoding per value
+        {"label": "a", "weight": 0},
+        {"label": "a", "other": 1},
+        {"note": "n"},
+    ],
+)
+def test_an_omittable_field_sent_at_its_default_or_an_unknown_field_is_refused(
+    wire: dict[str, object],
+) -> None:
+    with pytest.raises(DecodeError):
+        Extended.decode(encode(wire))

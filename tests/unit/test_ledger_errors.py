@@ -99,6 +99,7 @@ PINNED = {
     "TooManyGpus": 2335,
     "NoQuotePrice": 2336,
     "PoolTooShallow": 2337,
+    "QuoteAboveCap": 2338,
     "GenesisError": 2090,
     "ArithmeticFault": 2097,
     "SnapshotError": 2098,

@@ -237,3 +237,28 @@ def test_a_rendered_config_reads_back_as_the_same_config() -> None:
         executor=ExecutorSettings(probe_dir=Path("/var/tmp"), extra_ro_binds=("/opt/cuda",)),
     )
     assert parse_config(render_config(config)) == config
+
+
+def test_a_provider_may_quote_in_an_asset() -> None:
+    config = parse_config('[market]\nquote = "TUSD"\nquote_price_per_gpu_second = 2000\n')
+    assert (config.market.quote, config.market.quote_price_per_gpu_second) == ("TUSD", 2_000)
+
+
+@pytest.mark.parametrize(
+    ("table", "field"),
+    [
+        ('quote = "tusd"\nquote_price_per_gpu_second = 5', r"market\.quote:"),
+        ('quote = "TUSD"', r"market\.quote_price_per_gpu_second"),
+        ("quote_price_per_gpu_second = 5", r"market\.quote_price_per_gpu_second"),
+    ],
+)
+def test_a_quote_without_its_price_or_with_a_bad_symbol_is_refused(table: str, field: str) -> None:
+    with pytest.raises(ConfigError, match=field):
+        parse_config(f"[market]\n{table}\n")
+
+
+def test_a_quote_in_an_asset_and_a_moving_dct_ask_are_not_both_set() -> None:
+    with pytest.raises(ConfigError, match=r"market\.quote: .*pricing\.floor"):
+        parse_config(
+            '[market]\nquote = "TUSD"\nquote_price_per_gpu_second = 5\n[pricing]\nfloor = "0.0002 DCT"\n'
+        )
