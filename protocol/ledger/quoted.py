@@ -15,6 +15,36 @@ does not price a whole ``twap_window`` (``NoQuotePrice``), when the fixed price 
 requester's cap (``QuoteAboveCap``: whatever the pool does, the requester never pays more DCT than
 it signed for), or when the pool holds less than ``QUOTE_DEPTH`` times the DCT the escrow would
 lock (``PoolTooShallow``: a thin pool's average is cheap to hold away from the market).
+
+Attacks it was designed against
+-------------------------------
+
+- *Oracle manipulation by a one-block price move.* Someone swaps the pool hard in the block that
+  opens the escrow (or the one before) to make the DCT amount large or small. The TWAP is the
+  mean of the prices blocks *started* with over a whole window, and a block's own trades never
+  move the average that block sees, so a same-block swap changes nothing, and a move held for
+  one block shifts the average by only 1/window. Holding the price away for longer costs the
+  manipulator the arbitrage every block it is held; the ``QUOTE_DEPTH`` rule makes that cost
+  larger than what the escrow could gain. A pool younger than a window has no TWAP at all (its
+  creator alone set the price), so the escrow is refused rather than priced by it. Whatever the
+  pool does, the requester's cap bounds what it can be charged.
+- *A provider inflating the quote after signing.* The quote's asset and price are part of the
+  terms both parties sign, and the contract hash covers them: the escrow fixes the DCT price
+  from the signed ``quote_price_per_gpu_second``, so a provider cannot raise it afterwards, and it
+  cannot present different terms without the requester's signature. Before signing, the
+  requester refuses a quote in another asset than the provider announced, or one whose DCT value
+  at the TWAP it matched on exceeds the job's maximum (``QuoteMismatch``); the provider refuses
+  jobs its quote would not fit (``PriceBelowAsk``) and any job while its asset has no TWAP
+  (``QuoteNotPriced`` 4048), so neither side signs a contract the ledger would refuse.
+- *A requester front-running the escrow.* A requester holding the countersigned contract chooses
+  when to submit the escrow, and could wait for (or push) a pool price that makes the DCT amount
+  small. But the escrow converts the provider's asset price at the TWAP of that block, so in the
+  asset the provider is paid what it quoted whenever the escrow opens; the requester can gain only
+  the gap between the window's average and the market, which moving costs it the arbitrage above,
+  and the wait is bounded: the provider releases the GPUs it sold after ``escrow_wait_blocks``, and
+  the contract's deadline ends it. Nor can anyone move the pool before the escrow to make the
+  requester pay more than it agreed: above the cap the escrow is refused (``QuoteAboveCap``), no
+  money moves, and both sides are free again.
 """
 
 from __future__ import annotations
