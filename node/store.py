@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,7 +202,9 @@ def _contract_info(row: tuple[Any, ...]) -> ContractInfo:
     )
 
 
-def _index_parties(db: sqlite3.Connection, height: int, txs: list[Tx]) -> None:
+def _index_parties(
+    db: sqlite3.Connection, height: int, txs: list[Tx], escrow_prices: Mapping[bytes, int] | None
+) -> None:
     """Record every party of each transaction (``node.tx_history``) and what the store keeps of
     each contract, inside the block's own database transaction."""
 
@@ -213,7 +215,7 @@ def _index_parties(db: sqlite3.Connection, height: int, txs: list[Tx]) -> None:
         return None if row is None else _contract_info(row)
 
     for index, tx in enumerate(txs):
-        opened = tx_history.contract_of(tx)
+        opened = tx_history.contract_of(tx, escrow_prices)
         if opened is not None:
             db.execute(
                 f"INSERT OR IGNORE INTO contracts ({_CONTRACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
@@ -312,10 +314,12 @@ class ChainStore:
         snapshot: bytes | None = None,
         consensus_updates: dict[str, bytes] | None = None,
         economics: bytes | None = None,
+        escrow_prices: Mapping[bytes, int] | None = None,
     ) -> None:
         """Store the block at head + 1 and index its transactions, optionally with a ledger
         snapshot of the state after it, consensus-state updates and the block's economics
-        record, all in one transaction.
+        record, all in one transaction. ``escrow_prices``: the DCT price each escrow the block
+        opened fixed (from its ledger events), indexed instead of the terms' cap.
 
         Raises :class:`NotContiguous`, or :class:`CorruptStore` for block bytes that do not
         decode as a block of valid transactions; nothing is written when it raises.
@@ -332,7 +336,7 @@ class ChainStore:
                 (block.height, block.hash, block.state_hash, block.block, block.certificate),
             )
             db.executemany(f"INSERT INTO txs ({_TX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", rows)
-            _index_parties(db, block.height, txs)
+            _index_parties(db, block.height, txs, escrow_prices)
             if snapshot is not None:
                 db.execute(
                     "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)",

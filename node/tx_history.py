@@ -29,7 +29,7 @@ deposit; a grant's cap. None where nothing moves (a vote, an edit, an unjail, a 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from protocol.crypto import Address
@@ -78,20 +78,24 @@ class ContractInfo:
 ContractLookup = Callable[[bytes], ContractInfo | None]
 
 
-def contract_of(tx: Tx) -> ContractInfo | None:
-    """The contract an ``escrow_open`` escrows; None for other kinds."""
+def contract_of(tx: Tx, fixed_prices: Mapping[bytes, int] | None = None) -> ContractInfo | None:
+    """The contract an ``escrow_open`` escrows; None for other kinds. ``fixed_prices``: the DCT
+    price per GPU-second each escrow of the block fixed (its ``escrow_opened`` ledger event), which
+    differs from the terms' (the requester's cap) for a contract quoted in an asset."""
     msg = tx.msg
     if not isinstance(msg, OpenEscrow):
         return None
     terms = msg.contract.terms
+    contract_hash = terms.contract_hash()
+    price = (fixed_prices or {}).get(contract_hash, terms.price_per_gpu_second)
     return ContractInfo(
-        contract_hash=terms.contract_hash(),
+        contract_hash=contract_hash,
         requester=terms.requester_address,
         provider=terms.provider_address,
         payer=terms.paying_address,
-        price_per_gpu_second=terms.price_per_gpu_second,
+        price_per_gpu_second=price,
         max_gpu_seconds=terms.max_gpu_seconds,
-        max_cost=terms.max_cost,
+        max_cost=price * terms.max_gpu_seconds,
     )
 
 
@@ -158,7 +162,7 @@ def amount(tx: Tx, contract: ContractInfo | None) -> int | None:
     if isinstance(msg, _PLAIN_AMOUNTS):
         return msg.amount
     if isinstance(msg, OpenEscrow):
-        return msg.contract.terms.max_cost
+        return contract.max_cost if contract is not None else msg.contract.terms.max_cost
     if isinstance(msg, GovPropose):
         return msg.deposit
     if isinstance(msg, Grant):

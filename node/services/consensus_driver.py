@@ -84,6 +84,7 @@ from protocol.consensus.messages import (
 from protocol.consensus.sync import serve_sync_request
 from protocol.encoding import DecodeError
 from protocol.ledger.errors import BadSignature, LedgerError, MalformedTx, WrongChainId
+from protocol.ledger.events import ESCROW_OPENED
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -331,13 +332,17 @@ class ConsensusDriver:
             checkpoint = self.app.checkpoint().encode()
         # i16view: the block's economics record goes into the same transaction as the block.
         economics = self.app.take_record(block.height) if isinstance(self.app, RecordingLedgerApp) else None
+        events = self.app.take_events(block.height)
+        escrow_prices = {event.key: event.price for event in events if event.kind == ESCROW_OPENED}
         await trio.to_thread.run_sync(
-            lambda: self.store.append_block(stored, snapshot=checkpoint, economics=economics)
+            lambda: self.store.append_block(
+                stored, snapshot=checkpoint, economics=economics, escrow_prices=escrow_prices
+            )
         )
         if checkpoint is not None:
             await trio.to_thread.run_sync(self.store.prune_snapshots, KEEP_SNAPSHOTS)
         self._stored_height = block.height
-        self.feed.publish(block.height, self.app.take_events(block.height))
+        self.feed.publish(block.height, events)
         self.commit_wall_ms[block.height] = wall_clock_ms()
         self.commit_wall_ms.pop(block.height - COMMIT_TIMES_KEPT, None)
         included = {hashlib.sha256(raw).digest() for raw in block.txs}

@@ -354,7 +354,7 @@ def apply_block(
                     exc.tx_index = index
                     raise
                 tx_hashes.append(tx.hash)
-                events.extend(tx_events(tx.msg))
+                events.extend(tx_events(tx.msg, state))
             fees_before_end = state.vars["fee_pool"]
             minted, _, validator_rewards, provider_rewards, closed, mining_rewards = _end_block(state, ctx)
             events.extend(parameter_events(closed))

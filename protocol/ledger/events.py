@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from protocol.ledger.msg import Msg
-from protocol.ledger.state import GovProposal
+from protocol.ledger.state import GovProposal, LedgerState
 from protocol.ledger.tx import EscrowClaim, EscrowDispute, EscrowFinalize, OpenEscrow, Refund, Settle
 
 ESCROW_OPENED = "escrow_opened"
@@ -49,6 +49,9 @@ class LedgerEvent:
 
     kind: str
     key: bytes
+    #: ``escrow_opened``: the DCT price per GPU-second the escrow fixed (a contract quoted in an
+    #: asset is priced at its block, not by its terms); 0 for the other kinds.
+    price: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in EVENT_KINDS:
@@ -59,10 +62,11 @@ class LedgerEvent:
         return self.kind in CONTRACT_EVENTS
 
 
-def tx_events(msg: Msg) -> tuple[LedgerEvent, ...]:
-    """The events of one applied transaction's message (none for most kinds)."""
+def tx_events(msg: Msg, state: LedgerState) -> tuple[LedgerEvent, ...]:
+    """The events of one transaction's message, just applied to ``state`` (none for most kinds)."""
     if isinstance(msg, OpenEscrow):
-        return (LedgerEvent(ESCROW_OPENED, msg.contract.terms.contract_hash()),)
+        contract_hash = msg.contract.terms.contract_hash()
+        return (LedgerEvent(ESCROW_OPENED, contract_hash, state.escrows[contract_hash].price_per_gpu_second),)
     if isinstance(msg, Settle):
         return (LedgerEvent(ESCROW_SETTLED, msg.receipt.contract_hash),)
     if isinstance(msg, EscrowClaim):

@@ -125,5 +125,10 @@ async def test_a_job_quoted_in_tusd_settles_at_the_escrow_time_dct_amount(tmp_pa
                 "price_per_gpu_second": str(QUOTED),
                 "max_dct_price_per_gpu_second": str(DCT // 100),
             }
+            # The requester's transaction history shows the escrow at the fixed amount, not the cap.
+            assert requester.store is not None
+            indexed = await trio.to_thread.run_sync(requester.store.contract, contract_hash)
+            assert indexed is not None
+            assert (indexed.price_per_gpu_second, indexed.max_cost) == (FIXED, FIXED * terms.max_gpu_seconds)
             app.state.check_invariants()
             nursery.cancel_scope.cancel()

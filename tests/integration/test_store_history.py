@@ -120,3 +120,26 @@ def test_a_wallet_sees_every_transaction_its_grant_paid_for(tmp_path: Path) -> N
     reopened = ChainStore.open(tmp_path / "chain.db")
     assert len(reopened.txs_of(WALLET.address.raw, 100)) == 8
     reopened.close()
+
+
+def test_a_quoted_escrow_is_indexed_at_the_price_its_block_fixed_not_at_the_cap(tmp_path: Path) -> None:
+    """The block's ``escrow_opened`` events carry the DCT price each escrow fixed (for a contract
+    quoted in an asset, the terms' price is only the requester's cap): history shows what moved."""
+    contract = _contract(b"quoted")
+    contract_hash = contract.terms.contract_hash()
+    receipt = UsageReceipt(CHAIN, contract_hash, "completed", 55_000, 0, bytes(32))
+    blocks = [
+        [_tx(NODE, 1, OpenEscrow(contract))],
+        [_tx(PROVIDER, 1, EscrowClaim(receipt, receipt.sign(PROVIDER)))],
+    ]
+    store = ChainStore.open(tmp_path / "chain.db")
+    store.append_block(_block(1, blocks[0]), escrow_prices={contract_hash: 3})  # cap 7, fixed 3
+    store.append_block(_block(2, blocks[1]))
+    indexed = store.contract(contract_hash)
+    assert indexed is not None
+    assert (indexed.price_per_gpu_second, indexed.max_cost) == (3, 300)
+    assert indexed.claimed_pay == 165  # 55 s x 3, not x 7
+    opened = decode_tx(blocks[0][0])
+    assert tx_history.amount(opened, indexed) == 300
+    assert tx_history.amount(opened, None) == 700  # without the index: the terms' cap
+    store.close()

@@ -52,7 +52,7 @@ def requester_step(chain: Chain, *, countersigned_height: int = 0) -> Step:
 def escrowed_chain() -> Chain:
     chain = Chain(make_genesis())
     result = chain.block([chain.tx("alice", OpenEscrow(sign_contract(TERMS)))])
-    assert result.events == (LedgerEvent(ESCROW_OPENED, HASH),)
+    assert result.events == (LedgerEvent(ESCROW_OPENED, HASH, price=7),)  # TERMS: 7 per GPU-second
     return chain
 
 
