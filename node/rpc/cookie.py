@@ -11,12 +11,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from node.rpc.errors import CookieError
+from node.secret_files import write_secret_file
 
 COOKIE_USER = "__cookie__"
 COOKIE_FILE_NAME = ".cookie"
@@ -80,30 +80,12 @@ class Cookie:
 
 
 def write_cookie_file(path: Path, cookie: Cookie) -> None:
-    """Write ``cookie`` to ``path`` atomically with mode 0600, replacing a stale one.
-
-    Creates the parent directory (mode 0700) if needed. Raises :class:`CookieError`.
-    """
-    temporary = path.with_name(f"{path.name}.tmp-{secrets.token_hex(4)}")
-    created = False
+    """Write ``cookie`` to ``path`` atomically with mode 0600, replacing a stale one (through the
+    node's one writer of secret files). Raises :class:`CookieError`."""
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # O_EXCL and 0600 from the first byte: the secret is never readable by anyone else.
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        created = True
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, cookie.file_text.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
-        created = False
+        write_secret_file(path, cookie.file_text.encode(), replace=True)
     except OSError as exc:
         raise CookieError(f"cannot write the RPC cookie file {path}: {exc.strerror}") from exc
-    finally:
-        if created:
-            temporary.unlink(missing_ok=True)
 
 
 def read_cookie_file(path: Path) -> Cookie:

@@ -176,6 +176,16 @@ def requester_record(**fields: Any) -> JobRecord:
     )
 
 
+async def escrowed_requester(chain_rig: ChainRig, nursery: trio.Nursery) -> JobRecord:
+    """Alice escrows ``TERMS`` at height 1, and her requester side follows the contract."""
+    await chain_rig.block(chain_rig.chain.tx("alice", OpenEscrow(sign_contract(TERMS))))
+    side = RequesterSide(chain_rig.context("alice"), capacity=list, response_timeout_ms=1000, nursery=nursery)
+    record = requester_record()
+    nursery.start_soon(side.see_closed, record)
+    await trio.testing.wait_all_tasks_blocked()
+    return record
+
+
 def heights_of(chain_rig: ChainRig, kind: str) -> list[int]:
     return [height for height, kinds in sorted(chain_rig.included.items()) if kind in kinds]
 
@@ -185,13 +195,7 @@ async def test_a_provider_that_never_delivers_is_refunded_in_the_block_after_the
 ) -> None:
     async with rig(tmp_path) as (chain_rig, nursery):
         chain_rig.count_reads(monkeypatch, requester_module)
-        await chain_rig.block(chain_rig.chain.tx("alice", OpenEscrow(sign_contract(TERMS))))
-        side = RequesterSide(
-            chain_rig.context("alice"), capacity=list, response_timeout_ms=1000, nursery=nursery
-        )
-        record = requester_record()
-        nursery.start_soon(side.see_closed, record)
-        await trio.testing.wait_all_tasks_blocked()
+        record = await escrowed_requester(chain_rig, nursery)
         await chain_rig.until(lambda: record.terminal)
     assert record.state is JobState.REFUNDED
     # Decided at the deadline + 1, included in the next block: not a block late, not early.
@@ -205,13 +209,7 @@ async def test_a_countersigned_receipt_the_provider_does_not_settle_is_settled_a
 ) -> None:
     async with rig(tmp_path) as (chain_rig, nursery):
         chain_rig.count_reads(monkeypatch, requester_module)
-        await chain_rig.block(chain_rig.chain.tx("alice", OpenEscrow(sign_contract(TERMS))))
-        side = RequesterSide(
-            chain_rig.context("alice"), capacity=list, response_timeout_ms=1000, nursery=nursery
-        )
-        record = requester_record()
-        nursery.start_soon(side.see_closed, record)
-        await trio.testing.wait_all_tasks_blocked()
+        record = await escrowed_requester(chain_rig, nursery)
         await chain_rig.block()
         await chain_rig.block()
         # The delivery arrives at height 3: countersigned, and the node nudges the feed as
@@ -233,13 +231,7 @@ async def test_a_claim_for_a_result_never_received_is_disputed_in_the_next_block
 ) -> None:
     async with rig(tmp_path) as (chain_rig, nursery):
         chain_rig.count_reads(monkeypatch, requester_module)
-        await chain_rig.block(chain_rig.chain.tx("alice", OpenEscrow(sign_contract(TERMS))))
-        side = RequesterSide(
-            chain_rig.context("alice"), capacity=list, response_timeout_ms=1000, nursery=nursery
-        )
-        record = requester_record()
-        nursery.start_soon(side.see_closed, record)
-        await trio.testing.wait_all_tasks_blocked()
+        record = await escrowed_requester(chain_rig, nursery)
         await chain_rig.block()
         await chain_rig.block(chain_rig.chain.tx("bob", claim_msg(TERMS, 55)))
         await chain_rig.until(lambda: record.terminal)
