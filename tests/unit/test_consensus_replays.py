@@ -45,6 +45,7 @@ from node.services.consensus_driver import (
     _Message,
 )
 from node.services.consensus_wire import decode_message, encode_message
+from node.services.lanes import Lane
 from node.services.mempool import Mempool
 from node.services.tx_relay import MAX_BATCH_TXS, TX_PROTOCOL
 from node.store import ChainStore
@@ -179,7 +180,7 @@ async def open_rig(
             host.publish = every_queue_full  # type: ignore[method-assign]
         await nursery.start(driver.run)
         for committed in blocks:
-            await driver._inbox_send.send(_Message(committed, "", SYNC_PROTOCOL, scored=True))
+            await driver.lanes.put(Lane.SYNC, _Message(committed, "", SYNC_PROTOCOL, scored=True))
         with trio.fail_after(60):
             await driver.wait_for_height(len(blocks))
         try:
