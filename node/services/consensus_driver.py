@@ -96,6 +96,9 @@ SYNC_PROTOCOL = "/dcent/sync/1.0.0"
 SYNC_PUSH_PROTOCOL = "/dcent/sync/push/1.0.0"
 SYNC_BATCH = 32
 MAX_SYNC_RESPONSE = 64 * 1024 * 1024
+#: Room left in a sync response for its own envelope: a response of full blocks (4 MiB each)
+#: holds fewer than SYNC_BATCH of them.
+SYNC_RESPONSE_SLACK = 64 * 1024
 SIGN_STATE_KEY = "sign_state"
 KEEP_SNAPSHOTS = 2
 #: Commit times kept (wall-clock ms by height): how services measure "final -> acted".
@@ -132,6 +135,17 @@ def wall_clock_ms() -> int:
     """Block times are proposers' wall clocks (CometBFT does the same); the ledger never reads
     them, and consensus only requires them to increase along the chain."""
     return time.time_ns() // 1_000_000
+
+
+def assembly_timer(budget_ms: int) -> Callable[[], Callable[[], bool]]:
+    """The proposer's time bound for :class:`LedgerApp` (``assembly_timer``): each call starts
+    a budget of ``budget_ms`` on the monotonic clock and returns whether it is spent."""
+
+    def start() -> Callable[[], bool]:
+        deadline = time.monotonic() + budget_ms / 1000
+        return lambda: time.monotonic() >= deadline
+
+    return start
 
 
 @dataclass(frozen=True, slots=True)
@@ -502,7 +516,12 @@ class ConsensusDriver:
     async def _serve_sync(self, peer_id: str, payload: bytes) -> bytes:
         request = SyncRequest.decode(payload)
         response = await trio.to_thread.run_sync(
-            lambda: serve_sync_request(request, last_height=self.height, load=self._load_committed)
+            lambda: serve_sync_request(
+                request,
+                last_height=self.height,
+                load=self._load_committed,
+                max_bytes=MAX_SYNC_RESPONSE - SYNC_RESPONSE_SLACK,
+            )
         )
         return response.encode()
 
