@@ -98,9 +98,9 @@ SENDER_FUNDS = 10 * DCT
 
 def start_profiled(node: NodeLayout, out: Path) -> None:
     """Start ``node`` like :func:`start_node` does (under the testnet supervisor, so that
-    stop_nodes finds it by its pid file), but inside ``python -m cProfile``."""
+    stop_nodes finds it by its pid file), but under cProfile timed by CPU (``cpu_profile.py``)."""
     command = node_command(node)
-    profiled = [sys.executable, "-m", "cProfile", "-o", str(out), *command[1:]]
+    profiled = [sys.executable, str(Path(__file__).with_name("cpu_profile.py")), str(out), *command[1:]]
     with node.log_path.open("ab") as log:
         subprocess.Popen(
             [sys.executable, "-m", "node.testnet.supervisor", str(node.pid_path), str(node.exit_path), "--"]

@@ -283,6 +283,7 @@ class Node:
             "tx_verified": self.mempool.was_verified,
             "max_txs": self.config.consensus.max_block_txs,
             "assembly_timer": assembly_timer(self.config.consensus.assembly_budget_ms),  # i14over
+            "tx_decoded": self.mempool.decoded,  # i14over
         }
         # Blocks stored before economics records existed get theirs now (i16view); that needs
         # the state before each such block, so a checkpoint above the first one is not used.

@@ -125,6 +125,9 @@ USELESS_TX_PER_STRIKE = 4096
 _TX_CHURN = (DuplicateTx, MempoolBusy, MempoolFull, NonceGap)
 #: Peers remembered for push pacing.
 MAX_PUSH_PEERS = 1024
+#: Hashes of recently committed transactions: a relayed copy arriving after its block (every
+#: peer relays each transaction) is refused on its hash, not after a decode.
+COMMITTED_KEPT = 32768
 
 
 def consensus_topic(chain_id: str) -> str:
@@ -215,6 +218,7 @@ class ConsensusDriver:
         self.commit_wall_ms: dict[int, int] = {}
         #: Proposals already sent on: each is relayed once, so they cross any connected topology.
         self._relayed: OrderedDict[bytes, None] = OrderedDict()
+        self._committed_recently: OrderedDict[bytes, None] = OrderedDict()
         self.tx_relay = TxRelay(host, self._queue_txs)
 
     # --- public view -----------------------------------------------------------------------
@@ -358,6 +362,9 @@ class ConsensusDriver:
         self.commit_wall_ms.pop(block.height - COMMIT_TIMES_KEPT, None)
         included = {hashlib.sha256(raw).digest() for raw in block.txs}
         self.mempool.remove_committed(self.app.state, included)
+        self._committed_recently.update(dict.fromkeys(included))
+        while len(self._committed_recently) > COMMITTED_KEPT:
+            self._committed_recently.popitem(last=False)
         log.info("committed height %d (%d txs) state %s", block.height, len(block.txs), state_hash.hex()[:12])
         event, self._height_changed = self._height_changed, trio.Event()
         event.set()
@@ -395,6 +402,9 @@ class ConsensusDriver:
         for index, raw in enumerate(batch):
             if index % ADMIT_SLICE == ADMIT_SLICE - 1:
                 await self.lanes.yield_to_consensus()
+            if hashlib.sha256(raw).digest() in self._committed_recently:
+                useless += 1  # what its nonce would say after a decode: already used
+                continue
             try:
                 self.mempool.add(raw, self.app.state)
             except (MalformedTx, BadSignature, WrongChainId) as exc:

@@ -71,7 +71,8 @@ class LedgerApp:
     """A ledger replica driven by consensus. ``tx_source()`` returns the mempool's candidates
     for the next block; ``tx_verified(tx)`` may vouch for signatures the mempool checked;
     ``assembly_timer`` (the node's clock; none: no time bound) bounds how long a proposer spends
-    choosing transactions.
+    choosing transactions; ``tx_decoded(raw)`` may return the mempool's decoded copy of a
+    transaction, so a block's transactions are not decoded a second time.
 
     Bounded blocks (issue 14): a block's encoding is at most ``max_block_bytes``
     (:data:`MAX_BLOCK_BYTES`, 4 MiB), a validity rule of :meth:`check_block`, and
@@ -89,6 +90,7 @@ class LedgerApp:
         position: Checkpoint | None = None,
         assembly_timer: AssemblyTimer | None = None,
         max_block_bytes: int = MAX_BLOCK_BYTES,
+        tx_decoded: Callable[[bytes], Tx | None] | None = None,
     ) -> None:
         """Start at genesis, or, with ``position`` (use :meth:`resume`), at a checkpoint whose
         ``state`` this is."""
@@ -100,6 +102,7 @@ class LedgerApp:
         self.max_txs = max_txs
         self.max_block_bytes = max_block_bytes
         self._assembly_timer = assembly_timer
+        self._tx_decoded = tx_decoded
         #: Blocks whose assembly stopped at the time bound (more candidates were waiting).
         self.builds_out_of_time = 0
         self.last_result: BlockResult | None = None
@@ -214,7 +217,7 @@ class LedgerApp:
                 )
             )
             replica = self.state.copy()
-            result = apply_block(replica, context, txs, verified=self._tx_verified)
+            result = apply_block(replica, context, self._decoded(txs), verified=self._tx_verified)
         except (LedgerError, OverflowError):
             # The transactions broke a bound only the whole block reveals (end-block, or a value
             # the state hash cannot encode): propose none rather than nothing. Counted: the
@@ -239,6 +242,14 @@ class LedgerApp:
         )
         self._remember(block, replica, result)
         return block
+
+    def _decoded(self, txs: Sequence[bytes]) -> list[bytes | Tx]:
+        """Each transaction as the mempool already decoded it, where it holds it (the hash
+        covers every byte, so it is the same transaction); else the bytes, decoded when applied."""
+        lookup = self._tx_decoded
+        if lookup is None:
+            return list(txs)
+        return [lookup(raw) or raw for raw in txs]
 
     def _start_assembly(self) -> Callable[[], bool] | None:
         if self._assembly_timer is None:
@@ -305,7 +316,7 @@ class LedgerApp:
         replica = self.state.copy()
         try:
             context = block_context(block, self._sets.get(block.height - 1))
-            result = apply_block(replica, context, block.txs, verified=self._tx_verified)
+            result = apply_block(replica, context, self._decoded(block.txs), verified=self._tx_verified)
         except LedgerError as exc:
             raise BlockExecutionFailed(f"block does not execute: {exc.message} (code {exc.code})") from None
         except OverflowError:
@@ -372,6 +383,7 @@ class LedgerApp:
         tx_verified: Callable[[Tx], bool] | None = None,
         max_txs: int = DEFAULT_MAX_TXS,
         assembly_timer: AssemblyTimer | None = None,
+        tx_decoded: Callable[[bytes], Tx | None] | None = None,
     ) -> LedgerApp:
         """An application at ``checkpoint.height``, as if it had replayed every block up to it.
 
@@ -397,6 +409,7 @@ class LedgerApp:
             max_txs=max_txs,
             position=checkpoint,
             assembly_timer=assembly_timer,
+            tx_decoded=tx_decoded,
         )
 
     # --- internals ---------------------------------------------------------------------------

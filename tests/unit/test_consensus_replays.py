@@ -378,3 +378,17 @@ def test_useless_input_strikes_once_per_chunk_past_the_allowance_and_forgets_aft
     counter.add("c", 1, 0)
     assert len(counter._peers) == 2 and "a" not in counter._peers
     assert counter.strikes == 3
+
+
+async def test_a_relayed_copy_of_a_committed_transaction_is_refused_on_its_hash_and_counted(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_rig(tmp_path) as rig:
+        offered: list[bytes] = []
+        add = rig.driver.mempool.add
+        monkeypatch.setattr(
+            rig.driver.mempool, "add", lambda raw, state: offered.append(raw) or add(raw, state)
+        )
+        assert await rig.driver._admit_txs([stale_tx()], rig.attacker.host.peer_id) == []
+        assert offered == []  # never decoded: block 1 committed it
+        assert rig.driver.useless_txs.total == 1  # counted as useless, as its used nonce would be
