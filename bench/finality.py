@@ -180,6 +180,15 @@ async def fund_senders(layout: NetworkLayout, senders: Sequence[PrivateKey], cha
                 if time.monotonic() > deadline:
                     raise SystemExit("funding the senders was not committed within 60 s")
                 await trio.sleep(0.1)
+    # Every node must have applied the funding: a node one block behind refuses its senders'
+    # transfers as unfunded (seen as thousands of 2006/5607 refusals on a loaded machine).
+    for node in layout.nodes:
+        async with client_for(node, timeout_s=CALL_TIMEOUT_S) as client:
+            deadline = time.monotonic() + 60
+            while int((await client.call("account_get", address=str(faucet.address)))["nonce"]) < nonce:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"node-{node.index} did not apply the funding within 60 s")
+                await trio.sleep(0.1)
 
 
 async def submitter(
