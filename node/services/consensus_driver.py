@@ -375,9 +375,10 @@ class ConsensusDriver:
         self.tx_relay.relay(raws)
 
     async def _queue_txs(self, batch: list[bytes], peer_id: str) -> list[bytes]:
-        """A peer's batch into the transaction lane (dropped and counted when it is full); the
-        lane's turn admits and relays it (:meth:`_admit_batch`). Returns nothing to relay now."""
-        self.lanes.offer(Lane.TXS, TxBatch(peer_id, tuple(batch)))
+        """A peer's batch into the transaction lane, waiting while it is full (the peer's stream
+        stalls; see :mod:`node.services.lanes`); the lane's turn admits and relays it
+        (:meth:`_admit_batch`). Returns nothing to relay now."""
+        await self.lanes.put(Lane.TXS, TxBatch(peer_id, tuple(batch)))
         return []
 
     async def _admit_batch(self, batch: TxBatch) -> None:

@@ -13,12 +13,14 @@ then transactions; and a transaction batch is admitted in slices, between which
 meanwhile. So a vote waits behind at most one slice of signature checks, never behind a
 transaction flood, however long; and a flood of pushed blocks waits behind votes too.
 
-Each lane is bounded (items; the transaction lane in transactions). Peer input offered to a full
-lane is dropped and counted (:class:`LaneStats`), never queued without bound: a vote is
-retransmitted, a pushed block re-fetched by sync, and a relayed transaction stays in the
-relaying peer's mempool, reaching the chain through its proposals. Our own work (timer expiries,
-the blocks our sync fetched) waits for room instead (:meth:`InboundLanes.put`): a lost timer
-would stall a round, and a sync that waits is paced by the driver.
+Each lane is bounded (items; the transaction lane in transactions). Gossip and pushed blocks
+offered to a full lane are dropped and counted (:meth:`InboundLanes.offer`): a vote is
+retransmitted, a pushed block re-fetched by sync. Whatever would be lost for good waits for room
+instead (:meth:`InboundLanes.put`, the waits counted): our timer expiries (a lost one would stall
+a round), the blocks our sync fetched, a proposal, and a peer's relayed batch, whose stream then
+stalls, so the relaying peer's own bounded link queue absorbs the excess. Dropping relayed
+batches was tried first and lost transactions: a dropped batch left a nonce gap behind which the
+sender's later transactions were refused everywhere, so only their origin node held them.
 
 Attack this was built against (issue 14): under a transaction flood the relay handlers admitted
 transactions in their own tasks, and a vote arriving behind them waited for every peer's batch
@@ -84,6 +86,8 @@ class LaneStats:
     accepted: int
     #: Offered while full: dropped (items, or transactions for the transaction lane).
     dropped: int
+    #: Put while full: waited for room (times).
+    waited: int
     served: int
 
 
@@ -92,7 +96,7 @@ class _Queue(Generic[Event]):
         self.bound = bound
         self.items: deque[tuple[Event | TxBatch, int]] = deque()
         self.depth = 0
-        self.accepted = self.dropped = self.served = 0
+        self.accepted = self.dropped = self.served = self.waited = 0
 
     def fits(self, weight: int) -> bool:
         return self.depth + weight <= self.bound
@@ -127,9 +131,12 @@ class InboundLanes(Generic[Event]):
         return True
 
     async def put(self, lane: Lane, item: Event | TxBatch) -> None:
-        """Queue our own work, waiting for room (a batch larger than the lane waits for it to empty)."""
+        """Queue what must not be lost, waiting for room (a batch larger than the lane waits for
+        it to empty)."""
         weight = _weight(item)
         queue = self._queues[lane]
+        if not (queue.fits(weight) or queue.depth == 0):
+            queue.waited += 1
         while not (queue.fits(weight) or queue.depth == 0):
             await self._room.wait()
         self._push(queue, item, weight)
@@ -184,12 +191,15 @@ class InboundLanes(Generic[Event]):
 
     def stats(self) -> list[LaneStats]:
         return [
-            LaneStats(lane, q.depth, q.bound, q.accepted, q.dropped, q.served)
+            LaneStats(lane, q.depth, q.bound, q.accepted, q.dropped, q.waited, q.served)
             for lane, q in self._queues.items()
         ]
 
     def dropped(self, lane: Lane) -> int:
         return self._queues[lane].dropped
+
+    def waited(self, lane: Lane) -> int:
+        return self._queues[lane].waited
 
 
 def _weight(item: object) -> int:

@@ -81,20 +81,34 @@ def test_each_event_lane_is_bounded_and_counts_what_it_drops(lane: Lane) -> None
     offered = [lanes.offer(lane, f"event-{i}") for i in range(bound + 7)]
     assert offered == [True] * bound + [False] * 7
     [stats] = [s for s in lanes.stats() if s.lane is lane]
-    assert (stats.depth, stats.bound, stats.accepted, stats.dropped) == (bound, bound, bound, 7)
+    assert (stats.depth, stats.bound, stats.accepted, stats.dropped, stats.waited) == (
+        bound,
+        bound,
+        bound,
+        7,
+        0,
+    )
     assert all(s.depth == 0 for s in lanes.stats() if s.lane is not lane)  # the other lanes untouched
 
 
-def test_the_transaction_lane_is_bounded_in_transactions_and_drops_whole_batches() -> None:
+async def test_the_transaction_lane_is_bounded_in_transactions_and_a_relay_waits_for_room(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     recorder = Recorder(LaneBounds(txs=10_000))
     lanes = recorder.lanes
-    assert lanes.offer(Lane.TXS, TxBatch("a", (b"tx",) * 4096))
-    assert lanes.offer(Lane.TXS, TxBatch("a", (b"tx",) * 4096))
-    assert not lanes.offer(Lane.TXS, TxBatch("b", (b"tx",) * 4096))  # 12,288 > 10,000
-    assert lanes.offer(Lane.TXS, TxBatch("b", (b"tx",) * 1000))
-    assert lanes.waiting(Lane.TXS) == 9192 and lanes.dropped(Lane.TXS) == 4096
-    # a full transaction lane leaves the consensus lane its own room
-    assert lanes.offer(Lane.CONSENSUS, "vote")
+    async with trio.open_nursery() as nursery:
+        await lanes.put(Lane.TXS, TxBatch("a", (b"tx",) * 4096))
+        await lanes.put(Lane.TXS, TxBatch("a", (b"tx",) * 4096))
+        nursery.start_soon(lanes.put, Lane.TXS, TxBatch("b", (b"tx",) * 4096))  # 12,288 > 10,000
+        await trio.testing.wait_all_tasks_blocked()
+        assert lanes.waiting(Lane.TXS) == 8192 and lanes.waited(Lane.TXS) == 1
+        assert lanes.offer(Lane.CONSENSUS, "vote")  # a full transaction lane leaves consensus its room
+        nursery.start_soon(lanes.run)
+        await trio.sleep(10)
+        nursery.cancel_scope.cancel()
+    assert recorder.admitted == 3 * 4096  # nothing relayed was lost
+    assert lanes.dropped(Lane.TXS) == 0
+    assert recorder.stepped[0][0] == "vote"
 
 
 async def test_our_own_work_waits_for_room_instead_of_being_dropped(
