@@ -219,7 +219,7 @@ class ConsensusDriver:
         #: Proposals already sent on: each is relayed once, so they cross any connected topology.
         self._relayed: OrderedDict[bytes, None] = OrderedDict()
         self._committed_recently: OrderedDict[bytes, None] = OrderedDict()
-        self.tx_relay = TxRelay(host, self._queue_txs)
+        self.tx_relay = TxRelay(host, self._queue_txs, backlog=self._waiting_raws)
 
     # --- public view -----------------------------------------------------------------------
     @property
@@ -370,6 +370,10 @@ class ConsensusDriver:
         event.set()
 
     # --- transactions ----------------------------------------------------------------------
+    def _waiting_raws(self) -> list[bytes]:
+        """Every waiting transaction, each sender's in nonce order: what a new relay link sends first."""
+        return [tx.raw for tx in self.mempool.reap(len(self.mempool))]
+
     async def relay_txs(self, raws: list[bytes]) -> None:
         """Send admitted transactions on to every connected peer (see :mod:`tx_relay`)."""
         self.tx_relay.relay(raws)
