@@ -109,19 +109,21 @@ class TxRelay:
             closing = self._links.pop(gone)
             closing.closing = True
             closing.wakeup.set()
+        backlog: list[bytes] | None = None  # reaped once per call, only if a link is new
         for peer_id in peer_ids:
             if peer_id == source:
                 continue
             link = self._links.get(peer_id)
             if link is None:
                 # ``raws`` are in the mempool already: the backlog holds them, in order.
-                backlog = self.backlog()
-                held = set(backlog)
+                if backlog is None:
+                    backlog = self.backlog()
+                    held = set(backlog)
+                    missing = [raw for raw in raws if raw not in held]
                 link = self._start_link(peer_id, backlog)
-                raws_for_link = [raw for raw in raws if raw not in held]
+                self._enqueue(link, missing)
             else:
-                raws_for_link = raws
-            self._enqueue(link, raws_for_link)
+                self._enqueue(link, raws)
 
     def _start_link(self, peer_id: str, backlog: list[bytes]) -> _Link:
         assert self._nursery is not None
