@@ -386,7 +386,12 @@ class ConsensusDriver:
         return []
 
     async def _admit_batch(self, batch: TxBatch) -> None:
-        admitted = await self._admit_txs(list(batch.txs), batch.peer_id)
+        try:
+            admitted = await self._admit_txs(list(batch.txs), batch.peer_id)
+        except Exception:  # admission runs in the consensus task now: its bug must not end consensus
+            self.core_faults += 1
+            log.exception("admitting a relayed batch from %s failed; batch skipped", batch.peer_id)
+            return
         self.tx_relay.relay(admitted, source=batch.peer_id)
 
     async def _admit_txs(self, batch: list[bytes], peer_id: str) -> list[bytes]:
