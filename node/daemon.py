@@ -282,7 +282,10 @@ class Node:
             "tx_source": lambda: self.mempool.reap(self.config.consensus.max_block_txs),
             "tx_verified": self.mempool.was_verified,
             "max_txs": self.config.consensus.max_block_txs,
-            "assembly_timer": assembly_timer(self.config.consensus.assembly_budget_ms),  # i14over
+            "assembly_timer": assembly_timer(  # i14over
+                self.config.consensus.assembly_budget_ms,
+                lambda: self.driver.core.round if self.driver is not None else 0,
+            ),
             "tx_decoded": self.mempool.decoded,  # i14over
         }
         # Blocks stored before economics records existed get theirs now (i16view); that needs

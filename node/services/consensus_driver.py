@@ -140,12 +140,18 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def assembly_timer(budget_ms: int) -> Callable[[], Callable[[], bool]]:
+def assembly_timer(
+    budget_ms: int, round_of: Callable[[], int] = lambda: 0
+) -> Callable[[], Callable[[], bool]]:
     """The proposer's time bound for :class:`LedgerApp` (``assembly_timer``): each call starts
-    a budget of ``budget_ms`` on the monotonic clock and returns whether it is spent."""
+    a budget on the monotonic clock and returns whether it is spent. The budget is ``budget_ms``
+    in round 0 and halves with each later round of the height (``round_of()``, the core's
+    round): a round that failed, maybe because its block could not be sent and executed in
+    time on a loaded machine, is followed by smaller blocks instead of ever larger ones (more
+    transactions arrived meanwhile), while the timeouts grow to meet them."""
 
     def start() -> Callable[[], bool]:
-        deadline = time.monotonic() + budget_ms / 1000
+        deadline = time.monotonic() + (budget_ms >> min(round_of(), 16)) / 1000
         return lambda: time.monotonic() >= deadline
 
     return start
