@@ -23,6 +23,10 @@ Figures:
 - admission: how fast the nodes answered the ``tx_submit`` batches, and each node's CPU seconds
   (``/proc/<pid>/stat``) during the run, which says where the time went.
 
+``--overload`` finds the peak finalized rate and then offers twice that for a minute
+(``finality_overload.py``; issue 14). A run that gives up waiting for commits, in either mode,
+prints why and exits 1: what it admitted was lost or stalled.
+
 ``--profile-node I`` runs node I under cProfile (written to ``--profile-out``) for a profile of
 the hot path. The testnet is always stopped at the end, also on failure or Ctrl-C.
 
@@ -94,9 +98,9 @@ SENDER_FUNDS = 10 * DCT
 
 def start_profiled(node: NodeLayout, out: Path) -> None:
     """Start ``node`` like :func:`start_node` does (under the testnet supervisor, so that
-    stop_nodes finds it by its pid file), but inside ``python -m cProfile``."""
+    stop_nodes finds it by its pid file), but under cProfile timed by CPU (``cpu_profile.py``)."""
     command = node_command(node)
-    profiled = [sys.executable, "-m", "cProfile", "-o", str(out), *command[1:]]
+    profiled = [sys.executable, str(Path(__file__).with_name("cpu_profile.py")), str(out), *command[1:]]
     with node.log_path.open("ab") as log:
         subprocess.Popen(
             [sys.executable, "-m", "node.testnet.supervisor", str(node.pid_path), str(node.exit_path), "--"]
@@ -175,6 +179,15 @@ async def fund_senders(layout: NetworkLayout, senders: Sequence[PrivateKey], cha
             while int((await client.call("account_get", address=str(faucet.address)))["nonce"]) < nonce:
                 if time.monotonic() > deadline:
                     raise SystemExit("funding the senders was not committed within 60 s")
+                await trio.sleep(0.1)
+    # Every node must have applied the funding: a node one block behind refuses its senders'
+    # transfers as unfunded (seen as thousands of 2006/5607 refusals on a loaded machine).
+    for node in layout.nodes:
+        async with client_for(node, timeout_s=CALL_TIMEOUT_S) as client:
+            deadline = time.monotonic() + 60
+            while int((await client.call("account_get", address=str(faucet.address)))["nonce"]) < nonce:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"node-{node.index} did not apply the funding within 60 s")
                 await trio.sleep(0.1)
 
 
@@ -280,6 +293,7 @@ async def measure(
             run.last_commit_change = time.monotonic()
             go.set()
         print("all batches answered; waiting for the commits ...", flush=True)
+        pending: list[bytes] = []
         while True:
             pending = [h for h in run.submitted_ms if h not in run.committed_at]
             if not pending:
@@ -296,6 +310,8 @@ async def measure(
     result = summarize(run, start_height, total, cpu_before, cpu_after, own_cpu)
     result["batch_size"] = batch_size
     result["offered_tx_per_s"] = rate if rate > 0 else None
+    result["uncommitted"] = len(pending)
+    result["stalled"] = bool(pending)
     return result
 
 
@@ -352,6 +368,42 @@ def summarize(
 # --- main -------------------------------------------------------------------------------------
 
 
+async def run_overload(layout: NetworkLayout, args: argparse.Namespace) -> dict[str, Any]:
+    from finality_overload import overload  # a sibling script; bench/ is not a package
+
+    result: dict[str, Any] = await overload(
+        layout,
+        senders_per_node=args.senders_per_node,
+        rate_start=args.rate_start,
+        step_s=args.step_s,
+        max_steps=args.max_steps,
+        overload_s=args.overload_s,
+        stall_timeout_s=STALL_TIMEOUT_S,
+        pids=node_pids(layout),
+        fund=fund_senders,
+        follow=follower,
+        run=Run(),
+    )
+    return result
+
+
+def print_overload(result: dict[str, Any]) -> None:
+    print(
+        f"peak: {result['peak_tx_per_s']} tx/s finalized at p50 {result['peak_p50_ms']} ms; "
+        f"overload (offered {result['overload_offered_tx_per_s']} tx/s, admitted "
+        f"{result['overload_admitted_tx_per_s']}): {result['overload_tx_per_s']} tx/s finalized "
+        f"({result['overload_share_of_peak']} of the peak; goal >= 0.9) at p50 {result['overload_p50_ms']} ms "
+        "(goal <= 2,000)"
+    )
+    print(
+        f"{result['busy_refused']} busy refusals (expected), other refusals {result['other_refused'] or 0}; "
+        f"{result['committed']} of {result['admitted']} admitted committed; stalled: {result['stalled']}; "
+        f"node CPU {result['node_cpu_ms_per_tx']} ms per finalized tx (overload phase "
+        f"{result['overload_node_cpu_ms_per_tx']}), bench CPU {result['bench_cpu_s']} s, "
+        f"load {result['load_avg_1m']} on {result['cpus']} CPUs"
+    )
+
+
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
@@ -386,9 +438,11 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 flush=True,
             )
             trio.run(lambda: wait_ready(layout.nodes, timeout_s=180))
-            result: dict[str, Any] = trio.run(
-                measure, layout, args.senders, args.per_sender, args.batch_size, args.rate
-            )
+            result: dict[str, Any]
+            if args.overload:
+                result = trio.run(run_overload, layout, args)
+            else:
+                result = trio.run(measure, layout, args.senders, args.per_sender, args.batch_size, args.rate)
         finally:
             stopped = stop_nodes(layout.nodes)
             for entry in stopped:
@@ -396,7 +450,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                     print(f"node-{entry.index}: exit code {entry.exit_code}, killed {entry.killed}")
         result["timeout_commit_ms"] = consensus.timeout_commit_ms
         result["max_block_txs"] = consensus.max_block_txs
-        result["senders"] = args.senders
+        result.setdefault("senders", args.senders)
         result["per_sender"] = args.per_sender
         return result
 
@@ -429,6 +483,18 @@ def main() -> int:
         type=Path,
         help="lay the testnet out here and keep it (logs) after the run; default: a temp dir",
     )
+    parser.add_argument(
+        "--overload",
+        action="store_true",
+        help="find the peak finalized rate (a ramp), then offer twice that for --overload-s (issue 14)",
+    )
+    parser.add_argument("--senders-per-node", type=int, default=200, help="--overload: senders per node")
+    parser.add_argument("--rate-start", type=float, default=800.0, help="--overload: the ramp's first rate")
+    parser.add_argument("--step-s", type=float, default=10.0, help="--overload: seconds per ramp step")
+    parser.add_argument("--max-steps", type=int, default=6, help="--overload: ramp steps at most")
+    parser.add_argument(
+        "--overload-s", type=float, default=60.0, help="--overload: seconds at twice the peak"
+    )
     parser.add_argument("--profile-node", type=int, default=-1, help="run this node under cProfile")
     parser.add_argument("--profile-out", type=Path, default=Path("finality-node.prof"))
     args = parser.parse_args()
@@ -438,6 +504,10 @@ def main() -> int:
         parser.error("--batch-size: between 1 and 1000 (the RPC's batch limit)")
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     result = run_bench(args)
+    if args.overload:
+        print_overload(result)
+        print(json.dumps(result))
+        return 1 if result["stalled"] else 0
     print(
         f"{result['committed']} of {result['txs']} transfers finalized on {result['validators']} validators "
         f"in {result['window_s']} s: {result['tx_per_s']} tx/s (goal >= 1,500)"
@@ -463,6 +533,9 @@ def main() -> int:
         f"load {result['load_avg_1m']} on {result['cpus']} CPUs"
     )
     print(json.dumps(result))
+    if result["stalled"]:
+        print(f"FAILED: {result['uncommitted']} admitted transactions were never committed")
+        return 1
     return 0
 
 

@@ -165,6 +165,13 @@ class ConsensusSettings(ConsensusConfig):
     #: instead of replaying the chain from genesis.
     snapshot_interval: int = 100
 
+    @property
+    def assembly_budget_ms(self) -> int:
+        """How long a proposer may spend choosing a block's transactions (issue 14): a third of
+        the propose timeout, so that a full block, sent and re-executed by every validator, is
+        still prevoted for inside the others' propose timeout."""
+        return max(1, self.timeout_propose_ms // 3)
+
     def __post_init__(self) -> None:
         ConsensusConfig.__post_init__(self)
         if not 1 <= self.max_block_txs <= 1_000_000:

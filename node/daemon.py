@@ -38,7 +38,7 @@ from node.rpc.protocol import Dispatcher
 from node.rpc.server import RpcServer
 from node.services.availability import AvailabilityResponder
 from node.services.capacity import CapacityService
-from node.services.consensus_driver import SIGN_STATE_KEY, ConsensusDriver, wall_clock_ms
+from node.services.consensus_driver import SIGN_STATE_KEY, ConsensusDriver, assembly_timer, wall_clock_ms
 from node.services.economics_recorder import RecordingLedgerApp
 from node.services.mempool import Mempool
 from node.store import ChainStore, CorruptStore
@@ -287,6 +287,11 @@ class Node:
             "tx_source": lambda: self.mempool.reap(self.config.consensus.max_block_txs),
             "tx_verified": self.mempool.was_verified,
             "max_txs": self.config.consensus.max_block_txs,
+            "assembly_timer": assembly_timer(  # i14over
+                self.config.consensus.assembly_budget_ms,
+                lambda: self.driver.core.round if self.driver is not None else 0,
+            ),
+            "tx_decoded": self.mempool.decoded,  # i14over
         }
         # Blocks stored before economics records existed get theirs now (i16view); that needs
         # the state before each such block, so a checkpoint above the first one is not used.

@@ -1,14 +1,15 @@
 """The consensus driver: runs the sans-IO :class:`ConsensusCore` on trio, libp2p and SQLite.
 
 One task owns the core. Everything that reaches it (gossiped votes, proposals from streams,
-timer expiries, synced blocks) goes through one inbox channel, and the effects of each step are
-performed in order before the next event is taken:
+timer expiries, synced blocks) and the transactions peers relay wait in bounded lanes served
+consensus first (:mod:`node.services.lanes`), and the effects of each step are performed in
+order before the next event is taken:
 
 - ``Persist`` is written to SQLite (``synchronous=FULL``) and awaited, so our signed step and lock
   are on disk before the ``Broadcast`` that follows it leaves the process;
 - ``Broadcast`` publishes votes and evidence on GossipSub and sends proposals (whole blocks) to
   every connected peer over a direct stream;
-- ``SetTimeout`` starts a timer task that feeds the expiry back into the inbox (stale timers are
+- ``SetTimeout`` starts a timer task that feeds the expiry back into the consensus lane (stale timers are
   ignored by the core);
 - ``Commit`` appends the block and its certificate to the store and prunes the mempool;
 - ``RequestSync`` / ``SendBlocks`` run block sync over ``/dcent/sync/1.0.0`` in the background.
@@ -56,7 +57,8 @@ from node.services.consensus_checks import (
 )
 from node.services.consensus_wire import MAX_MESSAGE_BYTES, ConsensusMessage, decode_message, encode_message
 from node.services.economics_recorder import RecordingLedgerApp  # i16view
-from node.services.mempool import DuplicateTx, Mempool, MempoolBusy, MempoolError, MempoolFull
+from node.services.lanes import InboundLanes, Lane, LaneBounds, TxBatch
+from node.services.mempool import DuplicateTx, Mempool, MempoolBusy, MempoolError, MempoolFull, NonceGap
 from node.services.tx_relay import TX_PROTOCOL, TxRelay
 from node.store import ChainStore, StoredBlock
 from protocol.consensus.core import ConsensusCore
@@ -96,12 +98,17 @@ SYNC_PROTOCOL = "/dcent/sync/1.0.0"
 SYNC_PUSH_PROTOCOL = "/dcent/sync/push/1.0.0"
 SYNC_BATCH = 32
 MAX_SYNC_RESPONSE = 64 * 1024 * 1024
+#: Room left in a sync response for its own envelope: a response of full blocks (4 MiB each)
+#: holds fewer than SYNC_BATCH of them.
+SYNC_RESPONSE_SLACK = 64 * 1024
 SIGN_STATE_KEY = "sign_state"
 KEEP_SNAPSHOTS = 2
 #: Commit times kept (wall-clock ms by height): how services measure "final -> acted".
 COMMIT_TIMES_KEPT = 1000
 MAX_RELAYED = 4096
-ADMIT_SLICE = 256
+#: Relayed transactions admitted between two looks at the consensus lane: a vote waits behind at
+#: most this many signature checks (~64 x 0.1 ms).
+ADMIT_SLICE = 64
 #: How long one outbound proposal or pushed batch may take, dial included, before its stream
 #: is reset.
 SEND_TIMEOUT_S = 10.0
@@ -115,10 +122,14 @@ USELESS_PUSHED_PER_STRIKE = SYNC_BATCH
 USELESS_TX_ALLOWANCE = 4 * 4096
 USELESS_TX_PER_STRIKE = 4096
 #: Refusals that say nothing about the sender: a copy another peer relayed first (every
-#: triangle of nodes makes them), or our own mempool's load.
-_TX_CHURN = (DuplicateTx, MempoolBusy, MempoolFull)
+#: triangle of nodes makes them), our own mempool's load, or a nonce gap (a batch before it was
+#: dropped by a full lane, ours or the sender's relay link).
+_TX_CHURN = (DuplicateTx, MempoolBusy, MempoolFull, NonceGap)
 #: Peers remembered for push pacing.
 MAX_PUSH_PEERS = 1024
+#: Hashes of recently committed transactions: a relayed copy arriving after its block (every
+#: peer relays each transaction) is refused on its hash, not after a decode.
+COMMITTED_KEPT = 32768
 
 
 def consensus_topic(chain_id: str) -> str:
@@ -129,6 +140,23 @@ def wall_clock_ms() -> int:
     """Block times are proposers' wall clocks (CometBFT does the same); the ledger never reads
     them, and consensus only requires them to increase along the chain."""
     return time.time_ns() // 1_000_000
+
+
+def assembly_timer(
+    budget_ms: int, round_of: Callable[[], int] = lambda: 0
+) -> Callable[[], Callable[[], bool]]:
+    """The proposer's time bound for :class:`LedgerApp` (``assembly_timer``): each call starts
+    a budget on the monotonic clock and returns whether it is spent. The budget is ``budget_ms``
+    in round 0 and halves with each later round of the height (``round_of()``, the core's
+    round): a round that failed, maybe because its block could not be sent and executed in
+    time on a loaded machine, is followed by smaller blocks instead of ever larger ones (more
+    transactions arrived meanwhile), while the timeouts grow to meet them."""
+
+    def start() -> Callable[[], bool]:
+        deadline = time.monotonic() + (budget_ms >> min(round_of(), 16)) / 1000
+        return lambda: time.monotonic() >= deadline
+
+    return start
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +190,7 @@ class ConsensusDriver:
         mempool: Mempool,
         clock_ms: Callable[[], int] = wall_clock_ms,
         snapshot_interval: int = 100,
+        lane_bounds: LaneBounds | None = None,
     ) -> None:
         self.core = core
         self.app = app
@@ -188,7 +217,8 @@ class ConsensusDriver:
         #: When we last pushed blocks to each peer (ms): one push per peer per interval.
         self._pushed_at: OrderedDict[str, int] = OrderedDict()
         self.push_interval_ms = max(core.config.sync_retry_ms, core.config.gossip_interval_ms)
-        self._inbox_send, self._inbox = trio.open_memory_channel[_Event](4096)
+        #: Inbound work, consensus first (see :mod:`node.services.lanes`).
+        self.lanes = InboundLanes[_Event](self._step, self._admit_batch, lane_bounds)
         self._nursery: trio.Nursery | None = None
         self._syncing = False
         self._height_changed = trio.Event()
@@ -198,7 +228,8 @@ class ConsensusDriver:
         self.commit_wall_ms: dict[int, int] = {}
         #: Proposals already sent on: each is relayed once, so they cross any connected topology.
         self._relayed: OrderedDict[bytes, None] = OrderedDict()
-        self.tx_relay = TxRelay(host, self._admit_txs)
+        self._committed_recently: OrderedDict[bytes, None] = OrderedDict()
+        self.tx_relay = TxRelay(host, self._queue_txs, backlog=self._waiting_raws)
 
     # --- public view -----------------------------------------------------------------------
     @property
@@ -224,8 +255,7 @@ class ConsensusDriver:
             nursery.start_soon(self._pump_gossip, gossip)
             await self._perform(self.core.start(self.clock_ms()), push_to="")
             task_status.started()
-            async for event in self._inbox:
-                await self._step(event)
+            await self.lanes.run()
 
     async def _step(self, event: _Event) -> None:
         now = self.clock_ms()
@@ -323,7 +353,7 @@ class ConsensusDriver:
 
     async def _timer(self, timeout: Timeout, duration_ms: int) -> None:
         await trio.sleep(duration_ms / 1000)
-        await self._inbox_send.send(_Expired(timeout))
+        await self.lanes.put(Lane.CONSENSUS, _Expired(timeout))
 
     async def _commit(self, block: Block, certificate: CommitCertificate, state_hash: bytes) -> None:
         stored = StoredBlock(block.height, block.hash, state_hash, block.encode(), certificate.encode())
@@ -347,18 +377,42 @@ class ConsensusDriver:
         self.commit_wall_ms.pop(block.height - COMMIT_TIMES_KEPT, None)
         included = {hashlib.sha256(raw).digest() for raw in block.txs}
         self.mempool.remove_committed(self.app.state, included)
+        self._committed_recently.update(dict.fromkeys(included))
+        while len(self._committed_recently) > COMMITTED_KEPT:
+            self._committed_recently.popitem(last=False)
         log.info("committed height %d (%d txs) state %s", block.height, len(block.txs), state_hash.hex()[:12])
         event, self._height_changed = self._height_changed, trio.Event()
         event.set()
 
     # --- transactions ----------------------------------------------------------------------
+    def _waiting_raws(self) -> list[bytes]:
+        """Every waiting transaction, each sender's in nonce order: what a new relay link sends first."""
+        return [tx.raw for tx in self.mempool.reap(len(self.mempool))]
+
     async def relay_txs(self, raws: list[bytes]) -> None:
         """Send admitted transactions on to every connected peer (see :mod:`tx_relay`)."""
         self.tx_relay.relay(raws)
 
+    async def _queue_txs(self, batch: list[bytes], peer_id: str) -> list[bytes]:
+        """A peer's batch into the transaction lane, waiting while it is full (the peer's stream
+        stalls; see :mod:`node.services.lanes`); the lane's turn admits and relays it
+        (:meth:`_admit_batch`). Returns nothing to relay now."""
+        await self.lanes.put(Lane.TXS, TxBatch(peer_id, tuple(batch)))
+        return []
+
+    async def _admit_batch(self, batch: TxBatch) -> None:
+        try:
+            admitted = await self._admit_txs(list(batch.txs), batch.peer_id)
+        except Exception:  # admission runs in the consensus task now: its bug must not end consensus
+            self.core_faults += 1
+            log.exception("admitting a relayed batch from %s failed; batch skipped", batch.peer_id)
+            return
+        self.tx_relay.relay(admitted, source=batch.peer_id)
+
     async def _admit_txs(self, batch: list[bytes], peer_id: str) -> list[bytes]:
-        """A peer's batch into our mempool; returns what was new and valid. Yields every
-        ``ADMIT_SLICE`` transactions so a large batch's signature checks do not hold up votes.
+        """A peer's batch into our mempool; returns what was new and valid. Every
+        ``ADMIT_SLICE`` transactions it serves the consensus and sync lanes first, so a large
+        batch's signature checks do not hold up votes.
 
         A transaction no honest relay sends (malformed, forged, for another chain: it relays
         only what its own mempool admitted) ends the batch and is scored against the peer;
@@ -372,7 +426,10 @@ class ConsensusDriver:
         useless = 0
         for index, raw in enumerate(batch):
             if index % ADMIT_SLICE == ADMIT_SLICE - 1:
-                await trio.lowlevel.checkpoint()
+                await self.lanes.yield_to_consensus()
+            if hashlib.sha256(raw).digest() in self._committed_recently:
+                useless += 1  # what its nonce would say after a decode: already used
+                continue
             try:
                 self.mempool.add(raw, self.app.state)
             except (MalformedTx, BadSignature, WrongChainId) as exc:
@@ -411,7 +468,8 @@ class ConsensusDriver:
                     exc.message,
                 )
                 continue
-            await self._inbox_send.send(_Message(message, item.sender, self.topic))
+            if not self.lanes.offer(Lane.CONSENSUS, _Message(message, item.sender, self.topic)):
+                log.debug("consensus lane full: gossip from %s dropped", item.sender)
 
     def _first_sight(self, data: bytes) -> bool:
         digest = hashlib.sha256(data).digest()
@@ -443,7 +501,8 @@ class ConsensusDriver:
             return
         if self._first_sight(data):
             self._send_proposal(data, exclude=stream.peer_id)
-            await self._inbox_send.send(_Message(proposal, stream.peer_id, PROPOSAL_PROTOCOL))
+            # Waits for room rather than being dropped: it was seen now and would not come again.
+            await self.lanes.put(Lane.CONSENSUS, _Message(proposal, stream.peer_id, PROPOSAL_PROTOCOL))
 
     async def _receive_pushed(self, stream: Stream) -> None:
         """Committed blocks pushed by a peer that saw us lagging: at most one batch per stream,
@@ -471,7 +530,7 @@ class ConsensusDriver:
             committed = decode_message(data)
             if not isinstance(committed, CommittedBlock):
                 raise SyncError(f"a {type(committed).__name__} pushed as a committed block")
-            await self._inbox_send.send(_Message(committed, stream.peer_id, SYNC_PUSH_PROTOCOL, scored=True))
+            self.lanes.offer(Lane.SYNC, _Message(committed, stream.peer_id, SYNC_PUSH_PROTOCOL, scored=True))
         try:
             await stream.receive_frame(0)
         except StreamClosedError:
@@ -492,7 +551,12 @@ class ConsensusDriver:
     async def _serve_sync(self, peer_id: str, payload: bytes) -> bytes:
         request = SyncRequest.decode(payload)
         response = await trio.to_thread.run_sync(
-            lambda: serve_sync_request(request, last_height=self.height, load=self._load_committed)
+            lambda: serve_sync_request(
+                request,
+                last_height=self.height,
+                load=self._load_committed,
+                max_bytes=MAX_SYNC_RESPONSE - SYNC_RESPONSE_SLACK,
+            )
         )
         return response.encode()
 
@@ -503,7 +567,7 @@ class ConsensusDriver:
 
     async def _sync_from(self, from_height: int) -> None:
         """Fetch committed blocks from ``from_height`` on; while peers answer full batches, ask
-        for the next one at once (the inbox's bound paces us), so catching up is not held to
+        for the next one at once (the sync lane's bound paces us), so catching up is not held to
         one batch per sync request of the core."""
         try:
             while (fetched := await self._fetch_batch(from_height)) == SYNC_BATCH:
@@ -527,7 +591,7 @@ class ConsensusDriver:
                 self.host.guard.refuse(peer_id, SYNC_PROTOCOL, reason_of(exc), describe(exc))
                 continue
             for committed in response.blocks:
-                await self._inbox_send.send(_Message(committed, peer_id, SYNC_PROTOCOL, scored=True))
+                await self.lanes.put(Lane.SYNC, _Message(committed, peer_id, SYNC_PROTOCOL, scored=True))
             if response.blocks:
                 return len(response.blocks)
         return 0

@@ -14,6 +14,13 @@ themselves; when idle a lone transaction leaves at once, with no timer to wait o
 A link's queue is bounded: a peer that cannot keep up loses the excess (counted in
 :attr:`TxRelay.dropped`), which costs it nothing it cannot recover: the transactions stay in our
 mempool and reach the chain through our proposals, or through a peer that did get them.
+
+A new link starts with the mempool's backlog (``backlog()``: every waiting transaction, each
+sender's in nonce order), and every ``RESEED_INTERVAL_S`` a connected peer without a link gets
+one. Without it, a link that failed (a connection reset) lost its queue for good, and the
+transactions it held lived only in the origin's mempool: when that node was the slow one
+(issue 14: a profiled node, lagging and syncing) none of them was ever committed. The receiver
+refuses what it already holds on its hash, before decoding.
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ MAX_BATCH_TXS = 4096
 #: Transactions a link may hold for a slow peer before it drops the excess.
 MAX_QUEUED_TXS = 32768
 SEND_TIMEOUT_S = 10.0
+#: How often connected peers without a link get one, seeded with the backlog.
+RESEED_INTERVAL_S = 2.0
 
 #: Called with each received batch and the sending peer; returns the transactions it admitted.
 AdmitBatch = Callable[[list[bytes], str], Awaitable[list[bytes]]]
@@ -59,10 +68,13 @@ class _Link:
 
 
 class TxRelay:
-    def __init__(self, host: Host, admit: AdmitBatch) -> None:
+    def __init__(self, host: Host, admit: AdmitBatch, backlog: Callable[[], list[bytes]] = list) -> None:
         self.host = host
         self.admit = admit
+        self.backlog = backlog
         self.dropped = 0
+        #: Links started with the backlog (a new or reconnected peer, or a failed link replaced).
+        self.reseeded = 0
         self.sent_frames = 0
         self._links: dict[str, _Link] = {}
         self._nursery: trio.Nursery | None = None
@@ -72,7 +84,16 @@ class TxRelay:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
-            await trio.sleep_forever()
+            while True:
+                await trio.sleep(RESEED_INTERVAL_S)
+                self._reseed()
+
+    def _reseed(self) -> None:
+        """A link, seeded with the backlog, for every connected peer that has none."""
+        missing = [peer_id for peer_id in self.host.peer_ids() if peer_id not in self._links]
+        if missing and (backlog := self.backlog()):
+            for peer_id in missing:
+                self._start_link(peer_id, backlog)
 
     @property
     def linked_peers(self) -> list[str]:
@@ -88,21 +109,42 @@ class TxRelay:
             closing = self._links.pop(gone)
             closing.closing = True
             closing.wakeup.set()
+        backlog: list[bytes] | None = None  # reaped once per call, only if a link is new
         for peer_id in peer_ids:
             if peer_id == source:
                 continue
             link = self._links.get(peer_id)
             if link is None:
-                link = self._links[peer_id] = _Link(peer_id)
-                self._nursery.start_soon(self._run_link, link)
-            room = MAX_QUEUED_TXS - len(link.queue)
-            if room < len(raws):
-                self.dropped += len(raws) - max(room, 0)
-                log.warning(
-                    "tx relay to %s is backed up; %d transactions not sent", peer_id, len(raws) - room
-                )
-            link.queue.extend(raws[: max(room, 0)])
-            link.wakeup.set()
+                # ``raws`` are in the mempool already: the backlog holds them, in order.
+                if backlog is None:
+                    backlog = self.backlog()
+                    held = set(backlog)
+                    missing = [raw for raw in raws if raw not in held]
+                link = self._start_link(peer_id, backlog)
+                self._enqueue(link, missing)
+            else:
+                self._enqueue(link, raws)
+
+    def _start_link(self, peer_id: str, backlog: list[bytes]) -> _Link:
+        assert self._nursery is not None
+        link = self._links[peer_id] = _Link(peer_id)
+        if backlog:
+            self.reseeded += 1
+            self._enqueue(link, backlog)
+        self._nursery.start_soon(self._run_link, link)
+        return link
+
+    def _enqueue(self, link: _Link, raws: list[bytes]) -> None:
+        if not raws:
+            return
+        room = MAX_QUEUED_TXS - len(link.queue)
+        if room < len(raws):
+            self.dropped += len(raws) - max(room, 0)
+            log.warning(
+                "tx relay to %s is backed up; %d transactions not sent", link.peer_id, len(raws) - room
+            )
+        link.queue.extend(raws[: max(room, 0)])
+        link.wakeup.set()
 
     async def _run_link(self, link: _Link) -> None:
         try:

@@ -27,10 +27,14 @@ from protocol.consensus.errors import (
 from protocol.consensus.evidence import verify_block_evidence, verify_evidence
 from protocol.consensus.messages import (
     GENESIS_BLOCK_TIME_MS,
+    MAX_BLOCK_BYTES,
     Block,
     CommitCertificate,
     DuplicateVoteEvidence,
+    block_size,
     genesis_certificate,
+    tx_bytes_budget,
+    tx_wire_cost,
 )
 from protocol.consensus.validators import ValidatorSet
 from protocol.consensus.verifier import SignatureVerifier
@@ -63,9 +67,20 @@ def block_context(block: Block, parent_validators: ValidatorSet | None = None) -
     )
 
 
+#: Starts a proposer's assembly timer; the predicate it returns says when time is up.
+AssemblyTimer = Callable[[], Callable[[], bool]]
+
+
 class LedgerApp:
     """A ledger replica driven by consensus. ``tx_source()`` returns the mempool's candidates
-    for the next block; ``tx_verified(tx)`` may vouch for signatures the mempool checked."""
+    for the next block; ``tx_verified(tx)`` may vouch for signatures the mempool checked;
+    ``assembly_timer`` (the node's clock; none: no time bound) bounds how long a proposer spends
+    choosing transactions; ``tx_decoded(raw)`` may return the mempool's decoded copy of a
+    transaction, so a block's transactions are not decoded a second time.
+
+    Bounded blocks (issue 14): a block's encoding is at most ``max_block_bytes``
+    (:data:`MAX_BLOCK_BYTES`, 4 MiB), a validity rule of :meth:`check_block`, and
+    :meth:`build_block` fills a block only up to it."""
 
     def __init__(
         self,
@@ -77,6 +92,9 @@ class LedgerApp:
         tx_verified: Callable[[Tx], bool] | None = None,
         max_txs: int = DEFAULT_MAX_TXS,
         position: Checkpoint | None = None,
+        assembly_timer: AssemblyTimer | None = None,
+        max_block_bytes: int = MAX_BLOCK_BYTES,
+        tx_decoded: Callable[[bytes], Tx | None] | None = None,
     ) -> None:
         """Start at genesis, or, with ``position`` (use :meth:`resume`), at a checkpoint whose
         ``state`` this is."""
@@ -86,6 +104,11 @@ class LedgerApp:
         self._tx_source = tx_source
         self._tx_verified = tx_verified
         self.max_txs = max_txs
+        self.max_block_bytes = max_block_bytes
+        self._assembly_timer = assembly_timer
+        self._tx_decoded = tx_decoded
+        #: Blocks whose assembly stopped at the time bound (more candidates were waiting).
+        self.builds_out_of_time = 0
         self.last_result: BlockResult | None = None
         #: The ledger events of committed blocks not yet taken by the node (take_events).
         self._events: dict[int, tuple[LedgerEvent, ...]] = {}
@@ -185,12 +208,22 @@ class LedgerApp:
             bytes(32),
         )
         context = block_context(draft, self._sets.get(height - 1))
+        out_of_time = self._start_assembly()
         try:
             txs = tuple(
-                select_txs(self.state, context, self._tx_source(), self.max_txs, verified=self._tx_verified)
+                select_txs(
+                    self.state,
+                    context,
+                    self._tx_source(),
+                    self.max_txs,
+                    verified=self._tx_verified,
+                    max_bytes=tx_bytes_budget(draft, self.max_block_bytes),
+                    byte_cost=tx_wire_cost,
+                    out_of_time=out_of_time,
+                )
             )
             replica = self.state.copy()
-            result = apply_block(replica, context, txs, verified=self._tx_verified)
+            result = apply_block(replica, context, self._decoded(txs), verified=self._tx_verified)
         except (LedgerError, OverflowError):
             # The transactions broke a bound only the whole block reveals (end-block, or a value
             # the state hash cannot encode): propose none rather than nothing. Counted: the
@@ -216,6 +249,27 @@ class LedgerApp:
         self._remember(block, replica, result)
         return block
 
+    def _decoded(self, txs: Sequence[bytes]) -> list[bytes | Tx]:
+        """Each transaction as the mempool already decoded it, where it holds it (the hash
+        covers every byte, so it is the same transaction); else the bytes, decoded when applied."""
+        lookup = self._tx_decoded
+        if lookup is None:
+            return list(txs)
+        return [lookup(raw) or raw for raw in txs]
+
+    def _start_assembly(self) -> Callable[[], bool] | None:
+        if self._assembly_timer is None:
+            return None
+        expired = self._assembly_timer()
+
+        def out_of_time() -> bool:
+            if expired():
+                self.builds_out_of_time += 1
+                return True
+            return False
+
+        return out_of_time
+
     def check_block(self, block: Block) -> None:
         """Raises InvalidBlock, BlockExecutionFailed, an InvalidCertificate or InvalidEvidence
         subclass. The ledger state is unchanged either way."""
@@ -226,6 +280,9 @@ class LedgerApp:
             raise InvalidBlock(f"block for chain {block.chain_id!r}")
         if block.height != height:
             raise InvalidBlock(f"block height {block.height}, expected {height}")
+        if (size := block_size(block)) > self.max_block_bytes:
+            # Before any signature or execution: an oversized proposal costs one encoding.
+            raise InvalidBlock(f"block of {size} bytes is over the bound of {self.max_block_bytes}")
         if block.parent_hash != self._last_hash:
             raise InvalidBlock("block does not extend our last block")
         if height > 1 and block.time_ms <= self._last_time:
@@ -265,7 +322,7 @@ class LedgerApp:
         replica = self.state.copy()
         try:
             context = block_context(block, self._sets.get(block.height - 1))
-            result = apply_block(replica, context, block.txs, verified=self._tx_verified)
+            result = apply_block(replica, context, self._decoded(block.txs), verified=self._tx_verified)
         except LedgerError as exc:
             raise BlockExecutionFailed(f"block does not execute: {exc.message} (code {exc.code})") from None
         except OverflowError:
@@ -339,6 +396,8 @@ class LedgerApp:
         tx_source: Callable[[], Sequence[bytes | Tx]] = tuple,
         tx_verified: Callable[[Tx], bool] | None = None,
         max_txs: int = DEFAULT_MAX_TXS,
+        assembly_timer: AssemblyTimer | None = None,
+        tx_decoded: Callable[[bytes], Tx | None] | None = None,
     ) -> LedgerApp:
         """An application at ``checkpoint.height``, as if it had replayed every block up to it.
 
@@ -363,6 +422,8 @@ class LedgerApp:
             tx_verified=tx_verified,
             max_txs=max_txs,
             position=checkpoint,
+            assembly_timer=assembly_timer,
+            tx_decoded=tx_decoded,
         )
 
     # --- internals ---------------------------------------------------------------------------

@@ -28,6 +28,11 @@ MAX_TIME_MS = 2**63 - 1
 #: precommits to take a median of.
 GENESIS_BLOCK_TIME_MS = 0
 MAX_TXS_PER_BLOCK = 10_000
+#: Encoded bytes a valid block may take (issue 14): a proposal larger than this is refused by
+#: every honest validator (prevote nil), so a proposer cannot stuff a block that the others could
+#: not receive and execute inside their propose timeout. Checked by the application
+#: (:func:`block_size`), not by decoding, so the refusal is an ordinary nil prevote.
+MAX_BLOCK_BYTES = 4 * 1024 * 1024
 MAX_EVIDENCE_PER_BLOCK = 100
 MAX_CERTIFICATE_SIGNATURES = 10_000
 
@@ -305,21 +310,51 @@ class Block(Record):
 
 
 _BLOCK_HASH_CACHE = 4096
-#: id(block) -> (block, hash). Keyed by identity, because hashing a frozen dataclass walks all
-#: of its fields; holding the block keeps its id from being reused while the entry lives.
-_block_hashes: dict[int, tuple[Block, bytes]] = {}
+#: id(block) -> (block, hash, encoded size). Keyed by identity, because hashing a frozen
+#: dataclass walks all of its fields; holding the block keeps its id from being reused while the
+#: entry lives.
+_block_hashes: dict[int, tuple[Block, bytes, int]] = {}
+
+
+def _encoded_facts(block: Block) -> tuple[bytes, int]:
+    entry = _block_hashes.get(id(block))
+    if entry is not None and entry[0] is block:
+        return entry[1], entry[2]
+    data = block.encode()
+    digest = hashlib.sha256(b"dcent/block/v1" + data).digest()
+    if len(_block_hashes) >= _BLOCK_HASH_CACHE:
+        del _block_hashes[next(iter(_block_hashes))]
+    _block_hashes[id(block)] = (block, digest, len(data))
+    return digest, len(data)
 
 
 def block_hash(block: Block) -> bytes:
     """The block id: sha256 over the canonical encoding (memoised; blocks are immutable)."""
-    entry = _block_hashes.get(id(block))
-    if entry is not None and entry[0] is block:
-        return entry[1]
-    digest = hashlib.sha256(b"dcent/block/v1" + block.encode()).digest()
-    if len(_block_hashes) >= _BLOCK_HASH_CACHE:
-        del _block_hashes[next(iter(_block_hashes))]
-    _block_hashes[id(block)] = (block, digest)
-    return digest
+    return _encoded_facts(block)[0]
+
+
+def block_size(block: Block) -> int:
+    """The block's canonical encoded length in bytes (memoised with its hash)."""
+    return _encoded_facts(block)[1]
+
+
+def tx_bytes_budget(draft: Block, max_bytes: int = MAX_BLOCK_BYTES) -> int:
+    """What a proposer may spend on transactions, counted with :func:`tx_wire_cost` each, so that
+    ``draft`` (everything but its transactions, which it must not hold yet) stays within
+    ``max_bytes`` once they are in. The reserve covers the list header growing to its widest."""
+    if draft.txs:
+        raise ValueError("the draft must not hold transactions")
+    return max_bytes - block_size(draft) - _LIST_HEADER_RESERVE
+
+
+#: A msgpack array header grows from 1 byte (up to 15 items) to at most 5.
+_LIST_HEADER_RESERVE = 4
+
+
+def tx_wire_cost(raw: bytes) -> int:
+    """A transaction's bytes in an encoded block: its length plus its msgpack bin header."""
+    size = len(raw)
+    return size + (2 if size < 0x100 else 3 if size < 0x10000 else 5)
 
 
 def proposal_sign_bytes(chain_id: str, height: int, round_: int, pol_round: int, block_id: bytes) -> bytes:

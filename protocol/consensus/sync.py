@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from protocol.consensus.certificate import verify_certificate
 from protocol.consensus.errors import SyncError
-from protocol.consensus.messages import CommittedBlock, SyncRequest, SyncResponse
+from protocol.consensus.messages import CommittedBlock, SyncRequest, SyncResponse, block_size
 from protocol.consensus.validators import ValidatorSet
 from protocol.consensus.verifier import SignatureVerifier
 
@@ -58,14 +58,26 @@ def serve_sync_request(
     last_height: int,
     load: Callable[[int], CommittedBlock | None],
     max_blocks: int = DEFAULT_SYNC_BATCH,
+    max_bytes: int | None = None,
 ) -> SyncResponse:
     """Answer ``request`` from a block store: consecutive blocks from ``from_height``, up to our
-    ``last_height`` and ``min(request.max_blocks, max_blocks)``; stops at the first gap."""
+    ``last_height`` and ``min(request.max_blocks, max_blocks)``; stops at the first gap, and
+    before the blocks' encodings would pass ``max_bytes`` (the requester's response limit: 32
+    full blocks are 128 MiB), though always with the first block."""
     count = min(request.max_blocks, max_blocks, max(0, last_height - request.from_height + 1))
-    blocks = []
+    blocks: list[CommittedBlock] = []
+    spent = 0
     for height in range(request.from_height, request.from_height + count):
         committed = load(height)
         if committed is None:
             break
+        if max_bytes is not None:
+            spent += block_size(committed.block) + len(committed.certificate.encode()) + _ENTRY_OVERHEAD
+            if blocks and spent > max_bytes:
+                break
         blocks.append(committed)
     return SyncResponse(tuple(blocks))
+
+
+#: Bytes a committed block's envelope adds in a response, beyond its block and certificate.
+_ENTRY_OVERHEAD = 64

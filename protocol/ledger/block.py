@@ -384,19 +384,32 @@ def select_txs(
     max_txs: int,
     *,
     verified: Callable[[Tx], bool] | None = None,
+    max_bytes: int | None = None,
+    byte_cost: Callable[[bytes], int] = len,
+    out_of_time: Callable[[], bool] | None = None,
 ) -> list[bytes]:
     """The candidates that apply in order on top of ``state`` for block ``ctx`` (proposers), as
     raw bytes. ``verified(tx)`` may report a signature the mempool already checked.
 
+    Bounds: at most ``max_txs`` transactions and ``max_bytes`` of ``byte_cost`` (a candidate that
+    does not fit is passed over, a smaller later one may still fit); selection stops as soon as
+    ``out_of_time()`` says so (the node's assembly time bound; the choice is the proposer's, and
+    the block's validity never depends on it).
+
     Dry run: the state is unchanged afterwards.
     """
     chosen: list[bytes] = []
+    spent = 0
     try:
         with state.journal.atomic():
             _begin_block(state, ctx)
             for candidate in candidates:
-                if len(chosen) >= max_txs:
+                if len(chosen) >= max_txs or (out_of_time is not None and out_of_time()):
                     break
+                raw = candidate if isinstance(candidate, bytes) else candidate.raw
+                cost = byte_cost(raw)
+                if max_bytes is not None and spent + cost > max_bytes:
+                    continue
                 try:
                     tx = decode_tx(candidate) if isinstance(candidate, bytes) else candidate
                     skip_verify = verified is not None and verified(tx)
@@ -404,6 +417,7 @@ def select_txs(
                 except LedgerError:
                     continue
                 chosen.append(tx.raw)
+                spent += cost
             raise _Discard
     except _Discard:
         pass

@@ -45,6 +45,7 @@ from node.services.consensus_driver import (
     ConsensusDriver,
 )
 from node.services.consensus_wire import MAX_MESSAGE_BYTES as CONSENSUS_MAX_BYTES
+from node.services.lanes import Lane
 from node.services.mempool import Mempool
 from node.services.tx_relay import MAX_TX_BATCH_BYTES, TX_PROTOCOL
 from node.store import ChainStore
@@ -123,7 +124,7 @@ class Rig:
         (a failure there ends the rig's nursery, and with it the test)."""
         with trio.fail_after(30):  # a stuck driver fails the test instead of hanging it
             await trio.testing.wait_all_tasks_blocked()
-        assert not self.driver._inbox.statistics().current_buffer_used, "the driver stopped reading"
+        assert not any(self.driver.lanes.waiting(lane) for lane in Lane), "the driver stopped reading"
 
 
 #: Each gossip topic, and the decoder target whose inputs are gossiped on it.

@@ -108,3 +108,22 @@ async def test_a_disconnected_peers_link_ends_at_the_next_relay(
 
     await wait_until(lambda: b"second" in a.raws(), what="a has the second")
     assert b.relay.linked_peers == [a.host.peer_id]
+
+
+async def test_a_peer_without_a_link_gets_the_backlog_without_any_new_relay(
+    cluster: Cluster, host_clock: trio.testing.MockClock | None, nursery: trio.Nursery
+) -> None:
+    """A failed link loses its queue; what the mempool still holds reaches the peer again through
+    the periodic reseed, with no new transaction to trigger a relay (issue 14: a slow node's
+    transactions never left it after its links were reset)."""
+    a = await cluster.start("relay-a")
+    b = await cluster.start("relay-b", bootstrap=(a.listen_addrs[0],))
+    await wait_until(lambda: b.peer_ids() == [a.peer_id], what="b links a")
+    waiting = [f"waiting-{i}".encode() for i in range(20)]
+    sender, receiver = Relayer(a), Relayer(b)
+    sender.relay = TxRelay(a, sender.admit, backlog=lambda: list(waiting))
+    for relayer in (sender, receiver):
+        await nursery.start(relayer.relay.run)
+    await wait_until(lambda: receiver.raws() == set(waiting), what="b has a's backlog")
+    assert [raw for raw, _ in receiver.seen] == waiting  # in the mempool's order
+    assert sender.relay.reseeded == 1

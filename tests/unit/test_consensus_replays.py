@@ -42,13 +42,16 @@ from node.services.consensus_driver import (
     USELESS_PUSHED_ALLOWANCE,
     USELESS_TX_ALLOWANCE,
     ConsensusDriver,
+    _Expired,
     _Message,
 )
 from node.services.consensus_wire import decode_message, encode_message
+from node.services.lanes import Lane
 from node.services.mempool import Mempool
 from node.services.tx_relay import MAX_BATCH_TXS, TX_PROTOCOL
 from node.store import ChainStore
 from protocol.consensus.core import ConsensusCore
+from protocol.consensus.effects import Timeout, TimeoutKind
 from protocol.consensus.messages import PRECOMMIT, PREVOTE, CommittedBlock, Vote
 from protocol.crypto import PrivateKey
 from protocol.encoding import encode
@@ -179,7 +182,7 @@ async def open_rig(
             host.publish = every_queue_full  # type: ignore[method-assign]
         await nursery.start(driver.run)
         for committed in blocks:
-            await driver._inbox_send.send(_Message(committed, "", SYNC_PROTOCOL, scored=True))
+            await driver.lanes.put(Lane.SYNC, _Message(committed, "", SYNC_PROTOCOL, scored=True))
         with trio.fail_after(60):
             await driver.wait_for_height(len(blocks))
         try:
@@ -377,3 +380,39 @@ def test_useless_input_strikes_once_per_chunk_past_the_allowance_and_forgets_aft
     counter.add("c", 1, 0)
     assert len(counter._peers) == 2 and "a" not in counter._peers
     assert counter.strikes == 3
+
+
+async def test_a_relayed_copy_of_a_committed_transaction_is_refused_on_its_hash_and_counted(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_rig(tmp_path) as rig:
+        offered: list[bytes] = []
+        add = rig.driver.mempool.add
+        monkeypatch.setattr(
+            rig.driver.mempool, "add", lambda raw, state: offered.append(raw) or add(raw, state)
+        )
+        assert await rig.driver._admit_txs([stale_tx()], rig.attacker.host.peer_id) == []
+        assert offered == []  # never decoded: block 1 committed it
+        assert rig.driver.useless_txs.total == 1  # counted as useless, as its used nonce would be
+
+
+async def test_a_bug_admitting_a_relayed_batch_is_counted_and_the_driver_serves_on(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Relayed batches are admitted in the consensus task (its transaction lane), so a bug there
+    must cost one batch, not consensus."""
+    async with open_rig(tmp_path) as rig:
+
+        def broken(raw: bytes, state: object) -> None:
+            raise RuntimeError("a mempool bug")
+
+        monkeypatch.setattr(rig.driver.mempool, "add", broken)
+        fresh = sign_tx(client_key(0), CHAIN_ID, 2, 10_000, Transfer(to=client_key(1).address.raw, amount=1))
+        stream = await rig.attacker.host.open_stream(rig.host.peer_id, TX_PROTOCOL)
+        await stream.send_frame(encode([fresh]))
+        await trio.testing.wait_all_tasks_blocked()
+        assert rig.driver.core_faults == 1
+        stale = _Expired(Timeout(TimeoutKind.PROPOSE, 1, 0))  # a timer long past: ignored by the core
+        assert rig.driver.lanes.offer(Lane.CONSENSUS, stale)
+        await trio.testing.wait_all_tasks_blocked()
+        assert rig.driver.lanes.waiting(Lane.CONSENSUS) == 0  # still served

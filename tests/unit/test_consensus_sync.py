@@ -166,3 +166,24 @@ def test_serving_a_sync_request_returns_consecutive_blocks(
     assert serve_sync_request(SyncRequest(9, 3), last_height=5, load=load).blocks == ()
     assert len(serve_sync_request(SyncRequest(1, 100), last_height=5, load=load, max_blocks=2).blocks) == 2
     assert SyncResponse.decode(response.encode()) == response
+
+
+def test_a_sync_response_stops_before_its_byte_bound_but_always_carries_one_block(
+    history: tuple[Chain, list[CommittedBlock]],
+) -> None:
+    """Full blocks (4 MiB) would make a 32-block response 128 MiB, past what a requester reads."""
+    _, blocks = history
+
+    def load(height: int) -> CommittedBlock | None:
+        return blocks[height - 1] if 1 <= height <= len(blocks) else None
+
+    def serve(max_bytes: int | None) -> SyncResponse:
+        return serve_sync_request(SyncRequest(1, 5), last_height=5, load=load, max_bytes=max_bytes)
+
+    whole = serve(None)
+    assert len(whole.blocks) == 5
+    two = sum(len(CommittedBlock(b.block, b.certificate).encode()) for b in blocks[:2])
+    bounded = serve(two + 2 * 64)
+    assert [b.block.height for b in bounded.blocks] == [1, 2]
+    assert len(bounded.encode()) <= two + 2 * 64
+    assert [b.block.height for b in serve(1).blocks] == [1]  # one block, however large

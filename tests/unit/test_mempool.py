@@ -49,6 +49,7 @@ from protocol.ledger.tx import (
     Tx,
     Undelegate,
     Unstake,
+    decode_tx,
 )
 from tests.unit.ledger_helpers import (
     FEE,
@@ -309,6 +310,20 @@ def test_was_verified_covers_every_admitted_transaction_until_its_block() -> Non
     assert len(pool) == 0
     stranger = Chain()
     assert not pool.was_verified(Mempool().add(_pay(stranger, "carol"), stranger.state))
+
+
+def test_a_forged_copy_of_an_admitted_transaction_is_not_vouched_for_and_fails_in_a_block() -> None:
+    """The verified cache is keyed by the hash of the whole envelope, signature included: a copy
+    with the same body and another signature is verified at block execution, and refused."""
+    chain, pool = Chain(), Mempool()
+    raw = _pay(chain, "alice")
+    admitted = pool.add(raw, chain.state)
+    forged = decode_tx(flip_signature_bit(raw))
+    assert forged.body == admitted.body and forged.signature != admitted.signature
+    assert pool.was_verified(admitted) and not pool.was_verified(forged)
+    with pytest.raises(BadSignature):
+        apply_block(chain.state.copy(), chain.context(), [forged], verified=pool.was_verified)
+    apply_block(chain.state, chain.context(), [admitted], verified=pool.was_verified)
 
 
 def test_remove_committed_drops_included_and_conflicting_and_counts_the_conflict() -> None:
