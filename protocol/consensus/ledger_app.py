@@ -11,6 +11,36 @@ block ``k + 1`` as soon as it has applied block ``k - 1``.
 Blocks are executed once per replica: :meth:`LedgerApp.check_block` (before prevoting) and
 :meth:`LedgerApp.build_block` (proposer) run ``apply_block`` on a copy of the state and keep the
 copy, and :meth:`LedgerApp.commit` adopts it.
+
+Bounded blocks
+--------------
+
+A block's canonical encoding is at most ``MAX_BLOCK_BYTES`` (4 MiB). ``LedgerApp.check_block`` refuses
+a larger one on its size (``InvalidBlock``) before it verifies a signature or executes anything, so
+honest validators prevote nil on an oversized proposal for the cost of one encoding (memoised with
+the block hash). A proposer fills a block only up to the bound: ``select_txs`` takes a byte budget
+(``tx_bytes_budget(draft)``: the bound minus the encoded block without transactions, minus the list
+header's growth), counting each transaction as its length plus its msgpack header
+(``tx_wire_cost``); a transaction that does not fit is passed over for a later, smaller one. The
+proposer also stops choosing when its **assembly time** is up (``assembly_timer``, the node's
+monotonic clock, a third of ``timeout_propose_ms``: 333 ms on testnets), so a full block still
+reaches and is re-executed by the others inside their propose timeout. The budget halves with
+each later round of the height (a round that failed, perhaps on a block too large to send and
+execute in time, is followed by smaller blocks rather than ever larger ones); this is a heuristic,
+not yet shown to help (see "Overload: not solved" below). The time bound is the
+proposer's choice; a block's validity never depends on it (protocol stays pure: the clock is
+injected). Sync responses stop before 64 MiB (32 full blocks would be 128 MiB, past what a
+requester reads), always carrying at least one block.
+
+Attacks: *an oversized proposal* (a proposer, or a relay, sending a 16 MiB block that every
+validator must receive and execute before its propose timeout): refused on size, nil prevote,
+round moves on. *A proposer stuffing a block* with as many transactions as the count bound allows,
+each near 64 KiB (10,000 x 64 KiB = 640 MiB): the byte bound caps it at 4 MiB whatever the count.
+Tests: ``tests/unit/test_consensus_block_bounds.py`` (an otherwise valid block one byte over a
+validator's bound gets a nil prevote, the same block within it a prevote for it; a junk-stuffed
+block over 4 MiB refused on size, not execution; proposer fills exactly to the bound; assembly
+stops when the timer says so and the block stays valid), ``test_consensus_sync.py`` (byte-bounded
+sync responses).
 """
 
 from __future__ import annotations
