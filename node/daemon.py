@@ -63,7 +63,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dcent.node")
 
 
-class NodeNotRunning(RuntimeError):
+class NodeNotStarted(RuntimeError):
     """A running node's service was asked of a node that has not started (or failed to)."""
 
 
@@ -386,20 +386,20 @@ class Node:
     # --- what tests and the CLI ask ------------------------------------------------------
     @property
     def services(self) -> NodeServices:
-        """The running services. Raises :class:`NodeNotRunning` before ``run`` has started them."""
+        """The running services. Raises :class:`NodeNotStarted` before ``run`` has started them."""
         if self._services is None:
-            raise NodeNotRunning("the node is not running")
+            raise NodeNotStarted("the node is not running")
         return self._services
 
     @property
     def endpoints(self) -> OperatorEndpoints:
-        """Where the operator reaches the node. Raises :class:`NodeNotRunning` before it started."""
+        """Where the operator reaches the node. Raises :class:`NodeNotStarted` before it started."""
         if self._endpoints is None:
-            raise NodeNotRunning("the node is not running")
+            raise NodeNotStarted("the node is not running")
         return self._endpoints
 
     # Shorthands for the tests, benches and CLI that drive a node directly (production code
-    # reads NodeServices through the views of node/rpc/views.py). Each raises NodeNotRunning
+    # reads NodeServices through the views of node/rpc/views.py). Each raises NodeNotStarted
     # before the node started, as ``services`` does.
     @property
     def store(self) -> ChainStore:
