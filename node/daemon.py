@@ -5,8 +5,10 @@ Start-up order matters: the store is opened and bound to the genesis before anyt
 ledger is replayed from genesis through every stored block (each block's certificate and state
 hash are checked again, so a tampered database is refused rather than served); only then does the
 host start and consensus resume from the persisted signer state, syncing whatever it missed.
-The JSON-RPC server (and the metrics endpoint, when configured) start last, so every method finds
-the services it reads already running.
+Each service is built once, in ``run``, and the running set is frozen into a
+:class:`~node.services.wiring.NodeServices` with no optional member; the JSON-RPC server (and the
+metrics endpoint, when configured) start last, from that set, so every method finds the services
+it reads already running. They see it only through the narrow views of :mod:`node.rpc.views`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from node.market.txlane import TxLane
 from node.metrics import MetricsServer, collect_node_metrics
 from node.p2p.host_config import HostConfig
 from node.p2p.interface import Host
-from node.rpc.node_methods import build_node_table
+from node.rpc.node_table import build_node_table
 from node.rpc.protocol import Dispatcher
 from node.rpc.server import RpcServer
 from node.services.availability import AvailabilityResponder
@@ -41,13 +43,14 @@ from node.services.capacity import CapacityService
 from node.services.consensus_driver import SIGN_STATE_KEY, ConsensusDriver, assembly_timer, wall_clock_ms
 from node.services.economics_recorder import RecordingLedgerApp
 from node.services.mempool import Mempool
+from node.services.wiring import NodeIdentity, NodeServices, OperatorEndpoints
 from node.store import ChainStore, CorruptStore
 from protocol.consensus.checkpoint import Checkpoint, CheckpointError
 from protocol.consensus.core import ConsensusCore
 from protocol.consensus.errors import InvalidMessage
 from protocol.consensus.ledger_app import LedgerApp
 from protocol.consensus.messages import Block, CommitCertificate, SignState
-from protocol.crypto import address_of
+from protocol.crypto import PrivateKey, address_of
 from protocol.encoding import DecodeError
 from protocol.hardware import ProbeReport
 from protocol.ledger.genesis import Genesis, genesis_state
@@ -59,6 +62,10 @@ if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
 log = logging.getLogger("dcent.node")
+
+
+class NodeNotStarted(RuntimeError):
+    """A running node's service was asked of a node that has not started (or failed to)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +94,6 @@ class Node:
                 bootstrap=config.p2p.bootstrap,
             )
         )
-        self.store: ChainStore | None = None
-        self.app: LedgerApp | None = None
-        self.driver: ConsensusDriver | None = None
-        self.capacity: CapacityService | None = None
-        self.market: MarketService | None = None
-        self.availability: AvailabilityResponder | None = None  # i17: answers offer challenges
         # The sandbox jobs run in, and its self-test: a provider sells only while it passes.
         market = config.market
         self.executor = select_executor(
@@ -116,12 +117,9 @@ class Node:
             settings=config.blobs,
             protected=(paths.root / "keys", paths.cookie, paths.config),
         )
-        self.rpc: RpcServer | None = None
-        #: Where the RPC listens once started (port 0 resolved), as ``<home>/data/rpc.url`` says.
-        self.rpc_url: str | None = None
-        self.metrics: MetricsServer | None = None
-        #: ``http://HOST:PORT/metrics`` once the metrics endpoint runs; None when not configured.
-        self.metrics_url: str | None = None
+        # Set once, when run has started every service (and the endpoints); never unset.
+        self._services: NodeServices | None = None
+        self._endpoints: OperatorEndpoints | None = None
         self._running = trio.Event()
         #: The checkpoint height the last start resumed from (0: replayed from genesis).
         self.resumed_from = 0
@@ -129,13 +127,11 @@ class Node:
     # --- service ---------------------------------------------------------------------------
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         store = await trio.to_thread.run_sync(ChainStore.open, self.paths.chain_db)
-        self.store = store
         try:
             await trio.to_thread.run_sync(
                 store.bind_chain, self.genesis.chain_id, self.genesis.genesis_hash()
             )
             app = await trio.to_thread.run_sync(self._replay, store)
-            self.app = app
             saved = store.consensus().get(SIGN_STATE_KEY)
             core = ConsensusCore(
                 app,
@@ -146,7 +142,7 @@ class Node:
             )
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.host.run)
-                self.driver = ConsensusDriver(
+                driver = ConsensusDriver(
                     core=core,
                     app=app,
                     store=store,
@@ -155,56 +151,71 @@ class Node:
                     clock_ms=wall_clock_ms,
                     snapshot_interval=self.config.consensus.snapshot_interval,
                 )
-                await nursery.start(self.driver.run)
+                await nursery.start(driver.run)
                 market = self.config.market
                 if self.selftest is not None:
                     await nursery.start(self.selftest.run)
-                self.capacity = CapacityService(
+                key = self.validator_key
+                capacity = CapacityService(
                     chain_id=self.genesis.chain_id,
-                    key=self.validator_key,
+                    key=key,
                     host=self.host,
                     probe=self._probe_gpus,
                     price_per_gpu_second=market.price_per_gpu_second,
                     collateral=market.collateral,
-                    stake=self._own_stake,
-                    stake_of=self._ledger_stake,
+                    stake=lambda: bonded_by(app.state, key.address.raw),
+                    stake_of=lambda provider: bonded_by(app.state, address_of(provider)),
                     executors=(market.executor,),
                     clock_ms=wall_clock_ms,
                     interval_s=market.announce_interval_s,
                     ttl_s=market.announce_ttl_s,
-                    busy=lambda: self.market.busy_gpu_uuids() if self.market else (),
+                    busy=lambda: jobs.busy_gpu_uuids(),
                     limits=self.readiness.offered_limits,
                     quote=market.quote,
                     quote_price_per_gpu_second=market.quote_price_per_gpu_second,
                     twap_of=lambda symbol: current_quote_twap(app.state, symbol),
                 )
-                await nursery.start(self.capacity.run)
-                await nursery.start(self.readiness.run, self.capacity.announce_now)
+                # Built before the capacity service starts: its announcements count the GPU
+                # units the job service has allocated.
+                jobs = self._job_service(app, store, driver, capacity)
+                await nursery.start(capacity.run)
+                await nursery.start(self.readiness.run, capacity.announce_now)
                 # Before the job service: its jobs fetch inputs and store outputs through it.
                 await nursery.start(self.blobs.run)
-                self.market = self._job_service(app, store, self.driver, self.capacity)
-                await nursery.start(self.market.run)
+                await nursery.start(jobs.run)
                 # i17: answer availability challenges of the standing offers this node serves.
-                driver = self.driver
-                self.availability = AvailabilityResponder(
-                    key=self.validator_key,
+                availability = AvailabilityResponder(
+                    key=key,
                     app=app,
-                    submit=self.market.ctx.lane.submit,
+                    submit=jobs.ctx.lane.submit,
                     height=lambda: driver.height,
                     wait_for_height=driver.wait_for_height,
                 )
-                await nursery.start(self.availability.run)
+                await nursery.start(availability.run)
                 if self.config.pricing.enabled:  # i16view: an ask that moves with utilization
-                    driver = self.driver
                     await start_pricing(
                         nursery,
                         self.config.pricing,
-                        capacity=self.capacity,
-                        market=self.market,
+                        capacity=capacity,
+                        market=jobs,
                         store=store,
                         height=lambda: driver.height,
                     )
-                await self._start_operator_endpoints(nursery)
+                services = NodeServices(
+                    identity=self._identity(key),
+                    store=store,
+                    app=app,
+                    host=self.host,
+                    mempool=self.mempool,
+                    driver=driver,
+                    readiness=self.readiness,
+                    capacity=capacity,
+                    blobs=self.blobs,
+                    market=jobs,
+                    availability=availability,
+                )
+                self._services = services
+                self._endpoints = await self._start_operator_endpoints(nursery, services)
                 log.info(
                     "node %s up at height %d, listening on %s",
                     self.config.moniker,
@@ -218,6 +229,16 @@ class Node:
             # unshielded, the await raised Cancelled before the close ran.
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(store.close)
+
+    def _identity(self, key: PrivateKey) -> NodeIdentity:
+        market = self.config.market
+        return NodeIdentity(
+            moniker=self.config.moniker,
+            genesis=self.genesis,
+            key=key,
+            executor=market.executor,
+            simulated_gpus=bool(market.simulated_gpus),
+        )
 
     def _job_service(
         self, app: LedgerApp, store: ChainStore, driver: ConsensusDriver, capacity: CapacityService
@@ -259,25 +280,33 @@ class Node:
             quote_price_per_gpu_second=market.quote_price_per_gpu_second,
         )
 
-    async def _start_operator_endpoints(self, nursery: trio.Nursery) -> None:
+    async def _start_operator_endpoints(
+        self, nursery: trio.Nursery, services: NodeServices
+    ) -> OperatorEndpoints:
         """The JSON-RPC server (cookie and rpc.url under data/, removed at exit) and, when
-        configured, the metrics endpoint. Raises RpcBindError / MetricsBindError."""
+        configured, the metrics endpoint, both over ``services``. Raises RpcBindError /
+        MetricsBindError."""
         rpc = self.config.rpc
-        self.rpc = RpcServer(
-            Dispatcher(build_node_table(self), domain_errors=(NodeError,)),
+        server: RpcServer | None = None
+
+        def rpc_url() -> str:
+            # node_info is served only once the server listens, so its URL is known by then.
+            return server.url if server is not None else ""
+
+        server = RpcServer(
+            Dispatcher(build_node_table(services, rpc_url), domain_errors=(NodeError,)),
             home=self.paths.root,
             host=rpc.host,
             port=rpc.port,
             allow_remote=rpc.allow_remote,
             url_path=self.paths.rpc_url,
         )
-        self.rpc_url = await nursery.start(self.rpc.run)
+        url: str = await nursery.start(server.run)
         metrics = parse_metrics_bind(self.config.metrics_addr, "metrics.addr")
-        if metrics is not None:
-            self.metrics = MetricsServer(
-                partial(collect_node_metrics, self), host=metrics[0], port=metrics[1]
-            )
-            self.metrics_url = await nursery.start(self.metrics.run)
+        if metrics is None:
+            return OperatorEndpoints(rpc_url=url, metrics_url=None)
+        exporter = MetricsServer(partial(collect_node_metrics, services), host=metrics[0], port=metrics[1])
+        return OperatorEndpoints(rpc_url=url, metrics_url=await nursery.start(exporter.run))
 
     def _replay(self, store: ChainStore) -> RecordingLedgerApp:
         """The ledger at the stored head: resumed from the newest checkpoint when one is usable,
@@ -364,21 +393,63 @@ class Node:
             return simulated_report(spec, self.validator_key.address.raw.hex()[:12])
         return await probe_async()
 
-    def _own_stake(self) -> int:
-        assert self.app is not None
-        return bonded_by(self.app.state, self.validator_key.address.raw)
+    # --- what tests and the CLI ask ------------------------------------------------------
+    @property
+    def services(self) -> NodeServices:
+        """The running services. Raises :class:`NodeNotStarted` before ``run`` has started them."""
+        if self._services is None:
+            raise NodeNotStarted("the node is not running")
+        return self._services
 
-    def _ledger_stake(self, provider: bytes) -> int:
-        """A provider's bonded stake: what ranks it in the capacity table."""
-        assert self.app is not None
-        return bonded_by(self.app.state, address_of(provider))
+    @property
+    def endpoints(self) -> OperatorEndpoints:
+        """Where the operator reaches the node. Raises :class:`NodeNotStarted` before it started."""
+        if self._endpoints is None:
+            raise NodeNotStarted("the node is not running")
+        return self._endpoints
 
-    # --- what RPC, tests and the CLI ask ---------------------------------------------------
+    # Shorthands for the tests, benches and CLI that drive a node directly (production code
+    # reads NodeServices through the views of node/rpc/views.py). Each raises NodeNotStarted
+    # before the node started, as ``services`` does.
+    @property
+    def store(self) -> ChainStore:
+        return self.services.store
+
+    @property
+    def app(self) -> RecordingLedgerApp:
+        return self.services.app
+
+    @property
+    def driver(self) -> ConsensusDriver:
+        return self.services.driver
+
+    @property
+    def capacity(self) -> CapacityService:
+        return self.services.capacity
+
+    @property
+    def market(self) -> MarketService:
+        return self.services.market
+
+    @property
+    def availability(self) -> AvailabilityResponder:
+        return self.services.availability
+
+    @property
+    def rpc_url(self) -> str:
+        """Where the RPC listens (port 0 resolved), as ``<home>/data/rpc.url`` says."""
+        return self.endpoints.rpc_url
+
+    @property
+    def metrics_url(self) -> str | None:
+        """``http://HOST:PORT/metrics``; None when no metrics endpoint is configured."""
+        return self.endpoints.metrics_url
+
     def status(self) -> NodeStatus:
-        assert self.app is not None, "the node is not running"
+        services = self.services
         return NodeStatus(
-            height=self.driver.height if self.driver else self.app.height,
-            state_hash=self.app.state.state_hash(),
+            height=services.driver.height,
+            state_hash=services.app.state.state_hash(),
             peer_id=self.host.peer_id,
             listen_addrs=tuple(self.host.listen_addrs),
             peers=len(self.host.peers()),
@@ -392,13 +463,9 @@ class Node:
 
     async def wait_for_height(self, height: int) -> None:
         await self._running.wait()
-        assert self.driver is not None
-        await self.driver.wait_for_height(height)
+        await self.services.driver.wait_for_height(height)
 
     async def submit_tx(self, raw: bytes) -> Tx:
         """Admit a signed transaction locally and relay it to peers. Raises the ledger or
         mempool error that refuses it."""
-        assert self.app is not None and self.driver is not None, "the node is not running"
-        tx = self.mempool.add(raw, self.app.state)
-        await self.driver.relay_txs([raw])
-        return tx
+        return await self.services.submit_tx(raw)

@@ -38,13 +38,11 @@ from hypercorn.typing import Framework
 
 from node.errors import NodeError
 from node.rpc.address import is_loopback
-from node.rpc.node_methods import stored_height
 from node.rpc.server import AsgiReceive, AsgiScope, AsgiSend, hypercorn_config, serve_lifespan, sole_exception
+from node.rpc.views import MetricsReads
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
-
-    from node.daemon import Node
 
 log = logging.getLogger("dcent.metrics")
 
@@ -113,18 +111,19 @@ def render_exposition(families: Sequence[MetricFamily]) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def collect_node_metrics(node: Node) -> list[MetricFamily]:
-    """The node's gauges, read now (the job counts from the store, in a worker thread)."""
-    store = node.store
-    job_counts = await trio.to_thread.run_sync(store.job_counts) if store is not None else {}
-    report = node.capacity.last_report if node.capacity is not None else None
+async def collect_node_metrics(reads: MetricsReads) -> list[MetricFamily]:
+    """The node's gauges, read now (the job counts from the store, in a worker thread).
+    ``reads``: what the gauges read of the running node's services (a
+    :class:`~node.services.wiring.NodeServices` satisfies it)."""
+    job_counts = await trio.to_thread.run_sync(reads.store.job_counts)
+    report = reads.capacity.last_report
     units = report.schedulable_units() if report is not None else ()
-    allocated = len(node.market.busy_gpu_uuids()) if node.market is not None else 0
-    guard = node.host.guard
+    allocated = len(reads.market.busy_gpu_uuids())
+    guard = reads.host.guard
     return [
-        gauge("dcent_height", "Last block height committed and stored.", stored_height(node)),
-        gauge("dcent_peers", "Connected libp2p peers.", len(node.host.peers())),
-        gauge("dcent_mempool_txs", "Transactions waiting in the mempool.", len(node.mempool)),
+        gauge("dcent_height", "Last block height committed and stored.", reads.driver.height),
+        gauge("dcent_peers", "Connected libp2p peers.", len(reads.host.peers())),
+        gauge("dcent_mempool_txs", "Transactions waiting in the mempool.", len(reads.mempool)),
         MetricFamily(
             "dcent_jobs",
             "Local job records by state.",
@@ -154,7 +153,7 @@ async def collect_node_metrics(node: Node) -> list[MetricFamily]:
         MetricFamily(
             "dcent_consensus_core_faults_total",
             "Errors the consensus core raised on an event (bugs), survived by the driver.",
-            (((), node.driver.core_faults if node.driver is not None else 0),),
+            (((), reads.driver.core_faults),),
             type="counter",
         ),
     ]

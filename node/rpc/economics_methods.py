@@ -12,15 +12,15 @@ blocks, so no call reads more than a bounded slice of the store.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import trio
 
 from node.rpc.errors import InvalidParams
-from node.rpc.methods import MethodTable
+from node.rpc.methods import MethodSpec
 from node.rpc.params import Int, Param, Str
+from node.rpc.views import EconomicsReads
 from node.services.consensus_driver import wall_clock_ms
-from node.store import ChainStore, CorruptStore
+from node.store import CorruptStore
 from protocol.crypto import Address, address_of
 from protocol.econview.market import (
     SORT_KEYS,
@@ -38,9 +38,6 @@ from protocol.market.capacity import CapacityAnnouncement
 from protocol.market.errors import JobSpecError
 from protocol.market.jobspec import MAX_GPUS, Resources
 from protocol.market.quantities import parse_compute_capability, parse_cuda_version, parse_size
-
-if TYPE_CHECKING:
-    from node.daemon import Node
 
 #: Most block records one ``economics_history`` call returns.
 MAX_HISTORY_ROWS = 5_000
@@ -136,115 +133,93 @@ def decode_records(rows: Sequence[tuple[int, bytes]]) -> list[BlockEconomics]:
     return records
 
 
+_WINDOW = Param(
+    "window", Int(min=1, max=MAX_WINDOW), "recent blocks the rates are taken over", default=DEFAULT_WINDOW
+)
+
+ECONOMICS_METHODS = (
+    MethodSpec(
+        "economics_status",
+        """Supply, issuance, burn, inflation, bonded ratio and its goal, pools, the staking yield
+        and what providers earn per GPU-hour, with rates over the last ``window`` blocks.""",
+        (_WINDOW,),
+        errors=(CorruptStore,),
+        returns="object: `height`, `genesis_supply`, `supply`, `minted`, `burned`, `inflation`, "
+        "`inflation_min`, `inflation_max`, `annual_issuance`, `bonded`, `bonded_ratio`, `goal_bonded`, "
+        "`unbonding`, `escrowed`, `deposits`, `community_pool`, `provider_pool`, `fee_burn_share`, "
+        "`protocol_fee_share`, `staking_apr`, `window_blocks`, `window_issued`, `window_burned`, "
+        "`window_fees`, `window_gpu_seconds`, `window_paid`, `price_per_gpu_hour` and "
+        "`provider_earnings_per_gpu_hour` (null when no work settled in the window)",
+    ),
+    MethodSpec(
+        "economics_history",
+        "The per-block economics records of blocks ``from_height`` to ``to_height``.",
+        (
+            Param("from_height", Int(min=1, max=MAX_HEIGHT), "first block", default=1),
+            Param("to_height", Int(min=0, max=MAX_HEIGHT), "last block (0: the stored head)", default=0),
+            Param("limit", Int(min=1, max=MAX_HISTORY_ROWS), "most records returned", default=1_000),
+        ),
+        errors=(CorruptStore,),
+        returns=f"object: `from`, `to`, `head`, `records` (ascending, each {_RECORD_FIELDS}), "
+        "`next` (the height to ask from for the rest, or null)",
+    ),
+    MethodSpec(
+        "market_offers",
+        """The providers' current offers this node holds that could take a job asking for these
+        resources, sorted; the stake is the ledger's.""",
+        (
+            Param("gpu_count", Int(min=1, max=MAX_GPUS), "free units the offer must have", default=1),
+            Param("min_memory", Str(max_len=32), 'memory per unit, "40 GiB" or bytes', default=""),
+            Param("model", Str(max_len=128), 'GPU name pattern, "*H100*"', default=""),
+            Param("min_compute_capability", Str(max_len=16), '"8.0"', default=""),
+            Param("min_cuda", Str(max_len=16), 'CUDA version, "12.1"', default=""),
+            Param("executor", Str(max_len=32), "an executor the offer must have", default=""),
+            Param(
+                "max_price", Int(min=0, max=MAX_HEIGHT), "most base units per GPU-second (0: any)", default=0
+            ),
+            Param("sort", Str(max_len=16), f"one of {', '.join(SORT_KEYS)}", default="price"),
+            Param("limit", Int(min=1, max=MAX_OFFERS), "most offers returned", default=100),
+        ),
+        errors=(JobSpecError,),
+        returns="array of offers, best first by `sort`: `provider`, `public_key`, `peer_id`, `gpus`, "
+        "`eligible_gpus`, `free_gpus`, `models`, `memory_bytes`, `compute_capability`, `cuda_version`, "
+        "`simulated`, `price_per_gpu_second`, `quote` (`DCT` or the asset the provider quotes in), "
+        "`quoted_price` (per GPU-second in base units of `quote`, null for DCT; "
+        "`price_per_gpu_second` is then its DCT value as announced), "
+        "`collateral`, `stake` (the ledger's), `announced_stake`, "
+        "`executors`, `issued_at_ms`, `age_ms`, `expires_at_ms`",
+    ),
+    MethodSpec(
+        "market_stats",
+        """The network's capacity in the offers this node holds (units, free units, prices by GPU
+        model) and the work settled on chain over the last ``window`` blocks.""",
+        (_WINDOW,),
+        errors=(CorruptStore,),
+        returns="object: `providers`, `gpus`, `free_gpus`, `simulated_gpus`, `offered_prices` and "
+        "`free_prices` (`units`, `min`, `median`, `max`, `mean` per GPU-second, or null), "
+        "`by_model` (`model`, `gpus`, `free_gpus`, `providers`, `prices`), `recent` (`blocks`, "
+        "`settlements`, `gpu_seconds`, `paid`, `price_per_gpu_second` or null)",
+    ),
+)
+
+
 class EconomicsMethods:
-    """The handlers, bound to one running node (or none, for describing the table)."""
+    """The handlers of :data:`ECONOMICS_METHODS`."""
 
-    def __init__(self, node: Node | None) -> None:
-        self._bound = node
-
-    @property
-    def node(self) -> Node:
-        if self._bound is None:
-            raise RuntimeError("this method table describes the node's methods and serves no node")
-        return self._bound
-
-    def _store(self) -> ChainStore:
-        store = self.node.store
-        if store is None:
-            raise RuntimeError("the node's store is not open")
-        return store
-
-    def _head(self) -> int:
-        driver = self.node.driver
-        return driver.height if driver is not None else 0
+    def __init__(self, reads: EconomicsReads) -> None:
+        self._reads = reads
 
     async def _window(self, blocks: int) -> list[BlockEconomics]:
-        store, head = self._store(), self._head()
-        rows = await trio.to_thread.run_sync(store.economics, max(1, head - blocks + 1), head)
+        head = self._reads.driver.height
+        rows = await trio.to_thread.run_sync(self._reads.store.economics, max(1, head - blocks + 1), head)
         return decode_records(rows)
 
-    def register(self, table: MethodTable) -> None:
-        window = Param(
-            "window",
-            Int(min=1, max=MAX_WINDOW),
-            "recent blocks the rates are taken over",
-            default=DEFAULT_WINDOW,
-        )
-        table.register(
-            "economics_status",
-            self.economics_status,
-            [window],
-            errors=[CorruptStore],
-            returns="object: `height`, `genesis_supply`, `supply`, `minted`, `burned`, `inflation`, "
-            "`inflation_min`, `inflation_max`, `annual_issuance`, `bonded`, `bonded_ratio`, `goal_bonded`, "
-            "`unbonding`, `escrowed`, `deposits`, `community_pool`, `provider_pool`, `fee_burn_share`, "
-            "`protocol_fee_share`, `staking_apr`, `window_blocks`, `window_issued`, `window_burned`, "
-            "`window_fees`, `window_gpu_seconds`, `window_paid`, `price_per_gpu_hour` and "
-            "`provider_earnings_per_gpu_hour` (null when no work settled in the window)",
-        )
-        table.register(
-            "economics_history",
-            self.economics_history,
-            [
-                Param("from_height", Int(min=1, max=MAX_HEIGHT), "first block", default=1),
-                Param("to_height", Int(min=0, max=MAX_HEIGHT), "last block (0: the stored head)", default=0),
-                Param("limit", Int(min=1, max=MAX_HISTORY_ROWS), "most records returned", default=1_000),
-            ],
-            errors=[CorruptStore],
-            returns=f"object: `from`, `to`, `head`, `records` (ascending, each {_RECORD_FIELDS}), "
-            "`next` (the height to ask from for the rest, or null)",
-        )
-        table.register(
-            "market_offers",
-            self.market_offers,
-            [
-                Param("gpu_count", Int(min=1, max=MAX_GPUS), "free units the offer must have", default=1),
-                Param("min_memory", Str(max_len=32), 'memory per unit, "40 GiB" or bytes', default=""),
-                Param("model", Str(max_len=128), 'GPU name pattern, "*H100*"', default=""),
-                Param("min_compute_capability", Str(max_len=16), '"8.0"', default=""),
-                Param("min_cuda", Str(max_len=16), 'CUDA version, "12.1"', default=""),
-                Param("executor", Str(max_len=32), "an executor the offer must have", default=""),
-                Param(
-                    "max_price",
-                    Int(min=0, max=MAX_HEIGHT),
-                    "most base units per GPU-second (0: any)",
-                    default=0,
-                ),
-                Param("sort", Str(max_len=16), f"one of {', '.join(SORT_KEYS)}", default="price"),
-                Param("limit", Int(min=1, max=MAX_OFFERS), "most offers returned", default=100),
-            ],
-            errors=[JobSpecError],
-            returns="array of offers, best first by `sort`: `provider`, `public_key`, `peer_id`, `gpus`, "
-            "`eligible_gpus`, `free_gpus`, `models`, `memory_bytes`, `compute_capability`, `cuda_version`, "
-            "`simulated`, `price_per_gpu_second`, `quote` (`DCT` or the asset the provider quotes in), "
-            "`quoted_price` (per GPU-second in base units of `quote`, null for DCT; "
-            "`price_per_gpu_second` is then its DCT value as announced), "
-            "`collateral`, `stake` (the ledger's), `announced_stake`, "
-            "`executors`, `issued_at_ms`, `age_ms`, `expires_at_ms`",
-        )
-        table.register(
-            "market_stats",
-            self.market_stats,
-            [window],
-            errors=[CorruptStore],
-            returns="object: `providers`, `gpus`, `free_gpus`, `simulated_gpus`, `offered_prices` and "
-            "`free_prices` (`units`, `min`, `median`, `max`, `mean` per GPU-second, or null), "
-            "`by_model` (`model`, `gpus`, `free_gpus`, `providers`, `prices`), `recent` (`blocks`, "
-            "`settlements`, `gpu_seconds`, `paid`, `price_per_gpu_second` or null)",
-        )
-
     async def economics_status(self, window: int) -> dict[str, object]:
-        """Supply, issuance, burn, inflation, bonded ratio and its goal, pools, the staking yield
-        and what providers earn per GPU-hour, with rates over the last ``window`` blocks."""
         records = await self._window(window)
-        app = self.node.app
-        if app is None:
-            raise RuntimeError("the node's ledger is not loaded")
-        return status_json(economics_status(app.state, records))
+        return status_json(economics_status(self._reads.app.state, records))
 
     async def economics_history(self, from_height: int, to_height: int, limit: int) -> dict[str, object]:
-        """The per-block economics records of blocks ``from_height`` to ``to_height``."""
-        head = self._head()
+        head = self._reads.driver.height
         end = head if to_height == 0 else min(to_height, head)
         if to_height and from_height > to_height:
             raise InvalidParams(
@@ -252,7 +227,7 @@ class EconomicsMethods:
             )
         last = min(end, from_height + limit - 1)
         rows = (
-            await trio.to_thread.run_sync(self._store().economics, from_height, last)
+            await trio.to_thread.run_sync(self._reads.store.economics, from_height, last)
             if last >= from_height
             else []
         )
@@ -277,8 +252,6 @@ class EconomicsMethods:
         sort: str,
         limit: int,
     ) -> list[dict[str, object]]:
-        """The providers' current offers this node holds that could take a job asking for these
-        resources, sorted; the stake is the ledger's."""
         if sort not in SORT_KEYS:
             raise InvalidParams(
                 f"param 'sort': {sort!r} is not one of {', '.join(SORT_KEYS)}", {"param": "sort"}
@@ -302,8 +275,6 @@ class EconomicsMethods:
         return [offer_json(row) for row in rows[:limit]]
 
     async def market_stats(self, window: int) -> dict[str, object]:
-        """The network's capacity in the offers this node holds (units, free units, prices by GPU
-        model) and the work settled on chain over the last ``window`` blocks."""
         records = await self._window(window)
         summary = capacity(self._entries(), now_ms=wall_clock_ms())
         gpu_seconds = sum(record.gpu_seconds for record in records)
@@ -335,18 +306,7 @@ class EconomicsMethods:
         }
 
     def _entries(self) -> list[CapacityAnnouncement]:
-        capacity_service = self.node.capacity
-        if capacity_service is None:
-            raise RuntimeError("the capacity service is not running")
-        return capacity_service.entries()
+        return self._reads.capacity.entries()
 
     def _ledger_stake(self, provider_key: bytes) -> int | None:
-        app = self.node.app
-        if app is None:
-            return None
-        return bonded_by(app.state, address_of(provider_key))
-
-
-def register_economics_methods(table: MethodTable, node: Node | None) -> None:
-    """Register the economics and market-view methods. ``node=None``: for describing only."""
-    EconomicsMethods(node).register(table)
+        return bonded_by(self._reads.app.state, address_of(provider_key))

@@ -11,16 +11,12 @@ many granters there are).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from node.rpc.methods import MethodTable
+from node.rpc.methods import MethodSpec
 from node.rpc.params import AddressParam, Param
+from node.rpc.views import LedgerReads
 from protocol.crypto import Address
 from protocol.ledger.authz import grants_of
 from protocol.ledger.state import GrantInfo, LedgerState
-
-if TYPE_CHECKING:
-    from node.daemon import Node
 
 MAX_SCANNED_GRANTERS = 100_000
 
@@ -43,42 +39,36 @@ def grant_json(state: LedgerState, granter: bytes, info: GrantInfo) -> dict[str,
     }
 
 
-def register_grant_methods(table: MethodTable, node: Node | None) -> None:
-    """Register the grant methods on ``table`` (``node=None``: for describing the table only)."""
-    methods = GrantMethods(node)
-    address = Param("address", AddressParam(), "the account, dct1...")
-    table.register(
+_ADDRESS = Param("address", AddressParam(), "the account, dct1...")
+
+GRANT_METHODS = (
+    MethodSpec(
         "account_grants",
-        methods.account_grants,
-        [address],
+        "The grants an account (a wallet) gave, expired ones included until it grants again.",
+        (_ADDRESS,),
         returns=f"array, by grantee, of the grants the account gave: {GRANT_SHAPE}",
-    )
-    table.register(
+    ),
+    MethodSpec(
         "account_grantsReceived",
-        methods.account_grants_received,
-        [address],
+        "The grants that let an account (a node) open escrows on others' accounts.",
+        (_ADDRESS,),
         returns=f"array, by granter, of the grants the account may spend under: {GRANT_SHAPE}",
-    )
+    ),
+)
 
 
 class GrantMethods:
-    def __init__(self, node: Node | None) -> None:
-        self._node = node
+    """The handlers of :data:`GRANT_METHODS`."""
 
-    def _state(self) -> LedgerState:
-        app = self._node.app if self._node is not None else None
-        if app is None:
-            raise RuntimeError("the node's ledger is not loaded")
-        return app.state
+    def __init__(self, reads: LedgerReads) -> None:
+        self._reads = reads
 
     async def account_grants(self, address: Address) -> list[dict[str, object]]:
-        """The grants an account (a wallet) gave, expired ones included until it grants again."""
-        state = self._state()
+        state = self._reads.app.state
         return [grant_json(state, address.raw, info) for info in grants_of(state, address.raw)]
 
     async def account_grants_received(self, address: Address) -> list[dict[str, object]]:
-        """The grants that let an account (a node) open escrows on others' accounts."""
-        state = self._state()
+        state = self._reads.app.state
         found = []
         for granter, grants in state.grants.sorted_items()[:MAX_SCANNED_GRANTERS]:
             found += [grant_json(state, granter, info) for info in grants if info.grantee == address.raw]

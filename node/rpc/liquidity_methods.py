@@ -8,19 +8,15 @@ registry holds at most ``MAX_ASSETS`` entries, so the listings are bounded.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from node.rpc.methods import MethodTable
+from node.rpc.methods import MethodSpec
 from node.rpc.params import AddressParam, Bool, Int, Param, Str
+from node.rpc.views import LedgerReads
 from protocol.crypto import Address
 from protocol.ledger import mining, pool
 from protocol.ledger.liquidity_errors import PoolEmpty, UnknownAsset
 from protocol.ledger.liquidity_state import LOCKED_SHARES
 from protocol.ledger.state import LedgerState
 from protocol.units import MAX_AMOUNT
-
-if TYPE_CHECKING:
-    from node.daemon import Node
 
 _SYMBOL = Param("symbol", Str(max_len=16), "the asset's symbol, e.g. TUSD")
 
@@ -58,86 +54,96 @@ def pool_json(state: LedgerState, symbol: str) -> dict[str, object]:
     }
 
 
-def register_liquidity_methods(table: MethodTable, node: Node | None) -> None:
-    """Register the liquidity methods on ``table`` (``node=None``: for describing the table only)."""
-    methods = LiquidityMethods(node)
-    asset_shape = (
-        "`symbol`, `issuer`, `supply` (base units), `proposal` (the registering proposal's id), "
-        "`registered` (false while its proposal is voted), `pool` (whether a DCT pool of it exists)"
-    )
-    pool_shape = (
-        "`symbol`, `dct` and `asset` (reserves), `shares` (all of them, the locked ones included), "
-        "`locked_shares`, `spot_price` and `twap` (asset base units per DCT; `twap` is the mean "
-        "price the last `twap_window` blocks started with, as the next block's transactions see "
-        "it, null before one block started with a price), `twap_window`, `swap_fee` (ratio), "
-        "`last_height`"
-    )
-    table.register(
-        "asset_get", methods.asset_get, [_SYMBOL], errors=[UnknownAsset], returns=f"object: {asset_shape}"
-    )
-    table.register("asset_all", methods.asset_all, returns=f"array of every asset, by symbol: {asset_shape}")
-    table.register(
+_ASSET_SHAPE = (
+    "`symbol`, `issuer`, `supply` (base units), `proposal` (the registering proposal's id), "
+    "`registered` (false while its proposal is voted), `pool` (whether a DCT pool of it exists)"
+)
+_POOL_SHAPE = (
+    "`symbol`, `dct` and `asset` (reserves), `shares` (all of them, the locked ones included), "
+    "`locked_shares`, `spot_price` and `twap` (asset base units per DCT; `twap` is the mean "
+    "price the last `twap_window` blocks started with, as the next block's transactions see "
+    "it, null before one block started with a price), `twap_window`, `swap_fee` (ratio), "
+    "`last_height`"
+)
+_ACCOUNT = Param("address", AddressParam(), "bech32m account address")
+
+LIQUIDITY_METHODS = (
+    MethodSpec(
+        "asset_get",
+        "One asset, registered or proposed.",
+        (_SYMBOL,),
+        errors=(UnknownAsset,),
+        returns=f"object: {_ASSET_SHAPE}",
+    ),
+    MethodSpec(
+        "asset_all",
+        "Every asset, registered or proposed.",
+        returns=f"array of every asset, by symbol: {_ASSET_SHAPE}",
+    ),
+    MethodSpec(
         "account_holdings",
-        methods.account_holdings,
-        [Param("address", AddressParam(), "bech32m account address")],
+        "What an account holds besides DCT: assets and pool shares.",
+        (_ACCOUNT,),
         returns="array of `{denom, amount}`: registered assets by symbol, pool shares as `lp:SYMBOL`",
-    )
-    table.register(
-        "pool_get", methods.pool_get, [_SYMBOL], errors=[PoolEmpty], returns=f"object: {pool_shape}"
-    )
-    _register_mining(table, methods)
-    table.register("pool_all", methods.pool_all, returns=f"array of every pool, by symbol: {pool_shape}")
-    table.register(
+    ),
+    MethodSpec(
+        "pool_get",
+        "The DCT/``symbol`` pool: reserves, shares, prices.",
+        (_SYMBOL,),
+        errors=(PoolEmpty,),
+        returns=f"object: {_POOL_SHAPE}",
+    ),
+    MethodSpec(
+        "mining_status",
+        "The liquidity mining programme now.",
+        returns="object: `share` (ratio of each block's issuance), `pot` (DCT earned this epoch so far), "
+        "`bonds` (count), `epoch_length`, `next_payout_height`, `unbonding_period`",
+    ),
+    MethodSpec(
+        "account_mining",
+        "An account's bonds in the mining programme and its shares on their way back.",
+        (_ACCOUNT,),
+        returns="object: `bonds`: array of `{symbol, shares, estimated_reward}` (its part of the pot if "
+        "the epoch ended now), `unbonding`: array of `{symbol, shares, release_height}`",
+    ),
+    MethodSpec(
+        "pool_all",
+        "Every pool.",
+        returns=f"array of every pool, by symbol: {_POOL_SHAPE}",
+    ),
+    MethodSpec(
         "pool_quote",
-        methods.pool_quote,
-        [
+        """What a swap would buy on the committed state (a later block may give less: swaps carry
+        a limit).""",
+        (
             _SYMBOL,
             Param("sell_dct", Bool(), "true: sell DCT for the asset; false: sell the asset for DCT"),
             Param("amount", Int(1, MAX_AMOUNT), "what is sold, in base units"),
-        ],
-        errors=[PoolEmpty],
+        ),
+        errors=(PoolEmpty,),
         returns="object: `out` (what the swap would buy now, base units), `spot_price` (before), "
         "`price_after` (after), both asset base units per DCT",
-    )
-
-
-def _register_mining(table: MethodTable, methods: LiquidityMethods) -> None:
-    table.register(
-        "mining_status",
-        methods.mining_status,
-        returns="object: `share` (ratio of each block's issuance), `pot` (DCT earned this epoch so far), "
-        "`bonds` (count), `epoch_length`, `next_payout_height`, `unbonding_period`",
-    )
-    table.register(
-        "account_mining",
-        methods.account_mining,
-        [Param("address", AddressParam(), "bech32m account address")],
-        returns="object: `bonds`: array of `{symbol, shares, estimated_reward}` (its part of the pot if "
-        "the epoch ended now), `unbonding`: array of `{symbol, shares, release_height}`",
-    )
+    ),
+)
 
 
 class LiquidityMethods:
-    def __init__(self, node: Node | None) -> None:
-        self._node = node
+    """The handlers of :data:`LIQUIDITY_METHODS`."""
+
+    def __init__(self, reads: LedgerReads) -> None:
+        self._reads = reads
 
     def _state(self) -> LedgerState:
-        app = self._node.app if self._node is not None else None
-        if app is None:
-            raise RuntimeError("the node's ledger is not loaded")
-        return app.state
+        return self._reads.app.state
 
     async def asset_get(self, symbol: str) -> dict[str, object]:
-        """One asset, registered or proposed."""
         return asset_json(self._state(), symbol)
 
     async def asset_all(self) -> list[dict[str, object]]:
-        """Every asset, registered or proposed."""
         state = self._state()
         return [asset_json(state, symbol) for symbol, _ in state.assets.sorted_items()]
 
     async def account_holdings(self, address: Address) -> list[dict[str, object]]:
-        """What an account holds besides DCT: assets and pool shares."""
         state = self._state()
         held: list[dict[str, object]] = []
         for symbol, _ in state.assets.sorted_items():
@@ -148,17 +154,13 @@ class LiquidityMethods:
         return held
 
     async def pool_get(self, symbol: str) -> dict[str, object]:
-        """The DCT/``symbol`` pool: reserves, shares, prices."""
         return pool_json(self._state(), symbol)
 
     async def pool_all(self) -> list[dict[str, object]]:
-        """Every pool."""
         state = self._state()
         return [pool_json(state, symbol) for symbol, _ in state.pools.sorted_items()]
 
     async def pool_quote(self, symbol: str, sell_dct: bool, amount: int) -> dict[str, object]:
-        """What a swap would buy on the committed state (a later block may give less: swaps carry
-        a limit)."""
         state = self._state()
         record = state.pools.get(symbol)
         if record is None:
@@ -177,7 +179,6 @@ class LiquidityMethods:
         }
 
     async def mining_status(self) -> dict[str, object]:
-        """The liquidity mining programme now."""
         state = self._state()
         params = state.params
         return {
@@ -190,7 +191,6 @@ class LiquidityMethods:
         }
 
     async def account_mining(self, address: Address) -> dict[str, object]:
-        """An account's bonds in the mining programme and its shares on their way back."""
         state = self._state()
         pot = state.vars["mining_pool"]
         bonds = []

@@ -3,18 +3,23 @@
 A method is ``namespace_method`` (``chain_head``, ``account_get``, ``job_submit``): a lowercase
 namespace, then the method in snake_case or, where the RPC contract names it so, lowerCamelCase
 (``chain_getBlock``, as Ethereum's ``eth_getBlockByNumber``).
-Each service registers its own namespace on the node's one table::
 
-    table = MethodTable()
+The schema stands apart from the handlers: a :class:`MethodSpec` says what a caller sees (name,
+params, doc, errors, result) and holds no handler, so the reference is rendered from specs alone.
+Each service module declares its namespace's specs as data and a handler class over the narrow
+view it reads (:mod:`node.rpc.views`); a running node binds them on its one table::
 
-    @table.method("account_get", params=[Param("address", AddressParam())], errors=[UnknownAccount])
-    async def account_get(address: Address) -> dict[str, object]:
-        "One account's balance and nonce."
-        ...
+    ACCOUNT_METHODS = (
+        MethodSpec("account_get", "One account's balance and nonce.",
+                   (Param("address", AddressParam()),), errors=(UnknownAccount,)),
+    )
+    table.bind(ACCOUNT_METHODS, AccountMethods(view))   # serves account_get with .account_get
 
-The table checks at registration what can be checked before the first call: the name's form,
-duplicates, that the handler is ``async def`` and that its keyword arguments are exactly the
-declared params. :func:`render_reference` turns the table into the Markdown method reference.
+The spec checks its name's form and schema when declared; the table checks at binding what can
+be checked before the first call: duplicates, that each handler is ``async def`` and that its
+keyword arguments are exactly the declared params. :func:`render_reference` turns a schema (or a
+table's) into the Markdown method reference. Small tables (tests, the builtins) may still
+``register`` a handler with its spec written in place.
 """
 
 from __future__ import annotations
@@ -38,19 +43,44 @@ MAX_METHOD_NAME_LEN = 64
 
 
 @dataclass(frozen=True, slots=True)
-class Method:
+class MethodSpec:
+    """A method's schema, what a caller sees of it: name, params, doc, errors and result. It holds
+    no handler, so the reference (``docs/rpc.md``) is rendered from the schema alone; a running
+    node binds each spec to a handler (:meth:`MethodTable.bind`).
+
+    Raises :class:`MethodRegistrationError` for a malformed name, params that are not a valid
+    schema, or an error class without an integer ``code``.
+    """
+
     name: str
-    handler: Handler
-    params: tuple[Param, ...]
-    doc: str
+    doc: str = ""
+    params: tuple[Param, ...] = ()
     #: The domain errors the handler may raise (classes with a stable ``code``), for the docs.
-    errors: tuple[type[BaseException], ...]
+    errors: tuple[type[BaseException], ...] = ()
     #: What the result is, in words, for the docs.
-    returns: str
+    returns: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.name) > MAX_METHOD_NAME_LEN or not METHOD_NAME.fullmatch(self.name):
+            raise MethodRegistrationError(
+                f"method name {self.name!r} is not namespace_method in snake_case or lowerCamelCase"
+            )
+        problem = check_param_names(self.params)
+        if problem is not None:
+            raise MethodRegistrationError(f"{self.name}: {problem}")
+        for error in self.errors:
+            _error_code(error)
+        object.__setattr__(self, "doc", inspect.cleandoc(self.doc))
 
     @property
     def namespace(self) -> str:
         return self.name.split("_", 1)[0]
+
+    @property
+    def handler_name(self) -> str:
+        """The handler's attribute name :meth:`MethodTable.bind` looks up: the method name in
+        snake_case (``chain_getBlock``: ``chain_get_block``)."""
+        return _CAMEL_HUMP.sub(r"_\1", self.name).lower()
 
     def describe(self) -> dict[str, object]:
         """The JSON form ``rpc_methods`` lists."""
@@ -70,6 +100,44 @@ class Method:
             "returns": self.returns,
             "errors": [{"code": _error_code(error), "name": error.__name__} for error in self.errors],
         }
+
+
+_CAMEL_HUMP = re.compile(r"([A-Z])")
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    """A spec bound to the handler that serves it."""
+
+    spec: MethodSpec
+    handler: Handler
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def params(self) -> tuple[Param, ...]:
+        return self.spec.params
+
+    @property
+    def doc(self) -> str:
+        return self.spec.doc
+
+    @property
+    def errors(self) -> tuple[type[BaseException], ...]:
+        return self.spec.errors
+
+    @property
+    def returns(self) -> str:
+        return self.spec.returns
+
+    @property
+    def namespace(self) -> str:
+        return self.spec.namespace
+
+    def describe(self) -> dict[str, object]:
+        return self.spec.describe()
 
 
 def _error_code(error: type[BaseException]) -> int:
@@ -116,35 +184,43 @@ class MethodTable:
         errors: Iterable[type[BaseException]] = (),
         returns: str = "",
     ) -> Method:
-        """Add a method. ``doc`` defaults to the handler's docstring.
+        """Add a method, its spec written in place. ``doc`` defaults to the handler's docstring.
 
         Raises :class:`MethodRegistrationError` for a malformed name, a duplicate, a bad schema, a
         handler that is not ``async def`` or whose arguments differ from ``params``, or an error
         class without an integer ``code``.
         """
-        if len(name) > MAX_METHOD_NAME_LEN or not METHOD_NAME.fullmatch(name):
-            raise MethodRegistrationError(
-                f"method name {name!r} is not namespace_method in snake_case or lowerCamelCase"
-            )
-        if name in self._methods:
-            raise MethodRegistrationError(f"method {name!r} is already registered")
-        problem = check_param_names(params)
-        if problem is not None:
-            raise MethodRegistrationError(f"{name}: {problem}")
-        _check_handler(name, handler, params)
-        error_classes = tuple(errors)
-        for error in error_classes:
-            _error_code(error)
-        method = Method(
+        spec = MethodSpec(
             name=name,
-            handler=handler,
+            doc=doc if doc is not None else (inspect.getdoc(handler) or ""),
             params=tuple(params),
-            doc=inspect.cleandoc(doc) if doc is not None else (inspect.getdoc(handler) or ""),
-            errors=error_classes,
+            errors=tuple(errors),
             returns=returns,
         )
-        self._methods[name] = method
+        return self.add(spec, handler)
+
+    def add(self, spec: MethodSpec, handler: Handler) -> Method:
+        """Serve ``spec`` with ``handler``. Raises :class:`MethodRegistrationError` for a
+        duplicate, or a handler that is not ``async def`` or whose arguments differ from the
+        spec's params."""
+        if spec.name in self._methods:
+            raise MethodRegistrationError(f"method {spec.name!r} is already registered")
+        _check_handler(spec.name, handler, spec.params)
+        method = Method(spec, handler)
+        self._methods[spec.name] = method
         return method
+
+    def bind(self, schema: Iterable[MethodSpec], handlers: object) -> None:
+        """Serve every spec of ``schema`` with the method of ``handlers`` named
+        :attr:`MethodSpec.handler_name`. Raises :class:`MethodRegistrationError` when one is
+        missing, besides what :meth:`add` raises."""
+        for spec in schema:
+            handler = getattr(handlers, spec.handler_name, None)
+            if not callable(handler):
+                raise MethodRegistrationError(
+                    f"{spec.name}: {type(handlers).__name__} has no handler {spec.handler_name}"
+                )
+            self.add(spec, handler)
 
     def method(
         self,
@@ -178,6 +254,10 @@ class MethodTable:
     def describe(self) -> list[dict[str, object]]:
         return [method.describe() for method in self]
 
+    def schema(self) -> tuple[MethodSpec, ...]:
+        """The specs this table serves, in name order."""
+        return tuple(method.spec for method in self)
+
 
 # --------------------------------------------------------------------------------------------
 # The RPC layer's own methods
@@ -191,6 +271,41 @@ def package_version() -> str:
         return "unknown"
 
 
+#: The RPC layer's own methods, which every table serves.
+BUILTIN_METHODS = (
+    MethodSpec(
+        "rpc_methods",
+        "Every method this node serves, with its params, result and errors, in name order.",
+        returns="array of method descriptions",
+    ),
+    MethodSpec(
+        "node_health",
+        "Liveness: answers as soon as the RPC server is up. Needs no other service.",
+        returns='object: `status` ("ok"), `version`, `uptime_s`',
+    ),
+)
+
+
+class BuiltinMethods:
+    """The handlers of :data:`BUILTIN_METHODS`, over the table they describe."""
+
+    def __init__(self, table: MethodTable, version: str, monotonic: Callable[[], float]) -> None:
+        self._table = table
+        self._version = version
+        self._monotonic = monotonic
+        self._started = monotonic()
+
+    async def rpc_methods(self) -> list[dict[str, object]]:
+        return self._table.describe()
+
+    async def node_health(self) -> dict[str, object]:
+        return {
+            "status": "ok",
+            "version": self._version,
+            "uptime_s": int(self._monotonic() - self._started),
+        }
+
+
 def register_builtin_methods(
     table: MethodTable,
     *,
@@ -199,18 +314,7 @@ def register_builtin_methods(
 ) -> None:
     """Register ``rpc_methods`` and ``node_health`` on ``table``."""
     node_version = version if version is not None else package_version()
-    started = monotonic()
-
-    async def rpc_methods() -> list[dict[str, object]]:
-        """Every method this node serves, with its params, result and errors, in name order."""
-        return table.describe()
-
-    async def node_health() -> dict[str, object]:
-        """Liveness: answers as soon as the RPC server is up. Needs no other service."""
-        return {"status": "ok", "version": node_version, "uptime_s": int(monotonic() - started)}
-
-    table.register("rpc_methods", rpc_methods, returns="array of method descriptions")
-    table.register("node_health", node_health, returns='object: `status` ("ok"), `version`, `uptime_s`')
+    table.bind(BUILTIN_METHODS, BuiltinMethods(table, node_version, monotonic))
 
 
 def builtin_table() -> MethodTable:
@@ -249,8 +353,10 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def render_reference(table: MethodTable) -> str:
-    """The Markdown method reference of ``table``: standard errors, then each namespace."""
+def render_reference(schema: MethodTable | Iterable[MethodSpec]) -> str:
+    """The Markdown method reference of ``schema`` (a table's or a bare schema): standard errors,
+    then each namespace, methods in name order."""
+    specs = schema.schema() if isinstance(schema, MethodTable) else sorted(schema, key=lambda spec: spec.name)
     preamble = _PREAMBLE.format(port=DEFAULT_RPC_PORT, max_body=DEFAULT_MAX_BODY_BYTES)
     lines = [preamble, "## Standard errors", "", "| code | message |", "|---|---|"]
     lines += [f"| {code} | {message} |" for code, message in STANDARD_ERRORS.items()]
@@ -261,7 +367,7 @@ def render_reference(table: MethodTable) -> str:
         "typed error, `data.error` names its class.",
     ]
     namespace = None
-    for method in table:
+    for method in specs:
         if method.namespace != namespace:
             namespace = method.namespace
             lines += ["", f"## `{namespace}`"]

@@ -15,26 +15,21 @@ raises a typed error (:class:`UnknownBlock`, :class:`UnknownTx`, the ledger's
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import trio
 
 from node import tx_history
-from node.rpc.blob_methods import register_blob_methods  # i15blob
-from node.rpc.economics_methods import MAX_HEIGHT, register_economics_methods  # i16view
+from node.rpc.economics_methods import MAX_HEIGHT  # i16view
 from node.rpc.errors import UnknownBlock, UnknownTx
-from node.rpc.grant_methods import register_grant_methods
-from node.rpc.job_methods import register_job_methods
-from node.rpc.liquidity_methods import register_liquidity_methods
-from node.rpc.methods import MethodTable, package_version, register_builtin_methods
-from node.rpc.offer_methods import register_offer_methods
+from node.rpc.methods import MethodSpec, package_version
 from node.rpc.params import AddressParam, HexBytes, Int, Param
-from node.rpc.staking_methods import register_staking_methods, validator_json
+from node.rpc.staking_methods import validator_json
+from node.rpc.views import ChainReader, NodeReads, PendingTxs
 from node.services.consensus_driver import wall_clock_ms
 from node.services.mempool import (
     BlockedByPendingTx,
     DuplicateTx,
-    Mempool,
     MempoolBusy,
     MempoolFull,
     NonceGap,
@@ -42,7 +37,7 @@ from node.services.mempool import (
     PendingSpendExceedsBalance,
     SenderLimit,
 )
-from node.store import ChainStore, IndexedTx
+from node.store import IndexedTx
 from node.tx_history import ContractInfo
 from protocol.consensus.messages import Block, CommitCertificate
 from protocol.crypto import Address, address_of
@@ -70,9 +65,6 @@ from protocol.ledger.tx import (
 )
 from protocol.market.capacity import CapacityAnnouncement
 
-if TYPE_CHECKING:
-    from node.daemon import Node
-
 #: The most history entries one ``account_history`` call returns.
 MAX_HISTORY = 1000
 
@@ -84,40 +76,6 @@ _TX_FIELDS = (
     "cap; null where nothing moves), `details` (per kind: `contract_hash`, `payer`, `provider`, "
     "`outcome`, `gpu_ms`, `grantee`, `expiry_height`, `kinds`, `validator`, `source`, `destination`)"
 )
-
-
-def build_node_table(node: Node | None) -> MethodTable:
-    """The node's whole method table: the RPC layer's builtins, the node methods and the job
-    methods (which answer MarketDisabled on a node without a job service). Build it once the
-    node's services are set up: the job methods bind ``node.market`` as it is then.
-
-    ``node=None`` builds the same table for describing it (``docs/rpc.md``); its node methods
-    must not be called.
-    """
-    table = MethodTable()
-    register_builtin_methods(table)
-    register_node_methods(table, node)
-    if node is None:
-        register_job_methods(table, None, None)
-    else:
-        register_job_methods(table, node.market, node.validator_key)
-    register_blob_methods(table, None if node is None else node.blobs)  # i15blob: the blob store
-    register_economics_methods(table, node)  # i16view: economics status/history, market view
-    register_staking_methods(table, node)  # i12ledger: validators, delegations, key proofs
-    register_grant_methods(table, node)  # i15grants: spending grants of wallets to nodes
-    register_liquidity_methods(table, node)  # i17: assets, holdings, pools
-    register_offer_methods(table, node)  # i17: standing offers
-    return table
-
-
-def reference_table() -> MethodTable:
-    """The table ``python -m node.rpc.reference`` renders into ``docs/rpc.md``."""
-    return build_node_table(None)
-
-
-def register_node_methods(table: MethodTable, node: Node | None) -> None:
-    """Register the node methods on ``table``. ``node=None``: for describing the table only."""
-    NodeMethods(node).register(table)
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,11 +90,6 @@ def gpu_device_json(device: GpuDevice) -> dict[str, object]:
     fields["compute_capability"] = device.compute_capability
     fields["cuda_version_text"] = device.cuda_version_text
     return fields
-
-
-def stored_height(node: Node) -> int:
-    """The last height committed and stored (``Node.status()`` would also hash the whole state)."""
-    return node.driver.height if node.driver is not None else 0
 
 
 def _address(raw: bytes) -> str:
@@ -160,7 +113,7 @@ def tx_json(tx: Tx, contract: ContractInfo | None = None) -> dict[str, object]:
     }
 
 
-def _contract_for(store: ChainStore, tx: Tx) -> ContractInfo | None:
+def _contract_for(store: ChainReader, tx: Tx) -> ContractInfo | None:
     """The indexed contract of an escrow transaction (runs in a worker thread)."""
     contract_hash = tx_history.contract_hash_of(tx)
     return store.contract(contract_hash) if contract_hash is not None else None
@@ -217,11 +170,11 @@ def capacity_json(ann: CapacityAnnouncement) -> dict[str, object]:
     }
 
 
-def _pending_tx(mempool: Mempool, tx_hash: bytes) -> Tx | None:
+def _pending_tx(mempool: PendingTxs, tx_hash: bytes) -> Tx | None:
     return mempool.get(tx_hash)
 
 
-def _load_committed(store: ChainStore, entries: list[IndexedTx]) -> list[Tx]:
+def _load_committed(store: ChainReader, entries: list[IndexedTx]) -> list[Tx]:
     """The transactions the index points at, decoded from their blocks (each block read once).
 
     Runs in a worker thread. Raises :class:`UnknownBlock` if an indexed block is missing.
@@ -244,200 +197,194 @@ def _load_committed(store: ChainStore, entries: list[IndexedTx]) -> list[Tx]:
 # --------------------------------------------------------------------------------------------
 
 
-class NodeMethods:
-    """The handlers, bound to one running node (or to none, for describing the table)."""
+_ADDRESS = Param("address", AddressParam(), "the account, dct1...")
 
-    def __init__(self, node: Node | None) -> None:
-        self._bound = node
+NODE_METHODS = (
+    MethodSpec(
+        "node_info",
+        "Who this node is: identity, chain, height, what it sells, where its RPC listens.",
+        returns="object: `moniker`, `chain_id`, `version`, `peer_id`, `listen_addrs`, `address` "
+        "(the node's account and validator key), `public_key`, `height`, `validator` (in the "
+        "active set), `gpus` (schedulable units sold), `simulated_gpus`, `executor`, `rpc_url`, "
+        "`provider` (as `node_status`)",
+    ),
+    MethodSpec(
+        "node_status",
+        """Is this node well: its height, its peers, and whether it sells jobs (its sandbox's
+        self-test), with the reason and the fix when it does not.""",
+        returns="object: `height`, `peers`, `executor`, `provider`: `{selling, summary, reason, fix, "
+        "sandboxed, limits_enforced, limits_not_enforced}` (whether this node sells jobs now and, "
+        "when its sandbox's self-test fails, why and the fix)",
+    ),
+    MethodSpec(
+        "net_peers",
+        "The peers connected now, with their known addresses and their standing.",
+        returns="array of `{peer_id, addrs, direction, connected_s, score, refusals, bans}`, "
+        "sorted by `peer_id` (`score`: misbehaviour, decaying; a peer at 100 is banned)",
+    ),
+    MethodSpec(
+        "net_scores",
+        """What peers' input has cost them: scores, bans, and refused messages by protocol and
+        reason (node/p2p/guard.py).""",
+        returns="object: `peers` (every peer with a score, refusal or ban: `{peer_id, score, "
+        "refusals, bans, banned_for_s}`), `banned` (peer ids refused now), `refusals` "
+        "(`{protocol, reason, count}` of every message refused since start), `ban_threshold`",
+    ),
+    MethodSpec(
+        "gpu_list",
+        "This node's GPUs, probed now (declared GPUs when the node simulates them).",
+        returns="object: `simulated`, `devices` (each as `dcent gpu list --json` prints it)",
+    ),
+    MethodSpec(
+        "market_capacity",
+        "Every provider's current capacity announcement this node has verified.",
+        returns="array of `{provider, public_key, peer_id, gpus, free_gpus, simulated, "
+        "price_per_gpu_second, quote, quoted_price, collateral, stake, executors, limits, "
+        "expires_at_ms}` by provider key; `quote`: `DCT` or the asset the provider quotes in, "
+        "`quoted_price` its price per GPU-second in that asset's base units (null for DCT); "
+        "`limits`: `{cpu_millicores, memory_bytes, processes, disk_bytes, enforced, sandboxed}`, the "
+        "most one job may ask for and the limit kinds the provider enforces",
+    ),
+    MethodSpec(
+        "chain_head",
+        "The newest stored block: height, hashes and time (the genesis before any block).",
+        returns="object: `chain_id`, `height`, `hash`, `state_hash`, `time_ms`, `validators` (count)",
+    ),
+    MethodSpec(
+        "chain_getBlock",
+        "One stored block: its header fields and its transactions' hashes.",
+        (Param("height", Int(min=0, max=MAX_HEIGHT), "block height"),),
+        errors=(UnknownBlock,),
+        returns="object: `height`, `hash`, `parent_hash`, `time_ms`, `proposer`, `state_hash`, "
+        "`txs` (transaction hashes), `evidence` (count), `signers` (addresses whose precommits "
+        "commit it, in the certificate's order)",
+    ),
+    MethodSpec(
+        "account_get",
+        "An account's balance, nonce and stake in the committed state.",
+        (_ADDRESS,),
+        returns="object: `address`, `balance`, `nonce`, `bonded` (the worth of its delegations), "
+        "`unbonding` (what is on its way back to it) (zeros for an unknown account)",
+    ),
+    MethodSpec(
+        "account_history",
+        """Committed transactions the account sent, received, or is a party of (an escrow its
+        grant paid and what closed it, a grant to it, a delegation to its validator), newest
+        first, each with what it moved.""",
+        (_ADDRESS, Param("limit", Int(min=1, max=MAX_HISTORY), "most entries to return", default=100)),
+        returns=f"array, newest first, of committed transactions: `height`, `index`, {_TX_FIELDS}",
+    ),
+    MethodSpec(
+        "tx_submit",
+        """Admit a signed transaction to the mempool and relay it. Refused with the ledger's code
+        when it cannot apply after the sender's waiting transactions (any ledger error the dry run
+        meets, e.g. 2006, 2010, 2033), or the mempool's (5601-5608; 5605 busy and 5602 full: retry
+        later or pay more per byte).""",
+        (Param("tx", HexBytes(max_len=MAX_TX_BYTES), "the signed transaction's bytes"),),
+        errors=(
+            MalformedTx,
+            UnknownTxKind,
+            WrongChainId,
+            FeeTooLow,
+            BadNonce,
+            InsufficientFunds,
+            InsufficientStake,
+            BadSignature,
+            DuplicateTx,
+            NonceTaken,
+            PendingSpendExceedsBalance,
+            SenderLimit,
+            NonceGap,
+            BlockedByPendingTx,
+            MempoolBusy,
+            MempoolFull,
+        ),
+        returns="object: `hash`",
+    ),
+    MethodSpec(
+        "tx_get",
+        "A transaction waiting in the mempool or committed in a stored block.",
+        (Param("hash", HexBytes(length=32), "transaction hash"),),
+        errors=(UnknownTx,),
+        returns='object: `status` ("pending" or "committed"), `height` and `index` (null while '
+        f"pending), {_TX_FIELDS}",
+    ),
+    MethodSpec(
+        "validator_list",
+        "The active validator set, as consensus uses it.",
+        returns="array of the active set, by consensus address: as `validator_get` answers, with "
+        "`consensus_address` and `power`",
+    ),
+    MethodSpec(
+        "gov_proposals",
+        "Every governance proposal, by id.",
+        returns="array of proposals by id: `id`, `param`, `value`, `proposer`, `deposit`, `status`, "
+        "`submit_height`, `end_height`, `tally` (`yes`, `no`, `abstain`, `veto` as stake; live "
+        "while voting)",
+    ),
+    MethodSpec(
+        "gov_get",
+        "One governance proposal.",
+        (Param("id", Int(), "proposal id"),),
+        errors=(UnknownProposal,),
+        returns="one proposal, as `gov_proposals` lists it",
+    ),
+    MethodSpec(
+        "economics_params",
+        "The economic and governance parameters in force, and the supply figures.",
+        returns="object: `params` (name to decimal string; ratios scaled by 10^18), `supply`, "
+        "`minted`, `burned`, `bonded`, `inflation` (scaled by 10^18), `community_pool`, `provider_pool`",
+    ),
+)
+
+
+class NodeMethods:
+    """The handlers of :data:`NODE_METHODS`, over what they read of the running node;
+    ``rpc_url`` tells where the RPC server listens (known once it started, after this table)."""
+
+    def __init__(self, reads: NodeReads, rpc_url: Callable[[], str]) -> None:
+        self._reads = reads
+        self._rpc_url = rpc_url
         self._genesis_state_hash: bytes | None = None
 
-    @property
-    def node(self) -> Node:
-        if self._bound is None:
-            raise RuntimeError("this method table describes the node's methods and serves no node")
-        return self._bound
-
     def _state(self) -> LedgerState:
-        app = self.node.app
-        if app is None:
-            raise RuntimeError("the node's ledger is not loaded")
-        return app.state
-
-    def _store(self) -> ChainStore:
-        store = self.node.store
-        if store is None:
-            raise RuntimeError("the node's store is not open")
-        return store
-
-    def register(self, table: MethodTable) -> None:
-        address = Param("address", AddressParam(), "the account, dct1...")
-        table.register(
-            "node_info",
-            self.node_info,
-            returns="object: `moniker`, `chain_id`, `version`, `peer_id`, `listen_addrs`, `address` "
-            "(the node's account and validator key), `public_key`, `height`, `validator` (in the "
-            "active set), `gpus` (schedulable units sold), `simulated_gpus`, `executor`, `rpc_url`, "
-            "`provider` (as `node_status`)",
-        )
-        table.register(
-            "node_status",
-            self.node_status,
-            returns="object: `height`, `peers`, `executor`, `provider`: `{selling, summary, reason, fix, "
-            "sandboxed, limits_enforced, limits_not_enforced}` (whether this node sells jobs now and, "
-            "when its sandbox's self-test fails, why and the fix)",
-        )
-        table.register(
-            "net_peers",
-            self.net_peers,
-            returns="array of `{peer_id, addrs, direction, connected_s, score, refusals, bans}`, "
-            "sorted by `peer_id` (`score`: misbehaviour, decaying; a peer at 100 is banned)",
-        )
-        table.register(
-            "net_scores",
-            self.net_scores,
-            returns="object: `peers` (every peer with a score, refusal or ban: `{peer_id, score, "
-            "refusals, bans, banned_for_s}`), `banned` (peer ids refused now), `refusals` "
-            "(`{protocol, reason, count}` of every message refused since start), `ban_threshold`",
-        )
-        table.register(
-            "gpu_list",
-            self.gpu_list,
-            returns="object: `simulated`, `devices` (each as `dcent gpu list --json` prints it)",
-        )
-        table.register(
-            "market_capacity",
-            self.market_capacity,
-            returns="array of `{provider, public_key, peer_id, gpus, free_gpus, simulated, "
-            "price_per_gpu_second, quote, quoted_price, collateral, stake, executors, limits, "
-            "expires_at_ms}` by provider key; `quote`: `DCT` or the asset the provider quotes in, "
-            "`quoted_price` its price per GPU-second in that asset's base units (null for DCT); "
-            "`limits`: `{cpu_millicores, memory_bytes, processes, disk_bytes, enforced, sandboxed}`, the "
-            "most one job may ask for and the limit kinds the provider enforces",
-        )
-        table.register(
-            "chain_head",
-            self.chain_head,
-            returns="object: `chain_id`, `height`, `hash`, `state_hash`, `time_ms`, `validators` (count)",
-        )
-        table.register(
-            "chain_getBlock",
-            self.chain_get_block,
-            [Param("height", Int(min=0, max=MAX_HEIGHT), "block height")],
-            errors=[UnknownBlock],
-            returns="object: `height`, `hash`, `parent_hash`, `time_ms`, `proposer`, `state_hash`, "
-            "`txs` (transaction hashes), `evidence` (count), `signers` (addresses whose precommits "
-            "commit it, in the certificate's order)",
-        )
-        table.register(
-            "account_get",
-            self.account_get,
-            [address],
-            returns="object: `address`, `balance`, `nonce`, `bonded` (the worth of its delegations), "
-            "`unbonding` (what is on its way back to it) (zeros for an unknown account)",
-        )
-        table.register(
-            "account_history",
-            self.account_history,
-            [address, Param("limit", Int(min=1, max=MAX_HISTORY), "most entries to return", default=100)],
-            returns=f"array, newest first, of committed transactions: `height`, `index`, {_TX_FIELDS}",
-        )
-        table.register(
-            "tx_submit",
-            self.tx_submit,
-            [Param("tx", HexBytes(max_len=MAX_TX_BYTES), "the signed transaction's bytes")],
-            errors=[
-                MalformedTx,
-                UnknownTxKind,
-                WrongChainId,
-                FeeTooLow,
-                BadNonce,
-                InsufficientFunds,
-                InsufficientStake,
-                BadSignature,
-                DuplicateTx,
-                NonceTaken,
-                PendingSpendExceedsBalance,
-                SenderLimit,
-                NonceGap,
-                BlockedByPendingTx,
-                MempoolBusy,
-                MempoolFull,
-            ],
-            returns="object: `hash`",
-        )
-        table.register(
-            "tx_get",
-            self.tx_get,
-            [Param("hash", HexBytes(length=32), "transaction hash")],
-            errors=[UnknownTx],
-            returns='object: `status` ("pending" or "committed"), `height` and `index` (null while '
-            f"pending), {_TX_FIELDS}",
-        )
-        table.register(
-            "validator_list",
-            self.validator_list,
-            returns="array of the active set, by consensus address: as `validator_get` answers, with "
-            "`consensus_address` and `power`",
-        )
-        table.register(
-            "gov_proposals",
-            self.gov_proposals,
-            returns="array of proposals by id: `id`, `param`, `value`, `proposer`, `deposit`, `status`, "
-            "`submit_height`, `end_height`, `tally` (`yes`, `no`, `abstain`, `veto` as stake; live "
-            "while voting)",
-        )
-        table.register(
-            "gov_get",
-            self.gov_get,
-            [Param("id", Int(), "proposal id")],
-            errors=[UnknownProposal],
-            returns="one proposal, as `gov_proposals` lists it",
-        )
-        table.register(
-            "economics_params",
-            self.economics_params,
-            returns="object: `params` (name to decimal string; ratios scaled by 10^18), `supply`, "
-            "`minted`, `burned`, `bonded`, `inflation` (scaled by 10^18), `community_pool`, `provider_pool`",
-        )
+        return self._reads.app.state
 
     # --- the node --------------------------------------------------------------------------
     async def node_info(self) -> dict[str, object]:
-        """Who this node is: identity, chain, height, what it sells, where its RPC listens."""
-        node = self.node
+        reads = self._reads
+        identity = reads.identity
         state = self._state()
-        key = node.validator_key
-        report = node.capacity.last_report if node.capacity is not None else None
+        key = identity.key
+        report = reads.capacity.last_report
         return {
-            "moniker": node.config.moniker,
-            "chain_id": node.genesis.chain_id,
+            "moniker": identity.moniker,
+            "chain_id": identity.chain_id,
             "version": package_version(),
-            "peer_id": node.host.peer_id,
-            "listen_addrs": list(node.host.listen_addrs),
+            "peer_id": reads.host.peer_id,
+            "listen_addrs": list(reads.host.listen_addrs),
             "address": str(key.address),
             "public_key": key.public_key.raw.hex(),
-            "height": stored_height(node),
+            "height": reads.driver.height,
             "validator": any(member.address == key.address.raw for member in state.validator_set()),
             "gpus": len(report.schedulable_units()) if report is not None else 0,
-            "simulated_gpus": bool(node.config.market.simulated_gpus),
-            "executor": node.config.market.executor,
-            "rpc_url": node.rpc_url or "",
-            "provider": node.readiness.status().to_json(),
+            "simulated_gpus": identity.simulated_gpus,
+            "executor": identity.executor,
+            "rpc_url": self._rpc_url(),
+            "provider": reads.readiness.status().to_json(),
         }
 
     async def node_status(self) -> dict[str, object]:
-        """Is this node well: its height, its peers, and whether it sells jobs (its sandbox's
-        self-test), with the reason and the fix when it does not."""
-        node = self.node
+        reads = self._reads
         return {
-            "height": stored_height(node),
-            "peers": len(node.host.peers()),
-            "executor": node.config.market.executor,
-            "provider": node.readiness.status().to_json(),
+            "height": reads.driver.height,
+            "peers": len(reads.host.peers()),
+            "executor": reads.identity.executor,
+            "provider": reads.readiness.status().to_json(),
         }
 
     async def net_peers(self) -> list[dict[str, object]]:
-        """The peers connected now, with their known addresses and their standing."""
-        host = self.node.host
+        host = self._reads.host
         now = trio.current_time()
         peers = []
         for peer in sorted(host.peers(), key=lambda peer: peer.peer_id):
@@ -456,9 +403,7 @@ class NodeMethods:
         return peers
 
     async def net_scores(self) -> dict[str, object]:
-        """What peers' input has cost them: scores, bans, and refused messages by protocol and
-        reason (node/p2p/guard.py)."""
-        guard = self.node.host.guard
+        guard = self._reads.host.guard
         return {
             "peers": [
                 {
@@ -479,29 +424,20 @@ class NodeMethods:
         }
 
     async def gpu_list(self) -> dict[str, object]:
-        """This node's GPUs, probed now (declared GPUs when the node simulates them)."""
-        node = self.node
-        if node.capacity is None:
-            raise RuntimeError("the capacity service is not running")
-        report = await node.capacity.probe()
+        report = await self._reads.capacity.probe()
         return {
-            "simulated": bool(node.config.market.simulated_gpus),
+            "simulated": self._reads.identity.simulated_gpus,
             "devices": [gpu_device_json(device) for device in report.devices],
         }
 
     async def market_capacity(self) -> list[dict[str, object]]:
-        """Every provider's current capacity announcement this node has verified."""
-        capacity = self.node.capacity
-        if capacity is None:
-            raise RuntimeError("the capacity service is not running")
         now = wall_clock_ms()
-        return [capacity_json(ann) for ann in capacity.entries() if ann.expires_at_ms > now]
+        return [capacity_json(ann) for ann in self._reads.capacity.entries() if ann.expires_at_ms > now]
 
     # --- the chain -------------------------------------------------------------------------
     async def chain_head(self) -> dict[str, object]:
-        """The newest stored block: height, hashes and time (the genesis before any block)."""
-        node = self.node
-        store = self._store()
+        genesis = self._reads.identity.genesis
+        store = self._reads.store
 
         def read() -> tuple[int, bytes, bytes, int] | None:
             head = store.head()
@@ -513,11 +449,11 @@ class NodeMethods:
         head = await trio.to_thread.run_sync(read)
         validators = len(self._state().validator_set())
         if head is None:
-            height, block_hash, state_hash, time_ms = 0, node.genesis.genesis_hash(), self._genesis_hash(), 0
+            height, block_hash, state_hash, time_ms = 0, genesis.genesis_hash(), self._genesis_hash(), 0
         else:
             height, block_hash, state_hash, time_ms = head
         return {
-            "chain_id": node.genesis.chain_id,
+            "chain_id": genesis.chain_id,
             "height": height,
             "hash": block_hash.hex(),
             "state_hash": state_hash.hex(),
@@ -527,16 +463,15 @@ class NodeMethods:
 
     def _genesis_hash(self) -> bytes:
         if self._genesis_state_hash is None:
-            self._genesis_state_hash = genesis_state(self.node.genesis).state_hash()
+            self._genesis_state_hash = genesis_state(self._reads.identity.genesis).state_hash()
         return self._genesis_state_hash
 
     async def chain_get_block(self, height: int) -> dict[str, object]:
-        """One stored block: its header fields and its transactions' hashes."""
-        store = self._store()
+        store = self._reads.store
         stored = await trio.to_thread.run_sync(store.block, height)
         if stored is None:
             raise UnknownBlock(
-                f"no block at height {height} is stored here (head {stored_height(self.node)})"
+                f"no block at height {height} is stored here (head {self._reads.driver.height})"
             )
         block = await trio.to_thread.run_sync(Block.decode, stored.block)
         certificate = await trio.to_thread.run_sync(CommitCertificate.decode, stored.certificate)
@@ -554,7 +489,6 @@ class NodeMethods:
 
     # --- accounts and transactions -----------------------------------------------------------
     async def account_get(self, address: Address) -> dict[str, object]:
-        """An account's balance, nonce and stake in the committed state."""
         state = self._state()
         account = state.account(address.raw)
         unbonding = sum(
@@ -572,10 +506,7 @@ class NodeMethods:
         }
 
     async def account_history(self, address: Address, limit: int) -> list[dict[str, object]]:
-        """Committed transactions the account sent, received, or is a party of (an escrow its
-        grant paid and what closed it, a grant to it, a delegation to its validator), newest
-        first, each with what it moved."""
-        store = self._store()
+        store = self._reads.store
 
         def read() -> list[tuple[IndexedTx, Tx, ContractInfo | None]]:
             entries = store.txs_of(address.raw, limit)
@@ -588,22 +519,16 @@ class NodeMethods:
         ]
 
     async def tx_submit(self, tx: bytes) -> dict[str, object]:
-        """Admit a signed transaction to the mempool and relay it. Refused with the ledger's code
-        when it cannot apply after the sender's waiting transactions (any ledger error the dry run
-        meets, e.g. 2006, 2010, 2033), or the mempool's (5601-5608; 5605 busy and 5602 full: retry
-        later or pay more per byte)."""
-        admitted = await self.node.submit_tx(tx)
+        admitted = await self._reads.submit_tx(tx)
         return {"hash": admitted.hash.hex()}
 
     async def tx_get(self, hash: bytes) -> dict[str, object]:
-        """A transaction waiting in the mempool or committed in a stored block."""
-        node = self.node
         # The mempool first: a committed transaction is stored before it leaves the mempool, so
         # one that is in neither place after these two looks is really unknown.
-        pending = _pending_tx(node.mempool, hash)
+        pending = _pending_tx(self._reads.mempool, hash)
         if pending is not None:
             return {"status": "pending", "height": None, "index": None, **tx_json(pending)}
-        store = self._store()
+        store = self._reads.store
 
         def read() -> tuple[IndexedTx, Tx, ContractInfo | None] | None:
             entry = store.tx(hash)
@@ -620,7 +545,6 @@ class NodeMethods:
 
     # --- validators, governance, economics ---------------------------------------------------
     async def validator_list(self) -> list[dict[str, object]]:
-        """The active validator set, as consensus uses it."""
         state = self._state()
         members = []
         for member in state.validator_set():
@@ -635,12 +559,10 @@ class NodeMethods:
         return members
 
     async def gov_proposals(self) -> list[dict[str, object]]:
-        """Every governance proposal, by id."""
         state = self._state()
         return [proposal_json(state, proposal) for _, proposal in state.proposals.sorted_items()]
 
     async def gov_get(self, id: int) -> dict[str, object]:
-        """One governance proposal."""
         state = self._state()
         proposal = state.proposals.get(id)
         if proposal is None:
@@ -648,7 +570,6 @@ class NodeMethods:
         return proposal_json(state, proposal)
 
     async def economics_params(self) -> dict[str, object]:
-        """The economic and governance parameters in force, and the supply figures."""
         state = self._state()
         totals = state.vars
         return {

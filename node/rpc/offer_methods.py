@@ -9,18 +9,14 @@ cannot be used to sign anything else.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from node.rpc.methods import MethodTable
+from node.rpc.methods import MethodSpec
 from node.rpc.params import HexBytes, Param
+from node.rpc.views import SigningLedgerReads
 from protocol.crypto import Address
 from protocol.ledger.availability import MAX_OFFERS, offer_dct_price
 from protocol.ledger.liquidity_errors import NoChallenge, NoQuotePrice, UnknownOffer
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import availability_bytes
-
-if TYPE_CHECKING:
-    from node.daemon import Node
 
 _OFFER = Param("offer", HexBytes(32), "the offer's id (hex): the hash of its offer_stand")
 
@@ -69,67 +65,63 @@ def offer_json(state: LedgerState, offer_id: bytes) -> dict[str, object]:
     }
 
 
-def register_offer_methods(table: MethodTable, node: Node | None) -> None:
-    methods = OfferMethods(node)
-    shape = (
-        "`offer` (id, hex), `provider`, `node_key` (hex), `gpu_model`, `gpu_count`, "
-        "`quote` (`DCT` or the asset the price is quoted in), `quoted_price` (per GPU-second, in base "
-        "units of `quote`), `price_per_gpu_second` (DCT base units a take in the next block locks per "
-        "GPU-second: the quoted price at the pool's time-weighted price; null while the pool has none), "
-        "`collateral`, `start`, `end` (heights), `standing`, `forfeited` (a "
-        "miss or refusal this epoch), `challenge` (null or `{seed, deadline, challenger}`), `take` "
-        "(null or `{take, requester, gpus, gpu_seconds, max_cost, price_per_gpu_second, deadline}`)"
-    )
-    table.register(
-        "offer_get", methods.offer_get, [_OFFER], errors=[UnknownOffer], returns=f"object: {shape}"
-    )
-    table.register(
+_SHAPE = (
+    "`offer` (id, hex), `provider`, `node_key` (hex), `gpu_model`, `gpu_count`, "
+    "`quote` (`DCT` or the asset the price is quoted in), `quoted_price` (per GPU-second, in base "
+    "units of `quote`), `price_per_gpu_second` (DCT base units a take in the next block locks per "
+    "GPU-second: the quoted price at the pool's time-weighted price; null while the pool has none), "
+    "`collateral`, `start`, `end` (heights), `standing`, `forfeited` (a "
+    "miss or refusal this epoch), `challenge` (null or `{seed, deadline, challenger}`), `take` "
+    "(null or `{take, requester, gpus, gpu_seconds, max_cost, price_per_gpu_second, deadline}`)"
+)
+
+OFFER_METHODS = (
+    MethodSpec(
+        "offer_get", "One standing offer.", (_OFFER,), errors=(UnknownOffer,), returns=f"object: {_SHAPE}"
+    ),
+    MethodSpec(
         "offer_all",
-        methods.offer_all,
-        returns=f"array of every standing offer (at most {MAX_OFFERS}), by id: {shape}",
-    )
-    table.register(
-        "offer_nodeKey", methods.offer_node_key, returns="object: `node_key` (this node's public key, hex)"
-    )
-    table.register(
+        "Every standing offer (and those whose period ended but are not withdrawn).",
+        returns=f"array of every standing offer (at most {MAX_OFFERS}), by id: {_SHAPE}",
+    ),
+    MethodSpec(
+        "offer_nodeKey",
+        "This node's key: what an offer it serves names as its ``node_key``.",
+        returns="object: `node_key` (this node's public key, hex)",
+    ),
+    MethodSpec(
         "offer_answer",
-        methods.offer_answer,
-        [_OFFER],
-        errors=[UnknownOffer, NoChallenge],
+        "This node's signature over the seed of the open challenge of ``offer``.",
+        (_OFFER,),
+        errors=(UnknownOffer, NoChallenge),
         returns="object: `signature` (hex): this node's answer to the offer's open challenge, for `offer_answer`",
-    )
+    ),
+)
 
 
 class OfferMethods:
-    def __init__(self, node: Node | None) -> None:
-        self._node = node
+    """The handlers of :data:`OFFER_METHODS`."""
+
+    def __init__(self, reads: SigningLedgerReads) -> None:
+        self._reads = reads
 
     def _state(self) -> LedgerState:
-        app = self._node.app if self._node is not None else None
-        if app is None:
-            raise RuntimeError("the node's ledger is not loaded")
-        return app.state
+        return self._reads.app.state
 
     async def offer_get(self, offer: bytes) -> dict[str, object]:
-        """One standing offer."""
         return offer_json(self._state(), offer)
 
     async def offer_all(self) -> list[dict[str, object]]:
-        """Every standing offer (and those whose period ended but are not withdrawn)."""
         state = self._state()
         return [offer_json(state, offer_id) for offer_id, _ in state.offers.sorted_items()]
 
     async def offer_node_key(self) -> dict[str, object]:
-        """This node's key: what an offer it serves names as its ``node_key``."""
-        assert self._node is not None, "described tables are never called"
-        return {"node_key": self._node.validator_key.public_key.raw.hex()}
+        return {"node_key": self._reads.identity.key.public_key.raw.hex()}
 
     async def offer_answer(self, offer: bytes) -> dict[str, object]:
-        """This node's signature over the seed of the open challenge of ``offer``."""
-        assert self._node is not None, "described tables are never called"
         state = self._state()
         record = state.offers.get(offer)
-        key = self._node.validator_key
+        key = self._reads.identity.key
         if record is None or record.node_key != key.public_key.raw:
             raise UnknownOffer("no standing offer served by this node with that id")
         if not record.seed:

@@ -1,9 +1,10 @@
 """Print the Markdown method reference: ``python -m node.rpc.reference > docs/rpc.md``.
 
-The default is the node's whole table (the RPC layer's builtins, the node methods, and the job
-methods once they exist), as :func:`node.rpc.node_methods.reference_table` describes it.
+The default is the node's whole schema (the RPC layer's builtins and every service's methods),
+:data:`node.rpc.node_table.NODE_SCHEMA`: rendered from the specs alone, with no node built.
 ``--table MODULE:FUNCTION`` names another function taking no arguments and returning a
-:class:`~node.rpc.methods.MethodTable` (``node.rpc.methods:builtin_table``: the builtins only).
+:class:`~node.rpc.methods.MethodTable` or a sequence of :class:`~node.rpc.methods.MethodSpec`
+(``node.rpc.methods:builtin_table``: the builtins only).
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from node.rpc.methods import MethodTable, render_reference
+from node.rpc.methods import MethodSpec, MethodTable, render_reference
 
-DEFAULT_TABLE = "node.rpc.node_methods:reference_table"
+DEFAULT_TABLE = "node.rpc.node_table:node_schema"
 
 
-def load_table(spec: str) -> MethodTable:
-    """Import ``MODULE:FUNCTION`` and call it. Raises ValueError when it is not a table factory."""
+def load_table(spec: str) -> MethodTable | tuple[MethodSpec, ...]:
+    """Import ``MODULE:FUNCTION`` and call it. Raises ValueError when it is not a table or
+    schema factory."""
     module_name, sep, function_name = spec.partition(":")
     if not sep or not module_name or not function_name:
         raise ValueError(f"--table must be MODULE:FUNCTION, not {spec!r}")
@@ -27,9 +29,11 @@ def load_table(spec: str) -> MethodTable:
     if not callable(factory):
         raise ValueError(f"{spec} is not a function")
     table = factory()
-    if not isinstance(table, MethodTable):
-        raise ValueError(f"{spec} returned {type(table).__name__}, not a MethodTable")
-    return table
+    if isinstance(table, MethodTable):
+        return table
+    if isinstance(table, tuple | list) and all(isinstance(entry, MethodSpec) for entry in table):
+        return tuple(table)
+    raise ValueError(f"{spec} returned {type(table).__name__}, not a MethodTable or MethodSpecs")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,19 +13,15 @@ cookie file), so only this node's operator can ask for it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from node.rpc.methods import MethodTable
+from node.rpc.methods import MethodSpec
 from node.rpc.params import AddressParam, Param
+from node.rpc.views import SigningLedgerReads
 from protocol.crypto import Address, address_of
 from protocol.ledger import staking
 from protocol.ledger.errors import UnknownValidator
 from protocol.ledger.slashing import max_missed
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import prove_consensus_key
-
-if TYPE_CHECKING:
-    from node.daemon import Node
 
 MAX_LISTED = 10_000
 
@@ -55,66 +51,62 @@ def validator_json(state: LedgerState, operator: bytes) -> dict[str, object]:
     }
 
 
-def register_staking_methods(table: MethodTable, node: Node | None) -> None:
-    """Register the staking methods on ``table`` (``node=None``: for describing the table only)."""
-    methods = StakingMethods(node)
-    address = Param("address", AddressParam(), "bech32m operator or account address")
-    shape = (
-        "`address` (operator), `consensus_address`, `public_key` (consensus key), `moniker`, "
-        "`bonded`, `shares`, `self_bonded`, `commission`, `max_commission`, `max_commission_change`, "
-        "`pending_rewards`, `jailed`, `jailed_until`, `tombstoned`, `missed` (heights missed in the "
-        "signing window), `missed_limit` (more is jailed)"
-    )
-    table.register(
+_ADDRESS = Param("address", AddressParam(), "bech32m operator or account address")
+_SHAPE = (
+    "`address` (operator), `consensus_address`, `public_key` (consensus key), `moniker`, "
+    "`bonded`, `shares`, `self_bonded`, `commission`, `max_commission`, `max_commission_change`, "
+    "`pending_rewards`, `jailed`, `jailed_until`, `tombstoned`, `missed` (heights missed in the "
+    "signing window), `missed_limit` (more is jailed)"
+)
+
+STAKING_METHODS = (
+    MethodSpec(
         "validator_get",
-        methods.validator_get,
-        [address],
-        errors=[UnknownValidator],
-        returns=f"object: {shape}",
-    )
-    table.register(
+        "One registered validator, by its operator's address.",
+        (_ADDRESS,),
+        errors=(UnknownValidator,),
+        returns=f"object: {_SHAPE}",
+    ),
+    MethodSpec(
         "validator_all",
-        methods.validator_all,
-        returns=f"array of every registered validator by operator address (at most {MAX_LISTED}), each: {shape}",
-    )
-    table.register(
+        "Every registered validator, jailed and tombstoned ones included.",
+        returns=f"array of every registered validator by operator address (at most {MAX_LISTED}), each: {_SHAPE}",
+    ),
+    MethodSpec(
         "account_delegations",
-        methods.account_delegations,
-        [address],
+        "An account's delegations and what each is worth now.",
+        (_ADDRESS,),
         returns="array of `{validator, shares, value}` (`value`: what undelegating it all would take "
         "out now, its share of pending rewards included), by validator",
-    )
-    table.register(
+    ),
+    MethodSpec(
         "validator_keyProof",
-        methods.validator_key_proof,
-        [Param("operator", AddressParam(), "the operator account the node will vote for")],
+        "This node's consensus key and its proof for ``operator`` (``dcent validator create``).",
+        (Param("operator", AddressParam(), "the operator account the node will vote for"),),
         returns="object: `consensus_key` (this node's public key, hex), `key_proof` (its signature "
         "binding the operator, hex): the two fields `validator_create` needs",
-    )
+    ),
+)
 
 
 class StakingMethods:
-    def __init__(self, node: Node | None) -> None:
-        self._node = node
+    """The handlers of :data:`STAKING_METHODS`."""
+
+    def __init__(self, reads: SigningLedgerReads) -> None:
+        self._reads = reads
 
     def _state(self) -> LedgerState:
-        app = self._node.app if self._node is not None else None
-        if app is None:
-            raise RuntimeError("the node's ledger is not loaded")
-        return app.state
+        return self._reads.app.state
 
     async def validator_get(self, address: Address) -> dict[str, object]:
-        """One registered validator, by its operator's address."""
         return validator_json(self._state(), address.raw)
 
     async def validator_all(self) -> list[dict[str, object]]:
-        """Every registered validator, jailed and tombstoned ones included."""
         state = self._state()
         operators = [operator for operator, _ in state.validators.sorted_items()][:MAX_LISTED]
         return [validator_json(state, operator) for operator in operators]
 
     async def account_delegations(self, address: Address) -> list[dict[str, object]]:
-        """An account's delegations and what each is worth now."""
         state = self._state()
         return [
             {
@@ -126,10 +118,8 @@ class StakingMethods:
         ]
 
     async def validator_key_proof(self, operator: Address) -> dict[str, object]:
-        """This node's consensus key and its proof for ``operator`` (``dcent validator create``)."""
-        assert self._node is not None, "described tables are never called"
-        key = self._node.validator_key
+        identity = self._reads.identity
         return {
-            "consensus_key": key.public_key.raw.hex(),
-            "key_proof": prove_consensus_key(key, self._node.genesis.chain_id, operator.raw).hex(),
+            "consensus_key": identity.key.public_key.raw.hex(),
+            "key_proof": prove_consensus_key(identity.key, identity.chain_id, operator.raw).hex(),
         }

@@ -24,9 +24,10 @@ import trio
 from gpu.simulated import simulated_report
 from node.cli.gpu import report_json
 from node.config import HomePaths, MetricsConfig, RpcConfig
-from node.daemon import Node
+from node.daemon import Node, NodeNotStarted
 from node.rpc.client import RpcClient
 from node.rpc.errors import RpcCallError
+from node.rpc.node_table import NODE_SCHEMA
 from protocol.crypto import PrivateKey
 from protocol.ledger.tx import GovPropose, GovVote, Transfer, sign_tx
 from protocol.units import DCT
@@ -466,3 +467,22 @@ async def test_metrics_endpoint_serves_prometheus_text(running: RunningNode) -> 
     assert "# TYPE dcent_jobs gauge" in response.text
     assert "# TYPE dcent_gpu_utilization gauge" in response.text
     assert missing.status_code == 404
+
+
+# --- the wiring ---------------------------------------------------------------------------------
+
+
+async def test_the_served_table_is_the_documented_schema(running: RunningNode) -> None:
+    """What ``rpc_methods`` answers over HTTP is the schema ``docs/rpc.md`` is rendered from."""
+    with trio.fail_after(DEADLINE_S):
+        described = await running.call("rpc_methods")
+    documented = [spec.describe() for spec in sorted(NODE_SCHEMA, key=lambda spec: spec.name)]
+    assert described == json.loads(json.dumps(documented))
+
+
+async def test_a_node_not_started_has_no_services(tmp_path: Path) -> None:
+    node = Node(make_home(tmp_path, 0, make_genesis(1)), node_config(0))
+    for shorthand in ("services", "endpoints", "app", "market", "rpc_url"):
+        with pytest.raises(NodeNotStarted):
+            getattr(node, shorthand)
+    assert not node.started

@@ -39,7 +39,9 @@ class LedgerNode(FakeNode):
     def __init__(self, chain: Chain) -> None:
         super().__init__()
         self.chain = chain
-        served = SimpleNamespace(app=SimpleNamespace(state=chain.state), validator_key=self.node_key)
+        served = SimpleNamespace(
+            app=SimpleNamespace(state=chain.state), identity=SimpleNamespace(key=self.node_key)
+        )
         self.liquidity = LiquidityMethods(served)  # type: ignore[arg-type]
         self.offers = OfferMethods(served)  # type: ignore[arg-type]
 
