@@ -192,6 +192,15 @@ class GpuDevice(Record):
     def cuda_version_text(self) -> str:
         return format_cuda_version(self.cuda_version)
 
+    def to_json(self) -> dict[str, object]:
+        """The GPU as ``dcent gpu list --json`` and the RPC show it: every probed field plus the
+        derived ones."""
+        fields = self.to_wire()
+        fields["schedulable"] = self.schedulable
+        fields["compute_capability"] = self.compute_capability
+        fields["cuda_version_text"] = self.cuda_version_text
+        return fields
+
 
 @dataclass(frozen=True, slots=True)
 class ProbeReport(Record):

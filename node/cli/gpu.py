@@ -135,18 +135,10 @@ def report_json(report: ProbeReport, sandbox: SelfTestReport | None = None) -> s
         "cuda_version": report.cuda_version,
         "cuda_version_text": report.cuda_version_text,
         "message": report.message,
-        "gpus": [_device_json(device) for device in report.devices],
+        "gpus": [device.to_json() for device in report.devices],
         "sandbox": None if sandbox is None else {**sandbox.to_json(), "summary": sandbox.summary()},
     }
     return json.dumps(document, indent=2, sort_keys=True)
-
-
-def _device_json(device: GpuDevice) -> dict[str, object]:
-    fields = device.to_wire()
-    fields["schedulable"] = device.schedulable
-    fields["compute_capability"] = device.compute_capability
-    fields["cuda_version_text"] = device.cuda_version_text
-    return fields
 
 
 def report_text(report: ProbeReport) -> str:

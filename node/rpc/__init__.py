@@ -12,7 +12,7 @@ node on localhost. Non-loopback binds need an explicit ``allow_remote`` and log 
 ``namespace_method``, registered with typed parameter schemas; ``python -m node.rpc.reference`` renders
 the method reference from the table.
 
-The node serves one table (``node/rpc/node_methods.py: build_node_table``): the builtins, the
+The node serves one table (``node/rpc/node_table.py``: ``NODE_SCHEMA``, bound to a running node's narrow views by ``build_node_table``): the builtins, the
 node's read methods (chain, accounts, transactions through the store's ``txs`` index, validators,
 governance, economics and its history, capacity and market views, GPUs, ``node_info``, peers and
 their scores; ``validator_get/all/list``, ``account_delegations``, ``validator_keyProof``;

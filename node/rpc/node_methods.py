@@ -41,7 +41,6 @@ from node.store import IndexedTx
 from node.tx_history import ContractInfo
 from protocol.consensus.messages import Block, CommitCertificate
 from protocol.crypto import Address, address_of
-from protocol.hardware import GpuDevice
 from protocol.ledger import staking
 from protocol.ledger.errors import (
     BadNonce,
@@ -81,15 +80,6 @@ _TX_FIELDS = (
 # --------------------------------------------------------------------------------------------
 # JSON forms
 # --------------------------------------------------------------------------------------------
-
-
-def gpu_device_json(device: GpuDevice) -> dict[str, object]:
-    """A GPU as ``dcent gpu list --json`` prints it: every probed field plus the derived ones."""
-    fields = device.to_wire()
-    fields["schedulable"] = device.schedulable
-    fields["compute_capability"] = device.compute_capability
-    fields["cuda_version_text"] = device.cuda_version_text
-    return fields
 
 
 def _address(raw: bytes) -> str:
@@ -149,7 +139,7 @@ def capacity_json(ann: CapacityAnnouncement) -> dict[str, object]:
         "provider": _address(address_of(ann.provider)),
         "public_key": ann.provider.hex(),
         "peer_id": ann.peer_id,
-        "gpus": [gpu_device_json(gpu) for gpu in ann.gpus],
+        "gpus": [gpu.to_json() for gpu in ann.gpus],
         "free_gpus": len(ann.free_gpus()),
         "simulated": ann.simulated,
         "price_per_gpu_second": str(ann.price_per_gpu_second),
@@ -427,7 +417,7 @@ class NodeMethods:
         report = await self._reads.capacity.probe()
         return {
             "simulated": self._reads.identity.simulated_gpus,
-            "devices": [gpu_device_json(device) for device in report.devices],
+            "devices": [device.to_json() for device in report.devices],
         }
 
     async def market_capacity(self) -> list[dict[str, object]]:
