@@ -64,6 +64,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("dcent.node")
 
 
+class _CoreRound:
+    """The consensus core's current round, which the proposer's assembly budget halves by: the
+    ledger app is built (replayed) before the core that drives it, so the core is attached once
+    it exists, and until then the round is 0."""
+
+    def __init__(self) -> None:
+        self.core: ConsensusCore | None = None
+
+    def __call__(self) -> int:
+        return self.core.round if self.core is not None else 0
+
+
 class NodeNotStarted(RuntimeError):
     """A running node's service was asked of a node that has not started (or failed to)."""
 
@@ -87,6 +99,7 @@ class Node:
         self.validator_key = load_key(paths.validator_key)
         self.node_key = load_key(paths.node_key)
         self.mempool = Mempool(config.mempool)
+        self._core_round = _CoreRound()
         self.host: Host = P2PHost(
             HostConfig(
                 node_key_seed=self.node_key.seed(),
@@ -140,6 +153,7 @@ class Node:
                 sign_state=SignState.decode(saved) if saved else None,
                 verifier=app.verifier,
             )
+            self._core_round.core = core
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.host.run)
                 driver = ConsensusDriver(
@@ -318,7 +332,7 @@ class Node:
             "max_txs": self.config.consensus.max_block_txs,
             "assembly_timer": assembly_timer(  # i14over
                 self.config.consensus.assembly_budget_ms,
-                lambda: self.driver.core.round if self.driver is not None else 0,
+                self._core_round,
             ),
             "tx_decoded": self.mempool.decoded,  # i14over
         }
