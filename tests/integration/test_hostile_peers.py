@@ -181,7 +181,12 @@ async def test_invalid_gossip_stops_at_the_first_node_and_valid_gossip_crosses_i
                 ),
                 what="B's next announcement at C",
             )
-            assert [key for key in c.host.guard.refusals if key[0] in (CAPACITY, CONSENSUS)] == []
+            # Nothing B relayed was refused at C. Honest votes for a height C has already passed
+            # (C lags B on a loaded machine and catches up by sync) are IGNOREd as "stale": not
+            # refused input, and never scored (the standings below stay empty).
+            assert [
+                key for key in c.host.guard.refusals if key[0] in (CAPACITY, CONSENSUS) and key[1] != "stale"
+            ] == []
             assert c.host.guard.standings() == []
             assert c.capacity.dropped == 0
             assert all(a.price_per_gpu_second != 1 for a in c.capacity.entries())
