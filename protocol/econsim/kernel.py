@@ -54,6 +54,7 @@ from math import gcd
 import numpy
 
 from protocol import economics
+from protocol.econsim import constant_rate
 from protocol.ledger.params import Params
 from protocol.units import DEC
 
@@ -249,7 +250,7 @@ def _fast_blocks(fast: _Fast, supply: int, bonded: int, inflation: int, blocks: 
                     else:
                         most = limit * num // den
                         run = min(blocks - done, (limit - supply) // most + 1 if most else blocks - done)
-                    supply = _constant_run(supply, num, den, run, provisions.append)
+                    supply = _constant_run(supply, num, den, run, provisions)
                     done += run
                 continue
             supply, inflation, steps = _moving_run(
@@ -276,10 +277,20 @@ def _fast_blocks(fast: _Fast, supply: int, bonded: int, inflation: int, blocks: 
     )
 
 
-def _constant_run(supply: int, num: int, den: int, blocks: int, collect: Callable[[int], None]) -> int:
-    """``blocks`` blocks at the constant rate ``num / den`` per block: collects each provision,
-    returns the supply after them. The loop is unrolled by four (the interpreter's per-iteration
-    cost is a good part of a block's)."""
+def _constant_run(supply: int, num: int, den: int, blocks: int, provisions: array[int]) -> int:
+    """``blocks`` blocks at the constant rate ``num / den`` per block: appends each provision,
+    returns the supply after them. Whole windows are solved as arrays where they fit 64 bits
+    (:mod:`protocol.econsim.constant_rate`: the same integers); the rest is the loop, unrolled
+    by four (the interpreter's per-iteration cost is a good part of a block's)."""
+    while blocks > 0:
+        window = constant_rate.window_for(supply, num, den, blocks)
+        solved = constant_rate.constant_rate_provisions(supply, num, den, window) if window else None
+        if solved is None:
+            break
+        supply, chunk = solved
+        provisions.frombytes(chunk.tobytes())
+        blocks -= window
+    collect = provisions.append
     for _ in range(blocks >> 2):
         provision = supply * num // den
         supply += provision
@@ -394,7 +405,7 @@ def _split_totals(fast: _Fast, provisions: array[int]) -> tuple[int, int, tuple[
     cuts = [(fast.mining_num, fast.mining_den), (fast.avail_num, fast.avail_den)]
     per_weight = [0] * count
     paid_count = count if fast.total_weight else 0
-    largest = max(provisions, default=0)
+    largest = int(numpy.frombuffer(provisions, dtype=numpy.int64).max()) if len(provisions) else 0
     # Every product is at most largest * widest (a validator's share never exceeds its block's
     # provision), every chunk's sum at most largest * _CHUNK.
     widest = max(
