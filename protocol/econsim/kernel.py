@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from math import gcd
 
@@ -253,9 +253,7 @@ def _fast_blocks(fast: _Fast, supply: int, bonded: int, inflation: int, blocks: 
                     supply = _constant_run(supply, num, den, run, provisions)
                     done += run
                 continue
-            supply, inflation, steps = _moving_run(
-                fast, supply, bonded, inflation, blocks - done, provisions.append
-            )
+            supply, inflation, steps = _moving_run(fast, supply, bonded, inflation, blocks - done, provisions)
             done += steps
     except OverflowError:
         raise _TooLarge from None
@@ -312,28 +310,90 @@ def _constant_run(supply: int, num: int, den: int, blocks: int, provisions: arra
 
 
 def _moving_run(
-    fast: _Fast, supply: int, bonded: int, inflation: int, blocks: int, collect: Callable[[int], None]
+    fast: _Fast, supply: int, bonded: int, inflation: int, blocks: int, provisions: array[int]
 ) -> tuple[int, int, int]:
-    """Blocks whose inflation moves every block, until it reaches a bound (that block included)
-    or ``blocks`` are done: ``(supply, inflation, blocks done)``. ``next_inflation`` inlined with
-    reduced fractions (the same integers: ``floor(ratio * DEC / goal)`` is
-    ``floor(ratio * gn / gd)`` for ``gn / gd = DEC / goal`` reduced, and the two truncating
-    divisions by ``DEC`` and ``blocks_per_year`` are one by their product); its first block is
-    checked against the ledger's own. Raises _RulesChanged."""
+    """Blocks whose inflation moves every block, until it reaches a bound (that block included),
+    the bonded ratio crosses the goal, or ``blocks`` are done: ``(supply, inflation, blocks
+    done)``, at least one. ``next_inflation`` inlined with reduced fractions (the same integers:
+    ``floor(ratio * DEC / goal)`` is ``floor(ratio * gn / gd)`` for ``gn / gd = DEC / goal``
+    reduced, and the two truncating divisions by ``DEC`` and ``blocks_per_year`` are one by
+    their product); its first block is checked against the ledger's own. Appends each block's
+    provision to ``provisions``. Raises _RulesChanged (and OverflowError past 64 bits)."""
+    if economics.next_inflation(inflation, bonded, supply, fast.params) != _next_inflation_inlined(
+        fast, inflation, bonded, supply
+    ):
+        raise _RulesChanged
+    collected: list[int] = []
+    if supply > 0 and inflation <= fast.params.inflation_max and _gap(fast, bonded, supply) < 0:
+        result = _above_goal(fast, supply, bonded, inflation, blocks, collected)
+    else:
+        result = _general(fast, supply, bonded, inflation, blocks, collected)
+    provisions.fromlist(collected)
+    return result
+
+
+def _gap(fast: _Fast, bonded: int, supply: int) -> int:
+    """``DEC - floor(bonded ratio * DEC / goal)``: the sign of ``next_inflation``'s change."""
+    goal_num, goal_den = _reduced(DEC, fast.params.goal_bonded)
+    return DEC - bonded * DEC // supply * goal_num // goal_den
+
+
+def _above_goal(
+    fast: _Fast, supply: int, bonded: int, inflation: int, blocks: int, out: list[int]
+) -> tuple[int, int, int]:
+    """Above the bonded goal (``_gap`` negative) with the inflation at most the maximum: each
+    block lowers it by ``floor(-gap * rate)``, and only the minimum can bind. The gap is
+    non-decreasing in the supply, so it stays negative while the supply is at most ``cross``
+    (found in closed form, checked with ``_gap`` itself); a provision is at most ``most`` (the supply at most
+    ``cross``, the inflation only falling), so ``(cross - supply) // most + 1`` blocks need no
+    check. Stops at ``cross`` (the caller looks again) or at the minimum."""
+    params = fast.params
+    low = params.inflation_min
+    goal_num, goal_den = _reduced(DEC, params.goal_bonded)
+    scale = DEC * params.blocks_per_year
+    rate_num, rate_den = _reduced(params.inflation_rate_change, scale)
+    bonded_scaled = bonded * DEC
+    # -gap = floor(ratio * gn / gd) - DEC = floor((ratio * gn - DEC * gd) / gd)
+    shift = DEC * goal_den
+    # gap < 0  <=>  floor(ratio * gn / gd) >= DEC + 1  <=>  ratio >= ceil((DEC + 1) * gd / gn)
+    # <=>  supply <= bonded * DEC // that: the last supply above the goal, checked with _gap.
+    cross = bonded_scaled // -(-(DEC + 1) * goal_den // goal_num)
+    if not _gap(fast, bonded, cross) < 0 <= _gap(fast, bonded, cross + 1):
+        return _general(fast, supply, bonded, inflation, blocks, out)
+    done = 0
+    append = out.append
+    while done < blocks and supply <= cross:
+        most = cross * inflation // scale
+        run = min(blocks - done, (cross - supply) // most + 1 if most else blocks - done)
+        for _ in range(run):
+            done += 1
+            inflation -= (bonded_scaled // supply * goal_num - shift) // goal_den * rate_num // rate_den
+            if inflation <= low:
+                provision = supply * low // scale
+                supply += provision
+                append(provision)
+                return supply, low, done
+            provision = supply * inflation // scale
+            supply += provision
+            append(provision)
+    return supply, inflation, done
+
+
+def _general(
+    fast: _Fast, supply: int, bonded: int, inflation: int, blocks: int, out: list[int]
+) -> tuple[int, int, int]:
+    """At or below the goal (only the maximum binds), or anything else (both bounds)."""
     params = fast.params
     low, high = params.inflation_min, params.inflation_max
     goal_num, goal_den = _reduced(DEC, params.goal_bonded)
     scale = DEC * params.blocks_per_year
     rate_num, rate_den = _reduced(params.inflation_rate_change, scale)
     bonded_scaled = bonded * DEC
-    if economics.next_inflation(inflation, bonded, supply, params) != _next_inflation_inlined(
-        fast, inflation, bonded, supply
-    ):
-        raise _RulesChanged
+    append = out.append
     if supply <= 0:  # nothing is minted; the ratio stays 0: the general step, block by block
         for done in range(1, blocks + 1):
             inflation = _next_inflation_inlined(fast, inflation, bonded, supply)
-            collect(0)
+            append(0)
             if inflation in (low, high):
                 return supply, inflation, done
         return supply, inflation, blocks
@@ -347,11 +407,11 @@ def _moving_run(
             if inflation >= high:
                 provision = supply * high // scale
                 supply += provision
-                collect(provision)
+                append(provision)
                 return supply, high, done
             provision = supply * inflation // scale
             supply += provision
-            collect(provision)
+            append(provision)
         return supply, inflation, blocks
     done = 0
     while done < blocks:
@@ -368,11 +428,11 @@ def _moving_run(
         else:
             provision = supply * inflation // scale
             supply += provision
-            collect(provision)
+            append(provision)
             continue
         provision = supply * inflation // scale
         supply += provision
-        collect(provision)
+        append(provision)
         break
     return supply, inflation, done
 
