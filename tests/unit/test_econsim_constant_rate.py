@@ -155,3 +155,25 @@ def test_a_span_falls_across_the_goal_to_the_minimum_through_both_fast_paths(tak
     assert dataclasses.replace(fast, exact_by="functions") == reference
     assert taken["above_goal"] > 0 and taken["windows"] > 0
     assert fast.inflation > params.inflation_min  # unpinned: the ratio fell below the goal
+
+
+@pytest.mark.parametrize("bonded_share", [percent(20), percent(90)])  # below / above the goal
+@pytest.mark.parametrize("inflation", [percent(1), percent(50)])  # below the minimum / above the maximum
+@pytest.mark.parametrize("rate_change", [0, 1, percent(13)])
+def test_an_inflation_outside_the_bounds_is_clamped_on_the_first_block(
+    bonded_share: int, inflation: int, rate_change: int
+) -> None:
+    """Governance moved the bounds past the current rate: the first block clamps it, even when
+    the rate would not move it at all (the unchecked runs must not skip that)."""
+    params = Params(
+        blocks_per_year=100_000,
+        inflation_min=percent(5),
+        inflation_max=percent(30),
+        inflation_rate_change=rate_change,
+    )
+    supply = 10**8 * DCT
+    bonded = supply * bonded_share // DEC
+    fast = kernel.span(supply, bonded, inflation, [bonded], params, 3_000)
+    reference = kernel.span_by_functions(supply, bonded, inflation, [bonded], params, 3_000)
+    assert fast.exact_by == "kernel"
+    assert dataclasses.replace(fast, exact_by="functions") == reference
