@@ -177,3 +177,23 @@ def test_an_inflation_outside_the_bounds_is_clamped_on_the_first_block(
     reference = kernel.span_by_functions(supply, bonded, inflation, [bonded], params, 3_000)
     assert fast.exact_by == "kernel"
     assert dataclasses.replace(fast, exact_by="functions") == reference
+
+
+@pytest.mark.parametrize("blocks", [2, 5_000, 20_000, 31_250])
+def test_a_pinned_rate_that_unpins_inside_a_short_fast_span_is_followed(blocks: int) -> None:
+    """A span short enough for the one-check shortcut (``64 * blocks * rate <= 1``) in which the
+    supply's growth carries the bonded ratio below the goal: the minimum unpins mid-span."""
+    params = Params(
+        blocks_per_year=100_000,
+        inflation_min=percent(5),
+        inflation_max=percent(30),
+        inflation_rate_change=DEC,
+        goal_bonded=percent(67),
+    )
+    supply = 10**8 * DCT
+    bonded = supply * 67 * 1_002 // 100_000  # 0.2% above the goal: crossed after 0.2% growth
+    fast = kernel.span(supply, bonded, params.inflation_min, [bonded], params, blocks)
+    reference = kernel.span_by_functions(supply, bonded, params.inflation_min, [bonded], params, blocks)
+    assert fast.exact_by == "kernel"
+    assert dataclasses.replace(fast, exact_by="functions") == reference
+    assert (fast.inflation > params.inflation_min) == (blocks >= 5_000)
