@@ -16,8 +16,8 @@ inflation ``I``::
 
 There is no closed form for many such blocks: ``S <- S + floor(S * I / (DEC * blocks_per_year))``
 is a Mahler-type floor recursion, and every later truncation depends on every earlier one, so
-the only exact way to jump N blocks is to do the N integer steps. What this module does is make
-each step cheap, without changing a single result:
+no formula jumps N blocks. What this module does is make each step cheap, or solve many steps
+at once where their integers can be checked at once, without changing a single result:
 
 - **Constant inflation spans.** ``next_inflation``'s change is a non-decreasing function of the
   supply for a fixed bonded stake (every operation in it is monotone; ``test_econsim_kernel``
@@ -25,6 +25,17 @@ each step cheap, without changing a single result:
   there for the rest of the span, and at ``inflation_min`` (or an interior value with zero
   change) it stays until the supply passes a threshold found by bisection *with the ledger's
   own* ``next_inflation`` as the predicate. Inside such a span the inflation update is skipped.
+  When the span is short enough that the supply provably stays below ``S + S // 32 + 1``, one
+  ``next_inflation`` call at that bound replaces the bisection (kept at both ends of a
+  monotone change is kept in between).
+- **Array windows at a constant rate.** :mod:`protocol.econsim.constant_rate` solves up to
+  2**17 constant-rate blocks as int64 arrays: the provisions are the unique fixed point of a
+  causal carry recursion, reached from below and checked (a sequence the recursion maps onto
+  itself is the block-by-block one); windows that could leave 64 bits take the loop.
+- **Moving inflation without checks.** Above the bonded goal the inflation only falls, by at
+  most its first block's fall, until the supply reaches the (closed-form, re-checked) supply
+  where the ratio crosses the goal; below it, it rises by at most ``DEC * rate`` a block. So
+  the blocks that cannot reach a bound or the goal are stepped without testing for them.
 - **Reduced fractions.** ``floor(floor(S*I/DEC)/bpy) == floor(S*I/(DEC*bpy)) == floor(S*a/b)``
   with ``a/b`` the reduced fraction (true for non-negative integers), and likewise for the
   split ratios and the validator powers: the same integers, computed on smaller numbers.
