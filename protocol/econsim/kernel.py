@@ -400,18 +400,15 @@ def _above_goal(
         unchecked = min(run, max(0, (inflation - low - 1) // fall if fall else run if inflation > low else 0))
         for _ in range(unchecked >> 1):
             inflation -= (bonded_scaled // supply * goal_num - shift) // goal_den * rate_num // rate_den
-            provision = supply * inflation // scale
+            append(provision := supply * inflation // scale)
             supply += provision
-            append(provision)
             inflation -= (bonded_scaled // supply * goal_num - shift) // goal_den * rate_num // rate_den
-            provision = supply * inflation // scale
+            append(provision := supply * inflation // scale)
             supply += provision
-            append(provision)
         for _ in range(unchecked & 1):
             inflation -= (bonded_scaled // supply * goal_num - shift) // goal_den * rate_num // rate_den
-            provision = supply * inflation // scale
+            append(provision := supply * inflation // scale)
             supply += provision
-            append(provision)
         done += unchecked
         for _ in range(run - unchecked):
             done += 1
@@ -458,18 +455,15 @@ def _general(
         )
         for _ in range(unchecked >> 1):
             inflation += (DEC - bonded_scaled // supply * goal_num // goal_den) * rate_num // rate_den
-            provision = supply * inflation // scale
+            append(provision := supply * inflation // scale)
             supply += provision
-            append(provision)
             inflation += (DEC - bonded_scaled // supply * goal_num // goal_den) * rate_num // rate_den
-            provision = supply * inflation // scale
+            append(provision := supply * inflation // scale)
             supply += provision
-            append(provision)
         for _ in range(unchecked & 1):
             inflation += (DEC - bonded_scaled // supply * goal_num // goal_den) * rate_num // rate_den
-            provision = supply * inflation // scale
+            append(provision := supply * inflation // scale)
             supply += provision
-            append(provision)
         for done in range(unchecked + 1, blocks + 1):
             inflation += (DEC - bonded_scaled // supply * goal_num // goal_den) * rate_num // rate_den
             if inflation >= high:
