@@ -16,8 +16,8 @@ inflation ``I``::
 
 There is no closed form for many such blocks: ``S <- S + floor(S * I / (DEC * blocks_per_year))``
 is a Mahler-type floor recursion, and every later truncation depends on every earlier one, so
-the only exact way to jump N blocks is to do the N integer steps. What this module does is make
-each step cheap, without changing a single result:
+no formula jumps N blocks. What this module does is make each step cheap, or solve many steps
+at once where their integers can be checked at once, without changing a single result:
 
 - **Constant inflation spans.** ``next_inflation``'s change is a non-decreasing function of the
   supply for a fixed bonded stake (every operation in it is monotone; ``test_econsim_kernel``
@@ -25,6 +25,17 @@ each step cheap, without changing a single result:
   there for the rest of the span, and at ``inflation_min`` (or an interior value with zero
   change) it stays until the supply passes a threshold found by bisection *with the ledger's
   own* ``next_inflation`` as the predicate. Inside such a span the inflation update is skipped.
+  When the span is short enough that the supply provably stays below ``S + S // 32 + 1``, one
+  ``next_inflation`` call at that bound replaces the bisection (kept at both ends of a
+  monotone change is kept in between).
+- **Array windows at a constant rate.** :mod:`protocol.econsim.constant_rate` solves up to
+  2**17 constant-rate blocks as int64 arrays: the provisions are the unique fixed point of a
+  causal carry recursion, reached from below and checked (a sequence the recursion maps onto
+  itself is the block-by-block one); windows that could leave 64 bits take the loop.
+- **Moving inflation without checks.** Above the bonded goal the inflation only falls, by at
+  most its first block's fall, until the supply reaches the (closed-form, re-checked) supply
+  where the ratio crosses the goal; below it, it rises by at most ``DEC * rate`` a block. So
+  the blocks that cannot reach a bound or the goal are stepped without testing for them.
 - **Reduced fractions.** ``floor(floor(S*I/DEC)/bpy) == floor(S*I/(DEC*bpy)) == floor(S*a/b)``
   with ``a/b`` the reduced fraction (true for non-negative integers), and likewise for the
   split ratios and the validator powers: the same integers, computed on smaller numbers.
@@ -47,13 +58,14 @@ from __future__ import annotations
 
 import dataclasses
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from math import gcd
 
 import numpy
 
 from protocol import economics
+from protocol.econsim import constant_rate
 from protocol.ledger.params import Params
 from protocol.units import DEC
 
@@ -164,6 +176,20 @@ def _constant_until(inflation: int, bonded: int, supply: int, params: Params) ->
     return low
 
 
+def _keeps_to_the_end(
+    inflation: int, bonded: int, supply: int, params: Params, num: int, den: int, blocks: int
+) -> bool:
+    """Whether ``inflation`` (kept at ``supply``) provably stays for all ``blocks``: when
+    ``64 * blocks * num <= den`` the supply stays at most ``supply + supply // 32 + 1`` (it grows
+    at most by ``(1 + num/den) ** blocks <= exp(1/64)``), and ``next_inflation`` keeping the rate
+    there too keeps it everywhere in between (the change is non-decreasing in the supply, so
+    kept at both ends is kept between, whether at a bound or inside them). Saves the bisection
+    of :func:`_constant_until` for most spans."""
+    if 64 * blocks * num > den:
+        return False
+    return economics.next_inflation(inflation, bonded, supply + supply // 32 + 1, params) == inflation
+
+
 class _RulesChanged(Exception):
     """The inlined arithmetic no longer matches protocol/economics.py."""
 
@@ -238,8 +264,12 @@ def _fast_blocks(fast: _Fast, supply: int, bonded: int, inflation: int, blocks: 
     try:
         while done < blocks:
             if economics.next_inflation(inflation, bonded, supply, params) == inflation:
-                limit = _constant_until(inflation, bonded, supply, params)
                 num, den = _reduced(inflation, scale)
+                if _keeps_to_the_end(inflation, bonded, supply, params, num, den, blocks - done):
+                    supply = _constant_run(supply, num, den, blocks - done, provisions)
+                    done = blocks
+                    continue
+                limit = _constant_until(inflation, bonded, supply, params)
                 # Constant inflation while supply <= limit (None: for good). Before each block
                 # the supply is at most supply + j * most (most: the provision at the limit), so
                 # the next (limit - supply) // most + 1 blocks need no check; then look again.
@@ -249,12 +279,10 @@ def _fast_blocks(fast: _Fast, supply: int, bonded: int, inflation: int, blocks: 
                     else:
                         most = limit * num // den
                         run = min(blocks - done, (limit - supply) // most + 1 if most else blocks - done)
-                    supply = _constant_run(supply, num, den, run, provisions.append)
+                    supply = _constant_run(supply, num, den, run, provisions)
                     done += run
                 continue
-            supply, inflation, steps = _moving_run(
-                fast, supply, bonded, inflation, blocks - done, provisions.append
-            )
+            supply, inflation, steps = _moving_run(fast, supply, bonded, inflation, blocks - done, provisions)
             done += steps
     except OverflowError:
         raise _TooLarge from None
@@ -276,10 +304,20 @@ def _fast_blocks(fast: _Fast, supply: int, bonded: int, inflation: int, blocks: 
     )
 
 
-def _constant_run(supply: int, num: int, den: int, blocks: int, collect: Callable[[int], None]) -> int:
-    """``blocks`` blocks at the constant rate ``num / den`` per block: collects each provision,
-    returns the supply after them. The loop is unrolled by four (the interpreter's per-iteration
-    cost is a good part of a block's)."""
+def _constant_run(supply: int, num: int, den: int, blocks: int, provisions: array[int]) -> int:
+    """``blocks`` blocks at the constant rate ``num / den`` per block: appends each provision,
+    returns the supply after them. Whole windows are solved as arrays where they fit 64 bits
+    (:mod:`protocol.econsim.constant_rate`: the same integers); the rest is the loop, unrolled
+    by four (the interpreter's per-iteration cost is a good part of a block's)."""
+    while blocks > 0:
+        window = constant_rate.window_for(supply, num, den, blocks)
+        solved = constant_rate.constant_rate_provisions(supply, num, den, window) if window else None
+        if solved is None:
+            break
+        supply, chunk = solved
+        provisions.frombytes(chunk.tobytes())
+        blocks -= window
+    collect = provisions.append
     for _ in range(blocks >> 2):
         provision = supply * num // den
         supply += provision
@@ -301,28 +339,106 @@ def _constant_run(supply: int, num: int, den: int, blocks: int, collect: Callabl
 
 
 def _moving_run(
-    fast: _Fast, supply: int, bonded: int, inflation: int, blocks: int, collect: Callable[[int], None]
+    fast: _Fast, supply: int, bonded: int, inflation: int, blocks: int, provisions: array[int]
 ) -> tuple[int, int, int]:
-    """Blocks whose inflation moves every block, until it reaches a bound (that block included)
-    or ``blocks`` are done: ``(supply, inflation, blocks done)``. ``next_inflation`` inlined with
-    reduced fractions (the same integers: ``floor(ratio * DEC / goal)`` is
-    ``floor(ratio * gn / gd)`` for ``gn / gd = DEC / goal`` reduced, and the two truncating
-    divisions by ``DEC`` and ``blocks_per_year`` are one by their product); its first block is
-    checked against the ledger's own. Raises _RulesChanged."""
+    """Blocks whose inflation moves every block, until it reaches a bound (that block included),
+    the bonded ratio crosses the goal, or ``blocks`` are done: ``(supply, inflation, blocks
+    done)``, at least one. ``next_inflation`` inlined with reduced fractions (the same integers:
+    ``floor(ratio * DEC / goal)`` is ``floor(ratio * gn / gd)`` for ``gn / gd = DEC / goal``
+    reduced, and the two truncating divisions by ``DEC`` and ``blocks_per_year`` are one by
+    their product); its first block is checked against the ledger's own. Appends each block's
+    provision to ``provisions``. Raises _RulesChanged (and OverflowError past 64 bits)."""
+    if economics.next_inflation(inflation, bonded, supply, fast.params) != _next_inflation_inlined(
+        fast, inflation, bonded, supply
+    ):
+        raise _RulesChanged
+    collected: list[int] = []
+    if supply > 0 and inflation <= fast.params.inflation_max and _gap(fast, bonded, supply) < 0:
+        result = _above_goal(fast, supply, bonded, inflation, blocks, collected)
+    else:
+        result = _general(fast, supply, bonded, inflation, blocks, collected)
+    provisions.fromlist(collected)
+    return result
+
+
+def _gap(fast: _Fast, bonded: int, supply: int) -> int:
+    """``DEC - floor(bonded ratio * DEC / goal)``: the sign of ``next_inflation``'s change."""
+    goal_num, goal_den = _reduced(DEC, fast.params.goal_bonded)
+    return DEC - bonded * DEC // supply * goal_num // goal_den
+
+
+def _above_goal(
+    fast: _Fast, supply: int, bonded: int, inflation: int, blocks: int, out: list[int]
+) -> tuple[int, int, int]:
+    """Above the bonded goal (``_gap`` negative) with the inflation at most the maximum: each
+    block lowers it by ``floor(-gap * rate)``, and only the minimum can bind. The gap is
+    non-decreasing in the supply, so it stays negative while the supply is at most ``cross``
+    (found in closed form, checked with ``_gap`` itself); a provision is at most ``most`` (the supply at most
+    ``cross``, the inflation only falling), so ``(cross - supply) // most + 1`` blocks need no
+    check. Stops at ``cross`` (the caller looks again) or at the minimum."""
+    params = fast.params
+    low = params.inflation_min
+    goal_num, goal_den = _reduced(DEC, params.goal_bonded)
+    scale = DEC * params.blocks_per_year
+    rate_num, rate_den = _reduced(params.inflation_rate_change, scale)
+    bonded_scaled = bonded * DEC
+    # -gap = floor(ratio * gn / gd) - DEC = floor((ratio * gn - DEC * gd) / gd)
+    shift = DEC * goal_den
+    # gap < 0  <=>  floor(ratio * gn / gd) >= DEC + 1  <=>  ratio >= ceil((DEC + 1) * gd / gn)
+    # <=>  supply <= bonded * DEC // that: the last supply above the goal, checked with _gap.
+    cross = bonded_scaled // -(-(DEC + 1) * goal_den // goal_num)
+    if not _gap(fast, bonded, cross) < 0 <= _gap(fast, bonded, cross + 1):
+        return _general(fast, supply, bonded, inflation, blocks, out)
+    done = 0
+    append = out.append
+    while done < blocks and supply <= cross:
+        most = cross * inflation // scale
+        run = min(blocks - done, (cross - supply) // most + 1 if most else blocks - done)
+        # The fall is largest at the run's first block (the gap only shrinks as the supply
+        # grows), so the first ``unchecked`` blocks cannot reach the minimum: no check there.
+        fall = (bonded_scaled // supply * goal_num - shift) // goal_den * rate_num // rate_den
+        unchecked = min(run, max(0, (inflation - low - 1) // fall if fall else run if inflation > low else 0))
+        for _ in range(unchecked >> 1):
+            inflation -= (bonded_scaled // supply * goal_num - shift) // goal_den * rate_num // rate_den
+            append(provision := supply * inflation // scale)
+            supply += provision
+            inflation -= (bonded_scaled // supply * goal_num - shift) // goal_den * rate_num // rate_den
+            append(provision := supply * inflation // scale)
+            supply += provision
+        for _ in range(unchecked & 1):
+            inflation -= (bonded_scaled // supply * goal_num - shift) // goal_den * rate_num // rate_den
+            append(provision := supply * inflation // scale)
+            supply += provision
+        done += unchecked
+        for _ in range(run - unchecked):
+            done += 1
+            inflation -= (bonded_scaled // supply * goal_num - shift) // goal_den * rate_num // rate_den
+            if inflation <= low:
+                provision = supply * low // scale
+                supply += provision
+                append(provision)
+                return supply, low, done
+            provision = supply * inflation // scale
+            supply += provision
+            append(provision)
+    return supply, inflation, done
+
+
+def _general(
+    fast: _Fast, supply: int, bonded: int, inflation: int, blocks: int, out: list[int]
+) -> tuple[int, int, int]:
+    """At or below the goal (only the maximum binds), or anything else (both bounds)."""
     params = fast.params
     low, high = params.inflation_min, params.inflation_max
     goal_num, goal_den = _reduced(DEC, params.goal_bonded)
     scale = DEC * params.blocks_per_year
     rate_num, rate_den = _reduced(params.inflation_rate_change, scale)
     bonded_scaled = bonded * DEC
-    if economics.next_inflation(inflation, bonded, supply, params) != _next_inflation_inlined(
-        fast, inflation, bonded, supply
-    ):
-        raise _RulesChanged
+    append = out.append
     if supply <= 0:  # nothing is minted; the ratio stays 0: the general step, block by block
         for done in range(1, blocks + 1):
             inflation = _next_inflation_inlined(fast, inflation, bonded, supply)
-            collect(0)
+            append(0)
             if inflation in (low, high):
                 return supply, inflation, done
         return supply, inflation, blocks
@@ -331,16 +447,33 @@ def _moving_run(
         # bonded ratio only falls: it stays so for the whole run, and only the maximum can bind
         # (clamping to the minimum from at or above it would change nothing; an inflation below
         # the minimum, after governance raised it, takes the general loop).
-        for done in range(1, blocks + 1):
+        # The rise is at most DEC * rate a block (the gap is at most DEC), so the first
+        # ``unchecked`` blocks cannot reach the maximum: no check there.
+        rise = DEC * rate_num // rate_den
+        unchecked = min(
+            blocks, max(0, (high - inflation - 1) // rise if rise else blocks if inflation < high else 0)
+        )
+        for _ in range(unchecked >> 1):
+            inflation += (DEC - bonded_scaled // supply * goal_num // goal_den) * rate_num // rate_den
+            append(provision := supply * inflation // scale)
+            supply += provision
+            inflation += (DEC - bonded_scaled // supply * goal_num // goal_den) * rate_num // rate_den
+            append(provision := supply * inflation // scale)
+            supply += provision
+        for _ in range(unchecked & 1):
+            inflation += (DEC - bonded_scaled // supply * goal_num // goal_den) * rate_num // rate_den
+            append(provision := supply * inflation // scale)
+            supply += provision
+        for done in range(unchecked + 1, blocks + 1):
             inflation += (DEC - bonded_scaled // supply * goal_num // goal_den) * rate_num // rate_den
             if inflation >= high:
                 provision = supply * high // scale
                 supply += provision
-                collect(provision)
+                append(provision)
                 return supply, high, done
             provision = supply * inflation // scale
             supply += provision
-            collect(provision)
+            append(provision)
         return supply, inflation, blocks
     done = 0
     while done < blocks:
@@ -357,11 +490,11 @@ def _moving_run(
         else:
             provision = supply * inflation // scale
             supply += provision
-            collect(provision)
+            append(provision)
             continue
         provision = supply * inflation // scale
         supply += provision
-        collect(provision)
+        append(provision)
         break
     return supply, inflation, done
 
@@ -394,7 +527,7 @@ def _split_totals(fast: _Fast, provisions: array[int]) -> tuple[int, int, tuple[
     cuts = [(fast.mining_num, fast.mining_den), (fast.avail_num, fast.avail_den)]
     per_weight = [0] * count
     paid_count = count if fast.total_weight else 0
-    largest = max(provisions, default=0)
+    largest = int(numpy.frombuffer(provisions, dtype=numpy.int64).max()) if len(provisions) else 0
     # Every product is at most largest * widest (a validator's share never exceeds its block's
     # provision), every chunk's sum at most largest * _CHUNK.
     widest = max(
