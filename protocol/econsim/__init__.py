@@ -13,10 +13,17 @@ simulator runs the ledger's own rules, never a copy**, so its numbers change whe
   collateral slash, staking, fees and the fee burn are the ledger's code.
 - **The kernel** (``kernel.py``) steps the empty blocks in between (over 99.99% of them), writing
   exactly what ``apply_block`` would: the same state hash afterwards. There is no closed form for
-  truncated issuance over many blocks, so it does one cheap integer step per block (inflation
-  pinned at a bound not recomputed, reduced fractions, one division for equal validators, numpy
-  sums where products fit 64 bits; the module docstring gives each trick and why it is exact).
-  ``test_econsim_kernel.py`` compares it with the per-block economics functions number for number.
+  truncated issuance over many blocks, so it takes no jumps; it does three exact things instead
+  (the docstrings of ``kernel.py`` and ``constant_rate.py`` give each and why it is exact): at a
+  constant rate, whole windows of up to 2^17 blocks solved as int64 arrays (each block's
+  provision is the first block's plus a carry that depends only on the carries before it, so the
+  one fixed point of the carry formula, iterated until nothing changes, is the per-block
+  sequence; windows are cut so no product overflows 64 bits); while inflation moves, blocks that
+  provably cannot reach a bound or the bonded goal skip those tests; a constant span is confirmed
+  by one ``next_inflation`` call at its supply bound. ``test_econsim_kernel.py`` and
+  ``test_econsim_constant_rate.py`` (hypothesis: random rates, supplies up to the 64-bit edge,
+  spans crossing the goal and the bounds) compare them with the per-block economics functions
+  number for number.
 - **Guards against drift**: each kernel span re-derives its first block with the ledger's
   functions and, on any difference, recomputes the span block by block through them (slower,
   still exact; ``bench/economics_sim.py`` exits 1 if that happens); before its first span a chain
