@@ -25,13 +25,17 @@ class BlobReader:
     def read_chunk(self, index: int) -> bytearray:
         """Chunk ``index``'s bytes as stored (not re-verified); its holes are not read (see
         :func:`read_sparse`). Raises IndexError, OSError, EOFError."""
-        return read_sparse(self._data_fd, self.manifest.chunk_length(index), self.manifest.chunk_offset(index))
+        return read_sparse(
+            self._data_fd, self.manifest.chunk_length(index), self.manifest.chunk_offset(index)
+        )
 
     def read_chunk_frame(self, index: int) -> bytearray:
         """:meth:`read_chunk` read straight into a frame buffer, ready for
         :meth:`~node.p2p.framing.Stream.send_frame_buffer`: no copy between disk and wire."""
         buffer = frame_buffer(self.manifest.chunk_length(index))
-        read_sparse_into(self._data_fd, memoryview(buffer)[FRAME_HEADER.size :], self.manifest.chunk_offset(index))
+        read_sparse_into(
+            self._data_fd, memoryview(buffer)[FRAME_HEADER.size :], self.manifest.chunk_offset(index)
+        )
         return buffer
 
     def read_leaves(self, start: int, count: int) -> bytes:
