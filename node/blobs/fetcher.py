@@ -472,25 +472,32 @@ class BlobFetcher:
         send_ranges, receive_ranges = trio.open_memory_channel[list[int]](settings.peer_window_chunks)
         peer_window = trio.Semaphore(settings.peer_window_chunks)
 
+        # Requests carry a whole run, not a chunk each: a request costs a request and a reply
+        # frame each way and a task group on the server, so freeing the peer window one chunk at
+        # a time (as chunks arrive) and asking for each at once made every request one chunk.
+        # A run is at most half the peer window, so the next request is always queued at the
+        # server while it serves the current one.
+        run_size = max(1, min(settings.request_chunks, settings.peer_window_chunks // 2))
+
         async def request_runs() -> None:
             async with send_ranges:
                 while True:
-                    await peer_window.acquire()
+                    # Room on this peer for a whole run. Its units come back as this peer's
+                    # chunks arrive, so this waits at most for the requests already in flight.
+                    for _ in range(run_size):
+                        await peer_window.acquire()
+                    # Room in the fetch's window (shared by its peers): one chunk, then as many
+                    # more of the run as it has free now.
                     await fetch.window.acquire()
-                    run = fetch.scheduler.take(1)
-                    if run:
-                        # More of the run, as far as both windows allow without waiting.
-                        while len(run) < settings.request_chunks and _try_acquire(peer_window, fetch.window):
-                            more = fetch.scheduler.take(1)
-                            if not more or more[0] != run[-1] + 1:
-                                fetch.scheduler.give_back(more)
-                                peer_window.release()
-                                fetch.window.release()
-                                break
-                            run += more
-                    if not run:
+                    granted = 1
+                    while granted < run_size and _try_acquire(fetch.window):
+                        granted += 1
+                    run = fetch.scheduler.take(granted)
+                    for _ in range(run_size - len(run)):
                         peer_window.release()
+                    for _ in range(granted - len(run)):
                         fetch.window.release()
+                    if not run:
                         if fetch.scheduler.complete:
                             return
                         await fetch.scheduler.changed()

@@ -20,11 +20,14 @@ import trio
 from node.blobs.errors import FetchFailed, NoProviders
 from node.blobs.files import Bitmap
 from node.blobs.partial import PartialBlob
-from node.blobs.server import ChunkObserver
+from node.blobs.reader import BlobReader
+from node.blobs.server import BlobServer, ChunkObserver
 from node.blobs.service import BlobService
 from node.blobs.settings import BlobSettings
 from node.host import HostConfig, P2PHost
+from node.p2p.framing import Stream
 from protocol.blobs.merkle import MIN_CHUNK_SIZE
+from protocol.blobs.wire import BlobRequest
 from tests.blob_helpers import MIB, file_sha256, flip_byte, write_sparse_input
 from tests.integration.conftest import TEST_BACKOFF, seed_of
 from tests.waiting import wait_until
@@ -359,3 +362,33 @@ async def test_chunks_requested_and_not_yet_written_never_exceed_the_window(
     assert max(outstanding) <= settings.window_chunks, max(outstanding)
     assert max(batches) <= settings.window_chunks
     assert await trio.to_thread.run_sync(file_sha256, stored_file(b, cid)) == expected
+
+
+async def test_requests_carry_runs_of_chunks_not_one_each(
+    nodes: Nodes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each request costs a request and a reply frame and a task group on the server: freeing
+    the peer window a chunk at a time must not turn every request into a one-chunk request."""
+    settings = SMALL  # 4 chunks a request, 8 a peer, 16 a fetch
+    source = tmp_path / "input"
+    write_sparse_input(source, 4 * MIB, seed=10, block_every=MIN_CHUNK_SIZE)
+    provider = await nodes.start("runs-a", settings)
+    b = await nodes.start("runs-b", settings)
+    await connect(b, provider)
+    cid = await put(provider, source)
+    counts: list[int] = []
+    real = BlobServer._send_chunks
+
+    async def recording(server: BlobServer, stream: Stream, request: BlobRequest, reader: BlobReader) -> None:
+        counts.append(request.count)
+        await real(server, stream, request, reader)
+
+    monkeypatch.setattr(BlobServer, "_send_chunks", recording)
+    with trio.fail_after(DEADLINE_S):
+        await b.blobs.fetch(cid)
+    chunks = 4 * MIB // MIN_CHUNK_SIZE
+    assert sum(counts) == chunks
+    # Runs of request_chunks, save where the fetch window is short of room for a whole one
+    # (a writer behind) and the last: one chunk a request averaged about 1.0.
+    assert len(counts) <= chunks // 2, counts
+    assert max(counts) == settings.request_chunks
