@@ -15,6 +15,7 @@ import libp2p.network.health.monitor as libp2p_health
 import libp2p.network.swarm as libp2p_swarm
 import libp2p.stream_muxer.yamux.yamux as libp2p_yamux
 from libp2p.network.health.ping_probe import ConnectionPingResult
+from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH as NOISE_MAX_PLAINTEXT
 
 #: libp2p waits this long after starting each address's dial before trying the next one, even
 #: after the last address, so every connect took 250 ms longer than the handshake (DESIGN bug 2).
@@ -38,6 +39,14 @@ PING_FAILURES_BEFORE_ABORT = 3
 #: window updates 12.9k -> 1.5k, Python calls -17% on the receiving side and -32% on the sending
 #: side (issue 15). ``PY_YAMUX_RELEASE_ON_READ`` set in the environment still decides.
 YAMUX_RELEASE_ON_READ = False
+
+
+#: The largest yamux frame we send, header included. libp2p's is 64 KiB, 17 bytes more than one
+#: Noise message carries, so every full data frame went out as two Noise messages (65,519 bytes,
+#: then 17): two encryptions, two length-prefixed writes, two socket sends, and on the receiving
+#: side two messages to read and decrypt. A frame that fits one Noise message halves all that for
+#: bulk transfers (issue 15). The receiving side accepts any frame length up to its window.
+YAMUX_MAX_FRAME_BYTES = NOISE_MAX_PLAINTEXT
 
 
 def _frozen_yamux_settings() -> dict[str, Any]:
@@ -94,6 +103,7 @@ def apply() -> None:
     """Set the overrides (idempotent)."""
     libp2p_swarm._HAPPY_EYEBALLS_DELAY = HAPPY_EYEBALLS_DELAY_S
     libp2p_health.ConnectionHealthMonitor._ping_connection = _tolerant_ping  # type: ignore[method-assign,assignment]
+    libp2p_yamux.MAX_MESSAGE_SIZE = YAMUX_MAX_FRAME_BYTES
     global _YAMUX_FROZEN
     if _YAMUX_FROZEN is None:  # idempotent: freeze libp2p's own functions' answers, once
         _YAMUX_FROZEN = _frozen_yamux_settings()

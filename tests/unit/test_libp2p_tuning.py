@@ -6,6 +6,7 @@ from __future__ import annotations
 import libp2p.stream_muxer.yamux.yamux as libp2p_yamux
 import pytest
 from libp2p.network.health.ping_probe import ConnectionPingResult
+from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH as NOISE_MAX_PLAINTEXT
 
 from node.p2p import libp2p_tuning
 from node.p2p.libp2p_tuning import PingTolerance
@@ -99,3 +100,29 @@ def test_the_environment_still_decides_yamux_credit_release(monkeypatch: pytest.
     frozen = libp2p_tuning._frozen_yamux_settings()
     assert frozen["_yamux_release_on_read"] is libp2p_tuning.YAMUX_RELEASE_ON_READ is False
     assert frozen["_yamux_data_read_timeout"] == 60.0  # libp2p's own answer, read once
+
+
+class _Sink:
+    """A yamux connection that records the frames its streams write."""
+
+    def __init__(self) -> None:
+        self.stream_buffers: dict[int, bytearray] = {}
+        self.frames: list[int] = []
+
+    def rtt(self) -> float:
+        return 0.001
+
+    async def _write_frame(self, data: bytes) -> None:
+        self.frames.append(len(data))
+
+
+async def test_every_yamux_frame_fits_one_noise_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(libp2p_yamux, "MAX_MESSAGE_SIZE", libp2p_yamux.MAX_MESSAGE_SIZE)  # undone after
+    libp2p_tuning.apply()
+    sink = _Sink()
+    stream = libp2p_yamux.YamuxStream(1, sink, True)  # type: ignore[arg-type]
+    stream.send_window = 1 << 20
+    await stream.write(bytes(1 << 20))
+    assert sum(sink.frames) == (1 << 20) + libp2p_yamux.HEADER_SIZE * len(sink.frames)
+    # libp2p's own frames are 65,536 bytes: 17 more than a Noise message holds.
+    assert max(sink.frames) == NOISE_MAX_PLAINTEXT
