@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import random
 import resource
 import struct
@@ -272,6 +273,7 @@ def main() -> int:
     if args.timeout_s is None:
         args.timeout_s = 120 + args.size_mib / 5
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="dcent-bench-blob-") as tmp:
         root = Path(tmp)
         size = args.size_mib * MIB
@@ -328,6 +330,7 @@ def main() -> int:
             file=sys.stderr,
         )
         return 1
+    load_after = os.getloadavg()[0]
     mb_per_s = size / figures["fetch_s"] / 1e6
     raw = (figures["raw_before"] + figures["raw_after"]) / 2
     ratio = mb_per_s / raw
@@ -345,6 +348,8 @@ def main() -> int:
         f"{figures['fetch_cpu_fetcher_s_per_gib']:.2f} / {figures['fetch_cpu_server_s_per_gib']:.2f}"
     )
     print(f"fetching node RSS: {figures['rss_base']:.0f} MB before, peak {figures['rss_peak']:.0f} MB during")
+    # The machine's load: figures measured beside other work are not comparable with a quiet run.
+    print(f"load average (1 min): {load_before:.2f} before, {load_after:.2f} after, on {os.cpu_count()} CPUs")
     print(
         json.dumps(
             {
@@ -360,6 +365,7 @@ def main() -> int:
                 "put_s": round(ready["put_s"], 3),
                 "rss_mb_base": round(figures["rss_base"], 1),
                 "rss_mb_peak": round(figures["rss_peak"], 1),
+                "load_avg_1m": [round(load_before, 2), round(load_after, 2)],
                 "cpu_s_per_gib": {
                     "raw_fetcher": round(figures["raw_cpu_fetcher_s_per_gib"], 2),
                     "raw_server": round(figures["raw_cpu_server_s_per_gib"], 2),

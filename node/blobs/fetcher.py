@@ -472,25 +472,32 @@ class BlobFetcher:
         send_ranges, receive_ranges = trio.open_memory_channel[list[int]](settings.peer_window_chunks)
         peer_window = trio.Semaphore(settings.peer_window_chunks)
 
+        # Requests carry a whole run, not a chunk each: a request costs a request and a reply
+        # frame each way and a task group on the server, so freeing the peer window one chunk at
+        # a time (as chunks arrive) and asking for each at once made every request one chunk.
+        # A run is at most half the peer window, so the next request is always queued at the
+        # server while it serves the current one.
+        run_size = max(1, min(settings.request_chunks, settings.peer_window_chunks // 2))
+
         async def request_runs() -> None:
             async with send_ranges:
                 while True:
-                    await peer_window.acquire()
+                    # Room on this peer for a whole run. Its units come back as this peer's
+                    # chunks arrive, so this waits at most for the requests already in flight.
+                    for _ in range(run_size):
+                        await peer_window.acquire()
+                    # Room in the fetch's window (shared by its peers): one chunk, then as many
+                    # more of the run as it has free now.
                     await fetch.window.acquire()
-                    run = fetch.scheduler.take(1)
-                    if run:
-                        # More of the run, as far as both windows allow without waiting.
-                        while len(run) < settings.request_chunks and _try_acquire(peer_window, fetch.window):
-                            more = fetch.scheduler.take(1)
-                            if not more or more[0] != run[-1] + 1:
-                                fetch.scheduler.give_back(more)
-                                peer_window.release()
-                                fetch.window.release()
-                                break
-                            run += more
-                    if not run:
+                    granted = 1
+                    while granted < run_size and _try_acquire(fetch.window):
+                        granted += 1
+                    run = fetch.scheduler.take(granted)
+                    for _ in range(run_size - len(run)):
                         peer_window.release()
+                    for _ in range(granted - len(run)):
                         fetch.window.release()
+                    if not run:
                         if fetch.scheduler.complete:
                             return
                         await fetch.scheduler.changed()
@@ -499,25 +506,34 @@ class BlobFetcher:
                     await stream.send_frame(BlobRequest.chunks(fetch.cid, run[0], len(run)).encode())
                     await send_ranges.send(run)
 
-        # Received chunks go to one writer task, which hashes and writes them in a worker thread
-        # while this task reads the next frame (hashlib and pwrite release the GIL).
-        send_chunks, receive_chunks = trio.open_memory_channel[tuple[int, bytes]](1)
+        # Received chunks go to one writer task, which verifies and writes them in a worker
+        # thread while this task reads the next frames (hashlib and pwrite release the GIL):
+        # whatever has arrived meanwhile goes as one batch, one thread hop. The channel holds at
+        # most a peer window of chunks, all counted in the fetch's window until written.
+        send_chunks, receive_chunks = trio.open_memory_channel[tuple[int, bytes | bytearray]](
+            settings.peer_window_chunks
+        )
 
         async def write_chunks() -> None:
-            async for index, chunk in receive_chunks:
-                try:
-                    await trio.to_thread.run_sync(fetch.partial.verify_and_write, index, chunk)
-                except ChunkMismatch as exc:
-                    raise PeerLied(exc) from None
-                except OSError as exc:  # our disk: the whole fetch fails, no peer is blamed
-                    raise LocalDiskError(f"writing chunk {index}: {exc.strerror or exc}") from None
-                in_flight.remove(index)
-                fetch.window.release()
-                if fetch.partial.mark(index):
-                    fetch.scheduler.done()
-                    fetch.progress.fetched_chunks += 1
-                    fetch.progress.fetched_bytes += len(chunk)
-                    fetch.progress.peer(peer).chunks += 1
+            async for first in receive_chunks:
+                batch = [first]
+                with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
+                    while True:
+                        batch.append(receive_chunks.receive_nowait())
+                written, failure = await trio.to_thread.run_sync(fetch.partial.verify_and_write_many, batch)
+                for index, chunk in batch[:written]:
+                    in_flight.remove(index)
+                    fetch.window.release()
+                    if fetch.partial.mark(index):
+                        fetch.scheduler.done()
+                        fetch.progress.fetched_chunks += 1
+                        fetch.progress.fetched_bytes += len(chunk)
+                        fetch.progress.peer(peer).chunks += 1
+                if isinstance(failure, ChunkMismatch):
+                    raise PeerLied(failure)
+                if failure is not None:  # our disk: the whole fetch fails, no peer is blamed
+                    index = batch[written][0]
+                    raise LocalDiskError(f"writing chunk {index}: {failure.strerror or failure}")
 
         async with open_task_group() as nursery:
             nursery.start_soon(request_runs)
@@ -578,11 +594,17 @@ async def _receive_exact(stream: Stream, length: int) -> bytes:
     return data
 
 
-async def _receive_chunk(stream: Stream, manifest: BlobManifest, index: int) -> bytes:
+async def _receive_chunk(stream: Stream, manifest: BlobManifest, index: int) -> bytes | bytearray:
+    """Chunk ``index``'s frame, of exactly its length (any other length is a lie), without a
+    copy of its own (:meth:`Stream.receive_frame_buffer`)."""
+    length = manifest.chunk_length(index)
     try:
-        return await _receive_exact(stream, manifest.chunk_length(index))
+        data = await stream.receive_frame_buffer(length)
     except FrameTooLargeError as exc:  # a chunk longer than the content id allows: a lie
         raise PeerLied(exc) from None
+    if len(data) != length:
+        raise PeerLied(MalformedBlobMessage(f"expected a {length}-byte frame, got {len(data)}"))
+    return data
 
 
 async def _close(stream: Stream) -> None:

@@ -55,46 +55,55 @@ def _pwrite_all(fd: int, view: memoryview, offset: int) -> int:
     return total
 
 
-def read_sparse(fd: int, length: int, offset: int) -> bytes:
-    """Read exactly ``length`` bytes at ``offset``, skipping the file's holes.
+def read_sparse(fd: int, length: int, offset: int) -> bytearray:
+    """Read exactly ``length`` bytes at ``offset``, skipping the file's holes (see
+    :func:`read_sparse_into`). Raises :class:`OSError`, and ``EOFError`` when the file is shorter
+    than the range."""
+    buffer = bytearray(length)
+    read_sparse_into(fd, memoryview(buffer), offset)
+    return buffer
+
+
+def read_sparse_into(fd: int, view: memoryview, offset: int) -> None:
+    """Fill ``view`` (zeroed by the caller) with the file's ``len(view)`` bytes at ``offset``,
+    reading only its data extents, straight into ``view``.
 
     Reading a hole makes the kernel allocate, zero and cache a page for every 4 KiB of it (about
     as costly as the network per byte); ``SEEK_DATA``/``SEEK_HOLE`` find the data extents, so
-    only those are read and the rest is zeros from ``calloc``. A dense range is one ``pread``.
+    only those are read and the holes stay the caller's zeros. A dense range is one ``preadv``.
     Raises :class:`OSError`, and ``EOFError`` when the file is shorter than the range.
     """
-    end = offset + length
-    try:
-        start = os.lseek(fd, offset, os.SEEK_DATA)
-    except OSError as exc:
-        if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP):  # no hole support here: read it all
-            return pread_exact(fd, length, offset)
-        if exc.errno != errno.ENXIO:  # ENXIO: no data at or after offset, only a hole
-            raise
-        start = end
-    if start >= end:
-        if os.fstat(fd).st_size < end:
-            raise EOFError(f"file ends before offset {end}")
-        return bytes(length)
-    hole = os.lseek(fd, start, os.SEEK_HOLE)
-    if start == offset and hole >= end:
-        return pread_exact(fd, length, offset)
-    buffer = bytearray(length)
-    while start < end:
-        stop = min(hole, end)
-        buffer[start - offset : stop - offset] = pread_exact(fd, stop - start, start)
-        if stop >= end:
-            break
+    end = offset + len(view)
+    position = offset
+    skipped = False  # a hole was left to the caller's zeros: the file's size is checked
+    while position < end:
         try:
-            start = os.lseek(fd, stop, os.SEEK_DATA)
+            start = os.lseek(fd, position, os.SEEK_DATA)
         except OSError as exc:
-            if exc.errno != errno.ENXIO:
+            if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP):  # no hole support here: read it all
+                _preadv_exact(fd, view[position - offset :], position)
+                return
+            if exc.errno != errno.ENXIO:  # ENXIO: no data at or after position, only a hole
                 raise
+            start = end
+        if start >= end:
+            skipped = True
             break
-        hole = os.lseek(fd, start, os.SEEK_HOLE)
-    if os.fstat(fd).st_size < end:
+        skipped = skipped or start > position
+        stop = min(os.lseek(fd, start, os.SEEK_HOLE), end)
+        _preadv_exact(fd, view[start - offset : stop - offset], start)
+        position = stop
+    if skipped and os.fstat(fd).st_size < end:
         raise EOFError(f"file ends before offset {end}")
-    return bytes(buffer)
+
+
+def _preadv_exact(fd: int, view: memoryview, offset: int) -> None:
+    done = 0
+    while done < len(view):
+        got = os.preadv(fd, [view[done:]], offset + done)
+        if not got:
+            raise EOFError(f"file ends {len(view) - done} bytes short of offset {offset + len(view)}")
+        done += got
 
 
 def pread_exact(fd: int, length: int, offset: int) -> bytes:

@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from node.blobs.errors import BlobStoreError
 from node.blobs.files import Bitmap, pread_exact, write_atomically, write_sparse
+from protocol.blobs.errors import ChunkMismatch
 from protocol.blobs.merkle import HASH_LEN, BlobManifest, format_content_id
 
 if TYPE_CHECKING:
@@ -85,11 +87,25 @@ class PartialBlob:
     def leaf(self, index: int) -> bytes:
         return pread_exact(self._leaves_fd, HASH_LEN, index * HASH_LEN)
 
-    def verify_and_write(self, index: int, chunk: bytes) -> None:
+    def verify_and_write(self, index: int, chunk: bytes | bytearray) -> None:
         """Check chunk ``index`` against its leaf, then write it. Raises :class:`ChunkMismatch`
         (nothing written), :class:`OSError`."""
         self.manifest.check_chunk(index, chunk, self.leaf(index))
         write_sparse(self._data_fd, self.manifest.chunk_offset(index), chunk)
+
+    def verify_and_write_many(
+        self, chunks: Sequence[tuple[int, bytes | bytearray]]
+    ) -> tuple[int, ChunkMismatch | OSError | None]:
+        """:meth:`verify_and_write` each chunk in order, in one call (one worker-thread hop for a
+        batch), stopping at the first that fails. Returns how many verified and were written,
+        and the failure that stopped it (None if none did): the caller marks the chunks before
+        it, so a failure inside a batch loses none of the verified ones."""
+        for done, (index, chunk) in enumerate(chunks):
+            try:
+                self.verify_and_write(index, chunk)
+            except (ChunkMismatch, OSError) as exc:
+                return done, exc
+        return len(chunks), None
 
     def mark(self, index: int) -> bool:
         """Record chunk ``index`` as verified and written; returns whether it was new."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from node.blobs.files import pread_exact
+from node.blobs.files import pread_exact, read_sparse, read_sparse_into
+from node.p2p.framing import FRAME_HEADER, frame_buffer
 from protocol.blobs.merkle import HASH_LEN
 
 if TYPE_CHECKING:
@@ -21,11 +22,21 @@ class BlobReader:
         self._data_fd = data_fd
         self._leaves_fd = leaves_fd
 
-    def read_chunk(self, index: int) -> bytes:
-        """Chunk ``index``'s bytes as stored (not re-verified). Raises IndexError, OSError, EOFError."""
-        return pread_exact(
+    def read_chunk(self, index: int) -> bytearray:
+        """Chunk ``index``'s bytes as stored (not re-verified); its holes are not read (see
+        :func:`read_sparse`). Raises IndexError, OSError, EOFError."""
+        return read_sparse(
             self._data_fd, self.manifest.chunk_length(index), self.manifest.chunk_offset(index)
         )
+
+    def read_chunk_frame(self, index: int) -> bytearray:
+        """:meth:`read_chunk` read straight into a frame buffer, ready for
+        :meth:`~node.p2p.framing.Stream.send_frame_buffer`: no copy between disk and wire."""
+        buffer = frame_buffer(self.manifest.chunk_length(index))
+        read_sparse_into(
+            self._data_fd, memoryview(buffer)[FRAME_HEADER.size :], self.manifest.chunk_offset(index)
+        )
+        return buffer
 
     def read_leaves(self, start: int, count: int) -> bytes:
         """Leaves ``start`` .. ``start + count - 1``, concatenated. Raises IndexError, OSError."""

@@ -41,7 +41,7 @@ from node.blobs.settings import BlobSettings
 from node.blobs.store import BlobStore
 from node.blobs.tasks import open_task_group
 from node.p2p.errors import StreamClosedError
-from node.p2p.framing import Stream
+from node.p2p.framing import FRAME_HEADER, Stream
 from protocol.blobs.errors import BadBlobRequest, BlobBusy, BlobNotHere, BlobRefused, RangeOutOfBlob
 from protocol.blobs.wire import (
     MAX_REQUEST_BYTES,
@@ -161,22 +161,24 @@ class BlobServer:
 
     async def _send_chunks(self, stream: Stream, request: BlobRequest, reader: BlobReader) -> None:
         """Send the requested chunks, reading the next one from disk (in a worker thread) while
-        the current one is on the wire: at most two chunks of this stream in memory."""
-        read, sendable = trio.open_memory_channel[tuple[int, bytes]](0)
+        the current one is on the wire: at most two chunks of this stream in memory. Each chunk
+        is read straight into its frame (prefix room, then the bytes) and sent in one write."""
+        read, sendable = trio.open_memory_channel[tuple[int, bytearray]](0)
 
         async def read_ahead() -> None:
             async with read:
                 for index in range(request.start, request.start + request.count):
-                    chunk = await trio.to_thread.run_sync(reader.read_chunk, index)
-                    await read.send((index, chunk))
+                    frame = await trio.to_thread.run_sync(reader.read_chunk_frame, index)
+                    await read.send((index, frame))
 
         async with open_task_group() as nursery:
             nursery.start_soon(read_ahead)
             async with sendable:
-                async for index, chunk in sendable:
-                    await self._send(stream, chunk)
+                async for index, frame in sendable:
+                    with trio.fail_after(self._settings.idle_timeout_s):
+                        await stream.send_frame_buffer(frame)
                     self.chunks_sent += 1
-                    self.bytes_sent += len(chunk)
+                    self.bytes_sent += len(frame) - FRAME_HEADER.size
                     if self._on_chunk_sent is not None:
                         self._on_chunk_sent(stream.peer_id, request.cid, index)
 

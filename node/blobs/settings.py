@@ -34,7 +34,8 @@ class BlobSettings:
     window_chunks: int = 16
     #: Chunks requested and not yet received, per peer of a fetch.
     peer_window_chunks: int = 8
-    #: Chunks per request (a request is answered as one run of chunk frames).
+    #: Chunks per request (a request is answered as one run of chunk frames). A request asks for
+    #: at most half the peer window, so the next one is queued at the peer while it serves one.
     request_chunks: int = 4
     #: Peers one fetch downloads from at once.
     max_fetch_peers: int = 4

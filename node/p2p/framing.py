@@ -50,13 +50,20 @@ class RawStream(Protocol):
 
     async def read(self, max_bytes: int) -> bytes: ...
 
-    async def write(self, data: bytes) -> None: ...
+    async def write(self, data: bytes | bytearray) -> None: ...
 
     async def close_write(self) -> None: ...
 
     async def close(self) -> None: ...
 
     async def reset(self) -> None: ...
+
+
+def frame_buffer(length: int) -> bytearray:
+    """A zeroed buffer for one frame of ``length`` bytes: room for the length prefix, then the
+    body (``buffer[FRAME_HEADER.size:]``), to fill in place and send with
+    :meth:`Stream.send_frame_buffer`."""
+    return bytearray(FRAME_HEADER.size + length)
 
 
 class Stream:
@@ -78,7 +85,8 @@ class Stream:
         )
         self._peer_id = peer_id
         self._protocol_id = protocol_id
-        self._buffer = bytearray()
+        self._buffer = bytearray()  # a length prefix in progress
+        self._body_received = 0  # bytes of the body in progress (for error messages)
         self._send_lock = trio.Lock()
         self._receive_lock = trio.Lock()
         self._write_closed = False
@@ -113,6 +121,21 @@ class Stream:
                 await self._raw.write(header)
                 await self._raw.write(payload)
 
+    async def send_frame_buffer(self, buffer: bytearray) -> None:
+        """Send one frame whose body is ``buffer[FRAME_HEADER.size:]``, the first bytes left free
+        for the length prefix (see :func:`frame_buffer`): one transport write and no copy of the
+        body, where :meth:`send_frame` writes a large body after its prefix, as a second write.
+        Raises as :meth:`send_frame` does."""
+        length = len(buffer) - FRAME_HEADER.size
+        if length < 0:
+            raise ValueError("a frame buffer starts with room for the length prefix")
+        if length > MAX_FRAME_BYTES:
+            raise MessageTooLargeError(f"a frame is at most {MAX_FRAME_BYTES} bytes, not {length}")
+        FRAME_HEADER.pack_into(buffer, 0, length)
+        async with self._send_lock:
+            self._check_open(sending=True)
+            await self._raw.write(buffer)
+
     async def receive_frame(self, max_size: int) -> bytes:
         """Receive one frame of at most ``max_size`` bytes.
 
@@ -123,6 +146,13 @@ class Stream:
         stream also :class:`FrameBudgetError` and :class:`SlowFrameError` (the stream reset, the
         refusal already reported to the guard).
         """
+        data = await self.receive_frame_buffer(max_size)
+        return data if isinstance(data, bytes) else bytes(data)
+
+    async def receive_frame_buffer(self, max_size: int) -> bytes | bytearray:
+        """:meth:`receive_frame` for bulk data, without its last copy: a body that arrived in
+        several reads comes back as the ``bytearray`` it was assembled in (the caller owns it).
+        Raises as :meth:`receive_frame` does."""
         if max_size < 0:
             raise ValueError("max_size must not be negative")
         async with self._receive_lock:
@@ -136,7 +166,7 @@ class Stream:
                     f"at most {max_size} accepted"
                 )
             if self._budget is None or length == 0:
-                return await self._read_exactly(length, in_header=False)
+                return await self._read_body(length)
             return await self._read_budgeted_body(self._budget, length)
 
     async def close_write(self) -> None:
@@ -187,7 +217,7 @@ class Stream:
             ),
         )
 
-    async def _read_budgeted_body(self, budget: FrameBudget, length: int) -> bytes:
+    async def _read_budgeted_body(self, budget: FrameBudget, length: int) -> bytes | bytearray:
         """A body of ``length`` bytes, its bytes reserved while it is read and read by its
         deadline. The reservation is released however the read ends: the returned bytes are
         the handler's, and a failed read's partial body is dropped."""
@@ -195,23 +225,18 @@ class Stream:
             await budget.reserve(self._peer_id, length)
         except FrameBudgetError as exc:
             await self._refuse(budget, exc)
-        complete = False
         try:
             with trio.move_on_after(budget.settings.body_deadline_s(length)):
-                data = await self._read_exactly(length, in_header=False)
-                complete = True
-                return data
+                return await self._read_body(length)
             await self._refuse(
                 budget,
                 SlowFrameError(
                     f"a {length}-byte frame from {self._peer_id} on {self._protocol_id} arrived "
                     f"below {budget.settings.min_rate_bytes_per_s} bytes/s "
-                    f"({len(self._buffer)} bytes in {budget.settings.body_deadline_s(length):g} s)"
+                    f"({self._body_received} bytes in {budget.settings.body_deadline_s(length):g} s)"
                 ),
             )
         finally:
-            if not complete:
-                self._buffer.clear()
             budget.release(self._peer_id, length)
 
     async def _refuse(self, budget: FrameBudget, error: FrameRefusedError) -> NoReturn:
@@ -232,10 +257,33 @@ class Stream:
                     f"{where} ({len(self._buffer)} of {count} bytes)"
                 )
             self._buffer += chunk
-        if len(self._buffer) == count:  # always (reads stop at the frame's end): one copy, not two
-            data = bytes(self._buffer)
-            self._buffer = bytearray()
-            return data
-        data = bytes(self._buffer[:count])
-        del self._buffer[:count]
+        # Reads stop at the frame's end, so the buffer holds exactly this prefix.
+        data = bytes(self._buffer)
+        self._buffer = bytearray()
         return data
+
+    async def _read_body(self, count: int) -> bytes | bytearray:
+        """A body of exactly ``count`` bytes. Reads stop at the frame's end (at most
+        :data:`_READ_CHUNK` at a time). A body that came in one read is returned as it came;
+        one that came in pieces is copied once, into a buffer of its size."""
+        self._body_received = 0
+        if count == 0:
+            return b""
+        piece = await self._raw.read(min(count, _READ_CHUNK))
+        if len(piece) == count:
+            return piece
+        body = bytearray(count)
+        view = memoryview(body)
+        got = 0
+        while True:
+            if not piece:
+                raise TruncatedFrameError(
+                    f"stream from {self._peer_id} on {self._protocol_id} ended inside a frame's "
+                    f"body ({got} of {count} bytes)"
+                )
+            view[got : got + len(piece)] = piece
+            got += len(piece)
+            self._body_received = got
+            if got == count:
+                return body
+            piece = await self._raw.read(min(count - got, _READ_CHUNK))

@@ -97,7 +97,7 @@ class _MemoryRawStream:
         data, self._leftover = self._leftover[:max_bytes], self._leftover[max_bytes:]
         return data
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | bytearray) -> None:
         if self._state.reset:
             raise StreamResetError("stream was reset")
         try:

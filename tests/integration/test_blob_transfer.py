@@ -9,6 +9,7 @@ its own so it can be killed and restarted. Waits have deadlines; nothing sleeps.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,11 +19,15 @@ import trio
 
 from node.blobs.errors import FetchFailed, NoProviders
 from node.blobs.files import Bitmap
-from node.blobs.server import ChunkObserver
+from node.blobs.partial import PartialBlob
+from node.blobs.reader import BlobReader
+from node.blobs.server import BlobServer, ChunkObserver
 from node.blobs.service import BlobService
 from node.blobs.settings import BlobSettings
 from node.host import HostConfig, P2PHost
+from node.p2p.framing import Stream
 from protocol.blobs.merkle import MIN_CHUNK_SIZE
+from protocol.blobs.wire import BlobRequest
 from tests.blob_helpers import MIB, file_sha256, flip_byte, write_sparse_input
 from tests.integration.conftest import TEST_BACKOFF, seed_of
 from tests.waiting import wait_until
@@ -317,3 +322,73 @@ async def test_when_the_only_peer_in_use_is_banned_the_next_provider_takes_over(
     assert progress.peers[liar.peer_id].banned and progress.peers[liar.peer_id].chunks == 0
     assert progress.peers[honest.peer_id].chunks == 4 * MIB // MIN_CHUNK_SIZE
     assert await trio.to_thread.run_sync(file_sha256, stored_file(b, cid)) == expected
+
+
+async def test_chunks_requested_and_not_yet_written_never_exceed_the_window(
+    nodes: Nodes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every chunk a provider sends was requested; the fetcher writes chunks in batches (issue
+    15): at every send, the chunks sent and not yet written stay within ``window_chunks``."""
+    settings = dataclasses.replace(SMALL, window_chunks=6, peer_window_chunks=4, request_chunks=2)
+    source = tmp_path / "input"
+    expected = write_sparse_input(source, 8 * MIB, seed=9, block_every=MIN_CHUNK_SIZE)
+    providers = [await nodes.start(f"window-{i}", settings) for i in range(2)]
+    b = await nodes.start("window-b", settings)
+    await connect(b, *providers)
+    cid = {await put(provider, source) for provider in providers}.pop()
+    written: list[int] = []
+    batches: list[int] = []
+    outstanding: list[int] = []
+    real = PartialBlob.verify_and_write_many
+
+    def counting(partial: PartialBlob, chunks: Sequence[tuple[int, bytes | bytearray]]) -> tuple[int, object]:
+        done, failure = real(partial, chunks)
+        batches.append(len(chunks))
+        written.extend(index for index, _ in chunks[:done])
+        return done, failure
+
+    monkeypatch.setattr(PartialBlob, "verify_and_write_many", counting)
+    sent: list[int] = []
+
+    def on_send(peer: str, cid: bytes, index: int) -> None:
+        sent.append(index)
+        outstanding.append(len(sent) - len(written))
+
+    for provider in providers:
+        provider.hooks.append(on_send)
+    with trio.fail_after(DEADLINE_S):
+        await b.blobs.fetch(cid)
+    assert sorted(written) == list(range(8 * MIB // MIN_CHUNK_SIZE))
+    assert max(outstanding) <= settings.window_chunks, max(outstanding)
+    assert max(batches) <= settings.window_chunks
+    assert await trio.to_thread.run_sync(file_sha256, stored_file(b, cid)) == expected
+
+
+async def test_requests_carry_runs_of_chunks_not_one_each(
+    nodes: Nodes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each request costs a request and a reply frame and a task group on the server: freeing
+    the peer window a chunk at a time must not turn every request into a one-chunk request."""
+    settings = SMALL  # 4 chunks a request, 8 a peer, 16 a fetch
+    source = tmp_path / "input"
+    write_sparse_input(source, 4 * MIB, seed=10, block_every=MIN_CHUNK_SIZE)
+    provider = await nodes.start("runs-a", settings)
+    b = await nodes.start("runs-b", settings)
+    await connect(b, provider)
+    cid = await put(provider, source)
+    counts: list[int] = []
+    real = BlobServer._send_chunks
+
+    async def recording(server: BlobServer, stream: Stream, request: BlobRequest, reader: BlobReader) -> None:
+        counts.append(request.count)
+        await real(server, stream, request, reader)
+
+    monkeypatch.setattr(BlobServer, "_send_chunks", recording)
+    with trio.fail_after(DEADLINE_S):
+        await b.blobs.fetch(cid)
+    chunks = 4 * MIB // MIN_CHUNK_SIZE
+    assert sum(counts) == chunks
+    # Runs of request_chunks, save where the fetch window is short of room for a whole one
+    # (a writer behind) and the last: one chunk a request averaged about 1.0.
+    assert len(counts) <= chunks // 2, counts
+    assert max(counts) == settings.request_chunks

@@ -17,7 +17,7 @@ from node.p2p.errors import (
     StreamStateError,
     TruncatedFrameError,
 )
-from node.p2p.framing import MAX_FRAME_BYTES, Stream
+from node.p2p.framing import FRAME_HEADER, MAX_FRAME_BYTES, RawStream, Stream, frame_buffer
 from node.p2p.memory import pipe_pair
 
 PROTOCOL = "/dcent/test/frames/1"
@@ -104,3 +104,37 @@ async def test_concurrent_senders_never_interleave_frames(autojump_clock: object
             nursery.start_soon(near.send_frame, payload)
         received = [await far.receive_frame(4096) for _ in payloads]
     assert sorted(received) == sorted(payloads)
+
+
+async def test_a_frame_buffer_goes_out_as_one_write_in_the_same_wire_format(autojump_clock: object) -> None:
+    near_raw, far_raw = pipe_pair()
+    buffer = frame_buffer(3)
+    buffer[FRAME_HEADER.size :] = b"xyz"
+    await Stream(near_raw, peer_id="far", protocol_id=PROTOCOL).send_frame_buffer(buffer)
+    # One write: the prefix and the body arrive as one piece on the pipe.
+    assert await far_raw.read(100) == b"\x00\x00\x00\x03xyz"
+
+
+async def test_a_frame_buffer_without_room_for_the_prefix_is_refused(autojump_clock: object) -> None:
+    near, _far = streams()
+    with pytest.raises(ValueError):
+        await near.send_frame_buffer(bytearray(FRAME_HEADER.size - 1))
+
+
+async def test_a_body_in_pieces_comes_back_whole_from_either_receive(autojump_clock: object) -> None:
+    near_raw, far_raw = pipe_pair()
+    far = Stream(far_raw, peer_id="near", protocol_id=PROTOCOL)
+    body = bytes(range(256)) * 40
+    for receive in (far.receive_frame, far.receive_frame_buffer):
+        await near_raw.write(FRAME_HEADER.pack(len(body)))
+        for start in range(0, len(body), 1000):  # a body that arrives in ten reads
+            await near_raw.write(body[start : start + 1000])
+        got = await receive(len(body))
+        assert got == body
+        assert type(got) is (bytes if receive == far.receive_frame else bytearray)  # one copy, no more
+    assert type(await _echo(far, near_raw, b"one read")) is bytes  # a body in one read: as it came
+
+
+async def _echo(far: Stream, near_raw: RawStream, body: bytes) -> bytes | bytearray:
+    await near_raw.write(FRAME_HEADER.pack(len(body)) + body)
+    return await far.receive_frame_buffer(len(body))
