@@ -69,4 +69,53 @@ kill and resume, a broken connection, a lying peer, several providers. ``bench/b
 between two node processes against raw yamux in the same run (goal: ratio >= 0.7, >= 100 MB/s);
 it exits 1 on data loss (short bytes, an export whose SHA-256 differs) and on a fetch past
 ``--timeout-s`` (default 120 s + 1 s per 5 MiB), printing ``FAILED: ...`` and no JSON line.
+
+The data path: fewer copies, one write per chunk, batched verification
+----------------------------------------------------------------------
+
+**Serving a chunk.** The server reads each chunk straight into the buffer it sends
+(``BlobReader.read_chunk_frame``: four bytes of room for the frame's length prefix, then the chunk),
+and sends it with ``Stream.send_frame_buffer``: one write to yamux, so one run of yamux frames and
+Noise messages. Before, the body followed the prefix as a second write: an extra yamux frame, Noise
+message and socket write for every chunk. The read only reads the file's data extents
+(``read_sparse_into``: ``SEEK_DATA``/``SEEK_HOLE``, then ``preadv`` into the buffer); holes stay as the
+buffer's zeros. Reading a hole makes the kernel allocate and zero a page per 4 KiB, which cost
+about as much as the network per byte on sparse blobs. Exports read chunks the same way. The
+bounds are unchanged: at most two chunks per stream in memory (one on the wire, one read ahead),
+and a client that stops reading is dropped after ``idle_timeout_s``.
+
+**Receiving a chunk.** ``Stream.receive_frame_buffer`` is ``receive_frame`` for bulk data. The length
+is checked against the limit before a byte of the body is read, as before. A body that arrives in
+one read is returned as it came. A body that arrives in pieces is copied once, into a buffer of the
+body's size, and that ``bytearray`` is returned. Before, each piece was appended to a growing buffer
+and the whole was then copied again into ``bytes``. On inbound streams the body is still reserved
+from the frame budget before it is read and must still arrive by its deadline.
+
+**Verifying and writing in batches.** The fetcher's writer task takes every chunk that has
+arrived (the channel holds at most ``peer_window_chunks`` of them) and passes the batch to the worker
+thread in one call (``PartialBlob.verify_and_write_many``). So there is one thread hop per batch,
+not one per chunk. The rules hold inside a batch. Each chunk is hashed against its leaf before any
+of its bytes is written. The batch stops at the first chunk that fails. The chunks before that one
+were verified and written, so they are marked (and checkpointed), and none is fetched again. The
+failing chunk and the ones after it are not written, and they go back to the scheduler. A chunk
+that does not verify bans the peer, and its chunks are fetched from other providers, as before. A
+disk error stops the fetch without blaming the peer, and the chunks written before the error stay.
+The memory bound does not change: a chunk counts against ``window_chunks`` from its request until
+its write, and the channel and the batch hold only such chunks. The integration test
+``test_chunks_requested_and_not_yet_written_never_exceed_the_window`` checks this under batching.
+*Attacks:* a peer that hides one bad chunk among good ones in a run gets only the good ones before
+it written, and is banned. It cannot get an unverified byte written, cannot make us lose or
+re-fetch chunks that verified, and cannot make us hold more than the window.
+
+**Requests carry runs.** A chunk request costs a request frame, a reply frame and a task group
+on the server. The fetcher used to ask as soon as one unit of the peer window came back, and the
+window came back one chunk at a time as chunks arrived, so in steady state every request was for
+one chunk: 124 requests for 128 chunks. Now it waits for room for a whole run on that peer: the
+run is ``min(request_chunks, peer_window_chunks // 2)``, 4 by default. That room comes back as the
+peer's requested chunks arrive, so the wait is bounded. Half the peer window also means the next
+request is always queued at the server while it serves the current one. From the fetch's shared
+window the fetcher takes one unit, waiting if it must, and then as many more as are free at once,
+so peers never deadlock by each holding part of the window. The windows are the same bounds as
+before. ``test_requests_carry_runs_of_chunks_not_one_each`` checks this: 58 requests for 64 chunks
+before the change, 16 now.
 """
