@@ -49,19 +49,28 @@ YAMUX_RELEASE_ON_READ = False
 YAMUX_MAX_FRAME_BYTES = NOISE_MAX_PLAINTEXT
 
 
+#: libp2p's own readers of its ``PY_YAMUX_*`` settings, kept before :func:`apply` replaces them
+#: with constants (so a later freeze, or a test, still asks the environment).
+_LIBP2P_YAMUX_SETTINGS: dict[str, Any] = {
+    name: getattr(libp2p_yamux, name)
+    for name in (
+        "_perf_yamux_debug_enabled",
+        "_yamux_disable_hysteresis",
+        "_yamux_batch_threshold_divisor",
+        "_yamux_data_read_timeout",
+        "_yamux_release_on_read",
+    )
+}
+
+
 def _frozen_yamux_settings() -> dict[str, Any]:
     """libp2p's yamux reads its ``PY_YAMUX_*`` tuning from the environment on every frame and
     every read (an ``os.getenv`` each, several per read); read them once, at apply time."""
     release = os.environ.get("PY_YAMUX_RELEASE_ON_READ")
-    return {
-        "_perf_yamux_debug_enabled": libp2p_yamux._perf_yamux_debug_enabled(),
-        "_yamux_disable_hysteresis": libp2p_yamux._yamux_disable_hysteresis(),
-        "_yamux_batch_threshold_divisor": libp2p_yamux._yamux_batch_threshold_divisor(),
-        "_yamux_data_read_timeout": libp2p_yamux._yamux_data_read_timeout(),
-        "_yamux_release_on_read": (
-            YAMUX_RELEASE_ON_READ if release is None else libp2p_yamux._yamux_release_on_read()
-        ),
-    }
+    frozen = {name: read() for name, read in _LIBP2P_YAMUX_SETTINGS.items()}
+    if release is None:
+        frozen["_yamux_release_on_read"] = YAMUX_RELEASE_ON_READ
+    return frozen
 
 
 class PingTolerance:

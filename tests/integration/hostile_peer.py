@@ -261,13 +261,26 @@ async def libp2p_host(keys: KeyPair) -> AsyncIterator[BasicHost]:
     )
     host = BasicHost(network=swarm)
     listen = multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")
-    async with host.run([listen]):
-        try:
-            yield host
-        finally:
-            with trio.CancelScope(shield=True) as scope:
-                scope.deadline = trio.current_time() + 5
-                await host.close()
+    try:
+        async with host.run([listen]):
+            try:
+                yield host
+            finally:
+                with trio.CancelScope(shield=True) as scope:
+                    scope.deadline = trio.current_time() + 5
+                    await host.close()
+    except* RuntimeError as group:
+        # py-libp2p 0.8.1's pubsub can schedule a task for a message that arrives while its
+        # service is stopping; that one teardown race is not the test's business, anything
+        # else is.
+        rest = group.subgroup(
+            lambda exc: (
+                not isinstance(exc, BaseExceptionGroup)
+                and "Nursery is closed to new arrivals" not in str(exc)
+            )
+        )
+        if rest is not None:
+            raise rest from None
 
 
 async def connect(host: BasicHost, address: str) -> ID:

@@ -81,6 +81,9 @@ async def _window_updates_over_reads(reads: int, size: int) -> int:
 
 async def test_yamux_grants_credit_in_batches_not_on_every_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PY_YAMUX_RELEASE_ON_READ", raising=False)
+    # libp2p's own behaviour first, whatever an earlier test (a started host) applied.
+    for name, read in libp2p_tuning._LIBP2P_YAMUX_SETTINGS.items():
+        monkeypatch.setattr(libp2p_yamux, name, read)
     per_read = await _window_updates_over_reads(200, 7000)
     assert per_read == 200  # libp2p's default: one WINDOW_UPDATE frame per read
     monkeypatch.setattr(libp2p_tuning, "_YAMUX_FROZEN", None)
