@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import trio
+import trio.testing
 
 T = TypeVar("T")
 POLL_S = 0.02
@@ -64,3 +65,12 @@ async def act_every(interval: float, step: Callable[[], Awaitable[bool]]) -> Non
     Under ``MockClock`` the interval is virtual time."""
     while await step():
         await trio.sleep(interval)
+
+
+async def spend_virtual_time(seconds: float) -> None:
+    """Let ``seconds`` of a ``trio.testing.MockClock`` pass: a modelled cost (a signature check)
+    or a span for the code under test to run in. Only under a MockClock, where it synchronises
+    nothing and costs no real time; refused on the real clock."""
+    if not isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
+        raise RuntimeError("spend_virtual_time is for trio.testing.MockClock runs only")
+    await trio.sleep(seconds)

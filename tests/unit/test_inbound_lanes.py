@@ -11,6 +11,7 @@ import trio
 import trio.testing
 
 from node.services.lanes import InboundLanes, Lane, LaneBounds, TxBatch
+from tests.waiting import spend_virtual_time
 
 SLICE = 64
 #: Virtual seconds one transaction's admission costs (a signature check).
@@ -28,7 +29,7 @@ class Recorder:
 
     async def admit(self, batch: TxBatch) -> None:
         for start in range(0, len(batch.txs), SLICE):
-            await trio.sleep(len(batch.txs[start : start + SLICE]) * TX_COST_S)
+            await spend_virtual_time(len(batch.txs[start : start + SLICE]) * TX_COST_S)
             self.admitted += len(batch.txs[start : start + SLICE])
             await self.lanes.yield_to_consensus()
 
@@ -46,10 +47,10 @@ async def test_a_vote_behind_a_transaction_flood_is_stepped_within_one_slice(
         for batch in flood(8):
             assert recorder.lanes.offer(Lane.TXS, batch)
         flood_s = 8 * 4096 * TX_COST_S  # ~3.3 s of signature checks queued ahead of the vote
-        await trio.sleep(1.0)
+        await spend_virtual_time(1.0)
         offered_at = trio.current_time()
         assert recorder.lanes.offer(Lane.CONSENSUS, "vote")
-        await trio.sleep(flood_s)
+        await spend_virtual_time(flood_s)
         nursery.cancel_scope.cancel()
     [(event, stepped_at)] = recorder.stepped
     assert event == "vote"
@@ -68,7 +69,7 @@ async def test_consensus_is_served_before_sync_and_sync_before_transactions(
     recorder.lanes.offer(Lane.CONSENSUS, "proposal")
     async with trio.open_nursery() as nursery:
         nursery.start_soon(recorder.lanes.run)
-        await trio.sleep(1)
+        await spend_virtual_time(1)
         nursery.cancel_scope.cancel()
     assert [event for event, _ in recorder.stepped] == ["vote-1", "proposal", "block-1", "block-2"]
     assert recorder.admitted == 1
@@ -104,7 +105,7 @@ async def test_the_transaction_lane_is_bounded_in_transactions_and_a_relay_waits
         assert lanes.waiting(Lane.TXS) == 8192 and lanes.waited(Lane.TXS) == 1
         assert lanes.offer(Lane.CONSENSUS, "vote")  # a full transaction lane leaves consensus its room
         nursery.start_soon(lanes.run)
-        await trio.sleep(10)
+        await spend_virtual_time(10)
         nursery.cancel_scope.cancel()
     assert recorder.admitted == 3 * 4096  # nothing relayed was lost
     assert lanes.dropped(Lane.TXS) == 0
