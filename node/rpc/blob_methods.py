@@ -23,12 +23,12 @@ from node.blobs.errors import (
     TooManyFetches,
     UnknownBlob,
 )
-from node.blobs.service import BlobService
 from node.blobs.store import BlobInfo
 from node.p2p.errors import HostConfigError
 from node.p2p.identity import validate_peer_id
 from node.rpc.methods import MethodSpec
 from node.rpc.params import Bool, HexBytes, ListOf, Param, Str
+from node.rpc.views import BlobOperations
 from protocol.blobs.merkle import format_content_id
 
 BLOB_OBJECT = (
@@ -116,9 +116,10 @@ BLOB_METHODS = (
 
 
 class BlobMethods:
-    """The handlers of :data:`BLOB_METHODS`, over the node's blob store."""
+    """The handlers of :data:`BLOB_METHODS`, over what they use of the node's blob service
+    (:class:`~node.rpc.views.BlobOperations`)."""
 
-    def __init__(self, blobs: BlobService) -> None:
+    def __init__(self, blobs: BlobOperations) -> None:
         self._blobs = blobs
 
     async def blob_put(self, path: str, pin: bool) -> dict[str, object]:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import base64
 
 from node.market.errors import JobNotCancellable, JobNotFinished, OutputsAreBlobs, UnknownJob
-from node.market.service import MarketService
 from node.rpc.methods import MethodSpec
 from node.rpc.params import AddressParam, Bool, Int, Object, Param, Str
+from node.rpc.views import RequestedJobs
 from protocol.crypto import Address, PublicKey
 from protocol.ledger.errors import GrantExhausted, GrantExpired, GrantKindNotAllowed, NoGrant
 from protocol.market.errors import JobSpecError
@@ -112,10 +112,11 @@ JOB_METHODS = (
 
 
 class JobMethods:
-    """The handlers of :data:`JOB_METHODS`, over the node's job service; ``requester`` is the
-    node's own key (a job's JSON says whether this node requested it)."""
+    """The handlers of :data:`JOB_METHODS`, over what they use of the node's job service
+    (:class:`~node.rpc.views.RequestedJobs`); ``requester`` is the node's own key (a job's JSON
+    says whether this node requested it)."""
 
-    def __init__(self, market: MarketService, requester: PublicKey) -> None:
+    def __init__(self, market: RequestedJobs, requester: PublicKey) -> None:
         self._market = market
         self._requester = requester.raw
 

@@ -10,10 +10,14 @@ can swap a service out.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Protocol
 
+from node.blobs.settings import BlobSettings
+from node.blobs.store import BlobInfo, GcReport
 from node.market.readiness import Readiness
+from node.market.records import JobRecord
 from node.p2p.guard import PeerGuard
 from node.p2p.interface import PeerInfo
 from node.services.wiring import NodeIdentity
@@ -23,6 +27,7 @@ from protocol.hardware import ProbeReport
 from protocol.ledger.state import LedgerState
 from protocol.ledger.tx import Tx
 from protocol.market.capacity import CapacityAnnouncement
+from protocol.market.jobspec import JobSpec
 
 # --- the services, as read --------------------------------------------------------------------
 
@@ -134,6 +139,59 @@ class SizedPool(Protocol):
     """The mempool, as the metrics read it: how many transactions wait."""
 
     def __len__(self) -> int: ...
+
+
+class BlobStatuses(Protocol):
+    """The blob service, as the job methods read it: a blob's or its fetch's progress."""
+
+    def status(self, cid: bytes) -> dict[str, object] | None: ...
+
+
+class BlobOperations(BlobStatuses, Protocol):
+    """The blob service, as the blob methods use it: the operator's store operations."""
+
+    @property
+    def settings(self) -> BlobSettings: ...
+
+    async def put(self, path: Path, *, pin: bool = ...) -> tuple[BlobInfo, bool]: ...
+
+    def start_fetch(self, cid: bytes, *, peers: Sequence[str] = ..., pin: bool = ...) -> object: ...
+
+    async def export(self, cid: bytes, destination: Path) -> BlobInfo: ...
+
+    async def pin(self, cid: bytes, pinned: bool) -> BlobInfo: ...
+
+    async def remove(self, cid: bytes) -> bool: ...
+
+    async def gc(self) -> GcReport: ...
+
+    # Last: a method named ``list`` hides the builtin from the annotations of the members after it.
+    def list(self) -> list[BlobInfo]: ...
+
+
+class RequestedJobs(Protocol):
+    """The job service, as the job methods use it: submit, read and cancel jobs, and the blob
+    service its outputs arrive through (None on a node without one)."""
+
+    @property
+    def blobs(self) -> BlobStatuses | None: ...
+
+    async def submit(
+        self, spec: JobSpec, *, max_attempts: int = ..., payer: bytes = ..., payer_signs: bool = ...
+    ) -> JobRecord: ...
+
+    def get(self, job_id: str) -> JobRecord: ...
+
+    def cancel(self, job_id: str) -> JobRecord: ...
+
+    async def logs(self, job_id: str) -> tuple[bytes, bytes, bool]: ...
+
+    async def result_files(self, job_id: str) -> dict[str, bytes]: ...
+
+    async def output_listing(self, job_id: str) -> tuple[tuple[tuple[str, int, bytes], ...], bool]: ...
+
+    # Last: a method named ``list`` hides the builtin from the annotations of the members after it.
+    def list(self, state: str | None = ...) -> list[JobRecord]: ...
 
 
 # --- the readers ------------------------------------------------------------------------------
