@@ -18,13 +18,13 @@ from collections.abc import Awaitable, Callable
 
 from rich.console import Console
 
-from node.wallet.cliargs import Subparsers, add_common_args, add_keystore_args, add_node_args, add_tx_args
+from node.wallet.cliargs import Subparsers, add_account_command, add_common_args
 from node.wallet.connect import NodeRpc
 from node.wallet.console import dct, table
 from node.wallet.errors import InvalidArgument
 from node.wallet.runner import EXIT_OK, guarded, output_of, run_node_command
 from node.wallet.txbuilder import Prepared
-from node.wallet.txcommand import TxPlan, run_tx_command
+from node.wallet.txcommand import TxPlan, as_tx_command
 from node.wallet.values import (
     AMOUNT_HELP,
     answer_amount,
@@ -45,33 +45,27 @@ def register(commands: Subparsers) -> list[argparse.ArgumentParser]:
     delegate = commands.add_parser("delegate", help="bond DCT to a validator (no node needed)")
     delegate.add_argument("validator", metavar="VALIDATOR", help="the validator's operator address")
     delegate.add_argument("amount", metavar="AMOUNT", help=AMOUNT_HELP)
-    add_tx_args(delegate)
-    delegate.set_defaults(func=lambda args: run_tx_command(args, _delegate_plan))
+    as_tx_command(delegate, _delegate_plan)
 
     undelegate = commands.add_parser(
         "undelegate", help="unbond from a validator (released after the unbonding period)"
     )
     undelegate.add_argument("validator", metavar="VALIDATOR", help="the validator's operator address")
     undelegate.add_argument("amount", metavar="AMOUNT", help=f"{AMOUNT_HELP}, or {ALL!r}")
-    add_tx_args(undelegate)
-    undelegate.set_defaults(func=lambda args: run_tx_command(args, _undelegate_plan))
+    as_tx_command(undelegate, _undelegate_plan)
 
     redelegate = commands.add_parser("redelegate", help="move a delegation to another validator at once")
     redelegate.add_argument("source", metavar="FROM", help="the validator it leaves")
     redelegate.add_argument("destination", metavar="TO", help="the validator it joins")
     redelegate.add_argument("amount", metavar="AMOUNT", help=f"{AMOUNT_HELP}, or {ALL!r}")
-    add_tx_args(redelegate)
-    redelegate.set_defaults(func=lambda args: run_tx_command(args, _redelegate_plan))
+    as_tx_command(redelegate, _redelegate_plan)
 
     unjail = commands.add_parser("unjail", help="bring your validator, jailed for downtime, back")
-    add_tx_args(unjail)
-    unjail.set_defaults(func=lambda args: run_tx_command(args, unjail_plan))
+    as_tx_command(unjail, unjail_plan)
 
-    delegations = commands.add_parser("delegations", help="an account's delegations and their worth")
-    delegations.add_argument("account", nargs="?", metavar="WALLET|ADDR", help="default: the only wallet")
-    add_node_args(delegations)
-    add_keystore_args(delegations)
-    delegations.set_defaults(func=run_delegations)
+    delegations = add_account_command(
+        commands, "delegations", "an account's delegations and their worth", run_delegations
+    )
 
     parsers = [delegate, undelegate, redelegate, unjail, delegations]
     for parser in parsers:

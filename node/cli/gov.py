@@ -27,7 +27,7 @@ from node.wallet.console import cell, dct, key_values, table
 from node.wallet.errors import InvalidArgument
 from node.wallet.runner import EXIT_FAILED, EXIT_OK, output_of, report, run_node_command
 from node.wallet.txbuilder import Prepared, TxOutcome
-from node.wallet.txcommand import TxPlan, run_tx_command
+from node.wallet.txcommand import TxPlan, as_tx_command, run_tx_command
 from node.wallet.values import (
     AMOUNT_HELP,
     answer_amount,
@@ -72,8 +72,7 @@ def register(subparsers: Subparsers) -> None:
     )
     vote.add_argument("proposal_id", type=int, metavar="ID")
     vote.add_argument("option", choices=VOTE_OPTIONS, metavar="OPTION", help=" | ".join(VOTE_OPTIONS))
-    add_tx_args(vote)
-    vote.set_defaults(func=run_vote)
+    as_tx_command(vote, _vote_plan)
 
     listing = commands.add_parser("list", help="every proposal and its tally")
     add_node_args(listing)
@@ -194,10 +193,6 @@ def run_propose(args: argparse.Namespace) -> int:
         output_of(args).error(InvalidArgument.code, "--submit goes with --preview")
         return EXIT_FAILED
     return run_tx_command(args, _propose_plan)
-
-
-def run_vote(args: argparse.Namespace) -> int:
-    return run_tx_command(args, _vote_plan)
 
 
 # --------------------------------------------------------------------------------------------

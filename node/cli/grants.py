@@ -19,13 +19,13 @@ import argparse
 
 from rich.console import Console
 
-from node.wallet.cliargs import Subparsers, add_common_args, add_keystore_args, add_node_args, add_tx_args
+from node.wallet.cliargs import Subparsers, add_account_command, add_common_args
 from node.wallet.connect import NodeRpc
 from node.wallet.console import dct, table
 from node.wallet.errors import InvalidArgument
 from node.wallet.runner import EXIT_OK, guarded, output_of, run_node_command
 from node.wallet.txbuilder import Prepared
-from node.wallet.txcommand import TxPlan, run_tx_command
+from node.wallet.txcommand import TxPlan, as_tx_command
 from node.wallet.values import (
     AMOUNT_HELP,
     answer_int,
@@ -60,21 +60,17 @@ def register(commands: Subparsers) -> list[argparse.ArgumentParser]:
         metavar="BLOCKS",
         help=f"blocks from now until the grant lapses ({MIN_EXPIRES_IN} to {MAX_GRANT_BLOCKS})",
     )
-    add_tx_args(grant)
-    grant.set_defaults(func=lambda args: run_tx_command(args, _grant_plan))
+    as_tx_command(grant, _grant_plan)
 
     revoke = commands.add_parser("revoke", help="end this wallet's grant to a node")
     revoke.add_argument(
         "grantee", nargs="?", metavar="NODE_ADDRESS", help="the node's account (default: the node used)"
     )
-    add_tx_args(revoke)
-    revoke.set_defaults(func=lambda args: run_tx_command(args, _revoke_plan))
+    as_tx_command(revoke, _revoke_plan)
 
-    grants = commands.add_parser("grants", help="the grants an account gave: cap, spent, left, expiry")
-    grants.add_argument("account", nargs="?", metavar="WALLET|ADDR", help="default: the only wallet")
-    add_node_args(grants)
-    add_keystore_args(grants)
-    grants.set_defaults(func=run_grants)
+    grants = add_account_command(
+        commands, "grants", "the grants an account gave: cap, spent, left, expiry", run_grants
+    )
 
     parsers = [grant, revoke, grants]
     for parser in parsers:

@@ -20,18 +20,18 @@ front-runner) makes the transaction fail instead of filling at a worse price.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from rich.console import Console
 
-from node.wallet.cliargs import Subparsers, add_common_args, add_keystore_args, add_node_args, add_tx_args
+from node.wallet.cliargs import Subparsers, add_account_command, add_common_args, add_node_args
 from node.wallet.connect import NodeRpc
 from node.wallet.console import dct, key_values, table
 from node.wallet.errors import InvalidArgument
 from node.wallet.runner import EXIT_OK, guarded, output_of, run_node_command
 from node.wallet.txbuilder import Prepared
-from node.wallet.txcommand import TxPlan, run_tx_command
+from node.wallet.txcommand import TxPlan, as_tx_command
 from node.wallet.values import (
     AMOUNT_HELP,
     answer_amount,
@@ -42,6 +42,7 @@ from node.wallet.values import (
     parse_amount_arg,
     parse_ratio,
 )
+from protocol.ledger.errors import LedgerError
 from protocol.ledger.liquidity_errors import AmountTooSmall, InsufficientAsset, NotBonded
 from protocol.ledger.tx import (
     AssetMint,
@@ -74,13 +75,10 @@ def _register_mining(subparsers: Subparsers) -> None:
     for command, plan in ((bond, _bond_plan), (unbond, _unbond_plan)):
         command.add_argument("symbol", metavar="SYMBOL", help="the pool's asset")
         command.add_argument("shares", metavar="SHARES", help=f"a whole number of shares, or {ALL!r}")
-        add_tx_args(command)
-        command.set_defaults(func=lambda args, plan=plan: run_tx_command(args, plan))
-    rewards = commands.add_parser("rewards", help="an account's bonds and what they would earn now")
-    rewards.add_argument("account", nargs="?", metavar="WALLET|ADDR", help="default: the only wallet")
-    add_node_args(rewards)
-    add_keystore_args(rewards)
-    rewards.set_defaults(func=run_mining_rewards)
+        as_tx_command(command, plan)
+    rewards = add_account_command(
+        commands, "rewards", "an account's bonds and what they would earn now", run_mining_rewards
+    )
     status = commands.add_parser("status", help="the programme: share of issuance, pot, next payout")
     add_node_args(status)
     status.set_defaults(func=run_mining_status)
@@ -96,32 +94,25 @@ def _register_assets(subparsers: Subparsers) -> None:
     propose = commands.add_parser("propose", help="propose an asset you issue (governance votes it)")
     propose.add_argument("symbol", metavar="SYMBOL", help="2 to 10 capitals and digits, e.g. TUSD")
     propose.add_argument("--deposit", help="governance deposit (default: the minimum)")
-    add_tx_args(propose)
-    propose.set_defaults(func=lambda args: run_tx_command(args, _propose_plan))
+    as_tx_command(propose, _propose_plan)
 
     mint = commands.add_parser("mint", help="create some of an asset you issue")
     mint.add_argument("symbol", metavar="SYMBOL")
     mint.add_argument("to", metavar="TO", help="the receiving address")
     mint.add_argument("amount", metavar="AMOUNT", help=AMOUNT_HELP)
-    add_tx_args(mint)
-    mint.set_defaults(func=lambda args: run_tx_command(args, _mint_plan))
+    as_tx_command(mint, _mint_plan)
 
     send = commands.add_parser("send", help="send an asset or pool shares (lp:SYMBOL)")
     send.add_argument("denom", metavar="DENOM", help="SYMBOL, or lp:SYMBOL for pool shares")
     send.add_argument("to", metavar="TO", help="the receiving address")
     send.add_argument("amount", metavar="AMOUNT", help=f"{AMOUNT_HELP}; shares: a whole number")
-    add_tx_args(send)
-    send.set_defaults(func=lambda args: run_tx_command(args, _send_plan))
+    as_tx_command(send, _send_plan)
 
     listing = commands.add_parser("list", help="every asset, registered or proposed")
     add_node_args(listing)
     listing.set_defaults(func=run_asset_list)
 
-    holdings = commands.add_parser("holdings", help="an account's assets and pool shares")
-    holdings.add_argument("account", nargs="?", metavar="WALLET|ADDR", help="default: the only wallet")
-    add_node_args(holdings)
-    add_keystore_args(holdings)
-    holdings.set_defaults(func=run_holdings)
+    holdings = add_account_command(commands, "holdings", "an account's assets and pool shares", run_holdings)
 
     for command in (propose, mint, send, listing, holdings):
         add_common_args(command)
@@ -138,15 +129,13 @@ def _register_pools(subparsers: Subparsers) -> None:
     add.add_argument("dct", metavar="DCT_AMOUNT", help=f"at most this much DCT: {AMOUNT_HELP}")
     add.add_argument("asset", metavar="ASSET_AMOUNT", help="at most this much of the asset")
     add.add_argument("--slippage", default="1%", help=slippage_help)
-    add_tx_args(add)
-    add.set_defaults(func=lambda args: run_tx_command(args, _add_plan))
+    as_tx_command(add, _add_plan)
 
     remove = commands.add_parser("remove", help="redeem pool shares for DCT and the asset")
     remove.add_argument("symbol", metavar="SYMBOL")
     remove.add_argument("shares", metavar="SHARES", help=f"a whole number of shares, or {ALL!r}")
     remove.add_argument("--slippage", default="1%", help=slippage_help)
-    add_tx_args(remove)
-    remove.set_defaults(func=lambda args: run_tx_command(args, _remove_plan))
+    as_tx_command(remove, _remove_plan)
 
     swap = commands.add_parser("swap", help="sell DCT for the asset or the asset for DCT")
     swap.add_argument("symbol", metavar="SYMBOL")
@@ -156,8 +145,7 @@ def _register_pools(subparsers: Subparsers) -> None:
     swap.add_argument(
         "--deadline-blocks", type=int, default=20, help="fail unless included within this many blocks"
     )
-    add_tx_args(swap)
-    swap.set_defaults(func=lambda args: run_tx_command(args, _swap_plan))
+    as_tx_command(swap, _swap_plan)
 
     show = commands.add_parser("show", help="one pool: reserves, shares, prices")
     show.add_argument("symbol", metavar="SYMBOL")
@@ -300,9 +288,7 @@ def _remove_plan(args: argparse.Namespace) -> TxPlan:
 
     async def build(rpc: NodeRpc, prepared: Prepared) -> Msg:
         held = await _holding(rpc, prepared.sender.address, "lp:" + args.symbol)
-        wanted = held if shares is None else shares
-        if wanted == 0 or wanted > held:
-            raise InsufficientAsset(f"{wanted} shares asked, the account holds {held}")
+        wanted = _shares_wanted(shares, held, _not_held)
         pool = answer_object(await rpc.call("pool_get", symbol=args.symbol), "pool_get")
         total = answer_amount(pool, "shares", "pool_get")
         min_dct = _at_least(wanted * answer_amount(pool, "dct", "pool_get") // total, slippage)
@@ -352,50 +338,75 @@ def _swap_plan(args: argparse.Namespace) -> TxPlan:
     )
 
 
-def _bond_plan(args: argparse.Namespace) -> TxPlan:
+def _shares_wanted(asked: int | None, available: int, refusal: Callable[[int, int], LedgerError]) -> int:
+    """The shares a command moves: ``asked``, or all ``available`` for "all"; ``refusal(wanted,
+    available)`` is raised for none, or more than are available."""
+    wanted = available if asked is None else asked
+    if wanted == 0 or wanted > available:
+        raise refusal(wanted, available)
+    return wanted
+
+
+def _not_held(wanted: int, held: int) -> LedgerError:
+    return InsufficientAsset(f"{wanted} shares asked, the account holds {held}")
+
+
+def _not_bonded(wanted: int, bonded: int) -> LedgerError:
+    return NotBonded(f"{wanted} shares asked, {bonded} bonded")
+
+
+async def _bonded(rpc: NodeRpc, address: str, symbol: str) -> int:
+    answer = answer_object(await rpc.call("account_mining", address=address), "account_mining")
+    bonded = 0
+    for entry in answer_list(answer.get("bonds"), "account_mining"):
+        doc = answer_object(entry, "account_mining")
+        if doc.get("symbol") == symbol:
+            bonded = answer_amount(doc, "shares", "account_mining")
+    return bonded
+
+
+def _mining_plan(
+    args: argparse.Namespace,
+    make: Callable[[str, int], Msg],
+    summary: str,
+    available: Callable[[NodeRpc, str], Awaitable[int]],
+    refusal: Callable[[int, int], LedgerError],
+) -> TxPlan:
+    """``mining bond`` and ``unbond``: SHARES (or all ``available``) of the pool's shares;
+    ``summary`` names them as ``{shares}``."""
     shares = _shares_arg(args.shares)
     fields: dict[str, object] = {"symbol": args.symbol}
 
     async def build(rpc: NodeRpc, prepared: Prepared) -> Msg:
-        held = await _holding(rpc, prepared.sender.address, "lp:" + args.symbol)
-        wanted = held if shares is None else shares
-        if wanted == 0 or wanted > held:
-            raise InsufficientAsset(f"{wanted} shares asked, the account holds {held}")
+        wanted = _shares_wanted(shares, await available(rpc, prepared.sender.address), refusal)
         fields["shares"] = str(wanted)
-        return MiningBond(args.symbol, wanted)
+        return make(args.symbol, wanted)
 
     return TxPlan(
-        MiningBond(args.symbol, shares or 1),
-        f"bond of {shares or 'all'} lp:{args.symbol} shares to liquidity mining",
+        make(args.symbol, shares or 1),
+        summary.format(shares=shares or ALL),
         fields=fields,
         build=build,
     )
 
 
+def _bond_plan(args: argparse.Namespace) -> TxPlan:
+    return _mining_plan(
+        args,
+        MiningBond,
+        f"bond of {{shares}} lp:{args.symbol} shares to liquidity mining",
+        lambda rpc, address: _holding(rpc, address, "lp:" + args.symbol),
+        _not_held,
+    )
+
+
 def _unbond_plan(args: argparse.Namespace) -> TxPlan:
-    shares = _shares_arg(args.shares)
-    fields: dict[str, object] = {"symbol": args.symbol}
-
-    async def build(rpc: NodeRpc, prepared: Prepared) -> Msg:
-        answer = answer_object(
-            await rpc.call("account_mining", address=prepared.sender.address), "account_mining"
-        )
-        bonded = 0
-        for entry in answer_list(answer.get("bonds"), "account_mining"):
-            doc = answer_object(entry, "account_mining")
-            if doc.get("symbol") == args.symbol:
-                bonded = answer_amount(doc, "shares", "account_mining")
-        wanted = bonded if shares is None else shares
-        if wanted == 0 or wanted > bonded:
-            raise NotBonded(f"{wanted} shares asked, {bonded} bonded")
-        fields["shares"] = str(wanted)
-        return MiningUnbond(args.symbol, wanted)
-
-    return TxPlan(
-        MiningUnbond(args.symbol, shares or 1),
-        f"unbond of {shares or 'all'} lp:{args.symbol} shares from liquidity mining",
-        fields=fields,
-        build=build,
+    return _mining_plan(
+        args,
+        MiningUnbond,
+        f"unbond of {{shares}} lp:{args.symbol} shares from liquidity mining",
+        lambda rpc, address: _bonded(rpc, address, args.symbol),
+        _not_bonded,
     )
 
 

@@ -27,11 +27,11 @@ from rich.console import Console
 
 from node.cli import offer as offer_cli
 from node.cli.economics_node import dct_text
-from node.wallet.cliargs import Subparsers, add_common_args, add_node_args, add_tx_args
+from node.wallet.cliargs import Subparsers, add_common_args, add_node_args
 from node.wallet.connect import NodeRpc
 from node.wallet.console import table
 from node.wallet.runner import EXIT_OK, guarded, output_of, run_node_command
-from node.wallet.txcommand import run_tx_command
+from node.wallet.txcommand import as_tx_command
 from node.wallet.values import answer_list, answer_object, parse_amount_arg
 from protocol.ledger.tx import OfferWithdraw
 
@@ -68,10 +68,7 @@ def register_standing(commands: Subparsers) -> None:
         "withdraw", help="take back your collateral once the offer's period is over"
     )
     withdraw.add_argument("offer", metavar="OFFER", help="the offer's id (hex)")
-    add_tx_args(withdraw)
-    withdraw.set_defaults(
-        func=lambda args: run_tx_command(args, offer_cli.ref_plan("withdraw", OfferWithdraw))
-    )
+    as_tx_command(withdraw, offer_cli.ref_plan("withdraw", OfferWithdraw))
     for command in (post, listing, take, withdraw):
         add_common_args(command)
 

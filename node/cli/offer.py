@@ -25,13 +25,13 @@ from typing import Any
 
 from rich.console import Console
 
-from node.wallet.cliargs import Subparsers, add_common_args, add_node_args, add_tx_args
+from node.wallet.cliargs import Subparsers, add_common_args, add_node_args
 from node.wallet.connect import NodeRpc
 from node.wallet.console import dct, key_values, table
 from node.wallet.errors import BadNodeAnswer, InvalidArgument
 from node.wallet.runner import EXIT_OK, output_of, run_node_command
 from node.wallet.txbuilder import Prepared
-from node.wallet.txcommand import TxPlan, run_tx_command
+from node.wallet.txcommand import TxPlan, as_tx_command
 from node.wallet.values import (
     AMOUNT_HELP,
     answer_amount,
@@ -78,16 +78,12 @@ def register(subparsers: Subparsers) -> None:
     for name, text, make in simple:
         command = commands.add_parser(name, help=text)
         command.add_argument("offer", metavar="OFFER", help="the offer's id (hex)")
-        add_tx_args(command)
-        command.set_defaults(
-            func=lambda args, make=make, name=name: run_tx_command(args, _ref_plan(name, make))
-        )
+        as_tx_command(command, _ref_plan(name, make))
         parsers.append(command)
 
     answer = commands.add_parser("answer", help="answer a challenge: the node signs, the wallet submits")
     answer.add_argument("offer", metavar="OFFER", help="the offer's id (hex)")
-    add_tx_args(answer)
-    answer.set_defaults(func=lambda args: run_tx_command(args, _answer_plan))
+    as_tx_command(answer, _answer_plan)
 
     take = commands.add_parser("take", help="buy a standing offer's GPUs at its price")
     add_take_args(take)
@@ -115,8 +111,7 @@ def add_stand_args(stand: argparse.ArgumentParser) -> None:
     )
     stand.add_argument("--period", type=int, required=True, help="blocks the offer stands")
     stand.add_argument("--collateral", required=True, help=f"bonded for the offer: {AMOUNT_HELP}")
-    add_tx_args(stand)
-    stand.set_defaults(func=lambda args: run_tx_command(args, _stand_plan))
+    as_tx_command(stand, _stand_plan)
 
 
 def add_take_args(take: argparse.ArgumentParser) -> None:
@@ -131,8 +126,7 @@ def add_take_args(take: argparse.ArgumentParser) -> None:
         help="for an offer quoted in an asset: how far above the node's current DCT price the take "
         "may fix (default: %(default)s)",
     )
-    add_tx_args(take)
-    take.set_defaults(func=lambda args: run_tx_command(args, _take_plan))
+    as_tx_command(take, _take_plan)
 
 
 def ref_plan(name: str, make: Callable[[bytes], Msg]) -> Callable[[argparse.Namespace], TxPlan]:

@@ -23,13 +23,13 @@ from rich.console import Console
 
 from node.cli.delegation import unjail_plan
 from node.rpc.errors import RpcCallError
-from node.wallet.cliargs import Subparsers, add_common_args, add_node_args, add_tx_args
+from node.wallet.cliargs import Subparsers, add_common_args, add_node_args
 from node.wallet.connect import NodeRpc
 from node.wallet.console import dct, key_values, table
 from node.wallet.errors import BadNodeAnswer
 from node.wallet.runner import EXIT_OK, guarded, output_of, run_node_command
 from node.wallet.txbuilder import Prepared
-from node.wallet.txcommand import TxPlan, run_tx_command
+from node.wallet.txcommand import TxPlan, as_tx_command
 from node.wallet.values import (
     AMOUNT_HELP,
     answer_list,
@@ -66,20 +66,17 @@ def register(subparsers: Subparsers) -> None:
     create.add_argument(
         "--max-change", default="1%", help="the most one edit may move it (default: %(default)s)"
     )
-    add_tx_args(create)
-    create.set_defaults(func=lambda args: run_tx_command(args, _create_plan))
+    as_tx_command(create, _create_plan)
 
     edit = commands.add_parser("edit", help="change your validator's moniker or commission")
     edit.add_argument("--moniker", help="new moniker (default: unchanged)")
     edit.add_argument("--commission", help="new commission (default: unchanged)")
-    add_tx_args(edit)
-    edit.set_defaults(func=lambda args: run_tx_command(args, _edit_plan))
+    as_tx_command(edit, _edit_plan)
 
     unjail = commands.add_parser(
         "unjail", help="bring your validator, jailed for downtime, back (same as `dcent wallet unjail`)"
     )
-    add_tx_args(unjail)
-    unjail.set_defaults(func=lambda args: run_tx_command(args, unjail_plan))
+    as_tx_command(unjail, unjail_plan)
 
     listing = commands.add_parser("list", help="the active set (--all: every registered validator)")
     listing.add_argument("--all", action="store_true", help="jailed and tombstoned ones too")

@@ -28,10 +28,10 @@ from node.cli import delegation, grants
 from node.rpc.errors import RpcCallError
 from node.wallet.cliargs import (
     Subparsers,
+    add_account_command,
     add_common_args,
     add_keystore_args,
     add_node_args,
-    add_tx_args,
 )
 from node.wallet.connect import NodeRpc
 from node.wallet.console import Output, dct, extra_fields, key_values, short_hash, table
@@ -39,7 +39,7 @@ from node.wallet.errors import InvalidArgument
 from node.wallet.mnemonic import DEFAULT_WORDS, ENTROPY_BITS, generate_mnemonic, mnemonic_to_key_seed
 from node.wallet.runner import EXIT_OK, guarded, output_of, run_node_command
 from node.wallet.txbuilder import Prepared, account
-from node.wallet.txcommand import TxPlan, run_tx_command
+from node.wallet.txcommand import TxPlan, as_tx_command
 from node.wallet.values import (
     AMOUNT_HELP,
     answer_list,
@@ -125,20 +125,14 @@ def register(subparsers: Subparsers) -> None:
     add_keystore_args(address)
     address.set_defaults(func=run_address)
 
-    balance = commands.add_parser("balance", help="an account's balance, stake and nonce")
-    balance.add_argument("account", nargs="?", metavar="WALLET|ADDR", help="default: the only wallet")
-    add_node_args(balance)
-    add_keystore_args(balance)
-    balance.set_defaults(func=run_balance)
+    balance = add_account_command(commands, "balance", "an account's balance, stake and nonce", run_balance)
 
-    history = commands.add_parser("history", help="committed transactions an account sent or received")
-    history.add_argument("account", nargs="?", metavar="WALLET|ADDR", help="default: the only wallet")
+    history = add_account_command(
+        commands, "history", "committed transactions an account sent or received", run_history
+    )
     history.add_argument(
         "--limit", type=int, default=DEFAULT_HISTORY_LIMIT, help="at most this many (default: %(default)s)"
     )
-    add_node_args(history)
-    add_keystore_args(history)
-    history.set_defaults(func=run_history)
 
     tx = commands.add_parser("tx", help="one transaction's status")
     tx.add_argument("hash", metavar="HASH")
@@ -148,23 +142,20 @@ def register(subparsers: Subparsers) -> None:
     transfer = commands.add_parser("transfer", help="send DCT to an address or wallet")
     transfer.add_argument("to", metavar="TO", help="recipient address (or a wallet name)")
     transfer.add_argument("amount", metavar="AMOUNT", help=AMOUNT_HELP)
-    add_tx_args(transfer)
-    transfer.set_defaults(func=run_transfer)
+    as_tx_command(transfer, _transfer_plan)
 
     stake = commands.add_parser(
         "stake", help="bond more of your own DCT to the validator you operate (others: delegate)"
     )
     stake.add_argument("amount", metavar="AMOUNT", help=AMOUNT_HELP)
-    add_tx_args(stake)
-    stake.set_defaults(func=run_stake)
+    as_tx_command(stake, _stake_plan)
 
     unstake = commands.add_parser(
         "unstake",
         help="unbond some of your validator's self-delegation (released after the unbonding period)",
     )
     unstake.add_argument("amount", metavar="AMOUNT", help=AMOUNT_HELP)
-    add_tx_args(unstake)
-    unstake.set_defaults(func=run_unstake)
+    as_tx_command(unstake, _unstake_plan)
 
     delegation.register(commands)  # delegate, undelegate, redelegate, unjail, delegations
     grants.register(commands)  # grant, revoke, grants (i15grants)
@@ -477,15 +468,3 @@ def _unstake_plan(args: argparse.Namespace) -> TxPlan:
         fields={"amount": str(amount)},
         check=_operates_a_validator,
     )
-
-
-def run_transfer(args: argparse.Namespace) -> int:
-    return run_tx_command(args, _transfer_plan)
-
-
-def run_stake(args: argparse.Namespace) -> int:
-    return run_tx_command(args, _stake_plan)
-
-
-def run_unstake(args: argparse.Namespace) -> int:
-    return run_tx_command(args, _unstake_plan)

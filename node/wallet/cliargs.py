@@ -7,6 +7,7 @@ command as people type them). ``--fast-kdf`` is a test-only flag and hidden from
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import TypeAlias
 
 import trio
@@ -82,6 +83,19 @@ def add_tx_args(parser: Parser) -> None:
         metavar="SECONDS",
         help="how long to wait for the transaction to be committed (default: %(default)g)",
     )
+
+
+def add_account_command(
+    commands: Subparsers, name: str, help_text: str, run: Callable[[argparse.Namespace], int]
+) -> Parser:
+    """A command that reads one account from the node: ``[WALLET|ADDR]`` (default: the
+    keystore's only wallet), the node's options and the keystore's; the caller adds the rest."""
+    parser = commands.add_parser(name, help=help_text)
+    parser.add_argument("account", nargs="?", metavar="WALLET|ADDR", help="default: the only wallet")
+    add_node_args(parser)
+    add_keystore_args(parser)
+    parser.set_defaults(func=run)
+    return parser
 
 
 def keystore_of(args: argparse.Namespace) -> str:

@@ -14,12 +14,22 @@ from dataclasses import dataclass, field
 
 from rich.console import Console
 
-from node.wallet.cliargs import fee_of, nonce_of, signing_wallet, timeout_of, unlock_wallet
+from node.wallet.cliargs import (
+    Parser,
+    add_tx_args,
+    fee_of,
+    nonce_of,
+    signing_wallet,
+    timeout_of,
+    unlock_wallet,
+)
 from node.wallet.connect import NodeRpc
 from node.wallet.console import dct, key_values
 from node.wallet.runner import EXIT_OK, guarded, output_of, run_node_command
 from node.wallet.txbuilder import Prepared, TxOutcome, prepare, require_balance, require_bonded, send
 from protocol.ledger.tx import Msg
+
+PlanOf = Callable[[argparse.Namespace], "TxPlan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +69,7 @@ def render_outcome(
     console.print(key_values(rows))
 
 
-def run_tx_command(args: argparse.Namespace, plan_of: Callable[[argparse.Namespace], TxPlan]) -> int:
+def run_tx_command(args: argparse.Namespace, plan_of: PlanOf) -> int:
     """Run one transaction command; its exit status."""
     out = output_of(args)
 
@@ -88,3 +98,11 @@ def run_tx_command(args: argparse.Namespace, plan_of: Callable[[argparse.Namespa
         return run_node_command(args, out, body)
 
     return guarded(out, action)
+
+
+def as_tx_command(parser: Parser, plan_of: PlanOf) -> None:
+    """Make ``parser`` a transaction command: after its own arguments, the options of every
+    signing command (:func:`~node.wallet.cliargs.add_tx_args`); it runs :func:`run_tx_command`
+    with ``plan_of``."""
+    add_tx_args(parser)
+    parser.set_defaults(func=lambda args: run_tx_command(args, plan_of))
