@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from node.blobs.errors import FetchWaitTimeout
-from node.wallet.cliargs import Subparsers, add_common_args, add_node_args
+from node.wallet.cliargs import Subparsers, add_command_group, add_common_args, add_node_args
 from node.wallet.connect import NodeRpc
 from node.wallet.console import Output, key_values, table
 from node.wallet.errors import InvalidArgument
@@ -40,13 +40,12 @@ FINISHED = ("complete", "failed", "cancelled")
 
 
 def register(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
+    commands = add_command_group(
+        subparsers,
         "blob",
-        help="the node's content-addressed blob store",
+        help_text="the node's content-addressed blob store",
         description="Add files to the node's blob store, fetch blobs by content id from peers, manage them.",
     )
-    commands = parser.add_subparsers(dest="blob_command", metavar="COMMAND")
-    commands.required = True
 
     put = commands.add_parser("put", help="add a file; prints its content id")
     put.add_argument("file", metavar="FILE")

@@ -8,14 +8,13 @@ import json
 from node.cli.report import FILE_ACCESS, report_error
 from node.config import HomePaths, resolve_home
 from node.store import ChainStore, StoreError
+from node.wallet.cliargs import add_command_group
 from protocol.ledger.errors import GenesisError
 from protocol.ledger.genesis import Genesis, genesis_state
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("chain", help="inspect the local chain store")
-    commands = parser.add_subparsers(dest="chain_command", metavar="COMMAND")
-    commands.required = True
+    commands = add_command_group(subparsers, "chain", help_text="inspect the local chain store")
     head = commands.add_parser("head", help="height and state hash of the newest stored block")
     head.add_argument("--home", help="home directory (default: $DCENT_HOME or ~/.dcent)")
     head.add_argument("--json", action="store_true")

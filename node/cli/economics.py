@@ -31,6 +31,7 @@ from typing import TypeAlias
 
 from node.cli import economics_node
 from node.cli.report import FILE_ACCESS, USAGE, report_error
+from node.wallet.cliargs import add_command_group
 from protocol.econsim.engine import Preview, Run, simulate
 from protocol.econsim.errors import EconsimError
 from protocol.econsim.report import series_csv, summary
@@ -45,14 +46,13 @@ Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 def register(subparsers: Subparsers) -> None:
     """Add ``economics`` and its subcommands to the ``dcent`` command tree."""
-    parser = subparsers.add_parser(
+    commands = add_command_group(
+        subparsers,
         "economics",
-        help="the token economy: a node's status, history and charts; simulate it",
+        help_text="the token economy: a node's status, history and charts; simulate it",
         description="Supply, inflation, staking, burn and the compute market: as a node recorded "
         "them (status, history, plot) and simulated (simulate).",
     )
-    commands = parser.add_subparsers(dest="economics_command", metavar="COMMAND")
-    commands.required = True
     for add in SUBCOMMANDS.values():
         add(commands)
 

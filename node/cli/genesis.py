@@ -7,15 +7,14 @@ import json
 from pathlib import Path
 
 from node.cli.report import FILE_ACCESS, report_error
+from node.wallet.cliargs import add_command_group
 from protocol.ledger.errors import GenesisError
 from protocol.ledger.genesis import Genesis, genesis_state
 from protocol.units import format_amount
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("genesis", help="inspect genesis files")
-    commands = parser.add_subparsers(dest="genesis_command", metavar="COMMAND")
-    commands.required = True
+    commands = add_command_group(subparsers, "genesis", help_text="inspect genesis files")
     validate = commands.add_parser("validate", help="validate a genesis file (TOML or JSON)")
     validate.add_argument("file", type=Path)
     validate.add_argument("--json", action="store_true", help="print a JSON summary")

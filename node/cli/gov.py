@@ -21,7 +21,7 @@ from rich.console import Console
 
 from node.cli.gov_preview import Change, add_preview_args, run_preview
 from node.errors import NodeError
-from node.wallet.cliargs import Subparsers, add_common_args, add_node_args, add_tx_args
+from node.wallet.cliargs import Subparsers, add_command_group, add_common_args, add_node_args, add_tx_args
 from node.wallet.connect import NodeRpc
 from node.wallet.console import cell, dct, key_values, table
 from node.wallet.errors import InvalidArgument
@@ -48,13 +48,12 @@ VOTING = "voting"
 
 
 def register(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
+    commands = add_command_group(
+        subparsers,
         "gov",
-        help="governance: propose parameter changes and vote",
+        help_text="governance: propose parameter changes and vote",
         description="Propose changes to the ledger's parameters, vote on them, list them.",
     )
-    commands = parser.add_subparsers(dest="gov_command", metavar="COMMAND")
-    commands.required = True
 
     propose = commands.add_parser("propose", help="propose a new value for a parameter")
     propose.add_argument("param", metavar="PARAM", help=f"one of: {', '.join(sorted(PARAM_BOUNDS))}")

@@ -25,6 +25,7 @@ from node.config import ConfigError, HomePaths, load_config, resolve_home
 from node.executor.errors import ExecutorError
 from node.executor.select import EXECUTOR_NAMES
 from node.executor.selftest import SelfTestReport, self_test_here
+from node.wallet.cliargs import add_command_group
 from protocol.hardware import GpuDevice, ProbeReport
 
 MIB = 2**20
@@ -48,11 +49,9 @@ _COLUMNS = (
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``gpu`` and its subcommands to the ``dcent`` command tree."""
-    gpu_parser = subparsers.add_parser(
-        "gpu", help="inspect this host's GPUs", description="Inspect this host's GPUs."
+    commands = add_command_group(
+        subparsers, "gpu", help_text="inspect this host's GPUs", description="Inspect this host's GPUs."
     )
-    commands = gpu_parser.add_subparsers(dest="gpu_command", metavar="COMMAND")
-    commands.required = True
     list_parser = commands.add_parser(
         "list",
         help="list the GPUs NVML sees",

@@ -36,7 +36,13 @@ from rich.live import Live
 from node.cli.blob import follow_fetch
 from node.market.errors import JobNotFinished
 from node.wallet import payer as payer_flow
-from node.wallet.cliargs import Subparsers, add_common_args, add_keystore_args, add_node_args
+from node.wallet.cliargs import (
+    Subparsers,
+    add_command_group,
+    add_common_args,
+    add_keystore_args,
+    add_node_args,
+)
 from node.wallet.connect import NodeRpc
 from node.wallet.console import Output, dct, key_values, short_hash, table
 from node.wallet.errors import InvalidArgument
@@ -65,13 +71,12 @@ MAX_ATTEMPTS_LIMIT = 100
 
 
 def register(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
+    commands = add_command_group(
+        subparsers,
         "job",
-        help="submit and follow compute jobs",
+        help_text="submit and follow compute jobs",
         description="Submit compute jobs through a node (its account pays), follow them, fetch results.",
     )
-    commands = parser.add_subparsers(dest="job_command", metavar="COMMAND")
-    commands.required = True
 
     submit = commands.add_parser("submit", help="submit a job spec (.toml or .json)")
     submit.add_argument("spec", metavar="SPEC", help="the job spec file")

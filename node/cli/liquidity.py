@@ -25,7 +25,13 @@ from typing import Any
 
 from rich.console import Console
 
-from node.wallet.cliargs import Subparsers, add_account_command, add_common_args, add_node_args
+from node.wallet.cliargs import (
+    Subparsers,
+    add_account_command,
+    add_command_group,
+    add_common_args,
+    add_node_args,
+)
 from node.wallet.connect import NodeRpc
 from node.wallet.console import dct, key_values, table
 from node.wallet.errors import InvalidArgument
@@ -67,9 +73,9 @@ def register(subparsers: Subparsers) -> None:
 
 
 def _register_mining(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser("mining", help="liquidity mining: bond pool shares, see rewards")
-    commands = parser.add_subparsers(dest="mining_command", metavar="COMMAND")
-    commands.required = True
+    commands = add_command_group(
+        subparsers, "mining", help_text="liquidity mining: bond pool shares, see rewards"
+    )
     bond = commands.add_parser("bond", help="bond pool shares to the mining programme")
     unbond = commands.add_parser("unbond", help="unbond them (returned after the unbonding period)")
     for command, plan in ((bond, _bond_plan), (unbond, _unbond_plan)):
@@ -87,9 +93,9 @@ def _register_mining(subparsers: Subparsers) -> None:
 
 
 def _register_assets(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser("asset", help="assets beyond DCT: propose, mint, send, list")
-    commands = parser.add_subparsers(dest="asset_command", metavar="COMMAND")
-    commands.required = True
+    commands = add_command_group(
+        subparsers, "asset", help_text="assets beyond DCT: propose, mint, send, list"
+    )
 
     propose = commands.add_parser("propose", help="propose an asset you issue (governance votes it)")
     propose.add_argument("symbol", metavar="SYMBOL", help="2 to 10 capitals and digits, e.g. TUSD")
@@ -119,9 +125,7 @@ def _register_assets(subparsers: Subparsers) -> None:
 
 
 def _register_pools(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser("pool", help="the DCT/asset pools: add, remove, swap, show")
-    commands = parser.add_subparsers(dest="pool_command", metavar="COMMAND")
-    commands.required = True
+    commands = add_command_group(subparsers, "pool", help_text="the DCT/asset pools: add, remove, swap, show")
     slippage_help = "the worst price move accepted (default: %(default)s)"
 
     add = commands.add_parser("add", help="deposit DCT and an asset for pool shares")

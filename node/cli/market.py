@@ -31,7 +31,7 @@ from rich.console import Console
 
 from node.cli.economics_node import dct_text
 from node.cli.market_standing import fetch_standing, register_standing, render_standing, standing_for_query
-from node.wallet.cliargs import Subparsers, add_common_args, add_node_args
+from node.wallet.cliargs import Subparsers, add_command_group, add_common_args, add_node_args
 from node.wallet.connect import NodeRpc
 from node.wallet.console import key_values, table
 from node.wallet.errors import InvalidArgument
@@ -45,13 +45,12 @@ SECONDS_PER_HOUR = 3600
 
 
 def register(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
+    commands = add_command_group(
+        subparsers,
         "market",
-        help="browse the compute market: offers and capacity",
+        help_text="browse the compute market: offers and capacity",
         description="The providers' offers this node holds, and the network's capacity and prices.",
     )
-    commands = parser.add_subparsers(dest="market_command", metavar="COMMAND")
-    commands.required = True
 
     offers = commands.add_parser("offers", help="current offers, filtered like a job's resources, sorted")
     offers.add_argument("--gpus", type=int, default=1, metavar="N", help="free units wanted (default 1)")

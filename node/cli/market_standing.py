@@ -27,7 +27,7 @@ from rich.console import Console
 
 from node.cli import offer as offer_cli
 from node.cli.economics_node import dct_text
-from node.wallet.cliargs import Subparsers, add_common_args, add_node_args
+from node.wallet.cliargs import Subparsers, add_command_group, add_common_args, add_node_args
 from node.wallet.connect import NodeRpc
 from node.wallet.console import table
 from node.wallet.runner import EXIT_OK, guarded, output_of, run_node_command
@@ -42,13 +42,12 @@ UNSTATED = ("min_memory", "min_compute_capability", "min_cuda", "executor")
 
 def register_standing(commands: Subparsers) -> None:
     """Add ``standing`` to ``dcent market``'s commands."""
-    parser = commands.add_parser(
+    standing = add_command_group(
+        commands,
         "standing",
-        help="standing offers on the ledger: guaranteed prices (post, list, take, withdraw)",
+        help_text="standing offers on the ledger: guaranteed prices (post, list, take, withdraw)",
         description="Standing offers: GPUs a provider must sell at the posted price while the offer stands.",
     )
-    standing = parser.add_subparsers(dest="standing_command", metavar="COMMAND")
-    standing.required = True
 
     post = standing.add_parser("post", help="post a standing offer served by the node at --rpc/--home")
     offer_cli.add_stand_args(post)

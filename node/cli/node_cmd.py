@@ -34,6 +34,7 @@ from node.config import (
 from node.daemon import Node
 from node.errors import NodeError
 from node.rpc.errors import RpcError
+from node.wallet.cliargs import add_command_group
 from protocol.errors import ProtocolError
 
 #: What a node that cannot start raises: typed errors with a message for the operator.
@@ -69,9 +70,7 @@ def setup_logging(fmt: str, level: str) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("node", help="run a node")
-    commands = parser.add_subparsers(dest="node_command", metavar="COMMAND")
-    commands.required = True
+    commands = add_command_group(subparsers, "node", help_text="run a node")
     run = commands.add_parser("run", help="run until SIGINT/SIGTERM")
     run.add_argument("--home", help="home directory (default: $DCENT_HOME or ~/.dcent)")
     run.add_argument("--log-format", choices=("text", "json"), help="override log.format")

@@ -25,7 +25,7 @@ from typing import Any
 
 from rich.console import Console
 
-from node.wallet.cliargs import Subparsers, add_common_args, add_node_args
+from node.wallet.cliargs import Subparsers, add_command_group, add_common_args, add_node_args
 from node.wallet.connect import NodeRpc
 from node.wallet.console import dct, key_values, table
 from node.wallet.errors import BadNodeAnswer, InvalidArgument
@@ -56,9 +56,9 @@ from protocol.units import DEC, MAX_AMOUNT
 
 
 def register(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser("offer", help="standing offers: post, challenge, take, withdraw")
-    commands = parser.add_subparsers(dest="offer_command", metavar="COMMAND")
-    commands.required = True
+    commands = add_command_group(
+        subparsers, "offer", help_text="standing offers: post, challenge, take, withdraw"
+    )
 
     stand = commands.add_parser("stand", help="post a standing offer served by the node at --rpc/--home")
     add_stand_args(stand)

@@ -23,7 +23,7 @@ from rich.console import Console
 
 from node.cli.delegation import unjail_plan
 from node.rpc.errors import RpcCallError
-from node.wallet.cliargs import Subparsers, add_common_args, add_node_args
+from node.wallet.cliargs import Subparsers, add_command_group, add_common_args, add_node_args
 from node.wallet.connect import NodeRpc
 from node.wallet.console import dct, key_values, table
 from node.wallet.errors import BadNodeAnswer
@@ -44,13 +44,12 @@ from protocol.units import format_ratio, percent
 
 
 def register(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
+    commands = add_command_group(
+        subparsers,
         "validator",
-        help="register a validator (its node votes) or edit it; list validators",
+        help_text="register a validator (its node votes) or edit it; list validators",
         description="Validators are registered with the key their node votes with; others delegate.",
     )
-    commands = parser.add_subparsers(dest="validator_command", metavar="COMMAND")
-    commands.required = True
 
     create = commands.add_parser("create", help="register the node at --rpc-url/--home as your validator")
     create.add_argument(

@@ -29,6 +29,7 @@ from node.rpc.errors import RpcCallError
 from node.wallet.cliargs import (
     Subparsers,
     add_account_command,
+    add_command_group,
     add_common_args,
     add_keystore_args,
     add_node_args,
@@ -69,13 +70,12 @@ MAX_HISTORY_LIMIT = 1000
 
 
 def register(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
+    commands = add_command_group(
+        subparsers,
         "wallet",
-        help="keys, balances and transactions (signed locally)",
+        help_text="keys, balances and transactions (signed locally)",
         description="Encrypted keystore wallets; transactions are signed here and only the bytes are sent.",
     )
-    commands = parser.add_subparsers(dest="wallet_command", metavar="COMMAND")
-    commands.required = True
 
     new = commands.add_parser(
         "new", help="make a new key from a new recovery phrase (printed once) and store it encrypted"

@@ -24,6 +24,16 @@ Parser = argparse.ArgumentParser
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
+def add_command_group(
+    subparsers: Subparsers, name: str, *, help_text: str, description: str | None = None
+) -> Subparsers:
+    """``dcent NAME COMMAND ...``: a group whose subcommands (one of them required) the caller adds."""
+    parser = subparsers.add_parser(name, help=help_text, description=description)
+    commands = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
+    commands.required = True
+    return commands
+
+
 def add_common_args(parser: Parser) -> None:
     """``--output`` and ``--home``: every command has them."""
     parser.add_argument(
