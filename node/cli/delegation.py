@@ -16,13 +16,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Awaitable, Callable
 
-from rich.console import Console
-
 from node.wallet.cliargs import Subparsers, add_account_command, add_common_args
 from node.wallet.connect import NodeRpc
-from node.wallet.console import dct, table
+from node.wallet.console import dct
 from node.wallet.errors import InvalidArgument
-from node.wallet.runner import EXIT_OK, guarded, output_of, run_node_command
+from node.wallet.runner import run_account_table
 from node.wallet.txbuilder import Prepared
 from node.wallet.txcommand import TxPlan, as_tx_command
 from node.wallet.values import (
@@ -174,32 +172,10 @@ def unjail_plan(args: argparse.Namespace) -> TxPlan:
 
 
 def run_delegations(args: argparse.Namespace) -> int:
-    from node.cli.wallet import account_address  # the wallet group's own resolver
-
-    out = output_of(args)
-
-    def action() -> int:
-        address = account_address(args, args.account)
-
-        async def body(rpc: NodeRpc) -> int:
-            entries = answer_list(
-                await rpc.call("account_delegations", address=address), "account_delegations"
-            )
-
-            def render(console: Console) -> None:
-                if not entries:
-                    console.print(f"{address} has no delegations")
-                    return
-                rows = [
-                    (entry.get("validator"), dct(entry.get("value")))
-                    for entry in entries
-                    if isinstance(entry, dict)
-                ]
-                console.print(table(("VALIDATOR", "WORTH"), rows, title=address))
-
-            out.result(entries, render)
-            return EXIT_OK
-
-        return run_node_command(args, out, body)
-
-    return guarded(out, action)
+    return run_account_table(
+        args,
+        "account_delegations",
+        ("VALIDATOR", "WORTH"),
+        lambda entry: (entry.get("validator"), dct(entry.get("value"))),
+        empty="has no delegations",
+    )

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
-
 from node.wallet.cliargs import Subparsers, add_account_command, add_common_args
 from node.wallet.connect import NodeRpc
-from node.wallet.console import dct, table
+from node.wallet.console import dct
 from node.wallet.errors import InvalidArgument
-from node.wallet.runner import EXIT_OK, guarded, output_of, run_node_command
+from node.wallet.runner import run_account_table
 from node.wallet.txbuilder import Prepared
 from node.wallet.txcommand import TxPlan, as_tx_command
 from node.wallet.values import (
@@ -134,39 +132,17 @@ def _revoke_plan(args: argparse.Namespace) -> TxPlan:
 
 
 def run_grants(args: argparse.Namespace) -> int:
-    from node.cli.wallet import account_address  # the wallet group's own resolver
-
-    out = output_of(args)
-
-    def action() -> int:
-        address = account_address(args, args.account)
-
-        async def body(rpc: NodeRpc) -> int:
-            entries = answer_list(await rpc.call("account_grants", address=address), "account_grants")
-
-            def render(console: Console) -> None:
-                if not entries:
-                    console.print(f"{address} has granted nothing")
-                    return
-                rows = [
-                    (
-                        entry.get("grantee"),
-                        dct(entry.get("spend_limit")),
-                        dct(entry.get("spent")),
-                        dct(entry.get("remaining")),
-                        f"{entry.get('expiry_height')}{' (expired)' if entry.get('expired') else ''}",
-                        ", ".join(str(kind) for kind in entry.get("kinds") or ()),
-                    )
-                    for entry in entries
-                    if isinstance(entry, dict)
-                ]
-                console.print(
-                    table(("GRANTEE", "CAP", "SPENT", "LEFT", "EXPIRES AT", "KINDS"), rows, title=address)
-                )
-
-            out.result(entries, render)
-            return EXIT_OK
-
-        return run_node_command(args, out, body)
-
-    return guarded(out, action)
+    return run_account_table(
+        args,
+        "account_grants",
+        ("GRANTEE", "CAP", "SPENT", "LEFT", "EXPIRES AT", "KINDS"),
+        lambda entry: (
+            entry.get("grantee"),
+            dct(entry.get("spend_limit")),
+            dct(entry.get("spent")),
+            dct(entry.get("remaining")),
+            f"{entry.get('expiry_height')}{' (expired)' if entry.get('expired') else ''}",
+            ", ".join(str(kind) for kind in entry.get("kinds") or ()),
+        ),
+        empty="has granted nothing",
+    )

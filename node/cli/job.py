@@ -38,6 +38,7 @@ from node.market.errors import JobNotFinished
 from node.wallet import payer as payer_flow
 from node.wallet.cliargs import (
     Subparsers,
+    account_address,
     add_command_group,
     add_common_args,
     add_keystore_args,
@@ -265,8 +266,6 @@ def run_submit(args: argparse.Namespace) -> int:
             params["max_attempts"] = args.max_attempts
         payer: str | None = None
         if args.payer is not None:
-            from node.cli.wallet import account_address  # the wallet group's own resolver
-
             payer = params["payer"] = account_address(args, args.payer or None)
 
         async def body(rpc: NodeRpc) -> int:

@@ -35,7 +35,13 @@ from node.wallet.cliargs import (
 from node.wallet.connect import NodeRpc
 from node.wallet.console import dct, key_values, table
 from node.wallet.errors import InvalidArgument
-from node.wallet.runner import EXIT_OK, guarded, output_of, run_node_command
+from node.wallet.runner import (
+    EXIT_OK,
+    output_of,
+    run_account_command,
+    run_account_table,
+    run_node_command,
+)
 from node.wallet.txbuilder import Prepared
 from node.wallet.txcommand import TxPlan, as_tx_command
 from node.wallet.values import (
@@ -433,45 +439,34 @@ def run_mining_status(args: argparse.Namespace) -> int:
 
 
 def run_mining_rewards(args: argparse.Namespace) -> int:
-    from node.cli.wallet import account_address  # the wallet group's own resolver
-
     out = output_of(args)
 
-    def action() -> int:
-        address = account_address(args, args.account)
+    async def body(rpc: NodeRpc, address: str) -> int:
+        answer = answer_object(await rpc.call("account_mining", address=address), "account_mining")
+        bonds = [
+            answer_object(b, "account_mining") for b in answer_list(answer.get("bonds"), "account_mining")
+        ]
+        leaving = [
+            answer_object(u, "account_mining") for u in answer_list(answer.get("unbonding"), "account_mining")
+        ]
 
-        async def body(rpc: NodeRpc) -> int:
-            answer = answer_object(await rpc.call("account_mining", address=address), "account_mining")
-            bonds = [
-                answer_object(b, "account_mining") for b in answer_list(answer.get("bonds"), "account_mining")
+        def render(console: Console) -> None:
+            if not bonds and not leaving:
+                console.print(f"{address} has nothing bonded to liquidity mining")
+                return
+            rows = [
+                (b.get("symbol"), b.get("shares"), dct(b.get("estimated_reward")), "bonded") for b in bonds
             ]
-            leaving = [
-                answer_object(u, "account_mining")
-                for u in answer_list(answer.get("unbonding"), "account_mining")
+            rows += [
+                (u.get("symbol"), u.get("shares"), "-", f"back at height {u.get('release_height')}")
+                for u in leaving
             ]
+            console.print(table(("POOL", "SHARES", "IF THE EPOCH ENDED NOW", "STATE"), rows, title=address))
 
-            def render(console: Console) -> None:
-                if not bonds and not leaving:
-                    console.print(f"{address} has nothing bonded to liquidity mining")
-                    return
-                rows = [
-                    (b.get("symbol"), b.get("shares"), dct(b.get("estimated_reward")), "bonded")
-                    for b in bonds
-                ]
-                rows += [
-                    (u.get("symbol"), u.get("shares"), "-", f"back at height {u.get('release_height')}")
-                    for u in leaving
-                ]
-                console.print(
-                    table(("POOL", "SHARES", "IF THE EPOCH ENDED NOW", "STATE"), rows, title=address)
-                )
+        out.result(dict(answer), render)
+        return EXIT_OK
 
-            out.result(dict(answer), render)
-            return EXIT_OK
-
-        return run_node_command(args, out, body)
-
-    return guarded(out, action)
+    return run_account_command(args, out, body)
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -578,30 +573,10 @@ def run_asset_list(args: argparse.Namespace) -> int:
 
 
 def run_holdings(args: argparse.Namespace) -> int:
-    from node.cli.wallet import account_address  # the wallet group's own resolver
-
-    out = output_of(args)
-
-    def action() -> int:
-        address = account_address(args, args.account)
-
-        async def body(rpc: NodeRpc) -> int:
-            entries = answer_list(await rpc.call("account_holdings", address=address), "account_holdings")
-
-            def render(console: Console) -> None:
-                if not entries:
-                    console.print(f"{address} holds no assets or pool shares")
-                    return
-                rows = [
-                    (e.get("denom"), _units(int(str(e.get("amount"))), str(e.get("denom"))))
-                    for e in entries
-                    if isinstance(e, dict)
-                ]
-                console.print(table(("DENOM", "AMOUNT"), rows, title=address))
-
-            out.result(entries, render)
-            return EXIT_OK
-
-        return run_node_command(args, out, body)
-
-    return guarded(out, action)
+    return run_account_table(
+        args,
+        "account_holdings",
+        ("DENOM", "AMOUNT"),
+        lambda entry: (entry.get("denom"), _units(int(str(entry.get("amount"))), str(entry.get("denom")))),
+        empty="holds no assets or pool shares",
+    )

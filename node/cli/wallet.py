@@ -28,6 +28,7 @@ from node.cli import delegation, grants
 from node.rpc.errors import RpcCallError
 from node.wallet.cliargs import (
     Subparsers,
+    account_address,
     add_account_command,
     add_command_group,
     add_common_args,
@@ -38,7 +39,7 @@ from node.wallet.connect import NodeRpc
 from node.wallet.console import Output, dct, extra_fields, key_values, short_hash, table
 from node.wallet.errors import InvalidArgument
 from node.wallet.mnemonic import DEFAULT_WORDS, ENTROPY_BITS, generate_mnemonic, mnemonic_to_key_seed
-from node.wallet.runner import EXIT_OK, guarded, output_of, run_node_command
+from node.wallet.runner import EXIT_OK, guarded, output_of, run_account_command, run_node_command
 from node.wallet.txbuilder import Prepared, account
 from node.wallet.txcommand import TxPlan, as_tx_command
 from node.wallet.values import (
@@ -297,48 +298,36 @@ def run_address(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def account_address(args: argparse.Namespace, ref: str | None) -> str:
-    """An address typed as is, or the address of a wallet (by name; default the only one)."""
-    if ref is not None and looks_like_address(ref):
-        return str(parse_address(ref, "account"))
-    return find_wallet(keystore_dir(args.keystore, args.home), ref).address
-
-
 def run_balance(args: argparse.Namespace) -> int:
     out = output_of(args)
 
-    def action() -> int:
-        address = account_address(args, args.account)
+    async def body(rpc: NodeRpc, address: str) -> int:
+        state = await account(rpc, address)
+        document = {
+            "address": state.address,
+            "balance": str(state.balance),
+            "nonce": state.nonce,
+            "bonded": str(state.bonded),
+            "unbonding": str(state.unbonding),
+        }
 
-        async def body(rpc: NodeRpc) -> int:
-            state = await account(rpc, address)
-            document = {
-                "address": state.address,
-                "balance": str(state.balance),
-                "nonce": state.nonce,
-                "bonded": str(state.bonded),
-                "unbonding": str(state.unbonding),
-            }
-
-            def render(console: Console) -> None:
-                console.print(
-                    key_values(
-                        [
-                            ("address", document.get("address")),
-                            ("balance", dct(document.get("balance"))),
-                            ("bonded", dct(document.get("bonded"))),
-                            ("unbonding", dct(document.get("unbonding"))),
-                            ("nonce", document.get("nonce")),
-                        ]
-                    )
+        def render(console: Console) -> None:
+            console.print(
+                key_values(
+                    [
+                        ("address", document.get("address")),
+                        ("balance", dct(document.get("balance"))),
+                        ("bonded", dct(document.get("bonded"))),
+                        ("unbonding", dct(document.get("unbonding"))),
+                        ("nonce", document.get("nonce")),
+                    ]
                 )
+            )
 
-            out.result(document, render)
-            return EXIT_OK
+        out.result(document, render)
+        return EXIT_OK
 
-        return run_node_command(args, out, body)
-
-    return guarded(out, action)
+    return run_account_command(args, out, body)
 
 
 def run_history(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ import trio
 from node.wallet.errors import InvalidArgument
 from node.wallet.keystore import KeystoreInfo
 from node.wallet.txbuilder import DEFAULT_TX_TIMEOUT_S
-from node.wallet.values import AMOUNT_HELP, parse_amount_arg
+from node.wallet.values import AMOUNT_HELP, looks_like_address, parse_address, parse_amount_arg
 from node.wallet.wallets import Wallet, find_wallet, get_password, keystore_dir, unlock
 from protocol.crypto import PrivateKey
 
@@ -106,6 +106,13 @@ def add_account_command(
     add_keystore_args(parser)
     parser.set_defaults(func=run)
     return parser
+
+
+def account_address(args: argparse.Namespace, ref: str | None) -> str:
+    """An address typed as is, or the address of a wallet (by name; default the only one)."""
+    if ref is not None and looks_like_address(ref):
+        return str(parse_address(ref, "account"))
+    return find_wallet(keystore_dir(args.keystore, args.home), ref).address
 
 
 def keystore_of(args: argparse.Namespace) -> str:

@@ -11,24 +11,30 @@ bug leaves a traceback.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import trio
+from rich.console import Console
 
 from node.errors import NodeError
 from node.rpc.errors import RpcError, RpcTransportError, RpcUnauthorized
+from node.wallet.cliargs import account_address
 from node.wallet.connect import NodeRpc, NodeTarget, open_client, resolve_target
-from node.wallet.console import Output
+from node.wallet.console import Output, table
 from node.wallet.errors import NodeNotRunning
+from node.wallet.values import answer_list
 from protocol.errors import ProtocolError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 
 NodeBody = Callable[[NodeRpc], Awaitable[int]]
+#: A command's work against the node for one account's address.
+AccountBody = Callable[[NodeRpc, str], Awaitable[int]]
 
 
 @dataclass
@@ -82,3 +88,46 @@ def run_node_command(args: argparse.Namespace, out: Output, body: NodeBody) -> i
         return code
 
     return guarded(out, action)
+
+
+def run_account_command(args: argparse.Namespace, out: Output, body: AccountBody) -> int:
+    """``[WALLET|ADDR]`` commands: resolve ``args.account`` here (an address as typed, else a
+    wallet's, by default the keystore's only one), then run ``body`` with it against the node."""
+
+    def action() -> int:
+        address = account_address(args, args.account)
+
+        async def with_address(rpc: NodeRpc) -> int:
+            return await body(rpc, address)
+
+        return run_node_command(args, out, with_address)
+
+    return guarded(out, action)
+
+
+def run_account_table(
+    args: argparse.Namespace,
+    method: str,
+    columns: Sequence[str],
+    row: Callable[[dict[str, Any]], Sequence[object]],
+    *,
+    empty: str,
+) -> int:
+    """An account's entries as the node lists them (``method`` with its address): the list for
+    ``--output json``, else a table titled with the address, or ``"<address> <empty>"``."""
+    out = output_of(args)
+
+    async def body(rpc: NodeRpc, address: str) -> int:
+        entries = answer_list(await rpc.call(method, address=address), method)
+
+        def render(console: Console) -> None:
+            if not entries:
+                console.print(f"{address} {empty}")
+                return
+            rows = [row(entry) for entry in entries if isinstance(entry, dict)]
+            console.print(table(columns, rows, title=address))
+
+        out.result(entries, render)
+        return EXIT_OK
+
+    return run_account_command(args, out, body)
