@@ -20,3 +20,16 @@ class NodeError(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code}, {self.message!r})"
+
+
+def leaf_exceptions(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions in ``group`` and its nested groups, the groups themselves left out."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    return leaves

@@ -32,7 +32,7 @@ from node.config import (
     resolve_home,
 )
 from node.daemon import Node
-from node.errors import NodeError
+from node.errors import NodeError, leaf_exceptions
 from node.rpc.errors import RpcError
 from node.wallet.cliargs import add_command_group
 from protocol.errors import ProtocolError
@@ -133,15 +133,7 @@ def _start_failures(group: BaseExceptionGroup[BaseException]) -> list[StartFailu
     matched, rest = group.split(_START_FAILURES)
     if matched is None or rest is not None:
         return None
-    failures: list[StartFailure] = []
-    pending: list[BaseException] = [matched]
-    while pending:
-        exc = pending.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            pending.extend(exc.exceptions)
-        elif isinstance(exc, _START_FAILURES):
-            failures.append(exc)
-    return failures
+    return [exc for exc in leaf_exceptions(matched) if isinstance(exc, _START_FAILURES)]
 
 
 def run_node(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ import hypercorn.trio
 import trio
 from hypercorn.typing import Framework
 
+from node.errors import leaf_exceptions
 from node.rpc.address import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_RPC_HOST,
@@ -320,12 +321,5 @@ def remove_url_file(path: Path, url: str) -> None:
 
 def sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
     """The only exception in ``group`` (at any depth), or None when there are several."""
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        exc = pending.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            pending.extend(exc.exceptions)
-        else:
-            leaves.append(exc)
+    leaves = leaf_exceptions(group)
     return leaves[0] if len(leaves) == 1 else None
