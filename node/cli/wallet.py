@@ -21,6 +21,7 @@ submitted. Transactions wait for their block unless ``--no-wait``. Amounts are "
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from rich.console import Console
 
@@ -78,53 +79,46 @@ def register(subparsers: Subparsers) -> None:
         description="Encrypted keystore wallets; transactions are signed here and only the bytes are sent.",
     )
 
-    new = commands.add_parser(
-        "new", help="make a new key from a new recovery phrase (printed once) and store it encrypted"
+    new = _add_key_store_command(
+        commands,
+        "new",
+        "make a new key from a new recovery phrase (printed once) and store it encrypted",
+        run_new,
+        lambda parser: parser.add_argument(
+            "--words",
+            type=int,
+            choices=sorted(ENTROPY_BITS),
+            default=DEFAULT_WORDS,
+            help="length of the recovery phrase (default: %(default)s)",
+        ),
     )
-    new.add_argument("--name", help="wallet name (default: its address)")
-    new.add_argument(
-        "--words",
-        type=int,
-        choices=sorted(ENTROPY_BITS),
-        default=DEFAULT_WORDS,
-        help="length of the recovery phrase (default: %(default)s)",
+    restore = _add_key_store_command(
+        commands,
+        "restore",
+        "store the key of a recovery phrase encrypted",
+        run_restore,
+        lambda parser: parser.add_argument(
+            "--mnemonic-file", metavar="FILE", help="file holding the recovery phrase (default: prompt)"
+        ),
     )
-    add_keystore_args(new, creates=True)
-    new.set_defaults(func=run_new)
-
-    restore = commands.add_parser("restore", help="store the key of a recovery phrase encrypted")
-    restore.add_argument("--name", help="wallet name (default: its address)")
-    restore.add_argument(
-        "--mnemonic-file", metavar="FILE", help="file holding the recovery phrase (default: prompt)"
+    export = _add_wallet_command(
+        commands, "export", "print a wallet's raw key seed (hex), after its password", run_export
     )
-    add_keystore_args(restore, creates=True)
-    restore.set_defaults(func=run_restore)
-
-    export = commands.add_parser("export", help="print a wallet's raw key seed (hex), after its password")
-    export.add_argument(
-        "wallet", nargs="?", metavar="WALLET", help="name or address (default: the only wallet)"
+    imported = _add_key_store_command(
+        commands,
+        "import",
+        "store an existing key (a hex seed) encrypted",
+        run_import,
+        lambda parser: parser.add_argument(
+            "--seed-file", metavar="FILE", help="file holding the 64-hex-digit seed (default: prompt)"
+        ),
     )
-    add_keystore_args(export)
-    export.set_defaults(func=run_export)
-
-    imported = commands.add_parser("import", help="store an existing key (a hex seed) encrypted")
-    imported.add_argument("--name", help="wallet name (default: its address)")
-    imported.add_argument(
-        "--seed-file", metavar="FILE", help="file holding the 64-hex-digit seed (default: prompt)"
-    )
-    add_keystore_args(imported, creates=True)
-    imported.set_defaults(func=run_import)
 
     listing = commands.add_parser("list", help="the wallets in the keystore")
     add_keystore_args(listing)
     listing.set_defaults(func=run_list)
 
-    address = commands.add_parser("address", help="a wallet's address")
-    address.add_argument(
-        "wallet", nargs="?", metavar="WALLET", help="name or address (default: the only wallet)"
-    )
-    add_keystore_args(address)
-    address.set_defaults(func=run_address)
+    address = _add_wallet_command(commands, "address", "a wallet's address", run_address)
 
     balance = add_account_command(commands, "balance", "an account's balance, stake and nonce", run_balance)
 
@@ -176,6 +170,36 @@ def register(subparsers: Subparsers) -> None:
         unstake,
     ):
         add_common_args(command)
+
+
+def _add_key_store_command(
+    commands: Subparsers,
+    name: str,
+    help_text: str,
+    run: Callable[[argparse.Namespace], int],
+    add_source: Callable[[argparse.ArgumentParser], object],
+) -> argparse.ArgumentParser:
+    """``new``, ``restore``, ``import``: store a key encrypted under ``--name``; ``add_source``
+    adds the option saying where the key comes from."""
+    parser = commands.add_parser(name, help=help_text)
+    parser.add_argument("--name", help="wallet name (default: its address)")
+    add_source(parser)
+    add_keystore_args(parser, creates=True)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _add_wallet_command(
+    commands: Subparsers, name: str, help_text: str, run: Callable[[argparse.Namespace], int]
+) -> argparse.ArgumentParser:
+    """``export``, ``address``: one wallet of the keystore, ``[WALLET]``."""
+    parser = commands.add_parser(name, help=help_text)
+    parser.add_argument(
+        "wallet", nargs="?", metavar="WALLET", help="name or address (default: the only wallet)"
+    )
+    add_keystore_args(parser)
+    parser.set_defaults(func=run)
+    return parser
 
 
 # --------------------------------------------------------------------------------------------
