@@ -15,11 +15,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: files only, never a display
 
-from matplotlib import pyplot
 from matplotlib.axes import Axes
 
+from node.cli.economics_plots import write_chart_files, write_overview
+
 Row = Mapping[str, object]
-_METADATA: dict[str, str | None] = {"Software": None}
 
 
 def _number(value: object) -> float:
@@ -109,23 +109,11 @@ def _draw(axes: Axes, name: str, rows: Sequence[Row]) -> None:
 def write_history_charts(out_dir: Path, rows: Sequence[Row]) -> list[Path]:
     """One PNG per chart in :data:`CHARTS` plus ``overview.png``; returns the paths written.
     Raises OSError when a file cannot be written."""
-    written = []
-    for name in CHARTS:
-        figure, axes = pyplot.subplots(figsize=(8, 4.5), dpi=100)
+
+    def draw(axes: Axes, name: str) -> None:
         _draw(axes, name, rows)
-        figure.tight_layout()
-        path = out_dir / f"{name}.png"
-        figure.savefig(path, metadata=_METADATA)
-        pyplot.close(figure)
-        written.append(path)
-    figure, grid = pyplot.subplots(4, 2, figsize=(14, 16), dpi=80)
-    for axes, name in zip(grid.flat, CHARTS, strict=True):
-        _draw(axes, name, rows)
-    if rows:
-        figure.suptitle(f"Blocks {rows[0]['height']} to {rows[-1]['height']}", fontsize=13)
-    figure.tight_layout()
-    path = out_dir / "overview.png"
-    figure.savefig(path, metadata=_METADATA)
-    pyplot.close(figure)
-    written.append(path)
+
+    written = write_chart_files(out_dir, list(CHARTS), draw)
+    title = f"Blocks {rows[0]['height']} to {rows[-1]['height']}" if rows else ""
+    written.append(write_overview(out_dir, list(CHARTS), draw, title))
     return written

@@ -17,6 +17,7 @@ matplotlib.use("Agg")  # before pyplot: files only, never a display
 
 from matplotlib import pyplot
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from protocol.econsim.agents import DAYS_PER_YEAR
 from protocol.econsim.engine import Row
@@ -129,28 +130,41 @@ def _draw(axes: Axes, name: str, series: Series) -> None:
 def write_charts(out_dir: Path, series: Series, *, title: str = "") -> list[Path]:
     """One PNG per chart in :data:`CHARTS` plus ``overview.png`` with all of them; returns the
     paths written. Raises OSError when a file cannot be written."""
-    written = []
-    for name in CHARTS:
-        figure, axes = pyplot.subplots(figsize=(8, 4.5), dpi=100)
-        _draw(axes, name, series)
-        figure.tight_layout()
-        path = out_dir / f"{name}.png"
-        figure.savefig(path, metadata=_METADATA)
-        pyplot.close(figure)
-        written.append(path)
+    written = write_chart_files(out_dir, list(CHARTS), lambda axes, name: _draw(axes, name, series))
     if any(row.pool_dct for rows in series.values() for row in rows):
         written.append(_write_liquidity(out_dir, series))
-    figure, grid = pyplot.subplots(4, 2, figsize=(14, 16), dpi=80)
-    for axes, name in zip(grid.flat, CHARTS, strict=True):
-        _draw(axes, name, series)
-    if title:
-        figure.suptitle(title, fontsize=13)
+    written.append(write_overview(out_dir, list(CHARTS), lambda axes, name: _draw(axes, name, series), title))
+    return written
+
+
+def save_figure(figure: Figure, path: Path) -> Path:
+    """Lay ``figure`` out, write it to ``path`` (no "Software" metadata) and free it."""
     figure.tight_layout()
-    path = out_dir / "overview.png"
     figure.savefig(path, metadata=_METADATA)
     pyplot.close(figure)
-    written.append(path)
+    return path
+
+
+def write_chart_files(out_dir: Path, names: Sequence[str], draw: Callable[[Axes, str], None]) -> list[Path]:
+    """``<name>.png`` for each of ``names``, drawn by ``draw``; the paths, in that order."""
+    written = []
+    for name in names:
+        figure, axes = pyplot.subplots(figsize=(8, 4.5), dpi=100)
+        draw(axes, name)
+        written.append(save_figure(figure, out_dir / f"{name}.png"))
     return written
+
+
+def write_overview(
+    out_dir: Path, names: Sequence[str], draw: Callable[[Axes, str], None], title: str
+) -> Path:
+    """``overview.png``: the eight charts ``names`` on one 4 x 2 page, under ``title`` (if any)."""
+    figure, grid = pyplot.subplots(4, 2, figsize=(14, 16), dpi=80)
+    for axes, name in zip(grid.flat, names, strict=True):
+        draw(axes, name)
+    if title:
+        figure.suptitle(title, fontsize=13)
+    return save_figure(figure, out_dir / "overview.png")
 
 
 def _write_liquidity(out_dir: Path, series: Series) -> Path:
@@ -179,8 +193,4 @@ def _write_liquidity(out_dir: Path, series: Series) -> Path:
     rewards.legend(fontsize=7)
     if many:
         price.legend(fontsize=7)
-    figure.tight_layout()
-    path = out_dir / "liquidity.png"
-    figure.savefig(path, metadata=_METADATA)
-    pyplot.close(figure)
-    return path
+    return save_figure(figure, out_dir / "liquidity.png")
