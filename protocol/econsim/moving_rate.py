@@ -46,7 +46,7 @@ from protocol.units import DEC
 #: The most blocks solved as one window; smaller windows settle in fewer rounds.
 MAX_WINDOW = 1 << 13
 #: Below this many blocks the arrays cost more than the loop.
-MIN_WINDOW = 256
+MIN_WINDOW = 2048
 _ROUNDS = 8
 _LIMIT = 2**62
 #: Inputs to the float estimate of ``floor(Y / DEC)`` stay below this (its error then < 2 units).
