@@ -362,8 +362,14 @@ def _moving_run(
 
 
 def _moving_windows(
-    fast: _Fast, supply: int, inflation: int, bonded: int, above: bool, blocks: int,
-    out: list[int], provisions: array[int],
+    fast: _Fast,
+    supply: int,
+    inflation: int,
+    bonded: int,
+    above: bool,
+    blocks: int,
+    out: list[int],
+    provisions: array[int],
 ) -> tuple[int, int, int]:
     """As many of ``blocks`` unchecked moving blocks (no bound, no goal crossing) as whole
     :mod:`protocol.econsim.moving_rate` windows solve: ``(supply, inflation, blocks done)``.
@@ -424,7 +430,9 @@ def _above_goal(
         # grows), so the first ``unchecked`` blocks cannot reach the minimum: no check there.
         fall = (bonded_scaled // supply * goal_num - shift) // goal_den * rate_num // rate_den
         unchecked = min(run, max(0, (inflation - low - 1) // fall if fall else run if inflation > low else 0))
-        supply, inflation, solved = _moving_windows(fast, supply, inflation, bonded, True, unchecked, out, provisions)
+        supply, inflation, solved = _moving_windows(
+            fast, supply, inflation, bonded, True, unchecked, out, provisions
+        )
         for _ in range((unchecked - solved) >> 1):
             inflation -= (bonded_scaled // supply * goal_num - shift) // goal_den * rate_num // rate_den
             append(provision := supply * inflation // scale)
@@ -480,7 +488,9 @@ def _general(
         unchecked = min(
             blocks, max(0, (high - inflation - 1) // rise if rise else blocks if inflation < high else 0)
         )
-        supply, inflation, solved = _moving_windows(fast, supply, inflation, bonded, False, unchecked, out, provisions)
+        supply, inflation, solved = _moving_windows(
+            fast, supply, inflation, bonded, False, unchecked, out, provisions
+        )
         for _ in range((unchecked - solved) >> 1):
             inflation += (DEC - bonded_scaled // supply * goal_num // goal_den) * rate_num // rate_den
             append(provision := supply * inflation // scale)

@@ -62,8 +62,14 @@ class _Window:
     """The window's constants (Python ints), from its first block's supply and inflation."""
 
     def __init__(
-        self, supply: int, inflation: int, bonded_scaled: int, goal: tuple[int, int], rate: tuple[int, int],
-        blocks_per_year: int, above: bool,
+        self,
+        supply: int,
+        inflation: int,
+        bonded_scaled: int,
+        goal: tuple[int, int],
+        rate: tuple[int, int],
+        blocks_per_year: int,
+        above: bool,
     ) -> None:
         self.supply, self.inflation, self.bpy = supply, inflation, blocks_per_year
         self.goal_num, self.goal_den = goal
@@ -81,10 +87,7 @@ class _Window:
             0 < self.supply < 2**60
             and 0 <= self.r0 < _LIMIT
             and 0 <= self.inflation < _LIMIT
-            and 0 < self.goal_den < _LIMIT
-            and 0 < self.rate_den < _LIMIT
-            and self.goal_num < _LIMIT
-            and self.rate_num < _LIMIT
+            and 0 < self.goal_den < 2**61
             and abs(self.big_f) * window < _LIMIT
             and 0 <= self.u0 < _LIMIT
             and 0 < self.bpy < _LIMIT
@@ -94,6 +97,39 @@ class _Window:
 def _wrap(value: int) -> numpy.uint64:
     """``value`` modulo 2^64 as a uint64 scalar (for products that wrap)."""
     return numpy.uint64(value % 2**64)
+
+
+def _floor_div(factor: int, values: _Int64s, most: int, offset: int, divisor: int) -> _Int64s | None:
+    """``floor((factor * values + offset) / divisor)`` exactly (``divisor`` positive, ``most``
+    at least every ``|value|``), or None when no exact int64 route applies: directly when the
+    products fit; by thresholds when the divisor exceeds every product (the quotient of the
+    remainder part is then -1, 0 or 1); else by a float estimate corrected through its exact
+    wrapped remainder (the quotient under 2^50, the divisor under 2^61: error below 2 units,
+    remainder inside int64)."""
+    spread = abs(factor) * most
+    if most == 0:  # every value is 0 (the factor may not even fit int64)
+        constant = offset // divisor
+        return numpy.full(len(values), constant, dtype=numpy.int64) if abs(constant) < _LIMIT else None
+    if spread + abs(offset) < _LIMIT and divisor < _LIMIT:
+        return (values * factor + offset) // divisor
+    if spread < _LIMIT <= divisor:
+        whole, rest = divmod(offset, divisor)  # floor((f*x + rest) / d), |f*x| < d, 0 <= rest < d
+        products = values * factor
+        result = (products >= min(divisor - rest, _LIMIT)).astype(numpy.int64)
+        result -= products < max(-rest, -_LIMIT)
+        result += whole
+        return result
+    if divisor >= 2**61 or spread + abs(offset) >= _FLOAT_INPUT or (spread + abs(offset)) // divisor >= 2**50:
+        return None
+    estimate = numpy.floor((float(factor) * values.astype(numpy.float64) + float(offset)) / float(divisor))
+    quotient = estimate.astype(numpy.int64)
+    remainder = (
+        _wrap(factor) * values.view(numpy.uint64)
+        + _wrap(offset)
+        - quotient.view(numpy.uint64) * _wrap(divisor)
+    ).view(numpy.int64)
+    quotient += remainder // divisor
+    return quotient
 
 
 def _round(w: _Window, provisions: Provisions) -> tuple[Provisions, int] | None:
@@ -111,26 +147,24 @@ def _round(w: _Window, provisions: Provisions) -> tuple[Provisions, int] | None:
     if float(estimate.max()) >= _FLOAT_K:
         return None
     k = numpy.ceil(estimate).astype(numpy.int64)
-    remainder = (_wrap(w.r0) * before.view(numpy.uint64) - _wrap(w.e0) - k.view(numpy.uint64) * supply_u).view(
-        numpy.int64
-    )
+    remainder = (
+        _wrap(w.r0) * before.view(numpy.uint64) - _wrap(w.e0) - k.view(numpy.uint64) * supply_u
+    ).view(numpy.int64)
     k -= (-remainder) // supply  # + ceil(remainder / S)
-    k_max = int(k.max())
-    if int(k.min()) < 0 or k_max * w.goal_num >= _LIMIT:
+    if int(k.min()) < 0:
         return None
-    j = -((w.alpha - k * w.goal_num) // w.goal_den)
-    j_max = int(j.max())
-    if int(j.min()) < 0 or j_max * w.rate_num + w.rate_den >= _LIMIT:
+    level_drop = _floor_div(-w.goal_num, k, int(k.max()), w.alpha, w.goal_den)  # -j: f = A - j
+    if level_drop is None:
         return None
-    step_most = abs(w.big_f) + j_max * w.rate_num // w.rate_den + 2
-    if step_most * count >= _LIMIT:
+    change = _floor_div(-w.sign * w.rate_num, level_drop, -int(level_drop.min()), w.phi, w.rate_den)
+    if change is None:
         return None
-    change = (w.phi + w.sign * j * w.rate_num) // w.rate_den + w.big_f
+    change += w.big_f
+    if max(abs(int(change.min())), abs(int(change.max()))) * count + w.inflation >= _LIMIT:
+        return None
     moved = numpy.cumsum(change)
     if w.sign < 0:
         numpy.negative(moved, out=moved)
-    if abs(int(moved.min())) + w.inflation >= _LIMIT or abs(int(moved.max())) + w.inflation >= _LIMIT:
-        return None
     inflation = moved + w.inflation
     moved_most = max(abs(int(moved.min())), abs(int(moved.max())))
     inflation_most = max(abs(int(inflation.min())), abs(int(inflation.max())))
@@ -138,8 +172,12 @@ def _round(w: _Window, provisions: Provisions) -> tuple[Provisions, int] | None:
         return None
     # floor(Y / DEC) with Y = pi + S0 * (I - I0) + T * I: estimate, exact remainder, correct.
     guess = numpy.floor(
-        (float(w.pi) + float(w.supply) * moved.astype(numpy.float64) + before.astype(numpy.float64)
-         * inflation.astype(numpy.float64)) / float(DEC)
+        (
+            float(w.pi)
+            + float(w.supply) * moved.astype(numpy.float64)
+            + before.astype(numpy.float64) * inflation.astype(numpy.float64)
+        )
+        / float(DEC)
     ).astype(numpy.int64)
     remainder = (
         _wrap(w.pi)
