@@ -65,7 +65,7 @@ from math import gcd
 import numpy
 
 from protocol import economics
-from protocol.econsim import constant_rate
+from protocol.econsim import constant_rate, moving_rate
 from protocol.ledger.params import Params
 from protocol.units import DEC
 
@@ -354,11 +354,43 @@ def _moving_run(
         raise _RulesChanged
     collected: list[int] = []
     if supply > 0 and inflation <= fast.params.inflation_max and _gap(fast, bonded, supply) < 0:
-        result = _above_goal(fast, supply, bonded, inflation, blocks, collected)
+        result = _above_goal(fast, supply, bonded, inflation, blocks, collected, provisions)
     else:
-        result = _general(fast, supply, bonded, inflation, blocks, collected)
+        result = _general(fast, supply, bonded, inflation, blocks, collected, provisions)
     provisions.fromlist(collected)
     return result
+
+
+def _moving_windows(
+    fast: _Fast,
+    supply: int,
+    inflation: int,
+    bonded: int,
+    above: bool,
+    blocks: int,
+    out: list[int],
+    provisions: array[int],
+) -> tuple[int, int, int]:
+    """As many of ``blocks`` unchecked moving blocks (no bound, no goal crossing) as whole
+    :mod:`protocol.econsim.moving_rate` windows solve: ``(supply, inflation, blocks done)``.
+    ``out`` (provisions not yet in ``provisions``) is flushed first so the order is kept."""
+    params = fast.params
+    goal = _reduced(DEC, params.goal_bonded)
+    rate = _reduced(params.inflation_rate_change, DEC * params.blocks_per_year)
+    done = 0
+    while blocks - done >= moving_rate.MIN_WINDOW:
+        window = min(blocks - done, moving_rate.MAX_WINDOW)
+        solved = moving_rate.moving_provisions(
+            supply, inflation, bonded * DEC, goal, rate, params.blocks_per_year, above, window
+        )
+        if solved is None:
+            break
+        supply, inflation, chunk = solved
+        provisions.fromlist(out)
+        out.clear()
+        provisions.frombytes(chunk.tobytes())
+        done += window
+    return supply, inflation, done
 
 
 def _gap(fast: _Fast, bonded: int, supply: int) -> int:
@@ -368,7 +400,7 @@ def _gap(fast: _Fast, bonded: int, supply: int) -> int:
 
 
 def _above_goal(
-    fast: _Fast, supply: int, bonded: int, inflation: int, blocks: int, out: list[int]
+    fast: _Fast, supply: int, bonded: int, inflation: int, blocks: int, out: list[int], provisions: array[int]
 ) -> tuple[int, int, int]:
     """Above the bonded goal (``_gap`` negative) with the inflation at most the maximum: each
     block lowers it by ``floor(-gap * rate)``, and only the minimum can bind. The gap is
@@ -388,7 +420,7 @@ def _above_goal(
     # <=>  supply <= bonded * DEC // that: the last supply above the goal, checked with _gap.
     cross = bonded_scaled // -(-(DEC + 1) * goal_den // goal_num)
     if not _gap(fast, bonded, cross) < 0 <= _gap(fast, bonded, cross + 1):
-        return _general(fast, supply, bonded, inflation, blocks, out)
+        return _general(fast, supply, bonded, inflation, blocks, out, provisions)
     done = 0
     append = out.append
     while done < blocks and supply <= cross:
@@ -398,14 +430,17 @@ def _above_goal(
         # grows), so the first ``unchecked`` blocks cannot reach the minimum: no check there.
         fall = (bonded_scaled // supply * goal_num - shift) // goal_den * rate_num // rate_den
         unchecked = min(run, max(0, (inflation - low - 1) // fall if fall else run if inflation > low else 0))
-        for _ in range(unchecked >> 1):
+        supply, inflation, solved = _moving_windows(
+            fast, supply, inflation, bonded, True, unchecked, out, provisions
+        )
+        for _ in range((unchecked - solved) >> 1):
             inflation -= (bonded_scaled // supply * goal_num - shift) // goal_den * rate_num // rate_den
             append(provision := supply * inflation // scale)
             supply += provision
             inflation -= (bonded_scaled // supply * goal_num - shift) // goal_den * rate_num // rate_den
             append(provision := supply * inflation // scale)
             supply += provision
-        for _ in range(unchecked & 1):
+        for _ in range((unchecked - solved) & 1):
             inflation -= (bonded_scaled // supply * goal_num - shift) // goal_den * rate_num // rate_den
             append(provision := supply * inflation // scale)
             supply += provision
@@ -425,7 +460,7 @@ def _above_goal(
 
 
 def _general(
-    fast: _Fast, supply: int, bonded: int, inflation: int, blocks: int, out: list[int]
+    fast: _Fast, supply: int, bonded: int, inflation: int, blocks: int, out: list[int], provisions: array[int]
 ) -> tuple[int, int, int]:
     """At or below the goal (only the maximum binds), or anything else (both bounds)."""
     params = fast.params
@@ -453,14 +488,17 @@ def _general(
         unchecked = min(
             blocks, max(0, (high - inflation - 1) // rise if rise else blocks if inflation < high else 0)
         )
-        for _ in range(unchecked >> 1):
+        supply, inflation, solved = _moving_windows(
+            fast, supply, inflation, bonded, False, unchecked, out, provisions
+        )
+        for _ in range((unchecked - solved) >> 1):
             inflation += (DEC - bonded_scaled // supply * goal_num // goal_den) * rate_num // rate_den
             append(provision := supply * inflation // scale)
             supply += provision
             inflation += (DEC - bonded_scaled // supply * goal_num // goal_den) * rate_num // rate_den
             append(provision := supply * inflation // scale)
             supply += provision
-        for _ in range(unchecked & 1):
+        for _ in range((unchecked - solved) & 1):
             inflation += (DEC - bonded_scaled // supply * goal_num // goal_den) * rate_num // rate_den
             append(provision := supply * inflation // scale)
             supply += provision
