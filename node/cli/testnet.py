@@ -243,7 +243,8 @@ def _prepare(root: Path, args: argparse.Namespace, console: Console) -> NetworkL
     )
     # Everything that can refuse is checked before the old testnet is wiped or a file written.
     plan.check()
-    check_base_port_free(plan.base_port, plan.nodes)
+    if plan.placement is None:  # in namespaces, each node has its namespace's ports to itself
+        check_base_port_free(plan.base_port, plan.nodes)
     real_gpus = providers > 0 and not args.no_nvml and _host_has_gpus(console)
     if replacing:
         old = NetworkLayout.load(root)

@@ -139,6 +139,22 @@ def netns_unavailable() -> str | None:
     return None
 
 
+def netem_unavailable() -> str | None:
+    """Why links cannot be shaped here, or None when they can (probes netem on the loopback of a
+    throwaway namespace). Assumes :func:`netns_unavailable` said None."""
+    probe = f"dcent-probe-{secrets.token_hex(3)}"
+    made = _run("ip", "netns", "add", probe)
+    if made.returncode != 0:
+        return f"`ip netns add` fails here: {made.stderr.strip()}"
+    try:
+        shaped = _run("tc", "-n", probe, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms")
+        if shaped.returncode != 0:
+            return f"this kernel has no netem qdisc (sch_netem): tc says {shaped.stderr.strip()!r}"
+        return None
+    finally:
+        _run("ip", "netns", "del", probe)
+
+
 def require_netns() -> None:
     """Raises :class:`NetnsUnavailable` with the reason."""
     reason = netns_unavailable()
