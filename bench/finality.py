@@ -32,7 +32,8 @@ node in a network namespace of its own on a netem-shaped veth link, as ``dcent t
 does (``node.testnet.netns``: half the RTT on each node's link); the namespaces are removed at the
 end. Issue 14 asks for 4, 8 and 16 validators at 0, 50 and 100 ms RTT; for finality rather than
 throughput run it at a low rate, e.g. ``--rate 100 --senders 40 --per-sender 10``. A kernel without
-``sch_netem`` refuses ``--latency`` with error 5910 (exit 2); ``--netns`` alone still works there.
+``sch_netem`` shapes the links with a userspace switch on TUN devices instead
+(``node/testnet/tunshaper.py``; ``--shaper netem`` refuses with error 5910 and exits 2 there).
 ``bench/finality_sim.py`` gives the simulator's figures for the same shape, up to 128 validators.
 
 ``--profile-node I`` runs node I under cProfile (written to ``--profile-out``) for a profile of
@@ -78,7 +79,7 @@ from node.testnet.layout import (
     NodeLayout,
     build_network,
 )
-from node.testnet.netns import Fabric, LinkShape, Placement
+from node.testnet.netns import LinkShape, Placement
 from node.testnet.processes import (
     NodeProcess,
     free_base_port,
@@ -89,6 +90,7 @@ from node.testnet.processes import (
     stop_nodes,
 )
 from node.testnet.readiness import client_for, wait_ready
+from node.testnet.tunshaper import SHAPERS, shaped_fabric
 from protocol.crypto import PrivateKey
 from protocol.ledger.tx import Transfer, sign_tx
 from protocol.units import DCT
@@ -428,8 +430,8 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     )
     shape = LinkShape(args.latency, args.jitter, args.loss)
     placement = Placement.fresh(shape) if args.netns or shape.shaped else None
-    # The namespaces first: a kernel without netem refuses here, before anything starts.
-    fabric = Fabric.create(placement, args.validators) if placement is not None else None
+    # The namespaces first: a host that cannot make or shape them refuses here, before anything starts.
+    fabric, switch = shaped_fabric(placement, args.validators, args.shaper) if placement else (None, None)
     try:
         with tempfile.TemporaryDirectory(prefix="dcent-bench-finality-") as tmp:
             root = args.dir.resolve() if args.dir else Path(tmp) / "testnet"
@@ -444,13 +446,16 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             layout = build_network(root, plan)
             result = run_testnet(layout, args)
     finally:
+        shaper_report = switch.stop() if switch is not None else ""
         if fabric is not None:
             fabric.destroy()
+    shaper = None if not shape.shaped else ("tun" if switch is not None else "netem")
     if placement is not None:
         print(
             f"(nodes ran in network namespaces on {placement.subnet}.0/24: RTT {shape.rtt_ms} ms, "
-            f"jitter {shape.jitter_ms} ms, loss {shape.loss_pct:g}% per link)"
+            f"jitter {shape.jitter_ms} ms, loss {shape.loss_pct:g}% per link, shaped by {shaper}) {shaper_report}"
         )
+    result["shaper"] = shaper
     result["netns"] = placement is not None
     result["latency_ms"] = shape.rtt_ms
     result["jitter_ms"] = shape.jitter_ms
@@ -536,6 +541,13 @@ def main() -> int:
     )
     parser.add_argument("--jitter", type=int, default=0, metavar="MS", help="jitter of that RTT (netem)")
     parser.add_argument("--loss", type=float, default=0.0, metavar="PCT", help="loss per node's link (netem)")
+    parser.add_argument(
+        "--shaper",
+        choices=SHAPERS,
+        default="auto",
+        help="netem, the userspace TUN switch (node/testnet/tunshaper.py), or auto: netem where the "
+        "kernel has it (default)",
+    )
     parser.add_argument(
         "--netns", action="store_true", help="nodes in network namespaces even at 0 latency (root only)"
     )

@@ -33,6 +33,7 @@ from node.cli.testnet_netns import (
     remove_fabric,
     requested_shape,
     resumed_placement,
+    start_switch,
 )
 from node.cli.testnet_ops import register_ops
 from node.config import ConfigError
@@ -217,7 +218,9 @@ def _prepare(root: Path, args: argparse.Namespace, console: Console) -> NetworkL
             if placement != layout.placement:
                 layout = replace(layout, placement=placement)
                 layout.save()
-            build_fabric(placement, len(layout.nodes))
+            _, needs_switch = build_fabric(placement, len(layout.nodes))
+            if needs_switch:
+                console.print(start_switch(layout))
             console.print(
                 f"Restarting the {len(layout.nodes)}-node testnet in {root} (chain {layout.chain_id})."
             )
@@ -250,11 +253,13 @@ def _prepare(root: Path, args: argparse.Namespace, console: Console) -> NetworkL
         old = NetworkLayout.load(root)
         remove_fabric(old)
     # The namespaces first: a host that cannot make them (or shape them) refuses here.
-    fabric = build_fabric(plan.placement, plan.nodes)
+    fabric, needs_switch = build_fabric(plan.placement, plan.nodes)
     if replacing:
         shutil.rmtree(root)
     try:
         layout = build_network(root, replace(plan, real_gpus=real_gpus))
+        if needs_switch:
+            console.print(start_switch(layout))
     except (LocalnetError, ConfigError, ProtocolError, OSError):
         if fabric is not None:
             fabric.destroy()
