@@ -27,12 +27,22 @@ Figures:
 (``finality_overload.py``; issue 14). A run that gives up waiting for commits, in either mode,
 prints why and exits 1: what it admitted was lost or stalled.
 
+``--latency MS`` (a round-trip time; with ``--jitter MS``, ``--loss PCT``) or ``--netns`` puts each
+node in a network namespace of its own on a netem-shaped veth link, as ``dcent testnet up --netns``
+does (``node.testnet.netns``: half the RTT on each node's link); the namespaces are removed at the
+end. Issue 14 asks for 4, 8 and 16 validators at 0, 50 and 100 ms RTT; for finality rather than
+throughput run it at a low rate, e.g. ``--rate 100 --senders 40 --per-sender 10``. A kernel without
+``sch_netem`` shapes the links with a userspace switch on TUN devices instead
+(``node/testnet/tunshaper.py``; ``--shaper netem`` refuses with error 5910 and exits 2 there).
+``bench/finality_sim.py`` gives the simulator's figures for the same shape, up to 128 validators.
+
 ``--profile-node I`` runs node I under cProfile (written to ``--profile-out``) for a profile of
 the hot path. The testnet is always stopped at the end, also on failure or Ctrl-C.
 
 Prints figures and one JSON line:
-    {"bench": "finality", "tx_per_s": ..., "p50_ms": ..., "p99_ms": ..., ...}
-Goal (issue 7): >= 1,500 tx/s finalized, p50 <= 1.5 s.
+    {"bench": "finality", "validators": ..., "latency_ms": ..., "tx_per_s": ..., "p50_ms": ..., "p99_ms": ..., ...}
+Goal (issue 7): >= 1,500 tx/s finalized, p50 <= 1.5 s. Goal (issue 14): 16 validators at 100 ms RTT,
+p50 <= 2 s.
 """
 
 from __future__ import annotations
@@ -61,6 +71,7 @@ import trio
 from node.config import ConsensusSettings
 from node.rpc.client import RpcClient
 from node.rpc.errors import RpcCallError
+from node.testnet.errors import LocalnetError
 from node.testnet.layout import (
     TESTNET_CONSENSUS,
     NetworkLayout,
@@ -68,6 +79,7 @@ from node.testnet.layout import (
     NodeLayout,
     build_network,
 )
+from node.testnet.netns import LinkShape, Placement
 from node.testnet.processes import (
     NodeProcess,
     free_base_port,
@@ -78,6 +90,7 @@ from node.testnet.processes import (
     stop_nodes,
 )
 from node.testnet.readiness import client_for, wait_ready
+from node.testnet.tunshaper import SHAPERS, shaped_fabric
 from protocol.crypto import PrivateKey
 from protocol.ledger.tx import Transfer, sign_tx
 from protocol.units import DCT
@@ -415,44 +428,72 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         timeout_commit_ms=args.timeout_commit_ms,
         max_block_txs=args.max_block_txs,
     )
-    with tempfile.TemporaryDirectory(prefix="dcent-bench-finality-") as tmp:
-        root = args.dir.resolve() if args.dir else Path(tmp) / "testnet"
-        plan = NetworkPlan(
-            nodes=args.validators,
-            providers=0,
-            base_port=free_base_port(args.validators, rng),
-            consensus=consensus,
-            log_level=args.log_level,
-        )
-        layout = build_network(root, plan)
-        started: list[NodeProcess] = []
-        try:
-            for node in layout.nodes:
-                if node.index == args.profile_node:
-                    start_profiled(node, args.profile_out.resolve())
-                else:
-                    started.append(start_node(node))
-            print(
-                f"{args.validators}-validator testnet in {layout.root} (base port {layout.base_port}); "
-                "waiting for blocks ...",
-                flush=True,
+    shape = LinkShape(args.latency, args.jitter, args.loss)
+    placement = Placement.fresh(shape) if args.netns or shape.shaped else None
+    # The namespaces first: a host that cannot make or shape them refuses here, before anything starts.
+    fabric, switch = shaped_fabric(placement, args.validators, args.shaper) if placement else (None, None)
+    try:
+        with tempfile.TemporaryDirectory(prefix="dcent-bench-finality-") as tmp:
+            root = args.dir.resolve() if args.dir else Path(tmp) / "testnet"
+            plan = NetworkPlan(
+                nodes=args.validators,
+                providers=0,
+                base_port=free_base_port(args.validators, rng),
+                consensus=consensus,
+                log_level=args.log_level,
+                placement=placement,
             )
-            trio.run(lambda: wait_ready(layout.nodes, timeout_s=180))
-            result: dict[str, Any]
-            if args.overload:
-                result = trio.run(run_overload, layout, args)
+            layout = build_network(root, plan)
+            result = run_testnet(layout, args)
+    finally:
+        shaper_report = switch.stop() if switch is not None else ""
+        if fabric is not None:
+            fabric.destroy()
+    shaper = None if not shape.shaped else ("tun" if switch is not None else "netem")
+    if placement is not None:
+        print(
+            f"(nodes ran in network namespaces on {placement.subnet}.0/24: RTT {shape.rtt_ms} ms, "
+            f"jitter {shape.jitter_ms} ms, loss {shape.loss_pct:g}% per link, shaped by {shaper}) {shaper_report}"
+        )
+    result["shaper"] = shaper
+    result["netns"] = placement is not None
+    result["latency_ms"] = shape.rtt_ms
+    result["jitter_ms"] = shape.jitter_ms
+    result["loss_pct"] = shape.loss_pct
+    result["goal_16_at_100ms_p50_ms"] = 2000
+    result["timeout_commit_ms"] = consensus.timeout_commit_ms
+    result["max_block_txs"] = consensus.max_block_txs
+    result.setdefault("senders", args.senders)
+    result["per_sender"] = args.per_sender
+    return result
+
+
+def run_testnet(layout: NetworkLayout, args: argparse.Namespace) -> dict[str, Any]:
+    """Start the laid-out nodes, wait for blocks, measure, and stop them (also on failure)."""
+    started: list[NodeProcess] = []
+    try:
+        for node in layout.nodes:
+            if node.index == args.profile_node:
+                start_profiled(node, args.profile_out.resolve())
             else:
-                result = trio.run(measure, layout, args.senders, args.per_sender, args.batch_size, args.rate)
-        finally:
-            stopped = stop_nodes(layout.nodes)
-            for entry in stopped:
-                if entry.killed or (entry.exit_code not in (0, None)):
-                    print(f"node-{entry.index}: exit code {entry.exit_code}, killed {entry.killed}")
-        result["timeout_commit_ms"] = consensus.timeout_commit_ms
-        result["max_block_txs"] = consensus.max_block_txs
-        result.setdefault("senders", args.senders)
-        result["per_sender"] = args.per_sender
-        return result
+                started.append(start_node(node))
+        print(
+            f"{args.validators}-validator testnet in {layout.root} (base port {layout.base_port}); "
+            "waiting for blocks ...",
+            flush=True,
+        )
+        trio.run(lambda: wait_ready(layout.nodes, timeout_s=180))
+        result: dict[str, Any]
+        if args.overload:
+            result = trio.run(run_overload, layout, args)
+        else:
+            result = trio.run(measure, layout, args.senders, args.per_sender, args.batch_size, args.rate)
+    finally:
+        stopped = stop_nodes(layout.nodes)
+        for entry in stopped:
+            if entry.killed or (entry.exit_code not in (0, None)):
+                print(f"node-{entry.index}: exit code {entry.exit_code}, killed {entry.killed}")
+    return result
 
 
 def main() -> int:
@@ -495,6 +536,21 @@ def main() -> int:
     parser.add_argument(
         "--overload-s", type=float, default=60.0, help="--overload: seconds at twice the peak"
     )
+    parser.add_argument(
+        "--latency", type=int, default=0, metavar="MS", help="round-trip time between nodes (netns + netem)"
+    )
+    parser.add_argument("--jitter", type=int, default=0, metavar="MS", help="jitter of that RTT (netem)")
+    parser.add_argument("--loss", type=float, default=0.0, metavar="PCT", help="loss per node's link (netem)")
+    parser.add_argument(
+        "--shaper",
+        choices=SHAPERS,
+        default="auto",
+        help="netem, the userspace TUN switch (node/testnet/tunshaper.py), or auto: netem where the "
+        "kernel has it (default)",
+    )
+    parser.add_argument(
+        "--netns", action="store_true", help="nodes in network namespaces even at 0 latency (root only)"
+    )
     parser.add_argument("--profile-node", type=int, default=-1, help="run this node under cProfile")
     parser.add_argument("--profile-out", type=Path, default=Path("finality-node.prof"))
     args = parser.parse_args()
@@ -503,14 +559,19 @@ def main() -> int:
     if not 1 <= args.batch_size <= 1000:
         parser.error("--batch-size: between 1 and 1000 (the RPC's batch limit)")
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    result = run_bench(args)
+    try:
+        result = run_bench(args)
+    except LocalnetError as exc:
+        print(f"error {exc.code}: {exc.message}", file=sys.stderr)
+        return 2
     if args.overload:
         print_overload(result)
         print(json.dumps(result))
         return 1 if result["stalled"] else 0
+    where = f" in namespaces at {result['latency_ms']} ms RTT" if result["netns"] else ""
     print(
-        f"{result['committed']} of {result['txs']} transfers finalized on {result['validators']} validators "
-        f"in {result['window_s']} s: {result['tx_per_s']} tx/s (goal >= 1,500)"
+        f"{result['committed']} of {result['txs']} transfers finalized on {result['validators']} validators"
+        f"{where} in {result['window_s']} s: {result['tx_per_s']} tx/s (goal >= 1,500)"
     )
     print(
         f"finality latency, submit -> commit seen: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms "

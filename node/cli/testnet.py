@@ -26,6 +26,15 @@ from rich.table import Table
 
 from gpu.nvml import probe
 from node.cli.report import FILE_ACCESS, USAGE, report_error
+from node.cli.testnet_netns import (
+    add_netns_arguments,
+    build_fabric,
+    fresh_placement,
+    remove_fabric,
+    requested_shape,
+    resumed_placement,
+    start_switch,
+)
 from node.cli.testnet_ops import register_ops
 from node.config import ConfigError
 from node.errors import NodeError
@@ -109,6 +118,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     up.add_argument(
         "--timeout", type=float, default=READY_TIMEOUT_S, help="seconds to wait for the nodes to be ready"
     )
+    add_netns_arguments(up)
     up.set_defaults(func=run_up)
 
     status = commands.add_parser("status", help="height, peers, role and GPUs of every node")
@@ -172,12 +182,14 @@ def run_up(args: argparse.Namespace) -> int:
         trio.run(_wait_with_display, layout, console, args.timeout)
     except LocalnetError as exc:
         stop_nodes([p.node for p in processes])
+        remove_fabric(layout)
         return _error(
             f"{exc.message}\nthe nodes were stopped; their logs are in {root}/node-*/node.log", exc.code
         )
     except KeyboardInterrupt:
         # An aborted `up` leaves nothing running behind the operator's back.
         stop_nodes([p.node for p in processes])
+        remove_fabric(layout)
         raise
     write_env_file(layout)
     _print_endpoints(layout)
@@ -187,6 +199,7 @@ def run_up(args: argparse.Namespace) -> int:
 def _prepare(root: Path, args: argparse.Namespace, console: Console) -> NetworkLayout:
     """The layout to start: the existing one (resumed), or a new one. Raises LocalnetError."""
     replacing = False
+    shape = requested_shape(args)
     if is_testnet_dir(root):
         layout = NetworkLayout.load(root)
         live = [n.moniker for n in layout.nodes if running(n) is not None]
@@ -201,6 +214,13 @@ def _prepare(root: Path, args: argparse.Namespace, console: Console) -> NetworkL
                     f"{root} holds a {len(layout.nodes)}-node testnet; use --fresh to replace it "
                     f"with a {args.nodes}-node one"
                 )
+            placement = resumed_placement(layout, shape)
+            if placement != layout.placement:
+                layout = replace(layout, placement=placement)
+                layout.save()
+            _, needs_switch = build_fabric(placement, len(layout.nodes))
+            if needs_switch:
+                console.print(start_switch(layout))
             console.print(
                 f"Restarting the {len(layout.nodes)}-node testnet in {root} (chain {layout.chain_id})."
             )
@@ -222,15 +242,35 @@ def _prepare(root: Path, args: argparse.Namespace, console: Console) -> NetworkL
         simulated_gpus=args.simulated_gpus,
         base_port=args.base_port,
         executor=choice.executor,
+        placement=fresh_placement(shape),
     )
     # Everything that can refuse is checked before the old testnet is wiped or a file written.
     plan.check()
-    check_base_port_free(plan.base_port, plan.nodes)
+    if plan.placement is None:  # in namespaces, each node has its namespace's ports to itself
+        check_base_port_free(plan.base_port, plan.nodes)
     real_gpus = providers > 0 and not args.no_nvml and _host_has_gpus(console)
     if replacing:
+        old = NetworkLayout.load(root)
+        remove_fabric(old)
+    # The namespaces first: a host that cannot make them (or shape them) refuses here.
+    fabric, needs_switch = build_fabric(plan.placement, plan.nodes)
+    if replacing:
         shutil.rmtree(root)
-    layout = build_network(root, replace(plan, real_gpus=real_gpus))
+    try:
+        layout = build_network(root, replace(plan, real_gpus=real_gpus))
+        if needs_switch:
+            console.print(start_switch(layout))
+    except (LocalnetError, ConfigError, ProtocolError, OSError):
+        if fabric is not None:
+            fabric.destroy()
+        raise
     console.print(f"Created a {nodes}-node testnet in {root} (chain {layout.chain_id}).")
+    if plan.placement is not None:
+        console.print(
+            f"  nodes in network namespaces {plan.placement.namespace(0)}.. on bridge {plan.placement.bridge} "
+            f"({plan.placement.subnet}.0/24), RTT {plan.placement.shape.rtt_ms} ms, jitter "
+            f"{plan.placement.shape.jitter_ms} ms, loss {plan.placement.shape.loss_pct:g}% per link"
+        )
     _print_gpu_roles(layout, console)
     return layout
 
@@ -447,6 +487,9 @@ def run_down(args: argparse.Namespace) -> int:
         else:
             failed = failed or result.exit_code != 0
             print(f"{name} (pid {result.pid}): stopped, exit code {result.exit_code}")
+    removed = remove_fabric(layout)
+    if removed is not None:
+        print(removed)
     return 1 if failed else 0
 
 

@@ -9,6 +9,9 @@
     5906  FaucetError           the faucet transfer was refused or never committed
     5907  InvalidPlan           impossible arguments (0 nodes, more providers than nodes, ...)
     5908  TestnetNodeNotRunning        a signal for a node that is not running
+    5909  NetnsUnavailable      network namespaces cannot be made here (not root, no iproute2)
+    5910  NetemUnavailable      the kernel has no netem qdisc: no emulated latency, jitter or loss
+    5911  FabricError           an `ip` / `tc` command of the namespace fabric failed, or a bad shape
 
 (The names avoid a ``Test`` prefix so that pytest never mistakes them for test classes.)
 """
@@ -54,3 +57,15 @@ class InvalidPlan(LocalnetError):
 
 class TestnetNodeNotRunning(LocalnetError):
     code: ClassVar[int] = 5908
+
+
+class NetnsUnavailable(LocalnetError):
+    code: ClassVar[int] = 5909
+
+
+class NetemUnavailable(LocalnetError):
+    code: ClassVar[int] = 5910
+
+
+class FabricError(LocalnetError):
+    code: ClassVar[int] = 5911

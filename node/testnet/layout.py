@@ -17,6 +17,11 @@ survive restarts. Every node dials the nodes before it (node i bootstraps to nod
 keeps redialling them; the later nodes redial a restarted earlier one, so any node can be stopped
 and started again and the network closes up without a full mesh of duplicate dials.
 
+With a :class:`~node.testnet.netns.Placement` (``up --netns``) node i lives in network namespace
+``dcent-<tag>-<i>`` and listens (p2p and RPC) on ``<subnet>.<i+1>`` instead of 127.0.0.1; the
+manifest records each node's host and namespace, and the placement, so that every later command
+(``status``, ``down``, wallets through ``testnet.env``) finds them. Ports are derived as above.
+
 Keys are fresh random keys, or, given a seed (the e2e tests' logged seed), derived from it so a
 run can be reproduced exactly.
 """
@@ -49,6 +54,7 @@ from node.config import (
 from node.config import render_config as render_config_text
 from node.p2p.identity import peer_id_from_seed
 from node.testnet.errors import InvalidPlan, NotATestnet
+from node.testnet.netns import Placement
 from protocol.consensus.errors import InvalidConfig
 from protocol.crypto import PrivateKey
 from protocol.ledger.genesis import Genesis, dev_genesis, genesis_state
@@ -58,6 +64,7 @@ from protocol.units import DCT
 MANIFEST_NAME = "testnet.json"
 MANIFEST_VERSION = 1
 DEFAULT_BASE_PORT = 27000
+LOOPBACK = "127.0.0.1"
 PORT_STRIDE = 10
 #: p2p, RPC, metrics.
 PORTS_PER_NODE = 3
@@ -120,6 +127,8 @@ class NetworkPlan:
     params: Params = field(default_factory=lambda: TESTNET_PARAMS)
     consensus: ConsensusSettings = field(default_factory=lambda: TESTNET_CONSENSUS)
     log_level: str = "info"
+    #: Each node in a network namespace of its own (``--netns``): see :mod:`node.testnet.netns`.
+    placement: Placement | None = None
 
     @property
     def validator_count(self) -> int:
@@ -172,6 +181,10 @@ class NodeLayout:
     gpu_source: str
     gpu_spec: str
     bootstrap: tuple[str, ...]
+    #: The address it listens on (p2p and RPC): loopback, or its namespace's address.
+    host: str = LOOPBACK
+    #: Its network namespace (``ip netns``), or None when it runs in the caller's.
+    namespace: str | None = None
 
     @property
     def moniker(self) -> str:
@@ -187,15 +200,16 @@ class NodeLayout:
 
     @property
     def rpc_url(self) -> str:
-        return f"http://127.0.0.1:{self.rpc_port}/"
+        return f"http://{self.host}:{self.rpc_port}/"
 
     @property
     def metrics_url(self) -> str:
+        # Metrics are served on loopback only: in a namespace, on that namespace's loopback.
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     @property
     def p2p_addr(self) -> str:
-        return f"/ip4/127.0.0.1/tcp/{self.p2p_port}/p2p/{self.peer_id}"
+        return f"/ip4/{self.host}/tcp/{self.p2p_port}/p2p/{self.peer_id}"
 
     @property
     def log_path(self) -> Path:
@@ -227,6 +241,8 @@ class NodeLayout:
             "gpu_source": self.gpu_source,
             "gpu_spec": self.gpu_spec,
             "bootstrap": list(self.bootstrap),
+            "host": self.host,
+            "namespace": self.namespace,
         }
 
     @classmethod
@@ -248,6 +264,8 @@ class NodeLayout:
             gpu_source=str(doc["gpu_source"]),
             gpu_spec=str(doc["gpu_spec"]),
             bootstrap=tuple(str(item) for item in bootstrap),
+            host=str(doc.get("host", LOOPBACK)),
+            namespace=None if doc.get("namespace") is None else str(doc["namespace"]),
         )
 
 
@@ -272,6 +290,8 @@ class NetworkLayout:
     seed: bytes | None = None
     #: The supervisors' policy (``no`` or ``on-failure``): set by ``up --restart``, used by ``start``.
     restart: str = "no"
+    #: Set when the nodes run in network namespaces (``up --netns``); ``down`` removes them.
+    placement: Placement | None = None
 
     @property
     def manifest_path(self) -> Path:
@@ -314,6 +334,7 @@ class NetworkLayout:
             "consensus": {item.name: getattr(self.consensus, item.name) for item in fields(self.consensus)},
             "seed": self.seed.hex() if self.seed is not None else None,
             "restart": self.restart,
+            "netns": self.placement.to_dict() if self.placement is not None else None,
             "nodes": [node.to_dict(self.root) for node in self.nodes],
         }
         temporary = self.manifest_path.with_suffix(".json.tmp")
@@ -335,6 +356,7 @@ class NetworkLayout:
             if doc["version"] != MANIFEST_VERSION:
                 raise ValueError(f"version {doc['version']!r}, this dcent reads {MANIFEST_VERSION}")
             seed = doc.get("seed")
+            netns = doc.get("netns")
             return cls(
                 root=root,
                 chain_id=str(doc["chain_id"]),
@@ -346,6 +368,7 @@ class NetworkLayout:
                 log_level=str(doc["log_level"]),
                 seed=bytes.fromhex(seed) if isinstance(seed, str) else None,
                 restart=str(doc.get("restart", "no")),
+                placement=Placement.from_dict(netns) if isinstance(netns, dict) else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError, ConfigError, InvalidConfig) as exc:
             raise NotATestnet(f"{path}: damaged manifest ({exc!r})") from None
@@ -377,8 +400,10 @@ def render_config(node: NodeLayout, consensus: ConsensusSettings, executor: str,
     with its comment (the same schema as ``dcent init``'s file)."""
     config = NodeConfig(
         moniker=node.moniker,
-        p2p=P2PConfig(listen=f"/ip4/127.0.0.1/tcp/{node.p2p_port}", bootstrap=tuple(node.bootstrap)),
-        rpc=RpcConfig(addr=f"127.0.0.1:{node.rpc_port}"),
+        p2p=P2PConfig(listen=f"/ip4/{node.host}/tcp/{node.p2p_port}", bootstrap=tuple(node.bootstrap)),
+        # A node in a namespace serves its RPC on the namespace's address, for the root namespace's
+        # CLI and wallets (through the bridge); the cookie still guards it.
+        rpc=RpcConfig(addr=f"{node.host}:{node.rpc_port}", allow_remote=node.host != LOOPBACK),
         consensus=consensus,
         market=MarketConfig(
             executor=executor,
@@ -408,6 +433,7 @@ def _node_layout(
     gpu_source: str,
     gpu_spec: str,
     bootstrap: Sequence[str],
+    placement: Placement | None,
 ) -> NodeLayout:
     p2p = base_port + PORT_STRIDE * index
     return NodeLayout(
@@ -423,6 +449,8 @@ def _node_layout(
         gpu_source=gpu_source,
         gpu_spec=gpu_spec,
         bootstrap=tuple(bootstrap),
+        host=placement.address(index) if placement is not None else LOOPBACK,
+        namespace=placement.namespace(index) if placement is not None else None,
     )
 
 
@@ -490,6 +518,7 @@ def build_network(root: Path, plan: NetworkPlan) -> NetworkLayout:
                 gpu_source=source,
                 gpu_spec=spec,
                 bootstrap=[n.p2p_addr for n in nodes],
+                placement=plan.placement,
             )
         )
     layout = NetworkLayout(
@@ -502,6 +531,7 @@ def build_network(root: Path, plan: NetworkPlan) -> NetworkLayout:
         consensus=plan.consensus,
         log_level=plan.log_level,
         seed=plan.seed,
+        placement=plan.placement,
     )
     configs = [render_config(n, plan.consensus, plan.executor, plan.log_level) for n in nodes]
     layout.genesis_path.write_text(genesis.to_json())
@@ -540,6 +570,7 @@ def add_node(
         gpu_source=GPU_SIMULATED if gpu_spec else GPU_NONE,
         gpu_spec=gpu_spec,
         bootstrap=[n.p2p_addr for n in layout.nodes],
+        placement=layout.placement,
     )
     config = render_config(node, layout.consensus, layout.executor, layout.log_level)
     _write_home(node, genesis, key, node_key, config)

@@ -186,7 +186,8 @@ def node_ports(node: NodeLayout) -> tuple[int, int, int]:
 
 def check_ports_free(nodes: Sequence[NodeLayout]) -> None:
     """Raises :class:`PortsInUse` listing every port of ``nodes`` that something listens on."""
-    _refuse_taken([(n.index, port) for n in nodes for port in node_ports(n)])
+    # A node in a namespace has that namespace's ports to itself.
+    _refuse_taken([(n.index, port) for n in nodes if n.namespace is None for port in node_ports(n)])
 
 
 def check_base_port_free(base_port: int, nodes: int) -> None:
@@ -208,6 +209,14 @@ def _refuse_taken(ports: Sequence[tuple[int, int]]) -> None:
 
 def node_command(node: NodeLayout, extra_args: Sequence[str] = ()) -> list[str]:
     return [sys.executable, "-m", "node.cli.main", "node", "run", "--home", str(node.home), *extra_args]
+
+
+def in_namespace(node: NodeLayout, command: Sequence[str]) -> list[str]:
+    """``command`` run inside the node's network namespace when it has one (``ip netns exec``
+    execs it in place, so the pid the supervisor records is the node's own)."""
+    if node.namespace is None:
+        return list(command)
+    return ["ip", "netns", "exec", node.namespace, *command]
 
 
 def start_node(
@@ -247,7 +256,7 @@ def start_node(
                 str(node.pid_path),
                 str(node.exit_path),
                 "--",
-                *node_command(node, extra_args),
+                *in_namespace(node, node_command(node, extra_args)),
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,

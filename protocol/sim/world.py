@@ -105,6 +105,11 @@ class SimConfig:
     #: ends (the negative control counts agreement violations, which often come later).
     stop_at_violation: bool = True
     consensus: ConsensusConfig = SIM_CONSENSUS
+    #: Latency model of a healed link (see :mod:`protocol.sim.latency`): None keeps the default
+    #: 1-20 ms uniform one-way delay; a value D makes every message take D ms plus a seeded
+    #: uniform 0..``link_jitter_ms`` ms, one way (a round trip is then 2 x D on average + jitter).
+    link_delay_ms: int | None = None
+    link_jitter_ms: int = 0
 
     def fault_window_ms(self) -> tuple[int, int]:
         """When the network heals: scaled to the run, so faults hit most of its heights (a
@@ -116,6 +121,8 @@ class SimConfig:
             raise InvalidConfig("need at least one validator and 0 <= byzantine <= validators")
         if self.heights < 1:
             raise InvalidConfig("heights must be positive")
+        if (self.link_delay_ms is not None and self.link_delay_ms < 0) or self.link_jitter_ms < 0:
+            raise InvalidConfig("link delay and jitter must be >= 0 ms")
 
 
 @dataclass
@@ -134,6 +141,10 @@ class RunResult:
     #: Stake units per validator key, and each Byzantine key's behaviours.
     stakes: tuple[int, ...] = ()
     adversaries: tuple[tuple[int, tuple[str, ...]], ...] = ()
+    #: Per transaction committed on node 0: virtual ms from its submission to that commit.
+    tx_finality_ms: tuple[int, ...] = ()
+    #: Virtual ms at which node 0 committed each height, in order.
+    commit_times_ms: tuple[int, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -239,6 +250,9 @@ class Simulation:
         for node in self.nodes:
             self._nodes_of_key.setdefault(node.address, []).append(node)
         self._last_observed: object = None
+        self._submitted_ms: dict[bytes, int] = {}
+        self._tx_finality_ms: list[int] = []
+        self._commit_times_ms: list[int] = []
 
     # ----------------------------------------------------------------------------------------
     # Event queue
@@ -321,6 +335,8 @@ class Simulation:
             stats=dict(self.stats),
             stakes=self.cast.stakes,
             adversaries=tuple((k, tuple(sorted(b))) for k, b in sorted(self.behaviours.items())),
+            tx_finality_ms=tuple(self._tx_finality_ms),
+            commit_times_ms=tuple(self._commit_times_ms),
         )
 
     def _should_stop(self) -> bool:
@@ -432,8 +448,11 @@ class Simulation:
             self._push(self.now + 1 + rng.below(schedule.max_delay_ms), Deliver(dst, src, payload))
             if rng.chance(schedule.duplicate_per_mille):
                 self._push(self.now + 1 + rng.below(schedule.max_delay_ms), Deliver(dst, src, payload))
-        else:
+        elif self.config.link_delay_ms is None:
             self._push(self.now + 1 + rng.below(20), Deliver(dst, src, payload))
+        else:
+            delay = self.config.link_delay_ms + rng.below(self.config.link_jitter_ms + 1)
+            self._push(self.now + max(1, delay), Deliver(dst, src, payload))
 
     def _broadcast(self, src: SimNode, message: NetworkMessage) -> None:
         for dst in self.nodes:
@@ -577,6 +596,13 @@ class Simulation:
         adversary = self.adversaries.get(node.index)
         if adversary is not None:
             adversary.on_commit(block)
+        if node.index == 0:
+            # Node 0 is the observer, as the finality bench follows node 0 of a real testnet.
+            self._commit_times_ms.append(self.now)
+            for raw in block.txs:
+                submitted = self._submitted_ms.pop(raw, None)
+                if submitted is not None:
+                    self._tx_finality_ms.append(self.now - submitted)
 
     def _request_sync(self, node: SimNode, effect: RequestSync) -> None:
         candidates = [n for n in self._nodes_of_key.get(effect.peer, ()) if n is not node]
@@ -605,6 +631,7 @@ class Simulation:
         assert entry.app is not None
         for raw in raws:
             if entry.mempool.add(raw, entry.app.state):
+                self._submitted_ms.setdefault(raw, self.now)
                 self._broadcast(entry, raw)
 
 
