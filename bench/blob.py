@@ -93,11 +93,22 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+class RssProbe:
+    """This process's resident memory (MB), from ``/proc/self/statm`` kept open and re-read with
+    ``pread``. The sampler runs on the fetching node's trio thread during the fetch only, so it
+    must cost next to nothing: reading ``/proc/self/status`` through pathlib every 20 ms cost
+    about 2% of that thread, weighing on the blob side of the ratio and not the raw side."""
+
+    def __init__(self) -> None:
+        self._fd = os.open("/proc/self/statm", os.O_RDONLY)
+        self._page_mb = os.sysconf("SC_PAGE_SIZE") / MIB
+
+    def mb(self) -> float:
+        fields = os.pread(self._fd, 128, 0).split()
+        return int(fields[1]) * self._page_mb  # the second field: resident pages
+
+    def close(self) -> None:
+        os.close(self._fd)
 
 
 def settings_of(args: argparse.Namespace) -> BlobSettings:
@@ -194,14 +205,15 @@ async def fetch_side(
         meter = CpuMeter(child_pid)
         raw_before = await raw_throughput(host, peer, raw_count)
         raw_cpu = meter.stop()
-        rss_base = rss_mb()
+        rss = RssProbe()
+        rss_base = rss.mb()
         peak = rss_base
         sampling = True
 
         async def sample() -> None:
             nonlocal peak
             while sampling:
-                peak = max(peak, rss_mb())
+                peak = max(peak, rss.mb())
                 await trio.sleep(RSS_SAMPLE_S)
 
         nursery.start_soon(sample)
@@ -216,6 +228,7 @@ async def fetch_side(
         fetch_s = time.perf_counter() - started
         fetch_cpu = meter.stop()
         sampling = False
+        rss.close()
         raw_after = await raw_throughput(host, peer, raw_count)
         exported = root / "exported"
         await blobs.export(cid, exported)
