@@ -14,17 +14,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        exc = pending.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            pending.extend(exc.exceptions)
-        else:
-            leaves.append(exc)
-    return leaves
+from node.errors import leaf_exceptions
 
 
 @asynccontextmanager
@@ -34,7 +24,7 @@ async def open_task_group() -> AsyncIterator[trio.Nursery]:
         async with trio.open_nursery() as nursery:
             yield nursery
     except BaseExceptionGroup as group:
-        errors = [exc for exc in _leaves(group) if not isinstance(exc, trio.Cancelled)]
+        errors = [exc for exc in leaf_exceptions(group) if not isinstance(exc, trio.Cancelled)]
         if len(errors) == 1:
             raise errors[0] from None
         raise

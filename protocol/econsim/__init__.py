@@ -19,9 +19,11 @@ simulator runs the ledger's own rules, never a copy**, so its numbers change whe
   provision is the first block's plus a carry that depends only on the carries before it, so the
   one fixed point of the carry formula, iterated until nothing changes, is the per-block
   sequence; windows are cut so no product overflows 64 bits); while inflation moves, blocks that
-  provably cannot reach a bound or the bonded goal skip those tests; a constant span is confirmed
-  by one ``next_inflation`` call at its supply bound. ``test_econsim_kernel.py`` and
-  ``test_econsim_constant_rate.py`` (hypothesis: random rates, supplies up to the 64-bit edge,
+  provably cannot reach a bound or the bonded goal skip those tests and are solved the same way
+  in windows (``moving_rate.py``: offsets from the window's first block keep products in 64 bits,
+  float estimates are corrected by exact wrapped remainders); a constant span is confirmed
+  by one ``next_inflation`` call at its supply bound. ``test_econsim_kernel.py``,
+  ``test_econsim_constant_rate.py`` and ``test_econsim_moving_rate.py`` (hypothesis: random rates, supplies up to the 64-bit edge,
   spans crossing the goal and the bounds) compare them with the per-block economics functions
   number for number.
 - **Guards against drift**: each kernel span re-derives its first block with the ledger's

@@ -35,7 +35,11 @@ at once where their integers can be checked at once, without changing a single r
 - **Moving inflation without checks.** Above the bonded goal the inflation only falls, by at
   most its first block's fall, until the supply reaches the (closed-form, re-checked) supply
   where the ratio crosses the goal; below it, it rises by at most ``DEC * rate`` a block. So
-  the blocks that cannot reach a bound or the goal are stepped without testing for them.
+  the blocks that cannot reach a bound or the goal are stepped without testing for them, and
+  :mod:`protocol.econsim.moving_rate` solves runs of them as int64 array windows (every product
+  written as an offset from the window's first block; float estimates made exact by wrapped
+  64-bit remainders; the same fixed point as the constant-rate windows). A window outside its
+  guards is stepped by the loop.
 - **Reduced fractions.** ``floor(floor(S*I/DEC)/bpy) == floor(S*I/(DEC*bpy)) == floor(S*a/b)``
   with ``a/b`` the reduced fraction (true for non-negative integers), and likewise for the
   split ratios and the validator powers: the same integers, computed on smaller numbers.
