@@ -23,8 +23,8 @@ simulator runs the ledger's own rules, never a copy**, so its numbers change whe
   in windows (``moving_rate.py``: offsets from the window's first block keep products in 64 bits,
   float estimates are corrected by exact wrapped remainders); a constant span is confirmed
   by one ``next_inflation`` call at its supply bound. ``test_econsim_kernel.py``,
-  ``test_econsim_constant_rate.py`` and ``test_econsim_moving_rate.py`` (hypothesis: random rates, supplies up to the 64-bit edge,
-  spans crossing the goal and the bounds) compare them with the per-block economics functions
+  ``test_econsim_constant_rate.py`` and ``test_econsim_moving_rate.py`` (hypothesis: random
+  rates, supplies up to the 64-bit edge, spans crossing the goal and the bounds) compare them with the per-block economics functions
   number for number.
 - **Guards against drift**: each kernel span re-derives its first block with the ledger's
   functions and, on any difference, recomputes the span block by block through them (slower,
