@@ -35,4 +35,10 @@ ports per pytest worker, a logged seed that replays keys, chain id and scenario 
 SIGSTOP (the node's sockets stay open but answer nothing) and ``sync_all`` comparing block and state
 hashes. ``test_netns.py`` puts four nodes in four network namespaces on veth links to one bridge and
 partitions by taking a link down (root only; skipped with the reason elsewhere).
+
+``dcent testnet up --netns [--latency MS --jitter MS --loss PCT]`` builds that fabric for a testnet
+(``node/testnet/netns.py``: one namespace per node, veth links to one bridge, the manifest
+recording each node's host and namespace; ``down`` removes it). Latency is a round-trip time, half
+added on each node's link by ``tc netem``; a kernel without ``sch_netem`` gets a userspace switch
+on TUN devices instead (``node/testnet/tunshaper.py``), whose delay is a floor under load.
 """
