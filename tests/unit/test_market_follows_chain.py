@@ -196,10 +196,17 @@ async def test_a_provider_that_never_delivers_is_refunded_in_the_block_after_the
     async with rig(tmp_path) as (chain_rig, nursery):
         chain_rig.count_reads(monkeypatch, requester_module)
         record = await escrowed_requester(chain_rig, nursery)
+        burned_before = chain_rig.chain.state.vars["burned"]
         await chain_rig.until(lambda: record.terminal)
     assert record.state is JobState.REFUNDED
     # Decided at the deadline + 1, included in the next block: not a block late, not early.
     assert heights_of(chain_rig, "escrow_refund") == [DEADLINE + 2]
+    # The absent provider pays for it: its collateral's slash share is burned.
+    state = chain_rig.chain.state
+    assert state.closed_contracts.get(HASH) == "refunded"
+    slash = TERMS.collateral * state.params.collateral_slash_share // 10**18
+    assert slash > 0 and state.vars["burned"] - burned_before >= slash
+    state.check_invariants()
     # Read at start, at the deadline + 1 and when the refund's block closed it: not every block.
     assert chain_rig.reads == [1, DEADLINE + 1, DEADLINE + 2]
 
@@ -279,5 +286,7 @@ async def test_a_provider_without_a_countersignature_claims_and_finalizes_when_t
     [claimed] = heights_of(chain_rig, "escrow_claim")
     assert claimed == 2
     assert heights_of(chain_rig, "escrow_finalize") == [claimed + WINDOW + 1]
+    assert chain_rig.chain.state.closed_contracts.get(HASH) == "settled"
+    chain_rig.chain.state.check_invariants()
     # Read once after the claim and once when the window is over: not at every block between.
     assert chain_rig.reads == [claimed, claimed + WINDOW]
