@@ -16,9 +16,10 @@ BOB = addr("bob")
 SENDERS = ("alice", "bob", "carol", "dave")
 
 
-def _commit_carrying(pool: Mempool, chain: Chain, count: int) -> None:
-    """What the driver does after a block of ``count`` transactions none of which are waiting here."""
-    pool.remove_committed(chain.state, {bytes([i]) * 32 for i in range(count)})
+def _commit_carrying(pool: Mempool, chain: Chain, count: int, at_ms: int | None = None) -> None:
+    """What the driver does after a block of ``count`` transactions none of which are waiting
+    here, made at ``at_ms``."""
+    pool.remove_committed(chain.state, {i.to_bytes(32, "big") for i in range(count)}, at_ms)
 
 
 def _pay(chain: Chain, index: int) -> bytes:
@@ -39,6 +40,22 @@ def test_the_bound_is_busy_blocks_of_what_blocks_carried_between_the_floor_and_t
 ) -> None:
     settings = MempoolSettings(max_block_txs=10, busy_blocks=2, busy_floor_txs=2)
     assert settings.busy_limit_for(carried) == expected
+
+
+@pytest.mark.parametrize(
+    ("rate", "expected"),
+    [
+        ((1_000, 1_000), 1_500),  # 1,000 tx/s for 1.5 s: under the 2 blocks' worth of 1,000
+        ((100, 1_000), 300),  # slow blocks: the floor
+        ((10_000, 1_000), 2_000),  # fast: 2 blocks' worth
+        ((1_000, 0), 2_000),  # no time passed: blocks alone
+    ],
+)
+def test_with_block_times_the_bound_is_also_what_was_finalized_in_busy_wait_ms(
+    rate: tuple[int, int], expected: int
+) -> None:
+    settings = MempoolSettings(max_block_txs=5_000, busy_blocks=2, busy_floor_txs=150, busy_wait_ms=1_500)
+    assert settings.busy_limit_for(1_000, rate) == expected
 
 
 def test_a_floor_above_the_block_cap_is_the_block_cap() -> None:
@@ -109,3 +126,15 @@ def test_the_nodes_own_transactions_are_exempt_from_the_carried_bound_too() -> N
         pool.add(_pay(chain, 1), chain.state)
     pool.add(_pay(chain, 2), chain.state, local=True)
     assert len(pool) == 2
+
+
+def test_slow_big_blocks_bound_the_wait_in_time_not_in_blocks() -> None:
+    """Blocks of 1,000 every 4 s (a loaded chain: bigger blocks are slower ones) finalize 250 tx/s;
+    so 1.5 s of waiting is 375 transactions, not the 2,000 two such blocks hold."""
+    chain = Chain()
+    pool = Mempool(MempoolSettings(max_block_txs=5_000, busy_blocks=2, busy_floor_txs=10, busy_wait_ms=1_500))
+    for block in range(CARRIED_WINDOW):
+        _commit_carrying(pool, chain, 1_000, at_ms=4_000 * block)
+    assert pool.busy_limit == 375
+    _commit_carrying(pool, chain, 1_000)  # a block without a time: blocks alone again
+    assert pool.busy_limit == 2_000

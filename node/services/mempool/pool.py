@@ -25,7 +25,9 @@ Admission (:meth:`Mempool.add`), cheap checks first so that refusing costs less 
    the last ``CARRIED_WINDOW`` committed blocks carried, between ``busy_floor_txs`` and
    ``max_block_txs``, so the wait of an admitted transaction stays near ``busy_blocks`` blocks
    however slowly blocks are actually built under load; a block that takes all that waits
-   raises the bound for the next, so it climbs to what proposers can carry). When over
+   raises the bound for the next, so it climbs to what proposers can carry), and, given block
+   times, at most what the window's blocks finalized per ``busy_wait_ms`` (so the wait stays near
+   that many milliseconds even where bigger blocks would be slower ones). When over
    either, the new transaction goes in only by evicting waiting ones that pay strictly less per
    byte, cheapest first (the newest among equals), and only a sender's *last* transaction is
    ever evicted, never a lower nonce while a higher one stays; never the new one's own sender's;
@@ -180,6 +182,8 @@ class Mempool:
         #: Transaction counts of the last CARRIED_WINDOW committed blocks (none seen yet: the
         #: static bound, ``max_block_txs``).
         self._carried: deque[int] = deque(maxlen=CARRIED_WINDOW)
+        #: Their block times (ms), when given: the finalized rate over the window.
+        self._carried_at: deque[int] = deque(maxlen=CARRIED_WINDOW)
 
     # --- views -------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -197,7 +201,11 @@ class Mempool:
         """Waiting transactions beyond which a newcomer is refused busy (see step 7)."""
         if not self._carried:
             return self.settings.busy_limit
-        return self.settings.busy_limit_for(max(self._carried))
+        rate = None
+        if len(self._carried_at) == len(self._carried) >= 2:
+            # What the blocks after the first carried, over the time since the first.
+            rate = (sum(self._carried) - self._carried[0], self._carried_at[-1] - self._carried_at[0])
+        return self.settings.busy_limit_for(max(self._carried), rate)
 
     def stats(self) -> MempoolStats:
         return MempoolStats(
@@ -595,7 +603,9 @@ class Mempool:
                 heapq.heappush(heap, (-following.rate, following.seq, sender))
         return out
 
-    def remove_committed(self, state: LedgerState, included: set[bytes] | None = None) -> int:
+    def remove_committed(
+        self, state: LedgerState, included: set[bytes] | None = None, block_time_ms: int | None = None
+    ) -> int:
         """After a commit (``state`` is the new committed state, ``included`` the block's
         transaction hashes, used only to count conflicts): drop what is included or made stale by
         the new nonces (another node's transaction took the nonce), what waited
@@ -605,6 +615,10 @@ class Mempool:
         chosen = included if included is not None else _NOTHING
         if included is not None:
             self._carried.append(len(included))
+            if block_time_ms is not None:
+                self._carried_at.append(block_time_ms)
+            else:
+                self._carried_at.clear()
         dropped = 0
         for sender in list(self._queues):
             dropped += self._drop_committed_nonces(

@@ -30,6 +30,10 @@ class MempoolSettings:
     #: carried (what proposers actually manage), never less than this (so a quiet chain still
     #: takes a burst) nor more than ``max_block_txs``.
     busy_floor_txs: int = 256
+    #: Admission control also keeps no more waiting than the last few blocks finalized in this
+    #: many milliseconds (by their block times): bigger blocks are slower to build and execute, so
+    #: a bound counted in blocks alone lets the wait grow with them.
+    busy_wait_ms: int = 1500
     #: Waiting transactions per sender (also how far ahead of its committed nonce it may go).
     max_per_sender: int = 64
     #: Their bytes per sender.
@@ -61,7 +65,11 @@ class MempoolSettings:
         (see ``busy_blocks``); :attr:`Mempool.busy_limit` then follows what blocks carry."""
         return self.busy_blocks * self.max_block_txs
 
-    def busy_limit_for(self, carried: int) -> int:
-        """The admission bound when recent blocks carried at most ``carried`` transactions."""
-        block = max(min(self.busy_floor_txs, self.max_block_txs), min(carried, self.max_block_txs))
-        return self.busy_blocks * block
+    def busy_limit_for(self, carried: int, rate: tuple[int, int] | None = None) -> int:
+        """The admission bound when recent blocks carried at most ``carried`` transactions and,
+        given ``rate`` = (transactions, milliseconds), finalized that many in that long."""
+        floor = self.busy_blocks * min(self.busy_floor_txs, self.max_block_txs)
+        bound = self.busy_blocks * min(carried, self.max_block_txs)
+        if rate is not None and rate[1] > 0:
+            bound = min(bound, rate[0] * self.busy_wait_ms // rate[1])
+        return max(floor, bound)
