@@ -33,7 +33,7 @@ class MempoolSettings:
     #: Admission control also keeps no more waiting than the last few blocks finalized in this
     #: many milliseconds (by their block times): bigger blocks are slower to build and execute, so
     #: a bound counted in blocks alone lets the wait grow with them.
-    busy_wait_ms: int = 1500
+    busy_wait_ms: int = 1000
     #: Waiting transactions per sender (also how far ahead of its committed nonce it may go).
     max_per_sender: int = 64
     #: Their bytes per sender.
