@@ -391,6 +391,7 @@ async def run_overload(layout: NetworkLayout, args: argparse.Namespace) -> dict[
         step_s=args.step_s,
         max_steps=args.max_steps,
         overload_s=args.overload_s,
+        overload_rate=args.overload_rate,
         stall_timeout_s=STALL_TIMEOUT_S,
         pids=node_pids(layout),
         fund=fund_senders,
@@ -533,6 +534,12 @@ def main() -> int:
     parser.add_argument("--rate-start", type=float, default=800.0, help="--overload: the ramp's first rate")
     parser.add_argument("--step-s", type=float, default=10.0, help="--overload: seconds per ramp step")
     parser.add_argument("--max-steps", type=int, default=6, help="--overload: ramp steps at most")
+    parser.add_argument(
+        "--overload-rate",
+        type=float,
+        default=None,
+        help="--overload: offer this many tx/s in the overload phase (default: twice the ramp's peak)",
+    )
     parser.add_argument(
         "--overload-s", type=float, default=60.0, help="--overload: seconds at twice the peak"
     )

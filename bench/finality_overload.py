@@ -223,8 +223,11 @@ async def overload(
     fund: Any,
     follow: Any,
     run: Any,
+    overload_rate: float | None = None,
 ) -> dict[str, Any]:
-    """``fund(layout, keys, chain_id, fee)``, ``follow(node, start_height, run, done)`` and
+    """``overload_rate``: offer this in the overload phase instead of twice the ramp's peak (to
+    compare two builds at one offered rate: admission control changes the peak a ramp finds).
+    ``fund(layout, keys, chain_id, fee)``, ``follow(node, start_height, run, done)`` and
     ``run`` (its ``committed_at``, ``blocks``) are finality.py's."""
     nodes = layout.nodes
     async with client_for(nodes[0]) as client:
@@ -264,7 +267,7 @@ async def overload(
             rate *= RAMP_FACTOR
         peak = max(steps, key=lambda f: f["finalized_tx_per_s"])
         # Twice the peak; a chain that finalized nothing in the ramp still gets the first rate.
-        over = Phase("overload", 2 * peak["finalized_tx_per_s"] or rate_start, overload_s)
+        over = Phase("overload", overload_rate or 2 * peak["finalized_tx_per_s"] or rate_start, overload_s)
         presign(senders, chain_id, fee, over)
         await run_phase(over, offers, submitted_ms, pids)
         phases.append(over)

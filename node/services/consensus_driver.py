@@ -376,7 +376,7 @@ class ConsensusDriver:
         self.commit_wall_ms[block.height] = wall_clock_ms()
         self.commit_wall_ms.pop(block.height - COMMIT_TIMES_KEPT, None)
         included = {hashlib.sha256(raw).digest() for raw in block.txs}
-        self.mempool.remove_committed(self.app.state, included)
+        self.mempool.remove_committed(self.app.state, included, block.time_ms)
         self._committed_recently.update(dict.fromkeys(included))
         while len(self._committed_recently) > COMMITTED_KEPT:
             self._committed_recently.popitem(last=False)

@@ -31,10 +31,17 @@ when it refuses:
    once instead of waiting forever. Behind a waiting transaction that no longer applies, such
    kinds get ``BlockedByPendingTx`` (5608) until it is replaced.
 7. **Room**: the hard bounds ``max_txs`` (20,000) and ``max_bytes`` (64 MiB) give ``MempoolFull`` (5602);
-   **admission control** refuses beyond ``busy_blocks`` (2) blocks' worth of
-   ``consensus.max_block_txs`` (5,000) waiting: ``MempoolBusy`` (5605, "busy, retry"), so an admitted
-   transaction waits a bounded number of blocks. Over either bound a newcomer still gets in by
-   evicting waiting transactions that pay strictly less per byte, cheapest first, and only
+   **admission control** refuses beyond ``busy_blocks`` (2) blocks' worth waiting: ``MempoolBusy``
+   (5605, "busy, retry"), so an admitted transaction waits a bounded time. A block's worth is what
+   blocks actually carry: the most any of the last 8 committed blocks carried, between
+   ``busy_floor_txs`` (256) and ``consensus.max_block_txs`` (5,000; also the bound before any
+   block); a block that takes everything waiting raises the bound for the next, so under load it
+   climbs to what proposers can carry. And no more waits than those blocks finalized per
+   ``busy_wait_ms`` (1,000) by their block times: bigger blocks are slower ones (4,000
+   transactions took ~9 s to build and execute on a loaded 2-core testnet), so the fixed 10,000
+   this replaces let finality under overload grow to 15-30 s (issue 14). Over either bound a
+   newcomer still gets in by evicting waiting transactions that pay strictly less per byte,
+   cheapest first, and only
    senders' *last* transactions (never a lower nonce while a higher one stays, never the
    newcomer's own). The node's own market transactions (the tx lane, ``local=True``) are exempt from
    admission control, not from the bounds.
@@ -69,7 +76,8 @@ Attacks each mechanism was built against (issue 12 flooded a testnet with 20,000
   per-sender bounds; *forged signatures*: verified before anything is kept.
 
 The bounds are ``[mempool]`` in ``config.toml`` (``max_txs``, ``max_bytes``, ``busy_blocks``,
-``max_per_sender``, ``max_sender_bytes``, ``expiry_blocks``, ``replace_bump_percent``, ``verified_keep``);
+``busy_floor_txs``, ``busy_wait_ms``, ``max_per_sender``, ``max_sender_bytes``, ``expiry_blocks``,
+``replace_bump_percent``, ``verified_keep``);
 ``max_block_txs`` always follows ``consensus.max_block_txs`` (setting it under ``[mempool]`` is refused).
 Why these defaults: two blocks' worth keeps an admitted transaction's wait near two blocks at full
 load; the hard bounds (four blocks' worth, 64 MiB) cap memory even with replacements and local

@@ -21,7 +21,13 @@ Admission (:meth:`Mempool.add`), cheap checks first so that refusing costs less 
    with nothing bonded", a vote without power or a settle of an unknown contract is refused at
    once instead of waiting forever;
 7. room: the hard bounds (``max_txs``, ``max_bytes``: ``MempoolFull``) and admission control
-   (``busy_blocks`` blocks' worth of ``max_block_txs``: ``MempoolBusy``, retry). When over
+   (``busy_blocks`` blocks' worth: ``MempoolBusy``, retry; a block's worth is the most any of
+   the last ``CARRIED_WINDOW`` committed blocks carried, between ``busy_floor_txs`` and
+   ``max_block_txs``, so the wait of an admitted transaction stays near ``busy_blocks`` blocks
+   however slowly blocks are actually built under load; a block that takes all that waits
+   raises the bound for the next, so it climbs to what proposers can carry), and, given block
+   times, at most what the window's blocks finalized per ``busy_wait_ms`` (so the wait stays near
+   that many milliseconds even where bigger blocks would be slower ones). When over
    either, the new transaction goes in only by evicting waiting ones that pay strictly less per
    byte, cheapest first (the newest among equals), and only a sender's *last* transaction is
    ever evicted, never a lower nonce while a higher one stays; never the new one's own sender's;
@@ -62,7 +68,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Set
 from dataclasses import dataclass, field
 
@@ -146,6 +152,10 @@ class MempoolStats:
     refused_full: int = 0
 
 
+#: Committed blocks whose largest transaction count sets admission control's block's worth.
+CARRIED_WINDOW = 8
+
+
 class _RollBack(Exception):
     """Ends a dry run: the journal undoes everything it applied."""
 
@@ -169,6 +179,11 @@ class Mempool:
         self._recent: OrderedDict[bytes, None] = OrderedDict()
         self._evicted = self._expired = self._replaced = self._unpayable = self._conflicted = 0
         self._refused_busy = self._refused_full = 0
+        #: Transaction counts of the last CARRIED_WINDOW committed blocks (none seen yet: the
+        #: static bound, ``max_block_txs``).
+        self._carried: deque[int] = deque(maxlen=CARRIED_WINDOW)
+        #: Their block times (ms), when given: the finalized rate over the window.
+        self._carried_at: deque[int] = deque(maxlen=CARRIED_WINDOW)
 
     # --- views -------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -183,7 +198,14 @@ class Mempool:
 
     @property
     def busy_limit(self) -> int:
-        return self.settings.busy_limit
+        """Waiting transactions beyond which a newcomer is refused busy (see step 7)."""
+        if not self._carried:
+            return self.settings.busy_limit
+        rate = None
+        if len(self._carried_at) == len(self._carried) >= 2:
+            # What the blocks after the first carried, over the time since the first.
+            rate = (sum(self._carried) - self._carried[0], self._carried_at[-1] - self._carried_at[0])
+        return self.settings.busy_limit_for(max(self._carried), rate)
 
     def stats(self) -> MempoolStats:
         return MempoolStats(
@@ -191,7 +213,7 @@ class Mempool:
             bytes=self._bytes,
             verified_cache=len(self._entries) + len(self._recent),
             senders=len(self._queues),
-            busy_limit=self.settings.busy_limit,
+            busy_limit=self.busy_limit,
             evicted=self._evicted,
             expired=self._expired,
             replaced=self._replaced,
@@ -373,7 +395,8 @@ class Mempool:
         count = len(self._entries)
         grows = old is None
         over_count = grows and count >= settings.max_txs
-        over_busy = grows and not local and count >= settings.busy_limit
+        busy_limit = self.busy_limit
+        over_busy = grows and not local and count >= busy_limit
         bytes_needed = self._bytes + size - (old.size if old is not None else 0) - settings.max_bytes
         need_count = 1 if over_count or over_busy else 0
         if need_count == 0 and bytes_needed <= 0:
@@ -389,7 +412,8 @@ class Mempool:
             )
         self._refused_busy += 1
         raise MempoolBusy(
-            f"busy: {count} transactions are waiting, {settings.busy_blocks} blocks' worth; retry after "
+            f"busy: {count} transactions are waiting (at most {busy_limit}, {settings.busy_blocks} blocks' "
+            "worth); retry after "
             "the next block, or pay more per byte than the cheapest waiting one"
         )
 
@@ -579,13 +603,22 @@ class Mempool:
                 heapq.heappush(heap, (-following.rate, following.seq, sender))
         return out
 
-    def remove_committed(self, state: LedgerState, included: set[bytes] | None = None) -> int:
+    def remove_committed(
+        self, state: LedgerState, included: set[bytes] | None = None, block_time_ms: int | None = None
+    ) -> int:
         """After a commit (``state`` is the new committed state, ``included`` the block's
         transaction hashes, used only to count conflicts): drop what is included or made stale by
         the new nonces (another node's transaction took the nonce), what waited
         longer than ``expiry_blocks`` (with its sender's later ones), and, newest first, what its
-        account can no longer pay. Returns how many were dropped."""
+        account can no longer pay. Returns how many were dropped. ``included``'s size is also what
+        the block carried, for admission control's block's worth."""
         chosen = included if included is not None else _NOTHING
+        if included is not None:
+            self._carried.append(len(included))
+            if block_time_ms is not None:
+                self._carried_at.append(block_time_ms)
+            else:
+                self._carried_at.clear()
         dropped = 0
         for sender in list(self._queues):
             dropped += self._drop_committed_nonces(

@@ -26,6 +26,14 @@ class MempoolSettings:
     #: Admission control: beyond this many blocks' worth of waiting transactions, a new one is
     #: refused as busy unless it pays more per byte than the cheapest waiting one.
     busy_blocks: int = 2
+    #: Admission control counts a block's worth as the most any of the last few committed blocks
+    #: carried (what proposers actually manage), never less than this (so a quiet chain still
+    #: takes a burst) nor more than ``max_block_txs``.
+    busy_floor_txs: int = 256
+    #: Admission control also keeps no more waiting than the last few blocks finalized in this
+    #: many milliseconds (by their block times): bigger blocks are slower to build and execute, so
+    #: a bound counted in blocks alone lets the wait grow with them.
+    busy_wait_ms: int = 1000
     #: Waiting transactions per sender (also how far ahead of its committed nonce it may go).
     max_per_sender: int = 64
     #: Their bytes per sender.
@@ -53,5 +61,15 @@ class MempoolSettings:
 
     @property
     def busy_limit(self) -> int:
-        """Waiting transactions beyond which admission control refuses (see ``busy_blocks``)."""
+        """Waiting transactions beyond which admission control refuses before any block was seen
+        (see ``busy_blocks``); :attr:`Mempool.busy_limit` then follows what blocks carry."""
         return self.busy_blocks * self.max_block_txs
+
+    def busy_limit_for(self, carried: int, rate: tuple[int, int] | None = None) -> int:
+        """The admission bound when recent blocks carried at most ``carried`` transactions and,
+        given ``rate`` = (transactions, milliseconds), finalized that many in that long."""
+        floor = self.busy_blocks * min(self.busy_floor_txs, self.max_block_txs)
+        bound = self.busy_blocks * min(carried, self.max_block_txs)
+        if rate is not None and rate[1] > 0:
+            bound = min(bound, rate[0] * self.busy_wait_ms // rate[1])
+        return max(floor, bound)
