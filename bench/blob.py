@@ -31,6 +31,8 @@ Goal (issue 15): ratio >= 0.7 and >= 100 MB/s.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import cProfile
 import hashlib
 import json
 import os
@@ -41,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import trio
@@ -111,6 +114,23 @@ class RssProbe:
         os.close(self._fd)
 
 
+@contextlib.contextmanager
+def profiled(args: argparse.Namespace, phase: str) -> Iterator[None]:
+    """cProfile this thread (the fetching node's trio thread) over one phase into
+    ``<--profile>/<phase>.prof``; nothing without ``--profile``. Worker threads are not profiled."""
+    if args.profile is None:
+        yield
+        return
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        yield
+    finally:
+        profiler.disable()
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+        profiler.dump_stats(Path(args.profile) / f"{phase}.prof")
+
+
 def settings_of(args: argparse.Namespace) -> BlobSettings:
     return BlobSettings(**json.loads(args.settings))
 
@@ -164,14 +184,19 @@ def own_cpu_s() -> float:
 
 
 class CpuMeter:
-    """CPU seconds of this process and of the serving node's over one phase."""
+    """CPU seconds over one phase: this process's, the serving node's, and this process's trio
+    thread's alone (made and stopped on it; the rest of the process's is worker threads)."""
 
     def __init__(self, child_pid: int) -> None:
         self._child = child_pid
-        self._start = (own_cpu_s(), process_cpu_seconds(child_pid))
+        self._start = (own_cpu_s(), process_cpu_seconds(child_pid), time.thread_time())
 
-    def stop(self) -> tuple[float, float]:
-        return own_cpu_s() - self._start[0], process_cpu_seconds(self._child) - self._start[1]
+    def stop(self) -> tuple[float, float, float]:
+        return (
+            own_cpu_s() - self._start[0],
+            process_cpu_seconds(self._child) - self._start[1],
+            time.thread_time() - self._start[2],
+        )
 
 
 async def raw_throughput(host: P2PHost, peer: str, count: int) -> float:
@@ -203,7 +228,8 @@ async def fetch_side(
         raw_count = args.raw_mib * MIB
         await raw_throughput(host, peer, 64 * MIB)  # warm-up: yamux windows grow, code paths load
         meter = CpuMeter(child_pid)
-        raw_before = await raw_throughput(host, peer, raw_count)
+        with profiled(args, "raw"):
+            raw_before = await raw_throughput(host, peer, raw_count)
         raw_cpu = meter.stop()
         rss = RssProbe()
         rss_base = rss.mb()
@@ -221,7 +247,7 @@ async def fetch_side(
         started = time.perf_counter()
         meter = CpuMeter(child_pid)
         # A fetch that stalls is a fetch that gave up: exit 1 instead of waiting forever.
-        with trio.move_on_after(args.timeout_s) as deadline:
+        with profiled(args, "fetch"), trio.move_on_after(args.timeout_s) as deadline:
             progress = await blobs.fetch(cid, peers=[peer])
         if deadline.cancelled_caught:
             raise BenchFailed(f"the fetch did not finish within {args.timeout_s:g} s")
@@ -243,6 +269,8 @@ async def fetch_side(
             raw_cpu_server_s_per_gib=raw_cpu[1] * (1 << 30) / raw_count,
             fetch_cpu_fetcher_s_per_gib=fetch_cpu[0] * (1 << 30) / progress.fetched_bytes,
             fetch_cpu_server_s_per_gib=fetch_cpu[1] * (1 << 30) / progress.fetched_bytes,
+            raw_cpu_loop_s_per_gib=raw_cpu[2] * (1 << 30) / raw_count,
+            fetch_cpu_loop_s_per_gib=fetch_cpu[2] * (1 << 30) / progress.fetched_bytes,
         )
         figures["export_sha256_ok"] = float(
             await trio.to_thread.run_sync(file_sha256, exported) == args.expected_sha256
@@ -275,6 +303,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--settings", default="{}", help="BlobSettings overrides as JSON, e.g. '{\"window_chunks\": 32}'"
+    )
+    parser.add_argument(
+        "--profile", help="cProfile the fetching node's first raw run and its fetch into DIR/{raw,fetch}.prof"
     )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--home", help=argparse.SUPPRESS)
@@ -358,7 +389,9 @@ def main() -> int:
     print(
         "CPU seconds per GiB (fetching node / serving node): raw "
         f"{figures['raw_cpu_fetcher_s_per_gib']:.2f} / {figures['raw_cpu_server_s_per_gib']:.2f}, blob "
-        f"{figures['fetch_cpu_fetcher_s_per_gib']:.2f} / {figures['fetch_cpu_server_s_per_gib']:.2f}"
+        f"{figures['fetch_cpu_fetcher_s_per_gib']:.2f} / {figures['fetch_cpu_server_s_per_gib']:.2f}; "
+        f"the fetching node's trio thread alone: raw {figures['raw_cpu_loop_s_per_gib']:.2f}, "
+        f"blob {figures['fetch_cpu_loop_s_per_gib']:.2f}"
     )
     print(f"fetching node RSS: {figures['rss_base']:.0f} MB before, peak {figures['rss_peak']:.0f} MB during")
     # The machine's load: figures measured beside other work are not comparable with a quiet run.
@@ -384,6 +417,8 @@ def main() -> int:
                     "raw_server": round(figures["raw_cpu_server_s_per_gib"], 2),
                     "blob_fetcher": round(figures["fetch_cpu_fetcher_s_per_gib"], 2),
                     "blob_server": round(figures["fetch_cpu_server_s_per_gib"], 2),
+                    "raw_fetcher_loop": round(figures["raw_cpu_loop_s_per_gib"], 2),
+                    "blob_fetcher_loop": round(figures["fetch_cpu_loop_s_per_gib"], 2),
                 },
             }
         )
