@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from node.testnet.errors import InvalidPlan, NetemUnavailable
 from node.testnet.layout import NetworkLayout
-from node.testnet.netns import Fabric, LinkShape, Placement
+from node.testnet.netns import Fabric, LinkShape, Placement, netem_unavailable
 from node.testnet.tunshaper import start_detached, stop_detached
 
 SHAPER_PID = "netns-shaper.pid"
@@ -75,6 +75,9 @@ def build_fabric(placement: Placement | None, nodes: int) -> tuple[Fabric | None
     NetnsUnavailable, FabricError."""
     if placement is None:
         return None, False
+    if placement.shape.shaped and netem_unavailable() is not None:
+        # Known before anything is built: no fabric made, torn down and made again.
+        return Fabric.create(replace(placement, shape=LinkShape()), nodes), True
     try:
         return Fabric.create(placement, nodes), False
     except NetemUnavailable:

@@ -289,8 +289,12 @@ class Fabric:
         self._remove(keep=set())
 
     def _remove(self, keep: set[str]) -> None:
-        for namespace in self.namespaces:
+        for index, namespace in enumerate(self.namespaces):
             if namespace not in keep:
+                # The veth pair goes first, by its root-side end: that removal is synchronous,
+                # while a deleted namespace frees its devices later (the kernel's deferred net
+                # cleanup), so a fabric remade at once met "File exists" for the old link.
+                _run("ip", "link", "del", self.placement.link(index))
                 _run("ip", "netns", "del", namespace)
         if not keep & set(self.namespaces):
             _run("ip", "link", "del", self.placement.bridge)
