@@ -17,7 +17,7 @@ from dataclasses import replace
 from node.testnet.errors import InvalidPlan, NetemUnavailable
 from node.testnet.layout import NetworkLayout
 from node.testnet.netns import Fabric, LinkShape, Placement, netem_unavailable
-from node.testnet.tunshaper import start_detached, stop_detached
+from node.testnet.tunshaper import start_detached, stop_detached, tun_unavailable
 
 SHAPER_PID = "netns-shaper.pid"
 SHAPER_LOG = "netns-shaper.log"
@@ -75,8 +75,14 @@ def build_fabric(placement: Placement | None, nodes: int) -> tuple[Fabric | None
     NetnsUnavailable, FabricError."""
     if placement is None:
         return None, False
-    if placement.shape.shaped and netem_unavailable() is not None:
+    no_netem = netem_unavailable() if placement.shape.shaped else None
+    if no_netem is not None:
         # Known before anything is built: no fabric made, torn down and made again.
+        no_tun = tun_unavailable()
+        if no_tun is not None:
+            raise NetemUnavailable(
+                f"links cannot be shaped here: {no_netem}, and the TUN switch cannot run: {no_tun}"
+            )
         return Fabric.create(replace(placement, shape=LinkShape()), nodes), True
     try:
         return Fabric.create(placement, nodes), False

@@ -51,6 +51,16 @@ def tun_name(placement: Placement, index: int) -> str:
     return f"dct{placement.tag}{index}"
 
 
+def tun_unavailable() -> str | None:
+    """Why the TUN switch cannot run here, or None when it can: it needs ``/dev/net/tun`` (a
+    container or chroot with a minimal /dev has none)."""
+    try:
+        os.close(os.open("/dev/net/tun", os.O_RDWR))
+    except OSError as exc:
+        return f"/dev/net/tun cannot be opened ({exc.strerror})"
+    return None
+
+
 def open_tun(name: str) -> int:
     """A TUN device named ``name`` in this (the root) namespace, and the fd that owns it."""
     fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
