@@ -20,7 +20,10 @@ relay, does not deliver) a vote for a height below the one before ours (the core
 those: late precommits for the certificate, and a validator one height behind, which it helps),
 and a vote identical to one it accepted less than half a gossip interval ago; a later identical
 copy passes, because the core retransmits its own votes unchanged and a relay that dropped every
-copy would cut nodes behind it off those retransmissions. A forwarder's useless messages (old or
+copy would cut nodes behind it off those retransmissions. An old vote whose signer was no
+validator at its height is still REJECTed (as at any height we keep a set for): staleness must not
+turn a forgery of membership into a mere IGNORE, nor depend on how far the chain has moved on
+since it was sent. A forwarder's useless messages (old or
 duplicate) are counted per minute (:class:`UselessInput`); past a generous allowance, each further
 batch of them is one REJECT as a flood (weight 5).
 """
@@ -159,6 +162,11 @@ class ConsensusChecks:
         except DecodeError as exc:
             return Validation.reject(Reason.DECODE, exc.message)
         if isinstance(decoded, Vote) and decoded.height < self.core.height - 1:
+            if self._signed_by_outsider(decoded):
+                # No honest peer relays a non-validator's vote, old or new: REJECT, do not count.
+                return Validation.reject(
+                    Reason.INVALID, f"{decoded.validator.hex()} is no validator at {decoded.height}"
+                )
             self.stale_votes += 1
             return self._useless(message.forwarder, now, f"vote for height {decoded.height}, long decided")
         result = self.judge(decoded, channel="gossip")
@@ -191,6 +199,12 @@ class ConsensusChecks:
             return self.app.validator_set(height)
         except LocalConsensusError:  # UnknownHeight: outside the window the ledger keeps
             return None
+
+    def _signed_by_outsider(self, vote: Vote) -> bool:
+        """Whether ``vote``'s signer is outside its height's validator set, where we keep that set
+        (a dict lookup: cheap enough for the stale path, which must stay cheap for replays)."""
+        validators = self._validators_at(vote.height)
+        return validators is not None and vote.validator not in validators
 
     def _vote(self, vote: Vote) -> Validation:
         core = self.core

@@ -52,7 +52,7 @@ from node.services.tx_relay import MAX_BATCH_TXS, TX_PROTOCOL
 from node.store import ChainStore
 from protocol.consensus.core import ConsensusCore
 from protocol.consensus.effects import Timeout, TimeoutKind
-from protocol.consensus.messages import PRECOMMIT, PREVOTE, CommittedBlock, Vote
+from protocol.consensus.messages import PRECOMMIT, PREVOTE, CommittedBlock, Vote, sign_vote
 from protocol.crypto import PrivateKey
 from protocol.encoding import encode
 from protocol.ledger.tx import Transfer, sign_tx
@@ -228,6 +228,24 @@ async def test_an_authentic_old_vote_is_ignored_and_not_relayed(
         await trio.testing.wait_all_tasks_blocked()
         assert rig.bystander.gossip_received() == []
         assert rig.attacker.pushes == [] and rig.bystander.pushes == []
+
+
+async def test_an_old_vote_by_a_key_that_was_no_validator_is_rejected_not_ignored(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """However far the chain has moved on since it was sent, a non-validator's vote is a forgery
+    of membership: REJECTed (the host scores its forwarder), never counted as merely stale."""
+    async with open_rig(tmp_path) as rig:
+        outsider = PrivateKey.from_label("consensus-replays/outsider")
+        forged = sign_vote(outsider, CHAIN_ID, 1, 0, PREVOTE, rig.blocks[0].block.hash, 1_000)
+        result = rig.driver.checks.gossip(
+            GossipMessage(rig.driver.topic, encode_message(forged), "x", rig.attacker.host.peer_id)
+        )
+        assert result.verdict is Verdict.REJECT and result.reason is Reason.INVALID
+        assert rig.driver.checks.stale_votes == 0
+        # The same outsider at the current height: the same verdict.
+        current = sign_vote(outsider, CHAIN_ID, HEIGHTS + 1, 0, PREVOTE, bytes(32), 1_000)
+        assert rig.judge(current) is Verdict.REJECT
 
 
 async def test_a_vote_for_the_height_just_decided_is_still_used(
