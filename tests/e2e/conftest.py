@@ -1,8 +1,9 @@
 """The ``network`` fixture: one fresh testnet of real node processes per test module.
 
 A module may set ``NETWORK = {...}`` (keyword arguments of :class:`TestNetwork`) to shape its
-network. The run's seed is printed in the terminal summary and with every network; rerun with
-``DCENT_E2E_SEED=<seed>`` to replay the same keys, chain id and scenario choices. When a test
+network. The run's seed (one per run: see ``tests/conftest.py``) is printed in the terminal summary
+and with every network; rerun with ``DCENT_E2E_SEED=<seed>`` to replay the same keys, chain id and
+scenario choices. When a test
 fails, the end of every node's log is printed with it.
 """
 
@@ -13,17 +14,13 @@ from collections.abc import Generator, Iterator
 import pytest
 
 from node.testnet.errors import LocalnetError
-from tests.e2e.framework import SEED_ENV, TestNetwork, derived_seed, session_seed
+from tests.e2e.framework import TestNetwork, derived_seed, session_seed
 
 SEED = session_seed()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "e2e: drives real node processes of a local testnet over RPC")
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    terminalreporter.write_line(f"dcent e2e seed: {SEED} (reproduce with {SEED_ENV}={SEED})")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -37,6 +34,15 @@ def pytest_runtest_makereport(
 
 
 _CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the items
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadgroup``) the tests of a module that share its ``network``
+    form one group: one worker runs them all, so the network starts once, not once per worker."""
+    for item in items:
+        if "network" in getattr(item, "fixturenames", ()) and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.fixture(scope="module")
