@@ -1,4 +1,4 @@
-"""The run's e2e seed, one for the whole run, pytest-xdist workers included.
+"""Run-wide set-up: the e2e seed, and how pytest-xdist spreads the tests (``tests/scheduling.py``).
 
 The controller picks the seed in ``pytest_configure``, before xdist spawns its workers, and puts it
 in the environment they inherit; every worker's networks derive from it, and the summary names it.
@@ -20,3 +20,10 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     seed = os.environ[SEED_ENV]
     terminalreporter.write_line(f"dcent e2e seed: {seed} (reproduce with {SEED_ENV}={seed})")
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, absent without it
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    from tests.scheduling import SharedStateScheduling
+
+    return SharedStateScheduling(config, log)

@@ -36,15 +36,6 @@ def pytest_runtest_makereport(
 _CALL_FAILED = pytest.StashKey[bool]()
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the items
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``--dist loadgroup``) the tests of a module that share its ``network``
-    form one group: one worker runs them all, so the network starts once, not once per worker."""
-    for item in items:
-        if "network" in getattr(item, "fixturenames", ()) and item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
-
-
 @pytest.fixture(scope="module")
 def network(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory

@@ -23,9 +23,6 @@ from node.testnet.processes import start_node, stop_nodes
 from tests.waiting import wait_until_blocking
 
 NODES = 4
-#: Under pytest-xdist one worker runs every test of this group, in turn: they share host-wide
-#: state (network namespaces and the names they are given).
-pytestmark = pytest.mark.xdist_group("netns")
 BASE_PORT = 26000
 
 

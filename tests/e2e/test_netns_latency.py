@@ -27,9 +27,6 @@ from tests.e2e.test_netns import skip_or_fail_without_netns
 from tests.waiting import wait_until_blocking
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Under pytest-xdist one worker runs every test of this group, in turn: they share host-wide
-#: state (network namespaces and the names they are given).
-pytestmark = pytest.mark.xdist_group("netns")
 NODES = 3
 RTT_MS = 50
 #: A connect() is one round trip (SYN out, SYN-ACK back); the best of a few is the link's floor.

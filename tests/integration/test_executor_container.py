@@ -34,9 +34,6 @@ from node.executor.settings import ExecutorSettings
 from tests.integration.executor_helpers import FORK_BOMB, podman_executor_or_skip, require_limits
 
 MiB = 2**20
-#: Under pytest-xdist one worker runs every test of this group, in turn: they share host-wide
-#: state (podman's image store and its tags).
-pytestmark = pytest.mark.xdist_group("podman")
 RUN_DEADLINE_S = 120
 TOOLS = (
     "dash",

@@ -83,8 +83,7 @@ from tests.integration.hostile_peer import (
 )
 from tests.waiting import wait_until, wait_until_async
 
-#: One worker under pytest-xdist: the tests share the module's node process.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("hostile-node-process")]
+pytestmark = pytest.mark.slow
 
 RSS_BOUND = 300 * 2**20
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"

@@ -29,9 +29,6 @@ from tests.integration.market_helpers import until_state
 from tests.integration.node_helpers import LocalNet, wait_until
 from tests.integration.test_executor_container import LIMITS, _image_id, _image_tar
 
-#: Under pytest-xdist one worker runs every test of this group, in turn: they share host-wide
-#: state (podman's image store and its tags).
-pytestmark = pytest.mark.xdist_group("podman")
 PROVIDER, REQUESTER = 0, 1
 
 
