@@ -58,8 +58,13 @@ typecheck: $(DEV_STAMP)
 unit: $(DEV_STAMP)
 	$(BIN)/pytest -q tests/unit
 
+# Two pytest-xdist workers: the CI machine's two cores. Most multi-process tests wait on block
+# times, so two overlap well; tests/scheduling.py keeps together what must share a worker.
+# `make test TEST_WORKERS=0` runs the suite in one process.
+TEST_WORKERS ?= 2
+
 test: deps lint typecheck
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS)
 
 # Each script prints its figures and one JSON line. The short defaults; the README's figures table
 # names the longer runs (e.g. `bench/footprint.py --nodes 32 --minutes 10`; blob.py and
