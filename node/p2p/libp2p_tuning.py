@@ -2,7 +2,9 @@
 starts.
 
 Only what libp2p looks up at call time can be overridden this way; each override here is listed,
-with its reason, in node/services/__init__.py (the health-check tolerance, "Liveness under load").
+with its reason, in node/services/__init__.py (the health-check tolerance, "Liveness under load")
+or in the workaround table of node/p2p/__init__.py (yamux credit and frame size, rows 22-23;
+pubsub's signed peer records, row 24).
 """
 
 from __future__ import annotations
