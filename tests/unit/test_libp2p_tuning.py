@@ -223,3 +223,14 @@ def test_pubsub_uses_the_cached_records_once_applied() -> None:
     for module in (libp2p_pubsub, libp2p_gossipsub):
         assert module.env_to_send_in_RPC == libp2p_tuning._SIGNED_RECORDS.to_send
         assert module.maybe_consume_signed_record == libp2p_tuning._SIGNED_RECORDS.consume
+
+
+def test_the_peers_remembered_are_bounded_oldest_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    cache, checks, _ = signed_records(monkeypatch)
+    monkeypatch.setattr(libp2p_tuning, "SIGNED_RECORD_PEERS", 2)
+    host = _Host()
+    for peer in ("peer-a", "peer-b", "peer-c"):
+        cache.consume(_Rpc(b"record-" + peer.encode()), host, peer)
+    cache.consume(_Rpc(b"record-peer-c"), host, "peer-c")  # remembered: not checked again
+    cache.consume(_Rpc(b"record-peer-a"), host, "peer-a")  # forgotten, the oldest: checked again
+    assert [peer for _, peer in checks.checked] == ["peer-a", "peer-b", "peer-c", "peer-a"]
