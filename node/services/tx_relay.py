@@ -184,6 +184,9 @@ class TxRelay:
         finally:
             if self._links.get(link.peer_id) is link:
                 del self._links[link.peer_id]
+                # The peer may come back restarted, with an empty mempool: what it sent us
+                # before says nothing then, and the next link's backlog goes in full.
+                self._known.pop(link.peer_id, None)
             if link.stream is not None:
                 with trio.CancelScope(shield=True):
                     await link.stream.reset()

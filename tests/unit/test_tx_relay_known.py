@@ -5,7 +5,10 @@ peers that are gone. The relaying itself is tested over real and memory hosts in
 from __future__ import annotations
 
 import pytest
+import trio
+import trio.testing
 
+from node.p2p.errors import P2PError
 from node.services import tx_relay
 from node.services.tx_relay import TxRelay
 
@@ -49,3 +52,20 @@ def test_a_peer_that_is_gone_is_not_remembered() -> None:
     relay._nursery = object()  # type: ignore[assignment]  # relay() only acts once the relay runs
     relay.relay([b"3"])  # every relay forgets the peers no longer connected
     assert relay._unknown_to("peer-a", [b"2"]) == [b"2"]
+
+
+async def test_a_failed_link_forgets_what_the_peer_sent(autojump_clock: trio.testing.MockClock) -> None:
+    """The peer behind a failed link may come back restarted, with an empty mempool: the next
+    link's backlog must go in full, not less what the peer sent us before."""
+
+    class Unreachable(_Host):
+        async def open_stream(self, peer_id: str, protocol: str) -> None:
+            raise P2PError("the peer is gone")
+
+    relay = TxRelay(Unreachable("peer-a"), _admit)  # type: ignore[arg-type]
+    relay._note_known("peer-a", [b"1"])
+    async with trio.open_nursery() as nursery:
+        relay._nursery = nursery
+        relay.relay([b"2"])  # starts the link; its send fails
+    assert relay.linked_peers == []
+    assert relay._unknown_to("peer-a", [b"1", b"2"]) == [b"1", b"2"]
