@@ -2,19 +2,27 @@
 starts.
 
 Only what libp2p looks up at call time can be overridden this way; each override here is listed,
-with its reason, in node/services/__init__.py (the health-check tolerance, "Liveness under load").
+with its reason, in node/services/__init__.py (the health-check tolerance, "Liveness under load")
+or in the workaround table of node/p2p/__init__.py (yamux credit and frame size, rows 22-23;
+pubsub's signed peer records, row 24).
 """
 
 from __future__ import annotations
 
 import os
+import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import libp2p.network.health.monitor as libp2p_health
 import libp2p.network.swarm as libp2p_swarm
+import libp2p.pubsub.gossipsub as libp2p_gossipsub
+import libp2p.pubsub.pubsub as libp2p_pubsub
 import libp2p.stream_muxer.yamux.yamux as libp2p_yamux
 from libp2p.network.health.ping_probe import ConnectionPingResult
+from libp2p.peer.peerstore import env_to_send_in_RPC
+from libp2p.pubsub.utils import maybe_consume_signed_record
 from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH as NOISE_MAX_PLAINTEXT
 
 #: libp2p waits this long after starting each address's dial before trying the next one, even
@@ -108,11 +116,83 @@ async def _tolerant_ping(monitor: libp2p_health.ConnectionHealthMonitor, conn: A
     return _TOLERANCE.judge(conn, await _ORIGINAL_PING(monitor, conn))
 
 
+#: How long the signed peer record pubsub attaches to every RPC is reused before libp2p is asked
+#: again (which rebuilds the host's address list to see whether it changed), and how long a
+#: peer's record, once checked, is taken on its bytes before it is checked (and its address book
+#: entry refreshed) again.
+SIGNED_RECORD_REUSE_S = 10.0
+#: Peers whose accepted record is remembered, per host.
+SIGNED_RECORD_PEERS = 1024
+
+
+class SignedRecordCache:
+    """Pubsub's signed peer records, signed and checked once instead of on every RPC.
+
+    py-libp2p's pubsub attaches the host's signed peer record to every RPC it sends, after
+    rebuilding the host's address list to compare (``env_to_send_in_RPC``, ~0.5 ms), and checks
+    the Ed25519 signature of the record on every RPC it receives, before looking at the message
+    (``maybe_consume_signed_record``): a CPU profile of a validator found these two at 5% of its CPU at
+    250 tx/s and ~8% on a near-idle chain, more than consensus (issue 14). Here the record sent is reused for
+    ``SIGNED_RECORD_REUSE_S``, and a received record byte-identical to the last one accepted from
+    the same peer within as long is accepted without checking it again: the signature covers
+    those bytes, so it is as valid as it was. A new record (a changed address, or any other bytes)
+    is checked as before, and so is the same one once that time has passed (which refreshes the
+    address book's entry, kept 2 hours by libp2p).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._sent: weakref.WeakKeyDictionary[Any, tuple[float, tuple[bytes, bool]]] = (
+            weakref.WeakKeyDictionary()
+        )
+        #: Per host, per peer: the record last accepted and when it was checked.
+        self._accepted: weakref.WeakKeyDictionary[Any, dict[Any, tuple[bytes, float]]] = (
+            weakref.WeakKeyDictionary()
+        )
+        #: Records taken on their bytes, without a signature check.
+        self.reused = 0
+
+    def to_send(self, host: Any) -> tuple[bytes, bool]:
+        now = self._clock()
+        held = self._sent.get(host)
+        if held is not None and now - held[0] < SIGNED_RECORD_REUSE_S:
+            return held[1][0], False
+        envelope = env_to_send_in_RPC(host)
+        self._sent[host] = (now, envelope)
+        return envelope
+
+    def consume(self, msg: Any, host: Any, peer_id: Any = None) -> bool:
+        if not msg.HasField("senderRecord"):
+            return True
+        accepted = self._accepted.setdefault(host, {})
+        record: bytes = msg.senderRecord
+        now = self._clock()
+        held = accepted.get(peer_id) if peer_id is not None else None
+        if held is not None and held[0] == record and now - held[1] < SIGNED_RECORD_REUSE_S:
+            self.reused += 1
+            return True
+        if not maybe_consume_signed_record(msg, host, peer_id):
+            accepted.pop(peer_id, None)
+            return False
+        if peer_id is not None:
+            accepted.pop(peer_id, None)
+            accepted[peer_id] = (record, now)  # newest last: the oldest go first past the bound
+            while len(accepted) > SIGNED_RECORD_PEERS:
+                del accepted[next(iter(accepted))]
+        return True
+
+
+_SIGNED_RECORDS = SignedRecordCache()
+
+
 def apply() -> None:
     """Set the overrides (idempotent)."""
     libp2p_swarm._HAPPY_EYEBALLS_DELAY = HAPPY_EYEBALLS_DELAY_S
     libp2p_health.ConnectionHealthMonitor._ping_connection = _tolerant_ping  # type: ignore[method-assign,assignment]
     libp2p_yamux.MAX_MESSAGE_SIZE = YAMUX_MAX_FRAME_BYTES
+    for module in (libp2p_pubsub, libp2p_gossipsub):
+        module.env_to_send_in_RPC = _SIGNED_RECORDS.to_send  # type: ignore[attr-defined]
+        module.maybe_consume_signed_record = _SIGNED_RECORDS.consume  # type: ignore[attr-defined]
     global _YAMUX_FROZEN
     if _YAMUX_FROZEN is None:  # idempotent: freeze libp2p's own functions' answers, once
         _YAMUX_FROZEN = _frozen_yamux_settings()

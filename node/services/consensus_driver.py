@@ -205,6 +205,8 @@ class ConsensusDriver:
         self.core_faults = 0
         #: Our publishes the host could not make (a full queue at every subscriber): lost, not fatal.
         self.lost_publishes = 0
+        #: Copies of proposals already handled, dropped on their hash before decoding.
+        self.duplicate_proposals = 0
         self.checks = ConsensusChecks(core, app, clock_ms=clock_ms)
         self.useless_pushed = UselessInput(
             allowance=USELESS_PUSHED_ALLOWANCE,
@@ -489,6 +491,12 @@ class ConsensusDriver:
         """A proposal from a peer: checked (the signature of its round's proposer), then relayed
         once to our other peers and handled. A forgery stops here and is scored."""
         data = await stream.receive_frame(MAX_MESSAGE_BYTES)
+        if hashlib.sha256(data).digest() in self._relayed:
+            # Another peer's relay of one we accepted and handled: every peer relays each
+            # proposal once, so this is most copies. Its bytes were checked; skip the decode
+            # and the signature (a whole block's worth of work) instead of redoing them.
+            self.duplicate_proposals += 1
+            return
         proposal = decode_message(data)  # DecodeError: refused and scored by the host
         result = self.checks.judge(proposal, channel="proposal")
         if result.verdict is not Verdict.ACCEPT:

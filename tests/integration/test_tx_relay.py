@@ -8,10 +8,10 @@ import trio.testing
 
 from node.p2p.errors import StreamResetError
 from node.p2p.interface import Host
-from node.services.tx_relay import TX_PROTOCOL, TxRelay
+from node.services.tx_relay import RELAY_LINGER_S, TX_PROTOCOL, TxRelay
 from protocol.encoding import encode
 from tests.integration.conftest import Cluster
-from tests.waiting import wait_until
+from tests.waiting import spend_virtual_time, wait_until
 
 
 class Relayer:
@@ -127,3 +127,42 @@ async def test_a_peer_without_a_link_gets_the_backlog_without_any_new_relay(
     await wait_until(lambda: receiver.raws() == set(waiting), what="b has a's backlog")
     assert [raw for raw, _ in receiver.seen] == waiting  # in the mempool's order
     assert sender.relay.reseeded == 1
+
+
+@pytest.mark.parametrize("host_kind", ["memory"])  # virtual time: "within the linger" is exact
+async def test_what_arrives_while_a_link_lingers_leaves_in_the_same_frame(
+    cluster: Cluster, host_clock: trio.testing.MockClock | None, nursery: trio.Nursery
+) -> None:
+    """Frames cost more than transactions (issue 14's profile): relays that come while the link
+    lingers (``RELAY_LINGER_S``) after the first share its frame instead of one each; one that
+    comes later gets a frame of its own."""
+    a, b, _ = await line_of_three(cluster, nursery)
+    a.relay.relay([b"first"])
+    await spend_virtual_time(RELAY_LINGER_S / 4)
+    a.relay.relay([b"second"])
+    await spend_virtual_time(RELAY_LINGER_S / 4)
+    a.relay.relay([b"third"])
+    await wait_until(lambda: b.raws() == {b"first", b"second", b"third"}, what="b has all three")
+    await spend_virtual_time(RELAY_LINGER_S * 2)
+    a.relay.relay([b"later"])
+    await wait_until(lambda: b"later" in b.raws(), what="b has the later one")
+
+    assert b.batches == [3, 1]
+    assert a.relay.sent_frames == 2
+
+
+async def test_a_transaction_a_peer_sent_us_is_not_sent_back_to_it(
+    cluster: Cluster, host_clock: trio.testing.MockClock | None, nursery: trio.Nursery
+) -> None:
+    """In a full mesh every receiver re-relays each transaction to the others: a copy queued for
+    a peer that has since sent us the same transaction is left out of the frame (it holds it)."""
+    a, b, _ = await line_of_three(cluster, nursery)
+    a.relay.relay([b"from-a"])
+    await wait_until(lambda: b.raws() == {b"from-a"}, what="b has a's transaction")
+
+    b.relay.relay([b"from-a", b"from-b"])  # as if b had it again from elsewhere, with a new one
+
+    await wait_until(lambda: b"from-b" in a.raws(), what="a has b's new transaction")
+    assert a.seen == [(b"from-b", b.host.peer_id)]
+    assert a.batches == [1], "the frame held only what a did not send"
+    assert b.relay.spared == 1

@@ -36,6 +36,7 @@ from node.services.consensus_checks import (
     committed_height_hint,
 )
 from node.services.consensus_driver import (
+    PROPOSAL_PROTOCOL,
     SYNC_BATCH,
     SYNC_PROTOCOL,
     SYNC_PUSH_PROTOCOL,
@@ -56,6 +57,7 @@ from protocol.consensus.messages import PRECOMMIT, PREVOTE, CommittedBlock, Vote
 from protocol.crypto import PrivateKey
 from protocol.encoding import encode
 from protocol.ledger.tx import Transfer, sign_tx
+from tests.waiting import wait_until
 
 from .consensus_support import CHAIN_ID, CONFIG, Chain, build_block, certificate, client_key, vkey, vote
 
@@ -434,3 +436,32 @@ async def test_a_bug_admitting_a_relayed_batch_is_counted_and_the_driver_serves_
         assert rig.driver.lanes.offer(Lane.CONSENSUS, stale)
         await trio.testing.wait_all_tasks_blocked()
         assert rig.driver.lanes.waiting(Lane.CONSENSUS) == 0  # still served
+
+
+async def test_a_relayed_copy_of_a_proposal_already_handled_is_dropped_on_its_hash_before_decoding(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every peer relays each proposal once, so in a full mesh most copies a node receives are of
+    one it already handled; each used to be decoded and its signature checked again (a whole
+    block's worth of work, issue 14). A copy of our own proposal sent back to us is dropped on
+    its hash, counted, and never decoded."""
+    async with open_rig(tmp_path, validator=0, chain=Chain(powers=(1,))) as rig:
+        proposals: list[bytes] = []
+
+        async def record(stream: Stream) -> None:
+            proposals.append(await stream.receive_frame(2**24))
+
+        rig.attacker.host.set_stream_handler(PROPOSAL_PROTOCOL, record)
+        with trio.fail_after(600):
+            while not proposals:
+                await rig.driver.wait_for_height(rig.driver.height + 1)
+        decoded: list[bytes] = []
+        monkeypatch.setattr(consensus_driver, "decode_message", lambda data: decoded.append(data))
+
+        stream = await rig.attacker.host.open_stream(rig.host.peer_id, PROPOSAL_PROTOCOL)
+        await stream.send_frame(proposals[0])
+        await stream.close()
+        await wait_until(lambda: rig.driver.duplicate_proposals or decoded, what="the copy handled")
+
+        assert rig.driver.duplicate_proposals == 1
+        assert decoded == []

@@ -1,8 +1,11 @@
 """The health-ping tolerance (issue 14): one late ping must not abort a connection. Yamux's
-window credit in batches (issue 15): not a WINDOW_UPDATE frame for every read."""
+window credit in batches (issue 15): not a WINDOW_UPDATE frame for every read. Pubsub's signed
+peer records built and checked once per interval, not on every RPC (issue 14)."""
 
 from __future__ import annotations
 
+import libp2p.pubsub.gossipsub as libp2p_gossipsub
+import libp2p.pubsub.pubsub as libp2p_pubsub
 import libp2p.stream_muxer.yamux.yamux as libp2p_yamux
 import pytest
 from libp2p.network.health.ping_probe import ConnectionPingResult
@@ -129,3 +132,105 @@ async def test_every_yamux_frame_fits_one_noise_message(monkeypatch: pytest.Monk
     assert sum(sink.frames) == (1 << 20) + libp2p_yamux.HEADER_SIZE * len(sink.frames)
     # libp2p's own frames are 65,536 bytes: 17 more than a Noise message holds.
     assert max(sink.frames) == NOISE_MAX_PLAINTEXT
+
+
+class _Rpc:
+    """What pubsub hands ``maybe_consume_signed_record``: an RPC that may carry a sender record."""
+
+    def __init__(self, record: bytes | None) -> None:
+        self.senderRecord = record or b""
+
+    def HasField(self, name: str) -> bool:  # protobuf's name
+        return name == "senderRecord" and bool(self.senderRecord)
+
+
+class _Checks:
+    """Stands in for libp2p's signature check of a record: counts them, refuses b"forged"."""
+
+    def __init__(self) -> None:
+        self.checked: list[tuple[bytes, str]] = []
+
+    def __call__(self, msg: _Rpc, host: object, peer_id: str | None = None) -> bool:
+        self.checked.append((msg.senderRecord, str(peer_id)))
+        return msg.senderRecord != b"forged"
+
+
+class _Host:
+    pass
+
+
+def signed_records(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[libp2p_tuning.SignedRecordCache, _Checks, list[float]]:
+    checks = _Checks()
+    monkeypatch.setattr(libp2p_tuning, "maybe_consume_signed_record", checks)
+    now = [0.0]
+    return libp2p_tuning.SignedRecordCache(clock=lambda: now[0]), checks, now
+
+
+def test_a_peers_unchanged_signed_record_is_checked_once_per_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cache, checks, now = signed_records(monkeypatch)
+    host = _Host()
+    assert all(cache.consume(_Rpc(b"record-a"), host, "peer-a") for _ in range(50))
+    assert checks.checked == [(b"record-a", "peer-a")]
+    assert cache.reused == 49
+
+    now[0] = libp2p_tuning.SIGNED_RECORD_REUSE_S  # the interval has passed: checked (and refreshed) again
+    assert cache.consume(_Rpc(b"record-a"), host, "peer-a")
+    assert len(checks.checked) == 2
+
+
+def test_a_new_record_another_peers_copy_and_a_forgery_are_each_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cache, checks, _ = signed_records(monkeypatch)
+    host = _Host()
+    assert cache.consume(_Rpc(b"record-a"), host, "peer-a")
+    assert cache.consume(_Rpc(b"record-a2"), host, "peer-a")  # the peer's address changed
+    assert cache.consume(_Rpc(b"record-a2"), host, "peer-b")  # the same bytes from someone else
+    assert not cache.consume(_Rpc(b"forged"), host, "peer-a")
+    assert not cache.consume(_Rpc(b"forged"), host, "peer-a"), "a refused record is never taken on its bytes"
+    assert cache.consume(_Rpc(None), host, "peer-a")  # no record: nothing to check
+    assert [record for record, _ in checks.checked] == [
+        b"record-a",
+        b"record-a2",
+        b"record-a2",
+        b"forged",
+        b"forged",
+    ]
+    assert cache.consume(_Rpc(b"record-a2"), host, "peer-a")  # after a forgery: checked again
+    assert len(checks.checked) == 6
+
+
+def test_the_record_sent_is_built_once_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[object] = []
+    monkeypatch.setattr(
+        libp2p_tuning, "env_to_send_in_RPC", lambda host: built.append(host) or (b"ours", True)
+    )
+    now = [0.0]
+    cache = libp2p_tuning.SignedRecordCache(clock=lambda: now[0])
+    host = _Host()
+    assert [cache.to_send(host) for _ in range(3)] == [(b"ours", True), (b"ours", False), (b"ours", False)]
+    now[0] = libp2p_tuning.SIGNED_RECORD_REUSE_S
+    cache.to_send(host)
+    assert len(built) == 2
+
+
+def test_pubsub_uses_the_cached_records_once_applied() -> None:
+    libp2p_tuning.apply()
+    for module in (libp2p_pubsub, libp2p_gossipsub):
+        assert module.env_to_send_in_RPC == libp2p_tuning._SIGNED_RECORDS.to_send
+        assert module.maybe_consume_signed_record == libp2p_tuning._SIGNED_RECORDS.consume
+
+
+def test_the_peers_remembered_are_bounded_oldest_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    cache, checks, _ = signed_records(monkeypatch)
+    monkeypatch.setattr(libp2p_tuning, "SIGNED_RECORD_PEERS", 2)
+    host = _Host()
+    for peer in ("peer-a", "peer-b", "peer-c"):
+        cache.consume(_Rpc(b"record-" + peer.encode()), host, peer)
+    cache.consume(_Rpc(b"record-peer-c"), host, "peer-c")  # remembered: not checked again
+    cache.consume(_Rpc(b"record-peer-a"), host, "peer-a")  # forgotten, the oldest: checked again
+    assert [peer for _, peer in checks.checked] == ["peer-a", "peer-b", "peer-c", "peer-a"]
