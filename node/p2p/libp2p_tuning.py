@@ -116,6 +116,20 @@ async def _tolerant_ping(monitor: libp2p_health.ConnectionHealthMonitor, conn: A
     return _TOLERANCE.judge(conn, await _ORIGINAL_PING(monitor, conn))
 
 
+_ORIGINAL_TEARDOWN = libp2p_pubsub.Pubsub._teardown_if_connected
+
+
+async def _teardown_without_race(pubsub: Any, peer_id: Any) -> None:
+    """libp2p's teardown of a blacklisted peer, which resets the peer's stream and then deletes
+    it from ``pubsub.peers``: the reset wakes the stream's reader, whose dead-peer handler may
+    delete it first, and the ``KeyError`` then ended pubsub's service, and the node (one banned
+    peer could stop it). The peer is gone either way; only its subscriptions are left to forget."""
+    try:
+        await _ORIGINAL_TEARDOWN(pubsub, peer_id)
+    except KeyError:
+        pubsub._forget_all_subscriptions(peer_id)
+
+
 #: How long the signed peer record pubsub attaches to every RPC is reused before libp2p is asked
 #: again (which rebuilds the host's address list to see whether it changed), and how long a
 #: peer's record, once checked, is taken on its bytes before it is checked (and its address book
@@ -190,6 +204,7 @@ def apply() -> None:
     libp2p_swarm._HAPPY_EYEBALLS_DELAY = HAPPY_EYEBALLS_DELAY_S
     libp2p_health.ConnectionHealthMonitor._ping_connection = _tolerant_ping  # type: ignore[method-assign,assignment]
     libp2p_yamux.MAX_MESSAGE_SIZE = YAMUX_MAX_FRAME_BYTES
+    libp2p_pubsub.Pubsub._teardown_if_connected = _teardown_without_race  # type: ignore[method-assign,assignment]
     for module in (libp2p_pubsub, libp2p_gossipsub):
         module.env_to_send_in_RPC = _SIGNED_RECORDS.to_send  # type: ignore[attr-defined]
         module.maybe_consume_signed_record = _SIGNED_RECORDS.consume  # type: ignore[attr-defined]

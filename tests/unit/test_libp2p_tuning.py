@@ -234,3 +234,35 @@ def test_the_peers_remembered_are_bounded_oldest_first(monkeypatch: pytest.Monke
     cache.consume(_Rpc(b"record-peer-c"), host, "peer-c")  # remembered: not checked again
     cache.consume(_Rpc(b"record-peer-a"), host, "peer-a")  # forgotten, the oldest: checked again
     assert [peer for _, peer in checks.checked] == ["peer-a", "peer-b", "peer-c", "peer-a"]
+
+
+class _RacingStream:
+    """A pubsub stream whose reset wakes its reader, which removes the peer first (as libp2p's
+    dead-peer handler does)."""
+
+    def __init__(self, pubsub: _TeardownPubsub, peer_id: str) -> None:
+        self.pubsub, self.peer_id = pubsub, peer_id
+
+    async def reset(self) -> None:
+        del self.pubsub.peers[self.peer_id]
+
+
+class _TeardownPubsub:
+    """What libp2p's ``Pubsub._teardown_if_connected`` touches."""
+
+    def __init__(self, peer_id: str) -> None:
+        self.peers: dict[str, _RacingStream] = {peer_id: _RacingStream(self, peer_id)}
+        self.forgotten: list[str] = []
+
+    def _forget_all_subscriptions(self, peer_id: str) -> None:
+        self.forgotten.append(peer_id)
+
+
+async def test_a_banned_peer_removed_during_its_teardown_no_longer_ends_pubsub() -> None:
+    libp2p_tuning.apply()
+    assert libp2p_pubsub.Pubsub._teardown_if_connected is libp2p_tuning._teardown_without_race
+    with pytest.raises(KeyError):  # libp2p's own: the KeyError that ended pubsub's service
+        await libp2p_tuning._ORIGINAL_TEARDOWN(_TeardownPubsub("peer"), "peer")  # type: ignore[arg-type]
+    pubsub = _TeardownPubsub("peer")
+    await libp2p_tuning._teardown_without_race(pubsub, "peer")
+    assert pubsub.peers == {} and pubsub.forgotten == ["peer"]
