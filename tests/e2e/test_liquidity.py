@@ -147,7 +147,9 @@ def test_asset_pool_swap_mining_and_a_standing_offer_quoted_in_the_stable_unit(n
     read_by = network.height(0)
     slashed = collateral - int(after["collateral"])
     # The forfeit zeroes the offer's weight for the epoch it happened in; the epoch's payout
-    # clears it, so it is still set unless an epoch ended between the refusal and the read.
-    epoch_ended = read_by // PARAMS.epoch_length > refused_at // PARAMS.epoch_length
+    # clears it, so it is still set unless an epoch ended between the refusal and the read. The
+    # payout runs at the end of a block whose height is a multiple of the epoch length, after that
+    # block's transactions: the refusal's own block counts.
+    epoch_ended = read_by // PARAMS.epoch_length > (refused_at - 1) // PARAMS.epoch_length
     assert slashed > 0 and (after["forfeited"] or epoch_ended)
     assert network.balance(0, trader.address) == before - fee + cost + slashed
