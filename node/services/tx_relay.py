@@ -34,6 +34,7 @@ spares the one going back.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -45,6 +46,7 @@ from node.p2p.errors import P2PError, StreamClosedError
 from node.p2p.framing import Stream
 from node.p2p.interface import Host
 from protocol.encoding import DecodeError, decode, encode
+from protocol.ledger.tx import MAX_TX_BYTES
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -62,7 +64,9 @@ SEND_TIMEOUT_S = 10.0
 RESEED_INTERVAL_S = 2.0
 #: How long a link that woke up waits for more before sending: fewer, larger frames.
 RELAY_LINGER_S = 0.02
-#: Transactions remembered per peer as sent to us by it, so they are not sent back to it.
+#: Transactions remembered per peer as sent to us by it, so they are not sent back to it. Kept as
+#: 16-byte digests, whatever the peer sent: ~1.5 MB per peer at most (raw, a peer's junk batches
+#: would have pinned 8,192 x 64 KiB). A collision only spares a send the peer then misses.
 KNOWN_KEPT = 8192
 
 #: Called with each received batch and the sending peer; returns the transactions it admitted.
@@ -196,7 +200,7 @@ class TxRelay:
         known = self._known.get(peer_id)
         if not known:
             return batch
-        unknown = [raw for raw in batch if raw not in known]
+        unknown = [raw for raw in batch if _digest(raw) not in known]
         self.spared += len(batch) - len(unknown)
         return unknown
 
@@ -206,7 +210,8 @@ class TxRelay:
             if peer_id not in self.host.peer_ids():
                 return  # a peer already gone keeps no memory here
             known = self._known[peer_id] = OrderedDict()
-        known.update(dict.fromkeys(batch))
+        # Oversize ones are refused at admission, and could never be one we relay.
+        known.update(dict.fromkeys(_digest(raw) for raw in batch if len(raw) <= MAX_TX_BYTES))
         while len(known) > KNOWN_KEPT:
             known.popitem(last=False)
 
@@ -239,3 +244,7 @@ class TxRelay:
             self._note_known(stream.peer_id, batch)  # type: ignore[arg-type]
             admitted = await self.admit(batch, stream.peer_id)  # type: ignore[arg-type]
             self.relay(admitted, source=stream.peer_id)
+
+
+def _digest(raw: bytes) -> bytes:
+    return hashlib.sha256(raw).digest()[:16]

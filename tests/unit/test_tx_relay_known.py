@@ -69,3 +69,14 @@ async def test_a_failed_link_forgets_what_the_peer_sent(autojump_clock: trio.tes
         relay.relay([b"2"])  # starts the link; its send fails
     assert relay.linked_peers == []
     assert relay._unknown_to("peer-a", [b"1", b"2"]) == [b"1", b"2"]
+
+
+def test_what_a_peer_sent_is_remembered_as_small_digests_and_oversize_junk_not_at_all() -> None:
+    """A hostile peer's batches of 64 KiB junk must not pin its bytes here: 8,192 of them would be
+    half a GiB per peer."""
+    relay = TxRelay(_Host("peer-a"), _admit)  # type: ignore[arg-type]
+    big, oversize = b"x" * tx_relay.MAX_TX_BYTES, b"y" * (tx_relay.MAX_TX_BYTES + 1)
+    relay._note_known("peer-a", [big, oversize])
+    assert all(len(key) == 16 for key in relay._known["peer-a"])
+    assert len(relay._known["peer-a"]) == 1
+    assert relay._unknown_to("peer-a", [big, oversize]) == [oversize]
