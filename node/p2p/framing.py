@@ -39,6 +39,9 @@ FRAME_HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 # Body reads are chunked so a large frame is received in bounded steps.
 _READ_CHUNK = 1024 * 1024
+#: How much a length-prefix read may take beyond the prefix, on streams we opened: one yamux
+#: data frame's worth, what one transport read returns anyway.
+READ_AHEAD = 64 * 1024
 
 
 class RawStream(Protocol):
@@ -85,7 +88,11 @@ class Stream:
         )
         self._peer_id = peer_id
         self._protocol_id = protocol_id
-        self._buffer = bytearray()  # a length prefix in progress
+        # Bytes read and not yet parsed: a length prefix in progress, or what a prefix read took
+        # beyond its prefix (at most READ_AHEAD). Inbound streams read no further than the
+        # prefix: a body's bytes are reserved from the budget before a byte of it is read.
+        self._pending = bytearray()
+        self._read_ahead = READ_AHEAD if budget is None else 0
         self._body_received = 0  # bytes of the body in progress (for error messages)
         self._send_lock = trio.Lock()
         self._receive_lock = trio.Lock()
@@ -258,28 +265,35 @@ class Stream:
         raise error
 
     async def _read_exactly(self, count: int, *, in_header: bool) -> bytes:
-        while len(self._buffer) < count:
-            chunk = await self._raw.read(min(count - len(self._buffer), _READ_CHUNK))
+        """The next ``count`` bytes (a length prefix). A read asks for up to ``_read_ahead``
+        bytes: what comes beyond the prefix (the body's start, small frames after it) stays in
+        ``_pending`` for the next parse, so several small frames cost one transport read."""
+        while len(self._pending) < count:
+            chunk = await self._raw.read(max(count - len(self._pending), self._read_ahead))
             if not chunk:
-                if in_header and not self._buffer:
+                if in_header and not self._pending:
                     raise StreamClosedError(f"peer {self._peer_id} closed the stream on {self._protocol_id}")
                 where = "length prefix" if in_header else "body"
                 raise TruncatedFrameError(
                     f"stream from {self._peer_id} on {self._protocol_id} ended inside a frame's "
-                    f"{where} ({len(self._buffer)} of {count} bytes)"
+                    f"{where} ({len(self._pending)} of {count} bytes)"
                 )
-            self._buffer += chunk
-        # Reads stop at the frame's end, so the buffer holds exactly this prefix.
-        data = bytes(self._buffer)
-        self._buffer = bytearray()
+            self._pending += chunk
+        data = bytes(self._pending[:count])
+        del self._pending[:count]
         return data
 
     async def _read_body(self, count: int) -> list[bytes]:
         """A body of exactly ``count`` bytes, as the pieces it was read in. Reads stop at the
-        frame's end (at most :data:`_READ_CHUNK` at a time)."""
+        frame's end (at most :data:`_READ_CHUNK` at a time): the only bytes read beyond a frame
+        are a prefix read's (:meth:`_read_exactly`), taken here first."""
         self._body_received = 0
         pieces: list[bytes] = []
-        got = 0
+        got = min(count, len(self._pending))
+        if got:
+            pieces.append(bytes(self._pending[:got]))
+            del self._pending[:got]
+            self._body_received = got
         while got < count:
             piece = await self._raw.read(min(count - got, _READ_CHUNK))
             if not piece:
