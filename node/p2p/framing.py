@@ -10,6 +10,13 @@ On streams a host hands to a handler (inbound), a frame's body is also budgeted 
 budgets before it is read, it must arrive at a minimum rate, and the stream's first frame must
 start soon after the stream opens; a frame that breaks either rule is refused and its stream reset.
 
+Reads: a length-prefix read on a stream we opened asks the transport for up to
+:data:`READ_AHEAD` bytes and keeps what came beyond the prefix (the body's start, whole small
+frames after it) for the next parse, so a run of small frames costs one transport read; body reads
+stop at the frame's end. So at most one read's worth is ever held beyond the frame being parsed,
+and an oversize frame is refused from its prefix with at most that much of its body read. Inbound
+streams read exactly the prefix: no byte of a body is read before it is reserved from the budget.
+
 The transports underneath differ (a yamux stream, an in-memory pipe); they only have to offer
 the small :class:`RawStream` interface and translate their own failures into ours.
 """
