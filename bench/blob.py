@@ -26,6 +26,8 @@ hashed and verified, are the same 2 GiB either way.
 Prints figures and one JSON line:
 {"bench": "blob", "mb_per_s": ..., "raw_mb_per_s": ..., "ratio": ..., "rss_mb_peak": ..., ...}
 Goal (issue 15): ratio >= 0.7 and >= 100 MB/s.
+``loop_busy`` is the share of each phase's wall time the fetching node's trio thread spent on a
+CPU: a loop that is the bottleneck and never waits (for the GIL, for a core) is near 1.
 """
 
 from __future__ import annotations
@@ -270,6 +272,10 @@ async def fetch_side(
             fetch_cpu_fetcher_s_per_gib=fetch_cpu[0] * (1 << 30) / progress.fetched_bytes,
             fetch_cpu_server_s_per_gib=fetch_cpu[1] * (1 << 30) / progress.fetched_bytes,
             raw_cpu_loop_s_per_gib=raw_cpu[2] * (1 << 30) / raw_count,
+            # Share of the phase's wall time the fetching node's trio thread was on a CPU: a
+            # loop that is the bottleneck and never waits (for the GIL, for a CPU) is near 1.
+            raw_loop_busy=raw_cpu[2] / (raw_count / (raw_before * 1e6)),
+            blob_loop_busy=fetch_cpu[2] / fetch_s,
             fetch_cpu_loop_s_per_gib=fetch_cpu[2] * (1 << 30) / progress.fetched_bytes,
         )
         figures["export_sha256_ok"] = float(
@@ -391,7 +397,8 @@ def main() -> int:
         f"{figures['raw_cpu_fetcher_s_per_gib']:.2f} / {figures['raw_cpu_server_s_per_gib']:.2f}, blob "
         f"{figures['fetch_cpu_fetcher_s_per_gib']:.2f} / {figures['fetch_cpu_server_s_per_gib']:.2f}; "
         f"the fetching node's trio thread alone: raw {figures['raw_cpu_loop_s_per_gib']:.2f}, "
-        f"blob {figures['fetch_cpu_loop_s_per_gib']:.2f}"
+        f"blob {figures['fetch_cpu_loop_s_per_gib']:.2f} (on a CPU {figures['raw_loop_busy']:.0%} / "
+        f"{figures['blob_loop_busy']:.0%} of the time)"
     )
     print(f"fetching node RSS: {figures['rss_base']:.0f} MB before, peak {figures['rss_peak']:.0f} MB during")
     # The machine's load: figures measured beside other work are not comparable with a quiet run.
@@ -419,6 +426,10 @@ def main() -> int:
                     "blob_server": round(figures["fetch_cpu_server_s_per_gib"], 2),
                     "raw_fetcher_loop": round(figures["raw_cpu_loop_s_per_gib"], 2),
                     "blob_fetcher_loop": round(figures["fetch_cpu_loop_s_per_gib"], 2),
+                },
+                "loop_busy": {
+                    "raw": round(figures["raw_loop_busy"], 2),
+                    "blob": round(figures["blob_loop_busy"], 2),
                 },
             }
         )

@@ -510,7 +510,7 @@ class BlobFetcher:
         # thread while this task reads the next frames (hashlib and pwrite release the GIL):
         # whatever has arrived meanwhile goes as one batch, one thread hop. The channel holds at
         # most a peer window of chunks, all counted in the fetch's window until written.
-        send_chunks, receive_chunks = trio.open_memory_channel[tuple[int, bytes | bytearray]](
+        send_chunks, receive_chunks = trio.open_memory_channel[tuple[int, list[bytes]]](
             settings.peer_window_chunks
         )
 
@@ -520,14 +520,14 @@ class BlobFetcher:
                 with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
                     while True:
                         batch.append(receive_chunks.receive_nowait())
-                written, failure = await trio.to_thread.run_sync(fetch.partial.verify_and_write_many, batch)
-                for index, chunk in batch[:written]:
+                written, failure = await trio.to_thread.run_sync(_assemble_and_write, fetch.partial, batch)
+                for index, _pieces in batch[:written]:
                     in_flight.remove(index)
                     fetch.window.release()
                     if fetch.partial.mark(index):
                         fetch.scheduler.done()
                         fetch.progress.fetched_chunks += 1
-                        fetch.progress.fetched_bytes += len(chunk)
+                        fetch.progress.fetched_bytes += fetch.manifest.chunk_length(index)
                         fetch.progress.peer(peer).chunks += 1
                 if isinstance(failure, ChunkMismatch):
                     raise PeerLied(failure)
@@ -594,17 +594,28 @@ async def _receive_exact(stream: Stream, length: int) -> bytes:
     return data
 
 
-async def _receive_chunk(stream: Stream, manifest: BlobManifest, index: int) -> bytes | bytearray:
-    """Chunk ``index``'s frame, of exactly its length (any other length is a lie), without a
-    copy of its own (:meth:`Stream.receive_frame_buffer`)."""
+async def _receive_chunk(stream: Stream, manifest: BlobManifest, index: int) -> list[bytes]:
+    """Chunk ``index``'s frame, of exactly its length (any other length is a lie), as the pieces
+    it arrived in (:meth:`Stream.receive_frame_pieces`): the writer's worker thread assembles
+    it, off the event loop."""
     length = manifest.chunk_length(index)
     try:
-        data = await stream.receive_frame_buffer(length)
+        pieces = await stream.receive_frame_pieces(length)
     except FrameTooLargeError as exc:  # a chunk longer than the content id allows: a lie
         raise PeerLied(exc) from None
-    if len(data) != length:
-        raise PeerLied(MalformedBlobMessage(f"expected a {length}-byte frame, got {len(data)}"))
-    return data
+    received = sum(map(len, pieces))
+    if received != length:
+        raise PeerLied(MalformedBlobMessage(f"expected a {length}-byte frame, got {received}"))
+    return pieces
+
+
+def _assemble_and_write(
+    partial: PartialBlob, batch: Sequence[tuple[int, list[bytes]]]
+) -> tuple[int, ChunkMismatch | OSError | None]:
+    """:meth:`PartialBlob.verify_and_write_many` for chunks received in pieces; runs in a worker
+    thread, where joining a chunk's pieces (a large ``bytes.join``) releases the GIL. Each chunk
+    is joined as its turn comes, so the batch is never held twice."""
+    return partial.verify_and_write_many((index, b"".join(pieces)) for index, pieces in batch)
 
 
 async def _close(stream: Stream) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -94,18 +94,20 @@ class PartialBlob:
         write_sparse(self._data_fd, self.manifest.chunk_offset(index), chunk)
 
     def verify_and_write_many(
-        self, chunks: Sequence[tuple[int, bytes | bytearray]]
+        self, chunks: Iterable[tuple[int, bytes | bytearray]]
     ) -> tuple[int, ChunkMismatch | OSError | None]:
         """:meth:`verify_and_write` each chunk in order, in one call (one worker-thread hop for a
         batch), stopping at the first that fails. Returns how many verified and were written,
         and the failure that stopped it (None if none did): the caller marks the chunks before
         it, so a failure inside a batch loses none of the verified ones."""
-        for done, (index, chunk) in enumerate(chunks):
+        done = 0
+        for index, chunk in chunks:
             try:
                 self.verify_and_write(index, chunk)
             except (ChunkMismatch, OSError) as exc:
                 return done, exc
-        return len(chunks), None
+            done += 1
+        return done, None
 
     def mark(self, index: int) -> bool:
         """Record chunk ``index`` as verified and written; returns whether it was new."""

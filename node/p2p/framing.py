@@ -10,6 +10,13 @@ On streams a host hands to a handler (inbound), a frame's body is also budgeted 
 budgets before it is read, it must arrive at a minimum rate, and the stream's first frame must
 start soon after the stream opens; a frame that breaks either rule is refused and its stream reset.
 
+Reads: a length-prefix read on a stream we opened asks the transport for up to
+:data:`READ_AHEAD` bytes and keeps what came beyond the prefix (the body's start, whole small
+frames after it) for the next parse, so a run of small frames costs one transport read; body reads
+stop at the frame's end. So at most one read's worth is ever held beyond the frame being parsed,
+and an oversize frame is refused from its prefix with at most that much of its body read. Inbound
+streams read exactly the prefix: no byte of a body is read before it is reserved from the budget.
+
 The transports underneath differ (a yamux stream, an in-memory pipe); they only have to offer
 the small :class:`RawStream` interface and translate their own failures into ours.
 """
@@ -39,6 +46,9 @@ FRAME_HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 # Body reads are chunked so a large frame is received in bounded steps.
 _READ_CHUNK = 1024 * 1024
+#: How much a length-prefix read may take beyond the prefix, on streams we opened: one yamux
+#: data frame's worth, what one transport read returns anyway.
+READ_AHEAD = 64 * 1024
 
 
 class RawStream(Protocol):
@@ -85,7 +95,11 @@ class Stream:
         )
         self._peer_id = peer_id
         self._protocol_id = protocol_id
-        self._buffer = bytearray()  # a length prefix in progress
+        # Bytes read and not yet parsed: a length prefix in progress, or what a prefix read took
+        # beyond its prefix (at most READ_AHEAD). Inbound streams read no further than the
+        # prefix: a body's bytes are reserved from the budget before a byte of it is read.
+        self._pending = bytearray()
+        self._read_ahead = READ_AHEAD if budget is None else 0
         self._body_received = 0  # bytes of the body in progress (for error messages)
         self._send_lock = trio.Lock()
         self._receive_lock = trio.Lock()
@@ -146,13 +160,24 @@ class Stream:
         stream also :class:`FrameBudgetError` and :class:`SlowFrameError` (the stream reset, the
         refusal already reported to the guard).
         """
-        data = await self.receive_frame_buffer(max_size)
-        return data if isinstance(data, bytes) else bytes(data)
+        pieces = await self.receive_frame_pieces(max_size)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     async def receive_frame_buffer(self, max_size: int) -> bytes | bytearray:
         """:meth:`receive_frame` for bulk data, without its last copy: a body that arrived in
         several reads comes back as the ``bytearray`` it was assembled in (the caller owns it).
         Raises as :meth:`receive_frame` does."""
+        pieces = await self.receive_frame_pieces(max_size)
+        if len(pieces) <= 1:
+            return pieces[0] if pieces else b""
+        return bytearray().join(pieces)
+
+    async def receive_frame_pieces(self, max_size: int) -> list[bytes]:
+        """:meth:`receive_frame` for bulk data handed on elsewhere (a worker thread): the body as
+        the pieces the transport read it in, in order, not assembled here (``b"".join`` gives the
+        frame; an empty frame is ``[]``): a large ``bytes.join`` in a worker thread runs
+        without the GIL, where assembling it here costs the event loop a zeroed allocation and
+        a copy. Raises as :meth:`receive_frame` does."""
         if max_size < 0:
             raise ValueError("max_size must not be negative")
         async with self._receive_lock:
@@ -217,7 +242,7 @@ class Stream:
             ),
         )
 
-    async def _read_budgeted_body(self, budget: FrameBudget, length: int) -> bytes | bytearray:
+    async def _read_budgeted_body(self, budget: FrameBudget, length: int) -> list[bytes]:
         """A body of ``length`` bytes, its bytes reserved while it is read and read by its
         deadline. The reservation is released however the read ends: the returned bytes are
         the handler's, and a failed read's partial body is dropped."""
@@ -246,44 +271,43 @@ class Stream:
         raise error
 
     async def _read_exactly(self, count: int, *, in_header: bool) -> bytes:
-        while len(self._buffer) < count:
-            chunk = await self._raw.read(min(count - len(self._buffer), _READ_CHUNK))
+        """The next ``count`` bytes (a length prefix). A read asks for up to ``_read_ahead``
+        bytes: what comes beyond the prefix (the body's start, small frames after it) stays in
+        ``_pending`` for the next parse, so several small frames cost one transport read."""
+        while len(self._pending) < count:
+            chunk = await self._raw.read(max(count - len(self._pending), self._read_ahead))
             if not chunk:
-                if in_header and not self._buffer:
+                if in_header and not self._pending:
                     raise StreamClosedError(f"peer {self._peer_id} closed the stream on {self._protocol_id}")
                 where = "length prefix" if in_header else "body"
                 raise TruncatedFrameError(
                     f"stream from {self._peer_id} on {self._protocol_id} ended inside a frame's "
-                    f"{where} ({len(self._buffer)} of {count} bytes)"
+                    f"{where} ({len(self._pending)} of {count} bytes)"
                 )
-            self._buffer += chunk
-        # Reads stop at the frame's end, so the buffer holds exactly this prefix.
-        data = bytes(self._buffer)
-        self._buffer = bytearray()
+            self._pending += chunk
+        data = bytes(self._pending[:count])
+        del self._pending[:count]
         return data
 
-    async def _read_body(self, count: int) -> bytes | bytearray:
-        """A body of exactly ``count`` bytes. Reads stop at the frame's end (at most
-        :data:`_READ_CHUNK` at a time). A body that came in one read is returned as it came;
-        one that came in pieces is copied once, into a buffer of its size."""
+    async def _read_body(self, count: int) -> list[bytes]:
+        """A body of exactly ``count`` bytes, as the pieces it was read in. Reads stop at the
+        frame's end (at most :data:`_READ_CHUNK` at a time): the only bytes read beyond a frame
+        are a prefix read's (:meth:`_read_exactly`), taken here first."""
         self._body_received = 0
-        if count == 0:
-            return b""
-        piece = await self._raw.read(min(count, _READ_CHUNK))
-        if len(piece) == count:
-            return piece
-        body = bytearray(count)
-        view = memoryview(body)
-        got = 0
-        while True:
+        pieces: list[bytes] = []
+        got = min(count, len(self._pending))
+        if got:
+            pieces.append(bytes(self._pending[:got]))
+            del self._pending[:got]
+            self._body_received = got
+        while got < count:
+            piece = await self._raw.read(min(count - got, _READ_CHUNK))
             if not piece:
                 raise TruncatedFrameError(
                     f"stream from {self._peer_id} on {self._protocol_id} ended inside a frame's "
                     f"body ({got} of {count} bytes)"
                 )
-            view[got : got + len(piece)] = piece
+            pieces.append(piece)
             got += len(piece)
             self._body_received = got
-            if got == count:
-                return body
-            piece = await self._raw.read(min(count - got, _READ_CHUNK))
+        return pieces

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from node.blobs import fetcher as fetcher_module
 from node.blobs import partial as partial_module
 from node.blobs.partial import PartialBlob
 from node.blobs.store import BlobStore
@@ -113,4 +114,24 @@ def test_a_chunk_is_read_straight_into_its_frame(tmp_path: Path) -> None:
         assert bytes(frame[: FRAME_HEADER.size]) == bytes(FRAME_HEADER.size)  # room for the prefix
         assert frame[FRAME_HEADER.size :] == chunk(data, 4)
         assert reader.read_chunk(4) == chunk(data, 4)
+    store.close()
+
+
+def test_chunks_received_in_pieces_are_joined_in_the_worker_and_a_bad_one_stops_the_batch(
+    tmp_path: Path,
+) -> None:
+    """The fetcher hands the worker thread each chunk as the pieces its frame arrived in."""
+    store, partial, data = begin(tmp_path)
+    bad = bytearray(chunk(data, 4))
+    bad[-1] ^= 1
+
+    def pieces(index: int, body: bytes | bytearray) -> list[bytes]:
+        return [bytes(body[start : start + 1000]) for start in range(0, len(body), 1000)]
+
+    batch = [(index, pieces(index, chunk(data, index))) for index in (1, 2, 3)]
+    batch += [(4, pieces(4, bad)), (5, pieces(5, chunk(data, 5)))]
+    written, failure = fetcher_module._assemble_and_write(partial, batch)
+    assert written == 3 and isinstance(failure, ChunkMismatch)
+    assert [on_disk(partial, index) for index in (1, 2, 3)] == [chunk(data, i) for i in (1, 2, 3)]
+    assert on_disk(partial, 4) == bytes(CHUNK) and on_disk(partial, 5) == bytes(CHUNK)
     store.close()

@@ -9,7 +9,7 @@ its own so it can be killed and restarted. Waits have deadlines; nothing sleeps.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -341,7 +341,8 @@ async def test_chunks_requested_and_not_yet_written_never_exceed_the_window(
     outstanding: list[int] = []
     real = PartialBlob.verify_and_write_many
 
-    def counting(partial: PartialBlob, chunks: Sequence[tuple[int, bytes | bytearray]]) -> tuple[int, object]:
+    def counting(partial: PartialBlob, batch: Iterable[tuple[int, bytes | bytearray]]) -> tuple[int, object]:
+        chunks = list(batch)  # the fetcher passes a generator: each chunk is joined as its turn comes
         done, failure = real(partial, chunks)
         batches.append(len(chunks))
         written.extend(index for index, _ in chunks[:done])

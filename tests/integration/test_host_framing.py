@@ -138,3 +138,36 @@ async def test_a_body_in_pieces_comes_back_whole_from_either_receive(autojump_cl
 async def _echo(far: Stream, near_raw: RawStream, body: bytes) -> bytes | bytearray:
     await near_raw.write(FRAME_HEADER.pack(len(body)) + body)
     return await far.receive_frame_buffer(len(body))
+
+
+async def test_receive_frame_pieces_hands_back_the_body_as_it_was_read(autojump_clock: object) -> None:
+    near_raw, far_raw = pipe_pair()
+    far = Stream(far_raw, peer_id="near", protocol_id=PROTOCOL)
+    body = bytes(range(256)) * 40
+    await near_raw.write(FRAME_HEADER.pack(len(body)))
+    for start in range(0, len(body), 1000):  # a body that arrives in eleven reads
+        await near_raw.write(body[start : start + 1000])
+    await near_raw.write(FRAME_HEADER.pack(0) + FRAME_HEADER.pack(3) + b"end")
+    pieces = await far.receive_frame_pieces(len(body))
+    assert [len(piece) for piece in pieces] == [1000] * 10 + [240]  # not joined here
+    assert b"".join(pieces) == body
+    assert await far.receive_frame_pieces(10) == []  # an empty frame has no pieces
+    assert await far.receive_frame_pieces(10) == [b"end"]  # reads stop at each frame's end
+
+
+async def test_receive_frame_pieces_refuses_an_oversize_frame_before_its_body(autojump_clock: object) -> None:
+    near_raw, far_raw = pipe_pair()
+    far = Stream(far_raw, peer_id="near", protocol_id=PROTOCOL)
+    await near_raw.write(FRAME_HEADER.pack(101))
+    with pytest.raises(FrameTooLargeError):
+        await far.receive_frame_pieces(100)  # no body byte was sent: refused from the prefix
+    with pytest.raises(StreamResetError):
+        await near_raw.write(b"x" * 101)
+
+
+async def test_receive_frame_pieces_ending_inside_a_body_is_truncated(autojump_clock: object) -> None:
+    near_raw, far_raw = pipe_pair()
+    await near_raw.write(FRAME_HEADER.pack(5) + b"ab")
+    await near_raw.close_write()
+    with pytest.raises(TruncatedFrameError, match=r"body \(2 of 5 bytes\)"):
+        await Stream(far_raw, peer_id="near", protocol_id=PROTOCOL).receive_frame_pieces(100)

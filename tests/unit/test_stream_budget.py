@@ -113,6 +113,17 @@ async def test_a_body_at_the_rate_arrives_and_its_bytes_are_released(
     assert budget.guard.refusals == {}
 
 
+async def test_a_body_received_in_pieces_is_budgeted_alike(autojump_clock: trio.testing.MockClock) -> None:
+    budget = budget_of()
+    raw, stream = inbound(budget, "honest")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: trickle(raw, MIB, chunk=64 * KIB, every_s=0.5))  # 128 KiB/s
+        pieces = await stream.receive_frame_pieces(MIB)
+    assert b"".join(pieces) == b"x" * MIB and len(pieces) == MIB // (64 * KIB)
+    assert budget.reserved == 0 and budget.peak_reserved == MIB
+    assert budget.guard.refusals == {}
+
+
 async def test_a_stream_whose_first_frame_does_not_start_in_time_is_reset(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
