@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dcent.blobs")
 
+#: Leaves read at once by :meth:`PartialBlob.leaf` (32 KiB: the leaves of 1 GiB of 1 MiB chunks).
+LEAF_BLOCK = 1024
+
 
 class PartialBlob:
     """A fetch's files: the data so far, the verified leaf list, the bitmap of written chunks.
@@ -46,6 +49,7 @@ class PartialBlob:
         if (directory / "leaves").is_file():
             self._leaves_fd = os.open(directory / "leaves", os.O_RDONLY)
         self._closed = False
+        self._leaf_block: tuple[int, bytes] | None = None
 
     @classmethod
     def create(cls, store: BlobStore, cid: bytes, manifest: BlobManifest, directory: Path) -> PartialBlob:
@@ -83,9 +87,21 @@ class PartialBlob:
         """Adopt a leaf list file the caller has checked against the manifest's root."""
         os.replace(leaves, self.directory / "leaves")
         self._leaves_fd = os.open(self.directory / "leaves", os.O_RDONLY)
+        self._leaf_block = None
 
     def leaf(self, index: int) -> bytes:
-        return pread_exact(self._leaves_fd, HASH_LEN, index * HASH_LEN)
+        """Chunk ``index``'s leaf hash, from the verified leaf list. Leaves are read a block of
+        :data:`LEAF_BLOCK` at a time and the last block kept: chunks mostly come in order, and
+        a read per chunk was a GIL round trip per chunk for the worker thread that verifies
+        them, each one costing the event loop a wait."""
+        block_number, position = divmod(index, LEAF_BLOCK)
+        cached = self._leaf_block  # one read of the attribute: worker threads may swap it
+        if cached is None or cached[0] != block_number:
+            first = block_number * LEAF_BLOCK
+            count = min(LEAF_BLOCK, self.manifest.chunks - first)
+            cached = (block_number, pread_exact(self._leaves_fd, count * HASH_LEN, first * HASH_LEN))
+            self._leaf_block = cached
+        return cached[1][position * HASH_LEN : (position + 1) * HASH_LEN]
 
     def verify_and_write(self, index: int, chunk: bytes | bytearray) -> None:
         """Check chunk ``index`` against its leaf, then write it. Raises :class:`ChunkMismatch`

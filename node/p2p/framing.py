@@ -60,7 +60,7 @@ class RawStream(Protocol):
 
     async def read(self, max_bytes: int) -> bytes: ...
 
-    async def write(self, data: bytes | bytearray) -> None: ...
+    async def write(self, data: bytes | bytearray | memoryview) -> None: ...
 
     async def close_write(self) -> None: ...
 
@@ -135,7 +135,7 @@ class Stream:
                 await self._raw.write(header)
                 await self._raw.write(payload)
 
-    async def send_frame_buffer(self, buffer: bytearray) -> None:
+    async def send_frame_buffer(self, buffer: bytearray | memoryview) -> None:
         """Send one frame whose body is ``buffer[FRAME_HEADER.size:]``, the first bytes left free
         for the length prefix (see :func:`frame_buffer`): one transport write and no copy of the
         body, where :meth:`send_frame` writes a large body after its prefix, as a second write.
@@ -148,7 +148,9 @@ class Stream:
         FRAME_HEADER.pack_into(buffer, 0, length)
         async with self._send_lock:
             self._check_open(sending=True)
-            await self._raw.write(buffer)
+            # A view: yamux cuts its frames from it without copying each piece first. Nothing
+            # keeps a reference once the write returns, so the caller may reuse the buffer.
+            await self._raw.write(memoryview(buffer))
 
     async def receive_frame(self, max_size: int) -> bytes:
         """Receive one frame of at most ``max_size`` bytes.

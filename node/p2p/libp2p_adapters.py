@@ -42,10 +42,11 @@ class Libp2pRawStream:
         except StreamError as exc:  # reset, or the connection is gone
             raise StreamResetError(f"stream reset: {exc!r}") from None
 
-    async def write(self, data: bytes | bytearray) -> None:
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
         try:
-            # libp2p types it bytes; yamux only slices and concatenates it, which a bytearray
-            # (a frame assembled in place, Stream.send_frame_buffer) does as well.
+            # libp2p types it bytes; yamux only slices it and prepends each slice's header (a new
+            # bytes), which a bytearray or a memoryview (a frame assembled in place,
+            # Stream.send_frame_buffer) does as well, and keeps no reference once it returns.
             await self._stream.write(data)  # type: ignore[arg-type]
         except StreamError as exc:
             raise StreamResetError(f"stream reset: {exc!r}") from None

@@ -97,7 +97,7 @@ class _MemoryRawStream:
         data, self._leftover = self._leftover[:max_bytes], self._leftover[max_bytes:]
         return data
 
-    async def write(self, data: bytes | bytearray) -> None:
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._state.reset:
             raise StreamResetError("stream was reset")
         try:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from node.blobs import partial as partial_module
 from node.blobs import store as store_module
 from node.blobs.errors import (
     BlobSourceError,
@@ -268,7 +269,9 @@ def test_reopen_drops_orphan_files_and_rows_without_files(tmp_path: Path) -> Non
     assert not (root / "objects" / lost.hex()[:2] / f"{lost.hex()}.leaves").exists()
 
 
-def test_a_partial_fetch_keeps_only_verified_chunks_across_a_reopen(tmp_path: Path) -> None:
+def test_a_partial_fetch_keeps_only_verified_chunks_across_a_reopen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / "blobs"
     store, _ = open_store(root)
     data = os.urandom(4 * CHUNK)
@@ -281,6 +284,11 @@ def test_a_partial_fetch_keeps_only_verified_chunks_across_a_reopen(tmp_path: Pa
     partial.install_leaves(leaves_file)
     with pytest.raises(BlobStoreError):
         store.begin_fetch(cid, manifest)  # one fetch per blob at a time
+    # Leaves are read a block at a time: a block boundary falls between chunks 1 and 2 here.
+    monkeypatch.setattr(partial_module, "LEAF_BLOCK", 2)
+    assert [partial.leaf(i) for i in (3, 0, 2, 1)] == [
+        leaf_hash(data[i * CHUNK : (i + 1) * CHUNK]) for i in (3, 0, 2, 1)
+    ]
     chunk = data[CHUNK : 2 * CHUNK]
     with pytest.raises(ChunkMismatch):
         partial.verify_and_write(1, chunk[:-1] + bytes([chunk[-1] ^ 1]))

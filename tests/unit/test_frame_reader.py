@@ -46,7 +46,7 @@ class ScriptedRaw:
         self.got.append(len(data))
         return data
 
-    async def write(self, data: bytes | bytearray) -> None:
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
         await trio.lowlevel.checkpoint()
 
     async def close_write(self) -> None:
