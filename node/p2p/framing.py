@@ -23,6 +23,7 @@ the small :class:`RawStream` interface and translate their own failures into our
 
 from __future__ import annotations
 
+import logging
 import math
 import struct
 from typing import NoReturn, Protocol
@@ -41,7 +42,11 @@ from node.p2p.errors import (
 )
 from node.p2p.frame_budget import FrameBudget
 
+log = logging.getLogger("dcent.p2p")
+
 FRAME_HEADER = struct.Struct(">I")
+#: How long a stream's reset may take before it is left to its connection (see Stream.reset).
+RESET_TIMEOUT_S = 5.0
 #: The largest frame anyone may send: block sync and job inputs travel as several frames.
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 # Body reads are chunked so a large frame is received in bounded steps.
@@ -219,8 +224,19 @@ class Stream:
         self._reset = True
         self._closed = True
         self._write_closed = True
-        with trio.CancelScope(shield=True):
+        # Shielded, so a cancelled caller still resets; bounded, because libp2p's reset writes
+        # a yamux frame under the connection's locks and, on a connection whose peer is gone but
+        # not yet closed, that write can wait forever (the caller's own timeout cannot reach
+        # inside the shield).
+        with trio.CancelScope(shield=True), trio.move_on_after(RESET_TIMEOUT_S) as gave_up:
             await self._raw.reset()
+        if gave_up.cancelled_caught:
+            log.info(
+                "reset of a stream to %s on %s took over %g s; left to its connection",
+                self._peer_id,
+                self._protocol_id,
+                RESET_TIMEOUT_S,
+            )
 
     def _check_open(self, *, sending: bool) -> None:
         if self._reset:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.testing
 
 from node.p2p.errors import FrameTooLargeError, StreamClosedError, TruncatedFrameError
 from node.p2p.frame_budget import MIB, FrameBudget, FrameBudgetSettings
-from node.p2p.framing import FRAME_HEADER, READ_AHEAD, Stream
+from node.p2p.framing import FRAME_HEADER, READ_AHEAD, RESET_TIMEOUT_S, Stream
 from node.p2p.guard import PeerGuard
 
 PROTOCOL = "/test/reader/1.0.0"
@@ -157,3 +158,30 @@ async def test_eof_inside_a_frame_after_a_read_ahead_is_truncated(
     assert await stream.receive_frame(100) == b"whole"
     with pytest.raises(TruncatedFrameError, match=where):
         await stream.receive_frame(100)
+
+
+class WedgedRaw(ScriptedRaw):
+    """A transport whose reset never returns: libp2p's, on a connection that stopped moving."""
+
+    async def reset(self) -> None:
+        self.reset_called = True
+        await trio.sleep_forever()
+
+
+async def test_a_reset_that_hangs_is_given_up_after_its_bound_even_for_a_cancelled_caller(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    raw = WedgedRaw()
+    stream = outbound(raw)
+    started = trio.current_time()
+    with trio.move_on_after(1):  # the caller's own deadline: the reset is shielded from it
+        await stream.reset()
+    assert raw.reset_called
+    assert trio.current_time() - started == pytest.approx(RESET_TIMEOUT_S)
+    await stream.reset()  # idempotent: the stream counts as reset
+    assert trio.current_time() - started == pytest.approx(RESET_TIMEOUT_S)
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
