@@ -4,7 +4,8 @@ starts.
 Only what libp2p looks up at call time can be overridden this way; each override here is listed,
 with its reason, in node/services/__init__.py (the health-check tolerance, "Liveness under load")
 or in the workaround table of node/p2p/__init__.py (yamux credit and frame size, rows 22-23;
-pubsub's signed peer records, row 24).
+pubsub's signed peer records, row 24; pubsub's teardown race, row 25; stalled socket writes,
+row 26).
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+import libp2p.io.trio as libp2p_io_trio
 import libp2p.network.health.monitor as libp2p_health
 import libp2p.network.swarm as libp2p_swarm
 import libp2p.pubsub.gossipsub as libp2p_gossipsub
 import libp2p.pubsub.pubsub as libp2p_pubsub
 import libp2p.stream_muxer.yamux.yamux as libp2p_yamux
+import trio
+from libp2p.io.exceptions import ConnectionClosedError
 from libp2p.network.health.ping_probe import ConnectionPingResult
 from libp2p.peer.peerstore import env_to_send_in_RPC
 from libp2p.pubsub.utils import maybe_consume_signed_record
@@ -130,6 +134,47 @@ async def _teardown_without_race(pubsub: Any, peer_id: Any) -> None:
         pubsub._forget_all_subscriptions(peer_id)
 
 
+#: How long one socket write may wait for the peer to take bytes before its connection is closed
+#: (workaround 26). A peer that keeps its TCP connection open but stops reading fills the
+#: socket's buffers; libp2p's write then waited forever holding the connection's write lock, and
+#: every other writer on that connection (gossip, stream opens and resets, the health monitor's
+#: close) queued behind it for good. Found as a provider whose job never finished: its live-output
+#: stream to a stopped requester waited on such a connection. A live peer on a loaded machine
+#: takes bytes within seconds.
+SOCKET_WRITE_STALL_S = 30.0
+
+#: The unit of progress a stalled write is judged by: no piece of this size taken in
+#: ``SOCKET_WRITE_STALL_S`` is a stall. (libp2p's writes are Noise messages, at most ~64 KiB.)
+SOCKET_WRITE_PIECE = 64 * 1024
+
+
+async def _bounded_tcp_write(stream: Any, data: bytes) -> None:
+    """libp2p's socket write (``TrioTCPStream.write``: under the stream's write lock, a broken
+    connection raised as ``ConnectionClosedError``, a locally closed one ignored), given up when
+    the peer takes no :data:`SOCKET_WRITE_PIECE` for :data:`SOCKET_WRITE_STALL_S`: the socket is
+    then closed (part of a message may be on the wire, so the connection cannot go on), which
+    fails its readers and writers and frees its locks."""
+    view = memoryview(data)
+    async with stream.write_lock:
+        for offset in range(0, len(view), SOCKET_WRITE_PIECE):
+            with trio.move_on_after(SOCKET_WRITE_STALL_S) as stalled:
+                try:
+                    await stream.stream.send_all(view[offset : offset + SOCKET_WRITE_PIECE])
+                except trio.BrokenResourceError as exc:
+                    raise ConnectionClosedError(
+                        f"TCP connection reset by remote peer: {exc}", transport="tcp"
+                    ) from exc
+                except trio.ClosedResourceError:
+                    return
+            if stalled.cancelled_caught:
+                with trio.CancelScope(shield=True):
+                    await stream.stream.aclose()
+                raise ConnectionClosedError(
+                    f"the peer took no bytes for {SOCKET_WRITE_STALL_S:g} s; connection closed",
+                    transport="tcp",
+                )
+
+
 #: How long the signed peer record pubsub attaches to every RPC is reused before libp2p is asked
 #: again (which rebuilds the host's address list to see whether it changed), and how long a
 #: peer's record, once checked, is taken on its bytes before it is checked (and its address book
@@ -205,6 +250,7 @@ def apply() -> None:
     libp2p_health.ConnectionHealthMonitor._ping_connection = _tolerant_ping  # type: ignore[method-assign,assignment]
     libp2p_yamux.MAX_MESSAGE_SIZE = YAMUX_MAX_FRAME_BYTES
     libp2p_pubsub.Pubsub._teardown_if_connected = _teardown_without_race  # type: ignore[method-assign,assignment]
+    libp2p_io_trio.TrioTCPStream.write = _bounded_tcp_write  # type: ignore[method-assign,assignment]
     for module in (libp2p_pubsub, libp2p_gossipsub):
         module.env_to_send_in_RPC = _SIGNED_RECORDS.to_send  # type: ignore[attr-defined]
         module.maybe_consume_signed_record = _SIGNED_RECORDS.consume  # type: ignore[attr-defined]

@@ -1,13 +1,20 @@
 """The health-ping tolerance (issue 14): one late ping must not abort a connection. Yamux's
 window credit in batches (issue 15): not a WINDOW_UPDATE frame for every read. Pubsub's signed
-peer records built and checked once per interval, not on every RPC (issue 14)."""
+peer records built and checked once per interval, not on every RPC (issue 14). A socket write the
+peer never takes closes its connection instead of holding the connection's write lock for good."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import libp2p.io.trio as libp2p_io_trio
 import libp2p.pubsub.gossipsub as libp2p_gossipsub
 import libp2p.pubsub.pubsub as libp2p_pubsub
 import libp2p.stream_muxer.yamux.yamux as libp2p_yamux
 import pytest
+import trio
+import trio.testing
+from libp2p.io.exceptions import ConnectionClosedError
 from libp2p.network.health.ping_probe import ConnectionPingResult
 from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH as NOISE_MAX_PLAINTEXT
 
@@ -266,3 +273,47 @@ async def test_a_banned_peer_removed_during_its_teardown_no_longer_ends_pubsub()
     pubsub = _TeardownPubsub("peer")
     await libp2p_tuning._teardown_without_race(pubsub, "peer")
     assert pubsub.peers == {} and pubsub.forgotten == ["peer"]
+
+
+async def _socket_pair() -> tuple[Any, trio.SocketStream]:
+    """A libp2p TCP stream and the raw trio stream at the other end of a connected pair."""
+    near, far = trio.socket.socketpair()
+    return libp2p_io_trio.TrioTCPStream(trio.SocketStream(near)), trio.SocketStream(far)
+
+
+async def test_a_write_the_peer_never_takes_closes_the_connection_after_the_stall_bound(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    libp2p_tuning.apply()
+    ours, theirs = await _socket_pair()
+    started = trio.current_time()
+    with pytest.raises(ConnectionClosedError, match="took no bytes"):
+        await ours.write(b"x" * (64 * 1024 * 1024))  # far more than the socket buffers hold
+    assert trio.current_time() - started == pytest.approx(libp2p_tuning.SOCKET_WRITE_STALL_S)
+    assert ours.stream.socket.fileno() == -1  # closed: its readers fail, its locks are free
+    await theirs.aclose()
+
+
+async def test_a_write_the_peer_takes_is_not_bounded(autojump_clock: trio.testing.MockClock) -> None:
+    libp2p_tuning.apply()
+    ours, theirs = await _socket_pair()
+    data = b"y" * (8 * 1024 * 1024)
+    received = bytearray()
+
+    async def read_slowly() -> None:
+        while len(received) < len(data):
+            received.extend(await theirs.receive_some(1 << 16))
+            await trio.sleep(1)  # slower than the bound in all, never stalled for it
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read_slowly)
+        await ours.write(data)
+    assert bytes(received) == data
+    assert trio.current_time() > libp2p_tuning.SOCKET_WRITE_STALL_S
+    await theirs.aclose()
+    await ours.close()
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
