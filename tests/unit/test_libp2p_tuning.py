@@ -20,6 +20,7 @@ from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH as NOISE_MAX_PLAINTEXT
 
 from node.p2p import libp2p_tuning
 from node.p2p.libp2p_tuning import PingTolerance
+from tests.waiting import spend_virtual_time
 
 FAILED = ConnectionPingResult(success=False)
 OK = ConnectionPingResult(success=True, rtt_ms=1.0, protocol_supported=True)
@@ -303,7 +304,7 @@ async def test_a_write_the_peer_takes_is_not_bounded(autojump_clock: trio.testin
     async def read_slowly() -> None:
         while len(received) < len(data):
             received.extend(await theirs.receive_some(1 << 16))
-            await trio.sleep(1)  # slower than the bound in all, never stalled for it
+            await spend_virtual_time(1)  # slower than the bound in all, never stalled for it
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(read_slowly)
