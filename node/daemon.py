@@ -154,7 +154,9 @@ class Node:
                 verifier=app.verifier,
             )
             self._core_round.core = core
-            async with trio.open_nursery() as nursery:
+            # The blob store outlives every service (the nursery exits first): a job unwinding
+            # at shutdown still finds it open.
+            async with self.blobs.opened(), trio.open_nursery() as nursery:
                 await nursery.start(self.host.run)
                 driver = ConsensusDriver(
                     core=core,

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -88,7 +89,14 @@ class BlobService:
             raise HostStateError("the blob service is not running")
         return self._store
 
-    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    @asynccontextmanager
+    async def opened(self) -> AsyncIterator[BlobStore]:
+        """Keeps the store open for the block; :meth:`run` inside it serves and leaves the store
+        open when it stops. The node opens it around every service that uses it: a job still
+        unwinding when the node stops (a fetch's thread finishing, then its mount looked up) must
+        find the store open, and a thread must never see it closed under it."""
+        if self._store is not None:
+            raise HostStateError("the blob store is already open")
         try:
             store = await trio.to_thread.run_sync(
                 partial(
@@ -98,6 +106,22 @@ class BlobService:
         except (OSError, sqlite3.Error) as exc:
             raise LocalDiskError(f"cannot open the blob store at {self._root}: {exc}") from None
         self._store = store
+        try:
+            yield store
+        finally:
+            self._store = None
+            store.close()
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serves ``/dcent/blob/1.0.0`` and collects garbage; opens the store for its own
+        lifetime unless it runs inside :meth:`opened`."""
+        if self._store is not None:
+            await self._serve(self._store, task_status)
+            return
+        async with self.opened() as store:
+            await self._serve(store, task_status)
+
+    async def _serve(self, store: BlobStore, task_status: TaskStatus[None]) -> None:
         self.server = BlobServer(store, self.settings, on_chunk_sent=self._on_chunk_sent)
         self._fetcher = BlobFetcher(self._host, store, self.settings, self.scores)
         self._host.set_stream_handler(BLOB_PROTOCOL_ID, self.server.handle)
@@ -110,8 +134,6 @@ class BlobService:
         finally:
             self._nursery = None
             self._host.remove_stream_handler(BLOB_PROTOCOL_ID)
-            self._store = None
-            store.close()
 
     async def _gc_loop(self) -> None:
         while True:
@@ -232,6 +254,9 @@ class BlobService:
     ) -> FetchProgress:
         """Fetch ``cid`` and wait for the end. Returns the finished progress; raises its error
         (:class:`NoProviders`, :class:`FetchFailed`, :class:`StoreFull`, :class:`FetchCancelled`, ...)."""
+        # A checkpoint first: a caller cancelled with the node (its service already stopped) gets
+        # Cancelled here, not the "not running" error a live caller would be told.
+        await trio.lowlevel.checkpoint()
         progress = self.start_fetch(cid, peers=peers, pin=pin, expected_size=expected_size)
         await progress.done.wait()
         if progress.error is not None:

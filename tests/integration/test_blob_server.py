@@ -18,7 +18,7 @@ import trio
 from node.blobs.service import BlobService
 from node.blobs.settings import BlobSettings
 from node.host import HostConfig, P2PHost
-from node.p2p.errors import StreamClosedError, StreamResetError
+from node.p2p.errors import HostStateError, StreamClosedError, StreamResetError
 from node.p2p.framing import Stream
 from protocol.blobs.errors import BadBlobRequest, BlobBusy, BlobNotHere, RangeOutOfBlob
 from protocol.blobs.merkle import HASH_LEN, MIN_CHUNK_SIZE, BlobManifest
@@ -239,3 +239,31 @@ async def test_a_lying_server_is_banned_and_the_blob_fetched_from_an_honest_one(
     assert progress.peers[liar_host.peer_id].chunks == 0
     await fetcher.export(info.cid, tmp_path / "out")
     assert (tmp_path / "out").read_bytes() == data
+
+
+async def test_a_store_opened_around_the_service_outlives_the_service(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """How the node runs it: the store stays open while every service that uses it unwinds, so a
+    job finishing a store call as the node stops does not meet "not running" (which once crashed
+    a stopping provider)."""
+    host = await start_host(nursery, "server")
+    blobs = BlobService(host=host, root=tmp_path / "server", settings=SETTINGS)
+    (tmp_path / "file").write_bytes(b"x" * MIN_CHUNK_SIZE)
+    async with blobs.opened():
+        with pytest.raises(HostStateError):
+            async with blobs.opened():
+                pass  # a second opening would leave two handles on one index
+        async with trio.open_nursery() as services:
+            await services.start(blobs.run)
+            services.cancel_scope.cancel()
+        info, new = await blobs.put(tmp_path / "file")
+        assert new and blobs.store.get(info.cid) is not None
+        with pytest.raises(HostStateError):
+            blobs.start_fetch(info.cid)  # fetching needs the running service
+        with trio.CancelScope() as cancelled:
+            cancelled.cancel()
+            await blobs.fetch(info.cid)  # a cancelled caller is told Cancelled, not "not running"
+        assert cancelled.cancelled_caught
+    with pytest.raises(HostStateError):
+        _ = blobs.store
