@@ -95,16 +95,57 @@ async def test_yamux_grants_credit_in_batches_not_on_every_read(monkeypatch: pyt
     # libp2p's own behaviour first, whatever an earlier test (a started host) applied.
     for name, read in libp2p_tuning._LIBP2P_YAMUX_SETTINGS.items():
         monkeypatch.setattr(libp2p_yamux, name, read)
+    monkeypatch.setattr(
+        libp2p_yamux.YamuxStream, "_auto_tune_and_send_window_update", libp2p_tuning.LIBP2P_WINDOW_CREDIT
+    )
     per_read = await _window_updates_over_reads(200, 7000)
     assert per_read == 200  # libp2p's default: one WINDOW_UPDATE frame per read
+    monkeypatch.setattr(libp2p_yamux, "_yamux_release_on_read", lambda: False)
+    # Without release-on-read libp2p's "partial slack" rule still credits about every other read.
+    assert await _window_updates_over_reads(200, 7000) > 90
     monkeypatch.setattr(libp2p_tuning, "_YAMUX_FROZEN", None)
     for name in libp2p_tuning._frozen_yamux_settings():  # undone after the test
         monkeypatch.setattr(libp2p_yamux, name, getattr(libp2p_yamux, name))
     libp2p_tuning.apply()
     assert not libp2p_yamux._yamux_release_on_read()
-    # In this lock-step model libp2p's own slack rule still grants every other read (measured on
-    # a real 128 MiB transfer: 12.9k updates -> 1.5k); on every read, never.
-    assert await _window_updates_over_reads(200, 7000) <= per_read * 3 // 5
+    # go-yamux's rule: credit once half the 256 KiB window is read, every 19 reads of 7,000 bytes
+    # at most (fewer once libp2p's auto-tune has grown the window of a stream read this fast).
+    assert 0 < await _window_updates_over_reads(200, 7000) <= 200 // 19
+
+
+async def test_a_sender_never_waits_on_credit_for_what_was_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batched credit cannot stall a stream: whenever the reader has read everything that
+    arrived, the sender has window left (here 4 MiB crosses in lock step, frame sizes varied)."""
+    monkeypatch.delenv("PY_YAMUX_RELEASE_ON_READ", raising=False)
+    monkeypatch.setattr(libp2p_tuning, "_YAMUX_FROZEN", None)
+    for name in libp2p_tuning._frozen_yamux_settings():
+        monkeypatch.setattr(libp2p_yamux, name, getattr(libp2p_yamux, name))
+    monkeypatch.setattr(
+        libp2p_yamux.YamuxStream,
+        "_auto_tune_and_send_window_update",
+        libp2p_yamux.YamuxStream._auto_tune_and_send_window_update,
+    )
+    libp2p_tuning.apply()
+    stream = libp2p_yamux.YamuxStream(1, _Connection(), True)  # type: ignore[arg-type]
+    send_window = stream.recv_window
+    credits: list[int] = []
+
+    async def credit(increment: int, skip_lock: bool = False) -> None:
+        credits.append(increment)
+
+    stream.send_window_update = credit  # type: ignore[method-assign]
+    moved = 0
+    for step in range(4000):
+        size = min(send_window, 200 + (step * 7919) % 5000)
+        assert size > 0, f"sender out of credit after {moved} bytes, all of them read"
+        send_window -= size
+        stream.recv_window -= size
+        await stream._auto_tune_and_send_window_update(bytes_read=size)
+        send_window += sum(credits)
+        credits.clear()
+        moved += size
+    assert moved > 4 << 20
+    assert send_window <= stream.target_recv_window  # never credited beyond the window
 
 
 def test_the_environment_still_decides_yamux_credit_release(monkeypatch: pytest.MonkeyPatch) -> None:
