@@ -3,6 +3,14 @@
 An address is the first 20 bytes of ``sha256("dcent/addr" || public key)``. Its text form is
 bech32m (BIP-350) with the human-readable part ``dct``: ``dct1...``. The checksum catches any
 mistyped character and any transposition of neighbours, so a typo is rejected, never paid.
+
+Signatures are made with ``cryptography`` (OpenSSL) and checked with libsodium (PyNaCl's
+``crypto_sign_open``): every node checks every transaction's and vote's signature, and
+libsodium's check costs half of OpenSSL's here (68-75 us against 139-148 us on the 2-core
+machine; issue 14). It is also the stricter of the two: it refuses public keys and ``R`` points
+of small order and non-canonical encodings, which OpenSSL takes. A small-order key "signs"
+every message with ``R`` = identity and ``S`` = 0 under OpenSSL; here it signs nothing. One
+rule for every node, so no two nodes disagree on a signature.
 """
 
 from __future__ import annotations
@@ -10,8 +18,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import BadSignatureError as SodiumBadSignature
 
 from protocol.errors import ProtocolError
 
@@ -177,13 +186,7 @@ class PublicKey:
 
     def verify(self, signature: bytes, message: bytes) -> bool:
         """True when ``signature`` is this key's signature of ``message``."""
-        if len(signature) != SIGNATURE_LEN:
-            return False
-        try:
-            self._key.verify(signature, message)
-        except InvalidSignature:
-            return False
-        return True
+        return verify(self.raw, signature, message)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PublicKey) and other.raw == self.raw
@@ -200,8 +203,8 @@ def verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
     if len(public_key) != PUBLIC_KEY_LEN or len(signature) != SIGNATURE_LEN:
         return False
     try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
-    except (InvalidSignature, ValueError):
+        crypto_sign_open(bytes(signature) + bytes(message), bytes(public_key))
+    except SodiumBadSignature:
         return False
     return True
 

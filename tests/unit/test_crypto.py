@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -190,6 +191,29 @@ def test_verify_accepts_only_the_signed_message_and_the_right_key() -> None:
     assert not verify(alice.public_key.raw, signature[:-1], b"message")
     assert not verify(alice.public_key.raw[:-1], signature, b"message")
     assert not alice.public_key.verify(signature + b"\x00", b"message")
+
+
+#: The identity point, a public key of small order (order 1): y = 1, x = 0.
+IDENTITY_POINT = (1).to_bytes(32, "little")
+
+
+def test_a_small_order_key_signs_nothing() -> None:
+    """R = identity, S = 0 satisfies [S]B = R + [k]A for the identity key A and every message:
+    OpenSSL's check (``cryptography``) takes it as a signature of anything; ours refuses it."""
+    forged = IDENTITY_POINT + bytes(32)
+    for message in (b"pay bob 1000 DCT", b"anything at all"):
+        Ed25519PublicKey.from_public_bytes(IDENTITY_POINT).verify(forged, message)  # OpenSSL: valid
+        assert not verify(IDENTITY_POINT, forged, message)
+        assert not PublicKey(IDENTITY_POINT).verify(forged, message)
+
+
+@given(message=st.binary(max_size=300), flip=st.integers(min_value=0, max_value=64 * 8 - 1))
+def test_a_signature_with_any_bit_flipped_fails(message: bytes, flip: int) -> None:
+    alice = key("alice")
+    signature = bytearray(alice.sign(message))
+    assert verify(alice.public_key.raw, bytes(signature), message)
+    signature[flip // 8] ^= 1 << (flip % 8)
+    assert not verify(alice.public_key.raw, bytes(signature), message)
 
 
 # --- domain separation -----------------------------------------------------------------------------

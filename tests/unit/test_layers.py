@@ -26,7 +26,7 @@ IO_AND_CLOCK = frozenset(
     }
 )  # fmt: skip
 THIRD_PARTY = {
-    "protocol": frozenset({"cryptography", "msgpack", "numpy"}),
+    "protocol": frozenset({"cryptography", "msgpack", "nacl", "numpy"}),
     "gpu": frozenset({"pynvml", "trio"}),
 }
 OURS = {"protocol": frozenset({"protocol"}), "gpu": frozenset({"protocol", "gpu"})}
