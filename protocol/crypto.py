@@ -5,12 +5,12 @@ bech32m (BIP-350) with the human-readable part ``dct``: ``dct1...``. The checksu
 mistyped character and any transposition of neighbours, so a typo is rejected, never paid.
 
 Signatures are made with ``cryptography`` (OpenSSL) and checked with libsodium (PyNaCl's
-``crypto_sign_open``): every node checks every transaction's and vote's signature, and
-libsodium's check costs half of OpenSSL's here (68-75 us against 139-148 us on the 2-core
-machine; issue 14). It is also the stricter of the two: it refuses public keys and ``R`` points
-of small order and non-canonical encodings, which OpenSSL takes. A small-order key "signs"
-every message with ``R`` = identity and ``S`` = 0 under OpenSSL; here it signs nothing. One
-rule for every node, so no two nodes disagree on a signature.
+``VerifyKey``, a pure computation like the rest of this module). Every node checks every
+transaction's and vote's signature, and libsodium's check costs half of OpenSSL's here (68-75 us
+against 139-148 us on the 2-core machine; issue 14). It is also the stricter of the two: it
+refuses public keys and ``R`` points of small order and non-canonical encodings, which OpenSSL
+takes. A small-order key "signs" every message with ``R`` = identity and ``S`` = 0 under OpenSSL;
+here it signs nothing. One rule for every node, so no two nodes disagree on a signature.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import hashlib
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError as SodiumBadSignature
+from nacl.signing import VerifyKey
 
 from protocol.errors import ProtocolError
 
@@ -167,17 +167,18 @@ def address_of(public_key: bytes) -> bytes:
 
 
 class PublicKey:
-    """A raw Ed25519 public key with a cached parsed form."""
+    """A raw Ed25519 public key with its cached verifier."""
 
-    __slots__ = ("_key", "raw")
+    __slots__ = ("_verifier", "raw")
 
     def __init__(self, raw: bytes) -> None:
         if type(raw) is not bytes or len(raw) != PUBLIC_KEY_LEN:
             raise InvalidKeyError(f"a public key is {PUBLIC_KEY_LEN} bytes")
         try:
-            self._key = Ed25519PublicKey.from_public_bytes(raw)
+            Ed25519PublicKey.from_public_bytes(raw)  # refuses bytes that are not a point
         except ValueError:
             raise InvalidKeyError("not an Ed25519 public key") from None
+        self._verifier = VerifyKey(raw)
         self.raw = raw
 
     @property
@@ -186,7 +187,7 @@ class PublicKey:
 
     def verify(self, signature: bytes, message: bytes) -> bool:
         """True when ``signature`` is this key's signature of ``message``."""
-        return verify(self.raw, signature, message)
+        return len(signature) == SIGNATURE_LEN and _checks(self._verifier, signature, message)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PublicKey) and other.raw == self.raw
@@ -202,8 +203,12 @@ def verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
     """Verify a signature by a raw public key; any malformed input is simply not valid."""
     if len(public_key) != PUBLIC_KEY_LEN or len(signature) != SIGNATURE_LEN:
         return False
+    return _checks(VerifyKey(bytes(public_key)), signature, message)
+
+
+def _checks(verifier: VerifyKey, signature: bytes, message: bytes) -> bool:
     try:
-        crypto_sign_open(bytes(signature) + bytes(message), bytes(public_key))
+        verifier.verify(bytes(message), bytes(signature))
     except SodiumBadSignature:
         return False
     return True
