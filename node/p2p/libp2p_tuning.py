@@ -5,7 +5,7 @@ Only what libp2p looks up at call time can be overridden this way; each override
 with its reason, in node/services/__init__.py (the health-check tolerance, "Liveness under load")
 or in the workaround table of node/p2p/__init__.py (yamux credit and frame size, rows 22-23;
 pubsub's signed peer records, row 24; pubsub's teardown race, row 25; stalled socket writes,
-row 26).
+row 26; yamux writers woken by credit, row 27, in :mod:`node.p2p.yamux_send`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from libp2p.network.health.ping_probe import ConnectionPingResult
 from libp2p.peer.peerstore import env_to_send_in_RPC
 from libp2p.pubsub.utils import maybe_consume_signed_record
 from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH as NOISE_MAX_PLAINTEXT
+
+from node.p2p import yamux_send
 
 #: libp2p waits this long after starting each address's dial before trying the next one, even
 #: after the last address, so every connect took 250 ms longer than the handshake (workaround 2 in node/p2p/__init__.py).
@@ -283,6 +285,7 @@ def apply() -> None:
         libp2p_yamux.YamuxStream._auto_tune_and_send_window_update = _half_window_credit  # type: ignore[method-assign,assignment]
     libp2p_pubsub.Pubsub._teardown_if_connected = _teardown_without_race  # type: ignore[method-assign,assignment]
     libp2p_io_trio.TrioTCPStream.write = _bounded_tcp_write  # type: ignore[method-assign,assignment]
+    yamux_send.install()
     for module in (libp2p_pubsub, libp2p_gossipsub):
         module.env_to_send_in_RPC = _SIGNED_RECORDS.to_send  # type: ignore[attr-defined]
         module.maybe_consume_signed_record = _SIGNED_RECORDS.consume  # type: ignore[attr-defined]

@@ -1,0 +1,118 @@
+"""Yamux writers wake when credit arrives (libp2p workaround 27, node/p2p/__init__.py).
+
+py-libp2p 0.8.1's ``YamuxStream.write``, finding its send window empty, polls it every 10 ms
+(``trio.sleep(0.01)``) for up to 5 s. Credit that arrives 0.1 ms later is still only seen at
+the next poll, so a bulk sender idles up to 10 ms every time it outruns the reader. In
+``bench/blob.py`` the serving node slept ~250 times (~2.7 s) over 2 GiB: 10 ms during which the
+fetching node emptied its buffer and then waited too (its loop idle ~20% of a fetch).
+
+Here the send window is a data descriptor: raising it (a WINDOW_UPDATE, wherever libp2p's
+handler adds it) wakes the writer waiting for it at once. The rest of ``write`` is libp2p's,
+line for line: the same locks, checks, frame sizes, counters and 5 s limit. A stream closed or
+reset under a waiting writer wakes nobody, so the writer still looks again on its own, every
+:data:`ZERO_WINDOW_RECHECK_S`.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import libp2p.stream_muxer.yamux.yamux as libp2p_yamux
+import trio
+from libp2p.stream_muxer.exceptions import MuxedStreamError
+
+#: How long a writer whose send window is empty waits for credit before it looks at the stream
+#: again by itself (closure and reset set no event). libp2p looked every 10 ms, for credit too.
+ZERO_WINDOW_RECHECK_S = 0.05
+
+#: libp2p's bound on one wait for credit; a peer that grants none for this long fails the write.
+ZERO_WINDOW_LIMIT_S = 5.0
+
+_WAITER = "_dcent_credit_waiter"
+
+#: libp2p's own ``YamuxStream.write``, kept before :func:`install` replaces it (for tests).
+LIBP2P_WRITE = libp2p_yamux.YamuxStream.write
+
+
+class SendWindow:
+    """``YamuxStream.send_window``, kept in the instance's ``__dict__`` under the same name (so
+    streams made before this was installed read as before); any increase wakes the writer
+    waiting for credit."""
+
+    def __get__(self, stream: Any, owner: type | None = None) -> Any:
+        if stream is None:
+            return self
+        return stream.__dict__["send_window"]
+
+    def __set__(self, stream: Any, value: int) -> None:
+        fields = stream.__dict__
+        before = fields.get("send_window", 0)
+        fields["send_window"] = value
+        if value > before:
+            waiter = fields.pop(_WAITER, None)
+            if waiter is not None:
+                waiter.set()
+
+
+async def write_waking_on_credit(self: Any, data: bytes) -> None:
+    """libp2p's ``YamuxStream.write``, waiting on an event for credit rather than polling."""
+    if self.send_closed:
+        raise MuxedStreamError("Stream is closed for sending")
+    total_len = len(data)
+    sent = 0
+    while sent < total_len:
+        frame: bytes | None = None
+        while frame is None:
+            async with self.rw_lock.write_lock():
+                if self.send_closed:
+                    raise MuxedStreamError("Stream is closed for sending")
+                async with self.window_lock:
+                    if self.closed:
+                        raise MuxedStreamError("Stream is closed")
+                    if self.send_window > 0:
+                        to_send = min(
+                            self.send_window,
+                            libp2p_yamux.MAX_MESSAGE_SIZE - libp2p_yamux.HEADER_SIZE,
+                            total_len - sent,
+                        )
+                        chunk = data[sent : sent + to_send]
+                        self.send_window -= to_send
+                        header = struct.pack(
+                            libp2p_yamux.YAMUX_HEADER_FORMAT,
+                            0,
+                            libp2p_yamux.TYPE_DATA,
+                            0,
+                            self.stream_id,
+                            len(chunk),
+                        )
+                        frame = header + chunk
+            if frame is not None:
+                break
+            self._zero_window_waits += 1
+            await _wait_for_credit(self)
+        await self.conn._write_frame(frame)
+        sent += len(frame) - libp2p_yamux.HEADER_SIZE
+
+
+async def _wait_for_credit(stream: Any) -> None:
+    """Until the send window is open or the stream closed; :class:`MuxedStreamError` after
+    :data:`ZERO_WINDOW_LIMIT_S`, as libp2p."""
+    with trio.move_on_after(ZERO_WINDOW_LIMIT_S) as limit:
+        while True:
+            async with stream.window_lock:
+                if stream.send_window > 0 or stream.closed:
+                    return
+                # Made under the window lock, which every credit is added under, so none is
+                # missed between the check and the wait.
+                waiter = stream.__dict__.setdefault(_WAITER, trio.Event())
+            with trio.move_on_after(ZERO_WINDOW_RECHECK_S):
+                await waiter.wait()
+    if limit.cancelled_caught:
+        raise MuxedStreamError(f"Timed out waiting for window update after {ZERO_WINDOW_LIMIT_S:g} seconds.")
+
+
+def install() -> None:
+    """Put the event-driven wait in place of libp2p's poll (idempotent)."""
+    libp2p_yamux.YamuxStream.send_window = SendWindow()  # type: ignore[assignment]
+    libp2p_yamux.YamuxStream.write = write_waking_on_credit  # type: ignore[method-assign]
