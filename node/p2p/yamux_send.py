@@ -7,10 +7,14 @@ the next poll, so a bulk sender idles up to 10 ms every time it outruns the read
 fetching node emptied its buffer and then waited too (its loop idle ~20% of a fetch).
 
 Here the send window is a data descriptor: raising it (a WINDOW_UPDATE, wherever libp2p's
-handler adds it) wakes the writer waiting for it at once. The rest of ``write`` is libp2p's,
-line for line: the same locks, checks, frame sizes, counters and 5 s limit. A stream closed or
-reset under a waiting writer wakes nobody, so the writer still looks again on its own, every
-:data:`ZERO_WINDOW_RECHECK_S`.
+handler adds it) wakes the writer waiting for it at once, and so does the stream's ``closed``
+flag becoming true (a reset, an RST or FIN, the connection going away). The rest of ``write`` is
+libp2p's, line for line: the same locks, checks, frame sizes, counters and 5 s limit; only its
+debug log lines are left out. The writer still looks again on its own every
+:data:`ZERO_WINDOW_RECHECK_S`, in case some path changes either without the descriptors.
+
+A peer granting credit a byte at a time now gets a one-byte frame per grant (libp2p's poll merged
+up to 10 ms of them): one small frame out per 12-byte frame in, as go-yamux's writer does.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ import libp2p.stream_muxer.yamux.yamux as libp2p_yamux
 import trio
 from libp2p.stream_muxer.exceptions import MuxedStreamError
 
-#: How long a writer whose send window is empty waits for credit before it looks at the stream
-#: again by itself (closure and reset set no event). libp2p looked every 10 ms, for credit too.
+#: How long a writer whose send window is empty waits before it looks at the stream again by
+#: itself, should credit or closure arrive other than through the descriptors. libp2p looked
+#: every 10 ms, for both.
 ZERO_WINDOW_RECHECK_S = 0.05
 
 #: libp2p's bound on one wait for credit; a peer that grants none for this long fails the write.
@@ -35,6 +40,12 @@ _WAITER = "_dcent_credit_waiter"
 LIBP2P_WRITE = libp2p_yamux.YamuxStream.write
 
 
+def _wake_writer(fields: dict[str, Any]) -> None:
+    waiter = fields.pop(_WAITER, None)
+    if waiter is not None:
+        waiter.set()
+
+
 class SendWindow:
     """``YamuxStream.send_window``, kept in the instance's ``__dict__`` under the same name (so
     streams made before this was installed read as before); any increase wakes the writer
@@ -43,16 +54,36 @@ class SendWindow:
     def __get__(self, stream: Any, owner: type | None = None) -> Any:
         if stream is None:
             return self
-        return stream.__dict__["send_window"]
+        try:
+            return stream.__dict__["send_window"]
+        except KeyError:
+            raise AttributeError("send_window") from None
 
     def __set__(self, stream: Any, value: int) -> None:
         fields = stream.__dict__
         before = fields.get("send_window", 0)
         fields["send_window"] = value
         if value > before:
-            waiter = fields.pop(_WAITER, None)
-            if waiter is not None:
-                waiter.set()
+            _wake_writer(fields)
+
+
+class ClosedFlag:
+    """``YamuxStream.closed``, kept like :class:`SendWindow`; becoming true wakes the writer
+    waiting for credit, which then fails as libp2p's would."""
+
+    def __get__(self, stream: Any, owner: type | None = None) -> Any:
+        if stream is None:
+            return self
+        try:
+            return stream.__dict__["closed"]
+        except KeyError:
+            raise AttributeError("closed") from None
+
+    def __set__(self, stream: Any, value: bool) -> None:
+        fields = stream.__dict__
+        fields["closed"] = value
+        if value:
+            _wake_writer(fields)
 
 
 async def write_waking_on_credit(self: Any, data: bytes) -> None:
@@ -115,4 +146,5 @@ async def _wait_for_credit(stream: Any) -> None:
 def install() -> None:
     """Put the event-driven wait in place of libp2p's poll (idempotent)."""
     libp2p_yamux.YamuxStream.send_window = SendWindow()  # type: ignore[assignment]
+    libp2p_yamux.YamuxStream.closed = ClosedFlag()  # type: ignore[assignment]
     libp2p_yamux.YamuxStream.write = write_waking_on_credit  # type: ignore[method-assign]
