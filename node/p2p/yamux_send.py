@@ -46,42 +46,43 @@ def _wake_writer(fields: dict[str, Any]) -> None:
         waiter.set()
 
 
-class SendWindow:
-    """``YamuxStream.send_window``, kept in the instance's ``__dict__`` under the same name (so
-    streams made before this was installed read as before); any increase wakes the writer
-    waiting for credit."""
+class _KeptInInstance:
+    """A data descriptor for libp2p's attribute :attr:`name`, whose value stays in the instance's
+    ``__dict__`` under that same name, so streams made before it was installed read as before."""
+
+    name = ""
 
     def __get__(self, stream: Any, owner: type | None = None) -> Any:
         if stream is None:
             return self
         try:
-            return stream.__dict__["send_window"]
+            return stream.__dict__[self.name]
         except KeyError:
-            raise AttributeError("send_window") from None
+            raise AttributeError(self.name) from None
+
+
+class SendWindow(_KeptInInstance):
+    """``YamuxStream.send_window``: any increase wakes the writer waiting for credit."""
+
+    name = "send_window"
 
     def __set__(self, stream: Any, value: int) -> None:
         fields = stream.__dict__
-        before = fields.get("send_window", 0)
-        fields["send_window"] = value
+        before = fields.get(self.name, 0)
+        fields[self.name] = value
         if value > before:
             _wake_writer(fields)
 
 
-class ClosedFlag:
-    """``YamuxStream.closed``, kept like :class:`SendWindow`; becoming true wakes the writer
-    waiting for credit, which then fails as libp2p's would."""
+class ClosedFlag(_KeptInInstance):
+    """``YamuxStream.closed``: becoming true wakes the writer waiting for credit, which then
+    fails as libp2p's would."""
 
-    def __get__(self, stream: Any, owner: type | None = None) -> Any:
-        if stream is None:
-            return self
-        try:
-            return stream.__dict__["closed"]
-        except KeyError:
-            raise AttributeError("closed") from None
+    name = "closed"
 
     def __set__(self, stream: Any, value: bool) -> None:
         fields = stream.__dict__
-        fields["closed"] = value
+        fields[self.name] = value
         if value:
             _wake_writer(fields)
 
