@@ -59,6 +59,7 @@ from node.services.consensus_wire import MAX_MESSAGE_BYTES, ConsensusMessage, de
 from node.services.economics_recorder import RecordingLedgerApp  # i16view
 from node.services.lanes import InboundLanes, Lane, LaneBounds, TxBatch
 from node.services.mempool import DuplicateTx, Mempool, MempoolBusy, MempoolError, MempoolFull, NonceGap
+from node.services.proposal_relay import RELAY_DELAY_S, ProposalHolders
 from node.services.tx_relay import TX_PROTOCOL, TxRelay
 from node.store import ChainStore, StoredBlock
 from protocol.consensus.core import ConsensusCore
@@ -82,6 +83,7 @@ from protocol.consensus.messages import (
     Proposal,
     SyncRequest,
     SyncResponse,
+    Vote,
 )
 from protocol.consensus.sync import serve_sync_request
 from protocol.encoding import DecodeError
@@ -228,8 +230,13 @@ class ConsensusDriver:
         #: Committed, stored heights and their ledger events, for the market (chain_feed.py).
         self.feed = ChainFeed(app.height)
         self.commit_wall_ms: dict[int, int] = {}
-        #: Proposals already sent on: each is relayed once, so they cross any connected topology.
+        #: Proposals already sent on: each is relayed once (after RELAY_DELAY_S, to the peers not
+        #: known to hold it: :mod:`proposal_relay`), so they cross any connected topology.
         self._relayed: OrderedDict[bytes, None] = OrderedDict()
+        #: Peers known to hold the proposals waiting to be relayed (:mod:`proposal_relay`).
+        self._holders = ProposalHolders()
+        #: Proposal streams not opened because the peer had shown it held the proposal.
+        self.relays_skipped = 0
         self._committed_recently: OrderedDict[bytes, None] = OrderedDict()
         self.tx_relay = TxRelay(host, self._queue_txs, backlog=self._waiting_raws)
 
@@ -470,6 +477,8 @@ class ConsensusDriver:
                     exc.message,
                 )
                 continue
+            if isinstance(message, Vote):
+                self._holders.vote_from(message.block_hash, item.sender)
             if not self.lanes.offer(Lane.CONSENSUS, _Message(message, item.sender, self.topic)):
                 log.debug("consensus lane full: gossip from %s dropped", item.sender)
 
@@ -487,11 +496,23 @@ class ConsensusDriver:
             if peer_id != exclude:
                 self._spawn(self._send_frame, peer_id, PROPOSAL_PROTOCOL, data)
 
+    async def _relay_to_the_rest(self, data: bytes, digest: bytes) -> None:
+        """Relay a proposal, after :data:`RELAY_DELAY_S`, to the peers not known to hold it."""
+        await trio.sleep(RELAY_DELAY_S)
+        holders = self._holders.take(digest)
+        for peer_id in self.host.peer_ids():
+            if peer_id in holders:
+                self.relays_skipped += 1
+            else:
+                self._spawn(self._send_frame, peer_id, PROPOSAL_PROTOCOL, data)
+
     async def _receive_proposal(self, stream: Stream) -> None:
         """A proposal from a peer: checked (the signature of its round's proposer), then relayed
         once to our other peers and handled. A forgery stops here and is scored."""
         data = await stream.receive_frame(MAX_MESSAGE_BYTES)
-        if hashlib.sha256(data).digest() in self._relayed:
+        digest = hashlib.sha256(data).digest()
+        if digest in self._relayed:
+            self._holders.copy_from(digest, stream.peer_id)
             # Another peer's relay of one we accepted and handled: every peer relays each
             # proposal once, so this is most copies. Its bytes were checked; skip the decode
             # and the signature (a whole block's worth of work) instead of redoing them.
@@ -507,8 +528,12 @@ class ConsensusDriver:
             else:
                 self.host.guard.count(PROPOSAL_PROTOCOL, result.reason)
             return
+        assert isinstance(proposal, Proposal)  # nothing else is accepted on this channel
         if self._first_sight(data):
-            self._send_proposal(data, exclude=stream.peer_id)
+            if self._holders.expect(digest, proposal.block.hash, stream.peer_id):
+                self._spawn(self._relay_to_the_rest, data, digest)
+            else:
+                self._send_proposal(data, exclude=stream.peer_id)
             # Waits for room rather than being dropped: it was seen now and would not come again.
             await self.lanes.put(Lane.CONSENSUS, _Message(proposal, stream.peer_id, PROPOSAL_PROTOCOL))
 

@@ -49,6 +49,7 @@ from node.services.consensus_driver import (
 from node.services.consensus_wire import decode_message, encode_message
 from node.services.lanes import Lane
 from node.services.mempool import Mempool
+from node.services.proposal_relay import RELAY_DELAY_S
 from node.services.tx_relay import MAX_BATCH_TXS, TX_PROTOCOL
 from node.store import ChainStore
 from protocol.consensus.core import ConsensusCore
@@ -59,7 +60,17 @@ from protocol.encoding import encode
 from protocol.ledger.tx import Transfer, sign_tx
 from tests.waiting import wait_until
 
-from .consensus_support import CHAIN_ID, CONFIG, Chain, build_block, certificate, client_key, vkey, vote
+from .consensus_support import (
+    CHAIN_ID,
+    CONFIG,
+    Chain,
+    build_block,
+    certificate,
+    client_key,
+    propose,
+    vkey,
+    vote,
+)
 
 T = TypeVar("T")
 
@@ -465,3 +476,45 @@ async def test_a_relayed_copy_of_a_proposal_already_handled_is_dropped_on_its_ha
 
         assert rig.driver.duplicate_proposals == 1
         assert decoded == []
+
+
+@pytest.mark.parametrize("bystander_voted", [True, False], ids=["voted", "silent"])
+async def test_a_proposal_is_relayed_after_a_pause_only_to_peers_not_known_to_hold_it(
+    bystander_voted: bool, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The attacker hands us a valid proposal for the next height. A bystander that has voted for
+    its block (the vote's origin being the bystander) holds it: no stream to it, and none back to
+    the attacker. A bystander that has not shown it gets the relay, ``RELAY_DELAY_S`` later."""
+    async with open_rig(tmp_path) as rig:
+        relayed: list[tuple[float, bytes]] = []
+
+        async def record(stream: Stream) -> None:
+            relayed.append((trio.current_time(), await stream.receive_frame(2**24)))
+
+        rig.bystander.host.set_stream_handler(PROPOSAL_PROTOCOL, record)
+        rig.attacker.host.set_stream_handler(PROPOSAL_PROTOCOL, record)
+        builder = rig.chain.app()
+        for committed in rig.blocks:
+            builder.commit(committed.block, committed.certificate)
+        height = HEIGHTS + 1
+        block = build_block(rig.chain, builder, rig.chain.proposer(builder, height, 0))
+        data = encode_message(propose(rig.chain, builder, 0, block))
+
+        stream = await rig.attacker.host.open_stream(rig.host.peer_id, PROPOSAL_PROTOCOL)
+        await stream.send_frame(data)
+        await stream.close()
+        received = trio.current_time()
+        if bystander_voted:
+            voter = rig.chain.non_proposer(builder, height)
+            await rig.bystander.host.publish(
+                rig.driver.topic, encode_message(vote(voter, height, 0, PREVOTE, block.hash))
+            )
+        await trio.sleep(2 * RELAY_DELAY_S)
+
+        if bystander_voted:
+            assert relayed == []
+            assert rig.driver.relays_skipped == 2  # the attacker (it sent it) and the bystander
+        else:
+            assert [frame for _, frame in relayed] == [data]
+            assert relayed[0][0] - received == pytest.approx(RELAY_DELAY_S, abs=0.005)
+            assert rig.driver.relays_skipped == 1  # the attacker
