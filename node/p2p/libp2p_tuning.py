@@ -166,6 +166,27 @@ async def _teardown_without_race(pubsub: Any, peer_id: Any) -> None:
         pubsub._forget_all_subscriptions(peer_id)
 
 
+_ORIGINAL_MESH_HEARTBEAT = libp2p_gossipsub.GossipSub.mesh_heartbeat
+
+
+def _mesh_heartbeat_with_prune_backoff(router: Any) -> tuple[Any, Any]:
+    """libp2p's mesh maintenance, plus the backoff it forgets when it trims a mesh above
+    ``degree_high`` (workaround 28).
+
+    The PRUNE it sends asks the peer to keep away for ``prune_backoff_s``, and the peer notes the
+    time to call a GRAFT of ours within 10 s a flood; but we kept no backoff ourselves, so as soon
+    as our own mesh fell below ``degree_low`` (other peers trimming theirs) we grafted the same
+    peer again, were penalised and pruned, and so on: on an 8-node testnet with degrees 3/2/4 two
+    validators ended with no mesh on the consensus topic and stopped at height 2. The backoff is
+    what go-libp2p's heartbeat adds for every peer it prunes, and what libp2p's own score-based
+    replacement adds here."""
+    to_graft, to_prune = _ORIGINAL_MESH_HEARTBEAT(router)
+    for peer, topics in to_prune.items():
+        for topic in topics:
+            router._add_back_off(peer, topic, False)
+    return to_graft, to_prune
+
+
 #: How long one socket write may wait for the peer to take bytes before its connection is closed
 #: (workaround 26). A peer that keeps its TCP connection open but stops reading fills the
 #: socket's buffers; libp2p's write then waited forever holding the connection's write lock, and
@@ -284,6 +305,7 @@ def apply() -> None:
     if not YAMUX_RELEASE_ON_READ and os.environ.get("PY_YAMUX_RELEASE_ON_READ") is None:
         libp2p_yamux.YamuxStream._auto_tune_and_send_window_update = _half_window_credit  # type: ignore[method-assign,assignment]
     libp2p_pubsub.Pubsub._teardown_if_connected = _teardown_without_race  # type: ignore[method-assign,assignment]
+    libp2p_gossipsub.GossipSub.mesh_heartbeat = _mesh_heartbeat_with_prune_backoff  # type: ignore[method-assign,assignment]
     libp2p_io_trio.TrioTCPStream.write = _bounded_tcp_write  # type: ignore[method-assign,assignment]
     yamux_send.install()
     for module in (libp2p_pubsub, libp2p_gossipsub):

@@ -16,6 +16,8 @@ import trio
 import trio.testing
 from libp2p.io.exceptions import ConnectionClosedError
 from libp2p.network.health.ping_probe import ConnectionPingResult
+from libp2p.peer.id import ID
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
 from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH as NOISE_MAX_PLAINTEXT
 
 from node.p2p import libp2p_tuning
@@ -359,3 +361,42 @@ async def test_a_write_the_peer_takes_is_not_bounded(autojump_clock: trio.testin
 @pytest.fixture
 def autojump_clock() -> trio.testing.MockClock:
     return trio.testing.MockClock(autojump_threshold=0)
+
+
+class _MeshPubsub:
+    """What ``GossipSub.mesh_heartbeat`` reads of its pubsub: who subscribes to what."""
+
+    def __init__(self, topic: str, peers: set[Any]) -> None:
+        self.peer_topics: dict[str, set[Any]] = {topic: set(peers)}
+
+
+def _trimmed_then_short_router(heartbeat: Any) -> tuple[set[Any], set[Any]]:
+    """A router whose mesh of 5 is trimmed to 3 (degrees 3/2/4), after which two of the three
+    kept leave, so the next heartbeat must find 2 more: (the peers trimmed, the peers grafted)."""
+    topic = "consensus"
+    peers = {ID(bytes([i]) * 8) for i in range(5)}
+    router = GossipSub(protocols=[PROTOCOL_ID_V11], degree=3, degree_low=2, degree_high=4)
+    router.pubsub = _MeshPubsub(topic, peers)  # type: ignore[assignment]
+    router.peer_protocol = dict.fromkeys(peers, PROTOCOL_ID_V11)
+    router.mesh[topic] = set(peers)
+    _, pruned = heartbeat(router)
+    trimmed = set(pruned)
+    kept = router.mesh[topic]
+    assert len(trimmed) == 2 and len(kept) == 3
+    leaving = set(list(kept)[:2])
+    router.mesh[topic] -= leaving
+    router.pubsub.peer_topics[topic] -= leaving
+    grafted, _ = heartbeat(router)
+    return trimmed, set(grafted)
+
+
+def test_a_peer_trimmed_from_the_mesh_is_not_grafted_again_within_its_backoff() -> None:
+    libp2p_tuning.apply()
+    heartbeat = libp2p_gossipsub.GossipSub.mesh_heartbeat
+    assert heartbeat is libp2p_tuning._mesh_heartbeat_with_prune_backoff
+    # libp2p's own: the peers it just pruned are the first it grafts again (the peer, which noted
+    # our PRUNE, calls that a GRAFT flood and penalises us)
+    trimmed, grafted = _trimmed_then_short_router(libp2p_tuning._ORIGINAL_MESH_HEARTBEAT)
+    assert grafted == trimmed
+    trimmed, grafted = _trimmed_then_short_router(heartbeat)
+    assert grafted == set() and len(trimmed) == 2
