@@ -104,6 +104,13 @@ MAX_SYNC_RESPONSE = 64 * 1024 * 1024
 #: holds fewer than SYNC_BATCH of them.
 SYNC_RESPONSE_SLACK = 64 * 1024
 SIGN_STATE_KEY = "sign_state"
+#: With no new height for this long, a node asks its peers for blocks directly, over the sync
+#: protocol. Otherwise it learns of new heights only from consensus gossip, so a node cut off
+#: from the gossip mesh (pruned by every mesh peer, or surrounded by peers that drop its traffic)
+#: stayed behind for good while connected to peers that had the blocks. CometBFT's blocksync
+#: asks its peers for their status every 10 s. A chain that is really stalled costs each node
+#: one sync request per peer per interval.
+STALL_SYNC_MS = 10_000
 KEEP_SNAPSHOTS = 2
 #: Commit times kept (wall-clock ms by height): how services measure "final -> acted".
 COMMIT_TIMES_KEPT = 1000
@@ -193,8 +200,10 @@ class ConsensusDriver:
         clock_ms: Callable[[], int] = wall_clock_ms,
         snapshot_interval: int = 100,
         lane_bounds: LaneBounds | None = None,
+        stall_sync_ms: int = STALL_SYNC_MS,
     ) -> None:
         self.core = core
+        self.stall_sync_ms = stall_sync_ms
         self.app = app
         self.store = store
         self.host = host
@@ -237,6 +246,8 @@ class ConsensusDriver:
         self._holders = ProposalHolders()
         #: Proposal streams not opened because the peer had shown it held the proposal.
         self.relays_skipped = 0
+        #: Syncs started because no new height came for ``stall_sync_ms``.
+        self.stalled_syncs = 0
         self._committed_recently: OrderedDict[bytes, None] = OrderedDict()
         self.tx_relay = TxRelay(host, self._queue_txs, backlog=self._waiting_raws)
 
@@ -262,6 +273,7 @@ class ConsensusDriver:
             self._nursery = nursery
             await nursery.start(self.tx_relay.run)
             nursery.start_soon(self._pump_gossip, gossip)
+            nursery.start_soon(self._sync_when_stalled)
             await self._perform(self.core.start(self.clock_ms()), push_to="")
             task_status.started()
             await self.lanes.run()
@@ -592,6 +604,16 @@ class ConsensusDriver:
             )
         )
         return response.encode()
+
+    async def _sync_when_stalled(self) -> None:
+        """Sync from our peers whenever a whole ``stall_sync_ms`` passes without a new height
+        (counted from the last new height, or the last such sync)."""
+        while True:
+            with trio.move_on_after(self.stall_sync_ms / 1000):
+                await self.wait_for_height(self.height + 1)
+                continue
+            self.stalled_syncs += 1
+            self._start_sync(self.height + 1)
 
     def _start_sync(self, from_height: int) -> None:
         if not self._syncing:

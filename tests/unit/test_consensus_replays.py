@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import TypeVar
 
@@ -26,7 +27,7 @@ import trio.testing
 from node.p2p.errors import GossipBackpressureError, P2PError
 from node.p2p.framing import Stream
 from node.p2p.guard import Reason
-from node.p2p.interface import GossipMessage, Verdict
+from node.p2p.interface import GossipMessage, Verdict, serve_requests
 from node.p2p.memory import MemoryHost, MemoryNetwork
 from node.services import consensus_driver
 from node.services.consensus_checks import (
@@ -54,7 +55,15 @@ from node.services.tx_relay import MAX_BATCH_TXS, TX_PROTOCOL
 from node.store import ChainStore
 from protocol.consensus.core import ConsensusCore
 from protocol.consensus.effects import Timeout, TimeoutKind
-from protocol.consensus.messages import PRECOMMIT, PREVOTE, CommittedBlock, Vote, sign_vote
+from protocol.consensus.messages import (
+    PRECOMMIT,
+    PREVOTE,
+    CommittedBlock,
+    SyncRequest,
+    SyncResponse,
+    Vote,
+    sign_vote,
+)
 from protocol.crypto import PrivateKey
 from protocol.encoding import encode
 from protocol.ledger.tx import Transfer, sign_tx
@@ -518,3 +527,36 @@ async def test_a_proposal_is_relayed_after_a_pause_only_to_peers_not_known_to_ho
             assert [frame for _, frame in relayed] == [data]
             assert relayed[0][0] - received == pytest.approx(RELAY_DELAY_S, abs=0.005)
             assert rig.driver.relays_skipped == 1  # the attacker
+
+
+# --- 6. a node the gossip no longer reaches ---------------------------------------------------
+
+
+async def test_a_node_that_gossip_no_longer_reaches_syncs_from_its_peers_once_its_height_stalls(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """No vote or proposal reaches the node (its mesh pruned it, say), but a connected peer has
+    three more blocks: a whole stall interval without a new height, and the node asks for them.
+    While the chain stays where it is, it asks once per interval, not more."""
+    async with open_rig(tmp_path) as rig:
+        later = committed_chain(rig.chain, HEIGHTS + 3)
+        assert later[:HEIGHTS] == rig.blocks
+        asked: list[float] = []
+
+        async def serve(_peer_id: str, payload: bytes) -> bytes:
+            request = SyncRequest.decode(payload)
+            asked.append(trio.current_time())
+            return SyncResponse(tuple(later[request.from_height - 1 :])).encode()
+
+        rig.bystander.host.set_stream_handler(SYNC_PROTOCOL, serve_requests(serve, max_request=1024))
+        interval = rig.driver.stall_sync_ms / 1000
+        start = trio.current_time()
+        with trio.fail_after(2 * interval):
+            await rig.driver.wait_for_height(HEIGHTS + 3)
+        assert interval <= trio.current_time() - start < 2 * interval
+        assert rig.driver.stalled_syncs == 1
+        assert rig.driver.app.height == HEIGHTS + 3
+
+        await trio.sleep(3.5 * interval)
+        assert 3 <= len(asked) - 1 <= 4
+        assert all(b - a >= interval for a, b in pairwise(asked))
