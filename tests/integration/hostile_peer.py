@@ -429,9 +429,9 @@ def _gossipsub() -> GossipSub:
     """docs/protocol.md section 1's parameters."""
     return GossipSub(
         protocols=[PROTOCOL_ID_V11],
-        degree=6,
-        degree_low=5,
-        degree_high=12,
+        degree=3,
+        degree_low=2,
+        degree_high=4,
         time_to_live=60,
         gossip_window=3,
         gossip_history=5,
