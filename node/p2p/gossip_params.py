@@ -15,10 +15,15 @@ consensus votes among up to ~16 validators. Bulk data goes over streams. Reasons
   8-validator testnet costs each node ~120 ms of CPU per block against 140-180 ms, the finality
   bench at 8 validators and 100 ms RTT gives p50 3.5-3.7 s against 5.3-12.1 s (4/3/6: 7.2-9.9 s),
   and 16 validators at 100 ms finish it (p50 15-39 s) where 6/5/12 made no first block in 180 s.
-  What a smaller mesh gives up is redundancy against mesh peers that drop messages; what covers
-  for it: IHAVE gossip to non-mesh peers every heartbeat, the consensus driver re-sending its own
-  messages every ``gossip_interval_ms``, the guard banning peers that send garbage, and a node
-  that gossip no longer reaches syncing from its peers after 10 s without a new height.
+  What a smaller mesh gives up is redundancy against mesh peers that drop messages: with
+  ``degree_low`` 2, one such peer halves a node's outbound paths, and with libp2p's default score
+  weights (all 0) nothing prunes it for that. What covers for it, slower: IHAVE gossip every
+  heartbeat to non-mesh peers (at least 6, or a quarter of them), the consensus core re-sending
+  its own messages of a round (after ``gossip_interval_ms``, the wait doubling per re-send up to
+  8x), and a node that gossip no longer reaches syncing from its peers after 10 s without a new
+  height. (The guard bans peers for what they send, garbage or floods, not for what they drop.)
+  The mesh stays put thanks to workarounds 28 and 29 (``node/p2p/__init__.py``): without them
+  libp2p churned it every heartbeat and could leave a node with no mesh for most of a minute.
 - ``max_messages_per_topic_per_second = 200``: the library's spam cap is 10 per forwarder and
   topic, and it also applies to our own publishes; one forwarder relays every validator's
   prevote and precommit, so 16 validators already burst past 10 in one round.

@@ -173,18 +173,37 @@ def _mesh_heartbeat_with_prune_backoff(router: Any) -> tuple[Any, Any]:
     """libp2p's mesh maintenance, plus the backoff it forgets when it trims a mesh above
     ``degree_high`` (workaround 28).
 
-    The PRUNE it sends asks the peer to keep away for ``prune_backoff_s``, and the peer notes the
-    time to call a GRAFT of ours within 10 s a flood; but we kept no backoff ourselves, so as soon
-    as our own mesh fell below ``degree_low`` (other peers trimming theirs) we grafted the same
-    peer again, were penalised and pruned, and so on: on an 8-node testnet with degrees 3/2/4 two
-    validators ended with no mesh on the consensus topic and stopped at height 2. The backoff is
-    what go-libp2p's heartbeat adds for every peer it prunes, and what libp2p's own score-based
-    replacement adds here."""
+    The PRUNE it sends carries no backoff field, so the peer keeps away for its own
+    ``prune_backoff_s`` and notes the time, calling a GRAFT of ours within 10 s a flood; but we
+    kept no backoff ourselves, so as soon as our own mesh fell below ``degree_low`` we grafted the
+    same peer again, were penalised and pruned, and so on: on an 8-node testnet with degrees 3/2/4
+    two validators ended with no mesh on the consensus topic and stopped at height 2. go-libp2p's
+    heartbeat adds a backoff for every peer it prunes, as libp2p's own score-based replacement
+    does here. Ours outlasts the peer's by two heartbeats (go-libp2p's slack too): the two clocks
+    start a moment apart, and a GRAFT a moment early would be refused and restart the wait."""
     to_graft, to_prune = _ORIGINAL_MESH_HEARTBEAT(router)
+    backoff_s = router.prune_back_off + 2 * router.heartbeat_interval
     for peer, topics in to_prune.items():
         for topic in topics:
-            router._add_back_off(peer, topic, False)
+            router._add_back_off(peer, topic, False, backoff_s)
     return to_graft, to_prune
+
+
+_ORIGINAL_OPPORTUNISTIC_GRAFTING = libp2p_gossipsub.GossipSub._perform_opportunistic_grafting
+
+
+def _no_opportunistic_grafting(router: Any, topic: str, peers_to_graft: Any) -> int:
+    """No opportunistic grafting (workaround 29); libp2p's grafts 2 peers on every heartbeat.
+
+    Opportunistic grafting exists to replace mesh peers whose score is poor, and its only signal
+    is the peer score. We run libp2p's scorer with its default parameters, whose weights are all 0:
+    every peer scores 0, every non-mesh peer qualifies, and libp2p (unlike the spec, which does
+    it once a minute and only when the mesh's median score is below a threshold) grafts 2 of them
+    each second while the mesh holds ``degree_low`` or more. The trim above ``degree_high`` then
+    prunes 2, every second, until every candidate sits in backoff; a node could be left with an
+    empty mesh, and no IHAVE from the peers in backoff either, for most of a minute. go-libp2p
+    does no opportunistic grafting without peer scoring."""
+    return 0
 
 
 #: How long one socket write may wait for the peer to take bytes before its connection is closed
@@ -306,6 +325,7 @@ def apply() -> None:
         libp2p_yamux.YamuxStream._auto_tune_and_send_window_update = _half_window_credit  # type: ignore[method-assign,assignment]
     libp2p_pubsub.Pubsub._teardown_if_connected = _teardown_without_race  # type: ignore[method-assign,assignment]
     libp2p_gossipsub.GossipSub.mesh_heartbeat = _mesh_heartbeat_with_prune_backoff  # type: ignore[method-assign,assignment]
+    libp2p_gossipsub.GossipSub._perform_opportunistic_grafting = _no_opportunistic_grafting  # type: ignore[method-assign,assignment]
     libp2p_io_trio.TrioTCPStream.write = _bounded_tcp_write  # type: ignore[method-assign,assignment]
     yamux_send.install()
     for module in (libp2p_pubsub, libp2p_gossipsub):

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -111,6 +112,10 @@ SIGN_STATE_KEY = "sign_state"
 #: asks its peers for their status every 10 s. A chain that is really stalled costs each node
 #: one sync request per peer per interval.
 STALL_SYNC_MS = 10_000
+#: Peers asked for one sync batch, in random order: a stalled chain costs each node this many
+#: requests per attempt, not one per connected peer, and no peer id (cheap to grind) is always
+#: the one asked first.
+SYNC_PEERS_PER_BATCH = 4
 KEEP_SNAPSHOTS = 2
 #: Commit times kept (wall-clock ms by height): how services measure "final -> acted".
 COMMIT_TIMES_KEPT = 1000
@@ -204,6 +209,8 @@ class ConsensusDriver:
     ) -> None:
         self.core = core
         self.stall_sync_ms = stall_sync_ms
+        #: Orders the peers asked for a sync batch.
+        self.rng = random.Random()
         self.app = app
         self.store = store
         self.host = host
@@ -612,8 +619,9 @@ class ConsensusDriver:
             with trio.move_on_after(self.stall_sync_ms / 1000):
                 await self.wait_for_height(self.height + 1)
                 continue
-            self.stalled_syncs += 1
-            self._start_sync(self.height + 1)
+            if not self._syncing:
+                self.stalled_syncs += 1
+                self._start_sync(self.height + 1)
 
     def _start_sync(self, from_height: int) -> None:
         if not self._syncing:
@@ -631,9 +639,13 @@ class ConsensusDriver:
             self._syncing = False
 
     async def _fetch_batch(self, from_height: int) -> int:
-        """One batch from the first peer that has some, queued for the core; how many blocks."""
+        """One batch from the first of a few random peers that has some, queued for the core;
+        how many blocks. An answer must hold consecutive heights from ``from_height``: one of
+        old or repeated blocks (which the core drops unscored) would otherwise pass for a full
+        batch and keep us asking, ever higher, instead of asking an honest peer."""
         request = SyncRequest(from_height, SYNC_BATCH).encode()
-        for peer_id in self.host.peer_ids():
+        peers = self.host.peer_ids()
+        for peer_id in self.rng.sample(peers, min(SYNC_PEERS_PER_BATCH, len(peers))):
             try:
                 raw = await self.host.request(
                     peer_id, SYNC_PROTOCOL, request, max_response=MAX_SYNC_RESPONSE, timeout=10
@@ -644,6 +656,15 @@ class ConsensusDriver:
                 continue
             except DecodeError as exc:
                 self.host.guard.refuse(peer_id, SYNC_PROTOCOL, reason_of(exc), describe(exc))
+                continue
+            heights = [committed.block.height for committed in response.blocks]
+            if heights != list(range(from_height, from_height + min(len(heights), SYNC_BATCH))):
+                self.host.guard.refuse(
+                    peer_id,
+                    SYNC_PROTOCOL,
+                    Reason.INVALID,
+                    f"asked from height {from_height}, sent {heights[:4]}",
+                )
                 continue
             for committed in response.blocks:
                 await self.lanes.put(Lane.SYNC, _Message(committed, peer_id, SYNC_PROTOCOL, scored=True))

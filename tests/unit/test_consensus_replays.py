@@ -560,3 +560,39 @@ async def test_a_node_that_gossip_no_longer_reaches_syncs_from_its_peers_once_it
         await trio.sleep(3.5 * interval)
         assert 3 <= len(asked) - 1 <= 4
         assert all(b - a >= interval for a, b in pairwise(asked))
+
+
+class _AttackerFirst:
+    """Asks the attacker first when the driver picks peers to sync from."""
+
+    def __init__(self, attacker: str) -> None:
+        self.attacker = attacker
+
+    def sample(self, peers: list[str], count: int) -> list[str]:
+        return sorted(peers, key=lambda peer: peer != self.attacker)[:count]
+
+
+async def test_a_sync_answer_of_blocks_not_asked_for_is_refused_and_an_honest_peer_asked_next(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The attacker answers every sync request with 32 copies of block 1: the core would drop
+    them unscored, and as a full batch they kept the node asking the attacker, ever higher,
+    never the bystander that has the blocks."""
+    async with open_rig(tmp_path) as rig:
+        later = committed_chain(rig.chain, HEIGHTS + 3)
+        attacker = rig.attacker.host.peer_id
+
+        async def lie(_peer_id: str, _payload: bytes) -> bytes:
+            return SyncResponse((later[0],) * SYNC_BATCH).encode()
+
+        async def serve(_peer_id: str, payload: bytes) -> bytes:
+            return SyncResponse(tuple(later[SyncRequest.decode(payload).from_height - 1 :])).encode()
+
+        rig.attacker.host.set_stream_handler(SYNC_PROTOCOL, serve_requests(lie, max_request=1024))
+        rig.bystander.host.set_stream_handler(SYNC_PROTOCOL, serve_requests(serve, max_request=1024))
+        rig.driver.rng = _AttackerFirst(attacker)  # type: ignore[assignment]
+        with trio.fail_after(2 * rig.driver.stall_sync_ms / 1000):
+            await rig.driver.wait_for_height(HEIGHTS + 3)
+        assert rig.host.guard.refusals[(SYNC_PROTOCOL, Reason.INVALID.value)] >= 1
+        assert rig.host.guard.standing(attacker).score > 0
+        assert rig.host.guard.standing(rig.bystander.host.peer_id).score == 0

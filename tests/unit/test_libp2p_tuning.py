@@ -5,6 +5,8 @@ peer never takes closes its connection instead of holding the connection's write
 
 from __future__ import annotations
 
+import time
+from collections import defaultdict
 from typing import Any
 
 import libp2p.io.trio as libp2p_io_trio
@@ -374,11 +376,7 @@ def _trimmed_then_short_router(heartbeat: Any) -> tuple[set[Any], set[Any]]:
     """A router whose mesh of 5 is trimmed to 3 (degrees 3/2/4), after which two of the three
     kept leave, so the next heartbeat must find 2 more: (the peers trimmed, the peers grafted)."""
     topic = "consensus"
-    peers = {ID(bytes([i]) * 8) for i in range(5)}
-    router = GossipSub(protocols=[PROTOCOL_ID_V11], degree=3, degree_low=2, degree_high=4)
-    router.pubsub = _MeshPubsub(topic, peers)  # type: ignore[assignment]
-    router.peer_protocol = dict.fromkeys(peers, PROTOCOL_ID_V11)
-    router.mesh[topic] = set(peers)
+    router = _router_with_mesh(peers=5, in_mesh=5)
     _, pruned = heartbeat(router)
     trimmed = set(pruned)
     kept = router.mesh[topic]
@@ -400,3 +398,43 @@ def test_a_peer_trimmed_from_the_mesh_is_not_grafted_again_within_its_backoff() 
     assert grafted == trimmed
     trimmed, grafted = _trimmed_then_short_router(heartbeat)
     assert grafted == set() and len(trimmed) == 2
+
+
+def test_the_backoff_kept_for_a_trimmed_peer_outlasts_the_one_it_keeps_by_two_heartbeats() -> None:
+    libp2p_tuning.apply()
+    router = _router_with_mesh(peers=5, in_mesh=5)
+    before = int(time.time())
+    _, pruned = router.mesh_heartbeat()
+    assert len(pruned) == 2
+    slack = 2 * router.heartbeat_interval
+    for peer in pruned:
+        assert router.back_off["consensus"][peer] >= before + router.prune_back_off + slack
+
+
+def _router_with_mesh(*, peers: int, in_mesh: int) -> GossipSub:
+    """A router (degrees 3/2/4) on topic ``consensus`` with ``peers`` subscribers, the first
+    ``in_mesh`` of them in its mesh."""
+    ids = [ID(bytes([i]) * 8) for i in range(peers)]
+    router = GossipSub(
+        protocols=[PROTOCOL_ID_V11], degree=3, degree_low=2, degree_high=4, heartbeat_interval=1
+    )
+    router.pubsub = _MeshPubsub("consensus", set(ids))  # type: ignore[assignment]
+    router.peer_protocol = dict.fromkeys(ids, PROTOCOL_ID_V11)
+    router.mesh["consensus"] = set(ids[:in_mesh])
+    return router
+
+
+def test_a_full_enough_mesh_grafts_no_more_peers_at_each_heartbeat() -> None:
+    """Every peer scores 0 with libp2p's default score weights: its opportunistic grafting took
+    2 more of them every heartbeat (and the trim pruned 2), ours takes none."""
+    libp2p_tuning.apply()
+    assert (
+        libp2p_gossipsub.GossipSub._perform_opportunistic_grafting is libp2p_tuning._no_opportunistic_grafting
+    )
+    router = _router_with_mesh(peers=8, in_mesh=3)
+    wanted: defaultdict[Any, list[str]] = defaultdict(list)
+    assert libp2p_tuning._ORIGINAL_OPPORTUNISTIC_GRAFTING(router, "consensus", wanted) == 2
+    assert len(wanted) == 2
+    router = _router_with_mesh(peers=8, in_mesh=3)
+    grafted, pruned = router.mesh_heartbeat()
+    assert grafted == {} and pruned == {} and len(router.mesh["consensus"]) == 3
