@@ -13,8 +13,9 @@ consensus votes among up to ~16 validators. Bulk data goes over streams. Reasons
   every vote arrived 7 times; with 3/2/4 at most 4 times, and a message still crosses 16 nodes in
   two or three hops (1,000 in about six). Measured on the 2-core machine, alternating runs: an idle
   8-validator testnet costs each node ~120 ms of CPU per block against 140-180 ms, the finality
-  bench at 8 validators and 100 ms RTT gives p50 3.5-3.7 s against 5.3-12.1 s (4/3/6: 7.2-9.9 s),
-  and 16 validators at 100 ms finish it (p50 15-39 s) where 6/5/12 made no first block in 180 s.
+  bench at 8 validators and 100 ms RTT gave p50 3.5-5.9 s against 5.3-12.1 s (4/3/6: 7.2-9.9 s),
+  and 16 validators at 100 ms finished it in 2 of 5 runs (p50 15 and 39 s) where 6/5/12 made no
+  first block in 180 s. (The 2-core machine is starved at 8 and 16 nodes: runs swing 2x.)
   What a smaller mesh gives up is redundancy against mesh peers that drop messages: with
   ``degree_low`` 2, one such peer halves a node's outbound paths, and with libp2p's default score
   weights (all 0) nothing prunes it for that. What covers for it, slower: IHAVE gossip every
