@@ -7,7 +7,7 @@ consensus votes among up to ~16 validators. Bulk data goes over streams. Reasons
   for two minutes after a peer drops.
 - ``adaptive_gossip = False``: adaptive gossip stretches heartbeats to 30-60 s on a "healthy"
   network; a vote path wants predictable timing.
-- ``degree 3 / low 2 / high 4`` (go-libp2p's 6/5/12 until 2026-12-07): each node receives every
+- ``degree 3 / low 2 / high 4`` (ours were go-libp2p's 6/5/12 until 2026-12-07): each node receives every
   message about once per mesh peer, and in Python each copy costs a decrypt, a parse and a
   seen-cache lookup. With 6/5/12 a validator set of up to 13 is a full mesh, so on 8 validators
   every vote arrived 7 times; with 3/2/4 at most 4 times, and a message still crosses 16 nodes in
