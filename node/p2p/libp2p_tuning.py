@@ -5,7 +5,8 @@ Only what libp2p looks up at call time can be overridden this way; each override
 with its reason, in node/services/__init__.py (the health-check tolerance, "Liveness under load")
 or in the workaround table of node/p2p/__init__.py (yamux credit and frame size, rows 22-23;
 pubsub's signed peer records, row 24; pubsub's teardown race, row 25; stalled socket writes,
-row 26; yamux writers woken by credit, row 27, in :mod:`node.p2p.yamux_send`).
+row 26; yamux writers woken by credit, row 27, in :mod:`node.p2p.yamux_send`; the gossip mesh,
+rows 28-30, the outbound quota in :mod:`node.p2p.mesh_quota`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from libp2p.peer.peerstore import env_to_send_in_RPC
 from libp2p.pubsub.utils import maybe_consume_signed_record
 from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH as NOISE_MAX_PLAINTEXT
 
-from node.p2p import yamux_send
+from node.p2p import mesh_quota, yamux_send
 
 #: libp2p waits this long after starting each address's dial before trying the next one, even
 #: after the last address, so every connect took 250 ms longer than the handshake (workaround 2 in node/p2p/__init__.py).
@@ -182,11 +183,29 @@ def _mesh_heartbeat_with_prune_backoff(router: Any) -> tuple[Any, Any]:
     does here. Ours outlasts the peer's by two heartbeats (go-libp2p's slack too): the two clocks
     start a moment apart, and a GRAFT a moment early would be refused and restart the wait."""
     to_graft, to_prune = _ORIGINAL_MESH_HEARTBEAT(router)
+    mesh_quota.graft_outbound_peers(router, to_graft)  # workaround 30
     backoff_s = router.prune_back_off + 2 * router.heartbeat_interval
     for peer, topics in to_prune.items():
         for topic in topics:
             router._add_back_off(peer, topic, False, backoff_s)
     return to_graft, to_prune
+
+
+_ORIGINAL_HANDLE_GRAFT = libp2p_gossipsub.GossipSub.handle_graft
+_ORIGINAL_PRUNE_SELECTION = libp2p_gossipsub.GossipSub._select_peers_for_pruning
+
+
+async def _handle_graft_with_outbound_rule(router: Any, graft_msg: Any, sender_peer_id: Any) -> None:
+    """libp2p's GRAFT handling, except that a full mesh takes GRAFTs only from peers we dialed
+    (workaround 30, :func:`node.p2p.mesh_quota.refuse_inbound_graft_when_full`). A GRAFT that
+    libp2p calls a flood still goes to libp2p, which penalises it."""
+    topic = graft_msg.topicID
+    if mesh_quota.refuse_inbound_graft_when_full(
+        router, topic, sender_peer_id
+    ) and router._check_graft_flood_protection(sender_peer_id, topic):
+        await router.emit_prune(topic, sender_peer_id, False, False)
+        return
+    await _ORIGINAL_HANDLE_GRAFT(router, graft_msg, sender_peer_id)
 
 
 _ORIGINAL_OPPORTUNISTIC_GRAFTING = libp2p_gossipsub.GossipSub._perform_opportunistic_grafting
@@ -326,6 +345,8 @@ def apply() -> None:
     libp2p_pubsub.Pubsub._teardown_if_connected = _teardown_without_race  # type: ignore[method-assign,assignment]
     libp2p_gossipsub.GossipSub.mesh_heartbeat = _mesh_heartbeat_with_prune_backoff  # type: ignore[method-assign,assignment]
     libp2p_gossipsub.GossipSub._perform_opportunistic_grafting = _no_opportunistic_grafting  # type: ignore[method-assign,assignment]
+    libp2p_gossipsub.GossipSub._select_peers_for_pruning = mesh_quota.select_peers_to_prune  # type: ignore[method-assign,assignment]
+    libp2p_gossipsub.GossipSub.handle_graft = _handle_graft_with_outbound_rule  # type: ignore[method-assign,assignment]
     libp2p_io_trio.TrioTCPStream.write = _bounded_tcp_write  # type: ignore[method-assign,assignment]
     yamux_send.install()
     for module in (libp2p_pubsub, libp2p_gossipsub):

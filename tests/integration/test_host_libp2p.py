@@ -21,6 +21,7 @@ from libp2p.crypto.x25519 import create_new_key_pair as create_noise_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.network.exceptions import SwarmException
 from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
@@ -29,6 +30,7 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from node.host import HostConfig, P2PHost
+from node.p2p import mesh_quota
 from node.p2p.errors import DialError, GossipBackpressureError, PortInUseError
 from node.p2p.gossip_params import GossipParams
 from node.p2p.logbridge import install_libp2p_log_bridge
@@ -320,3 +322,41 @@ async def test_a_restarted_publisher_is_heard_after_publishing_many_messages(nur
     second = await run_publisher(20, "after")  # same key, new process state
     await second.close()
     await receiver.close()
+
+
+async def test_identities_that_graft_a_full_mesh_do_not_displace_the_peer_we_dialed(
+    nursery: trio.Nursery,
+) -> None:
+    """Workaround 30 on real connections: the hub dials one peer and six identities dial the hub
+    and GRAFT it on the topic. Each is either in the hub's mesh or was answered with a PRUNE, the
+    mesh stays within ``degree_high``, and the peer the hub dialed is still in it."""
+    topic = "dcent/test/mesh"
+    hub = P2PHost(config("hub"))
+    dialed = P2PHost(config("dialed"))
+    identities = [P2PHost(config(f"identity-{i}")) for i in range(6)]
+    for host in (hub, dialed, *identities):
+        await nursery.start(host.run)
+        await host.subscribe(topic)
+    await hub.connect(dialed.listen_addrs[0])
+    await wait_until(lambda: hub.topic_peers(topic) == [dialed.peer_id], what="the dialed peer in the mesh")
+    hub_router = hub._require_pubsub().router
+    assert isinstance(hub_router, GossipSub)
+    for identity in identities:
+        await identity.connect(hub.listen_addrs[0])
+
+    def answered(identity: P2PHost) -> bool:
+        router = identity._require_pubsub().router
+        assert isinstance(router, GossipSub)
+        hub_id = next(iter(router.pubsub.peers), None) if router.pubsub is not None else None
+        return hub_id is not None and (
+            hub_id in router.mesh.get(topic, ()) or hub_id in router.back_off.get(topic, {})
+        )
+
+    await wait_until(lambda: all(answered(identity) for identity in identities), what="every GRAFT answered")
+    mesh = hub.topic_peers(topic)
+    assert dialed.peer_id in mesh and len(mesh) <= GossipParams().degree_high
+    assert mesh_quota.is_outbound(
+        hub_router, next(p for p in hub_router.mesh[topic] if str(p) == dialed.peer_id)
+    )
+    for host in (hub, dialed, *identities):
+        await host.close()
