@@ -121,6 +121,10 @@ class P2PConfig:
     listen: str = DEFAULT_LISTEN
     #: Full multiaddrs with /p2p/<peer id> of peers to dial at start and keep reconnecting to.
     bootstrap: tuple[str, ...] = ()
+    #: Peer ids (12D3KooW...) whose places in the gossip mesh identities made up by others cannot
+    #: take, beside the bootstrap peers: a full mesh still takes their GRAFTs, a trim keeps them
+    #: first (CometBFT's persistent peers play this part). List the validators you peer with.
+    trusted_peers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,6 +105,7 @@ class Node:
                 node_key_seed=self.node_key.seed(),
                 listen_addr=config.p2p.listen,
                 bootstrap=config.p2p.bootstrap,
+                trusted_peers=config.p2p.trusted_peers,
             )
         )
         # The sandbox jobs run in, and its self-test: a provider sells only while it passes.

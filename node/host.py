@@ -48,7 +48,7 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
 
-from node.p2p import libp2p_tuning
+from node.p2p import libp2p_tuning, mesh_quota
 from node.p2p.errors import (
     DialError,
     GossipBackpressureError,
@@ -179,6 +179,7 @@ class P2PHost:
         for protocol_id in self._handlers:
             self._register_handler(host, protocol_id)
         gossipsub = self._build_gossipsub()
+        mesh_quota.trust(gossipsub, self._config.trusted_peer_ids())
         pubsub = RestartSafePubsub(host, gossipsub, strict_signing=True)
         for topic in self._validators:
             self._register_validator(pubsub, topic)

@@ -25,8 +25,8 @@ consensus votes among up to ~16 validators. Bulk data goes over streams. Reasons
   height. (The guard bans peers for what they send, garbage or floods, not for what they drop.)
   The mesh stays put thanks to workarounds 28 and 29 (``node/p2p/__init__.py``): without them
   libp2p churned it every heartbeat and could leave a node with no mesh for most of a minute. And
-  at least one of its places belongs to a peer we dialed, which identities made up by an attacker
-  cannot take (workaround 30, gossipsub v1.1's outbound quota, ``node/p2p/mesh_quota.py``).
+  identities made up by an attacker cannot take the places of the peers the operator chose
+  (workaround 30, ``node/p2p/mesh_quota.py``).
 - ``max_messages_per_topic_per_second = 200``: the library's spam cap is 10 per forwarder and
   topic, and it also applies to our own publishes; one forwarder relays every validator's
   prevote and precommit, so 16 validators already burst past 10 in one round.

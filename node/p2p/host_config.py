@@ -31,6 +31,10 @@ class HostConfig:
     listen_addr: str = "/ip4/127.0.0.1/tcp/0"
     #: Full multiaddrs with ``/p2p/<peer id>``, dialled at start and redialled whenever they drop.
     bootstrap: tuple[str, ...] = ()
+    #: Peer ids whose GRAFTs a full gossip mesh still takes and which a trim keeps first, beside
+    #: the bootstrap peers (node/p2p/mesh_quota.py: identities made up by others cannot take
+    #: their places).
+    trusted_peers: tuple[str, ...] = ()
     gossip: GossipParams = field(default_factory=GossipParams)
     reconnect: BackoffPolicy = field(default_factory=BackoffPolicy)
     #: Peer scores, rate limits and bans.
@@ -56,10 +60,20 @@ class HostConfig:
             peer_id = parse_peer_address(address)[0]
             if str(peer_id) == own_peer_id:
                 raise HostConfigError(f"bootstrap {address!r} is this node itself")
+        for text in self.trusted_peers:
+            if str(parse_peer_id(text)) == own_peer_id:
+                raise HostConfigError(f"trusted peer {text!r} is this node itself")
         if self.max_peers < 1:
             raise HostConfigError("max_peers: at least 1")
         if min(self.dial_timeout_s, self.health_check_interval_s, self.ping_timeout_s) <= 0:
             raise HostConfigError("dial_timeout_s, health_check_interval_s, ping_timeout_s: positive")
+
+    def trusted_peer_ids(self) -> frozenset[ID]:
+        """The bootstrap peers' ids and ``trusted_peers``."""
+        return frozenset(
+            [parse_peer_address(address)[0] for address in self.bootstrap]
+            + [parse_peer_id(text) for text in self.trusted_peers]
+        )
 
 
 def parse_multiaddr(text: str, what: str = "multiaddr") -> multiaddr.Multiaddr:

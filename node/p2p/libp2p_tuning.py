@@ -6,7 +6,7 @@ with its reason, in node/services/__init__.py (the health-check tolerance, "Live
 or in the workaround table of node/p2p/__init__.py (yamux credit and frame size, rows 22-23;
 pubsub's signed peer records, row 24; pubsub's teardown race, row 25; stalled socket writes,
 row 26; yamux writers woken by credit, row 27, in :mod:`node.p2p.yamux_send`; the gossip mesh,
-rows 28-30, the outbound quota in :mod:`node.p2p.mesh_quota`).
+rows 28-31, the places kept for trusted peers in :mod:`node.p2p.mesh_quota`).
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def _mesh_heartbeat_with_prune_backoff(router: Any) -> tuple[Any, Any]:
     does here. Ours outlasts the peer's by two heartbeats (go-libp2p's slack too): the two clocks
     start a moment apart, and a GRAFT a moment early would be refused and restart the wait."""
     to_graft, to_prune = _ORIGINAL_MESH_HEARTBEAT(router)
-    mesh_quota.graft_outbound_peers(router, to_graft)  # workaround 30
+    mesh_quota.graft_trusted_peers(router, to_graft)  # workaround 30
     backoff_s = router.prune_back_off + 2 * router.heartbeat_interval
     for peer, topics in to_prune.items():
         for topic in topics:
@@ -193,19 +193,36 @@ def _mesh_heartbeat_with_prune_backoff(router: Any) -> tuple[Any, Any]:
 
 _ORIGINAL_HANDLE_GRAFT = libp2p_gossipsub.GossipSub.handle_graft
 _ORIGINAL_PRUNE_SELECTION = libp2p_gossipsub.GossipSub._select_peers_for_pruning
+_ORIGINAL_DO_PX = libp2p_gossipsub.GossipSub._do_px
 
 
-async def _handle_graft_with_outbound_rule(router: Any, graft_msg: Any, sender_peer_id: Any) -> None:
-    """libp2p's GRAFT handling, except that a full mesh takes GRAFTs only from peers we dialed
-    (workaround 30, :func:`node.p2p.mesh_quota.refuse_inbound_graft_when_full`). A GRAFT that
-    libp2p calls a flood still goes to libp2p, which penalises it."""
+async def _handle_graft_with_trust_rule(router: Any, graft_msg: Any, sender_peer_id: Any) -> None:
+    """libp2p's GRAFT handling, except that a full mesh takes GRAFTs only from trusted peers
+    (workaround 30, :func:`node.p2p.mesh_quota.refuse_graft_when_full`): another peer is
+    answered with a PRUNE and gets our backoff (``prune_backoff_s`` plus two heartbeats, as
+    workaround 28's). A GRAFT that libp2p calls a flood still goes to libp2p, which penalises it."""
     topic = graft_msg.topicID
-    if mesh_quota.refuse_inbound_graft_when_full(
+    if mesh_quota.refuse_graft_when_full(
         router, topic, sender_peer_id
     ) and router._check_graft_flood_protection(sender_peer_id, topic):
+        router._add_back_off(
+            sender_peer_id, topic, False, router.prune_back_off + 2 * router.heartbeat_interval
+        )
         await router.emit_prune(topic, sender_peer_id, False, False)
         return
     await _ORIGINAL_HANDLE_GRAFT(router, graft_msg, sender_peer_id)
+
+
+async def _no_peer_exchange(router: Any, px_peers: Any) -> None:
+    """Peers named in a PRUNE are not dialed (workaround 31).
+
+    libp2p dials up to 16 peers named in any PRUNE's peer exchange, unsolicited ones included,
+    from any connected peer, as often as PRUNEs come (its acceptance threshold is -inf with our
+    default score weights): one peer could make us dial addresses of its choosing, third parties
+    included, and fill our connections with identities of its own. dcent has no peer exchange: a
+    node's peers are its bootstrap list, the peers that dial it, and those it dials itself.
+    go-libp2p accepts PX only from peers above ``AcceptPXThreshold``."""
+    del router, px_peers
 
 
 _ORIGINAL_OPPORTUNISTIC_GRAFTING = libp2p_gossipsub.GossipSub._perform_opportunistic_grafting
@@ -346,7 +363,8 @@ def apply() -> None:
     libp2p_gossipsub.GossipSub.mesh_heartbeat = _mesh_heartbeat_with_prune_backoff  # type: ignore[method-assign,assignment]
     libp2p_gossipsub.GossipSub._perform_opportunistic_grafting = _no_opportunistic_grafting  # type: ignore[method-assign,assignment]
     libp2p_gossipsub.GossipSub._select_peers_for_pruning = mesh_quota.select_peers_to_prune  # type: ignore[method-assign,assignment]
-    libp2p_gossipsub.GossipSub.handle_graft = _handle_graft_with_outbound_rule  # type: ignore[method-assign,assignment]
+    libp2p_gossipsub.GossipSub.handle_graft = _handle_graft_with_trust_rule  # type: ignore[method-assign,assignment]
+    libp2p_gossipsub.GossipSub._do_px = _no_peer_exchange  # type: ignore[method-assign,assignment]
     libp2p_io_trio.TrioTCPStream.write = _bounded_tcp_write  # type: ignore[method-assign,assignment]
     yamux_send.install()
     for module in (libp2p_pubsub, libp2p_gossipsub):

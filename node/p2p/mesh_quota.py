@@ -1,72 +1,73 @@
-"""GossipSub v1.1's outbound mesh quota, which py-libp2p 0.8.1 lacks (workaround 30 in
-``node/p2p/__init__.py``).
+"""Mesh places kept for the peers the operator chose (workaround 30 in ``node/p2p/__init__.py``):
+gossipsub v1.1's outbound mesh quota, keyed on configured peers instead of connection direction.
 
-The attack: a peer that can connect to us can make any number of identities (a peer id is a
-key pair) and GRAFT us from each. libp2p accepts every GRAFT, and when the mesh passes
+The attack: anyone who can connect to us can make any number of identities (a peer id is a key
+pair) and GRAFT us from each. libp2p accepts every GRAFT, and when the mesh passes
 ``degree_high`` its heartbeat trims back to ``degree``; with every score 0 (libp2p's default
-weights) the trim keeps whichever peers its set iteration puts last, and a set of peer ids
-iterates in an order an attacker can grind for. So the identities could displace our honest
-mesh peers, and workaround 28 then kept those out for a backoff: a node whose mesh is all
-attacker drops whatever the attacker drops, and learns of it only from IHAVE gossip, the core's
-retransmissions and the stall sync, seconds later each.
+weights) the trim keeps whichever peers its set iteration puts last, an order an attacker can
+grind peer ids for. So the identities could displace our honest mesh peers, and workaround 28
+then kept those out for a backoff: a node whose mesh is all attacker hears only what the
+attacker forwards, and learns of the rest from IHAVE gossip, the core's retransmissions and the
+stall sync, seconds later each.
 
-The spec's answer ("Outbound Mesh Quotas", gossipsub v1.1, as go-libp2p builds it): a peer
-connection *we* opened was chosen by us (a bootstrap or persistent peer from our own config), so
-identities made up by someone else cannot take those places. Three rules:
+The spec's answer ("Outbound Mesh Quotas", as go-libp2p builds it) keys on connections *we*
+opened, on the grounds that those peers were chosen by us. In dcent that does not hold: libp2p
+dials whatever a PRUNE's peer exchange names (workaround 31 turns that off), and a node dials
+providers it learns of from capacity gossip. What an attacker cannot choose is our config, so a
+**trusted peer** is one the operator named: a bootstrap peer, or one in ``p2p.trusted_peers``
+(CometBFT's ``persistent_peers`` and ``unconditional_peer_ids`` play this part). A testnet's nodes
+trust each other. Three rules:
 
-- **The trim keeps ``quota`` outbound peers** (:func:`select_peers_to_prune`): the mesh is
-  shuffled, sorted by score (the sort is stable, so ties stay in random order and grinding peer
-  ids buys nothing), the first ``degree`` are kept, and outbound peers from the rest replace the
-  lowest-ranked inbound ones until ``quota`` of those kept are outbound. The lowest scores,
-  graylisted peers among them, are pruned first, as libp2p does.
-- **A full mesh takes GRAFTs only from outbound peers** (:func:`refuse_inbound_graft_when_full`):
-  at ``degree_high`` or more, an inbound peer's GRAFT is answered with a PRUNE (go-libp2p's
-  defence against "mesh takeover combined with love bombing"). Below it, GRAFTs are libp2p's.
-- **The heartbeat grafts outbound peers while fewer than ``quota`` are in the mesh**
-  (:func:`graft_outbound_peers`): peers of the topic, outside the mesh, not in backoff, score not
-  negative.
+- **The trim keeps trusted peers first** (:func:`select_peers_to_prune`): the mesh is shuffled,
+  then sorted by (graylisted, untrusted, lower score); the sort is stable, so ties stay in random
+  order and grinding peer ids buys nothing. Graylisted peers go first, as in libp2p.
+- **A full mesh takes GRAFTs only from trusted peers** (:func:`refuse_graft_when_full`): at
+  ``degree_high`` or more, another peer's GRAFT is answered with a PRUNE and the peer gets our
+  backoff, as go-libp2p does for inbound peers ("mesh takeover combined with love bombing"), so
+  it cannot take the next free place by GRAFTing at once. Below ``degree_high``, GRAFTs are
+  libp2p's. A trusted peer's GRAFT to a full mesh is taken; the next trim then drops an
+  untrusted peer.
+- **The heartbeat grafts a trusted peer** into a mesh of ``degree_low`` or more that holds fewer
+  than ``quota`` (:func:`graft_trusted_peers`): peers of the topic, outside the mesh, not in
+  backoff, score not negative.
 
 ``quota`` (the spec's ``D_out``) is ``min(degree // 2, degree_low - 1)``: the spec requires
-``D_out < D_lo`` and ``D_out <= D / 2``, so that inbound peers always have room. With our
-degrees 3/2/4 it is 1: one honest peer in the mesh is enough for every message to reach us.
+``D_out < D_lo`` and ``D_out <= D / 2``; with degrees 3/2/4 it is 1: one honest mesh peer is
+enough for every message to reach us.
 
-What it does not cover: a node with no outbound connections (a testnet's first node, which every
-other one dials) has nothing to prefer, and its mesh is libp2p's, with random ties; its peers'
-outbound places are still theirs. libp2p's IP-diversity pruning (``eclipse_protection``, off in
-:class:`~node.p2p.gossip_params.GossipParams`) is not part of this trim.
+What it does not cover: a node that trusts no one (no bootstrap peers, none configured) has
+only random ties; and an attacker that holds a place in the mesh before it fills keeps it until
+a trusted peer's GRAFT or a trim displaces it. libp2p's IP-diversity pruning
+(``eclipse_protection``, off in :class:`~node.p2p.gossip_params.GossipParams`) is not part of
+this trim.
 """
 
 from __future__ import annotations
 
 import random
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from libp2p.rcmgr import Direction
-
 #: Ties in the trim are broken with this; not seeded from anything a peer controls.
 _SHUFFLE = random.SystemRandom()
+
+#: The trusted peer ids of each router (a host registers its own at start).
+_TRUSTED: weakref.WeakKeyDictionary[Any, frozenset[Any]] = weakref.WeakKeyDictionary()
+
+
+def trust(router: Any, peers: Iterable[Any]) -> None:
+    """Set the peers ``router`` treats as trusted (libp2p ``ID`` objects)."""
+    _TRUSTED[router] = frozenset(peers)
+
+
+def is_trusted(router: Any, peer: Any) -> bool:
+    return peer in _TRUSTED.get(router, frozenset())
 
 
 def outbound_quota(degree: int, degree_low: int) -> int:
     """The spec's ``D_out``: below ``degree_low`` and at most half of ``degree``."""
     return max(0, min(degree // 2, degree_low - 1))
-
-
-def is_outbound(router: Any, peer: Any) -> bool:
-    """Whether one of our connections to ``peer`` is one we opened."""
-    host = getattr(router.pubsub, "host", None)
-    if host is None:
-        return False
-    for conn in host.get_network().get_connections(peer):
-        direction = getattr(conn, "direction", Direction.UNKNOWN)
-        if direction == Direction.OUTBOUND or direction == "outbound":
-            return True
-    return False
-
-
-def _quota_of(router: Any) -> int:
-    return outbound_quota(router.degree, router.degree_low)
 
 
 def _score(router: Any, peer: Any, topic: str) -> float:
@@ -83,71 +84,53 @@ def select_peers_to_prune(router: Any, topic: str, num_to_prune: int) -> list[An
     if len(peers) <= num_to_prune:
         return peers
     _SHUFFLE.shuffle(peers)
+    graylist = router.scorer.params.graylist_threshold if router.scorer is not None else float("-inf")
     scores = {peer: _score(router, peer, topic) for peer in peers}
-    peers.sort(key=scores.__getitem__, reverse=True)  # stable: equal scores stay shuffled
-    graylist = router.scorer.params.graylist_threshold if router.scorer is not None else None
-    # Sorted best first, so the lowest scores, graylisted peers among them, are pruned first.
-    keep = len(peers) - num_to_prune
-    kept, pruned = peers[:keep], peers[keep:]
-    outbound = {peer for peer in peers if is_outbound(router, peer)}
-    missing = _quota_of(router) - len(outbound.intersection(kept))
-    for candidate in [peer for peer in pruned if peer in outbound]:
-        if missing <= 0:
-            break
-        if graylist is not None and scores[candidate] < graylist:
-            continue
-        inbound_kept = [peer for peer in kept if peer not in outbound]
-        if not inbound_kept:
-            break
-        displaced = inbound_kept[-1]  # the lowest-ranked inbound peer kept
-        kept[kept.index(displaced)] = candidate
-        pruned[pruned.index(candidate)] = displaced
-        missing -= 1
-    return pruned
+    trusted = _TRUSTED.get(router, frozenset())
+    peers.sort(key=lambda peer: (scores[peer] < graylist, peer not in trusted, -scores[peer]))
+    return peers[len(peers) - num_to_prune :]
 
 
-def graft_outbound_peers(router: Any, peers_to_graft: dict[Any, list[str]]) -> None:
-    """After libp2p's heartbeat: graft outbound peers into every mesh that holds at least
-    ``degree_low`` peers but fewer than ``quota`` outbound ones (the spec's heartbeat step)."""
-    quota = _quota_of(router)
-    pubsub = router.pubsub
+def graft_trusted_peers(router: Any, peers_to_graft: dict[Any, list[str]]) -> None:
+    """After libp2p's heartbeat: graft trusted peers into every mesh that holds at least
+    ``degree_low`` peers but fewer than ``quota`` trusted ones (the spec's heartbeat step)."""
+    trusted = _TRUSTED.get(router, frozenset())
+    if not trusted:
+        return
+    quota = outbound_quota(router.degree, router.degree_low)
     for topic, mesh in router.mesh.items():
-        if len(mesh) < router.degree_low or topic not in pubsub.peer_topics:
+        if len(mesh) < router.degree_low or topic not in router.pubsub.peer_topics:
             continue
-        missing = quota - sum(1 for peer in mesh if is_outbound(router, peer))
+        missing = quota - len(trusted.intersection(mesh))
         if missing <= 0:
             continue
-        for peer in _outbound_candidates(router, topic, mesh):
+        for peer in _trusted_candidates(router, topic, mesh, trusted)[:missing]:
             mesh.add(peer)
             router._notify_mesh_peer_added(peer, topic)
             if router.scorer is not None:
                 router.scorer.on_join_mesh(peer, topic)
             peers_to_graft.setdefault(peer, []).append(topic)
-            missing -= 1
-            if missing <= 0:
-                break
 
 
-def _outbound_candidates(router: Any, topic: str, mesh: Iterable[Any]) -> list[Any]:
-    in_mesh = set(mesh)
+def _trusted_candidates(router: Any, topic: str, mesh: set[Any], trusted: frozenset[Any]) -> list[Any]:
     candidates = [
         peer
         for peer in router.pubsub.peer_topics[topic]
-        if peer not in in_mesh
+        if peer in trusted
+        and peer not in mesh
         and peer not in router.direct_peers
         and router.peer_protocol.get(peer) is not None
         and not router._check_back_off(peer, topic)
         and _score(router, peer, topic) >= 0
-        and is_outbound(router, peer)
     ]
     _SHUFFLE.shuffle(candidates)
     return candidates
 
 
-def refuse_inbound_graft_when_full(router: Any, topic: str, peer: Any) -> bool:
+def refuse_graft_when_full(router: Any, topic: str, peer: Any) -> bool:
     """Whether a GRAFT from ``peer`` must be answered with a PRUNE because the mesh is full:
-    ``degree_high`` peers or more, and ``peer`` neither in it nor one we dialed."""
+    ``degree_high`` peers or more, and ``peer`` neither in it nor trusted."""
     mesh = router.mesh.get(topic)
     if mesh is None or peer in mesh or len(mesh) < router.degree_high:
         return False
-    return not is_outbound(router, peer)
+    return not is_trusted(router, peer)

@@ -15,7 +15,9 @@ Ports are derived from ``--base-port`` P: node i listens for peers on P+10i, ser
 P+10i+1 and metrics on P+10i+2, so a testnet's endpoints are known before anything starts and
 survive restarts. Every node dials the nodes before it (node i bootstraps to nodes 0..i-1) and
 keeps redialling them; the later nodes redial a restarted earlier one, so any node can be stopped
-and started again and the network closes up without a full mesh of duplicate dials.
+and started again and the network closes up without a full mesh of duplicate dials. Each node
+trusts all the others (``p2p.trusted_peers``; node/p2p/mesh_quota.py): an attacker's identities
+cannot take their places in its gossip mesh. A node added later trusts those before it.
 
 With a :class:`~node.testnet.netns.Placement` (``up --netns``) node i lives in network namespace
 ``dcent-<tag>-<i>`` and listens (p2p and RPC) on ``<subnet>.<i+1>`` instead of 127.0.0.1; the
@@ -395,12 +397,24 @@ def chain_id_for(seed: bytes | None) -> str:
     return f"dcent-testnet-{suffix}"
 
 
-def render_config(node: NodeLayout, consensus: ConsensusSettings, executor: str, log_level: str) -> str:
+def render_config(
+    node: NodeLayout,
+    consensus: ConsensusSettings,
+    executor: str,
+    log_level: str,
+    *,
+    peers: Sequence[NodeLayout],
+) -> str:
     """The node's config.toml: the defaults with the testnet's values, every setting written out
-    with its comment (the same schema as ``dcent init``'s file)."""
+    with its comment (the same schema as ``dcent init``'s file). The node trusts every other
+    node of ``peers`` (``p2p.trusted_peers``): the testnet's operator chose them all."""
     config = NodeConfig(
         moniker=node.moniker,
-        p2p=P2PConfig(listen=f"/ip4/{node.host}/tcp/{node.p2p_port}", bootstrap=tuple(node.bootstrap)),
+        p2p=P2PConfig(
+            listen=f"/ip4/{node.host}/tcp/{node.p2p_port}",
+            bootstrap=tuple(node.bootstrap),
+            trusted_peers=tuple(peer.peer_id for peer in peers if peer.peer_id != node.peer_id),
+        ),
         # A node in a namespace serves its RPC on the namespace's address, for the root namespace's
         # CLI and wallets (through the bridge); the cookie still guards it.
         rpc=RpcConfig(addr=f"{node.host}:{node.rpc_port}", allow_remote=node.host != LOOPBACK),
@@ -533,7 +547,7 @@ def build_network(root: Path, plan: NetworkPlan) -> NetworkLayout:
         seed=plan.seed,
         placement=plan.placement,
     )
-    configs = [render_config(n, plan.consensus, plan.executor, plan.log_level) for n in nodes]
+    configs = [render_config(n, plan.consensus, plan.executor, plan.log_level, peers=nodes) for n in nodes]
     layout.genesis_path.write_text(genesis.to_json())
     write_secret(layout.faucet_key_path, faucet.seed().hex() + "\n")
     for node, config, vkey, nkey in zip(nodes, configs, validator_keys, node_keys, strict=True):
@@ -572,7 +586,7 @@ def add_node(
         bootstrap=[n.p2p_addr for n in layout.nodes],
         placement=layout.placement,
     )
-    config = render_config(node, layout.consensus, layout.executor, layout.log_level)
+    config = render_config(node, layout.consensus, layout.executor, layout.log_level, peers=layout.nodes)
     _write_home(node, genesis, key, node_key, config)
     updated = replace(layout, nodes=(*layout.nodes, node))
     updated.save()

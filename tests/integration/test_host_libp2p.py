@@ -21,7 +21,9 @@ from libp2p.crypto.x25519 import create_new_key_pair as create_noise_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.network.exceptions import SwarmException
 from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.peer.peerstore import create_signed_peer_record
 from libp2p.pubsub.gossipsub import GossipSub
+from libp2p.pubsub.pb import rpc_pb2
 from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
@@ -30,7 +32,6 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from node.host import HostConfig, P2PHost
-from node.p2p import mesh_quota
 from node.p2p.errors import DialError, GossipBackpressureError, PortInUseError
 from node.p2p.gossip_params import GossipParams
 from node.p2p.logbridge import install_libp2p_log_bridge
@@ -324,23 +325,21 @@ async def test_a_restarted_publisher_is_heard_after_publishing_many_messages(nur
     await receiver.close()
 
 
-async def test_identities_that_graft_a_full_mesh_do_not_displace_the_peer_we_dialed(
+async def test_identities_that_graft_a_full_mesh_do_not_displace_a_trusted_peer(
     nursery: trio.Nursery,
 ) -> None:
-    """Workaround 30 on real connections: the hub dials one peer and six identities dial the hub
+    """Workaround 30 on real connections: the hub trusts one peer, and six identities dial the hub
     and GRAFT it on the topic. Each is either in the hub's mesh or was answered with a PRUNE, the
-    mesh stays within ``degree_high``, and the peer the hub dialed is still in it."""
+    mesh stays within ``degree_high``, and the trusted peer is still in it."""
     topic = "dcent/test/mesh"
-    hub = P2PHost(config("hub"))
-    dialed = P2PHost(config("dialed"))
+    trusted = P2PHost(config("trusted"))
+    hub = P2PHost(config("hub", trusted_peers=(trusted.peer_id,)))
     identities = [P2PHost(config(f"identity-{i}")) for i in range(6)]
-    for host in (hub, dialed, *identities):
+    for host in (hub, trusted, *identities):
         await nursery.start(host.run)
         await host.subscribe(topic)
-    await hub.connect(dialed.listen_addrs[0])
-    await wait_until(lambda: hub.topic_peers(topic) == [dialed.peer_id], what="the dialed peer in the mesh")
-    hub_router = hub._require_pubsub().router
-    assert isinstance(hub_router, GossipSub)
+    await trusted.connect(hub.listen_addrs[0])  # it dials the hub: trust is config, not direction
+    await wait_until(lambda: hub.topic_peers(topic) == [trusted.peer_id], what="the trusted peer in the mesh")
     for identity in identities:
         await identity.connect(hub.listen_addrs[0])
 
@@ -354,9 +353,39 @@ async def test_identities_that_graft_a_full_mesh_do_not_displace_the_peer_we_dia
 
     await wait_until(lambda: all(answered(identity) for identity in identities), what="every GRAFT answered")
     mesh = hub.topic_peers(topic)
-    assert dialed.peer_id in mesh and len(mesh) <= GossipParams().degree_high
-    assert mesh_quota.is_outbound(
-        hub_router, next(p for p in hub_router.mesh[topic] if str(p) == dialed.peer_id)
-    )
-    for host in (hub, dialed, *identities):
+    assert trusted.peer_id in mesh and len(mesh) <= GossipParams().degree_high
+    for host in (hub, trusted, *identities):
+        await host.close()
+
+
+async def test_peers_named_in_an_unsolicited_prune_are_not_dialed(nursery: trio.Nursery) -> None:
+    """Workaround 31 on real connections: a connected peer sends a PRUNE whose peer exchange names
+    six listening identities with signed peer records; libp2p would dial them all."""
+    topic = "dcent/test/px"
+    hub = P2PHost(config("px-hub"))
+    attacker = P2PHost(config("px-attacker"))
+    named = [P2PHost(config(f"px-named-{i}")) for i in range(6)]
+    for host in (hub, attacker, *named):
+        await nursery.start(host.run)
+    inbox = await hub.subscribe(topic)
+    await attacker.subscribe(topic)
+    await attacker.connect(hub.listen_addrs[0])
+    await wait_until(lambda: attacker.topic_peers(topic) == [hub.peer_id], what="the attacker in the mesh")
+    prune = rpc_pb2.ControlPrune(topicID=topic)
+    for host in named:
+        address = multiaddr.Multiaddr(host.listen_addrs[0].split("/p2p/")[0])
+        envelope = create_signed_peer_record(host._id, [address], host._key_pair.private_key)
+        prune.peers.append(
+            rpc_pb2.PeerInfo(peerID=host._id.to_bytes(), signedPeerRecord=envelope.marshal_envelope())
+        )
+    attacker_router = attacker._require_pubsub().router
+    assert isinstance(attacker_router, GossipSub)
+    await attacker_router.emit_control_message(rpc_pb2.ControlMessage(prune=[prune]), hub._id)
+    # The hub handles one RPC from a peer after another: once the next message is delivered, the
+    # PRUNE (and any dialing it caused) is behind it.
+    await attacker.publish(topic, b"after the prune")
+    with trio.fail_after(DEADLINE_S):
+        assert (await inbox.receive()).data == b"after the prune"
+    assert [peer.peer_id for peer in hub.peers()] == [attacker.peer_id]
+    for host in (hub, attacker, *named):
         await host.close()
