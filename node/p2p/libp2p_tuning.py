@@ -6,7 +6,8 @@ with its reason, in node/services/__init__.py (the health-check tolerance, "Live
 or in the workaround table of node/p2p/__init__.py (yamux credit and frame size, rows 22-23;
 pubsub's signed peer records, row 24; pubsub's teardown race, row 25; stalled socket writes,
 row 26; yamux writers woken by credit, row 27, in :mod:`node.p2p.yamux_send`; the gossip mesh,
-rows 28-31, the places kept for trusted peers in :mod:`node.p2p.mesh_quota`).
+rows 28-31, the places kept for trusted peers in :mod:`node.p2p.mesh_quota`; repeated control
+entries, row 32, in :mod:`node.p2p.gossip_control`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from libp2p.peer.peerstore import env_to_send_in_RPC
 from libp2p.pubsub.utils import maybe_consume_signed_record
 from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH as NOISE_MAX_PLAINTEXT
 
-from node.p2p import mesh_quota, yamux_send
+from node.p2p import gossip_control, mesh_quota, yamux_send
 
 #: libp2p waits this long after starting each address's dial before trying the next one, even
 #: after the last address, so every connect took 250 ms longer than the handshake (workaround 2 in node/p2p/__init__.py).
@@ -184,6 +185,7 @@ def _mesh_heartbeat_with_prune_backoff(router: Any) -> tuple[Any, Any]:
     start a moment apart, and a GRAFT a moment early would be refused and restart the wait."""
     to_graft, to_prune = _ORIGINAL_MESH_HEARTBEAT(router)
     mesh_quota.graft_trusted_peers(router, to_graft)  # workaround 30
+    gossip_control.forget_uncached(router)  # workaround 32
     backoff_s = router.prune_back_off + 2 * router.heartbeat_interval
     for peer, topics in to_prune.items():
         for topic in topics:
@@ -211,6 +213,24 @@ async def _handle_graft_with_trust_rule(router: Any, graft_msg: Any, sender_peer
         await router.emit_prune(topic, sender_peer_id, False, False)
         return
     await _ORIGINAL_HANDLE_GRAFT(router, graft_msg, sender_peer_id)
+
+
+_ORIGINAL_HANDLE_RPC = libp2p_gossipsub.GossipSub.handle_rpc
+_ORIGINAL_HANDLE_IWANT = libp2p_gossipsub.GossipSub.handle_iwant
+
+
+async def _handle_rpc_without_repeats(router: Any, rpc: Any, sender_peer_id: Any) -> None:
+    """libp2p's control handling, after repeated entries are dropped (workaround 32)."""
+    if rpc.HasField("control"):
+        gossip_control.drop_repeats(rpc.control)
+    await _ORIGINAL_HANDLE_RPC(router, rpc, sender_peer_id)
+
+
+async def _handle_iwant_bounded(router: Any, iwant_msg: Any, sender_peer_id: Any) -> None:
+    """libp2p's IWANT answer, for the ids the peer may still be sent (workaround 32)."""
+    answer = gossip_control.iwant_to_answer(router, iwant_msg, sender_peer_id)
+    if answer.messageIDs:
+        await _ORIGINAL_HANDLE_IWANT(router, answer, sender_peer_id)
 
 
 async def _no_peer_exchange(router: Any, px_peers: Any) -> None:
@@ -365,6 +385,8 @@ def apply() -> None:
     libp2p_gossipsub.GossipSub._select_peers_for_pruning = mesh_quota.select_peers_to_prune  # type: ignore[method-assign,assignment]
     libp2p_gossipsub.GossipSub.handle_graft = _handle_graft_with_trust_rule  # type: ignore[method-assign,assignment]
     libp2p_gossipsub.GossipSub._do_px = _no_peer_exchange  # type: ignore[method-assign,assignment]
+    libp2p_gossipsub.GossipSub.handle_rpc = _handle_rpc_without_repeats  # type: ignore[method-assign,assignment]
+    libp2p_gossipsub.GossipSub.handle_iwant = _handle_iwant_bounded  # type: ignore[method-assign,assignment]
     libp2p_io_trio.TrioTCPStream.write = _bounded_tcp_write  # type: ignore[method-assign,assignment]
     yamux_send.install()
     for module in (libp2p_pubsub, libp2p_gossipsub):

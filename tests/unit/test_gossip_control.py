@@ -1,0 +1,130 @@
+"""Bounds on what one GossipSub control message can make us do (workaround 32,
+:mod:`node.p2p.gossip_control`): repeated IWANT ids were each answered, repeated GRAFTs each
+refused with a PRUNE."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import libp2p.pubsub.gossipsub as libp2p_gossipsub
+from libp2p.peer.id import ID
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.pb import rpc_pb2
+
+from node.p2p import gossip_control, libp2p_tuning, mesh_quota
+
+TOPIC = "consensus"
+ASKER = ID(b"a" * 8)
+
+
+class _Pubsub:
+    def __init__(self, peers: list[ID]) -> None:
+        self.peer_topics: dict[str, set[ID]] = {TOPIC: set(peers)}
+
+
+def _router(peers: list[ID]) -> tuple[GossipSub, list[rpc_pb2.RPC]]:
+    """A router (degrees 3/2/4) whose sent RPCs are recorded."""
+    libp2p_tuning.apply()
+    router = GossipSub(
+        protocols=[PROTOCOL_ID_V11], degree=3, degree_low=2, degree_high=4, heartbeat_interval=1
+    )
+    router.pubsub = _Pubsub(peers)  # type: ignore[assignment]
+    router.peer_protocol = dict.fromkeys(peers, PROTOCOL_ID_V11)
+    sent: list[rpc_pb2.RPC] = []
+    router.send_rpc = lambda peer, packet: sent.append(packet)  # type: ignore[method-assign,assignment,misc]
+    return router, sent
+
+
+def _cache_a_message(router: GossipSub, size: int = 4000, seqno: int = 0) -> bytes:
+    message = rpc_pb2.Message(data=b"x" * size, seqno=seqno.to_bytes(8, "big"), topicIDs=[TOPIC])
+    message.from_id = b"origin"
+    router.mcache.put(message)
+    return message.from_id + message.seqno
+
+
+def _iwant(*ids: bytes) -> rpc_pb2.ControlIWant:
+    return rpc_pb2.ControlIWant(messageIDs=list(ids))
+
+
+def _answered(sent: list[rpc_pb2.RPC]) -> int:
+    return sum(len(packet.publish) for packet in sent)
+
+
+async def test_an_iwant_naming_one_message_thousands_of_times_is_answered_once() -> None:
+    router, sent = _router([ASKER])
+    mid = _cache_a_message(router)
+    await libp2p_tuning._ORIGINAL_HANDLE_IWANT(router, _iwant(*[mid] * 5000), ASKER)
+    assert _answered(sent) == 5000  # libp2p's: a 70 KB ask, a 20 MB answer
+    router, sent = _router([ASKER])
+    mid = _cache_a_message(router)
+    assert libp2p_gossipsub.GossipSub.handle_iwant is libp2p_tuning._handle_iwant_bounded
+    rpc = rpc_pb2.RPC(control=rpc_pb2.ControlMessage(iwant=[_iwant(*[mid] * 2500), _iwant(*[mid] * 2500)]))
+    await router.handle_rpc(rpc, ASKER)
+    assert _answered(sent) == 1
+
+
+async def test_one_peer_is_sent_one_message_at_most_three_times_while_it_is_cached() -> None:
+    other = ID(b"o" * 8)
+    router, sent = _router([ASKER, other])
+    mid = _cache_a_message(router)
+    for _ in range(5):  # libp2p's own rate limit is 10 IWANTs a second: not what stops these
+        await router.handle_iwant(_iwant(mid), ASKER)
+    assert _answered(sent) == gossip_control.GOSSIP_RETRANSMISSION == 3
+    await router.handle_iwant(_iwant(mid), other)
+    assert _answered(sent) == 4  # another peer's count is its own
+    # The count goes with the message: once it leaves the cache, nothing is left of either.
+    for _ in range(router.mcache.history_size):
+        router.mcache.shift()
+    assert router.mcache.get(mid) is None
+    gossip_control.forget_uncached(router)
+    assert not gossip_control._SENT[router]
+
+
+async def test_ids_not_in_the_cache_are_neither_answered_nor_counted() -> None:
+    router, sent = _router([ASKER])
+    await router.handle_iwant(_iwant(*[bytes([i]) * 16 for i in range(100)]), ASKER)
+    assert sent == [] and not gossip_control._SENT.get(router)
+
+
+async def test_a_graft_repeated_in_one_rpc_to_a_full_mesh_gets_one_prune() -> None:
+    peers = [ID(bytes([i + 1]) * 8) for i in range(5)]
+    sybil = peers[4]
+    prunes: list[Any] = []
+
+    async def emit_prune(topic: str, to_peer: ID, do_px: bool, is_unsubscribe: bool) -> None:
+        prunes.append(to_peer)
+
+    def graft_rpc() -> rpc_pb2.RPC:
+        grafts = [rpc_pb2.ControlGraft(topicID=TOPIC) for _ in range(1000)]
+        return rpc_pb2.RPC(control=rpc_pb2.ControlMessage(graft=grafts))
+
+    router, _ = _router(peers)
+    router.mesh[TOPIC] = set(peers[:4])
+    mesh_quota.trust(router, set())
+    router.emit_prune = emit_prune  # type: ignore[method-assign]
+    await libp2p_tuning._ORIGINAL_HANDLE_RPC(router, graft_rpc(), sybil)
+    assert len(prunes) == 1000  # libp2p's: one PRUNE per repeat
+    prunes.clear()
+    router, _ = _router(peers)
+    router.mesh[TOPIC] = set(peers[:4])
+    mesh_quota.trust(router, set())
+    router.emit_prune = emit_prune  # type: ignore[method-assign]
+    await router.handle_rpc(graft_rpc(), sybil)
+    assert prunes == [sybil]
+
+
+def test_repeats_are_dropped_first_kept_and_in_order() -> None:
+    control = rpc_pb2.ControlMessage(
+        graft=[rpc_pb2.ControlGraft(topicID=t) for t in ("a", "b", "a", "c", "b")],
+        prune=[rpc_pb2.ControlPrune(topicID=t, backoff=n) for n, t in enumerate(("x", "x", "y"))],
+        iwant=[_iwant(b"1", b"2", b"1"), _iwant(b"2", b"3")],
+        ihave=[
+            rpc_pb2.ControlIHave(topicID="a", messageIDs=[b"1", b"1", b"2"]),
+            rpc_pb2.ControlIHave(topicID="b", messageIDs=[b"1"]),
+        ],
+    )
+    gossip_control.drop_repeats(control)
+    assert [graft.topicID for graft in control.graft] == ["a", "b", "c"]
+    assert [(prune.topicID, prune.backoff) for prune in control.prune] == [("x", 0), ("y", 2)]
+    assert [list(iwant.messageIDs) for iwant in control.iwant] == [[b"1", b"2"], [b"3"]]
+    assert [list(ihave.messageIDs) for ihave in control.ihave] == [[b"1", b"2"], [b"1"]]
