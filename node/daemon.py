@@ -23,7 +23,7 @@ import trio
 from gpu.nvml import probe_async
 from gpu.simulated import simulated_report
 from node.blobs.service import BlobService
-from node.config import HomePaths, NodeConfig, load_key, parse_metrics_bind
+from node.config import HomePaths, NodeConfig, P2PConfig, load_key, parse_metrics_bind
 from node.errors import NodeError
 from node.executor.select import select_executor
 from node.executor.selftest import SelfTestService
@@ -239,6 +239,11 @@ class Node:
                     app.height,
                     ", ".join(self.host.listen_addrs),
                 )
+                warning = untrusting_validator_warning(
+                    self.config.p2p, bonded_by(app.state, self.validator_key.address.raw)
+                )
+                if warning is not None:
+                    log.warning("%s", warning)
                 self._running.set()
                 task_status.started()
         finally:
@@ -486,3 +491,14 @@ class Node:
         """Admit a signed transaction locally and relay it to peers. Raises the ledger or
         mempool error that refuses it."""
         return await self.services.submit_tx(raw)
+
+
+def untrusting_validator_warning(p2p: P2PConfig, bonded: int) -> str | None:
+    """The warning for a node with bonded stake that trusts no peer (node/p2p/mesh_quota.py)."""
+    if bonded <= 0 or p2p.bootstrap or p2p.trusted_peers:
+        return None
+    return (
+        "this validator trusts no peer (p2p.bootstrap and p2p.trusted_peers are empty): identities "
+        "made up by anyone who connects can take every place in its gossip mesh; list the "
+        "validators it peers with in p2p.trusted_peers"
+    )

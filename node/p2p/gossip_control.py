@@ -1,26 +1,41 @@
 """Bounds on what one GossipSub control message can make us do (workaround 32 in
 ``node/p2p/__init__.py``).
 
-py-libp2p 0.8.1 acts on every entry of a control message, repeats included:
+py-libp2p 0.8.1 acts on every entry of a control message, in one loop that never yields:
 
-- **IWANT amplification.** ``handle_iwant`` answers each message id it is asked for, as often as
-  it is named: a 70 KB IWANT naming one 4 KB message 5,000 times was answered with one 20 MB RPC
-  (measured), and an RPC may be 1 MiB, ten IWANTs a second per peer. go-libp2p answers each id
-  once per IWANT and at most ``GossipRetransmission`` (3) times per peer and message.
-- **PRUNE per repeated GRAFT.** A GRAFT that is refused (full mesh, backoff, flood) is answered
-  with a PRUNE, once per entry: one RPC repeating a GRAFT thousands of times made as many RPCs.
+- **IWANT amplification.** ``handle_iwant`` answers each message id as often as it is named: a
+  70 KB IWANT naming one 4 KB message 5,000 times was answered with one 20 MB RPC (measured),
+  and an RPC may be 1 MiB, ten IWANTs a second per peer.
+- **A PRUNE per GRAFT.** A refused GRAFT (full mesh, backoff, flood, a topic we are not in) is
+  answered with a PRUNE message of its own: one 1 MiB RPC of 124,274 GRAFTs, each naming another
+  unknown topic, made as many PRUNEs and held the event loop 17-20 s (a review, measured).
+- **Backoff for any topic.** A PRUNE adds a backoff entry for whatever topic it names, and libp2p
+  only ever expires those of topics we are in: one 1 MiB RPC of PRUNEs left 111,846 entries,
+  38.6 MB, for good (the same review).
+- **An IWANT per IHAVE entry**, each entry on its own: 20,645 IHAVE entries, 20,645 IWANTs.
 
-So before libp2p sees a control message, repeats are dropped (GRAFT and PRUNE per topic, IHAVE
-ids per topic, IWANT ids across the message), and each (peer, message id) is answered at most
-:data:`GOSSIP_RETRANSMISSION` times while the message is in our cache; the count goes when the
-message leaves the cache (swept each heartbeat), so the table holds at most peers x cached
-messages. Nothing here changes what an honest peer, which never repeats an entry, gets.
+So before libp2p sees a control message (:func:`normalize`):
+
+- GRAFT, PRUNE and IHAVE entries for topics we are not in are dropped (go-libp2p ignores GRAFTs
+  for unknown topics as spam hardening; an IHAVE or PRUNE for one means nothing to us);
+- one GRAFT and one PRUNE per topic are kept (the PRUNE with the longest backoff), one IHAVE per
+  topic holds all its ids, and one IWANT holds all the ids asked for, each id once (ids are
+  compared decoded, so hex case and raw bytes name the same one);
+- at most :data:`MAX_IHAVE_IDS` ids are offered and :data:`MAX_IWANT_IDS` asked for per message
+  (go-libp2p's ``MaxIHaveLength``, 5,000).
+
+What is left of a message is bounded by our own topics (a handful) and those caps. And each
+(peer, message id) is answered at most :data:`GOSSIP_RETRANSMISSION` times while the message is
+in our cache (go-libp2p's ``GossipRetransmission``); the count goes when the message leaves the
+cache (swept each heartbeat), so that table holds at most peers x cached messages. An honest peer,
+which never repeats an entry or names a topic we left long ago, gets what it got before.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections import Counter
+from collections.abc import Collection
 from typing import Any
 
 from libp2p.pubsub.pb import rpc_pb2
@@ -28,48 +43,62 @@ from libp2p.pubsub.utils import safe_bytes_from_hex
 
 #: Times one peer is sent one message in answer to its IWANTs (go-libp2p's GossipRetransmission).
 GOSSIP_RETRANSMISSION = 3
+#: Message ids offered (IHAVE) and asked for (IWANT) that one control message may carry.
+MAX_IHAVE_IDS = 5000
+MAX_IWANT_IDS = 5000
 
 #: Per router: (peer, message id) -> times sent in answer to an IWANT.
 _SENT: weakref.WeakKeyDictionary[Any, Counter[tuple[Any, bytes]]] = weakref.WeakKeyDictionary()
 
 
-def drop_repeats(control: rpc_pb2.ControlMessage) -> None:
-    """Remove repeated entries from ``control`` in place; the first of each is kept, in order."""
-    _unique_by_topic(control.graft)
-    _unique_by_topic(control.prune)
-    _unique_ids(control.iwant, per_entry=False)
-    _unique_ids(control.ihave, per_entry=True)
+def normalize(control: rpc_pb2.ControlMessage, topics: Collection[str]) -> None:
+    """Rewrite ``control`` in place as described above; ``topics`` are those we are in."""
+    grafts: dict[str, rpc_pb2.ControlGraft] = {}
+    for graft in control.graft:
+        if graft.topicID in topics and graft.topicID not in grafts:
+            grafts[graft.topicID] = graft
+    prunes: dict[str, rpc_pb2.ControlPrune] = {}
+    for prune in control.prune:
+        if prune.topicID in topics and (
+            prune.topicID not in prunes or prune.backoff > prunes[prune.topicID].backoff
+        ):
+            prunes[prune.topicID] = prune
+    offered: dict[str, list[bytes]] = {}
+    offered_seen: set[bytes] = set()
+    for ihave in control.ihave:
+        if ihave.topicID in topics:
+            ids = offered.setdefault(ihave.topicID, [])
+            _add_unique(ids, ihave.messageIDs, offered_seen, MAX_IHAVE_IDS)
+    wanted: list[bytes] = []
+    _add_unique(wanted, [mid for iwant in control.iwant for mid in iwant.messageIDs], set(), MAX_IWANT_IDS)
+
+    kept_grafts = [_copy(graft) for graft in grafts.values()]
+    kept_prunes = [_copy(prune) for prune in prunes.values()]
+    del control.graft[:], control.prune[:], control.ihave[:], control.iwant[:]
+    control.graft.extend(kept_grafts)
+    control.prune.extend(kept_prunes)
+    control.ihave.extend(
+        rpc_pb2.ControlIHave(topicID=topic, messageIDs=ids) for topic, ids in offered.items() if ids
+    )
+    if wanted:
+        control.iwant.append(rpc_pb2.ControlIWant(messageIDs=wanted))
 
 
-def _unique_by_topic(entries: Any) -> None:
-    seen: set[str] = set()
-    kept = []
-    for entry in entries:
-        if entry.topicID not in seen:
-            seen.add(entry.topicID)
-            kept.append(entry)
-    if len(kept) != len(entries):
-        copies = [type(entry)() for entry in kept]
-        for copy, entry in zip(copies, kept, strict=True):
-            copy.CopyFrom(entry)
-        del entries[:]
-        entries.extend(copies)
+def _add_unique(into: list[bytes], wire_ids: Any, seen: set[bytes], cap: int) -> None:
+    """Append each of ``wire_ids`` whose decoded id is not in ``seen``, until ``seen`` holds ``cap``."""
+    for wire_id in wire_ids:
+        if len(seen) >= cap:
+            return
+        mid = safe_bytes_from_hex(wire_id)
+        if mid is not None and mid not in seen:
+            seen.add(mid)
+            into.append(wire_id)
 
 
-def _unique_ids(entries: Any, *, per_entry: bool) -> None:
-    seen: set[bytes] = set()
-    for entry in entries:
-        if per_entry:
-            seen = set()
-        ids = list(entry.messageIDs)
-        unique = []
-        for mid in ids:
-            if mid not in seen:
-                seen.add(mid)
-                unique.append(mid)
-        if len(unique) != len(ids):
-            del entry.messageIDs[:]
-            entry.messageIDs.extend(unique)
+def _copy(entry: Any) -> Any:
+    copy = type(entry)()
+    copy.CopyFrom(entry)
+    return copy
 
 
 def iwant_to_answer(router: Any, iwant: rpc_pb2.ControlIWant, peer: Any) -> rpc_pb2.ControlIWant:

@@ -219,10 +219,11 @@ _ORIGINAL_HANDLE_RPC = libp2p_gossipsub.GossipSub.handle_rpc
 _ORIGINAL_HANDLE_IWANT = libp2p_gossipsub.GossipSub.handle_iwant
 
 
-async def _handle_rpc_without_repeats(router: Any, rpc: Any, sender_peer_id: Any) -> None:
-    """libp2p's control handling, after repeated entries are dropped (workaround 32)."""
+async def _handle_rpc_normalized(router: Any, rpc: Any, sender_peer_id: Any) -> None:
+    """libp2p's control handling, once the control message holds only entries for our topics,
+    one per topic, and capped lists of ids (workaround 32)."""
     if rpc.HasField("control"):
-        gossip_control.drop_repeats(rpc.control)
+        gossip_control.normalize(rpc.control, router.mesh.keys())
     await _ORIGINAL_HANDLE_RPC(router, rpc, sender_peer_id)
 
 
@@ -385,7 +386,7 @@ def apply() -> None:
     libp2p_gossipsub.GossipSub._select_peers_for_pruning = mesh_quota.select_peers_to_prune  # type: ignore[method-assign,assignment]
     libp2p_gossipsub.GossipSub.handle_graft = _handle_graft_with_trust_rule  # type: ignore[method-assign,assignment]
     libp2p_gossipsub.GossipSub._do_px = _no_peer_exchange  # type: ignore[method-assign,assignment]
-    libp2p_gossipsub.GossipSub.handle_rpc = _handle_rpc_without_repeats  # type: ignore[method-assign,assignment]
+    libp2p_gossipsub.GossipSub.handle_rpc = _handle_rpc_normalized  # type: ignore[method-assign,assignment]
     libp2p_gossipsub.GossipSub.handle_iwant = _handle_iwant_bounded  # type: ignore[method-assign,assignment]
     libp2p_io_trio.TrioTCPStream.write = _bounded_tcp_write  # type: ignore[method-assign,assignment]
     yamux_send.install()

@@ -113,18 +113,73 @@ async def test_a_graft_repeated_in_one_rpc_to_a_full_mesh_gets_one_prune() -> No
     assert prunes == [sybil]
 
 
-def test_repeats_are_dropped_first_kept_and_in_order() -> None:
+async def test_grafts_and_prunes_naming_topics_we_are_not_in_are_dropped() -> None:
+    """libp2p answered each GRAFT for an unknown topic with a PRUNE of its own (a 1 MiB RPC held
+    the loop 17-20 s) and kept a backoff entry for each PRUNE's topic for good."""
+    peers = [ID(bytes([i + 1]) * 8) for i in range(3)]
+    hostile = peers[0]
+    prunes: list[str] = []
+
+    async def emit_prune(topic: str, to_peer: ID, do_px: bool, is_unsubscribe: bool) -> None:
+        prunes.append(topic)
+
+    def flood() -> rpc_pb2.RPC:
+        topics = [f"topic-{i}" for i in range(2000)]
+        return rpc_pb2.RPC(
+            control=rpc_pb2.ControlMessage(
+                graft=[rpc_pb2.ControlGraft(topicID=topic) for topic in topics],
+                prune=[rpc_pb2.ControlPrune(topicID=topic, backoff=60) for topic in topics],
+            )
+        )
+
+    for handle, expected in ((libp2p_tuning._ORIGINAL_HANDLE_RPC, 2000), (None, 0)):
+        router, _ = _router(peers)
+        router.mesh[TOPIC] = set(peers[1:])
+        mesh_quota.trust(router, set())
+        router.emit_prune = emit_prune  # type: ignore[method-assign]
+        prunes.clear()
+        if handle is None:
+            await router.handle_rpc(flood(), hostile)
+        else:
+            await handle(router, flood(), hostile)
+        assert len(prunes) == expected
+        assert len(router.back_off) == expected
+        assert router.mesh[TOPIC] == set(peers[1:])
+
+
+def test_one_entry_per_topic_is_kept_and_only_for_our_topics() -> None:
     control = rpc_pb2.ControlMessage(
-        graft=[rpc_pb2.ControlGraft(topicID=t) for t in ("a", "b", "a", "c", "b")],
-        prune=[rpc_pb2.ControlPrune(topicID=t, backoff=n) for n, t in enumerate(("x", "x", "y"))],
-        iwant=[_iwant(b"1", b"2", b"1"), _iwant(b"2", b"3")],
+        graft=[rpc_pb2.ControlGraft(topicID=t) for t in ("a", "b", "a", "zz", "b")],
+        prune=[
+            rpc_pb2.ControlPrune(topicID=t, backoff=n) for n, t in ((5, "x"), (60, "x"), (1, "a"), (9, "zz"))
+        ],
+        iwant=[_iwant(b"11", b"22", b"11"), _iwant(b"22", b"33")],
         ihave=[
-            rpc_pb2.ControlIHave(topicID="a", messageIDs=[b"1", b"1", b"2"]),
-            rpc_pb2.ControlIHave(topicID="b", messageIDs=[b"1"]),
+            rpc_pb2.ControlIHave(topicID="a", messageIDs=[b"11", b"11", b"22"]),
+            rpc_pb2.ControlIHave(topicID="b", messageIDs=[b"44"]),
+            rpc_pb2.ControlIHave(topicID="a", messageIDs=[b"22", b"55"]),
+            rpc_pb2.ControlIHave(topicID="zz", messageIDs=[b"66"]),
         ],
     )
-    gossip_control.drop_repeats(control)
-    assert [graft.topicID for graft in control.graft] == ["a", "b", "c"]
-    assert [(prune.topicID, prune.backoff) for prune in control.prune] == [("x", 0), ("y", 2)]
-    assert [list(iwant.messageIDs) for iwant in control.iwant] == [[b"1", b"2"], [b"3"]]
-    assert [list(ihave.messageIDs) for ihave in control.ihave] == [[b"1", b"2"], [b"1"]]
+    gossip_control.normalize(control, {"a", "b", "x"})
+    assert [graft.topicID for graft in control.graft] == ["a", "b"]
+    assert [(prune.topicID, prune.backoff) for prune in control.prune] == [("x", 60), ("a", 1)]
+    assert [list(iwant.messageIDs) for iwant in control.iwant] == [[b"11", b"22", b"33"]]
+    assert [(ihave.topicID, list(ihave.messageIDs)) for ihave in control.ihave] == [
+        ("a", [b"11", b"22", b"55"]),
+        ("b", [b"44"]),
+    ]
+
+
+def test_an_id_written_two_ways_is_one_id_and_ids_are_capped() -> None:
+    # libp2p decodes ASCII hex (any case, whitespace skipped) and takes other bytes as they are
+    control = rpc_pb2.ControlMessage(iwant=[_iwant(b"0a0b", b"0A0B", b"0a 0b", b"\xff\x01", b"\xff\x01")])
+    gossip_control.normalize(control, set())
+    assert [list(iwant.messageIDs) for iwant in control.iwant] == [[b"0a0b", b"\xff\x01"]]
+    many = [i.to_bytes(4, "big") + b"\xff" for i in range(3 * gossip_control.MAX_IHAVE_IDS)]
+    control = rpc_pb2.ControlMessage(
+        ihave=[rpc_pb2.ControlIHave(topicID="a", messageIDs=many)], iwant=[_iwant(*many)]
+    )
+    gossip_control.normalize(control, {"a"})
+    assert len(control.ihave[0].messageIDs) == gossip_control.MAX_IHAVE_IDS
+    assert len(control.iwant[0].messageIDs) == gossip_control.MAX_IWANT_IDS

@@ -12,6 +12,8 @@ from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 
+from node.config import P2PConfig
+from node.daemon import untrusting_validator_warning
 from node.p2p import libp2p_tuning, mesh_quota
 from node.p2p.errors import HostConfigError
 from node.p2p.host_config import HostConfig
@@ -50,7 +52,7 @@ def _peers(count: int) -> list[ID]:
 
 
 def _router(peers: list[ID], *, in_mesh: list[ID], trusted: set[ID]) -> GossipSub:
-    """A router with degrees 3/2/4 (quota 1) on ``TOPIC``, every peer subscribed."""
+    """A router with degrees 3/2/4 on ``TOPIC``, every peer subscribed."""
     libp2p_tuning.apply()
     router = GossipSub(
         protocols=[PROTOCOL_ID_V11], degree=3, degree_low=2, degree_high=4, heartbeat_interval=1
@@ -60,13 +62,6 @@ def _router(peers: list[ID], *, in_mesh: list[ID], trusted: set[ID]) -> GossipSu
     router.mesh[TOPIC] = set(in_mesh)
     mesh_quota.trust(router, trusted)
     return router
-
-
-def test_the_quota_is_below_degree_low_and_at_most_half_the_degree() -> None:
-    assert mesh_quota.outbound_quota(3, 2) == 1
-    assert mesh_quota.outbound_quota(6, 5) == 3
-    assert mesh_quota.outbound_quota(8, 2) == 1
-    assert mesh_quota.outbound_quota(1, 1) == 0
 
 
 def test_a_trim_keeps_a_trusted_peer_wherever_its_id_sorts() -> None:
@@ -174,20 +169,30 @@ async def _no_prune(topic: str, to_peer: ID, do_px: bool, is_unsubscribe: bool) 
     raise AssertionError("libp2p pruned a GRAFT")
 
 
-def test_the_heartbeat_grafts_a_trusted_peer_into_a_mesh_that_has_none() -> None:
-    peers = _peers(6)
-    others, chosen = peers[:4], peers[4:]
-    router = _router(peers, in_mesh=others[:3], trusted=set(chosen))
+def test_the_heartbeat_grafts_trusted_peers_until_they_hold_degree_places() -> None:
+    """A mesh of 3 untrusted peers, 2 trusted outside it: both are grafted, the next trim drops
+    2 untrusted peers (never a trusted one), and then the mesh stays put."""
+    peers = _peers(7)
+    others, chosen = peers[:5], set(peers[5:])
+    router = _router(peers, in_mesh=others[:3], trusted=chosen)
     grafted, pruned = router.mesh_heartbeat()
-    assert pruned == {} and len(grafted) == 1
-    (peer,) = grafted
-    assert peer in chosen and grafted[peer] == [TOPIC] and peer in router.mesh[TOPIC]
-    # once the quota is met, nothing more
+    assert pruned == {} and set(grafted) == chosen and all(topics == [TOPIC] for topics in grafted.values())
+    grafted, pruned = router.mesh_heartbeat()
+    assert grafted == {} and len(pruned) == 2 and not chosen & set(pruned)
+    assert chosen <= router.mesh[TOPIC] and len(router.mesh[TOPIC]) == 3
     assert router.mesh_heartbeat() == ({}, {})
     # libp2p's own heartbeat leaves a mesh of degree_low or more alone
-    router = _router(peers, in_mesh=others[:3], trusted=set(chosen))
+    router = _router(peers, in_mesh=others[:3], trusted=chosen)
     grafted, _ = libp2p_tuning._ORIGINAL_MESH_HEARTBEAT(router)
     assert grafted == {}
+
+
+def test_where_every_peer_is_trusted_a_mesh_is_only_filled_up_to_degree() -> None:
+    peers = _peers(8)
+    router = _router(peers, in_mesh=peers[:2], trusted=set(peers))
+    grafted, pruned = router.mesh_heartbeat()
+    assert len(grafted) == 1 and pruned == {} and len(router.mesh[TOPIC]) == 3
+    assert router.mesh_heartbeat() == ({}, {})
 
 
 @pytest.mark.parametrize("reason", ["backoff", "negative score"])
@@ -227,3 +232,14 @@ def test_trusted_peers_are_the_bootstrap_peers_and_those_configured_and_must_be_
         HostConfig(node_key_seed=seed, trusted_peers=("not-a-peer-id",))
     with pytest.raises(HostConfigError, match="this node itself"):
         HostConfig(node_key_seed=seed, trusted_peers=(peer_id_from_seed(seed),))
+
+
+def test_a_validator_that_trusts_no_peer_is_warned_at_start() -> None:
+    lonely = P2PConfig()
+    assert untrusting_validator_warning(lonely, bonded=10) is not None
+    assert "p2p.trusted_peers" in (untrusting_validator_warning(lonely, bonded=10) or "")
+    assert untrusting_validator_warning(lonely, bonded=0) is None  # not a validator
+    assert untrusting_validator_warning(P2PConfig(trusted_peers=("12D3KooW...",)), bonded=10) is None
+    assert (
+        untrusting_validator_warning(P2PConfig(bootstrap=("/ip4/127.0.0.1/tcp/1/p2p/x",)), bonded=10) is None
+    )
