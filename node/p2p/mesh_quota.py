@@ -26,7 +26,10 @@ trust each other. Three rules:
   backoff, as go-libp2p does for inbound peers ("mesh takeover combined with love bombing"), so
   it cannot take the next free place by GRAFTing at once. Below ``degree_high``, GRAFTs are
   libp2p's. A trusted peer's GRAFT to a full mesh is taken; the next trim then drops an
-  untrusted peer.
+  untrusted peer. The rule holds only while a trusted peer is in the mesh: it protects a mesh
+  with an honest place, and must not lock in one that has none (a review: a node that trusts no
+  one, restarted under attack, had sybils fill its mesh first and then refused every honest
+  GRAFT for good; without the refusal, the trim's random ties let honest peers back in).
 - **The heartbeat grafts trusted peers** into a mesh of ``degree_low`` or more until ``degree``
   of its places are trusted (:func:`graft_trusted_peers`): peers of the topic, outside the mesh,
   not in backoff, score not negative; the next trim then drops untrusted peers first. The spec's
@@ -128,8 +131,10 @@ def _trusted_candidates(router: Any, topic: str, mesh: set[Any], trusted: frozen
 
 def refuse_graft_when_full(router: Any, topic: str, peer: Any) -> bool:
     """Whether a GRAFT from ``peer`` must be answered with a PRUNE because the mesh is full:
-    ``degree_high`` peers or more, and ``peer`` neither in it nor trusted."""
+    ``degree_high`` peers or more, at least one of them trusted, and ``peer`` neither in it nor
+    trusted."""
     mesh = router.mesh.get(topic)
     if mesh is None or peer in mesh or len(mesh) < router.degree_high:
         return False
-    return not is_trusted(router, peer)
+    trusted = _TRUSTED.get(router, frozenset())
+    return peer not in trusted and not trusted.isdisjoint(mesh)

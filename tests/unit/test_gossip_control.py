@@ -100,14 +100,14 @@ async def test_a_graft_repeated_in_one_rpc_to_a_full_mesh_gets_one_prune() -> No
 
     router, _ = _router(peers)
     router.mesh[TOPIC] = set(peers[:4])
-    mesh_quota.trust(router, set())
+    mesh_quota.trust(router, {peers[0]})
     router.emit_prune = emit_prune  # type: ignore[method-assign]
     await libp2p_tuning._ORIGINAL_HANDLE_RPC(router, graft_rpc(), sybil)
     assert len(prunes) == 1000  # libp2p's: one PRUNE per repeat
     prunes.clear()
     router, _ = _router(peers)
     router.mesh[TOPIC] = set(peers[:4])
-    mesh_quota.trust(router, set())
+    mesh_quota.trust(router, {peers[0]})
     router.emit_prune = emit_prune  # type: ignore[method-assign]
     await router.handle_rpc(graft_rpc(), sybil)
     assert prunes == [sybil]

@@ -146,7 +146,7 @@ async def test_a_refused_identity_is_kept_out_by_our_backoff_when_a_place_frees(
     """Without our backoff a refused identity could GRAFT again at once and take the next free
     place; with it, libp2p's own backoff check refuses it."""
     peers = _peers(6)
-    router = _router(peers, in_mesh=peers[:4], trusted=set())
+    router = _router(peers, in_mesh=peers[:4], trusted={peers[3]})
     sybil = peers[5]
     assert await _graft(router, sybil) == [sybil]
     slack = 2 * router.heartbeat_interval
@@ -243,3 +243,12 @@ def test_a_validator_that_trusts_no_peer_is_warned_at_start() -> None:
     assert (
         untrusting_validator_warning(P2PConfig(bootstrap=("/ip4/127.0.0.1/tcp/1/p2p/x",)), bonded=10) is None
     )
+
+
+async def test_a_full_mesh_with_no_trusted_peer_in_it_takes_grafts_as_libp2p_does() -> None:
+    """Refusing would lock in whoever filled the mesh first (sybils, after a restart); the trim's
+    random ties are what lets honest peers back in."""
+    peers = _peers(6)
+    router = _router(peers, in_mesh=peers[:4], trusted={peers[4]})  # trusted, but not in the mesh
+    assert await _graft(router, peers[5]) == []
+    assert peers[5] in router.mesh[TOPIC]
