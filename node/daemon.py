@@ -494,11 +494,12 @@ class Node:
 
 
 def untrusting_validator_warning(p2p: P2PConfig, bonded: int) -> str | None:
-    """The warning for a node with bonded stake that trusts no peer (node/p2p/mesh_quota.py)."""
-    if bonded <= 0 or p2p.bootstrap or p2p.trusted_peers:
+    """The warning for a node with bonded stake and no ``p2p.trusted_peers`` (node/p2p/mesh_quota.py)."""
+    if bonded <= 0 or p2p.trusted_peers:
         return None
+    trusts = "only its bootstrap peers" if p2p.bootstrap else "no peer"
     return (
-        "this validator trusts no peer (p2p.bootstrap and p2p.trusted_peers are empty): identities "
-        "made up by anyone who connects can take every place in its gossip mesh; list the "
-        "validators it peers with in p2p.trusted_peers"
+        f"this validator trusts {trusts} (p2p.trusted_peers is empty): identities made up by anyone "
+        "who connects can take the other places in its gossip mesh, and after a restart all of them; "
+        "list the validators it peers with in p2p.trusted_peers, and have them list it"
     )

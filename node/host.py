@@ -179,7 +179,7 @@ class P2PHost:
         for protocol_id in self._handlers:
             self._register_handler(host, protocol_id)
         gossipsub = self._build_gossipsub()
-        mesh_quota.trust(gossipsub, self._config.trusted_peer_ids())
+        mesh_quota.trust(gossipsub, self._config.trusted_peer_ids(), mutual=bool(self._config.trusted_peers))
         pubsub = RestartSafePubsub(host, gossipsub, strict_signing=True)
         for topic in self._validators:
             self._register_validator(pubsub, topic)

@@ -26,25 +26,31 @@ trust each other. Three rules:
   backoff, as go-libp2p does for inbound peers ("mesh takeover combined with love bombing"), so
   it cannot take the next free place by GRAFTing at once. Below ``degree_high``, GRAFTs are
   libp2p's. A trusted peer's GRAFT to a full mesh is taken; the next trim then drops an
-  untrusted peer. The rule holds only while a trusted peer is in the mesh: it protects a mesh
-  with an honest place, and must not lock in one that has none (a review: a node that trusts no
-  one, restarted under attack, had sybils fill its mesh first and then refused every honest
-  GRAFT for good; without the refusal, the trim's random ties let honest peers back in).
-- **The heartbeat grafts trusted peers** into a mesh of ``degree_low`` or more until ``degree``
-  of its places are trusted (:func:`graft_trusted_peers`): peers of the topic, outside the mesh,
-  not in backoff, score not negative; the next trim then drops untrusted peers first. The spec's
-  quota, ``D_out``, is at most ``degree // 2`` (1 with our degrees); a review measured that with
-  one place a hostile *trusted* peer took it and sybils took the rest, splitting the honest mesh
-  in 9 of 9 simulated runs; with ``degree`` places, in 1 of 9. Where every peer is trusted (a
-  testnet) this only fills a mesh of ``degree_low`` up to ``degree``.
+  untrusted peer. The rule holds whether or not a trusted peer is in the mesh: applied only while
+  one was, it left the meshes of nodes that trust few peers open to sybils, and a simulated
+  16-node network with bootstrap-only trust under 20 sybils split in 9 of 9 runs (with nodes
+  without an honest mesh peer for 44-100 s), against 0 of 3 without a restart when it always
+  holds. Its cost is the case below.
+- **The heartbeat grafts trusted peers** into a mesh of ``degree_low`` or more until they hold
+  their places (:func:`graft_trusted_peers`): peers of the topic, outside the mesh, not in
+  backoff, score not negative; the next trim then drops untrusted peers first. Peers listed in
+  ``p2p.trusted_peers`` hold ``degree`` places: a review measured that with the spec's one place
+  (``D_out``, at most ``degree // 2``) a hostile trusted peer took it and sybils the rest,
+  splitting the honest mesh in 9 of 9 simulated runs (4 of 15 with ``degree``, and no honest node
+  ever without an honest mesh peer). Bootstrap peers alone hold ``D_out`` (1): they need not
+  trust us back, and asking each for a place it refuses doubled the GRAFT/PRUNE traffic of a
+  default-config testnet and split it under attack (the next review).
 
-What it does not cover: a node that trusts no one (no bootstrap peers, none configured) keeps
-random ties only; after a restart, sybils that reach it first fill its mesh, and it then refuses
-honest peers' GRAFTs too (a review: a testnet's node 0 under the default config, which trusts no
-one, had no honest mesh peer after a restart under attack). So a validator should list the
-validators it peers with in ``p2p.trusted_peers``, both ways; the node warns at start when a
-validator trusts no one, and ``dcent testnet`` fills the list for its nodes. A hostile trusted
-peer holds at most the places of its own identity. libp2p's IP-diversity pruning
+What it does not cover: a node whose peers do not trust it back (the default config trusts
+only bootstrap peers, and a network's first node then trusts no one), restarted while sybils GRAFT it: they
+fill its mesh before honest peers do, it then refuses the honest ones, and it hears the network
+only through IHAVE gossip and the stall sync (simulated: the restarted node, and only it, had no
+honest mesh peer for the rest of the run). So a validator should list the validators it peers with
+in ``p2p.trusted_peers``, both ways; the node warns at start when ``p2p.trusted_peers`` is empty on
+a validator, and ``dcent testnet`` fills the list for its nodes, which then held in every
+simulated restart under attack. A hostile trusted peer holds at most the places of its own
+identity, and with sybils split a mutual-trust network's honest mesh in 3 of 6 simulated runs,
+never leaving an honest node without an honest mesh peer. libp2p's IP-diversity pruning
 (``eclipse_protection``, off in :class:`~node.p2p.gossip_params.GossipParams`) is not part of
 this trim.
 """
@@ -63,9 +69,22 @@ _SHUFFLE = random.SystemRandom()
 _TRUSTED: weakref.WeakKeyDictionary[Any, frozenset[Any]] = weakref.WeakKeyDictionary()
 
 
-def trust(router: Any, peers: Iterable[Any]) -> None:
-    """Set the peers ``router`` treats as trusted (libp2p ``ID`` objects)."""
+#: Per router: how many mesh places the heartbeat fills with trusted peers.
+_PLACES: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+def trust(router: Any, peers: Iterable[Any], *, mutual: bool = False) -> None:
+    """Set the peers ``router`` treats as trusted (libp2p ``ID`` objects). ``mutual``: the
+    operator listed them in ``p2p.trusted_peers`` (and they, presumably, us), so they may hold
+    ``degree`` places; bootstrap peers alone hold the spec's ``D_out``, since they need not trust
+    us back and a node asking each for a place it cannot get only churns."""
     _TRUSTED[router] = frozenset(peers)
+    _PLACES[router] = router.degree if mutual else spec_outbound_quota(router.degree, router.degree_low)
+
+
+def spec_outbound_quota(degree: int, degree_low: int) -> int:
+    """gossipsub v1.1's ``D_out``: below ``degree_low`` and at most half of ``degree``."""
+    return max(0, min(degree // 2, degree_low - 1))
 
 
 def is_trusted(router: Any, peer: Any) -> bool:
@@ -95,11 +114,11 @@ def select_peers_to_prune(router: Any, topic: str, num_to_prune: int) -> list[An
 
 def graft_trusted_peers(router: Any, peers_to_graft: dict[Any, list[str]]) -> None:
     """After libp2p's heartbeat: graft trusted peers into every mesh that holds at least
-    ``degree_low`` peers but fewer than ``degree`` trusted ones."""
+    ``degree_low`` peers but fewer trusted ones than their places (see :func:`trust`)."""
     trusted = _TRUSTED.get(router, frozenset())
     if not trusted:
         return
-    quota = router.degree
+    quota = _PLACES.get(router, 0)
     for topic, mesh in router.mesh.items():
         if len(mesh) < router.degree_low or topic not in router.pubsub.peer_topics:
             continue
@@ -131,10 +150,8 @@ def _trusted_candidates(router: Any, topic: str, mesh: set[Any], trusted: frozen
 
 def refuse_graft_when_full(router: Any, topic: str, peer: Any) -> bool:
     """Whether a GRAFT from ``peer`` must be answered with a PRUNE because the mesh is full:
-    ``degree_high`` peers or more, at least one of them trusted, and ``peer`` neither in it nor
-    trusted."""
+    ``degree_high`` peers or more, and ``peer`` neither in it nor trusted."""
     mesh = router.mesh.get(topic)
     if mesh is None or peer in mesh or len(mesh) < router.degree_high:
         return False
-    trusted = _TRUSTED.get(router, frozenset())
-    return peer not in trusted and not trusted.isdisjoint(mesh)
+    return not is_trusted(router, peer)

@@ -7,9 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import libp2p.pubsub.gossipsub as libp2p_gossipsub
+import pytest
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.utils import safe_bytes_from_hex
 
 from node.p2p import gossip_control, libp2p_tuning, mesh_quota
 
@@ -183,3 +185,27 @@ def test_an_id_written_two_ways_is_one_id_and_ids_are_capped() -> None:
     gossip_control.normalize(control, {"a"})
     assert len(control.ihave[0].messageIDs) == gossip_control.MAX_IHAVE_IDS
     assert len(control.iwant[0].messageIDs) == gossip_control.MAX_IWANT_IDS
+
+
+def test_a_repeated_id_is_decoded_once_and_ids_looked_at_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded: list[bytes] = []
+
+    def counting_decode(wire_id: bytes) -> bytes | None:
+        decoded.append(wire_id)
+        return safe_bytes_from_hex(wire_id)
+
+    monkeypatch.setattr(gossip_control, "safe_bytes_from_hex", counting_decode)
+    repeated = [b"\xaa\xbb"] * 100_000 + [b"\xcc\xdd"]
+    control = rpc_pb2.ControlMessage(iwant=[_iwant(*repeated)])
+    gossip_control.normalize(control, set())
+    assert decoded == [b"\xaa\xbb"]  # the id after 5,000 looks is never reached
+    assert [list(iwant.messageIDs) for iwant in control.iwant] == [[b"\xaa\xbb"]]
+
+
+def test_idontwant_entries_are_dropped() -> None:
+    """gossipsub v1.2's IDONTWANT: we speak v1.1, and libp2p handled every entry from any peer."""
+    control = rpc_pb2.ControlMessage(
+        idontwant=[rpc_pb2.ControlIDontWant(messageIDs=[i.to_bytes(2, "big")]) for i in range(1000)]
+    )
+    gossip_control.normalize(control, {TOPIC})
+    assert len(control.idontwant) == 0
