@@ -4,8 +4,6 @@ refused with a PRUNE."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import libp2p.pubsub.gossipsub as libp2p_gossipsub
 import pytest
 from libp2p.peer.id import ID
@@ -88,31 +86,36 @@ async def test_ids_not_in_the_cache_are_neither_answered_nor_counted() -> None:
     assert sent == [] and not gossip_control._SENT.get(router)
 
 
+def _meshed_router(peers: list[ID], in_mesh: list[ID]) -> tuple[GossipSub, list[tuple[str, ID]]]:
+    """A router with ``in_mesh`` in its mesh on ``TOPIC`` (the first trusted), and the PRUNEs it
+    sends, as (topic, peer)."""
+    router, _ = _router(peers)
+    router.mesh[TOPIC] = set(in_mesh)
+    mesh_quota.trust(router, {in_mesh[0]})
+    prunes: list[tuple[str, ID]] = []
+
+    async def emit_prune(topic: str, to_peer: ID, do_px: bool, is_unsubscribe: bool) -> None:
+        prunes.append((topic, to_peer))
+
+    router.emit_prune = emit_prune  # type: ignore[method-assign]
+    return router, prunes
+
+
+def _graft_rpc(*topics: str) -> rpc_pb2.RPC:
+    return rpc_pb2.RPC(
+        control=rpc_pb2.ControlMessage(graft=[rpc_pb2.ControlGraft(topicID=t) for t in topics])
+    )
+
+
 async def test_a_graft_repeated_in_one_rpc_to_a_full_mesh_gets_one_prune() -> None:
     peers = [ID(bytes([i + 1]) * 8) for i in range(5)]
     sybil = peers[4]
-    prunes: list[Any] = []
-
-    async def emit_prune(topic: str, to_peer: ID, do_px: bool, is_unsubscribe: bool) -> None:
-        prunes.append(to_peer)
-
-    def graft_rpc() -> rpc_pb2.RPC:
-        grafts = [rpc_pb2.ControlGraft(topicID=TOPIC) for _ in range(1000)]
-        return rpc_pb2.RPC(control=rpc_pb2.ControlMessage(graft=grafts))
-
-    router, _ = _router(peers)
-    router.mesh[TOPIC] = set(peers[:4])
-    mesh_quota.trust(router, {peers[0]})
-    router.emit_prune = emit_prune  # type: ignore[method-assign]
-    await libp2p_tuning._ORIGINAL_HANDLE_RPC(router, graft_rpc(), sybil)
+    router, prunes = _meshed_router(peers, peers[:4])
+    await libp2p_tuning._ORIGINAL_HANDLE_RPC(router, _graft_rpc(*[TOPIC] * 1000), sybil)
     assert len(prunes) == 1000  # libp2p's: one PRUNE per repeat
-    prunes.clear()
-    router, _ = _router(peers)
-    router.mesh[TOPIC] = set(peers[:4])
-    mesh_quota.trust(router, {peers[0]})
-    router.emit_prune = emit_prune  # type: ignore[method-assign]
-    await router.handle_rpc(graft_rpc(), sybil)
-    assert prunes == [sybil]
+    router, prunes = _meshed_router(peers, peers[:4])
+    await router.handle_rpc(_graft_rpc(*[TOPIC] * 1000), sybil)
+    assert prunes == [(TOPIC, sybil)]
 
 
 async def test_grafts_and_prunes_naming_topics_we_are_not_in_are_dropped() -> None:
@@ -120,30 +123,19 @@ async def test_grafts_and_prunes_naming_topics_we_are_not_in_are_dropped() -> No
     the loop 17-20 s) and kept a backoff entry for each PRUNE's topic for good."""
     peers = [ID(bytes([i + 1]) * 8) for i in range(3)]
     hostile = peers[0]
-    prunes: list[str] = []
-
-    async def emit_prune(topic: str, to_peer: ID, do_px: bool, is_unsubscribe: bool) -> None:
-        prunes.append(topic)
+    topics = [f"topic-{i}" for i in range(2000)]
 
     def flood() -> rpc_pb2.RPC:
-        topics = [f"topic-{i}" for i in range(2000)]
-        return rpc_pb2.RPC(
-            control=rpc_pb2.ControlMessage(
-                graft=[rpc_pb2.ControlGraft(topicID=topic) for topic in topics],
-                prune=[rpc_pb2.ControlPrune(topicID=topic, backoff=60) for topic in topics],
-            )
-        )
+        rpc = _graft_rpc(*topics)
+        rpc.control.prune.extend(rpc_pb2.ControlPrune(topicID=topic, backoff=60) for topic in topics)
+        return rpc
 
-    for handle, expected in ((libp2p_tuning._ORIGINAL_HANDLE_RPC, 2000), (None, 0)):
-        router, _ = _router(peers)
-        router.mesh[TOPIC] = set(peers[1:])
-        mesh_quota.trust(router, set())
-        router.emit_prune = emit_prune  # type: ignore[method-assign]
-        prunes.clear()
-        if handle is None:
+    for ours, expected in ((False, 2000), (True, 0)):
+        router, prunes = _meshed_router(peers, peers[1:])
+        if ours:
             await router.handle_rpc(flood(), hostile)
         else:
-            await handle(router, flood(), hostile)
+            await libp2p_tuning._ORIGINAL_HANDLE_RPC(router, flood(), hostile)
         assert len(prunes) == expected
         assert len(router.back_off) == expected
         assert router.mesh[TOPIC] == set(peers[1:])
