@@ -67,7 +67,7 @@ from protocol.consensus.messages import (
 from protocol.crypto import PrivateKey
 from protocol.encoding import encode
 from protocol.ledger.tx import Transfer, sign_tx
-from tests.waiting import wait_until
+from tests.waiting import spend_virtual_time, wait_until
 
 from .consensus_support import (
     CHAIN_ID,
@@ -518,7 +518,7 @@ async def test_a_proposal_is_relayed_after_a_pause_only_to_peers_not_known_to_ho
             await rig.bystander.host.publish(
                 rig.driver.topic, encode_message(vote(voter, height, 0, PREVOTE, block.hash))
             )
-        await trio.sleep(2 * RELAY_DELAY_S)
+        await spend_virtual_time(2 * RELAY_DELAY_S)
 
         if bystander_voted:
             assert relayed == []
@@ -557,7 +557,7 @@ async def test_a_node_that_gossip_no_longer_reaches_syncs_from_its_peers_once_it
         assert rig.driver.stalled_syncs == 1
         assert rig.driver.app.height == HEIGHTS + 3
 
-        await trio.sleep(3.5 * interval)
+        await spend_virtual_time(3.5 * interval)
         assert 3 <= len(asked) - 1 <= 4
         assert all(b - a >= interval for a, b in pairwise(asked))
 

@@ -13,6 +13,7 @@ import trio.testing
 from libp2p.stream_muxer.exceptions import MuxedStreamError
 
 from node.p2p import yamux_send
+from tests.waiting import spend_virtual_time
 
 
 @pytest.fixture
@@ -91,11 +92,11 @@ async def test_a_writer_out_of_credit_resumes_when_credit_arrives(
     stream = _stream(sink)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stream.write, bytes(3000))
-        await trio.sleep(0.001)
+        await spend_virtual_time(0.001)
         assert sink.frames == []  # nothing to send with: it waits
         started = trio.current_time()
         await _credit(stream, 1000)
-        await trio.sleep(0.03)
+        await spend_virtual_time(0.03)
         await _credit(stream, 2000)
     sent = [size for _, size in sink.frames]
     assert sent == [1000, 2000]
@@ -128,7 +129,7 @@ async def test_a_stream_closed_under_a_waiting_writer_fails_the_write_at_once(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(write)
-        await trio.sleep(0.22)  # between two of the writer's own 50 ms looks
+        await spend_virtual_time(0.22)  # between two of the writer's own 50 ms looks
         closed_at = trio.current_time()
         if how == "reset":
             await stream.reset()  # libp2p's own: sends RST, marks the stream closed
