@@ -186,11 +186,15 @@ def _mesh_heartbeat_with_prune_backoff(router: Any) -> tuple[Any, Any]:
     to_graft, to_prune = _ORIGINAL_MESH_HEARTBEAT(router)
     mesh_quota.graft_trusted_peers(router, to_graft)  # workaround 30
     gossip_control.forget_uncached(router)  # workaround 32
-    backoff_s = router.prune_back_off + 2 * router.heartbeat_interval
     for peer, topics in to_prune.items():
         for topic in topics:
-            router._add_back_off(peer, topic, False, backoff_s)
+            router._add_back_off(peer, topic, False, _our_backoff_s(router))
     return to_graft, to_prune
+
+
+def _our_backoff_s(router: Any) -> int:
+    """The backoff we keep for a peer we prune: the peer's own plus two heartbeats of slack."""
+    return int(router.prune_back_off + 2 * router.heartbeat_interval)
 
 
 _ORIGINAL_HANDLE_GRAFT = libp2p_gossipsub.GossipSub.handle_graft
@@ -207,9 +211,7 @@ async def _handle_graft_with_trust_rule(router: Any, graft_msg: Any, sender_peer
     if mesh_quota.refuse_graft_when_full(
         router, topic, sender_peer_id
     ) and router._check_graft_flood_protection(sender_peer_id, topic):
-        router._add_back_off(
-            sender_peer_id, topic, False, router.prune_back_off + 2 * router.heartbeat_interval
-        )
+        router._add_back_off(sender_peer_id, topic, False, _our_backoff_s(router))
         await router.emit_prune(topic, sender_peer_id, False, False)
         return
     await _ORIGINAL_HANDLE_GRAFT(router, graft_msg, sender_peer_id)
