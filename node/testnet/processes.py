@@ -329,7 +329,7 @@ def stop_node(node: NodeLayout, *, grace_s: float = STOP_GRACE_S) -> StopResult:
 def stop_nodes(nodes: Sequence[NodeLayout], *, grace_s: float = STOP_GRACE_S) -> list[StopResult]:
     """Stop every node at once: SIGTERM to all, then wait for each within one shared grace
     period, SIGKILL for those still running after it. Results in the order of ``nodes``."""
-    signalled: list[tuple[NodeLayout, RunningNode | None]] = []
+    signalled: list[tuple[NodeLayout, RunningNode | None, SupervisorState | None]] = []
     for node in nodes:
         process = running(node)
         supervisor = supervisor_of(node)
@@ -341,19 +341,31 @@ def stop_nodes(nodes: Sequence[NodeLayout], *, grace_s: float = STOP_GRACE_S) ->
             _signal(process, signal.SIGCONT)
         elif supervisor is not None:
             _signal(supervisor.process, signal.SIGTERM)  # in its back-off: end it
-        signalled.append((node, process))
+        signalled.append((node, process, supervisor))
     deadline = time.monotonic() + grace_s
     results = []
-    for node, process in signalled:
+    for node, process, supervisor in signalled:
         if process is None:
+            _wait_for_supervisor(supervisor)
             results.append(StopResult(node.index, None, last_exit_code(node), False))
             continue
         killed = not wait_for_exit(process, max(0.0, deadline - time.monotonic()))
         if killed:
             _kill_group_of(process.pid)
             wait_for_exit(process, grace_s)
-        results.append(StopResult(node.index, process.pid, _exit_code_after(node), killed))
+        exit_code = _exit_code_after(node)
+        _wait_for_supervisor(supervisor)
+        results.append(StopResult(node.index, process.pid, exit_code, killed))
     return results
+
+
+def _wait_for_supervisor(supervisor: SupervisorState | None, timeout_s: float = 5.0) -> None:
+    """Wait until the stopped node's supervisor is gone too: it records the exit code and
+    then removes its state file, and a ``start`` in between would take it for a supervisor
+    about to restart a crashed node (``testnet restart`` raced it and failed)."""
+    if supervisor is not None and not wait_for_exit(supervisor.process, timeout_s):
+        _kill_group_of(supervisor.process.pid)
+        wait_for_exit(supervisor.process, timeout_s)
 
 
 def kill_node(node: NodeLayout, *, timeout_s: float = STOP_GRACE_S) -> StopResult:

@@ -27,7 +27,7 @@ from node.testnet.layout import (
     add_node,
     build_network,
 )
-from node.testnet.processes import is_alive, read_pid_file, stop_nodes
+from node.testnet.processes import is_alive, read_pid_file, stop_nodes, supervisor_of
 from protocol.crypto import Address, PrivateKey
 from protocol.units import DCT
 from tests.e2e.framework import pick_base_port
@@ -435,6 +435,47 @@ def test_a_node_asked_to_stop_is_not_restarted_whatever_its_exit_code(tmp_path: 
         if supervisor.poll() is None:
             supervisor.kill()
     assert exit_file.read_text() == "7\n" and not pid_file.exists()
+
+
+# A supervisor slow to go once its node has exited: it records the exit code, lingers a
+# second, and only then removes its state file (the window `testnet restart` once fell into).
+LINGERING_SUPERVISOR = (
+    "import json, os, signal, subprocess, sys, time\n"
+    "from pathlib import Path\n"
+    "from node.testnet.supervisor import STATE_FILE_NAME, process_start_time, write_atomically\n"
+    "pid_file, exit_file = Path(sys.argv[1]), Path(sys.argv[2])\n"
+    "state = pid_file.with_name(STATE_FILE_NAME)\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import signal; signal.pause()'])\n"
+    "signal.signal(signal.SIGTERM, lambda *_: child.terminate())\n"
+    "me = os.getpid()\n"
+    "doc = {'pid': me, 'start_time': process_start_time(me), 'restart': 'on-failure', 'restarts': 0}\n"
+    "write_atomically(state, json.dumps({**doc, 'state': 'running'}))\n"
+    "write_atomically(pid_file, f'{child.pid} {process_start_time(child.pid)}\\n')\n"
+    "code = child.wait()\n"
+    "write_atomically(exit_file, f'{code}\\n')\n"
+    "pid_file.unlink()\n"
+    "time.sleep(1.0)\n"
+    "state.unlink()\n"
+)
+
+
+def test_a_stop_returns_once_the_supervisor_is_gone_so_a_start_right_after_is_not_refused(
+    tmp_path: Path,
+) -> None:
+    node = build_network(tmp_path / "net", NetworkPlan(nodes=1, seed=b"s")).nodes[0]
+    supervisor = subprocess.Popen(
+        [sys.executable, "-c", LINGERING_SUPERVISOR, str(node.pid_path), str(node.exit_path)], cwd=ROOT
+    )
+    try:
+        wait_until_blocking(lambda: supervisor_of(node) and read_pid_file(node.pid_path), what="it started")
+        [stopped] = stop_nodes([node])
+        assert stopped.exit_code == -signal.SIGTERM and not stopped.killed
+        # Without the wait, `start` saw a live supervisor and refused: "about to restart it".
+        assert supervisor_of(node) is None and supervisor.poll() is not None
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+        supervisor.wait()
 
 
 def test_on_a_host_with_real_gpus_provider_zero_sells_them_and_non_providers_sell_none(
