@@ -3,7 +3,8 @@
 A fetch goes through four steps:
 
 1. **Find providers.** Ask "have" of the hinted peers (the requester's node first, for a job
-   input), then of every connected peer, all at once with a deadline. A peer that answers with a
+   input), then of connected peers in random order (at most ``MAX_HAVE_QUERIES`` in all), all at
+   once with a deadline. A peer that answers with a
    manifest that does not hash to the content id is banned. Peers banned for an earlier lie are
    not asked.
 2. **The leaf list**, in 256 KiB pages from one provider into a file, folded into a Merkle root
@@ -37,6 +38,7 @@ import contextlib
 import functools
 import logging
 import os
+import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +56,7 @@ from node.p2p.errors import FrameTooLargeError, P2PError, PeerError
 from node.p2p.framing import Stream
 from node.p2p.interface import Host
 from protocol.blobs.errors import (
+    BlobBusy,
     BlobError,
     BlobNotHere,
     ChunkMismatch,
@@ -76,12 +79,15 @@ from protocol.errors import ProtocolError
 log = logging.getLogger("dcent.blobs.fetch")
 T = TypeVar("T")
 
-#: Peers asked "have" per fetch: the hints, then connected peers, up to this many.
+#: Peers asked "have" per fetch: the hints, then connected peers (in random order), up to this many.
 MAX_HAVE_QUERIES = 32
+_RANDOM = random.SystemRandom()
 #: How long closing a stream may take.
 CLOSE_TIMEOUT_S = 2.0
 #: Pause before retrying a peer whose stream failed (doubles per consecutive failure).
 RETRY_BASE_S = 0.2
+#: Pause before asking "have" again of a peer that answered busy (doubles, within have_timeout_s).
+BUSY_RETRY_S = 0.25
 
 
 class PeerLied(Exception):
@@ -287,24 +293,31 @@ class BlobFetcher:
     async def _find_providers(
         self, cid: bytes, hints: Sequence[str], progress: FetchProgress
     ) -> list[tuple[str, BlobManifest]]:
-        candidates: list[str] = []
-        for peer in [*hints, *self._host.peer_ids()]:
-            if peer not in candidates and peer != self._host.peer_id and not self._scores.banned(peer):
-                candidates.append(peer)
-        del candidates[MAX_HAVE_QUERIES:]  # hints first; a node with many peers asks a bounded few
+        candidates = have_candidates(
+            hints,
+            self._host.peer_ids(),
+            exclude=lambda peer: peer == self._host.peer_id or self._scores.banned(peer),
+        )
         answers: dict[str, BlobManifest] = {}
 
         async def ask(peer: str) -> None:
             with trio.move_on_after(self._settings.have_timeout_s):
-                try:
-                    manifest = await self._ask_have(peer, cid)
-                except PeerLied as lie:
-                    self._ban(peer, progress, lie.error)
-                except (P2PError, BlobError) as exc:
-                    log.debug("peer %s: no blob %s (%r)", peer, format_content_id(cid), exc)
-                else:
-                    if manifest is not None:
-                        answers[peer] = manifest
+                pause = BUSY_RETRY_S
+                while True:
+                    try:
+                        manifest = await self._ask_have(peer, cid)
+                    except BlobBusy:  # its stream slots are full (maybe held by others): ask again
+                        await trio.sleep(pause)
+                        pause *= 2
+                        continue
+                    except PeerLied as lie:
+                        self._ban(peer, progress, lie.error)
+                    except (P2PError, BlobError) as exc:
+                        log.debug("peer %s: no blob %s (%r)", peer, format_content_id(cid), exc)
+                    else:
+                        if manifest is not None:
+                            answers[peer] = manifest
+                    return
 
         async with open_task_group() as nursery:
             for peer in candidates:
@@ -390,7 +403,8 @@ class BlobFetcher:
             cid=partial.cid,
             manifest=partial.manifest,
             partial=partial,
-            scheduler=ChunkScheduler(partial.have.missing()),
+            # Off the loop: a content id may name 2^20 chunks (a second's work here).
+            scheduler=ChunkScheduler(await trio.to_thread.run_sync(partial.have.missing)),
             window=trio.Semaphore(settings.window_chunks),
             progress=progress,
         )
@@ -555,6 +569,29 @@ class BlobFetcher:
         state = progress.peer(peer)
         state.banned = True
         state.error = repr(error)
+
+
+def have_candidates(
+    hints: Sequence[str],
+    connected: Sequence[str],
+    *,
+    exclude: Callable[[str], bool],
+    limit: int = MAX_HAVE_QUERIES,
+    rng: random.Random = _RANDOM,
+) -> list[str]:
+    """The peers a fetch asks "have": the hints in their order, then connected peers in random
+    order, at most ``limit`` in all (a node with many peers asks a bounded few). Random, because
+    peer ids cost nothing to make: with any fixed order (libp2p's is sorted) made-up ids that sort
+    first filled the list, and a connected provider was never asked."""
+    shuffled = list(connected)
+    rng.shuffle(shuffled)
+    candidates: list[str] = []
+    for peer in [*hints, *shuffled]:
+        if len(candidates) == limit:
+            break
+        if peer not in candidates and not exclude(peer):
+            candidates.append(peer)
+    return candidates
 
 
 def _try_acquire(*semaphores: trio.Semaphore) -> bool:

@@ -180,8 +180,15 @@ class Bitmap:
         return self.set_count == self.count
 
     def missing(self) -> list[int]:
-        """The unset indices, ascending."""
-        return [index for index in range(self.count) if index not in self]
+        """The unset indices, ascending. Full bytes are skipped whole: a resumed fetch of 2^20
+        chunks with most of them in costs a scan of 128 KiB, not a million bit tests."""
+        missing: list[int] = []
+        for byte_index, byte in enumerate(self._bits):
+            if byte == 0xFF:
+                continue
+            base = byte_index << 3
+            missing.extend(base + bit for bit in range(min(8, self.count - base)) if not byte >> bit & 1)
+        return missing
 
     def to_bytes(self) -> bytes:
         return bytes(self._bits)

@@ -10,6 +10,7 @@ the next fetch asks for exactly the chunks whose bits are unset.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -122,6 +123,8 @@ class PartialBlob:
                 self.verify_and_write(index, chunk)
             except (ChunkMismatch, OSError) as exc:
                 return done, exc
+            except EOFError as exc:  # our leaf list is short (truncated under us): our disk
+                return done, OSError(errno.EIO, f"leaf list: {exc}")
             done += 1
         return done, None
 

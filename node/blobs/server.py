@@ -13,11 +13,14 @@ Bounds, and the attack each one answers:
   garbage, the end of the stream.
 - *A peer opening streams to pin our memory or file descriptors*: at most
   ``max_streams_per_peer`` streams per peer and ``max_streams`` in all; the next one is answered
-  with :class:`BlobBusy` and closed. Each stream holds at most one chunk in memory and one pair of
-  open files.
+  with :class:`BlobBusy` and closed. Each stream holds at most two chunks in memory (one on the
+  wire, the next read ahead: 8 MiB at the 4 MiB chunk maximum, 512 MiB over ``max_streams``) and
+  one pair of open files.
 - *A peer opening a stream and going silent* (slowloris), or *asking and not reading*: a stream
   with no request for ``idle_timeout_s``, or whose client takes no frame for as long, is dropped,
-  freeing its slot. (If the client stops reading altogether, libp2p 0.8.1 cannot close that
+  freeing its slot. Only a request we serve data for (leaves, chunks, the manifest of a blob we
+  hold) keeps a stream alive: a few made-up identities asking "have" for random content ids
+  every 29 s held every slot, and each honest fetcher was told "busy". (If the client stops reading altogether, libp2p 0.8.1 cannot close that
   connection either: its yamux writes the close under the lock the blocked send holds. That
   costs the connection, not our slots.)
 - *A peer asking for a blob we do not have, over and over*: "not here" is one small reply from
@@ -88,10 +91,11 @@ class BlobServer:
             return
         self._streams[peer] += 1
         slot = _ReaderSlot()
+        idle_until = trio.current_time() + settings.idle_timeout_s
         try:
             while True:
                 raw = None
-                with trio.move_on_after(settings.idle_timeout_s):
+                with trio.move_on_at(idle_until):
                     try:
                         raw = await stream.receive_frame(MAX_REQUEST_BYTES)
                     except StreamClosedError:
@@ -105,7 +109,8 @@ class BlobServer:
                     await self._refuse(stream, BadBlobRequest(f"malformed request: {exc.message}"))
                     return
                 try:
-                    await self._answer(stream, request, slot)
+                    if await self._answer(stream, request, slot):
+                        idle_until = trio.current_time() + settings.idle_timeout_s
                 except trio.TooSlowError:
                     log.info("blob stream to %s: the client stopped reading; dropped", peer)
                     return
@@ -129,8 +134,9 @@ class BlobServer:
         self.refusals[refusal.code] += 1
         await self._send(stream, BlobReply(refusal.code, refusal.message).encode())
 
-    async def _answer(self, stream: Stream, request: BlobRequest, slot: _ReaderSlot) -> None:
-        """Answer one request. The blob's reader stays in ``slot`` for the next request."""
+    async def _answer(self, stream: Stream, request: BlobRequest, slot: _ReaderSlot) -> bool:
+        """Answer one request; returns whether it was served (not refused). The blob's reader
+        stays in ``slot`` for the next request."""
         reader = slot.reader
         if reader is None or reader.info.cid != request.cid:
             slot.swap(None)
@@ -138,19 +144,19 @@ class BlobServer:
                 reader = await trio.to_thread.run_sync(partial(self._store.reader, request.cid, touch=False))
             except UnknownBlob:
                 await self._refuse(stream, BlobNotHere("no complete copy of this blob here"))
-                return
+                return False
             slot.swap(reader)
         manifest = reader.manifest
         if request.op == OP_HAVE:
             await self._send(stream, REPLY_OK_BYTES)
             await self._send(stream, manifest.encode())
-            return
+            return True
         end = request.start + request.count
         if end > manifest.chunks:
             await self._refuse(
                 stream, RangeOutOfBlob(f"{request.op} {request.start}..{end - 1} of {manifest.chunks}")
             )
-            return
+            return False
         if request.op == OP_CHUNKS:
             await self._send(stream, REPLY_OK_BYTES)
             await self._send_chunks(stream, request, reader)
@@ -158,6 +164,7 @@ class BlobServer:
             leaves = await trio.to_thread.run_sync(reader.read_leaves, request.start, request.count)
             await self._send(stream, REPLY_OK_BYTES)
             await self._send(stream, leaves)
+        return True
 
     async def _send_chunks(self, stream: Stream, request: BlobRequest, reader: BlobReader) -> None:
         """Send the requested chunks, reading the next one from disk (in a worker thread) while

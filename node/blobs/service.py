@@ -33,6 +33,7 @@ from node.blobs.errors import (
     ProtectedPath,
     StoreFull,
     TooManyFetches,
+    UnexpectedBlobSize,
 )
 from node.blobs.fetcher import BlobFetcher, FetchProgress, PeerScores
 from node.blobs.server import BlobServer, ChunkObserver
@@ -81,6 +82,8 @@ class BlobService:
         self.scores = PeerScores(settings.ban_s)
         self._nursery: trio.Nursery | None = None
         self._fetches: dict[bytes, tuple[FetchProgress, trio.CancelScope]] = {}
+        #: Running fetches that a caller who joined them asked to pin.
+        self._pin_when_done: set[bytes] = set()
         self._finished: dict[bytes, FetchProgress] = {}
 
     @property
@@ -235,6 +238,10 @@ class BlobService:
         """
         running = self._fetches.get(cid)
         if running is not None:
+            # Joined: the running fetch pins at its end if any of its callers asked (a job's
+            # output must not be left unpinned because an unpinned fetch of it was running).
+            if pin:
+                self._pin_when_done.add(cid)
             return running[0]
         if self._nursery is None:
             raise HostStateError("the blob service is not running")
@@ -261,6 +268,11 @@ class BlobService:
         await progress.done.wait()
         if progress.error is not None:
             raise progress.error
+        # A joined fetch was started by another caller, without our size to check.
+        if expected_size is not None and progress.size != expected_size:
+            raise UnexpectedBlobSize(
+                f"blob {format_content_id(cid)} is {progress.size} bytes, not the {expected_size} expected"
+            )
         return progress
 
     async def _run_fetch(
@@ -276,7 +288,7 @@ class BlobService:
         try:
             with scope:
                 await self._fetcher.fetch(cid, peers=peers, progress=progress, expected_size=expected_size)
-                if pin:
+                if pin or cid in self._pin_when_done:
                     await self.pin(cid, True)
             if scope.cancelled_caught:
                 progress.state = "cancelled"
@@ -285,7 +297,7 @@ class BlobService:
             progress.state = "failed"
             progress.error = exc
             log.warning("fetch of blob %s failed: %r", format_content_id(cid), exc)
-        except (OSError, sqlite3.Error) as exc:  # our disk or index: fail the fetch, not the node
+        except (OSError, EOFError, sqlite3.Error) as exc:  # our disk or index: fail the fetch, not the node
             progress.state = "failed"
             progress.error = LocalDiskError(f"{type(exc).__name__}: {exc}")
             log.error("fetch of blob %s failed on our side: %r", format_content_id(cid), exc)
@@ -294,6 +306,7 @@ class BlobService:
                 progress.state = "cancelled"  # the service itself is stopping
                 progress.error = FetchCancelled("the node stopped during the fetch")
             del self._fetches[cid]
+            self._pin_when_done.discard(cid)
             self._finished[cid] = progress
             while len(self._finished) > KEEP_FINISHED:
                 del self._finished[next(iter(self._finished))]

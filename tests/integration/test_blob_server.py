@@ -35,7 +35,7 @@ from protocol.blobs.wire import (
     BlobRequest,
 )
 from tests.integration.conftest import TEST_BACKOFF, seed_of
-from tests.waiting import wait_until
+from tests.waiting import act_every, wait_until
 
 SETTINGS = BlobSettings(chunk_size=MIN_CHUNK_SIZE, max_streams_per_peer=2, idle_timeout_s=1.0)
 DEADLINE_S = 60
@@ -158,6 +158,54 @@ async def test_an_idle_stream_is_closed_and_its_slot_freed(served: Served) -> No
         with pytest.raises(StreamClosedError):
             await stream.receive_frame(MAX_REPLY_BYTES)  # the server gives up after idle_timeout_s
         await wait_for_streams(blobs, 0)
+
+
+async def test_a_stream_asking_only_for_blobs_we_lack_is_closed_however_often_it_asks(
+    served: Served,
+) -> None:
+    """Made-up identities held every slot with a "have" for a random content id every 29 s; a
+    "not here" no longer keeps a stream alive, so the slot frees after idle_timeout_s (1 s)."""
+    server_host, blobs, client = served.server_host, served.blobs, served.client
+    stream = await client.open_stream(server_host.peer_id, BLOB_PROTOCOL_ID)
+    answers: list[int] = []
+
+    async def ask_for_nothing() -> bool:
+        try:
+            await stream.send_frame(BlobRequest.have(bytes(32)).encode())
+            answers.append((await reply_of(stream)).code)
+        except (StreamClosedError, StreamResetError, HostStateError):
+            return False
+        return True
+
+    with trio.fail_after(DEADLINE_S):
+        await act_every(SETTINGS.idle_timeout_s / 4, ask_for_nothing)  # the attacker's pace
+    assert answers and set(answers) == {BlobNotHere.code}
+    await wait_for_streams(blobs, 0)
+
+
+async def test_a_fetcher_told_busy_asks_again_and_gets_the_blob(served: Served, tmp_path: Path) -> None:
+    """Busy is not "not here": a fetcher refused for a full server retries within the have
+    deadline, and fetches once a slot frees."""
+    server_host, blobs, client, cid = served.server_host, served.blobs, served.client, served.cid
+    fetching = BlobService(host=client, root=tmp_path / "fetching", settings=SETTINGS)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(fetching.run)
+        with trio.fail_after(DEADLINE_S):
+            held = []
+            for _ in range(SETTINGS.max_streams_per_peer):  # every slot this peer may have
+                stream = await client.open_stream(server_host.peer_id, BLOB_PROTOCOL_ID)
+                await stream.send_frame(BlobRequest.leaves(cid, 0, 1).encode())  # served: kept
+                assert (await reply_of(stream)).ok
+                await stream.receive_frame(HASH_LEN)
+                held.append(stream)
+            refusals = blobs.server.refusals if blobs.server is not None else {}
+            progress = fetching.start_fetch(cid, peers=[server_host.peer_id])
+            await wait_until(lambda: refusals.get(BlobBusy.code, 0) >= 1, what="the fetcher told busy")
+            for stream in held:
+                await stream.close()
+            await progress.done.wait()
+        assert progress.state == "complete" and progress.error is None
+        nursery.cancel_scope.cancel()
 
 
 async def test_a_client_that_asks_and_does_not_read_loses_its_stream(

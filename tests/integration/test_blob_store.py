@@ -314,6 +314,36 @@ def test_a_partial_fetch_keeps_only_verified_chunks_across_a_reopen(
     assert not (root / "partial" / cid.hex()).exists()
 
 
+def test_a_leaf_list_cut_short_under_a_fetch_fails_the_write_as_our_disk_not_the_node(
+    tmp_path: Path,
+) -> None:
+    """A leaf list shortened under us (a failing disk, an operator's cleanup) made ``leaf`` raise
+    EOFError, which nothing caught: it ended the blob service and the node with it."""
+    store, _ = open_store(tmp_path / "blobs")
+    data = os.urandom(4 * CHUNK)
+    manifest = manifest_of(data)
+    partial = store.begin_fetch(manifest.content_id(), manifest)
+    assert partial is not None
+    leaves_file = partial.directory / "leaves.part"
+    leaves_file.write_bytes(b"".join(leaf_hash(data[i * CHUNK : (i + 1) * CHUNK]) for i in range(4)))
+    partial.install_leaves(leaves_file)
+    os.truncate(partial.directory / "leaves", 32)  # one leaf of four left
+    written, failure = partial.verify_and_write_many((i, data[i * CHUNK : (i + 1) * CHUNK]) for i in (0, 3))
+    assert written == 0 and isinstance(failure, OSError) and "leaf list" in str(failure)
+    partial.abandon()
+    store.close()
+
+
+@pytest.mark.parametrize("count", [1, 7, 8, 9, 64, 1000])
+def test_bitmap_missing_lists_exactly_the_unset_bits(count: int) -> None:
+    bits = Bitmap(count)
+    for index in range(0, count, 3):
+        bits.add(index)
+    assert bits.missing() == [index for index in range(count) if index % 3]
+    full = Bitmap(count, bytes([0xFF]) * ((count + 7) // 8))
+    assert full.missing() == [] and Bitmap(count).missing() == list(range(count))
+
+
 def test_bitmap_counts_and_refuses_out_of_range() -> None:
     bits = Bitmap(10)
     assert bits.add(3) and not bits.add(3) and 3 in bits and 4 not in bits

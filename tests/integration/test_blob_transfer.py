@@ -9,15 +9,16 @@ its own so it can be killed and restarted. Waits have deadlines; nothing sleeps.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
 
-from node.blobs.errors import FetchFailed, NoProviders
+from node.blobs.errors import FetchFailed, NoProviders, UnexpectedBlobSize
 from node.blobs.files import Bitmap
 from node.blobs.partial import PartialBlob
 from node.blobs.reader import BlobReader
@@ -282,6 +283,38 @@ async def test_several_providers_serve_one_fetch_at_once(nodes: Nodes, tmp_path:
     assert sum(served.values()) == 24 * MIB // MIN_CHUNK_SIZE
     assert sum(len(provider.sent) for provider in providers) == sum(served.values())
     assert await trio.to_thread.run_sync(file_sha256, stored_file(b, cid)) == expected
+
+
+async def test_a_caller_joining_a_running_fetch_keeps_its_pin_and_its_size_check(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    """A job's output is fetched pinned and with its declared size; an unpinned fetch of the same
+    content id already running (an operator's ``blob get``) used to take both away."""
+    a = await nodes.start("join-a")
+    b = await nodes.start("join-b")
+    await connect(b, a)
+    cids = []
+    for seed in (9, 10):
+        source = tmp_path / f"input-{seed}"
+        write_sparse_input(source, 2 * MIB, seed=seed, block_every=MIN_CHUNK_SIZE)
+        cids.append(await put(a, source))
+    outcomes: dict[int, object] = {}
+
+    async def join(which: int, **asks: Any) -> None:
+        try:
+            outcomes[which] = (await b.blobs.fetch(cids[which], peers=[a.peer_id], **asks)).state
+        except UnexpectedBlobSize as exc:
+            outcomes[which] = exc
+
+    with trio.fail_after(DEADLINE_S):
+        running = [b.blobs.start_fetch(cid, peers=[a.peer_id]) for cid in cids]  # unpinned, no size
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(join, 0, pin=True, expected_size=2 * MIB))
+            nursery.start_soon(functools.partial(join, 1, expected_size=123))
+    assert [progress.state for progress in running] == ["complete", "complete"]  # joined, not redone
+    assert outcomes[0] == "complete" and isinstance(outcomes[1], UnexpectedBlobSize)
+    first = b.blobs.store.get(cids[0])
+    assert first is not None and first.pinned
 
 
 async def test_nobody_has_it_and_every_provider_failing_are_typed_errors(

@@ -8,7 +8,7 @@ import trio
 import trio.testing
 
 from node.blobs.errors import BlobSettingsError
-from node.blobs.fetcher import ChunkScheduler, PeerScores
+from node.blobs.fetcher import ChunkScheduler, PeerScores, have_candidates
 from node.blobs.settings import BlobSettings
 from node.blobs.tasks import open_task_group
 from node.p2p.errors import StreamResetError
@@ -27,6 +27,20 @@ def test_scheduler_hands_out_contiguous_runs_and_takes_failures_back_first() -> 
     for _ in range(7):
         scheduler.done()
     assert scheduler.complete
+
+
+def test_have_is_asked_of_the_hints_first_then_of_connected_peers_drawn_at_random() -> None:
+    connected = [f"peer-{letter}" for letter in "abcdefghij"]  # sorted, as libp2p lists them
+    hints = ["peer-j", "hint-x"]
+    asked_first: set[str] = set()
+    for _ in range(200):
+        candidates = have_candidates(hints, connected, exclude=lambda peer: peer == "peer-a", limit=4)
+        assert candidates[:2] == hints and len(candidates) == 4 and len(set(candidates)) == 4
+        assert "peer-a" not in candidates
+        asked_first.add(candidates[2])
+    # Every connected peer but the excluded one and the hint gets its turn: none is kept out by
+    # where its id sorts.
+    assert asked_first == set(connected) - {"peer-a", "peer-j"}
 
 
 async def test_scheduler_wakes_waiters_on_give_back_and_on_completion() -> None:
