@@ -9,12 +9,14 @@ Every refusal is typed, changes nothing in the store, and the liar ends up banne
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import trio
 
+from node.blobs.reader import BlobReader
 from node.blobs.service import BlobService
 from node.blobs.settings import BlobSettings
 from node.host import HostConfig, P2PHost
@@ -38,6 +40,7 @@ from tests.integration.conftest import TEST_BACKOFF, seed_of
 from tests.waiting import act_every, wait_until
 
 SETTINGS = BlobSettings(chunk_size=MIN_CHUNK_SIZE, max_streams_per_peer=2, idle_timeout_s=1.0)
+TRICKLE_S = 1.2
 DEADLINE_S = 60
 
 
@@ -254,9 +257,24 @@ def hostile_handler(honest: BlobService, lie: str):  # type: ignore[no-untyped-d
                         leaves = bytes(HASH_LEN) + leaves[HASH_LEN:]
                     await stream.send_frame(leaves)
                 elif request.op == OP_CHUNKS:
-                    for index in range(request.start, request.start + request.count):
-                        chunk = reader.read_chunk(index)
+                    if lie == "withhold chunks":  # "yes, coming": a provider that never delivers
+                        await trio.sleep_forever()
+                    indices = iter(range(request.start, request.start + request.count))
+
+                    async def send_next(
+                        reader: BlobReader = reader, indices: Iterator[int] = indices
+                    ) -> bool:
+                        index = next(indices, None)
+                        if index is None:
+                            return False
+                        chunk = bytes(reader.read_chunk(index))
                         await stream.send_frame(chunk + b"!" if lie == "long chunk" else chunk)
+                        return True
+
+                    if lie == "trickle chunks":  # each chunk well inside the stall deadline
+                        await act_every(TRICKLE_S, send_next)
+                    while await send_next():
+                        pass
 
     return handle
 
@@ -287,6 +305,73 @@ async def test_a_lying_server_is_banned_and_the_blob_fetched_from_an_honest_one(
     assert progress.peers[liar_host.peer_id].chunks == 0
     await fetcher.export(info.cid, tmp_path / "out")
     assert (tmp_path / "out").read_bytes() == data
+
+
+async def test_chunks_held_by_providers_that_never_deliver_are_fetched_from_a_fast_one(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """Endgame: providers that answer "have" and then sit on the chunks they were asked for are
+    no failure while their stall deadline runs (an hour here), yet the fetch ends as soon as the
+    honest provider has delivered every chunk, theirs too, without waiting for them."""
+    honest_host = await start_host(nursery, "honest")
+    honest = await start_service(nursery, honest_host, tmp_path / "honest")
+    data = bytes(range(251)) * (48 * MIN_CHUNK_SIZE // 251)
+    (tmp_path / "file").write_bytes(data)
+    info, _ = await honest.put(tmp_path / "file", pin=True)
+    withholders = []
+    for label in ("withholder-1", "withholder-2"):
+        host = await start_host(nursery, label)
+        store = await start_service(nursery, host, tmp_path / label)
+        await store.put(tmp_path / "file", pin=True)
+        host.set_stream_handler(BLOB_PROTOCOL_ID, hostile_handler(store, "withhold chunks"))
+        withholders.append(host)
+    fetcher_host = await start_host(nursery, "fetcher")
+    patient = dataclasses.replace(SETTINGS, stall_timeout_s=3600.0, max_fetch_peers=3)
+    fetcher = BlobService(host=fetcher_host, root=tmp_path / "fetcher", settings=patient)
+    await nursery.start(fetcher.run)
+    for host in (honest_host, *withholders):
+        await fetcher_host.connect(host.listen_addrs[0])
+
+    with trio.fail_after(DEADLINE_S):
+        progress = await fetcher.fetch(
+            info.cid, peers=[honest_host.peer_id, *(host.peer_id for host in withholders)]
+        )
+    assert progress.state == "complete"
+    assert [progress.peers[host.peer_id].chunks for host in withholders] == [0, 0]
+    assert progress.peers[honest_host.peer_id].chunks == 48
+    await fetcher.export(info.cid, tmp_path / "out")
+    assert (tmp_path / "out").read_bytes() == data
+
+
+async def test_a_provider_trickling_chunks_inside_the_stall_deadline_yields_its_place(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """Two providers, first in line, send a chunk every 1.2 s, inside the 2 s stall deadline:
+    never a failure, and they held both places while the honest provider waited for good. Each
+    stall period the slowest one, below a peer window, yields its place to the next in line."""
+    data = bytes(range(251)) * (48 * MIN_CHUNK_SIZE // 251)
+    (tmp_path / "file").write_bytes(data)
+    providers = []
+    for label in ("trickler-1", "trickler-2", "honest"):
+        host = await start_host(nursery, label)
+        store = await start_service(nursery, host, tmp_path / label)
+        info, _ = await store.put(tmp_path / "file", pin=True)
+        if label != "honest":
+            host.set_stream_handler(BLOB_PROTOCOL_ID, hostile_handler(store, "trickle chunks"))
+        providers.append(host)
+    fetcher_host = await start_host(nursery, "fetcher")
+    two_places = dataclasses.replace(SETTINGS, stall_timeout_s=2.0, max_fetch_peers=2)
+    fetcher = BlobService(host=fetcher_host, root=tmp_path / "fetcher", settings=two_places)
+    await nursery.start(fetcher.run)
+    for host in providers:
+        await fetcher_host.connect(host.listen_addrs[0])
+
+    with trio.fail_after(DEADLINE_S):
+        progress = await fetcher.fetch(info.cid, peers=[host.peer_id for host in providers])
+    assert progress.state == "complete"
+    chunks = [progress.peers[host.peer_id].chunks for host in providers]
+    assert sum(chunks) == 48 and chunks[2] > 24, chunks  # without the rotation: [24, 24, 0]
+    assert not any(progress.peers[host.peer_id].banned for host in providers)
 
 
 async def test_a_store_opened_around_the_service_outlives_the_service(

@@ -281,7 +281,10 @@ async def test_several_providers_serve_one_fetch_at_once(nodes: Nodes, tmp_path:
     served = {provider.label: progress.peers[provider.peer_id].chunks for provider in providers}
     assert all(count > 0 for count in served.values()), served
     assert sum(served.values()) == 24 * MIB // MIN_CHUNK_SIZE
-    assert sum(len(provider.sent) for provider in providers) == sum(served.values())
+    # The endgame asks a second provider for chunks still in flight, once each: at most a window
+    # of chunks is sent twice.
+    sent = sum(len(provider.sent) for provider in providers)
+    assert sum(served.values()) <= sent <= sum(served.values()) + SMALL.window_chunks
     assert await trio.to_thread.run_sync(file_sha256, stored_file(b, cid)) == expected
 
 

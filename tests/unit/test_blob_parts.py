@@ -8,7 +8,8 @@ import trio
 import trio.testing
 
 from node.blobs.errors import BlobSettingsError
-from node.blobs.fetcher import ChunkScheduler, PeerScores, have_candidates
+from node.blobs.fetcher import PeerScores
+from node.blobs.scheduling import ChunkScheduler, have_candidates
 from node.blobs.settings import BlobSettings
 from node.blobs.tasks import open_task_group
 from node.p2p.errors import StreamResetError
@@ -22,10 +23,10 @@ def test_scheduler_hands_out_contiguous_runs_and_takes_failures_back_first() -> 
     scheduler.give_back([1, 2])
     assert scheduler.take(8) == [1, 2]
     assert scheduler.take(8) == [9]
-    assert scheduler.take(8) == []
+    assert scheduler.take(8, holding=[0, 1, 2, 3, 5, 6, 9]) == []  # all of it with the asker
     assert not scheduler.complete
-    for _ in range(7):
-        scheduler.done()
+    for index in (0, 1, 2, 3, 5, 6, 9):
+        scheduler.done(index)
     assert scheduler.complete
 
 
@@ -41,6 +42,21 @@ def test_have_is_asked_of_the_hints_first_then_of_connected_peers_drawn_at_rando
     # Every connected peer but the excluded one and the hint gets its turn: none is kept out by
     # where its id sorts.
     assert asked_first == set(connected) - {"peer-a", "peer-j"}
+
+
+def test_in_the_endgame_a_peer_with_room_is_handed_chunks_another_holds_once_each() -> None:
+    scheduler = ChunkScheduler([0, 1, 2, 3])
+    slow = scheduler.take(4)
+    assert slow == [0, 1, 2, 3]
+    fast = scheduler.take(2, holding=[])  # nothing left to hand out: copies of the slow peer's
+    assert fast == [0, 1]
+    assert scheduler.take(8, holding=fast) == [2, 3]
+    assert scheduler.take(8, holding=[]) == []  # each chunk is asked of a second peer once
+    for index in (0, 1, 2, 3):
+        scheduler.done(index)  # the first copy of each that verifies counts
+    assert scheduler.complete
+    scheduler.give_back(slow)  # the slow peer's failure later hands out nothing done
+    assert scheduler.take(8) == []
 
 
 async def test_scheduler_wakes_waiters_on_give_back_and_on_completion() -> None:
@@ -60,7 +76,7 @@ async def test_scheduler_wakes_waiters_on_give_back_and_on_completion() -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(scheduler.changed)
         await trio.testing.wait_all_tasks_blocked()
-        scheduler.done()
+        scheduler.done(0)
     assert scheduler.complete
 
 
