@@ -462,11 +462,13 @@ class BlobFetcher:
                 stream = await self._host.open_stream(peer, BLOB_PROTOCOL_ID)
                 try:
                     await self._pump(fetch, peer, stream, in_flight)
-                except trio.Cancelled:  # the fetch is done (or stopped): frames still owed are not read
-                    await stream.reset()
-                    raise
                 finally:
-                    await _close(stream)
+                    # Closed, not reset, even when cancelled (the fetch done without the copies
+                    # this peer still owes, or its place given to another): libp2p does not wake
+                    # a server blocked reading a stream that is reset, so each fetch left a
+                    # stream, and a place among the server's 4 per peer, open for its idle timeout.
+                    with trio.CancelScope(shield=True):
+                        await _close(stream)
                 return
             except PeerLied as lie:
                 self._ban(peer, fetch.progress, lie.error)

@@ -320,6 +320,27 @@ async def test_a_caller_joining_a_running_fetch_keeps_its_pin_and_its_size_check
     assert first is not None and first.pinned
 
 
+async def test_fetches_in_a_row_from_one_provider_leave_no_stream_open_there(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    """A fetch ends its chunk streams gracefully however it ends: a reset left the provider
+    blocked reading each one until its idle timeout, and the fifth fetch in a row found every
+    one of the four places the provider gives a peer taken ("none of 1 peer(s) asked has")."""
+    a = await nodes.start("row-a")
+    b = await nodes.start("row-b")
+    await connect(b, a)
+    for seed in range(SMALL.max_streams_per_peer + 2):
+        source = tmp_path / f"input-{seed}"
+        write_sparse_input(source, 2 * MIB, seed=20 + seed, block_every=MIN_CHUNK_SIZE)
+        cid = await put(a, source)
+        with trio.fail_after(DEADLINE_S):
+            progress = await b.blobs.fetch(cid)
+        assert progress.state == "complete"
+    server = a.blobs.server
+    assert server is not None
+    await wait_until(lambda: server.open_streams == 0, what="no blob stream left open at the provider")
+
+
 async def test_nobody_has_it_and_every_provider_failing_are_typed_errors(
     nodes: Nodes, tmp_path: Path
 ) -> None:
