@@ -37,6 +37,7 @@ import trio
 from hypercorn.typing import Framework
 
 from node.errors import NodeError
+from node.rpc import http_limits
 from node.rpc.address import is_loopback
 from node.rpc.server import AsgiReceive, AsgiScope, AsgiSend, hypercorn_config, serve_lifespan, sole_exception
 from node.rpc.views import MetricsReads
@@ -227,6 +228,7 @@ class MetricsServer:
 
         Raises :class:`MetricsBindError` when the address cannot be bound.
         """
+        http_limits.apply()
         serve = partial(
             hypercorn.trio.serve, cast(Framework, self.app), self._hypercorn_config(), mode="asgi"
         )

@@ -7,8 +7,11 @@ notifications, -32700/-32600/-32601/-32602/-32603), and domain errors keep their
 bitcoind's cookie: 32 random bytes in ``<home>/data/.cookie`` (0600), written after the port is bound
 and removed at exit, accepted as HTTP Basic (``__cookie__:<hex>``) or Bearer; checked before anything
 else, so an unauthenticated request runs nothing (401). ``Content-Type: application/json`` is
-required (415 otherwise): it forces browsers into a CORS preflight, so a web page cannot post to a
-node on localhost. Non-loopback binds need an explicit ``allow_remote`` and log a warning. Methods are
+required (415 otherwise; ``application/json-rpc`` and ``application/jsonrequest`` too): it forces
+browsers into a CORS preflight, so a web page cannot post to a node on localhost. What hypercorn
+does not bound is bounded in ``http_limits.py`` (HTTP/1.1 only, a deadline on each write, a
+connection cap), the body's arrival by ``server.py`` (408) and a batch's size of answer and hold on
+the event loop by ``protocol.py``: a client without the cookie held memory and connections for good. Non-loopback binds need an explicit ``allow_remote`` and log a warning. Methods are
 ``namespace_method``, registered with typed parameter schemas; ``python -m node.rpc.reference`` renders
 the method reference from the table.
 

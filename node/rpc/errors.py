@@ -12,6 +12,7 @@ The RPC layer's own errors use 5500-5599:
     5501  InvalidBindAddress        5502  MethodRegistrationError
     5503  CookieError               5504  RpcTransportError
     5505  RpcUnauthorized           5506  RpcBindError
+    5507  a batch call not run: the batch's answer was already too large (an error object only)
 
 The node's read methods answer a lookup of something this node does not have with a node error
 (a :class:`~node.errors.NodeError`, codes fixed by the RPC contract):
@@ -32,6 +33,9 @@ INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
+
+#: A batch entry not run because the batch's answer passed its size bound.
+BATCH_ANSWER_TOO_LARGE = 5507
 
 STANDARD_ERRORS: dict[int, str] = {
     PARSE_ERROR: "Parse error",

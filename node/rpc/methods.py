@@ -333,11 +333,17 @@ _PREAMBLE = """\
 
 Generated from the node's method table by `python -m node.rpc.reference`; do not edit by hand.
 
-The node serves JSON-RPC 2.0 over HTTP `POST /` on 127.0.0.1 (default port {port}), with
-`Content-Type: application/json`. Every request must carry the cookie that the node writes to
+The node serves JSON-RPC 2.0 over HTTP/1.1 `POST /` on 127.0.0.1 (default port {port}), with
+`Content-Type: application/json` (or `application/json-rpc`, `application/jsonrequest`); HTTP/2
+is not spoken (the prior-knowledge preface closes the connection, an `Upgrade: h2c` is ignored).
+Every request must carry the cookie that the node writes to
 `<home>/data/.cookie` at start (mode 0600, removed at exit; its content is `__cookie__:<hex>`):
 either `Authorization: Basic base64("__cookie__:<hex>")` or `Authorization: Bearer <hex>`.
-Anything else is answered with HTTP 401 and runs nothing. Bodies over {max_body} bytes get HTTP 413.
+Anything else is answered with HTTP 401 and runs nothing. Bodies over {max_body} bytes get HTTP 413,
+and a body that has not arrived 30 s after its headers HTTP 408. A client that reads nothing of
+an answer for 30 s loses its connection; a process serves at most 256 connections at once (the
+metrics endpoint included) and closes any beyond them on arrival. A batch (at most 1,000 calls)
+whose answers pass 16 MiB runs no further calls: each of those is answered with error 5507.
 `dcent node run --rpc-addr HOST:PORT` (or `rpc.addr` in config.toml) moves it; port 0 picks a free
 port, and the node writes the URL it really serves to `<home>/data/rpc.url` (removed at exit).
 

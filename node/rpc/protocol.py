@@ -17,7 +17,10 @@ import math
 from collections.abc import Iterable
 from typing import Final
 
+import trio
+
 from node.rpc.errors import (
+    BATCH_ANSWER_TOO_LARGE,
     INTERNAL_ERROR,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
@@ -34,6 +37,8 @@ from protocol.errors import ProtocolError
 logger = logging.getLogger("dcent.rpc")
 
 DEFAULT_MAX_BATCH: Final = 1000
+#: Past this many characters of answers, a batch's remaining calls are not run (5507 each).
+MAX_BATCH_ANSWER_CHARS: Final = 16 * 1024 * 1024
 # How much of a client-chosen method name goes into an error message.
 _ECHO_LIMIT: Final = 100
 
@@ -112,6 +117,19 @@ def _error_response(
         return encode_json({"jsonrpc": "2.0", "error": error, "id": request_id})
 
 
+def _refused_for_size(entry: object) -> str | None:
+    """The answer to a batch entry not run because the batch's answer is already too large
+    (nothing for a notification, as for any notification)."""
+    if not isinstance(entry, dict) or "id" not in entry:
+        return None
+    request_id = entry["id"] if _valid_id(entry["id"]) else None
+    return _error_response(
+        request_id,
+        BATCH_ANSWER_TOO_LARGE,
+        f"not run: the batch's answer passed {MAX_BATCH_ANSWER_CHARS} characters; send fewer calls per batch",
+    )
+
+
 def _standard_error(request_id: object, code: int, detail: str | None = None) -> str:
     message = STANDARD_ERRORS[code] if detail is None else f"{STANDARD_ERRORS[code]}: {detail}"
     return _error_response(request_id, code, message)
@@ -156,11 +174,20 @@ class Dispatcher:
                 None, INVALID_REQUEST, f"batch of {len(message)} requests exceeds {self.max_batch}"
             )
         answers = []
+        size = 0
         # In order, one at a time: a batch's calls see each other's effects in the order sent.
         for entry in message:
-            answer = await self._handle_entry(entry)
+            if size > MAX_BATCH_ANSWER_CHARS:
+                # 56 KB of cheap calls made a 28.8 MB answer, held whole while the client read it.
+                answer = _refused_for_size(entry)
+            else:
+                answer = await self._handle_entry(entry)
             if answer is not None:
                 answers.append(answer)
+                size += len(answer)
+            # Many handlers never await: without this a 1,000-call batch held the event loop,
+            # consensus included, for half a second.
+            await trio.lowlevel.checkpoint()
         if not answers:
             return None
         return "[" + ",".join(answers) + "]"

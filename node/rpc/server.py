@@ -28,6 +28,7 @@ import trio
 from hypercorn.typing import Framework
 
 from node.errors import leaf_exceptions
+from node.rpc import http_limits
 from node.rpc.address import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_RPC_HOST,
@@ -64,12 +65,19 @@ async def serve_lifespan(receive: AsgiReceive, send: AsgiSend) -> None:
 class _BodyRefusal(enum.Enum):
     TOO_LARGE = "too large"
     CLIENT_GONE = "client gone"
+    TOO_SLOW = "too slow"
 
 
 _TOO_LARGE = _BodyRefusal.TOO_LARGE
 _CLIENT_GONE = _BodyRefusal.CLIENT_GONE
+_TOO_SLOW = _BodyRefusal.TOO_SLOW
+#: The longest a request's body may take to arrive once its headers have.
+BODY_TIMEOUT_S = 30.0
 
 _JSON = b"application/json"
+#: What JSON-RPC over HTTP clients send (the draft convention also names the latter two). None is
+#: a type a cross-site form may send without a preflight, so the browser rule still holds.
+_JSON_TYPES = frozenset({_JSON, b"application/json-rpc", b"application/jsonrequest"})
 _PLAIN_TEXT = b"text/plain; charset=utf-8"
 
 
@@ -84,7 +92,7 @@ def _is_json_content_type(value: bytes | None) -> bool:
     if value is None:
         return False
     media_type = value.split(b";", 1)[0].strip().lower()
-    return media_type == _JSON
+    return media_type in _JSON_TYPES
 
 
 class RpcHttpApp:
@@ -106,7 +114,8 @@ class RpcHttpApp:
     async def _http(self, scope: AsgiScope, receive: AsgiReceive, send: AsgiSend) -> None:
         if not self.cookie.authorizes(_header(scope, b"authorization")):
             client = scope.get("client")
-            logger.info("RPC request from %s refused: missing or wrong cookie", client)
+            # Not INFO: anyone who can connect could fill the log, ~100 bytes per 27-byte request.
+            logger.debug("RPC request from %s refused: missing or wrong cookie", client)
             await _respond(
                 send, 401, b"unauthorized\n", [(b"www-authenticate", b'Basic realm="dcent"')], _PLAIN_TEXT
             )
@@ -120,8 +129,15 @@ class RpcHttpApp:
         if not _is_json_content_type(_header(scope, b"content-type")):
             await _respond(send, 415, b"unsupported media type: use application/json\n", [], _PLAIN_TEXT)
             return
-        body = await self._read_body(scope, receive)
+        body: bytes | _BodyRefusal = _TOO_SLOW
+        with trio.move_on_after(BODY_TIMEOUT_S):
+            body = await self._read_body(scope, receive)
         if body is _CLIENT_GONE:
+            return
+        if body is _TOO_SLOW:  # a body announced and never sent held its connection for good
+            await _respond(
+                send, 408, b"request body not received in time\n", [(b"connection", b"close")], _PLAIN_TEXT
+            )
             return
         if body is _TOO_LARGE:
             await _respond(send, 413, b"request body too large\n", [], _PLAIN_TEXT)
@@ -249,6 +265,7 @@ class RpcServer:
         Raises :class:`~node.rpc.errors.RpcBindError` when the address cannot be bound, and
         :class:`~node.rpc.errors.CookieError` when the cookie or URL file cannot be written.
         """
+        http_limits.apply()
         cookie = Cookie.generate()
         app = RpcHttpApp(self.dispatcher, cookie, max_body_bytes=self.max_body_bytes)
         serve = partial(

@@ -243,11 +243,16 @@ async def test_wrong_path_method_or_content_type_runs_nothing(node: Node, http: 
             content=record_body(9),
             headers={**authorization, "content-type": "application/json; charset=utf-8"},
         )
+        json_rpc_type = await http.post(
+            node.url,
+            content=record_body(10),
+            headers={**authorization, "content-type": "application/json-rpc"},
+        )
     assert wrong_path.status_code == 404
     assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
     assert form.status_code == 415 and no_type.status_code == 415
-    assert with_charset.status_code == 200
-    assert node.calls == [9]
+    assert with_charset.status_code == 200 and json_rpc_type.status_code == 200
+    assert node.calls == [9, 10]
 
 
 async def test_fuzzed_bodies_do_not_crash_the_server(node: Node, http: httpx.AsyncClient) -> None:

@@ -10,7 +10,9 @@ import json
 import logging
 
 import pytest
+import trio
 
+from node.rpc import protocol as rpc_protocol
 from node.rpc.errors import RpcError
 from node.rpc.methods import MethodTable
 from node.rpc.params import Int, Param
@@ -413,3 +415,42 @@ async def test_bytes_and_addresses_in_results_are_text() -> None:
         "result": {"hash": "00ab", "owner": str(address), "pair": [1, 2]},
         "id": 1,
     }
+
+
+# --- bounds on a batch (review33) ----------------------------------------------------------------
+
+
+async def test_a_batch_whose_answer_grows_too_large_runs_no_further_calls(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """56 KB of cheap calls made a 28.8 MB answer; past the bound the rest are refused, 5507."""
+    monkeypatch.setattr(rpc_protocol, "MAX_BATCH_ANSWER_CHARS", 120)
+    batch = [{"jsonrpc": "2.0", "method": "test_get_data", "id": n} for n in range(5)]
+    batch.append({"jsonrpc": "2.0", "method": "notify_hello", "params": [1]})  # a notification
+    answers = await call(recorder.dispatcher(), json.dumps(batch))
+    assert isinstance(answers, list)
+    ran = [answer["id"] for answer in answers if "result" in answer]
+    refused = [errors_of(answer) for answer in answers if "error" in answer]
+    assert ran == [0, 1, 2] and refused == [(5507, 3), (5507, 4)]
+    assert len(recorder.calls) == 3  # nothing past the bound ran, the notification included
+
+
+async def test_a_long_batch_lets_other_tasks_run_between_its_calls(recorder: Recorder) -> None:
+    """Most handlers never await: a 1,000-call batch held the event loop (consensus with it)."""
+    turns = 0
+
+    async def other_task() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await trio.lowlevel.checkpoint()
+
+    batch = [{"jsonrpc": "2.0", "method": "math_sum", "params": [n], "id": n} for n in range(200)]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other_task)
+        before = turns
+        answers = await call(recorder.dispatcher(), json.dumps(batch))
+        during = turns - before
+        nursery.cancel_scope.cancel()
+    assert isinstance(answers, list) and len(answers) == 200
+    assert during >= 100  # about one turn per call; without the checkpoints, none
