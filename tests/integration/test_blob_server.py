@@ -307,6 +307,18 @@ async def test_a_lying_server_is_banned_and_the_blob_fetched_from_an_honest_one(
     assert (tmp_path / "out").read_bytes() == data
 
 
+async def fetcher_of(
+    nursery: trio.Nursery, tmp_path: Path, settings: BlobSettings, providers: list[P2PHost]
+) -> BlobService:
+    """A fetching node with its own ``settings``, connected to ``providers``."""
+    host = await start_host(nursery, "fetcher")
+    fetcher = BlobService(host=host, root=tmp_path / "fetcher", settings=settings)
+    await nursery.start(fetcher.run)
+    for provider in providers:
+        await host.connect(provider.listen_addrs[0])
+    return fetcher
+
+
 async def test_chunks_held_by_providers_that_never_deliver_are_fetched_from_a_fast_one(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
@@ -325,12 +337,8 @@ async def test_chunks_held_by_providers_that_never_deliver_are_fetched_from_a_fa
         await store.put(tmp_path / "file", pin=True)
         host.set_stream_handler(BLOB_PROTOCOL_ID, hostile_handler(store, "withhold chunks"))
         withholders.append(host)
-    fetcher_host = await start_host(nursery, "fetcher")
     patient = dataclasses.replace(SETTINGS, stall_timeout_s=3600.0, max_fetch_peers=3)
-    fetcher = BlobService(host=fetcher_host, root=tmp_path / "fetcher", settings=patient)
-    await nursery.start(fetcher.run)
-    for host in (honest_host, *withholders):
-        await fetcher_host.connect(host.listen_addrs[0])
+    fetcher = await fetcher_of(nursery, tmp_path, patient, [honest_host, *withholders])
 
     with trio.fail_after(DEADLINE_S):
         progress = await fetcher.fetch(
@@ -359,12 +367,8 @@ async def test_a_provider_trickling_chunks_inside_the_stall_deadline_yields_its_
         if label != "honest":
             host.set_stream_handler(BLOB_PROTOCOL_ID, hostile_handler(store, "trickle chunks"))
         providers.append(host)
-    fetcher_host = await start_host(nursery, "fetcher")
     two_places = dataclasses.replace(SETTINGS, stall_timeout_s=2.0, max_fetch_peers=2)
-    fetcher = BlobService(host=fetcher_host, root=tmp_path / "fetcher", settings=two_places)
-    await nursery.start(fetcher.run)
-    for host in providers:
-        await fetcher_host.connect(host.listen_addrs[0])
+    fetcher = await fetcher_of(nursery, tmp_path, two_places, providers)
 
     with trio.fail_after(DEADLINE_S):
         progress = await fetcher.fetch(info.cid, peers=[host.peer_id for host in providers])
