@@ -416,7 +416,10 @@ async def test_chunks_requested_and_not_yet_written_never_exceed_the_window(
         provider.hooks.append(on_send)
     with trio.fail_after(DEADLINE_S):
         await b.blobs.fetch(cid)
-    assert sorted(written) == list(range(8 * MIB // MIN_CHUNK_SIZE))
+    assert sorted(set(written)) == list(range(8 * MIB // MIN_CHUNK_SIZE))
+    # The endgame may fetch a chunk still in flight from the other provider too: a copy each at
+    # most, of no more than a window of chunks.
+    assert len(written) - len(set(written)) <= settings.window_chunks
     assert max(outstanding) <= settings.window_chunks, max(outstanding)
     assert max(batches) <= settings.window_chunks
     assert await trio.to_thread.run_sync(file_sha256, stored_file(b, cid)) == expected
