@@ -437,10 +437,11 @@ def test_a_node_asked_to_stop_is_not_restarted_whatever_its_exit_code(tmp_path: 
     assert exit_file.read_text() == "7\n" and not pid_file.exists()
 
 
-# A supervisor slow to go once its node has exited: it records the exit code, lingers a
-# second, and only then removes its state file (the window `testnet restart` once fell into).
+# A supervisor that does not go once its node has exited: it records the exit code and then
+# waits on its stdin, which the test never writes, before removing its state file. A `start` in
+# that window was refused (testnet restart, in CI); here the window never closes by itself.
 LINGERING_SUPERVISOR = (
-    "import json, os, signal, subprocess, sys, time\n"
+    "import json, os, signal, subprocess, sys\n"
     "from pathlib import Path\n"
     "from node.testnet.supervisor import STATE_FILE_NAME, process_start_time, write_atomically\n"
     "pid_file, exit_file = Path(sys.argv[1]), Path(sys.argv[2])\n"
@@ -454,7 +455,7 @@ LINGERING_SUPERVISOR = (
     "code = child.wait()\n"
     "write_atomically(exit_file, f'{code}\\n')\n"
     "pid_file.unlink()\n"
-    "time.sleep(1.0)\n"
+    "sys.stdin.read()\n"
     "state.unlink()\n"
 )
 
@@ -464,18 +465,24 @@ def test_a_stop_returns_once_the_supervisor_is_gone_so_a_start_right_after_is_no
 ) -> None:
     node = build_network(tmp_path / "net", NetworkPlan(nodes=1, seed=b"s")).nodes[0]
     supervisor = subprocess.Popen(
-        [sys.executable, "-c", LINGERING_SUPERVISOR, str(node.pid_path), str(node.exit_path)], cwd=ROOT
+        [sys.executable, "-c", LINGERING_SUPERVISOR, str(node.pid_path), str(node.exit_path)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        start_new_session=True,  # as `testnet up` starts them: a stop may kill its process group
     )
     try:
         wait_until_blocking(lambda: supervisor_of(node) and read_pid_file(node.pid_path), what="it started")
         [stopped] = stop_nodes([node])
         assert stopped.exit_code == -signal.SIGTERM and not stopped.killed
-        # Without the wait, `start` saw a live supervisor and refused: "about to restart it".
+        # Gone before stop returned (after a bounded wait, killed): without that wait, `start`
+        # saw a live supervisor and refused with "about to restart it".
         assert supervisor_of(node) is None and supervisor.poll() is not None
     finally:
         if supervisor.poll() is None:
             supervisor.kill()
         supervisor.wait()
+        assert supervisor.stdin is not None
+        supervisor.stdin.close()
 
 
 def test_on_a_host_with_real_gpus_provider_zero_sells_them_and_non_providers_sell_none(
