@@ -4,9 +4,9 @@ A fetch goes through four steps:
 
 1. **Find providers.** Ask "have" of the hinted peers (the requester's node first, for a job
    input), then of connected peers in random order (at most ``MAX_HAVE_QUERIES`` in all), all at
-   once with a deadline. A peer that answers with a
-   manifest that does not hash to the content id is banned. Peers banned for an earlier lie are
-   not asked.
+   once with a deadline; a peer that answers busy is asked again within it. A peer that answers
+   with a manifest that does not hash to the content id is banned. Peers banned for an earlier
+   lie are not asked.
 2. **The leaf list**, in 256 KiB pages from one provider into a file, folded into a Merkle root
    as it arrives (O(log n) memory); a list that does not give the manifest's root bans that
    provider and the next one is asked. Skipped when resuming with a verified list on disk.
@@ -29,7 +29,7 @@ Bounds and the attacks they answer:
   it delivered less than a peer window (:meth:`BlobFetcher._rotate_slow_peers`); once nothing is
   left to hand out, peers with room fetch the chunks others still hold (the endgame, see
   :class:`~node.blobs.scheduling.ChunkScheduler`), and the fetch ends at its last verified
-  chunk, resetting streams that still owe copies.
+  chunk, closing the streams that still owe copies.
 - *Memory*: chunks requested and not yet written are capped at ``window_chunks`` per fetch and
   ``peer_window_chunks`` per peer; a stream buffers at most one frame, whose length is known
   from the manifest before it is read. A 2 GiB blob moves through ~16 MiB of buffers.

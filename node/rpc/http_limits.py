@@ -24,13 +24,12 @@ first two without the RPC cookie (the 401 is an answer too):
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import h11
 import trio
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol import ProtocolWrapper
-from hypercorn.protocol.h11 import H2CProtocolRequiredError, H2ProtocolAssumedError, H11Protocol
+from hypercorn.protocol.h11 import H2ProtocolAssumedError, H11Protocol
 from hypercorn.trio.tcp_server import TCPServer
 
 log = logging.getLogger("dcent.http")
@@ -52,9 +51,10 @@ def open_connections() -> int:
 
 
 async def _http1_only(self: ProtocolWrapper, event: Event) -> None:
+    """hypercorn's switch to HTTP/2, less the switch: the connection is closed instead."""
     try:
         await self.protocol.handle(event)
-    except (H2ProtocolAssumedError, H2CProtocolRequiredError):
+    except H2ProtocolAssumedError:
         log.debug("HTTP/2 refused from %s: these endpoints speak HTTP/1.1", self.client)
         await self.send(Closed())
 
@@ -100,9 +100,8 @@ def apply() -> None:
     """Install the bounds (idempotent)."""
     if _state["applied"]:
         return
-    patched: dict[str, Any] = {"handle": _http1_only, "protocol_send": _bounded_send, "run": _capped_run}
-    ProtocolWrapper.handle = patched["handle"]  # type: ignore[method-assign]
     H11Protocol._check_protocol = _no_upgrade  # type: ignore[method-assign]
-    TCPServer.protocol_send = patched["protocol_send"]  # type: ignore[method-assign]
-    TCPServer.run = patched["run"]  # type: ignore[method-assign]
+    ProtocolWrapper.handle = _http1_only  # type: ignore[method-assign]
+    TCPServer.protocol_send = _bounded_send  # type: ignore[method-assign]
+    TCPServer.run = _capped_run  # type: ignore[method-assign]
     _state["applied"] = True

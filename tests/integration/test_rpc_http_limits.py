@@ -54,12 +54,16 @@ async def read_all(stream: trio.SocketStream) -> bytes:
     return received
 
 
-def post_head(server: rpc_server.RpcServer, length: int) -> bytes:
+async def posting(server: rpc_server.RpcServer, body: bytes, *, sent: int) -> trio.SocketStream:
+    """A connection carrying an authenticated POST of ``body``, of which ``sent`` bytes are sent."""
     token = read_cookie_file(server.cookie_path).bearer_header()
-    return (
+    head = (
         f"POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nauthorization: {token}\r\n"
-        f"content-length: {length}\r\n\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
     ).encode()
+    stream = await connect(server)
+    await stream.send_all(head + body[:sent])
+    return stream
 
 
 async def test_http2_by_prior_knowledge_is_closed_and_an_upgrade_answered_in_http1(
@@ -111,9 +115,7 @@ async def test_a_body_that_never_comes_gets_408_and_runs_nothing(
     monkeypatch.setattr(rpc_server, "BODY_TIMEOUT_S", 0.5)
     body = record_body(7)
     with trio.fail_after(DEADLINE_S):
-        stream = await connect(server)
-        await stream.send_all(post_head(server, len(body)) + body[:5])
-        answer = await read_all(stream)
+        answer = await read_all(await posting(server, body, sent=5))
     assert answer.startswith(b"HTTP/1.1 408 ")
     assert calls == []
 
@@ -125,14 +127,10 @@ async def test_connections_beyond_the_cap_are_closed_on_arrival(
     monkeypatch.setattr(http_limits, "MAX_CONNECTIONS", 3)
     body = record_body(3)
     with trio.fail_after(DEADLINE_S):
-        held = []
-        for _ in range(3):  # each waits for a body it will not get within the test
-            stream = await connect(server)
-            await stream.send_all(post_head(server, len(body)))
-            held.append(stream)
+        # Each waits for a body it will not get within the test.
+        held = [await posting(server, body, sent=0) for _ in range(3)]
         await wait_until(lambda: http_limits.open_connections() == 3, what="three connections held")
-        extra = await connect(server)
-        await extra.send_all(post_head(server, len(body)) + body)
+        extra = await posting(server, body, sent=len(body))
         assert await read_all(extra) == b""  # closed on arrival, nothing run
         assert calls == []
         await held[0].send_all(body)  # a held one finishes its request and is answered
