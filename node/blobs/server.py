@@ -12,15 +12,19 @@ Bounds, and the attack each one answers:
   bad range, gets a typed refusal (:class:`BadBlobRequest`, :class:`RangeOutOfBlob`) and, for
   garbage, the end of the stream.
 - *A peer opening streams to pin our memory or file descriptors*: at most
-  ``max_streams_per_peer`` streams per peer and ``max_streams`` in all; the next one is answered
-  with :class:`BlobBusy` and closed. Each stream holds at most two chunks in memory (one on the
-  wire, the next read ahead: 8 MiB at the 4 MiB chunk maximum, 512 MiB over ``max_streams``) and
-  one pair of open files.
+  ``max_streams_per_peer`` streams per peer and ``max_streams`` in all; when the server is full
+  a new stream takes the place of the stream sent no chunk for longest (past ``evict_idle_s``,
+  and not being answered), else it is answered with :class:`BlobBusy` and closed
+  (:mod:`node.blobs.places`: places are kept by use, not by presence). Each stream holds at most
+  two chunks in memory (one on the wire, the next read ahead) and one pair of open files, and
+  all streams together at most ``max_send_bytes`` of chunks read and not yet sent (64 streams of
+  4 MiB chunks were 512 MiB).
 - *A peer opening a stream and going silent* (slowloris), or *asking and not reading*: a stream
   with no request for ``idle_timeout_s``, or whose client takes no frame for as long, is dropped,
   freeing its slot. Only a request we serve data for (leaves, chunks, the manifest of a blob we
   hold) keeps a stream alive: a few made-up identities asking "have" for random content ids
-  every 29 s held every slot, and each honest fetcher was told "busy". (If the client stops reading altogether, libp2p 0.8.1 cannot close that
+  every 29 s held every slot, and each honest fetcher was told "busy"; one asking for a blob we
+  hold every 29 s keeps its stream only until a newcomer needs the place. (If the client stops reading altogether, libp2p 0.8.1 cannot close that
   connection either: its yamux writes the close under the lock the blocked send holds. That
   costs the connection, not our slots.)
 - *A peer asking for a blob we do not have, over and over*: "not here" is one small reply from
@@ -39,6 +43,7 @@ from functools import partial
 import trio
 
 from node.blobs.errors import UnknownBlob
+from node.blobs.places import Place, Places, SendBudget
 from node.blobs.reader import BlobReader
 from node.blobs.settings import BlobSettings
 from node.blobs.store import BlobStore
@@ -71,7 +76,12 @@ class BlobServer:
         self._store = store
         self._settings = settings
         self._on_chunk_sent = on_chunk_sent
-        self._streams: Counter[str] = Counter()
+        self.places = Places(
+            max_streams=settings.max_streams,
+            max_streams_per_peer=settings.max_streams_per_peer,
+            evict_idle_s=settings.evict_idle_s,
+        )
+        self.send_budget = SendBudget(settings.max_send_bytes)
         #: Totals since start, for metrics.
         self.chunks_sent = 0
         self.bytes_sent = 0
@@ -79,50 +89,60 @@ class BlobServer:
 
     @property
     def open_streams(self) -> int:
-        return sum(self._streams.values())
+        return len(self.places)
 
     async def handle(self, stream: Stream) -> None:
-        """Serve one stream until the client closes it, goes idle, or sends garbage."""
+        """Serve one stream until the client closes it, goes idle, sends garbage, or (sent no
+        chunk lately, while the server is full) yields its place to a newcomer."""
         peer = stream.peer_id
         settings = self._settings
-        if self._streams[peer] >= settings.max_streams_per_peer or self.open_streams >= settings.max_streams:
+        place = self.places.take(peer)
+        if place is None:
             with trio.move_on_after(settings.idle_timeout_s):
                 await self._refuse(stream, BlobBusy("too many blob streams open; retry later"))
             return
-        self._streams[peer] += 1
         slot = _ReaderSlot()
         idle_until = trio.current_time() + settings.idle_timeout_s
         try:
-            while True:
-                raw = None
-                with trio.move_on_at(idle_until):
-                    try:
-                        raw = await stream.receive_frame(MAX_REQUEST_BYTES)
-                    except StreamClosedError:
-                        return  # the client is done
-                if raw is None:
-                    log.debug("blob stream from %s idle for %s s; closed", peer, settings.idle_timeout_s)
-                    return
-                try:
-                    request = BlobRequest.decode(raw)
-                except DecodeError as exc:
-                    await self._refuse(stream, BadBlobRequest(f"malformed request: {exc.message}"))
-                    return
-                try:
-                    if await self._answer(stream, request, slot):
-                        idle_until = trio.current_time() + settings.idle_timeout_s
-                except trio.TooSlowError:
-                    log.info("blob stream to %s: the client stopped reading; dropped", peer)
-                    return
-                except (OSError, EOFError) as exc:  # our disk, not the peer: log, drop the stream
-                    log.warning("serving blob %s to %s failed: %s", request.cid.hex(), peer, exc)
-                    await stream.reset()
-                    return
+            with place.scope:
+                await self._serve(stream, place, slot, idle_until)
+            if place.evicted:
+                log.debug("blob stream from %s took no chunk lately; evicted for another", peer)
+                await stream.reset()  # a frame may have been cut short on the wire
         finally:
             slot.swap(None)
-            self._streams[peer] -= 1
-            if not self._streams[peer]:
-                del self._streams[peer]
+            self.places.give_back(place)
+
+    async def _serve(self, stream: Stream, place: Place, slot: _ReaderSlot, idle_until: float) -> None:
+        peer = stream.peer_id
+        settings = self._settings
+        while True:
+            raw = None
+            place.busy_here = False
+            with trio.move_on_at(idle_until):
+                try:
+                    raw = await stream.receive_frame(MAX_REQUEST_BYTES)
+                except StreamClosedError:
+                    return  # the client is done
+            place.busy_here = True
+            if raw is None:
+                log.debug("blob stream from %s idle for %s s; closed", peer, settings.idle_timeout_s)
+                return
+            try:
+                request = BlobRequest.decode(raw)
+            except DecodeError as exc:
+                await self._refuse(stream, BadBlobRequest(f"malformed request: {exc.message}"))
+                return
+            try:
+                if await self._answer(stream, request, slot, place):
+                    idle_until = trio.current_time() + settings.idle_timeout_s
+            except trio.TooSlowError:
+                log.info("blob stream to %s: the client stopped reading; dropped", peer)
+                return
+            except (OSError, EOFError) as exc:  # our disk, not the peer: log, drop the stream
+                log.warning("serving blob %s to %s failed: %s", request.cid.hex(), peer, exc)
+                await stream.reset()
+                return
 
     async def _send(self, stream: Stream, frame: bytes) -> None:
         """Send one frame; raises :class:`trio.TooSlowError` if the client does not take it
@@ -134,7 +154,7 @@ class BlobServer:
         self.refusals[refusal.code] += 1
         await self._send(stream, BlobReply(refusal.code, refusal.message).encode())
 
-    async def _answer(self, stream: Stream, request: BlobRequest, slot: _ReaderSlot) -> bool:
+    async def _answer(self, stream: Stream, request: BlobRequest, slot: _ReaderSlot, place: Place) -> bool:
         """Answer one request; returns whether it was served (not refused). The blob's reader
         stays in ``slot`` for the next request."""
         reader = slot.reader
@@ -159,31 +179,57 @@ class BlobServer:
             return False
         if request.op == OP_CHUNKS:
             await self._send(stream, REPLY_OK_BYTES)
-            await self._send_chunks(stream, request, reader)
+            await self._send_chunks(stream, request, reader, place)
         else:
             leaves = await trio.to_thread.run_sync(reader.read_leaves, request.start, request.count)
             await self._send(stream, REPLY_OK_BYTES)
             await self._send(stream, leaves)
         return True
 
-    async def _send_chunks(self, stream: Stream, request: BlobRequest, reader: BlobReader) -> None:
+    async def _send_chunks(
+        self, stream: Stream, request: BlobRequest, reader: BlobReader, place: Place
+    ) -> None:
         """Send the requested chunks, reading the next one from disk (in a worker thread) while
         the current one is on the wire: at most two chunks of this stream in memory. Each chunk
-        is read straight into its frame (prefix room, then the bytes) and sent in one write."""
-        read, sendable = trio.open_memory_channel[tuple[int, bytearray]](0)
+        is read straight into its frame (prefix room, then the bytes) and sent in one write.
+        Each chunk holds its bytes of the node's send budget from before its read until it has
+        left."""
+        read, sendable = trio.open_memory_channel[tuple[int, bytearray, int]](0)
+        budget = self.send_budget
+
+        async def reserve(size: int) -> int:
+            while True:
+                with trio.move_on_after(self._settings.evict_idle_s):
+                    return await budget.acquire(size)
+                # Held by frames whose clients take nothing: the idlest of them yields it.
+                self.places.evict_for_memory()
 
         async def read_ahead() -> None:
             async with read:
                 for index in range(request.start, request.start + request.count):
-                    frame = await trio.to_thread.run_sync(reader.read_chunk_frame, index)
-                    await read.send((index, frame))
+                    taken = await reserve(reader.manifest.chunk_length(index))
+                    place.held_bytes += taken
+                    try:
+                        frame = await trio.to_thread.run_sync(reader.read_chunk_frame, index)
+                        await read.send((index, frame, taken))
+                    except BaseException:
+                        place.held_bytes -= taken
+                        budget.release(taken)
+                        raise
 
         async with open_task_group() as nursery:
             nursery.start_soon(read_ahead)
             async with sendable:
-                async for index, frame in sendable:
-                    with trio.fail_after(self._settings.idle_timeout_s):
-                        await stream.send_frame_buffer(frame)
+                async for index, frame, taken in sendable:
+                    place.busy_here = False  # on the client now, to take the frame
+                    try:
+                        with trio.fail_after(self._settings.idle_timeout_s):
+                            await stream.send_frame_buffer(frame)
+                    finally:
+                        place.busy_here = True
+                        place.held_bytes -= taken
+                        budget.release(taken)
+                    place.last_chunk_at = trio.current_time()
                     self.chunks_sent += 1
                     self.bytes_sent += len(frame) - FRAME_HEADER.size
                     if self._on_chunk_sent is not None:

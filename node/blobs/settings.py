@@ -13,6 +13,7 @@ from node.blobs.errors import BlobSettingsError
 from protocol.blobs.merkle import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
 from protocol.blobs.wire import MAX_CHUNKS_PER_REQUEST
 
+MIB = 1 << 20
 GIB = 1 << 30
 
 
@@ -59,6 +60,10 @@ class BlobSettings:
     max_streams: int = 64
     #: A stream that sends no request for this long is closed.
     idle_timeout_s: float = 30.0
+    #: When every place is taken, a new stream takes the place of one sent no chunk for this long.
+    evict_idle_s: float = 2.0
+    #: Chunk bytes all streams together may hold read from disk and not yet sent.
+    max_send_bytes: int = 128 * MIB
 
     def __post_init__(self) -> None:
         size = self.chunk_size
@@ -75,6 +80,8 @@ class BlobSettings:
         for name in ("max_fetch_peers", "max_concurrent_fetches", "max_streams_per_peer", "max_streams"):
             if not 1 <= getattr(self, name) <= 1024:
                 raise BlobSettingsError(f"blobs.{name}: between 1 and 1024")
+        if not MIN_CHUNK_SIZE <= self.max_send_bytes <= 64 * GIB:
+            raise BlobSettingsError(f"blobs.max_send_bytes: between {MIN_CHUNK_SIZE} and {64 * GIB}")
         if not 0 <= self.peer_retries <= 100:
             raise BlobSettingsError("blobs.peer_retries: between 0 and 100")
         for name in (
@@ -84,6 +91,7 @@ class BlobSettings:
             "ban_s",
             "checkpoint_interval_s",
             "idle_timeout_s",
+            "evict_idle_s",
         ):
             if not 0 < getattr(self, name) <= 7 * 24 * 3600:
                 raise BlobSettingsError(f"blobs.{name}: more than 0 s and at most a week")

@@ -21,6 +21,7 @@ import trio
 from node.blobs.errors import FetchFailed, NoProviders, UnexpectedBlobSize
 from node.blobs.files import Bitmap
 from node.blobs.partial import PartialBlob
+from node.blobs.places import Place
 from node.blobs.reader import BlobReader
 from node.blobs.server import BlobServer, ChunkObserver
 from node.blobs.service import BlobService
@@ -440,9 +441,11 @@ async def test_requests_carry_runs_of_chunks_not_one_each(
     counts: list[int] = []
     real = BlobServer._send_chunks
 
-    async def recording(server: BlobServer, stream: Stream, request: BlobRequest, reader: BlobReader) -> None:
+    async def recording(
+        server: BlobServer, stream: Stream, request: BlobRequest, reader: BlobReader, place: Place
+    ) -> None:
         counts.append(request.count)
-        await real(server, stream, request, reader)
+        await real(server, stream, request, reader, place)
 
     monkeypatch.setattr(BlobServer, "_send_chunks", recording)
     with trio.fail_after(DEADLINE_S):

@@ -109,6 +109,8 @@ def autojump_clock() -> trio.testing.MockClock:
         {"peer_retries": -1},
         {"idle_timeout_s": 0},
         {"stall_timeout_s": 8 * 24 * 3600},
+        {"evict_idle_s": 0},
+        {"max_send_bytes": 1024},
     ],
 )
 def test_settings_out_of_range_are_refused(changes: dict[str, object]) -> None:
