@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,16 +315,19 @@ class ChainStore:
         consensus_updates: dict[str, bytes] | None = None,
         economics: bytes | None = None,
         escrow_prices: Mapping[bytes, int] | None = None,
+        txs: Sequence[Tx] | None = None,
     ) -> None:
         """Store the block at head + 1 and index its transactions, optionally with a ledger
         snapshot of the state after it, consensus-state updates and the block's economics
         record, all in one transaction. ``escrow_prices``: the DCT price each escrow the block
-        opened fixed (from its ledger events), indexed instead of the terms' cap.
+        opened fixed (from its ledger events), indexed instead of the terms' cap. ``txs``: the
+        block's transactions, decoded already (consensus has them from executing the block);
+        decoding them here again cost a validator ~3% of its CPU under load.
 
         Raises :class:`NotContiguous`, or :class:`CorruptStore` for block bytes that do not
         decode as a block of valid transactions; nothing is written when it raises.
         """
-        txs = block_txs(block)
+        txs = block_txs(block) if txs is None else list(txs)
         rows = index_rows(block, txs)
         with self._transaction() as db:
             row = db.execute("SELECT MAX(height) FROM blocks").fetchone()

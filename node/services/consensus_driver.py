@@ -90,6 +90,7 @@ from protocol.consensus.sync import serve_sync_request
 from protocol.encoding import DecodeError
 from protocol.ledger.errors import BadSignature, LedgerError, MalformedTx, WrongChainId
 from protocol.ledger.events import ESCROW_OPENED
+from protocol.ledger.tx import decode_tx
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -392,9 +393,10 @@ class ConsensusDriver:
         economics = self.app.take_record(block.height) if isinstance(self.app, RecordingLedgerApp) else None
         events = self.app.take_events(block.height)
         escrow_prices = {event.key: event.price for event in events if event.kind == ESCROW_OPENED}
+        txs = [self.mempool.decoded(raw) or decode_tx(raw) for raw in block.txs]  # it applied: all decode
         await trio.to_thread.run_sync(
             lambda: self.store.append_block(
-                stored, snapshot=checkpoint, economics=economics, escrow_prices=escrow_prices
+                stored, snapshot=checkpoint, economics=economics, escrow_prices=escrow_prices, txs=txs
             )
         )
         if checkpoint is not None:
@@ -403,7 +405,7 @@ class ConsensusDriver:
         self.feed.publish(block.height, events)
         self.commit_wall_ms[block.height] = wall_clock_ms()
         self.commit_wall_ms.pop(block.height - COMMIT_TIMES_KEPT, None)
-        included = {hashlib.sha256(raw).digest() for raw in block.txs}
+        included = {tx.hash for tx in txs}
         self.mempool.remove_committed(self.app.state, included, block.time_ms)
         self._committed_recently.update(dict.fromkeys(included))
         while len(self._committed_recently) > COMMITTED_KEPT:

@@ -13,7 +13,7 @@ import pytest
 from node.store import ChainStore, CorruptStore, IndexedTx, NotContiguous, StoredBlock, WrongChain
 from protocol.consensus.messages import Block, CommitCertificate
 from protocol.crypto import PrivateKey
-from protocol.ledger.tx import Stake, Transfer, sign_tx
+from protocol.ledger.tx import Stake, Transfer, decode_tx, sign_tx
 
 CHAIN = "dcent-store-test"
 ALICE = PrivateKey.from_label("store-alice")
@@ -125,11 +125,14 @@ def test_a_file_that_is_not_a_database_is_reported(tmp_path: Path) -> None:
 # --- the transaction index ---------------------------------------------------------------------
 
 
-def test_appending_a_block_indexes_its_transactions(db_path: Path) -> None:
+@pytest.mark.parametrize("decoded", [False, True], ids=["decoded-here", "decoded-by-consensus"])
+def test_appending_a_block_indexes_its_transactions(db_path: Path, decoded: bool) -> None:
     to_bob = _transfer(ALICE, 1, BOB)
     stake = sign_tx(ALICE, CHAIN, 2, 10_000, Stake(7))
     store = ChainStore.open(db_path)
-    store.append_block(_block(1, [to_bob, stake]))
+    store.append_block(
+        _block(1, [to_bob, stake]), txs=[decode_tx(to_bob), decode_tx(stake)] if decoded else None
+    )
 
     assert store.tx(hashlib.sha256(to_bob).digest()) == IndexedTx(
         hash=hashlib.sha256(to_bob).digest(),
