@@ -4,31 +4,52 @@
 (and ``max_streams_per_peer`` per peer). Refusing every stream beyond the cap let anyone who
 can make up identities hold every place at almost no cost: 16 identities asking for a blob
 every 29 s kept 64 places, and every honest fetcher was told "busy". So when the server is full,
-a new stream takes the place of a stream *idle on its client's side* for ``evict_idle_s``: no
-chunk of it has left for that long and it is not waiting on us (the disk, the send budget) but
-on its client, for a request or to take the frame on the wire. The one idle longest goes first;
-a new stream counts from its start. A fetcher keeps its next request queued at the server while
-a run of chunks is on the wire, so a stream in use always has chunks leaving; one held by asking
-"have" or for a leaf now and then, or by asking and not reading, yields its place to the next
-newcomer. To keep a place against newcomers a peer must take a chunk every ``evict_idle_s``:
-what an honest fetcher does anyway, and as costly to the holder as to us.
+a new stream takes the place of the stream that has lately taken the fewest bytes from us,
+provided that is fewer than ``evict_below_bytes_per_s`` (a rate decayed over
+:data:`RATE_TAU_S`); ties go to the oldest stream. Every byte a stream's client takes counts,
+whatever the reply (chunks, leaves, manifests, refusals), in slices of
+:data:`~node.blobs.server.SEND_SLICE_BYTES`, so a client reading a large chunk slowly is seen
+taking it. A stream waiting on us (the disk, the send budget) is never evicted: our slowness is
+not its fault.
+
+What it was built against (review 34 broke a first version that protected new streams for 2 s
+and counted only whole chunks):
+
+- *Churn*: new streams count from 0 bytes and have no grace, so a peer opening streams to push
+  out others pushes out its own older idle streams first; an honest fetcher's stream is taking
+  chunks within milliseconds of opening and ranks above them.
+- *Asking and not reading*, or granting a byte of credit now and then: nothing is taken, the
+  rate decays to 0, and the stream is the first to go.
+- *Slow honest links*: a client taking 64 KiB/s or more keeps its place however long a chunk
+  takes; below that, only when no slower stream is there to go first.
+
+To keep a place against newcomers a peer must keep downloading from us at the threshold rate:
+what an honest fetcher does anyway, and as costly to it as to us. Made-up identities behind one
+address are not capped separately (left open: local testnets put every node on 127.0.0.1).
 
 **Send memory is one budget for the node.** Each stream reads at most one chunk ahead of the
 one on the wire, but 64 streams of a blob with 4 MiB chunks made that 512 MiB. Every chunk read
 from disk now holds its bytes of ``max_send_bytes`` until its frame has left; a chunk larger
-than the whole budget takes all of it. Waiters are served in arrival order, so a stream asking
-for large chunks is not starved by streams asking for small ones. Clients that ask and stop
-reading would hold the budget with their unsent frames: a stream that waits ``evict_idle_s`` for
-the budget evicts the idle stream (as above) that holds some, so memory goes to the streams whose
-clients take it.
+than the whole budget takes all of it. Waiters are served in arrival order. Streams whose
+clients take nothing would hold the budget with their unsent frames, so while a stream waits for
+memory, every :data:`RECLAIM_EVERY_S` the stream holding some that would be evicted first (as
+above) is evicted, and its memory freed; the waiter keeps its turn.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
 import trio
+
+#: The time constant (s) over which a stream's bytes taken are averaged into its rate.
+RATE_TAU_S = 5.0
+#: A stream's rate is averaged over at least this long (a burst in its first moments is not more).
+MIN_AGE_S = 1.0
+#: How often a stream waiting for send memory evicts a holder that takes nothing.
+RECLAIM_EVERY_S = 1.0
 
 
 @dataclass(eq=False)
@@ -36,24 +57,41 @@ class Place:
     """One served stream's place: cancel ``scope`` to end the stream's handler."""
 
     peer: str
-    #: When a chunk of the stream last left (its start, before the first).
-    last_chunk_at: float
+    opened_at: float
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
-    #: True while the stream waits on us (reading its request, the disk, the send budget), not
-    #: on its client: never evicted then.
+    #: True while the stream waits on us (the disk, the send budget), not on its client.
     busy_here: bool = False
     #: Bytes of the send budget its chunks hold.
     held_bytes: int = 0
     evicted: bool = False
+    # Bytes taken, decayed with RATE_TAU_S, as of _scored_at.
+    _score: float = 0.0
+    _scored_at: float = 0.0
+
+    def took(self, count: int) -> None:
+        """The client took ``count`` more bytes."""
+        self._score = self._decayed(trio.current_time()) + count
+
+    def rate(self, now: float) -> float:
+        """Bytes per second the client took lately: its decayed byte count over the decayed
+        length of its life, so a young stream's rate is its average so far, not a fraction of it."""
+        age = max(now - self.opened_at, MIN_AGE_S)
+        return self._decayed(now) / (RATE_TAU_S * -math.expm1(-age / RATE_TAU_S))
+
+    def _decayed(self, now: float) -> float:
+        if now > self._scored_at:
+            self._score *= math.exp((self._scored_at - now) / RATE_TAU_S)
+            self._scored_at = now
+        return self._score
 
 
 class Places:
-    """The server's places, per peer and in all, with eviction of the stream idle longest."""
+    """The server's places, per peer and in all, with eviction of the stream taking least."""
 
-    def __init__(self, *, max_streams: int, max_streams_per_peer: int, evict_idle_s: float) -> None:
+    def __init__(self, *, max_streams: int, max_streams_per_peer: int, evict_below_bytes_per_s: int) -> None:
         self._max_streams = max_streams
         self._max_per_peer = max_streams_per_peer
-        self._evict_idle_s = evict_idle_s
+        self._evict_below = evict_below_bytes_per_s
         self._places: list[Place] = []
         self._per_peer: Counter[str] = Counter()
         #: Streams that lost their place to another, since start (metrics and tests).
@@ -63,19 +101,20 @@ class Places:
         return len(self._places)
 
     def take(self, peer: str) -> Place | None:
-        """A place for a new stream from ``peer``, evicting an idle stream if the server is
-        full; None if there is none to give (the stream is refused as busy)."""
+        """A place for a new stream from ``peer``, evicting the stream taking least if the
+        server is full; None if there is none to give (the stream is refused as busy)."""
         if self._per_peer[peer] >= self._max_per_peer:
             return None  # the peer's own streams fill its share: it can close one
         if len(self._places) >= self._max_streams and not self._evict(self._places):
             return None
-        place = Place(peer, trio.current_time())
+        now = trio.current_time()
+        place = Place(peer, opened_at=now, _scored_at=now)
         self._places.append(place)
         self._per_peer[peer] += 1
         return place
 
     def evict_for_memory(self) -> bool:
-        """Evict the idle stream, of those holding send budget, idle longest; whether one was."""
+        """Evict, of the streams holding send memory, the one that would go first; whether one did."""
         return self._evict([place for place in self._places if place.held_bytes])
 
     def give_back(self, place: Place) -> None:
@@ -84,11 +123,12 @@ class Places:
             self._drop(place)
 
     def _evict(self, candidates: list[Place]) -> bool:
-        idle_since = trio.current_time() - self._evict_idle_s
-        idle = [p for p in candidates if not p.busy_here and p.last_chunk_at <= idle_since]
-        if not idle:
+        now = trio.current_time()
+        rated = [(p.rate(now), p.opened_at, p) for p in candidates if not p.busy_here]
+        slow = [entry for entry in rated if entry[0] < self._evict_below]
+        if not slow:
             return False
-        victim = min(idle, key=lambda place: place.last_chunk_at)
+        victim = min(slow, key=lambda entry: entry[:2])[2]
         victim.evicted = True
         victim.scope.cancel()
         self._drop(victim)
@@ -123,16 +163,27 @@ class SendBudget:
     def held(self) -> int:
         return self.total - self.free
 
+    def try_acquire(self, size: int) -> int:
+        """What :meth:`acquire` takes, if it is free now and nobody waits; else 0."""
+        taken = min(size, self.total)
+        if self._turn.locked() or self.free < taken:
+            return 0
+        self._take(taken)
+        return taken
+
     async def acquire(self, size: int) -> int:
         taken = min(size, self.total)
         async with self._turn:
             while self.free < taken:
                 await self._released.wait()
-            self.free -= taken
-        self.peak = max(self.peak, self.held)
+            self._take(taken)
         return taken
 
     def release(self, taken: int) -> None:
         self.free += taken
         self._released.set()
         self._released = trio.Event()
+
+    def _take(self, taken: int) -> None:
+        self.free -= taken
+        self.peak = max(self.peak, self.held)

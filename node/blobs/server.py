@@ -13,8 +13,8 @@ Bounds, and the attack each one answers:
   garbage, the end of the stream.
 - *A peer opening streams to pin our memory or file descriptors*: at most
   ``max_streams_per_peer`` streams per peer and ``max_streams`` in all; when the server is full
-  a new stream takes the place of the stream sent no chunk for longest (past ``evict_idle_s``,
-  and not being answered), else it is answered with :class:`BlobBusy` and closed
+  a new stream takes the place of the stream whose client lately took the fewest bytes (below
+  ``evict_below_bytes_per_s``), else it is answered with :class:`BlobBusy` and closed
   (:mod:`node.blobs.places`: places are kept by use, not by presence). Each stream holds at most
   two chunks in memory (one on the wire, the next read ahead) and one pair of open files, and
   all streams together at most ``max_send_bytes`` of chunks read and not yet sent (64 streams of
@@ -43,7 +43,7 @@ from functools import partial
 import trio
 
 from node.blobs.errors import UnknownBlob
-from node.blobs.places import Place, Places, SendBudget
+from node.blobs.places import RECLAIM_EVERY_S, Place, Places, SendBudget
 from node.blobs.reader import BlobReader
 from node.blobs.settings import BlobSettings
 from node.blobs.store import BlobStore
@@ -63,6 +63,10 @@ from protocol.encoding import DecodeError
 
 log = logging.getLogger("dcent.blobs.server")
 
+#: A chunk frame is written in slices of this size, each counted as taken by its client when it
+#: has left (see places): a client reading a large chunk slowly is seen taking it.
+SEND_SLICE_BYTES = 256 * 1024
+
 #: Called after each chunk is sent: (peer id, content id, chunk index). For metrics and tests.
 ChunkObserver = Callable[[str, bytes, int], None]
 
@@ -79,7 +83,7 @@ class BlobServer:
         self.places = Places(
             max_streams=settings.max_streams,
             max_streams_per_peer=settings.max_streams_per_peer,
-            evict_idle_s=settings.evict_idle_s,
+            evict_below_bytes_per_s=settings.evict_below_bytes_per_s,
         )
         self.send_budget = SendBudget(settings.max_send_bytes)
         #: Totals since start, for metrics.
@@ -92,8 +96,8 @@ class BlobServer:
         return len(self.places)
 
     async def handle(self, stream: Stream) -> None:
-        """Serve one stream until the client closes it, goes idle, sends garbage, or (sent no
-        chunk lately, while the server is full) yields its place to a newcomer."""
+        """Serve one stream until the client closes it, goes idle, sends garbage, or (taking
+        least of all lately, while the server is full) yields its place to a newcomer."""
         peer = stream.peer_id
         settings = self._settings
         place = self.places.take(peer)
@@ -107,7 +111,7 @@ class BlobServer:
             with place.scope:
                 await self._serve(stream, place, slot, idle_until)
             if place.evicted:
-                log.debug("blob stream from %s took no chunk lately; evicted for another", peer)
+                log.debug("blob stream from %s took least lately; evicted for another", peer)
                 await stream.reset()  # a frame may have been cut short on the wire
         finally:
             slot.swap(None)
@@ -131,7 +135,7 @@ class BlobServer:
             try:
                 request = BlobRequest.decode(raw)
             except DecodeError as exc:
-                await self._refuse(stream, BadBlobRequest(f"malformed request: {exc.message}"))
+                await self._refuse(stream, BadBlobRequest(f"malformed request: {exc.message}"), place)
                 return
             try:
                 if await self._answer(stream, request, slot, place):
@@ -144,15 +148,21 @@ class BlobServer:
                 await stream.reset()
                 return
 
-    async def _send(self, stream: Stream, frame: bytes) -> None:
+    async def _send(self, stream: Stream, frame: bytes, place: Place | None = None) -> None:
         """Send one frame; raises :class:`trio.TooSlowError` if the client does not take it
-        within ``idle_timeout_s`` (a client that stops reading must not hold its slot)."""
+        within ``idle_timeout_s`` (a client that stops reading must not hold its place). While
+        the frame waits for the client, the stream is the client's to lose (see places)."""
+        if place is not None:
+            place.busy_here = False
         with trio.fail_after(self._settings.idle_timeout_s):
             await stream.send_frame(frame)
+        if place is not None:
+            place.took(len(frame))
+            place.busy_here = True
 
-    async def _refuse(self, stream: Stream, refusal: BlobRefused) -> None:
+    async def _refuse(self, stream: Stream, refusal: BlobRefused, place: Place | None = None) -> None:
         self.refusals[refusal.code] += 1
-        await self._send(stream, BlobReply(refusal.code, refusal.message).encode())
+        await self._send(stream, BlobReply(refusal.code, refusal.message).encode(), place)
 
     async def _answer(self, stream: Stream, request: BlobRequest, slot: _ReaderSlot, place: Place) -> bool:
         """Answer one request; returns whether it was served (not refused). The blob's reader
@@ -163,27 +173,27 @@ class BlobServer:
             try:
                 reader = await trio.to_thread.run_sync(partial(self._store.reader, request.cid, touch=False))
             except UnknownBlob:
-                await self._refuse(stream, BlobNotHere("no complete copy of this blob here"))
+                await self._refuse(stream, BlobNotHere("no complete copy of this blob here"), place)
                 return False
             slot.swap(reader)
         manifest = reader.manifest
         if request.op == OP_HAVE:
-            await self._send(stream, REPLY_OK_BYTES)
-            await self._send(stream, manifest.encode())
+            await self._send(stream, REPLY_OK_BYTES, place)
+            await self._send(stream, manifest.encode(), place)
             return True
         end = request.start + request.count
         if end > manifest.chunks:
             await self._refuse(
-                stream, RangeOutOfBlob(f"{request.op} {request.start}..{end - 1} of {manifest.chunks}")
+                stream, RangeOutOfBlob(f"{request.op} {request.start}..{end - 1} of {manifest.chunks}"), place
             )
             return False
         if request.op == OP_CHUNKS:
-            await self._send(stream, REPLY_OK_BYTES)
+            await self._send(stream, REPLY_OK_BYTES, place)
             await self._send_chunks(stream, request, reader, place)
         else:
             leaves = await trio.to_thread.run_sync(reader.read_leaves, request.start, request.count)
-            await self._send(stream, REPLY_OK_BYTES)
-            await self._send(stream, leaves)
+            await self._send(stream, REPLY_OK_BYTES, place)
+            await self._send(stream, leaves, place)
         return True
 
     async def _send_chunks(
@@ -197,17 +207,11 @@ class BlobServer:
         read, sendable = trio.open_memory_channel[tuple[int, bytearray, int]](0)
         budget = self.send_budget
 
-        async def reserve(size: int) -> int:
-            while True:
-                with trio.move_on_after(self._settings.evict_idle_s):
-                    return await budget.acquire(size)
-                # Held by frames whose clients take nothing: the idlest of them yields it.
-                self.places.evict_for_memory()
-
         async def read_ahead() -> None:
             async with read:
                 for index in range(request.start, request.start + request.count):
-                    taken = await reserve(reader.manifest.chunk_length(index))
+                    length = reader.manifest.chunk_length(index)
+                    taken = budget.try_acquire(length) or await self._wait_for_memory(length)
                     place.held_bytes += taken
                     try:
                         frame = await trio.to_thread.run_sync(reader.read_chunk_frame, index)
@@ -224,16 +228,33 @@ class BlobServer:
                     place.busy_here = False  # on the client now, to take the frame
                     try:
                         with trio.fail_after(self._settings.idle_timeout_s):
-                            await stream.send_frame_buffer(frame)
+                            await stream.send_frame_buffer(
+                                frame, on_sent=place.took, slice_bytes=SEND_SLICE_BYTES
+                            )
                     finally:
                         place.busy_here = True
                         place.held_bytes -= taken
                         budget.release(taken)
-                    place.last_chunk_at = trio.current_time()
                     self.chunks_sent += 1
                     self.bytes_sent += len(frame) - FRAME_HEADER.size
                     if self._on_chunk_sent is not None:
                         self._on_chunk_sent(stream.peer_id, request.cid, index)
+
+    async def _wait_for_memory(self, size: int) -> int:
+        """The send budget's bytes for a chunk of ``size``, in turn; meanwhile, every
+        ``RECLAIM_EVERY_S``, a stream holding memory whose client takes least is evicted (see
+        :mod:`node.blobs.places`)."""
+        async with trio.open_nursery() as nursery:
+
+            async def reclaim() -> None:
+                while True:
+                    await trio.sleep(RECLAIM_EVERY_S)
+                    self.places.evict_for_memory()
+
+            nursery.start_soon(reclaim)
+            taken = await self.send_budget.acquire(size)
+            nursery.cancel_scope.cancel()
+        return taken
 
 
 class _ReaderSlot:

@@ -60,8 +60,9 @@ class BlobSettings:
     max_streams: int = 64
     #: A stream that sends no request for this long is closed.
     idle_timeout_s: float = 30.0
-    #: When every place is taken, a new stream takes the place of one sent no chunk for this long.
-    evict_idle_s: float = 2.0
+    #: When every place is taken, a new stream takes the place of the one whose client lately took
+    #: the fewest bytes from us, if fewer than this many a second (0: never).
+    evict_below_bytes_per_s: int = 64 * 1024
     #: Chunk bytes all streams together may hold read from disk and not yet sent.
     max_send_bytes: int = 128 * MIB
 
@@ -80,6 +81,8 @@ class BlobSettings:
         for name in ("max_fetch_peers", "max_concurrent_fetches", "max_streams_per_peer", "max_streams"):
             if not 1 <= getattr(self, name) <= 1024:
                 raise BlobSettingsError(f"blobs.{name}: between 1 and 1024")
+        if not 0 <= self.evict_below_bytes_per_s <= GIB:
+            raise BlobSettingsError(f"blobs.evict_below_bytes_per_s: between 0 and {GIB}")
         if not MIN_CHUNK_SIZE <= self.max_send_bytes <= 64 * GIB:
             raise BlobSettingsError(f"blobs.max_send_bytes: between {MIN_CHUNK_SIZE} and {64 * GIB}")
         if not 0 <= self.peer_retries <= 100:
@@ -91,7 +94,6 @@ class BlobSettings:
             "ban_s",
             "checkpoint_interval_s",
             "idle_timeout_s",
-            "evict_idle_s",
         ):
             if not 0 < getattr(self, name) <= 7 * 24 * 3600:
                 raise BlobSettingsError(f"blobs.{name}: more than 0 s and at most a week")

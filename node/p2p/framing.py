@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import struct
+from collections.abc import Callable
 from typing import NoReturn, Protocol
 
 import trio
@@ -140,10 +141,18 @@ class Stream:
                 await self._raw.write(header)
                 await self._raw.write(payload)
 
-    async def send_frame_buffer(self, buffer: bytearray | memoryview) -> None:
+    async def send_frame_buffer(
+        self,
+        buffer: bytearray | memoryview,
+        *,
+        on_sent: Callable[[int], None] | None = None,
+        slice_bytes: int = 0,
+    ) -> None:
         """Send one frame whose body is ``buffer[FRAME_HEADER.size:]``, the first bytes left free
         for the length prefix (see :func:`frame_buffer`): one transport write and no copy of the
         body, where :meth:`send_frame` writes a large body after its prefix, as a second write.
+        With ``slice_bytes``, the frame is written in slices of that size and ``on_sent`` called
+        with each slice's size once it has left (a sender watching a slow reader's progress).
         Raises as :meth:`send_frame` does."""
         length = len(buffer) - FRAME_HEADER.size
         if length < 0:
@@ -151,11 +160,17 @@ class Stream:
         if length > MAX_FRAME_BYTES:
             raise MessageTooLargeError(f"a frame is at most {MAX_FRAME_BYTES} bytes, not {length}")
         FRAME_HEADER.pack_into(buffer, 0, length)
+        # A view: yamux cuts its frames from it without copying each piece first. Nothing keeps
+        # a reference once the write returns, so the caller may reuse the buffer.
+        view = memoryview(buffer)
+        step = slice_bytes if slice_bytes > 0 else len(view)
         async with self._send_lock:
             self._check_open(sending=True)
-            # A view: yamux cuts its frames from it without copying each piece first. Nothing
-            # keeps a reference once the write returns, so the caller may reuse the buffer.
-            await self._raw.write(memoryview(buffer))
+            for start in range(0, len(view), step):
+                piece = view[start : start + step]
+                await self._raw.write(piece)
+                if on_sent is not None:
+                    on_sent(len(piece))
 
     async def receive_frame(self, max_size: int) -> bytes:
         """Receive one frame of at most ``max_size`` bytes.

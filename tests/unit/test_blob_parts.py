@@ -109,7 +109,7 @@ def autojump_clock() -> trio.testing.MockClock:
         {"peer_retries": -1},
         {"idle_timeout_s": 0},
         {"stall_timeout_s": 8 * 24 * 3600},
-        {"evict_idle_s": 0},
+        {"evict_below_bytes_per_s": -1},
         {"max_send_bytes": 1024},
     ],
 )

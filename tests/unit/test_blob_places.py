@@ -6,7 +6,10 @@ import pytest
 import trio
 import trio.testing
 
-from node.blobs.places import Places, SendBudget
+from node.blobs.places import RATE_TAU_S, Places, SendBudget
+
+KIB = 1024
+THRESHOLD = 64 * KIB
 
 
 @pytest.fixture
@@ -14,61 +17,89 @@ def autojump_clock() -> trio.testing.MockClock:
     return trio.testing.MockClock(autojump_threshold=0)
 
 
-def full_server(evict_idle_s: float = 2.0) -> Places:
-    return Places(max_streams=2, max_streams_per_peer=2, evict_idle_s=evict_idle_s)
+def server(max_streams: int = 2, max_streams_per_peer: int = 8) -> Places:
+    return Places(
+        max_streams=max_streams, max_streams_per_peer=max_streams_per_peer, evict_below_bytes_per_s=THRESHOLD
+    )
 
 
-async def test_a_full_server_gives_a_newcomer_the_place_idle_longest_once_past_evict_idle_s(
+async def test_a_newcomer_to_a_full_server_takes_the_place_of_the_stream_taking_least(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    places = full_server()
-    first = places.take("sybil-1")
-    autojump_clock.jump(0.5)
-    second = places.take("sybil-2")
-    assert first is not None and second is not None
-    autojump_clock.jump(1.6)  # first idle 2.1 s, second 1.6 s
+    places = server()
+    fetcher, holder = places.take("fetcher"), places.take("sybil")
+    assert fetcher is not None and holder is not None
+    holder.took(70)  # a manifest now and then
+    for _ in range(20):
+        autojump_clock.jump(0.25)
+        fetcher.took(256 * KIB)  # 1 MiB/s
     newcomer = places.take("honest")
-    assert newcomer is not None and first.evicted and first.scope.cancel_called
-    assert not second.evicted and len(places) == 2 and places.evictions == 1
-    assert places.take("another") is None  # second idle 1.6 s, the newcomer 0 s: nobody yields
-    places.give_back(first)  # the evicted stream's handler ends: its place is already taken
+    assert newcomer is not None and holder.evicted and holder.scope.cancel_called
+    assert not fetcher.evicted and len(places) == 2 and places.evictions == 1
+    places.give_back(holder)  # the evicted stream's handler ends: its place is already taken
     assert len(places) == 2
 
 
-async def test_a_stream_taking_chunks_or_waiting_on_us_keeps_its_place(
+async def test_new_streams_have_no_grace_so_a_churner_pushes_out_its_own_streams_first(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    places = full_server()
-    fetching, waiting_on_disk = places.take("fetcher"), places.take("patient")
-    assert fetching is not None and waiting_on_disk is not None
+    """Review 34 F1: new streams protected for 2 s let a churner keep every place young. Now a
+    new stream counts from 0 bytes; among streams taking nothing, the oldest goes first."""
+    places = server(max_streams=3)
+    honest = places.take("honest")
+    assert honest is not None
+    churned = []
+    for round_ in range(30):
+        autojump_clock.jump(0.1)
+        honest.took(32 * KIB)  # 320 KiB/s
+        stream = places.take(f"sybil-{round_ % 4}")
+        assert stream is not None  # the churner always gets a place: one of its own
+        churned.append(stream)
+    assert not honest.evicted
+    assert sum(stream.evicted for stream in churned) == len(churned) - 2
+
+
+async def test_a_slow_reader_above_the_threshold_keeps_its_place_however_long_a_chunk_takes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Review 34 F3: a reader taking 100 KiB/s was evicted mid-chunk; each slice counts."""
+    places = server(max_streams=1)
+    slow = places.take("slow-link")
+    assert slow is not None
+    for _ in range(60):
+        autojump_clock.jump(2.56)
+        slow.took(256 * KIB)  # 100 KiB/s, a slice at a time
+        assert places.take("newcomer") is None
+    assert not slow.evicted
+
+
+async def test_a_stream_that_stops_taking_decays_below_the_threshold_and_goes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    places = server(max_streams=1)
+    stream = places.take("trickler")
+    assert stream is not None
+    stream.took(4 << 20)  # a burst, then a byte of credit now and then (review 34 F2)
+    assert places.take("newcomer") is None
+    for _ in range(5):
+        autojump_clock.jump(RATE_TAU_S)
+        stream.took(1)
+    assert places.take("newcomer") is not None and stream.evicted
+
+
+async def test_a_stream_waiting_on_us_keeps_its_place(autojump_clock: trio.testing.MockClock) -> None:
+    places = server(max_streams=1)
+    waiting_on_disk = places.take("patient")
+    assert waiting_on_disk is not None
     waiting_on_disk.busy_here = True
-    for _ in range(10):
-        autojump_clock.jump(1.0)
-        fetching.last_chunk_at = trio.current_time()
-        assert places.take("sybil") is None
-    assert not fetching.evicted and not waiting_on_disk.evicted and places.evictions == 0
-
-
-async def test_memory_is_taken_back_from_the_idle_stream_holding_some(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    places = Places(max_streams=8, max_streams_per_peer=8, evict_idle_s=2.0)
-    asked_nothing, not_reading, reading = places.take("a"), places.take("b"), places.take("c")
-    assert asked_nothing is not None and not_reading is not None and reading is not None
-    not_reading.held_bytes = reading.held_bytes = 1 << 20
-    autojump_clock.jump(1.0)
-    assert not places.evict_for_memory()  # nobody idle for 2 s yet
-    autojump_clock.jump(1.5)
-    reading.last_chunk_at = trio.current_time()
-    assert places.evict_for_memory()
-    assert not_reading.evicted and not asked_nothing.evicted and not reading.evicted
-    assert not places.evict_for_memory()  # the one left idle holds no memory
+    autojump_clock.jump(60)
+    assert places.take("newcomer") is None and not waiting_on_disk.evicted
 
 
 async def test_a_peer_at_its_own_share_is_refused_even_when_it_could_evict(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    places = Places(max_streams=2, max_streams_per_peer=1, evict_idle_s=1.0)
+    places = server(max_streams=2, max_streams_per_peer=1)
     assert places.take("peer-a") is not None
     assert places.take("peer-a") is None
     assert places.take("peer-b") is not None
@@ -77,11 +108,24 @@ async def test_a_peer_at_its_own_share_is_refused_even_when_it_could_evict(
     assert places.take("peer-c") is not None and places.evictions == 1
 
 
+async def test_memory_is_taken_back_from_the_holder_taking_least(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    places = server(max_streams=8)
+    asked_nothing, not_reading, reading = places.take("a"), places.take("b"), places.take("c")
+    assert asked_nothing is not None and not_reading is not None and reading is not None
+    not_reading.held_bytes = reading.held_bytes = 1 << 20
+    reading.took(1 << 20)
+    assert places.evict_for_memory()
+    assert not_reading.evicted and not asked_nothing.evicted and not reading.evicted
+    assert not places.evict_for_memory()  # the one left below the threshold holds no memory
+
+
 async def test_the_send_budget_holds_what_is_read_until_released_first_come_first_served(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     budget = SendBudget(100)
-    assert await budget.acquire(60) == 60
+    assert budget.try_acquire(60) == 60
     order: list[str] = []
 
     async def take(name: str, size: int) -> None:
@@ -92,7 +136,8 @@ async def test_the_send_budget_holds_what_is_read_until_released_first_come_firs
     async with trio.open_nursery() as nursery:
         nursery.start_soon(take, "large", 80)
         await trio.testing.wait_all_tasks_blocked()
-        nursery.start_soon(take, "small", 10)  # fits now, but waits its turn behind "large"
+        assert budget.try_acquire(10) == 0  # fits now, but "large" waits ahead of it
+        nursery.start_soon(take, "small", 10)
         await trio.testing.wait_all_tasks_blocked()
         assert order == [] and budget.held == 60
         budget.release(60)
