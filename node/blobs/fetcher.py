@@ -318,23 +318,30 @@ class BlobFetcher:
     async def _fetch_leaves(
         self, partial: PartialBlob, order: Sequence[str], progress: FetchProgress
     ) -> None:
+        # Each provider is asked up to peer_retries + 1 times, as for chunks: a stream reset (a
+        # full server giving our place to another, a dropped connection) is not "cannot serve".
         for peer in order:
-            if self._scores.banned(peer):
-                continue
-            path = partial.directory / "leaves.part"
-            try:
-                await self._leaves_from(peer, partial, path)
-            except PeerLied as lie:
-                self._ban(peer, progress, lie.error)
-            except (P2PError, BlobError, trio.TooSlowError) as exc:
-                progress.peer(peer).failures += 1
-                progress.peer(peer).error = repr(exc)
-            else:
-                await trio.to_thread.run_sync(partial.install_leaves, path)
-                return
-            finally:
-                if not partial.has_leaves:
-                    path.unlink(missing_ok=True)
+            for attempt in range(self._settings.peer_retries + 1):
+                if self._scores.banned(peer):
+                    break
+                if attempt:
+                    await trio.sleep(RETRY_BASE_S * 2 ** (attempt - 1))
+                path = partial.directory / "leaves.part"
+                try:
+                    await self._leaves_from(peer, partial, path)
+                except PeerLied as lie:
+                    self._ban(peer, progress, lie.error)
+                except (P2PError, BlobError, trio.TooSlowError) as exc:
+                    progress.peer(peer).failures += 1
+                    progress.peer(peer).error = repr(exc)
+                    if isinstance(exc, BlobNotHere):
+                        break
+                else:
+                    await trio.to_thread.run_sync(partial.install_leaves, path)
+                    return
+                finally:
+                    if not partial.has_leaves:
+                        path.unlink(missing_ok=True)
         raise FetchFailed(f"no provider delivered the leaf list of blob {format_content_id(partial.cid)}")
 
     async def _leaves_from(self, peer: str, partial: PartialBlob, path: os.PathLike[str]) -> None:

@@ -275,6 +275,35 @@ async def test_a_newcomer_to_a_full_server_takes_the_place_of_a_stream_fetching_
         assert (await reply_of(held[1])).ok
 
 
+async def test_a_leaf_list_stream_reset_by_a_full_server_is_asked_again(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """A full server may give the leaf-list stream's place to another (review 34 F4): the
+    fetcher asks the same provider again rather than failing the fetch with its only provider."""
+    server_host = await start_host(nursery, "server")
+    blobs = await start_service(nursery, server_host, tmp_path / "server")
+    (tmp_path / "file").write_bytes(bytes(range(256)) * (5 * MIN_CHUNK_SIZE // 256))
+    info, _ = await blobs.put(tmp_path / "file", pin=True)
+    assert blobs.server is not None
+    serve = blobs.server.handle
+    opened: list[str] = []
+
+    async def evicting_the_second_stream(stream: Stream) -> None:  # have, then leaves: reset
+        opened.append(stream.peer_id)
+        if len(opened) == 2:
+            await stream.reset()
+            return
+        await serve(stream)
+
+    server_host.set_stream_handler(BLOB_PROTOCOL_ID, evicting_the_second_stream)
+    fetcher = await fetcher_of(nursery, tmp_path, SETTINGS, [server_host])
+    with trio.fail_after(DEADLINE_S):
+        progress = await fetcher.fetch(info.cid, peers=[server_host.peer_id])
+    assert progress.state == "complete" and len(opened) >= 3
+    await fetcher.export(info.cid, tmp_path / "out")
+    assert (tmp_path / "out").read_bytes() == (tmp_path / "file").read_bytes()
+
+
 # --- hostile servers ---------------------------------------------------------------------------
 
 
