@@ -58,7 +58,7 @@ from node.blobs.settings import BlobSettings
 from node.blobs.store import BlobInfo, BlobStore
 from node.blobs.tasks import open_task_group
 from node.errors import NodeError
-from node.p2p.errors import FrameTooLargeError, P2PError, PeerError
+from node.p2p.errors import FrameTooLargeError, P2PError, PeerError, StreamResetError
 from node.p2p.framing import Stream
 from node.p2p.interface import Host
 from protocol.blobs.errors import (
@@ -273,7 +273,9 @@ class BlobFetcher:
                 while True:
                     try:
                         manifest = await self._ask_have(peer, cid)
-                    except BlobBusy:  # its stream slots are full (maybe held by others): ask again
+                    # Its places are full (maybe held by others), or a full server gave our
+                    # stream's place to another (node/blobs/places.py): ask again.
+                    except (BlobBusy, StreamResetError):
                         await trio.sleep(pause)
                         pause *= 2
                         continue

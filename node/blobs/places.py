@@ -4,42 +4,50 @@
 (and ``max_streams_per_peer`` per peer). Refusing every stream beyond the cap let anyone who
 can make up identities hold every place at almost no cost: 16 identities asking for a blob
 every 29 s kept 64 places, and every honest fetcher was told "busy". So when the server is full,
-a new stream takes the place of the stream that has lately taken the fewest bytes from us,
-provided that is fewer than ``evict_below_bytes_per_s`` (a rate decayed over
-:data:`RATE_TAU_S`); ties go to the oldest stream. Every byte a stream's client takes counts,
-whatever the reply (chunks, leaves, manifests, refusals), in slices of
-:data:`~node.blobs.server.SEND_SLICE_BYTES`, so a client reading a large chunk slowly is seen
-taking it. A stream waiting on us (the disk, the send budget) is never evicted: our slowness is
-not its fault.
+a new stream takes the place of the oldest *slow* stream: one whose client lately took fewer than
+``evict_below_bytes_per_s`` from us (a rate decayed over :data:`RATE_TAU_S`, averaged over the
+stream's life while it is young). Every byte a stream's client takes counts,
+whatever the reply (chunks, leaves, manifests, refusals), and a chunk frame as each yamux data
+frame of it leaves, so a client reading a large chunk slowly is seen taking it. (Bytes leave as
+the client's yamux window allows, so a client that reads nothing is seen taking its window's
+worth, 256 KiB at first, then nothing.) Only a stream waiting for a worker thread to read our
+disk is never evicted: our slowness is not its fault.
 
-What it was built against (review 34 broke a first version that protected new streams for 2 s
-and counted only whole chunks):
+What it was built against (reviews 34 and 35 broke two earlier versions):
 
-- *Churn*: new streams count from 0 bytes and have no grace, so a peer opening streams to push
-  out others pushes out its own older idle streams first; an honest fetcher's stream is taking
-  chunks within milliseconds of opening and ranks above them.
-- *Asking and not reading*, or granting a byte of credit now and then: nothing is taken, the
-  rate decays to 0, and the stream is the first to go.
+- *Churn*: a peer opening streams to push out others. New streams have no grace (one that was
+  protected for 2 s let a churner keep every place young), but among slow streams the oldest goes
+  first, so a churner pushes out its own older streams before a newcomer, which has had time for
+  its answer: ranking by rate instead let a churner's streams that had taken one 70-byte answer
+  outrank an honest newcomer still at 0 (review 35). A fetcher whose stream is reset anyway asks
+  again (``node/blobs/fetcher.py``).
+- *Asking and not reading*, or granting a byte of credit now and then, whatever the reply: the
+  rate decays below the threshold and the stream is slow.
 - *Slow honest links*: a client taking 64 KiB/s or more keeps its place however long a chunk
-  takes; below that, only when no slower stream is there to go first.
+  takes (an earlier version counted only whole chunks and evicted a 1 MiB/s reader mid-chunk).
+- *Holding memory*: a stream waiting for send memory is judged by its rate like any other (one
+  protected while waiting let slow readers fill the budget and their idle siblings wait unevictably).
 
 To keep a place against newcomers a peer must keep downloading from us at the threshold rate:
 what an honest fetcher does anyway, and as costly to it as to us. Made-up identities behind one
-address are not capped separately (left open: local testnets put every node on 127.0.0.1).
+address are not capped separately (left open: the host does not yet give services a connection's
+remote address, and local testnets put every node on 127.0.0.1).
 
 **Send memory is one budget for the node.** Each stream reads at most one chunk ahead of the
 one on the wire, but 64 streams of a blob with 4 MiB chunks made that 512 MiB. Every chunk read
 from disk now holds its bytes of ``max_send_bytes`` until its frame has left; a chunk larger
 than the whole budget takes all of it. Waiters are served in arrival order. Streams whose
 clients take nothing would hold the budget with their unsent frames, so while a stream waits for
-memory, every :data:`RECLAIM_EVERY_S` the stream holding some that would be evicted first (as
-above) is evicted, and its memory freed; the waiter keeps its turn.
+memory, every :data:`RECLAIM_EVERY_S` (once for all waiters) the stream holding some that would
+be evicted first (as above) is evicted, and its memory freed; the waiter keeps its turn.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import trio
@@ -59,7 +67,7 @@ class Place:
     peer: str
     opened_at: float
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
-    #: True while the stream waits on us (the disk, the send budget), not on its client.
+    #: True while a worker thread reads our disk for the stream: our slowness, not its client's.
     busy_here: bool = False
     #: Bytes of the send budget its chunks hold.
     held_bytes: int = 0
@@ -67,6 +75,15 @@ class Place:
     # Bytes taken, decayed with RATE_TAU_S, as of _scored_at.
     _score: float = 0.0
     _scored_at: float = 0.0
+
+    @contextlib.contextmanager
+    def reading_disk(self) -> Iterator[None]:
+        """Not evicted while inside: the stream waits on our disk."""
+        self.busy_here = True
+        try:
+            yield
+        finally:
+            self.busy_here = False
 
     def took(self, count: int) -> None:
         """The client took ``count`` more bytes."""
@@ -86,7 +103,7 @@ class Place:
 
 
 class Places:
-    """The server's places, per peer and in all, with eviction of the stream taking least."""
+    """The server's places, per peer and in all, with eviction of the oldest slow stream."""
 
     def __init__(self, *, max_streams: int, max_streams_per_peer: int, evict_below_bytes_per_s: int) -> None:
         self._max_streams = max_streams
@@ -101,7 +118,7 @@ class Places:
         return len(self._places)
 
     def take(self, peer: str) -> Place | None:
-        """A place for a new stream from ``peer``, evicting the stream taking least if the
+        """A place for a new stream from ``peer``, evicting the oldest slow stream if the
         server is full; None if there is none to give (the stream is refused as busy)."""
         if self._per_peer[peer] >= self._max_per_peer:
             return None  # the peer's own streams fill its share: it can close one
@@ -124,11 +141,10 @@ class Places:
 
     def _evict(self, candidates: list[Place]) -> bool:
         now = trio.current_time()
-        rated = [(p.rate(now), p.opened_at, p) for p in candidates if not p.busy_here]
-        slow = [entry for entry in rated if entry[0] < self._evict_below]
+        slow = [p for p in candidates if not p.busy_here and p.rate(now) < self._evict_below]
         if not slow:
             return False
-        victim = min(slow, key=lambda entry: entry[:2])[2]
+        victim = min(slow, key=lambda place: place.opened_at)
         victim.evicted = True
         victim.scope.cancel()
         self._drop(victim)

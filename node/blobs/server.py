@@ -36,6 +36,7 @@ Bounds, and the attack each one answers:
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
@@ -63,10 +64,6 @@ from protocol.encoding import DecodeError
 
 log = logging.getLogger("dcent.blobs.server")
 
-#: A chunk frame is written in slices of this size, each counted as taken by its client when it
-#: has left (see places): a client reading a large chunk slowly is seen taking it.
-SEND_SLICE_BYTES = 256 * 1024
-
 #: Called after each chunk is sent: (peer id, content id, chunk index). For metrics and tests.
 ChunkObserver = Callable[[str, bytes, int], None]
 
@@ -86,6 +83,7 @@ class BlobServer:
             evict_below_bytes_per_s=settings.evict_below_bytes_per_s,
         )
         self.send_budget = SendBudget(settings.max_send_bytes)
+        self._reclaimed_at = -math.inf
         #: Totals since start, for metrics.
         self.chunks_sent = 0
         self.bytes_sent = 0
@@ -122,13 +120,11 @@ class BlobServer:
         settings = self._settings
         while True:
             raw = None
-            place.busy_here = False
             with trio.move_on_at(idle_until):
                 try:
                     raw = await stream.receive_frame(MAX_REQUEST_BYTES)
                 except StreamClosedError:
                     return  # the client is done
-            place.busy_here = True
             if raw is None:
                 log.debug("blob stream from %s idle for %s s; closed", peer, settings.idle_timeout_s)
                 return
@@ -151,14 +147,11 @@ class BlobServer:
     async def _send(self, stream: Stream, frame: bytes, place: Place | None = None) -> None:
         """Send one frame; raises :class:`trio.TooSlowError` if the client does not take it
         within ``idle_timeout_s`` (a client that stops reading must not hold its place). While
-        the frame waits for the client, the stream is the client's to lose (see places)."""
-        if place is not None:
-            place.busy_here = False
+        the frame waits for the client, the stream is its client's to lose (see places)."""
         with trio.fail_after(self._settings.idle_timeout_s):
             await stream.send_frame(frame)
         if place is not None:
             place.took(len(frame))
-            place.busy_here = True
 
     async def _refuse(self, stream: Stream, refusal: BlobRefused, place: Place | None = None) -> None:
         self.refusals[refusal.code] += 1
@@ -171,7 +164,10 @@ class BlobServer:
         if reader is None or reader.info.cid != request.cid:
             slot.swap(None)
             try:
-                reader = await trio.to_thread.run_sync(partial(self._store.reader, request.cid, touch=False))
+                with place.reading_disk():
+                    reader = await trio.to_thread.run_sync(
+                        partial(self._store.reader, request.cid, touch=False)
+                    )
             except UnknownBlob:
                 await self._refuse(stream, BlobNotHere("no complete copy of this blob here"), place)
                 return False
@@ -191,7 +187,8 @@ class BlobServer:
             await self._send(stream, REPLY_OK_BYTES, place)
             await self._send_chunks(stream, request, reader, place)
         else:
-            leaves = await trio.to_thread.run_sync(reader.read_leaves, request.start, request.count)
+            with place.reading_disk():
+                leaves = await trio.to_thread.run_sync(reader.read_leaves, request.start, request.count)
             await self._send(stream, REPLY_OK_BYTES, place)
             await self._send(stream, leaves, place)
         return True
@@ -214,7 +211,8 @@ class BlobServer:
                     taken = budget.try_acquire(length) or await self._wait_for_memory(length)
                     place.held_bytes += taken
                     try:
-                        frame = await trio.to_thread.run_sync(reader.read_chunk_frame, index)
+                        with place.reading_disk():
+                            frame = await trio.to_thread.run_sync(reader.read_chunk_frame, index)
                         await read.send((index, frame, taken))
                     except BaseException:
                         place.held_bytes -= taken
@@ -225,14 +223,10 @@ class BlobServer:
             nursery.start_soon(read_ahead)
             async with sendable:
                 async for index, frame, taken in sendable:
-                    place.busy_here = False  # on the client now, to take the frame
                     try:
                         with trio.fail_after(self._settings.idle_timeout_s):
-                            await stream.send_frame_buffer(
-                                frame, on_sent=place.took, slice_bytes=SEND_SLICE_BYTES
-                            )
+                            await stream.send_frame_buffer(frame, on_sent=place.took)
                     finally:
-                        place.busy_here = True
                         place.held_bytes -= taken
                         budget.release(taken)
                     self.chunks_sent += 1
@@ -242,14 +236,18 @@ class BlobServer:
 
     async def _wait_for_memory(self, size: int) -> int:
         """The send budget's bytes for a chunk of ``size``, in turn; meanwhile, every
-        ``RECLAIM_EVERY_S``, a stream holding memory whose client takes least is evicted (see
-        :mod:`node.blobs.places`)."""
+        ``RECLAIM_EVERY_S`` (once for all waiters), the stream holding memory that would be
+        evicted first is (see :mod:`node.blobs.places`)."""
         async with trio.open_nursery() as nursery:
 
             async def reclaim() -> None:
                 while True:
                     await trio.sleep(RECLAIM_EVERY_S)
-                    self.places.evict_for_memory()
+                    # Every waiter runs this; one eviction a period is done for all of them.
+                    now = trio.current_time()
+                    if now - self._reclaimed_at >= RECLAIM_EVERY_S:
+                        self._reclaimed_at = now
+                        self.places.evict_for_memory()
 
             nursery.start_soon(reclaim)
             taken = await self.send_budget.acquire(size)

@@ -66,7 +66,11 @@ class RawStream(Protocol):
 
     async def read(self, max_bytes: int) -> bytes: ...
 
-    async def write(self, data: bytes | bytearray | memoryview) -> None: ...
+    async def write(
+        self, data: bytes | bytearray | memoryview, on_sent: Callable[[int], None] | None = None
+    ) -> None:
+        """Write ``data``; ``on_sent(n)``, if given, is called as each part of it has left
+        (parts of the transport's choosing, summing to ``len(data)``)."""
 
     async def close_write(self) -> None: ...
 
@@ -142,35 +146,24 @@ class Stream:
                 await self._raw.write(payload)
 
     async def send_frame_buffer(
-        self,
-        buffer: bytearray | memoryview,
-        *,
-        on_sent: Callable[[int], None] | None = None,
-        slice_bytes: int = 0,
+        self, buffer: bytearray | memoryview, *, on_sent: Callable[[int], None] | None = None
     ) -> None:
         """Send one frame whose body is ``buffer[FRAME_HEADER.size:]``, the first bytes left free
         for the length prefix (see :func:`frame_buffer`): one transport write and no copy of the
         body, where :meth:`send_frame` writes a large body after its prefix, as a second write.
-        With ``slice_bytes``, the frame is written in slices of that size and ``on_sent`` called
-        with each slice's size once it has left (a sender watching a slow reader's progress).
-        Raises as :meth:`send_frame` does."""
+        ``on_sent(n)`` is called as each part of the frame leaves (a yamux data frame at a time):
+        a sender watching a slow reader's progress. Raises as :meth:`send_frame` does."""
         length = len(buffer) - FRAME_HEADER.size
         if length < 0:
             raise ValueError("a frame buffer starts with room for the length prefix")
         if length > MAX_FRAME_BYTES:
             raise MessageTooLargeError(f"a frame is at most {MAX_FRAME_BYTES} bytes, not {length}")
         FRAME_HEADER.pack_into(buffer, 0, length)
-        # A view: yamux cuts its frames from it without copying each piece first. Nothing keeps
-        # a reference once the write returns, so the caller may reuse the buffer.
-        view = memoryview(buffer)
-        step = slice_bytes if slice_bytes > 0 else len(view)
         async with self._send_lock:
             self._check_open(sending=True)
-            for start in range(0, len(view), step):
-                piece = view[start : start + step]
-                await self._raw.write(piece)
-                if on_sent is not None:
-                    on_sent(len(piece))
+            # A view: yamux cuts its frames from it without copying each piece first. Nothing
+            # keeps a reference once the write returns, so the caller may reuse the buffer.
+            await self._raw.write(memoryview(buffer), on_sent)
 
     async def receive_frame(self, max_size: int) -> bytes:
         """Receive one frame of at most ``max_size`` bytes.

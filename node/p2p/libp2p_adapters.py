@@ -20,6 +20,7 @@ from libp2p.rcmgr import Direction as ConnectionDirection
 
 from node.p2p.errors import StreamResetError
 from node.p2p.interface import Direction
+from node.p2p.yamux_send import observing_writes
 
 
 class Libp2pRawStream:
@@ -42,12 +43,18 @@ class Libp2pRawStream:
         except StreamError as exc:  # reset, or the connection is gone
             raise StreamResetError(f"stream reset: {exc!r}") from None
 
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
+    async def write(
+        self, data: bytes | bytearray | memoryview, on_sent: Callable[[int], None] | None = None
+    ) -> None:
         try:
             # libp2p types it bytes; yamux only slices it and prepends each slice's header (a new
             # bytes), which a bytearray or a memoryview (a frame assembled in place,
             # Stream.send_frame_buffer) does as well, and keeps no reference once it returns.
-            await self._stream.write(data)  # type: ignore[arg-type]
+            if on_sent is None:
+                await self._stream.write(data)  # type: ignore[arg-type]
+            else:
+                with observing_writes(self._stream.muxed_stream, on_sent):
+                    await self._stream.write(data)  # type: ignore[arg-type]
         except StreamError as exc:
             raise StreamResetError(f"stream reset: {exc!r}") from None
 

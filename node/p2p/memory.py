@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -97,11 +97,15 @@ class _MemoryRawStream:
         data, self._leftover = self._leftover[:max_bytes], self._leftover[max_bytes:]
         return data
 
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
+    async def write(
+        self, data: bytes | bytearray | memoryview, on_sent: Callable[[int], None] | None = None
+    ) -> None:
         if self._state.reset:
             raise StreamResetError("stream was reset")
         try:
             await self._outgoing.send(bytes(data))
+            if on_sent is not None:
+                on_sent(len(data))
         except trio.BrokenResourceError:
             # The peer closed its end fully: like yamux, the bytes are accepted and discarded.
             if self._state.reset:

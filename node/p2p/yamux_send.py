@@ -13,13 +13,18 @@ libp2p's, line for line: the same locks, checks, frame sizes, counters and 5 s l
 debug log lines are left out. The writer still looks again on its own every
 :data:`ZERO_WINDOW_RECHECK_S`, in case some path changes either without the descriptors.
 
+A writer may also be watched (:func:`observing_writes`): each data frame, once written, is
+reported with its size, which is how the blob server sees a slow client taking a large chunk.
+
 A peer granting credit a byte at a time now gets a one-byte frame per grant (libp2p's poll merged
 up to 10 ms of them): one small frame out per 12-byte frame in, as go-yamux's writer does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import struct
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import libp2p.stream_muxer.yamux.yamux as libp2p_yamux
@@ -35,6 +40,7 @@ ZERO_WINDOW_RECHECK_S = 0.05
 ZERO_WINDOW_LIMIT_S = 5.0
 
 _WAITER = "_dcent_credit_waiter"
+_OBSERVER = "_dcent_on_sent"
 
 #: libp2p's own ``YamuxStream.write``, kept before :func:`install` replaces it (for tests).
 LIBP2P_WRITE = libp2p_yamux.YamuxStream.write
@@ -125,6 +131,9 @@ async def write_waking_on_credit(self: Any, data: bytes) -> None:
             await _wait_for_credit(self)
         await self.conn._write_frame(frame)
         sent += len(frame) - libp2p_yamux.HEADER_SIZE
+        observer = self.__dict__.get(_OBSERVER)
+        if observer is not None:
+            observer(len(frame) - libp2p_yamux.HEADER_SIZE)
 
 
 async def _wait_for_credit(stream: Any) -> None:
@@ -142,6 +151,18 @@ async def _wait_for_credit(stream: Any) -> None:
                 await waiter.wait()
     if limit.cancelled_caught:
         raise MuxedStreamError(f"Timed out waiting for window update after {ZERO_WINDOW_LIMIT_S:g} seconds.")
+
+
+@contextlib.contextmanager
+def observing_writes(stream: Any, on_sent: Callable[[int], None]) -> Iterator[None]:
+    """While inside, ``on_sent(n)`` is called as each data frame of ``n`` bytes of
+    ``stream`` (a libp2p ``YamuxStream``) has been written to its connection: the progress of a
+    large write to a slow reader, frame by frame, at no extra write."""
+    stream.__dict__[_OBSERVER] = on_sent
+    try:
+        yield
+    finally:
+        stream.__dict__.pop(_OBSERVER, None)
 
 
 def install() -> None:

@@ -59,6 +59,26 @@ async def test_new_streams_have_no_grace_so_a_churner_pushes_out_its_own_streams
     assert sum(stream.evicted for stream in churned) == len(churned) - 2
 
 
+async def test_a_newcomer_still_at_zero_outlives_older_streams_that_took_an_answer(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Review 35 N1: ranked by rate, a churner's streams that had taken one 70-byte answer
+    outranked an honest newcomer at 0 bytes, which the churner's next stream evicted before its
+    own answer. Among slow streams the oldest goes first."""
+    places = server(max_streams=3)
+    for index in range(3):
+        stream = places.take(f"sybil-{index}")
+        assert stream is not None
+        stream.took(70)
+        autojump_clock.jump(0.01)
+    honest = places.take("honest")
+    assert honest is not None
+    for index in range(2):
+        autojump_clock.jump(0.01)
+        assert places.take(f"sybil-{index}") is not None
+    assert not honest.evicted
+
+
 async def test_a_slow_reader_above_the_threshold_keeps_its_place_however_long_a_chunk_takes(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -87,13 +107,14 @@ async def test_a_stream_that_stops_taking_decays_below_the_threshold_and_goes(
     assert places.take("newcomer") is not None and stream.evicted
 
 
-async def test_a_stream_waiting_on_us_keeps_its_place(autojump_clock: trio.testing.MockClock) -> None:
+async def test_a_stream_waiting_on_our_disk_keeps_its_place(autojump_clock: trio.testing.MockClock) -> None:
     places = server(max_streams=1)
     waiting_on_disk = places.take("patient")
     assert waiting_on_disk is not None
-    waiting_on_disk.busy_here = True
-    autojump_clock.jump(60)
-    assert places.take("newcomer") is None and not waiting_on_disk.evicted
+    with waiting_on_disk.reading_disk():
+        autojump_clock.jump(60)
+        assert places.take("newcomer") is None and not waiting_on_disk.evicted
+    assert places.take("newcomer") is not None and waiting_on_disk.evicted
 
 
 async def test_a_peer_at_its_own_share_is_refused_even_when_it_could_evict(

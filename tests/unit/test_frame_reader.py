@@ -8,6 +8,8 @@ stream reads no byte past a prefix before the body is reserved.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import trio
 import trio.testing
@@ -47,7 +49,9 @@ class ScriptedRaw:
         self.got.append(len(data))
         return data
 
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
+    async def write(
+        self, data: bytes | bytearray | memoryview, on_sent: Callable[[int], None] | None = None
+    ) -> None:
         await trio.lowlevel.checkpoint()
 
     async def close_write(self) -> None:
