@@ -565,11 +565,13 @@ class P2PHost:
     def _register_handler(self, host: BasicHost, protocol_id: str) -> None:
         async def on_stream(net_stream: INetStream) -> None:
             handler = self._handlers.get(protocol_id)
+            remote = net_stream.get_remote_address()
             stream = Stream(
                 Libp2pRawStream(net_stream),
                 peer_id=str(net_stream.muxed_conn.peer_id),
                 protocol_id=protocol_id,
                 budget=self.frame_budget,
+                remote_host=remote[0] if remote else None,
             )
             if handler is None:
                 await stream.reset()

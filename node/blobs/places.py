@@ -28,10 +28,16 @@ What it was built against (reviews 34 and 35 broke two earlier versions):
 - *Holding memory*: a stream waiting for send memory is judged by its rate like any other (one
   protected while waiting let slow readers fill the budget and their idle siblings wait unevictably).
 
+- *Churn while honest downloads fill most places* (review 36): with only a slot or two slow, a
+  newcomer lived a few milliseconds, too short for its first answer; honest fetches failed. A
+  stream not yet answered now goes only after :data:`FIRST_ANSWER_GRACE_S` or when no other slow
+  stream is left (then the youngest such first), and each remote address (the connection's IP) may cause at most
+  :data:`EVICTION_BURST` evictions, refilled at :data:`EVICTIONS_PER_S`; past that its streams are
+  told busy. Made-up identities cost nothing; addresses do. (Local testnets share 127.0.0.1 and so
+  one bucket, which matters only on a full server.)
+
 To keep a place against newcomers a peer must keep downloading from us at the threshold rate:
-what an honest fetcher does anyway, and as costly to it as to us. Made-up identities behind one
-address are not capped separately (left open: the host does not yet give services a connection's
-remote address, and local testnets put every node on 127.0.0.1).
+what an honest fetcher does anyway, and as costly to it as to us.
 
 **Send memory is one budget for the node.** Each stream reads at most one chunk ahead of the
 one on the wire, but 64 streams of a blob with 4 MiB chunks made that 512 MiB. Every chunk read
@@ -56,6 +62,16 @@ import trio
 RATE_TAU_S = 5.0
 #: A stream's rate is averaged over at least this long (a burst in its first moments is not more).
 MIN_AGE_S = 1.0
+#: Evictions one remote address (its IP; the peer id where the transport gives none) may cause:
+#: a bucket of EVICTION_BURST refilled at EVICTIONS_PER_S. Past it, its new streams are refused
+#: as busy (which fetchers retry) instead of pushing others out.
+EVICTIONS_PER_S = 1.0
+EVICTION_BURST = 4
+#: Addresses whose buckets are kept; beyond it, those idle longest (full again) are forgotten.
+MAX_BUCKETS = 4096
+#: A stream not yet answered is evicted only after this long, or when no other slow stream is
+#: left: the time its first request needs to arrive and be answered.
+FIRST_ANSWER_GRACE_S = 0.5
 #: How often a stream waiting for send memory evicts a holder that takes nothing.
 RECLAIM_EVERY_S = 1.0
 
@@ -72,6 +88,8 @@ class Place:
     #: Bytes of the send budget its chunks hold.
     held_bytes: int = 0
     evicted: bool = False
+    #: Whether any reply of it has left yet.
+    answered: bool = False
     # Bytes taken, decayed with RATE_TAU_S, as of _scored_at.
     _score: float = 0.0
     _scored_at: float = 0.0
@@ -88,6 +106,7 @@ class Place:
     def took(self, count: int) -> None:
         """The client took ``count`` more bytes."""
         self._score = self._decayed(trio.current_time()) + count
+        self.answered = True
 
     def rate(self, now: float) -> float:
         """Bytes per second the client took lately: its decayed byte count over the decayed
@@ -111,19 +130,25 @@ class Places:
         self._evict_below = evict_below_bytes_per_s
         self._places: list[Place] = []
         self._per_peer: Counter[str] = Counter()
+        # Per remote address: (evictions it may still cause, as of when).
+        self._buckets: dict[str, tuple[float, float]] = {}
         #: Streams that lost their place to another, since start (metrics and tests).
         self.evictions = 0
 
     def __len__(self) -> int:
         return len(self._places)
 
-    def take(self, peer: str) -> Place | None:
-        """A place for a new stream from ``peer``, evicting the oldest slow stream if the
-        server is full; None if there is none to give (the stream is refused as busy)."""
+    def take(self, peer: str, address: str | None = None) -> Place | None:
+        """A place for a new stream from ``peer`` at ``address``, evicting the oldest slow
+        stream if the server is full and the address may still evict; None if there is none to
+        give (the stream is refused as busy)."""
         if self._per_peer[peer] >= self._max_per_peer:
             return None  # the peer's own streams fill its share: it can close one
-        if len(self._places) >= self._max_streams and not self._evict(self._places):
-            return None
+        if len(self._places) >= self._max_streams:
+            source = address or peer
+            if not self._may_evict(source) or not self._evict(self._places):
+                return None
+            self._spend(source)
         now = trio.current_time()
         place = Place(peer, opened_at=now, _scored_at=now)
         self._places.append(place)
@@ -144,12 +169,35 @@ class Places:
         slow = [p for p in candidates if not p.busy_here and p.rate(now) < self._evict_below]
         if not slow:
             return False
-        victim = min(slow, key=lambda place: place.opened_at)
+
+        def order(place: Place) -> tuple[bool, float]:
+            # Answered (or past the grace) first, the oldest of them; then the youngest of those
+            # still in their grace, which a churner's latest stream is, not the newcomer before it.
+            in_grace = not place.answered and now - place.opened_at < FIRST_ANSWER_GRACE_S
+            return (in_grace, -place.opened_at if in_grace else place.opened_at)
+
+        victim = min(slow, key=order)
         victim.evicted = True
         victim.scope.cancel()
         self._drop(victim)
         self.evictions += 1
         return True
+
+    def _tokens(self, source: str, now: float) -> float:
+        tokens, since = self._buckets.get(source, (float(EVICTION_BURST), now))
+        return min(float(EVICTION_BURST), tokens + (now - since) * EVICTIONS_PER_S)
+
+    def _may_evict(self, source: str) -> bool:
+        return self._tokens(source, trio.current_time()) >= 1.0
+
+    def _spend(self, source: str) -> None:
+        now = trio.current_time()
+        self._buckets[source] = (self._tokens(source, now) - 1.0, now)
+        if len(self._buckets) > MAX_BUCKETS:  # forget the fullest: they have evicted least lately
+            for forgotten in sorted(self._buckets, key=lambda key: -self._tokens(key, now))[
+                : MAX_BUCKETS // 4
+            ]:
+                del self._buckets[forgotten]
 
     def _drop(self, place: Place) -> None:
         self._places.remove(place)

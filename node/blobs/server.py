@@ -13,8 +13,8 @@ Bounds, and the attack each one answers:
   garbage, the end of the stream.
 - *A peer opening streams to pin our memory or file descriptors*: at most
   ``max_streams_per_peer`` streams per peer and ``max_streams`` in all; when the server is full
-  a new stream takes the place of the stream whose client lately took the fewest bytes (below
-  ``evict_below_bytes_per_s``), else it is answered with :class:`BlobBusy` and closed
+  a new stream takes the place of the oldest stream whose client lately took less than
+  ``evict_below_bytes_per_s`` from us, else it is answered with :class:`BlobBusy` and closed
   (:mod:`node.blobs.places`: places are kept by use, not by presence). Each stream holds at most
   two chunks in memory (one on the wire, the next read ahead) and one pair of open files, and
   all streams together at most ``max_send_bytes`` of chunks read and not yet sent (64 streams of
@@ -95,10 +95,10 @@ class BlobServer:
 
     async def handle(self, stream: Stream) -> None:
         """Serve one stream until the client closes it, goes idle, sends garbage, or (taking
-        least of all lately, while the server is full) yields its place to a newcomer."""
+        little lately, while the server is full) yields its place to a newcomer."""
         peer = stream.peer_id
         settings = self._settings
-        place = self.places.take(peer)
+        place = self.places.take(peer, stream.remote_host)
         if place is None:
             with trio.move_on_after(settings.idle_timeout_s):
                 await self._refuse(stream, BlobBusy("too many blob streams open; retry later"))
@@ -109,7 +109,7 @@ class BlobServer:
             with place.scope:
                 await self._serve(stream, place, slot, idle_until)
             if place.evicted:
-                log.debug("blob stream from %s took least lately; evicted for another", peer)
+                log.debug("blob stream from %s took little lately; evicted for another", peer)
                 await stream.reset()  # a frame may have been cut short on the wire
         finally:
             slot.swap(None)
@@ -224,8 +224,7 @@ class BlobServer:
             async with sendable:
                 async for index, frame, taken in sendable:
                     try:
-                        with trio.fail_after(self._settings.idle_timeout_s):
-                            await stream.send_frame_buffer(frame, on_sent=place.took)
+                        await self._send_watched(stream, frame, place)
                     finally:
                         place.held_bytes -= taken
                         budget.release(taken)
@@ -233,6 +232,21 @@ class BlobServer:
                     self.bytes_sent += len(frame) - FRAME_HEADER.size
                     if self._on_chunk_sent is not None:
                         self._on_chunk_sent(stream.peer_id, request.cid, index)
+
+    async def _send_watched(self, stream: Stream, frame: bytearray, place: Place) -> None:
+        """Send a chunk frame, counting what leaves as the client's progress; raises
+        :class:`trio.TooSlowError` once the client takes nothing for ``idle_timeout_s`` (not
+        after ``idle_timeout_s`` in all: a 4 MiB chunk to a client reading 64 KiB/s takes 64 s)."""
+        idle = self._settings.idle_timeout_s
+        with trio.CancelScope(deadline=trio.current_time() + idle) as watch:
+
+            def progressed(count: int) -> None:
+                place.took(count)
+                watch.deadline = trio.current_time() + idle
+
+            await stream.send_frame_buffer(frame, on_sent=progressed)
+        if watch.cancelled_caught:
+            raise trio.TooSlowError
 
     async def _wait_for_memory(self, size: int) -> int:
         """The send budget's bytes for a chunk of ``size``, in turn; meanwhile, every

@@ -95,9 +95,17 @@ class Stream:
     """
 
     def __init__(
-        self, raw: RawStream, *, peer_id: str, protocol_id: str, budget: FrameBudget | None = None
+        self,
+        raw: RawStream,
+        *,
+        peer_id: str,
+        protocol_id: str,
+        budget: FrameBudget | None = None,
+        remote_host: str | None = None,
     ) -> None:
         self._raw = raw
+        #: The address (IP) the stream's connection comes from, where the transport knows it.
+        self.remote_host = remote_host
         self._budget = budget
         # When the first frame's length prefix is due (inbound streams); inf once it has come.
         self._first_frame_due = (

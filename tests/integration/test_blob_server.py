@@ -21,7 +21,7 @@ from node.blobs.service import BlobService
 from node.blobs.settings import BlobSettings
 from node.host import HostConfig, P2PHost
 from node.p2p.errors import HostStateError, StreamClosedError, StreamResetError
-from node.p2p.framing import Stream
+from node.p2p.framing import FRAME_HEADER, Stream
 from protocol.blobs.errors import BadBlobRequest, BlobBusy, BlobNotHere, RangeOutOfBlob
 from protocol.blobs.merkle import HASH_LEN, MIN_CHUNK_SIZE, BlobManifest
 from protocol.blobs.wire import (
@@ -302,6 +302,40 @@ async def test_a_leaf_list_stream_reset_by_a_full_server_is_asked_again(
     assert progress.state == "complete" and len(opened) >= 3
     await fetcher.export(info.cid, tmp_path / "out")
     assert (tmp_path / "out").read_bytes() == (tmp_path / "file").read_bytes()
+
+
+async def test_a_client_reading_a_chunk_slowly_is_not_dropped_while_it_keeps_taking_bytes(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """The server's send deadline counts from the client's last progress, not from the chunk's
+    start (review 36 N2): a 1 MiB chunk read 128 KiB at a time over ~3 s, with a 1 s deadline."""
+    settings = dataclasses.replace(SETTINGS, chunk_size=1 << 20)
+    server_host = await start_host(nursery, "server")
+    blobs = await start_service(nursery, server_host, tmp_path / "server", settings)
+    client = await start_host(nursery, "client")
+    await client.connect(server_host.listen_addrs[0])
+    data = bytes(range(256)) * (4096 * 2)  # 2 MiB: two chunks
+    (tmp_path / "file").write_bytes(data)
+    info, _ = await blobs.put(tmp_path / "file", pin=True)
+    with trio.fail_after(DEADLINE_S):
+        stream = await client.open_stream(server_host.peer_id, BLOB_PROTOCOL_ID)
+        await stream.send_frame(BlobRequest.chunks(info.cid, 0, 1).encode())
+        assert (await reply_of(stream)).ok
+        raw = stream._raw  # below the framing: the test reads the chunk's bytes at its own pace
+        received = bytearray(stream._pending)
+        stream._pending.clear()
+
+        async def read_a_little() -> bool:  # the slow client's pace: 128 KiB every 0.4 s
+            while len(received) < FRAME_HEADER.size + (1 << 20):
+                piece = await raw.read(128 * 1024)
+                received.extend(piece)
+                if len(received) % (128 * 1024) < len(piece):
+                    return True
+            return False
+
+        await act_every(0.4, read_a_little)
+    assert bytes(received[FRAME_HEADER.size :]) == data[: 1 << 20]
+    assert blobs.server is not None and blobs.server.chunks_sent == 1
 
 
 # --- hostile servers ---------------------------------------------------------------------------

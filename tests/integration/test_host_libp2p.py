@@ -33,6 +33,7 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from node.host import HostConfig, P2PHost
 from node.p2p.errors import DialError, GossipBackpressureError, PortInUseError
+from node.p2p.framing import FRAME_HEADER, Stream, frame_buffer
 from node.p2p.gossip_params import GossipParams
 from node.p2p.logbridge import install_libp2p_log_bridge
 from tests.integration.conftest import DEADLINE_S, TEST_BACKOFF, seed_of
@@ -389,3 +390,43 @@ async def test_peers_named_in_an_unsolicited_prune_are_not_dialed(nursery: trio.
     assert [peer.peer_id for peer in hub.peers()] == [attacker.peer_id]
     for host in (hub, attacker, *named):
         await host.close()
+
+
+async def test_an_inbound_stream_knows_its_remote_address_and_a_watched_write_reports_each_frame(
+    nursery: trio.Nursery,
+) -> None:
+    """The blob server counts a client's progress by the yamux data frames of a chunk as they
+    leave, and caps evictions per remote address: both come from the transport, checked here."""
+    server, client = P2PHost(config("watched-server")), P2PHost(config("watched-client"))
+    for host in (server, client):
+        await nursery.start(host.run)
+    await client.connect(server.listen_addrs[0])
+    inbound: trio.MemorySendChannel[Stream]
+    inbound, arrived = trio.open_memory_channel[Stream](1)
+    done = trio.Event()
+
+    async def keep(stream: Stream) -> None:
+        await inbound.send(stream)
+        await done.wait()
+
+    server.set_stream_handler("/test/watched/1.0.0", keep)
+    with trio.fail_after(DEADLINE_S):
+        outbound = await client.open_stream(server.peer_id, "/test/watched/1.0.0")
+        await outbound.send_frame(b"hello")
+        stream = await arrived.receive()
+        assert stream.remote_host == "127.0.0.1"
+        assert await stream.receive_frame(16) == b"hello"
+        reports: list[int] = []
+        body = 600 * 1024  # more than one yamux data frame, within the 256 KiB window's growth
+        buffer = frame_buffer(body)
+
+        async def read_it() -> None:
+            assert len(await outbound.receive_frame(body)) == body
+
+        async with trio.open_nursery() as readers:
+            readers.start_soon(read_it)
+            await stream.send_frame_buffer(buffer, on_sent=reports.append)
+        assert sum(reports) == body + FRAME_HEADER.size and len(reports) > 1
+        await stream.send_frame(b"after")  # the watch ends with its write: nothing more is reported
+        assert sum(reports) == body + FRAME_HEADER.size
+        done.set()

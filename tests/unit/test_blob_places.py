@@ -6,7 +6,14 @@ import pytest
 import trio
 import trio.testing
 
-from node.blobs.places import RATE_TAU_S, Places, SendBudget
+from node.blobs.places import (
+    EVICTION_BURST,
+    EVICTIONS_PER_S,
+    FIRST_ANSWER_GRACE_S,
+    RATE_TAU_S,
+    Places,
+    SendBudget,
+)
 
 KIB = 1024
 THRESHOLD = 64 * KIB
@@ -52,7 +59,7 @@ async def test_new_streams_have_no_grace_so_a_churner_pushes_out_its_own_streams
     for round_ in range(30):
         autojump_clock.jump(0.1)
         honest.took(32 * KIB)  # 320 KiB/s
-        stream = places.take(f"sybil-{round_ % 4}")
+        stream = places.take(f"sybil-{round_}")
         assert stream is not None  # the churner always gets a place: one of its own
         churned.append(stream)
     assert not honest.evicted
@@ -77,6 +84,47 @@ async def test_a_newcomer_still_at_zero_outlives_older_streams_that_took_an_answ
         autojump_clock.jump(0.01)
         assert places.take(f"sybil-{index}") is not None
     assert not honest.evicted
+
+
+async def test_one_address_may_push_out_a_burst_of_streams_then_one_a_second(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Review 36: identities are free, addresses are not. Past its bucket, a churner's new
+    streams are told busy instead of evicting."""
+    places = server(max_streams=EVICTION_BURST + 4)
+    for index in range(EVICTION_BURST + 4):
+        assert places.take(f"honest-{index}", "192.0.2.1") is not None
+    autojump_clock.jump(2.0)  # every place slow and answered long ago
+    evicted = 0
+    for index in range(3 * EVICTION_BURST):
+        if places.take(f"sybil-{index}", "198.51.100.7") is not None:
+            evicted += 1
+    assert evicted == EVICTION_BURST and places.evictions == EVICTION_BURST
+    autojump_clock.jump(1 / EVICTIONS_PER_S)
+    assert places.take("sybil-next", "198.51.100.7") is not None
+    assert places.take("sybil-more", "198.51.100.7") is None
+    assert places.take("honest-newcomer", "203.0.113.5") is not None  # another address evicts
+
+
+async def test_a_stream_not_yet_answered_goes_last_within_its_grace(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Review 36: with honest downloads in most places, a churner evicted each newcomer before
+    its first answer. Within its grace, an unanswered stream goes only after every other slow one."""
+    places = server(max_streams=3)
+    downloading, holder = places.take("downloader", "192.0.2.1"), places.take("holder", "198.51.100.7")
+    assert downloading is not None and holder is not None
+    holder.took(70)
+    autojump_clock.jump(2.0)
+    downloading.took(10 << 20)
+    newcomer = places.take("honest", "203.0.113.5")
+    assert newcomer is not None
+    autojump_clock.jump(0.01)
+    assert places.take("sybil-1", "198.51.100.8") is not None
+    assert holder.evicted and not newcomer.evicted  # the answered slow stream went first
+    autojump_clock.jump(FIRST_ANSWER_GRACE_S / 2)
+    assert places.take("sybil-2", "198.51.100.9") is not None
+    assert not newcomer.evicted  # the churner's own unanswered stream is younger: it goes
 
 
 async def test_a_slow_reader_above_the_threshold_keeps_its_place_however_long_a_chunk_takes(
