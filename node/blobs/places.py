@@ -30,11 +30,18 @@ What it was built against (reviews 34 and 35 broke two earlier versions):
 
 - *Churn while honest downloads fill most places* (review 36): with only a slot or two slow, a
   newcomer lived a few milliseconds, too short for its first answer; honest fetches failed. A
-  stream not yet answered now goes only after :data:`FIRST_ANSWER_GRACE_S` or when no other slow
-  stream is left (then the youngest such first), and each remote address (the connection's IP) may cause at most
-  :data:`EVICTION_BURST` evictions, refilled at :data:`EVICTIONS_PER_S`; past that its streams are
-  told busy. Made-up identities cost nothing; addresses do. (Local testnets share 127.0.0.1 and so
-  one bucket, which matters only on a full server.)
+  stream not yet answered is never evicted within :data:`FIRST_ANSWER_GRACE_S`, and each remote
+  address may cause at most :data:`EVICTION_BURST` evictions, refilled at
+  :data:`EVICTIONS_PER_S`; past that its streams are told busy. Made-up identities cost nothing;
+  addresses do, so an address is an IPv4 address or an IPv6 /64 (:func:`address_key`).
+- *Holding places for free* (review 37): an attacker took each place an honest stream freed, so
+  every honest newcomer had to evict and spent its address's bucket. One address may hold at most
+  1 / :data:`ADDRESS_SHARE` of the places.
+
+Loopback is exempt from the address limits (every local node is on 127.0.0.1; a local user is
+not the adversary here), and so is an address shared by many honest clients behind one NAT only
+in that they share its share and its bucket: an attacker behind the same NAT can spend them
+(review 37 F3, left open).
 
 To keep a place against newcomers a peer must keep downloading from us at the threshold rate:
 what an honest fetcher does anyway, and as costly to it as to us.
@@ -51,6 +58,7 @@ be evicted first (as above) is evicted, and its memory freed; the waiter keeps i
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import math
 from collections import Counter
 from collections.abc import Iterator
@@ -67,8 +75,11 @@ MIN_AGE_S = 1.0
 #: as busy (which fetchers retry) instead of pushing others out.
 EVICTIONS_PER_S = 1.0
 EVICTION_BURST = 4
-#: Addresses whose buckets are kept; beyond it, those idle longest (full again) are forgotten.
+#: Addresses whose buckets are kept. Full buckets are forgotten (the same as none); while more
+#: than this many are not full, an address without one may not evict.
 MAX_BUCKETS = 4096
+#: One remote address may hold at most this share of the places (1 / ADDRESS_SHARE of them).
+ADDRESS_SHARE = 4
 #: A stream not yet answered is evicted only after this long, or when no other slow stream is
 #: left: the time its first request needs to arrive and be answered.
 FIRST_ANSWER_GRACE_S = 0.5
@@ -90,6 +101,8 @@ class Place:
     evicted: bool = False
     #: Whether any reply of it has left yet.
     answered: bool = False
+    #: Its remote address's key (see :func:`address_key`), None where there is none.
+    address: str | None = None
     # Bytes taken, decayed with RATE_TAU_S, as of _scored_at.
     _score: float = 0.0
     _scored_at: float = 0.0
@@ -121,8 +134,26 @@ class Place:
         return self._score
 
 
+def address_key(address: str | None) -> str | None:
+    """What one party is assumed to control: an IPv4 address, an IPv6 /64 (one host's usual
+    allocation: its 2^64 addresses are one key, review 37); None for none and for loopback,
+    where every local node is (their streams are then told apart by peer id)."""
+    if address is None:
+        return None
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.is_loopback:
+        return None
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 class Places:
-    """The server's places, per peer and in all, with eviction of the oldest slow stream."""
+    """The server's places, per peer, per address and in all, with eviction of the oldest slow
+    stream."""
 
     def __init__(self, *, max_streams: int, max_streams_per_peer: int, evict_below_bytes_per_s: int) -> None:
         self._max_streams = max_streams
@@ -130,6 +161,8 @@ class Places:
         self._evict_below = evict_below_bytes_per_s
         self._places: list[Place] = []
         self._per_peer: Counter[str] = Counter()
+        self._per_address: Counter[str] = Counter()
+        self._max_per_address = max(1, max_streams // ADDRESS_SHARE)
         # Per remote address: (evictions it may still cause, as of when).
         self._buckets: dict[str, tuple[float, float]] = {}
         #: Streams that lost their place to another, since start (metrics and tests).
@@ -142,17 +175,22 @@ class Places:
         """A place for a new stream from ``peer`` at ``address``, evicting the oldest slow
         stream if the server is full and the address may still evict; None if there is none to
         give (the stream is refused as busy)."""
+        key = address_key(address)
         if self._per_peer[peer] >= self._max_per_peer:
             return None  # the peer's own streams fill its share: it can close one
+        if key is not None and self._per_address[key] >= self._max_per_address:
+            return None  # its address holds its share of the places (review 37: held for free)
         if len(self._places) >= self._max_streams:
-            source = address or peer
+            source = key or peer
             if not self._may_evict(source) or not self._evict(self._places):
                 return None
             self._spend(source)
         now = trio.current_time()
-        place = Place(peer, opened_at=now, _scored_at=now)
+        place = Place(peer, opened_at=now, address=key, _scored_at=now)
         self._places.append(place)
         self._per_peer[peer] += 1
+        if key is not None:
+            self._per_address[key] += 1
         return place
 
     def evict_for_memory(self) -> bool:
@@ -166,17 +204,19 @@ class Places:
 
     def _evict(self, candidates: list[Place]) -> bool:
         now = trio.current_time()
-        slow = [p for p in candidates if not p.busy_here and p.rate(now) < self._evict_below]
+        # A stream still in its grace (not yet answered, younger than FIRST_ANSWER_GRACE_S) is
+        # never evicted: evicting the youngest of them let churners from fresh addresses push out
+        # each honest newcomer before its answer (review 37).
+        slow = [
+            p
+            for p in candidates
+            if not p.busy_here
+            and p.rate(now) < self._evict_below
+            and (p.answered or now - p.opened_at >= FIRST_ANSWER_GRACE_S)
+        ]
         if not slow:
             return False
-
-        def order(place: Place) -> tuple[bool, float]:
-            # Answered (or past the grace) first, the oldest of them; then the youngest of those
-            # still in their grace, which a churner's latest stream is, not the newcomer before it.
-            in_grace = not place.answered and now - place.opened_at < FIRST_ANSWER_GRACE_S
-            return (in_grace, -place.opened_at if in_grace else place.opened_at)
-
-        victim = min(slow, key=order)
+        victim = min(slow, key=lambda place: place.opened_at)
         victim.evicted = True
         victim.scope.cancel()
         self._drop(victim)
@@ -188,22 +228,27 @@ class Places:
         return min(float(EVICTION_BURST), tokens + (now - since) * EVICTIONS_PER_S)
 
     def _may_evict(self, source: str) -> bool:
-        return self._tokens(source, trio.current_time()) >= 1.0
+        now = trio.current_time()
+        if source not in self._buckets and len(self._buckets) >= MAX_BUCKETS:
+            for full in [key for key in self._buckets if self._tokens(key, now) >= EVICTION_BURST]:
+                del self._buckets[full]  # a full bucket is the same as none
+            if len(self._buckets) >= MAX_BUCKETS:
+                return False  # too many addresses evicting at once: no new ones (fail closed)
+        return self._tokens(source, now) >= 1.0
 
     def _spend(self, source: str) -> None:
         now = trio.current_time()
         self._buckets[source] = (self._tokens(source, now) - 1.0, now)
-        if len(self._buckets) > MAX_BUCKETS:  # forget the fullest: they have evicted least lately
-            for forgotten in sorted(self._buckets, key=lambda key: -self._tokens(key, now))[
-                : MAX_BUCKETS // 4
-            ]:
-                del self._buckets[forgotten]
 
     def _drop(self, place: Place) -> None:
         self._places.remove(place)
         self._per_peer[place.peer] -= 1
         if not self._per_peer[place.peer]:
             del self._per_peer[place.peer]
+        if place.address is not None:
+            self._per_address[place.address] -= 1
+            if not self._per_address[place.address]:
+                del self._per_address[place.address]
 
 
 class SendBudget:
