@@ -10,24 +10,24 @@ stream's life while it is young). Every byte a stream's client takes counts,
 whatever the reply (chunks, leaves, manifests, refusals), and a chunk frame as each yamux data
 frame of it leaves, so a client reading a large chunk slowly is seen taking it. (Bytes leave as
 the client's yamux window allows, so a client that reads nothing is seen taking its window's
-worth, 256 KiB at first, then nothing.) Only a stream waiting for a worker thread to read our
-disk is never evicted: our slowness is not its fault.
+worth, 256 KiB at first, then nothing.) Never evicted: a stream waiting for a worker thread to
+read our disk (our slowness is not its fault), and one not yet answered within its first
+:data:`FIRST_ANSWER_GRACE_S`.
 
-What it was built against (reviews 34 and 35 broke two earlier versions):
+What it was built against (reviews 34 to 37 broke four earlier versions):
 
-- *Churn*: a peer opening streams to push out others. New streams have no grace (one that was
-  protected for 2 s let a churner keep every place young), but among slow streams the oldest goes
-  first, so a churner pushes out its own older streams before a newcomer, which has had time for
-  its answer: ranking by rate instead let a churner's streams that had taken one 70-byte answer
-  outrank an honest newcomer still at 0 (review 35). A fetcher whose stream is reset anyway asks
-  again (``node/blobs/fetcher.py``).
+- *Churn*: a peer opening streams to push out others. A grace of 2 s for every new stream, whatever
+  it did, let a churner keep every place young (review 34), so the grace is short and ends with the
+  first answer. Among slow streams the oldest goes first, so a churner pushes out its own older
+  streams before a newcomer: ranking by rate instead let a churner's streams that had taken one
+  70-byte answer outrank an honest newcomer still at 0 (review 35). A fetcher whose stream is
+  reset anyway asks again (``node/blobs/fetcher.py``).
 - *Asking and not reading*, or granting a byte of credit now and then, whatever the reply: the
   rate decays below the threshold and the stream is slow.
 - *Slow honest links*: a client taking 64 KiB/s or more keeps its place however long a chunk
   takes (an earlier version counted only whole chunks and evicted a 1 MiB/s reader mid-chunk).
 - *Holding memory*: a stream waiting for send memory is judged by its rate like any other (one
   protected while waiting let slow readers fill the budget and their idle siblings wait unevictably).
-
 - *Churn while honest downloads fill most places* (review 36): with only a slot or two slow, a
   newcomer lived a few milliseconds, too short for its first answer; honest fetches failed. A
   stream not yet answered is never evicted within :data:`FIRST_ANSWER_GRACE_S`, and each remote

@@ -161,13 +161,13 @@ async def test_a_stream_not_yet_answered_is_never_evicted_within_its_grace(
 async def test_a_slow_reader_above_the_threshold_keeps_its_place_however_long_a_chunk_takes(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """Review 34 F3: a reader taking 100 KiB/s was evicted mid-chunk; each slice counts."""
+    """Review 34 F3: a reader taking 100 KiB/s was evicted mid-chunk; each yamux frame counts."""
     places = server(max_streams=1)
     slow = places.take("slow-link")
     assert slow is not None
     for _ in range(60):
         autojump_clock.jump(2.56)
-        slow.took(256 * KIB)  # 100 KiB/s, a slice at a time
+        slow.took(256 * KIB)  # 100 KiB/s, a window's worth at a time
         assert places.take("newcomer") is None
     assert not slow.evicted
 
