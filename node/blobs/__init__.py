@@ -49,7 +49,7 @@ existed stay pinned until ``dcent blob pin CID --unpin``. Tests: ``test_blob_sto
 | chunk, leaf list, root and size checked up to the id; 0x00 / 0x01 domain prefixes | SHA-256 | a peer poisoning a dataset or model with one altered byte; an inner node passed off as a leaf |
 | size inside the id; manifest limits | 1 TiB, 2^20 chunks (leaf list at most 32 MiB) | a peer lying about the size to make us allocate a terabyte, or to truncate |
 | a peer whose data does not verify is banned, its chunks in flight reassigned | ``ban_s`` 1 h, every fetch | a lying peer: nothing it sent is written |
-| a stream that delivers nothing, or resets, is a failure | ``stall_timeout_s`` 30 s, ``peer_retries`` 3 | a slow or vanishing peer (dropped from the fetch, not banned) |
+| a stream that delivers nothing (a reply, or 16 KiB of a chunk), or resets, is a failure | ``stall_timeout_s`` 30 s, ``peer_retries`` 3 | a slow or vanishing peer (dropped from the fetch, not banned); an honest slow link is not dropped in the middle of a 4 MiB chunk |
 | windows of chunks requested and not yet written | ``window_chunks`` 16, ``peer_window_chunks`` 8 | memory: a 2 GiB blob moves through about 16 MiB |
 | concurrent fetches; RPC peer hints | ``max_concurrent_fetches`` 4 (``TooManyFetches``); 16 validated hints | a caller making the node hold unbounded windows |
 | server stream caps | ``max_streams_per_peer`` 4, ``max_streams`` 64 (``BlobBusy``) | streams opened to pin our memory or descriptors |

@@ -51,6 +51,7 @@ from typing import TypeVar
 
 import trio
 
+from node.blobs.deadlines import progress_deadline
 from node.blobs.errors import FetchFailed, LocalDiskError, NoProviders, UnexpectedBlobSize
 from node.blobs.partial import PartialBlob
 from node.blobs.scheduling import ChunkScheduler, have_candidates
@@ -581,9 +582,7 @@ class BlobFetcher:
                     if not reply.ok:
                         raise refusal_for(reply.code, reply.message)
                     for index in run:
-                        chunk = await _with_stall(
-                            settings, functools.partial(_receive_chunk, stream, fetch.manifest, index)
-                        )
+                        chunk = await _receive_chunk(stream, fetch.manifest, index, settings.stall_timeout_s)
                         peer_window.release()
                         await send_chunks.send((index, chunk))
 
@@ -636,13 +635,16 @@ async def _receive_exact(stream: Stream, length: int) -> bytes:
     return data
 
 
-async def _receive_chunk(stream: Stream, manifest: BlobManifest, index: int) -> list[bytes]:
+async def _receive_chunk(stream: Stream, manifest: BlobManifest, index: int, stall_s: float) -> list[bytes]:
     """Chunk ``index``'s frame, of exactly its length (any other length is a lie), as the pieces
     it arrived in (:meth:`Stream.receive_frame_pieces`): the writer's worker thread assembles
-    it, off the event loop."""
+    it, off the event loop. Raises :class:`trio.TooSlowError` when the peer sends too little
+    for ``stall_s`` (a slow honest link is never dropped while it keeps sending: a 4 MiB chunk
+    at 64 KiB/s takes 64 s; a trickling peer's chunks are fetched elsewhere in the endgame)."""
     length = manifest.chunk_length(index)
     try:
-        pieces = await stream.receive_frame_pieces(length)
+        with progress_deadline(stall_s) as progressed:
+            pieces = await stream.receive_frame_pieces(length, on_received=progressed)
     except FrameTooLargeError as exc:  # a chunk longer than the content id allows: a lie
         raise PeerLied(exc) from None
     received = sum(map(len, pieces))

@@ -43,6 +43,7 @@ from functools import partial
 
 import trio
 
+from node.blobs.deadlines import progress_deadline
 from node.blobs.errors import UnknownBlob
 from node.blobs.places import RECLAIM_EVERY_S, Place, Places, SendBudget
 from node.blobs.reader import BlobReader
@@ -63,9 +64,6 @@ from protocol.blobs.wire import (
 from protocol.encoding import DecodeError
 
 log = logging.getLogger("dcent.blobs.server")
-
-#: Bytes a client must take of a chunk frame to push its send deadline forward.
-MIN_PROGRESS_BYTES = 16 * 1024
 
 #: Called after each chunk is sent: (peer id, content id, chunk index). For metrics and tests.
 ChunkObserver = Callable[[str, bytes, int], None]
@@ -238,25 +236,15 @@ class BlobServer:
 
     async def _send_watched(self, stream: Stream, frame: bytearray, place: Place) -> None:
         """Send a chunk frame, counting what leaves as the client's progress; raises
-        :class:`trio.TooSlowError` once the client takes nothing for ``idle_timeout_s`` (not
+        :class:`trio.TooSlowError` once the client takes too little for ``idle_timeout_s`` (not
         after ``idle_timeout_s`` in all: a 4 MiB chunk to a client reading 64 KiB/s takes 64 s)."""
-        idle = self._settings.idle_timeout_s
-        since_push = 0
-        with trio.CancelScope(deadline=trio.current_time() + idle) as watch:
+        with progress_deadline(self._settings.idle_timeout_s) as progressed:
 
-            def progressed(count: int) -> None:
-                nonlocal since_push
+            def sent(count: int) -> None:
                 place.took(count)
-                since_push += count
-                # Only real progress moves the deadline: a client granting a byte of credit every
-                # few seconds kept a chunk's send alive for good (review 37 F5).
-                if since_push >= MIN_PROGRESS_BYTES:
-                    since_push = 0
-                    watch.deadline = trio.current_time() + idle
+                progressed(count)
 
-            await stream.send_frame_buffer(frame, on_sent=progressed)
-        if watch.cancelled_caught:
-            raise trio.TooSlowError
+            await stream.send_frame_buffer(frame, on_sent=sent)
 
     async def _wait_for_memory(self, size: int) -> int:
         """The send budget's bytes for a chunk of ``size``, in turn; meanwhile, every

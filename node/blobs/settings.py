@@ -44,7 +44,8 @@ class BlobSettings:
     max_concurrent_fetches: int = 4
     #: How long a peer may take to answer "have" before it counts as not having the blob.
     have_timeout_s: float = 10.0
-    #: How long a stream may go without delivering a frame before the peer counts as failed.
+    #: How long a stream may go without delivering a reply, or 16 KiB of a chunk, before the
+    #: peer counts as failed (a chunk may take longer in all while its bytes keep coming).
     stall_timeout_s: float = 30.0
     #: Consecutive failures (resets, stalls) before a peer is dropped from one fetch.
     peer_retries: int = 3

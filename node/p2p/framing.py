@@ -195,12 +195,15 @@ class Stream:
             return pieces[0] if pieces else b""
         return bytearray().join(pieces)
 
-    async def receive_frame_pieces(self, max_size: int) -> list[bytes]:
+    async def receive_frame_pieces(
+        self, max_size: int, *, on_received: Callable[[int], None] | None = None
+    ) -> list[bytes]:
         """:meth:`receive_frame` for bulk data handed on elsewhere (a worker thread): the body as
         the pieces the transport read it in, in order, not assembled here (``b"".join`` gives the
         frame; an empty frame is ``[]``): a large ``bytes.join`` in a worker thread runs
         without the GIL, where assembling it here costs the event loop a zeroed allocation and
-        a copy. Raises as :meth:`receive_frame` does."""
+        a copy. ``on_received(count)`` is told each piece of the body as it is read (a deadline
+        that progress pushes forward). Raises as :meth:`receive_frame` does."""
         if max_size < 0:
             raise ValueError("max_size must not be negative")
         async with self._receive_lock:
@@ -214,8 +217,8 @@ class Stream:
                     f"at most {max_size} accepted"
                 )
             if self._budget is None or length == 0:
-                return await self._read_body(length)
-            return await self._read_budgeted_body(self._budget, length)
+                return await self._read_body(length, on_received)
+            return await self._read_budgeted_body(self._budget, length, on_received)
 
     async def close_write(self) -> None:
         """Tell the peer we will send no more frames; receiving still works."""
@@ -276,7 +279,9 @@ class Stream:
             ),
         )
 
-    async def _read_budgeted_body(self, budget: FrameBudget, length: int) -> list[bytes]:
+    async def _read_budgeted_body(
+        self, budget: FrameBudget, length: int, on_received: Callable[[int], None] | None
+    ) -> list[bytes]:
         """A body of ``length`` bytes, its bytes reserved while it is read and read by its
         deadline. The reservation is released however the read ends: the returned bytes are
         the handler's, and a failed read's partial body is dropped."""
@@ -286,7 +291,7 @@ class Stream:
             await self._refuse(budget, exc)
         try:
             with trio.move_on_after(budget.settings.body_deadline_s(length)):
-                return await self._read_body(length)
+                return await self._read_body(length, on_received)
             await self._refuse(
                 budget,
                 SlowFrameError(
@@ -323,7 +328,7 @@ class Stream:
         del self._pending[:count]
         return data
 
-    async def _read_body(self, count: int) -> list[bytes]:
+    async def _read_body(self, count: int, on_received: Callable[[int], None] | None) -> list[bytes]:
         """A body of exactly ``count`` bytes, as the pieces it was read in. Reads stop at the
         frame's end (at most :data:`_READ_CHUNK` at a time): the only bytes read beyond a frame
         are a prefix read's (:meth:`_read_exactly`), taken here first."""
@@ -334,6 +339,8 @@ class Stream:
             pieces.append(bytes(self._pending[:got]))
             del self._pending[:got]
             self._body_received = got
+            if on_received is not None:
+                on_received(got)
         while got < count:
             piece = await self._raw.read(min(count - got, _READ_CHUNK))
             if not piece:
@@ -344,4 +351,6 @@ class Stream:
             pieces.append(piece)
             got += len(piece)
             self._body_received = got
+            if on_received is not None:
+                on_received(len(piece))
         return pieces

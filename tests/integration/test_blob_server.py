@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from node.blobs.errors import FetchFailed
 from node.blobs.reader import BlobReader
 from node.blobs.service import BlobService
 from node.blobs.settings import BlobSettings
@@ -379,10 +380,80 @@ def hostile_handler(honest: BlobService, lie: str):  # type: ignore[no-untyped-d
 
                     if lie == "trickle chunks":  # each chunk well inside the stall deadline
                         await act_every(TRICKLE_S, send_next)
+                    if lie.startswith("chunk bytes every"):  # "chunk bytes every S s, N at a time"
+                        words = lie.split()
+                        await send_slowly(stream, reader, indices, float(words[3]), int(words[5]))
                     while await send_next():
                         pass
 
     return handle
+
+
+async def send_slowly(
+    stream: Stream, reader: BlobReader, indices: Iterator[int], every_s: float, piece: int
+) -> None:
+    """Send each chunk's frame ``piece`` bytes at a time, one piece every ``every_s``: a slow
+    link, below the framing layer (which would send a frame in one write)."""
+    for index in indices:
+        frame = FRAME_HEADER.pack(len(reader.read_chunk(index))) + bytes(reader.read_chunk(index))
+        offsets = iter(range(0, len(frame), piece))
+
+        async def send_piece(offsets: Iterator[int] = offsets, frame: bytes = frame) -> bool:
+            offset = next(offsets, None)
+            if offset is None:
+                return False
+            await stream._raw.write(frame[offset : offset + piece])
+            return True
+
+        await act_every(every_s, send_piece)
+
+
+async def test_a_chunk_slower_in_all_than_the_stall_deadline_arrives_while_its_bytes_keep_coming(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """The fetcher's stall deadline counts from the last 16 KiB of a chunk, not from its start:
+    a provider sending 8 KiB every 0.15 s takes 1.2 s for each 64 KiB chunk against a 0.8 s
+    deadline, and is the only one there is (before: each chunk timed out, the fetch failed)."""
+    data = bytes(range(251)) * (3 * MIN_CHUNK_SIZE // 251)
+    (tmp_path / "file").write_bytes(data)
+    host = await start_host(nursery, "slow")
+    store = await start_service(nursery, host, tmp_path / "slow")
+    info, _ = await store.put(tmp_path / "file", pin=True)
+    host.set_stream_handler(
+        BLOB_PROTOCOL_ID, hostile_handler(store, "chunk bytes every 0.15 s, 8192 at a time")
+    )
+    fetcher = await fetcher_of(nursery, tmp_path, dataclasses.replace(SETTINGS, stall_timeout_s=0.8), [host])
+
+    with trio.fail_after(DEADLINE_S):
+        progress = await fetcher.fetch(info.cid, peers=[host.peer_id])
+    assert progress.state == "complete"
+    assert progress.peers[host.peer_id].failures == 0
+    await fetcher.export(info.cid, tmp_path / "out")
+    assert (tmp_path / "out").read_bytes() == data
+
+
+async def test_a_provider_sending_less_than_16_kib_per_stall_period_fails(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """A byte now and then does not keep a chunk alive: 4 KiB every 0.3 s is 16 KiB in 1.2 s,
+    past the 0.8 s deadline, so each chunk times out and the fetch fails (were any progress to
+    push the deadline, the 64 KiB chunks would arrive in 4.8 s each and it would complete)."""
+    data = bytes(range(251)) * (2 * MIN_CHUNK_SIZE // 251)
+    (tmp_path / "file").write_bytes(data)
+    host = await start_host(nursery, "trickler")
+    store = await start_service(nursery, host, tmp_path / "trickler")
+    info, _ = await store.put(tmp_path / "file", pin=True)
+    host.set_stream_handler(
+        BLOB_PROTOCOL_ID, hostile_handler(store, "chunk bytes every 0.3 s, 4096 at a time")
+    )
+    fetcher = await fetcher_of(nursery, tmp_path, dataclasses.replace(SETTINGS, stall_timeout_s=0.8), [host])
+
+    progress = fetcher.start_fetch(info.cid, peers=[host.peer_id])
+    with trio.fail_after(DEADLINE_S), pytest.raises(FetchFailed):
+        await fetcher.fetch(info.cid, peers=[host.peer_id])  # joins the fetch started
+    assert progress.state == "failed"
+    trickler = progress.peers[host.peer_id]
+    assert trickler.chunks == 0 and not trickler.banned and "TooSlowError" in trickler.error
 
 
 @pytest.mark.parametrize("lie", ["manifest", "leaves", "long chunk"])
