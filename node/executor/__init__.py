@@ -82,9 +82,13 @@ victim's data, with the result signed as the victim's. So a job never runs by ta
   whole image. The manifest must name the spec's ``image``; a config claiming another digest is
   refused; after the load the engine must hold exactly that ID, and the job runs ``sha256:<ID>``.
 - **By ID** (``image = "sha256:<64 hex>"``): run if present, else ``ImageNotAvailable`` 5318.
-- **By tag only**: ``ImageNameNotTrusted`` 5322 (the requester's: nothing metered) unless
-  ``[executor] allow_local_image_names``; then resolved to its ID once, at start. The operator's own
-  ``container_image`` is trusted by tag and resolved the same way.
+- **By tag only**: refused unless ``[executor] allow_local_image_names``, then resolved to its ID
+  once, at start. Refused when the provider is asked for a quote (``ImageTagNotTrusted`` 4049: no
+  contract, no escrow), and by the executor at start should one reach it (``ImageNameNotTrusted``
+  5322, the requester's: nothing metered); one rule for both,
+  ``protocol.market.image_trust.image_refusal``, the setting passed to the quote's
+  ``ProviderPolicy``. The operator's own ``container_image`` is trusted by tag and resolved the same
+  way.
 
 Archives are read with bounds (uncompressed tar, 10,000 entries, 64 images, documents of 4 MiB,
 regular files only); a failure is ``ImageArchiveInvalid`` 5321. Tests:

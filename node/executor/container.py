@@ -110,6 +110,7 @@ from node.executor.process import (
 )
 from node.executor.settings import DEFAULT_PODMAN_NOFILE, DEFAULT_PODMAN_NPROC, ExecutorSettings
 from node.executor.workspace import Workspace
+from protocol.market.image_trust import image_refusal
 
 ENGINES = ("docker", "podman")
 CONTAINER_WORK = "/work"
@@ -400,13 +401,13 @@ class ContainerExecutor:
         Raises :class:`ImageNameNotTrusted`, :class:`ImageNotAvailable`."""
         reference = job.image or self._default_image
         assert reference is not None
+        # The rule the provider's quote applied (an archive's image arrives here as its ID).
+        untrusted = image_refusal(
+            job.image, archive_bound=False, allow_local_names=self.settings.allow_local_image_names
+        )
+        if untrusted is not None:
+            raise ImageNameNotTrusted(untrusted)
         named_id = image_id_of(reference)
-        if named_id is None and job.image and not self.settings.allow_local_image_names:
-            raise ImageNameNotTrusted(
-                f"the job names its image {reference!r} only by a tag, which this provider does not "
-                "trust (any image archive can move a tag): send it as image_archive, or name it by "
-                "ID (sha256:<hex>)"
-            )
         found = await self.image_id(id_reference(named_id) if named_id is not None else reference)
         if found is None or (named_id is not None and found != named_id):
             raise ImageNotAvailable(

@@ -20,6 +20,8 @@ tag. So a container job never runs by name:
   names (``[executor] allow_local_image_names``), and then resolved to the ID it names when the
   job starts, so the check and the run see the same image. The operator's own
   ``container_image`` (for jobs that name none, and the self-test) is resolved the same way.
+  The rule is :func:`protocol.market.image_trust.image_refusal`, which the provider also applies
+  when it is asked for a quote (``ImageTagNotTrusted`` 4049): such a job is never contracted.
 
 Archives are read with bounds: uncompressed tar only (what ``podman save`` writes; a compressed
 tar could not be read at random), at most :data:`MAX_ARCHIVE_MEMBERS` entries, manifests and
@@ -38,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node.executor.errors import ImageArchiveInvalid
+from protocol.market.image_trust import image_id_of as image_id_of  # re-exported: one ID syntax
 
 #: The most entries an image archive may hold (a layer is one or two; a tar bomb of tiny entries
 #: would otherwise grow the reader's member list without bound).
@@ -47,19 +50,12 @@ MAX_DOCUMENT_BYTES = 4 * 2**20
 #: The most images one archive may hold.
 MAX_ARCHIVE_IMAGES = 64
 
-_IMAGE_ID = re.compile(r"(?:sha256:)?([0-9a-f]{64})")
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 _OCI_REF_NAME = "org.opencontainers.image.ref.name"
 _OCI_MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 )
-
-
-def image_id_of(reference: str) -> str | None:
-    """The 64-hex image ID ``reference`` names (``sha256:<hex>`` or the bare hex), else None."""
-    match = _IMAGE_ID.fullmatch(reference)
-    return match.group(1) if match else None
 
 
 def id_reference(image_id: str) -> str:

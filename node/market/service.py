@@ -22,6 +22,7 @@ import trio
 from gpu.allocator import GpuAllocator
 from node.blobs.service import BlobService
 from node.executor.base import Executor
+from node.executor.container import ContainerExecutor
 from node.market.context import (
     DEFAULT_ESCROW_WAIT_BLOCKS,
     DEFAULT_SETTLE_MARGIN_BLOCKS,
@@ -116,6 +117,9 @@ class MarketService:
             transfer_price_per_gib=input_price_per_gib,
             quote=quote,
             quote_price_per_gpu_second=quote_price_per_gpu_second,
+            # The executor's own image rule, so the quote refuses what the start would.
+            allow_local_image_names=isinstance(executor, ContainerExecutor)
+            and executor.settings.allow_local_image_names,
         )
         self.book = JobBook(store, clock_ms)
         self.ctx = MarketContext(

@@ -265,3 +265,13 @@ class QuoteNotPriced(RequestNotServed):
     escrow of its contract could open (the ledger would refuse it: ``NoQuotePrice``)."""
 
     code = 4048
+
+
+class ImageTagNotTrusted(RequestNotServed):
+    """The job names its container image only by a tag (not by ID, not bound to an image archive
+    by content id), and this provider runs images by content: a tag in its store could be anyone's
+    (``podman load`` moves tags). Refused before any quote, as its executor would refuse the job
+    at start (``ImageNameNotTrusted`` 5322): one rule for both,
+    :func:`protocol.market.image_trust.image_refusal`."""
+
+    code = 4049

@@ -38,6 +38,7 @@ from protocol.market.errors import (
     ExecutorNotOffered,
     ForgedContractSignature,
     ForgedQuote,
+    ImageTagNotTrusted,
     InputsTooLarge,
     InvalidMarketMessage,
     LimitsNotOffered,
@@ -51,6 +52,7 @@ from protocol.market.errors import (
     QuoteMismatch,
     WrongMarketChain,
 )
+from protocol.market.image_trust import image_refusal
 from protocol.market.jobspec import JobSpec
 from protocol.market.matching import Offer, limits_refusal, select_gpus
 from protocol.market.messages import (
@@ -364,6 +366,8 @@ class ProviderPolicy:
     #: (``protocol.market.quoting``); ``price_per_gpu_second`` then only goes in announcements.
     quote: str = ""
     quote_price_per_gpu_second: int = 0
+    #: Its executor's setting; False: a container image named only by a tag is refused (image_trust).
+    allow_local_image_names: bool = False
 
 
 class ProviderState(enum.Enum):
@@ -454,9 +458,9 @@ class ProviderNegotiation:
         in an asset, the pool's time-weighted price the next block sees (None: none now).
 
         A refusal carries the code of :class:`WrongMarketChain`, :class:`InvalidMarketMessage`,
-        :class:`ProviderNotReady`, :class:`ExecutorNotOffered`, :class:`LimitsNotOffered`,
-        :class:`PriceBelowAsk`, :class:`QuoteNotPriced`, :class:`DeadlineTooSoon`,
-        :class:`NoMatchingGpus` or :class:`~protocol.contracts.ContractFormatError`.
+        :class:`ProviderNotReady`, :class:`ExecutorNotOffered`, :class:`ImageTagNotTrusted`,
+        :class:`LimitsNotOffered`, :class:`PriceBelowAsk`, :class:`QuoteNotPriced`,
+        :class:`DeadlineTooSoon`, :class:`NoMatchingGpus` or :class:`~protocol.contracts.ContractFormatError`.
         """
         self._require(ProviderEvent.SEND_QUOTE, ProviderEvent.REFUSE_REQUEST)
         self.request = request
@@ -493,6 +497,13 @@ class ProviderNegotiation:
                 f"the job needs one of {', '.join(sorted(spec.executors))}; "
                 f"this provider offers {', '.join(sorted(policy.executors))}"
             )
+        image = image_refusal(
+            spec.image,
+            archive_bound=bool(spec.image_archive_id),
+            allow_local_names=policy.allow_local_image_names,
+        )
+        if image is not None:
+            raise ImageTagNotTrusted(image)
         refusal = limits_refusal(spec.limits, policy.limits)
         if refusal is not None:
             raise LimitsNotOffered(refusal)

@@ -18,11 +18,11 @@ import pytest
 import trio
 
 from node.cli.main import main
-from node.executor.errors import ImageNameNotTrusted
 from node.executor.settings import ExecutorSettings
 from node.market.errors import OutputsAreBlobs
 from node.market.records import JobState
 from node.market.requester import OUTPUT_LISTING_FILE
+from protocol.market.errors import ImageTagNotTrusted, NoOffersLeft
 from protocol.market.jobspec import JobSpec
 from tests.integration.executor_helpers import podman_executor_or_skip
 from tests.integration.market_helpers import until_state
@@ -158,8 +158,8 @@ async def test_a_job_runs_in_a_container_loaded_from_an_archive_by_content_id(
                 await wait_until(lambda: provider.blobs.store.holds() == {}, what="the job's holds released")
 
                 # The tag the archive left in the provider's store is no reason to trust it: a job
-                # naming the image only by that tag is refused before anything runs (5322), and
-                # nothing is metered; the same image named by its ID runs.
+                # naming the image only by that tag is refused when it asks for a quote (4049), so
+                # no contract is made; the same image named by its ID runs.
                 def by(image: str) -> JobSpec:
                     return JobSpec.from_document(
                         {
@@ -176,10 +176,8 @@ async def test_a_job_runs_in_a_container_loaded_from_an_archive_by_content_id(
                 by_tag = await until_state(
                     requester, (await requester.market.submit(by(job_image))).job_id, *ended, timeout=240
                 )
-                assert by_tag.receipt is not None and by_tag.receipt.outcome == "job_failed"
-                assert by_tag.receipt.gpu_ms == 0 and by_tag.receipt.exit_status == -1
-                _, stderr, _ = await requester.market.logs(by_tag.job_id)
-                assert str(ImageNameNotTrusted.code).encode() in stderr
+                assert (by_tag.state, by_tag.contract) == (JobState.FAILED, None)
+                assert f"{ImageTagNotTrusted.code} " in by_tag.error_message
                 by_id = await until_state(
                     requester,
                     (await requester.market.submit(by(f"sha256:{job_image_id}"))).job_id,
@@ -194,3 +192,70 @@ async def test_a_job_runs_in_a_container_loaded_from_an_archive_by_content_id(
         subprocess.run(
             ["podman", "rmi", "--force", job_image_id], check=False, capture_output=True, timeout=60
         )
+
+
+async def test_a_job_naming_its_image_only_by_a_tag_is_refused_before_any_quote_or_escrow(
+    tmp_path: Path, base_image: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15's gap: a provider that runs images only by content used to quote and sign such a
+    job, and the requester escrowed it, before the executor refused it at start (5322). Now the
+    request for quote is refused (4049): `dcent job submit --wait` says why, no contract or escrow
+    exists, and the provider recorded no job. The same image named by its ID is quoted and runs."""
+    market: dict[int, dict[str, object]] = {
+        PROVIDER: {"executor": "podman", "allow_unsandboxed": False, "simulated_gpus": "1xH100-80GB"},
+        REQUESTER: {"sell_gpus": False},
+    }
+    # The provider's store holds base_image by this tag (its own container_image): named by the
+    # job, the tag is still refused, since any job's archive could have moved it.
+    executor = {PROVIDER: ExecutorSettings(container_image=base_image)}
+    spec_file = tmp_path / "job.toml"
+    spec_file.write_text(
+        f'image = "{base_image}"\nargv = ["sh", "-c", "echo ran"]\nmax_runtime_s = "60s"\n'
+        'max_price_per_gpu_second = "0.01 DCT"\n[resources]\ngpu_count = 1\n'
+        '[limits]\ndisk = "64 MiB"\nmemory = "256 MiB"\nprocesses = 64\n'
+    )
+    with trio.fail_after(300):
+        async with trio.open_nursery() as nursery:
+            net = LocalNet(nursery, tmp_path / "net", validators=2, market=market, executor=executor)
+            provider = await net.start(PROVIDER)
+            requester = await net.start(REQUESTER)
+            key = provider.validator_key.public_key.raw
+            await wait_until(
+                lambda: key in {a.provider for a in requester.capacity.entries()},
+                what="the podman provider passed its self-test and announced",
+                timeout=120,
+            )
+            assert requester.market is not None and provider.market is not None
+            home = str(requester.paths.root)
+            capsys.readouterr()
+            code = await trio.to_thread.run_sync(
+                main, ["job", "submit", str(spec_file), "--wait", "--max-attempts", "1", "--home", home]
+            )
+            err = capsys.readouterr().err
+            assert code == 1
+            assert f"error {NoOffersLeft.code}: no provider agreed: {ImageTagNotTrusted.code} " in err, err
+            assert "only by a tag" in err and "image_archive" in err and "sha256:" in err
+            [refused] = requester.market.book.jobs.values()
+            assert (refused.state, refused.error_code, refused.contract) == (
+                JobState.FAILED,
+                NoOffersLeft.code,
+                None,
+            )
+            assert [state for state, _ in refused.history] == ["matching", "negotiating", "failed"]
+            assert provider.market.book.jobs == {}  # nothing agreed, nothing to run
+            assert requester.app is not None and len(requester.app.state.escrows) == 0  # none opened
+            by_id = JobSpec.from_document(
+                {**refused.spec.to_document(), "image": f"sha256:{_image_id(base_image)}"}
+            )
+            done = await until_state(
+                requester,
+                (await requester.market.submit(by_id)).job_id,
+                JobState.SETTLED,
+                JobState.FAILED,
+                JobState.DISPUTED,
+                timeout=240,
+            )
+            assert done.receipt is not None and done.receipt.outcome == "completed", done.error_message
+            stdout, _, _ = await requester.market.logs(done.job_id)
+            assert stdout == b"ran\n"
+            nursery.cancel_scope.cancel()
