@@ -51,8 +51,8 @@ class ExecutorSettings:
     #: The image for jobs that name none.
     container_image: str = ""
     #: Run jobs that name their image only by a tag, as whatever that tag names in the engine's
-    #: store when the job starts. Off: such jobs are refused (5322), since any job's image
-    #: archive can move a tag; jobs bring their image as an archive or name it by ID.
+    #: store when the job starts. Off: such jobs are refused when quoted (4049), since any
+    #: job's image archive can move a tag; jobs bring their image as an archive or name it by ID.
     allow_local_image_names: bool = False
 
     def __post_init__(self) -> None:
