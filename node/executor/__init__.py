@@ -87,14 +87,46 @@ victim's data, with the result signed as the victim's. So a job never runs by ta
   contract, no escrow), and by the executor at start should one reach it (``ImageNameNotTrusted``
   5322, the requester's: nothing metered); one rule for both,
   ``protocol.market.image_trust.image_refusal``, the setting passed to the quote's
-  ``ProviderPolicy``. The operator's own ``container_image`` is trusted by tag and resolved the same
-  way.
+  ``ProviderPolicy``.
+- **None** (the operator's own ``container_image``): trusted by its tag, and **pinned**: resolved
+  to its ID the first time the executor finds it (the self-test at start), and that ID is what
+  every later self-test and job naming no image runs, whatever the tag names by then. An operator
+  who moves the tag restarts the node; a pinned image that is gone is ``ImageNotAvailable``.
 
-Archives are read with bounds (uncompressed tar, 10,000 entries, 64 images, documents of 4 MiB,
-regular files only); a failure is ``ImageArchiveInvalid`` 5321. Tests:
-``tests/integration/test_executor_images.py`` (no engine), ``test_executor_container.py`` (a tag moved
-after the load does not change what runs; tampered layers and configs refused),
-``test_market_container.py``.
+**An archive may not take a name** (``ImageArchiveTakesName`` 5323, the requester's). Attack (review
+of issue 15): ``podman load`` applies whatever tags the archive carries, so a job's archive tagged
+``localhost/dcent-job:latest``, the operator's ``container_image``, moved that tag to its own image:
+the next self-test, restart, or job naming no image ran the requester's image with other
+requesters' data, signed as the provider's work; the same for any tag an operator relies on
+(``allow_local_image_names``, or the host's own podman use). Before a load the engine's names are
+listed and each name the archive gives an image is compared with them on a key, not a string: its
+last path component and tag (``images.name_key``), which every spelling an engine reads as one name
+shares (``localhost/``, ``docker.io/library/``, none, upper-case registry) and every name a
+short-name lookup could find instead (``train:1`` finds ``localhost/train:1``, then the search
+registries', then any ``*/train:1``). A key held by another image, or by the operator's image
+(present or not yet found), refuses the archive, nothing loaded. Names are read as the engine reads
+them: OCI entries by buildkit's ``io.containerd.image.name`` before the OCI reference name, an
+archive holding both an OCI layout and a docker manifest by both (podman loads the OCI layout
+first); archives with two entries of one path (podman's two readers take different ones), a
+document that is a link, a name that is not ``name[:tag]``, or over 64 names are
+``ImageArchiveInvalid``. An OCI archive without names loads by ID only. Loads, and lookups of
+trusted names, take one lock per engine in the process, so two jobs' loads cannot both pass the
+check and then move each other's tags, and a pin never sees a load's middle. After the load the
+store is listed again and judged on the engine's answer: a name it moved is put back, one it added
+that it may not have is removed, and the archive is refused, so a name the reader did not foresee
+is undone too. The cost: a requester resending a rebuilt image under a tag an earlier job left on
+this provider must tag it anew, or not at all. What stays open: another process sharing the
+engine's store can race a load (the second listing catches what it moved); a job trusting a tag
+absent from the store is served by whoever's archive brings it first (the
+``allow_local_image_names`` risk).
+
+Archives are read with bounds (uncompressed tar, 10,000 entries, 64 images, 64 names, documents of
+4 MiB, regular files only); a failure is ``ImageArchiveInvalid`` 5321. Tests:
+``tests/integration/test_executor_images.py`` (no engine: archive reading, the name rule, a stand-in
+engine whose load moves a name unforeseen), ``test_executor_container.py`` (a tag moved after the
+load does not change what runs; tampered layers and configs refused; archives taking the operator's
+name refused in four spellings while its pinned image runs; racing loads),
+``test_market_container.py`` (the attack through the market: 5323 told to the requester).
 
 | mechanism | attack or failure it answers |
 |---|---|
@@ -112,6 +144,7 @@ after the load does not change what runs; tampered layers and configs refused),
 | whole cgroup killed at the end; sweep of a dead node's mounts, cgroups, labelled containers | daemons left behind; leftovers of a ``kill -9``ed node |
 | ``capabilities()``, ``LimitNotEnforceable``, self-test | a provider selling limits or a sandbox it cannot deliver |
 | outputs: regular files only, whole, in path order, under the cap | symlinks to host secrets, FIFOs that block, truncated files |
+| images run by ID; archive names checked on keys before and after a load; operator's image pinned | a job's archive moving or shadowing a tag, the operator's ``container_image`` above all |
 
 ``output_hash`` is sha256 over the listing of (path, size, sha256) of the outputs, which the usage
 receipt signs. Errors: 5310-5349 the requester's (bad spec, inputs, image: refused before anything

@@ -6,7 +6,8 @@ command line:
 
 * ``--pull never``: the image must be on the provider already (no registry at run time), and
   it is named by ID, never by a tag (:mod:`node.executor.images`): from the job's archive, named
-  by ID in the spec, or a tag resolved once when the job starts where the operator trusts tags.
+  by ID in the spec, a tag resolved once when the job starts where the operator trusts tags, or
+  the operator's own image, pinned to the ID its tag named when first found.
 * ``--network none``, ``--read-only`` root (podman: ``--read-only-tmpfs=false``, so no unbounded
   tmpfs appears on ``/tmp``, ``/run`` or ``/var/tmp``), ``--cap-drop ALL``,
   ``no-new-privileges``, an init process (``--init``) so the job's main process gets SIGTERM like
@@ -83,8 +84,9 @@ from node.executor.engine import (
     ENGINE_CALL_TIMEOUT_S,
     client_environment,
     engine_call,
-    engine_image_id,
     load_image_archive,
+    pinned_image,
+    resolve_name,
 )
 from node.executor.errors import (
     GpuUnavailable,
@@ -329,6 +331,7 @@ class ContainerExecutor:
         )
         self._availability: Availability | None = None
         self._engine_info: dict[str, object] = {}
+        self._pinned: dict[str, str] = {}  # the operator's image names -> the ID each named when found
 
     @property
     def name(self) -> str:
@@ -380,8 +383,8 @@ class ContainerExecutor:
 
     async def image_id(self, reference: str) -> str | None:
         """The ID (64 hex) of the image ``reference`` (a name or an ID) names in the engine's
-        store now, or None when it has none."""
-        return await engine_image_id(self._engine_path, reference) if self._engine_path else None
+        store now, or None when it has none (a name: never in the middle of a load)."""
+        return await resolve_name(self._engine_path, reference)
 
     async def has_image(self, image: str) -> bool:
         """Whether ``image`` is in the engine's local store (what a quote for it should check)."""
@@ -389,29 +392,44 @@ class ContainerExecutor:
 
     async def load_archive(self, archive: Path, image: str) -> str:
         """Load an image archive from the blob store (no registry); returns the ID of the image
-        in it that ``image`` names, which the job then runs (:func:`load_image_archive`).
-        Raises :class:`ImageArchiveInvalid`, :class:`SandboxToolMissing` without the engine."""
+        in it that ``image`` names, which the job then runs (:func:`load_image_archive`), never
+        letting it take a name in the store, the operator's own image's above all.
+        Raises :class:`ImageArchiveInvalid`, :class:`ImageArchiveTakesName`,
+        :class:`SandboxToolMissing` without the engine."""
         if self._engine_path is None:
             raise SandboxToolMissing(f"{self._engine} is not installed")
-        return await load_image_archive(self._engine_path, archive, image)
+        operators = {self._default_image or "", *self._pinned} - {""}
+        for name in operators:  # pinned before any archive can take its name
+            with contextlib.suppress(ImageNotAvailable):
+                await self.operator_image(name)
+        reserved = {name: self._pinned.get(name) for name in operators}
+        return await load_image_archive(self._engine_path, archive, image, reserved=reserved)
+
+    async def operator_image(self, name: str) -> str:
+        """The ID (``sha256:<hex>``) the operator's own image ``name`` (``container_image``, the
+        self-test's) runs as: the one its tag named when this executor first found it, pinned for
+        the executor's life, so a tag moved later, by whatever means, changes nothing that runs.
+        Raises :class:`ImageNotAvailable` (never found, or the pinned image is gone)."""
+        return await pinned_image(self._engine_path, self._pinned, name)
 
     async def _image_to_run(self, job: SandboxJob) -> str:
-        """The ID the job runs: the one it names, or the one its tag names now when tags are
-        trusted (the operator's own ``container_image``, or ``allow_local_image_names``).
+        """The ID the job runs: the one it names, the operator's own pinned one when it names
+        none, or the one its tag names now where tags are trusted (``allow_local_image_names``).
         Raises :class:`ImageNameNotTrusted`, :class:`ImageNotAvailable`."""
-        reference = job.image or self._default_image
-        assert reference is not None
+        if not job.image:
+            assert self._default_image is not None
+            return await self.operator_image(self._default_image)
         # The rule the provider's quote applied (an archive's image arrives here as its ID).
         untrusted = image_refusal(
             job.image, archive_bound=False, allow_local_names=self.settings.allow_local_image_names
         )
         if untrusted is not None:
             raise ImageNameNotTrusted(untrusted)
-        named_id = image_id_of(reference)
-        found = await self.image_id(id_reference(named_id) if named_id is not None else reference)
+        named_id = image_id_of(job.image)
+        found = await self.image_id(id_reference(named_id) if named_id is not None else job.image)
         if found is None or (named_id is not None and found != named_id):
             raise ImageNotAvailable(
-                f"this provider has no image {reference!r} (images are not pulled at run time)"
+                f"this provider has no image {job.image!r} (images are not pulled at run time)"
             )
         return id_reference(found)
 

@@ -109,6 +109,17 @@ class ImageNameNotTrusted(JobInputError):
     code = 5322
 
 
+class ImageArchiveTakesName(JobInputError):
+    """The image archive tags an image with a name that, on this provider, names another image,
+    would shadow one in a short-name lookup, or is the operator's own ``container_image``:
+    ``podman load`` would move it, and whatever later runs by that name would run the archive's
+    image. Refused before anything is loaded (or, should the engine apply a name the check did not
+    foresee, undone after the load). Tag the image with a name of your own, or none, and name it
+    by ID."""
+
+    code = 5323
+
+
 class SandboxUnavailable(ExecutorError):
     """We cannot run the job in the sandbox we advertised. The requester is not to blame."""
 

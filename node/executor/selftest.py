@@ -39,7 +39,6 @@ import trio
 from node.executor.base import Executor, run_to_outcome
 from node.executor.container import ContainerExecutor
 from node.executor.errors import JobInputError
-from node.executor.images import id_reference
 from node.executor.limits import Capabilities, LimitKind, ResourceLimits
 from node.executor.model import ExecutionResult, Outcome, SandboxJob
 from node.executor.select import select_executor
@@ -232,20 +231,11 @@ async def self_test(
     capabilities = await trio.to_thread.run_sync(executor.capabilities)
     if name not in ("docker", "podman"):
         image = ""
-    if image and isinstance(executor, ContainerExecutor):
-        # The operator's own image: its tag is trusted, and resolved to the ID it names now
-        # (container jobs run by ID: node.executor.images).
-        found = await executor.image_id(image)
-        if found is None:
-            return SelfTestReport(
-                False,
-                name,
-                f"this provider has no image {image!r} (executor.container_image)",
-                "set executor.container_image to a local image",
-                capabilities=capabilities,
-            )
-        image = id_reference(found)
     try:
+        if image and isinstance(executor, ContainerExecutor):
+            # The operator's own image, trusted by its tag: pinned to the ID the tag named when
+            # first found, which every self-test and job naming no image runs (node.executor.images).
+            image = await executor.operator_image(image)
         job = self_test_job(capabilities, work_root, image=image)
         result = await run_to_outcome(executor, job)
     except JobInputError as exc:

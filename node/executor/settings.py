@@ -48,7 +48,8 @@ class ExecutorSettings:
     #: user's uid on the host.
     podman_nofile: int = DEFAULT_PODMAN_NOFILE
     podman_nproc: int = DEFAULT_PODMAN_NPROC
-    #: The image for jobs that name none.
+    #: The image for jobs that name none, and the self-test's: pinned to the ID its tag names when
+    #: the node first finds it (moving the tag takes a restart); no job's image archive may take it.
     container_image: str = ""
     #: Run jobs that name their image only by a tag, as whatever that tag names in the engine's
     #: store when the job starts. Off: such jobs are refused when quoted (4049), since any

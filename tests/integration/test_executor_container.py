@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -24,7 +25,7 @@ import trio
 
 from node.executor.base import run_to_outcome
 from node.executor.container import ContainerExecutor
-from node.executor.errors import ImageArchiveInvalid, ImageNameNotTrusted, ImageNotAvailable
+from node.executor.errors import ImageArchiveInvalid, ImageNameNotTrusted, ImageNotAvailable, JobInputError
 from node.executor.images import id_reference
 from node.executor.limits import LimitKind, ResourceLimits
 from node.executor.model import ExecutionResult, Outcome, SandboxJob
@@ -388,3 +389,137 @@ async def test_an_archive_whose_layer_or_config_was_tampered_with_is_refused(
     )
     with pytest.raises(ImageArchiveInvalid, match="claims digest"):
         await podman.load_archive(config, base)
+
+
+def _rewritten(archive: Path, out: Path, name: str, change: Callable[[object], object]) -> Path:
+    """A copy of ``archive`` with its JSON document ``name`` changed (its names, not its images)."""
+    with tarfile.open(archive) as tar, tarfile.open(out, "w") as copy:
+        for member in tar.getmembers():
+            data = tar.extractfile(member).read() if member.isreg() else None  # type: ignore[union-attr]
+            if member.name == name and data is not None:
+                data = json.dumps(change(json.loads(data))).encode()
+                member.size = len(data)
+            copy.addfile(member, io.BytesIO(data) if data is not None else None)
+    return out
+
+
+def _tagged(archive: Path, out: Path, tags: list[str]) -> Path:
+    """A ``podman save`` archive whose manifest tags its image ``tags`` instead."""
+    return _rewritten(archive, out, "manifest.json", lambda manifest: [{**manifest[0], "RepoTags": tags}])  # type: ignore[index]
+
+
+def _annotated(archive: Path, out: Path, annotations: dict[str, str]) -> Path:
+    """An OCI archive whose index names its image by ``annotations`` instead."""
+
+    def change(index: object) -> object:
+        assert isinstance(index, dict)
+        return {**index, "manifests": [{**index["manifests"][0], "annotations": annotations}]}
+
+    return _rewritten(archive, out, "index.json", change)
+
+
+def _archive_only(marker: bytes, name: str, tmp_path: Path) -> tuple[str, Path, Path]:
+    """An image the engine does not hold, as a ``podman save`` archive and an OCI archive (so a
+    load of it is not skipped): its ID and the two archives."""
+    tag = _import(_image_tar(marker), name)
+    image_id = _image_id(tag)
+    saved, oci = tmp_path / f"{name}.tar", tmp_path / f"{name}-oci.tar"
+    _podman("save", "--quiet", "--output", str(saved), tag)
+    _podman("save", "--quiet", "--format", "oci-archive", "--output", str(oci), tag)
+    _podman("rmi", "--force", image_id)
+    return image_id, saved, oci
+
+
+async def test_an_archive_may_not_take_the_operators_image_name_and_that_image_runs_pinned(
+    tmp_path: Path, work_root: Path
+) -> None:
+    """The attack (review of issue 15): ``podman load`` applies whatever tags an archive carries,
+    so a job's archive tagged with the operator's ``container_image`` would make every later job
+    naming no image, and the self-test, run the requester's image with other requesters' data.
+    Such an archive is refused (5323) in every spelling of that name, before anything is loaded;
+    the operator's image keeps running for jobs naming none, by the ID pinned when first found,
+    even once the tag is moved by other means; an archive with a fresh tag loads and runs."""
+    operator_tag = f"localhost/dcent-test-operator:{uuid.uuid4().hex[:12]}"
+    operator_id = _image_id(_import(_image_tar(b"operator"), "dcent-test-operator-base"))
+    _podman("tag", operator_id, operator_tag)
+    hostile_id, saved, oci = _archive_only(b"hostile", "dcent-test-hostile", tmp_path)
+    fresh = f"localhost/dcent-test-fresh:{uuid.uuid4().hex[:12]}"
+    operator = ContainerExecutor("podman", settings=ExecutorSettings(container_image=operator_tag))
+    marker = "cat /etc/dcent-marker"
+    try:
+        first = await _run(operator, _job(work_root, "", marker))
+        assert first.stdout == b"operator", first
+        short = operator_tag.removeprefix("localhost/")
+        attempts = {
+            "the operator's tag": _tagged(saved, tmp_path / "a.tar", [operator_tag]),
+            "its short name, beside a fresh tag": _tagged(saved, tmp_path / "b.tar", [fresh, short]),
+            "a registry's name a short-name lookup finds": _tagged(
+                saved, tmp_path / "c.tar", [f"quay.io/x/{short}"]
+            ),
+            "buildkit's annotation": _annotated(
+                oci,
+                tmp_path / "d.tar",
+                {"org.opencontainers.image.ref.name": fresh, "io.containerd.image.name": operator_tag},
+            ),
+        }
+        for what, archive in attempts.items():
+            with pytest.raises(JobInputError) as caught:
+                with trio.fail_after(RUN_DEADLINE_S):
+                    await operator.load_archive(archive, f"sha256:{hostile_id}")
+            assert caught.value.code == 5323, (what, caught.value)
+            assert operator_tag in caught.value.message and "name it by ID" in caught.value.message, what
+            assert not await operator.has_image(id_reference(hostile_id)), what  # nothing was loaded
+            assert _image_id(operator_tag) == operator_id, what
+        again = await _run(operator, _job(work_root, "", marker))
+        assert again.stdout == b"operator", again
+        assert await operator.operator_image(operator_tag) == id_reference(operator_id)
+        # A fresh tag of the archive's own: loaded, and run by the ID its config names.
+        with trio.fail_after(RUN_DEADLINE_S):
+            loaded = await operator.load_archive(_tagged(saved, tmp_path / "fresh.tar", [fresh]), fresh)
+        assert loaded == hostile_id == _image_id(fresh)
+        ran = await _run(operator, _job(work_root, id_reference(loaded), marker))
+        assert ran.stdout == b"hostile", ran
+        # The tag moved by other means (not an archive): jobs naming no image and the self-test
+        # still run the image it named when the executor first found it.
+        _podman("tag", hostile_id, operator_tag)
+        pinned = await _run(operator, _job(work_root, "", marker))
+        assert pinned.stdout == b"operator", pinned
+        with trio.fail_after(RUN_DEADLINE_S):
+            report = await self_test(operator, tmp_path / "selftest", image=operator_tag)
+        assert report.ok, report.summary()
+    finally:
+        for name in (operator_tag, fresh):
+            subprocess.run(["podman", "untag", name, name], check=False, capture_output=True, timeout=60)
+        subprocess.run(["podman", "rmi", "--force", hostile_id], check=False, capture_output=True, timeout=60)
+
+
+async def test_archives_racing_for_one_fresh_tag_load_one_at_a_time_and_the_second_is_refused(
+    podman: ContainerExecutor, tmp_path: Path
+) -> None:
+    """Two jobs' archives tag different images alike, loaded at once: checked and loaded one at a
+    time, the first takes the tag, the second is refused (5323) and does not move it."""
+    tag = f"localhost/dcent-test-race:{uuid.uuid4().hex[:12]}"
+    ids, archives = [], []
+    for marker in (b"race-a", b"race-b"):
+        image_id, saved, _oci = _archive_only(marker, f"dcent-test-race-{marker.decode()}", tmp_path)
+        ids.append(image_id)
+        archives.append(_tagged(saved, tmp_path / f"{marker.decode()}-tagged.tar", [tag]))
+    outcomes: dict[int, str | int] = {}
+
+    async def load(index: int) -> None:
+        try:
+            outcomes[index] = await podman.load_archive(archives[index], tag)
+        except JobInputError as exc:
+            outcomes[index] = exc.code
+
+    try:
+        with trio.fail_after(RUN_DEADLINE_S):
+            async with trio.open_nursery() as nursery:
+                for index in (0, 1):
+                    nursery.start_soon(load, index)
+        [winner] = [index for index, outcome in outcomes.items() if outcome == ids[index]]
+        assert outcomes[1 - winner] == 5323, outcomes
+        assert _image_id(tag) == ids[winner]
+        assert not await podman.has_image(id_reference(ids[1 - winner]))
+    finally:
+        subprocess.run(["podman", "rmi", "--force", *ids], check=False, capture_output=True, timeout=60)

@@ -27,7 +27,7 @@ from protocol.market.jobspec import JobSpec
 from tests.integration.executor_helpers import podman_executor_or_skip
 from tests.integration.market_helpers import until_state
 from tests.integration.node_helpers import LocalNet, wait_until
-from tests.integration.test_executor_container import LIMITS, _image_id, _image_tar
+from tests.integration.test_executor_container import LIMITS, _archive_only, _image_id, _image_tar, _tagged
 
 PROVIDER, REQUESTER = 0, 1
 
@@ -259,3 +259,67 @@ async def test_a_job_naming_its_image_only_by_a_tag_is_refused_before_any_quote_
             stdout, _, _ = await requester.market.logs(done.job_id)
             assert stdout == b"ran\n"
             nursery.cancel_scope.cancel()
+
+
+async def test_a_jobs_archive_tagged_as_the_providers_own_image_is_refused_and_runs_nothing(
+    tmp_path: Path, base_image: str
+) -> None:
+    """The attack (review of issue 15) through the market: a requester's archive whose manifest
+    tags its image with the provider's ``container_image``. ``podman load`` would have moved the
+    tag, and the provider's next self-test (or restart) would run the requester's image as its
+    own. The provider refuses the archive (5323, told to the requester), loads nothing, and its
+    image, by the same ID, still passes its self-test."""
+    hostile_id, saved, _oci = _archive_only(b"market-hostile", "dcent-market-hostile", tmp_path)
+    archive = _tagged(saved, tmp_path / "hostile.tar", [base_image])
+    base_id = _image_id(base_image)
+    market: dict[int, dict[str, object]] = {
+        PROVIDER: {"executor": "podman", "allow_unsandboxed": False, "simulated_gpus": "1xH100-80GB"},
+        REQUESTER: {"sell_gpus": False},
+    }
+    executor = {PROVIDER: ExecutorSettings(container_image=base_image)}
+    spec_file = tmp_path / "job.toml"
+    spec_file.write_text(
+        f'image = "{base_image}"\nimage_archive = {{ file = "{archive}" }}\n'
+        'argv = ["sh", "-c", "echo ran"]\nmax_runtime_s = "60s"\nmax_price_per_gpu_second = "0.01 DCT"\n'
+        '[resources]\ngpu_count = 1\n[limits]\ndisk = "64 MiB"\nmemory = "256 MiB"\nprocesses = 64\n'
+    )
+    try:
+        with trio.fail_after(300):
+            async with trio.open_nursery() as nursery:
+                net = LocalNet(nursery, tmp_path / "net", validators=2, market=market, executor=executor)
+                provider = await net.start(PROVIDER)
+                requester = await net.start(REQUESTER)
+                key = provider.validator_key.public_key.raw
+                await wait_until(
+                    lambda: key in {a.provider for a in requester.capacity.entries()},  # type: ignore[union-attr]
+                    what="the podman provider passed its self-test and announced",
+                    timeout=120,
+                )
+                assert requester.market is not None and provider.selftest is not None
+                code = await trio.to_thread.run_sync(
+                    main, ["job", "submit", str(spec_file), "--home", str(requester.paths.root)]
+                )
+                assert code == 0
+                [submitted] = requester.market.book.jobs.values()
+                done = await until_state(
+                    requester,
+                    submitted.job_id,
+                    JobState.SETTLED,
+                    JobState.FAILED,
+                    JobState.DISPUTED,
+                    JobState.REFUNDED,
+                    timeout=240,
+                )
+                stdout, stderr, _ = await requester.market.logs(done.job_id)
+                assert b"the sandbox refused the job 5323: " in stderr, (done.state, stderr)
+                assert b"executor.container_image" in stderr and stdout == b""  # nothing ran
+                not_loaded = subprocess.run(
+                    ["podman", "image", "exists", hostile_id], check=False, timeout=60
+                )
+                assert not_loaded.returncode != 0
+                assert _image_id(base_image) == base_id
+                report = await provider.selftest.check()
+                assert report.ok, report.summary()
+                nursery.cancel_scope.cancel()
+    finally:
+        subprocess.run(["podman", "rmi", "--force", hostile_id], check=False, capture_output=True, timeout=60)
