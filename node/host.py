@@ -21,6 +21,7 @@ import logging
 import random
 from typing import TYPE_CHECKING
 
+import libp2p.pubsub.pubsub as libp2p_pubsub
 import trio
 from libp2p import new_swarm
 from libp2p.abc import INetConn, INetStream, ISubscriptionAPI
@@ -422,6 +423,10 @@ class P2PHost:
         if channels is None:
             # Registered before the await, so a concurrent subscribe does not start a second pump.
             channels = self._subscribers[topic] = []
+            # libp2p sizes the queue it delivers into (and drops from, silently, when full) from
+            # a module constant read as subscribe() starts: 32 was lost whenever more messages
+            # were handled before our pump ran (workaround 33).
+            libp2p_pubsub.SUBSCRIPTION_CHANNEL_SIZE = self._config.gossip.subscriber_buffer
             try:
                 subscription = await pubsub.subscribe(topic)
             except BaseException:
