@@ -408,27 +408,36 @@ async def send_slowly(
         await act_every(every_s, send_piece)
 
 
+async def slow_provider(
+    nursery: trio.Nursery, tmp_path: Path, *, every_s: float, piece: int, chunks: int
+) -> tuple[P2PHost, bytes, BlobService, bytes]:
+    """A provider of a ``chunks``-chunk blob sending each chunk ``piece`` bytes every
+    ``every_s``, and a fetcher whose stall deadline is 0.8 s: (provider, cid, fetcher, data)."""
+    data = bytes(range(251)) * (chunks * MIN_CHUNK_SIZE // 251)
+    (tmp_path / "file").write_bytes(data)
+    host = await start_host(nursery, "slow")
+    store = await start_service(nursery, host, tmp_path / "slow")
+    info, _ = await store.put(tmp_path / "file", pin=True)
+    host.set_stream_handler(
+        BLOB_PROTOCOL_ID, hostile_handler(store, f"chunk bytes every {every_s} s, {piece} at a time")
+    )
+    fetcher = await fetcher_of(nursery, tmp_path, dataclasses.replace(SETTINGS, stall_timeout_s=0.8), [host])
+    return host, info.cid, fetcher, data
+
+
 async def test_a_chunk_slower_in_all_than_the_stall_deadline_arrives_while_its_bytes_keep_coming(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     """The fetcher's stall deadline counts from the last 16 KiB of a chunk, not from its start:
     a provider sending 8 KiB every 0.15 s takes 1.2 s for each 64 KiB chunk against a 0.8 s
     deadline, and is the only one there is (before: each chunk timed out, the fetch failed)."""
-    data = bytes(range(251)) * (3 * MIN_CHUNK_SIZE // 251)
-    (tmp_path / "file").write_bytes(data)
-    host = await start_host(nursery, "slow")
-    store = await start_service(nursery, host, tmp_path / "slow")
-    info, _ = await store.put(tmp_path / "file", pin=True)
-    host.set_stream_handler(
-        BLOB_PROTOCOL_ID, hostile_handler(store, "chunk bytes every 0.15 s, 8192 at a time")
-    )
-    fetcher = await fetcher_of(nursery, tmp_path, dataclasses.replace(SETTINGS, stall_timeout_s=0.8), [host])
+    host, cid, fetcher, data = await slow_provider(nursery, tmp_path, every_s=0.15, piece=8192, chunks=3)
 
     with trio.fail_after(DEADLINE_S):
-        progress = await fetcher.fetch(info.cid, peers=[host.peer_id])
+        progress = await fetcher.fetch(cid, peers=[host.peer_id])
     assert progress.state == "complete"
     assert progress.peers[host.peer_id].failures == 0
-    await fetcher.export(info.cid, tmp_path / "out")
+    await fetcher.export(cid, tmp_path / "out")
     assert (tmp_path / "out").read_bytes() == data
 
 
@@ -438,19 +447,11 @@ async def test_a_provider_sending_less_than_16_kib_per_stall_period_fails(
     """A byte now and then does not keep a chunk alive: 4 KiB every 0.3 s is 16 KiB in 1.2 s,
     past the 0.8 s deadline, so each chunk times out and the fetch fails (were any progress to
     push the deadline, the 64 KiB chunks would arrive in 4.8 s each and it would complete)."""
-    data = bytes(range(251)) * (2 * MIN_CHUNK_SIZE // 251)
-    (tmp_path / "file").write_bytes(data)
-    host = await start_host(nursery, "trickler")
-    store = await start_service(nursery, host, tmp_path / "trickler")
-    info, _ = await store.put(tmp_path / "file", pin=True)
-    host.set_stream_handler(
-        BLOB_PROTOCOL_ID, hostile_handler(store, "chunk bytes every 0.3 s, 4096 at a time")
-    )
-    fetcher = await fetcher_of(nursery, tmp_path, dataclasses.replace(SETTINGS, stall_timeout_s=0.8), [host])
+    host, cid, fetcher, _ = await slow_provider(nursery, tmp_path, every_s=0.3, piece=4096, chunks=2)
 
-    progress = fetcher.start_fetch(info.cid, peers=[host.peer_id])
+    progress = fetcher.start_fetch(cid, peers=[host.peer_id])
     with trio.fail_after(DEADLINE_S), pytest.raises(FetchFailed):
-        await fetcher.fetch(info.cid, peers=[host.peer_id])  # joins the fetch started
+        await fetcher.fetch(cid, peers=[host.peer_id])  # joins the fetch started
     assert progress.state == "failed"
     trickler = progress.peers[host.peer_id]
     assert trickler.chunks == 0 and not trickler.banned and "TooSlowError" in trickler.error
