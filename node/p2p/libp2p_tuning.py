@@ -7,7 +7,7 @@ or in the workaround table of node/p2p/__init__.py (yamux credit and frame size,
 pubsub's signed peer records, row 24; pubsub's teardown race, row 25; stalled socket writes,
 row 26; yamux writers woken by credit, row 27, in :mod:`node.p2p.yamux_send`; the gossip mesh,
 rows 28-31, the places kept for trusted peers in :mod:`node.p2p.mesh_quota`; repeated control
-entries, row 32, in :mod:`node.p2p.gossip_control`).
+entries, row 32, in :mod:`node.p2p.gossip_control`; connection places given back, row 34).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import os
 import time
 import weakref
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import libp2p.io.trio as libp2p_io_trio
@@ -26,6 +27,7 @@ import libp2p.pubsub.pubsub as libp2p_pubsub
 import libp2p.stream_muxer.yamux.yamux as libp2p_yamux
 import trio
 from libp2p.io.exceptions import ConnectionClosedError
+from libp2p.network.exceptions import SwarmException
 from libp2p.network.health.ping_probe import ConnectionPingResult
 from libp2p.peer.peerstore import env_to_send_in_RPC
 from libp2p.pubsub.utils import maybe_consume_signed_record
@@ -306,6 +308,68 @@ async def _bounded_tcp_write(stream: Any, data: bytes) -> None:
                 )
 
 
+_ORIGINAL_HANDLE_INBOUND = libp2p_swarm.Swarm._handle_inbound_connection
+_ORIGINAL_UPGRADE_INBOUND = libp2p_swarm.Swarm.upgrade_inbound_raw_conn
+_ORIGINAL_ADD_CONN = libp2p_swarm.Swarm.add_conn
+
+#: The socket stream libp2p's handler of one inbound connection was given, in that handler's task
+#: (workaround 34).
+_INBOUND_STREAM: ContextVar[object | None] = ContextVar("dcent_inbound_stream", default=None)
+
+
+class InboundConnectionClosed(SwarmException):
+    """An inbound connection ended: how its handler leaves libp2p's (workaround 34)."""
+
+
+async def _handle_inbound_connection(swarm: Any, read_write_closer: Any, maddr: Any) -> None:
+    """libp2p's handler of an accepted TCP connection, which holds one place of the swarm's
+    inbound cap (``max_connections - min_connections``, ``2 * max_peers`` for us) from the
+    handshake on; its stream is noted so that its upgrade returns when it closes (below)."""
+    _INBOUND_STREAM.set(read_write_closer)  # this handler's task only: each task has its own context
+    await _ORIGINAL_HANDLE_INBOUND(swarm, read_write_closer, maddr)
+
+
+async def _upgrade_inbound_until_closed(swarm: Any, raw_conn: Any, maddr: Any) -> Any:
+    """libp2p's upgrade of an inbound connection; in that connection's own handler, then a wait
+    for the connection to close (workaround 34).
+
+    After the upgrade libp2p's handler waited for the swarm to stop ("keep handler alive"), holding
+    its place of the inbound cap and every object of the connection long after the connection had
+    closed: a node accepted ``2 * max_peers`` inbound connections in its life, then closed every
+    later one before its handshake, and peers that redialled it (after a ban, a dropped
+    connection, a restart) could never get in again. Raising here, once the connection has closed,
+    ends the handler as a failed upgrade does: libp2p closes the raw connection again (a no-op)
+    and gives the place back. Any other upgrade (a responder dial for hole punching; we make
+    none) returns as before."""
+    muxed_conn = await _ORIGINAL_UPGRADE_INBOUND(swarm, raw_conn, maddr)
+    stream = _INBOUND_STREAM.get()
+    if stream is None or getattr(raw_conn, "stream", None) is not stream:
+        return muxed_conn
+    closed = getattr(muxed_conn, "event_closed", None)  # yamux's: set by every close path
+    if closed is not None:
+        await closed.wait()
+    raise InboundConnectionClosed(f"inbound connection from {muxed_conn.peer_id} closed")
+
+
+async def _add_conn_releasing_its_scope(swarm: Any, muxed_conn: Any, direction: str = "unknown") -> Any:
+    """libp2p's registration of a connection; a connection it refuses gives back the place it took
+    in the resource manager's count of connections (workaround 34).
+
+    The upgrade takes that place and hangs it on the muxed connection for the swarm connection to
+    give back when it closes; a refusal before the swarm connection exists (libp2p's per-peer,
+    per-direction or total limits of established connections) closed the muxed connection and
+    kept the place for good. Every place counts against the manager's 1,000 connections, and at
+    1,000 it refuses every connection. The scope's ``close`` is idempotent, so one the swarm
+    connection already gave back is not given back twice."""
+    try:
+        return await _ORIGINAL_ADD_CONN(swarm, muxed_conn, direction)
+    except BaseException:
+        scope = getattr(muxed_conn, "_resource_scope", None)
+        if scope is not None:
+            scope.close()
+        raise
+
+
 #: How long the signed peer record pubsub attaches to every RPC is reused before libp2p is asked
 #: again (which rebuilds the host's address list to see whether it changed), and how long a
 #: peer's record, once checked, is taken on its bytes before it is checked (and its address book
@@ -391,6 +455,9 @@ def apply() -> None:
     libp2p_gossipsub.GossipSub.handle_rpc = _handle_rpc_normalized  # type: ignore[method-assign,assignment]
     libp2p_gossipsub.GossipSub.handle_iwant = _handle_iwant_bounded  # type: ignore[method-assign,assignment]
     libp2p_io_trio.TrioTCPStream.write = _bounded_tcp_write  # type: ignore[method-assign,assignment]
+    libp2p_swarm.Swarm._handle_inbound_connection = _handle_inbound_connection  # type: ignore[method-assign,assignment]
+    libp2p_swarm.Swarm.upgrade_inbound_raw_conn = _upgrade_inbound_until_closed  # type: ignore[method-assign,assignment]
+    libp2p_swarm.Swarm.add_conn = _add_conn_releasing_its_scope  # type: ignore[method-assign,assignment]
     yamux_send.install()
     for module in (libp2p_pubsub, libp2p_gossipsub):
         module.env_to_send_in_RPC = _SIGNED_RECORDS.to_send  # type: ignore[attr-defined]

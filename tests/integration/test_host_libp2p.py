@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
+from typing import Any
 
 import multiaddr
 import pytest
@@ -36,6 +37,7 @@ from node.host import HostConfig, P2PHost
 from node.p2p.errors import DialError, GossipBackpressureError, PortInUseError
 from node.p2p.framing import FRAME_HEADER, Stream, frame_buffer
 from node.p2p.gossip_params import GossipParams
+from node.p2p.guard import GuardSettings, Reason
 from node.p2p.identity import peer_id_from_seed
 from node.p2p.logbridge import install_libp2p_log_bridge
 from tests.integration.conftest import DEADLINE_S, TEST_BACKOFF, seed_of
@@ -452,3 +454,72 @@ async def test_an_inbound_stream_knows_its_remote_address_and_a_watched_write_re
         await stream.send_frame(b"after")  # the watch ends with its write: nothing more is reported
         assert sum(reports) == body + FRAME_HEADER.size
         done.set()
+
+
+def ban(host: P2PHost, peer_id: str) -> None:
+    """Forged signatures from ``peer_id`` until it is banned: 50 each, the threshold 100 (the first
+    has decayed a little by the second; a refusal during the ban changes nothing)."""
+    for _ in range(3):
+        host.guard.refuse(peer_id, "/test/forgery/1.0.0", Reason.SIGNATURE)
+    assert host.guard.is_banned(peer_id)
+
+
+async def test_peers_banned_and_reconnected_more_often_than_the_inbound_cap_still_get_in(
+    nursery: trio.Nursery,
+) -> None:
+    """Workaround 34: libp2p kept a place of its inbound cap (``2 * max_peers``) for each inbound
+    connection it ever accepted, until the host stopped, so after that many a node refused every
+    dial for good (the dialer saw "failed to negotiate the secure protocol"). Here each ban ends
+    and the two hosts connect again, dialling each other in turn, more times than either's cap."""
+    settings = {"max_peers": 2, "guard": GuardSettings(ban_s=0.2, max_ban_s=0.2)}  # inbound cap 4
+    us, them = P2PHost(config("banning", **settings)), P2PHost(config("banned", **settings))
+    for host in (us, them):
+        await nursery.start(host.run)
+    for round_ in range(10):  # 5 dials each way, a 5th inbound connection for each
+        dialer, dialled = (them, us) if round_ % 2 == 0 else (us, them)
+        with trio.fail_after(DEADLINE_S):
+            await dialer.connect(dialled.listen_addrs[0])
+        await wait_until(lambda: us.peer_ids() == [them.peer_id], what=f"connected, round {round_}")
+        ban(us, them.peer_id)
+        await wait_until(lambda: not us.peer_ids() and not them.peer_ids(), what="the banned peer dropped")
+        await wait_until(lambda: not us.guard.is_banned(them.peer_id), what="the ban over")
+    await us.close()
+    await them.close()
+
+
+def connections_held(host: P2PHost) -> int:
+    """The connections libp2p's resource manager counts against its limit (1,000) for ``host``."""
+    manager = host._require_running().get_network()._resource_manager  # type: ignore[attr-defined]
+    return int(manager._current_connections)
+
+
+def established_per_peer_limit(host: P2PHost) -> Any:
+    manager = host._require_running().get_network()._resource_manager  # type: ignore[attr-defined]
+    return manager.connection_limits
+
+
+async def test_a_connection_denied_by_the_per_peer_limit_gives_back_its_resource_slot(
+    nursery: trio.Nursery,
+) -> None:
+    """Workaround 34: a connection that libp2p's per-peer limit of established connections (8)
+    refuses kept its place in the resource manager's count of connections for good; at 1,000 such
+    the node would refuse every connection. A banned peer redialling as fast as it is dropped
+    reaches that limit with connections still closing (a helper's probe loop, ~150 streams a
+    second, logged "Established per peer limit exceeded: 8 >= 8" on both hosts). Here the limit
+    is set to 0, so the next connection is refused as those were."""
+    us, them = P2PHost(config("limiting")), P2PHost(config("limited"))
+    for host in (us, them):
+        await nursery.start(host.run)
+    limits = established_per_peer_limit(us)
+    limits.max_established_per_peer = 0
+    with suppress(DialError):  # refused by us after its handshake, or just after
+        await them.connect(us.listen_addrs[0])
+    await wait_until(lambda: not us.peer_ids() and not them.peer_ids(), what="the refused connection closed")
+    await wait_until(lambda: connections_held(us) == 0, what="its place given back", timeout=5)
+
+    limits.max_established_per_peer = 8
+    await them.connect(us.listen_addrs[0])
+    await wait_until(lambda: us.peer_ids() == [them.peer_id], what="connected once allowed")
+    assert connections_held(us) == 1
+    await us.close()
+    await them.close()

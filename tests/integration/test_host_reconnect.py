@@ -1,4 +1,5 @@
-"""The bootstrap reconnect loop's timing, on virtual time: backoff, jitter, no tight loops."""
+"""The bootstrap reconnect loop's timing, on virtual time: backoff, jitter, no tight loops; and on
+real hosts, a loop that dials through a ban."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ import random
 import pytest
 import trio
 
+from node.host import HostConfig, P2PHost
 from node.p2p.errors import DialError, HostConfigError
+from node.p2p.guard import GuardSettings, Reason
 from node.p2p.reconnect import Backoff, BackoffPolicy, keep_connected
+from tests.integration.conftest import DEADLINE_S, TEST_BACKOFF, seed_of
+from tests.waiting import wait_until
 
 log = logging.getLogger("test")
 
@@ -92,3 +97,38 @@ async def test_backoff_starts_over_after_a_stable_connection(autojump_clock: obj
 
     gaps = {round(b - a, 6) for a, b in itertools.pairwise(dials)}
     assert gaps == {20.5}  # 20 s up, then the initial delay again every time
+
+
+async def test_a_banned_bootstrap_peer_redialling_through_its_ban_is_connected_again_when_it_ends(
+    nursery: trio.Nursery,
+) -> None:
+    """Real hosts: the node's reconnect loop keeps dialling its bootstrap peer while that peer bans
+    it, and the peer drops each of those connections as it arrives. Each took one of libp2p's
+    inbound places for good (workaround 34; the cap is ``2 * max_peers``, 2 here), so once the ban
+    ended the node could never get in again."""
+    seed = P2PHost(
+        HostConfig(
+            node_key_seed=seed_of("ban-seed"), max_peers=1, guard=GuardSettings(ban_s=1.0, max_ban_s=1.0)
+        )
+    )
+    await nursery.start(seed.run)
+    node = P2PHost(
+        HostConfig(
+            node_key_seed=seed_of("ban-node"), bootstrap=tuple(seed.listen_addrs), reconnect=TEST_BACKOFF
+        )
+    )
+    await nursery.start(node.run)
+    await wait_until(lambda: seed.peer_ids() == [node.peer_id], what="the node connected")
+    for _ in range(3):  # 50 each, the threshold 100 (the first decays a little by the second)
+        seed.guard.refuse(node.peer_id, "/test/forgery/1.0.0", Reason.SIGNATURE)
+    assert seed.guard.is_banned(node.peer_id)
+    await wait_until(lambda: node.peer_ids() == [], what="the banned node dropped")
+    await wait_until(lambda: not seed.guard.is_banned(node.peer_id), what="the ban over")
+
+    await wait_until(
+        lambda: node.peer_ids() == [seed.peer_id] and seed.peer_ids() == [node.peer_id],
+        what="the node's loop connected again",
+        timeout=DEADLINE_S,
+    )
+    await node.close()
+    await seed.close()
