@@ -78,7 +78,7 @@ victim's data, with the result signed as the victim's. So a job never runs by ta
 
 - **From an archive** (bound by content id in the contract): the provider reads the archive
   first (``podman save``/``docker save`` manifest, or an OCI layout). The image ID is the SHA-256 of
-  the config, which lists every layer's digest (checked by the engine as it loads), so it binds the
+  the config, which lists every layer's digest (checked as the archive is rewritten), so it binds the
   whole image. The manifest must name the spec's ``image``; a config claiming another digest is
   refused; after the load the engine must hold exactly that ID, and the job runs ``sha256:<ID>``.
 - **By ID** (``image = "sha256:<64 hex>"``): run if present, else ``ImageNotAvailable`` 5318.
@@ -93,40 +93,51 @@ victim's data, with the result signed as the victim's. So a job never runs by ta
   every later self-test and job naming no image runs, whatever the tag names by then. An operator
   who moves the tag restarts the node; a pinned image that is gone is ``ImageNotAvailable``.
 
-**An archive may not take a name** (``ImageArchiveTakesName`` 5323, the requester's). Attack (review
-of issue 15): ``podman load`` applies whatever tags the archive carries, so a job's archive tagged
+**An archive never names anything** (``images.rewrite_archive``). Attack (review of issue 15):
+``podman load`` applies whatever tags an archive carries, so a job's archive tagged
 ``localhost/dcent-job:latest``, the operator's ``container_image``, moved that tag to its own image:
 the next self-test, restart, or job naming no image ran the requester's image with other
-requesters' data, signed as the provider's work; the same for any tag an operator relies on
-(``allow_local_image_names``, or the host's own podman use). Before a load the engine's names are
-listed and each name the archive gives an image is compared with them on a key, not a string: its
-last path component and tag (``images.name_key``), which every spelling an engine reads as one name
-shares (``localhost/``, ``docker.io/library/``, none, upper-case registry) and every name a
-short-name lookup could find instead (``train:1`` finds ``localhost/train:1``, then the search
-registries', then any ``*/train:1``). A key held by another image, or by the operator's image
-(present or not yet found), refuses the archive, nothing loaded. Names are read as the engine reads
-them: OCI entries by buildkit's ``io.containerd.image.name`` before the OCI reference name, an
-archive holding both an OCI layout and a docker manifest by both (podman loads the OCI layout
-first); archives with two entries of one path (podman's two readers take different ones), a
-document that is a link, a name that is not ``name[:tag]``, or over 64 names are
-``ImageArchiveInvalid``. An OCI archive without names loads by ID only. Loads, and lookups of
-trusted names, take one lock per engine in the process, so two jobs' loads cannot both pass the
-check and then move each other's tags, and a pin never sees a load's middle. After the load the
-store is listed again and judged on the engine's answer: a name it moved is put back, one it added
-that it may not have is removed, and the archive is refused, so a name the reader did not foresee
-is undone too. The cost: a requester resending a rebuilt image under a tag an earlier job left on
-this provider must tag it anew, or not at all. What stays open: another process sharing the
-engine's store can race a load (the second listing catches what it moved); a job trusting a tag
-absent from the store is served by whoever's archive brings it first (the
-``allow_local_image_names`` risk).
+requesters' data, signed as the provider's work. A first defence (compare the archive's names with
+the store's before the load, undo what moved after) was broken by review 38: short-name aliases
+(F1), tar headers Python and Go read differently (F2: PAX global headers, PAX path beside a GNU long
+name, ``/index.json``), a capped undo (F3), the window while a load runs (F4), a remote engine
+finishing a load after our timeout (F5), quadratic ``image ls`` listings (F6), squatted names
+(F8), names leaked in errors (F9), a legitimate retag reverted and blamed (F10). Jobs run by ID, so
+no archive name is needed: the provider parses the archive (bounded, as before), takes the one
+image the spec names, and writes a new tar itself (plain USTAR entries: ``manifest.json`` with
+``RepoTags: null``, the config as ``<ID>.json``, each layer as ``<diff_id>.tar``, copied byte for
+byte, 16 KiB at a time), beside the archive, and the engine loads that, then it is deleted. The
+engine never reads the requester's tar, so F2's tricks show it nothing; the load adds no name, so
+nothing can move (F1, F3-F5, F10 gone), nothing is listed or undone (F6's listing, F8, the 5323
+refusals and their leaks gone; ``ImageArchiveTakesName`` 5323 is retired). Layers must be
+uncompressed tars (gzip, bzip2, xz, zstd magic refused, 5321: F7's decompression bomb; the store
+grows by at most the archive's size, which the provider's transfer cap bounds) whose SHA-256 is the
+config's ``diff_id`` (checked while copying: the ID binds every layer before the engine sees one).
+``podman save``'s docker-archive qualifies; its ``oci-archive`` needs ``--uncompressed``. An image a
+job's archive loaded is removed by ID (``rmi``) when the jobs counting on it end (``JobImages``:
+one count per load, one per running job; never the operator's pinned image, never one the
+executor did not load; a failed ``rmi`` is logged), so images no longer pile up (F6, F7) and a
+requester's image is reachable by ID only while its job needs it (F14 narrowed). Loads, removals
+and trusted-name lookups share one lock per engine in the process. Engine error texts reach the
+requester with paths replaced (F9). What stays open: a short-ID ``container_image`` can be made
+ambiguous by a loaded image (F12: configs should name a full ID or a name); the store is still the
+host's, shared by every tenant while their jobs run (F14); a job naming by ID an image another
+job's archive loaded, running wholly between that load and that job's start, takes its count and
+the image is removed before the other job runs (it then fails 5318); an image whose job never
+starts after its load (or a remote engine finishing a load after our timeout) stays until removed
+by hand; ``docker save`` archives whose layers are links to another image's are refused (5321).
 
-Archives are read with bounds (uncompressed tar, 10,000 entries, 64 images, 64 names, documents of
-4 MiB, regular files only); a failure is ``ImageArchiveInvalid`` 5321. Tests:
-``tests/integration/test_executor_images.py`` (no engine: archive reading, the name rule, a stand-in
-engine whose load moves a name unforeseen), ``test_executor_container.py`` (a tag moved after the
-load does not change what runs; tampered layers and configs refused; archives taking the operator's
-name refused in four spellings while its pinned image runs; racing loads),
-``test_market_container.py`` (the attack through the market: 5323 told to the requester).
+Archives are read with bounds (uncompressed tar, 10,000 entries, 64 images, 64 names, 256 layers,
+documents of 4 MiB, regular files only); a failure is ``ImageArchiveInvalid`` 5321. Tests:
+``tests/integration/test_executor_images.py`` (no engine: archive reading; the rewrite holds exactly
+manifest, config and layers, no name, plain entries; a layer off its ``diff_id`` or compressed
+refused; a PAX-header archive rewritten as this reader read it), ``test_executor_container.py``
+(real podman: a tag moved after the load does not change what runs; tampered layers and configs
+refused; archives tagged as the operator's image in four spellings load with no name, the
+operator's tag unmoved, the job's image removed after its job; compressed layers refused with
+nothing loaded; a PAX-header archive moves no name; racing archives under one tag both load
+untagged), ``test_market_container.py`` (the attack through the market: the job runs the
+requester's image by ID, the provider's tag and self-test unchanged, the image removed after).
 
 | mechanism | attack or failure it answers |
 |---|---|
@@ -144,7 +155,7 @@ name refused in four spellings while its pinned image runs; racing loads),
 | whole cgroup killed at the end; sweep of a dead node's mounts, cgroups, labelled containers | daemons left behind; leftovers of a ``kill -9``ed node |
 | ``capabilities()``, ``LimitNotEnforceable``, self-test | a provider selling limits or a sandbox it cannot deliver |
 | outputs: regular files only, whole, in path order, under the cap | symlinks to host secrets, FIFOs that block, truncated files |
-| images run by ID; archive names checked on keys before and after a load; operator's image pinned | a job's archive moving or shadowing a tag, the operator's ``container_image`` above all |
+| images run by ID; archives loaded as a rewrite with no name, plain layers bound to the config; job images removed after; operator's image pinned | a job's archive moving or shadowing a tag (the operator's ``container_image`` above all), a decompression bomb, images piling up |
 
 ``output_hash`` is sha256 over the listing of (path, size, sha256) of the outputs, which the usage
 receipt signs. Errors: 5310-5349 the requester's (bad spec, inputs, image: refused before anything

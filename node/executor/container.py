@@ -82,6 +82,7 @@ from node.executor.cgroups import (
 from node.executor.confine import Confinement, Enforcer
 from node.executor.engine import (
     ENGINE_CALL_TIMEOUT_S,
+    JobImages,
     client_environment,
     engine_call,
     load_image_archive,
@@ -332,6 +333,7 @@ class ContainerExecutor:
         self._availability: Availability | None = None
         self._engine_info: dict[str, object] = {}
         self._pinned: dict[str, str] = {}  # the operator's image names -> the ID each named when found
+        self._job_images = JobImages()  # loaded from jobs' archives: removed after their jobs
 
     @property
     def name(self) -> str:
@@ -392,18 +394,14 @@ class ContainerExecutor:
 
     async def load_archive(self, archive: Path, image: str) -> str:
         """Load an image archive from the blob store (no registry); returns the ID of the image
-        in it that ``image`` names, which the job then runs (:func:`load_image_archive`), never
-        letting it take a name in the store, the operator's own image's above all.
-        Raises :class:`ImageArchiveInvalid`, :class:`ImageArchiveTakesName`,
+        in it that ``image`` names, which the job then runs (:func:`load_image_archive`: a
+        rewrite of the archive carrying no name is loaded, so the store gains no name). An image
+        this executor loads is removed when the jobs counting on it have ended (:class:`JobImages`).
+        Raises :class:`ImageArchiveInvalid`,
         :class:`SandboxToolMissing` without the engine."""
         if self._engine_path is None:
             raise SandboxToolMissing(f"{self._engine} is not installed")
-        operators = {self._default_image or "", *self._pinned} - {""}
-        for name in operators:  # pinned before any archive can take its name
-            with contextlib.suppress(ImageNotAvailable):
-                await self.operator_image(name)
-        reserved = {name: self._pinned.get(name) for name in operators}
-        return await load_image_archive(self._engine_path, archive, image, reserved=reserved)
+        return await load_image_archive(self._engine_path, archive, image, held=self._job_images.hold)
 
     async def operator_image(self, name: str) -> str:
         """The ID (``sha256:<hex>``) the operator's own image ``name`` (``container_image``, the
@@ -446,6 +444,15 @@ class ContainerExecutor:
         return "none"
 
     async def run(self, job: SandboxJob, *, on_output: OutputSink | None = None) -> ExecutionResult:
+        # A job's archive arrives as its loaded ID: counted while the job runs, removed after.
+        image_id = self._job_images.start(image_id_of(job.image) if job.image else None)
+        try:
+            return await self._run(job, on_output)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._job_images.end(self._engine_path, image_id, keep=self._pinned.values())
+
+    async def _run(self, job: SandboxJob, on_output: OutputSink | None) -> ExecutionResult:
         availability = await trio.to_thread.run_sync(self.available)
         if not availability:
             raise SandboxToolMissing(availability.reason)

@@ -2,48 +2,35 @@
 that carries how to reach the engine and nothing of any job's; and loading image archives so
 that a job runs the image its archive's content names (:mod:`node.executor.images`).
 
-The engine's names are a shared store: loads, and the lookups of names the node trusts (the
-operator's ``container_image``, tags where ``allow_local_image_names``), take one lock per engine
-in this process (:func:`store_lock`), so no lookup sees a name in the middle of a load, and two
-loads cannot pass each other's check and then move each other's names. A load is checked before
-it runs (:func:`~node.executor.images.name_conflict` against a listing of the store), and again
-after, on the engine's own answer: a name it moved is put back, one it added that it may not
-have is removed, and the archive is refused (:class:`ImageArchiveTakesName`) either way.
+The engine never loads a requester's archive as it came: :func:`load_image_archive` loads a
+rewrite of it that carries no name (:func:`~node.executor.images.rewrite_archive`), so a load
+cannot move or add a name in the store. Loads, removals of job images, and the lookups of names
+the node trusts (the operator's ``container_image``, tags where ``allow_local_image_names``)
+take one lock per engine in this process (:func:`store_lock`), so a job image is never removed
+between another job's finding it present and counting it as in use.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import trio
 
 from node.executor.base import DEFAULT_PATH
-from node.executor.errors import (
-    ImageArchiveInvalid,
-    ImageArchiveTakesName,
-    ImageNotAvailable,
-    SandboxStartFailed,
-)
-from node.executor.images import (
-    archive_images,
-    id_reference,
-    image_id_of,
-    name_conflict,
-    names_taken,
-    select_image,
-)
+from node.executor.errors import ImageArchiveInvalid, ImageNotAvailable
+from node.executor.images import archive_images, id_reference, image_id_of, rewrite_archive, select_image
 
 log = logging.getLogger(__name__)
 
 ENGINE_CALL_TIMEOUT_S = 20.0
 #: Loading an image archive copies its layers into the engine's store.
 ARCHIVE_LOAD_TIMEOUT_S = 600.0
-#: The most names one check puts back or removes after a load.
-MAX_NAMES_PUT_BACK = 256
 
 _STORE_LOCKS: dict[str, trio.Lock] = {}
 
@@ -78,24 +65,6 @@ def store_lock(engine_path: str) -> trio.Lock:
     return _STORE_LOCKS.setdefault(engine_path, trio.Lock())
 
 
-async def image_names(engine_path: str) -> dict[str, str] | None:
-    """Every name in the engine's store -> the ID (64 hex) it names, or None if the engine does
-    not answer. One ``image ls`` line per name (podman and docker alike); untagged images and
-    lines that are not ``sha256:<ID> <name>:<tag>`` are left out."""
-    listing = await engine_call(
-        engine_path, "image", "ls", "--all", "--no-trunc", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}"
-    )
-    if listing is None:
-        return None
-    names: dict[str, str] = {}
-    for line in listing.decode(errors="replace").splitlines():
-        image_id, _, name = line.strip().partition(" ")
-        hex_id = image_id_of(image_id)
-        if hex_id is not None and name and "<none>" not in name:
-            names[name] = hex_id
-    return names
-
-
 async def resolve_name(engine_path: str | None, reference: str) -> str | None:
     """:func:`engine_image_id`, a name (not an ID) never looked up in the middle of a load."""
     if engine_path is None:
@@ -126,90 +95,120 @@ async def pinned_image(engine_path: str | None, pinned: dict[str, str], name: st
 
 
 async def load_image_archive(
-    engine_path: str, archive: Path, image: str, *, reserved: Mapping[str, str | None] | None = None
+    engine_path: str, archive: Path, image: str, *, held: Callable[[str, bool], None] | None = None
 ) -> str:
-    """Load an image archive (``podman save`` / ``docker save``, or an OCI layout) and return
-    the ID of the image in it that ``image`` (a tag or an ID) names: computed from the archive's
-    config before the load, and found in the engine's store after it. An image the engine
-    already holds by that ID is not loaded again (same ID: same config, same layers), so none of
-    the archive's names is applied then. ``reserved``: the operator's own image names -> the ID
-    pinned for each (:func:`~node.executor.images.name_conflict`).
+    """Load the image ``image`` (a tag or an ID) of an image archive (``podman save`` /
+    ``docker save``, or an OCI layout) and return its ID: computed from the archive's config, and
+    found in the engine's store after the load. The engine loads a rewrite of the archive
+    (:func:`~node.executor.images.rewrite_archive`, written beside it and removed after), which
+    holds that image alone and no name, so the store gains no name. An image the engine already
+    holds by that ID is not loaded again (same ID: same config, same layers). ``held(id,
+    loaded)``: called under the store's lock once the image is there (``loaded``: by this call),
+    so a caller counts it in use before any removal can run.
 
     Raises :class:`ImageArchiveInvalid` when the archive is malformed, does not hold ``image``,
-    does not load, or loads as another ID; :class:`ImageArchiveTakesName` when it would take, or
-    took, a name it may not; :class:`SandboxStartFailed` when the engine's names cannot be listed
-    (then nothing is loaded)."""
-    reserved = reserved or {}
-    images = await trio.to_thread.run_sync(archive_images, archive)
-    wanted = select_image(images, image)
+    has a compressed layer or one its config does not name, does not load, or loads as another
+    ID."""
+    wanted = select_image(await trio.to_thread.run_sync(archive_images, archive), image).image_id
     async with store_lock(engine_path):
         if await engine_image_id(engine_path, id_reference(wanted)) == wanted:
+            if held is not None:
+                held(wanted, False)
             return wanted
-        before = await image_names(engine_path)
-        if before is None:
-            raise SandboxStartFailed(
-                "the engine did not list its images, so the archive's tags cannot be checked"
-            )
-        refusal = name_conflict(images, before, reserved)
-        if refusal is not None:
-            raise ImageArchiveTakesName(refusal)
-        done = None
-        try:
-            with trio.move_on_after(ARCHIVE_LOAD_TIMEOUT_S):
-                done = await trio.run_process(
-                    [engine_path, "load", "--input", str(archive)],
-                    stdin=subprocess.DEVNULL,
-                    capture_stdout=True,
-                    capture_stderr=True,
-                    check=False,
-                    env=client_environment(),
-                )
-        finally:
-            with trio.CancelScope(shield=True):
-                after = await image_names(engine_path)
-                taken = None if after is None else await _put_names_back(engine_path, before, after, reserved)
-        if after is None:
-            raise SandboxStartFailed(
-                "the engine did not list its images after a load: its tags are unchecked"
-            )
-        if taken is not None:
-            raise ImageArchiveTakesName(taken)
-        if done is None:
-            raise ImageArchiveInvalid(f"loading the image archive took over {ARCHIVE_LOAD_TIMEOUT_S:g} s")
-        if done.returncode != 0:
-            raise ImageArchiveInvalid(f"the image archive does not load: {_load_failure(done.stderr)}")
-        if await engine_image_id(engine_path, id_reference(wanted)) != wanted:
-            raise ImageArchiveInvalid(
-                f"the image archive loaded, but not as the image its config names ({wanted[:12]})"
-            )
-        return wanted
-
-
-async def _put_names_back(
-    engine_path: str, before: Mapping[str, str], after: Mapping[str, str], reserved: Mapping[str, str | None]
-) -> str | None:
-    """After a load: put back each name it moved and remove each it added that it may not have
-    (:func:`~node.executor.images.names_taken`); what was undone, or None when nothing was."""
-    moved, added = names_taken(before, after, reserved)
-    if not moved and not added:
-        return None
-    log.error("an image archive's load moved %s and added %s: undoing it", sorted(moved), added)
-    for name, old_id in sorted(moved.items())[:MAX_NAMES_PUT_BACK]:
-        await engine_call(engine_path, "tag", id_reference(old_id), name)
-    for name in added[:MAX_NAMES_PUT_BACK]:
-        await engine_call(engine_path, "rmi", name)
-    return (
-        f"loading the image archive took names it may not ({', '.join([*moved, *added])[:300]}): "
-        "put back. Tag the image with a name of your own, or none, and name it by ID"
+    handle, name = await trio.to_thread.run_sync(
+        lambda: tempfile.mkstemp(prefix=".dcent-load-", suffix=".tar", dir=archive.parent)
     )
+    os.close(handle)
+    rewrite = Path(name)
+    try:
+        rewritten = await trio.to_thread.run_sync(rewrite_archive, archive, image, rewrite)
+        if rewritten != wanted:
+            raise ImageArchiveInvalid("the image archive changed while it was read")
+        async with store_lock(engine_path):
+            loaded = await engine_image_id(engine_path, id_reference(wanted)) != wanted
+            if loaded:
+                await _load(engine_path, rewrite, wanted)
+            if held is not None:
+                held(wanted, loaded)
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(lambda: rewrite.unlink(missing_ok=True))
+    return wanted
+
+
+async def _load(engine_path: str, rewrite: Path, wanted: str) -> None:
+    done = None
+    with trio.move_on_after(ARCHIVE_LOAD_TIMEOUT_S):
+        done = await trio.run_process(
+            [engine_path, "load", "--input", str(rewrite)],
+            stdin=subprocess.DEVNULL,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=client_environment(),
+        )
+    if done is None:
+        raise ImageArchiveInvalid(f"loading the image archive took over {ARCHIVE_LOAD_TIMEOUT_S:g} s")
+    if done.returncode != 0:
+        raise ImageArchiveInvalid(f"the image archive does not load: {_load_failure(done.stderr)}")
+    if await engine_image_id(engine_path, id_reference(wanted)) != wanted:
+        raise ImageArchiveInvalid(
+            f"the image archive loaded, but not as the image its config names ({wanted[:12]})"
+        )
+
+
+class JobImages:
+    """The images an executor loaded from jobs' archives, each removed by ID once no job counts on
+    it: one count per load for a job not started yet (:meth:`hold`, taken under the store's lock
+    so no removal runs between the engine's finding it present and the count), one per job
+    running it (:meth:`start`); a job's end (:meth:`end`) drops its own and one pending load's.
+    Only images this executor loaded are ever removed, never one in ``keep`` (the operator's)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, list[int]] = {}  # ID -> [loads for jobs not started, jobs running]
+
+    def hold(self, image_id: str, loaded: bool) -> None:
+        """A load for a job returned ``image_id`` (``loaded``: by that load; else counted only if
+        an earlier load of this executor brought it and it is still here)."""
+        if loaded or image_id in self._counts:
+            self._counts.setdefault(image_id, [0, 0])[0] += 1
+
+    def start(self, image_id: str | None) -> str | None:
+        """A job runs ``image_id``: the ID to pass to :meth:`end`, None when it is not counted."""
+        if image_id is None or image_id not in self._counts:
+            return None
+        self._counts[image_id][1] += 1
+        return image_id
+
+    async def end(self, engine_path: str | None, image_id: str | None, *, keep: Iterable[str]) -> None:
+        """A job ended whose :meth:`start` returned ``image_id``: at no count left, ``rmi <ID>``
+        under the store's lock. A failed removal is logged, not raised."""
+        counts = self._counts.get(image_id or "")
+        if counts is None or image_id is None or engine_path is None:
+            return
+        counts[0], counts[1] = max(0, counts[0] - 1), counts[1] - 1
+        if counts != [0, 0]:
+            return
+        del self._counts[image_id]
+        if image_id in set(keep):
+            return
+        async with store_lock(engine_path):
+            if image_id in self._counts:  # loaded again for a job meanwhile
+                return
+            if await engine_call(engine_path, "rmi", id_reference(image_id)) is None:
+                log.warning("could not remove the job image %s from the engine's store", image_id[:12])
+
+
+#: An absolute path in an engine's message (the provider's own: not the requester's business).
+_PATH = re.compile(r"(?<![\w.])/[^\s:;,'\"]*")
 
 
 def _load_failure(stderr: bytes) -> str:
-    """The reason in ``load``'s error: podman tries every archive format and lists each one's
-    failure; the tar formats' lines are the ones that say what is wrong with a tar."""
+    """The reason in ``load``'s error, the provider's paths left out: podman tries every archive
+    format and lists each one's failure; the docker-archive line is about the tar it was given."""
     lines = [line.strip(" *") for line in stderr.decode(errors="replace").strip().splitlines()]
-    relevant = [line for line in lines if line.startswith(("docker-archive:", "oci-archive:"))]
-    return "; ".join(relevant or lines[-1:] or ["no reason"])[:500]
+    relevant = [line for line in lines if line.startswith("docker-archive:")]
+    return _PATH.sub("<path>", "; ".join(relevant or lines[-1:] or ["no reason"]))[:500]
 
 
 def client_environment() -> dict[str, str]:

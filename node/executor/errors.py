@@ -96,7 +96,8 @@ class InputHashMismatch(JobInputError):
 
 
 class ImageArchiveInvalid(JobInputError):
-    """The image archive does not load (``podman load``), or does not hold the image the spec names."""
+    """The image archive is malformed, does not hold the image the spec names, has a compressed
+    layer or one whose digest is not the config's ``diff_id``, or does not load."""
 
     code = 5321
 
@@ -109,15 +110,9 @@ class ImageNameNotTrusted(JobInputError):
     code = 5322
 
 
-class ImageArchiveTakesName(JobInputError):
-    """The image archive tags an image with a name that, on this provider, names another image,
-    would shadow one in a short-name lookup, or is the operator's own ``container_image``:
-    ``podman load`` would move it, and whatever later runs by that name would run the archive's
-    image. Refused before anything is loaded (or, should the engine apply a name the check did not
-    foresee, undone after the load). Tag the image with a name of your own, or none, and name it
-    by ID."""
-
-    code = 5323
+# 5323 (ImageArchiveTakesName: an archive tagging an image with a name held on this provider) is
+# retired: archives are loaded as a rewrite that carries no name, so none can be taken. Codes are
+# stable: do not reuse it.
 
 
 class SandboxUnavailable(ExecutorError):

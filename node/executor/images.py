@@ -8,12 +8,13 @@ tag. So a container job never runs by name:
 * **From an archive** (``image_archive``, a blob the contract binds by content id): the image ID
   is read from the archive itself before it is loaded. The ID podman and docker give an image is
   the SHA-256 of its config document, and the config names every layer's digest (``diff_ids``,
-  which the engine checks while it loads), so the ID binds the whole image. The archive's
+  checked as the archive is rewritten), so the ID binds the whole image. The archive's
   manifest (``manifest.json`` of ``podman save`` / ``docker save``, or an OCI layout's
   ``index.json`` and manifest) must name the job's ``image`` (a tag, or the ID itself); the ID is
   computed from the config's bytes (a config whose file name or descriptor claims another digest
-  is refused), the archive is loaded, and the engine must then hold exactly that ID. The job runs
-  ``<engine> run ... <ID>``: a tag moved by a later load cannot change what it runs.
+  is refused), a rewrite of the archive is loaded, and the engine must then hold exactly that
+  ID. The job runs ``<engine> run ... <ID>``: a tag moved by a later load cannot change what it
+  runs.
 * **By ID** (``image = "sha256:<64 hex>"`` in the spec): content-addressed already; the provider
   has it or refuses the job (:class:`ImageNotAvailable`).
 * **By name only**: refused (:class:`ImageNameNotTrusted`) unless the operator allows local
@@ -25,32 +26,36 @@ tag. So a container job never runs by name:
   by its tag and pinned to the ID it named when the executor first found it
   (:func:`node.executor.engine.pinned_image`).
 
-An archive may not take a name (:func:`name_conflict`, :class:`ImageArchiveTakesName`): a name it
-gives an image is refused when its :func:`name_key` (last path component and tag) is held in the
-store by another image, or is the operator's image's, so no spelling of a tag
-(``localhost/``, ``docker.io/library/``, none) moves it and no new name shadows it in a short-name
-lookup. Names are read as podman reads them: OCI entries by ``io.containerd.image.name`` before
-``org.opencontainers.image.ref.name``, an archive with both an OCI layout and a docker manifest by
-both, and an archive two readers could read differently (two entries of one path, a document
-that is a link) is refused.
+The archive is never loaded as the requester wrote it (:func:`rewrite_archive`): the provider
+writes a new, minimal docker-archive of the one image the spec names (``manifest.json`` with
+``RepoTags: null``, the config, the layers copied byte for byte, plain USTAR entries written
+here) and the engine loads that. So no name an archive carries is ever applied to the store (a
+job runs by ID, and needs none), and how the engine would have read the requester's tar (PAX
+headers, GNU long names, a second layout beside the first) no longer matters: the engine sees
+only a tar this module wrote from bytes it read and checked itself. Layers must be uncompressed
+tars (a gzip, bzip2, xz or zstd layer is refused), so the engine's store grows by at most the
+archive's own size, and each layer's SHA-256 must be the ``diff_id`` the config gives it, so the
+ID binds every layer before the engine sees one.
 
 Archives are read with bounds: uncompressed tar only (what ``podman save`` writes; a compressed
-tar could not be read at random), at most :data:`MAX_ARCHIVE_MEMBERS` entries and
-:data:`MAX_ARCHIVE_NAMES` names, manifests and configs of at most :data:`MAX_DOCUMENT_BYTES` each,
-and documents that are regular files (a symlink or hard link cannot point the reader at another
-entry).
+tar could not be read at random), at most :data:`MAX_ARCHIVE_MEMBERS` entries,
+:data:`MAX_ARCHIVE_NAMES` names and :data:`MAX_IMAGE_LAYERS` layers an image, manifests and
+configs of at most :data:`MAX_DOCUMENT_BYTES` each, and documents and layers that are regular
+files (a symlink or hard link cannot point the reader at another entry).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import posixpath
 import re
 import tarfile
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from node.executor.errors import ImageArchiveInvalid
 from protocol.market.image_trust import image_id_of as image_id_of  # re-exported: one ID syntax
@@ -64,6 +69,16 @@ MAX_DOCUMENT_BYTES = 4 * 2**20
 MAX_ARCHIVE_IMAGES = 64
 #: The most names (tags) the images of one archive may carry between them.
 MAX_ARCHIVE_NAMES = 64
+#: The most layers one image may have (overlay stores stack at most ~128).
+MAX_IMAGE_LAYERS = 256
+#: What a compressed layer starts with: gzip, bzip2, xz, zstd. The engine would decompress it
+#: into its store without bound (a few KiB of bzip2 make GiB); only plain tars are loaded.
+_COMPRESSED_MAGIC = {
+    b"\x1f\x8b": "gzip",
+    b"BZh": "bzip2",
+    b"\xfd7zXZ\x00": "xz",
+    b"\x28\xb5\x2f\xfd": "zstd",
+}
 
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 #: The annotations an OCI index entry names its image by, in podman's order: the first one set is
@@ -91,10 +106,14 @@ def name_matches(wanted: str, names: Iterable[str]) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class ArchiveImage:
-    """One image an archive holds: its ID (SHA-256 of its config, hex) and the tags it carries."""
+    """One image an archive holds: its ID (SHA-256 of its config, hex), the tags it carries (only
+    to find the image a spec names by tag: none is ever applied), and where its config and layers
+    are in the archive (cleaned member paths, layers in the config's order)."""
 
     image_id: str
     names: frozenset[str]
+    config: str = field(default="", compare=False)
+    layers: tuple[str, ...] = field(default=(), compare=False)
 
 
 def archive_images(path: Path) -> list[ArchiveImage]:
@@ -120,10 +139,7 @@ def archive_images(path: Path) -> list[ArchiveImage]:
         raise ImageArchiveInvalid(f"the image archive is not an uncompressed tar: {exc}") from None
     except OSError as exc:
         raise ImageArchiveInvalid(f"the image archive cannot be read: {exc.strerror or exc}") from None
-    by_id: dict[str, set[str]] = {}
-    for image in images:
-        by_id.setdefault(image.image_id, set()).update(image.names)
-    images = [ArchiveImage(image_id, frozenset(names)) for image_id, names in sorted(by_id.items())]
+    images = _merged(images)
     if not images:
         raise ImageArchiveInvalid("the image archive holds no image")
     if len(images) > MAX_ARCHIVE_IMAGES:
@@ -135,22 +151,28 @@ def archive_images(path: Path) -> list[ArchiveImage]:
         raise ImageArchiveInvalid(
             f"the image archive tags its images {len(names)} times, more than {MAX_ARCHIVE_NAMES}"
         )
-    for name in names:
-        if name_key(name) is None:
-            raise ImageArchiveInvalid(
-                f"the image archive tags an image {name!r:.120}, which is not a name[:tag]"
-            )
     return images
 
 
-def select_image(images: list[ArchiveImage], reference: str) -> str:
-    """The ID of the one image in ``images`` that ``reference`` (a tag or an ID) names.
+def _merged(images: Iterable[ArchiveImage]) -> list[ArchiveImage]:
+    """One entry per ID, by ID: the names of all, the blobs of the first one read."""
+    by_id: dict[str, ArchiveImage] = {}
+    for image in images:
+        first = by_id.setdefault(image.image_id, image)
+        by_id[image.image_id] = ArchiveImage(
+            image.image_id, first.names | image.names, first.config, first.layers
+        )
+    return [by_id[image_id] for image_id in sorted(by_id)]
+
+
+def select_image(images: list[ArchiveImage], reference: str) -> ArchiveImage:
+    """The one image in ``images`` that ``reference`` (a tag or an ID) names.
     Raises :class:`ImageArchiveInvalid` when none does, or several do."""
     wanted_id = image_id_of(reference)
     if wanted_id is not None:
-        found = sorted({image.image_id for image in images if image.image_id == wanted_id})
+        found = [image for image in images if image.image_id == wanted_id]
     else:
-        found = sorted({image.image_id for image in images if name_matches(reference, image.names)})
+        found = [image for image in images if name_matches(reference, image.names)]
     if len(found) == 1:
         return found[0]
     if found:
@@ -162,100 +184,124 @@ def select_image(images: list[ArchiveImage], reference: str) -> str:
     )
 
 
-# The reference grammar of containers/image's docker/reference (name, then ":tag"; no digest).
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-*)[a-z0-9]+)*"
-_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*(?::[0-9]+)?"
-_NAME = re.compile(
-    rf"(?P<name>(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*)(?::(?P<tag>\w[\w.-]{{0,127}}))?", re.ASCII
-)
-#: The longest image name (without its tag) the engines accept.
-MAX_NAME_LENGTH = 255
+def rewrite_archive(source: Path, reference: str, target: Path) -> str:
+    """Write to ``target`` a docker-archive of the one image in the archive at ``source`` that
+    ``reference`` (a tag or an ID) names, carrying no name: ``manifest.json`` (``RepoTags``
+    null), the config as ``<ID>.json``, each layer as ``<diff_id>.tar``, plain USTAR entries and
+    nothing else. Layers are streamed, a bounded buffer at a time, and hashed on the way: each
+    must be an uncompressed tar whose SHA-256 is the ``diff_id`` the config gives it. Returns
+    the image ID (hex). Raises :class:`ImageArchiveInvalid` (then ``target`` is removed)."""
+    try:
+        with tarfile.open(source, "r:") as tar:
+            members = _regular_members(tar)
+            images: list[ArchiveImage] = []
+            if "index.json" in members:
+                images += _oci_images(tar, members)
+            if "manifest.json" in members:
+                images += _docker_archive_images(tar, members)
+            image = select_image(_merged(images), reference)
+            config = _document(tar, members, image.config)
+            if hashlib.sha256(config).hexdigest() != image.image_id:  # read again: must not change
+                raise ImageArchiveInvalid("the image archive's config changed while it was read")
+            diff_ids = _diff_ids(config, len(image.layers))
+            try:
+                _write_rewrite(tar, members, image, config, diff_ids, target)
+            except BaseException:
+                target.unlink(missing_ok=True)
+                raise
+    except tarfile.ReadError as exc:
+        raise ImageArchiveInvalid(f"the image archive is not an uncompressed tar: {exc}") from None
+    except OSError as exc:
+        raise ImageArchiveInvalid(f"the image archive cannot be read: {exc.strerror or exc}") from None
+    return image.image_id
 
 
-def name_key(name: str) -> tuple[str, str] | None:
-    """What a lookup of ``name`` matches on, whatever its registry: the last path component and
-    the tag (``latest`` when none), lower-cased; None when ``name`` is not ``name[:tag]``.
-
-    podman finds a short name such as ``train:1`` as ``localhost/train:1``, under each search
-    registry, as ``docker.io/library/train:1``, and finally as any stored name ending in
-    ``/train`` with tag ``1``; docker as ``docker.io/library/train:1``. Every name any of those
-    lookups can find shares this key with it, whatever prefix or normalisation the engine
-    applies, so names are compared on keys, never as strings."""
-    match = _NAME.fullmatch(name)
-    if match is None or len(match.group("name")) > MAX_NAME_LENGTH:
-        return None
-    return match.group("name").rsplit("/", 1)[-1].lower(), (match.group("tag") or "latest").lower()
-
-
-def name_conflict(
-    images: Iterable[ArchiveImage], store: Mapping[str, str], reserved: Mapping[str, str | None]
-) -> str | None:
-    """Why loading an archive holding ``images`` would take a name from another image, or None.
-
-    ``store``: each name in the engine's store -> the ID (hex) it names now; ``reserved``: the
-    operator's own images (``container_image``) -> the ID each was pinned to (None: not found
-    yet, so no archive may take its name). A name the archive gives an image is refused when it
-    shares its :func:`name_key` with a name that names another image: the same name (``podman
-    load`` would move it), or one a short-name lookup could find instead (it would shadow it),
-    or the operator's own image's name, present or not. Two images of the archive sharing a
-    key are refused too. Names of the very image being loaded are no conflict."""
-    held: dict[tuple[str, str], list[tuple[str, str | None, bool]]] = {}  # the operator's first
-    for name, pinned in reserved.items():
-        key = name_key(name) if image_id_of(name) is None else None
-        if key is not None:
-            held.setdefault(key, []).append((name, pinned, True))
-    for name, image_id in store.items():
-        key = name_key(name)
-        if key is not None:
-            held.setdefault(key, []).append((name, image_id, False))
-    claimed: dict[tuple[str, str], tuple[str, str]] = {}
-    for image in sorted(images, key=lambda image: image.image_id):
-        for name in sorted(image.names):
-            key = name_key(name)
-            if key is None:
-                return f"the image archive tags an image {name!r:.120}, which is not a name[:tag]"
-            for holder, holder_id, operators in held.get(key, ()):
-                if holder_id == image.image_id:
-                    continue
-                whose = (
-                    "this provider's own image (executor.container_image)"
-                    if operators
-                    else f"another image ({holder_id[:12] if holder_id else '?'}) on this provider"
-                )
-                return (
-                    f"the image archive tags its image {image.image_id[:12]} {name!r:.120}, which "
-                    f"collides with {holder!r:.120}, the name of {whose}: loading it would move that "
-                    "tag, or shadow it in a short-name lookup. Tag the image with a name of your "
-                    "own, or none, and name it by ID"
-                )
-            first = claimed.setdefault(key, (name, image.image_id))
-            if first[1] != image.image_id:
-                return (
-                    f"the image archive tags two images alike ({first[0]!r:.120} and {name!r:.120}): "
-                    "a lookup of one name could find either"
-                )
-    return None
-
-
-def names_taken(
-    before: Mapping[str, str], after: Mapping[str, str], reserved: Mapping[str, str | None]
-) -> tuple[dict[str, str], list[str]]:
-    """What happened to names between two listings of the engine's store (name -> ID) that
-    :func:`name_conflict` forbids: the names that named another image before (-> that ID), and
-    the names added that conflict with those there before or with ``reserved``. Judged on the
-    engine's own answers, so a name the archive reader did not foresee is caught all the same."""
-    moved = {name: old for name, old in before.items() if after.get(name, old) != old}
-    added = [
-        name
-        for name, image_id in sorted(after.items())
-        if name not in before
-        and (
-            name_key(name) is None
-            or name_conflict([ArchiveImage(image_id, frozenset({name}))], before, reserved) is not None
+def _diff_ids(config: bytes, layers: int) -> list[str]:
+    """The config's ``rootfs.diff_ids`` (hex), one per layer the manifest lists."""
+    document = _json(config, "the config")
+    rootfs = document.get("rootfs") if isinstance(document, dict) else None
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(diff_ids, list):
+        raise ImageArchiveInvalid("the image's config has no rootfs.diff_ids")
+    found = [_DIGEST.fullmatch(value) if isinstance(value, str) else None for value in diff_ids]
+    if any(match is None for match in found):
+        raise ImageArchiveInvalid("the image's config: a diff_id is not a sha256 digest")
+    if len(found) != layers:
+        raise ImageArchiveInvalid(
+            f"the image's config names {len(found)} layers, its manifest lists {layers}"
         )
+    return [match.group(1) for match in found if match is not None]
+
+
+def _write_rewrite(
+    tar: tarfile.TarFile,
+    members: dict[str, tarfile.TarInfo],
+    image: ArchiveImage,
+    config: bytes,
+    diff_ids: list[str],
+    target: Path,
+) -> None:
+    manifest = [
+        {"Config": f"{image.image_id}.json", "RepoTags": None, "Layers": [f"{d}.tar" for d in diff_ids]}
     ]
-    return moved, added
+    # tarfile copies each layer 16 KiB at a time: memory stays bounded whatever the layer's size.
+    with tarfile.open(target, "w", format=tarfile.USTAR_FORMAT) as out:
+        document = json.dumps(manifest).encode()
+        out.addfile(_entry("manifest.json", len(document)), io.BytesIO(document))
+        out.addfile(_entry(f"{image.image_id}.json", len(config)), io.BytesIO(config))
+        written: set[str] = set()
+        for number, (path, diff_id) in enumerate(zip(image.layers, diff_ids, strict=True), start=1):
+            if diff_id in written:  # the same layer twice: one entry, listed twice
+                continue
+            member = members.get(path)
+            if member is None:
+                raise ImageArchiveInvalid(f"the image archive has no layer {path!r:.120}")
+            handle = tar.extractfile(member)
+            if handle is None:
+                raise ImageArchiveInvalid(f"layer {number} of the image archive cannot be read")
+            with handle:
+                kind = _compression(handle.read(8))
+                if kind is not None:
+                    raise ImageArchiveInvalid(
+                        f"layer {number} of the image archive is {kind}-compressed: only "
+                        "uncompressed layers are loaded (`podman save`, or with `--format oci-archive "
+                        "--uncompressed`)"
+                    )
+                handle.seek(0)
+                hashed = _Hashing(handle)
+                try:
+                    out.addfile(_entry(f"{diff_id}.tar", member.size), hashed)
+                except ValueError as exc:  # over USTAR's 8 GiB entry
+                    raise ImageArchiveInvalid(f"layer {number} of the image archive: {exc}") from None
+            if hashed.digest.hexdigest() != diff_id:
+                raise ImageArchiveInvalid(
+                    f"layer {number} of the image archive hashes to {hashed.digest.hexdigest()[:12]}, "
+                    f"not to the diff_id its config gives it ({diff_id[:12]})"
+                )
+            written.add(diff_id)
+
+
+def _entry(name: str, size: int) -> tarfile.TarInfo:
+    entry = tarfile.TarInfo(name)
+    entry.size, entry.mode, entry.type = size, 0o644, tarfile.REGTYPE
+    return entry
+
+
+def _compression(head: bytes) -> str | None:
+    return next((kind for magic, kind in _COMPRESSED_MAGIC.items() if head.startswith(magic)), None)
+
+
+class _Hashing:
+    """A reader that hashes what is read through it."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        self.digest.update(data)
+        return data
 
 
 def _clean(name: str) -> str:
@@ -332,7 +378,16 @@ def _docker_archive_images(tar: tarfile.TarFile, members: dict[str, tarfile.TarI
         claimed = stem if re.fullmatch(r"[0-9a-f]{64}", stem) else None
         config = _document(tar, members, config_name)
         image_id = _config_id(config, claimed, f"config {config_name!r:.120}")
-        images.append(ArchiveImage(image_id, frozenset(tags)))
+        layers = entry.get("Layers")
+        if (
+            not isinstance(layers, list)
+            or len(layers) > MAX_IMAGE_LAYERS
+            or not all(isinstance(layer, str) for layer in layers)
+        ):
+            raise ImageArchiveInvalid(f"manifest.json: Layers must list at most {MAX_IMAGE_LAYERS} paths")
+        images.append(
+            ArchiveImage(image_id, frozenset(tags), _clean(config_name), tuple(_clean(x) for x in layers))
+        )
     return images
 
 
@@ -351,7 +406,7 @@ def _oci_images(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]) -> li
     manifests = index.get("manifests") if isinstance(index, dict) else None
     if not isinstance(manifests, list) or len(manifests) > MAX_ARCHIVE_IMAGES:
         raise ImageArchiveInvalid(f"index.json must list at most {MAX_ARCHIVE_IMAGES} manifests")
-    by_id: dict[str, set[str]] = {}
+    images = []
     for descriptor in manifests:
         if (
             not isinstance(descriptor, dict)
@@ -364,8 +419,21 @@ def _oci_images(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]) -> li
             raise ImageArchiveInvalid("a manifest in the image archive has no config")
         data = _blob(tar, members, config.get("digest"), "a manifest's config")
         image_id = _config_id(data, None, "a config")
-        by_id.setdefault(image_id, set()).update(_oci_names(descriptor.get("annotations")))
-    return [ArchiveImage(image_id, frozenset(names)) for image_id, names in sorted(by_id.items())]
+        layers = manifest.get("layers") if isinstance(manifest, dict) else None
+        if not isinstance(layers, list) or len(layers) > MAX_IMAGE_LAYERS:
+            raise ImageArchiveInvalid(f"a manifest must list at most {MAX_IMAGE_LAYERS} layers")
+        paths = tuple(f"blobs/sha256/{_digest_hex(layer, 'a layer')}" for layer in layers)
+        names = frozenset(_oci_names(descriptor.get("annotations")))
+        images.append(ArchiveImage(image_id, names, f"blobs/sha256/{image_id}", paths))
+    return images
+
+
+def _digest_hex(descriptor: object, what: str) -> str:
+    digest = descriptor.get("digest") if isinstance(descriptor, dict) else None
+    match = _DIGEST.fullmatch(digest) if isinstance(digest, str) else None
+    if match is None:
+        raise ImageArchiveInvalid(f"{what}: not a sha256 digest: {digest!r:.100}")
+    return match.group(1)
 
 
 def _oci_names(annotations: object) -> list[str]:

@@ -8,7 +8,9 @@ under CI=true. (docker is covered by the command-line tests in test_executor_arg
 
 from __future__ import annotations
 
+import bz2
 import functools
+import gzip
 import hashlib
 import io
 import json
@@ -25,7 +27,7 @@ import trio
 
 from node.executor.base import run_to_outcome
 from node.executor.container import ContainerExecutor
-from node.executor.errors import ImageArchiveInvalid, ImageNameNotTrusted, ImageNotAvailable, JobInputError
+from node.executor.errors import ImageArchiveInvalid, ImageNameNotTrusted, ImageNotAvailable
 from node.executor.images import id_reference
 from node.executor.limits import LimitKind, ResourceLimits
 from node.executor.model import ExecutionResult, Outcome, SandboxJob
@@ -138,6 +140,18 @@ def _image_id(reference: str) -> str:
 
 def _podman(*args: str) -> None:
     subprocess.run(["podman", *args], check=True, capture_output=True, timeout=300)
+
+
+def _names(image_id: str) -> list[str] | None:
+    """The names the engine's image ``image_id`` carries; None when the engine has no such image."""
+    done = subprocess.run(
+        ["podman", "image", "inspect", "--format", "{{json .RepoTags}}", f"sha256:{image_id}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    return (json.loads(done.stdout) or []) if done.returncode == 0 else None
 
 
 @pytest.fixture(scope="module")
@@ -323,12 +337,12 @@ async def test_an_archive_runs_as_the_image_its_config_names_whatever_the_tag_sa
     try:
         _podman("tag", honest, tag)
         _podman("save", "--quiet", "--output", str(archive), tag)
-        _podman("save", "--quiet", "--format", "oci-archive", "--output", str(oci), tag)
+        _podman("save", "--quiet", "--format", "oci-archive", "--uncompressed", "--output", str(oci), tag)
         _podman("rmi", "--force", honest_id)
         assert not await podman.has_image(id_reference(honest_id))
         with trio.fail_after(RUN_DEADLINE_S):
             loaded = await podman.load_archive(archive, tag)
-            assert loaded == honest_id == _image_id(tag)
+            assert loaded == honest_id and _names(loaded) == []  # the archive's tag is not applied
             # Again, in either format, by tag or by ID: the same ID (the engine holds it already).
             assert await podman.load_archive(oci, tag) == loaded
             assert await podman.load_archive(archive, f"sha256:{loaded}") == loaded
@@ -377,11 +391,10 @@ async def test_an_archive_whose_layer_or_config_was_tampered_with_is_refused(
                     swapped.addfile(member, io.BytesIO(content) if content is not None else None)
             return buffer.getvalue()
 
-    # A layer that is not the one the config names: the engine refuses to load it.
-    with pytest.raises(ImageArchiveInvalid, match="does not load") as refused:
+    # A layer that is not the one the config names: refused before the engine sees it.
+    with pytest.raises(ImageArchiveInvalid, match="not to the diff_id"):
         with trio.fail_after(RUN_DEADLINE_S):
             await podman.load_archive(rewrite(tmp_path / "layer.tar", layer), base)
-    assert "did not match" in refused.value.message  # the engine's own digest check, named
     # A config changed under its digest's name: refused before the engine sees it.
     config = rewrite(
         tmp_path / "config.tar",
@@ -425,20 +438,20 @@ def _archive_only(marker: bytes, name: str, tmp_path: Path) -> tuple[str, Path, 
     image_id = _image_id(tag)
     saved, oci = tmp_path / f"{name}.tar", tmp_path / f"{name}-oci.tar"
     _podman("save", "--quiet", "--output", str(saved), tag)
-    _podman("save", "--quiet", "--format", "oci-archive", "--output", str(oci), tag)
+    _podman("save", "--quiet", "--format", "oci-archive", "--uncompressed", "--output", str(oci), tag)
     _podman("rmi", "--force", image_id)
     return image_id, saved, oci
 
 
-async def test_an_archive_may_not_take_the_operators_image_name_and_that_image_runs_pinned(
+async def test_an_archive_tagged_as_the_operators_image_loads_as_no_name_and_is_removed_after_its_job(
     tmp_path: Path, work_root: Path
 ) -> None:
-    """The attack (review of issue 15): ``podman load`` applies whatever tags an archive carries,
-    so a job's archive tagged with the operator's ``container_image`` would make every later job
-    naming no image, and the self-test, run the requester's image with other requesters' data.
-    Such an archive is refused (5323) in every spelling of that name, before anything is loaded;
-    the operator's image keeps running for jobs naming none, by the ID pinned when first found,
-    even once the tag is moved by other means; an archive with a fresh tag loads and runs."""
+    """The attack (review of issue 15): ``podman load`` applied whatever tags an archive carried,
+    so a job's archive tagged with the operator's ``container_image`` moved that tag. Now the
+    engine loads a rewrite carrying no name: in every spelling of the operator's name the archive
+    loads, untagged, and the operator's tag still names the operator's image; the job runs the
+    requester's image by its ID, jobs naming no image run the operator's, and once the job has
+    ended its image is removed (the operator's, loaded by an archive too, is not)."""
     operator_tag = f"localhost/dcent-test-operator:{uuid.uuid4().hex[:12]}"
     operator_id = _image_id(_import(_image_tar(b"operator"), "dcent-test-operator-base"))
     _podman("tag", operator_id, operator_tag)
@@ -463,63 +476,133 @@ async def test_an_archive_may_not_take_the_operators_image_name_and_that_image_r
             ),
         }
         for what, archive in attempts.items():
-            with pytest.raises(JobInputError) as caught:
-                with trio.fail_after(RUN_DEADLINE_S):
-                    await operator.load_archive(archive, f"sha256:{hostile_id}")
-            assert caught.value.code == 5323, (what, caught.value)
-            assert operator_tag in caught.value.message and "name it by ID" in caught.value.message, what
-            assert not await operator.has_image(id_reference(hostile_id)), what  # nothing was loaded
+            with trio.fail_after(RUN_DEADLINE_S):
+                loaded = await operator.load_archive(archive, f"sha256:{hostile_id}")
+            assert loaded == hostile_id and _names(hostile_id) == [], what  # loaded, no name
             assert _image_id(operator_tag) == operator_id, what
-        again = await _run(operator, _job(work_root, "", marker))
-        assert again.stdout == b"operator", again
-        assert await operator.operator_image(operator_tag) == id_reference(operator_id)
-        # A fresh tag of the archive's own: loaded, and run by the ID its config names.
-        with trio.fail_after(RUN_DEADLINE_S):
-            loaded = await operator.load_archive(_tagged(saved, tmp_path / "fresh.tar", [fresh]), fresh)
-        assert loaded == hostile_id == _image_id(fresh)
-        ran = await _run(operator, _job(work_root, id_reference(loaded), marker))
-        assert ran.stdout == b"hostile", ran
-        # The tag moved by other means (not an archive): jobs naming no image and the self-test
-        # still run the image it named when the executor first found it.
-        _podman("tag", hostile_id, operator_tag)
-        pinned = await _run(operator, _job(work_root, "", marker))
-        assert pinned.stdout == b"operator", pinned
+            ran = await _run(operator, _job(work_root, id_reference(loaded), marker))
+            assert ran.stdout == b"hostile", (what, ran)
+            assert _names(hostile_id) is None, what  # removed once its job ended
+            again = await _run(operator, _job(work_root, "", marker))
+            assert again.stdout == b"operator", (what, again)
+        assert _names(fresh) is None  # no name of any archive was applied
+        # An archive of the operator's own image: present already, so not loaded, and kept.
+        own = tmp_path / "own.tar"
+        _podman("save", "--quiet", "--output", str(own), operator_id)
+        assert await operator.load_archive(own, f"sha256:{operator_id}") == operator_id
+        ran = await _run(operator, _job(work_root, id_reference(operator_id), marker))
+        assert ran.stdout == b"operator" and _image_id(operator_tag) == operator_id
         with trio.fail_after(RUN_DEADLINE_S):
             report = await self_test(operator, tmp_path / "selftest", image=operator_tag)
         assert report.ok, report.summary()
     finally:
-        for name in (operator_tag, fresh):
-            subprocess.run(["podman", "untag", name, name], check=False, capture_output=True, timeout=60)
+        subprocess.run(
+            ["podman", "untag", operator_tag, operator_tag], check=False, capture_output=True, timeout=60
+        )
         subprocess.run(["podman", "rmi", "--force", hostile_id], check=False, capture_output=True, timeout=60)
 
 
-async def test_archives_racing_for_one_fresh_tag_load_one_at_a_time_and_the_second_is_refused(
+def _layers_replaced(archive: Path, out: Path, change: Callable[[bytes], bytes]) -> Path:
+    """A copy of a ``podman save`` archive whose layers are ``change``d (its config unchanged)."""
+    with tarfile.open(archive) as tar, tarfile.open(out, "w") as copy:
+        layers = json.loads(tar.extractfile("manifest.json").read())[0]["Layers"]  # type: ignore[union-attr]
+        for member in tar.getmembers():
+            data = tar.extractfile(member).read() if member.isreg() else None  # type: ignore[union-attr]
+            if member.name in layers and data is not None:
+                data = change(data)
+                member.size = len(data)
+            copy.addfile(member, io.BytesIO(data) if data is not None else None)
+    return out
+
+
+async def test_an_archive_with_a_compressed_layer_is_refused_and_nothing_is_loaded(
     podman: ContainerExecutor, tmp_path: Path
 ) -> None:
-    """Two jobs' archives tag different images alike, loaded at once: checked and loaded one at a
-    time, the first takes the tag, the second is refused (5323) and does not move it."""
+    """Review 38 (F7): the engine decompresses a gzip, bzip2, xz or zstd layer into its store
+    without bound (a few KiB of bzip2 made GiB). Such a layer is refused (5321), its config's
+    diff_ids honest, before the engine sees anything."""
+    image_id, saved, _oci = _archive_only(b"compressed", "dcent-test-compressed", tmp_path)
+    try:
+        for compress in (gzip.compress, bz2.compress):
+            archive = _layers_replaced(saved, tmp_path / f"{compress.__module__}.tar", compress)
+            with pytest.raises(ImageArchiveInvalid, match="-compressed") as caught:
+                with trio.fail_after(RUN_DEADLINE_S):
+                    await podman.load_archive(archive, f"sha256:{image_id}")
+            assert caught.value.code == 5321
+            assert _names(image_id) is None  # nothing loaded
+        assert list(tmp_path.glob(".dcent-load-*")) == []  # no rewrite left behind
+    finally:
+        subprocess.run(["podman", "rmi", "--force", image_id], check=False, capture_output=True, timeout=60)
+
+
+async def test_a_pax_header_archive_moves_no_name(tmp_path: Path) -> None:
+    """Review 38 (F2): a PAX global header shows Python's tar reader one manifest.json (a fresh
+    tag) and podman's another (the operator's tag). The engine now loads only the rewrite of what
+    this reader read: the image loads with no name, the operator's tag does not move."""
+    operator_tag = f"localhost/dcent-test-operator:{uuid.uuid4().hex[:12]}"
+    operator_id = _image_id(_import(_image_tar(b"operator"), "dcent-test-operator-base"))
+    _podman("tag", operator_id, operator_tag)
+    hostile_id, saved, _oci = _archive_only(b"pax", "dcent-test-pax", tmp_path)
+    fresh = f"localhost/dcent-test-fresh:{uuid.uuid4().hex[:12]}"
+    with tarfile.open(saved) as tar:
+        entries = [(m.name, tar.extractfile(m).read()) for m in tar.getmembers() if m.isreg()]  # type: ignore[union-attr]
+    documents = dict(entries)
+    manifest = json.loads(documents["manifest.json"])
+
+    def tagged(tags: list[str]) -> bytes:
+        return json.dumps([{**manifest[0], "RepoTags": tags}]).encode()
+
+    pax_header = getattr(tarfile.TarInfo, "_create_pax_generic_header")  # noqa: B009
+    archive = tmp_path / "pax.tar"
+    with open(archive, "wb") as out:
+        blobs = [(None, name, data) for name, data in entries if name != "manifest.json"]
+        for python_name, name, data in [
+            *blobs,
+            ("decoy", "manifest.json", tagged([fresh, operator_tag])),  # what podman would read
+            ("manifest.json", "benign", tagged([fresh])),  # what Python reads
+        ]:
+            if python_name is not None:  # Python applies it to this entry and every later one
+                out.write(pax_header({"path": python_name}, tarfile.XGLTYPE, "utf-8"))
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            out.write(info.tobuf(tarfile.USTAR_FORMAT) + data + bytes(-len(data) % 512))
+        out.write(bytes(1024))
+    executor = ContainerExecutor("podman", settings=ExecutorSettings(container_image=operator_tag))
+    try:
+        assert await executor.operator_image(operator_tag) == id_reference(operator_id)
+        with trio.fail_after(RUN_DEADLINE_S):
+            assert await executor.load_archive(archive, fresh) == hostile_id
+        assert _names(hostile_id) == [] and _image_id(operator_tag) == operator_id
+        assert _names(fresh) is None
+    finally:
+        subprocess.run(
+            ["podman", "untag", operator_tag, operator_tag], check=False, capture_output=True, timeout=60
+        )
+        subprocess.run(["podman", "rmi", "--force", hostile_id], check=False, capture_output=True, timeout=60)
+
+
+async def test_archives_racing_under_one_tag_both_load_and_neither_takes_it(
+    podman: ContainerExecutor, tmp_path: Path
+) -> None:
+    """Two jobs' archives tag different images alike, loaded at once: each loads as its own ID,
+    with no name, so neither can move the other's, and no tag appears."""
     tag = f"localhost/dcent-test-race:{uuid.uuid4().hex[:12]}"
     ids, archives = [], []
     for marker in (b"race-a", b"race-b"):
         image_id, saved, _oci = _archive_only(marker, f"dcent-test-race-{marker.decode()}", tmp_path)
         ids.append(image_id)
         archives.append(_tagged(saved, tmp_path / f"{marker.decode()}-tagged.tar", [tag]))
-    outcomes: dict[int, str | int] = {}
+    outcomes: dict[int, str] = {}
 
     async def load(index: int) -> None:
-        try:
-            outcomes[index] = await podman.load_archive(archives[index], tag)
-        except JobInputError as exc:
-            outcomes[index] = exc.code
+        outcomes[index] = await podman.load_archive(archives[index], tag)
 
     try:
         with trio.fail_after(RUN_DEADLINE_S):
             async with trio.open_nursery() as nursery:
                 for index in (0, 1):
                     nursery.start_soon(load, index)
-        [winner] = [index for index, outcome in outcomes.items() if outcome == ids[index]]
-        assert outcomes[1 - winner] == 5323, outcomes
-        assert _image_id(tag) == ids[winner]
-        assert not await podman.has_image(id_reference(ids[1 - winner]))
+        assert outcomes == {0: ids[0], 1: ids[1]}
+        assert _names(ids[0]) == _names(ids[1]) == [] and _names(tag) is None
     finally:
         subprocess.run(["podman", "rmi", "--force", *ids], check=False, capture_output=True, timeout=60)

@@ -1,29 +1,25 @@
 """Reading image archives for the image ID a job runs (no engine needed): ``podman save`` /
-``docker save`` archives and OCI layouts written here, honest and tampered with; and the rule
-that keeps an archive from taking a name in the provider's store (the engine's answers given)."""
+``docker save`` archives and OCI layouts written here, honest and tampered with; and the rewrite
+the engine loads instead of the requester's archive: that image alone, no name, plain layers."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import json
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from node.executor import images
-from node.executor.engine import load_image_archive
-from node.executor.errors import ImageArchiveInvalid, ImageArchiveTakesName, SandboxStartFailed
+from node.executor import engine, images
+from node.executor.errors import ImageArchiveInvalid
 from node.executor.images import (
     ArchiveImage,
     archive_images,
     id_reference,
     image_id_of,
-    name_conflict,
-    name_key,
-    names_taken,
+    rewrite_archive,
     select_image,
 )
 
@@ -94,7 +90,7 @@ def test_the_image_id_is_the_sha256_of_the_config_in_either_archive_format(tmp_p
     assert docker == oci == [ArchiveImage(CONFIG_ID, frozenset({"localhost/train:1"}))]
     # The job's image is found by its tag (with or without podman's localhost/) or by its ID.
     for reference in ("localhost/train:1", "train:1", f"sha256:{CONFIG_ID}", CONFIG_ID):
-        assert select_image(docker, reference) == CONFIG_ID
+        assert select_image(docker, reference).image_id == CONFIG_ID
     assert (
         id_reference(CONFIG_ID) == f"sha256:{CONFIG_ID}" and image_id_of(id_reference(CONFIG_ID)) == CONFIG_ID
     )
@@ -242,149 +238,196 @@ def test_an_archive_the_engine_could_read_otherwise_is_refused(tmp_path: Path) -
         ImageArchiveInvalid, match=r"'index\.json' in the image archive is not a regular file"
     ):
         archive_images(linked)
-    # Names that are not name[:tag] (a digest, upper case), and more names than the bound.
-    for tags, message in (
-        ([f"localhost/x@sha256:{'0' * 64}"], "not a name"),
-        (["localhost/Dcent-Job:1"], "not a name"),
-        ([f"localhost/x:{i}" for i in range(images.MAX_ARCHIVE_NAMES + 1)], "more than 64"),
-    ):
-        with pytest.raises(ImageArchiveInvalid, match=message) as caught:
-            archive_images(_docker_archive(tmp_path / "n.tar", tags=tags))
-        assert caught.value.code == 5321
+    # More names than the bound.
+    tags = [f"localhost/x:{i}" for i in range(images.MAX_ARCHIVE_NAMES + 1)]
+    with pytest.raises(ImageArchiveInvalid, match="more than 64") as caught:
+        archive_images(_docker_archive(tmp_path / "n.tar", tags=tags))
+    assert caught.value.code == 5321
 
 
-def test_names_are_compared_as_an_engine_looks_them_up() -> None:
-    key = name_key("localhost/train:1")
-    for alias in (
-        "train:1",
-        "docker.io/library/train:1",
-        "quay.io/someone/train:1",
-        "Localhost/train:1",
-        "localhost:5000/train:1",
-    ):
-        assert name_key(alias) == key, alias
-    assert name_key("train") == name_key("docker.io/library/train:latest") == ("train", "latest")
-    assert name_key("train:2") != key and name_key("trains:1") != key
-    for not_a_name in (f"train@sha256:{'0' * 64}", "Train:1", "train:", " train", "/train", "x" * 256):
-        assert name_key(not_a_name) is None, not_a_name
+def _layer(marker: bytes) -> bytes:
+    """An uncompressed layer: a tar holding one file."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        info = tarfile.TarInfo("marker")
+        info.size = len(marker)
+        tar.addfile(info, io.BytesIO(marker))
+    return buffer.getvalue()
 
 
-def test_an_archive_may_not_move_or_shadow_a_name_least_of_all_the_operators() -> None:
-    ours, operators = CONFIG_ID, hashlib.sha256(b"the operator's config").hexdigest()
-    store = {OPERATOR: operators, "localhost/mine:1": ours}
+def _image(layers: list[bytes], *, diff_ids: list[bytes] | None = None) -> tuple[bytes, str, list[str]]:
+    """A config naming ``diff_ids`` (default: the layers' own digests): its bytes, its ID, the
+    layers' digests."""
+    digests = [hashlib.sha256(layer).hexdigest() for layer in layers]
+    named = [hashlib.sha256(layer).hexdigest() for layer in diff_ids] if diff_ids is not None else digests
+    config = json.dumps(
+        {"os": "linux", "rootfs": {"type": "layers", "diff_ids": [f"sha256:{d}" for d in named]}}
+    ).encode()
+    return config, hashlib.sha256(config).hexdigest(), digests
 
-    def conflict(
-        *names: str,
-        image_id: str = ours,
-        store: dict[str, str] = store,
-        reserved: dict[str, str | None] | None = None,
-    ) -> str | None:
-        return name_conflict(
-            [ArchiveImage(image_id, frozenset(names))],
-            store,
-            {OPERATOR: operators} if reserved is None else reserved,
-        )
 
-    # The operator's image's name in every spelling an engine reads as it, or finds for it in a
-    # short-name lookup; alone or beside a fresh tag; in the store, or reserved while absent.
-    spellings = (
-        OPERATOR,
-        "dcent-job",
-        "dcent-job:latest",
-        "docker.io/library/dcent-job",
-        "quay.io/x/dcent-job",
-    )
-    for name in spellings:
-        for names in ((name,), ("localhost/fresh:1", name)):
-            for store_now in (store, {}):
-                refusal = conflict(*names, store=store_now)
-                assert refusal is not None and OPERATOR in refusal and "name it by ID" in refusal, names
-        assert conflict(name, store={}, reserved={"dcent-job": None}) is not None  # never found yet
-        assert conflict(name, image_id=operators) is None  # the operator's own image, re-sent
-    # Any other image's name is no more the archive's to take.
-    assert conflict("mine:1", image_id=operators, reserved={}) is not None
-    # Fresh names, the image's own names, an archive without names, an operator's image by ID.
-    assert conflict("localhost/fresh:1") is None and conflict("localhost/mine:1") is None
-    assert conflict() is None and conflict("dcent-job:2") is None
-    assert conflict("dcent-job", store={}, reserved={f"sha256:{operators}": operators}) is None
-    # Two images of one archive named alike: a lookup of either name could find the other.
-    twice = [
-        ArchiveImage(ours, frozenset({"localhost/t:1"})),
-        ArchiveImage(operators, frozenset({"quay.io/t:1"})),
+def _layered_archive(
+    path: Path, layers: list[bytes], tags: list[str], **kwargs: list[bytes]
+) -> tuple[Path, str]:
+    """A ``docker save`` archive of one image with ``layers`` (as ``<hex>/layer.tar``), tagged
+    ``tags``, plus an entry of its own: its path and the image's ID."""
+    config, image_id, digests = _image(layers, **kwargs)
+    manifest = [
+        {"Config": f"{image_id}.json", "RepoTags": tags, "Layers": [f"{d}/layer.tar" for d in digests]}
     ]
-    assert "alike" in (name_conflict(twice, {}, {}) or "")
-
-
-def test_what_a_load_did_to_names_is_judged_on_the_engines_listings() -> None:
-    old, new = CONFIG_ID, hashlib.sha256(b"loaded").hexdigest()
-    before = {OPERATOR: old, "localhost/other:1": old}
-    after = {
-        OPERATOR: new,  # moved
-        "localhost/other:1": old,
-        "localhost/fresh:1": new,  # added, no conflict
-        "quay.io/x/other:1": new,  # added, shadows localhost/other:1
+    files = {f"{d}/layer.tar": layer for d, layer in zip(digests, layers, strict=True)}
+    files |= {
+        f"{image_id}.json": config,
+        "manifest.json": json.dumps(manifest).encode(),
+        "repositories": b"{}",
     }
-    assert names_taken(before, after, {}) == ({OPERATOR: old}, ["quay.io/x/other:1"])
-    assert names_taken(before, {**before, "localhost/x:2": new}, {}) == ({}, [])
-    # The operator's name, absent before, taken by the load.
-    assert names_taken({}, {OPERATOR: new}, {OPERATOR: None}) == ({}, [OPERATOR])
+    return _tar(path, files), image_id
 
 
-FAKE_ENGINE = """#!{python}
-import json, sys
-path = {state!r}
-state = json.load(open(path))
-args = sys.argv[1:]
-state["calls"].append(args[0] if args[0] != "image" else " ".join(args[:2]))
-names = state["names"]
-if args[:2] == ["image", "inspect"]:
-    found = names.get(args[-1]) or (args[-1][7:] if args[-1][7:] in state["ids"] else None)
-    print(found or "", end="")
-    code = 0 if found else 1
-elif args[:2] == ["image", "ls"]:
-    print("".join(f"sha256:{{i}} {{n}}\\n" for n, i in names.items()), end="")
-    code = 0 if state["lists"] else 1
-elif args[0] == "load":
-    names.update(state["on_load"])
-    state["ids"] += list(state["on_load"].values())
-    code = 0
-elif args[0] == "tag":
-    names[args[2]] = args[1][7:]
-    code = 0
-elif args[0] == "rmi":
-    code = 0 if names.pop(args[1], None) else 1
-json.dump(state, open(path, "w"))
-sys.exit(code)
-"""
+def _read_rewrite(path: Path) -> tuple[list[tarfile.TarInfo], dict[str, bytes]]:
+    with tarfile.open(path) as tar:
+        members = tar.getmembers()
+        assert tar.pax_headers == {}
+        return members, {m.name: tar.extractfile(m).read() for m in members}  # type: ignore[union-attr]
 
 
-def _fake_engine(tmp_path: Path, **state: object) -> tuple[str, Path]:
-    """A stand-in for podman that keeps its store's names in a JSON file: what a load does to
-    them is whatever the test says (a name the archive did not show, as an engine might)."""
-    path = tmp_path / "state.json"
-    path.write_text(json.dumps({"calls": [], "ids": [], "lists": True, **state}))
-    engine = tmp_path / "engine"
-    engine.write_text(FAKE_ENGINE.format(python=sys.executable, state=str(path)))
-    engine.chmod(0o755)
-    return str(engine), path
+def test_the_engine_loads_a_rewrite_holding_the_named_image_alone_and_no_name(tmp_path: Path) -> None:
+    """The requester's archive holds two images and tags; the rewrite holds exactly the manifest
+    (no name: RepoTags null), the named image's config and its layers, byte for byte, in plain
+    USTAR entries (no PAX or GNU headers for another tar reader to read differently)."""
+    base, top = _layer(b"base"), _layer(b"top")
+    source, image_id = _layered_archive(tmp_path / "a.tar", [base, top, base], [OPERATOR, "localhost/x:1"])
+    other, _other_id = _layered_archive(tmp_path / "b.tar", [_layer(b"other")], ["localhost/other:1"])
+    both = _tar_of(tmp_path / "both.tar", _entries(source, other)[:-2])  # one manifest: source's
+    for archive, reference in ((source, "localhost/x:1"), (both, f"sha256:{image_id}")):
+        target = tmp_path / "rewrite.tar"
+        assert rewrite_archive(archive, reference, target) == image_id
+        members, files = _read_rewrite(target)
+        config, _, digests = _image([base, top, base])
+        assert [m.name for m in members] == [
+            "manifest.json",
+            f"{image_id}.json",
+            *[f"{d}.tar" for d in digests[:2]],
+        ]
+        assert all(m.type == tarfile.REGTYPE and not m.pax_headers for m in members)
+        assert json.loads(files["manifest.json"]) == [
+            {"Config": f"{image_id}.json", "RepoTags": None, "Layers": [f"{d}.tar" for d in digests]}
+        ]
+        assert files[f"{image_id}.json"] == config
+        assert files[f"{digests[0]}.tar"] == base and files[f"{digests[1]}.tar"] == top
+    # An OCI layout, the same way.
+    oci = _oci_archive(tmp_path / "o.tar", ref=OPERATOR)
+    assert rewrite_archive(oci, OPERATOR, tmp_path / "o-rewrite.tar") == CONFIG_ID
+    assert [m.name for m in _read_rewrite(tmp_path / "o-rewrite.tar")[0]] == [
+        "manifest.json",
+        f"{CONFIG_ID}.json",
+    ]
 
 
-async def test_names_a_load_took_that_the_check_did_not_foresee_are_put_back(tmp_path: Path) -> None:
-    """Defence in depth: the archive shows only a fresh tag, the engine's load also moves the
-    operator's name and adds one shadowing it. Judged on the engine's listings after the load,
-    the name is put back, the other removed, and the archive refused (5323)."""
-    old = hashlib.sha256(b"the operator's config").hexdigest()
-    archive = _docker_archive(tmp_path / "d.tar", tags=["localhost/fresh:1"])
-    on_load = {"localhost/fresh:1": CONFIG_ID, OPERATOR: CONFIG_ID, "quay.io/x/dcent-job:latest": CONFIG_ID}
-    engine, state = _fake_engine(tmp_path, names={OPERATOR: old}, ids=[old], on_load=on_load)
-    with pytest.raises(ImageArchiveTakesName) as caught:
-        await load_image_archive(engine, archive, "localhost/fresh:1", reserved={OPERATOR: old})
-    assert caught.value.code == 5323 and OPERATOR in caught.value.message
-    after = json.loads(state.read_text())
-    assert after["names"] == {OPERATOR: old, "localhost/fresh:1": CONFIG_ID}
-    assert after["calls"].count("load") == 1 and "tag" in after["calls"] and "rmi" in after["calls"]
-    # An engine that does not list its names: nothing is loaded unchecked (ours, not the job's).
-    engine, state = _fake_engine(tmp_path, names={}, on_load=on_load, lists=False)
-    with pytest.raises(SandboxStartFailed):
-        await load_image_archive(engine, archive, "localhost/fresh:1")
-    assert "load" not in json.loads(state.read_text())["calls"]
+def test_a_layer_the_config_does_not_name_or_a_compressed_one_is_refused(tmp_path: Path) -> None:
+    """A layer whose SHA-256 is not its diff_id is refused before the engine sees it (the ID binds
+    every layer), and so is a compressed layer, whatever its digests say: the engine would
+    decompress it into its store without bound."""
+    layer, swapped = _layer(b"honest"), _layer(b"swapped")
+    archive, image_id = _layered_archive(tmp_path / "a.tar", [swapped], ["localhost/x:1"], diff_ids=[layer])
+    target = tmp_path / "rewrite.tar"
+    with pytest.raises(ImageArchiveInvalid, match="not to the diff_id") as caught:
+        rewrite_archive(archive, f"sha256:{image_id}", target)
+    assert caught.value.code == 5321 and not target.exists()
+    for magic, kind in (
+        (b"\x1f\x8b\x08", "gzip"),
+        (b"BZh9", "bzip2"),
+        (b"\xfd7zXZ\x00", "xz"),
+        (b"\x28\xb5\x2f\xfd", "zstd"),
+    ):
+        bomb = magic + bytes(600)  # named honestly by its own digest
+        archive, _ = _layered_archive(tmp_path / f"{kind}.tar", [bomb], ["localhost/x:1"])
+        with pytest.raises(ImageArchiveInvalid, match=f"{kind}-compressed") as caught:
+            rewrite_archive(archive, "localhost/x:1", target)
+        assert caught.value.code == 5321 and not target.exists()
+    # A config naming another count of layers than the manifest lists.
+    config, config_id, digests = _image([layer, layer])
+    manifest = [{"Config": f"{config_id}.json", "RepoTags": [], "Layers": [f"{digests[0]}/layer.tar"]}]
+    short = _tar(
+        tmp_path / "short.tar",
+        {
+            f"{digests[0]}/layer.tar": layer,
+            f"{config_id}.json": config,
+            "manifest.json": json.dumps(manifest).encode(),
+        },
+    )
+    with pytest.raises(ImageArchiveInvalid, match="names 2 layers, its manifest lists 1"):
+        rewrite_archive(short, config_id, target)
+
+
+def test_a_pax_header_shows_the_engine_nothing_the_reader_did_not_see(tmp_path: Path) -> None:
+    """Review 38 (F2): a PAX global header renames every later entry for Python's tar reader and
+    for Go's nothing, so the two saw different manifests. The engine now reads only the rewrite,
+    written from what this reader read: no name at all, whatever either manifest says."""
+    layer = _layer(b"evil")
+    config, image_id, digests = _image([layer])
+
+    def manifest(tags: list[str]) -> bytes:
+        return json.dumps(
+            [{"Config": f"{image_id}.json", "RepoTags": tags, "Layers": [f"{digests[0]}.tar"]}]
+        ).encode()
+
+    _pax_header = getattr(tarfile.TarInfo, "_create_pax_generic_header")  # noqa: B009
+    archive = tmp_path / "pax.tar"
+    with open(archive, "wb") as out:
+        for python_name, name, data in (
+            (None, f"{image_id}.json", config),
+            (None, f"{digests[0]}.tar", layer),
+            ("decoy", "manifest.json", manifest(["localhost/fresh:1", OPERATOR])),  # Go's manifest.json
+            ("manifest.json", "benign", manifest(["localhost/fresh:1"])),  # Python's
+        ):
+            if python_name is not None:  # Python applies it to this entry and every later one
+                out.write(_pax_header({"path": python_name}, tarfile.XGLTYPE, "utf-8"))
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            out.write(info.tobuf(tarfile.USTAR_FORMAT) + data + bytes(-len(data) % 512))
+        out.write(bytes(1024))
+    assert archive_images(archive) == [ArchiveImage(image_id, frozenset({"localhost/fresh:1"}))]
+    assert rewrite_archive(archive, "localhost/fresh:1", tmp_path / "rewrite.tar") == image_id
+    members, files = _read_rewrite(tmp_path / "rewrite.tar")
+    assert [m.name for m in members] == ["manifest.json", f"{image_id}.json", f"{digests[0]}.tar"]
+    assert json.loads(files["manifest.json"])[0]["RepoTags"] is None
+
+
+def test_an_engine_error_tells_the_requester_no_path_of_the_provider() -> None:
+    """Review 38 (F9): podman's load errors name the archive's path (the provider's blob store)
+    and its temporary directories; what reaches the requester names neither."""
+    stderr = (
+        b"Error: payload does not match any of the supported image formats:\n"
+        b" * oci-archive: loading index: open /var/tmp/oci1618169797/index.json: no such file\n"
+        b" * docker-archive: loading tar component manifest.json: file does not exist in "
+        b"docker-archive:/srv/dcent/blobs/objects/ab/.dcent-load-x.tar\n"
+    )
+    text = engine._load_failure(stderr)
+    assert "/var/tmp" not in text and "/srv" not in text and ".dcent-load" not in text
+    assert text.startswith("docker-archive: loading tar component manifest.json: file does not exist")
+
+
+async def test_a_job_image_is_removed_when_the_last_job_counting_on_it_ends(tmp_path: Path) -> None:
+    """Review 38 (F6, F14): images loaded for jobs are removed by ID when no job counts on them:
+    a load for a job not started yet counts, and so does each job running it; the operator's
+    pinned image and images this executor did not load are never removed."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "engine"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    fake.chmod(0o755)
+    loaded, other = "a" * 64, "b" * 64
+    tracked = engine.JobImages()
+    tracked.hold(other, False)  # present before any load of ours: not ours to remove
+    tracked.hold(loaded, True)  # job A's load
+    tracked.hold(loaded, False)  # job B's archive, the same image: present, and ours
+    first, second = tracked.start(loaded), tracked.start(loaded)
+    assert tracked.start(other) is None
+    await tracked.end(str(fake), first, keep=())
+    assert not calls.exists()  # B still runs
+    await tracked.end(str(fake), second, keep=())
+    assert calls.read_text() == f"rmi sha256:{loaded}\n"
+    # The operator's pinned image, loaded from an archive too, stays.
+    tracked.hold(other, True)
+    await tracked.end(str(fake), tracked.start(other), keep=[other])
+    assert calls.read_text() == f"rmi sha256:{loaded}\n"

@@ -21,6 +21,7 @@ import trio
 
 from node.cli.main import main
 from node.daemon import Node
+from node.executor.images import id_reference
 from node.executor.settings import ExecutorSettings
 from node.market.errors import OutputsAreBlobs
 from node.market.records import JobState
@@ -162,16 +163,17 @@ async def test_a_job_runs_in_a_container_loaded_from_an_archive_by_content_id(
             # `job result` carries inline outputs only and says where blob outputs are.
             code, out, err = await _cli(capsys, "job", "result", done.job_id, "--home", home)
             assert code == 1 and str(OutputsAreBlobs.code) in err and "job output" in err
-            # The provider loaded the archive into its engine's store (no registry was asked),
-            # and ran it as the ID its config names.
-            assert _image_id(job_image) == job_image_id
+            # The provider loaded the archive into its engine's store (no registry was asked) as
+            # a rewrite with no name, ran it as the ID its config names, and removed it after.
+            gone = subprocess.run(["podman", "image", "exists", job_image_id], check=False, timeout=60)
+            assert gone.returncode != 0
             # Its inputs and outputs were held for the job only: released once it settled.
             assert provider.blobs is not None
             await wait_until(lambda: provider.blobs.store.holds() == {}, what="the job's holds released")
 
-            # The tag the archive left in the provider's store is no reason to trust it: a job
-            # naming the image only by that tag is refused when it asks for a quote (4049), so
-            # no contract is made; the same image named by its ID runs.
+            # A tag is no reason to trust an image: a job naming one only by a tag is refused
+            # when it asks for a quote (4049), so no contract is made. By ID: the job's image
+            # is no longer there (5318, refused before anything ran), the provider's own runs.
             def by(image: str) -> JobSpec:
                 return JobSpec.from_document(
                     {
@@ -190,15 +192,24 @@ async def test_a_job_runs_in_a_container_loaded_from_an_archive_by_content_id(
             )
             assert (by_tag.state, by_tag.contract) == (JobState.FAILED, None)
             assert f"{ImageTagNotTrusted.code} " in by_tag.error_message
-            by_id = await until_state(
+            by_gone = await until_state(
                 requester,
                 (await requester.market.submit(by(f"sha256:{job_image_id}"))).job_id,
+                *ended,
+                JobState.REFUNDED,
+                timeout=240,
+            )
+            _, stderr, _ = await requester.market.logs(by_gone.job_id)
+            assert b"the sandbox refused the job 5318: " in stderr, (by_gone.state, stderr)
+            by_id = await until_state(
+                requester,
+                (await requester.market.submit(by(id_reference(_image_id(base_image))))).job_id,
                 *ended,
                 timeout=240,
             )
             assert by_id.receipt is not None and by_id.receipt.outcome == "completed", by_id.error_message
             stdout, _, _ = await requester.market.logs(by_id.job_id)
-            assert stdout == b"by-reference\n"  # the image loaded by the first job
+            assert stdout == b"by-reference\n"
     finally:
         subprocess.run(
             ["podman", "rmi", "--force", job_image_id], check=False, capture_output=True, timeout=60
@@ -256,21 +267,23 @@ async def test_a_job_naming_its_image_only_by_a_tag_is_refused_before_any_quote_
         assert stdout == b"ran\n"
 
 
-async def test_a_jobs_archive_tagged_as_the_providers_own_image_is_refused_and_runs_nothing(
+async def test_a_jobs_archive_tagged_as_the_providers_own_image_runs_by_id_and_moves_no_tag(
     tmp_path: Path, base_image: str
 ) -> None:
     """The attack (review of issue 15) through the market: a requester's archive whose manifest
-    tags its image with the provider's ``container_image``. ``podman load`` would have moved the
-    tag, and the provider's next self-test (or restart) would run the requester's image as its
-    own. The provider refuses the archive (5323, told to the requester), loads nothing, and its
-    image, by the same ID, still passes its self-test."""
+    tags its image with the provider's ``container_image``. ``podman load`` of it would have moved
+    the tag, and the provider's next self-test (or restart) would run the requester's image as its
+    own. The provider loads a rewrite carrying no name: the job runs the requester's image by its
+    ID, the provider's tag still names the provider's image, which passes its self-test, and the
+    requester's image is gone once the job has ended."""
     hostile_id, saved, _oci = _archive_only(b"market-hostile", "dcent-market-hostile", tmp_path)
     archive = _tagged(saved, tmp_path / "hostile.tar", [base_image])
     base_id = _image_id(base_image)
     spec_file = tmp_path / "job.toml"
     spec_file.write_text(
         f'image = "{base_image}"\nimage_archive = {{ file = "{archive}" }}\n'
-        'argv = ["sh", "-c", "echo ran"]\nmax_runtime_s = "60s"\nmax_price_per_gpu_second = "0.01 DCT"\n'
+        'argv = ["sh", "-c", "cat /etc/dcent-marker"]\nmax_runtime_s = "60s"\n'
+        'max_price_per_gpu_second = "0.01 DCT"\n'
         '[resources]\ngpu_count = 1\n[limits]\ndisk = "64 MiB"\nmemory = "256 MiB"\nprocesses = 64\n'
     )
     try:
@@ -291,11 +304,10 @@ async def test_a_jobs_archive_tagged_as_the_providers_own_image_is_refused_and_r
                 timeout=240,
             )
             stdout, stderr, _ = await requester.market.logs(done.job_id)
-            assert b"the sandbox refused the job 5323: " in stderr, (done.state, stderr)
-            assert b"executor.container_image" in stderr and stdout == b""  # nothing ran
-            not_loaded = subprocess.run(["podman", "image", "exists", hostile_id], check=False, timeout=60)
-            assert not_loaded.returncode != 0
-            assert _image_id(base_image) == base_id
+            assert done.state is JobState.SETTLED and stdout == b"market-hostile", (done.state, stderr)
+            assert _image_id(base_image) == base_id  # the provider's tag did not move
+            gone = subprocess.run(["podman", "image", "exists", hostile_id], check=False, timeout=60)
+            assert gone.returncode != 0  # removed after its job
             report = await provider.selftest.check()
             assert report.ok, report.summary()
     finally:
