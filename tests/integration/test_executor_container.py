@@ -444,7 +444,7 @@ def _archive_only(marker: bytes, name: str, tmp_path: Path) -> tuple[str, Path, 
 
 
 async def test_an_archive_tagged_as_the_operators_image_loads_as_no_name_and_is_removed_after_its_job(
-    tmp_path: Path, work_root: Path
+    podman: ContainerExecutor, tmp_path: Path, work_root: Path
 ) -> None:
     """The attack (review of issue 15): ``podman load`` applied whatever tags an archive carried,
     so a job's archive tagged with the operator's ``container_image`` moved that tag. Now the
@@ -535,7 +535,7 @@ async def test_an_archive_with_a_compressed_layer_is_refused_and_nothing_is_load
         subprocess.run(["podman", "rmi", "--force", image_id], check=False, capture_output=True, timeout=60)
 
 
-async def test_a_pax_header_archive_moves_no_name(tmp_path: Path) -> None:
+async def test_a_pax_header_archive_moves_no_name(podman: ContainerExecutor, tmp_path: Path) -> None:
     """Review 38 (F2): a PAX global header shows Python's tar reader one manifest.json (a fresh
     tag) and podman's another (the operator's tag). The engine now loads only the rewrite of what
     this reader read: the image loads with no name, the operator's tag does not move."""
