@@ -9,7 +9,8 @@ command line:
   by ID in the spec, a tag resolved once when the job starts where the operator trusts tags, or
   the operator's own image, pinned to the ID its tag named when first found.
 * ``--network none``, ``--read-only`` root (podman: ``--read-only-tmpfs=false``, so no unbounded
-  tmpfs appears on ``/tmp``, ``/run`` or ``/var/tmp``), ``--cap-drop ALL``,
+  tmpfs appears on ``/tmp``, ``/run`` or ``/var/tmp``; ``--image-volume ignore``, so a VOLUME the
+  image declares is no writable host volume), ``--cap-drop ALL``,
   ``no-new-privileges``, an init process (``--init``) so the job's main process gets SIGTERM like
   any other, the node's own uid/gid (rootless podman: ``--userns keep-id``).
 * The job's workspace, on its size-limited volume (:mod:`node.executor.volume`), mounted at
@@ -181,7 +182,9 @@ def build_container_argv(
         "--read-only",
     ]
     if engine == "podman":
-        argv.append("--read-only-tmpfs=false")
+        # A VOLUME the image declares would be a host volume the job writes despite the read-only
+        # root, left behind for good (review 39 F6): podman makes it part of the root instead.
+        argv += ["--read-only-tmpfs=false", "--image-volume", "ignore"]
     argv += [
         "--init",
         "--cap-drop",
@@ -280,7 +283,7 @@ class ContainerTerminator:
         await engine_call(self._engine_path, "kill", "--signal", "TERM", self._container_name)
 
     async def kill(self, process: RunningProcess) -> None:
-        await engine_call(self._engine_path, "rm", "--force", self._container_name)
+        await engine_call(self._engine_path, "rm", "--force", "--volumes", self._container_name)
         signal_process_group(process.pid, signal.SIGKILL)
 
     async def reap_stragglers(self, process: RunningProcess) -> None:
@@ -533,7 +536,7 @@ class ContainerExecutor:
             )
         finally:
             with trio.CancelScope(shield=True):
-                await engine_call(self._engine_path, "rm", "--force", container_name)
+                await engine_call(self._engine_path, "rm", "--force", "--volumes", container_name)
                 parent = confinement.cgroup.relative_path() if confinement.cgroup is not None else None
                 if parent is not None:
                     # Ours stay until the executor has read the evidence (a fork bomb's pids.peak)
@@ -671,7 +674,7 @@ def _sweep_orphans_once(engine_path: str, work_root: Path) -> None:
             ids = listing.stdout.decode(errors="replace").split() if listing.returncode == 0 else []
             if ids:
                 subprocess.run(
-                    [engine_path, "rm", "--force", *ids],
+                    [engine_path, "rm", "--force", "--volumes", *ids],
                     capture_output=True,
                     timeout=ENGINE_CALL_TIMEOUT_S,
                     env=client_environment(),

@@ -223,6 +223,7 @@ def test_podman_argv_uses_runc_cdi_gpus_and_our_cgroup_parent() -> None:
     )
     assert argv[:4] == ["/usr/bin/podman", "--runtime", "runc", "run"]
     assert argv[argv.index("--network") + 1] == "none" and "--read-only-tmpfs=false" in argv
+    assert argv[argv.index("--image-volume") + 1] == "ignore"  # review 39 F6
     assert "--gpus" not in argv
     devices = [argv[i + 1] for i, item in enumerate(argv) if item == "--device"]
     assert devices == ["nvidia.com/gpu=GPU-11111111-aaaa", "nvidia.com/gpu=GPU-33333333-cccc"]

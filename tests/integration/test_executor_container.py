@@ -288,6 +288,34 @@ def _read_cmdline(pid: str) -> bytes:
         return b""
 
 
+async def test_a_volume_the_image_declares_is_no_writable_host_volume(
+    podman: ContainerExecutor, work_root: Path
+) -> None:
+    """Review 39 F6: podman made an image's VOLUME a host volume the job could write despite the
+    read-only root, and ``rm --force`` left it behind. With ``--image-volume ignore`` the path is
+    part of the read-only root, and no volume is made."""
+    tar = _image_tar(b"volume")
+    tag = f"localhost/dcent-test-volume:{hashlib.sha256(tar).hexdigest()[:12]}"
+    subprocess.run(
+        ["podman", "import", "-q", "--change", "VOLUME=/data", "-", tag],
+        input=tar,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    image_id = _image_id(tag)
+    volumes = subprocess.run(["podman", "volume", "ls", "-q"], capture_output=True, text=True, check=True)
+    try:
+        result = await _run(
+            podman, _job(work_root, id_reference(image_id), "echo x > /data/x && echo wrote || echo refused")
+        )
+        assert result.stdout == b"refused\n", result
+        after = subprocess.run(["podman", "volume", "ls", "-q"], capture_output=True, text=True, check=True)
+        assert after.stdout == volumes.stdout
+    finally:
+        _podman("rmi", "--force", image_id)
+
+
 async def test_an_image_the_provider_lacks_is_refused_before_anything_runs(
     podman: ContainerExecutor, work_root: Path
 ) -> None:

@@ -296,18 +296,18 @@ def test_the_engine_loads_a_rewrite_holding_the_named_image_alone_and_no_name(tm
     (no name: RepoTags null), the named image's config and its layers, byte for byte, in plain
     USTAR entries (no PAX or GNU headers for another tar reader to read differently)."""
     base, top = _layer(b"base"), _layer(b"top")
-    source, image_id = _layered_archive(tmp_path / "a.tar", [base, top, base], [OPERATOR, "localhost/x:1"])
+    source, image_id = _layered_archive(tmp_path / "a.tar", [base, top], [OPERATOR, "localhost/x:1"])
     other, _other_id = _layered_archive(tmp_path / "b.tar", [_layer(b"other")], ["localhost/other:1"])
     both = _tar_of(tmp_path / "both.tar", _entries(source, other)[:-2])  # one manifest: source's
     for archive, reference in ((source, "localhost/x:1"), (both, f"sha256:{image_id}")):
         target = tmp_path / "rewrite.tar"
         assert rewrite_archive(archive, reference, target) == image_id
         members, files = _read_rewrite(target)
-        config, _, digests = _image([base, top, base])
+        config, _, digests = _image([base, top])
         assert [m.name for m in members] == [
             "manifest.json",
             f"{image_id}.json",
-            *[f"{d}.tar" for d in digests[:2]],
+            *[f"{d}.tar" for d in digests],
         ]
         assert all(m.type == tarfile.REGTYPE and not m.pax_headers for m in members)
         assert json.loads(files["manifest.json"]) == [
@@ -358,6 +358,40 @@ def test_a_layer_the_config_does_not_name_or_a_compressed_one_is_refused(tmp_pat
     )
     with pytest.raises(ImageArchiveInvalid, match="names 2 layers, its manifest lists 1"):
         rewrite_archive(short, config_id, target)
+
+
+def test_a_layer_listed_twice_is_refused(tmp_path: Path) -> None:
+    """Review 39 F2: the engine stores a copy of a layer per listing (one 4 MiB layer listed 100
+    times took 401 MiB), so an image listing a layer again is refused before the engine sees it."""
+    base = _layer(b"base")
+    archive, image_id = _layered_archive(tmp_path / "a.tar", [base, _layer(b"top"), base], ["localhost/x:1"])
+    target = tmp_path / "rewrite.tar"
+    with pytest.raises(
+        ImageArchiveInvalid, match="layer 3 of the image archive repeats an earlier one"
+    ) as caught:
+        rewrite_archive(archive, f"sha256:{image_id}", target)
+    assert caught.value.code == 5321 and not target.exists()
+
+
+def test_what_the_tar_and_json_readers_raise_on_hostile_input_is_a_typed_refusal(tmp_path: Path) -> None:
+    """Review 39 F3: a manifest nested past the stack (RecursionError) and a PAX record the tar
+    reader cannot parse (a bare ValueError) escaped as untyped errors, which would have ended the
+    node with every tenant's job; both are ImageArchiveInvalid (5321), reading or rewriting."""
+    deep = _tar(tmp_path / "deep.tar", {"manifest.json": b"[" * 100_000 + b"]" * 100_000})
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("manifest.json")
+        info.pax_headers = {"GNU.sparse.map": "x,y", "GNU.sparse.size": "1"}
+        tar.addfile(info, io.BytesIO(b""))
+    pax = tmp_path / "pax.tar"
+    pax.write_bytes(buffer.getvalue())
+    for archive in (deep, pax):
+        with pytest.raises(ImageArchiveInvalid) as caught:
+            archive_images(archive)
+        assert caught.value.code == 5321
+        with pytest.raises(ImageArchiveInvalid):
+            rewrite_archive(archive, "localhost/x:1", tmp_path / "rewrite.tar")
+        assert not (tmp_path / "rewrite.tar").exists()
 
 
 def test_a_pax_header_shows_the_engine_nothing_the_reader_did_not_see(tmp_path: Path) -> None:
