@@ -183,17 +183,20 @@ class JobImages:
     async def end(self, engine_path: str | None, image_id: str | None, *, keep: Iterable[str]) -> None:
         """A job ended whose :meth:`start` returned ``image_id``: at no count left, ``rmi <ID>``
         under the store's lock. A failed removal is logged, not raised."""
-        counts = self._counts.get(image_id or "")
-        if counts is None or image_id is None or engine_path is None:
+        if image_id is None or engine_path is None or image_id not in self._counts:
             return
-        counts[0], counts[1] = max(0, counts[0] - 1), counts[1] - 1
-        if counts != [0, 0]:
-            return
-        del self._counts[image_id]
-        if image_id in set(keep):
-            return
+        # The count drops under the store's lock, as loads take theirs: dropped before it, a load
+        # of the same image queued behind the lock found it present but no longer counted, and
+        # the removal then took it from under that load's job (review 39 F7).
         async with store_lock(engine_path):
-            if image_id in self._counts:  # loaded again for a job meanwhile
+            counts = self._counts.get(image_id)
+            if counts is None:
+                return
+            counts[0], counts[1] = max(0, counts[0] - 1), counts[1] - 1
+            if counts != [0, 0]:
+                return
+            del self._counts[image_id]
+            if image_id in set(keep):
                 return
             if await engine_call(engine_path, "rmi", id_reference(image_id)) is None:
                 log.warning("could not remove the job image %s from the engine's store", image_id[:12])

@@ -4,6 +4,7 @@ the engine loads instead of the requester's archive: that image alone, no name, 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -11,6 +12,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
 
 from node.executor import engine, images
 from node.executor.errors import ImageArchiveInvalid
@@ -465,3 +468,26 @@ async def test_a_job_image_is_removed_when_the_last_job_counting_on_it_ends(tmp_
     tracked.hold(other, True)
     await tracked.end(str(fake), tracked.start(other), keep=[other])
     assert calls.read_text() == f"rmi sha256:{loaded}\n"
+
+
+async def test_a_load_queued_behind_the_store_lock_keeps_the_image_a_job_ending_meanwhile_held(
+    tmp_path: Path,
+) -> None:
+    """Review 39 F7: job A's end dropped its count before waiting for the store's lock, so a load
+    of the same image holding that lock (another tenant's job) found it present but uncounted,
+    and A's end then removed it from under B. The count now drops under the lock."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "engine"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    fake.chmod(0o755)
+    image = "c" * 64
+    tracked = engine.JobImages()
+    tracked.hold(image, True)  # job A's load
+    running = tracked.start(image)
+    # B's load, under the lock, finds the image present while A's end waits for the lock.
+    async with trio.open_nursery() as nursery, engine.store_lock(str(fake)):
+        nursery.start_soon(functools.partial(tracked.end, str(fake), running, keep=()))
+        await trio.testing.wait_all_tasks_blocked()
+        tracked.hold(image, False)
+    assert tracked.start(image) == image  # B's job counts on it
+    assert not calls.exists()  # and nothing was removed
