@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import IO
 
 from node.executor.errors import ImageArchiveInvalid
+from node.executor.tar_scan import TarHeaderScanner, scan_file
 from protocol.market.image_trust import image_id_of as image_id_of  # re-exported: one ID syntax
 
 #: The most entries an image archive may hold (a layer is one or two; a tar bomb of tiny entries
@@ -124,6 +125,7 @@ def archive_images(path: Path) -> list[ArchiveImage]:
     bounds, or a document whose content does not hash to the digest that names it.
     """
     try:
+        scan_file(path, "the image archive")  # before tarfile reads a header whole (review 39 F4)
         with tarfile.open(path, "r:") as tar:
             members = _regular_members(tar)
             # podman tries the OCI layout first and the docker manifest if that fails: an archive
@@ -192,6 +194,7 @@ def rewrite_archive(source: Path, reference: str, target: Path) -> str:
     must be an uncompressed tar whose SHA-256 is the ``diff_id`` the config gives it. Returns
     the image ID (hex). Raises :class:`ImageArchiveInvalid` (then ``target`` is removed)."""
     try:
+        scan_file(source, "the image archive")
         with tarfile.open(source, "r:") as tar:
             members = _regular_members(tar)
             images: list[ArchiveImage] = []
@@ -273,11 +276,15 @@ def _write_rewrite(
                         "--uncompressed`)"
                     )
                 handle.seek(0)
-                hashed = _Hashing(handle)
+                # The engine unpacks the layer: a sparse file in it would unpack to whatever size
+                # its header claims (review 39 F1), so each header is checked as it passes.
+                scanner = TarHeaderScanner(f"layer {number} of the image archive")
+                hashed = _Hashing(handle, scanner)
                 try:
                     out.addfile(_entry(f"{diff_id}.tar", member.size), hashed)
                 except ValueError as exc:  # over USTAR's 8 GiB entry
                     raise ImageArchiveInvalid(f"layer {number} of the image archive: {exc}") from None
+                scanner.finish()
             if hashed.digest.hexdigest() != diff_id:
                 raise ImageArchiveInvalid(
                     f"layer {number} of the image archive hashes to {hashed.digest.hexdigest()[:12]}, "
@@ -297,15 +304,17 @@ def _compression(head: bytes) -> str | None:
 
 
 class _Hashing:
-    """A reader that hashes what is read through it."""
+    """A reader that hashes what is read through it, and walks its tar headers (a layer's)."""
 
-    def __init__(self, handle: IO[bytes]) -> None:
+    def __init__(self, handle: IO[bytes], scanner: TarHeaderScanner) -> None:
         self._handle = handle
+        self._scanner = scanner
         self.digest = hashlib.sha256()
 
     def read(self, size: int = -1) -> bytes:
         data = self._handle.read(size)
         self.digest.update(data)
+        self._scanner.feed(data)
         return data
 
 

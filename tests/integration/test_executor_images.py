@@ -491,3 +491,79 @@ async def test_a_load_queued_behind_the_store_lock_keeps_the_image_a_job_ending_
         tracked.hold(image, False)
     assert tracked.start(image) == image  # B's job counts on it
     assert not calls.exists()  # and nothing was removed
+
+
+def _layer_of(members: list[tuple[tarfile.TarInfo, bytes]], tar_format: int = tarfile.PAX_FORMAT) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tar_format) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data else None)
+    return buffer.getvalue()
+
+
+def _info(name: str, size: int = 0, kind: bytes = tarfile.REGTYPE, **pax: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.type, info.pax_headers = size, kind, dict(pax)
+    return info
+
+
+def test_a_layer_with_a_sparse_file_is_refused_and_an_ordinary_one_is_not(tmp_path: Path) -> None:
+    """Review 39 F1: a sparse file in a layer unpacks to whatever size its header claims (a
+    20 KiB archive made podman write 1 GiB), so a layer's headers are walked as it is copied and
+    a sparse entry, PAX or GNU, refuses the archive. Without sparse entries a layer unpacks to no
+    more than its own bytes. A layer of long names, links, directories and PAX records passes."""
+    long_name = "deep/" * 40 + "file"
+    link = _info("hard", kind=tarfile.LNKTYPE)
+    link.linkname = long_name
+    symlink = _info("soft", kind=tarfile.SYMTYPE)
+    symlink.linkname = "/" + "x" * 200
+    ordinary = _layer_of(
+        [
+            (_info("deep", kind=tarfile.DIRTYPE), b""),
+            (_info(long_name, 5, **{"SCHILY.xattr.user.note": "n" * 300}), b"hello"),
+            (link, b""),
+            (symlink, b""),
+        ]
+    )
+    archive, image_id = _layered_archive(tmp_path / "ok.tar", [ordinary], ["localhost/x:1"])
+    assert rewrite_archive(archive, f"sha256:{image_id}", tmp_path / "ok-rewrite.tar") == image_id
+    pax_sparse = _layer_of(
+        [
+            (
+                _info(
+                    "big",
+                    0,
+                    **{"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.realsize": str(2**40)},
+                ),
+                b"",
+            )
+        ]
+    )
+    gnu_sparse = _layer_of([(_info("big", 0, kind=tarfile.GNUTYPE_SPARSE), b"")], tarfile.GNU_FORMAT)
+    truncated = ordinary[:1024]  # ends inside the second entry's header set
+    for layer, message in (
+        (pax_sparse, "a sparse file"),
+        (gnu_sparse, "a sparse file"),
+        (truncated, "ends inside an entry"),
+    ):
+        archive, image_id = _layered_archive(tmp_path / "bad.tar", [layer], ["localhost/x:1"])
+        target = tmp_path / "rewrite.tar"
+        with pytest.raises(ImageArchiveInvalid, match=message) as caught:
+            rewrite_archive(archive, f"sha256:{image_id}", target)
+        assert caught.value.code == 5321 and not target.exists()
+
+
+def test_an_archive_with_a_huge_extended_header_is_refused_before_the_tar_reader_holds_it(
+    tmp_path: Path,
+) -> None:
+    """Review 39 F4: Python's tar reader reads a GNU long name or a PAX header whole (a 300 MiB one
+    took the node to 1.5 GiB); the archive's headers are walked first, seeking past data, and one
+    over 64 KiB refuses it."""
+    path = tmp_path / "long.tar"
+    header = _info("././@LongLink", 8 * 2**20, kind=tarfile.GNUTYPE_LONGNAME)
+    with open(path, "wb") as out:
+        out.write(header.tobuf(format=tarfile.USTAR_FORMAT))
+        out.truncate(512 + 8 * 2**20 + 1024)  # the name (a hole) and the end-of-archive blocks
+    for read in (archive_images, lambda p: rewrite_archive(p, "localhost/x:1", tmp_path / "r.tar")):
+        with pytest.raises(ImageArchiveInvalid, match="an extended tar header of 8388608 bytes"):
+            read(path)
