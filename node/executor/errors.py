@@ -185,3 +185,10 @@ class GpuUnavailable(SandboxUnavailable):
     """The sold GPUs cannot be handed to this sandbox (no CDI spec names them, for podman)."""
 
     code = 5361
+
+
+class SandboxBug(SandboxUnavailable):
+    """Preparing or running a job failed in a way our code did not foresee (a bug, logged with its
+    traceback): the job is the provider's error, and the node goes on serving its other jobs."""
+
+    code = 5362

@@ -19,7 +19,7 @@ import trio
 
 from gpu.allocator import GpuAllocator
 from node.executor.base import Executor, run_to_outcome
-from node.executor.errors import JobInputError, SandboxUnavailable
+from node.executor.errors import JobInputError, SandboxBug, SandboxUnavailable
 from node.executor.limits import ResourceLimits
 from node.executor.model import ExecutionResult, Outcome, SandboxJob
 from node.market.context import MarketContext, data_bytes
@@ -294,6 +294,16 @@ class ProviderSide:
             except SandboxUnavailable as exc:  # our disk or engine failed while preparing
                 result = ExecutionResult.provider_error(
                     record.job_id, self.executor.name, exc.code, exc.message
+                )
+            except Exception as exc:  # one job's unforeseen failure must not end the node
+                # Review 39 F3: a parser error no one had typed escaped here and would have stopped
+                # the node and every tenant's job. It is our bug: the job is our error, said so.
+                log.exception("job %s: unexpected failure of our sandbox", record.job_id)
+                result = ExecutionResult.provider_error(
+                    record.job_id,
+                    self.executor.name,
+                    SandboxBug.code,
+                    f"internal error: {type(exc).__name__}",
                 )
             finally:
                 forwarder.finish()

@@ -68,7 +68,9 @@ class Ended:
     params: Params
 
 
-async def run_to_the_end(tmp_path: Path, job_spec: JobSpec, *, break_provider_sandbox: bool = False) -> Ended:
+async def run_to_the_end(
+    tmp_path: Path, job_spec: JobSpec, *, break_provider_sandbox: bool = False, bug_in_provider: bool = False
+) -> Ended:
     """Start the network, submit ``job_spec`` from the requester, wait until both sides closed the
     contract and the requester's ledger has the block that closed it."""
     async with trio.open_nursery() as nursery:
@@ -81,6 +83,15 @@ async def run_to_the_end(tmp_path: Path, job_spec: JobSpec, *, break_provider_sa
             work_root = provider.paths.data / "jobs" / "work"
             work_root.parent.mkdir(parents=True, exist_ok=True)
             work_root.write_text("not a directory")
+        if bug_in_provider:
+            # A failure no one foresaw while preparing the job (review 39 F3: a parser's untyped
+            # error): the node must go on, the job be its error.
+            assert provider.market is not None and provider.market.provider is not None
+
+            async def prepare(*_args: object) -> object:
+                raise RecursionError("maximum recursion depth exceeded")
+
+            provider.market.provider.data.prepare = prepare  # type: ignore[method-assign]
         before = money(requester, requester, provider)
         submitted = await requester.market.submit(job_spec, max_attempts=1)
         done = await until_state(requester, submitted.job_id, *ENDED, timeout=150)
@@ -88,6 +99,8 @@ async def run_to_the_end(tmp_path: Path, job_spec: JobSpec, *, break_provider_sa
         sold = await until_state(provider, "p-" + done.contract.terms.contract_hash().hex()[:24], *ENDED)
         await requester.wait_for_height(max(done.settled_height, sold.settled_height))
         after = money(requester, requester, provider)
+        if bug_in_provider:
+            await provider.wait_for_height(provider.status().height + 2)  # the provider's node goes on
         assert requester.app.state.vars["total_escrowed"] == 0
         requester.app.state.check_invariants()
         params = requester.app.state.params
@@ -165,6 +178,22 @@ async def test_a_sandbox_that_never_starts_refunds_the_requester_and_slashes_the
     assert (done.state, done.error_code) == (JobState.REFUNDED, ProviderFailed.code)
     assert (sold.state, sold.error_code) == (JobState.REFUNDED, ProviderFailed.code)
     assert done.cost() == 0
+
+
+async def test_an_unforeseen_failure_preparing_a_job_is_the_providers_error_and_the_node_goes_on(
+    tmp_path: Path,
+) -> None:
+    """Review 39 F3: an exception no handler expected, raised while the provider prepared a job,
+    went up through the market service and would have stopped the node with every tenant's job.
+    It is now the job's provider error (5362, refunded and slashed as any), and the provider's node
+    keeps making blocks."""
+    with trio.fail_after(300):
+        ended = await run_to_the_end(tmp_path, spec("echo never runs"), bug_in_provider=True)
+    done, sold = ended.requester, ended.provider
+    assert done.receipt is not None
+    assert (done.receipt.outcome, done.receipt.exit_status) == ("provider_error", -1)
+    assert (done.state, sold.state) == (JobState.REFUNDED, JobState.REFUNDED)
+    assert (done.error_code, sold.error_code) == (ProviderFailed.code, ProviderFailed.code)
 
 
 async def test_the_requester_sees_the_jobs_lines_while_it_runs(tmp_path: Path) -> None:
